@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything pinrec needs on a fresh machine (Python 3.11, Java 17, Maven):
+#   1. a virtual environment with the pipeline, airflow and dev extras (cached: skipped when
+#      setup.cfg has not changed since the last successful install);
+#   2. the project itself, editable, pointing at this checkout;
+#   3. the Delta Lake jars, resolved with the machine's Maven client into var/jars, so that Spark
+#      starts without network access.
+# Environment: PINREC_VENV (default ~/.cache/pinrec/venv), PYTHON (default python3),
+#              PINREC_GPU=1 to swap faiss-cpu for faiss-gpu.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${PINREC_VENV:-$HOME/.cache/pinrec/venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q -U pip setuptools wheel
+fi
+stamp="$VENV/.pinrec-deps-$(sha256sum setup.cfg | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "[setup] installing dependencies (first run: several minutes; torch is large)"
+  "$VENV/bin/pip" install -q -e ".[pipeline,airflow,dev]"
+  if [ "${PINREC_GPU:-0}" = "1" ]; then
+    "$VENV/bin/pip" uninstall -y -q faiss-cpu
+    "$VENV/bin/pip" install -q "faiss-gpu==1.15.1"
+  fi
+  rm -f "$VENV"/.pinrec-deps-*
+  touch "$stamp"
+fi
+# Cheap, and keeps the editable install pointing at this checkout.
+"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
+
+"$VENV/bin/python" -m jobs.jars --pom config/jvm/pom.xml --dest var/jars
+echo "[setup] ready: $VENV"

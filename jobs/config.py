@@ -1,0 +1,243 @@
+"""One typed, frozen configuration for every pinrec job.
+
+Defaults live in code; a YAML file (``--config``) and ``--set section.key=value`` overrides only
+change what they name. Unknown keys and wrong types raise :class:`ConfigError` that names the
+offending key, so a typo never silently falls back to a default (Feast's ``extra="forbid"``).
+
+Every job receives the narrowest sub-config it needs (``cfg.spark``, ``cfg.ingest``, ...).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where things live. Relative paths are resolved against the working directory.
+
+    ``artifacts`` may be an ``s3://`` URI; the others are local paths or URIs Spark can read.
+    """
+
+    landing: str = "./var/landing"
+    warehouse: str = "./var/warehouse"
+    artifacts: str = "./var/artifacts"
+    mlflow_tracking_uri: str = "sqlite:///var/mlflow.db"
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """Spark session settings. ``jars_dir`` holds the Delta jars resolved at setup time."""
+
+    master: str = "local[*]"
+    app_name: str = "pinrec"
+    shuffle_partitions: int = 8
+    driver_memory: str = "2g"
+    jars_dir: str = "./var/jars"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Size and shape of the synthetic world (see :mod:`jobs.synthetic`)."""
+
+    users: int = 1_000
+    pins: int = 4_000
+    categories: int = 12
+    latent_dim: int = 16
+    boards_per_user: int = 3
+    days: int = 4
+    impressions_per_day: int = 20_000
+    session_length: int = 20
+    fresh_pins_per_day: int = 100
+    new_users_per_day: int = 20
+    start_date: dt.date = dt.date(2026, 1, 5)
+    fault_rate: float = 0.002
+    duplicate_rate: float = 0.002
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which raw source fills the landing zone.
+
+    ``kind`` is ``"synthetic"`` (the embedded default) or ``"movielens-100k"``; ``path`` is the
+    dataset folder for real datasets (e.g. ``../shared/datasets/ml-100k``).
+    """
+
+    kind: str = "synthetic"
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("synthetic", "movielens-100k"):
+            raise ConfigError(f"dataset.kind must be 'synthetic' or 'movielens-100k', got {self.kind!r}")
+        if self.kind != "synthetic" and not self.path:
+            raise ConfigError(f"dataset.path is required for dataset.kind={self.kind!r}")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Validation gate of the ingestion job.
+
+    ``max_failing_fraction``: above this share of quarantined rows a batch is rejected and nothing
+    is written to the valid table. ``optional_tables``: tables whose landing partition may be
+    missing or empty on a day (nothing new arrived); for the others (impressions, actions) a
+    missing or empty partition is an error, since it means logging broke. ``max_future_skew_s``:
+    how far past the job's clock an event timestamp may be before it counts as "in the future".
+    ``reference_lookback_days``: foreign keys into event tables (actions -> impressions) are
+    looked up in that many days before the batch.
+    """
+
+    max_failing_fraction: float = 0.05
+    optional_tables: tuple[str, ...] = ("users", "pins", "boards", "pin_board_edges")
+    max_future_skew_s: int = 300
+    reference_lookback_days: int = 7
+    report_sample_rows: int = 5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_failing_fraction <= 1.0:
+            raise ConfigError(f"ingest.max_failing_fraction must be in [0, 1], got {self.max_failing_fraction}")
+
+
+@dataclass(frozen=True)
+class PinrecConfig:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    seed: int = 7
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, typing.get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {str(k): str(v) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ConfigError(f"{where}: expected a YYYY-MM-DD date, got {value!r}") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported config type {tp!r}")
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where or 'config'}: {e}") from None
+
+
+def _as_dict(cfg: Any) -> dict:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["spark.master=local[2]", "seed=3"]`` -> nested dict (values parsed as YAML scalars)."""
+    import yaml
+
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"override {pair!r} is not of the form section.key=value")
+        key, raw = pair.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PinrecConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; validated."""
+    data: dict = {}
+    if path is not None:
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p}: top level must be a mapping")
+        data = loaded
+    if overrides:
+        data = _merge(data, overrides)
+    return _build(PinrecConfig, data, "")
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` that also accepts nested dicts for sub-configs."""
+    merged = _merge({k: _as_dict(v) if dataclasses.is_dataclass(v) else v for k, v in _as_dict(cfg).items()}, changes)
+    return _build(type(cfg), merged, "")

@@ -1,0 +1,76 @@
+"""The one place a SparkSession is built, and the TableSpec -> Spark schema mapping.
+
+The session loads the Delta jars resolved at set-up (:mod:`jobs.jars`) from disk, so it starts
+without network access, runs in UTC, binds to 127.0.0.1 and has the UI off.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from schemas.tables import TableSpec
+
+from .config import SparkConfig
+from .jars import jar_paths
+
+_SPARK_TYPES = {
+    "int32": "int",
+    "int64": "bigint",
+    "float32": "float",
+    "float64": "double",
+    "bool": "boolean",
+    "string": "string",
+    "timestamp": "timestamp",
+    "date": "date",
+    "array<float32>": "array<float>",
+}
+
+
+def spark_type(dtype: str):
+    from pyspark.sql.types import _parse_datatype_string
+
+    return _parse_datatype_string(_SPARK_TYPES[dtype])
+
+
+def spark_schema(spec: TableSpec, with_partition: bool = False):
+    """The StructType of ``spec`` (all fields nullable: nullability is checked by validation,
+    so that a null becomes a quarantined row rather than a reader failure)."""
+    from pyspark.sql.types import DateType, StructField, StructType
+
+    fields = [StructField(c.name, spark_type(c.dtype), True) for c in spec.columns]
+    if with_partition:
+        fields.append(StructField(spec.partition, DateType(), True))
+    return StructType(fields)
+
+
+def get_spark(cfg: SparkConfig):
+    """Build (or reuse) the SparkSession for ``cfg``, with Delta Lake enabled."""
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Workers must use this interpreter (pandas, pyarrow live here), activated or not.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(cfg.master)
+        .appName(cfg.app_name)
+        .config("spark.jars", ",".join(jar_paths(cfg.jars_dir)))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        # Delta rebuilds a table's snapshot with this many tasks (default 50): on a small
+        # local session that alone costs seconds per table.
+        .config("spark.databricks.delta.snapshotPartitions", str(cfg.shuffle_partitions))
+        .config("spark.driver.memory", cfg.driver_memory)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+    )
+    for key, value in cfg.extra.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

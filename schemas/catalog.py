@@ -1,0 +1,139 @@
+"""The raw and validated tables of pinrec, in ingestion order.
+
+Ids of users, pins and boards are int64 (FAISS stores int64 ids); event and session ids are
+strings. Every timestamp is UTC. ``dt`` (a date) partitions every table.
+"""
+from __future__ import annotations
+
+from .tables import Column, RowCheck, TableSpec
+
+SURFACES = ("home_feed", "search", "related_pins", "board")
+DEVICES = ("ios", "android", "web", "unknown")
+ACTION_TYPES = ("closeup", "save", "click")
+GENDERS = ("F", "M", "U")
+COUNTRY_PATTERN = r"^[A-Z]{2}$"
+MAX_POSITION = 500
+
+USERS = TableSpec(
+    name="users",
+    kind="dimension",
+    columns=(
+        Column("user_id", "int64", doc="user id"),
+        Column("created_at", "timestamp", doc="sign-up time"),
+        Column("country", "string", pattern=COUNTRY_PATTERN, doc="ISO 3166 alpha-2"),
+        Column("gender", "string", nullable=True, allowed=GENDERS),
+        Column("age", "int32", nullable=True, min_value=0, max_value=120),
+        Column("occupation", "string", nullable=True),
+    ),
+    primary_key=("user_id",),
+    event_ts="created_at",
+    doc="Users; dt is the day the row arrived (day 0 carries the initial snapshot).",
+)
+
+PINS = TableSpec(
+    name="pins",
+    kind="dimension",
+    columns=(
+        Column("pin_id", "int64"),
+        Column("created_at", "timestamp"),
+        Column("category", "string", doc="top-level interest category"),
+        Column("title", "string", nullable=True),
+        Column("nsfw", "bool", doc="flagged unsafe; never recommended"),
+        Column("content_embedding", "array<float32>", nullable=True,
+               doc="optional content vector standing in for visual/text features"),
+    ),
+    primary_key=("pin_id",),
+    event_ts="created_at",
+    doc="Pins; fresh pins arrive daily.",
+)
+
+BOARDS = TableSpec(
+    name="boards",
+    kind="dimension",
+    columns=(
+        Column("board_id", "int64"),
+        Column("owner_user_id", "int64", references="users.user_id"),
+        Column("topic", "string"),
+        Column("created_at", "timestamp"),
+    ),
+    primary_key=("board_id",),
+    event_ts="created_at",
+)
+
+PIN_BOARD_EDGES = TableSpec(
+    name="pin_board_edges",
+    kind="event",
+    columns=(
+        Column("pin_id", "int64", references="pins.pin_id"),
+        Column("board_id", "int64", references="boards.board_id"),
+        Column("saved_at", "timestamp"),
+    ),
+    primary_key=("pin_id", "board_id"),
+    event_ts="saved_at",
+    doc="The Pin-Board graph: a pin saved to a board, first save wins.",
+)
+
+IMPRESSIONS = TableSpec(
+    name="impressions",
+    columns=(
+        Column("event_id", "string"),
+        Column("user_id", "int64", references="users.user_id"),
+        Column("pin_id", "int64", references="pins.pin_id"),
+        Column("ts", "timestamp"),
+        Column("session_id", "string"),
+        Column("position", "int32", min_value=1, max_value=MAX_POSITION, doc="1-based slot in the feed"),
+        Column("surface", "string", allowed=SURFACES),
+        Column("device", "string", allowed=DEVICES),
+        Column("country", "string", pattern=COUNTRY_PATTERN),
+    ),
+    primary_key=("event_id",),
+    event_ts="ts",
+)
+
+ACTIONS = TableSpec(
+    name="actions",
+    columns=(
+        Column("event_id", "string"),
+        Column("impression_id", "string", nullable=True, references="impressions.event_id"),
+        Column("user_id", "int64", references="users.user_id"),
+        Column("pin_id", "int64", references="pins.pin_id"),
+        Column("session_id", "string", nullable=True),
+        Column("type", "string", allowed=ACTION_TYPES),
+        Column("ts", "timestamp"),
+        Column("board_id", "int64", nullable=True, references="boards.board_id"),
+    ),
+    primary_key=("event_id",),
+    event_ts="ts",
+    row_checks=(
+        RowCheck("save_has_board", "type <> 'save' OR board_id IS NOT NULL",
+                 doc="a save names the board it went to"),
+        RowCheck("attributable", "impression_id IS NOT NULL OR session_id IS NOT NULL",
+                 doc="an action refers to an impression, or to (user, pin, session)"),
+    ),
+)
+
+QUARANTINE = TableSpec(
+    name="quarantine",
+    columns=(
+        Column("source_table", "string"),
+        Column("batch_id", "string"),
+        Column("reason", "string", doc="';'-joined failed checks"),
+        Column("raw", "string", doc="the row as JSON, or the raw line when it did not parse"),
+        Column("quarantined_at", "timestamp"),
+    ),
+    primary_key=("source_table", "batch_id", "raw"),
+    event_ts="quarantined_at",
+    doc="Rows that failed validation, partitioned by the dt of the batch they came in.",
+)
+
+#: Raw tables in the order ingestion must process them (foreign keys point backwards).
+RAW_TABLES: tuple[TableSpec, ...] = (USERS, PINS, BOARDS, PIN_BOARD_EDGES, IMPRESSIONS, ACTIONS)
+TABLES: dict[str, TableSpec] = {t.name: t for t in (*RAW_TABLES, QUARANTINE)}
+
+
+def table(name: str) -> TableSpec:
+    """The spec called ``name``; a clear KeyError listing the known tables otherwise."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known tables: {sorted(TABLES)}") from None

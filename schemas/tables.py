@@ -1,0 +1,137 @@
+"""Typed data contracts for every pinrec table.
+
+A :class:`TableSpec` is declared once here and used everywhere: the ingestion job derives the
+Spark read schema, the Great Expectations suite and the row-level quarantine reasons from it; the
+synthetic generator and dataset adapters write rows that satisfy it; tests build tiny frames from
+it. Nothing in this module imports Spark or Great Expectations at import time, so the serving
+loader can import ``schemas`` with the base install.
+
+Column types are a small closed vocabulary (``DTYPES``) mapped to pyarrow here and to Spark in
+:mod:`jobs.spark_schema`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+DTYPES: dict[str, pa.DataType] = {
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "array<float32>": pa.list_(pa.float32()),
+}
+
+PARTITION_COLUMN = "dt"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table and the per-value checks it carries.
+
+    Args:
+        name: column name.
+        dtype: one of :data:`DTYPES`.
+        nullable: whether null is a valid value (checked by validation, not by the reader).
+        min_value / max_value: inclusive numeric range, ``None`` for unbounded.
+        allowed: the closed set of valid values, or ``None``.
+        pattern: a regular expression every non-null value must match, or ``None``.
+        references: ``"table.column"`` this column is a foreign key to (checked against the
+            Delta table plus the batch being ingested), or ``None``.
+        doc: one line for humans.
+    """
+
+    name: str
+    dtype: str
+    nullable: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    allowed: tuple[str, ...] | None = None
+    pattern: str | None = None
+    references: str | None = None
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"column {self.name!r}: unknown dtype {self.dtype!r}; use one of {sorted(DTYPES)}")
+        if self.references is not None and self.references.count(".") != 1:
+            raise ValueError(f"column {self.name!r}: references must be 'table.column', got {self.references!r}")
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return DTYPES[self.dtype]
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """A condition over several columns of one row, written in Spark SQL.
+
+    ``condition`` is true for a valid row; rows where it is false (or null) are quarantined with
+    ``reason``. Example: ``RowCheck("save_has_board", "type <> 'save' OR board_id IS NOT NULL")``.
+    """
+
+    name: str
+    condition: str
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table contract: columns, primary key, event time and date partition.
+
+    Args:
+        name: table name (also the Delta folder name under the warehouse).
+        columns: the payload columns, in order; the partition column ``dt`` is implicit.
+        primary_key: columns that identify a row; ingestion de-duplicates on them.
+        event_ts: the timestamp column that places a row in time (``dt`` is its UTC date for
+            events; for dimension tables ``dt`` is the date the row arrived).
+        kind: ``"event"`` (append-only log, ``dt == date(event_ts)``) or ``"dimension"``.
+        row_checks: multi-column conditions.
+        doc: one paragraph for humans.
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    event_ts: str
+    kind: str = "event"
+    row_checks: tuple[RowCheck, ...] = ()
+    doc: str = ""
+    partition: str = field(default=PARTITION_COLUMN)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"table {self.name!r}: duplicate column names {names}")
+        missing = [k for k in (*self.primary_key, self.event_ts) if k not in names]
+        if missing:
+            raise ValueError(f"table {self.name!r}: key/time columns {missing} are not columns")
+        if self.kind not in ("event", "dimension"):
+            raise ValueError(f"table {self.name!r}: kind must be 'event' or 'dimension', got {self.kind!r}")
+        if self.partition in names:
+            raise ValueError(f"table {self.name!r}: partition column {self.partition!r} is implicit")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name!r} has no column {name!r}; columns: {self.column_names}")
+
+    def arrow_schema(self, with_partition: bool = True) -> pa.Schema:
+        fields = [pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns]
+        if with_partition:
+            fields.append(pa.field(self.partition, pa.date32(), nullable=False))
+        return pa.schema(fields)
+
+    @property
+    def foreign_keys(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.references)
