@@ -29,7 +29,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 # Cheap, and keeps the editable install pointing at this checkout.
-"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
+if ! out=$("$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1); then
+  echo "$out" >&2; exit 1
+fi
 
 "$VENV/bin/python" -m jobs.jars --pom config/jvm/pom.xml --dest var/jars
 echo "[setup] ready: $VENV"

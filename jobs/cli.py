@@ -64,10 +64,10 @@ def cmd_ingest(args) -> int:
         raise ConfigError("give either --date or --start/--end")
     start = args.date or args.start or dt.date.min
     end = args.date or args.end or dt.date.max
-    days = [args.date] if args.date else landed_days(cfg.storage.landing, start, end)
     tables = tuple(args.tables.split(",")) if args.tables else None
-    spark, paths = _spark_and_paths(cfg)
     try:
+        days = [args.date] if args.date else landed_days(cfg.storage.landing, start, end)
+        spark, paths = _spark_and_paths(cfg)
         for report in ingest(spark, paths, days, cfg.ingest, tables=tables):
             print(report.summary_line())
             if report.rows_quarantined:

@@ -1,0 +1,47 @@
+"""The `pinrec` CLI: help mirrors the jobs, bad input fails with a clear message and exit code."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.cli import build_parser, main
+
+
+@pytest.mark.parametrize("command, flags", [
+    ("generate", ["--config", "--set"]),
+    ("load-dataset", ["--kind", "--path"]),
+    ("ingest", ["--date", "--start", "--end", "--tables"]),
+    ("tables", ["--config"]),
+    ("demo", ["--days-per-batch"]),
+])
+def test_every_subcommand_has_help(command, flags, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for flag in flags:
+        assert flag in out
+
+
+def test_config_errors_exit_2_with_the_key(capsys):
+    assert main(["generate", "--set", "synthetic.dayz=1"]) == 2
+    assert "unknown key(s) ['dayz']" in capsys.readouterr().err
+
+
+def test_ingest_without_landed_data_exits_3(tmp_path, capsys):
+    code = main(["ingest", "--set", f"storage.landing={tmp_path}", "--start", "2026-01-01", "--end", "2026-01-02"])
+    assert code == 3
+    assert "no impressions landed between 2026-01-01 and 2026-01-02" in capsys.readouterr().err
+
+
+def test_dates_are_validated_by_the_parser(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ingest", "--date", "01/02/2026"])
+    assert "expected a date YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_generate_writes_the_landing_zone(tmp_path, capsys):
+    code = main(["generate", "--set", f"storage.landing={tmp_path}", "--set", "synthetic.users=20",
+                 "--set", "synthetic.pins=60", "--set", "synthetic.days=1", "--set", "synthetic.impressions_per_day=200"])
+    assert code == 0
+    assert (tmp_path / "impressions").is_dir()
+    assert "impressions" in capsys.readouterr().out

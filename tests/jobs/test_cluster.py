@@ -1,0 +1,94 @@
+"""The ingestion job, unchanged, on a Spark standalone cluster started on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture()
+def standalone_cluster(tmp_path):
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    env = dict(os.environ, SPARK_HOME=str(spark_home), SPARK_LOCAL_IP="127.0.0.1",
+               SPARK_LOG_DIR=str(tmp_path / "logs"), PYSPARK_PYTHON=sys.executable)
+    master_port, worker_port = free_port(), free_port()
+    spark_class = str(spark_home / "bin" / "spark-class")
+    procs = []
+    try:
+        master_log = tmp_path / "master.log"
+        master = subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+             "--port", str(master_port), "--webui-port", str(free_port())],
+            env=env, stdout=master_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(master)
+        wait_for_port(master_port, master, master_log)
+        url = f"spark://127.0.0.1:{master_port}"
+        worker_log = tmp_path / "worker.log"
+        worker = subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+             "--port", str(worker_port), "--webui-port", str(free_port()), "--cores", "1",
+             "--memory", "1g", "--work-dir", str(tmp_path / "work"), url],
+            env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(worker)
+        wait_for_port(worker_port, worker, worker_log)
+        yield url, env
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_ingest_runs_unchanged_on_a_standalone_cluster(standalone_cluster, tmp_path):
+    url, env = standalone_cluster
+    settings = [
+        f"storage.landing={tmp_path / 'landing'}", f"storage.warehouse={tmp_path / 'warehouse'}",
+        f"spark.jars_dir={REPO / 'var' / 'jars'}", "spark.shuffle_partitions=2",
+        "synthetic.users=50", "synthetic.pins=200", "synthetic.days=1", "synthetic.impressions_per_day=2000",
+        "synthetic.new_users_per_day=0", "synthetic.fresh_pins_per_day=0", "synthetic.fault_rate=0",
+        "synthetic.duplicate_rate=0",
+    ]
+    args = [a for s in settings for a in ("--set", s)]
+    cli = [sys.executable, "-m", "jobs.cli"]
+    subprocess.run(cli + ["generate", *args], cwd=REPO, env=env, check=True, capture_output=True, text=True)
+    run = subprocess.run(cli + ["ingest", *args, "--set", f"spark.master={url}", "--set", "spark.app_name=pinrec-cluster-test"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    lines = {line.split()[0]: line for line in run.stdout.splitlines() if "valid=" in line}
+    assert set(lines) == {"users", "pins", "boards", "pin_board_edges", "impressions", "actions"}
+    assert "valid=50 " in lines["users"]
+    # The application really ran on the cluster: the worker launched an executor for it.
+    apps = list((tmp_path / "work").glob("app-*"))
+    assert apps, "no executor was launched on the standalone worker"

@@ -1,0 +1,49 @@
+"""End to end on a tiny synthetic world: every injected fault is quarantined, nothing else is."""
+from __future__ import annotations
+
+import pytest
+
+from jobs.config import load_config
+from jobs.demo import run_demo
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+# The reason each synthetic fault must be quarantined with.
+FAULT_REASONS = {
+    "null_user_id": "null:user_id",
+    "position_out_of_range": "out_of_range:position",
+    "unknown_surface": "not_allowed:surface",
+    "future_ts": "future:ts;outside_partition:ts",
+    "save_without_board": "row:save_has_board",
+    "unknown_impression": "unknown_ref:impression_id->impressions.event_id",
+    "unknown_action_type": "not_allowed:type",
+}
+
+
+def test_demo_ingests_the_world_and_quarantines_exactly_the_faults(spark, tmp_path):
+    cfg = load_config(overrides={
+        "storage": {"landing": str(tmp_path / "landing"), "warehouse": str(tmp_path / "warehouse")},
+        "spark": {"master": "local[1]", "shuffle_partitions": 1, "jars_dir": str(REPO / "var" / "jars")},
+        "synthetic": {"users": 60, "pins": 300, "days": 2, "impressions_per_day": 3000,
+                      "fault_rate": 0.01, "duplicate_rate": 0.01},
+    })
+    result = run_demo(cfg, echo=lambda line: None)
+    landing = result.landing
+    reports = {r.table: r for r in result.reports}
+    for table in ("impressions", "actions"):
+        report = reports[table]
+        faults = landing.faults[table]
+        assert sum(faults.values()) > 0
+        assert report.rows_in == landing.total(table)
+        assert report.duplicates_dropped == landing.duplicates[table]
+        expected = {FAULT_REASONS[k]: n for k, n in faults.items() if n}
+        assert report.quarantined_by_reason == expected
+        assert report.rows_valid == landing.total(table) - sum(faults.values()) - landing.duplicates[table]
+    for table in ("users", "pins", "boards", "pin_board_edges"):
+        assert reports[table].rows_quarantined == 0
+        assert reports[table].rows_valid == landing.total(table)
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert rows["impressions"] == reports["impressions"].rows_valid
+    assert sum(n for (source, _), n in result.warehouse.quarantine.items() if source == "actions") >= 1
+    assert "impressions" in result.warehouse.render()
