@@ -56,9 +56,11 @@ def list_partitions(landing: str | Path, table: str) -> list[dt.date]:
 
 
 def _format_ts(series: pd.Series) -> pd.Series:
+    """UTC timestamps -> ``2026-01-05T10:00:00.123Z`` (vectorised; NaT -> None)."""
     ts = pd.to_datetime(series, utc=True)
-    out = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.") + (ts.dt.microsecond // 1000).astype("Int64").astype(str).str.zfill(3) + "Z"
-    return out.where(ts.notna(), None)
+    values = ts.dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
+    text = pd.Series(np.char.add(np.datetime_as_string(values, unit="ms"), "Z"), index=series.index, dtype=object)
+    return text.where(ts.notna(), None)
 
 
 def write_partition(landing: str | Path, spec: TableSpec, day: dt.date, frame: pd.DataFrame,

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from schemas.tables import TableSpec
 
 from .config import SparkConfig
 from .jars import jar_paths
+
+LOG4J_CONFIG = Path(__file__).resolve().parents[1] / "config" / "log4j2.properties"
 
 _SPARK_TYPES = {
     "int32": "int",
@@ -69,6 +72,8 @@ def get_spark(cfg: SparkConfig):
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
     )
+    if LOG4J_CONFIG.is_file():
+        builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")
     for key, value in cfg.extra.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

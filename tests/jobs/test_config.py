@@ -60,3 +60,9 @@ def test_missing_file_and_bad_override_syntax(tmp_path):
 def test_replace_merges_nested_sections():
     cfg = replace(PinrecConfig(), synthetic={"days": 1}, seed=3)
     assert (cfg.synthetic.days, cfg.synthetic.users, cfg.seed) == (1, 1_000, 3)
+
+
+def test_the_example_config_spells_out_the_defaults():
+    from tests.conftest import REPO
+
+    assert load_config(REPO / "config" / "pinrec.example.yaml") == PinrecConfig()
