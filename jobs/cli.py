@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"pinrec {args.command}: configuration error: {e}", file=sys.stderr)
         return 2
+    except FileNotFoundError as e:
+        print(f"pinrec {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

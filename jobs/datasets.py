@@ -34,7 +34,6 @@ files where nothing arrived).
 from __future__ import annotations
 
 import csv
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +41,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from schemas.catalog import ACTIONS, BOARDS, IMPRESSIONS, MAX_POSITION, PIN_BOARD_EDGES, PINS, RAW_TABLES, USERS
+from schemas.catalog import (
+    ACTIONS,
+    BOARDS,
+    IMPRESSIONS,
+    MAX_POSITION,
+    PIN_BOARD_EDGES,
+    PINS,
+    RAW_TABLES,
+    USERS,
+)
 
-from .landing import LandingSummary, _format_ts, write_partition
+from .landing import LandingSummary, format_ts, write_partition
 
 USER_COLUMNS = ("user_id", "created_at", "country", "gender", "age", "occupation")
 ITEM_COLUMNS = ("item_id", "category", "title", "created_at")  # optional: nsfw, content_embedding
@@ -92,14 +100,13 @@ def _settle(created: pd.Series, first: pd.Series, days: pd.DatetimeIndex,
     return created_at, first.dt.floor("D").fillna(pd.Series(days[idx], index=created.index))
 
 
-def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float = 4.0) -> LandingSummary:
-    """Write ``log`` into ``landing`` as pinrec's raw tables (see the module docstring for the
-    mapping); returns the rows written per table and day (no faults, no duplicates)."""
+def _check(log: InteractionLog) -> pd.DataFrame:
+    """Validate ``log``; its interactions typed (ts UTC) and sorted by (ts, item_id, user_id)."""
     _require(log.users, USER_COLUMNS, "users")
     _require(log.items, ITEM_COLUMNS, "items")
     _require(log.interactions, INTERACTION_COLUMNS, "interactions")
-    inter = log.interactions.loc[:, list(INTERACTION_COLUMNS)].astype({"user_id": "int64", "item_id": "int64",
-                                                                      "rating": "float64"})
+    inter = log.interactions.loc[:, list(INTERACTION_COLUMNS)].astype(
+        {"user_id": "int64", "item_id": "int64", "rating": "float64"})
     inter["ts"] = _utc(inter["ts"])
     if inter.empty or inter["ts"].isna().any():
         raise ValueError("InteractionLog.interactions must be non-empty with a ts on every row")
@@ -111,46 +118,46 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
         unknown = np.setdiff1d(inter[key].unique(), frame[key].to_numpy())
         if len(unknown):
             raise ValueError(f"interactions refer to {len(unknown)} unknown {key}(s), e.g. {unknown[:5].tolist()}")
-    categories = log.categories or tuple(sorted(log.items["category"].astype(str).unique()))
-    cat_index = pd.Series(np.arange(len(categories)), index=list(categories))
-    stray = sorted(set(log.items["category"]) - set(categories))
+    stray = sorted(set(log.items["category"]) - set(log.categories)) if log.categories else []
     if stray:
         raise ValueError(f"item categories {stray[:5]} are not in InteractionLog.categories")
-    stride = max(100, 10 ** len(str(len(categories) - 1)))
-
     inter = inter.sort_values(["ts", "item_id", "user_id"], kind="stable", ignore_index=True)
     inter["_day"] = inter["ts"].dt.floor("D")
-    days = pd.DatetimeIndex(inter["_day"].unique())
+    return inter
+
+
+def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float) -> dict[str, pd.DataFrame]:
+    """Every raw table's rows, each with its landing day (UTC midnight) in ``_day``."""
+    days, origin = pd.DatetimeIndex(inter["_day"].unique()), inter["ts"].iloc[0]
     users = log.users.set_index("user_id", drop=False)
     items = log.items.set_index("item_id", drop=False)
-    user, item, p = inter["user_id"].astype(str), inter["item_id"].astype(str), log.source
-
-    # users and pins
-    u_created, u_day = _settle(_utc(users["created_at"]), inter.groupby("user_id")["ts"].min().reindex(users.index),
-                               days, inter["ts"].iloc[0])
-    users = users.assign(created_at=u_created, _day=u_day)
-    p_created, p_day = _settle(_utc(items["created_at"]), inter.groupby("item_id")["ts"].min().reindex(items.index),
-                               days, inter["ts"].iloc[0])
+    created, day = _settle(_utc(users["created_at"]), inter.groupby("user_id")["ts"].min().reindex(users.index),
+                           days, origin)
+    users = users.assign(created_at=created, _day=day)
+    created, day = _settle(_utc(items["created_at"]), inter.groupby("item_id")["ts"].min().reindex(items.index),
+                           days, origin)
     pins = pd.DataFrame({
-        "pin_id": items["item_id"].astype("int64"), "created_at": p_created,
+        "pin_id": items["item_id"].astype("int64"), "created_at": created,
         "category": items["category"].astype(str), "title": items["title"],
         "nsfw": items["nsfw"].astype(bool) if "nsfw" in items else False,
-        "content_embedding": items["content_embedding"] if "content_embedding" in items else None, "_day": p_day})
+        "content_embedding": items.get("content_embedding"), "_day": day})
 
-    # impressions
-    country = users["country"].reindex(inter["user_id"]).to_numpy()
+    user, item, p = inter["user_id"].astype(str), inter["item_id"].astype(str), log.source
     position = inter.groupby(["user_id", "_day"], sort=False).cumcount().to_numpy() + 1
+    day_text = pd.Series(days.strftime("%Y-%m-%d"), index=days).reindex(inter["_day"]).to_numpy()
     impressions = pd.DataFrame({
         "event_id": p + "-" + user + "-" + item, "user_id": inter["user_id"], "pin_id": inter["item_id"],
-        "ts": inter["ts"], "session_id": user + "-" + inter["_day"].dt.strftime("%Y-%m-%d"),
+        "ts": inter["ts"], "session_id": user + "-" + day_text,
         "position": np.minimum(position, MAX_POSITION).astype(np.int32), "surface": "home_feed",
-        "device": "unknown", "country": country, "_day": inter["_day"]})
+        "device": "unknown", "country": users["country"].reindex(inter["user_id"]).to_numpy(), "_day": inter["_day"]})
 
-    # saves, boards, edges, actions
-    is_save = (inter["rating"] >= save_threshold).to_numpy()
+    categories = log.categories or tuple(sorted(log.items["category"].astype(str).unique()))
+    stride = max(100, 10 ** len(str(len(categories) - 1)))
     category = items["category"].reindex(inter["item_id"]).to_numpy()
-    board_id = inter["user_id"].to_numpy() * stride + cat_index.reindex(category).to_numpy()
-    saves = inter[is_save].assign(board_id=board_id[is_save], topic=category[is_save])
+    cat_index = pd.Series(np.arange(len(categories)), index=list(categories)).reindex(category).to_numpy()
+    is_save = (inter["rating"] >= save_threshold).to_numpy()
+    saves = inter[is_save].assign(board_id=(inter["user_id"].to_numpy() * stride + cat_index)[is_save],
+                                  topic=category[is_save])
     boards = (saves.groupby("board_id", sort=True)
               .agg(owner_user_id=("user_id", "first"), topic=("topic", "first"), created_at=("ts", "min"))
               .reset_index())
@@ -164,23 +171,30 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
                                             board_id=saves["board_id"].to_numpy(), _rank=1)
     actions = (pd.concat([closeups, save_actions], ignore_index=True)
                .sort_values(["ts", "pin_id", "user_id", "_rank"], kind="stable", ignore_index=True))
+    return {USERS.name: users, PINS.name: pins, BOARDS.name: boards, PIN_BOARD_EDGES.name: edges,
+            IMPRESSIONS.name: impressions, ACTIONS.name: actions}
 
-    landing = Path(landing)
-    frames = {USERS.name: users, PINS.name: pins, BOARDS.name: boards, PIN_BOARD_EDGES.name: edges,
-              IMPRESSIONS.name: impressions, ACTIONS.name: actions}
+
+def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float = 4.0) -> LandingSummary:
+    """Write ``log`` into ``landing`` as pinrec's raw tables (mapping and partitioning in the
+    module docstring): every table on every day that has interactions, one
+    ``part-00000.jsonl`` each. Returns the rows written per table and day (no faults, no
+    duplicates). Raises ValueError for a log that breaks :class:`InteractionLog`'s contract."""
+    inter = _check(log)
+    tables = _tables(log, inter, save_threshold)
+    days = pd.DatetimeIndex(inter["_day"].unique())
     summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES})
     for spec in RAW_TABLES:
-        frame = frames[spec.name].reset_index(drop=True)
+        frame = tables[spec.name].reset_index(drop=True)
         for col in spec.columns:  # format timestamps once, not per partition (write_partition keeps strings)
             if col.dtype == "timestamp":
-                frame[col.name] = _format_ts(frame[col.name])
-        by_day = {k: g[list(spec.column_names)] for k, g in frame.groupby("_day", sort=False)}
-        empty = frame.iloc[:0][list(spec.column_names)]
+                frame[col.name] = format_ts(frame[col.name])
+        columns = list(spec.column_names)
+        by_day = {stamp: rows[columns] for stamp, rows in frame.groupby("_day", sort=False)}
         for stamp in days:
-            day: dt.date = stamp.date()
-            rows = by_day.get(stamp, empty)
-            write_partition(landing, spec, day, rows)
-            summary.rows[spec.name][day] = len(rows)
+            rows = by_day.get(stamp, frame.iloc[:0][columns])
+            write_partition(landing, spec, stamp.date(), rows)
+            summary.rows[spec.name][stamp.date()] = len(rows)
     return summary
 
 
@@ -191,9 +205,9 @@ def _file(folder: Path, name: str) -> Path:
     return path
 
 
-def _table(path: Path, sep: str, names: list[str], **kwargs) -> pd.DataFrame:
+def _table(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
     frame = pd.read_csv(path, sep=sep, header=None, encoding="latin-1", quoting=csv.QUOTE_NONE,
-                        dtype=str, keep_default_na=False, **kwargs)
+                        dtype=str, keep_default_na=False)
     if frame.shape[1] != len(names):
         raise ValueError(f"{path}: expected {len(names)} {sep!r}-separated fields, found {frame.shape[1]}")
     frame.columns = names
@@ -233,14 +247,13 @@ def read_movielens_100k(path: str | Path) -> InteractionLog:
     raw_items = _table(_file(folder, "u.item"), "|",
                        ["item_id", "title", "release", "video_release", "url", *(f"g{i}" for i in range(len(genres)))])
     flags = raw_items[[f"g{i}" for i in range(len(genres))]].astype(np.int8).to_numpy()
-    first = np.where(flags.any(axis=1), flags.argmax(axis=1), 0)
-    category = np.where(flags.any(axis=1), np.asarray(genres, dtype=object)[first], "unknown")
+    top = flags.argmax(axis=1)  # the first set flag, in u.genre order
+    category = np.where(flags.any(axis=1), np.asarray(genres, dtype=object)[top], "unknown")
     items = pd.DataFrame({
         "item_id": raw_items["item_id"].astype("int64"), "category": category,
         "title": raw_items["title"].replace("", None),
         "created_at": pd.to_datetime(raw_items["release"], format="%d-%b-%Y", utc=True, errors="coerce"),
-        "nsfw": False, "content_embedding": list(flags.astype(np.float32))})
-    items["content_embedding"] = [v.tolist() for v in items["content_embedding"]]
+        "nsfw": False, "content_embedding": flags.astype(np.float32).tolist()})
     vocabulary = genres if "unknown" in genres else ("unknown", *genres)
     return InteractionLog(users=users, items=items, interactions=interactions, categories=vocabulary, source="ml")
 

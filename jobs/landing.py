@@ -55,7 +55,7 @@ def list_partitions(landing: str | Path, table: str) -> list[dt.date]:
     return sorted(days)
 
 
-def _format_ts(series: pd.Series) -> pd.Series:
+def format_ts(series: pd.Series) -> pd.Series:
     """UTC timestamps -> ``2026-01-05T10:00:00.123Z`` (vectorised; NaT -> None)."""
     ts = pd.to_datetime(series, utc=True)
     values = ts.dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
@@ -75,7 +75,7 @@ def write_partition(landing: str | Path, spec: TableSpec, day: dt.date, frame: p
         if col.name not in out.columns:
             continue
         if col.dtype == "timestamp" and not pd.api.types.is_object_dtype(out[col.name]):
-            out[col.name] = _format_ts(out[col.name])
+            out[col.name] = format_ts(out[col.name])
         elif col.dtype in ("int32", "int64") and pd.api.types.is_float_dtype(out[col.name]):
             # A nullable int column arrives as float in pandas; 1.0 is not a valid JSON integer.
             out[col.name] = out[col.name].astype("Int64")

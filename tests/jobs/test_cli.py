@@ -45,3 +45,10 @@ def test_generate_writes_the_landing_zone(tmp_path, capsys):
     assert code == 0
     assert (tmp_path / "impressions").is_dir()
     assert "impressions" in capsys.readouterr().out
+
+
+def test_load_dataset_with_a_missing_folder_exits_2(tmp_path, capsys):
+    code = main(["load-dataset", "--kind", "movielens-100k", "--path", str(tmp_path / "nope"),
+                 "--set", f"storage.landing={tmp_path / 'landing'}"])
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
