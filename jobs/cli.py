@@ -31,10 +31,22 @@ def _spark_and_paths(cfg: PinrecConfig):
     return get_spark(cfg.spark), IngestPaths(cfg.storage.landing, cfg.storage.warehouse)
 
 
+def scale_world(cfg: PinrecConfig, factor: float) -> PinrecConfig:
+    """Multiply the synthetic world's population and traffic by ``factor`` (days stay)."""
+    from .config import replace
+
+    if factor <= 0:
+        raise ConfigError(f"--scale must be positive, got {factor}")
+    s = cfg.synthetic
+    grown = {k: max(1, round(getattr(s, k) * factor)) for k in
+             ("users", "pins", "impressions_per_day", "fresh_pins_per_day", "new_users_per_day")}
+    return replace(cfg, synthetic=grown)
+
+
 def cmd_generate(args) -> int:
     from .synthetic import generate
 
-    cfg = _config(args)
+    cfg = scale_world(_config(args), args.scale)
     summary = generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)
     for table in sorted(summary.rows):
         print(f"{table:<16} {summary.total(table):>9} rows over {len(summary.rows[table])} day(s)")
@@ -109,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("generate", parents=[common], help="write the synthetic world into the landing zone")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply users, pins and impressions/day (default world: 80k impressions; "
+                        "--scale 125 makes 10M)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("load-dataset", parents=[common], help="adapt a real dataset into the landing zone")

@@ -52,3 +52,14 @@ def test_load_dataset_with_a_missing_folder_exits_2(tmp_path, capsys):
                  "--set", f"storage.landing={tmp_path / 'landing'}"])
     assert code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_scale_multiplies_population_and_traffic():
+    from jobs.cli import scale_world
+    from jobs.config import ConfigError, load_config
+
+    cfg = scale_world(load_config(), 125)
+    assert cfg.synthetic.impressions_per_day * cfg.synthetic.days == 10_000_000
+    assert (cfg.synthetic.users, cfg.synthetic.pins, cfg.synthetic.days) == (125_000, 500_000, 4)
+    with pytest.raises(ConfigError, match="positive"):
+        scale_world(cfg, 0)
