@@ -38,8 +38,8 @@ def scale_world(cfg: PinrecConfig, factor: float) -> PinrecConfig:
     if factor <= 0:
         raise ConfigError(f"--scale must be positive, got {factor}")
     s = cfg.synthetic
-    grown = {k: max(1, round(getattr(s, k) * factor)) for k in
-             ("users", "pins", "impressions_per_day", "fresh_pins_per_day", "new_users_per_day")}
+    grown = {k: max(1, round(getattr(s, k) * factor)) for k in ("users", "pins", "impressions_per_day")}
+    grown |= {k: round(getattr(s, k) * factor) for k in ("fresh_pins_per_day", "new_users_per_day")}  # 0 stays 0
     return replace(cfg, synthetic=grown)
 
 

@@ -123,7 +123,8 @@ QUARANTINE = TableSpec(
     ),
     primary_key=("source_table", "batch_id", "raw"),
     event_ts="quarantined_at",
-    doc="Rows that failed validation, partitioned by the dt of the batch they came in.",
+    doc="Rows that failed validation. Stored partitioned by (source_table, dt) so that re-ingesting a "
+        "table's days replaces exactly its own quarantined rows.",
 )
 
 #: Raw tables in the order ingestion must process them (foreign keys point backwards).

@@ -63,3 +63,11 @@ def test_scale_multiplies_population_and_traffic():
     assert (cfg.synthetic.users, cfg.synthetic.pins, cfg.synthetic.days) == (125_000, 500_000, 4)
     with pytest.raises(ConfigError, match="positive"):
         scale_world(cfg, 0)
+
+
+def test_scale_one_changes_nothing():
+    from jobs.cli import scale_world
+    from jobs.config import load_config
+
+    cfg = load_config(overrides={"synthetic": {"new_users_per_day": 0, "users": 50}})
+    assert scale_world(cfg, 1.0) == cfg
