@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("load-dataset", parents=[common], help="adapt a real dataset into the landing zone")
     p.add_argument("--kind", choices=["movielens-100k"], help="dataset adapter (default: dataset.kind)")
-    p.add_argument("--path", help="dataset folder, e.g. ../shared/datasets/ml-100k (default: dataset.path)")
+    p.add_argument("--path", help="dataset folder, e.g. /data/ml-100k (default: dataset.path)")
     p.set_defaults(func=cmd_load_dataset)
 
     p = sub.add_parser("ingest", parents=[common],

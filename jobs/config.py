@@ -70,7 +70,7 @@ class DatasetConfig:
     """Which raw source fills the landing zone.
 
     ``kind`` is ``"synthetic"`` (the embedded default) or ``"movielens-100k"``; ``path`` is the
-    dataset folder for real datasets (e.g. ``../shared/datasets/ml-100k``).
+    dataset folder for real datasets (e.g. ``/data/ml-100k``).
     """
 
     kind: str = "synthetic"
