@@ -108,12 +108,58 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class FeatureConfig:
+    """Daily feature tables (see :mod:`jobs.features`).
+
+    ``publish_delay_s``: a day's feature row gets ``feature_ts`` = the end of that day and
+    ``created_ts`` = ``feature_ts`` + this delay, the time the daily job would have made it
+    servable; the point-in-time join never uses a row before its ``created_ts``.
+    ``prior_strength``: pseudo-impressions of the Bayesian smoothing of rates.
+    """
+
+    publish_delay_s: int = 3600
+    prior_strength: float = 20.0
+    last_saved_pins: int = 10
+
+    def __post_init__(self) -> None:
+        if self.publish_delay_s < 0 or self.prior_strength <= 0 or self.last_saved_pins < 1:
+            raise ConfigError("features: publish_delay_s >= 0, prior_strength > 0 and last_saved_pins >= 1 required")
+
+
+@dataclass(frozen=True)
+class TrainingSetConfig:
+    """The point-in-time training set (see :mod:`jobs.training_set`).
+
+    ``maturity_s``: an action counts as a label when it happens within this long after the
+    impression; impressions whose window has not closed by the cut-off are left out.
+    ``negative_rate``: share of negatives (impressions with neither closeup nor save) kept, drawn
+    only from sessions that have a positive; 1.0 keeps every impression.
+    ``validation_days`` / ``test_days``: the last days of the range, in time order.
+    """
+
+    maturity_s: int = 6 * 3600
+    negative_rate: float = 1.0
+    validation_days: int = 1
+    test_days: int = 1
+
+    def __post_init__(self) -> None:
+        if self.maturity_s <= 0:
+            raise ConfigError(f"training.maturity_s must be positive, got {self.maturity_s}")
+        if not 0.0 < self.negative_rate <= 1.0:
+            raise ConfigError(f"training.negative_rate must be in (0, 1], got {self.negative_rate}")
+        if self.validation_days < 0 or self.test_days < 0:
+            raise ConfigError("training.validation_days and test_days must be >= 0")
+
+
+@dataclass(frozen=True)
 class PinrecConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    training: TrainingSetConfig = field(default_factory=TrainingSetConfig)
     seed: int = 7
 
 

@@ -28,11 +28,11 @@ def check_unique(features, view: FeatureView) -> None:
     to pick one arbitrarily."""
     from pyspark.sql import functions as F
 
-    dup = (features.groupBy(view.entity, view.feature_ts).count().where("count > 1")
-           .orderBy(F.desc("count")).limit(3).collect())
+    key = [*view.entities, view.feature_ts]
+    dup = features.groupBy(*key).count().where("count > 1").orderBy(F.desc("count")).limit(3).collect()
     if dup:
-        examples = ", ".join(f"({r[0]}, {r[1]}) x{r[2]}" for r in dup)
-        raise FeatureTableError(f"feature view {view.name!r}: duplicate ({view.entity}, {view.feature_ts}) rows, "
+        examples = ", ".join("(" + ", ".join(str(r[k]) for k in key) + f") x{r['count']}" for r in dup)
+        raise FeatureTableError(f"feature view {view.name!r}: duplicate ({', '.join(key)}) rows, "
                                 f"e.g. {examples}; de-duplicate the feature job's output")
 
 
@@ -40,10 +40,10 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
     """Attach ``view``'s features to every row of ``spine`` as known at ``spine[spine_ts]``.
 
     Args:
-        spine: DataFrame with ``view.entity`` and ``spine_ts`` (timestamp) columns; every row is
-            kept, in no particular order. Rows with a null entity get ``missing = true``.
-        features: DataFrame with ``view.entity``, ``view.feature_ts``, ``view.created_ts`` and the
-            feature columns. Rows with a null entity or timestamp are ignored.
+        spine: DataFrame with the ``view.entities`` columns and ``spine_ts`` (timestamp); every row
+            is kept, in no particular order. Rows with a null key get ``missing = true``.
+        features: DataFrame with ``view.entities``, ``view.feature_ts``, ``view.created_ts`` and
+            the feature columns. Rows with a null key or timestamp are ignored.
         view: the feature view (TTL, names).
         spine_ts: the spine's event-time column; a null there is an error.
         validate: check the feature table for duplicate (entity, feature_ts) rows first.
@@ -55,10 +55,10 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    for col in (view.entity, spine_ts):
+    for col in (*view.entities, spine_ts):
         if col not in spine.columns:
             raise FeatureTableError(f"spine has no column {col!r}; columns: {spine.columns}")
-    needed = [view.entity, view.feature_ts, view.created_ts, *(f.name for f in view.features)]
+    needed = [*view.entities, view.feature_ts, view.created_ts, *(f.name for f in view.features)]
     absent = [c for c in needed if c not in features.columns]
     if absent:
         raise FeatureTableError(f"feature table for {view.name!r} lacks columns {absent}")
@@ -69,13 +69,16 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
 
     values = [f.name for f in view.features]
     spine_cols = spine.columns
+    has_key = F.lit(True)
+    for e in view.entities:
+        has_key = has_key & F.col(e).isNotNull()
+    key = F.struct(*[F.col(e) for e in view.entities])
     # Spine rows travel through the union whole (a struct), so no row id and no self-join is
     # needed: a row id would not survive a recomputation of a non-deterministic upstream.
     feature_rows = (
-        features.where(F.col(view.entity).isNotNull() & F.col(view.feature_ts).isNotNull()
-                       & F.col(view.created_ts).isNotNull())
+        features.where(has_key & F.col(view.feature_ts).isNotNull() & F.col(view.created_ts).isNotNull())
         .select(
-            F.col(view.entity).alias("__key"),
+            key.alias("__key"),
             F.greatest(view.feature_ts, view.created_ts).alias("__known_ts"),
             F.lit(0).alias("__order"),  # feature rows first on ties: known at t counts
             F.struct(F.col(view.feature_ts).alias("fts"), *[F.col(v).alias(v) for v in values]).alias("__value"),
@@ -84,8 +87,8 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
     value_type = feature_rows.schema["__value"].dataType
     spine_type = spine.select(F.struct(*spine_cols).alias("s")).schema["s"].dataType
     feature_rows = feature_rows.withColumn("__spine", F.lit(None).cast(spine_type))
-    events = spine.where(F.col(view.entity).isNotNull()).select(
-        F.col(view.entity).alias("__key"), F.col(spine_ts).alias("__known_ts"), F.lit(1).alias("__order"),
+    events = spine.where(has_key).select(
+        key.alias("__key"), F.col(spine_ts).alias("__known_ts"), F.lit(1).alias("__order"),
         F.lit(None).cast(value_type).alias("__value"), F.struct(*spine_cols).alias("__spine"))
     window = (Window.partitionBy("__key").orderBy("__known_ts", "__order")
               .rowsBetween(Window.unboundedPreceding, Window.currentRow))
@@ -99,7 +102,7 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
                       *[F.when(found, best.getField(v)).alias(view.column(v)) for v in values],
                       F.when(found, best.getField("fts")).alias(view.column("feature_ts")),
                       (~found).alias(view.missing_column)))
-    keyless = spine.where(F.col(view.entity).isNull()).select(
+    keyless = spine.where(~has_key).select(
         *spine_cols,
         *[F.lit(None).cast(value_type[v].dataType).alias(view.column(v)) for v in values],
         F.lit(None).cast(value_type["fts"].dataType).alias(view.column("feature_ts")),

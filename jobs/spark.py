@@ -26,6 +26,7 @@ _SPARK_TYPES = {
     "timestamp": "timestamp",
     "date": "date",
     "array<float32>": "array<float>",
+    "array<int64>": "array<bigint>",
 }
 
 

@@ -29,13 +29,14 @@ class Feature:
 class FeatureView:
     """Args:
         name: view name; joined columns are called ``<name>__<feature>``.
-        entity: the key column (e.g. ``user_id``), present in the spine and the feature table.
+        entities: the key column(s) (e.g. ``("user_id",)`` or ``("user_id", "category")``),
+            present in the spine and the feature table.
         features: the value columns.
         ttl: how long a value stays valid after its ``feature_ts``; must be positive.
     """
 
     name: str
-    entity: str
+    entities: tuple[str, ...]
     features: tuple[Feature, ...]
     ttl: dt.timedelta
     feature_ts: str = "feature_ts"
@@ -47,7 +48,9 @@ class FeatureView:
         names = [f.name for f in self.features]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"feature view {self.name!r}: features must be non-empty and unique, got {names}")
-        reserved = {self.entity, self.feature_ts, self.created_ts}
+        if isinstance(self.entities, str) or not self.entities:
+            raise ValueError(f"feature view {self.name!r}: entities must be a non-empty tuple of columns")
+        reserved = {*self.entities, self.feature_ts, self.created_ts}
         if reserved & set(names):
             raise ValueError(f"feature view {self.name!r}: features may not be named {sorted(reserved & set(names))}")
 
@@ -58,3 +61,53 @@ class FeatureView:
     @property
     def missing_column(self) -> str:
         return f"{self.name}__missing"
+
+
+def _counts(prefix: str, windows: tuple[int, ...]) -> tuple[Feature, ...]:
+    return tuple(Feature(f"{prefix}_{w}d", "int64") for w in windows)
+
+
+#: Daily user engagement, valid for two days after the day it summarises.
+USER_FEATURES = FeatureView(
+    name="user",
+    entities=("user_id",),
+    features=(
+        *_counts("impressions", (1, 7, 30)), *_counts("closeups", (1, 7, 30)), *_counts("saves", (1, 7, 30)),
+        Feature("closeup_rate_30d", "float64", "closeups / impressions, smoothed toward the global rate"),
+        Feature("save_rate_30d", "float64", "saves / impressions, smoothed toward the global rate"),
+        Feature("top_category", "string", "category with most closeups in 30 days"),
+        Feature("top_category_share", "float64", "its share of the user's 30-day closeups"),
+        Feature("days_since_last_save", "float64", "at feature_ts; null when no save in 30 days"),
+        Feature("last_saved_pins", "array<int64>", "most recent saves in 30 days, newest first"),
+    ),
+    ttl=dt.timedelta(days=2),
+)
+
+#: Daily pin statistics; every pin created by the day's end has a row.
+PIN_FEATURES = FeatureView(
+    name="pin",
+    entities=("pin_id",),
+    features=(
+        Feature("category", "string"),
+        Feature("age_days", "float64", "days since created_at, at feature_ts"),
+        *_counts("impressions", (30,)), *_counts("closeups", (30,)), *_counts("saves", (30,)),
+        Feature("closeup_rate_30d", "float64", "Bayesian-smoothed toward the global rate"),
+        Feature("save_rate_30d", "float64", "Bayesian-smoothed toward the global rate"),
+        Feature("board_count", "int64", "boards holding the pin (Pin-Board graph degree), all time"),
+    ),
+    ttl=dt.timedelta(days=2),
+)
+
+#: The user's engagement with one category (the cross feature of a user and a pin's category).
+USER_CATEGORY_FEATURES = FeatureView(
+    name="user_category",
+    entities=("user_id", "category"),
+    features=(
+        Feature("impressions_30d", "int64"),
+        Feature("closeups_30d", "int64"),
+        Feature("closeup_rate_30d", "float64", "smoothed toward the user's overall 30-day closeup rate"),
+    ),
+    ttl=dt.timedelta(days=2),
+)
+
+FEATURE_VIEWS: tuple[FeatureView, ...] = (USER_FEATURES, PIN_FEATURES, USER_CATEGORY_FEATURES)

@@ -25,6 +25,7 @@ DTYPES: dict[str, pa.DataType] = {
     "timestamp": pa.timestamp("us", tz="UTC"),
     "date": pa.date32(),
     "array<float32>": pa.list_(pa.float32()),
+    "array<int64>": pa.list_(pa.int64()),
 }
 
 PARTITION_COLUMN = "dt"

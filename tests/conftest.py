@@ -27,3 +27,23 @@ def lake(tmp_path):
     from jobs.ingest import IngestPaths
 
     return IngestPaths(landing=str(tmp_path / "landing"), warehouse=str(tmp_path / "warehouse"))
+
+
+@pytest.fixture(scope="session")
+def tiny_world(spark, tmp_path_factory):
+    """A small synthetic world generated and ingested once per test run: (config, DemoResult).
+
+    Negative sampling is off and faults/duplicates are on, so tests can compare with the
+    generator's ground truth.
+    """
+    from jobs.config import load_config
+    from jobs.demo import run_demo
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    cfg = load_config(overrides={
+        "storage": {"landing": str(root / "landing"), "warehouse": str(root / "warehouse")},
+        "spark": {"master": "local[1]", "shuffle_partitions": 1, "jars_dir": str(REPO / "var" / "jars")},
+        "synthetic": {"users": 60, "pins": 300, "days": 3, "impressions_per_day": 3000,
+                      "fault_rate": 0.01, "duplicate_rate": 0.01},
+    })
+    return cfg, run_demo(cfg, echo=lambda line: None)

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.config import load_config
-from jobs.demo import run_demo
-from tests.conftest import REPO
-
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 # The reason each synthetic fault must be quarantined with.
@@ -21,14 +17,8 @@ FAULT_REASONS = {
 }
 
 
-def test_demo_ingests_the_world_and_quarantines_exactly_the_faults(spark, tmp_path):
-    cfg = load_config(overrides={
-        "storage": {"landing": str(tmp_path / "landing"), "warehouse": str(tmp_path / "warehouse")},
-        "spark": {"master": "local[1]", "shuffle_partitions": 1, "jars_dir": str(REPO / "var" / "jars")},
-        "synthetic": {"users": 60, "pins": 300, "days": 2, "impressions_per_day": 3000,
-                      "fault_rate": 0.01, "duplicate_rate": 0.01},
-    })
-    result = run_demo(cfg, echo=lambda line: None)
+def test_demo_ingests_the_world_and_quarantines_exactly_the_faults(tiny_world):
+    _, result = tiny_world
     landing = result.landing
     reports = {r.table: r for r in result.reports}
     for table in ("impressions", "actions"):

@@ -13,7 +13,7 @@ from schemas.features import Feature, FeatureView
 pytestmark = pytest.mark.spark
 
 T0 = dt.datetime(2026, 1, 1)
-VIEW = FeatureView("u", "user_id", (Feature("saves", "int64"),), ttl=dt.timedelta(hours=10))
+VIEW = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(hours=10))
 SPINE_SCHEMA = "event_id string, user_id bigint, ts timestamp"
 FEATURE_SCHEMA = "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint"
 
@@ -93,7 +93,7 @@ def test_bad_inputs(spark):
     with pytest.raises(FeatureTableError, match="null 'ts'"):
         run(spark, [("e", 1, None)], [(1, h(0), h(0), 1)])
     with pytest.raises(ValueError, match="ttl must be positive"):
-        FeatureView("u", "user_id", (Feature("saves", "int64"),), ttl=dt.timedelta(0))
+        FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(0))
     with pytest.raises(FeatureTableError, match="lacks columns"):
         point_in_time_join(spark.createDataFrame([("e", 1, h(1))], SPINE_SCHEMA),
                            spark.createDataFrame([(1, h(0))], "user_id bigint, feature_ts timestamp"), VIEW)
@@ -125,5 +125,5 @@ def histories(draw):
 @given(histories())
 def test_matches_brute_force_on_random_histories(spark, history):
     spine_rows, feature_rows, ttl = history
-    view = FeatureView("u", "user_id", (Feature("saves", "int64"),), ttl=ttl)
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
     assert run(spark, spine_rows, feature_rows, view) == reference(spine_rows, feature_rows, ttl)
