@@ -90,6 +90,38 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def _days(args, cfg: PinrecConfig) -> list[dt.date]:
+    from .ingest import landed_days
+
+    if args.date and (args.start or args.end):
+        raise ConfigError("give either --date or --start/--end")
+    if args.date:
+        return [args.date]
+    return landed_days(cfg.storage.landing, args.start or dt.date.min, args.end or dt.date.max)
+
+
+def cmd_features(args) -> int:
+    from .features import build_features
+
+    cfg = _config(args)
+    days = _days(args, cfg)
+    spark, _ = _spark_and_paths(cfg)
+    for table, rows in build_features(spark, cfg.storage.warehouse, days, cfg.features).items():
+        print(f"features_{table:<14} {rows:>9} rows for {days[0]}..{days[-1]}")
+    return 0
+
+
+def cmd_training_set(args) -> int:
+    from .training_set import build_training_set
+
+    cfg = _config(args)
+    days = _days(args, cfg)
+    spark, _ = _spark_and_paths(cfg)
+    report = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
+    print(report.render())
+    return 0
+
+
 def cmd_tables(args) -> int:
     from .summary import summarize
 
@@ -139,6 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", help="comma-separated subset of raw tables (default: all, in FK order)")
     p.set_defaults(func=cmd_ingest)
 
+    days = argparse.ArgumentParser(add_help=False)
+    days.add_argument("--date", type=_date, help="one day (YYYY-MM-DD)")
+    days.add_argument("--start", type=_date, help="first day of a range (default: the first landed day)")
+    days.add_argument("--end", type=_date, help="last day of a range, inclusive (default: the last landed day)")
+
+    p = sub.add_parser("features", parents=[common, days],
+                       help="build the daily user, pin and user x category feature tables")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("training-set", parents=[common, days],
+                       help="build the point-in-time training set (labels, negatives, features, split)")
+    p.set_defaults(func=cmd_training_set)
+
     p = sub.add_parser("tables", parents=[common], help="summarise the warehouse: rows, days, Delta versions")
     p.set_defaults(func=cmd_tables)
 
@@ -159,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"pinrec {args.command}: configuration error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"pinrec {args.command}: {e}", file=sys.stderr)
         return 2
 

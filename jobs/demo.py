@@ -1,7 +1,7 @@
 """The whole pipeline that exists so far, on the configured dataset (synthetic by default).
 
 generate (or adapt a real dataset) -> ingest every landed day into Delta with validation and
-quarantine -> print a warehouse summary. Re-running is safe: the source rewrites the same files
+quarantine -> daily feature tables -> the point-in-time training set -> a warehouse summary. Re-running is safe: the source rewrites the same files
 and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .ingest import IngestPaths, ingest, landed_days
 from .landing import LandingSummary
 from .report import IngestReport
 from .summary import WarehouseSummary, summarize
+from .training_set import TrainingSetReport
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ class DemoResult:
     landing: LandingSummary
     reports: tuple[IngestReport, ...]
     warehouse: WarehouseSummary
+    training_set: TrainingSetReport
     seconds: float
 
 
@@ -57,5 +59,12 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         for report in ingest(spark, paths, batch, cfg.ingest):
             echo("[ingest] " + report.summary_line())
             reports.append(report)
+    from .features import build_features
+    from .training_set import build_training_set
+
+    for table, rows in build_features(spark, cfg.storage.warehouse, days, cfg.features).items():
+        echo(f"[features] features_{table:<14} {rows:>9} rows")
+    training = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
+    echo("[training] " + training.render())
     warehouse = summarize(spark, cfg.storage.warehouse)
-    return DemoResult(landing, tuple(reports), warehouse, time.perf_counter() - start)
+    return DemoResult(landing, tuple(reports), warehouse, training, time.perf_counter() - start)

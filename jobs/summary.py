@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.catalog import QUARANTINE, RAW_TABLES
+from schemas.features import FEATURE_VIEWS
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,10 @@ class WarehouseSummary:
     quarantine: dict[tuple[str, str], int]
 
     def render(self) -> str:
-        lines = [f"{'table':<16} {'rows':>10} {'days':>5} {'delta version':>14}"]
+        lines = [f"{'table':<23} {'rows':>10} {'days':>5} {'delta version':>14}"]
         for t in self.tables:
             version = "-" if t.delta_version is None else str(t.delta_version)
-            lines.append(f"{t.name:<16} {t.rows:>10} {t.days:>5} {version:>14}")
+            lines.append(f"{t.name:<23} {t.rows:>10} {t.days:>5} {version:>14}")
         lines.append("")
         if not self.quarantine:
             lines.append("quarantine: empty")
@@ -41,15 +42,16 @@ def summarize(spark, warehouse: str) -> WarehouseSummary:
     from .ingest import delta_version
 
     tables = []
-    for spec in (*RAW_TABLES, QUARANTINE):
-        path = f"{warehouse.rstrip('/')}/{spec.name}"
+    names = [t.name for t in (*RAW_TABLES, QUARANTINE)] + [f"features_{v.name}" for v in FEATURE_VIEWS] + ["training_set"]
+    for name in names:
+        path = f"{warehouse.rstrip('/')}/{name}"
         version = delta_version(spark, path)
         if version is None:
-            tables.append(TableSummary(spec.name, 0, 0, None))
+            tables.append(TableSummary(name, 0, 0, None))
             continue
         row = spark.read.format("delta").load(path).agg(F.count("*").alias("n"),
                                                         F.countDistinct("dt").alias("d")).collect()[0]
-        tables.append(TableSummary(spec.name, int(row["n"]), int(row["d"]), version))
+        tables.append(TableSummary(name, int(row["n"]), int(row["d"]), version))
     quarantine: dict[tuple[str, str], int] = {}
     qpath = f"{warehouse.rstrip('/')}/{QUARANTINE.name}"
     if delta_version(spark, qpath) is not None:

@@ -40,6 +40,13 @@ class TrainingSetReport:
     input_versions: dict[str, int | None] = field(default_factory=dict)
     delta_version: int | None = None
 
+    def render(self) -> str:
+        splits = ", ".join(f"{k}={v}" for k, v in sorted(self.rows_by_split.items()))
+        version = "-" if self.delta_version is None else self.delta_version
+        return (f"training_set     {self.days[0]}..{self.days[-1]}  rows={self.rows} ({splits}); "
+                f"immature excluded={self.immature_excluded}; negative_rate={self.negative_rate}; "
+                f"cut-off {self.cutoff}; delta_v={version}")
+
     def metadata(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if k != "delta_version"}, sort_keys=True)
 

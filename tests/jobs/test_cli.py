@@ -71,3 +71,12 @@ def test_scale_one_changes_nothing():
 
     cfg = load_config(overrides={"synthetic": {"new_users_per_day": 0, "users": 50}})
     assert scale_world(cfg, 1.0) == cfg
+
+
+def test_training_set_without_tables_exits_2(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    code = main(["training-set", "--date", "2026-01-05", "--set", f"storage.warehouse={tmp_path}",
+                 "--set", "spark.master=local[1]", "--set", f"spark.jars_dir={REPO / 'var' / 'jars'}"])
+    assert code == 2
+    assert "run `pinrec ingest` and `pinrec features`" in capsys.readouterr().err

@@ -61,13 +61,8 @@ def test_split_is_temporal_and_refuses_too_few_days():
 
 @pytest.fixture(scope="module")
 def training_set(spark, tiny_world):
-    from jobs.features import build_features
-    from jobs.training_set import build_training_set
-
-    cfg, result = tiny_world
-    days = result.landing.days
-    build_features(spark, cfg.storage.warehouse, days, cfg.features)
-    report = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
+    cfg, result = tiny_world  # the demo built the features and the training set
+    report = result.training_set
     frame = spark.read.format("delta").load(f"{cfg.storage.warehouse}/training_set").toPandas()
     return cfg, result, report, frame
 
