@@ -140,6 +140,10 @@ def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: Training
         raise FileNotFoundError(f"input tables {missing} do not exist under {root}: "
                                 f"run `pinrec ingest` and `pinrec features` for these days first")
     read = {n: spark.read.format("delta").option("versionAsOf", versions[n]).load(p) for n, p in inputs.items()}
+    present = {r[0] for r in read["impressions"].where(F.col("dt").isin(days)).select("dt").distinct().collect()}
+    absent = [d.isoformat() for d in days if d not in present]
+    if absent:
+        raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first")
     if cutoff is None:
         last = read["actions"].agg(F.max("dt")).collect()[0][0]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())

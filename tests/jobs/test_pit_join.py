@@ -127,3 +127,14 @@ def test_matches_brute_force_on_random_histories(spark, history):
     spine_rows, feature_rows, ttl = history
     view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
     assert run(spark, spine_rows, feature_rows, view) == reference(spine_rows, feature_rows, ttl)
+
+
+def test_composite_entity_keys(spark):
+    view = FeatureView("uc", ("user_id", "category"), (Feature("rate", "float64"),), ttl=dt.timedelta(days=1))
+    spine = spark.createDataFrame([("e1", 1, "art", h(5)), ("e2", 1, "food", h(5)), ("e3", None, "art", h(5))],
+                                  "event_id string, user_id bigint, category string, ts timestamp")
+    features = spark.createDataFrame([(1, "art", h(1), h(1), 0.5), (1, "food", h(6), h(6), 0.9)],
+                                     "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, "
+                                     "rate double")
+    got = {r["event_id"]: (r["uc__rate"], r["uc__missing"]) for r in point_in_time_join(spine, features, view).collect()}
+    assert got == {"e1": (0.5, False), "e2": (None, True), "e3": (None, True)}

@@ -114,3 +114,11 @@ def test_training_set_records_lineage_in_the_delta_commit(spark, training_set):
     assert meta["input_versions"]["impressions"] == report.input_versions["impressions"] is not None
     assert set(meta["input_versions"]) == {"impressions", "actions", "pins", "features_user", "features_pin",
                                            "features_user_category"}
+
+
+def test_a_day_without_impressions_is_a_clear_error(spark, training_set):
+    from jobs.training_set import build_training_set
+
+    cfg, result, report, frame = training_set
+    with pytest.raises(FileNotFoundError, match=r"no impressions were ingested for \['2027-01-01'\]"):
+        build_training_set(spark, cfg.storage.warehouse, [dt.date(2027, 1, 1)], cfg.training, cfg.seed)
