@@ -72,3 +72,17 @@ def test_pin_and_cross_features(spark, history):
     cross = rows(tables.user_category, "user_id", "category", "dt")
     assert (cross[(1, "food", D2)]["impressions_30d"], cross[(1, "food", D2)]["closeups_30d"]) == (1, 1)
     assert (cross[(1, "art", D2)]["impressions_30d"], cross[(1, "art", D2)]["closeups_30d"]) == (2, 2)
+
+
+@pytest.mark.slow
+def test_rebuilding_a_day_replaces_only_that_day(spark, tiny_world):
+    from jobs.features import build_features
+
+    cfg, result = tiny_world  # the demo already built every day once
+    path = f"{cfg.storage.warehouse}/features_user"
+    before = {r["dt"]: r["count"] for r in spark.read.format("delta").load(path).groupBy("dt").count().collect()}
+    last = max(result.landing.days)
+    written = build_features(spark, cfg.storage.warehouse, [last], cfg.features)
+    after = {r["dt"]: r["count"] for r in spark.read.format("delta").load(path).groupBy("dt").count().collect()}
+    assert after == before
+    assert written["user"] == before[last]
