@@ -122,6 +122,20 @@ def cmd_training_set(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    from .graph import write_graph
+    from .ingest import landed_days
+
+    cfg = _config(args)
+    last = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)[-1]
+    cutoff = args.cutoff or dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+    eval_from = args.eval_from or cutoff - dt.timedelta(days=1)
+    spark, _ = _spark_and_paths(cfg)
+    for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, eval_from).items():
+        print(f"{table:<18} {rows:>9} rows (cut-off {cutoff}, eval edges from {eval_from})")
+    return 0
+
+
 def cmd_tables(args) -> int:
     from .summary import summarize
 
@@ -183,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("training-set", parents=[common, days],
                        help="build the point-in-time training set (labels, negatives, features, split)")
     p.set_defaults(func=cmd_training_set)
+
+    p = sub.add_parser("graph", parents=[common], help="build the Pin-Board graph (edges, node features) for PinSage")
+    p.add_argument("--cutoff", type=dt.datetime.fromisoformat,
+                   help="graph as of this time (default: the end of the last landed day)")
+    p.add_argument("--eval-from", type=dt.datetime.fromisoformat,
+                   help="edges saved from this time on are evaluation edges (default: cut-off - 1 day)")
+    p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("tables", parents=[common], help="summarise the warehouse: rows, days, Delta versions")
     p.set_defaults(func=cmd_tables)

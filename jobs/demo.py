@@ -1,7 +1,8 @@
 """The whole pipeline that exists so far, on the configured dataset (synthetic by default).
 
 generate (or adapt a real dataset) -> ingest every landed day into Delta with validation and
-quarantine -> daily feature tables -> the point-in-time training set -> a warehouse summary. Re-running is safe: the source rewrites the same files
+quarantine -> daily feature tables -> the point-in-time training set -> the Pin-Board graph ->
+a warehouse summary. Re-running is safe: the source rewrites the same files
 and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
 """
 from __future__ import annotations
@@ -66,5 +67,10 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         echo(f"[features] features_{table:<14} {rows:>9} rows")
     training = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
     echo("[training] " + training.render())
+    from .graph import write_graph
+
+    cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
+    for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, cutoff - dt.timedelta(days=1)).items():
+        echo(f"[graph] {table:<18} {rows:>9} rows")
     warehouse = summarize(spark, cfg.storage.warehouse)
     return DemoResult(landing, tuple(reports), warehouse, training, time.perf_counter() - start)

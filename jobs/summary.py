@@ -42,15 +42,16 @@ def summarize(spark, warehouse: str) -> WarehouseSummary:
     from .ingest import delta_version
 
     tables = []
-    names = [t.name for t in (*RAW_TABLES, QUARANTINE)] + [f"features_{v.name}" for v in FEATURE_VIEWS] + ["training_set"]
+    names = [t.name for t in (*RAW_TABLES, QUARANTINE)] + [f"features_{v.name}" for v in FEATURE_VIEWS] + ["training_set", "graph_edges", "graph_pin_nodes", "graph_board_nodes"]
     for name in names:
         path = f"{warehouse.rstrip('/')}/{name}"
         version = delta_version(spark, path)
         if version is None:
             tables.append(TableSummary(name, 0, 0, None))
             continue
-        row = spark.read.format("delta").load(path).agg(F.count("*").alias("n"),
-                                                        F.countDistinct("dt").alias("d")).collect()[0]
+        df = spark.read.format("delta").load(path)
+        days = F.countDistinct("dt") if "dt" in df.columns else F.lit(0)  # graph tables are snapshots
+        row = df.agg(F.count("*").alias("n"), days.alias("d")).collect()[0]
         tables.append(TableSummary(name, int(row["n"]), int(row["d"]), version))
     quarantine: dict[tuple[str, str], int] = {}
     qpath = f"{warehouse.rstrip('/')}/{QUARANTINE.name}"

@@ -37,3 +37,11 @@ def test_demo_ingests_the_world_and_quarantines_exactly_the_faults(tiny_world):
     assert rows["impressions"] == reports["impressions"].rows_valid
     assert sum(n for (source, _), n in result.warehouse.quarantine.items() if source == "actions") >= 1
     assert "impressions" in result.warehouse.render()
+
+
+def test_demo_builds_the_graph_over_every_pin(tiny_world):
+    _, result = tiny_world
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert rows["graph_pin_nodes"] == rows["pins"]  # every pin, cold ones included
+    assert 0 < rows["graph_edges"] <= rows["pin_board_edges"]
+    assert rows["graph_board_nodes"] <= rows["boards"]
