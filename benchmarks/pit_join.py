@@ -422,7 +422,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    events_path.touch()
+    events_path.write_text("")
     with open(log_path, "w") as logf:
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=logf, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
@@ -549,9 +549,9 @@ def spot_check(args, data_dir: Path, work: Path) -> dict:
     con = duckdb.connect()
     con.execute(f"SET threads = {args.duckdb_threads}")
     con.execute(f"CREATE TABLE exact AS {duckdb_exact_sql(data_dir, sample, ttl_s)}")
-    con.execute(f"CREATE TABLE asof AS {duckdb_asof_sql(data_dir, sample, ttl_s)}")
+    con.execute(f"CREATE TABLE asof_ttl AS {duckdb_asof_sql(data_dir, sample, ttl_s)}")
     results["duckdb_exact"] = "exact"
-    results["duckdb_asof_ttl"] = "asof"
+    results["duckdb_asof_ttl"] = "asof_ttl"
     if "ours" not in results:
         out["error"] = "ours did not finish on the sample"
         return out
@@ -581,7 +581,7 @@ def spot_check(args, data_dir: Path, work: Path) -> dict:
     out["hit_rate"] = {v.name: round(h, 4) for v, h in zip(VIEWS, hit)}
     # rows where the created_ts rule changes the answer (what DuckDB's ASOF cannot express)
     out["rows_where_created_ts_matters"] = con.sql(
-        "SELECT count(*) FROM exact e JOIN asof a USING (event_id) WHERE "
+        "SELECT count(*) FROM exact e JOIN asof_ttl a USING (event_id) WHERE "
         + " OR ".join(f"e.{v.name}__feature_ts IS DISTINCT FROM a.{v.name}__feature_ts" for v in VIEWS)).fetchall()[0][0]
     out["comparisons"] = comparisons
     return out
