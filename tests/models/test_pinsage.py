@@ -1,0 +1,141 @@
+"""PinSage: shapes, normalisation, parameters, gradients, layer-wise inference, a tiny training run."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.losses import max_margin_loss
+from models.pinsage import PinSage, PinSageConv
+from models.random_walk import (
+    FixedNeighborhoods,
+    ImportanceNeighborSampler,
+    PinBoardGraph,
+)
+
+torch.set_num_threads(1)
+
+
+def community_graph(pins_per_side: int = 16, boards_per_side: int = 4, seed: int = 0) -> PinBoardGraph:
+    """Two communities: pin p (p < pins_per_side on the left) saved to 2 boards of its own side; pin 0 of
+    each side is on every board of its side, so each side is connected. The last pin has no board."""
+    gen = torch.Generator().manual_seed(seed)
+    n = 2 * pins_per_side
+    pins = torch.arange(n - 1).repeat_interleave(2)
+    side = (pins >= pins_per_side).long()
+    boards = torch.randint(0, boards_per_side, (pins.numel(),), generator=gen) + boards_per_side * side
+    hubs = torch.tensor([0, pins_per_side]).repeat_interleave(boards_per_side)
+    pins, boards = torch.cat([pins, hubs]), torch.cat([boards, torch.arange(2 * boards_per_side)])
+    return PinBoardGraph(pins, boards, num_pins=n, num_boards=2 * boards_per_side)
+
+
+def make_model(id_embedding: bool = False, num_layers: int = 2, seed: int = 0) -> PinSage:
+    graph = community_graph()
+    torch.manual_seed(seed)
+    features = torch.randn(graph.num_pins, 6)
+    sampler = ImportanceNeighborSampler(graph, num_neighbors=4, num_walks=20, walk_length=2, seed=seed)
+    return PinSage(features, sampler, hidden_channels=16, out_channels=8, num_layers=num_layers,
+                   id_embedding=id_embedding)
+
+
+def test_conv_shapes_pooling_and_repr():
+    torch.manual_seed(0)
+    conv = PinSageConv(5, 7, hidden_channels=3)
+    x, neighbors = torch.randn(4, 5), torch.randn(4, 6, 5)
+    weights = torch.rand(4, 6)
+    out = conv(x, neighbors, weights)
+    assert out.shape == (4, 7)
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(4))
+    # Only relative weights matter; a neighbour of weight 0 is ignored.
+    torch.testing.assert_close(conv(x, neighbors, 3 * weights), out)
+    weights[:, 0] = 0.0
+    torch.testing.assert_close(conv(x, neighbors, weights), conv(x, neighbors[:, 1:], weights[:, 1:]))
+    # No neighbour at all: the pooled vector is zero.
+    expected = torch.nn.functional.normalize(torch.relu(conv.lin(torch.cat([x, torch.zeros(4, 3)], -1))), dim=-1)
+    torch.testing.assert_close(conv(x, neighbors, torch.zeros(4, 6)), expected)
+    assert repr(conv) == "PinSageConv(5, 7, hidden_channels=3, normalize=True)"
+    assert not torch.allclose(PinSageConv(5, 7, normalize=False)(x, neighbors, weights).norm(dim=-1), torch.ones(4))
+
+
+def test_forward_shapes_and_unit_norm_including_isolated_pin():
+    model = make_model()
+    out = model(torch.tensor([0, 5, 31, 31]))  # pin 31 has no board: a cold-start pin
+    assert out.shape == (4, 8) and torch.isfinite(out).all()
+    torch.testing.assert_close(out.norm(dim=-1), torch.ones(4))
+    assert repr(model) == ("PinSage(num_pins=32, in_channels=6, hidden_channels=16, out_channels=8, num_layers=2, "
+                           "id_embedding=False)")
+    assert not any(name.startswith("features") for name in model.state_dict())
+
+
+def test_reset_parameters_is_seeded():
+    model = make_model(id_embedding=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(1)
+    model.reset_parameters()
+    first = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(1)
+    model.reset_parameters()
+    assert all(torch.equal(a, b) for a, b in zip(first, model.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(before, first))
+
+
+def test_gradient_reaches_every_parameter():
+    model = make_model(id_embedding=True)
+    out = model(torch.arange(model.num_pins))
+    max_margin_loss(out[:10], out[10:20], out[20:], margin=0.5).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_invalid_arguments_raise():
+    sampler = make_model().sampler
+    with pytest.raises(ValueError, match="2-D float"):
+        PinSage(torch.zeros(4, dtype=torch.long), sampler)
+    with pytest.raises(ValueError, match="num_layers"):
+        PinSage(torch.zeros(4, 2), sampler, num_layers=0)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_embed_all_equals_forward_with_fixed_neighbourhoods(num_layers):
+    model = make_model(id_embedding=True, num_layers=num_layers)
+    model.sampler = FixedNeighborhoods.from_sampler(model.sampler, model.num_pins, batch_size=5)
+    everything = model.embed_all(batch_size=7)
+    assert everything.shape == (32, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(everything, model(torch.arange(32)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(everything[[3, 20]], model(torch.tensor([3, 20])), atol=1e-5, rtol=0)
+
+
+def community_similarity(emb: torch.Tensor, side: torch.Tensor) -> tuple[float, float]:
+    sim = emb @ emb.T
+    same = side.unsqueeze(0) == side.unsqueeze(1)
+    off_diagonal = ~torch.eye(len(side), dtype=torch.bool)
+    return sim[same & off_diagonal].mean().item(), sim[~same].mean().item()
+
+
+def test_training_separates_two_communities():
+    """Features are noise, so only the graph tells the sides apart; untrained, all pins look alike."""
+    model = make_model(seed=3)
+    graph, gen, sampler = model.sampler.graph, torch.Generator().manual_seed(3), model.sampler
+    connected = torch.arange(31)  # pin 31 has no board
+    side = (torch.arange(31) >= 16).long()
+    model.sampler = FixedNeighborhoods.from_sampler(sampler, model.num_pins)
+    same, cross = community_similarity(model.embed_all()[:31], side)
+    assert abs(same - cross) < 0.05
+    model.sampler = sampler
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        # Positive pairs: a pin and a random pin of one of its boards; 8 random negatives for the batch.
+        query = connected[torch.randint(0, 31, (16,), generator=gen)]
+        start, deg = graph.pin_ptr[query], graph.pin_ptr[query + 1] - graph.pin_ptr[query]
+        board = graph.pin_boards[start + (torch.rand(16, generator=gen) * deg).long()]
+        start, deg = graph.board_ptr[board], graph.board_ptr[board + 1] - graph.board_ptr[board]
+        positive = graph.board_pins[start + (torch.rand(16, generator=gen) * deg).long()]
+        negatives = torch.randint(0, 32, (8,), generator=gen)
+        emb = model(torch.cat([query, positive, negatives]))
+        loss = max_margin_loss(emb[:16], emb[16:32], emb[32:], margin=0.5)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.sampler = FixedNeighborhoods.from_sampler(model.sampler, model.num_pins)
+    same, cross = community_similarity(model.embed_all()[:31], side)
+    assert same - cross > 0.5  # measured: 0.98 vs 0.16
