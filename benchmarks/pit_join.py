@@ -473,8 +473,13 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
         if proc.poll() is None:
             _kill_tree(proc)
     res["returncode"] = proc.returncode
-    survivors = [pid for pid in last_pids if psutil.pid_exists(pid)
-                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    survivors = []
+    for pid in last_pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                survivors.append(pid)
+        except psutil.Error:
+            pass
     res["survivors"] = survivors
     if proc.returncode not in (0, None) and res["timed_out"] is None:
         tail = Path(log_path).read_text()[-3000:]
@@ -506,6 +511,7 @@ def _kill_tree(proc) -> None:
                 p.kill()
         except psutil.Error:
             pass
+    psutil.wait_procs(kids, timeout=30)  # the JVM may take a moment to exit after its signal
 
 
 def _runs(res: dict) -> list[dict]:
@@ -710,7 +716,7 @@ def render(report: dict, args) -> str:
             f_txt, ratio_f = f"not run ({feast['skipped']})", "n/a"
         elif feast.get("timed_out"):
             f_txt = f"did not finish in {limit:g} min"
-            ratio_f = f"> {limit * 60 / o:.0f}x" if o else "n/a"
+            ratio_f = (f"> {limit * 60 / o:.1f}x" if limit * 60 / o < 10 else f"> {limit * 60 / o:.0f}x") if o else "n/a"
         else:
             f = feast.get("median_s")
             f_txt, ratio_f = _fmt_s(f), (f"{f / o:.1f}x" if f and o else "n/a")
@@ -753,6 +759,10 @@ def render(report: dict, args) -> str:
             lines.append(f"- Feast formulation on the sample: {sc['feast_status']}")
         for other, c in sc.get("comparisons", {}).items():
             verdict = "AGREE" if c["agree"] else f"DIFFER on {c['rows_differing']:,} rows {c['mismatching_columns']}"
+            if other == "duckdb_asof_ttl" and not c["agree"]:
+                same = c["rows_differing"] == sc.get("rows_where_created_ts_matters")
+                verdict += (" -- exactly the rows where the created_ts rule matters (expected)" if same
+                            else " -- NOT explained by the created_ts rule alone")
             lines.append(f"- ours vs {other}: {verdict} (rows {c['rows_ours']:,} vs {c['rows_other']:,})")
         if "hit_rate" in sc:
             lines.append(f"- share of sample rows with a fresh known feature row, per view: {sc['hit_rate']}; rows "
