@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from schemas.features import FEATURE_VIEWS, PIN_FEATURES, USER_CATEGORY_FEATURES, USER_FEATURES, FeatureView
+from schemas.features import PIN_FEATURES, USER_CATEGORY_FEATURES, USER_FEATURES, FeatureView
 
 from .config import FeatureConfig
 
@@ -190,4 +190,4 @@ def feature_table_path(warehouse: str, view: FeatureView) -> str:
     return f"{warehouse.rstrip('/')}/features_{view.name}"
 
 
-__all__ = ["compute_features", "build_features", "feature_table_path", "FEATURE_VIEWS"]
+__all__ = ["build_features", "compute_features", "feature_table_path"]

@@ -76,7 +76,9 @@ def build_graph(pins, boards, edges, pin_features, cutoff: dt.datetime, eval_fro
 def write_graph(spark, warehouse: str, cutoff: dt.datetime, eval_from: dt.datetime) -> dict[str, int]:
     """Build the graph from the warehouse tables and replace the three graph tables."""
     root = warehouse.rstrip("/")
-    load = lambda name: spark.read.format("delta").load(f"{root}/{name}")  # noqa: E731
+    def load(name: str):
+        return spark.read.format("delta").load(f"{root}/{name}")
+
     graph = build_graph(load("pins"), load("boards"), load("pin_board_edges"), load("features_pin"), cutoff, eval_from)
     meta = json.dumps({"cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(),
                        "feature_names": list(graph.feature_names)})

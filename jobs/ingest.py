@@ -184,7 +184,7 @@ def ingest_table(spark, spec: TableSpec, paths: IngestPaths, days: list[dt.date]
     if not days:
         raise ValueError("ingest_table needs at least one day")
     days = sorted(set(days))
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     batch_id = f"{spec.name}:{days[0]}..{days[-1]}:{uuid.uuid4().hex[:8]}"
     optional = spec.name in cfg.optional_tables
     lines = read_lines(spark, paths, spec, days, optional)

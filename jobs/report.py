@@ -42,7 +42,7 @@ class IngestReport:
                 f"{self.table} {self.batch_id}: rows in {self.rows_in} != valid {self.rows_valid} + quarantined "
                 f"{self.rows_quarantined} + duplicates {self.duplicates_dropped}")
 
-    def with_version(self, version: int | None) -> "IngestReport":
+    def with_version(self, version: int | None) -> IngestReport:
         return dataclasses.replace(self, delta_version=version)
 
     def summary_line(self) -> str:

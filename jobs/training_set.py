@@ -125,8 +125,8 @@ def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: Training
     those days' partitions of the ``training_set`` Delta table."""
     from pyspark.sql import functions as F
 
-    from .ingest import _days_sql, delta_version
     from .features import feature_table_path
+    from .ingest import _days_sql, delta_version
 
     if not days:
         raise ValueError("build_training_set needs at least one day")

@@ -7,8 +7,16 @@ import pandas as pd
 import pytest
 
 from jobs.config import IngestConfig
-from jobs.ingest import (BatchRejectedError, EmptyBatchError, IngestError, LandingPartitionMissingError,
-                         SchemaDriftError, delta_version, ingest, ingest_table)
+from jobs.ingest import (
+    BatchRejectedError,
+    EmptyBatchError,
+    IngestError,
+    LandingPartitionMissingError,
+    SchemaDriftError,
+    delta_version,
+    ingest,
+    ingest_table,
+)
 from jobs.landing import append_raw_lines, write_partition
 from jobs.spark import spark_schema
 from schemas.catalog import ACTIONS, BOARDS, IMPRESSIONS, PINS, USERS
