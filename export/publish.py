@@ -1,0 +1,302 @@
+"""Versioned, atomic publishing of serving bundles behind the blessing gate; retention; rollback.
+
+``publish`` writes a new version ``bundles/<name>/<version>/`` and, if blessed, moves the channel:
+
+1. upload every file (index shards + ``index.json``, ranker ONNX + encoder JSON, pin metadata);
+2. read every file back from the store and check its size and sha256;
+3. judge the candidate against the version the channel points to now (:mod:`export.blessing`);
+4. write ``manifest.json`` last, create-if-absent, with the verdict and every file's checksum;
+5. if blessed (or ``force=True``, logged as a warning), compare-and-swap ``channels/<name>/<channel>``
+   from the pointer read in step 3 to the new version.
+
+A publisher killed at any step leaves the channel on a complete, verified version: files without a
+manifest are an incomplete version nobody points to (``prune`` removes it after a grace period), and
+a manifest without the pointer move is a stored, unpromoted candidate. Of two concurrent publishers
+judged against the same baseline exactly one wins the swap; the other raises
+:class:`~export.store.PointerConflict` with its candidate stored. A rejected candidate stays
+stored, marked unblessed with its reasons.
+
+``prune`` keeps the newest ``keep_blessed`` promoted and ``keep_unblessed`` rejected versions and
+never deletes one a channel points to; ``rollback`` moves a channel back to a stored version after
+re-verifying it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas.manifest import (
+    MANIFEST_FILE,
+    Blessing,
+    ChannelPointer,
+    FileEntry,
+    Lineage,
+    Manifest,
+    ManifestError,
+    Metrics,
+    bundle_prefix,
+    channel_key,
+    check_name,
+    check_relpath,
+)
+
+from .blessing import BlessingConfig, evaluate
+from .store import (
+    PointerConflict,
+    Store,
+    file_digest,
+    list_channels,
+    read_channel,
+    read_channel_for_update,
+    read_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[str], None]
+"""Called with the name of each step done (``upload:<path>``, ``uploaded``, ``verified``,
+``manifest``, ``pointer:before``, ``pointer:after``); tests inject failures through it."""
+
+__all__ = ["BundleFiles", "PointerConflict", "PublishConfig", "PublishError", "PublishResult", "prune", "publish",
+           "publish_bundle", "rollback"]
+
+
+class PublishError(RuntimeError):
+    """A bundle cannot be published (version exists, a file did not survive the upload...)."""
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """Where bundles go and how many stay.
+
+    ``store_uri``: local directory or ``s3://bucket/prefix``; ``name``: the bundle (e.g. the
+    surface, ``homefeed``); ``channel``: what serving follows; ``keep_blessed`` /
+    ``keep_unblessed``: newest promoted / rejected versions kept by ``prune``;
+    ``incomplete_grace_s``: age after which a version without manifest (a dead publisher's) goes.
+    """
+
+    store_uri: str = "./var/artifacts/serving"
+    name: str = "homefeed"
+    channel: str = "prod"
+    keep_blessed: int = 5
+    keep_unblessed: int = 2
+    incomplete_grace_s: int = 86_400
+
+    def __post_init__(self) -> None:
+        check_name("publish.name", self.name)
+        check_name("publish.channel", self.channel)
+        if self.keep_blessed < 1:
+            raise ValueError(f"publish.keep_blessed must be >= 1, got {self.keep_blessed}")
+        if self.keep_unblessed < 0 or self.incomplete_grace_s < 0:
+            raise ValueError("publish.keep_unblessed and publish.incomplete_grace_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class BundleFiles:
+    """Local files of a candidate; their place in the bundle is fixed: ``index/index.json``,
+    ``index/<shard file name>``, ``ranker/ranker.onnx``, ``ranker/encoder.json``,
+    ``pins/pins.parquet``, ``extra/<file name>``."""
+
+    index_meta: str
+    index_shards: tuple[str, ...]
+    ranker: str
+    encoder: str
+    pins: str
+    extras: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.index_shards, str) or not self.index_shards:
+            raise ValueError("BundleFiles.index_shards must be a non-empty tuple of paths")
+        missing = [p for _, p, _ in self.layout() if not os.path.isfile(p)]
+        if missing:
+            raise ValueError(f"bundle files not found: {missing}")
+        targets = [t for t, _, _ in self.layout()]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"two files map to the same bundle path: {sorted(targets)}")
+
+    def layout(self) -> list[tuple[str, str, str]]:
+        """(bundle path, local path, role) for every file, shards in index order."""
+        rows = [("index/index.json", self.index_meta, "index_meta")]
+        rows += [(f"index/{os.path.basename(p)}", p, "index_shard") for p in self.index_shards]
+        rows += [("ranker/ranker.onnx", self.ranker, "ranker"), ("ranker/encoder.json", self.encoder, "encoder"),
+                 ("pins/pins.parquet", self.pins, "pins")]
+        rows += [(f"extra/{os.path.basename(p)}", p, "extra") for p in self.extras]
+        for target, _, _ in rows:
+            check_relpath(target)
+        return rows
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    manifest: Manifest
+    promoted: bool
+    pointer: ChannelPointer | None
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def _noop(step: str) -> None:
+    pass
+
+
+def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,
+            channel: str = "prod", blessing: BlessingConfig | None = None, force: bool = False,
+            version: str | None = None, now: dt.datetime | None = None, hook: Hook | None = None) -> PublishResult:
+    """Store a new version of bundle ``name`` and promote it to ``channel`` if blessed (see the
+    module docstring). ``version`` defaults to ``<UTC time>-<content hash>``."""
+    hook = hook or _noop
+    now = now or dt.datetime.now(dt.UTC)
+    entries = [(FileEntry(target, *file_digest(local), role=role), local) for target, local, role in files.layout()]
+    content = hashlib.sha256("".join(f"{e.path}:{e.sha256};" for e, _ in entries).encode()).hexdigest()
+    version = check_name("version", version or f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{content[:10]}")
+    prefix = bundle_prefix(name, version)
+    if store.exists(prefix + MANIFEST_FILE):
+        raise PublishError(f"{name}/{version} already exists in {store!r}; versions are immutable")
+
+    for entry, local in entries:
+        store.put_file(local, prefix + entry.path)
+        hook(f"upload:{entry.path}")
+    hook("uploaded")
+    for entry, _ in entries:
+        got = store.digest(prefix + entry.path)
+        if got != (entry.size, entry.sha256):
+            raise PublishError(f"{name}/{version}/{entry.path}: read back {got[0]} bytes sha256 {got[1][:12]}..., "
+                               f"uploaded {entry.size} bytes sha256 {entry.sha256[:12]}...")
+    hook("verified")
+
+    current, token = read_channel_for_update(store, name, channel)
+    baseline = _baseline(store, name, current, force)
+    verdict = evaluate(metrics, baseline, blessing or BlessingConfig(),
+                       baseline_version=current.version if current else None)
+    verdict = Blessing(verdict.blessed, verdict.reasons, verdict.baseline_version, forced=force)
+    manifest = Manifest(name=name, version=version, created_at=now, lineage=lineage, metrics=metrics,
+                        blessing=verdict, files=tuple(e for e, _ in entries))
+    data = manifest.to_json().encode()
+    if not store.put_if_absent(prefix + MANIFEST_FILE, data):
+        raise PublishError(f"{name}/{version}: another publisher wrote its manifest first")
+    hook("manifest")
+
+    if not verdict.blessed and not force:
+        log.info("bundle %s/%s stored but not blessed for %s: %s", name, version, channel, "; ".join(verdict.reasons))
+        return PublishResult(manifest, promoted=False, pointer=None)
+    if not verdict.blessed:
+        log.warning("force=True: promoting %s/%s to %s despite: %s", name, version, channel,
+                    "; ".join(verdict.reasons))
+    reason = "publish" if verdict.blessed else "force"
+    hook("pointer:before")
+    pointer = _move(store, name, channel, version, data, current, token, reason, now)
+    hook("pointer:after")
+    log.info("channel %s/%s -> %s (was %s; %d files, %d bytes)", name, channel, version,
+             current.version if current else None, len(manifest.files), manifest.total_bytes)
+    return PublishResult(manifest, promoted=True, pointer=pointer)
+
+
+def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bool) -> Metrics | None:
+    if current is None:
+        return None
+    try:
+        manifest, _ = read_manifest(store, name, current.version)
+    except (FileNotFoundError, ManifestError) as e:
+        if not force:
+            raise PublishError(f"cannot judge the candidate: the channel's version {current.version} has no "
+                               f"readable manifest ({e}); roll the channel back or publish with force=True") from e
+        log.warning("force=True: baseline %s unreadable (%s); judging against the floors only", current.version, e)
+        return None
+    return manifest.metrics
+
+
+def _move(store: Store, name: str, channel: str, version: str, manifest_bytes: bytes,
+          current: ChannelPointer | None, token: str | None, reason: str, now: dt.datetime) -> ChannelPointer:
+    pointer = ChannelPointer(name=name, channel=channel, version=version,
+                             manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(), moved_at=now,
+                             reason=reason, previous=current.version if current else None)
+    store.swap(channel_key(name, channel), pointer.to_json().encode(), token)
+    return pointer
+
+
+def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_unblessed: bool = False,
+             now: dt.datetime | None = None) -> ChannelPointer:
+    """Point ``channel`` back at the stored ``to_version`` after re-reading and checking every
+    file of it; an unblessed version needs ``allow_unblessed=True``."""
+    try:
+        manifest, data = read_manifest(store, name, to_version)
+    except FileNotFoundError:
+        raise PublishError(f"{name}/{to_version} is not a complete version in {store!r}") from None
+    if not (manifest.blessing.blessed or manifest.blessing.forced or allow_unblessed):
+        raise PublishError(f"{name}/{to_version} was not blessed ({'; '.join(manifest.blessing.reasons)}); "
+                           "pass allow_unblessed=True to roll back to it anyway")
+    prefix = bundle_prefix(name, to_version)
+    for entry in manifest.files:
+        try:
+            got = store.digest(prefix + entry.path)
+        except FileNotFoundError:
+            got = (-1, "missing")
+        if got != (entry.size, entry.sha256):
+            raise PublishError(f"{name}/{to_version}/{entry.path} does not match its manifest; not rolling back")
+    current, token = read_channel_for_update(store, name, channel)
+    pointer = _move(store, name, channel, to_version, data, current, token, "rollback",
+                    now or dt.datetime.now(dt.UTC))
+    log.warning("rollback: channel %s/%s -> %s (was %s)", name, channel, to_version,
+                current.version if current else None)
+    return pointer
+
+
+def prune(store: Store, name: str, *, keep_blessed: int = 5, keep_unblessed: int = 2,
+          incomplete_grace_s: int = 86_400, now: dt.datetime | None = None) -> list[str]:
+    """Delete old versions of ``name``; returns the deleted versions. Kept: every version a channel
+    points to, the newest ``keep_blessed`` promoted (blessed or forced) and ``keep_unblessed``
+    rejected ones, and incomplete ones younger than ``incomplete_grace_s``. The manifest goes
+    first, so a concurrent reader sees an incomplete version, never a half-deleted complete one."""
+    now = now or dt.datetime.now(dt.UTC)
+    protected = set()
+    for channel in list_channels(store, name):
+        pointer = read_channel(store, name, channel)
+        if pointer is not None:
+            protected.add(pointer.version)
+    promoted, rejected, doomed = [], [], []
+    for version in store.list_dir(f"bundles/{check_name('bundle name', name)}"):
+        try:
+            manifest, _ = read_manifest(store, name, version)
+        except (FileNotFoundError, ManifestError):
+            files = store.list_files(bundle_prefix(name, version))
+            if not files:  # an empty folder some S3 servers keep listing after its objects went
+                store.delete(bundle_prefix(name, version))
+            elif (now - max(_mtime(info) for info in files.values())).total_seconds() > incomplete_grace_s:
+                doomed.append(version)
+            continue
+        blessing = manifest.blessing
+        (promoted if blessing.blessed or blessing.forced else rejected).append((manifest.created_at, version))
+    for group, keep in ((promoted, keep_blessed), (rejected, keep_unblessed)):
+        doomed += [v for _, v in sorted(group, reverse=True)[keep:]]
+    deleted = []
+    for version in sorted(set(doomed) - protected):
+        prefix = bundle_prefix(name, version)
+        store.delete(prefix + MANIFEST_FILE)
+        store.delete(prefix)
+        deleted.append(version)
+    if deleted:
+        log.info("pruned %d version(s) of %s: %s", len(deleted), name, ", ".join(deleted))
+    return deleted
+
+
+def _mtime(info: dict) -> dt.datetime:
+    value = info.get("mtime", info.get("LastModified"))
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(float(value), dt.UTC)
+
+
+def publish_bundle(cfg: PublishConfig, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,
+                   blessing: BlessingConfig | None = None, s3=None, force: bool = False) -> PublishResult:
+    """The job: publish to ``cfg.store_uri`` then prune (``s3``: :class:`~export.store.S3Options`)."""
+    store = Store(cfg.store_uri, s3)
+    result = publish(store, cfg.name, files, metrics, lineage, channel=cfg.channel, blessing=blessing, force=force)
+    prune(store, cfg.name, keep_blessed=cfg.keep_blessed, keep_unblessed=cfg.keep_unblessed,
+          incomplete_grace_s=cfg.incomplete_grace_s)
+    return result

@@ -1,0 +1,315 @@
+"""The bundle manifest and the channel pointer, shared by the publisher and the serving loader.
+
+A bundle version is a folder ``bundles/<name>/<version>/`` in a store (see :mod:`export.store`):
+index shards + ``index/index.json``, the ONNX ranker and its encoder JSON, the pin metadata
+(Parquet) and ``manifest.json``, written last. A channel (``channels/<name>/<channel>``) is a small
+JSON pointer to one version, moved only by compare-and-swap.
+
+The manifest records the format version, when and from what the bundle was built (git sha, config
+hash, MLflow run ids, the Delta version of every input table), its offline metrics, the blessing
+verdict with reasons, and the size and sha256 of every file. Paths are POSIX, relative to the
+version folder, made of ``[A-Za-z0-9._-]`` components and never ``.`` / ``..``: a manifest naming
+a path outside its bundle does not parse. ``from_json`` is strict: unknown or missing keys, wrong
+types and a format version other than :data:`FORMAT_VERSION` raise :class:`ManifestError`.
+
+Imports with the base install only (the loader uses it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+#: What each file of a bundle is; the loader opens files by role.
+#: ``(min, max)`` files per role; ``None`` = no upper bound.
+ROLES: dict[str, tuple[int, int | None]] = {
+    "index_meta": (1, 1), "index_shard": (1, None), "ranker": (1, 1), "encoder": (1, 1), "pins": (1, 1),
+    "extra": (0, None),
+}
+#: Columns (and Arrow type names) the pin metadata Parquet must hold.
+PIN_COLUMNS: dict[str, str] = {"pin_id": "int64", "category": "string", "created_at": "timestamp",
+                               "nsfw": "bool", "blocked": "bool"}
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_PART = re.compile(r"[A-Za-z0-9._-]{1,255}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class ManifestError(ValueError):
+    """A manifest or channel pointer is malformed, of an unsupported format, or unsafe."""
+
+
+def check_name(kind: str, value: str) -> str:
+    """Bundle names, versions and channels: ``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 128 characters."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or value in (".", ".."):
+        raise ManifestError(f"{kind} {value!r} is not a valid name: use [A-Za-z0-9._-], starting alphanumeric")
+    return value
+
+
+def check_relpath(path: str) -> str:
+    """A file path inside a bundle: relative POSIX, safe components, no ``.``/``..``; returns it."""
+    if not isinstance(path, str) or not path:
+        raise ManifestError(f"bundle path must be a non-empty string, got {path!r}")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") or not _PART.fullmatch(p) for p in parts):
+        raise ManifestError(f"bundle path {path!r} is unsafe: it must be relative, without '.', '..', "
+                            "empty components or characters outside [A-Za-z0-9._-]")
+    return path
+
+
+def bundle_prefix(name: str, version: str) -> str:
+    return f"bundles/{check_name('bundle name', name)}/{check_name('version', version)}/"
+
+
+def channel_key(name: str, channel: str) -> str:
+    return f"channels/{check_name('bundle name', name)}/{check_name('channel', channel)}"
+
+
+def _utc(value: dt.datetime, what: str) -> dt.datetime:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise ManifestError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return value.astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a bundle: ``path`` relative to the version folder, ``size`` bytes, ``sha256`` hex."""
+
+    path: str
+    size: int
+    sha256: str
+    role: str = "extra"
+
+    def __post_init__(self) -> None:
+        check_relpath(self.path)
+        if self.path == MANIFEST_FILE:
+            raise ManifestError(f"{MANIFEST_FILE} cannot list itself")
+        if self.size < 0:
+            raise ManifestError(f"{self.path}: size must be >= 0, got {self.size}")
+        if not _SHA256.fullmatch(self.sha256):
+            raise ManifestError(f"{self.path}: sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
+        if self.role not in ROLES:
+            raise ManifestError(f"{self.path}: unknown role {self.role!r}; use one of {sorted(ROLES)}")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Offline metrics of a candidate: retrieval recall@k, serving latency, per-task AUC and
+    expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``)."""
+
+    k: int
+    recall_at_k: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    auc: dict[str, float] = field(default_factory=dict)
+    calibration_error: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ManifestError(f"metrics.k must be >= 1, got {self.k}")
+        for name in ("recall_at_k", "latency_p50_ms", "latency_p99_ms"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("auc", "calibration_error"):
+            object.__setattr__(self, name, {t: float(v) for t, v in getattr(self, name).items()})
+        values = {"recall_at_k": self.recall_at_k, "latency_p50_ms": self.latency_p50_ms,
+                  "latency_p99_ms": self.latency_p99_ms, **{f"auc[{t}]": v for t, v in self.auc.items()},
+                  **{f"calibration_error[{t}]": v for t, v in self.calibration_error.items()}}
+        for key, value in values.items():
+            if not math.isfinite(value) or value < 0:
+                raise ManifestError(f"metrics.{key} must be finite and >= 0, got {value}")
+        for key, value in {"recall_at_k": self.recall_at_k, **{f"auc[{t}]": v for t, v in self.auc.items()}}.items():
+            if value > 1:
+                raise ManifestError(f"metrics.{key} must be <= 1, got {value}")
+        if set(self.auc) != set(self.calibration_error):
+            raise ManifestError(f"metrics: auc tasks {sorted(self.auc)} and calibration_error tasks "
+                                f"{sorted(self.calibration_error)} differ")
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """What the bundle was built from: code (git sha), configuration hash, MLflow runs by role
+    (``pinsage``, ``ranker``, ``index``...), and the Delta version of every input table."""
+
+    code_version: str
+    config_hash: str
+    mlflow_run_ids: dict[str, str] = field(default_factory=dict)
+    delta_versions: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.code_version or not self.config_hash:
+            raise ManifestError("lineage.code_version and lineage.config_hash must be non-empty")
+        bad = {t: v for t, v in self.delta_versions.items() if v < 0}
+        if bad:
+            raise ManifestError(f"lineage.delta_versions must be >= 0, got {bad}")
+
+
+@dataclass(frozen=True)
+class Blessing:
+    """The gate's verdict: ``blessed`` with the failed checks in ``reasons``; ``baseline_version``
+    is the version the channel pointed to when the candidate was judged (None for the first);
+    ``forced`` when the candidate was promoted regardless of the verdict."""
+
+    blessed: bool
+    reasons: tuple[str, ...] = ()
+    baseline_version: str | None = None
+    forced: bool = False
+
+    def __post_init__(self) -> None:
+        if self.blessed and self.reasons:
+            raise ManifestError(f"a blessed verdict carries no failure reasons, got {self.reasons}")
+        if not self.blessed and not self.reasons:
+            raise ManifestError("an unblessed verdict needs at least one reason")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    created_at: dt.datetime
+    lineage: Lineage
+    metrics: Metrics
+    blessing: Blessing
+    files: tuple[FileEntry, ...]
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise ManifestError(f"manifest format_version {self.format_version} is not supported "
+                                f"(this code reads {FORMAT_VERSION})")
+        check_name("bundle name", self.name)
+        check_name("version", self.version)
+        object.__setattr__(self, "created_at", _utc(self.created_at, "created_at"))
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise ManifestError(f"manifest lists a path twice: {sorted(p for p in paths if paths.count(p) > 1)}")
+        for role, (low, high) in ROLES.items():
+            n = sum(f.role == role for f in self.files)
+            if n < low or (high is not None and n > high):
+                raise ManifestError(f"manifest needs {low}..{high if high is not None else 'n'} file(s) "
+                                    f"of role {role!r}, got {n}")
+
+    def of_role(self, role: str) -> tuple[FileEntry, ...]:
+        """Files of ``role``, in manifest order (shards in index order)."""
+        return tuple(f for f in self.files if f.role == role)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> str:
+        return json.dumps(_to_plain(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        data = _loads(text, "manifest")
+        if isinstance(data, dict) and data.get("format_version") != FORMAT_VERSION:
+            raise ManifestError(f"manifest format_version {data.get('format_version')!r} is not supported "
+                                f"(this code reads {FORMAT_VERSION})")
+        return _from_plain(cls, data, "manifest")
+
+
+@dataclass(frozen=True)
+class ChannelPointer:
+    """``channels/<name>/<channel>``: the version a channel serves and the sha256 of that version's
+    manifest bytes (so a reader detects a manifest swapped behind the pointer's back)."""
+
+    name: str
+    channel: str
+    version: str
+    manifest_sha256: str
+    moved_at: dt.datetime
+    reason: str
+    previous: str | None = None
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.format_version != FORMAT_VERSION:
+            raise ManifestError(f"channel pointer format_version {self.format_version} is not supported")
+        check_name("bundle name", self.name)
+        check_name("channel", self.channel)
+        check_name("version", self.version)
+        if self.previous is not None:
+            check_name("version", self.previous)
+        if not _SHA256.fullmatch(self.manifest_sha256):
+            raise ManifestError(f"channel pointer manifest_sha256 is not a sha256: {self.manifest_sha256!r}")
+        if self.reason not in ("publish", "force", "rollback"):
+            raise ManifestError(f"channel pointer reason must be publish, force or rollback, got {self.reason!r}")
+        object.__setattr__(self, "moved_at", _utc(self.moved_at, "moved_at"))
+
+    def to_json(self) -> str:
+        return json.dumps(_to_plain(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ChannelPointer:
+        return _from_plain(cls, _loads(text, "channel pointer"), "channel pointer")
+
+
+def _loads(text: str | bytes, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ManifestError(f"{what} is not valid JSON ({e}); truncated or corrupt?") from None
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dt.datetime):
+        return obj.isoformat()
+    if isinstance(obj, tuple):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _from_plain(tp: Any, value: Any, where: str) -> Any:
+    """Build ``tp`` from parsed JSON, checking every key and type (no coercion but int -> float)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ManifestError(f"{where}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        unknown = set(value) - set(fields)
+        missing = {n for n, f in fields.items() if n not in value and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING}
+        if unknown or missing:
+            raise ManifestError(f"{where}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+        kwargs = {k: _from_plain(hints[k], v, f"{where}.{k}") for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except ManifestError as e:
+            raise ManifestError(f"{where}: {e}") from None
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _from_plain(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ManifestError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_from_plain(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ManifestError(f"{where}: expected an object, got {type(value).__name__}")
+        return {k: _from_plain(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is dt.datetime:
+        try:
+            return dt.datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise ManifestError(f"{where}: expected an ISO-8601 timestamp, got {value!r}") from None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and type(value) is tp:
+        return value
+    raise ManifestError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(value).__name__} {value!r}")

@@ -1,0 +1,54 @@
+import pytest
+
+from export.blessing import BlessingConfig, evaluate
+from schemas.manifest import Metrics
+
+
+def m(recall=0.30, p99=10.0, auc=None, ece=None, k=100) -> Metrics:
+    auc = auc if auc is not None else {"closeup": 0.70, "save": 0.65}
+    ece = ece if ece is not None else {t: 0.02 for t in auc}
+    return Metrics(k=k, recall_at_k=recall, latency_p50_ms=p99 / 2, latency_p99_ms=p99, auc=auc, calibration_error=ece)
+
+
+CFG = BlessingConfig(max_recall_drop=0.01, max_latency_increase=0.2, max_auc_drop=0.005,
+                     max_calibration_increase=0.01, min_recall=0.1, min_auc=0.55, max_calibration_error=0.1,
+                     max_latency_p99_ms=50.0)
+
+
+def test_first_version_is_judged_on_the_floors_only():
+    ok = evaluate(m(), None, CFG)
+    assert ok.blessed and ok.reasons == () and ok.baseline_version is None
+    bad = evaluate(m(recall=0.05, p99=60.0, auc={"closeup": 0.5}, ece={"closeup": 0.2}), None, CFG)
+    assert not bad.blessed
+    assert bad.reasons == ("recall@100 0.0500 < minimum 0.1000", "latency p99 60.00 ms > maximum 50.00 ms",
+                           "auc[closeup] 0.5000 < minimum 0.5500", "calibration_error[closeup] 0.2000 > maximum 0.1000")
+
+
+def test_within_tolerances_of_the_baseline_is_blessed():
+    cand = m(recall=0.291, p99=11.9, auc={"closeup": 0.696, "save": 0.70}, ece={"closeup": 0.029, "save": 0.0})
+    v = evaluate(cand, m(), CFG, baseline_version="v1")
+    assert v.blessed and v.baseline_version == "v1"
+
+
+def test_each_regression_is_a_reason():
+    cand = m(recall=0.28, p99=12.5, auc={"closeup": 0.69, "save": 0.65}, ece={"closeup": 0.02, "save": 0.031})
+    v = evaluate(cand, m(), CFG, baseline_version="v1")
+    assert not v.blessed
+    assert v.reasons == ("recall@100 0.2800 < v1 0.3000 - 0.0100", "latency p99 12.50 ms > v1 10.00 ms x 1.20",
+                         "auc[closeup] 0.6900 < v1 0.7000 - 0.0050",
+                         "calibration_error[save] 0.0310 > v1 0.0200 + 0.0100")
+
+
+def test_missing_task_and_different_k_fail():
+    v = evaluate(m(k=50, auc={"closeup": 0.7}), m(), CFG, baseline_version="v1")
+    assert v.reasons == ("recall@50 is not comparable with v1's recall@100",
+                         "task 'save' of v1 has no metrics in the candidate")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="max_recall_drop must be >= 0"):
+        BlessingConfig(max_recall_drop=-0.1)
+    with pytest.raises(ValueError, match="min_auc must be in"):
+        BlessingConfig(min_auc=1.5)
+    with pytest.raises(ValueError, match="max_latency_increase"):
+        BlessingConfig(max_latency_increase=float("nan"))

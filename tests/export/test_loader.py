@@ -1,0 +1,238 @@
+"""The serving loader: load, verify, refuse, refresh; on a local store and on S3."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from export import loader as loader_module
+from export.blessing import BlessingConfig
+from export.loader import BundleError, Loader, load
+from export.publish import publish
+from export.store import read_manifest
+from schemas.manifest import bundle_prefix
+
+from .conftest import LINEAGE, T0, metrics
+
+GATE = BlessingConfig(min_recall=0.1, min_auc=0.55)
+
+
+def _publish(store, files, version, recall=0.30):
+    return publish(store, "homefeed", files, metrics(recall=recall), LINEAGE, version=version, now=T0, blessing=GATE)
+
+
+def _open(store, **kwargs):
+    return load(store.uri, "homefeed", s3=store.s3, **kwargs)
+
+
+def test_load_opens_every_part(store, candidate):
+    files, xb, w = candidate(0)
+    _publish(store, files, "v1")
+    bundle = _open(store)
+    assert (bundle.name, bundle.version, len(bundle.shards), bundle.ntotal) == ("homefeed", "v1", 2, 100)
+    assert bundle.index_meta == {"dim": 8, "metric": "inner_product", "shards": ["shard_000.faiss", "shard_001.faiss"]}
+    assert bundle.encoder == {"features": ["a", "b", "c", "d"], "seed": 0}
+    q = xb[:3] + 0.01
+    exact = faiss.IndexFlatIP(8)
+    exact.add(xb)
+    want_d, want_i = exact.search(q, 5)
+    got = [s.search(q, 5) for s in bundle.shards]  # merge the shards' top-5 by score
+    dists = np.concatenate([got[0][0], got[1][0]], axis=1)
+    ids = np.concatenate([got[0][1], got[1][1] + bundle.shards[0].ntotal], axis=1)
+    order = np.argsort(-dists, axis=1)[:, :5]
+    np.testing.assert_array_equal(np.take_along_axis(ids, order, 1), want_i)
+    np.testing.assert_allclose(np.take_along_axis(dists, order, 1), want_d, rtol=1e-6)
+    x = np.random.default_rng(1).standard_normal((7, 4)).astype(np.float32)
+    (p,) = bundle.ranker.run(None, {"x": x})
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(x @ w))), rtol=1e-5)
+    assert bundle.pins.num_rows == 20 and bundle.pins.column("pin_id")[3].as_py() == 3
+    assert bundle.pins.column("nsfw").to_pylist()[:8] == [True] + [False] * 6 + [True]
+    assert repr(bundle) == "Bundle(homefeed/v1, shards=2, vectors=100, pins=20, blessed=True)"
+    if not store.is_local:  # downloaded into the cache, not read in place
+        assert bundle.root == os.path.join(tempfile.gettempdir(), "pinrec-bundles", "homefeed", "v1")
+        assert os.path.isfile(os.path.join(bundle.root, "index", "shard_000.faiss"))
+
+
+def test_shards_are_memory_mapped(store, candidate, monkeypatch):
+    _publish(store, candidate(0)[0], "v1")
+    flags = []
+    real = faiss.read_index
+    monkeypatch.setattr(loader_module.faiss, "read_index", lambda path, f=0: flags.append(f) or real(path, f))
+    _open(store)
+    assert flags == [faiss.IO_FLAG_MMAP_IFC] * 2
+
+
+def test_ivf_shards_open(store, candidate):
+    files, xb, _ = candidate(0, factory="IVF4,Flat")
+    _publish(store, files, "v1")
+    shards = _open(store).shards
+    assert [faiss.extract_index_ivf(s).nlist for s in shards] == [4, 4]
+    assert sum(s.ntotal for s in shards) == 100
+    shards[0].nprobe = 4
+    assert shards[0].search(xb[:1], 1)[1][0, 0] == int(np.argmax(xb[:50] @ xb[0]))
+
+
+def test_load_by_version_and_missing_things(store, candidate):
+    _publish(store, candidate(0)[0], "v1")
+    _publish(store, candidate(1)[0], "v2", recall=0.05)  # rejected: stored, not served
+    assert _open(store).version == "v1"
+    unblessed = _open(store, version="v2")
+    assert unblessed.version == "v2" and not unblessed.manifest.blessing.blessed
+    with pytest.raises(BundleError, match="channel homefeed/canary does not exist"):
+        _open(store, channel="canary")
+    with pytest.raises(BundleError, match="incomplete or not a bundle"):
+        _open(store, version="v9")
+    with pytest.raises(BundleError, match="not a valid name"):
+        _open(store, version="../v1")
+
+
+def _tamper_file(store, version, path, edit):
+    key = bundle_prefix("homefeed", version) + path
+    store.put_bytes(key, edit(store.get_bytes(key)))
+
+
+def _tamper_manifest(store, version, edit):
+    def change(raw):
+        data = json.loads(raw)
+        edit(data)
+        return json.dumps(data).encode()
+    _tamper_file(store, version, "manifest.json", change)
+
+
+def _flip(raw: bytes) -> bytes:
+    i = len(raw) - 5  # inside the vectors of the flat index
+    return raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1:]
+
+
+def _shard_entry(data):
+    return next(f for f in data["files"] if f["path"] == "index/shard_001.faiss")
+
+
+TAMPERING = {
+    "corrupt shard": (lambda s, v: _tamper_file(s, v, "index/shard_001.faiss", _flip),
+                      "shard_001.faiss sha256 .* does not match"),
+    "grown shard": (lambda s, v: _tamper_file(s, v, "index/shard_001.faiss", lambda b: b + b"\0"),
+                    r"shard_001.faiss has \d+ bytes, the manifest says"),
+    "truncated manifest": (lambda s, v: _tamper_file(s, v, "manifest.json", lambda b: b[: len(b) // 2]),
+                           "not valid JSON"),
+    "deleted file": (lambda s, v: s.delete(bundle_prefix("homefeed", v) + "ranker/ranker.onnx"),
+                     "ranker/ranker.onnx is missing"),
+    "tampered checksum": (lambda s, v: _tamper_manifest(s, v, lambda d: _shard_entry(d).update(sha256="0" * 64)),
+                          "does not hash to the sha256 recorded by channel"),
+    "dot-dot path": (lambda s, v: _tamper_manifest(s, v, lambda d: _shard_entry(d).update(path="../v1/x.faiss")),
+                     "unsafe"),
+    "absolute path": (lambda s, v: _tamper_manifest(s, v, lambda d: _shard_entry(d).update(path="/etc/passwd")),
+                      "unsafe"),
+    "future format": (lambda s, v: _tamper_manifest(s, v, lambda d: d.update(format_version=2)),
+                      "format_version 2 is not supported"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+def test_refresh_refuses_a_bad_bundle_and_keeps_serving(store, candidate, case):
+    files, xb, _ = candidate(0)
+    _publish(store, files, "v1")
+    loader = Loader(store.uri, "homefeed", s3=store.s3)
+    assert loader.refresh() is False  # nothing new
+    _publish(store, candidate(1)[0], "v2", recall=0.31)
+    tamper, message = TAMPERING[case]
+    tamper(store, "v2")
+    with pytest.raises(BundleError, match=message):
+        loader.refresh()
+    assert loader.version == "v1"
+    assert loader.bundle.shards[0].search(xb[:1], 1)[1][0, 0] == int(np.argmax(xb[:50] @ xb[0]))
+    with pytest.raises(BundleError, match=message.replace("does not hash to the sha256 recorded by channel",
+                                                          "sha256 .* does not match")):
+        _open(store, version="v2")  # by version there is no pointer hash: the file checksum catches it
+
+
+def test_refresh_switches_atomically(store, candidate):
+    _publish(store, candidate(0)[0], "v1")
+    loader = Loader(store.uri, "homefeed", s3=store.s3)
+    old = loader.bundle
+    _publish(store, candidate(1)[0], "v2", recall=0.31)
+    assert loader.refresh() is True
+    assert loader.version == "v2" and loader.bundle.encoder["seed"] == 1
+    assert old.version == "v1" and old.shards[0].ntotal == 50  # a request holding the old bundle still works
+    assert repr(loader).endswith("homefeed/prod -> v2)")
+
+
+def test_a_broken_cache_copy_is_downloaded_again(store, candidate):
+    if store.is_local:
+        pytest.skip("a local store is read in place; there is no cache")
+    _publish(store, candidate(0)[0], "v1")
+    first = _open(store)
+    shard = os.path.join(first.root, "index", "shard_000.faiss")
+    with open(shard, "r+b") as f:
+        f.write(b"\0\0\0\0")
+    again = _open(store)
+    assert again.root == first.root and again.ntotal == 100
+    (_, sha) = loader_module.file_digest(shard)
+    assert sha == read_manifest(store, "homefeed", "v1")[0].of_role("index_shard")[0].sha256
+
+
+def test_symlink_escaping_the_bundle_is_refused(store, candidate, tmp_path):
+    if not store.is_local:
+        pytest.skip("S3 has no symlinks")
+    _publish(store, candidate(0)[0], "v1")
+    target = store.local_path(bundle_prefix("homefeed", "v1") + "ranker/encoder.json")
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(Path(target).read_bytes())
+    os.remove(target)
+    os.symlink(outside, target)
+    with pytest.raises(BundleError, match="resolves outside the bundle"):
+        _open(store)
+
+
+def test_nothing_is_unpickled(store, candidate, monkeypatch):
+    _publish(store, candidate(0)[0], "v1")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the loader unpickled something")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    monkeypatch.setattr(np, "load", refuse)
+    assert _open(store).version == "v1"
+
+
+BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {"torch", "torch_geometric", "pyspark", "delta", "airflow", "mlflow", "onnx", "onnxscript", "boto3",
+           "botocore", "s3fs", "pandas", "great_expectations", "duckdb", "yaml", "jobs", "models"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"blocked in the serving environment: {name}")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_loader_needs_only_the_base_install(store, candidate, tmp_path):
+    """Import and use the loader with Spark, torch, MLflow, Airflow, onnx, boto3 and pandas blocked."""
+    _publish(store, candidate(0)[0], "v1")
+    script = BLOCKER + textwrap.dedent(f"""
+        import os
+        from export.loader import Loader
+        from export.store import S3Options
+        s3 = None
+        if os.environ.get("T_ENDPOINT"):
+            s3 = S3Options(endpoint_url=os.environ["T_ENDPOINT"], access_key=os.environ["T_KEY"],
+                           secret_key=os.environ["T_SECRET"])
+        loader = Loader({store.uri!r}, "homefeed", s3=s3, cache_dir={str(tmp_path / "cache")!r})
+        print(loader.version, loader.bundle.ntotal, sorted(m for m in BLOCKED if m in sys.modules))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    if store.is_s3:
+        env.update(T_ENDPOINT=store.s3.endpoint_url, T_KEY=store.s3.access_key, T_SECRET=store.s3.secret_key)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "v1 100 []"

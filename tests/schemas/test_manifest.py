@@ -1,0 +1,153 @@
+import dataclasses
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import pytest
+
+from schemas.manifest import (
+    FORMAT_VERSION,
+    Blessing,
+    ChannelPointer,
+    FileEntry,
+    Lineage,
+    Manifest,
+    ManifestError,
+    Metrics,
+    bundle_prefix,
+    channel_key,
+    check_relpath,
+)
+
+SHA = "ab" * 32
+
+
+def _manifest(**changes) -> Manifest:
+    files = (FileEntry("index/index.json", 10, SHA, "index_meta"), FileEntry("index/shard_000.faiss", 4096, SHA,
+                                                                            "index_shard"),
+             FileEntry("index/shard_001.faiss", 4000, "cd" * 32, "index_shard"),
+             FileEntry("ranker/ranker.onnx", 300, SHA, "ranker"), FileEntry("ranker/encoder.json", 50, SHA, "encoder"),
+             FileEntry("pins/pins.parquet", 900, SHA, "pins"))
+    base = {"name": "homefeed", "version": "20260110T120000Z-abc",
+            "created_at": dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC),
+            "lineage": Lineage("deadbeef", "c0ffee", {"ranker": "run1"}, {"impressions": 3, "pins": 0}),
+            "metrics": Metrics(k=100, recall_at_k=0.31, latency_p50_ms=2.5, latency_p99_ms=9,
+                               auc={"closeup": 0.71, "save": 0.68}, calibration_error={"closeup": 0.02, "save": 0.03}),
+            "blessing": Blessing(False, ("recall@100 0.3100 < baseline 0.3500 - 0.0100",), "v0"), "files": files}
+    base.update(changes)
+    return Manifest(**base)
+
+
+def test_round_trip_is_exact():
+    m = _manifest()
+    text = m.to_json()
+    back = Manifest.from_json(text)
+    assert back == m
+    assert back.to_json() == text
+    data = json.loads(text)
+    assert data["format_version"] == FORMAT_VERSION == 1
+    assert data["created_at"] == "2026-01-10T12:00:00+00:00"
+    assert data["lineage"]["delta_versions"] == {"impressions": 3, "pins": 0}
+    assert back.metrics.latency_p99_ms == 9.0 and isinstance(back.metrics.latency_p99_ms, float)
+    assert [f.path for f in back.of_role("index_shard")] == ["index/shard_000.faiss", "index/shard_001.faiss"]
+    assert back.total_bytes == 10 + 4096 + 4000 + 300 + 50 + 900
+
+
+def test_created_at_is_normalised_to_utc_and_must_be_aware():
+    paris = dt.timezone(dt.timedelta(hours=1))
+    assert _manifest(created_at=dt.datetime(2026, 1, 10, 13, tzinfo=paris)).created_at == \
+        dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC)
+    with pytest.raises(ManifestError, match="timezone-aware"):
+        _manifest(created_at=dt.datetime(2026, 1, 10, 12))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(extra=1), r"unknown keys \['extra'\]"),
+    (lambda d: d.pop("lineage"), r"missing keys \['lineage'\]"),
+    (lambda d: d["files"][0].update(size="10"), r"manifest.files\[0\].size: expected int, got str"),
+    (lambda d: d["files"][0].update(size=True), "expected int, got bool"),
+    (lambda d: d["blessing"].update(blessed=1), "expected bool, got int"),
+    (lambda d: d.update(created_at="yesterday"), "ISO-8601"),
+    (lambda d: d.update(format_version=2), "format_version 2 is not supported"),
+    (lambda d: d.pop("format_version"), "format_version None is not supported"),
+    (lambda d: d["files"][1].update(path="../../etc/passwd"), "unsafe"),
+    (lambda d: d["files"][1].update(path="/etc/passwd"), "unsafe"),
+    (lambda d: d["files"][1].update(sha256="AB" * 32), "64 lowercase hex"),
+    (lambda d: d["files"][1].update(size=-1), "size must be >= 0"),
+    (lambda d: d["files"][1].update(role="script"), "unknown role"),
+    (lambda d: d["files"].pop(3), "role 'ranker'"),
+    (lambda d: d["files"].append(dict(d["files"][0], role="extra")), "lists a path twice"),
+    (lambda d: d["metrics"].update(recall_at_k=1.5), "recall_at_k must be <= 1"),
+    (lambda d: d["metrics"]["auc"].pop("save"), "differ"),
+    (lambda d: d["blessing"].update(reasons=[]), "needs at least one reason"),
+])
+def test_from_json_refuses_bad_manifests(edit, message):
+    data = json.loads(_manifest().to_json())
+    edit(data)
+    with pytest.raises(ManifestError, match=message):
+        Manifest.from_json(json.dumps(data))
+
+
+def test_from_json_refuses_truncated_and_non_object_input():
+    text = _manifest().to_json()
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Manifest.from_json(text[: len(text) // 2])
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        Manifest.from_json(b"\xff\xfe")
+    with pytest.raises(ManifestError, match="expected an object"):
+        Manifest.from_json("[1, 2]")
+
+
+@pytest.mark.parametrize("path", ["../x", "a/../b", "/abs", "a//b", "./a", "a/", "a\\b", "C:x", "", "a b",
+                                  "index/\x00", ".."])
+def test_unsafe_paths_are_refused(path):
+    with pytest.raises(ManifestError, match="unsafe|non-empty"):
+        check_relpath(path)
+
+
+def test_safe_paths_pass():
+    assert check_relpath("index/shard_000.faiss") == "index/shard_000.faiss"
+    assert check_relpath(".hidden/x-1.json") == ".hidden/x-1.json"
+
+
+def test_layout_keys_validate_names():
+    assert bundle_prefix("homefeed", "v1") == "bundles/homefeed/v1/"
+    assert channel_key("homefeed", "prod") == "channels/homefeed/prod"
+    for bad in ("../prod", "a/b", "", ".x"):
+        with pytest.raises(ManifestError, match="not a valid name"):
+            channel_key("homefeed", bad)
+
+
+def test_blessed_verdict_has_no_reasons():
+    with pytest.raises(ManifestError, match="no failure reasons"):
+        Blessing(True, ("x",))
+    assert Blessing(True).reasons == ()
+
+
+def test_metrics_refuse_nan_and_negative():
+    with pytest.raises(ManifestError, match="finite"):
+        Metrics(k=10, recall_at_k=float("nan"), latency_p50_ms=1, latency_p99_ms=2)
+    with pytest.raises(ManifestError, match="finite and >= 0"):
+        Metrics(k=10, recall_at_k=0.2, latency_p50_ms=-1, latency_p99_ms=2)
+    with pytest.raises(ManifestError, match="k must be >= 1"):
+        Metrics(k=0, recall_at_k=0.2, latency_p50_ms=1, latency_p99_ms=2)
+
+
+def test_channel_pointer_round_trip_and_checks():
+    p = ChannelPointer("homefeed", "prod", "v2", SHA, dt.datetime(2026, 1, 10, tzinfo=dt.UTC), "rollback", "v1")
+    assert ChannelPointer.from_json(p.to_json()) == p
+    with pytest.raises(ManifestError, match="reason"):
+        dataclasses.replace(p, reason="yolo")
+    with pytest.raises(ManifestError, match="not a sha256"):
+        dataclasses.replace(p, manifest_sha256="0")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        ChannelPointer.from_json(p.to_json()[:-3])
+
+
+def test_schemas_import_with_the_base_install_only():
+    code = ("import sys, schemas.manifest, schemas.catalog\n"
+            "heavy = {'torch', 'pyspark', 'pandas', 'mlflow', 'airflow', 'onnx', 'boto3', 'great_expectations'}\n"
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
