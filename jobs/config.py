@@ -135,20 +135,23 @@ class TrainingSetConfig:
     ``negative_rate``: share of negatives (impressions with neither closeup nor save) kept, drawn
     only from sessions that have a positive; 1.0 keeps every impression.
     ``validation_days`` / ``test_days``: the last days of the range, in time order.
+    ``window_days``: a scheduled run for day ``d`` rebuilds the training set of the days
+    ``d - window_days + 1 .. d`` (0: every ingested day up to ``d``).
     """
 
     maturity_s: int = 6 * 3600
     negative_rate: float = 1.0
     validation_days: int = 1
     test_days: int = 1
+    window_days: int = 0
 
     def __post_init__(self) -> None:
         if self.maturity_s <= 0:
             raise ConfigError(f"training.maturity_s must be positive, got {self.maturity_s}")
         if not 0.0 < self.negative_rate <= 1.0:
             raise ConfigError(f"training.negative_rate must be in (0, 1], got {self.negative_rate}")
-        if self.validation_days < 0 or self.test_days < 0:
-            raise ConfigError("training.validation_days and test_days must be >= 0")
+        if self.validation_days < 0 or self.test_days < 0 or self.window_days < 0:
+            raise ConfigError("training.validation_days, test_days and window_days must be >= 0")
 
 
 @dataclass(frozen=True)

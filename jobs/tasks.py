@@ -1,0 +1,98 @@
+"""One function per scheduled step, for one data interval: what a DAG task (or a notebook) calls.
+
+Each takes the validated :class:`~jobs.config.PinrecConfig` and the interval's day, calls the same
+job function as the CLI, and returns a small JSON-able dict: what it read (Delta versions) and
+what it wrote. Airflow stores that as the task's XCom, so a run's lineage is visible in the UI and
+in the logs. Every step replaces exactly the partitions of its day (or window), so a re-run or a
+backfill of a date is idempotent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+
+from .config import PinrecConfig, load_config, parse_overrides
+
+log = logging.getLogger(__name__)
+
+
+class NotEnoughHistoryError(ValueError):
+    """The window ending at the interval's day does not hold enough days for the temporal split."""
+
+
+def config_from_params(config_file: str | None, overrides: Sequence[str] | None) -> PinrecConfig:
+    """The DAG run's configuration: a YAML file (or defaults) plus ``section.key=value`` overrides."""
+    return load_config(config_file or None, parse_overrides(list(overrides or [])))
+
+
+def _spark(cfg: PinrecConfig):
+    from .spark import get_spark
+
+    return get_spark(cfg.spark)
+
+
+def ingest_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Validate the landed partitions of ``day`` into Delta (bad rows to quarantine)."""
+    from .ingest import IngestPaths, ingest
+
+    reports = ingest(_spark(cfg), IngestPaths(cfg.storage.landing, cfg.storage.warehouse), [day], cfg.ingest)
+    out = {"day": day.isoformat(), "wrote": {}}
+    for report in reports:
+        log.info("[ingest] %s", report.summary_line())
+        out["wrote"][report.table] = {"rows_valid": report.rows_valid, "rows_quarantined": report.rows_quarantined,
+                                      "duplicates_dropped": report.duplicates_dropped,
+                                      "delta_version": report.delta_version}
+    return out
+
+
+def features_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Build the daily feature tables for ``day`` (replacing that day's partitions)."""
+    from schemas.features import FEATURE_VIEWS
+
+    from .features import build_features, feature_table_path
+    from .ingest import delta_version
+
+    spark = _spark(cfg)
+    root = cfg.storage.warehouse.rstrip("/")
+    read = {name: delta_version(spark, f"{root}/{name}") for name in ("impressions", "actions", "pins",
+                                                                          "pin_board_edges")}
+    rows = build_features(spark, cfg.storage.warehouse, [day], cfg.features)
+    wrote = {f"features_{v.name}": {"rows": rows[v.name],
+                                    "delta_version": delta_version(spark, feature_table_path(cfg.storage.warehouse, v))}
+             for v in FEATURE_VIEWS}
+    log.info("[features] %s read %s wrote %s", day, read, wrote)
+    return {"day": day.isoformat(), "read": read, "wrote": wrote}
+
+
+def training_window(cfg: PinrecConfig, day: dt.date) -> list[dt.date]:
+    """The ingested days of the training window that ends at ``day``.
+
+    ``training.window_days`` days (0: every ingested day up to ``day``). Raises
+    :class:`NotEnoughHistoryError` while the window cannot hold train + validation + test days.
+    """
+    from .ingest import landed_days
+
+    first = dt.date.min if cfg.training.window_days == 0 else day - dt.timedelta(days=cfg.training.window_days - 1)
+    days = landed_days(cfg.storage.landing, first, day)
+    needed = cfg.training.validation_days + cfg.training.test_days + 1
+    if len(days) < needed:
+        raise NotEnoughHistoryError(f"the training window ending {day} holds {len(days)} landed day(s); the split "
+                                    f"needs at least {needed} (train + validation_days + test_days)")
+    return days
+
+
+def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Build the point-in-time training set for the window ending at ``day`` (replacing those days).
+
+    Re-building the trailing days each run is what lets impressions whose label window was still
+    open yesterday enter the set once it has closed.
+    """
+    from .training_set import build_training_set
+
+    days = training_window(cfg, day)
+    report = build_training_set(_spark(cfg), cfg.storage.warehouse, days, cfg.training, cfg.seed)
+    log.info("[training] %s", report.render())
+    return {"day": day.isoformat(), "days": list(report.days), "read": report.input_versions,
+            "wrote": {"training_set": {"rows": report.rows, "rows_by_split": report.rows_by_split,
+                                       "delta_version": report.delta_version}}}
