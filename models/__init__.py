@@ -1,12 +1,56 @@
-"""Pure torch / torch-geometric models: no paths, no Spark."""
-from models.losses import max_margin_loss
-from models.pinsage import PinSage, PinSageConv
-from models.random_walk import (
-    FixedNeighborhoods,
-    ImportanceNeighborSampler,
-    Neighborhood,
-    PinBoardGraph,
-)
+"""Pure torch / torch-geometric models: no paths, no Spark.
 
-__all__ = ["FixedNeighborhoods", "ImportanceNeighborSampler", "Neighborhood", "PinBoardGraph", "PinSage",
-           "PinSageConv", "max_margin_loss"]
+Names are imported lazily (PEP 562), so ``import models.config`` (torch-free hyper-parameter
+configs, declared by ``jobs.config``) does not pull torch into every ``pinrec`` command.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "FixedNeighborhoods": "models.random_walk",
+    "ImportanceNeighborSampler": "models.random_walk",
+    "Neighborhood": "models.random_walk",
+    "PinBoardGraph": "models.random_walk",
+    "PinSage": "models.pinsage",
+    "PinSageConv": "models.pinsage",
+    "max_margin_loss": "models.losses",
+    "CrossNet": "models.dcn",
+    "CrossNetMix": "models.dcn",
+    "MMoE": "models.mmoe",
+    "Ranker": "models.ranker",
+    "RankerData": "models.ranker_trainer",
+    "RankerTrainer": "models.ranker_trainer",
+    "Calibration": "models.calibration",
+    "fit_calibration": "models.calibration",
+    "CalibrationConfig": "models.config",
+    "RankerConfig": "models.config",
+    "RankerTrainConfig": "models.config",
+}
+
+__all__ = [
+    "Calibration",
+    "CalibrationConfig",
+    "CrossNet",
+    "CrossNetMix",
+    "FixedNeighborhoods",
+    "ImportanceNeighborSampler",
+    "MMoE",
+    "Neighborhood",
+    "PinBoardGraph",
+    "PinSage",
+    "PinSageConv",
+    "Ranker",
+    "RankerConfig",
+    "RankerData",
+    "RankerTrainConfig",
+    "RankerTrainer",
+    "fit_calibration",
+    "max_margin_loss",
+]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

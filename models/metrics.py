@@ -1,0 +1,137 @@
+"""Ranking and calibration metrics in numpy: AUC, log-loss, ECE, grouped NDCG@k, Kendall's tau-b.
+
+All take 1-D arrays of equal length; ``sample_weight`` (where accepted) re-weights rows, e.g.
+by the training set's ``1 / negative_rate`` so metrics refer to the unsampled population.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_1d(*arrays, names: tuple[str, ...]) -> list[np.ndarray]:
+    out = [np.asarray(a, dtype=np.float64).ravel() if a is not None else None for a in arrays]
+    n = out[0].shape[0]
+    for a, name in zip(out, names):
+        if a is not None and a.shape[0] != n:
+            raise ValueError(f"{name} has {a.shape[0]} rows, expected {n}")
+    if n == 0:
+        raise ValueError("metrics need at least one row")
+    return out
+
+
+def _weights(w: np.ndarray | None, n: int) -> np.ndarray:
+    if w is None:
+        return np.ones(n)
+    if np.any(w < 0) or not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight must be finite and non-negative")
+    return w
+
+
+def auc(y_true, y_score, sample_weight=None) -> float:
+    """Area under the ROC curve from ranks: the (weighted) probability that a random positive
+    scores above a random negative, ties counting 1/2. Raises when a class is absent."""
+    y, s, w = _as_1d(y_true, y_score, sample_weight, names=("y_true", "y_score", "sample_weight"))
+    w = _weights(w, y.size)
+    pos, neg = w * (y > 0.5), w * (y <= 0.5)
+    if pos.sum() == 0 or neg.sum() == 0:
+        raise ValueError("AUC needs both positive and negative rows")
+    _, group = np.unique(s, return_inverse=True)  # tie groups in ascending score order
+    pos_g, neg_g = np.bincount(group, pos), np.bincount(group, neg)
+    neg_below = np.cumsum(neg_g) - neg_g
+    return float((pos_g * (neg_below + 0.5 * neg_g)).sum() / (pos.sum() * neg.sum()))
+
+
+def log_loss(y_true, y_prob, sample_weight=None, eps: float = 1e-7) -> float:
+    """Weighted mean binary cross-entropy of probabilities clipped to [eps, 1 - eps]."""
+    y, p, w = _as_1d(y_true, y_prob, sample_weight, names=("y_true", "y_prob", "sample_weight"))
+    w = _weights(w, y.size)
+    p = np.clip(p, eps, 1 - eps)
+    return float(-(w * (y * np.log(p) + (1 - y) * np.log1p(-p))).sum() / w.sum())
+
+
+def expected_calibration_error(y_true, y_prob, sample_weight=None, n_bins: int = 10) -> float:
+    """ECE over ``n_bins`` equal-width probability bins: sum over bins of the bin's share of the
+    weight times |mean label - mean probability| in it."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    y, p, w = _as_1d(y_true, y_prob, sample_weight, names=("y_true", "y_prob", "sample_weight"))
+    w = _weights(w, y.size)
+    b = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
+    gap = np.abs(np.bincount(b, w * y, n_bins) - np.bincount(b, w * p, n_bins))  # = bin weight * |ybar - pbar|
+    return float(gap.sum() / w.sum())
+
+
+def _dcg(gains: np.ndarray, scores: np.ndarray, discount: np.ndarray) -> float:
+    """DCG with tied scores sharing the mean gain of their group (as scikit-learn does)."""
+    order = np.argsort(-scores, kind="stable")
+    s, g = scores[order], gains[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    group_gain = np.add.reduceat(g, starts) / np.diff(np.r_[starts, s.size])
+    group_disc = np.add.reduceat(discount, starts)
+    return float((group_gain * group_disc).sum())
+
+
+def ndcg_at_k(y_true, y_score, groups, k: int = 10) -> float:
+    """Mean NDCG@k over groups (sessions), linear gains, discount 1/log2(rank + 1), ties averaged.
+    Groups without any positive gain are skipped; raises when none is left."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    y, s = _as_1d(y_true, y_score, names=("y_true", "y_score"))
+    groups = np.asarray(groups).ravel()
+    if groups.shape[0] != y.shape[0]:
+        raise ValueError(f"groups has {groups.shape[0]} rows, expected {y.shape[0]}")
+    order = np.argsort(groups, kind="stable")
+    _, starts = np.unique(groups[order], return_index=True)
+    out = []
+    for rows in np.split(order, starts[1:]):
+        g = y[rows]
+        if g.max() <= 0:
+            continue
+        disc = np.zeros(rows.size)
+        top = min(k, rows.size)
+        disc[:top] = 1.0 / np.log2(np.arange(2, top + 2))
+        ideal = float((np.sort(g)[::-1] * disc).sum())
+        out.append(_dcg(g, s[rows], disc) / ideal)
+    if not out:
+        raise ValueError("NDCG needs at least one group with a positive gain")
+    return float(np.mean(out))
+
+
+def _inversions(a: np.ndarray) -> int:
+    """Pairs i < j with a[i] > a[j], for non-negative ints: bottom-up merge sort, each level
+    counted with one searchsorted over all blocks (O(n log^2 n))."""
+    a = a.astype(np.int64)
+    n, m = a.size, int(a.max(initial=0)) + 1
+    idx = np.arange(n)
+    total, width = 0, 1
+    while width < n:
+        pair = idx // (2 * width)
+        right = (idx // width) % 2 == 1
+        keys = pair * m + a  # blocks stay sorted within, pairs in order
+        left_keys = keys[~right]
+        rk, rp = keys[right], pair[right]
+        total += int((np.searchsorted(left_keys, rp * m + m - 1, "right") - np.searchsorted(left_keys, rk, "right")).sum())
+        a = np.sort(keys) - np.repeat(np.arange(pair.max() + 1), np.bincount(pair)) * m
+        width *= 2
+    return total
+
+
+def kendall_tau(x, y) -> float:
+    """Kendall's tau-b (ties in either ranking corrected), O(n log^2 n) (Knight's algorithm)."""
+    x, y = _as_1d(x, y, names=("x", "y"))
+    n = x.size
+    _, xr = np.unique(x, return_inverse=True)
+    _, yr = np.unique(y, return_inverse=True)
+    order = np.lexsort((yr, xr))
+    xr, yr = xr[order], yr[order]
+
+    def tied(*keys) -> int:
+        _, counts = np.unique(np.stack(keys, 1), axis=0, return_counts=True)
+        return int((counts * (counts - 1) // 2).sum())
+
+    n0 = n * (n - 1) // 2
+    n1, n2, n3 = tied(xr), tied(yr), tied(xr, yr)
+    denom = np.sqrt(float(n0 - n1) * float(n0 - n2))
+    if denom == 0:
+        return float("nan")
+    return float((n0 - n1 - n2 + n3 - 2 * _inversions(yr)) / denom)

@@ -1,0 +1,72 @@
+"""Ranking metrics against hand-computed values and scikit-learn / scipy on small arrays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.metrics import (
+    auc,
+    expected_calibration_error,
+    kendall_tau,
+    log_loss,
+    ndcg_at_k,
+)
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+stats = pytest.importorskip("scipy.stats")
+
+
+def test_auc_by_hand_with_ties():
+    # positives 0.8, 0.4; negatives 0.4, 0.1: pairs (0.8>0.4), (0.8>0.1), (0.4=0.4 -> 1/2), (0.4>0.1)
+    assert auc([1, 1, 0, 0], [0.8, 0.4, 0.4, 0.1]) == pytest.approx(3.5 / 4)
+    assert auc([1, 0], [0.3, 0.3]) == 0.5
+
+
+@pytest.mark.parametrize("n", [7, 50, 400])
+def test_auc_and_log_loss_match_sklearn(n):
+    rng = np.random.default_rng(n)
+    y, s, w = rng.integers(0, 2, n), np.round(rng.normal(size=n), 1), rng.uniform(0.2, 3.0, n)
+    y[:2] = [0, 1]
+    assert auc(y, s) == pytest.approx(sklearn_metrics.roc_auc_score(y, s), abs=1e-12)
+    assert auc(y, s, w) == pytest.approx(sklearn_metrics.roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+    p = 1 / (1 + np.exp(-s))
+    assert log_loss(y, p, w) == pytest.approx(sklearn_metrics.log_loss(y, p, sample_weight=w), abs=1e-12)
+
+
+def test_ece_by_hand():
+    # bin [0.1, 0.2): p 0.1, 0.1, y 0, 1 -> |0.5 - 0.1| * 2/4; bin [0.9, 1]: p 0.9, 1.0, y 1, 1 -> |1 - 0.95| * 2/4
+    assert expected_calibration_error([0, 1, 1, 1], [0.1, 0.1, 0.9, 1.0]) == pytest.approx(0.2 + 0.025)
+    assert expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
+
+
+def test_ndcg_matches_sklearn_per_group():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(6), [12, 3, 8, 15, 1, 9])
+    y = rng.integers(0, 3, groups.size).astype(float)
+    s = np.round(rng.normal(size=groups.size), 1)  # with ties
+    y[groups == 4] = 0  # a group without positives is skipped
+    want = [sklearn_metrics.ndcg_score([y[groups == g]], [s[groups == g]], k=10)
+            for g in range(6) if y[groups == g].max() > 0]
+    assert ndcg_at_k(y, s, groups, k=10) == pytest.approx(np.mean(want), abs=1e-12)
+    assert ndcg_at_k([1, 0, 0], [0.9, 0.5, 0.1], ["a", "a", "a"]) == 1.0
+    assert ndcg_at_k([0, 0, 1], [0.9, 0.5, 0.1], [1, 1, 1], k=2) == 0.0
+
+
+@pytest.mark.parametrize("n", [2, 9, 200, 1001])
+def test_kendall_tau_b_matches_scipy(n):
+    rng = np.random.default_rng(n)
+    x, y = rng.integers(0, 6, n), rng.normal(size=n)
+    y = np.where(rng.uniform(size=n) < 0.3, np.round(y), y)
+    assert kendall_tau(x, y) == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+    assert kendall_tau(y, -y) == pytest.approx(-1.0)
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="both"):
+        auc([1, 1], [0.2, 0.3])
+    with pytest.raises(ValueError, match="rows"):
+        log_loss([1, 0], [0.5])
+    with pytest.raises(ValueError, match="non-negative"):
+        auc([1, 0], [0.2, 0.3], [1.0, -1.0])
+    with pytest.raises(ValueError, match="positive gain"):
+        ndcg_at_k([0, 0], [0.1, 0.2], [1, 1])

@@ -1,0 +1,141 @@
+"""Ranker training: the loss by hand, learning a planted signal, early stopping, resume, DDP, devices."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.ranker import Ranker, RankerConfig
+from models.ranker_trainer import (
+    RankerData,
+    RankerTrainConfig,
+    RankerTrainer,
+    ranker_loss,
+)
+
+torch.set_num_threads(1)
+CARDS = (6, 4, 5)
+SMALL = RankerConfig(embedding_dim=4, deep_channels=(32, 16), expert_channels=(16,), tower_channels=(8,),
+                     mmoe_experts=2)
+
+
+def planted(n: int, seed: int, noise: bool = False) -> RankerData:
+    """Labels from a known logit: dense[0], a categorical match and a position bias."""
+    rng = np.random.default_rng(seed)
+    cat = np.stack([rng.integers(0, c, n) for c in CARDS], 1)
+    dense = rng.normal(size=(n, 3)).astype(np.float32)
+    pos = rng.integers(1, 11, n)
+    logit = 1.5 * dense[:, 0] + 1.5 * (cat[:, 0] % 4 == cat[:, 1]) - 0.15 * pos
+    save = rng.uniform(size=n) < 1 / (1 + np.exp(-(logit - 1.0 + dense[:, 1])))
+    closeup = rng.uniform(size=n) < 1 / (1 + np.exp(-(logit + 0.5)))
+    labels = np.stack([save, closeup], 1).astype(np.float32)
+    if noise:
+        labels = rng.permutation(labels)
+    weights = np.where(labels.sum(1) > 0, 1.0, 2.0)
+
+    class Batch:
+        categorical, position = cat.astype(np.int64), pos.astype(np.int64)
+
+    Batch.dense = dense
+    return RankerData.from_batch(Batch, labels, weights)
+
+
+def model(seed: int = 0) -> Ranker:
+    torch.manual_seed(seed)
+    return Ranker(CARDS, 3, num_positions=11, config=SMALL)
+
+
+def config(**kw) -> RankerTrainConfig:
+    return RankerTrainConfig(**{"epochs": 3, "batch_size": 128, "lr": 3e-3, "progress": False, **kw})
+
+
+def test_loss_by_hand():
+    logits = torch.tensor([[0.0, 2.0], [1.0, -1.0]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    weights, tasks = torch.tensor([2.0, 1.0]), torch.tensor([1.0, 0.5])
+    sp = torch.nn.functional.softplus
+    want = (2 * (math.log(2) + 0.5 * sp(torch.tensor(2.0))) + (sp(torch.tensor(1.0)) + 0.5 * sp(torch.tensor(-1.0)))) / 3
+    torch.testing.assert_close(ranker_loss(logits, labels, weights, tasks), want)
+    torch.testing.assert_close(ranker_loss(logits, labels, weights, tasks, "focal", 0.0), want)
+    assert ranker_loss(logits, labels, weights, tasks, "focal", 2.0) < want
+
+
+def test_learns_the_planted_signal_and_reports_every_epoch():
+    seen = []
+    trainer = RankerTrainer(model(), config(epochs=4), on_epoch_end=lambda e, m: seen.append((e, m)))
+    result = trainer.fit(planted(3000, 0), planted(1500, 1))
+    assert [e for e, _ in seen] == list(range(4))
+    assert set(seen[0][1]) == {"train_loss", "val_logloss", "val_auc", "val_logloss_save", "val_auc_save",
+                               "val_logloss_closeup", "val_auc_closeup"}
+    assert result.best_metrics["val_auc_save"] > 0.75 and result.best_metrics["val_auc_closeup"] > 0.75
+    # the model holds the best epoch's weights
+    again = trainer.evaluate(planted(1500, 1))
+    assert again["val_logloss"] == pytest.approx(result.best_metrics["val_logloss"], rel=1e-6)
+    assert trainer.predict_logits(planted(10, 2)).shape == (10, 2)
+
+
+def test_early_stopping_on_noise_keeps_the_best_epoch():
+    trainer = RankerTrainer(model(), config(epochs=12, lr=3e-2, patience=1, monitor="logloss"))
+    result = trainer.fit(planted(1000, 0, noise=True), planted(500, 1, noise=True))
+    assert result.stopped_early and len(result.history) < 12
+    assert result.best_epoch == len(result.history) - 2  # one epoch of patience
+    assert trainer.evaluate(planted(500, 1, noise=True))["val_logloss"] == pytest.approx(
+        result.best_metrics["val_logloss"], rel=1e-6)
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path):
+    train, val = planted(800, 0), planted(300, 1)
+    straight = RankerTrainer(model(), config(epochs=4, patience=10))
+    straight.fit(train, val)
+    ckpt = tmp_path / "ranker.pt"
+    first = RankerTrainer(model(), config(epochs=2, patience=10))
+    first.fit(train, val, checkpoint=ckpt)
+    assert ckpt.exists()
+    resumed = RankerTrainer(model(seed=99), config(epochs=4, patience=10))  # weights come from the checkpoint
+    result = resumed.fit(train, val, checkpoint=ckpt)
+    assert [int(h["epoch"]) for h in result.history] == [0, 1, 2, 3]
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    torch.load(ckpt, weights_only=True)  # state dicts and plain values only
+
+
+def test_logit_correction_adds_log_rate():
+    trainer = RankerTrainer(model(), config(epochs=1, negative_correction="logit"))
+    result = trainer.fit(planted(400, 0), planted(200, 1), negative_rate=0.25)
+    assert result.logit_offset == pytest.approx((math.log(0.25),) * 2)
+    data = planted(5, 3)
+    with torch.no_grad():
+        raw = trainer.model.eval()(data.categorical, data.dense).numpy()
+    np.testing.assert_allclose(trainer.predict_logits(data), raw + math.log(0.25), rtol=1e-6, atol=1e-6)
+
+
+def test_ddp_with_one_process(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        result = RankerTrainer(model(), config(epochs=1)).fit(planted(400, 0), planted(200, 1))
+        assert result.history and result.best_metrics["val_auc"] > 0.5
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda():
+    trainer = RankerTrainer(model(), config(epochs=2, device="cuda"))
+    result = trainer.fit(planted(2000, 0), planted(1000, 1))
+    assert next(trainer.model.parameters()).is_cuda and result.best_metrics["val_auc"] > 0.7
+
+
+def test_bad_config_raises():
+    with pytest.raises(ValueError, match="loss"):
+        RankerTrainConfig(loss="hinge")
+    with pytest.raises(ValueError, match="epochs"):
+        RankerTrainConfig(epochs=0)
+    with pytest.raises(ValueError, match="task_weights"):
+        RankerTrainer(model(), RankerTrainConfig(task_weights=(1.0,)))
+    with pytest.raises(ValueError, match="negative_rate"):
+        RankerTrainer(model(), config()).fit(planted(10, 0), planted(10, 1), negative_rate=0.0)
