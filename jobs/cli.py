@@ -136,6 +136,22 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_eval_retrieval(args) -> int:
+    from .retrieval_data import evaluate_storage
+
+    cfg = _config(args)
+    spark = None
+    if args.spark:
+        from .spark import get_spark
+
+        spark = get_spark(cfg.spark)
+    report = evaluate_storage(cfg.retrieval_eval, cfg.storage.landing, cfg.storage.warehouse, spark,
+                              model_version=args.model_version)
+    print(report.render())
+    print(f"written to {report.write(args.out or cfg.storage.artifacts.rstrip('/') + '/retrieval_eval')}")
+    return 0
+
+
 def cmd_tables(args) -> int:
     from .summary import summarize
 
@@ -204,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-from", type=dt.datetime.fromisoformat,
                    help="edges saved from this time on are evaluation edges (default: cut-off - 1 day)")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("eval-retrieval", parents=[common],
+                       help="HR@K / NDCG@K / MRR of pin embeddings vs popularity, ALS and BPR (leave-one-out, "
+                            "same-board pairs, latent agreement)")
+    p.add_argument("--spark", action="store_true",
+                   help="read the Delta tables (interactions, graph_edges, pin_embeddings) instead of the landing zone")
+    p.add_argument("--model-version", help="pin_embeddings model_version to evaluate (default: the table's)")
+    p.add_argument("--out", help="folder for report.json + negatives.parquet (default: <artifacts>/retrieval_eval)")
+    p.set_defaults(func=cmd_eval_retrieval)
 
     p = sub.add_parser("tables", parents=[common], help="summarise the warehouse: rows, days, Delta versions")
     p.set_defaults(func=cmd_tables)

@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from export.blessing import BlessingConfig
+from export.publish import PublishConfig
+from models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
+
+from .retrieval_eval import RetrievalEvalConfig
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid."""
@@ -163,6 +169,12 @@ class PinrecConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     training: TrainingSetConfig = field(default_factory=TrainingSetConfig)
+    retrieval_eval: RetrievalEvalConfig = field(default_factory=RetrievalEvalConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    ranker_train: RankerTrainConfig = field(default_factory=RankerTrainConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    blessing: BlessingConfig = field(default_factory=BlessingConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     seed: int = 7
 
 
