@@ -40,7 +40,7 @@ def _day(data_interval_start) -> dt.date:
     dag_id="pinrec_daily",
     doc_md=__doc__,
     schedule="@daily",
-    start_date=dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc),
+    start_date=dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
     catchup=False,  # history is filled on purpose with `airflow backfill create`, not on deploy
     max_active_runs=1,  # days share Delta tables; one writer at a time keeps commits simple
     default_args=DEFAULT_ARGS,
@@ -67,7 +67,11 @@ def pinrec_daily():
     def training_set(featured: dict, params=None, data_interval_start=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from jobs.tasks import NotEnoughHistoryError, config_from_params, training_set_window
+        from jobs.tasks import (
+            NotEnoughHistoryError,
+            config_from_params,
+            training_set_window,
+        )
 
         try:
             return training_set_window(config_from_params(params["config"], params["overrides"]),

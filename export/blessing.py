@@ -11,6 +11,13 @@ A candidate is compared with the baseline, the version the channel points to now
 The absolute floors (``min_recall``, ``min_auc``, ``max_calibration_error``, ``max_latency_p99_ms``)
 apply to every candidate; with no baseline (the first version) they are the whole gate. The
 verdict lists every failed check, so a rejected candidate's manifest says why.
+
+Drift (``candidate.drift``, from :mod:`jobs.monitoring`: the newest day against the training
+window) is judged on the candidate alone: the Population Stability Index of every task's
+scores (``score_psi.<task>``) may be at most ``max_score_psi`` (0.25 is the usual "significant
+shift" line) and every feature's drift score (``feature_drift.<column>``: the largest of its
+standardised mean shift, relative std shift and null-rate shift) at most ``max_feature_drift``.
+A candidate without drift metrics skips these checks.
 """
 from __future__ import annotations
 
@@ -32,10 +39,12 @@ class BlessingConfig:
     min_auc: float = 0.5
     max_calibration_error: float = 0.2
     max_latency_p99_ms: float = 100.0
+    max_score_psi: float = 0.25
+    max_feature_drift: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("max_recall_drop", "max_latency_increase", "max_auc_drop", "max_calibration_increase",
-                     "max_calibration_error", "max_latency_p99_ms"):
+                     "max_calibration_error", "max_latency_p99_ms", "max_score_psi", "max_feature_drift"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"blessing.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("min_recall", "min_auc"):
@@ -58,6 +67,7 @@ def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,
         if candidate.calibration_error[task] > cfg.max_calibration_error:
             reasons.append(f"calibration_error[{task}] {candidate.calibration_error[task]:.4f} > maximum "
                            f"{cfg.max_calibration_error:.4f}")
+    reasons += _drift(candidate.drift, cfg)
     if baseline is not None:
         reasons += _against_baseline(candidate, baseline, cfg, baseline_version or "baseline")
     return Blessing(blessed=not reasons, reasons=tuple(reasons), baseline_version=baseline_version)
@@ -82,4 +92,15 @@ def _against_baseline(c: Metrics, b: Metrics, cfg: BlessingConfig, name: str) ->
         if c.calibration_error[task] > b.calibration_error[task] + cfg.max_calibration_increase:
             reasons.append(f"calibration_error[{task}] {c.calibration_error[task]:.4f} > {name} "
                            f"{b.calibration_error[task]:.4f} + {cfg.max_calibration_increase:.4f}")
+    return reasons
+
+
+def _drift(drift: dict[str, float], cfg: BlessingConfig) -> list[str]:
+    reasons = []
+    for key in sorted(drift):
+        kind, _, name = key.partition(".")
+        if kind == "score_psi" and drift[key] > cfg.max_score_psi:
+            reasons.append(f"score PSI[{name}] {drift[key]:.4f} > maximum {cfg.max_score_psi:.4f}")
+        elif kind == "feature_drift" and drift[key] > cfg.max_feature_drift:
+            reasons.append(f"feature drift[{name}] {drift[key]:.4f} > maximum {cfg.max_feature_drift:.4f}")
     return reasons

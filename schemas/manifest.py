@@ -104,7 +104,10 @@ class FileEntry:
 @dataclass(frozen=True)
 class Metrics:
     """Offline metrics of a candidate: retrieval recall@k, serving latency, per-task AUC and
-    expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``)."""
+    expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``), and ``drift``:
+    the newest day against the training window (``score_psi.<task>``, ``feature_drift.<column>``,
+    ``label_rate_shift.<task>``; see :mod:`jobs.monitoring`). ``drift`` is optional and left out
+    of the JSON when empty, so manifests without it read and write exactly as before."""
 
     k: int
     recall_at_k: float
@@ -112,17 +115,19 @@ class Metrics:
     latency_p99_ms: float
     auc: dict[str, float] = field(default_factory=dict)
     calibration_error: dict[str, float] = field(default_factory=dict)
+    drift: dict[str, float] = field(default_factory=dict, metadata={"omit_empty": True})
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ManifestError(f"metrics.k must be >= 1, got {self.k}")
         for name in ("recall_at_k", "latency_p50_ms", "latency_p99_ms"):
             object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("auc", "calibration_error"):
+        for name in ("auc", "calibration_error", "drift"):
             object.__setattr__(self, name, {t: float(v) for t, v in getattr(self, name).items()})
         values = {"recall_at_k": self.recall_at_k, "latency_p50_ms": self.latency_p50_ms,
                   "latency_p99_ms": self.latency_p99_ms, **{f"auc[{t}]": v for t, v in self.auc.items()},
-                  **{f"calibration_error[{t}]": v for t, v in self.calibration_error.items()}}
+                  **{f"calibration_error[{t}]": v for t, v in self.calibration_error.items()},
+                  **{f"drift[{t}]": v for t, v in self.drift.items()}}
         for key, value in values.items():
             if not math.isfinite(value) or value < 0:
                 raise ManifestError(f"metrics.{key} must be finite and >= 0, got {value}")
@@ -262,7 +267,8 @@ def _loads(text: str | bytes, what: str) -> Any:
 
 def _to_plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_empty") and not getattr(obj, f.name))}
     if isinstance(obj, dt.datetime):
         return obj.isoformat()
     if isinstance(obj, tuple):

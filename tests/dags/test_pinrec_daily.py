@@ -31,7 +31,7 @@ def world(tmp_path_factory, spark):
 
 
 def _run(dag, day: dt.date, overrides: list[str]):
-    logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    logical = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     return dag.test(logical_date=logical, run_conf={"overrides": overrides})
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from export.blessing import BlessingConfig, evaluate
@@ -52,3 +54,36 @@ def test_config_validation():
         BlessingConfig(min_auc=1.5)
     with pytest.raises(ValueError, match="max_latency_increase"):
         BlessingConfig(max_latency_increase=float("nan"))
+
+
+def test_drift_beyond_the_thresholds_is_a_reason():
+    gate = BlessingConfig(max_score_psi=0.2, max_feature_drift=0.5)
+    drifted = dataclasses.replace(m(), drift={"score_psi.closeup": 0.31, "score_psi.save": 0.05,
+                                              "feature_drift.user__saves_7d": 0.8, "feature_drift.pin__age_days": 0.5,
+                                              "label_rate_shift.closeup": 0.9})
+    v = evaluate(drifted, m(), gate, baseline_version="v1")
+    assert v.reasons == ("feature drift[user__saves_7d] 0.8000 > maximum 0.5000",
+                         "score PSI[closeup] 0.3100 > maximum 0.2000")
+    assert evaluate(dataclasses.replace(m(), drift={"score_psi.closeup": 0.2}), None, gate).blessed
+    assert evaluate(m(), None, gate).blessed  # no drift metrics: the checks are skipped
+    with pytest.raises(ValueError, match="max_score_psi must be >= 0"):
+        BlessingConfig(max_score_psi=-1.0)
+
+
+def test_a_drifted_candidate_is_stored_but_not_published(tmp_path, candidate):
+    from export.publish import publish
+    from export.store import Store, read_channel
+
+    from .conftest import LINEAGE, T0, metrics
+
+    store = Store(str(tmp_path / "store"))
+    files, _, _ = candidate(0)
+    first = publish(store, "homefeed", files, metrics(), LINEAGE, version="v1", now=T0)
+    assert first.promoted
+    drifted = dataclasses.replace(metrics(), drift={"score_psi.closeup": 0.4, "feature_drift.user__saves_7d": 0.1})
+    files2, _, _ = candidate(1)
+    res = publish(store, "homefeed", files2, drifted, LINEAGE, version="v2", now=T0,
+                  blessing=BlessingConfig(max_score_psi=0.25))
+    assert not res.promoted and read_channel(store, "homefeed", "prod").version == "v1"
+    assert res.manifest.blessing.reasons == ("score PSI[closeup] 0.4000 > maximum 0.2500",)
+    assert res.manifest.metrics.drift == {"score_psi.closeup": 0.4, "feature_drift.user__saves_7d": 0.1}

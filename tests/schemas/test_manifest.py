@@ -151,3 +151,15 @@ def test_schemas_import_with_the_base_install_only():
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_drift_metrics_are_optional_and_round_trip():
+    plain = _manifest()
+    assert "drift" not in json.loads(plain.to_json())["metrics"]  # old readers still parse it
+    drifted = _manifest(metrics=dataclasses.replace(plain.metrics, drift={"score_psi.closeup": 0.12,
+                                                                         "feature_drift.user__saves_7d": 1}))
+    data = json.loads(drifted.to_json())
+    assert data["metrics"]["drift"] == {"score_psi.closeup": 0.12, "feature_drift.user__saves_7d": 1.0}
+    assert Manifest.from_json(drifted.to_json()) == drifted
+    with pytest.raises(ManifestError, match=r"drift\[score_psi.save\] must be finite and >= 0"):
+        dataclasses.replace(plain.metrics, drift={"score_psi.save": float("nan")})
