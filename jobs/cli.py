@@ -136,6 +136,17 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_pinsage(args) -> int:
+    from .pinsage import train_pinsage
+
+    cfg = _config(args)
+    spark, _ = _spark_and_paths(cfg)
+    report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
+                           inference_edges=args.inference_edges)
+    print(report.render())
+    return 0
+
+
 def cmd_eval_retrieval(args) -> int:
     from .retrieval_data import evaluate_storage
 
@@ -220,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-from", type=dt.datetime.fromisoformat,
                    help="edges saved from this time on are evaluation edges (default: cut-off - 1 day)")
     p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("pinsage", parents=[common],
+                       help="train PinSage on the graph tables and write every pin's embedding (pin_embeddings)")
+    p.add_argument("--inference-edges", choices=["train", "all"], default="train",
+                   help="edges the neighbourhoods of the written embeddings use: train (fair evaluation, "
+                        "default) or all (serving)")
+    p.set_defaults(func=cmd_pinsage)
 
     p = sub.add_parser("eval-retrieval", parents=[common],
                        help="HR@K / NDCG@K / MRR of pin embeddings vs popularity, ALS and BPR (leave-one-out, "

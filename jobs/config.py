@@ -18,7 +18,7 @@ from typing import Any
 
 from export.blessing import BlessingConfig
 from export.publish import PublishConfig
-from models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
+from models.config import CalibrationConfig, PinSageTrainConfig, RankerConfig, RankerTrainConfig
 
 from .retrieval_eval import RetrievalEvalConfig
 
@@ -169,6 +169,7 @@ class PinrecConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     training: TrainingSetConfig = field(default_factory=TrainingSetConfig)
+    pinsage: PinSageTrainConfig = field(default_factory=PinSageTrainConfig)
     retrieval_eval: RetrievalEvalConfig = field(default_factory=RetrievalEvalConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     ranker_train: RankerTrainConfig = field(default_factory=RankerTrainConfig)

@@ -2,7 +2,7 @@
 
 generate (or adapt a real dataset) -> ingest every landed day into Delta with validation and
 quarantine -> daily feature tables -> the point-in-time training set -> the Pin-Board graph ->
-a warehouse summary. Re-running is safe: the source rewrites the same files
+PinSage embeddings (MLflow-tracked) -> a warehouse summary. Re-running is safe: the source rewrites the same files
 and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
 """
 from __future__ import annotations
@@ -72,5 +72,9 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
     for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, cutoff - dt.timedelta(days=1)).items():
         echo(f"[graph] {table:<18} {rows:>9} rows")
+    from .pinsage import train_pinsage
+
+    echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage,
+                                      cfg.storage.mlflow_tracking_uri).render())
     warehouse = summarize(spark, cfg.storage.warehouse)
     return DemoResult(landing, tuple(reports), warehouse, training, time.perf_counter() - start)

@@ -42,7 +42,7 @@ def summarize(spark, warehouse: str) -> WarehouseSummary:
     from .ingest import delta_version
 
     tables = []
-    names = [t.name for t in (*RAW_TABLES, QUARANTINE)] + [f"features_{v.name}" for v in FEATURE_VIEWS] + ["training_set", "graph_edges", "graph_pin_nodes", "graph_board_nodes"]
+    names = [t.name for t in (*RAW_TABLES, QUARANTINE)] + [f"features_{v.name}" for v in FEATURE_VIEWS] + ["training_set", "graph_edges", "graph_pin_nodes", "graph_board_nodes", "pin_embeddings"]
     for name in names:
         path = f"{warehouse.rstrip('/')}/{name}"
         version = delta_version(spark, path)

@@ -102,3 +102,80 @@ class CalibrationConfig:
             raise ValueError(f"calibration.method must be 'platt' or 'isotonic', got {self.method!r}")
         if not self.score_weights or any(w < 0 for w in self.score_weights):
             raise ValueError(f"calibration.score_weights must be non-empty and >= 0, got {self.score_weights}")
+
+
+@dataclass(frozen=True)
+class PinSageTrainConfig:
+    """Training of PinSage (see the module docstring).
+
+    Model: ``hidden_channels``, ``out_channels`` (D), ``num_layers``, ``id_embedding``.
+    Neighbourhoods (:class:`~models.random_walk.ImportanceNeighborSampler`): ``num_neighbors`` (T,
+    the paper's top-T), ``num_walks``, ``walk_length``, ``restart_prob``.
+    Examples: ``positives`` = ``"board"`` (co-saved pins) or ``"walk"`` (walk co-visits);
+    ``num_negatives`` uniform negatives per batch; hard negatives from epoch
+    ``hard_negatives_from_epoch`` (0-based; >= ``epochs`` or ``max_hard_negatives=0`` turns them
+    off), ranks ``hard_negative_band = (lo, hi)`` of a PageRank estimate from
+    ``hard_negative_walks`` walks of ``hard_negative_walk_length`` steps per query.
+    Optimisation: ``epochs``, ``batch_size`` (pairs per step per rank), ``lr``, ``margin``.
+    ``neighborhood_refresh``: ``"epoch"`` samples one neighbourhood per pin at the start of each epoch
+    and looks it up in every batch (one walk set per pin and epoch: cheap when an epoch touches most
+    pins); ``"batch"`` re-samples in every forward pass, as the paper's minibatch producer does (better
+    when an epoch touches few of many pins).
+    Runtime: ``seed``, ``checkpoint_dir`` (None: no checkpoints), ``checkpoint_every`` (epochs),
+    ``device`` (``"auto"``: CUDA when available), ``progress`` (a tqdm bar on rank 0),
+    ``inference_batch_size`` (for ``embed``).
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    margin: float = 0.1
+    num_negatives: int = 64
+    positives: str = "board"
+    hard_negatives_from_epoch: int = 2
+    max_hard_negatives: int = 6
+    hard_negative_band: tuple[int, int] = (20, 100)
+    hard_negative_walks: int = 200
+    hard_negative_walk_length: int = 4
+    num_neighbors: int = 10
+    num_walks: int = 50
+    walk_length: int = 3
+    restart_prob: float = 0.5
+    neighborhood_refresh: str = "epoch"
+    hidden_channels: int = 64
+    out_channels: int = 64
+    num_layers: int = 2
+    id_embedding: bool = False
+    seed: int = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 1
+    device: str = "auto"
+    progress: bool = True
+    inference_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "num_neighbors", "num_walks", "walk_length", "hidden_channels",
+                    "out_channels", "num_layers", "hard_negative_walks", "hard_negative_walk_length",
+                    "checkpoint_every", "inference_batch_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"pinsage.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_negatives", "max_hard_negatives", "hard_negatives_from_epoch", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"pinsage.{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_negatives == 0 and (self.max_hard_negatives == 0 or self.hard_negatives_from_epoch > 0):
+            raise ValueError("pinsage: with num_negatives=0 every epoch needs hard negatives "
+                             "(max_hard_negatives >= 1, hard_negatives_from_epoch=0): no negatives, no loss")
+        if not (self.lr > 0 and self.margin >= 0):
+            raise ValueError(f"pinsage.lr must be > 0 and margin >= 0, got {self.lr} and {self.margin}")
+        if not 0.0 <= self.restart_prob < 1.0:
+            raise ValueError(f"pinsage.restart_prob must lie in [0, 1), got {self.restart_prob}")
+        if self.positives not in ("board", "walk"):
+            raise ValueError(f"pinsage.positives must be 'board' or 'walk', got {self.positives!r}")
+        band = tuple(self.hard_negative_band)
+        if len(band) != 2 or not 0 <= band[0] < band[1]:
+            raise ValueError(f"pinsage.hard_negative_band must be (lo, hi) with 0 <= lo < hi, got {band}")
+        if self.neighborhood_refresh not in ("epoch", "batch"):
+            raise ValueError(f"pinsage.neighborhood_refresh must be 'epoch' or 'batch', got {self.neighborhood_refresh!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"pinsage.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")

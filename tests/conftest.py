@@ -41,9 +41,11 @@ def tiny_world(spark, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_world")
     cfg = load_config(overrides={
-        "storage": {"landing": str(root / "landing"), "warehouse": str(root / "warehouse")},
+        "storage": {"landing": str(root / "landing"), "warehouse": str(root / "warehouse"),
+                    "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"},
         "spark": {"master": "local[1]", "shuffle_partitions": 1, "jars_dir": str(REPO / "var" / "jars")},
         "synthetic": {"users": 60, "pins": 300, "days": 3, "impressions_per_day": 3000,
                       "fault_rate": 0.01, "duplicate_rate": 0.01},
+        "pinsage": {"epochs": 2, "progress": False, "hard_negatives_from_epoch": 1},
     })
     return cfg, run_demo(cfg, echo=lambda line: None)

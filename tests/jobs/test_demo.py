@@ -45,3 +45,14 @@ def test_demo_builds_the_graph_over_every_pin(tiny_world):
     assert rows["graph_pin_nodes"] == rows["pins"]  # every pin, cold ones included
     assert 0 < rows["graph_edges"] <= rows["pin_board_edges"]
     assert rows["graph_board_nodes"] <= rows["boards"]
+
+
+def test_demo_embeds_every_pin_with_pinsage(spark, tiny_world):
+    cfg, result = tiny_world
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert rows["pin_embeddings"] == rows["graph_pin_nodes"]
+    emb = spark.read.format("delta").load(f"{cfg.storage.warehouse}/pin_embeddings")
+    first = emb.select("embedding", "model_version").first()
+    assert len(first["embedding"]) == cfg.pinsage.out_channels
+    assert abs(sum(x * x for x in first["embedding"]) - 1.0) < 1e-4  # L2-normalised output head
+    assert first["model_version"].startswith("pinsage-")

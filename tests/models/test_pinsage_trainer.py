@@ -1,0 +1,218 @@
+"""PinSage training: pair and hard-negative samplers, curriculum, learning, determinism, resume, DDP."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.pair_sampler import (
+    BoardPairSampler,
+    HardNegativeSampler,
+    WalkPairSampler,
+    hard_negatives_at,
+)
+from models.pinsage_trainer import (
+    CHECKPOINT_FILE,
+    PinSageTrainConfig,
+    PinSageTrainer,
+    resolve_device,
+)
+from models.random_walk import ImportanceNeighborSampler, PinBoardGraph
+from tests.models.test_pinsage import community_graph, community_similarity
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[2]
+
+# Board 0: pins {0, 1}; board 1: pins {1, 2, 3}; board 2: pins {2, 3}; board 3: pin {4} alone; pin 5 has no board.
+TINY = PinBoardGraph(torch.tensor([0, 1, 1, 2, 3, 2, 3, 4]), torch.tensor([0, 0, 1, 1, 1, 2, 2, 3]),
+                     num_pins=6, num_boards=4)
+SIDE = (torch.arange(31) >= 16).long()  # community of each connected pin of community_graph()
+
+
+def train_config(**overrides) -> PinSageTrainConfig:
+    """A small, fast configuration for community_graph() (32 pins)."""
+    base = PinSageTrainConfig(epochs=4, batch_size=16, lr=0.01, margin=0.5, num_negatives=8,
+                              hard_negatives_from_epoch=2, max_hard_negatives=2, hard_negative_band=(3, 12),
+                              hard_negative_walks=40, hard_negative_walk_length=3, num_neighbors=4, num_walks=20,
+                              walk_length=2, hidden_channels=16, out_channels=8, seed=0, progress=False)
+    return replace(base, **overrides)
+
+
+def features(seed: int = 0) -> torch.Tensor:
+    return torch.randn(32, 6, generator=torch.Generator().manual_seed(seed))
+
+
+def test_board_pairs_are_other_pins_of_the_same_board():
+    sampler = BoardPairSampler(TINY)
+    assert len(sampler) == 7  # board 3 holds one pin: its edge is no anchor
+    gen = torch.Generator().manual_seed(0)
+    anchors = torch.arange(7).repeat(400)
+    query, positive = sampler(anchors, gen)
+    assert (query != positive).all()
+    boards = {0: {0, 1}, 1: {1, 2, 3}, 2: {2, 3}}
+    for q, p, b in zip(query.tolist(), positive.tolist(), sampler.anchor_boards[anchors].tolist()):
+        assert {q, p} <= boards[b]
+    # Anchor (pin 1, board 1): pins 2 and 3, uniformly.
+    one = (query == 1) & (sampler.anchor_boards[anchors] == 1)
+    share = (positive[one] == 2).float().mean().item()
+    assert 0.4 < share < 0.6 and set(positive[one].tolist()) == {2, 3}
+    with pytest.raises(ValueError, match="must lie in"):
+        sampler(torch.tensor([7]), gen)
+
+
+def test_walk_pairs_come_from_the_importance_neighbourhood():
+    walker = ImportanceNeighborSampler(TINY, num_neighbors=3, num_walks=50, walk_length=1, restart_prob=0.0, seed=0)
+    sampler = WalkPairSampler(walker)
+    assert sampler.anchor_pins.tolist() == [0, 1, 2, 3]  # pin 4 is alone on its board, pin 5 has none
+    query, positive = sampler(torch.tensor([0, 0, 1, 2, 3]), torch.Generator().manual_seed(0))
+    assert query.tolist() == [0, 0, 1, 2, 3]
+    assert positive[:2].tolist() == [1, 1]  # pin 0 shares its only board with pin 1 only
+    assert (query != positive).all()
+
+
+def test_hard_negatives_come_from_the_rank_band():
+    graph = community_graph()
+    walker = ImportanceNeighborSampler(graph, num_neighbors=12, num_walks=60, walk_length=3, seed=5)
+    twin = ImportanceNeighborSampler(graph, num_neighbors=12, num_walks=60, walk_length=3, seed=5)
+    sampler = HardNegativeSampler(walker, band=(4, 12))
+    query = torch.tensor([1, 2, 17, 31])  # pin 31 has no board: no band, random pins
+    negatives = sampler(query, 5, torch.Generator().manual_seed(0))
+    ranked = twin(query)  # the same walks as the sampler's
+    assert negatives.shape == (4, 5)
+    for row in range(3):
+        band = set(ranked.neighbors[row, 4:12][ranked.mask[row, 4:12]].tolist())
+        assert band and set(negatives[row].tolist()) <= band
+        assert int(query[row]) not in band
+    assert sampler.last_fallback == pytest.approx(0.25)
+    assert (SIDE[negatives[0]] == 0).all() and (SIDE[negatives[2]] == 1).all()  # walks stay in the community
+    with pytest.raises(ValueError, match="keeps 12 ranked pins"):
+        HardNegativeSampler(walker, band=(4, 13))
+    with pytest.raises(ValueError, match="0 <= lo < hi"):
+        HardNegativeSampler(walker, band=(5, 5))
+
+
+def test_hard_negative_curriculum():
+    assert [hard_negatives_at(e, from_epoch=2, max_hard=3) for e in range(7)] == [0, 0, 1, 2, 3, 3, 3]
+    assert [hard_negatives_at(e, from_epoch=0, max_hard=0) for e in range(3)] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"positives": "users"}, "positives must be"),
+    ({"hard_negative_band": (5, 2)}, "hard_negative_band"),
+    ({"restart_prob": 1.0}, "restart_prob"),
+    ({"device": "tpu"}, "device must be"),
+    ({"neighborhood_refresh": "never"}, "neighborhood_refresh"),
+    ({"num_negatives": 0, "max_hard_negatives": 0}, "no negatives"),
+    ({"num_negatives": 0, "hard_negatives_from_epoch": 1}, "no negatives"),
+])
+def test_config_validation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        train_config(**overrides)
+
+
+def test_trainer_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="features must be"):
+        PinSageTrainer(community_graph(), torch.randn(31, 6), train_config())
+    with pytest.raises(ValueError, match="needs more than 40 pins"):
+        PinSageTrainer(community_graph(), features(), train_config(hard_negative_band=(3, 40)))
+    lonely = PinBoardGraph(torch.tensor([0, 1]), torch.tensor([0, 1]), num_pins=40, num_boards=2)
+    with pytest.raises(ValueError, match="fewer than"):
+        PinSageTrainer(lonely, torch.randn(40, 6), train_config())
+
+
+def test_training_learns_the_communities_and_reports_every_epoch():
+    """Features are noise: only the graph tells the communities apart."""
+    seen = []
+    trainer = PinSageTrainer(community_graph(), features(), train_config(epochs=6, max_hard_negatives=1),
+                             on_epoch_end=lambda epoch, metrics: seen.append((epoch, metrics)))
+    assert repr(trainer).startswith("PinSageTrainer(PinSage(num_pins=32, in_channels=6, hidden_channels=16")
+    same, cross = community_similarity(trainer.embed()[:31], SIDE)
+    assert abs(same - cross) < 0.05  # untrained: all pins alike
+    history = trainer.fit()
+    assert [e for e, _ in seen] == list(range(6)) and [m for _, m in seen] == history
+    assert [m["hard_negatives"] for m in history] == [0, 0, 1, 1, 1, 1]
+    assert all(m["pairs"] == 60 for m in history)  # 60 anchor edges per epoch
+    assert history[1]["loss"] < history[0]["loss"]
+    same, cross = community_similarity(trainer.embed()[:31], SIDE)
+    assert same - cross > 0.5  # measured: 0.98 vs -0.61
+
+
+@pytest.mark.parametrize("refresh", ["epoch", "batch"])
+def test_same_seed_same_embeddings_other_seed_other_embeddings(refresh):
+    runs = [PinSageTrainer(community_graph(), features(), train_config(epochs=3, seed=s, neighborhood_refresh=refresh))
+            for s in (7, 7, 8)]
+    for trainer in runs:
+        trainer.fit()
+    first, second, other = (t.embed() for t in runs)
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, other, atol=1e-3)
+
+
+def test_resume_from_checkpoint_equals_training_straight_through(tmp_path):
+    straight = PinSageTrainer(community_graph(), features(), train_config(epochs=4))
+    straight.fit()
+    cfg = train_config(epochs=2, checkpoint_dir=str(tmp_path))
+    PinSageTrainer(community_graph(), features(), cfg).fit()  # epochs 0-1, then "crash"
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert state["epoch"] == 1 and len(state["history"]) == 2 and set(state["rng"]) >= {"torch"}
+    resumed = PinSageTrainer(community_graph(), features(), replace(cfg, epochs=4))
+    history = resumed.fit()
+    assert resumed.start_epoch == 2 and len(history) == 4
+    assert [h["loss"] for h in history] == [h["loss"] for h in straight.history]
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert torch.equal(straight.embed(), resumed.embed())
+    with pytest.raises(ValueError, match="different architecture"):
+        PinSageTrainer(community_graph(), features(), replace(cfg, epochs=5, out_channels=4)).fit()
+
+
+def test_embed_with_another_graph_needs_the_same_pins():
+    trainer = PinSageTrainer(community_graph(), features(), train_config(epochs=1))
+    with pytest.raises(ValueError, match="pins"):
+        trainer.embed(TINY)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_device_auto_falls_back_to_cpu_and_cuda_without_gpu_raises():
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_trains_on_cuda_like_on_cpu():
+    gpu = PinSageTrainer(community_graph(), features(), train_config(epochs=6, max_hard_negatives=1, device="cuda"))
+    assert gpu.device.type == "cuda" and gpu.graph.device.type == "cuda"
+    history = gpu.fit()
+    emb = gpu.embed()
+    assert emb.device.type == "cpu" and history[-1]["loss"] < history[0]["loss"]
+    same, cross = community_similarity(emb[:31], SIDE)
+    assert same - cross > 0.5
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "tests" / "models" / "ddp_pinsage_worker.py"), str(tmp_path)]
+    done = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    for name, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][name]), name
+    history = ranks[0]["history"]
+    for mine, theirs in zip(history, ranks[1]["history"]):  # all-reduced (the rate is each rank's own clock)
+        assert {**mine, "pairs_per_s": 0} == {**theirs, "pairs_per_s": 0}
+    assert [h["pairs"] for h in history] == [60] * 6  # 30 anchors per rank per epoch
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert (tmp_path / "checkpoints" / CHECKPOINT_FILE).exists()
+    assert torch.equal(ranks[0]["embeddings"], ranks[1]["embeddings"])  # same weights, same seeded inference
