@@ -3,7 +3,8 @@
 #   1. a virtual environment with the pipeline, airflow and dev extras (cached: skipped when
 #      setup.cfg has not changed since the last successful install);
 #   2. the project itself, editable, pointing at this checkout;
-#   3. the Delta Lake jars, resolved with the machine's Maven client into var/jars, so that Spark
+#   3. redis-server (Debian package) for the feature-store tests, when missing;
+#   4. the Delta Lake jars, resolved with the machine's Maven client into var/jars, so that Spark
 #      starts without network access.
 # Environment: PINREC_VENV (default ~/.cache/pinrec/venv), PYTHON (default python3),
 #              PINREC_GPU=1 to swap faiss-cpu for faiss-gpu.
@@ -31,6 +32,16 @@ fi
 # Cheap, and keeps the editable install pointing at this checkout.
 if ! out=$("$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . 2>&1); then
   echo "$out" >&2; exit 1
+fi
+
+# Test services from Debian's packages (the Redis feature-store tests start a real redis-server).
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing redis-server (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    echo "[setup] redis-server not found and cannot apt-get: the Redis tests will be skipped" >&2
+  fi
 fi
 
 "$VENV/bin/python" -m jobs.jars --pom config/jvm/pom.xml --dest var/jars

@@ -156,10 +156,47 @@ def cmd_eval_retrieval(args) -> int:
         from .spark import get_spark
 
         spark = get_spark(cfg.spark)
+    embeddings = None
+    if args.pinsage:
+        from .pinsage_eval import landing_model
+
+        embeddings = {"pinsage": landing_model(cfg.storage.landing, cfg.pinsage)}
     report = evaluate_storage(cfg.retrieval_eval, cfg.storage.landing, cfg.storage.warehouse, spark,
-                              model_version=args.model_version)
+                              embeddings=embeddings, model_version=args.model_version)
     print(report.render())
     print(f"written to {report.write(args.out or cfg.storage.artifacts.rstrip('/') + '/retrieval_eval')}")
+    return 0
+
+
+def cmd_feature_snapshot(args) -> int:
+    import dataclasses
+
+    from export.feature_store import FeatureSnapshot
+
+    from .feature_snapshot import build_feature_snapshot
+
+    cfg = _config(args)
+    spark, _ = _spark_and_paths(cfg)
+    out = args.out or f"{cfg.storage.artifacts.rstrip('/')}/feature_snapshot/{args.cutoff:%Y%m%dT%H%M%S}"
+    print(build_feature_snapshot(spark, cfg.storage.warehouse, args.cutoff, out).render())
+    url = args.redis_url or cfg.redis.url
+    if url:
+        if not args.bundle_version:
+            raise ConfigError("--redis-url needs --bundle-version (Redis keys are versioned by bundle)")
+        from .redis_export import export_snapshot
+
+        print(export_snapshot(FeatureSnapshot.open(out), args.bundle_version,
+                              dataclasses.replace(cfg.redis, url=url)).render())
+    return 0
+
+
+def cmd_monitor(args) -> int:
+    from .monitoring import monitor_drift
+
+    cfg = _config(args)
+    spark, _ = _spark_and_paths(cfg)
+    print(monitor_drift(spark, cfg.storage.warehouse, cfg.monitoring, maturity_s=cfg.training.maturity_s,
+                        day=args.date, tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed).render())
     return 0
 
 
@@ -245,8 +282,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spark", action="store_true",
                    help="read the Delta tables (interactions, graph_edges, pin_embeddings) instead of the landing zone")
     p.add_argument("--model-version", help="pin_embeddings model_version to evaluate (default: the table's)")
+    p.add_argument("--pinsage", action="store_true",
+                   help="also train PinSage (config section pinsage) on each split's training log and evaluate it")
     p.add_argument("--out", help="folder for report.json + negatives.parquet (default: <artifacts>/retrieval_eval)")
     p.set_defaults(func=cmd_eval_retrieval)
+
+    p = sub.add_parser("feature-snapshot", parents=[common],
+                       help="online feature snapshot as of a cut-off, with the training join's rules (+ Redis)")
+    p.add_argument("--cutoff", type=dt.datetime.fromisoformat, required=True, help="as-of time (ISO 8601)")
+    p.add_argument("--out", help="folder for features_<view>.parquet (default: <artifacts>/feature_snapshot/<cutoff>)")
+    p.add_argument("--redis-url", help="also export to this Redis (default: redis.url)")
+    p.add_argument("--bundle-version", help="bundle version the Redis keys belong to")
+    p.set_defaults(func=cmd_feature_snapshot)
+
+    p = sub.add_parser("monitor", parents=[common],
+                       help="drift of the newest day vs the training window: score PSI, feature shift, label rate")
+    p.add_argument("--date", type=_date, help="the day to compare (default: the newest in the training set)")
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("tables", parents=[common], help="summarise the warehouse: rows, days, Delta versions")
     p.set_defaults(func=cmd_tables)

@@ -17,9 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from export.blessing import BlessingConfig
+from export.feature_store import RedisConfig
 from export.publish import PublishConfig
-from models.config import CalibrationConfig, PinSageTrainConfig, RankerConfig, RankerTrainConfig
+from models.config import (
+    CalibrationConfig,
+    PinSageTrainConfig,
+    RankerConfig,
+    RankerTrainConfig,
+)
 
+from .monitoring import MonitoringConfig
 from .retrieval_eval import RetrievalEvalConfig
 
 
@@ -176,6 +183,8 @@ class PinrecConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     blessing: BlessingConfig = field(default_factory=BlessingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     seed: int = 7
 
 
