@@ -116,7 +116,10 @@ class PinSageTrainConfig:
     ``hard_negatives_from_epoch`` (0-based; >= ``epochs`` or ``max_hard_negatives=0`` turns them
     off), ranks ``hard_negative_band = (lo, hi)`` of a PageRank estimate from
     ``hard_negative_walks`` walks of ``hard_negative_walk_length`` steps per query.
-    Optimisation: ``epochs``, ``batch_size`` (pairs per step per rank), ``lr``, ``margin``.
+    Optimisation: ``epochs``, ``batch_size`` (pairs per step per rank), ``lr``; ``loss`` =
+    ``"margin"`` (the paper's max-margin hinge with ``margin``) or ``"softmax"`` (sampled softmax
+    cross-entropy of the positive against the uniform and hard negatives and, with
+    ``in_batch_negatives``, the other queries' positives, at ``temperature``).
     ``neighborhood_refresh``: ``"epoch"`` samples one neighbourhood per pin at the start of each epoch
     and looks it up in every batch (one walk set per pin and epoch: cheap when an epoch touches most
     pins); ``"batch"`` re-samples in every forward pass, as the paper's minibatch producer does (better
@@ -130,6 +133,9 @@ class PinSageTrainConfig:
     batch_size: int = 256
     lr: float = 1e-3
     margin: float = 0.1
+    loss: str = "margin"
+    temperature: float = 0.1
+    in_batch_negatives: bool = False
     num_negatives: int = 64
     positives: str = "board"
     hard_negatives_from_epoch: int = 2
@@ -170,6 +176,10 @@ class PinSageTrainConfig:
             raise ValueError(f"pinsage.lr must be > 0 and margin >= 0, got {self.lr} and {self.margin}")
         if not 0.0 <= self.restart_prob < 1.0:
             raise ValueError(f"pinsage.restart_prob must lie in [0, 1), got {self.restart_prob}")
+        if self.loss not in ("margin", "softmax"):
+            raise ValueError(f"pinsage.loss must be 'margin' or 'softmax', got {self.loss!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"pinsage.temperature must be > 0, got {self.temperature}")
         if self.positives not in ("board", "walk"):
             raise ValueError(f"pinsage.positives must be 'board' or 'walk', got {self.positives!r}")
         band = tuple(self.hard_negative_band)

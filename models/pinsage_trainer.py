@@ -8,8 +8,11 @@ The training of `"Graph Convolutional Neural Networks for Web-Scale Recommender 
   batch of B pairs gets ``num_negatives`` uniform negatives shared by the batch and, from epoch
   ``hard_negatives_from_epoch`` on, ``hard_negatives_at(epoch)`` hard negatives per query from the
   ``hard_negative_band`` of its personalised-PageRank ranking; loss :func:`models.losses.max_margin_loss`
-  over the (B, K + H) negatives, Adam; neighbourhoods are re-sampled once per epoch for every pin
-  (``neighborhood_refresh="epoch"``) or in every forward pass (``"batch"``, the paper's producer);
+  over the (B, K + H) negatives (or, with ``loss="softmax"``, :func:`ranking_loss`'s sampled softmax;
+  ``in_batch_negatives`` adds the other queries' positives), Adam; neighbourhoods are re-sampled once per epoch for every pin
+  (``neighborhood_refresh="epoch"``; then a batch whose receptive field is larger than the graph is
+  embedded layer by layer over all pins, same values, fewer operations) or in every forward pass
+  (``"batch"``, the paper's producer);
 * determinism: the model is initialised after ``torch_geometric.seed_everything(seed)`` and every
   random stream (shuffle, pairs, negatives, walks) is re-seeded at the start of each epoch from
   ``(seed, epoch, rank)``, so the same seed gives the same embeddings, and resuming from a
@@ -73,6 +76,25 @@ def graph_to(graph: PinBoardGraph, device: torch.device | str) -> PinBoardGraph:
         return graph
     pins = torch.repeat_interleave(torch.arange(graph.num_pins), graph.pin_ptr.diff().cpu())
     return PinBoardGraph(pins.to(device), graph.pin_boards.to(device), graph.num_pins, graph.num_boards)
+
+
+def ranking_loss(pos_scores: Tensor, neg_scores: Tensor, valid: Tensor, kind: str = "softmax",
+                 margin: float = 0.1, temperature: float = 0.1) -> Tensor:
+    r"""Loss of B positive scores (B,) against their negatives' scores (B, K), where ``valid``
+    (B, K) marks the negatives that count (an in-batch "negative" that is the query's own positive
+    does not). ``"margin"``: mean over valid negatives of :math:`\max(0, s_n - s_p + \Delta)` (PinSage,
+    eq. 1); ``"softmax"``: sampled-softmax cross-entropy
+    :math:`-\log \frac{e^{s_p / \tau}}{e^{s_p / \tau} + \sum_n e^{s_n / \tau}}`, averaged over the B queries."""
+    if neg_scores.dim() != 2 or pos_scores.shape != neg_scores.shape[:1] or valid.shape != neg_scores.shape:
+        raise ValueError(f"pos_scores (B,), neg_scores and valid (B, K) expected, got {tuple(pos_scores.shape)}, "
+                         f"{tuple(neg_scores.shape)} and {tuple(valid.shape)}")
+    if kind == "margin":
+        hinge = torch.relu(neg_scores - pos_scores.unsqueeze(1) + margin) * valid
+        return hinge.sum() / valid.sum().clamp_min(1)
+    if kind == "softmax":
+        logits = torch.cat([pos_scores.unsqueeze(1), neg_scores.masked_fill(~valid, float("-inf"))], dim=1)
+        return torch.nn.functional.cross_entropy(logits / temperature, torch.zeros_like(pos_scores, dtype=torch.long))
+    raise ValueError(f"loss must be 'margin' or 'softmax', got {kind!r}")
 
 
 def _world() -> tuple[int, int]:
@@ -192,6 +214,24 @@ class PinSageTrainer:
         usable = order.numel() - order.numel() % self.world_size
         return order[:usable][self.rank::self.world_size].to(self.device)
 
+    def _embed_batch(self, pins: Tensor, net: torch.nn.Module) -> Tensor:
+        """(P, D) embeddings of the batch's unique pins, with gradients. With fixed neighbourhoods
+        (``neighborhood_refresh="epoch"``) on one process, when computing every pin layer by layer
+        (N * L rows) is cheaper than the batch's receptive field (P * (T + ... + T^L) rows), it does
+        that and picks the batch's rows: the same values as ``net(pins)``, far fewer operations on
+        a small graph whose batches touch most pins."""
+        model, hood = self.model, self.model.sampler
+        if not isinstance(hood, FixedNeighborhoods) or self.world_size > 1:
+            return net(pins)
+        t, layers = hood.neighborhood.neighbors.size(1), model.num_layers
+        if model.num_pins * layers >= pins.numel() * sum(t ** (i + 1) for i in range(layers)):
+            return net(pins)
+        nbr, weights = hood.neighborhood.neighbors, hood.neighborhood.weights
+        h = model._input(torch.arange(model.num_pins, device=pins.device))
+        for conv in model.convs:
+            h = conv(h, h[nbr], weights)
+        return model._output(h[pins])
+
     def _step(self, anchor: Tensor, num_hard: int, net: torch.nn.Module) -> Tensor:
         cfg, gen = self.cfg, self.generator
         query, positive = self.pairs(anchor, gen)
@@ -200,13 +240,23 @@ class PinSageTrainer:
         if num_hard:
             parts.append(self.hard(query, num_hard, gen).reshape(-1))
         pins, inverse = torch.unique(torch.cat(parts), return_inverse=True)  # each pin embedded once
-        emb = net(pins)[inverse]
+        emb = self._embed_batch(pins, net)[inverse]
         b, k = query.numel(), negatives.numel()
         z_query, z_pos = emb[:b], emb[b:2 * b]
         z_neg = emb[2 * b:2 * b + k].unsqueeze(0).expand(b, k, -1)
         if num_hard:
             z_neg = torch.cat([z_neg, emb[2 * b + k:].view(b, num_hard, -1)], dim=1)
-        loss = max_margin_loss(z_query, z_pos, z_neg, margin=cfg.margin)
+        if cfg.loss == "margin" and not cfg.in_batch_negatives:
+            loss = max_margin_loss(z_query, z_pos, z_neg, margin=cfg.margin)
+        else:
+            neg_scores = (z_query.unsqueeze(1) * z_neg).sum(-1)  # (B, K + H)
+            valid = torch.ones_like(neg_scores, dtype=torch.bool)
+            if cfg.in_batch_negatives:  # the other queries' positives, unless they are mine too
+                neg_scores = torch.cat([neg_scores, z_query @ z_pos.T], dim=1)
+                own = (positive.unsqueeze(0) == positive.unsqueeze(1)) | (positive.unsqueeze(0) == query.unsqueeze(1))
+                valid = torch.cat([valid, ~own], dim=1)
+            pos_scores = (z_query * z_pos).sum(-1)
+            loss = ranking_loss(pos_scores, neg_scores, valid, cfg.loss, cfg.margin, cfg.temperature)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -286,4 +336,4 @@ class PinSageTrainer:
                 f"world_size={self.world_size})")
 
 
-__all__ = ["CHECKPOINT_FILE", "PinSageTrainConfig", "PinSageTrainer", "graph_to", "resolve_device"]
+__all__ = ["CHECKPOINT_FILE", "PinSageTrainConfig", "PinSageTrainer", "graph_to", "ranking_loss", "resolve_device"]

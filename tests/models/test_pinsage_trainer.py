@@ -20,9 +20,14 @@ from models.pinsage_trainer import (
     CHECKPOINT_FILE,
     PinSageTrainConfig,
     PinSageTrainer,
+    ranking_loss,
     resolve_device,
 )
-from models.random_walk import ImportanceNeighborSampler, PinBoardGraph
+from models.random_walk import (
+    FixedNeighborhoods,
+    ImportanceNeighborSampler,
+    PinBoardGraph,
+)
 from tests.models.test_pinsage import community_graph, community_similarity
 
 torch.set_num_threads(1)
@@ -111,6 +116,8 @@ def test_hard_negative_curriculum():
     ({"neighborhood_refresh": "never"}, "neighborhood_refresh"),
     ({"num_negatives": 0, "max_hard_negatives": 0}, "no negatives"),
     ({"num_negatives": 0, "hard_negatives_from_epoch": 1}, "no negatives"),
+    ({"loss": "bpr"}, "loss must be"),
+    ({"temperature": 0.0}, "temperature must be"),
 ])
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -142,6 +149,39 @@ def test_training_learns_the_communities_and_reports_every_epoch():
     assert history[1]["loss"] < history[0]["loss"]
     same, cross = community_similarity(trainer.embed()[:31], SIDE)
     assert same - cross > 0.5  # measured: 0.98 vs -0.61
+
+
+def test_ranking_loss_values_and_masked_negatives():
+    pos, neg = torch.tensor([0.5, 0.0]), torch.tensor([[0.3, 0.9], [0.2, -1.0]])
+    valid = torch.tensor([[True, False], [True, True]])
+    # hinges (margin 0.1): [0.0, masked], [0.3, 0.0] -> 0.3 / 3 valid negatives
+    assert ranking_loss(pos, neg, valid, "margin", margin=0.1).item() == pytest.approx(0.1)
+    # softmax at temperature 0.5: row 0 sees only the 0.3 negative
+    expected = (-torch.log_softmax(torch.tensor([0.5, 0.3]) / 0.5, 0)[0]
+                - torch.log_softmax(torch.tensor([0.0, 0.2, -1.0]) / 0.5, 0)[0]) / 2
+    assert ranking_loss(pos, neg, valid, "softmax", temperature=0.5).item() == pytest.approx(expected.item())
+    with pytest.raises(ValueError, match="expected"):
+        ranking_loss(pos, neg[:1], valid)
+
+
+@pytest.mark.parametrize("loss", ["margin", "softmax"])
+def test_in_batch_negatives_learn_the_communities(loss):
+    trainer = PinSageTrainer(community_graph(), features(),
+                             train_config(epochs=6, loss=loss, in_batch_negatives=True, max_hard_negatives=1))
+    trainer.fit()
+    same, cross = community_similarity(trainer.embed()[:31], SIDE)
+    assert same - cross > 0.4  # measured: softmax 1.00 vs 0.53
+
+
+def test_layer_wise_batch_embedding_equals_the_sampled_forward():
+    trainer = PinSageTrainer(community_graph(), features(), train_config(num_neighbors=2))
+    trainer.model.sampler = FixedNeighborhoods.from_sampler(trainer.neighbor_sampler, 32)
+    small, large = torch.tensor([3, 17]), torch.arange(0, 32, 2)  # 2 * (2 + 4) < 32 * 2 <= 16 * (2 + 4)
+    for pins in (small, large):
+        torch.testing.assert_close(trainer._embed_batch(pins, trainer.model), trainer.model(pins))
+    emb = trainer._embed_batch(large, trainer.model)
+    emb.sum().backward()
+    assert trainer.model.lin_in.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("refresh", ["epoch", "batch"])
