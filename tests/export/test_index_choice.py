@@ -1,0 +1,105 @@
+"""Index choice: config validation, the rules per (N, d, budget), input checks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from export.index_choice import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    EmptyCorpusError,
+    IndexConfig,
+    IndexInputError,
+    MemoryBudgetError,
+    NonFiniteVectorError,
+    check_ids,
+    check_vectors,
+    choose_index,
+    default_nlist,
+    parse_factory,
+)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"metric": "dot"}, "metric"), ({"device": "tpu"}, "device"), ({"k": 0}, "k"),
+    ({"target_recall": 1.5}, "target_recall"), ({"shards": 0}, "shards"), ({"memory_budget_mb": 0}, "budget"),
+    ({"drift_threshold": 0}, "drift"), ({"factory": "HNSW32"}, "cannot be sharded"),
+])
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        IndexConfig(**kwargs)
+
+
+def test_parse_factory():
+    assert parse_factory("IDMap,Flat") == ("flat", 0, "Flat")
+    assert parse_factory("IVF1024,SQ8") == ("ivf", 1024, "SQ8")
+    assert parse_factory("OPQ16,IVF4096,PQ16") == ("ivf", 4096, "PQ16")
+    assert parse_factory("IVF65536_HNSW32,SQ8") == ("ivf", 65536, "SQ8")
+
+
+def test_default_nlist_is_4_sqrt_n_with_39_points_per_list():
+    assert default_nlist(1_000_000) == 4096
+    assert default_nlist(200_000) == 2048
+    assert default_nlist(10_000) == 256  # 512 lists would have < 39 points each
+    assert default_nlist(600) == 0  # not even 16 lists
+
+
+def test_small_corpus_is_exact():
+    (plan,) = choose_index(5_000, 64, IndexConfig())
+    assert (plan.factory, plan.kind) == ("IDMap,Flat", "flat")
+
+
+def test_one_million_by_64_at_200mb_gets_scalar_quantisers_and_no_flat():
+    plans = choose_index(1_000_000, 64, IndexConfig(memory_budget_mb=200))
+    # IVF-Flat (1M x (256 + 8) bytes) and exact Flat do not fit 200 MB.
+    assert [p.factory for p in plans] == ["IVF4096,SQfp16", "IVF4096,SQ8"]
+    assert all(p.estimated_bytes <= 200 * 2**20 for p in plans)
+
+
+def test_mid_corpus_offers_ivf_flat_and_exact():
+    plans = choose_index(200_000, 128, IndexConfig(memory_budget_mb=200, candidates=1))
+    assert [p.factory for p in plans] == ["IVF2048,Flat", "IDMap,Flat"]
+
+
+def test_tight_budget_falls_to_opq_pq_and_huge_n_gets_hnsw_quantizer():
+    plans = choose_index(1_000_000, 64, IndexConfig(memory_budget_mb=50, candidates=1))
+    assert [p.factory for p in plans] == ["OPQ32,IVF4096,PQ32"]
+    plans = choose_index(100_000_000, 32, IndexConfig(memory_budget_mb=3000, candidates=1, opq=False))
+    assert plans[0].factory == "IVF32768_HNSW32,PQ16"
+
+
+def test_nothing_fits_and_empty_corpus():
+    with pytest.raises(MemoryBudgetError):
+        choose_index(1_000_000, 64, IndexConfig(memory_budget_mb=1))
+    with pytest.raises(EmptyCorpusError):
+        choose_index(0, 64, IndexConfig())
+
+
+def test_factory_override_and_corpus_smaller_than_nlist():
+    (plan,) = choose_index(5_000, 16, IndexConfig(factory="IVF64,SQ8"))
+    assert (plan.kind, plan.nlist, plan.code) == ("ivf", 64, "SQ8")
+    with pytest.raises(IndexInputError, match="nlist=64"):
+        choose_index(50, 16, IndexConfig(factory="IVF64,SQ8"))
+
+
+def test_check_vectors_and_ids():
+    x = np.ones((3, 4))
+    assert check_vectors(x, 4).dtype == np.float32
+    with pytest.raises(DimensionMismatchError):
+        check_vectors(x, 5)
+    with pytest.raises(DimensionMismatchError):
+        check_vectors(np.ones(4))
+    x[1, 2] = np.nan
+    with pytest.raises(NonFiniteVectorError, match=r"\[1\]"):
+        check_vectors(x)
+    x[1, 2] = np.inf
+    with pytest.raises(NonFiniteVectorError):
+        check_vectors(x)
+    assert check_ids([5, 3, 9], 3).dtype == np.int64
+    with pytest.raises(DuplicateIdError, match=r"\[3\]"):
+        check_ids([3, 5, 3], 3)
+    with pytest.raises(IndexInputError):
+        check_ids([1, 2], 3)
+    with pytest.raises(IndexInputError):
+        check_ids([1, -1, 2], 3)
+    assert issubclass(DuplicateIdError, ValueError)
