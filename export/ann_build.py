@@ -9,10 +9,9 @@ held-out queries, measure, write ``index.json`` (issue #5). The future ``pinrec 
    candidates with the same lists reuse the coarse centroids and the vectors' list assignment) —
    on the GPU when ``device`` resolves to ``gpu`` (faiss's k-means runs through a GPU flat
    ``clustering_index``; shards are filled on the GPU and copied back with
-   ``index_gpu_to_cpu``) — fill the shards, tune ``nprobe`` to the cheapest value whose recall
-   on half the held-out queries reaches ``target_recall`` with a 95% margin (so that the other
-   half, which measures the reported recall@k, reaches it too), measure p50/p99 single-query
-   latency, QPS and the serialised size;
+   ``index_gpu_to_cpu``) — fill the shards, tune ``nprobe`` to the cheapest value whose recall@k
+   on the held-out queries reaches ``target_recall`` with 95% confidence (its lower bound, not
+   just its mean, must reach it), measure p50/p99 single-query latency, QPS and the size;
 4. keep the fastest candidate (p50) that reaches the target within the memory budget (within
    the latency budget too when one does; with none reaching the target, the best recall and
    ``target_met`` false), write its shards and index.json.
@@ -41,9 +40,9 @@ from .index_choice import (
 from .index_tuning import (
     exact_knn,
     latency_dict,
+    lower_bound,
     measure_latency,
-    recall_at_k,
-    split_queries,
+    per_query_recall,
     tune_nprobe,
 )
 from .shards import (
@@ -163,23 +162,22 @@ def default_params(trained: faiss.Index) -> dict[str, int]:
     return params
 
 
-def evaluate(index: ShardedIndex, plan: IndexPlan, q_tune, truth_tune, q_eval, truth_eval, cfg: IndexConfig) -> dict:
-    """Tune (IVF) and measure one candidate; returns its trial record."""
-    k = truth_tune.shape[1]
+def evaluate(index: ShardedIndex, plan: IndexPlan, queries: np.ndarray, truth: np.ndarray, cfg: IndexConfig) -> dict:
+    """Tune (IVF) and measure one candidate on ``queries`` (B, d) with exact top-k ids ``truth``
+    (B, k); returns its trial record. ``target_met``: the 95% lower bound of recall@k reaches
+    the target."""
+    k = truth.shape[1]
     if plan.tunable:
-        n_eval = None if q_eval is q_tune else q_eval.shape[0]
-        tuning = tune_nprobe(index, q_tune, truth_tune, k, cfg.target_recall, plan.nlist, "_HNSW" in plan.factory,
-                             n_eval=n_eval)
-        params, trials = tuning.params, tuning.trials
+        tuning = tune_nprobe(index, queries, truth, k, cfg.target_recall, plan.nlist, "_HNSW" in plan.factory)
+        params, trials, recall, low = tuning.params, tuning.trials, tuning.recall, tuning.recall_lower_bound
     else:
-        params, trials = {}, []
-    _, found = index.search(q_eval, k)
-    recall = recall_at_k(found, truth_eval)
-    lat = measure_latency(index, q_eval, k)
+        per_query = per_query_recall(index.search(queries, k)[1], truth)
+        params, trials, recall, low = {}, [], float(per_query.mean()), lower_bound(per_query)
+    lat = measure_latency(index, queries, k)
     size = int(sum(faiss.serialize_index(s).nbytes for s in index.shards))
     return {"factory": plan.factory, "reason": plan.reason, "search_params": params, "recall_at_k": round(recall, 5),
-            "tuning": trials, "latency": latency_dict(lat), "memory_bytes": size,
-            "target_met": recall >= cfg.target_recall, "memory_ok": size <= cfg.memory_budget_mb * 2**20,
+            "recall_lower_bound": round(low, 5), "tuning": trials, "latency": latency_dict(lat), "memory_bytes": size,
+            "target_met": low >= cfg.target_recall, "memory_ok": size <= cfg.memory_budget_mb * 2**20,
             "latency_ok": lat.p99_ms <= cfg.latency_budget_ms}
 
 
@@ -196,7 +194,7 @@ def pick(trials: list[dict]) -> int:
 
 
 def make_manifest(plan: IndexPlan, cfg: IndexConfig, device: str, entries: list[dict], trial: dict,
-                  candidates: list[dict], reference: dict, n_tune: int, n_eval: int, train_n: int,
+                  candidates: list[dict], reference: dict, n_queries: int, train_n: int,
                   build_seconds: float) -> dict:
     """The index.json document (shared by the in-process and the Spark build)."""
     return {
@@ -204,8 +202,8 @@ def make_manifest(plan: IndexPlan, cfg: IndexConfig, device: str, entries: list[
         "metric": cfg.metric, "faiss_metric": cfg.faiss_metric, "d": plan.d, "nlist": plan.nlist,
         "ntotal": int(sum(e["ntotal"] for e in entries)), "num_shards": len(entries), "shards": entries,
         "search_params": trial["search_params"], "k": cfg.k,
-        "measured": {key: trial[key] for key in ("recall_at_k", "target_met", "latency", "memory_bytes", "tuning")}
-        | {"queries_tune": n_tune, "queries_eval": n_eval},
+        "measured": {key: trial[key] for key in ("recall_at_k", "recall_lower_bound", "target_met", "latency",
+                                                 "memory_bytes", "tuning")} | {"queries": n_queries},
         "candidates": [{k: v for k, v in c.items() if k != "tuning"} for c in candidates],
         "drift_reference": reference, "train_size": train_n, "device": device,
         "embedding_version": cfg.embedding_version, "faiss_version": faiss.__version__,
@@ -220,9 +218,7 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path) ->
     x, xid, q = prepare(vectors, ids, queries, cfg)
     device = resolve_device(cfg.device)
     k = min(cfg.k, x.shape[0])
-    q_tune, q_eval = split_queries(q, cfg.seed)
-    truth_tune = xid[exact_knn(q_tune, x, k, cfg.faiss_metric)]
-    truth_eval = truth_tune if q_eval is q_tune else xid[exact_knn(q_eval, x, k, cfg.faiss_metric)]
+    truth = xid[exact_knn(q, x, k, cfg.faiss_metric)]
     best: tuple | None = None
     trials: list[dict] = []
     coarse_cache: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # coarse key -> (centroids, assignment)
@@ -236,7 +232,7 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path) ->
         if plan.kind == "ivf" and cached is None and (c := coarse_centroids(trained)) is not None:
             cached = coarse_cache[coarse] = (c, coarse_assign(trained, x) if device == "cpu" else None)
         shards = build_shards(trained, x, xid, cfg.shards, device, cached[1] if cached else None)
-        trial = evaluate(ShardedIndex(shards, cfg.metric), plan, q_tune, truth_tune, q_eval, truth_eval, cfg)
+        trial = evaluate(ShardedIndex(shards, cfg.metric), plan, q, truth, cfg)
         trial["build_seconds"] = round(time.perf_counter() - t1, 3)
         log.info("candidate %s: %s", plan.factory, trial)
         trials.append(trial)
@@ -247,8 +243,8 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path) ->
     folder = Path(out_dir)
     entries = [write_shard(s, folder, i, len(shards)) for i, s in enumerate(shards)]
     reference = {"residual": mean_residual(trained, xt), "imbalance": imbalance(shards)}
-    manifest = make_manifest(plan, cfg, device, entries, trial, trials, reference, q_tune.shape[0],
-                             q_eval.shape[0], xt.shape[0], time.perf_counter() - t0)
+    manifest = make_manifest(plan, cfg, device, entries, trial, trials, reference, q.shape[0], xt.shape[0],
+                             time.perf_counter() - t0)
     write_manifest(folder, manifest)
     lat = trial["latency"]
     return IndexReport(str(folder), plan.factory, trial["search_params"], trial["recall_at_k"], trial["target_met"],

@@ -6,10 +6,10 @@ makes any index look perfect. Ground truth is exact search (:func:`faiss.knn`) o
 (normalised, for cosine) corpus.
 
 * :func:`recall_at_k`: k-recall@k, |approx top-k ∩ exact top-k| / k averaged over queries;
-* :func:`tune_nprobe`: the smallest ``nprobe`` whose recall@k on the tuning queries reaches the
-  target with a one-sided 95% margin that also covers the noise of the evaluation queries' mean
-  (:func:`lower_bound`) — doubling from 1 until it does, then bisecting between the last miss
-  and the first hit;
+* :func:`tune_nprobe`: the smallest ``nprobe`` whose recall@k reaches the target with 95%
+  confidence (:func:`lower_bound`: mean - 1.645 standard errors, so a few hundred queries are
+  enough and a lucky sample does not pass) — doubling from 1 until it does, then bisecting
+  between the last miss and the first hit;
 * :func:`measure_latency`: p50/p99 of single-query searches (best of 3 per query) and batch QPS
   at one thread and at all threads.
 
@@ -45,10 +45,12 @@ class Latency:
 
 @dataclass(frozen=True)
 class Tuning:
-    """The chosen search parameters and every (params, recall@k) tried on the tuning queries."""
+    """The chosen search parameters, their recall@k (mean and 95% lower bound) and every setting
+    tried on the tuning queries."""
 
     params: dict[str, int]
     recall: float
+    recall_lower_bound: float
     target_met: bool
     trials: list[dict] = field(default_factory=list)
 
@@ -73,25 +75,20 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(per_query_recall(found, truth).mean())
 
 
-def lower_bound(per_query: np.ndarray, z: float = 1.645, n_eval: int | None = None) -> float:
-    """One-sided lower confidence bound of the mean recall: ``mean - z * sd * sqrt(1/n + 1/n_eval)``.
-
-    Without ``n_eval`` it bounds the true mean recall (95% for z = 1.645); with it, it bounds
-    what the mean over ``n_eval`` *other* queries will read, since that estimate is noisy too.
-    """
+def lower_bound(per_query: np.ndarray, z: float = 1.645) -> float:
+    """One-sided lower confidence bound of the mean recall, ``mean - z * sd / sqrt(n)`` (95% for
+    z = 1.645): what the recall over *all* queries like these is at least, not just these."""
     n = per_query.shape[0]
     if n < 2:
         return float(per_query.mean())
-    spread = 1.0 / n + (1.0 / n_eval if n_eval else 0.0)
-    return float(per_query.mean() - z * per_query.std(ddof=1) * np.sqrt(spread))
+    return float(per_query.mean() - z * per_query.std(ddof=1) / np.sqrt(n))
 
 
 def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k: int, target: float,
-                nlist: int, hnsw_quantizer: bool = False, z: float = 1.645, n_eval: int | None = None) -> Tuning:
+                nlist: int, hnsw_quantizer: bool = False, z: float = 1.645) -> Tuning:
     """The cheapest ``nprobe`` in [1, nlist] whose recall@k on ``queries`` reaches ``target``
-    with confidence: its lower bound (:func:`lower_bound` with ``z`` and ``n_eval``, the size of
-    the evaluation set that will report the recall) must be >= target; ``z=0`` compares the
-    mean itself.
+    with confidence: its :func:`lower_bound` (with ``z``; ``z=0`` compares the mean itself)
+    must be >= target.
 
     ``truth_ids``: (B, k) exact top-k pin ids. With an HNSW coarse quantizer its ``efSearch`` is
     set to ``max(2 * nprobe, 16)``. If even ``nprobe = nlist`` misses the target, that setting is
@@ -107,7 +104,7 @@ def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k
         if p not in seen:
             index.set_search_params(**params(p))
             per_query = per_query_recall(index.search(queries, k)[1], truth_ids)
-            seen[p] = (float(per_query.mean()), lower_bound(per_query, z, n_eval))
+            seen[p] = (float(per_query.mean()), lower_bound(per_query, z))
             trials.append({**params(p), "recall": round(seen[p][0], 5), "lower_bound": round(seen[p][1], 5)})
         return seen[p][1] >= target
 
@@ -121,7 +118,7 @@ def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k
         lo, p = p, min(2 * p, nlist)
     if hi is None:
         index.set_search_params(**params(nlist))
-        return Tuning(params(nlist), seen[nlist][0], False, trials)
+        return Tuning(params(nlist), seen[nlist][0], seen[nlist][1], False, trials)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if reaches(mid):
@@ -129,7 +126,7 @@ def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k
         else:
             lo = mid
     index.set_search_params(**params(hi))
-    return Tuning(params(hi), seen[hi][0], True, trials)
+    return Tuning(params(hi), seen[hi][0], seen[hi][1], True, trials)
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -166,16 +163,6 @@ def measure_latency(index: Searchable, queries: np.ndarray, k: int, max_single: 
     qps_all = queries.shape[0] / _best_time(lambda: index.search(queries, k), repeats)
     p50, p99 = np.percentile(times * 1e3, [50, 99])
     return Latency(float(p50), float(p99), float(qps_1), float(qps_all), threads)
-
-
-def split_queries(queries: np.ndarray, seed: int, min_each: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """(tune, evaluate) halves of a seeded permutation; both are all queries when there are fewer
-    than ``2 * min_each`` (the reported recall is then measured on the tuning queries)."""
-    if queries.shape[0] < 2 * min_each:
-        return queries, queries
-    order = np.random.default_rng(seed).permutation(queries.shape[0])
-    half = queries.shape[0] // 2
-    return queries[np.sort(order[:half])], queries[np.sort(order[half:])]
 
 
 def latency_dict(lat: Latency) -> dict:

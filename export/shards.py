@@ -83,10 +83,6 @@ def training_sample(ids: np.ndarray, size: int, seed: int) -> np.ndarray:
     return pick[np.argsort(ids[pick], kind="stable")]
 
 
-def _faiss_metric(metric: str) -> int:
-    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-
-
 _GPU_RESOURCES: list = []  # one faiss.StandardGpuResources per process, created on first use
 
 

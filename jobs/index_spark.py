@@ -46,7 +46,6 @@ from export.index_choice import (
     choose_index,
     normalize,
 )
-from export.index_tuning import split_queries
 from export.shards import (
     ShardedIndex,
     fill_shard,
@@ -121,9 +120,7 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
     trained = train_index(plan, xt, cfg.faiss_metric, device, seed)
     sc = spark.sparkContext
     index_bytes = sc.broadcast(faiss.serialize_index(trained).tobytes())
-    q_tune, q_eval = split_queries(q, seed)
-    q_all = q_tune if q_eval is q_tune else np.vstack([q_tune, q_eval])
-    queries_bc = sc.broadcast(q_all)
+    queries_bc = sc.broadcast(q)
     folder = str(Path(out_dir).resolve())
     fm = faiss.METRIC_L2 if cfg.faiss_metric == "l2" else faiss.METRIC_INNER_PRODUCT
 
@@ -155,8 +152,8 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
     queries_bc.unpersist()
 
     worst = np.finfo(np.float32).max * (1.0 if cfg.faiss_metric == "l2" else -1.0)
-    dist_all = np.full((num_shards, q_all.shape[0], k), worst, np.float32)
-    ids_all = np.full((num_shards, q_all.shape[0], k), -1, np.int64)
+    dist_all = np.full((num_shards, q.shape[0], k), worst, np.float32)
+    ids_all = np.full((num_shards, q.shape[0], k), -1, np.int64)
     entries: list[dict | None] = [None] * num_shards
     for r in results:
         s, kk = r["shard"], r["kk"]
@@ -168,13 +165,12 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
             entries[s] = write_shard(fill_shard(trained, np.empty((0, d), np.float32), np.empty(0, np.int64)),
                                      folder, s, num_shards)
     _, truth = faiss.merge_knn_results(dist_all, ids_all, keep_max=cfg.faiss_metric != "l2")
-    truth_tune, truth_eval = truth[: q_tune.shape[0]], truth[q_all.shape[0] - q_eval.shape[0]:]
 
     index = ShardedIndex([faiss.read_index(f"{folder}/{e['file']}", faiss.IO_FLAG_MMAP_IFC) for e in entries], metric)
-    trial = evaluate(index, plan, q_tune, truth_tune, q_eval, truth_eval, cfg)
+    trial = evaluate(index, plan, q, truth, cfg)
     reference = {"residual": mean_residual(trained, xt), "imbalance": imbalance(index.shards)}
-    manifest = make_manifest(plan, cfg, device, entries, trial, [trial], reference, q_tune.shape[0],
-                             q_eval.shape[0], xt.shape[0], time.perf_counter() - t0)
+    manifest = make_manifest(plan, cfg, device, entries, trial, [trial], reference, q.shape[0], xt.shape[0],
+                             time.perf_counter() - t0)
     manifest["distributed"] = {"engine": "spark", "master": sc.master, "partitions": num_shards}
     write_manifest(folder, manifest)
     lat = trial["latency"]

@@ -213,6 +213,16 @@ def test_incremental_add_rejects_bad_input(ivf_folder):
     assert read_manifest(ivf_folder).get("added", 0) == 0  # nothing was written
 
 
+def test_residual_is_measured_after_the_pre_transform():
+    x = clustered(3000)
+    plain = trained("IVF16,Flat", faiss.METRIC_L2, x)
+    # A full-rank PCA rotation stands in for OPQ (same IndexPreTransform path, trains in ms).
+    rotated = trained("PCAR16,IVF16,Flat", faiss.METRIC_L2, x)
+    # The rotation is orthogonal: distances to the centroids keep their scale.
+    assert mean_residual(rotated, x) == pytest.approx(mean_residual(plain, x), rel=0.25)
+    assert mean_residual(rotated, x + 2.0) > 1.5 * mean_residual(rotated, x)
+
+
 def test_flat_index_has_no_drift(tmp_path):
     x = clustered(100)
     shards = build_shards(trained("IDMap,Flat", faiss.METRIC_L2, x), x, np.arange(100), 2)
