@@ -147,6 +147,51 @@ def cmd_pinsage(args) -> int:
     return 0
 
 
+def cmd_ranker(args) -> int:
+    from .ranker import run_ranker
+
+    cfg = _config(args)
+    spark, _ = _spark_and_paths(cfg)
+    print("[ranker] " + run_ranker(spark, cfg).render())
+    return 0
+
+
+def cmd_index(args) -> int:
+    from .pin_index import build_pin_index
+
+    cfg = _config(args)
+    spark, _ = _spark_and_paths(cfg)
+    print(build_pin_index(spark, cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
+                          cfg.storage.mlflow_tracking_uri, queries=args.queries).render())
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from export.publish import prune, rollback
+    from export.store import Store
+
+    cfg = _config(args)
+    store = Store(cfg.publish.store_uri)
+    if args.action == "rollback":
+        if not args.to:
+            raise ConfigError("publish rollback needs --to VERSION")
+        pointer = rollback(store, cfg.publish.name, cfg.publish.channel, args.to, allow_unblessed=args.force)
+        print(f"channel {cfg.publish.channel} of {cfg.publish.name} -> {pointer.version}")
+        return 0
+    if args.action == "prune":
+        removed = prune(store, cfg.publish.name, keep_blessed=cfg.publish.keep_blessed,
+                        keep_unblessed=cfg.publish.keep_unblessed, incomplete_grace_s=cfg.publish.incomplete_grace_s)
+        print(f"removed {len(removed)} version(s): {', '.join(removed) or '-'}")
+        return 0
+    from .bundle import publish_serving_bundle
+
+    spark, _ = _spark_and_paths(cfg)
+    report = publish_serving_bundle(spark, cfg, index_dir=args.index_dir, ranker_dir=args.ranker_dir,
+                                    cutoff=args.cutoff, force=args.force)
+    print(report.render())
+    return 0 if report.promoted or not args.fail_unblessed else 3
+
+
 def cmd_eval_retrieval(args) -> int:
     from .retrieval_data import evaluate_storage
 
@@ -275,6 +320,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edges the neighbourhoods of the written embeddings use: train (fair evaluation, "
                         "default) or all (serving)")
     p.set_defaults(func=cmd_pinsage)
+
+    p = sub.add_parser("ranker", parents=[common],
+                       help="train, calibrate, evaluate and export (ONNX) the DCN-v2 + MMoE ranker")
+    p.set_defaults(func=cmd_ranker)
+
+    p = sub.add_parser("index", parents=[common],
+                       help="build the tuned, sharded FAISS index over the current pin embeddings")
+    p.add_argument("--queries", type=int, default=1000, help="held-out pins to tune and measure on (default 1000)")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("publish", parents=[common],
+                       help="publish the newest index + ranker as a serving bundle behind the blessing gate")
+    p.add_argument("action", nargs="?", choices=["bundle", "rollback", "prune"], default="bundle",
+                   help="bundle (default): assemble and publish; rollback --to VERSION; prune old versions")
+    p.add_argument("--to", metavar="VERSION", help="rollback: the stored version the channel moves to")
+    p.add_argument("--force", action="store_true",
+                   help="bundle: promote even if the gate rejects it (logged); rollback: allow an unblessed version")
+    p.add_argument("--index-dir", help="index folder (default: <artifacts>/index/<current embedding version>)")
+    p.add_argument("--ranker-dir", help="ranker folder (default: the newest under <artifacts>/ranker)")
+    p.add_argument("--cutoff", type=dt.datetime.fromisoformat,
+                   help="feature snapshot as of (default: end of the newest landed day + features.publish_delay_s)")
+    p.add_argument("--fail-unblessed", action="store_true", help="exit 3 when the candidate is not promoted")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("eval-retrieval", parents=[common],
                        help="HR@K / NDCG@K / MRR of pin embeddings vs popularity, ALS and BPR (leave-one-out, "

@@ -18,6 +18,7 @@ from typing import Any
 
 from export.blessing import BlessingConfig
 from export.feature_store import RedisConfig
+from export.index_choice import IndexConfig
 from export.publish import PublishConfig
 from models.config import (
     CalibrationConfig,
@@ -27,6 +28,7 @@ from models.config import (
 )
 
 from .monitoring import MonitoringConfig
+from .ranker import RankerJobConfig
 from .retrieval_eval import RetrievalEvalConfig
 
 
@@ -181,6 +183,8 @@ class PinrecConfig:
     ranker: RankerConfig = field(default_factory=RankerConfig)
     ranker_train: RankerTrainConfig = field(default_factory=RankerTrainConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    ranker_job: RankerJobConfig = field(default_factory=RankerJobConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     blessing: BlessingConfig = field(default_factory=BlessingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)

@@ -2,7 +2,8 @@
 
 generate (or adapt a real dataset) -> ingest every landed day into Delta with validation and
 quarantine -> daily feature tables -> the point-in-time training set -> the Pin-Board graph ->
-PinSage embeddings (MLflow-tracked) -> a warehouse summary. Re-running is safe: the source rewrites the same files
+PinSage embeddings (MLflow-tracked) -> the ranker (trained, calibrated, evaluated, ONNX) -> the
+FAISS index -> a serving bundle published behind the blessing gate -> a warehouse summary. Re-running is safe: the source rewrites the same files
 and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .config import PinrecConfig
 from .ingest import IngestPaths, ingest, landed_days
@@ -28,6 +30,9 @@ class DemoResult:
     reports: tuple[IngestReport, ...]
     warehouse: WarehouseSummary
     training_set: TrainingSetReport
+    ranker: Any
+    index: Any
+    bundle: Any
     seconds: float
 
 
@@ -75,6 +80,19 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     from .pinsage import train_pinsage
 
     echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage,
-                                      cfg.storage.mlflow_tracking_uri).render())
+                                      cfg.storage.mlflow_tracking_uri, inference_edges="all").render())
+    from .ranker import run_ranker
+
+    ranker = run_ranker(spark, cfg)
+    echo("[ranker] " + ranker.render())
+    from .pin_index import build_pin_index
+
+    index = build_pin_index(spark, cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
+                            cfg.storage.mlflow_tracking_uri)
+    echo("[index] " + index.render())
+    from .bundle import publish_serving_bundle
+
+    bundle = publish_serving_bundle(spark, cfg)
+    echo("[publish] " + bundle.render())
     warehouse = summarize(spark, cfg.storage.warehouse)
-    return DemoResult(landing, tuple(reports), warehouse, training, time.perf_counter() - start)
+    return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, time.perf_counter() - start)

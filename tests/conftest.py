@@ -42,10 +42,14 @@ def tiny_world(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_world")
     cfg = load_config(overrides={
         "storage": {"landing": str(root / "landing"), "warehouse": str(root / "warehouse"),
-                    "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"},
+                    "artifacts": str(root / "artifacts"), "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"},
+        "publish": {"store_uri": str(root / "serving")},
         "spark": {"master": "local[1]", "shuffle_partitions": 1, "jars_dir": str(REPO / "var" / "jars")},
         "synthetic": {"users": 60, "pins": 300, "days": 3, "impressions_per_day": 3000,
                       "fault_rate": 0.01, "duplicate_rate": 0.01},
         "pinsage": {"epochs": 2, "progress": False, "hard_negatives_from_epoch": 1},
+        "ranker_train": {"epochs": 4, "batch_size": 256, "progress": False, "device": "cpu"},
+        "ranker_job": {"baselines": ["logreg"], "int8": False},
+        "blessing": {"min_auc": 0.0},  # the tiny world's test day holds ~30 saves: AUC is noise
     })
     return cfg, run_demo(cfg, echo=lambda line: None)

@@ -56,3 +56,22 @@ def test_demo_embeds_every_pin_with_pinsage(spark, tiny_world):
     assert len(first["embedding"]) == cfg.pinsage.out_channels
     assert abs(sum(x * x for x in first["embedding"]) - 1.0) < 1e-4  # L2-normalised output head
     assert first["model_version"].startswith("pinsage-")
+
+
+def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle(tiny_world):
+    from export.loader import load
+
+    cfg, result = tiny_world
+    assert result.ranker.model_version.startswith("ranker-") and result.ranker.artifacts
+    assert result.ranker.onnx_max_abs_diff <= 1e-5
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert result.index.pins == rows["pin_embeddings"] and result.index.recall_at_k >= 0.95  # exact at this size
+    assert result.bundle.promoted and result.bundle.blessed
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    assert bundle.version == result.bundle.version
+    assert bundle.ntotal == rows["pin_embeddings"] and bundle.pins.num_rows == rows["pins"]
+    assert bundle.manifest.lineage.delta_versions["pin_embeddings"] >= 0
+    assert set(bundle.manifest.metrics.auc) == {"save", "closeup"}
+    extras = {e.path for e in bundle.manifest.of_role("extra")}
+    assert {"extra/pin_embeddings.npy", "extra/features_user.parquet", "extra/features_pin.parquet",
+            "extra/features_user_category.parquet"} <= extras

@@ -1,0 +1,406 @@
+"""Train, calibrate, evaluate and export the DCN-v2 + MMoE ranker from the point-in-time training set.
+
+1. read ``<warehouse>/training_set`` at its current Delta version (pinned; the commit's
+   ``userMetadata`` gives ``negative_rate`` and the input versions) into pandas through Arrow, or
+   take a ready pandas/pyarrow frame (``negative_rate`` then follows from ``sample_weight``);
+2. fit the :class:`~export.encoding.FeatureEncoder` on the ``train`` split only and encode all splits;
+3. train :class:`~models.ranker.Ranker` with :class:`~models.ranker_trainer.RankerTrainer` (CUDA when
+   there is one), every epoch's metrics to MLflow; calibrate each task on ``validation``
+   (Platt or isotonic, :mod:`models.calibration`); final score = sum_t w_t P(task t);
+4. evaluate on ``test`` (:mod:`jobs.ranker_eval`): AUC, log-loss, ECE, NDCG@k per session for the
+   ranker (calibrated, position-free: as served), the ranker's with-position likelihood, a twin
+   trained without the position feature, the baselines, and on the synthetic world the oracle
+   (``truth_dir`` = ``<landing>/_truth``) with the Kendall-tau debiasing comparison;
+5. export ONNX (calibration inside) and int8 into ``<artifacts>/ranker/<model_version>/`` with the
+   encoder and calibration JSON and ``metrics.json``; the ONNX outputs are checked against the
+   training path on the test rows, the int8 AUC drop is measured there.
+
+``model_version`` = ``ranker-`` + a content hash of the weights, the encoder and the configs.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch-free at import time: jobs.config imports RankerJobConfig
+    from models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
+
+    from .ranker_eval import DebiasComparison, MetricRow
+
+EXPERIMENT = "pinrec-ranker"
+BASELINES = ("logreg", "dcnmix")
+SPLITS = ("train", "validation", "test")
+KEYS = ("event_id", "session_id", "split", "sample_weight")
+
+
+@dataclass(frozen=True)
+class RankerJobConfig:
+    """What the ranker job runs besides the model. ``baselines``: any of ``logreg``
+    (scikit-learn) and ``dcnmix`` (deepctr-torch), trained for ``baseline_epochs``.
+    ``no_position_twin``: also train the ranker without the position feature (the debiasing
+    comparison). ``int8``: also export the int8 model. ``id_features``: hashed user/pin ids."""
+
+    experiment: str = EXPERIMENT
+    baselines: tuple[str, ...] = BASELINES
+    baseline_epochs: int = 3
+    no_position_twin: bool = True
+    int8: bool = True
+    id_features: bool = False
+    max_position: int = 50
+    ece_bins: int = 10
+    ndcg_k: int = 10
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown or len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"ranker_job.baselines must be distinct values of {BASELINES}, got {self.baselines}")
+        for name in ("baseline_epochs", "max_position", "ece_bins", "ndcg_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ranker_job.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.experiment:
+            raise ValueError("ranker_job.experiment must be non-empty")
+
+
+@dataclass(frozen=True)
+class RankerReport:
+    model_version: str
+    tasks: tuple[str, ...]
+    rows_by_split: dict[str, int]
+    negative_rate: float
+    best_epoch: int
+    epochs_run: int
+    device: str
+    metrics: tuple[MetricRow, ...]
+    debias: tuple[DebiasComparison, ...] = ()
+    int8_auc_drop: dict[str, float] = field(default_factory=dict)
+    onnx_max_abs_diff: float = math.nan
+    artifacts: str = ""
+    input_versions: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    seconds: float = 0.0
+
+    def metric(self, model: str, task: str, name: str) -> float:
+        for row in self.metrics:
+            if row.model == model and row.task == task:
+                return getattr(row, name)
+        raise KeyError(f"no metrics for model {model!r} and task {task!r}")
+
+    def render(self) -> str:
+        from .ranker_eval import render_table
+
+        splits = ", ".join(f"{k}={v}" for k, v in sorted(self.rows_by_split.items()))
+        lines = [(f"ranker           {self.model_version}; rows ({splits}); negative_rate={self.negative_rate}; "
+                  f"best epoch {self.best_epoch} of {self.epochs_run}; {self.device}; {self.seconds:.1f} s"),
+                 "", render_table(self.metrics)]
+        for d in self.debias:
+            lines.append(f"kendall tau vs oracle position-free ({d.task}): debiased {d.tau_debiased:.4f}, "
+                         f"no position {d.tau_no_position:.4f} -> debiased closer: {d.debiased_closer}")
+        if not math.isnan(self.onnx_max_abs_diff):
+            lines.append(f"onnx vs torch on the test rows: max |diff| = {self.onnx_max_abs_diff:.2e}")
+        for task, drop in self.int8_auc_drop.items():
+            lines.append(f"int8 AUC drop ({task}): {drop:+.5f}")
+        if self.artifacts:
+            lines.append(f"artifacts: {self.artifacts}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- inputs
+def _needed_columns(spec, tasks) -> list[str]:
+    cols: list[str] = []
+    for f in spec.features:
+        cols += [f.left, f.right] if hasattr(f, "left") else [f.name]
+    if spec.position:
+        cols.append(spec.position)
+    return list(dict.fromkeys([*cols, *tasks, *KEYS]))
+
+
+def read_training_set(source, warehouse: str | None, columns: list[str]):
+    """(pandas frame, metadata). ``source``: a SparkSession (reads ``<warehouse>/training_set``
+    at its current Delta version) or a pandas DataFrame / pyarrow Table."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(source, (pd.DataFrame, pa.Table)):
+        frame = source.to_pandas() if isinstance(source, pa.Table) else source
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the training frame lacks columns {missing}")
+        return frame[columns].reset_index(drop=True), {}
+    if not hasattr(source, "read") or not warehouse:
+        raise ValueError("source must be a SparkSession (with warehouse) or a pandas/pyarrow frame")
+    from delta.tables import DeltaTable
+
+    from .ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/training_set"
+    version = delta_version(source, path)
+    if version is None:
+        raise FileNotFoundError(f"no training set at {path}: run `pinrec training-set` first")
+    history = DeltaTable.forPath(source, path).history().where(f"version = {version}").collect()
+    meta = json.loads(history[0]["userMetadata"] or "{}") if history else {}
+    df = source.read.format("delta").option("versionAsOf", version).load(path)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"the training set at {path} lacks columns {missing}")
+    frame = df.select(*columns).toArrow().to_pandas()
+    return frame, {**meta, "training_set_version": version}
+
+
+def read_truth(truth_dir: str):
+    """The synthetic world's impression truth (``_truth/impressions/dt=*/part-0.parquet``)."""
+    import pyarrow.dataset as ds
+
+    from .ranker_eval import TRUTH_COLUMNS
+
+    return ds.dataset(f"{truth_dir.rstrip('/')}/impressions", format="parquet",
+                      partitioning="hive").to_table(columns=list(TRUTH_COLUMNS)).to_pandas()
+
+
+def _infer_negative_rate(frame, tasks) -> float:
+    negative = (frame[list(tasks)].sum(axis=1) == 0).to_numpy()
+    return float(1.0 / frame["sample_weight"].to_numpy()[negative].max()) if negative.any() else 1.0
+
+
+# ---------------------------------------------------------------------------- training
+def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, hook=None, position=True):
+    """Seeded Ranker + trainer fitted on train/validation; ``position=False`` zeroes the position
+    (index 0 = unknown) in every split, so the position tower is a constant."""
+    import numpy as np
+    import torch
+
+    from models.ranker import Ranker
+    from models.ranker_trainer import RankerData, RankerTrainer
+
+    data = {}
+    for s in SPLITS:
+        batch = encoded[s] if position else type(encoded[s])(encoded[s].categorical, encoded[s].dense,
+                                                              np.zeros_like(encoded[s].position))
+        data[s] = RankerData.from_batch(batch, labels[s], weights[s])
+    torch.manual_seed(train_cfg.seed)
+    model = Ranker(enc.cardinalities, len(enc.dense_names), enc.num_positions, model_cfg)
+    trainer = RankerTrainer(model, train_cfg, on_epoch_end=hook)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = trainer.fit(data["train"], data["validation"], negative_rate, checkpoint=os.path.join(tmp, "ckpt.pt"))
+    return trainer, result, data
+
+
+def model_version(model, enc, configs: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(configs, sort_keys=True, default=str).encode() + enc.to_json().encode())
+    state = model.state_dict()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
+    return "ranker-" + digest.hexdigest()[:16]
+
+
+def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
+                 calibration_cfg: CalibrationConfig, job: RankerJobConfig, tracking_uri: str | None,
+                 artifacts_dir: str | None, truth_dir: str | None = None) -> RankerReport:
+    """Read, fit, calibrate, evaluate, export and log (module docstring). ``tracking_uri`` None
+    logs nothing; ``artifacts_dir`` None exports nothing; ``truth_dir`` (the synthetic world's
+    ``<landing>/_truth``) adds the oracle rows and the Kendall-tau comparison."""
+    import numpy as np
+
+    from export.encoding import FeatureEncoder, training_set_spec
+    from models.calibration import fit_calibration
+
+    from . import ranker_eval as ev
+    from .tracking import tracked_run
+
+    start = time.perf_counter()
+    tasks = tuple(model_cfg.tasks)
+    spec = training_set_spec(ids=job.id_features, max_position=job.max_position)
+    frame, meta = read_training_set(source, warehouse, _needed_columns(spec, tasks))
+    frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
+    empty = [s for s in SPLITS if frames[s].empty]
+    if empty:
+        raise ValueError(f"the training set has no rows in split(s) {empty}")
+    for s in ("train", "validation"):
+        for task in tasks:
+            if frames[s][task].nunique() < 2:
+                raise ValueError(f"task {task!r} has one label value only in the {s} split (on MovieLens every "
+                                 f"rating is a closeup): set ranker.tasks=[save] and calibration.score_weights=[1.0]")
+    negative_rate = float(meta.get("negative_rate") or _infer_negative_rate(frame, tasks))
+    enc = FeatureEncoder(spec).fit(frames["train"])
+    encoded = {s: enc.transform(frames[s]) for s in SPLITS}
+    labels = {s: frames[s][list(tasks)].to_numpy(np.float32) for s in SPLITS}
+    weights = {s: frames[s]["sample_weight"].to_numpy(np.float32) for s in SPLITS}
+    configs = {"ranker": asdict(model_cfg), "ranker_train": asdict(train_cfg),
+               "calibration": asdict(calibration_cfg), "ranker_job": asdict(job)}
+    params = {**configs, "negative_rate": negative_rate, "rows": {s: len(frames[s]) for s in SPLITS},
+              "input_versions": meta.get("input_versions", {}), "training_set_version": meta.get("training_set_version"),
+              "encoder": {"categorical": len(enc.cardinalities), "dense": len(enc.dense_names)}}
+    track = tracked_run(tracking_uri, job.experiment, "ranker", params, {"job": "ranker"}) \
+        if tracking_uri else contextlib.nullcontext()
+    with track as run:
+        hook = None if run is None else (lambda epoch, m: run.log_metrics(m, step=epoch))
+        trainer, result, data = _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, hook)
+        cal = fit_calibration(trainer.predict_logits(data["validation"]), labels["validation"], tasks,
+                              calibration_cfg, weights["validation"])
+        test, y, w = frames["test"], labels["test"], weights["test"]
+        sessions = test["session_id"].to_numpy()
+        free_logits = trainer.predict_logits(data["test"])
+        probs = cal.apply(free_logits)
+        with_pos = 1 / (1 + np.exp(-trainer.predict_logits(data["test"], with_position=True).astype(np.float64)))
+
+        def rows(name, p):
+            return ev.task_metrics(name, y, p, tasks, sessions, w, job.ece_bins, job.ndcg_k)
+
+        metrics = rows("ranker", probs) + rows("ranker (with position)", with_pos)
+        oracle_free = None
+        if truth_dir:
+            oracle_obs, oracle_free = ev.oracle_probabilities(read_truth(truth_dir), test["event_id"], tasks)
+            metrics += rows("oracle", oracle_obs) + rows("oracle (position-free)", oracle_free)
+        debias: list = []
+        if job.no_position_twin:
+            twin, _, twin_data = _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate,
+                                        position=False)
+            twin_cal = fit_calibration(twin.predict_logits(twin_data["validation"]), labels["validation"], tasks,
+                                       calibration_cfg, weights["validation"])
+            twin_probs = twin_cal.apply(twin.predict_logits(twin_data["test"]))
+            metrics += rows("ranker, no position", twin_probs)
+            if oracle_free is not None:
+                debias = ev.debias_comparison(oracle_free, probs, twin_probs, tasks)
+        device = str(trainer.device)
+        for name in job.baselines:
+            if name == "logreg":
+                p = ev.logistic_baseline(encoded["train"], labels["train"], encoded["test"], enc.cardinalities,
+                                         weights["train"], seed=train_cfg.seed)
+            else:
+                p = ev.dcnmix_baseline(encoded["train"], labels["train"], encoded["test"], enc.cardinalities,
+                                       job.baseline_epochs, train_cfg.batch_size, model_cfg.embedding_dim,
+                                       train_cfg.seed, "cuda:0" if device.startswith("cuda") else "cpu")
+            metrics += rows({"logreg": "logistic regression", "dcnmix": "deepctr DCNMix"}[name], p)
+        version = model_version(trainer.model, enc, configs)
+        report = RankerReport(version, tasks, {s: len(frames[s]) for s in SPLITS}, negative_rate, result.best_epoch,
+                              len(result.history), device, tuple(metrics), tuple(debias),
+                              input_versions=meta.get("input_versions", {}), run_id=None if run is None else run.run_id)
+        with tempfile.TemporaryDirectory() as tmp:
+            files, extra = _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job) \
+                if artifacts_dir else ({}, {})
+            report = replace(report, **extra, seconds=time.perf_counter() - start)
+            if artifacts_dir:
+                report = replace(report, artifacts=_publish(files, f"{artifacts_dir.rstrip('/')}/ranker/{version}",
+                                                            report))
+            if run is not None:
+                _log(run, report, files, y, probs, with_pos, oracle_free, test["position"].to_numpy(), w, tasks)
+    return report
+
+
+def _fields(report: RankerReport) -> dict[str, Any]:
+    return {k: getattr(report, k) for k in report.__dataclass_fields__}
+
+
+def _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job) -> tuple[dict[str, str], dict]:
+    """ONNX (+ int8) of the scoring graph in ``tmp``; parity and int8 AUC drop on the test rows."""
+    import numpy as np
+
+    from export.onnx_ranker import auc_drop, export_ranker, quantize_int8, run, session
+
+    test = encoded["test"]
+    files = {"encoder.json": os.path.join(tmp, "encoder.json"), "calibration.json": os.path.join(tmp, "calibration.json")}
+    with open(files["encoder.json"], "w") as fh:
+        fh.write(enc.to_json())
+    with open(files["calibration.json"], "w") as fh:
+        fh.write(cal.to_json())
+    files["ranker.onnx"] = export_ranker(trainer.model, cal, os.path.join(tmp, "ranker.onnx"), result.logit_offset,
+                                         metadata={"pinrec.encoder": enc.to_json(), "pinrec.model_version": version})
+    out = run(session(files["ranker.onnx"]), test.categorical, test.dense)
+    diff = max(float(np.abs(out[f"p_{t}"] - probs[:, i]).max()) for i, t in enumerate(cal.tasks))
+    diff = max(diff, float(np.abs(out["score"] - cal.score(probs)).max()))
+    extra: dict[str, Any] = {"onnx_max_abs_diff": diff}
+    if job.int8:
+        val = encoded["validation"][: min(len(encoded["validation"]), 2048)]
+        logging.disable(logging.WARNING)  # onnxruntime's quantiser advises pre-processing once per probed node
+        try:
+            files["ranker.int8.onnx"] = quantize_int8(files["ranker.onnx"], os.path.join(tmp, "ranker.int8.onnx"),
+                                                      sample=(val.categorical, val.dense))
+        finally:
+            logging.disable(logging.NOTSET)
+        drops = {}
+        for i, t in enumerate(cal.tasks):
+            if 0 < (y[:, i] > 0.5).sum() < len(y):
+                q = auc_drop(files["ranker.onnx"], files["ranker.int8.onnx"], test.categorical, test.dense,
+                             y[:, i], t, w)
+                drops[t] = q.auc_drop
+        extra["int8_auc_drop"] = drops
+    return files, extra
+
+
+def _publish(files: dict[str, str], target: str, report: RankerReport) -> str:
+    """Copy the exported files and ``metrics.json`` to ``target`` (local path or fsspec URL)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(target)
+    fs.makedirs(root, exist_ok=True)
+    for name, local in files.items():
+        fs.put_file(local, f"{root}/{name}")
+    with fs.open(f"{root}/metrics.json", "w") as fh:
+        fh.write(json.dumps(_report_dict(report), sort_keys=True, indent=1, default=str))
+    return target
+
+
+def _report_dict(report: RankerReport) -> dict[str, Any]:
+    d = _fields(report)
+    d["metrics"] = [asdict(m) for m in report.metrics]
+    d["debias"] = [{**asdict(x), "debiased_closer": x.debiased_closer} for x in report.debias]
+    return d
+
+
+def _log(run, report, files, y, probs, with_pos, oracle_free, position, w, tasks) -> None:
+    from . import ranker_eval as ev
+
+    flat: dict[str, float] = {"onnx_max_abs_diff": report.onnx_max_abs_diff, "seconds": report.seconds,
+                              "best_epoch": report.best_epoch}
+    for row in report.metrics:
+        key = row.model.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+        flat |= row.as_dict(f"test_{key}_")
+    for d in report.debias:
+        flat |= {f"kendall_tau_debiased_{d.task}": d.tau_debiased, f"kendall_tau_no_position_{d.task}": d.tau_no_position}
+    flat |= {f"int8_auc_drop_{t}": v for t, v in report.int8_auc_drop.items()}
+    run.log_metrics(flat)
+    run.log_figure(ev.reliability_figure(y, probs, tasks, w), "plots/reliability.png")
+    run.log_figure(ev.position_ctr_figure(position, y, with_pos, probs, tasks, oracle_free, w),
+                   "plots/ctr_by_position.png")
+    run.log_dict(_report_dict(report), "ranker_report.json")
+    for path in files.values():
+        run.log_artifact(path, "ranker")
+    run.set_tags({"model_version": report.model_version})
+
+
+def run_ranker(spark, cfg) -> RankerReport:
+    """:func:`train_ranker` with the sections of a :class:`~jobs.config.PinrecConfig` (the CLI, DAG and
+    demo entry point); the synthetic world's truth is used for the oracle rows when it exists."""
+    truth = f"{cfg.storage.landing.rstrip('/')}/_truth"
+    if cfg.dataset.kind != "synthetic" or not os.path.isdir(truth):
+        truth = None
+    return train_ranker(spark, cfg.storage.warehouse, cfg.ranker, cfg.ranker_train, cfg.calibration, cfg.ranker_job,
+                        cfg.storage.mlflow_tracking_uri, cfg.storage.artifacts, truth)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.ranker [--config FILE] [--set section.key=value ...]``."""
+    import argparse
+
+    from .config import load_config, parse_overrides
+    from .spark import get_spark
+
+    parser = argparse.ArgumentParser(prog="jobs.ranker", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, parse_overrides(args.set))
+    print("[ranker] " + run_ranker(get_spark(cfg.spark), cfg).render())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

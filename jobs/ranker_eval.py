@@ -1,0 +1,245 @@
+"""Evaluation of a ranker on the temporal test split: metrics per task, the synthetic world's
+oracle, the position-debiasing comparison, baselines and the plots the ranker job logs.
+
+Pure functions on numpy arrays (labels (B, T) in task order, probabilities (B, T), sessions (B,),
+weights (B,)); :mod:`jobs.ranker` does the reading and logging.
+
+* :func:`task_metrics`: per task AUC, log-loss, expected calibration error (equal-width bins) and
+  mean NDCG@k over sessions (:mod:`models.metrics`), weighted by ``sample_weight``.
+* :func:`oracle_probabilities`: the generator's true probabilities of the observed labels
+  (:mod:`jobs.synthetic`: ``closeup ~ exam_prob * p_closeup``, ``save ~ exam_prob * p_closeup *
+  p_save``) and their position-free versions (``exam_prob`` = 1). Their AUC is the oracle AUC.
+* :func:`debias_comparison`: Kendall's tau-b of a model's position-free ranking and of a model
+  trained without the position feature against the oracle's position-free ranking.
+* :func:`logistic_baseline` (scikit-learn) and :func:`dcnmix_baseline` (deepctr-torch's DCNMix,
+  Wang et al., WWW 2021), one binary model per task on the same encoded features, position-free.
+* :func:`reliability_figure` and :func:`position_ctr_figure`: matplotlib figures (no pyplot).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.metrics import (
+    auc,
+    expected_calibration_error,
+    kendall_tau,
+    log_loss,
+    ndcg_at_k,
+)
+
+TRUTH_COLUMNS = ("event_id", "p_closeup", "p_save", "exam_prob")
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One line of the results table: ``model`` on ``task``; NaN where a metric is undefined."""
+
+    model: str
+    task: str
+    auc: float
+    logloss: float
+    ece: float
+    ndcg: float
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}{k}_{self.task}": getattr(self, k) for k in ("auc", "logloss", "ece", "ndcg")}
+
+
+@dataclass(frozen=True)
+class DebiasComparison:
+    """Kendall's tau-b against the oracle's position-free ranking of one task."""
+
+    task: str
+    tau_debiased: float
+    tau_no_position: float
+    rows: int
+
+    @property
+    def debiased_closer(self) -> bool:
+        return self.tau_debiased > self.tau_no_position
+
+
+def _check(labels: np.ndarray, probs: np.ndarray, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    labels, probs = np.asarray(labels, np.float64), np.asarray(probs, np.float64)
+    if labels.ndim != 2 or labels.shape != probs.shape or labels.shape[1] != len(tasks):
+        raise ValueError(f"labels {labels.shape} and probabilities {probs.shape} must both be (B, {len(tasks)})")
+    return labels, probs
+
+
+def task_metrics(model: str, labels, probs, tasks: Sequence[str], sessions=None, sample_weight=None,
+                 ece_bins: int = 10, k: int = 10) -> list[MetricRow]:
+    """One :class:`MetricRow` per task. AUC is NaN when a class is absent, NDCG when no session
+    has a positive (or ``sessions`` is None)."""
+    labels, probs = _check(labels, probs, tasks)
+    rows = []
+    for t, task in enumerate(tasks):
+        y, p = labels[:, t], probs[:, t]
+        both = 0 < (y > 0.5).sum() < len(y)
+        ndcg = (ndcg_at_k(y, p, sessions, k) if sessions is not None and (y > 0).any() else math.nan)
+        rows.append(MetricRow(model, task, auc(y, p, sample_weight) if both else math.nan,
+                              log_loss(y, p, sample_weight), expected_calibration_error(y, p, sample_weight, ece_bins),
+                              ndcg))
+    return rows
+
+
+def oracle_probabilities(truth: pd.DataFrame, event_ids, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(B, T) true probabilities of the observed labels and (B, T) position-free ones, in the
+    order of ``event_ids``. ``truth`` has :data:`TRUTH_COLUMNS`; raises on an unknown task or
+    an event id the truth does not hold."""
+    missing = [c for c in TRUTH_COLUMNS if c not in truth.columns]
+    if missing:
+        raise ValueError(f"the truth frame lacks columns {missing}")
+    rows = truth.drop_duplicates("event_id").set_index("event_id").reindex(pd.Index(np.asarray(event_ids)))
+    if rows["p_closeup"].isna().any():
+        raise ValueError(f"{int(rows['p_closeup'].isna().sum())} event id(s) are not in the truth "
+                         f"(e.g. {rows.index[rows['p_closeup'].isna()][:3].tolist()})")
+    pc, ps, exam = (rows[c].to_numpy(np.float64) for c in ("p_closeup", "p_save", "exam_prob"))
+    free = {"closeup": pc, "save": pc * ps}
+    unknown = [t for t in tasks if t not in free]
+    if unknown:
+        raise ValueError(f"no oracle for task(s) {unknown}; known: {sorted(free)}")
+    return (np.stack([exam * free[t] for t in tasks], 1), np.stack([free[t] for t in tasks], 1))
+
+
+def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str]) -> list[DebiasComparison]:
+    """Per task: tau(oracle position-free, position-debiased model's position-free score) and
+    tau(oracle position-free, model trained without position). All (B, T)."""
+    oracle_free, debiased = _check(oracle_free, debiased, tasks)
+    _, no_position = _check(oracle_free, no_position, tasks)
+    return [DebiasComparison(task, kendall_tau(oracle_free[:, t], debiased[:, t]),
+                             kendall_tau(oracle_free[:, t], no_position[:, t]), len(oracle_free))
+            for t, task in enumerate(tasks)]
+
+
+def render_table(rows: Sequence[MetricRow]) -> str:
+    lines = [f"{'model':<22}{'task':<9}{'AUC':>8}{'logloss':>9}{'ECE':>8}{'NDCG@10':>9}"]
+    for r in rows:
+        lines.append(f"{r.model:<22}{r.task:<9}{r.auc:>8.4f}{r.logloss:>9.4f}{r.ece:>8.4f}{r.ndcg:>9.4f}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- baselines
+def _one_hot(categorical: np.ndarray, cardinalities: Sequence[int]):
+    """(B, C) indices -> (B, sum cardinalities) sparse one-hot."""
+    from scipy import sparse
+
+    b = categorical.shape[0]
+    offsets = np.concatenate([[0], np.cumsum(cardinalities)[:-1]]).astype(np.int64)
+    cols = (categorical + offsets).ravel()
+    rows = np.repeat(np.arange(b), categorical.shape[1])
+    return sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(b, int(sum(cardinalities))))
+
+
+def logistic_baseline(train, train_labels, test, cardinalities: Sequence[int], train_weight=None,
+                      c: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Logistic regression per task on dense + one-hot categorical features (no position);
+    ``train``/``test`` are encoded batches. Returns (B_test, T) probabilities."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    def design(batch):
+        return sparse.hstack([sparse.csr_matrix(batch.dense.astype(np.float64)),
+                              _one_hot(batch.categorical, cardinalities)]).tocsr()
+
+    x_train, x_test = design(train), design(test)
+    labels = np.asarray(train_labels)
+    out = []
+    for t in range(labels.shape[1]):
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        model.fit(x_train, labels[:, t], sample_weight=train_weight)
+        out.append(model.predict_proba(x_test)[:, 1])
+    return np.stack(out, 1)
+
+
+def dcnmix_baseline(train, train_labels, test, cardinalities: Sequence[int], epochs: int = 3,
+                    batch_size: int = 1024, embedding_dim: int = 8, seed: int = 0, device: str = "cpu") -> np.ndarray:
+    """deepctr-torch's ``DCNMix`` (cross_num 2, low rank 16, 4 experts, DNN (128, 64)) per task,
+    Adam and BCE for ``epochs`` epochs (deepctr's ``fit`` takes no sample weights: rows count
+    once). Returns (B_test, T) probabilities. Raises ImportError naming the package when
+    deepctr-torch is not installed."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it announces a version check on import
+            from deepctr_torch.inputs import DenseFeat, SparseFeat
+            from deepctr_torch.models import DCNMix
+    except ImportError as exc:
+        raise ImportError("the 'dcnmix' baseline needs deepctr-torch: pip install deepctr-torch "
+                          "(or drop it from ranker_job.baselines)") from exc
+
+    columns = ([SparseFeat(f"c{i}", int(n), embedding_dim=embedding_dim) for i, n in enumerate(cardinalities)]
+               + [DenseFeat(f"d{j}", 1) for j in range(train.dense.shape[1])])
+
+    def inputs(batch) -> dict[str, np.ndarray]:
+        return {**{f"c{i}": batch.categorical[:, i] for i in range(batch.categorical.shape[1])},
+                **{f"d{j}": batch.dense[:, j] for j in range(batch.dense.shape[1])}}
+
+    x_train, x_test = inputs(train), inputs(test)
+    labels = np.asarray(train_labels, np.float64)
+    out = []
+    for t in range(labels.shape[1]):
+        model = DCNMix(columns, columns, cross_num=2, dnn_hidden_units=(128, 64), low_rank=16, num_experts=4,
+                       task="binary", device=device, seed=seed)
+        model.compile("adam", "binary_crossentropy")
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.fit(x_train, labels[:, t], batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True)
+            out.append(model.predict(x_test, batch_size=8192).ravel())
+    return np.stack(out, 1)
+
+
+# ---------------------------------------------------------------------------- figures
+def reliability_figure(labels, probs, tasks: Sequence[str], sample_weight=None, bins: int = 10):
+    """Reliability diagram per task: mean label against mean probability in ``bins``
+    equal-mass bins of the probability (rare events fill equal-width bins badly)."""
+    from matplotlib.figure import Figure
+
+    labels, probs = _check(labels, probs, tasks)
+    w = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    fig = Figure(figsize=(4.5 * len(tasks), 4.2))
+    for t, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), t + 1)
+        order = np.argsort(probs[:, t], kind="stable")
+        groups = np.array_split(order, min(bins, len(order)))
+        mean_p = [np.average(probs[g, t], weights=w[g]) for g in groups if w[g].sum() > 0]
+        mean_y = [np.average(labels[g, t], weights=w[g]) for g in groups if w[g].sum() > 0]
+        top = max(max(mean_p), max(mean_y)) * 1.05 or 1.0
+        ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="perfect")
+        ax.plot(mean_p, mean_y, marker="o", label="model")
+        ax.set(title=f"{task}: reliability ({len(groups)} equal-mass bins)", xlabel="mean predicted probability",
+               ylabel="observed rate")
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def position_ctr_figure(position, labels, with_position, position_free, tasks: Sequence[str],
+                        oracle_free=None, sample_weight=None):
+    """Per task, by position: the observed rate (biased), the model's mean probability with the
+    position tower (fits the bias), its mean position-free probability (debiased) and, when
+    given, the oracle's mean position-free probability."""
+    from matplotlib.figure import Figure
+
+    labels, with_position = _check(labels, with_position, tasks)
+    _, position_free = _check(labels, position_free, tasks)
+    position = np.asarray(position)
+    w = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    levels = np.unique(position)
+    fig = Figure(figsize=(5.5 * len(tasks), 4.2))
+    for t, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), t + 1)
+        series = {"observed rate": labels[:, t], "model, with position": with_position[:, t],
+                  "model, position-free (debiased)": position_free[:, t]}
+        if oracle_free is not None:
+            series["oracle, position-free"] = np.asarray(oracle_free)[:, t]
+        for name, values in series.items():
+            means = [np.average(values[position == p], weights=w[position == p]) for p in levels]
+            ax.plot(levels, means, marker=".", label=name)
+        ax.set(title=f"{task} rate by position", xlabel="position", ylabel="mean")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

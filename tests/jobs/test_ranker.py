@@ -1,0 +1,145 @@
+"""The ranker job: training set -> encoder, ranker, calibration, evaluation, ONNX export, MLflow."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.ranker import RankerJobConfig, _infer_negative_rate, read_training_set
+
+TASKS = ("save", "closeup")
+
+
+def test_job_config_validates():
+    assert RankerJobConfig().baselines == ("logreg", "dcnmix")
+    with pytest.raises(ValueError, match="baselines"):
+        RankerJobConfig(baselines=("xgboost",))
+    with pytest.raises(ValueError, match="baselines"):
+        RankerJobConfig(baselines=("logreg", "logreg"))
+    with pytest.raises(ValueError, match="ndcg_k"):
+        RankerJobConfig(ndcg_k=0)
+
+
+def test_negative_rate_follows_from_the_weights_of_negatives():
+    frame = pd.DataFrame({"save": [1, 0, 0, 0], "closeup": [1, 1, 0, 0], "sample_weight": [1.0, 1.0, 4.0, 4.0]})
+    assert _infer_negative_rate(frame, TASKS) == 0.25
+    assert _infer_negative_rate(frame.iloc[:2], TASKS) == 1.0  # no negative row: nothing was sampled
+
+
+def test_read_training_set_checks_a_frame():
+    frame = pd.DataFrame({"a": [1], "split": ["train"]})
+    out, meta = read_training_set(frame, None, ["split", "a"])
+    assert list(out.columns) == ["split", "a"] and meta == {}
+    with pytest.raises(ValueError, match=r"lacks columns \['b'\]"):
+        read_training_set(frame, None, ["a", "b"])
+    with pytest.raises(ValueError, match="SparkSession"):
+        read_training_set(object(), None, ["a"])
+
+
+@pytest.fixture(scope="module")
+def trained(spark, tiny_world, tmp_path_factory):
+    import importlib.util
+
+    import torch
+
+    from jobs.ranker import train_ranker
+    from models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
+
+    torch.set_num_threads(1)
+    cfg, _ = tiny_world
+    root = tmp_path_factory.mktemp("ranker")
+    baselines = ("logreg", "dcnmix") if importlib.util.find_spec("deepctr_torch") else ("logreg",)
+    job = RankerJobConfig(baselines=baselines, baseline_epochs=1)
+    uri = f"sqlite:///{root}/mlflow.db"
+    report = train_ranker(spark, cfg.storage.warehouse, RankerConfig(),
+                          RankerTrainConfig(epochs=10, batch_size=64, lr=0.01, patience=3, progress=False,
+                                            device="cpu"),
+                          CalibrationConfig(), job, uri, str(root / "artifacts"), f"{cfg.storage.landing}/_truth")
+    print(report.render())  # shown with -s or on failure
+    return cfg, report, uri, root
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_train_ranker_metrics_and_report(trained):
+    _, report, _, _ = trained
+    assert report.tasks == TASKS and report.model_version.startswith("ranker-")
+    assert set(report.rows_by_split) == {"train", "validation", "test"} and min(report.rows_by_split.values()) > 1000
+    assert report.negative_rate == 1.0 and report.epochs_run >= 1 and report.device == "cpu"
+    models = {m.model for m in report.metrics}
+    assert {"ranker", "ranker (with position)", "oracle", "oracle (position-free)", "ranker, no position",
+            "logistic regression"} <= models
+    # the position tower learns the examination bias: the likelihood ranks closeups well
+    assert report.metric("ranker (with position)", "closeup", "auc") > 0.6
+    assert report.metric("oracle", "closeup", "auc") > report.metric("ranker (with position)", "closeup", "auc") - 0.05
+    # position-free AUCs are not bounded from below here: the tiny world trains on its first day, when no
+    # feature view has a row yet, and its test day holds ~30 saves
+    for task in TASKS:
+        assert 0 < report.metric("ranker", task, "auc") < 1
+        assert 0 < report.metric("ranker", task, "ece") < 0.05  # calibrated on validation
+        assert 0 < report.metric("ranker", task, "ndcg") <= 1
+    assert len(report.debias) == 2 and all(-1 <= d.tau_debiased <= 1 for d in report.debias)
+    text = report.render()
+    assert report.model_version in text and "kendall tau" in text and "oracle" in text
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_exported_onnx_reproduces_the_training_path_on_the_test_rows(trained, spark):
+    from export.encoding import FeatureEncoder
+    from export.onnx_ranker import run, session
+    from models.metrics import auc
+
+    cfg, report, _, _ = trained
+    assert report.onnx_max_abs_diff < 1e-5
+    assert set(report.int8_auc_drop) == set(TASKS) and all(abs(d) < 0.05 for d in report.int8_auc_drop.values())
+    folder = report.artifacts
+    encoder = FeatureEncoder.from_json(Path(folder, "encoder.json").read_text())
+    test = (spark.read.format("delta").load(f"{cfg.storage.warehouse}/training_set").where("split = 'test'")
+            .toArrow().to_pandas())
+    batch = encoder.transform(test)
+    out = run(session(f"{folder}/ranker.onnx"), batch.categorical, batch.dense)
+    for task in TASKS:  # the shipped encoder + ONNX graph give the job's test AUC
+        got = auc(test[task].to_numpy(), out[f"p_{task}"], test["sample_weight"].to_numpy())
+        # float32 graph vs float64 numpy calibration: a few near-tied pairs may swap (1e-4 ~ 50 of 560k pairs)
+        assert got == pytest.approx(report.metric("ranker", task, "auc"), abs=1e-4)
+    np.testing.assert_allclose(out["score"], 1.0 * out["p_save"] + 0.3 * out["p_closeup"], rtol=1e-5)
+    metrics = json.loads(Path(folder, "metrics.json").read_text())
+    assert metrics["model_version"] == report.model_version and len(metrics["metrics"]) == len(report.metrics)
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_train_ranker_logs_to_mlflow(trained):
+    import mlflow
+
+    _, report, uri, _ = trained
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(report.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["model_version"] == report.model_version
+    assert run.data.params["ranker_train.epochs"] == "10"
+    assert run.data.metrics["test_ranker_auc_closeup"] == pytest.approx(report.metric("ranker", "closeup", "auc"))
+    curve = client.get_metric_history(report.run_id, "val_logloss")
+    assert len(curve) == report.epochs_run
+    names = {a.path for a in client.list_artifacts(report.run_id, "plots")}
+    assert names == {"plots/reliability.png", "plots/ctr_by_position.png"}
+    assert {a.path for a in client.list_artifacts(report.run_id, "ranker")} >= {"ranker/ranker.onnx",
+                                                                                "ranker/encoder.json"}
+
+
+@pytest.mark.spark
+def test_train_ranker_rejects_a_constant_label(spark, tiny_world):
+    from jobs.ranker import train_ranker
+    from models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
+
+    cfg, _ = tiny_world
+    frame = spark.read.format("delta").load(f"{cfg.storage.warehouse}/training_set").toArrow().to_pandas()
+    frame["closeup"] = 1  # as on MovieLens, where every rating is a closeup
+    with pytest.raises(ValueError, match="ranker.tasks=\\[save\\]"):
+        train_ranker(frame, None, RankerConfig(), RankerTrainConfig(epochs=1), CalibrationConfig(), RankerJobConfig(),
+                     None, None)
+    assert math.isfinite(frame["sample_weight"].sum())

@@ -1,0 +1,147 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.ranker_eval import (
+    MetricRow,
+    debias_comparison,
+    logistic_baseline,
+    oracle_probabilities,
+    position_ctr_figure,
+    reliability_figure,
+    render_table,
+    task_metrics,
+)
+from models.metrics import auc
+
+TASKS = ("save", "closeup")
+
+
+@pytest.fixture()
+def truth():
+    rng = np.random.default_rng(0)
+    n = 400
+    p_closeup = rng.uniform(0.05, 0.6, n)
+    p_save = rng.uniform(0.1, 0.5, n)
+    position = rng.integers(1, 21, n)
+    exam = position ** -0.7
+    closeup = rng.random(n) < exam * p_closeup
+    save = closeup & (rng.random(n) < p_save)
+    return pd.DataFrame({"event_id": [f"imp-{i}" for i in range(n)], "p_closeup": p_closeup, "p_save": p_save,
+                         "exam_prob": exam, "position": position, "closeup": closeup, "save": save})
+
+
+class Batch:
+    def __init__(self, categorical, dense):
+        self.categorical, self.dense = categorical, dense
+
+
+def test_oracle_probabilities_follow_the_generator_in_event_order(truth):
+    ids = truth["event_id"].to_numpy()[::-1]
+    observed, free = oracle_probabilities(truth, ids, TASKS)
+    t = truth.iloc[::-1]
+    np.testing.assert_allclose(free[:, 1], t["p_closeup"])
+    np.testing.assert_allclose(free[:, 0], t["p_closeup"] * t["p_save"])
+    np.testing.assert_allclose(observed[:, 1], t["exam_prob"] * t["p_closeup"])
+    np.testing.assert_allclose(observed[:, 0], t["exam_prob"] * t["p_closeup"] * t["p_save"])
+
+
+def test_oracle_auc_is_the_auc_of_the_true_probabilities(truth):
+    observed, _ = oracle_probabilities(truth, truth["event_id"], TASKS)
+    labels = truth[list(TASKS)].to_numpy(float)
+    rows = task_metrics("oracle", labels, observed, TASKS)
+    want = auc(truth["closeup"], truth["exam_prob"] * truth["p_closeup"])
+    assert rows[1].auc == pytest.approx(want, abs=1e-12)
+    assert rows[0].auc == pytest.approx(auc(truth["save"], truth["exam_prob"] * truth["p_closeup"] * truth["p_save"]))
+    assert 0.6 < rows[1].auc < 0.9  # the position bias is informative, the truth is not a label copy
+
+
+def test_oracle_probabilities_raise_on_unknown_events_and_tasks(truth):
+    with pytest.raises(ValueError, match="not in the truth"):
+        oracle_probabilities(truth, ["imp-0", "nope"], TASKS)
+    with pytest.raises(ValueError, match="no oracle for task"):
+        oracle_probabilities(truth, ["imp-0"], ("click",))
+    with pytest.raises(ValueError, match="lacks columns"):
+        oracle_probabilities(truth.drop(columns="exam_prob"), ["imp-0"], TASKS)
+
+
+def test_task_metrics_values():
+    labels = np.array([[1, 1], [0, 1], [0, 0], [1, 0]], float)
+    probs = np.array([[0.9, 0.8], [0.2, 0.7], [0.1, 0.1], [0.8, 0.3]])
+    rows = task_metrics("m", labels, probs, TASKS, sessions=np.array([1, 1, 2, 2]), ece_bins=10, k=10)
+    assert [r.task for r in rows] == list(TASKS)
+    assert rows[0].auc == 1.0 and rows[1].auc == 1.0
+    assert rows[0].ndcg == pytest.approx(1.0) and rows[1].ndcg == pytest.approx(1.0)
+    want = -np.mean(np.log([0.9, 0.8, 0.9, 0.8]))
+    assert rows[0].logloss == pytest.approx(want)
+    # one class only: AUC undefined, the rest still computed
+    nan_row = task_metrics("m", np.ones((3, 1)), np.full((3, 1), 0.5), ("closeup",))[0]
+    assert math.isnan(nan_row.auc) and math.isnan(nan_row.ndcg) and nan_row.logloss == pytest.approx(math.log(2))
+    with pytest.raises(ValueError, match=r"\(B, 2\)"):
+        task_metrics("m", labels[:, :1], probs[:, :1], TASKS)
+
+
+def test_debias_comparison_on_a_crafted_case():
+    oracle = np.array([[1.0], [2.0], [3.0], [4.0]])
+    debiased = np.array([[0.1], [0.2], [0.4], [0.3]])  # one discordant pair of 6: tau = 4/6
+    no_position = np.array([[0.2], [0.1], [0.4], [0.3]])  # two discordant pairs: tau = 2/6
+    (cmp,) = debias_comparison(oracle, debiased, no_position, ("closeup",))
+    assert cmp.tau_debiased == pytest.approx(4 / 6)
+    assert cmp.tau_no_position == pytest.approx(2 / 6)
+    assert cmp.debiased_closer and cmp.rows == 4
+    (swapped,) = debias_comparison(oracle, no_position, debiased, ("closeup",))
+    assert not swapped.debiased_closer
+
+
+def test_logistic_baseline_learns_a_separable_signal():
+    rng = np.random.default_rng(1)
+    n = 600
+    cat = rng.integers(0, 3, (n, 1))
+    x = rng.standard_normal((n, 2)).astype(np.float32)
+    y = np.stack([(x[:, 0] > 0), (cat[:, 0] == 2)], 1).astype(float)
+    train, test = Batch(cat[:400], x[:400]), Batch(cat[400:], x[400:])
+    probs = logistic_baseline(train, y[:400], test, cardinalities=(3,))
+    assert probs.shape == (200, 2)
+    assert auc(y[400:, 0], probs[:, 0]) > 0.95 and auc(y[400:, 1], probs[:, 1]) > 0.95
+
+
+@pytest.mark.slow
+def test_dcnmix_baseline_learns_a_signal():
+    pytest.importorskip("deepctr_torch")
+    import torch
+
+    from jobs.ranker_eval import dcnmix_baseline
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(2)
+    n = 3000
+    cat = rng.integers(0, 4, (n, 1))
+    x = rng.standard_normal((n, 2)).astype(np.float32)
+    y = ((x[:, 0] + (cat[:, 0] == 1)) > 0.5).astype(float)[:, None]
+    probs = dcnmix_baseline(Batch(cat[:2000], x[:2000]), y[:2000], Batch(cat[2000:], x[2000:]), (4,), epochs=3,
+                            batch_size=128)
+    assert probs.shape == (1000, 1) and np.all((probs >= 0) & (probs <= 1))
+    assert auc(y[2000:, 0], probs[:, 0]) > 0.9
+
+
+def test_figures_have_one_panel_per_task(truth):
+    observed, free = oracle_probabilities(truth, truth["event_id"], TASKS)
+    labels = truth[list(TASKS)].to_numpy(float)
+    fig = reliability_figure(labels, observed, TASKS)
+    assert len(fig.axes) == 2
+    xs, _ = fig.axes[1].lines[1].get_data()  # model line: mean prediction vs observed rate per bin
+    assert len(xs) == 10 and np.all(np.diff(xs) >= 0)
+    fig = position_ctr_figure(truth["position"], labels, observed, free, TASKS, oracle_free=free)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 4
+    # the oracle's position-free line has the same mean as p_closeup at position 1
+    first = truth["position"] == truth["position"].min()
+    assert fig.axes[1].lines[3].get_data()[1][0] == pytest.approx(truth.loc[first, "p_closeup"].mean())
+
+
+def test_render_table_lists_every_row():
+    text = render_table([MetricRow("ranker", "save", 0.7, 0.1, 0.01, 0.5), MetricRow("oracle", "save", 0.8, 0.09,
+                                                                                        0.0, 0.6)])
+    lines = text.splitlines()
+    assert len(lines) == 3 and lines[1].startswith("ranker") and "0.8000" in lines[2]
