@@ -64,7 +64,7 @@ def pinrec_daily():
         return features_day(config_from_params(params["config"], params["overrides"]), _day(data_interval_start))
 
     @task(outlets=[TRAINING_SET])
-    def training_set(featured: dict, params=None, data_interval_start=None) -> dict:
+    def training_set(featured: dict, params=None, data_interval_start=None, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
         from jobs.tasks import (
@@ -74,10 +74,14 @@ def pinrec_daily():
         )
 
         try:
-            return training_set_window(config_from_params(params["config"], params["overrides"]),
-                                       _day(data_interval_start))
+            out = training_set_window(config_from_params(params["config"], params["overrides"]),
+                                      _day(data_interval_start))
         except NotEnoughHistoryError as e:
             raise AirflowSkipException(str(e)) from None
+        # the training DAG reads the day (and the table version) from the Asset event
+        outlet_events[TRAINING_SET].extra = {"day": out["day"],
+                                             "delta_version": out["wrote"]["training_set"]["delta_version"]}
+        return out
 
     training_set(features(ingest()))
 

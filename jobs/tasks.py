@@ -96,3 +96,78 @@ def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
     return {"day": day.isoformat(), "days": list(report.days), "read": report.input_versions,
             "wrote": {"training_set": {"rows": report.rows, "rows_by_split": report.rows_by_split,
                                        "delta_version": report.delta_version}}}
+
+
+# ------------------------------------------------------------------ the training DAG's steps
+def training_day(cfg: PinrecConfig, requested: str | dt.date | None) -> dt.date:
+    """The day a training run builds for: ``requested`` (a param or the triggering Asset event's
+    ``day``) or, when absent, the newest landed day."""
+    from .ingest import landed_days
+
+    if requested:
+        return requested if isinstance(requested, dt.date) else dt.date.fromisoformat(str(requested))
+    days = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)
+    if not days:
+        raise FileNotFoundError(f"nothing landed under {cfg.storage.landing}")
+    return days[-1]
+
+
+def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """The Pin-Board graph as of the end of ``day``; the last day's saves are evaluation edges."""
+    from .graph import write_graph
+    from .ingest import delta_version
+
+    spark = _spark(cfg)
+    cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+    rows = write_graph(spark, cfg.storage.warehouse, cutoff, cutoff - dt.timedelta(days=1))
+    root = cfg.storage.warehouse.rstrip("/")
+    wrote = {t: {"rows": n, "delta_version": delta_version(spark, f"{root}/{t}")} for t, n in rows.items()}
+    log.info("[graph] as of %s wrote %s", cutoff, wrote)
+    return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "wrote": wrote}
+
+
+def pinsage_embeddings(cfg: PinrecConfig) -> dict:
+    """Train PinSage on the graph tables and embed every pin over all edges (for serving)."""
+    from .pinsage import train_pinsage
+
+    report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
+                           inference_edges="all")
+    log.info("[pinsage] %s", report.render())
+    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
+            "wrote": {"pin_embeddings": {"rows": report.pins, "delta_version": report.delta_version}}}
+
+
+def pin_index(cfg: PinrecConfig) -> dict:
+    """The FAISS index over the current pin embeddings (:mod:`jobs.pin_index`)."""
+    from .pin_index import build_pin_index
+
+    report = build_pin_index(_spark(cfg), cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
+                             cfg.storage.mlflow_tracking_uri)
+    log.info("[index] %s", report.render())
+    return {"read": {"pin_embeddings": report.embeddings_delta_version}, "mlflow_run_id": report.run_id,
+            "wrote": {"index": report.folder}, "factory": report.factory, "recall_at_k": report.recall_at_k}
+
+
+def ranker_model(cfg: PinrecConfig) -> dict:
+    """Train, calibrate, evaluate and export the ranker on the current training set."""
+    from .ranker import run_ranker
+
+    report = run_ranker(_spark(cfg), cfg)
+    log.info("[ranker] %s", report.render())
+    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
+            "wrote": {"ranker": report.artifacts},
+            "auc": {m.task: m.auc for m in report.metrics if m.model == "ranker"}}
+
+
+def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None) -> dict:
+    """Publish the bundle (index + ranker + pins + the feature snapshot as of the end of ``day``
+    plus the features' publish delay) behind the blessing gate."""
+    from .bundle import publish_serving_bundle
+
+    cutoff = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+              + dt.timedelta(seconds=cfg.features.publish_delay_s))
+    report = publish_serving_bundle(_spark(cfg), cfg, index_dir=index_dir, ranker_dir=ranker_dir, cutoff=cutoff)
+    log.info("[publish] %s", report.render())
+    return {"day": day.isoformat(), "version": report.version, "promoted": report.promoted,
+            "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,
+            "name": report.name, "channel": report.channel, "registered": report.registered}

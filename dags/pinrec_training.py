@@ -1,0 +1,110 @@
+"""
+### pinrec training: graph -> PinSage -> index, ranker -> blessing gate -> publish
+
+Scheduled on the Asset `pinrec_training_set` (emitted by `pinrec_daily` when a day's training set
+is written); the day comes from that Asset event, or from the `day` param (default: the newest
+landed day) when triggered by hand.
+
+1. **graph**: the Pin-Board graph as of the end of the day (`pinrec graph`);
+2. **pinsage**: train PinSage, embed every pin (`pinrec pinsage`), MLflow-tracked;
+3. **index**: the tuned, sharded FAISS index over those embeddings (`pinrec index`);
+4. **ranker** (in parallel with 1-3): train, calibrate, evaluate and export the ranker to ONNX
+   (`pinrec ranker`);
+5. **publish**: assemble the bundle (index + ranker + pins + feature snapshot), judge it against
+   the version `channels/prod` points to (the blessing gate) and promote it if blessed
+   (`pinrec publish`); its XCom names the bundle version, the verdict and the MLflow model versions.
+
+Each task returns what it read (Delta versions) and wrote, and the MLflow run it logged to.
+Re-running a day rebuilds the graph and embeddings and publishes a new, immutable bundle version.
+
+Params: `config`, `overrides` (as `pinrec_daily`), `day` (YYYY-MM-DD or null).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, Param, dag, task
+
+# Same name and URI as in pinrec_daily: Airflow identifies an Asset by them.
+TRAINING_SET = Asset(name="pinrec_training_set", uri="pinrec://warehouse/training_set")
+
+DEFAULT_ARGS = {
+    "owner": "pinrec-ml",
+    "retries": 1,  # training is expensive: retry once (a lost Spark executor), then page someone
+    "retry_delay": dt.timedelta(minutes=10),
+}
+
+
+def _config(params):
+    from jobs.tasks import config_from_params
+
+    return config_from_params(params["config"], params["overrides"])
+
+
+@dag(
+    dag_id="pinrec_training",
+    doc_md=__doc__,
+    schedule=[TRAINING_SET],
+    start_date=dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,  # one publisher at a time (the channel move is a compare-and-swap anyway)
+    default_args=DEFAULT_ARGS,
+    tags=["pinrec", "training", "spark", "torch"],
+    params={
+        "config": Param(None, type=["null", "string"], description="pinrec YAML config file"),
+        "overrides": Param([], type="array", description="section.key=value overrides"),
+        "day": Param(None, type=["null", "string"], description="day to build for (default: the Asset event's)"),
+    },
+)
+def pinrec_training():
+    @task
+    def plan(params=None, triggering_asset_events=None) -> str:
+        from jobs.tasks import training_day
+
+        requested = params["day"]
+        if not requested and triggering_asset_events:
+            events = triggering_asset_events[TRAINING_SET]
+            requested = events[-1].extra.get("day") if events else None
+        return training_day(_config(params), requested).isoformat()
+
+    @task
+    def graph(day: str, params=None) -> dict:
+        from jobs.tasks import graph_day
+
+        return graph_day(_config(params), dt.date.fromisoformat(day))
+
+    @task
+    def pinsage(built: dict, params=None) -> dict:
+        from jobs.tasks import pinsage_embeddings
+
+        return pinsage_embeddings(_config(params))
+
+    @task
+    def index(embedded: dict, params=None) -> dict:
+        from jobs.tasks import pin_index
+
+        return pin_index(_config(params))
+
+    @task
+    def ranker(day: str, params=None) -> dict:
+        from jobs.tasks import ranker_model
+
+        return ranker_model(_config(params))
+
+    @task
+    def publish(day: str, indexed: dict, ranked: dict, params=None) -> dict:
+        from jobs.tasks import publish_day
+
+        out = publish_day(_config(params), dt.date.fromisoformat(day), index_dir=indexed["wrote"]["index"],
+                          ranker_dir=ranked["wrote"]["ranker"])
+        out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"]}
+        print(f"published {out['name']}/{out['version']} to {out['store_uri']}: promoted={out['promoted']} "
+              f"blessed={out['blessed']} {out['reasons'] or ''}; MLflow runs {out['mlflow_run_ids']}, "
+              f"registry {out['registered']}")
+        return out
+
+    day = plan()
+    publish(day, index(pinsage(graph(day))), ranker(day))
+
+
+pinrec_training()
