@@ -8,8 +8,8 @@ landed day) when triggered by hand.
 1. **graph**: the Pin-Board graph as of the end of the day (`pinrec graph`);
 2. **pinsage**: train PinSage, embed every pin (`pinrec pinsage`), MLflow-tracked;
 3. **index**: the tuned, sharded FAISS index over those embeddings (`pinrec index`);
-4. **ranker** (in parallel with 1-3): train, calibrate, evaluate and export the ranker to ONNX
-   (`pinrec ranker`);
+4. **ranker** (in parallel with the index): train, calibrate, evaluate and export the ranker to
+   ONNX with the new embeddings as features (`pinrec ranker`);
 5. **publish**: assemble the bundle (index + ranker + pins + feature snapshot), judge it against
    the version `channels/prod` points to (the blessing gate) and promote it if blessed
    (`pinrec publish`); its XCom names the bundle version, the verdict and the MLflow model versions.
@@ -86,7 +86,7 @@ def pinrec_training():
         return pin_index(_config(params))
 
     @task
-    def ranker(day: str, params=None) -> dict:
+    def ranker(embedded: dict, params=None) -> dict:
         from jobs.tasks import ranker_model
 
         return ranker_model(_config(params))
@@ -104,7 +104,8 @@ def pinrec_training():
         return out
 
     day = plan()
-    publish(day, index(pinsage(graph(day))), ranker(day))
+    embedded = pinsage(graph(day))
+    publish(day, index(embedded), ranker(embedded))
 
 
 pinrec_training()

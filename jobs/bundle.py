@@ -150,6 +150,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
     index_meta = json.loads((Path(index_dir) / "index.json").read_text())
     ranker_dir = ranker_dir or newest_ranker(artifacts)
     auc, ece, ranker_report = ranker_metrics(ranker_dir)
+    trained_on = ranker_report.get("embedding_version") or ""
+    if trained_on and trained_on != emb_version:
+        raise ValueError(f"the ranker in {ranker_dir} uses embedding features of {trained_on} but pin_embeddings "
+                         f"holds {emb_version}: retrain the ranker (`pinrec ranker`) so serving computes what it learnt")
     if cutoff is None:
         from .ingest import landed_days
 

@@ -80,7 +80,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     from .pinsage import train_pinsage
 
     echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage,
-                                      cfg.storage.mlflow_tracking_uri, inference_edges="all").render())
+                                      cfg.storage.mlflow_tracking_uri).render())
     from .ranker import run_ranker
 
     ranker = run_ranker(spark, cfg)

@@ -46,7 +46,9 @@ class RankerJobConfig:
     """What the ranker job runs besides the model. ``baselines``: any of ``logreg``
     (scikit-learn) and ``dcnmix`` (deepctr-torch), trained for ``baseline_epochs``.
     ``no_position_twin``: also train the ranker without the position feature (the debiasing
-    comparison). ``int8``: also export the int8 model. ``id_features``: hashed user/pin ids."""
+    comparison). ``int8``: also export the int8 model. ``id_features``: hashed user/pin ids.
+    ``embeddings``: when ``pin_embeddings`` exists, add the pin's PinSage embedding, the user's
+    (mean of the recent saves' embeddings) and their dot product (:mod:`export.embedding_features`)."""
 
     experiment: str = EXPERIMENT
     baselines: tuple[str, ...] = BASELINES
@@ -54,6 +56,7 @@ class RankerJobConfig:
     no_position_twin: bool = True
     int8: bool = True
     id_features: bool = False
+    embeddings: bool = True
     max_position: int = 50
     ece_bins: int = 10
     ndcg_k: int = 10
@@ -86,6 +89,7 @@ class RankerReport:
     input_versions: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     seconds: float = 0.0
+    embedding_version: str = ""
 
     def metric(self, model: str, task: str, name: str) -> float:
         for row in self.metrics:
@@ -98,7 +102,8 @@ class RankerReport:
 
         splits = ", ".join(f"{k}={v}" for k, v in sorted(self.rows_by_split.items()))
         lines = [(f"ranker           {self.model_version}; rows ({splits}); negative_rate={self.negative_rate}; "
-                  f"best epoch {self.best_epoch} of {self.epochs_run}; {self.device}; {self.seconds:.1f} s"),
+                  f"best epoch {self.best_epoch} of {self.epochs_run}; {self.device}; {self.seconds:.1f} s"
+                  + (f"; embedding features from {self.embedding_version}" if self.embedding_version else "")),
                  "", render_table(self.metrics)]
         for d in self.debias:
             lines.append(f"kendall tau vs oracle position-free ({d.task}): debiased {d.tau_debiased:.4f}, "
@@ -201,12 +206,22 @@ def model_version(model, enc, configs: dict[str, Any]) -> str:
     return "ranker-" + digest.hexdigest()[:16]
 
 
+def _with_embeddings(frame, table):
+    """The encoder's input: ``frame``'s columns plus (B, D) ``pin_embedding`` / ``user_embedding``."""
+    if table is None:
+        return frame
+    from export.embedding_features import LAST_SAVED
+
+    return {**{c: frame[c] for c in frame.columns}, **table.columns(frame["pin_id"], frame[LAST_SAVED])}
+
+
 def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
                  calibration_cfg: CalibrationConfig, job: RankerJobConfig, tracking_uri: str | None,
-                 artifacts_dir: str | None, truth_dir: str | None = None) -> RankerReport:
+                 artifacts_dir: str | None, truth_dir: str | None = None, embeddings=None) -> RankerReport:
     """Read, fit, calibrate, evaluate, export and log (module docstring). ``tracking_uri`` None
     logs nothing; ``artifacts_dir`` None exports nothing; ``truth_dir`` (the synthetic world's
-    ``<landing>/_truth``) adds the oracle rows and the Kendall-tau comparison."""
+    ``<landing>/_truth``) adds the oracle rows and the Kendall-tau comparison; ``embeddings``
+    (an :class:`~export.embedding_features.EmbeddingTable`) adds the embedding features."""
     import numpy as np
 
     from export.encoding import FeatureEncoder, training_set_spec
@@ -217,8 +232,15 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
 
     start = time.perf_counter()
     tasks = tuple(model_cfg.tasks)
-    spec = training_set_spec(ids=job.id_features, max_position=job.max_position)
-    frame, meta = read_training_set(source, warehouse, _needed_columns(spec, tasks))
+    from export.embedding_features import LAST_SAVED, PIN_EMBEDDING, USER_EMBEDDING
+
+    columns = _needed_columns(training_set_spec(ids=job.id_features, max_position=job.max_position), tasks)
+    if embeddings is not None:
+        columns = list(dict.fromkeys([*columns, "pin_id", LAST_SAVED]))
+    spec = training_set_spec(ids=job.id_features, max_position=job.max_position,
+                             embeddings=None if embeddings is None else {PIN_EMBEDDING: embeddings.dim,
+                                                                         USER_EMBEDDING: embeddings.dim})
+    frame, meta = read_training_set(source, warehouse, columns)
     frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
     empty = [s for s in SPLITS if frames[s].empty]
     if empty:
@@ -229,15 +251,18 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                 raise ValueError(f"task {task!r} has one label value only in the {s} split (on MovieLens every "
                                  f"rating is a closeup): set ranker.tasks=[save] and calibration.score_weights=[1.0]")
     negative_rate = float(meta.get("negative_rate") or _infer_negative_rate(frame, tasks))
-    enc = FeatureEncoder(spec).fit(frames["train"])
-    encoded = {s: enc.transform(frames[s]) for s in SPLITS}
+    inputs = {s: _with_embeddings(frames[s], embeddings) for s in SPLITS}
+    enc = FeatureEncoder(spec).fit(inputs["train"])
+    encoded = {s: enc.transform(inputs[s]) for s in SPLITS}
+    del inputs
     labels = {s: frames[s][list(tasks)].to_numpy(np.float32) for s in SPLITS}
     weights = {s: frames[s]["sample_weight"].to_numpy(np.float32) for s in SPLITS}
     configs = {"ranker": asdict(model_cfg), "ranker_train": asdict(train_cfg),
                "calibration": asdict(calibration_cfg), "ranker_job": asdict(job)}
     params = {**configs, "negative_rate": negative_rate, "rows": {s: len(frames[s]) for s in SPLITS},
               "input_versions": meta.get("input_versions", {}), "training_set_version": meta.get("training_set_version"),
-              "encoder": {"categorical": len(enc.cardinalities), "dense": len(enc.dense_names)}}
+              "encoder": {"categorical": len(enc.cardinalities), "dense": len(enc.dense_names)},
+              "embedding_version": None if embeddings is None else embeddings.version}
     track = tracked_run(tracking_uri, job.experiment, "ranker", params, {"job": "ranker"}) \
         if tracking_uri else contextlib.nullcontext()
     with track as run:
@@ -282,9 +307,11 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
         version = model_version(trainer.model, enc, configs)
         report = RankerReport(version, tasks, {s: len(frames[s]) for s in SPLITS}, negative_rate, result.best_epoch,
                               len(result.history), device, tuple(metrics), tuple(debias),
-                              input_versions=meta.get("input_versions", {}), run_id=None if run is None else run.run_id)
+                              input_versions=meta.get("input_versions", {}), run_id=None if run is None else run.run_id,
+                              embedding_version="" if embeddings is None else embeddings.version)
         with tempfile.TemporaryDirectory() as tmp:
-            files, extra = _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job) \
+            files, extra = _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
+                                   report.embedding_version) \
                 if artifacts_dir else ({}, {})
             report = replace(report, **extra, seconds=time.perf_counter() - start)
             if artifacts_dir:
@@ -299,7 +326,8 @@ def _fields(report: RankerReport) -> dict[str, Any]:
     return {k: getattr(report, k) for k in report.__dataclass_fields__}
 
 
-def _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job) -> tuple[dict[str, str], dict]:
+def _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
+            report_embedding_version: str = "") -> tuple[dict[str, str], dict]:
     """ONNX (+ int8) of the scoring graph in ``tmp``; parity and int8 AUC drop on the test rows."""
     import numpy as np
 
@@ -312,7 +340,8 @@ def _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job) 
     with open(files["calibration.json"], "w") as fh:
         fh.write(cal.to_json())
     files["ranker.onnx"] = export_ranker(trainer.model, cal, os.path.join(tmp, "ranker.onnx"), result.logit_offset,
-                                         metadata={"pinrec.encoder": enc.to_json(), "pinrec.model_version": version})
+                                         metadata={"pinrec.encoder": enc.to_json(), "pinrec.model_version": version,
+                                                   "pinrec.embedding_version": report_embedding_version})
     out = run(session(files["ranker.onnx"]), test.categorical, test.dense)
     diff = max(float(np.abs(out[f"p_{t}"] - probs[:, i]).max()) for i, t in enumerate(cal.tasks))
     diff = max(diff, float(np.abs(out["score"] - cal.score(probs)).max()))
@@ -382,8 +411,18 @@ def run_ranker(spark, cfg) -> RankerReport:
     truth = f"{cfg.storage.landing.rstrip('/')}/_truth"
     if cfg.dataset.kind != "synthetic" or not os.path.isdir(truth):
         truth = None
+    table = None
+    if cfg.ranker_job.embeddings:
+        from export.embedding_features import EmbeddingTable
+
+        from .ingest import delta_version
+        from .pin_index import read_embeddings
+
+        if delta_version(spark, f"{cfg.storage.warehouse.rstrip('/')}/pin_embeddings") is not None:
+            ids, vectors, version, _ = read_embeddings(spark, cfg.storage.warehouse)
+            table = EmbeddingTable(ids, vectors, version)
     return train_ranker(spark, cfg.storage.warehouse, cfg.ranker, cfg.ranker_train, cfg.calibration, cfg.ranker_job,
-                        cfg.storage.mlflow_tracking_uri, cfg.storage.artifacts, truth)
+                        cfg.storage.mlflow_tracking_uri, cfg.storage.artifacts, truth, embeddings=table)
 
 
 def main(argv: list[str] | None = None) -> int:

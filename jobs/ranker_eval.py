@@ -119,9 +119,9 @@ def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str]) 
 
 
 def render_table(rows: Sequence[MetricRow]) -> str:
-    lines = [f"{'model':<22}{'task':<9}{'AUC':>8}{'logloss':>9}{'ECE':>8}{'NDCG@10':>9}"]
+    lines = [f"{'model':<24}{'task':<9}{'AUC':>8}{'logloss':>9}{'ECE':>8}{'NDCG@10':>9}"]
     for r in rows:
-        lines.append(f"{r.model:<22}{r.task:<9}{r.auc:>8.4f}{r.logloss:>9.4f}{r.ece:>8.4f}{r.ndcg:>9.4f}")
+        lines.append(f"{r.model:<24}{r.task:<9}{r.auc:>8.4f}{r.logloss:>9.4f}{r.ece:>8.4f}{r.ndcg:>9.4f}")
     return "\n".join(lines)
 
 

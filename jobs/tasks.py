@@ -127,11 +127,11 @@ def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:
 
 
 def pinsage_embeddings(cfg: PinrecConfig) -> dict:
-    """Train PinSage on the graph tables and embed every pin over all edges (for serving)."""
+    """Train PinSage on the graph tables and embed every pin. Neighbourhoods use the training edges
+    only: the ranker uses these embeddings as features, and its test day must stay unseen."""
     from .pinsage import train_pinsage
 
-    report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                           inference_edges="all")
+    report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri)
     log.info("[pinsage] %s", report.render())
     return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
             "wrote": {"pin_embeddings": {"rows": report.pins, "delta_version": report.delta_version}}}

@@ -64,6 +64,8 @@ def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle
     cfg, result = tiny_world
     assert result.ranker.model_version.startswith("ranker-") and result.ranker.artifacts
     assert result.ranker.onnx_max_abs_diff <= 1e-5
+    # the ranker used the PinSage embeddings the index holds as features (pin, user, dot)
+    assert result.ranker.embedding_version == result.index.embedding_version != ""
     rows = {t.name: t.rows for t in result.warehouse.tables}
     assert result.index.pins == rows["pin_embeddings"] and result.index.recall_at_k >= 0.95  # exact at this size
     assert result.bundle.promoted and result.bundle.blessed
@@ -72,6 +74,14 @@ def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle
     assert bundle.ntotal == rows["pin_embeddings"] and bundle.pins.num_rows == rows["pins"]
     assert bundle.manifest.lineage.delta_versions["pin_embeddings"] >= 0
     assert set(bundle.manifest.metrics.auc) == {"save", "closeup"}
+    assert {"pin_embedding[0]", "user_embedding[0]", "dot(pin_embedding,user_embedding)"} <= set(
+        _dense_names(bundle.encoder))
     extras = {e.path for e in bundle.manifest.of_role("extra")}
     assert {"extra/pin_embeddings.npy", "extra/features_user.parquet", "extra/features_pin.parquet",
             "extra/features_user_category.parquet"} <= extras
+
+
+def _dense_names(encoder: dict) -> list[str]:
+    from export.encoding import FeatureEncoder
+
+    return FeatureEncoder.from_dict(encoder).dense_names
