@@ -192,6 +192,27 @@ def cmd_publish(args) -> int:
     return 0 if report.promoted or not args.fail_unblessed else 3
 
 
+def cmd_recommend(args) -> int:
+    from export.loader import load
+    from export.recommend import Recommender
+
+    cfg = _config(args)
+    context = {}
+    for item in args.context or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--context expects key=value, got {item!r}")
+        context[key] = dt.datetime.fromisoformat(value) if key == "now" else value
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel, version=args.version)
+    rec = Recommender(bundle, cfg.recommend)
+    print(f"bundle {bundle.name}/{bundle.version}")
+    for user in args.user:
+        items = rec.recommend(user, context, k=args.k)
+        print(f"user {user}: " + (", ".join(f"{r.pin_id} ({r.category}, {r.score:.3f}, {r.channel})" for r in items)
+                                   or "-"))
+    return 0
+
+
 def cmd_eval_retrieval(args) -> int:
     from .retrieval_data import evaluate_storage
 
@@ -343,6 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature snapshot as of (default: end of the newest landed day + features.publish_delay_s)")
     p.add_argument("--fail-unblessed", action="store_true", help="exit 3 when the candidate is not promoted")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("recommend", parents=[common],
+                       help="load the published bundle (as serving does) and print recommendations")
+    p.add_argument("--user", type=int, action="append", required=True, help="user id (repeatable)")
+    p.add_argument("--k", type=int, default=10, help="pins per user (default 10)")
+    p.add_argument("--context", action="append", metavar="KEY=VALUE",
+                   help="surface, device, country, hour, day_of_week or now=ISO time (repeatable)")
+    p.add_argument("--version", help="a stored bundle version instead of the channel's")
+    p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("eval-retrieval", parents=[common],
                        help="HR@K / NDCG@K / MRR of pin embeddings vs popularity, ALS and BPR (leave-one-out, "

@@ -20,6 +20,7 @@ from export.blessing import BlessingConfig
 from export.feature_store import RedisConfig
 from export.index_choice import IndexConfig
 from export.publish import PublishConfig
+from export.recommend import RecommendConfig
 from models.config import (
     CalibrationConfig,
     PinSageTrainConfig,
@@ -187,6 +188,7 @@ class PinrecConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     blessing: BlessingConfig = field(default_factory=BlessingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     seed: int = 7

@@ -33,6 +33,7 @@ class DemoResult:
     ranker: Any
     index: Any
     bundle: Any
+    recommendations: dict
     seconds: float
 
 
@@ -45,6 +46,31 @@ def fill_landing(cfg: PinrecConfig) -> LandingSummary:
     from .datasets import load_dataset
 
     return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.landing)
+
+
+def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -> dict:
+    """What a serving team does: load the channel's bundle with the base-install loader and ask
+    ``recommend`` for the most active users of the snapshot (and one unknown user)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from export.feature_store import FeatureSnapshot
+    from export.loader import load
+    from export.recommend import Recommender
+
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    rec = Recommender(bundle, cfg.recommend)
+    view = FeatureSnapshot.from_bundle(bundle).view("user")
+    ids = np.array([key[0] for key in view.key_tuples()], np.int64)
+    saves = pc.fill_null(view.values.column("user__saves_30d"), 0).to_numpy()
+    chosen = [int(u) for u in ids[np.lexsort((ids, -saves))[:users]]] + [-1]
+    echo(f"[serve] loaded {bundle!r}")
+    out = {}
+    for user in chosen:
+        out[user] = rec.recommend(user, {"surface": "home_feed", "device": "ios", "country": "US"}, k=k)
+        shown = ", ".join(f"{r.pin_id}:{r.category}:{r.score:.3f}:{r.channel}" for r in out[user][:6])
+        echo(f"[serve] user {user}{' (unknown: cold start)' if user < 0 else ''}: {shown}, ...")
+    return out
 
 
 def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResult:
@@ -94,5 +120,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
 
     bundle = publish_serving_bundle(spark, cfg)
     echo("[publish] " + bundle.render())
+    recommendations = serve_examples(cfg, echo) if bundle.promoted else {}
     warehouse = summarize(spark, cfg.storage.warehouse)
-    return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, time.perf_counter() - start)
+    return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
+                      time.perf_counter() - start)

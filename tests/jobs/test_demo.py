@@ -85,3 +85,25 @@ def _dense_names(encoder: dict) -> list[str]:
     from export.encoding import FeatureEncoder
 
     return FeatureEncoder.from_dict(encoder).dense_names
+
+
+def test_demo_ends_by_serving_recommendations_from_the_loader(tiny_world):
+    import pyarrow.compute as pc
+
+    from export.loader import load
+
+    cfg, result = tiny_world
+    assert len(result.recommendations) == 4 and -1 in result.recommendations
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    flagged = set(pc.filter(bundle.pins.column("pin_id"), pc.or_(bundle.pins.column("nsfw"),
+                                                                  bundle.pins.column("blocked"))).to_pylist())
+    for user, items in result.recommendations.items():
+        assert 0 < len(items) <= 10
+        ids = [r.pin_id for r in items]
+        assert len(set(ids)) == len(ids) and not set(ids) & flagged
+        scores = [r.score for r in items]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1.3 for s in scores)
+        if user < 0:  # unknown user: cold-start channels only
+            assert {r.channel for r in items} <= {"trending", "fresh"}
+    active = [items for user, items in result.recommendations.items() if user >= 0]
+    assert any(r.channel == "ann" for items in active for r in items)  # the ANN channel serves known users

@@ -1,0 +1,325 @@
+"""Benchmark: serving a published bundle — cold ``load`` and ``recommend`` latency at one thread.
+
+One run of this script:
+
+1. builds a bundle of ``--pins`` pins (default 1M) in ``--workdir`` (a temporary folder unless
+   given; with ``--reuse`` an existing one is served again):
+   * seeded clustered, L2-normalised embeddings (D = ``--dim``; the cluster is the pin's category)
+     and the sharded IVF index over them via :func:`export.ann_build.build_index` (inner product,
+     ``--budget-mb`` memory budget, tuned on held-out queries);
+   * the real ranker architecture (:class:`models.ranker.Ranker`, default
+     :class:`~models.ranker.RankerConfig`, random weights: speed does not depend on them) with
+     Platt calibration, exported to ONNX (:func:`export.onnx_ranker.export_ranker`), and the
+     training set's encoder (:func:`export.encoding.training_set_spec`, with the PinSage pin and
+     user embeddings and their dot product unless ``--no-embedding-features``) fitted on a
+     synthetic frame;
+   * a synthetic feature snapshot (``features_{user,pin,user_category}.parquet``) for ``--users``
+     users (up to 20 recent saves each, 10 % without any), every pin, and 3 categories per user;
+   * ``pins.parquet`` (1 % nsfw, 0.5 % blocked) and ``pin_embeddings.npy``;
+   and publishes it to a local store (:func:`export.publish.publish`);
+2. measures the first ``load`` + :class:`export.recommend.Recommender` construction in a fresh
+   subprocess (the files were just written, so the page cache is warm: dropping it needs root);
+3. serves ``--requests`` requests (after ``--warmup``) for random users (5 % unknown: cold
+   start) with ``faiss.omp_set_num_threads(1)`` and a one-thread onnxruntime session, k =
+   ``--k``, ``--ann-candidates`` ANN candidates, and prints p50 / p99 of the whole request and of
+   each stage (feature lookups, ANN, other channels + merge + filter, encode, ONNX, re-rank), wall
+   clock and CPU time of the calling thread (which excludes waiting for a core on a shared machine).
+
+Usage (from the repository root)::
+
+    python benchmarks/serve.py --pins 50000 --users 10000          # about a minute
+    python benchmarks/serve.py                                      # 1M pins, 100k users
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SEED = 20260105
+CUTOFF = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
+NAME = "homefeed"
+SURFACES, DEVICES, COUNTRIES = ("home_feed", "search", "related_pins", "board"), ("ios", "android", "web"), \
+    ("US", "FR", "DE", "BR", "JP")
+
+
+def pin_data(n: int, d: int, categories: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids (n,) sorted int64, category index (n,), unit embeddings (n, d) float32): the mixture of
+    ``benchmarks/ann.py`` (max(32, n / 1000) Dirichlet-weighted clusters around random unit centres,
+    noise 0.6 / sqrt(d)); a cluster's pins share a category (cluster mod ``categories``)."""
+    clusters = max(32, n // 1000)
+    centres = rng.standard_normal((clusters, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    cluster = rng.choice(clusters, n, p=rng.dirichlet(np.full(clusters, 0.5)))
+    x = np.empty((n, d), np.float32)
+    for start in range(0, n, 200_000):
+        stop = min(n, start + 200_000)
+        v = centres[cluster[start:stop]] + rng.standard_normal((stop - start, d)).astype(np.float32) * (0.6 / np.sqrt(d))
+        x[start:stop] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    ids = np.sort(rng.choice(20 * n, n, replace=False)).astype(np.int64)
+    return ids, cluster % categories, x
+
+
+def snapshot_tables(ids: np.ndarray, cat_names: list[str], cat: np.ndarray, users: int, rng) -> dict[str, pa.Table]:
+    """The three feature views' snapshot tables (:mod:`export.feature_store` format)."""
+    from export.feature_store import SnapshotMeta, with_meta
+    from schemas.features import FEATURE_VIEWS
+
+    ts = pa.timestamp("us", tz="UTC")
+
+    def fill(view, keys: dict[str, pa.Array], given: dict[str, pa.Array]) -> pa.Table:
+        n = len(next(iter(keys.values())))
+        cols = dict(keys)
+        for feat in view.features:
+            if feat.name in given:
+                cols[view.column(feat.name)] = given[feat.name]
+            elif feat.dtype == "int64":
+                cols[view.column(feat.name)] = pa.array(np.floor(rng.lognormal(2, 1.5, n)).astype(np.int64))
+            elif feat.dtype == "float64":
+                cols[view.column(feat.name)] = pa.array(rng.uniform(0, 1, n), mask=rng.uniform(size=n) < 0.05)
+            else:
+                raise ValueError(f"no generator for {view.column(feat.name)} ({feat.dtype})")
+        age = rng.uniform(0, 36, n) * 3600e6
+        cols[f"{view.name}__feature_ts"] = pa.array((np.int64(CUTOFF.timestamp() * 1e6) - age.astype(np.int64)),
+                                                    pa.int64()).cast(ts)
+        return with_meta(pa.table(cols), SnapshotMeta.from_view(view, CUTOFF))
+
+    user, pin, uc = FEATURE_VIEWS
+    uid = np.arange(users, dtype=np.int64)
+    n_saves = np.where(rng.uniform(size=users) < 0.1, 0, rng.integers(1, 21, users))
+    offsets = np.concatenate([[0], np.cumsum(n_saves)]).astype(np.int32)
+    saves = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[rng.integers(0, len(ids), offsets[-1])]))
+    names = pa.array(cat_names)
+    top = rng.integers(0, len(cat_names), users)
+    tables = {"user": fill(user, {"user_id": pa.array(uid)},
+                           {"top_category": names.take(pa.array(top)), "last_saved_pins": saves})}
+    tables["pin"] = fill(pin, {"pin_id": pa.array(ids)}, {"category": names.take(pa.array(cat))})
+    per_user = 3
+    uc_user = np.repeat(uid, per_user)
+    uc_cat = (np.repeat(top, per_user) + np.tile(np.arange(per_user), users)) % len(cat_names)
+    tables["user_category"] = fill(uc, {"user_id": pa.array(uc_user), "category": names.take(pa.array(uc_cat))}, {})
+    return tables
+
+
+def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None) -> tuple[str, str]:
+    """(ranker.onnx, encoder.json): the real architecture with random weights, Platt-calibrated;
+    with ``dim``, reading the PinSage pin and user embeddings and their dot product too (as
+    ``pinrec ranker`` does by default)."""
+    import torch
+
+    from export.encoding import (
+        Boolean,
+        Categorical,
+        FeatureEncoder,
+        Numeric,
+        training_set_spec,
+    )
+    from export.onnx_ranker import export_ranker
+    from models.calibration import Calibration, Platt
+    from models.ranker import Ranker, RankerConfig
+
+    torch.set_num_threads(1)
+    torch.manual_seed(SEED)
+    spec = training_set_spec(embeddings={"pin_embedding": dim, "user_embedding": dim} if dim else None)
+    vocab = {"surface": SURFACES, "device": DEVICES, "country": COUNTRIES, "hour": list(range(24)),
+             "day_of_week": list(range(1, 8)), "category": cat_names, "user__top_category": cat_names}
+    n = 5000
+    cols: dict[str, object] = {}
+    for f in spec.features:
+        if isinstance(f, Categorical):
+            cols[f.name] = pa.array([vocab[f.name][i] for i in rng.integers(0, len(vocab[f.name]), n)])
+        elif isinstance(f, Numeric):
+            cols[f.name] = pa.array(np.floor(rng.lognormal(2, 1.5, n)), mask=rng.uniform(size=n) < 0.05)
+        elif isinstance(f, Boolean):
+            cols[f.name] = rng.uniform(size=n) < 0.1
+    encoder = FeatureEncoder(spec).fit(pa.table(cols))
+    ranker = Ranker(encoder.cardinalities, len(encoder.dense_names), encoder.num_positions, RankerConfig()).eval()
+    calibration = Calibration(ranker.tasks, tuple(Platt(1.0, 0.0) for _ in ranker.tasks), (1.0, 0.3))
+    onnx_path = export_ranker(ranker, calibration, folder / "ranker.onnx")
+    (folder / "encoder.json").write_text(encoder.to_json())
+    return onnx_path, str(folder / "encoder.json")
+
+
+def build(work: Path, args) -> dict:
+    """Write and publish the bundle; returns build timings (s)."""
+    from export.ann_build import build_index
+    from export.index_choice import IndexConfig
+    from export.publish import BundleFiles, publish
+    from export.store import Store
+    from schemas.manifest import Lineage, Metrics
+
+    rng = np.random.default_rng(SEED)
+    out: dict[str, float] = {}
+    cand = work / "candidate"
+    cand.mkdir(parents=True, exist_ok=True)
+    cat_names = [f"cat{i:02d}" for i in range(args.categories)]
+    t = time.perf_counter()
+    ids, cat, x = pin_data(args.pins, args.dim, args.categories, rng)
+    queries = x[rng.integers(0, args.pins, args.queries)]  # serving queries are pins' embeddings (the saves)
+    out["data_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report = build_index(x, ids, queries, IndexConfig(metric="ip", k=10, memory_budget_mb=args.budget_mb,
+                                                      shards=args.shards, candidates=1, device="cpu"),
+                         cand / "index")
+    out["index_s"] = time.perf_counter() - t
+    print(f"index: {report.factory} {report.search_params} recall@10={report.recall_at_k} "
+          f"({out['index_s']:.0f} s)", flush=True)
+    t = time.perf_counter()
+    onnx_path, encoder_path = ranker_files(cand, cat_names, rng, None if args.no_embedding_features else args.dim)
+    out["ranker_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    created = np.int64(CUTOFF.timestamp() * 1e6) - rng.integers(0, 365 * 86400 * 10**6, args.pins)
+    pq.write_table(pa.table({"pin_id": ids, "category": pa.array(cat_names).take(pa.array(cat)),
+                             "created_at": pa.array(created, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                             "nsfw": rng.uniform(size=args.pins) < 0.01, "blocked": rng.uniform(size=args.pins) < 0.005}),
+                   cand / "pins.parquet", row_group_size=args.pins)
+    np.save(cand / "pin_embeddings.npy", x, allow_pickle=False)
+    extras = [str(cand / "pin_embeddings.npy")]
+    for view, table in snapshot_tables(ids, cat_names, cat, args.users, rng).items():
+        path = cand / f"features_{view}.parquet"
+        pq.write_table(table, path, row_group_size=max(table.num_rows, 1))
+        extras.append(str(path))
+    out["features_s"] = time.perf_counter() - t
+    index = json.loads((cand / "index" / "index.json").read_text())
+    files = BundleFiles(index_meta=str(cand / "index" / "index.json"),
+                        index_shards=tuple(str(cand / "index" / s["file"]) for s in index["shards"]),
+                        ranker=onnx_path, encoder=encoder_path, pins=str(cand / "pins.parquet"), extras=tuple(extras))
+    lat = index["measured"]["latency"]
+    metrics = Metrics(k=10, recall_at_k=report.recall_at_k, latency_p50_ms=lat["p50_ms"], latency_p99_ms=lat["p99_ms"],
+                      auc={"save": 0.7, "closeup": 0.7}, calibration_error={"save": 0.01, "closeup": 0.01})
+    t = time.perf_counter()
+    publish(Store(str(work / "store")), NAME, files, metrics, Lineage("benchmark", "benchmark"), version="bench")
+    out["publish_s"] = time.perf_counter() - t
+    return out
+
+
+COLD = """
+import json, sys, time
+t0 = time.perf_counter()
+from export.loader import load
+from export.recommend import RecommendConfig, Recommender
+t1 = time.perf_counter()
+bundle = load(sys.argv[1], "homefeed")
+t2 = time.perf_counter()
+rec = Recommender(bundle, RecommendConfig(**json.loads(sys.argv[2])))
+t3 = time.perf_counter()
+rec.recommend(0, {"surface": "home_feed"}, k=50)
+t4 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "recommender_s": t3 - t2, "first_request_s": t4 - t3}))
+"""
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.asarray(values) * 1e3, [50, 99])
+    return float(p50), float(p99)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pins", type=int, default=1_000_000)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--categories", type=int, default=12)
+    p.add_argument("--budget-mb", type=float, default=200.0)
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--queries", type=int, default=500, help="held-out queries to tune the index on")
+    p.add_argument("--no-embedding-features", action="store_true",
+                   help="a ranker without the PinSage embedding features")
+    p.add_argument("--requests", type=int, default=500)
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--ann-candidates", type=int, default=500)
+    p.add_argument("--ann-queries", type=int, default=5)
+    p.add_argument("--category-cap", type=int, default=10)
+    p.add_argument("--mmr-lambda", type=float, default=1.0)
+    p.add_argument("--workdir", default=None, help="where the bundle is built (default: a temporary folder)")
+    p.add_argument("--reuse", action="store_true", help="serve the bundle already in --workdir")
+    args = p.parse_args(argv)
+    if args.requests < 200:
+        p.error("--requests must be >= 200 for a meaningful p99")
+    if args.reuse and not args.workdir:
+        p.error("--reuse needs --workdir")
+    with tempfile.TemporaryDirectory(prefix="pinrec-serve-") as tmp:
+        work = Path(args.workdir or tmp)
+        built = {} if args.reuse else build(work, args)
+        return measure(work, args, built)
+
+
+def measure(work: Path, args, built: dict) -> int:
+    import faiss
+    import onnxruntime as ort
+
+    from export.loader import load
+    from export.recommend import STAGES, RecommendConfig, Recommender
+
+    store = str(work / "store")
+    cfg = {"ann_candidates": args.ann_candidates, "ann_queries": args.ann_queries,
+           "category_cap": args.category_cap, "mmr_lambda": args.mmr_lambda, "ranker_threads": 1}
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    cold = subprocess.run([sys.executable, "-c", COLD, store, json.dumps(cfg)], env=env, capture_output=True,
+                          text=True, check=True)
+    cold_s = json.loads(cold.stdout.strip().splitlines()[-1])
+    faiss.omp_set_num_threads(1)
+    t = time.perf_counter()
+    bundle = load(store, NAME)
+    warm_load_s = time.perf_counter() - t
+    rec = Recommender(bundle, RecommendConfig(**cfg))
+    rng = np.random.default_rng(SEED + 1)
+    users = np.where(rng.uniform(size=args.requests + args.warmup) < 0.05, -1,
+                     rng.integers(0, args.users, args.requests + args.warmup))
+    contexts = [{"surface": SURFACES[i % 4], "device": DEVICES[i % 3], "country": COUNTRIES[i % 5],
+                 "now": CUTOFF + dt.timedelta(minutes=int(m))} for i, m in enumerate(rng.integers(0, 600, len(users)))]
+    wall, cpu, stages, sizes = [], [], {s: [] for s in STAGES}, []
+    for i, (user, ctx) in enumerate(zip(users.tolist(), contexts)):
+        timings: dict[str, float] = {}
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+        out = rec.recommend(user, ctx, k=args.k, timings=timings)
+        c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
+        if i >= args.warmup:
+            wall.append((t1 - t0) / 1e9)
+            cpu.append((c1 - c0) / 1e9)
+            sizes.append(len(out))
+            for s in STAGES:
+                stages[s].append(timings.get(s, 0.0))
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f}; faiss {faiss.__version__} (1 thread), onnxruntime {ort.__version__} (1 thread)")
+    print(f"bundle: {bundle!r}; index {bundle.index_meta['factory']} {bundle.index_meta.get('search_params')}; "
+          f"{bundle.manifest.total_bytes / 2**20:.0f} MiB; users={args.users}; ranker inputs C="
+          f"{len(rec.encoder.categorical_names)}, F={len(rec.encoder.dense_names)}")
+    if built:
+        print("build: " + ", ".join(f"{k}={v:.1f}" for k, v in built.items()))
+    print(f"{rec!r}; {args.requests} requests (5 % unknown users), k={args.k}, returned "
+          f"{np.mean(sizes):.1f} on average\n")
+    print("| step | p50 (ms) | p99 (ms) |")
+    print("|---|---:|---:|")
+    for name, key in (("import loader + recommend (fresh process)", "import_s"), ("load (fresh process)", "load_s"),
+                      ("Recommender() (fresh process)", "recommender_s"), ("first request", "first_request_s")):
+        print(f"| {name} | {cold_s[key] * 1e3:.1f} | - |")
+    print(f"| load (same process, again) | {warm_load_s * 1e3:.1f} | - |")
+    for s in STAGES:
+        print(f"| stage: {s} | {percentiles(stages[s])[0]:.3f} | {percentiles(stages[s])[1]:.3f} |")
+    print(f"| recommend (wall) | {percentiles(wall)[0]:.3f} | {percentiles(wall)[1]:.3f} |")
+    print(f"| recommend (CPU of the thread) | {percentiles(cpu)[0]:.3f} | {percentiles(cpu)[1]:.3f} |")
+    p99 = percentiles(wall)[1]
+    print(f"\ntargets: load <= 1 s: {'met' if cold_s['load_s'] <= 1 else 'NOT met'} ({cold_s['load_s']:.2f} s); "
+          f"recommend p99 <= 15 ms: {'met' if p99 <= 15 else 'NOT met'} ({p99:.2f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,522 @@
+"""recommend(): channels, filters, ranking parity with ONNX, diversity, cold start, on a real published bundle."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from export.ann_build import build_index
+from export.blessing import BlessingConfig
+from export.embedding_features import EmbeddingTable
+from export.encoding import (
+    Boolean,
+    Categorical,
+    FeatureEncoder,
+    Numeric,
+    training_set_spec,
+)
+from export.feature_store import (
+    FeatureSnapshot,
+    SnapshotMeta,
+    snapshot_file_name,
+    with_meta,
+)
+from export.index_choice import IndexConfig
+from export.loader import Loader, load
+from export.publish import BundleFiles, publish
+from export.recommend import CHANNELS, Recommendation, RecommendConfig, Recommender
+from export.store import Store
+from schemas.features import FEATURE_VIEWS
+
+from .conftest import LINEAGE, T0, metrics
+from .test_loader import BLOCKER
+
+CUTOFF = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
+TS = pa.timestamp("us", tz="UTC")
+N, D = 60, 8
+PIN_IDS = 100 + 3 * np.arange(N, dtype=np.int64)
+CATS = [f"c{i % 4}" for i in range(N)]
+NSFW = np.arange(N) % 9 == 4
+BLOCKED = np.arange(N) % 13 == 7
+# pin i created i hours before the cut-off, the last 3 after it (a bundle may hold them; "fresh" skips them)
+CREATED = [CUTOFF - dt.timedelta(hours=int(h)) for h in np.random.default_rng(3).permutation(N) - 3]
+SAVES_30D = np.random.default_rng(4).permutation(N) * 2  # distinct: a deterministic trending order
+USER_SAVES = {1: [PIN_IDS[5]], 2: [PIN_IDS[10], PIN_IDS[20], PIN_IDS[30]], 3: []}
+TOP_CATEGORY = {1: "c1", 2: "c2", 3: "c3"}
+GATE = BlessingConfig(min_recall=0.1, min_auc=0.55)
+CONTEXT = {"surface": "home_feed", "device": "ios", "country": "US", "hour": 9, "day_of_week": 3}
+VOCAB = {"surface": ["home_feed", "search"], "device": ["ios", "android"], "country": ["US", "FR"],
+         "hour": list(range(24)), "day_of_week": list(range(1, 8)), "category": ["c0", "c1", "c2", "c3"],
+         "user__top_category": ["c0", "c1", "c2", "c3"]}
+
+
+def embeddings() -> np.ndarray:
+    x = np.random.default_rng(0).standard_normal((N, D)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def fitted_encoder(ids: bool = False, embeddings: bool = False) -> FeatureEncoder:
+    """The training set's encoder, fitted on 300 seeded rows of every column it reads."""
+    rng = np.random.default_rng(1)
+    spec = training_set_spec(id_buckets=1024, ids=ids,
+                             embeddings={"pin_embedding": D, "user_embedding": D} if embeddings else None)
+    cols: dict[str, object] = {}
+    for f in spec.features:
+        if isinstance(f, Categorical):
+            cols[f.name] = pa.array([VOCAB[f.name][i] for i in rng.integers(0, len(VOCAB[f.name]), 300)])
+        elif isinstance(f, Numeric):
+            cols[f.name] = rng.lognormal(1.0, 1.0, 300)
+        elif isinstance(f, Boolean):
+            cols[f.name] = rng.uniform(size=300) < 0.2
+    return FeatureEncoder(spec).fit(pa.table(cols))
+
+
+def ranker_onnx(path: str, enc: FeatureEncoder) -> None:
+    """A hand-built ranker with the exported graph's interface: p_t = sigmoid(dense @ W[:, t] +
+    sum_c E[offset_c + categorical[:, c], t]), score = 1.0 * p_save + 0.3 * p_closeup."""
+    rng = np.random.default_rng(2)
+    card = np.array(enc.cardinalities)
+    c, f = len(card), len(enc.dense_names)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (f, 2)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, 0.5, (int(card.sum()), 2)).astype(np.float32), "table"),
+             numpy_helper.from_array(np.concatenate([[0], np.cumsum(card)[:-1]]).astype(np.int64), "offsets"),
+             numpy_helper.from_array(np.array([1], np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "i0"),
+             numpy_helper.from_array(np.array([1.0, 0.3], np.float32), "weights")]
+    nodes = [helper.make_node("Add", ["categorical", "offsets"], ["idx"]),
+             helper.make_node("Gather", ["table", "idx"], ["emb"]),                      # (B, C, 2)
+             helper.make_node("ReduceSum", ["emb", "one"], ["cat_logit"], keepdims=0),    # (B, 2)
+             helper.make_node("MatMul", ["dense", "w"], ["dense_logit"]),
+             helper.make_node("Add", ["dense_logit", "cat_logit"], ["z"]),
+             helper.make_node("Sigmoid", ["z"], ["p"]),
+             helper.make_node("Gather", ["p", "i0"], ["p_save2"], axis=1),
+             helper.make_node("Gather", ["p", "one"], ["p_closeup2"], axis=1),
+             helper.make_node("Squeeze", ["p_save2", "one"], ["p_save"]),
+             helper.make_node("Squeeze", ["p_closeup2", "one"], ["p_closeup"]),
+             helper.make_node("Mul", ["p", "weights"], ["pw"]),
+             helper.make_node("ReduceSum", ["pw", "one"], ["score"], keepdims=0)]
+    graph = helper.make_graph(
+        nodes, "ranker",
+        [helper.make_tensor_value_info("categorical", TensorProto.INT64, ["B", c]),
+         helper.make_tensor_value_info("dense", TensorProto.FLOAT, ["B", f])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B"]) for n in ("p_save", "p_closeup", "score")],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    import onnx
+
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def view_table(view, keys: dict[str, list], values: dict[str, list]) -> pa.Table:
+    """A snapshot file of ``view``: ``keys`` columns, the given feature values, seeded others."""
+    n = len(next(iter(keys.values())))
+    rng = np.random.default_rng(len(view.name))
+    cols = {k: pa.array(v) for k, v in keys.items()}
+    for feat in view.features:
+        name = view.column(feat.name)
+        if feat.name in values:
+            cols[name] = pa.array(values[feat.name], {"int64": pa.int64(), "float64": pa.float64(),
+                                                       "string": pa.string(),
+                                                       "array<int64>": pa.list_(pa.int64())}[feat.dtype])
+        elif feat.dtype == "int64":
+            cols[name] = pa.array(rng.integers(0, 50, n))
+        elif feat.dtype == "float64":
+            cols[name] = pa.array(rng.uniform(0, 1, n))
+        else:
+            raise AssertionError(f"no value for {name}")
+    # 1, 11, 21, 31, 41 hours old at the cut-off: with the views' 2-day TTL, every fifth row expires 7 h later
+    cols[f"{view.name}__feature_ts"] = pa.array([CUTOFF - dt.timedelta(hours=10 * (i % 5) + 1) for i in range(n)], TS)
+    return with_meta(pa.table(cols), SnapshotMeta.from_view(view, CUTOFF))
+
+
+def real_ranker_onnx(path: str, enc: FeatureEncoder):
+    """The real DCN-v2 + MMoE ranker (random weights, Platt calibration) exported to ONNX; returns
+    the torch scoring module it was exported from."""
+    import torch
+
+    from export.onnx_ranker import export_ranker, scoring_module
+    from models.calibration import Calibration, Platt
+    from models.ranker import Ranker, RankerConfig
+
+    torch.manual_seed(0)
+    ranker = Ranker(enc.cardinalities, len(enc.dense_names), enc.num_positions, RankerConfig()).eval()
+    calibration = Calibration(ranker.tasks, tuple(Platt(1.5, -0.5) for _ in ranker.tasks), (1.0, 0.3))
+    export_ranker(ranker, calibration, path)
+    return scoring_module(ranker, calibration)
+
+
+def write_candidate(folder, with_embeddings: bool = True, ids: bool = False, real_ranker: bool = False,
+                    embedding_features: bool = False):
+    folder.mkdir(parents=True, exist_ok=True)
+    x = embeddings()
+    report = build_index(x, PIN_IDS, np.random.default_rng(5).standard_normal((5, D)).astype(np.float32),
+                         IndexConfig(metric="ip", k=5, shards=2, device="cpu"), folder / "index")
+    enc = fitted_encoder(ids, embedding_features)
+    (folder / "encoder.json").write_text(enc.to_json())
+    module = real_ranker_onnx(str(folder / "ranker.onnx"), enc) if real_ranker else \
+        ranker_onnx(str(folder / "ranker.onnx"), enc)
+    pq.write_table(pa.table({"pin_id": PIN_IDS, "category": CATS, "created_at": pa.array(CREATED, TS),
+                             "nsfw": NSFW, "blocked": BLOCKED}), folder / "pins.parquet")
+    user, pin, uc = FEATURE_VIEWS
+    users = sorted(USER_SAVES)
+    tables = {
+        "user": view_table(user, {"user_id": users},
+                           {"top_category": [TOP_CATEGORY[u] for u in users],
+                            "last_saved_pins": [[int(p) for p in USER_SAVES[u]] for u in users]}),
+        "pin": view_table(pin, {"pin_id": PIN_IDS.tolist()},
+                          {"category": CATS, "saves_30d": SAVES_30D.tolist()}),
+        "user_category": view_table(uc, {"user_id": [1, 1, 2, 2, 2], "category": ["c0", "c1", "c1", "c2", "c3"]}, {}),
+    }
+    extras = []
+    for name, table in tables.items():
+        pq.write_table(table, folder / snapshot_file_name(name))
+        extras.append(str(folder / snapshot_file_name(name)))
+    if with_embeddings:
+        np.save(folder / "pin_embeddings.npy", x, allow_pickle=False)
+        extras.append(str(folder / "pin_embeddings.npy"))
+    index = json.loads((folder / "index" / "index.json").read_text())
+    assert index["factory"] == "IDMap,Flat" and report.recall_at_k == 1.0
+    files = BundleFiles(index_meta=str(folder / "index" / "index.json"),
+                        index_shards=tuple(str(folder / "index" / s["file"]) for s in index["shards"]),
+                        ranker=str(folder / "ranker.onnx"), encoder=str(folder / "encoder.json"),
+                        pins=str(folder / "pins.parquet"), extras=tuple(extras))
+    return (files, module) if real_ranker else files
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """(store, candidate folder) with version v1 on channel prod."""
+    root = tmp_path_factory.mktemp("recommend")
+    store = Store(str(root / "store"))
+    publish(store, "homefeed", write_candidate(root / "candidate"), metrics(), LINEAGE, version="v1", now=T0,
+            blessing=GATE)
+    return store, root / "candidate"
+
+
+@pytest.fixture(scope="module")
+def bundle(published):
+    return load(published[0].uri, "homefeed")
+
+
+def rec(bundle, **kwargs) -> Recommender:
+    return Recommender(bundle, RecommendConfig(**kwargs))
+
+
+def eligible_ids() -> set[int]:
+    return set(PIN_IDS[~(NSFW | BLOCKED)].tolist())
+
+
+def top_by_ip(query: np.ndarray, k: int) -> np.ndarray:
+    scores = embeddings() @ query
+    return PIN_IDS[np.lexsort((PIN_IDS, -scores))][:k]
+
+
+def test_ann_channel_returns_the_true_nearest_neighbours_of_the_saves(bundle):
+    r = rec(bundle, channels=("ann",), ann_candidates=12)
+    got = r.candidates(1).pin_ids
+    want = [p for p in top_by_ip(embeddings()[5], 12) if p in eligible_ids() and p != PIN_IDS[5]]
+    assert got.tolist() == want and len(want) >= 8
+    # an explicit query embedding searches the same index
+    assert r.candidates(None, query=embeddings()[5]).pin_ids.tolist() == \
+        [p for p in top_by_ip(embeddings()[5], 12) if p in eligible_ids()]
+    # three saves: per-save top-12 lists fused by recency-weighted reciprocal rank (newest weighs most)
+    fused: dict[int, float] = {}
+    for q, row in enumerate((10, 20, 30)):
+        for rank, pid in enumerate(top_by_ip(embeddings()[row], 12)):
+            fused[int(pid)] = fused.get(int(pid), 0.0) + 0.5 ** (q / 2.0) / (60.0 + 1 + rank)
+    order = sorted(fused, key=lambda p: (-fused[p], p))[:12]
+    saves = set(np.array(USER_SAVES[2]).tolist())
+    assert r.candidates(2).pin_ids.tolist() == [p for p in order if p in eligible_ids() and p not in saves]
+
+
+def test_channels_merge_and_remember_every_source(bundle):
+    r = rec(bundle, ann_candidates=10, fresh_candidates=6, trending_candidates=5)
+    cand = r.candidates(2, {"now": CUTOFF})
+    assert len(set(cand.pin_ids.tolist())) == len(cand)  # de-duplicated
+    ok = sorted((i for i in range(N) if not (NSFW[i] or BLOCKED[i])), key=lambda i: -SAVES_30D[i])
+    trending = [int(PIN_IDS[i]) for i in ok[:5]]
+    in_c2 = [int(PIN_IDS[i]) for i in ok if CATS[i] == "c2"][:5]
+    fresh = [int(PIN_IDS[i]) for i in sorted((i for i in range(N) if not (NSFW[i] or BLOCKED[i])
+                                              and CREATED[i] <= CUTOFF), key=lambda i: CREATED[i], reverse=True)[:6]]
+    saves = set(np.array(USER_SAVES[2]).tolist())
+    # (of() lists in candidate order: a pin another channel found first comes earlier)
+    assert set(cand.of("trending").tolist()) == {p for p in trending if p not in saves}
+    assert set(cand.of("category").tolist()) == {p for p in in_c2 if p not in saves}
+    assert set(cand.of("fresh").tolist()) == {p for p in fresh if p not in saves}
+    assert rec(bundle, channels=("fresh",), fresh_candidates=6).candidates(2, {"now": CUTOFF}).pin_ids.tolist() == \
+        [p for p in fresh if p not in saves]  # newest first
+    assert rec(bundle, channels=("trending",), trending_candidates=5).candidates(2).pin_ids.tolist() == \
+        [p for p in trending if p not in saves]  # most saved first
+    names = cand.channel_names()
+    for pid, name, mask in zip(cand.pin_ids.tolist(), names, cand.mask.tolist()):
+        found_by = [c for c in CHANNELS if pid in cand.of(c)]
+        assert name == found_by[0] and mask == sum(1 << CHANNELS.index(c) for c in found_by)
+    # candidate order is channel priority: every ANN pin before the first pin only another channel found
+    first_other = next(i for i, n in enumerate(names) if n != "ann")
+    assert set(names[:first_other]) == {"ann"} and "ann" not in names[first_other:]
+
+
+def test_flagged_pins_and_own_saves_are_never_returned(bundle):
+    r = rec(bundle, category_cap=0)
+    for user in (1, 2, 3, 99, None):
+        got = {x.pin_id for x in r.recommend(user, CONTEXT, k=N)}
+        assert got and got <= eligible_ids()
+        assert not got & set(np.array(USER_SAVES.get(user, [])).tolist())
+    got = {x.pin_id for x in r.recommend(2, CONTEXT, k=N, exclude=[int(PIN_IDS[0]), int(PIN_IDS[1])])}
+    assert not got & {int(PIN_IDS[0]), int(PIN_IDS[1])}
+
+
+def test_cold_users_get_fresh_and_trending_only(bundle):
+    r = rec(bundle)
+    for user in (99, None):
+        out = r.recommend(user, CONTEXT, k=50)
+        assert out and {c for x in out for c in x.channels} <= {"fresh", "trending"}
+        assert r.candidates(user).of("ann").size == 0 and r.candidates(user).of("category").size == 0
+    known_without_saves = r.candidates(3)
+    assert known_without_saves.of("ann").size == 0 and known_without_saves.of("category").size > 0
+
+
+def independent_scores(folder, user: int, pin_ids: list[int], context: dict, now=None) -> dict[str, np.ndarray]:
+    """The ranker run on a frame built here from the snapshot files, the encoder JSON and the ONNX file."""
+    snap = FeatureSnapshot.open(str(folder))
+    b = len(pin_ids)
+    category = [CATS[int(np.flatnonzero(PIN_IDS == p)[0])] for p in pin_ids]
+    u = snap.lookup("user", [user] * b, now)
+    p = snap.lookup("pin", pin_ids, now)
+    uc = snap.lookup("user_category", {"user_id": [user] * b, "category": category}, now)
+    frame = {k: pa.array([v] * b) for k, v in context.items()}
+    frame.update(category=pa.array(category), user_id=pa.array([user] * b), pin_id=pa.array(pin_ids))
+    for t in (u, p, uc):
+        frame.update({c: t.column(c) for c in t.column_names})
+    frame.update(EmbeddingTable(PIN_IDS, embeddings()).columns(pin_ids, u.column("user__last_saved_pins")))
+    enc = FeatureEncoder.from_json((folder / "encoder.json").read_text())
+    batch = enc.transform(frame)
+    sess = ort.InferenceSession(str(folder / "ranker.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {"categorical": batch.categorical, "dense": batch.dense})))
+
+
+def test_scores_equal_the_onnx_ranker_on_an_independently_built_frame(bundle, published):
+    out = rec(bundle, category_cap=0).recommend(2, CONTEXT, k=20)
+    assert len(out) == 20 and all(isinstance(x, Recommendation) for x in out)
+    want = independent_scores(published[1], 2, [x.pin_id for x in out], CONTEXT)
+    np.testing.assert_allclose([x.score for x in out], want["score"], rtol=1e-6)
+    np.testing.assert_allclose([x.p["save"] for x in out], want["p_save"], rtol=1e-6)
+    np.testing.assert_allclose([x.p["closeup"] for x in out], want["p_closeup"], rtol=1e-6)
+    assert [x.score for x in out] == sorted((x.score for x in out), reverse=True)  # no cap, no MMR: score order
+    assert [x.category for x in out] == [CATS[int(np.flatnonzero(PIN_IDS == x.pin_id)[0])] for x in out]
+    # ... and the result is the top 20 of all candidates by score
+    r = rec(bundle, category_cap=0)
+    cand = r.candidates(2, CONTEXT)
+    every = r.score(r.frame(2, cand.pin_ids, CONTEXT))["score"]
+    assert sorted(every, reverse=True)[:20] == pytest.approx([x.score for x in out], rel=1e-6)
+
+
+def test_features_expire_at_now_as_the_snapshot_says(bundle, published):
+    later = CUTOFF + dt.timedelta(hours=10)  # every fifth pin and user x category row has expired
+    r = rec(bundle, category_cap=0)
+    out = r.recommend(2, {**CONTEXT, "now": later}, k=40)
+    pins = [x.pin_id for x in out]
+    expired = FeatureSnapshot.open(str(published[1])).lookup("pin", pins, later)["pin__missing"].to_pylist()
+    assert 0 < sum(expired) < len(pins)
+    want = independent_scores(published[1], 2, pins, CONTEXT, later)
+    np.testing.assert_allclose([x.score for x in out], want["score"], rtol=1e-6)
+    assert not np.allclose([x.score for x in out], independent_scores(published[1], 2, pins, CONTEXT)["score"])
+
+
+def test_a_ranker_with_hashed_user_and_pin_ids(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", write_candidate(tmp_path / "c", ids=True), metrics(), LINEAGE, version="v1", now=T0,
+            blessing=GATE)
+    r = Recommender(load(store.uri, "homefeed"), RecommendConfig(category_cap=0))
+    assert r.encoder.categorical_names[:2] == ("user_id", "pin_id")
+    out = r.recommend(2, CONTEXT, k=15)
+    want = independent_scores(tmp_path / "c", 2, [x.pin_id for x in out], CONTEXT)
+    np.testing.assert_allclose([x.score for x in out], want["score"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_real_exported_ranker_scores_as_torch_does(tmp_path):
+    """DCN-v2 + MMoE exported with the dynamo exporter: recommend's scores equal the torch module's
+    on the independently encoded frame."""
+    import torch
+
+    torch.set_num_threads(1)
+    files, module = write_candidate(tmp_path / "c", real_ranker=True)
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", files, metrics(), LINEAGE, version="v1", now=T0, blessing=GATE)
+    r = Recommender(load(store.uri, "homefeed"), RecommendConfig(category_cap=0))
+    assert r.tasks == ("save", "closeup")
+    out = r.recommend(2, CONTEXT, k=25)
+    want = independent_scores(tmp_path / "c", 2, [x.pin_id for x in out], CONTEXT)
+    np.testing.assert_allclose([x.score for x in out], want["score"], rtol=1e-6)
+    snap = FeatureSnapshot.open(str(tmp_path / "c"))
+    pins = [x.pin_id for x in out]
+    cats = [CATS[int(np.flatnonzero(PIN_IDS == p)[0])] for p in pins]
+    frame = {**{k: pa.array([v] * len(pins)) for k, v in CONTEXT.items()}, "category": pa.array(cats)}
+    for t in (snap.lookup("user", [2] * len(pins)), snap.lookup("pin", pins),
+              snap.lookup("user_category", {"user_id": [2] * len(pins), "category": cats})):
+        frame.update({c: t.column(c) for c in t.column_names})
+    batch = r.encoder.transform(frame)
+    with torch.no_grad():
+        p_save, p_closeup, score = module(torch.from_numpy(batch.categorical), torch.from_numpy(batch.dense))
+    np.testing.assert_allclose([x.score for x in out], score.numpy(), atol=1e-5)
+    np.testing.assert_allclose([x.p["save"] for x in out], p_save.numpy(), atol=1e-5)
+    np.testing.assert_allclose([x.p["closeup"] for x in out], p_closeup.numpy(), atol=1e-5)
+
+
+def test_a_ranker_reading_pinsage_embeddings(tmp_path):
+    """pin_embedding, user_embedding (mean of the saves') and their dot product, as the ranker job
+    computes them (export.embedding_features)."""
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", write_candidate(tmp_path / "c", embedding_features=True), metrics(), LINEAGE,
+            version="v1", now=T0, blessing=GATE)
+    r = Recommender(load(store.uri, "homefeed"), RecommendConfig(category_cap=0))
+    assert "dot(pin_embedding,user_embedding)" in r.encoder.dense_names
+    for user in (2, 99):
+        out = r.recommend(user, CONTEXT, k=15)
+        want = independent_scores(tmp_path / "c", user, [x.pin_id for x in out], CONTEXT)
+        np.testing.assert_allclose([x.score for x in out], want["score"], rtol=1e-6)
+    b = load(store.uri, "homefeed")
+    files = tuple(f for f in b.manifest.files if not f.path.endswith("pin_embeddings.npy"))
+    no_embeddings = dataclasses.replace(b, manifest=dataclasses.replace(b.manifest, files=files))
+    with pytest.raises(ValueError, match="reads PinSage embeddings but bundle"):
+        Recommender(no_embeddings, RecommendConfig(channels=("fresh",)))
+
+
+def test_redis_in_front_falls_back_to_the_snapshot(bundle):
+    from export.feature_store import RedisConfig, RedisFeatureStore
+
+    class Down:
+        def mget(self, names):
+            raise ConnectionRefusedError("redis is down")
+
+    snapshot = FeatureSnapshot.from_bundle(bundle)
+    store = RedisFeatureStore(snapshot, bundle.version, RedisConfig(retry_after_s=0.0), client=Down())
+    via_redis = Recommender(bundle, RecommendConfig(), features=store).recommend(2, CONTEXT, k=10)
+    assert via_redis == rec(bundle).recommend(2, CONTEXT, k=10) and store.fallbacks >= 2
+
+
+def test_category_cap_is_respected_greedily(bundle):
+    r = rec(bundle, category_cap=2)
+    out = r.recommend(2, CONTEXT, k=10)
+    counts = {c: sum(x.category == c for x in out) for c in {x.category for x in out}}
+    assert max(counts.values()) <= 2 and len(out) == 8  # 4 categories x 2: fewer than k under the cap
+    cand = r.candidates(2, CONTEXT)
+    scores = r.score(r.frame(2, cand.pin_ids, CONTEXT))["score"]
+    want, taken = [], {}
+    for i in np.argsort(-scores, kind="stable"):
+        cat = CATS[int(np.flatnonzero(PIN_IDS == cand.pin_ids[i])[0])]
+        if taken.get(cat, 0) < 2:
+            want.append(int(cand.pin_ids[i]))
+            taken[cat] = taken.get(cat, 0) + 1
+    assert [x.pin_id for x in out] == want
+
+
+def test_mmr_follows_the_greedy_definition(bundle):
+    lam = 0.5
+    r = rec(bundle, category_cap=0, mmr_lambda=lam)
+    out = r.recommend(1, CONTEXT, k=6)
+    cand = r.candidates(1, CONTEXT)
+    s = r.score(r.frame(1, cand.pin_ids, CONTEXT))["score"].astype(np.float64)
+    rel = (s - s.min()) / (s.max() - s.min())
+    e = embeddings()[[int(np.flatnonzero(PIN_IDS == p)[0]) for p in cand.pin_ids]]
+    chosen: list[int] = []
+    for _ in range(6):
+        gains = [(-np.inf if i in chosen else lam * rel[i] - (1 - lam) * max((e[i] @ e[j] for j in chosen), default=0))
+                 for i in range(len(s))]
+        chosen.append(int(np.argmax(gains)))
+    assert [x.pin_id for x in out] == cand.pin_ids[chosen].tolist()
+    assert [x.pin_id for x in out] != [x.pin_id for x in rec(bundle, category_cap=0).recommend(1, CONTEXT, k=6)]
+
+
+def test_deterministic_and_now_drives_freshness_and_context(bundle):
+    a = rec(bundle).recommend(2, CONTEXT, k=15)
+    assert a == rec(bundle).recommend(2, CONTEXT, k=15) == rec(bundle).recommend(2, CONTEXT, k=15)
+    r = rec(bundle, channels=("fresh",), fresh_candidates=N)
+    later = CUTOFF + dt.timedelta(hours=3)
+    assert len(r.candidates(None, {"now": later})) == len(r.candidates(None)) + \
+        sum(CUTOFF < CREATED[i] <= later and not (NSFW[i] or BLOCKED[i]) for i in range(N))
+    sunday = dt.datetime(2026, 1, 11, 17, 30, tzinfo=dt.UTC)
+    frame = r.frame(1, PIN_IDS[:2], {"now": sunday, "surface": "search"})
+    assert frame["hour"].to_pylist() == [17, 17] and frame["day_of_week"].to_pylist() == [1, 1]
+    assert frame["surface"].to_pylist() == ["search"] * 2 and frame["device"].to_pylist() == [None, None]
+
+
+def test_bad_requests_are_clear_errors(bundle):
+    r = rec(bundle)
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be an int >= 1"):
+            r.recommend(1, CONTEXT, k=k)
+    with pytest.raises(ValueError, match=r"unknown context keys \['position'\]"):
+        r.recommend(1, {**CONTEXT, "position": 3})
+    with pytest.raises(ValueError, match="hour"):
+        r.recommend(1, {**CONTEXT, "hour": 24})
+    with pytest.raises(ValueError, match="cannot serve an earlier time"):
+        r.recommend(1, {"now": CUTOFF - dt.timedelta(hours=1)})
+    with pytest.raises(ValueError, match="user must be an int"):
+        r.recommend("1", CONTEXT)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="recommend.channels"):
+        RecommendConfig(channels=("ann", "popular"))
+    with pytest.raises(ValueError, match="recommend.channels"):
+        RecommendConfig(channels=("ann", "ann"))
+    with pytest.raises(ValueError, match="ann_candidates"):
+        RecommendConfig(ann_candidates=0)
+    with pytest.raises(ValueError, match="mmr_lambda"):
+        RecommendConfig(mmr_lambda=1.5)
+    with pytest.raises(ValueError, match="trending_by"):
+        RecommendConfig(trending_by="saves_30d")
+
+
+def test_a_bundle_without_embeddings(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", write_candidate(tmp_path / "c", with_embeddings=False), metrics(), LINEAGE,
+            version="v1", now=T0, blessing=GATE)
+    b = load(store.uri, "homefeed")
+    with pytest.raises(ValueError, match="carries no extra/pin_embeddings.npy"):
+        Recommender(b)
+    r = Recommender(b, RecommendConfig(channels=("trending", "fresh")))
+    assert r.recommend(1, CONTEXT, k=5) and r.candidates(1).of("ann").size == 0
+    assert r.candidates(None, query=embeddings()[5]).of("ann").size > 0
+
+
+def test_from_loader_follows_refresh(published, tmp_path):
+    store = published[0]
+    loader = Loader(store.uri, "homefeed")
+    follow = Recommender.from_loader(loader)
+    first = follow.recommend(2, CONTEXT, k=5)
+    assert follow.current().bundle.version == "v1" and follow.current() is follow.current()
+    files = write_candidate(tmp_path / "c2")
+    publish(store, "homefeed", files, metrics(recall=0.31), LINEAGE, version="v2", now=T0, blessing=GATE)
+    assert loader.refresh()
+    assert follow.current().bundle.version == "v2" and follow.recommend(2, CONTEXT, k=5) == first
+
+
+def test_recommend_needs_only_the_base_install(published):
+    script = BLOCKER + textwrap.dedent(f"""
+        from export.loader import load
+        from export.recommend import Recommender
+        rec = Recommender(load({published[0].uri!r}, "homefeed", version="v1"))
+        out = rec.recommend(2, {{"surface": "home_feed"}}, k=3)
+        print(len(out), sorted(m for m in BLOCKED if m in sys.modules))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3 []"
