@@ -185,7 +185,7 @@ class PinrecConfig:
     ranker_train: RankerTrainConfig = field(default_factory=RankerTrainConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     ranker_job: RankerJobConfig = field(default_factory=RankerJobConfig)
-    index: IndexConfig = field(default_factory=IndexConfig)
+    index: IndexConfig = field(default_factory=lambda: IndexConfig(shards=2))  # the demo serves 2 shards
     blessing: BlessingConfig = field(default_factory=BlessingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)

@@ -2,8 +2,9 @@
 
 1. read ``<warehouse>/pin_embeddings`` at its current Delta version (pin_id, embedding,
    model_version) into numpy through Arrow;
-2. hold out ``queries`` pins (a seeded sample of the corpus, as autofaiss tunes on a sample of
-   the embeddings themselves) to tune and measure the index;
+2. take ``queries`` real query embeddings to tune and measure the index: users' normalised mean
+   embedding of their recent saves (what serving asks with; never a corpus vector), or a sample of
+   pin embeddings when fewer than 100 users have saves;
 3. :func:`export.ann_build.build_index` chooses, tunes and writes the sharded index into
    ``<artifacts>/index/<embedding model_version>/`` (``index.json`` + shards);
 4. log the choice, recall@k and latency to MLflow (experiment ``pinrec-index``).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,6 +28,9 @@ import numpy as np
 from export.index_choice import IndexConfig
 
 EXPERIMENT = "pinrec-index"
+MIN_USER_QUERIES = 100  # fewer users with saves than this: tune on pin embeddings instead
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class PinIndexReport:
     pins: int
     dim: int
     queries: int
+    query_kind: str
     factory: str
     search_params: dict
     recall_at_k: float
@@ -53,7 +59,7 @@ class PinIndexReport:
         met = "met" if self.target_met else "NOT met"
         return (f"index            {self.factory} over {self.pins} pins x {self.dim} ({self.embedding_version}, "
                 f"pin_embeddings v{self.embeddings_delta_version}); recall@{self.k}={self.recall_at_k:.4f} "
-                f"(target {met}) on {self.queries} held-out queries; p50 {self.p50_ms:.3f} ms, p99 "
+                f"(target {met}) on {self.queries} held-out queries ({self.query_kind}); p50 {self.p50_ms:.3f} ms, p99 "
                 f"{self.p99_ms:.3f} ms; {self.memory_bytes / 2**20:.1f} MiB; params {self.search_params}; "
                 f"{self.seconds:.1f} s -> {self.folder}")
 
@@ -85,12 +91,38 @@ def read_embeddings(spark, warehouse: str) -> tuple[np.ndarray, np.ndarray, str,
 
 
 def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """A seeded sample of ``min(n, N)`` corpus vectors (B, D) to tune and measure on."""
+    """A seeded sample of ``min(n, N)`` corpus vectors (B, D): the fallback when too few users
+    have saves to make user queries."""
     if n < 1:
         raise ValueError(f"queries must be >= 1, got {n}")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(vectors), size=min(n, len(vectors)), replace=False))
     return np.ascontiguousarray(vectors[pick])
+
+
+def user_queries(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` real query embeddings (B, D): for a seeded sample of users, the normalised mean
+    embedding of their recent saves (``last_saved_pins`` of their newest user-feature row), as
+    :mod:`export.embedding_features` computes it for serving. None of them is a corpus vector."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from export.embedding_features import EmbeddingTable
+
+    from .ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/features_user"
+    version = delta_version(spark, path)
+    if version is None:
+        return np.zeros((0, vectors.shape[1]), np.float32)
+    newest = Window.partitionBy("user_id").orderBy(F.col("feature_ts").desc())
+    saves = (spark.read.format("delta").option("versionAsOf", version).load(path)
+             .withColumn("_r", F.row_number().over(newest)).where("_r = 1 and size(last_saved_pins) > 0")
+             .select("user_id", "last_saved_pins").toArrow().sort_by("user_id"))
+    q = EmbeddingTable(ids, vectors).user_vectors(saves.column("last_saved_pins"))
+    q = q[np.linalg.norm(q, axis=1) > 0]
+    rng = np.random.default_rng(seed)
+    return np.ascontiguousarray(q[np.sort(rng.choice(len(q), size=min(n, len(q)), replace=False))])
 
 
 def index_folder(artifacts: str, embedding_version: str) -> str:
@@ -111,19 +143,24 @@ def build_pin_index(spark, warehouse: str, artifacts: str, cfg: IndexConfig, tra
     start = time.perf_counter()
     ids, vectors, emb_version, delta_v = read_embeddings(spark, warehouse)
     cfg = dataclasses.replace(cfg, embedding_version=emb_version)
-    q = held_out_queries(vectors, queries, cfg.seed)
+    q = user_queries(spark, warehouse, ids, vectors, queries, cfg.seed)
+    query_kind = "users' mean saved-pin embeddings"
+    if len(q) < min(queries, MIN_USER_QUERIES):
+        log.warning("only %d users have saves: tuning on a sample of pin embeddings instead", len(q))
+        q, query_kind = held_out_queries(vectors, queries, cfg.seed), "a sample of pin embeddings"
     folder = Path(index_folder(artifacts.removeprefix("file://"), emb_version))
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     params = {"index": dataclasses.asdict(cfg), "pins": len(ids), "dim": vectors.shape[1], "queries": len(q),
-              "pin_embeddings_delta_version": delta_v}
+              "query_kind": query_kind, "pin_embeddings_delta_version": delta_v}
     track = tracked_run(tracking_uri, experiment, "index", params, {"job": "index"}) \
         if tracking_uri else contextlib.nullcontext()
     with track as run:
         built = build_index(vectors, ids, q, cfg, tmp)
         shutil.rmtree(folder, ignore_errors=True)  # same embeddings -> same folder: replace it whole
         tmp.rename(folder)
-        report = PinIndexReport(str(folder), emb_version, delta_v, len(ids), vectors.shape[1], len(q), built.factory,
+        report = PinIndexReport(str(folder), emb_version, delta_v, len(ids), vectors.shape[1], len(q), query_kind,
+                                built.factory,
                                 built.search_params, built.recall_at_k, cfg.k, built.target_met, built.p50_ms,
                                 built.p99_ms, built.memory_bytes, time.perf_counter() - start,
                                 None if run is None else run.run_id)

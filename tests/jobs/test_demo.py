@@ -72,6 +72,7 @@ def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle
     bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
     assert bundle.version == result.bundle.version
     assert bundle.ntotal == rows["pin_embeddings"] and bundle.pins.num_rows == rows["pins"]
+    assert len(bundle.shards) == cfg.index.shards == 2 and min(s.ntotal for s in bundle.shards) > 0
     assert bundle.manifest.lineage.delta_versions["pin_embeddings"] >= 0
     assert set(bundle.manifest.metrics.auc) == {"save", "closeup"}
     assert {"pin_embedding[0]", "user_embedding[0]", "dot(pin_embedding,user_embedding)"} <= set(
