@@ -102,8 +102,7 @@ def test_online_features_equal_the_training_join(spark, tiny_world, tmp_path):
     """Impressions of the last day: features served from snapshots equal what the point-in-time
     join attached to the same impressions, row by row. Knowledge changes only when a feature row
     becomes known, so a snapshot as of the last such moment before an impression serves it
-    exactly; a mid-day snapshot is checked on the later impressions too.
-    TODO(ranker): once the ranker lands, also compare its scores on served vs training features."""
+    exactly; a mid-day snapshot is checked on the later impressions too."""
     from pyspark.sql import functions as F
 
     from jobs.features import feature_table_path
@@ -144,3 +143,53 @@ def test_online_features_equal_the_training_join(spark, tiny_world, tmp_path):
         missing = sum(part["user__missing"].to_pylist())
         assert 0 <= missing < part.num_rows
     assert checked >= 3 * rows.num_rows
+
+
+@pytest.mark.slow
+def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_world, tmp_path):
+    """The demo's published ranker scores the last day's impressions twice: through the serving
+    loader (``Recommender.frame`` from a snapshot as of the impression's knowledge boundary, the
+    bundle's encoder, embeddings and ONNX session) and through the training path (the training
+    set's rows, the ranker job's embedding columns, the exported encoder and ONNX). Same numbers."""
+    from pyspark.sql import functions as F
+
+    from export.embedding_features import EmbeddingTable
+    from export.encoding import FeatureEncoder
+    from export.loader import load
+    from export.onnx_ranker import run, session
+    from export.recommend import Recommender
+    from jobs.features import feature_table_path
+    from jobs.pin_index import read_embeddings
+    from jobs.ranker import _with_embeddings
+
+    cfg, result = tiny_world
+    warehouse = cfg.storage.warehouse
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    training = spark.read.format("delta").load(f"{warehouse}/training_set")
+    last = training.agg(F.max("dt")).collect()[0][0]
+    rows = training.where(F.col("dt") == F.lit(last)).orderBy("event_id").toArrow()
+    frame = rows.to_pandas()
+    ids, vectors, version, _ = read_embeddings(spark, warehouse)
+    assert version == result.ranker.embedding_version
+    encoder = FeatureEncoder.from_dict(bundle.encoder)
+    batch = encoder.transform(_with_embeddings(frame, EmbeddingTable(ids, vectors, version)))
+    sess = session(f"{result.ranker.artifacts}/ranker.onnx")
+    trained = run(sess, batch.categorical, batch.dense)
+
+    known = sorted({r[0] for v in FEATURE_VIEWS for r in spark.read.format("delta").load(feature_table_path(warehouse, v))
+                    .select(F.greatest("feature_ts", "created_ts")).distinct().collect()})
+    times = rows["ts"].to_pylist()
+    boundary = [max(k for k in known if utc(k) <= t) for t in times]
+    context_columns = ("surface", "device", "country", "hour", "day_of_week")
+    checked = 0
+    for i, cutoff in enumerate(sorted(set(boundary))):
+        report = build_feature_snapshot(spark, warehouse, cutoff, str(tmp_path / f"snap{i}"))
+        rec = Recommender(bundle, cfg.recommend, features=FeatureSnapshot.open(report.out_dir, expected=FEATURE_VIEWS))
+        for j in [j for j, b in enumerate(boundary) if b == cutoff][:150]:
+            context = {c: frame[c].iloc[j] for c in context_columns} | {"now": times[j]}
+            served = rec.score(rec.frame(int(frame["user_id"].iloc[j]), [int(frame["pin_id"].iloc[j])], context))
+            for task in result.ranker.tasks:
+                assert served[f"p_{task}"][0] == pytest.approx(float(trained[f"p_{task}"][j]), abs=1e-6), (
+                    frame["event_id"].iloc[j], task)
+            checked += 1
+    assert checked >= 150  # 190 impressions over the last day's knowledge boundaries (tiny world)
