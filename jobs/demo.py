@@ -48,6 +48,12 @@ def fill_landing(cfg: PinrecConfig) -> LandingSummary:
     return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.landing)
 
 
+def _has_channel(cfg: PinrecConfig) -> bool:
+    from export.store import Store, read_channel
+
+    return read_channel(Store(cfg.publish.store_uri), cfg.publish.name, cfg.publish.channel) is not None
+
+
 def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -> dict:
     """What a serving team does: load the channel's bundle with the base-install loader and ask
     ``recommend`` for the most active users of the snapshot (and one unknown user)."""
@@ -120,7 +126,8 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
 
     bundle = publish_serving_bundle(spark, cfg)
     echo("[publish] " + bundle.render())
-    recommendations = serve_examples(cfg, echo) if bundle.promoted else {}
+    # a rejected candidate leaves the channel on the previous version: serve that one
+    recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}
     warehouse = summarize(spark, cfg.storage.warehouse)
     return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
                       time.perf_counter() - start)

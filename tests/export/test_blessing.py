@@ -87,3 +87,17 @@ def test_a_drifted_candidate_is_stored_but_not_published(tmp_path, candidate):
     assert not res.promoted and read_channel(store, "homefeed", "prod").version == "v1"
     assert res.manifest.blessing.reasons == ("score PSI[closeup] 0.4000 > maximum 0.2500",)
     assert res.manifest.metrics.drift == {"score_psi.closeup": 0.4, "feature_drift.user__saves_7d": 0.1}
+
+
+def test_sub_millisecond_latency_noise_is_not_a_regression():
+    from export.blessing import BlessingConfig, evaluate
+    from schemas.manifest import Metrics
+
+    def m(p99):
+        return Metrics(k=10, recall_at_k=1.0, latency_p50_ms=p99 / 2, latency_p99_ms=p99,
+                       auc={"save": 0.7}, calibration_error={"save": 0.01})
+
+    cfg = BlessingConfig()
+    assert evaluate(m(0.09), m(0.05), cfg).blessed  # +80 % but +0.04 ms: within the 0.5 ms slack
+    assert not evaluate(m(0.60), m(0.05), cfg).blessed
+    assert not evaluate(m(13.0), m(10.0), cfg).blessed  # +30 % of 10 ms: the relative rule decides
