@@ -107,7 +107,10 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     from .graph import write_graph
 
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
-    for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, cutoff - dt.timedelta(days=1)).items():
+    # PinSage must not see the ranker's test days: its embeddings are ranker features
+    held_out = min(max(cfg.training.test_days, 1), len(days) - 1)
+    eval_from = dt.datetime.combine(days[-held_out], dt.time())
+    for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, eval_from).items():
         echo(f"[graph] {table:<18} {rows:>9} rows")
     from .pinsage import train_pinsage
 
