@@ -104,12 +104,10 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         echo(f"[features] features_{table:<14} {rows:>9} rows")
     training = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
     echo("[training] " + training.render())
-    from .graph import write_graph
+    from .graph import evaluation_start, write_graph
 
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
-    # PinSage must not see the ranker's test days: its embeddings are ranker features
-    held_out = min(max(cfg.training.test_days, 1), len(days) - 1)
-    eval_from = dt.datetime.combine(days[-held_out], dt.time())
+    eval_from = evaluation_start(days, cfg.training.test_days)
     for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, eval_from).items():
         echo(f"[graph] {table:<18} {rows:>9} rows")
     from .pinsage import train_pinsage

@@ -29,6 +29,16 @@ class GraphTables:
     feature_names: tuple[str, ...]
 
 
+def evaluation_start(days: list[dt.date], test_days: int) -> dt.datetime:
+    """Where the graph's evaluation edges start: the first of the ranker's ``test_days`` (at least
+    one day, and never every day). PinSage embeddings are ranker features, so their
+    neighbourhoods must not hold the saves of the days the ranker is tested on."""
+    if len(days) < 2:
+        raise ValueError(f"a graph split needs at least 2 days of saves, got {len(days)}")
+    held_out = min(max(test_days, 1), len(days) - 1)
+    return dt.datetime.combine(sorted(days)[-held_out], dt.time())
+
+
 def build_graph(pins, boards, edges, pin_features, cutoff: dt.datetime, eval_from: dt.datetime) -> GraphTables:
     """Pure transform (see the module docstring). ``pin_features`` is the ``features_pin`` table."""
     from pyspark.sql import Window

@@ -113,17 +113,19 @@ def training_day(cfg: PinrecConfig, requested: str | dt.date | None) -> dt.date:
 
 
 def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:
-    """The Pin-Board graph as of the end of ``day``; the last day's saves are evaluation edges."""
-    from .graph import write_graph
+    """The Pin-Board graph as of the end of ``day``; the saves of the training window's test days
+    (``training.test_days``) are evaluation edges, as in the demo."""
+    from .graph import evaluation_start, write_graph
     from .ingest import delta_version
 
     spark = _spark(cfg)
     cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
-    rows = write_graph(spark, cfg.storage.warehouse, cutoff, cutoff - dt.timedelta(days=1))
+    eval_from = evaluation_start(training_window(cfg, day), cfg.training.test_days)
+    rows = write_graph(spark, cfg.storage.warehouse, cutoff, eval_from)
     root = cfg.storage.warehouse.rstrip("/")
     wrote = {t: {"rows": n, "delta_version": delta_version(spark, f"{root}/{t}")} for t, n in rows.items()}
-    log.info("[graph] as of %s wrote %s", cutoff, wrote)
-    return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "wrote": wrote}
+    log.info("[graph] as of %s (evaluation edges from %s) wrote %s", cutoff, eval_from, wrote)
+    return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(), "wrote": wrote}
 
 
 def pinsage_embeddings(cfg: PinrecConfig) -> dict:

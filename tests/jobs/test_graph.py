@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from jobs.graph import build_graph
+from jobs.graph import build_graph, evaluation_start
 
 pytestmark = pytest.mark.spark
 
@@ -52,3 +52,12 @@ def test_graph_build(spark):
     assert {r["board_id"]: r["board_idx"] for r in graph.board_nodes.collect()} == {7: 0, 8: 1}
     with pytest.raises(ValueError, match="after the cut-off"):
         build_graph(pins, boards, edges, features, cutoff=h(1), eval_from=h(2))
+
+
+def test_evaluation_edges_start_at_the_first_test_day():
+    days = [dt.date(2026, 1, d) for d in (4, 1, 2, 3)]
+    assert evaluation_start(days, 2) == dt.datetime(2026, 1, 3)
+    assert evaluation_start(days, 0) == dt.datetime(2026, 1, 4)    # at least one day
+    assert evaluation_start(days, 21) == dt.datetime(2026, 1, 2)   # never every day
+    with pytest.raises(ValueError, match="at least 2 days"):
+        evaluation_start(days[:1], 1)
