@@ -126,6 +126,48 @@ def pin_metadata(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray):
     return table, aligned, version
 
 
+def ranker_scorer(ranker_dir: str, embeddings=None):
+    """``frame -> {task: (N,) calibrated position-free probabilities}`` of the exported ranker in
+    ``ranker_dir`` on training-set rows (pandas), with ``embeddings`` (an
+    :class:`~export.embedding_features.EmbeddingTable`) supplying the embedding features."""
+    from export.encoding import FeatureEncoder
+    from export.onnx_ranker import run, session
+
+    from .ranker import with_embeddings
+
+    encoder = FeatureEncoder.from_json(Path(f"{ranker_dir}/encoder.json").read_text())
+    sess = session(f"{ranker_dir}/ranker.onnx")
+
+    def score(frame) -> dict[str, np.ndarray]:
+        batch = encoder.transform(with_embeddings(frame, embeddings))
+        out = run(sess, batch.categorical, batch.dense)
+        return {name[2:]: values for name, values in out.items() if name.startswith("p_")}
+
+    return score
+
+
+def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddings=None):
+    """The newest training-set day against the training window (:func:`jobs.monitoring.monitor_drift`)
+    with the candidate ranker's scores for ``tasks``; logged to MLflow. Its ``drift_metrics()`` go
+    into the manifest, where the blessing gate reads them."""
+    from dataclasses import replace
+
+    from .monitoring import monitor_drift
+
+    scorer = ranker_scorer(ranker_dir, embeddings)
+
+    def scores(frame) -> dict[str, np.ndarray]:
+        out = scorer(frame)
+        return {t: out[t] for t in tasks}
+
+    report = monitor_drift(spark, cfg.storage.warehouse, replace(cfg.monitoring, tasks=tasks),
+                           maturity_s=cfg.training.maturity_s, scores=scores,
+                           tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
+                           max_feature_drift=cfg.blessing.max_feature_drift)
+    log.info("[publish] %s", report.render())
+    return report
+
+
 def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_dir: str | None = None,
                            cutoff: dt.datetime | None = None, force: bool = False, register: bool = True,
                            s3=None) -> BundleReport:
@@ -135,6 +177,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
     features' publish delay)."""
     import pyarrow.parquet as pq
 
+    from export.embedding_features import EmbeddingTable
     from export.publish import BundleFiles, publish_bundle
     from schemas.manifest import Lineage, Metrics
 
@@ -171,10 +214,14 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
             ranker=f"{ranker_dir}/ranker.onnx", encoder=f"{ranker_dir}/encoder.json", pins=f"{tmp}/pins.parquet",
             extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values())))
         measured = index_meta["measured"]
+        drift = candidate_drift(spark, cfg, ranker_dir, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
+            if cfg.monitoring.at_publish else None
         metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
-                          auc=auc, calibration_error=ece)
+                          auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {})
         runs = {"ranker": ranker_report.get("run_id")}
+        if drift and drift.mlflow_run_id:
+            runs["monitoring"] = drift.mlflow_run_id
         inputs = {"pin_embeddings": emb_delta, "pins": pins_version,
                   **{k: int(v) for k, v in snapshot.input_versions.items() if v is not None},
                   **{f"ranker:{k}": int(v) for k, v in (ranker_report.get("input_versions") or {}).items()

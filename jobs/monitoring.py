@@ -11,6 +11,13 @@ Three kinds of signal, each a pure function on numpy / pandas, then a thin job o
   windows; its drift score is the largest of ``|mean_c - mean_r| / std_r``,
   ``|std_c - std_r| / std_r`` (``std_r`` = 1 for a constant reference) and ``|null_c - null_r|``.
   Mean and std are over the non-null values, unweighted (both windows are sampled alike).
+  **Warm-up:** a feature aggregated over a ``W``-day window (``Feature.window_days``) is truncated
+  on the first ``W`` days of history (a 30-day count on day 5 covers 4 days), so it is compared
+  only on reference days at least ``W`` days after the first ingested day; while the newest day
+  itself, or every reference day, is inside that warm-up, the feature is listed in
+  ``DriftReport.warming_up`` and left out of the drift metrics (a growing count is not drift).
+  Scores depend on every feature, so their PSI uses the reference days past the longest window
+  (``score:<task>`` is listed as warming up until there are some).
 * :func:`label_rates` — ``sum(w * y) / sum(w)`` per task with ``w = sample_weight`` (undoing the
   negative sampling); for the newest day only once its maturity window has closed (the training
   set's cut-off, from its Delta commit, is at least the day's end + ``maturity_s``), since labels
@@ -41,7 +48,9 @@ NUMERIC = ("int32", "int64", "float32", "float64")
 class MonitoringConfig:
     """``psi_bins`` quantile bins and ``psi_floor`` share floor of the PSI; ``max_rows`` rows per
     window read to the driver (a seeded sample beyond); ``reference_split``: the training window;
-    ``tasks``: label columns (and score keys); ``experiment``: the MLflow experiment."""
+    ``tasks``: label columns (and score keys); ``experiment``: the MLflow experiment;
+    ``at_publish``: ``pinrec publish`` measures the candidate's drift (its ranker's scores on the
+    newest day vs the reference) into the manifest, where the blessing gate judges it."""
 
     psi_bins: int = 10
     psi_floor: float = 1e-4
@@ -49,6 +58,7 @@ class MonitoringConfig:
     reference_split: str = "train"
     tasks: tuple[str, ...] = ("closeup", "save")
     experiment: str = EXPERIMENT
+    at_publish: bool = True
 
     def __post_init__(self) -> None:
         if self.psi_bins < 2:
@@ -140,6 +150,7 @@ class DriftReport:
     features: dict[str, FeatureShift] = field(default_factory=dict)
     label_rate_reference: dict[str, float] = field(default_factory=dict)
     label_rate_current: dict[str, float] | None = None
+    warming_up: tuple[str, ...] = ()
     mlflow_run_id: str | None = None
 
     def drift_metrics(self) -> dict[str, float]:
@@ -161,32 +172,98 @@ class DriftReport:
         psi_text = ", ".join(f"{t}={v:.4f}" for t, v in sorted(self.score_psi.items())) or "no scores"
         labels = "maturity window open" if self.label_rate_current is None else ", ".join(
             f"{t} {self.label_rate_reference[t]:.4f}->{v:.4f}" for t, v in sorted(self.label_rate_current.items()))
+        warm = f"; in warm-up (not compared): {len(self.warming_up)} signal(s)" if self.warming_up else ""
         return (f"drift {self.day} vs {self.reference} ({self.reference_rows} / {self.current_rows} rows): "
                 f"score PSI {psi_text}; top feature drift "
-                + ", ".join(f"{c}={s.drift:.3f}" for c, s in top) + f"; label rate {labels}")
+                + ", ".join(f"{c}={s.drift:.3f}" for c, s in top) + f"; label rate {labels}{warm}")
+
+
+def warmed_up_shift(reference, current, columns, *, day: dt.date, history_start: dt.date | None,
+                    windows: Mapping[str, int]) -> tuple[dict[str, FeatureShift], tuple[str, ...]]:
+    """:func:`feature_shift` under the warm-up rule (module docstring): a column with a ``W``-day
+    window (``windows``, default 0) is compared on reference rows whose ``dt`` is at least
+    ``history_start + W`` days; returns the shifts and the columns still warming up."""
+    if history_start is None:
+        return feature_shift(reference, current, columns), ()
+    shifts: dict[str, FeatureShift] = {}
+    warming: list[str] = []
+    ref_days = reference["dt"].map(_as_date)
+    for window, group in _by_window(columns, windows).items():
+        complete = history_start + dt.timedelta(days=window)
+        eligible = reference[(ref_days >= complete).to_numpy()] if window else reference
+        if day < complete or not len(eligible):
+            warming += group
+        else:
+            shifts |= feature_shift(eligible, current, group)
+    return {c: shifts[c] for c in columns if c in shifts}, tuple(c for c in columns if c in warming)
+
+
+def _as_date(value) -> dt.date:
+    if isinstance(value, dt.datetime):  # pandas Timestamps too
+        return value.date()
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _by_window(columns, windows: Mapping[str, int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for c in columns:
+        out.setdefault(int(windows.get(c, 0)), []).append(c)
+    return out
 
 
 def drift_report(reference, current, columns, cfg: MonitoringConfig, *, day: str, reference_name: str,
                  scores_reference: Mapping[str, object] | None = None,
-                 scores_current: Mapping[str, object] | None = None, labels_mature: bool = True) -> DriftReport:
-    """Pure: two pandas windows (with the task and ``sample_weight`` columns) and optional
-    per-task score arrays in, the report out."""
+                 scores_current: Mapping[str, object] | None = None, labels_mature: bool = True,
+                 history_start: dt.date | None = None, windows: Mapping[str, int] | None = None) -> DriftReport:
+    """Pure: two pandas windows (with the task and ``sample_weight`` columns, and ``dt`` when
+    ``history_start`` is given) and optional per-task score arrays in, the report out.
+    ``history_start`` (the first ingested day) and ``windows`` (column -> ``window_days``) turn on
+    the warm-up rule; without them every feature is compared on every reference row."""
     scores_reference, scores_current = scores_reference or {}, scores_current or {}
     if set(scores_reference) != set(scores_current):
         raise ValueError(f"score tasks differ: reference {sorted(scores_reference)}, current {sorted(scores_current)}")
+    windows = windows or {}
+    features, warming = warmed_up_shift(reference, current, columns, day=dt.date.fromisoformat(day),
+                                        history_start=history_start, windows=windows)
+    keep = np.ones(len(reference), dtype=bool)
+    if history_start is not None and scores_reference:
+        # scores depend on every feature: compare them only where the longest window is complete
+        complete = history_start + dt.timedelta(days=max((windows.get(c, 0) for c in columns), default=0))
+        keep = (reference["dt"].map(_as_date) >= complete).to_numpy()
+        if dt.date.fromisoformat(day) < complete or not keep.any():
+            warming += tuple(f"score:{t}" for t in sorted(scores_reference))
+            scores_reference = scores_current = {}
     return DriftReport(
         day=day, reference=reference_name, reference_rows=len(reference), current_rows=len(current),
-        score_psi={t: psi(scores_reference[t], scores_current[t], cfg.psi_bins, cfg.psi_floor)
+        score_psi={t: psi(np.asarray(scores_reference[t])[keep], scores_current[t], cfg.psi_bins, cfg.psi_floor)
                    for t in sorted(scores_reference)},
-        features=feature_shift(reference, current, columns),
+        features=features,
         label_rate_reference=label_rates(reference, cfg.tasks),
-        label_rate_current=label_rates(current, cfg.tasks) if labels_mature else None)
+        label_rate_current=label_rates(current, cfg.tasks) if labels_mature else None,
+        warming_up=warming)
 
 
 def numeric_feature_columns(columns, views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> list[str]:
     """The numeric ``<view>__<feature>`` columns among ``columns``, in view order."""
     present = set(columns)
     return [v.column(f.name) for v in views for f in v.features if f.dtype in NUMERIC and v.column(f.name) in present]
+
+
+def feature_windows(views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> dict[str, int]:
+    """``<view>__<feature>`` -> the feature's ``window_days``."""
+    return {v.column(f.name): f.window_days for v in views for f in v.features}
+
+
+def history_start(spark, warehouse: str) -> dt.date | None:
+    """The first ingested impression day (``None`` when there is no impressions table)."""
+    from pyspark.sql import functions as F
+
+    from .ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/impressions"
+    if delta_version(spark, path) is None:
+        return None
+    return spark.read.format("delta").load(path).agg(F.min("dt")).collect()[0][0]
 
 
 def _training_cutoff(spark, path: str, day: dt.date) -> dt.datetime | None:
@@ -205,10 +282,11 @@ def _training_cutoff(spark, path: str, day: dt.date) -> dt.datetime | None:
 
 def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: int, day: dt.date | None = None,
                   scores: Callable | tuple[Mapping, Mapping] | None = None, tracking_uri: str | None = None,
-                  seed: int = 7) -> DriftReport:
+                  seed: int = 7, max_feature_drift: float | None = None) -> DriftReport:
     """Compare ``day`` (default: the newest) of the training set with its ``reference_split``
     rows of earlier days; ``scores``: a callable ``frame -> {task: (N,) scores}`` applied to both
-    windows, or the two dicts of arrays. Logs to MLflow when ``tracking_uri`` is given."""
+    windows, or the two dicts of arrays. Logs to MLflow (metrics, ``drift.json``, score and feature
+    drift plots; ``max_feature_drift`` is drawn as the gate's line) when ``tracking_uri`` is given."""
     from pyspark.sql import functions as F
 
     path = f"{warehouse.rstrip('/')}/training_set"
@@ -237,15 +315,18 @@ def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: i
     name = f"{cfg.reference_split} {days[0]}..{days[-1]}"
     score_ref, score_cur = (scores(ref), scores(cur)) if callable(scores) else scores or (None, None)
     report = drift_report(ref, cur, columns, cfg, day=day.isoformat(), reference_name=name,
-                          scores_reference=score_ref, scores_current=score_cur, labels_mature=mature)
+                          scores_reference=score_ref, scores_current=score_cur, labels_mature=mature,
+                          history_start=history_start(spark, warehouse), windows=feature_windows())
     if tracking_uri:
-        report = _track(report, cfg, tracking_uri, cutoff)
+        report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur, max_feature_drift)
     return report
 
 
-def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff: dt.datetime | None) -> DriftReport:
+def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff: dt.datetime | None,
+           score_ref: Mapping | None, score_cur: Mapping | None, max_feature_drift: float | None) -> DriftReport:
     from dataclasses import replace
 
+    from .drift_plots import feature_drift_figure, score_histogram_figure
     from .tracking import tracked_run
 
     params = {"monitoring": asdict(cfg), "day": report.day, "reference": report.reference,
@@ -257,4 +338,10 @@ def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff
         metrics |= {"reference_rows": report.reference_rows, "current_rows": report.current_rows}
         run.log_metrics(metrics)
         run.log_dict(report.to_dict(), "drift.json")
+        if score_ref:
+            run.log_figure(score_histogram_figure(score_ref, score_cur, report.score_psi, cfg.psi_bins),
+                           "plots/score_psi.png")
+        if report.features:
+            run.log_figure(feature_drift_figure({c: f.drift for c, f in report.features.items()},
+                                                threshold=max_feature_drift), "plots/feature_drift.png")
         return replace(report, mlflow_run_id=run.run_id)

@@ -206,7 +206,7 @@ def model_version(model, enc, configs: dict[str, Any]) -> str:
     return "ranker-" + digest.hexdigest()[:16]
 
 
-def _with_embeddings(frame, table):
+def with_embeddings(frame, table):
     """The encoder's input: ``frame``'s columns plus (B, D) ``pin_embedding`` / ``user_embedding``."""
     if table is None:
         return frame
@@ -251,7 +251,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                 raise ValueError(f"task {task!r} has one label value only in the {s} split (on MovieLens every "
                                  f"rating is a closeup): set ranker.tasks=[save] and calibration.score_weights=[1.0]")
     negative_rate = float(meta.get("negative_rate") or _infer_negative_rate(frame, tasks))
-    inputs = {s: _with_embeddings(frames[s], embeddings) for s in SPLITS}
+    inputs = {s: with_embeddings(frames[s], embeddings) for s in SPLITS}
     enc = FeatureEncoder(spec).fit(inputs["train"])
     encoded = {s: enc.transform(inputs[s]) for s in SPLITS}
     del inputs

@@ -16,13 +16,20 @@ from .tables import DTYPES
 
 @dataclass(frozen=True)
 class Feature:
+    """``window_days``: the trailing window the value aggregates (0: a point value or an all-time
+    count). Drift monitoring uses it: a ``W``-day aggregate is truncated on the first ``W`` days of
+    history, so those days are no reference for it (:mod:`jobs.monitoring`)."""
+
     name: str
     dtype: str
     doc: str = ""
+    window_days: int = 0
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"feature {self.name!r}: unknown dtype {self.dtype!r}; use one of {sorted(DTYPES)}")
+        if isinstance(self.window_days, bool) or not isinstance(self.window_days, int) or self.window_days < 0:
+            raise ValueError(f"feature {self.name!r}: window_days must be an int >= 0, got {self.window_days!r}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class FeatureView:
 
 
 def _counts(prefix: str, windows: tuple[int, ...]) -> tuple[Feature, ...]:
-    return tuple(Feature(f"{prefix}_{w}d", "int64") for w in windows)
+    return tuple(Feature(f"{prefix}_{w}d", "int64", window_days=w) for w in windows)
 
 
 #: Daily user engagement, valid for two days after the day it summarises.
@@ -73,12 +80,12 @@ USER_FEATURES = FeatureView(
     entities=("user_id",),
     features=(
         *_counts("impressions", (1, 7, 30)), *_counts("closeups", (1, 7, 30)), *_counts("saves", (1, 7, 30)),
-        Feature("closeup_rate_30d", "float64", "closeups / impressions, smoothed toward the global rate"),
-        Feature("save_rate_30d", "float64", "saves / impressions, smoothed toward the global rate"),
-        Feature("top_category", "string", "category with most closeups in 30 days"),
-        Feature("top_category_share", "float64", "its share of the user's 30-day closeups"),
-        Feature("days_since_last_save", "float64", "at feature_ts; null when no save in 30 days"),
-        Feature("last_saved_pins", "array<int64>", "most recent saves in 30 days, newest first"),
+        Feature("closeup_rate_30d", "float64", "closeups / impressions, smoothed toward the global rate", window_days=30),
+        Feature("save_rate_30d", "float64", "saves / impressions, smoothed toward the global rate", window_days=30),
+        Feature("top_category", "string", "category with most closeups in 30 days", window_days=30),
+        Feature("top_category_share", "float64", "its share of the user's 30-day closeups", window_days=30),
+        Feature("days_since_last_save", "float64", "at feature_ts; null when no save in 30 days", window_days=30),
+        Feature("last_saved_pins", "array<int64>", "most recent saves in 30 days, newest first", window_days=30),
     ),
     ttl=dt.timedelta(days=2),
 )
@@ -91,8 +98,8 @@ PIN_FEATURES = FeatureView(
         Feature("category", "string"),
         Feature("age_days", "float64", "days since created_at, at feature_ts"),
         *_counts("impressions", (30,)), *_counts("closeups", (30,)), *_counts("saves", (30,)),
-        Feature("closeup_rate_30d", "float64", "Bayesian-smoothed toward the global rate"),
-        Feature("save_rate_30d", "float64", "Bayesian-smoothed toward the global rate"),
+        Feature("closeup_rate_30d", "float64", "Bayesian-smoothed toward the global rate", window_days=30),
+        Feature("save_rate_30d", "float64", "Bayesian-smoothed toward the global rate", window_days=30),
         Feature("board_count", "int64", "boards holding the pin (Pin-Board graph degree), all time"),
     ),
     ttl=dt.timedelta(days=2),
@@ -103,9 +110,9 @@ USER_CATEGORY_FEATURES = FeatureView(
     name="user_category",
     entities=("user_id", "category"),
     features=(
-        Feature("impressions_30d", "int64"),
-        Feature("closeups_30d", "int64"),
-        Feature("closeup_rate_30d", "float64", "smoothed toward the user's overall 30-day closeup rate"),
+        Feature("impressions_30d", "int64", window_days=30),
+        Feature("closeups_30d", "int64", window_days=30),
+        Feature("closeup_rate_30d", "float64", "smoothed toward the user's overall 30-day closeup rate", window_days=30),
     ),
     ttl=dt.timedelta(days=2),
 )

@@ -82,6 +82,35 @@ def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle
             "extra/features_user_category.parquet"} <= extras
 
 
+def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tmp_path):
+    """The published manifest carries the candidate's drift (3 days: the windowed features and the
+    scores are still warming up; the non-windowed pin features are compared); with a feature-drift
+    limit below what was measured, the same candidate is stored but not blessed, with the reason."""
+    import dataclasses
+
+    import mlflow
+
+    from export.loader import load
+    from jobs.bundle import publish_serving_bundle
+
+    cfg, result = tiny_world
+    manifest = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).manifest
+    drift = manifest.metrics.drift
+    assert {"feature_drift.pin__age_days", "feature_drift.pin__board_count"} <= set(drift)
+    assert not any(k.startswith(("score_psi.", "feature_drift.user__saves_30d")) for k in drift)  # warm-up
+    run = mlflow.MlflowClient(cfg.storage.mlflow_tracking_uri).get_run(manifest.lineage.mlflow_run_ids["monitoring"])
+    assert run.data.metrics["feature_drift.pin__board_count"] == pytest.approx(drift["feature_drift.pin__board_count"])
+
+    limit = max(drift.values()) / 2
+    strict = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, store_uri=str(tmp_path / "serving")),
+                                 blessing=dataclasses.replace(cfg.blessing, max_feature_drift=limit))
+    report = publish_serving_bundle(spark, strict, register=False)
+    assert not report.blessed and not report.promoted
+    assert any(r.startswith("feature drift[") and f"> maximum {limit:.4f}" in r for r in report.reasons)
+    stored = load(strict.publish.store_uri, strict.publish.name, version=report.version)
+    assert stored.manifest.metrics.drift == pytest.approx(drift)
+
+
 def _dense_names(encoder: dict) -> list[str]:
     from export.encoding import FeatureEncoder
 

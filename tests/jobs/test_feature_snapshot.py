@@ -160,7 +160,7 @@ def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_wo
     from export.recommend import Recommender
     from jobs.features import feature_table_path
     from jobs.pin_index import read_embeddings
-    from jobs.ranker import _with_embeddings
+    from jobs.ranker import with_embeddings
 
     cfg, result = tiny_world
     warehouse = cfg.storage.warehouse
@@ -172,7 +172,7 @@ def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_wo
     ids, vectors, version, _ = read_embeddings(spark, warehouse)
     assert version == result.ranker.embedding_version
     encoder = FeatureEncoder.from_dict(bundle.encoder)
-    batch = encoder.transform(_with_embeddings(frame, EmbeddingTable(ids, vectors, version)))
+    batch = encoder.transform(with_embeddings(frame, EmbeddingTable(ids, vectors, version)))
     sess = session(f"{result.ranker.artifacts}/ranker.onnx")
     trained = run(sess, batch.categorical, batch.dense)
 

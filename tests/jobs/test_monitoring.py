@@ -14,6 +14,7 @@ from jobs.monitoring import (
     MonitoringConfig,
     drift_report,
     feature_shift,
+    feature_windows,
     label_rates,
     monitor_drift,
     numeric_feature_columns,
@@ -96,6 +97,38 @@ def test_drift_report_feeds_the_manifest_and_respects_maturity():
         drift_report(ref, cur, [], cfg, day="d", reference_name="r", scores_reference=sr, scores_current={})
 
 
+def test_windowed_features_and_scores_wait_for_a_complete_history():
+    """A W-day count is compared only on reference days >= first day + W; scores only past the
+    longest window; until then they are reported as warming up, not as drift."""
+    start = dt.date(2026, 1, 1)
+    days = [start + dt.timedelta(days=i) for i in range(10)]
+    # the 7-day count grows while its window fills (days 0..6), then is stationary around 7
+    ref = pd.DataFrame({"dt": days, "user__saves_7d": [min(i, 7) + 0.1 * (i % 2) for i in range(10)],
+                        "pin__age_days": np.arange(10.0), "save": [0, 1] * 5, "sample_weight": 1.0})
+    cur = pd.DataFrame({"dt": [dt.date(2026, 1, 11)] * 2, "user__saves_7d": [7.0, 7.1], "pin__age_days": [10.0, 10.0],
+                        "save": [0, 1], "sample_weight": 1.0})
+    cfg = MonitoringConfig(tasks=("save",))
+    windows = {"user__saves_7d": 7}
+    sr, sc = {"save": np.linspace(0, 1, 10)}, {"save": np.array([0.75, 0.95])}
+    rep = drift_report(ref, cur, ["user__saves_7d", "pin__age_days"], cfg, day="2026-01-11", reference_name="train",
+                       scores_reference=sr, scores_current=sc, history_start=start, windows=windows)
+    # only days 7, 8, 9 (values 7.1, 7, 7.1) are a reference for the 7-day count: no drift
+    assert rep.features["user__saves_7d"].mean_reference == pytest.approx((7.1 + 7 + 7.1) / 3)
+    assert rep.features["user__saves_7d"].drift < 0.5
+    naive = drift_report(ref, cur, ["user__saves_7d"], cfg, day="2026-01-11", reference_name="train")
+    assert naive.features["user__saves_7d"].drift > 1.0  # what warm-up would have looked like as drift
+    assert rep.features["pin__age_days"].mean_reference == 4.5  # no window: every day
+    # the score PSI uses the same three days (the longest window is 7)
+    assert rep.score_psi["save"] == psi(sr["save"][7:], sc["save"]) and rep.warming_up == ()
+    young = drift_report(ref[ref["dt"] < dt.date(2026, 1, 7)], cur, ["user__saves_7d", "pin__age_days"], cfg,
+                         day="2026-01-11", reference_name="train", scores_reference={"save": sr["save"][:6]},
+                         scores_current=sc, history_start=start, windows=windows)
+    assert young.warming_up == ("user__saves_7d", "score:save") and young.score_psi == {}
+    assert sorted(young.drift_metrics()) == ["feature_drift.pin__age_days", "label_rate_shift.save"]
+    assert "in warm-up (not compared): 2 signal(s)" in young.render()
+    assert feature_windows()["user__saves_30d"] == 30 and feature_windows()["pin__board_count"] == 0
+
+
 def test_config_validation_and_feature_columns():
     with pytest.raises(ValueError, match="psi_bins"):
         MonitoringConfig(psi_bins=1)
@@ -142,5 +175,7 @@ def test_the_job_reads_the_training_set_and_logs_to_mlflow(spark, tmp_path):
     assert run.data.metrics["score_psi.closeup"] == pytest.approx(report.score_psi["closeup"])
     assert run.data.metrics["feature_drift.user__saves_7d"] == pytest.approx(
         report.features["user__saves_7d"].drift)
+    artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(report.mlflow_run_id, "plots")}
+    assert artifacts == {"plots/score_psi.png", "plots/feature_drift.png"}
     mature = monitor_drift(spark, str(warehouse), cfg, maturity_s=0, day=dt.date(2026, 1, 7))
     assert mature.label_rate_current == {"closeup": 0.25, "save": 0.125}
