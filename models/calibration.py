@@ -18,6 +18,8 @@ searchsorted). Final score = :math:`\\sum_t w_t\\, p_t` with weights from :class
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -63,7 +65,9 @@ def _inputs(z, y, w) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def fit_platt(logits, labels, sample_weight=None, max_iter: int = 50, tol: float = 1e-10) -> Platt:
-    """Weighted maximum-likelihood Platt scaling by damped Newton steps."""
+    """Weighted maximum-likelihood Platt scaling by damped Newton steps, with the slope constrained
+    to ``a >= 0`` (order-preserving; a logit that ranks the labels backwards gets ``a = 0``, the
+    base rate, and a ``RuntimeWarning``)."""
     z, y, w = _inputs(logits, labels, sample_weight)
     X = np.stack([z, np.ones_like(z)], 1)
     theta = np.array([1.0, 0.0])
@@ -82,6 +86,13 @@ def fit_platt(logits, labels, sample_weight=None, max_iter: int = 50, tol: float
         theta = theta - t * step
         if np.abs(t * step).max() < tol:
             break
+    if theta[0] < 0:
+        # Calibration must keep the model's order: a negative slope would silently flip a ranking
+        # that came out backwards on the calibration split. The constrained optimum is a = 0.
+        rate = float(np.clip((w * y).sum() / w.sum(), 1e-12, 1 - 1e-12))
+        warnings.warn(f"Platt slope {theta[0]:.4g} < 0: the logits rank the calibration labels backwards; "
+                      "clamped to a = 0 (a constant, the base rate)", RuntimeWarning, stacklevel=2)
+        theta = np.array([0.0, math.log(rate / (1 - rate))])
     return Platt(float(theta[0]), float(theta[1]))
 
 

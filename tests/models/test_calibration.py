@@ -38,6 +38,15 @@ def test_platt_matches_unregularised_logistic_regression():
     assert recovered.a == pytest.approx(2.0, abs=0.05) and recovered.b == pytest.approx(-1.0, abs=0.05)
 
 
+def test_platt_never_flips_the_ranking():
+    z, y, w = noisy()
+    with pytest.warns(RuntimeWarning, match="rank the calibration labels backwards"):
+        flipped = fit_platt(-z, y, w)
+    rate = float((w * y).sum() / w.sum())
+    assert flipped.a == 0.0 and flipped.b == pytest.approx(np.log(rate / (1 - rate)), rel=1e-12)
+    assert np.allclose(flipped.apply(np.array([-3.0, 0.0, 3.0])), rate)
+
+
 def test_isotonic_matches_sklearn():
     from sklearn.isotonic import IsotonicRegression
 
