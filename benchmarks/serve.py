@@ -23,7 +23,12 @@ One run of this script:
    start) with ``faiss.omp_set_num_threads(1)`` and a one-thread onnxruntime session, k =
    ``--k``, ``--ann-candidates`` ANN candidates, and prints p50 / p99 of the whole request and of
    each stage (feature lookups, ANN, other channels + merge + filter, encode, ONNX, re-rank), wall
-   clock and CPU time of the calling thread (which excludes waiting for a core on a shared machine).
+   clock and CPU time of the calling thread (which excludes waiting for a core on a shared machine);
+4. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
+   starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
+   (:func:`jobs.redis_export.export_snapshot`) and serves the same requests with features from
+   Redis (:class:`export.feature_store.RedisFeatureStore`), side by side with the snapshot: the
+   ``features`` stage is the per-request lookup cost of each.
 
 Usage (from the repository root)::
 
@@ -249,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mmr-lambda", type=float, default=1.0)
     p.add_argument("--workdir", default=None, help="where the bundle is built (default: a temporary folder)")
     p.add_argument("--reuse", action="store_true", help="serve the bundle already in --workdir")
+    p.add_argument("--redis", choices=("auto", "on", "off"), default="auto",
+                   help="also serve with features from a local redis-server (auto: when one is installed)")
+    p.add_argument("--redis-timeout-s", type=float, default=0.05,
+                   help="the lookup timeout after which serving falls back to the snapshot (redis.timeout_s)")
     args = p.parse_args(argv)
     if args.requests < 200:
         p.error("--requests must be >= 200 for a meaningful p99")
@@ -284,6 +293,51 @@ def measure(work: Path, args, built: dict) -> int:
                      rng.integers(0, args.users, args.requests + args.warmup))
     contexts = [{"surface": SURFACES[i % 4], "device": DEVICES[i % 3], "country": COUNTRIES[i % 5],
                  "now": CUTOFF + dt.timedelta(minutes=int(m))} for i, m in enumerate(rng.integers(0, 600, len(users)))]
+    runs = {"snapshot": serve(rec, users, contexts, args)}
+    redis_note = "Redis: not measured (--redis off)"
+    if args.redis != "off":
+        measured = with_redis(bundle, RecommendConfig(**cfg), users, contexts, args)
+        if isinstance(measured, str):
+            if args.redis == "on":
+                raise SystemExit(f"--redis on: {measured}")
+            redis_note = f"Redis: not measured ({measured})"
+        else:
+            runs["redis"], redis_note = measured
+    wall, _, stages, sizes = runs["snapshot"]
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f}; faiss {faiss.__version__} (1 thread), onnxruntime {ort.__version__} (1 thread)")
+    print(f"bundle: {bundle!r}; index {bundle.index_meta['factory']} {bundle.index_meta.get('search_params')}; "
+          f"{bundle.manifest.total_bytes / 2**20:.0f} MiB; users={args.users}; ranker inputs C="
+          f"{len(rec.encoder.categorical_names)}, F={len(rec.encoder.dense_names)}")
+    if built:
+        print("build: " + ", ".join(f"{k}={v:.1f}" for k, v in built.items()))
+    print(f"{rec!r}; {args.requests} requests (5 % unknown users), k={args.k}, returned "
+          f"{np.mean(sizes):.1f} on average\n")
+    cols = list(runs)
+    print(redis_note + "\n")
+    print("| step | " + " | ".join(f"{c}: p50 (ms) | {c}: p99 (ms)" for c in cols) + " |")
+    print("|---|" + "---:|---:|" * len(cols))
+    for name, key in (("import loader + recommend (fresh process)", "import_s"), ("load (fresh process)", "load_s"),
+                      ("Recommender() (fresh process)", "recommender_s"), ("first request", "first_request_s")):
+        print(f"| {name} | {cold_s[key] * 1e3:.1f} | - |" + " - | - |" * (len(cols) - 1))
+    print(f"| load (same process, again) | {warm_load_s * 1e3:.1f} | - |" + " - | - |" * (len(cols) - 1))
+    rows = [(f"stage: {s}", lambda r, s=s: r[2][s]) for s in STAGES]
+    rows += [("recommend (wall)", lambda r: r[0]), ("recommend (CPU of the thread)", lambda r: r[1])]
+    for name, pick in rows:
+        print(f"| {name} | " + " | ".join("{:.3f} | {:.3f}".format(*percentiles(pick(runs[c]))) for c in cols) + " |")
+    p99 = percentiles(wall)[1]
+    print(f"\ntargets: load <= 1 s: {'met' if cold_s['load_s'] <= 1 else 'NOT met'} ({cold_s['load_s']:.2f} s); "
+          f"recommend p99 <= 15 ms: {'met' if p99 <= 15 else 'NOT met'} ({p99:.2f} ms)")
+    if "redis" in runs:
+        print(f"per-request feature lookups from Redis: p50 {percentiles(runs['redis'][2]['features'])[0]:.3f} ms vs "
+              f"{percentiles(stages['features'])[0]:.3f} ms from the bundle snapshot")
+    return 0
+
+
+def serve(rec, users, contexts, args):
+    """Run the requests (the first ``args.warmup`` untimed): (wall s, CPU s, {stage: s}, sizes)."""
+    from export.recommend import STAGES
+
     wall, cpu, stages, sizes = [], [], {s: [] for s in STAGES}, []
     for i, (user, ctx) in enumerate(zip(users.tolist(), contexts)):
         timings: dict[str, float] = {}
@@ -296,29 +350,53 @@ def measure(work: Path, args, built: dict) -> int:
             sizes.append(len(out))
             for s in STAGES:
                 stages[s].append(timings.get(s, 0.0))
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.2f}; faiss {faiss.__version__} (1 thread), onnxruntime {ort.__version__} (1 thread)")
-    print(f"bundle: {bundle!r}; index {bundle.index_meta['factory']} {bundle.index_meta.get('search_params')}; "
-          f"{bundle.manifest.total_bytes / 2**20:.0f} MiB; users={args.users}; ranker inputs C="
-          f"{len(rec.encoder.categorical_names)}, F={len(rec.encoder.dense_names)}")
-    if built:
-        print("build: " + ", ".join(f"{k}={v:.1f}" for k, v in built.items()))
-    print(f"{rec!r}; {args.requests} requests (5 % unknown users), k={args.k}, returned "
-          f"{np.mean(sizes):.1f} on average\n")
-    print("| step | p50 (ms) | p99 (ms) |")
-    print("|---|---:|---:|")
-    for name, key in (("import loader + recommend (fresh process)", "import_s"), ("load (fresh process)", "load_s"),
-                      ("Recommender() (fresh process)", "recommender_s"), ("first request", "first_request_s")):
-        print(f"| {name} | {cold_s[key] * 1e3:.1f} | - |")
-    print(f"| load (same process, again) | {warm_load_s * 1e3:.1f} | - |")
-    for s in STAGES:
-        print(f"| stage: {s} | {percentiles(stages[s])[0]:.3f} | {percentiles(stages[s])[1]:.3f} |")
-    print(f"| recommend (wall) | {percentiles(wall)[0]:.3f} | {percentiles(wall)[1]:.3f} |")
-    print(f"| recommend (CPU of the thread) | {percentiles(cpu)[0]:.3f} | {percentiles(cpu)[1]:.3f} |")
-    p99 = percentiles(wall)[1]
-    print(f"\ntargets: load <= 1 s: {'met' if cold_s['load_s'] <= 1 else 'NOT met'} ({cold_s['load_s']:.2f} s); "
-          f"recommend p99 <= 15 ms: {'met' if p99 <= 15 else 'NOT met'} ({p99:.2f} ms)")
-    return 0
+    return wall, cpu, stages, sizes
+
+
+def with_redis(bundle, config, users, contexts, args):
+    """The same requests with features from a real ``redis-server`` (started here on 127.0.0.1 and
+    stopped by PID) holding the bundle's snapshot: the run and a note, or why it could not run."""
+    import shutil
+    import socket
+
+    server = shutil.which("redis-server")
+    try:
+        import redis
+    except ImportError:
+        return "redis-py is not installed (pip install 'pinrec[redis]')"
+    if server is None:
+        return "no redis-server on PATH"
+    from export.feature_store import FeatureSnapshot, RedisConfig, RedisFeatureStore
+    from export.recommend import Recommender
+    from jobs.redis_export import export_snapshot
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        cfg = RedisConfig(url=f"redis://127.0.0.1:{port}/0", timeout_s=args.redis_timeout_s)
+        snapshot = FeatureSnapshot.from_bundle(bundle)
+        exported = export_snapshot(snapshot, bundle.version, cfg)
+        store = RedisFeatureStore(snapshot, bundle.version, cfg)
+        run = serve(Recommender(bundle, config, features=store), users, contexts, args)
+        info = client.info("memory")["used_memory_human"]
+        fell_back = (f"; {store.fallbacks} lookups FELL BACK to the snapshot ({store.last_error}): the Redis "
+                     "column mixes both" if store.fallbacks else "; no fallbacks")
+        return run, (f"Redis: redis-server {client.info('server')['redis_version']} on 127.0.0.1, "
+                     f"{exported.render()}, {info} used; timeout {cfg.timeout_s * 1e3:.0f} ms; "
+                     f"{store.redis_lookups} lookups served by Redis{fell_back}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 if __name__ == "__main__":
