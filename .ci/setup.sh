@@ -43,6 +43,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "[setup] redis-server not found and cannot apt-get: the Redis tests will be skipped" >&2
   fi
 fi
+# PostgreSQL for the real-scheduler Airflow test (tests/dags/test_scheduler.py runs initdb/pg_ctl
+# itself, on 127.0.0.1; Debian keeps them in /usr/lib/postgresql/<major>/bin, off PATH).
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing postgresql (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "[setup] PostgreSQL not found and cannot apt-get: the real-scheduler Airflow test will be skipped" >&2
+  fi
+fi
 
 "$VENV/bin/python" -m jobs.jars --pom config/jvm/pom.xml --dest var/jars
 echo "[setup] ready: $VENV"

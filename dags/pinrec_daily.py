@@ -1,7 +1,8 @@
 """
 ### pinrec daily: ingest + validate -> feature tables -> point-in-time training set
 
-For the run's data interval (one day, `data_interval_start`):
+For the run's day, its logical date (the start of its one-day data interval [D, D+1); the run
+starts once the day is over):
 
 1. **ingest**: validate the landed partitions of that day into Delta; bad rows go to quarantine
    (`jobs.tasks.ingest_day`, the same job as `pinrec ingest --date D`);
@@ -9,19 +10,26 @@ For the run's data interval (one day, `data_interval_start`):
    (`pinrec features --date D`);
 3. **training_set**: the point-in-time training set of the training window ending that day
    (`training.window_days`); skipped while fewer days exist than the temporal split needs.
-   On success it emits the Asset `pinrec_training_set`, which schedules `pinrec_training`.
+   On success it emits the Asset `pinrec_training_set`, which schedules `pinrec_training`; the
+   event's extra carries the day, the table's Delta version and this run's `config`/`overrides`.
 
 Every task replaces exactly its day's partitions, so a re-run or `airflow backfill create` of a
 date range is idempotent. Each task returns what it read (Delta versions) and wrote (its XCom).
 
-Params: `config` (a pinrec YAML file; default: built-in defaults) and `overrides`
-(`section.key=value` strings, as `pinrec --set`).
+Params: `config` (a pinrec YAML file; default: built-in defaults), `overrides`
+(`section.key=value` strings, as `pinrec --set`) and `spark_conn_id` (default `pinrec_spark`).
+
+Spark: when the Airflow connection `spark_conn_id` exists (e.g. `AIRFLOW_CONN_PINREC_SPARK=
+spark://host:7077`), each task runs its step through `SparkSubmitHook` on that cluster
+(`pinrec task <step> --date D`, the same function); otherwise in-process on local Spark
+(`spark.master`). Looked up when the task runs; task ids and XComs are the same either way
+(`jobs.spark_submit`).
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
 TRAINING_SET = Asset(name="pinrec_training_set", uri="pinrec://warehouse/training_set")
 
@@ -32,14 +40,19 @@ DEFAULT_ARGS = {
 }
 
 
-def _day(data_interval_start) -> dt.date:
-    return dt.date(data_interval_start.year, data_interval_start.month, data_interval_start.day)
+def _day(logical_date) -> dt.date:
+    """The run's day: its logical date, which is the data interval's start for scheduled and backfill
+    runs (and what `dag.test(logical_date=D)` names, whose inferred interval is the day before)."""
+    return dt.date(logical_date.year, logical_date.month, logical_date.day)
 
 
 @dag(
     dag_id="pinrec_daily",
     doc_md=__doc__,
-    schedule="@daily",
+    # a run covers the day [D, D+1) and starts after it ends; "@daily" alone is a CronTriggerTimetable
+    # in Airflow 3 (create_cron_data_intervals=False): a zero-length interval at D 00:00, which would
+    # process day D as it begins
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
     catchup=False,  # history is filled on purpose with `airflow backfill create`, not on deploy
     max_active_runs=1,  # days share Delta tables; one writer at a time keeps commits simple
@@ -48,39 +61,40 @@ def _day(data_interval_start) -> dt.date:
     params={
         "config": Param(None, type=["null", "string"], description="pinrec YAML config file"),
         "overrides": Param([], type="array", description="section.key=value overrides"),
+        "spark_conn_id": Param("pinrec_spark", type=["null", "string"],
+                               description="Airflow Spark connection: spark-submit to it when it exists, "
+                                           "else local Spark (null: always local)"),
     },
 )
 def pinrec_daily():
     @task
-    def ingest(params=None, data_interval_start=None) -> dict:
-        from jobs.tasks import config_from_params, ingest_day
+    def ingest(params=None, logical_date=None) -> dict:
+        from jobs.spark_submit import run_task
 
-        return ingest_day(config_from_params(params["config"], params["overrides"]), _day(data_interval_start))
+        return run_task("ingest", _day(logical_date), params)
 
     @task
-    def features(ingested: dict, params=None, data_interval_start=None) -> dict:
-        from jobs.tasks import config_from_params, features_day
+    def features(ingested: dict, params=None, logical_date=None) -> dict:
+        from jobs.spark_submit import run_task
 
-        return features_day(config_from_params(params["config"], params["overrides"]), _day(data_interval_start))
+        return run_task("features", _day(logical_date), params)
 
     @task(outlets=[TRAINING_SET])
-    def training_set(featured: dict, params=None, data_interval_start=None, outlet_events=None) -> dict:
+    def training_set(featured: dict, params=None, logical_date=None, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from jobs.tasks import (
-            NotEnoughHistoryError,
-            config_from_params,
-            training_set_window,
-        )
+        from jobs.spark_submit import run_task
+        from jobs.tasks import NotEnoughHistoryError
 
         try:
-            out = training_set_window(config_from_params(params["config"], params["overrides"]),
-                                      _day(data_interval_start))
+            out = run_task("training-set", _day(logical_date), params)
         except NotEnoughHistoryError as e:
             raise AirflowSkipException(str(e)) from None
-        # the training DAG reads the day (and the table version) from the Asset event
+        # the training DAG reads the day (and the table version) from the Asset event, and the run's
+        # config + overrides: an Asset-triggered run has no conf of its own
         outlet_events[TRAINING_SET].extra = {"day": out["day"],
-                                             "delta_version": out["wrote"]["training_set"]["delta_version"]}
+                                             "delta_version": out["wrote"]["training_set"]["delta_version"],
+                                             "config": params["config"], "overrides": list(params["overrides"])}
         return out
 
     training_set(features(ingest()))

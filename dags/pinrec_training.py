@@ -17,7 +17,11 @@ landed day) when triggered by hand.
 Each task returns what it read (Delta versions) and wrote, and the MLflow run it logged to.
 Re-running a day rebuilds the graph and embeddings and publishes a new, immutable bundle version.
 
-Params: `config`, `overrides` (as `pinrec_daily`), `day` (YYYY-MM-DD or null).
+Params: `config`, `overrides`, `spark_conn_id` (as `pinrec_daily`: with that Airflow connection
+the **graph** step, pure Spark, goes through spark-submit; the torch steps read their tables with
+local Spark on the Airflow worker), `day` (YYYY-MM-DD or null). When `config` and
+`overrides` are both empty (always so in an Asset-triggered run), the tasks use those of the daily
+run that emitted the newest triggering event (its extra); a manual trigger's params win.
 """
 from __future__ import annotations
 
@@ -35,10 +39,22 @@ DEFAULT_ARGS = {
 }
 
 
-def _config(params):
+def _run_params(params, triggering_asset_events=None) -> dict:
+    """The run's params; when both are empty (an Asset-triggered run has no conf), the config and
+    overrides of the daily run that emitted the newest triggering event."""
+    config, overrides = params["config"], params["overrides"]
+    if not config and not overrides and triggering_asset_events:
+        events = triggering_asset_events[TRAINING_SET]
+        if events:
+            config, overrides = events[-1].extra.get("config"), events[-1].extra.get("overrides")
+    return {"config": config, "overrides": list(overrides or []), "spark_conn_id": params["spark_conn_id"]}
+
+
+def _config(params, triggering_asset_events=None):
     from jobs.tasks import config_from_params
 
-    return config_from_params(params["config"], params["overrides"])
+    run = _run_params(params, triggering_asset_events)
+    return config_from_params(run["config"], run["overrides"])
 
 
 @dag(
@@ -54,6 +70,8 @@ def _config(params):
         "config": Param(None, type=["null", "string"], description="pinrec YAML config file"),
         "overrides": Param([], type="array", description="section.key=value overrides"),
         "day": Param(None, type=["null", "string"], description="day to build for (default: the Asset event's)"),
+        "spark_conn_id": Param("pinrec_spark", type=["null", "string"],
+                               description="Airflow Spark connection for the graph step (as pinrec_daily)"),
     },
 )
 def pinrec_training():
@@ -65,38 +83,38 @@ def pinrec_training():
         if not requested and triggering_asset_events:
             events = triggering_asset_events[TRAINING_SET]
             requested = events[-1].extra.get("day") if events else None
-        return training_day(_config(params), requested).isoformat()
+        return training_day(_config(params, triggering_asset_events), requested).isoformat()
 
     @task
-    def graph(day: str, params=None) -> dict:
-        from jobs.tasks import graph_day
+    def graph(day: str, params=None, triggering_asset_events=None) -> dict:
+        from jobs.spark_submit import run_task
 
-        return graph_day(_config(params), dt.date.fromisoformat(day))
+        return run_task("graph", dt.date.fromisoformat(day), _run_params(params, triggering_asset_events))
 
     @task
-    def pinsage(built: dict, params=None) -> dict:
+    def pinsage(built: dict, params=None, triggering_asset_events=None) -> dict:
         from jobs.tasks import pinsage_embeddings
 
-        return pinsage_embeddings(_config(params))
+        return pinsage_embeddings(_config(params, triggering_asset_events))
 
     @task
-    def index(embedded: dict, params=None) -> dict:
+    def index(embedded: dict, params=None, triggering_asset_events=None) -> dict:
         from jobs.tasks import pin_index
 
-        return pin_index(_config(params))
+        return pin_index(_config(params, triggering_asset_events))
 
     @task
-    def ranker(embedded: dict, params=None) -> dict:
+    def ranker(embedded: dict, params=None, triggering_asset_events=None) -> dict:
         from jobs.tasks import ranker_model
 
-        return ranker_model(_config(params))
+        return ranker_model(_config(params, triggering_asset_events))
 
     @task
-    def publish(day: str, indexed: dict, ranked: dict, params=None) -> dict:
+    def publish(day: str, indexed: dict, ranked: dict, params=None, triggering_asset_events=None) -> dict:
         from jobs.tasks import publish_day
 
-        out = publish_day(_config(params), dt.date.fromisoformat(day), index_dir=indexed["wrote"]["index"],
-                          ranker_dir=ranked["wrote"]["ranker"])
+        out = publish_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day),
+                          index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"])
         out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"]}
         print(f"published {out['name']}/{out['version']} to {out['store_uri']}: promoted={out['promoted']} "
               f"blessed={out['blessed']} {out['reasons'] or ''}; MLflow runs {out['mlflow_run_ids']}, "

@@ -275,6 +275,24 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_task(args) -> int:
+    import json
+
+    from .spark_submit import SKIPPED, run_step, write_result
+    from .tasks import NotEnoughHistoryError
+
+    cfg = _config(args)
+    try:
+        result = run_step(args.step, cfg, args.date)
+    except NotEnoughHistoryError as e:
+        print(f"pinrec task {args.step}: skipped: {e}", file=sys.stderr)
+        result = {SKIPPED: str(e)}
+    if args.result:
+        write_result(result, args.result)
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -287,6 +305,8 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .spark_submit import STEPS
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE", help="YAML config (defaults in jobs/config.py)")
     common.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -400,6 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tables", parents=[common], help="summarise the warehouse: rows, days, Delta versions")
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("task", parents=[common],
+                       help="run one DAG task for one day exactly as the DAG does; print its XCom (JSON)")
+    p.add_argument("step", choices=list(STEPS),
+                   help="the task: jobs.tasks.ingest_day, features_day, training_set_window (the training "
+                        "window ending at --date; skipped while too short), graph_day")
+    p.add_argument("--date", type=_date, required=True, help="the run's day (data_interval_start)")
+    p.add_argument("--result", metavar="URI",
+                   help="also write the result to this path or fsspec URL (how spark-submit hands it back)")
+    p.set_defaults(func=cmd_task)
 
     p = sub.add_parser("demo", parents=[common], help="run the whole pipeline on the configured dataset")
     p.add_argument("--days-per-batch", type=int, default=0,
