@@ -66,10 +66,12 @@ class PinSageReport:
 
 
 def graph_inputs(edges, pin_nodes, num_boards: int) -> GraphInputs:
-    """Pure transform: ``edges`` (pyarrow: pin_idx, board_idx, split) and ``pin_nodes`` (pyarrow:
+    """Pure transform: ``edges`` (pyarrow: pin_idx, board_idx, split, and optionally the first
+    ``saved_at`` timestamp, which the sequence/next-item positives need) and ``pin_nodes`` (pyarrow:
     pin_id, pin_idx, features) -> :class:`GraphInputs`. Raises ``ValueError`` when ``pin_idx`` is not
     dense 0..N-1, feature vectors differ in length, or an edge names an unknown node."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
     import torch
 
@@ -95,8 +97,15 @@ def graph_inputs(edges, pin_nodes, num_boards: int) -> GraphInputs:
     split = np.asarray(edges.column("split").to_pylist(), dtype=object)
     train = torch.from_numpy(split == "train")
     counts = {str(s): int((split == s).sum()) for s in sorted(set(split.tolist()))}
-    return GraphInputs(train_graph=PinBoardGraph(pins[train], boards[train], n, num_boards),
-                       full_graph=PinBoardGraph(pins, boards, n, num_boards), features=x,
+    times = None
+    if "saved_at" in edges.column_names:
+        saved = edges.column("saved_at")
+        if saved.null_count:
+            raise ValueError("graph_edges.saved_at has nulls")
+        times = torch.from_numpy(saved.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy().astype(np.int64))
+    return GraphInputs(train_graph=PinBoardGraph(pins[train], boards[train], n, num_boards,
+                                                 None if times is None else times[train]),
+                       full_graph=PinBoardGraph(pins, boards, n, num_boards, times), features=x,
                        pin_ids=torch.from_numpy(nodes.column("pin_id").to_numpy().astype(np.int64)),
                        edges_by_split=counts)
 
@@ -120,7 +129,7 @@ def _read_inputs(spark, root: str) -> tuple[GraphInputs, dict[str, int], list[st
     read = {name: spark.read.format("delta").option("versionAsOf", v).load(f"{root}/{name}")
             for name, v in versions.items()}
     num_boards = read["graph_board_nodes"].count()
-    inputs = graph_inputs(read["graph_edges"].select("pin_idx", "board_idx", "split").toArrow(),
+    inputs = graph_inputs(read["graph_edges"].select("pin_idx", "board_idx", "split", "saved_at").toArrow(),
                           read["graph_pin_nodes"].select("pin_id", "pin_idx", "features").toArrow(), num_boards)
     from delta.tables import DeltaTable
 

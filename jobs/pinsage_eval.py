@@ -40,7 +40,8 @@ from .baselines import ItemEmbeddings, check_log
 def log_graph(train: pd.DataFrame, pin_ids: np.ndarray):
     """The bipartite graph of ``train``: pin ``pin_ids[i]`` is node ``i`` (``pin_ids`` sorted,
     unique), board ``j`` the ``j``-th smallest ``user_id``. Returns a
-    :class:`~models.random_walk.PinBoardGraph` (duplicate (user, pin) rows give one edge).
+    :class:`~models.random_walk.PinBoardGraph` (duplicate (user, pin) rows give one edge, at the
+    first ``ts``; each board lists its pins in time order, for ``pinsage.positives="sequence"``).
     Raises ``ValueError`` when a logged pin is not in ``pin_ids``."""
     import torch
 
@@ -53,8 +54,9 @@ def log_graph(train: pd.DataFrame, pin_ids: np.ndarray):
         stray = np.setdiff1d(pins, pin_ids)
         raise ValueError(f"{len(stray)} logged pin(s) are not in pin_ids, e.g. {stray[:5].tolist()}")
     boards, row = np.unique(log["user_id"].to_numpy(), return_inverse=True)
+    ns = pd.to_datetime(log["ts"], utc=True).astype("int64").to_numpy()
     return PinBoardGraph(torch.from_numpy(col.astype(np.int64)), torch.from_numpy(row.astype(np.int64)),
-                         num_pins=len(pin_ids), num_boards=len(boards))
+                         num_pins=len(pin_ids), num_boards=len(boards), edge_time=torch.from_numpy(ns))
 
 
 def log_features(train: pd.DataFrame, pin_ids: np.ndarray, content: ItemEmbeddings | None = None):

@@ -111,7 +111,13 @@ class PinSageTrainConfig:
     Model: ``hidden_channels``, ``out_channels`` (D), ``num_layers``, ``id_embedding``.
     Neighbourhoods (:class:`~models.random_walk.ImportanceNeighborSampler`): ``num_neighbors`` (T,
     the paper's top-T), ``num_walks``, ``walk_length``, ``restart_prob``.
-    Examples: ``positives`` = ``"board"`` (co-saved pins) or ``"walk"`` (walk co-visits);
+    Examples: ``positives`` = ``"board"`` (co-saved pins), ``"walk"`` (walk co-visits) or
+    ``"sequence"`` (pins saved to the same board within ``positive_window`` saves of each other in
+    time order: on a user x item log, items consumed close together; needs edge times) or
+    ``"next"`` (the query is the mean embedding of a board's ``positive_window`` latest pins, the
+    positive the pin saved next: next-item training for a user represented by their latest pins;
+    ``history_half_life`` > 0 weights the query's pins by ``0.5 ** (later saves / history_half_life)``,
+    0 averages them);
     ``num_negatives`` uniform negatives per batch; hard negatives from epoch
     ``hard_negatives_from_epoch`` (0-based; >= ``epochs`` or ``max_hard_negatives=0`` turns them
     off), ranks ``hard_negative_band = (lo, hi)`` of a PageRank estimate from
@@ -138,6 +144,8 @@ class PinSageTrainConfig:
     in_batch_negatives: bool = False
     num_negatives: int = 64
     positives: str = "board"
+    positive_window: int = 20
+    history_half_life: float = 0.0
     hard_negatives_from_epoch: int = 2
     max_hard_negatives: int = 6
     hard_negative_band: tuple[int, int] = (20, 100)
@@ -161,7 +169,7 @@ class PinSageTrainConfig:
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "num_neighbors", "num_walks", "walk_length", "hidden_channels",
-                    "out_channels", "num_layers", "hard_negative_walks", "hard_negative_walk_length",
+                    "out_channels", "num_layers", "positive_window", "hard_negative_walks", "hard_negative_walk_length",
                     "checkpoint_every", "inference_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
@@ -174,14 +182,17 @@ class PinSageTrainConfig:
                              "(max_hard_negatives >= 1, hard_negatives_from_epoch=0): no negatives, no loss")
         if not (self.lr > 0 and self.margin >= 0):
             raise ValueError(f"pinsage.lr must be > 0 and margin >= 0, got {self.lr} and {self.margin}")
+        if not self.history_half_life >= 0:
+            raise ValueError(f"pinsage.history_half_life must be >= 0, got {self.history_half_life}")
         if not 0.0 <= self.restart_prob < 1.0:
             raise ValueError(f"pinsage.restart_prob must lie in [0, 1), got {self.restart_prob}")
         if self.loss not in ("margin", "softmax"):
             raise ValueError(f"pinsage.loss must be 'margin' or 'softmax', got {self.loss!r}")
         if not self.temperature > 0:
             raise ValueError(f"pinsage.temperature must be > 0, got {self.temperature}")
-        if self.positives not in ("board", "walk"):
-            raise ValueError(f"pinsage.positives must be 'board' or 'walk', got {self.positives!r}")
+        if self.positives not in ("board", "walk", "sequence", "next"):
+            raise ValueError(f"pinsage.positives must be 'board', 'walk', 'sequence' or 'next', "
+                             f"got {self.positives!r}")
         band = tuple(self.hard_negative_band)
         if len(band) != 2 or not 0 <= band[0] < band[1]:
             raise ValueError(f"pinsage.hard_negative_band must be (lo, hi) with 0 <= lo < hi, got {band}")

@@ -4,8 +4,9 @@ Following `"Graph Convolutional Neural Networks for Web-Scale Recommender System
 <https://arxiv.org/abs/1806.01973>`_ (Ying et al., KDD 2018, section 3.3):
 
 * a positive pair :math:`(q, i)` is two pins that belong together: saved to the same board
-  (:class:`BoardPairSampler`) or visited often by random walks from :math:`q`
-  (:class:`WalkPairSampler`);
+  (:class:`BoardPairSampler`), to the same board close in time (:class:`SequencePairSampler`) or
+  visited often by random walks from :math:`q` (:class:`WalkPairSampler`); or, with a query made
+  of several pins, a board's latest pins and the pin saved next (:class:`HistoryPairSampler`);
 * negatives are pins drawn uniformly, shared by the whole batch;
 * hard negatives (:class:`HardNegativeSampler`) are pins ranked in a middle band of the query's
   personalised-PageRank scores, estimated by random walks with restart: related to the query, but
@@ -68,6 +69,108 @@ class BoardPairSampler:
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.graph}, anchors={len(self)})"
+
+
+class SequencePairSampler:
+    r"""Positive pairs from time-near co-saves: the query is the pin of an edge (pin, board) and the
+    positive a uniformly drawn other pin of the same board saved within ``window`` saves of it
+    (before or after) in the board's time order.
+
+    On a user x item log (users as boards) a user's items are far from equally related: a
+    MovieLens user rates hundreds of movies over months, so "any two movies of a user" is a weak,
+    popularity-dominated signal, while movies rated close together share a taste of the moment
+    (the item-to-item analogue of the windowed co-occurrence of item2vec / word2vec).
+
+    Args:
+        graph (PinBoardGraph): the (training) graph, built with ``edge_time`` so that every board
+            lists its pins in time order.
+        window (int, optional): W, the largest distance in saves between query and positive.
+            (default: :obj:`20`)
+
+    The anchors are the edges of the boards holding at least two pins, in the boards' time order.
+    Shapes: ``sampler(anchor, generator)`` maps (B,) anchors to ``(query, positive)``, both (B,)
+    int64 with ``query != positive``.
+    """
+
+    def __init__(self, graph: PinBoardGraph, window: int = 20) -> None:
+        if graph.edge_time is None:
+            raise ValueError("SequencePairSampler needs a graph built with edge_time (boards in time order)")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.graph, self.window = graph, window
+        size = graph.board_ptr.diff()
+        board = torch.repeat_interleave(torch.arange(graph.num_boards, device=graph.device), size)
+        slot = torch.arange(graph.num_edges, device=graph.device)
+        keep = size[board] >= 2
+        self.anchor_slots = slot[keep]  # positions in board_time_pins
+        start, end = graph.board_ptr[board[keep]], graph.board_ptr[board[keep] + 1]
+        self.lo = torch.maximum(self.anchor_slots - window, start)  # first slot of the window
+        self.hi = torch.minimum(self.anchor_slots + window, end - 1)  # last slot of the window
+
+    def __len__(self) -> int:
+        return self.anchor_slots.numel()
+
+    def __call__(self, anchor: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        _check_batch(anchor, len(self), "anchor")
+        slot, lo, hi = self.anchor_slots[anchor], self.lo[anchor], self.hi[anchor]
+        others = hi - lo  # slots in the window besides the anchor's own, >= 1
+        u = torch.rand(anchor.shape, generator=generator, device=anchor.device, dtype=torch.float64)
+        offset = torch.minimum((u * others).long(), others - 1)
+        pick = lo + offset
+        pick = pick + (pick >= slot).long()  # skip the anchor's own slot
+        pins = self.graph.board_time_pins
+        return pins[slot], pins[pick]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.graph}, window={self.window}, anchors={len(self)})"
+
+
+class HistoryPairSampler:
+    r"""Next-item examples from boards in time order: the query is the ``length`` pins saved to a
+    board just before a pin (most recent last, ``-1`` padding on the left when fewer came before)
+    and the positive that pin.
+
+    Trained with the query embedded as the mean of its pins' embeddings, the pin embeddings are
+    fitted to exactly how a user is represented at retrieval time (the mean of their latest pins,
+    ``retrieval_eval.recent_items``) and to what is asked of it (their next pin), instead of to
+    a pairwise surrogate.
+
+    Args:
+        graph (PinBoardGraph): the (training) graph, built with ``edge_time``.
+        length (int, optional): L, the pins of the query. (default: :obj:`5`)
+
+    The anchors are the slots of every board's time order that have a slot before them.
+    Shapes: ``sampler(anchor, generator)`` maps (B,) anchors to ``(history, positive)``: (B, L)
+    int64 pin indices or ``-1``, at least one real pin per row, and (B,) int64.
+    """
+
+    def __init__(self, graph: PinBoardGraph, length: int = 5) -> None:
+        if graph.edge_time is None:
+            raise ValueError("HistoryPairSampler needs a graph built with edge_time (boards in time order)")
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        self.graph, self.length = graph, length
+        size = graph.board_ptr.diff()
+        board = torch.repeat_interleave(torch.arange(graph.num_boards, device=graph.device), size)
+        slot = torch.arange(graph.num_edges, device=graph.device)
+        keep = slot > graph.board_ptr[board]  # not the board's first slot
+        self.anchor_slots, self.start = slot[keep], graph.board_ptr[board[keep]]
+
+    def __len__(self) -> int:
+        return self.anchor_slots.numel()
+
+    def __call__(self, anchor: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        _check_batch(anchor, len(self), "anchor")
+        slot, start = self.anchor_slots[anchor], self.start[anchor]
+        back = torch.arange(self.length, 0, -1, device=slot.device)  # L, ..., 1 slots back
+        prev = slot.unsqueeze(1) - back.unsqueeze(0)
+        real = prev >= start.unsqueeze(1)
+        pins = self.graph.board_time_pins
+        history = torch.where(real, pins[prev.clamp_min(0)], torch.full_like(prev, -1))
+        return history, pins[slot]
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.graph}, length={self.length}, anchors={len(self)})"
 
 
 class WalkPairSampler:

@@ -8,7 +8,8 @@ The training of `"Graph Convolutional Neural Networks for Web-Scale Recommender 
   batch of B pairs gets ``num_negatives`` uniform negatives shared by the batch and, from epoch
   ``hard_negatives_from_epoch`` on, ``hard_negatives_at(epoch)`` hard negatives per query from the
   ``hard_negative_band`` of its personalised-PageRank ranking; loss :func:`models.losses.max_margin_loss`
-  over the (B, K + H) negatives (or, with ``loss="softmax"``, :func:`ranking_loss`'s sampled softmax;
+  over the (B, K + H) negatives (with ``positives="next"`` the query is the weighted mean of the
+  embeddings of a board's latest pins and the positive the pin saved next) (or, with ``loss="softmax"``, :func:`ranking_loss`'s sampled softmax;
   ``in_batch_negatives`` adds the other queries' positives), Adam; neighbourhoods are re-sampled once per epoch for every pin
   (``neighborhood_refresh="epoch"``; then a batch whose receptive field is larger than the graph is
   embedded layer by layer over all pins, same values, fewer operations) or in every forward pass
@@ -43,6 +44,8 @@ from models.losses import max_margin_loss
 from models.pair_sampler import (
     BoardPairSampler,
     HardNegativeSampler,
+    HistoryPairSampler,
+    SequencePairSampler,
     WalkPairSampler,
     hard_negatives_at,
     random_negatives,
@@ -75,7 +78,8 @@ def graph_to(graph: PinBoardGraph, device: torch.device | str) -> PinBoardGraph:
     if graph.device == torch.device(device):
         return graph
     pins = torch.repeat_interleave(torch.arange(graph.num_pins), graph.pin_ptr.diff().cpu())
-    return PinBoardGraph(pins.to(device), graph.pin_boards.to(device), graph.num_pins, graph.num_boards)
+    time = None if graph.edge_time is None else graph.edge_time.to(device)
+    return PinBoardGraph(pins.to(device), graph.pin_boards.to(device), graph.num_pins, graph.num_boards, time)
 
 
 def ranking_loss(pos_scores: Tensor, neg_scores: Tensor, valid: Tensor, kind: str = "softmax",
@@ -140,9 +144,16 @@ class PinSageTrainer:
         self.neighbor_sampler = ImportanceNeighborSampler(self.graph, cfg.num_neighbors, seed=cfg.seed, **walk)
         if cfg.positives == "board":
             self.pairs = BoardPairSampler(self.graph)
+        elif cfg.positives == "sequence":
+            self.pairs = SequencePairSampler(self.graph, cfg.positive_window)
+        elif cfg.positives == "next":
+            self.pairs = HistoryPairSampler(self.graph, cfg.positive_window)
         else:
             self.pairs = WalkPairSampler(ImportanceNeighborSampler(self.graph, cfg.num_neighbors, seed=cfg.seed,
                                                                    **walk))
+        # Weights of a "next" query's pins, oldest first: 0.5 ** (saves after it / history_half_life).
+        age = torch.arange(cfg.positive_window - 1, -1, -1, dtype=torch.float32, device=self.device)
+        self._history_weights = 0.5 ** (age / cfg.history_half_life) if cfg.history_half_life > 0 else torch.ones_like(age)
         if len(self.pairs) < self.world_size:
             raise ValueError(f"the graph has {len(self.pairs)} positive-pair anchors, fewer than the "
                              f"{self.world_size} ranks (no board holds two pins?)")
@@ -235,14 +246,24 @@ class PinSageTrainer:
     def _step(self, anchor: Tensor, num_hard: int, net: torch.nn.Module) -> Tensor:
         cfg, gen = self.cfg, self.generator
         query, positive = self.pairs(anchor, gen)
+        history = query if query.dim() == 2 else None  # (B, L) pins, -1 padded: the query is their mean
+        if history is not None:
+            query = history[:, -1]  # the latest pin: the hard negatives' seed
         negatives = random_negatives(self.graph.num_pins, cfg.num_negatives, gen, self.device)
         parts = [query, positive, negatives]
         if num_hard:
             parts.append(self.hard(query, num_hard, gen).reshape(-1))
+        if history is not None:
+            parts.append(history.clamp_min(0).reshape(-1))
         pins, inverse = torch.unique(torch.cat(parts), return_inverse=True)  # each pin embedded once
         emb = self._embed_batch(pins, net)[inverse]
         b, k = query.numel(), negatives.numel()
         z_query, z_pos = emb[:b], emb[b:2 * b]
+        if history is not None:
+            real = (history >= 0).unsqueeze(-1).to(emb.dtype) * self._history_weights.view(1, -1, 1)
+            z_hist = emb[emb.size(0) - history.numel():].view(*history.shape, -1)
+            z_query = torch.nn.functional.normalize((z_hist * real).sum(1) / real.sum(1).clamp_min(1.0), dim=-1)
+            emb = emb[:emb.size(0) - history.numel()]
         z_neg = emb[2 * b:2 * b + k].unsqueeze(0).expand(b, k, -1)
         if num_hard:
             z_neg = torch.cat([z_neg, emb[2 * b + k:].view(b, num_hard, -1)], dim=1)
@@ -254,6 +275,8 @@ class PinSageTrainer:
             if cfg.in_batch_negatives:  # the other queries' positives, unless they are mine too
                 neg_scores = torch.cat([neg_scores, z_query @ z_pos.T], dim=1)
                 own = (positive.unsqueeze(0) == positive.unsqueeze(1)) | (positive.unsqueeze(0) == query.unsqueeze(1))
+                if history is not None:  # a positive that is in my history is no negative either
+                    own = own | (positive.view(1, b, 1) == history.unsqueeze(1)).any(-1)
                 valid = torch.cat([valid, ~own], dim=1)
             pos_scores = (z_query * z_pos).sum(-1)
             loss = ranking_loss(pos_scores, neg_scores, valid, cfg.loss, cfg.margin, cfg.temperature)

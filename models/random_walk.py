@@ -41,13 +41,19 @@ class PinBoardGraph:
         board_idx (Tensor): (E,) int64 board end of each edge, in ``[0, num_boards)``.
         num_pins (int): N, number of pins (pins without edges are allowed).
         num_boards (int): M, number of boards.
+        edge_time (Tensor, optional): (E,) int64 time of each edge (e.g. ns since the epoch). When
+            given, a duplicate edge keeps its earliest time, ``edge_time`` (E',) is kept aligned
+            with ``pin_boards``, and ``board_time_pins`` (E',) lists each board's pins (between
+            the same ``board_ptr`` offsets) in time order, ties to the lower pin, for the samplers
+            of time-near pins (:class:`~models.pair_sampler.SequencePairSampler`). (default: :obj:`None`)
 
     Duplicate edges are dropped. Attributes: ``pin_ptr`` (N + 1,) / ``pin_boards`` (E',) list the
     boards of each pin; ``board_ptr`` (M + 1,) / ``board_pins`` (E',) the pins of each board.
     Raises ``ValueError`` on a bad shape, dtype or index.
     """
 
-    def __init__(self, pin_idx: Tensor, board_idx: Tensor, num_pins: int, num_boards: int) -> None:
+    def __init__(self, pin_idx: Tensor, board_idx: Tensor, num_pins: int, num_boards: int,
+                 edge_time: Tensor | None = None) -> None:
         if num_pins < 0 or num_boards < 0:
             raise ValueError(f"num_pins and num_boards must be >= 0, got {num_pins} and {num_boards}")
         for name, idx, size in (("pin_idx", pin_idx, num_pins), ("board_idx", board_idx, num_boards)):
@@ -57,11 +63,21 @@ class PinBoardGraph:
                 raise ValueError(f"{name} must lie in [0, {size}), got [{int(idx.min())}, {int(idx.max())}]")
         if pin_idx.shape != board_idx.shape:
             raise ValueError(f"pin_idx {tuple(pin_idx.shape)} and board_idx {tuple(board_idx.shape)} differ in shape")
+        if edge_time is not None and (edge_time.shape != pin_idx.shape or edge_time.dtype != torch.long):
+            raise ValueError(f"edge_time must be an int64 tensor shaped like pin_idx {tuple(pin_idx.shape)}, "
+                             f"got {tuple(edge_time.shape)} {edge_time.dtype}")
         self.num_pins, self.num_boards = num_pins, num_boards
-        key = torch.unique(pin_idx * max(num_boards, 1) + board_idx)  # sorted by (pin, board)
+        key, inverse = torch.unique(pin_idx * max(num_boards, 1) + board_idx, return_inverse=True)  # (pin, board)
         pins, boards = key // max(num_boards, 1), key % max(num_boards, 1)
         self.pin_ptr, self.pin_boards = _csr(pins, boards, num_pins)
         self.board_ptr, self.board_pins = _csr(boards, pins, num_boards)
+        self.edge_time: Tensor | None = None
+        self.board_time_pins: Tensor | None = None
+        if edge_time is not None:  # earliest time of each (pin, board); each board's pins by (time, pin)
+            first = torch.full((key.numel(),), torch.iinfo(torch.long).max, dtype=torch.long, device=key.device)
+            self.edge_time = first.scatter_reduce(0, inverse, edge_time, reduce="amin")
+            by_time = torch.sort(self.edge_time, stable=True).indices  # key order breaks ties by pin
+            self.board_time_pins = _csr(boards[by_time], pins[by_time], num_boards)[1]
 
     @property
     def num_edges(self) -> int:

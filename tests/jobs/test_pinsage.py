@@ -29,6 +29,14 @@ def test_graph_inputs_orders_standardises_and_splits():
         graph_inputs(edges, pins.set_column(1, "pin_idx", pa.array([3, 0, 1], pa.int32())), num_boards=2)
     with pytest.raises(ValueError, match="one length"):
         graph_inputs(edges, pins.set_column(2, "features", pa.array([[1.0], [2.0, 0.0], [0.0, 1.0]])), 2)
+    assert out.train_graph.edge_time is None  # no saved_at column: board positives only
+    saved = pa.array([T0 + dt.timedelta(hours=h) for h in (3, 1, 9, 2)], pa.timestamp("us", tz="UTC"))
+    timed = graph_inputs(edges.append_column("saved_at", saved), pins, num_boards=2)
+    hour = 3_600_000_000
+    t0 = int(T0.replace(tzinfo=dt.UTC).timestamp() * 1e6)
+    # board 0 holds pins 0 (3 h), 1 (1 h), 2 (2 h): in time order 1, 2, 0
+    assert timed.train_graph.board_time_pins[:3].tolist() == [1, 2, 0]
+    assert sorted(timed.full_graph.edge_time.tolist()) == [t0 + h * hour for h in (1, 2, 3, 9)]
 
 
 def test_model_hash_depends_on_weights_and_config():

@@ -12,7 +12,12 @@ import pytest
 
 from jobs.baselines import ItemEmbeddings
 from jobs.retrieval_data import read_landing_interactions
-from jobs.retrieval_eval import RetrievalEvalConfig, evaluate_retrieval
+from jobs.retrieval_eval import (
+    RecentEmbeddingScorer,
+    RetrievalEvalConfig,
+    evaluate_retrieval,
+    recent,
+)
 from tests.jobs.test_retrieval_protocols import (
     EDGES,
     THETA,
@@ -72,8 +77,38 @@ def test_item_to_item_report_with_oracle_and_latent_agreement():
     assert "true latent (oracle)" in report.render() and "spearman" in report.render()
 
 
+def test_recent_items_and_their_position_half_life_build_the_user():
+    # user 1 saved pins 1, 2, 3 (in that order, pin 3 tied in time with pin 2 but later in the log).
+    train = log_of([(1, 1, 0), (1, 2, 1), (1, 3, 1), (2, 1, 0)])
+    emb = ItemEmbeddings(np.array([1, 2, 3]), np.eye(3))
+    assert recent(train, 2)["pin_id"].tolist() == [2, 3, 1] and recent(train, 0) is train
+    plain = RecentEmbeddingScorer(emb, train)
+    assert np.allclose(plain.user_vectors, [[1 / 3, 1 / 3, 1 / 3], [1, 0, 0]])
+    last_two = RecentEmbeddingScorer(emb, train, recent_items=2)
+    assert np.allclose(last_two.user_vectors[0], [0, 0.5, 0.5])
+    halved = RecentEmbeddingScorer(emb, train, half_life_items=1.0)  # weights 1/4, 1/2, 1 from oldest
+    assert np.allclose(halved.user_vectors[0], np.array([0.25, 0.5, 1.0]) / 1.75)
+    assert np.allclose(halved.score(np.array([1, 2]), np.array([[3, 1], [2, 1]])), [[1 / 1.75, 0.25 / 1.75], [0, 1]])
+    with pytest.raises(ValueError, match="half_life_items"):
+        RecentEmbeddingScorer(emb, train, half_life_items=-1.0)
+
+
+def test_recency_decides_the_held_out_pin_against_an_older_taste():
+    # pins 1-5 are taste A, 6-8 taste B; users saved 1, 2, 3 (A) then 6, 7 (B) and hold out 8 (B)
+    # against the unseen 4 and 5 (A): the plain mean leans to A, the latest items to B.
+    emb = ItemEmbeddings(np.arange(1, 9), np.array([[1.0, 0.0]] * 5 + [[0.0, 1.0]] * 3))
+    log = log_of([(u, p, h) for u in range(1, 5) for h, p in enumerate((1, 2, 3, 6, 7, 8))])
+
+    def hit(**recency) -> float:
+        cfg = RetrievalEvalConfig(k=1, num_negatives=2, baselines=(), **recency)
+        return evaluate_retrieval(log, {"e": emb}, cfg=cfg, pins=np.arange(1, 9)).metric(LOO, "e", "HR@1")
+    assert hit() == 0.0
+    assert hit(recent_items=2) == hit(recent_half_life=0.5) == 1.0  # weights 1/16 .. 1: B 1.5 vs A 0.44
+
+
 @pytest.mark.parametrize("change", [{"k": 0}, {"k": 101}, {"baselines": ("svd",)}, {"source": "click"},
-                                    {"half_life_days": -1.0}, {"bpr_learning_rate": 0.0}])
+                                    {"half_life_days": -1.0}, {"bpr_learning_rate": 0.0}, {"recent_items": -1},
+                                    {"recent_half_life": -1.0}])
 def test_config_rejects_bad_values(change):
     with pytest.raises(ValueError):
         RetrievalEvalConfig(**change)
