@@ -71,6 +71,16 @@ class BoardPairSampler:
         return f"{self.__class__.__name__}({self.graph}, anchors={len(self)})"
 
 
+def _time_slots(graph: PinBoardGraph, who: str) -> tuple[Tensor, Tensor, Tensor]:
+    """The slots of ``graph.board_time_pins``: per board its size (M,), and per slot (E',) its
+    board and its index. Raises unless the graph was built with ``edge_time``."""
+    if graph.edge_time is None:
+        raise ValueError(f"{who} needs a graph built with edge_time (boards in time order)")
+    size = graph.board_ptr.diff()
+    board = torch.repeat_interleave(torch.arange(graph.num_boards, device=graph.device), size)
+    return size, board, torch.arange(graph.num_edges, device=graph.device)
+
+
 class SequencePairSampler:
     r"""Positive pairs from time-near co-saves: the query is the pin of an edge (pin, board) and the
     positive a uniformly drawn other pin of the same board saved within ``window`` saves of it
@@ -93,14 +103,10 @@ class SequencePairSampler:
     """
 
     def __init__(self, graph: PinBoardGraph, window: int = 20) -> None:
-        if graph.edge_time is None:
-            raise ValueError("SequencePairSampler needs a graph built with edge_time (boards in time order)")
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         self.graph, self.window = graph, window
-        size = graph.board_ptr.diff()
-        board = torch.repeat_interleave(torch.arange(graph.num_boards, device=graph.device), size)
-        slot = torch.arange(graph.num_edges, device=graph.device)
+        size, board, slot = _time_slots(graph, "SequencePairSampler")
         keep = size[board] >= 2
         self.anchor_slots = slot[keep]  # positions in board_time_pins
         start, end = graph.board_ptr[board[keep]], graph.board_ptr[board[keep] + 1]
@@ -145,14 +151,10 @@ class HistoryPairSampler:
     """
 
     def __init__(self, graph: PinBoardGraph, length: int = 5) -> None:
-        if graph.edge_time is None:
-            raise ValueError("HistoryPairSampler needs a graph built with edge_time (boards in time order)")
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
         self.graph, self.length = graph, length
-        size = graph.board_ptr.diff()
-        board = torch.repeat_interleave(torch.arange(graph.num_boards, device=graph.device), size)
-        slot = torch.arange(graph.num_edges, device=graph.device)
+        _, board, slot = _time_slots(graph, "HistoryPairSampler")
         keep = slot > graph.board_ptr[board]  # not the board's first slot
         self.anchor_slots, self.start = slot[keep], graph.board_ptr[board[keep]]
 
