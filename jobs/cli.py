@@ -426,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("step", choices=list(STEPS),
                    help="the task: jobs.tasks.ingest_day, features_day, training_set_window (the training "
                         "window ending at --date; skipped while too short), graph_day")
-    p.add_argument("--date", type=_date, required=True, help="the run's day (data_interval_start)")
+    p.add_argument("--date", type=_date, required=True, help="the DAG run's day (its logical date: the start of its data interval)")
     p.add_argument("--result", metavar="URI",
                    help="also write the result to this path or fsspec URL (how spark-submit hands it back)")
     p.set_defaults(func=cmd_task)
