@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.jobs.test_cluster import free_port, wait_for_port
+from tests.jobs.test_cluster import running_standalone_cluster
 
 START = dt.date(2026, 1, 5)
 CONN = "AIRFLOW_CONN_PINREC_SPARK"
@@ -102,38 +100,8 @@ def test_with_a_connection_the_step_goes_through_spark_submit(airflow_home, monk
 @pytest.fixture()
 def cluster(tmp_path):
     """A Spark standalone master + one worker (1 core, 1g) on 127.0.0.1: (master URL, web UI URL)."""
-    import pyspark
-
-    spark_home = Path(pyspark.__file__).parent
-    env = dict(os.environ, SPARK_HOME=str(spark_home), SPARK_LOCAL_IP="127.0.0.1",
-               SPARK_LOG_DIR=str(tmp_path / "logs"), PYSPARK_PYTHON=sys.executable)
-    spark_class = str(spark_home / "bin" / "spark-class")
-    master_port, webui_port, worker_port = free_port(), free_port(), free_port()
-    url = f"spark://127.0.0.1:{master_port}"
-    commands = {
-        "master": ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(master_port),
-                   "--webui-port", str(webui_port)],
-        "worker": ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", str(worker_port),
-                   "--webui-port", str(free_port()), "--cores", "1", "--memory", "1g",
-                   "--work-dir", str(tmp_path / "work"), url],
-    }
-    procs = []
-    try:
-        for name, port in (("master", master_port), ("worker", worker_port)):
-            log = tmp_path / f"{name}.log"
-            proc = subprocess.Popen([spark_class, *commands[name]], env=env, stdout=log.open("w"),
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-            procs.append(proc)
-            wait_for_port(port, proc, log)
-        yield url, f"http://127.0.0.1:{webui_port}"
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    with running_standalone_cluster(tmp_path) as (url, _, webui):
+        yield url, webui
 
 
 def _xcoms(run) -> dict[str, dict]:

@@ -1,6 +1,7 @@
 """The ingestion job, unchanged, on a Spark standalone cluster started on 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -33,34 +34,34 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture()
-def standalone_cluster(tmp_path):
+@contextlib.contextmanager
+def running_standalone_cluster(tmp_path: Path):
+    """A Spark standalone master + one worker (1 core, 1g) on 127.0.0.1, stopped by PID on exit:
+    yields (master URL, environment for spark-submit/workers, master web UI URL)."""
     import pyspark
 
     spark_home = Path(pyspark.__file__).parent
     env = dict(os.environ, SPARK_HOME=str(spark_home), SPARK_LOCAL_IP="127.0.0.1",
                SPARK_LOG_DIR=str(tmp_path / "logs"), PYSPARK_PYTHON=sys.executable)
-    master_port, worker_port = free_port(), free_port()
     spark_class = str(spark_home / "bin" / "spark-class")
+    master_port, webui_port, worker_port = free_port(), free_port(), free_port()
+    url = f"spark://127.0.0.1:{master_port}"
+    commands = {
+        "master": ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(master_port),
+                   "--webui-port", str(webui_port)],
+        "worker": ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", str(worker_port),
+                   "--webui-port", str(free_port()), "--cores", "1", "--memory", "1g",
+                   "--work-dir", str(tmp_path / "work"), url],
+    }
     procs = []
     try:
-        master_log = tmp_path / "master.log"
-        master = subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-             "--port", str(master_port), "--webui-port", str(free_port())],
-            env=env, stdout=master_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(master)
-        wait_for_port(master_port, master, master_log)
-        url = f"spark://127.0.0.1:{master_port}"
-        worker_log = tmp_path / "worker.log"
-        worker = subprocess.Popen(
-            [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-             "--port", str(worker_port), "--webui-port", str(free_port()), "--cores", "1",
-             "--memory", "1g", "--work-dir", str(tmp_path / "work"), url],
-            env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(worker)
-        wait_for_port(worker_port, worker, worker_log)
-        yield url, env
+        for name, port in (("master", master_port), ("worker", worker_port)):
+            log = tmp_path / f"{name}.log"
+            proc = subprocess.Popen([spark_class, *commands[name]], env=env, stdout=log.open("w"),
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            procs.append(proc)
+            wait_for_port(port, proc, log)
+        yield url, env, f"http://127.0.0.1:{webui_port}"
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -69,6 +70,13 @@ def standalone_cluster(tmp_path):
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture()
+def standalone_cluster(tmp_path):
+    """(master URL, environment) of :func:`running_standalone_cluster`."""
+    with running_standalone_cluster(tmp_path) as (url, env, _):
+        yield url, env
 
 
 def test_ingest_runs_unchanged_on_a_standalone_cluster(standalone_cluster, tmp_path):
