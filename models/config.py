@@ -108,7 +108,8 @@ class CalibrationConfig:
 class PinSageTrainConfig:
     """Training of PinSage (see the module docstring).
 
-    Model: ``hidden_channels``, ``out_channels`` (D), ``num_layers``, ``id_embedding``.
+    Model: ``hidden_channels``, ``out_channels`` (D), ``num_layers``, ``id_embedding`` (and the
+    ``id_embedding_std`` of its initialisation).
     Neighbourhoods (:class:`~models.random_walk.ImportanceNeighborSampler`): ``num_neighbors`` (T,
     the paper's top-T), ``num_walks``, ``walk_length``, ``restart_prob``.
     Examples: ``positives`` = ``"board"`` (co-saved pins), ``"walk"`` (walk co-visits) or
@@ -160,6 +161,7 @@ class PinSageTrainConfig:
     out_channels: int = 64
     num_layers: int = 2
     id_embedding: bool = False
+    id_embedding_std: float = 1.0
     seed: int = 0
     checkpoint_dir: str | None = None
     checkpoint_every: int = 1
@@ -180,6 +182,8 @@ class PinSageTrainConfig:
         if self.num_negatives == 0 and (self.max_hard_negatives == 0 or self.hard_negatives_from_epoch > 0):
             raise ValueError("pinsage: with num_negatives=0 every epoch needs hard negatives "
                              "(max_hard_negatives >= 1, hard_negatives_from_epoch=0): no negatives, no loss")
+        if not self.id_embedding_std > 0:
+            raise ValueError(f"pinsage.id_embedding_std must be > 0, got {self.id_embedding_std}")
         if not (self.lr > 0 and self.margin >= 0):
             raise ValueError(f"pinsage.lr must be > 0 and margin >= 0, got {self.lr} and {self.margin}")
         if not self.history_half_life >= 0:

@@ -50,7 +50,7 @@ from models.pair_sampler import (
     hard_negatives_at,
     random_negatives,
 )
-from models.pinsage import PinSage
+from models.pinsage import PinSage, neighborhood_edges
 from models.random_walk import (
     FixedNeighborhoods,
     ImportanceNeighborSampler,
@@ -166,7 +166,8 @@ class PinSageTrainer:
 
         torch_geometric.seed_everything(cfg.seed)  # random, numpy and torch: the initial weights
         self.model = PinSage(features.to(self.device, torch.float32), self.neighbor_sampler,
-                             cfg.hidden_channels, cfg.out_channels, cfg.num_layers, cfg.id_embedding).to(self.device)
+                             cfg.hidden_channels, cfg.out_channels, cfg.num_layers, cfg.id_embedding,
+                             cfg.id_embedding_std).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
@@ -237,10 +238,10 @@ class PinSageTrainer:
         t, layers = hood.neighborhood.neighbors.size(1), model.num_layers
         if model.num_pins * layers >= pins.numel() * sum(t ** (i + 1) for i in range(layers)):
             return net(pins)
-        nbr, weights = hood.neighborhood.neighbors, hood.neighborhood.weights
+        edge_index, edge_weight = neighborhood_edges(hood.neighborhood.weights, hood.neighborhood.neighbors)
         h = model._input(torch.arange(model.num_pins, device=pins.device))
         for conv in model.convs:
-            h = conv(h, h[nbr], weights)
+            h = conv(h, edge_index, edge_weight)
         return model._output(h[pins])
 
     def _step(self, anchor: Tensor, num_hard: int, net: torch.nn.Module) -> Tensor:

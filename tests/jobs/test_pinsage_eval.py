@@ -78,19 +78,37 @@ def test_validation_log_drops_each_users_latest_pin():
     assert sorted(map(tuple, val[["user_id", "pin_id"]].values.tolist())) == [(1, 10), (1, 11), (2, 10), (3, 14)]
 
 
-def test_pinsage_ranks_the_held_out_same_community_pin_high():
-    log = two_communities()
-    model = PinSageLogModel(tiny_config(), threads=1)
+def noisy_community_content(pins: int = 30, noise: float = 1.0, seed: int = 100) -> ItemEmbeddings:
+    """2-d content vectors of the ``2 * pins`` pins of :func:`two_communities`: the community as
+    +-0.5 on the first axis, buried in N(0, ``noise``) on both (a weak visual signal)."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(2 * pins)
+    side = np.where(ids >= pins, 0.5, -0.5)
+    return ItemEmbeddings(ids, np.stack([side + rng.normal(0, noise, ids.size), rng.normal(0, noise, ids.size)], 1))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_pinsage_ranks_the_held_out_same_community_pin_high(seed):
+    """The graph denoises weak content: PinSage beats the content vectors alone and popularity.
+    (Without any pin feature that tells the communities apart, no message-passing model could:
+    the two communities are the same graph up to relabelling.)"""
+    log, content = two_communities(seed=seed), noisy_community_content(seed=100 + seed)
+    model = PinSageLogModel(tiny_config(), content=content, threads=1)
     cfg = RetrievalEvalConfig(k=10, num_negatives=29, baselines=("popularity",))
-    report = evaluate_retrieval(log, {"pinsage": model}, cfg=cfg)
-    hr, pop = report.metric(LOO, "pinsage", "HR@10"), report.metric(LOO, "popularity", "HR@10")
-    # 29 negatives: ~12 of the user's community, ~17 of the other; random ranking gives HR@10 = 1/3.
-    assert pop < 0.45 and hr >= 0.75 and hr > pop + 0.3, report.render()
+    report = evaluate_retrieval(log, {"pinsage": model, "content": content}, cfg=cfg)
+    hr, pop, raw = (report.metric(LOO, name, "HR@10") for name in ("pinsage", "popularity", "content"))
+    # 29 negatives: ~12 of the user's community, ~17 of the other; random ranking gives HR@10 = 1/3
+    # and a perfect community split ~10/13. Measured over log seeds 0-4: 0.58-0.80 vs content
+    # 0.35-0.55, a gain of 0.10-0.45 (the margin loss is noisy on 40 users).
+    assert pop < 0.45 and hr >= 0.55 and hr > raw + 0.1, report.render()
     assert len(model.history) == 10
 
 
-def test_softmax_with_in_batch_negatives_learns_the_communities_too():
-    log = two_communities(seed=1)
+@pytest.mark.parametrize("seed", [0, 3])
+def test_softmax_with_in_batch_negatives_learns_the_communities_too(seed):
+    """Id embeddings only (no informative feature): before the input projection skipped the
+    convolutions, training collapsed every pin to one vector on these logs."""
+    log = two_communities(seed=seed)
     model = PinSageLogModel(tiny_config(loss="softmax", in_batch_negatives=True, id_embedding=True), threads=1)
     emb = model(log)
     z = emb.normalized().vectors

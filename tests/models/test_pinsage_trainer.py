@@ -121,6 +121,7 @@ def test_hard_negative_curriculum():
     ({"temperature": 0.0}, "temperature must be"),
     ({"positive_window": 0}, "positive_window must be >= 1"),
     ({"history_half_life": -1.0}, "history_half_life must be >= 0"),
+    ({"id_embedding_std": 0.0}, "id_embedding_std must be > 0"),
 ])
 def test_config_validation(overrides, message):
     with pytest.raises(ValueError, match=message):
