@@ -28,7 +28,7 @@ from models.config import (
     RankerTrainConfig,
 )
 
-from .monitoring import MonitoringConfig
+from .drift import MonitoringConfig
 from .ranker import RankerJobConfig
 from .retrieval_eval import RetrievalEvalConfig
 

@@ -18,7 +18,7 @@ from .tables import DTYPES
 class Feature:
     """``window_days``: the trailing window the value aggregates (0: a point value or an all-time
     count). Drift monitoring uses it: a ``W``-day aggregate is truncated on the first ``W`` days of
-    history, so those days are no reference for it (:mod:`jobs.monitoring`)."""
+    history, so those days are no reference for it (:mod:`jobs.drift`)."""
 
     name: str
     dtype: str

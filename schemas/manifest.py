@@ -106,7 +106,7 @@ class Metrics:
     """Offline metrics of a candidate: retrieval recall@k, serving latency, per-task AUC and
     expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``), and ``drift``:
     the newest day against the training window (``score_psi.<task>``, ``feature_drift.<column>``,
-    ``label_rate_shift.<task>``; see :mod:`jobs.monitoring`). ``drift`` is optional and left out
+    ``label_rate_shift.<task>``; see :mod:`jobs.drift`). ``drift`` is optional and left out
     of the JSON when empty, so manifests without it read and write exactly as before."""
 
     k: int

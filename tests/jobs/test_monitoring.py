@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.monitoring import (
+from jobs.drift import (
     FeatureShift,
     MonitoringConfig,
     drift_report,
     feature_shift,
     feature_windows,
     label_rates,
-    monitor_drift,
     numeric_feature_columns,
     psi,
 )
+from jobs.monitoring import monitor_drift
 
 
 def test_psi_by_hand():
