@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from tests.conftest import REPO
+from tests.dags.tiny_world import tiny_world_overrides
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
@@ -19,10 +20,7 @@ def world(tmp_path_factory, spark):
     from jobs.synthetic import generate
 
     root = tmp_path_factory.mktemp("daily_dag")
-    overrides = [f"storage.landing={root / 'landing'}", f"storage.warehouse={root / 'warehouse'}",
-                 "spark.master=local[1]", "spark.shuffle_partitions=1", f"spark.jars_dir={REPO / 'var' / 'jars'}",
-                 "synthetic.users=40", "synthetic.pins=200", "synthetic.days=3", "synthetic.impressions_per_day=800",
-                 f"synthetic.start_date={START.isoformat()}"]
+    overrides = tiny_world_overrides(root, START, 3, impressions_per_day=800, training=False)
     from jobs.config import parse_overrides
 
     cfg = load_config(None, parse_overrides(overrides))

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from tests.conftest import REPO
+from tests.dags.tiny_world import tiny_world_overrides
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
@@ -21,15 +22,7 @@ def daily_done(tmp_path_factory, spark):
     from jobs.tasks import features_day, ingest_day, training_set_window
 
     root = tmp_path_factory.mktemp("training_dag")
-    overrides = [f"storage.landing={root / 'landing'}", f"storage.warehouse={root / 'warehouse'}",
-                 f"storage.artifacts={root / 'artifacts'}", f"storage.mlflow_tracking_uri=sqlite:///{root}/mlflow.db",
-                 f"publish.store_uri={root / 'serving'}",
-                 "spark.master=local[1]", "spark.shuffle_partitions=1", f"spark.jars_dir={REPO / 'var' / 'jars'}",
-                 "synthetic.users=40", "synthetic.pins=200", f"synthetic.days={DAYS}",
-                 "synthetic.impressions_per_day=1500", f"synthetic.start_date={START.isoformat()}",
-                 "pinsage.epochs=1", "pinsage.progress=false", "ranker_train.epochs=2", "ranker_train.progress=false",
-                 "ranker_train.device=cpu", "ranker_job.baselines=[logreg]", "ranker_job.int8=false",
-                 "ranker_job.no_position_twin=false", "blessing.min_auc=0.0"]
+    overrides = tiny_world_overrides(root, START, DAYS)
     cfg = load_config(None, parse_overrides(overrides))
     generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]

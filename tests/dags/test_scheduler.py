@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.dags.tiny_world import tiny_world_overrides
 from tests.jobs.test_cluster import free_port, wait_for_port
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
@@ -238,15 +239,7 @@ def world(airflow, tmp_path_factory):
     last = dt.datetime.fromisoformat(nxt).astimezone(dt.UTC).date()
     days = [last - dt.timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
     root = tmp_path_factory.mktemp("scheduler_world")
-    overrides = [f"storage.landing={root / 'landing'}", f"storage.warehouse={root / 'warehouse'}",
-                 f"storage.artifacts={root / 'artifacts'}", f"storage.mlflow_tracking_uri=sqlite:///{root}/mlflow.db",
-                 f"publish.store_uri={root / 'serving'}",
-                 "spark.master=local[1]", "spark.shuffle_partitions=1", f"spark.jars_dir={REPO / 'var' / 'jars'}",
-                 "synthetic.users=40", "synthetic.pins=200", f"synthetic.days={DAYS}",
-                 "synthetic.impressions_per_day=1500", f"synthetic.start_date={days[0].isoformat()}",
-                 "pinsage.epochs=1", "pinsage.progress=false", "ranker_train.epochs=2", "ranker_train.progress=false",
-                 "ranker_train.device=cpu", "ranker_job.baselines=[logreg]", "ranker_job.int8=false",
-                 "ranker_job.no_position_twin=false", "blessing.min_auc=0.0"]
+    overrides = tiny_world_overrides(root, days[0], DAYS)
     cfg = load_config(None, parse_overrides(overrides))
     generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)
     return cfg, overrides, days
