@@ -17,8 +17,12 @@ its own):
    moves far less than wall time when the machine is shared), and peak RSS of the worker (``resource.getrusage``) and its RSS after imports, before the
    graph exists, so the difference is what the graph, the model and the run cost.
 
-An epoch is one pass over the positive-pair anchors (about one per edge), so with a fixed per-pair
-cost its time grows linearly in the number of edges; inference does a fixed amount of work per pin.
+An epoch is one pass over the positive-pair anchors (about one per edge). With
+``--neighborhood-refresh batch`` every batch embeds its receptive field (P pins x (T + T^2) rows),
+a fixed cost per pair, so an epoch grows linearly in the edges. With ``epoch`` (the default) a
+batch instead embeds *all* N pins layer by layer when that is fewer rows (N x L < P x (T + T^2);
+here N < ~32k pins), cheaper per batch but O(N) per batch, so below that size an epoch grows like
+N x edges, and linearly again above it. Inference does a fixed amount of work per pin.
 The last lines print each measured ratio next to the edge (and pin) ratio.
 
 Usage (from the repository root)::
@@ -71,7 +75,8 @@ def worker(args: argparse.Namespace) -> dict:
     build_s = time.perf_counter() - t0
     cfg = PinSageTrainConfig(epochs=2, batch_size=256, num_negatives=64, hard_negatives_from_epoch=1,
                              max_hard_negatives=1, hard_negative_band=(20, 100), hard_negative_walks=200,
-                             progress=False, seed=SEED, device=args.device)
+                             progress=False, seed=SEED, device=args.device,
+                             neighborhood_refresh=args.neighborhood_refresh)
     cpu_marks = []  # process CPU seconds at the start and the end of each epoch: robust on a shared machine
     trainer = PinSageTrainer(graph, features, cfg, on_epoch_end=lambda epoch, metrics: cpu_marks.append(time.process_time()))
     cpu_marks.append(time.process_time())
@@ -105,6 +110,8 @@ def main() -> int:
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--neighborhood-refresh", default="epoch", choices=("epoch", "batch"),
+                        help="pinsage.neighborhood_refresh (default epoch; batch: the paper's per-batch sampling)")
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     parser.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
@@ -117,7 +124,8 @@ def main() -> int:
     for size in (int(float(s)) for s in args.sizes.split(",")):
         cmd = [sys.executable, __file__, "--_worker", "--size", str(size), "--edges-per-pin", str(args.edges_per_pin),
                "--pins-per-board", str(args.pins_per_board), "--features", str(args.features),
-               "--threads", str(args.threads), "--device", args.device]
+               "--threads", str(args.threads), "--device", args.device,
+               "--neighborhood-refresh", args.neighborhood_refresh]
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         done = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=REPO_ROOT)
         if done.returncode != 0:
@@ -127,7 +135,8 @@ def main() -> int:
         print(f"[pinsage bench] N={size} done", file=sys.stderr)
 
     print(f"\nPinSage benchmark on {platform.machine()} ({os.cpu_count()} cores visible), device "
-          f"{results[0]['device']}, {args.threads} torch thread(s); load average {os.getloadavg()[0]:.1f}\n")
+          f"{results[0]['device']}, {args.threads} torch thread(s), neighborhood_refresh="
+          f"{args.neighborhood_refresh}; load average {os.getloadavg()[0]:.1f}\n")
     print("| pins | boards | edges | anchors | epoch, random negs: wall s / CPU s | pairs/s (wall) "
           "| epoch, +1 hard neg: wall s / CPU s | pairs/s (wall) | inference: wall s / CPU s | pins/s (wall) "
           "| peak RSS (MiB) | RSS after imports (MiB) |")

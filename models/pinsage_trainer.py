@@ -229,14 +229,14 @@ class PinSageTrainer:
     def _embed_batch(self, pins: Tensor, net: torch.nn.Module) -> Tensor:
         """(P, D) embeddings of the batch's unique pins, with gradients. With fixed neighbourhoods
         (``neighborhood_refresh="epoch"``) on one process, when computing every pin layer by layer
-        (N * L rows) is cheaper than the batch's receptive field (P * (T + ... + T^L) rows), it does
-        that and picks the batch's rows: the same values as ``net(pins)``, far fewer operations on
-        a small graph whose batches touch most pins."""
+        (N * L * T messages) is cheaper than the batch's receptive field (P * (T + ... + T^L)
+        messages), it does that and picks the batch's rows: the same values as ``net(pins)``, far
+        fewer operations on a small graph whose batches touch most pins."""
         model, hood = self.model, self.model.sampler
         if not isinstance(hood, FixedNeighborhoods) or self.world_size > 1:
             return net(pins)
         t, layers = hood.neighborhood.neighbors.size(1), model.num_layers
-        if model.num_pins * layers >= pins.numel() * sum(t ** (i + 1) for i in range(layers)):
+        if model.num_pins * layers * t >= pins.numel() * sum(t ** (i + 1) for i in range(layers)):
             return net(pins)
         edge_index, edge_weight = neighborhood_edges(hood.neighborhood.weights, hood.neighborhood.neighbors)
         h = model._input(torch.arange(model.num_pins, device=pins.device))

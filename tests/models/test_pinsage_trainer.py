@@ -180,7 +180,8 @@ def test_in_batch_negatives_learn_the_communities(loss):
 def test_layer_wise_batch_embedding_equals_the_sampled_forward():
     trainer = PinSageTrainer(community_graph(), features(), train_config(num_neighbors=2))
     trainer.model.sampler = FixedNeighborhoods.from_sampler(trainer.neighbor_sampler, 32)
-    small, large = torch.tensor([3, 17]), torch.arange(0, 32, 2)  # 2 * (2 + 4) < 32 * 2 <= 16 * (2 + 4)
+    # messages: 2 * (2 + 4) < 32 pins * 2 layers * 2 neighbours <= 30 * (2 + 4)
+    small, large = torch.tensor([3, 17]), torch.arange(2, 32)
     for pins in (small, large):
         torch.testing.assert_close(trainer._embed_batch(pins, trainer.model), trainer.model(pins))
     emb = trainer._embed_batch(large, trainer.model)
