@@ -7,7 +7,9 @@ For each spine size N, one run of this script:
    tables (user, pin, user x category; ~N/10 rows each, unique (entity, feature_ts), ``created_ts``
    = ``feature_ts`` + 0..2 h), written once as Parquet so every engine reads the same files;
 2. times, as the median of ``--repeats`` runs, each fully materialising the 3-view result:
-   a. ours: ``jobs.pit_join.point_in_time_join`` chained over the 3 views (``validate=False``;
+   a. ours: ``jobs.pit_join.point_in_time_join_many`` over the 3 views (``validate=False``;
+      each view is a broadcast lookup when Spark estimates its table at most
+      ``--broadcast-max-mib``, else a sort-merge window sharing one shuffle per leading entity;
       the uniqueness check is timed once, separately), Spark ``noop`` write;
    b. Feast's Spark formulation (range join on entity + ``feature_ts <= ts`` + ``feature_ts >= ts -
       ttl`` + ``created_ts <= ts``, then ``ROW_NUMBER() OVER (PARTITION BY spine row ORDER BY
@@ -213,13 +215,12 @@ def write_sample(data_dir: Path, out: Path, rows: int, seed: int) -> None:
 # the formulations (run inside workers)
 # --------------------------------------------------------------------------------------------
 
-def ours_chain(spine, tables: dict, ttl: dt.timedelta, validate: bool = False):
-    from jobs.pit_join import point_in_time_join
+def ours_chain(spine, tables: dict, ttl: dt.timedelta, validate: bool = False, broadcast_max_mib: float | None = None):
+    from jobs.pit_join import BROADCAST_MAX_BYTES, point_in_time_join_many
 
-    out = spine
-    for v in VIEWS:
-        out = point_in_time_join(out, tables[v.name], make_feature_view(v, ttl), validate=validate)
-    return out
+    limit = BROADCAST_MAX_BYTES if broadcast_max_mib is None else broadcast_max_mib * 2**20
+    joins = [(tables[v.name], make_feature_view(v, ttl)) for v in VIEWS]
+    return point_in_time_join_many(spine, joins, validate=validate, broadcast_max_bytes=limit)
 
 
 def feast_join(spine, features, v: BenchView, ttl_s: int, spine_ts: str = "ts"):
@@ -349,7 +350,7 @@ def worker_main(args) -> None:
 
     def build():
         if args._worker == "ours":
-            return ours_chain(spine, tables, ttl, validate=False)
+            return ours_chain(spine, tables, ttl, validate=False, broadcast_max_mib=args.broadcast_max_mib)
         return feast_chain(spine, tables, ttl_s)
 
     if args._save:  # spot check: write the full result of the sample spine
@@ -375,7 +376,8 @@ def worker_main(args) -> None:
         from jobs.pit_join import check_unique
 
         plan = df._jdf.queryExecution().optimizedPlan().toString()
-        emit(event="plan", window_ops=plan.count("Window ["), relations_read=plan.count("Relation ["))
+        emit(event="plan", window_ops=plan.count("Window ["), relations_read=plan.count("Relation ["),
+             map_in_arrow=plan.count("MapInArrow"), exchanges=plan.count("RepartitionByExpression"))
         if args.time_validate:
             emit(event="start", run="validate")
             t0 = time.perf_counter()
@@ -417,6 +419,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
            "--_events", str(events_path), "--repeats", str(args.repeats), "--ttl-days", str(args.ttl_days),
            "--shuffle-partitions", str(args.shuffle_partitions), "--driver-memory", args.driver_memory,
            "--spark-cores", str(args.spark_cores), "--duckdb-threads", str(args.duckdb_threads),
+           *(["--broadcast-max-mib", str(args.broadcast_max_mib)] if args.broadcast_max_mib is not None else []),
            *(["--no-time-validate"] if not args.time_validate else []), *(extra or [])]
     env = dict(os.environ)
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -426,7 +429,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
     with open(log_path, "w") as logf:
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=logf, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
-    res = {"events": [], "peak_jvm_rss": 0, "peak_worker_py_rss": 0, "timed_out": None,
+    res = {"events": [], "peak_jvm_rss": 0, "peak_worker_py_rss": 0, "peak_spark_py_workers_rss": 0, "timed_out": None,
            "load1_max": 0.0, "log": str(log_path)}
     deadline = time.monotonic() + STARTUP_SLACK_S
     phase = "startup"
@@ -434,6 +437,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
     last_pids: set[int] = set()
     try:
         while True:
+            py_workers = 0  # Spark's Python workers (daemon and its children): the broadcast lookup runs there
             for p in _tree(proc.pid):
                 try:
                     rss = p.memory_info().rss
@@ -445,6 +449,9 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
                     res["peak_jvm_rss"] = max(res["peak_jvm_rss"], rss)
                 elif p.pid == proc.pid:
                     res["peak_worker_py_rss"] = max(res["peak_worker_py_rss"], rss)
+                else:
+                    py_workers += rss
+            res["peak_spark_py_workers_rss"] = max(res["peak_spark_py_workers_rss"], py_workers)
             res["load1_max"] = max(res["load1_max"], os.getloadavg()[0])
             with open(events_path) as f:
                 f.seek(pos)
@@ -562,7 +569,6 @@ def spot_check(args, data_dir: Path, work: Path) -> dict:
         out["error"] = "ours did not finish on the sample"
         return out
     cols = [c for c in output_columns() if c not in ("event_id",)]
-    value_cols = [c for c in cols if "__" in c]
     comparisons = {}
     for other in ("feast", "duckdb_exact", "duckdb_asof_ttl"):
         if other not in results:
@@ -622,6 +628,9 @@ def parse_args(argv=None):
     p.add_argument("--no-spot-check", dest="spot_check", action="store_false")
     p.add_argument("--work-dir", help="where data and logs go (default: a fresh temp dir, removed at the end)")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
+    p.add_argument("--broadcast-max-mib", type=float, default=None,
+                   help="ours: feature tables Spark estimates at most this size (MiB) take the broadcast "
+                        "lookup; 0: sort-merge only (default: jobs.pit_join.BROADCAST_MAX_BYTES)")
     for hidden in ("--_worker", "--_data", "--_events", "--_spine", "--_save"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -730,19 +739,23 @@ def render(report: dict, args) -> str:
             f"user {st['user_features_rows']:,} / pin {st['pin_features_rows']:,} / user x category "
             f"{st['user_category_features_rows']:,}; hottest user = {st['top_user_share']:.1%} of impressions "
             f"({st['top_user_impressions']:,}) with {st['top_user_feature_rows']:,} feature rows; hottest pin "
-            f"{st['top_pin_share']:.1%}. ours runs {ours.get('runs_s')} (of which plan building incl. eager "
+            f"{st['top_pin_share']:.1%}. Peak RSS of Spark's Python workers (sum) ours/Feast: "
+            f"{_gib(ours.get('peak_spark_py_workers_rss', 0))}/{_gib(feast.get('peak_spark_py_workers_rss', 0))}. "
+            f"ours runs {ours.get('runs_s')} (of which plan building incl. eager "
             f"spine checks, median {_fmt_s(ours.get('median_build_s'))} s); uniqueness check (validate=True "
             f"part, 3 views, once) {_fmt_s(ours.get('validate_s'))} s; Feast runs {feast.get('runs_s', '-')}; "
             f"DuckDB runs {duck.get('runs_s')}; max 1-min load average during ours/Feast/DuckDB: "
             f"{ours.get('load1_max', 0):.1f}/{feast.get('load1_max', 0):.1f}/{duck.get('load1_max', 0):.1f}.")
         if ours.get("plan"):
-            notes.append(f"  ours' optimized plan for the 3 chained views holds {ours['plan']['window_ops']} Window "
+            notes.append(f"  ours' optimized plan for the 3 views holds {ours['plan'].get('map_in_arrow', 0)} "
+                         f"MapInArrow (broadcast lookup), {ours['plan'].get('exchanges', 0)} repartitions, "
+                         f"{ours['plan']['window_ops']} Window "
                          f"operators and {ours['plan']['relations_read']} Parquet relation scans.")
         if feast.get("timed_out"):
             notes.append(f"  Feast formulation killed during {feast['timed_out']}; leftover processes after kill: "
                          f"{feast.get('survivors') or 'none'}.")
     lines += ["", "Notes:", *notes,
-              "- ours: `jobs.pit_join.point_in_time_join` chained over 3 views with validate=False (the "
+              "- ours: `jobs.pit_join.point_in_time_join_many` over 3 views with validate=False (the "
               "uniqueness check is timed separately above); it applies feature_ts <= t, created_ts <= t and the TTL.",
               "- Feast formulation: range join on entity + feature_ts <= ts + feature_ts >= ts - ttl + created_ts <= ts, "
               "ROW_NUMBER() OVER (PARTITION BY entity row ORDER BY feature_ts DESC, created_ts DESC) = 1, left join "

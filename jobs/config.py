@@ -153,6 +153,9 @@ class TrainingSetConfig:
     ``validation_days`` / ``test_days``: the last days of the range, in time order.
     ``window_days``: a scheduled run for day ``d`` rebuilds the training set of the days
     ``d - window_days + 1 .. d`` (0: every ingested day up to ``d``).
+    ``broadcast_max_mb``: a feature table Spark estimates at most this large is looked up in place
+    (collected to the driver, a copy in every Python worker) instead of sort-merge joined
+    (:mod:`jobs.pit_join`); 0 always sort-merges.
     """
 
     maturity_s: int = 6 * 3600
@@ -160,6 +163,7 @@ class TrainingSetConfig:
     validation_days: int = 1
     test_days: int = 1
     window_days: int = 0
+    broadcast_max_mb: int = 128
 
     def __post_init__(self) -> None:
         if self.maturity_s <= 0:
@@ -168,6 +172,8 @@ class TrainingSetConfig:
             raise ConfigError(f"training.negative_rate must be in (0, 1], got {self.negative_rate}")
         if self.validation_days < 0 or self.test_days < 0 or self.window_days < 0:
             raise ConfigError("training.validation_days, test_days and window_days must be >= 0")
+        if self.broadcast_max_mb < 0:
+            raise ConfigError(f"training.broadcast_max_mb must be >= 0, got {self.broadcast_max_mb}")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Spine = impressions of the requested days. For each impression:
 * labels ``closeup`` / ``save``: an action of that type on the impression within ``maturity_s``
   after it (a delayed save counts); impressions whose window has not closed at the cut-off (the
   end of the last day of ingested actions) are left out, never labelled negative;
-* features from every feature view as known at the impression (:mod:`jobs.pit_join`), with a
+* features from every feature view as known at the impression (:mod:`jobs.pit_join`, all views
+  in one call: small feature tables are looked up in place, the others share shuffles), with a
   ``<view>__missing`` indicator;
 * context: ``position``, ``surface``, ``device``, ``country``, ``hour``, ``day_of_week``;
 * negatives (neither closeup nor save) are kept with probability ``negative_rate``, only from
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from schemas.features import FEATURE_VIEWS, FeatureView
 
 from .config import TrainingSetConfig
-from .pit_join import point_in_time_join
+from .pit_join import point_in_time_join_many
 
 CONTEXT = ("position", "surface", "device", "country", "hour", "day_of_week")
 
@@ -110,8 +111,8 @@ def build_training_frame(impressions, actions, pins, features: dict[str, object]
     sampled = sample_negatives(labelled, cfg.negative_rate, seed)
     out = (sampled.join(pins.select("pin_id", "category").dropDuplicates(["pin_id"]), "pin_id", "left")
            .withColumn("hour", F.hour("ts")).withColumn("day_of_week", F.dayofweek("ts")))
-    for view in views:
-        out = point_in_time_join(out, features[view.name], view)
+    out = point_in_time_join_many(out, [(features[view.name], view) for view in views],
+                                  broadcast_max_bytes=cfg.broadcast_max_mb * 2**20)
     splits = split_days(days, cfg)
     split_col = F.lit("train")
     for d, name in splits.items():

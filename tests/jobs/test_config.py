@@ -44,6 +44,7 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
     ({"dataset": {"kind": "netflix"}}, "dataset.kind must be"),
     ({"synthetic": {"start_date": "yesterday"}}, "expected a YYYY-MM-DD date"),
     ({"spark": "local"}, "spark: expected a mapping"),
+    ({"training": {"broadcast_max_mb": -1}}, "training.broadcast_max_mb must be >= 0"),
 ])
 def test_bad_config_raises_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,4 +1,5 @@
-"""Point-in-time join: exact cases, a brute-force reference on random histories, no leakage."""
+"""Point-in-time join: exact cases, a brute-force reference on random histories, no leakage, on
+both paths (sort-merge shuffle and broadcast lookup); several views at once."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.pit_join import FeatureTableError, point_in_time_join
+from jobs.pit_join import FeatureTableError, point_in_time_join, point_in_time_join_many
 from schemas.features import Feature, FeatureView
 
 pytestmark = pytest.mark.spark
@@ -16,16 +17,28 @@ T0 = dt.datetime(2026, 1, 1)
 VIEW = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(hours=10))
 SPINE_SCHEMA = "event_id string, user_id bigint, ts timestamp"
 FEATURE_SCHEMA = "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint"
+PATHS = {"shuffle": 0, "broadcast": float("inf")}  # broadcast_max_bytes forcing each path
+
+
+@pytest.fixture(params=sorted(PATHS))
+def path(request):
+    return request.param
+
+
+def plan_of(df) -> str:
+    return df._jdf.queryExecution().executedPlan().toString()
 
 
 def h(hours: float) -> dt.datetime:
     return T0 + dt.timedelta(hours=hours)
 
 
-def run(spark, spine_rows, feature_rows, view=VIEW):
+def run(spark, spine_rows, feature_rows, view=VIEW, path="shuffle"):
     spine = spark.createDataFrame(spine_rows, SPINE_SCHEMA)
     features = spark.createDataFrame(feature_rows, FEATURE_SCHEMA)
-    out = point_in_time_join(spine, features, view).collect()
+    df = point_in_time_join(spine, features, view, broadcast_max_bytes=PATHS[path])
+    assert ("MapInArrow" in plan_of(df)) == (path == "broadcast")
+    out = df.collect()
     return {r["event_id"]: (r["u__saves"], r["u__feature_ts"], r["u__missing"]) for r in out}
 
 
@@ -43,7 +56,7 @@ def reference(spine_rows, feature_rows, ttl: dt.timedelta):
     return out
 
 
-def test_exact_cases(spark):
+def test_exact_cases(spark, path):
     features = [
         (1, h(0), h(0), 10),
         (1, h(5), h(5), 50),
@@ -61,7 +74,7 @@ def test_exact_cases(spark):
         ("unknown-user", 3, h(1)),
         ("null-user", None, h(1)),
     ]
-    got = run(spark, spine, features)
+    got = run(spark, spine, features, path=path)
     assert got == {
         "before-any": (None, None, True),
         "equal-ts": (50, h(5), False),
@@ -74,17 +87,17 @@ def test_exact_cases(spark):
     }
 
 
-def test_a_late_old_value_does_not_shadow_a_newer_known_one(spark):
+def test_a_late_old_value_does_not_shadow_a_newer_known_one(spark, path):
     features = [(1, h(8), h(8), 80), (1, h(5), h(9), 50)]  # the older value arrives last
-    assert run(spark, [("e", 1, h(9.5))], features) == {"e": (80, h(8), False)}
+    assert run(spark, [("e", 1, h(9.5))], features, path=path) == {"e": (80, h(8), False)}
 
 
-def test_feature_rows_from_the_future_change_nothing(spark):
+def test_feature_rows_from_the_future_change_nothing(spark, path):
     spine = [(f"e{i}", i % 3, h(i)) for i in range(12)]
     past = [(k, h(t), h(t), 100 * k + t) for k in range(3) for t in range(0, 12, 3)]
     future = [(k, h(t), h(t), -1) for k in range(3) for t in range(12, 20)]
     late_written = [(k, h(t + 0.5), h(50), -2) for k in range(3) for t in range(0, 12, 3)]
-    assert run(spark, spine, past) == run(spark, spine, past + future + late_written)
+    assert run(spark, spine, past, path=path) == run(spark, spine, past + future + late_written, path=path)
 
 
 def test_bad_inputs(spark):
@@ -123,18 +136,110 @@ def histories(draw):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(histories())
-def test_matches_brute_force_on_random_histories(spark, history):
+def test_matches_brute_force_on_random_histories(spark, path, history):
     spine_rows, feature_rows, ttl = history
     view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
-    assert run(spark, spine_rows, feature_rows, view) == reference(spine_rows, feature_rows, ttl)
+    assert run(spark, spine_rows, feature_rows, view, path) == reference(spine_rows, feature_rows, ttl)
 
 
-def test_composite_entity_keys(spark):
+def test_composite_entity_keys(spark, path):
     view = FeatureView("uc", ("user_id", "category"), (Feature("rate", "float64"),), ttl=dt.timedelta(days=1))
     spine = spark.createDataFrame([("e1", 1, "art", h(5)), ("e2", 1, "food", h(5)), ("e3", None, "art", h(5))],
                                   "event_id string, user_id bigint, category string, ts timestamp")
     features = spark.createDataFrame([(1, "art", h(1), h(1), 0.5), (1, "food", h(6), h(6), 0.9)],
                                      "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, "
                                      "rate double")
-    got = {r["event_id"]: (r["uc__rate"], r["uc__missing"]) for r in point_in_time_join(spine, features, view).collect()}
+    out = point_in_time_join(spine, features, view, broadcast_max_bytes=PATHS[path])
+    got = {r["event_id"]: (r["uc__rate"], r["uc__missing"]) for r in out.collect()}
     assert got == {"e1": (0.5, False), "e2": (None, True), "e3": (None, True)}
+
+
+# --- several views at once -------------------------------------------------------------------
+
+USER = FeatureView("user", ("user_id",), (Feature("saves", "int64"), Feature("tags", "array<int64>")),
+                   ttl=dt.timedelta(hours=10))
+USER_CAT = FeatureView("user_cat", ("user_id", "category"), (Feature("rate", "float64"),), ttl=dt.timedelta(hours=10))
+PIN = FeatureView("pin", ("pin_id",), (Feature("age", "float64"),), ttl=dt.timedelta(hours=10))
+WIDE_SPINE = ("event_id string, user_id bigint, pin_id bigint, category string, ts timestamp, "
+              "position int, weights array<double>, context map<string, string>, `dt.day` date")
+
+
+def many_inputs(spark):
+    spine = spark.createDataFrame([
+        ("a", 1, 10, "art", h(5), 0, [0.5], {"k": "v"}, T0.date()),
+        ("b", 1, 11, None, h(5), 1, None, None, T0.date()),   # null category: only user_cat misses
+        ("c", None, 10, "art", h(5), 2, [], {}, T0.date()),   # null user: user and user_cat miss
+        ("d", 2, None, "food", h(7), 3, [1.0], {"x": None}, T0.date()),
+        ("e", 1, 10, "food", h(9.5), 4, None, None, None),
+    ], WIDE_SPINE)
+    user = spark.createDataFrame([(1, h(1), h(1), 10, [1, 2]), (1, h(8), h(9), 80, [8]), (2, h(6), h(6), 20, None),
+                                  (None, h(0), h(0), 99, [9])],
+                                 "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint, tags array<bigint>")
+    user_cat = spark.createDataFrame([(1, "art", h(2), h(2), 0.25), (1, "food", h(9), h(9.5), 0.75),
+                                      (1, None, h(0), h(0), 9.0), (2, "food", h(8), h(8), 0.5)],
+                                     "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, rate double")
+    pin = spark.createDataFrame([(10, h(4), h(4), 1.5), (11, h(6), h(6), 2.5)],
+                                "pin_id bigint, feature_ts timestamp, created_ts timestamp, age double")
+    return spine, [(user, USER), (user_cat, USER_CAT), (pin, PIN)]
+
+
+def as_dict(df):
+    return {r["event_id"]: r.asDict() for r in df.collect()}
+
+
+def test_many_views_exact_cases_and_spine_columns_kept(spark, path):
+    spine, joins = many_inputs(spark)
+    df = point_in_time_join_many(spine, joins, broadcast_max_bytes=PATHS[path])
+    assert df.columns == [*spine.columns, "user__saves", "user__tags", "user__feature_ts", "user__missing",
+                          "user_cat__rate", "user_cat__feature_ts", "user_cat__missing",
+                          "pin__age", "pin__feature_ts", "pin__missing"]
+    assert df.schema[:len(spine.columns)] == spine.schema[:]
+    got = {k: (v["user__saves"], v["user__tags"], v["user_cat__rate"], v["pin__age"], v["pin__missing"])
+           for k, v in as_dict(df).items()}
+    assert got == {
+        "a": (10, [1, 2], 0.25, 1.5, False),
+        "b": (10, [1, 2], None, None, True),     # pin 11 written at h(6) > h(5); no category
+        "c": (None, None, None, 1.5, False),
+        "d": (20, None, None, None, True),       # user 2's food row is from h(8) > h(7)
+        "e": (80, [8], 0.75, 1.5, False),
+    }
+    original = {r["event_id"]: r.asDict() for r in spine.collect()}
+    assert {k: {c: v[c] for c in spine.columns} for k, v in as_dict(df).items()} == original
+
+
+def test_many_views_equal_chained_single_views_and_share_one_shuffle(spark):
+    spine, joins = many_inputs(spark)
+    chained = spine
+    for features, view in joins:
+        chained = point_in_time_join(chained, features, view, broadcast_max_bytes=0)
+    expected = as_dict(chained)
+    for mb in PATHS.values():
+        df = point_in_time_join_many(spine, joins, broadcast_max_bytes=mb)
+        assert as_dict(df) == expected
+    plan = plan_of(point_in_time_join_many(spine, joins, broadcast_max_bytes=0))
+    # user and (user, category) share the shuffle by user_id; pin has its own
+    assert plan.count("- Exchange ") == 2 and plan.count("Window [") == 3
+
+
+def test_many_views_mixed_paths(spark):
+    """A view with a key type the broadcast path does not take (boolean) is sort-merged."""
+    spine, joins = many_inputs(spark)
+    flag = FeatureView("flag", ("is_new",), (Feature("boost", "float64"),), ttl=dt.timedelta(hours=10))
+    spine = spine.withColumn("is_new", spine["position"] % 2 == 0)
+    flags = spark.createDataFrame([(True, h(1), h(1), 2.0)], "is_new boolean, feature_ts timestamp, "
+                                  "created_ts timestamp, boost double")
+    df = point_in_time_join_many(spine, [*joins, (flags, flag)], broadcast_max_bytes=float("inf"))
+    plan = plan_of(df)
+    assert "MapInArrow" in plan and plan.count("Window [") == 1
+    got = {k: (v["flag__boost"], v["user__saves"]) for k, v in as_dict(df).items()}
+    assert got == {"a": (2.0, 10), "b": (None, 10), "c": (2.0, None), "d": (None, 20), "e": (2.0, 80)}
+
+
+def test_many_views_bad_inputs(spark):
+    spine, joins = many_inputs(spark)
+    with pytest.raises(ValueError, match="names must be unique"):
+        point_in_time_join_many(spine, [joins[0], joins[0]])
+    with pytest.raises(ValueError, match="at least one"):
+        point_in_time_join_many(spine, [])
+    with pytest.raises(FeatureTableError, match="already has columns"):
+        point_in_time_join_many(spine.withColumn("pin__age", spine["position"]), joins)
