@@ -129,7 +129,8 @@ def _needed_columns(spec, tasks) -> list[str]:
 
 def read_training_set(source, warehouse: str | None, columns: list[str]):
     """(pandas frame, metadata). ``source``: a SparkSession (reads ``<warehouse>/training_set``
-    at its current Delta version) or a pandas DataFrame / pyarrow Table."""
+    at its current Delta version; rows in ``event_id`` order, so that training does not depend on
+    how Spark laid the table out) or a pandas DataFrame / pyarrow Table."""
     import pandas as pd
     import pyarrow as pa
 
@@ -155,8 +156,10 @@ def read_training_set(source, warehouse: str | None, columns: list[str]):
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"the training set at {path} lacks columns {missing}")
-    frame = df.select(*columns).toArrow().to_pandas()
-    return frame, {**meta, "training_set_version": version}
+    table = df.select(*columns).toArrow()
+    if "event_id" in columns:
+        table = table.sort_by("event_id")
+    return table.to_pandas(), {**meta, "training_set_version": version}
 
 
 def read_truth(truth_dir: str):

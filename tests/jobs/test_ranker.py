@@ -73,8 +73,10 @@ def test_train_ranker_metrics_and_report(trained):
     models = {m.model for m in report.metrics}
     assert {"ranker", "ranker (with position)", "oracle", "oracle (position-free)", "ranker, no position",
             "logistic regression"} <= models
-    # the position tower learns the examination bias: the likelihood ranks closeups well
-    assert report.metric("ranker (with position)", "closeup", "auc") > 0.6
+    # the position tower learns the examination bias: the likelihood ranks closeups far better than
+    # the same model without position (measured 0.58-0.63 vs 0.46-0.48 over three row orders)
+    with_position = report.metric("ranker (with position)", "closeup", "auc")
+    assert with_position > 0.55 and with_position > report.metric("ranker, no position", "closeup", "auc") + 0.05
     assert report.metric("oracle", "closeup", "auc") > report.metric("ranker (with position)", "closeup", "auc") - 0.05
     # position-free AUCs are not bounded from below here: the tiny world trains on its first day, when no
     # feature view has a row yet, and its test day holds ~30 saves
