@@ -10,7 +10,9 @@
 4. evaluate on ``test`` (:mod:`jobs.ranker_eval`): AUC, log-loss, ECE, NDCG@k per session for the
    ranker (calibrated, position-free: as served), the ranker's with-position likelihood, a twin
    trained without the position feature, the baselines, and on the synthetic world the oracle
-   (``truth_dir`` = ``<landing>/_truth``) with the Kendall-tau debiasing comparison;
+   (``truth_dir`` = ``<landing>/_truth``) with the Kendall-tau debiasing comparison; every AUC
+   with a session-bootstrap interval, and the oracle's AUC minus the ranker's with the interval
+   of that paired difference (``bootstrap_resamples``);
 5. export ONNX (calibration inside) and int8 into ``<artifacts>/ranker/<model_version>/`` with the
    encoder and calibration JSON and ``metrics.json``; the ONNX outputs are checked against the
    training path on the test rows, the int8 AUC drop is measured there.
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch-free at import time: jobs.config imports RankerJobConfig
     from models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
 
-    from .ranker_eval import DebiasComparison, MetricRow
+    from .ranker_eval import AucGap, DebiasComparison, MetricRow
 
 EXPERIMENT = "pinrec-ranker"
 BASELINES = ("logreg", "dcnmix")
@@ -48,7 +50,9 @@ class RankerJobConfig:
     ``no_position_twin``: also train the ranker without the position feature (the debiasing
     comparison). ``int8``: also export the int8 model. ``id_features``: hashed user/pin ids.
     ``embeddings``: when ``pin_embeddings`` exists, add the pin's PinSage embedding, the user's
-    (mean of the recent saves' embeddings) and their dot product (:mod:`export.embedding_features`)."""
+    (mean of the recent saves' embeddings) and their dot product (:mod:`export.embedding_features`).
+    ``bootstrap_resamples``: session resamples for the AUC intervals and the oracle gaps
+    (:func:`jobs.ranker_eval.auc_intervals`); 0 computes none."""
 
     experiment: str = EXPERIMENT
     baselines: tuple[str, ...] = BASELINES
@@ -60,6 +64,7 @@ class RankerJobConfig:
     max_position: int = 50
     ece_bins: int = 10
     ndcg_k: int = 10
+    bootstrap_resamples: int = 200
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.baselines if b not in BASELINES]
@@ -68,6 +73,8 @@ class RankerJobConfig:
         for name in ("baseline_epochs", "max_position", "ece_bins", "ndcg_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ranker_job.{name} must be >= 1, got {getattr(self, name)}")
+        if self.bootstrap_resamples < 0:
+            raise ValueError(f"ranker_job.bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}")
         if not self.experiment:
             raise ValueError("ranker_job.experiment must be non-empty")
 
@@ -83,6 +90,7 @@ class RankerReport:
     device: str
     metrics: tuple[MetricRow, ...]
     debias: tuple[DebiasComparison, ...] = ()
+    auc_gaps: tuple[AucGap, ...] = ()
     int8_auc_drop: dict[str, float] = field(default_factory=dict)
     onnx_max_abs_diff: float = math.nan
     artifacts: str = ""
@@ -108,6 +116,7 @@ class RankerReport:
         for d in self.debias:
             lines.append(f"kendall tau vs oracle position-free ({d.task}): debiased {d.tau_debiased:.4f}, "
                          f"no position {d.tau_no_position:.4f} -> debiased closer: {d.debiased_closer}")
+        lines += [g.render() for g in self.auc_gaps]
         if not math.isnan(self.onnx_max_abs_diff):
             lines.append(f"onnx vs torch on the test rows: max |diff| = {self.onnx_max_abs_diff:.2e}")
         for task, drop in self.int8_auc_drop.items():
@@ -279,7 +288,10 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
         probs = cal.apply(free_logits)
         with_pos = 1 / (1 + np.exp(-trainer.predict_logits(data["test"], with_position=True).astype(np.float64)))
 
+        scored: dict[str, np.ndarray] = {}
+
         def rows(name, p):
+            scored[name] = p
             return ev.task_metrics(name, y, p, tasks, sessions, w, job.ece_bins, job.ndcg_k)
 
         metrics = rows("ranker", probs) + rows("ranker (with position)", with_pos)
@@ -307,9 +319,14 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                                        job.baseline_epochs, train_cfg.batch_size, model_cfg.embedding_dim,
                                        train_cfg.seed, "cuda:0" if device.startswith("cuda") else "cpu")
             metrics += rows({"logreg": "logistic regression", "dcnmix": "deepctr DCNMix"}[name], p)
+        gaps: list = []
+        if job.bootstrap_resamples:
+            pairs = [("ranker (with position)", "oracle"), ("ranker", "oracle (position-free)")] if truth_dir else []
+            metrics, gaps = ev.auc_intervals(metrics, y, scored, tasks, sessions, w, pairs, job.bootstrap_resamples,
+                                             seed=train_cfg.seed)
         version = model_version(trainer.model, enc, configs)
         report = RankerReport(version, tasks, {s: len(frames[s]) for s in SPLITS}, negative_rate, result.best_epoch,
-                              len(result.history), device, tuple(metrics), tuple(debias),
+                              len(result.history), device, tuple(metrics), tuple(debias), tuple(gaps),
                               input_versions=meta.get("input_versions", {}), run_id=None if run is None else run.run_id,
                               embedding_version="" if embeddings is None else embeddings.version)
         with tempfile.TemporaryDirectory() as tmp:
@@ -384,6 +401,7 @@ def _report_dict(report: RankerReport) -> dict[str, Any]:
     d = _fields(report)
     d["metrics"] = [asdict(m) for m in report.metrics]
     d["debias"] = [{**asdict(x), "debiased_closer": x.debiased_closer} for x in report.debias]
+    d["auc_gaps"] = [asdict(g) for g in report.auc_gaps]
     return d
 
 
@@ -392,9 +410,14 @@ def _log(run, report, files, y, probs, with_pos, oracle_free, position, w, tasks
 
     flat: dict[str, float] = {"onnx_max_abs_diff": report.onnx_max_abs_diff, "seconds": report.seconds,
                               "best_epoch": report.best_epoch}
+    def key(model: str) -> str:
+        return model.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
+
     for row in report.metrics:
-        key = row.model.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
-        flat |= row.as_dict(f"test_{key}_")
+        flat |= row.as_dict(f"test_{key(row.model)}_")
+    for g in report.auc_gaps:
+        name = f"auc_gap_{key(g.reference)}_minus_{key(g.model)}_{g.task}"
+        flat |= {name: g.gap, f"{name}_low": g.low, f"{name}_high": g.high}
     for d in report.debias:
         flat |= {f"kendall_tau_debiased_{d.task}": d.tau_debiased, f"kendall_tau_no_position_{d.task}": d.tau_no_position}
     flat |= {f"int8_auc_drop_{t}": v for t, v in report.int8_auc_drop.items()}

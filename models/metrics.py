@@ -1,4 +1,5 @@
-"""Ranking and calibration metrics in numpy: AUC, log-loss, ECE, grouped NDCG@k, Kendall's tau-b.
+"""Ranking and calibration metrics in numpy: AUC (and its session bootstrap), log-loss, ECE,
+grouped NDCG@k, Kendall's tau-b.
 
 All take 1-D arrays of equal length; ``sample_weight`` (where accepted) re-weights rows, e.g.
 by the training set's ``1 / negative_rate`` so metrics refer to the unsampled population.
@@ -40,6 +41,50 @@ def auc(y_true, y_score, sample_weight=None) -> float:
     neg_below = np.cumsum(neg_g) - neg_g
     return float((pos_g * (neg_below + 0.5 * neg_g)).sum() / (pos.sum() * neg.sum()))
 
+
+
+def auc_bootstrap(y_true, scores, groups=None, sample_weight=None, resamples: int = 200, seed: int = 0,
+                  max_cells: int = 4_000_000) -> np.ndarray:
+    """AUCs of M score columns on ``resamples`` bootstrap resamples of the rows' ``groups``:
+    (M, R). Each resample draws G groups with replacement (a multinomial count per group) and
+    weights every row by its group's count, so rows of one session move together (impressions of
+    a session are not independent) and all M columns see the same resample: differences between
+    columns are paired. ``groups`` None: every row is its own group. ``scores``: (B,) or (B, M).
+    A resample without both classes gives NaN. ``max_cells`` bounds the (resamples x rows) block
+    held at once."""
+    y, w = _as_1d(y_true, sample_weight, names=("y_true", "sample_weight"))
+    n = y.shape[0]
+    w = _weights(w, n)
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[:, None] if s.ndim == 1 else s
+    if s.ndim != 2 or s.shape[0] != n:
+        raise ValueError(f"scores must be (B,) or (B, M) with B = {n}, got {s.shape}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    group = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    if group.shape[0] != n:
+        raise ValueError(f"groups has {group.shape[0]} rows, expected {n}")
+    n_groups = int(group.max()) + 1
+    rng = np.random.default_rng([seed, 0xB007])  # its own stream, not correlated with a caller's default_rng(seed)
+    counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=resamples)
+    positive = y > 0.5
+    out = np.empty((s.shape[1], resamples))
+    step = max(1, max_cells // n)
+    for m in range(s.shape[1]):
+        order = np.argsort(s[:, m], kind="stable")
+        ranked = s[order, m]
+        starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # tie groups, ascending score
+        pos_w, neg_w = (w * positive)[order], (w * ~positive)[order]
+        for r0 in range(0, resamples, step):
+            row_w = counts[r0:r0 + step][:, group[order]]  # (R', B) resampled multiplicity
+            pos_g = np.add.reduceat(row_w * pos_w, starts, axis=1)
+            neg_g = np.add.reduceat(row_w * neg_w, starts, axis=1)
+            neg_below = np.cumsum(neg_g, axis=1) - neg_g
+            total = pos_g.sum(axis=1) * neg_g.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[m, r0:r0 + step] = np.where(total > 0, (pos_g * (neg_below + 0.5 * neg_g)).sum(axis=1) / total,
+                                                np.nan)
+    return out
 
 def log_loss(y_true, y_prob, sample_weight=None, eps: float = 1e-7) -> float:
     """Weighted mean binary cross-entropy of probabilities clipped to [eps, 1 - eps]."""

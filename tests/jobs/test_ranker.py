@@ -22,6 +22,8 @@ def test_job_config_validates():
         RankerJobConfig(baselines=("logreg", "logreg"))
     with pytest.raises(ValueError, match="ndcg_k"):
         RankerJobConfig(ndcg_k=0)
+    with pytest.raises(ValueError, match="bootstrap_resamples"):
+        RankerJobConfig(bootstrap_resamples=-1)
 
 
 def test_negative_rate_follows_from_the_weights_of_negatives():
@@ -85,8 +87,18 @@ def test_train_ranker_metrics_and_report(trained):
         assert 0 < report.metric("ranker", task, "ece") < 0.05  # calibrated on validation
         assert 0 < report.metric("ranker", task, "ndcg") <= 1
     assert len(report.debias) == 2 and all(-1 <= d.tau_debiased <= 1 for d in report.debias)
+    # every AUC has its session-bootstrap interval; the oracle gaps are paired differences
+    for row in report.metrics:
+        assert row.auc_low <= row.auc <= row.auc_high, row
+    gaps = {(g.model, g.reference, g.task): g for g in report.auc_gaps}
+    assert set(gaps) == {(m, r, t) for m, r in (("ranker (with position)", "oracle"), ("ranker", "oracle (position-free)"))
+                         for t in TASKS}
+    for g in gaps.values():
+        expected = report.metric(g.reference, g.task, "auc") - report.metric(g.model, g.task, "auc")
+        assert g.gap == pytest.approx(expected) and g.low <= g.gap <= g.high and g.resamples == 200
     text = report.render()
     assert report.model_version in text and "kendall tau" in text and "oracle" in text
+    assert "AUC interval" in text and "AUC gap oracle - ranker (with position) (save)" in text
 
 
 @pytest.mark.spark
@@ -125,6 +137,10 @@ def test_train_ranker_logs_to_mlflow(trained):
     assert run.info.status == "FINISHED" and run.data.tags["model_version"] == report.model_version
     assert run.data.params["ranker_train.epochs"] == "10"
     assert run.data.metrics["test_ranker_auc_closeup"] == pytest.approx(report.metric("ranker", "closeup", "auc"))
+    gap = next(g for g in report.auc_gaps if g.model == "ranker (with position)" and g.task == "save")
+    assert run.data.metrics["auc_gap_oracle_minus_ranker_with_position_save"] == pytest.approx(gap.gap)
+    assert run.data.metrics["auc_gap_oracle_minus_ranker_with_position_save_high"] == pytest.approx(gap.high)
+    assert run.data.metrics["test_ranker_auc_low_save"] <= run.data.metrics["test_ranker_auc_save"]
     curve = client.get_metric_history(report.run_id, "val_logloss")
     assert len(curve) == report.epochs_run
     names = {a.path for a in client.list_artifacts(report.run_id, "plots")}

@@ -6,6 +6,7 @@ import pytest
 
 from jobs.ranker_eval import (
     MetricRow,
+    auc_intervals,
     debias_comparison,
     logistic_baseline,
     oracle_probabilities,
@@ -145,3 +146,36 @@ def test_render_table_lists_every_row():
                                                                                         0.0, 0.6)])
     lines = text.splitlines()
     assert len(lines) == 3 and lines[1].startswith("ranker") and "0.8000" in lines[2]
+
+
+def test_auc_intervals_fill_the_rows_and_measure_paired_gaps(truth):
+    y = truth[list(TASKS)].to_numpy(float)
+    oracle, _ = oracle_probabilities(truth, truth["event_id"], TASKS)
+    rng = np.random.default_rng(3)
+    noisy = oracle * np.exp(rng.normal(0, 0.5, oracle.shape))  # a worse model, correlated with the oracle
+    sessions = np.arange(len(truth)) // 4
+    scored = {"model": noisy, "oracle": oracle, "copy": oracle.copy()}
+    rows = [r for name, p in scored.items() for r in task_metrics(name, y, p, TASKS)]
+    filled, gaps = auc_intervals(rows, y, scored, TASKS, sessions, None, [("model", "oracle"), ("copy", "oracle")],
+                                 resamples=300, seed=2)
+    assert [(r.model, r.task, r.auc) for r in filled] == [(r.model, r.task, r.auc) for r in rows]
+    for r in filled:
+        assert r.auc_low < r.auc < r.auc_high  # wide: the fixture holds ~20 saves
+    by = {(g.model, g.task): g for g in gaps}
+    assert set(by) == {(m, t) for m in ("model", "copy") for t in TASKS}
+    for task in TASKS:
+        same = by[("copy", task)]
+        assert same.gap == same.low == same.high == 0.0
+        g = by[("model", task)]
+        expected = auc(y[:, TASKS.index(task)], oracle[:, TASKS.index(task)]) - auc(y[:, TASKS.index(task)],
+                                                                                   noisy[:, TASKS.index(task)])
+        assert g.gap == pytest.approx(expected) and g.low < g.gap < g.high
+        # paired: the gap's interval is narrower than either AUC's
+        row = next(r for r in filled if r.model == "model" and r.task == task)
+        assert g.high - g.low < row.auc_high - row.auc_low
+    assert "AUC gap oracle - model (save)" in by[("model", "save")].render()
+    text = render_table(filled)
+    assert "AUC interval" in text and f"[{filled[0].auc_low:.4f}, {filled[0].auc_high:.4f}]" in text
+    assert set(filled[0].as_dict()) == {f"{k}_save" for k in ("auc", "logloss", "ece", "ndcg", "auc_low", "auc_high")}
+    with pytest.raises(ValueError, match="without scores"):
+        auc_intervals(rows, y, scored, TASKS, pairs=[("model", "nobody")])

@@ -6,6 +6,7 @@ import pytest
 
 from models.metrics import (
     auc,
+    auc_bootstrap,
     expected_calibration_error,
     kendall_tau,
     log_loss,
@@ -70,3 +71,49 @@ def test_bad_input_raises():
         auc([1, 0], [0.2, 0.3], [1.0, -1.0])
     with pytest.raises(ValueError, match="positive gain"):
         ndcg_at_k([0, 0], [0.1, 0.2], [1, 1])
+
+
+def _delong_sd(y, s) -> float:
+    """DeLong et al. (1988): the AUC's standard error from its structural components."""
+    pos, neg = s[y], s[~y]
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    return float(np.sqrt(psi.mean(1).var(ddof=1) / len(pos) + psi.mean(0).var(ddof=1) / len(neg)))
+
+
+def test_auc_bootstrap_spread_matches_delong_and_respects_sessions():
+    rng = np.random.default_rng(5)
+    y = rng.random(3000) < 0.1
+    s = 0.9 * y + rng.normal(size=3000)
+    draws = auc_bootstrap(y, s, resamples=400, seed=1)
+    assert draws.shape == (1, 400) and not np.isnan(draws).any()
+    assert np.std(draws) == pytest.approx(_delong_sd(y, s), rel=0.15)
+    assert abs(np.mean(draws) - auc(y, s)) < 0.005
+    # every row five times as one session: the same information, so resampling sessions gives the
+    # spread of the original rows; resampling the copies one by one would claim sqrt(5) x less
+    y5, s5, session = np.repeat(y, 5), np.repeat(s, 5), np.repeat(np.arange(3000), 5)
+    by_session = np.std(auc_bootstrap(y5, s5, session, resamples=400, seed=1))
+    by_row = np.std(auc_bootstrap(y5, s5, resamples=400, seed=1))
+    assert by_session == pytest.approx(_delong_sd(y, s), rel=0.15)
+    assert by_row == pytest.approx(by_session / np.sqrt(5), rel=0.2)
+
+
+def test_auc_bootstrap_is_paired_weighted_and_handles_degenerate_resamples():
+    rng = np.random.default_rng(6)
+    y = rng.random(500) < 0.3
+    s = y + rng.normal(size=500)
+    draws = auc_bootstrap(y, np.stack([s, s, -s], 1), resamples=50)
+    np.testing.assert_array_equal(draws[0], draws[1])          # same resamples for every column
+    np.testing.assert_allclose(draws[2], 1 - draws[0], atol=1e-12)
+    separated = auc_bootstrap(y, y.astype(float), resamples=20)
+    np.testing.assert_array_equal(separated, 1.0)
+    # zero weights remove rows: the draws equal those of the remaining rows resampled by session
+    w = (np.arange(500) % 2).astype(float)
+    groups = np.arange(500) // 2  # each session holds one weighted and one zero-weight row
+    np.testing.assert_allclose(auc_bootstrap(y, s, groups, w, resamples=30),
+                               auc_bootstrap(y[1::2], s[1::2], resamples=30))
+    one_positive = np.r_[True, np.zeros(99, bool)]  # most resamples miss the only positive
+    assert np.isnan(auc_bootstrap(one_positive, np.arange(100.0), resamples=20)).any()
+    with pytest.raises(ValueError, match="scores"):
+        auc_bootstrap(y, np.ones((499, 2)))
+    with pytest.raises(ValueError, match="resamples"):
+        auc_bootstrap(y, s, resamples=0)

@@ -139,3 +139,43 @@ def test_bad_config_raises():
         RankerTrainer(model(), RankerTrainConfig(task_weights=(1.0,)))
     with pytest.raises(ValueError, match="negative_rate"):
         RankerTrainer(model(), config()).fit(planted(10, 0), planted(10, 1), negative_rate=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [3, 11])
+def test_reaches_the_oracle_auc_when_the_input_carries_the_latent_relevance(seed):
+    """Issue #6's target (AUC within 0.005 of the oracle) as a test of the model alone: fed the one
+    number the synthetic world's true probabilities depend on (relevance r = <u, v_p>) besides
+    position, the default ranker with its position tower ranks the test day within 0.005 of the
+    generator's own probabilities. (With the features logs reveal the gap is informational:
+    benchmarks/ranker_oracle_gap.py.) 100k impressions a day: at 40k the save task's ~400 test
+    positives let two of six seeds miss (0.0063, 0.0078). Measured over seeds 0, 1, 2, 3, 5, 11:
+    save gaps 0.0006-0.0031 (11 the largest), closeup -0.0001-0.0010."""
+    from jobs import synthetic
+    from jobs.config import SyntheticConfig
+    from models.metrics import auc
+
+    cfg = SyntheticConfig(impressions_per_day=100_000, days=3)
+    world = synthetic._build_world(cfg, np.random.default_rng([seed, 0]))
+    pool = synthetic._PinPool.of(world, cfg.categories)
+    days = [synthetic._impressions(world, cfg, pool, d, np.random.default_rng([seed, 2, d]))[1] for d in range(3)]
+
+    def data(t) -> RankerData:
+        labels = np.stack([t["save"], t["closeup"]], 1).astype(np.float32)
+        return RankerData(torch.zeros(len(labels), 0, dtype=torch.long), torch.from_numpy(t["relevance"][:, None]),
+                          torch.from_numpy(t["position"].astype(np.int64)), torch.from_numpy(labels),
+                          torch.ones(len(labels)))
+
+    train, validation, test = (data(t) for t in days)
+    torch.manual_seed(seed)
+    trainer = RankerTrainer(Ranker((), 1, cfg.session_length + 1, RankerConfig()),
+                            RankerTrainConfig(epochs=6, lr=3e-3, seed=seed, device="cpu", progress=False))
+    trainer.fit(train, validation)
+    logits = trainer.predict_logits(test, with_position=True)
+    t = days[2]
+    oracle = {"save": t["exam_prob"] * t["p_closeup"] * t["p_save"], "closeup": t["exam_prob"] * t["p_closeup"]}
+    for k, task in enumerate(("save", "closeup")):
+        y = test.labels[:, k].numpy()
+        model_auc, oracle_auc = auc(y, logits[:, k]), auc(y, oracle[task])
+        assert oracle_auc > 0.78, (task, oracle_auc)
+        assert oracle_auc - model_auc < 0.005, (task, model_auc, oracle_auc)
