@@ -64,7 +64,10 @@ class SparkConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Size and shape of the synthetic world (see :mod:`jobs.synthetic`)."""
+    """Size and shape of the synthetic world (see :mod:`jobs.synthetic`). ``feed_order``: how a
+    session's pins are placed on positions 1..N: ``"random"`` (in the order drawn, so position is
+    independent of every feature) or ``"popularity"`` (most popular first, as a popularity-driven
+    feed would: position is then confounded with how popular a pin is)."""
 
     users: int = 1_000
     pins: int = 4_000
@@ -79,6 +82,7 @@ class SyntheticConfig:
     start_date: dt.date = dt.date(2026, 1, 5)
     fault_rate: float = 0.002
     duplicate_rate: float = 0.002
+    feed_order: str = "random"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,11 @@ Impressions: ``cfg.impressions_per_day`` clean ones a day, in sessions of ``cfg.
 slots (positions 1..N, 1-6 s apart) of one user drawn by activity. A slot shows, with probability
 ``INTEREST_SHARE``, the best (highest ``<u, v_p>``) of ``CANDIDATES`` pins of a category drawn from
 ``softmax(CATEGORY_TEMPERATURE * <u, mu_c>)``, else a pin drawn by popularity; never an nsfw pin
-and never a pin created after the impression.
+and never a pin created after the impression. ``cfg.feed_order`` places a session's pins on its
+positions: ``"random"`` in the order drawn (position independent of everything), ``"popularity"``
+by descending ``log(popularity) + N(0, FEED_ORDER_NOISE^2)`` (the logging policy of a
+popularity-driven feed: popular pins get the examined top slots, so a model that ignores position
+credits popularity with what the position did).
 
 Ground truth, with relevance ``r = <u, v_p>`` and ``sigmoid(x) = 1 / (1 + exp(-x))``::
 
@@ -85,6 +89,8 @@ CLICK_GIVEN_CLOSEUP = 0.1
 INTEREST_SHARE = 0.7                      # share of slots filled by interest-matched pins
 CANDIDATES = 4                            # interest slots show the best of this many pins
 CATEGORY_TEMPERATURE = 6.0
+FEED_ORDERS = ("random", "popularity")
+FEED_ORDER_NOISE = 0.5                    # std of the noise on log(popularity) when feed_order = "popularity"
 PIN_NOISE, USER_NOISE, CONTENT_NOISE = 0.6, 0.4, 0.3   # noise norms relative to unit vectors
 NSFW_SHARE, NO_EMBEDDING_SHARE = 0.01, 0.05
 SAVE_DELAY_MEDIAN_S, SAVE_DELAY_SIGMA = 1200.0, 1.6    # log-normal, clipped to [5 s, 24 h]
@@ -98,8 +104,8 @@ SURFACE_P = (0.70, 0.12, 0.12, 0.06)
 OCCUPATIONS = ("student", "engineer", "designer", "teacher", "nurse", "artist", "retired", "other")
 _TRUTH_CONSTANTS = (
     "CLOSEUP_A", "CLOSEUP_B", "SAVE_C", "SAVE_D", "POSITION_BIAS_EXPONENT", "CLICK_GIVEN_CLOSEUP",
-    "INTEREST_SHARE", "CANDIDATES", "CATEGORY_TEMPERATURE", "PIN_NOISE", "USER_NOISE", "CONTENT_NOISE",
-    "NSFW_SHARE", "NO_EMBEDDING_SHARE", "SAVE_DELAY_MEDIAN_S", "SAVE_DELAY_SIGMA", "USER_ID_BASE",
+    "INTEREST_SHARE", "CANDIDATES", "CATEGORY_TEMPERATURE", "FEED_ORDER_NOISE", "PIN_NOISE", "USER_NOISE",
+    "CONTENT_NOISE", "NSFW_SHARE", "NO_EMBEDDING_SHARE", "SAVE_DELAY_MEDIAN_S", "SAVE_DELAY_SIGMA", "USER_ID_BASE",
     "PIN_ID_BASE", "BOARD_ID_BASE", "COUNTRIES", "COUNTRY_P", "GENDER_P", "DEVICE_P", "SURFACE_P")
 
 IMPRESSION_FAULTS = ("null_user_id", "position_out_of_range", "unknown_surface", "future_ts")
@@ -308,6 +314,10 @@ def _impressions(world: _World, cfg: SyntheticConfig, pool: _PinPool, day: int,
 
     popular = world.pin_popularity * (~world.pin_nsfw & (world.pin_created < day0))
     pin, relevance = _choose_pins(world, pool, np.cumsum(popular), user, ts, rng)
+    if cfg.feed_order == "popularity":  # slots of a session are contiguous: sort within each
+        score = np.log(world.pin_popularity[pin]) + rng.normal(0.0, FEED_ORDER_NOISE, n)
+        order = np.lexsort((-score, session))
+        pin, relevance = pin[order], relevance[order]
     p_closeup = _sigmoid(CLOSEUP_A * relevance + CLOSEUP_B)
     p_save = _sigmoid(SAVE_C * relevance + SAVE_D)
     exam = position_bias(position)
@@ -429,6 +439,8 @@ def _check(cfg: SyntheticConfig) -> None:
     bad = [f"{k}={getattr(cfg, k)}" for k in positive if getattr(cfg, k) < 1]
     bad += [f"{k}={getattr(cfg, k)}" for k in ("fresh_pins_per_day", "new_users_per_day") if getattr(cfg, k) < 0]
     bad += [f"{k}={getattr(cfg, k)}" for k in ("fault_rate", "duplicate_rate") if not 0 <= getattr(cfg, k) <= 1]
+    if cfg.feed_order not in FEED_ORDERS:
+        bad.append(f"feed_order={cfg.feed_order!r} (one of {FEED_ORDERS})")
     if not 1 <= cfg.session_length <= MAX_POSITION:
         bad.append(f"session_length={cfg.session_length} (must be in 1..{MAX_POSITION})")
     if bad:

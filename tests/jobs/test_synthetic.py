@@ -306,7 +306,33 @@ def test_fault_free_world_has_no_faults(tmp_path):
     assert summary.total("impressions") == cfg.days * cfg.impressions_per_day
 
 
-@pytest.mark.parametrize("change", [{"session_length": MAX_POSITION + 1}, {"users": 0}, {"fault_rate": 1.5}])
+def test_feed_order_popularity_puts_popular_pins_first_and_leaves_random_worlds_unchanged(tmp_path):
+    """``feed_order="popularity"`` only permutes each session's pins (same users, timestamps,
+    positions), ordered by noisy log popularity; the default draws exactly as before."""
+    cfg = dataclasses.replace(TINY, days=1, fault_rate=0.0, duplicate_rate=0.0)
+    cfg_pop = dataclasses.replace(cfg, feed_order="popularity")
+    world = synthetic._build_world(cfg, np.random.default_rng([4, 0]))
+    pool = synthetic._PinPool.of(world, cfg.categories)
+    frames = {c.feed_order: synthetic._impressions(world, c, pool, 0, np.random.default_rng([4, 2, 0]))
+              for c in (cfg, cfg_pop)}
+    random_frame, random_truth = frames["random"]
+    pop_frame, pop_truth = frames["popularity"]
+    for column in ("event_id", "user_id", "ts", "session_id", "position"):
+        assert (random_frame[column] == pop_frame[column]).all()
+    key = ["session_id", "pin_id"]
+    assert (random_frame[key].sort_values(key).to_numpy() == pop_frame[key].sort_values(key).to_numpy()).all()
+    log_pop = {order: np.log(world.pin_popularity[f["pin_id"].to_numpy() - synthetic.PIN_ID_BASE])
+               for order, (f, _) in frames.items()}
+    corr = {order: np.corrcoef(f["position"], log_pop[order])[0, 1] for order, (f, _) in frames.items()}
+    assert corr["popularity"] < -0.5 and abs(corr["random"]) < 0.05, corr
+    np.testing.assert_allclose(pop_truth["relevance"], np.einsum(  # relevance moved with its pin
+        "nd,nd->n", world.user_latent[pop_frame["user_id"] - synthetic.USER_ID_BASE],
+        world.pin_latent[pop_frame["pin_id"] - synthetic.PIN_ID_BASE]), atol=1e-5)
+    assert not np.array_equal(random_truth["relevance"], pop_truth["relevance"])
+
+
+@pytest.mark.parametrize("change", [{"session_length": MAX_POSITION + 1}, {"users": 0}, {"fault_rate": 1.5},
+                                    {"feed_order": "relevance"}])
 def test_invalid_config_is_refused(tmp_path, change):
     with pytest.raises(ConfigError, match="invalid synthetic config"):
         generate(dataclasses.replace(TINY, **change), tmp_path, seed=0)

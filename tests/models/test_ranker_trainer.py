@@ -179,3 +179,48 @@ def test_reaches_the_oracle_auc_when_the_input_carries_the_latent_relevance(seed
         model_auc, oracle_auc = auc(y, logits[:, k]), auc(y, oracle[task])
         assert oracle_auc > 0.78, (task, oracle_auc)
         assert oracle_auc - model_auc < 0.005, (task, model_auc, oracle_auc)
+
+
+@pytest.mark.slow
+def test_position_tower_removes_a_popularity_confounded_position_bias():
+    """Issue #6's debiasing target where it can show: on a synthetic world whose feed puts popular
+    pins first (``feed_order="popularity"``), a model fed the relevance and the pin's popularity
+    but not the position credits popularity with what the top slots did; the same ranker with its
+    position tower, scored position-free, ranks the test day closer (Kendall tau) to the oracle's
+    position-free probabilities. Measured (save, closeup) tau, debiased vs without position: seed
+    0: 0.871 vs 0.802, 0.883 vs 0.716; seed 1: 0.842 vs 0.796, 0.820 vs 0.732; seed 2: 0.800 vs
+    0.752, 0.769 vs 0.710. (With ``feed_order="random"`` position is confounded with nothing and
+    the two tie: README, "The ranker job and its results".)"""
+    from jobs import synthetic
+    from jobs.config import SyntheticConfig
+    from models.metrics import kendall_tau
+
+    seed = 0
+    cfg = SyntheticConfig(impressions_per_day=100_000, days=3, feed_order="popularity")
+    world = synthetic._build_world(cfg, np.random.default_rng([seed, 0]))
+    pool = synthetic._PinPool.of(world, cfg.categories)
+    days = []
+    for d in range(3):
+        frame, truth = synthetic._impressions(world, cfg, pool, d, np.random.default_rng([seed, 2, d]))
+        truth["log_popularity"] = np.log(world.pin_popularity[frame["pin_id"].to_numpy() - synthetic.PIN_ID_BASE])
+        days.append(truth)
+    t = days[2]
+    oracle_free = {"save": t["p_closeup"] * t["p_save"], "closeup": t["p_closeup"]}
+    tau = {}
+    for with_position in (True, False):
+        def data(t, with_position=with_position) -> RankerData:
+            dense = np.stack([t["relevance"], t["log_popularity"]], 1).astype(np.float32)
+            labels = np.stack([t["save"], t["closeup"]], 1).astype(np.float32)
+            position = t["position"].astype(np.int64) if with_position else np.zeros(len(labels), np.int64)
+            return RankerData(torch.zeros(len(labels), 0, dtype=torch.long), torch.from_numpy(dense),
+                              torch.from_numpy(position), torch.from_numpy(labels), torch.ones(len(labels)))
+
+        train, validation, test = (data(t) for t in days)
+        torch.manual_seed(seed)
+        trainer = RankerTrainer(Ranker((), 2, cfg.session_length + 1, RankerConfig()),
+                                RankerTrainConfig(epochs=6, lr=3e-3, seed=seed, device="cpu", progress=False))
+        trainer.fit(train, validation)
+        free = trainer.predict_logits(test)  # position-free, as served
+        tau[with_position] = {task: kendall_tau(oracle_free[task], free[:, k]) for k, task in enumerate(("save", "closeup"))}
+    for task in ("save", "closeup"):
+        assert tau[True][task] > tau[False][task] + 0.03, tau
