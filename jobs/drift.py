@@ -17,7 +17,9 @@ Three kinds of signal, each a pure function on numpy / pandas (the Spark job tha
   itself, or every reference day, is inside that warm-up, the feature is listed in
   ``DriftReport.warming_up`` and left out of the drift metrics (a growing count is not drift).
   Scores depend on every feature, so their PSI uses the reference days past the longest window
-  (``score:<task>`` is listed as warming up until there are some).
+  (``score:<task>`` is listed as warming up until there are some). All-time counts
+  (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all: they grow with
+  history by construction (:func:`numeric_feature_columns` leaves them out).
 * :func:`label_rates` — ``sum(w * y) / sum(w)`` per task with ``w = sample_weight`` (undoing the
   negative sampling); for the newest day only once its maturity window has closed (the training
   set's cut-off, from its Delta commit, is at least the day's end + ``maturity_s``), since labels
@@ -243,9 +245,11 @@ def drift_report(reference, current, columns, cfg: MonitoringConfig, *, day: str
 
 
 def numeric_feature_columns(columns, views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> list[str]:
-    """The numeric ``<view>__<feature>`` columns among ``columns``, in view order."""
+    """The numeric ``<view>__<feature>`` columns among ``columns`` that drift is measured on, in
+    view order: all but the cumulative (all-time) counts."""
     present = set(columns)
-    return [v.column(f.name) for v in views for f in v.features if f.dtype in NUMERIC and v.column(f.name) in present]
+    return [v.column(f.name) for v in views for f in v.features
+            if f.dtype in NUMERIC and not f.cumulative and v.column(f.name) in present]
 
 
 def feature_windows(views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> dict[str, int]:

@@ -134,8 +134,9 @@ def test_config_validation_and_feature_columns():
         MonitoringConfig(psi_bins=1)
     with pytest.raises(ValueError, match="psi_floor"):
         MonitoringConfig(psi_floor=0.5)
-    cols = numeric_feature_columns(["user__saves_7d", "user__top_category", "pin__age_days", "closeup", "x"])
-    assert cols == ["user__saves_7d", "pin__age_days"]
+    cols = numeric_feature_columns(["user__saves_7d", "user__top_category", "pin__age_days", "closeup", "x",
+                                    "pin__board_count"])
+    assert cols == ["user__saves_7d", "pin__age_days"]  # board_count: an all-time count grows, never compared
 
 
 @pytest.mark.spark
