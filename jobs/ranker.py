@@ -11,8 +11,9 @@
    ranker (calibrated, position-free: as served), the ranker's with-position likelihood, a twin
    trained without the position feature, the baselines, and on the synthetic world the oracle
    (``truth_dir`` = ``<landing>/_truth``) with the Kendall-tau debiasing comparison; every AUC
-   with a session-bootstrap interval, and the oracle's AUC minus the ranker's with the interval
-   of that paired difference (``bootstrap_resamples``);
+   with a session-bootstrap interval, and the oracle's AUC minus the ranker's and the debiased
+   model's tau minus the twin's, each with the interval of that paired difference
+   (``bootstrap_resamples``);
 5. export ONNX (calibration inside) and int8 into ``<artifacts>/ranker/<model_version>/`` with the
    encoder and calibration JSON and ``metrics.json``; the ONNX outputs are checked against the
    training path on the test rows, the int8 AUC drop is measured there.
@@ -113,9 +114,7 @@ class RankerReport:
                   f"best epoch {self.best_epoch} of {self.epochs_run}; {self.device}; {self.seconds:.1f} s"
                   + (f"; embedding features from {self.embedding_version}" if self.embedding_version else "")),
                  "", render_table(self.metrics)]
-        for d in self.debias:
-            lines.append(f"kendall tau vs oracle position-free ({d.task}): debiased {d.tau_debiased:.4f}, "
-                         f"no position {d.tau_no_position:.4f} -> debiased closer: {d.debiased_closer}")
+        lines += [d.render() for d in self.debias]
         lines += [g.render() for g in self.auc_gaps]
         if not math.isnan(self.onnx_max_abs_diff):
             lines.append(f"onnx vs torch on the test rows: max |diff| = {self.onnx_max_abs_diff:.2e}")
@@ -308,7 +307,8 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
             twin_probs = twin_cal.apply(twin.predict_logits(twin_data["test"]))
             metrics += rows("ranker, no position", twin_probs)
             if oracle_free is not None:
-                debias = ev.debias_comparison(oracle_free, probs, twin_probs, tasks)
+                debias = ev.debias_comparison(oracle_free, probs, twin_probs, tasks, sessions,
+                                              job.bootstrap_resamples, seed=train_cfg.seed)
         device = str(trainer.device)
         for name in job.baselines:
             if name == "logreg":
@@ -400,7 +400,7 @@ def _publish(files: dict[str, str], target: str, report: RankerReport) -> str:
 def _report_dict(report: RankerReport) -> dict[str, Any]:
     d = _fields(report)
     d["metrics"] = [asdict(m) for m in report.metrics]
-    d["debias"] = [{**asdict(x), "debiased_closer": x.debiased_closer} for x in report.debias]
+    d["debias"] = [{**asdict(x), "debiased_closer": x.debiased_closer, "verdict": x.verdict} for x in report.debias]
     d["auc_gaps"] = [asdict(g) for g in report.auc_gaps]
     return d
 
@@ -420,6 +420,8 @@ def _log(run, report, files, y, probs, with_pos, oracle_free, position, w, tasks
         flat |= {name: g.gap, f"{name}_low": g.low, f"{name}_high": g.high}
     for d in report.debias:
         flat |= {f"kendall_tau_debiased_{d.task}": d.tau_debiased, f"kendall_tau_no_position_{d.task}": d.tau_no_position}
+        if not math.isnan(d.low):
+            flat |= {f"kendall_tau_difference_{d.task}_low": d.low, f"kendall_tau_difference_{d.task}_high": d.high}
     flat |= {f"int8_auc_drop_{t}": v for t, v in report.int8_auc_drop.items()}
     run.log_metrics(flat)
     run.log_figure(ev.reliability_figure(y, probs, tasks, w), "plots/reliability.png")

@@ -14,7 +14,8 @@ weights (B,)); :mod:`jobs.ranker` does the reading and logging.
   (:mod:`jobs.synthetic`: ``closeup ~ exam_prob * p_closeup``, ``save ~ exam_prob * p_closeup *
   p_save``) and their position-free versions (``exam_prob`` = 1). Their AUC is the oracle AUC.
 * :func:`debias_comparison`: Kendall's tau-b of a model's position-free ranking and of a model
-  trained without the position feature against the oracle's position-free ranking.
+  trained without the position feature against the oracle's position-free ranking, with a
+  session-bootstrap interval of their difference.
 * :func:`logistic_baseline` (scikit-learn) and :func:`dcnmix_baseline` (deepctr-torch's DCNMix,
   Wang et al., WWW 2021), one binary model per task on the same encoded features, position-free.
 * :func:`reliability_figure` and :func:`position_ctr_figure`: matplotlib figures (no pyplot).
@@ -83,16 +84,34 @@ class AucGap:
 
 @dataclass(frozen=True)
 class DebiasComparison:
-    """Kendall's tau-b against the oracle's position-free ranking of one task."""
+    """Kendall's tau-b against the oracle's position-free ranking of one task; ``low``/``high``:
+    the interval of ``tau_debiased - tau_no_position`` over paired session resamples (NaN when
+    not computed)."""
 
     task: str
     tau_debiased: float
     tau_no_position: float
     rows: int
+    low: float = math.nan
+    high: float = math.nan
 
     @property
     def debiased_closer(self) -> bool:
         return self.tau_debiased > self.tau_no_position
+
+    @property
+    def verdict(self) -> str:
+        """``"closer"`` / ``"farther"`` when the interval excludes 0, ``"tie"`` when it holds it,
+        ``"closer?"`` / ``"farther?"`` (the point estimate only) without an interval."""
+        if math.isnan(self.low):
+            return "closer?" if self.debiased_closer else "farther?"
+        return "closer" if self.low > 0 else "farther" if self.high < 0 else "tie"
+
+    def render(self) -> str:
+        interval = "" if math.isnan(self.low) else f" [{self.low:+.4f}, {self.high:+.4f}]"
+        return (f"kendall tau vs oracle position-free ({self.task}): debiased {self.tau_debiased:.4f}, no position "
+                f"{self.tau_no_position:.4f}, difference {self.tau_debiased - self.tau_no_position:+.4f}{interval} "
+                f"-> debiased {self.verdict}")
 
 
 def _check(labels: np.ndarray, probs: np.ndarray, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -175,14 +194,44 @@ def oracle_probabilities(truth: pd.DataFrame, event_ids, tasks: Sequence[str]) -
     return (np.stack([exam * free[t] for t in tasks], 1), np.stack([free[t] for t in tasks], 1))
 
 
-def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str]) -> list[DebiasComparison]:
+def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str], sessions=None,
+                      resamples: int = 0, level: float = 0.95, seed: int = 0,
+                      max_rows: int = 200_000) -> list[DebiasComparison]:
     """Per task: tau(oracle position-free, position-debiased model's position-free score) and
-    tau(oracle position-free, model trained without position). All (B, T)."""
+    tau(oracle position-free, model trained without position). All (B, T). With ``resamples``
+    and at most ``max_rows`` rows (each tau costs O(B log B)), the ``level`` percentile interval of
+    the difference over ``resamples`` resamples of ``sessions`` (None: of rows), both taus on the
+    same resample."""
     oracle_free, debiased = _check(oracle_free, debiased, tasks)
     _, no_position = _check(oracle_free, no_position, tasks)
-    return [DebiasComparison(task, kendall_tau(oracle_free[:, t], debiased[:, t]),
-                             kendall_tau(oracle_free[:, t], no_position[:, t]), len(oracle_free))
-            for t, task in enumerate(tasks)]
+    n = len(oracle_free)
+    draws = np.full((len(tasks), max(resamples, 0)), np.nan)
+    if resamples > 0 and n <= max_rows:
+        group = np.arange(n) if sessions is None else np.unique(np.asarray(sessions), return_inverse=True)[1].ravel()
+        order = np.argsort(group, kind="stable")
+        starts = np.searchsorted(group[order], np.arange(group.max() + 1))
+        sizes = np.diff(np.r_[starts, n])
+        rng = np.random.default_rng([seed, 0x7A0])
+        for r in range(resamples):
+            picked = rng.integers(0, len(sizes), len(sizes))  # sessions drawn with replacement
+            rows = order[np.repeat(starts[picked], sizes[picked]) + _ranges(sizes[picked])]
+            for t in range(len(tasks)):
+                o = oracle_free[rows, t]
+                draws[t, r] = kendall_tau(o, debiased[rows, t]) - kendall_tau(o, no_position[rows, t])
+    tail = 100 * (1 - level) / 2
+    out = []
+    for t, task in enumerate(tasks):
+        ok = draws[t][~np.isnan(draws[t])]
+        low, high = np.percentile(ok, [tail, 100 - tail]) if ok.size else (math.nan, math.nan)
+        out.append(DebiasComparison(task, kendall_tau(oracle_free[:, t], debiased[:, t]),
+                                    kendall_tau(oracle_free[:, t], no_position[:, t]), n, float(low), float(high)))
+    return out
+
+
+def _ranges(sizes: np.ndarray) -> np.ndarray:
+    """``[0..sizes[0]-1, 0..sizes[1]-1, ...]`` concatenated."""
+    ends = np.cumsum(sizes)
+    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - sizes, sizes)
 
 
 def render_table(rows: Sequence[MetricRow]) -> str:

@@ -87,6 +87,8 @@ def test_train_ranker_metrics_and_report(trained):
         assert 0 < report.metric("ranker", task, "ece") < 0.05  # calibrated on validation
         assert 0 < report.metric("ranker", task, "ndcg") <= 1
     assert len(report.debias) == 2 and all(-1 <= d.tau_debiased <= 1 for d in report.debias)
+    for d in report.debias:  # the difference's session-bootstrap interval holds the point estimate
+        assert d.low <= d.tau_debiased - d.tau_no_position <= d.high and d.verdict in ("closer", "farther", "tie")
     # every AUC has its session-bootstrap interval; the oracle gaps are paired differences
     for row in report.metrics:
         assert row.auc_low <= row.auc <= row.auc_high, row

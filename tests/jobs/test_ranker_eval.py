@@ -94,6 +94,31 @@ def test_debias_comparison_on_a_crafted_case():
     assert cmp.debiased_closer and cmp.rows == 4
     (swapped,) = debias_comparison(oracle, no_position, debiased, ("closeup",))
     assert not swapped.debiased_closer
+    assert (cmp.verdict, swapped.verdict) == ("closer?", "farther?")  # no interval asked for
+
+
+def test_debias_comparison_interval_over_session_resamples():
+    rng = np.random.default_rng(8)
+    oracle = rng.random((3000, 2))
+    near = oracle + rng.normal(0, 0.05, oracle.shape)   # the debiased model: close to the oracle
+    far = oracle + rng.normal(0, 0.3, oracle.shape)     # trained without position: farther
+    sessions = np.arange(3000) // 10
+    closer = debias_comparison(oracle, near, far, TASKS, sessions, resamples=100, seed=1)
+    for c in closer:
+        assert 0 < c.low < c.tau_debiased - c.tau_no_position < c.high and c.verdict == "closer"
+        assert "-> debiased closer" in c.render() and f"[{c.low:+.4f}, {c.high:+.4f}]" in c.render()
+    assert all(c.verdict == "farther" for c in debias_comparison(oracle, far, near, TASKS, sessions, 100))
+    same = debias_comparison(oracle, near, near.copy(), TASKS, sessions, resamples=50)
+    assert all(c.low == c.high == 0.0 and c.verdict == "tie" for c in same)
+    capped = debias_comparison(oracle, near, far, TASKS, sessions, resamples=50, max_rows=1000)
+    assert all(math.isnan(c.low) and c.verdict == "closer?" for c in capped)
+
+
+def test_session_ranges():
+    from jobs.ranker_eval import _ranges
+
+    np.testing.assert_array_equal(_ranges(np.array([2, 0, 3, 1])), [0, 1, 0, 1, 2, 0])
+    assert _ranges(np.array([], np.int64)).size == 0
 
 
 def test_logistic_baseline_learns_a_separable_signal():
