@@ -48,25 +48,14 @@ LEVELS = ("latent relevance", "user latent + pin content", "closeup profile + pi
 
 
 def simulate(cfg, seed: int) -> dict:
-    """Impressions of ``cfg.days`` days from :mod:`jobs.synthetic` with the pins' landed content
-    embeddings: ``days`` (list of per-day truth dicts with ``user``/``pin`` indices),
-    ``user_latent`` (U, D), ``content`` (P, D) zeros where absent, ``has_content`` (P,)."""
-    from jobs import synthetic as S
+    """:func:`jobs.synthetic.simulate` as a dict: ``days`` (per-day truth dicts with ``user``,
+    ``pin`` and ``session`` indices), ``user_latent`` (U, D), ``content`` (P, D) zeros where
+    absent, ``has_content`` (P,)."""
+    from jobs.synthetic import simulate as simulate_world
 
-    world = S._build_world(cfg, np.random.default_rng([seed, 0]))
-    pins = S._dimension_frames(world, cfg, np.random.default_rng([seed, 1]))["pins"]
-    has_content = pins["content_embedding"].notna().to_numpy()
-    content = np.zeros((len(pins), cfg.latent_dim), np.float32)
-    content[has_content] = np.array(pins["content_embedding"][has_content].to_list(), np.float32)
-    pool = S._PinPool.of(world, cfg.categories)
-    days = []
-    for d in range(cfg.days):
-        frame, truth = S._impressions(world, cfg, pool, d, np.random.default_rng([seed, 2, d]))
-        truth["user"] = frame["user_id"].to_numpy() - S.USER_ID_BASE
-        truth["pin"] = frame["pin_id"].to_numpy() - S.PIN_ID_BASE
-        days.append(truth)
-    return {"days": days, "user_latent": world.user_latent, "content": content, "has_content": has_content,
-            "session_length": cfg.session_length}
+    sim = simulate_world(cfg, seed)
+    return {"days": list(sim.days), "user_latent": sim.user_latent, "content": sim.content,
+            "has_content": sim.has_content}
 
 
 def closeup_profiles(world: dict, day: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +121,7 @@ def ranker_gap(world: dict, level: str, epochs: int, seed: int) -> dict[str, flo
     logits = trainer.predict_logits(test, with_position=True)
     t = days[last]
     oracle = {"save": t["exam_prob"] * t["p_closeup"] * t["p_save"], "closeup": t["exam_prob"] * t["p_closeup"]}
-    sessions = np.arange(len(t["user"])) // world["session_length"]  # a day's slots run session by session
+    sessions = t["session"]
     out = {}
     for k, task in enumerate(TASKS):
         y = test.labels[:, k].numpy()

@@ -45,6 +45,10 @@ position, relevance, p_closeup, p_save, exam_prob, closeup, save, click),
 ``_truth/users.parquet`` (user_id, latent), ``_truth/pins.parquet`` (pin_id, category, latent)
 and ``_truth/world.json`` (the constants, the seed and ``cfg``).
 
+:func:`simulate` draws the same impressions and truth in memory, without landing anything (for
+model studies that need many impressions fast: ``benchmarks/ranker_oracle_gap.py``, the ranker's
+oracle and debiasing tests).
+
 Faults: per day and event table, ``round(cfg.fault_rate * n)`` extra rows copy clean rows with a
 new event id and exactly one fault, the kinds taken in turn from ``IMPRESSION_FAULTS`` /
 ``ACTION_FAULTS``; no action refers to a faulty impression. ``round(cfg.duplicate_rate * n)``
@@ -445,6 +449,42 @@ def _check(cfg: SyntheticConfig) -> None:
         bad.append(f"session_length={cfg.session_length} (must be in 1..{MAX_POSITION})")
     if bad:
         raise ConfigError(f"invalid synthetic config: {', '.join(bad)}")
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What :func:`simulate` returns. ``days``: per day, the truth columns of
+    ``_truth/impressions`` (event_id, user_id, pin_id, position, relevance, p_closeup, p_save,
+    exam_prob, closeup, save, click) plus ``user`` / ``pin`` (0-based indices into the arrays
+    below) and ``session`` (0-based within the day). ``user_latent`` (U, D), ``pin_latent``
+    (P, D), ``pin_popularity`` (P,) the popularity weights, ``content`` (P, D) the landed
+    ``content_embedding`` (zeros where the pin has none) and ``has_content`` (P,)."""
+
+    days: tuple[dict[str, np.ndarray], ...]
+    user_latent: np.ndarray
+    pin_latent: np.ndarray
+    pin_popularity: np.ndarray
+    content: np.ndarray
+    has_content: np.ndarray
+
+
+def simulate(cfg: SyntheticConfig, seed: int) -> Simulation:
+    """The impressions and truth :func:`generate` writes for ``(cfg, seed)``, drawn the same way
+    (same random streams, so the same values) but kept in memory; no actions, faults or files."""
+    _check(cfg)
+    world = _build_world(cfg, np.random.default_rng([seed, 0]))
+    pins = _dimension_frames(world, cfg, np.random.default_rng([seed, 1]))[PINS.name]
+    has_content = pins["content_embedding"].notna().to_numpy()
+    content = np.zeros((len(pins), cfg.latent_dim), np.float32)
+    content[has_content] = np.array(pins["content_embedding"][has_content].to_list(), np.float32)
+    pool = _PinPool.of(world, cfg.categories)
+    days = []
+    for d in range(cfg.days):
+        _, truth = _impressions(world, cfg, pool, d, np.random.default_rng([seed, 2, d]))
+        truth |= {"user": truth["user_id"] - USER_ID_BASE, "pin": truth["pin_id"] - PIN_ID_BASE,
+                  "session": np.arange(len(truth["user_id"])) // cfg.session_length}
+        days.append(truth)
+    return Simulation(tuple(days), world.user_latent, world.pin_latent, world.pin_popularity, content, has_content)
 
 
 def generate(cfg: SyntheticConfig, landing: str | Path, seed: int) -> LandingSummary:

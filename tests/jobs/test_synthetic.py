@@ -331,6 +331,25 @@ def test_feed_order_popularity_puts_popular_pins_first_and_leaves_random_worlds_
     assert not np.array_equal(random_truth["relevance"], pop_truth["relevance"])
 
 
+def test_simulate_draws_what_generate_writes(world):
+    landing, _ = world
+    sim = synthetic.simulate(TINY, seed=11)
+    assert len(sim.days) == TINY.days
+    for d, truth in enumerate(sim.days):
+        day = TINY.start_date + dt.timedelta(days=d)
+        written = pd.read_parquet(landing / "_truth" / "impressions" / f"dt={day.isoformat()}")
+        for column in written.columns:
+            np.testing.assert_array_equal(written[column].to_numpy(), truth[column], err_msg=column)
+        np.testing.assert_array_equal(truth["pin"], truth["pin_id"] - synthetic.PIN_ID_BASE)
+        assert (np.diff(truth["session"]) >= 0).all() and truth["session"].max() == TINY.impressions_per_day // TINY.session_length - 1
+    pins = read_table(landing, "pins").sort_values("pin_id")
+    assert (pins["content_embedding"].notna().to_numpy() == sim.has_content).all()
+    landed = np.stack(pins.loc[pins["content_embedding"].notna(), "content_embedding"].to_numpy())
+    np.testing.assert_allclose(sim.content[sim.has_content], landed, rtol=1e-6)
+    assert (sim.content[~sim.has_content] == 0).all()
+    np.testing.assert_allclose(np.linalg.norm(sim.user_latent, axis=1), 1, atol=1e-5)
+
+
 @pytest.mark.parametrize("change", [{"session_length": MAX_POSITION + 1}, {"users": 0}, {"fault_rate": 1.5},
                                     {"feed_order": "relevance"}])
 def test_invalid_config_is_refused(tmp_path, change):

@@ -151,14 +151,12 @@ def test_reaches_the_oracle_auc_when_the_input_carries_the_latent_relevance(seed
     benchmarks/ranker_oracle_gap.py.) 100k impressions a day: at 40k the save task's ~400 test
     positives let two of six seeds miss (0.0063, 0.0078). Measured over seeds 0, 1, 2, 3, 5, 11:
     save gaps 0.0006-0.0031 (11 the largest), closeup -0.0001-0.0010."""
-    from jobs import synthetic
     from jobs.config import SyntheticConfig
+    from jobs.synthetic import simulate
     from models.metrics import auc
 
     cfg = SyntheticConfig(impressions_per_day=100_000, days=3)
-    world = synthetic._build_world(cfg, np.random.default_rng([seed, 0]))
-    pool = synthetic._PinPool.of(world, cfg.categories)
-    days = [synthetic._impressions(world, cfg, pool, d, np.random.default_rng([seed, 2, d]))[1] for d in range(3)]
+    days = simulate(cfg, seed).days
 
     def data(t) -> RankerData:
         labels = np.stack([t["save"], t["closeup"]], 1).astype(np.float32)
@@ -191,19 +189,14 @@ def test_position_tower_removes_a_popularity_confounded_position_bias():
     0: 0.871 vs 0.802, 0.883 vs 0.716; seed 1: 0.842 vs 0.796, 0.820 vs 0.732; seed 2: 0.800 vs
     0.752, 0.769 vs 0.710. (With ``feed_order="random"`` position is confounded with nothing and
     the two tie: README, "The ranker job and its results".)"""
-    from jobs import synthetic
     from jobs.config import SyntheticConfig
+    from jobs.synthetic import simulate
     from models.metrics import kendall_tau
 
     seed = 0
     cfg = SyntheticConfig(impressions_per_day=100_000, days=3, feed_order="popularity")
-    world = synthetic._build_world(cfg, np.random.default_rng([seed, 0]))
-    pool = synthetic._PinPool.of(world, cfg.categories)
-    days = []
-    for d in range(3):
-        frame, truth = synthetic._impressions(world, cfg, pool, d, np.random.default_rng([seed, 2, d]))
-        truth["log_popularity"] = np.log(world.pin_popularity[frame["pin_id"].to_numpy() - synthetic.PIN_ID_BASE])
-        days.append(truth)
+    sim = simulate(cfg, seed)
+    days = [{**truth, "log_popularity": np.log(sim.pin_popularity[truth["pin"]])} for truth in sim.days]
     t = days[2]
     oracle_free = {"save": t["p_closeup"] * t["p_save"], "closeup": t["p_closeup"]}
     tau = {}
