@@ -410,6 +410,7 @@ def _log(run, report, files, y, probs, with_pos, oracle_free, position, w, tasks
 
     flat: dict[str, float] = {"onnx_max_abs_diff": report.onnx_max_abs_diff, "seconds": report.seconds,
                               "best_epoch": report.best_epoch}
+
     def key(model: str) -> str:
         return model.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
 

@@ -38,6 +38,7 @@ from models.metrics import (
     kendall_tau,
     log_loss,
     ndcg_at_k,
+    session_resamples,
 )
 
 TRUTH_COLUMNS = ("event_id", "p_closeup", "p_save", "exam_prob")
@@ -207,14 +208,9 @@ def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str], 
     n = len(oracle_free)
     draws = np.full((len(tasks), max(resamples, 0)), np.nan)
     if resamples > 0 and n <= max_rows:
-        group = np.arange(n) if sessions is None else np.unique(np.asarray(sessions), return_inverse=True)[1].ravel()
-        order = np.argsort(group, kind="stable")
-        starts = np.searchsorted(group[order], np.arange(group.max() + 1))
-        sizes = np.diff(np.r_[starts, n])
-        rng = np.random.default_rng([seed, 0x7A0])
+        group, counts = session_resamples(sessions, n, resamples, seed)  # the AUC intervals' resamples
         for r in range(resamples):
-            picked = rng.integers(0, len(sizes), len(sizes))  # sessions drawn with replacement
-            rows = order[np.repeat(starts[picked], sizes[picked]) + _ranges(sizes[picked])]
+            rows = np.repeat(np.arange(n), counts[r, group])
             for t in range(len(tasks)):
                 o = oracle_free[rows, t]
                 draws[t, r] = kendall_tau(o, debiased[rows, t]) - kendall_tau(o, no_position[rows, t])
@@ -226,12 +222,6 @@ def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str], 
         out.append(DebiasComparison(task, kendall_tau(oracle_free[:, t], debiased[:, t]),
                                     kendall_tau(oracle_free[:, t], no_position[:, t]), n, float(low), float(high)))
     return out
-
-
-def _ranges(sizes: np.ndarray) -> np.ndarray:
-    """``[0..sizes[0]-1, 0..sizes[1]-1, ...]`` concatenated."""
-    ends = np.cumsum(sizes)
-    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - sizes, sizes)
 
 
 def render_table(rows: Sequence[MetricRow]) -> str:

@@ -468,16 +468,23 @@ class Simulation:
     has_content: np.ndarray
 
 
+def _draw(cfg: SyntheticConfig, seed: int) -> tuple[_World, dict[str, pd.DataFrame], _PinPool]:
+    """The world, its users/pins/boards rows and the pin pool: what :func:`generate` and
+    :func:`simulate` share, from the same random streams."""
+    _check(cfg)
+    world = _build_world(cfg, np.random.default_rng([seed, 0]))
+    dims = _dimension_frames(world, cfg, np.random.default_rng([seed, 1]))
+    return world, dims, _PinPool.of(world, cfg.categories)
+
+
 def simulate(cfg: SyntheticConfig, seed: int) -> Simulation:
     """The impressions and truth :func:`generate` writes for ``(cfg, seed)``, drawn the same way
     (same random streams, so the same values) but kept in memory; no actions, faults or files."""
-    _check(cfg)
-    world = _build_world(cfg, np.random.default_rng([seed, 0]))
-    pins = _dimension_frames(world, cfg, np.random.default_rng([seed, 1]))[PINS.name]
+    world, dims, pool = _draw(cfg, seed)
+    pins = dims[PINS.name]
     has_content = pins["content_embedding"].notna().to_numpy()
     content = np.zeros((len(pins), cfg.latent_dim), np.float32)
     content[has_content] = np.array(pins["content_embedding"][has_content].to_list(), np.float32)
-    pool = _PinPool.of(world, cfg.categories)
     days = []
     for d in range(cfg.days):
         _, truth = _impressions(world, cfg, pool, d, np.random.default_rng([seed, 2, d]))
@@ -494,11 +501,8 @@ def generate(cfg: SyntheticConfig, landing: str | Path, seed: int) -> LandingSum
     Returns the lines written per table and day, the injected faults per table and kind, and the
     injected duplicates per table.
     """
-    _check(cfg)
     landing = Path(landing)
-    world = _build_world(cfg, np.random.default_rng([seed, 0]))
-    dims = _dimension_frames(world, cfg, np.random.default_rng([seed, 1]))
-    pool = _PinPool.of(world, cfg.categories)
+    world, dims, pool = _draw(cfg, seed)
     _write_world_truth(landing / "_truth", world, cfg, seed)
     summary = LandingSummary(
         rows={spec.name: {} for spec in RAW_TABLES},

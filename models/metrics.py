@@ -42,12 +42,26 @@ def auc(y_true, y_score, sample_weight=None) -> float:
     return float((pos_g * (neg_below + 0.5 * neg_g)).sum() / (pos.sum() * neg.sum()))
 
 
+def session_resamples(groups, n: int, resamples: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bootstrap over groups (sessions): ``(group (B,) 0..G-1, counts (R, G))``, where row r of
+    ``counts`` says how often each group was drawn when drawing G groups with replacement; a row
+    of the data appears ``counts[r, group[i]]`` times in resample r. ``groups`` None: every row is
+    its own group. The same ``(groups, resamples, seed)`` give the same resamples, so metrics
+    computed from them are paired."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    group = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
+    if group.shape[0] != n:
+        raise ValueError(f"groups has {group.shape[0]} rows, expected {n}")
+    n_groups = int(group.max()) + 1 if n else 0
+    rng = np.random.default_rng([seed, 0xB007])  # its own stream, not correlated with a caller's default_rng(seed)
+    return group, rng.multinomial(n_groups, np.full(n_groups, 1.0 / max(n_groups, 1)), size=resamples)
+
 
 def auc_bootstrap(y_true, scores, groups=None, sample_weight=None, resamples: int = 200, seed: int = 0,
                   max_cells: int = 4_000_000) -> np.ndarray:
     """AUCs of M score columns on ``resamples`` bootstrap resamples of the rows' ``groups``:
-    (M, R). Each resample draws G groups with replacement (a multinomial count per group) and
-    weights every row by its group's count, so rows of one session move together (impressions of
+    (M, R). Each resample (:func:`session_resamples`) weights every row by its group's count, so rows of one session move together (impressions of
     a session are not independent) and all M columns see the same resample: differences between
     columns are paired. ``groups`` None: every row is its own group. ``scores``: (B,) or (B, M).
     A resample without both classes gives NaN. ``max_cells`` bounds the (resamples x rows) block
@@ -59,14 +73,7 @@ def auc_bootstrap(y_true, scores, groups=None, sample_weight=None, resamples: in
     s = s[:, None] if s.ndim == 1 else s
     if s.ndim != 2 or s.shape[0] != n:
         raise ValueError(f"scores must be (B,) or (B, M) with B = {n}, got {s.shape}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    group = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()
-    if group.shape[0] != n:
-        raise ValueError(f"groups has {group.shape[0]} rows, expected {n}")
-    n_groups = int(group.max()) + 1
-    rng = np.random.default_rng([seed, 0xB007])  # its own stream, not correlated with a caller's default_rng(seed)
-    counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=resamples)
+    group, counts = session_resamples(groups, n, resamples, seed)
     positive = y > 0.5
     out = np.empty((s.shape[1], resamples))
     step = max(1, max_cells // n)
@@ -85,6 +92,7 @@ def auc_bootstrap(y_true, scores, groups=None, sample_weight=None, resamples: in
                 out[m, r0:r0 + step] = np.where(total > 0, (pos_g * (neg_below + 0.5 * neg_g)).sum(axis=1) / total,
                                                 np.nan)
     return out
+
 
 def log_loss(y_true, y_prob, sample_weight=None, eps: float = 1e-7) -> float:
     """Weighted mean binary cross-entropy of probabilities clipped to [eps, 1 - eps]."""

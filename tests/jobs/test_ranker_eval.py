@@ -114,13 +114,6 @@ def test_debias_comparison_interval_over_session_resamples():
     assert all(math.isnan(c.low) and c.verdict == "closer?" for c in capped)
 
 
-def test_session_ranges():
-    from jobs.ranker_eval import _ranges
-
-    np.testing.assert_array_equal(_ranges(np.array([2, 0, 3, 1])), [0, 1, 0, 1, 2, 0])
-    assert _ranges(np.array([], np.int64)).size == 0
-
-
 def test_logistic_baseline_learns_a_separable_signal():
     rng = np.random.default_rng(1)
     n = 600

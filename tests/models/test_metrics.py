@@ -11,6 +11,7 @@ from models.metrics import (
     kendall_tau,
     log_loss,
     ndcg_at_k,
+    session_resamples,
 )
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -117,3 +118,20 @@ def test_auc_bootstrap_is_paired_weighted_and_handles_degenerate_resamples():
         auc_bootstrap(y, np.ones((499, 2)))
     with pytest.raises(ValueError, match="resamples"):
         auc_bootstrap(y, s, resamples=0)
+
+
+def test_session_resamples_draw_whole_sessions_reproducibly():
+    sessions = np.array(["b", "a", "b", "c", "a", "a"])
+    group, counts = session_resamples(sessions, 6, resamples=50, seed=3)
+    np.testing.assert_array_equal(group, [1, 0, 1, 2, 0, 0])        # sessions a, b, c -> 0, 1, 2
+    assert counts.shape == (50, 3) and (counts.sum(axis=1) == 3).all()  # 3 sessions drawn per resample
+    again = session_resamples(sessions, 6, resamples=50, seed=3)[1]
+    np.testing.assert_array_equal(counts, again)                       # same seed: the same, paired resamples
+    assert not np.array_equal(counts, session_resamples(sessions, 6, resamples=50, seed=4)[1])
+    rows, per_row = session_resamples(None, 4, resamples=2)
+    np.testing.assert_array_equal(rows, np.arange(4))
+    assert per_row.shape == (2, 4) and (per_row.sum(axis=1) == 4).all()
+    with pytest.raises(ValueError, match="resamples"):
+        session_resamples(sessions, 6, resamples=0)
+    with pytest.raises(ValueError, match="groups has 6 rows"):
+        session_resamples(sessions, 5, resamples=1)
