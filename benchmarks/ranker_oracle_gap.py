@@ -26,6 +26,9 @@ and its 95 % interval over 200 paired session resamples (:func:`models.metrics.a
 Usage (from the repository root)::
 
     python benchmarks/ranker_oracle_gap.py --impressions-per-day 20000,100000 --days 4
+    # a closed catalogue with much engagement per pin (README: "More engagement per pin"):
+    python benchmarks/ranker_oracle_gap.py --set fresh_pins_per_day=0 --set new_users_per_day=0 \
+        --users 200 --pins 25 --impressions-per-day 100000 --days 6 --embedding-dim 16
 """
 from __future__ import annotations
 
@@ -89,7 +92,7 @@ def features(world: dict, day: int, level: str) -> tuple[np.ndarray, np.ndarray]
     return ids, dense
 
 
-def ranker_gap(world: dict, level: str, epochs: int, seed: int) -> dict[str, float]:
+def ranker_gap(world: dict, level: str, epochs: int, seed: int, embedding_dim: int = 8) -> dict[str, float]:
     """Train on the days before the last two, early-stop on the day before the last, return per
     task the with-position AUC on the last day and the oracle's on the same rows."""
     import torch
@@ -113,7 +116,7 @@ def ranker_gap(world: dict, level: str, epochs: int, seed: int) -> dict[str, flo
     train, validation, test = data(list(range(last - 1))), data([last - 1]), data([last])
     cardinalities = (len(world["user_latent"]), len(world["content"])) if level.endswith("ids") else ()
     torch.manual_seed(seed)
-    model = Ranker(cardinalities, train.dense.shape[1], int(test.position.max()) + 1, RankerConfig())
+    model = Ranker(cardinalities, train.dense.shape[1], int(test.position.max()) + 1, RankerConfig(embedding_dim=embedding_dim))
     config = RankerTrainConfig(epochs=epochs, lr=3e-3, patience=2, seed=seed, device="cpu", progress=False,
                                weight_decay=1e-6 if cardinalities else 0.0)
     trainer = RankerTrainer(model, config)
@@ -141,6 +144,9 @@ def main(argv=None) -> int:
     p.add_argument("--levels", default=",".join(str(i) for i in range(len(LEVELS))),
                    help=f"comma list of indices into {LEVELS}")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--embedding-dim", type=int, default=8, help="RankerConfig.embedding_dim (the id embeddings)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=INT",
+                   help="any other integer SyntheticConfig field, e.g. --set fresh_pins_per_day=0 (repeatable)")
     args = p.parse_args(argv)
     if args.days < 3:
         p.error("--days must be >= 3")
@@ -149,13 +155,20 @@ def main(argv=None) -> int:
 
     from jobs.config import SyntheticConfig
 
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if type(getattr(SyntheticConfig(), name, None)) is not int or not value.lstrip("-").isdigit():
+            p.error(f"--set wants FIELD=INT with an integer SyntheticConfig field, got {item!r}")
+        overrides[name] = int(value)
     torch.set_num_threads(1)
     levels = [LEVELS[int(i)] for i in args.levels.split(",")]
     print(f"load average {os.getloadavg()[0]:.2f}; seed {args.seed}; {args.days} days; epochs <= {args.epochs}; "
           "AUC with position on the last day; gap = oracle - model")
     for per_day in (int(v) for v in args.impressions_per_day.split(",")):
         cfg = replace(SyntheticConfig(), impressions_per_day=per_day, days=args.days,
-                      **({"users": args.users} if args.users else {}), **({"pins": args.pins} if args.pins else {}))
+                      **({"users": args.users} if args.users else {}), **({"pins": args.pins} if args.pins else {}),
+                      **overrides)
         world = simulate(cfg, args.seed)
         t = world["days"][-1]
         print(f"\nworld: {cfg.users} users (+{cfg.new_users_per_day}/day), {cfg.pins} pins "
@@ -166,7 +179,7 @@ def main(argv=None) -> int:
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for level in levels:
             start = time.perf_counter()
-            r = ranker_gap(world, level, args.epochs, args.seed)
+            r = ranker_gap(world, level, args.epochs, args.seed, args.embedding_dim)
             cells = [f"{r[f'{t}_auc']:.4f} | {r[f'{t}_oracle']:.4f} | {r[f'{t}_oracle'] - r[f'{t}_auc']:+.4f} "
                      f"[{r[f'{t}_gap_low']:+.4f}, {r[f'{t}_gap_high']:+.4f}]" for t in TASKS]
             print(f"| {level} | {' | '.join(cells)} | {time.perf_counter() - start:.0f} |", flush=True)
