@@ -13,7 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from schemas.features import PIN_FEATURES, USER_CATEGORY_FEATURES, USER_FEATURES, FeatureView
+from schemas.features import (
+    PIN_FEATURES,
+    USER_CATEGORY_FEATURES,
+    USER_FEATURES,
+    FeatureView,
+)
 
 from .config import FeatureConfig
 
@@ -180,7 +185,9 @@ def build_features(spark, warehouse: str, days: list[dt.date], cfg: FeatureConfi
         df = df.cache()
         try:
             written[name] = df.count()
-            _write_partitions(df, f"{root}/features_{name}", _days_sql(sorted(set(days))))
+            # A feature added to a view since the table was created becomes a new column: the
+            # days rebuilt now fill it, older days read it as null until they are rebuilt.
+            _write_partitions(df, f"{root}/features_{name}", _days_sql(sorted(set(days))), add_columns=True)
         finally:
             df.unpersist()
     return written

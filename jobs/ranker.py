@@ -13,7 +13,8 @@
    (``truth_dir`` = ``<landing>/_truth``) with the Kendall-tau debiasing comparison; every AUC
    with a session-bootstrap interval, and the oracle's AUC minus the ranker's and the debiased
    model's tau minus the twin's, each with the interval of that paired difference
-   (``bootstrap_resamples``);
+   (``bootstrap_resamples``; the tau comparison trains ``debias_seeds`` pairs and resamples
+   them too, since one pair's difference is mostly training noise);
 5. export ONNX (calibration inside) and int8 into ``<artifacts>/ranker/<model_version>/`` with the
    encoder and calibration JSON and ``metrics.json``; the ONNX outputs are checked against the
    training path on the test rows, the int8 AUC drop is measured there.
@@ -53,7 +54,10 @@ class RankerJobConfig:
     ``embeddings``: when ``pin_embeddings`` exists, add the pin's PinSage embedding, the user's
     (mean of the recent saves' embeddings) and their dot product (:mod:`export.embedding_features`).
     ``bootstrap_resamples``: session resamples for the AUC intervals and the oracle gaps
-    (:func:`jobs.ranker_eval.auc_intervals`); 0 computes none."""
+    (:func:`jobs.ranker_eval.auc_intervals`); 0 computes none. ``debias_seeds``: training seeds
+    of both the ranker and its no-position twin in the Kendall-tau comparison (seed, seed + 1,
+    ...; the first pair is the exported ranker and its twin): more than one puts the training's
+    randomness into the comparison's interval, which one pair cannot."""
 
     experiment: str = EXPERIMENT
     baselines: tuple[str, ...] = BASELINES
@@ -66,12 +70,13 @@ class RankerJobConfig:
     ece_bins: int = 10
     ndcg_k: int = 10
     bootstrap_resamples: int = 200
+    debias_seeds: int = 3
 
     def __post_init__(self) -> None:
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown or len(set(self.baselines)) != len(self.baselines):
             raise ValueError(f"ranker_job.baselines must be distinct values of {BASELINES}, got {self.baselines}")
-        for name in ("baseline_epochs", "max_position", "ece_bins", "ndcg_k"):
+        for name in ("baseline_epochs", "max_position", "ece_bins", "ndcg_k", "debias_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ranker_job.{name} must be >= 1, got {getattr(self, name)}")
         if self.bootstrap_resamples < 0:
@@ -300,14 +305,21 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
             metrics += rows("oracle", oracle_obs) + rows("oracle (position-free)", oracle_free)
         debias: list = []
         if job.no_position_twin:
-            twin, _, twin_data = _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate,
-                                        position=False)
-            twin_cal = fit_calibration(twin.predict_logits(twin_data["validation"]), labels["validation"], tasks,
-                                       calibration_cfg, weights["validation"])
-            twin_probs = twin_cal.apply(twin.predict_logits(twin_data["test"]))
+            def served(seed: int, position: bool):
+                """Calibrated position-free test probabilities of a ranker trained with ``seed``."""
+                model, _, split = _train(encoded, labels, weights, enc, model_cfg, replace(train_cfg, seed=seed),
+                                         negative_rate, position=position)
+                fitted = fit_calibration(model.predict_logits(split["validation"]), labels["validation"], tasks,
+                                         calibration_cfg, weights["validation"])
+                return fitted.apply(model.predict_logits(split["test"]))
+
+            twin_probs = served(train_cfg.seed, position=False)
             metrics += rows("ranker, no position", twin_probs)
             if oracle_free is not None:
-                debias = ev.debias_comparison(oracle_free, probs, twin_probs, tasks, sessions,
+                extra = range(train_cfg.seed + 1, train_cfg.seed + job.debias_seeds)
+                debiased = np.stack([probs, *(served(s, True) for s in extra)])
+                no_position = np.stack([twin_probs, *(served(s, False) for s in extra)])
+                debias = ev.debias_comparison(oracle_free, debiased, no_position, tasks, sessions,
                                               job.bootstrap_resamples, seed=train_cfg.seed)
         device = str(trainer.device)
         for name in job.baselines:

@@ -15,7 +15,8 @@ weights (B,)); :mod:`jobs.ranker` does the reading and logging.
   p_save``) and their position-free versions (``exam_prob`` = 1). Their AUC is the oracle AUC.
 * :func:`debias_comparison`: Kendall's tau-b of a model's position-free ranking and of a model
   trained without the position feature against the oracle's position-free ranking, with a
-  session-bootstrap interval of their difference.
+  session-bootstrap interval of their difference; given several training seeds of both, it
+  resamples the seeds too (training randomness moves tau more than the test sample does).
 * :func:`logistic_baseline` (scikit-learn) and :func:`dcnmix_baseline` (deepctr-torch's DCNMix,
   Wang et al., WWW 2021), one binary model per task on the same encoded features, position-free.
 * :func:`reliability_figure` and :func:`position_ctr_figure`: matplotlib figures (no pyplot).
@@ -85,9 +86,10 @@ class AucGap:
 
 @dataclass(frozen=True)
 class DebiasComparison:
-    """Kendall's tau-b against the oracle's position-free ranking of one task; ``low``/``high``:
-    the interval of ``tau_debiased - tau_no_position`` over paired session resamples (NaN when
-    not computed)."""
+    """Kendall's tau-b against the oracle's position-free ranking of one task, averaged over the
+    training seeds of both models; ``low``/``high``: the interval of ``tau_debiased -
+    tau_no_position`` over paired session resamples (and, with several seeds, resampled seeds;
+    NaN when not computed); ``seed_differences``: the difference of each seed's pair."""
 
     task: str
     tau_debiased: float
@@ -95,6 +97,7 @@ class DebiasComparison:
     rows: int
     low: float = math.nan
     high: float = math.nan
+    seed_differences: tuple[float, ...] = ()
 
     @property
     def debiased_closer(self) -> bool:
@@ -103,16 +106,22 @@ class DebiasComparison:
     @property
     def verdict(self) -> str:
         """``"closer"`` / ``"farther"`` when the interval excludes 0, ``"tie"`` when it holds it,
-        ``"closer?"`` / ``"farther?"`` (the point estimate only) without an interval."""
+        ``"closer?"`` / ``"farther?"`` (the point estimate only) without an interval,
+        ``"undefined"`` when a tau is NaN (a constant score ranks nothing)."""
+        if math.isnan(self.tau_debiased) or math.isnan(self.tau_no_position):
+            return "undefined"
         if math.isnan(self.low):
             return "closer?" if self.debiased_closer else "farther?"
         return "closer" if self.low > 0 else "farther" if self.high < 0 else "tie"
 
     def render(self) -> str:
         interval = "" if math.isnan(self.low) else f" [{self.low:+.4f}, {self.high:+.4f}]"
+        seeds = "" if len(self.seed_differences) < 2 else (
+            f" over {len(self.seed_differences)} training seeds (each: "
+            f"{', '.join(f'{d:+.4f}' for d in self.seed_differences)})")
         return (f"kendall tau vs oracle position-free ({self.task}): debiased {self.tau_debiased:.4f}, no position "
-                f"{self.tau_no_position:.4f}, difference {self.tau_debiased - self.tau_no_position:+.4f}{interval} "
-                f"-> debiased {self.verdict}")
+                f"{self.tau_no_position:.4f}, difference {self.tau_debiased - self.tau_no_position:+.4f}{interval}"
+                f"{seeds} -> debiased {self.verdict}")
 
 
 def _check(labels: np.ndarray, probs: np.ndarray, tasks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -199,28 +208,49 @@ def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str], 
                       resamples: int = 0, level: float = 0.95, seed: int = 0,
                       max_rows: int = 200_000) -> list[DebiasComparison]:
     """Per task: tau(oracle position-free, position-debiased model's position-free score) and
-    tau(oracle position-free, model trained without position). All (B, T). With ``resamples``
-    and at most ``max_rows`` rows (each tau costs O(B log B)), the ``level`` percentile interval of
-    the difference over ``resamples`` resamples of ``sessions`` (None: of rows), both taus on the
-    same resample."""
-    oracle_free, debiased = _check(oracle_free, debiased, tasks)
-    _, no_position = _check(oracle_free, no_position, tasks)
-    n = len(oracle_free)
+    tau(oracle position-free, model trained without position). ``oracle_free`` (B, T);
+    ``debiased`` and ``no_position`` (B, T), or (S, B, T) for S training seeds of each model
+    (paired by index: seed s of both), whose taus are averaged. With ``resamples`` and at most
+    ``max_rows`` rows (each tau costs O(B log B)), the ``level`` percentile interval of the
+    difference over ``resamples`` resamples of ``sessions`` (None: of rows), both taus on the
+    same resample; with S > 1 each resample also draws S seed pairs with replacement, so the
+    interval covers the training's randomness as well as the test sample's."""
+    oracle_free = np.asarray(oracle_free, np.float64)
+    debiased, no_position = np.asarray(debiased, np.float64), np.asarray(no_position, np.float64)
+    if debiased.ndim == 2:
+        debiased, no_position = debiased[None], no_position[None]
+    if debiased.ndim != 3 or debiased.shape != no_position.shape:
+        raise ValueError(f"debiased {debiased.shape} and no_position {no_position.shape} must both be (B, T) or "
+                         f"(S, B, T)")
+    for s in range(debiased.shape[0]):
+        _check(oracle_free, debiased[s], tasks)
+    n_seeds, n = debiased.shape[0], len(oracle_free)
+
+    def differences(rows) -> np.ndarray:
+        """(S, T) tau differences of each seed pair on ``rows``."""
+        out = np.empty((n_seeds, len(tasks)))
+        for t in range(len(tasks)):
+            o = oracle_free[rows, t]
+            for s in range(n_seeds):
+                out[s, t] = kendall_tau(o, debiased[s, rows, t]) - kendall_tau(o, no_position[s, rows, t])
+        return out
+
     draws = np.full((len(tasks), max(resamples, 0)), np.nan)
     if resamples > 0 and n <= max_rows:
         group, counts = session_resamples(sessions, n, resamples, seed)  # the AUC intervals' resamples
+        seed_draws = np.random.default_rng([seed, 0x5EED]).integers(0, n_seeds, (resamples, n_seeds))
         for r in range(resamples):
-            rows = np.repeat(np.arange(n), counts[r, group])
-            for t in range(len(tasks)):
-                o = oracle_free[rows, t]
-                draws[t, r] = kendall_tau(o, debiased[rows, t]) - kendall_tau(o, no_position[rows, t])
+            per_seed = differences(np.repeat(np.arange(n), counts[r, group]))
+            draws[:, r] = per_seed[seed_draws[r]].mean(0) if n_seeds > 1 else per_seed[0]
     tail = 100 * (1 - level) / 2
     out = []
     for t, task in enumerate(tasks):
         ok = draws[t][~np.isnan(draws[t])]
         low, high = np.percentile(ok, [tail, 100 - tail]) if ok.size else (math.nan, math.nan)
-        out.append(DebiasComparison(task, kendall_tau(oracle_free[:, t], debiased[:, t]),
-                                    kendall_tau(oracle_free[:, t], no_position[:, t]), n, float(low), float(high)))
+        tau_d = [kendall_tau(oracle_free[:, t], debiased[s, :, t]) for s in range(n_seeds)]
+        tau_n = [kendall_tau(oracle_free[:, t], no_position[s, :, t]) for s in range(n_seeds)]
+        out.append(DebiasComparison(task, float(np.mean(tau_d)), float(np.mean(tau_n)), n, float(low), float(high),
+                                    tuple(float(a - b) for a, b in zip(tau_d, tau_n, strict=True))))
     return out
 
 

@@ -55,8 +55,8 @@ class IngestReport:
         """A human-readable report: what failed, how often, and sample rows."""
         verdict = "REJECTED" if self.rejected else "accepted"
         lines = [
-            f"Batch {self.batch_id} {verdict}: {self.rows_quarantined} of {self.rows_in} rows "
-            f"({self.failing_fraction:.1%}) failed validation; the limit is {self.max_failing_fraction:.1%}.",
+            (f"Batch {self.batch_id} {verdict}: {self.rows_quarantined} of {self.rows_in} rows "
+             f"({self.failing_fraction:.1%}) failed validation; the limit is {self.max_failing_fraction:.1%}."),
             f"  valid={self.rows_valid} quarantined={self.rows_quarantined} duplicates dropped={self.duplicates_dropped}",
         ]
         failed = [e for e in self.expectations if not e.success]

@@ -160,8 +160,11 @@ def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: Training
             days=tuple(d.isoformat() for d in days), cutoff=cutoff.isoformat(), rows=sum(counts.values()),
             immature_excluded=spine_rows - total_mature, negative_rate=cfg.negative_rate,
             rows_by_split=counts, input_versions=versions)
+        # mergeSchema: a feature added to a view since the table was created becomes a new column
+        # (days not rebuilt read it as null) instead of failing the write.
         (frame.write.format("delta").mode("overwrite").option("replaceWhere", _days_sql(days))
-         .option("userMetadata", report.metadata()).partitionBy("dt").save(f"{root}/training_set"))
+         .option("mergeSchema", "true").option("userMetadata", report.metadata())
+         .partitionBy("dt").save(f"{root}/training_set"))
     finally:
         frame.unpersist()
     return TrainingSetReport(**{**asdict(report), "delta_version": delta_version(spark, f"{root}/training_set")})

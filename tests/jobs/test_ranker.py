@@ -24,6 +24,8 @@ def test_job_config_validates():
         RankerJobConfig(ndcg_k=0)
     with pytest.raises(ValueError, match="bootstrap_resamples"):
         RankerJobConfig(bootstrap_resamples=-1)
+    with pytest.raises(ValueError, match="debias_seeds"):
+        RankerJobConfig(debias_seeds=0)
 
 
 def test_negative_rate_follows_from_the_weights_of_negatives():
@@ -55,7 +57,7 @@ def trained(spark, tiny_world, tmp_path_factory):
     cfg, _ = tiny_world
     root = tmp_path_factory.mktemp("ranker")
     baselines = ("logreg", "dcnmix") if importlib.util.find_spec("deepctr_torch") else ("logreg",)
-    job = RankerJobConfig(baselines=baselines, baseline_epochs=1)
+    job = RankerJobConfig(baselines=baselines, baseline_epochs=1, debias_seeds=2)
     uri = f"sqlite:///{root}/mlflow.db"
     report = train_ranker(spark, cfg.storage.warehouse, RankerConfig(),
                           RankerTrainConfig(epochs=10, batch_size=64, lr=0.01, patience=3, progress=False,
@@ -89,6 +91,9 @@ def test_train_ranker_metrics_and_report(trained):
     assert len(report.debias) == 2 and all(-1 <= d.tau_debiased <= 1 for d in report.debias)
     for d in report.debias:  # the difference's session-bootstrap interval holds the point estimate
         assert d.low <= d.tau_debiased - d.tau_no_position <= d.high and d.verdict in ("closer", "farther", "tie")
+        # two training seeds of each model: the taus are their means, the difference each pair's
+        assert len(d.seed_differences) == 2 and d.seed_differences[0] != d.seed_differences[1]
+        assert np.mean(d.seed_differences) == pytest.approx(d.tau_debiased - d.tau_no_position)
     # every AUC has its session-bootstrap interval; the oracle gaps are paired differences
     for row in report.metrics:
         assert row.auc_low <= row.auc <= row.auc_high, row

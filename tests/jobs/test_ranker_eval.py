@@ -95,6 +95,8 @@ def test_debias_comparison_on_a_crafted_case():
     (swapped,) = debias_comparison(oracle, no_position, debiased, ("closeup",))
     assert not swapped.debiased_closer
     assert (cmp.verdict, swapped.verdict) == ("closer?", "farther?")  # no interval asked for
+    (constant,) = debias_comparison(oracle, debiased, np.full((4, 1), 0.5), ("closeup",), resamples=20)
+    assert math.isnan(constant.tau_no_position) and constant.verdict == "undefined"  # a constant score ranks nothing
 
 
 def test_debias_comparison_interval_over_session_resamples():
@@ -112,6 +114,36 @@ def test_debias_comparison_interval_over_session_resamples():
     assert all(c.low == c.high == 0.0 and c.verdict == "tie" for c in same)
     capped = debias_comparison(oracle, near, far, TASKS, sessions, resamples=50, max_rows=1000)
     assert all(math.isnan(c.low) and c.verdict == "closer?" for c in capped)
+
+
+def test_debias_comparison_over_training_seeds_resamples_the_seeds():
+    """Seed 0's pair alone is clearly "closer"; two more seeds where the twin wins make the
+    three-seed verdict a tie, because the interval now resamples the seeds as well."""
+    rng = np.random.default_rng(9)
+    oracle = rng.random((2000, 1))
+    sessions = np.arange(2000) // 10
+
+    def noisy(scale):
+        return oracle + rng.normal(0, scale, oracle.shape)
+
+    debiased = np.stack([noisy(0.05), noisy(0.3), noisy(0.3)])
+    no_position = np.stack([noisy(0.3), noisy(0.05), noisy(0.2)])
+    (one,) = debias_comparison(oracle, debiased[0], no_position[0], ("save",), sessions, resamples=100, seed=2)
+    assert one.verdict == "closer" and one.seed_differences == (pytest.approx(one.tau_debiased - one.tau_no_position),)
+    (three,) = debias_comparison(oracle, debiased, no_position, ("save",), sessions, resamples=100, seed=2)
+    each = [debias_comparison(oracle, debiased[s], no_position[s], ("save",))[0] for s in range(3)]
+    assert three.seed_differences == pytest.approx([c.tau_debiased - c.tau_no_position for c in each])
+    assert three.seed_differences[0] > 0 > three.seed_differences[1]
+    assert three.tau_debiased == pytest.approx(np.mean([c.tau_debiased for c in each]))
+    assert three.tau_no_position == pytest.approx(np.mean([c.tau_no_position for c in each]))
+    assert three.low < 0 < three.high and three.verdict == "tie"
+    assert "over 3 training seeds (each: " in three.render()
+    # every seed agreeing: still "closer" with the seeds resampled
+    (agree,) = debias_comparison(oracle, np.stack([noisy(0.05)] * 3), np.stack([noisy(0.3)] * 3), ("save",),
+                                 sessions, resamples=100, seed=2)
+    assert agree.verdict == "closer" and len(agree.seed_differences) == 3
+    with pytest.raises(ValueError, match=r"\(S, B, T\)"):
+        debias_comparison(oracle, debiased, no_position[:2], ("save",))
 
 
 def test_logistic_baseline_learns_a_separable_signal():
