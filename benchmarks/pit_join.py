@@ -56,7 +56,7 @@ if str(REPO_ROOT) not in sys.path:
 SEED = 20260101
 DAYS = 30
 N_CATEGORIES = 12
-START = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 STARTUP_SLACK_S = 300  # a worker may take this long to start Spark / between runs
 SAMPLE_ROWS = 10_000
 
@@ -194,7 +194,7 @@ def generate(n: int, a: float, out_dir: Path, seed: int) -> dict:
         "top_pin_share": round(float(pcounts.max()) / n, 4),
         "top_user_impressions": int(ucounts.max()),
         "top_user_feature_rows": int((uf == hot_user).sum()),
-        "distinct_users_in_spine": int(len(ucounts)),
+        "distinct_users_in_spine": len(ucounts),
         "generate_s": round(time.perf_counter() - t0, 2),
         "spine_bytes": (out_dir / "spine.parquet").stat().st_size,
     })
@@ -311,7 +311,7 @@ def duckdb_exact_sql(data_dir: Path, spine_path: Path, ttl_s: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 def worker_main(args) -> None:
-    events = open(args._events, "a", buffering=1)
+    events = open(args._events, "a", buffering=1)  # noqa: SIM115 -- open for the whole worker process
 
     def emit(**kw):
         events.write(json.dumps(kw) + "\n")
@@ -706,14 +706,14 @@ def main(argv=None) -> int:
 def render(report: dict, args) -> str:
     m = report["machine"]
     lines = [
-        f"Machine: {m['nproc']} cores (nproc), {m['ram_gib']} GiB RAM, Python {m['python']}. "
+        (f"Machine: {m['nproc']} cores (nproc), {m['ram_gib']} GiB RAM, Python {m['python']}. "
         f"Times are medians of {args.repeats} run(s), seconds, each run fully materialising the 3-view result "
         f"(Spark: noop write of every column; DuckDB: count + bit_xor(hash(every column))). "
         f"Spark local[{args.spark_cores}], {args.shuffle_partitions} shuffle partitions, driver {args.driver_memory}; "
-        f"DuckDB {args.duckdb_threads} threads. TTL {args.ttl_days:g} days; Zipf a={args.zipf_a}.",
+        f"DuckDB {args.duckdb_threads} threads. TTL {args.ttl_days:g} days; Zipf a={args.zipf_a}."),
         "",
-        "| N impressions | ours (s) | Feast formulation (s) | DuckDB ASOF (s) | ours/DuckDB | Feast/ours "
-        "| peak JVM RSS (ours) | peak JVM RSS (Feast) | DuckDB worker peak RSS | Spark driver-py peak RSS (ours) |",
+        ("| N impressions | ours (s) | Feast formulation (s) | DuckDB ASOF (s) | ours/DuckDB | Feast/ours "
+        "| peak JVM RSS (ours) | peak JVM RSS (Feast) | DuckDB worker peak RSS | Spark driver-py peak RSS (ours) |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
@@ -755,19 +755,19 @@ def render(report: dict, args) -> str:
             notes.append(f"  Feast formulation killed during {feast['timed_out']}; leftover processes after kill: "
                          f"{feast.get('survivors') or 'none'}.")
     lines += ["", "Notes:", *notes,
-              "- ours: `jobs.pit_join.point_in_time_join_many` over 3 views with validate=False (the "
-              "uniqueness check is timed separately above); it applies feature_ts <= t, created_ts <= t and the TTL.",
-              "- Feast formulation: range join on entity + feature_ts <= ts + feature_ts >= ts - ttl + created_ts <= ts, "
+              ("- ours: `jobs.pit_join.point_in_time_join_many` over 3 views with validate=False (the "
+              "uniqueness check is timed separately above); it applies feature_ts <= t, created_ts <= t and the TTL."),
+              ("- Feast formulation: range join on entity + feature_ts <= ts + feature_ts >= ts - ttl + created_ts <= ts, "
               "ROW_NUMBER() OVER (PARTITION BY entity row ORDER BY feature_ts DESC, created_ts DESC) = 1, left join "
-              "back; same Spark settings, separate JVM; a run over its limit is killed with its JVM.",
-              "- DuckDB ASOF LEFT JOIN ... ON key AND s.ts >= f.feature_ts, TTL as a post-filter; it does NOT apply the "
-              "created_ts rule (a row written after the event can be used), so it does a bit less work than the others.",
-              f"- Peak RSS sampled every 0.2 s with psutil; parent (data generation) peak RSS "
-              f"{_gib(report.get('parent_peak_rss', 0))}. The machine may be shared: see the load averages."]
+              "back; same Spark settings, separate JVM; a run over its limit is killed with its JVM."),
+              ("- DuckDB ASOF LEFT JOIN ... ON key AND s.ts >= f.feature_ts, TTL as a post-filter; it does NOT apply the "
+              "created_ts rule (a row written after the event can be used), so it does a bit less work than the others."),
+              (f"- Peak RSS sampled every 0.2 s with psutil; parent (data generation) peak RSS "
+              f"{_gib(report.get('parent_peak_rss', 0))}. The machine may be shared: see the load averages.")]
     sc = report.get("spot_check")
     if sc:
-        lines += ["", f"Correctness spot check on a {sc['sample_rows']:,}-row sample of the N={sc['n']:,} spine "
-                      f"(all output columns compared by event_id):"]
+        lines += ["", (f"Correctness spot check on a {sc['sample_rows']:,}-row sample of the N={sc['n']:,} spine "
+                      f"(all output columns compared by event_id):")]
         if "feast_status" in sc:
             lines.append(f"- Feast formulation on the sample: {sc['feast_status']}")
         for other, c in sc.get("comparisons", {}).items():

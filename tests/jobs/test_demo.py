@@ -93,7 +93,7 @@ def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tm
     from export.loader import load
     from jobs.bundle import publish_serving_bundle
 
-    cfg, result = tiny_world
+    cfg, _result = tiny_world
     manifest = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).manifest
     drift = manifest.metrics.drift
     assert "feature_drift.pin__age_days" in drift

@@ -77,10 +77,10 @@ def test_bad_rows_are_quarantined_with_reasons_and_rows_add_up(spark, lake):
     ]))
     append_raw_lines(lake.landing, "impressions", DAY, [
         '{"event_id": "x", bad',
-        '{"event_id":"e9","user_id":"abc","pin_id":10,"ts":"2026-01-05T10:00:00.000Z","session_id":"s",'
-        '"position":1,"surface":"home_feed","device":"ios","country":"US"}',
-        '{"event_id":"e1","user_id":2,"pin_id":10,"ts":"2026-01-05T11:00:00.000Z","session_id":"s",'
-        '"position":1,"surface":"home_feed","device":"ios","country":"US"}',  # reuses key e1, other payload
+        ('{"event_id":"e9","user_id":"abc","pin_id":10,"ts":"2026-01-05T10:00:00.000Z","session_id":"s",'
+        '"position":1,"surface":"home_feed","device":"ios","country":"US"}'),
+        ('{"event_id":"e1","user_id":2,"pin_id":10,"ts":"2026-01-05T11:00:00.000Z","session_id":"s",'
+        '"position":1,"surface":"home_feed","device":"ios","country":"US"}'),  # reuses key e1, other payload
     ])
     report = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
 

@@ -68,7 +68,7 @@ def training_set(spark, tiny_world):
 
 
 def test_training_set_reproduces_the_generators_truth(training_set):
-    cfg, result, report, frame = training_set
+    cfg, _result, report, frame = training_set
     truth = pd.concat(pd.read_parquet(p) for p in Path(cfg.storage.landing, "_truth", "impressions").rglob("*.parquet"))
     joined = frame.merge(truth[["event_id", "exam_prob", "p_closeup", "closeup", "save"]], on="event_id",
                          suffixes=("", "_true"))
@@ -88,7 +88,7 @@ def test_training_set_reproduces_the_generators_truth(training_set):
 
 
 def test_training_set_has_no_leakage_and_is_split_by_day(training_set):
-    cfg, result, report, frame = training_set
+    cfg, _result, report, frame = training_set
     delay = pd.Timedelta(seconds=cfg.features.publish_delay_s)
     for view in ("user", "pin", "user_category"):
         known = frame[~frame[f"{view}__missing"]]
@@ -107,7 +107,7 @@ def test_training_set_has_no_leakage_and_is_split_by_day(training_set):
 def test_training_set_records_lineage_in_the_delta_commit(spark, training_set):
     from delta.tables import DeltaTable
 
-    cfg, result, report, frame = training_set
+    cfg, _result, report, _frame = training_set
     commit = DeltaTable.forPath(spark, f"{cfg.storage.warehouse}/training_set").history(1).collect()[0]
     meta = json.loads(commit["userMetadata"])
     assert meta["negative_rate"] == 1.0
@@ -119,6 +119,6 @@ def test_training_set_records_lineage_in_the_delta_commit(spark, training_set):
 def test_a_day_without_impressions_is_a_clear_error(spark, training_set):
     from jobs.training_set import build_training_set
 
-    cfg, result, report, frame = training_set
+    cfg, _result, _report, _frame = training_set
     with pytest.raises(FileNotFoundError, match=r"no impressions were ingested for \['2027-01-01'\]"):
         build_training_set(spark, cfg.storage.warehouse, [dt.date(2027, 1, 1)], cfg.training, cfg.seed)
