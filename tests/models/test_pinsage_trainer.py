@@ -200,6 +200,30 @@ def test_same_seed_same_embeddings_other_seed_other_embeddings(refresh):
     assert not torch.allclose(first, other, atol=1e-3)
 
 
+def test_same_seed_same_embeddings_bit_for_bit_on_several_threads():
+    """At demo scale (4,000 pins, 2 threads) some accumulating CPU kernels add floats in a
+    varying order unless torch's deterministic kernels are on: before they were, two runs of this
+    test differed by ~8e-7. fit/embed turn them on and give the caller's setting back."""
+    g = torch.Generator().manual_seed(0)
+    graph = PinBoardGraph(torch.randint(0, 4000, (6000,), generator=g), torch.randint(0, 300, (6000,), generator=g),
+                          4000, 300)
+    x = torch.randn(4000, 16, generator=g)
+    cfg = PinSageTrainConfig(epochs=2, batch_size=512, num_negatives=64, hidden_channels=64, out_channels=64,
+                             seed=0, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = []
+        for _ in range(2):
+            trainer = PinSageTrainer(graph, x, cfg)
+            trainer.fit()
+            runs.append(trainer.embed())
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.are_deterministic_algorithms_enabled()  # the caller's (default) setting is back
+
+
 def test_resume_from_checkpoint_equals_training_straight_through(tmp_path):
     straight = PinSageTrainer(community_graph(), features(), train_config(epochs=4))
     straight.fit()
