@@ -214,7 +214,8 @@ def debias_comparison(oracle_free, debiased, no_position, tasks: Sequence[str], 
     ``max_rows`` rows (each tau costs O(B log B)), the ``level`` percentile interval of the
     difference over ``resamples`` resamples of ``sessions`` (None: of rows), both taus on the
     same resample; with S > 1 each resample also draws S seed pairs with replacement, so the
-    interval covers the training's randomness as well as the test sample's."""
+    interval covers the training's randomness as well as the test sample's (coarsely: a
+    bootstrap over a handful of seeds understates their spread; ``seed_differences`` shows it)."""
     oracle_free = np.asarray(oracle_free, np.float64)
     debiased, no_position = np.asarray(debiased, np.float64), np.asarray(no_position, np.float64)
     if debiased.ndim == 2:
