@@ -164,14 +164,17 @@ def _register_references(spark, paths: IngestPaths, spec: TableSpec, days: list[
 
 
 def _write_partitions(df, path: str, replace_where: str, partition_by: tuple[str, ...] = ("dt",),
-                      add_columns: bool = False) -> None:
+                      add_columns: bool = False, user_metadata: str | None = None) -> None:
     """Replace exactly the partitions ``replace_where`` selects (a predicate on partition columns
     only, so Delta drops whole files instead of rewriting them). ``add_columns``: columns ``df``
     has and the table lacks are added to the table (Delta ``mergeSchema``; rows written before
-    read them as null) instead of failing the write; a changed type still fails."""
+    read them as null) instead of failing the write; a changed type still fails.
+    ``user_metadata``: the commit's ``userMetadata``."""
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", replace_where)
     if add_columns:
         writer = writer.option("mergeSchema", "true")
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
     writer.partitionBy(*partition_by).save(path)
 
 

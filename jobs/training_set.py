@@ -127,7 +127,7 @@ def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: Training
     from pyspark.sql import functions as F
 
     from .features import feature_table_path
-    from .ingest import _days_sql, delta_version
+    from .ingest import _days_sql, _write_partitions, delta_version
 
     if not days:
         raise ValueError("build_training_set needs at least one day")
@@ -160,11 +160,10 @@ def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: Training
             days=tuple(d.isoformat() for d in days), cutoff=cutoff.isoformat(), rows=sum(counts.values()),
             immature_excluded=spine_rows - total_mature, negative_rate=cfg.negative_rate,
             rows_by_split=counts, input_versions=versions)
-        # mergeSchema: a feature added to a view since the table was created becomes a new column
-        # (days not rebuilt read it as null) instead of failing the write.
-        (frame.write.format("delta").mode("overwrite").option("replaceWhere", _days_sql(days))
-         .option("mergeSchema", "true").option("userMetadata", report.metadata())
-         .partitionBy("dt").save(f"{root}/training_set"))
+        # A feature added to a view since the table was created becomes a new column (days not
+        # rebuilt read it as null) instead of failing the write.
+        _write_partitions(frame, f"{root}/training_set", _days_sql(days), add_columns=True,
+                          user_metadata=report.metadata())
     finally:
         frame.unpersist()
     return TrainingSetReport(**{**asdict(report), "delta_version": delta_version(spark, f"{root}/training_set")})

@@ -19,7 +19,8 @@ The training of `"Graph Convolutional Neural Networks for Web-Scale Recommender 
   ``(seed, epoch, rank)``, so the same seed gives the same embeddings, and resuming from a
   checkpoint gives the same model as training straight through; ``fit`` and ``embed`` run with
   torch's deterministic kernels (:func:`deterministic_kernels`): with several CPU threads some
-  accumulating kernels otherwise add floats in a varying order, and two runs differed by ~2e-7;
+  accumulating kernels otherwise add floats in a varying order (two runs on the demo world
+  differed by up to 3e-7);
 * checkpoints (``checkpoint_dir/pinsage.pt``, after every ``checkpoint_every`` epochs and the last):
   model and optimizer state dicts, the epoch, the global torch RNG states, the loss history and the
   config; read back with ``torch.load(weights_only=True)``;
