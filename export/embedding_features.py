@@ -3,20 +3,25 @@
 For each (user, pin) row:
 
 * ``pin_embedding`` (B, D): the pin's PinSage embedding (zeros for a pin without one);
-* ``user_embedding`` (B, D): the L2-normalised mean of the embeddings of the user's recent saves
-  (``user__last_saved_pins``, the user feature view's list as known at impression time, so the
-  point-in-time join already kept the future out), zeros when none of them has an embedding.
+* one user embedding (B, D) per kind of engagement in :data:`USER_EMBEDDINGS`, each the
+  L2-normalised mean of the embeddings of the pins in one of the user feature view's lists as
+  known at impression time (the point-in-time join already kept the future out), zeros when none
+  of them has an embedding: ``user_embedding`` from the recent saves (``user__last_saved_pins``),
+  ``user_closeup_embedding`` from the recent closeups (``user__last_closeup_pins``: about five
+  times as many events as saves on the demo world, so a denser profile of the user's interests).
   This is PinSage's way to query with a user (Ying et al., KDD 2018: a user is represented by
   the pins they recently engaged with).
 
-:class:`~export.encoding.FeatureEncoder` turns both into dense columns plus their dot product
-(:func:`export.encoding.training_set_spec` with ``embeddings``). The ranker job and the serving
-loader call :meth:`EmbeddingTable.columns` with the same table, so both see identical inputs.
+:class:`~export.encoding.FeatureEncoder` turns them into dense columns plus the dot product of the
+pin's with each user embedding (:func:`export.encoding.training_set_spec` with ``embeddings``).
+The ranker job and the serving loader call :meth:`EmbeddingTable.columns` with the same table, so
+both see identical inputs.
 
 numpy + pyarrow only (the serving loader imports it).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +30,20 @@ import pyarrow.compute as pc
 
 PIN_EMBEDDING = "pin_embedding"
 USER_EMBEDDING = "user_embedding"
+USER_CLOSEUP_EMBEDDING = "user_closeup_embedding"
 LAST_SAVED = "user__last_saved_pins"
+LAST_CLOSEUPS = "user__last_closeup_pins"
+#: user embedding column -> the user-view list of pin ids it averages
+USER_EMBEDDINGS: dict[str, str] = {USER_EMBEDDING: LAST_SAVED, USER_CLOSEUP_EMBEDDING: LAST_CLOSEUPS}
+#: every embedding column the ranker may read
+EMBEDDING_COLUMNS: tuple[str, ...] = (PIN_EMBEDDING, *USER_EMBEDDINGS)
+
+
+def user_embeddings_of(spec) -> tuple[str, ...]:
+    """The user embedding columns an :class:`~export.encoding.EncoderSpec` reads, in its order."""
+    from .encoding import Embedding
+
+    return tuple(f.name for f in spec.features if isinstance(f, Embedding) and f.name in USER_EMBEDDINGS)
 
 
 class EmbeddingTable:
@@ -88,9 +106,16 @@ class EmbeddingTable:
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0).astype(np.float32)
 
-    def columns(self, pin_ids: Any, last_saved: Any) -> dict[str, np.ndarray]:
-        """``{"pin_embedding": (B, D), "user_embedding": (B, D)}`` for B (pin, user's saves) rows."""
-        return {PIN_EMBEDDING: self.pin_vectors(pin_ids), USER_EMBEDDING: self.user_vectors(last_saved)}
+    def columns(self, pin_ids: Any, lists: Mapping[str, Any],
+                users: Sequence[str] = (USER_EMBEDDING,)) -> dict[str, np.ndarray]:
+        """``{"pin_embedding": (B, D), <user embedding>: (B, D) for each of users}`` for B rows:
+        ``pin_ids`` (B,) and ``lists``, a frame (pandas, Arrow or a dict) holding the user-view
+        list column of each requested user embedding (:data:`USER_EMBEDDINGS`)."""
+        unknown = [u for u in users if u not in USER_EMBEDDINGS]
+        if unknown:
+            raise ValueError(f"unknown user embeddings {unknown}; known: {sorted(USER_EMBEDDINGS)}")
+        return {PIN_EMBEDDING: self.pin_vectors(pin_ids),
+                **{u: self.user_vectors(lists[USER_EMBEDDINGS[u]]) for u in users}}
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(pins={len(self._sorted)}, dim={self.dim}, version={self.version!r})"

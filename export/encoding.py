@@ -445,7 +445,8 @@ def training_set_spec(id_buckets: int = 2 ** 16, ids: bool = False,
     """The spec of the point-in-time training set (:mod:`jobs.training_set`): hashed user/pin ids,
     context and category vocabularies, every numeric feature of the views (counts, ages and
     recencies through ``log1p``), the views' ``__missing`` flags, category == user's top category,
-    and optional embedding columns ``{column: dim}`` with the dot product of the first two.
+    and optional embedding columns ``{column: dim}`` with the dot product of the first (the pin's)
+    with each of the others (the user's).
 
     ``ids`` (hashed ``user_id``/``pin_id`` embeddings) is off by default: on the demo's training
     set (40k training rows) they memorised the training split within two epochs and lowered
@@ -466,6 +467,6 @@ def training_set_spec(id_buckets: int = 2 ** 16, ids: bool = False,
     feats.append(Equal("category", "user__top_category"))
     embeddings = dict(embeddings or {})
     feats += [Embedding(name, dim) for name, dim in embeddings.items()]
-    if len(embeddings) >= 2:
-        feats.append(Dot(*list(embeddings)[:2]))
+    names = list(embeddings)
+    feats += [Dot(names[0], other) for other in names[1:]]
     return EncoderSpec(tuple(feats), "position", max_position)

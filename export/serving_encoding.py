@@ -26,12 +26,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .embedding_features import EMBEDDING_COLUMNS
 from .encoding import Categorical, Dot, Embedding, EncoderSpec, Equal, FeatureEncoder
 
 CONTEXT = ("surface", "device", "country", "hour", "day_of_week")
-#: (B, D) embedding inputs of the ranker (:mod:`export.embedding_features`)
-EMBEDDING_COLUMNS = ("pin_embedding", "user_embedding")
-LAST_SAVED = "user__last_saved_pins"
 
 
 def needed_columns(encoder: FeatureEncoder) -> list[str]:

@@ -18,8 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .embedding_features import LAST_SAVED, USER_EMBEDDINGS
 from .feature_store import to_micros
-from .serving_encoding import CONTEXT, LAST_SAVED
+from .serving_encoding import CONTEXT
 
 
 @dataclass(eq=False)
@@ -69,7 +70,7 @@ class UserTable:
         view (ViewSnapshot): the ``user`` view (keyed by ``user_id``).
         category_code (dict): category name -> pin category code.
         embeddings (np.ndarray, optional): (N, D) pin embeddings, row i = pin row i, and ``rows``:
-            pin ids (S,) -> (rows (S,), found (S,)); then :meth:`vector` gives the user embedding
+            pin ids (S,) -> (rows (S,), found (S,)); then :meth:`vector` gives a user embedding
             of :mod:`export.embedding_features`. (default: ``None``)
     """
 
@@ -77,12 +78,15 @@ class UserTable:
                  rows: Callable | None = None) -> None:
         self.view = view
         cols = view.values.column_names
-        self._saves = None
-        if LAST_SAVED in cols:
-            saves = view.values.column(LAST_SAVED).combine_chunks()
-            lengths = pc.fill_null(pc.list_value_length(saves), 0).to_numpy(zero_copy_only=False)
-            self._offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-            self._saves = pc.fill_null(pc.list_flatten(saves), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        # every list of pin ids a user embedding averages (recent saves, closeups): flat values + offsets
+        self._lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name in dict.fromkeys([LAST_SAVED, *USER_EMBEDDINGS.values()]):
+            if name in cols:
+                values = view.values.column(name).combine_chunks()
+                lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+                self._lists[name] = (np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                                     pc.fill_null(pc.list_flatten(values), -1).to_numpy(zero_copy_only=False)
+                                     .astype(np.int64))
         self._top = None
         if "user__top_category" in cols:
             top = view.values.column("user__top_category").to_pylist()
@@ -96,10 +100,15 @@ class UserTable:
         fts = self.view.fts_us[np.maximum(rows, 0)] if self.view.num_rows else np.zeros(1, np.int64)
         return int(rows[0]) if self.view.fresh(fts, found, now)[0] else -1
 
-    def saves(self, pos: int) -> np.ndarray:
-        if pos < 0 or self._saves is None:
+    def pins(self, pos: int, column: str = LAST_SAVED) -> np.ndarray:
+        """The pin ids of the user's list ``column`` (default: the recent saves), newest first."""
+        if pos < 0 or column not in self._lists:
             return np.zeros(0, np.int64)
-        return self._saves[self._offsets[pos]: self._offsets[pos + 1]]
+        offsets, values = self._lists[column]
+        return values[offsets[pos]: offsets[pos + 1]]
+
+    def saves(self, pos: int) -> np.ndarray:
+        return self.pins(pos, LAST_SAVED)
 
     @property
     def has_top(self) -> bool:
@@ -109,10 +118,11 @@ class UserTable:
         """Pin category code of the user's top category, -1: none or not a pin category."""
         return -1 if pos < 0 or self._top is None else int(self._top[pos])
 
-    def vector(self, pos: int) -> np.ndarray:
-        """(D,) user embedding: :meth:`EmbeddingTable.user_vectors` of the user's saves, bit for bit
-        (the same float64 additions in the same order), zeros without fresh embedded saves."""
-        rows, found = self._rows(self.saves(pos))
+    def vector(self, pos: int, column: str = LAST_SAVED) -> np.ndarray:
+        """(D,) user embedding: :meth:`EmbeddingTable.user_vectors` of the user's list ``column``
+        (default: the recent saves), bit for bit (the same float64 additions in the same order),
+        zeros without fresh embedded pins in it."""
+        rows, found = self._rows(self.pins(pos, column))
         total = np.add.reduce(self._embeddings[rows[found]].astype(np.float64), axis=0, initial=0.0)[None]
         norm = np.linalg.norm(total, axis=1, keepdims=True)
         return np.divide(total, norm, out=np.zeros_like(total), where=norm > 0).astype(np.float32)[0]
@@ -184,9 +194,9 @@ class Frames:
                 continue
             if c == "pin_embedding":  # row i of the bundle's embeddings is pin row i (zeros: no embedding)
                 frame[c] = np.asarray(self.embeddings[rows], np.float32)
-            elif c == "user_embedding":  # the mean of the saves' embeddings, as in training
-                user = self._users.vector(req.user_pos)[None] if self._users is not None else \
-                    self._embedding_table.user_vectors(self.user_row(req).column(LAST_SAVED))
+            elif c in USER_EMBEDDINGS:  # the mean of the saves' (closeups') embeddings, as in training
+                user = self._users.vector(req.user_pos, USER_EMBEDDINGS[c])[None] if self._users is not None else \
+                    self._embedding_table.user_vectors(self.user_row(req).column(USER_EMBEDDINGS[c]))
                 frame[c] = np.broadcast_to(user, (b, user.shape[1]))
             elif c == "category":
                 frame[c] = self.pins.categories.take(pa.array(self.pins.cat[rows]))

@@ -130,6 +130,7 @@ def ranker_scorer(ranker_dir: str, embeddings=None):
     """``frame -> {task: (N,) calibrated position-free probabilities}`` of the exported ranker in
     ``ranker_dir`` on training-set rows (pandas), with ``embeddings`` (an
     :class:`~export.embedding_features.EmbeddingTable`) supplying the embedding features."""
+    from export.embedding_features import user_embeddings_of
     from export.encoding import FeatureEncoder
     from export.onnx_ranker import run, session
 
@@ -137,9 +138,10 @@ def ranker_scorer(ranker_dir: str, embeddings=None):
 
     encoder = FeatureEncoder.from_json(Path(f"{ranker_dir}/encoder.json").read_text())
     sess = session(f"{ranker_dir}/ranker.onnx")
+    users = user_embeddings_of(encoder.spec)
 
     def score(frame) -> dict[str, np.ndarray]:
-        batch = encoder.transform(with_embeddings(frame, embeddings))
+        batch = encoder.transform(with_embeddings(frame, embeddings, users))
         out = run(sess, batch.categorical, batch.dense)
         return {name[2:]: values for name, values in out.items() if name.startswith("p_")}
 

@@ -135,15 +135,19 @@ class FeatureConfig:
     ``created_ts`` = ``feature_ts`` + this delay, the time the daily job would have made it
     servable; the point-in-time join never uses a row before its ``created_ts``.
     ``prior_strength``: pseudo-impressions of the Bayesian smoothing of rates.
+    ``last_saved_pins`` / ``last_closeup_pins``: length of the user's lists of recent saves and
+    closeups (newest first, 30 days), which the PinSage user embeddings average.
     """
 
     publish_delay_s: int = 3600
     prior_strength: float = 20.0
     last_saved_pins: int = 10
+    last_closeup_pins: int = 10
 
     def __post_init__(self) -> None:
-        if self.publish_delay_s < 0 or self.prior_strength <= 0 or self.last_saved_pins < 1:
-            raise ConfigError("features: publish_delay_s >= 0, prior_strength > 0 and last_saved_pins >= 1 required")
+        if self.publish_delay_s < 0 or self.prior_strength <= 0 or self.last_saved_pins < 1 or self.last_closeup_pins < 1:
+            raise ConfigError("features: publish_delay_s >= 0, prior_strength > 0, last_saved_pins >= 1 and "
+                              "last_closeup_pins >= 1 required")
 
 
 @dataclass(frozen=True)

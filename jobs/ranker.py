@@ -43,6 +43,8 @@ EXPERIMENT = "pinrec-ranker"
 BASELINES = ("logreg", "dcnmix")
 SPLITS = ("train", "validation", "test")
 KEYS = ("event_id", "session_id", "split", "sample_weight")
+#: ``ranker_job.user_embeddings`` value -> embedding column (:data:`export.embedding_features.USER_EMBEDDINGS`)
+USER_EMBEDDING_KINDS = {"saves": "user_embedding", "closeups": "user_closeup_embedding"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ class RankerJobConfig:
     ``no_position_twin``: also train the ranker without the position feature (the debiasing
     comparison). ``int8``: also export the int8 model. ``id_features``: hashed user/pin ids.
     ``embeddings``: when ``pin_embeddings`` exists, add the pin's PinSage embedding, the user's
-    (mean of the recent saves' embeddings) and their dot product (:mod:`export.embedding_features`).
+    from each kind of engagement in ``user_embeddings`` (``closeups``: the mean of the recent
+    closeups' embeddings; ``saves``: of the recent saves') and the pin's dot product with each
+    (:mod:`export.embedding_features`).
     ``bootstrap_resamples``: session resamples for the AUC intervals and the oracle gaps
     (:func:`jobs.ranker_eval.auc_intervals`); 0 computes none. ``debias_seeds``: training seeds
     of both the ranker and its no-position twin in the Kendall-tau comparison (seed, seed + 1,
@@ -66,6 +70,7 @@ class RankerJobConfig:
     int8: bool = True
     id_features: bool = False
     embeddings: bool = True
+    user_embeddings: tuple[str, ...] = ("closeups",)
     max_position: int = 50
     ece_bins: int = 10
     ndcg_k: int = 10
@@ -79,6 +84,10 @@ class RankerJobConfig:
         for name in ("baseline_epochs", "max_position", "ece_bins", "ndcg_k", "debias_seeds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ranker_job.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.user_embeddings or len(set(self.user_embeddings)) != len(self.user_embeddings) or \
+                not set(self.user_embeddings) <= set(USER_EMBEDDING_KINDS):
+            raise ValueError(f"ranker_job.user_embeddings must be distinct values of {USER_EMBEDDING_KINDS}, "
+                             f"got {self.user_embeddings}")
         if self.bootstrap_resamples < 0:
             raise ValueError(f"ranker_job.bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}")
         if not self.experiment:
@@ -222,13 +231,12 @@ def model_version(model, enc, configs: dict[str, Any]) -> str:
     return "ranker-" + digest.hexdigest()[:16]
 
 
-def with_embeddings(frame, table):
-    """The encoder's input: ``frame``'s columns plus (B, D) ``pin_embedding`` / ``user_embedding``."""
+def with_embeddings(frame, table, users: tuple[str, ...]):
+    """The encoder's input: ``frame``'s columns plus (B, D) ``pin_embedding`` and the user
+    embeddings ``users`` (:data:`export.embedding_features.USER_EMBEDDINGS`)."""
     if table is None:
         return frame
-    from export.embedding_features import LAST_SAVED
-
-    return {**{c: frame[c] for c in frame.columns}, **table.columns(frame["pin_id"], frame[LAST_SAVED])}
+    return {**{c: frame[c] for c in frame.columns}, **table.columns(frame["pin_id"], frame, users)}
 
 
 def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
@@ -248,14 +256,15 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
 
     start = time.perf_counter()
     tasks = tuple(model_cfg.tasks)
-    from export.embedding_features import LAST_SAVED, PIN_EMBEDDING, USER_EMBEDDING
+    from export.embedding_features import PIN_EMBEDDING, USER_EMBEDDINGS
 
+    users = tuple(USER_EMBEDDING_KINDS[k] for k in job.user_embeddings)
     columns = _needed_columns(training_set_spec(ids=job.id_features, max_position=job.max_position), tasks)
     if embeddings is not None:
-        columns = list(dict.fromkeys([*columns, "pin_id", LAST_SAVED]))
+        columns = list(dict.fromkeys([*columns, "pin_id", *(USER_EMBEDDINGS[u] for u in users)]))
     spec = training_set_spec(ids=job.id_features, max_position=job.max_position,
-                             embeddings=None if embeddings is None else {PIN_EMBEDDING: embeddings.dim,
-                                                                         USER_EMBEDDING: embeddings.dim})
+                             embeddings=None if embeddings is None else
+                             {PIN_EMBEDDING: embeddings.dim, **{u: embeddings.dim for u in users}})
     frame, meta = read_training_set(source, warehouse, columns)
     frames = {s: frame[frame["split"] == s].reset_index(drop=True) for s in SPLITS}
     empty = [s for s in SPLITS if frames[s].empty]
@@ -267,7 +276,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                 raise ValueError(f"task {task!r} has one label value only in the {s} split (on MovieLens every "
                                  f"rating is a closeup): set ranker.tasks=[save] and calibration.score_weights=[1.0]")
     negative_rate = float(meta.get("negative_rate") or _infer_negative_rate(frame, tasks))
-    inputs = {s: with_embeddings(frames[s], embeddings) for s in SPLITS}
+    inputs = {s: with_embeddings(frames[s], embeddings, users) for s in SPLITS}
     enc = FeatureEncoder(spec).fit(inputs["train"])
     encoded = {s: enc.transform(inputs[s]) for s in SPLITS}
     del inputs

@@ -93,6 +93,7 @@ USER_FEATURES = FeatureView(
         Feature("top_category_share", "float64", "its share of the user's 30-day closeups", window_days=30),
         Feature("days_since_last_save", "float64", "at feature_ts; null when no save in 30 days", window_days=30),
         Feature("last_saved_pins", "array<int64>", "most recent saves in 30 days, newest first", window_days=30),
+        Feature("last_closeup_pins", "array<int64>", "most recent closeups in 30 days, newest first", window_days=30),
     ),
     ttl=dt.timedelta(days=2),
 )

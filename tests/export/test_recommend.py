@@ -53,6 +53,7 @@ BLOCKED = np.arange(N) % 13 == 7
 CREATED = [CUTOFF - dt.timedelta(hours=int(h)) for h in np.random.default_rng(3).permutation(N) - 3]
 SAVES_30D = np.random.default_rng(4).permutation(N) * 2  # distinct: a deterministic trending order
 USER_SAVES = {1: [PIN_IDS[5]], 2: [PIN_IDS[10], PIN_IDS[20], PIN_IDS[30]], 3: []}
+USER_CLOSEUPS = {1: [PIN_IDS[7], PIN_IDS[5]], 2: [PIN_IDS[40], PIN_IDS[10]], 3: [PIN_IDS[2]]}
 TOP_CATEGORY = {1: "c1", 2: "c2", 3: "c3"}
 GATE = BlessingConfig(min_recall=0.1, min_auc=0.55)
 CONTEXT = {"surface": "home_feed", "device": "ios", "country": "US", "hour": 9, "day_of_week": 3}
@@ -70,7 +71,8 @@ def fitted_encoder(ids: bool = False, embeddings: bool = False) -> FeatureEncode
     """The training set's encoder, fitted on 300 seeded rows of every column it reads."""
     rng = np.random.default_rng(1)
     spec = training_set_spec(id_buckets=1024, ids=ids,
-                             embeddings={"pin_embedding": D, "user_embedding": D} if embeddings else None)
+                             embeddings={"pin_embedding": D, "user_embedding": D, "user_closeup_embedding": D}
+                             if embeddings else None)
     cols: dict[str, object] = {}
     for f in spec.features:
         if isinstance(f, Categorical):
@@ -174,7 +176,8 @@ def write_candidate(folder, with_embeddings: bool = True, ids: bool = False, rea
     tables = {
         "user": view_table(user, {"user_id": users},
                            {"top_category": [TOP_CATEGORY[u] for u in users],
-                            "last_saved_pins": [[int(p) for p in USER_SAVES[u]] for u in users]}),
+                            "last_saved_pins": [[int(p) for p in USER_SAVES[u]] for u in users],
+                            "last_closeup_pins": [[int(p) for p in USER_CLOSEUPS[u]] for u in users]}),
         "pin": view_table(pin, {"pin_id": PIN_IDS.tolist()},
                           {"category": CATS, "saves_30d": SAVES_30D.tolist()}),
         "user_category": view_table(uc, {"user_id": [1, 1, 2, 2, 2], "category": ["c0", "c1", "c1", "c2", "c3"]}, {}),
@@ -300,7 +303,7 @@ def independent_scores(folder, user: int, pin_ids: list[int], context: dict, now
     frame.update(category=pa.array(category), user_id=pa.array([user] * b), pin_id=pa.array(pin_ids))
     for t in (u, p, uc):
         frame.update({c: t.column(c) for c in t.column_names})
-    frame.update(EmbeddingTable(PIN_IDS, embeddings()).columns(pin_ids, u.column("user__last_saved_pins")))
+    frame.update(EmbeddingTable(PIN_IDS, embeddings()).columns(pin_ids, u, ("user_embedding", "user_closeup_embedding")))
     enc = FeatureEncoder.from_json((folder / "encoder.json").read_text())
     batch = enc.transform(frame)
     sess = ort.InferenceSession(str(folder / "ranker.onnx"), providers=["CPUExecutionProvider"])
@@ -378,14 +381,15 @@ def test_the_real_exported_ranker_scores_as_torch_does(tmp_path):
 
 
 def test_a_ranker_reading_pinsage_embeddings(tmp_path):
-    """pin_embedding, user_embedding (mean of the saves') and their dot product, as the ranker job
-    computes them (export.embedding_features)."""
+    """pin_embedding, user_embedding (mean of the saves'), user_closeup_embedding (of the closeups')
+    and the pin's dot product with each, as the ranker job computes them (export.embedding_features)."""
     store = Store(str(tmp_path / "store"))
     publish(store, "homefeed", write_candidate(tmp_path / "c", embedding_features=True), metrics(), LINEAGE,
             version="v1", now=T0, blessing=GATE)
     r = Recommender(load(store.uri, "homefeed"), RecommendConfig(category_cap=0))
-    assert "dot(pin_embedding,user_embedding)" in r.encoder.dense_names
-    for user in (2, 99):
+    assert {"dot(pin_embedding,user_embedding)", "dot(pin_embedding,user_closeup_embedding)"} <= \
+        set(r.encoder.dense_names)
+    for user in (2, 3, 99):  # 3 has closeups but no saves
         out = r.recommend(user, CONTEXT, k=15)
         want = independent_scores(tmp_path / "c", user, [x.pin_id for x in out], CONTEXT)
         np.testing.assert_allclose([x.score for x in out], want["score"], rtol=1e-6)

@@ -75,8 +75,10 @@ def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle
     assert len(bundle.shards) == cfg.index.shards == 2 and min(s.ntotal for s in bundle.shards) > 0
     assert bundle.manifest.lineage.delta_versions["pin_embeddings"] >= 0
     assert set(bundle.manifest.metrics.auc) == {"save", "closeup"}
-    assert {"pin_embedding[0]", "user_embedding[0]", "dot(pin_embedding,user_embedding)"} <= set(
-        _dense_names(bundle.encoder))
+    # ranker_job.user_embeddings defaults to [closeups]: the user embedding averages recent closeups
+    names = set(_dense_names(bundle.encoder))
+    assert {"pin_embedding[0]", "user_closeup_embedding[0]", "dot(pin_embedding,user_closeup_embedding)"} <= names
+    assert "user_embedding[0]" not in names
     extras = {e.path for e in bundle.manifest.of_role("extra")}
     assert {"extra/pin_embeddings.npy", "extra/features_user.parquet", "extra/features_pin.parquet",
             "extra/features_user_category.parquet"} <= extras

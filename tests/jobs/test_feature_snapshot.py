@@ -153,7 +153,7 @@ def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_wo
     set's rows, the ranker job's embedding columns, the exported encoder and ONNX). Same numbers."""
     from pyspark.sql import functions as F
 
-    from export.embedding_features import EmbeddingTable
+    from export.embedding_features import EmbeddingTable, user_embeddings_of
     from export.encoding import FeatureEncoder
     from export.loader import load
     from export.onnx_ranker import run, session
@@ -172,7 +172,8 @@ def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_wo
     ids, vectors, version, _ = read_embeddings(spark, warehouse)
     assert version == result.ranker.embedding_version
     encoder = FeatureEncoder.from_dict(bundle.encoder)
-    batch = encoder.transform(with_embeddings(frame, EmbeddingTable(ids, vectors, version)))
+    batch = encoder.transform(with_embeddings(frame, EmbeddingTable(ids, vectors, version),
+                                              user_embeddings_of(encoder.spec)))
     sess = session(f"{result.ranker.artifacts}/ranker.onnx")
     trained = run(sess, batch.categorical, batch.dense)
 

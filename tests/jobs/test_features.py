@@ -43,7 +43,7 @@ def rows(df, *keys):
 
 
 def test_user_features_count_actions_by_their_own_time(spark, history):
-    cfg = FeatureConfig(prior_strength=2.0, publish_delay_s=600)
+    cfg = FeatureConfig(prior_strength=2.0, publish_delay_s=600, last_closeup_pins=2)
     tables = compute_features(*history, [D1, D2], cfg)
     user = rows(tables.user, "user_id", "dt")
     u1d1 = user[(1, D1)]
@@ -51,14 +51,17 @@ def test_user_features_count_actions_by_their_own_time(spark, history):
     assert u1d1["feature_ts"] == t(D2, 0) and u1d1["created_ts"] == t(D2, 0) + dt.timedelta(minutes=10)
     # global rate on D1 = 1 closeup / 2 impressions; smoothed (1 + 2 * 0.5) / (2 + 2) = 0.5
     assert u1d1["closeup_rate_30d"] == pytest.approx(0.5)
-    assert u1d1["last_saved_pins"] == [100]
+    assert u1d1["last_saved_pins"] == [100] and u1d1["last_closeup_pins"] == [100]
     assert u1d1["days_since_last_save"] == pytest.approx(14.5 / 24)
     assert (u1d1["top_category"], u1d1["top_category_share"]) == ("art", 1.0)
     u1d2 = user[(1, D2)]
     assert (u1d2["impressions_1d"], u1d2["closeups_1d"], u1d2["impressions_7d"], u1d2["closeups_30d"]) == (1, 2, 3, 3)
     assert (u1d2["top_category"], u1d2["top_category_share"]) == ("art", pytest.approx(2 / 3))
+    # closeups by their own time, newest first, cut at 2: a3 (D2 9:01, pin 100), a4 (D2 0:30, pin 101)
+    assert u1d2["last_closeup_pins"] == [100, 101]
     assert (2, D1) not in user  # no activity yet: no row, the join reports it missing
     assert user[(2, D2)]["closeups_30d"] == 0 and user[(2, D2)]["last_saved_pins"] is None
+    assert user[(2, D2)]["last_closeup_pins"] is None
 
 
 def test_pin_and_cross_features(spark, history):

@@ -26,6 +26,10 @@ def test_job_config_validates():
         RankerJobConfig(bootstrap_resamples=-1)
     with pytest.raises(ValueError, match="debias_seeds"):
         RankerJobConfig(debias_seeds=0)
+    assert RankerJobConfig().user_embeddings == ("closeups",)
+    for bad in ((), ("boards",), ("saves", "saves")):
+        with pytest.raises(ValueError, match="user_embeddings"):
+            RankerJobConfig(user_embeddings=bad)
 
 
 def test_negative_rate_follows_from_the_weights_of_negatives():
