@@ -31,6 +31,10 @@ Why ONNX is (not) much faster than eager — two options, each adding tables aft
   aten::addmm/mm/matmul/bmm). With ``--width-scale`` the two shares are also columns of its table.
   The profiled calls are not the timed ones (profilers add per-op cost).
 
+``--static-int8`` adds two rows to the default table: onnxruntime's *static* int8 quantisation
+(``quantize_static``, activations' scales calibrated once on 3 batches of other rows (3N rows) instead of
+measured per call; QOperator and QDQ formats, per-tensor, the same MatMuls as the dynamic int8).
+
 With either option the script also prints the FLOP per call of the default model and the
 achieved GFLOP/s (2 MACs N / p50, wall and CPU) of each variant of the default table.
 
@@ -82,6 +86,39 @@ def synthetic_frame(spec, n: int, seed: int = SEED) -> pa.Table:
     if spec.position is not None:
         cols[spec.position] = rng.integers(1, 51, n)
     return pa.table(cols)
+
+
+def static_int8(fp32: str, dst: str, rows, fmt: str, batches: int = 3) -> str:
+    """``onnxruntime.quantization.quantize_static`` of the MatMuls :func:`export.onnx_ranker.quantize_int8`
+    quantises (Gemms rewritten as MatMul + Add, batched MatMuls left in fp32), activation scales
+    calibrated on ``rows`` (an EncodedBatch) in ``batches`` parts; ``fmt``: QOperator or QDQ."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from export.onnx_ranker import _gemm_as_matmul
+
+    model = onnx.load(fp32)
+    skip = _gemm_as_matmul(model)
+    staged = f"{dst}.staged.onnx"
+    onnx.save(model, staged)
+    parts = np.array_split(np.arange(len(rows.categorical)), batches)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feed = iter([{"categorical": rows.categorical[i], "dense": rows.dense[i]} for i in parts])
+
+        def get_next(self):
+            return next(self.feed, None)
+
+    quantize_static(staged, dst, Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=False,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=skip,
+                    op_types_to_quantize=["MatMul"])
+    return dst
 
 
 def timings_ms(fn, runs: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,6 +327,8 @@ def main(argv=None) -> int:
     p.add_argument("--cross-experts", type=int, default=None, help="override RankerConfig.cross_experts")
     p.add_argument("--width-scale", default=None,
                    help="comma list of factors for deep/expert/tower channels, e.g. 0.25,0.5,1,2: one table row each")
+    p.add_argument("--static-int8", action="store_true",
+                   help="also time static int8 quantisation (QOperator and QDQ), calibrated on other rows")
     p.add_argument("--profile", action="store_true",
                    help="profile ONNX fp32 (onnxruntime profiler) and eager (torch.profiler): share of matrix products")
     args = p.parse_args(argv)
@@ -350,6 +389,19 @@ def main(argv=None) -> int:
             "onnx int8": timings_ms(lambda: run(s8, batch.categorical, batch.dense), args.runs, args.warmup),
             "encoder (numpy)": timings_ms(lambda: encoder.transform(raw), args.runs, args.warmup),
         }
+        if args.static_int8:
+            calibration_rows = encoder.transform(frame.slice(args.candidates, 3 * args.candidates))  # (offset, length)
+            if len(calibration_rows.categorical) < 100:
+                p.error(f"--static-int8 calibrates on the rows after the first {args.candidates}: the frame has "
+                        f"{frame.num_rows} rows, fewer than {args.candidates + 100}")
+            ref = run(s32, batch.categorical, batch.dense)
+            for fmt in ("QOperator", "QDQ"):
+                path = static_int8(fp32, os.path.join(tmp, f"ranker.static.{fmt}.onnx"), calibration_rows, fmt)
+                sess = session(path, threads=1)
+                got = run(sess, batch.categorical, batch.dense)
+                print(f"static int8 {fmt}: max |output - fp32| {max(np.abs(got[k] - ref[k]).max() for k in ref):.2e}")
+                results[f"onnx int8 static ({fmt})"] = timings_ms(lambda s=sess: run(s, batch.categorical, batch.dense),
+                                                                  args.runs, args.warmup)
         diff = np.abs(run(s32, batch.categorical, batch.dense)["score"] - run(s8, batch.categorical, batch.dense)["score"])
         if scales or args.profile:
             macs = matmul_macs(ranker)

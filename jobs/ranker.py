@@ -86,7 +86,7 @@ class RankerJobConfig:
                 raise ValueError(f"ranker_job.{name} must be >= 1, got {getattr(self, name)}")
         if not self.user_embeddings or len(set(self.user_embeddings)) != len(self.user_embeddings) or \
                 not set(self.user_embeddings) <= set(USER_EMBEDDING_KINDS):
-            raise ValueError(f"ranker_job.user_embeddings must be distinct values of {USER_EMBEDDING_KINDS}, "
+            raise ValueError(f"ranker_job.user_embeddings must be distinct values of {tuple(USER_EMBEDDING_KINDS)}, "
                              f"got {self.user_embeddings}")
         if self.bootstrap_resamples < 0:
             raise ValueError(f"ranker_job.bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}")
