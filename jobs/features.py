@@ -113,23 +113,25 @@ def compute_features(impressions, actions, pins, edges, days: list[dt.date], cfg
            .where("_r = 1")
            .select("user_id", "target", F.col("category").alias("top_category"),
                    (F.col("closeups_30d") / F.col("_total")).alias("top_category_share")))
-    def recent(events, n: int):
-        """(user_id, target, feature_ts, _last: newest ts, _pins: the n newest pin ids, newest first)."""
-        return (events.join(targets.select("target", "feature_ts"),
-                            (events.dt <= targets.target) & (events.dt > F.date_sub(targets.target, WINDOW_DAYS)))
-                .groupBy("user_id", "target", "feature_ts")
-                .agg(F.max("ts").alias("_last"),
-                     F.slice(F.sort_array(F.collect_list(F.struct("ts", "pin_id")), asc=False), 1, n).alias("_events"))
-                .withColumn("_pins", F.col("_events.pin_id")))
-
-    recent_saves = recent(saves, cfg.last_saved_pins).select(
-        "user_id", "target",
-        ((F.col("feature_ts").cast("double") - F.col("_last").cast("double")) / 86400.0).alias("days_since_last_save"),
-        F.col("_pins").alias("last_saved_pins"))
-    recent_closeups = recent(closeups, cfg.last_closeup_pins).select(
-        "user_id", "target", F.col("_pins").alias("last_closeup_pins"))
+    # The recent saves and closeups of each (user, target day), newest first, from one range join
+    # of both kinds with the target days: on MovieLens' 213 days the job took 162 s so, 199 s with a
+    # join per kind, 154 s before the closeup list (one run each).
+    engaged = actions.where("type in ('save', 'closeup')")
+    item = F.struct("ts", "pin_id")
+    recent = (engaged.join(targets.select("target", "feature_ts"),
+                           (engaged.dt <= targets.target) & (engaged.dt > F.date_sub(targets.target, WINDOW_DAYS)))
+              .groupBy("user_id", "target", "feature_ts")
+              .agg(F.max(F.when(F.col("type") == "save", F.col("ts"))).alias("_last_save"),
+                   F.collect_list(F.when(F.col("type") == "save", item)).alias("_saves"),
+                   F.collect_list(F.when(F.col("type") == "closeup", item)).alias("_closeups"))
+              .select("user_id", "target",
+                      ((F.col("feature_ts").cast("double") - F.col("_last_save").cast("double")) / 86400.0)
+                      .alias("days_since_last_save"),
+                      *[F.when(F.size(c) > 0, F.slice(F.sort_array(F.col(c), asc=False), 1, n).getField("pin_id"))
+                        .alias(name) for c, n, name in (("_saves", cfg.last_saved_pins, "last_saved_pins"),
+                                                       ("_closeups", cfg.last_closeup_pins, "last_closeup_pins"))]))
     user = (user.join(glob, "target").join(top, ["user_id", "target"], "left")
-            .join(recent_saves, ["user_id", "target"], "left").join(recent_closeups, ["user_id", "target"], "left")
+            .join(recent, ["user_id", "target"], "left")
             .withColumn("closeup_rate_30d", _smoothed("closeups_30d", "impressions_30d", F.col("g_closeup"), m))
             .withColumn("save_rate_30d", _smoothed("saves_30d", "impressions_30d", F.col("g_save"), m)))
 
