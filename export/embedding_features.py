@@ -7,8 +7,8 @@ For each (user, pin) row:
   L2-normalised mean of the embeddings of the pins in one of the user feature view's lists as
   known at impression time (the point-in-time join already kept the future out), zeros when none
   of them has an embedding: ``user_embedding`` from the recent saves (``user__last_saved_pins``),
-  ``user_closeup_embedding`` from the recent closeups (``user__last_closeup_pins``: about five
-  times as many events as saves on the demo world, so a denser profile of the user's interests).
+  ``user_closeup_embedding`` from the recent closeups (``user__last_closeup_pins``: 5,479 closeups
+  against 838 saves on the demo world, so a denser profile of the user's interests).
   This is PinSage's way to query with a user (Ying et al., KDD 2018: a user is represented by
   the pins they recently engaged with).
 
@@ -106,8 +106,7 @@ class EmbeddingTable:
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         return np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0).astype(np.float32)
 
-    def columns(self, pin_ids: Any, lists: Mapping[str, Any],
-                users: Sequence[str] = (USER_EMBEDDING,)) -> dict[str, np.ndarray]:
+    def columns(self, pin_ids: Any, lists: Mapping[str, Any], users: Sequence[str]) -> dict[str, np.ndarray]:
         """``{"pin_embedding": (B, D), <user embedding>: (B, D) for each of users}`` for B rows:
         ``pin_ids`` (B,) and ``lists``, a frame (pandas, Arrow or a dict) holding the user-view
         list column of each requested user embedding (:data:`USER_EMBEDDINGS`)."""

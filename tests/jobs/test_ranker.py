@@ -27,6 +27,9 @@ def test_job_config_validates():
     with pytest.raises(ValueError, match="debias_seeds"):
         RankerJobConfig(debias_seeds=0)
     assert RankerJobConfig().user_embeddings == ("closeups",)
+    from export.embedding_features import USER_EMBEDDINGS
+    from jobs.ranker import USER_EMBEDDING_KINDS
+    assert set(USER_EMBEDDING_KINDS.values()) == set(USER_EMBEDDINGS)  # every kind has a column serving knows
     for bad in ((), ("boards",), ("saves", "saves")):
         with pytest.raises(ValueError, match="user_embeddings"):
             RankerJobConfig(user_embeddings=bad)
