@@ -18,7 +18,14 @@ only from those); calibration on the validation split fixes the level either way
 
 Validation metrics per epoch: ``val_logloss_<task>`` with the position tower (the likelihood the
 model was trained for), ``val_auc_<task>`` position-free (how serving ranks), their means over
-tasks ``val_logloss`` / ``val_auc``, and ``train_loss``; all weighted by ``sample_weight``.
+tasks ``val_logloss`` / ``val_auc``, and ``train_loss``; all weighted by ``sample_weight``;
+``train_rows``: the rows trained on in the epoch.
+
+Distributed (``torchrun``; the caller calls ``init_process_group``): the model is wrapped in
+``DistributedDataParallel`` and a ``DistributedSampler`` gives each rank its share of the rows each
+epoch, so ``batch_size`` is per rank. ``train_loss`` and ``train_rows`` are summed over the ranks;
+every rank evaluates the whole validation split with the same weights, so all ranks log the same
+metrics, stop at the same epoch and end with the same parameters. Rank 0 writes the checkpoint.
 """
 from __future__ import annotations
 
@@ -183,7 +190,7 @@ class RankerTrainer:
                 break
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: the same draws when resumed
             net.train()
-            total, seen = 0.0, 0.0
+            total, seen, rows = 0.0, 0.0, 0
             for cat, dense, pos, y, w in tqdm(self._loader(train, epoch), desc=f"ranker epoch {epoch}",
                                               disable=not cfg.progress, leave=False):
                 cat, dense, pos, y, w = (t.to(self.device, non_blocking=True) for t in (cat, dense, pos, y, w))
@@ -194,7 +201,9 @@ class RankerTrainer:
                 optimizer.step()
                 total += float(loss.detach()) * float(loss_w.sum())
                 seen += float(loss_w.sum())
-            metrics = {"train_loss": total / max(seen, 1e-12), **self.evaluate(validation)}
+                rows += len(w)
+            total, seen, rows = self._all_ranks_sum(total, seen, rows)
+            metrics = {"train_loss": total / max(seen, 1e-12), "train_rows": float(rows), **self.evaluate(validation)}
             value = metrics[f"val_{cfg.monitor}"]
             best = state["best_metric"]
             improved = best is None or (value > best + cfg.min_delta if higher else value < best - cfg.min_delta)
@@ -216,6 +225,14 @@ class RankerTrainer:
         return TrainResult(best_epoch=state["best_epoch"], best_metrics={k: v for k, v in best.items() if k != "epoch"},
                            history=list(state["history"]), stopped_early=stopped,
                            logit_offset=tuple(self.logit_offset.tolist()))
+
+    def _all_ranks_sum(self, *values: float) -> tuple[float, ...]:
+        """Sums over the ranks, so every rank logs (and early-stops on) the same numbers."""
+        if not self._distributed():
+            return values
+        out = torch.tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(out)
+        return tuple(out.tolist())
 
     def _rank(self) -> int:
         return torch.distributed.get_rank() if self._distributed() else 0

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +20,7 @@ from models.ranker_trainer import (
 )
 
 torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[2]
 CARDS = (6, 4, 5)
 SMALL = RankerConfig(embedding_dim=4, deep_channels=(32, 16), expert_channels=(16,), tower_channels=(8,),
                      mmoe_experts=2)
@@ -67,9 +72,10 @@ def test_learns_the_planted_signal_and_reports_every_epoch():
     trainer = RankerTrainer(model(), config(epochs=4), on_epoch_end=lambda e, m: seen.append((e, m)))
     result = trainer.fit(planted(3000, 0), planted(1500, 1))
     assert [e for e, _ in seen] == list(range(4))
-    assert set(seen[0][1]) == {"train_loss", "val_logloss", "val_auc", "val_logloss_save", "val_auc_save",
+    assert set(seen[0][1]) == {"train_loss", "train_rows", "val_logloss", "val_auc", "val_logloss_save", "val_auc_save",
                                "val_logloss_closeup", "val_auc_closeup"}
     assert result.best_metrics["val_auc_save"] > 0.75 and result.best_metrics["val_auc_closeup"] > 0.75
+    assert [m["train_rows"] for _, m in seen] == [3000.0] * 4
     # the model holds the best epoch's weights
     again = trainer.evaluate(planted(1500, 1))
     assert again["val_logloss"] == pytest.approx(result.best_metrics["val_logloss"], rel=1e-6)
@@ -120,6 +126,25 @@ def test_ddp_with_one_process(tmp_path):
         assert result.history and result.best_metrics["val_auc"] > 0.5
     finally:
         dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "tests" / "models" / "ddp_ranker_worker.py"), str(tmp_path)]
+    done = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    for name, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][name]), name
+    assert ranks[0]["history"] == ranks[1]["history"]  # train loss summed over ranks; the same validation
+    assert [h["train_rows"] for h in ranks[0]["history"]] == [3000.0] * 4  # 1500 rows per rank per epoch
+    assert ranks[0]["best_metrics"]["val_auc_save"] > 0.75 and ranks[0]["best_metrics"]["val_auc_closeup"] > 0.75
+    assert ranks[0]["logits"].shape == (1500, 2) and torch.equal(ranks[0]["logits"], ranks[1]["logits"])
+    assert (tmp_path / "ranker.ckpt").exists()
+    # each rank took half the rows per step, and the gradients were averaged: not the one-process run
+    single = RankerTrainer(model(), config(epochs=4)).fit(planted(3000, 0), planted(1500, 1))
+    assert single.history[-1]["train_loss"] != pytest.approx(ranks[0]["history"][-1]["train_loss"], rel=1e-6)
 
 
 @pytest.mark.gpu
