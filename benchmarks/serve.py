@@ -10,11 +10,13 @@ One run of this script:
    * the real ranker architecture (:class:`models.ranker.Ranker`, default
      :class:`~models.ranker.RankerConfig`, random weights: speed does not depend on them) with
      Platt calibration, exported to ONNX (:func:`export.onnx_ranker.export_ranker`), and the
-     training set's encoder (:func:`export.encoding.training_set_spec`, with the PinSage pin and
-     user embeddings and their dot product unless ``--no-embedding-features``) fitted on a
-     synthetic frame;
+     training set's encoder (:func:`export.encoding.training_set_spec`, with the PinSage pin
+     embedding, the user embeddings of ``--user-embeddings`` (default ``closeups``, as
+     ``ranker_job.user_embeddings``) and their dot products unless ``--no-embedding-features``)
+     fitted on a synthetic frame;
    * a synthetic feature snapshot (``features_{user,pin,user_category}.parquet``) for ``--users``
-     users (up to 20 recent saves each, 10 % without any), every pin, and 3 categories per user;
+     users (up to 20 recent saves and 10 recent closeups each, 10 % without one or the other),
+     every pin, and 3 categories per user;
    * ``pins.parquet`` (1 % nsfw, 0.5 % blocked) and ``pin_embeddings.npy``;
    and publishes it to a local store (:func:`export.publish.publish`);
 2. measures the first ``load`` + :class:`export.recommend.Recommender` construction in a fresh
@@ -106,13 +108,18 @@ def snapshot_tables(ids: np.ndarray, cat_names: list[str], cat: np.ndarray, user
 
     user, pin, uc = FEATURE_VIEWS
     uid = np.arange(users, dtype=np.int64)
-    n_saves = np.where(rng.uniform(size=users) < 0.1, 0, rng.integers(1, 21, users))
-    offsets = np.concatenate([[0], np.cumsum(n_saves)]).astype(np.int32)
-    saves = pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[rng.integers(0, len(ids), offsets[-1])]))
+
+    def recent_pins(most: int) -> pa.ListArray:
+        """Up to ``most`` random pins per user, none for 10 % of them."""
+        n_pins = np.where(rng.uniform(size=users) < 0.1, 0, rng.integers(1, most + 1, users))
+        offsets = np.concatenate([[0], np.cumsum(n_pins)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(ids[rng.integers(0, len(ids), offsets[-1])]))
+
     names = pa.array(cat_names)
     top = rng.integers(0, len(cat_names), users)
     tables = {"user": fill(user, {"user_id": pa.array(uid)},
-                           {"top_category": names.take(pa.array(top)), "last_saved_pins": saves})}
+                           {"top_category": names.take(pa.array(top)), "last_saved_pins": recent_pins(20),
+                            "last_closeup_pins": recent_pins(10)})}
     tables["pin"] = fill(pin, {"pin_id": pa.array(ids)}, {"category": names.take(pa.array(cat))})
     per_user = 3
     uc_user = np.repeat(uid, per_user)
@@ -121,9 +128,11 @@ def snapshot_tables(ids: np.ndarray, cat_names: list[str], cat: np.ndarray, user
     return tables
 
 
-def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None) -> tuple[str, str]:
+def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None,
+                 user_embeddings: tuple[str, ...] = ("closeups",)) -> tuple[str, str]:
     """(ranker.onnx, encoder.json): the real architecture with random weights, Platt-calibrated;
-    with ``dim``, reading the PinSage pin and user embeddings and their dot product too (as
+    with ``dim``, reading the PinSage pin embedding, the user embeddings named by
+    ``user_embeddings`` (``ranker_job.user_embeddings`` values) and their dot products too (as
     ``pinrec ranker`` does by default)."""
     import torch
 
@@ -140,7 +149,10 @@ def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None) -> tu
 
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    spec = training_set_spec(embeddings={"pin_embedding": dim, "user_embedding": dim} if dim else None)
+    from jobs.ranker import USER_EMBEDDING_KINDS
+
+    embeddings = {"pin_embedding": dim, **{USER_EMBEDDING_KINDS[u]: dim for u in user_embeddings}}
+    spec = training_set_spec(embeddings=embeddings if dim else None)
     vocab = {"surface": SURFACES, "device": DEVICES, "country": COUNTRIES, "hour": list(range(24)),
              "day_of_week": list(range(1, 8)), "category": cat_names, "user__top_category": cat_names}
     n = 5000
@@ -185,7 +197,8 @@ def build(work: Path, args) -> dict:
     print(f"index: {report.factory} {report.search_params} recall@10={report.recall_at_k} "
           f"({out['index_s']:.0f} s)", flush=True)
     t = time.perf_counter()
-    onnx_path, encoder_path = ranker_files(cand, cat_names, rng, None if args.no_embedding_features else args.dim)
+    onnx_path, encoder_path = ranker_files(cand, cat_names, rng, None if args.no_embedding_features else args.dim,
+                                           args.user_embeddings)
     out["ranker_s"] = time.perf_counter() - t
     t = time.perf_counter()
     created = np.int64(CUTOFF.timestamp() * 1e6) - rng.integers(0, 365 * 86400 * 10**6, args.pins)
@@ -245,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=500, help="held-out queries to tune the index on")
     p.add_argument("--no-embedding-features", action="store_true",
                    help="a ranker without the PinSage embedding features")
+    p.add_argument("--user-embeddings", default="closeups",
+                   type=lambda v: tuple(x.strip() for x in v.split(",") if x.strip()),
+                   help="the ranker's user embeddings, comma-separated: saves, closeups (default closeups)")
     p.add_argument("--requests", type=int, default=500)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--k", type=int, default=50)
@@ -263,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--requests must be >= 200 for a meaningful p99")
     if args.reuse and not args.workdir:
         p.error("--reuse needs --workdir")
+    if not args.user_embeddings or len(set(args.user_embeddings)) != len(args.user_embeddings) or \
+            not set(args.user_embeddings) <= {"saves", "closeups"}:
+        p.error(f"--user-embeddings must be distinct values of saves, closeups; got {args.user_embeddings}")
     with tempfile.TemporaryDirectory(prefix="pinrec-serve-") as tmp:
         work = Path(args.workdir or tmp)
         built = {} if args.reuse else build(work, args)
