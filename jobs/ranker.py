@@ -20,6 +20,9 @@
    training path on the test rows, the int8 AUC drop is measured there.
 
 ``model_version`` = ``ranker-`` + a content hash of the weights, the encoder and the configs.
+
+Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=K -m jobs.ranker``) rank 0
+runs all of the above and every rank trains each ranker with it (:mod:`jobs.ranker_ddp`).
 """
 from __future__ import annotations
 
@@ -113,6 +116,7 @@ class RankerReport:
     run_id: str | None = None
     seconds: float = 0.0
     embedding_version: str = ""
+    world_size: int = 1
 
     def metric(self, model: str, task: str, name: str) -> float:
         for row in self.metrics:
@@ -125,7 +129,8 @@ class RankerReport:
 
         splits = ", ".join(f"{k}={v}" for k, v in sorted(self.rows_by_split.items()))
         lines = [(f"ranker           {self.model_version}; rows ({splits}); negative_rate={self.negative_rate}; "
-                  f"best epoch {self.best_epoch} of {self.epochs_run}; {self.device}; {self.seconds:.1f} s"
+                  f"best epoch {self.best_epoch} of {self.epochs_run}; {self.device}"
+                  + (f" x {self.world_size} ranks (DDP)" if self.world_size > 1 else "") + f"; {self.seconds:.1f} s"
                   + (f"; embedding features from {self.embedding_version}" if self.embedding_version else "")),
                  "", render_table(self.metrics)]
         lines += [d.render() for d in self.debias]
@@ -209,6 +214,9 @@ def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, h
     from models.ranker import Ranker
     from models.ranker_trainer import RankerData, RankerTrainer
 
+    from .ranker_ddp import announce
+
+    announce(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, position)  # torchrun: all ranks train
     data = {}
     for s in SPLITS:
         batch = encoded[s] if position else type(encoded[s])(encoded[s].categorical, encoded[s].dense,
@@ -252,6 +260,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
     from models.calibration import fit_calibration
 
     from . import ranker_eval as ev
+    from .ranker_ddp import world_size
     from .tracking import tracked_run
 
     start = time.perf_counter()
@@ -287,7 +296,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
     params = {**configs, "negative_rate": negative_rate, "rows": {s: len(frames[s]) for s in SPLITS},
               "input_versions": meta.get("input_versions", {}), "training_set_version": meta.get("training_set_version"),
               "encoder": {"categorical": len(enc.cardinalities), "dense": len(enc.dense_names)},
-              "embedding_version": None if embeddings is None else embeddings.version}
+              "embedding_version": None if embeddings is None else embeddings.version, "world_size": world_size()}
     track = tracked_run(tracking_uri, job.experiment, "ranker", params, {"job": "ranker"}) \
         if tracking_uri else contextlib.nullcontext()
     with track as run:
@@ -349,7 +358,8 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
         report = RankerReport(version, tasks, {s: len(frames[s]) for s in SPLITS}, negative_rate, result.best_epoch,
                               len(result.history), device, tuple(metrics), tuple(debias), tuple(gaps),
                               input_versions=meta.get("input_versions", {}), run_id=None if run is None else run.run_id,
-                              embedding_version="" if embeddings is None else embeddings.version)
+                              embedding_version="" if embeddings is None else embeddings.version,
+                              world_size=world_size())
         with tempfile.TemporaryDirectory() as tmp:
             files, extra = _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
                                    report.embedding_version) \
@@ -476,18 +486,28 @@ def run_ranker(spark, cfg) -> RankerReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.ranker [--config FILE] [--set section.key=value ...]``."""
+    """``python -m jobs.ranker [--config FILE] [--set section.key=value ...]``, alone or under
+    torchrun (:mod:`jobs.ranker_ddp`: rank 0 runs the job, every rank trains)."""
     import argparse
 
     from .config import load_config, parse_overrides
+    from .ranker_ddp import follow, process_group, release
     from .spark import get_spark
 
-    parser = argparse.ArgumentParser(prog="jobs.ranker", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="jobs.ranker", description=__doc__.splitlines()[0],
+                                     epilog="Under torchrun: python -m torch.distributed.run --nproc_per_node=K "
+                                            "-m jobs.ranker ... (rank 0 reads, evaluates and exports; all ranks train)")
     parser.add_argument("--config", default=None)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, parse_overrides(args.set))
-    print("[ranker] " + run_ranker(get_spark(cfg.spark), cfg).render())
+    with process_group() as rank:
+        if rank > 0:
+            print(f"[ranker] rank {rank}: trained {follow()} ranker(s) with rank 0", flush=True)
+            return 0
+        report = run_ranker(get_spark(cfg.spark), cfg)
+        release()  # not after a failure: rank 0 exits and torchrun stops the ranks waiting on it
+    print("[ranker] " + report.render())
     return 0
 
 

@@ -175,3 +175,31 @@ def test_train_ranker_rejects_a_constant_label(spark, tiny_world):
         train_ranker(frame, None, RankerConfig(), RankerTrainConfig(epochs=1), CalibrationConfig(), RankerJobConfig(),
                      None, None)
     assert math.isfinite(frame["sample_weight"].sum())
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_job_under_torchrun_trains_on_both_ranks(tiny_world, tmp_path):
+    from tests.conftest import REPO, torchrun
+
+    cfg, _ = tiny_world
+    overrides = [f"storage.warehouse={cfg.storage.warehouse}", f"storage.landing={cfg.storage.landing}",
+                 f"storage.artifacts={tmp_path / 'artifacts'}", f"storage.mlflow_tracking_uri=sqlite:///{tmp_path}/m.db",
+                 "spark.master=local[1]", "spark.shuffle_partitions=1", f"spark.jars_dir={REPO / 'var' / 'jars'}",
+                 "ranker_train.epochs=10", "ranker_train.batch_size=64", "ranker_train.lr=0.01",
+                 "ranker_train.patience=3", "ranker_train.progress=false",
+                 "ranker_train.device=cpu", "ranker_job.baselines=[]", "ranker_job.int8=false",
+                 "ranker_job.debias_seeds=1", "ranker_job.bootstrap_resamples=20"]
+    stdout = torchrun("-m", "jobs.ranker", *(a for o in overrides for a in ("--set", o)), timeout=900,
+                      env={"SPARK_LOCAL_IP": "127.0.0.1"})
+    # rank 1 trained the served ranker and its no-position twin with rank 0; only rank 0 reports
+    assert "[ranker] rank 1: trained 2 ranker(s) with rank 0" in stdout
+    assert stdout.count("[ranker] ranker ") == 1 and "cpu x 2 ranks (DDP)" in stdout
+    (folder,) = (tmp_path / "artifacts" / "ranker").iterdir()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["model_version"] == folder.name
+    assert (folder / "ranker.onnx").exists() and metrics["onnx_max_abs_diff"] < 1e-5
+    auc = {(m["model"], m["task"]): m["auc"] for m in metrics["metrics"]}
+    # it learned: the position tower ranks closeups (see test_train_ranker_metrics_and_report)
+    assert auc[("ranker (with position)", "closeup")] > max(0.55, auc[("ranker, no position", "closeup")] + 0.05)

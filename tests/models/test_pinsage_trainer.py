@@ -1,9 +1,6 @@
 """PinSage training: pair and hard-negative samplers, curriculum, learning, determinism, resume, DDP."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from models.random_walk import (
     ImportanceNeighborSampler,
     PinBoardGraph,
 )
+from tests.conftest import torchrun
 from tests.models.test_pinsage import community_graph, community_similarity
 
 torch.set_num_threads(1)
@@ -269,11 +267,7 @@ def test_trains_on_cuda_like_on_cpu():
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(REPO / "tests" / "models" / "ddp_pinsage_worker.py"), str(tmp_path)]
-    done = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(str(REPO / "tests" / "models" / "ddp_pinsage_worker.py"), str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     for name, value in ranks[0]["params"].items():

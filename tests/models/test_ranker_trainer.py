@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ from models.ranker_trainer import (
     RankerTrainer,
     ranker_loss,
 )
+from tests.conftest import torchrun
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -128,12 +126,9 @@ def test_ddp_with_one_process(tmp_path):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(REPO / "tests" / "models" / "ddp_ranker_worker.py"), str(tmp_path)]
-    done = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(str(REPO / "tests" / "models" / "ddp_ranker_worker.py"), str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][name]), name
