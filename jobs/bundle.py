@@ -134,7 +134,7 @@ def ranker_scorer(ranker_dir: str, embeddings=None):
     from export.encoding import FeatureEncoder
     from export.onnx_ranker import run, session
 
-    from .ranker import with_embeddings
+    from .ranker_inputs import with_embeddings
 
     encoder = FeatureEncoder.from_json(Path(f"{ranker_dir}/encoder.json").read_text())
     sess = session(f"{ranker_dir}/ranker.onnx")

@@ -27,15 +27,21 @@ runs all of the above and every rank trains each ranker with it (:mod:`jobs.rank
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import logging
 import math
 import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from .ranker_artifacts import export_onnx, log_run, model_version, publish_artifacts
+from .ranker_inputs import (
+    infer_negative_rate,
+    needed_columns,
+    read_training_set,
+    read_truth,
+    with_embeddings,
+)
 
 if TYPE_CHECKING:  # torch-free at import time: jobs.config imports RankerJobConfig
     from models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
@@ -45,7 +51,6 @@ if TYPE_CHECKING:  # torch-free at import time: jobs.config imports RankerJobCon
 EXPERIMENT = "pinrec-ranker"
 BASELINES = ("logreg", "dcnmix")
 SPLITS = ("train", "validation", "test")
-KEYS = ("event_id", "session_id", "split", "sample_weight")
 #: ``ranker_job.user_embeddings`` value -> embedding column (:data:`export.embedding_features.USER_EMBEDDINGS`)
 USER_EMBEDDING_KINDS = {"saves": "user_embedding", "closeups": "user_closeup_embedding"}
 
@@ -144,65 +149,6 @@ class RankerReport:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------- inputs
-def _needed_columns(spec, tasks) -> list[str]:
-    cols: list[str] = []
-    for f in spec.features:
-        cols += [f.left, f.right] if hasattr(f, "left") else [f.name]
-    if spec.position:
-        cols.append(spec.position)
-    return list(dict.fromkeys([*cols, *tasks, *KEYS]))
-
-
-def read_training_set(source, warehouse: str | None, columns: list[str]):
-    """(pandas frame, metadata). ``source``: a SparkSession (reads ``<warehouse>/training_set``
-    at its current Delta version; rows in ``event_id`` order, so that training does not depend on
-    how Spark laid the table out) or a pandas DataFrame / pyarrow Table."""
-    import pandas as pd
-    import pyarrow as pa
-
-    if isinstance(source, (pd.DataFrame, pa.Table)):
-        frame = source.to_pandas() if isinstance(source, pa.Table) else source
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"the training frame lacks columns {missing}")
-        return frame[columns].reset_index(drop=True), {}
-    if not hasattr(source, "read") or not warehouse:
-        raise ValueError("source must be a SparkSession (with warehouse) or a pandas/pyarrow frame")
-    from delta.tables import DeltaTable
-
-    from .ingest import delta_version
-
-    path = f"{warehouse.rstrip('/')}/training_set"
-    version = delta_version(source, path)
-    if version is None:
-        raise FileNotFoundError(f"no training set at {path}: run `pinrec training-set` first")
-    history = DeltaTable.forPath(source, path).history().where(f"version = {version}").collect()
-    meta = json.loads(history[0]["userMetadata"] or "{}") if history else {}
-    df = source.read.format("delta").option("versionAsOf", version).load(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"the training set at {path} lacks columns {missing}")
-    table = df.select(*columns).toArrow()
-    if "event_id" in columns:
-        table = table.sort_by("event_id")
-    return table.to_pandas(), {**meta, "training_set_version": version}
-
-
-def read_truth(truth_dir: str):
-    """The synthetic world's impression truth (``_truth/impressions/dt=*/part-0.parquet``)."""
-    import pyarrow.dataset as ds
-
-    from .ranker_eval import TRUTH_COLUMNS
-
-    return ds.dataset(f"{truth_dir.rstrip('/')}/impressions", format="parquet",
-                      partitioning="hive").to_table(columns=list(TRUTH_COLUMNS)).to_pandas()
-
-
-def _infer_negative_rate(frame, tasks) -> float:
-    negative = (frame[list(tasks)].sum(axis=1) == 0).to_numpy()
-    return float(1.0 / frame["sample_weight"].to_numpy()[negative].max()) if negative.any() else 1.0
-
 
 # ---------------------------------------------------------------------------- training
 def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, hook=None, position=True):
@@ -230,22 +176,6 @@ def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, h
     return trainer, result, data
 
 
-def model_version(model, enc, configs: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(configs, sort_keys=True, default=str).encode() + enc.to_json().encode())
-    state = model.state_dict()
-    for name in sorted(state):
-        digest.update(name.encode())
-        digest.update(state[name].detach().cpu().contiguous().numpy().tobytes())
-    return "ranker-" + digest.hexdigest()[:16]
-
-
-def with_embeddings(frame, table, users: tuple[str, ...]):
-    """The encoder's input: ``frame``'s columns plus (B, D) ``pin_embedding`` and the user
-    embeddings ``users`` (:data:`export.embedding_features.USER_EMBEDDINGS`)."""
-    if table is None:
-        return frame
-    return {**{c: frame[c] for c in frame.columns}, **table.columns(frame["pin_id"], frame, users)}
-
 
 def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
                  calibration_cfg: CalibrationConfig, job: RankerJobConfig, tracking_uri: str | None,
@@ -268,7 +198,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
     from export.embedding_features import PIN_EMBEDDING, USER_EMBEDDINGS
 
     users = tuple(USER_EMBEDDING_KINDS[k] for k in job.user_embeddings)
-    columns = _needed_columns(training_set_spec(ids=job.id_features, max_position=job.max_position), tasks)
+    columns = needed_columns(training_set_spec(ids=job.id_features, max_position=job.max_position), tasks)
     if embeddings is not None:
         columns = list(dict.fromkeys([*columns, "pin_id", *(USER_EMBEDDINGS[u] for u in users)]))
     spec = training_set_spec(ids=job.id_features, max_position=job.max_position,
@@ -284,7 +214,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
             if frames[s][task].nunique() < 2:
                 raise ValueError(f"task {task!r} has one label value only in the {s} split (on MovieLens every "
                                  f"rating is a closeup): set ranker.tasks=[save] and calibration.score_weights=[1.0]")
-    negative_rate = float(meta.get("negative_rate") or _infer_negative_rate(frame, tasks))
+    negative_rate = float(meta.get("negative_rate") or infer_negative_rate(frame, tasks))
     inputs = {s: with_embeddings(frames[s], embeddings, users) for s in SPLITS}
     enc = FeatureEncoder(spec).fit(inputs["train"])
     encoded = {s: enc.transform(inputs[s]) for s in SPLITS}
@@ -361,108 +291,17 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                               embedding_version="" if embeddings is None else embeddings.version,
                               world_size=world_size())
         with tempfile.TemporaryDirectory() as tmp:
-            files, extra = _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
+            files, extra = export_onnx(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
                                    report.embedding_version) \
                 if artifacts_dir else ({}, {})
             report = replace(report, **extra, seconds=time.perf_counter() - start)
             if artifacts_dir:
-                report = replace(report, artifacts=_publish(files, f"{artifacts_dir.rstrip('/')}/ranker/{version}",
+                report = replace(report, artifacts=publish_artifacts(files, f"{artifacts_dir.rstrip('/')}/ranker/{version}",
                                                             report))
             if run is not None:
-                _log(run, report, files, y, probs, with_pos, oracle_free, test["position"].to_numpy(), w, tasks)
+                log_run(run, report, files, y, probs, with_pos, oracle_free, test["position"].to_numpy(), w, tasks)
     return report
 
-
-def _fields(report: RankerReport) -> dict[str, Any]:
-    return {k: getattr(report, k) for k in report.__dataclass_fields__}
-
-
-def _export(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
-            report_embedding_version: str = "") -> tuple[dict[str, str], dict]:
-    """ONNX (+ int8) of the scoring graph in ``tmp``; parity and int8 AUC drop on the test rows."""
-    import numpy as np
-
-    from export.onnx_ranker import auc_drop, export_ranker, quantize_int8, run, session
-
-    test = encoded["test"]
-    files = {"encoder.json": os.path.join(tmp, "encoder.json"), "calibration.json": os.path.join(tmp, "calibration.json")}
-    with open(files["encoder.json"], "w") as fh:
-        fh.write(enc.to_json())
-    with open(files["calibration.json"], "w") as fh:
-        fh.write(cal.to_json())
-    files["ranker.onnx"] = export_ranker(trainer.model, cal, os.path.join(tmp, "ranker.onnx"), result.logit_offset,
-                                         metadata={"pinrec.encoder": enc.to_json(), "pinrec.model_version": version,
-                                                   "pinrec.embedding_version": report_embedding_version})
-    out = run(session(files["ranker.onnx"]), test.categorical, test.dense)
-    diff = max(float(np.abs(out[f"p_{t}"] - probs[:, i]).max()) for i, t in enumerate(cal.tasks))
-    diff = max(diff, float(np.abs(out["score"] - cal.score(probs)).max()))
-    extra: dict[str, Any] = {"onnx_max_abs_diff": diff}
-    if job.int8:
-        val = encoded["validation"][: min(len(encoded["validation"]), 2048)]
-        logging.disable(logging.WARNING)  # onnxruntime's quantiser advises pre-processing once per probed node
-        try:
-            files["ranker.int8.onnx"] = quantize_int8(files["ranker.onnx"], os.path.join(tmp, "ranker.int8.onnx"),
-                                                      sample=(val.categorical, val.dense))
-        finally:
-            logging.disable(logging.NOTSET)
-        drops = {}
-        for i, t in enumerate(cal.tasks):
-            if 0 < (y[:, i] > 0.5).sum() < len(y):
-                q = auc_drop(files["ranker.onnx"], files["ranker.int8.onnx"], test.categorical, test.dense,
-                             y[:, i], t, w)
-                drops[t] = q.auc_drop
-        extra["int8_auc_drop"] = drops
-    return files, extra
-
-
-def _publish(files: dict[str, str], target: str, report: RankerReport) -> str:
-    """Copy the exported files and ``metrics.json`` to ``target`` (local path or fsspec URL)."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(target)
-    fs.makedirs(root, exist_ok=True)
-    for name, local in files.items():
-        fs.put_file(local, f"{root}/{name}")
-    with fs.open(f"{root}/metrics.json", "w") as fh:
-        fh.write(json.dumps(_report_dict(report), sort_keys=True, indent=1, default=str))
-    return target
-
-
-def _report_dict(report: RankerReport) -> dict[str, Any]:
-    d = _fields(report)
-    d["metrics"] = [asdict(m) for m in report.metrics]
-    d["debias"] = [{**asdict(x), "debiased_closer": x.debiased_closer, "verdict": x.verdict} for x in report.debias]
-    d["auc_gaps"] = [asdict(g) for g in report.auc_gaps]
-    return d
-
-
-def _log(run, report, files, y, probs, with_pos, oracle_free, position, w, tasks) -> None:
-    from . import ranker_eval as ev
-
-    flat: dict[str, float] = {"onnx_max_abs_diff": report.onnx_max_abs_diff, "seconds": report.seconds,
-                              "best_epoch": report.best_epoch}
-
-    def key(model: str) -> str:
-        return model.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "")
-
-    for row in report.metrics:
-        flat |= row.as_dict(f"test_{key(row.model)}_")
-    for g in report.auc_gaps:
-        name = f"auc_gap_{key(g.reference)}_minus_{key(g.model)}_{g.task}"
-        flat |= {name: g.gap, f"{name}_low": g.low, f"{name}_high": g.high}
-    for d in report.debias:
-        flat |= {f"kendall_tau_debiased_{d.task}": d.tau_debiased, f"kendall_tau_no_position_{d.task}": d.tau_no_position}
-        if not math.isnan(d.low):
-            flat |= {f"kendall_tau_difference_{d.task}_low": d.low, f"kendall_tau_difference_{d.task}_high": d.high}
-    flat |= {f"int8_auc_drop_{t}": v for t, v in report.int8_auc_drop.items()}
-    run.log_metrics(flat)
-    run.log_figure(ev.reliability_figure(y, probs, tasks, w), "plots/reliability.png")
-    run.log_figure(ev.position_ctr_figure(position, y, with_pos, probs, tasks, oracle_free, w),
-                   "plots/ctr_by_position.png")
-    run.log_dict(_report_dict(report), "ranker_report.json")
-    for path in files.values():
-        run.log_artifact(path, "ranker")
-    run.set_tags({"model_version": report.model_version})
 
 
 def run_ranker(spark, cfg) -> RankerReport:

@@ -160,7 +160,7 @@ def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_wo
     from export.recommend import Recommender
     from jobs.features import feature_table_path
     from jobs.pin_index import read_embeddings
-    from jobs.ranker import with_embeddings
+    from jobs.ranker_inputs import with_embeddings
 
     cfg, result = tiny_world
     warehouse = cfg.storage.warehouse

@@ -6,10 +6,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from jobs.ranker import RankerJobConfig, _infer_negative_rate, read_training_set
+from jobs.ranker import RankerJobConfig
 
 TASKS = ("save", "closeup")
 
@@ -33,22 +32,6 @@ def test_job_config_validates():
     for bad in ((), ("boards",), ("saves", "saves")):
         with pytest.raises(ValueError, match="user_embeddings"):
             RankerJobConfig(user_embeddings=bad)
-
-
-def test_negative_rate_follows_from_the_weights_of_negatives():
-    frame = pd.DataFrame({"save": [1, 0, 0, 0], "closeup": [1, 1, 0, 0], "sample_weight": [1.0, 1.0, 4.0, 4.0]})
-    assert _infer_negative_rate(frame, TASKS) == 0.25
-    assert _infer_negative_rate(frame.iloc[:2], TASKS) == 1.0  # no negative row: nothing was sampled
-
-
-def test_read_training_set_checks_a_frame():
-    frame = pd.DataFrame({"a": [1], "split": ["train"]})
-    out, meta = read_training_set(frame, None, ["split", "a"])
-    assert list(out.columns) == ["split", "a"] and meta == {}
-    with pytest.raises(ValueError, match=r"lacks columns \['b'\]"):
-        read_training_set(frame, None, ["a", "b"])
-    with pytest.raises(ValueError, match="SparkSession"):
-        read_training_set(object(), None, ["a"])
 
 
 @pytest.fixture(scope="module")
