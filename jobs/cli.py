@@ -137,22 +137,16 @@ def cmd_graph(args) -> int:
 
 
 def cmd_pinsage(args) -> int:
-    from .pinsage import train_pinsage
+    from .pinsage import run_job
 
-    cfg = _config(args)
-    spark, _ = _spark_and_paths(cfg)
-    report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                           inference_edges=args.inference_edges)
-    print(report.render())
+    run_job(_config(args), args.inference_edges)
     return 0
 
 
 def cmd_ranker(args) -> int:
-    from .ranker import run_ranker
+    from .ranker import run_job
 
-    cfg = _config(args)
-    spark, _ = _spark_and_paths(cfg)
-    print("[ranker] " + run_ranker(spark, cfg).render())
+    run_job(_config(args), echo=lambda line: print(line, flush=True))
     return 0
 
 
@@ -356,14 +350,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("pinsage", parents=[common],
-                       help="train PinSage on the graph tables and write every pin's embedding (pin_embeddings)")
+                       help="train PinSage on the graph tables and write every pin's embedding (pin_embeddings)",
+                       epilog="Under torchrun (python -m torch.distributed.run --nproc_per_node=K -m jobs.cli "
+                              "pinsage ...) rank 0 reads, logs and writes, and every rank trains (DDP).")
     p.add_argument("--inference-edges", choices=["train", "all"], default="train",
                    help="edges the neighbourhoods of the written embeddings use: train (fair evaluation, "
                         "default) or all (serving)")
     p.set_defaults(func=cmd_pinsage)
 
     p = sub.add_parser("ranker", parents=[common],
-                       help="train, calibrate, evaluate and export (ONNX) the DCN-v2 + MMoE ranker")
+                       help="train, calibrate, evaluate and export (ONNX) the DCN-v2 + MMoE ranker",
+                       epilog="Under torchrun (python -m torch.distributed.run --nproc_per_node=K -m jobs.cli "
+                              "ranker ...) rank 0 reads, evaluates, exports and logs, and every rank trains.")
     p.set_defaults(func=cmd_ranker)
 
     p = sub.add_parser("index", parents=[common],

@@ -212,23 +212,18 @@ def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: 
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.pinsage [--config FILE] [--set section.key=value ...]``, alone or under torchrun."""
-    import argparse
+def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | None:
+    """:func:`train_pinsage` with a Spark session from ``cfg.spark``, alone or as one rank under
+    torchrun: rank 0 starts Spark, reads, logs, writes and returns the report (``echo`` gets it);
+    the other ranks train with it and return None. ``pinrec pinsage`` and ``python -m jobs.pinsage``
+    both come here."""
     import os
 
     import torch
     import torch.distributed as dist
 
-    from .config import load_config, parse_overrides
     from .spark import get_spark
 
-    parser = argparse.ArgumentParser(prog="jobs.pinsage", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--inference-edges", choices=("train", "all"), default="train")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, parse_overrides(args.set))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         if torch.cuda.is_available():
@@ -238,12 +233,28 @@ def main(argv: list[str] | None = None) -> int:
         rank = dist.get_rank() if distributed else 0
         spark = get_spark(cfg.spark) if rank == 0 else None
         report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                               inference_edges=args.inference_edges)
-        if rank == 0:
-            print("[pinsage] " + report.render())
+                               inference_edges=inference_edges)
     finally:
         if distributed:
             dist.destroy_process_group()
+    if rank > 0:
+        return None
+    echo("[pinsage] " + report.render())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.pinsage [--config FILE] [--set section.key=value ...]``, alone or under torchrun."""
+    import argparse
+
+    from .config import load_config, parse_overrides
+
+    parser = argparse.ArgumentParser(prog="jobs.pinsage", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--inference-edges", choices=("train", "all"), default="train")
+    args = parser.parse_args(argv)
+    run_job(load_config(args.config, parse_overrides(args.set)), args.inference_edges)
     return 0
 
 

@@ -324,29 +324,39 @@ def run_ranker(spark, cfg) -> RankerReport:
                         cfg.storage.mlflow_tracking_uri, cfg.storage.artifacts, truth, embeddings=table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m jobs.ranker [--config FILE] [--set section.key=value ...]``, alone or under
-    torchrun (:mod:`jobs.ranker_ddp`: rank 0 runs the job, every rank trains)."""
-    import argparse
-
-    from .config import load_config, parse_overrides
+def run_job(cfg, echo=print) -> RankerReport | None:
+    """:func:`run_ranker` with a Spark session from ``cfg.spark``, alone or as one rank under
+    torchrun (:mod:`jobs.ranker_ddp`): rank 0 runs the job and returns its report; any other rank
+    trains each ranker with it and returns None. ``echo`` gets the report (or what a rank trained).
+    ``pinrec ranker`` and ``python -m jobs.ranker`` both come here."""
     from .ranker_ddp import follow, process_group, release
     from .spark import get_spark
 
+    with process_group() as rank:
+        if rank > 0:
+            echo(f"[ranker] rank {rank}: trained {follow()} ranker(s) with rank 0")
+            return None
+        report = run_ranker(get_spark(cfg.spark), cfg)
+        release()  # not after a failure: rank 0 exits and torchrun stops the ranks waiting on it
+    echo("[ranker] " + report.render())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m jobs.ranker [--config FILE] [--set section.key=value ...]``, alone or under
+    torchrun (:func:`run_job`)."""
+    import argparse
+
+    from .config import load_config, parse_overrides
+
     parser = argparse.ArgumentParser(prog="jobs.ranker", description=__doc__.splitlines()[0],
-                                     epilog="Under torchrun: python -m torch.distributed.run --nproc_per_node=K "
-                                            "-m jobs.ranker ... (rank 0 reads, evaluates and exports; all ranks train)")
+                                     epilog="Under torchrun (python -m torch.distributed.run --nproc_per_node=K "
+                                            "-m jobs.ranker ...) rank 0 reads, evaluates, exports and logs, and "
+                                            "every rank trains.")
     parser.add_argument("--config", default=None)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, parse_overrides(args.set))
-    with process_group() as rank:
-        if rank > 0:
-            print(f"[ranker] rank {rank}: trained {follow()} ranker(s) with rank 0", flush=True)
-            return 0
-        report = run_ranker(get_spark(cfg.spark), cfg)
-        release()  # not after a failure: rank 0 exits and torchrun stops the ranks waiting on it
-    print("[ranker] " + report.render())
+    run_job(load_config(args.config, parse_overrides(args.set)), echo=lambda line: print(line, flush=True))
     return 0
 
 
