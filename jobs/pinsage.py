@@ -217,27 +217,15 @@ def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | 
     torchrun: rank 0 starts Spark, reads, logs, writes and returns the report (``echo`` gets it);
     the other ranks train with it and return None. ``pinrec pinsage`` and ``python -m jobs.pinsage``
     both come here."""
-    import os
-
-    import torch
-    import torch.distributed as dist
-
+    from .distributed import process_group
     from .spark import get_spark
 
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed:
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    try:
-        rank = dist.get_rank() if distributed else 0
+    with process_group() as rank:
         spark = get_spark(cfg.spark) if rank == 0 else None
         report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
                                inference_edges=inference_edges)
-    finally:
-        if distributed:
-            dist.destroy_process_group()
     if rank > 0:
+        echo(f"[pinsage] rank {rank}: trained with rank 0 ({report.epochs} epoch(s), model {report.model_version})")
         return None
     echo("[pinsage] " + report.render())
     return report

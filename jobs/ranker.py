@@ -190,7 +190,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
     from models.calibration import fit_calibration
 
     from . import ranker_eval as ev
-    from .ranker_ddp import world_size
+    from .distributed import world_size
     from .tracking import tracked_run
 
     start = time.perf_counter()
@@ -329,7 +329,8 @@ def run_job(cfg, echo=print) -> RankerReport | None:
     torchrun (:mod:`jobs.ranker_ddp`): rank 0 runs the job and returns its report; any other rank
     trains each ranker with it and returns None. ``echo`` gets the report (or what a rank trained).
     ``pinrec ranker`` and ``python -m jobs.ranker`` both come here."""
-    from .ranker_ddp import follow, process_group, release
+    from .distributed import process_group
+    from .ranker_ddp import follow, release
     from .spark import get_spark
 
     with process_group() as rank:

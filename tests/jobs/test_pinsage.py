@@ -114,3 +114,28 @@ def test_train_pinsage_writes_embeddings_and_logs_to_mlflow(spark, tmp_path):
     again = train_pinsage(spark, root, cfg, None)  # same inputs and seed: same model; the snapshot is replaced
     assert again.model_version == report.model_version and again.delta_version == report.delta_version + 1
     assert spark.read.format("delta").load(f"{root}/pin_embeddings").count() == 24
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_job_under_torchrun_trains_on_both_ranks(spark, tiny_world, tmp_path):
+    import re
+    import shutil
+
+    from tests.conftest import REPO, torchrun
+
+    cfg, _ = tiny_world
+    warehouse = tmp_path / "warehouse"  # a copy: the job replaces pin_embeddings, which other tests read
+    shutil.copytree(cfg.storage.warehouse, warehouse)
+    overrides = [f"storage.warehouse={warehouse}", f"storage.mlflow_tracking_uri=sqlite:///{tmp_path}/m.db",
+                 "spark.master=local[1]", "spark.shuffle_partitions=1", f"spark.jars_dir={REPO / 'var' / 'jars'}",
+                 "pinsage.epochs=2", "pinsage.progress=false", "pinsage.hard_negatives_from_epoch=1"]
+    stdout = torchrun("-m", "jobs.cli", "pinsage", *(a for o in overrides for a in ("--set", o)), timeout=900,
+                      env={"SPARK_LOCAL_IP": "127.0.0.1"})
+    follower = re.search(r"\[pinsage\] rank 1: trained with rank 0 \(2 epoch\(s\), model (pinsage-\w+)\)", stdout)
+    assert follower, stdout[-2000:]
+    assert stdout.count("[pinsage] pin_embeddings ") == 1  # only rank 0 reports and writes
+    versions = {r[0] for r in spark.read.format("delta").load(f"{warehouse}/pin_embeddings")
+                .select("model_version").distinct().collect()}
+    assert versions == {follower.group(1)}  # both ranks ended with the same weights
