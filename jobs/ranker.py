@@ -149,7 +149,6 @@ class RankerReport:
         return "\n".join(lines)
 
 
-
 # ---------------------------------------------------------------------------- training
 def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, hook=None, position=True):
     """Seeded Ranker + trainer fitted on train/validation; ``position=False`` zeroes the position
@@ -174,7 +173,6 @@ def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, h
     with tempfile.TemporaryDirectory() as tmp:
         result = trainer.fit(data["train"], data["validation"], negative_rate, checkpoint=os.path.join(tmp, "ckpt.pt"))
     return trainer, result, data
-
 
 
 def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
@@ -292,16 +290,15 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                               world_size=world_size())
         with tempfile.TemporaryDirectory() as tmp:
             files, extra = export_onnx(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
-                                   report.embedding_version) \
+                                       report.embedding_version) \
                 if artifacts_dir else ({}, {})
             report = replace(report, **extra, seconds=time.perf_counter() - start)
             if artifacts_dir:
-                report = replace(report, artifacts=publish_artifacts(files, f"{artifacts_dir.rstrip('/')}/ranker/{version}",
-                                                            report))
+                target = f"{artifacts_dir.rstrip('/')}/ranker/{version}"
+                report = replace(report, artifacts=publish_artifacts(files, target, report))
             if run is not None:
                 log_run(run, report, files, y, probs, with_pos, oracle_free, test["position"].to_numpy(), w, tasks)
     return report
-
 
 
 def run_ranker(spark, cfg) -> RankerReport:

@@ -28,7 +28,7 @@ def _fields(report: RankerReport) -> dict[str, Any]:
 
 
 def export_onnx(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, job,
-            report_embedding_version: str = "") -> tuple[dict[str, str], dict]:
+                report_embedding_version: str = "") -> tuple[dict[str, str], dict]:
     """ONNX (+ int8) of the scoring graph in ``tmp``; parity and int8 AUC drop on the test rows."""
     import numpy as np
 

@@ -137,7 +137,7 @@ def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
     assert ranks[0]["best_metrics"]["val_auc_save"] > 0.75 and ranks[0]["best_metrics"]["val_auc_closeup"] > 0.75
     assert ranks[0]["logits"].shape == (1500, 2) and torch.equal(ranks[0]["logits"], ranks[1]["logits"])
     assert (tmp_path / "ranker.ckpt").exists()
-    # each rank took half the rows per step, and the gradients were averaged: not the one-process run
+    # half the rows per rank and step: a different run from the one-process one
     single = RankerTrainer(model(), config(epochs=4)).fit(planted(3000, 0), planted(1500, 1))
     assert single.history[-1]["train_loss"] != pytest.approx(ranks[0]["history"][-1]["train_loss"], rel=1e-6)
 
