@@ -1,12 +1,86 @@
-"""Shared fixtures: one local[1] Spark session with Delta for the whole run."""
+"""Shared fixtures: one local[1] Spark session with Delta for the whole run; and two guards.
+
+* A test that starts Spark (itself or through a fixture such as ``spark``/``tiny_world``) must carry
+  the ``spark`` marker, so ``make test-fast`` never starts a JVM: checked before set-up from the
+  fixture closure, and after the test for a session started inside it.
+* Tests never write into the checkout: every file under the repository is listed (path, size,
+  mtime) when the run starts and again when it ends; any file added, changed or removed fails the
+  run (bytecode and pytest's cache excepted).
+"""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SPARK_FIXTURES = frozenset({"spark", "tiny_world"})
+_SKIP_DIRS = frozenset({".git", "__pycache__", ".pytest_cache"})  # bytecode and pytest's own cache
+
+
+def _checkout_files() -> dict[str, tuple[int, int]]:
+    """Every file under the repository (symlinks not followed) -> (size, mtime_ns)."""
+    files = {}
+    for root, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
+        for name in names:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            files[os.path.relpath(path, REPO)] = (st.st_size, st.st_mtime_ns)
+    return files
+
+
+def pytest_configure(config):
+    config._pinrec_checkout = _checkout_files()
+    try:  # hypothesis' example database would live in the checkout (.hypothesis/)
+        from hypothesis import settings
+
+        settings.register_profile("pinrec", database=None)
+        settings.load_profile("pinrec")
+    except ImportError:
+        pass
+
+
+def pytest_runtest_setup(item):
+    """Before any fixture starts: a test whose fixtures start Spark must be marked ``spark``."""
+    used = SPARK_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if used and item.get_closest_marker("spark") is None:
+        pytest.fail(f"{item.nodeid} uses {sorted(used)} (Spark) but has no @pytest.mark.spark", pytrace=False)
+
+
+def _spark_context():
+    pyspark = sys.modules.get("pyspark")
+    return None if pyspark is None else pyspark.SparkContext._active_spark_context
+
+
+@pytest.fixture(autouse=True)
+def _spark_needs_marker(request):
+    """Fails a test without the ``spark`` marker that started a Spark session in its body."""
+    before = _spark_context()
+    yield
+    if request.node.get_closest_marker("spark") is None and before is None and _spark_context() is not None:
+        pytest.fail(f"{request.node.nodeid} started Spark but has no @pytest.mark.spark", pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_pinrec_checkout", None)
+    if before is None or getattr(session.config.option, "collectonly", False):
+        return
+    after = _checkout_files()
+    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
+    added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
+    if changed or added or removed:
+        lines = [f"  {what} {path}" for what, paths in (("added", added), ("changed", changed), ("removed", removed))
+                 for path in paths[:20]]
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "tests wrote into the checkout (they must work in tmp_path):\n" + "\n".join(lines)
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        else:
+            print(message, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def torchrun(*args: str, nproc: int = 2, timeout: int = 300, env: dict[str, str] | None = None) -> str:
