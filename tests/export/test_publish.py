@@ -14,7 +14,14 @@ import pytest
 
 from export.blessing import BlessingConfig
 from export.loader import BundleError, load
-from export.publish import PointerConflict, PublishConfig, PublishError, prune, publish, rollback
+from export.publish import (
+    PointerConflict,
+    PublishConfig,
+    PublishError,
+    prune,
+    publish,
+    rollback,
+)
 from export.store import S3Options, Store, read_channel, read_manifest
 from schemas.manifest import ChannelPointer, Manifest, ManifestError, bundle_prefix
 

@@ -5,7 +5,13 @@ import os
 import pytest
 
 from export import store as store_module
-from export.store import S3Options, Store, list_channels, read_channel, read_channel_for_update
+from export.store import (
+    S3Options,
+    Store,
+    list_channels,
+    read_channel,
+    read_channel_for_update,
+)
 from schemas.manifest import ChannelPointer, ManifestError, is_channel_name
 
 SHA = "ab" * 32
