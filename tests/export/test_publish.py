@@ -409,3 +409,29 @@ def test_prune_sweeps_pointer_files_a_killed_swap_left(store, candidate):
     os.utime(old, (an_hour_ago, an_hour_ago))
     prune(store, "homefeed")
     assert sorted(p.name for p in folder.iterdir()) == ["prod", "prod.lock", "prod.tmp-4567ef01"]
+
+
+@pytest.mark.parametrize("meanwhile, problem", [
+    (lambda s: s.put_bytes(bundle_prefix("homefeed", "v1") + ".pruning", b"{}"), "is being pruned"),
+    (lambda s: s.delete(bundle_prefix("homefeed", "v1") + "manifest.json"), "was deleted"),
+], ids=["marked", "deleted"])
+def test_a_rollback_that_lost_the_race_to_prune_puts_the_channel_back(store, candidate, monkeypatch, meanwhile,
+                                                                      problem):
+    """The prune marked (or already deleted) v1 after the rollback's checks, before its pointer move:
+    the move is undone."""
+    _doomed_v1(store, candidate)
+    real_swap = store.swap
+
+    def swap(key, data, token):
+        if not done:
+            done.append(meanwhile(store))
+        return real_swap(key, data, token)
+
+    done = []
+    monkeypatch.setattr(store, "swap", swap)
+    with pytest.raises(PublishError, match=f"homefeed/v1 {problem} while channel prod moved to it; "
+                                           "the channel was put back on v2"):
+        rollback(store, "homefeed", "prod", "v1")
+    pointer = read_channel(store, "homefeed", "prod")
+    assert (pointer.version, pointer.reason) == ("v2", "publish")
+    assert load(store.uri, "homefeed", s3=store.s3).version == "v2"
