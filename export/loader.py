@@ -5,12 +5,19 @@ version's ``manifest.json`` and refuses the bundle (:class:`BundleError`) unless
 
 * the manifest parses, is of the supported format version and names only paths inside the bundle;
 * its bytes hash to the ``manifest_sha256`` the channel pointer recorded (loads by channel);
-* every file exists with the manifest's size and sha256 (and, on a local store, resolves inside
-  the version folder: no symlink escapes);
+* every file exists with the manifest's size and sha256 (and, on a local store, the version
+  folder is where the store says and every file resolves inside it: no symlink escapes);
 * the shards open with faiss, the ranker with onnxruntime, the pin metadata has its columns.
 
-A local store is opened in place; anything else (``s3://``) is downloaded into ``cache_dir``
-(verified while downloading, then renamed into place). Shards are memory-mapped with
+A channel pointer must be a file naming this bundle and channel; manifests and pointers with
+duplicate keys or absurd nesting are refused (all as :class:`BundleError`).
+
+A local store is opened in place; anything else (``s3://``) is downloaded into
+``cache_dir/<store identity>/<name>/<version>.<manifest sha256[:16]>`` (verified while
+downloading, made read-only, then renamed into place). A cached copy is never rewritten nor
+removed, since a running process may be reading it: a copy that no longer verifies is left
+alone and a fresh one is downloaded beside it; the same version from another store, or
+republished under the same name, has its own folder. Shards are memory-mapped with
 ``IO_FLAG_MMAP_IFC`` (faiss 1.15, measured: it maps flat, IVF and HNSW storage; ``IO_FLAG_MMAP``
 alone still copies a flat index into RAM, and the two together fail on IVF shards). Nothing is
 unpickled: faiss' own format, ONNX protobuf, JSON and Parquet only.
@@ -102,6 +109,8 @@ def _load(store: Store, name: str, channel: str, version: str | None, cache_dir:
             pointer = resolve(store, name, channel)
             version, expected_sha = pointer.version, pointer.manifest_sha256
         check_name("version", version)
+        if store.is_local:
+            _check_version_folder(store, name, version)
         try:
             manifest, data = read_manifest(store, name, version)
         except FileNotFoundError:
@@ -112,7 +121,7 @@ def _load(store: Store, name: str, channel: str, version: str | None, cache_dir:
     if expected_sha is not None and hashlib.sha256(data).hexdigest() != expected_sha:
         raise BundleError(f"refusing {name}/{version}: manifest.json does not hash to the sha256 recorded by "
                           f"channel {channel!r}; it was modified after publishing")
-    root = _local_copy(store, manifest, cache_dir) if not store.is_local else _verify_in_place(store, manifest)
+    root = _local_copy(store, manifest, data, cache_dir) if not store.is_local else _verify_in_place(store, manifest)
     return _open(manifest, root)
 
 
@@ -125,6 +134,17 @@ def resolve(store: Store, name: str, channel: str) -> ChannelPointer:
     if pointer is None:
         raise BundleError(f"channel {name}/{channel} does not exist in {store!r}: nothing published yet")
     return pointer
+
+
+def _check_version_folder(store: Store, name: str, version: str) -> None:
+    """A local version folder must be where the store says: no symlinked bundle or version folder."""
+    rel = bundle_prefix(name, version).rstrip("/")
+    real_root = os.path.realpath(store.root)
+    real = os.path.realpath(store.local_path(rel))
+    if real != os.path.join(real_root, *rel.split("/")):
+        where = "outside the store" if os.path.commonpath([real_root, real]) != real_root else "elsewhere in the store"
+        raise BundleError(f"refusing {name}/{version}: {rel} resolves {where} ({real}); a symlinked version is "
+                          "not the published one")
 
 
 def _inside(root: str, rel: str) -> str:
@@ -155,20 +175,21 @@ def _verify_in_place(store: Store, manifest: Manifest) -> str:
     return root
 
 
-def _local_copy(store: Store, manifest: Manifest, cache_dir: str | None) -> str:
-    """Download (or re-verify a cached copy of) the version into ``cache_dir/<name>/<version>``."""
-    base = os.path.join(cache_dir or os.path.join(tempfile.gettempdir(), "pinrec-bundles"), manifest.name)
-    final = os.path.join(base, manifest.version)
-    if os.path.isdir(final):
+def _local_copy(store: Store, manifest: Manifest, manifest_bytes: bytes, cache_dir: str | None) -> str:
+    """A verified, read-only local copy of the version (see the module docstring); returns its folder."""
+    base = os.path.join(cache_dir or os.path.join(tempfile.gettempdir(), "pinrec-bundles"), store.identity,
+                        manifest.name)
+    stem = f"{manifest.version}.{hashlib.sha256(manifest_bytes).hexdigest()[:16]}"
+    for copy in _copies(base, stem):
         try:
             for entry in manifest.files:
-                _check(manifest, entry.path, file_digest(_inside(final, entry.path)), entry.size, entry.sha256)
-            return final
+                _check(manifest, entry.path, file_digest(_inside(copy, entry.path)), entry.size, entry.sha256)
+            return copy
         except (BundleError, OSError) as e:
-            log.warning("cached copy %s is stale or damaged (%s); downloading again", final, e)
-            shutil.rmtree(final)
+            log.warning("cached copy %s does not verify (%s); leaving it to whoever reads it, downloading anew",
+                        copy, e)
     os.makedirs(base, exist_ok=True)
-    partial = os.path.join(base, f".{manifest.version}.partial-{uuid.uuid4().hex}")
+    partial = os.path.join(base, f".partial-{uuid.uuid4().hex}")
     try:
         prefix = bundle_prefix(manifest.name, manifest.version)
         for entry in manifest.files:
@@ -179,14 +200,41 @@ def _local_copy(store: Store, manifest: Manifest, cache_dir: str | None) -> str:
             except FileNotFoundError:
                 raise BundleError(f"refusing {manifest.name}/{manifest.version}: {entry.path} is missing") from None
             _check(manifest, entry.path, got, entry.size, entry.sha256)
+        _make_read_only(partial)
+        final = os.path.join(base, stem)
         try:
+            os.rename(partial, final)  # fails when a copy is there (damaged, or another process's)
+        except OSError:
+            final = os.path.join(base, f"{stem}.{uuid.uuid4().hex[:8]}")
             os.rename(partial, final)
-        except OSError:  # another process cached it first: keep theirs (it is checked on the next load)
-            shutil.rmtree(partial, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        _remove_partial(partial)
         raise
     return final
+
+
+def _copies(base: str, stem: str) -> list[str]:
+    """Cached copies of one manifest: ``<stem>`` first, then the ones downloaded beside a damaged one."""
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(base, n) for n in sorted(names, key=lambda n: (n != stem, n))
+            if n == stem or n.startswith(stem + ".")]
+
+
+def _make_read_only(root: str) -> None:
+    """Files 0444, folders 0555: nothing in a cached copy is modified while it may be served."""
+    for folder, dirs, files in os.walk(root, topdown=False):
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o444)
+        os.chmod(folder, 0o555)
+
+
+def _remove_partial(partial: str) -> None:
+    for folder, _, _ in os.walk(partial):
+        os.chmod(folder, 0o755)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def _open(manifest: Manifest, root: str) -> Bundle:

@@ -2,6 +2,9 @@
 
 ``publish`` writes a new version ``bundles/<name>/<version>/`` and, if blessed, moves the channel:
 
+0. claim the version: create ``.claim`` in its folder, create-if-absent. A second publisher of the
+   same version (an explicit name, or the same second and content) fails here, before writing
+   anything: a publisher only ever writes into a version it claimed, and never rewrites a file;
 1. upload every file (index shards + ``index.json``, ranker ONNX + encoder JSON, pin metadata);
 2. read every file back from the store and check its size and sha256;
 3. judge the candidate against the version the channel points to now (:mod:`export.blessing`);
@@ -16,16 +19,19 @@ judged against the same baseline exactly one wins the swap; the other raises
 :class:`~export.store.PointerConflict` with its candidate stored. A rejected candidate stays
 stored, marked unblessed with its reasons.
 
-``prune`` keeps the newest ``keep_blessed`` promoted and ``keep_unblessed`` rejected versions and
-never deletes one a channel points to; ``rollback`` moves a channel back to a stored version after
-re-verifying it.
+``prune`` (:mod:`export.retention`) keeps the newest ``keep_blessed`` promoted and
+``keep_unblessed`` rejected versions and never deletes one a channel points to; ``rollback`` moves a
+channel back to a stored version after re-verifying it, and puts it back (raising) if that version
+turns out to be being pruned once the pointer moved.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,17 +46,17 @@ from schemas.manifest import (
     Metrics,
     bundle_prefix,
     channel_key,
+    check_channel,
     check_name,
     check_relpath,
 )
 
 from .blessing import BlessingConfig, evaluate
+from .retention import CLAIM_FILE, being_pruned, prune
 from .store import (
     PointerConflict,
     Store,
     file_digest,
-    list_channels,
-    read_channel,
     read_channel_for_update,
     read_manifest,
 )
@@ -58,7 +64,7 @@ from .store import (
 log = logging.getLogger(__name__)
 
 Hook = Callable[[str], None]
-"""Called with the name of each step done (``upload:<path>``, ``uploaded``, ``verified``,
+"""Called with the name of each step done (``claimed``, ``upload:<path>``, ``uploaded``, ``verified``,
 ``manifest``, ``pointer:before``, ``pointer:after``); tests inject failures through it."""
 
 __all__ = ["BundleFiles", "PointerConflict", "PublishConfig", "PublishError", "PublishResult", "prune", "publish",
@@ -88,7 +94,7 @@ class PublishConfig:
 
     def __post_init__(self) -> None:
         check_name("publish.name", self.name)
-        check_name("publish.channel", self.channel)
+        check_channel("publish.channel", self.channel)
         if self.keep_blessed < 1:
             raise ValueError(f"publish.keep_blessed must be >= 1, got {self.keep_blessed}")
         if self.keep_unblessed < 0 or self.incomplete_grace_s < 0:
@@ -152,12 +158,15 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
     module docstring). ``version`` defaults to ``<UTC time>-<content hash>``."""
     hook = hook or _noop
     now = now or dt.datetime.now(dt.UTC)
+    check_channel("channel", channel)
     entries = [(FileEntry(target, *file_digest(local), role=role), local) for target, local, role in files.layout()]
     content = hashlib.sha256("".join(f"{e.path}:{e.sha256};" for e, _ in entries).encode()).hexdigest()
     version = check_name("version", version or f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{content[:10]}")
     prefix = bundle_prefix(name, version)
     if store.exists(prefix + MANIFEST_FILE):
         raise PublishError(f"{name}/{version} already exists in {store!r}; versions are immutable")
+    _claim(store, name, version)
+    hook("claimed")
 
     for entry, local in entries:
         store.put_file(local, prefix + entry.path)
@@ -197,6 +206,17 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
     return PublishResult(manifest, promoted=True, pointer=pointer)
 
 
+def _claim(store: Store, name: str, version: str) -> None:
+    prefix = bundle_prefix(name, version)
+    claim = json.dumps({"publisher": uuid.uuid4().hex, "claimed_at": dt.datetime.now(dt.UTC).isoformat()})
+    if not store.put_if_absent(prefix + CLAIM_FILE, claim.encode()):
+        raise PublishError(f"{name}/{version} is being published or was published by another publisher in "
+                           f"{store!r}; versions are immutable: publish under another version")
+    if store.exists(prefix + MANIFEST_FILE):  # published before versions were claimed: not ours either
+        store.delete(prefix + CLAIM_FILE)
+        raise PublishError(f"{name}/{version} already exists in {store!r}; versions are immutable")
+
+
 def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bool) -> Metrics | None:
     if current is None:
         return None
@@ -213,21 +233,53 @@ def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bo
 
 def _move(store: Store, name: str, channel: str, version: str, manifest_bytes: bytes,
           current: ChannelPointer | None, token: str | None, reason: str, now: dt.datetime) -> ChannelPointer:
+    """Compare-and-swap the channel to ``version``, then make sure the version is still there: a
+    prune marks a version before its last look at the pointers, so a move it did not see finds
+    the mark (or the manifest gone) here, and is undone."""
     pointer = ChannelPointer(name=name, channel=channel, version=version,
                              manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(), moved_at=now,
                              reason=reason, previous=current.version if current else None)
-    store.swap(channel_key(name, channel), pointer.to_json().encode(), token)
-    return pointer
+    key = channel_key(name, channel)
+    new_token = store.swap(key, pointer.to_json().encode(), token)
+    problem = _vanishing(store, name, version, pointer.manifest_sha256)
+    if problem is None:
+        return pointer
+    try:
+        if current is None:
+            store.delete(key)  # the channel did not exist before this move
+        else:
+            store.swap(key, current.to_json().encode(), new_token)
+        where = f"put back on {current.version if current else 'nothing'}"
+    except PointerConflict:
+        where = "moved since by someone else"
+    raise PublishError(f"{name}/{version} {problem} while channel {channel} moved to it; the channel was {where}")
+
+
+def _vanishing(store: Store, name: str, version: str, manifest_sha256: str) -> str | None:
+    """Why ``version`` cannot be served any more, None when it can. The mark is read before the
+    manifest: prune deletes the manifest before the mark, so one of the two is always seen."""
+    if being_pruned(store, name, version):
+        return "is being pruned"
+    try:
+        data = store.get_bytes(bundle_prefix(name, version) + MANIFEST_FILE)
+    except FileNotFoundError:
+        return "was deleted"
+    if hashlib.sha256(data).hexdigest() != manifest_sha256:
+        return "has another manifest now"
+    return None
 
 
 def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_unblessed: bool = False,
              now: dt.datetime | None = None) -> ChannelPointer:
     """Point ``channel`` back at the stored ``to_version`` after re-reading and checking every
     file of it; an unblessed version needs ``allow_unblessed=True``."""
+    check_channel("channel", channel)
     try:
         manifest, data = read_manifest(store, name, to_version)
     except FileNotFoundError:
         raise PublishError(f"{name}/{to_version} is not a complete version in {store!r}") from None
+    if being_pruned(store, name, to_version):
+        raise PublishError(f"{name}/{to_version} is being pruned; not rolling back to it")
     if not (manifest.blessing.blessed or manifest.blessing.forced or allow_unblessed):
         raise PublishError(f"{name}/{to_version} was not blessed ({'; '.join(manifest.blessing.reasons)}); "
                            "pass allow_unblessed=True to roll back to it anyway")
@@ -245,51 +297,6 @@ def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_un
     log.warning("rollback: channel %s/%s -> %s (was %s)", name, channel, to_version,
                 current.version if current else None)
     return pointer
-
-
-def prune(store: Store, name: str, *, keep_blessed: int = 5, keep_unblessed: int = 2,
-          incomplete_grace_s: int = 86_400, now: dt.datetime | None = None) -> list[str]:
-    """Delete old versions of ``name``; returns the deleted versions. Kept: every version a channel
-    points to, the newest ``keep_blessed`` promoted (blessed or forced) and ``keep_unblessed``
-    rejected ones, and incomplete ones younger than ``incomplete_grace_s``. The manifest goes
-    first, so a concurrent reader sees an incomplete version, never a half-deleted complete one."""
-    now = now or dt.datetime.now(dt.UTC)
-    protected = set()
-    for channel in list_channels(store, name):
-        pointer = read_channel(store, name, channel)
-        if pointer is not None:
-            protected.add(pointer.version)
-    promoted, rejected, doomed = [], [], []
-    for version in store.list_dir(f"bundles/{check_name('bundle name', name)}"):
-        try:
-            manifest, _ = read_manifest(store, name, version)
-        except (FileNotFoundError, ManifestError):
-            files = store.list_files(bundle_prefix(name, version))
-            if not files:  # an empty folder some S3 servers keep listing after its objects went
-                store.delete(bundle_prefix(name, version))
-            elif (now - max(_mtime(info) for info in files.values())).total_seconds() > incomplete_grace_s:
-                doomed.append(version)
-            continue
-        blessing = manifest.blessing
-        (promoted if blessing.blessed or blessing.forced else rejected).append((manifest.created_at, version))
-    for group, keep in ((promoted, keep_blessed), (rejected, keep_unblessed)):
-        doomed += [v for _, v in sorted(group, reverse=True)[keep:]]
-    deleted = []
-    for version in sorted(set(doomed) - protected):
-        prefix = bundle_prefix(name, version)
-        store.delete(prefix + MANIFEST_FILE)
-        store.delete(prefix)
-        deleted.append(version)
-    if deleted:
-        log.info("pruned %d version(s) of %s: %s", len(deleted), name, ", ".join(deleted))
-    return deleted
-
-
-def _mtime(info: dict) -> dt.datetime:
-    value = info.get("mtime", info.get("LastModified"))
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return dt.datetime.fromtimestamp(float(value), dt.UTC)
 
 
 def publish_bundle(cfg: PublishConfig, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,

@@ -15,12 +15,18 @@ Atomic primitives (what publishing and rollback rest on):
 * :meth:`Store.read_pointer` / :meth:`Store.swap` — compare-and-swap of a small object: S3
   ``PutObject`` with ``If-Match: <ETag>`` (or ``If-None-Match: *`` when absent); locally an
   exclusive ``flock`` on ``<key>.lock`` around read-compare-``os.replace`` (the kernel releases the
-  lock when a killed publisher dies; readers never need it since ``os.replace`` is atomic).
+  lock when a killed publisher dies; readers never need it since ``os.replace`` is atomic). Only a
+  swap writes ``<key>.tmp-*`` beside a pointer, under that lock, so the next swap removes what a
+  killed one left.
+
+A local ``put_file``/``put_bytes`` never rewrites a file in place (a new file renamed over the
+old, left read-only): a reader that memory-mapped the old one keeps its bytes.
 
 Conditional writes on S3 use boto3 (imported only then; the ``dev`` and ``pipeline`` extras).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import threading
@@ -40,6 +46,7 @@ from schemas.manifest import (
     channel_key,
     check_name,
     check_relpath,
+    is_channel_name,
 )
 
 _CHUNK = 1 << 20
@@ -130,6 +137,16 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({self.uri!r})"
 
+    @property
+    def identity(self) -> str:
+        """16 hex digits naming what this store holds: its kind, endpoint and root (bucket/prefix
+        or absolute folder), never its keys. The loader's download cache is keyed by it."""
+        if self.is_s3:
+            where = f"s3\n{(self.s3 or S3Options()).endpoint_url or ''}\n{self.root}"
+        else:
+            where = f"{'+'.join(sorted(_protocols(self.fs)))}\n{self.root}"
+        return hashlib.sha256(where.encode()).hexdigest()[:16]
+
     # -- paths ------------------------------------------------------------------------------
     def path(self, key: str) -> str:
         """The filesystem path of ``key`` (validated: no ``..``, no absolute keys)."""
@@ -148,18 +165,35 @@ class Store:
     def put_file(self, local_path: str, key: str) -> None:
         path = self.path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.fs.put_file(local_path, path)
+            with open(local_path, "rb") as src:
+                _replace_read_only(path, _read_chunks(src))
+        else:
+            self.fs.put_file(local_path, path)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self.path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.fs.pipe_file(path, data)
+            _replace_read_only(path, iter([data]))
+        else:
+            self.fs.pipe_file(path, data)
 
     def get_bytes(self, key: str) -> bytes:
-        """The object's bytes; ``FileNotFoundError`` when absent."""
-        return self.fs.cat_file(self.path(key))
+        """The object's bytes; ``FileNotFoundError`` when absent, ``IsADirectoryError`` when
+        ``key`` is a folder (on S3: objects exist under ``key/``)."""
+        path = self.path(key)
+        try:
+            return self.fs.cat_file(path)
+        except FileNotFoundError:
+            if self.fs.isdir(path):
+                raise IsADirectoryError(f"{key} is a folder") from None
+            raise
+
+    def modified(self, key: str) -> dt.datetime | None:
+        """When the object was last written (UTC), None when absent."""
+        try:
+            return mtime(self.fs.info(self.path(key)))
+        except FileNotFoundError:
+            return None
 
     def get_file(self, key: str, local_path: str) -> tuple[int, str]:
         """Download ``key`` to ``local_path``, hashing on the way; returns (size, sha256)."""
@@ -191,6 +225,28 @@ class Store:
         found = self.fs.find(base, detail=True)
         return {name[len(base) + 1:]: info for name, info in found.items() if name.startswith(base + "/")}
 
+    def remove_empty_folders(self, key: str) -> None:
+        """Remove the folders under ``key`` (and ``key``) that hold no file; never a file."""
+        path = self.path(key)
+        if self.is_local:
+            for folder, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(folder)  # fails on a folder that is not empty: what a newcomer wrote stays
+                except OSError:
+                    pass
+        elif not self.list_files(key):
+            self.delete(key)  # some S3 servers keep listing a folder after its last object went
+
+    def remove_stale_tmp(self, key: str, before: dt.datetime) -> list[str]:
+        """Delete the ``*.tmp-*`` files directly in folder ``key`` last written before ``before``
+        (what a killed writer left); returns their names."""
+        gone = []
+        for rel, info in sorted(self.list_files(key).items()):
+            if "/" not in rel and ".tmp-" in rel and mtime(info) < before:
+                self.delete(f"{key}/{rel}")
+                gone.append(rel)
+        return gone
+
     def delete(self, key: str) -> None:
         """Remove ``key`` (a file or a whole folder); absent is fine."""
         path = self.path(key)
@@ -204,7 +260,7 @@ class Store:
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create ``key`` holding ``data`` unless it exists; True when this call created it."""
         if self.is_s3:
-            return self._s3_put(key, data, if_none_match=True)
+            return self._s3_put(key, data, if_none_match=True) is not None
         path = self._local_only(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = _write_tmp(path, data)
@@ -224,6 +280,8 @@ class Store:
             try:
                 resp = client.get_object(Bucket=bucket, Key=obj)
             except client.exceptions.NoSuchKey:
+                if self.fs.isdir(self.path(key)):
+                    raise IsADirectoryError(f"{key} is a folder") from None
                 return None, None
             return resp["Body"].read(), resp["ETag"]
         try:
@@ -232,16 +290,18 @@ class Store:
             return None, None
         return data, hashlib.sha256(data).hexdigest()
 
-    def swap(self, key: str, data: bytes, token: str | None) -> None:
+    def swap(self, key: str, data: bytes, token: str | None) -> str:
         """Replace the pointer ``key`` by ``data`` if it still is what ``token`` was read from
-        (None: if it still does not exist); else raise :class:`PointerConflict`."""
+        (None: if it still does not exist); else raise :class:`PointerConflict`. Returns the token
+        of what it wrote (to move it again, e.g. back)."""
         if self.is_s3:
-            ok = (self._s3_put(key, data, if_none_match=True) if token is None
-                  else self._s3_put(key, data, if_match=token))
+            new = (self._s3_put(key, data, if_none_match=True) if token is None
+                   else self._s3_put(key, data, if_match=token))
         else:
-            ok = self._local_swap(self._local_only(key), data, token)
-        if not ok:
+            new = hashlib.sha256(data).hexdigest() if self._local_swap(self._local_only(key), data, token) else None
+        if new is None:
             raise PointerConflict(f"{key} moved since it was read; compare-and-swap lost")
+        return new
 
     def _local_only(self, key: str) -> str:
         if not self.is_local:
@@ -252,9 +312,16 @@ class Store:
     def _local_swap(path: str, data: bytes, token: str | None) -> bool:
         import fcntl
 
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        folder, base = os.path.split(path)
+        os.makedirs(folder, exist_ok=True)
         with open(path + ".lock", "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            for leftover in os.listdir(folder):  # only swaps write these, under this lock: a dead one's
+                if leftover.startswith(base + ".tmp-"):
+                    try:
+                        os.unlink(os.path.join(folder, leftover))
+                    except FileNotFoundError:
+                        pass
             try:
                 with open(path, "rb") as f:
                     current = hashlib.sha256(f.read()).hexdigest()
@@ -279,25 +346,52 @@ class Store:
         bucket, _, obj = self.path(key).partition("/")
         return self._client, bucket, obj
 
-    def _s3_put(self, key: str, data: bytes, *, if_none_match: bool = False, if_match: str | None = None) -> bool:
+    def _s3_put(self, key: str, data: bytes, *, if_none_match: bool = False,
+                if_match: str | None = None) -> str | None:
+        """The new object's ETag, None when the condition failed."""
         from botocore.exceptions import ClientError
 
         client, bucket, obj = self._boto(key)
         cond = {"IfNoneMatch": "*"} if if_none_match else {"IfMatch": if_match}
         try:
-            client.put_object(Bucket=bucket, Key=obj, Body=data, **cond)
+            resp = client.put_object(Bucket=bucket, Key=obj, Body=data, **cond)
         except ClientError as e:
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status in (412, 409) or e.response.get("Error", {}).get("Code") in (
                     "PreconditionFailed", "ConditionalRequestConflict"):
-                return False
+                return None
             raise
-        return True
+        return resp["ETag"]
 
 
 def _protocols(fs) -> tuple[str, ...]:
     proto = fs.protocol
     return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def mtime(info: dict) -> dt.datetime:
+    """The last-modified time (UTC) in an fsspec info dict (local: a float; pyarrow: a datetime)."""
+    value = info.get("mtime", info.get("LastModified"))
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(float(value), dt.UTC)
+
+
+def _replace_read_only(path: str, chunks: Iterator[bytes]) -> None:
+    """Write a new file and rename it over ``path``: the old inode, if any, is never touched."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "wb") as f:
+            f.writelines(chunks)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _write_tmp(path: str, data: bytes) -> str:
@@ -319,29 +413,50 @@ def _fsync_dir(path: str) -> None:
 
 # -- the bundle layout on top of a store ------------------------------------------------------
 def read_channel(store: Store, name: str, channel: str) -> ChannelPointer | None:
-    """The channel's pointer, None when the channel was never set (a plain read: base install)."""
+    """The channel's pointer, None when the channel was never set (a plain read: base install);
+    :class:`ManifestError` when it is malformed, a folder, or the pointer of another channel."""
+    key = channel_key(name, channel)
     try:
-        return ChannelPointer.from_json(store.get_bytes(channel_key(name, channel)))
+        return _pointer(store.get_bytes(key), name, channel)
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise ManifestError(f"{key} is a folder, not a channel pointer") from None
 
 
 def read_channel_for_update(store: Store, name: str, channel: str) -> tuple[ChannelPointer | None, str | None]:
     """The channel's pointer and the compare-and-swap token to move it with :meth:`Store.swap`."""
-    data, token = store.read_pointer(channel_key(name, channel))
-    return (None, None) if data is None else (ChannelPointer.from_json(data), token)
+    key = channel_key(name, channel)
+    try:
+        data, token = store.read_pointer(key)
+    except IsADirectoryError:
+        raise ManifestError(f"{key} is a folder, not a channel pointer") from None
+    return (None, None) if data is None else (_pointer(data, name, channel), token)
+
+
+def _pointer(data: bytes, name: str, channel: str) -> ChannelPointer:
+    pointer = ChannelPointer.from_json(data)
+    if (pointer.name, pointer.channel) != (name, channel):
+        raise ManifestError(f"{channel_key(name, channel)} holds the pointer of {pointer.name}/{pointer.channel}; "
+                            "refusing a pointer copied from another bundle or channel")
+    return pointer
 
 
 def list_channels(store: Store, name: str) -> list[str]:
-    """Channels of bundle ``name`` (lock and temporary files excluded)."""
-    return [c for c in store.list_dir(f"channels/{check_name('bundle name', name)}")
-            if not c.endswith(".lock") and ".tmp-" not in c]
+    """Channels of bundle ``name``: exactly the entries that are valid channel names
+    (:func:`~schemas.manifest.is_channel_name`, the rule that validates them), so no lock or
+    temporary file is listed and no channel is hidden."""
+    return [c for c in store.list_dir(f"channels/{check_name('bundle name', name)}") if is_channel_name(c)]
 
 
 def read_manifest(store: Store, name: str, version: str) -> tuple[Manifest, bytes]:
     """The parsed manifest of a version and its raw bytes; ``FileNotFoundError`` when the version
     has no manifest (never completed, or being deleted), :class:`ManifestError` when it is bad."""
-    data = store.get_bytes(bundle_prefix(name, version) + MANIFEST_FILE)
+    key = bundle_prefix(name, version) + MANIFEST_FILE
+    try:
+        data = store.get_bytes(key)
+    except IsADirectoryError:
+        raise ManifestError(f"{key} is a folder, not a manifest") from None
     manifest = Manifest.from_json(data)
     if (manifest.name, manifest.version) != (name, version):
         raise ManifestError(f"manifest at {bundle_prefix(name, version)} describes "

@@ -9,8 +9,10 @@ The manifest records the format version, when and from what the bundle was built
 hash, MLflow run ids, the Delta version of every input table), its offline metrics, the blessing
 verdict with reasons, and the size and sha256 of every file. Paths are POSIX, relative to the
 version folder, made of ``[A-Za-z0-9._-]`` components and never ``.`` / ``..``: a manifest naming
-a path outside its bundle does not parse. ``from_json`` is strict: unknown or missing keys, wrong
-types and a format version other than :data:`FORMAT_VERSION` raise :class:`ManifestError`.
+a path outside its bundle does not parse. ``from_json`` is strict: unknown, missing or duplicate
+keys, wrong types, absurd nesting and a format version other than :data:`FORMAT_VERSION` raise
+:class:`ManifestError`. Channel names follow :func:`is_channel_name` (never like the store's
+``.lock`` / ``.tmp-`` files), for writing and for listing alike.
 
 Imports with the base install only (the loader uses it).
 """
@@ -55,6 +57,28 @@ def check_name(kind: str, value: str) -> str:
     return value
 
 
+#: Suffixes of the store's own files beside the channel pointers (``<channel>.lock``,
+#: ``<channel>.tmp-<hex>``): a channel may not look like one, so listing channels never hides one.
+RESERVED_CHANNEL_SUFFIX = ".lock"
+RESERVED_CHANNEL_PART = ".tmp-"
+
+
+def is_channel_name(value: object) -> bool:
+    """The one rule for channel names (used to validate and to list them): a valid name
+    (:func:`check_name`) that does not end in ``.lock`` nor contain ``.tmp-``."""
+    return (isinstance(value, str) and bool(_NAME.fullmatch(value)) and value not in (".", "..")
+            and not value.endswith(RESERVED_CHANNEL_SUFFIX) and RESERVED_CHANNEL_PART not in value)
+
+
+def check_channel(kind: str, value: str) -> str:
+    """A channel name (see :func:`is_channel_name`); returns it."""
+    check_name(kind, value)
+    if not is_channel_name(value):
+        raise ManifestError(f"{kind} {value!r} is reserved: names ending in '{RESERVED_CHANNEL_SUFFIX}' or "
+                            f"containing '{RESERVED_CHANNEL_PART}' are the store's lock and temporary files")
+    return value
+
+
 def check_relpath(path: str) -> str:
     """A file path inside a bundle: relative POSIX, safe components, no ``.``/``..``; returns it."""
     if not isinstance(path, str) or not path:
@@ -71,7 +95,7 @@ def bundle_prefix(name: str, version: str) -> str:
 
 
 def channel_key(name: str, channel: str) -> str:
-    return f"channels/{check_name('bundle name', name)}/{check_name('channel', channel)}"
+    return f"channels/{check_name('bundle name', name)}/{check_channel('channel', channel)}"
 
 
 def _utc(value: dt.datetime, what: str) -> dt.datetime:
@@ -240,7 +264,7 @@ class ChannelPointer:
         if self.format_version != FORMAT_VERSION:
             raise ManifestError(f"channel pointer format_version {self.format_version} is not supported")
         check_name("bundle name", self.name)
-        check_name("channel", self.channel)
+        check_channel("channel", self.channel)
         check_name("version", self.version)
         if self.previous is not None:
             check_name("version", self.previous)
@@ -259,9 +283,20 @@ class ChannelPointer:
 
 
 def _loads(text: str | bytes, what: str) -> Any:
+    def unique(pairs: list[tuple[str, Any]]) -> dict:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):  # json keeps the last silently: what would a reader believe?
+            dup = next(k for i, k in enumerate(keys) if k in keys[:i])
+            raise ManifestError(f"{what} has a duplicate key {dup!r}; refusing an ambiguous document")
+        return dict(pairs)
+
     try:
-        return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        return json.loads(text, object_pairs_hook=unique)
+    except RecursionError:
+        raise ManifestError(f"{what} is nested too deeply to be a {what}; refusing it") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError (ManifestError too)
+        if isinstance(e, ManifestError):
+            raise
         raise ManifestError(f"{what} is not valid JSON ({e}); truncated or corrupt?") from None
 
 

@@ -1,22 +1,26 @@
 """The serving loader: load, verify, refuse, refresh; on a local store and on S3."""
+import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import faiss
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from export import loader as loader_module
 from export.blessing import BlessingConfig
 from export.loader import BundleError, Loader, load
-from export.publish import publish
-from export.store import read_manifest
+from export.publish import prune, publish, rollback
+from export.store import Store, read_channel, read_manifest
 from schemas.manifest import bundle_prefix
 
 from .conftest import LINEAGE, T0, metrics
@@ -55,8 +59,10 @@ def test_load_opens_every_part(store, candidate):
     assert bundle.pins.num_rows == 20 and bundle.pins.column("pin_id")[3].as_py() == 3
     assert bundle.pins.column("nsfw").to_pylist()[:8] == [True] + [False] * 6 + [True]
     assert repr(bundle) == "Bundle(homefeed/v1, shards=2, vectors=100, pins=20, blessed=True)"
-    if not store.is_local:  # downloaded into the cache, not read in place
-        assert bundle.root == os.path.join(tempfile.gettempdir(), "pinrec-bundles", "homefeed", "v1")
+    if not store.is_local:  # downloaded into the cache (per store, per manifest), not read in place
+        sha = hashlib.sha256(read_manifest(store, "homefeed", "v1")[1]).hexdigest()
+        assert bundle.root == os.path.join(tempfile.gettempdir(), "pinrec-bundles", store.identity, "homefeed",
+                                           f"v1.{sha[:16]}")
         assert os.path.isfile(os.path.join(bundle.root, "index", "shard_000.faiss"))
 
 
@@ -164,18 +170,104 @@ def test_refresh_switches_atomically(store, candidate):
     assert repr(loader).endswith("homefeed/prod -> v2)")
 
 
-def test_a_broken_cache_copy_is_downloaded_again(store, candidate):
+def test_a_broken_cache_copy_is_replaced_by_a_new_one_beside_it(store, candidate):
+    """The damaged copy may still be open in a process: it is left alone, a fresh one is downloaded."""
     if store.is_local:
         pytest.skip("a local store is read in place; there is no cache")
     _publish(store, candidate(0)[0], "v1")
     first = _open(store)
     shard = os.path.join(first.root, "index", "shard_000.faiss")
+    os.chmod(shard, 0o644)  # what it takes to damage it: the cache's files are read-only
     with open(shard, "r+b") as f:
         f.write(b"\0\0\0\0")
+    damaged = Path(shard).read_bytes()
     again = _open(store)
-    assert again.root == first.root and again.ntotal == 100
-    (_, sha) = loader_module.file_digest(shard)
-    assert sha == read_manifest(store, "homefeed", "v1")[0].of_role("index_shard")[0].sha256
+    assert again.root != first.root and again.ntotal == 100
+    assert os.path.dirname(again.root) == os.path.dirname(first.root)
+    assert Path(shard).read_bytes() == damaged  # never rewritten under a reader
+    want = read_manifest(store, "homefeed", "v1")[0].of_role("index_shard")[0].sha256
+    assert loader_module.file_digest(os.path.join(again.root, "index", "shard_000.faiss"))[1] == want
+    assert _open(store).root == again.root  # the good copy is found; nothing is downloaded a third time
+    assert len(os.listdir(os.path.dirname(first.root))) == 2
+
+
+def test_the_cache_is_per_store_and_read_only(store, candidate, tmp_path):
+    """homefeed/v1 from store A, then a different homefeed/v1 from store B, into one cache: A's
+    files stay as they were, and A's ranker reopened from disk (as Recommender does) scores as before."""
+    if store.is_local:
+        pytest.skip("a local store is read in place; there is no cache")
+    other = Store(f"{store.uri}-b", store.s3)
+    _publish(store, candidate(0)[0], "v1")
+    _publish(other, candidate(1)[0], "v1")
+    cache = str(tmp_path / "cache")
+    a = load(store.uri, "homefeed", s3=store.s3, cache_dir=cache)
+    x = np.random.default_rng(3).standard_normal((5, 4)).astype(np.float32)
+    (scores,) = a.ranker.run(None, {"x": x})
+    before = {e.path: (Path(a.root, e.path).read_bytes(), os.stat(Path(a.root, e.path)).st_ino)
+              for e in a.manifest.files}
+    b = load(other.uri, "homefeed", s3=other.s3, cache_dir=cache)
+    assert (a.encoder["seed"], b.encoder["seed"]) == (0, 1) and a.root != b.root
+    assert {e.path: (Path(a.root, e.path).read_bytes(), os.stat(Path(a.root, e.path)).st_ino)
+            for e in a.manifest.files} == before
+    reopened = ort.InferenceSession(os.path.join(a.root, "ranker", "ranker.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(reopened.run(None, {"x": x})[0], scores)
+    for bundle in (a, b):
+        for folder, dirs, files in os.walk(bundle.root):
+            assert os.stat(folder).st_mode & 0o777 == 0o555, folder
+            assert [os.stat(os.path.join(folder, f)).st_mode & 0o777 for f in files] == [0o444] * len(files)
+
+
+DEEP = b"[" * 200_000 + b"]" * 200_000
+
+
+def _pointer_edit(store, edit):
+    data = json.loads(store.get_bytes("channels/homefeed/prod"))
+    edit(data)
+    store.put_bytes("channels/homefeed/prod", json.dumps(data).encode())
+
+
+def _manifest_key(version="v1"):
+    return bundle_prefix("homefeed", version) + "manifest.json"
+
+
+BAD_BUNDLES = {  # (break it, how to load it, what the refusal names)
+    "deep manifest": (lambda s: s.put_bytes(_manifest_key(), DEEP), {"version": "v1"}, "nested too deeply"),
+    "deep pointer": (lambda s: s.put_bytes("channels/homefeed/prod", DEEP), {}, "nested too deeply"),
+    "pointer is a folder": (lambda s: (s.delete("channels/homefeed/prod"),
+                                       s.put_bytes("channels/homefeed/prod/x", b"{}")), {},
+                            "channels/homefeed/prod is a folder, not a channel pointer"),
+    "pointer of another bundle": (lambda s: _pointer_edit(s, lambda d: d.update(name="other")), {},
+                                  "channels/homefeed/prod holds the pointer of other/prod"),
+    "pointer of another channel": (lambda s: s.put_bytes("channels/homefeed/canary",
+                                                         s.get_bytes("channels/homefeed/prod")),
+                                   {"channel": "canary"}, "channels/homefeed/canary holds the pointer of homefeed/prod"),
+    "duplicate manifest key": (lambda s: s.put_bytes(_manifest_key(), b'{"format_version": 1, ' +
+                                                     s.get_bytes(_manifest_key())[1:]),
+                               {"version": "v1"}, "duplicate key 'format_version'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BUNDLES))
+def test_bad_manifests_and_pointers_are_refused_by_name(store, candidate, case):
+    _publish(store, candidate(0)[0], "v1")
+    breakit, how, message = BAD_BUNDLES[case]
+    breakit(store)
+    with pytest.raises(BundleError, match=message):
+        _open(store, **how)
+
+
+def test_a_version_folder_linked_to_outside_the_store_is_refused(store, candidate, tmp_path):
+    if not store.is_local:
+        pytest.skip("S3 has no symlinks")
+    _publish(store, candidate(0)[0], "v1")
+    folder = store.local_path(bundle_prefix("homefeed", "v1"))
+    outside = tmp_path / "elsewhere" / "v1"
+    shutil.copytree(folder, outside)
+    shutil.rmtree(folder)
+    os.symlink(outside, folder)
+    for how in ({}, {"version": "v1"}):
+        with pytest.raises(BundleError, match="bundles/homefeed/v1 resolves outside the store"):
+            _open(store, **how)
 
 
 def test_symlink_escaping_the_bundle_is_refused(store, candidate, tmp_path):
@@ -236,3 +328,101 @@ def test_loader_needs_only_the_base_install(store, candidate, tmp_path):
                          check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "v1 100 []"
+
+
+SERVER = """
+import hashlib, json, os, sys, time
+import numpy as np
+import onnxruntime as ort
+from export.loader import BundleError, Loader
+from export.store import S3Options
+
+s3 = S3Options(endpoint_url=os.environ["T_ENDPOINT"], access_key=os.environ["T_KEY"],
+               secret_key=os.environ["T_SECRET"])
+uri, cache, stop, ready = sys.argv[1:5]
+X = np.array([[0.5, -1.0, 2.0, 0.25]], np.float32)
+loader = Loader(uri, "homefeed", s3=s3, cache_dir=cache)
+
+def answer(bundle):
+    # every file on disk as the manifest says, and the ranker reopened from disk agrees with the one in memory
+    bad = [e.path for e in bundle.manifest.files
+           if hashlib.sha256(open(os.path.join(bundle.root, e.path), "rb").read()).hexdigest() != e.sha256]
+    disk = ort.InferenceSession(os.path.join(bundle.root, "ranker", "ranker.onnx"), providers=["CPUExecutionProvider"])
+    (mem,) = bundle.ranker.run(None, {"x": X})
+    return {"version": bundle.version, "seed": bundle.encoder["seed"], "score": float(mem[0, 0]),
+            "disk_score": float(disk.run(None, {"x": X})[0][0, 0]), "bad_files": bad}
+
+open(ready, "w").close()
+refused, deadline = 0, time.monotonic() + 90
+while True:
+    last = os.path.exists(stop) or time.monotonic() > deadline
+    try:
+        loader.refresh()
+    except BundleError:  # the version went (pruned, rolled back) while it was being loaded: keep serving
+        refused += 1
+    print(json.dumps(answer(loader.bundle)), flush=True)
+    if last:
+        break
+    time.sleep(0.02)
+print(json.dumps({"refused": refused}), flush=True)
+"""
+
+
+@pytest.mark.integration
+def test_two_servers_sharing_a_cache_survive_publish_rollback_and_prune(s3_server, candidate, tmp_path):
+    """Two serving processes share one download cache and follow the channel while the test publishes,
+    rolls back and prunes: neither crashes, and every answer comes from a published version whose
+    files on disk are exactly the manifest's."""
+    store = Store(f"s3://pinrec/{tmp_path.name}-{os.getpid()}", s3_server.options)
+    rounds = 8
+    made = {seed: candidate(seed) for seed in range(rounds + 1)}
+    seed_of = {}
+
+    def publish_round(i):
+        version = f"v{i:02d}"
+        publish(store, "homefeed", made[i][0], metrics(recall=0.30 + 0.005 * i), LINEAGE, version=version,
+                now=T0, blessing=GATE)
+        seed_of[version] = i
+
+    publish_round(0)
+    cache, stop = tmp_path / "cache", tmp_path / "stop"
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), T_ENDPOINT=store.s3.endpoint_url, T_KEY=store.s3.access_key,
+               T_SECRET=store.s3.secret_key)
+    procs = [subprocess.Popen([sys.executable, "-c", SERVER, store.uri, str(cache), str(stop), str(tmp_path / f"r{i}")],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"r{i}").exists() for i in range(2)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "servers did not start"
+            time.sleep(0.1)
+        for i in range(1, rounds + 1):
+            publish_round(i)
+            time.sleep(0.3)
+            if i % 2 == 0:
+                rollback(store, "homefeed", "prod", f"v{i - 1:02d}")
+                time.sleep(0.3)
+            prune(store, "homefeed", keep_blessed=2, keep_unblessed=0)
+            time.sleep(0.2)
+        final = read_channel(store, "homefeed", "prod").version
+        stop.touch()
+        outs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        stop.touch()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for proc, (out, err) in zip(procs, outs):
+        assert proc.returncode == 0, err[-3000:]
+        lines = [json.loads(line) for line in out.splitlines()]
+        answers, summary = lines[:-1], lines[-1]
+        assert answers and "refused" in summary
+        for a in answers:
+            assert a["version"] in seed_of and a["seed"] == seed_of[a["version"]], a
+            assert a["bad_files"] == [] and a["disk_score"] == a["score"], a
+            w = made[a["seed"]][2]
+            x = np.array([[0.5, -1.0, 2.0, 0.25]], np.float32)
+            np.testing.assert_allclose(a["score"], float(1 / (1 + np.exp(-(x @ w)[0, 0]))), rtol=1e-5)
+        assert answers[-1]["version"] == final
+        assert len({a["version"] for a in answers}) >= 2  # it did follow the channel
+

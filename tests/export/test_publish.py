@@ -14,9 +14,16 @@ import pytest
 
 from export.blessing import BlessingConfig
 from export.loader import BundleError, load
-from export.publish import PointerConflict, PublishError, prune, publish, rollback
+from export.publish import (
+    PointerConflict,
+    PublishConfig,
+    PublishError,
+    prune,
+    publish,
+    rollback,
+)
 from export.store import S3Options, Store, read_channel, read_manifest
-from schemas.manifest import ChannelPointer, Manifest, bundle_prefix
+from schemas.manifest import ChannelPointer, Manifest, ManifestError, bundle_prefix
 
 from .conftest import LINEAGE, T0, metrics
 
@@ -93,7 +100,7 @@ def test_versions_are_immutable(store, candidate):
         _publish(store, files, "v1")
 
 
-STEPS = ["upload:index/shard_000.faiss", "uploaded", "verified", "manifest", "pointer:before", "pointer:after"]
+STEPS = ["claimed", "upload:index/shard_000.faiss", "uploaded", "verified", "manifest", "pointer:before", "pointer:after"]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -264,3 +271,167 @@ def test_s3_options_from_env_hide_the_keys():
         S3Options.from_env({"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"})
     with pytest.raises(ValueError, match="http:// or https://"):
         S3Options(endpoint_url="127.0.0.1:9000")
+
+
+def _bytes_and_inodes(store, version):
+    """{path: (bytes, inode or None)} of every stored file of a version."""
+    prefix = bundle_prefix("homefeed", version)
+    return {rel: (store.get_bytes(prefix + rel), os.stat(store.local_path(prefix + rel)).st_ino
+                  if store.is_local else None) for rel in store.list_files(prefix)}
+
+
+def test_a_second_publisher_of_a_version_never_writes_into_it(store, candidate):
+    """Two publishers of one explicit version: the late one fails before touching the first one's files,
+    whether it starts while the first is uploading or after the first is done."""
+    first, second = candidate(0)[0], candidate(1)[0]
+    seen = {}
+
+    def hook(step):
+        if step == "verified":  # the first publisher's files are in place, its manifest not yet
+            seen["before"] = _bytes_and_inodes(store, "v1")
+            with pytest.raises(PublishError, match="homefeed/v1 is being published or was published"):
+                _publish(store, second, "v1", when=T0 + HOUR)
+            seen["after"] = _bytes_and_inodes(store, "v1")
+
+    res = _publish(store, first, "v1", hook=hook)
+    assert res.promoted and _channel(store) == "v1"
+    assert seen["after"] == seen["before"]
+    with pytest.raises(PublishError, match="already exists"):
+        _publish(store, second, "v1", when=T0 + HOUR)
+    now = _bytes_and_inodes(store, "v1")
+    assert {k: v for k, v in now.items() if k != "manifest.json"} == seen["before"]
+    for target, local, _ in first.layout():
+        assert now[target][0] == Path(local).read_bytes()
+    assert load(store.uri, "homefeed", s3=store.s3).encoder["seed"] == 0
+
+
+@pytest.mark.parametrize("channel", ["canary.lock", "exp.tmp-1"])
+def test_channels_hidden_from_list_channels_cannot_be_created(store, candidate, channel):
+    """Such a channel was invisible to prune, which then deleted the version it served."""
+    _publish(store, candidate(0)[0], "v1")
+    with pytest.raises(ManifestError, match="reserved"):
+        _publish(store, candidate(1)[0], "v2", when=T0 + HOUR, channel=channel)
+    with pytest.raises(ManifestError, match="reserved"):
+        rollback(store, "homefeed", channel, "v1")
+    with pytest.raises(ManifestError, match="reserved"):
+        PublishConfig(channel=channel)
+    assert store.list_dir("channels/homefeed") in (["prod"], ["prod", "prod.lock"])
+
+
+def _doomed_v1(store, candidate):
+    """v1 (oldest blessed) is due for pruning with keep_blessed=1; the channel is on v2."""
+    _publish(store, candidate(0)[0], "v1")
+    _publish(store, candidate(1)[0], "v2", when=T0 + HOUR)
+    assert _channel(store) == "v2"
+
+
+def test_prune_spares_a_version_a_rollback_moved_to_after_its_pointer_read(store, candidate, monkeypatch):
+    _doomed_v1(store, candidate)
+    real_list_dir = store.list_dir
+
+    def list_dir(key):  # prune reads the pointers, then lists the versions: the rollback lands in between
+        if key == "bundles/homefeed" and not rolled:
+            rolled.append(rollback(store, "homefeed", "prod", "v1"))
+        return real_list_dir(key)
+
+    rolled = []
+    monkeypatch.setattr(store, "list_dir", list_dir)
+    assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == []
+    assert rolled and _channel(store) == "v1"
+    assert load(store.uri, "homefeed", s3=store.s3).version == "v1"
+    monkeypatch.undo()
+    rollback(store, "homefeed", "prod", "v2")
+    assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == ["v1"]  # nothing left in the way
+
+
+def test_a_rollback_landing_just_before_prunes_delete_is_undone(store, candidate, monkeypatch):
+    """Whatever prune read, the rollback that lands right before the delete must not leave the
+    channel on a deleted version: it sees the version marked for deletion and puts the channel back."""
+    _doomed_v1(store, candidate)
+    real_delete = store.delete
+    outcome = []
+
+    def delete(key):
+        if key.startswith(bundle_prefix("homefeed", "v1")) and not outcome:
+            try:
+                outcome.append(rollback(store, "homefeed", "prod", "v1"))
+            except PublishError as e:
+                outcome.append(e)
+        real_delete(key)
+
+    monkeypatch.setattr(store, "delete", delete)
+    assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == ["v1"]
+    assert len(outcome) == 1 and isinstance(outcome[0], PublishError)
+    assert "being pruned" in str(outcome[0])
+    assert _channel(store) == "v2"
+    assert load(store.uri, "homefeed", s3=store.s3).version == "v2"
+    with pytest.raises(PublishError, match="not a complete version"):
+        rollback(store, "homefeed", "prod", "v1")
+
+
+def test_rollback_refuses_a_version_being_pruned(store, candidate):
+    _doomed_v1(store, candidate)
+    store.put_bytes(bundle_prefix("homefeed", "v1") + ".pruning", b"{}")  # a prune is deleting it right now
+    with pytest.raises(PublishError, match="homefeed/v1 is being pruned"):
+        rollback(store, "homefeed", "prod", "v1")
+    assert _channel(store) == "v2"
+
+
+def test_prune_keeps_a_claimed_version_for_the_grace_period(store, candidate):
+    """A publisher that died right after claiming its version left only the claim."""
+    _publish(store, candidate(0)[0], "v1")
+
+    def hook(step):
+        if step == "claimed":
+            raise Killed(step)
+
+    with pytest.raises(Killed):
+        _publish(store, candidate(1)[0], "v2", when=T0 + HOUR, hook=hook)
+    assert store.list_files(bundle_prefix("homefeed", "v2")).keys() == {".claim"}
+    with pytest.raises(PublishError, match="homefeed/v2 is being published or was published"):
+        _publish(store, candidate(2)[0], "v2", when=T0 + HOUR)
+    now = dt.datetime.now(dt.UTC)
+    assert prune(store, "homefeed", incomplete_grace_s=3600, now=now) == []
+    assert prune(store, "homefeed", incomplete_grace_s=3600, now=now + 2 * HOUR) == ["v2"]
+    assert store.list_files(bundle_prefix("homefeed", "v2")) == {}
+    assert _publish(store, candidate(2)[0], "v2", when=T0 + HOUR).promoted  # the name is free again
+
+
+def test_prune_sweeps_pointer_files_a_killed_swap_left(store, candidate):
+    if not store.is_local:
+        pytest.skip("S3 swaps leave no temporary objects")
+    _publish(store, candidate(0)[0], "v1")
+    folder = Path(store.local_path("channels/homefeed/prod")).parent
+    old, fresh = folder / "prod.tmp-0123abcd", folder / "prod.tmp-4567ef01"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    an_hour_ago = dt.datetime.now(dt.UTC).timestamp() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    prune(store, "homefeed")
+    assert sorted(p.name for p in folder.iterdir()) == ["prod", "prod.lock", "prod.tmp-4567ef01"]
+
+
+@pytest.mark.parametrize("meanwhile, problem", [
+    (lambda s: s.put_bytes(bundle_prefix("homefeed", "v1") + ".pruning", b"{}"), "is being pruned"),
+    (lambda s: s.delete(bundle_prefix("homefeed", "v1") + "manifest.json"), "was deleted"),
+], ids=["marked", "deleted"])
+def test_a_rollback_that_lost_the_race_to_prune_puts_the_channel_back(store, candidate, monkeypatch, meanwhile,
+                                                                      problem):
+    """The prune marked (or already deleted) v1 after the rollback's checks, before its pointer move:
+    the move is undone."""
+    _doomed_v1(store, candidate)
+    real_swap = store.swap
+
+    def swap(key, data, token):
+        if not done:
+            done.append(meanwhile(store))
+        return real_swap(key, data, token)
+
+    done = []
+    monkeypatch.setattr(store, "swap", swap)
+    with pytest.raises(PublishError, match=f"homefeed/v1 {problem} while channel prod moved to it; "
+                                           "the channel was put back on v2"):
+        rollback(store, "homefeed", "prod", "v1")
+    pointer = read_channel(store, "homefeed", "prod")
+    assert (pointer.version, pointer.reason) == ("v2", "publish")
+    assert load(store.uri, "homefeed", s3=store.s3).version == "v2"

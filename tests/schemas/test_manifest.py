@@ -17,7 +17,9 @@ from schemas.manifest import (
     Metrics,
     bundle_prefix,
     channel_key,
+    check_channel,
     check_relpath,
+    is_channel_name,
 )
 
 SHA = "ab" * 32
@@ -163,3 +165,46 @@ def test_drift_metrics_are_optional_and_round_trip():
     assert Manifest.from_json(drifted.to_json()) == drifted
     with pytest.raises(ManifestError, match=r"drift\[score_psi.save\] must be finite and >= 0"):
         dataclasses.replace(plain.metrics, drift={"score_psi.save": float("nan")})
+
+
+@pytest.mark.parametrize("name", ["canary.lock", "exp.tmp-1", "prod.tmp-0123abcd", "a.lock"])
+def test_channel_names_cannot_look_like_the_stores_own_files(name):
+    """The store keeps ``<channel>.lock`` and ``<channel>.tmp-*`` files beside the pointers, and
+    ``list_channels`` skips them: a channel may not have such a name, or prune would not see it."""
+    assert not is_channel_name(name)
+    with pytest.raises(ManifestError, match="reserved"):
+        check_channel("channel", name)
+    with pytest.raises(ManifestError, match="reserved"):
+        channel_key("homefeed", name)
+    with pytest.raises(ManifestError, match="reserved"):
+        ChannelPointer("homefeed", name, "v1", SHA, dt.datetime(2026, 1, 10, tzinfo=dt.UTC), "publish")
+
+
+def test_channel_name_rule():
+    assert [n for n in ("prod", "canary-2", "exp.1", "lock", "x.locked", "tmp-1", "a.tmp") if is_channel_name(n)] == \
+        ["prod", "canary-2", "exp.1", "lock", "x.locked", "tmp-1", "a.tmp"]
+    assert [n for n in ("", ".x", "a/b", None, "a" * 129) if is_channel_name(n)] == []
+    assert check_channel("channel", "prod") == "prod"
+
+
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def test_deeply_nested_json_is_refused_clearly():
+    with pytest.raises(ManifestError, match="manifest is nested too deeply"):
+        Manifest.from_json(DEEP)
+    with pytest.raises(ManifestError, match="channel pointer is nested too deeply"):
+        ChannelPointer.from_json('{"name": ' + DEEP + "}")
+
+
+def test_duplicate_json_keys_are_refused():
+    text = _manifest().to_json()
+    with pytest.raises(ManifestError, match="duplicate key 'format_version'"):
+        Manifest.from_json('{"format_version": 1, ' + text[1:])
+    doubled = text.replace('"blessed": false', '"blessed": false, "blessed": true')
+    assert doubled != text
+    with pytest.raises(ManifestError, match=r"duplicate key 'blessed'"):
+        Manifest.from_json(doubled)
+    p = ChannelPointer("homefeed", "prod", "v2", SHA, dt.datetime(2026, 1, 10, tzinfo=dt.UTC), "publish")
+    with pytest.raises(ManifestError, match="duplicate key 'version'"):
+        ChannelPointer.from_json('{"version": "v9", ' + p.to_json()[1:])
