@@ -65,11 +65,19 @@ from .serving_encoding import (
     ServingEncoder,
     needed_columns,
 )
-from .serving_request import Frames, Request, UserTable
+from .serving_request import (
+    Frames,
+    Request,
+    RequestError,
+    UserTable,
+    check_ids,
+    check_k,
+    check_query,
+)
 from .shards import ShardedIndex
 
 __all__ = ["CHANNELS", "CONTEXT", "EMBEDDING_COLUMNS", "STAGES", "Candidates", "LoaderRecommender",
-           "RecommendConfig", "Recommendation", "Recommender"]
+           "RecommendConfig", "Recommendation", "Recommender", "RequestError"]
 EMBEDDINGS_FILE = "pin_embeddings.npy"
 STAGES = ("features", "ann", "candidates", "encode", "ranker", "rerank")
 
@@ -244,10 +252,11 @@ class Recommender:
 
     # ---------------------------------------------------------------- per request
     def _ann(self, req: Request, query: np.ndarray | None) -> np.ndarray:
-        """Rows (into the pins) of the ANN channel, best first; hits without pin metadata dropped."""
+        """Rows (into the pins) of the ANN channel, best first; hits without pin metadata dropped.
+        ``query``: None or (Q, D) float32, validated (:func:`~export.serving_request.check_query`)."""
         cfg = self.config
         if query is not None:
-            q = np.atleast_2d(np.asarray(query, np.float32))
+            q = query
         else:
             rows, found = self._rows(req.saves[: cfg.ann_queries])
             if self.embeddings is None or not found.any():
@@ -256,7 +265,8 @@ class Recommender:
             q = q[np.abs(q).sum(1) > 0]  # a pin PinSage did not embed has zeros
         return ann_search(self.index, q, self.pins, cfg.ann_candidates, cfg.recency_half_life, cfg.rrf_k)
 
-    def _candidates(self, req: Request, query, exclude, timings: dict | None) -> Candidates:
+    def _candidates(self, req: Request, query: np.ndarray | None, exclude: np.ndarray,
+                    timings: dict | None) -> Candidates:
         t0 = time.perf_counter()
         cfg = self.config
         ann = self._ann(req, query) if "ann" in cfg.channels or query is not None else np.zeros(0, np.int64)
@@ -265,7 +275,7 @@ class Recommender:
         parts = {"ann": ann, "category": self._channels.category(code, cfg.trending_candidates),
                  "trending": self._channels.trending, "fresh": self._channels.fresh(req.now_us)}
         order = list(cfg.channels) if query is None or "ann" in cfg.channels else ["ann", *cfg.channels]
-        drop = req.saves if exclude is None else np.concatenate([req.saves, np.asarray(exclude, np.int64)])
+        drop = np.concatenate([req.saves, exclude]) if len(exclude) else req.saves
         cand = merge(parts, order, self._eligible, self._pin_ids, drop)
         if timings is not None:
             timings["ann"] = timings.get("ann", 0.0) + t1 - t0
@@ -275,14 +285,16 @@ class Recommender:
     def candidates(self, user: int | None, context: Mapping[str, Any] | None = None, *,
                    query: np.ndarray | None = None, exclude: Sequence[int] | None = None) -> Candidates:
         """The merged, filtered candidates :meth:`recommend` ranks (before ranking)."""
+        query, exclude = check_query(query, self.index.d), check_ids(exclude)
         return self._candidates(self._request(user, context), query, exclude, None)
 
     def frame(self, user: int | None, pin_ids: np.ndarray, context: Mapping[str, Any] | None = None) -> dict:
         """The ranker's input frame for (user, pins, context): the training set's columns."""
+        ids = check_ids(pin_ids, "pin_ids")
         req = self._request(user, context)
-        rows, found = self._rows(pin_ids)
+        rows, found = self._rows(ids)
         if not found.all():
-            raise ValueError(f"pins without metadata in the bundle: {np.asarray(pin_ids)[~found][:5].tolist()}")
+            raise ValueError(f"pins without metadata in the bundle: {ids[~found][:5].tolist()}")
         return self._frame(req, rows)
 
     def score(self, frame: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -298,9 +310,9 @@ class Recommender:
         datetime: feature freshness, fresh pins, and ``hour``/``day_of_week`` when not given;
         default the snapshot's cut-off). ``query``: (D,) or (Q, D) embeddings searched instead of
         the user's saves; ``exclude``: pin ids never to return (e.g. already shown).
-        ``timings``: filled with the seconds of each of :data:`STAGES`."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        ``timings``: filled with the seconds of each of :data:`STAGES`. A malformed argument
+        raises :class:`~export.serving_request.RequestError` (a ValueError) naming it."""
+        k, query, exclude = check_k(k), check_query(query, self.index.d), check_ids(exclude)
         t0 = time.perf_counter()
         req = self._request(user, context)
         t1 = time.perf_counter()
@@ -312,7 +324,7 @@ class Recommender:
         t4 = time.perf_counter()
         out = dict(zip(self._outputs, self._ranker.run(self._outputs, {"categorical": categorical, "dense": dense})))
         t5 = time.perf_counter()
-        chosen = rerank(out["score"], cand.pin_ids, self._cat[cand.rows], int(k), self.config.category_cap,
+        chosen = rerank(out["score"], cand.pin_ids, self._cat[cand.rows], k, self.config.category_cap,
                         self.config.mmr_lambda, lambda pos: np.asarray(self.embeddings[cand.rows[pos]], np.float32))
         probs = [dict(zip(self.tasks, p)) for p in zip(*(out[f"p_{t}"][chosen].tolist() for t in self.tasks))]
         names = self._category_names
