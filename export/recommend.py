@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -212,7 +213,8 @@ class Recommender:
 
     @classmethod
     def from_loader(cls, loader, config: RecommendConfig | None = None) -> LoaderRecommender:
-        """A recommender that follows ``loader.bundle`` across ``Loader.refresh()``."""
+        """A recommender that follows ``loader.bundle`` across ``Loader.refresh()``, which then
+        switches only to versions it can serve (:class:`LoaderRecommender`)."""
         return LoaderRecommender(loader, config)
 
     # ---------------------------------------------------------------- per bundle
@@ -339,6 +341,22 @@ class Recommender:
             timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - t5
         return result
 
+    def probe(self) -> None:
+        """Answer requests as serving would (a cold start and the first user of the snapshot with
+        saves among its first 100 rows, else its first user); raise unless each answers
+        Recommendations with finite scores. :class:`LoaderRecommender` runs it before a refresh."""
+        users: list[int | None] = [None]
+        view = self._users.view if self._users is not None else None
+        if view is not None and view.num_rows and view.key_kinds == ("int",):  # the key is the user id
+            pos = next((p for p in range(min(100, view.num_rows)) if len(self._users.saves(p))), 0)
+            users.append(int(view.keys[pos]))
+        for user in users:
+            out = self.recommend(user, k=10)
+            bad = [r for r in out if not np.isfinite(r.score)]
+            if bad:
+                raise ValueError(f"bundle {self.bundle.name}/{self.bundle.version}: the probe request for user "
+                                 f"{user} got {bad[:3]} (scores must be finite)")
+
     def __repr__(self) -> str:
         cfg = self.config
         return (f"{self.__class__.__name__}({self.bundle.name}/{self.bundle.version}, pins={len(self._pin_ids)}, "
@@ -347,13 +365,34 @@ class Recommender:
 
 
 class LoaderRecommender:
-    """A :class:`Recommender` over ``loader.bundle``, rebuilt when a refresh swapped the bundle
-    (the first request after a refresh pays the rebuild; call :meth:`current` to do it eagerly)."""
+    """A :class:`Recommender` over ``loader.bundle`` that follows ``Loader.refresh()``.
+
+    It registers a check with the loader (:meth:`Loader.add_check`, run on the bundle serving now
+    too): a refresh switches only to a version whose Recommender builds and answers
+    :meth:`Recommender.probe`, and the Recommender built there serves the first request after the
+    switch. A version that cannot serve is refused by ``refresh()`` (:class:`BundleError`) and the
+    previous one keeps serving. The loader holds the check weakly: dropping this object drops it.
+    """
 
     def __init__(self, loader, config: RecommendConfig | None = None) -> None:
         self.loader, self.config = loader, config or RecommendConfig()
         self._lock = threading.Lock()
         self._current: Recommender | None = None
+        self._ready: Recommender | None = None  # built and probed by the check, not serving yet
+        method = weakref.WeakMethod(self._check)
+
+        def check(bundle) -> None:  # the loader holds this, not the object: dropping the object drops the work
+            live = method()
+            if live is not None:
+                live(bundle)
+
+        loader.add_check(check)
+
+    def _check(self, bundle) -> None:
+        rec = Recommender(bundle, self.config)
+        rec.probe()
+        with self._lock:
+            self._ready = rec
 
     def current(self) -> Recommender:
         bundle = self.loader.bundle
@@ -362,7 +401,11 @@ class LoaderRecommender:
             with self._lock:
                 rec = self._current
                 if rec is None or rec.bundle is not bundle:
-                    rec = self._current = Recommender(bundle, self.config)
+                    if self._ready is not None and self._ready.bundle is bundle:
+                        rec, self._ready = self._ready, None
+                    else:  # a bundle no check of this object saw (the loader swapped without it)
+                        rec = Recommender(bundle, self.config)
+                    self._current = rec
         return rec
 
     def recommend(self, user: int | None, context: Mapping[str, Any] | None = None, k: int = 50,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import json
 import os
 import subprocess
@@ -33,7 +34,7 @@ from export.feature_store import (
     with_meta,
 )
 from export.index_choice import IndexConfig
-from export.loader import Loader, load
+from export.loader import BundleError, Loader, load
 from export.publish import BundleFiles, publish
 from export.recommend import (
     CHANNELS,
@@ -584,6 +585,57 @@ def test_from_loader_follows_refresh(published, tmp_path):
     publish(store, "homefeed", files, metrics(recall=0.31), LINEAGE, version="v2", now=T0, blessing=GATE)
     assert loader.refresh()
     assert follow.current().bundle.version == "v2" and follow.recommend(2, CONTEXT, k=5) == first
+
+
+def _empty_encoder(folder):
+    files = write_candidate(folder)
+    (folder / "encoder.json").write_text("{}")
+    return files
+
+
+CANNOT_SERVE = {  # a version the loader accepts but Recommender cannot build
+    "no pin_embeddings": (lambda folder: write_candidate(folder, with_embeddings=False),
+                          r"carries no extra/pin_embeddings.npy"),
+    "encoder {}": (_empty_encoder, r"not a pinrec encoder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CANNOT_SERVE))
+def test_a_refresh_to_a_version_that_cannot_serve_keeps_the_old_one(tmp_path, monkeypatch, case):
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", write_candidate(tmp_path / "c1"), metrics(), LINEAGE, version="v1", now=T0,
+            blessing=GATE)
+    loader = Loader(store.uri, "homefeed")
+    follow = Recommender.from_loader(loader)
+    before = follow.recommend(2, CONTEXT, k=5)
+    built = []
+    build = Recommender.__init__
+
+    def counting(self, bundle, *args, **kwargs):
+        built.append(bundle.version)
+        build(self, bundle, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "__init__", counting)
+    write, message = CANNOT_SERVE[case]
+    publish(store, "homefeed", write(tmp_path / "c2"), metrics(recall=0.31), LINEAGE, version="v2", now=T0,
+            blessing=GATE)
+    assert load(store.uri, "homefeed").version == "v2"  # the loader accepts it
+    for attempt in (1, 2):
+        with pytest.raises(BundleError, match=rf"refusing homefeed/v2: it cannot serve \(ValueError: .*{message}"):
+            loader.refresh()
+        assert loader.version == "v1" and loader.failed_refreshes == attempt
+        assert follow.recommend(2, CONTEXT, k=5) == before  # the old version keeps serving
+    assert built == ["v2"]  # refused once; not rebuilt while the channel points to it
+    publish(store, "homefeed", write_candidate(tmp_path / "c3"), metrics(recall=0.32), LINEAGE, version="v3", now=T0,
+            blessing=GATE)
+    assert loader.refresh() is True and loader.version == "v3" and built == ["v2", "v3"]
+    assert follow.recommend(2, CONTEXT, k=5) == before and follow.current().bundle is loader.bundle
+    assert built == ["v2", "v3"]  # the recommender the refresh built and probed serves: no rebuild
+    del follow
+    gc.collect()
+    publish(store, "homefeed", write_candidate(tmp_path / "c4"), metrics(recall=0.33), LINEAGE, version="v4", now=T0,
+            blessing=GATE)
+    assert loader.refresh() is True and built == ["v2", "v3"]  # the loader held its check weakly
 
 
 def test_recommend_needs_only_the_base_install(published):
