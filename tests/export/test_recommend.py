@@ -638,6 +638,23 @@ def test_a_refresh_to_a_version_that_cannot_serve_keeps_the_old_one(tmp_path, mo
     assert loader.refresh() is True and built == ["v2", "v3"]  # the loader held its check weakly
 
 
+def test_the_probe_asks_a_cold_and_a_known_user_and_refuses_non_finite_scores(bundle, monkeypatch):
+    r = rec(bundle)
+    asked, answer = [], r.recommend
+
+    def recording(user, **kwargs):
+        asked.append(user)
+        return answer(user, **kwargs)
+
+    monkeypatch.setattr(r, "recommend", recording)
+    r.probe()
+    assert asked == [None, 1]  # user 1: the first of the snapshot with saves
+    nan = dataclasses.replace(answer(1, k=1)[0], score=float("nan"))
+    monkeypatch.setattr(r, "recommend", lambda user, **kwargs: [nan])
+    with pytest.raises(ValueError, match=r"homefeed/v1: the probe request for user None got .*scores must be finite"):
+        r.probe()
+
+
 def test_recommend_needs_only_the_base_install(published):
     script = BLOCKER + textwrap.dedent(f"""
         from export.loader import load
