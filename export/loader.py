@@ -23,7 +23,10 @@ alone still copies a flat index into RAM, and the two together fail on IVF shard
 unpickled: faiss' own format, ONNX protobuf, JSON and Parquet only.
 
 :class:`Loader` holds the current :class:`Bundle`; ``refresh()`` loads the channel's new version
-completely before swapping one reference, so a failed load raises and keeps the old bundle serving.
+completely, and runs the loader's checks on it (``check(bundle)``, raising when it cannot serve:
+:class:`~export.recommend.LoaderRecommender` registers one that builds a recommender and answers a
+probe request), before swapping one reference; a failed load or check raises and keeps the old
+bundle serving.
 
 Base install only: numpy, pyarrow, fsspec, faiss, onnxruntime (no Spark, torch, MLflow, Airflow).
 """
@@ -36,7 +39,9 @@ import os
 import shutil
 import tempfile
 import threading
+import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,16 +286,25 @@ def _check_pins(where: str, schema: pa.Schema) -> None:
 class Loader:
     """Serves one channel of one bundle; ``refresh()`` follows the channel atomically.
 
+    ``check``: called with every bundle before it serves (the first one included), raising when it
+    cannot serve (more with :meth:`add_check`). ``failed_refreshes`` counts the refreshes that
+    raised, ``last_error`` holds the latest one's error.
+
     >>> loader = Loader("s3://bucket/serving", "homefeed", s3=S3Options(endpoint_url=...))  # doctest: +SKIP
     >>> loader.bundle.shards[0].search(q, 10)                                              # doctest: +SKIP
     """
 
     def __init__(self, uri: str, name: str, channel: str = "prod", *, cache_dir: str | None = None,
-                 s3: S3Options | None = None) -> None:
+                 s3: S3Options | None = None, check: Callable[[Bundle], None] | None = None) -> None:
         self.name, self.channel, self.cache_dir = name, channel, cache_dir
         self._store = Store(uri, s3)
         self._refresh_lock = threading.Lock()
+        self._checks: list[Callable[[Bundle], None]] = []
+        self._refused: tuple[str, str, str] | None = None  # (version, manifest sha, why) of what a check refused
+        self.failed_refreshes, self.last_error = 0, None
         self._bundle = _load(self._store, name, channel, None, cache_dir)
+        if check is not None:
+            self.add_check(check)
 
     @property
     def bundle(self) -> Bundle:
@@ -301,14 +315,41 @@ class Loader:
     def version(self) -> str:
         return self._bundle.version
 
-    def refresh(self) -> bool:
-        """Switch to the channel's current version; True if it changed. On any failure the old
-        bundle stays and the :class:`BundleError` propagates (never a half-switched loader)."""
+    def add_check(self, check: Callable[[Bundle], None]) -> None:
+        """Run ``check(bundle)`` on the bundle serving now (its error propagates, and the check is
+        not added) and on every version a refresh would switch to."""
         with self._refresh_lock:
-            pointer = resolve(self._store, self.name, self.channel)
-            if pointer.version == self._bundle.version:
-                return False
-            new = _load(self._store, self.name, self.channel, None, self.cache_dir)
+            check(self._bundle)
+            self._checks.append(check)
+
+    def refresh(self) -> bool:
+        """Switch to the channel's current version; True if it changed. The switch happens only
+        once the version loaded completely and every check passed. On any failure the old bundle
+        keeps serving (never a half-switched loader), the failure is logged and counted
+        (``failed_refreshes``, ``last_error``) and a :class:`BundleError` propagates (a failed
+        check's error as its cause). A version a check refused is not loaded again: refreshing
+        while the channel still points to it raises the same error at once."""
+        with self._refresh_lock:
+            try:
+                pointer = resolve(self._store, self.name, self.channel)
+                if pointer.version == self._bundle.version:
+                    return False
+                if self._refused is not None and self._refused[:2] == (pointer.version, pointer.manifest_sha256):
+                    raise BundleError(self._refused[2])
+                new = _load(self._store, self.name, self.channel, None, self.cache_dir)
+                for check in self._checks:
+                    try:
+                        check(new)
+                    except Exception as e:
+                        traceback.clear_frames(e.__traceback__)  # last_error must not keep what the check built alive
+                        why = f"refusing {new.name}/{new.version}: it cannot serve ({type(e).__name__}: {e})"
+                        self._refused = (pointer.version, pointer.manifest_sha256, why)
+                        raise BundleError(why) from e
+            except Exception as e:
+                self.failed_refreshes, self.last_error = self.failed_refreshes + 1, e
+                log.warning("loader %s/%s: refresh failed, still serving %s: %s", self.name, self.channel,
+                            self._bundle.version, e)
+                raise
             old, self._bundle = self._bundle, new
             log.info("loader %s/%s: %s -> %s", self.name, self.channel, old.version, new.version)
             return True

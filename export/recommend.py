@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,11 +66,19 @@ from .serving_encoding import (
     ServingEncoder,
     needed_columns,
 )
-from .serving_request import Frames, Request, UserTable
+from .serving_request import (
+    Frames,
+    Request,
+    RequestError,
+    UserTable,
+    check_ids,
+    check_k,
+    check_query,
+)
 from .shards import ShardedIndex
 
 __all__ = ["CHANNELS", "CONTEXT", "EMBEDDING_COLUMNS", "STAGES", "Candidates", "LoaderRecommender",
-           "RecommendConfig", "Recommendation", "Recommender"]
+           "RecommendConfig", "Recommendation", "Recommender", "RequestError"]
 EMBEDDINGS_FILE = "pin_embeddings.npy"
 STAGES = ("features", "ann", "candidates", "encode", "ranker", "rerank")
 
@@ -204,7 +213,8 @@ class Recommender:
 
     @classmethod
     def from_loader(cls, loader, config: RecommendConfig | None = None) -> LoaderRecommender:
-        """A recommender that follows ``loader.bundle`` across ``Loader.refresh()``."""
+        """A recommender that follows ``loader.bundle`` across ``Loader.refresh()``, which then
+        switches only to versions it can serve (:class:`LoaderRecommender`)."""
         return LoaderRecommender(loader, config)
 
     # ---------------------------------------------------------------- per bundle
@@ -244,10 +254,11 @@ class Recommender:
 
     # ---------------------------------------------------------------- per request
     def _ann(self, req: Request, query: np.ndarray | None) -> np.ndarray:
-        """Rows (into the pins) of the ANN channel, best first; hits without pin metadata dropped."""
+        """Rows (into the pins) of the ANN channel, best first; hits without pin metadata dropped.
+        ``query``: None or (Q, D) float32, validated (:func:`~export.serving_request.check_query`)."""
         cfg = self.config
         if query is not None:
-            q = np.atleast_2d(np.asarray(query, np.float32))
+            q = query
         else:
             rows, found = self._rows(req.saves[: cfg.ann_queries])
             if self.embeddings is None or not found.any():
@@ -256,7 +267,8 @@ class Recommender:
             q = q[np.abs(q).sum(1) > 0]  # a pin PinSage did not embed has zeros
         return ann_search(self.index, q, self.pins, cfg.ann_candidates, cfg.recency_half_life, cfg.rrf_k)
 
-    def _candidates(self, req: Request, query, exclude, timings: dict | None) -> Candidates:
+    def _candidates(self, req: Request, query: np.ndarray | None, exclude: np.ndarray,
+                    timings: dict | None) -> Candidates:
         t0 = time.perf_counter()
         cfg = self.config
         ann = self._ann(req, query) if "ann" in cfg.channels or query is not None else np.zeros(0, np.int64)
@@ -265,7 +277,7 @@ class Recommender:
         parts = {"ann": ann, "category": self._channels.category(code, cfg.trending_candidates),
                  "trending": self._channels.trending, "fresh": self._channels.fresh(req.now_us)}
         order = list(cfg.channels) if query is None or "ann" in cfg.channels else ["ann", *cfg.channels]
-        drop = req.saves if exclude is None else np.concatenate([req.saves, np.asarray(exclude, np.int64)])
+        drop = np.concatenate([req.saves, exclude]) if len(exclude) else req.saves
         cand = merge(parts, order, self._eligible, self._pin_ids, drop)
         if timings is not None:
             timings["ann"] = timings.get("ann", 0.0) + t1 - t0
@@ -275,14 +287,16 @@ class Recommender:
     def candidates(self, user: int | None, context: Mapping[str, Any] | None = None, *,
                    query: np.ndarray | None = None, exclude: Sequence[int] | None = None) -> Candidates:
         """The merged, filtered candidates :meth:`recommend` ranks (before ranking)."""
+        query, exclude = check_query(query, self.index.d), check_ids(exclude)
         return self._candidates(self._request(user, context), query, exclude, None)
 
     def frame(self, user: int | None, pin_ids: np.ndarray, context: Mapping[str, Any] | None = None) -> dict:
         """The ranker's input frame for (user, pins, context): the training set's columns."""
+        ids = check_ids(pin_ids, "pin_ids")
         req = self._request(user, context)
-        rows, found = self._rows(pin_ids)
+        rows, found = self._rows(ids)
         if not found.all():
-            raise ValueError(f"pins without metadata in the bundle: {np.asarray(pin_ids)[~found][:5].tolist()}")
+            raise ValueError(f"pins without metadata in the bundle: {ids[~found][:5].tolist()}")
         return self._frame(req, rows)
 
     def score(self, frame: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -298,9 +312,9 @@ class Recommender:
         datetime: feature freshness, fresh pins, and ``hour``/``day_of_week`` when not given;
         default the snapshot's cut-off). ``query``: (D,) or (Q, D) embeddings searched instead of
         the user's saves; ``exclude``: pin ids never to return (e.g. already shown).
-        ``timings``: filled with the seconds of each of :data:`STAGES`."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        ``timings``: filled with the seconds of each of :data:`STAGES`. A malformed argument
+        raises :class:`~export.serving_request.RequestError` (a ValueError) naming it."""
+        k, query, exclude = check_k(k), check_query(query, self.index.d), check_ids(exclude)
         t0 = time.perf_counter()
         req = self._request(user, context)
         t1 = time.perf_counter()
@@ -312,7 +326,7 @@ class Recommender:
         t4 = time.perf_counter()
         out = dict(zip(self._outputs, self._ranker.run(self._outputs, {"categorical": categorical, "dense": dense})))
         t5 = time.perf_counter()
-        chosen = rerank(out["score"], cand.pin_ids, self._cat[cand.rows], int(k), self.config.category_cap,
+        chosen = rerank(out["score"], cand.pin_ids, self._cat[cand.rows], k, self.config.category_cap,
                         self.config.mmr_lambda, lambda pos: np.asarray(self.embeddings[cand.rows[pos]], np.float32))
         probs = [dict(zip(self.tasks, p)) for p in zip(*(out[f"p_{t}"][chosen].tolist() for t in self.tasks))]
         names = self._category_names
@@ -327,6 +341,22 @@ class Recommender:
             timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - t5
         return result
 
+    def probe(self) -> None:
+        """Answer requests as serving would (a cold start and the first user of the snapshot with
+        saves among its first 100 rows, else its first user); raise unless each answers
+        Recommendations with finite scores. :class:`LoaderRecommender` runs it before a refresh."""
+        users: list[int | None] = [None]
+        view = self._users.view if self._users is not None else None
+        if view is not None and view.num_rows and view.key_kinds == ("int",):  # the key is the user id
+            pos = next((p for p in range(min(100, view.num_rows)) if len(self._users.saves(p))), 0)
+            users.append(int(view.keys[pos]))
+        for user in users:
+            out = self.recommend(user, k=10)
+            bad = [r for r in out if not np.isfinite(r.score)]
+            if bad:
+                raise ValueError(f"bundle {self.bundle.name}/{self.bundle.version}: the probe request for user "
+                                 f"{user} got {bad[:3]} (scores must be finite)")
+
     def __repr__(self) -> str:
         cfg = self.config
         return (f"{self.__class__.__name__}({self.bundle.name}/{self.bundle.version}, pins={len(self._pin_ids)}, "
@@ -335,13 +365,34 @@ class Recommender:
 
 
 class LoaderRecommender:
-    """A :class:`Recommender` over ``loader.bundle``, rebuilt when a refresh swapped the bundle
-    (the first request after a refresh pays the rebuild; call :meth:`current` to do it eagerly)."""
+    """A :class:`Recommender` over ``loader.bundle`` that follows ``Loader.refresh()``.
+
+    It registers a check with the loader (:meth:`Loader.add_check`, run on the bundle serving now
+    too): a refresh switches only to a version whose Recommender builds and answers
+    :meth:`Recommender.probe`, and the Recommender built there serves the first request after the
+    switch. A version that cannot serve is refused by ``refresh()`` (:class:`BundleError`) and the
+    previous one keeps serving. The loader holds the check weakly: dropping this object drops it.
+    """
 
     def __init__(self, loader, config: RecommendConfig | None = None) -> None:
         self.loader, self.config = loader, config or RecommendConfig()
         self._lock = threading.Lock()
         self._current: Recommender | None = None
+        self._ready: Recommender | None = None  # built and probed by the check, not serving yet
+        method = weakref.WeakMethod(self._check)
+
+        def check(bundle) -> None:  # the loader holds this, not the object: dropping the object drops the work
+            live = method()
+            if live is not None:
+                live(bundle)
+
+        loader.add_check(check)
+
+    def _check(self, bundle) -> None:
+        rec = Recommender(bundle, self.config)
+        rec.probe()
+        with self._lock:
+            self._ready = rec
 
     def current(self) -> Recommender:
         bundle = self.loader.bundle
@@ -350,7 +401,11 @@ class LoaderRecommender:
             with self._lock:
                 rec = self._current
                 if rec is None or rec.bundle is not bundle:
-                    rec = self._current = Recommender(bundle, self.config)
+                    if self._ready is not None and self._ready.bundle is bundle:
+                        rec, self._ready = self._ready, None
+                    else:  # a bundle no check of this object saw (the loader swapped without it)
+                        rec = Recommender(bundle, self.config)
+                    self._current = rec
         return rec
 
     def recommend(self, user: int | None, context: Mapping[str, Any] | None = None, k: int = 50,

@@ -1,8 +1,14 @@
 """What one request of :mod:`export.recommend` carries, and the users' rows it reads.
 
-:func:`parse` validates ``(user, context)`` (context keys :data:`~export.serving_encoding.CONTEXT`
+Every argument of a request is validated here, at the boundary, and a malformed one is refused
+with a :class:`RequestError` naming the field and what it allows: :func:`parse` checks ``user``
+(an int64 id or None) and ``context`` (a mapping of the keys :data:`~export.serving_encoding.CONTEXT`
 and ``now``, a datetime: ``hour`` and ``day_of_week`` default to its UTC hour and Spark's day of
-week). :class:`UserTable` serves, when the bundle's snapshot serves the features, every user of the
+week), :func:`check_k` ``k``, :func:`check_ids` ``exclude`` (int64 pin ids) and
+:func:`check_query` a query embedding ((D,) or (Q, D) finite reals). Negative ids are valid int64
+ids (simply unknown); a bool is refused wherever an int is asked for.
+
+:class:`UserTable` serves, when the bundle's snapshot serves the features, every user of the
 user view without Arrow per request: the row (missing when absent or expired at ``now``, exactly as
 :meth:`FeatureSnapshot.lookup` says), the recent saves, the top category and the PinSage user
 embedding of :mod:`export.embedding_features`. Base install only: numpy, pyarrow.
@@ -10,7 +16,7 @@ embedding of :mod:`export.embedding_features`. Base install only: numpy, pyarrow
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,29 +44,93 @@ class Request:
     user_row: pa.Table | None = None  # the user view's lookup, made when the generic path needs it
 
 
-def parse(user: int | None, context: Mapping[str, Any] | None) -> tuple[int | None, dt.datetime | None, dict]:
-    """(user, now, context without ``now``) of a request; ValueError / TypeError when malformed."""
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+class RequestError(ValueError, TypeError):
+    """A malformed request; the message names the field and what it allows. Both a ValueError
+    and a TypeError, so callers catching either (as before this class) still do."""
+
+
+def _int64(value: Any, field: str, what: str) -> int:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) \
+            or not INT64_MIN <= int(value) <= INT64_MAX:
+        raise RequestError(f"{field} must be {what}: an int (not a bool) in [-2**63, 2**63 - 1], got {value!r:.80}")
+    return int(value)
+
+
+def parse(user: Any, context: Any) -> tuple[int | None, dt.datetime | None, dict]:
+    """(user, now, context without ``now``) of a request; :class:`RequestError` when malformed."""
+    if context is not None and not isinstance(context, Mapping):
+        raise RequestError(f"context must be a mapping of {[*CONTEXT, 'now']} to values (or None), "
+                           f"got {type(context).__name__} {context!r:.80}")
     context = dict(context or {})
-    unknown = sorted(set(context) - {*CONTEXT, "now"})
+    unknown = sorted((k for k in context if k not in (*CONTEXT, "now")), key=repr)
     if unknown:
-        raise ValueError(f"unknown context keys {unknown}; allowed: {[*CONTEXT, 'now']}")
+        raise RequestError(f"unknown context keys {unknown}; allowed: {[*CONTEXT, 'now']}")
     now = context.pop("now", None)
     if now is not None:
         if not isinstance(now, dt.datetime):
-            raise ValueError(f"context['now'] must be a datetime, got {type(now).__name__}")
+            raise RequestError(f"context['now'] must be a datetime, got {type(now).__name__}")
         utc = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
         context.setdefault("hour", utc.hour)
         context.setdefault("day_of_week", utc.isoweekday() % 7 + 1)  # Spark's dayofweek: 1 = Sunday
     for key in ("surface", "device", "country"):
         if not isinstance(context.get(key, ""), str | None):
-            raise TypeError(f"context[{key!r}] must be a string, got {context[key]!r}")
+            raise RequestError(f"context[{key!r}] must be a string or None, got {context[key]!r}")
     for key, low, high in (("hour", 0, 23), ("day_of_week", 1, 7)):
         value = context.get(key)
-        if value is not None and (not isinstance(value, int | np.integer) or not low <= value <= high):
-            raise ValueError(f"context[{key!r}] must be an int in [{low}, {high}], got {value!r}")
-    if user is not None and not isinstance(user, int | np.integer):
-        raise ValueError(f"user must be an int user_id or None, got {user!r}")
-    return None if user is None else int(user), now, context
+        if value is not None:
+            if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or not low <= value <= high:
+                raise RequestError(f"context[{key!r}] must be an int in [{low}, {high}] (not a bool), got {value!r}")
+            context[key] = int(value)
+    return None if user is None else _int64(user, "user", "an int user_id or None"), now, context
+
+
+def check_k(k: Any) -> int:
+    """``k`` of a request: an int >= 1 (not a bool)."""
+    if isinstance(k, bool | np.bool_) or not isinstance(k, int | np.integer) or k < 1:
+        raise RequestError(f"k must be an int >= 1 (not a bool), got {k!r}")
+    return int(k)
+
+
+def check_ids(values: Any, field: str = "exclude") -> np.ndarray:
+    """(E,) int64 pin ids of ``values`` (a list, tuple, set or 1-d int array; None: none)."""
+    if values is None:
+        return np.zeros(0, np.int64)
+    what = "a sequence of int64 pin ids (list, tuple, set or 1-d int array)"
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise RequestError(f"{field} must be {what}, got {type(values).__name__} {values!r:.80}")
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        if values.ndim != 1 or values.dtype.kind not in "iu":
+            raise RequestError(f"{field} must be {what}, got a {values.ndim}-d {values.dtype} array")
+        if values.dtype.kind == "u" and len(values) and values.max() > INT64_MAX:
+            raise RequestError(f"{field} must be {what} in int64 range, got {int(values.max())}")
+        return values.astype(np.int64)
+    return np.array([_int64(v, f"{field}[{i}]", "a pin id") for i, v in enumerate(values)], np.int64)
+
+
+def check_query(query: Any, dim: int) -> np.ndarray | None:
+    """(Q, D) float32 of a query embedding: (D,) or (Q, D) finite real numbers, D = ``dim``, Q >= 1
+    (float32 range: a float64 value beyond it is refused); None stays None."""
+    if query is None:
+        return None
+    what = f"a ({dim},) or (Q, {dim}) array of finite real numbers, Q >= 1 (None: the user's saves)"
+    try:
+        q = np.asarray(query)
+    except (TypeError, ValueError) as e:  # ragged nesting, objects numpy cannot hold
+        raise RequestError(f"query must be {what}: {e}") from None
+    if q.dtype.kind not in "iuf":
+        raise RequestError(f"query must be {what}, got dtype {q.dtype}")
+    q = q[None] if q.ndim == 1 else q
+    if q.ndim != 2 or q.shape[0] < 1 or q.shape[1] != dim:
+        raise RequestError(f"query must be {what}, got shape {np.shape(query)}")
+    with np.errstate(over="ignore"):
+        q = np.ascontiguousarray(q, np.float32)
+    if not np.isfinite(q).all():
+        raise RequestError(f"query must be {what}: rows {np.flatnonzero(~np.isfinite(q).all(1))[:5].tolist()} "
+                           "hold NaN or inf (or values beyond float32)")
+    return q
 
 
 class UserTable:
@@ -148,7 +218,6 @@ class Frames:
     def request(self, user: int | None, context: Mapping[str, Any] | None) -> Request:
         user, now, context = parse(user, context)
         now_us = int(to_micros(now)[0]) if now is not None else int(to_micros(self._cutoff)[0])
-        user = None if user is None else int(user)
         if self._users is not None:  # the snapshot serves: precomputed rows
             pos = self._users.find(user, now)
             top = self._users.top_code(pos)

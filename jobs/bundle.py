@@ -171,9 +171,10 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
 
 
 def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_dir: str | None = None,
-                           cutoff: dt.datetime | None = None, force: bool = False, register: bool = True,
-                           s3=None) -> BundleReport:
-    """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``.
+                           cutoff: dt.datetime | None = None, force: bool = False,
+                           register: bool = True) -> BundleReport:
+    """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
+    to the store :func:`~jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
     defaults to the newest ``feature_ts`` servable (the end of the newest landed day plus the
     features' publish delay)."""
@@ -183,6 +184,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
     from export.publish import BundleFiles, publish_bundle
     from schemas.manifest import Lineage, Metrics
 
+    from .config import s3_options
     from .feature_snapshot import build_feature_snapshot
     from .ingest import delta_version
     from .pin_index import index_folder, read_embeddings
@@ -232,7 +234,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
         if training_set is not None:
             inputs["training_set"] = training_set
         lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs)
-        result = publish_bundle(cfg.publish, files, metrics, lineage, blessing=cfg.blessing, s3=s3, force=force)
+        result = publish_bundle(cfg.publish, files, metrics, lineage, blessing=cfg.blessing,
+                                s3=s3_options(cfg.storage), force=force)
     registered: dict[str, str] = {}
     if register and cfg.storage.mlflow_tracking_uri:
         from .registry import register_bundle

@@ -1,16 +1,18 @@
 """``pinrec``: one subcommand per job; each calls the same function a DAG or notebook would.
 
 Every subcommand takes ``--config FILE`` (YAML, see config/pinrec.example.yaml) and any number of
-``--set section.key=value`` overrides; nothing else reads the environment.
+``--set section.key=value`` overrides; besides them only the standard AWS variables are read (the S3
+endpoint and region of the bundle store, :func:`~jobs.config.load_config`), here, once.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 
-from .config import ConfigError, PinrecConfig, load_config, parse_overrides
+from .config import ConfigError, PinrecConfig, load_config, parse_overrides, s3_options
 
 
 def _date(text: str) -> dt.date:
@@ -21,7 +23,7 @@ def _date(text: str) -> dt.date:
 
 
 def _config(args) -> PinrecConfig:
-    return load_config(args.config, parse_overrides(args.set or []))
+    return load_config(args.config, parse_overrides(args.set or []), env=os.environ)
 
 
 def _spark_and_paths(cfg: PinrecConfig):
@@ -165,7 +167,7 @@ def cmd_publish(args) -> int:
     from export.store import Store
 
     cfg = _config(args)
-    store = Store(cfg.publish.store_uri)
+    store = Store(cfg.publish.store_uri, s3_options(cfg.storage))
     if args.action == "rollback":
         if not args.to:
             raise ConfigError("publish rollback needs --to VERSION")
@@ -196,8 +198,14 @@ def cmd_recommend(args) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--context expects key=value, got {item!r}")
-        context[key] = dt.datetime.fromisoformat(value) if key == "now" else value
-    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel, version=args.version)
+        try:
+            context[key] = dt.datetime.fromisoformat(value) if key == "now" else \
+                int(value) if key in ("hour", "day_of_week") else value
+        except ValueError:
+            raise ConfigError(f"--context {key} expects {'an ISO time' if key == 'now' else 'an int'}, "
+                              f"got {value!r}") from None
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel, version=args.version,
+                  s3=s3_options(cfg.storage))
     rec = Recommender(bundle, cfg.recommend)
     print(f"bundle {bundle.name}/{bundle.version}")
     for user in args.user:
@@ -446,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"pinrec {args.command}: configuration error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # a missing file, an unreachable store, a malformed request
         print(f"pinrec {args.command}: {e}", file=sys.stderr)
         return 2
 

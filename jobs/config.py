@@ -12,15 +12,18 @@ import dataclasses
 import datetime as dt
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from export.blessing import BlessingConfig
 from export.feature_store import RedisConfig
 from export.index_choice import IndexConfig
 from export.publish import PublishConfig
 from export.recommend import RecommendConfig
+from export.store import S3Options
 from models.config import (
     CalibrationConfig,
     PinSageTrainConfig,
@@ -42,12 +45,31 @@ class StorageConfig:
     """Where things live. Relative paths are resolved against the working directory.
 
     ``artifacts`` may be an ``s3://`` URI; the others are local paths or URIs Spark can read.
+    ``s3_endpoint_url`` / ``s3_region``: the S3 server of every ``s3://`` bundle store a job opens
+    (publish, rollback, prune, recommend, the demo); None: the AWS environment's
+    (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
+    filled in by :func:`load_config` when ``main()`` passes its environment), else AWS itself and
+    ``us-east-1``. Keys never live here: the AWS SDKs read them from their own chain.
     """
 
     landing: str = "./var/landing"
     warehouse: str = "./var/warehouse"
     artifacts: str = "./var/artifacts"
     mlflow_tracking_uri: str = "sqlite:///var/mlflow.db"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in ("http", "https"):
+            raise ConfigError(f"storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) must start "
+                              f"with http:// or https://, got {self.s3_endpoint_url!r}")
+
+
+def s3_options(storage: StorageConfig) -> S3Options:
+    """The connection every bundle store of the jobs is opened with (one place: the CLI, the DAG
+    tasks and the demo all call this): ``storage.s3_endpoint_url`` and ``s3_region``; keys from the
+    AWS SDK's own chain (``AWS_ACCESS_KEY_ID`` ...), never from the config."""
+    return S3Options(endpoint_url=storage.s3_endpoint_url, region=storage.s3_region or "us-east-1")
 
 
 @dataclass(frozen=True)
@@ -310,8 +332,12 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PinrecConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; validated."""
+def load_config(path: str | Path | None = None, overrides: dict | None = None,
+                env: Mapping[str, str] | None = None) -> PinrecConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``; validated. ``env``
+    (``main()``'s ``os.environ``; None: not read) fills the S3 settings of ``storage`` that the file
+    and overrides leave unset from the standard AWS variables (:meth:`S3Options.from_env`), since
+    pyarrow ignores the endpoint ones (S3 keys are never read into the config)."""
     data: dict = {}
     if path is not None:
         import yaml
@@ -325,6 +351,11 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         data = loaded
     if overrides:
         data = _merge(data, overrides)
+    if env is not None:  # the variables S3Options.from_env reads; keys stay with the SDKs
+        storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
+        found = {"s3_endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
+                 "s3_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")}
+        data = _merge(data, {"storage": {k: v for k, v in found.items() if v and storage.get(k) is None}})
     return _build(PinrecConfig, data, "")
 
 

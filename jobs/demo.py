@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .config import PinrecConfig
+from .config import PinrecConfig, s3_options
 from .ingest import IngestPaths, ingest, landed_days
 from .landing import LandingSummary
 from .report import IngestReport
@@ -51,7 +51,8 @@ def fill_landing(cfg: PinrecConfig) -> LandingSummary:
 def _has_channel(cfg: PinrecConfig) -> bool:
     from export.store import Store, read_channel
 
-    return read_channel(Store(cfg.publish.store_uri), cfg.publish.name, cfg.publish.channel) is not None
+    return read_channel(Store(cfg.publish.store_uri, s3_options(cfg.storage)), cfg.publish.name,
+                        cfg.publish.channel) is not None
 
 
 def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -> dict:
@@ -64,7 +65,7 @@ def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -
     from export.loader import load
     from export.recommend import Recommender
 
-    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel, s3=s3_options(cfg.storage))
     rec = Recommender(bundle, cfg.recommend)
     view = FeatureSnapshot.from_bundle(bundle).view("user")
     ids = np.array([key[0] for key in view.key_tuples()], np.int64)

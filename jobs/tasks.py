@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Sequence
 
 from .config import PinrecConfig, load_config, parse_overrides
@@ -22,8 +23,9 @@ class NotEnoughHistoryError(ValueError):
 
 
 def config_from_params(config_file: str | None, overrides: Sequence[str] | None) -> PinrecConfig:
-    """The DAG run's configuration: a YAML file (or defaults) plus ``section.key=value`` overrides."""
-    return load_config(config_file or None, parse_overrides(list(overrides or [])))
+    """The DAG run's configuration: a YAML file (or defaults) plus ``section.key=value`` overrides,
+    and the worker's AWS variables (S3 endpoint and region of the bundle store) as the CLI reads them."""
+    return load_config(config_file or None, parse_overrides(list(overrides or [])), env=os.environ)
 
 
 def _spark(cfg: PinrecConfig):

@@ -152,7 +152,7 @@ def test_refresh_refuses_a_bad_bundle_and_keeps_serving(store, candidate, case):
     tamper(store, "v2")
     with pytest.raises(BundleError, match=message):
         loader.refresh()
-    assert loader.version == "v1"
+    assert loader.version == "v1" and loader.failed_refreshes == 1 and isinstance(loader.last_error, BundleError)
     assert loader.bundle.shards[0].search(xb[:1], 1)[1][0, 0] == int(np.argmax(xb[:50] @ xb[0]))
     with pytest.raises(BundleError, match=message.replace("does not hash to the sha256 recorded by channel",
                                                           "sha256 .* does not match")):
@@ -168,6 +168,34 @@ def test_refresh_switches_atomically(store, candidate):
     assert loader.version == "v2" and loader.bundle.encoder["seed"] == 1
     assert old.version == "v1" and old.shards[0].ntotal == 50  # a request holding the old bundle still works
     assert repr(loader).endswith("homefeed/prod -> v2)")
+
+
+def test_refresh_switches_only_once_every_check_passes(store, candidate, caplog):
+    _publish(store, candidate(0)[0], "v1")
+    seen = []
+
+    def check(bundle):
+        seen.append(bundle.version)
+        if bundle.encoder["seed"] == 1:
+            raise ValueError("seed 1 cannot serve")
+
+    loader = Loader(store.uri, "homefeed", s3=store.s3, check=check)
+    assert seen == ["v1"] and (loader.failed_refreshes, loader.last_error) == (0, None)  # the first bundle too
+    _publish(store, candidate(1)[0], "v2", recall=0.31)
+    for attempt in (1, 2):
+        with pytest.raises(BundleError, match=r"refusing homefeed/v2: it cannot serve \(ValueError: seed 1 cannot "
+                                              r"serve\)") as raised:
+            loader.refresh()
+        assert loader.version == "v1" and loader.bundle.encoder["seed"] == 0
+        assert loader.failed_refreshes == attempt and loader.last_error is raised.value
+        assert isinstance(raised.value.__cause__, ValueError) == (attempt == 1)
+    assert seen == ["v1", "v2"]  # checked once: not loaded again while the channel points to it
+    assert "refresh failed, still serving v1" in caplog.text
+    _publish(store, candidate(2)[0], "v3", recall=0.32)
+    assert loader.refresh() is True and loader.version == "v3" and seen == ["v1", "v2", "v3"]
+    with pytest.raises(ValueError, match="refused"):  # a check added later runs on the serving bundle at once
+        loader.add_check(lambda bundle: (_ for _ in ()).throw(ValueError(f"{bundle.version} refused")))
+    assert loader.refresh() is False and loader.failed_refreshes == 2
 
 
 def test_a_broken_cache_copy_is_replaced_by_a_new_one_beside_it(store, candidate):

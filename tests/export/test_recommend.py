@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import json
 import os
 import subprocess
@@ -33,9 +34,15 @@ from export.feature_store import (
     with_meta,
 )
 from export.index_choice import IndexConfig
-from export.loader import Loader, load
+from export.loader import BundleError, Loader, load
 from export.publish import BundleFiles, publish
-from export.recommend import CHANNELS, Recommendation, RecommendConfig, Recommender
+from export.recommend import (
+    CHANNELS,
+    Recommendation,
+    RecommendConfig,
+    Recommender,
+    RequestError,
+)
 from export.store import Store
 from schemas.features import FEATURE_VIEWS
 
@@ -474,6 +481,75 @@ def test_bad_requests_are_clear_errors(bundle):
         r.recommend("1", CONTEXT)
 
 
+BAD_REQUESTS = [  # (args, kwargs, the message naming the field and what it allows)
+    ((2 ** 63,), {}, r"user must be an int user_id or None: an int \(not a bool\) in \[-2\*\*63, 2\*\*63 - 1\]"),
+    ((2 ** 64,), {}, r"user must be an int user_id or None: .*got 18446744073709551616"),
+    ((-(2 ** 63) - 1,), {}, r"user must be an int user_id or None"),
+    ((np.uint64(2 ** 64 - 1),), {}, r"user must be an int user_id or None"),
+    ((True,), {}, r"user must be .*not a bool.*got True"),
+    ((1.0,), {}, r"user must be .*got 1.0"),
+    ((1,), {"exclude": [2 ** 70]}, r"exclude\[0\] must be a pin id: an int .*got 1180591620717411303424"),
+    ((1,), {"exclude": [5, "a"]}, r"exclude\[1\] must be a pin id: .*got 'a'"),
+    ((1,), {"exclude": [1.5]}, r"exclude\[0\] must be a pin id"),
+    ((1,), {"exclude": [False]}, r"exclude\[0\] must be a pin id: an int \(not a bool\)"),
+    ((1,), {"exclude": "103"}, r"exclude must be a sequence of int64 pin ids .*got str"),
+    ((1,), {"exclude": 103}, r"exclude must be a sequence of int64 pin ids .*got int"),
+    ((1,), {"exclude": np.array([1.0, 2.0])}, r"exclude must be .*got a 1-d float64 array"),
+    ((1,), {"exclude": np.array([2 ** 64 - 1], np.uint64)}, r"exclude must be .* in int64 range"),
+    ((1, "str"), {}, r"context must be a mapping of \['surface', .*'now'\] to values \(or None\), got str"),
+    ((1, 5), {}, r"context must be a mapping of .*got int 5"),
+    ((1, {1: "x", "y": 2}), {}, r"unknown context keys \['y', 1\]"),
+    ((1, {"hour": True}), {}, r"context\['hour'\] must be an int in \[0, 23\] \(not a bool\), got True"),
+    ((1, {"day_of_week": np.True_}), {}, r"context\['day_of_week'\] must be an int in \[1, 7\]"),
+    ((1, {"hour": 9.0}), {}, r"context\['hour'\] must be an int"),
+    ((1, {"surface": 3}), {}, r"context\['surface'\] must be a string or None, got 3"),
+    ((None,), {"query": np.array(["a"] * D)}, rf"query must be a \({D},\) or \(Q, {D}\) array of finite real numbers.*dtype <U1"),
+    ((None,), {"query": np.ones(D, bool)}, r"query must be .*dtype bool"),
+    ((None,), {"query": np.ones(D - 1)}, rf"query must be .*got shape \({D - 1},\)"),
+    ((None,), {"query": np.ones((2, 2, D))}, r"query must be .*got shape \(2, 2, 8\)"),
+    ((None,), {"query": np.ones((0, D))}, r"query must be .*Q >= 1.*got shape \(0, 8\)"),
+    ((None,), {"query": [[1.0] * D, [1.0]]}, r"query must be .*inhomogeneous"),
+    ((None,), {"query": np.r_[np.nan, np.ones(D - 1)]}, r"query must be .*rows \[0\] hold NaN or inf"),
+    ((None,), {"query": np.stack([np.ones(D), np.full(D, np.inf)])}, r"query must be .*rows \[1\] hold NaN or inf"),
+    ((None,), {"query": np.full(D, 1e300)}, r"query must be .*beyond float32"),
+    ((1,), {"k": True}, r"k must be an int >= 1 \(not a bool\), got True"),
+    ((1,), {"k": np.int64(0)}, r"k must be an int >= 1"),
+    ((1,), {"k": "5"}, r"k must be an int >= 1"),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "message"), BAD_REQUESTS)
+def test_a_malformed_request_is_refused_naming_the_field(bundle, args, kwargs, message):
+    r = rec(bundle)
+    with pytest.raises(RequestError, match=message) as raised:
+        r.recommend(*args, **kwargs)
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, TypeError)
+    if "exclude" in kwargs or "query" in kwargs:  # candidates() validates them the same way
+        with pytest.raises(RequestError, match=message):
+            r.candidates(*args, **{k: v for k, v in kwargs.items() if k != "k"})
+
+
+def test_valid_requests_with_numpy_ints_none_and_int64_bounds(bundle):
+    r = rec(bundle)
+    want = r.recommend(2, CONTEXT, k=5)
+    ctx = {**CONTEXT, "hour": np.int64(9), "day_of_week": np.int8(3)}
+    assert r.recommend(np.int64(2), ctx, k=np.int32(5)) == r.recommend(np.uint8(2), CONTEXT, k=5) == want
+    cold = r.recommend(None, CONTEXT, k=5)
+    assert len(cold) == 5 and not {x.channel for x in cold} & {"ann", "category"}
+    for user in (2 ** 63 - 1, -(2 ** 63), -1, np.uint64(7)):  # valid int64 ids nobody has: cold start
+        assert r.recommend(user, CONTEXT, k=5) == cold
+    shown = [x.pin_id for x in want[:2]]
+    for exclude in (shown, tuple(shown), set(shown), np.array(shown, np.int32), np.array(shown, np.uint64),
+                    np.array(shown, object), [np.int64(p) for p in shown], [*shown, 2 ** 63 - 1, -(2 ** 63)]):
+        out = [x.pin_id for x in r.recommend(2, CONTEXT, k=5, exclude=exclude)]
+        assert not set(out) & set(shown) and out[:3] == [x.pin_id for x in want[2:5]]
+    q = embeddings()[5]
+    by_query = r.candidates(None, query=q).of("ann")
+    for same in (q.astype(np.float64), q.tolist(), q[None]):
+        assert np.array_equal(r.candidates(None, query=same).of("ann")[:3], by_query[:3])
+    assert r.candidates(None, query=np.arange(D)).of("ann").size > 0  # an int query is a real vector
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="recommend.channels"):
         RecommendConfig(channels=("ann", "popular"))
@@ -509,6 +585,74 @@ def test_from_loader_follows_refresh(published, tmp_path):
     publish(store, "homefeed", files, metrics(recall=0.31), LINEAGE, version="v2", now=T0, blessing=GATE)
     assert loader.refresh()
     assert follow.current().bundle.version == "v2" and follow.recommend(2, CONTEXT, k=5) == first
+
+
+def _empty_encoder(folder):
+    files = write_candidate(folder)
+    (folder / "encoder.json").write_text("{}")
+    return files
+
+
+CANNOT_SERVE = {  # a version the loader accepts but Recommender cannot build
+    "no pin_embeddings": (lambda folder: write_candidate(folder, with_embeddings=False),
+                          r"carries no extra/pin_embeddings.npy"),
+    "encoder {}": (_empty_encoder, r"not a pinrec encoder"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CANNOT_SERVE))
+def test_a_refresh_to_a_version_that_cannot_serve_keeps_the_old_one(tmp_path, monkeypatch, case):
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", write_candidate(tmp_path / "c1"), metrics(), LINEAGE, version="v1", now=T0,
+            blessing=GATE)
+    loader = Loader(store.uri, "homefeed")
+    follow = Recommender.from_loader(loader)
+    before = follow.recommend(2, CONTEXT, k=5)
+    built = []
+    build = Recommender.__init__
+
+    def counting(self, bundle, *args, **kwargs):
+        built.append(bundle.version)
+        build(self, bundle, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "__init__", counting)
+    write, message = CANNOT_SERVE[case]
+    publish(store, "homefeed", write(tmp_path / "c2"), metrics(recall=0.31), LINEAGE, version="v2", now=T0,
+            blessing=GATE)
+    assert load(store.uri, "homefeed").version == "v2"  # the loader accepts it
+    for attempt in (1, 2):
+        with pytest.raises(BundleError, match=rf"refusing homefeed/v2: it cannot serve \(ValueError: .*{message}"):
+            loader.refresh()
+        assert loader.version == "v1" and loader.failed_refreshes == attempt
+        assert follow.recommend(2, CONTEXT, k=5) == before  # the old version keeps serving
+    assert built == ["v2"]  # refused once; not rebuilt while the channel points to it
+    publish(store, "homefeed", write_candidate(tmp_path / "c3"), metrics(recall=0.32), LINEAGE, version="v3", now=T0,
+            blessing=GATE)
+    assert loader.refresh() is True and loader.version == "v3" and built == ["v2", "v3"]
+    assert follow.recommend(2, CONTEXT, k=5) == before and follow.current().bundle is loader.bundle
+    assert built == ["v2", "v3"]  # the recommender the refresh built and probed serves: no rebuild
+    del follow
+    gc.collect()
+    publish(store, "homefeed", write_candidate(tmp_path / "c4"), metrics(recall=0.33), LINEAGE, version="v4", now=T0,
+            blessing=GATE)
+    assert loader.refresh() is True and built == ["v2", "v3"]  # the loader held its check weakly
+
+
+def test_the_probe_asks_a_cold_and_a_known_user_and_refuses_non_finite_scores(bundle, monkeypatch):
+    r = rec(bundle)
+    asked, answer = [], r.recommend
+
+    def recording(user, **kwargs):
+        asked.append(user)
+        return answer(user, **kwargs)
+
+    monkeypatch.setattr(r, "recommend", recording)
+    r.probe()
+    assert asked == [None, 1]  # user 1: the first of the snapshot with saves
+    nan = dataclasses.replace(answer(1, k=1)[0], score=float("nan"))
+    monkeypatch.setattr(r, "recommend", lambda user, **kwargs: [nan])
+    with pytest.raises(ValueError, match=r"homefeed/v1: the probe request for user None got .*scores must be finite"):
+        r.probe()
 
 
 def test_recommend_needs_only_the_base_install(published):

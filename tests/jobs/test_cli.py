@@ -1,9 +1,14 @@
 """The `pinrec` CLI: help mirrors the jobs, bad input fails with a clear message and exit code."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from jobs.cli import build_parser, main
+from tests.export import conftest as export_fixtures
+
+s3_server = export_fixtures.s3_server  # the SeaweedFS S3 server of tests/export (a session fixture)
 
 
 @pytest.mark.parametrize("command, flags", [
@@ -80,3 +85,54 @@ def test_training_set_without_tables_exits_2(tmp_path, capsys):
                  "--set", "spark.master=local[1]", "--set", f"spark.jars_dir={REPO / 'var' / 'jars'}"])
     assert code == 2
     assert "run `pinrec ingest` and `pinrec features`" in capsys.readouterr().err
+
+
+AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONFIG_FILE",
+                 "AWS_SHARED_CREDENTIALS_FILE")
+
+
+@pytest.mark.integration
+def test_publish_rollback_and_prune_reach_the_s3_endpoint_of_the_environment(s3_server, tmp_path, monkeypatch,
+                                                                              capsys):
+    """pyarrow ignores AWS_ENDPOINT_URL: the CLI must pass it on, or it talks to the public AWS host."""
+    from export.blessing import BlessingConfig
+    from export.publish import publish
+    from export.store import Store, read_channel
+    from tests.export.conftest import BUCKET, LINEAGE, T0, metrics, write_bundle_files
+
+    uri = f"s3://{BUCKET}/{uuid.uuid4().hex}"
+    store = Store(uri, s3_server.options)
+    for seed, version in ((0, "v1"), (1, "v2"), (2, "v3")):
+        publish(store, "homefeed", write_bundle_files(tmp_path / version, seed=seed)[0],
+                metrics(recall=0.30 + seed / 100), LINEAGE, version=version, now=T0,
+                blessing=BlessingConfig(min_recall=0.1, min_auc=0.55))
+    assert read_channel(store, "homefeed", "prod").version == "v3"
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    opts = s3_server.options
+    monkeypatch.setenv("AWS_ENDPOINT_URL", opts.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", opts.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", opts.secret_key)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    sets = ["--set", f"publish.store_uri={uri}", "--set", "publish.name=homefeed"]
+    assert main(["publish", "rollback", "--to", "v1", *sets]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == "channel prod of homefeed -> v1"
+    assert read_channel(store, "homefeed", "prod").version == "v1"
+    assert main(["publish", "prune", *sets, "--set", "publish.keep_blessed=1"]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == "removed 1 version(s): v2"
+    assert main(["recommend", "--user", "1", *sets]) == 2  # v1 loads from the store; its tiny encoder cannot serve
+    assert capsys.readouterr().err.strip() == "pinrec recommend: not a pinrec encoder (format None)"
+
+
+def test_an_unreachable_store_and_a_bad_context_exit_2_with_the_cause(monkeypatch, capsys):
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    assert main(["publish", "rollback", "--to", "v1", "--set", "publish.store_uri=s3://pinrec/x"]) == 2
+    assert "Failed to connect to 127.0.0.1 port 9" in capsys.readouterr().err  # the endpoint of the environment
+    assert main(["recommend", "--user", "1", "--context", "hour=nine"]) == 2
+    assert "pinrec recommend: configuration error: --context hour expects an int, got 'nine'" in capsys.readouterr().err

@@ -6,7 +6,15 @@ import datetime as dt
 
 import pytest
 
-from jobs.config import ConfigError, PinrecConfig, load_config, parse_overrides, replace
+from export.store import S3Options
+from jobs.config import (
+    ConfigError,
+    PinrecConfig,
+    load_config,
+    parse_overrides,
+    replace,
+    s3_options,
+)
 
 
 def test_defaults_are_the_embedded_local_setup():
@@ -67,3 +75,25 @@ def test_the_example_config_spells_out_the_defaults():
     from tests.conftest import REPO
 
     assert load_config(REPO / "config" / "pinrec.example.yaml") == PinrecConfig()
+
+
+def test_s3_settings_come_from_the_config_then_the_aws_environment(tmp_path):
+    assert s3_options(load_config().storage) == S3Options()  # no environment passed: AWS, us-east-1
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:8333", "AWS_DEFAULT_REGION": "eu-west-3",
+           "AWS_ACCESS_KEY_ID": "AKIA-test", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    cfg = load_config(env=env)
+    assert (cfg.storage.s3_endpoint_url, cfg.storage.s3_region) == ("http://127.0.0.1:8333", "eu-west-3")
+    assert s3_options(cfg.storage) == S3Options(endpoint_url="http://127.0.0.1:8333", region="eu-west-3")
+    assert "s3cr3t" not in repr(cfg) and "AKIA-test" not in repr(cfg)  # keys stay with the SDK's chain
+    both = {**env, "AWS_ENDPOINT_URL_S3": "https://s3.internal:9000", "AWS_REGION": "ap-south-1"}
+    assert s3_options(load_config(env=both).storage) == S3Options("https://s3.internal:9000", "ap-south-1")
+    (tmp_path / "c.yaml").write_text("storage:\n  s3_endpoint_url: http://minio:9000\n")
+    cfg = load_config(tmp_path / "c.yaml", env=both)  # the file wins over the environment, --set over both
+    assert (cfg.storage.s3_endpoint_url, cfg.storage.s3_region) == ("http://minio:9000", "ap-south-1")
+    cfg = load_config(tmp_path / "c.yaml", parse_overrides(["storage.s3_region=us-west-2"]), env=both)
+    assert s3_options(cfg.storage) == S3Options("http://minio:9000", "us-west-2")
+    with pytest.raises(ConfigError, match=r"storage.s3_endpoint_url \(else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL\) "
+                                          r"must start with http:// or https://, got 'minio:9000'"):
+        load_config(overrides={"storage": {"s3_endpoint_url": "minio:9000"}})
+    with pytest.raises(ConfigError, match="must start with http:// or https://, got 's3.internal'"):
+        load_config(env={"AWS_ENDPOINT_URL": "s3.internal", "AWS_ACCESS_KEY_ID": "only one key"})
