@@ -78,6 +78,7 @@ def test_scale_one_changes_nothing():
     assert scale_world(cfg, 1.0) == cfg
 
 
+@pytest.mark.spark
 def test_training_set_without_tables_exits_2(tmp_path, capsys):
     from tests.conftest import REPO
 
