@@ -2,11 +2,14 @@
 ``pg_ctl`` on 127.0.0.1), ``airflow api-server``, ``airflow scheduler --skip-serve-logs`` and
 ``airflow dag-processor`` with the LocalExecutor, every process started here and stopped by its PID.
 
-``airflow backfill create`` fills three days of a tiny synthetic world; the scheduler runs them
-(ingest -> features -> training set), the Asset event of the last day schedules the training DAG
-(which takes its config from that event), the bundle it publishes opens with the base-install
-loader and answers ``recommend``; a reprocessed day (``--reprocess-behavior completed``) leaves the
-training set and the ingested rows unchanged.
+A tiny synthetic world of three days whose first day is ingested and featurised in-process
+(a pre-built warehouse: the scheduler's part is what is tested, and every task process starts its
+own JVM); ``airflow backfill create`` fills the other two days, the scheduler runs them (ingest ->
+features -> training set, skipped on the day whose window is too short), the Asset event of the
+last day schedules the training DAG (which takes its config from that event), and the bundle it
+publishes opens with the base-install loader and answers ``recommend``. In ``make test-all`` only
+(marker ``full``): a reprocessed day (``--reprocess-behavior completed``) leaves the training set and
+the ingested rows unchanged.
 
 The world ends on the day the daily DAG would schedule next (``next_dagrun``, yesterday): its
 backfill run takes that logical date, so unpausing creates no scheduled run with default config.
@@ -40,6 +43,7 @@ from tests.jobs.test_cluster import free_port, wait_for_port
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
 DAYS = 3
+PREBUILT = 1  # days ingested and featurised in-process before the scheduler takes over
 RUN_TIMEOUT_S = 40 * 60  # each Spark task starts a JVM: minutes per run on 2 shared cores
 BAD_STATES = {"failed", "up_for_retry", "upstream_failed"}
 BIN = Path(sys.executable).parent
@@ -230,9 +234,12 @@ def _wait(ready, what: str, af: Airflow, timeout: float = RUN_TIMEOUT_S, every: 
 
 # ------------------------------------------------------------------------------- the world
 @pytest.fixture(scope="module")
-def world(airflow, tmp_path_factory):
-    """A tiny synthetic world whose last day is the daily DAG's next scheduled logical date."""
+def world(airflow, spark, tmp_path_factory):
+    """A tiny synthetic world whose last day is the daily DAG's next scheduled logical date; its
+    first ``PREBUILT`` days are ingested and featurised here, as earlier scheduled runs would have."""
     from jobs.config import load_config, parse_overrides
+    from jobs.features import build_features
+    from jobs.ingest import IngestPaths, ingest
     from jobs.synthetic import generate
 
     nxt = airflow.api("GET", "dags/pinrec_daily")["next_dagrun_logical_date"]
@@ -242,6 +249,8 @@ def world(airflow, tmp_path_factory):
     overrides = tiny_world_overrides(root, days[0], DAYS)
     cfg = load_config(None, parse_overrides(overrides))
     generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)
+    ingest(spark, IngestPaths(cfg.storage.landing, cfg.storage.warehouse), days[:PREBUILT], cfg.ingest)
+    build_features(spark, cfg.storage.warehouse, days[:PREBUILT], cfg.features)
     return cfg, overrides, days
 
 
@@ -289,36 +298,45 @@ def _wait_for_runs(af: Airflow, dag_id: str, select, n: int) -> list[dict]:
     return _wait(done, f"{n} successful {dag_id} run(s)", af)
 
 
-# ------------------------------------------------------------------------------------ the test
-def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, world):
+# ------------------------------------------------------------------------------------ the tests
+@pytest.fixture(scope="module")
+def backfilled(airflow, world):
+    """``airflow backfill create`` of the days not pre-built, both DAGs unpaused (the consumer first:
+    it must see the Asset event); waits until every daily run succeeded: (runs by day, seconds)."""
+    af = airflow
+    _, overrides, days = world
+    t0 = time.monotonic()
+    af.cli("backfill", "create", "--dag-id", "pinrec_daily", "--from-date", days[PREBUILT].isoformat(),
+           "--to-date", days[-1].isoformat(), "--dag-run-conf", json.dumps({"overrides": overrides}),
+           "--max-active-runs", "1")
+    for dag_id in ("pinrec_training", "pinrec_daily"):
+        assert af.api("PATCH", f"dags/{dag_id}", {"is_paused": False})["is_paused"] is False
+    daily = _wait_for_runs(af, "pinrec_daily", lambda r: r["run_type"] == "backfill", DAYS - PREBUILT)
+    daily.sort(key=lambda r: r["logical_date"])
+    return daily, t0
+
+
+def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, world, backfilled):
     from export.loader import load
     from jobs.demo import serve_examples
 
     af = airflow
     cfg, overrides, days = world
-    conf = json.dumps({"overrides": overrides})
-    t0 = time.monotonic()
-    af.cli("backfill", "create", "--dag-id", "pinrec_daily", "--from-date", days[0].isoformat(),
-           "--to-date", days[-1].isoformat(), "--dag-run-conf", conf, "--max-active-runs", "1")
-    for dag_id in ("pinrec_training", "pinrec_daily"):  # the consumer first: it must see the Asset event
-        assert af.api("PATCH", f"dags/{dag_id}", {"is_paused": False})["is_paused"] is False
-
-    daily = _wait_for_runs(af, "pinrec_daily", lambda r: r["run_type"] == "backfill", DAYS)
+    daily, t0 = backfilled
     t_daily = time.monotonic() - t0
-    daily.sort(key=lambda r: r["logical_date"])
-    assert [dt.datetime.fromisoformat(r["logical_date"]).date() for r in daily] == days
+    scheduled = days[PREBUILT:]
+    assert [dt.datetime.fromisoformat(r["logical_date"]).date() for r in daily] == scheduled
     assert all(r["conf"] == {"overrides": overrides} for r in daily)
     states = [_tis(af, "pinrec_daily", r["dag_run_id"]) for r in daily]
-    # days 1-2 cannot hold train + validation + test days: skipped, not failed (as under dag.test())
-    assert [s["training_set"] for s in states] == ["skipped", "skipped", "success"]
+    # day 2 cannot hold train + validation + test days: skipped, not failed (as under dag.test())
+    assert [s["training_set"] for s in states] == ["skipped"] * (DAYS - PREBUILT - 1) + ["success"]
     assert all(s["ingest"] == "success" and s["features"] == "success" for s in states)
     # the backfill took the days' logical dates: unpausing scheduled no run of its own for them
     ours = [r for r in _runs(af, "pinrec_daily") if dt.datetime.fromisoformat(r["logical_date"]).date() in days]
-    assert [r["run_type"] for r in ours] == ["backfill"] * DAYS
-    last = daily[-1]["dag_run_id"]
-    built = _xcom(af, "pinrec_daily", last, "training_set")
-    ingested = _xcom(af, "pinrec_daily", last, "ingest")
+    assert [r["run_type"] for r in ours] == ["backfill"] * len(scheduled)
+    built = _xcom(af, "pinrec_daily", daily[-1]["dag_run_id"], "training_set")
     assert built["day"] == days[-1].isoformat() and built["wrote"]["training_set"]["rows"] > 0
+    assert built["days"] == [d.isoformat() for d in days]  # the pre-built day is in the window
 
     # the Asset event of the last day schedules the training DAG, which takes its overrides from it
     training = _wait_for_runs(af, "pinrec_training", lambda r: r["run_type"] == "asset_triggered", 1)
@@ -333,12 +351,25 @@ def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, w
     assert bundle.pins.num_rows > 0 and bundle.ntotal > 0
     served = serve_examples(cfg, echo=lambda line: None, users=1, k=5)
     assert len(served) == 2 and all(1 <= len(recs) <= 5 for recs in served.values()), served
+    print(f"\n[scheduler] daily backfill of {len(scheduled)} days {t_daily:.0f} s; asset-triggered training "
+          f"done at {t_training:.0f} s; bundle {bundle.version}")
 
-    # reprocess the last day: the same rows again, not twice as many (training paused: no retrain)
+
+@pytest.mark.full
+def test_a_reprocessing_backfill_leaves_the_day_unchanged(airflow, world, backfilled):
+    """The last day again with ``--reprocess-behavior completed``: the same rows, not twice as many
+    (training paused: no retrain)."""
+    af = airflow
+    _, overrides, days = world
+    daily, _ = backfilled
+    last = daily[-1]["dag_run_id"]
+    built = _xcom(af, "pinrec_daily", last, "training_set")
+    ingested = _xcom(af, "pinrec_daily", last, "ingest")
     assert af.api("PATCH", "dags/pinrec_training", {"is_paused": True})["is_paused"] is True
     before = {r["dag_run_id"]: r for r in _runs(af, "pinrec_daily")}[last]
     af.cli("backfill", "create", "--dag-id", "pinrec_daily", "--from-date", days[-1].isoformat(),
-           "--to-date", days[-1].isoformat(), "--dag-run-conf", conf, "--reprocess-behavior", "completed")
+           "--to-date", days[-1].isoformat(), "--dag-run-conf", json.dumps({"overrides": overrides}),
+           "--reprocess-behavior", "completed")
 
     def reprocessed():
         backfills = af.api("GET", "backfills?dag_id=pinrec_daily")["backfills"]
@@ -352,5 +383,3 @@ def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, w
     assert rebuilt["wrote"]["training_set"]["rows_by_split"] == built["wrote"]["training_set"]["rows_by_split"]
     assert {t: w["rows_valid"] for t, w in _xcom(af, "pinrec_daily", last, "ingest")["wrote"].items()} == \
         {t: w["rows_valid"] for t, w in ingested["wrote"].items()}
-    print(f"\n[scheduler] daily backfill of {DAYS} days {t_daily:.0f} s; asset-triggered training done at "
-          f"{t_training:.0f} s; reprocess done at {time.monotonic() - t0:.0f} s; bundle {bundle.version}")
