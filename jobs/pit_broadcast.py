@@ -11,7 +11,8 @@ hash join does for a small side (:data:`jobs.pit_join.BROADCAST_MAX_BYTES`):
   the running max of that rank (the preferred row known by then: a late-written old value or a
   not-yet-written rewrite never wins) and the row it ranks. Rows equal in (key, feature_ts,
   created_ts) would tie: when the table has any (only with ``validate=False``), Spark reduces
-  each such group to the ``max`` of its values, the expression the sort-merge path uses;
+  each such group to the ``max`` of its values, the expression the sort-merge path uses, and the
+  reduced table is indexed instead;
 * workers (:func:`lookup`, inside one ``mapInArrow`` over the spine for all broadcast views):
   for a spine row (key ``k``, time ``t``) the last index row of ``k`` with ``known_ts <= t`` is a
   ``searchsorted`` on ``k * 2^32 + rank(known_ts)``; its running max, the TTL check, and the
@@ -44,6 +45,7 @@ class ViewIndex:
     best_row: object  # int64 table row preferred among its key's rows up to that position
     best_fts: object  # int64 its feature_ts (microseconds)
     columns: dict  # output name -> Arrow array over the table's rows
+    ties: bool  # some rows are equal in (key, feature_ts, created_ts): the preference is arbitrary
 
 
 def supported(spine_schema, features_schema, view, spine_ts: str) -> bool:
@@ -109,19 +111,19 @@ def build_index(table, view, ttl_us: int) -> ViewIndex:
     position = sorted_key * width + known_rank[order] if width else (sorted_key << _SHIFT) | known_rank[order]
     # rank of every row in the join's preference, key first: a running max over rows sorted by
     # (key, known_ts) then never crosses into an earlier key's rows
-    preferred = np.lexsort((cts, fts, key))
+    preferred, ties = np.lexsort((fts, key)), False
+    same = (key[preferred][1:] == key[preferred][:-1]) & (fts[preferred][1:] == fts[preferred][:-1])
+    if same.any():  # duplicate (key, feature_ts) rows (validate=False): created_ts decides
+        preferred = np.lexsort((cts, fts, key))
+        same = (key[preferred][1:] == key[preferred][:-1]) & (fts[preferred][1:] == fts[preferred][:-1])
+        ties = bool((same & (cts[preferred][1:] == cts[preferred][:-1])).any())
     rank = np.empty(len(preferred), np.int64)
     rank[preferred] = np.arange(len(preferred))
     best_row = preferred[np.maximum.accumulate(rank[order])] if len(order) else order
     columns = {view.column(f.name): table[f.name].combine_chunks() for f in view.features}
     columns[view.column("feature_ts")] = table[view.feature_ts].combine_chunks()
     return ViewIndex(tuple(view.entities), ttl_us, dictionaries, radix, keys, base, width, known,
-                     position, best_row.astype(np.int64), fts[best_row], columns)
-
-
-def exact_duplicates(table, view) -> bool:
-    """Whether the collected ``table`` has rows equal in entities, feature_ts and created_ts."""
-    return table.group_by([*view.entities, view.feature_ts, view.created_ts]).aggregate([]).num_rows < table.num_rows
+                     position, best_row.astype(np.int64), fts[best_row], columns, ties)
 
 
 def max_of_exact_duplicates(rows, view):
@@ -199,10 +201,10 @@ def broadcast_join(spine, joins, spine_ts: str):
             valid = valid & F.col(c).isNotNull()
         rows = features.where(valid).select(*view.entities, view.feature_ts, view.created_ts,
                                             *(f.name for f in view.features))
-        table = rows.toArrow()
-        if exact_duplicates(table, view):
-            table = max_of_exact_duplicates(rows, view).toArrow()
-        index = build_index(table, view, int(view.ttl.total_seconds()) * 1_000_000)
+        ttl_us = int(view.ttl.total_seconds()) * 1_000_000
+        index = build_index(rows.toArrow(), view, ttl_us)
+        if index.ties:  # only with validate=False: let Spark's max pick, as on the sort-merge path
+            index = build_index(max_of_exact_duplicates(rows, view).toArrow(), view, ttl_us)
         index = replace(index, entities=tuple(names[e] for e in view.entities))
         indexes.append((view.missing_column, index))
         fields += [StructField(view.column(f.name), rows.schema[f.name].dataType, True) for f in view.features]
