@@ -69,7 +69,8 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
         view: the feature view (TTL, names).
         spine_ts: the spine's event-time column; a null there is an error.
         validate: check the feature table for duplicate (entity, feature_ts) rows first and
-            refuse them; False: skip the check (a shuffle), duplicates resolved as the module says.
+            refuse them; False: skip the check (it costs a shuffle); duplicates are then resolved as
+            the module docstring says.
         broadcast_max_bytes: a feature table estimated at most this large is collected and
             looked up in place (:mod:`jobs.pit_broadcast`); 0: always the sort-merge path,
             ``inf``: always the lookup where the column types allow it.
