@@ -1,14 +1,18 @@
 """Broadcast point-in-time join: small feature views are looked up in place, the spine never moves.
 
 The same rule as the sort-merge path of :mod:`jobs.pit_join` (the row with the greatest
-``feature_ts`` among those known at ``t``, i.e. ``max(feature_ts, created_ts) <= t``, if
-``feature_ts >= t - ttl``), for a feature table small enough to collect, as Spark's broadcast hash
-join does for a small side (:data:`jobs.pit_join.BROADCAST_MAX_BYTES`):
+``(feature_ts, created_ts)`` among those known at ``t``, i.e. ``max(feature_ts, created_ts) <= t``,
+if ``feature_ts >= t - ttl``), for a feature table small enough to collect, as Spark's broadcast
+hash join does for a small side (:data:`jobs.pit_join.BROADCAST_MAX_BYTES`):
 
 * driver (:func:`build_index`): the view's feature rows (keys and timestamps not null) are
-  collected as Arrow and indexed: entity values -> a dense key code; rows sorted by (key,
-  known_ts); at every row the running max of ``feature_ts`` within its key (the freshest row known
-  by then, a late-written old value never wins) and that row's position;
+  collected as Arrow and indexed: entity values -> a dense key code; every row ranked by (key,
+  feature_ts, created_ts), the join's preference; rows sorted by (key, known_ts); at every row
+  the running max of that rank (the preferred row known by then: a late-written old value or a
+  not-yet-written rewrite never wins) and the row it ranks. Rows equal in (key, feature_ts,
+  created_ts) would tie: when the table has any (only with ``validate=False``), Spark reduces
+  each such group to the ``max`` of its values, the expression the sort-merge path uses, and the
+  reduced table is indexed instead;
 * workers (:func:`lookup`, inside one ``mapInArrow`` over the spine for all broadcast views):
   for a spine row (key ``k``, time ``t``) the last index row of ``k`` with ``known_ts <= t`` is a
   ``searchsorted`` on ``k * 2^32 + rank(known_ts)``; its running max, the TTL check, and the
@@ -16,8 +20,7 @@ join does for a small side (:data:`jobs.pit_join.BROADCAST_MAX_BYTES`):
   of the spine, no per-key state: a hot key costs nothing extra.
 
 Supported: integral or string entity columns and ``timestamp`` (not ``timestamp_ntz``) times
-(:func:`supported`); other views take the shuffle path. ``(entity, feature_ts)`` must be unique
-(``validate=True`` checks it), as for the shuffle path.
+(:func:`supported`); other views take the shuffle path.
 """
 from __future__ import annotations
 
@@ -39,9 +42,10 @@ class ViewIndex:
     width: int  # position = key * width + known_ts - base; 0: key << 32 | rank(known_ts)
     known: object  # int64 sorted distinct known_ts (microseconds), for width == 0
     position: object  # int64 sorted, one per row
-    best_row: object  # int64 table row of the running max of feature_ts at that position
+    best_row: object  # int64 table row preferred among its key's rows up to that position
     best_fts: object  # int64 its feature_ts (microseconds)
     columns: dict  # output name -> Arrow array over the table's rows
+    ties: bool  # some rows are equal in (key, feature_ts, created_ts): the preference is arbitrary
 
 
 def supported(spine_schema, features_schema, view, spine_ts: str) -> bool:
@@ -105,16 +109,33 @@ def build_index(table, view, ttl_us: int) -> ViewIndex:
     order = np.lexsort((known_rank, key))
     sorted_key = key[order].astype(np.int64)
     position = sorted_key * width + known_rank[order] if width else (sorted_key << _SHIFT) | known_rank[order]
-    # running max of feature_ts within each key: keys ascend, so key << 32 | rank(fts) maxes per key
-    _, fts_rank = np.unique(fts, return_inverse=True)
-    best = np.maximum.accumulate((sorted_key << _SHIFT) | fts_rank[order]) if len(order) else sorted_key
-    key_fts = (key.astype(np.int64) << _SHIFT) | fts_rank
-    by_key_fts = np.argsort(key_fts, kind="stable")
-    best_row = by_key_fts[np.searchsorted(key_fts[by_key_fts], best)]
+    # rank of every row in the join's preference, key first: a running max over rows sorted by
+    # (key, known_ts) then never crosses into an earlier key's rows
+    preferred, ties = np.lexsort((fts, key)), False
+    same = (key[preferred][1:] == key[preferred][:-1]) & (fts[preferred][1:] == fts[preferred][:-1])
+    if same.any():  # duplicate (key, feature_ts) rows (validate=False): created_ts decides
+        preferred = np.lexsort((cts, fts, key))
+        same = (key[preferred][1:] == key[preferred][:-1]) & (fts[preferred][1:] == fts[preferred][:-1])
+        ties = bool((same & (cts[preferred][1:] == cts[preferred][:-1])).any())
+    rank = np.empty(len(preferred), np.int64)
+    rank[preferred] = np.arange(len(preferred))
+    best_row = preferred[np.maximum.accumulate(rank[order])] if len(order) else order
     columns = {view.column(f.name): table[f.name].combine_chunks() for f in view.features}
     columns[view.column("feature_ts")] = table[view.feature_ts].combine_chunks()
     return ViewIndex(tuple(view.entities), ttl_us, dictionaries, radix, keys, base, width, known,
-                     position, best_row.astype(np.int64), fts[best_row], columns)
+                     position, best_row.astype(np.int64), fts[best_row], columns, ties)
+
+
+def max_of_exact_duplicates(rows, view):
+    """``rows`` with each group of rows equal in (entities, feature_ts, created_ts) reduced to the
+    ``max`` of their values' struct (nulls lowest): the row the sort-merge path's running ``max``
+    over ``struct(feature_ts, created_ts, values)`` takes of such a group."""
+    from pyspark.sql import functions as F
+
+    names = [f.name for f in view.features]
+    best = F.max(F.struct(*names)).alias("__pit_best")
+    return (rows.groupBy(*view.entities, view.feature_ts, view.created_ts).agg(best)
+            .select(*view.entities, view.feature_ts, view.created_ts, *[F.col("__pit_best")[n].alias(n) for n in names]))
 
 
 def lookup(index: ViewIndex, batch, t_us):
@@ -180,7 +201,10 @@ def broadcast_join(spine, joins, spine_ts: str):
             valid = valid & F.col(c).isNotNull()
         rows = features.where(valid).select(*view.entities, view.feature_ts, view.created_ts,
                                             *(f.name for f in view.features))
-        index = build_index(rows.toArrow(), view, int(view.ttl.total_seconds()) * 1_000_000)
+        ttl_us = int(view.ttl.total_seconds()) * 1_000_000
+        index = build_index(rows.toArrow(), view, ttl_us)
+        if index.ties:  # only with validate=False: let Spark's max pick, as on the sort-merge path
+            index = build_index(max_of_exact_duplicates(rows, view).toArrow(), view, ttl_us)
         index = replace(index, entities=tuple(names[e] for e in view.entities))
         indexes.append((view.missing_column, index))
         fields += [StructField(view.column(f.name), rows.schema[f.name].dataType, True) for f in view.features]

@@ -3,11 +3,16 @@
 For each spine row (entity ``k``, time ``t``) attach the feature row of ``k`` with the greatest
 ``feature_ts`` among those that were *known* at ``t`` (``feature_ts <= t`` and ``created_ts <= t``)
 provided it is still fresh (``feature_ts >= t - ttl``); otherwise nulls and ``missing = true``.
+Duplicate ``(k, feature_ts)`` rows (only with ``validate=False``) are versions of one value: of
+those known at ``t`` the greatest ``created_ts`` wins (a rewrite replaces the value once written,
+never before); rows equal in ``created_ts`` too, the greatest feature values in Spark's ordering
+(``max`` of their struct, nulls lowest).
 
 Algorithm (a sort-merge as-of join, linear in rows, no range join): union spine and feature rows,
 each feature row stamped with the time it became known, ``known_ts = max(feature_ts, created_ts)``;
 within each entity, ordered by that time (feature rows before spine rows on ties, since ``<=``),
-a running ``max`` over ``struct(feature_ts, values)`` is the freshest known row at every point.
+a running ``max`` over ``struct(feature_ts, created_ts, values)`` is the freshest known row at
+every point.
 The running max (not the last row) matters: a late-written old value must not shadow a newer one
 that was already known. The window frame is ``ROWS UNBOUNDED PRECEDING .. CURRENT ROW``; Spark
 buffers one entity's rows at a time in a spillable buffer, so a hot (skewed) entity costs a sort
@@ -29,6 +34,7 @@ from __future__ import annotations
 from schemas.features import FeatureView
 
 ORDER, KNOWN, SALT = "__pit_order", "__pit_known_ts", "__pit_salt"
+FTS, CTS = "__pit_fts", "__pit_cts"  # struct fields: no clash with a feature's name
 SALT_BUCKETS = 1024
 #: Feature tables Spark estimates at most this size take the broadcast path (0 turns it off).
 BROADCAST_MAX_BYTES = 128 * 2**20
@@ -62,7 +68,9 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
             the feature columns. Rows with a null key or timestamp are ignored.
         view: the feature view (TTL, names).
         spine_ts: the spine's event-time column; a null there is an error.
-        validate: check the feature table for duplicate (entity, feature_ts) rows first.
+        validate: check the feature table for duplicate (entity, feature_ts) rows first and
+            refuse them; False: skip the check (it costs a shuffle); duplicates are then resolved as
+            the module docstring says.
         broadcast_max_bytes: a feature table estimated at most this large is collected and
             looked up in place (:mod:`jobs.pit_broadcast`); 0: always the sort-merge path,
             ``inf``: always the lookup where the column types allow it.
@@ -157,7 +165,8 @@ def _join_group(spine, members, spine_ts: str):
         has_key = F.lit(True)
         for e in view.entities:
             has_key = has_key & F.col(e).isNotNull()
-        structs.append(F.struct(F.col(view.feature_ts).alias("fts"), *[F.col(f.name) for f in view.features]))
+        structs.append(F.struct(F.col(view.feature_ts).alias(FTS), F.col(view.created_ts).alias(CTS),
+                                *[F.col(f.name) for f in view.features]))
         feature_parts.append(features.where(
             has_key & F.col(view.feature_ts).isNotNull() & F.col(view.created_ts).isNotNull()))
     value_types = [p.select(s.alias("v")).schema["v"].dataType for p, s in zip(feature_parts, structs)]
@@ -189,9 +198,9 @@ def _join_group(spine, members, spine_ts: str):
         best = F.max(value).over(window)
         union = union.withColumn(value, best)
         b = F.col(value)
-        fresh = b.getField("fts") >= F.col(KNOWN) - F.expr(f"INTERVAL {int(view.ttl.total_seconds())} SECONDS")
+        fresh = b.getField(FTS) >= F.col(KNOWN) - F.expr(f"INTERVAL {int(view.ttl.total_seconds())} SECONDS")
         found = F.coalesce(b.isNotNull() & fresh, F.lit(False))
         outputs += [*[F.when(found, b.getField(f.name)).alias(view.column(f.name)) for f in view.features],
-                    F.when(found, b.getField("fts")).alias(view.column("feature_ts")),
+                    F.when(found, b.getField(FTS)).alias(view.column("feature_ts")),
                     (~found).alias(view.missing_column)]
     return union.where(F.col(ORDER) == 1).select(*map(_col, cols), *outputs)

@@ -33,23 +33,24 @@ def h(hours: float) -> dt.datetime:
     return T0 + dt.timedelta(hours=hours)
 
 
-def run(spark, spine_rows, feature_rows, view=VIEW, path="shuffle"):
+def run(spark, spine_rows, feature_rows, view=VIEW, path="shuffle", validate=True):
     spine = spark.createDataFrame(spine_rows, SPINE_SCHEMA)
     features = spark.createDataFrame(feature_rows, FEATURE_SCHEMA)
-    df = point_in_time_join(spine, features, view, broadcast_max_bytes=PATHS[path])
+    df = point_in_time_join(spine, features, view, validate=validate, broadcast_max_bytes=PATHS[path])
     assert ("MapInArrow" in plan_of(df)) == (path == "broadcast")
     out = df.collect()
     return {r["event_id"]: (r["u__saves"], r["u__feature_ts"], r["u__missing"]) for r in out}
 
 
 def reference(spine_rows, feature_rows, ttl: dt.timedelta):
-    """Brute force: for each event, scan every feature row."""
+    """Brute force: for each event, scan every feature row. Of the rows known at t the greatest
+    (feature_ts, created_ts) wins; rows equal in both, the greatest value (null lowest)."""
     out = {}
     for event_id, key, t in spine_rows:
         known = [f for f in feature_rows
                  if key is not None and f[0] == key and f[1] <= t and f[2] <= t and f[1] >= t - ttl]
         if known:
-            best = max(known, key=lambda f: f[1])
+            best = max(known, key=lambda f: (f[1], f[2], f[3] is not None, f[3] or 0))
             out[event_id] = (best[3], best[1], False)
         else:
             out[event_id] = (None, None, True)
@@ -140,6 +141,56 @@ def test_matches_brute_force_on_random_histories(spark, path, history):
     spine_rows, feature_rows, ttl = history
     view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
     assert run(spark, spine_rows, feature_rows, view, path) == reference(spine_rows, feature_rows, ttl)
+
+
+# --- duplicate (key, feature_ts) rows, validate=False ----------------------------------------
+
+# Two versions of user 1's h(1) value: 10 written at once, 5 written at h(3). Before h(3) only 10
+# is known; from h(3) on the later version replaces it.
+SIX_ROWS_FEATURES = [(1, h(0), h(0), 1), (1, h(1), h(3), 5), (1, h(1), h(1), 10)]
+SIX_ROWS_SPINE = [("before", 1, h(0.5)), ("between", 1, h(2)), ("at-rewrite", 1, h(3))]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["late-row-first", "late-row-last"])
+def test_duplicate_feature_ts_each_event_sees_only_what_was_known(spark, path, reverse):
+    features = SIX_ROWS_FEATURES[::-1] if reverse else SIX_ROWS_FEATURES
+    got = run(spark, SIX_ROWS_SPINE, features, path=path, validate=False)
+    assert got == {"before": (1, h(0), False), "between": (10, h(1), False), "at-rewrite": (5, h(1), False)}
+    assert got == reference(SIX_ROWS_SPINE, features, VIEW.ttl)
+
+
+def test_exact_duplicate_rows_take_the_greatest_value(spark, path):
+    """Rows equal in key, feature_ts and created_ts: both paths take Spark's max of the values."""
+    features = [(1, h(1), h(1), 3), (1, h(1), h(1), None), (1, h(1), h(1), 7), (1, h(1), h(1), 5),
+                (2, h(1), h(1), None), (2, h(1), h(1), None)]
+    got = run(spark, [("e1", 1, h(2)), ("e2", 2, h(2))], features, path=path, validate=False)
+    assert got == {"e1": (7, h(1), False), "e2": (None, h(1), False)}
+
+
+@st.composite
+def histories_with_duplicates(draw):
+    """Like :func:`histories`, with rewrites: further rows for an earlier (key, feature_ts), written
+    at the same or another time, with small values (equal rows and nulls happen)."""
+    feature_rows = []
+    for _ in range(draw(st.integers(min_value=0, max_value=25))):
+        if feature_rows and draw(st.booleans()):
+            key, fts = draw(st.sampled_from(feature_rows))[:2]
+        else:
+            key, fts = draw(st.integers(min_value=0, max_value=3)), h(draw(hours))
+        created = fts + dt.timedelta(hours=draw(st.sampled_from([0, 0, 1, 2, 5])))
+        feature_rows.append((key, fts, created, draw(st.one_of(st.none(), st.integers(min_value=-2, max_value=2)))))
+    spine_rows = [(f"e{i}", draw(keys), h(draw(hours))) for i in range(draw(st.integers(min_value=1, max_value=25)))]
+    ttl = dt.timedelta(hours=draw(st.sampled_from([1, 4, 12])))
+    return spine_rows, feature_rows, ttl
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(histories_with_duplicates())
+def test_matches_brute_force_with_duplicate_rows(spark, path, history):
+    spine_rows, feature_rows, ttl = history
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
+    got = run(spark, spine_rows, feature_rows, view, path, validate=False)
+    assert got == reference(spine_rows, feature_rows, ttl)
 
 
 def test_composite_entity_keys(spark, path):
