@@ -2,9 +2,10 @@
 
 Files. A partition ``<landing>/<table>/dt=<day>/`` is flat: every visible file directly in it is
 read (``.gz`` files are gunzipped); names starting with ``.`` or ``_`` are hidden and ignored
-(Hadoop's convention: ``_SUCCESS``, ``_temporary/``, ``.staging/``). A visible sub-folder is never
-ignored silently, nor read: its files are not part of the day's contract, so the batch fails with
-a :class:`LandingFileError` naming them, before anything is written. A file Spark cannot read
+(Hadoop's convention: ``_SUCCESS``, ``_temporary/``, ``.staging/``). A file in a visible
+sub-folder is never ignored silently, nor read (it is not part of the day's layout: a producer
+wrote it elsewhere than agreed): the batch fails with a :class:`LandingFileError` naming it,
+before anything is written. A file Spark cannot read
 (a ``.gz`` that is not gzip, a truncated one) fails the batch the same way, naming the file and
 the cause; a corrupt file cannot be quarantined row by row, since its rows cannot be counted.
 
@@ -18,10 +19,12 @@ Rows. Each line gets one quarantine reason set, checked in this order:
 * ``malformed_json``: not a JSON object (``NaN`` tokens included). Spark's JSON functions stop at
   the object's closing brace: text after it is not detected;
 * ``duplicate_json_key:<col>``: a key appears twice in the object (';'-joined, sorted);
-* ``type_mismatch:<col>``: a non-null value whose JSON type the column does not take
-  (:data:`JSON_TYPES`: a string column takes only strings, so ``123``, ``{"a":1}`` and ``[1,2]``
-  are refused; integers take only integral numbers in range; timestamps only strings Spark parses)
-  (';'-joined, in column order).
+* ``type_mismatch:<col>`` (';'-joined, in column order): a non-null value whose JSON type the
+  column does not take (:data:`JSON_TYPES`), or that Spark cannot convert. A string column takes
+  only JSON strings (``123``, ``{"a":1}``, ``[1,2]`` are refused), an integer column only integral
+  numbers in range (not ``1.5``, ``1.0``, ``"1"``, ``true``), a float column only numbers, a bool
+  only ``true``/``false``, a timestamp or date only a string Spark parses, an array only an array
+  of its element type (``null`` elements allowed).
 
 All of it runs as Spark SQL expressions on the executors (no Python per row).
 """
