@@ -2,10 +2,14 @@
 
 For one table and a set of days, in one Spark batch:
 
-1. read the raw lines of ``<landing>/<table>/dt=<day>/`` (missing or empty partitions of
-   mandatory tables are errors; keys the contract does not know are a :class:`SchemaDriftError`);
-2. parse them against the contract; unparseable lines (``malformed_json``) and values of the wrong
-   type (``type_mismatch:<col>``) are quarantined;
+1. read the raw lines of ``<landing>/<table>/dt=<day>/`` (:mod:`jobs.ingest_read`: missing or
+   empty partitions of mandatory tables are errors; a file in a sub-folder of a partition or a
+   file that cannot be read (a ``.gz`` that is not gzip) is a :class:`LandingFileError` naming it;
+   keys the contract does not know are a :class:`SchemaDriftError`);
+2. parse them against the contract; lines that are not UTF-8 (``invalid_utf8``), not one JSON
+   object (``malformed_json``) or repeat a key (``duplicate_json_key:<col>``), and values of the
+   wrong JSON type (``type_mismatch:<col>``: a string column takes only JSON strings) are
+   quarantined;
 3. de-duplicate on the primary key: exact duplicates are dropped and counted, rows that reuse a
    key with a different payload are quarantined (``duplicate_key``);
 4. validate with the table's Great Expectations suite (:mod:`jobs.validation`), tag failing rows;
@@ -25,27 +29,26 @@ from schemas.catalog import QUARANTINE, RAW_TABLES
 from schemas.tables import TableSpec
 
 from .config import IngestConfig
-from .landing import partition_dir
+from .ingest_read import (
+    IngestError,
+    LandingFileError,
+    LandingPartitionMissingError,
+    SchemaDriftError,
+    parse,
+    read_failure,
+    read_lines,
+)
 from .report import IngestReport
-from .spark import spark_schema
 from .validation import add_reference_flags, checks_for, ref_view, validate
+
+__all__ = ["BatchRejectedError", "EmptyBatchError", "IngestError", "IngestPaths", "LandingFileError",
+           "LandingPartitionMissingError", "SchemaDriftError", "delta_version", "ingest", "ingest_table",
+           "landed_days", "parse", "read_lines"]
 
 log = logging.getLogger(__name__)
 
 
-class IngestError(RuntimeError):
-    """A batch cannot be ingested; the message says why and what to do."""
-
-
-class LandingPartitionMissingError(IngestError):
-    pass
-
-
 class EmptyBatchError(IngestError):
-    pass
-
-
-class SchemaDriftError(IngestError):
     pass
 
 
@@ -74,55 +77,6 @@ def _delta_exists(spark, path: str) -> bool:
 
 def _days_sql(days: list[dt.date]) -> str:
     return "dt IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
-
-
-def read_lines(spark, paths: IngestPaths, spec: TableSpec, days: list[dt.date], optional: bool):
-    """Raw non-blank lines with their partition date: columns ``_raw`` and ``dt``."""
-    from pyspark.sql import functions as F
-
-    folders, missing = [], []
-    for day in days:
-        folder = partition_dir(paths.landing, spec.name, day)
-        has_files = folder.is_dir() and any(p.is_file() and not p.name.startswith((".", "_")) for p in folder.iterdir())
-        (folders if has_files else missing).append((day, folder))
-    if missing and not optional:
-        names = ", ".join(str(f) for _, f in missing)
-        raise LandingPartitionMissingError(
-            f"{spec.name}: no landing files for {len(missing)} day(s): {names}. "
-            f"A mandatory table must land every day; check the upstream export.")
-    if not folders:
-        return None
-    # One read over every folder (a union of one read per day is slow for long backfills);
-    # the partition date comes from each file's path.
-    date = F.regexp_extract(F.col("_metadata.file_path"), r"dt=(\d{4}-\d{2}-\d{2})", 1)
-    df = spark.read.text([str(f) for _, f in folders]).select(F.col("value").alias("_raw"), F.to_date(date).alias("dt"))
-    return df.where(F.trim("_raw") != "")
-
-
-def parse(lines, spec: TableSpec):
-    """Parse raw lines against ``spec``. Adds the typed columns and ``_parse_reasons``
-    ('' for a clean parse). Raises :class:`SchemaDriftError` on keys the contract lacks."""
-    from pyspark.sql import functions as F
-
-    as_map = F.from_json("_raw", "map<string,string>", {"mode": "PERMISSIVE"})
-    df = lines.withColumn("_map", as_map)
-    keys = [r[0] for r in df.select(F.explode(F.map_keys("_map"))).distinct().limit(1000).collect()]
-    extra = sorted(set(keys) - set(spec.column_names) - {spec.partition})
-    if extra:
-        raise SchemaDriftError(
-            f"{spec.name}: landing rows carry column(s) {extra} that the contract does not declare "
-            f"(declared: {list(spec.column_names)}). Update schemas/catalog.py or fix the producer.")
-    typed = F.from_json("_raw", spark_schema(spec), {"mode": "PERMISSIVE"})
-    df = df.withColumn("_typed", typed)
-    mismatches = [
-        F.when(F.col("_map").getItem(c.name).isNotNull() & F.col(f"_typed.`{c.name}`").isNull(),
-               F.lit(f"type_mismatch:{c.name}"))
-        for c in spec.columns
-    ]
-    reasons = F.when(F.col("_map").isNull(), F.lit("malformed_json")).otherwise(
-        F.concat_ws(";", F.array_compact(F.array(*mismatches))))
-    return df.select("_raw", "dt", reasons.alias("_parse_reasons"),
-                     *[F.col(f"_typed.`{c.name}`").alias(c.name) for c in spec.columns])
 
 
 def deduplicate(parsed, spec: TableSpec):
@@ -195,7 +149,7 @@ def ingest_table(spark, spec: TableSpec, paths: IngestPaths, days: list[dt.date]
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     batch_id = f"{spec.name}:{days[0]}..{days[-1]}:{uuid.uuid4().hex[:8]}"
     optional = spec.name in cfg.optional_tables
-    lines = read_lines(spark, paths, spec, days, optional)
+    lines = read_lines(spark, paths.landing, spec, days, optional)
     if lines is None:
         log.info("%s: nothing landed for %s..%s", spec.name, days[0], days[-1])
         return IngestReport(table=spec.name, days=tuple(days), batch_id=batch_id)
@@ -220,7 +174,13 @@ def _ingest_lines(spark, spec, paths, days, cfg, now, batch_id, lines, optional,
         return df
 
     lines = keep(lines)
-    rows_in = lines.count()
+    try:
+        rows_in = lines.count()  # the only read of the files: later steps read the cached lines
+    except Exception as err:
+        failure = read_failure(err, spec.name)
+        if failure is None:
+            raise
+        raise failure from err
     if rows_in == 0 and not optional:
         raise EmptyBatchError(f"{spec.name}: the landing files for {days[0]}..{days[-1]} hold no rows; "
                               f"a mandatory table cannot be empty (set ingest.optional_tables to allow it)")

@@ -1,7 +1,9 @@
 """The landing zone: raw JSON-lines files as logs would arrive, one folder per table and date.
 
-Layout: ``<landing>/<table>/dt=YYYY-MM-DD/part-00000.jsonl``. Timestamps are ISO-8601 UTC strings
-with millisecond precision (``2026-01-05T10:00:00.123Z``); ``dt`` lives only in the folder name.
+Layout: ``<landing>/<table>/dt=YYYY-MM-DD/part-00000.jsonl`` (or ``.jsonl.gz``), UTF-8, one JSON
+object per ``\n``-ended line; a partition is flat (ingestion refuses files in its sub-folders, see
+:mod:`jobs.ingest_read`). Timestamps are ISO-8601 UTC strings with millisecond precision
+(``2026-01-05T10:00:00.123Z``); ``dt`` lives only in the folder name.
 Sources (the synthetic generator, dataset adapters) write through :func:`write_partition`, so
 every source produces byte-compatible files.
 """

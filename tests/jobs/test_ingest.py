@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import json
+import re
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -11,13 +15,14 @@ from jobs.ingest import (
     BatchRejectedError,
     EmptyBatchError,
     IngestError,
+    LandingFileError,
     LandingPartitionMissingError,
     SchemaDriftError,
     delta_version,
     ingest,
     ingest_table,
 )
-from jobs.landing import append_raw_lines, write_partition
+from jobs.landing import append_raw_lines, partition_dir, write_partition
 from jobs.spark import spark_schema
 from schemas.catalog import ACTIONS, BOARDS, IMPRESSIONS, PINS, USERS
 
@@ -196,3 +201,97 @@ def test_bad_inputs_raise_clear_errors(spark, lake):
 def test_optional_tables_may_be_missing(spark, lake):
     report = ingest_table(spark, USERS, lake, [DAY], LENIENT, now=NOW)
     assert (report.rows_in, report.rows_valid) == (0, 0)
+
+
+def pin_line(pin_id, **changes) -> str:
+    """One pins landing line, valid unless ``changes`` break it."""
+    row = {"pin_id": pin_id, "created_at": "2026-01-05T10:00:00.000Z", "category": "c", "title": "t",
+           "nsfw": False, "content_embedding": [0.5, 1.0]}
+    return json.dumps({**row, **changes})
+
+
+def land_bytes(lake, name: str, data: bytes, table: str = "pins", day: dt.date = DAY):
+    path = partition_dir(lake.landing, table, day) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def quarantined(spark, lake, table="pins") -> dict[str, str]:
+    return {r["raw"]: r["reason"] for r in read(spark, lake, "quarantine").where(f"source_table = '{table}'").collect()}
+
+
+def test_every_value_must_have_its_columns_json_type_and_each_key_appears_once(spark, lake):
+    bad_utf8 = pin_line(40, title="caf_").encode().replace(b"caf_", b"caf\xe9")  # Latin-1, not UTF-8
+    expected = {  # line -> reason
+        pin_line(10, category=123): "type_mismatch:category",               # number in a string column
+        pin_line(11, title={"a": 1}): "type_mismatch:title",                # object in a string column
+        pin_line(12, title=[1, 2]): "type_mismatch:title",                  # array in a string column
+        pin_line(13, created_at=1767607200): "type_mismatch:created_at",    # number in a timestamp column
+        pin_line(14, content_embedding=[0.5, "NaN"]): "type_mismatch:content_embedding",
+        pin_line(15, category=1.5, title=False): "type_mismatch:category;type_mismatch:title",
+        pin_line("16"): "type_mismatch:pin_id",                             # the reverse cases (already refused)
+        pin_line(17.5): "type_mismatch:pin_id",
+        pin_line(True): "type_mismatch:pin_id",
+        pin_line(18, nsfw=1): "type_mismatch:nsfw",
+        pin_line(19, nsfw="false"): "type_mismatch:nsfw",
+        pin_line(20, content_embedding=["0.5"]): "type_mismatch:content_embedding",
+        pin_line(30)[:-1] + ', "category": "d"}': "duplicate_json_key:category",
+        pin_line(31)[:-1] + ', "title": null, "nsfw": true}': "duplicate_json_key:nsfw;duplicate_json_key:title",
+        pin_line(32).replace('"c"', "NaN"): "malformed_json",  # NaN is not JSON
+        bad_utf8.decode("utf-8", "replace"): "invalid_utf8",
+    }
+    good = [pin_line(1), pin_line(2, title=None, content_embedding=None), pin_line(3, content_embedding=[1, 2])]
+    lines = [*good, *[k for k in expected if "\ufffd" not in k]]
+    land_bytes(lake, "part-00000.jsonl", ("\n".join(lines) + "\n").encode() + bad_utf8 + b"\n")
+
+    report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+
+    assert (report.rows_in, report.rows_valid, report.rows_quarantined) == (19, 3, 16)
+    assert report.quarantined_by_reason == dict(Counter(expected.values()))
+    assert quarantined(spark, lake) == expected
+    valid = {r["pin_id"]: r["content_embedding"] for r in read(spark, lake, "pins").collect()}
+    assert valid == {1: [0.5, 1.0], 2: None, 3: [1.0, 2.0]}
+
+
+def test_records_are_split_on_newline_only(spark, lake):
+    cr_inside_a_string = pin_line(3, title="a_b").replace("a_b", "a\rb")  # a raw control character: not JSON
+    land_bytes(lake, "part-00000.jsonl", (
+        pin_line(1).replace(', "title"', ',\r"title"') + "\r\n"    # a lone CR between tokens is whitespace
+        + pin_line(2) + "\n" + cr_inside_a_string + "\r\n" + "\r\n").encode())
+    land_bytes(lake, "part-00001.jsonl.gz", gzip.compress((pin_line(4) + "\r\n" + pin_line(5)).encode()))
+
+    report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+
+    assert (report.rows_in, report.rows_valid, report.rows_quarantined) == (5, 4, 1)
+    assert quarantined(spark, lake) == {cr_inside_a_string: "malformed_json"}
+    assert sorted(r["pin_id"] for r in read(spark, lake, "pins").collect()) == [1, 2, 4, 5]
+
+
+def test_a_file_in_a_sub_folder_of_a_partition_fails_the_batch_naming_it(spark, lake):
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n").encode())
+    land_bytes(lake, "_temporary/0/part-00001.jsonl", (pin_line(2) + "\n").encode())  # hidden: ignored
+    land_bytes(lake, ".staging/part-00001.jsonl", (pin_line(2) + "\n").encode())
+    assert ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW).rows_in == 1
+
+    late = land_bytes(lake, "hour=23/part-00002.jsonl", (pin_line(3) + "\n").encode())
+    with pytest.raises(IngestError, match=re.escape(str(late)) + ".*sub-folder") as err:
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    assert isinstance(err.value, LandingFileError)
+    assert read(spark, lake, "pins").count() == 1  # the batch wrote nothing
+    (partition_dir(lake.landing, "pins", DAY) / "part-00000.jsonl").unlink()
+    with pytest.raises(LandingFileError, match=re.escape(str(late))):  # only a sub-folder: not "no files"
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+
+
+def test_a_gz_file_that_cannot_be_decompressed_fails_naming_it(spark, lake):
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n").encode())
+    plain = land_bytes(lake, "part-00001.jsonl.gz", (pin_line(2) + "\n").encode())
+    with pytest.raises(LandingFileError, match=re.escape(f"pins: cannot read landing file {plain}: not a gzip file")):
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    plain.unlink()
+    packed = gzip.compress(("\n".join(pin_line(i) for i in range(2, 200)) + "\n").encode())
+    cut = land_bytes(lake, "part-00002.jsonl.gz", packed[: len(packed) // 2])
+    with pytest.raises(LandingFileError, match=re.escape(f"{cut}: Unexpected end of input stream")):
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    assert delta_version(spark, lake.table("pins")) is None
