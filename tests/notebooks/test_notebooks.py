@@ -20,8 +20,10 @@ def test_notebook_executes(path, tmp_path):
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    # Parameters cell: point the notebook at a fresh folder of this test.
-    nb.cells[1].source += f"\nWORKDIR = {str(tmp_path)!r}"
+    # The papermill-style parameters cell: point the notebook at a fresh folder of this test.
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters', expected 1"
+    tagged[0].source += f"\nWORKDIR = {str(tmp_path)!r}"
     client = NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(REPO)}})
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
