@@ -28,6 +28,7 @@ test-fast: setup
 # What CI checks besides the tests.
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf var

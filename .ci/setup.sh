@@ -54,5 +54,5 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
   fi
 fi
 
-"$VENV/bin/python" -m jobs.jars --pom config/jvm/pom.xml --dest var/jars
+"$VENV/bin/python" -m pinrec.jobs.io.jars --pom config/jvm/pom.xml --dest var/jars
 echo "[setup] ready: $VENV"

@@ -8,8 +8,8 @@ For each corpus size N x d, one run of this script:
    building; exact top-k of the test queries (inner product) is the ground truth;
 2. builds, each in its own subprocess (this file, ``--_worker``), so that peak RSS and thread
    settings are its own:
-   a. ``pinrec``: :func:`export.ann_build.build_index` (metric ``ip``, the memory budget, target
-      recall), then :meth:`export.shards.ShardedIndex.open` on the written folder (mmap);
+   a. ``pinrec``: :func:`pinrec.export.build.ann_build.build_index` (metric ``ip``, the memory budget, target
+      recall), then :meth:`pinrec.export.serving.shards.ShardedIndex.open` on the written folder (mmap);
    b. ``flat``: exact ``IndexFlatIP`` (build = add);
    c. ``autofaiss`` (with ``--autofaiss-python``, the interpreter of a separate environment:
       autofaiss 2.18 needs faiss-cpu 1.8.0, numpy < 2, pyarrow < 17):
@@ -78,7 +78,7 @@ def best_time(fn, repeats: int) -> float:
 def measure(search, queries: np.ndarray, truth: np.ndarray, k: int, single: int = 300, repeats: int = 3) -> dict:
     """recall@k, batch QPS at 1 and all threads, p50/p99 single-query ms (1 thread) of ``search``;
     every timing is the best of ``repeats`` runs (per query for the percentiles), as in
-    :func:`export.index_tuning.measure_latency`."""
+    :func:`pinrec.export.build.index_tuning.measure_latency`."""
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
@@ -119,10 +119,9 @@ def worker(system: str, data: Path, budget_mb: float, target: float, k: int, sha
     ids = np.load(data / "ids.npy")
     test, truth = np.load(data / "test.npy"), np.load(data / "truth.npy")
     if system == "pinrec":
-        sys.path.insert(0, str(REPO_ROOT))
-        from export.ann_build import build_index
-        from export.index_choice import IndexConfig
-        from export.shards import ShardedIndex
+        from pinrec.export.build.ann_build import build_index
+        from pinrec.export.index_choice import IndexConfig
+        from pinrec.export.serving.shards import ShardedIndex
 
         cfg = IndexConfig(metric="ip", k=k, target_recall=target, memory_budget_mb=budget_mb, shards=shards)
         c0, t0 = cpu_s(), time.perf_counter()
@@ -167,7 +166,7 @@ def run_worker(python: str, system: str, data: Path, args) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--_worker", system, "--_data", str(data),
            "--budget-mb", str(args.budget_mb), "--target", str(args.target), "--k", str(args.k),
            "--shards", str(args.shards)]
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT)) if system != "autofaiss" else dict(os.environ)
+    env = dict(os.environ)
     try:
         run = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=args.timeout_s, env=env)
     except subprocess.TimeoutExpired:

@@ -6,7 +6,7 @@ its own):
 1. generates (torch, seeded) a random bipartite Pin–Board graph: ``N * edges_per_pin`` edges, each
    joining a uniform pin to a uniform board among ``N // pins_per_board`` boards, and (N, F) random
    pin features (no Spark);
-2. trains :class:`models.pinsage_trainer.PinSageTrainer` for two full epochs (default model: 2
+2. trains :class:`pinrec.models.pinsage_trainer.PinSageTrainer` for two full epochs (default model: 2
    layers, 64 channels, T = 10 neighbours from 50 walks of 3 steps; batch 256, 64 shared negatives):
    epoch 0 with random negatives only, epoch 1 with one curriculum hard negative per query (ranks
    20-100 of a 200-walk PageRank estimate); reports pairs/s and seconds of each epoch, as measured
@@ -43,8 +43,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 SEED = 20260101
 
@@ -61,8 +59,8 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from models.pinsage_trainer import PinSageTrainConfig, PinSageTrainer
-    from models.random_walk import PinBoardGraph
+    from pinrec.models.pinsage_trainer import PinSageTrainConfig, PinSageTrainer
+    from pinrec.models.random_walk import PinBoardGraph
 
     import_rss = rss_mib()
     n, boards = args.size, max(1, args.size // args.pins_per_board)

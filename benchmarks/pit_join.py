@@ -7,7 +7,7 @@ For each spine size N, one run of this script:
    tables (user, pin, user x category; ~N/10 rows each, unique (entity, feature_ts), ``created_ts``
    = ``feature_ts`` + 0..2 h), written once as Parquet so every engine reads the same files;
 2. times, as the median of ``--repeats`` runs, each fully materialising the 3-view result:
-   a. ours: ``jobs.pit_join.point_in_time_join_many`` over the 3 views (``validate=False``;
+   a. ours: ``pinrec.jobs.features.pit_join.point_in_time_join_many`` over the 3 views (``validate=False``;
       each view is a broadcast lookup when Spark estimates its table at most
       ``--broadcast-max-mib``, else a sort-merge window sharing one shuffle per leading entity;
       the uniqueness check is timed once, separately), Spark ``noop`` write;
@@ -50,8 +50,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 SEED = 20260101
 DAYS = 30
@@ -82,7 +80,7 @@ VIEWS = (
 def make_feature_view(v: BenchView, ttl: dt.timedelta):
     """The pinrec FeatureView for ``v``. The one line to adapt if FeatureView's signature changes
     (older form: ``FeatureView(v.name, v.keys[0], feats, ttl)``)."""
-    from schemas.features import Feature, FeatureView
+    from pinrec.schemas.features import Feature, FeatureView
 
     feats = tuple(Feature(c, t) for c, t in v.features)
     return FeatureView(v.name, entities=v.keys, features=feats, ttl=ttl)
@@ -216,7 +214,10 @@ def write_sample(data_dir: Path, out: Path, rows: int, seed: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 def ours_chain(spine, tables: dict, ttl: dt.timedelta, validate: bool = False, broadcast_max_mib: float | None = None):
-    from jobs.pit_join import BROADCAST_MAX_BYTES, point_in_time_join_many
+    from pinrec.jobs.features.pit_join import (
+        BROADCAST_MAX_BYTES,
+        point_in_time_join_many,
+    )
 
     limit = BROADCAST_MAX_BYTES if broadcast_max_mib is None else broadcast_max_mib * 2**20
     joins = [(tables[v.name], make_feature_view(v, ttl)) for v in VIEWS]
@@ -337,8 +338,8 @@ def worker_main(args) -> None:
             emit(event="end", run=r, seconds=time.perf_counter() - t0, rows=n, checksum=str(h))
         return
 
-    from jobs.config import SparkConfig
-    from jobs.spark import get_spark
+    from pinrec.jobs.config import SparkConfig
+    from pinrec.jobs.io.spark import get_spark
 
     cfg = SparkConfig(master=f"local[{args.spark_cores}]", shuffle_partitions=args.shuffle_partitions,
                       jars_dir=str(REPO_ROOT / "var" / "jars"), driver_memory=args.driver_memory)
@@ -373,7 +374,7 @@ def worker_main(args) -> None:
         emit(event="end", run=r, seconds=t2 - t0, build_s=t1 - t0)
 
     if args._worker == "ours":
-        from jobs.pit_join import check_unique
+        from pinrec.jobs.features.pit_join import check_unique
 
         plan = df._jdf.queryExecution().optimizedPlan().toString()
         emit(event="plan", window_ops=plan.count("Window ["), relations_read=plan.count("Relation ["),
@@ -630,7 +631,7 @@ def parse_args(argv=None):
     p.add_argument("--keep", action="store_true", help="keep the work dir")
     p.add_argument("--broadcast-max-mib", type=float, default=None,
                    help="ours: feature tables Spark estimates at most this size (MiB) take the broadcast "
-                        "lookup; 0: sort-merge only (default: jobs.pit_join.BROADCAST_MAX_BYTES)")
+                        "lookup; 0: sort-merge only (default: pinrec.jobs.features.pit_join.BROADCAST_MAX_BYTES)")
     for hidden in ("--_worker", "--_data", "--_events", "--_spine", "--_save"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -755,7 +756,7 @@ def render(report: dict, args) -> str:
             notes.append(f"  Feast formulation killed during {feast['timed_out']}; leftover processes after kill: "
                          f"{feast.get('survivors') or 'none'}.")
     lines += ["", "Notes:", *notes,
-              ("- ours: `jobs.pit_join.point_in_time_join_many` over 3 views with validate=False (the "
+              ("- ours: `pinrec.jobs.features.pit_join.point_in_time_join_many` over 3 views with validate=False (the "
               "uniqueness check is timed separately above); it applies feature_ts <= t, created_ts <= t and the TTL."),
               ("- Feast formulation: range join on entity + feature_ts <= ts + feature_ts >= ts - ttl + created_ts <= ts, "
               "ROW_NUMBER() OVER (PARTITION BY entity row ORDER BY feature_ts DESC, created_ts DESC) = 1, left join "

@@ -2,12 +2,12 @@
 
 One run of this script:
 
-1. builds the encoder of the training set (:func:`export.encoding.training_set_spec`) and fits
+1. builds the encoder of the training set (:func:`pinrec.export.encoding.training_set_spec`) and fits
    it on a seeded synthetic frame of that schema (or on ``--data``, a Parquet sample of the
    training set), and encodes N candidates (default 1000);
-2. builds a :class:`models.ranker.Ranker` with the default :class:`RankerConfig` (random
+2. builds a :class:`pinrec.models.ranker.Ranker` with the default :class:`RankerConfig` (random
    weights: speed does not depend on them), Platt calibration and the final score;
-3. exports it (:func:`export.onnx_ranker.export_ranker`) and quantises it to int8;
+3. exports it (:func:`pinrec.export.build.onnx_ranker.export_ranker`) and quantises it to int8;
 4. times ``--runs`` calls (after ``--warmup``) of each variant on the same batch with one thread
    (``torch.set_num_threads(1)``; onnxruntime ``intra_op_num_threads=1``), plus the numpy
    encoder on the raw N-row frame, and prints p50 / p99 and the speed-up over torch eager, both
@@ -49,14 +49,11 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np
 import pyarrow as pa
@@ -67,7 +64,7 @@ SEED = 20260105
 def synthetic_frame(spec, n: int, seed: int = SEED) -> pa.Table:
     """A frame with every column ``spec`` reads: ids, 12-value categoricals, log-normal numerics
     with 5 % nulls, 10 % true booleans, normal embeddings, positions 1..50."""
-    from export.encoding import Boolean, Categorical, Embedding, Hashed, Numeric
+    from pinrec.export.encoding import Boolean, Categorical, Embedding, Hashed, Numeric
 
     rng = np.random.default_rng(seed)
     cols: dict[str, object] = {}
@@ -89,7 +86,7 @@ def synthetic_frame(spec, n: int, seed: int = SEED) -> pa.Table:
 
 
 def static_int8(fp32: str, dst: str, rows, fmt: str, batches: int = 3) -> str:
-    """``onnxruntime.quantization.quantize_static`` of the MatMuls :func:`export.onnx_ranker.quantize_int8`
+    """``onnxruntime.quantization.quantize_static`` of the MatMuls :func:`pinrec.export.build.onnx_ranker.quantize_int8`
     quantises (Gemms rewritten as MatMul + Add, batched MatMuls left in fp32), activation scales
     calibrated on ``rows`` (an EncodedBatch) in ``batches`` parts; ``fmt``: QOperator or QDQ."""
     import onnx
@@ -100,7 +97,7 @@ def static_int8(fp32: str, dst: str, rows, fmt: str, batches: int = 3) -> str:
         quantize_static,
     )
 
-    from export.onnx_ranker import _gemm_as_matmul
+    from pinrec.export.build.onnx_ranker import _gemm_as_matmul
 
     model = onnx.load(fp32)
     skip = _gemm_as_matmul(model)
@@ -170,8 +167,8 @@ def matmul_macs(ranker) -> int:
     position tower (unused when scoring)."""
     from torch import nn
 
-    from models.dcn import CrossNetMix
-    from models.mmoe import GroupedLinear, MMoE
+    from pinrec.models.dcn import CrossNetMix
+    from pinrec.models.mmoe import GroupedLinear, MMoE
 
     position = {id(m) for m in ranker.position_tower.modules()}
     macs = 0
@@ -288,9 +285,14 @@ def bench_scale(config, encoder, batch, runs: int, warmup: int, tmp: str, profil
     products in each runtime."""
     import torch
 
-    from export.onnx_ranker import export_ranker, run, scoring_module, session
-    from models.calibration import Calibration, Platt
-    from models.ranker import Ranker
+    from pinrec.export.build.onnx_ranker import (
+        export_ranker,
+        run,
+        scoring_module,
+        session,
+    )
+    from pinrec.models.calibration import Calibration, Platt
+    from pinrec.models.ranker import Ranker
 
     torch.manual_seed(SEED)
     ranker = Ranker(encoder.cardinalities, len(encoder.dense_names), encoder.num_positions, config).eval()
@@ -343,16 +345,16 @@ def main(argv=None) -> int:
     import pyarrow.parquet as pq
     import torch
 
-    from export.encoding import FeatureEncoder, training_set_spec
-    from export.onnx_ranker import (
+    from pinrec.export.build.onnx_ranker import (
         export_ranker,
         quantize_int8,
         run,
         scoring_module,
         session,
     )
-    from models.calibration import Calibration, Platt
-    from models.ranker import Ranker, RankerConfig
+    from pinrec.export.encoding import FeatureEncoder, training_set_spec
+    from pinrec.models.calibration import Calibration, Platt
+    from pinrec.models.ranker import Ranker, RankerConfig
 
     torch.set_num_threads(1)
     torch.manual_seed(SEED)

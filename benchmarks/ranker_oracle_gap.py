@@ -3,9 +3,9 @@
 Issue #6 asks for a ranker AUC within 0.005 of the oracle (the generator's true probabilities).
 This script separates the two things that could miss it: the model (architecture, trainer,
 position tower) and the information its features carry. It simulates impressions with the
-generator itself (:mod:`jobs.synthetic`; the same world, pins' content embeddings and labels the
-pipeline lands, without Spark), trains the real :class:`models.ranker.Ranker` with
-:class:`models.ranker_trainer.RankerTrainer` on four feature sets of decreasing information, and
+generator itself (:mod:`pinrec.jobs.ingest.synthetic`; the same world, pins' content embeddings and labels the
+pipeline lands, without Spark), trains the real :class:`pinrec.models.ranker.Ranker` with
+:class:`pinrec.models.ranker_trainer.RankerTrainer` on four feature sets of decreasing information, and
 scores the last day (train: the days before the last two; validation: the day before the last):
 
 * ``latent relevance``: r = <u, v_p>, the one number the generator's probabilities depend on
@@ -21,7 +21,7 @@ scores the last day (train: the days before the last two; validation: the day be
 
 Every model is trained with position as an input and scored *with* the position tower, as the
 oracle is; AUC on the same test rows. Prints one table per world size, with the gap to the oracle
-and its 95 % interval over 200 paired session resamples (:func:`models.metrics.auc_bootstrap`).
+and its 95 % interval over 200 paired session resamples (:func:`pinrec.models.metrics.auc_bootstrap`).
 
 Usage (from the repository root)::
 
@@ -34,14 +34,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np
 
@@ -51,10 +48,10 @@ LEVELS = ("latent relevance", "user latent + pin content", "closeup profile + pi
 
 
 def simulate(cfg, seed: int) -> dict:
-    """:func:`jobs.synthetic.simulate` as a dict: ``days`` (per-day truth dicts with ``user``,
+    """:func:`pinrec.jobs.ingest.synthetic.simulate` as a dict: ``days`` (per-day truth dicts with ``user``,
     ``pin`` and ``session`` indices), ``user_latent`` (U, D), ``content`` (P, D) zeros where
     absent, ``has_content`` (P,)."""
-    from jobs.synthetic import simulate as simulate_world
+    from pinrec.jobs.ingest.synthetic import simulate as simulate_world
 
     sim = simulate_world(cfg, seed)
     return {"days": list(sim.days), "user_latent": sim.user_latent, "content": sim.content,
@@ -97,10 +94,10 @@ def ranker_gap(world: dict, level: str, epochs: int, seed: int, embedding_dim: i
     task the with-position AUC on the last day and the oracle's on the same rows."""
     import torch
 
-    from models.config import RankerConfig, RankerTrainConfig
-    from models.metrics import auc, auc_bootstrap
-    from models.ranker import Ranker
-    from models.ranker_trainer import RankerData, RankerTrainer
+    from pinrec.models.config import RankerConfig, RankerTrainConfig
+    from pinrec.models.metrics import auc, auc_bootstrap
+    from pinrec.models.ranker import Ranker
+    from pinrec.models.ranker_trainer import RankerData, RankerTrainer
 
     days = world["days"]
 
@@ -153,7 +150,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from jobs.config import SyntheticConfig
+    from pinrec.jobs.config import SyntheticConfig
 
     overrides = {}
     for item in args.set:

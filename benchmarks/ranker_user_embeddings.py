@@ -1,9 +1,9 @@
 """Benchmark: which user embeddings help the ranker: from recent saves, recent closeups, or both?
 
 The ranker's user embedding is the normalised mean of the PinSage embeddings of pins in one of
-the user feature view's lists (:mod:`export.embedding_features`): ``saves`` averages
+the user feature view's lists (:mod:`pinrec.export.serving.embedding_features`): ``saves`` averages
 ``user__last_saved_pins``, ``closeups`` averages ``user__last_closeup_pins``. This script trains
-the ranker job's model (:func:`jobs.ranker.train_ranker`, the configured model, trainer and
+the ranker job's model (:func:`pinrec.jobs.ranking.ranker.train_ranker`, the configured model, trainer and
 calibration; no baselines, no twin, no export) on one warehouse's training set and PinSage
 embeddings for each ``ranker_job.user_embeddings`` variant and each training seed, and prints
 the test AUC of the served score (calibrated, position-free) and of the with-position
@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np
 
@@ -41,7 +38,7 @@ HEADERS = ("served save", "served closeup", "with position save", "with position
 
 def parse_variants(text: str) -> list[tuple[str, ...]]:
     """``"saves,closeups,saves+closeups"`` -> [("saves",), ("closeups",), ("saves", "closeups")]."""
-    from jobs.ranker import USER_EMBEDDING_KINDS
+    from pinrec.jobs.ranking.config import USER_EMBEDDING_KINDS
 
     out = [tuple(v.split("+")) for v in text.split(",") if v]
     bad = [v for v in out if not v or not set(v) <= set(USER_EMBEDDING_KINDS) or len(set(v)) != len(v)]
@@ -64,12 +61,12 @@ def main(argv=None) -> int:
     except ValueError as e:
         p.error(str(e))
 
-    from export.embedding_features import EmbeddingTable
-    from jobs.config import load_config, parse_overrides
-    from jobs.ingest import delta_version
-    from jobs.pin_index import read_embeddings
-    from jobs.ranker import read_training_set, train_ranker
-    from jobs.spark import get_spark
+    from pinrec.export.serving.embedding_features import EmbeddingTable
+    from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.index.pin_index import read_embeddings
+    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.ranking.ranker import read_training_set, train_ranker
 
     cfg = load_config(args.config, parse_overrides(args.set))
     warehouse = cfg.storage.warehouse.rstrip("/")

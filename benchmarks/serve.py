@@ -5,12 +5,12 @@ One run of this script:
 1. builds a bundle of ``--pins`` pins (default 1M) in ``--workdir`` (a temporary folder unless
    given; with ``--reuse`` an existing one is served again):
    * seeded clustered, L2-normalised embeddings (D = ``--dim``; the cluster is the pin's category)
-     and the sharded IVF index over them via :func:`export.ann_build.build_index` (inner product,
+     and the sharded IVF index over them via :func:`pinrec.export.build.ann_build.build_index` (inner product,
      ``--budget-mb`` memory budget, tuned on held-out queries);
-   * the real ranker architecture (:class:`models.ranker.Ranker`, default
-     :class:`~models.ranker.RankerConfig`, random weights: speed does not depend on them) with
-     Platt calibration, exported to ONNX (:func:`export.onnx_ranker.export_ranker`), and the
-     training set's encoder (:func:`export.encoding.training_set_spec`, with the PinSage pin
+   * the real ranker architecture (:class:`pinrec.models.ranker.Ranker`, default
+     :class:`~pinrec.models.ranker.RankerConfig`, random weights: speed does not depend on them) with
+     Platt calibration, exported to ONNX (:func:`pinrec.export.build.onnx_ranker.export_ranker`), and the
+     training set's encoder (:func:`pinrec.export.encoding.training_set_spec`, with the PinSage pin
      embedding, the user embeddings of ``--user-embeddings`` (default ``closeups``, as
      ``ranker_job.user_embeddings``) and their dot products unless ``--no-embedding-features``)
      fitted on a synthetic frame;
@@ -18,8 +18,8 @@ One run of this script:
      users (up to 20 recent saves and 10 recent closeups each, 10 % without one or the other),
      every pin, and 3 categories per user;
    * ``pins.parquet`` (1 % nsfw, 0.5 % blocked) and ``pin_embeddings.npy``;
-   and publishes it to a local store (:func:`export.publish.publish`);
-2. measures the first ``load`` + :class:`export.recommend.Recommender` construction in a fresh
+   and publishes it to a local store (:func:`pinrec.export.build.publish.publish`);
+2. measures the first ``load`` + :class:`pinrec.export.serving.recommend.Recommender` construction in a fresh
    subprocess (the files were just written, so the page cache is warm: dropping it needs root);
 3. serves ``--requests`` requests (after ``--warmup``) for random users (5 % unknown: cold
    start) with ``faiss.omp_set_num_threads(1)`` and a one-thread onnxruntime session, k =
@@ -28,8 +28,8 @@ One run of this script:
    clock and CPU time of the calling thread (which excludes waiting for a core on a shared machine);
 4. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
    starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
-   (:func:`jobs.redis_export.export_snapshot`) and serves the same requests with features from
-   Redis (:class:`export.feature_store.RedisFeatureStore`), side by side with the snapshot: the
+   (:func:`pinrec.jobs.features.redis_export.export_snapshot`) and serves the same requests with features from
+   Redis (:class:`pinrec.export.serving.feature_store.RedisFeatureStore`), side by side with the snapshot: the
    ``features`` stage is the per-request lookup cost of each.
 
 Usage (from the repository root)::
@@ -51,8 +51,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np
 import pyarrow as pa
@@ -83,9 +81,9 @@ def pin_data(n: int, d: int, categories: int, rng) -> tuple[np.ndarray, np.ndarr
 
 
 def snapshot_tables(ids: np.ndarray, cat_names: list[str], cat: np.ndarray, users: int, rng) -> dict[str, pa.Table]:
-    """The three feature views' snapshot tables (:mod:`export.feature_store` format)."""
-    from export.feature_store import SnapshotMeta, with_meta
-    from schemas.features import FEATURE_VIEWS
+    """The three feature views' snapshot tables (:mod:`pinrec.export.serving.feature_store` format)."""
+    from pinrec.export.serving.feature_store import SnapshotMeta, with_meta
+    from pinrec.schemas.features import FEATURE_VIEWS
 
     ts = pa.timestamp("us", tz="UTC")
 
@@ -136,20 +134,20 @@ def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None,
     ``pinrec ranker`` does by default)."""
     import torch
 
-    from export.encoding import (
+    from pinrec.export.build.onnx_ranker import export_ranker
+    from pinrec.export.encoding import (
         Boolean,
         Categorical,
         FeatureEncoder,
         Numeric,
         training_set_spec,
     )
-    from export.onnx_ranker import export_ranker
-    from models.calibration import Calibration, Platt
-    from models.ranker import Ranker, RankerConfig
+    from pinrec.models.calibration import Calibration, Platt
+    from pinrec.models.ranker import Ranker, RankerConfig
 
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    from jobs.ranker import USER_EMBEDDING_KINDS
+    from pinrec.jobs.ranking.config import USER_EMBEDDING_KINDS
 
     embeddings = {"pin_embedding": dim, **{USER_EMBEDDING_KINDS[u]: dim for u in user_embeddings}}
     spec = training_set_spec(embeddings=embeddings if dim else None)
@@ -174,11 +172,11 @@ def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None,
 
 def build(work: Path, args) -> dict:
     """Write and publish the bundle; returns build timings (s)."""
-    from export.ann_build import build_index
-    from export.index_choice import IndexConfig
-    from export.publish import BundleFiles, publish
-    from export.store import Store
-    from schemas.manifest import Lineage, Metrics
+    from pinrec.export.build.ann_build import build_index
+    from pinrec.export.build.publish import BundleFiles, publish
+    from pinrec.export.index_choice import IndexConfig
+    from pinrec.export.serving.store import Store
+    from pinrec.schemas.manifest import Lineage, Metrics
 
     rng = np.random.default_rng(SEED)
     out: dict[str, float] = {}
@@ -229,8 +227,8 @@ def build(work: Path, args) -> dict:
 COLD = """
 import json, sys, time
 t0 = time.perf_counter()
-from export.loader import load
-from export.recommend import RecommendConfig, Recommender
+from pinrec.export.serving.loader import load
+from pinrec.export.serving.recommend import RecommendConfig, Recommender
 t1 = time.perf_counter()
 bundle = load(sys.argv[1], "homefeed")
 t2 = time.perf_counter()
@@ -292,13 +290,13 @@ def measure(work: Path, args, built: dict) -> int:
     import faiss
     import onnxruntime as ort
 
-    from export.loader import load
-    from export.recommend import STAGES, RecommendConfig, Recommender
+    from pinrec.export.serving.loader import load
+    from pinrec.export.serving.recommend import STAGES, RecommendConfig, Recommender
 
     store = str(work / "store")
     cfg = {"ann_candidates": args.ann_candidates, "ann_queries": args.ann_queries,
            "category_cap": args.category_cap, "mmr_lambda": args.mmr_lambda, "ranker_threads": 1}
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     cold = subprocess.run([sys.executable, "-c", COLD, store, json.dumps(cfg)], env=env, capture_output=True,
                           text=True, check=True)
     cold_s = json.loads(cold.stdout.strip().splitlines()[-1])
@@ -355,7 +353,7 @@ def measure(work: Path, args, built: dict) -> int:
 
 def serve(rec, users, contexts, args):
     """Run the requests (the first ``args.warmup`` untimed): (wall s, CPU s, {stage: s}, sizes)."""
-    from export.recommend import STAGES
+    from pinrec.export.serving.recommend import STAGES
 
     wall, cpu, stages, sizes = [], [], {s: [] for s in STAGES}, []
     for i, (user, ctx) in enumerate(zip(users.tolist(), contexts)):
@@ -385,9 +383,13 @@ def with_redis(bundle, config, users, contexts, args):
         return "redis-py is not installed (pip install 'pinrec[redis]')"
     if server is None:
         return "no redis-server on PATH"
-    from export.feature_store import FeatureSnapshot, RedisConfig, RedisFeatureStore
-    from export.recommend import Recommender
-    from jobs.redis_export import export_snapshot
+    from pinrec.export.serving.feature_store import (
+        FeatureSnapshot,
+        RedisConfig,
+        RedisFeatureStore,
+    )
+    from pinrec.export.serving.recommend import Recommender
+    from pinrec.jobs.features.redis_export import export_snapshot
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -5,7 +5,7 @@ For the run's day, its logical date (the start of its one-day data interval [D, 
 starts once the day is over):
 
 1. **ingest**: validate the landed partitions of that day into Delta; bad rows go to quarantine
-   (`jobs.tasks.ingest_day`, the same job as `pinrec ingest --date D`);
+   (`pinrec.jobs.orchestration.tasks.ingest_day`, the same job as `pinrec ingest --date D`);
 2. **features**: the daily user, pin and user x category feature tables of that day
    (`pinrec features --date D`);
 3. **training_set**: the point-in-time training set of the training window ending that day
@@ -23,7 +23,7 @@ Spark: when the Airflow connection `spark_conn_id` exists (e.g. `AIRFLOW_CONN_PI
 spark://host:7077`), each task runs its step through `SparkSubmitHook` on that cluster
 (`pinrec task <step> --date D`, the same function); otherwise in-process on local Spark
 (`spark.master`). Looked up when the task runs; task ids and XComs are the same either way
-(`jobs.spark_submit`).
+(`pinrec.jobs.orchestration.spark_submit`).
 """
 from __future__ import annotations
 
@@ -69,13 +69,13 @@ def _day(logical_date) -> dt.date:
 def pinrec_daily():
     @task
     def ingest(params=None, logical_date=None) -> dict:
-        from jobs.spark_submit import run_task
+        from pinrec.jobs.orchestration.spark_submit import run_task
 
         return run_task("ingest", _day(logical_date), params)
 
     @task
     def features(ingested: dict, params=None, logical_date=None) -> dict:
-        from jobs.spark_submit import run_task
+        from pinrec.jobs.orchestration.spark_submit import run_task
 
         return run_task("features", _day(logical_date), params)
 
@@ -83,8 +83,8 @@ def pinrec_daily():
     def training_set(featured: dict, params=None, logical_date=None, outlet_events=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from jobs.spark_submit import run_task
-        from jobs.tasks import NotEnoughHistoryError
+        from pinrec.jobs.orchestration.spark_submit import run_task
+        from pinrec.jobs.orchestration.tasks import NotEnoughHistoryError
 
         try:
             out = run_task("training-set", _day(logical_date), params)

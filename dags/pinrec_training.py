@@ -51,7 +51,7 @@ def _run_params(params, triggering_asset_events=None) -> dict:
 
 
 def _config(params, triggering_asset_events=None):
-    from jobs.tasks import config_from_params
+    from pinrec.jobs.orchestration.tasks import config_from_params
 
     run = _run_params(params, triggering_asset_events)
     return config_from_params(run["config"], run["overrides"])
@@ -77,7 +77,7 @@ def _config(params, triggering_asset_events=None):
 def pinrec_training():
     @task
     def plan(params=None, triggering_asset_events=None) -> str:
-        from jobs.tasks import training_day
+        from pinrec.jobs.orchestration.tasks import training_day
 
         requested = params["day"]
         if not requested and triggering_asset_events:
@@ -87,31 +87,31 @@ def pinrec_training():
 
     @task
     def graph(day: str, params=None, triggering_asset_events=None) -> dict:
-        from jobs.spark_submit import run_task
+        from pinrec.jobs.orchestration.spark_submit import run_task
 
         return run_task("graph", dt.date.fromisoformat(day), _run_params(params, triggering_asset_events))
 
     @task
     def pinsage(built: dict, params=None, triggering_asset_events=None) -> dict:
-        from jobs.tasks import pinsage_embeddings
+        from pinrec.jobs.orchestration.tasks import pinsage_embeddings
 
         return pinsage_embeddings(_config(params, triggering_asset_events))
 
     @task
     def index(embedded: dict, params=None, triggering_asset_events=None) -> dict:
-        from jobs.tasks import pin_index
+        from pinrec.jobs.orchestration.tasks import pin_index
 
         return pin_index(_config(params, triggering_asset_events))
 
     @task
     def ranker(embedded: dict, params=None, triggering_asset_events=None) -> dict:
-        from jobs.tasks import ranker_model
+        from pinrec.jobs.orchestration.tasks import ranker_model
 
         return ranker_model(_config(params, triggering_asset_events))
 
     @task
     def publish(day: str, indexed: dict, ranked: dict, params=None, triggering_asset_events=None) -> dict:
-        from jobs.tasks import publish_day
+        from pinrec.jobs.orchestration.tasks import publish_day
 
         out = publish_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day),
                           index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"])

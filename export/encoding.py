@@ -442,7 +442,7 @@ class FeatureEncoder:
 
 def training_set_spec(id_buckets: int = 2 ** 16, ids: bool = False,
                       embeddings: Mapping[str, int] | None = None, max_position: int = 50) -> EncoderSpec:
-    """The spec of the point-in-time training set (:mod:`jobs.training_set`): hashed user/pin ids,
+    """The spec of the point-in-time training set (:mod:`pinrec.jobs.features.training_set`): hashed user/pin ids,
     context and category vocabularies, every numeric feature of the views (counts, ages and
     recencies through ``log1p``), the views' ``__missing`` flags, category == user's top category,
     and optional embedding columns ``{column: dim}`` with the dot product of the first (the pin's)
@@ -451,7 +451,7 @@ def training_set_spec(id_buckets: int = 2 ** 16, ids: bool = False,
     ``ids`` (hashed ``user_id``/``pin_id`` embeddings) is off by default: on the demo's training
     set (40k training rows) they memorised the training split within two epochs and lowered
     test AUC (save 0.626 with ids vs 0.664 without, measured once); turn them on with more data."""
-    from schemas.features import FEATURE_VIEWS
+    from pinrec.schemas.features import FEATURE_VIEWS
 
     feats: list[FeatureSpec] = [Hashed("user_id", id_buckets), Hashed("pin_id", id_buckets)] if ids else []
     feats += [Categorical(c) for c in ("surface", "device", "country", "hour", "day_of_week", "category",

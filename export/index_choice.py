@@ -4,7 +4,7 @@ and the choice rules (pure functions, no I/O, no measurement).
 The rules follow autofaiss's shape (exact search for small N; an inverted file with about
 ``4 * sqrt(N)`` lists otherwise, with an HNSW coarse quantizer once the lists are many; product
 quantisation when nothing finer fits the memory budget) but only *propose* candidates: the
-builder (:mod:`export.ann_build`) measures recall@k and latency of each on held-out queries and
+builder (:mod:`pinrec.export.build.ann_build`) measures recall@k and latency of each on held-out queries and
 keeps the fastest one that reaches the target.
 
 Every candidate shares a trained structure across shards (issue #5): exact ``IDMap,Flat`` (no

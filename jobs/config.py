@@ -18,22 +18,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from export.blessing import BlessingConfig
-from export.feature_store import RedisConfig
-from export.index_choice import IndexConfig
-from export.publish import PublishConfig
-from export.recommend import RecommendConfig
-from export.store import S3Options
-from models.config import (
+from pinrec.export.build.blessing import BlessingConfig
+from pinrec.export.build.publish import PublishConfig
+from pinrec.export.index_choice import IndexConfig
+from pinrec.export.serving.feature_store import RedisConfig
+from pinrec.export.serving.recommend import RecommendConfig
+from pinrec.export.serving.store import S3Options
+from pinrec.jobs.monitoring.config import MonitoringConfig
+from pinrec.jobs.ranking.config import RankerJobConfig
+from pinrec.jobs.retrieval.config import RetrievalEvalConfig
+from pinrec.models.config import (
     CalibrationConfig,
     PinSageTrainConfig,
     RankerConfig,
     RankerTrainConfig,
 )
-
-from .drift import MonitoringConfig
-from .ranker import RankerJobConfig
-from .retrieval_eval import RetrievalEvalConfig
 
 
 class ConfigError(ValueError):
@@ -86,7 +85,7 @@ class SparkConfig:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Size and shape of the synthetic world (see :mod:`jobs.synthetic`). ``feed_order``: how a
+    """Size and shape of the synthetic world (see :mod:`pinrec.jobs.ingest.synthetic`). ``feed_order``: how a
     session's pins are placed on positions 1..N: ``"random"`` (in the order drawn, so position is
     independent of every feature) or ``"popularity"`` (most popular first, as a popularity-driven
     feed would: position is then confounded with how popular a pin is)."""
@@ -151,7 +150,7 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Daily feature tables (see :mod:`jobs.features`).
+    """Daily feature tables (see :mod:`pinrec.jobs.features.features`).
 
     ``publish_delay_s``: a day's feature row gets ``feature_ts`` = the end of that day and
     ``created_ts`` = ``feature_ts`` + this delay, the time the daily job would have made it
@@ -174,7 +173,7 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class TrainingSetConfig:
-    """The point-in-time training set (see :mod:`jobs.training_set`).
+    """The point-in-time training set (see :mod:`pinrec.jobs.features.training_set`).
 
     ``maturity_s``: an action counts as a label when it happens within this long after the
     impression; impressions whose window has not closed by the cut-off are left out.
@@ -185,7 +184,7 @@ class TrainingSetConfig:
     ``d - window_days + 1 .. d`` (0: every ingested day up to ``d``).
     ``broadcast_max_mb``: a feature table Spark estimates at most this large is looked up in place
     (collected to the driver, a copy in every Python worker) instead of sort-merge joined
-    (:mod:`jobs.pit_join`); 0 always sort-merges.
+    (:mod:`pinrec.jobs.features.pit_join`); 0 always sort-merges.
     """
 
     maturity_s: int = 6 * 3600

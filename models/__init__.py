@@ -1,36 +1,36 @@
 """Pure torch / torch-geometric models: no paths, no Spark.
 
-Names are imported lazily (PEP 562), so ``import models.config`` (torch-free hyper-parameter
-configs, declared by ``jobs.config``) does not pull torch into every ``pinrec`` command.
+Names are imported lazily (PEP 562), so ``import pinrec.models.config`` (torch-free hyper-parameter
+configs, declared by ``pinrec.jobs.config``) does not pull torch into every ``pinrec`` command.
 """
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "FixedNeighborhoods": "models.random_walk",
-    "ImportanceNeighborSampler": "models.random_walk",
-    "Neighborhood": "models.random_walk",
-    "PinBoardGraph": "models.random_walk",
-    "PinSage": "models.pinsage",
-    "PinSageConv": "models.pinsage",
-    "max_margin_loss": "models.losses",
-    "CrossNet": "models.dcn",
-    "CrossNetMix": "models.dcn",
-    "MMoE": "models.mmoe",
-    "Ranker": "models.ranker",
-    "RankerData": "models.ranker_trainer",
-    "RankerTrainer": "models.ranker_trainer",
-    "Calibration": "models.calibration",
-    "fit_calibration": "models.calibration",
-    "CalibrationConfig": "models.config",
-    "RankerConfig": "models.config",
-    "RankerTrainConfig": "models.config",
-    "PinSageTrainConfig": "models.config",
-    "PinSageTrainer": "models.pinsage_trainer",
-    "BoardPairSampler": "models.pair_sampler",
-    "WalkPairSampler": "models.pair_sampler",
-    "HardNegativeSampler": "models.pair_sampler",
+    "FixedNeighborhoods": "pinrec.models.random_walk",
+    "ImportanceNeighborSampler": "pinrec.models.random_walk",
+    "Neighborhood": "pinrec.models.random_walk",
+    "PinBoardGraph": "pinrec.models.random_walk",
+    "PinSage": "pinrec.models.pinsage",
+    "PinSageConv": "pinrec.models.pinsage",
+    "max_margin_loss": "pinrec.models.losses",
+    "CrossNet": "pinrec.models.dcn",
+    "CrossNetMix": "pinrec.models.dcn",
+    "MMoE": "pinrec.models.mmoe",
+    "Ranker": "pinrec.models.ranker",
+    "RankerData": "pinrec.models.ranker_trainer",
+    "RankerTrainer": "pinrec.models.ranker_trainer",
+    "Calibration": "pinrec.models.calibration",
+    "fit_calibration": "pinrec.models.calibration",
+    "CalibrationConfig": "pinrec.models.config",
+    "RankerConfig": "pinrec.models.config",
+    "RankerTrainConfig": "pinrec.models.config",
+    "PinSageTrainConfig": "pinrec.models.config",
+    "PinSageTrainer": "pinrec.models.pinsage_trainer",
+    "BoardPairSampler": "pinrec.models.pair_sampler",
+    "WalkPairSampler": "pinrec.models.pair_sampler",
+    "HardNegativeSampler": "pinrec.models.pair_sampler",
 }
 
 __all__ = [

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from models.config import CalibrationConfig
+from pinrec.models.config import CalibrationConfig
 
 
 @dataclass(frozen=True)

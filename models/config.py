@@ -1,6 +1,6 @@
 """Hyper-parameter configs of the models, torch-free.
 
-They live apart from the modules that use them so that ``jobs.config`` (and so every ``pinrec``
+They live apart from the modules that use them so that ``pinrec.jobs.config`` (and so every ``pinrec``
 command, ``pinrec ingest`` included) can declare them without importing torch.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ class RankerConfig:
 
     ``structure``: ``"stacked"`` (deep tower on the cross output) or ``"parallel"`` (both on
     the input, concatenated). ``cross_rank``: rank of each cross matrix, 0 for full rank.
-    ``cross_experts``: > 1 uses DCN-Mix (:class:`~models.dcn.CrossNetMix`, needs a rank).
+    ``cross_experts``: > 1 uses DCN-Mix (:class:`~pinrec.models.dcn.CrossNetMix`, needs a rank).
     ``position_dropout``: during training, the share of rows whose position is replaced by
     "unknown" (0), so the main model does not lean on the position tower.
     """
@@ -110,7 +110,7 @@ class PinSageTrainConfig:
 
     Model: ``hidden_channels``, ``out_channels`` (D), ``num_layers``, ``id_embedding`` (and the
     ``id_embedding_std`` of its initialisation).
-    Neighbourhoods (:class:`~models.random_walk.ImportanceNeighborSampler`): ``num_neighbors`` (T,
+    Neighbourhoods (:class:`~pinrec.models.random_walk.ImportanceNeighborSampler`): ``num_neighbors`` (T,
     the paper's top-T), ``num_walks``, ``walk_length``, ``restart_prob``.
     Examples: ``positives`` = ``"board"`` (co-saved pins), ``"walk"`` (walk co-visits) or
     ``"sequence"`` (pins saved to the same board within ``positive_window`` saves of each other in

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.random_walk import ImportanceNeighborSampler, PinBoardGraph
+from pinrec.models.random_walk import ImportanceNeighborSampler, PinBoardGraph
 
 
 def _check_batch(index: Tensor, size: int, name: str) -> None:

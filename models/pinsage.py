@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from models.random_walk import FixedNeighborhoods, Sampler
+from pinrec.models.random_walk import FixedNeighborhoods, Sampler
 
 
 def neighborhood_edges(weights: Tensor, sources: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -108,9 +108,9 @@ class PinSage(nn.Module):
 
     Args:
         features (Tensor): (N, F) float features of all N pins, kept as a non-persistent buffer.
-        sampler (Sampler): maps pins (B,) to their :class:`~models.random_walk.Neighborhood` (B, T);
-            an :class:`~models.random_walk.ImportanceNeighborSampler` for training, a
-            :class:`~models.random_walk.FixedNeighborhoods` for reproducible inference. A plain
+        sampler (Sampler): maps pins (B,) to their :class:`~pinrec.models.random_walk.Neighborhood` (B, T);
+            an :class:`~pinrec.models.random_walk.ImportanceNeighborSampler` for training, a
+            :class:`~pinrec.models.random_walk.FixedNeighborhoods` for reproducible inference. A plain
             attribute: it may be swapped after training.
         hidden_channels (int, optional): size of the hidden representations. (default: :obj:`64`)
         out_channels (int, optional): D, size of the embeddings. (default: :obj:`64`)
@@ -184,7 +184,7 @@ class PinSage(nn.Module):
         Samples one neighbourhood per pin, computes each layer's representation of every pin once
         (in batches of ``batch_size``) from the previous layer's, so shared neighbourhoods are never
         recomputed. Equals ``forward`` on all pins when the sampler is a
-        :class:`~models.random_walk.FixedNeighborhoods`. Memory: O(N * (T + hidden_channels)).
+        :class:`~pinrec.models.random_walk.FixedNeighborhoods`. Memory: O(N * (T + hidden_channels)).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

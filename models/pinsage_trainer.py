@@ -4,10 +4,10 @@ The training of `"Graph Convolutional Neural Networks for Web-Scale Recommender 
 <https://arxiv.org/abs/1806.01973>`_ (Ying et al., KDD 2018, section 3.3) on one machine or under
 ``torchrun``:
 
-* an epoch is one pass over the positive-pair anchors (:mod:`models.pair_sampler`), shuffled; each
+* an epoch is one pass over the positive-pair anchors (:mod:`pinrec.models.pair_sampler`), shuffled; each
   batch of B pairs gets ``num_negatives`` uniform negatives shared by the batch and, from epoch
   ``hard_negatives_from_epoch`` on, ``hard_negatives_at(epoch)`` hard negatives per query from the
-  ``hard_negative_band`` of its personalised-PageRank ranking; loss :func:`models.losses.max_margin_loss`
+  ``hard_negative_band`` of its personalised-PageRank ranking; loss :func:`pinrec.models.losses.max_margin_loss`
   over the (B, K + H) negatives (with ``positives="next"`` the query is the weighted mean of the
   embeddings of a board's latest pins and the positive the pin saved next) (or, with ``loss="softmax"``, :func:`ranking_loss`'s sampled softmax;
   ``in_batch_negatives`` adds the other queries' positives), Adam; neighbourhoods are re-sampled once per epoch for every pin
@@ -43,9 +43,9 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
-from models.config import PinSageTrainConfig
-from models.losses import max_margin_loss
-from models.pair_sampler import (
+from pinrec.models.config import PinSageTrainConfig
+from pinrec.models.losses import max_margin_loss
+from pinrec.models.pair_sampler import (
     BoardPairSampler,
     HardNegativeSampler,
     HistoryPairSampler,
@@ -54,8 +54,8 @@ from models.pair_sampler import (
     hard_negatives_at,
     random_negatives,
 )
-from models.pinsage import PinSage, neighborhood_edges
-from models.random_walk import (
+from pinrec.models.pinsage import PinSage, neighborhood_edges
+from pinrec.models.random_walk import (
     FixedNeighborhoods,
     ImportanceNeighborSampler,
     PinBoardGraph,
@@ -133,7 +133,7 @@ def _stream_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
 
 
 class PinSageTrainer:
-    r"""Trains a :class:`~models.pinsage.PinSage` on a Pin–Board graph (see the module docstring).
+    r"""Trains a :class:`~pinrec.models.pinsage.PinSage` on a Pin–Board graph (see the module docstring).
 
     Args:
         graph (PinBoardGraph): the training graph (N pins, M boards); held-out edges must not be in it.

@@ -45,7 +45,7 @@ class PinBoardGraph:
             given, a duplicate edge keeps its earliest time, ``edge_time`` (E',) is kept aligned
             with ``pin_boards``, and ``board_time_pins`` (E',) lists each board's pins (between
             the same ``board_ptr`` offsets) in time order, ties to the lower pin, for the samplers
-            of time-near pins (:class:`~models.pair_sampler.SequencePairSampler`). (default: :obj:`None`)
+            of time-near pins (:class:`~pinrec.models.pair_sampler.SequencePairSampler`). (default: :obj:`None`)
 
     Duplicate edges are dropped. Attributes: ``pin_ptr`` (N + 1,) / ``pin_boards`` (E',) list the
     boards of each pin; ``board_ptr`` (M + 1,) / ``board_pins`` (E',) the pins of each board.

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from models.config import RankerConfig
-from models.dcn import CrossNet, CrossNetMix
-from models.mmoe import MLP, MMoE
+from pinrec.models.config import RankerConfig
+from pinrec.models.dcn import CrossNet, CrossNetMix
+from pinrec.models.mmoe import MLP, MMoE
 
 
 class Ranker(nn.Module):
@@ -19,9 +19,9 @@ class Ranker(nn.Module):
       offset by the cardinalities before it), (B, C) -> (B, C * E);
     * :math:`\mathbf{x}_0 = [\text{embeddings} \,\|\, \text{dense}]`, (B, D_0) with
       :math:`D_0 = C E + F`;
-    * interaction arch: :class:`~models.dcn.CrossNet` (or ``CrossNetMix``) and a deep MLP,
+    * interaction arch: :class:`~pinrec.models.dcn.CrossNet` (or ``CrossNetMix``) and a deep MLP,
       ``stacked`` (MLP on the cross output) or ``parallel`` (both on :math:`\mathbf{x}_0`, concatenated);
-    * over arch: :class:`~models.mmoe.MMoE` with one tower per task -> logits (B, T);
+    * over arch: :class:`~pinrec.models.mmoe.MMoE` with one tower per task -> logits (B, T);
     * position tower: :math:`\mathrm{Linear}(\mathrm{Embedding}(p))`, (B,) -> (B, T), added to the
       logits when ``position`` is given (training). It absorbs the position bias of the labels,
       so ``forward(categorical, dense)`` without a position scores items position-free.

@@ -1,4 +1,4 @@
-"""Training of the :class:`~models.ranker.Ranker`: weighted multi-task BCE (or focal), Adam,
+"""Training of the :class:`~pinrec.models.ranker.Ranker`: weighted multi-task BCE (or focal), Adam,
 early stopping on validation, seeded, resumable, DDP-ready. Losses live here, not in the model.
 
 Negative down-sampling. The training set keeps negatives (rows with neither closeup nor save)
@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.config import RankerTrainConfig
-from models.metrics import auc, log_loss
-from models.ranker import Ranker
+from pinrec.models.config import RankerTrainConfig
+from pinrec.models.metrics import auc, log_loss
+from pinrec.models.ranker import Ranker
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 

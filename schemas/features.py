@@ -2,7 +2,7 @@
 
 A feature table holds one row per (entity, ``feature_ts``): the value became valid at
 ``feature_ts`` and the pipeline wrote it at ``created_ts`` (so an online store could first serve
-it then). The point-in-time join (:mod:`jobs.pit_join`) attaches to an event at time ``t`` the row
+it then). The point-in-time join (:mod:`pinrec.jobs.features.pit_join`) attaches to an event at time ``t`` the row
 with the greatest ``feature_ts`` such that ``feature_ts <= t``, ``created_ts <= t`` and
 ``feature_ts >= t - ttl``; otherwise nulls and ``<view>__missing = true``.
 """
@@ -18,7 +18,7 @@ from .tables import DTYPES
 class Feature:
     """``window_days``: the trailing window the value aggregates (0: a point value or an all-time
     count). Drift monitoring uses it: a ``W``-day aggregate is truncated on the first ``W`` days of
-    history, so those days are no reference for it (:mod:`jobs.drift`). ``cumulative``: an
+    history, so those days are no reference for it (:mod:`pinrec.jobs.monitoring.drift`). ``cumulative``: an
     all-time count, which grows with every day of history by construction; drift monitoring
     leaves it out, since its mean rises against any earlier reference without anything having
     changed (on MovieLens-100K the pins' board count alone failed the blessing gate)."""

@@ -1,6 +1,6 @@
 """The bundle manifest and the channel pointer, shared by the publisher and the serving loader.
 
-A bundle version is a folder ``bundles/<name>/<version>/`` in a store (see :mod:`export.store`):
+A bundle version is a folder ``bundles/<name>/<version>/`` in a store (see :mod:`pinrec.export.serving.store`):
 index shards + ``index/index.json``, the ONNX ranker and its encoder JSON, the pin metadata
 (Parquet) and ``manifest.json``, written last. A channel (``channels/<name>/<channel>``) is a small
 JSON pointer to one version, moved only by compare-and-swap.
@@ -130,7 +130,7 @@ class Metrics:
     """Offline metrics of a candidate: retrieval recall@k, serving latency, per-task AUC and
     expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``), and ``drift``:
     the newest day against the training window (``score_psi.<task>``, ``feature_drift.<column>``,
-    ``label_rate_shift.<task>``; see :mod:`jobs.drift`). ``drift`` is optional and left out
+    ``label_rate_shift.<task>``; see :mod:`pinrec.jobs.monitoring.drift`). ``drift`` is optional and left out
     of the JSON when empty, so manifests without it read and write exactly as before."""
 
     k: int

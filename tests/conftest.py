@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.cluster import standalone_cluster  # noqa: F401  (fixtures)
+from tests.support.repo import REPO
+from tests.support.s3 import s3_server  # noqa: F401  (fixtures)
+
 SPARK_FIXTURES = frozenset({"spark", "tiny_world"})
 _SKIP_DIRS = frozenset({".git", "__pycache__", ".pytest_cache"})  # bytecode and pytest's own cache
 
@@ -83,23 +85,10 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def torchrun(*args: str, nproc: int = 2, timeout: int = 300, env: dict[str, str] | None = None) -> str:
-    """Runs ``python -m torch.distributed.run --standalone --nproc_per_node=<nproc> <args>`` from the
-    repository root, one thread per rank; fails with the tail of stderr unless it exits 0; returns stdout."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
-    done = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done.stdout
-
-
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.config import SparkConfig
-    from jobs.spark import get_spark
+    from pinrec.jobs.config import SparkConfig
+    from pinrec.jobs.io.spark import get_spark
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     session = get_spark(SparkConfig(master="local[1]", shuffle_partitions=1, jars_dir=str(REPO / "var" / "jars"),
@@ -111,7 +100,7 @@ def spark():
 @pytest.fixture()
 def lake(tmp_path):
     """A fresh landing zone + warehouse under tmp_path."""
-    from jobs.ingest import IngestPaths
+    from pinrec.jobs.ingest.ingest import IngestPaths
 
     return IngestPaths(landing=str(tmp_path / "landing"), warehouse=str(tmp_path / "warehouse"))
 
@@ -123,8 +112,8 @@ def tiny_world(spark, tmp_path_factory):
     Negative sampling is off and faults/duplicates are on, so tests can compare with the
     generator's ground truth.
     """
-    from jobs.config import load_config
-    from jobs.demo import run_demo
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.orchestration.demo import run_demo
 
     root = tmp_path_factory.mktemp("tiny_world")
     cfg = load_config(overrides={

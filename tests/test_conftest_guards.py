@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 CASES = '''
 import pytest
@@ -35,8 +35,10 @@ def _run(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
     (root / "tests").mkdir(parents=True)
     (root / "var").mkdir()
     shutil.copy(REPO / "tests" / "conftest.py", root / "tests" / "conftest.py")
+    shutil.copytree(REPO / "tests" / "support", root / "tests" / "support",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # the conftest imports its fixtures
     (root / "tests" / "__init__.py").write_text("")
-    (root / "tests" / "test_cases.py").write_text("from tests.conftest import REPO\n" + body)
+    (root / "tests" / "test_cases.py").write_text("from tests.support.repo import REPO\n" + body)
     (root / "setup.cfg").write_text("[tool:pytest]\nmarkers =\n    spark: starts Spark\n")
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", "tests"],
                           check=False, cwd=root, capture_output=True, text=True, timeout=120)

@@ -14,7 +14,7 @@ SCRIPTS = sorted((REPO / "benchmarks").glob("*.py"))
 
 
 def run(script: str, *args: str, timeout: int = 600) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
-HEAVY = ("pyspark", "torch", "faiss", "mlflow", "great_expectations", "delta", "jobs", "models", "export", "pandas")
+HEAVY = ("pyspark", "torch", "faiss", "mlflow", "great_expectations", "delta", "pinrec", "pandas")
 
 
 @pytest.fixture(scope="module")

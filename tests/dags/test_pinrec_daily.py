@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from tests.conftest import REPO
-from tests.dags.tiny_world import tiny_world_overrides
+from tests.support.repo import REPO
+from tests.support.tiny_world import tiny_world_overrides
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
@@ -16,12 +16,12 @@ START = dt.date(2026, 1, 5)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, spark):
-    from jobs.config import load_config
-    from jobs.synthetic import generate
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.ingest.synthetic import generate
 
     root = tmp_path_factory.mktemp("daily_dag")
     overrides = tiny_world_overrides(root, START, 3, impressions_per_day=800, training=False)
-    from jobs.config import parse_overrides
+    from pinrec.jobs.config import parse_overrides
 
     cfg = load_config(None, parse_overrides(overrides))
     generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from tests.conftest import REPO
-from tests.dags.tiny_world import tiny_world_overrides
+from tests.support.repo import REPO
+from tests.support.tiny_world import tiny_world_overrides
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
@@ -17,9 +17,13 @@ DAYS = 3
 
 @pytest.fixture(scope="module")
 def daily_done(tmp_path_factory, spark):
-    from jobs.config import load_config, parse_overrides
-    from jobs.synthetic import generate
-    from jobs.tasks import features_day, ingest_day, training_set_window
+    from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.ingest.synthetic import generate
+    from pinrec.jobs.orchestration.tasks import (
+        features_day,
+        ingest_day,
+        training_set_window,
+    )
 
     root = tmp_path_factory.mktemp("training_dag")
     overrides = tiny_world_overrides(root, START, DAYS)
@@ -36,7 +40,7 @@ def daily_done(tmp_path_factory, spark):
 def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_done):
     from airflow.dag_processing.dagbag import DagBag
 
-    from export.loader import load
+    from pinrec.export.serving.loader import load
 
     cfg, overrides = daily_done
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("pinrec_training")

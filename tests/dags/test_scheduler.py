@@ -36,9 +36,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.dags.tiny_world import tiny_world_overrides
-from tests.jobs.test_cluster import free_port, wait_for_port
+from tests.support.cluster import free_port, wait_for_port
+from tests.support.repo import REPO
+from tests.support.tiny_world import tiny_world_overrides
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
@@ -182,7 +182,6 @@ def airflow(postgres, tmp_path_factory):
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "1800",
-        "PYTHONPATH": str(REPO),
         "PATH": str(BIN) + os.pathsep + os.environ.get("PATH", ""),
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
@@ -237,10 +236,10 @@ def _wait(ready, what: str, af: Airflow, timeout: float = RUN_TIMEOUT_S, every: 
 def world(airflow, spark, tmp_path_factory):
     """A tiny synthetic world whose last day is the daily DAG's next scheduled logical date; its
     first ``PREBUILT`` days are ingested and featurised here, as earlier scheduled runs would have."""
-    from jobs.config import load_config, parse_overrides
-    from jobs.features import build_features
-    from jobs.ingest import IngestPaths, ingest
-    from jobs.synthetic import generate
+    from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.features.features import build_features
+    from pinrec.jobs.ingest.ingest import IngestPaths, ingest
+    from pinrec.jobs.ingest.synthetic import generate
 
     nxt = airflow.api("GET", "dags/pinrec_daily")["next_dagrun_logical_date"]
     last = dt.datetime.fromisoformat(nxt).astimezone(dt.UTC).date()
@@ -317,8 +316,8 @@ def backfilled(airflow, world):
 
 
 def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, world, backfilled):
-    from export.loader import load
-    from jobs.demo import serve_examples
+    from pinrec.export.serving.loader import load
+    from pinrec.jobs.orchestration.demo import serve_examples
 
     af = airflow
     cfg, overrides, days = world

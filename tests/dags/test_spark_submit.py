@@ -1,5 +1,5 @@
 """Spark tasks through spark-submit when an Airflow Spark connection exists, in-process otherwise
-(jobs/spark_submit.py, jobs/spark_app.py, `pinrec task`): the mode choice and the spark-submit call
+(jobs/orchestration/spark_submit.py, jobs/orchestration/spark_app.py, `pinrec task`): the mode choice and the spark-submit call
 without a cluster, then `pinrec_daily` with dag.test() on a standalone cluster vs local Spark."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
-from tests.jobs.test_cluster import running_standalone_cluster
+from tests.support.cluster import running_standalone_cluster
+from tests.support.repo import REPO
 
 START = dt.date(2026, 1, 5)
 CONN = "AIRFLOW_CONN_PINREC_SPARK"
@@ -29,14 +29,14 @@ def _stub_features(calls):
 
 
 def test_without_a_connection_the_step_runs_in_process(airflow_home, monkeypatch):
-    import jobs.tasks
-    from jobs import spark_submit
+    import pinrec.jobs.orchestration.tasks
+    from pinrec.jobs.orchestration import spark_submit
 
     monkeypatch.delenv(CONN, raising=False)
     assert spark_submit.spark_connection("pinrec_spark") is None
     assert spark_submit.spark_connection(None) is None
     calls = []
-    monkeypatch.setattr(jobs.tasks, "features_day", _stub_features(calls))
+    monkeypatch.setattr(pinrec.jobs.orchestration.tasks, "features_day", _stub_features(calls))
     monkeypatch.setattr(spark_submit, "submit_step", lambda *a, **k: pytest.fail("submitted without a connection"))
     out = spark_submit.run_task("features", START, PARAMS)
     assert out == {"day": "2026-01-05", "read": {"impressions": 3}, "wrote": {"features_pin": {"rows": 5}}}
@@ -53,13 +53,13 @@ def test_with_a_connection_the_step_goes_through_spark_submit(airflow_home, monk
     fed to the same CLI in-process, which writes the result the task returns."""
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
 
-    import jobs.tasks
-    from jobs import spark_submit
-    from jobs.cli import main
+    import pinrec.jobs.orchestration.tasks
+    from pinrec.jobs.orchestration import spark_submit
+    from pinrec.jobs.orchestration.cli import main
 
     monkeypatch.setenv(CONN, uri)
     calls, seen = [], {}
-    monkeypatch.setattr(jobs.tasks, "features_day", _stub_features(calls))
+    monkeypatch.setattr(pinrec.jobs.orchestration.tasks, "features_day", _stub_features(calls))
 
     def submit(self, application="", **kwargs):
         cmd = self._build_spark_submit_command(application)
@@ -80,7 +80,7 @@ def test_with_a_connection_the_step_goes_through_spark_submit(airflow_home, monk
     assert conf["spark.pyspark.python"] == sys.executable
     assert cmd[cmd.index("--name") + 1] == "pinrec-features-2026-01-05"
     assert cmd[cmd.index("--py-files") + 1].endswith("pinrec.zip")
-    app = cmd.index(str(REPO / "jobs" / "spark_app.py"))
+    app = cmd.index(str(REPO / "jobs" / "orchestration" / "spark_app.py"))
     result = cmd[app + 6]
     assert cmd[app + 1:app + 6] == ["task", "features", "--date", "2026-01-05", "--result"]
     assert result.startswith(f"{tmp_path / 'artifacts'}/_spark_submit/features-2026-01-05-")
@@ -89,10 +89,10 @@ def test_with_a_connection_the_step_goes_through_spark_submit(airflow_home, monk
 
     # A step skipped for short history raises the same error as in-process.
     def short(cfg, day):
-        raise jobs.tasks.NotEnoughHistoryError("the training window ending 2026-01-05 holds 1 landed day(s)")
+        raise pinrec.jobs.orchestration.tasks.NotEnoughHistoryError("the training window ending 2026-01-05 holds 1 landed day(s)")
 
-    monkeypatch.setattr(jobs.tasks, "training_set_window", short)
-    with pytest.raises(jobs.tasks.NotEnoughHistoryError, match="holds 1 landed day"):
+    monkeypatch.setattr(pinrec.jobs.orchestration.tasks, "training_set_window", short)
+    with pytest.raises(pinrec.jobs.orchestration.tasks.NotEnoughHistoryError, match="holds 1 landed day"):
         spark_submit.run_task("training-set", START, params)
 
 
@@ -117,10 +117,10 @@ def test_daily_dag_through_spark_submit_matches_local_spark(airflow_home, spark,
     AIRFLOW_CONN_PINREC_SPARK pointing at the standalone cluster. Same XComs, same rows."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from jobs.config import load_config, parse_overrides
-    from jobs.features import build_features
-    from jobs.ingest import IngestPaths, ingest
-    from jobs.synthetic import generate
+    from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.features.features import build_features
+    from pinrec.jobs.ingest.ingest import IngestPaths, ingest
+    from pinrec.jobs.ingest.synthetic import generate
 
     url, webui = cluster
     days = [START + dt.timedelta(days=i) for i in range(3)]

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from export.encoding import (
+from pinrec.export.encoding import (
     Boolean,
     Categorical,
     Dot,
@@ -25,7 +25,7 @@ from export.encoding import (
     stable_hash,
     training_set_spec,
 )
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 SPEC = EncoderSpec((
     Hashed("user_id", buckets=100), Categorical("surface"), Numeric("x", log1p=True), Boolean("b"),
@@ -182,6 +182,6 @@ def test_training_set_spec():
 
 
 def test_serving_import_needs_no_torch_or_pandas():
-    code = ("import sys; import export.encoding; "
+    code = ("import sys; import pinrec.export.encoding; "
             "bad = {'torch', 'pandas'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

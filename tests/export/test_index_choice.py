@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from export.index_choice import (
+from pinrec.export.index_choice import (
     DimensionMismatchError,
     DuplicateIdError,
     EmptyCorpusError,

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from export.store import S3Options
-from jobs.config import (
+from pinrec.export.serving.store import S3Options
+from pinrec.jobs.config import (
     ConfigError,
     PinrecConfig,
     load_config,
@@ -72,7 +72,7 @@ def test_replace_merges_nested_sections():
 
 
 def test_the_example_config_spells_out_the_defaults():
-    from tests.conftest import REPO
+    from tests.support.repo import REPO
 
     assert load_config(REPO / "config" / "pinrec.example.yaml") == PinrecConfig()
 

@@ -2,7 +2,7 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/models/ddp_pinsage_worker.py OUT_DIR
 
-Trains the unchanged :class:`~models.pinsage_trainer.PinSageTrainer` on the two-community graph over
+Trains the unchanged :class:`~pinrec.models.pinsage_trainer.PinSageTrainer` on the two-community graph over
 gloo and writes ``OUT_DIR/rank<r>.pt`` (parameters, loss history, embeddings).
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-from models.pinsage_trainer import PinSageTrainConfig, PinSageTrainer
-from tests.models.test_pinsage_trainer import community_graph, train_config
+from pinrec.models.pinsage_trainer import PinSageTrainConfig, PinSageTrainer
+from tests.support.graphs import community_graph, train_config
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/models/ddp_ranker_worker.py OUT_DIR
 
-Trains the unchanged :class:`~models.ranker_trainer.RankerTrainer` on the planted data over gloo
+Trains the unchanged :class:`~pinrec.models.ranker_trainer.RankerTrainer` on the planted data over gloo
 and writes ``OUT_DIR/rank<r>.pt`` (parameters, history, best metrics, validation logits).
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-from models.ranker_trainer import RankerTrainer
-from tests.models.test_ranker_trainer import config, model, planted
+from pinrec.models.ranker_trainer import RankerTrainer
+from tests.support.rankers import config, model, planted
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.calibration import (
+from pinrec.models.calibration import (
     Calibration,
     CalibrationConfig,
     Isotonic,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.dcn import CrossNet, CrossNetMix
+from pinrec.models.dcn import CrossNet, CrossNetMix
 
 torch.set_num_threads(1)
 

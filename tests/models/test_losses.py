@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.losses import max_margin_loss
+from pinrec.models.losses import max_margin_loss
 
 
 def test_hinge_values():

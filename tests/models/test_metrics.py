@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from models.metrics import (
+from pinrec.models.metrics import (
     auc,
     auc_bootstrap,
     expected_calibration_error,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.mmoe import MLP, GroupedLinear, MMoE
+from pinrec.models.mmoe import MLP, GroupedLinear, MMoE
 
 torch.set_num_threads(1)
 

@@ -1,11 +1,11 @@
-"""Tests of the time-ordered positive samplers of :mod:`models.pair_sampler` on tiny graphs."""
+"""Tests of the time-ordered positive samplers of :mod:`pinrec.models.pair_sampler` on tiny graphs."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from models.pair_sampler import HistoryPairSampler, SequencePairSampler
-from models.random_walk import PinBoardGraph
+from pinrec.models.pair_sampler import HistoryPairSampler, SequencePairSampler
+from pinrec.models.random_walk import PinBoardGraph
 
 # Board 0 saves pins 4, 2, 0, 3, 1 in that order (times 0..4); board 1 saves pin 5 then pin 2.
 PINS = torch.tensor([4, 2, 0, 3, 1, 5, 2])

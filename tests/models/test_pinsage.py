@@ -5,28 +5,15 @@ import pytest
 import torch
 from torch_geometric.nn import MessagePassing
 
-from models.losses import max_margin_loss
-from models.pinsage import PinSage, PinSageConv, neighborhood_edges
-from models.random_walk import (
+from pinrec.models.losses import max_margin_loss
+from pinrec.models.pinsage import PinSage, PinSageConv, neighborhood_edges
+from pinrec.models.random_walk import (
     FixedNeighborhoods,
     ImportanceNeighborSampler,
-    PinBoardGraph,
 )
+from tests.support.graphs import community_graph, community_similarity
 
 torch.set_num_threads(1)
-
-
-def community_graph(pins_per_side: int = 16, boards_per_side: int = 4, seed: int = 0) -> PinBoardGraph:
-    """Two communities: pin p (p < pins_per_side on the left) saved to 2 boards of its own side; pin 0 of
-    each side is on every board of its side, so each side is connected. The last pin has no board."""
-    gen = torch.Generator().manual_seed(seed)
-    n = 2 * pins_per_side
-    pins = torch.arange(n - 1).repeat_interleave(2)
-    side = (pins >= pins_per_side).long()
-    boards = torch.randint(0, boards_per_side, (pins.numel(),), generator=gen) + boards_per_side * side
-    hubs = torch.tensor([0, pins_per_side]).repeat_interleave(boards_per_side)
-    pins, boards = torch.cat([pins, hubs]), torch.cat([boards, torch.arange(2 * boards_per_side)])
-    return PinBoardGraph(pins, boards, num_pins=n, num_boards=2 * boards_per_side)
 
 
 def make_model(id_embedding: bool = False, num_layers: int = 2, seed: int = 0) -> PinSage:
@@ -138,13 +125,6 @@ def test_embed_all_equals_forward_with_fixed_neighbourhoods(num_layers):
     with torch.no_grad():
         torch.testing.assert_close(everything, model(torch.arange(32)), atol=1e-5, rtol=0)
         torch.testing.assert_close(everything[[3, 20]], model(torch.tensor([3, 20])), atol=1e-5, rtol=0)
-
-
-def community_similarity(emb: torch.Tensor, side: torch.Tensor) -> tuple[float, float]:
-    sim = emb @ emb.T
-    same = side.unsqueeze(0) == side.unsqueeze(1)
-    off_diagonal = ~torch.eye(len(side), dtype=torch.bool)
-    return sim[same & off_diagonal].mean().item(), sim[~same].mean().item()
 
 
 def test_training_separates_two_communities():

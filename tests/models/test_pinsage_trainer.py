@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.pair_sampler import (
+from pinrec.models.pair_sampler import (
     BoardPairSampler,
     HardNegativeSampler,
     WalkPairSampler,
     hard_negatives_at,
 )
-from models.pinsage_trainer import (
+from pinrec.models.pinsage_trainer import (
     CHECKPOINT_FILE,
     PinSageTrainConfig,
     PinSageTrainer,
@@ -21,13 +21,13 @@ from models.pinsage_trainer import (
     ranking_loss,
     resolve_device,
 )
-from models.random_walk import (
+from pinrec.models.random_walk import (
     FixedNeighborhoods,
     ImportanceNeighborSampler,
     PinBoardGraph,
 )
-from tests.conftest import torchrun
-from tests.models.test_pinsage import community_graph, community_similarity
+from tests.support.graphs import community_graph, community_similarity, train_config
+from tests.support.repo import torchrun
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -36,15 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = PinBoardGraph(torch.tensor([0, 1, 1, 2, 3, 2, 3, 4]), torch.tensor([0, 0, 1, 1, 1, 2, 2, 3]),
                      num_pins=6, num_boards=4)
 SIDE = (torch.arange(31) >= 16).long()  # community of each connected pin of community_graph()
-
-
-def train_config(**overrides) -> PinSageTrainConfig:
-    """A small, fast configuration for community_graph() (32 pins)."""
-    base = PinSageTrainConfig(epochs=4, batch_size=16, lr=0.01, margin=0.5, num_negatives=8,
-                              hard_negatives_from_epoch=2, max_hard_negatives=2, hard_negative_band=(3, 12),
-                              hard_negative_walks=40, hard_negative_walk_length=3, num_neighbors=4, num_walks=20,
-                              walk_length=2, hidden_channels=16, out_channels=8, seed=0, progress=False)
-    return replace(base, **overrides)
 
 
 def features(seed: int = 0) -> torch.Tensor:
@@ -267,7 +258,7 @@ def test_trains_on_cuda_like_on_cpu():
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
-    torchrun(str(REPO / "tests" / "models" / "ddp_pinsage_worker.py"), str(tmp_path))
+    torchrun("-m", "tests.models.ddp_pinsage_worker", str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     for name, value in ranks[0]["params"].items():

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.random_walk import (
+from pinrec.models.random_walk import (
     FixedNeighborhoods,
     ImportanceNeighborSampler,
     PinBoardGraph,

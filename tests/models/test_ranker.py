@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.dcn import CrossNet, CrossNetMix
-from models.ranker import Ranker, RankerConfig
+from pinrec.models.dcn import CrossNet, CrossNetMix
+from pinrec.models.ranker import Ranker, RankerConfig
 
 torch.set_num_threads(1)
 CARDS = (5, 3, 7)

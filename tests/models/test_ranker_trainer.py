@@ -8,50 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from models.ranker import Ranker, RankerConfig
-from models.ranker_trainer import (
+from pinrec.models.ranker import Ranker, RankerConfig
+from pinrec.models.ranker_trainer import (
     RankerData,
     RankerTrainConfig,
     RankerTrainer,
     ranker_loss,
 )
-from tests.conftest import torchrun
+from tests.support.rankers import config, model, planted
+from tests.support.repo import torchrun
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
-CARDS = (6, 4, 5)
-SMALL = RankerConfig(embedding_dim=4, deep_channels=(32, 16), expert_channels=(16,), tower_channels=(8,),
-                     mmoe_experts=2)
-
-
-def planted(n: int, seed: int, noise: bool = False) -> RankerData:
-    """Labels from a known logit: dense[0], a categorical match and a position bias."""
-    rng = np.random.default_rng(seed)
-    cat = np.stack([rng.integers(0, c, n) for c in CARDS], 1)
-    dense = rng.normal(size=(n, 3)).astype(np.float32)
-    pos = rng.integers(1, 11, n)
-    logit = 1.5 * dense[:, 0] + 1.5 * (cat[:, 0] % 4 == cat[:, 1]) - 0.15 * pos
-    save = rng.uniform(size=n) < 1 / (1 + np.exp(-(logit - 1.0 + dense[:, 1])))
-    closeup = rng.uniform(size=n) < 1 / (1 + np.exp(-(logit + 0.5)))
-    labels = np.stack([save, closeup], 1).astype(np.float32)
-    if noise:
-        labels = rng.permutation(labels)
-    weights = np.where(labels.sum(1) > 0, 1.0, 2.0)
-
-    class Batch:
-        categorical, position = cat.astype(np.int64), pos.astype(np.int64)
-
-    Batch.dense = dense
-    return RankerData.from_batch(Batch, labels, weights)
-
-
-def model(seed: int = 0) -> Ranker:
-    torch.manual_seed(seed)
-    return Ranker(CARDS, 3, num_positions=11, config=SMALL)
-
-
-def config(**kw) -> RankerTrainConfig:
-    return RankerTrainConfig(**{"epochs": 3, "batch_size": 128, "lr": 3e-3, "progress": False, **kw})
 
 
 def test_loss_by_hand():
@@ -128,7 +96,7 @@ def test_ddp_with_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
-    torchrun(str(REPO / "tests" / "models" / "ddp_ranker_worker.py"), str(tmp_path))
+    torchrun("-m", "tests.models.ddp_ranker_worker", str(tmp_path))
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for name, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][name]), name
@@ -171,9 +139,9 @@ def test_reaches_the_oracle_auc_when_the_input_carries_the_latent_relevance(seed
     benchmarks/ranker_oracle_gap.py.) 100k impressions a day: at 40k the save task's ~400 test
     positives let two of six seeds miss (0.0063, 0.0078). Measured over seeds 0, 1, 2, 3, 5, 11:
     save gaps 0.0006-0.0031 (11 the largest), closeup -0.0001-0.0010."""
-    from jobs.config import SyntheticConfig
-    from jobs.synthetic import simulate
-    from models.metrics import auc
+    from pinrec.jobs.config import SyntheticConfig
+    from pinrec.jobs.ingest.synthetic import simulate
+    from pinrec.models.metrics import auc
 
     cfg = SyntheticConfig(impressions_per_day=100_000, days=3)
     days = simulate(cfg, seed).days
@@ -209,9 +177,9 @@ def test_position_tower_removes_a_popularity_confounded_position_bias():
     0: 0.871 vs 0.802, 0.883 vs 0.716; seed 1: 0.842 vs 0.796, 0.820 vs 0.732; seed 2: 0.800 vs
     0.752, 0.769 vs 0.710. (With ``feed_order="random"`` position is confounded with nothing and
     the two tie: README, "The ranker job and its results".)"""
-    from jobs.config import SyntheticConfig
-    from jobs.synthetic import simulate
-    from models.metrics import kendall_tau
+    from pinrec.jobs.config import SyntheticConfig
+    from pinrec.jobs.ingest.synthetic import simulate
+    from pinrec.models.metrics import kendall_tau
 
     seed = 0
     cfg = SyntheticConfig(impressions_per_day=100_000, days=3, feed_order="popularity")

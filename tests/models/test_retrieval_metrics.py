@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from models.retrieval_metrics import (
+from pinrec.models.retrieval_metrics import (
     hit_rate_at_k,
     mrr,
     ndcg_at_k,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.features import FEATURE_VIEWS, Feature
+from pinrec.schemas.features import FEATURE_VIEWS, Feature
 
 
 def test_cumulative_counts_are_flagged_and_validated():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from schemas.manifest import (
+from pinrec.schemas.manifest import (
     FORMAT_VERSION,
     Blessing,
     ChannelPointer,
@@ -148,7 +148,7 @@ def test_channel_pointer_round_trip_and_checks():
 
 
 def test_schemas_import_with_the_base_install_only():
-    code = ("import sys, schemas.manifest, schemas.catalog\n"
+    code = ("import sys, pinrec.schemas.manifest, pinrec.schemas.catalog\n"
             "heavy = {'torch', 'pyspark', 'pandas', 'mlflow', 'airflow', 'onnx', 'boto3', 'great_expectations'}\n"
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

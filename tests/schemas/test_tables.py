@@ -4,8 +4,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from schemas.catalog import ACTIONS, IMPRESSIONS, RAW_TABLES, TABLES, table
-from schemas.tables import Column, TableSpec
+from pinrec.schemas.catalog import ACTIONS, IMPRESSIONS, RAW_TABLES, TABLES, table
+from pinrec.schemas.tables import Column, TableSpec
 
 
 def test_every_foreign_key_points_backwards_in_ingestion_order():

@@ -1,0 +1,110 @@
+"""The blessing gate (TFX Evaluator style): may a candidate bundle replace what a channel serves?
+
+A candidate is compared with the baseline, the version the channel points to now:
+
+* recall@k may drop by at most ``max_recall_drop`` (absolute), and only the same k compares;
+* p99 latency may grow by at most ``max_latency_increase`` (relative, 0.2 = +20 %) or by
+  ``latency_slack_ms`` (absolute), whichever allows more (sub-millisecond latencies are noisy);
+* for every ranker task of the baseline, AUC may drop by at most ``max_auc_drop`` (absolute) and
+  the expected calibration error grow by at most ``max_calibration_increase`` (absolute); a task
+  the baseline has and the candidate lacks fails.
+
+The absolute floors (``min_recall``, ``min_auc``, ``max_calibration_error``, ``max_latency_p99_ms``)
+apply to every candidate; with no baseline (the first version) they are the whole gate. The
+verdict lists every failed check, so a rejected candidate's manifest says why.
+
+Drift (``candidate.drift``, from :mod:`pinrec.jobs.monitoring.monitoring`: the newest day against the training
+window) is judged on the candidate alone: the Population Stability Index of every task's
+scores (``score_psi.<task>``) may be at most ``max_score_psi`` (0.25 is the usual "significant
+shift" line) and every feature's drift score (``feature_drift.<column>``: the largest of its
+standardised mean shift, relative std shift and null-rate shift) at most ``max_feature_drift``.
+A candidate without drift metrics skips these checks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pinrec.schemas.manifest import Blessing, Metrics
+
+
+@dataclass(frozen=True)
+class BlessingConfig:
+    """Tolerances of the gate (see the module docstring). All must be >= 0; ``min_recall`` and
+    ``min_auc`` lie in [0, 1]."""
+
+    max_recall_drop: float = 0.01
+    max_latency_increase: float = 0.2
+    latency_slack_ms: float = 0.5
+    max_auc_drop: float = 0.005
+    max_calibration_increase: float = 0.01
+    min_recall: float = 0.0
+    min_auc: float = 0.5
+    max_calibration_error: float = 0.2
+    max_latency_p99_ms: float = 100.0
+    max_score_psi: float = 0.25
+    max_feature_drift: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_recall_drop", "max_latency_increase", "latency_slack_ms", "max_auc_drop",
+                     "max_calibration_increase",
+                     "max_calibration_error", "max_latency_p99_ms", "max_score_psi", "max_feature_drift"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"blessing.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("min_recall", "min_auc"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"blessing.{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,
+             baseline_version: str | None = None) -> Blessing:
+    """The verdict on ``candidate`` against ``baseline`` (None: first version, floors only)."""
+    reasons: list[str] = []
+    k = candidate.k
+    if candidate.recall_at_k < cfg.min_recall:
+        reasons.append(f"recall@{k} {candidate.recall_at_k:.4f} < minimum {cfg.min_recall:.4f}")
+    if candidate.latency_p99_ms > cfg.max_latency_p99_ms:
+        reasons.append(f"latency p99 {candidate.latency_p99_ms:.2f} ms > maximum {cfg.max_latency_p99_ms:.2f} ms")
+    for task in sorted(candidate.auc):
+        if candidate.auc[task] < cfg.min_auc:
+            reasons.append(f"auc[{task}] {candidate.auc[task]:.4f} < minimum {cfg.min_auc:.4f}")
+        if candidate.calibration_error[task] > cfg.max_calibration_error:
+            reasons.append(f"calibration_error[{task}] {candidate.calibration_error[task]:.4f} > maximum "
+                           f"{cfg.max_calibration_error:.4f}")
+    reasons += _drift(candidate.drift, cfg)
+    if baseline is not None:
+        reasons += _against_baseline(candidate, baseline, cfg, baseline_version or "baseline")
+    return Blessing(blessed=not reasons, reasons=tuple(reasons), baseline_version=baseline_version)
+
+
+def _against_baseline(c: Metrics, b: Metrics, cfg: BlessingConfig, name: str) -> list[str]:
+    reasons = []
+    if c.k != b.k:
+        reasons.append(f"recall@{c.k} is not comparable with {name}'s recall@{b.k}")
+    elif c.recall_at_k < b.recall_at_k - cfg.max_recall_drop:
+        reasons.append(f"recall@{c.k} {c.recall_at_k:.4f} < {name} {b.recall_at_k:.4f} - {cfg.max_recall_drop:.4f}")
+    # sub-millisecond latencies (small exact indexes) move by more than 20 % with machine noise
+    limit = max(b.latency_p99_ms * (1.0 + cfg.max_latency_increase), b.latency_p99_ms + cfg.latency_slack_ms)
+    if c.latency_p99_ms > limit:
+        reasons.append(f"latency p99 {c.latency_p99_ms:.2f} ms > {name} {b.latency_p99_ms:.2f} ms "
+                       f"x {1.0 + cfg.max_latency_increase:.2f}")
+    for task in sorted(b.auc):
+        if task not in c.auc:
+            reasons.append(f"task {task!r} of {name} has no metrics in the candidate")
+            continue
+        if c.auc[task] < b.auc[task] - cfg.max_auc_drop:
+            reasons.append(f"auc[{task}] {c.auc[task]:.4f} < {name} {b.auc[task]:.4f} - {cfg.max_auc_drop:.4f}")
+        if c.calibration_error[task] > b.calibration_error[task] + cfg.max_calibration_increase:
+            reasons.append(f"calibration_error[{task}] {c.calibration_error[task]:.4f} > {name} "
+                           f"{b.calibration_error[task]:.4f} + {cfg.max_calibration_increase:.4f}")
+    return reasons
+
+
+def _drift(drift: dict[str, float], cfg: BlessingConfig) -> list[str]:
+    reasons = []
+    for key in sorted(drift):
+        kind, _, name = key.partition(".")
+        if kind == "score_psi" and drift[key] > cfg.max_score_psi:
+            reasons.append(f"score PSI[{name}] {drift[key]:.4f} > maximum {cfg.max_score_psi:.4f}")
+        elif kind == "feature_drift" and drift[key] > cfg.max_feature_drift:
+            reasons.append(f"feature drift[{name}] {drift[key]:.4f} > maximum {cfg.max_feature_drift:.4f}")
+    return reasons

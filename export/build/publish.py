@@ -1,0 +1,309 @@
+"""Versioned, atomic publishing of serving bundles behind the blessing gate; retention; rollback.
+
+``publish`` writes a new version ``bundles/<name>/<version>/`` and, if blessed, moves the channel:
+
+0. claim the version: create ``.claim`` in its folder, create-if-absent. A second publisher of the
+   same version (an explicit name, or the same second and content) fails here, before writing
+   anything: a publisher only ever writes into a version it claimed, and never rewrites a file;
+1. upload every file (index shards + ``index.json``, ranker ONNX + encoder JSON, pin metadata);
+2. read every file back from the store and check its size and sha256;
+3. judge the candidate against the version the channel points to now (:mod:`pinrec.export.build.blessing`);
+4. write ``manifest.json`` last, create-if-absent, with the verdict and every file's checksum;
+5. if blessed (or ``force=True``, logged as a warning), compare-and-swap ``channels/<name>/<channel>``
+   from the pointer read in step 3 to the new version.
+
+A publisher killed at any step leaves the channel on a complete, verified version: files without a
+manifest are an incomplete version nobody points to (``prune`` removes it after a grace period), and
+a manifest without the pointer move is a stored, unpromoted candidate. Of two concurrent publishers
+judged against the same baseline exactly one wins the swap; the other raises
+:class:`~pinrec.export.serving.store.PointerConflict` with its candidate stored. A rejected candidate stays
+stored, marked unblessed with its reasons.
+
+``prune`` (:mod:`pinrec.export.build.retention`) keeps the newest ``keep_blessed`` promoted and
+``keep_unblessed`` rejected versions and never deletes one a channel points to; ``rollback`` moves a
+channel back to a stored version after re-verifying it, and puts it back (raising) if that version
+turns out to be being pruned once the pointer moved.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pinrec.export.serving.store import (
+    PointerConflict,
+    Store,
+    file_digest,
+    read_channel_for_update,
+    read_manifest,
+)
+from pinrec.schemas.manifest import (
+    MANIFEST_FILE,
+    Blessing,
+    ChannelPointer,
+    FileEntry,
+    Lineage,
+    Manifest,
+    ManifestError,
+    Metrics,
+    bundle_prefix,
+    channel_key,
+    check_channel,
+    check_name,
+    check_relpath,
+)
+
+from .blessing import BlessingConfig, evaluate
+from .retention import CLAIM_FILE, being_pruned, prune
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[str], None]
+"""Called with the name of each step done (``claimed``, ``upload:<path>``, ``uploaded``, ``verified``,
+``manifest``, ``pointer:before``, ``pointer:after``); tests inject failures through it."""
+
+__all__ = ["BundleFiles", "PointerConflict", "PublishConfig", "PublishError", "PublishResult", "prune", "publish",
+           "publish_bundle", "rollback"]
+
+
+class PublishError(RuntimeError):
+    """A bundle cannot be published (version exists, a file did not survive the upload...)."""
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """Where bundles go and how many stay.
+
+    ``store_uri``: local directory or ``s3://bucket/prefix``; ``name``: the bundle (e.g. the
+    surface, ``homefeed``); ``channel``: what serving follows; ``keep_blessed`` /
+    ``keep_unblessed``: newest promoted / rejected versions kept by ``prune``;
+    ``incomplete_grace_s``: age after which a version without manifest (a dead publisher's) goes.
+    """
+
+    store_uri: str = "./var/artifacts/serving"
+    name: str = "homefeed"
+    channel: str = "prod"
+    keep_blessed: int = 5
+    keep_unblessed: int = 2
+    incomplete_grace_s: int = 86_400
+
+    def __post_init__(self) -> None:
+        check_name("publish.name", self.name)
+        check_channel("publish.channel", self.channel)
+        if self.keep_blessed < 1:
+            raise ValueError(f"publish.keep_blessed must be >= 1, got {self.keep_blessed}")
+        if self.keep_unblessed < 0 or self.incomplete_grace_s < 0:
+            raise ValueError("publish.keep_unblessed and publish.incomplete_grace_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class BundleFiles:
+    """Local files of a candidate; their place in the bundle is fixed: ``index/index.json``,
+    ``index/<shard file name>``, ``ranker/ranker.onnx``, ``ranker/encoder.json``,
+    ``pins/pins.parquet``, ``extra/<file name>``."""
+
+    index_meta: str
+    index_shards: tuple[str, ...]
+    ranker: str
+    encoder: str
+    pins: str
+    extras: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.index_shards, str) or not self.index_shards:
+            raise ValueError("BundleFiles.index_shards must be a non-empty tuple of paths")
+        missing = [p for _, p, _ in self.layout() if not os.path.isfile(p)]
+        if missing:
+            raise ValueError(f"bundle files not found: {missing}")
+        targets = [t for t, _, _ in self.layout()]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"two files map to the same bundle path: {sorted(targets)}")
+
+    def layout(self) -> list[tuple[str, str, str]]:
+        """(bundle path, local path, role) for every file, shards in index order."""
+        rows = [("index/index.json", self.index_meta, "index_meta")]
+        rows += [(f"index/{os.path.basename(p)}", p, "index_shard") for p in self.index_shards]
+        rows += [("ranker/ranker.onnx", self.ranker, "ranker"), ("ranker/encoder.json", self.encoder, "encoder"),
+                 ("pins/pins.parquet", self.pins, "pins")]
+        rows += [(f"extra/{os.path.basename(p)}", p, "extra") for p in self.extras]
+        for target, _, _ in rows:
+            check_relpath(target)
+        return rows
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    manifest: Manifest
+    promoted: bool
+    pointer: ChannelPointer | None
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def _noop(step: str) -> None:
+    pass
+
+
+def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,
+            channel: str = "prod", blessing: BlessingConfig | None = None, force: bool = False,
+            version: str | None = None, now: dt.datetime | None = None, hook: Hook | None = None) -> PublishResult:
+    """Store a new version of bundle ``name`` and promote it to ``channel`` if blessed (see the
+    module docstring). ``version`` defaults to ``<UTC time>-<content hash>``."""
+    hook = hook or _noop
+    now = now or dt.datetime.now(dt.UTC)
+    check_channel("channel", channel)
+    entries = [(FileEntry(target, *file_digest(local), role=role), local) for target, local, role in files.layout()]
+    content = hashlib.sha256("".join(f"{e.path}:{e.sha256};" for e, _ in entries).encode()).hexdigest()
+    version = check_name("version", version or f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{content[:10]}")
+    prefix = bundle_prefix(name, version)
+    if store.exists(prefix + MANIFEST_FILE):
+        raise PublishError(f"{name}/{version} already exists in {store!r}; versions are immutable")
+    _claim(store, name, version)
+    hook("claimed")
+
+    for entry, local in entries:
+        store.put_file(local, prefix + entry.path)
+        hook(f"upload:{entry.path}")
+    hook("uploaded")
+    for entry, _ in entries:
+        got = store.digest(prefix + entry.path)
+        if got != (entry.size, entry.sha256):
+            raise PublishError(f"{name}/{version}/{entry.path}: read back {got[0]} bytes sha256 {got[1][:12]}..., "
+                               f"uploaded {entry.size} bytes sha256 {entry.sha256[:12]}...")
+    hook("verified")
+
+    current, token = read_channel_for_update(store, name, channel)
+    baseline = _baseline(store, name, current, force)
+    verdict = evaluate(metrics, baseline, blessing or BlessingConfig(),
+                       baseline_version=current.version if current else None)
+    verdict = Blessing(verdict.blessed, verdict.reasons, verdict.baseline_version, forced=force)
+    manifest = Manifest(name=name, version=version, created_at=now, lineage=lineage, metrics=metrics,
+                        blessing=verdict, files=tuple(e for e, _ in entries))
+    data = manifest.to_json().encode()
+    if not store.put_if_absent(prefix + MANIFEST_FILE, data):
+        raise PublishError(f"{name}/{version}: another publisher wrote its manifest first")
+    hook("manifest")
+
+    if not verdict.blessed and not force:
+        log.info("bundle %s/%s stored but not blessed for %s: %s", name, version, channel, "; ".join(verdict.reasons))
+        return PublishResult(manifest, promoted=False, pointer=None)
+    if not verdict.blessed:
+        log.warning("force=True: promoting %s/%s to %s despite: %s", name, version, channel,
+                    "; ".join(verdict.reasons))
+    reason = "publish" if verdict.blessed else "force"
+    hook("pointer:before")
+    pointer = _move(store, name, channel, version, data, current, token, reason, now)
+    hook("pointer:after")
+    log.info("channel %s/%s -> %s (was %s; %d files, %d bytes)", name, channel, version,
+             current.version if current else None, len(manifest.files), manifest.total_bytes)
+    return PublishResult(manifest, promoted=True, pointer=pointer)
+
+
+def _claim(store: Store, name: str, version: str) -> None:
+    prefix = bundle_prefix(name, version)
+    claim = json.dumps({"publisher": uuid.uuid4().hex, "claimed_at": dt.datetime.now(dt.UTC).isoformat()})
+    if not store.put_if_absent(prefix + CLAIM_FILE, claim.encode()):
+        raise PublishError(f"{name}/{version} is being published or was published by another publisher in "
+                           f"{store!r}; versions are immutable: publish under another version")
+    if store.exists(prefix + MANIFEST_FILE):  # published before versions were claimed: not ours either
+        store.delete(prefix + CLAIM_FILE)
+        raise PublishError(f"{name}/{version} already exists in {store!r}; versions are immutable")
+
+
+def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bool) -> Metrics | None:
+    if current is None:
+        return None
+    try:
+        manifest, _ = read_manifest(store, name, current.version)
+    except (FileNotFoundError, ManifestError) as e:
+        if not force:
+            raise PublishError(f"cannot judge the candidate: the channel's version {current.version} has no "
+                               f"readable manifest ({e}); roll the channel back or publish with force=True") from e
+        log.warning("force=True: baseline %s unreadable (%s); judging against the floors only", current.version, e)
+        return None
+    return manifest.metrics
+
+
+def _move(store: Store, name: str, channel: str, version: str, manifest_bytes: bytes,
+          current: ChannelPointer | None, token: str | None, reason: str, now: dt.datetime) -> ChannelPointer:
+    """Compare-and-swap the channel to ``version``, then make sure the version is still there: a
+    prune marks a version before its last look at the pointers, so a move it did not see finds
+    the mark (or the manifest gone) here, and is undone."""
+    pointer = ChannelPointer(name=name, channel=channel, version=version,
+                             manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(), moved_at=now,
+                             reason=reason, previous=current.version if current else None)
+    key = channel_key(name, channel)
+    new_token = store.swap(key, pointer.to_json().encode(), token)
+    problem = _vanishing(store, name, version, pointer.manifest_sha256)
+    if problem is None:
+        return pointer
+    try:
+        if current is None:
+            store.delete(key)  # the channel did not exist before this move
+        else:
+            store.swap(key, current.to_json().encode(), new_token)
+        where = f"put back on {current.version if current else 'nothing'}"
+    except PointerConflict:
+        where = "moved since by someone else"
+    raise PublishError(f"{name}/{version} {problem} while channel {channel} moved to it; the channel was {where}")
+
+
+def _vanishing(store: Store, name: str, version: str, manifest_sha256: str) -> str | None:
+    """Why ``version`` cannot be served any more, None when it can. The mark is read before the
+    manifest: prune deletes the manifest before the mark, so one of the two is always seen."""
+    if being_pruned(store, name, version):
+        return "is being pruned"
+    try:
+        data = store.get_bytes(bundle_prefix(name, version) + MANIFEST_FILE)
+    except FileNotFoundError:
+        return "was deleted"
+    if hashlib.sha256(data).hexdigest() != manifest_sha256:
+        return "has another manifest now"
+    return None
+
+
+def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_unblessed: bool = False,
+             now: dt.datetime | None = None) -> ChannelPointer:
+    """Point ``channel`` back at the stored ``to_version`` after re-reading and checking every
+    file of it; an unblessed version needs ``allow_unblessed=True``."""
+    check_channel("channel", channel)
+    try:
+        manifest, data = read_manifest(store, name, to_version)
+    except FileNotFoundError:
+        raise PublishError(f"{name}/{to_version} is not a complete version in {store!r}") from None
+    if being_pruned(store, name, to_version):
+        raise PublishError(f"{name}/{to_version} is being pruned; not rolling back to it")
+    if not (manifest.blessing.blessed or manifest.blessing.forced or allow_unblessed):
+        raise PublishError(f"{name}/{to_version} was not blessed ({'; '.join(manifest.blessing.reasons)}); "
+                           "pass allow_unblessed=True to roll back to it anyway")
+    prefix = bundle_prefix(name, to_version)
+    for entry in manifest.files:
+        try:
+            got = store.digest(prefix + entry.path)
+        except FileNotFoundError:
+            got = (-1, "missing")
+        if got != (entry.size, entry.sha256):
+            raise PublishError(f"{name}/{to_version}/{entry.path} does not match its manifest; not rolling back")
+    current, token = read_channel_for_update(store, name, channel)
+    pointer = _move(store, name, channel, to_version, data, current, token, "rollback",
+                    now or dt.datetime.now(dt.UTC))
+    log.warning("rollback: channel %s/%s -> %s (was %s)", name, channel, to_version,
+                current.version if current else None)
+    return pointer
+
+
+def publish_bundle(cfg: PublishConfig, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,
+                   blessing: BlessingConfig | None = None, s3=None, force: bool = False) -> PublishResult:
+    """The job: publish to ``cfg.store_uri`` then prune (``s3``: :class:`~pinrec.export.serving.store.S3Options`)."""
+    store = Store(cfg.store_uri, s3)
+    result = publish(store, cfg.name, files, metrics, lineage, channel=cfg.channel, blessing=blessing, force=force)
+    prune(store, cfg.name, keep_blessed=cfg.keep_blessed, keep_unblessed=cfg.keep_unblessed,
+          incomplete_grace_s=cfg.incomplete_grace_s)
+    return result

@@ -1,0 +1,417 @@
+"""``recommend(user, context, k)``: the serving funnel over an opened bundle (issue #7).
+
+1. **Candidates** (:mod:`pinrec.export.serving.candidates`) from several channels, in priority order (a pin found
+   by several keeps the first as its ``channel`` and all of them in ``channels``): ``ann``, the
+   user's most recent saves (``user__last_saved_pins``, newest first; at most ``ann_queries``)
+   or an explicit query embedding searched in the sharded index (:class:`pinrec.export.serving.shards.ShardedIndex`
+   with the tuned search parameters), the per-query lists fused by recency-weighted reciprocal
+   rank; ``category``: the most saved pins (``trending_by``) of the user's top category;
+   ``trending``: the most saved pins overall; ``fresh``: the newest pins, none created after ``now``.
+2. **Filter**: pins flagged ``blocked`` or ``nsfw`` (null counts as flagged), the user's own
+   recent saves, ``exclude``, and ANN hits without pin metadata are dropped.
+3. **Rank** all candidates in one batch: the (user, candidates, context) inputs the training set
+   has (:mod:`pinrec.export.serving.feature_store` snapshot), encoded as the bundle's
+   :class:`~pinrec.export.encoding.FeatureEncoder` does (no ``position``: position-free scores), scored by
+   the ONNX ranker (``p_<task>`` and the blended ``score``).
+4. **Re-rank** for diversity (:mod:`pinrec.export.serving.rerank`): at most ``category_cap`` pins per category
+   and, when ``mmr_lambda < 1``, maximal marginal relevance. Fewer than k pins come back when the
+   candidates cannot fill k under the cap.
+
+What depends on the bundle only is computed once per bundle: the fresh and trending orders, and
+(:mod:`pinrec.export.serving.serving_encoding`) the encoding of every pin and, when the bundle's snapshot serves
+the features, of every user-view and user x category row and every user's embedding; per request
+rows are gathered, a row expired at ``now`` (``feature_ts < now - ttl``) counting as missing
+exactly as :meth:`FeatureSnapshot.lookup` says. With a :class:`~pinrec.export.serving.feature_store.RedisFeatureStore`
+as ``features``, user and user x category features come through it per request (pin features
+always from the snapshot). Deterministic: ties break by pin id. An unknown user (or ``None``) gets
+the cold-start channels only.
+
+>>> rec = Recommender.from_loader(Loader("s3://bucket/serving", "homefeed"))                # doctest: +SKIP
+>>> rec.recommend(42, {"surface": "home_feed", "device": "ios", "country": "US"}, k=50)      # doctest: +SKIP
+
+faiss threads are the process's (``faiss.omp_set_num_threads``); the ranker gets its own
+onnxruntime session with ``ranker_threads`` intra-op threads. Base install only: numpy, pyarrow,
+faiss, onnxruntime.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pinrec.export.encoding import FeatureEncoder
+
+from .candidates import (
+    CHANNELS,
+    MASKS,
+    Candidates,
+    ColdStart,
+    PinCatalog,
+    ann_search,
+    merge,
+)
+from .feature_store import FeatureSnapshot, to_micros
+from .rerank import rerank
+from .serving_encoding import (
+    CONTEXT,
+    EMBEDDING_COLUMNS,
+    ServingEncoder,
+    needed_columns,
+)
+from .serving_request import (
+    Frames,
+    Request,
+    RequestError,
+    UserTable,
+    check_ids,
+    check_k,
+    check_query,
+)
+from .shards import ShardedIndex
+
+__all__ = ["CHANNELS", "CONTEXT", "EMBEDDING_COLUMNS", "STAGES", "Candidates", "LoaderRecommender",
+           "RecommendConfig", "Recommendation", "Recommender", "RequestError"]
+EMBEDDINGS_FILE = "pin_embeddings.npy"
+STAGES = ("features", "ann", "candidates", "encode", "ranker", "rerank")
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """How :class:`Recommender` serves.
+
+    ``channels``: candidate channels in priority order (subset of :data:`CHANNELS`).
+    ``ann_candidates``: pins kept from the ANN channel; ``ann_queries``: most recent saves used
+    as queries; ``recency_half_life``: saves after which a query's weight halves; ``rrf_k``: the
+    reciprocal-rank constant. ``fresh_candidates`` / ``trending_candidates``: pins from the
+    fresh and from each trending channel; ``trending_by``: the pin feature ranking trending pins.
+    ``category_cap``: most pins of one category in the result (0: no cap); ``mmr_lambda``:
+    relevance weight of MMR (1: plain score order). ``ranker_threads``: intra-op threads of the
+    ranker's own onnxruntime session (0: use the bundle's session as opened).
+    """
+
+    channels: tuple[str, ...] = CHANNELS
+    ann_candidates: int = 500
+    ann_queries: int = 5
+    recency_half_life: float = 2.0
+    rrf_k: float = 60.0
+    fresh_candidates: int = 50
+    trending_candidates: int = 50
+    trending_by: str = "pin__saves_30d"
+    category_cap: int = 10
+    mmr_lambda: float = 1.0
+    ranker_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if (not self.channels or isinstance(self.channels, str) or len(set(self.channels)) != len(self.channels)
+                or not set(self.channels) <= set(CHANNELS)):
+            raise ValueError(f"recommend.channels must be distinct names from {CHANNELS}, got {self.channels!r}")
+        for name in ("ann_candidates", "ann_queries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"recommend.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("fresh_candidates", "trending_candidates", "category_cap", "ranker_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"recommend.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.recency_half_life > 0 or not self.rrf_k >= 0:
+            raise ValueError(f"recommend.recency_half_life must be > 0 and rrf_k >= 0, got "
+                             f"{self.recency_half_life}, {self.rrf_k}")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ValueError(f"recommend.mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
+        if not self.trending_by.startswith("pin__"):
+            raise ValueError(f"recommend.trending_by must be a pin feature column (pin__...), got {self.trending_by!r}")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended pin: the ranker's blended ``score``, per-task probabilities ``p``, the
+    first ``channel`` that proposed it and every channel that did."""
+
+    pin_id: int
+    score: float
+    channel: str
+    category: str | None
+    p: dict[str, float] = field(default_factory=dict)
+    channels: tuple[str, ...] = ()
+
+
+def _extra(bundle, name: str) -> str | None:
+    for entry in bundle.manifest.of_role("extra"):
+        if os.path.basename(entry.path) == name:
+            return os.path.join(bundle.root, entry.path)
+    return None
+
+
+class Recommender:
+    r"""The funnel of the module docstring over one opened :class:`pinrec.export.serving.loader.Bundle`.
+
+    Args:
+        bundle (Bundle): an opened bundle carrying ``extra/features_<view>.parquet`` and
+            ``extra/pin_embeddings.npy`` (needed by the ``ann`` channel from saves and by MMR).
+        config (RecommendConfig, optional): channels, sizes and diversity. (default: defaults)
+        features (optional): what serves the features: a :class:`FeatureSnapshot` or a
+            :class:`~pinrec.export.serving.feature_store.RedisFeatureStore` (anything with ``lookup(view, keys,
+            now)``). (default: the bundle's snapshot)
+
+    Shapes: ``recommend(user, context, k) -> list[Recommendation]`` of length <= k, best first.
+    """
+
+    def __init__(self, bundle, config: RecommendConfig | None = None, features: Any = None) -> None:
+        self.bundle, self.config = bundle, config or RecommendConfig()
+        cfg = self.config
+        meta = bundle.index_meta
+        if "metric" not in meta:
+            raise ValueError(f"bundle {bundle.name}/{bundle.version}: index.json has no 'metric'")
+        self.index = ShardedIndex(list(bundle.shards), meta["metric"], meta.get("search_params") or None)
+        self.encoder = FeatureEncoder.from_dict(bundle.encoder)
+        self.features = features if features is not None else FeatureSnapshot.from_bundle(bundle)
+        snapshot = getattr(self.features, "snapshot", self.features)  # a RedisFeatureStore wraps one
+        self._cutoff = max(snapshot.meta(v).cutoff for v in snapshot.views)
+        self._columns = needed_columns(self.encoder)
+        views = {c.split("__", 1)[0] for c in self._columns if "__" in c}
+        unknown = [c for c in self._columns if c not in (*CONTEXT, *EMBEDDING_COLUMNS, "category", "user_id", "pin_id")
+                   and c.split("__", 1)[0] not in snapshot.views]
+        if unknown or not views <= set(snapshot.views):
+            raise ValueError(f"the ranker reads columns serving cannot build: {unknown or sorted(views)} "
+                             f"(snapshot views: {list(snapshot.views)})")
+        if "user" not in snapshot.views:
+            raise ValueError("the feature snapshot has no 'user' view: no saves, no user features")
+        self._ranker = self._session(bundle)
+        pins = self.pins = PinCatalog(bundle.pins, f"bundle {bundle.name}/{bundle.version}")
+        self._pin_ids, self._cat, self._categories, self._eligible = pins.ids, pins.cat, pins.categories, pins.eligible
+        self._category_names, self._category_code, self._rows = pins.category_names, pins.category_code, pins.rows
+        path = _extra(bundle, EMBEDDINGS_FILE)
+        self.embeddings = np.load(path, mmap_mode="r", allow_pickle=False) if path else None
+        if self.embeddings is not None and self.embeddings.shape != (len(self._pin_ids), self.index.d):
+            raise ValueError(f"{EMBEDDINGS_FILE} is {self.embeddings.shape}, expected "
+                             f"({len(self._pin_ids)}, {self.index.d}): one row per pin, the index's dimension")
+        if self.embeddings is None and ("ann" in cfg.channels or cfg.mmr_lambda < 1):
+            raise ValueError(f"bundle {bundle.name}/{bundle.version} carries no extra/{EMBEDDINGS_FILE}: drop 'ann' "
+                             "from recommend.channels and set mmr_lambda=1 (or pass query= to recommend)")
+        self._embedding_table = None
+        if set(EMBEDDING_COLUMNS) & set(self._columns):
+            if self.embeddings is None:
+                raise ValueError(f"the ranker reads PinSage embeddings but bundle {bundle.name}/{bundle.version} "
+                                 f"carries no extra/{EMBEDDINGS_FILE}")
+            from .embedding_features import EmbeddingTable
+
+            self._embedding_table = EmbeddingTable(self._pin_ids, self.embeddings)
+        self._cold_start(snapshot)
+        self._users = UserTable(snapshot.view("user"), self._category_code, self.embeddings, self._rows) \
+            if isinstance(self.features, FeatureSnapshot) else None  # else: a store in front serves per request
+        self._frames = Frames(self.features, self.pins, self._columns, self._cutoff, self._users, self.embeddings,
+                              self._embedding_table)
+        self._request, self._frame = self._frames.request, self._frames.frame
+        self._serving = ServingEncoder(self.encoder, snapshot, self._categories, self._cat, self._pin_ids,
+                                       self._frame, self._users)
+
+    @classmethod
+    def from_loader(cls, loader, config: RecommendConfig | None = None) -> LoaderRecommender:
+        """A recommender that follows ``loader.bundle`` across ``Loader.refresh()``, which then
+        switches only to versions it can serve (:class:`LoaderRecommender`)."""
+        return LoaderRecommender(loader, config)
+
+    # ---------------------------------------------------------------- per bundle
+    def _session(self, bundle) -> ort.InferenceSession:
+        sess = bundle.ranker
+        if self.config.ranker_threads:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = self.config.ranker_threads, 1
+            sess = ort.InferenceSession(os.path.join(bundle.root, bundle.manifest.of_role("ranker")[0].path), opts,
+                                        providers=["CPUExecutionProvider"])
+        inputs = {i.name: i.shape for i in sess.get_inputs()}
+        self._outputs = [o.name for o in sess.get_outputs()]
+        want = {"categorical": len(self.encoder.categorical_names), "dense": len(self.encoder.dense_names)}
+        if set(inputs) != set(want) or "score" not in self._outputs:
+            raise ValueError(f"the ranker must take inputs {sorted(want)} and output 'score' and p_<task>; it takes "
+                             f"{sorted(inputs)} and outputs {self._outputs}")
+        for name, width in want.items():
+            if isinstance(inputs[name][1], int) and inputs[name][1] != width:
+                raise ValueError(f"the ranker's {name} input has {inputs[name][1]} columns, the encoder makes {width}")
+        self.tasks = tuple(o[2:] for o in self._outputs if o.startswith("p_"))
+        return sess
+
+    def _cold_start(self, snapshot) -> None:
+        cfg = self.config
+        cutoff_us = min(int(to_micros(snapshot.meta(v).cutoff)[0]) for v in snapshot.views)
+        rows = score = None
+        if {"trending", "category"} & set(cfg.channels):
+            view = snapshot.view("pin") if "pin" in snapshot.views else None
+            if view is None or view.meta.entities != ("pin_id",) or cfg.trending_by not in view.values.column_names:
+                raise ValueError(f"the trending channels need the pin view's {cfg.trending_by!r} in the feature "
+                                 "snapshot; drop 'trending' and 'category' from recommend.channels otherwise")
+            score = pc.cast(view.values.column(cfg.trending_by), pa.float64()).to_numpy(zero_copy_only=False)
+            rows, found = self._rows(view.keys)
+            rows, score = rows[found], score[found]
+        self._channels = ColdStart(self._eligible, self.pins.created_us, cutoff_us, cfg.fresh_candidates,
+                                   cfg.trending_candidates, self._cat, rows, score)
+
+    # ---------------------------------------------------------------- per request
+    def _ann(self, req: Request, query: np.ndarray | None) -> np.ndarray:
+        """Rows (into the pins) of the ANN channel, best first; hits without pin metadata dropped.
+        ``query``: None or (Q, D) float32, validated (:func:`~pinrec.export.serving.serving_request.check_query`)."""
+        cfg = self.config
+        if query is not None:
+            q = query
+        else:
+            rows, found = self._rows(req.saves[: cfg.ann_queries])
+            if self.embeddings is None or not found.any():
+                return np.zeros(0, np.int64)
+            q = np.asarray(self.embeddings[rows[found]], np.float32)
+            q = q[np.abs(q).sum(1) > 0]  # a pin PinSage did not embed has zeros
+        return ann_search(self.index, q, self.pins, cfg.ann_candidates, cfg.recency_half_life, cfg.rrf_k)
+
+    def _candidates(self, req: Request, query: np.ndarray | None, exclude: np.ndarray,
+                    timings: dict | None) -> Candidates:
+        t0 = time.perf_counter()
+        cfg = self.config
+        ann = self._ann(req, query) if "ann" in cfg.channels or query is not None else np.zeros(0, np.int64)
+        t1 = time.perf_counter()
+        code = self._category_code.get(req.top_category) if req.top_category is not None else None
+        parts = {"ann": ann, "category": self._channels.category(code, cfg.trending_candidates),
+                 "trending": self._channels.trending, "fresh": self._channels.fresh(req.now_us)}
+        order = list(cfg.channels) if query is None or "ann" in cfg.channels else ["ann", *cfg.channels]
+        drop = np.concatenate([req.saves, exclude]) if len(exclude) else req.saves
+        cand = merge(parts, order, self._eligible, self._pin_ids, drop)
+        if timings is not None:
+            timings["ann"] = timings.get("ann", 0.0) + t1 - t0
+            timings["candidates"] = timings.get("candidates", 0.0) + time.perf_counter() - t1
+        return cand
+
+    def candidates(self, user: int | None, context: Mapping[str, Any] | None = None, *,
+                   query: np.ndarray | None = None, exclude: Sequence[int] | None = None) -> Candidates:
+        """The merged, filtered candidates :meth:`recommend` ranks (before ranking)."""
+        query, exclude = check_query(query, self.index.d), check_ids(exclude)
+        return self._candidates(self._request(user, context), query, exclude, None)
+
+    def frame(self, user: int | None, pin_ids: np.ndarray, context: Mapping[str, Any] | None = None) -> dict:
+        """The ranker's input frame for (user, pins, context): the training set's columns."""
+        ids = check_ids(pin_ids, "pin_ids")
+        req = self._request(user, context)
+        rows, found = self._rows(ids)
+        if not found.all():
+            raise ValueError(f"pins without metadata in the bundle: {ids[~found][:5].tolist()}")
+        return self._frame(req, rows)
+
+    def score(self, frame: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The ranker's outputs (``p_<task>``..., ``score``; (B,) each) on a frame."""
+        batch = self.encoder.transform(frame)
+        return dict(zip(self._outputs, self._ranker.run(self._outputs, {"categorical": batch.categorical,
+                                                                        "dense": batch.dense})))
+
+    def recommend(self, user: int | None, context: Mapping[str, Any] | None = None, k: int = 50, *,
+                  query: np.ndarray | None = None, exclude: Sequence[int] | None = None,
+                  timings: dict[str, float] | None = None) -> list[Recommendation]:
+        """The top ``k`` pins for ``user`` in ``context`` (keys :data:`CONTEXT` and ``now``, a
+        datetime: feature freshness, fresh pins, and ``hour``/``day_of_week`` when not given;
+        default the snapshot's cut-off). ``query``: (D,) or (Q, D) embeddings searched instead of
+        the user's saves; ``exclude``: pin ids never to return (e.g. already shown).
+        ``timings``: filled with the seconds of each of :data:`STAGES`. A malformed argument
+        raises :class:`~pinrec.export.serving.serving_request.RequestError` (a ValueError) naming it."""
+        k, query, exclude = check_k(k), check_query(query, self.index.d), check_ids(exclude)
+        t0 = time.perf_counter()
+        req = self._request(user, context)
+        t1 = time.perf_counter()
+        cand = self._candidates(req, query, exclude, timings)
+        if not len(cand):
+            return []
+        t3 = time.perf_counter()
+        categorical, dense = self._serving.encode(req, cand.rows)
+        t4 = time.perf_counter()
+        out = dict(zip(self._outputs, self._ranker.run(self._outputs, {"categorical": categorical, "dense": dense})))
+        t5 = time.perf_counter()
+        chosen = rerank(out["score"], cand.pin_ids, self._cat[cand.rows], k, self.config.category_cap,
+                        self.config.mmr_lambda, lambda pos: np.asarray(self.embeddings[cand.rows[pos]], np.float32))
+        probs = [dict(zip(self.tasks, p)) for p in zip(*(out[f"p_{t}"][chosen].tolist() for t in self.tasks))]
+        names = self._category_names
+        result = [Recommendation(pid, s, CHANNELS[c], names[cat], p, MASKS[m])
+                  for pid, s, c, cat, m, p in zip(cand.pin_ids[chosen].tolist(), out["score"][chosen].tolist(),
+                                                  cand.channel[chosen].tolist(), self._cat[cand.rows[chosen]].tolist(),
+                                                  cand.mask[chosen].tolist(), probs)]
+        if timings is not None:
+            timings["features"] = timings.get("features", 0.0) + t1 - t0
+            timings["encode"] = timings.get("encode", 0.0) + t4 - t3
+            timings["ranker"] = timings.get("ranker", 0.0) + t5 - t4
+            timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - t5
+        return result
+
+    def probe(self) -> None:
+        """Answer requests as serving would (a cold start and the first user of the snapshot with
+        saves among its first 100 rows, else its first user); raise unless each answers
+        Recommendations with finite scores. :class:`LoaderRecommender` runs it before a refresh."""
+        users: list[int | None] = [None]
+        view = self._users.view if self._users is not None else None
+        if view is not None and view.num_rows and view.key_kinds == ("int",):  # the key is the user id
+            pos = next((p for p in range(min(100, view.num_rows)) if len(self._users.saves(p))), 0)
+            users.append(int(view.keys[pos]))
+        for user in users:
+            out = self.recommend(user, k=10)
+            bad = [r for r in out if not np.isfinite(r.score)]
+            if bad:
+                raise ValueError(f"bundle {self.bundle.name}/{self.bundle.version}: the probe request for user "
+                                 f"{user} got {bad[:3]} (scores must be finite)")
+
+    def __repr__(self) -> str:
+        cfg = self.config
+        return (f"{self.__class__.__name__}({self.bundle.name}/{self.bundle.version}, pins={len(self._pin_ids)}, "
+                f"channels={list(cfg.channels)}, ann_candidates={cfg.ann_candidates}, "
+                f"category_cap={cfg.category_cap}, mmr_lambda={cfg.mmr_lambda})")
+
+
+class LoaderRecommender:
+    """A :class:`Recommender` over ``loader.bundle`` that follows ``Loader.refresh()``.
+
+    It registers a check with the loader (:meth:`Loader.add_check`, run on the bundle serving now
+    too): a refresh switches only to a version whose Recommender builds and answers
+    :meth:`Recommender.probe`, and the Recommender built there serves the first request after the
+    switch. A version that cannot serve is refused by ``refresh()`` (:class:`BundleError`) and the
+    previous one keeps serving. The loader holds the check weakly: dropping this object drops it.
+    """
+
+    def __init__(self, loader, config: RecommendConfig | None = None) -> None:
+        self.loader, self.config = loader, config or RecommendConfig()
+        self._lock = threading.Lock()
+        self._current: Recommender | None = None
+        self._ready: Recommender | None = None  # built and probed by the check, not serving yet
+        method = weakref.WeakMethod(self._check)
+
+        def check(bundle) -> None:  # the loader holds this, not the object: dropping the object drops the work
+            live = method()
+            if live is not None:
+                live(bundle)
+
+        loader.add_check(check)
+
+    def _check(self, bundle) -> None:
+        rec = Recommender(bundle, self.config)
+        rec.probe()
+        with self._lock:
+            self._ready = rec
+
+    def current(self) -> Recommender:
+        bundle = self.loader.bundle
+        rec = self._current
+        if rec is None or rec.bundle is not bundle:
+            with self._lock:
+                rec = self._current
+                if rec is None or rec.bundle is not bundle:
+                    if self._ready is not None and self._ready.bundle is bundle:
+                        rec, self._ready = self._ready, None
+                    else:  # a bundle no check of this object saw (the loader swapped without it)
+                        rec = Recommender(bundle, self.config)
+                    self._current = rec
+        return rec
+
+    def recommend(self, user: int | None, context: Mapping[str, Any] | None = None, k: int = 50,
+                  **kwargs: Any) -> list[Recommendation]:
+        return self.current().recommend(user, context, k, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.loader!r})"

@@ -1,0 +1,151 @@
+"""The online feature snapshot: every entity's features as of a cut-off, by the training join itself.
+
+For each feature view the spine is one row per entity with a feature row that could be served at
+``cutoff`` (``created_ts <= cutoff``, ``feature_ts`` in ``[cutoff - ttl, cutoff]``), at
+``ts = cutoff``; :func:`pinrec.jobs.features.pit_join.point_in_time_join` — the function that attached features to
+the training set — picks each entity's value, so the TTL and "as known at" (``created_ts``) rules
+cannot drift apart between training and serving. Feature rows older than ``cutoff - ttl`` are
+pruned before the join; they could never win it.
+
+Each view becomes one Parquet file ``features_<view>.parquet`` (sorted by key; columns: the
+entities, ``<view>__<feature>``, ``<view>__feature_ts``; a :class:`pinrec.export.serving.feature_store.SnapshotMeta`
+in the file's metadata), small enough to ship in the bundle (``BundleFiles.extras``) and served by
+:class:`pinrec.export.serving.feature_store.FeatureSnapshot`. The files are collected on the driver: one row per
+entity (users and pins), not per event. ``--redis-url`` also exports the snapshot to Redis
+(:mod:`pinrec.jobs.features.redis_export`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+
+from pinrec.export.serving.feature_store import (
+    FeatureSnapshot,
+    SnapshotMeta,
+    snapshot_file_name,
+    with_meta,
+)
+from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
+
+from .pit_join import point_in_time_join
+
+SPINE_TS = "__snapshot_ts"
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    cutoff: str
+    out_dir: str
+    rows: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    input_versions: dict[str, int | None] = field(default_factory=dict)
+
+    def render(self) -> str:
+        rows = ", ".join(f"{k}={v}" for k, v in sorted(self.rows.items()))
+        return f"feature_snapshot as of {self.cutoff}: {rows} -> {self.out_dir}"
+
+
+def snapshot_frame(features, view: FeatureView, cutoff: dt.datetime):
+    """Pure transform: ``view``'s feature table in, one row per entity served at ``cutoff`` out
+    (the entity columns, ``<view>__<feature>``..., ``<view>__feature_ts``)."""
+    from pyspark.sql import functions as F
+
+    t = F.lit(_naive_utc(cutoff)).cast("timestamp")
+    oldest = t - F.expr(f"INTERVAL {int(view.ttl.total_seconds())} SECONDS")
+    recent = features.where(F.col(view.feature_ts) >= oldest)
+    has_key = F.lit(True)
+    for e in view.entities:
+        has_key = has_key & F.col(e).isNotNull()
+    spine = (recent.where(has_key & (F.col(view.feature_ts) <= t) & (F.col(view.created_ts) <= t))
+             .select(*view.entities).distinct().withColumn(SPINE_TS, t))
+    joined = point_in_time_join(spine, recent, view, spine_ts=SPINE_TS)
+    columns = [*view.entities, *(view.column(f.name) for f in view.features), view.column("feature_ts")]
+    return joined.where(~F.col(view.missing_column)).select(*columns)
+
+
+def snapshot_table(frame, view: FeatureView, cutoff: dt.datetime):
+    """Collect a :func:`snapshot_frame` into a key-sorted Arrow table carrying its metadata."""
+    table = frame.toArrow()
+    table = table.sort_by([(e, "ascending") for e in view.entities])
+    return with_meta(table, SnapshotMeta.from_view(view, cutoff))
+
+
+def write_snapshot(tables: dict[str, object], out_dir: str) -> dict[str, str]:
+    """Write ``{view: table}`` as ``out_dir/features_<view>.parquet``, one row group each (read
+    back memory-mapped as one chunk per column), via a temporary file renamed into place;
+    returns the paths."""
+    import pyarrow.parquet as pq
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    for name, table in tables.items():
+        path = os.path.join(out_dir, snapshot_file_name(name))
+        tmp = f"{path}.tmp-{os.getpid()}"
+        pq.write_table(table, tmp, row_group_size=max(table.num_rows, 1))  # one chunk when read back
+        os.replace(tmp, path)
+        paths[name] = path
+    return paths
+
+
+def build_feature_snapshot(spark, warehouse: str, cutoff: dt.datetime, out_dir: str,
+                           views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> SnapshotReport:
+    """Read the feature tables (pinned Delta versions), build every view's snapshot as of
+    ``cutoff``, write it to ``out_dir`` and re-open it with the serving code as a check."""
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    from .features import feature_table_path
+
+    paths = {v.name: feature_table_path(warehouse, v) for v in views}
+    versions = {f"features_{n}": delta_version(spark, p) for n, p in paths.items()}
+    absent = [n for n, v in versions.items() if v is None]
+    if absent:
+        raise FileNotFoundError(f"feature tables {absent} do not exist under {warehouse}: run `pinrec features` first")
+    tables = {}
+    for view in views:
+        features = spark.read.format("delta").option("versionAsOf", versions[f"features_{view.name}"]) \
+            .load(paths[view.name])
+        tables[view.name] = snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
+    files = write_snapshot(tables, out_dir)
+    FeatureSnapshot.open(list(files.values()), expected=views)
+    return SnapshotReport(_naive_utc(cutoff).isoformat(), out_dir, {n: t.num_rows for n, t in tables.items()},
+                          files, versions)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pinrec.jobs.features.feature_snapshot --cutoff T [--out DIR] [--redis-url URL --bundle-version V]``."""
+    import argparse
+
+    from pinrec.export.serving.feature_store import RedisConfig
+    from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.io.spark import get_spark
+
+    parser = argparse.ArgumentParser(prog="pinrec.jobs.features.feature_snapshot", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--cutoff", type=dt.datetime.fromisoformat, required=True,
+                        help="serve features as known at this time (UTC), e.g. 2026-01-09T00:00:00")
+    parser.add_argument("--out", help="output folder (default: <storage.artifacts>/feature_snapshot/<cutoff>)")
+    parser.add_argument("--redis-url", help="also export to this Redis, e.g. redis://127.0.0.1:6379/0")
+    parser.add_argument("--bundle-version", help="the bundle version Redis keys are versioned by (with --redis-url)")
+    args = parser.parse_args(argv)
+    if args.redis_url and not args.bundle_version:
+        parser.error("--redis-url needs --bundle-version")
+    cfg = load_config(args.config, parse_overrides(args.set))
+    out = args.out or os.path.join(cfg.storage.artifacts, "feature_snapshot", f"{args.cutoff:%Y%m%dT%H%M%S}")
+    report = build_feature_snapshot(get_spark(cfg.spark), cfg.storage.warehouse, args.cutoff, out)
+    print("[feature-snapshot] " + report.render())
+    if args.redis_url:
+        from .redis_export import export_snapshot
+
+        exported = export_snapshot(FeatureSnapshot.open(out), args.bundle_version, RedisConfig(url=args.redis_url))
+        print("[feature-snapshot] " + exported.render())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,170 @@
+"""The point-in-time training set: one row per (sampled) impression, features as known then.
+
+Spine = impressions of the requested days. For each impression:
+
+* labels ``closeup`` / ``save``: an action of that type on the impression within ``maturity_s``
+  after it (a delayed save counts); impressions whose window has not closed at the cut-off (the
+  end of the last day of ingested actions) are left out, never labelled negative;
+* features from every feature view as known at the impression (:mod:`pinrec.jobs.features.pit_join`, all views
+  in one call: small feature tables are looked up in place, the others share shuffles), with a
+  ``<view>__missing`` indicator;
+* context: ``position``, ``surface``, ``device``, ``country``, ``hour``, ``day_of_week``;
+* negatives (neither closeup nor save) are kept with probability ``negative_rate``, only from
+  sessions with a positive; ``sample_weight`` = 1 / rate undoes the sampling;
+* ``split``: ``train`` / ``validation`` / ``test`` by day, the last days last.
+
+The Delta commit's ``userMetadata`` records the lineage (Delta versions of every input) and the
+sampling, so a model trained on it can be traced and corrected.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+
+from pinrec.jobs.config import TrainingSetConfig
+from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
+
+from .pit_join import point_in_time_join_many
+
+CONTEXT = ("position", "surface", "device", "country", "hour", "day_of_week")
+
+
+@dataclass(frozen=True)
+class TrainingSetReport:
+    days: tuple[str, ...]
+    cutoff: str
+    rows: int
+    immature_excluded: int
+    negative_rate: float
+    rows_by_split: dict[str, int] = field(default_factory=dict)
+    input_versions: dict[str, int | None] = field(default_factory=dict)
+    delta_version: int | None = None
+
+    def render(self) -> str:
+        splits = ", ".join(f"{k}={v}" for k, v in sorted(self.rows_by_split.items()))
+        version = "-" if self.delta_version is None else self.delta_version
+        return (f"training_set     {self.days[0]}..{self.days[-1]}  rows={self.rows} ({splits}); "
+                f"immature excluded={self.immature_excluded}; negative_rate={self.negative_rate}; "
+                f"cut-off {self.cutoff}; delta_v={version}")
+
+    def metadata(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "delta_version"}, sort_keys=True)
+
+
+def split_days(days: list[dt.date], cfg: TrainingSetConfig) -> dict[dt.date, str]:
+    """Temporal split: the last ``test_days`` days are test, the ``validation_days`` before them
+    validation, the rest train. Raises when nothing is left to train on."""
+    days = sorted(set(days))
+    n_eval = cfg.validation_days + cfg.test_days
+    if len(days) <= n_eval:
+        raise ValueError(f"{len(days)} day(s) cannot hold validation_days={cfg.validation_days} + "
+                         f"test_days={cfg.test_days} and still leave a training day")
+    out = {}
+    for i, d in enumerate(days):
+        from_end = len(days) - i
+        out[d] = "test" if from_end <= cfg.test_days else "validation" if from_end <= n_eval else "train"
+    return out
+
+
+def label_impressions(impressions, actions, cutoff: dt.datetime, maturity_s: int):
+    """Impressions with mature ``closeup``/``save`` labels; immature impressions are dropped."""
+    from pyspark.sql import functions as F
+
+    window = F.expr(f"INTERVAL {maturity_s} SECONDS")
+    mature = impressions.where(F.col("ts") + window <= F.lit(cutoff))
+    acts = actions.where(F.col("impression_id").isNotNull()).select(
+        F.col("impression_id").alias("event_id"), F.col("type"), F.col("ts").alias("_action_ts"))
+    labelled = (mature.join(acts, "event_id", "left")
+                .withColumn("_in_window", (F.col("_action_ts") >= F.col("ts")) & (F.col("_action_ts") <= F.col("ts") + window))
+                .groupBy(*impressions.columns)
+                .agg(F.max(F.when(F.col("_in_window") & (F.col("type") == "closeup"), 1).otherwise(0)).alias("closeup"),
+                     F.max(F.when(F.col("_in_window") & (F.col("type") == "save"), 1).otherwise(0)).alias("save")))
+    return labelled
+
+
+def sample_negatives(labelled, rate: float, seed: int):
+    """Keep positives; keep negatives from sessions with a positive with probability ``rate``
+    (a deterministic hash of the event id, so re-runs keep the same rows)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    positive = (F.col("closeup") + F.col("save")) > 0
+    weight = F.when(positive, F.lit(1.0)).otherwise(F.lit(1.0 / rate))
+    if rate >= 1.0:
+        return labelled.withColumn("sample_weight", weight)
+    draw = (F.xxhash64(F.col("event_id"), F.lit(seed)).bitwiseAND(F.lit(0xFFFFFF)) / float(0x1000000))
+    flagged = labelled.withColumn(
+        "_session_has_positive", F.max(positive.cast("int")).over(Window.partitionBy("session_id")) > 0)
+    keep = positive | (F.col("_session_has_positive") & (draw < F.lit(rate)))
+    return flagged.where(keep).drop("_session_has_positive").withColumn("sample_weight", weight)
+
+
+def build_training_frame(impressions, actions, pins, features: dict[str, object], days: list[dt.date],
+                         cutoff: dt.datetime, cfg: TrainingSetConfig, seed: int,
+                         views: tuple[FeatureView, ...] = FEATURE_VIEWS):
+    """Pure transform: validated tables and feature tables in, the training frame out."""
+    from pyspark.sql import functions as F
+
+    spine = impressions.where(F.col("dt").isin(list(days)))
+    labelled = label_impressions(spine, actions, cutoff, cfg.maturity_s)
+    sampled = sample_negatives(labelled, cfg.negative_rate, seed)
+    out = (sampled.join(pins.select("pin_id", "category").dropDuplicates(["pin_id"]), "pin_id", "left")
+           .withColumn("hour", F.hour("ts")).withColumn("day_of_week", F.dayofweek("ts")))
+    out = point_in_time_join_many(out, [(features[view.name], view) for view in views],
+                                  broadcast_max_bytes=cfg.broadcast_max_mb * 2**20)
+    splits = split_days(days, cfg)
+    split_col = F.lit("train")
+    for d, name in splits.items():
+        split_col = F.when(F.col("dt") == F.lit(d), F.lit(name)).otherwise(split_col)
+    return out.withColumn("split", split_col)
+
+
+def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: TrainingSetConfig, seed: int,
+                       cutoff: dt.datetime | None = None) -> TrainingSetReport:
+    """Read the validated and feature tables, build the training set for ``days`` and replace
+    those days' partitions of the ``training_set`` Delta table."""
+    from pyspark.sql import functions as F
+
+    from pinrec.jobs.ingest.ingest import _days_sql, _write_partitions, delta_version
+
+    from .features import feature_table_path
+
+    if not days:
+        raise ValueError("build_training_set needs at least one day")
+    days = sorted(set(days))
+    root = warehouse.rstrip("/")
+    inputs = {name: f"{root}/{name}" for name in ("impressions", "actions", "pins")}
+    inputs |= {f"features_{v.name}": feature_table_path(warehouse, v) for v in FEATURE_VIEWS}
+    versions = {name: delta_version(spark, path) for name, path in inputs.items()}
+    missing = [n for n, v in versions.items() if v is None]
+    if missing:
+        raise FileNotFoundError(f"input tables {missing} do not exist under {root}: "
+                                f"run `pinrec ingest` and `pinrec features` for these days first")
+    read = {n: spark.read.format("delta").option("versionAsOf", versions[n]).load(p) for n, p in inputs.items()}
+    present = {r[0] for r in read["impressions"].where(F.col("dt").isin(days)).select("dt").distinct().collect()}
+    absent = [d.isoformat() for d in days if d not in present]
+    if absent:
+        raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first")
+    if cutoff is None:
+        last = read["actions"].agg(F.max("dt")).collect()[0][0]
+        cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+    features = {v.name: read[f"features_{v.name}"] for v in FEATURE_VIEWS}
+    frame = build_training_frame(read["impressions"], read["actions"], read["pins"], features, days, cutoff, cfg, seed)
+    frame = frame.cache()
+    try:
+        counts = {r["split"]: r["n"] for r in frame.groupBy("split").agg(F.count("*").alias("n")).collect()}
+        total_mature = label_impressions(read["impressions"].where(F.col("dt").isin(days)), read["actions"],
+                                         cutoff, cfg.maturity_s).count()
+        spine_rows = read["impressions"].where(F.col("dt").isin(days)).count()
+        report = TrainingSetReport(
+            days=tuple(d.isoformat() for d in days), cutoff=cutoff.isoformat(), rows=sum(counts.values()),
+            immature_excluded=spine_rows - total_mature, negative_rate=cfg.negative_rate,
+            rows_by_split=counts, input_versions=versions)
+        # A feature added to a view since the table was created becomes a new column (days not
+        # rebuilt read it as null) instead of failing the write.
+        _write_partitions(frame, f"{root}/training_set", _days_sql(days), add_columns=True,
+                          user_metadata=report.metadata())
+    finally:
+        frame.unpersist()
+    return TrainingSetReport(**{**asdict(report), "delta_version": delta_version(spark, f"{root}/training_set")})

@@ -1,0 +1,1 @@
+"""The Pin-Board graph."""

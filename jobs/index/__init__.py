@@ -1,0 +1,1 @@
+"""The ANN index over pin embeddings (in-process and with Spark)."""

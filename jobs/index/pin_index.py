@@ -1,0 +1,171 @@
+"""The index job: the FAISS index over the current PinSage embeddings (``pinrec index``).
+
+1. read ``<warehouse>/pin_embeddings`` at its current Delta version (pin_id, embedding,
+   model_version) into numpy through Arrow;
+2. take ``queries`` real query embeddings to tune and measure the index: users' normalised mean
+   embedding of their recent saves (what serving asks with; never a corpus vector), or a sample of
+   pin embeddings when fewer than 100 users have saves;
+3. :func:`pinrec.export.build.ann_build.build_index` chooses, tunes and writes the sharded index into
+   ``<artifacts>/index/<embedding model_version>/`` (``index.json`` + shards);
+4. log the choice, recall@k and latency to MLflow (experiment ``pinrec-index``).
+
+The output folder is keyed by the embedding version, so re-running on the same embeddings
+rebuilds the same place and a new PinSage model never overwrites the index serving reads.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pinrec.export.index_choice import IndexConfig
+
+EXPERIMENT = "pinrec-index"
+MIN_USER_QUERIES = 100  # fewer users with saves than this: tune on pin embeddings instead
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PinIndexReport:
+    """What the index job built: where, from which embeddings, and the builder's measurements."""
+
+    folder: str
+    embedding_version: str
+    embeddings_delta_version: int
+    pins: int
+    dim: int
+    queries: int
+    query_kind: str
+    factory: str
+    search_params: dict
+    recall_at_k: float
+    k: int
+    target_met: bool
+    p50_ms: float
+    p99_ms: float
+    memory_bytes: int
+    seconds: float
+    run_id: str | None = None
+
+    def render(self) -> str:
+        met = "met" if self.target_met else "NOT met"
+        return (f"index            {self.factory} over {self.pins} pins x {self.dim} ({self.embedding_version}, "
+                f"pin_embeddings v{self.embeddings_delta_version}); recall@{self.k}={self.recall_at_k:.4f} "
+                f"(target {met}) on {self.queries} held-out queries ({self.query_kind}); p50 {self.p50_ms:.3f} ms, p99 "
+                f"{self.p99_ms:.3f} ms; {self.memory_bytes / 2**20:.1f} MiB; params {self.search_params}; "
+                f"{self.seconds:.1f} s -> {self.folder}")
+
+
+def read_embeddings(spark, warehouse: str) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """(pin ids (N,) int64 sorted, vectors (N, D) float32, model_version, Delta version) of
+    ``<warehouse>/pin_embeddings``; raises when the table is missing, empty or mixes versions."""
+    import pyarrow.compute as pc
+
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/pin_embeddings"
+    version = delta_version(spark, path)
+    if version is None:
+        raise FileNotFoundError(f"no pin embeddings at {path}: run `pinrec pinsage` first")
+    table = (spark.read.format("delta").option("versionAsOf", version).load(path)
+             .select("pin_id", "embedding", "model_version").toArrow())
+    if table.num_rows == 0:
+        raise ValueError(f"{path} is empty")
+    versions = pc.unique(table.column("model_version")).to_pylist()
+    if len(versions) != 1:
+        raise ValueError(f"{path} mixes embedding versions {versions}; rerun `pinrec pinsage`")
+    table = table.sort_by("pin_id")
+    ids = table.column("pin_id").to_numpy().astype(np.int64)
+    flat = pc.list_flatten(table.column("embedding")).to_numpy().astype(np.float32)
+    if flat.size % table.num_rows:
+        raise ValueError(f"{path}: embeddings of unequal length")
+    return ids, flat.reshape(table.num_rows, -1), str(versions[0]), version
+
+
+def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of ``min(n, N)`` corpus vectors (B, D): the fallback when too few users
+    have saves to make user queries."""
+    if n < 1:
+        raise ValueError(f"queries must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(vectors), size=min(n, len(vectors)), replace=False))
+    return np.ascontiguousarray(vectors[pick])
+
+
+def user_queries(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Up to ``n`` real query embeddings (B, D): for a seeded sample of users, the normalised mean
+    embedding of their recent saves (``last_saved_pins`` of their newest user-feature row), as
+    :mod:`pinrec.export.serving.embedding_features` computes it for serving. None of them is a corpus vector."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from pinrec.export.serving.embedding_features import EmbeddingTable
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/features_user"
+    version = delta_version(spark, path)
+    if version is None:
+        return np.zeros((0, vectors.shape[1]), np.float32)
+    newest = Window.partitionBy("user_id").orderBy(F.col("feature_ts").desc())
+    saves = (spark.read.format("delta").option("versionAsOf", version).load(path)
+             .withColumn("_r", F.row_number().over(newest)).where("_r = 1 and size(last_saved_pins) > 0")
+             .select("user_id", "last_saved_pins").toArrow().sort_by("user_id"))
+    q = EmbeddingTable(ids, vectors).user_vectors(saves.column("last_saved_pins"))
+    q = q[np.linalg.norm(q, axis=1) > 0]
+    rng = np.random.default_rng(seed)
+    return np.ascontiguousarray(q[np.sort(rng.choice(len(q), size=min(n, len(q)), replace=False))])
+
+
+def index_folder(artifacts: str, embedding_version: str) -> str:
+    return f"{artifacts.rstrip('/')}/index/{embedding_version}"
+
+
+def build_pin_index(spark, warehouse: str, artifacts: str, cfg: IndexConfig, tracking_uri: str | None,
+                    queries: int = 1000, experiment: str = EXPERIMENT) -> PinIndexReport:
+    """Build the index over the current pin embeddings (module docstring). ``artifacts`` must be
+    a local folder (the serving bundle is what goes to object storage, :mod:`pinrec.jobs.publish.bundle`)."""
+    from pinrec.export.build.ann_build import build_index
+    from pinrec.jobs.io.tracking import tracked_run
+
+    if "://" in artifacts and not artifacts.startswith("file://"):
+        raise ValueError(f"the index is built into a local artifacts folder, got {artifacts!r}; "
+                         "publish the bundle to object storage with `pinrec publish`")
+    start = time.perf_counter()
+    ids, vectors, emb_version, delta_v = read_embeddings(spark, warehouse)
+    cfg = dataclasses.replace(cfg, embedding_version=emb_version)
+    q = user_queries(spark, warehouse, ids, vectors, queries, cfg.seed)
+    query_kind = "users' mean saved-pin embeddings"
+    if len(q) < min(queries, MIN_USER_QUERIES):
+        log.warning("only %d users have saves: tuning on a sample of pin embeddings instead", len(q))
+        q, query_kind = held_out_queries(vectors, queries, cfg.seed), "a sample of pin embeddings"
+    folder = Path(index_folder(artifacts.removeprefix("file://"), emb_version))
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    params = {"index": dataclasses.asdict(cfg), "pins": len(ids), "dim": vectors.shape[1], "queries": len(q),
+              "query_kind": query_kind, "pin_embeddings_delta_version": delta_v}
+    track = tracked_run(tracking_uri, experiment, "index", params, {"job": "index"}) \
+        if tracking_uri else contextlib.nullcontext()
+    with track as run:
+        built = build_index(vectors, ids, q, cfg, tmp)
+        shutil.rmtree(folder, ignore_errors=True)  # same embeddings -> same folder: replace it whole
+        tmp.rename(folder)
+        report = PinIndexReport(str(folder), emb_version, delta_v, len(ids), vectors.shape[1], len(q), query_kind,
+                                built.factory,
+                                built.search_params, built.recall_at_k, cfg.k, built.target_met, built.p50_ms,
+                                built.p99_ms, built.memory_bytes, time.perf_counter() - start,
+                                None if run is None else run.run_id)
+        if run is not None:
+            run.log_metrics({f"recall_at_{cfg.k}": built.recall_at_k, "p50_ms": built.p50_ms, "p99_ms": built.p99_ms,
+                             "qps_1_thread": built.qps_1_thread, "memory_bytes": built.memory_bytes,
+                             "seconds": report.seconds})
+            run.log_dict(json.loads(json.dumps(built.manifest, default=str)), "index.json")
+            run.set_tags({"factory": built.factory, "embedding_version": emb_version})
+    return report

@@ -1,0 +1,1 @@
+"""Raw sources into the landing zone (synthetic world, real datasets) and validated Delta tables."""

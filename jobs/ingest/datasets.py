@@ -1,0 +1,271 @@
+"""Real datasets into the landing zone, through one generic "interaction log" adapter.
+
+A dataset reader returns an :class:`InteractionLog` (users, items, timed ratings); :func:`to_landing`
+maps any such log onto pinrec's raw tables (:data:`pinrec.schemas.catalog.RAW_TABLES`) and writes them
+with :func:`pinrec.jobs.ingest.landing.write_partition`. Adding a dataset of the same shape is one reader
+function plus one entry in :data:`READERS`.
+
+Mapping (``<p>`` is ``log.source``, ``"ml"`` for MovieLens):
+
+* items -> ``pins``: ``pin_id = item_id``, ``category``, ``title``, ``nsfw`` (False unless given),
+  ``content_embedding`` (None unless given), ``created_at`` = the item's ``created_at``, or its first
+  interaction when that is missing or later.
+* users -> ``users``: ``created_at`` likewise (missing or later than the first interaction -> the
+  first interaction), ``country``, ``gender``, ``age``, ``occupation`` as given.
+* each interaction -> an ``impressions`` row: ``event_id = "<p>-<user>-<item>"``,
+  ``session_id = "<user>-<UTC date>"``, ``position`` = rank by (ts, item_id) in the session from 1,
+  clipped to :data:`~pinrec.schemas.catalog.MAX_POSITION`; surface ``home_feed``, device ``unknown``,
+  the user's country.
+* each interaction -> a ``closeup`` action at ts (``"<p>-c-<user>-<item>"``, ``impression_id`` =
+  the impression); ``rating >= save_threshold`` -> also a ``save`` action (``"<p>-s-<user>-<item>"``)
+  to the user's board for the item's category.
+* ``boards``: one per (user, category) among the user's saves, ``board_id = user_id * stride +
+  category index`` (``stride`` = 100, or the next power of ten above the number of categories),
+  ``topic`` = category, ``created_at`` = its first save. ``pin_board_edges``: one per save.
+
+Partitions: events (impressions, actions, edges) by the UTC date of their ts; dimensions on the day
+they become needed: users and pins on the day of their first interaction, boards on the day of
+their first save. So every foreign key points into the same or an earlier partition. A user or
+item with no interaction lands on the first interaction day on or after its ``created_at`` (the
+last day if none; the first day when ``created_at`` is missing, with ``created_at`` = the log's
+first interaction). Only days with interactions are written, every table on each of them (empty
+files where nothing arrived).
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pinrec.schemas.catalog import (
+    ACTIONS,
+    BOARDS,
+    IMPRESSIONS,
+    MAX_POSITION,
+    PIN_BOARD_EDGES,
+    PINS,
+    RAW_TABLES,
+    USERS,
+)
+
+from .landing import LandingSummary, format_ts, write_partition
+
+USER_COLUMNS = ("user_id", "created_at", "country", "gender", "age", "occupation")
+ITEM_COLUMNS = ("item_id", "category", "title", "created_at")  # optional: nsfw, content_embedding
+INTERACTION_COLUMNS = ("user_id", "item_id", "ts", "rating")
+
+
+@dataclass(frozen=True)
+class InteractionLog:
+    """A dataset of timed ratings, the common shape every reader returns.
+
+    Args:
+        users: ``user_id`` int64, ``created_at`` (UTC timestamp or NaT), ``country``, ``gender``,
+            ``age``, ``occupation``.
+        items: ``item_id`` int64, ``category`` str, ``title``, ``created_at`` (UTC timestamp or
+            NaT); optional ``nsfw`` bool and ``content_embedding`` (list of floats or None).
+        interactions: ``user_id``, ``item_id``, ``ts`` (UTC), ``rating`` (float); at most one
+            per (user, item).
+        categories: the category vocabulary in board-id order; empty -> sorted item categories.
+        source: event id prefix (``"<source>-<user>-<item>"``).
+    """
+
+    users: pd.DataFrame
+    items: pd.DataFrame
+    interactions: pd.DataFrame
+    categories: tuple[str, ...] = ()
+    source: str = "ml"
+
+
+def _utc(series: pd.Series) -> pd.Series:
+    return pd.to_datetime(series, utc=True)
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"InteractionLog.{what} lacks column(s) {missing}; has {list(frame.columns)}")
+
+
+def _settle(created: pd.Series, first: pd.Series, days: pd.DatetimeIndex,
+            origin: pd.Timestamp) -> tuple[pd.Series, pd.Series]:
+    """``(created_at, landing day)`` of dimension rows given their first interaction (NaT if none),
+    the interaction days and the log's first interaction ``origin``."""
+    created_at = created.where(created.notna() & ~(created > first), first).fillna(origin)
+    idx = np.minimum(days.searchsorted(created.dt.floor("D").fillna(days[0])), len(days) - 1)
+    return created_at, first.dt.floor("D").fillna(pd.Series(days[idx], index=created.index))
+
+
+def _check(log: InteractionLog) -> pd.DataFrame:
+    """Validate ``log``; its interactions typed (ts UTC) and sorted by (ts, item_id, user_id)."""
+    _require(log.users, USER_COLUMNS, "users")
+    _require(log.items, ITEM_COLUMNS, "items")
+    _require(log.interactions, INTERACTION_COLUMNS, "interactions")
+    inter = log.interactions.loc[:, list(INTERACTION_COLUMNS)].astype(
+        {"user_id": "int64", "item_id": "int64", "rating": "float64"})
+    inter["ts"] = _utc(inter["ts"])
+    if inter.empty or inter["ts"].isna().any():
+        raise ValueError("InteractionLog.interactions must be non-empty with a ts on every row")
+    if inter.duplicated(["user_id", "item_id"]).any():
+        raise ValueError("InteractionLog.interactions holds several rows for one (user_id, item_id)")
+    for key, frame, what in (("user_id", log.users, "users"), ("item_id", log.items, "items")):
+        if frame[key].duplicated().any():
+            raise ValueError(f"InteractionLog.{what} repeats a {key}")
+        unknown = np.setdiff1d(inter[key].unique(), frame[key].to_numpy())
+        if len(unknown):
+            raise ValueError(f"interactions refer to {len(unknown)} unknown {key}(s), e.g. {unknown[:5].tolist()}")
+    stray = sorted(set(log.items["category"]) - set(log.categories)) if log.categories else []
+    if stray:
+        raise ValueError(f"item categories {stray[:5]} are not in InteractionLog.categories")
+    inter = inter.sort_values(["ts", "item_id", "user_id"], kind="stable", ignore_index=True)
+    inter["_day"] = inter["ts"].dt.floor("D")
+    return inter
+
+
+def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float) -> dict[str, pd.DataFrame]:
+    """Every raw table's rows, each with its landing day (UTC midnight) in ``_day``."""
+    days, origin = pd.DatetimeIndex(inter["_day"].unique()), inter["ts"].iloc[0]
+    users = log.users.set_index("user_id", drop=False)
+    items = log.items.set_index("item_id", drop=False)
+    created, day = _settle(_utc(users["created_at"]), inter.groupby("user_id")["ts"].min().reindex(users.index),
+                           days, origin)
+    users = users.assign(created_at=created, _day=day)
+    created, day = _settle(_utc(items["created_at"]), inter.groupby("item_id")["ts"].min().reindex(items.index),
+                           days, origin)
+    pins = pd.DataFrame({
+        "pin_id": items["item_id"].astype("int64"), "created_at": created,
+        "category": items["category"].astype(str), "title": items["title"],
+        "nsfw": items["nsfw"].astype(bool) if "nsfw" in items else False,
+        "content_embedding": items.get("content_embedding"), "_day": day})
+
+    user, item, p = inter["user_id"].astype(str), inter["item_id"].astype(str), log.source
+    position = inter.groupby(["user_id", "_day"], sort=False).cumcount().to_numpy() + 1
+    day_text = pd.Series(days.strftime("%Y-%m-%d"), index=days).reindex(inter["_day"]).to_numpy()
+    impressions = pd.DataFrame({
+        "event_id": p + "-" + user + "-" + item, "user_id": inter["user_id"], "pin_id": inter["item_id"],
+        "ts": inter["ts"], "session_id": user + "-" + day_text,
+        "position": np.minimum(position, MAX_POSITION).astype(np.int32), "surface": "home_feed",
+        "device": "unknown", "country": users["country"].reindex(inter["user_id"]).to_numpy(), "_day": inter["_day"]})
+
+    categories = log.categories or tuple(sorted(log.items["category"].astype(str).unique()))
+    stride = max(100, 10 ** len(str(len(categories) - 1)))
+    category = items["category"].reindex(inter["item_id"]).to_numpy()
+    cat_index = pd.Series(np.arange(len(categories)), index=list(categories)).reindex(category).to_numpy()
+    is_save = (inter["rating"] >= save_threshold).to_numpy()
+    saves = inter[is_save].assign(board_id=(inter["user_id"].to_numpy() * stride + cat_index)[is_save],
+                                  topic=category[is_save])
+    boards = (saves.groupby("board_id", sort=True)
+              .agg(owner_user_id=("user_id", "first"), topic=("topic", "first"), created_at=("ts", "min"))
+              .reset_index())
+    boards["_day"] = boards["created_at"].dt.floor("D")
+    edges = pd.DataFrame({"pin_id": saves["item_id"], "board_id": saves["board_id"], "saved_at": saves["ts"],
+                          "_day": saves["_day"]})
+    closeups = impressions[["user_id", "pin_id", "ts", "session_id", "_day"]].assign(
+        event_id=p + "-c-" + user + "-" + item, impression_id=impressions["event_id"], type="closeup",
+        board_id=np.nan, _rank=0)
+    save_actions = closeups[is_save].assign(event_id=(p + "-s-" + user + "-" + item)[is_save], type="save",
+                                            board_id=saves["board_id"].to_numpy(), _rank=1)
+    actions = (pd.concat([closeups, save_actions], ignore_index=True)
+               .sort_values(["ts", "pin_id", "user_id", "_rank"], kind="stable", ignore_index=True))
+    return {USERS.name: users, PINS.name: pins, BOARDS.name: boards, PIN_BOARD_EDGES.name: edges,
+            IMPRESSIONS.name: impressions, ACTIONS.name: actions}
+
+
+def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float = 4.0) -> LandingSummary:
+    """Write ``log`` into ``landing`` as pinrec's raw tables (mapping and partitioning in the
+    module docstring): every table on every day that has interactions, one
+    ``part-00000.jsonl`` each. Returns the rows written per table and day (no faults, no
+    duplicates). Raises ValueError for a log that breaks :class:`InteractionLog`'s contract."""
+    inter = _check(log)
+    tables = _tables(log, inter, save_threshold)
+    days = pd.DatetimeIndex(inter["_day"].unique())
+    summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES})
+    for spec in RAW_TABLES:
+        frame = tables[spec.name].reset_index(drop=True)
+        for col in spec.columns:  # format timestamps once, not per partition (write_partition keeps strings)
+            if col.dtype == "timestamp":
+                frame[col.name] = format_ts(frame[col.name])
+        columns = list(spec.column_names)
+        by_day = {stamp: rows[columns] for stamp, rows in frame.groupby("_day", sort=False)}
+        for stamp in days:
+            rows = by_day.get(stamp, frame.iloc[:0][columns])
+            write_partition(landing, spec, stamp.date(), rows)
+            summary.rows[spec.name][stamp.date()] = len(rows)
+    return summary
+
+
+def _file(folder: Path, name: str) -> Path:
+    path = folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} is missing (expected in {folder})")
+    return path
+
+
+def _table(path: Path, sep: str, names: list[str]) -> pd.DataFrame:
+    frame = pd.read_csv(path, sep=sep, header=None, encoding="latin-1", quoting=csv.QUOTE_NONE,
+                        dtype=str, keep_default_na=False)
+    if frame.shape[1] != len(names):
+        raise ValueError(f"{path}: expected {len(names)} {sep!r}-separated fields, found {frame.shape[1]}")
+    frame.columns = names
+    return frame
+
+
+def read_movielens_100k(path: str | Path) -> InteractionLog:
+    """Read the GroupLens MovieLens 100K folder (u.data, u.user, u.item, u.genre).
+
+    Items: category = the first genre set in u.genre order (the "unknown" genre, or no genre at
+    all, gives ``"unknown"``); ``content_embedding`` = the genre flags as float32; ``created_at`` =
+    the release date (UTC midnight, NaT if missing). Users: country ``"US"`` (ZIP codes),
+    ``created_at`` NaT (the first rating stands in). Interactions: unix seconds -> UTC.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"MovieLens 100K folder {folder} does not exist")
+    genre = _file(folder, "u.genre").read_text(encoding="latin-1").splitlines()
+    genre_pairs = sorted((int(idx), name) for name, idx in (ln.rsplit("|", 1) for ln in genre if ln.strip()))
+    genres = tuple(name for _, name in genre_pairs)
+    if not genres:
+        raise ValueError(f"{folder / 'u.genre'} lists no genres")
+
+    data = _table(_file(folder, "u.data"), "\t", ["user_id", "item_id", "rating", "ts"])
+    interactions = pd.DataFrame({
+        "user_id": data["user_id"].astype("int64"), "item_id": data["item_id"].astype("int64"),
+        "ts": pd.to_datetime(data["ts"].astype("int64"), unit="s", utc=True), "rating": data["rating"].astype(float)})
+
+    raw_users = _table(_file(folder, "u.user"), "|", ["user_id", "age", "gender", "occupation", "zip"])
+    users = pd.DataFrame({
+        "user_id": raw_users["user_id"].astype("int64"), "created_at": pd.Series(pd.NaT, index=raw_users.index,
+                                                                                 dtype="datetime64[ns, UTC]"),
+        "country": "US", "gender": raw_users["gender"].where(raw_users["gender"].isin(["M", "F"]), "U"),
+        "age": pd.to_numeric(raw_users["age"], errors="coerce").astype("Int32"),
+        "occupation": raw_users["occupation"].replace("", None)})
+
+    raw_items = _table(_file(folder, "u.item"), "|",
+                       ["item_id", "title", "release", "video_release", "url", *(f"g{i}" for i in range(len(genres)))])
+    flags = raw_items[[f"g{i}" for i in range(len(genres))]].astype(np.int8).to_numpy()
+    top = flags.argmax(axis=1)  # the first set flag, in u.genre order
+    category = np.where(flags.any(axis=1), np.asarray(genres, dtype=object)[top], "unknown")
+    items = pd.DataFrame({
+        "item_id": raw_items["item_id"].astype("int64"), "category": category,
+        "title": raw_items["title"].replace("", None),
+        "created_at": pd.to_datetime(raw_items["release"], format="%d-%b-%Y", utc=True, errors="coerce"),
+        "nsfw": False, "content_embedding": flags.astype(np.float32).tolist()})
+    vocabulary = genres if "unknown" in genres else ("unknown", *genres)
+    return InteractionLog(users=users, items=items, interactions=interactions, categories=vocabulary, source="ml")
+
+
+#: Dataset kind -> reader; ``load_dataset`` dispatches on it.
+READERS: dict[str, Callable[[str | Path], InteractionLog]] = {"movielens-100k": read_movielens_100k}
+
+
+def load_dataset(kind: str, path: str | Path, landing: str | Path) -> LandingSummary:
+    """Read dataset ``kind`` from ``path`` and write it into ``landing`` (see :func:`to_landing`)."""
+    if kind not in READERS:
+        raise ValueError(f"unknown dataset kind {kind!r}; known kinds: {sorted(READERS)}")
+    if path is None:
+        raise ValueError(f"dataset kind {kind!r} needs a path to the dataset folder")
+    return to_landing(READERS[kind](path), landing)

@@ -1,0 +1,242 @@
+"""Ingestion: landing-zone JSON lines -> validated Delta tables, bad rows -> quarantine.
+
+For one table and a set of days, in one Spark batch:
+
+1. read the raw lines of ``<landing>/<table>/dt=<day>/`` (:mod:`pinrec.jobs.ingest.ingest_read`: missing or
+   empty partitions of mandatory tables are errors; a file in a sub-folder of a partition or a
+   file that cannot be read (a ``.gz`` that is not gzip) is a :class:`LandingFileError` naming it;
+   keys the contract does not know are a :class:`SchemaDriftError`);
+2. parse them against the contract; lines that are not UTF-8 (``invalid_utf8``), not one JSON
+   object (``malformed_json``) or repeat a key (``duplicate_json_key:<col>``), and values of the
+   wrong JSON type (``type_mismatch:<col>``: a string column takes only JSON strings) are
+   quarantined;
+3. de-duplicate on the primary key: exact duplicates are dropped and counted, rows that reuse a
+   key with a different payload are quarantined (``duplicate_key``);
+4. validate with the table's Great Expectations suite (:mod:`pinrec.jobs.ingest.validation`), tag failing rows;
+5. check the row accounting ``rows_in == valid + quarantined + duplicates``;
+6. if the quarantined share exceeds ``max_failing_fraction``, raise :class:`BatchRejectedError`
+   with the report and write nothing to the valid table; otherwise replace the days' partitions
+   of the Delta table (``replaceWhere``: a re-run never duplicates) and of the quarantine.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+
+from pinrec.jobs.config import IngestConfig
+from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
+from pinrec.schemas.tables import TableSpec
+
+from .ingest_read import (
+    IngestError,
+    LandingFileError,
+    LandingPartitionMissingError,
+    SchemaDriftError,
+    parse,
+    read_failure,
+    read_lines,
+)
+from .report import IngestReport
+from .validation import add_reference_flags, checks_for, ref_view, validate
+
+__all__ = ["BatchRejectedError", "EmptyBatchError", "IngestError", "IngestPaths", "LandingFileError",
+           "LandingPartitionMissingError", "SchemaDriftError", "delta_version", "ingest", "ingest_table",
+           "landed_days", "parse", "read_lines"]
+
+log = logging.getLogger(__name__)
+
+
+class EmptyBatchError(IngestError):
+    pass
+
+
+class BatchRejectedError(IngestError):
+    """Too many rows failed validation; ``report`` holds the details. Nothing valid was written."""
+
+    def __init__(self, report: IngestReport):
+        super().__init__(report.render())
+        self.report = report
+
+
+@dataclass(frozen=True)
+class IngestPaths:
+    landing: str
+    warehouse: str
+
+    def table(self, name: str) -> str:
+        return f"{self.warehouse.rstrip('/')}/{name}"
+
+
+def _delta_exists(spark, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def _days_sql(days: list[dt.date]) -> str:
+    return "dt IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
+
+
+def deduplicate(parsed, spec: TableSpec):
+    """Split clean rows into (first row per key, extra rows). Extra rows carry ``_exact``: true
+    when they repeat the kept row's payload."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    payload = F.to_json(F.struct(*[F.col(c) for c in spec.column_names]))
+    w = Window.partitionBy(*spec.primary_key).orderBy(F.col(spec.event_ts).asc_nulls_last(), "_raw")
+    ranked = (parsed.withColumn("_payload", payload).withColumn("_rank", F.row_number().over(w))
+              .withColumn("_first_payload", F.first("_payload").over(w)))
+    keep = ranked.where("_rank = 1").drop("_rank", "_payload", "_first_payload")
+    extra = (ranked.where("_rank > 1").withColumn("_exact", F.col("_payload") == F.col("_first_payload"))
+             .drop("_rank", "_payload", "_first_payload"))
+    return keep, extra
+
+
+def _register_references(spark, paths: IngestPaths, spec: TableSpec, days: list[dt.date], cfg: IngestConfig) -> list:
+    from pyspark.sql import functions as F
+
+    tables = {t.name: t for t in RAW_TABLES}
+    cached = []
+    for c in spec.foreign_keys:
+        ref_table, ref_col = c.references.split(".")
+        path = paths.table(ref_table)
+        if not _delta_exists(spark, path):
+            raise IngestError(f"{spec.name}.{c.name} references {c.references}, but {path} does not exist yet: "
+                              f"ingest {ref_table} for these days first (tables go in the order of RAW_TABLES)")
+        ref = spark.read.format("delta").load(path)
+        if tables[ref_table].kind == "event":
+            since = min(days) - dt.timedelta(days=cfg.reference_lookback_days)
+            ref = ref.where(F.col("dt").between(F.lit(since), F.lit(max(days))))
+        # Cached: the row tagging's join and the suite's NOT EXISTS both read it.
+        keys = ref.select(ref_col).distinct().cache()
+        keys.createOrReplaceTempView(ref_view(c.references))
+        cached.append(keys)
+    return cached
+
+
+def _write_partitions(df, path: str, replace_where: str, partition_by: tuple[str, ...] = ("dt",),
+                      add_columns: bool = False, user_metadata: str | None = None) -> None:
+    """Replace exactly the partitions ``replace_where`` selects (a predicate on partition columns
+    only, so Delta drops whole files instead of rewriting them). ``add_columns``: columns ``df``
+    has and the table lacks are added to the table (Delta ``mergeSchema``; rows written before
+    read them as null) instead of failing the write; a changed type still fails.
+    ``user_metadata``: the commit's ``userMetadata``."""
+    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", replace_where)
+    if add_columns:
+        writer = writer.option("mergeSchema", "true")
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
+    writer.partitionBy(*partition_by).save(path)
+
+
+def delta_version(spark, path: str) -> int | None:
+    from delta.tables import DeltaTable
+
+    if not _delta_exists(spark, path):
+        return None
+    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+
+
+def ingest_table(spark, spec: TableSpec, paths: IngestPaths, days: list[dt.date], cfg: IngestConfig,
+                 now: dt.datetime | None = None) -> IngestReport:
+    """Ingest ``days`` of ``spec`` (see the module docstring); returns the batch report."""
+    if not days:
+        raise ValueError("ingest_table needs at least one day")
+    days = sorted(set(days))
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    batch_id = f"{spec.name}:{days[0]}..{days[-1]}:{uuid.uuid4().hex[:8]}"
+    optional = spec.name in cfg.optional_tables
+    lines = read_lines(spark, paths.landing, spec, days, optional)
+    if lines is None:
+        log.info("%s: nothing landed for %s..%s", spec.name, days[0], days[-1])
+        return IngestReport(table=spec.name, days=tuple(days), batch_id=batch_id)
+    cached: list = []  # everything cached is released, even on error: a later batch with the same
+    try:               # plan over rewritten files would otherwise read the stale cache
+        report = _ingest_lines(spark, spec, paths, days, cfg, now, batch_id, lines, optional, cached)
+    finally:
+        for df in cached:
+            df.unpersist()
+    if report.rejected:
+        raise BatchRejectedError(report)
+    log.info("%s", report.summary_line())
+    return report
+
+
+def _ingest_lines(spark, spec, paths, days, cfg, now, batch_id, lines, optional, cached) -> IngestReport:
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    def keep(df):
+        cached.append(df.cache())
+        return df
+
+    lines = keep(lines)
+    try:
+        rows_in = lines.count()  # the only read of the files: later steps read the cached lines
+    except Exception as err:
+        failure = read_failure(err, spec.name)
+        if failure is None:
+            raise
+        raise failure from err
+    if rows_in == 0 and not optional:
+        raise EmptyBatchError(f"{spec.name}: the landing files for {days[0]}..{days[-1]} hold no rows; "
+                              f"a mandatory table cannot be empty (set ingest.optional_tables to allow it)")
+    parsed = keep(parse(lines, spec))
+    clean = parsed.where("_parse_reasons = ''").drop("_parse_reasons")
+    first, extra = deduplicate(clean, spec)
+    cached.extend(_register_references(spark, paths, spec, days, cfg))
+    checks = checks_for(spec, now, cfg.max_future_skew_s)
+    tagged, results = validate(add_reference_flags(first, spec), spec, checks)
+    cached.append(tagged)
+
+    quarantine = keep(
+        parsed.where("_parse_reasons <> ''").select("dt", "_raw", F.col("_parse_reasons").alias("reason"))
+        .unionByName(extra.where("NOT _exact").select(
+            "dt", "_raw", F.lit("duplicate_key:" + ",".join(spec.primary_key)).alias("reason")))
+        .unionByName(tagged.where("_reasons <> ''").select("dt", "_raw", F.col("_reasons").alias("reason"))))
+    by_reason = {r["reason"]: r["n"] for r in quarantine.groupBy("reason").agg(F.count("*").alias("n")).collect()}
+    samples: dict[str, list[str]] = {}
+    ranked = quarantine.withColumn("_i", F.row_number().over(Window.partitionBy("reason").orderBy("_raw")))
+    for row in ranked.where(F.col("_i") <= cfg.report_sample_rows).orderBy("reason", "_i").collect():
+        samples.setdefault(row["reason"], []).append(row["_raw"])
+    valid = tagged.where("_reasons = ''").select(*spec.column_names, "dt")
+    report = IngestReport(
+        table=spec.name, days=tuple(days), batch_id=batch_id, rows_in=rows_in,
+        rows_valid=valid.count(), rows_quarantined=sum(by_reason.values()),
+        duplicates_dropped=extra.where("_exact").count(), quarantined_by_reason=by_reason,
+        expectations=tuple(results), samples=samples, max_failing_fraction=cfg.max_failing_fraction,
+    )
+    report.check_accounting()
+    q_rows = quarantine.select(F.lit(spec.name).alias("source_table"), F.lit(batch_id).alias("batch_id"), "reason",
+                               F.col("_raw").alias("raw"), F.lit(now).cast("timestamp").alias("quarantined_at"), "dt")
+    _write_partitions(q_rows, paths.table(QUARANTINE.name),
+                      f"source_table = '{spec.name}' AND {_days_sql(days)}", partition_by=("source_table", "dt"))
+    if report.rejected:
+        return report
+    _write_partitions(valid, paths.table(spec.name), _days_sql(days))
+    return report.with_version(delta_version(spark, paths.table(spec.name)))
+
+
+def landed_days(landing: str, start: dt.date, end: dt.date, anchor: str = "impressions") -> list[dt.date]:
+    """Days in [start, end] on which the anchor table (impressions) landed."""
+    from .landing import list_partitions
+
+    days = [d for d in list_partitions(landing, anchor) if start <= d <= end]
+    if not days:
+        raise LandingPartitionMissingError(
+            f"no {anchor} landed between {start} and {end} under {landing}; run `pinrec generate` or a dataset adapter first")
+    return days
+
+
+def ingest(spark, paths: IngestPaths, days: list[dt.date], cfg: IngestConfig,
+           tables: tuple[str, ...] | None = None, now: dt.datetime | None = None) -> list[IngestReport]:
+    """Ingest ``days`` for every raw table (or ``tables``), in foreign-key order."""
+    names = [t.name for t in RAW_TABLES]
+    unknown = sorted(set(tables or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; raw tables are {names}")
+    return [ingest_table(spark, spec, paths, days, cfg, now=now)
+            for spec in RAW_TABLES if tables is None or spec.name in tables]

@@ -1,0 +1,117 @@
+"""The landing zone: raw JSON-lines files as logs would arrive, one folder per table and date.
+
+Layout: ``<landing>/<table>/dt=YYYY-MM-DD/part-00000.jsonl`` (or ``.jsonl.gz``), UTF-8, one JSON
+object per ``\n``-ended line; a partition is flat (ingestion refuses files in its sub-folders, see
+:mod:`pinrec.jobs.ingest.ingest_read`). Timestamps are ISO-8601 UTC strings with millisecond precision
+(``2026-01-05T10:00:00.123Z``); ``dt`` lives only in the folder name.
+Sources (the synthetic generator, dataset adapters) write through :func:`write_partition`, so
+every source produces byte-compatible files.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pinrec.schemas.tables import TableSpec
+
+
+@dataclass(frozen=True)
+class LandingSummary:
+    """What a source wrote into the landing zone.
+
+    ``rows[table][day]`` counts every line written, faulty ones included; ``faults[table][kind]``
+    counts deliberately injected faults (synthetic source only) so tests can check that ingestion
+    quarantines exactly those; ``duplicates[table]`` counts injected duplicate rows.
+    """
+
+    rows: dict[str, dict[dt.date, int]]
+    faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def days(self) -> list[dt.date]:
+        return sorted({d for per_day in self.rows.values() for d in per_day})
+
+    def total(self, table: str) -> int:
+        return sum(self.rows.get(table, {}).values())
+
+
+def partition_dir(landing: str | Path, table: str, day: dt.date) -> Path:
+    return Path(landing) / table / f"dt={day.isoformat()}"
+
+
+def list_partitions(landing: str | Path, table: str) -> list[dt.date]:
+    """Dates present in the landing zone for ``table``, sorted."""
+    root = Path(landing) / table
+    if not root.is_dir():
+        return []
+    days = []
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith("dt="):
+            days.append(dt.date.fromisoformat(p.name[3:]))
+    return sorted(days)
+
+
+def format_ts(series: pd.Series) -> pd.Series:
+    """UTC timestamps -> ``2026-01-05T10:00:00.123Z`` (vectorised; NaT -> None)."""
+    ts = pd.to_datetime(series, utc=True)
+    values = ts.dt.tz_localize(None).to_numpy().astype("datetime64[ms]")
+    text = pd.Series(np.char.add(np.datetime_as_string(values, unit="ms"), "Z"), index=series.index, dtype=object)
+    return text.where(ts.notna(), None)
+
+
+def write_partition(landing: str | Path, spec: TableSpec, day: dt.date, frame: pd.DataFrame,
+                    part: int = 0) -> Path:
+    """Write ``frame`` (columns of ``spec``; extra columns are written too, on purpose, so that
+    tests and fault injection can produce schema drift) as one JSON-lines file; returns its path.
+
+    Timestamp columns are formatted as ISO-8601 UTC; NaN/NaT become JSON null.
+    """
+    out = frame.copy()
+    for col in spec.columns:
+        if col.name not in out.columns:
+            continue
+        if col.dtype == "timestamp" and not pd.api.types.is_object_dtype(out[col.name]):
+            out[col.name] = format_ts(out[col.name])
+        elif col.dtype in ("int32", "int64") and pd.api.types.is_float_dtype(out[col.name]):
+            # A nullable int column arrives as float in pandas; 1.0 is not a valid JSON integer.
+            out[col.name] = out[col.name].astype("Int64")
+    folder = partition_dir(landing, spec.name, day)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"part-{part:05d}.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    if len(out):
+        out.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    else:
+        tmp.write_text("")
+    tmp.replace(path)  # a reader never sees half a file
+    return path
+
+
+def append_raw_lines(landing: str | Path, table: str, day: dt.date, lines: list[str],
+                     name: str = "part-99999.jsonl") -> Path:
+    """Write raw text lines (malformed JSON, wrong types...) into a partition; used for fault
+    injection and tests."""
+    folder = partition_dir(landing, table, day)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("".join(line.rstrip("\n") + "\n" for line in lines))
+    return path
+
+
+def json_default(value):
+    """``json.dumps`` default for numpy scalars and arrays."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(row: dict) -> str:
+    return json.dumps(row, default=json_default)

@@ -1,0 +1,217 @@
+"""Validation of one batch against its table contract, with Great Expectations and row tagging.
+
+Every check is derived from the :class:`~pinrec.schemas.tables.TableSpec` once, as a :class:`Check` with
+two faces that must agree:
+
+* a Great Expectations expectation, run as one suite over the batch: the gate and the report;
+* a Spark SQL predicate that is true for a violating row: it tags each row with the reasons it
+  fails, so that bad rows can be quarantined with their reason instead of being dropped.
+
+:func:`validate` runs both and raises :class:`ValidationMismatchError` if they ever count a
+check differently, so the quarantine can never drift from what the suite reports.
+Foreign keys are checked against temp views of the referenced tables (``pinrec_ref_*``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from pinrec.schemas.tables import TableSpec
+
+
+class ValidationMismatchError(RuntimeError):
+    """Great Expectations and the row tagging disagree on a check's count (a bug, never data)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule: ``name`` (the quarantine reason), ``violation`` (Spark SQL, true when a row
+    breaks it; null counts as not broken) and the GX expectation's class name and kwargs."""
+
+    name: str
+    violation: str
+    gx_type: str
+    gx_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def ref_view(ref: str) -> str:
+    """Temp view name holding the keys of a referenced ``table.column``."""
+    return "pinrec_ref_" + ref.replace(".", "__")
+
+
+def missing_ref_flag(column: str) -> str:
+    """Name of the boolean column that is true when ``column``'s foreign key is unknown."""
+    return f"_unknown_ref__{column}"
+
+
+def add_reference_flags(df, spec: TableSpec):
+    """Left-join ``df`` with each referenced key view (which must exist in ``df``'s session) and
+    add :func:`missing_ref_flag` columns: true when the key is set but unknown."""
+    from pyspark.sql import functions as F
+
+    spark = df.sparkSession
+    for c in spec.foreign_keys:
+        ref_col = c.references.split(".")[1]
+        keys = (spark.table(ref_view(c.references)).select(F.col(ref_col).alias("_ref_key")).distinct()
+                .withColumn("_ref_hit", F.lit(True)))
+        df = (df.join(keys, df[c.name] == keys["_ref_key"], "left")
+              .withColumn(missing_ref_flag(c.name), F.col(c.name).isNotNull() & F.col("_ref_hit").isNull())
+              .drop("_ref_key", "_ref_hit"))
+    return df
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _rows_query(violation: str) -> str:
+    return f"SELECT * FROM {{batch}} WHERE coalesce({violation}, false)"
+
+
+def checks_for(spec: TableSpec, now: dt.datetime, max_future_skew_s: int = 300) -> list[Check]:
+    """All checks of ``spec`` for a batch validated at wall-clock time ``now`` (UTC)."""
+    checks: list[Check] = []
+    for c in spec.columns:
+        col = f"`{c.name}`"
+        if not c.nullable:
+            checks.append(Check(f"null:{c.name}", f"{col} IS NULL",
+                                "ExpectColumnValuesToNotBeNull", {"column": c.name}))
+        if c.min_value is not None or c.max_value is not None:
+            parts = []
+            if c.min_value is not None:
+                parts.append(f"{col} < {c.min_value}")
+            if c.max_value is not None:
+                parts.append(f"{col} > {c.max_value}")
+            checks.append(Check(f"out_of_range:{c.name}", " OR ".join(parts), "ExpectColumnValuesToBeBetween",
+                                {"column": c.name, "min_value": c.min_value, "max_value": c.max_value}))
+        if c.allowed is not None:
+            values = ", ".join(_sql_str(v) for v in c.allowed)
+            checks.append(Check(f"not_allowed:{c.name}", f"{col} NOT IN ({values})",
+                                "ExpectColumnValuesToBeInSet", {"column": c.name, "value_set": list(c.allowed)}))
+        if c.pattern is not None:
+            checks.append(Check(f"bad_format:{c.name}", f"NOT ({col} RLIKE {_sql_str(c.pattern)})",
+                                "ExpectColumnValuesToMatchRegex", {"column": c.name, "regex": c.pattern}))
+        if c.references is not None:
+            ref_col = c.references.split(".")[1]
+            # Two independent formulations: a correlated NOT EXISTS for the suite, and the flag
+            # column that add_reference_flags() computes with a left join for the row tagging.
+            gx_query = (f"SELECT * FROM {{batch}} b WHERE b.{col} IS NOT NULL AND NOT EXISTS "
+                        f"(SELECT 1 FROM {ref_view(c.references)} r WHERE r.`{ref_col}` = b.{col})")
+            checks.append(Check(f"unknown_ref:{c.name}->{c.references}", f"`{missing_ref_flag(c.name)}`",
+                                "UnexpectedRowsExpectation",
+                                {"description": f"{c.name} refers to a known {c.references}",
+                                 "unexpected_rows_query": gx_query}))
+    for rc in spec.row_checks:
+        checks.append(Check(f"row:{rc.name}", f"NOT ({rc.condition})", "UnexpectedRowsExpectation",
+                            {"description": rc.doc or rc.name}))
+    limit = (now + dt.timedelta(seconds=max_future_skew_s)).strftime("%Y-%m-%d %H:%M:%S")
+    ts = f"`{spec.event_ts}`"
+    checks.append(Check(f"future:{spec.event_ts}", f"{ts} > TIMESTAMP '{limit}'", "UnexpectedRowsExpectation",
+                        {"description": f"{spec.event_ts} is not after the job's clock + {max_future_skew_s}s"}))
+    if spec.kind == "event":
+        checks.append(Check(f"outside_partition:{spec.event_ts}", f"to_date({ts}) <> `{spec.partition}`",
+                            "UnexpectedRowsExpectation",
+                            {"description": f"{spec.event_ts} falls on the partition's date"}))
+    for check in checks:
+        if check.gx_type == "UnexpectedRowsExpectation":
+            check.gx_kwargs.setdefault("unexpected_rows_query", _rows_query(check.violation))
+    return checks
+
+
+def tag_reasons(df, checks: list[Check], column: str = "_reasons"):
+    """Add ``column``: the ';'-joined names of the checks each row violates ('' when valid)."""
+    from pyspark.sql import functions as F
+
+    flags = [F.when(F.coalesce(F.expr(c.violation), F.lit(False)), F.lit(c.name)) for c in checks]
+    if not flags:
+        return df.withColumn(column, F.lit(""))
+    return df.withColumn(column, F.concat_ws(";", F.array_compact(F.array(*flags))))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    expectation: str
+    unexpected: int
+    success: bool
+
+
+def _gx_context():
+    import logging
+
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # GX pins this module's logger to INFO and logs a line per context.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return ctx
+
+
+def build_suite(spec: TableSpec, checks: list[Check]):
+    """The Great Expectations suite of ``spec`` (a ``gx.ExpectationSuite``)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=f"pinrec.{spec.name}")
+    for check in checks:
+        expectation = getattr(gxe, check.gx_type)(**check.gx_kwargs, meta={"pinrec_check": check.name})
+        suite.add_expectation(expectation)
+    return suite
+
+
+def run_suite(df, spec: TableSpec, checks: list[Check]) -> list[CheckResult]:
+    """Validate ``df`` with the suite; one result per check, in order."""
+    ctx = _gx_context()
+    suite = ctx.suites.add(build_suite(spec, checks))
+    # persist=False: GX would otherwise cache the batch and never release it; a later batch with
+    # the same plan (a re-run over rewritten files) would then silently read the stale cache.
+    batch_def = (ctx.data_sources.add_spark(f"spark_{spec.name}", persist=False)
+                 .add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe("batch"))
+    result = batch_def.get_batch(batch_parameters={"dataframe": df}).validate(
+        suite, result_format={"result_format": "SUMMARY"})
+    by_check = {}
+    for r in result.results:
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise RuntimeError(f"expectation {r.expectation_config.type} on {spec.name} raised: "
+                               f"{r.exception_info.get('exception_message')}")
+        name = r.expectation_config.meta["pinrec_check"]
+        res = r.result or {}
+        unexpected = res.get("unexpected_count", res.get("observed_value", 0)) or 0
+        by_check[name] = CheckResult(name, r.expectation_config.type, int(unexpected), bool(r.success))
+    return [by_check[c.name] for c in checks]
+
+
+def count_by_check(tagged, checks: list[Check], column: str = "_reasons") -> dict[str, int]:
+    """How many rows of ``tagged`` each check flagged (one Spark job)."""
+    from pyspark.sql import functions as F
+
+    aggs = [F.sum(F.when(F.array_contains(F.split(F.col(column), ";"), c.name), 1).otherwise(0)).alias(f"c{i}")
+            for i, c in enumerate(checks)]
+    if not aggs:
+        return {}
+    row = tagged.agg(*aggs).collect()[0]
+    return {c.name: int(row[f"c{i}"] or 0) for i, c in enumerate(checks)}
+
+
+def validate(df, spec: TableSpec, checks: list[Check]):
+    """Tag ``df`` with reasons, run the GX suite, and insist both agree.
+
+    Returns ``(tagged_df, results)``; ``tagged_df`` is cached, callers unpersist it.
+    """
+    tagged = tag_reasons(df, checks).cache()
+    try:
+        counts = count_by_check(tagged, checks)
+        results = run_suite(tagged, spec, checks)  # the cached frame: the suite reads it many times
+    except BaseException:
+        tagged.unpersist()
+        raise
+    for r in results:
+        if r.unexpected != counts[r.name]:
+            tagged.unpersist()
+            raise ValidationMismatchError(
+                f"{spec.name}: check {r.name}: Great Expectations counts {r.unexpected} unexpected rows, "
+                f"row tagging counts {counts[r.name]}")
+    return tagged, results

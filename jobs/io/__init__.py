@@ -1,0 +1,1 @@
+"""The edges every stage uses: the Spark session and Delta, the jars, MLflow tracking, the torchrun process group."""

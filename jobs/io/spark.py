@@ -1,0 +1,132 @@
+"""The one place a SparkSession is built, and the TableSpec -> Spark schema mapping.
+
+The session loads the Delta jars resolved at set-up (:mod:`pinrec.jobs.io.jars`) from disk, so it starts
+without network access, runs in UTC, binds to 127.0.0.1 and has the UI off.
+
+Under ``spark-submit`` (a DAG task sent to a cluster, :mod:`pinrec.jobs.orchestration.spark_submit`) the driver JVM is
+already running: its master, application name, driver settings and classpath are what
+spark-submit was given (:func:`submit_conf`), and :func:`get_spark` only adds the session's SQL
+settings (Delta, UTC, partitions, ``spark.extra``).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from pinrec.jobs.config import SparkConfig
+from pinrec.schemas.tables import TableSpec
+
+from .jars import JarsMissingError, jar_paths
+
+LOG4J_CONFIG = Path(__file__).resolve().parents[2] / "config" / "log4j2.properties"
+
+_SPARK_TYPES = {
+    "int32": "int",
+    "int64": "bigint",
+    "float32": "float",
+    "float64": "double",
+    "bool": "boolean",
+    "string": "string",
+    "timestamp": "timestamp",
+    "date": "date",
+    "array<float32>": "array<float>",
+    "array<int64>": "array<bigint>",
+}
+
+
+def spark_type(dtype: str):
+    from pyspark.sql.types import _parse_datatype_string
+
+    return _parse_datatype_string(_SPARK_TYPES[dtype])
+
+
+def spark_schema(spec: TableSpec, with_partition: bool = False):
+    """The StructType of ``spec`` (all fields nullable: nullability is checked by validation,
+    so that a null becomes a quarantined row rather than a reader failure)."""
+    from pyspark.sql.types import DateType, StructField, StructType
+
+    fields = [StructField(c.name, spark_type(c.dtype), True) for c in spec.columns]
+    if with_partition:
+        fields.append(StructField(spec.partition, DateType(), True))
+    return StructType(fields)
+
+
+def under_spark_submit() -> bool:
+    """Whether this Python process is an application launched by ``spark-submit`` (whose JVM,
+    already started with the submitted master and conf, hands pyspark its gateway port)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def submit_conf(cfg: SparkConfig) -> dict[str, str]:
+    """The settings ``spark-submit`` must be given to run a pinrec job as :func:`get_spark` would
+    locally: the Delta jars (resolved from ``cfg.jars_dir`` on the submitting machine; spark-submit
+    puts them on the driver's classpath and ships them to the executors), the driver's memory and
+    log4j settings (fixed once its JVM starts) and this environment's Python for driver and
+    executors (``spark.pyspark.python`` in ``cfg.extra`` overrides it for the executors).
+    ``cfg.master`` is not used: the cluster comes from the Spark connection."""
+    conf = {
+        "spark.jars": ",".join(jar_paths(cfg.jars_dir)),
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.pyspark.python": cfg.extra.get("spark.pyspark.python", sys.executable),
+        "spark.pyspark.driver.python": sys.executable,
+    }
+    if LOG4J_CONFIG.is_file():
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+    return conf
+
+
+def get_spark(cfg: SparkConfig):
+    """Build (or reuse) the SparkSession for ``cfg``, with Delta Lake enabled.
+
+    Locally the session runs on ``cfg.master``; under spark-submit (:func:`under_spark_submit`)
+    on the master, name and driver settings spark-submit was given, which must include the Delta
+    jars (:func:`submit_conf`)."""
+    submitted = under_spark_submit()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Workers must use this interpreter (pandas, pyarrow live here), activated or not.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    if not submitted:
+        builder = (
+            builder.master(cfg.master)
+            .appName(cfg.app_name)
+            .config("spark.jars", ",".join(jar_paths(cfg.jars_dir)))
+            .config("spark.driver.memory", cfg.driver_memory)
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.ui.enabled", "false")
+        )
+        if LOG4J_CONFIG.is_file():
+            builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")
+    builder = (
+        builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        # Delta rebuilds a table's snapshot with this many tasks (default 50): on a small
+        # local session that alone costs seconds per table.
+        .config("spark.databricks.delta.snapshotPartitions", str(cfg.shuffle_partitions))
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+    )
+    for key, value in cfg.extra.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    if submitted:
+        _require_delta(spark)
+    return spark
+
+
+def _require_delta(spark) -> None:
+    """Under spark-submit the Delta jars cannot be added once the driver runs: fail clearly."""
+    try:
+        spark._jvm.org.apache.spark.util.Utils.classForName("io.delta.sql.DeltaSparkSessionExtension", True, False)
+    except Exception as e:  # py4j wraps the JVM's ClassNotFoundException
+        raise JarsMissingError(
+            "running under spark-submit without the Delta jars on the driver's classpath: submit with "
+            "--jars (or --conf spark.jars=) listing the jars of spark.jars_dir, see pinrec.jobs.io.spark.submit_conf") from e

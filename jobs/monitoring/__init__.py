@@ -1,0 +1,1 @@
+"""Drift monitoring, its plots, the warehouse summary."""

@@ -1,0 +1,233 @@
+"""Drift maths: the newest day against the training window, for MLflow and the blessing gate.
+
+Three kinds of signal, each a pure function on numpy / pandas (the Spark job that reads the
+``training_set`` Delta table and logs to MLflow is :mod:`pinrec.jobs.monitoring.monitoring`):
+
+* :func:`psi` — the Population Stability Index of each task's predicted scores,
+  ``sum_b (a_b - e_b) * ln(a_b / e_b)`` over ``bins`` quantile bins of the reference scores
+  (``e_b``: reference share, ``a_b``: current share, both floored at ``floor`` so an empty bin
+  stays finite). Below 0.1 is usually read as stable, above 0.25 as a significant shift.
+* :func:`feature_shift` — per numeric feature: mean, std and null rate (null or NaN) in both
+  windows; its drift score is the largest of ``|mean_c - mean_r| / std_r``,
+  ``|std_c - std_r| / std_r`` (``std_r`` = 1 for a constant reference) and ``|null_c - null_r|``.
+  Mean and std are over the non-null values, unweighted (both windows are sampled alike).
+  **Warm-up:** a feature aggregated over a ``W``-day window (``Feature.window_days``) is truncated
+  on the first ``W`` days of history (a 30-day count on day 5 covers 4 days), so it is compared
+  only on reference days at least ``W`` days after the first ingested day; while the newest day
+  itself, or every reference day, is inside that warm-up, the feature is listed in
+  ``DriftReport.warming_up`` and left out of the drift metrics (a growing count is not drift).
+  Scores depend on every feature, so their PSI uses the reference days past the longest window
+  (``score:<task>`` is listed as warming up until there are some). All-time counts
+  (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all: they grow with
+  history by construction (:func:`numeric_feature_columns` leaves them out).
+* :func:`label_rates` — ``sum(w * y) / sum(w)`` per task with ``w = sample_weight`` (undoing the
+  negative sampling); for the newest day only once its maturity window has closed (the training
+  set's cut-off, from its Delta commit, is at least the day's end + ``maturity_s``), since labels
+  that can still arrive would read as a drop.
+
+Scores come from a callable or arrays, so monitoring runs before (and independently of) the ranker.
+:meth:`DriftReport.drift_metrics` is the flat dict ``Metrics.drift`` of the bundle manifest carries
+(``score_psi.<task>``, ``feature_drift.<column>``, ``label_rate_shift.<task>``) and that
+:func:`pinrec.export.build.blessing.evaluate` checks against ``max_score_psi`` / ``max_feature_drift``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
+
+from .config import MonitoringConfig
+
+NUMERIC = ("int32", "int64", "float32", "float64")
+
+
+def psi(reference, current, bins: int = 10, floor: float = 1e-4) -> float:
+    """Population Stability Index of ``current`` against ``reference`` (1-D arrays of finite
+    numbers, e.g. (N,) scores). Bins ``(-inf, q_1], (q_1, q_2], ..., (q_k, inf)`` at the
+    reference's quantiles, equal quantiles merged: a constant reference still gets two bins."""
+    ref, cur = np.asarray(reference, np.float64).ravel(), np.asarray(current, np.float64).ravel()
+    for name, x in (("reference", ref), ("current", cur)):
+        if x.size == 0:
+            raise ValueError(f"psi: the {name} sample is empty")
+        if not np.isfinite(x).all():
+            raise ValueError(f"psi: the {name} sample has NaN or infinite values")
+    edges = np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    e = np.bincount(np.searchsorted(edges, ref, side="left"), minlength=edges.size + 1) / ref.size
+    a = np.bincount(np.searchsorted(edges, cur, side="left"), minlength=edges.size + 1) / cur.size
+    e, a = np.maximum(e, floor), np.maximum(a, floor)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+@dataclass(frozen=True)
+class FeatureShift:
+    """One feature in both windows (``None``: no non-null value there)."""
+
+    mean_reference: float | None
+    mean_current: float | None
+    std_reference: float | None
+    std_current: float | None
+    null_rate_reference: float
+    null_rate_current: float
+
+    @property
+    def drift(self) -> float:
+        """The largest of the standardised mean shift, relative std shift and null-rate shift."""
+        parts = [abs(self.null_rate_current - self.null_rate_reference)]
+        if self.mean_reference is not None and self.mean_current is not None:
+            scale = self.std_reference if self.std_reference else 1.0
+            parts += [abs(self.mean_current - self.mean_reference) / scale,
+                      abs(self.std_current - self.std_reference) / scale]
+        return float(max(parts))
+
+
+def _stats(values) -> tuple[float | None, float | None, float]:
+    x = np.asarray(values, dtype=np.float64)
+    ok = ~np.isnan(x)
+    if x.size == 0:
+        raise ValueError("feature_shift: a window has no rows")
+    null_rate = float(1.0 - ok.mean())
+    if not ok.any():
+        return None, None, null_rate
+    return float(x[ok].mean()), float(x[ok].std()), null_rate
+
+
+def feature_shift(reference, current, columns) -> dict[str, FeatureShift]:
+    """Mean/std/null-rate shift of ``columns`` between two pandas frames (nulls read as NaN)."""
+    out = {}
+    for column in columns:
+        missing = [n for n, f in (("reference", reference), ("current", current)) if column not in f.columns]
+        if missing:
+            raise ValueError(f"feature_shift: column {column!r} is not in the {' and '.join(missing)} frame")
+        mr, sr, nr = _stats(reference[column].astype("float64"))
+        mc, sc, nc = _stats(current[column].astype("float64"))
+        out[column] = FeatureShift(mr, mc, sr, sc, nr, nc)
+    return out
+
+
+def label_rates(frame, tasks, weight: str | None = "sample_weight") -> dict[str, float]:
+    """Weighted positive rate of every task column of ``frame`` (pandas)."""
+    w = frame[weight].to_numpy(np.float64) if weight else np.ones(len(frame))
+    if not len(frame) or w.sum() <= 0:
+        raise ValueError("label_rates: no rows (or zero total weight)")
+    return {t: float((frame[t].to_numpy(np.float64) * w).sum() / w.sum()) for t in tasks}
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    day: str
+    reference: str
+    reference_rows: int
+    current_rows: int
+    score_psi: dict[str, float] = field(default_factory=dict)
+    features: dict[str, FeatureShift] = field(default_factory=dict)
+    label_rate_reference: dict[str, float] = field(default_factory=dict)
+    label_rate_current: dict[str, float] | None = None
+    warming_up: tuple[str, ...] = ()
+    mlflow_run_id: str | None = None
+
+    def drift_metrics(self) -> dict[str, float]:
+        """What ``pinrec.schemas.manifest.Metrics.drift`` carries (finite, >= 0)."""
+        out = {f"score_psi.{t}": v for t, v in self.score_psi.items()}
+        out |= {f"feature_drift.{c}": s.drift for c, s in self.features.items()}
+        if self.label_rate_current is not None:
+            out |= {f"label_rate_shift.{t}": abs(self.label_rate_current[t] - self.label_rate_reference[t])
+                    for t in self.label_rate_reference}
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["features"] = {c: {**asdict(s), "drift": s.drift} for c, s in self.features.items()}
+        return d
+
+    def render(self) -> str:
+        top = sorted(self.features.items(), key=lambda kv: -kv[1].drift)[:3]
+        psi_text = ", ".join(f"{t}={v:.4f}" for t, v in sorted(self.score_psi.items())) or "no scores"
+        labels = "maturity window open" if self.label_rate_current is None else ", ".join(
+            f"{t} {self.label_rate_reference[t]:.4f}->{v:.4f}" for t, v in sorted(self.label_rate_current.items()))
+        warm = f"; in warm-up (not compared): {len(self.warming_up)} signal(s)" if self.warming_up else ""
+        return (f"drift {self.day} vs {self.reference} ({self.reference_rows} / {self.current_rows} rows): "
+                f"score PSI {psi_text}; top feature drift "
+                + ", ".join(f"{c}={s.drift:.3f}" for c, s in top) + f"; label rate {labels}{warm}")
+
+
+def warmed_up_shift(reference, current, columns, *, day: dt.date, history_start: dt.date | None,
+                    windows: Mapping[str, int]) -> tuple[dict[str, FeatureShift], tuple[str, ...]]:
+    """:func:`feature_shift` under the warm-up rule (module docstring): a column with a ``W``-day
+    window (``windows``, default 0) is compared on reference rows whose ``dt`` is at least
+    ``history_start + W`` days; returns the shifts and the columns still warming up."""
+    if history_start is None:
+        return feature_shift(reference, current, columns), ()
+    shifts: dict[str, FeatureShift] = {}
+    warming: list[str] = []
+    ref_days = reference["dt"].map(_as_date)
+    for window, group in _by_window(columns, windows).items():
+        complete = history_start + dt.timedelta(days=window)
+        eligible = reference[(ref_days >= complete).to_numpy()] if window else reference
+        if day < complete or not len(eligible):
+            warming += group
+        else:
+            shifts |= feature_shift(eligible, current, group)
+    return {c: shifts[c] for c in columns if c in shifts}, tuple(c for c in columns if c in warming)
+
+
+def _as_date(value) -> dt.date:
+    if isinstance(value, dt.datetime):  # pandas Timestamps too
+        return value.date()
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
+def _by_window(columns, windows: Mapping[str, int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for c in columns:
+        out.setdefault(int(windows.get(c, 0)), []).append(c)
+    return out
+
+
+def drift_report(reference, current, columns, cfg: MonitoringConfig, *, day: str, reference_name: str,
+                 scores_reference: Mapping[str, object] | None = None,
+                 scores_current: Mapping[str, object] | None = None, labels_mature: bool = True,
+                 history_start: dt.date | None = None, windows: Mapping[str, int] | None = None) -> DriftReport:
+    """Pure: two pandas windows (with the task and ``sample_weight`` columns, and ``dt`` when
+    ``history_start`` is given) and optional per-task score arrays in, the report out.
+    ``history_start`` (the first ingested day) and ``windows`` (column -> ``window_days``) turn on
+    the warm-up rule; without them every feature is compared on every reference row."""
+    scores_reference, scores_current = scores_reference or {}, scores_current or {}
+    if set(scores_reference) != set(scores_current):
+        raise ValueError(f"score tasks differ: reference {sorted(scores_reference)}, current {sorted(scores_current)}")
+    windows = windows or {}
+    features, warming = warmed_up_shift(reference, current, columns, day=dt.date.fromisoformat(day),
+                                        history_start=history_start, windows=windows)
+    keep = np.ones(len(reference), dtype=bool)
+    if history_start is not None and scores_reference:
+        # scores depend on every feature: compare them only where the longest window is complete
+        complete = history_start + dt.timedelta(days=max((windows.get(c, 0) for c in columns), default=0))
+        keep = (reference["dt"].map(_as_date) >= complete).to_numpy()
+        if dt.date.fromisoformat(day) < complete or not keep.any():
+            warming += tuple(f"score:{t}" for t in sorted(scores_reference))
+            scores_reference = scores_current = {}
+    return DriftReport(
+        day=day, reference=reference_name, reference_rows=len(reference), current_rows=len(current),
+        score_psi={t: psi(np.asarray(scores_reference[t])[keep], scores_current[t], cfg.psi_bins, cfg.psi_floor)
+                   for t in sorted(scores_reference)},
+        features=features,
+        label_rate_reference=label_rates(reference, cfg.tasks),
+        label_rate_current=label_rates(current, cfg.tasks) if labels_mature else None,
+        warming_up=warming)
+
+
+def numeric_feature_columns(columns, views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> list[str]:
+    """The numeric ``<view>__<feature>`` columns among ``columns`` that drift is measured on, in
+    view order: all but the cumulative (all-time) counts."""
+    present = set(columns)
+    return [v.column(f.name) for v in views for f in v.features
+            if f.dtype in NUMERIC and not f.cumulative and v.column(f.name) in present]
+
+
+def feature_windows(views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> dict[str, int]:
+    """``<view>__<feature>`` -> the feature's ``window_days``."""
+    return {v.column(f.name): f.window_days for v in views for f in v.features}

@@ -1,0 +1,109 @@
+"""Drift monitoring job: the newest day of the ``training_set`` Delta table against its training
+window (:func:`monitor_drift`), with the maths of :mod:`pinrec.jobs.monitoring.drift`, logged to MLflow (metrics,
+``drift.json``, plots) for the blessing gate and for people."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+
+from pinrec.jobs.monitoring.config import MonitoringConfig
+
+from .drift import DriftReport, drift_report, feature_windows, numeric_feature_columns
+
+__all__ = ["MonitoringConfig", "history_start", "monitor_drift"]
+
+
+def history_start(spark, warehouse: str) -> dt.date | None:
+    """The first ingested impression day (``None`` when there is no impressions table)."""
+    from pyspark.sql import functions as F
+
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/impressions"
+    if delta_version(spark, path) is None:
+        return None
+    return spark.read.format("delta").load(path).agg(F.min("dt")).collect()[0][0]
+
+
+def _training_cutoff(spark, path: str, day: dt.date) -> dt.datetime | None:
+    """The cut-off of the newest training_set commit that wrote ``day``."""
+    from delta.tables import DeltaTable
+
+    for row in DeltaTable.forPath(spark, path).history().select("userMetadata").collect():
+        try:
+            meta = json.loads(row["userMetadata"] or "{}")
+        except ValueError:
+            continue
+        if day.isoformat() in meta.get("days", ()) and meta.get("cutoff"):
+            return dt.datetime.fromisoformat(meta["cutoff"])
+    return None
+
+
+def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: int, day: dt.date | None = None,
+                  scores: Callable | tuple[Mapping, Mapping] | None = None, tracking_uri: str | None = None,
+                  seed: int = 7, max_feature_drift: float | None = None) -> DriftReport:
+    """Compare ``day`` (default: the newest) of the training set with its ``reference_split``
+    rows of earlier days; ``scores``: a callable ``frame -> {task: (N,) scores}`` applied to both
+    windows, or the two dicts of arrays. Logs to MLflow (metrics, ``drift.json``, score and feature
+    drift plots; ``max_feature_drift`` is drawn as the gate's line) when ``tracking_uri`` is given."""
+    from pyspark.sql import functions as F
+
+    path = f"{warehouse.rstrip('/')}/training_set"
+    table = spark.read.format("delta").load(path)
+    day = day or table.agg(F.max("dt")).collect()[0][0]
+    if day is None:
+        raise ValueError(f"{path} is empty: build the training set first")
+    current = table.where(F.col("dt") == F.lit(day))
+    reference = table.where((F.col("split") == cfg.reference_split) & (F.col("dt") < F.lit(day)))
+    columns = numeric_feature_columns(table.columns)
+    keep = table.columns if callable(scores) else [*columns, *cfg.tasks, "sample_weight", "dt"]
+
+    def collect(frame, name):
+        n = frame.count()
+        if n == 0:
+            raise ValueError(f"no {name} rows in {path} for day {day} (reference split {cfg.reference_split!r})")
+        if n > cfg.max_rows:
+            frame = frame.sample(fraction=cfg.max_rows / n, seed=seed)
+        return frame.select(*keep).toPandas()
+
+    ref, cur = collect(reference, "reference"), collect(current, "current")
+    cutoff = _training_cutoff(spark, path, day)
+    mature = cutoff is not None and cutoff >= dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) \
+        + dt.timedelta(seconds=maturity_s)
+    days = sorted(ref["dt"].unique())
+    name = f"{cfg.reference_split} {days[0]}..{days[-1]}"
+    score_ref, score_cur = (scores(ref), scores(cur)) if callable(scores) else scores or (None, None)
+    report = drift_report(ref, cur, columns, cfg, day=day.isoformat(), reference_name=name,
+                          scores_reference=score_ref, scores_current=score_cur, labels_mature=mature,
+                          history_start=history_start(spark, warehouse), windows=feature_windows())
+    if tracking_uri:
+        report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur, max_feature_drift)
+    return report
+
+
+def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff: dt.datetime | None,
+           score_ref: Mapping | None, score_cur: Mapping | None, max_feature_drift: float | None) -> DriftReport:
+    from dataclasses import replace
+
+    from pinrec.jobs.io.tracking import tracked_run
+
+    from .drift_plots import feature_drift_figure, score_histogram_figure
+
+    params = {"monitoring": asdict(cfg), "day": report.day, "reference": report.reference,
+              "training_cutoff": cutoff.isoformat() if cutoff else None}
+    with tracked_run(tracking_uri, cfg.experiment, f"drift-{report.day}", params, {"job": "monitoring"}) as run:
+        metrics = dict(report.drift_metrics())
+        metrics |= {f"label_rate_reference.{t}": v for t, v in report.label_rate_reference.items()}
+        metrics |= {f"label_rate_current.{t}": v for t, v in (report.label_rate_current or {}).items()}
+        metrics |= {"reference_rows": report.reference_rows, "current_rows": report.current_rows}
+        run.log_metrics(metrics)
+        run.log_dict(report.to_dict(), "drift.json")
+        if score_ref:
+            run.log_figure(score_histogram_figure(score_ref, score_cur, report.score_psi, cfg.psi_bins),
+                           "plots/score_psi.png")
+        if report.features:
+            run.log_figure(feature_drift_figure({c: f.drift for c, f in report.features.items()},
+                                                threshold=max_feature_drift), "plots/feature_drift.png")
+        return replace(report, mlflow_run_id=run.run_id)

@@ -1,0 +1,63 @@
+"""What is in the warehouse: per table row counts, days, Delta version; quarantine by reason."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
+from pinrec.schemas.features import FEATURE_VIEWS
+
+
+@dataclass(frozen=True)
+class TableSummary:
+    name: str
+    rows: int
+    days: int
+    delta_version: int | None
+
+
+@dataclass(frozen=True)
+class WarehouseSummary:
+    tables: tuple[TableSummary, ...]
+    quarantine: dict[tuple[str, str], int]
+
+    def render(self) -> str:
+        lines = [f"{'table':<23} {'rows':>10} {'days':>5} {'delta version':>14}"]
+        for t in self.tables:
+            version = "-" if t.delta_version is None else str(t.delta_version)
+            lines.append(f"{t.name:<23} {t.rows:>10} {t.days:>5} {version:>14}")
+        lines.append("")
+        if not self.quarantine:
+            lines.append("quarantine: empty")
+        else:
+            lines.append(f"{'quarantined from':<16} {'reason':<48} {'rows':>7}")
+            for (source, reason), n in sorted(self.quarantine.items()):
+                lines.append(f"{source:<16} {reason:<48} {n:>7}")
+        return "\n".join(lines)
+
+
+def summarize(spark, warehouse: str) -> WarehouseSummary:
+    """Row counts, distinct days and current Delta version of every table under ``warehouse``."""
+    from pyspark.sql import functions as F
+
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    tables = []
+    names = [t.name for t in (*RAW_TABLES, QUARANTINE)] + [f"features_{v.name}" for v in FEATURE_VIEWS] + ["training_set", "graph_edges", "graph_pin_nodes", "graph_board_nodes", "pin_embeddings"]
+    for name in names:
+        path = f"{warehouse.rstrip('/')}/{name}"
+        version = delta_version(spark, path)
+        if version is None:
+            tables.append(TableSummary(name, 0, 0, None))
+            continue
+        df = spark.read.format("delta").load(path)
+        days = F.countDistinct("dt") if "dt" in df.columns else F.lit(0)  # graph tables are snapshots
+        row = df.agg(F.count("*").alias("n"), days.alias("d")).collect()[0]
+        tables.append(TableSummary(name, int(row["n"]), int(row["d"]), version))
+    quarantine: dict[tuple[str, str], int] = {}
+    qpath = f"{warehouse.rstrip('/')}/{QUARANTINE.name}"
+    if delta_version(spark, qpath) is not None:
+        reasons = (spark.read.format("delta").load(qpath)
+                   .withColumn("reason", F.explode(F.split("reason", ";")))
+                   .groupBy("source_table", "reason").count().collect())
+        quarantine = {(r["source_table"], r["reason"]): int(r["count"]) for r in reasons}
+    return WarehouseSummary(tuple(tables), quarantine)

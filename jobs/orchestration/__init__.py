@@ -1,0 +1,1 @@
+"""Entry points: the ``pinrec`` CLI, the DAG tasks, spark-submit, the demo."""

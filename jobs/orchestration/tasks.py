@@ -1,0 +1,176 @@
+"""One function per scheduled step, for one data interval: what a DAG task (or a notebook) calls.
+
+Each takes the validated :class:`~pinrec.jobs.config.PinrecConfig` and the interval's day, calls the same
+job function as the CLI, and returns a small JSON-able dict: what it read (Delta versions) and
+what it wrote. Airflow stores that as the task's XCom, so a run's lineage is visible in the UI and
+in the logs. Every step replaces exactly the partitions of its day (or window), so a re-run or a
+backfill of a date is idempotent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Sequence
+
+from pinrec.jobs.config import PinrecConfig, load_config, parse_overrides
+
+log = logging.getLogger(__name__)
+
+
+class NotEnoughHistoryError(ValueError):
+    """The window ending at the interval's day does not hold enough days for the temporal split."""
+
+
+def config_from_params(config_file: str | None, overrides: Sequence[str] | None) -> PinrecConfig:
+    """The DAG run's configuration: a YAML file (or defaults) plus ``section.key=value`` overrides,
+    and the worker's AWS variables (S3 endpoint and region of the bundle store) as the CLI reads them."""
+    return load_config(config_file or None, parse_overrides(list(overrides or [])), env=os.environ)
+
+
+def _spark(cfg: PinrecConfig):
+    from pinrec.jobs.io.spark import get_spark
+
+    return get_spark(cfg.spark)
+
+
+def ingest_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Validate the landed partitions of ``day`` into Delta (bad rows to quarantine)."""
+    from pinrec.jobs.ingest.ingest import IngestPaths, ingest
+
+    reports = ingest(_spark(cfg), IngestPaths(cfg.storage.landing, cfg.storage.warehouse), [day], cfg.ingest)
+    out = {"day": day.isoformat(), "wrote": {}}
+    for report in reports:
+        log.info("[ingest] %s", report.summary_line())
+        out["wrote"][report.table] = {"rows_valid": report.rows_valid, "rows_quarantined": report.rows_quarantined,
+                                      "duplicates_dropped": report.duplicates_dropped,
+                                      "delta_version": report.delta_version}
+    return out
+
+
+def features_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Build the daily feature tables for ``day`` (replacing that day's partitions)."""
+    from pinrec.jobs.features.features import build_features, feature_table_path
+    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.schemas.features import FEATURE_VIEWS
+
+    spark = _spark(cfg)
+    root = cfg.storage.warehouse.rstrip("/")
+    read = {name: delta_version(spark, f"{root}/{name}") for name in ("impressions", "actions", "pins",
+                                                                          "pin_board_edges")}
+    rows = build_features(spark, cfg.storage.warehouse, [day], cfg.features)
+    wrote = {f"features_{v.name}": {"rows": rows[v.name],
+                                    "delta_version": delta_version(spark, feature_table_path(cfg.storage.warehouse, v))}
+             for v in FEATURE_VIEWS}
+    log.info("[features] %s read %s wrote %s", day, read, wrote)
+    return {"day": day.isoformat(), "read": read, "wrote": wrote}
+
+
+def training_window(cfg: PinrecConfig, day: dt.date) -> list[dt.date]:
+    """The ingested days of the training window that ends at ``day``.
+
+    ``training.window_days`` days (0: every ingested day up to ``day``). Raises
+    :class:`NotEnoughHistoryError` while the window cannot hold train + validation + test days.
+    """
+    from pinrec.jobs.ingest.ingest import landed_days
+
+    first = dt.date.min if cfg.training.window_days == 0 else day - dt.timedelta(days=cfg.training.window_days - 1)
+    days = landed_days(cfg.storage.landing, first, day)
+    needed = cfg.training.validation_days + cfg.training.test_days + 1
+    if len(days) < needed:
+        raise NotEnoughHistoryError(f"the training window ending {day} holds {len(days)} landed day(s); the split "
+                                    f"needs at least {needed} (train + validation_days + test_days)")
+    return days
+
+
+def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Build the point-in-time training set for the window ending at ``day`` (replacing those days).
+
+    Re-building the trailing days each run is what lets impressions whose label window was still
+    open yesterday enter the set once it has closed.
+    """
+    from pinrec.jobs.features.training_set import build_training_set
+
+    days = training_window(cfg, day)
+    report = build_training_set(_spark(cfg), cfg.storage.warehouse, days, cfg.training, cfg.seed)
+    log.info("[training] %s", report.render())
+    return {"day": day.isoformat(), "days": list(report.days), "read": report.input_versions,
+            "wrote": {"training_set": {"rows": report.rows, "rows_by_split": report.rows_by_split,
+                                       "delta_version": report.delta_version}}}
+
+
+# ------------------------------------------------------------------ the training DAG's steps
+def training_day(cfg: PinrecConfig, requested: str | dt.date | None) -> dt.date:
+    """The day a training run builds for: ``requested`` (a param or the triggering Asset event's
+    ``day``) or, when absent, the newest landed day."""
+    from pinrec.jobs.ingest.ingest import landed_days
+
+    if requested:
+        return requested if isinstance(requested, dt.date) else dt.date.fromisoformat(str(requested))
+    days = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)
+    if not days:
+        raise FileNotFoundError(f"nothing landed under {cfg.storage.landing}")
+    return days[-1]
+
+
+def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """The Pin-Board graph as of the end of ``day``; the saves of the training window's test days
+    (``training.test_days``) are evaluation edges, as in the demo."""
+    from pinrec.jobs.graph.graph import evaluation_start, write_graph
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    spark = _spark(cfg)
+    cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+    eval_from = evaluation_start(training_window(cfg, day), cfg.training.test_days)
+    rows = write_graph(spark, cfg.storage.warehouse, cutoff, eval_from)
+    root = cfg.storage.warehouse.rstrip("/")
+    wrote = {t: {"rows": n, "delta_version": delta_version(spark, f"{root}/{t}")} for t, n in rows.items()}
+    log.info("[graph] as of %s (evaluation edges from %s) wrote %s", cutoff, eval_from, wrote)
+    return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(), "wrote": wrote}
+
+
+def pinsage_embeddings(cfg: PinrecConfig) -> dict:
+    """Train PinSage on the graph tables and embed every pin. Neighbourhoods use the training edges
+    only: the ranker uses these embeddings as features, and its test day must stay unseen."""
+    from pinrec.jobs.pinsage.pinsage import train_pinsage
+
+    report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri)
+    log.info("[pinsage] %s", report.render())
+    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
+            "wrote": {"pin_embeddings": {"rows": report.pins, "delta_version": report.delta_version}}}
+
+
+def pin_index(cfg: PinrecConfig) -> dict:
+    """The FAISS index over the current pin embeddings (:mod:`pinrec.jobs.index.pin_index`)."""
+    from pinrec.jobs.index.pin_index import build_pin_index
+
+    report = build_pin_index(_spark(cfg), cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
+                             cfg.storage.mlflow_tracking_uri)
+    log.info("[index] %s", report.render())
+    return {"read": {"pin_embeddings": report.embeddings_delta_version}, "mlflow_run_id": report.run_id,
+            "wrote": {"index": report.folder}, "factory": report.factory, "recall_at_k": report.recall_at_k}
+
+
+def ranker_model(cfg: PinrecConfig) -> dict:
+    """Train, calibrate, evaluate and export the ranker on the current training set."""
+    from pinrec.jobs.ranking.ranker import run_ranker
+
+    report = run_ranker(_spark(cfg), cfg)
+    log.info("[ranker] %s", report.render())
+    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
+            "wrote": {"ranker": report.artifacts},
+            "auc": {m.task: m.auc for m in report.metrics if m.model == "ranker"}}
+
+
+def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None) -> dict:
+    """Publish the bundle (index + ranker + pins + the feature snapshot as of the end of ``day``
+    plus the features' publish delay) behind the blessing gate."""
+    from pinrec.jobs.publish.bundle import publish_serving_bundle
+
+    cutoff = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+              + dt.timedelta(seconds=cfg.features.publish_delay_s))
+    report = publish_serving_bundle(_spark(cfg), cfg, index_dir=index_dir, ranker_dir=ranker_dir, cutoff=cutoff)
+    log.info("[publish] %s", report.render())
+    return {"day": day.isoformat(), "version": report.version, "promoted": report.promoted,
+            "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,
+            "name": report.name, "channel": report.channel, "registered": report.registered}

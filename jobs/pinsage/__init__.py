@@ -1,0 +1,1 @@
+"""PinSage embeddings: training job and evaluation."""

@@ -1,0 +1,249 @@
+"""Train PinSage on the Pin–Board graph snapshot and write every pin's embedding to Delta.
+
+1. read ``graph_edges``, ``graph_pin_nodes`` and ``graph_board_nodes`` (:mod:`pinrec.jobs.graph.graph`) at their
+   current Delta versions, pinned for the whole run (``versionAsOf``);
+2. :func:`graph_inputs` (pure, pyarrow in, tensors out): the training graph (``split = 'train'``
+   edges only, so evaluation edges stay unseen), the graph of all edges, the (N, F) pin features
+   standardised per column, the pin ids in ``pin_idx`` order;
+3. :class:`pinrec.models.pinsage_trainer.PinSageTrainer` trains (on CUDA when there is one; under
+   ``torchrun`` with DDP), logging every epoch's metrics to MLflow through :mod:`pinrec.jobs.io.tracking`;
+4. layer-wise inference of all N pins over the training graph (``inference_edges="all"`` uses every
+   edge up to the cut-off instead: better for serving, unfair for evaluating on ``eval`` edges);
+5. replace the Delta table ``pin_embeddings`` (pin_id bigint, embedding array<float>, model_version
+   string); ``model_version`` = ``pinsage-`` + a content hash of the trained weights and the
+   config, so the same inputs and seed give the same version. The commit's ``userMetadata``
+   records the model version, the input Delta versions, the training config and the MLflow run id.
+
+Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.pinsage.pinsage``) only
+rank 0 starts Spark, reads, logs and writes; the other ranks receive the tensors from it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing models pulls in torch: only when the job runs
+    from pinrec.models.pinsage_trainer import PinSageTrainConfig
+
+GRAPH_TABLES = ("graph_edges", "graph_pin_nodes", "graph_board_nodes")
+EXPERIMENT = "pinrec-pinsage"
+
+
+@dataclass(frozen=True)
+class GraphInputs:
+    """Tensors for training: ``train_graph`` / ``full_graph`` (PinBoardGraph), ``features`` (N, F),
+    ``pin_ids`` (N,) int64 in ``pin_idx`` order, and the edge counts by split."""
+
+    train_graph: object
+    full_graph: object
+    features: object
+    pin_ids: object
+    edges_by_split: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PinSageReport:
+    pins: int
+    boards: int
+    edges_by_split: dict[str, int]
+    epochs: int
+    losses: tuple[float, ...]
+    model_version: str
+    seconds: float
+    input_versions: dict[str, int] = field(default_factory=dict)
+    run_id: str | None = None
+    delta_version: int | None = None
+
+    def render(self) -> str:
+        splits = ", ".join(f"{k}={v}" for k, v in sorted(self.edges_by_split.items()))
+        loss = " -> ".join(f"{x:.4f}" for x in (self.losses[0], self.losses[-1])) if self.losses else "-"
+        version = "-" if self.delta_version is None else self.delta_version
+        return (f"pin_embeddings   pins={self.pins} boards={self.boards} edges ({splits}); {self.epochs} epoch(s), "
+                f"loss {loss}; {self.model_version}; {self.seconds:.1f} s; delta_v={version}")
+
+
+def graph_inputs(edges, pin_nodes, num_boards: int) -> GraphInputs:
+    """Pure transform: ``edges`` (pyarrow: pin_idx, board_idx, split, and optionally the first
+    ``saved_at`` timestamp, which the sequence/next-item positives need) and ``pin_nodes`` (pyarrow:
+    pin_id, pin_idx, features) -> :class:`GraphInputs`. Raises ``ValueError`` when ``pin_idx`` is not
+    dense 0..N-1, feature vectors differ in length, or an edge names an unknown node."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import torch
+
+    from pinrec.models.random_walk import PinBoardGraph
+
+    n = pin_nodes.num_rows
+    if n == 0:
+        raise ValueError("graph_pin_nodes is empty: run `pinrec graph` on a warehouse with pins")
+    order = pc.sort_indices(pin_nodes, [("pin_idx", "ascending")])
+    nodes = pin_nodes.take(order)
+    pin_idx = nodes.column("pin_idx").to_numpy()
+    if not np.array_equal(pin_idx, np.arange(n)):
+        raise ValueError(f"graph_pin_nodes.pin_idx must be dense 0..{n - 1}")
+    feats = nodes.column("features").combine_chunks()
+    lengths = pc.list_value_length(feats).to_numpy(zero_copy_only=False)
+    if feats.null_count or lengths.min() != lengths.max():
+        raise ValueError(f"pin feature vectors must all have one length, got {sorted(set(lengths.tolist()))[:5]}")
+    x = torch.from_numpy(feats.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, -1))
+    x = (x - x.mean(0)) / torch.where(x.std(0) > 0, x.std(0), torch.ones(()))  # constant columns become 0
+
+    pins = torch.from_numpy(edges.column("pin_idx").to_numpy().astype(np.int64))
+    boards = torch.from_numpy(edges.column("board_idx").to_numpy().astype(np.int64))
+    split = np.asarray(edges.column("split").to_pylist(), dtype=object)
+    train = torch.from_numpy(split == "train")
+    counts = {str(s): int((split == s).sum()) for s in sorted(set(split.tolist()))}
+    times = None
+    if "saved_at" in edges.column_names:
+        saved = edges.column("saved_at")
+        if saved.null_count:
+            raise ValueError("graph_edges.saved_at has nulls")
+        times = torch.from_numpy(saved.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy().astype(np.int64))
+    return GraphInputs(train_graph=PinBoardGraph(pins[train], boards[train], n, num_boards,
+                                                 None if times is None else times[train]),
+                       full_graph=PinBoardGraph(pins, boards, n, num_boards, times), features=x,
+                       pin_ids=torch.from_numpy(nodes.column("pin_id").to_numpy().astype(np.int64)),
+                       edges_by_split=counts)
+
+
+def model_hash(state_dict, cfg: PinSageTrainConfig) -> str:
+    """``pinsage-`` + 16 hex digits of sha256 over the config and every tensor of the state dict."""
+    digest = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
+    for name in sorted(state_dict):
+        digest.update(name.encode())
+        digest.update(state_dict[name].detach().cpu().contiguous().numpy().tobytes())
+    return "pinsage-" + digest.hexdigest()[:16]
+
+
+def _read_inputs(spark, root: str) -> tuple[GraphInputs, dict[str, int], list[str]]:
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    versions = {name: delta_version(spark, f"{root}/{name}") for name in GRAPH_TABLES}
+    missing = [name for name, v in versions.items() if v is None]
+    if missing:
+        raise ValueError(f"missing Delta table(s) {missing} under {root}: run `pinrec graph` first")
+    read = {name: spark.read.format("delta").option("versionAsOf", v).load(f"{root}/{name}")
+            for name, v in versions.items()}
+    num_boards = read["graph_board_nodes"].count()
+    inputs = graph_inputs(read["graph_edges"].select("pin_idx", "board_idx", "split", "saved_at").toArrow(),
+                          read["graph_pin_nodes"].select("pin_id", "pin_idx", "features").toArrow(), num_boards)
+    from delta.tables import DeltaTable
+
+    meta = DeltaTable.forPath(spark, f"{root}/graph_pin_nodes").history(1).collect()[0]["userMetadata"]
+    feature_names = json.loads(meta or "{}").get("feature_names", [])
+    return inputs, versions, feature_names
+
+
+def _share(obj):
+    """Rank 0's ``obj`` on every rank (identity outside ``torch.distributed``)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: str | None,
+                  experiment: str = EXPERIMENT, inference_edges: str = "train") -> PinSageReport:
+    """Read the graph tables, train, embed every pin, replace ``pin_embeddings`` (module docstring).
+
+    ``tracking_uri`` None logs nothing to MLflow. Under ``torch.distributed`` ``spark`` is only used
+    (and may be None elsewhere) on rank 0.
+    """
+    import contextlib
+
+    import pyarrow as pa
+    import torch.distributed as dist
+
+    from pinrec.jobs.io.tracking import tracked_run
+    from pinrec.models.pinsage_trainer import PinSageTrainer
+
+    if inference_edges not in ("train", "all"):
+        raise ValueError(f"inference_edges must be 'train' or 'all', got {inference_edges!r}")
+    start = time.perf_counter()
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    root = warehouse.rstrip("/")
+    inputs, versions, feature_names = _share(_read_inputs(spark, root) if rank == 0 else None)
+    params = {"pinsage": asdict(cfg), "input_versions": versions, "inference_edges": inference_edges,
+              "num_pins": int(inputs.features.size(0)), "num_features": int(inputs.features.size(1)),
+              "edges": inputs.edges_by_split}
+    track = tracked_run(tracking_uri, experiment, "pinsage", params, {"job": "pinsage"}) \
+        if tracking_uri and rank == 0 else contextlib.nullcontext()
+    with track as run:
+        hook = None if run is None else (lambda epoch, metrics: run.log_metrics(metrics, step=epoch))
+        trainer = PinSageTrainer(inputs.train_graph, inputs.features, cfg, on_epoch_end=hook)
+        history = trainer.fit()
+        version = model_hash(trainer.model.state_dict(), cfg)
+        if rank != 0:
+            return PinSageReport(inputs.features.size(0), inputs.train_graph.num_boards, inputs.edges_by_split,
+                                 len(history), tuple(h["loss"] for h in history), version,
+                                 time.perf_counter() - start, versions)
+        embeddings = trainer.embed(inputs.full_graph if inference_edges == "all" else None)
+        meta = {"model_version": version, "input_versions": versions, "train_config": asdict(cfg),
+                "inference_edges": inference_edges, "feature_names": feature_names,
+                "mlflow_run_id": None if run is None else run.run_id}
+        table = pa.table({
+            "pin_id": pa.array(inputs.pin_ids.numpy(), pa.int64()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(embeddings.numpy().reshape(-1), pa.float32()),
+                                                           embeddings.size(1)).cast(pa.list_(pa.float32())),
+            "model_version": pa.array([version] * embeddings.size(0), pa.string()),
+        })
+        (spark.createDataFrame(table).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+         .option("userMetadata", json.dumps(meta, sort_keys=True)).save(f"{root}/pin_embeddings"))
+        from pinrec.jobs.ingest.ingest import delta_version
+
+        report = PinSageReport(int(inputs.features.size(0)), inputs.train_graph.num_boards, inputs.edges_by_split,
+                               len(history), tuple(h["loss"] for h in history), version,
+                               time.perf_counter() - start, versions,
+                               None if run is None else run.run_id, delta_version(spark, f"{root}/pin_embeddings"))
+        if run is not None:
+            final = history[-1] if history else {}
+            run.log_metrics({"final_loss": final.get("loss", float("nan")), "seconds": report.seconds})
+            run.log_dict(history, "loss_curve.json")
+            run.log_dict(meta, "pin_embeddings.json")
+            run.set_tags({"model_version": version, "pin_embeddings_delta_version": report.delta_version})
+    return report
+
+
+def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | None:
+    """:func:`train_pinsage` with a Spark session from ``cfg.spark``, alone or as one rank under
+    torchrun: rank 0 starts Spark, reads, logs, writes and returns the report (``echo`` gets it);
+    the other ranks train with it and return None. ``pinrec pinsage`` and ``python -m pinrec.jobs.pinsage.pinsage``
+    both come here."""
+    from pinrec.jobs.io.distributed import process_group
+    from pinrec.jobs.io.spark import get_spark
+
+    with process_group() as rank:
+        spark = get_spark(cfg.spark) if rank == 0 else None
+        report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
+                               inference_edges=inference_edges)
+    if rank > 0:
+        echo(f"[pinsage] rank {rank}: trained with rank 0 ({report.epochs} epoch(s), model {report.model_version})")
+        return None
+    echo("[pinsage] " + report.render())
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pinrec.jobs.pinsage.pinsage [--config FILE] [--set section.key=value ...]``, alone or under torchrun."""
+    import argparse
+
+    from pinrec.jobs.config import load_config, parse_overrides
+
+    parser = argparse.ArgumentParser(prog="pinrec.jobs.pinsage.pinsage", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--inference-edges", choices=("train", "all"), default="train")
+    args = parser.parse_args(argv)
+    run_job(load_config(args.config, parse_overrides(args.set)), args.inference_edges)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The serving bundle: assemble, publish behind the blessing gate, register."""

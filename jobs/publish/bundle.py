@@ -1,0 +1,246 @@
+"""The publish job: assemble a serving bundle from the newest index and ranker and publish it
+behind the blessing gate (``pinrec publish``).
+
+The candidate holds
+* ``index/``: the index built over the current pin embeddings (``<artifacts>/index/<embedding version>``,
+  :mod:`pinrec.jobs.index.pin_index`);
+* ``ranker/``: the ONNX ranker and its encoder (``<artifacts>/ranker/<model version>``,
+  :mod:`pinrec.jobs.ranking.ranker`; the newest by default);
+* ``pins/pins.parquet``: every pin's serving metadata (:data:`pinrec.schemas.manifest.PIN_COLUMNS`, sorted
+  by pin_id; ``blocked`` is false until a moderation table exists);
+* ``extra/pin_embeddings.npy``: (N, D) float32, row i = pins row i (zeros for a pin PinSage did not
+  embed), what the loader queries the index with;
+* ``extra/features_<view>.parquet``: the online feature snapshot as of the cut-off
+  (:mod:`pinrec.jobs.features.feature_snapshot`), so the loader serves the features the ranker was trained on.
+
+Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
+(per-task AUC and ECE of the served, calibrated, position-free scores); lineage records the git
+sha, a hash of the configuration, the MLflow runs and the Delta version of every input. After
+publishing, the ranker and index are registered in the MLflow Model Registry pointing at the bundle.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    version: str
+    promoted: bool
+    blessed: bool
+    reasons: tuple[str, ...]
+    store_uri: str
+    name: str
+    channel: str
+    files: int
+    bytes: int
+    registered: dict[str, str]
+
+    def render(self) -> str:
+        verdict = "blessed" if self.blessed else "NOT blessed (" + "; ".join(self.reasons) + ")"
+        moved = f"channel {self.channel} -> {self.version}" if self.promoted else f"channel {self.channel} unchanged"
+        return (f"bundle           {self.name}/{self.version}: {self.files} files, {self.bytes / 2**20:.1f} MiB, "
+                f"{verdict}; {moved}; {self.store_uri}" + (f"; MLflow {self.registered}" if self.registered else ""))
+
+
+def code_version(repo: str | None = None) -> str:
+    """The git sha of the code that runs (``unknown`` outside a git checkout)."""
+    here = repo or str(Path(__file__).resolve().parents[2])
+    try:
+        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else "unknown"
+
+
+def config_hash(cfg) -> str:
+    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def newest_ranker(artifacts: str) -> str:
+    """The folder of the most recently exported ranker under ``<artifacts>/ranker``."""
+    root = Path(artifacts) / "ranker"
+    found = sorted(root.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"no exported ranker under {root}: run `pinrec ranker` first")
+    return str(found[-1].parent)
+
+
+def ranker_metrics(folder: str) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+    """(AUC by task, ECE by task, the whole report) of the served scores (model ``ranker``)."""
+    report = json.loads((Path(folder) / "metrics.json").read_text())
+    auc, ece = {}, {}
+    for row in report["metrics"]:
+        if row["model"] == "ranker":
+            if not (math.isfinite(row["auc"]) and math.isfinite(row["ece"])):
+                raise ValueError(f"ranker {folder}: task {row['task']} has no finite AUC/ECE on the test split")
+            auc[row["task"]], ece[row["task"]] = row["auc"], row["ece"]
+    if not auc:
+        raise ValueError(f"{folder}/metrics.json has no rows for the model 'ranker'")
+    return auc, ece, report
+
+
+def pin_metadata(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray):
+    """(pins table of PIN_COLUMNS sorted by pin_id, (N, D) embeddings aligned to it, pins Delta version)."""
+    import pyarrow as pa
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/pins"
+    version = delta_version(spark, path)
+    if version is None:
+        raise FileNotFoundError(f"no pins table at {path}: run `pinrec ingest` first")
+    latest = Window.partitionBy("pin_id").orderBy(F.col("dt").desc())
+    pins = (spark.read.format("delta").option("versionAsOf", version).load(path)
+            .withColumn("_r", F.row_number().over(latest)).where("_r = 1")
+            .select("pin_id", "category", "created_at", "nsfw").toArrow().sort_by("pin_id"))
+    created = pins.column("created_at").cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
+    table = pa.table({"pin_id": pins.column("pin_id"), "category": pins.column("category"), "created_at": created,
+                      "nsfw": pins.column("nsfw").fill_null(False),
+                      "blocked": pa.array(np.zeros(pins.num_rows, bool))})
+    pin_ids = table.column("pin_id").to_numpy()
+    aligned = np.zeros((len(pin_ids), vectors.shape[1]), np.float32)
+    pos = np.searchsorted(ids, pin_ids)
+    found = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == pin_ids)
+    aligned[found] = vectors[pos[found]]
+    if not found.all():
+        log.warning("%d pin(s) have no embedding (zeros in the bundle; the index does not hold them)",
+                    int((~found).sum()))
+    return table, aligned, version
+
+
+def ranker_scorer(ranker_dir: str, embeddings=None):
+    """``frame -> {task: (N,) calibrated position-free probabilities}`` of the exported ranker in
+    ``ranker_dir`` on training-set rows (pandas), with ``embeddings`` (an
+    :class:`~pinrec.export.serving.embedding_features.EmbeddingTable`) supplying the embedding features."""
+    from pinrec.export.build.onnx_ranker import run, session
+    from pinrec.export.encoding import FeatureEncoder
+    from pinrec.export.serving.embedding_features import user_embeddings_of
+    from pinrec.jobs.ranking.ranker_inputs import with_embeddings
+
+    encoder = FeatureEncoder.from_json(Path(f"{ranker_dir}/encoder.json").read_text())
+    sess = session(f"{ranker_dir}/ranker.onnx")
+    users = user_embeddings_of(encoder.spec)
+
+    def score(frame) -> dict[str, np.ndarray]:
+        batch = encoder.transform(with_embeddings(frame, embeddings, users))
+        out = run(sess, batch.categorical, batch.dense)
+        return {name[2:]: values for name, values in out.items() if name.startswith("p_")}
+
+    return score
+
+
+def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddings=None):
+    """The newest training-set day against the training window (:func:`pinrec.jobs.monitoring.monitoring.monitor_drift`)
+    with the candidate ranker's scores for ``tasks``; logged to MLflow. Its ``drift_metrics()`` go
+    into the manifest, where the blessing gate reads them."""
+    from dataclasses import replace
+
+    from pinrec.jobs.monitoring.monitoring import monitor_drift
+
+    scorer = ranker_scorer(ranker_dir, embeddings)
+
+    def scores(frame) -> dict[str, np.ndarray]:
+        out = scorer(frame)
+        return {t: out[t] for t in tasks}
+
+    report = monitor_drift(spark, cfg.storage.warehouse, replace(cfg.monitoring, tasks=tasks),
+                           maturity_s=cfg.training.maturity_s, scores=scores,
+                           tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
+                           max_feature_drift=cfg.blessing.max_feature_drift)
+    log.info("[publish] %s", report.render())
+    return report
+
+
+def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_dir: str | None = None,
+                           cutoff: dt.datetime | None = None, force: bool = False,
+                           register: bool = True) -> BundleReport:
+    """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
+    to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
+    ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
+    defaults to the newest ``feature_ts`` servable (the end of the newest landed day plus the
+    features' publish delay)."""
+    import pyarrow.parquet as pq
+
+    from pinrec.export.build.publish import BundleFiles, publish_bundle
+    from pinrec.export.serving.embedding_features import EmbeddingTable
+    from pinrec.jobs.config import s3_options
+    from pinrec.jobs.features.feature_snapshot import build_feature_snapshot
+    from pinrec.jobs.index.pin_index import index_folder, read_embeddings
+    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.schemas.manifest import Lineage, Metrics
+
+    artifacts, warehouse = cfg.storage.artifacts, cfg.storage.warehouse
+    ids, vectors, emb_version, emb_delta = read_embeddings(spark, warehouse)
+    index_dir = index_dir or index_folder(artifacts, emb_version)
+    if not (Path(index_dir) / "index.json").is_file():
+        raise FileNotFoundError(f"no index at {index_dir} for embeddings {emb_version}: run `pinrec index` first")
+    index_meta = json.loads((Path(index_dir) / "index.json").read_text())
+    ranker_dir = ranker_dir or newest_ranker(artifacts)
+    auc, ece, ranker_report = ranker_metrics(ranker_dir)
+    trained_on = ranker_report.get("embedding_version") or ""
+    if trained_on and trained_on != emb_version:
+        raise ValueError(f"the ranker in {ranker_dir} uses embedding features of {trained_on} but pin_embeddings "
+                         f"holds {emb_version}: retrain the ranker (`pinrec ranker`) so serving computes what it learnt")
+    if cutoff is None:
+        from pinrec.jobs.ingest.ingest import landed_days
+
+        last = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)[-1]
+        cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
+            dt.timedelta(seconds=cfg.features.publish_delay_s)
+    with tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp:
+        pins, aligned, pins_version = pin_metadata(spark, warehouse, ids, vectors)
+        pq.write_table(pins, f"{tmp}/pins.parquet")
+        np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
+        snapshot = build_feature_snapshot(spark, warehouse, cutoff, f"{tmp}/features")
+        files = BundleFiles(
+            index_meta=f"{index_dir}/index.json",
+            index_shards=tuple(f"{index_dir}/{s['file']}" for s in index_meta["shards"]),
+            ranker=f"{ranker_dir}/ranker.onnx", encoder=f"{ranker_dir}/encoder.json", pins=f"{tmp}/pins.parquet",
+            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values())))
+        measured = index_meta["measured"]
+        drift = candidate_drift(spark, cfg, ranker_dir, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
+            if cfg.monitoring.at_publish else None
+        metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
+                          latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
+                          auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {})
+        runs = {"ranker": ranker_report.get("run_id")}
+        if drift and drift.mlflow_run_id:
+            runs["monitoring"] = drift.mlflow_run_id
+        inputs = {"pin_embeddings": emb_delta, "pins": pins_version,
+                  **{k: int(v) for k, v in snapshot.input_versions.items() if v is not None},
+                  **{f"ranker:{k}": int(v) for k, v in (ranker_report.get("input_versions") or {}).items()
+                     if isinstance(v, int)}}
+        training_set = delta_version(spark, f"{warehouse.rstrip('/')}/training_set")
+        if training_set is not None:
+            inputs["training_set"] = training_set
+        lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs)
+        result = publish_bundle(cfg.publish, files, metrics, lineage, blessing=cfg.blessing,
+                                s3=s3_options(cfg.storage), force=force)
+    registered: dict[str, str] = {}
+    if register and cfg.storage.mlflow_tracking_uri:
+        from .registry import register_bundle
+
+        registered = register_bundle(cfg.storage.mlflow_tracking_uri, cfg.publish.store_uri, result.manifest,
+                                     channel=cfg.publish.channel if result.promoted else None)
+    m = result.manifest
+    return BundleReport(m.version, result.promoted, m.blessing.blessed, m.blessing.reasons, cfg.publish.store_uri,
+                        m.name, cfg.publish.channel, len(m.files), m.total_bytes, registered)
+

@@ -1,0 +1,1 @@
+"""The ranker job: inputs, training (also under torchrun), evaluation, artifacts."""

@@ -1,0 +1,76 @@
+"""Inputs of the ranker job: the training set at a pinned Delta version (or a ready frame), the
+synthetic world's truth, and the PinSage embedding features added to a frame."""
+from __future__ import annotations
+
+import json
+
+#: The columns the job reads besides features and labels.
+KEYS = ("event_id", "session_id", "split", "sample_weight")
+
+
+def needed_columns(spec, tasks) -> list[str]:
+    cols: list[str] = []
+    for f in spec.features:
+        cols += [f.left, f.right] if hasattr(f, "left") else [f.name]
+    if spec.position:
+        cols.append(spec.position)
+    return list(dict.fromkeys([*cols, *tasks, *KEYS]))
+
+
+def read_training_set(source, warehouse: str | None, columns: list[str]):
+    """(pandas frame, metadata). ``source``: a SparkSession (reads ``<warehouse>/training_set``
+    at its current Delta version; rows in ``event_id`` order, so that training does not depend on
+    how Spark laid the table out) or a pandas DataFrame / pyarrow Table."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(source, (pd.DataFrame, pa.Table)):
+        frame = source.to_pandas() if isinstance(source, pa.Table) else source
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the training frame lacks columns {missing}")
+        return frame[columns].reset_index(drop=True), {}
+    if not hasattr(source, "read") or not warehouse:
+        raise ValueError("source must be a SparkSession (with warehouse) or a pandas/pyarrow frame")
+    from delta.tables import DeltaTable
+
+    from pinrec.jobs.ingest.ingest import delta_version
+
+    path = f"{warehouse.rstrip('/')}/training_set"
+    version = delta_version(source, path)
+    if version is None:
+        raise FileNotFoundError(f"no training set at {path}: run `pinrec training-set` first")
+    history = DeltaTable.forPath(source, path).history().where(f"version = {version}").collect()
+    meta = json.loads(history[0]["userMetadata"] or "{}") if history else {}
+    df = source.read.format("delta").option("versionAsOf", version).load(path)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"the training set at {path} lacks columns {missing}")
+    table = df.select(*columns).toArrow()
+    if "event_id" in columns:
+        table = table.sort_by("event_id")
+    return table.to_pandas(), {**meta, "training_set_version": version}
+
+
+def read_truth(truth_dir: str):
+    """The synthetic world's impression truth (``_truth/impressions/dt=*/part-0.parquet``)."""
+    import pyarrow.dataset as ds
+
+    from .ranker_eval import TRUTH_COLUMNS
+
+    return ds.dataset(f"{truth_dir.rstrip('/')}/impressions", format="parquet",
+                      partitioning="hive").to_table(columns=list(TRUTH_COLUMNS)).to_pandas()
+
+
+def infer_negative_rate(frame, tasks) -> float:
+    negative = (frame[list(tasks)].sum(axis=1) == 0).to_numpy()
+    return float(1.0 / frame["sample_weight"].to_numpy()[negative].max()) if negative.any() else 1.0
+
+
+def with_embeddings(frame, table, users: tuple[str, ...]):
+    """The encoder's input: ``frame``'s columns plus (B, D) ``pin_embedding`` and the user
+    embeddings ``users`` (:data:`pinrec.export.serving.embedding_features.USER_EMBEDDINGS`)."""
+    if table is None:
+        return frame
+    return {**{c: frame[c] for c in frame.columns}, **table.columns(frame["pin_id"], frame, users)}
+

@@ -1,0 +1,164 @@
+"""Inputs of retrieval evaluation: interaction logs, graph edges, true latents, pin embeddings.
+
+Every reader returns plain pandas / numpy for :func:`pinrec.jobs.retrieval.retrieval_eval.evaluate_retrieval`:
+
+* :func:`read_landing_interactions`: ``(user_id, pin_id, ts)`` straight from a dataset adapter's
+  landing JSON files (:mod:`pinrec.jobs.ingest.datasets`; no Spark). Landing data is unvalidated, so this is for
+  adapters (which write no faults), not for the synthetic world's raw logs;
+* :func:`read_delta_interactions`: the same from the validated Delta ``impressions`` / ``actions``;
+* :func:`read_graph_edges`: the ``graph_edges`` snapshot (:mod:`pinrec.jobs.graph.graph`);
+* :func:`read_true_latents`: ``<landing>/_truth/pins.parquet`` of the synthetic generator;
+* :func:`read_pin_embeddings`: the ``pin_embeddings`` table (pin_id, embedding, model_version);
+* :func:`read_content_embeddings`: the landed pins' ``content_embedding`` (MovieLens: genre flags;
+  synthetic: true latent + noise), an item embedding model that needs no training.
+
+:func:`evaluate_storage` reads what a pinrec storage layout holds and evaluates it (the CLI's job).
+
+``source`` picks the interactions: every ``impressions`` row (MovieLens: every rating), or the
+``actions`` of one type (``closeup``, ``save``).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from pinrec.jobs.ingest.landing import list_partitions, partition_dir
+
+from .baselines import ItemEmbeddings, check_log
+
+if TYPE_CHECKING:
+    from pinrec.jobs.retrieval.config import RetrievalEvalConfig
+
+    from .retrieval_eval import RetrievalReport
+
+SOURCES = ("impressions", "closeup", "save")
+
+
+def _read_landed(landing: str | Path, table: str) -> pd.DataFrame:
+    days = list_partitions(landing, table)
+    if not days:
+        raise FileNotFoundError(f"no {table} partitions under {Path(landing) / table}")
+    text = "".join(f.read_text(encoding="utf-8") for day in days
+                   for f in sorted(partition_dir(landing, table, day).glob("*.jsonl")))
+    if not text.strip():
+        raise ValueError(f"the {table} partitions under {landing} are all empty")
+    return pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
+
+
+def _source(source: str) -> str:
+    if source not in SOURCES:
+        raise ValueError(f"interaction source must be one of {list(SOURCES)}, got {source!r}")
+    return "impressions" if source == "impressions" else "actions"
+
+
+def read_landing_interactions(landing: str | Path, source: str = "impressions") -> pd.DataFrame:
+    """``(user_id, pin_id, ts)`` of every landed partition of the source table, in file order."""
+    table = _source(source)
+    rows = _read_landed(landing, table)
+    if table == "actions":
+        rows = rows[rows["type"] == source]
+    return check_log(rows.assign(ts=pd.to_datetime(rows["ts"], utc=True, format="ISO8601")))
+
+
+def read_delta_interactions(spark, warehouse: str, source: str = "impressions") -> pd.DataFrame:
+    """``(user_id, pin_id, ts)`` from the validated Delta table of ``source``."""
+    from pyspark.sql import functions as F
+
+    table = _source(source)
+    df = spark.read.format("delta").load(f"{warehouse.rstrip('/')}/{table}")
+    if table == "actions":
+        df = df.where(F.col("type") == source)
+    return check_log(df.select("user_id", "pin_id", "ts").toPandas())
+
+
+def read_graph_edges(spark, warehouse: str) -> pd.DataFrame:
+    """The ``graph_edges`` snapshot: pin_id, board_id, saved_at (UTC), split."""
+    edges = (spark.read.format("delta").load(f"{warehouse.rstrip('/')}/graph_edges")
+             .select("pin_id", "board_id", "saved_at", "split").toPandas())
+    return edges.assign(saved_at=pd.to_datetime(edges["saved_at"], utc=True))
+
+
+def read_true_latents(landing: str | Path) -> ItemEmbeddings:
+    """The synthetic generator's pin latents (``_truth/pins.parquet``: pin_id, category, latent)."""
+    import pyarrow.parquet as pq
+
+    path = Path(landing) / "_truth" / "pins.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: only the synthetic world writes true latents")
+    table = pq.read_table(path, columns=["pin_id", "latent"])
+    latent = table.column("latent").combine_chunks()
+    dim = len(latent[0]) if len(latent) else 0
+    return ItemEmbeddings(table.column("pin_id").to_numpy(), latent.flatten().to_numpy().reshape(-1, dim))
+
+
+def read_pin_embeddings(spark, warehouse: str, model_version: str | None = None) -> ItemEmbeddings:
+    """``pin_embeddings`` rows of ``model_version`` (required when the table holds several)."""
+    from pyspark.sql import functions as F
+
+    df = spark.read.format("delta").load(f"{warehouse.rstrip('/')}/pin_embeddings")
+    versions = sorted(str(r[0]) for r in df.select("model_version").distinct().collect())
+    if model_version is None and len(versions) > 1:
+        raise ValueError(f"pin_embeddings holds model versions {versions}; pass model_version")
+    if model_version is not None:
+        if model_version not in versions:
+            raise ValueError(f"model_version {model_version!r} is not in pin_embeddings (has {versions})")
+        df = df.where(F.col("model_version") == model_version)
+    rows = df.select("pin_id", "embedding").toPandas()
+    if rows.empty:
+        raise ValueError("pin_embeddings is empty")
+    return ItemEmbeddings(rows["pin_id"].to_numpy(), np.stack(rows["embedding"].map(np.asarray).to_list()))
+
+
+def read_landed_pins(landing: str | Path) -> pd.DataFrame:
+    """The landed ``pins`` rows, the latest per pin_id (the catalogue, with its content)."""
+    return _read_landed(landing, "pins").drop_duplicates("pin_id", keep="last").reset_index(drop=True)
+
+
+def read_content_embeddings(landing: str | Path, pins: pd.DataFrame | None = None) -> ItemEmbeddings:
+    """``content_embedding`` of every landed pin that has one (``pins``: already read rows)."""
+    pins = read_landed_pins(landing) if pins is None else pins
+    pins = pins[pins["content_embedding"].map(lambda v: isinstance(v, list) and len(v) > 0)]
+    if pins.empty:
+        raise ValueError(f"no landed pin under {landing} has a content_embedding")
+    vectors = np.array(pins["content_embedding"].to_list(), dtype=np.float32)
+    return ItemEmbeddings(pins["pin_id"].to_numpy(), vectors)
+
+
+def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse: str | None = None, spark=None,
+                     embeddings: dict | None = None, model_version: str | None = None) -> RetrievalReport:
+    """Evaluate what the storage holds with :func:`pinrec.jobs.retrieval.retrieval_eval.evaluate_retrieval`.
+
+    The catalogue is every landed pin. Without ``spark``: leave-one-out on the landing zone's
+    interactions (a dataset adapter's, see :func:`read_landing_interactions`). With ``spark`` and
+    ``warehouse``: interactions from Delta, item-item on ``graph_edges``, and the ``pin_embeddings``
+    table as model ``"pin_embeddings"`` when those tables exist (local warehouse paths only).
+    Both: the landed content embeddings as model ``"content"`` when pins carry them, latent
+    agreement when ``<landing>/_truth`` exists, and ``embeddings`` (name -> embeddings or a
+    function of the training log) as extra models.
+    """
+    from .retrieval_eval import evaluate_retrieval
+
+    models, edges, truth, pins = dict(embeddings or {}), None, None, read_landed_pins(landing)
+    try:
+        models.setdefault("content", read_content_embeddings(landing, pins))
+    except ValueError:
+        pass  # no pin carries content: nothing to evaluate for it
+    if (Path(landing) / "_truth" / "pins.parquet").is_file():
+        truth = read_true_latents(landing)
+    if spark is None:
+        log = read_landing_interactions(landing, cfg.source)
+    else:
+        if warehouse is None:
+            raise ValueError("evaluate_storage with spark needs the warehouse path")
+        log = read_delta_interactions(spark, warehouse, cfg.source)
+        delta = Path(warehouse)
+        if (delta / "graph_edges" / "_delta_log").is_dir():
+            edges = read_graph_edges(spark, warehouse)
+        if (delta / "pin_embeddings" / "_delta_log").is_dir():
+            models.setdefault("pin_embeddings", read_pin_embeddings(spark, warehouse, model_version))
+    catalogue = pins["pin_id"].dropna().astype("int64").to_numpy()
+    return evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue)

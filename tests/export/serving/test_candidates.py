@@ -1,0 +1,53 @@
+"""export/serving/candidates.py: top-n, reciprocal-rank fusion, cold-start channels and the merge, on tiny inline data."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pinrec.export.serving.candidates import (
+    ColdStart,
+    PinCatalog,
+    fuse_ranked,
+    merge,
+    top,
+)
+
+
+def test_top_is_a_stable_descending_sort():
+    v = np.array([1.0, 3.0, 2.0, 3.0, 0.0])
+    assert top(v, 3).tolist() == [1, 3, 2]  # ties by position
+    assert top(v, 9).tolist() == [1, 3, 2, 0, 4] and top(v, 0).tolist() == []
+
+
+def test_fuse_ranked_weights_queries_by_recency_and_rank():
+    ids = np.array([[7, 5, -1], [5, 9, 7]])
+    uniq, total = fuse_ranked(ids, recency_half_life=1.0, rrf_k=0.0)
+    assert uniq.tolist() == [5, 7, 9]
+    # w = (1, 0.5); 1 / (rank + 1)
+    np.testing.assert_allclose(total, [1 / 2 + 0.5 / 1, 1 / 1 + 0.5 / 3, 0.5 / 2])
+
+
+def test_pin_catalog_and_cold_start_channels():
+    pins = pa.table({"pin_id": [10, 20, 30, 40], "category": ["a", None, "b", "a"],
+                     "created_at": pa.array([1, 4, 3, 2], pa.timestamp("us", "UTC")),
+                     "nsfw": [False, False, None, False], "blocked": [False, False, False, True]})
+    cat = PinCatalog(pins)
+    assert cat.category_names == ["a", "b", None] and cat.cat.tolist() == [0, 2, 1, 0]
+    assert cat.eligible.tolist() == [True, True, False, False]  # null nsfw counts as flagged
+    rows, found = cat.rows(np.array([30, 31, 10]))
+    assert rows[found].tolist() == [2, 0] and found.tolist() == [True, False, True]
+    cold = ColdStart(cat.eligible, cat.created_us, cutoff_us=2, fresh=1, trending=1, cat=cat.cat,
+                     pin_rows=np.arange(4), score=np.array([5.0, 9.0, 10.0, np.nan]))
+    assert cold.fresh(2).tolist() == [0] and cold.fresh(4).tolist() == [1]  # none created after now
+    assert cold.trending.tolist() == [1] and cold.category(0, 5).tolist() == [0] and cold.category(None, 5).size == 0
+    with pytest.raises(ValueError, match="sorted by unique pin_id"):
+        PinCatalog(pins.take([1, 0, 2, 3]))
+
+
+def test_merge_keeps_first_channel_every_source_and_filters():
+    ids = np.array([10, 20, 30, 40])
+    parts = {"ann": np.array([1, 0]), "trending": np.array([0, 2, 3]), "fresh": np.array([3])}
+    cand = merge(parts, ["ann", "trending", "fresh"], np.array([True, True, True, False]), ids, np.array([20]))
+    assert cand.pin_ids.tolist() == [10, 30] and cand.channel_names() == ["ann", "trending"]
+    assert cand.of("trending").tolist() == [10, 30] and cand.of("ann").tolist() == [10]

@@ -1,0 +1,107 @@
+"""The store: channel listing, pointer reads and swaps, in-place safety, identity; local and S3."""
+import datetime as dt
+import os
+
+import pytest
+
+from pinrec.export.serving import store as store_module
+from pinrec.export.serving.store import (
+    S3Options,
+    Store,
+    list_channels,
+    read_channel,
+    read_channel_for_update,
+)
+from pinrec.schemas.manifest import ChannelPointer, ManifestError, is_channel_name
+
+SHA = "ab" * 32
+T = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
+
+
+class Killed(BaseException):
+    """Stands for the process dying mid-swap."""
+
+
+def _pointer(name="homefeed", channel="prod", version="v1") -> bytes:
+    return ChannelPointer(name, channel, version, SHA, T, "publish").to_json().encode()
+
+
+def test_list_channels_lists_exactly_the_valid_channel_names(store):
+    for channel in ("prod", "canary-2", "exp.1"):
+        store.swap(f"channels/homefeed/{channel}", _pointer(channel=channel), None)
+    for junk in ("prod.lock", "exp.tmp-1", "prod.tmp-0123", "canary.lock", ".hidden"):  # what the store leaves
+        store.put_bytes(f"channels/homefeed/{junk}", b"x")
+    listed = list_channels(store, "homefeed")
+    assert listed == ["canary-2", "exp.1", "prod"]
+    names = store.list_dir("channels/homefeed")
+    assert [n for n in names if is_channel_name(n)] == listed  # one rule for both
+
+
+def test_a_pointer_copied_from_another_channel_or_bundle_is_refused(store):
+    store.put_bytes("channels/homefeed/canary", _pointer(channel="prod"))
+    store.put_bytes("channels/homefeed/prod", _pointer(name="other"))
+    with pytest.raises(ManifestError, match="channels/homefeed/canary holds the pointer of homefeed/prod"):
+        read_channel(store, "homefeed", "canary")
+    with pytest.raises(ManifestError, match="channels/homefeed/prod holds the pointer of other/prod"):
+        read_channel_for_update(store, "homefeed", "prod")
+
+
+def test_a_pointer_path_that_is_a_folder_is_refused(store):
+    store.put_bytes("channels/homefeed/prod/x", b"{}")
+    with pytest.raises(ManifestError, match="channels/homefeed/prod is a folder, not a channel pointer"):
+        read_channel(store, "homefeed", "prod")
+    with pytest.raises(ManifestError, match="channels/homefeed/prod is a folder, not a channel pointer"):
+        read_channel_for_update(store, "homefeed", "prod")
+
+
+def test_a_swap_removes_what_a_killed_swap_left(store, monkeypatch):
+    if not store.is_local:
+        pytest.skip("S3 swaps are one conditional PUT: nothing is left behind")
+    key = "channels/homefeed/prod"
+    store.swap(key, _pointer(version="v1"), None)
+    _, token = store.read_pointer(key)
+    real_replace = os.replace
+
+    def die(src, dst):
+        raise Killed(src)
+
+    monkeypatch.setattr(store_module.os, "replace", die)
+    with pytest.raises(Killed):
+        store.swap(key, _pointer(version="v2"), token)
+    monkeypatch.setattr(store_module.os, "replace", real_replace)
+    folder = os.path.dirname(store.local_path(key))
+    assert [n for n in os.listdir(folder) if ".tmp-" in n] != []  # what a kill leaves
+    store.swap(key, _pointer(version="v3"), token)  # the lock is free again: the dead swapper's file goes
+    assert sorted(os.listdir(folder)) == ["prod", "prod.lock"]
+    assert read_channel(store, "homefeed", "prod").version == "v3"
+
+
+def test_put_never_rewrites_a_file_in_place(store, tmp_path):
+    """A reader that mapped the old file keeps its bytes; the new file is read-only (local)."""
+    if not store.is_local:
+        pytest.skip("S3 objects are replaced whole")
+    store.put_bytes("bundles/x/v1/a.bin", b"old-bytes")
+    path = store.local_path("bundles/x/v1/a.bin")
+    with open(path, "rb") as held:
+        inode = os.fstat(held.fileno()).st_ino
+        src = tmp_path / "new.bin"
+        src.write_bytes(b"new")
+        store.put_file(str(src), "bundles/x/v1/a.bin")
+        assert held.read() == b"old-bytes"
+    assert os.stat(path).st_ino != inode and store.get_bytes("bundles/x/v1/a.bin") == b"new"
+    assert os.stat(path).st_mode & 0o777 == 0o444
+    assert [n for n in os.listdir(os.path.dirname(path))] == ["a.bin"]
+
+
+def test_identity_tells_stores_apart_without_secrets(tmp_path):
+    a = Store("s3://bucket/serving", S3Options(endpoint_url="http://127.0.0.1:9000", access_key="AKIDX",
+                                                secret_key="s3cr3t-value"))
+    same = Store("s3://bucket/serving/", S3Options(endpoint_url="http://127.0.0.1:9000", access_key="OTHER",
+                                                   secret_key="other-secret"))
+    assert a.identity == same.identity  # the keys are not part of what the store is
+    others = {Store("s3://bucket/other", a.s3).identity, Store("s3://bucket/serving", S3Options()).identity,
+              Store("s3://bucket/serving", S3Options(endpoint_url="http://127.0.0.1:9001")).identity,
+              Store(str(tmp_path)).identity}
+    assert len(others) == 4 and a.identity not in others
+    assert len(a.identity) == 16 and all(c in "0123456789abcdef" for c in a.identity)
+    assert Store(str(tmp_path)).identity == Store(f"file://{tmp_path}").identity

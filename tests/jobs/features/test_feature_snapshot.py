@@ -1,0 +1,199 @@
+"""The online snapshot: exact cases by the training join's rules, and training-serving skew on the synthetic world."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pyarrow as pa
+import pytest
+
+from pinrec.export.serving.feature_store import FeatureSnapshot
+from pinrec.jobs.features.feature_snapshot import (
+    build_feature_snapshot,
+    snapshot_frame,
+    snapshot_table,
+    write_snapshot,
+)
+from pinrec.jobs.features.pit_join import FeatureTableError, point_in_time_join
+from pinrec.schemas.features import FEATURE_VIEWS, Feature, FeatureView
+
+pytestmark = pytest.mark.spark
+
+T0 = dt.datetime(2026, 1, 1)
+VIEW = FeatureView("u", ("user_id",), (Feature("saves", "int64"), Feature("last", "array<int64>")),
+                   ttl=dt.timedelta(hours=10))
+UC = FeatureView("uc", ("user_id", "category"), (Feature("clicks", "int64"),), ttl=dt.timedelta(hours=10))
+FEATURE_SCHEMA = "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint, last array<bigint>"
+FEATURES = [
+    (1, T0, T0, 10, [1]),
+    (1, T0 + dt.timedelta(hours=5), T0 + dt.timedelta(hours=5), 50, [5]),
+    (1, T0 + dt.timedelta(hours=6), T0 + dt.timedelta(hours=9), 60, [6]),  # written late: unknown before h9
+    (2, T0, T0, 7, []),
+    (3, T0 + dt.timedelta(hours=20), T0 + dt.timedelta(hours=20), 99, None),  # from the future
+    (None, T0, T0, 5, None),  # keyless rows are ignored
+]
+
+
+def h(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC)
+
+
+def snapshot(spark, cutoff, rows=FEATURES, view=VIEW, schema=FEATURE_SCHEMA):
+    features = spark.createDataFrame(rows, schema)
+    return snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
+
+
+def test_snapshot_follows_the_join_rules(spark):
+    assert snapshot(spark, h(8)).to_pydict() == {
+        "user_id": [1, 2], "u__saves": [50, 7], "u__last": [[5], []],
+        "u__feature_ts": [utc(h(5)), utc(h(0))]}  # the h6 row is not known at h8; user 3 only in the future
+    assert snapshot(spark, h(9))["u__saves"].to_pylist() == [60, 7]  # known now
+    late = snapshot(spark, h(10.5))  # user 2's row expired (10.5 h old)
+    assert late["user_id"].to_pylist() == [1] and late["u__saves"].to_pylist() == [60]
+    assert snapshot(spark, h(-1)).num_rows == 0
+
+
+def test_served_values_equal_the_join_at_later_times(spark):
+    """Between two knowledge changes the snapshot serves exactly what the join attaches."""
+    features = spark.createDataFrame(FEATURES, FEATURE_SCHEMA)
+    snap = FeatureSnapshot.open(snapshot(spark, h(9)))
+    events = [(f"e{i}", k, h(t)) for i, (k, t) in enumerate([(1, 9), (1, 15.5), (1, 16.5), (2, 9.5), (2, 10.5),
+                                                              (3, 12), (None, 9), (4, 9)])]
+    joined = point_in_time_join(spark.createDataFrame(events, "event_id string, user_id bigint, ts timestamp"),
+                                features, VIEW).orderBy("event_id").toArrow()
+    served = snap.lookup("u", joined["user_id"], now=joined["ts"])
+    for column in served.column_names:
+        assert served[column].to_pylist() == joined[column].to_pylist(), column
+    assert served["u__missing"].to_pylist() == [False, False, True, False, True, True, True, True]
+
+
+def test_composite_keys_and_duplicates(spark):
+    schema = "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, clicks bigint"
+    rows = [(1, "art", h(0), h(0), 3), (1, "food", h(1), h(1), 4), (1, "art", h(2), h(2), 5), (2, "art", h(0), h(0), 1)]
+    table = snapshot(spark, h(3), rows, UC, schema)
+    assert table.select(["user_id", "category", "uc__clicks"]).to_pylist() == [
+        {"user_id": 1, "category": "art", "uc__clicks": 5}, {"user_id": 1, "category": "food", "uc__clicks": 4},
+        {"user_id": 2, "category": "art", "uc__clicks": 1}]
+    with pytest.raises(FeatureTableError, match="duplicate"):
+        snapshot(spark, h(3), [*rows, (1, "art", h(2), h(2), 6)], UC, schema)
+
+
+def test_write_snapshot_round_trips(spark, tmp_path):
+    paths = write_snapshot({"u": snapshot(spark, h(9))}, str(tmp_path / "snap"))
+    assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == ["features_u.parquet"]
+    snap = FeatureSnapshot.open(paths["u"], expected=[VIEW])
+    assert snap.lookup("u", [2, 1])["u__saves"].to_pylist() == [7, 60]
+
+
+# --- training-serving skew on the synthetic world ------------------------------------------------
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+@pytest.mark.slow
+def test_online_features_equal_the_training_join(spark, tiny_world, tmp_path):
+    """Impressions of the last day: features served from snapshots equal what the point-in-time
+    join attached to the same impressions, row by row. Knowledge changes only when a feature row
+    becomes known, so a snapshot as of the last such moment before an impression serves it
+    exactly; a mid-day snapshot is checked on the later impressions too."""
+    from pyspark.sql import functions as F
+
+    from pinrec.jobs.features.features import feature_table_path
+
+    cfg, _ = tiny_world
+    warehouse = cfg.storage.warehouse
+    training = spark.read.format("delta").load(f"{warehouse}/training_set")
+    last = training.agg(F.max("dt")).collect()[0][0]
+    rows = training.where(F.col("dt") == F.lit(last)).orderBy("event_id").toArrow()
+    assert rows.num_rows > 500
+    known = sorted({r[0] for v in FEATURE_VIEWS for r in spark.read.format("delta").load(feature_table_path(warehouse, v))
+                    .select(F.greatest("feature_ts", "created_ts")).distinct().collect()})
+    times = rows["ts"].to_pylist()  # aware (UTC)
+    boundary = [max(k for k in known if utc(k) <= t) for t in times]
+    midday = dt.datetime.combine(last, dt.time(12))
+    cutoffs = sorted(set(boundary)) + [midday]
+    assert len(cutoffs) >= 3
+    checked = 0
+    for i, cutoff in enumerate(cutoffs):
+        report = build_feature_snapshot(spark, warehouse, cutoff, str(tmp_path / f"snap{i}"))
+        snap = FeatureSnapshot.open(report.out_dir, expected=FEATURE_VIEWS)
+        take = [j for j, t in enumerate(times) if (boundary[j] == cutoff if cutoff != midday else t >= utc(midday))]
+        assert take, cutoff
+        part = rows.take(pa.array(take))
+        now = part["ts"]
+        keys = {"user": part["user_id"], "pin": part["pin_id"],
+                "user_category": {"user_id": part["user_id"], "category": part["category"]}}
+        for view in FEATURE_VIEWS:
+            served = snap.lookup(view.name, keys[view.name], now=now)
+            trained = [c for c in rows.column_names if c.startswith(f"{view.name}__")]
+            assert served.column_names == trained  # exactly the training set's columns, in its order
+            for column in trained:
+                got, want = served[column].to_pylist(), part[column].to_pylist()
+                bad = [(part["event_id"][j].as_py(), g, w) for j, (g, w) in enumerate(zip(got, want)) if not _same(g, w)]
+                assert not bad, f"{column} as of {cutoff}: {len(bad)} of {len(got)} differ, e.g. {bad[:3]}"
+            assert served.schema.types == part.select(trained).schema.types
+            checked += part.num_rows
+        missing = sum(part["user__missing"].to_pylist())
+        assert 0 <= missing < part.num_rows
+    assert checked >= 3 * rows.num_rows
+
+
+@pytest.mark.slow
+def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_world, tmp_path):
+    """The demo's published ranker scores the last day's impressions twice: through the serving
+    loader (``Recommender.frame`` from a snapshot as of the impression's knowledge boundary, the
+    bundle's encoder, embeddings and ONNX session) and through the training path (the training
+    set's rows, the ranker job's embedding columns, the exported encoder and ONNX). Same numbers."""
+    from pyspark.sql import functions as F
+
+    from pinrec.export.build.onnx_ranker import run, session
+    from pinrec.export.encoding import FeatureEncoder
+    from pinrec.export.serving.embedding_features import (
+        EmbeddingTable,
+        user_embeddings_of,
+    )
+    from pinrec.export.serving.loader import load
+    from pinrec.export.serving.recommend import Recommender
+    from pinrec.jobs.features.features import feature_table_path
+    from pinrec.jobs.index.pin_index import read_embeddings
+    from pinrec.jobs.ranking.ranker_inputs import with_embeddings
+
+    cfg, result = tiny_world
+    warehouse = cfg.storage.warehouse
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    training = spark.read.format("delta").load(f"{warehouse}/training_set")
+    last = training.agg(F.max("dt")).collect()[0][0]
+    rows = training.where(F.col("dt") == F.lit(last)).orderBy("event_id").toArrow()
+    frame = rows.to_pandas()
+    ids, vectors, version, _ = read_embeddings(spark, warehouse)
+    assert version == result.ranker.embedding_version
+    encoder = FeatureEncoder.from_dict(bundle.encoder)
+    batch = encoder.transform(with_embeddings(frame, EmbeddingTable(ids, vectors, version),
+                                              user_embeddings_of(encoder.spec)))
+    sess = session(f"{result.ranker.artifacts}/ranker.onnx")
+    trained = run(sess, batch.categorical, batch.dense)
+
+    known = sorted({r[0] for v in FEATURE_VIEWS for r in spark.read.format("delta").load(feature_table_path(warehouse, v))
+                    .select(F.greatest("feature_ts", "created_ts")).distinct().collect()})
+    times = rows["ts"].to_pylist()
+    boundary = [max(k for k in known if utc(k) <= t) for t in times]
+    context_columns = ("surface", "device", "country", "hour", "day_of_week")
+    checked = 0
+    for i, cutoff in enumerate(sorted(set(boundary))):
+        report = build_feature_snapshot(spark, warehouse, cutoff, str(tmp_path / f"snap{i}"))
+        rec = Recommender(bundle, cfg.recommend, features=FeatureSnapshot.open(report.out_dir, expected=FEATURE_VIEWS))
+        for j in [j for j, b in enumerate(boundary) if b == cutoff][:150]:
+            context = {c: frame[c].iloc[j] for c in context_columns} | {"now": times[j]}
+            served = rec.score(rec.frame(int(frame["user_id"].iloc[j]), [int(frame["pin_id"].iloc[j])], context))
+            for task in result.ranker.tasks:
+                assert served[f"p_{task}"][0] == pytest.approx(float(trained[f"p_{task}"][j]), abs=1e-6), (
+                    frame["event_id"].iloc[j], task)
+            checked += 1
+    assert checked >= 150  # 190 impressions over the last day's knowledge boundaries (tiny world)

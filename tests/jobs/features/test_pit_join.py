@@ -1,0 +1,300 @@
+"""Point-in-time join: exact cases, a brute-force reference on random histories, no leakage, on
+both paths (sort-merge shuffle and broadcast lookup); several views at once."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pinrec.jobs.features.pit_join import (
+    FeatureTableError,
+    point_in_time_join,
+    point_in_time_join_many,
+)
+from pinrec.schemas.features import Feature, FeatureView
+
+pytestmark = pytest.mark.spark
+
+T0 = dt.datetime(2026, 1, 1)
+VIEW = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(hours=10))
+SPINE_SCHEMA = "event_id string, user_id bigint, ts timestamp"
+FEATURE_SCHEMA = "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint"
+PATHS = {"shuffle": 0, "broadcast": float("inf")}  # broadcast_max_bytes forcing each path
+
+
+@pytest.fixture(params=sorted(PATHS))
+def path(request):
+    return request.param
+
+
+def plan_of(df) -> str:
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
+def h(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
+
+
+def run(spark, spine_rows, feature_rows, view=VIEW, path="shuffle", validate=True):
+    spine = spark.createDataFrame(spine_rows, SPINE_SCHEMA)
+    features = spark.createDataFrame(feature_rows, FEATURE_SCHEMA)
+    df = point_in_time_join(spine, features, view, validate=validate, broadcast_max_bytes=PATHS[path])
+    assert ("MapInArrow" in plan_of(df)) == (path == "broadcast")
+    out = df.collect()
+    return {r["event_id"]: (r["u__saves"], r["u__feature_ts"], r["u__missing"]) for r in out}
+
+
+def reference(spine_rows, feature_rows, ttl: dt.timedelta):
+    """Brute force: for each event, scan every feature row. Of the rows known at t the greatest
+    (feature_ts, created_ts) wins; rows equal in both, the greatest value (null lowest)."""
+    out = {}
+    for event_id, key, t in spine_rows:
+        known = [f for f in feature_rows
+                 if key is not None and f[0] == key and f[1] <= t and f[2] <= t and f[1] >= t - ttl]
+        if known:
+            best = max(known, key=lambda f: (f[1], f[2], f[3] is not None, f[3] or 0))
+            out[event_id] = (best[3], best[1], False)
+        else:
+            out[event_id] = (None, None, True)
+    return out
+
+
+def test_exact_cases(spark, path):
+    features = [
+        (1, h(0), h(0), 10),
+        (1, h(5), h(5), 50),
+        (1, h(6), h(9), 60),    # written late: unknown before h(9)
+        (2, h(0), h(0), 7),
+        (None, h(0), h(0), 99),  # keyless feature rows are ignored
+    ]
+    spine = [
+        ("before-any", 1, h(-1)),
+        ("equal-ts", 1, h(5)),         # feature_ts == t counts
+        ("late-not-yet", 1, h(8)),     # h(6) row not written until h(9)
+        ("late-known", 1, h(9)),
+        ("ttl-edge", 2, h(10)),        # exactly ttl old: still fresh
+        ("ttl-expired", 2, h(10.5)),
+        ("unknown-user", 3, h(1)),
+        ("null-user", None, h(1)),
+    ]
+    got = run(spark, spine, features, path=path)
+    assert got == {
+        "before-any": (None, None, True),
+        "equal-ts": (50, h(5), False),
+        "late-not-yet": (50, h(5), False),
+        "late-known": (60, h(6), False),
+        "ttl-edge": (7, h(0), False),
+        "ttl-expired": (None, None, True),
+        "unknown-user": (None, None, True),
+        "null-user": (None, None, True),
+    }
+
+
+def test_a_late_old_value_does_not_shadow_a_newer_known_one(spark, path):
+    features = [(1, h(8), h(8), 80), (1, h(5), h(9), 50)]  # the older value arrives last
+    assert run(spark, [("e", 1, h(9.5))], features, path=path) == {"e": (80, h(8), False)}
+
+
+def test_feature_rows_from_the_future_change_nothing(spark, path):
+    spine = [(f"e{i}", i % 3, h(i)) for i in range(12)]
+    past = [(k, h(t), h(t), 100 * k + t) for k in range(3) for t in range(0, 12, 3)]
+    future = [(k, h(t), h(t), -1) for k in range(3) for t in range(12, 20)]
+    late_written = [(k, h(t + 0.5), h(50), -2) for k in range(3) for t in range(0, 12, 3)]
+    assert run(spark, spine, past, path=path) == run(spark, spine, past + future + late_written, path=path)
+
+
+def test_bad_inputs(spark):
+    with pytest.raises(FeatureTableError, match=r"duplicate \(user_id, feature_ts\) rows, e.g. \(1, "):
+        run(spark, [("e", 1, h(1))], [(1, h(0), h(0), 1), (1, h(0), h(0), 2)])
+    with pytest.raises(FeatureTableError, match="null 'ts'"):
+        run(spark, [("e", 1, None)], [(1, h(0), h(0), 1)])
+    with pytest.raises(ValueError, match="ttl must be positive"):
+        FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(0))
+    with pytest.raises(FeatureTableError, match="lacks columns"):
+        point_in_time_join(spark.createDataFrame([("e", 1, h(1))], SPINE_SCHEMA),
+                           spark.createDataFrame([(1, h(0))], "user_id bigint, feature_ts timestamp"), VIEW)
+
+
+# Small integer hours on few keys make equal timestamps, TTL edges and hot keys common.
+hours = st.integers(min_value=0, max_value=30)
+keys = st.one_of(st.none(), st.integers(min_value=0, max_value=3))
+
+
+@st.composite
+def histories(draw):
+    n_features = draw(st.integers(min_value=0, max_value=25))
+    seen, feature_rows = set(), []
+    for i in range(n_features):
+        key = draw(st.integers(min_value=0, max_value=3))
+        fts = draw(hours)
+        if (key, fts) in seen:
+            continue
+        seen.add((key, fts))
+        lateness = draw(st.sampled_from([0, 0, 0, 1, 5]))
+        feature_rows.append((key, h(fts), h(fts + lateness), i))
+    spine_rows = [(f"e{i}", draw(keys), h(draw(hours))) for i in range(draw(st.integers(min_value=1, max_value=25)))]
+    ttl = dt.timedelta(hours=draw(st.sampled_from([1, 4, 12])))
+    return spine_rows, feature_rows, ttl
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(histories())
+def test_matches_brute_force_on_random_histories(spark, path, history):
+    spine_rows, feature_rows, ttl = history
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
+    assert run(spark, spine_rows, feature_rows, view, path) == reference(spine_rows, feature_rows, ttl)
+
+
+# --- duplicate (key, feature_ts) rows, validate=False ----------------------------------------
+
+# Two versions of user 1's h(1) value: 10 written at once, 5 written at h(3). Before h(3) only 10
+# is known; from h(3) on the later version replaces it.
+SIX_ROWS_FEATURES = [(1, h(0), h(0), 1), (1, h(1), h(3), 5), (1, h(1), h(1), 10)]
+SIX_ROWS_SPINE = [("before", 1, h(0.5)), ("between", 1, h(2)), ("at-rewrite", 1, h(3))]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["late-row-first", "late-row-last"])
+def test_duplicate_feature_ts_each_event_sees_only_what_was_known(spark, path, reverse):
+    features = SIX_ROWS_FEATURES[::-1] if reverse else SIX_ROWS_FEATURES
+    got = run(spark, SIX_ROWS_SPINE, features, path=path, validate=False)
+    assert got == {"before": (1, h(0), False), "between": (10, h(1), False), "at-rewrite": (5, h(1), False)}
+    assert got == reference(SIX_ROWS_SPINE, features, VIEW.ttl)
+
+
+def test_exact_duplicate_rows_take_the_greatest_value(spark, path):
+    """Rows equal in key, feature_ts and created_ts: both paths take Spark's max of the values."""
+    features = [(1, h(1), h(1), 3), (1, h(1), h(1), None), (1, h(1), h(1), 7), (1, h(1), h(1), 5),
+                (2, h(1), h(1), None), (2, h(1), h(1), None)]
+    got = run(spark, [("e1", 1, h(2)), ("e2", 2, h(2))], features, path=path, validate=False)
+    assert got == {"e1": (7, h(1), False), "e2": (None, h(1), False)}
+
+
+@st.composite
+def histories_with_duplicates(draw):
+    """Like :func:`histories`, with rewrites: further rows for an earlier (key, feature_ts), written
+    at the same or another time, with small values (equal rows and nulls happen)."""
+    feature_rows = []
+    for _ in range(draw(st.integers(min_value=0, max_value=25))):
+        if feature_rows and draw(st.booleans()):
+            key, fts = draw(st.sampled_from(feature_rows))[:2]
+        else:
+            key, fts = draw(st.integers(min_value=0, max_value=3)), h(draw(hours))
+        created = fts + dt.timedelta(hours=draw(st.sampled_from([0, 0, 1, 2, 5])))
+        feature_rows.append((key, fts, created, draw(st.one_of(st.none(), st.integers(min_value=-2, max_value=2)))))
+    spine_rows = [(f"e{i}", draw(keys), h(draw(hours))) for i in range(draw(st.integers(min_value=1, max_value=25)))]
+    ttl = dt.timedelta(hours=draw(st.sampled_from([1, 4, 12])))
+    return spine_rows, feature_rows, ttl
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(histories_with_duplicates())
+def test_matches_brute_force_with_duplicate_rows(spark, path, history):
+    spine_rows, feature_rows, ttl = history
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
+    got = run(spark, spine_rows, feature_rows, view, path, validate=False)
+    assert got == reference(spine_rows, feature_rows, ttl)
+
+
+def test_composite_entity_keys(spark, path):
+    view = FeatureView("uc", ("user_id", "category"), (Feature("rate", "float64"),), ttl=dt.timedelta(days=1))
+    spine = spark.createDataFrame([("e1", 1, "art", h(5)), ("e2", 1, "food", h(5)), ("e3", None, "art", h(5))],
+                                  "event_id string, user_id bigint, category string, ts timestamp")
+    features = spark.createDataFrame([(1, "art", h(1), h(1), 0.5), (1, "food", h(6), h(6), 0.9)],
+                                     "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, "
+                                     "rate double")
+    out = point_in_time_join(spine, features, view, broadcast_max_bytes=PATHS[path])
+    got = {r["event_id"]: (r["uc__rate"], r["uc__missing"]) for r in out.collect()}
+    assert got == {"e1": (0.5, False), "e2": (None, True), "e3": (None, True)}
+
+
+# --- several views at once -------------------------------------------------------------------
+
+USER = FeatureView("user", ("user_id",), (Feature("saves", "int64"), Feature("tags", "array<int64>")),
+                   ttl=dt.timedelta(hours=10))
+USER_CAT = FeatureView("user_cat", ("user_id", "category"), (Feature("rate", "float64"),), ttl=dt.timedelta(hours=10))
+PIN = FeatureView("pin", ("pin_id",), (Feature("age", "float64"),), ttl=dt.timedelta(hours=10))
+WIDE_SPINE = ("event_id string, user_id bigint, pin_id bigint, category string, ts timestamp, "
+              "position int, weights array<double>, context map<string, string>, `dt.day` date")
+
+
+def many_inputs(spark):
+    spine = spark.createDataFrame([
+        ("a", 1, 10, "art", h(5), 0, [0.5], {"k": "v"}, T0.date()),
+        ("b", 1, 11, None, h(5), 1, None, None, T0.date()),   # null category: only user_cat misses
+        ("c", None, 10, "art", h(5), 2, [], {}, T0.date()),   # null user: user and user_cat miss
+        ("d", 2, None, "food", h(7), 3, [1.0], {"x": None}, T0.date()),
+        ("e", 1, 10, "food", h(9.5), 4, None, None, None),
+    ], WIDE_SPINE)
+    user = spark.createDataFrame([(1, h(1), h(1), 10, [1, 2]), (1, h(8), h(9), 80, [8]), (2, h(6), h(6), 20, None),
+                                  (None, h(0), h(0), 99, [9])],
+                                 "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint, tags array<bigint>")
+    user_cat = spark.createDataFrame([(1, "art", h(2), h(2), 0.25), (1, "food", h(9), h(9.5), 0.75),
+                                      (1, None, h(0), h(0), 9.0), (2, "food", h(8), h(8), 0.5)],
+                                     "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, rate double")
+    pin = spark.createDataFrame([(10, h(4), h(4), 1.5), (11, h(6), h(6), 2.5)],
+                                "pin_id bigint, feature_ts timestamp, created_ts timestamp, age double")
+    return spine, [(user, USER), (user_cat, USER_CAT), (pin, PIN)]
+
+
+def as_dict(df):
+    return {r["event_id"]: r.asDict() for r in df.collect()}
+
+
+def test_many_views_exact_cases_and_spine_columns_kept(spark, path):
+    spine, joins = many_inputs(spark)
+    df = point_in_time_join_many(spine, joins, broadcast_max_bytes=PATHS[path])
+    assert df.columns == [*spine.columns, "user__saves", "user__tags", "user__feature_ts", "user__missing",
+                          "user_cat__rate", "user_cat__feature_ts", "user_cat__missing",
+                          "pin__age", "pin__feature_ts", "pin__missing"]
+    assert df.schema[:len(spine.columns)] == spine.schema[:]
+    got = {k: (v["user__saves"], v["user__tags"], v["user_cat__rate"], v["pin__age"], v["pin__missing"])
+           for k, v in as_dict(df).items()}
+    assert got == {
+        "a": (10, [1, 2], 0.25, 1.5, False),
+        "b": (10, [1, 2], None, None, True),     # pin 11 written at h(6) > h(5); no category
+        "c": (None, None, None, 1.5, False),
+        "d": (20, None, None, None, True),       # user 2's food row is from h(8) > h(7)
+        "e": (80, [8], 0.75, 1.5, False),
+    }
+    original = {r["event_id"]: r.asDict() for r in spine.collect()}
+    assert {k: {c: v[c] for c in spine.columns} for k, v in as_dict(df).items()} == original
+
+
+def test_many_views_equal_chained_single_views_and_share_one_shuffle(spark):
+    spine, joins = many_inputs(spark)
+    chained = spine
+    for features, view in joins:
+        chained = point_in_time_join(chained, features, view, broadcast_max_bytes=0)
+    expected = as_dict(chained)
+    for mb in PATHS.values():
+        df = point_in_time_join_many(spine, joins, broadcast_max_bytes=mb)
+        assert as_dict(df) == expected
+    plan = plan_of(point_in_time_join_many(spine, joins, broadcast_max_bytes=0))
+    # user and (user, category) share the shuffle by user_id; pin has its own
+    assert plan.count("- Exchange ") == 2 and plan.count("Window [") == 3
+
+
+def test_many_views_mixed_paths(spark):
+    """A view with a key type the broadcast path does not take (boolean) is sort-merged."""
+    spine, joins = many_inputs(spark)
+    flag = FeatureView("flag", ("is_new",), (Feature("boost", "float64"),), ttl=dt.timedelta(hours=10))
+    spine = spine.withColumn("is_new", spine["position"] % 2 == 0)
+    flags = spark.createDataFrame([(True, h(1), h(1), 2.0)], "is_new boolean, feature_ts timestamp, "
+                                  "created_ts timestamp, boost double")
+    df = point_in_time_join_many(spine, [*joins, (flags, flag)], broadcast_max_bytes=float("inf"))
+    plan = plan_of(df)
+    assert "MapInArrow" in plan and plan.count("Window [") == 1
+    got = {k: (v["flag__boost"], v["user__saves"]) for k, v in as_dict(df).items()}
+    assert got == {"a": (2.0, 10), "b": (None, 10), "c": (2.0, None), "d": (None, 20), "e": (2.0, 80)}
+
+
+def test_many_views_bad_inputs(spark):
+    spine, joins = many_inputs(spark)
+    with pytest.raises(ValueError, match="names must be unique"):
+        point_in_time_join_many(spine, [joins[0], joins[0]])
+    with pytest.raises(ValueError, match="at least one"):
+        point_in_time_join_many(spine, [])
+    with pytest.raises(FeatureTableError, match="already has columns"):
+        point_in_time_join_many(spine.withColumn("pin__age", spine["position"]), joins)

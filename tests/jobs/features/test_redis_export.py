@@ -1,0 +1,171 @@
+"""Redis export and the Redis-backed lookup, against a real redis-server on 127.0.0.1."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pyarrow as pa
+import pytest
+
+from pinrec.export.serving.feature_store import (
+    FeatureSnapshot,
+    RedisConfig,
+    RedisFeatureStore,
+    SnapshotMeta,
+    redis_key,
+    redis_meta_key,
+    with_meta,
+)
+from pinrec.jobs.features.redis_export import export_snapshot
+from pinrec.schemas.features import Feature, FeatureView
+
+pytestmark = pytest.mark.integration
+redis = pytest.importorskip("redis", reason="redis-py is the 'redis' extra")
+
+T0 = dt.datetime(2026, 1, 10)
+TS = pa.timestamp("us", tz="UTC")
+USER = FeatureView("u", ("user_id",), (Feature("saves", "int64"), Feature("rate", "float64"),
+                                        Feature("last", "array<int64>"), Feature("top", "string")),
+                   ttl=dt.timedelta(hours=10))
+UC = FeatureView("uc", ("user_id", "category"), (Feature("clicks", "int64"),), ttl=dt.timedelta(hours=20))
+
+
+def h(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
+
+
+def make_snapshot() -> FeatureSnapshot:
+    users = pa.table({"user_id": pa.array([5, 1, 3], pa.int64()), "u__saves": pa.array([50, 10, 30], pa.int64()),
+                      "u__rate": pa.array([0.5, float("nan"), None], pa.float64()),
+                      "u__last": pa.array([[1, 2], [], None], pa.list_(pa.int64())),
+                      "u__top": pa.array(["art", None, "food|x"], pa.string()),
+                      "u__feature_ts": pa.array([h(-2), h(-9), h(-1)], TS)})
+    ucs = pa.table({"user_id": pa.array([1, 1, 2], pa.int64()), "category": pa.array(["art", "a:b", "art"]),
+                    "uc__clicks": pa.array([4, 6, 9], pa.int64()), "uc__feature_ts": pa.array([h(-2), h(-3), h(-1)], TS)})
+    return FeatureSnapshot.open([with_meta(users, SnapshotMeta.from_view(USER, T0)),
+                                 with_meta(ucs, SnapshotMeta.from_view(UC, T0))])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A throw-away redis-server on a free loopback port, no persistence; stopped by its PID."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed (Debian: apt-get install -y redis-server)")
+    port = _free_port()
+    root = tmp_path_factory.mktemp("redis")
+    with open(root / "redis.log", "wb") as log:
+        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "no", "--dir", str(root), "--enable-debug-command", "local"],
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.kill(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+                raise RuntimeError(f"redis-server did not start: {(root / 'redis.log').read_text()[-2000:]}") from None
+            time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        client.close()
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture()
+def client(redis_url):
+    c = redis.Redis.from_url(redis_url)
+    c.flushdb()
+    yield c
+    c.close()
+
+
+def test_export_writes_versioned_keys_with_the_ttl_in_batches(redis_url, client):
+    snap = make_snapshot()
+    report = export_snapshot(snap, "v1", RedisConfig(url=redis_url, batch_size=2))
+    assert report.rows == {"u": 3, "uc": 3} and report.round_trips == 4  # 2 + 1 and 2 + 1 SETs per round trip
+    assert sorted(k.decode() for k in client.keys("*")) == sorted([
+        'pinrec:v1:u:[1]', 'pinrec:v1:u:[3]', 'pinrec:v1:u:[5]', 'pinrec:v1:u:_meta',
+        'pinrec:v1:uc:[1,"a:b"]', 'pinrec:v1:uc:[1,"art"]', 'pinrec:v1:uc:[2,"art"]', 'pinrec:v1:uc:_meta'])
+    value = json.loads(client.get(redis_key("pinrec", "v1", "u", (5,))))
+    assert value == [50, 0.5, [1, 2], "art", (h(-2).replace(tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+                     // dt.timedelta(microseconds=1)]
+    assert 36_000 - 60 < client.ttl(redis_key("pinrec", "v1", "u", (5,))) <= 36_000
+    assert 72_000 - 60 < client.ttl(redis_meta_key("pinrec", "v1", "uc")) <= 72_000
+    assert json.loads(client.get(redis_meta_key("pinrec", "v1", "u")))["rows"] == 3
+
+
+def test_redis_serves_exactly_what_the_snapshot_serves(redis_url, client):
+    snap = make_snapshot()
+    export_snapshot(snap, "v1", RedisConfig(url=redis_url))
+    store = RedisFeatureStore(snap, "v1", RedisConfig(url=redis_url, timeout_s=1.0))
+    for view, keys, now in [("u", [3, 1, 99, 5, None], None), ("u", [1, 5, 3], h(1.5)),
+                            ("u", [1, 1], [h(0), h(2)]), ("u", [], None),
+                            ("uc", {"user_id": [1, 1, 2, 2, 1], "category": ["a:b", "art", "art", "food", None]}, h(5))]:
+        got = store.lookup(view, keys, now)
+        want = snap.lookup(view, keys, now)
+        assert got.schema == want.schema
+        for column in want.column_names:  # NaN-aware: NaN != NaN in Table.equals
+            assert [str(v) for v in got[column].to_pylist()] == [str(v) for v in want[column].to_pylist()], column
+        assert store.last_source == "redis"
+    assert store.redis_lookups == 5 and store.fallbacks == 0
+    assert store.lookup("u", [1])["u__rate"].to_pylist()[0] != store.lookup("u", [1])["u__rate"].to_pylist()[0]  # NaN
+    with pytest.raises(ValueError, match="cannot serve an earlier time"):
+        store.lookup("u", [1], now=h(-1))  # bad input is an error, not a fallback
+    assert store.fallbacks == 0
+
+
+def test_an_unexported_or_incomplete_version_falls_back(redis_url, client, caplog):
+    snap = make_snapshot()
+    export_snapshot(snap, "v1", RedisConfig(url=redis_url))
+    other = RedisFeatureStore(snap, "v2", RedisConfig(url=redis_url, retry_after_s=0.0))
+    assert other.lookup("u", [5])["u__saves"].to_pylist() == [50]
+    assert other.fallbacks == 1 and "no complete export of 'u' for version v2" in other.last_error
+    client.delete(redis_meta_key("pinrec", "v1", "u"))  # as if an export were cut off before its marker
+    store = RedisFeatureStore(snap, "v1", RedisConfig(url=redis_url, retry_after_s=0.0))
+    assert store.lookup("u", [5])["u__saves"].to_pylist() == [50] and store.last_source == "snapshot"
+    assert store.lookup("uc", {"user_id": [2], "category": ["art"]})["uc__clicks"].to_pylist() == [9]
+    assert store.last_source == "redis"
+
+
+def test_a_slow_redis_falls_back_then_recovers(redis_url, client):
+    snap = make_snapshot()
+    export_snapshot(snap, "v1", RedisConfig(url=redis_url))
+    store = RedisFeatureStore(snap, "v1", RedisConfig(url=redis_url, timeout_s=0.1, retry_after_s=0.0))
+    assert store.lookup("u", [5])["u__saves"].to_pylist() == [50] and store.last_source == "redis"
+    blocker = threading.Thread(target=lambda: redis.Redis.from_url(redis_url).execute_command("DEBUG", "SLEEP", "0.6"))
+    blocker.start()
+    time.sleep(0.1)  # the server is now busy for ~0.5 s
+    start = time.perf_counter()
+    out = store.lookup("u", [5, 3])
+    waited = time.perf_counter() - start
+    assert out["u__saves"].to_pylist() == [50, 30] and store.last_source == "snapshot"
+    assert store.fallbacks == 1 and "Timeout" in store.last_error and waited < 0.4
+    blocker.join()
+    time.sleep(0.1)
+    # the same client again: the timed-out reply must not be read as the answer to the next MGET
+    assert store.lookup("uc", {"user_id": [2], "category": ["art"]})["uc__clicks"].to_pylist() == [9]
+    assert store.last_source == "redis" and store.redis_lookups == 2

@@ -1,0 +1,128 @@
+"""The point-in-time training set: labels, maturity, negatives, splits, no leakage, ground truth."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pinrec.jobs.config import TrainingSetConfig
+from pinrec.jobs.features.training_set import (
+    label_impressions,
+    sample_negatives,
+    split_days,
+)
+
+pytestmark = pytest.mark.spark
+
+T = dt.datetime(2026, 1, 1, 12)
+IMP_SCHEMA = "event_id string, session_id string, ts timestamp"
+ACT_SCHEMA = "impression_id string, type string, ts timestamp"
+
+
+def test_labels_use_the_maturity_window_and_drop_immature_impressions(spark):
+    impressions = spark.createDataFrame([
+        ("i1", "s1", T), ("i2", "s1", T), ("i3", "s1", T + dt.timedelta(hours=5)),
+    ], IMP_SCHEMA)
+    actions = spark.createDataFrame([
+        ("i1", "closeup", T + dt.timedelta(seconds=3)),
+        ("i1", "save", T + dt.timedelta(hours=1)),    # delayed save inside the window: counts
+        ("i2", "save", T + dt.timedelta(hours=3)),    # after the window: not a label
+        ("i3", "closeup", T + dt.timedelta(hours=5, seconds=1)),
+    ], ACT_SCHEMA)
+    cutoff = T + dt.timedelta(hours=6)  # i3's 2-hour window closes at T+7h: immature
+    got = {r["event_id"]: (r["closeup"], r["save"])
+           for r in label_impressions(impressions, actions, cutoff, maturity_s=7200).collect()}
+    assert got == {"i1": (1, 1), "i2": (0, 0)}
+
+
+def test_negatives_are_sampled_within_sessions_with_a_positive(spark):
+    rows = [(f"p{i}", "s1", 1, 0) for i in range(5)] + [(f"n{i}", "s1", 0, 0) for i in range(2000)] \
+        + [(f"q{i}", "s2", 0, 0) for i in range(50)]
+    labelled = spark.createDataFrame(rows, "event_id string, session_id string, closeup int, save int")
+    kept = sample_negatives(labelled, rate=0.25, seed=7).collect()
+    ids = {r["event_id"] for r in kept}
+    assert {f"p{i}" for i in range(5)} <= ids
+    assert not any(i.startswith("q") for i in ids)  # a session without positives gives no negatives
+    negatives = [r for r in kept if r["event_id"].startswith("n")]
+    assert abs(len(negatives) - 500) < 4 * np.sqrt(2000 * 0.25 * 0.75)
+    assert {r["sample_weight"] for r in negatives} == {4.0}
+    again = {r["event_id"] for r in sample_negatives(labelled, rate=0.25, seed=7).collect()}
+    assert again == ids  # deterministic
+
+
+def test_split_is_temporal_and_refuses_too_few_days():
+    days = [dt.date(2026, 1, d) for d in (3, 1, 2, 4)]
+    assert split_days(days, TrainingSetConfig()) == {
+        dt.date(2026, 1, 1): "train", dt.date(2026, 1, 2): "train",
+        dt.date(2026, 1, 3): "validation", dt.date(2026, 1, 4): "test"}
+    with pytest.raises(ValueError, match="still leave a training day"):
+        split_days(days[:2], TrainingSetConfig())
+
+
+@pytest.fixture(scope="module")
+def training_set(spark, tiny_world):
+    cfg, result = tiny_world  # the demo built the features and the training set
+    report = result.training_set
+    frame = spark.read.format("delta").load(f"{cfg.storage.warehouse}/training_set").toPandas()
+    return cfg, result, report, frame
+
+
+def test_training_set_reproduces_the_generators_truth(training_set):
+    cfg, _result, report, frame = training_set
+    truth = pd.concat(pd.read_parquet(p) for p in Path(cfg.storage.landing, "_truth", "impressions").rglob("*.parquet"))
+    joined = frame.merge(truth[["event_id", "exam_prob", "p_closeup", "closeup", "save"]], on="event_id",
+                         suffixes=("", "_true"))
+    assert len(joined) == len(frame) == report.rows > 0
+    # Closeups follow within seconds: every label matches the drawn outcome exactly.
+    assert (joined["closeup"] == joined["closeup_true"].astype(int)).all()
+    # Saves may be delayed past the maturity window: never a false positive.
+    assert (joined["save"] <= joined["save_true"].astype(int)).all()
+    assert joined["save"].sum() >= 0.8 * joined["save_true"].sum()
+    # The label rate per position follows the known position-bias curve.
+    for position, g in joined.groupby("position"):
+        expected = (g["exam_prob"] * g["p_closeup"]).mean()
+        se = np.sqrt(expected * (1 - expected) / len(g))
+        assert abs(g["closeup"].mean() - expected) < 4 * se + 1e-9, position
+    top, bottom = joined[joined.position <= 3]["closeup"].mean(), joined[joined.position >= 15]["closeup"].mean()
+    assert top > 1.5 * bottom
+
+
+def test_training_set_has_no_leakage_and_is_split_by_day(training_set):
+    cfg, _result, report, frame = training_set
+    delay = pd.Timedelta(seconds=cfg.features.publish_delay_s)
+    for view in ("user", "pin", "user_category"):
+        known = frame[~frame[f"{view}__missing"]]
+        assert len(known) > 0
+        assert (known[f"{view}__feature_ts"] + delay <= known["ts"]).all()
+        assert (known[f"{view}__feature_ts"] >= known["ts"] - pd.Timedelta(days=2)).all()
+    # Day 1 has no earlier feature row: everything is missing there, nothing is borrowed from later.
+    first = frame[frame["dt"] == min(frame["dt"])]
+    assert first["user__missing"].all()
+    days = sorted(frame["dt"].unique())
+    assert [frame[frame.dt == d]["split"].unique().tolist() for d in days] == [["train"], ["validation"], ["test"]]
+    assert report.immature_excluded > 0  # the last day's late impressions
+    assert set(frame.columns) >= {"position", "device", "country", "surface", "hour", "day_of_week", "sample_weight"}
+
+
+def test_training_set_records_lineage_in_the_delta_commit(spark, training_set):
+    from delta.tables import DeltaTable
+
+    cfg, _result, report, _frame = training_set
+    commit = DeltaTable.forPath(spark, f"{cfg.storage.warehouse}/training_set").history(1).collect()[0]
+    meta = json.loads(commit["userMetadata"])
+    assert meta["negative_rate"] == 1.0
+    assert meta["input_versions"]["impressions"] == report.input_versions["impressions"] is not None
+    assert set(meta["input_versions"]) == {"impressions", "actions", "pins", "features_user", "features_pin",
+                                           "features_user_category"}
+
+
+def test_a_day_without_impressions_is_a_clear_error(spark, training_set):
+    from pinrec.jobs.features.training_set import build_training_set
+
+    cfg, _result, _report, _frame = training_set
+    with pytest.raises(FileNotFoundError, match=r"no impressions were ingested for \['2027-01-01'\]"):
+        build_training_set(spark, cfg.storage.warehouse, [dt.date(2027, 1, 1)], cfg.training, cfg.seed)

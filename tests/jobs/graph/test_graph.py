@@ -1,0 +1,63 @@
+"""The Pin–Board graph: dedup, dense ids, time split, cold pins kept, feature vector layout."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pinrec.jobs.graph.graph import build_graph, evaluation_start
+
+pytestmark = pytest.mark.spark
+
+T0 = dt.datetime(2026, 1, 1)
+
+
+def h(hours: float) -> dt.datetime:
+    return T0 + dt.timedelta(hours=hours)
+
+
+def test_graph_build(spark):
+    pins = spark.createDataFrame([
+        (30, h(0), "art", [0.5, 0.25]), (10, h(0), "food", None), (20, h(1), "art", [1.0, 0.0]),
+        (40, h(100), "art", None),  # created after the cut-off: not a node
+    ], "pin_id bigint, created_at timestamp, category string, content_embedding array<float>")
+    boards = spark.createDataFrame([(7, "art"), (8, "food")], "board_id bigint, topic string")
+    edges = spark.createDataFrame([
+        (30, 7, h(5)), (30, 7, h(2)),   # saved twice: the first save wins
+        (20, 7, h(30)),                 # after eval_from: eval edge
+        (10, 8, h(3)),
+        (20, 8, h(60)),                 # after the cut-off: dropped
+    ], "pin_id bigint, board_id bigint, saved_at timestamp")
+    features = spark.createDataFrame([
+        (30, h(24), h(25), 0.2, 0.1, 9, 1), (30, h(48), h(80), 0.9, 0.9, 99, 9),  # second not yet created
+    ], "pin_id bigint, feature_ts timestamp, created_ts timestamp, closeup_rate_30d double, save_rate_30d double, "
+       "impressions_30d bigint, board_count bigint")
+    graph = build_graph(pins, boards, edges, features, cutoff=h(48), eval_from=h(24))
+
+    assert graph.feature_names[:2] == ("category=art", "category=food")
+    assert graph.feature_names[-3:] == ("has_content", "content_0", "content_1")
+    nodes = {r["pin_id"]: r for r in graph.pin_nodes.collect()}
+    assert {p: r["pin_idx"] for p, r in nodes.items()} == {10: 0, 20: 1, 30: 2}
+    f30 = nodes[30]["features"]
+    names = list(graph.feature_names)
+    assert f30[names.index("category=art")] == 1.0 and f30[names.index("category=food")] == 0.0
+    assert f30[names.index("closeup_rate_30d")] == pytest.approx(0.2)  # the h(48) row is not known yet
+    assert f30[names.index("content_0")] == pytest.approx(0.5) and f30[names.index("has_content")] == 1.0
+    assert nodes[10]["features"][names.index("has_content")] == 0.0
+    assert nodes[10]["features"][names.index("closeup_rate_30d")] == 0.0  # no feature row: zeros
+    edges_out = {(r["pin_id"], r["board_id"]): (r["pin_idx"], r["board_idx"], r["saved_at"], r["split"])
+                 for r in graph.edges.collect()}
+    assert edges_out == {(30, 7): (2, 0, h(2), "train"), (20, 7): (1, 0, h(30), "eval"),
+                         (10, 8): (0, 1, h(3), "train")}
+    assert {r["board_id"]: r["board_idx"] for r in graph.board_nodes.collect()} == {7: 0, 8: 1}
+    with pytest.raises(ValueError, match="after the cut-off"):
+        build_graph(pins, boards, edges, features, cutoff=h(1), eval_from=h(2))
+
+
+def test_evaluation_edges_start_at_the_first_test_day():
+    days = [dt.date(2026, 1, d) for d in (4, 1, 2, 3)]
+    assert evaluation_start(days, 2) == dt.datetime(2026, 1, 3)
+    assert evaluation_start(days, 0) == dt.datetime(2026, 1, 4)    # at least one day
+    assert evaluation_start(days, 21) == dt.datetime(2026, 1, 2)   # never every day
+    with pytest.raises(ValueError, match="at least 2 days"):
+        evaluation_start(days[:1], 1)

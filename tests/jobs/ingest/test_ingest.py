@@ -1,0 +1,297 @@
+"""Ingestion into Delta: validation, quarantine with reasons, accounting, idempotence, bad input."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import re
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from pinrec.jobs.config import IngestConfig
+from pinrec.jobs.ingest.ingest import (
+    BatchRejectedError,
+    EmptyBatchError,
+    IngestError,
+    LandingFileError,
+    LandingPartitionMissingError,
+    SchemaDriftError,
+    delta_version,
+    ingest,
+    ingest_table,
+)
+from pinrec.jobs.ingest.landing import append_raw_lines, partition_dir, write_partition
+from pinrec.jobs.io.spark import spark_schema
+from pinrec.schemas.catalog import ACTIONS, BOARDS, IMPRESSIONS, PINS, USERS
+
+pytestmark = pytest.mark.spark
+
+DAY = dt.date(2026, 1, 5)
+NOW = dt.datetime(2026, 2, 1)
+TS = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+LENIENT = IngestConfig(max_failing_fraction=0.9)
+
+
+def users(ids=(1, 2)):
+    return pd.DataFrame({"user_id": list(ids), "created_at": [TS] * len(ids), "country": ["US"] * len(ids),
+                         "gender": ["F"] * len(ids), "age": [30] * len(ids), "occupation": ["x"] * len(ids)})
+
+
+def pins(ids=(10, 11)):
+    return pd.DataFrame({"pin_id": list(ids), "created_at": [TS] * len(ids), "category": ["c"] * len(ids),
+                         "title": ["t"] * len(ids), "nsfw": [False] * len(ids),
+                         "content_embedding": [[0.5, 0.25]] * len(ids)})
+
+
+def impressions(rows):
+    """rows: (event_id, user_id, pin_id, position[, surface[, ts]])"""
+    out = []
+    for r in rows:
+        event_id, user_id, pin_id, position = r[:4]
+        surface = r[4] if len(r) > 4 else "home_feed"
+        ts = r[5] if len(r) > 5 else TS
+        out.append({"event_id": event_id, "user_id": user_id, "pin_id": pin_id, "ts": ts, "session_id": "s1",
+                    "position": position, "surface": surface, "device": "ios", "country": "US"})
+    return pd.DataFrame(out)
+
+
+def seed_dimensions(spark, lake, day=DAY):
+    write_partition(lake.landing, USERS, day, users())
+    write_partition(lake.landing, PINS, day, pins())
+    ingest(spark, lake, [day], LENIENT, tables=("users", "pins"), now=NOW)
+
+
+def read(spark, lake, table, **options):
+    reader = spark.read.format("delta")
+    for k, v in options.items():
+        reader = reader.option(k, v)
+    return reader.load(lake.table(table))
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_rows_add_up(spark, lake):
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([
+        ("e1", 1, 10, 1), ("e2", 2, 11, 2),
+        ("e2", 2, 11, 2),                       # exact duplicate: dropped, counted
+        ("e3", 7, 10, 3),                       # unknown user
+        ("e4", 1, 10, 0),                       # position out of range
+        ("e5", 1, 10, 4, "tv"),                 # surface not allowed
+        ("e6", 1, 10, 5, "home_feed", pd.Timestamp("2099-01-05", tz="UTC")),  # future, other day
+    ]))
+    append_raw_lines(lake.landing, "impressions", DAY, [
+        '{"event_id": "x", bad',
+        ('{"event_id":"e9","user_id":"abc","pin_id":10,"ts":"2026-01-05T10:00:00.000Z","session_id":"s",'
+        '"position":1,"surface":"home_feed","device":"ios","country":"US"}'),
+        ('{"event_id":"e1","user_id":2,"pin_id":10,"ts":"2026-01-05T11:00:00.000Z","session_id":"s",'
+        '"position":1,"surface":"home_feed","device":"ios","country":"US"}'),  # reuses key e1, other payload
+    ])
+    report = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+
+    assert report.rows_in == 10
+    assert report.duplicates_dropped == 1
+    assert report.rows_valid == 2
+    assert report.rows_quarantined == 7
+    assert report.quarantined_by_reason == {
+        "unknown_ref:user_id->users.user_id": 1,
+        "out_of_range:position": 1,
+        "not_allowed:surface": 1,
+        "future:ts;outside_partition:ts": 1,
+        "malformed_json": 1,
+        "type_mismatch:user_id": 1,
+        "duplicate_key:event_id": 1,
+    }
+    failed = {e.name: e.unexpected for e in report.expectations if not e.success}
+    assert failed == {"unknown_ref:user_id->users.user_id": 1, "out_of_range:position": 1,
+                      "not_allowed:surface": 1, "future:ts": 1, "outside_partition:ts": 1}
+    valid = sorted(r["event_id"] for r in read(spark, lake, "impressions").collect())
+    assert valid == ["e1", "e2"]
+    q = read(spark, lake, "quarantine").where("source_table = 'impressions'")
+    assert q.count() == 7
+    raw = {r["reason"]: r["raw"] for r in q.collect()}
+    assert raw["malformed_json"] == '{"event_id": "x", bad'
+    assert '"e4"' in raw["out_of_range:position"]
+
+
+def test_rerun_replaces_the_partition_and_time_travel_reads_the_old_one(spark, lake):
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1), ("e2", 2, 11, 2)]))
+    first = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+    again = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+    assert read(spark, lake, "impressions").count() == 2
+    assert again.delta_version == first.delta_version + 1
+
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1)]))
+    third = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+    assert [r["event_id"] for r in read(spark, lake, "impressions").collect()] == ["e1"]
+    old = read(spark, lake, "impressions", versionAsOf=third.delta_version - 1)
+    assert sorted(r["event_id"] for r in old.collect()) == ["e1", "e2"]
+
+    other_day = DAY + dt.timedelta(days=1)
+    write_partition(lake.landing, IMPRESSIONS, other_day, impressions(
+        [("f1", 1, 10, 1, "home_feed", TS + pd.Timedelta(days=1))]))
+    ingest_table(spark, IMPRESSIONS, lake, [other_day], LENIENT, now=NOW)
+    ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)  # must not touch the other day
+    assert sorted(r["event_id"] for r in read(spark, lake, "impressions").collect()) == ["e1", "f1"]
+
+
+def test_a_batch_over_the_threshold_is_rejected_and_writes_nothing_valid(spark, lake):
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions(
+        [("e1", 1, 10, 1), ("e2", 1, 10, 0), ("e3", 1, 10, 999), ("e4", 9, 10, 1)]))
+    with pytest.raises(BatchRejectedError) as err:
+        ingest_table(spark, IMPRESSIONS, lake, [DAY], IngestConfig(max_failing_fraction=0.5), now=NOW)
+    report = err.value.report
+    assert report.rejected and report.rows_quarantined == 3 and report.rows_valid == 1
+    message = str(err.value)
+    assert "REJECTED" in message and "75.0%" in message
+    assert "expect_column_values_to_be_between [out_of_range:position]: 2 rows" in message
+    assert '"e2"' in message  # a sample row
+    assert delta_version(spark, lake.table("impressions")) is None
+    assert read(spark, lake, "quarantine").where("source_table = 'impressions'").count() == 3
+
+
+def test_actions_reference_impressions_and_saves_need_a_board(spark, lake):
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1)]))
+    ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+    actions = pd.DataFrame([
+        {"event_id": "a1", "impression_id": "e1", "user_id": 1, "pin_id": 10, "session_id": "s1",
+         "type": "closeup", "ts": TS, "board_id": None},
+        {"event_id": "a2", "impression_id": "nope", "user_id": 1, "pin_id": 10, "session_id": "s1",
+         "type": "closeup", "ts": TS, "board_id": None},
+        {"event_id": "a3", "impression_id": "e1", "user_id": 1, "pin_id": 10, "session_id": "s1",
+         "type": "save", "ts": TS, "board_id": None},
+    ])
+    write_partition(lake.landing, ACTIONS, DAY, actions)
+    # boards has never been ingested: the board_id reference cannot be checked yet
+    with pytest.raises(IngestError, match="ingest boards"):
+        ingest_table(spark, ACTIONS, lake, [DAY], LENIENT, now=NOW)
+    # an empty boards table makes the reference checkable (no board is known)
+    spark.createDataFrame([], spark_schema(BOARDS, with_partition=True)).write.format("delta") \
+        .partitionBy("dt").save(lake.table("boards"))
+    report = ingest_table(spark, ACTIONS, lake, [DAY], LENIENT, now=NOW)
+    assert report.quarantined_by_reason == {"unknown_ref:impression_id->impressions.event_id": 1,
+                                            "row:save_has_board": 1}
+    assert report.rows_valid == 1
+
+
+def test_bad_inputs_raise_clear_errors(spark, lake):
+    with pytest.raises(LandingPartitionMissingError, match="impressions: no landing files"):
+        ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+
+    append_raw_lines(lake.landing, "impressions", DAY, [], name="part-00000.jsonl")
+    with pytest.raises(EmptyBatchError, match="hold no rows"):
+        ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+
+    seed_dimensions(spark, lake)
+    drift = impressions([("e1", 1, 10, 1)]).assign(referrer="x")
+    write_partition(lake.landing, IMPRESSIONS, DAY, drift)
+    with pytest.raises(SchemaDriftError, match=r"\['referrer'\]"):
+        ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+
+    wrong_types = impressions([("e1", 1, 10, 1), ("e2", 2, 11, 2)]).assign(position=["first", "second"])
+    write_partition(lake.landing, IMPRESSIONS, DAY, wrong_types)
+    with pytest.raises(BatchRejectedError) as err:
+        ingest_table(spark, IMPRESSIONS, lake, [DAY], IngestConfig(max_failing_fraction=0.05), now=NOW)
+    assert err.value.report.quarantined_by_reason == {"type_mismatch:position": 2}
+
+
+def test_optional_tables_may_be_missing(spark, lake):
+    report = ingest_table(spark, USERS, lake, [DAY], LENIENT, now=NOW)
+    assert (report.rows_in, report.rows_valid) == (0, 0)
+
+
+def pin_line(pin_id, **changes) -> str:
+    """One pins landing line, valid unless ``changes`` break it."""
+    row = {"pin_id": pin_id, "created_at": "2026-01-05T10:00:00.000Z", "category": "c", "title": "t",
+           "nsfw": False, "content_embedding": [0.5, 1.0]}
+    return json.dumps({**row, **changes})
+
+
+def land_bytes(lake, name: str, data: bytes, table: str = "pins", day: dt.date = DAY):
+    path = partition_dir(lake.landing, table, day) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def quarantined(spark, lake, table="pins") -> dict[str, str]:
+    return {r["raw"]: r["reason"] for r in read(spark, lake, "quarantine").where(f"source_table = '{table}'").collect()}
+
+
+def test_every_value_must_have_its_columns_json_type_and_each_key_appears_once(spark, lake):
+    bad_utf8 = pin_line(40, title="caf_").encode().replace(b"caf_", b"caf\xe9")  # Latin-1, not UTF-8
+    expected = {  # line -> reason
+        pin_line(10, category=123): "type_mismatch:category",               # number in a string column
+        pin_line(11, title={"a": 1}): "type_mismatch:title",                # object in a string column
+        pin_line(12, title=[1, 2]): "type_mismatch:title",                  # array in a string column
+        pin_line(13, created_at=1767607200): "type_mismatch:created_at",    # number in a timestamp column
+        pin_line(14, content_embedding=[0.5, "NaN"]): "type_mismatch:content_embedding",
+        pin_line(15, category=1.5, title=False): "type_mismatch:category;type_mismatch:title",
+        pin_line("16"): "type_mismatch:pin_id",                             # the reverse cases (already refused)
+        pin_line(17.5): "type_mismatch:pin_id",
+        pin_line(True): "type_mismatch:pin_id",
+        pin_line(18, nsfw=1): "type_mismatch:nsfw",
+        pin_line(19, nsfw="false"): "type_mismatch:nsfw",
+        pin_line(20, content_embedding=["0.5"]): "type_mismatch:content_embedding",
+        pin_line(30)[:-1] + ', "category": "d"}': "duplicate_json_key:category",
+        pin_line(31)[:-1] + ', "title": null, "nsfw": true}': "duplicate_json_key:nsfw;duplicate_json_key:title",
+        pin_line(32).replace('"c"', "NaN"): "malformed_json",  # NaN is not JSON
+        bad_utf8.decode("utf-8", "replace"): "invalid_utf8",
+    }
+    good = [pin_line(1), pin_line(2, title=None, content_embedding=None), pin_line(3, content_embedding=[1, 2])]
+    lines = [*good, *[k for k in expected if "\ufffd" not in k]]
+    land_bytes(lake, "part-00000.jsonl", ("\n".join(lines) + "\n").encode() + bad_utf8 + b"\n")
+
+    report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+
+    assert (report.rows_in, report.rows_valid, report.rows_quarantined) == (19, 3, 16)
+    assert report.quarantined_by_reason == dict(Counter(expected.values()))
+    assert quarantined(spark, lake) == expected
+    valid = {r["pin_id"]: r["content_embedding"] for r in read(spark, lake, "pins").collect()}
+    assert valid == {1: [0.5, 1.0], 2: None, 3: [1.0, 2.0]}
+
+
+def test_records_are_split_on_newline_only(spark, lake):
+    cr_inside_a_string = pin_line(3, title="a_b").replace("a_b", "a\rb")  # a raw control character: not JSON
+    land_bytes(lake, "part-00000.jsonl", (
+        pin_line(1).replace(', "title"', ',\r"title"') + "\r\n"    # a lone CR between tokens is whitespace
+        + pin_line(2) + "\n" + cr_inside_a_string + "\r\n" + "\r\n").encode())
+    land_bytes(lake, "part-00001.jsonl.gz", gzip.compress((pin_line(4) + "\r\n" + pin_line(5)).encode()))
+
+    report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+
+    assert (report.rows_in, report.rows_valid, report.rows_quarantined) == (5, 4, 1)
+    assert quarantined(spark, lake) == {cr_inside_a_string: "malformed_json"}
+    assert sorted(r["pin_id"] for r in read(spark, lake, "pins").collect()) == [1, 2, 4, 5]
+
+
+def test_a_file_in_a_sub_folder_of_a_partition_fails_the_batch_naming_it(spark, lake):
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n").encode())
+    land_bytes(lake, "_temporary/0/part-00001.jsonl", (pin_line(2) + "\n").encode())  # hidden: ignored
+    land_bytes(lake, ".staging/part-00001.jsonl", (pin_line(2) + "\n").encode())
+    assert ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW).rows_in == 1
+
+    late = land_bytes(lake, "hour=23/part-00002.jsonl", (pin_line(3) + "\n").encode())
+    with pytest.raises(IngestError, match=re.escape(str(late)) + ".*sub-folder") as err:
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    assert isinstance(err.value, LandingFileError)
+    assert read(spark, lake, "pins").count() == 1  # the batch wrote nothing
+    (partition_dir(lake.landing, "pins", DAY) / "part-00000.jsonl").unlink()
+    with pytest.raises(LandingFileError, match=re.escape(str(late))):  # only a sub-folder: not "no files"
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+
+
+def test_a_gz_file_that_cannot_be_decompressed_fails_naming_it(spark, lake):
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n").encode())
+    plain = land_bytes(lake, "part-00001.jsonl.gz", (pin_line(2) + "\n").encode())
+    with pytest.raises(LandingFileError, match=re.escape(f"pins: cannot read landing file {plain}: not a gzip file")):
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    plain.unlink()
+    packed = gzip.compress(("\n".join(pin_line(i) for i in range(2, 200)) + "\n").encode())
+    cut = land_bytes(lake, "part-00002.jsonl.gz", packed[: len(packed) // 2])
+    with pytest.raises(LandingFileError, match=re.escape(f"{cut}: Unexpected end of input stream")):
+        ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    assert delta_version(spark, lake.table("pins")) is None

@@ -1,0 +1,28 @@
+"""The strict landing reader without Spark: which files a partition offers, the JSON type table."""
+from __future__ import annotations
+
+import pytest
+
+from pinrec.jobs.ingest.ingest_read import JSON_TYPES, LandingFileError, landing_files
+from pinrec.schemas.tables import DTYPES
+
+
+def test_every_contract_dtype_has_a_json_type_rule():
+    assert set(JSON_TYPES) == set(DTYPES)
+
+
+def test_a_partition_offers_its_visible_files_and_refuses_nested_ones(tmp_path):
+    part = tmp_path / "dt=2026-01-05"
+    assert landing_files(part) == []
+    for name in ("part-1.jsonl.gz", "part-0.jsonl", "_SUCCESS", ".part-0.jsonl.crc", "_temporary/0/x.jsonl"):
+        (part / name).parent.mkdir(parents=True, exist_ok=True)
+        (part / name).write_text("{}\n")
+    (part / "empty").mkdir()  # holds no file: nothing is lost
+    assert landing_files(part) == [part / "part-0.jsonl", part / "part-1.jsonl.gz"]
+
+    for i in range(7):
+        (part / "hour=01" / f"p{i}.jsonl").parent.mkdir(exist_ok=True)
+        (part / "hour=01" / f"p{i}.jsonl").write_text("{}\n")
+    with pytest.raises(LandingFileError, match=r"hour=01/p0\.jsonl, .*hour=01/p4\.jsonl and 2 more are in a "
+                                               r"sub-folder of the partition .*dt=2026-01-05, which must be flat"):
+        landing_files(part)

@@ -1,0 +1,142 @@
+"""End to end on a tiny synthetic world: every injected fault is quarantined, nothing else is."""
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+# The reason each synthetic fault must be quarantined with.
+FAULT_REASONS = {
+    "null_user_id": "null:user_id",
+    "position_out_of_range": "out_of_range:position",
+    "unknown_surface": "not_allowed:surface",
+    "future_ts": "future:ts;outside_partition:ts",
+    "save_without_board": "row:save_has_board",
+    "unknown_impression": "unknown_ref:impression_id->impressions.event_id",
+    "unknown_action_type": "not_allowed:type",
+}
+
+
+def test_demo_ingests_the_world_and_quarantines_exactly_the_faults(tiny_world):
+    _, result = tiny_world
+    landing = result.landing
+    reports = {r.table: r for r in result.reports}
+    for table in ("impressions", "actions"):
+        report = reports[table]
+        faults = landing.faults[table]
+        assert sum(faults.values()) > 0
+        assert report.rows_in == landing.total(table)
+        assert report.duplicates_dropped == landing.duplicates[table]
+        expected = {FAULT_REASONS[k]: n for k, n in faults.items() if n}
+        assert report.quarantined_by_reason == expected
+        assert report.rows_valid == landing.total(table) - sum(faults.values()) - landing.duplicates[table]
+    for table in ("users", "pins", "boards", "pin_board_edges"):
+        assert reports[table].rows_quarantined == 0
+        assert reports[table].rows_valid == landing.total(table)
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert rows["impressions"] == reports["impressions"].rows_valid
+    assert sum(n for (source, _), n in result.warehouse.quarantine.items() if source == "actions") >= 1
+    assert "impressions" in result.warehouse.render()
+
+
+def test_demo_builds_the_graph_over_every_pin(tiny_world):
+    _, result = tiny_world
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert rows["graph_pin_nodes"] == rows["pins"]  # every pin, cold ones included
+    assert 0 < rows["graph_edges"] <= rows["pin_board_edges"]
+    assert rows["graph_board_nodes"] <= rows["boards"]
+
+
+def test_demo_embeds_every_pin_with_pinsage(spark, tiny_world):
+    cfg, result = tiny_world
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert rows["pin_embeddings"] == rows["graph_pin_nodes"]
+    emb = spark.read.format("delta").load(f"{cfg.storage.warehouse}/pin_embeddings")
+    first = emb.select("embedding", "model_version").first()
+    assert len(first["embedding"]) == cfg.pinsage.out_channels
+    assert abs(sum(x * x for x in first["embedding"]) - 1.0) < 1e-4  # L2-normalised output head
+    assert first["model_version"].startswith("pinsage-")
+
+
+def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle(tiny_world):
+    from pinrec.export.serving.loader import load
+
+    cfg, result = tiny_world
+    assert result.ranker.model_version.startswith("ranker-") and result.ranker.artifacts
+    assert result.ranker.onnx_max_abs_diff <= 1e-5
+    # the ranker used the PinSage embeddings the index holds as features (pin, user, dot)
+    assert result.ranker.embedding_version == result.index.embedding_version != ""
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert result.index.pins == rows["pin_embeddings"] and result.index.recall_at_k >= 0.95  # exact at this size
+    assert result.bundle.promoted and result.bundle.blessed
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    assert bundle.version == result.bundle.version
+    assert bundle.ntotal == rows["pin_embeddings"] and bundle.pins.num_rows == rows["pins"]
+    assert len(bundle.shards) == cfg.index.shards == 2 and min(s.ntotal for s in bundle.shards) > 0
+    assert bundle.manifest.lineage.delta_versions["pin_embeddings"] >= 0
+    assert set(bundle.manifest.metrics.auc) == {"save", "closeup"}
+    # ranker_job.user_embeddings defaults to [closeups]: the user embedding averages recent closeups
+    names = set(_dense_names(bundle.encoder))
+    assert {"pin_embedding[0]", "user_closeup_embedding[0]", "dot(pin_embedding,user_closeup_embedding)"} <= names
+    assert "user_embedding[0]" not in names
+    extras = {e.path for e in bundle.manifest.of_role("extra")}
+    assert {"extra/pin_embeddings.npy", "extra/features_user.parquet", "extra/features_pin.parquet",
+            "extra/features_user_category.parquet"} <= extras
+
+
+def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tmp_path):
+    """The published manifest carries the candidate's drift (3 days: the windowed features and the
+    scores are still warming up; the non-windowed pin features are compared); with a feature-drift
+    limit below what was measured, the same candidate is stored but not blessed, with the reason."""
+    import dataclasses
+
+    import mlflow
+
+    from pinrec.export.serving.loader import load
+    from pinrec.jobs.publish.bundle import publish_serving_bundle
+
+    cfg, _result = tiny_world
+    manifest = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).manifest
+    drift = manifest.metrics.drift
+    assert "feature_drift.pin__age_days" in drift
+    assert not any(k.startswith(("score_psi.", "feature_drift.user__saves_30d")) for k in drift)  # warm-up
+    assert "feature_drift.pin__board_count" not in drift  # an all-time count: grows by construction
+    run = mlflow.MlflowClient(cfg.storage.mlflow_tracking_uri).get_run(manifest.lineage.mlflow_run_ids["monitoring"])
+    assert run.data.metrics["feature_drift.pin__age_days"] == pytest.approx(drift["feature_drift.pin__age_days"])
+
+    limit = max(drift.values()) / 2
+    strict = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, store_uri=str(tmp_path / "serving")),
+                                 blessing=dataclasses.replace(cfg.blessing, max_feature_drift=limit))
+    report = publish_serving_bundle(spark, strict, register=False)
+    assert not report.blessed and not report.promoted
+    assert any(r.startswith("feature drift[") and f"> maximum {limit:.4f}" in r for r in report.reasons)
+    stored = load(strict.publish.store_uri, strict.publish.name, version=report.version)
+    assert stored.manifest.metrics.drift == pytest.approx(drift)
+
+
+def _dense_names(encoder: dict) -> list[str]:
+    from pinrec.export.encoding import FeatureEncoder
+
+    return FeatureEncoder.from_dict(encoder).dense_names
+
+
+def test_demo_ends_by_serving_recommendations_from_the_loader(tiny_world):
+    import pyarrow.compute as pc
+
+    from pinrec.export.serving.loader import load
+
+    cfg, result = tiny_world
+    assert len(result.recommendations) == 4 and -1 in result.recommendations
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    flagged = set(pc.filter(bundle.pins.column("pin_id"), pc.or_(bundle.pins.column("nsfw"),
+                                                                  bundle.pins.column("blocked"))).to_pylist())
+    for user, items in result.recommendations.items():
+        assert 0 < len(items) <= 10
+        ids = [r.pin_id for r in items]
+        assert len(set(ids)) == len(ids) and not set(ids) & flagged
+        scores = [r.score for r in items]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1.3 for s in scores)
+        if user < 0:  # unknown user: cold-start channels only
+            assert {r.channel for r in items} <= {"trending", "fresh"}
+    active = [items for user, items in result.recommendations.items() if user >= 0]
+    assert any(r.channel == "ann" for items in active for r in items)  # the ANN channel serves known users
