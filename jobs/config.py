@@ -228,6 +228,13 @@ class PinrecConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     seed: int = 7
 
+    @property
+    def bundle_store_uri(self) -> str:
+        """Where bundles are published: ``publish.store_uri`` when set, else
+        ``<storage.artifacts>/serving`` (so a changed or ``s3://`` artifacts location carries the
+        bundles with it). Derived on every read, never stored, so ``replace(storage=...)`` follows."""
+        return self.publish.store_uri or f"{self.storage.artifacts.rstrip('/')}/serving"
+
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)

@@ -79,13 +79,14 @@ class PublishError(RuntimeError):
 class PublishConfig:
     """Where bundles go and how many stay.
 
-    ``store_uri``: local directory or ``s3://bucket/prefix``; ``name``: the bundle (e.g. the
+    ``store_uri``: local directory or ``s3://bucket/prefix`` (None: the pipeline's
+    ``<storage.artifacts>/serving``, see ``PinrecConfig.bundle_store_uri``); ``name``: the bundle (e.g. the
     surface, ``homefeed``); ``channel``: what serving follows; ``keep_blessed`` /
     ``keep_unblessed``: newest promoted / rejected versions kept by ``prune``;
     ``incomplete_grace_s``: age after which a version without manifest (a dead publisher's) goes.
     """
 
-    store_uri: str = "./var/artifacts/serving"
+    store_uri: str | None = None
     name: str = "homefeed"
     channel: str = "prod"
     keep_blessed: int = 5
@@ -302,6 +303,9 @@ def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_un
 def publish_bundle(cfg: PublishConfig, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,
                    blessing: BlessingConfig | None = None, s3=None, force: bool = False) -> PublishResult:
     """The job: publish to ``cfg.store_uri`` then prune (``s3``: :class:`~pinrec.export.serving.store.S3Options`)."""
+    if cfg.store_uri is None:
+        raise ValueError("publish.store_uri is unset: pass the store (PinrecConfig.bundle_store_uri derives it "
+                         "from storage.artifacts)")
     store = Store(cfg.store_uri, s3)
     result = publish(store, cfg.name, files, metrics, lineage, channel=cfg.channel, blessing=blessing, force=force)
     prune(store, cfg.name, keep_blessed=cfg.keep_blessed, keep_unblessed=cfg.keep_unblessed,

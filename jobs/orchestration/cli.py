@@ -173,7 +173,7 @@ def cmd_publish(args) -> int:
     from pinrec.export.serving.store import Store
 
     cfg = _config(args)
-    store = Store(cfg.publish.store_uri, s3_options(cfg.storage))
+    store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
     if args.action == "rollback":
         if not args.to:
             raise ConfigError("publish rollback needs --to VERSION")
@@ -210,7 +210,7 @@ def cmd_recommend(args) -> int:
         except ValueError:
             raise ConfigError(f"--context {key} expects {'an ISO time' if key == 'now' else 'an int'}, "
                               f"got {value!r}") from None
-    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel, version=args.version,
+    bundle = load(cfg.bundle_store_uri, cfg.publish.name, cfg.publish.channel, version=args.version,
                   s3=s3_options(cfg.storage))
     rec = Recommender(bundle, cfg.recommend)
     print(f"bundle {bundle.name}/{bundle.version}")

@@ -51,7 +51,7 @@ def fill_landing(cfg: PinrecConfig) -> LandingSummary:
 def _has_channel(cfg: PinrecConfig) -> bool:
     from pinrec.export.serving.store import Store, read_channel
 
-    return read_channel(Store(cfg.publish.store_uri, s3_options(cfg.storage)), cfg.publish.name,
+    return read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name,
                         cfg.publish.channel) is not None
 
 
@@ -65,7 +65,7 @@ def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.recommend import Recommender
 
-    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel, s3=s3_options(cfg.storage))
+    bundle = load(cfg.bundle_store_uri, cfg.publish.name, cfg.publish.channel, s3=s3_options(cfg.storage))
     rec = Recommender(bundle, cfg.recommend)
     view = FeatureSnapshot.from_bundle(bundle).view("user")
     ids = np.array([key[0] for key in view.key_tuples()], np.int64)

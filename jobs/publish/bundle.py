@@ -27,7 +27,7 @@ import logging
 import math
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +151,6 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     """The newest training-set day against the training window (:func:`pinrec.jobs.monitoring.monitoring.monitor_drift`)
     with the candidate ranker's scores for ``tasks``; logged to MLflow. Its ``drift_metrics()`` go
     into the manifest, where the blessing gate reads them."""
-    from dataclasses import replace
 
     from pinrec.jobs.monitoring.monitoring import monitor_drift
 
@@ -232,15 +231,16 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
         if training_set is not None:
             inputs["training_set"] = training_set
         lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs)
-        result = publish_bundle(cfg.publish, files, metrics, lineage, blessing=cfg.blessing,
+        result = publish_bundle(replace(cfg.publish, store_uri=cfg.bundle_store_uri), files, metrics, lineage,
+                                blessing=cfg.blessing,
                                 s3=s3_options(cfg.storage), force=force)
     registered: dict[str, str] = {}
     if register and cfg.storage.mlflow_tracking_uri:
         from .registry import register_bundle
 
-        registered = register_bundle(cfg.storage.mlflow_tracking_uri, cfg.publish.store_uri, result.manifest,
+        registered = register_bundle(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri, result.manifest,
                                      channel=cfg.publish.channel if result.promoted else None)
     m = result.manifest
-    return BundleReport(m.version, result.promoted, m.blessing.blessed, m.blessing.reasons, cfg.publish.store_uri,
+    return BundleReport(m.version, result.promoted, m.blessing.blessed, m.blessing.reasons, cfg.bundle_store_uri,
                         m.name, cfg.publish.channel, len(m.files), m.total_bytes, registered)
 

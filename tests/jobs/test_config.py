@@ -97,3 +97,27 @@ def test_s3_settings_come_from_the_config_then_the_aws_environment(tmp_path):
         load_config(overrides={"storage": {"s3_endpoint_url": "minio:9000"}})
     with pytest.raises(ConfigError, match="must start with http:// or https://, got 's3.internal'"):
         load_config(env={"AWS_ENDPOINT_URL": "s3.internal", "AWS_ACCESS_KEY_ID": "only one key"})
+
+
+def test_the_bundle_store_follows_storage_artifacts_unless_set():
+    cfg = load_config()
+    assert cfg.publish.store_uri is None and cfg.bundle_store_uri == "./var/artifacts/serving"
+    moved = load_config(overrides=parse_overrides(["storage.artifacts=./elsewhere/"]))
+    assert moved.bundle_store_uri == "./elsewhere/serving"
+    on_s3 = load_config(overrides=parse_overrides(["storage.artifacts=s3://lake/pinrec"]))
+    assert on_s3.bundle_store_uri == "s3://lake/pinrec/serving"  # never left behind on local disk
+    assert replace(cfg, storage={"artifacts": "/data/a"}).bundle_store_uri == "/data/a/serving"  # derived on read
+    pinned = load_config(overrides=parse_overrides(["storage.artifacts=/data/a", "publish.store_uri=s3://b/serving"]))
+    assert pinned.bundle_store_uri == "s3://b/serving"
+
+
+def test_publishing_without_a_store_is_refused(tmp_path):
+    from pinrec.export.build.publish import BundleFiles, PublishConfig, publish_bundle
+
+    paths = []
+    for name in ("index.json", "shard_000.faiss", "ranker.onnx", "encoder.json", "pins.parquet"):
+        (tmp_path / name).write_bytes(b"x")
+        paths.append(str(tmp_path / name))
+    files = BundleFiles(paths[0], (paths[1],), *paths[2:])
+    with pytest.raises(ValueError, match="publish.store_uri is unset"):
+        publish_bundle(PublishConfig(), files, metrics=None, lineage=None)
