@@ -73,14 +73,29 @@ def s3_options(storage: StorageConfig) -> S3Options:
 
 @dataclass(frozen=True)
 class SparkConfig:
-    """Spark session settings. ``jars_dir`` holds the Delta jars resolved at setup time."""
+    """Spark session settings. ``jars_dir`` holds the Delta jars resolved at setup time.
+
+    ``master``: ``local[*]`` or a cluster URL (``spark://host:7077``...). ``driver_host`` /
+    ``driver_bind_address``: the address executors reach the driver at and the one it listens on
+    (None: 127.0.0.1 with a ``local`` master, Spark's own choice otherwise, which a cluster needs).
+    ``executor_memory`` / ``executor_cores``: per executor on a cluster (None: Spark's default).
+    ``extra``: any other ``spark.*`` setting, applied last.
+    """
 
     master: str = "local[*]"
     app_name: str = "pinrec"
     shuffle_partitions: int = 8
     driver_memory: str = "2g"
+    driver_host: str | None = None
+    driver_bind_address: str | None = None
+    executor_memory: str | None = None
+    executor_cores: int | None = None
     jars_dir: str = "./var/jars"
     extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.executor_cores is not None and self.executor_cores < 1:
+            raise ConfigError(f"spark.executor_cores must be >= 1 or null, got {self.executor_cores}")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ def _checkout_files() -> dict[str, tuple[int, int]]:
 
 def pytest_configure(config):
     config._pinrec_checkout = _checkout_files()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # every JVM a test starts binds to loopback
     try:  # hypothesis' example database would live in the checkout (.hypothesis/)
         from hypothesis import settings
 

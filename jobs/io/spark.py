@@ -1,7 +1,9 @@
 """The one place a SparkSession is built, and the TableSpec -> Spark schema mapping.
 
 The session loads the Delta jars resolved at set-up (:mod:`pinrec.jobs.io.jars`) from disk, so it starts
-without network access, runs in UTC, binds to 127.0.0.1 and has the UI off.
+without network access, runs in UTC and has the UI off; with a ``local`` master it binds to
+127.0.0.1, with a cluster master the driver's addresses come from ``spark.driver_host`` /
+``driver_bind_address`` (:func:`session_conf`).
 
 Under ``spark-submit`` (a DAG task sent to a cluster, :mod:`pinrec.jobs.orchestration.spark_submit`) the driver JVM is
 already running: its master, application name, driver settings and classpath are what
@@ -76,6 +78,29 @@ def submit_conf(cfg: SparkConfig) -> dict[str, str]:
     return conf
 
 
+def session_conf(cfg: SparkConfig) -> dict[str, str]:
+    """The settings a session started here (not under spark-submit) is built with, before the SQL
+    settings and ``cfg.extra``: master, name, jars, driver memory and addresses, executor size."""
+    local = cfg.master.startswith("local")
+    conf = {
+        "spark.master": cfg.master,
+        "spark.app.name": cfg.app_name,
+        "spark.jars": ",".join(jar_paths(cfg.jars_dir)),
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.ui.enabled": "false",
+    }
+    for key, value, local_default in (("spark.driver.host", cfg.driver_host, "127.0.0.1"),
+                                      ("spark.driver.bindAddress", cfg.driver_bind_address, "127.0.0.1"),
+                                      ("spark.executor.memory", cfg.executor_memory, None),
+                                      ("spark.executor.cores", cfg.executor_cores, None)):
+        value = value if value is not None else (local_default if local else None)
+        if value is not None:
+            conf[key] = str(value)
+    if LOG4J_CONFIG.is_file():
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+    return conf
+
+
 def get_spark(cfg: SparkConfig):
     """Build (or reuse) the SparkSession for ``cfg``, with Delta Lake enabled.
 
@@ -83,7 +108,8 @@ def get_spark(cfg: SparkConfig):
     on the master, name and driver settings spark-submit was given, which must include the Delta
     jars (:func:`submit_conf`)."""
     submitted = under_spark_submit()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if cfg.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Workers must use this interpreter (pandas, pyarrow live here), activated or not.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -91,17 +117,8 @@ def get_spark(cfg: SparkConfig):
 
     builder = SparkSession.builder
     if not submitted:
-        builder = (
-            builder.master(cfg.master)
-            .appName(cfg.app_name)
-            .config("spark.jars", ",".join(jar_paths(cfg.jars_dir)))
-            .config("spark.driver.memory", cfg.driver_memory)
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.driver.bindAddress", "127.0.0.1")
-            .config("spark.ui.enabled", "false")
-        )
-        if LOG4J_CONFIG.is_file():
-            builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")
+        for key, value in session_conf(cfg).items():
+            builder = builder.config(key, value)
     builder = (
         builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")

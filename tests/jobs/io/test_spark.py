@@ -1,0 +1,38 @@
+"""The settings a local or cluster session is built with (no JVM started here)."""
+from __future__ import annotations
+
+import pytest
+
+from pinrec.jobs.config import ConfigError, SparkConfig, load_config, parse_overrides
+from pinrec.jobs.io.spark import session_conf
+from tests.support.repo import REPO
+
+JARS = str(REPO / "var" / "jars")
+
+
+def test_a_local_master_binds_the_driver_to_loopback():
+    conf = session_conf(SparkConfig(master="local[2]", jars_dir=JARS))
+    assert conf["spark.master"] == "local[2]" and conf["spark.app.name"] == "pinrec"
+    assert conf["spark.driver.host"] == conf["spark.driver.bindAddress"] == "127.0.0.1"
+    assert "delta-spark" in conf["spark.jars"]
+    assert "spark.executor.memory" not in conf and "spark.executor.cores" not in conf
+
+
+def test_a_cluster_master_takes_the_driver_addresses_and_executor_size_from_config():
+    cfg = load_config(overrides=parse_overrides([
+        "spark.master=spark://10.1.2.3:7077", "spark.driver_host=driver.example", "spark.driver_bind_address=0.0.0.0",
+        "spark.executor_memory=4g", "spark.executor_cores=2", f"spark.jars_dir={JARS}"]))
+    conf = session_conf(cfg.spark)
+    assert conf["spark.master"] == "spark://10.1.2.3:7077"
+    assert (conf["spark.driver.host"], conf["spark.driver.bindAddress"]) == ("driver.example", "0.0.0.0")
+    assert (conf["spark.executor.memory"], conf["spark.executor.cores"]) == ("4g", "2")
+
+
+def test_a_cluster_master_without_addresses_leaves_them_to_spark():
+    conf = session_conf(SparkConfig(master="spark://10.1.2.3:7077", jars_dir=JARS))
+    assert "spark.driver.host" not in conf and "spark.driver.bindAddress" not in conf  # no loopback forced
+
+
+def test_executor_cores_must_be_positive():
+    with pytest.raises(ConfigError, match="spark.executor_cores must be >= 1"):
+        load_config(overrides=parse_overrides(["spark.executor_cores=0"]))
