@@ -23,7 +23,7 @@ test-all: setup
 	$(VENV)/bin/python -m pytest --durations=60 $(PYTEST_ARGS)
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -m "not gpu and not spark and not slow and not integration" $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -m "not gpu and not spark and not slow and not integration and not full" $(PYTEST_ARGS)
 
 # What CI checks besides the tests.
 lint: setup

@@ -4,10 +4,10 @@ A :class:`TableSpec` is declared once here and used everywhere: the ingestion jo
 Spark read schema, the Great Expectations suite and the row-level quarantine reasons from it; the
 synthetic generator and dataset adapters write rows that satisfy it; tests build tiny frames from
 it. Nothing in this module imports Spark or Great Expectations at import time, so the serving
-loader can import ``schemas`` with the base install.
+loader can import ``pinrec.schemas`` with the base install.
 
 Column types are a small closed vocabulary (``DTYPES``) mapped to pyarrow here and to Spark in
-:mod:`jobs.spark_schema`.
+:func:`pinrec.jobs.io.spark.spark_schema`.
 """
 from __future__ import annotations
 

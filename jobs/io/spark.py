@@ -64,15 +64,20 @@ def submit_conf(cfg: SparkConfig) -> dict[str, str]:
     """The settings ``spark-submit`` must be given to run a pinrec job as :func:`get_spark` would
     locally: the Delta jars (resolved from ``cfg.jars_dir`` on the submitting machine; spark-submit
     puts them on the driver's classpath and ships them to the executors), the driver's memory and
-    log4j settings (fixed once its JVM starts) and this environment's Python for driver and
-    executors (``spark.pyspark.python`` in ``cfg.extra`` overrides it for the executors).
-    ``cfg.master`` is not used: the cluster comes from the Spark connection."""
+    log4j settings (fixed once its JVM starts), the driver's addresses and the executors' size when
+    set, and this environment's Python for driver and executors (``spark.pyspark.python`` in
+    ``cfg.extra`` overrides it for the executors). ``cfg.master`` is not used: the cluster comes
+    from the Spark connection."""
     conf = {
         "spark.jars": ",".join(jar_paths(cfg.jars_dir)),
         "spark.driver.memory": cfg.driver_memory,
         "spark.pyspark.python": cfg.extra.get("spark.pyspark.python", sys.executable),
         "spark.pyspark.driver.python": sys.executable,
     }
+    for key, value in (("spark.driver.host", cfg.driver_host), ("spark.driver.bindAddress", cfg.driver_bind_address),
+                       ("spark.executor.memory", cfg.executor_memory), ("spark.executor.cores", cfg.executor_cores)):
+        if value is not None:
+            conf[key] = str(value)
     if LOG4J_CONFIG.is_file():
         conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
     return conf

@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .spark_submit import STEPS
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="YAML config (defaults in jobs/config.py)")
+    common.add_argument("--config", metavar="FILE", help="YAML config (defaults in pinrec.jobs.config; see config/pinrec.example.yaml)")
     common.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override one config value, e.g. --set synthetic.days=2 (repeatable)")
     common.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")

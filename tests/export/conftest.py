@@ -1,8 +1,7 @@
-"""Export fixtures: a real S3 server (SeaweedFS ``weed mini``), stores on both backends, tiny bundles.
+"""Export fixtures: stores on both backends (S3: the SeaweedFS ``s3_server`` of tests/support/s3.py), tiny bundles.
 
 ``store`` is parametrised: ``local`` (a tmp directory) and ``s3`` (a fresh prefix in the session's
-SeaweedFS bucket; marked ``integration``). The server runs once per session on free loopback
-ports with a random secret key, and is stopped by its PID.
+SeaweedFS bucket; marked ``integration``).
 """
 from __future__ import annotations
 

@@ -36,3 +36,15 @@ def test_a_cluster_master_without_addresses_leaves_them_to_spark():
 def test_executor_cores_must_be_positive():
     with pytest.raises(ConfigError, match="spark.executor_cores must be >= 1"):
         load_config(overrides=parse_overrides(["spark.executor_cores=0"]))
+
+
+def test_spark_submit_gets_the_cluster_settings_that_are_set():
+    from pinrec.jobs.io.spark import submit_conf
+
+    plain = submit_conf(SparkConfig(master="spark://10.1.2.3:7077", jars_dir=JARS))
+    assert not {"spark.driver.host", "spark.driver.bindAddress", "spark.executor.memory",
+                "spark.executor.cores"} & set(plain)  # spark-submit and the cluster decide
+    sized = submit_conf(SparkConfig(driver_host="driver.example", executor_memory="4g", executor_cores=2,
+                                    jars_dir=JARS))
+    assert (sized["spark.driver.host"], sized["spark.executor.memory"], sized["spark.executor.cores"]) == \
+        ("driver.example", "4g", "2")

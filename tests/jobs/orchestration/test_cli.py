@@ -14,6 +14,9 @@ from pinrec.jobs.orchestration.cli import build_parser, main
     ("ingest", ["--date", "--start", "--end", "--tables"]),
     ("tables", ["--config"]),
     ("demo", ["--days-per-batch"]),
+    ("recommend", ["--user", "--k", "--context", "--version"]),
+    ("publish", ["--force", "--fail-unblessed"]),
+    ("task", ["--date", "--result"]),
 ])
 def test_every_subcommand_has_help(command, flags, capsys):
     with pytest.raises(SystemExit) as exit_:
