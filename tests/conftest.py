@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -37,9 +39,12 @@ def _checkout_files() -> dict[str, tuple[int, int]]:
 def pytest_configure(config):
     config._pinrec_checkout = _checkout_files()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # every JVM a test starts binds to loopback
-    try:  # hypothesis' example database would live in the checkout (.hypothesis/)
+    try:  # hypothesis keeps examples and source constants in .hypothesis/ of the working directory
         from hypothesis import settings
+        from hypothesis.configuration import set_hypothesis_home_dir
 
+        config._pinrec_hypothesis = tempfile.mkdtemp(prefix="pinrec-hypothesis-")
+        set_hypothesis_home_dir(config._pinrec_hypothesis)
         settings.register_profile("pinrec", database=None)
         settings.load_profile("pinrec")
     except ImportError:
@@ -68,6 +73,7 @@ def _spark_needs_marker(request):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(getattr(session.config, "_pinrec_hypothesis", "") or "/nonexistent", ignore_errors=True)
     before = getattr(session.config, "_pinrec_checkout", None)
     if before is None or getattr(session.config.option, "collectonly", False):
         return

@@ -25,6 +25,15 @@ def _ensure_sqlite_parent(uri: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def _artifact_location(uri: str) -> str | None:
+    """Where a new experiment of a SQLite store keeps its artifacts: ``mlartifacts/`` beside the
+    database file (MLflow's own default is ``./mlruns`` in whatever the working directory is).
+    None for a tracking server, whose ``--default-artifact-root`` decides."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+
+
 def _flat(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested params -> ``{"a.b": "value"}`` (MLflow params are flat strings, 6000 chars max)."""
     out: dict[str, str] = {}
@@ -95,7 +104,8 @@ def tracked_run(tracking_uri: str, experiment: str, run_name: str, params: Mappi
     _ensure_sqlite_parent(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     exp = mlflow.get_experiment_by_name(experiment)
-    experiment_id = exp.experiment_id if exp is not None else mlflow.create_experiment(experiment)
+    experiment_id = exp.experiment_id if exp is not None else mlflow.create_experiment(
+        experiment, artifact_location=_artifact_location(tracking_uri))
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         handle = TrackedRun(mlflow, run)
         if params:

@@ -111,6 +111,7 @@ def _xcoms(run) -> dict[str, dict]:
 @pytest.mark.spark
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.full  # 5 min on 2 cores; make test keeps the mocked spark-submit tests and the cluster tests
 def test_daily_dag_through_spark_submit_matches_local_spark(airflow_home, spark, cluster, tmp_path, monkeypatch):
     """Days 1-2 are built once locally; day 3 (ingest, features, the first training set) then runs
     with the DAG on a copy of that warehouse twice: without a connection (local Spark) and with

@@ -100,7 +100,8 @@ def test_publish_rollback_and_prune_reach_the_s3_endpoint_of_the_environment(s3_
     from pinrec.export.build.blessing import BlessingConfig
     from pinrec.export.build.publish import publish
     from pinrec.export.serving.store import Store, read_channel
-    from tests.support.bundles import BUCKET, LINEAGE, T0, metrics, write_bundle_files
+    from tests.support.bundles import LINEAGE, T0, metrics, write_bundle_files
+    from tests.support.s3 import BUCKET
 
     uri = f"s3://{BUCKET}/{uuid.uuid4().hex}"
     store = Store(uri, s3_server.options)
