@@ -24,6 +24,7 @@ from pinrec.export.index_choice import IndexConfig
 from pinrec.export.serving.feature_store import RedisConfig
 from pinrec.export.serving.recommend import RecommendConfig
 from pinrec.export.serving.store import S3Options
+from pinrec.jobs.io.lake import Location
 from pinrec.jobs.monitoring.config import MonitoringConfig
 from pinrec.jobs.ranking.config import RankerJobConfig
 from pinrec.jobs.retrieval.config import RetrievalEvalConfig
@@ -43,9 +44,11 @@ class ConfigError(ValueError):
 class StorageConfig:
     """Where things live. Relative paths are resolved against the working directory.
 
-    ``artifacts`` may be an ``s3://`` URI; the others are local paths or URIs Spark can read.
-    ``s3_endpoint_url`` / ``s3_region``: the S3 server of every ``s3://`` bundle store a job opens
-    (publish, rollback, prune, recommend, the demo); None: the AWS environment's
+    ``landing``, ``warehouse`` and ``artifacts`` are each a local path or an ``s3://`` /
+    ``s3a://bucket/prefix`` URI (:class:`~pinrec.jobs.io.lake.Location`; Spark always gets
+    ``s3a://``). ``s3_endpoint_url`` / ``s3_region``: the one S3 server of all of them, of every
+    bundle store a job opens (publish, rollback, prune, recommend, the demo) and of Spark's s3a
+    (:func:`pinrec.jobs.io.spark.s3a_conf`); None: the AWS environment's
     (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
     filled in by :func:`load_config` when ``main()`` passes its environment), else AWS itself and
     ``us-east-1``. Keys never live here: the AWS SDKs read them from their own chain.
@@ -62,6 +65,27 @@ class StorageConfig:
         if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in ("http", "https"):
             raise ConfigError(f"storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) must start "
                               f"with http:// or https://, got {self.s3_endpoint_url!r}")
+        for name in LAKE_LOCATIONS:
+            try:
+                Location(getattr(self, name))
+            except ValueError as e:
+                raise ConfigError(f"storage.{name}: {e}") from None
+
+    def location(self, name: str) -> Location:
+        """``storage.<name>`` (landing, warehouse, artifacts) as a Location on this S3 server."""
+        if name not in LAKE_LOCATIONS:
+            raise ValueError(f"unknown storage location {name!r}; allowed: {', '.join(LAKE_LOCATIONS)}")
+        return Location(getattr(self, name), s3_options(self))
+
+    @property
+    def spark_s3(self) -> S3Options | None:
+        """What Spark's s3a is set up with (:func:`pinrec.jobs.io.spark.get_spark`): this S3
+        server when any of landing, warehouse or artifacts is on S3, else None (no s3a jars)."""
+        return s3_options(self) if any(Location(getattr(self, n)).is_s3 for n in LAKE_LOCATIONS) else None
+
+
+#: The storage fields that name a folder of the lake.
+LAKE_LOCATIONS = ("landing", "warehouse", "artifacts")
 
 
 def s3_options(storage: StorageConfig) -> S3Options:

@@ -94,12 +94,14 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def spark():
+    from pinrec.export.serving.store import S3Options
     from pinrec.jobs.config import SparkConfig
     from pinrec.jobs.io.spark import get_spark
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # With the s3a jars (S3Options(): AWS until a test points s3a at the test server, see any_lake)
     session = get_spark(SparkConfig(master="local[1]", shuffle_partitions=1, jars_dir=str(REPO / "var" / "jars"),
-                                    app_name="pinrec-tests"))
+                                    app_name="pinrec-tests"), s3=S3Options())
     yield session
     session.stop()
 
@@ -110,6 +112,26 @@ def lake(tmp_path):
     from pinrec.jobs.ingest.ingest import IngestPaths
 
     return IngestPaths(landing=str(tmp_path / "landing"), warehouse=str(tmp_path / "warehouse"))
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def any_lake(request, tmp_path):
+    """:func:`lake` twice: on local disk, and on the SeaweedFS S3 server (landing a Location,
+    warehouse an ``s3a://`` URI, both under a fresh prefix) with the ``spark`` session's s3a
+    pointed at that server."""
+    import uuid
+
+    from pinrec.jobs.ingest.ingest import IngestPaths
+    from pinrec.jobs.io.lake import Location
+    from pinrec.jobs.io.spark import configure_s3a
+    from tests.support.s3 import BUCKET
+
+    if request.param == "local":
+        return IngestPaths(landing=str(tmp_path / "landing"), warehouse=str(tmp_path / "warehouse"))
+    server = request.getfixturevalue("s3_server")
+    configure_s3a(request.getfixturevalue("spark"), server.options)
+    root = f"s3a://{BUCKET}/lake-{uuid.uuid4().hex[:12]}"
+    return IngestPaths(landing=Location(f"{root}/landing", server.options), warehouse=f"{root}/warehouse")
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,8 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+from pinrec.jobs.io.table_lock import table_writer
+
 
 @dataclass(frozen=True)
 class GraphTables:
@@ -95,7 +97,8 @@ def write_graph(spark, warehouse: str, cutoff: dt.datetime, eval_from: dt.dateti
     counts = {}
     for name, df in (("graph_edges", graph.edges), ("graph_pin_nodes", graph.pin_nodes),
                      ("graph_board_nodes", graph.board_nodes)):
-        (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-         .option("userMetadata", meta).save(f"{root}/{name}"))
+        with table_writer(spark, f"{root}/{name}"):
+            (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+             .option("userMetadata", meta).save(f"{root}/{name}"))
         counts[name] = spark.read.format("delta").load(f"{root}/{name}").count()
     return counts

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 
 from pinrec.jobs.config import IngestConfig
+from pinrec.jobs.io.table_lock import table_writer
 from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
 from pinrec.schemas.tables import TableSpec
 
@@ -123,13 +124,15 @@ def _write_partitions(df, path: str, replace_where: str, partition_by: tuple[str
     only, so Delta drops whole files instead of rewriting them). ``add_columns``: columns ``df``
     has and the table lacks are added to the table (Delta ``mergeSchema``; rows written before
     read them as null) instead of failing the write; a changed type still fails.
-    ``user_metadata``: the commit's ``userMetadata``."""
+    ``user_metadata``: the commit's ``userMetadata``. On object storage the write holds the
+    table's writer lease (:func:`~pinrec.jobs.io.table_lock.table_writer`)."""
     writer = df.write.format("delta").mode("overwrite").option("replaceWhere", replace_where)
     if add_columns:
         writer = writer.option("mergeSchema", "true")
     if user_metadata is not None:
         writer = writer.option("userMetadata", user_metadata)
-    writer.partitionBy(*partition_by).save(path)
+    with table_writer(df.sparkSession, path):
+        writer.partitionBy(*partition_by).save(path)
 
 
 def delta_version(spark, path: str) -> int | None:

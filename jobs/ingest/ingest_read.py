@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.spark import spark_schema
 from pinrec.schemas.tables import TableSpec
 
@@ -70,27 +71,26 @@ class LandingFileError(IngestError):
     """A landing file is where no file belongs, or cannot be read; the message names it."""
 
 
-def _hidden(path: Path) -> bool:
-    return path.name.startswith((".", "_"))
+def _hidden(name: str) -> bool:
+    return name.startswith((".", "_"))
 
 
-def landing_files(folder: Path) -> list[Path]:
+def landing_files(folder: str | Path | Location) -> list[Location]:
     """The files of one partition folder that ingestion reads, sorted ([] when the folder is
     missing). Raises :class:`LandingFileError` naming any file in a visible sub-folder."""
-    if not folder.is_dir():
-        return []
-    entries = [p for p in folder.iterdir() if not _hidden(p)]
-    nested = sorted(str(f) for d in entries if d.is_dir() for f in d.rglob("*") if f.is_file())
+    folder = as_location(folder)
+    entries = [(name, is_dir) for name, is_dir in folder.entries() if not _hidden(name)]
+    nested = sorted(str(f) for name, is_dir in entries if is_dir for f in (folder / name).files_below())
     if nested:
         more = f" and {len(nested) - 5} more" if len(nested) > 5 else ""
         raise LandingFileError(
             f"landing file(s) {', '.join(nested[:5])}{more} are in a sub-folder of the partition {folder}, "
             f"which must be flat: move them up into it (or delete them) and re-run. Ingestion skips only "
             f"hidden names (starting with '.' or '_').")
-    return sorted(p for p in entries if p.is_file())
+    return [folder / name for name, is_dir in entries if not is_dir]
 
 
-def read_lines(spark, landing: str, spec: TableSpec, days: list[dt.date], optional: bool):
+def read_lines(spark, landing: str | Location, spec: TableSpec, days: list[dt.date], optional: bool):
     """Raw non-blank lines with their partition date: columns ``_raw`` (the line without its end,
     invalid UTF-8 replaced by U+FFFD), ``_utf8`` (whether the bytes were valid UTF-8) and ``dt``.
     ``None`` when no day has files (``optional`` tables only)."""
@@ -112,7 +112,7 @@ def read_lines(spark, landing: str, spec: TableSpec, days: list[dt.date], option
     # One read over every file (a union of one read per day is slow for long backfills); the
     # partition date comes from each file's path. lineSep: Spark's default also ends lines at a lone \r.
     date = F.regexp_extract(F.col("_metadata.file_path"), r"dt=(\d{4}-\d{2}-\d{2})", 1)
-    df = spark.read.option("lineSep", "\n").text([str(f) for f in files])
+    df = spark.read.option("lineSep", "\n").text([f.spark for f in files])
     # Spark keeps the line's bytes as they are; is_valid_utf8 must see them before anything decodes them.
     raw = F.regexp_replace(F.make_valid_utf8("value"), r"\r\z", "")
     df = df.select(raw.alias("_raw"), F.is_valid_utf8("value").alias("_utf8"), F.to_date(date).alias("dt"))
@@ -134,7 +134,7 @@ def read_failure(err: Exception, table: str) -> LandingFileError | None:
     java = getattr(err, "java_exception", None)
     while java is not None:
         if _condition(java).startswith("FAILED_READ_FILE"):
-            path = str(java.getMessageParameters().get("path") or "?").removeprefix("file://")
+            path = str(java.getMessageParameters().get("path") or "?").removeprefix("file://").removeprefix("file:")
             cause = java
             while cause.getCause() is not None:
                 cause = cause.getCause()

@@ -1,5 +1,8 @@
 """The landing zone: raw JSON-lines files as logs would arrive, one folder per table and date.
 
+The zone is a local folder or an S3 prefix (a :class:`~pinrec.jobs.io.lake.Location`; functions
+taking ``landing`` accept a path string too, which means local or AWS with the SDK's defaults).
+
 Layout: ``<landing>/<table>/dt=YYYY-MM-DD/part-00000.jsonl`` (or ``.jsonl.gz``), UTF-8, one JSON
 object per ``\n``-ended line; a partition is flat (ingestion refuses files in its sub-folders, see
 :mod:`pinrec.jobs.ingest.ingest_read`). Timestamps are ISO-8601 UTC strings with millisecond precision
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pinrec.jobs.io.lake import Location, as_location
 from pinrec.schemas.tables import TableSpec
 
 
@@ -41,20 +45,15 @@ class LandingSummary:
         return sum(self.rows.get(table, {}).values())
 
 
-def partition_dir(landing: str | Path, table: str, day: dt.date) -> Path:
-    return Path(landing) / table / f"dt={day.isoformat()}"
+def partition_dir(landing: str | Path | Location, table: str, day: dt.date) -> Location:
+    return as_location(landing) / table / f"dt={day.isoformat()}"
 
 
-def list_partitions(landing: str | Path, table: str) -> list[dt.date]:
+def list_partitions(landing: str | Path | Location, table: str) -> list[dt.date]:
     """Dates present in the landing zone for ``table``, sorted."""
-    root = Path(landing) / table
-    if not root.is_dir():
-        return []
-    days = []
-    for p in root.iterdir():
-        if p.is_dir() and p.name.startswith("dt="):
-            days.append(dt.date.fromisoformat(p.name[3:]))
-    return sorted(days)
+    root = as_location(landing) / table
+    return sorted(dt.date.fromisoformat(name[3:]) for name, is_dir in root.entries()
+                  if is_dir and name.startswith("dt="))
 
 
 def format_ts(series: pd.Series) -> pd.Series:
@@ -65,8 +64,8 @@ def format_ts(series: pd.Series) -> pd.Series:
     return text.where(ts.notna(), None)
 
 
-def write_partition(landing: str | Path, spec: TableSpec, day: dt.date, frame: pd.DataFrame,
-                    part: int = 0) -> Path:
+def write_partition(landing: str | Path | Location, spec: TableSpec, day: dt.date, frame: pd.DataFrame,
+                    part: int = 0) -> Location:
     """Write ``frame`` (columns of ``spec``; extra columns are written too, on purpose, so that
     tests and fault injection can produce schema drift) as one JSON-lines file; returns its path.
 
@@ -81,25 +80,16 @@ def write_partition(landing: str | Path, spec: TableSpec, day: dt.date, frame: p
         elif col.dtype in ("int32", "int64") and pd.api.types.is_float_dtype(out[col.name]):
             # A nullable int column arrives as float in pandas; 1.0 is not a valid JSON integer.
             out[col.name] = out[col.name].astype("Int64")
-    folder = partition_dir(landing, spec.name, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"part-{part:05d}.jsonl"
-    tmp = path.with_suffix(".jsonl.tmp")
-    if len(out):
-        out.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    else:
-        tmp.write_text("")
-    tmp.replace(path)  # a reader never sees half a file
-    return path
+    path = partition_dir(landing, spec.name, day) / f"part-{part:05d}.jsonl"
+    path.write_text(out.to_json(orient="records", lines=True, force_ascii=False) if len(out) else "")
+    return path  # written whole (one PUT, or a renamed temporary file): a reader never sees half of it
 
 
-def append_raw_lines(landing: str | Path, table: str, day: dt.date, lines: list[str],
-                     name: str = "part-99999.jsonl") -> Path:
+def append_raw_lines(landing: str | Path | Location, table: str, day: dt.date, lines: list[str],
+                     name: str = "part-99999.jsonl") -> Location:
     """Write raw text lines (malformed JSON, wrong types...) into a partition; used for fault
     injection and tests."""
-    folder = partition_dir(landing, table, day)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
+    path = partition_dir(landing, table, day) / name
     path.write_text("".join(line.rstrip("\n") + "\n" for line in lines))
     return path
 

@@ -69,6 +69,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pinrec.jobs.config import ConfigError, SyntheticConfig
+from pinrec.jobs.io.lake import Location, as_location
 from pinrec.schemas.catalog import (
     ACTIONS,
     BOARDS,
@@ -387,7 +388,7 @@ def _faults(clean: pd.DataFrame, kinds: tuple[str, ...], n: int, first_id: int, 
     return bad
 
 
-def _land(landing: Path, spec: TableSpec, day: dt.date, clean: pd.DataFrame, cfg: SyntheticConfig, prefix: str,
+def _land(landing: Location, spec: TableSpec, day: dt.date, clean: pd.DataFrame, cfg: SyntheticConfig, prefix: str,
           kinds: tuple[str, ...], summary: LandingSummary, rng: np.random.Generator) -> None:
     """Write clean rows (``ts`` in ms) plus injected faults and exact duplicates of clean rows;
     count them in ``summary``."""
@@ -395,8 +396,10 @@ def _land(landing: Path, spec: TableSpec, day: dt.date, clean: pd.DataFrame, cfg
     bad = _faults(clean, kinds, n_faults, len(clean), prefix, rng)
     dups = clean.iloc[rng.choice(len(clean), n_dups, replace=False)]
     frame = pd.concat([clean, bad, dups], ignore_index=True)[list(spec.column_names)]
-    for stale in partition_dir(landing, spec.name, day).glob("part-*.jsonl"):  # a larger earlier run
-        stale.unlink()
+    folder = partition_dir(landing, spec.name, day)
+    for name, is_dir in folder.entries():  # a larger earlier run
+        if not is_dir and name.startswith("part-") and name.endswith(".jsonl"):
+            (folder / name).delete()
     for part, s in enumerate(range(0, max(len(frame), 1), _PART_ROWS)):
         write_partition(landing, spec, day, frame.iloc[s:s + _PART_ROWS].assign(
             ts=lambda f: _ts(f["ts"].to_numpy())), part=part)
@@ -424,12 +427,17 @@ def _latent_column(latent: np.ndarray) -> pa.Array:
                                     pa.array(latent.astype(np.float32).ravel()))
 
 
-def _write_world_truth(truth: Path, world: _World, cfg: SyntheticConfig, seed: int) -> None:
-    truth.mkdir(parents=True, exist_ok=True)
+def _write_parquet(table: pa.Table, where: Location) -> None:
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    where.write_bytes(buffer.getvalue().to_pybytes())
+
+
+def _write_world_truth(truth: Location, world: _World, cfg: SyntheticConfig, seed: int) -> None:
     n_users, n_pins = len(world.user_latent), len(world.pin_latent)
-    pq.write_table(pa.table({"user_id": pa.array(USER_ID_BASE + np.arange(n_users)),
+    _write_parquet(pa.table({"user_id": pa.array(USER_ID_BASE + np.arange(n_users)),
                              "latent": _latent_column(world.user_latent)}), truth / "users.parquet")
-    pq.write_table(pa.table({"pin_id": pa.array(PIN_ID_BASE + np.arange(n_pins)),
+    _write_parquet(pa.table({"pin_id": pa.array(PIN_ID_BASE + np.arange(n_pins)),
                              "category": pa.array(_category_names(cfg)[world.pin_category].tolist()),
                              "latent": _latent_column(world.pin_latent)}), truth / "pins.parquet")
     constants = {name.lower(): globals()[name] for name in _TRUTH_CONSTANTS}
@@ -494,14 +502,14 @@ def simulate(cfg: SyntheticConfig, seed: int) -> Simulation:
     return Simulation(tuple(days), world.user_latent, world.pin_latent, world.pin_popularity, content, has_content)
 
 
-def generate(cfg: SyntheticConfig, landing: str | Path, seed: int) -> LandingSummary:
+def generate(cfg: SyntheticConfig, landing: str | Path | Location, seed: int) -> LandingSummary:
     """Write ``cfg.days`` days of every raw table into ``landing`` and the truth into
     ``<landing>/_truth/`` (see the module docstring). Deterministic in ``(cfg, seed)``.
 
     Returns the lines written per table and day, the injected faults per table and kind, and the
     injected duplicates per table.
     """
-    landing = Path(landing)
+    landing = as_location(landing)
     world, dims, pool = _draw(cfg, seed)
     _write_world_truth(landing / "_truth", world, cfg, seed)
     summary = LandingSummary(
@@ -520,9 +528,7 @@ def generate(cfg: SyntheticConfig, landing: str | Path, seed: int) -> LandingSum
             summary.rows[spec.name][day] = len(rows)
 
         impressions, truth = _impressions(world, cfg, pool, d, rng)
-        folder = landing / "_truth" / "impressions" / f"dt={day.isoformat()}"
-        folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table(truth), folder / "part-0.parquet")
+        _write_parquet(pa.table(truth), landing / "_truth" / "impressions" / f"dt={day.isoformat()}" / "part-0.parquet")
         pending.append(_actions(world, cfg, impressions, truth, rng))
         _land(landing, IMPRESSIONS, day, impressions, cfg, f"imp-{tag}-", IMPRESSION_FAULTS, summary, rng)
 

@@ -25,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
+from pinrec.jobs.io.table_lock import table_writer
+
 if TYPE_CHECKING:  # importing models pulls in torch: only when the job runs
     from pinrec.models.pinsage_trainer import PinSageTrainConfig
 
@@ -194,8 +196,9 @@ def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: 
                                                            embeddings.size(1)).cast(pa.list_(pa.float32())),
             "model_version": pa.array([version] * embeddings.size(0), pa.string()),
         })
-        (spark.createDataFrame(table).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-         .option("userMetadata", json.dumps(meta, sort_keys=True)).save(f"{root}/pin_embeddings"))
+        with table_writer(spark, f"{root}/pin_embeddings"):
+            (spark.createDataFrame(table).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+             .option("userMetadata", json.dumps(meta, sort_keys=True)).save(f"{root}/pin_embeddings"))
         from pinrec.jobs.ingest.ingest import delta_version
 
         report = PinSageReport(int(inputs.features.size(0)), inputs.train_graph.num_boards, inputs.edges_by_split,

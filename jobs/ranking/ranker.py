@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from pinrec.jobs.io.lake import Location
+
 from .config import USER_EMBEDDING_KINDS, RankerJobConfig
 from .ranker_artifacts import export_onnx, log_run, model_version, publish_artifacts
 from .ranker_inputs import (
@@ -127,7 +129,7 @@ def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, h
 
 def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
                  calibration_cfg: CalibrationConfig, job: RankerJobConfig, tracking_uri: str | None,
-                 artifacts_dir: str | None, truth_dir: str | None = None, embeddings=None) -> RankerReport:
+                 artifacts_dir: str | None, truth_dir: str | Location | None = None, embeddings=None) -> RankerReport:
     """Read, fit, calibrate, evaluate, export and log (module docstring). ``tracking_uri`` None
     logs nothing; ``artifacts_dir`` None exports nothing; ``truth_dir`` (the synthetic world's
     ``<landing>/_truth``) adds the oracle rows and the Kendall-tau comparison; ``embeddings``
@@ -254,8 +256,8 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
 def run_ranker(spark, cfg) -> RankerReport:
     """:func:`train_ranker` with the sections of a :class:`~pinrec.jobs.config.PinrecConfig` (the CLI, DAG and
     demo entry point); the synthetic world's truth is used for the oracle rows when it exists."""
-    truth = f"{cfg.storage.landing.rstrip('/')}/_truth"
-    if cfg.dataset.kind != "synthetic" or not os.path.isdir(truth):
+    truth = cfg.storage.location("landing") / "_truth"
+    if cfg.dataset.kind != "synthetic" or not truth.is_dir():
         truth = None
     table = None
     if cfg.ranker_job.embeddings:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from pinrec.jobs.io.lake import Location, as_location
+
 #: The columns the job reads besides features and labels.
 KEYS = ("event_id", "session_id", "split", "sample_weight")
 
@@ -52,14 +54,15 @@ def read_training_set(source, warehouse: str | None, columns: list[str]):
     return table.to_pandas(), {**meta, "training_set_version": version}
 
 
-def read_truth(truth_dir: str):
+def read_truth(truth_dir: str | Location):
     """The synthetic world's impression truth (``_truth/impressions/dt=*/part-0.parquet``)."""
     import pyarrow.dataset as ds
 
     from .ranker_eval import TRUTH_COLUMNS
 
-    return ds.dataset(f"{truth_dir.rstrip('/')}/impressions", format="parquet",
-                      partitioning="hive").to_table(columns=list(TRUTH_COLUMNS)).to_pandas()
+    where = as_location(truth_dir) / "impressions"
+    return ds.dataset(where.path, format="parquet", partitioning="hive", filesystem=where.arrow_fs).to_table(
+        columns=list(TRUTH_COLUMNS)).to_pandas()
 
 
 def infer_negative_rate(frame, tasks) -> float:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pinrec.jobs.ingest.landing import list_partitions, partition_dir
+from pinrec.jobs.io.lake import Location, as_location
 
 from .baselines import ItemEmbeddings, check_log
 
@@ -38,12 +39,13 @@ if TYPE_CHECKING:
 SOURCES = ("impressions", "closeup", "save")
 
 
-def _read_landed(landing: str | Path, table: str) -> pd.DataFrame:
+def _read_landed(landing: str | Path | Location, table: str) -> pd.DataFrame:
     days = list_partitions(landing, table)
     if not days:
-        raise FileNotFoundError(f"no {table} partitions under {Path(landing) / table}")
-    text = "".join(f.read_text(encoding="utf-8") for day in days
-                   for f in sorted(partition_dir(landing, table, day).glob("*.jsonl")))
+        raise FileNotFoundError(f"no {table} partitions under {as_location(landing) / table}")
+    folders = [partition_dir(landing, table, day) for day in days]
+    text = "".join((folder / name).read_text() for folder in folders
+                   for name, is_dir in folder.entries() if not is_dir and name.endswith(".jsonl"))
     if not text.strip():
         raise ValueError(f"the {table} partitions under {landing} are all empty")
     return pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
@@ -86,10 +88,10 @@ def read_true_latents(landing: str | Path) -> ItemEmbeddings:
     """The synthetic generator's pin latents (``_truth/pins.parquet``: pin_id, category, latent)."""
     import pyarrow.parquet as pq
 
-    path = Path(landing) / "_truth" / "pins.parquet"
+    path = as_location(landing) / "_truth" / "pins.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: only the synthetic world writes true latents")
-    table = pq.read_table(path, columns=["pin_id", "latent"])
+    table = pq.read_table(path.path, columns=["pin_id", "latent"], filesystem=path.arrow_fs)
     latent = table.column("latent").combine_chunks()
     dim = len(latent[0]) if len(latent) else 0
     return ItemEmbeddings(table.column("pin_id").to_numpy(), latent.flatten().to_numpy().reshape(-1, dim))
@@ -147,7 +149,7 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse: s
         models.setdefault("content", read_content_embeddings(landing, pins))
     except ValueError:
         pass  # no pin carries content: nothing to evaluate for it
-    if (Path(landing) / "_truth" / "pins.parquet").is_file():
+    if (as_location(landing) / "_truth" / "pins.parquet").is_file():
         truth = read_true_latents(landing)
     if spark is None:
         log = read_landing_interactions(landing, cfg.source)

@@ -31,7 +31,7 @@ def read_table(landing: Path, name: str) -> pd.DataFrame:
     All files are parsed in one go, which keeps the 1,278 partitions of ML-100K fast."""
     texts, days = [], []
     for day in list_partitions(landing, name):
-        for f in sorted(partition_dir(landing, name, day).glob("*.jsonl")):
+        for f in sorted(Path(partition_dir(landing, name, day).path).glob("*.jsonl")):
             text = f.read_text(encoding="utf-8")
             texts.append(text)
             days += [day] * text.count("\n")
@@ -130,11 +130,11 @@ def test_foreign_keys_point_backwards(tiny):
 
 def test_fk_check_catches_a_late_dimension(tmp_path):
     to_landing(tiny_log(), tmp_path)
-    users = partition_dir(tmp_path, "users", D1) / "part-00000.jsonl"
+    users = Path(partition_dir(tmp_path, "users", D1).path) / "part-00000.jsonl"
     lines = users.read_text().splitlines(keepends=True)
     late = [ln for ln in lines if ln.startswith('{"user_id":1,')]
     users.write_text("".join(ln for ln in lines if ln not in late))
-    later = partition_dir(tmp_path, "users", D2) / "part-00000.jsonl"
+    later = Path(partition_dir(tmp_path, "users", D2).path) / "part-00000.jsonl"
     later.write_text(later.read_text() + "".join(late))
     with pytest.raises(AssertionError, match="later partition"):
         assert_fk_order(tmp_path)

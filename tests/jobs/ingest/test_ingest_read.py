@@ -18,7 +18,7 @@ def test_a_partition_offers_its_visible_files_and_refuses_nested_ones(tmp_path):
         (part / name).parent.mkdir(parents=True, exist_ok=True)
         (part / name).write_text("{}\n")
     (part / "empty").mkdir()  # holds no file: nothing is lost
-    assert landing_files(part) == [part / "part-0.jsonl", part / "part-1.jsonl.gz"]
+    assert [f.path for f in landing_files(part)] == [str(part / "part-0.jsonl"), str(part / "part-1.jsonl.gz")]
 
     for i in range(7):
         (part / "hour=01" / f"p{i}.jsonl").parent.mkdir(exist_ok=True)

@@ -52,7 +52,7 @@ def read_table(landing: Path, name: str) -> pd.DataFrame:
     """Every landed row of ``name`` with its partition date as ``dt`` (timestamps parsed)."""
     frames = [pd.read_json(f, lines=True, dtype=False, convert_dates=False).assign(dt=day)
               for day in list_partitions(landing, name)
-              for f in sorted(partition_dir(landing, name, day).glob("*.jsonl")) if f.stat().st_size]
+              for f in sorted(Path(partition_dir(landing, name, day).path).glob("*.jsonl")) if f.stat().st_size]
     out = pd.concat(frames, ignore_index=True)
     for col in TABLES[name].columns:
         if col.dtype == "timestamp":
@@ -128,7 +128,7 @@ def test_files_follow_the_contracts(world):
         assert list_partitions(landing, spec.name) == summary.days == [TINY.start_date + dt.timedelta(days=i)
                                                                        for i in range(TINY.days)]
         for day in summary.days:
-            (path,) = partition_dir(landing, spec.name, day).glob("*.jsonl")
+            (path,) = Path(partition_dir(landing, spec.name, day).path).glob("*.jsonl")
             frame = pd.read_json(path, lines=True)
             assert list(frame.columns) == list(spec.column_names), spec.name
             assert len(frame) == summary.rows[spec.name][day] > 0

@@ -1,0 +1,182 @@
+"""Where the lake's files live, for the code that touches them outside Spark.
+
+Spark reads and writes the lake through Hadoop (``s3a://``, configured by
+:func:`pinrec.jobs.io.spark.get_spark` from the same :class:`S3Options`). The Python code around
+it (listing landing partitions, writing landing files or the synthetic truth, reading a report)
+goes through a :class:`Location`: a local folder or an ``s3://`` / ``s3a://`` prefix behind one
+fsspec API, so every stage runs unchanged on a laptop and on object storage.
+
+``Location("s3a://lake/landing", s3)`` and ``Location("./var/landing")`` give:
+
+* ``.fs`` / ``.path``: the fsspec filesystem and this location's path in it (``lake/landing``;
+  an absolute local path);
+* ``.spark``: the URI Spark is given (``s3a://lake/landing``: Hadoop has no ``s3://`` scheme of
+  its own; an absolute local path);
+* ``/ "name"``: a child location.
+
+S3 goes through ``pyarrow.fs.S3FileSystem`` (as the bundle store does); its endpoint and region
+come from :class:`S3Options`, keys from the options or the AWS SDK's chain, never from a URI.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import fsspec
+
+from pinrec.export.serving.store import S3Options
+
+S3_SCHEMES = ("s3", "s3a")
+
+
+@functools.lru_cache(maxsize=16)
+def _s3_fs(s3: S3Options) -> fsspec.AbstractFileSystem:
+    from fsspec.implementations.arrow import ArrowFSWrapper
+    from pyarrow import fs as pafs
+
+    kwargs: dict = {"region": s3.region}
+    if s3.endpoint_url:
+        endpoint = urlparse(s3.endpoint_url)
+        kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
+    if s3.access_key is not None:
+        kwargs.update(access_key=s3.access_key, secret_key=s3.secret_key)
+    return ArrowFSWrapper(pafs.S3FileSystem(**kwargs))
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder of the lake: ``uri`` a local path, ``file://`` URI or ``s3://``/``s3a://bucket/prefix``;
+    ``s3`` the connection (None: AWS itself with the SDK's default chain)."""
+
+    uri: str
+    s3: S3Options | None = None
+
+    def __post_init__(self) -> None:
+        parsed = urlparse(self.uri)
+        if "@" in parsed.netloc:
+            raise ValueError(f"credentials in a storage URI are refused ({parsed.scheme}://...@...): "
+                             "use the AWS environment (AWS_ACCESS_KEY_ID ...)")
+        if parsed.scheme in S3_SCHEMES and not parsed.netloc:
+            raise ValueError(f"an S3 location needs a bucket: {self.uri!r} (allowed: s3://bucket/prefix)")
+        if parsed.scheme not in ("", "file", *S3_SCHEMES) and len(parsed.scheme) > 1:
+            raise ValueError(f"storage URI {self.uri!r}: scheme {parsed.scheme!r} is not supported "
+                             f"(allowed: a local path, file://, s3://, s3a://)")
+
+    @property
+    def is_s3(self) -> bool:
+        return urlparse(self.uri).scheme in S3_SCHEMES
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        if self.is_s3:
+            return _s3_fs(self.s3 or S3Options())
+        return fsspec.filesystem("file")
+
+    @property
+    def arrow_fs(self):
+        """This location's filesystem as pyarrow's own (for ``pyarrow.dataset``/``parquet``)."""
+        from pyarrow import fs as pafs
+
+        return self.fs.fs if self.is_s3 else pafs.LocalFileSystem()
+
+    @property
+    def path(self) -> str:
+        """This location in :attr:`fs`: ``bucket/prefix`` on S3, an absolute path locally."""
+        parsed = urlparse(self.uri)
+        if self.is_s3:
+            return f"{parsed.netloc}{parsed.path}".rstrip("/")
+        local = parsed.path if parsed.scheme == "file" else self.uri
+        return os.path.abspath(local)
+
+    @property
+    def spark(self) -> str:
+        """The URI Spark reads and writes this location at."""
+        return f"s3a://{self.path}" if self.is_s3 else self.path
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    def __truediv__(self, part: str) -> Location:
+        part = str(part).strip("/")
+        if not part or ".." in part.split("/"):
+            raise ValueError(f"not a relative name inside {self.uri!r}: {part!r}")
+        return Location(f"{self.uri.rstrip('/')}/{part}", self.s3)
+
+    def __str__(self) -> str:
+        return self.uri
+
+    # -- file operations (what the jobs need; anything else: .fs / .path) -------------------
+    def exists(self) -> bool:
+        return self.fs.exists(self.path)
+
+    def is_dir(self) -> bool:
+        return self.fs.isdir(self.path)
+
+    def is_file(self) -> bool:
+        return self.fs.isfile(self.path)
+
+    def entries(self) -> list[tuple[str, bool]]:
+        """``(name, is_dir)`` of the direct children, sorted; [] when this is no folder."""
+        if not self.is_dir():
+            return []
+        out = []
+        for info in self.fs.ls(self.path, detail=True):
+            name = posixpath.basename(info["name"].rstrip("/"))
+            if name:
+                out.append((name, info["type"] == "directory"))
+        return sorted(out)
+
+    def files_below(self) -> list[Location]:
+        """Every file under this folder, at any depth, sorted."""
+        if not self.is_dir():
+            return []
+        root = self.path.rstrip("/") + "/"
+        return [self / name[len(root):] for name in sorted(self.fs.find(self.path)) if name.startswith(root)]
+
+    def mkdir(self) -> None:
+        """Create the folder (a no-op on S3, whose folders are key prefixes)."""
+        if not self.is_s3:
+            os.makedirs(self.path, exist_ok=True)
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write the whole object at once: on S3 one PUT; locally a temporary file renamed into
+        place, so a reader never sees half a file."""
+        if self.is_s3:
+            with self.fs.open(self.path, "wb") as f:
+                f.write(data)
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, self.path)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8"))
+
+    def read_bytes(self) -> bytes:
+        with self.fs.open(self.path, "rb") as f:
+            return f.read()
+
+    def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
+
+    def delete(self) -> None:
+        """Remove this file or folder (recursively); absent is fine."""
+        if self.fs.exists(self.path):
+            self.fs.rm(self.path, recursive=True)
+
+
+def as_location(where: str | Path | Location, s3: S3Options | None = None) -> Location:
+    """``where`` as a :class:`Location` (a string or path gets ``s3``)."""
+    return where if isinstance(where, Location) else Location(str(where), s3)
+
+
+def spark_path(where: str | Path | Location) -> str:
+    """The path Spark is given for ``where`` (``s3://`` becomes ``s3a://``)."""
+    return as_location(where).spark

@@ -1,0 +1,154 @@
+"""One writer per Delta table on object storage: a lease object taken with a conditional PUT.
+
+Delta commits version ``N`` of a table by creating ``_delta_log/<N>.json`` only if it does not
+exist. HDFS and local disks create-if-absent atomically; S3 did not, so Delta's S3 log store
+(``S3SingleDriverLogStore``, the default for ``s3a://``) is safe only while every writer of a
+table runs in one driver JVM: two drivers committing the same version at once silently lose
+one commit, leaving a log that no longer describes the files written. Multi-cluster writers need
+Delta's DynamoDB log store (``io.delta:delta-storage-s3-dynamodb``), which pinrec does not ship.
+
+pinrec's DAGs run one writer per table at a time; :func:`table_writer` makes that a checked rule
+instead of a hope. Before writing an ``s3a://`` table the writer creates
+``<table>/_pinrec_writer`` through Hadoop's s3a with ``If-None-Match: *`` (Hadoop 3.5's
+``fs.option.create.conditional.overwrite``; the same s3a settings as the write itself), holding
+its holder id, host, pid and expiry. A second writer finds it and raises
+:class:`ConcurrentWriterError` before touching the table. The holder renews the lease every
+``ttl_s / 4`` (a conditional overwrite on the lease's ETag) and deletes it when done; a lease
+left by a killed writer expires after ``ttl_s`` and is then taken over, again conditionally, so
+two waiting writers cannot both take it. Delta ignores names starting with ``_``.
+
+Other filesystems (local disk, HDFS) need no lease: their Delta log store is already atomic.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+LEASE = "_pinrec_writer"
+_CONDITIONAL = "fs.option.create.conditional.overwrite"
+_CONDITIONAL_ETAG = "fs.option.create.conditional.overwrite.etag"
+
+
+class ConcurrentWriterError(RuntimeError):
+    """Another writer holds the table; nothing was written."""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Lease:
+    """The lease object of one table, through the session's Hadoop filesystem (py4j)."""
+
+    def __init__(self, spark, table: str, ttl_s: float) -> None:
+        jvm = spark._jvm
+        self._jvm, self.table, self.ttl_s = jvm, table, ttl_s
+        self.path = jvm.org.apache.hadoop.fs.Path(f"{table.rstrip('/')}/{LEASE}")
+        self.fs = self.path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        self.holder = uuid.uuid4().hex
+        self.etag: str | None = None
+
+    def _body(self) -> bytearray:
+        expires = _now() + dt.timedelta(seconds=self.ttl_s)
+        return bytearray(json.dumps({"holder": self.holder, "host": socket.gethostname(), "pid": os.getpid(),
+                                     "expires_at": expires.isoformat()}).encode())
+
+    def _put(self, etag: str | None) -> bool:
+        """Create the lease (``etag`` None: only if absent; else only over that ETag)."""
+        from py4j.protocol import Py4JJavaError
+
+        builder = self.fs.createFile(self.path).overwrite(etag is not None)
+        builder = builder.must(_CONDITIONAL_ETAG, etag) if etag is not None else builder.must(_CONDITIONAL, True)
+        try:
+            out = builder.build()
+            out.write(self._body())
+            out.close()  # s3a PUTs on close: the condition is checked here
+        except Py4JJavaError as e:
+            name = e.java_exception.getClass().getSimpleName()
+            if name in ("RemoteFileChangedException", "FileAlreadyExistsException"):
+                return False
+            raise
+        self.etag = str(self.fs.getFileStatus(self.path).getEtag())
+        return True
+
+    def current(self) -> tuple[dict, str] | None:
+        """(the lease's content, its ETag), None when there is none."""
+        if not self.fs.exists(self.path):
+            return None
+        status = self.fs.getFileStatus(self.path)
+        stream = self.fs.open(self.path)
+        try:
+            text = str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+        finally:
+            stream.close()
+        try:
+            return json.loads(text), str(status.getEtag())
+        except ValueError:  # half-written by a foreign tool: treat as expired
+            return {"expires_at": dt.datetime.min.replace(tzinfo=dt.UTC).isoformat()}, str(status.getEtag())
+
+    def acquire(self) -> None:
+        if self._put(None):
+            return
+        found = self.current()
+        if found is None and self._put(None):  # released in between
+            return
+        lease, etag = found or ({}, None)
+        expired = dt.datetime.fromisoformat(lease.get("expires_at", "9999-12-31T00:00:00+00:00")) < _now()
+        if etag is not None and expired and self._put(etag):
+            return
+        raise ConcurrentWriterError(
+            f"{self.table} is being written by another writer (host {lease.get('host', '?')}, pid "
+            f"{lease.get('pid', '?')}, lease until {lease.get('expires_at', '?')}): pinrec writes each table on "
+            f"object storage from one writer at a time. Nothing was written; re-run when it is done "
+            f"(a killed writer's lease expires by itself).")
+
+    def renew(self) -> bool:
+        return self.etag is not None and self._put(self.etag)
+
+    def release(self) -> None:
+        found = self.current()
+        if found is not None and found[1] == self.etag:
+            self.fs.delete(self.path, False)
+
+
+def needs_lease(table: str) -> bool:
+    return urlparse(table).scheme in ("s3", "s3a")
+
+
+@contextlib.contextmanager
+def table_writer(spark, table: str, ttl_s: float = 300.0) -> Iterator[None]:
+    """Hold ``table``'s writer lease for the body (module docstring); a no-op off object storage.
+    Raises :class:`ConcurrentWriterError` when another writer holds it, or when this writer lost
+    it while writing (a stall longer than ``ttl_s``)."""
+    if not needs_lease(table):
+        yield
+        return
+    lease = _Lease(spark, table, ttl_s)
+    lease.acquire()
+    stop, lost = threading.Event(), threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(ttl_s / 4):
+            if not lease.renew():
+                lost.set()
+                return
+
+    beat = threading.Thread(target=heartbeat, name=f"lease:{table}", daemon=True)
+    beat.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.join()
+        if not lost.is_set():
+            lease.release()
+    if lost.is_set():
+        raise ConcurrentWriterError(f"{table}: this writer lost its lease while writing (stalled over {ttl_s:.0f} s); "
+                                    f"check the table's history before re-running")

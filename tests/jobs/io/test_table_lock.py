@@ -1,0 +1,91 @@
+"""The writer lease of Delta tables on S3 (SeaweedFS through s3a): a second writer fails cleanly."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from pinrec.jobs.ingest.ingest import _write_partitions, delta_version
+from pinrec.jobs.io.lake import Location
+from pinrec.jobs.io.spark import configure_s3a
+from pinrec.jobs.io.table_lock import LEASE, ConcurrentWriterError, table_writer
+from tests.support.s3 import BUCKET
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+
+
+@pytest.fixture()
+def table(spark, s3_server):
+    configure_s3a(spark, s3_server.options)
+    return f"s3a://{BUCKET}/lock-{uuid.uuid4().hex[:10]}/events"
+
+
+def frame(spark, ids, day="2026-01-05"):
+    return spark.createDataFrame([(i, dt.date.fromisoformat(day)) for i in ids], "id bigint, dt date")
+
+
+def lease(s3_server, table) -> Location:
+    return Location(f"{table}/{LEASE}", s3_server.options)
+
+
+def test_a_second_writer_of_the_table_fails_before_writing_and_the_log_stays_whole(spark, s3_server, table):
+    inside, second_done, errors = threading.Event(), threading.Event(), []
+
+    def first_writer():
+        try:
+            with table_writer(spark, table):
+                inside.set()
+                second_done.wait(60)
+                frame(spark, [1, 2]).write.format("delta").partitionBy("dt").save(table)
+        except Exception as e:  # noqa: BLE001  (reported by the assertion below)
+            errors.append(e)
+
+    thread = threading.Thread(target=first_writer)
+    thread.start()
+    assert inside.wait(60)
+    holder = json.loads(lease(s3_server, table).read_text())
+    try:
+        with pytest.raises(ConcurrentWriterError, match=f"{table} is being written by another writer .*pid {holder['pid']}"):
+            _write_partitions(frame(spark, [7, 8, 9]), table, "dt = DATE'2026-01-05'")
+    finally:
+        second_done.set()
+        thread.join(120)
+    assert errors == []
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{table}`").collect()
+    assert [r["version"] for r in history] == [0]
+    assert sorted(r["id"] for r in spark.read.format("delta").load(table).collect()) == [1, 2]
+    assert not lease(s3_server, table).exists()  # released: the next writer goes ahead
+    _write_partitions(frame(spark, [7, 8, 9]), table, "dt = DATE'2026-01-05'")
+    assert delta_version(spark, table) == 1
+    assert sorted(r["id"] for r in spark.read.format("delta").load(table).collect()) == [7, 8, 9]
+
+
+def test_the_lease_is_renewed_while_writing_and_released_after_a_failure(spark, s3_server, table):
+    with pytest.raises(RuntimeError, match="boom"), table_writer(spark, table, ttl_s=2.0):
+        first = json.loads(lease(s3_server, table).read_text())
+        time.sleep(3.0)  # past the first expiry: renewed at ttl/4
+        renewed = json.loads(lease(s3_server, table).read_text())
+        assert renewed["holder"] == first["holder"] and renewed["expires_at"] > first["expires_at"]
+        with pytest.raises(ConcurrentWriterError), table_writer(spark, table):
+            pass
+        raise RuntimeError("boom")
+    assert not lease(s3_server, table).exists()
+
+
+def test_an_expired_lease_of_a_killed_writer_is_taken_over(spark, s3_server, table):
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
+    lease(s3_server, table).write_text(json.dumps({"holder": "dead", "host": "h", "pid": 1, "expires_at": past}))
+    _write_partitions(frame(spark, [3]), table, "dt = DATE'2026-01-05'")
+    assert [r["id"] for r in spark.read.format("delta").load(table).collect()] == [3]
+    assert not lease(s3_server, table).exists()
+
+
+def test_local_tables_take_no_lease(spark, tmp_path):
+    path = str(tmp_path / "events")
+    _write_partitions(frame(spark, [1]), path, "dt = DATE'2026-01-05'")
+    assert not (tmp_path / "events" / LEASE).exists()
+    assert delta_version(spark, path) == 0
