@@ -4,7 +4,7 @@ One context manager, :func:`tracked_run`, opens a run in an experiment of the co
 server (``sqlite:///var/mlflow.db`` by default, any ``http://`` server in tests) and hands back a
 :class:`TrackedRun` with the few calls the jobs need. Keeping MLflow behind this seam means the
 models (pure torch) never import it, and a job logs the same way from the CLI, a DAG or a notebook.
-An :class:`ArtifactRoot` (from ``storage.mlflow_artifacts``, :func:`artifact_root`) puts a new
+An :class:`ArtifactRoot` (from ``storage.mlflow_artifacts``, :func:`mlflow_artifact_root`) puts a new
 experiment's artifacts on S3 or in a chosen folder, with or without a tracking server.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ class ArtifactRoot:
     """Where a new MLflow experiment keeps its run artifacts, instead of the tracking store's default.
 
     ``uri``: ``s3://bucket/prefix`` or an absolute ``file://`` URI (what MLflow understands; build it
-    with :func:`artifact_root`). ``s3_endpoint_url``: the S3 server MLflow's boto3 client uploads to
+    with :func:`mlflow_artifact_root`). ``s3_endpoint_url``: the S3 server MLflow's boto3 client uploads to
     and reads from (None: ``MLFLOW_S3_ENDPOINT_URL`` if set, else AWS itself). Keys are never here.
     """
 
@@ -44,7 +44,7 @@ class ArtifactRoot:
                              f"got {self.uri!r}")
 
 
-def artifact_root(storage: StorageConfig) -> ArtifactRoot | None:
+def mlflow_artifact_root(storage: StorageConfig) -> ArtifactRoot | None:
     """``storage.mlflow_artifacts`` as MLflow needs it (``s3a://`` becomes ``s3://``, a local path an
     absolute ``file://`` URI), with the S3 endpoint of :func:`~pinrec.jobs.config.s3_options`, the one
     resolution every S3 client of the jobs uses; None when it is not set."""

@@ -152,6 +152,7 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     with the candidate ranker's scores for ``tasks``; logged to MLflow. Its ``drift_metrics()`` go
     into the manifest, where the blessing gate reads them."""
 
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
     from pinrec.jobs.monitoring.monitoring import monitor_drift
 
     scorer = ranker_scorer(ranker_dir, embeddings)
@@ -163,7 +164,8 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     report = monitor_drift(spark, cfg.storage.warehouse, replace(cfg.monitoring, tasks=tasks),
                            maturity_s=cfg.training.maturity_s, scores=scores,
                            tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
-                           max_feature_drift=cfg.blessing.max_feature_drift)
+                           max_feature_drift=cfg.blessing.max_feature_drift,
+                           artifact_root=mlflow_artifact_root(cfg.storage))
     log.info("[publish] %s", report.render())
     return report
 

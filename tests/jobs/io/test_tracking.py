@@ -29,15 +29,15 @@ def test_artifact_root_speaks_mlflows_schemes_and_takes_the_endpoint_of_the_stor
     import pytest
 
     from pinrec.jobs.config import StorageConfig
-    from pinrec.jobs.io.tracking import ArtifactRoot, artifact_root
+    from pinrec.jobs.io.tracking import ArtifactRoot, mlflow_artifact_root
 
     monkeypatch.chdir(tmp_path)
-    assert artifact_root(StorageConfig()) is None
+    assert mlflow_artifact_root(StorageConfig()) is None
     s3 = StorageConfig(mlflow_artifacts="s3a://lake/mlflow/", s3_endpoint_url="http://127.0.0.1:8333")
-    assert artifact_root(s3) == ArtifactRoot("s3://lake/mlflow", "http://127.0.0.1:8333")
-    assert artifact_root(StorageConfig(mlflow_artifacts="s3://lake")) == ArtifactRoot("s3://lake", None)
-    assert artifact_root(StorageConfig(mlflow_artifacts="runs/art")).uri == (tmp_path / "runs" / "art").as_uri()
-    assert artifact_root(StorageConfig(mlflow_artifacts=f"file://{tmp_path}/x")).uri == (tmp_path / "x").as_uri()
+    assert mlflow_artifact_root(s3) == ArtifactRoot("s3://lake/mlflow", "http://127.0.0.1:8333")
+    assert mlflow_artifact_root(StorageConfig(mlflow_artifacts="s3://lake")) == ArtifactRoot("s3://lake", None)
+    assert mlflow_artifact_root(StorageConfig(mlflow_artifacts="runs/art")).uri == (tmp_path / "runs" / "art").as_uri()
+    assert mlflow_artifact_root(StorageConfig(mlflow_artifacts=f"file://{tmp_path}/x")).uri == (tmp_path / "x").as_uri()
     with pytest.raises(ValueError, match="must be s3://bucket"):
         ArtifactRoot("s3a://lake/mlflow")
 

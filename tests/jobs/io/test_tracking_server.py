@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pinrec.jobs.config import StorageConfig
-from pinrec.jobs.io.tracking import artifact_root, tracked_run
+from pinrec.jobs.io.tracking import mlflow_artifact_root, tracked_run
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def test_mlflow_artifacts_puts_a_sqlite_stores_artifacts_on_s3_at_the_configured
     prefix = f"sqlite-artifacts/{tmp_path.name}"
     storage = StorageConfig(mlflow_tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", s3_endpoint_url=s3.endpoint_url,
                             mlflow_artifacts=f"s3a://pinrec/{prefix}/")
-    root = artifact_root(storage)
+    root = mlflow_artifact_root(storage)
     assert (root.uri, root.s3_endpoint_url) == (f"s3://pinrec/{prefix}", s3.endpoint_url)
 
     with tracked_run(storage.mlflow_tracking_uri, "sqlite-s3", "index", artifact_root=root) as run:
