@@ -188,6 +188,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
     from pinrec.jobs.ingest.ingest import delta_version
     from pinrec.schemas.manifest import Lineage, Metrics
 
+    from .registry import check_registry_source
+
+    if register and cfg.storage.mlflow_tracking_uri:  # before anything is built or published
+        check_registry_source(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri)
     artifacts, warehouse = cfg.storage.artifacts, cfg.storage.warehouse
     ids, vectors, emb_version, emb_delta = read_embeddings(spark, warehouse)
     index_dir = index_dir or index_folder(artifacts, emb_version)
