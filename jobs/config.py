@@ -52,6 +52,9 @@ class StorageConfig:
     (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
     filled in by :func:`load_config` when ``main()`` passes its environment), else AWS itself and
     ``us-east-1``. Keys never live here: the AWS SDKs read them from their own chain.
+    ``mlflow_artifacts``: where a new MLflow experiment keeps its run artifacts (``s3://`` / ``s3a://``
+    bucket and prefix, a local path or ``file://``), reached with the S3 settings above; None: an
+    ``mlartifacts/`` folder beside a SQLite store, a tracking server's own artifact root.
     """
 
     landing: str = "./var/landing"
@@ -60,6 +63,7 @@ class StorageConfig:
     mlflow_tracking_uri: str = "sqlite:///var/mlflow.db"
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    mlflow_artifacts: str | None = None
 
     def __post_init__(self) -> None:
         if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in ("http", "https"):
@@ -70,6 +74,12 @@ class StorageConfig:
                 Location(getattr(self, name))
             except ValueError as e:
                 raise ConfigError(f"storage.{name}: {e}") from None
+        if self.mlflow_artifacts is not None:
+            parsed = urlparse(self.mlflow_artifacts)
+            if parsed.scheme not in ("", "file", "s3", "s3a") or not self.mlflow_artifacts.strip() \
+                    or (parsed.scheme in ("s3", "s3a") and not parsed.netloc):
+                raise ConfigError(f"storage.mlflow_artifacts must be s3://bucket[/prefix], s3a://bucket[/prefix], "
+                                  f"a local path or file://, or null; got {self.mlflow_artifacts!r}")
 
     def location(self, name: str) -> Location:
         """``storage.<name>`` (landing, warehouse, artifacts) as a Location on this S3 server."""

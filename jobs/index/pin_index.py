@@ -22,10 +22,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pinrec.export.index_choice import IndexConfig
+
+if TYPE_CHECKING:
+    from pinrec.jobs.io.tracking import ArtifactRoot
 
 EXPERIMENT = "pinrec-index"
 MIN_USER_QUERIES = 100  # fewer users with saves than this: tune on pin embeddings instead
@@ -129,9 +133,11 @@ def index_folder(artifacts: str, embedding_version: str) -> str:
 
 
 def build_pin_index(spark, warehouse: str, artifacts: str, cfg: IndexConfig, tracking_uri: str | None,
-                    queries: int = 1000, experiment: str = EXPERIMENT) -> PinIndexReport:
+                    queries: int = 1000, experiment: str = EXPERIMENT, *,
+                    artifact_root: ArtifactRoot | None = None) -> PinIndexReport:
     """Build the index over the current pin embeddings (module docstring). ``artifacts`` must be
-    a local folder (the serving bundle is what goes to object storage, :mod:`pinrec.jobs.publish.bundle`)."""
+    a local folder (the serving bundle is what goes to object storage, :mod:`pinrec.jobs.publish.bundle`);
+    ``artifact_root``: the MLflow experiment's artifact root if the run creates it."""
     from pinrec.export.build.ann_build import build_index
     from pinrec.jobs.io.tracking import tracked_run
 
@@ -151,7 +157,7 @@ def build_pin_index(spark, warehouse: str, artifacts: str, cfg: IndexConfig, tra
     shutil.rmtree(tmp, ignore_errors=True)
     params = {"index": dataclasses.asdict(cfg), "pins": len(ids), "dim": vectors.shape[1], "queries": len(q),
               "query_kind": query_kind, "pin_embeddings_delta_version": delta_v}
-    track = tracked_run(tracking_uri, experiment, "index", params, {"job": "index"}) \
+    track = tracked_run(tracking_uri, experiment, "index", params, {"job": "index"}, artifact_root=artifact_root) \
         if tracking_uri else contextlib.nullcontext()
     with track as run:
         built = build_index(vectors, ids, q, cfg, tmp)

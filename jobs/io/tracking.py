@@ -4,6 +4,8 @@ One context manager, :func:`tracked_run`, opens a run in an experiment of the co
 server (``sqlite:///var/mlflow.db`` by default, any ``http://`` server in tests) and hands back a
 :class:`TrackedRun` with the few calls the jobs need. Keeping MLflow behind this seam means the
 models (pure torch) never import it, and a job logs the same way from the CLI, a DAG or a notebook.
+An :class:`ArtifactRoot` (from ``storage.mlflow_artifacts``, :func:`mlflow_artifact_root`) puts a new
+experiment's artifacts on S3 or in a chosen folder, with or without a tracking server.
 """
 from __future__ import annotations
 
@@ -11,11 +13,58 @@ import contextlib
 import json
 import logging
 import math
+import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+
+from pinrec.jobs.config import StorageConfig, s3_options
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArtifactRoot:
+    """Where a new MLflow experiment keeps its run artifacts, instead of the tracking store's default.
+
+    ``uri``: ``s3://bucket/prefix`` or an absolute ``file://`` URI (what MLflow understands; build it
+    with :func:`mlflow_artifact_root`). ``s3_endpoint_url``: the S3 server MLflow's boto3 client uploads to
+    and reads from (None: ``MLFLOW_S3_ENDPOINT_URL`` if set, else AWS itself). Keys are never here.
+    """
+
+    uri: str
+    s3_endpoint_url: str | None = None
+
+    def __post_init__(self) -> None:
+        parsed = urlparse(self.uri)
+        if parsed.scheme not in ("s3", "file") or (parsed.scheme == "s3" and not parsed.netloc):
+            raise ValueError(f"an MLflow artifact root must be s3://bucket[/prefix] or file:///absolute/path, "
+                             f"got {self.uri!r}")
+
+
+def mlflow_artifact_root(storage: StorageConfig) -> ArtifactRoot | None:
+    """``storage.mlflow_artifacts`` as MLflow needs it (``s3a://`` becomes ``s3://``, a local path an
+    absolute ``file://`` URI), with the S3 endpoint of :func:`~pinrec.jobs.config.s3_options`, the one
+    resolution every S3 client of the jobs uses; None when it is not set."""
+    uri = storage.mlflow_artifacts
+    if uri is None:
+        return None
+    scheme = urlparse(uri).scheme
+    if scheme == "s3a":
+        uri = "s3://" + uri[len("s3a://"):]
+    elif scheme in ("", "file"):
+        uri = Path(uri.removeprefix("file://")).resolve().as_uri()
+    return ArtifactRoot(uri.rstrip("/"), s3_options(storage).endpoint_url)
+
+
+def _export_s3_endpoint(root: ArtifactRoot) -> None:
+    """MLflow's S3 artifact repository takes no endpoint argument: it reads ``MLFLOW_S3_ENDPOINT_URL``
+    from the environment each time it builds its boto3 client, so the configured endpoint is
+    exported to this process before the first upload. A variable the user set wins."""
+    if root.uri.startswith("s3://") and root.s3_endpoint_url and "MLFLOW_S3_ENDPOINT_URL" not in os.environ:
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = root.s3_endpoint_url
 
 
 def _ensure_sqlite_parent(uri: str) -> None:
@@ -92,20 +141,31 @@ class TrackedRun:
 
 @contextlib.contextmanager
 def tracked_run(tracking_uri: str, experiment: str, run_name: str, params: Mapping[str, Any] | None = None,
-                tags: Mapping[str, Any] | None = None) -> Iterator[TrackedRun]:
+                tags: Mapping[str, Any] | None = None, *,
+                artifact_root: ArtifactRoot | None = None) -> Iterator[TrackedRun]:
     """Open an MLflow run; params (nested mappings are flattened) and tags are logged up front.
 
-    The run ends FINISHED on success and FAILED when the body raises (the exception propagates).
+    ``artifact_root``: where the experiment keeps its artifacts if this call creates it (None: beside a
+    SQLite store, the server's own root); an existing experiment keeps the location it was created
+    with. The run ends FINISHED on success and FAILED when the body raises (the exception propagates).
     """
     import mlflow
 
     if not tracking_uri:
         raise ValueError("tracking_uri is empty: set storage.mlflow_tracking_uri")
     _ensure_sqlite_parent(tracking_uri)
+    if artifact_root is not None:
+        _export_s3_endpoint(artifact_root)
     mlflow.set_tracking_uri(tracking_uri)
     exp = mlflow.get_experiment_by_name(experiment)
-    experiment_id = exp.experiment_id if exp is not None else mlflow.create_experiment(
-        experiment, artifact_location=_artifact_location(tracking_uri))
+    if exp is None:
+        location = artifact_root.uri if artifact_root is not None else _artifact_location(tracking_uri)
+        experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    else:
+        experiment_id = exp.experiment_id
+        if artifact_root is not None and exp.artifact_location.rstrip("/") != artifact_root.uri:
+            log.warning("MLflow experiment %r keeps its artifacts at %s (storage.mlflow_artifacts=%s applies to "
+                        "new experiments only)", experiment, exp.artifact_location, artifact_root.uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         handle = TrackedRun(mlflow, run)
         if params:

@@ -7,10 +7,14 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from pinrec.jobs.monitoring.config import MonitoringConfig
 
 from .drift import DriftReport, drift_report, feature_windows, numeric_feature_columns
+
+if TYPE_CHECKING:
+    from pinrec.jobs.io.tracking import ArtifactRoot
 
 __all__ = ["MonitoringConfig", "history_start", "monitor_drift"]
 
@@ -43,11 +47,13 @@ def _training_cutoff(spark, path: str, day: dt.date) -> dt.datetime | None:
 
 def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: int, day: dt.date | None = None,
                   scores: Callable | tuple[Mapping, Mapping] | None = None, tracking_uri: str | None = None,
-                  seed: int = 7, max_feature_drift: float | None = None) -> DriftReport:
+                  seed: int = 7, max_feature_drift: float | None = None,
+                  artifact_root: ArtifactRoot | None = None) -> DriftReport:
     """Compare ``day`` (default: the newest) of the training set with its ``reference_split``
     rows of earlier days; ``scores``: a callable ``frame -> {task: (N,) scores}`` applied to both
     windows, or the two dicts of arrays. Logs to MLflow (metrics, ``drift.json``, score and feature
-    drift plots; ``max_feature_drift`` is drawn as the gate's line) when ``tracking_uri`` is given."""
+    drift plots; ``max_feature_drift`` is drawn as the gate's line) when ``tracking_uri`` is given,
+    into a new experiment's ``artifact_root`` when set."""
     from pyspark.sql import functions as F
 
     path = f"{warehouse.rstrip('/')}/training_set"
@@ -79,12 +85,13 @@ def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: i
                           scores_reference=score_ref, scores_current=score_cur, labels_mature=mature,
                           history_start=history_start(spark, warehouse), windows=feature_windows())
     if tracking_uri:
-        report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur, max_feature_drift)
+        report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur, max_feature_drift, artifact_root)
     return report
 
 
 def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff: dt.datetime | None,
-           score_ref: Mapping | None, score_cur: Mapping | None, max_feature_drift: float | None) -> DriftReport:
+           score_ref: Mapping | None, score_cur: Mapping | None, max_feature_drift: float | None,
+           artifact_root: ArtifactRoot | None) -> DriftReport:
     from dataclasses import replace
 
     from pinrec.jobs.io.tracking import tracked_run
@@ -93,7 +100,8 @@ def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff
 
     params = {"monitoring": asdict(cfg), "day": report.day, "reference": report.reference,
               "training_cutoff": cutoff.isoformat() if cutoff else None}
-    with tracked_run(tracking_uri, cfg.experiment, f"drift-{report.day}", params, {"job": "monitoring"}) as run:
+    with tracked_run(tracking_uri, cfg.experiment, f"drift-{report.day}", params, {"job": "monitoring"},
+                     artifact_root=artifact_root) as run:
         metrics = dict(report.drift_metrics())
         metrics |= {f"label_rate_reference.{t}": v for t, v in report.label_rate_reference.items()}
         metrics |= {f"label_rate_current.{t}": v for t, v in (report.label_rate_current or {}).items()}

@@ -160,11 +160,13 @@ def cmd_ranker(args) -> int:
 
 def cmd_index(args) -> int:
     from pinrec.jobs.index.pin_index import build_pin_index
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
 
     cfg = _config(args)
     spark, _ = _spark_and_paths(cfg)
     print(build_pin_index(spark, cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
-                          cfg.storage.mlflow_tracking_uri, queries=args.queries).render())
+                          cfg.storage.mlflow_tracking_uri, queries=args.queries,
+                          artifact_root=mlflow_artifact_root(cfg.storage)).render())
     return 0
 
 
@@ -264,12 +266,14 @@ def cmd_feature_snapshot(args) -> int:
 
 
 def cmd_monitor(args) -> int:
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
     from pinrec.jobs.monitoring.monitoring import monitor_drift
 
     cfg = _config(args)
     spark, _ = _spark_and_paths(cfg)
     print(monitor_drift(spark, cfg.storage.warehouse, cfg.monitoring, maturity_s=cfg.training.maturity_s,
-                        day=args.date, tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed).render())
+                        day=args.date, tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
+                        artifact_root=mlflow_artifact_root(cfg.storage)).render())
     return 0
 
 

@@ -19,6 +19,7 @@ from pinrec.jobs.features.training_set import TrainingSetReport
 from pinrec.jobs.ingest.ingest import IngestPaths, ingest, landed_days
 from pinrec.jobs.ingest.landing import LandingSummary
 from pinrec.jobs.ingest.report import IngestReport
+from pinrec.jobs.io.tracking import mlflow_artifact_root
 from pinrec.jobs.monitoring.summary import WarehouseSummary, summarize
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,8 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         echo(f"[graph] {table:<18} {rows:>9} rows")
     from pinrec.jobs.pinsage.pinsage import train_pinsage
 
-    echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage,
-                                      cfg.storage.mlflow_tracking_uri).render())
+    echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
+                                      artifact_root=mlflow_artifact_root(cfg.storage)).render())
     from pinrec.jobs.ranking.ranker import run_ranker
 
     ranker = run_ranker(spark, cfg)
@@ -122,7 +123,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     from pinrec.jobs.index.pin_index import build_pin_index
 
     index = build_pin_index(spark, cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
-                            cfg.storage.mlflow_tracking_uri)
+                            cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
     echo("[index] " + index.render())
     from pinrec.jobs.publish.bundle import publish_serving_bundle
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 
 from pinrec.jobs.config import PinrecConfig, load_config, parse_overrides
+from pinrec.jobs.io.tracking import mlflow_artifact_root
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ def pinsage_embeddings(cfg: PinrecConfig) -> dict:
     only: the ranker uses these embeddings as features, and its test day must stay unseen."""
     from pinrec.jobs.pinsage.pinsage import train_pinsage
 
-    report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri)
+    report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
+                           artifact_root=mlflow_artifact_root(cfg.storage))
     log.info("[pinsage] %s", report.render())
     return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
             "wrote": {"pin_embeddings": {"rows": report.pins, "delta_version": report.delta_version}}}
@@ -145,7 +147,7 @@ def pin_index(cfg: PinrecConfig) -> dict:
     from pinrec.jobs.index.pin_index import build_pin_index
 
     report = build_pin_index(_spark(cfg), cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
-                             cfg.storage.mlflow_tracking_uri)
+                             cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
     log.info("[index] %s", report.render())
     return {"read": {"pin_embeddings": report.embeddings_delta_version}, "mlflow_run_id": report.run_id,
             "wrote": {"index": report.folder}, "factory": report.factory, "recall_at_k": report.recall_at_k}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from pinrec.jobs.io.table_lock import table_writer
 
 if TYPE_CHECKING:  # importing models pulls in torch: only when the job runs
+    from pinrec.jobs.io.tracking import ArtifactRoot
     from pinrec.models.pinsage_trainer import PinSageTrainConfig
 
 GRAPH_TABLES = ("graph_edges", "graph_pin_nodes", "graph_board_nodes")
@@ -152,10 +153,12 @@ def _share(obj):
 
 
 def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: str | None,
-                  experiment: str = EXPERIMENT, inference_edges: str = "train") -> PinSageReport:
+                  experiment: str = EXPERIMENT, inference_edges: str = "train", *,
+                  artifact_root: ArtifactRoot | None = None) -> PinSageReport:
     """Read the graph tables, train, embed every pin, replace ``pin_embeddings`` (module docstring).
 
-    ``tracking_uri`` None logs nothing to MLflow. Under ``torch.distributed`` ``spark`` is only used
+    ``tracking_uri`` None logs nothing to MLflow; ``artifact_root``: the MLflow experiment's
+    artifact root if the run creates it. Under ``torch.distributed`` ``spark`` is only used
     (and may be None elsewhere) on rank 0.
     """
     import contextlib
@@ -175,7 +178,7 @@ def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: 
     params = {"pinsage": asdict(cfg), "input_versions": versions, "inference_edges": inference_edges,
               "num_pins": int(inputs.features.size(0)), "num_features": int(inputs.features.size(1)),
               "edges": inputs.edges_by_split}
-    track = tracked_run(tracking_uri, experiment, "pinsage", params, {"job": "pinsage"}) \
+    track = tracked_run(tracking_uri, experiment, "pinsage", params, {"job": "pinsage"}, artifact_root=artifact_root) \
         if tracking_uri and rank == 0 else contextlib.nullcontext()
     with track as run:
         hook = None if run is None else (lambda epoch, metrics: run.log_metrics(metrics, step=epoch))
@@ -221,11 +224,12 @@ def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | 
     both come here."""
     from pinrec.jobs.io.distributed import process_group
     from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
 
     with process_group() as rank:
         spark = get_spark(cfg.spark) if rank == 0 else None
         report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                               inference_edges=inference_edges)
+                               inference_edges=inference_edges, artifact_root=mlflow_artifact_root(cfg.storage))
     if rank > 0:
         echo(f"[pinsage] rank {rank}: trained with rank 0 ({report.epochs} epoch(s), model {report.model_version})")
         return None

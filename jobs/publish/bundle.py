@@ -152,6 +152,7 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     with the candidate ranker's scores for ``tasks``; logged to MLflow. Its ``drift_metrics()`` go
     into the manifest, where the blessing gate reads them."""
 
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
     from pinrec.jobs.monitoring.monitoring import monitor_drift
 
     scorer = ranker_scorer(ranker_dir, embeddings)
@@ -163,7 +164,8 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     report = monitor_drift(spark, cfg.storage.warehouse, replace(cfg.monitoring, tasks=tasks),
                            maturity_s=cfg.training.maturity_s, scores=scores,
                            tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
-                           max_feature_drift=cfg.blessing.max_feature_drift)
+                           max_feature_drift=cfg.blessing.max_feature_drift,
+                           artifact_root=mlflow_artifact_root(cfg.storage))
     log.info("[publish] %s", report.render())
     return report
 
@@ -186,6 +188,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
     from pinrec.jobs.ingest.ingest import delta_version
     from pinrec.schemas.manifest import Lineage, Metrics
 
+    from .registry import check_registry_source
+
+    if register and cfg.storage.mlflow_tracking_uri:  # before anything is built or published
+        check_registry_source(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri)
     artifacts, warehouse = cfg.storage.artifacts, cfg.storage.warehouse
     ids, vectors, emb_version, emb_delta = read_embeddings(spark, warehouse)
     index_dir = index_dir or index_folder(artifacts, emb_version)

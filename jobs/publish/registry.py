@@ -6,7 +6,9 @@ Each bundle version becomes one model version of ``<prefix>-<bundle>-ranker`` an
 holding a second copy. Tags carry the bundle version, the file's sha256, the manifest's code
 version and config hash and the blessing verdict; when ``channel`` is given the registered model's
 alias of that name (``prod``) moves to the new model version, mirroring the channel pointer.
-Registering the same bundle version again returns the existing model versions.
+Registering the same bundle version again returns the existing model versions. Through a tracking
+server (``http(s)://``) the bundle store must be shared storage (``s3://``): a server refuses a
+model version whose source is a local path (:func:`check_registry_source`).
 
 MLflow is imported only when a function runs.
 """
@@ -32,6 +34,18 @@ def _absolute(store_uri: str) -> str:
     return store_uri.rstrip("/")
 
 
+def check_registry_source(tracking_uri: str, store_uri: str) -> None:
+    """Raises ValueError when ``tracking_uri`` is an MLflow server and ``store_uri`` a local folder:
+    the server would refuse every model version (a local source must lie inside the run's own
+    artifacts), and the registry would point at files only this machine can read."""
+    if not tracking_uri:
+        raise ValueError("tracking_uri is empty: set storage.mlflow_tracking_uri")
+    if urlparse(tracking_uri).scheme in ("http", "https") and urlparse(store_uri).scheme in ("", "file"):
+        raise ValueError(f"the MLflow server {tracking_uri} cannot register bundles of the local store {store_uri!r}: "
+                         f"publish to shared storage (publish.store_uri or storage.artifacts = s3://...), or "
+                         f"use a sqlite:/// storage.mlflow_tracking_uri")
+
+
 def register_bundle(tracking_uri: str, store_uri: str, manifest: Manifest, *, channel: str | None = None,
                     prefix: str = "pinrec") -> dict[str, str]:
     """Create (or find) the model versions of ``manifest``'s ranker and index; returns
@@ -39,8 +53,7 @@ def register_bundle(tracking_uri: str, store_uri: str, manifest: Manifest, *, ch
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    if not tracking_uri:
-        raise ValueError("tracking_uri is empty: set storage.mlflow_tracking_uri")
+    check_registry_source(tracking_uri, store_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     root = f"{_absolute(store_uri)}/{bundle_prefix(manifest.name, manifest.version)}"
     out = {}

@@ -47,6 +47,7 @@ from .ranker_inputs import (
 )
 
 if TYPE_CHECKING:  # torch-free at import time: pinrec.jobs.config imports RankerJobConfig
+    from pinrec.jobs.io.tracking import ArtifactRoot
     from pinrec.models.config import CalibrationConfig, RankerConfig, RankerTrainConfig
 
     from .ranker_eval import AucGap, DebiasComparison, MetricRow
@@ -129,11 +130,13 @@ def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, h
 
 def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
                  calibration_cfg: CalibrationConfig, job: RankerJobConfig, tracking_uri: str | None,
-                 artifacts_dir: str | None, truth_dir: str | Location | None = None, embeddings=None) -> RankerReport:
+                 artifacts_dir: str | None, truth_dir: str | Location | None = None, embeddings=None, *,
+                 artifact_root: ArtifactRoot | None = None) -> RankerReport:
     """Read, fit, calibrate, evaluate, export and log (module docstring). ``tracking_uri`` None
     logs nothing; ``artifacts_dir`` None exports nothing; ``truth_dir`` (the synthetic world's
     ``<landing>/_truth``) adds the oracle rows and the Kendall-tau comparison; ``embeddings``
-    (an :class:`~pinrec.export.serving.embedding_features.EmbeddingTable`) adds the embedding features."""
+    (an :class:`~pinrec.export.serving.embedding_features.EmbeddingTable`) adds the embedding features;
+    ``artifact_root``: the MLflow experiment's artifact root if the run creates it."""
     import numpy as np
 
     from pinrec.export.encoding import FeatureEncoder, training_set_spec
@@ -177,7 +180,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
               "input_versions": meta.get("input_versions", {}), "training_set_version": meta.get("training_set_version"),
               "encoder": {"categorical": len(enc.cardinalities), "dense": len(enc.dense_names)},
               "embedding_version": None if embeddings is None else embeddings.version, "world_size": world_size()}
-    track = tracked_run(tracking_uri, job.experiment, "ranker", params, {"job": "ranker"}) \
+    track = tracked_run(tracking_uri, job.experiment, "ranker", params, {"job": "ranker"}, artifact_root=artifact_root) \
         if tracking_uri else contextlib.nullcontext()
     with track as run:
         hook = None if run is None else (lambda epoch, m: run.log_metrics(m, step=epoch))
@@ -256,6 +259,8 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
 def run_ranker(spark, cfg) -> RankerReport:
     """:func:`train_ranker` with the sections of a :class:`~pinrec.jobs.config.PinrecConfig` (the CLI, DAG and
     demo entry point); the synthetic world's truth is used for the oracle rows when it exists."""
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
+
     truth = cfg.storage.location("landing") / "_truth"
     if cfg.dataset.kind != "synthetic" or not truth.is_dir():
         truth = None
@@ -269,7 +274,8 @@ def run_ranker(spark, cfg) -> RankerReport:
             ids, vectors, version, _ = read_embeddings(spark, cfg.storage.warehouse)
             table = EmbeddingTable(ids, vectors, version)
     return train_ranker(spark, cfg.storage.warehouse, cfg.ranker, cfg.ranker_train, cfg.calibration, cfg.ranker_job,
-                        cfg.storage.mlflow_tracking_uri, cfg.storage.artifacts, truth, embeddings=table)
+                        cfg.storage.mlflow_tracking_uri, cfg.storage.artifacts, truth, embeddings=table,
+                        artifact_root=mlflow_artifact_root(cfg.storage))
 
 
 def run_job(cfg, echo=print) -> RankerReport | None:

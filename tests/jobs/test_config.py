@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 import pytest
 
@@ -121,3 +122,14 @@ def test_publishing_without_a_store_is_refused(tmp_path):
     files = BundleFiles(paths[0], (paths[1],), *paths[2:])
     with pytest.raises(ValueError, match="publish.store_uri is unset"):
         publish_bundle(PublishConfig(), files, metrics=None, lineage=None)
+
+
+def test_mlflow_artifacts_is_an_s3_uri_or_a_local_path_and_a_typo_fails_loudly():
+    assert load_config().storage.mlflow_artifacts is None
+    cfg = load_config(overrides=parse_overrides(["storage.mlflow_artifacts=s3a://lake/mlflow"]))
+    assert cfg.storage.mlflow_artifacts == "s3a://lake/mlflow"
+    for bad in ("gs://lake/mlflow", "s3://", "s3a:///no-bucket", " "):
+        with pytest.raises(ConfigError, match=r"storage.mlflow_artifacts must be s3://bucket\[/prefix\], "
+                                              r"s3a://bucket\[/prefix\], a local path or file://, or null; got "
+                                              + re.escape(repr(bad))):
+            load_config(overrides={"storage": {"mlflow_artifacts": bad}})
