@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--redis-url needs --bundle-version")
     cfg = load_config(args.config, parse_overrides(args.set))
     out = args.out or os.path.join(cfg.storage.artifacts, "feature_snapshot", f"{args.cutoff:%Y%m%dT%H%M%S}")
-    report = build_feature_snapshot(get_spark(cfg.spark), cfg.storage.warehouse, args.cutoff, out)
+    report = build_feature_snapshot(get_spark(cfg.spark, cfg.storage.spark_s3), cfg.storage.warehouse, args.cutoff, out)
     print("[feature-snapshot] " + report.render())
     if args.redis_url:
         from .redis_export import export_snapshot

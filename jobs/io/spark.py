@@ -5,6 +5,10 @@ without network access, runs in UTC and has the UI off; with a ``local`` master 
 127.0.0.1, with a cluster master the driver's addresses come from ``spark.driver_host`` /
 ``driver_bind_address`` (:func:`session_conf`).
 
+With a cluster master (anything but ``local``), the session ships pinrec's code to the executors
+as a ``--py-files``-style zip (:mod:`pinrec.jobs.io.package`), as spark-submit does: a cluster
+that shares nothing with the driver but the object store runs the same jobs.
+
 Under ``spark-submit`` (a DAG task sent to a cluster, :mod:`pinrec.jobs.orchestration.spark_submit`) the driver JVM is
 already running: its master, application name, driver settings and classpath are what
 spark-submit was given (:func:`submit_conf`), and :func:`get_spark` only adds the session's SQL
@@ -12,8 +16,11 @@ settings (Delta, UTC, partitions, ``spark.extra``).
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from pinrec.export.serving.store import S3Options
@@ -21,6 +28,7 @@ from pinrec.jobs.config import SparkConfig
 from pinrec.schemas.tables import TableSpec
 
 from .jars import JarsMissingError, jar_paths
+from .package import package_zip
 
 LOG4J_CONFIG = Path(__file__).resolve().parents[2] / "config" / "log4j2.properties"
 
@@ -173,11 +181,29 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if not submitted and not cfg.master.startswith("local"):
+        _ship_package(spark)
     if s3 is not None:
         configure_s3a(spark, s3)  # a reused session (notebook, tests) ignores the builder's hadoop settings
     if submitted:
         _require_delta(spark)
     return spark
+
+
+_SHIPPED: set[str] = set()  # application ids that already have pinrec's zip
+
+
+def _ship_package(spark) -> None:
+    """Give a cluster's executors pinrec's code (:mod:`pinrec.jobs.io.package`), once per
+    application: they may not see this machine's installation. The zip lives in a temporary
+    folder removed when this process exits (Spark has copied it by then)."""
+    app = spark.sparkContext.applicationId
+    if app in _SHIPPED:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="pinrec-pyfiles-"))
+    atexit.register(shutil.rmtree, folder, True)
+    spark.sparkContext.addPyFile(str(package_zip(folder)))
+    _SHIPPED.add(app)
 
 
 def _require_delta(spark) -> None:

@@ -36,7 +36,7 @@ def _spark_and_paths(cfg: PinrecConfig):
     from pinrec.jobs.ingest.ingest import IngestPaths
     from pinrec.jobs.io.spark import get_spark
 
-    return get_spark(cfg.spark), IngestPaths(cfg.storage.landing, cfg.storage.warehouse)
+    return get_spark(cfg.spark, cfg.storage.spark_s3), IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse)
 
 
 def scale_world(cfg: PinrecConfig, factor: float) -> PinrecConfig:
@@ -55,7 +55,7 @@ def cmd_generate(args) -> int:
     from pinrec.jobs.ingest.synthetic import generate
 
     cfg = scale_world(_config(args), args.scale)
-    summary = generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)
+    summary = generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
     for table in sorted(summary.rows):
         print(f"{table:<16} {summary.total(table):>9} rows over {len(summary.rows[table])} day(s)")
     print(f"landing zone: {cfg.storage.landing}")
@@ -70,7 +70,7 @@ def cmd_load_dataset(args) -> int:
     path = args.path or cfg.dataset.path
     if kind == "synthetic" or not path:
         raise ConfigError("load-dataset needs --kind (e.g. movielens-100k) and --path to the dataset folder")
-    summary = load_dataset(kind, path, cfg.storage.landing)
+    summary = load_dataset(kind, path, cfg.storage.location("landing"))
     for table in sorted(summary.rows):
         print(f"{table:<16} {summary.total(table):>9} rows over {len(summary.rows[table])} day(s)")
     return 0
@@ -86,7 +86,7 @@ def cmd_ingest(args) -> int:
     end = args.date or args.end or dt.date.max
     tables = tuple(args.tables.split(",")) if args.tables else None
     try:
-        days = [args.date] if args.date else landed_days(cfg.storage.landing, start, end)
+        days = [args.date] if args.date else landed_days(cfg.storage.location("landing"), start, end)
         spark, paths = _spark_and_paths(cfg)
         for report in ingest(spark, paths, days, cfg.ingest, tables=tables):
             print(report.summary_line())
@@ -105,7 +105,7 @@ def _days(args, cfg: PinrecConfig) -> list[dt.date]:
         raise ConfigError("give either --date or --start/--end")
     if args.date:
         return [args.date]
-    return landed_days(cfg.storage.landing, args.start or dt.date.min, args.end or dt.date.max)
+    return landed_days(cfg.storage.location("landing"), args.start or dt.date.min, args.end or dt.date.max)
 
 
 def cmd_features(args) -> int:
@@ -135,7 +135,7 @@ def cmd_graph(args) -> int:
     from pinrec.jobs.ingest.ingest import landed_days
 
     cfg = _config(args)
-    last = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)[-1]
+    last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
     cutoff = args.cutoff or dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
     eval_from = args.eval_from or cutoff - dt.timedelta(days=1)
     spark, _ = _spark_and_paths(cfg)
@@ -231,13 +231,13 @@ def cmd_eval_retrieval(args) -> int:
     if args.spark:
         from pinrec.jobs.io.spark import get_spark
 
-        spark = get_spark(cfg.spark)
+        spark = get_spark(cfg.spark, cfg.storage.spark_s3)
     embeddings = None
     if args.pinsage:
         from pinrec.jobs.pinsage.pinsage_eval import landing_model
 
-        embeddings = {"pinsage": landing_model(cfg.storage.landing, cfg.pinsage)}
-    report = evaluate_storage(cfg.retrieval_eval, cfg.storage.landing, cfg.storage.warehouse, spark,
+        embeddings = {"pinsage": landing_model(cfg.storage.location("landing"), cfg.pinsage)}
+    report = evaluate_storage(cfg.retrieval_eval, cfg.storage.location("landing"), cfg.storage.warehouse, spark,
                               embeddings=embeddings, model_version=args.model_version)
     print(report.render())
     print(f"written to {report.write(args.out or cfg.storage.artifacts.rstrip('/') + '/retrieval_eval')}")

@@ -43,10 +43,10 @@ def fill_landing(cfg: PinrecConfig) -> LandingSummary:
     if cfg.dataset.kind == "synthetic":
         from pinrec.jobs.ingest.synthetic import generate
 
-        return generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)
+        return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
     from pinrec.jobs.ingest.datasets import load_dataset
 
-    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.landing)
+    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"))
 
 
 def _has_channel(cfg: PinrecConfig) -> bool:
@@ -88,10 +88,10 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     start = time.perf_counter()
     echo(f"[demo] filling the landing zone {cfg.storage.landing} from {cfg.dataset.kind}")
     landing = fill_landing(cfg)
-    days = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)
+    days = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
     echo(f"[demo] {len(days)} day(s) landed: {days[0]} .. {days[-1]}")
-    spark = get_spark(cfg.spark)
-    paths = IngestPaths(cfg.storage.landing, cfg.storage.warehouse)
+    spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+    paths = IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse)
     reports: list[IngestReport] = []
     step = days_per_batch if days_per_batch > 0 else len(days)
     for i in range(0, len(days), step):

@@ -5,7 +5,7 @@ spark-submit needs a Python *file*; this one hands its arguments to the ``pinrec
 (:mod:`pinrec.jobs.orchestration.cli`), e.g. ``spark-submit --master spark://host:7077 --conf
 spark.jars=... --py-files pinrec.zip .../spark_app.py task features --date 2026-01-05 --result
 /shared/out.json``. ``pinrec`` is imported from the installed package or from the ``--py-files`` zip
-(:func:`pinrec.jobs.orchestration.spark_submit.package_zip`); the session then runs on the master and
+(:func:`pinrec.jobs.io.package.package_zip`); the session then runs on the master and
 conf that spark-submit was given (:func:`pinrec.jobs.io.spark.get_spark`);
 :mod:`pinrec.jobs.orchestration.spark_submit` builds the call.
 """

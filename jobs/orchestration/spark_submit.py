@@ -24,7 +24,6 @@ client deploy mode; in cluster deploy mode artifacts must be shared storage.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import logging
 import os
@@ -32,11 +31,11 @@ import shutil
 import sys
 import tempfile
 import uuid
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from pinrec.jobs.config import PinrecConfig
+from pinrec.jobs.io.package import package_zip
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ DEFAULT_CONN_ID = "pinrec_spark"
 STEPS = {"ingest": "ingest_day", "features": "features_day", "training-set": "training_set_window",
          "graph": "graph_day"}
 SKIPPED = "not_enough_history"  # the result's key when the step raised NotEnoughHistoryError
-PACKAGES = ("schemas", "jobs", "models", "export")
 
 
 def run_step(step: str, cfg: PinrecConfig, day: dt.date) -> dict:
@@ -97,21 +95,6 @@ def spark_connection(conn_id: str | None):
         return None
 
 
-def package_zip(dest: Path) -> Path:
-    """pinrec's packages (``.py`` files only) as one zip for ``--py-files``, laid out as installed:
-    ``pinrec/jobs/...``, ``pinrec/models/...`` (wherever this installation keeps them)."""
-    out = dest / "pinrec.zip"
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for package in PACKAGES:
-            spec = importlib.util.find_spec(f"pinrec.{package}")
-            if spec is None or not spec.submodule_search_locations:
-                raise ModuleNotFoundError(f"pinrec.{package} is not installed: cannot ship it to spark-submit")
-            root = Path(next(iter(spec.submodule_search_locations)))
-            for source in sorted(root.rglob("*.py")):
-                z.write(source, f"pinrec/{package}/{source.relative_to(root).as_posix()}")
-    return out
-
-
 def step_arguments(step: str, day: dt.date, result_uri: str, config_file: str | None,
                    overrides: list[str]) -> list[str]:
     """The ``pinrec`` CLI arguments that run ``step`` for ``day`` (what :mod:`pinrec.jobs.orchestration.spark_app` gets)."""
@@ -139,7 +122,7 @@ def submit_step(step: str, cfg: PinrecConfig, day: dt.date, conn_id: str, config
     if shutil.which("spark-submit") is None and (here / "spark-submit").is_file():
         env["PATH"] = f"{here}{os.pathsep}{env.get('PATH', '')}"  # this environment's pyspark
     with tempfile.TemporaryDirectory(prefix="pinrec-submit-") as tmp:
-        hook = SparkSubmitHook(conn_id=conn_id, conf=submit_conf(cfg.spark), py_files=str(package_zip(Path(tmp))),
+        hook = SparkSubmitHook(conn_id=conn_id, conf=submit_conf(cfg.spark, s3a=cfg.storage.spark_s3 is not None), py_files=str(package_zip(Path(tmp))),
                                name=f"pinrec-{step}-{day.isoformat()}",
                                application_args=step_arguments(step, day, result_uri, config_file,
                                                                list(overrides or [])))

@@ -32,14 +32,14 @@ def config_from_params(config_file: str | None, overrides: Sequence[str] | None)
 def _spark(cfg: PinrecConfig):
     from pinrec.jobs.io.spark import get_spark
 
-    return get_spark(cfg.spark)
+    return get_spark(cfg.spark, cfg.storage.spark_s3)
 
 
 def ingest_day(cfg: PinrecConfig, day: dt.date) -> dict:
     """Validate the landed partitions of ``day`` into Delta (bad rows to quarantine)."""
     from pinrec.jobs.ingest.ingest import IngestPaths, ingest
 
-    reports = ingest(_spark(cfg), IngestPaths(cfg.storage.landing, cfg.storage.warehouse), [day], cfg.ingest)
+    reports = ingest(_spark(cfg), IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse), [day], cfg.ingest)
     out = {"day": day.isoformat(), "wrote": {}}
     for report in reports:
         log.info("[ingest] %s", report.summary_line())
@@ -76,7 +76,7 @@ def training_window(cfg: PinrecConfig, day: dt.date) -> list[dt.date]:
     from pinrec.jobs.ingest.ingest import landed_days
 
     first = dt.date.min if cfg.training.window_days == 0 else day - dt.timedelta(days=cfg.training.window_days - 1)
-    days = landed_days(cfg.storage.landing, first, day)
+    days = landed_days(cfg.storage.location("landing"), first, day)
     needed = cfg.training.validation_days + cfg.training.test_days + 1
     if len(days) < needed:
         raise NotEnoughHistoryError(f"the training window ending {day} holds {len(days)} landed day(s); the split "
@@ -108,7 +108,7 @@ def training_day(cfg: PinrecConfig, requested: str | dt.date | None) -> dt.date:
 
     if requested:
         return requested if isinstance(requested, dt.date) else dt.date.fromisoformat(str(requested))
-    days = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)
+    days = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
     if not days:
         raise FileNotFoundError(f"nothing landed under {cfg.storage.landing}")
     return days[-1]

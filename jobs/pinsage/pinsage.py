@@ -227,7 +227,7 @@ def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | 
     from pinrec.jobs.io.tracking import mlflow_artifact_root
 
     with process_group() as rank:
-        spark = get_spark(cfg.spark) if rank == 0 else None
+        spark = get_spark(cfg.spark, cfg.storage.spark_s3) if rank == 0 else None
         report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
                                inference_edges=inference_edges, artifact_root=mlflow_artifact_root(cfg.storage))
     if rank > 0:

@@ -207,7 +207,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
     if cutoff is None:
         from pinrec.jobs.ingest.ingest import landed_days
 
-        last = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)[-1]
+        last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
             dt.timedelta(seconds=cfg.features.publish_delay_s)
     with tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp:

@@ -292,7 +292,7 @@ def run_job(cfg, echo=print) -> RankerReport | None:
         if rank > 0:
             echo(f"[ranker] rank {rank}: trained {follow(_train)} ranker(s) with rank 0")
             return None
-        report = run_ranker(get_spark(cfg.spark), cfg)
+        report = run_ranker(get_spark(cfg.spark, cfg.storage.spark_s3), cfg)
         release()  # not after a failure: rank 0 exits and torchrun stops the ranks waiting on it
     echo("[ranker] " + report.render())
     return report

@@ -11,6 +11,7 @@ from pinrec.export.serving.store import S3Options
 from pinrec.jobs.config import (
     ConfigError,
     PinrecConfig,
+    StorageConfig,
     load_config,
     parse_overrides,
     replace,
@@ -133,3 +134,31 @@ def test_mlflow_artifacts_is_an_s3_uri_or_a_local_path_and_a_typo_fails_loudly()
                                               r"s3a://bucket\[/prefix\], a local path or file://, or null; got "
                                               + re.escape(repr(bad))):
             load_config(overrides={"storage": {"mlflow_artifacts": bad}})
+
+
+def test_the_cluster_example_points_every_location_spark_and_mlflow_at_shared_services():
+    from pinrec.jobs.io.spark import s3a_conf, session_conf
+    from tests.support.repo import REPO
+
+    cfg = load_config(REPO / "config" / "cluster.example.yaml", env={})
+    locations = [cfg.storage.location(n) for n in ("landing", "warehouse", "artifacts")]
+    assert all(loc.is_s3 and loc.spark.startswith("s3a://my-lake/") for loc in locations)
+    assert cfg.bundle_store_uri == "s3a://my-lake/pinrec/artifacts/serving"
+    s3 = cfg.storage.spark_s3
+    assert s3 is not None and s3.endpoint_url == "https://s3.internal.example:9000"
+    hadoop = s3a_conf(s3)
+    assert hadoop["fs.s3a.endpoint"] == s3.endpoint_url and hadoop["fs.s3a.path.style.access"] == "true"
+    assert hadoop["fs.s3a.connection.ssl.enabled"] == "true" and "fs.s3a.secret.key" not in hadoop
+    conf = session_conf(cfg.spark, s3a=True)
+    assert conf["spark.master"].startswith("spark://") and conf["spark.driver.bindAddress"] == "0.0.0.0"
+    assert any("hadoop-aws" in jar for jar in conf["spark.jars"].split(","))
+    assert cfg.storage.mlflow_tracking_uri.startswith("http://")
+
+
+def test_storage_locations_accept_local_and_s3_only():
+    assert StorageConfig(landing="s3://b/p").location("landing").spark == "s3a://b/p"
+    assert StorageConfig().spark_s3 is None  # all local: no s3a jars
+    for bad, what in (("gs://b/p", "scheme 'gs' is not supported"), ("s3://", "needs a bucket"),
+                      ("s3://key:secret@b/p", "credentials in a storage URI")):
+        with pytest.raises(ConfigError, match=f"storage.landing: .*{what}"):
+            StorageConfig(landing=bad)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,10 +32,29 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def can_hide_folders() -> bool:
+    """Whether this process may give the worker a private mount namespace (root with ``unshare``)."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None and shutil.which("mount") is not None
+
+
+def _hiding(command: list[str], hide: list[Path]) -> list[str]:
+    """``command`` run in a private mount namespace in which each folder of ``hide`` is an empty
+    tmpfs: the process (and its children, the executors) cannot read what the driver wrote there.
+    ``exec`` keeps the PID, so the caller still stops it by PID."""
+    mounts = " && ".join(f"mount -t tmpfs -o size=1m pinrec-hidden {shlex.quote(str(p))}" for p in hide)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f"{mounts} && exec {' '.join(shlex.quote(c) for c in command)}"]
+
+
 @contextlib.contextmanager
-def running_standalone_cluster(tmp_path: Path):
+def running_standalone_cluster(tmp_path: Path, hide: list[Path] | None = None, worker_env: dict | None = None):
     """A Spark standalone master + one worker (1 core, 1g) on 127.0.0.1, stopped by PID on exit:
-    yields (master URL, environment for spark-submit/workers, master web UI URL)."""
+    yields (master URL, environment for spark-submit/workers, master web UI URL).
+
+    ``hide``: folders the worker and its executors must not see (:func:`_hiding`; needs
+    :func:`can_hide_folders`), e.g. the driver's working directory and the checkout, so that
+    nothing but the object store is shared. ``worker_env``: extra variables of the worker alone
+    (its executors inherit them), e.g. the AWS keys a real node would have."""
     import pyspark
 
     spark_home = Path(pyspark.__file__).parent
@@ -53,8 +74,11 @@ def running_standalone_cluster(tmp_path: Path):
     try:
         for name, port in (("master", master_port), ("worker", worker_port)):
             log = tmp_path / f"{name}.log"
-            proc = subprocess.Popen([spark_class, *commands[name]], env=env, stdout=log.open("w"),
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            command = [spark_class, *commands[name]]
+            if name == "worker" and hide:
+                command = _hiding(command, hide)
+            proc = subprocess.Popen(command, env=env if name == "master" else dict(env, **(worker_env or {})),
+                                    stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
             procs.append(proc)
             wait_for_port(port, proc, log)
         yield url, env, f"http://127.0.0.1:{webui_port}"
