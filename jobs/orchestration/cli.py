@@ -451,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="days ingested per batch: 1 = as a daily schedule would, 0 (default) = all landed "
                         "days in one backfill batch (fastest)")
     p.set_defaults(func=cmd_demo)
+
+    from .stack import add_stack_parser
+
+    add_stack_parser(sub)  # pinrec stack up|status|down: local servers for the cluster topology
     return parser
 
 
