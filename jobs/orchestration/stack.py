@@ -94,10 +94,10 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, *, worker_cores: int = 2, work
     for sub in ("logs", "seaweedfs", "spark-work", "redis"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     access, secret = f"pinrec-{secrets.token_hex(4)}", secrets.token_hex(20)
+    specs, skipped = services.plan(root, access, secret, worker_cores, worker_memory)
     _write_private(root / "s3.json", json.dumps({"identities": [{
         "name": "pinrec", "credentials": [{"accessKey": access, "secretKey": secret}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-    specs, skipped = services.plan(root, access, secret, worker_cores, worker_memory)
     by_name = {spec.name: spec for spec in specs}
     state: dict = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                    "services": {}, "skipped": skipped}
