@@ -4,8 +4,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import stat
+import time
 import urllib.request
 from pathlib import Path
 
@@ -121,12 +123,25 @@ def test_up_status_down(tmp_path, capsys):
         again = up(root)
         assert again.already_running
         assert {s.name: s.pid for s in again.services} == {s.name: s.pid for s in report.services}
+
+        worker = next(s.pid for s in report.services if s.name == "spark-worker")
+        os.killpg(worker, signal.SIGKILL)  # a service dies: status says which; up refuses to start half a stack
+        for _ in range(50):
+            if not stack_services.alive(worker, stack_services.start_time(worker) or -1):
+                break
+            time.sleep(0.1)
+        assert {s.name for s in status(root).services if s.state == "dead"} == {"spark-worker"}
+        assert main(["stack", "status", "--state-dir", str(root)]) == 1
+        with pytest.raises(StackError, match=r"partly running .*dead: spark-worker\); run `pinrec stack down"):
+            up(root)
     finally:
         stopped = down(root)
     pids = [s.pid for s in report.services if s.pid]
-    assert set(stopped) == running and set(stopped.values()) <= {"stopped", "killed"}
+    assert set(stopped) == running and stopped.pop("spark-worker") == "not running"
+    assert set(stopped.values()) <= {"stopped", "killed"}
     assert all(stack_services.start_time(pid) is None for pid in pids)
     assert _processes_under(root) == []
+    capsys.readouterr()
     assert main(["stack", "status", "--state-dir", str(root)]) == 1
     assert capsys.readouterr().out.count(" dead ") == len(running)
 
