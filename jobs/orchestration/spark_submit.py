@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pinrec.jobs.config import PinrecConfig
+from pinrec.jobs.io.lake import Location, as_location
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +59,23 @@ def run_step(step: str, cfg: PinrecConfig, day: dt.date) -> dict:
     return json.loads(json.dumps(getattr(tasks, STEPS[step])(cfg, day)))
 
 
-def write_result(result: Mapping, uri: str) -> None:
-    """Write a step's result as JSON to ``uri`` (a path or an fsspec URL)."""
-    import fsspec
-
-    with fsspec.open(uri, "w", auto_mkdir=True) as f:
-        json.dump(result, f, sort_keys=True)
+def write_result(result: Mapping, uri: str | Path | Location) -> None:
+    """Write a step's result as JSON to ``uri`` (a local path or a Location; a plain ``s3://``
+    string gets AWS's own endpoint): one PUT on S3, a file renamed into place locally."""
+    as_location(uri).write_text(json.dumps(result, sort_keys=True))
 
 
-def read_result(uri: str, remove: bool = True) -> dict:
-    """The result :func:`write_result` wrote; a skipped step raises ``NotEnoughHistoryError`` again."""
-    import fsspec
-
+def read_result(uri: str | Path | Location, remove: bool = True) -> dict:
+    """The result :func:`write_result` wrote (then deleted unless ``remove`` is False); a skipped
+    step raises ``NotEnoughHistoryError`` again."""
     from .tasks import NotEnoughHistoryError
 
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"spark-submit finished but wrote no result at {uri}")
-    with fs.open(path, "r") as f:
-        result = json.load(f)
+    where = as_location(uri)
+    if not where.is_file():
+        raise FileNotFoundError(f"spark-submit finished but wrote no result at {where}")
+    result = json.loads(where.read_text())
     if remove:
-        fs.rm(path)
+        where.delete()
     if SKIPPED in result:
         raise NotEnoughHistoryError(result[SKIPPED])
     return result
