@@ -9,10 +9,10 @@ pruned before the join; they could never win it.
 
 Each view becomes one Parquet file ``features_<view>.parquet`` (sorted by key; columns: the
 entities, ``<view>__<feature>``, ``<view>__feature_ts``; a :class:`pinrec.export.serving.feature_store.SnapshotMeta`
-in the file's metadata; the folder a local one or on S3), small enough to ship in the bundle (``BundleFiles.extras``) and served by
-:class:`pinrec.export.serving.feature_store.FeatureSnapshot`. The files are collected on the driver: one row per
-entity (users and pins), not per event. ``--redis-url`` also exports the snapshot to Redis
-(:mod:`pinrec.jobs.features.redis_export`).
+in the file's metadata) in a local folder or an S3 location, small enough to ship in the bundle
+(``BundleFiles.extras``) and served by :class:`pinrec.export.serving.feature_store.FeatureSnapshot`.
+The files are collected on the driver: one row per entity (users and pins), not per event.
+``--redis-url`` also exports the snapshot to Redis (:mod:`pinrec.jobs.features.redis_export`).
 """
 from __future__ import annotations
 
