@@ -9,16 +9,17 @@ pruned before the join; they could never win it.
 
 Each view becomes one Parquet file ``features_<view>.parquet`` (sorted by key; columns: the
 entities, ``<view>__<feature>``, ``<view>__feature_ts``; a :class:`pinrec.export.serving.feature_store.SnapshotMeta`
-in the file's metadata), small enough to ship in the bundle (``BundleFiles.extras``) and served by
-:class:`pinrec.export.serving.feature_store.FeatureSnapshot`. The files are collected on the driver: one row per
-entity (users and pins), not per event. ``--redis-url`` also exports the snapshot to Redis
-(:mod:`pinrec.jobs.features.redis_export`).
+in the file's metadata) in a local folder or an S3 location, small enough to ship in the bundle
+(``BundleFiles.extras``) and served by :class:`pinrec.export.serving.feature_store.FeatureSnapshot`.
+The files are collected on the driver: one row per entity (users and pins), not per event.
+``--redis-url`` also exports the snapshot to Redis (:mod:`pinrec.jobs.features.redis_export`).
 """
 from __future__ import annotations
 
 import datetime as dt
-import os
+import fnmatch
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pinrec.export.serving.feature_store import (
     FeatureSnapshot,
@@ -26,6 +27,7 @@ from pinrec.export.serving.feature_store import (
     snapshot_file_name,
     with_meta,
 )
+from pinrec.jobs.io.lake import Location, as_location
 from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
 
 from .pit_join import point_in_time_join
@@ -75,27 +77,50 @@ def snapshot_table(frame, view: FeatureView, cutoff: dt.datetime):
     return with_meta(table, SnapshotMeta.from_view(view, cutoff))
 
 
-def write_snapshot(tables: dict[str, object], out_dir: str) -> dict[str, str]:
+def write_snapshot(tables: dict[str, object], out_dir: str | Path | Location) -> dict[str, str]:
     """Write ``{view: table}`` as ``out_dir/features_<view>.parquet``, one row group each (read
-    back memory-mapped as one chunk per column), via a temporary file renamed into place;
-    returns the paths."""
+    back memory-mapped as one chunk per column), each file whole (locally a temporary file renamed
+    into place, on S3 one PUT); ``out_dir`` a local folder or a Location. Returns the local paths
+    (on S3 the URIs)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    os.makedirs(out_dir, exist_ok=True)
+    folder = as_location(out_dir)
     paths = {}
     for name, table in tables.items():
-        path = os.path.join(out_dir, snapshot_file_name(name))
-        tmp = f"{path}.tmp-{os.getpid()}"
-        pq.write_table(table, tmp, row_group_size=max(table.num_rows, 1))  # one chunk when read back
-        os.replace(tmp, path)
-        paths[name] = path
+        target = folder / snapshot_file_name(name)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, row_group_size=max(table.num_rows, 1))  # one chunk when read back
+        target.write_bytes(sink.getvalue().to_pybytes())
+        paths[name] = str(target) if target.is_s3 else target.path
     return paths
 
 
-def build_feature_snapshot(spark, warehouse: str, cutoff: dt.datetime, out_dir: str,
+def open_snapshot(where: str | Path | Location | list[Location], expected: tuple[FeatureView, ...] = ()
+                  ) -> FeatureSnapshot:
+    """The serving snapshot in the folder ``where`` (its ``features_<view>.parquet`` files) or in
+    the listed files: local files memory-mapped as the loader opens them, S3 objects read into
+    memory. ``expected``: views that must be served whole (:meth:`FeatureSnapshot.open`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not isinstance(where, list):
+        folder = as_location(where)
+        if not folder.is_s3:
+            return FeatureSnapshot.open(folder.path, expected=expected)
+        pattern = snapshot_file_name("*")
+        where = [folder / n for n, is_dir in folder.entries() if not is_dir and fnmatch.fnmatch(n, pattern)]
+        if not where:
+            raise FileNotFoundError(f"no {snapshot_file_name('<view>')} files in {folder}")
+    return FeatureSnapshot.open([pq.read_table(pa.BufferReader(f.read_bytes())) if f.is_s3 else f.path
+                                 for f in where], expected=expected)
+
+
+def build_feature_snapshot(spark, warehouse: str, cutoff: dt.datetime, out_dir: str | Path | Location,
                            views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> SnapshotReport:
     """Read the feature tables (pinned Delta versions), build every view's snapshot as of
-    ``cutoff``, write it to ``out_dir`` and re-open it with the serving code as a check."""
+    ``cutoff``, write it to ``out_dir`` (a local folder or a Location) and re-open it with the
+    serving code as a check."""
     from pinrec.jobs.ingest.ingest import delta_version
 
     from .features import feature_table_path
@@ -110,9 +135,10 @@ def build_feature_snapshot(spark, warehouse: str, cutoff: dt.datetime, out_dir: 
         features = spark.read.format("delta").option("versionAsOf", versions[f"features_{view.name}"]) \
             .load(paths[view.name])
         tables[view.name] = snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
-    files = write_snapshot(tables, out_dir)
-    FeatureSnapshot.open(list(files.values()), expected=views)
-    return SnapshotReport(_naive_utc(cutoff).isoformat(), out_dir, {n: t.num_rows for n, t in tables.items()},
+    folder = as_location(out_dir)
+    files = write_snapshot(tables, folder)
+    open_snapshot([folder / snapshot_file_name(n) for n in tables], expected=views)
+    return SnapshotReport(_naive_utc(cutoff).isoformat(), str(folder), {n: t.num_rows for n, t in tables.items()},
                           files, versions)
 
 
@@ -136,13 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.redis_url and not args.bundle_version:
         parser.error("--redis-url needs --bundle-version")
     cfg = load_config(args.config, parse_overrides(args.set))
-    out = args.out or os.path.join(cfg.storage.artifacts, "feature_snapshot", f"{args.cutoff:%Y%m%dT%H%M%S}")
+    out = as_location(args.out, cfg.storage.location("artifacts").s3) if args.out else \
+        cfg.storage.location("artifacts") / "feature_snapshot" / f"{args.cutoff:%Y%m%dT%H%M%S}"
     report = build_feature_snapshot(get_spark(cfg.spark, cfg.storage.spark_s3), cfg.storage.warehouse, args.cutoff, out)
     print("[feature-snapshot] " + report.render())
     if args.redis_url:
         from .redis_export import export_snapshot
 
-        exported = export_snapshot(FeatureSnapshot.open(out), args.bundle_version, RedisConfig(url=args.redis_url))
+        exported = export_snapshot(open_snapshot(out), args.bundle_version, RedisConfig(url=args.redis_url))
         print("[feature-snapshot] " + exported.render())
     return 0
 

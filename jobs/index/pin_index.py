@@ -6,7 +6,8 @@
    embedding of their recent saves (what serving asks with; never a corpus vector), or a sample of
    pin embeddings when fewer than 100 users have saves;
 3. :func:`pinrec.export.build.ann_build.build_index` chooses, tunes and writes the sharded index into
-   ``<artifacts>/index/<embedding model_version>/`` (``index.json`` + shards);
+   ``<artifacts>/index/<embedding model_version>/`` (``index.json`` + shards; artifacts on S3: built
+   in a temporary local folder, then uploaded with ``index.json`` last);
 4. log the choice, recall@k and latency to MLflow (experiment ``pinrec-index``).
 
 The output folder is keyed by the embedding version, so re-running on the same embeddings
@@ -19,6 +20,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pinrec.export.index_choice import IndexConfig
+from pinrec.jobs.io.folders import replace_folder
+from pinrec.jobs.io.lake import Location, as_location
 
 if TYPE_CHECKING:
     from pinrec.jobs.io.tracking import ArtifactRoot
@@ -128,22 +132,21 @@ def user_queries(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray, n:
     return np.ascontiguousarray(q[np.sort(rng.choice(len(q), size=min(n, len(q)), replace=False))])
 
 
-def index_folder(artifacts: str, embedding_version: str) -> str:
-    return f"{artifacts.rstrip('/')}/index/{embedding_version}"
+def index_folder(artifacts: str | Path | Location, embedding_version: str) -> Location:
+    """``<artifacts>/index/<embedding_version>``: where the index over those embeddings lives."""
+    return as_location(artifacts) / "index" / embedding_version
 
 
-def build_pin_index(spark, warehouse: str, artifacts: str, cfg: IndexConfig, tracking_uri: str | None,
-                    queries: int = 1000, experiment: str = EXPERIMENT, *,
+def build_pin_index(spark, warehouse: str, artifacts: str | Path | Location, cfg: IndexConfig,
+                    tracking_uri: str | None, queries: int = 1000, experiment: str = EXPERIMENT, *,
                     artifact_root: ArtifactRoot | None = None) -> PinIndexReport:
-    """Build the index over the current pin embeddings (module docstring). ``artifacts`` must be
-    a local folder (the serving bundle is what goes to object storage, :mod:`pinrec.jobs.publish.bundle`);
-    ``artifact_root``: the MLflow experiment's artifact root if the run creates it."""
+    """Build the index over the current pin embeddings (module docstring). ``artifacts``: a local
+    folder, or an S3 location (``storage.location("artifacts")``: a plain ``s3://`` string gets
+    AWS's own endpoint), where the index is built in a temporary local folder and then uploaded,
+    ``index.json`` last; ``artifact_root``: the MLflow experiment's artifact root if the run creates it."""
     from pinrec.export.build.ann_build import build_index
     from pinrec.jobs.io.tracking import tracked_run
 
-    if "://" in artifacts and not artifacts.startswith("file://"):
-        raise ValueError(f"the index is built into a local artifacts folder, got {artifacts!r}; "
-                         "publish the bundle to object storage with `pinrec publish`")
     start = time.perf_counter()
     ids, vectors, emb_version, delta_v = read_embeddings(spark, warehouse)
     cfg = dataclasses.replace(cfg, embedding_version=emb_version)
@@ -152,17 +155,21 @@ def build_pin_index(spark, warehouse: str, artifacts: str, cfg: IndexConfig, tra
     if len(q) < min(queries, MIN_USER_QUERIES):
         log.warning("only %d users have saves: tuning on a sample of pin embeddings instead", len(q))
         q, query_kind = held_out_queries(vectors, queries, cfg.seed), "a sample of pin embeddings"
-    folder = Path(index_folder(artifacts.removeprefix("file://"), emb_version))
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    folder = index_folder(artifacts, emb_version)
     params = {"index": dataclasses.asdict(cfg), "pins": len(ids), "dim": vectors.shape[1], "queries": len(q),
               "query_kind": query_kind, "pin_embeddings_delta_version": delta_v}
     track = tracked_run(tracking_uri, experiment, "index", params, {"job": "index"}, artifact_root=artifact_root) \
         if tracking_uri else contextlib.nullcontext()
-    with track as run:
+    with track as run, tempfile.TemporaryDirectory(prefix="pinrec-index-") as scratch:
+        # S3: built on local disk, then uploaded; locally: built beside its place, renamed into it
+        tmp = Path(scratch, "index") if folder.is_s3 else Path(folder.path + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
         built = build_index(vectors, ids, q, cfg, tmp)
-        shutil.rmtree(folder, ignore_errors=True)  # same embeddings -> same folder: replace it whole
-        tmp.rename(folder)
+        if folder.is_s3:  # same embeddings -> same folder: replace it whole
+            replace_folder(tmp, folder, last=("index.json",))
+        else:
+            shutil.rmtree(folder.path, ignore_errors=True)
+            tmp.rename(folder.path)
         report = PinIndexReport(str(folder), emb_version, delta_v, len(ids), vectors.shape[1], len(q), query_kind,
                                 built.factory,
                                 built.search_params, built.recall_at_k, cfg.k, built.target_met, built.p50_ms,

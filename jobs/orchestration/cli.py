@@ -164,7 +164,7 @@ def cmd_index(args) -> int:
 
     cfg = _config(args)
     spark, _ = _spark_and_paths(cfg)
-    print(build_pin_index(spark, cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
+    print(build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
                           cfg.storage.mlflow_tracking_uri, queries=args.queries,
                           artifact_root=mlflow_artifact_root(cfg.storage)).render())
     return 0
@@ -224,6 +224,7 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_eval_retrieval(args) -> int:
+    from pinrec.jobs.io.lake import as_location
     from pinrec.jobs.retrieval.retrieval_data import evaluate_storage
 
     cfg = _config(args)
@@ -240,19 +241,25 @@ def cmd_eval_retrieval(args) -> int:
     report = evaluate_storage(cfg.retrieval_eval, cfg.storage.location("landing"), cfg.storage.warehouse, spark,
                               embeddings=embeddings, model_version=args.model_version)
     print(report.render())
-    print(f"written to {report.write(args.out or cfg.storage.artifacts.rstrip('/') + '/retrieval_eval')}")
+    out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
+        cfg.storage.location("artifacts") / "retrieval_eval"
+    print(f"written to {report.write(out)}")
     return 0
 
 
 def cmd_feature_snapshot(args) -> int:
     import dataclasses
 
-    from pinrec.export.serving.feature_store import FeatureSnapshot
-    from pinrec.jobs.features.feature_snapshot import build_feature_snapshot
+    from pinrec.jobs.features.feature_snapshot import (
+        build_feature_snapshot,
+        open_snapshot,
+    )
+    from pinrec.jobs.io.lake import as_location
 
     cfg = _config(args)
     spark, _ = _spark_and_paths(cfg)
-    out = args.out or f"{cfg.storage.artifacts.rstrip('/')}/feature_snapshot/{args.cutoff:%Y%m%dT%H%M%S}"
+    out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
+        cfg.storage.location("artifacts") / "feature_snapshot" / f"{args.cutoff:%Y%m%dT%H%M%S}"
     print(build_feature_snapshot(spark, cfg.storage.warehouse, args.cutoff, out).render())
     url = args.redis_url or cfg.redis.url
     if url:
@@ -260,7 +267,7 @@ def cmd_feature_snapshot(args) -> int:
             raise ConfigError("--redis-url needs --bundle-version (Redis keys are versioned by bundle)")
         from pinrec.jobs.features.redis_export import export_snapshot
 
-        print(export_snapshot(FeatureSnapshot.open(out), args.bundle_version,
+        print(export_snapshot(open_snapshot(out), args.bundle_version,
                               dataclasses.replace(cfg.redis, url=url)).render())
     return 0
 
@@ -289,6 +296,8 @@ def cmd_tables(args) -> int:
 def cmd_task(args) -> int:
     import json
 
+    from pinrec.jobs.io.lake import Location
+
     from .spark_submit import SKIPPED, run_step, write_result
     from .tasks import NotEnoughHistoryError
 
@@ -299,7 +308,7 @@ def cmd_task(args) -> int:
         print(f"pinrec task {args.step}: skipped: {e}", file=sys.stderr)
         result = {SKIPPED: str(e)}
     if args.result:
-        write_result(result, args.result)
+        write_result(result, Location(args.result, s3_options(cfg.storage)))
     print(json.dumps(result, sort_keys=True))
     return 0
 

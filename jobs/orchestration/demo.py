@@ -122,7 +122,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     echo("[ranker] " + ranker.render())
     from pinrec.jobs.index.pin_index import build_pin_index
 
-    index = build_pin_index(spark, cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
+    index = build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
                             cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
     echo("[index] " + index.render())
     from pinrec.jobs.publish.bundle import publish_serving_bundle

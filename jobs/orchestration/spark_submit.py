@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pinrec.jobs.config import PinrecConfig
+from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.package import package_zip
 
 log = logging.getLogger(__name__)
@@ -56,27 +57,23 @@ def run_step(step: str, cfg: PinrecConfig, day: dt.date) -> dict:
     return json.loads(json.dumps(getattr(tasks, STEPS[step])(cfg, day)))
 
 
-def write_result(result: Mapping, uri: str) -> None:
-    """Write a step's result as JSON to ``uri`` (a path or an fsspec URL)."""
-    import fsspec
-
-    with fsspec.open(uri, "w", auto_mkdir=True) as f:
-        json.dump(result, f, sort_keys=True)
+def write_result(result: Mapping, uri: str | Path | Location) -> None:
+    """Write a step's result as JSON to ``uri`` (a local path or a Location; a plain ``s3://``
+    string gets AWS's own endpoint): one PUT on S3, a file renamed into place locally."""
+    as_location(uri).write_text(json.dumps(result, sort_keys=True))
 
 
-def read_result(uri: str, remove: bool = True) -> dict:
-    """The result :func:`write_result` wrote; a skipped step raises ``NotEnoughHistoryError`` again."""
-    import fsspec
-
+def read_result(uri: str | Path | Location, remove: bool = True) -> dict:
+    """The result :func:`write_result` wrote (then deleted unless ``remove`` is False); a skipped
+    step raises ``NotEnoughHistoryError`` again."""
     from .tasks import NotEnoughHistoryError
 
-    fs, path = fsspec.core.url_to_fs(uri)
-    if not fs.exists(path):
-        raise FileNotFoundError(f"spark-submit finished but wrote no result at {uri}")
-    with fs.open(path, "r") as f:
-        result = json.load(f)
+    where = as_location(uri)
+    if not where.is_file():
+        raise FileNotFoundError(f"spark-submit finished but wrote no result at {where}")
+    result = json.loads(where.read_text())
     if remove:
-        fs.rm(path)
+        where.delete()
     if SKIPPED in result:
         raise NotEnoughHistoryError(result[SKIPPED])
     return result
@@ -116,7 +113,8 @@ def submit_step(step: str, cfg: PinrecConfig, day: dt.date, conn_id: str, config
 
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; expected one of {sorted(STEPS)}")
-    result_uri = f"{cfg.storage.artifacts.rstrip('/')}/_spark_submit/{step}-{day.isoformat()}-{uuid.uuid4().hex}.json"
+    result = cfg.storage.location("artifacts") / "_spark_submit" / f"{step}-{day.isoformat()}-{uuid.uuid4().hex}.json"
+    result_uri = result.uri
     env = os.environ.copy()
     here = Path(sys.executable).parent
     if shutil.which("spark-submit") is None and (here / "spark-submit").is_file():
@@ -128,7 +126,7 @@ def submit_step(step: str, cfg: PinrecConfig, day: dt.date, conn_id: str, config
                                                                list(overrides or [])))
         log.info("[spark-submit] %s for %s through the Airflow connection %r", step, day, conn_id)
         hook.submit(application=str(Path(__file__).resolve().with_name("spark_app.py")), env=env)
-    return read_result(result_uri)
+    return read_result(result)
 
 
 def run_task(step: str, day: dt.date, params: Mapping) -> dict:

@@ -146,7 +146,7 @@ def pin_index(cfg: PinrecConfig) -> dict:
     """The FAISS index over the current pin embeddings (:mod:`pinrec.jobs.index.pin_index`)."""
     from pinrec.jobs.index.pin_index import build_pin_index
 
-    report = build_pin_index(_spark(cfg), cfg.storage.warehouse, cfg.storage.artifacts, cfg.index,
+    report = build_pin_index(_spark(cfg), cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
                              cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
     log.info("[index] %s", report.render())
     return {"read": {"pin_embeddings": report.embeddings_delta_version}, "mlflow_run_id": report.run_id,

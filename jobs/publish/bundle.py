@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from pinrec.jobs.io.folders import local_folder
+from pinrec.jobs.io.lake import Location, as_location
+
 log = logging.getLogger(__name__)
 
 
@@ -72,18 +75,24 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def newest_ranker(artifacts: str) -> str:
-    """The folder of the most recently exported ranker under ``<artifacts>/ranker``."""
-    root = Path(artifacts) / "ranker"
-    found = sorted(root.glob("*/metrics.json"), key=lambda p: p.stat().st_mtime)
+def newest_ranker(artifacts: str | Path | Location) -> Location:
+    """The folder of the most recently exported ranker under ``<artifacts>/ranker``: the one whose
+    ``metrics.json`` (written last, :func:`~pinrec.jobs.ranking.ranker_artifacts.publish_artifacts`)
+    was modified last; on a tie (S3 keeps whole seconds) the greatest folder name."""
+    root = as_location(artifacts) / "ranker"
+    found = []
+    for name, is_dir in root.entries():
+        metrics = root / name / "metrics.json"
+        if is_dir and metrics.is_file():
+            found.append((metrics.fs.modified(metrics.path).timestamp(), name))
     if not found:
         raise FileNotFoundError(f"no exported ranker under {root}: run `pinrec ranker` first")
-    return str(found[-1].parent)
+    return root / max(found)[1]
 
 
-def ranker_metrics(folder: str) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
+def ranker_metrics(folder: str | Path | Location) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
     """(AUC by task, ECE by task, the whole report) of the served scores (model ``ranker``)."""
-    report = json.loads((Path(folder) / "metrics.json").read_text())
+    report = json.loads((as_location(folder) / "metrics.json").read_text())
     auc, ece = {}, {}
     for row in report["metrics"]:
         if row["model"] == "ranker":
@@ -170,14 +179,16 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     return report
 
 
-def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_dir: str | None = None,
-                           cutoff: dt.datetime | None = None, force: bool = False,
-                           register: bool = True) -> BundleReport:
+def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
+                           ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
+                           force: bool = False, register: bool = True) -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
     defaults to the newest ``feature_ts`` servable (the end of the newest landed day plus the
-    features' publish delay)."""
+    features' publish delay). The index and ranker folders (local, or on S3 with ``cfg.storage``'s
+    server, where they are downloaded to a temporary folder) default to those under
+    ``storage.artifacts``."""
     import pyarrow.parquet as pq
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
@@ -192,17 +203,17 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
 
     if register and cfg.storage.mlflow_tracking_uri:  # before anything is built or published
         check_registry_source(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri)
-    artifacts, warehouse = cfg.storage.artifacts, cfg.storage.warehouse
+    artifacts, warehouse = cfg.storage.location("artifacts"), cfg.storage.warehouse
     ids, vectors, emb_version, emb_delta = read_embeddings(spark, warehouse)
-    index_dir = index_dir or index_folder(artifacts, emb_version)
-    if not (Path(index_dir) / "index.json").is_file():
-        raise FileNotFoundError(f"no index at {index_dir} for embeddings {emb_version}: run `pinrec index` first")
-    index_meta = json.loads((Path(index_dir) / "index.json").read_text())
-    ranker_dir = ranker_dir or newest_ranker(artifacts)
-    auc, ece, ranker_report = ranker_metrics(ranker_dir)
+    index_at = as_location(index_dir, artifacts.s3) if index_dir else index_folder(artifacts, emb_version)
+    if not (index_at / "index.json").is_file():
+        raise FileNotFoundError(f"no index at {index_at} for embeddings {emb_version}: run `pinrec index` first")
+    index_meta = json.loads((index_at / "index.json").read_text())
+    ranker_at = as_location(ranker_dir, artifacts.s3) if ranker_dir else newest_ranker(artifacts)
+    auc, ece, ranker_report = ranker_metrics(ranker_at)
     trained_on = ranker_report.get("embedding_version") or ""
     if trained_on and trained_on != emb_version:
-        raise ValueError(f"the ranker in {ranker_dir} uses embedding features of {trained_on} but pin_embeddings "
+        raise ValueError(f"the ranker in {ranker_at} uses embedding features of {trained_on} but pin_embeddings "
                          f"holds {emb_version}: retrain the ranker (`pinrec ranker`) so serving computes what it learnt")
     if cutoff is None:
         from pinrec.jobs.ingest.ingest import landed_days
@@ -210,18 +221,19 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | None = None, ranker_d
         last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
             dt.timedelta(seconds=cfg.features.publish_delay_s)
-    with tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp, local_folder(index_at) as index_local,
+          local_folder(ranker_at) as ranker_local):
         pins, aligned, pins_version = pin_metadata(spark, warehouse, ids, vectors)
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
         snapshot = build_feature_snapshot(spark, warehouse, cutoff, f"{tmp}/features")
         files = BundleFiles(
-            index_meta=f"{index_dir}/index.json",
-            index_shards=tuple(f"{index_dir}/{s['file']}" for s in index_meta["shards"]),
-            ranker=f"{ranker_dir}/ranker.onnx", encoder=f"{ranker_dir}/encoder.json", pins=f"{tmp}/pins.parquet",
+            index_meta=f"{index_local}/index.json",
+            index_shards=tuple(f"{index_local}/{s['file']}" for s in index_meta["shards"]),
+            ranker=f"{ranker_local}/ranker.onnx", encoder=f"{ranker_local}/encoder.json", pins=f"{tmp}/pins.parquet",
             extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values())))
         measured = index_meta["measured"]
-        drift = candidate_drift(spark, cfg, ranker_dir, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
+        drift = candidate_drift(spark, cfg, ranker_local, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
             if cfg.monitoring.at_publish else None
         metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],

@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pinrec.jobs.io.lake import Location
+from pinrec.jobs.io.lake import Location, as_location
 
 from .config import USER_EMBEDDING_KINDS, RankerJobConfig
 from .ranker_artifacts import export_onnx, log_run, model_version, publish_artifacts
@@ -130,7 +130,7 @@ def _train(encoded, labels, weights, enc, model_cfg, train_cfg, negative_rate, h
 
 def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
                  calibration_cfg: CalibrationConfig, job: RankerJobConfig, tracking_uri: str | None,
-                 artifacts_dir: str | None, truth_dir: str | Location | None = None, embeddings=None, *,
+                 artifacts_dir: str | Location | None, truth_dir: str | Location | None = None, embeddings=None, *,
                  artifact_root: ArtifactRoot | None = None) -> RankerReport:
     """Read, fit, calibrate, evaluate, export and log (module docstring). ``tracking_uri`` None
     logs nothing; ``artifacts_dir`` None exports nothing; ``truth_dir`` (the synthetic world's
@@ -249,7 +249,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                 if artifacts_dir else ({}, {})
             report = replace(report, **extra, seconds=time.perf_counter() - start)
             if artifacts_dir:
-                target = f"{artifacts_dir.rstrip('/')}/ranker/{version}"
+                target = as_location(artifacts_dir) / "ranker" / version
                 report = replace(report, artifacts=publish_artifacts(files, target, report))
             if run is not None:
                 log_run(run, report, files, y, probs, with_pos, oracle_free, test["position"].to_numpy(), w, tasks)
@@ -274,7 +274,7 @@ def run_ranker(spark, cfg) -> RankerReport:
             ids, vectors, version, _ = read_embeddings(spark, cfg.storage.warehouse)
             table = EmbeddingTable(ids, vectors, version)
     return train_ranker(spark, cfg.storage.warehouse, cfg.ranker, cfg.ranker_train, cfg.calibration, cfg.ranker_job,
-                        cfg.storage.mlflow_tracking_uri, cfg.storage.artifacts, truth, embeddings=table,
+                        cfg.storage.mlflow_tracking_uri, cfg.storage.location("artifacts"), truth, embeddings=table,
                         artifact_root=mlflow_artifact_root(cfg.storage))
 
 

@@ -8,7 +8,11 @@ import logging
 import math
 import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pinrec.jobs.io.folders import put_file
+from pinrec.jobs.io.lake import Location, as_location
 
 if TYPE_CHECKING:
     from .ranker import RankerReport
@@ -71,17 +75,16 @@ def export_onnx(trainer, cal, enc, result, version, encoded, y, w, probs, tmp, j
     return files, extra
 
 
-def publish_artifacts(files: dict[str, str], target: str, report: RankerReport) -> str:
-    """Copy the exported files and ``metrics.json`` to ``target`` (local path or fsspec URL)."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(target)
-    fs.makedirs(root, exist_ok=True)
+def publish_artifacts(files: dict[str, str], target: str | Path | Location, report: RankerReport) -> str:
+    """Copy the exported ``files`` ({name: local path}) and then ``metrics.json`` (the report) into
+    the folder ``target`` (a local path or a Location; a plain ``s3://`` string gets AWS's own
+    endpoint). ``metrics.json`` goes last: a folder that has it is complete
+    (:func:`pinrec.jobs.publish.bundle.newest_ranker` looks for it). Returns ``target``'s URI."""
+    folder = as_location(target)
     for name, local in files.items():
-        fs.put_file(local, f"{root}/{name}")
-    with fs.open(f"{root}/metrics.json", "w") as fh:
-        fh.write(json.dumps(report_dict(report), sort_keys=True, indent=1, default=str))
-    return target
+        put_file(local, folder / name)
+    (folder / "metrics.json").write_text(json.dumps(report_dict(report), sort_keys=True, indent=1, default=str))
+    return str(folder)
 
 
 def report_dict(report: RankerReport) -> dict[str, Any]:

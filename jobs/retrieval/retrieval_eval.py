@@ -17,6 +17,7 @@ exactly the split being evaluated (for item-item, the log of ``train`` edges wit
 """
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pinrec.jobs.io.lake import Location, as_location
 from pinrec.models.retrieval_metrics import (
     hit_rate_at_k,
     mrr,
@@ -99,14 +101,16 @@ class RetrievalReport:
                       + f"{r.queries:>9}" for r in rows]
         return "\n".join(lines)
 
-    def write(self, folder: str | Path) -> Path:
-        """``report.json`` (config + rows) and ``negatives.parquet`` into ``folder``; returns it."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    def write(self, folder: str | Path | Location) -> Location:
+        """``report.json`` (config + rows) and ``negatives.parquet`` into ``folder`` (a local path
+        or a Location; a plain ``s3://`` string gets AWS's own endpoint); returns it as a Location."""
+        folder = as_location(folder)
         body = {"config": asdict(self.config), "rows": [asdict(r) for r in self.rows]}
         (folder / "report.json").write_text(json.dumps(body, indent=2) + "\n")
         if self.negatives is not None:
-            self.negatives.to_parquet(folder / "negatives.parquet", index=False)
+            buffer = io.BytesIO()
+            self.negatives.to_parquet(buffer, index=False)
+            (folder / "negatives.parquet").write_bytes(buffer.getvalue())
         return folder
 
 

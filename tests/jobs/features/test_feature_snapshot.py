@@ -10,6 +10,7 @@ import pytest
 from pinrec.export.serving.feature_store import FeatureSnapshot
 from pinrec.jobs.features.feature_snapshot import (
     build_feature_snapshot,
+    open_snapshot,
     snapshot_frame,
     snapshot_table,
     write_snapshot,
@@ -71,9 +72,12 @@ def test_served_values_equal_the_join_at_later_times(spark):
     assert served["u__missing"].to_pylist() == [False, False, True, False, True, True, True, True]
 
 
+UC_SCHEMA = "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, clicks bigint"
+UC_ROWS = [(1, "art", h(0), h(0), 3), (1, "food", h(1), h(1), 4), (1, "art", h(2), h(2), 5), (2, "art", h(0), h(0), 1)]
+
+
 def test_composite_keys_and_duplicates(spark):
-    schema = "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, clicks bigint"
-    rows = [(1, "art", h(0), h(0), 3), (1, "food", h(1), h(1), 4), (1, "art", h(2), h(2), 5), (2, "art", h(0), h(0), 1)]
+    schema, rows = UC_SCHEMA, UC_ROWS
     table = snapshot(spark, h(3), rows, UC, schema)
     assert table.select(["user_id", "category", "uc__clicks"]).to_pylist() == [
         {"user_id": 1, "category": "art", "uc__clicks": 5}, {"user_id": 1, "category": "food", "uc__clicks": 4},
@@ -87,6 +91,28 @@ def test_write_snapshot_round_trips(spark, tmp_path):
     assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == ["features_u.parquet"]
     snap = FeatureSnapshot.open(paths["u"], expected=[VIEW])
     assert snap.lookup("u", [2, 1])["u__saves"].to_pylist() == [7, 60]
+
+
+@pytest.mark.integration
+def test_snapshot_written_to_s3_and_opened_from_there(spark, s3_server):
+    """The same snapshot as a folder on S3 (SeaweedFS): one object per view, opened by
+    ``open_snapshot`` from the folder and from the listed files; no file is left locally."""
+    import uuid
+
+    from pinrec.jobs.io.lake import Location
+    from tests.support.s3 import BUCKET
+
+    folder = Location(f"s3a://{BUCKET}/snap-{uuid.uuid4().hex[:12]}/feature_snapshot/x", s3_server.options)
+    paths = write_snapshot({"u": snapshot(spark, h(9)), "uc": snapshot(spark, h(3), UC_ROWS, UC, UC_SCHEMA)}, folder)
+    assert paths == {"u": f"{folder}/features_u.parquet", "uc": f"{folder}/features_uc.parquet"}
+    assert folder.entries() == [("features_u.parquet", False), ("features_uc.parquet", False)]
+    snap = open_snapshot(folder, expected=(VIEW, UC))
+    assert snap.lookup("u", [2, 1])["u__saves"].to_pylist() == [7, 60]
+    assert snap.lookup("uc", {"user_id": [1], "category": ["food"]})["uc__clicks"].to_pylist() == [4]
+    only_u = open_snapshot([folder / "features_u.parquet"], expected=(VIEW,))
+    assert only_u.lookup("u", [1])["u__saves"].to_pylist() == [60]
+    with pytest.raises(FileNotFoundError, match="no features_<view>.parquet files in"):
+        open_snapshot(folder / "elsewhere")
 
 
 # --- training-serving skew on the synthetic world ------------------------------------------------

@@ -114,6 +114,28 @@ def test_config_rejects_bad_values(change):
         RetrievalEvalConfig(**change)
 
 
+
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.integration)])
+def test_report_written_locally_and_on_s3(where, request, tmp_path):
+    """``write`` puts report.json and negatives.parquet into a local folder or an S3 location
+    (SeaweedFS), readable back as written."""
+    import io
+    import json
+    import uuid
+
+    from pinrec.jobs.io.lake import Location
+    from tests.support.s3 import BUCKET
+
+    report = evaluate_retrieval(clustered_log(), cfg=RetrievalEvalConfig(baselines=("popularity",)))
+    folder = Location(str(tmp_path / "eval")) if where == "local" else \
+        Location(f"s3://{BUCKET}/eval-{uuid.uuid4().hex[:12]}/retrieval_eval", request.getfixturevalue("s3_server").options)
+    assert report.write(folder) == folder
+    assert [name for name, _ in folder.entries()] == ["negatives.parquet", "report.json"]
+    body = json.loads((folder / "report.json").read_text())
+    assert body["rows"][0]["model"] == "popularity" and body["config"]["baselines"] == ["popularity"]
+    stored = pd.read_parquet(io.BytesIO((folder / "negatives.parquet").read_bytes()))
+    assert stored["negatives"].map(list).tolist() == report.negatives["negatives"].map(list).tolist()
+
 def test_nothing_to_evaluate_raises():
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate_retrieval()

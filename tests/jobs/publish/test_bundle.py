@@ -1,0 +1,82 @@
+"""The publish job with ``storage.artifacts`` on S3 (SeaweedFS): the newest ranker found there, and
+a bundle assembled from the index and ranker on S3, published into an S3 store, loaded by the
+serving loader and answering ``recommend``."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pinrec.jobs.io.folders import put_file, upload_folder
+from pinrec.jobs.io.lake import Location
+from pinrec.jobs.publish.bundle import newest_ranker
+from pinrec.jobs.ranking.ranker import RankerReport
+from pinrec.jobs.ranking.ranker_artifacts import publish_artifacts
+from tests.support.s3 import BUCKET
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def artifacts(request, tmp_path) -> Location:
+    if request.param == "local":
+        return Location(str(tmp_path / "artifacts"))
+    server = request.getfixturevalue("s3_server")
+    return Location(f"s3://{BUCKET}/newest-{uuid.uuid4().hex[:12]}/artifacts", server.options)
+
+
+def test_newest_ranker_is_the_last_complete_export(artifacts, tmp_path):
+    (tmp_path / "ranker.onnx").write_bytes(b"x")
+    files = {"ranker.onnx": str(tmp_path / "ranker.onnx")}
+    report = RankerReport("ranker-x", ("save",), {}, 0.1, 1, 1, "cpu", ())
+    with pytest.raises(FileNotFoundError, match=r"no exported ranker under .*/artifacts/ranker: run `pinrec ranker`"):
+        newest_ranker(artifacts)
+    publish_artifacts(files, artifacts / "ranker" / "ranker-bbbb", report)
+    put_file(tmp_path / "ranker.onnx", artifacts / "ranker" / "ranker-half" / "ranker.onnx")  # no metrics.json yet
+    assert newest_ranker(artifacts) == artifacts / "ranker" / "ranker-bbbb"
+    time.sleep(1.1)  # S3 keeps modification times in whole seconds
+    publish_artifacts(files, artifacts / "ranker" / "ranker-aaaa", report)
+    assert newest_ranker(artifacts) == artifacts / "ranker" / "ranker-aaaa"
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+@pytest.mark.slow
+def test_bundle_from_s3_artifacts_into_an_s3_store_loads_and_answers(spark, tiny_world, s3_server, monkeypatch):
+    from pinrec.jobs.orchestration.demo import serve_examples
+    from pinrec.jobs.publish.bundle import publish_serving_bundle
+
+    cfg, result = tiny_world
+    options = s3_server.options
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", options.access_key)  # the config holds no keys: the SDK chain does
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options.secret_key)
+    root = f"s3://{BUCKET}/publish-{uuid.uuid4().hex[:12]}"
+    local = Path(cfg.storage.artifacts)
+    ranker_dir = local / "ranker" / result.ranker.model_version
+    index_dir = local / "index" / result.index.embedding_version
+    on_s3 = dataclasses.replace(
+        cfg, storage=dataclasses.replace(cfg.storage, artifacts=f"{root}/artifacts", s3_endpoint_url=options.endpoint_url),
+        publish=dataclasses.replace(cfg.publish, store_uri=f"{root}/serving"))
+    artifacts = on_s3.storage.location("artifacts")
+    upload_folder(index_dir, artifacts / "index" / result.index.embedding_version, last=("index.json",))
+    upload_folder(ranker_dir, artifacts / "ranker" / result.ranker.model_version, last=("metrics.json",))
+
+    report = publish_serving_bundle(spark, on_s3, register=False)
+    assert report.promoted and report.blessed and report.store_uri == f"{root}/serving"
+    answers = serve_examples(on_s3, echo=lambda line: None, users=2, k=5)
+    assert len(answers) == 3 and all(0 < len(items) <= 5 for items in answers.values())
+
+    from pinrec.export.serving.loader import load
+
+    bundle = load(on_s3.bundle_store_uri, cfg.publish.name, cfg.publish.channel, s3=artifacts.s3)
+    assert bundle.version == report.version
+    shas = {e.path: e.sha256 for e in bundle.manifest.files}
+    assert shas["ranker/ranker.onnx"] == _sha(ranker_dir / "ranker.onnx")
+    assert shas["index/index.json"] == _sha(index_dir / "index.json")
+    assert bundle.ntotal == result.index.pins
