@@ -116,6 +116,21 @@ def lake(tmp_path):
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def any_location(request, tmp_path):
+    """A fresh, empty folder as a :class:`~pinrec.jobs.io.lake.Location`: under tmp_path, and
+    under a fresh prefix of the SeaweedFS server (``s3a://``, with the server's keys)."""
+    import uuid
+
+    from pinrec.jobs.io.lake import Location
+    from tests.support.s3 import BUCKET
+
+    if request.param == "local":
+        return Location(str(tmp_path / "here"))
+    server = request.getfixturevalue("s3_server")
+    return Location(f"s3a://{BUCKET}/t-{uuid.uuid4().hex[:12]}/here", server.options)
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
 def any_lake(request, tmp_path):
     """:func:`lake` twice: on local disk, and on the SeaweedFS S3 server (landing a Location,
     warehouse an ``s3a://`` URI, both under a fresh prefix) with the ``spark`` session's s3a

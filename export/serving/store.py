@@ -78,6 +78,19 @@ class S3Options:
                    access_key=env.get("AWS_ACCESS_KEY_ID") or None, secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None)
 
 
+def arrow_s3(opts: S3Options):
+    """pyarrow's S3 filesystem for ``opts`` (endpoint, region; keys, else the SDK's chain)."""
+    from pyarrow import fs as pafs
+
+    kwargs: dict = {"region": opts.region}
+    if opts.endpoint_url:
+        endpoint = urlparse(opts.endpoint_url)
+        kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
+    if opts.access_key is not None:
+        kwargs.update(access_key=opts.access_key, secret_key=opts.secret_key)
+    return pafs.S3FileSystem(**kwargs)
+
+
 class PointerConflict(RuntimeError):
     """The compare-and-swap lost: someone else moved the pointer first."""
 
@@ -116,19 +129,11 @@ class Store:
         self.is_s3 = parsed.scheme in ("s3", "s3a")
         if self.is_s3:
             from fsspec.implementations.arrow import ArrowFSWrapper
-            from pyarrow import fs as pafs
 
             if not parsed.netloc:
                 raise ValueError(f"S3 store URI needs a bucket: {uri!r}")
             self.root = f"{parsed.netloc}{parsed.path}".rstrip("/")
-            opts = s3 or S3Options()
-            kwargs: dict = {"region": opts.region}
-            if opts.endpoint_url:
-                endpoint = urlparse(opts.endpoint_url)
-                kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
-            if opts.access_key is not None:
-                kwargs.update(access_key=opts.access_key, secret_key=opts.secret_key)
-            self.fs = ArrowFSWrapper(pafs.S3FileSystem(**kwargs))
+            self.fs = ArrowFSWrapper(arrow_s3(s3 or S3Options()))
         else:
             self.fs, root = fsspec.core.url_to_fs(self.uri)
             self.root = root.rstrip("/")

@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 import fsspec
 
-from pinrec.export.serving.store import S3Options
+from pinrec.export.serving.store import S3Options, arrow_s3
 
 S3_SCHEMES = ("s3", "s3a")
 
@@ -36,15 +36,8 @@ S3_SCHEMES = ("s3", "s3a")
 @functools.lru_cache(maxsize=16)
 def _s3_fs(s3: S3Options) -> fsspec.AbstractFileSystem:
     from fsspec.implementations.arrow import ArrowFSWrapper
-    from pyarrow import fs as pafs
 
-    kwargs: dict = {"region": s3.region}
-    if s3.endpoint_url:
-        endpoint = urlparse(s3.endpoint_url)
-        kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
-    if s3.access_key is not None:
-        kwargs.update(access_key=s3.access_key, secret_key=s3.secret_key)
-    return ArrowFSWrapper(pafs.S3FileSystem(**kwargs))
+    return ArrowFSWrapper(arrow_s3(s3))
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,11 @@
 local view of a folder (itself when local, a temporary download from S3)."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from pinrec.jobs.io import folders
 from pinrec.jobs.io.folders import local_folder, replace_folder, upload_folder
 from pinrec.jobs.io.lake import Location
-from tests.support.s3 import BUCKET
 
 
 def _tree(root, files: dict[str, bytes]):
@@ -19,12 +16,9 @@ def _tree(root, files: dict[str, bytes]):
     return root
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
-def where(request, tmp_path) -> Location:
-    if request.param == "local":
-        return Location(str(tmp_path / "target"))
-    server = request.getfixturevalue("s3_server")
-    return Location(f"s3://{BUCKET}/folders-{uuid.uuid4().hex[:12]}/target", server.options)
+@pytest.fixture()
+def where(any_location) -> Location:
+    return any_location / "target"
 
 
 def test_upload_writes_every_file_with_the_manifest_last(where, tmp_path, monkeypatch):

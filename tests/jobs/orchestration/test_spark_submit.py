@@ -2,22 +2,16 @@
 DAG task, locally and on S3 (SeaweedFS). The submit path itself: tests/dags/test_spark_submit.py."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from pinrec.jobs.io.lake import Location
 from pinrec.jobs.orchestration.spark_submit import SKIPPED, read_result, write_result
 from pinrec.jobs.orchestration.tasks import NotEnoughHistoryError
-from tests.support.s3 import BUCKET
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
-def artifacts(request, tmp_path) -> Location:
-    if request.param == "local":
-        return Location(str(tmp_path / "artifacts"))
-    server = request.getfixturevalue("s3_server")
-    return Location(f"s3a://{BUCKET}/submit-{uuid.uuid4().hex[:12]}/artifacts", server.options)
+@pytest.fixture()
+def artifacts(any_location) -> Location:
+    return any_location / "artifacts"
 
 
 def test_result_round_trip_then_removed(artifacts):

@@ -19,12 +19,9 @@ from pinrec.jobs.ranking.ranker_artifacts import publish_artifacts
 from tests.support.s3 import BUCKET
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
-def artifacts(request, tmp_path) -> Location:
-    if request.param == "local":
-        return Location(str(tmp_path / "artifacts"))
-    server = request.getfixturevalue("s3_server")
-    return Location(f"s3://{BUCKET}/newest-{uuid.uuid4().hex[:12]}/artifacts", server.options)
+@pytest.fixture()
+def artifacts(any_location) -> Location:
+    return any_location / "artifacts"
 
 
 def test_newest_ranker_is_the_last_complete_export(artifacts, tmp_path):

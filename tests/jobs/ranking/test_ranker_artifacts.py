@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
@@ -12,15 +11,11 @@ from pinrec.jobs.publish.bundle import ranker_metrics
 from pinrec.jobs.ranking.ranker import RankerReport
 from pinrec.jobs.ranking.ranker_artifacts import publish_artifacts
 from pinrec.jobs.ranking.ranker_eval import MetricRow
-from tests.support.s3 import BUCKET
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
-def artifacts(request, tmp_path) -> Location:
-    if request.param == "local":
-        return Location(str(tmp_path / "artifacts"))
-    server = request.getfixturevalue("s3_server")
-    return Location(f"s3://{BUCKET}/ranker-{uuid.uuid4().hex[:12]}/artifacts", server.options)
+@pytest.fixture()
+def artifacts(any_location) -> Location:
+    return any_location / "artifacts"
 
 
 def _report(version: str, auc: float) -> RankerReport:
