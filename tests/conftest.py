@@ -22,7 +22,7 @@ from tests.support.repo import REPO
 from tests.support.s3 import s3_server  # noqa: F401  (fixtures)
 
 SPARK_FIXTURES = frozenset({"spark", "tiny_world"})
-_SKIP_DIRS = frozenset({".git", "__pycache__", ".pytest_cache", ".ruff_cache"})  # bytecode, tool caches
+_SKIP_DIRS = frozenset({".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".import_linter_cache"})  # bytecode, tool caches
 
 
 def _checkout_files() -> dict[str, tuple[int, int]]:

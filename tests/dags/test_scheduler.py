@@ -9,7 +9,10 @@ features -> training set, skipped on the day whose window is too short), the Ass
 last day schedules the training DAG (which takes its config from that event), and the bundle it
 publishes opens with the base-install loader and answers ``recommend``. In ``make test-all`` only
 (marker ``full``): a reprocessed day (``--reprocess-behavior completed``) leaves the training set and
-the ingested rows unchanged.
+the ingested rows unchanged; and all of it again on the production topology (``topology`` =
+``s3-cluster``): landing, warehouse, artifacts and bundles on SeaweedFS, the Spark steps sent
+through the Airflow connection ``pinrec_spark`` to a standalone master whose worker has the AWS
+keys, MLflow on the ``mlflow_server`` fixture, the bundle loaded back from S3.
 
 The world ends on the day the daily DAG would schedule next (``next_dagrun``, yesterday): its
 backfill run takes that logical date, so unpausing creates no scheduled run with default config.
@@ -47,6 +50,38 @@ PREBUILT = 1  # days ingested and featurised in-process before the scheduler tak
 RUN_TIMEOUT_S = 40 * 60  # each Spark task starts a JVM: minutes per run on 2 shared cores
 BAD_STATES = {"failed", "up_for_retry", "upstream_failed"}
 BIN = Path(sys.executable).parent
+
+
+# ------------------------------------------------------------------------------- topology
+@dataclass
+class Topology:
+    """Where the run's data, Spark steps and MLflow go: ``overrides`` (appended to the world's),
+    ``env`` (added to Airflow's), ``s3`` (the S3 server, or None for local disk)."""
+
+    name: str
+    overrides: list[str]
+    env: dict[str, str]
+    s3: object | None = None
+
+
+@pytest.fixture(scope="module", params=["local", pytest.param("s3-cluster", marks=pytest.mark.full)])
+def topology(request, tmp_path_factory):
+    if request.param == "local":
+        yield Topology("local", [], {})
+        return
+    from tests.support.cluster import running_standalone_cluster
+    from tests.support.s3 import BUCKET
+
+    s3 = request.getfixturevalue("s3_server").options
+    mlflow = request.getfixturevalue("mlflow_server")
+    keys = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+    root = f"s3a://{BUCKET}/scheduler-{secrets.token_hex(5)}"
+    with running_standalone_cluster(tmp_path_factory.mktemp("scheduler_cluster"), worker_env=keys) as (url, _, _):
+        yield Topology("s3-cluster",
+                       [f"storage.landing={root}/landing", f"storage.warehouse={root}/warehouse",
+                        f"storage.artifacts={root}/artifacts", f"storage.s3_endpoint_url={s3.endpoint_url}",
+                        f"storage.mlflow_tracking_uri={mlflow.uri}", "publish.store_uri=null"],
+                       {**keys, "AIRFLOW_CONN_PINREC_SPARK": url}, s3)
 
 
 # ------------------------------------------------------------------------------- PostgreSQL
@@ -155,7 +190,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 @pytest.fixture(scope="module")
-def airflow(postgres, tmp_path_factory):
+def airflow(postgres, topology, tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow_scheduler")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -186,6 +221,7 @@ def airflow(postgres, tmp_path_factory):
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
         "OMP_NUM_THREADS": "1",
+        **topology.env,
     })
     migrate = subprocess.run([str(BIN / "airflow"), "db", "migrate"], check=False, env=env, cwd=home,
                              capture_output=True, text=True, timeout=600)
@@ -233,22 +269,29 @@ def _wait(ready, what: str, af: Airflow, timeout: float = RUN_TIMEOUT_S, every: 
 
 # ------------------------------------------------------------------------------- the world
 @pytest.fixture(scope="module")
-def world(airflow, spark, tmp_path_factory):
+def world(airflow, topology, spark, tmp_path_factory):
     """A tiny synthetic world whose last day is the daily DAG's next scheduled logical date; its
     first ``PREBUILT`` days are ingested and featurised here, as earlier scheduled runs would have."""
     from pinrec.jobs.config import load_config, parse_overrides
     from pinrec.jobs.features.features import build_features
     from pinrec.jobs.ingest.ingest import IngestPaths, ingest
     from pinrec.jobs.ingest.synthetic import generate
+    from pinrec.jobs.io.lake import Location
+    from pinrec.jobs.io.spark import configure_s3a
 
     nxt = airflow.api("GET", "dags/pinrec_daily")["next_dagrun_logical_date"]
     last = dt.datetime.fromisoformat(nxt).astimezone(dt.UTC).date()
     days = [last - dt.timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
     root = tmp_path_factory.mktemp("scheduler_world")
-    overrides = tiny_world_overrides(root, days[0], DAYS)
+    overrides = tiny_world_overrides(root, days[0], DAYS) + topology.overrides
     cfg = load_config(None, parse_overrides(overrides))
-    generate(cfg.synthetic, cfg.storage.landing, seed=cfg.seed)
-    ingest(spark, IngestPaths(cfg.storage.landing, cfg.storage.warehouse), days[:PREBUILT], cfg.ingest)
+    if topology.s3 is not None:
+        configure_s3a(spark, topology.s3)
+    landing = cfg.storage.location("landing")
+    if topology.s3 is not None:  # with the test's keys (the jobs read theirs from their environment)
+        landing = Location(landing.uri, topology.s3)
+    generate(cfg.synthetic, landing, seed=cfg.seed)
+    ingest(spark, IngestPaths(landing, cfg.storage.warehouse), days[:PREBUILT], cfg.ingest)
     build_features(spark, cfg.storage.warehouse, days[:PREBUILT], cfg.features)
     return cfg, overrides, days
 
@@ -315,7 +358,8 @@ def backfilled(airflow, world):
     return daily, t0
 
 
-def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, world, backfilled):
+def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, topology, world, backfilled,
+                                                                      monkeypatch):
     from pinrec.export.serving.loader import load
     from pinrec.jobs.orchestration.demo import serve_examples
 
@@ -344,10 +388,15 @@ def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, w
     assert set(_tis(af, "pinrec_training", run_id).values()) == {"success"}
     assert _xcom(af, "pinrec_training", run_id, "plan") == days[-1].isoformat()
     published = _xcom(af, "pinrec_training", run_id, "publish")
-    assert published["promoted"] and published["blessed"] and published["store_uri"] == cfg.publish.store_uri
-    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    assert published["promoted"] and published["blessed"] and published["store_uri"] == cfg.bundle_store_uri
+    bundle = load(cfg.bundle_store_uri, cfg.publish.name, cfg.publish.channel, s3=topology.s3)
     assert bundle.version == published["version"]
     assert bundle.pins.num_rows > 0 and bundle.ntotal > 0
+    if topology.s3 is not None:
+        assert set(published["registered"]) == {"ranker", "index"}  # in the MLflow server's registry
+        # serving reads the bundle with the keys a serving host has in its environment
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", topology.s3.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", topology.s3.secret_key)
     served = serve_examples(cfg, echo=lambda line: None, users=1, k=5)
     assert len(served) == 2 and all(1 <= len(recs) <= 5 for recs in served.values()), served
     print(f"\n[scheduler] daily backfill of {len(scheduled)} days {t_daily:.0f} s; asset-triggered training "
