@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import boto3
 import pytest
 
 from pinrec.jobs.orchestration.stack import down, up
@@ -47,6 +48,15 @@ def test_demo_runs_unchanged_on_s3_a_standalone_cluster_and_an_mlflow_server(tmp
         # nothing of the pipeline was written under the working directory: it all went to S3
         local = [p for p in tmp_path.rglob("*") if p.is_file() and state not in p.parents]
         assert local == []
-        assert env["AWS_SECRET_ACCESS_KEY"] not in demo.stdout + demo.stderr + rec.stdout + rec.stderr
+        secret = env["AWS_SECRET_ACCESS_KEY"]
+        assert secret not in demo.stdout + demo.stderr + rec.stdout + rec.stderr
+        # ... nor into anything written to S3: Delta commits, manifests, channel pointers, reports
+        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                              aws_secret_access_key=secret, region_name="us-east-1")
+        texts = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket="pinrec")
+                 for o in page.get("Contents", []) if o["Key"].endswith((".json", ".yaml", ".txt", ".crc"))]
+        assert any("/_delta_log/" in k for k in texts) and any(k.endswith("manifest.json") for k in texts)
+        leaked = [k for k in texts if secret.encode() in client.get_object(Bucket="pinrec", Key=k)["Body"].read()]
+        assert leaked == []
     finally:
         down(state)
