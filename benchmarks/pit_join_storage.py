@@ -227,7 +227,7 @@ def measure(args, work: Path, data: Path, s3) -> dict:
                 run |= {e["stage"]: {k: v for k, v in e.items() if k not in ("event", "stage")}
                         for e in events if e["event"] == "stage"}
                 init += [e["fs_init_s"] for e in events if e["event"] == "ready"]
-            run["fs_init_s"] = statistics.median(init)
+            run["fs_init_s"], run["load1"] = statistics.median(init), os.getloadavg()[0]
             log("    " + ", ".join(f"{s} {run[s]['seconds']:.2f} s" for s, _ in STAGES))
             out["storages"][storage]["runs"].append(run)
             output.fs.rm(output.path, recursive=True)  # each run writes a new table; keep the disk bounded
@@ -378,8 +378,9 @@ def render(report: dict, args) -> str:
         lines.append(where_the_difference_goes(runs["local"], runs["s3a"]))
     notes = [f"{s}: writing the inputs there {e['write_inputs_s']:.2f} s (once, not in the stages); opening its "
              f"Hadoop filesystem {_stat(e['runs'], '', 'fs_init_s')[0]:.2f} s per JVM (not timed); "
-             f"stage runs (read/join/delta) "
-             + ", ".join("/".join(f"{r[k]['seconds']:.2f}" for k, _ in STAGES) for r in e["runs"])
+             f"stage runs (read/join/delta; 1-min load average after the run) "
+             + ", ".join("/".join(f"{r[k]['seconds']:.2f}" for k, _ in STAGES) + f" ({r['load1']:.1f})"
+                         for r in e["runs"])
              for s, e in report["storages"].items()]
     lines += ["", *[f"- {x}" for x in notes],
               ("- MiB written: Hadoop's filesystem statistics of that storage's scheme (file / s3a) in the driver "
