@@ -12,6 +12,9 @@ log under ``<state_dir>/logs``, and writes into the state dir:
 * ``env.sh`` (0600): ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_ENDPOINT_URL`` to
   ``source`` before a pinrec command; ``s3.json`` (0600): the same keys as SeaweedFS's identities.
 
+:func:`s3_only` starts the S3 server alone for the length of a ``with`` block (benchmarks,
+one-off scripts); it records nothing in the state dir.
+
 The keys are generated anew by each :func:`up` and are given to the servers and the Spark worker
 (whose executors read S3) through their environments only. Data (the bucket, MLflow's SQLite
 database) stays in the state dir across ``down`` and ``up``.
@@ -19,6 +22,7 @@ database) stays in the state dir across ``down`` and ``up``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,8 +30,11 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from pinrec.export.serving.store import S3Options
 
 from . import stack_services as services
 
@@ -95,9 +102,7 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, *, worker_cores: int = 2, work
         (root / sub).mkdir(parents=True, exist_ok=True)
     access, secret = f"pinrec-{secrets.token_hex(4)}", secrets.token_hex(20)
     specs, skipped = services.plan(root, access, secret, worker_cores, worker_memory)
-    _write_private(root / "s3.json", json.dumps({"identities": [{
-        "name": "pinrec", "credentials": [{"accessKey": access, "secretKey": secret}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    _write_identities(root, access, secret)
     by_name = {spec.name: spec for spec in specs}
     state: dict = {"created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                    "services": {}, "skipped": skipped}
@@ -147,6 +152,39 @@ def down(state_dir: str | Path = DEFAULT_STATE_DIR, timeout: float = 20.0) -> di
     state = _read_state(Path(state_dir).resolve())
     return {name: services.stop(s["pid"], s["started"], timeout)
             for name, s in reversed(list(state["services"].items()))}
+
+
+@contextlib.contextmanager
+def s3_only(state_dir: str | Path, timeout: float = 120.0) -> Iterator[S3Options]:
+    """The stack's S3 server alone (SeaweedFS, no Spark, MLflow or Redis), for the body of a
+    ``with``: started on free 127.0.0.1 ports with fresh keys, data and log under ``state_dir``,
+    bucket :data:`~pinrec.jobs.orchestration.stack_services.BUCKET`; yields its
+    :class:`S3Options` (endpoint and keys). It is stopped (its process group) when the body ends,
+    also on error; it is no stack: nothing is recorded for ``status``/``down``. Raises
+    :class:`StackError` when it exits or is not ready in ``timeout`` s, ``FileNotFoundError``
+    when ``weed`` is not installed."""
+    root = Path(state_dir).resolve()
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    (root / "seaweedfs").mkdir(exist_ok=True)
+    access, secret = f"pinrec-{secrets.token_hex(4)}", secrets.token_hex(20)
+    spec = services.seaweedfs_spec(root, access, secret)
+    _write_identities(root, access, secret)
+    proc = _start(spec, root)
+    started = services.start_time(proc.pid)
+    try:
+        _wait(spec, proc, root, timeout)
+        yield S3Options(endpoint_url=spec.url, region=services.REGION, access_key=access, secret_key=secret)
+    finally:
+        if started is not None:
+            services.stop(proc.pid, started, timeout=10.0)
+        proc.wait()
+
+
+def _write_identities(root: Path, access: str, secret: str) -> None:
+    """SeaweedFS's identities (``s3.json``, 0600): one user with the key ``access``/``secret``."""
+    _write_private(root / "s3.json", json.dumps({"identities": [{
+        "name": "pinrec", "credentials": [{"accessKey": access, "secretKey": secret}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
 
 
 def _start(spec: services.ServiceSpec, root: Path) -> subprocess.Popen:

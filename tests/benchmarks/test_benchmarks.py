@@ -2,6 +2,7 @@
 of those that need no warehouse, checking the table they print. Speed is never asserted here."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,32 @@ def test_oracle_gap_one_small_world():
 def test_pinsage_one_small_graph():
     out = run("pinsage.py", "--sizes", "500")
     assert "| 500 |" in out and "pairs/s" in out
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.integration
+def test_pit_join_storage_tiny_run(tmp_path):
+    report = tmp_path / "report.json"
+    out = run("pit_join_storage.py", "--n", "2000", "--repeats", "1", "--spark-cores", "1", "--shuffle-partitions", "2",
+              "--driver-memory", "1g", "--work-dir", str(tmp_path / "work"), "--out", str(report))
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert set(rows) >= {"read the 4 inputs (full scan, noop)", "PIT join, 3 views (noop write)",
+                         "PIT join written as Delta"}
+    assert "N = 2,000 impressions" in out and "Where the difference goes:" in out
+    runs = {s: e["runs"] for s, e in json.loads(report.read_text())["storages"].items()}
+    assert set(runs) == {"local", "s3a"} and all(len(r) == 1 for r in runs.values())
+    local, s3a = runs["local"][0], runs["s3a"][0]
+    for run_ in (local, s3a):
+        assert all(run_[stage]["seconds"] > 0 for stage in ("read", "join", "delta"))
+        assert run_["read"]["bytes_written"] == run_["join"]["bytes_written"] == 0  # noop writes
+        assert run_["delta"]["bytes_written"] > 0
+    # the s3a run really went to S3: the inputs were read with GETs and the table written with PUTs
+    assert s3a["read"]["GET"] >= 4 and s3a["delta"]["PUT"] > 0 and s3a["read"]["PUT"] == 0
+    assert "GET" not in local["read"]
+    ratio = s3a["delta"]["seconds"] / local["delta"]["seconds"]
+    assert f"| {ratio:.2f}x |" in rows["PIT join written as Delta"]
+    # each run's table was removed by the benchmark; the inputs stay in the work dir it was given
+    assert not (tmp_path / "work" / "local" / "training_set_run0").exists()
+    assert sorted(p.name for p in (tmp_path / "work" / "local" / "inputs").iterdir()) == sorted(
+        ["spine.parquet", "user_features.parquet", "pin_features.parquet", "user_category_features.parquet"])

@@ -16,7 +16,7 @@ import pytest
 from pinrec.jobs.config import load_config
 from pinrec.jobs.orchestration import stack_services
 from pinrec.jobs.orchestration.cli import main
-from pinrec.jobs.orchestration.stack import StackError, down, status, up
+from pinrec.jobs.orchestration.stack import StackError, down, s3_only, status, up
 
 SERVICES = {"seaweedfs", "spark-master", "spark-worker", "mlflow"}
 
@@ -159,3 +159,45 @@ def test_up_failing_halfway_stops_what_it_started(tmp_path, monkeypatch):
     assert "cannot open the backend store" in str(error.value)
     assert not (root / "state.json").exists() and not (root / "pinrec.yaml").exists()
     assert _processes_under(root) == []
+
+
+@pytest.mark.integration
+def test_s3_only_serves_its_bucket_with_its_keys_and_stops(tmp_path):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    root = tmp_path / "s3"
+    with s3_only(root) as s3:
+        def client(secret):
+            return boto3.client("s3", endpoint_url=s3.endpoint_url, region_name=s3.region,
+                                aws_access_key_id=s3.access_key, aws_secret_access_key=secret)
+
+        client(s3.secret_key).put_object(Bucket=stack_services.BUCKET, Key="bench/a.txt", Body=b"hello")
+        assert client(s3.secret_key).get_object(Bucket="pinrec", Key="bench/a.txt")["Body"].read() == b"hello"
+        with pytest.raises(ClientError):
+            client("0" * 40).get_object(Bucket="pinrec", Key="bench/a.txt")
+        port = int(s3.endpoint_url.rsplit(":", 1)[1])
+        assert stack_services.port_answers(port) and _processes_under(root)
+        assert stat.S_IMODE((root / "s3.json").stat().st_mode) == 0o600
+        assert not (root / "state.json").exists()  # no stack: status/down do not see it
+    assert not stack_services.port_answers(port)
+    assert _processes_under(root) == []
+
+
+@pytest.mark.integration
+def test_s3_only_that_exits_raises_with_its_log_and_leaves_nothing(tmp_path, monkeypatch):
+    fake = tmp_path / "weed"
+    fake.write_text("#!/bin/sh\necho 'volume dir not writable' >&2\nexit 4\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(stack_services, "find_binary", lambda name: str(fake) if name == "weed" else None)
+    root = tmp_path / "s3"
+    with pytest.raises(StackError, match="seaweedfs exited with code 4") as error, s3_only(root):
+        pytest.fail("the body must not run")
+    assert "volume dir not writable" in str(error.value)
+    assert _processes_under(root) == []
+
+
+def test_s3_only_without_weed_names_the_missing_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(stack_services, "find_binary", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="'weed' command was not found"), s3_only(tmp_path / "s3"):
+        pytest.fail("the body must not run")
