@@ -64,6 +64,7 @@ def test_pinsage_one_small_graph():
     assert "| 500 |" in out and "pairs/s" in out
 
 
+@pytest.mark.full  # 100 s: six fresh JVMs (3 stages x 2 storages); its --help runs in make test
 @pytest.mark.slow
 @pytest.mark.spark
 @pytest.mark.integration
