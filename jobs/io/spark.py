@@ -174,6 +174,8 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
         .config("spark.databricks.delta.snapshotPartitions", str(cfg.shuffle_partitions))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        # pinrec keeps no managed tables; Spark's default would leave spark-warehouse/ in the cwd
+        .config("spark.sql.warehouse.dir", sql_scratch_dir())
     )
     for key, value in (s3a_conf(s3) if s3 is not None else {}).items():
         builder = builder.config(f"spark.hadoop.{key}", value)
@@ -188,6 +190,18 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
     if submitted:
         _require_delta(spark)
     return spark
+
+
+_SQL_SCRATCH: list[str] = []
+
+
+def sql_scratch_dir() -> str:
+    """This process's ``spark.sql.warehouse.dir``: an empty temporary folder, removed when the
+    process exits (``spark.extra`` may set another)."""
+    if not _SQL_SCRATCH:
+        _SQL_SCRATCH.append(tempfile.mkdtemp(prefix="pinrec-spark-sql-"))
+        atexit.register(shutil.rmtree, _SQL_SCRATCH[0], ignore_errors=True)
+    return _SQL_SCRATCH[0]
 
 
 _SHIPPED: set[str] = set()  # application ids that already have pinrec's zip

@@ -155,29 +155,38 @@ def down(state_dir: str | Path = DEFAULT_STATE_DIR, timeout: float = 20.0) -> di
 
 
 @contextlib.contextmanager
-def s3_only(state_dir: str | Path, timeout: float = 120.0) -> Iterator[S3Options]:
-    """The stack's S3 server alone (SeaweedFS, no Spark, MLflow or Redis), for the body of a
-    ``with``: started on free 127.0.0.1 ports with fresh keys, data and log under ``state_dir``,
-    bucket :data:`~pinrec.jobs.orchestration.stack_services.BUCKET`; yields its
-    :class:`S3Options` (endpoint and keys). It is stopped (its process group) when the body ends,
-    also on error; it is no stack: nothing is recorded for ``status``/``down``. Raises
-    :class:`StackError` when it exits or is not ready in ``timeout`` s, ``FileNotFoundError``
-    when ``weed`` is not installed."""
+def running(spec: services.ServiceSpec, state_dir: str | Path, timeout: float = 120.0) -> Iterator[subprocess.Popen]:
+    """One service for the body of a ``with`` (how the tests start theirs): started in a session
+    of its own with its log at ``<state_dir>/logs/<name>.log``, ready within ``timeout`` s, and its
+    process group stopped when the body ends, also on error. Nothing is recorded for
+    ``status``/``down``. Raises :class:`StackError` when it exits or is not ready in time."""
     root = Path(state_dir).resolve()
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    (root / "seaweedfs").mkdir(exist_ok=True)
-    access, secret = f"pinrec-{secrets.token_hex(4)}", secrets.token_hex(20)
-    spec = services.seaweedfs_spec(root, access, secret)
-    _write_identities(root, access, secret)
     proc = _start(spec, root)
     started = services.start_time(proc.pid)
     try:
         _wait(spec, proc, root, timeout)
-        yield S3Options(endpoint_url=spec.url, region=services.REGION, access_key=access, secret_key=secret)
+        yield proc
     finally:
         if started is not None:
             services.stop(proc.pid, started, timeout=10.0)
         proc.wait()
+
+
+@contextlib.contextmanager
+def s3_only(state_dir: str | Path, timeout: float = 120.0) -> Iterator[S3Options]:
+    """The stack's S3 server alone (SeaweedFS, no Spark, MLflow or Redis), for the body of a
+    ``with`` (:func:`running`): on free 127.0.0.1 ports with fresh keys, data and log under
+    ``state_dir``, bucket :data:`~pinrec.jobs.orchestration.stack_services.BUCKET`; yields its
+    :class:`S3Options` (endpoint and keys). Raises :class:`StackError` when it exits or is not
+    ready in ``timeout`` s, ``FileNotFoundError`` when ``weed`` is not installed."""
+    root = Path(state_dir).resolve()
+    (root / "seaweedfs").mkdir(parents=True, exist_ok=True)
+    access, secret = f"pinrec-{secrets.token_hex(4)}", secrets.token_hex(20)
+    spec = services.seaweedfs_spec(root, access, secret)
+    _write_identities(root, access, secret)
+    with running(spec, root, timeout):
+        yield S3Options(endpoint_url=spec.url, region=services.REGION, access_key=access, secret_key=secret)
 
 
 def _write_identities(root: Path, access: str, secret: str) -> None:
@@ -189,7 +198,7 @@ def _write_identities(root: Path, access: str, secret: str) -> None:
 
 def _start(spec: services.ServiceSpec, root: Path) -> subprocess.Popen:
     with open(root / "logs" / f"{spec.name}.log", "ab") as log:
-        log.write(f"--- pinrec stack up {dt.datetime.now():%Y-%m-%d %H:%M:%S}: {spec.command[0]}\n".encode())
+        log.write(f"--- started {dt.datetime.now():%Y-%m-%d %H:%M:%S}: {spec.command[0]}\n".encode())
         log.flush()
         try:  # a session of its own: the terminal's hang-up does not reach it; `down` signals its group
             return subprocess.Popen(spec.command, cwd=root, env={**os.environ, **spec.env}, stdin=subprocess.DEVNULL,

@@ -1,8 +1,8 @@
 """The services of ``pinrec stack`` (:mod:`pinrec.jobs.orchestration.stack`): how each is started,
 when it is ready, and how a recorded process is recognised and stopped.
 
-The same servers the tests start (tests/support/s3.py, cluster.py, mlflow_server.py), all bound to
-127.0.0.1: SeaweedFS ``weed mini`` (S3, bucket :data:`BUCKET`), a Spark standalone master and one
+The tests start their servers from these specs too (tests/support/s3.py, cluster.py,
+mlflow_server.py), all bound to 127.0.0.1: SeaweedFS ``weed mini`` (S3, bucket :data:`BUCKET`), a Spark standalone master and one
 worker (``spark-class`` of the installed pyspark), ``mlflow server`` (SQLite, artifacts proxied to
 ``s3://pinrec/mlflow``) and ``redis-server`` when installed. Processes are told apart by PID and
 their start time in ``/proc`` (Linux), so a PID reused after a reboot is never signalled.
@@ -117,43 +117,71 @@ def seaweedfs_spec(root: Path, access: str, secret: str, ports: list[int] | None
         "s3", lambda: _bucket_ready(endpoint, access, secret), url=endpoint)
 
 
+def spark_home() -> str:
+    """The installed pyspark's folder (its ``bin/spark-class``). Raises ``FileNotFoundError``."""
+    found = importlib.util.find_spec("pyspark")
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError("pyspark is not installed (the pipeline extra), so there is no spark-class")
+    return found.submodule_search_locations[0]
+
+
+def _spark_env() -> dict[str, str]:
+    return {"SPARK_HOME": spark_home(), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+
+
+def spark_master_spec(port: int, webui: int) -> ServiceSpec:
+    """A Spark standalone master at ``spark://127.0.0.1:<port>`` (its ``url``)."""
+    spark_class = str(Path(spark_home()) / "bin" / "spark-class")
+    return ServiceSpec("spark-master", [
+        spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
+        "--webui-port", str(webui)],
+        {"master": port, "webui": webui}, "master", lambda: port_answers(port),
+        # no REST submission server: it would take the fixed port 6066
+        {**_spark_env(), "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}, url=f"spark://127.0.0.1:{port}")
+
+
+def spark_worker_spec(master: ServiceSpec, port: int, webui: int, cores: int, memory: str, work_dir: Path,
+                      env: dict[str, str] | None = None) -> ServiceSpec:
+    """One worker of ``master`` offering ``cores`` and ``memory``; ready once the master lists it.
+    ``env``: variables of the worker alone, which its executors inherit (a node's AWS keys)."""
+    spark_class = str(Path(spark_home()) / "bin" / "spark-class")
+    master_ui = master.ports["webui"]
+
+    def registered() -> bool:
+        return _http_ok(f"http://127.0.0.1:{master_ui}/json/", lambda b: json.loads(b).get("aliveworkers", 0) >= 1)
+
+    return ServiceSpec("spark-worker", [
+        spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", str(port),
+        "--webui-port", str(webui), "--cores", str(cores), "--memory", memory, "--work-dir", str(work_dir),
+        str(master.url)],
+        {"worker": port, "webui": webui}, "worker", registered, {**_spark_env(), **(env or {})},
+        needs=master.name, url=f"http://127.0.0.1:{webui}")
+
+
+def mlflow_spec(backend_uri: str, artifacts: str, port: int, s3_endpoint: str, keys: dict[str, str]) -> ServiceSpec:
+    """``mlflow server`` on ``backend_uri`` proxying run artifacts to ``artifacts`` (``s3://``) on
+    the S3 server ``s3_endpoint``: only this process holds ``keys``; clients log over HTTP."""
+    mlflow = _need("mlflow", "pip install mlflow: the pipeline extra")
+    return ServiceSpec("mlflow", [
+        mlflow, "server", "--backend-store-uri", backend_uri, "--artifacts-destination", artifacts,
+        "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        {"http": port}, "http", lambda: _http_ok(f"http://127.0.0.1:{port}/health"),
+        # the job runner (huey consumers) serves GenAI jobs only: not needed
+        {**keys, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        url=f"http://127.0.0.1:{port}")
+
+
 def plan(root: Path, access: str, secret: str, worker_cores: int, worker_memory: str) -> tuple[list[ServiceSpec], dict]:
     """The services to start under ``root`` in order, and {name: reason} of those skipped
     (Redis when ``redis-server`` is not installed). Raises ``FileNotFoundError`` naming a missing
     required program."""
-    mlflow = _need("mlflow", "pip install mlflow: the pipeline extra")
-    found = importlib.util.find_spec("pyspark")
-    if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError("pyspark is not installed (the pipeline extra), so there is no spark-class")
-    spark_home = found.submodule_search_locations[0]
     ports = free_ports(16)
     seaweedfs = seaweedfs_spec(root, access, secret, ports[:8])
     spark, spark_ui, worker, worker_ui, mlflow_port, redis_port = ports[8:14]
-    endpoint, spark_url = seaweedfs.url, f"spark://127.0.0.1:{spark}"
     keys = {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION}
-    spark_env = {"SPARK_HOME": spark_home, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
-    spark_class = str(Path(spark_home) / "bin" / "spark-class")
-
-    def workers_alive() -> bool:  # the worker has registered with the master
-        return _http_ok(f"http://127.0.0.1:{spark_ui}/json/", lambda b: json.loads(b).get("aliveworkers", 0) >= 1)
-
-    specs = [
-        seaweedfs,
-        ServiceSpec("spark-master", [
-            spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(spark),
-            "--webui-port", str(spark_ui)],
-            {"master": spark, "webui": spark_ui}, "master", lambda: port_answers(spark),
-            # no REST submission server: it would take the fixed port 6066
-            {**spark_env, "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}, url=spark_url),
-        ServiceSpec("mlflow", [
-            mlflow, "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination", MLFLOW_ARTIFACTS, "--serve-artifacts",
-            "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1"],
-            {"http": mlflow_port}, "http", lambda: _http_ok(f"http://127.0.0.1:{mlflow_port}/health"),
-            # the job runner (huey consumers) serves GenAI jobs only: not needed
-            {**keys, "MLFLOW_S3_ENDPOINT_URL": endpoint, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            url=f"http://127.0.0.1:{mlflow_port}"),
-    ]
+    master = spark_master_spec(spark, spark_ui)
+    specs = [seaweedfs, master,
+             mlflow_spec(f"sqlite:///{root / 'mlflow.db'}", MLFLOW_ARTIFACTS, mlflow_port, str(seaweedfs.url), keys)]
     skipped = {}
     redis = find_binary("redis-server")
     if redis is None:
@@ -163,13 +191,9 @@ def plan(root: Path, access: str, secret: str, worker_cores: int, worker_memory:
             redis, "--bind", "127.0.0.1", "--port", str(redis_port), "--dir", str(root / "redis"),
             "--save", "", "--appendonly", "no"],
             {"redis": redis_port}, "redis", lambda: port_answers(redis_port), url=f"redis://127.0.0.1:{redis_port}/0"))
-    specs.append(ServiceSpec("spark-worker", [  # last: it waits for the master while the others start
-        spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", str(worker),
-        "--webui-port", str(worker_ui), "--cores", str(worker_cores), "--memory", worker_memory,
-        "--work-dir", str(root / "spark-work"), spark_url],
-        {"worker": worker, "webui": worker_ui}, "worker", workers_alive,
-        {**spark_env, **keys, "AWS_ENDPOINT_URL": endpoint}, needs="spark-master",  # its executors read S3
-        url=f"http://127.0.0.1:{worker_ui}"))
+    # last: it waits for the master while the others start; its executors read S3
+    specs.append(spark_worker_spec(master, worker, worker_ui, worker_cores, worker_memory, root / "spark-work",
+                                   {**keys, "AWS_ENDPOINT_URL": str(seaweedfs.url)}))
     return specs, skipped
 
 

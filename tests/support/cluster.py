@@ -1,23 +1,29 @@
-"""A throw-away Spark standalone cluster (master + one worker) on free loopback ports."""
+"""A throw-away Spark standalone cluster (master + one worker) on free loopback ports, started
+from the service specs of ``pinrec stack``."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from pinrec.jobs.orchestration.stack import running
+from pinrec.jobs.orchestration.stack_services import (
+    free_ports,
+    spark_master_spec,
+    spark_worker_spec,
+)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
@@ -48,48 +54,25 @@ def _hiding(command: list[str], hide: list[Path]) -> list[str]:
 
 @contextlib.contextmanager
 def running_standalone_cluster(tmp_path: Path, hide: list[Path] | None = None, worker_env: dict | None = None):
-    """A Spark standalone master + one worker (1 core, 1g) on 127.0.0.1, stopped by PID on exit:
-    yields (master URL, environment for spark-submit/workers, master web UI URL).
+    """The Spark standalone master + one worker (1 core, 1g) of ``pinrec stack``
+    (:mod:`pinrec.jobs.orchestration.stack_services`) on 127.0.0.1, stopped by process group on exit:
+    yields (master URL, environment for spark-submit, master web UI URL).
 
     ``hide``: folders the worker and its executors must not see (:func:`_hiding`; needs
     :func:`can_hide_folders`), e.g. the driver's working directory and the checkout, so that
     nothing but the object store is shared. ``worker_env``: extra variables of the worker alone
     (its executors inherit them), e.g. the AWS keys a real node would have."""
-    import pyspark
-
-    spark_home = Path(pyspark.__file__).parent
-    env = dict(os.environ, SPARK_HOME=str(spark_home), SPARK_LOCAL_IP="127.0.0.1",
-               SPARK_LOG_DIR=str(tmp_path / "logs"), PYSPARK_PYTHON=sys.executable)
-    spark_class = str(spark_home / "bin" / "spark-class")
-    master_port, webui_port, worker_port = free_port(), free_port(), free_port()
-    url = f"spark://127.0.0.1:{master_port}"
-    commands = {
-        "master": ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(master_port),
-                   "--webui-port", str(webui_port)],
-        "worker": ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--port", str(worker_port),
-                   "--webui-port", str(free_port()), "--cores", "1", "--memory", "1g",
-                   "--work-dir", str(tmp_path / "work"), url],
-    }
-    procs = []
-    try:
-        for name, port in (("master", master_port), ("worker", worker_port)):
-            log = tmp_path / f"{name}.log"
-            command = [spark_class, *commands[name]]
-            if name == "worker" and hide:
-                command = _hiding(command, hide)
-            proc = subprocess.Popen(command, env=env if name == "master" else dict(env, **(worker_env or {})),
-                                    stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-            procs.append(proc)
-            wait_for_port(port, proc, log)
-        yield url, env, f"http://127.0.0.1:{webui_port}"
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    logs = {"SPARK_LOG_DIR": str(tmp_path / "logs")}
+    master_port, master_ui, worker_port, worker_ui = free_ports(4)
+    master = spark_master_spec(master_port, master_ui)
+    master = dataclasses.replace(master, env={**master.env, **logs})
+    worker = spark_worker_spec(master, worker_port, worker_ui, 1, "1g", tmp_path / "work",
+                               {**logs, **(worker_env or {})})
+    if hide:
+        worker = dataclasses.replace(worker, command=_hiding(worker.command, hide))
+    submit_env = dict(os.environ, **{k: v for k, v in master.env.items() if k != "SPARK_MASTER_OPTS"})
+    with running(master, tmp_path), running(worker, tmp_path):
+        yield master.url, submit_env, f"http://127.0.0.1:{master_ui}"
 
 
 @pytest.fixture()

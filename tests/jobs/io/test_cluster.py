@@ -51,7 +51,7 @@ def test_daily_steps_and_graph_run_on_a_cluster_sharing_only_the_object_store(s3
             [sys.executable, "-m", "tests.support.lake_driver", *[a for s in settings for a in ("--set", s)]],
             cwd=driver, env=dict(env, **keys, AWS_ENDPOINT_URL=s3.endpoint_url, PYTHONPATH=str(REPO)),
             capture_output=True, text=True, timeout=900, check=False)
-        worker_log = (cluster / "worker.log").read_text()
+        worker_log = (cluster / "logs" / "spark-worker.log").read_text()
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:] + worker_log[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["master"] == url and result["executors"] == 1

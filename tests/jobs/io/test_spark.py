@@ -48,3 +48,14 @@ def test_spark_submit_gets_the_cluster_settings_that_are_set():
                                     jars_dir=JARS))
     assert (sized["spark.driver.host"], sized["spark.executor.memory"], sized["spark.executor.cores"]) == \
         ("driver.example", "4g", "2")
+
+
+@pytest.mark.spark
+def test_the_session_keeps_spark_sql_scratch_out_of_the_working_directory(spark):
+    import os
+    import tempfile
+
+    default = next(db for db in spark.catalog.listDatabases() if db.name == "default")  # creates the folder
+    location = default.locationUri.removeprefix("file:")
+    assert os.path.realpath(location).startswith(os.path.realpath(tempfile.gettempdir()) + os.sep)
+    assert "pinrec-spark-sql-" in location and not location.startswith(os.getcwd())
