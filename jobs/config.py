@@ -250,7 +250,9 @@ class TrainingSetConfig:
 
 @section("")
 class PinrecConfig:
-    """The whole configuration: one field per section (see ``docs/config-reference.md``) and ``seed``."""
+    """The whole configuration: one field per section (see ``docs/config-reference.md``) and
+    ``seed``: the seed of the synthetic world's generator, the training set's negative sampling and the drift
+    monitor's row sample (the models and the index have their own)."""
 
     storage: StorageConfig = field(default_factory=StorageConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)

@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import re
 
+import pydantic
 import pytest
 
 from pinrec.export.serving.store import S3Options
@@ -175,3 +176,74 @@ def test_storage_locations_accept_local_and_s3_only():
                       ("s3://key:secret@b/p", "credentials in a storage URI")):
         with pytest.raises(ConfigError, match=f"storage.landing: .*{what}"):
             StorageConfig(landing=bad)
+
+
+@pytest.mark.parametrize("name", ["pinrec.example.yaml", "cluster.example.yaml", "movielens-100k.yaml"])
+def test_every_yaml_under_config_loads_with_set_overrides_on_top(name):
+    from tests.support.repo import REPO
+
+    assert sorted(p.name for p in (REPO / "config").glob("*.yaml")) == sorted(
+        ["pinrec.example.yaml", "cluster.example.yaml", "movielens-100k.yaml"])  # a new file joins this list
+    cfg = load_config(REPO / "config" / name, parse_overrides(["ranker_train.lr=0.01", "index.metric=l2",
+                                                               "spark.extra={spark.executor.instances: 2}"]), env={})
+    assert (cfg.ranker_train.lr, cfg.index.metric) == (0.01, "l2")
+    assert cfg.spark.extra["spark.executor.instances"] == "2"  # merged into the file's extra, as a string
+
+
+def test_unknown_keys_suggest_the_nearest_valid_one_at_every_level(tmp_path):
+    (tmp_path / "c.yaml").write_text("training:\n  maturty_s: 3600\n")
+    with pytest.raises(ConfigError, match=r"^unknown key `training.maturty_s`; did you mean `training.maturity_s`\?$"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=r"^unknown key `trainig`; did you mean `training`\?$"):
+        load_config(overrides=parse_overrides(["trainig.maturity_s=3600"]))
+    with pytest.raises(ConfigError, match=r"^unknown key `ranker_train.zzz`; valid keys: epochs, batch_size, lr, "):
+        load_config(overrides=parse_overrides(["ranker_train.zzz=1"]))
+    # every problem at once, each naming its key, never pydantic's own error
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=parse_overrides(["ranker_train.lr=0", "ranker_train.loss=hinge", "redis.nope=1"]))
+    assert str(caught.value) == ("ranker_train.lr must be > 0, got 0; ranker_train.loss must be one of 'bce' or "
+                                 "'focal', got 'hinge'; unknown key `redis.nope`; valid keys: url, key_prefix, "
+                                 "batch_size, timeout_s, retry_after_s")
+    assert not isinstance(caught.value, pydantic.ValidationError) and caught.value.__cause__ is None
+
+
+def test_sections_are_frozen_and_replace_revalidates():
+    from pinrec.jobs.config import SyntheticConfig
+    from pinrec.models.config import RankerTrainConfig
+
+    cfg = load_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.ranker_train.lr = 1.0
+    assert dataclasses.replace(cfg.ranker_train, lr=0.5).lr == 0.5
+    with pytest.raises(ConfigError, match=r"^ranker_train.lr must be > 0, got -1$"):
+        dataclasses.replace(cfg.ranker_train, lr=-1)
+    with pytest.raises(ConfigError, match=r"^ranker_train.epochs must be >= 1, got 0$"):
+        RankerTrainConfig(epochs=0)  # a section built in code fails as clearly as a YAML file
+    with pytest.raises(ConfigError, match=r"^unknown key `synthetic.dayz`; did you mean `synthetic.days`\?$"):
+        replace(cfg, synthetic={"dayz": 1})
+    with pytest.raises(ConfigError, match=r"^unknown key `synthetic.dayz`; did you mean `synthetic.days`\?$"):
+        replace(cfg.synthetic, dayz=1)
+    assert replace(cfg.synthetic, days=2) == SyntheticConfig(days=2)
+    assert dataclasses.asdict(cfg)["synthetic"]["start_date"] == dt.date(2026, 1, 5)
+
+
+def test_yaml_values_keep_their_old_coercions(tmp_path):
+    (tmp_path / "c.yaml").write_text("publish:\n  name: 2024\nsynthetic:\n  start_date: '2025-03-01'\n"
+                                     "ranker:\n  deep_channels: [32, 16]\nranker_train:\n  lr: 1e-3\n"
+                                     "storage:\n  s3_region: null\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.publish.name == "2024" and cfg.synthetic.start_date == dt.date(2025, 3, 1)
+    assert cfg.ranker.deep_channels == (32, 16) and cfg.ranker_train.lr == 0.001 and cfg.storage.s3_region is None
+    with pytest.raises(ConfigError, match=r"^ingest.optional_tables: expected a list, got 'users'$"):
+        load_config(overrides={"ingest": {"optional_tables": "users"}})
+
+
+def test_the_serving_configs_import_without_pydantic():
+    """The base install has no pydantic: the serving sections stay stdlib dataclasses."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import pinrec.export.serving.recommend, pinrec.export.serving.feature_store, "
+            "pinrec.export.index_choice; assert not [m for m in sys.modules if m.startswith('pydantic')], 'pydantic'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
