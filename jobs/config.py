@@ -38,6 +38,7 @@ from pinrec.models.config import (
     RankerConfig,
     RankerTrainConfig,
 )
+from pinrec.schemas.catalog import MAX_POSITION
 from pinrec.schemas.config_base import ConfigError, section, validate
 
 __all__ = ["LAKE_LOCATIONS", "ConfigError", "DatasetConfig", "FeatureConfig", "IngestConfig", "PinrecConfig",
@@ -152,19 +153,19 @@ class SyntheticConfig:
     independent of every feature) or ``"popularity"`` (most popular first, as a popularity-driven
     feed would: position is then confounded with how popular a pin is)."""
 
-    users: int = 1_000
-    pins: int = 4_000
-    categories: int = 12
-    latent_dim: int = 16
-    boards_per_user: int = 3
-    days: int = 4
-    impressions_per_day: int = 20_000
-    session_length: int = 20
-    fresh_pins_per_day: int = 100
-    new_users_per_day: int = 20
+    users: PosInt = 1_000
+    pins: PosInt = 4_000
+    categories: PosInt = 12
+    latent_dim: PosInt = 16
+    boards_per_user: PosInt = 3
+    days: PosInt = 4
+    impressions_per_day: PosInt = 20_000
+    session_length: Annotated[int, Field(ge=1, le=MAX_POSITION)] = 20
+    fresh_pins_per_day: NonNegInt = 100
+    new_users_per_day: NonNegInt = 20
     start_date: dt.date = dt.date(2026, 1, 5)
-    fault_rate: float = 0.002
-    duplicate_rate: float = 0.002
+    fault_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002
+    duplicate_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002
     feed_order: Literal["random", "popularity"] = "random"
 
 
