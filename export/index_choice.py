@@ -18,11 +18,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
-METRICS = ("ip", "l2", "cosine")
-DEVICES = ("auto", "cpu", "gpu")
+Metric = Literal["ip", "l2", "cosine"]
+Device = Literal["auto", "cpu", "gpu"]
+METRICS: tuple[str, ...] = get_args(Metric)
+DEVICES: tuple[str, ...] = get_args(Device)
 
 #: Vector codes of the inverted lists, most accurate first: (name, bytes per vector as a function of d).
 _CODES = (("Flat", lambda d: 4 * d), ("SQfp16", lambda d: 2 * d), ("SQ8", lambda d: d))
@@ -78,13 +81,16 @@ class IndexConfig:
     seed: k-means / sampling seed. embedding_version: recorded in index.json.
     """
 
-    metric: str = "ip"
+    #: pydantic (not imported here) validates this section strictly when it is a field of the pipeline's config
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
+
+    metric: Metric = "ip"
     k: int = 10
     target_recall: float = 0.95
     memory_budget_mb: float = 200.0
     latency_budget_ms: float = 10.0
     shards: int = 1
-    device: str = "auto"
+    device: Device = "auto"
     drift_threshold: float = 0.2
     train_sample: int = 0
     exact_below: int = 10_000

@@ -1,8 +1,12 @@
 """One typed, frozen configuration for every pinrec job.
 
 Defaults live in code; a YAML file (``--config``) and ``--set section.key=value`` overrides only
-change what they name. Unknown keys and wrong types raise :class:`ConfigError` that names the
-offending key, so a typo never silently falls back to a default (Feast's ``extra="forbid"``).
+change what they name. Every section is a frozen pydantic v2 dataclass (:mod:`pinrec.schemas.config_base`:
+``extra="forbid"``, ``Field`` bounds, ``Literal`` choices): an unknown key, a wrong type or a value
+out of bounds raises :class:`ConfigError` naming the dotted key, what was given and what is allowed,
+and an unknown key names the nearest valid one, so a typo never silently falls back to a default
+(Feast's ``extra="forbid"``). :mod:`pinrec.jobs.config_schema` exports the JSON Schema and the
+reference page ``docs/config-reference.md``.
 
 Every job receives the narrowest sub-config it needs (``cfg.spark``, ``cfg.ingest``, ...).
 """
@@ -10,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import types
-import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
+
+from pydantic import BeforeValidator, Field, model_validator
 
 from pinrec.export.build.blessing import BlessingConfig
 from pinrec.export.build.publish import PublishConfig
@@ -34,13 +38,25 @@ from pinrec.models.config import (
     RankerConfig,
     RankerTrainConfig,
 )
+from pinrec.schemas.catalog import MAX_POSITION
+from pinrec.schemas.config_base import ConfigError, section, validate
+
+__all__ = ["LAKE_LOCATIONS", "ConfigError", "DatasetConfig", "FeatureConfig", "IngestConfig", "PinrecConfig",
+           "SparkConfig", "StorageConfig", "SyntheticConfig", "TrainingSetConfig", "load_config", "parse_overrides",
+           "replace", "s3_options"]
+
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(ge=1)]
 
 
-class ConfigError(ValueError):
-    """A configuration file or override is invalid."""
+def _strings(value: Any) -> Any:
+    """``spark.extra`` values as Spark takes them: every scalar as its string (YAML's ``2`` -> ``"2"``)."""
+    if isinstance(value, dict):
+        return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+    return value
 
 
-@dataclass(frozen=True)
+@section("storage")
 class StorageConfig:
     """Where things live. Relative paths are resolved against the working directory.
 
@@ -65,7 +81,8 @@ class StorageConfig:
     s3_region: str | None = None
     mlflow_artifacts: str | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> StorageConfig:
         if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in ("http", "https"):
             raise ConfigError(f"storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) must start "
                               f"with http:// or https://, got {self.s3_endpoint_url!r}")
@@ -80,6 +97,7 @@ class StorageConfig:
                     or (parsed.scheme in ("s3", "s3a") and not parsed.netloc):
                 raise ConfigError(f"storage.mlflow_artifacts must be s3://bucket[/prefix], s3a://bucket[/prefix], "
                                   f"a local path or file://, or null; got {self.mlflow_artifacts!r}")
+        return self
 
     def location(self, name: str) -> Location:
         """``storage.<name>`` (landing, warehouse, artifacts) as a Location on this S3 server."""
@@ -105,7 +123,7 @@ def s3_options(storage: StorageConfig) -> S3Options:
     return S3Options(endpoint_url=storage.s3_endpoint_url, region=storage.s3_region or "us-east-1")
 
 
-@dataclass(frozen=True)
+@section("spark")
 class SparkConfig:
     """Spark session settings. ``jars_dir`` holds the Delta jars resolved at setup time.
 
@@ -118,44 +136,40 @@ class SparkConfig:
 
     master: str = "local[*]"
     app_name: str = "pinrec"
-    shuffle_partitions: int = 8
+    shuffle_partitions: PosInt = 8
     driver_memory: str = "2g"
     driver_host: str | None = None
     driver_bind_address: str | None = None
     executor_memory: str | None = None
-    executor_cores: int | None = None
+    executor_cores: PosInt | None = None
     jars_dir: str = "./var/jars"
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.executor_cores is not None and self.executor_cores < 1:
-            raise ConfigError(f"spark.executor_cores must be >= 1 or null, got {self.executor_cores}")
+    extra: Annotated[dict[str, str], BeforeValidator(_strings)] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@section("synthetic")
 class SyntheticConfig:
     """Size and shape of the synthetic world (see :mod:`pinrec.jobs.ingest.synthetic`). ``feed_order``: how a
     session's pins are placed on positions 1..N: ``"random"`` (in the order drawn, so position is
     independent of every feature) or ``"popularity"`` (most popular first, as a popularity-driven
     feed would: position is then confounded with how popular a pin is)."""
 
-    users: int = 1_000
-    pins: int = 4_000
-    categories: int = 12
-    latent_dim: int = 16
-    boards_per_user: int = 3
-    days: int = 4
-    impressions_per_day: int = 20_000
-    session_length: int = 20
-    fresh_pins_per_day: int = 100
-    new_users_per_day: int = 20
+    users: PosInt = 1_000
+    pins: PosInt = 4_000
+    categories: PosInt = 12
+    latent_dim: PosInt = 16
+    boards_per_user: PosInt = 3
+    days: PosInt = 4
+    impressions_per_day: PosInt = 20_000
+    session_length: Annotated[int, Field(ge=1, le=MAX_POSITION)] = 20
+    fresh_pins_per_day: NonNegInt = 100
+    new_users_per_day: NonNegInt = 20
     start_date: dt.date = dt.date(2026, 1, 5)
-    fault_rate: float = 0.002
-    duplicate_rate: float = 0.002
-    feed_order: str = "random"
+    fault_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002
+    duplicate_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.002
+    feed_order: Literal["random", "popularity"] = "random"
 
 
-@dataclass(frozen=True)
+@section("dataset")
 class DatasetConfig:
     """Which raw source fills the landing zone.
 
@@ -163,17 +177,17 @@ class DatasetConfig:
     dataset folder for real datasets (e.g. ``/data/ml-100k``).
     """
 
-    kind: str = "synthetic"
+    kind: Literal["synthetic", "movielens-100k"] = "synthetic"
     path: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.kind not in ("synthetic", "movielens-100k"):
-            raise ConfigError(f"dataset.kind must be 'synthetic' or 'movielens-100k', got {self.kind!r}")
+    @model_validator(mode="after")
+    def _check(self) -> DatasetConfig:
         if self.kind != "synthetic" and not self.path:
             raise ConfigError(f"dataset.path is required for dataset.kind={self.kind!r}")
+        return self
 
 
-@dataclass(frozen=True)
+@section("ingest")
 class IngestConfig:
     """Validation gate of the ingestion job.
 
@@ -186,18 +200,14 @@ class IngestConfig:
     looked up in that many days before the batch.
     """
 
-    max_failing_fraction: float = 0.05
+    max_failing_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     optional_tables: tuple[str, ...] = ("users", "pins", "boards", "pin_board_edges")
     max_future_skew_s: int = 300
     reference_lookback_days: int = 7
     report_sample_rows: int = 5
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.max_failing_fraction <= 1.0:
-            raise ConfigError(f"ingest.max_failing_fraction must be in [0, 1], got {self.max_failing_fraction}")
 
-
-@dataclass(frozen=True)
+@section("features")
 class FeatureConfig:
     """Daily feature tables (see :mod:`pinrec.jobs.features.features`).
 
@@ -209,18 +219,13 @@ class FeatureConfig:
     closeups (newest first, 30 days), which the PinSage user embeddings average.
     """
 
-    publish_delay_s: int = 3600
-    prior_strength: float = 20.0
-    last_saved_pins: int = 10
-    last_closeup_pins: int = 10
-
-    def __post_init__(self) -> None:
-        if self.publish_delay_s < 0 or self.prior_strength <= 0 or self.last_saved_pins < 1 or self.last_closeup_pins < 1:
-            raise ConfigError("features: publish_delay_s >= 0, prior_strength > 0, last_saved_pins >= 1 and "
-                              "last_closeup_pins >= 1 required")
+    publish_delay_s: NonNegInt = 3600
+    prior_strength: Annotated[float, Field(gt=0)] = 20.0
+    last_saved_pins: PosInt = 10
+    last_closeup_pins: PosInt = 10
 
 
-@dataclass(frozen=True)
+@section("training")
 class TrainingSetConfig:
     """The point-in-time training set (see :mod:`pinrec.jobs.features.training_set`).
 
@@ -236,26 +241,20 @@ class TrainingSetConfig:
     (:mod:`pinrec.jobs.features.pit_join`); 0 always sort-merges.
     """
 
-    maturity_s: int = 6 * 3600
-    negative_rate: float = 1.0
-    validation_days: int = 1
-    test_days: int = 1
-    window_days: int = 0
-    broadcast_max_mb: int = 128
-
-    def __post_init__(self) -> None:
-        if self.maturity_s <= 0:
-            raise ConfigError(f"training.maturity_s must be positive, got {self.maturity_s}")
-        if not 0.0 < self.negative_rate <= 1.0:
-            raise ConfigError(f"training.negative_rate must be in (0, 1], got {self.negative_rate}")
-        if self.validation_days < 0 or self.test_days < 0 or self.window_days < 0:
-            raise ConfigError("training.validation_days, test_days and window_days must be >= 0")
-        if self.broadcast_max_mb < 0:
-            raise ConfigError(f"training.broadcast_max_mb must be >= 0, got {self.broadcast_max_mb}")
+    maturity_s: PosInt = 6 * 3600
+    negative_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    validation_days: NonNegInt = 1
+    test_days: NonNegInt = 1
+    window_days: NonNegInt = 0
+    broadcast_max_mb: NonNegInt = 128
 
 
-@dataclass(frozen=True)
+@section("")
 class PinrecConfig:
+    """The whole configuration: one field per section (see ``docs/config-reference.md``) and
+    ``seed``: the seed of the synthetic world's generator, the training set's negative sampling and the drift
+    monitor's row sample (the models and the index have their own)."""
+
     storage: StorageConfig = field(default_factory=StorageConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -285,78 +284,8 @@ class PinrecConfig:
         return self.publish.store_uri or f"{self.storage.artifacts.rstrip('/')}/serving"
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return _build(tp, value, where)
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(v, typing.get_args(tp)[0], f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return {str(k): str(v) for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        try:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-    if tp is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-    if tp is dt.date:
-        if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError:
-            raise ConfigError(f"{where}: expected a YYYY-MM-DD date, got {value!r}") from None
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported config type {tp!r}")
-
-
-def _build(cls: type, data: dict, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(known)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where or 'config'}: {e}") from None
-
-
 def _as_dict(cfg: Any) -> dict:
+    """One level: a config's fields by name, its sections still as dataclasses."""
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
 
 
@@ -411,10 +340,11 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
         found = {"s3_endpoint_url": env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"),
                  "s3_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")}
         data = _merge(data, {"storage": {k: v for k, v in found.items() if v and storage.get(k) is None}})
-    return _build(PinrecConfig, data, "")
+    return validate(PinrecConfig, data)
 
 
 def replace(cfg: Any, **changes: Any) -> Any:
-    """``dataclasses.replace`` that also accepts nested dicts for sub-configs."""
+    """``dataclasses.replace`` that also accepts nested dicts for sub-configs: ``replace(cfg,
+    synthetic={"days": 1})`` changes that one key and keeps the section's others; re-validated."""
     merged = _merge({k: _as_dict(v) if dataclasses.is_dataclass(v) else v for k, v in _as_dict(cfg).items()}, changes)
-    return _build(type(cfg), merged, "")
+    return validate(type(cfg), merged, getattr(type(cfg), "__config_section__", ""))

@@ -22,37 +22,33 @@ A candidate without drift metrics skips these checks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field
+
+from pinrec.schemas.config_base import section
 from pinrec.schemas.manifest import Blessing, Metrics
 
+Tolerance = Annotated[float, Field(ge=0.0)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
-@dataclass(frozen=True)
+
+@section("blessing")
 class BlessingConfig:
     """Tolerances of the gate (see the module docstring). All must be >= 0; ``min_recall`` and
     ``min_auc`` lie in [0, 1]."""
 
-    max_recall_drop: float = 0.01
-    max_latency_increase: float = 0.2
-    latency_slack_ms: float = 0.5
-    max_auc_drop: float = 0.005
-    max_calibration_increase: float = 0.01
-    min_recall: float = 0.0
-    min_auc: float = 0.5
-    max_calibration_error: float = 0.2
-    max_latency_p99_ms: float = 100.0
-    max_score_psi: float = 0.25
-    max_feature_drift: float = 1.0
-
-    def __post_init__(self) -> None:
-        for name in ("max_recall_drop", "max_latency_increase", "latency_slack_ms", "max_auc_drop",
-                     "max_calibration_increase",
-                     "max_calibration_error", "max_latency_p99_ms", "max_score_psi", "max_feature_drift"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"blessing.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("min_recall", "min_auc"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"blessing.{name} must be in [0, 1], got {getattr(self, name)}")
+    max_recall_drop: Tolerance = 0.01
+    max_latency_increase: Tolerance = 0.2
+    latency_slack_ms: Tolerance = 0.5
+    max_auc_drop: Tolerance = 0.005
+    max_calibration_increase: Tolerance = 0.01
+    min_recall: Share = 0.0
+    min_auc: Share = 0.5
+    max_calibration_error: Tolerance = 0.2
+    max_latency_p99_ms: Tolerance = 100.0
+    max_score_psi: Tolerance = 0.25
+    max_feature_drift: Tolerance = 1.0
 
 
 def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,

@@ -34,6 +34,9 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field, field_validator
 
 from pinrec.export.serving.store import (
     PointerConflict,
@@ -42,6 +45,7 @@ from pinrec.export.serving.store import (
     read_channel_for_update,
     read_manifest,
 )
+from pinrec.schemas.config_base import section
 from pinrec.schemas.manifest import (
     MANIFEST_FILE,
     Blessing,
@@ -75,7 +79,7 @@ class PublishError(RuntimeError):
     """A bundle cannot be published (version exists, a file did not survive the upload...)."""
 
 
-@dataclass(frozen=True)
+@section("publish")
 class PublishConfig:
     """Where bundles go and how many stay.
 
@@ -89,17 +93,15 @@ class PublishConfig:
     store_uri: str | None = None
     name: str = "homefeed"
     channel: str = "prod"
-    keep_blessed: int = 5
-    keep_unblessed: int = 2
-    incomplete_grace_s: int = 86_400
+    keep_blessed: Annotated[int, Field(ge=1)] = 5
+    keep_unblessed: Annotated[int, Field(ge=0)] = 2
+    incomplete_grace_s: Annotated[int, Field(ge=0)] = 86_400
 
-    def __post_init__(self) -> None:
-        check_name("publish.name", self.name)
-        check_channel("publish.channel", self.channel)
-        if self.keep_blessed < 1:
-            raise ValueError(f"publish.keep_blessed must be >= 1, got {self.keep_blessed}")
-        if self.keep_unblessed < 0 or self.incomplete_grace_s < 0:
-            raise ValueError("publish.keep_unblessed and publish.incomplete_grace_s must be >= 0")
+    @field_validator("name", "channel")
+    @classmethod
+    def _safe_name(cls, value: str, info) -> str:  # ManifestError names the key and the allowed characters
+        (check_name if info.field_name == "name" else check_channel)(f"publish.{info.field_name}", value)
+        return value
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -424,6 +424,9 @@ class RedisConfig:
     of the export; ``timeout_s``: connect and read timeout of a serving lookup, after which it
     falls back to the snapshot; ``retry_after_s``: how long to serve from the snapshot after a
     failure before trying Redis again."""
+
+    #: pydantic (not imported here) validates this section strictly when it is a field of the pipeline's config
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
 
     url: str | None = None
     key_prefix: str = "pinrec"

@@ -41,7 +41,7 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -97,6 +97,9 @@ class RecommendConfig:
     relevance weight of MMR (1: plain score order). ``ranker_threads``: intra-op threads of the
     ranker's own onnxruntime session (0: use the bundle's session as opened).
     """
+
+    #: pydantic (not imported here) validates this section strictly when it is a field of the pipeline's config
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
 
     channels: tuple[str, ...] = CHANNELS
     ann_candidates: int = 500

@@ -1,19 +1,25 @@
 """The ranker job's configuration (``ranker_job``): torch-free, declared by :mod:`pinrec.jobs.config`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
+
+from pydantic import Field, model_validator
+
+from pinrec.schemas.config_base import section
 
 EXPERIMENT = "pinrec-ranker"
 
-
-BASELINES = ("logreg", "dcnmix")
+Baseline = Literal["logreg", "dcnmix"]
+BASELINES: tuple[str, ...] = get_args(Baseline)
 
 
 #: ``ranker_job.user_embeddings`` value -> embedding column (:data:`pinrec.export.serving.embedding_features.USER_EMBEDDINGS`)
 USER_EMBEDDING_KINDS = {"saves": "user_embedding", "closeups": "user_closeup_embedding"}
+UserEmbeddingKind = Literal["saves", "closeups"]
+PosInt = Annotated[int, Field(ge=1)]
 
 
-@dataclass(frozen=True)
+@section("ranker_job")
 class RankerJobConfig:
     """What the ranker job runs besides the model. ``baselines``: any of ``logreg``
     (scikit-learn) and ``dcnmix`` (deepctr-torch), trained for ``baseline_epochs``.
@@ -29,32 +35,24 @@ class RankerJobConfig:
     ...; the first pair is the exported ranker and its twin): more than one puts the training's
     randomness into the comparison's interval, which one pair cannot."""
 
-    experiment: str = EXPERIMENT
-    baselines: tuple[str, ...] = BASELINES
-    baseline_epochs: int = 3
+    experiment: Annotated[str, Field(min_length=1)] = EXPERIMENT
+    baselines: tuple[Baseline, ...] = BASELINES
+    baseline_epochs: PosInt = 3
     no_position_twin: bool = True
     int8: bool = True
     id_features: bool = False
     embeddings: bool = True
-    user_embeddings: tuple[str, ...] = ("closeups",)
-    max_position: int = 50
-    ece_bins: int = 10
-    ndcg_k: int = 10
-    bootstrap_resamples: int = 200
-    debias_seeds: int = 3
+    user_embeddings: Annotated[tuple[UserEmbeddingKind, ...], Field(min_length=1)] = ("closeups",)
+    max_position: PosInt = 50
+    ece_bins: PosInt = 10
+    ndcg_k: PosInt = 10
+    bootstrap_resamples: Annotated[int, Field(ge=0)] = 200
+    debias_seeds: PosInt = 3
 
-    def __post_init__(self) -> None:
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown or len(set(self.baselines)) != len(self.baselines):
-            raise ValueError(f"ranker_job.baselines must be distinct values of {BASELINES}, got {self.baselines}")
-        for name in ("baseline_epochs", "max_position", "ece_bins", "ndcg_k", "debias_seeds"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ranker_job.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.user_embeddings or len(set(self.user_embeddings)) != len(self.user_embeddings) or \
-                not set(self.user_embeddings) <= set(USER_EMBEDDING_KINDS):
-            raise ValueError(f"ranker_job.user_embeddings must be distinct values of {tuple(USER_EMBEDDING_KINDS)}, "
-                             f"got {self.user_embeddings}")
-        if self.bootstrap_resamples < 0:
-            raise ValueError(f"ranker_job.bootstrap_resamples must be >= 0, got {self.bootstrap_resamples}")
-        if not self.experiment:
-            raise ValueError("ranker_job.experiment must be non-empty")
+    @model_validator(mode="after")
+    def _check(self) -> RankerJobConfig:
+        for name in ("baselines", "user_embeddings"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise ValueError(f"ranker_job.{name} must be distinct, got {values}")
+        return self

@@ -1,12 +1,21 @@
 """The retrieval evaluation's configuration (``retrieval_eval``), declared by :mod:`pinrec.jobs.config`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated, Literal, get_args
 
-BASELINES = ("popularity", "als", "bpr")
+from pydantic import Field, model_validator
+
+from pinrec.schemas.config_base import section
+
+Baseline = Literal["popularity", "als", "bpr"]
+BASELINES: tuple[str, ...] = get_args(Baseline)
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
 
 
-@dataclass(frozen=True)
+@section("retrieval_eval")
 class RetrievalEvalConfig:
     """Protocol sizes and baseline hyper-parameters (``implicit`` names); see the module docstring.
 
@@ -25,37 +34,28 @@ class RetrievalEvalConfig:
     (``impressions``, or actions of type ``closeup`` / ``save``).
     """
 
-    k: int = 10
-    num_negatives: int = 99
+    k: PosInt = 10
+    num_negatives: PosInt = 99
     seed: int = 7
-    half_life_days: float = 0.0
-    recent_items: int = 0
-    recent_half_life: float = 0.0
-    baselines: tuple[str, ...] = BASELINES
-    factors: int = 64
-    als_iterations: int = 15
-    als_regularization: float = 10.0
-    als_alpha: float = 5.0
-    bpr_iterations: int = 100
-    bpr_learning_rate: float = 0.01
-    bpr_regularization: float = 0.01
-    num_threads: int = 1
-    latent_pairs: int = 20_000
-    latent_queries: int = 500
-    source: str = "impressions"
+    half_life_days: NonNegFloat = 0.0
+    recent_items: NonNegInt = 0
+    recent_half_life: NonNegFloat = 0.0
+    baselines: tuple[Baseline, ...] = BASELINES
+    factors: PosInt = 64
+    als_iterations: PosInt = 15
+    als_regularization: NonNegFloat = 10.0
+    als_alpha: PosFloat = 5.0
+    bpr_iterations: PosInt = 100
+    bpr_learning_rate: PosFloat = 0.01
+    bpr_regularization: NonNegFloat = 0.01
+    num_threads: NonNegInt = 1
+    latent_pairs: PosInt = 20_000
+    latent_queries: PosInt = 500
+    source: Literal["impressions", "closeup", "save"] = "impressions"
 
-    def __post_init__(self) -> None:
-        small = [f"{n}={getattr(self, n)}" for n in ("k", "num_negatives", "factors", "als_iterations",
-                                                   "bpr_iterations", "latent_pairs", "latent_queries")
-                 if getattr(self, n) < 1]
-        small += [f"{n}={getattr(self, n)}" for n in ("half_life_days", "recent_items", "recent_half_life", "num_threads", "als_regularization",
-                                                    "bpr_regularization") if getattr(self, n) < 0]
-        small += [f"{n}={getattr(self, n)}" for n in ("als_alpha", "bpr_learning_rate") if getattr(self, n) <= 0]
-        if small:
-            raise ValueError(f"retrieval eval: invalid value(s) {', '.join(small)}")
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalEvalConfig:
         if self.k > self.num_negatives + 1:
-            raise ValueError(f"retrieval eval: k={self.k} exceeds the {self.num_negatives + 1} candidates per user")
-        if unknown := sorted(set(self.baselines) - set(BASELINES)):
-            raise ValueError(f"retrieval eval: unknown baseline(s) {unknown}; known: {list(BASELINES)}")
-        if self.source not in ("impressions", "closeup", "save"):
-            raise ValueError(f"retrieval eval: source must be impressions, closeup or save, got {self.source!r}")
+            raise ValueError(f"retrieval_eval.k={self.k} exceeds the {self.num_negatives + 1} candidates per user "
+                             f"(num_negatives + 1)")
+        return self

@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import re
 
+import pydantic
 import pytest
 
 from pinrec.export.serving.store import S3Options
@@ -45,16 +46,29 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"synthetic": {"dayz": 2}}, r"synthetic: unknown key\(s\) \['dayz'\]"),
-    ({"bogus": 1}, r"unknown key\(s\) \['bogus'\]"),
-    ({"synthetic": {"days": "many"}}, "synthetic.days: expected an integer"),
-    ({"synthetic": {"days": 2.5}}, "synthetic.days: expected an integer"),
-    ({"ingest": {"max_failing_fraction": 2}}, r"max_failing_fraction must be in \[0, 1\]"),
+    ({"synthetic": {"dayz": 2}}, r"^unknown key `synthetic.dayz`; did you mean `synthetic.days`\?$"),
+    ({"bogus": 1}, r"^unknown key `bogus`; valid keys: storage, spark, dataset, .*, monitoring, seed$"),
+    ({"synthetic": {"days": "many"}}, "^synthetic.days: expected an integer, got 'many'$"),
+    ({"synthetic": {"days": 2.5}}, "^synthetic.days: expected an integer, got 2.5$"),
+    ({"ingest": {"max_failing_fraction": 2}}, r"^ingest.max_failing_fraction must be in \[0, 1\], got 2$"),
     ({"dataset": {"kind": "movielens-100k"}}, "dataset.path is required"),
-    ({"dataset": {"kind": "netflix"}}, "dataset.kind must be"),
-    ({"synthetic": {"start_date": "yesterday"}}, "expected a YYYY-MM-DD date"),
-    ({"spark": "local"}, "spark: expected a mapping"),
-    ({"training": {"broadcast_max_mb": -1}}, "training.broadcast_max_mb must be >= 0"),
+    ({"dataset": {"kind": "netflix"}}, "^dataset.kind must be one of 'synthetic' or 'movielens-100k', got 'netflix'$"),
+    ({"synthetic": {"start_date": "yesterday"}}, "^synthetic.start_date: expected a YYYY-MM-DD date, got 'yesterday'$"),
+    ({"spark": "local"}, "^spark: expected a mapping, got 'local'$"),
+    ({"training": {"broadcast_max_mb": -1}}, "^training.broadcast_max_mb must be >= 0, got -1$"),
+    ({"ranker_train": {"lr": 0}}, r"^ranker_train.lr must be > 0, got 0$"),
+    ({"ranker_train": {"loss": "hinge"}}, r"^ranker_train.loss must be one of 'bce' or 'focal', got 'hinge'$"),
+    ({"pinsage": {"restart_prob": 1.0}}, r"^pinsage.restart_prob must be in \[0, 1\), got 1.0$"),
+    ({"ranker": {"deep_channels": [64, 0]}}, r"^ranker.deep_channels\[1\] must be >= 1, got 0$"),
+    ({"ranker": {"tasks": []}}, r"^ranker.tasks must have at least 1 item\(s\), got \[\]$"),
+    ({"blessing": {"max_auc_drop": float("nan")}}, "^blessing.max_auc_drop must be a finite number, got nan$"),
+    ({"monitoring": {"psi_floor": 0.5}}, r"^monitoring.psi_floor must be in \(0, 1/psi_bins\)"),
+    # the serving sections are stdlib dataclasses (no pydantic in the base install), validated as strictly
+    ({"index": {"metirc": "l2"}}, r"^unknown key `index.metirc`; did you mean `index.metric`\?$"),
+    ({"index": {"metric": "dot"}}, r"^index.metric must be one of 'ip', 'l2' or 'cosine', got 'dot'$"),
+    ({"index": {"k": 0}}, r"^index.k must be >= 1, got 0$"),
+    ({"redis": {"batch_size": 0}}, r"^redis.batch_size must be >= 1, got 0$"),
+    ({"recommend": {"bogus": 1}}, r"^unknown key `recommend.bogus`; valid keys: channels, ann_candidates, "),
 ])
 def test_bad_config_raises_naming_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -162,3 +176,74 @@ def test_storage_locations_accept_local_and_s3_only():
                       ("s3://key:secret@b/p", "credentials in a storage URI")):
         with pytest.raises(ConfigError, match=f"storage.landing: .*{what}"):
             StorageConfig(landing=bad)
+
+
+@pytest.mark.parametrize("name", ["pinrec.example.yaml", "cluster.example.yaml", "movielens-100k.yaml"])
+def test_every_yaml_under_config_loads_with_set_overrides_on_top(name):
+    from tests.support.repo import REPO
+
+    assert sorted(p.name for p in (REPO / "config").glob("*.yaml")) == sorted(
+        ["pinrec.example.yaml", "cluster.example.yaml", "movielens-100k.yaml"])  # a new file joins this list
+    cfg = load_config(REPO / "config" / name, parse_overrides(["ranker_train.lr=0.01", "index.metric=l2",
+                                                               "spark.extra={spark.executor.instances: 2}"]), env={})
+    assert (cfg.ranker_train.lr, cfg.index.metric) == (0.01, "l2")
+    assert cfg.spark.extra["spark.executor.instances"] == "2"  # merged into the file's extra, as a string
+
+
+def test_unknown_keys_suggest_the_nearest_valid_one_at_every_level(tmp_path):
+    (tmp_path / "c.yaml").write_text("training:\n  maturty_s: 3600\n")
+    with pytest.raises(ConfigError, match=r"^unknown key `training.maturty_s`; did you mean `training.maturity_s`\?$"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match=r"^unknown key `trainig`; did you mean `training`\?$"):
+        load_config(overrides=parse_overrides(["trainig.maturity_s=3600"]))
+    with pytest.raises(ConfigError, match=r"^unknown key `ranker_train.zzz`; valid keys: epochs, batch_size, lr, "):
+        load_config(overrides=parse_overrides(["ranker_train.zzz=1"]))
+    # every problem at once, each naming its key, never pydantic's own error
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=parse_overrides(["ranker_train.lr=0", "ranker_train.loss=hinge", "redis.nope=1"]))
+    assert str(caught.value) == ("ranker_train.lr must be > 0, got 0; ranker_train.loss must be one of 'bce' or "
+                                 "'focal', got 'hinge'; unknown key `redis.nope`; valid keys: url, key_prefix, "
+                                 "batch_size, timeout_s, retry_after_s")
+    assert not isinstance(caught.value, pydantic.ValidationError) and caught.value.__cause__ is None
+
+
+def test_sections_are_frozen_and_replace_revalidates():
+    from pinrec.jobs.config import SyntheticConfig
+    from pinrec.models.config import RankerTrainConfig
+
+    cfg = load_config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.ranker_train.lr = 1.0
+    assert dataclasses.replace(cfg.ranker_train, lr=0.5).lr == 0.5
+    with pytest.raises(ConfigError, match=r"^ranker_train.lr must be > 0, got -1$"):
+        dataclasses.replace(cfg.ranker_train, lr=-1)
+    with pytest.raises(ConfigError, match=r"^ranker_train.epochs must be >= 1, got 0$"):
+        RankerTrainConfig(epochs=0)  # a section built in code fails as clearly as a YAML file
+    with pytest.raises(ConfigError, match=r"^unknown key `synthetic.dayz`; did you mean `synthetic.days`\?$"):
+        replace(cfg, synthetic={"dayz": 1})
+    with pytest.raises(ConfigError, match=r"^unknown key `synthetic.dayz`; did you mean `synthetic.days`\?$"):
+        replace(cfg.synthetic, dayz=1)
+    assert replace(cfg.synthetic, days=2) == SyntheticConfig(days=2)
+    assert dataclasses.asdict(cfg)["synthetic"]["start_date"] == dt.date(2026, 1, 5)
+
+
+def test_yaml_values_keep_their_old_coercions(tmp_path):
+    (tmp_path / "c.yaml").write_text("publish:\n  name: 2024\nsynthetic:\n  start_date: '2025-03-01'\n"
+                                     "ranker:\n  deep_channels: [32, 16]\nranker_train:\n  lr: 1e-3\n"
+                                     "storage:\n  s3_region: null\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.publish.name == "2024" and cfg.synthetic.start_date == dt.date(2025, 3, 1)
+    assert cfg.ranker.deep_channels == (32, 16) and cfg.ranker_train.lr == 0.001 and cfg.storage.s3_region is None
+    with pytest.raises(ConfigError, match=r"^ingest.optional_tables: expected a list, got 'users'$"):
+        load_config(overrides={"ingest": {"optional_tables": "users"}})
+
+
+def test_the_serving_configs_import_without_pydantic():
+    """The base install has no pydantic: the serving sections stay stdlib dataclasses."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import pinrec.export.serving.recommend, pinrec.export.serving.feature_store, "
+            "pinrec.export.index_choice; assert not [m for m in sys.modules if m.startswith('pydantic')], 'pydantic'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -29,7 +29,7 @@ def test_every_subcommand_has_help(command, flags, capsys):
 
 def test_config_errors_exit_2_with_the_key(capsys):
     assert main(["generate", "--set", "synthetic.dayz=1"]) == 2
-    assert "unknown key(s) ['dayz']" in capsys.readouterr().err
+    assert "unknown key `synthetic.dayz`; did you mean `synthetic.days`?" in capsys.readouterr().err
 
 
 def test_ingest_without_landed_data_exits_3(tmp_path, capsys):
