@@ -243,6 +243,24 @@ def test_feature_snapshot_redis_without_a_bundle_version_exits_2_before_any_work
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_stack_up_prints_the_next_steps(tmp_path, monkeypatch, capsys):
+    from pinrec.jobs.orchestration import stack
+
+    seen = {}
+
+    def fake_up(state_dir, worker_cores, worker_memory):
+        seen.update(state_dir=state_dir, cores=worker_cores, memory=worker_memory)
+        return stack.StackReport(tmp_path, (stack.ServiceState("seaweedfs", "running", 42, 8333, "http://x"),),
+                                 already_running=True)
+
+    monkeypatch.setattr(stack, "up", fake_up)
+    assert main(["stack", "up", "--state-dir", str(tmp_path), "--worker-cores", "1"]) == 0
+    assert seen == {"state_dir": str(tmp_path), "cores": 1, "memory": "2g"}
+    out = capsys.readouterr().out
+    assert "seaweedfs     running" in out and "already running: nothing started; next:" in out
+    assert f"source {tmp_path}/env.sh" in out and f"pinrec demo --config {tmp_path}/pinrec.yaml" in out
+
+
 # --- errors: one line without -v, the traceback with it; a bug always shows its traceback -------------------------
 
 def test_a_domain_error_is_one_line_and_verbose_adds_the_traceback(capsys):
