@@ -180,18 +180,21 @@ def test_publish_usage_errors_exit_2_naming_the_problem(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def _handlers(parser: argparse.ArgumentParser | None = None):
+    """Each leaf command's ``handler`` ("ingest", "publish rollback", ...), walking the parser's subcommands."""
+    parser = parser or build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser.get_default("handler")
+    for sub in subs:
+        for child in sub.choices.values():
+            yield from _handlers(child)
+
+
 def test_every_command_the_parser_knows_has_a_body():
     from pinrec.jobs.orchestration import cli_jobs, cli_ops
 
-    def leaves(parser):
-        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs:
-            yield parser.get_default("handler")
-        for sub in subs:
-            for child in sub.choices.values():
-                yield from leaves(child)
-
-    handlers = list(leaves(build_parser()))
+    handlers = list(_handlers())
     assert len(handlers) == len(set(handlers)) == 22
     assert set(handlers) == set(cli_jobs.COMMANDS) | set(cli_ops.COMMANDS)
 
@@ -333,38 +336,40 @@ LIGHT = {"pinrec", "pinrec.jobs", "pinrec.jobs.orchestration", "pinrec.jobs.orch
 PROBE = """
 import json, sys
 from pinrec.jobs.orchestration.cli import main
-try:
-    code = main(sys.argv[1:])
-except SystemExit as e:
-    code = e.code
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+codes = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        codes.append(main(argv))
+    except SystemExit as e:
+        codes.append(e.code)
+print(json.dumps({"codes": codes, "modules": sorted(sys.modules)}))
 """
 
 
-def _modules_after(*argv: str) -> tuple[int, set[str]]:
-    """Exit code and the modules a fresh interpreter holds after ``pinrec <argv>``."""
+def _modules_after(*argvs: list[str]) -> tuple[list, set[str]]:
+    """Exit codes and the modules a fresh interpreter holds after ``pinrec <argv>`` for each of ``argvs``."""
     import json
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argvs)], capture_output=True, text=True,
+                          check=True, timeout=120)
     result = json.loads(done.stdout.splitlines()[-1])
-    return result["code"], set(result["modules"])
+    return result["codes"], set(result["modules"])
 
 
-@pytest.mark.parametrize("argv", ["--help", "ingest --help", "pinsage --help", "ranker --help",
-                                  "publish --help", "publish bundle --help", "publish prune --help",
-                                  "feature-snapshot --help", "task --help", "stack up --help"])
-def test_help_imports_no_job_config_or_heavy_library(argv):
-    code, modules = _modules_after(*argv.split())
-    assert code == 0
+def test_help_imports_no_job_config_or_heavy_library():
+    """``pinrec --help`` and every command's and group's ``--help``, in one fresh interpreter."""
+    commands = [[], ["publish"], ["stack"], *(h.split() for h in _handlers())]
+    assert len(commands) == 25
+    codes, modules = _modules_after(*([*c, "--help"] for c in commands))
+    assert codes == [0] * len(commands)
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
     assert sorted(m for m in modules if m.startswith("pinrec") and m not in LIGHT) == []
 
 
 def test_the_import_probe_sees_what_a_command_loads():
     """The probe above is not blind: a command that runs loads the config (and its libraries)."""
-    code, modules = _modules_after("generate", "--set", "synthetic.dayz=1")
-    assert code == 2
+    codes, modules = _modules_after(["generate", "--set", "synthetic.dayz=1"])
+    assert codes == [2]
     assert {"pinrec.jobs.config", "pinrec.jobs.orchestration.cli_jobs", "yaml", "numpy"} <= modules
