@@ -12,7 +12,7 @@ landed day) when triggered by hand.
    ONNX with the new embeddings as features (`pinrec ranker`);
 5. **publish**: assemble the bundle (index + ranker + pins + feature snapshot), judge it against
    the version `channels/prod` points to (the blessing gate) and promote it if blessed
-   (`pinrec publish`); its XCom names the bundle version, the verdict and the MLflow model versions.
+   (`pinrec publish bundle`); its XCom names the bundle version, the verdict and the MLflow model versions.
 
 Each task returns what it read (Delta versions) and wrote, and the MLflow run it logged to.
 Re-running a day rebuilds the graph and embeddings and publishes a new, immutable bundle version.

@@ -12,7 +12,8 @@ entities, ``<view>__<feature>``, ``<view>__feature_ts``; a :class:`pinrec.export
 in the file's metadata) in a local folder or an S3 location, small enough to ship in the bundle
 (``BundleFiles.extras``) and served by :class:`pinrec.export.serving.feature_store.FeatureSnapshot`.
 The files are collected on the driver: one row per entity (users and pins), not per event.
-``--redis-url`` also exports the snapshot to Redis (:mod:`pinrec.jobs.features.redis_export`).
+``pinrec feature-snapshot`` runs it and, with ``--redis-url`` or ``redis.url``, also exports the snapshot to Redis
+(:mod:`pinrec.jobs.features.redis_export`).
 """
 from __future__ import annotations
 
@@ -140,39 +141,3 @@ def build_feature_snapshot(spark, warehouse: str, cutoff: dt.datetime, out_dir: 
     open_snapshot([folder / snapshot_file_name(n) for n in tables], expected=views)
     return SnapshotReport(_naive_utc(cutoff).isoformat(), str(folder), {n: t.num_rows for n, t in tables.items()},
                           files, versions)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pinrec.jobs.features.feature_snapshot --cutoff T [--out DIR] [--redis-url URL --bundle-version V]``."""
-    import argparse
-
-    from pinrec.export.serving.feature_store import RedisConfig
-    from pinrec.jobs.config import load_config, parse_overrides
-    from pinrec.jobs.io.spark import get_spark
-
-    parser = argparse.ArgumentParser(prog="pinrec.jobs.features.feature_snapshot", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--cutoff", type=dt.datetime.fromisoformat, required=True,
-                        help="serve features as known at this time (UTC), e.g. 2026-01-09T00:00:00")
-    parser.add_argument("--out", help="output folder (default: <storage.artifacts>/feature_snapshot/<cutoff>)")
-    parser.add_argument("--redis-url", help="also export to this Redis, e.g. redis://127.0.0.1:6379/0")
-    parser.add_argument("--bundle-version", help="the bundle version Redis keys are versioned by (with --redis-url)")
-    args = parser.parse_args(argv)
-    if args.redis_url and not args.bundle_version:
-        parser.error("--redis-url needs --bundle-version")
-    cfg = load_config(args.config, parse_overrides(args.set))
-    out = as_location(args.out, cfg.storage.location("artifacts").s3) if args.out else \
-        cfg.storage.location("artifacts") / "feature_snapshot" / f"{args.cutoff:%Y%m%dT%H%M%S}"
-    report = build_feature_snapshot(get_spark(cfg.spark, cfg.storage.spark_s3), cfg.storage.warehouse, args.cutoff, out)
-    print("[feature-snapshot] " + report.render())
-    if args.redis_url:
-        from .redis_export import export_snapshot
-
-        exported = export_snapshot(open_snapshot(out), args.bundle_version, RedisConfig(url=args.redis_url))
-        print("[feature-snapshot] " + exported.render())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -38,12 +38,11 @@ from pinrec.jobs.config import PinrecConfig
 from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.package import package_zip
 
+from .cli_parser import STEPS  # `pinrec task`'s steps -> the tasks function each calls
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CONN_ID = "pinrec_spark"
-# `pinrec task` step name -> the pinrec.jobs.orchestration.tasks function a DAG task calls for one day
-STEPS = {"ingest": "ingest_day", "features": "features_day", "training-set": "training_set_window",
-         "graph": "graph_day"}
 SKIPPED = "not_enough_history"  # the result's key when the step raised NotEnoughHistoryError
 
 

@@ -21,22 +21,22 @@ database) stays in the state dir across ``down`` and ``up``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-from pinrec.export.serving.store import S3Options
+from typing import TYPE_CHECKING
 
 from . import stack_services as services
+
+if TYPE_CHECKING:
+    from pinrec.export.serving.store import S3Options
 
 DEFAULT_STATE_DIR = "var/stack"
 STATE, CONFIG, ENV = "state.json", "pinrec.yaml", "env.sh"
@@ -180,6 +180,9 @@ def s3_only(state_dir: str | Path, timeout: float = 120.0) -> Iterator[S3Options
     ``state_dir``, bucket :data:`~pinrec.jobs.orchestration.stack_services.BUCKET`; yields its
     :class:`S3Options` (endpoint and keys). Raises :class:`StackError` when it exits or is not
     ready in ``timeout`` s, ``FileNotFoundError`` when ``weed`` is not installed."""
+    # imported here, not at the top: `pinrec --help` reads DEFAULT_STATE_DIR and must stay light
+    from pinrec.export.serving.store import S3Options
+
     root = Path(state_dir).resolve()
     (root / "seaweedfs").mkdir(parents=True, exist_ok=True)
     access, secret = f"pinrec-{secrets.token_hex(4)}", secrets.token_hex(20)
@@ -256,41 +259,3 @@ def _read_state(root: Path) -> dict:
         return json.loads((root / STATE).read_text())
     except FileNotFoundError:
         raise StackError(f"no stack in {root} (no {STATE}); start one with `pinrec stack up --state-dir {root}`") from None
-
-
-def add_stack_parser(sub) -> None:
-    """Registers ``pinrec stack up|status|down`` on the ``pinrec`` CLI's sub-command parsers."""
-    p = sub.add_parser("stack", help="start, check or stop local S3 + Spark + MLflow (+ Redis) servers on 127.0.0.1")
-    actions = p.add_subparsers(dest="action", required=True)
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
-                       help=f"PIDs, logs, data, pinrec.yaml and env.sh (default: {DEFAULT_STATE_DIR})")
-    a = actions.add_parser("up", parents=[where], help="start the stack (nothing happens if it is running)")
-    a.add_argument("--worker-cores", type=int, default=2, help="cores the Spark worker offers (default 2)")
-    a.add_argument("--worker-memory", default="2g", help="memory the Spark worker offers (default 2g)")
-    actions.add_parser("status", parents=[where], help="each service running or dead; exit 1 if any is dead")
-    a = actions.add_parser("down", parents=[where], help="stop the recorded processes (by PID)")
-    a.add_argument("--timeout", type=float, default=20.0, help="seconds from SIGTERM to SIGKILL (default 20)")
-    p.set_defaults(func=cmd_stack, verbose=False)
-
-
-def cmd_stack(args) -> int:
-    try:
-        if args.action == "up":
-            report = up(args.state_dir, worker_cores=args.worker_cores, worker_memory=args.worker_memory)
-            print(report.render())
-            shown = os.path.relpath(report.state_dir) if report.state_dir.is_relative_to(Path.cwd()) \
-                else str(report.state_dir)
-            print(f"\n{'already running: nothing started' if report.already_running else 'started'}; next:\n"
-                  f"  source {shown}/{ENV}\n  pinrec demo --config {shown}/{CONFIG}")
-            return 0
-        if args.action == "status":
-            report = status(args.state_dir)
-            print(report.render())
-            return 0 if report.ok else 1
-        for name, result in down(args.state_dir, timeout=args.timeout).items():
-            print(f"{name:<13} {result}")
-        return 0
-    except StackError as e:
-        print(f"pinrec stack {args.action}: {e}", file=sys.stderr)
-        return 2

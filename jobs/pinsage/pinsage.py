@@ -14,7 +14,7 @@
    config, so the same inputs and seed give the same version. The commit's ``userMetadata``
    records the model version, the input Delta versions, the training config and the MLflow run id.
 
-Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.pinsage.pinsage``) only
+Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.orchestration.cli pinsage``) only
 rank 0 starts Spark, reads, logs and writes; the other ranks receive the tensors from it.
 """
 from __future__ import annotations
@@ -220,8 +220,7 @@ def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: 
 def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | None:
     """:func:`train_pinsage` with a Spark session from ``cfg.spark``, alone or as one rank under
     torchrun: rank 0 starts Spark, reads, logs, writes and returns the report (``echo`` gets it);
-    the other ranks train with it and return None. ``pinrec pinsage`` and ``python -m pinrec.jobs.pinsage.pinsage``
-    both come here."""
+    the other ranks train with it and return None. ``pinrec pinsage`` comes here, alone or under torchrun."""
     from pinrec.jobs.io.distributed import process_group
     from pinrec.jobs.io.spark import get_spark
     from pinrec.jobs.io.tracking import mlflow_artifact_root
@@ -235,22 +234,3 @@ def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | 
         return None
     echo("[pinsage] " + report.render())
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pinrec.jobs.pinsage.pinsage [--config FILE] [--set section.key=value ...]``, alone or under torchrun."""
-    import argparse
-
-    from pinrec.jobs.config import load_config, parse_overrides
-
-    parser = argparse.ArgumentParser(prog="pinrec.jobs.pinsage.pinsage", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--inference-edges", choices=("train", "all"), default="train")
-    args = parser.parse_args(argv)
-    run_job(load_config(args.config, parse_overrides(args.set)), args.inference_edges)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@
 
 ``model_version`` = ``ranker-`` + a content hash of the weights, the encoder and the configs.
 
-Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.ranking.ranker``) rank 0
+Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.orchestration.cli ranker``) rank 0
 runs all of the above and every rank trains each ranker with it (:mod:`pinrec.jobs.ranking.ranker_ddp`).
 """
 from __future__ import annotations
@@ -282,7 +282,7 @@ def run_job(cfg, echo=print) -> RankerReport | None:
     """:func:`run_ranker` with a Spark session from ``cfg.spark``, alone or as one rank under
     torchrun (:mod:`pinrec.jobs.ranking.ranker_ddp`): rank 0 runs the job and returns its report; any other rank
     trains each ranker with it and returns None. ``echo`` gets the report (or what a rank trained).
-    ``pinrec ranker`` and ``python -m pinrec.jobs.ranking.ranker`` both come here."""
+    ``pinrec ranker`` comes here, alone or under torchrun."""
     from pinrec.jobs.io.distributed import process_group
     from pinrec.jobs.io.spark import get_spark
 
@@ -296,25 +296,3 @@ def run_job(cfg, echo=print) -> RankerReport | None:
         release()  # not after a failure: rank 0 exits and torchrun stops the ranks waiting on it
     echo("[ranker] " + report.render())
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pinrec.jobs.ranking.ranker [--config FILE] [--set section.key=value ...]``, alone or under
-    torchrun (:func:`run_job`)."""
-    import argparse
-
-    from pinrec.jobs.config import load_config, parse_overrides
-
-    parser = argparse.ArgumentParser(prog="pinrec.jobs.ranking.ranker", description=__doc__.splitlines()[0],
-                                     epilog="Under torchrun (python -m torch.distributed.run --nproc_per_node=K "
-                                            "-m pinrec.jobs.ranking.ranker ...) rank 0 reads, evaluates, exports and logs, and "
-                                            "every rank trains.")
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    args = parser.parse_args(argv)
-    run_job(load_config(args.config, parse_overrides(args.set)), echo=lambda line: print(line, flush=True))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,7 @@
-"""``pinrec.jobs.ranking.ranker`` under ``torchrun``: rank 0 runs the job, the other ranks train with it.
+"""``pinrec ranker`` (:mod:`pinrec.jobs.ranking.ranker`) under ``torchrun``: rank 0 runs the job, the other ranks
+train with it.
 
-    python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.ranking.ranker [--config FILE] [--set ...]
+    python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.orchestration.cli ranker [--config FILE] [--set ...]
 
 Rank 0 starts Spark, reads and encodes the training set, and does everything around training
 (calibration, evaluation, baselines, export, MLflow), as the one-process job does. Every ranker it

@@ -1,6 +1,7 @@
 """The `pinrec` CLI: help mirrors the jobs, bad input fails with a clear message and exit code."""
 from __future__ import annotations
 
+import argparse
 import uuid
 
 import pytest
@@ -9,18 +10,24 @@ from pinrec.jobs.orchestration.cli import build_parser, main
 
 
 @pytest.mark.parametrize("command, flags", [
-    ("generate", ["--config", "--set"]),
+    ("generate", ["--config", "--set", "--verbose"]),
     ("load-dataset", ["--kind", "--path"]),
     ("ingest", ["--date", "--start", "--end", "--tables"]),
     ("tables", ["--config"]),
     ("demo", ["--days-per-batch"]),
     ("recommend", ["--user", "--k", "--context", "--version"]),
-    ("publish", ["--force", "--fail-unblessed"]),
+    ("publish", ["bundle", "rollback", "prune"]),
+    ("publish bundle", ["--force", "--fail-unblessed", "--index-dir", "--ranker-dir", "--cutoff"]),
+    ("publish rollback", ["--to", "--force"]),
+    ("publish prune", ["--keep-blessed", "--keep-unblessed", "--grace-s"]),
+    ("feature-snapshot", ["--cutoff", "--out", "--redis-url", "--bundle-version"]),
+    ("pinsage", ["--inference-edges", "torch.distributed.run", "pinrec.jobs.orchestration.cli pinsage"]),
+    ("ranker", ["torch.distributed.run", "pinrec.jobs.orchestration.cli ranker"]),
     ("task", ["--date", "--result"]),
 ])
 def test_every_subcommand_has_help(command, flags, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     for flag in flags:
@@ -61,7 +68,7 @@ def test_load_dataset_with_a_missing_folder_exits_2(tmp_path, capsys):
 
 def test_scale_multiplies_population_and_traffic():
     from pinrec.jobs.config import ConfigError, load_config
-    from pinrec.jobs.orchestration.cli import scale_world
+    from pinrec.jobs.orchestration.cli_jobs import scale_world
 
     cfg = scale_world(load_config(), 125)
     assert cfg.synthetic.impressions_per_day * cfg.synthetic.days == 10_000_000
@@ -72,7 +79,7 @@ def test_scale_multiplies_population_and_traffic():
 
 def test_scale_one_changes_nothing():
     from pinrec.jobs.config import load_config
-    from pinrec.jobs.orchestration.cli import scale_world
+    from pinrec.jobs.orchestration.cli_jobs import scale_world
 
     cfg = load_config(overrides={"synthetic": {"new_users_per_day": 0, "users": 50}})
     assert scale_world(cfg, 1.0) == cfg
@@ -121,7 +128,7 @@ def test_publish_rollback_and_prune_reach_the_s3_endpoint_of_the_environment(s3_
     assert main(["publish", "rollback", "--to", "v1", *sets]) == 0, capsys.readouterr().err
     assert capsys.readouterr().out.strip() == "channel prod of homefeed -> v1"
     assert read_channel(store, "homefeed", "prod").version == "v1"
-    assert main(["publish", "prune", *sets, "--set", "publish.keep_blessed=1"]) == 0, capsys.readouterr().err
+    assert main(["publish", "prune", *sets, "--keep-blessed", "1"]) == 0, capsys.readouterr().err
     assert capsys.readouterr().out.strip() == "removed 1 version(s): v2"
     assert main(["recommend", "--user", "1", *sets]) == 2  # v1 loads from the store; its tiny encoder cannot serve
     assert capsys.readouterr().err.strip() == "pinrec recommend: not a pinrec encoder (format None)"
@@ -138,3 +145,231 @@ def test_an_unreachable_store_and_a_bad_context_exit_2_with_the_cause(monkeypatc
     assert "Failed to connect to 127.0.0.1 port 9" in capsys.readouterr().err  # the endpoint of the environment
     assert main(["recommend", "--user", "1", "--context", "hour=nine"]) == 2
     assert "pinrec recommend: configuration error: --context hour expects an int, got 'nine'" in capsys.readouterr().err
+
+
+# --- publish bundle | rollback | prune: nested, each with only its own options ---------------------------------
+
+def test_publish_subcommands_parse_their_own_options():
+    parse = build_parser().parse_args
+    args = parse(["publish", "bundle", "--force", "--fail-unblessed", "--cutoff", "2026-01-09T00:00:00",
+                  "--index-dir", "/i", "--set", "seed=3"])
+    assert (args.handler, args.force, args.fail_unblessed, args.index_dir, args.set) == \
+        ("publish bundle", True, True, "/i", ["seed=3"])
+    assert args.cutoff.isoformat() == "2026-01-09T00:00:00" and args.ranker_dir is None
+    args = parse(["publish", "rollback", "--to", "v7", "--force"])
+    assert (args.handler, args.to, args.force) == ("publish rollback", "v7", True)
+    args = parse(["publish", "prune", "--keep-blessed", "3", "--grace-s", "60"])
+    assert (args.handler, args.keep_blessed, args.keep_unblessed, args.grace_s) == ("publish prune", 3, None, 60)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["publish"], "the following arguments are required: ACTION"),
+    (["publish", "--force"], "the following arguments are required: ACTION"),
+    (["publish", "bundel"], "invalid choice: 'bundel' (choose from 'bundle', 'rollback', 'prune')"),
+    (["publish", "rollback"], "the following arguments are required: --to"),
+    (["publish", "rollback", "--to", "v1", "--fail-unblessed"], "unrecognized arguments: --fail-unblessed"),
+    (["publish", "prune", "--to", "v1"], "unrecognized arguments: --to v1"),
+    (["publish", "prune", "--force"], "unrecognized arguments: --force"),
+    (["publish", "bundle", "--keep-blessed", "2"], "unrecognized arguments: --keep-blessed 2"),
+    (["publish", "prune", "--keep-blessed", "many"], "argument --keep-blessed: invalid int value: 'many'"),
+])
+def test_publish_usage_errors_exit_2_naming_the_problem(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _handlers(parser: argparse.ArgumentParser | None = None):
+    """Each leaf command's ``handler`` ("ingest", "publish rollback", ...), walking the parser's subcommands."""
+    parser = parser or build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser.get_default("handler")
+    for sub in subs:
+        for child in sub.choices.values():
+            yield from _handlers(child)
+
+
+def test_every_command_the_parser_knows_has_a_body():
+    from pinrec.jobs.orchestration import cli_jobs, cli_ops
+
+    handlers = list(_handlers())
+    assert len(handlers) == len(set(handlers)) == 22
+    assert set(handlers) == set(cli_jobs.COMMANDS) | set(cli_ops.COMMANDS)
+
+
+def test_rollback_and_prune_on_a_local_store(tmp_path, capsys):
+    from pinrec.export.build.blessing import BlessingConfig
+    from pinrec.export.build.publish import publish
+    from pinrec.export.serving.store import Store, read_channel
+    from tests.support.bundles import LINEAGE, T0, metrics, write_bundle_files
+
+    store = Store(str(tmp_path / "serving"))
+    for seed, version in ((0, "v1"), (1, "v2"), (2, "v3")):
+        publish(store, "homefeed", write_bundle_files(tmp_path / version, seed=seed)[0],
+                metrics(recall=0.30 + seed / 100), LINEAGE, version=version, now=T0,
+                blessing=BlessingConfig(min_recall=0.1, min_auc=0.55))
+    sets = ["--set", f"publish.store_uri={tmp_path / 'serving'}"]
+    assert main(["publish", "rollback", "--to", "v2", *sets]) == 0
+    assert capsys.readouterr().out.strip() == "channel prod of homefeed -> v2"
+    assert main(["publish", "prune", "--keep-blessed", "0", *sets]) == 2  # the config's bound, through the option
+    assert capsys.readouterr().err.startswith("pinrec publish prune: configuration error: ")
+    assert main(["publish", "prune", "--keep-blessed", "1", *sets]) == 0
+    assert capsys.readouterr().out.strip() == "removed 1 version(s): v1"  # v3 is the newest, v2 the channel's
+    assert read_channel(store, "homefeed", "prod").version == "v2"
+    assert main(["publish", "rollback", "--to", "v9", *sets]) == 2  # a PublishError: one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("pinrec publish rollback: homefeed/v9 is not a complete version") and "Traceback" not in err
+
+
+# --- feature-snapshot: the Redis export takes every redis.* setting of the config ---------------------------------
+
+def test_feature_snapshot_redis_url_overrides_only_the_url():
+    from pinrec.jobs.orchestration.cli_jobs import config_of
+
+    args = build_parser().parse_args(["feature-snapshot", "--cutoff", "2026-01-09T00:00:00", "--redis-url",
+                                      "redis://127.0.0.1:6399/2", "--set", "redis.key_prefix=hf",
+                                      "--set", "redis.batch_size=7", "--set", "redis.url=redis://elsewhere:1/0"])
+    redis = config_of(args, {"redis.url": args.redis_url}).redis
+    assert (redis.url, redis.key_prefix, redis.batch_size) == ("redis://127.0.0.1:6399/2", "hf", 7)
+    assert config_of(args, {"redis.url": None}).redis.url == "redis://elsewhere:1/0"  # not given: the config's
+
+
+def test_feature_snapshot_redis_without_a_bundle_version_exits_2_before_any_work(tmp_path, capsys):
+    code = main(["feature-snapshot", "--cutoff", "2026-01-09T00:00:00", "--set", "redis.url=redis://127.0.0.1:1/0",
+                 "--set", f"storage.warehouse={tmp_path / 'nowhere'}"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "pinrec feature-snapshot: configuration error: a Redis export (--redis-url or redis.url) needs "
+        "--bundle-version (Redis keys are versioned by bundle)")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_stack_up_prints_the_next_steps(tmp_path, monkeypatch, capsys):
+    from pinrec.jobs.orchestration import stack
+
+    seen = {}
+
+    def fake_up(state_dir, worker_cores, worker_memory):
+        seen.update(state_dir=state_dir, cores=worker_cores, memory=worker_memory)
+        return stack.StackReport(tmp_path, (stack.ServiceState("seaweedfs", "running", 42, 8333, "http://x"),),
+                                 already_running=True)
+
+    monkeypatch.setattr(stack, "up", fake_up)
+    assert main(["stack", "up", "--state-dir", str(tmp_path), "--worker-cores", "1"]) == 0
+    assert seen == {"state_dir": str(tmp_path), "cores": 1, "memory": "2g"}
+    out = capsys.readouterr().out
+    assert "seaweedfs     running" in out and "already running: nothing started; next:" in out
+    assert f"source {tmp_path}/env.sh" in out and f"pinrec demo --config {tmp_path}/pinrec.yaml" in out
+
+
+# --- errors: one line without -v, the traceback with it; a bug always shows its traceback -------------------------
+
+def test_a_domain_error_is_one_line_and_verbose_adds_the_traceback(capsys):
+    assert main(["generate", "--set", "synthetic.dayz=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pinrec generate: configuration error: ")
+    assert "unknown key(s) ['dayz']" in err and "Traceback" not in err
+    for argv in (["generate", "-v", "--set", "synthetic.dayz=1"], ["--verbose", "generate", "--set", "synthetic.dayz=1"]):
+        assert main(argv) == 2
+        verbose = capsys.readouterr().err
+        assert verbose.startswith("Traceback (most recent call last):")
+        assert "pinrec.jobs.config.ConfigError" in verbose or "ConfigError: " in verbose
+        assert verbose.splitlines()[-1] == err.strip()  # the same line closes it
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_a_bug_always_shows_its_traceback(verbose, monkeypatch):
+    from pinrec.jobs.orchestration import cli_jobs
+
+    def broken(args):
+        return {}["missing"]
+
+    monkeypatch.setitem(cli_jobs.COMMANDS, "tables", broken)
+    with pytest.raises(KeyError, match="missing"):
+        main([*verbose, "tables"])
+
+
+@pytest.mark.parametrize("error, code", [("PublishError", 2), ("IngestError", 3), ("OSError", 2)])
+def test_domain_errors_keep_their_exit_codes(error, code, monkeypatch, capsys):
+    from pinrec.export.build import publish
+    from pinrec.jobs.ingest import ingest_read
+    from pinrec.jobs.orchestration import cli_jobs
+
+    cls = {"PublishError": publish.PublishError, "IngestError": ingest_read.SchemaDriftError,
+           "OSError": FileNotFoundError}[error]
+
+    def fails(args):
+        raise cls("what went wrong")
+
+    monkeypatch.setitem(cli_jobs.COMMANDS, "tables", fails)
+    assert main(["tables"]) == code
+    assert capsys.readouterr().err == "pinrec tables: what went wrong\n"
+
+
+# --- one front end, and a --help that loads nothing heavy ---------------------------------------------------------
+
+def test_the_cli_is_the_only_python_entry_point_of_the_jobs():
+    """No ``main()`` or ``if __name__ == "__main__"`` outside the CLI, except spark-submit's file (it hands
+    its arguments to the CLI) and the jar set-up tool of .ci/setup.sh."""
+    import ast
+
+    from tests.test_layout import pinrec_modules
+
+    entry_points = set()
+    for name, (path, _) in pinrec_modules().items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "main" or \
+                    isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+                entry_points.add(name)
+    assert entry_points == {"pinrec.jobs.orchestration.cli", "pinrec.jobs.orchestration.spark_app",
+                            "pinrec.jobs.io.jars"}
+
+
+HEAVY = ("pyspark", "delta", "pandas", "torch", "torch_geometric", "faiss", "onnxruntime", "onnx", "mlflow",
+         "great_expectations", "airflow", "numpy", "pyarrow", "fsspec", "yaml", "duckdb", "sklearn", "scipy",
+         "pydantic")
+LIGHT = {"pinrec", "pinrec.jobs", "pinrec.jobs.orchestration", "pinrec.jobs.orchestration.cli",
+         "pinrec.jobs.orchestration.cli_parser", "pinrec.jobs.orchestration.stack",
+         "pinrec.jobs.orchestration.stack_services"}
+PROBE = """
+import json, sys
+from pinrec.jobs.orchestration.cli import main
+codes = []
+for argv in json.loads(sys.argv[1]):
+    try:
+        codes.append(main(argv))
+    except SystemExit as e:
+        codes.append(e.code)
+print(json.dumps({"codes": codes, "modules": sorted(sys.modules)}))
+"""
+
+
+def _modules_after(*argvs: list[str]) -> tuple[list, set[str]]:
+    """Exit codes and the modules a fresh interpreter holds after ``pinrec <argv>`` for each of ``argvs``."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argvs)], capture_output=True, text=True,
+                          check=True, timeout=120)
+    result = json.loads(done.stdout.splitlines()[-1])
+    return result["codes"], set(result["modules"])
+
+
+def test_help_imports_no_job_config_or_heavy_library():
+    """``pinrec --help`` and every command's and group's ``--help``, in one fresh interpreter."""
+    commands = [[], ["publish"], ["stack"], *(h.split() for h in _handlers())]
+    assert len(commands) == 25
+    codes, modules = _modules_after(*([*c, "--help"] for c in commands))
+    assert codes == [0] * len(commands)
+    assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
+    assert sorted(m for m in modules if m.startswith("pinrec") and m not in LIGHT) == []
+
+
+def test_the_import_probe_sees_what_a_command_loads():
+    """The probe above is not blind: a command that runs loads the config (and its libraries)."""
+    codes, modules = _modules_after(["generate", "--set", "synthetic.dayz=1"])
+    assert codes == [2]
+    assert {"pinrec.jobs.config", "pinrec.jobs.orchestration.cli_jobs", "yaml", "numpy"} <= modules

@@ -1,0 +1,253 @@
+"""The bodies of ``pinrec``'s pipeline commands (generate ... demo): each reads the config, calls the
+job function a DAG task or notebook calls, and prints its report. The jobs are imported inside
+each body, so that a command loads only its own job.
+
+Every body takes the parsed arguments (:func:`pinrec.jobs.orchestration.cli_parser.build_parser`)
+and returns the exit code; bad input raises :class:`~pinrec.jobs.config.ConfigError`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pinrec.jobs.config import (
+    ConfigError,
+    PinrecConfig,
+    load_config,
+    parse_overrides,
+    replace,
+    s3_options,
+)
+
+
+def config_of(args, shortcuts: Mapping[str, Any] | None = None) -> PinrecConfig:
+    """``--config`` + ``--set`` + the AWS variables (:func:`~pinrec.jobs.config.load_config`);
+    ``shortcuts``: options that set one config key ("redis.url" -> ``--redis-url``), applied last
+    when given (None: not given)."""
+    overrides = parse_overrides(args.set or [])
+    for key, value in (shortcuts or {}).items():
+        if value is not None:
+            *sections, name = key.split(".")
+            node = overrides
+            for section in sections:
+                node = node.setdefault(section, {})
+            node[name] = value
+    return load_config(args.config, overrides, env=os.environ)
+
+
+def spark_and_paths(cfg: PinrecConfig):
+    """The Spark session of ``cfg`` and the landing zone + warehouse paths of ingestion."""
+    from pinrec.jobs.ingest.ingest import IngestPaths
+    from pinrec.jobs.io.spark import get_spark
+
+    return get_spark(cfg.spark, cfg.storage.spark_s3), IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse)
+
+
+def scale_world(cfg: PinrecConfig, factor: float) -> PinrecConfig:
+    """Multiply the synthetic world's population and traffic by ``factor`` (days stay)."""
+    if factor <= 0:
+        raise ConfigError(f"--scale must be positive, got {factor}")
+    s = cfg.synthetic
+    grown = {k: max(1, round(getattr(s, k) * factor)) for k in ("users", "pins", "impressions_per_day")}
+    grown |= {k: round(getattr(s, k) * factor) for k in ("fresh_pins_per_day", "new_users_per_day")}  # 0 stays 0
+    return replace(cfg, synthetic=grown)
+
+
+def _print_landed(summary) -> None:
+    for table in sorted(summary.rows):
+        print(f"{table:<16} {summary.total(table):>9} rows over {len(summary.rows[table])} day(s)")
+
+
+def cmd_generate(args) -> int:
+    from pinrec.jobs.ingest.synthetic import generate
+
+    cfg = scale_world(config_of(args), args.scale)
+    _print_landed(generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed))
+    print(f"landing zone: {cfg.storage.landing}")
+    return 0
+
+
+def cmd_load_dataset(args) -> int:
+    from pinrec.jobs.ingest.datasets import load_dataset
+
+    cfg = config_of(args)
+    kind = args.kind or cfg.dataset.kind
+    path = args.path or cfg.dataset.path
+    if kind == "synthetic" or not path:
+        raise ConfigError("load-dataset needs --kind (e.g. movielens-100k) and --path to the dataset folder")
+    _print_landed(load_dataset(kind, path, cfg.storage.location("landing")))
+    return 0
+
+
+def _days(args, cfg: PinrecConfig) -> list[dt.date]:
+    """``--date``, or the landed days in ``--start``..``--end`` (each open end: all)."""
+    from pinrec.jobs.ingest.ingest import landed_days
+
+    if args.date and (args.start or args.end):
+        raise ConfigError("give either --date or --start/--end")
+    if args.date:
+        return [args.date]
+    return landed_days(cfg.storage.location("landing"), args.start or dt.date.min, args.end or dt.date.max)
+
+
+def cmd_ingest(args) -> int:
+    from pinrec.jobs.ingest.ingest import ingest
+
+    cfg = config_of(args)
+    days = _days(args, cfg)
+    spark, paths = spark_and_paths(cfg)
+    for report in ingest(spark, paths, days, cfg.ingest, tables=tuple(args.tables.split(",")) if args.tables else None):
+        print(report.summary_line())
+        if report.rows_quarantined:
+            print(report.render())
+    return 0
+
+
+def cmd_features(args) -> int:
+    from pinrec.jobs.features.features import build_features
+
+    cfg = config_of(args)
+    days = _days(args, cfg)
+    spark, _ = spark_and_paths(cfg)
+    for table, rows in build_features(spark, cfg.storage.warehouse, days, cfg.features).items():
+        print(f"features_{table:<14} {rows:>9} rows for {days[0]}..{days[-1]}")
+    return 0
+
+
+def cmd_training_set(args) -> int:
+    from pinrec.jobs.features.training_set import build_training_set
+
+    cfg = config_of(args)
+    days = _days(args, cfg)
+    spark, _ = spark_and_paths(cfg)
+    print(build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed).render())
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from pinrec.jobs.graph.graph import write_graph
+    from pinrec.jobs.ingest.ingest import landed_days
+
+    cfg = config_of(args)
+    last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
+    cutoff = args.cutoff or dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+    eval_from = args.eval_from or cutoff - dt.timedelta(days=1)
+    spark, _ = spark_and_paths(cfg)
+    for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, eval_from).items():
+        print(f"{table:<18} {rows:>9} rows (cut-off {cutoff}, eval edges from {eval_from})")
+    return 0
+
+
+def cmd_pinsage(args) -> int:
+    """Alone or under torchrun: every rank parses the same arguments; rank 0 runs the job (``run_job``)."""
+    from pinrec.jobs.pinsage.pinsage import run_job
+
+    run_job(config_of(args), args.inference_edges)
+    return 0
+
+
+def cmd_ranker(args) -> int:
+    """Alone or under torchrun, as :func:`cmd_pinsage`."""
+    from pinrec.jobs.ranking.ranker import run_job
+
+    run_job(config_of(args), echo=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_index(args) -> int:
+    from pinrec.jobs.index.pin_index import build_pin_index
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
+
+    cfg = config_of(args)
+    spark, _ = spark_and_paths(cfg)
+    print(build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
+                          cfg.storage.mlflow_tracking_uri, queries=args.queries,
+                          artifact_root=mlflow_artifact_root(cfg.storage)).render())
+    return 0
+
+
+def cmd_eval_retrieval(args) -> int:
+    from pinrec.jobs.io.lake import as_location
+    from pinrec.jobs.retrieval.retrieval_data import evaluate_storage
+
+    cfg = config_of(args)
+    spark = None
+    if args.spark:
+        from pinrec.jobs.io.spark import get_spark
+
+        spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+    embeddings = None
+    if args.pinsage:
+        from pinrec.jobs.pinsage.pinsage_eval import landing_model
+
+        embeddings = {"pinsage": landing_model(cfg.storage.location("landing"), cfg.pinsage)}
+    report = evaluate_storage(cfg.retrieval_eval, cfg.storage.location("landing"), cfg.storage.warehouse, spark,
+                              embeddings=embeddings, model_version=args.model_version)
+    print(report.render())
+    out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
+        cfg.storage.location("artifacts") / "retrieval_eval"
+    print(f"written to {report.write(out)}")
+    return 0
+
+
+def cmd_monitor(args) -> int:
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
+    from pinrec.jobs.monitoring.monitoring import monitor_drift
+
+    cfg = config_of(args)
+    spark, _ = spark_and_paths(cfg)
+    print(monitor_drift(spark, cfg.storage.warehouse, cfg.monitoring, maturity_s=cfg.training.maturity_s,
+                        day=args.date, tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
+                        artifact_root=mlflow_artifact_root(cfg.storage)).render())
+    return 0
+
+
+def cmd_tables(args) -> int:
+    from pinrec.jobs.monitoring.summary import summarize
+
+    cfg = config_of(args)
+    spark, _ = spark_and_paths(cfg)
+    print(summarize(spark, cfg.storage.warehouse).render())
+    return 0
+
+
+def cmd_task(args) -> int:
+    """One DAG task for one day; a window still too short is a skip (exit 0), as in the DAG."""
+    from pinrec.jobs.io.lake import Location
+
+    from .spark_submit import SKIPPED, run_step, write_result
+    from .tasks import NotEnoughHistoryError
+
+    cfg = config_of(args)
+    try:
+        result = run_step(args.step, cfg, args.date)
+    except NotEnoughHistoryError as e:
+        print(f"pinrec task {args.step}: skipped: {e}", file=sys.stderr)
+        result = {SKIPPED: str(e)}
+    if args.result:
+        write_result(result, Location(args.result, s3_options(cfg.storage)))
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    cfg = config_of(args)
+    result = run_demo(cfg, days_per_batch=args.days_per_batch)
+    print()
+    print(result.warehouse.render())
+    print(f"\n[demo] done in {result.seconds:.0f} s; warehouse: {cfg.storage.warehouse}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Any], int]] = {
+    "generate": cmd_generate, "load-dataset": cmd_load_dataset, "ingest": cmd_ingest, "features": cmd_features,
+    "training-set": cmd_training_set, "graph": cmd_graph, "pinsage": cmd_pinsage, "ranker": cmd_ranker,
+    "index": cmd_index, "eval-retrieval": cmd_eval_retrieval, "monitor": cmd_monitor, "tables": cmd_tables,
+    "task": cmd_task, "demo": cmd_demo,
+}

@@ -1,0 +1,139 @@
+"""The bodies of ``pinrec``'s commands that act on stores and servers rather than on tables alone:
+``publish bundle|rollback|prune``, ``recommend`` (the serving loader), ``feature-snapshot`` (+ Redis)
+and ``stack up|status|down``. Like :mod:`~pinrec.jobs.orchestration.cli_jobs`, each imports its
+job inside its body and returns the exit code.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pinrec.jobs.config import ConfigError, s3_options
+
+from .cli_jobs import config_of, spark_and_paths
+
+
+def _store(cfg):
+    from pinrec.export.serving.store import Store
+
+    return Store(cfg.bundle_store_uri, s3_options(cfg.storage))
+
+
+def cmd_publish_bundle(args) -> int:
+    """Exit 3 with ``--fail-unblessed`` when the gate rejected the candidate (and no ``--force``)."""
+    from pinrec.jobs.publish.bundle import publish_serving_bundle
+
+    cfg = config_of(args)
+    spark, _ = spark_and_paths(cfg)
+    report = publish_serving_bundle(spark, cfg, index_dir=args.index_dir, ranker_dir=args.ranker_dir,
+                                    cutoff=args.cutoff, force=args.force)
+    print(report.render())
+    return 0 if report.promoted or not args.fail_unblessed else 3
+
+
+def cmd_publish_rollback(args) -> int:
+    from pinrec.export.build.publish import rollback
+
+    cfg = config_of(args)
+    pointer = rollback(_store(cfg), cfg.publish.name, cfg.publish.channel, args.to, allow_unblessed=args.force)
+    print(f"channel {cfg.publish.channel} of {cfg.publish.name} -> {pointer.version}")
+    return 0
+
+
+def cmd_publish_prune(args) -> int:
+    from pinrec.export.build.publish import prune
+
+    cfg = config_of(args, {"publish.keep_blessed": args.keep_blessed, "publish.keep_unblessed": args.keep_unblessed,
+                           "publish.incomplete_grace_s": args.grace_s})
+    removed = prune(_store(cfg), cfg.publish.name, keep_blessed=cfg.publish.keep_blessed,
+                    keep_unblessed=cfg.publish.keep_unblessed, incomplete_grace_s=cfg.publish.incomplete_grace_s)
+    print(f"removed {len(removed)} version(s): {', '.join(removed) or '-'}")
+    return 0
+
+
+def _context(items: list[str]) -> dict[str, Any]:
+    """``--context key=value`` items -> the request context (``now``: a datetime; hour, day_of_week: ints)."""
+    context: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--context expects key=value, got {item!r}")
+        try:
+            context[key] = dt.datetime.fromisoformat(value) if key == "now" else \
+                int(value) if key in ("hour", "day_of_week") else value
+        except ValueError:
+            raise ConfigError(f"--context {key} expects {'an ISO time' if key == 'now' else 'an int'}, "
+                              f"got {value!r}") from None
+    return context
+
+
+def cmd_recommend(args) -> int:
+    from pinrec.export.serving.loader import load
+    from pinrec.export.serving.recommend import Recommender
+
+    cfg = config_of(args)
+    context = _context(args.context or [])
+    bundle = load(cfg.bundle_store_uri, cfg.publish.name, cfg.publish.channel, version=args.version,
+                  s3=s3_options(cfg.storage))
+    rec = Recommender(bundle, cfg.recommend)
+    print(f"bundle {bundle.name}/{bundle.version}")
+    for user in args.user:
+        items = rec.recommend(user, context, k=args.k)
+        print(f"user {user}: " + (", ".join(f"{r.pin_id} ({r.category}, {r.score:.3f}, {r.channel})" for r in items)
+                                   or "-"))
+    return 0
+
+
+def cmd_feature_snapshot(args) -> int:
+    """The snapshot, then (when ``--redis-url`` or ``redis.url`` is set) its Redis export with every
+    other ``redis.*`` setting of the config (TTL, key prefix, batch size ...)."""
+    from pinrec.jobs.features.feature_snapshot import (
+        build_feature_snapshot,
+        open_snapshot,
+    )
+    from pinrec.jobs.io.lake import as_location
+
+    cfg = config_of(args, {"redis.url": args.redis_url})
+    if cfg.redis.url and not args.bundle_version:
+        raise ConfigError("a Redis export (--redis-url or redis.url) needs --bundle-version "
+                          "(Redis keys are versioned by bundle)")
+    spark, _ = spark_and_paths(cfg)
+    out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
+        cfg.storage.location("artifacts") / "feature_snapshot" / f"{args.cutoff:%Y%m%dT%H%M%S}"
+    print(build_feature_snapshot(spark, cfg.storage.warehouse, args.cutoff, out).render())
+    if cfg.redis.url:
+        from pinrec.jobs.features.redis_export import export_snapshot
+
+        print(export_snapshot(open_snapshot(out), args.bundle_version, cfg.redis).render())
+    return 0
+
+
+def cmd_stack(args) -> int:
+    """``stack up|status|down``; ``status`` exits 1 when a service is dead."""
+    from . import stack
+
+    if args.action == "up":
+        report = stack.up(args.state_dir, worker_cores=args.worker_cores, worker_memory=args.worker_memory)
+        print(report.render())
+        shown = os.path.relpath(report.state_dir) if report.state_dir.is_relative_to(Path.cwd()) \
+            else str(report.state_dir)
+        print(f"\n{'already running: nothing started' if report.already_running else 'started'}; next:\n"
+              f"  source {shown}/{stack.ENV}\n  pinrec demo --config {shown}/{stack.CONFIG}")
+        return 0
+    if args.action == "status":
+        report = stack.status(args.state_dir)
+        print(report.render())
+        return 0 if report.ok else 1
+    for name, result in stack.down(args.state_dir, timeout=args.timeout).items():
+        print(f"{name:<13} {result}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Any], int]] = {
+    "publish bundle": cmd_publish_bundle, "publish rollback": cmd_publish_rollback,
+    "publish prune": cmd_publish_prune, "recommend": cmd_recommend, "feature-snapshot": cmd_feature_snapshot,
+    "stack up": cmd_stack, "stack status": cmd_stack, "stack down": cmd_stack,
+}
