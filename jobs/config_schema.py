@@ -6,17 +6,15 @@ Markdown page ``docs/config-reference.md``: per section its docstring, then ever
 its type, default, what is allowed (bounds, choices) and its text from that docstring.
 
 Both files are committed and a test fails when either is stale; regenerate them from the repository
-root with ``python -m pinrec.jobs.config_schema`` (``--check`` only compares).
+root with ``pinrec config docs`` (``--check`` only compares).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import inspect
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +22,22 @@ from pydantic import TypeAdapter
 
 from pinrec.jobs.config import PinrecConfig
 
-__all__ = ["REFERENCE_PATH", "SCHEMA_PATH", "json_schema", "main", "render_reference"]
+__all__ = ["REFERENCE_PATH", "SCHEMA_PATH", "json_schema", "render_reference", "write_docs"]
 
-#: Where ``main()`` writes, relative to the repository root.
+#: Where :func:`write_docs` writes, relative to the repository root.
 REFERENCE_PATH = Path("docs/config-reference.md")
 SCHEMA_PATH = Path("config/pinrec.schema.json")
-REGENERATE = "python -m pinrec.jobs.config_schema"
+REGENERATE = "pinrec config docs"
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """A config value as YAML / JSON writes it (tuples as lists, dates as YYYY-MM-DD)."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
@@ -48,7 +46,7 @@ def _plain(value: Any) -> Any:
 def json_schema() -> dict:
     """The JSON Schema of the YAML config file (every key optional; unknown keys are errors)."""
     schema = TypeAdapter(PinrecConfig).json_schema()
-    defaults = _plain(PinrecConfig())
+    defaults = plain(PinrecConfig())
     for f in dataclasses.fields(PinrecConfig):
         ref = schema["properties"][f.name].get("$ref", "")
         if ref.startswith("#/$defs/"):
@@ -127,7 +125,7 @@ def _cell(value: Any) -> str:
 def render_reference() -> str:
     """``docs/config-reference.md``: every key of the config, section by section."""
     schema = json_schema()
-    defs, defaults = schema["$defs"], _plain(PinrecConfig())
+    defs, defaults = schema["$defs"], plain(PinrecConfig())
     lines = ["# Configuration reference", "",
              (f"Generated from `pinrec.jobs.config` by `{REGENERATE}`; do not edit by hand (a test fails when "
              "this page or `config/pinrec.schema.json` is stale)."), "",
@@ -163,27 +161,16 @@ def render_schema() -> str:
     return json.dumps(json_schema(), indent=2) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write (or with ``--check`` compare) the reference page and the schema under ``--root``."""
-    parser = argparse.ArgumentParser(prog="python -m pinrec.jobs.config_schema", description=__doc__.split("\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("."), help="repository root (default: .)")
-    parser.add_argument("--check", action="store_true", help="only report whether the files are up to date")
-    args = parser.parse_args(argv)
+def write_docs(root: Path, check: bool = False) -> list[Path]:
+    """Write the reference page and the schema under ``root`` (the repository root); return the files
+    that were stale (with ``check``: only compare, write nothing)."""
     stale = []
     for rel, text in ((REFERENCE_PATH, render_reference()), (SCHEMA_PATH, render_schema())):
-        path = args.root / rel
+        path = root / rel
         if path.is_file() and path.read_text() == text:
             continue
-        stale.append(str(path))
-        if not args.check:
+        stale.append(path)
+        if not check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-    if args.check and stale:
-        print(f"stale: {', '.join(stale)}; regenerate with `{REGENERATE}`", file=sys.stderr)
-        return 1
-    print(("wrote " if stale else "up to date: ") + ", ".join(stale or [str(REFERENCE_PATH), str(SCHEMA_PATH)]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return stale

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,30 @@ def cmd_stack(args) -> int:
     return 0
 
 
+def cmd_config_show(args) -> int:
+    import yaml
+
+    from pinrec.jobs.config_schema import plain
+
+    print(yaml.safe_dump(plain(config_of(args)), sort_keys=False), end="")
+    return 0
+
+
+def cmd_config_docs(args) -> int:
+    """``config docs``; with ``--check`` exit 1 when a generated file is stale."""
+    from pinrec.jobs.config_schema import REFERENCE_PATH, SCHEMA_PATH, write_docs
+
+    stale = write_docs(Path(args.root), check=args.check)
+    if args.check and stale:
+        print(f"stale: {', '.join(map(str, stale))}; regenerate with `pinrec config docs`", file=sys.stderr)
+        return 1
+    print(("wrote " if stale else "up to date: ") + ", ".join(map(str, stale or [REFERENCE_PATH, SCHEMA_PATH])))
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Any], int]] = {
     "publish bundle": cmd_publish_bundle, "publish rollback": cmd_publish_rollback,
     "publish prune": cmd_publish_prune, "recommend": cmd_recommend, "feature-snapshot": cmd_feature_snapshot,
     "stack up": cmd_stack, "stack status": cmd_stack, "stack down": cmd_stack,
+    "config show": cmd_config_show, "config docs": cmd_config_docs,
 }

@@ -145,7 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "days in one backfill batch (fastest)")
 
     _add_stack(sub, verbose)
+    _add_config(sub, common, verbose)
     return parser
+
+
+def _add_config(sub, common: argparse.ArgumentParser, verbose: argparse.ArgumentParser) -> None:
+    """``pinrec config show|docs`` (:mod:`pinrec.jobs.config`, :mod:`pinrec.jobs.config_schema`)."""
+    p = sub.add_parser("config", help="print the resolved config; regenerate its reference page and JSON Schema")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _leaf(actions, "show", "config show", [common],
+          help="print the config --config and --set resolve to (YAML, every key), after validation")
+    a = _leaf(actions, "docs", "config docs", [verbose],
+              help="write docs/config-reference.md and config/pinrec.schema.json from the config's types")
+    a.add_argument("--root", default=".", help="repository root (default: .)")
+    a.add_argument("--check", action="store_true", help="write nothing; exit 1 when either file is stale")
 
 
 def _add_publish(sub, common: argparse.ArgumentParser) -> None:

@@ -12,9 +12,9 @@ from pinrec.jobs.config_schema import (
     REFERENCE_PATH,
     SCHEMA_PATH,
     json_schema,
-    main,
     render_reference,
     render_schema,
+    write_docs,
 )
 from tests.support.repo import REPO
 
@@ -23,7 +23,7 @@ from tests.support.repo import REPO
 def test_the_committed_files_are_up_to_date(rel, render):
     committed = (REPO / rel).read_text() if (REPO / rel).is_file() else ""
     assert committed == render(), f"{rel} is stale: regenerate it from the repository root with " \
-                                  f"`python -m pinrec.jobs.config_schema`"
+                                  f"`pinrec config docs`"
 
 
 def test_the_reference_lists_every_key_with_type_default_and_bounds():
@@ -61,10 +61,24 @@ def test_the_schema_is_strict_and_validates_the_yaml_files():
     assert not validator.is_valid({"ranker_train": {"loss": "hinge"}})
 
 
-def test_main_writes_then_checks(tmp_path, capsys):
-    assert main(["--root", str(tmp_path), "--check"]) == 1
-    assert "regenerate with `python -m pinrec.jobs.config_schema`" in capsys.readouterr().err
-    assert main(["--root", str(tmp_path)]) == 0
+def test_pinrec_config_docs_writes_then_checks(tmp_path, capsys):
+    from pinrec.jobs.orchestration.cli import main
+
+    assert main(["config", "docs", "--root", str(tmp_path), "--check"]) == 1
+    assert "regenerate with `pinrec config docs`" in capsys.readouterr().err
+    assert main(["config", "docs", "--root", str(tmp_path)]) == 0
     assert (tmp_path / REFERENCE_PATH).read_text() == render_reference()
     assert json.loads((tmp_path / SCHEMA_PATH).read_text()) == json_schema()
-    assert main(["--root", str(tmp_path), "--check"]) == 0
+    assert main(["config", "docs", "--root", str(tmp_path), "--check"]) == 0
+    assert write_docs(tmp_path, check=True) == []
+
+
+def test_pinrec_config_show_prints_the_resolved_config(tmp_path, capsys):
+    from pinrec.jobs.orchestration.cli import main
+
+    assert main(["config", "show", "--set", "training.maturity_s=60", "--set", "spark.extra={a: 2}"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["training"]["maturity_s"] == 60 and shown["spark"]["extra"] == {"a": "2"}
+    assert set(shown) == {f.name for f in dataclasses.fields(PinrecConfig)}
+    assert main(["config", "show", "--set", "training.maturty_s=60"]) == 2
+    assert "did you mean `training.maturity_s`" in capsys.readouterr().err
