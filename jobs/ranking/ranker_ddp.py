@@ -9,7 +9,8 @@ seed pairs) is announced first; the other ranks, in :func:`follow`, build the sa
 fit it with rank 0, each on its share of the rows (:class:`~pinrec.models.ranker_trainer.RankerTrainer`
 under ``DistributedDataParallel``: gradients averaged over the ranks, ``batch_size`` per rank).
 The encoded splits (:class:`~pinrec.jobs.ranking.ranker_encode.EncodedData`) travel once; later
-announcements carry the training config and whether the position is used. The announcements go over a gloo group even when training uses NCCL.
+announcements carry the training config and whether the position is used. The announcements go
+over a gloo group even when training uses NCCL.
 """
 from __future__ import annotations
 
