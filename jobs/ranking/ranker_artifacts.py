@@ -15,7 +15,7 @@ from pinrec.jobs.io.folders import put_file
 from pinrec.jobs.io.lake import Location, as_location
 
 if TYPE_CHECKING:
-    from .ranker import RankerReport
+    from .ranker_report import RankerReport
 
 
 def model_version(model, enc, configs: dict[str, Any]) -> str:

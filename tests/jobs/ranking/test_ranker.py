@@ -146,6 +146,42 @@ def test_train_ranker_logs_to_mlflow(trained):
                                                                                 "ranker/encoder.json"}
 
 
+def test_train_ranker_is_its_steps_in_order(tiny_training_set, tmp_path):
+    """The pipeline adds nothing to its steps: the same report, field for field, as calling read,
+    encode, train, calibrate, evaluate and export one by one (the truth read from parquet there; the
+    ONNX export is tested in test_ranker_export.py)."""
+    import torch
+
+    from pinrec.jobs.ranking.ranker import train_ranker
+    from pinrec.jobs.ranking.ranker_artifacts import report_dict
+    from pinrec.jobs.ranking.ranker_encode import encode
+    from pinrec.jobs.ranking.ranker_evaluate import evaluate
+    from pinrec.jobs.ranking.ranker_export import export
+    from pinrec.jobs.ranking.ranker_read import read
+    from pinrec.jobs.ranking.ranker_train import calibrate, train
+    from tests.jobs.ranking.training_frames import small_configs
+
+    torch.set_num_threads(1)
+    frame, truth = tiny_training_set
+    (tmp_path / "truth" / "impressions" / "dt=2026-01-01").mkdir(parents=True)
+    truth.to_parquet(tmp_path / "truth" / "impressions" / "dt=2026-01-01" / "part-0.parquet")
+    cfg = small_configs(baselines=("logreg",), debias_seeds=2, int8=False)
+    report = train_ranker(frame, None, cfg.model, cfg.train, cfg.calibration, cfg.job, None, None,
+                          str(tmp_path / "truth"))
+    training = read(frame, None, cfg)
+    data = encode(training, cfg)
+    ranker = calibrate(train(data, cfg.model, cfg.train), data, cfg.calibration)
+    evaluation = evaluate(data, ranker, cfg, truth)
+    steps = export(data, ranker, evaluation, cfg, meta=training.meta)
+
+    def fields(r) -> str:  # JSON: NaN (an undefined tau) compares equal to itself there
+        return json.dumps({k: v for k, v in report_dict(r).items() if k != "seconds"}, sort_keys=True, default=str)
+
+    assert fields(report) == fields(steps)
+    assert len(report.metrics) == 12 and len(report.debias) == 2 and len(report.auc_gaps) == 4
+    assert report.model_version.startswith("ranker-") and report.seconds > 0 == steps.seconds
+
+
 @pytest.mark.spark
 def test_train_ranker_rejects_a_constant_label(spark, tiny_world):
     from pinrec.jobs.ranking.ranker import train_ranker
