@@ -2,17 +2,20 @@
 ``pg_ctl`` on 127.0.0.1), ``airflow api-server``, ``airflow scheduler --skip-serve-logs`` and
 ``airflow dag-processor`` with the LocalExecutor, every process started here and stopped by its PID.
 
-A tiny synthetic world of three days whose first day is ingested and featurised in-process
+A tiny synthetic world of three days whose first days are ingested and featurised in-process
 (a pre-built warehouse: the scheduler's part is what is tested, and every task process starts its
-own JVM); ``airflow backfill create`` fills the other two days, the scheduler runs them (ingest ->
-features -> training set, skipped on the day whose window is too short), the Asset event of the
+own JVM); ``airflow backfill create`` fills the other days, the scheduler runs them (ingest ->
+features -> training set, skipped on a day whose window is too short), the Asset event of the
 last day schedules the training DAG (which takes its config from that event), and the bundle it
-publishes opens with the base-install loader and answers ``recommend``. In ``make test-all`` only
-(marker ``full``): a reprocessed day (``--reprocess-behavior completed``) leaves the training set and
-the ingested rows unchanged; and all of it again on the production topology (``topology`` =
-``s3-cluster``): landing, warehouse, artifacts and bundles on SeaweedFS, the Spark steps sent
-through the Airflow connection ``pinrec_spark`` to a standalone master whose worker has the AWS
-keys, MLflow on the ``mlflow_server`` fixture, the bundle loaded back from S3.
+publishes opens with the base-install loader and answers ``recommend``.
+
+``make test`` runs it on the production topology (``topology`` = ``s3-cluster``, two days
+pre-built, one scheduled): landing, warehouse, artifacts and bundles on SeaweedFS, the Spark steps
+sent through the Airflow connection ``pinrec_spark`` to a standalone master whose worker has the
+AWS keys, MLflow on the ``mlflow_server`` fixture, the bundle loaded back from S3. In
+``make test-all`` only (marker ``full``): the same on local disk and ``local[*]`` (one day
+pre-built, two scheduled: the first skips its training set), and a reprocessed day
+(``--reprocess-behavior completed``) that leaves the training set and the ingested rows unchanged.
 
 The world ends on the day the daily DAG would schedule next (``next_dagrun``, yesterday): its
 backfill run takes that logical date, so unpausing creates no scheduled run with default config.
@@ -46,7 +49,6 @@ from tests.support.tiny_world import tiny_world_overrides
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
 DAYS = 3
-PREBUILT = 1  # days ingested and featurised in-process before the scheduler takes over
 RUN_TIMEOUT_S = 40 * 60  # each Spark task starts a JVM: minutes per run on 2 shared cores
 BAD_STATES = {"failed", "up_for_retry", "upstream_failed"}
 BIN = Path(sys.executable).parent
@@ -56,15 +58,17 @@ BIN = Path(sys.executable).parent
 @dataclass
 class Topology:
     """Where the run's data, Spark steps and MLflow go: ``overrides`` (appended to the world's),
-    ``env`` (added to Airflow's), ``s3`` (the S3 server, or None for local disk)."""
+    ``env`` (added to Airflow's), ``s3`` (the S3 server, or None for local disk), ``prebuilt``
+    (days ingested and featurised in-process before the scheduler takes over)."""
 
     name: str
     overrides: list[str]
     env: dict[str, str]
     s3: object | None = None
+    prebuilt: int = 1
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("s3-cluster", marks=pytest.mark.full)])
+@pytest.fixture(scope="module", params=[pytest.param("local", marks=pytest.mark.full), "s3-cluster"])
 def topology(request, tmp_path_factory):
     if request.param == "local":
         yield Topology("local", [], {})
@@ -81,7 +85,8 @@ def topology(request, tmp_path_factory):
                        [f"storage.landing={root}/landing", f"storage.warehouse={root}/warehouse",
                         f"storage.artifacts={root}/artifacts", f"storage.s3_endpoint_url={s3.endpoint_url}",
                         f"storage.mlflow_tracking_uri={mlflow.uri}", "publish.store_uri=null"],
-                       {**keys, "AIRFLOW_CONN_PINREC_SPARK": url}, s3)
+                       {**keys, "AIRFLOW_CONN_PINREC_SPARK": url}, s3,
+                       prebuilt=2)  # each scheduled day costs minutes of spark-submit on 2 cores
 
 
 # ------------------------------------------------------------------------------- PostgreSQL
@@ -271,7 +276,7 @@ def _wait(ready, what: str, af: Airflow, timeout: float = RUN_TIMEOUT_S, every: 
 @pytest.fixture(scope="module")
 def world(airflow, topology, spark, tmp_path_factory):
     """A tiny synthetic world whose last day is the daily DAG's next scheduled logical date; its
-    first ``PREBUILT`` days are ingested and featurised here, as earlier scheduled runs would have."""
+    first ``topology.prebuilt`` days are ingested and featurised here, as earlier scheduled runs would have."""
     from pinrec.jobs.config import load_config, parse_overrides
     from pinrec.jobs.features.features import build_features
     from pinrec.jobs.ingest.ingest import IngestPaths, ingest
@@ -291,8 +296,8 @@ def world(airflow, topology, spark, tmp_path_factory):
     if topology.s3 is not None:  # with the test's keys (the jobs read theirs from their environment)
         landing = Location(landing.uri, topology.s3)
     generate(cfg.synthetic, landing, seed=cfg.seed)
-    ingest(spark, IngestPaths(landing, cfg.storage.warehouse), days[:PREBUILT], cfg.ingest)
-    build_features(spark, cfg.storage.warehouse, days[:PREBUILT], cfg.features)
+    ingest(spark, IngestPaths(landing, cfg.storage.warehouse), days[:topology.prebuilt], cfg.ingest)
+    build_features(spark, cfg.storage.warehouse, days[:topology.prebuilt], cfg.features)
     return cfg, overrides, days
 
 
@@ -342,18 +347,18 @@ def _wait_for_runs(af: Airflow, dag_id: str, select, n: int) -> list[dict]:
 
 # ------------------------------------------------------------------------------------ the tests
 @pytest.fixture(scope="module")
-def backfilled(airflow, world):
+def backfilled(airflow, topology, world):
     """``airflow backfill create`` of the days not pre-built, both DAGs unpaused (the consumer first:
     it must see the Asset event); waits until every daily run succeeded: (runs by day, seconds)."""
     af = airflow
     _, overrides, days = world
     t0 = time.monotonic()
-    af.cli("backfill", "create", "--dag-id", "pinrec_daily", "--from-date", days[PREBUILT].isoformat(),
+    af.cli("backfill", "create", "--dag-id", "pinrec_daily", "--from-date", days[topology.prebuilt].isoformat(),
            "--to-date", days[-1].isoformat(), "--dag-run-conf", json.dumps({"overrides": overrides}),
            "--max-active-runs", "1")
     for dag_id in ("pinrec_training", "pinrec_daily"):
         assert af.api("PATCH", f"dags/{dag_id}", {"is_paused": False})["is_paused"] is False
-    daily = _wait_for_runs(af, "pinrec_daily", lambda r: r["run_type"] == "backfill", DAYS - PREBUILT)
+    daily = _wait_for_runs(af, "pinrec_daily", lambda r: r["run_type"] == "backfill", DAYS - topology.prebuilt)
     daily.sort(key=lambda r: r["logical_date"])
     return daily, t0
 
@@ -367,12 +372,12 @@ def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, t
     cfg, overrides, days = world
     daily, t0 = backfilled
     t_daily = time.monotonic() - t0
-    scheduled = days[PREBUILT:]
+    scheduled = days[topology.prebuilt:]
     assert [dt.datetime.fromisoformat(r["logical_date"]).date() for r in daily] == scheduled
     assert all(r["conf"] == {"overrides": overrides} for r in daily)
     states = [_tis(af, "pinrec_daily", r["dag_run_id"]) for r in daily]
     # day 2 cannot hold train + validation + test days: skipped, not failed (as under dag.test())
-    assert [s["training_set"] for s in states] == ["skipped"] * (DAYS - PREBUILT - 1) + ["success"]
+    assert [s["training_set"] for s in states] == ["skipped"] * (DAYS - topology.prebuilt - 1) + ["success"]
     assert all(s["ingest"] == "success" and s["features"] == "success" for s in states)
     # the backfill took the days' logical dates: unpausing scheduled no run of its own for them
     ours = [r for r in _runs(af, "pinrec_daily") if dt.datetime.fromisoformat(r["logical_date"]).date() in days]
