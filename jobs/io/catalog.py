@@ -105,14 +105,15 @@ class Catalog:
         """The table's current Delta version (not the pinned one); None when it does not exist."""
         if not self.exists(name):
             return None
-        return self.history(name, limit=1)[0].version
+        return self._commits(name, limit=1)[0].version
 
     def history(self, name: str, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first (``limit``: only the newest ones); [] when absent."""
+        return self._commits(name, limit) if self.exists(name) else []
+
+    def _commits(self, name: str, limit: int | None) -> list[Commit]:
         from delta.tables import DeltaTable
 
-        if not self.exists(name):
-            return []
         table = DeltaTable.forPath(self.spark, self.path(name))
         rows = (table.history(limit) if limit else table.history()) \
             .select("version", "operation", "operationMetrics", "userMetadata").collect()
@@ -215,6 +216,6 @@ class Catalog:
         path = self.path(name)
         with table_writer(df.sparkSession, path):
             writer.save(path)
-            commit = self.history(name, limit=1)[0]  # under the lease: no other writer in between on S3
+            commit = self._commits(name, limit=1)[0]  # under the lease: no other writer in between on S3
         self._writes[name] = self._pinned[name] = commit.version
         return commit
