@@ -19,7 +19,7 @@ For one spine size N, one run of this script:
    b. ``join``: ``point_in_time_join_many`` over the 3 views (as pit_join.py's "ours"), ``noop``
       write: the join computed from that storage's inputs;
    c. ``join + Delta``: the same join with a ``dt`` (day) column, written as a new Delta table on
-      that storage by the warehouse writer, ``pinrec.jobs.ingest.ingest._write_partitions`` (the
+      that storage by the warehouse writer, ``pinrec.jobs.io.catalog.Catalog.write`` (the
       training set's path: ``replaceWhere`` on the days, partitioned by ``dt``; on S3 it holds the
       table's writer lease), then removed by the parent;
 
@@ -103,7 +103,7 @@ def worker_main(args) -> None:
 
     from pinrec.export.serving.store import S3Options
     from pinrec.jobs.config import SparkConfig
-    from pinrec.jobs.ingest.ingest import _write_partitions
+    from pinrec.jobs.io.catalog import Catalog
     from pinrec.jobs.io.spark import get_spark
 
     events = open(args._events, "a", buffering=1)  # noqa: SIM115 -- open for the whole worker process
@@ -139,8 +139,8 @@ def worker_main(args) -> None:
     def stage_delta():
         # the spine's days, known up front as a daily job knows its data interval (Delta checks the rows fit)
         first, end = START.date(), START.date() + dt.timedelta(days=DAYS)
-        _write_partitions(joined().withColumn("dt", F.to_date("ts")), output,
-                          f"dt >= DATE'{first}' AND dt < DATE'{end}'", partition_by=("dt",))
+        Catalog(spark, output).write("training_set", joined().withColumn("dt", F.to_date("ts")),
+                                     replace_where=f"dt >= DATE'{first}' AND dt < DATE'{end}'")
 
     fn = {"read": stage_read, "join": stage_join, "delta": stage_delta}[args._stage]
     before = counters.snapshot()
@@ -218,7 +218,7 @@ def measure(args, work: Path, data: Path, s3) -> dict:
                                     "runs": []}
     for r in range(args.repeats):
         for storage, root in roots.items():
-            output = root / f"training_set_run{r}"
+            output = root / f"run{r}"  # a warehouse per run: its training_set is the new table
             log(f"  run {r + 1}/{args.repeats} on {storage}")
             run, init = {}, []
             for stage, _ in STAGES:
@@ -389,7 +389,7 @@ def render(report: dict, args) -> str:
                f"inputs in full ({_mib(report['input_bytes'])} MiB; s3a reads through Hadoop 3.5's analytics input "
                "stream, which prefetches: see its GETs)."),
               ("- join = `point_in_time_join_many` (validate=False) over the 3 views; Delta = the same join plus a "
-               "`dt` column, written by `pinrec.jobs.ingest.ingest._write_partitions` (replaceWhere on the days, "
+               "`dt` column, written by `pinrec.jobs.io.catalog.Catalog.write` (replaceWhere on the days, "
                "partitioned by dt; the writer lease on S3) as a new table per run.")]
     return "\n".join(lines)
 

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     from pinrec.export.serving.embedding_features import EmbeddingTable
     from pinrec.jobs.config import load_config, parse_overrides
     from pinrec.jobs.index.pin_index import read_embeddings
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
     from pinrec.jobs.io.spark import get_spark
     from pinrec.jobs.ranking.ranker import read_training_set, train_ranker
 
@@ -73,11 +73,12 @@ def main(argv=None) -> int:
     truth = f"{cfg.storage.landing.rstrip('/')}/_truth"
     spark = get_spark(cfg.spark)
     try:
-        if delta_version(spark, f"{warehouse}/pin_embeddings") is None:
+        catalog = Catalog(spark, warehouse)
+        if not catalog.exists("pin_embeddings"):
             raise SystemExit(f"no pin_embeddings in {warehouse}: run `pinrec pinsage` first")
-        columns = spark.read.format("delta").load(f"{warehouse}/training_set").columns
-        frame, meta = read_training_set(spark, warehouse, columns)
-        ids, vectors, version, _ = read_embeddings(spark, warehouse)
+        columns = catalog.read("training_set").columns
+        frame, meta = read_training_set(spark, catalog, columns)
+        ids, vectors, version, _ = read_embeddings(spark, catalog)
     finally:
         spark.stop()
     table = EmbeddingTable(ids, vectors, version)

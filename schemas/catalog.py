@@ -1,11 +1,14 @@
-"""The raw and validated tables of pinrec, in ingestion order.
+"""The tables of pinrec: the raw and validated ones in ingestion order, then every derived table
+of the warehouse (:data:`WAREHOUSE`), which the catalog (:mod:`pinrec.jobs.io.catalog`) reads and
+writes by name.
 
 Ids of users, pins and boards are int64 (FAISS stores int64 ids); event and session ids are
-strings. Every timestamp is UTC. ``dt`` (a date) partitions every table.
+strings. Every timestamp is UTC. ``dt`` (a date) partitions every raw table.
 """
 from __future__ import annotations
 
-from .tables import Column, RowCheck, TableSpec
+from .features import FEATURE_VIEWS, FeatureView
+from .tables import Column, RowCheck, StoredTable, TableSpec
 
 SURFACES = ("home_feed", "search", "related_pins", "board")
 DEVICES = ("ios", "android", "web", "unknown")
@@ -138,3 +141,31 @@ def table(name: str) -> TableSpec:
         return TABLES[name]
     except KeyError:
         raise KeyError(f"unknown table {name!r}; known tables: {sorted(TABLES)}") from None
+
+
+def feature_table(view: FeatureView) -> str:
+    """The warehouse table of a feature view: ``features_<view>``."""
+    return f"features_{view.name}"
+
+
+#: Every Delta table under ``storage.warehouse``, in pipeline order (the order ``pinrec tables`` lists).
+WAREHOUSE: dict[str, StoredTable] = {t.name: t for t in (
+    *(StoredTable(s.name, (s.partition,), f"validated {s.name} ({s.kind}), by the day it arrived", s)
+      for s in RAW_TABLES),
+    StoredTable(QUARANTINE.name, ("source_table", QUARANTINE.partition), "rows that failed validation", QUARANTINE),
+    *(StoredTable(feature_table(v), ("dt",), f"daily {v.name} features, one row per ({', '.join(v.entities)}, "
+                  f"feature_ts)") for v in FEATURE_VIEWS),
+    StoredTable("training_set", ("dt",), "point-in-time training set; the commit holds its spec and lineage"),
+    StoredTable("graph_edges", (), "Pin-Board edges as of the cut-off, train/eval split (snapshot)"),
+    StoredTable("graph_pin_nodes", (), "pin nodes with dense pin_idx and feature vectors (snapshot)"),
+    StoredTable("graph_board_nodes", (), "board nodes with dense board_idx (snapshot)"),
+    StoredTable("pin_embeddings", (), "PinSage embedding of every pin, one model version (snapshot)"),
+)}
+
+
+def warehouse_table(name: str) -> StoredTable:
+    """The warehouse table called ``name``; a clear KeyError listing the known tables otherwise."""
+    try:
+        return WAREHOUSE[name]
+    except KeyError:
+        raise KeyError(f"unknown warehouse table {name!r}; known tables: {', '.join(WAREHOUSE)}") from None

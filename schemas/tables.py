@@ -136,3 +136,32 @@ class TableSpec:
     @property
     def foreign_keys(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.references)
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    """A Delta table of the warehouse, as the catalog (:mod:`pinrec.jobs.io.catalog`) knows it.
+
+    Args:
+        name: the table's name, also its folder under the warehouse.
+        partition_by: the partition columns, in order; ``()`` for a snapshot table that every
+            write replaces whole.
+        doc: one line for humans.
+        spec: the column contract, for the raw tables ingestion validates (None for derived ones).
+    """
+
+    name: str
+    partition_by: tuple[str, ...]
+    doc: str
+    spec: TableSpec | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith(("_", ".")):
+            raise ValueError(f"table name {self.name!r} must be a plain folder name (no '/', no leading '_' or '.')")
+        if isinstance(self.partition_by, str):
+            raise TypeError(f"table {self.name!r}: partition_by must be a tuple of columns, got {self.partition_by!r}")
+
+    @property
+    def snapshot(self) -> bool:
+        """True when every write replaces the whole table (no partitions)."""
+        return not self.partition_by

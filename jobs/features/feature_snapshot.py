@@ -117,25 +117,21 @@ def open_snapshot(where: str | Path | Location | list[Location], expected: tuple
                                  for f in where], expected=expected)
 
 
-def build_feature_snapshot(spark, warehouse: str, cutoff: dt.datetime, out_dir: str | Path | Location,
+def build_feature_snapshot(spark, warehouse, cutoff: dt.datetime, out_dir: str | Path | Location,
                            views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> SnapshotReport:
     """Read the feature tables (pinned Delta versions), build every view's snapshot as of
     ``cutoff``, write it to ``out_dir`` (a local folder or a Location) and re-open it with the
-    serving code as a check."""
-    from pinrec.jobs.ingest.ingest import delta_version
+    serving code as a check. ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`."""
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.schemas.catalog import feature_table
 
-    from .features import feature_table_path
-
-    paths = {v.name: feature_table_path(warehouse, v) for v in views}
-    versions = {f"features_{n}": delta_version(spark, p) for n, p in paths.items()}
-    absent = [n for n, v in versions.items() if v is None]
-    if absent:
-        raise FileNotFoundError(f"feature tables {absent} do not exist under {warehouse}: run `pinrec features` first")
+    catalog = Catalog.of(spark, warehouse)
+    catalog.require([feature_table(v) for v in views], "run `pinrec features` first")
     tables = {}
     for view in views:
-        features = spark.read.format("delta").option("versionAsOf", versions[f"features_{view.name}"]) \
-            .load(paths[view.name])
+        features = catalog.read(feature_table(view))
         tables[view.name] = snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
+    versions = {feature_table(v): catalog.reads[feature_table(v)] for v in views}
     folder = as_location(out_dir)
     files = write_snapshot(tables, folder)
     open_snapshot([folder / snapshot_file_name(n) for n in tables], expected=views)

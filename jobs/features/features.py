@@ -168,21 +168,22 @@ def _spark_type(dtype: str):
     return spark_type(dtype)
 
 
-def build_features(spark, warehouse: str, days: list[dt.date], cfg: FeatureConfig) -> dict[str, int]:
+def build_features(spark, warehouse, days: list[dt.date], cfg: FeatureConfig) -> dict[str, int]:
     """Read the validated tables, compute the features of ``days`` and replace those days'
     partitions of ``features_user``, ``features_pin`` and ``features_user_category``.
-    Returns the rows written per table."""
+    ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog` (whose
+    ``reads``/``writes`` then hold this job's lineage). Returns the rows written per view."""
     from pyspark.sql import functions as F
 
-    from pinrec.jobs.ingest.ingest import _days_sql, _write_partitions
+    from pinrec.jobs.io.catalog import Catalog
 
     if not days:
         raise ValueError("build_features needs at least one day")
-    root = warehouse.rstrip("/")
+    catalog = Catalog.of(spark, warehouse)
     since = min(days) - dt.timedelta(days=WINDOW_DAYS)
 
     def load(name, windowed=True):
-        df = spark.read.format("delta").load(f"{root}/{name}")
+        df = catalog.read(name)
         return df.where(F.col("dt") > F.lit(since)) if windowed else df
 
     tables = compute_features(load("impressions"), load("actions"), load("pins", False),
@@ -194,14 +195,10 @@ def build_features(spark, warehouse: str, days: list[dt.date], cfg: FeatureConfi
             written[name] = df.count()
             # A feature added to a view since the table was created becomes a new column: the
             # days rebuilt now fill it, older days read it as null until they are rebuilt.
-            _write_partitions(df, f"{root}/features_{name}", _days_sql(sorted(set(days))), add_columns=True)
+            catalog.write(f"features_{name}", df, days=days, add_columns=True)
         finally:
             df.unpersist()
     return written
 
 
-def feature_table_path(warehouse: str, view: FeatureView) -> str:
-    return f"{warehouse.rstrip('/')}/features_{view.name}"
-
-
-__all__ = ["build_features", "compute_features", "feature_table_path"]
+__all__ = ["build_features", "compute_features"]

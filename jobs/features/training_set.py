@@ -13,8 +13,8 @@ Spine = impressions of the requested days. For each impression:
   sessions with a positive; ``sample_weight`` = 1 / rate undoes the sampling;
 * ``split``: ``train`` / ``validation`` / ``test`` by day, the last days last.
 
-The Delta commit's ``userMetadata`` records the lineage (Delta versions of every input) and the
-sampling, so a model trained on it can be traced and corrected.
+The Delta commit's ``userMetadata`` records the lineage (Delta versions of every input, as the
+catalog read them) and the sampling, so a model trained on it can be traced and corrected.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from pinrec.jobs.config import TrainingSetConfig
+from pinrec.schemas.catalog import feature_table
 from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
 
 from .pit_join import point_in_time_join_many
@@ -120,28 +121,24 @@ def build_training_frame(impressions, actions, pins, features: dict[str, object]
     return out.withColumn("split", split_col)
 
 
-def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: TrainingSetConfig, seed: int,
+def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetConfig, seed: int,
                        cutoff: dt.datetime | None = None) -> TrainingSetReport:
-    """Read the validated and feature tables, build the training set for ``days`` and replace
-    those days' partitions of the ``training_set`` Delta table."""
+    """Read the validated and feature tables (pinned Delta versions: the report's
+    ``input_versions``, the catalog's lineage), build the training set for ``days`` and replace
+    those days' partitions of the ``training_set`` Delta table. ``warehouse``: a path, Location or
+    :class:`~pinrec.jobs.io.catalog.Catalog`."""
     from pyspark.sql import functions as F
 
-    from pinrec.jobs.ingest.ingest import _days_sql, _write_partitions, delta_version
-
-    from .features import feature_table_path
+    from pinrec.jobs.io.catalog import Catalog
 
     if not days:
         raise ValueError("build_training_set needs at least one day")
     days = sorted(set(days))
-    root = warehouse.rstrip("/")
-    inputs = {name: f"{root}/{name}" for name in ("impressions", "actions", "pins")}
-    inputs |= {f"features_{v.name}": feature_table_path(warehouse, v) for v in FEATURE_VIEWS}
-    versions = {name: delta_version(spark, path) for name, path in inputs.items()}
-    missing = [n for n, v in versions.items() if v is None]
-    if missing:
-        raise FileNotFoundError(f"input tables {missing} do not exist under {root}: "
-                                f"run `pinrec ingest` and `pinrec features` for these days first")
-    read = {n: spark.read.format("delta").option("versionAsOf", versions[n]).load(p) for n, p in inputs.items()}
+    catalog = Catalog.of(spark, warehouse)
+    inputs = ("impressions", "actions", "pins", *(feature_table(v) for v in FEATURE_VIEWS))
+    catalog.require(inputs, "run `pinrec ingest` and `pinrec features` for these days first")
+    read = {name: catalog.read(name) for name in inputs}
+    versions = {name: catalog.reads[name] for name in inputs}
     present = {r[0] for r in read["impressions"].where(F.col("dt").isin(days)).select("dt").distinct().collect()}
     absent = [d.isoformat() for d in days if d not in present]
     if absent:
@@ -149,7 +146,7 @@ def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: Training
     if cutoff is None:
         last = read["actions"].agg(F.max("dt")).collect()[0][0]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
-    features = {v.name: read[f"features_{v.name}"] for v in FEATURE_VIEWS}
+    features = {v.name: read[feature_table(v)] for v in FEATURE_VIEWS}
     frame = build_training_frame(read["impressions"], read["actions"], read["pins"], features, days, cutoff, cfg, seed)
     frame = frame.cache()
     try:
@@ -163,8 +160,8 @@ def build_training_set(spark, warehouse: str, days: list[dt.date], cfg: Training
             rows_by_split=counts, input_versions=versions)
         # A feature added to a view since the table was created becomes a new column (days not
         # rebuilt read it as null) instead of failing the write.
-        _write_partitions(frame, f"{root}/training_set", _days_sql(days), add_columns=True,
-                          user_metadata=report.metadata())
+        commit = catalog.write("training_set", frame, days=days, add_columns=True,
+                               user_metadata=json.loads(report.metadata()))
     finally:
         frame.unpersist()
-    return TrainingSetReport(**{**asdict(report), "delta_version": delta_version(spark, f"{root}/training_set")})
+    return TrainingSetReport(**{**asdict(report), "delta_version": commit.version})

@@ -11,16 +11,13 @@
 * board nodes: every board an edge touches, ``board_idx`` (0..M-1, ordered by board_id) and topic.
 
 Written as Delta tables ``graph_edges``, ``graph_pin_nodes`` and ``graph_board_nodes`` (each a
-whole snapshot, replaced on every build); the ``feature_names`` of the pin vector go into the
-commit's ``userMetadata``.
+whole snapshot, replaced on every build) through the catalog; the ``feature_names`` of the pin
+vector go into the commit's ``userMetadata``, beside the catalog's lineage.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
-
-from pinrec.jobs.io.table_lock import table_writer
 
 
 @dataclass(frozen=True)
@@ -85,20 +82,18 @@ def build_graph(pins, boards, edges, pin_features, cutoff: dt.datetime, eval_fro
                        pin_out, board_nodes.select("board_id", "board_idx", "topic"), tuple(names))
 
 
-def write_graph(spark, warehouse: str, cutoff: dt.datetime, eval_from: dt.datetime) -> dict[str, int]:
-    """Build the graph from the warehouse tables and replace the three graph tables."""
-    root = warehouse.rstrip("/")
-    def load(name: str):
-        return spark.read.format("delta").load(f"{root}/{name}")
+def write_graph(spark, warehouse, cutoff: dt.datetime, eval_from: dt.datetime) -> dict[str, int]:
+    """Build the graph from the warehouse tables and replace the three graph tables; returns the
+    rows written per table. ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`."""
+    from pinrec.jobs.io.catalog import Catalog
 
-    graph = build_graph(load("pins"), load("boards"), load("pin_board_edges"), load("features_pin"), cutoff, eval_from)
-    meta = json.dumps({"cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(),
-                       "feature_names": list(graph.feature_names)})
+    catalog = Catalog.of(spark, warehouse)
+    graph = build_graph(catalog.read("pins"), catalog.read("boards"), catalog.read("pin_board_edges"),
+                        catalog.read("features_pin"), cutoff, eval_from)
+    meta = {"cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(),
+            "feature_names": list(graph.feature_names)}
     counts = {}
     for name, df in (("graph_edges", graph.edges), ("graph_pin_nodes", graph.pin_nodes),
                      ("graph_board_nodes", graph.board_nodes)):
-        with table_writer(spark, f"{root}/{name}"):
-            (df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-             .option("userMetadata", meta).save(f"{root}/{name}"))
-        counts[name] = spark.read.format("delta").load(f"{root}/{name}").count()
+        counts[name] = catalog.write(name, df, user_metadata=meta).rows
     return counts

@@ -1,6 +1,6 @@
 """The index job: the FAISS index over the current PinSage embeddings (``pinrec index``).
 
-1. read ``<warehouse>/pin_embeddings`` at its current Delta version (pin_id, embedding,
+1. read the ``pin_embeddings`` table (the catalog) at its current Delta version (pin_id, embedding,
    model_version) into numpy through Arrow;
 2. take ``queries`` real query embeddings to tune and measure the index: users' normalised mean
    embedding of their recent saves (what serving asks with; never a corpus vector), or a sample of
@@ -72,19 +72,21 @@ class PinIndexReport:
                 f"{self.seconds:.1f} s -> {self.folder}")
 
 
-def read_embeddings(spark, warehouse: str) -> tuple[np.ndarray, np.ndarray, str, int]:
-    """(pin ids (N,) int64 sorted, vectors (N, D) float32, model_version, Delta version) of
-    ``<warehouse>/pin_embeddings``; raises when the table is missing, empty or mixes versions."""
+def read_embeddings(spark, warehouse) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """(pin ids (N,) int64 sorted, vectors (N, D) float32, model_version, Delta version) of the
+    ``pin_embeddings`` table of ``warehouse`` (a path, Location or
+    :class:`~pinrec.jobs.io.catalog.Catalog`); raises when it is missing, empty or mixes versions."""
     import pyarrow.compute as pc
 
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
 
-    path = f"{warehouse.rstrip('/')}/pin_embeddings"
-    version = delta_version(spark, path)
-    if version is None:
+    catalog = Catalog.of(spark, warehouse)
+    path = catalog.path("pin_embeddings")
+    if not catalog.exists("pin_embeddings"):
         raise FileNotFoundError(f"no pin embeddings at {path}: run `pinrec pinsage` first")
-    table = (spark.read.format("delta").option("versionAsOf", version).load(path)
-             .select("pin_id", "embedding", "model_version").toArrow())
+    df = catalog.read("pin_embeddings")
+    version = catalog.reads["pin_embeddings"]
+    table = (df.select("pin_id", "embedding", "model_version").toArrow())
     if table.num_rows == 0:
         raise ValueError(f"{path} is empty")
     versions = pc.unique(table.column("model_version")).to_pylist()
@@ -108,7 +110,7 @@ def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(vectors[pick])
 
 
-def user_queries(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
+def user_queries(spark, warehouse, ids: np.ndarray, vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Up to ``n`` real query embeddings (B, D): for a seeded sample of users, the normalised mean
     embedding of their recent saves (``last_saved_pins`` of their newest user-feature row), as
     :mod:`pinrec.export.serving.embedding_features` computes it for serving. None of them is a corpus vector."""
@@ -116,14 +118,13 @@ def user_queries(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray, n:
     from pyspark.sql import functions as F
 
     from pinrec.export.serving.embedding_features import EmbeddingTable
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
 
-    path = f"{warehouse.rstrip('/')}/features_user"
-    version = delta_version(spark, path)
-    if version is None:
+    catalog = Catalog.of(spark, warehouse)
+    if not catalog.exists("features_user"):
         return np.zeros((0, vectors.shape[1]), np.float32)
     newest = Window.partitionBy("user_id").orderBy(F.col("feature_ts").desc())
-    saves = (spark.read.format("delta").option("versionAsOf", version).load(path)
+    saves = (catalog.read("features_user")
              .withColumn("_r", F.row_number().over(newest)).where("_r = 1 and size(last_saved_pins) > 0")
              .select("user_id", "last_saved_pins").toArrow().sort_by("user_id"))
     q = EmbeddingTable(ids, vectors).user_vectors(saves.column("last_saved_pins"))
@@ -137,7 +138,7 @@ def index_folder(artifacts: str | Path | Location, embedding_version: str) -> Lo
     return as_location(artifacts) / "index" / embedding_version
 
 
-def build_pin_index(spark, warehouse: str, artifacts: str | Path | Location, cfg: IndexConfig,
+def build_pin_index(spark, warehouse, artifacts: str | Path | Location, cfg: IndexConfig,
                     tracking_uri: str | None, queries: int = 1000, experiment: str = EXPERIMENT, *,
                     artifact_root: ArtifactRoot | None = None) -> PinIndexReport:
     """Build the index over the current pin embeddings (module docstring). ``artifacts``: a local
@@ -145,12 +146,14 @@ def build_pin_index(spark, warehouse: str, artifacts: str | Path | Location, cfg
     AWS's own endpoint), where the index is built in a temporary local folder and then uploaded,
     ``index.json`` last; ``artifact_root``: the MLflow experiment's artifact root if the run creates it."""
     from pinrec.export.build.ann_build import build_index
+    from pinrec.jobs.io.catalog import Catalog
     from pinrec.jobs.io.tracking import tracked_run
 
     start = time.perf_counter()
-    ids, vectors, emb_version, delta_v = read_embeddings(spark, warehouse)
+    catalog = Catalog.of(spark, warehouse)
+    ids, vectors, emb_version, delta_v = read_embeddings(spark, catalog)
     cfg = dataclasses.replace(cfg, embedding_version=emb_version)
-    q = user_queries(spark, warehouse, ids, vectors, queries, cfg.seed)
+    q = user_queries(spark, catalog, ids, vectors, queries, cfg.seed)
     query_kind = "users' mean saved-pin embeddings"
     if len(q) < min(queries, MIN_USER_QUERIES):
         log.warning("only %d users have saves: tuning on a sample of pin embeddings instead", len(q))

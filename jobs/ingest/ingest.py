@@ -16,7 +16,9 @@ For one table and a set of days, in one Spark batch:
 5. check the row accounting ``rows_in == valid + quarantined + duplicates``;
 6. if the quarantined share exceeds ``max_failing_fraction``, raise :class:`BatchRejectedError`
    with the report and write nothing to the valid table; otherwise replace the days' partitions
-   of the Delta table (``replaceWhere``: a re-run never duplicates) and of the quarantine.
+   of the Delta table (``replaceWhere``: a re-run never duplicates) and of the quarantine, through
+   the catalog (:mod:`pinrec.jobs.io.catalog`), which records the reference tables read as the
+   commits' lineage.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 
 from pinrec.jobs.config import IngestConfig
-from pinrec.jobs.io.table_lock import table_writer
+from pinrec.jobs.io.catalog import Catalog
 from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
 from pinrec.schemas.tables import TableSpec
 
@@ -43,7 +45,7 @@ from .report import IngestReport
 from .validation import add_reference_flags, checks_for, ref_view, validate
 
 __all__ = ["BatchRejectedError", "EmptyBatchError", "IngestError", "IngestPaths", "LandingFileError",
-           "LandingPartitionMissingError", "SchemaDriftError", "delta_version", "ingest", "ingest_table",
+           "LandingPartitionMissingError", "SchemaDriftError", "ingest", "ingest_table",
            "landed_days", "parse", "read_lines"]
 
 log = logging.getLogger(__name__)
@@ -63,21 +65,11 @@ class BatchRejectedError(IngestError):
 
 @dataclass(frozen=True)
 class IngestPaths:
+    """``landing``: the landing zone; ``warehouse``: the warehouse (a path or URI, a Location, or a
+    :class:`~pinrec.jobs.io.catalog.Catalog` whose lineage then covers the ingestion)."""
+
     landing: str
     warehouse: str
-
-    def table(self, name: str) -> str:
-        return f"{self.warehouse.rstrip('/')}/{name}"
-
-
-def _delta_exists(spark, path: str) -> bool:
-    from delta.tables import DeltaTable
-
-    return DeltaTable.isDeltaTable(spark, path)
-
-
-def _days_sql(days: list[dt.date]) -> str:
-    return "dt IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
 
 
 def deduplicate(parsed, spec: TableSpec):
@@ -96,18 +88,18 @@ def deduplicate(parsed, spec: TableSpec):
     return keep, extra
 
 
-def _register_references(spark, paths: IngestPaths, spec: TableSpec, days: list[dt.date], cfg: IngestConfig) -> list:
+def _register_references(catalog: Catalog, spec: TableSpec, days: list[dt.date], cfg: IngestConfig) -> list:
     from pyspark.sql import functions as F
 
     tables = {t.name: t for t in RAW_TABLES}
     cached = []
     for c in spec.foreign_keys:
         ref_table, ref_col = c.references.split(".")
-        path = paths.table(ref_table)
-        if not _delta_exists(spark, path):
-            raise IngestError(f"{spec.name}.{c.name} references {c.references}, but {path} does not exist yet: "
-                              f"ingest {ref_table} for these days first (tables go in the order of RAW_TABLES)")
-        ref = spark.read.format("delta").load(path)
+        if not catalog.exists(ref_table):
+            raise IngestError(f"{spec.name}.{c.name} references {c.references}, but {catalog.path(ref_table)} does "
+                              f"not exist yet: ingest {ref_table} for these days first (tables go in the order of "
+                              f"RAW_TABLES)")
+        ref = catalog.read(ref_table)
         if tables[ref_table].kind == "event":
             since = min(days) - dt.timedelta(days=cfg.reference_lookback_days)
             ref = ref.where(F.col("dt").between(F.lit(since), F.lit(max(days))))
@@ -118,34 +110,15 @@ def _register_references(spark, paths: IngestPaths, spec: TableSpec, days: list[
     return cached
 
 
-def _write_partitions(df, path: str, replace_where: str, partition_by: tuple[str, ...] = ("dt",),
-                      add_columns: bool = False, user_metadata: str | None = None) -> None:
-    """Replace exactly the partitions ``replace_where`` selects (a predicate on partition columns
-    only, so Delta drops whole files instead of rewriting them). ``add_columns``: columns ``df``
-    has and the table lacks are added to the table (Delta ``mergeSchema``; rows written before
-    read them as null) instead of failing the write; a changed type still fails.
-    ``user_metadata``: the commit's ``userMetadata``. On object storage the write holds the
-    table's writer lease (:func:`~pinrec.jobs.io.table_lock.table_writer`)."""
-    writer = df.write.format("delta").mode("overwrite").option("replaceWhere", replace_where)
-    if add_columns:
-        writer = writer.option("mergeSchema", "true")
-    if user_metadata is not None:
-        writer = writer.option("userMetadata", user_metadata)
-    with table_writer(df.sparkSession, path):
-        writer.partitionBy(*partition_by).save(path)
-
-
-def delta_version(spark, path: str) -> int | None:
-    from delta.tables import DeltaTable
-
-    if not _delta_exists(spark, path):
-        return None
-    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
-
-
 def ingest_table(spark, spec: TableSpec, paths: IngestPaths, days: list[dt.date], cfg: IngestConfig,
                  now: dt.datetime | None = None) -> IngestReport:
     """Ingest ``days`` of ``spec`` (see the module docstring); returns the batch report."""
+    return _ingest_table(Catalog.of(spark, paths.warehouse), spec, paths, days, cfg, now)
+
+
+def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: list[dt.date], cfg: IngestConfig,
+                  now: dt.datetime | None) -> IngestReport:
+    spark = catalog.spark
     if not days:
         raise ValueError("ingest_table needs at least one day")
     days = sorted(set(days))
@@ -158,7 +131,7 @@ def ingest_table(spark, spec: TableSpec, paths: IngestPaths, days: list[dt.date]
         return IngestReport(table=spec.name, days=tuple(days), batch_id=batch_id)
     cached: list = []  # everything cached is released, even on error: a later batch with the same
     try:               # plan over rewritten files would otherwise read the stale cache
-        report = _ingest_lines(spark, spec, paths, days, cfg, now, batch_id, lines, optional, cached)
+        report = _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached)
     finally:
         for df in cached:
             df.unpersist()
@@ -168,7 +141,7 @@ def ingest_table(spark, spec: TableSpec, paths: IngestPaths, days: list[dt.date]
     return report
 
 
-def _ingest_lines(spark, spec, paths, days, cfg, now, batch_id, lines, optional, cached) -> IngestReport:
+def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached) -> IngestReport:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -190,7 +163,7 @@ def _ingest_lines(spark, spec, paths, days, cfg, now, batch_id, lines, optional,
     parsed = keep(parse(lines, spec))
     clean = parsed.where("_parse_reasons = ''").drop("_parse_reasons")
     first, extra = deduplicate(clean, spec)
-    cached.extend(_register_references(spark, paths, spec, days, cfg))
+    cached.extend(_register_references(catalog, spec, days, cfg))
     checks = checks_for(spec, now, cfg.max_future_skew_s)
     tagged, results = validate(add_reference_flags(first, spec), spec, checks)
     cached.append(tagged)
@@ -215,12 +188,10 @@ def _ingest_lines(spark, spec, paths, days, cfg, now, batch_id, lines, optional,
     report.check_accounting()
     q_rows = quarantine.select(F.lit(spec.name).alias("source_table"), F.lit(batch_id).alias("batch_id"), "reason",
                                F.col("_raw").alias("raw"), F.lit(now).cast("timestamp").alias("quarantined_at"), "dt")
-    _write_partitions(q_rows, paths.table(QUARANTINE.name),
-                      f"source_table = '{spec.name}' AND {_days_sql(days)}", partition_by=("source_table", "dt"))
+    catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
     if report.rejected:
         return report
-    _write_partitions(valid, paths.table(spec.name), _days_sql(days))
-    return report.with_version(delta_version(spark, paths.table(spec.name)))
+    return report.with_version(catalog.write(spec.name, valid, days=days).version)
 
 
 def landed_days(landing: str, start: dt.date, end: dt.date, anchor: str = "impressions") -> list[dt.date]:

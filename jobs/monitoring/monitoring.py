@@ -4,7 +4,6 @@ window (:func:`monitor_drift`), with the maths of :mod:`pinrec.jobs.monitoring.d
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING
@@ -19,33 +18,29 @@ if TYPE_CHECKING:
 __all__ = ["MonitoringConfig", "history_start", "monitor_drift"]
 
 
-def history_start(spark, warehouse: str) -> dt.date | None:
-    """The first ingested impression day (``None`` when there is no impressions table)."""
+def history_start(spark, warehouse) -> dt.date | None:
+    """The first ingested impression day (``None`` when there is no impressions table).
+    ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`."""
     from pyspark.sql import functions as F
 
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
 
-    path = f"{warehouse.rstrip('/')}/impressions"
-    if delta_version(spark, path) is None:
+    catalog = Catalog.of(spark, warehouse)
+    if not catalog.exists("impressions"):
         return None
-    return spark.read.format("delta").load(path).agg(F.min("dt")).collect()[0][0]
+    return catalog.read("impressions").agg(F.min("dt")).collect()[0][0]
 
 
-def _training_cutoff(spark, path: str, day: dt.date) -> dt.datetime | None:
+def _training_cutoff(catalog, day: dt.date) -> dt.datetime | None:
     """The cut-off of the newest training_set commit that wrote ``day``."""
-    from delta.tables import DeltaTable
-
-    for row in DeltaTable.forPath(spark, path).history().select("userMetadata").collect():
-        try:
-            meta = json.loads(row["userMetadata"] or "{}")
-        except ValueError:
-            continue
+    for commit in catalog.history("training_set"):
+        meta = commit.user_metadata
         if day.isoformat() in meta.get("days", ()) and meta.get("cutoff"):
             return dt.datetime.fromisoformat(meta["cutoff"])
     return None
 
 
-def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: int, day: dt.date | None = None,
+def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, day: dt.date | None = None,
                   scores: Callable | tuple[Mapping, Mapping] | None = None, tracking_uri: str | None = None,
                   seed: int = 7, max_feature_drift: float | None = None,
                   artifact_root: ArtifactRoot | None = None) -> DriftReport:
@@ -53,11 +48,15 @@ def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: i
     rows of earlier days; ``scores``: a callable ``frame -> {task: (N,) scores}`` applied to both
     windows, or the two dicts of arrays. Logs to MLflow (metrics, ``drift.json``, score and feature
     drift plots; ``max_feature_drift`` is drawn as the gate's line) when ``tracking_uri`` is given,
-    into a new experiment's ``artifact_root`` when set."""
+    into a new experiment's ``artifact_root`` when set. ``warehouse``: a path, Location or
+    :class:`~pinrec.jobs.io.catalog.Catalog`."""
     from pyspark.sql import functions as F
 
-    path = f"{warehouse.rstrip('/')}/training_set"
-    table = spark.read.format("delta").load(path)
+    from pinrec.jobs.io.catalog import Catalog
+
+    catalog = Catalog.of(spark, warehouse)
+    path = catalog.path("training_set")
+    table = catalog.read("training_set")
     day = day or table.agg(F.max("dt")).collect()[0][0]
     if day is None:
         raise ValueError(f"{path} is empty: build the training set first")
@@ -75,7 +74,7 @@ def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: i
         return frame.select(*keep).toPandas()
 
     ref, cur = collect(reference, "reference"), collect(current, "current")
-    cutoff = _training_cutoff(spark, path, day)
+    cutoff = _training_cutoff(catalog, day)
     mature = cutoff is not None and cutoff >= dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) \
         + dt.timedelta(seconds=maturity_s)
     days = sorted(ref["dt"].unique())
@@ -83,7 +82,7 @@ def monitor_drift(spark, warehouse: str, cfg: MonitoringConfig, *, maturity_s: i
     score_ref, score_cur = (scores(ref), scores(cur)) if callable(scores) else scores or (None, None)
     report = drift_report(ref, cur, columns, cfg, day=day.isoformat(), reference_name=name,
                           scores_reference=score_ref, scores_current=score_cur, labels_mature=mature,
-                          history_start=history_start(spark, warehouse), windows=feature_windows())
+                          history_start=history_start(spark, catalog), windows=feature_windows())
     if tracking_uri:
         report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur, max_feature_drift, artifact_root)
     return report

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
-from pinrec.schemas.features import FEATURE_VIEWS
+from pinrec.schemas.catalog import QUARANTINE, WAREHOUSE
 
 
 @dataclass(frozen=True)
@@ -35,28 +34,27 @@ class WarehouseSummary:
         return "\n".join(lines)
 
 
-def summarize(spark, warehouse: str) -> WarehouseSummary:
-    """Row counts, distinct days and current Delta version of every table under ``warehouse``."""
+def summarize(spark, warehouse) -> WarehouseSummary:
+    """Row counts, distinct days and current Delta version of every table of the warehouse
+    (:data:`pinrec.schemas.catalog.WAREHOUSE`). ``warehouse``: a path, Location or catalog."""
     from pyspark.sql import functions as F
 
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
 
+    catalog = Catalog.of(spark, warehouse)
     tables = []
-    names = [t.name for t in (*RAW_TABLES, QUARANTINE)] + [f"features_{v.name}" for v in FEATURE_VIEWS] + ["training_set", "graph_edges", "graph_pin_nodes", "graph_board_nodes", "pin_embeddings"]
-    for name in names:
-        path = f"{warehouse.rstrip('/')}/{name}"
-        version = delta_version(spark, path)
+    for name in WAREHOUSE:
+        version = catalog.version(name)
         if version is None:
             tables.append(TableSummary(name, 0, 0, None))
             continue
-        df = spark.read.format("delta").load(path)
+        df = catalog.read(name, version)
         days = F.countDistinct("dt") if "dt" in df.columns else F.lit(0)  # graph tables are snapshots
         row = df.agg(F.count("*").alias("n"), days.alias("d")).collect()[0]
         tables.append(TableSummary(name, int(row["n"]), int(row["d"]), version))
     quarantine: dict[tuple[str, str], int] = {}
-    qpath = f"{warehouse.rstrip('/')}/{QUARANTINE.name}"
-    if delta_version(spark, qpath) is not None:
-        reasons = (spark.read.format("delta").load(qpath)
+    if QUARANTINE.name in catalog.reads:
+        reasons = (catalog.read(QUARANTINE.name, catalog.reads[QUARANTINE.name])
                    .withColumn("reason", F.explode(F.split("reason", ";")))
                    .groupBy("source_table", "reason").count().collect())
         quarantine = {(r["source_table"], r["reason"]): int(r["count"]) for r in reasons}

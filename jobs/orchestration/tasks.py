@@ -1,8 +1,8 @@
 """One function per scheduled step, for one data interval: what a DAG task (or a notebook) calls.
 
 Each takes the validated :class:`~pinrec.jobs.config.PinrecConfig` and the interval's day, calls the same
-job function as the CLI, and returns a small JSON-able dict: what it read (Delta versions) and
-what it wrote. Airflow stores that as the task's XCom, so a run's lineage is visible in the UI and
+job function as the CLI, and returns a small JSON-able dict: what it read (Delta versions, as the
+job's catalog recorded them: :mod:`pinrec.jobs.io.catalog`) and what it wrote. Airflow stores that as the task's XCom, so a run's lineage is visible in the UI and
 in the logs. Every step replaces exactly the partitions of its day (or window), so a re-run or a
 backfill of a date is idempotent.
 """
@@ -51,17 +51,15 @@ def ingest_day(cfg: PinrecConfig, day: dt.date) -> dict:
 
 def features_day(cfg: PinrecConfig, day: dt.date) -> dict:
     """Build the daily feature tables for ``day`` (replacing that day's partitions)."""
-    from pinrec.jobs.features.features import build_features, feature_table_path
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.features.features import build_features
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.schemas.catalog import feature_table
     from pinrec.schemas.features import FEATURE_VIEWS
 
-    spark = _spark(cfg)
-    root = cfg.storage.warehouse.rstrip("/")
-    read = {name: delta_version(spark, f"{root}/{name}") for name in ("impressions", "actions", "pins",
-                                                                          "pin_board_edges")}
-    rows = build_features(spark, cfg.storage.warehouse, [day], cfg.features)
-    wrote = {f"features_{v.name}": {"rows": rows[v.name],
-                                    "delta_version": delta_version(spark, feature_table_path(cfg.storage.warehouse, v))}
+    catalog = Catalog(_spark(cfg), cfg.storage.warehouse)
+    rows = build_features(catalog.spark, catalog, [day], cfg.features)
+    read = catalog.reads
+    wrote = {feature_table(v): {"rows": rows[v.name], "delta_version": catalog.writes[feature_table(v)]}
              for v in FEATURE_VIEWS}
     log.info("[features] %s read %s wrote %s", day, read, wrote)
     return {"day": day.isoformat(), "read": read, "wrote": wrote}
@@ -118,14 +116,13 @@ def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:
     """The Pin-Board graph as of the end of ``day``; the saves of the training window's test days
     (``training.test_days``) are evaluation edges, as in the demo."""
     from pinrec.jobs.graph.graph import evaluation_start, write_graph
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
 
-    spark = _spark(cfg)
+    catalog = Catalog(_spark(cfg), cfg.storage.warehouse)
     cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
     eval_from = evaluation_start(training_window(cfg, day), cfg.training.test_days)
-    rows = write_graph(spark, cfg.storage.warehouse, cutoff, eval_from)
-    root = cfg.storage.warehouse.rstrip("/")
-    wrote = {t: {"rows": n, "delta_version": delta_version(spark, f"{root}/{t}")} for t, n in rows.items()}
+    rows = write_graph(catalog.spark, catalog, cutoff, eval_from)
+    wrote = {t: {"rows": n, "delta_version": catalog.writes[t]} for t, n in rows.items()}
     log.info("[graph] as of %s (evaluation edges from %s) wrote %s", cutoff, eval_from, wrote)
     return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(), "wrote": wrote}
 

@@ -1,7 +1,7 @@
 """Train PinSage on the Pin–Board graph snapshot and write every pin's embedding to Delta.
 
 1. read ``graph_edges``, ``graph_pin_nodes`` and ``graph_board_nodes`` (:mod:`pinrec.jobs.graph.graph`) at their
-   current Delta versions, pinned for the whole run (``versionAsOf``);
+   current Delta versions through the catalog, pinned for the whole run;
 2. :func:`graph_inputs` (pure, pyarrow in, tensors out): the training graph (``split = 'train'``
    edges only, so evaluation edges stay unseen), the graph of all edges, the (N, F) pin features
    standardised per column, the pin ids in ``pin_idx`` order;
@@ -12,7 +12,8 @@
 5. replace the Delta table ``pin_embeddings`` (pin_id bigint, embedding array<float>, model_version
    string); ``model_version`` = ``pinsage-`` + a content hash of the trained weights and the
    config, so the same inputs and seed give the same version. The commit's ``userMetadata``
-   records the model version, the input Delta versions, the training config and the MLflow run id.
+   records the model version, the input Delta versions, the training config and the MLflow run id
+   (and the catalog's lineage under ``read``).
 
 Under ``torchrun`` (``python -m torch.distributed.run --nproc_per_node=K -m pinrec.jobs.orchestration.cli pinsage``) only
 rank 0 starts Spark, reads, logs and writes; the other ranks receive the tensors from it.
@@ -25,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from pinrec.jobs.io.table_lock import table_writer
+from pinrec.jobs.io.catalog import Catalog
 
 if TYPE_CHECKING:  # importing models pulls in torch: only when the job runs
     from pinrec.jobs.io.tracking import ArtifactRoot
@@ -122,23 +123,16 @@ def model_hash(state_dict, cfg: PinSageTrainConfig) -> str:
     return "pinsage-" + digest.hexdigest()[:16]
 
 
-def _read_inputs(spark, root: str) -> tuple[GraphInputs, dict[str, int], list[str]]:
-    from pinrec.jobs.ingest.ingest import delta_version
-
-    versions = {name: delta_version(spark, f"{root}/{name}") for name in GRAPH_TABLES}
-    missing = [name for name, v in versions.items() if v is None]
+def _read_inputs(catalog: Catalog) -> tuple[GraphInputs, dict[str, int], list[str]]:
+    missing = [name for name in GRAPH_TABLES if not catalog.exists(name)]
     if missing:
-        raise ValueError(f"missing Delta table(s) {missing} under {root}: run `pinrec graph` first")
-    read = {name: spark.read.format("delta").option("versionAsOf", v).load(f"{root}/{name}")
-            for name, v in versions.items()}
+        raise ValueError(f"missing Delta table(s) {missing} under {catalog.warehouse}: run `pinrec graph` first")
+    read = {name: catalog.read(name) for name in GRAPH_TABLES}
     num_boards = read["graph_board_nodes"].count()
     inputs = graph_inputs(read["graph_edges"].select("pin_idx", "board_idx", "split", "saved_at").toArrow(),
                           read["graph_pin_nodes"].select("pin_id", "pin_idx", "features").toArrow(), num_boards)
-    from delta.tables import DeltaTable
-
-    meta = DeltaTable.forPath(spark, f"{root}/graph_pin_nodes").history(1).collect()[0]["userMetadata"]
-    feature_names = json.loads(meta or "{}").get("feature_names", [])
-    return inputs, versions, feature_names
+    feature_names = catalog.user_metadata("graph_pin_nodes").get("feature_names", [])
+    return inputs, {name: catalog.reads[name] for name in GRAPH_TABLES}, feature_names
 
 
 def _share(obj):
@@ -152,7 +146,7 @@ def _share(obj):
     return box[0]
 
 
-def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: str | None,
+def train_pinsage(spark, warehouse, cfg: PinSageTrainConfig, tracking_uri: str | None,
                   experiment: str = EXPERIMENT, inference_edges: str = "train", *,
                   artifact_root: ArtifactRoot | None = None) -> PinSageReport:
     """Read the graph tables, train, embed every pin, replace ``pin_embeddings`` (module docstring).
@@ -173,8 +167,8 @@ def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: 
         raise ValueError(f"inference_edges must be 'train' or 'all', got {inference_edges!r}")
     start = time.perf_counter()
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    root = warehouse.rstrip("/")
-    inputs, versions, feature_names = _share(_read_inputs(spark, root) if rank == 0 else None)
+    catalog = Catalog.of(spark, warehouse) if rank == 0 else None
+    inputs, versions, feature_names = _share(_read_inputs(catalog) if rank == 0 else None)
     params = {"pinsage": asdict(cfg), "input_versions": versions, "inference_edges": inference_edges,
               "num_pins": int(inputs.features.size(0)), "num_features": int(inputs.features.size(1)),
               "edges": inputs.edges_by_split}
@@ -199,15 +193,11 @@ def train_pinsage(spark, warehouse: str, cfg: PinSageTrainConfig, tracking_uri: 
                                                            embeddings.size(1)).cast(pa.list_(pa.float32())),
             "model_version": pa.array([version] * embeddings.size(0), pa.string()),
         })
-        with table_writer(spark, f"{root}/pin_embeddings"):
-            (spark.createDataFrame(table).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-             .option("userMetadata", json.dumps(meta, sort_keys=True)).save(f"{root}/pin_embeddings"))
-        from pinrec.jobs.ingest.ingest import delta_version
-
+        written = catalog.write("pin_embeddings", spark.createDataFrame(table), user_metadata=meta)
         report = PinSageReport(int(inputs.features.size(0)), inputs.train_graph.num_boards, inputs.edges_by_split,
                                len(history), tuple(h["loss"] for h in history), version,
                                time.perf_counter() - start, versions,
-                               None if run is None else run.run_id, delta_version(spark, f"{root}/pin_embeddings"))
+                               None if run is None else run.run_id, written.version)
         if run is not None:
             final = history[-1] if history else {}
             run.log_metrics({"final_loss": final.get("loss", float("nan")), "seconds": report.seconds})

@@ -104,20 +104,22 @@ def ranker_metrics(folder: str | Path | Location) -> tuple[dict[str, float], dic
     return auc, ece, report
 
 
-def pin_metadata(spark, warehouse: str, ids: np.ndarray, vectors: np.ndarray):
-    """(pins table of PIN_COLUMNS sorted by pin_id, (N, D) embeddings aligned to it, pins Delta version)."""
+def pin_metadata(spark, warehouse, ids: np.ndarray, vectors: np.ndarray):
+    """(pins table of PIN_COLUMNS sorted by pin_id, (N, D) embeddings aligned to it, pins Delta version).
+    ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`."""
     import pyarrow as pa
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
 
-    path = f"{warehouse.rstrip('/')}/pins"
-    version = delta_version(spark, path)
-    if version is None:
-        raise FileNotFoundError(f"no pins table at {path}: run `pinrec ingest` first")
+    catalog = Catalog.of(spark, warehouse)
+    if not catalog.exists("pins"):
+        raise FileNotFoundError(f"no pins table at {catalog.path('pins')}: run `pinrec ingest` first")
     latest = Window.partitionBy("pin_id").orderBy(F.col("dt").desc())
-    pins = (spark.read.format("delta").option("versionAsOf", version).load(path)
+    df = catalog.read("pins")
+    version = catalog.reads["pins"]
+    pins = (df
             .withColumn("_r", F.row_number().over(latest)).where("_r = 1")
             .select("pin_id", "category", "created_at", "nsfw").toArrow().sort_by("pin_id"))
     created = pins.column("created_at").cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
@@ -196,15 +198,15 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     from pinrec.jobs.config import s3_options
     from pinrec.jobs.features.feature_snapshot import build_feature_snapshot
     from pinrec.jobs.index.pin_index import index_folder, read_embeddings
-    from pinrec.jobs.ingest.ingest import delta_version
+    from pinrec.jobs.io.catalog import Catalog
     from pinrec.schemas.manifest import Lineage, Metrics
 
     from .registry import check_registry_source
 
     if register and cfg.storage.mlflow_tracking_uri:  # before anything is built or published
         check_registry_source(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri)
-    artifacts, warehouse = cfg.storage.location("artifacts"), cfg.storage.warehouse
-    ids, vectors, emb_version, emb_delta = read_embeddings(spark, warehouse)
+    artifacts, catalog = cfg.storage.location("artifacts"), Catalog(spark, cfg.storage.warehouse)
+    ids, vectors, emb_version, _ = read_embeddings(spark, catalog)
     index_at = as_location(index_dir, artifacts.s3) if index_dir else index_folder(artifacts, emb_version)
     if not (index_at / "index.json").is_file():
         raise FileNotFoundError(f"no index at {index_at} for embeddings {emb_version}: run `pinrec index` first")
@@ -223,10 +225,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
             dt.timedelta(seconds=cfg.features.publish_delay_s)
     with (tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp, local_folder(index_at) as index_local,
           local_folder(ranker_at) as ranker_local):
-        pins, aligned, pins_version = pin_metadata(spark, warehouse, ids, vectors)
+        pins, aligned, _ = pin_metadata(spark, catalog, ids, vectors)
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
-        snapshot = build_feature_snapshot(spark, warehouse, cutoff, f"{tmp}/features")
+        snapshot = build_feature_snapshot(spark, catalog, cutoff, f"{tmp}/features")
         files = BundleFiles(
             index_meta=f"{index_local}/index.json",
             index_shards=tuple(f"{index_local}/{s['file']}" for s in index_meta["shards"]),
@@ -241,11 +243,11 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         runs = {"ranker": ranker_report.get("run_id")}
         if drift and drift.mlflow_run_id:
             runs["monitoring"] = drift.mlflow_run_id
-        inputs = {"pin_embeddings": emb_delta, "pins": pins_version,
-                  **{k: int(v) for k, v in snapshot.input_versions.items() if v is not None},
+        # what this job read (pin_embeddings, pins, the feature tables), what the ranker was trained on
+        inputs = {**catalog.reads,
                   **{f"ranker:{k}": int(v) for k, v in (ranker_report.get("input_versions") or {}).items()
                      if isinstance(v, int)}}
-        training_set = delta_version(spark, f"{warehouse.rstrip('/')}/training_set")
+        training_set = catalog.version("training_set")
         if training_set is not None:
             inputs["training_set"] = training_set
         lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs)

@@ -90,9 +90,9 @@ def run_ranker(spark, cfg) -> RankerReport:
     if cfg.ranker_job.embeddings:
         from pinrec.export.serving.embedding_features import EmbeddingTable
         from pinrec.jobs.index.pin_index import read_embeddings
-        from pinrec.jobs.ingest.ingest import delta_version
+        from pinrec.jobs.io.catalog import Catalog
 
-        if delta_version(spark, f"{cfg.storage.warehouse.rstrip('/')}/pin_embeddings") is not None:
+        if Catalog(spark, cfg.storage.warehouse).exists("pin_embeddings"):
             ids, vectors, version, _ = read_embeddings(spark, cfg.storage.warehouse)
             table = EmbeddingTable(ids, vectors, version)
     return train_ranker(spark, cfg.storage.warehouse, cfg.ranker, cfg.ranker_train, cfg.calibration, cfg.ranker_job,

@@ -2,8 +2,6 @@
 synthetic world's truth, and the PinSage embedding features added to a frame."""
 from __future__ import annotations
 
-import json
-
 from pinrec.jobs.io.lake import Location, as_location
 
 #: The columns the job reads besides features and labels.
@@ -19,9 +17,9 @@ def needed_columns(spec, tasks) -> list[str]:
     return list(dict.fromkeys([*cols, *tasks, *KEYS]))
 
 
-def read_training_set(source, warehouse: str | None, columns: list[str]):
-    """(pandas frame, metadata). ``source``: a SparkSession (reads ``<warehouse>/training_set``
-    at its current Delta version; rows in ``event_id`` order, so that training does not depend on
+def read_training_set(source, warehouse, columns: list[str]):
+    """(pandas frame, metadata). ``source``: a SparkSession (reads the ``training_set`` table of
+    ``warehouse``, a path, Location or catalog, at its current Delta version; rows in ``event_id`` order, so that training does not depend on
     how Spark laid the table out) or a pandas DataFrame / pyarrow Table."""
     import pandas as pd
     import pyarrow as pa
@@ -34,17 +32,15 @@ def read_training_set(source, warehouse: str | None, columns: list[str]):
         return frame[columns].reset_index(drop=True), {}
     if not hasattr(source, "read") or not warehouse:
         raise ValueError("source must be a SparkSession (with warehouse) or a pandas/pyarrow frame")
-    from delta.tables import DeltaTable
+    from pinrec.jobs.io.catalog import Catalog
 
-    from pinrec.jobs.ingest.ingest import delta_version
-
-    path = f"{warehouse.rstrip('/')}/training_set"
-    version = delta_version(source, path)
-    if version is None:
+    catalog = Catalog.of(source, warehouse)
+    path = catalog.path("training_set")
+    if not catalog.exists("training_set"):
         raise FileNotFoundError(f"no training set at {path}: run `pinrec training-set` first")
-    history = DeltaTable.forPath(source, path).history().where(f"version = {version}").collect()
-    meta = json.loads(history[0]["userMetadata"] or "{}") if history else {}
-    df = source.read.format("delta").option("versionAsOf", version).load(path)
+    df = catalog.read("training_set")
+    version = catalog.reads["training_set"]
+    meta = catalog.user_metadata("training_set", version)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"the training set at {path} lacks columns {missing}")

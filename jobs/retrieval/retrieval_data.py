@@ -66,20 +66,25 @@ def read_landing_interactions(landing: str | Path, source: str = "impressions") 
     return check_log(rows.assign(ts=pd.to_datetime(rows["ts"], utc=True, format="ISO8601")))
 
 
-def read_delta_interactions(spark, warehouse: str, source: str = "impressions") -> pd.DataFrame:
-    """``(user_id, pin_id, ts)`` from the validated Delta table of ``source``."""
+def read_delta_interactions(spark, warehouse, source: str = "impressions") -> pd.DataFrame:
+    """``(user_id, pin_id, ts)`` from the validated Delta table of ``source``. ``warehouse``: a
+    path, Location or :class:`~pinrec.jobs.io.catalog.Catalog` (here and below)."""
     from pyspark.sql import functions as F
 
+    from pinrec.jobs.io.catalog import Catalog
+
     table = _source(source)
-    df = spark.read.format("delta").load(f"{warehouse.rstrip('/')}/{table}")
+    df = Catalog.of(spark, warehouse).read(table)
     if table == "actions":
         df = df.where(F.col("type") == source)
     return check_log(df.select("user_id", "pin_id", "ts").toPandas())
 
 
-def read_graph_edges(spark, warehouse: str) -> pd.DataFrame:
+def read_graph_edges(spark, warehouse) -> pd.DataFrame:
     """The ``graph_edges`` snapshot: pin_id, board_id, saved_at (UTC), split."""
-    edges = (spark.read.format("delta").load(f"{warehouse.rstrip('/')}/graph_edges")
+    from pinrec.jobs.io.catalog import Catalog
+
+    edges = (Catalog.of(spark, warehouse).read("graph_edges")
              .select("pin_id", "board_id", "saved_at", "split").toPandas())
     return edges.assign(saved_at=pd.to_datetime(edges["saved_at"], utc=True))
 
@@ -97,11 +102,13 @@ def read_true_latents(landing: str | Path) -> ItemEmbeddings:
     return ItemEmbeddings(table.column("pin_id").to_numpy(), latent.flatten().to_numpy().reshape(-1, dim))
 
 
-def read_pin_embeddings(spark, warehouse: str, model_version: str | None = None) -> ItemEmbeddings:
+def read_pin_embeddings(spark, warehouse, model_version: str | None = None) -> ItemEmbeddings:
     """``pin_embeddings`` rows of ``model_version`` (required when the table holds several)."""
     from pyspark.sql import functions as F
 
-    df = spark.read.format("delta").load(f"{warehouse.rstrip('/')}/pin_embeddings")
+    from pinrec.jobs.io.catalog import Catalog
+
+    df = Catalog.of(spark, warehouse).read("pin_embeddings")
     versions = sorted(str(r[0]) for r in df.select("model_version").distinct().collect())
     if model_version is None and len(versions) > 1:
         raise ValueError(f"pin_embeddings holds model versions {versions}; pass model_version")
@@ -130,14 +137,15 @@ def read_content_embeddings(landing: str | Path, pins: pd.DataFrame | None = Non
     return ItemEmbeddings(pins["pin_id"].to_numpy(), vectors)
 
 
-def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse: str | None = None, spark=None,
+def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=None, spark=None,
                      embeddings: dict | None = None, model_version: str | None = None) -> RetrievalReport:
     """Evaluate what the storage holds with :func:`pinrec.jobs.retrieval.retrieval_eval.evaluate_retrieval`.
 
     The catalogue is every landed pin. Without ``spark``: leave-one-out on the landing zone's
     interactions (a dataset adapter's, see :func:`read_landing_interactions`). With ``spark`` and
     ``warehouse``: interactions from Delta, item-item on ``graph_edges``, and the ``pin_embeddings``
-    table as model ``"pin_embeddings"`` when those tables exist (local warehouse paths only).
+    table as model ``"pin_embeddings"`` when those tables exist (``warehouse``: a path, Location or
+    catalog).
     Both: the landed content embeddings as model ``"content"`` when pins carry them, latent
     agreement when ``<landing>/_truth`` exists, and ``embeddings`` (name -> embeddings or a
     function of the training log) as extra models.
@@ -156,11 +164,13 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse: s
     else:
         if warehouse is None:
             raise ValueError("evaluate_storage with spark needs the warehouse path")
-        log = read_delta_interactions(spark, warehouse, cfg.source)
-        delta = Path(warehouse)
-        if (delta / "graph_edges" / "_delta_log").is_dir():
-            edges = read_graph_edges(spark, warehouse)
-        if (delta / "pin_embeddings" / "_delta_log").is_dir():
-            models.setdefault("pin_embeddings", read_pin_embeddings(spark, warehouse, model_version))
+        from pinrec.jobs.io.catalog import Catalog
+
+        catalog = Catalog.of(spark, warehouse)
+        log = read_delta_interactions(spark, catalog, cfg.source)
+        if catalog.exists("graph_edges"):
+            edges = read_graph_edges(spark, catalog)
+        if catalog.exists("pin_embeddings"):
+            models.setdefault("pin_embeddings", read_pin_embeddings(spark, catalog, model_version))
     catalogue = pins["pin_id"].dropna().astype("int64").to_numpy()
     return evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue)

@@ -89,6 +89,6 @@ def test_pit_join_storage_tiny_run(tmp_path):
     ratio = s3a["delta"]["seconds"] / local["delta"]["seconds"]
     assert f"| {ratio:.2f}x |" in rows["PIT join written as Delta"]
     # each run's table was removed by the benchmark; the inputs stay in the work dir it was given
-    assert not (tmp_path / "work" / "local" / "training_set_run0").exists()
+    assert not (tmp_path / "work" / "local" / "run0").exists()
     assert sorted(p.name for p in (tmp_path / "work" / "local" / "inputs").iterdir()) == sorted(
         ["spine.parquet", "user_features.parquet", "pin_features.parquet", "user_category_features.parquet"])

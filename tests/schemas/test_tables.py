@@ -4,8 +4,18 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pinrec.schemas.catalog import ACTIONS, IMPRESSIONS, RAW_TABLES, TABLES, table
-from pinrec.schemas.tables import Column, TableSpec
+from pinrec.schemas.catalog import (
+    ACTIONS,
+    IMPRESSIONS,
+    RAW_TABLES,
+    TABLES,
+    WAREHOUSE,
+    feature_table,
+    table,
+    warehouse_table,
+)
+from pinrec.schemas.features import FEATURE_VIEWS
+from pinrec.schemas.tables import Column, StoredTable, TableSpec
 
 
 def test_every_foreign_key_points_backwards_in_ingestion_order():
@@ -39,3 +49,18 @@ def test_lookup_and_bad_declarations():
         TableSpec("t", (Column("a", "int64"),), primary_key=("b",), event_ts="a")
     with pytest.raises(ValueError, match="partition column"):
         TableSpec("t", (Column("a", "timestamp"), Column("dt", "date")), primary_key=("a",), event_ts="a")
+
+
+def test_every_warehouse_table_is_declared_once_with_its_partitions():
+    assert list(WAREHOUSE) == [*(t.name for t in RAW_TABLES), "quarantine", *(feature_table(v) for v in FEATURE_VIEWS),
+                               "training_set", "graph_edges", "graph_pin_nodes", "graph_board_nodes", "pin_embeddings"]
+    assert all(WAREHOUSE[t.name].spec is t and WAREHOUSE[t.name].partition_by == ("dt",) for t in RAW_TABLES)
+    assert [n for n, t in WAREHOUSE.items() if t.snapshot] == ["graph_edges", "graph_pin_nodes", "graph_board_nodes",
+                                                               "pin_embeddings"]
+    assert all(t.doc for t in WAREHOUSE.values())
+    with pytest.raises(KeyError, match="unknown warehouse table 'pin_embedding'; known tables: users, pins"):
+        warehouse_table("pin_embedding")
+    with pytest.raises(ValueError, match="plain folder name"):
+        StoredTable("a/b", ("dt",), "x")
+    with pytest.raises(TypeError, match="partition_by must be a tuple"):
+        StoredTable("t", "dt", "x")

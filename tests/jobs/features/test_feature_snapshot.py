@@ -131,7 +131,8 @@ def test_online_features_equal_the_training_join(spark, tiny_world, tmp_path):
     exactly; a mid-day snapshot is checked on the later impressions too."""
     from pyspark.sql import functions as F
 
-    from pinrec.jobs.features.features import feature_table_path
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.schemas.catalog import feature_table
 
     cfg, _ = tiny_world
     warehouse = cfg.storage.warehouse
@@ -139,7 +140,7 @@ def test_online_features_equal_the_training_join(spark, tiny_world, tmp_path):
     last = training.agg(F.max("dt")).collect()[0][0]
     rows = training.where(F.col("dt") == F.lit(last)).orderBy("event_id").toArrow()
     assert rows.num_rows > 500
-    known = sorted({r[0] for v in FEATURE_VIEWS for r in spark.read.format("delta").load(feature_table_path(warehouse, v))
+    known = sorted({r[0] for v in FEATURE_VIEWS for r in Catalog(spark, warehouse).read(feature_table(v))
                     .select(F.greatest("feature_ts", "created_ts")).distinct().collect()})
     times = rows["ts"].to_pylist()  # aware (UTC)
     boundary = [max(k for k in known if utc(k) <= t) for t in times]
@@ -187,9 +188,10 @@ def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_wo
     )
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.recommend import Recommender
-    from pinrec.jobs.features.features import feature_table_path
     from pinrec.jobs.index.pin_index import read_embeddings
+    from pinrec.jobs.io.catalog import Catalog
     from pinrec.jobs.ranking.ranker_inputs import with_embeddings
+    from pinrec.schemas.catalog import feature_table
 
     cfg, result = tiny_world
     warehouse = cfg.storage.warehouse
@@ -206,7 +208,7 @@ def test_ranker_scores_through_the_loader_equal_the_training_path(spark, tiny_wo
     sess = session(f"{result.ranker.artifacts}/ranker.onnx")
     trained = run(sess, batch.categorical, batch.dense)
 
-    known = sorted({r[0] for v in FEATURE_VIEWS for r in spark.read.format("delta").load(feature_table_path(warehouse, v))
+    known = sorted({r[0] for v in FEATURE_VIEWS for r in Catalog(spark, warehouse).read(feature_table(v))
                     .select(F.greatest("feature_ts", "created_ts")).distinct().collect()})
     times = rows["ts"].to_pylist()
     boundary = [max(k for k in known if utc(k) <= t) for t in times]

@@ -94,15 +94,16 @@ def test_rebuilding_a_day_replaces_only_that_day(spark, tiny_world):
 def test_a_feature_added_to_a_view_becomes_a_new_column_of_the_table(spark, tmp_path):
     """A warehouse built before a view gained a feature: rebuilding a day adds the column
     instead of failing the write; the days not rebuilt read it as null."""
-    from pinrec.jobs.ingest.ingest import _days_sql, _write_partitions
+    from pinrec.jobs.io.catalog import Catalog
 
-    path = str(tmp_path / "features_pin")
+    catalog = Catalog(spark, str(tmp_path))
+    path = catalog.path("features_pin")
     old = spark.createDataFrame([(1, 0.5, D1), (1, 0.6, D2)], "pin_id bigint, closeup_rate_30d double, dt date")
     old.write.format("delta").partitionBy("dt").save(path)
     new = spark.createDataFrame([(1, 0.7, 1.2, D2)],
                                 "pin_id bigint, closeup_rate_30d double, closeup_coec_30d double, dt date")
     with pytest.raises(Exception, match="(?i)schema|metadata"):
-        _write_partitions(new, path, _days_sql([D2]))  # without add_columns a new column fails the write
-    _write_partitions(new, path, _days_sql([D2]), add_columns=True)
+        catalog.write("features_pin", new, days=[D2])  # without add_columns a new column fails the write
+    catalog.write("features_pin", new, days=[D2], add_columns=True)
     got = {r["dt"]: (r["closeup_rate_30d"], r["closeup_coec_30d"]) for r in spark.read.format("delta").load(path).collect()}
     assert got == {D1: (0.5, None), D2: (0.7, 1.2)}

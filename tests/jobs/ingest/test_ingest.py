@@ -18,11 +18,11 @@ from pinrec.jobs.ingest.ingest import (
     LandingFileError,
     LandingPartitionMissingError,
     SchemaDriftError,
-    delta_version,
     ingest,
     ingest_table,
 )
 from pinrec.jobs.ingest.landing import append_raw_lines, partition_dir, write_partition
+from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.spark import spark_schema
 from pinrec.schemas.catalog import ACTIONS, BOARDS, IMPRESSIONS, PINS, USERS
 
@@ -63,11 +63,8 @@ def seed_dimensions(spark, lake, day=DAY):
     ingest(spark, lake, [day], LENIENT, tables=("users", "pins"), now=NOW)
 
 
-def read(spark, lake, table, **options):
-    reader = spark.read.format("delta")
-    for k, v in options.items():
-        reader = reader.option(k, v)
-    return reader.load(lake.table(table))
+def read(spark, lake, table, version=None):
+    return Catalog(spark, lake.warehouse).read(table, version)
 
 
 def test_bad_rows_are_quarantined_with_reasons_and_rows_add_up(spark, any_lake):
@@ -126,7 +123,7 @@ def test_rerun_replaces_the_partition_and_time_travel_reads_the_old_one(spark, l
     write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1)]))
     third = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
     assert [r["event_id"] for r in read(spark, lake, "impressions").collect()] == ["e1"]
-    old = read(spark, lake, "impressions", versionAsOf=third.delta_version - 1)
+    old = read(spark, lake, "impressions", third.delta_version - 1)
     assert sorted(r["event_id"] for r in old.collect()) == ["e1", "e2"]
 
     other_day = DAY + dt.timedelta(days=1)
@@ -149,7 +146,7 @@ def test_a_batch_over_the_threshold_is_rejected_and_writes_nothing_valid(spark, 
     assert "REJECTED" in message and "75.0%" in message
     assert "expect_column_values_to_be_between [out_of_range:position]: 2 rows" in message
     assert '"e2"' in message  # a sample row
-    assert delta_version(spark, lake.table("impressions")) is None
+    assert Catalog(spark, lake.warehouse).version("impressions") is None
     assert read(spark, lake, "quarantine").where("source_table = 'impressions'").count() == 3
 
 
@@ -171,7 +168,7 @@ def test_actions_reference_impressions_and_saves_need_a_board(spark, lake):
         ingest_table(spark, ACTIONS, lake, [DAY], LENIENT, now=NOW)
     # an empty boards table makes the reference checkable (no board is known)
     spark.createDataFrame([], spark_schema(BOARDS, with_partition=True)).write.format("delta") \
-        .partitionBy("dt").save(lake.table("boards"))
+        .partitionBy("dt").save(Catalog(spark, lake.warehouse).path("boards"))
     report = ingest_table(spark, ACTIONS, lake, [DAY], LENIENT, now=NOW)
     assert report.quarantined_by_reason == {"unknown_ref:impression_id->impressions.event_id": 1,
                                             "row:save_has_board": 1}
@@ -301,4 +298,4 @@ def test_a_gz_file_that_cannot_be_decompressed_fails_naming_it(spark, any_lake):
     cut = land_bytes(lake, "part-00002.jsonl.gz", packed[: len(packed) // 2])
     with pytest.raises(LandingFileError, match=re.escape(f"{cut}: Unexpected end of input stream")):
         ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
-    assert delta_version(spark, lake.table("pins")) is None
+    assert Catalog(spark, lake.warehouse).version("pins") is None

@@ -9,19 +9,26 @@ import uuid
 
 import pytest
 
-from pinrec.jobs.ingest.ingest import _write_partitions, delta_version
+from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.lake import Location
 from pinrec.jobs.io.spark import configure_s3a
 from pinrec.jobs.io.table_lock import LEASE, ConcurrentWriterError, table_writer
 from tests.support.s3 import BUCKET
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
+DAY = dt.date(2026, 1, 5)
+NAME = "training_set"  # any partitioned warehouse table: the catalog checks no columns
 
 
 @pytest.fixture()
-def table(spark, s3_server):
+def catalog(spark, s3_server):
     configure_s3a(spark, s3_server.options)
-    return f"s3a://{BUCKET}/lock-{uuid.uuid4().hex[:10]}/events"
+    return Catalog(spark, f"s3a://{BUCKET}/lock-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture()
+def table(catalog):
+    return catalog.path(NAME)
 
 
 def frame(spark, ids, day="2026-01-05"):
@@ -32,7 +39,7 @@ def lease(s3_server, table) -> Location:
     return Location(f"{table}/{LEASE}", s3_server.options)
 
 
-def test_a_second_writer_of_the_table_fails_before_writing_and_the_log_stays_whole(spark, s3_server, table):
+def test_a_second_writer_of_the_table_fails_before_writing_and_the_log_stays_whole(spark, s3_server, catalog, table):
     inside, second_done, errors = threading.Event(), threading.Event(), []
 
     def first_writer():
@@ -50,7 +57,7 @@ def test_a_second_writer_of_the_table_fails_before_writing_and_the_log_stays_who
     holder = json.loads(lease(s3_server, table).read_text())
     try:
         with pytest.raises(ConcurrentWriterError, match=f"{table} is being written by another writer .*pid {holder['pid']}"):
-            _write_partitions(frame(spark, [7, 8, 9]), table, "dt = DATE'2026-01-05'")
+            catalog.write(NAME, frame(spark, [7, 8, 9]), days=[DAY])
     finally:
         second_done.set()
         thread.join(120)
@@ -59,8 +66,8 @@ def test_a_second_writer_of_the_table_fails_before_writing_and_the_log_stays_who
     assert [r["version"] for r in history] == [0]
     assert sorted(r["id"] for r in spark.read.format("delta").load(table).collect()) == [1, 2]
     assert not lease(s3_server, table).exists()  # released: the next writer goes ahead
-    _write_partitions(frame(spark, [7, 8, 9]), table, "dt = DATE'2026-01-05'")
-    assert delta_version(spark, table) == 1
+    assert catalog.write(NAME, frame(spark, [7, 8, 9]), days=[DAY]).version == 1
+    assert catalog.version(NAME) == 1
     assert sorted(r["id"] for r in spark.read.format("delta").load(table).collect()) == [7, 8, 9]
 
 
@@ -76,16 +83,16 @@ def test_the_lease_is_renewed_while_writing_and_released_after_a_failure(spark, 
     assert not lease(s3_server, table).exists()
 
 
-def test_an_expired_lease_of_a_killed_writer_is_taken_over(spark, s3_server, table):
+def test_an_expired_lease_of_a_killed_writer_is_taken_over(spark, s3_server, catalog, table):
     past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
     lease(s3_server, table).write_text(json.dumps({"holder": "dead", "host": "h", "pid": 1, "expires_at": past}))
-    _write_partitions(frame(spark, [3]), table, "dt = DATE'2026-01-05'")
+    catalog.write(NAME, frame(spark, [3]), days=[DAY])
     assert [r["id"] for r in spark.read.format("delta").load(table).collect()] == [3]
     assert not lease(s3_server, table).exists()
 
 
 def test_local_tables_take_no_lease(spark, tmp_path):
-    path = str(tmp_path / "events")
-    _write_partitions(frame(spark, [1]), path, "dt = DATE'2026-01-05'")
-    assert not (tmp_path / "events" / LEASE).exists()
-    assert delta_version(spark, path) == 0
+    catalog = Catalog(spark, str(tmp_path))
+    catalog.write(NAME, frame(spark, [1]), days=[DAY])
+    assert not (tmp_path / NAME / LEASE).exists()
+    assert catalog.version(NAME) == 0

@@ -1,0 +1,221 @@
+"""The catalog: every read and write of a warehouse Delta table, by table name, with its lineage.
+
+``Catalog(spark, warehouse)`` knows the tables of :data:`pinrec.schemas.catalog.WAREHOUSE`
+(an unknown name is a KeyError listing them) and where they live: ``<warehouse>/<name>``, the
+warehouse a local folder or an ``s3://`` / ``s3a://`` prefix (Spark is given
+:attr:`~pinrec.jobs.io.lake.Location.spark`). A job's thin wrapper makes one catalog, reads its
+inputs, calls its pure transform and writes its outputs through it:
+
+* :meth:`Catalog.read` pins a table at its current Delta version on the first read, so every read
+  of that table in the job sees one version (``version=`` reads an older one: time travel), and
+  records ``{table: version}`` in :attr:`Catalog.reads`, the job's lineage;
+* :meth:`Catalog.write` replaces the named days' partitions (``replaceWhere`` on partition columns
+  only, so Delta drops whole files) or, for a snapshot table, the whole table; it holds the
+  table's writer lease on object storage (:mod:`pinrec.jobs.io.table_lock`), stores the lineage
+  under ``"read"`` in the commit's ``userMetadata`` beside the job's own metadata, records the
+  version written in :attr:`Catalog.writes` and moves the pin to it;
+* :meth:`version`, :meth:`exists`, :meth:`history` and :meth:`user_metadata` look without reading
+  (nothing recorded).
+
+Job functions take ``warehouse`` as a string, a Location or a catalog (:meth:`Catalog.of`): a
+caller that passes its own catalog sees what the job read and wrote (the DAG tasks' XComs).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pinrec.schemas.catalog import warehouse_table
+from pinrec.schemas.tables import StoredTable
+
+from .lake import Location, as_location
+from .table_lock import table_writer
+
+__all__ = ["Catalog", "Commit", "days_predicate"]
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One Delta commit of a table: its version, operation, the rows it wrote (``numOutputRows``;
+    None when Delta reports none) and its ``userMetadata`` as a dict ({} when absent or not JSON)."""
+
+    version: int
+    operation: str
+    rows: int | None
+    user_metadata: dict = field(default_factory=dict)
+
+
+def days_predicate(days: Iterable[dt.date], column: str = "dt") -> str:
+    """``dt IN (DATE'...', ...)``: the partitions of ``days`` (at least one)."""
+    days = sorted(set(days))
+    if not days:
+        raise ValueError("a partition write needs at least one day")
+    return f"{column} IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
+
+
+def _parse_metadata(text: str | None) -> dict:
+    try:
+        meta = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+class Catalog:
+    """The warehouse's tables for one job (module docstring). ``spark`` is only used when a table is
+    touched, so a catalog can be made where no session exists (other torchrun ranks)."""
+
+    def __init__(self, spark, warehouse: str | Path | Location) -> None:
+        if isinstance(warehouse, Catalog):
+            raise TypeError("Catalog(spark, warehouse) takes a location; use Catalog.of to accept a catalog too")
+        self.spark = spark
+        self.warehouse = as_location(warehouse)
+        self._pinned: dict[str, int] = {}
+        self._reads: dict[str, int] = {}
+        self._writes: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, spark, warehouse: str | Path | Location | Catalog) -> Catalog:
+        """``warehouse`` itself when it is a catalog (its lineage then covers the caller's job), else a new one."""
+        return warehouse if isinstance(warehouse, Catalog) else cls(spark, warehouse)
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.warehouse.uri!r}, reads={self._reads}, writes={self._writes})"
+
+    # -- where ---------------------------------------------------------------------------------
+    @staticmethod
+    def table(name: str) -> StoredTable:
+        return warehouse_table(name)
+
+    def path(self, name: str) -> str:
+        """The URI Spark reads and writes table ``name`` at."""
+        return (self.warehouse / self.table(name).name).spark
+
+    # -- looking ---------------------------------------------------------------------------------
+    def exists(self, name: str) -> bool:
+        from delta.tables import DeltaTable
+
+        return bool(DeltaTable.isDeltaTable(self.spark, self.path(name)))
+
+    def version(self, name: str) -> int | None:
+        """The table's current Delta version (not the pinned one); None when it does not exist."""
+        if not self.exists(name):
+            return None
+        return self._commits(name, limit=1)[0].version
+
+    def history(self, name: str, limit: int | None = None) -> list[Commit]:
+        """The table's commits, newest first (``limit``: only the newest ones); [] when absent."""
+        return self._commits(name, limit) if self.exists(name) else []
+
+    def _commits(self, name: str, limit: int | None) -> list[Commit]:
+        from delta.tables import DeltaTable
+
+        table = DeltaTable.forPath(self.spark, self.path(name))
+        rows = (table.history(limit) if limit else table.history()) \
+            .select("version", "operation", "operationMetrics", "userMetadata").collect()
+        out = []
+        for r in rows:
+            rows_out = (r["operationMetrics"] or {}).get("numOutputRows")
+            out.append(Commit(int(r["version"]), str(r["operation"]), None if rows_out is None else int(rows_out),
+                              _parse_metadata(r["userMetadata"])))
+        return sorted(out, key=lambda c: -c.version)
+
+    def user_metadata(self, name: str, version: int | None = None) -> dict:
+        """The ``userMetadata`` of one commit: ``version``, else the version this catalog pinned, else
+        the current one. {} when the commit has none; FileNotFoundError when the table is absent."""
+        version = version if version is not None else self._pinned.get(name)
+        commits = self.history(name)
+        if not commits:
+            raise FileNotFoundError(f"table {name!r} does not exist at {self.path(name)}")
+        if version is None:
+            return commits[0].user_metadata
+        for c in commits:
+            if c.version == version:
+                return c.user_metadata
+        raise ValueError(f"table {name!r} has no version {version} (it has {commits[-1].version}..{commits[0].version})")
+
+    # -- reading ---------------------------------------------------------------------------------
+    def read(self, name: str, version: int | None = None):
+        """The table as a DataFrame at ``version`` or, by default, at the version pinned by this
+        catalog's first read of it (its current version then). Recorded in :attr:`reads`.
+        FileNotFoundError when the table does not exist."""
+        if version is None:
+            version = self._pinned.get(name)
+            if version is None:
+                version = self.version(name)
+                if version is None:
+                    raise FileNotFoundError(f"table {name!r} does not exist at {self.path(name)}")
+                self._pinned[name] = version
+        elif isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"version of {name!r} must be an int >= 0 or None, got {version!r}")
+        df = self.spark.read.format("delta").option("versionAsOf", version).load(self.path(name))
+        self._reads[name] = version
+        return df
+
+    def require(self, names: Iterable[str], hint: str) -> None:
+        """Pin every table of ``names``; FileNotFoundError naming the absent ones and ``hint``."""
+        missing = []
+        for name in names:
+            if name not in self._pinned:
+                version = self.version(name)
+                if version is None:
+                    missing.append(name)
+                else:
+                    self._pinned[name] = version
+        if missing:
+            raise FileNotFoundError(f"table(s) {missing} do not exist under {self.warehouse}: {hint}")
+
+    @property
+    def reads(self) -> dict[str, int]:
+        """``{table: Delta version}`` of every table read so far: the job's lineage."""
+        return dict(self._reads)
+
+    @property
+    def writes(self) -> dict[str, int]:
+        """``{table: Delta version}`` of every table this catalog wrote (the last write of each)."""
+        return dict(self._writes)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, name: str, df, *, days: Iterable[dt.date] | None = None, replace_where: str | None = None,
+              add_columns: bool = False, user_metadata: Mapping[str, Any] | None = None) -> Commit:
+        """Write ``df`` to table ``name`` and return the commit.
+
+        A partitioned table replaces exactly the partitions ``days`` and/or ``replace_where`` (a
+        predicate on its partition columns, ANDed with the days) select: a re-run never
+        duplicates. A snapshot table (no partition columns) is replaced whole, schema included,
+        and takes neither. ``add_columns``: columns ``df`` has and the table lacks are added
+        (Delta ``mergeSchema``; older rows read them as null) instead of failing; a changed type
+        still fails. ``user_metadata``: a JSON-able mapping kept in the commit's ``userMetadata``
+        with this catalog's :attr:`reads` under ``"read"``."""
+        spec = self.table(name)
+        meta = dict(user_metadata or {})
+        if "read" in meta:
+            raise ValueError(f"user_metadata of {name!r} may not hold 'read': the catalog records the lineage there")
+        meta["read"] = self.reads
+        writer = df.write.format("delta").mode("overwrite").option("userMetadata", json.dumps(meta, sort_keys=True))
+        if spec.snapshot:
+            if days is not None or replace_where is not None:
+                raise ValueError(f"table {name!r} is a snapshot (no partition columns): it is replaced whole, "
+                                 f"so days= and replace_where= are not allowed")
+            writer = writer.option("overwriteSchema", "true")
+        else:
+            if days is not None and "dt" not in spec.partition_by:
+                raise ValueError(f"table {name!r} is not partitioned by dt: use replace_where=")
+            predicates = ([days_predicate(days)] if days is not None else []) \
+                + ([f"({replace_where})"] if replace_where else [])
+            if not predicates:
+                raise ValueError(f"table {name!r} is partitioned by {list(spec.partition_by)}: pass days= and/or "
+                                 f"replace_where= to say which partitions the write replaces")
+            writer = writer.option("replaceWhere", " AND ".join(predicates)).partitionBy(*spec.partition_by)
+            if add_columns:
+                writer = writer.option("mergeSchema", "true")
+        path = self.path(name)
+        with table_writer(df.sparkSession, path):
+            writer.save(path)
+            commit = self._commits(name, limit=1)[0]  # under the lease: no other writer in between on S3
+        self._writes[name] = self._pinned[name] = commit.version
+        return commit
