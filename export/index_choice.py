@@ -22,6 +22,8 @@ from typing import ClassVar, Literal, get_args
 
 import numpy as np
 
+from pinrec.schemas.bounds import bounded, check_bounds
+
 Metric = Literal["ip", "l2", "cosine"]
 Device = Literal["auto", "cpu", "gpu"]
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -85,18 +87,18 @@ class IndexConfig:
     __pydantic_config__: ClassVar[dict] = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
 
     metric: Metric = "ip"
-    k: int = 10
-    target_recall: float = 0.95
-    memory_budget_mb: float = 200.0
-    latency_budget_ms: float = 10.0
-    shards: int = 1
+    k: int = bounded(10, ge=1)
+    target_recall: float = bounded(0.95, gt=0.0, le=1.0)
+    memory_budget_mb: float = bounded(200.0, gt=0.0)
+    latency_budget_ms: float = bounded(10.0, gt=0.0)
+    shards: int = bounded(1, ge=1)
     device: Device = "auto"
-    drift_threshold: float = 0.2
-    train_sample: int = 0
-    exact_below: int = 10_000
-    candidates: int = 2
+    drift_threshold: float = bounded(0.2, gt=0.0)
+    train_sample: int = bounded(0, ge=0)
+    exact_below: int = bounded(10_000, ge=0)
+    candidates: int = bounded(2, ge=1)
     opq: bool = True
-    hnsw_quantizer_from: int = 1 << 14
+    hnsw_quantizer_from: int = bounded(1 << 14, ge=1)
     factory: str | None = None
     seed: int = 7
     embedding_version: str = "unknown"
@@ -106,18 +108,7 @@ class IndexConfig:
             raise ValueError(f"index.metric must be one of {METRICS}, got {self.metric!r}")
         if self.device not in DEVICES:
             raise ValueError(f"index.device must be one of {DEVICES}, got {self.device!r}")
-        if self.k < 1:
-            raise ValueError(f"index.k must be >= 1, got {self.k}")
-        if not 0.0 < self.target_recall <= 1.0:
-            raise ValueError(f"index.target_recall must be in (0, 1], got {self.target_recall}")
-        if self.memory_budget_mb <= 0 or self.latency_budget_ms <= 0:
-            raise ValueError("index.memory_budget_mb and index.latency_budget_ms must be positive")
-        if self.shards < 1 or self.candidates < 1:
-            raise ValueError(f"index.shards and index.candidates must be >= 1, got {self.shards}, {self.candidates}")
-        if self.drift_threshold <= 0:
-            raise ValueError(f"index.drift_threshold must be positive, got {self.drift_threshold}")
-        if self.train_sample < 0 or self.exact_below < 0 or self.hnsw_quantizer_from < 1:
-            raise ValueError("index.train_sample and index.exact_below must be >= 0, hnsw_quantizer_from >= 1")
+        check_bounds(self, "index")
         if self.factory is not None:
             parse_factory(self.factory)
 

@@ -132,9 +132,9 @@ def render_reference() -> str:
              ("Every key is optional: defaults live in code, a YAML file (`--config`) and `--set section.key=value` "
              "change only what they name. An unknown key, a wrong type or a value outside what is allowed fails "
              "with one error naming the dotted key. `index`, `recommend` and `redis` are the serving side's own "
-             "dataclasses (its base install has no pydantic): their constructors check the bounds their text "
-             "states, which the Allowed column leaves out. The JSON Schema of the file is "
-             "`config/pinrec.schema.json`."), ""]
+             "dataclasses (its base install has no pydantic): they declare their bounds in field metadata "
+             "(`pinrec.schemas.bounds`), which their constructors check and pydantic enforces here alike. "
+             "The JSON Schema of the file is `config/pinrec.schema.json`."), ""]
     top = [f for f in dataclasses.fields(PinrecConfig) if "$ref" not in schema["properties"][f.name]]
     for f in dataclasses.fields(PinrecConfig):
         prop = schema["properties"][f.name]

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 import pydantic
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
+from .bounds import describe
+
 __all__ = ["CONFIG", "ConfigError", "config_error", "section", "validate"]
 
 T = TypeVar("T")
@@ -146,6 +148,10 @@ def _allowed(root: type, loc: tuple, kind: str, ctx: dict) -> str:
     bounds = {}
     owner, name = _field_owner(root, loc)
     info = getattr(owner, "__pydantic_fields__", {}).get(name) if owner is not None else None
+    if info is None and owner is not None and dataclasses.is_dataclass(owner):  # a stdlib serving section
+        meta = next((f.metadata for f in dataclasses.fields(owner) if f.name == name), {})
+        if {"gt", "ge", "lt", "le"} & set(meta):
+            return describe(meta)
     for item in getattr(info, "metadata", ()):
         for attr in ("gt", "ge", "lt", "le"):
             if getattr(item, attr, None) is not None:

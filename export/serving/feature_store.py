@@ -43,6 +43,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pinrec.schemas.bounds import bounded, check_bounds
+
 log = logging.getLogger(__name__)
 
 META_KEY = b"pinrec.feature_snapshot"
@@ -430,20 +432,16 @@ class RedisConfig:
 
     url: str | None = None
     key_prefix: str = "pinrec"
-    batch_size: int = 1000
-    timeout_s: float = 0.05
-    retry_after_s: float = 5.0
+    batch_size: int = bounded(1000, ge=1)
+    timeout_s: float = bounded(0.05, gt=0.0)
+    retry_after_s: float = bounded(5.0, ge=0.0)
 
     def __post_init__(self) -> None:
         if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"redis.url must start with redis://, rediss:// or unix://, got {self.url!r}")
         if not self.key_prefix or ":" in self.key_prefix:
             raise ValueError(f"redis.key_prefix must be non-empty without ':', got {self.key_prefix!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"redis.batch_size must be >= 1, got {self.batch_size}")
-        if not self.timeout_s > 0 or not self.retry_after_s >= 0:
-            raise ValueError(f"redis.timeout_s must be > 0 and retry_after_s >= 0, got {self.timeout_s}, "
-                             f"{self.retry_after_s}")
+        check_bounds(self, "redis")
 
 
 def redis_key(prefix: str, version: str, view: str, key: tuple) -> str:

@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pinrec.export.encoding import FeatureEncoder
+from pinrec.schemas.bounds import bounded, check_bounds
 
 from .candidates import (
     CHANNELS,
@@ -102,32 +103,22 @@ class RecommendConfig:
     __pydantic_config__: ClassVar[dict] = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
 
     channels: tuple[str, ...] = CHANNELS
-    ann_candidates: int = 500
-    ann_queries: int = 5
-    recency_half_life: float = 2.0
-    rrf_k: float = 60.0
-    fresh_candidates: int = 50
-    trending_candidates: int = 50
+    ann_candidates: int = bounded(500, ge=1)
+    ann_queries: int = bounded(5, ge=1)
+    recency_half_life: float = bounded(2.0, gt=0.0)
+    rrf_k: float = bounded(60.0, ge=0.0)
+    fresh_candidates: int = bounded(50, ge=0)
+    trending_candidates: int = bounded(50, ge=0)
     trending_by: str = "pin__saves_30d"
-    category_cap: int = 10
-    mmr_lambda: float = 1.0
-    ranker_threads: int = 1
+    category_cap: int = bounded(10, ge=0)
+    mmr_lambda: float = bounded(1.0, ge=0.0, le=1.0)
+    ranker_threads: int = bounded(1, ge=0)
 
     def __post_init__(self) -> None:
         if (not self.channels or isinstance(self.channels, str) or len(set(self.channels)) != len(self.channels)
                 or not set(self.channels) <= set(CHANNELS)):
             raise ValueError(f"recommend.channels must be distinct names from {CHANNELS}, got {self.channels!r}")
-        for name in ("ann_candidates", "ann_queries"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"recommend.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("fresh_candidates", "trending_candidates", "category_cap", "ranker_threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"recommend.{name} must be >= 0, got {getattr(self, name)}")
-        if not self.recency_half_life > 0 or not self.rrf_k >= 0:
-            raise ValueError(f"recommend.recency_half_life must be > 0 and rrf_k >= 0, got "
-                             f"{self.recency_half_life}, {self.rrf_k}")
-        if not 0.0 <= self.mmr_lambda <= 1.0:
-            raise ValueError(f"recommend.mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
+        check_bounds(self, "recommend")
         if not self.trending_by.startswith("pin__"):
             raise ValueError(f"recommend.trending_by must be a pin feature column (pin__...), got {self.trending_by!r}")
 
