@@ -68,7 +68,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pinrec.jobs.config import ConfigError, SyntheticConfig
+from pinrec.jobs.config import SyntheticConfig
 from pinrec.jobs.io.lake import Location, as_location
 from pinrec.schemas.catalog import (
     ACTIONS,
@@ -446,19 +446,6 @@ def _write_world_truth(truth: Location, world: _World, cfg: SyntheticConfig, see
     (truth / "world.json").write_text(json.dumps(constants, indent=2, sort_keys=True) + "\n")
 
 
-def _check(cfg: SyntheticConfig) -> None:
-    positive = ("users", "pins", "categories", "latent_dim", "boards_per_user", "days", "impressions_per_day")
-    bad = [f"{k}={getattr(cfg, k)}" for k in positive if getattr(cfg, k) < 1]
-    bad += [f"{k}={getattr(cfg, k)}" for k in ("fresh_pins_per_day", "new_users_per_day") if getattr(cfg, k) < 0]
-    bad += [f"{k}={getattr(cfg, k)}" for k in ("fault_rate", "duplicate_rate") if not 0 <= getattr(cfg, k) <= 1]
-    if cfg.feed_order not in FEED_ORDERS:
-        bad.append(f"feed_order={cfg.feed_order!r} (one of {FEED_ORDERS})")
-    if not 1 <= cfg.session_length <= MAX_POSITION:
-        bad.append(f"session_length={cfg.session_length} (must be in 1..{MAX_POSITION})")
-    if bad:
-        raise ConfigError(f"invalid synthetic config: {', '.join(bad)}")
-
-
 @dataclass(frozen=True)
 class Simulation:
     """What :func:`simulate` returns. ``days``: per day, the truth columns of
@@ -479,7 +466,6 @@ class Simulation:
 def _draw(cfg: SyntheticConfig, seed: int) -> tuple[_World, dict[str, pd.DataFrame], _PinPool]:
     """The world, its users/pins/boards rows and the pin pool: what :func:`generate` and
     :func:`simulate` share, from the same random streams."""
-    _check(cfg)
     world = _build_world(cfg, np.random.default_rng([seed, 0]))
     dims = _dimension_frames(world, cfg, np.random.default_rng([seed, 1]))
     return world, dims, _PinPool.of(world, cfg.categories)
