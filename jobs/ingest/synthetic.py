@@ -94,7 +94,6 @@ CLICK_GIVEN_CLOSEUP = 0.1
 INTEREST_SHARE = 0.7                      # share of slots filled by interest-matched pins
 CANDIDATES = 4                            # interest slots show the best of this many pins
 CATEGORY_TEMPERATURE = 6.0
-FEED_ORDERS = ("random", "popularity")
 FEED_ORDER_NOISE = 0.5                    # std of the noise on log(popularity) when feed_order = "popularity"
 PIN_NOISE, USER_NOISE, CONTENT_NOISE = 0.6, 0.4, 0.3   # noise norms relative to unit vectors
 NSFW_SHARE, NO_EMBEDDING_SHARE = 0.01, 0.05
