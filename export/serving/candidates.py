@@ -6,7 +6,8 @@
 * ``category`` / ``trending``: the most saved pins of a category / overall, and ``fresh``: the
   newest pins, none created after ``now`` — all computed once per bundle (:class:`ColdStart`);
 * :func:`merge`: channels in priority order into one deduplicated list (a pin keeps its first
-  channel and a bit mask of all), flagged pins and dropped ids filtered out.
+  channel and a bit mask of all), flagged pins and dropped ids filtered out, each channel within
+  its quota when one is set.
 
 Everything is numpy over pin *rows* (positions in the bundle's pins, sorted by pin id), so ties
 break by pin id. Base install only (numpy, pyarrow).
@@ -165,9 +166,15 @@ class ColdStart:
 
 
 def merge(parts: Mapping[str, np.ndarray], order: Sequence[str], eligible: np.ndarray, pin_ids: np.ndarray,
-          drop: np.ndarray) -> Candidates:
+          drop: np.ndarray, quotas: Mapping[str, int] | None = None) -> Candidates:
     """Channels ``order`` (names of :data:`CHANNELS` -> pin rows, best first) merged in priority
-    order: each pin once, at its first position; flagged pins and pin ids in ``drop`` removed."""
+    order: each pin once, at its first position; flagged pins and pin ids in ``drop`` removed.
+
+    ``quotas`` (channel -> n): such a channel adds at most n pins that no earlier channel added (its
+    best ones); a pin its quota cuts can still come in through a later channel that proposed it,
+    and counts against that channel's quota. ``mask`` keeps every channel that proposed a pin."""
+    if quotas:
+        return _merge_with_quotas(parts, order, eligible, pin_ids, drop, quotas)
     rows = np.concatenate([parts[c] for c in order]).astype(np.int64)
     chan = np.concatenate([np.full(len(parts[c]), CHANNELS.index(c), np.int64) for c in order])
     uniq, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
@@ -181,3 +188,24 @@ def merge(parts: Mapping[str, np.ndarray], order: Sequence[str], eligible: np.nd
     rows, first, mask = rows[keep], first[keep], mask[keep]
     return Candidates(pin_ids[rows], rows, chan[first], mask)
 
+
+def _merge_with_quotas(parts: Mapping[str, np.ndarray], order: Sequence[str], eligible: np.ndarray,
+                       pin_ids: np.ndarray, drop: np.ndarray, quotas: Mapping[str, int]) -> Candidates:
+    """:func:`merge` with per-channel quotas: channel by channel (at most :data:`CHANNELS` of them),
+    numpy set operations on a few thousand rows."""
+    taken, kept, first = _EMPTY, [], []
+    for c in order:
+        rows = np.asarray(parts[c], np.int64)
+        _, at = np.unique(rows, return_index=True)
+        rows = rows[np.sort(at)]  # once each, best first
+        ok = eligible[rows] & ~np.isin(rows, taken)
+        if len(drop):
+            ok &= ~np.isin(pin_ids[rows], drop)
+        rows = rows[ok][:quotas[c]] if c in quotas else rows[ok]
+        kept.append(rows)
+        first.append(np.full(len(rows), CHANNELS.index(c), np.int64))
+        taken = np.concatenate([taken, rows])
+    mask = np.zeros(len(taken), np.int64)
+    for c in order:
+        mask |= np.isin(taken, parts[c]).astype(np.int64) << CHANNELS.index(c)
+    return Candidates(pin_ids[taken], taken, np.concatenate(first), mask)

@@ -96,7 +96,9 @@ class RecommendConfig:
     fresh and from each trending channel; ``trending_by``: the pin feature ranking trending pins.
     ``category_cap``: most pins of one category in the result (0: no cap); ``mmr_lambda``:
     relevance weight of MMR (1: plain score order). ``ranker_threads``: intra-op threads of the
-    ranker's own onnxruntime session (0: use the bundle's session as opened).
+    ranker's own onnxruntime session (0: use the bundle's session as opened). ``quotas``: channel
+    -> most pins it adds to the merged candidates beyond those an earlier channel added (source
+    quotas such as ``{ann: 300, trending: 50}``; a channel not named has none).
     """
 
     #: pydantic (not imported here) validates this section strictly when it is a field of the pipeline's config
@@ -113,12 +115,18 @@ class RecommendConfig:
     category_cap: int = bounded(10, ge=0)
     mmr_lambda: float = bounded(1.0, ge=0.0, le=1.0)
     ranker_threads: int = bounded(1, ge=0)
+    quotas: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (not self.channels or isinstance(self.channels, str) or len(set(self.channels)) != len(self.channels)
                 or not set(self.channels) <= set(CHANNELS)):
             raise ValueError(f"recommend.channels must be distinct names from {CHANNELS}, got {self.channels!r}")
         check_bounds(self, "recommend")
+        unknown = sorted(set(self.quotas) - set(CHANNELS))
+        bad = {c: n for c, n in self.quotas.items() if not isinstance(n, int) or isinstance(n, bool) or n < 0}
+        if unknown or bad:
+            raise ValueError(f"recommend.quotas maps channels of {CHANNELS} to counts >= 0; "
+                             f"unknown channels {unknown}, bad counts {bad}")
         if not self.trending_by.startswith("pin__"):
             raise ValueError(f"recommend.trending_by must be a pin feature column (pin__...), got {self.trending_by!r}")
 
@@ -273,7 +281,7 @@ class Recommender:
                  "trending": self._channels.trending, "fresh": self._channels.fresh(req.now_us)}
         order = list(cfg.channels) if query is None or "ann" in cfg.channels else ["ann", *cfg.channels]
         drop = np.concatenate([req.saves, exclude]) if len(exclude) else req.saves
-        cand = merge(parts, order, self._eligible, self._pin_ids, drop)
+        cand = merge(parts, order, self._eligible, self._pin_ids, drop, cfg.quotas)
         if timings is not None:
             timings["ann"] = timings.get("ann", 0.0) + t1 - t0
             timings["candidates"] = timings.get("candidates", 0.0) + time.perf_counter() - t1

@@ -51,3 +51,28 @@ def test_merge_keeps_first_channel_every_source_and_filters():
     cand = merge(parts, ["ann", "trending", "fresh"], np.array([True, True, True, False]), ids, np.array([20]))
     assert cand.pin_ids.tolist() == [10, 30] and cand.channel_names() == ["ann", "trending"]
     assert cand.of("trending").tolist() == [10, 30] and cand.of("ann").tolist() == [10]
+
+
+def test_quotas_cap_what_each_channel_adds_and_let_a_later_channel_bring_a_cut_pin():
+    ids = np.arange(10, 18) * 10  # rows 0..7
+    eligible = np.ones(8, bool)
+    eligible[7] = False
+    parts = {"ann": np.array([0, 1, 2, 3]), "trending": np.array([3, 1, 4, 7, 5]), "fresh": np.array([6, 2])}
+    order = ["ann", "trending", "fresh"]
+    cand = merge(parts, order, eligible, ids, np.array([110]), quotas={"ann": 2, "trending": 2})
+    # ann adds rows 0 and 2 (row 1 is dropped by id; row 3 is over ann's quota), trending adds 3 (cut from
+    # ann, proposed here too) and 4 (1 was dropped, 7 is flagged; 5 is over the quota), fresh has none
+    assert cand.pin_ids.tolist() == [100, 120, 130, 140, 160]
+    assert cand.channel_names() == ["ann", "ann", "trending", "trending", "fresh"]
+    assert cand.of("ann").tolist() == [100, 120, 130]  # every channel that proposed a kept pin
+    assert cand.of("fresh").tolist() == [120, 160]
+    # no quotas: the same as the vectorised merge; a zero quota shuts a channel's new pins out
+    plain = merge(parts, order, eligible, ids, np.array([110]))
+    unlimited = merge(parts, order, eligible, ids, np.array([110]), quotas={"ann": 99})
+    assert unlimited.pin_ids.tolist() == plain.pin_ids.tolist() and unlimited.mask.tolist() == plain.mask.tolist()
+    assert unlimited.channel.tolist() == plain.channel.tolist()
+    assert merge(parts, order, eligible, ids, _EMPTY_IDS, quotas={"trending": 0}).channel_names() == \
+        ["ann", "ann", "ann", "ann", "fresh"]
+
+
+_EMPTY_IDS = np.zeros(0, np.int64)

@@ -124,6 +124,18 @@ def test_channels_merge_and_remember_every_source(bundle):
     assert set(names[:first_other]) == {"ann"} and "ann" not in names[first_other:]
 
 
+def test_source_quotas_cap_what_each_channel_adds(bundle):
+    free = rec(bundle, ann_candidates=10, fresh_candidates=6, trending_candidates=5)
+    capped = rec(bundle, ann_candidates=10, fresh_candidates=6, trending_candidates=5, quotas={"ann": 3, "fresh": 1})
+    before, after = free.candidates(2, {"now": CUTOFF}), capped.candidates(2, {"now": CUTOFF})
+    names = after.channel_names()
+    assert names.count("ann") == 3 and names.count("fresh") <= 1
+    assert after.pin_ids[:3].tolist() == before.of("ann")[:3].tolist()  # ann's best three
+    assert len(after) < len(before) and len(set(after.pin_ids.tolist())) == len(after)
+    recs = capped.recommend(2, {"now": CUTOFF}, k=5)
+    assert 1 <= len(recs) <= 5 and {r.pin_id for r in recs} <= set(after.pin_ids.tolist())
+
+
 def test_flagged_pins_and_own_saves_are_never_returned(bundle):
     r = rec(bundle, category_cap=0)
     for user in (1, 2, 3, 99, None):
@@ -403,6 +415,10 @@ def test_config_validation():
         RecommendConfig(channels=("ann", "ann"))
     with pytest.raises(ValueError, match="ann_candidates"):
         RecommendConfig(ann_candidates=0)
+    with pytest.raises(ValueError, match=r"recommend.quotas .*unknown channels \['popular'\]"):
+        RecommendConfig(quotas={"popular": 3})
+    with pytest.raises(ValueError, match=r"bad counts \{'ann': -1\}"):
+        RecommendConfig(quotas={"ann": -1})
     with pytest.raises(ValueError, match="mmr_lambda"):
         RecommendConfig(mmr_lambda=1.5)
     with pytest.raises(ValueError, match="trending_by"):
