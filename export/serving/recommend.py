@@ -89,7 +89,9 @@ STAGES = ("features", "ann", "candidates", "encode", "ranker", "rerank")
 class RecommendConfig:
     """How :class:`Recommender` serves.
 
-    ``channels``: candidate channels in priority order (subset of :data:`CHANNELS`).
+    ``channels``: candidate channels in priority order (subset of :data:`CHANNELS`); ``None``: every
+    channel the bundle can serve, in the order of :data:`CHANNELS` (a channel named explicitly that the
+    bundle cannot serve is an error).
     ``ann_candidates``: pins kept from the ANN channel; ``ann_queries``: most recent saves used
     as queries; ``recency_half_life``: saves after which a query's weight halves; ``rrf_k``: the
     reciprocal-rank constant. ``fresh_candidates`` / ``trending_candidates``: pins from the
@@ -104,7 +106,7 @@ class RecommendConfig:
     #: pydantic (not imported here) validates this section strictly when it is a field of the pipeline's config
     __pydantic_config__: ClassVar[dict] = {"extra": "forbid", "allow_inf_nan": False, "coerce_numbers_to_str": True}
 
-    channels: tuple[str, ...] = CHANNELS
+    channels: tuple[str, ...] | None = None
     ann_candidates: int = bounded(500, ge=1)
     ann_queries: int = bounded(5, ge=1)
     recency_half_life: float = bounded(2.0, gt=0.0)
@@ -118,7 +120,7 @@ class RecommendConfig:
     quotas: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if (not self.channels or isinstance(self.channels, str) or len(set(self.channels)) != len(self.channels)
+        if self.channels is not None and (not self.channels or isinstance(self.channels, str) or len(set(self.channels)) != len(self.channels)
                 or not set(self.channels) <= set(CHANNELS)):
             raise ValueError(f"recommend.channels must be distinct names from {CHANNELS}, got {self.channels!r}")
         check_bounds(self, "recommend")
@@ -194,9 +196,10 @@ class Recommender:
         if self.embeddings is not None and self.embeddings.shape != (len(self._pin_ids), self.index.d):
             raise ValueError(f"{EMBEDDINGS_FILE} is {self.embeddings.shape}, expected "
                              f"({len(self._pin_ids)}, {self.index.d}): one row per pin, the index's dimension")
-        if self.embeddings is None and ("ann" in cfg.channels or cfg.mmr_lambda < 1):
-            raise ValueError(f"bundle {bundle.name}/{bundle.version} carries no extra/{EMBEDDINGS_FILE}: drop 'ann' "
-                             "from recommend.channels and set mmr_lambda=1 (or pass query= to recommend)")
+        self.channels = self._resolve_channels(snapshot)
+        if self.embeddings is None and cfg.mmr_lambda < 1:
+            raise ValueError(f"bundle {bundle.name}/{bundle.version} carries no extra/{EMBEDDINGS_FILE}: "
+                             "set recommend.mmr_lambda=1")
         self._embedding_table = None
         if set(EMBEDDING_COLUMNS) & set(self._columns):
             if self.embeddings is None:
@@ -240,19 +243,40 @@ class Recommender:
         self.tasks = tuple(o[2:] for o in self._outputs if o.startswith("p_"))
         return sess
 
+    def _missing(self, snapshot) -> dict[str, str]:
+        """Channel -> what the bundle lacks to serve it (channels it can serve are absent)."""
+        missing = {}
+        if self.embeddings is None:
+            missing["ann"] = (f"bundle {self.bundle.name}/{self.bundle.version} carries no extra/{EMBEDDINGS_FILE} "
+                              "(pass query= to recommend instead)")
+        view = snapshot.view("pin") if "pin" in snapshot.views else None
+        if view is None or view.meta.entities != ("pin_id",) or self.config.trending_by not in view.values.column_names:
+            missing["category"] = missing["trending"] = \
+                f"the feature snapshot's pin view has no {self.config.trending_by!r} (recommend.trending_by)"
+        return missing
+
+    def _resolve_channels(self, snapshot) -> tuple[str, ...]:
+        """``recommend.channels``, or every channel the bundle can serve when it is None."""
+        missing = self.missing = self._missing(snapshot)
+        if self.config.channels is None:
+            return tuple(c for c in CHANNELS if c not in missing)
+        bad = [c for c in self.config.channels if c in missing]
+        if bad:
+            raise ValueError(f"recommend.channels names {bad}, which this bundle cannot serve: "
+                             + "; ".join(f"{c}: {missing[c]}" for c in bad)
+                             + " (drop them, or leave recommend.channels unset to serve what the bundle can)")
+        return tuple(self.config.channels)
+
     def _cold_start(self, snapshot) -> None:
         cfg = self.config
         cutoff_us = min(int(to_micros(snapshot.meta(v).cutoff)[0]) for v in snapshot.views)
         rows = score = None
-        if {"trending", "category"} & set(cfg.channels):
-            view = snapshot.view("pin") if "pin" in snapshot.views else None
-            if view is None or view.meta.entities != ("pin_id",) or cfg.trending_by not in view.values.column_names:
-                raise ValueError(f"the trending channels need the pin view's {cfg.trending_by!r} in the feature "
-                                 "snapshot; drop 'trending' and 'category' from recommend.channels otherwise")
+        if {"trending", "category"} & set(self.channels):
+            view = snapshot.view("pin")
             score = pc.cast(view.values.column(cfg.trending_by), pa.float64()).to_numpy(zero_copy_only=False)
             rows, found = self._rows(view.keys)
             rows, score = rows[found], score[found]
-        self._channels = ColdStart(self._eligible, self.pins.created_us, cutoff_us, cfg.fresh_candidates,
+        self._cold = ColdStart(self._eligible, self.pins.created_us, cutoff_us, cfg.fresh_candidates,
                                    cfg.trending_candidates, self._cat, rows, score)
 
     # ---------------------------------------------------------------- per request
@@ -274,12 +298,13 @@ class Recommender:
                     timings: dict | None) -> Candidates:
         t0 = time.perf_counter()
         cfg = self.config
-        ann = self._ann(req, query) if "ann" in cfg.channels or query is not None else np.zeros(0, np.int64)
+        channels = self.channels
+        ann = self._ann(req, query) if "ann" in channels or query is not None else np.zeros(0, np.int64)
         t1 = time.perf_counter()
         code = self._category_code.get(req.top_category) if req.top_category is not None else None
-        parts = {"ann": ann, "category": self._channels.category(code, cfg.trending_candidates),
-                 "trending": self._channels.trending, "fresh": self._channels.fresh(req.now_us)}
-        order = list(cfg.channels) if query is None or "ann" in cfg.channels else ["ann", *cfg.channels]
+        parts = {"ann": ann, "category": self._cold.category(code, cfg.trending_candidates),
+                 "trending": self._cold.trending, "fresh": self._cold.fresh(req.now_us)}
+        order = list(channels) if query is None or "ann" in channels else ["ann", *channels]
         drop = np.concatenate([req.saves, exclude]) if len(exclude) else req.saves
         cand = merge(parts, order, self._eligible, self._pin_ids, drop, cfg.quotas)
         if timings is not None:
@@ -363,7 +388,7 @@ class Recommender:
     def __repr__(self) -> str:
         cfg = self.config
         return (f"{self.__class__.__name__}({self.bundle.name}/{self.bundle.version}, pins={len(self._pin_ids)}, "
-                f"channels={list(cfg.channels)}, ann_candidates={cfg.ann_candidates}, "
+                f"channels={list(self.channels)}, ann_candidates={cfg.ann_candidates}, "
                 f"category_cap={cfg.category_cap}, mmr_lambda={cfg.mmr_lambda})")
 
 
@@ -373,8 +398,9 @@ class LoaderRecommender:
     It registers a check with the loader (:meth:`Loader.add_check`, run on the bundle serving now
     too): a refresh switches only to a version whose Recommender builds and answers
     :meth:`Recommender.probe`, and the Recommender built there serves the first request after the
-    switch. A version that cannot serve is refused by ``refresh()`` (:class:`BundleError`) and the
-    previous one keeps serving. The loader holds the check weakly: dropping this object drops it.
+    switch. A version that cannot serve, or (``recommend.channels`` unset) serves fewer channels than
+    the version serving now, is refused by ``refresh()`` (:class:`BundleError`) and the previous one
+    keeps serving. The loader holds the check weakly: dropping this object drops it.
     """
 
     def __init__(self, loader, config: RecommendConfig | None = None) -> None:
@@ -393,6 +419,11 @@ class LoaderRecommender:
 
     def _check(self, bundle) -> None:
         rec = Recommender(bundle, self.config)
+        serving = self._current
+        lost = [c for c in serving.channels if c not in rec.channels] if serving is not None else []
+        if lost:  # channels unset: a new version must not silently serve less than the one serving now
+            raise ValueError(f"bundle {bundle.name}/{bundle.version} cannot serve channels {lost} that "
+                             f"{serving.bundle.version} serves: " + "; ".join(f"{c}: {rec.missing[c]}" for c in lost))
         rec.probe()
         with self._lock:
             self._ready = rec

@@ -425,15 +425,33 @@ def test_config_validation():
         RecommendConfig(trending_by="saves_30d")
 
 
+def test_channels_unset_leave_out_what_the_bundle_cannot_serve(bundle):
+    assert Recommender(bundle).channels == CHANNELS  # this bundle serves every channel
+    no_trending = RecommendConfig(trending_by="pin__no_such_feature")
+    assert Recommender(bundle, no_trending).channels == ("ann", "fresh")
+    with pytest.raises(ValueError, match=r"names \['trending'\], which this bundle cannot serve: trending: the "
+                                         r"feature snapshot's pin view has no 'pin__no_such_feature'"):
+        Recommender(bundle, dataclasses.replace(no_trending, channels=("ann", "trending")))
+
+
 def test_a_bundle_without_embeddings(tmp_path):
     store = Store(str(tmp_path / "store"))
     publish(store, "homefeed", write_candidate(tmp_path / "c", with_embeddings=False), metrics(), LINEAGE,
             version="v1", now=T0, blessing=GATE)
     b = load(store.uri, "homefeed")
-    with pytest.raises(ValueError, match="carries no extra/pin_embeddings.npy"):
-        Recommender(b)
+    with pytest.raises(ValueError, match=r"recommend.channels names \['ann'\], which this bundle cannot serve: "
+                                         r"ann: bundle homefeed/v1 carries no extra/pin_embeddings.npy"):
+        Recommender(b, RecommendConfig(channels=("ann", "fresh")))
+    with pytest.raises(ValueError, match="carries no extra/pin_embeddings.npy: set recommend.mmr_lambda=1"):
+        Recommender(b, RecommendConfig(mmr_lambda=0.5))
+    auto = Recommender(b)  # channels unset: what the bundle can serve
+    assert auto.channels == ("category", "trending", "fresh")
     r = Recommender(b, RecommendConfig(channels=("trending", "fresh")))
+    assert r.channels == ("trending", "fresh")
     assert r.recommend(1, CONTEXT, k=5) and r.candidates(1).of("ann").size == 0
+    assert [x.pin_id for x in auto.recommend(1, CONTEXT, k=5)] == \
+        [x.pin_id for x in Recommender(b, RecommendConfig(channels=("category", "trending", "fresh"))).recommend(
+            1, CONTEXT, k=5)]
     assert r.candidates(None, query=embeddings()[5]).of("ann").size > 0
 
 
@@ -457,7 +475,8 @@ def _empty_encoder(folder):
 
 CANNOT_SERVE = {  # a version the loader accepts but Recommender cannot build
     "no pin_embeddings": (lambda folder: write_candidate(folder, with_embeddings=False),
-                          r"carries no extra/pin_embeddings.npy"),
+                          (r"cannot serve channels \['ann'\] that v1 serves: ann: bundle homefeed/v2 carries no "
+                           r"extra/pin_embeddings.npy")),
     "encoder {}": (_empty_encoder, r"not a pinrec encoder"),
 }
 
