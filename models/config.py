@@ -111,6 +111,10 @@ class PinSageTrainConfig:
     and looks it up in every batch (one walk set per pin and epoch: cheap when an epoch touches most
     pins); ``"batch"`` re-samples in every forward pass, as the paper's minibatch producer does (better
     when an epoch touches few of many pins).
+    Versions (the job, :mod:`pinrec.jobs.pinsage.pinsage_versions`): ``warm_start`` starts from the
+    previous model version's weights when the architecture and the feature spec match (new pins'
+    id rows freshly initialised), training ``warm_start_epochs`` epochs (0: ``epochs``); otherwise,
+    or with ``warm_start`` off, a cold start.
     Runtime: ``seed``, ``checkpoint_dir`` (None: no checkpoints), ``checkpoint_every`` (epochs),
     ``device`` (``"auto"``: CUDA when available), ``progress`` (a tqdm bar on rank 0),
     ``inference_batch_size`` (for ``embed``).
@@ -142,6 +146,8 @@ class PinSageTrainConfig:
     num_layers: PosInt = 2
     id_embedding: bool = False
     id_embedding_std: PosFloat = 1.0
+    warm_start: bool = True
+    warm_start_epochs: NonNegInt = 0
     seed: NonNegInt = 0
     checkpoint_dir: str | None = None
     checkpoint_every: PosInt = 1

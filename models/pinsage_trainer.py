@@ -60,11 +60,12 @@ from pinrec.models.random_walk import (
     ImportanceNeighborSampler,
     PinBoardGraph,
 )
+from pinrec.models.warm_start import warm_state
 
 EpochHook = Callable[[int, dict[str, float]], None]
 CHECKPOINT_FILE = "pinsage.pt"
 # Fields that fix the parameters' shapes: a checkpoint only resumes a run that agrees on them.
-_ARCHITECTURE = ("hidden_channels", "out_channels", "num_layers", "id_embedding")
+ARCHITECTURE = ("hidden_channels", "out_channels", "num_layers", "id_embedding")
 
 
 def deterministic_kernels(method: Callable) -> Callable:
@@ -218,7 +219,7 @@ class PinSageTrainer:
         checkpoint's architecture differs from this trainer's."""
         state = torch.load(path, map_location=self.device, weights_only=True)
         saved = state["config"]
-        clash = {k: (saved.get(k), getattr(self.cfg, k)) for k in _ARCHITECTURE if saved.get(k) != getattr(self.cfg, k)}
+        clash = {k: (saved.get(k), getattr(self.cfg, k)) for k in ARCHITECTURE if saved.get(k) != getattr(self.cfg, k)}
         if clash:
             raise ValueError(f"checkpoint {path} was trained with a different architecture "
                              f"(checkpoint, config): {clash}")
@@ -230,6 +231,14 @@ class PinSageTrainer:
         self.history = [dict(h) for h in state["history"]]
         self.start_epoch = int(state["epoch"]) + 1
         return self.start_epoch
+
+    def warm_start(self, previous: dict[str, Tensor], rows: Tensor) -> None:
+        """Start from a previous version's model weights instead of the random initialisation
+        (:func:`pinrec.models.warm_start.warm_state`: ``rows`` (N,) maps each pin to its row in the
+        previous version, -1 for a new pin). Call before :meth:`fit`; a checkpoint in
+        ``checkpoint_dir`` still takes precedence (a resume continues the run it belongs to).
+        Raises :class:`~pinrec.models.warm_start.WarmStartError` when the shapes differ."""
+        self.model.load_state_dict(warm_state(previous, self.model.state_dict(), rows.to(self.device)))
 
     # ----------------------------------------------------------------------------------- training
     def _reseed(self, epoch: int) -> None:
@@ -382,4 +391,4 @@ class PinSageTrainer:
                 f"world_size={self.world_size})")
 
 
-__all__ = ["CHECKPOINT_FILE", "PinSageTrainConfig", "PinSageTrainer", "graph_to", "ranking_loss", "resolve_device"]
+__all__ = ["ARCHITECTURE", "CHECKPOINT_FILE", "PinSageTrainConfig", "PinSageTrainer", "graph_to", "ranking_loss", "resolve_device"]

@@ -115,7 +115,8 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     from pinrec.jobs.pinsage.pinsage import train_pinsage
 
     echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                                      artifact_root=mlflow_artifact_root(cfg.storage)).render())
+                                      artifact_root=mlflow_artifact_root(cfg.storage),
+                                      artifacts=cfg.storage.location("artifacts")).render())
     from pinrec.jobs.ranking.ranker import run_ranker
 
     ranker = run_ranker(spark, cfg)

@@ -133,9 +133,10 @@ def pinsage_embeddings(cfg: PinrecConfig) -> dict:
     from pinrec.jobs.pinsage.pinsage import train_pinsage
 
     report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                           artifact_root=mlflow_artifact_root(cfg.storage))
+                           artifact_root=mlflow_artifact_root(cfg.storage), artifacts=cfg.storage.location("artifacts"))
     log.info("[pinsage] %s", report.render())
     return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
+            "warm_start_from": report.warm_start_from, "stability": report.stability,
             "wrote": {"pin_embeddings": {"rows": report.pins, "delta_version": report.delta_version}}}
 
 

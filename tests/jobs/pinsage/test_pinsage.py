@@ -86,8 +86,11 @@ def test_train_pinsage_writes_embeddings_and_logs_to_mlflow(spark, tmp_path):
                              max_hard_negatives=2, hard_negative_band=(2, 8), hard_negative_walks=20,
                              num_neighbors=3, num_walks=10, walk_length=2, hidden_channels=8, out_channels=4,
                              progress=False, seed=3)
-    report = train_pinsage(spark, root, cfg, uri)
+    artifacts = tmp_path / "artifacts"
+    report = train_pinsage(spark, root, cfg, uri, artifacts=str(artifacts))
 
+    assert report.warm_start_from is None and report.warm_start == "cold start: no previous version"
+    assert report.stability == {} and (artifacts / "pinsage" / report.model_version / "model.pt").is_file()
     assert report.pins == 24 and report.boards == 6 and report.epochs == 3
     assert report.edges_by_split == {"eval": 9, "train": 27}  # second saves at hours 30..52: 9 from hour 36
     assert report.input_versions == {"graph_edges": 0, "graph_pin_nodes": 0, "graph_board_nodes": 0}
@@ -111,9 +114,24 @@ def test_train_pinsage_writes_embeddings_and_logs_to_mlflow(spark, tmp_path):
     assert losses == pytest.approx(list(report.losses))
     assert {a.path for a in client.list_artifacts(report.run_id)} >= {"loss_curve.json", "pin_embeddings.json"}
 
-    again = train_pinsage(spark, root, cfg, None)  # same inputs and seed: same model; the snapshot is replaced
+    # same inputs and seed: same model (a rerun starts where the version it reruns started: cold); replaced
+    again = train_pinsage(spark, root, cfg, None, artifacts=str(artifacts))
     assert again.model_version == report.model_version and again.delta_version == report.delta_version + 1
+    assert again.warm_start == f"cold start: a rerun of {report.model_version} on the same inputs, which started cold"
     assert spark.read.format("delta").load(f"{root}/pin_embeddings").count() == 24
+    assert again.stability["overlap_at_10"] == 1.0 and again.stability["common_pins"] == 24
+    assert again.stability["procrustes_cosine"] == pytest.approx(1.0)
+
+    # the next day's graph: a new version, warm-started from the previous one, its movement measured
+    write_graph(spark, root, cutoff=T0 + dt.timedelta(days=3), eval_from=T0 + dt.timedelta(hours=44))
+    nxt = train_pinsage(spark, root, cfg, None, artifacts=str(artifacts))
+    assert nxt.warm_start_from == report.model_version and nxt.warm_start == f"warm start from {report.model_version}"
+    assert nxt.model_version != report.model_version
+    assert set(nxt.stability) == {"common_pins", "overlap_at_10", "procrustes_cosine", "heldout_recall_at_10",
+                                  "heldout_recall_at_10_previous"}
+    assert 0.0 <= nxt.stability["overlap_at_10"] <= 1.0 and -1.0 <= nxt.stability["procrustes_cosine"] <= 1.0
+    meta = json.loads(DeltaTable.forPath(spark, f"{root}/pin_embeddings").history(1).collect()[0]["userMetadata"])
+    assert meta["warm_start_from"] == report.model_version and meta["stability"] == nxt.stability
 
 
 @pytest.mark.spark
@@ -130,7 +148,8 @@ def test_the_job_under_torchrun_trains_on_both_ranks(spark, tiny_world, tmp_path
     shutil.copytree(cfg.storage.warehouse, warehouse)
     overrides = [f"storage.warehouse={warehouse}", f"storage.mlflow_tracking_uri=sqlite:///{tmp_path}/m.db",
                  "spark.master=local[1]", "spark.shuffle_partitions=1", f"spark.jars_dir={REPO / 'var' / 'jars'}",
-                 "pinsage.epochs=2", "pinsage.progress=false", "pinsage.hard_negatives_from_epoch=1"]
+                 "pinsage.epochs=2", "pinsage.progress=false", "pinsage.hard_negatives_from_epoch=1",
+                 f"storage.artifacts={tmp_path / 'artifacts'}"]  # not the shared world's: it keeps a model version
     stdout = torchrun("-m", "pinrec.jobs.orchestration.cli", "pinsage", *(a for o in overrides for a in ("--set", o)), timeout=900,
                       env={"SPARK_LOCAL_IP": "127.0.0.1"})
     follower = re.search(r"\[pinsage\] rank 1: trained with rank 0 \(2 epoch\(s\), model (pinsage-\w+)\)", stdout)
