@@ -41,6 +41,7 @@ from .ingest_read import (
     read_failure,
     read_lines,
 )
+from .landing import partition_dir
 from .report import IngestReport
 from .validation import add_reference_flags, checks_for, ref_view, validate
 
@@ -131,7 +132,8 @@ def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: l
         return IngestReport(table=spec.name, days=tuple(days), batch_id=batch_id)
     cached: list = []  # everything cached is released, even on error: a later batch with the same
     try:               # plan over rewritten files would otherwise read the stale cache
-        report = _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached)
+        landing = {d.isoformat(): str(partition_dir(paths.landing, spec.name, d)) for d in days}  # lineage
+        report = _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing)
     finally:
         for df in cached:
             df.unpersist()
@@ -141,7 +143,7 @@ def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: l
     return report
 
 
-def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached) -> IngestReport:
+def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing) -> IngestReport:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -191,7 +193,8 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
     if report.rejected:
         return report
-    return report.with_version(catalog.write(spec.name, valid, days=days).version)
+    origin = {"batch_id": batch_id, "landing": landing}  # `pinrec lineage` follows a raw table back to these folders
+    return report.with_version(catalog.write(spec.name, valid, days=days, user_metadata=origin).version)
 
 
 def landed_days(landing: str, start: dt.date, end: dt.date, anchor: str = "impressions") -> list[dt.date]:

@@ -55,6 +55,43 @@ def cmd_publish_prune(args) -> int:
     return 0
 
 
+def cmd_lineage(args) -> int:
+    """``lineage REF``: a table version (``<table>@<version>``), an MLflow run id (32 hex digits), a bundle
+    ``<name>/<version>`` or a bare bundle version of ``publish.name``."""
+    import re
+
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.jobs.publish.lineage import (
+        bundle_lineage,
+        parse_table_ref,
+        render,
+        run_lineage,
+        table_lineage,
+    )
+
+    cfg = config_of(args)
+    ref = args.ref
+    spark, _ = spark_and_paths(cfg)
+    catalog = Catalog(spark, cfg.storage.warehouse)
+    table = parse_table_ref(ref)
+    if table is not None:
+        node = table_lineage(catalog, *table)
+    elif re.fullmatch(r"[0-9a-f]{32}", ref):
+        from mlflow import MlflowClient
+
+        if not cfg.storage.mlflow_tracking_uri:
+            raise ConfigError(f"{ref} looks like an MLflow run id, but storage.mlflow_tracking_uri is not set")
+        node = run_lineage(MlflowClient(cfg.storage.mlflow_tracking_uri).get_run(ref), catalog)
+    else:
+        from pinrec.export.serving.store import read_manifest
+
+        name, _, version = ref.rpartition("/")
+        manifest, _ = read_manifest(_store(cfg), name or cfg.publish.name, version)
+        node = bundle_lineage(manifest, catalog)
+    print(render(node))
+    return 0
+
+
 def _context(items: list[str]) -> dict[str, Any]:
     """``--context key=value`` items -> the request context (``now``: a datetime; hour, day_of_week: ints)."""
     context: dict[str, Any] = {}
@@ -158,5 +195,5 @@ COMMANDS: dict[str, Callable[[Any], int]] = {
     "publish bundle": cmd_publish_bundle, "publish rollback": cmd_publish_rollback,
     "publish prune": cmd_publish_prune, "recommend": cmd_recommend, "feature-snapshot": cmd_feature_snapshot,
     "stack up": cmd_stack, "stack status": cmd_stack, "stack down": cmd_stack,
-    "config show": cmd_config_show, "config docs": cmd_config_docs,
+    "config show": cmd_config_show, "config docs": cmd_config_docs, "lineage": cmd_lineage,
 }

@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _leaf(sub, "tables", "tables", [common], help="summarise the warehouse: rows, days, Delta versions")
 
+    p = _leaf(sub, "lineage", "lineage", [common],
+              help="the chain from a bundle, table version or MLflow run back to the landing partitions")
+    p.add_argument("ref", help="<table>@<version> (<table>@: the current one), an MLflow run id, a bundle "
+                               "<name>/<version>, or a bundle version of publish.name")
+
     p = _leaf(sub, "task", "task", [common], help="run one DAG task for one day exactly as the DAG does; print its XCom (JSON)")
     p.add_argument("step", choices=list(STEPS),
                    help="the task: pinrec.jobs.orchestration.tasks.ingest_day, features_day, training_set_window (the "

@@ -1,0 +1,69 @@
+"""`pinrec lineage`: from a bundle, a table version or an MLflow run back to the landing partitions."""
+from __future__ import annotations
+
+import pytest
+
+from pinrec.jobs.publish.lineage import Node, parse_table_ref, render
+from pinrec.schemas.catalog import RAW_TABLES
+
+
+def test_parse_table_ref():
+    assert parse_table_ref("pins@7") == ("pins", 7)
+    assert parse_table_ref("pins@") == ("pins", None)
+    assert parse_table_ref("v-2026") is None
+    for bad in ("@3", "pins@x", "pins@-1"):
+        with pytest.raises(ValueError, match="<table>@<version>"):
+            parse_table_ref(bad)
+
+
+def test_render_draws_the_tree():
+    tree = Node("bundle homefeed/v1", {"code_version": "abc"}, (
+        Node("pin_embeddings@3", {"model_version": "pinsage-1"}, (Node("graph_edges@2", {}, (Node("pins@1"),)),)),
+        Node("pins@1 (above)")))
+    assert render(tree).splitlines() == [
+        "bundle homefeed/v1  [code_version=abc]",
+        "├── pin_embeddings@3  [model_version=pinsage-1]",
+        "│   └── graph_edges@2",
+        "│       └── pins@1",
+        "└── pins@1 (above)",
+    ]
+
+
+def _labels(node: Node) -> list[str]:
+    return [node.label, *(label for child in node.children for label in _labels(child))]
+
+
+@pytest.mark.spark
+def test_lineage_of_the_demo_bundle_reaches_the_landing_partitions(tiny_world, capsys):
+    from pinrec.jobs.orchestration.cli import main
+
+    cfg, result = tiny_world
+    version = result.bundle.version
+    assert main(["lineage", f"{cfg.publish.name}/{version}", *_sets(cfg)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"bundle {cfg.publish.name}/{version}  [code_version=")
+    assert "├── pin_embeddings@" in out and "model_version=pinsage-" in out
+    # pin_embeddings <- graph_edges <- the raw tables <- their landing folders, one per landed day
+    landed = [line for line in lines if "landing " in line]
+    days = {d.isoformat() for d in result.landing.days}
+    assert landed and {line.split("day=")[1].split(",")[0] for line in landed} == days
+    tables = {line.split(f"landing {cfg.storage.landing}/")[1].split("/dt=")[0] for line in landed}
+    assert "pins" in tables and tables <= {t.name for t in RAW_TABLES}, tables
+    assert "(above)" in out  # a table read by two steps is expanded once
+
+    assert main(["lineage", "pin_embeddings@", *_sets(cfg)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].startswith("pin_embeddings@") and "graph_edges@" in table
+
+    run = result.ranker.run_id
+    assert main(["lineage", run, *_sets(cfg)]) == 0
+    assert capsys.readouterr().out.startswith(f"run {run}  [experiment_id=")
+    assert main(["lineage", "no_such_table@", *_sets(cfg)]) == 2
+    assert "no table 'no_such_table'" in capsys.readouterr().err
+
+
+def _sets(cfg) -> list[str]:
+    return ["--set", f"storage.warehouse={cfg.storage.warehouse}", "--set", f"publish.store_uri={cfg.publish.store_uri}",
+            "--set", f"storage.mlflow_tracking_uri={cfg.storage.mlflow_tracking_uri}",
+            "--set", f"storage.landing={cfg.storage.landing}", "--set", "spark.master=local[1]"]
