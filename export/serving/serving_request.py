@@ -5,7 +5,8 @@ with a :class:`RequestError` naming the field and what it allows: :func:`parse` 
 (an int64 id or None) and ``context`` (a mapping of the keys :data:`~pinrec.export.serving.serving_encoding.CONTEXT`
 and ``now``, a datetime: ``hour`` and ``day_of_week`` default to its UTC hour and Spark's day of
 week), :func:`check_k` ``k``, :func:`check_ids` ``exclude`` (int64 pin ids) and
-:func:`check_query` a query embedding ((D,) or (Q, D) finite reals). Negative ids are valid int64
+:func:`check_query` a query embedding ((D,) or (Q, D) finite reals); session actions (``recent``) are
+checked by :func:`pinrec.export.serving.session.check_recent`. Negative ids are valid int64
 ids (simply unknown); a bool is refused wherever an int is asked for.
 
 :class:`UserTable` serves, when the bundle's snapshot serves the features, every user of the
