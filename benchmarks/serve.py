@@ -29,7 +29,8 @@ One run of this script:
 4. serves the same requests again with ``--recent`` fresh session actions each (``recommend(recent=...)``:
    random pins saved or closed up in the last minute, merged into the recent lists before the ANN
    queries) and, with ``--quotas`` (default ``ann=300,category=25,trending=25,fresh=25``; ``off``: not
-   measured), with ``recommend.quotas`` set: the columns ``recent`` and ``quotas``;
+   measured), with ``recommend.quotas`` set: the columns ``recent`` and ``quotas``, each request
+   served by the three in turn (interleaved, so that the load of a shared machine hits them alike);
 5. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
    starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
    (:func:`pinrec.jobs.features.redis_export.export_snapshot`) and serves the same requests with features from
@@ -320,8 +321,8 @@ def measure(work: Path, args, built: dict) -> int:
                      rng.integers(0, args.users, args.requests + args.warmup))
     contexts = [{"surface": SURFACES[i % 4], "device": DEVICES[i % 3], "country": COUNTRIES[i % 5],
                  "now": CUTOFF + dt.timedelta(minutes=int(m))} for i, m in enumerate(rng.integers(0, 600, len(users)))]
-    runs = {"snapshot": serve(rec, users, contexts, args)}
-    runs.update(session_and_quota_runs(rec, bundle, cfg, users, contexts, args))
+    runs = serve({"snapshot": (rec, None), **session_and_quota_variants(rec, bundle, cfg, contexts, args)},
+                 users, contexts, args)
     redis_note = "Redis: not measured (--redis off)"
     if args.redis != "off":
         measured = with_redis(bundle, RecommendConfig(**cfg), users, contexts, args)
@@ -368,25 +369,31 @@ def measure(work: Path, args, built: dict) -> int:
     return 0
 
 
-def serve(rec, users, contexts, args, recent=None):
-    """Run the requests (the first ``args.warmup`` untimed), with ``recent[i]`` the session actions of
-    request i when given: (wall s, CPU s, {stage: s}, sizes)."""
+def serve(variants: dict, users, contexts, args) -> dict:
+    """Run the requests (the first ``args.warmup`` untimed) on each variant (name -> (recommender,
+    per-request session actions or None)), interleaved: request i goes to every variant in turn, the
+    first one rotating, so that a shared machine's load hits them alike. Name -> (wall s, CPU s,
+    {stage: s}, sizes)."""
     from pinrec.export.serving.recommend import STAGES
 
-    wall, cpu, stages, sizes = [], [], {s: [] for s in STAGES}, []
+    runs = {name: ([], [], {s: [] for s in STAGES}, []) for name in variants}
+    names = list(variants)
     for i, (user, ctx) in enumerate(zip(users.tolist(), contexts)):
-        timings: dict[str, float] = {}
-        session = recent[i] if recent is not None else None
-        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
-        out = rec.recommend(user, ctx, k=args.k, recent=session, timings=timings)
-        c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
-        if i >= args.warmup:
-            wall.append((t1 - t0) / 1e9)
-            cpu.append((c1 - c0) / 1e9)
-            sizes.append(len(out))
-            for s in STAGES:
-                stages[s].append(timings.get(s, 0.0))
-    return wall, cpu, stages, sizes
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            rec, recent = variants[name]
+            wall, cpu, stages, sizes = runs[name]
+            timings: dict[str, float] = {}
+            session = recent[i] if recent is not None else None
+            t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+            out = rec.recommend(user, ctx, k=args.k, recent=session, timings=timings)
+            c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
+            if i >= args.warmup:
+                wall.append((t1 - t0) / 1e9)
+                cpu.append((c1 - c0) / 1e9)
+                sizes.append(len(out))
+                for s in STAGES:
+                    stages[s].append(timings.get(s, 0.0))
+    return runs
 
 
 def parse_quotas(value: str) -> dict[str, int]:
@@ -403,22 +410,22 @@ RUN_NOTES = {"recent": lambda a: f"{a.recent} session actions per request",
              "quotas": lambda a: "quotas " + ",".join(f"{c}={n}" for c, n in a.quotas.items())}
 
 
-def session_and_quota_runs(rec, bundle, cfg: dict, users, contexts, args) -> dict:
-    """The same requests with ``args.recent`` session actions each (random eligible-or-not pins, saved
-    or closed up 1-60 s before ``now``; newest last) and with ``recommend.quotas`` = ``args.quotas``."""
+def session_and_quota_variants(rec, bundle, cfg: dict, contexts, args) -> dict:
+    """Variants of :func:`serve`: ``recent``, the same requests with ``args.recent`` session actions
+    each (random pins, saved or closed up 1-60 s before ``now``, newest last), and ``quotas``, with
+    ``recommend.quotas`` = ``args.quotas``."""
     from pinrec.export.serving.recommend import RecommendConfig, Recommender
 
-    runs = {}
+    variants = {}
     if args.recent:
         rng = np.random.default_rng(SEED + 2)
         ids = rec.pins.ids
-        recent = [[(int(ids[rng.integers(len(ids))]), ("save", "closeup")[int(rng.integers(2))],
-                    ctx["now"] - dt.timedelta(seconds=float(s))) for s in sorted(rng.uniform(1, 60, args.recent))[::-1]]
-                  for ctx in contexts]
-        runs["recent"] = serve(rec, users, contexts, args, recent)
+        variants["recent"] = (rec, [[(int(ids[rng.integers(len(ids))]), ("save", "closeup")[int(rng.integers(2))],
+                                      ctx["now"] - dt.timedelta(seconds=float(s)))
+                                     for s in sorted(rng.uniform(1, 60, args.recent))[::-1]] for ctx in contexts])
     if args.quotas:
-        runs["quotas"] = serve(Recommender(bundle, RecommendConfig(**cfg, quotas=args.quotas)), users, contexts, args)
-    return runs
+        variants["quotas"] = (Recommender(bundle, RecommendConfig(**cfg, quotas=args.quotas)), None)
+    return variants
 
 
 def with_redis(bundle, config, users, contexts, args):
@@ -459,7 +466,7 @@ def with_redis(bundle, config, users, contexts, args):
         snapshot = FeatureSnapshot.from_bundle(bundle)
         exported = export_snapshot(snapshot, bundle.version, cfg)
         store = RedisFeatureStore(snapshot, bundle.version, cfg)
-        run = serve(Recommender(bundle, config, features=store), users, contexts, args)
+        run = serve({"redis": (Recommender(bundle, config, features=store), None)}, users, contexts, args)["redis"]
         info = client.info("memory")["used_memory_human"]
         fell_back = (f"; {store.fallbacks} lookups FELL BACK to the snapshot ({store.last_error}): the Redis "
                      "column mixes both" if store.fallbacks else "; no fallbacks")
