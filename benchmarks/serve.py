@@ -26,7 +26,12 @@ One run of this script:
    ``--k``, ``--ann-candidates`` ANN candidates, and prints p50 / p99 of the whole request and of
    each stage (feature lookups, ANN, other channels + merge + filter, encode, ONNX, re-rank), wall
    clock and CPU time of the calling thread (which excludes waiting for a core on a shared machine);
-4. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
+4. serves the same requests again with ``--recent`` fresh session actions each (``recommend(recent=...)``:
+   random pins saved or closed up in the last minute, merged into the recent lists before the ANN
+   queries) and, with ``--quotas`` (default ``ann=300,category=25,trending=25,fresh=25``; ``off``: not
+   measured), with ``recommend.quotas`` set: the columns ``recent`` and ``quotas``, each request
+   served by the three in turn (interleaved, so that the load of a shared machine hits them alike);
+5. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
    starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
    (:func:`pinrec.jobs.features.redis_export.export_snapshot`) and serves the same requests with features from
    Redis (:class:`pinrec.export.serving.feature_store.RedisFeatureStore`), side by side with the snapshot: the
@@ -268,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mmr-lambda", type=float, default=1.0)
     p.add_argument("--workdir", default=None, help="where the bundle is built (default: a temporary folder)")
     p.add_argument("--reuse", action="store_true", help="serve the bundle already in --workdir")
+    p.add_argument("--recent", type=int, default=3,
+                   help="session actions per request in the 'recent' run (0: not measured)")
+    p.add_argument("--quotas", default="ann=300,category=25,trending=25,fresh=25", type=parse_quotas,
+                   help="recommend.quotas of the 'quotas' run as channel=n,... ('off': not measured)")
     p.add_argument("--redis", choices=("auto", "on", "off"), default="auto",
                    help="also serve with features from a local redis-server (auto: when one is installed)")
     p.add_argument("--redis-timeout-s", type=float, default=0.05,
@@ -275,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.requests < 200:
         p.error("--requests must be >= 200 for a meaningful p99")
+    if args.recent < 0:
+        p.error(f"--recent must be >= 0, got {args.recent}")
     if args.reuse and not args.workdir:
         p.error("--reuse needs --workdir")
     if not args.user_embeddings or len(set(args.user_embeddings)) != len(args.user_embeddings) or \
@@ -310,7 +321,8 @@ def measure(work: Path, args, built: dict) -> int:
                      rng.integers(0, args.users, args.requests + args.warmup))
     contexts = [{"surface": SURFACES[i % 4], "device": DEVICES[i % 3], "country": COUNTRIES[i % 5],
                  "now": CUTOFF + dt.timedelta(minutes=int(m))} for i, m in enumerate(rng.integers(0, 600, len(users)))]
-    runs = {"snapshot": serve(rec, users, contexts, args)}
+    runs = serve({"snapshot": (rec, None), **session_and_quota_variants(rec, bundle, cfg, contexts, args)},
+                 users, contexts, args)
     redis_note = "Redis: not measured (--redis off)"
     if args.redis != "off":
         measured = with_redis(bundle, RecommendConfig(**cfg), users, contexts, args)
@@ -332,6 +344,8 @@ def measure(work: Path, args, built: dict) -> int:
           f"{np.mean(sizes):.1f} on average\n")
     cols = list(runs)
     print(redis_note + "\n")
+    for c in (c for c in ("recent", "quotas") if c in runs):
+        print(f"column {c}: the same requests with {RUN_NOTES[c](args)}")
     print("| step | " + " | ".join(f"{c}: p50 (ms) | {c}: p99 (ms)" for c in cols) + " |")
     print("|---|" + "---:|---:|" * len(cols))
     for name, key in (("import loader + recommend (fresh process)", "import_s"), ("load (fresh process)", "load_s"),
@@ -345,29 +359,73 @@ def measure(work: Path, args, built: dict) -> int:
     p99 = percentiles(wall)[1]
     print(f"\ntargets: load <= 1 s: {'met' if cold_s['load_s'] <= 1 else 'NOT met'} ({cold_s['load_s']:.2f} s); "
           f"recommend p99 <= 15 ms: {'met' if p99 <= 15 else 'NOT met'} ({p99:.2f} ms)")
+    for c in (c for c in ("recent", "quotas") if c in runs):
+        p99_c = percentiles(runs[c][0])[1]
+        print(f"recommend p99 <= 15 ms with {RUN_NOTES[c](args)}: {'met' if p99_c <= 15 else 'NOT met'} "
+              f"({p99_c:.2f} ms)")
     if "redis" in runs:
         print(f"per-request feature lookups from Redis: p50 {percentiles(runs['redis'][2]['features'])[0]:.3f} ms vs "
               f"{percentiles(stages['features'])[0]:.3f} ms from the bundle snapshot")
     return 0
 
 
-def serve(rec, users, contexts, args):
-    """Run the requests (the first ``args.warmup`` untimed): (wall s, CPU s, {stage: s}, sizes)."""
+def serve(variants: dict, users, contexts, args) -> dict:
+    """Run the requests (the first ``args.warmup`` untimed) on each variant (name -> (recommender,
+    per-request session actions or None)), interleaved: request i goes to every variant in turn, the
+    first one rotating, so that a shared machine's load hits them alike. Name -> (wall s, CPU s,
+    {stage: s}, sizes)."""
     from pinrec.export.serving.recommend import STAGES
 
-    wall, cpu, stages, sizes = [], [], {s: [] for s in STAGES}, []
+    runs = {name: ([], [], {s: [] for s in STAGES}, []) for name in variants}
+    names = list(variants)
     for i, (user, ctx) in enumerate(zip(users.tolist(), contexts)):
-        timings: dict[str, float] = {}
-        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
-        out = rec.recommend(user, ctx, k=args.k, timings=timings)
-        c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
-        if i >= args.warmup:
-            wall.append((t1 - t0) / 1e9)
-            cpu.append((c1 - c0) / 1e9)
-            sizes.append(len(out))
-            for s in STAGES:
-                stages[s].append(timings.get(s, 0.0))
-    return wall, cpu, stages, sizes
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            rec, recent = variants[name]
+            wall, cpu, stages, sizes = runs[name]
+            timings: dict[str, float] = {}
+            session = recent[i] if recent is not None else None
+            t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+            out = rec.recommend(user, ctx, k=args.k, recent=session, timings=timings)
+            c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
+            if i >= args.warmup:
+                wall.append((t1 - t0) / 1e9)
+                cpu.append((c1 - c0) / 1e9)
+                sizes.append(len(out))
+                for s in STAGES:
+                    stages[s].append(timings.get(s, 0.0))
+    return runs
+
+
+def parse_quotas(value: str) -> dict[str, int]:
+    """``channel=n,...`` -> {channel: n}; ``off`` -> {}."""
+    if value.strip() == "off":
+        return {}
+    try:
+        return {c.strip(): int(n) for c, n in (part.split("=") for part in value.split(",") if part.strip())}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--quotas must be channel=n,... or off, got {value!r}") from None
+
+
+RUN_NOTES = {"recent": lambda a: f"{a.recent} session actions per request",
+             "quotas": lambda a: "quotas " + ",".join(f"{c}={n}" for c, n in a.quotas.items())}
+
+
+def session_and_quota_variants(rec, bundle, cfg: dict, contexts, args) -> dict:
+    """Variants of :func:`serve`: ``recent``, the same requests with ``args.recent`` session actions
+    each (random pins, saved or closed up 1-60 s before ``now``, newest last), and ``quotas``, with
+    ``recommend.quotas`` = ``args.quotas``."""
+    from pinrec.export.serving.recommend import RecommendConfig, Recommender
+
+    variants = {}
+    if args.recent:
+        rng = np.random.default_rng(SEED + 2)
+        ids = rec.pins.ids
+        variants["recent"] = (rec, [[(int(ids[rng.integers(len(ids))]), ("save", "closeup")[int(rng.integers(2))],
+                                      ctx["now"] - dt.timedelta(seconds=float(s)))
+                                     for s in sorted(rng.uniform(1, 60, args.recent))[::-1]] for ctx in contexts])
+    if args.quotas:
+        variants["quotas"] = (Recommender(bundle, RecommendConfig(**cfg, quotas=args.quotas)), None)
+    return variants
 
 
 def with_redis(bundle, config, users, contexts, args):
@@ -408,7 +466,7 @@ def with_redis(bundle, config, users, contexts, args):
         snapshot = FeatureSnapshot.from_bundle(bundle)
         exported = export_snapshot(snapshot, bundle.version, cfg)
         store = RedisFeatureStore(snapshot, bundle.version, cfg)
-        run = serve(Recommender(bundle, config, features=store), users, contexts, args)
+        run = serve({"redis": (Recommender(bundle, config, features=store), None)}, users, contexts, args)["redis"]
         info = client.info("memory")["used_memory_human"]
         fell_back = (f"; {store.fallbacks} lookups FELL BACK to the snapshot ({store.last_error}): the Redis "
                      "column mixes both" if store.fallbacks else "; no fallbacks")

@@ -8,7 +8,8 @@
    rank; ``category``: the most saved pins (``trending_by``) of the user's top category;
    ``trending``: the most saved pins overall; ``fresh``: the newest pins, none created after ``now``.
 2. **Filter**: pins flagged ``blocked`` or ``nsfw`` (null counts as flagged), the user's own
-   recent saves, ``exclude``, and ANN hits without pin metadata are dropped.
+   recent saves, the pins of the request's session actions, ``exclude``, and ANN hits without pin
+   metadata are dropped.
 3. **Rank** all candidates in one batch: the (user, candidates, context) inputs the training set
    has (:mod:`pinrec.export.serving.feature_store` snapshot), encoded as the bundle's
    :class:`~pinrec.export.encoding.FeatureEncoder` does (no ``position``: position-free scores), scored by
@@ -24,7 +25,17 @@ rows are gathered, a row expired at ``now`` (``feature_ts < now - ttl``) countin
 exactly as :meth:`FeatureSnapshot.lookup` says. With a :class:`~pinrec.export.serving.feature_store.RedisFeatureStore`
 as ``features``, user and user x category features come through it per request (pin features
 always from the snapshot). Deterministic: ties break by pin id. An unknown user (or ``None``) gets
-the cold-start channels only.
+the cold-start channels only, unless the request carries session actions.
+
+**Session actions** (``recent=[(pin_id, action, ts), ...]``, :mod:`pinrec.export.serving.session`): saves and
+closeups of the current session that no batch has seen are merged into the request's recent lists
+(:class:`~pinrec.export.serving.serving_request.Request` ``saves`` / ``closeups``, newest first, deduplicated, capped)
+before any channel reads them, so the ANN channel queries the session's saves first; their pins
+are never returned; and a user without a top category (unknown, cold start) gets the category
+channel of the newest session pin's category. The ranker's inputs stay the snapshot's: it was
+trained on features as the daily batch knew them at the impression (the lists lag the impression by
+up to a day and never hold the same session's actions), so feeding it fresher lists would serve it
+inputs it never saw in training; the session moves the feed through the candidates it retrieves.
 
 >>> rec = Recommender.from_loader(Loader("s3://bucket/serving", "homefeed"))                # doctest: +SKIP
 >>> rec.recommend(42, {"surface": "home_feed", "device": "ios", "country": "US"}, k=50)      # doctest: +SKIP
@@ -60,6 +71,7 @@ from .candidates import (
     ann_search,
     merge,
 )
+from .embedding_features import LAST_CLOSEUPS, LAST_SAVED
 from .feature_store import FeatureSnapshot, to_micros
 from .rerank import rerank
 from .serving_encoding import (
@@ -77,6 +89,7 @@ from .serving_request import (
     check_k,
     check_query,
 )
+from .session import check_recent, list_caps, merged
 from .shards import ShardedIndex
 
 __all__ = ["CHANNELS", "CONTEXT", "EMBEDDING_COLUMNS", "STAGES", "Candidates", "LoaderRecommender",
@@ -213,7 +226,8 @@ class Recommender:
             if isinstance(self.features, FeatureSnapshot) else None  # else: a store in front serves per request
         self._frames = Frames(self.features, self.pins, self._columns, self._cutoff, self._users, self.embeddings,
                               self._embedding_table)
-        self._request, self._frame = self._frames.request, self._frames.frame
+        self._frame = self._frames.frame
+        self._caps = list_caps(snapshot.view("user"), cfg.ann_queries)  # how long a merged recent list may be
         self._serving = ServingEncoder(self.encoder, snapshot, self._categories, self._cat, self._pin_ids,
                                        self._frame, self._users)
 
@@ -280,6 +294,18 @@ class Recommender:
                                    cfg.trending_candidates, self._cat, rows, score)
 
     # ---------------------------------------------------------------- per request
+    def _request(self, user: int | None, context: Mapping[str, Any] | None, recent: Any = None) -> Request:
+        """The request, its recent lists merged with the session actions ``recent`` (validated here)."""
+        req = self._frames.request(user, context)
+        if recent is None:
+            return req
+        session = check_recent(recent, req.now_us if req.now is not None else None)
+        if len(session):
+            req.saves = merged(session.by_action["save"], req.saves, self._caps[LAST_SAVED])
+            req.closeups = merged(session.by_action["closeup"], req.closeups, self._caps[LAST_CLOSEUPS])
+            req.session = session.pins
+        return req
+
     def _ann(self, req: Request, query: np.ndarray | None) -> np.ndarray:
         """Rows (into the pins) of the ANN channel, best first; hits without pin metadata dropped.
         ``query``: None or (Q, D) float32, validated (:func:`~pinrec.export.serving.serving_request.check_query`)."""
@@ -302,10 +328,13 @@ class Recommender:
         ann = self._ann(req, query) if "ann" in channels or query is not None else np.zeros(0, np.int64)
         t1 = time.perf_counter()
         code = self._category_code.get(req.top_category) if req.top_category is not None else None
+        if req.top_category is None and len(req.session):  # a session pin is all we know of this user's taste
+            rows, found = self._rows(req.session)
+            code = int(self._cat[rows[found][0]]) if found.any() else None
         parts = {"ann": ann, "category": self._cold.category(code, cfg.trending_candidates),
                  "trending": self._cold.trending, "fresh": self._cold.fresh(req.now_us)}
         order = list(channels) if query is None or "ann" in channels else ["ann", *channels]
-        drop = np.concatenate([req.saves, exclude]) if len(exclude) else req.saves
+        drop = np.concatenate([req.saves, req.session, exclude]) if len(exclude) or len(req.session) else req.saves
         cand = merge(parts, order, self._eligible, self._pin_ids, drop, cfg.quotas)
         if timings is not None:
             timings["ann"] = timings.get("ann", 0.0) + t1 - t0
@@ -313,10 +342,11 @@ class Recommender:
         return cand
 
     def candidates(self, user: int | None, context: Mapping[str, Any] | None = None, *,
-                   query: np.ndarray | None = None, exclude: Sequence[int] | None = None) -> Candidates:
+                   query: np.ndarray | None = None, exclude: Sequence[int] | None = None,
+                   recent: Sequence[tuple[int, str, Any]] | None = None) -> Candidates:
         """The merged, filtered candidates :meth:`recommend` ranks (before ranking)."""
         query, exclude = check_query(query, self.index.d), check_ids(exclude)
-        return self._candidates(self._request(user, context), query, exclude, None)
+        return self._candidates(self._request(user, context, recent), query, exclude, None)
 
     def frame(self, user: int | None, pin_ids: np.ndarray, context: Mapping[str, Any] | None = None) -> dict:
         """The ranker's input frame for (user, pins, context): the training set's columns."""
@@ -335,16 +365,18 @@ class Recommender:
 
     def recommend(self, user: int | None, context: Mapping[str, Any] | None = None, k: int = 50, *,
                   query: np.ndarray | None = None, exclude: Sequence[int] | None = None,
+                  recent: Sequence[tuple[int, str, Any]] | None = None,
                   timings: dict[str, float] | None = None) -> list[Recommendation]:
         """The top ``k`` pins for ``user`` in ``context`` (keys :data:`CONTEXT` and ``now``, a
         datetime: feature freshness, fresh pins, and ``hour``/``day_of_week`` when not given;
         default the snapshot's cut-off). ``query``: (D,) or (Q, D) embeddings searched instead of
-        the user's saves; ``exclude``: pin ids never to return (e.g. already shown).
+        the user's saves; ``exclude``: pin ids never to return (e.g. already shown); ``recent``:
+        the session's ``(pin_id, action, ts)`` actions no batch has seen (module docstring).
         ``timings``: filled with the seconds of each of :data:`STAGES`. A malformed argument
         raises :class:`~pinrec.export.serving.serving_request.RequestError` (a ValueError) naming it."""
         k, query, exclude = check_k(k), check_query(query, self.index.d), check_ids(exclude)
         t0 = time.perf_counter()
-        req = self._request(user, context)
+        req = self._request(user, context, recent)
         t1 = time.perf_counter()
         cand = self._candidates(req, query, exclude, timings)
         if not len(cand):
@@ -445,6 +477,10 @@ class LoaderRecommender:
     def recommend(self, user: int | None, context: Mapping[str, Any] | None = None, k: int = 50,
                   **kwargs: Any) -> list[Recommendation]:
         return self.current().recommend(user, context, k, **kwargs)
+
+    def candidates(self, user: int | None, context: Mapping[str, Any] | None = None,
+                   **kwargs: Any) -> Candidates:
+        return self.current().candidates(user, context, **kwargs)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.loader!r})"

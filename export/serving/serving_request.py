@@ -5,7 +5,8 @@ with a :class:`RequestError` naming the field and what it allows: :func:`parse` 
 (an int64 id or None) and ``context`` (a mapping of the keys :data:`~pinrec.export.serving.serving_encoding.CONTEXT`
 and ``now``, a datetime: ``hour`` and ``day_of_week`` default to its UTC hour and Spark's day of
 week), :func:`check_k` ``k``, :func:`check_ids` ``exclude`` (int64 pin ids) and
-:func:`check_query` a query embedding ((D,) or (Q, D) finite reals). Negative ids are valid int64
+:func:`check_query` a query embedding ((D,) or (Q, D) finite reals); session actions (``recent``) are
+checked by :func:`pinrec.export.serving.session.check_recent`. Negative ids are valid int64
 ids (simply unknown); a bool is refused wherever an int is asked for.
 
 :class:`UserTable` serves, when the bundle's snapshot serves the features, every user of the
@@ -17,14 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .embedding_features import LAST_SAVED, USER_EMBEDDINGS
+from .embedding_features import LAST_CLOSEUPS, LAST_SAVED, USER_EMBEDDINGS
 from .feature_store import to_micros
 from .serving_encoding import CONTEXT
 
@@ -32,7 +33,11 @@ from .serving_encoding import CONTEXT
 @dataclass(eq=False)
 class Request:
     """One request as the funnel sees it: the validated context, ``now`` (None: the cut-off) in µs,
-    the user's recent saves and top category, and where the user's features are."""
+    the user's recent saves (``saves``) and closeups (``closeups``), (L,) int64 pin ids newest first,
+    the top category, and where the user's features are. With session actions
+    (:mod:`pinrec.export.serving.session`) the two lists are the snapshot's merged with them, and
+    ``session`` (S,) holds every session pin (the results exclude them): every channel reading the
+    user's recent pins reads these lists; the ranker's features stay the snapshot's."""
 
     user: int | None
     now: Any
@@ -42,6 +47,8 @@ class Request:
     top_category: str | None
     user_pos: int = -1  # row in the UserTable (-1: missing or expired); only with the snapshot serving
     user_row: pa.Table | None = None  # the user view's lookup, made when the generic path needs it
+    closeups: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    session: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -222,12 +229,14 @@ class Frames:
             pos = self._users.find(user, now)
             top = self._users.top_code(pos)
             return Request(user, now, now_us, context, self._users.saves(pos),
-                            self.pins.category_names[top] if top >= 0 else None, pos)
+                           self.pins.category_names[top] if top >= 0 else None, pos,
+                           closeups=self._users.pins(pos, LAST_CLOSEUPS))
         req = Request(user, now, now_us, context, np.zeros(0, np.int64), None)
         row = self.user_row(req)
-        saves = row.column(LAST_SAVED)[0].values if LAST_SAVED in row.column_names else None
-        if saves is not None:
-            req.saves = saves.to_numpy(zero_copy_only=False).astype(np.int64)
+        for attr, column in (("saves", LAST_SAVED), ("closeups", LAST_CLOSEUPS)):
+            pins = row.column(column)[0].values if column in row.column_names else None
+            if pins is not None:
+                setattr(req, attr, pins.to_numpy(zero_copy_only=False).astype(np.int64))
         if "user__top_category" in row.column_names:
             req.top_category = row.column("user__top_category")[0].as_py()
         return req

@@ -35,6 +35,10 @@ def test_serve_tiny_bundle(tmp_path):
     assert "| recommend (wall) |" in out and "| stage: ranker |" in out
     assert "users=300" in out and "returned 50.0 on average" in out
     assert "targets: load <= 1 s:" in out
+    # the same requests with 3 session actions each and with recommend.quotas (defaults)
+    assert "| step | snapshot: p50 (ms) | snapshot: p99 (ms) | recent: p50 (ms) | recent: p99 (ms) | quotas: p50" in out
+    assert "recommend p99 <= 15 ms with 3 session actions per request:" in out
+    assert "recommend p99 <= 15 ms with quotas ann=300,category=25,trending=25,fresh=25:" in out
 
 
 @pytest.mark.slow
