@@ -36,8 +36,9 @@ class RankerJobConfig:
     ...; the first pair is the exported ranker and its twin): more than one puts the training's
     randomness into the comparison's interval, which one pair cannot.
     ``prerank``: ``logistic`` also trains the pre-ranker (:mod:`pinrec.jobs.ranking.ranker_prerank`: logistic
-    regression on the features serving precomputes per bundle, full-batch L-BFGS for at most
-    ``prerank_iterations`` iterations, L2 weight ``prerank_l2``) and exports ``prerank.onnx`` beside the ranker; ``none``: no pre-ranker."""
+    regression on the features serving precomputes per bundle) and exports ``prerank.onnx`` beside the
+    ranker; ``none``: no pre-ranker. ``prerank_iterations``: most iterations of its full-batch L-BFGS
+    fit. ``prerank_l2``: the L2 penalty on its weights (biases excluded)."""
 
     experiment: Annotated[str, Field(min_length=1)] = EXPERIMENT
     baselines: tuple[Baseline, ...] = BASELINES
