@@ -96,6 +96,25 @@ def test_the_ranker_gets_the_brute_force_top_prerank_keep_of_the_prerank_scores(
     np.testing.assert_allclose([x.score for x in out], [full[x.pin_id] for x in out], rtol=1e-6)
 
 
+def test_with_a_store_in_front_the_prerank_encodes_per_request_alike(bundle):
+    """Redis in front (down here: every lookup falls back to the snapshot): no precomputed user rows,
+    the generic per-request path; the same pins are kept, the same scores given."""
+    from pinrec.export.serving.feature_store import RedisConfig, RedisFeatureStore
+
+    class Down:
+        def mget(self, names):
+            raise ConnectionRefusedError("redis is down")
+
+    store = RedisFeatureStore(FeatureSnapshot.from_bundle(bundle), bundle.version, RedisConfig(retry_after_s=0.0),
+                              client=Down())
+    via_store = Recommender(bundle, RecommendConfig(category_cap=0, prerank_keep=KEEP), features=store)
+    direct = rec(bundle, prerank_keep=KEEP)
+    pins = direct.candidates(2, CONTEXT).pin_ids
+    np.testing.assert_allclose(via_store.prerank_scores(2, pins, CONTEXT), direct.prerank_scores(2, pins, CONTEXT),
+                               rtol=1e-6)
+    assert via_store.recommend(2, CONTEXT, k=50) == direct.recommend(2, CONTEXT, k=50) and store.fallbacks >= 2
+
+
 def test_ties_keep_the_smaller_pin_ids_in_candidate_order(bundle):
     r = rec(bundle, prerank_keep=KEEP)
     cand = r.candidates(2, CONTEXT)
