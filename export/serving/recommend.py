@@ -223,7 +223,7 @@ class Recommender:
         self._request, self._frame = self._frames.request, self._frames.frame
         self._serving = ServingEncoder(self.encoder, snapshot, self._categories, self._cat, self._pin_ids,
                                        self._frame, self._users)
-        self.prerank = self._prerank(snapshot) if cfg.prerank_keep else None
+        self.prerank = self._prerank() if cfg.prerank_keep else None
 
     @classmethod
     def from_loader(cls, loader, config: RecommendConfig | None = None) -> LoaderRecommender:
@@ -251,14 +251,13 @@ class Recommender:
         self.tasks = tuple(o[2:] for o in self._outputs if o.startswith("p_"))
         return sess
 
-    def _prerank(self, snapshot) -> Prerank:
+    def _prerank(self) -> Prerank:
         path = _extra(self.bundle, PRERANK_FILE)
         if path is None:
             raise ValueError(f"recommend.prerank_keep={self.config.prerank_keep} but bundle {self.bundle.name}/"
                              f"{self.bundle.version} carries no extra/{PRERANK_FILE} (train one with "
                              "ranker_job.prerank=logistic, or set recommend.prerank_keep=0)")
-        return Prerank(path, self._columns, snapshot, self._categories, self._cat, self._pin_ids, self._frame,
-                       self._users, self.config.ranker_threads)
+        return Prerank(path, self._serving, self.config.ranker_threads)
 
     def _missing(self, snapshot) -> dict[str, str]:
         """Channel -> what the bundle lacks to serve it (channels it can serve are absent)."""

@@ -140,6 +140,7 @@ def test_serving_scores_equal_the_onnx_file_and_the_torch_model(bundle, publishe
     r = rec(bundle, prerank_keep=KEEP)
     assert r.prerank.encoder == encoder and not {"user_id", "pin_id"} & set(encoder.categorical_names)
     assert len(r.prerank.encoder.dense_names) < len(r.encoder.dense_names)  # no embeddings
+    assert "embedding" not in r.prerank.parts and "request" not in r.prerank.parts  # never encoded for it
     pins = r.candidates(2, CONTEXT).pin_ids
     got = r.prerank_scores(2, pins, CONTEXT)
     np.testing.assert_allclose(got, independent_scores(published, 2, pins), rtol=1e-6)
@@ -164,20 +165,25 @@ def test_without_prerank_onnx_prerank_keep_is_a_clear_error(tmp_path, bundle):
         RecommendConfig(prerank_keep=-1)
 
 
-def test_a_prerank_reading_a_column_serving_does_not_build_is_refused(tmp_path, bundle, published):
+@pytest.mark.parametrize("change", ["new feature", "refitted"])
+def test_a_prerank_reading_what_the_ranker_does_not_is_refused(tmp_path, bundle, published, change):
     from pinrec.export.encoding import EncoderSpec, Hashed
 
-    _, _, _, encoder = published
-    spec = EncoderSpec((*encoder.spec.features, Hashed("board_id", 8)), None)
-    with_board = FeatureEncoder(spec, encoder.state)
-    path = str(tmp_path / "prerank.onnx")
-    model = onnx.load(str(published[1] / "prerank.onnx"))
+    _, folder, _, encoder = published
+    if change == "new feature":
+        other = FeatureEncoder(EncoderSpec((*encoder.spec.features, Hashed("board_id", 8)), None), encoder.state)
+        bad = "'board_id'"
+    else:
+        other = FeatureEncoder(encoder.spec, {**encoder.state, "pin__saves_30d": {"mean": 0.0, "std": 1.0}})
+        bad = "'pin__saves_30d'"
+    model = onnx.load(str(folder / "prerank.onnx"))
     onnx.helper.set_model_props(model, {p.key: p.value for p in model.metadata_props} |
-                                {"pinrec.encoder": with_board.to_json()})
+                                {"pinrec.encoder": other.to_json()})
+    path = str(tmp_path / "prerank.onnx")
     onnx.save(model, path)
-    r = rec(bundle)
-    with pytest.raises(ValueError, match=r"reads columns \['board_id'\] that the bundle's ranker does not"):
-        Prerank(path, r._columns, r.features, r._categories, r._cat, r._pin_ids, r._frame, r._users)
+    with pytest.raises(ValueError, match=rf"reads features \[{bad}\] that the bundle's ranker does not read or "
+                                         "fitted differently"):
+        Prerank(path, rec(bundle)._serving)
 
 
 def test_the_prerank_needs_only_the_base_install(published):
