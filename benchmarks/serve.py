@@ -29,8 +29,13 @@ One run of this script:
 4. serves the same requests again with ``--recent`` fresh session actions each (``recommend(recent=...)``:
    random pins saved or closed up in the last minute, merged into the recent lists before the ANN
    queries) and, with ``--quotas`` (default ``ann=300,category=25,trending=25,fresh=25``; ``off``: not
-   measured), with ``recommend.quotas`` set: the columns ``recent`` and ``quotas``, each request
-   served by the three in turn (interleaved, so that the load of a shared machine hits them alike);
+   measured), with ``recommend.quotas`` set: the columns ``recent`` and ``quotas``; with ``--prerank-keep N``
+   (> 0) the bundle also carries a pre-ranker (``prerank.onnx``: the ranker job's logistic regression,
+   :mod:`pinrec.jobs.ranking.ranker_prerank`, random weights, on the encoder's features minus the
+   embeddings) and the same requests are served with ``recommend.prerank_keep = N`` (column
+   ``prerank N``: the DCN ranker then encodes and scores N candidates instead of all;
+   ``--ann-candidates 900`` gives about 1000). Each request is served by every variant in turn
+   (interleaved, so that the load of a shared machine hits them alike);
 5. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
    starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
    (:func:`pinrec.jobs.features.redis_export.export_snapshot`) and serves the same requests with features from
@@ -41,6 +46,7 @@ Usage (from the repository root)::
 
     python benchmarks/serve.py --pins 50000 --users 10000          # about a minute
     python benchmarks/serve.py                                      # 1M pins, 100k users
+    python benchmarks/serve.py --ann-candidates 900 --prerank-keep 200   # ~1000 candidates, with/without the pre-ranker
 """
 from __future__ import annotations
 
@@ -175,6 +181,25 @@ def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None,
     return onnx_path, str(folder / "encoder.json")
 
 
+def prerank_file(folder: Path, encoder_path: str) -> str:
+    """``prerank.onnx`` as the ranker job exports it (random weights: speed does not depend on them)."""
+    import torch
+
+    from pinrec.export.build.onnx_ranker import export_ranker
+    from pinrec.export.encoding import FeatureEncoder
+    from pinrec.jobs.ranking.ranker_prerank import sub_encoder
+    from pinrec.models.calibration import Calibration, Platt
+    from pinrec.models.prerank import LogisticPrerank
+
+    sub, _, _ = sub_encoder(FeatureEncoder.from_json(Path(encoder_path).read_text()))
+    torch.manual_seed(SEED)
+    model = LogisticPrerank(sub.cardinalities, len(sub.dense_names), ("save", "closeup"))
+    for param in model.parameters():
+        torch.nn.init.normal_(param, std=0.1)
+    calibration = Calibration(model.tasks, tuple(Platt(1.0, 0.0) for _ in model.tasks), (1.0, 0.3))
+    return export_ranker(model, calibration, folder / "prerank.onnx", metadata={"pinrec.encoder": sub.to_json()})
+
+
 def build(work: Path, args) -> dict:
     """Write and publish the bundle; returns build timings (s)."""
     from pinrec.export.build.ann_build import build_index
@@ -203,6 +228,7 @@ def build(work: Path, args) -> dict:
     onnx_path, encoder_path = ranker_files(cand, cat_names, rng, None if args.no_embedding_features else args.dim,
                                            args.user_embeddings)
     out["ranker_s"] = time.perf_counter() - t
+    prerank = [prerank_file(cand, encoder_path)] if args.prerank_keep else []
     t = time.perf_counter()
     created = np.int64(CUTOFF.timestamp() * 1e6) - rng.integers(0, 365 * 86400 * 10**6, args.pins)
     pq.write_table(pa.table({"pin_id": ids, "category": pa.array(cat_names).take(pa.array(cat)),
@@ -210,7 +236,7 @@ def build(work: Path, args) -> dict:
                              "nsfw": rng.uniform(size=args.pins) < 0.01, "blocked": rng.uniform(size=args.pins) < 0.005}),
                    cand / "pins.parquet", row_group_size=args.pins)
     np.save(cand / "pin_embeddings.npy", x, allow_pickle=False)
-    extras = [str(cand / "pin_embeddings.npy")]
+    extras = [str(cand / "pin_embeddings.npy"), *prerank]
     for view, table in snapshot_tables(ids, cat_names, cat, args.users, rng).items():
         path = cand / f"features_{view}.parquet"
         pq.write_table(table, path, row_group_size=max(table.num_rows, 1))
@@ -271,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ann-queries", type=int, default=5)
     p.add_argument("--category-cap", type=int, default=10)
     p.add_argument("--mmr-lambda", type=float, default=1.0)
+    p.add_argument("--prerank-keep", type=int, default=0,
+                   help="also serve with the pre-ranker keeping this many candidates (0: not measured)")
     p.add_argument("--workdir", default=None, help="where the bundle is built (default: a temporary folder)")
     p.add_argument("--reuse", action="store_true", help="serve the bundle already in --workdir")
     p.add_argument("--recent", type=int, default=3,
@@ -315,14 +343,28 @@ def measure(work: Path, args, built: dict) -> int:
     t = time.perf_counter()
     bundle = load(store, NAME)
     warm_load_s = time.perf_counter() - t
+    t = time.perf_counter()
     rec = Recommender(bundle, RecommendConfig(**cfg))
+    rec_s = time.perf_counter() - t
     rng = np.random.default_rng(SEED + 1)
     users = np.where(rng.uniform(size=args.requests + args.warmup) < 0.05, -1,
                      rng.integers(0, args.users, args.requests + args.warmup))
     contexts = [{"surface": SURFACES[i % 4], "device": DEVICES[i % 3], "country": COUNTRIES[i % 5],
                  "now": CUTOFF + dt.timedelta(minutes=int(m))} for i, m in enumerate(rng.integers(0, 600, len(users)))]
-    runs = serve({"snapshot": (rec, None), **session_and_quota_variants(rec, bundle, cfg, contexts, args)},
-                 users, contexts, args)
+    variants = {"snapshot": (rec, None), **session_and_quota_variants(rec, bundle, cfg, contexts, args)}
+    prerank_note = ""
+    if args.prerank_keep:  # the same requests, the pre-ranker cutting the candidates to --prerank-keep
+        t = time.perf_counter()
+        with_prerank = Recommender(bundle, RecommendConfig(**cfg, prerank_keep=args.prerank_keep))
+        built_s = time.perf_counter() - t
+        variants[f"prerank {args.prerank_keep}"] = (with_prerank, None)
+        sizes = [len(rec.candidates(int(u), c)) for u, c in zip(users, contexts)]
+        prerank_note = (f"pre-ranker: {len(with_prerank.prerank.encoder.categorical_names)} categorical + "
+                        f"{len(with_prerank.prerank.encoder.dense_names)} dense inputs; merged candidates per "
+                        f"request: mean {np.mean(sizes):.0f}, p50 {np.median(sizes):.0f}, min {min(sizes)}; "
+                        f"Recommender() in this process: {rec_s * 1e3:.0f} ms without it, {built_s * 1e3:.0f} ms "
+                        "with it\n")
+    runs = serve(variants, users, contexts, args)
     redis_note = "Redis: not measured (--redis off)"
     if args.redis != "off":
         measured = with_redis(bundle, RecommendConfig(**cfg), users, contexts, args)
@@ -346,6 +388,7 @@ def measure(work: Path, args, built: dict) -> int:
     print(redis_note + "\n")
     for c in (c for c in ("recent", "quotas") if c in runs):
         print(f"column {c}: the same requests with {RUN_NOTES[c](args)}")
+    print(prerank_note, end="")
     print("| step | " + " | ".join(f"{c}: p50 (ms) | {c}: p99 (ms)" for c in cols) + " |")
     print("|---|" + "---:|---:|" * len(cols))
     for name, key in (("import loader + recommend (fresh process)", "import_s"), ("load (fresh process)", "load_s"),

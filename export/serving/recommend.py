@@ -10,11 +10,14 @@
 2. **Filter**: pins flagged ``blocked`` or ``nsfw`` (null counts as flagged), the user's own
    recent saves, the pins of the request's session actions, ``exclude``, and ANN hits without pin
    metadata are dropped.
-3. **Rank** all candidates in one batch: the (user, candidates, context) inputs the training set
+3. **Pre-rank** (optional, ``prerank_keep`` > 0; :mod:`pinrec.export.serving.prerank`): when more
+   candidates than ``prerank_keep`` remain, the bundle's cheap pre-ranker (``extra/prerank.onnx``)
+   scores all of them and only the best ``prerank_keep`` (ties by pin id) go on.
+4. **Rank** the candidates in one batch: the (user, candidates, context) inputs the training set
    has (:mod:`pinrec.export.serving.feature_store` snapshot), encoded as the bundle's
    :class:`~pinrec.export.encoding.FeatureEncoder` does (no ``position``: position-free scores), scored by
    the ONNX ranker (``p_<task>`` and the blended ``score``).
-4. **Re-rank** for diversity (:mod:`pinrec.export.serving.rerank`): at most ``category_cap`` pins per category
+5. **Re-rank** for diversity (:mod:`pinrec.export.serving.rerank`): at most ``category_cap`` pins per category
    and, when ``mmr_lambda < 1``, maximal marginal relevance. Fewer than k pins come back when the
    candidates cannot fill k under the cap.
 
@@ -73,6 +76,7 @@ from .candidates import (
 )
 from .embedding_features import LAST_CLOSEUPS, LAST_SAVED
 from .feature_store import FeatureSnapshot, to_micros
+from .prerank import PRERANK_FILE, Prerank
 from .rerank import rerank
 from .serving_encoding import (
     CONTEXT,
@@ -95,7 +99,7 @@ from .shards import ShardedIndex
 __all__ = ["CHANNELS", "CONTEXT", "EMBEDDING_COLUMNS", "STAGES", "Candidates", "LoaderRecommender",
            "RecommendConfig", "Recommendation", "Recommender", "RequestError"]
 EMBEDDINGS_FILE = "pin_embeddings.npy"
-STAGES = ("features", "ann", "candidates", "encode", "ranker", "rerank")
+STAGES = ("features", "ann", "candidates", "prerank", "encode", "ranker", "rerank")
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,9 @@ class RecommendConfig:
     relevance weight of MMR (1: plain score order). ``ranker_threads``: intra-op threads of the
     ranker's own onnxruntime session (0: use the bundle's session as opened). ``quotas``: channel
     -> most pins it adds to the merged candidates beyond those an earlier channel added (source
-    quotas such as ``{ann: 300, trending: 50}``; a channel not named has none).
+    quotas such as ``{ann: 300, trending: 50}``; a channel not named has none). ``prerank_keep``:
+    when more merged candidates remain, only the pre-ranker's best this many go to the ranker (the
+    bundle must carry ``extra/prerank.onnx``); 0: no pre-ranker, the ranker scores every candidate.
     """
 
     #: pydantic (not imported here) validates this section strictly when it is a field of the pipeline's config
@@ -131,6 +137,7 @@ class RecommendConfig:
     mmr_lambda: float = bounded(1.0, ge=0.0, le=1.0)
     ranker_threads: int = bounded(1, ge=0)
     quotas: dict[str, int] = field(default_factory=dict)
+    prerank_keep: int = bounded(0, ge=0)
 
     def __post_init__(self) -> None:
         if self.channels is not None and (not self.channels or isinstance(self.channels, str) or len(set(self.channels)) != len(self.channels)
@@ -230,6 +237,7 @@ class Recommender:
         self._caps = list_caps(snapshot.view("user"), cfg.ann_queries)  # how long a merged recent list may be
         self._serving = ServingEncoder(self.encoder, snapshot, self._categories, self._cat, self._pin_ids,
                                        self._frame, self._users)
+        self.prerank = self._prerank() if cfg.prerank_keep else None
 
     @classmethod
     def from_loader(cls, loader, config: RecommendConfig | None = None) -> LoaderRecommender:
@@ -256,6 +264,14 @@ class Recommender:
                 raise ValueError(f"the ranker's {name} input has {inputs[name][1]} columns, the encoder makes {width}")
         self.tasks = tuple(o[2:] for o in self._outputs if o.startswith("p_"))
         return sess
+
+    def _prerank(self) -> Prerank:
+        path = _extra(self.bundle, PRERANK_FILE)
+        if path is None:
+            raise ValueError(f"recommend.prerank_keep={self.config.prerank_keep} but bundle {self.bundle.name}/"
+                             f"{self.bundle.version} carries no extra/{PRERANK_FILE} (train one with "
+                             "ranker_job.prerank=logistic, or set recommend.prerank_keep=0)")
+        return Prerank(path, self._serving, self.config.ranker_threads)
 
     def _missing(self, snapshot) -> dict[str, str]:
         """Channel -> what the bundle lacks to serve it (channels it can serve are absent)."""
@@ -363,6 +379,18 @@ class Recommender:
         return dict(zip(self._outputs, self._ranker.run(self._outputs, {"categorical": batch.categorical,
                                                                         "dense": batch.dense})))
 
+    def prerank_scores(self, user: int | None, pin_ids: np.ndarray,
+                       context: Mapping[str, Any] | None = None) -> np.ndarray:
+        """The pre-ranker's (B,) scores of (user, pins, context), encoded as :meth:`recommend` encodes
+        them; needs ``recommend.prerank_keep`` > 0 (the pre-ranker is opened only then)."""
+        if self.prerank is None:
+            raise ValueError("no pre-ranker: recommend.prerank_keep is 0")
+        ids = check_ids(pin_ids, "pin_ids")
+        rows, found = self._rows(ids)
+        if not found.all():
+            raise ValueError(f"pins without metadata in the bundle: {ids[~found][:5].tolist()}")
+        return self.prerank.scores(self._request(user, context), rows)
+
     def recommend(self, user: int | None, context: Mapping[str, Any] | None = None, k: int = 50, *,
                   query: np.ndarray | None = None, exclude: Sequence[int] | None = None,
                   recent: Sequence[tuple[int, str, Any]] | None = None,
@@ -381,6 +409,9 @@ class Recommender:
         cand = self._candidates(req, query, exclude, timings)
         if not len(cand):
             return []
+        t2 = time.perf_counter()
+        if self.prerank is not None:
+            cand = self.prerank.keep(req, cand, self.config.prerank_keep)
         t3 = time.perf_counter()
         categorical, dense = self._serving.encode(req, cand.rows)
         t4 = time.perf_counter()
@@ -396,6 +427,7 @@ class Recommender:
                                                   cand.mask[chosen].tolist(), probs)]
         if timings is not None:
             timings["features"] = timings.get("features", 0.0) + t1 - t0
+            timings["prerank"] = timings.get("prerank", 0.0) + t3 - t2
             timings["encode"] = timings.get("encode", 0.0) + t4 - t3
             timings["ranker"] = timings.get("ranker", 0.0) + t5 - t4
             timings["rerank"] = timings.get("rerank", 0.0) + time.perf_counter() - t5

@@ -19,7 +19,7 @@ Base install only: numpy, pyarrow.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -171,9 +171,12 @@ class ServingEncoder:
                                                       for f in part.features):
             self._fast["cross"] = True
 
-    def encode(self, req, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(categorical (B, C) int64, dense (B, F) float32) of (``req``'s user and context, pins ``rows``)."""
-        parts, fast, b = self.parts, self._fast, len(rows)
+    def encode(self, req, rows: np.ndarray, only: Collection[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(categorical (B, C) int64, dense (B, F) float32) of (``req``'s user and context, pins ``rows``).
+        ``only``: encode just these parts (names of :attr:`parts`); the other parts' columns are left
+        uninitialised (the pre-ranker reads a subset of the columns, :mod:`pinrec.export.serving.prerank`)."""
+        parts = self.parts if only is None else {n: p for n, p in self.parts.items() if n in only}
+        fast, b = self._fast, len(rows)
         cat = np.empty((b, len(self.encoder.categorical_names)), np.int64)
         dense = np.empty((b, len(self.encoder.dense_names)), np.float32)
         for name in ("context", "user", "request"):

@@ -11,7 +11,8 @@ The candidate holds
 * ``extra/pin_embeddings.npy``: (N, D) float32, row i = pins row i (zeros for a pin PinSage did not
   embed), what the loader queries the index with;
 * ``extra/features_<view>.parquet``: the online feature snapshot as of the cut-off
-  (:mod:`pinrec.jobs.features.feature_snapshot`), so the loader serves the features the ranker was trained on.
+  (:mod:`pinrec.jobs.features.feature_snapshot`), so the loader serves the features the ranker was trained on;
+* ``extra/prerank.onnx``: the pre-ranker, when the ranker folder has one (:mod:`pinrec.jobs.ranking.ranker_prerank`).
 
 Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
 (per-task AUC and ECE of the served, calibrated, position-free scores); lineage records the git
@@ -234,6 +235,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
             index_shards=tuple(f"{index_local}/{s['file']}" for s in index_meta["shards"]),
             ranker=f"{ranker_local}/ranker.onnx", encoder=f"{ranker_local}/encoder.json", pins=f"{tmp}/pins.parquet",
             extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values())))
+        if (ranker_at / "prerank.onnx").is_file():  # the pre-ranker, exported beside the ranker
+            files = replace(files, extras=(*files.extras, f"{ranker_local}/prerank.onnx"))
         measured = index_meta["measured"]
         drift = candidate_drift(spark, cfg, ranker_local, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
             if cfg.monitoring.at_publish else None

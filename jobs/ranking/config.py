@@ -17,6 +17,7 @@ BASELINES: tuple[str, ...] = get_args(Baseline)
 USER_EMBEDDING_KINDS = {"saves": "user_embedding", "closeups": "user_closeup_embedding"}
 UserEmbeddingKind = Literal["saves", "closeups"]
 PosInt = Annotated[int, Field(ge=1)]
+Prerank = Literal["logistic", "none"]
 
 
 @section("ranker_job")
@@ -33,7 +34,11 @@ class RankerJobConfig:
     (:func:`pinrec.jobs.ranking.ranker_eval.auc_intervals`); 0 computes none. ``debias_seeds``: training seeds
     of both the ranker and its no-position twin in the Kendall-tau comparison (seed, seed + 1,
     ...; the first pair is the exported ranker and its twin): more than one puts the training's
-    randomness into the comparison's interval, which one pair cannot."""
+    randomness into the comparison's interval, which one pair cannot.
+    ``prerank``: ``logistic`` also trains the pre-ranker (:mod:`pinrec.jobs.ranking.ranker_prerank`: logistic
+    regression on the features serving precomputes per bundle) and exports ``prerank.onnx`` beside the
+    ranker; ``none``: no pre-ranker. ``prerank_iterations``: most iterations of its full-batch L-BFGS
+    fit. ``prerank_l2``: the L2 penalty on its weights (biases excluded)."""
 
     experiment: Annotated[str, Field(min_length=1)] = EXPERIMENT
     baselines: tuple[Baseline, ...] = BASELINES
@@ -48,6 +53,9 @@ class RankerJobConfig:
     ndcg_k: PosInt = 10
     bootstrap_resamples: Annotated[int, Field(ge=0)] = 200
     debias_seeds: PosInt = 3
+    prerank: Prerank = "logistic"
+    prerank_iterations: PosInt = 100
+    prerank_l2: Annotated[float, Field(ge=0.0)] = 1e-4
 
     @model_validator(mode="after")
     def _check(self) -> RankerJobConfig:

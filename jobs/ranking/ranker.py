@@ -20,9 +20,12 @@
    every AUC with a session-bootstrap interval, and the oracle's AUC minus the ranker's and the
    debiased model's tau minus the twin's, each with the interval of that paired difference
    (``bootstrap_resamples``; the tau comparison trains ``debias_seeds`` pairs and resamples them
-   too, since one pair's difference is mostly training noise) -> ``Evaluation``;
+   too, since one pair's difference is mostly training noise); before it, with ``ranker_job.prerank``,
+   the pre-ranker (:mod:`~pinrec.jobs.ranking.ranker_prerank`: logistic regression on the features serving
+   precomputes, calibrated like the ranker) is trained and scored as the model ``pre-ranker`` -> ``Evaluation``;
 6. export (:mod:`~pinrec.jobs.ranking.ranker_export`): ONNX (calibration inside) and int8 into
-   ``<artifacts>/ranker/<model_version>/`` with the encoder and calibration JSON and ``metrics.json``;
+   ``<artifacts>/ranker/<model_version>/`` with the encoder and calibration JSON, ``prerank.onnx``
+   (with the pre-ranker) and ``metrics.json``;
    the ONNX outputs are checked against the training path on the test rows, the int8 AUC drop is
    measured there; the MLflow record -> :class:`~pinrec.jobs.ranking.ranker_report.RankerReport`.
 
@@ -64,6 +67,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
     ``artifact_root``: the MLflow experiment's artifact root if the run creates it."""
     from .ranker_evaluate import evaluate
     from .ranker_export import epoch_logger, export, open_run
+    from .ranker_prerank import MODEL, train_prerank
     from .ranker_train import calibrate, train
 
     started = time.perf_counter()
@@ -73,9 +77,11 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
     data = encode(training, cfg, embeddings)
     with open_run(tracking_uri, cfg, data, training.meta, version, artifact_root) as run:
         ranker = calibrate(train(data, model_cfg, train_cfg, hook=epoch_logger(run)), data, calibration_cfg)
-        evaluation = evaluate(data, ranker, cfg, read_truth(truth_dir) if truth_dir else None)
+        prerank = train_prerank(data, cfg)
+        evaluation = evaluate(data, ranker, cfg, read_truth(truth_dir) if truth_dir else None,
+                              extra={MODEL: prerank.test} if prerank is not None else None)
         return export(data, ranker, evaluation, cfg, meta=training.meta, embedding_version=version or "",
-                      artifacts_dir=artifacts_dir, run=run, started=started)
+                      artifacts_dir=artifacts_dir, run=run, started=started, prerank=prerank)
 
 
 def run_ranker(spark, cfg) -> RankerReport:

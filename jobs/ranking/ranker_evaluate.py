@@ -12,7 +12,8 @@ Models, in the order of the report's rows:
   the position feature; with the truth as well, Kendall's tau of both models' position-free rankings
   against the oracle's, over ``debias_seeds`` seed pairs (the first pair: the ranker and its twin);
 * the baselines ``ranker_job.baselines`` (logistic regression; deepctr-torch's DCNMix, Wang et al.,
-  WWW 2021), position-free.
+  WWW 2021), position-free;
+* any model scored elsewhere (``extra``: the pre-ranker, :mod:`pinrec.jobs.ranking.ranker_prerank`).
 
 With ``bootstrap_resamples``, every AUC gets its session-bootstrap interval, and with the truth the
 paired gaps oracle - ranker (with position) and oracle (position-free) - ranker.
@@ -20,6 +21,7 @@ Pure but for training: no I/O, the truth comes in as a frame.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,10 +98,11 @@ def baseline(name: str, data: EncodedData, cfg: RankerConfigs, device: str) -> n
 
 
 def evaluate(data: EncodedData, ranker: CalibratedRanker, cfg: RankerConfigs,
-             truth: pd.DataFrame | None = None) -> Evaluation:
+             truth: pd.DataFrame | None = None, extra: Mapping[str, np.ndarray] | None = None) -> Evaluation:
     """Score every model on the test split and compare them (module docstring). ``truth``: the
     synthetic world's impressions (:data:`~pinrec.jobs.ranking.ranker_eval.TRUTH_COLUMNS`) holding
-    every test event, or None. Seeds: ``cfg.train.seed`` for the twin, the baselines and the
+    every test event, or None; ``extra``: {model: (B_test, T) probabilities} of models trained
+    elsewhere, metered last. Seeds: ``cfg.train.seed`` for the twin, the baselines and the
     resamples."""
     job, tasks, seed = cfg.job, data.tasks, cfg.train.seed
     y, w, sessions = data.labels["test"], data.weights["test"], data.sessions
@@ -118,6 +121,7 @@ def evaluate(data: EncodedData, ranker: CalibratedRanker, cfg: RankerConfigs,
                                           job.bootstrap_resamples, seed=seed)
     for name in job.baselines:
         scored[BASELINE_NAMES[name]] = baseline(name, data, cfg, ranker.trained.device)
+    scored |= dict(extra or {})
     metrics = [row for name, p in scored.items()
                for row in ev.task_metrics(name, y, p, tasks, sessions, w, job.ece_bins, job.ndcg_k)]
     gaps: list[AucGap] = []

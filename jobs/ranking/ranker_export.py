@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from pinrec.jobs.io.tracking import ArtifactRoot, TrackedRun
 
+    from .ranker_prerank import TrainedPrerank
+
 
 def open_run(tracking_uri: str | None, cfg: RankerConfigs, data: EncodedData, meta: dict[str, Any],
              embedding_version: str | None = None, artifact_root: ArtifactRoot | None = None
@@ -54,10 +56,13 @@ def epoch_logger(run: TrackedRun | None) -> Callable[[int, dict[str, float]], No
 
 def export(data: EncodedData, ranker: CalibratedRanker, evaluation: Evaluation, cfg: RankerConfigs, *,
            meta: dict[str, Any], embedding_version: str = "", artifacts_dir: str | Location | None = None,
-           run: TrackedRun | None = None, started: float | None = None) -> RankerReport:
+           run: TrackedRun | None = None, started: float | None = None,
+           prerank: TrainedPrerank | None = None) -> RankerReport:
     """The run's report; with ``artifacts_dir``, ONNX (+ int8 with ``ranker_job.int8``), encoder and
     calibration JSON and ``metrics.json`` published to ``<artifacts_dir>/ranker/<model_version>/``
-    (``onnx_max_abs_diff``, ``int8_auc_drop`` and ``artifacts`` in the report); with ``run``, the
+    (``onnx_max_abs_diff``, ``int8_auc_drop`` and ``artifacts`` in the report); with ``prerank``, its
+    inputs in the report's ``prerank`` and, with ``artifacts_dir``, ``prerank.onnx`` beside the
+    ranker (its ``onnx_max_abs_diff`` on the test rows in ``prerank``); with ``run``, the
     metrics, plots, report and files logged to it. ``started``: the job's ``time.perf_counter()`` at
     its start (``seconds`` is measured from it, else 0)."""
     from pinrec.jobs.io.distributed import world_size
@@ -73,6 +78,14 @@ def export(data: EncodedData, ranker: CalibratedRanker, evaluation: Evaluation, 
     with tempfile.TemporaryDirectory() as tmp:
         files, extra = export_onnx(trained.trainer, cal, data.encoder, trained.result, version, data.batches, y, w,
                                    probs, tmp, job, embedding_version) if artifacts_dir else ({}, {})
+        if prerank is not None:
+            summary = prerank.summary()
+            if artifacts_dir:
+                from .ranker_prerank import PRERANK_FILE, export_prerank
+
+                files[PRERANK_FILE], summary["onnx_max_abs_diff"] = export_prerank(prerank, tmp, data.batches["test"],
+                                                                                   version)
+            extra["prerank"] = summary
         report = replace(report, **extra, seconds=0.0 if started is None else time.perf_counter() - started)
         if artifacts_dir:
             report = replace(report, artifacts=publish_artifacts(files, as_location(artifacts_dir) / "ranker" / version,

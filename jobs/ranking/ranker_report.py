@@ -17,7 +17,9 @@ class RankerReport:
     one :class:`~pinrec.jobs.ranking.ranker_eval.MetricRow` per (model, task) on the test split;
     ``debias`` (one per task, with the oracle and the twin), ``auc_gaps`` (with the oracle and
     bootstrap resamples); the ONNX export's checks, the published folder, the training set's input
-    Delta versions, the MLflow run, wall seconds, the embeddings' version and the DDP world size."""
+    Delta versions, the MLflow run, wall seconds, the embeddings' version and the DDP world size;
+    ``prerank`` (empty without a pre-ranker): its model, input columns, training losses and, when
+    exported, ``onnx_max_abs_diff`` (its test metrics are the rows of the model ``pre-ranker``)."""
 
     model_version: str
     tasks: tuple[str, ...]
@@ -37,6 +39,7 @@ class RankerReport:
     seconds: float = 0.0
     embedding_version: str = ""
     world_size: int = 1
+    prerank: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, model: str, task: str, name: str) -> float:
         for row in self.metrics:
@@ -57,6 +60,12 @@ class RankerReport:
         lines += [g.render() for g in self.auc_gaps]
         if not math.isnan(self.onnx_max_abs_diff):
             lines.append(f"onnx vs torch on the test rows: max |diff| = {self.onnx_max_abs_diff:.2e}")
+        if self.prerank:
+            p = self.prerank
+            lines.append(f"pre-ranker: {p['model']} regression on {len(p['categorical'])} categorical and "
+                         f"{len(p['dense'])} dense inputs (no embeddings, no ids)"
+                         + (f"; onnx vs torch max |diff| = {p['onnx_max_abs_diff']:.2e}"
+                            if "onnx_max_abs_diff" in p else ""))
         for task, drop in self.int8_auc_drop.items():
             lines.append(f"int8 AUC drop ({task}): {drop:+.5f}")
         if self.artifacts:

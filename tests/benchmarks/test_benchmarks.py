@@ -42,6 +42,15 @@ def test_serve_tiny_bundle(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full
+def test_serve_with_the_prerank_beside(tmp_path):
+    out = run("serve.py", "--pins", "3000", "--users", "300", "--requests", "200", "--warmup", "2", "--redis", "off",
+              "--ann-candidates", "300", "--prerank-keep", "50", "--workdir", str(tmp_path))
+    assert "| prerank 50: p50 (ms) | prerank 50: p99 (ms) |" in out and "| stage: prerank |" in out
+    assert "pre-ranker: 7 categorical + 28 dense inputs; merged candidates per request: mean" in out
+
+
+@pytest.mark.slow
 def test_ranker_scoring_variants():
     out = run("ranker.py", "--candidates", "50", "--runs", "200", "--warmup", "2")
     for row in ("| torch eager |", "| onnx fp32 |", "| onnx int8 |", "| encoder (numpy) |"):

@@ -184,6 +184,34 @@ def real_ranker_onnx(path: str, enc: FeatureEncoder):
     return scoring_module(ranker, calibration)
 
 
+def prerank_onnx(path: str, enc: FeatureEncoder):
+    """A pre-ranker with the interface the ranker job exports (:mod:`pinrec.jobs.ranking.ranker_prerank`):
+    :func:`ranker_onnx`'s logistic regression over the encoder's features minus embeddings and ids,
+    its encoder in the model property ``pinrec.encoder``. Returns (the same model as a torch
+    :class:`~pinrec.models.prerank.LogisticPrerank` scoring module: no bias, Platt(1, 0), score weights
+    (1.0, 0.3); its encoder)."""
+    import onnx
+    import torch
+
+    from pinrec.export.build.onnx_ranker import scoring_module
+    from pinrec.jobs.ranking.ranker_prerank import sub_encoder
+    from pinrec.models.calibration import Calibration, Platt
+    from pinrec.models.prerank import LogisticPrerank
+
+    sub, _, _ = sub_encoder(enc)
+    ranker_onnx(path, sub)
+    model = onnx.load(path)
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    onnx.helper.set_model_props(model, {"pinrec.encoder": sub.to_json()})
+    onnx.save(model, path)
+    torch_model = LogisticPrerank(sub.cardinalities, len(sub.dense_names), ("save", "closeup"))
+    with torch.no_grad():
+        torch_model.categorical_weight.weight.copy_(torch.from_numpy(weights["table"].copy()))
+        torch_model.dense.weight.copy_(torch.from_numpy(weights["w"].T.copy()))
+    calibration = Calibration(torch_model.tasks, (Platt(1.0, 0.0), Platt(1.0, 0.0)), (1.0, 0.3))
+    return scoring_module(torch_model, calibration), sub
+
+
 def write_candidate(folder, with_embeddings: bool = True, ids: bool = False, real_ranker: bool = False,
                     embedding_features: bool = False):
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 import uuid
 from pathlib import Path
@@ -40,6 +41,29 @@ def test_newest_ranker_is_the_last_complete_export(artifacts, tmp_path):
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.spark
+def test_the_demo_bundle_ships_the_prerank_exported_beside_its_ranker(tiny_world):
+    """ranker_job.prerank defaults to logistic: the ranker folder holds prerank.onnx (its test AUC in
+    metrics.json as the model 'pre-ranker') and the published bundle carries the same file as an extra."""
+    import onnx
+
+    from pinrec.export.serving.loader import load
+    from pinrec.export.serving.recommend import RecommendConfig, Recommender
+
+    cfg, result = tiny_world
+    folder = Path(cfg.storage.artifacts) / "ranker" / result.ranker.model_version
+    assert result.ranker.prerank["onnx_max_abs_diff"] <= 1e-5
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {r["task"] for r in metrics["metrics"] if r["model"] == "pre-ranker"} == {"save", "closeup"}
+    bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
+    entry = next(e for e in bundle.manifest.of_role("extra") if e.path == "extra/prerank.onnx")
+    assert entry.sha256 == _sha(folder / "prerank.onnx")
+    props = {p.key: p.value for p in onnx.load(str(folder / "prerank.onnx")).metadata_props}
+    assert props["pinrec.model_version"] == result.ranker.model_version
+    rec = Recommender(bundle, RecommendConfig(prerank_keep=5))
+    assert len(rec.recommend(None, k=10)) == 5
 
 
 @pytest.mark.spark

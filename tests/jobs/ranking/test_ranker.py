@@ -25,6 +25,13 @@ def test_job_config_validates():
         RankerJobConfig(bootstrap_resamples=-1)
     with pytest.raises(ValueError, match="debias_seeds"):
         RankerJobConfig(debias_seeds=0)
+    assert RankerJobConfig().prerank == "logistic"  # the pre-ranker is on by default
+    with pytest.raises(ValueError, match="prerank"):
+        RankerJobConfig(prerank="lightgbm")
+    with pytest.raises(ValueError, match="prerank_iterations"):
+        RankerJobConfig(prerank_iterations=0)
+    with pytest.raises(ValueError, match="prerank_l2"):
+        RankerJobConfig(prerank_l2=-1.0)
     assert RankerJobConfig().user_embeddings == ("closeups",)
     from pinrec.export.serving.embedding_features import USER_EMBEDDINGS
     from pinrec.jobs.ranking.config import USER_EMBEDDING_KINDS
@@ -157,6 +164,7 @@ def test_train_ranker_is_its_steps_in_order(tiny_training_set, tmp_path):
     from pinrec.jobs.ranking.ranker_encode import encode
     from pinrec.jobs.ranking.ranker_evaluate import evaluate
     from pinrec.jobs.ranking.ranker_export import export
+    from pinrec.jobs.ranking.ranker_prerank import MODEL, train_prerank
     from pinrec.jobs.ranking.ranker_read import read
     from pinrec.jobs.ranking.ranker_train import calibrate, train
     from tests.jobs.ranking.training_frames import small_configs
@@ -171,14 +179,16 @@ def test_train_ranker_is_its_steps_in_order(tiny_training_set, tmp_path):
     training = read(frame, None, cfg)
     data = encode(training, cfg)
     ranker = calibrate(train(data, cfg.model, cfg.train), data, cfg.calibration)
-    evaluation = evaluate(data, ranker, cfg, truth)
-    steps = export(data, ranker, evaluation, cfg, meta=training.meta)
+    prerank = train_prerank(data, cfg)
+    evaluation = evaluate(data, ranker, cfg, truth, extra={MODEL: prerank.test})
+    steps = export(data, ranker, evaluation, cfg, meta=training.meta, prerank=prerank)
 
     def fields(r) -> str:  # JSON: NaN (an undefined tau) compares equal to itself there
         return json.dumps({k: v for k, v in report_dict(r).items() if k != "seconds"}, sort_keys=True, default=str)
 
     assert fields(report) == fields(steps)
-    assert len(report.metrics) == 12 and len(report.debias) == 2 and len(report.auc_gaps) == 4
+    assert len(report.metrics) == 14 and len(report.debias) == 2 and len(report.auc_gaps) == 4
+    assert [m.model for m in report.metrics[-2:]] == [MODEL, MODEL] and report.prerank["model"] == "logistic"
     assert report.model_version.startswith("ranker-") and report.seconds > 0 == steps.seconds
 
 
