@@ -11,7 +11,10 @@ The candidate holds
 * ``extra/pin_embeddings.npy``: (N, D) float32, row i = pins row i (zeros for a pin PinSage did not
   embed), what the loader queries the index with;
 * ``extra/features_<view>.parquet``: the online feature snapshot as of the cut-off
-  (:mod:`pinrec.jobs.features.feature_snapshot`), so the loader serves the features the ranker was trained on.
+  (:mod:`pinrec.jobs.features.feature_snapshot`), so the loader serves the features the ranker was trained on;
+* ``extra/two_tower_*``: the two-tower model of the same embedding version, when one was built
+  (``<artifacts>/two_tower/<embedding version>``, :mod:`pinrec.jobs.two_tower.two_tower`; one built on
+  other embeddings is refused).
 
 Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
 (per-task AUC and ECE of the served, calibrated, position-free scores); lineage records the git
@@ -20,6 +23,7 @@ publishing, the ranker and index are registered in the MLflow Model Registry poi
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -183,7 +187,8 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
 
 def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
                            ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
-                           force: bool = False, register: bool = True) -> BundleReport:
+                           force: bool = False, register: bool = True,
+                           two_tower_dir: str | Location | None = None) -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
@@ -223,8 +228,13 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
             dt.timedelta(seconds=cfg.features.publish_delay_s)
+    from pinrec.jobs.two_tower.two_tower import bundle_files, locate
+
+    two_tower_at = locate(artifacts, emb_version, two_tower_dir, artifacts.s3)
     with (tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp, local_folder(index_at) as index_local,
-          local_folder(ranker_at) as ranker_local):
+          local_folder(ranker_at) as ranker_local,
+          local_folder(two_tower_at) if two_tower_at else contextlib.nullcontext() as two_tower_local):
+        two_tower_extras, two_tower_report = bundle_files(two_tower_local, emb_version) if two_tower_local else ((), {})
         pins, aligned, _ = pin_metadata(spark, catalog, ids, vectors)
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
@@ -233,14 +243,14 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
             index_meta=f"{index_local}/index.json",
             index_shards=tuple(f"{index_local}/{s['file']}" for s in index_meta["shards"]),
             ranker=f"{ranker_local}/ranker.onnx", encoder=f"{ranker_local}/encoder.json", pins=f"{tmp}/pins.parquet",
-            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values())))
+            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values()), *two_tower_extras))
         measured = index_meta["measured"]
         drift = candidate_drift(spark, cfg, ranker_local, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
             if cfg.monitoring.at_publish else None
         metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
                           auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {})
-        runs = {"ranker": ranker_report.get("run_id")}
+        runs = {"ranker": ranker_report.get("run_id"), "two_tower": two_tower_report.get("run_id")}
         if drift and drift.mlflow_run_id:
             runs["monitoring"] = drift.mlflow_run_id
         # what this job read (pin_embeddings, pins, the feature tables), what the ranker was trained on
