@@ -115,3 +115,18 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="P rows"):
         TwoTowerData(train.user_categorical[:3], train.user_dense, train.saves, train.closeups, train.pins,
                      train.pin_categorical, train.pin_dense)
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
+    from tests.support.repo import torchrun
+
+    torchrun("-m", "tests.models.ddp_two_tower_worker", str(tmp_path))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    for name, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][name]), name
+    history = ranks[0]["history"]
+    assert [h["pairs"] for h in history] == [256] * 3  # 128 pairs per rank per epoch, all-reduced
+    assert [h["loss"] for h in history] == [h["loss"] for h in ranks[1]["history"]]
+    assert (tmp_path / "checkpoints" / "two_tower-tau0.1.pt").exists()
