@@ -40,7 +40,8 @@ FORMAT = "pinrec.two_tower/1"
 @dataclass(frozen=True)
 class TwoTowerSpec:
     """What the user tower reads: ``encoder`` (the fitted encoder of the context and user-view
-    columns, as a dict), ``lists`` (the user-view list columns, saves first then closeups),
+    columns, as a dict), ``lists`` (which of the saves and closeups lists it reads; one not named is
+    fed empty, as in training),
     ``list_length`` (L), ``embedding_dim`` (E), ``dim`` (D, the output), ``embedding_version``
     (the PinSage embeddings both towers read), ``model_version``, ``temperature``."""
 
@@ -51,7 +52,7 @@ class TwoTowerSpec:
     embedding_version: str
     model_version: str
     temperature: float
-    lists: tuple[str, str] = (LAST_SAVED, LAST_CLOSEUPS)
+    lists: tuple[str, ...] = (LAST_SAVED, LAST_CLOSEUPS)
 
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, **{k: getattr(self, k) for k in self.__dataclass_fields__}},
@@ -65,6 +66,9 @@ class TwoTowerSpec:
         missing = [k for k in cls.__dataclass_fields__ if k not in d]
         if missing:
             raise ValueError(f"{where}: lacks {missing}")
+        unknown = sorted(set(d["lists"]) - {LAST_SAVED, LAST_CLOSEUPS})
+        if unknown:
+            raise ValueError(f"{where}: lists {unknown} are not user lists ({LAST_SAVED}, {LAST_CLOSEUPS})")
         return cls(**{k: (tuple(d[k]) if k == "lists" else d[k]) for k in cls.__dataclass_fields__})
 
 
@@ -124,6 +128,9 @@ class UserTowerQuery:
     def embed(self, frame: Mapping[str, Any], saves: np.ndarray, closeups: np.ndarray) -> np.ndarray:
         """(1, D) float32 user embedding of a one-row ``frame`` of :attr:`columns` and the user's lists."""
         batch = self.encoder.transform(frame)
+        none = np.zeros(0, np.int64)
+        saves = saves if LAST_SAVED in self.spec.lists else none
+        closeups = closeups if LAST_CLOSEUPS in self.spec.lists else none
         s, sm = list_inputs(saves, self.spec.list_length, self._rows, self._embeddings)
         c, cm = list_inputs(closeups, self.spec.list_length, self._rows, self._embeddings)
         feed = {"categorical": batch.categorical, "dense": batch.dense, "saves": s[None], "saves_mask": sm[None],

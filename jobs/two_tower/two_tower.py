@@ -133,7 +133,7 @@ def write_artifacts(out: Path, fit, inputs, cfg: TwoTowerConfig, index_cfg: Inde
     diff = export_user_tower(trainer.model.user, out / USER_TOWER_FILE)
     trainer.model.to(trainer.device)
     spec = TwoTowerSpec(inputs.user_encoder.to_dict(), cfg.list_length, int(inputs.pins.embeddings.size(1)),
-                        cfg.out_channels, embedding_version, version, fit.temperature)
+                        cfg.out_channels, embedding_version, version, fit.temperature, inputs.lists)
     (out / SPEC_FILE).write_text(spec.to_json())
     with tempfile.TemporaryDirectory(prefix="pinrec-two-tower-index-") as scratch:
         built = build_index(pin_out, inputs.pin_ids, queries,
