@@ -8,6 +8,8 @@ landed day) when triggered by hand.
 1. **graph**: the Pin-Board graph as of the end of the day (`pinrec graph`);
 2. **pinsage**: train PinSage, embed every pin (`pinrec pinsage`), MLflow-tracked;
 3. **index**: the tuned, sharded FAISS index over those embeddings (`pinrec index`);
+   **two_tower** (in parallel): the two-tower retrieval model on the training set and those
+   embeddings, its ONNX user tower and the index of its pin tower (`pinrec two-tower`);
 4. **ranker** (in parallel with the index): train, calibrate, evaluate and export the ranker to
    ONNX with the new embeddings as features (`pinrec ranker`);
 5. **publish**: assemble the bundle (index + ranker + pins + feature snapshot), judge it against
@@ -104,18 +106,26 @@ def pinrec_training():
         return pin_index(_config(params, triggering_asset_events))
 
     @task
+    def two_tower(embedded: dict, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import two_tower_model
+
+        return two_tower_model(_config(params, triggering_asset_events))
+
+    @task
     def ranker(embedded: dict, params=None, triggering_asset_events=None) -> dict:
         from pinrec.jobs.orchestration.tasks import ranker_model
 
         return ranker_model(_config(params, triggering_asset_events))
 
     @task
-    def publish(day: str, indexed: dict, ranked: dict, params=None, triggering_asset_events=None) -> dict:
+    def publish(day: str, indexed: dict, ranked: dict, towers: dict, params=None, triggering_asset_events=None) -> dict:
         from pinrec.jobs.orchestration.tasks import publish_day
 
         out = publish_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day),
-                          index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"])
-        out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"]}
+                          index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"],
+                          two_tower_dir=towers["wrote"]["two_tower"])
+        out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"],
+                                 "two_tower": towers["mlflow_run_id"]}
         print(f"published {out['name']}/{out['version']} to {out['store_uri']}: promoted={out['promoted']} "
               f"blessed={out['blessed']} {out['reasons'] or ''}; MLflow runs {out['mlflow_run_ids']}, "
               f"registry {out['registered']}")
@@ -123,7 +133,7 @@ def pinrec_training():
 
     day = plan()
     embedded = pinsage(graph(day))
-    publish(day, index(embedded), ranker(embedded))
+    publish(day, index(embedded), ranker(embedded), two_tower(embedded))
 
 
 pinrec_training()

@@ -37,6 +37,7 @@ from pinrec.models.config import (
     PinSageTrainConfig,
     RankerConfig,
     RankerTrainConfig,
+    TwoTowerConfig,
 )
 from pinrec.schemas.catalog import MAX_POSITION
 from pinrec.schemas.config_base import ConfigError, section, validate
@@ -263,6 +264,7 @@ class PinrecConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     training: TrainingSetConfig = field(default_factory=TrainingSetConfig)
     pinsage: PinSageTrainConfig = field(default_factory=PinSageTrainConfig)
+    two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     retrieval_eval: RetrievalEvalConfig = field(default_factory=RetrievalEvalConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     ranker_train: RankerTrainConfig = field(default_factory=RankerTrainConfig)

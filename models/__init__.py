@@ -31,6 +31,9 @@ _EXPORTS = {
     "BoardPairSampler": "pinrec.models.pair_sampler",
     "WalkPairSampler": "pinrec.models.pair_sampler",
     "HardNegativeSampler": "pinrec.models.pair_sampler",
+    "TwoTower": "pinrec.models.two_tower",
+    "TwoTowerConfig": "pinrec.models.config",
+    "TwoTowerTrainer": "pinrec.models.two_tower_trainer",
 }
 
 __all__ = [
@@ -54,6 +57,9 @@ __all__ = [
     "RankerData",
     "RankerTrainConfig",
     "RankerTrainer",
+    "TwoTower",
+    "TwoTowerConfig",
+    "TwoTowerTrainer",
     "WalkPairSampler",
     "fit_calibration",
     "max_margin_loss",

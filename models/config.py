@@ -164,3 +164,41 @@ class PinSageTrainConfig:
         if not lo < hi:
             raise ValueError(f"pinsage.hard_negative_band must be (lo, hi) with 0 <= lo < hi, got {(lo, hi)}")
         return self
+
+
+@section("two_tower")
+class TwoTowerConfig:
+    """The two-tower retrieval model (:mod:`pinrec.models.two_tower`) and its training
+    (:mod:`pinrec.models.two_tower_trainer`).
+
+    Model: ``out_channels`` (D), ``hidden_channels`` (MLP width), ``category_dim`` (per
+    categorical column), ``list_length`` (L: recent saves and closeups the user tower reads, newest
+    first), ``pooling`` (``"attention"`` learned, or ``"mean"`` recency-weighted with
+    ``half_life`` slots). Training: in-batch sampled softmax over ``batch_size`` pairs with
+    ``logq`` correction (subtract log of each pin's share of the training positives),
+    ``epochs``, ``lr``, ``weight_decay``; each temperature of ``temperatures`` trains one model
+    and the best validation recall@``eval_k`` wins. Runtime: ``seed``, ``checkpoint_dir`` (None:
+    none), ``checkpoint_every``, ``device``, ``progress``, ``inference_batch_size``.
+    ``max_pairs``: at most this many training pairs (a seeded sample; 0: all).
+    """
+
+    out_channels: PosInt = 32
+    hidden_channels: PosInt = 64
+    category_dim: PosInt = 8
+    list_length: PosInt = 10
+    pooling: Literal["attention", "mean"] = "attention"
+    half_life: PosFloat = 2.0
+    epochs: PosInt = 10
+    batch_size: Annotated[int, Field(ge=2)] = 256
+    lr: PosFloat = 3e-3
+    weight_decay: NonNegFloat = 0.0
+    logq: bool = True
+    temperatures: Annotated[tuple[PosFloat, ...], Field(min_length=1)] = (0.05, 0.1, 0.2)
+    eval_k: PosInt = 50
+    max_pairs: NonNegInt = 0
+    seed: NonNegInt = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: PosInt = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+    inference_batch_size: PosInt = 4096

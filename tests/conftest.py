@@ -169,6 +169,7 @@ def tiny_world(spark, tmp_path_factory):
         "synthetic": {"users": 60, "pins": 300, "days": 3, "impressions_per_day": 3000,
                       "fault_rate": 0.01, "duplicate_rate": 0.01},
         "pinsage": {"epochs": 2, "progress": False, "hard_negatives_from_epoch": 1},
+        "two_tower": {"epochs": 3, "temperatures": [0.1, 0.2], "progress": False, "device": "cpu"},
         "ranker_train": {"epochs": 4, "batch_size": 256, "progress": False, "device": "cpu"},
         "ranker_job": {"baselines": ["logreg"], "int8": False},
         "blessing": {"min_auc": 0.0},  # the tiny world's test day holds ~30 saves: AUC is noise

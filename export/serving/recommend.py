@@ -57,6 +57,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import faiss
 import numpy as np
 import onnxruntime as ort
 import pyarrow as pa
@@ -95,6 +96,8 @@ from .serving_request import (
 )
 from .session import check_recent, list_caps, merged
 from .shards import ShardedIndex
+from .two_tower import FILES as TWO_TOWER_FILES
+from .two_tower import TwoTowerChannel
 
 __all__ = ["CHANNELS", "CONTEXT", "EMBEDDING_COLUMNS", "STAGES", "Candidates", "LoaderRecommender",
            "RecommendConfig", "Recommendation", "Recommender", "RequestError"]
@@ -111,7 +114,8 @@ class RecommendConfig:
     bundle cannot serve is an error).
     ``ann_candidates``: pins kept from the ANN channel; ``ann_queries``: most recent saves used
     as queries; ``recency_half_life``: saves after which a query's weight halves; ``rrf_k``: the
-    reciprocal-rank constant. ``fresh_candidates`` / ``trending_candidates``: pins from the
+    reciprocal-rank constant. ``two_tower_candidates``: pins kept from the two-tower channel (the
+    bundle's user tower on the request, its index of pin-tower outputs searched). ``fresh_candidates`` / ``trending_candidates``: pins from the
     fresh and from each trending channel; ``trending_by``: the pin feature ranking trending pins.
     ``category_cap``: most pins of one category in the result (0: no cap); ``mmr_lambda``:
     relevance weight of MMR (1: plain score order). ``ranker_threads``: intra-op threads of the
@@ -130,6 +134,7 @@ class RecommendConfig:
     ann_queries: int = bounded(5, ge=1)
     recency_half_life: float = bounded(2.0, gt=0.0)
     rrf_k: float = bounded(60.0, ge=0.0)
+    two_tower_candidates: int = bounded(500, ge=1)
     fresh_candidates: int = bounded(50, ge=0)
     trending_candidates: int = bounded(50, ge=0)
     trending_by: str = "pin__saves_30d"
@@ -216,6 +221,7 @@ class Recommender:
         if self.embeddings is not None and self.embeddings.shape != (len(self._pin_ids), self.index.d):
             raise ValueError(f"{EMBEDDINGS_FILE} is {self.embeddings.shape}, expected "
                              f"({len(self._pin_ids)}, {self.index.d}): one row per pin, the index's dimension")
+        self._two_tower = self._open_two_tower(bundle)
         self.channels = self._resolve_channels(snapshot)
         if self.embeddings is None and cfg.mmr_lambda < 1:
             raise ValueError(f"bundle {bundle.name}/{bundle.version} carries no extra/{EMBEDDINGS_FILE}: "
@@ -279,11 +285,30 @@ class Recommender:
         if self.embeddings is None:
             missing["ann"] = (f"bundle {self.bundle.name}/{self.bundle.version} carries no extra/{EMBEDDINGS_FILE} "
                               "(pass query= to recommend instead)")
+        if self._two_tower is None:
+            lacking = [f for f in TWO_TOWER_FILES if _extra(self.bundle, f) is None] or [EMBEDDINGS_FILE]
+            missing["two_tower"] = f"bundle {self.bundle.name}/{self.bundle.version} carries no extra/{lacking[0]}"
         view = snapshot.view("pin") if "pin" in snapshot.views else None
         if view is None or view.meta.entities != ("pin_id",) or self.config.trending_by not in view.values.column_names:
             missing["category"] = missing["trending"] = \
                 f"the feature snapshot's pin view has no {self.config.trending_by!r} (recommend.trending_by)"
         return missing
+
+    def _open_two_tower(self, bundle) -> TwoTowerChannel | None:
+        """The two-tower channel when the bundle carries its files and PinSage embeddings (None otherwise)."""
+        extras = {os.path.basename(e.path): os.path.join(bundle.root, e.path) for e in bundle.manifest.of_role("extra")}
+        if self.embeddings is None or not all(f in extras for f in TWO_TOWER_FILES):
+            return None
+        return TwoTowerChannel(extras, self.pins, self.embeddings, lambda p: faiss.read_index(p, faiss.IO_FLAG_MMAP_IFC),
+                               ShardedIndex, max(self.config.ranker_threads, 1))
+
+    def _two_tower_rows(self, req: Request) -> np.ndarray:
+        """Rows of the two-tower channel: the user tower on the request's context, the user view's row
+        and the Request's recent saves and closeups (the session's actions merged in)."""
+        row = self._frames.user_row(req)
+        frame = {c: row.column(c) if c in row.column_names else pa.array([req.context.get(c)])
+                 for c in self._two_tower.user.columns}
+        return self._two_tower.search(frame, req.saves, req.closeups, self.config.two_tower_candidates)
 
     def _resolve_channels(self, snapshot) -> tuple[str, ...]:
         """``recommend.channels``, or every channel the bundle can serve when it is None."""
@@ -347,7 +372,8 @@ class Recommender:
         if req.top_category is None and len(req.session):  # a session pin is all we know of this user's taste
             rows, found = self._rows(req.session)
             code = int(self._cat[rows[found][0]]) if found.any() else None
-        parts = {"ann": ann, "category": self._cold.category(code, cfg.trending_candidates),
+        two_tower = self._two_tower_rows(req) if "two_tower" in channels else np.zeros(0, np.int64)
+        parts = {"ann": ann, "two_tower": two_tower, "category": self._cold.category(code, cfg.trending_candidates),
                  "trending": self._cold.trending, "fresh": self._cold.fresh(req.now_us)}
         order = list(channels) if query is None or "ann" in channels else ["ann", *channels]
         drop = np.concatenate([req.saves, req.session, exclude]) if len(exclude) or len(req.session) else req.saves

@@ -150,6 +150,13 @@ def cmd_pinsage(args) -> int:
     return 0
 
 
+def cmd_two_tower(args) -> int:
+    from pinrec.jobs.two_tower.two_tower import run_job
+
+    run_job(config_of(args), echo=lambda line: print(line, flush=True))
+    return 0
+
+
 def cmd_ranker(args) -> int:
     """Alone or under torchrun, as :func:`cmd_pinsage`."""
     from pinrec.jobs.ranking.ranker import run_job
@@ -247,7 +254,8 @@ def cmd_demo(args) -> int:
 
 COMMANDS: dict[str, Callable[[Any], int]] = {
     "generate": cmd_generate, "load-dataset": cmd_load_dataset, "ingest": cmd_ingest, "features": cmd_features,
-    "training-set": cmd_training_set, "graph": cmd_graph, "pinsage": cmd_pinsage, "ranker": cmd_ranker,
+    "training-set": cmd_training_set, "graph": cmd_graph, "pinsage": cmd_pinsage, "two-tower": cmd_two_tower,
+    "ranker": cmd_ranker,
     "index": cmd_index, "eval-retrieval": cmd_eval_retrieval, "monitor": cmd_monitor, "tables": cmd_tables,
     "task": cmd_task, "demo": cmd_demo,
 }

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edges the neighbourhoods of the written embeddings use: train (fair evaluation, "
                         "default) or all (serving)")
 
+    _leaf(sub, "two-tower", "two-tower", [common],
+          help="train the two-tower retrieval model on the training set and index its pin tower (section two_tower)")
+
     _leaf(sub, "ranker", "ranker", [common], help="train, calibrate, evaluate and export (ONNX) the DCN-v2 + MMoE ranker",
           epilog=TORCHRUN.format(cmd="ranker", what="rank 0 reads, evaluates, exports and logs, and every rank trains."))
 

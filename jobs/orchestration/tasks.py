@@ -151,6 +151,18 @@ def pin_index(cfg: PinrecConfig) -> dict:
             "wrote": {"index": report.folder}, "factory": report.factory, "recall_at_k": report.recall_at_k}
 
 
+def two_tower_model(cfg: PinrecConfig) -> dict:
+    """The two-tower model on the current training set and pin embeddings, its user tower and pin
+    index (:mod:`pinrec.jobs.two_tower.two_tower`)."""
+    from pinrec.jobs.two_tower.two_tower import train_two_tower
+
+    report = train_two_tower(_spark(cfg), cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.two_tower,
+                             cfg.index, cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
+    log.info("[two-tower] %s", report.render())
+    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
+            "wrote": {"two_tower": report.folder}, "test_recall": report.test_recall}
+
+
 def ranker_model(cfg: PinrecConfig) -> dict:
     """Train, calibrate, evaluate and export the ranker on the current training set."""
     from pinrec.jobs.ranking.ranker import run_ranker
@@ -162,14 +174,16 @@ def ranker_model(cfg: PinrecConfig) -> dict:
             "auc": {m.task: m.auc for m in report.metrics if m.model == "ranker"}}
 
 
-def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None) -> dict:
+def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None,
+                two_tower_dir: str | None = None) -> dict:
     """Publish the bundle (index + ranker + pins + the feature snapshot as of the end of ``day``
     plus the features' publish delay) behind the blessing gate."""
     from pinrec.jobs.publish.bundle import publish_serving_bundle
 
     cutoff = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
               + dt.timedelta(seconds=cfg.features.publish_delay_s))
-    report = publish_serving_bundle(_spark(cfg), cfg, index_dir=index_dir, ranker_dir=ranker_dir, cutoff=cutoff)
+    report = publish_serving_bundle(_spark(cfg), cfg, index_dir=index_dir, ranker_dir=ranker_dir, cutoff=cutoff,
+                                    two_tower_dir=two_tower_dir)
     log.info("[publish] %s", report.render())
     return {"day": day.isoformat(), "version": report.version, "promoted": report.promoted,
             "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,

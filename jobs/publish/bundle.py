@@ -13,6 +13,9 @@ The candidate holds
 * ``extra/features_<view>.parquet``: the online feature snapshot as of the cut-off
   (:mod:`pinrec.jobs.features.feature_snapshot`), so the loader serves the features the ranker was trained on;
 * ``extra/prerank.onnx``: the pre-ranker, when the ranker folder has one (:mod:`pinrec.jobs.ranking.ranker_prerank`).
+* ``extra/two_tower_*``: the two-tower model of the same embedding version, when one was built
+  (``<artifacts>/two_tower/<embedding version>``, :mod:`pinrec.jobs.two_tower.two_tower`; one built on
+  other embeddings is refused).
 
 Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
 (per-task AUC and ECE of the served, calibrated, position-free scores); lineage records the git
@@ -21,6 +24,7 @@ publishing, the ranker and index are registered in the MLflow Model Registry poi
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -184,7 +188,8 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
 
 def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
                            ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
-                           force: bool = False, register: bool = True) -> BundleReport:
+                           force: bool = False, register: bool = True,
+                           two_tower_dir: str | Location | None = None) -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
@@ -224,8 +229,13 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
             dt.timedelta(seconds=cfg.features.publish_delay_s)
+    from pinrec.jobs.two_tower.two_tower import bundle_files, locate
+
+    two_tower_at = locate(artifacts, emb_version, two_tower_dir, artifacts.s3)
     with (tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp, local_folder(index_at) as index_local,
-          local_folder(ranker_at) as ranker_local):
+          local_folder(ranker_at) as ranker_local,
+          local_folder(two_tower_at) if two_tower_at else contextlib.nullcontext() as two_tower_local):
+        two_tower_extras, two_tower_report = bundle_files(two_tower_local, emb_version) if two_tower_local else ((), {})
         pins, aligned, _ = pin_metadata(spark, catalog, ids, vectors)
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
@@ -234,7 +244,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
             index_meta=f"{index_local}/index.json",
             index_shards=tuple(f"{index_local}/{s['file']}" for s in index_meta["shards"]),
             ranker=f"{ranker_local}/ranker.onnx", encoder=f"{ranker_local}/encoder.json", pins=f"{tmp}/pins.parquet",
-            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values())))
+            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values()), *two_tower_extras))
         if (ranker_at / "prerank.onnx").is_file():  # the pre-ranker, exported beside the ranker
             files = replace(files, extras=(*files.extras, f"{ranker_local}/prerank.onnx"))
         measured = index_meta["measured"]
@@ -243,7 +253,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
                           auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {})
-        runs = {"ranker": ranker_report.get("run_id")}
+        runs = {"ranker": ranker_report.get("run_id"), "two_tower": two_tower_report.get("run_id")}
         if drift and drift.mlflow_run_id:
             runs["monitoring"] = drift.mlflow_run_id
         # what this job read (pin_embeddings, pins, the feature tables), what the ranker was trained on

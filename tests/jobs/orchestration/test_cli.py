@@ -23,6 +23,7 @@ from pinrec.jobs.orchestration.cli import build_parser, main
     ("feature-snapshot", ["--cutoff", "--out", "--redis-url", "--bundle-version"]),
     ("pinsage", ["--inference-edges", "torch.distributed.run", "pinrec.jobs.orchestration.cli pinsage"]),
     ("ranker", ["torch.distributed.run", "pinrec.jobs.orchestration.cli ranker"]),
+    ("two-tower", ["--config", "--set"]),
     ("task", ["--date", "--result"]),
 ])
 def test_every_subcommand_has_help(command, flags, capsys):
@@ -195,7 +196,7 @@ def test_every_command_the_parser_knows_has_a_body():
     from pinrec.jobs.orchestration import cli_jobs, cli_ops
 
     handlers = list(_handlers())
-    assert len(handlers) == len(set(handlers)) == 25
+    assert len(handlers) == len(set(handlers)) == 26
     assert set(handlers) == set(cli_jobs.COMMANDS) | set(cli_ops.COMMANDS)
 
 
@@ -361,7 +362,7 @@ def _modules_after(*argvs: list[str]) -> tuple[list, set[str]]:
 def test_help_imports_no_job_config_or_heavy_library():
     """``pinrec --help`` and every command's and group's ``--help``, in one fresh interpreter."""
     commands = [[], ["publish"], ["stack"], ["config"], *(h.split() for h in _handlers())]
-    assert len(commands) == 29
+    assert len(commands) == 30
     codes, modules = _modules_after(*([*c, "--help"] for c in commands))
     assert codes == [0] * len(commands)
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []

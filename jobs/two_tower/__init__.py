@@ -1,0 +1,1 @@
+"""The two-tower retrieval model: training job, pin-tower index and the user tower for serving."""
