@@ -3,6 +3,8 @@
 * ``ann``: per-query nearest-neighbour lists fused by weighted reciprocal rank (Cormack et al.,
   SIGIR 2009), ``sum_q w_q / (rrf_k + rank_q)`` with recency weights
   ``w_q = 0.5 ** (q / recency_half_life)`` (:func:`fuse_ranked`);
+* ``cf``: the pins of the largest ``user . pin`` in the bundle's ALS factors
+  (:mod:`pinrec.export.serving.cf_channel`);
 * ``category`` / ``trending``: the most saved pins of a category / overall, and ``fresh``: the
   newest pins, none created after ``now`` — all computed once per bundle (:class:`ColdStart`);
 * :func:`merge`: channels in priority order into one deduplicated list (a pin keeps its first
@@ -21,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-CHANNELS = ("ann", "category", "trending", "fresh")
+CHANNELS = ("ann", "cf", "category", "trending", "fresh")
 #: the channel names of every bit mask over :data:`CHANNELS`
 MASKS = tuple(tuple(c for b, c in enumerate(CHANNELS) if m >> b & 1) for m in range(1 << len(CHANNELS)))
 _EMPTY = np.zeros(0, np.int64)

@@ -2,7 +2,7 @@
 
 generate (or adapt a real dataset) -> ingest every landed day into Delta with validation and
 quarantine -> daily feature tables -> the point-in-time training set -> the Pin-Board graph ->
-PinSage embeddings (MLflow-tracked) -> the ranker (trained, calibrated, evaluated, ONNX) -> the
+PinSage embeddings (MLflow-tracked) -> collaborative filtering (ALS, the ``cf`` channel) -> the ranker (trained, calibrated, evaluated, ONNX) -> the
 FAISS index -> a serving bundle published behind the blessing gate -> a warehouse summary. Re-running is safe: the source rewrites the same files
 and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
 """
@@ -36,6 +36,7 @@ class DemoResult:
     bundle: Any
     recommendations: dict
     seconds: float
+    cf: Any = None
 
 
 def fill_landing(cfg: PinrecConfig) -> LandingSummary:
@@ -116,6 +117,12 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
 
     echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
                                       artifact_root=mlflow_artifact_root(cfg.storage)).render())
+    from pinrec.jobs.cf.cf import train_cf
+
+    # engagement before the test days, as PinSage's training edges: the channel never saw what is evaluated
+    cf = train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=eval_from,
+                  artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage))
+    echo("[cf] " + cf.render())
     from pinrec.jobs.ranking.ranker import run_ranker
 
     ranker = run_ranker(spark, cfg)
@@ -133,4 +140,4 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}
     warehouse = summarize(spark, cfg.storage.warehouse)
     return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
-                      time.perf_counter() - start)
+                      time.perf_counter() - start, cf=cf)
