@@ -31,12 +31,13 @@ class CfConfig:
     the one with the best recall@``validation_k`` of the slice's pins (each user's earlier pins
     excluded, as serving drops them) is refitted on all the engagement before the cut-off. The
     first combination wins a tie; when no user of the slice engaged before it too, nothing is
-    measured and the values above are used.
+    measured and the values above are used. Their defaults are what the search chose on the
+    default synthetic world (docs/retrieval.md).
     """
 
     actions: tuple[Literal["save", "closeup"], ...] = ("save", "closeup")
-    factors: PosInt = 32
-    regularization: NonNegFloat = 0.1
+    factors: PosInt = 16
+    regularization: NonNegFloat = 0.01
     alpha: PosFloat = 10.0
     iterations: PosInt = 15
     validation_days: NonNegInt = 1

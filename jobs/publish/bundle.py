@@ -198,6 +198,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
     from pinrec.export.serving.embedding_features import EmbeddingTable
+    from pinrec.jobs.cf.cf import fetch_cf, newest_cf
     from pinrec.jobs.config import s3_options
     from pinrec.jobs.features.feature_snapshot import build_feature_snapshot
     from pinrec.jobs.index.pin_index import index_folder, read_embeddings
@@ -232,8 +233,6 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
         snapshot = build_feature_snapshot(spark, catalog, cutoff, f"{tmp}/features")
-        from pinrec.jobs.cf.cf import fetch_cf, newest_cf
-
         cf_at = as_location(cf_dir, artifacts.s3) if cf_dir else newest_cf(artifacts)
         cf_files, cf_meta = fetch_cf(cf_at, f"{tmp}/cf") if cf_at is not None else ((), {})
         files = BundleFiles(

@@ -91,8 +91,8 @@ def test_engagement_at_or_after_the_cutoff_and_an_empty_log_are_refused():
 
 def test_config_grid_and_validation():
     cfg = CfConfig(search_factors=(8, 16), search_regularization=(), search_alpha=(2.0,))
-    assert cfg.grid() == [{"factors": 8, "regularization": 0.1, "alpha": 2.0},
-                          {"factors": 16, "regularization": 0.1, "alpha": 2.0}]
+    assert cfg.grid() == [{"factors": 8, "regularization": 0.01, "alpha": 2.0},
+                          {"factors": 16, "regularization": 0.01, "alpha": 2.0}]
     assert CfConfig(validation_days=0).grid() == [CfConfig().params()]
     with pytest.raises(ConfigError, match="search_factors repeats"):
         CfConfig(search_factors=(8, 8))
