@@ -1,5 +1,5 @@
 """
-### pinrec training: graph -> PinSage -> index, ranker -> blessing gate -> publish
+### pinrec training: graph -> PinSage -> index, ranker; CF -> blessing gate -> publish
 
 Scheduled on the Asset `pinrec_training_set` (emitted by `pinrec_daily` when a day's training set
 is written); the day comes from that Asset event, or from the `day` param (default: the newest
@@ -12,7 +12,9 @@ landed day) when triggered by hand.
    embeddings, its ONNX user tower and the index of its pin tower (`pinrec two-tower`);
 4. **ranker** (in parallel with the index): train, calibrate, evaluate and export the ranker to
    ONNX with the new embeddings as features (`pinrec ranker`);
-5. **publish**: assemble the bundle (index + ranker + pins + feature snapshot), judge it against
+5. **cf** (in parallel with the graph and PinSage): ALS on the engagement before the test days, the
+   `cf` channel's factors and index (`pinrec cf`), MLflow-tracked;
+6. **publish**: assemble the bundle (index + ranker + pins + feature snapshot + two-tower + cf), judge it against
    the version `channels/prod` points to (the blessing gate) and promote it if blessed
    (`pinrec publish bundle`); its XCom names the bundle version, the verdict and the MLflow model versions.
 
@@ -118,14 +120,21 @@ def pinrec_training():
         return ranker_model(_config(params, triggering_asset_events))
 
     @task
-    def publish(day: str, indexed: dict, ranked: dict, towers: dict, params=None, triggering_asset_events=None) -> dict:
+    def cf(day: str, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import cf_factors
+
+        return cf_factors(_config(params, triggering_asset_events), dt.date.fromisoformat(day))
+
+    @task
+    def publish(day: str, indexed: dict, ranked: dict, towers: dict, factored: dict, params=None,
+                triggering_asset_events=None) -> dict:
         from pinrec.jobs.orchestration.tasks import publish_day
 
         out = publish_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day),
                           index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"],
-                          two_tower_dir=towers["wrote"]["two_tower"])
+                          two_tower_dir=towers["wrote"]["two_tower"], cf_dir=factored["wrote"]["cf"])
         out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"],
-                                 "two_tower": towers["mlflow_run_id"]}
+                                 "two_tower": towers["mlflow_run_id"], "cf": factored["mlflow_run_id"]}
         print(f"published {out['name']}/{out['version']} to {out['store_uri']}: promoted={out['promoted']} "
               f"blessed={out['blessed']} {out['reasons'] or ''}; MLflow runs {out['mlflow_run_ids']}, "
               f"registry {out['registered']}")
@@ -133,7 +142,7 @@ def pinrec_training():
 
     day = plan()
     embedded = pinsage(graph(day))
-    publish(day, index(embedded), ranker(embedded), two_tower(embedded))
+    publish(day, index(embedded), ranker(embedded), two_tower(embedded), cf(day))
 
 
 pinrec_training()

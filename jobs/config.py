@@ -28,6 +28,7 @@ from pinrec.export.index_choice import IndexConfig
 from pinrec.export.serving.feature_store import RedisConfig
 from pinrec.export.serving.recommend import RecommendConfig
 from pinrec.export.serving.store import S3Options
+from pinrec.jobs.cf.config import CfConfig
 from pinrec.jobs.io.lake import Location
 from pinrec.jobs.monitoring.config import MonitoringConfig
 from pinrec.jobs.ranking.config import RankerJobConfig
@@ -265,6 +266,7 @@ class PinrecConfig:
     training: TrainingSetConfig = field(default_factory=TrainingSetConfig)
     pinsage: PinSageTrainConfig = field(default_factory=PinSageTrainConfig)
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
+    cf: CfConfig = field(default_factory=CfConfig)
     retrieval_eval: RetrievalEvalConfig = field(default_factory=RetrievalEvalConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     ranker_train: RankerTrainConfig = field(default_factory=RankerTrainConfig)

@@ -5,6 +5,8 @@
   ``w_q = 0.5 ** (q / recency_half_life)`` (:func:`fuse_ranked`);
 * ``two_tower``: the two-tower model's user embedding searched in its own index
   (:mod:`pinrec.export.serving.two_tower`);
+* ``cf``: the pins of the largest ``user . pin`` in the bundle's ALS factors
+  (:mod:`pinrec.export.serving.cf_channel`);
 * ``category`` / ``trending``: the most saved pins of a category / overall, and ``fresh``: the
   newest pins, none created after ``now`` — all computed once per bundle (:class:`ColdStart`);
 * :func:`merge`: channels in priority order into one deduplicated list (a pin keeps its first
@@ -23,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-CHANNELS = ("ann", "two_tower", "category", "trending", "fresh")
+CHANNELS = ("ann", "two_tower", "cf", "category", "trending", "fresh")
 #: the channel names of every bit mask over :data:`CHANNELS`
 MASKS = tuple(tuple(c for b, c in enumerate(CHANNELS) if m >> b & 1) for m in range(1 << len(CHANNELS)))
 _EMPTY = np.zeros(0, np.int64)

@@ -5,7 +5,9 @@
    user's most recent saves (``user__last_saved_pins``, newest first; at most ``ann_queries``)
    or an explicit query embedding searched in the sharded index (:class:`pinrec.export.serving.shards.ShardedIndex`
    with the tuned search parameters), the per-query lists fused by recency-weighted reciprocal
-   rank; ``category``: the most saved pins (``trending_by``) of the user's top category;
+   rank; ``cf``: the user's ALS factor searched in the bundle's pin factors
+   (:mod:`pinrec.export.serving.cf_channel`; nothing for a user without one);
+   ``category``: the most saved pins (``trending_by``) of the user's top category;
    ``trending``: the most saved pins overall; ``fresh``: the newest pins, none created after ``now``.
 2. **Filter**: pins flagged ``blocked`` or ``nsfw`` (null counts as flagged), the user's own
    recent saves, the pins of the request's session actions, ``exclude``, and ANN hits without pin
@@ -75,6 +77,8 @@ from .candidates import (
     ann_search,
     merge,
 )
+from .cf_channel import FILES as CF_FILES
+from .cf_channel import CfChannel
 from .embedding_features import LAST_CLOSEUPS, LAST_SAVED
 from .feature_store import FeatureSnapshot, to_micros
 from .prerank import PRERANK_FILE, Prerank
@@ -119,7 +123,8 @@ class RecommendConfig:
     fresh and from each trending channel; ``trending_by``: the pin feature ranking trending pins.
     ``category_cap``: most pins of one category in the result (0: no cap); ``mmr_lambda``:
     relevance weight of MMR (1: plain score order). ``ranker_threads``: intra-op threads of the
-    ranker's own onnxruntime session (0: use the bundle's session as opened). ``quotas``: channel
+    ranker's own onnxruntime session (0: use the bundle's session as opened). ``cf_candidates``: pins
+    kept from the ``cf`` channel. ``quotas``: channel
     -> most pins it adds to the merged candidates beyond those an earlier channel added (source
     quotas such as ``{ann: 300, trending: 50}``; a channel not named has none). ``prerank_keep``:
     when more merged candidates remain, only the pre-ranker's best this many go to the ranker (the
@@ -143,6 +148,7 @@ class RecommendConfig:
     ranker_threads: int = bounded(1, ge=0)
     quotas: dict[str, int] = field(default_factory=dict)
     prerank_keep: int = bounded(0, ge=0)
+    cf_candidates: int = bounded(200, ge=1)
 
     def __post_init__(self) -> None:
         if self.channels is not None and (not self.channels or isinstance(self.channels, str) or len(set(self.channels)) != len(self.channels)
@@ -222,6 +228,8 @@ class Recommender:
             raise ValueError(f"{EMBEDDINGS_FILE} is {self.embeddings.shape}, expected "
                              f"({len(self._pin_ids)}, {self.index.d}): one row per pin, the index's dimension")
         self._two_tower = self._open_two_tower(bundle)
+        cf_paths = [_extra(bundle, name) for name in CF_FILES]
+        self._cf = CfChannel(*cf_paths) if all(cf_paths) else None
         self.channels = self._resolve_channels(snapshot)
         if self.embeddings is None and cfg.mmr_lambda < 1:
             raise ValueError(f"bundle {bundle.name}/{bundle.version} carries no extra/{EMBEDDINGS_FILE}: "
@@ -288,6 +296,9 @@ class Recommender:
         if self._two_tower is None:
             lacking = [f for f in TWO_TOWER_FILES if _extra(self.bundle, f) is None] or [EMBEDDINGS_FILE]
             missing["two_tower"] = f"bundle {self.bundle.name}/{self.bundle.version} carries no extra/{lacking[0]}"
+        if self._cf is None:
+            missing["cf"] = (f"bundle {self.bundle.name}/{self.bundle.version} carries no "
+                             + ", ".join(f"extra/{n}" for n in CF_FILES if _extra(self.bundle, n) is None))
         view = snapshot.view("pin") if "pin" in snapshot.views else None
         if view is None or view.meta.entities != ("pin_id",) or self.config.trending_by not in view.values.column_names:
             missing["category"] = missing["trending"] = \
@@ -361,6 +372,11 @@ class Recommender:
             q = q[np.abs(q).sum(1) > 0]  # a pin PinSage did not embed has zeros
         return ann_search(self.index, q, self.pins, cfg.ann_candidates, cfg.recency_half_life, cfg.rrf_k)
 
+    def _cf_rows(self, req: Request) -> np.ndarray:
+        """Rows of the ``cf`` channel, best first (pins without metadata dropped)."""
+        rows, found = self._rows(self._cf.search(req.user, self.config.cf_candidates))
+        return rows[found]
+
     def _candidates(self, req: Request, query: np.ndarray | None, exclude: np.ndarray,
                     timings: dict | None) -> Candidates:
         t0 = time.perf_counter()
@@ -375,6 +391,7 @@ class Recommender:
         two_tower = self._two_tower_rows(req) if "two_tower" in channels else np.zeros(0, np.int64)
         parts = {"ann": ann, "two_tower": two_tower, "category": self._cold.category(code, cfg.trending_candidates),
                  "trending": self._cold.trending, "fresh": self._cold.fresh(req.now_us)}
+        parts["cf"] = self._cf_rows(req) if "cf" in channels else np.zeros(0, np.int64)
         order = list(channels) if query is None or "ann" in channels else ["ann", *channels]
         drop = np.concatenate([req.saves, req.session, exclude]) if len(exclude) or len(req.session) else req.saves
         cand = merge(parts, order, self._eligible, self._pin_ids, drop, cfg.quotas)

@@ -157,6 +157,21 @@ def cmd_two_tower(args) -> int:
     return 0
 
 
+def cmd_cf(args) -> int:
+    from pinrec.jobs.cf.cf import train_cf
+    from pinrec.jobs.graph.graph import evaluation_start
+    from pinrec.jobs.ingest.ingest import landed_days
+    from pinrec.jobs.io.tracking import mlflow_artifact_root
+
+    cfg = config_of(args)
+    cutoff = args.cutoff or evaluation_start(landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max),
+                                             cfg.training.test_days)
+    spark, _ = spark_and_paths(cfg)
+    print(train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=cutoff,
+                   artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage)).render())
+    return 0
+
+
 def cmd_ranker(args) -> int:
     """Alone or under torchrun, as :func:`cmd_pinsage`."""
     from pinrec.jobs.ranking.ranker import run_job
@@ -255,7 +270,7 @@ def cmd_demo(args) -> int:
 COMMANDS: dict[str, Callable[[Any], int]] = {
     "generate": cmd_generate, "load-dataset": cmd_load_dataset, "ingest": cmd_ingest, "features": cmd_features,
     "training-set": cmd_training_set, "graph": cmd_graph, "pinsage": cmd_pinsage, "two-tower": cmd_two_tower,
-    "ranker": cmd_ranker,
+    "cf": cmd_cf, "ranker": cmd_ranker,
     "index": cmd_index, "eval-retrieval": cmd_eval_retrieval, "monitor": cmd_monitor, "tables": cmd_tables,
     "task": cmd_task, "demo": cmd_demo,
 }

@@ -30,7 +30,7 @@ def cmd_publish_bundle(args) -> int:
     cfg = config_of(args)
     spark, _ = spark_and_paths(cfg)
     report = publish_serving_bundle(spark, cfg, index_dir=args.index_dir, ranker_dir=args.ranker_dir,
-                                    cutoff=args.cutoff, force=args.force)
+                                    cutoff=args.cutoff, cf_dir=args.cf_dir, force=args.force)
     print(report.render())
     return 0 if report.promoted or not args.fail_unblessed else 3
 

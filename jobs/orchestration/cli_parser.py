@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     _leaf(sub, "two-tower", "two-tower", [common],
           help="train the two-tower retrieval model on the training set and index its pin tower (section two_tower)")
 
+    p = _leaf(sub, "cf", "cf", [common],
+              help="collaborative filtering: ALS on saves/closeups before the cut-off -> <artifacts>/cf/<version> "
+                   "(the cf channel)")
+    p.add_argument("--cutoff", type=dt.datetime.fromisoformat,
+                   help="engagement before this time (default: the start of the training.test_days held-out "
+                        "days of the landed days, as the demo's graph)")
+
     _leaf(sub, "ranker", "ranker", [common], help="train, calibrate, evaluate and export (ONNX) the DCN-v2 + MMoE ranker",
           epilog=TORCHRUN.format(cmd="ranker", what="rank 0 reads, evaluates, exports and logs, and every rank trains."))
 
@@ -178,6 +185,7 @@ def _add_publish(sub, common: argparse.ArgumentParser) -> None:
     a.add_argument("--force", action="store_true", help="promote even if the gate rejects it (logged)")
     a.add_argument("--index-dir", help="index folder (default: <artifacts>/index/<current embedding version>)")
     a.add_argument("--ranker-dir", help="ranker folder (default: the newest under <artifacts>/ranker)")
+    a.add_argument("--cf-dir", help="cf folder (default: the newest under <artifacts>/cf; none there: no cf channel)")
     a.add_argument("--cutoff", type=dt.datetime.fromisoformat,
                    help="feature snapshot as of (default: end of the newest landed day + features.publish_delay_s)")
     a.add_argument("--fail-unblessed", action="store_true", help="exit 3 when the candidate is not promoted")

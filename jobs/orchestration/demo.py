@@ -2,7 +2,7 @@
 
 generate (or adapt a real dataset) -> ingest every landed day into Delta with validation and
 quarantine -> daily feature tables -> the point-in-time training set -> the Pin-Board graph ->
-PinSage embeddings (MLflow-tracked) -> the two-tower retrieval model and its pin index -> the ranker (trained, calibrated, evaluated, ONNX) -> the
+PinSage embeddings (MLflow-tracked) -> the two-tower retrieval model and its pin index -> collaborative filtering (ALS, the ``cf`` channel) -> the ranker (trained, calibrated, evaluated, ONNX) -> the
 FAISS index -> a serving bundle published behind the blessing gate -> a warehouse summary. Re-running is safe: the source rewrites the same files
 and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
 """
@@ -37,6 +37,7 @@ class DemoResult:
     recommendations: dict
     seconds: float
     two_tower: Any = None
+    cf: Any = None
 
 
 def fill_landing(cfg: PinrecConfig) -> LandingSummary:
@@ -124,6 +125,12 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
                                 cfg.index, cfg.storage.mlflow_tracking_uri,
                                 artifact_root=mlflow_artifact_root(cfg.storage))
     echo("[two-tower] " + two_tower.render())
+    from pinrec.jobs.cf.cf import train_cf
+
+    # engagement before the test days, as PinSage's training edges: the channel never saw what is evaluated
+    cf = train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=eval_from,
+                  artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage))
+    echo("[cf] " + cf.render())
     from pinrec.jobs.ranking.ranker import run_ranker
 
     ranker = run_ranker(spark, cfg)
@@ -141,4 +148,4 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}
     warehouse = summarize(spark, cfg.storage.warehouse)
     return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
-                      time.perf_counter() - start, two_tower)
+                      time.perf_counter() - start, two_tower, cf=cf)

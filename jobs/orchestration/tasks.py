@@ -140,6 +140,23 @@ def pinsage_embeddings(cfg: PinrecConfig) -> dict:
             "wrote": {"pin_embeddings": {"rows": report.pins, "delta_version": report.delta_version}}}
 
 
+def cf_factors(cfg: PinrecConfig, day: dt.date) -> dict:
+    """ALS on the engagement before the test days of the training window ending at ``day`` (the
+    graph's ``eval_from``), written to ``<artifacts>/cf/<version>`` (:mod:`pinrec.jobs.cf.cf`)."""
+    from pinrec.jobs.cf.cf import train_cf
+    from pinrec.jobs.graph.graph import evaluation_start
+    from pinrec.jobs.io.catalog import Catalog
+
+    cutoff = evaluation_start(training_window(cfg, day), cfg.training.test_days)
+    catalog = Catalog(_spark(cfg), cfg.storage.warehouse)
+    report = train_cf(catalog.spark, catalog, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=cutoff,
+                      artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage))
+    log.info("[cf] %s", report.render())
+    return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "read": catalog.reads, "mlflow_run_id": report.run_id,
+            "version": report.version, "params": report.params, "recall": report.recall,
+            "wrote": {"cf": report.folder}}
+
+
 def pin_index(cfg: PinrecConfig) -> dict:
     """The FAISS index over the current pin embeddings (:mod:`pinrec.jobs.index.pin_index`)."""
     from pinrec.jobs.index.pin_index import build_pin_index
@@ -175,15 +192,15 @@ def ranker_model(cfg: PinrecConfig) -> dict:
 
 
 def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None,
-                two_tower_dir: str | None = None) -> dict:
+                two_tower_dir: str | None = None, cf_dir: str | None = None) -> dict:
     """Publish the bundle (index + ranker + pins + the feature snapshot as of the end of ``day``
-    plus the features' publish delay) behind the blessing gate."""
+    plus the features' publish delay, + the cf factors of ``cf_dir``, default the newest) behind the blessing gate."""
     from pinrec.jobs.publish.bundle import publish_serving_bundle
 
     cutoff = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
               + dt.timedelta(seconds=cfg.features.publish_delay_s))
     report = publish_serving_bundle(_spark(cfg), cfg, index_dir=index_dir, ranker_dir=ranker_dir, cutoff=cutoff,
-                                    two_tower_dir=two_tower_dir)
+                                    two_tower_dir=two_tower_dir, cf_dir=cf_dir)
     log.info("[publish] %s", report.render())
     return {"day": day.isoformat(), "version": report.version, "promoted": report.promoted,
             "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,

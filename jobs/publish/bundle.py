@@ -16,6 +16,9 @@ The candidate holds
 * ``extra/two_tower_*``: the two-tower model of the same embedding version, when one was built
   (``<artifacts>/two_tower/<embedding version>``, :mod:`pinrec.jobs.two_tower.two_tower`; one built on
   other embeddings is refused).
+* ``extra/cf_items.faiss``, ``cf_items.parquet``, ``cf_users.parquet``, ``cf.json``: the newest
+  collaborative-filtering artifacts (``<artifacts>/cf/<version>``, :mod:`pinrec.jobs.cf.cf`), when
+  there are any: the ``cf`` channel; their MLflow run and ``actions`` version go into the lineage.
 
 Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
 (per-task AUC and ECE of the served, calibrated, position-free scores); lineage records the git
@@ -189,18 +192,19 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
 def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
                            ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
                            force: bool = False, register: bool = True,
-                           two_tower_dir: str | Location | None = None) -> BundleReport:
+                           two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None) -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
     defaults to the newest ``feature_ts`` servable (the end of the newest landed day plus the
     features' publish delay). The index and ranker folders (local, or on S3 with ``cfg.storage``'s
     server, where they are downloaded to a temporary folder) default to those under
-    ``storage.artifacts``."""
+    ``storage.artifacts`` (``cf_dir``: the newest cf folder, none when there is none)."""
     import pyarrow.parquet as pq
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
     from pinrec.export.serving.embedding_features import EmbeddingTable
+    from pinrec.jobs.cf.cf import fetch_cf, newest_cf
     from pinrec.jobs.config import s3_options
     from pinrec.jobs.features.feature_snapshot import build_feature_snapshot
     from pinrec.jobs.index.pin_index import index_folder, read_embeddings
@@ -240,11 +244,13 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
         snapshot = build_feature_snapshot(spark, catalog, cutoff, f"{tmp}/features")
+        cf_at = as_location(cf_dir, artifacts.s3) if cf_dir else newest_cf(artifacts)
+        cf_files, cf_meta = fetch_cf(cf_at, f"{tmp}/cf") if cf_at is not None else ((), {})
         files = BundleFiles(
             index_meta=f"{index_local}/index.json",
             index_shards=tuple(f"{index_local}/{s['file']}" for s in index_meta["shards"]),
             ranker=f"{ranker_local}/ranker.onnx", encoder=f"{ranker_local}/encoder.json", pins=f"{tmp}/pins.parquet",
-            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values()), *two_tower_extras))
+            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values()), *two_tower_extras, *cf_files))
         if (ranker_at / "prerank.onnx").is_file():  # the pre-ranker, exported beside the ranker
             files = replace(files, extras=(*files.extras, f"{ranker_local}/prerank.onnx"))
         measured = index_meta["measured"]
@@ -253,13 +259,15 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
                           auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {})
-        runs = {"ranker": ranker_report.get("run_id"), "two_tower": two_tower_report.get("run_id")}
+        runs = {"ranker": ranker_report.get("run_id"), "two_tower": two_tower_report.get("run_id"),
+                "cf": cf_meta.get("mlflow_run_id")}
         if drift and drift.mlflow_run_id:
             runs["monitoring"] = drift.mlflow_run_id
         # what this job read (pin_embeddings, pins, the feature tables), what the ranker was trained on
         inputs = {**catalog.reads,
                   **{f"ranker:{k}": int(v) for k, v in (ranker_report.get("input_versions") or {}).items()
-                     if isinstance(v, int)}}
+                     if isinstance(v, int)},
+                  **{f"cf:{k}": int(v) for k, v in (cf_meta.get("input_versions") or {}).items()}}
         training_set = catalog.version("training_set")
         if training_set is not None:
             inputs["training_set"] = training_set

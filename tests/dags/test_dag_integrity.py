@@ -39,6 +39,12 @@ def test_no_cycles(dagbag):
         assert len(dag.topological_sort()) == len(dag.tasks)
 
 
+def test_training_dag_runs_cf_beside_graph_and_pinsage_into_publish(dagbag):
+    tasks = {t.task_id: t for t in dagbag.dags["pinrec_training"].tasks}
+    assert tasks["cf"].upstream_task_ids == {"plan"}
+    assert tasks["publish"].upstream_task_ids == {"plan", "index", "ranker", "two_tower", "cf"}
+
+
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
 def test_no_heavy_imports_at_module_top_level(path: Path):
     tree = ast.parse(path.read_text())

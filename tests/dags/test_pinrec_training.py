@@ -47,15 +47,16 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     run = dag.test(run_conf={"overrides": overrides})
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "success", states
-    assert set(states.values()) == {"success"} and set(states) == {"plan", "graph", "pinsage", "index", "ranker",
-                                                                   "two_tower", "publish"}
+    assert set(states.values()) == {"success"} and set(states) == {"plan", "graph", "pinsage", "cf", "index",
+                                                                   "ranker", "two_tower", "publish"}
     published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(task_ids="publish")
     assert published["day"] == (START + dt.timedelta(days=DAYS - 1)).isoformat()  # default: newest landed day
     assert published["promoted"] and published["blessed"]
-    assert published["mlflow_run_ids"]["ranker"] and published["mlflow_run_ids"]["index"]
+    assert published["mlflow_run_ids"]["ranker"] and published["mlflow_run_ids"]["index"] and published["mlflow_run_ids"]["cf"]
     bundle = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
     assert bundle.version == published["version"]
     assert bundle.manifest.lineage.mlflow_run_ids["ranker"] == published["mlflow_run_ids"]["ranker"]
+    assert bundle.manifest.lineage.mlflow_run_ids["cf"] == published["mlflow_run_ids"]["cf"]  # the cf task's factors
     assert bundle.pins.num_rows > 0 and bundle.ntotal > 0
 
     # a re-run of the same day publishes a new immutable version and moves the channel to it

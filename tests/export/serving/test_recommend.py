@@ -426,8 +426,8 @@ def test_config_validation():
 
 
 def test_channels_unset_leave_out_what_the_bundle_cannot_serve(bundle):
-    # this bundle serves every channel but two_tower (tests/export/serving/test_two_tower.py ships one)
-    assert Recommender(bundle).channels == tuple(c for c in CHANNELS if c != "two_tower")
+    # this bundle serves every channel but two_tower and cf (test_two_tower.py / test_cf_channel.py ship them)
+    assert Recommender(bundle).channels == tuple(c for c in CHANNELS if c not in ("two_tower", "cf"))
     no_trending = RecommendConfig(trending_by="pin__no_such_feature")
     assert Recommender(bundle, no_trending).channels == ("ann", "fresh")
     with pytest.raises(ValueError, match=r"names \['trending'\], which this bundle cannot serve: trending: the "

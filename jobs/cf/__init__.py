@@ -1,0 +1,1 @@
+"""Collaborative filtering: implicit-feedback ALS on engagement, served as the ``cf`` candidate channel."""
