@@ -71,6 +71,7 @@ class RetrievalReport:
     rows: tuple[ReportRow, ...]
     config: RetrievalEvalConfig
     negatives: pd.DataFrame | None = field(default=None, repr=False)
+    notes: dict = field(default_factory=dict)
 
     def metric(self, task: str, model: str, name: str) -> float:
         for row in self.rows:
@@ -91,7 +92,8 @@ class RetrievalReport:
         return {n: v / best[n] - 1.0 if best[n] > 0 else (np.inf if v > 0 else 0.0) for n, v in mine.metrics.items()}
 
     def render(self) -> str:
-        """One table per task: a row per model, a column per metric, and the number of queries."""
+        """One table per task: a row per model, a column per metric, and the number of queries;
+        then the notes (one ``key: value`` line each)."""
         width, lines = max(max(len(r.task), len(r.model) + 2) for r in self.rows) + 2, []
         for task in dict.fromkeys(r.task for r in self.rows):
             rows = [r for r in self.rows if r.task == task]
@@ -99,19 +101,27 @@ class RetrievalReport:
             lines.append(f"{task:<{width}}" + "".join(f"{n:>11}" for n in names) + f"{'queries':>9}")
             lines += [f"  {r.model:<{width - 2}}" + "".join(f"{r.metrics.get(n, float('nan')):>11.4f}" for n in names)
                       + f"{r.queries:>9}" for r in rows]
+        lines += [f"{key}: {value}" for key, value in self.notes.items() if not isinstance(value, (dict, list))]
         return "\n".join(lines)
 
     def write(self, folder: str | Path | Location) -> Location:
         """``report.json`` (config + rows) and ``negatives.parquet`` into ``folder`` (a local path
         or a Location; a plain ``s3://`` string gets AWS's own endpoint); returns it as a Location."""
         folder = as_location(folder)
-        body = {"config": asdict(self.config), "rows": [asdict(r) for r in self.rows]}
-        (folder / "report.json").write_text(json.dumps(body, indent=2) + "\n")
+        body = {"config": asdict(self.config), "rows": [asdict(r) for r in self.rows], "notes": self.notes}
+        (folder / "report.json").write_text(json.dumps(body, indent=2, default=_plain) + "\n")
         if self.negatives is not None:
             buffer = io.BytesIO()
             self.negatives.to_parquet(buffer, index=False)
             (folder / "negatives.parquet").write_bytes(buffer.getvalue())
         return folder
+
+
+def _plain(value):
+    """``json.dumps`` default: numpy scalars and arrays as Python values."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def recent(train: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -178,12 +188,14 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         catalogue = np.union1d(log["pin_id"].to_numpy(), [] if pins is None else pins).astype(np.int64)
         split = leave_one_out(log, cfg.num_negatives, cfg.seed, catalogue, negatives)
         users, candidates = split.candidates()
+        padding = split.padding()
         scorers = {name: _baseline(name, split.train, split.catalogue, cfg) for name in cfg.baselines}
         scorers |= {name: RecentEmbeddingScorer(_embed(src, split.train), split.train, cfg.recent_items,
                                                 cfg.recent_half_life, cfg.half_life_days)
                     for name, src in embeddings.items()}
         for name, scorer in scorers.items():
-            ranks = np.concatenate([ranks_from_scores(scorer.score(users[s:s + 4096], candidates[s:s + 4096]))
+            ranks = np.concatenate([ranks_from_scores(np.where(padding[s:s + 4096], -np.inf,
+                                                               scorer.score(users[s:s + 4096], candidates[s:s + 4096])))
                                     for s in range(0, len(users), 4096)])
             rows.append(ReportRow(LEAVE_ONE_OUT, name, {
                 f"HR@{k}": hit_rate_at_k(ranks, k), f"NDCG@{k}": ndcg_at_k(ranks, k), "MRR": mrr(ranks)}, len(ranks)))
@@ -210,4 +222,5 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
             rows.append(ReportRow(LATENT, name, metrics, len(np.intersect1d(emb.ids, truth.ids))))
     if not rows:
         raise ValueError("nothing to evaluate: give interactions and/or edges (+ embeddings or baselines) or truth")
-    return RetrievalReport(tuple(rows), cfg, None if split is None else split.test)
+    return RetrievalReport(tuple(rows), cfg, None if split is None else split.test,
+                           {} if split is None else dict(split.notes))
