@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 
 from pinrec.schemas.config_base import section
 
-Baseline = Literal["popularity", "als", "bpr"]
+Baseline = Literal["popularity", "als", "bpr", "ease"]
 BASELINES: tuple[str, ...] = get_args(Baseline)
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -22,7 +22,7 @@ class RetrievalEvalConfig:
     The ALS / BPR defaults were picked by a small grid on MovieLens 100K's validation split (each
     user's second-latest movie held out from the training part of the test split): ALS factors
     32-128, regularization 0.01-50, alpha 1-20; BPR learning rate 0.005-0.1, regularization
-    0.001-0.1, 50-300 iterations.
+    0.001-0.1, 50-300 iterations. ``ease_lambda``: EASE's L2 weight (Steck, WWW 2019).
 
     ``half_life_days``: recency weighting of the user's items (0 = plain mean). ``recent_items``:
     an embedding model's user is built from their latest ``recent_items`` training items only (0 =
@@ -48,6 +48,7 @@ class RetrievalEvalConfig:
     bpr_iterations: PosInt = 100
     bpr_learning_rate: PosFloat = 0.01
     bpr_regularization: NonNegFloat = 0.01
+    ease_lambda: PosFloat = 500.0
     num_threads: NonNegInt = 1
     latent_pairs: PosInt = 20_000
     latent_queries: PosInt = 500

@@ -1,4 +1,4 @@
-"""Retrieval evaluation of item embeddings (any model) against popularity, ALS and BPR.
+"""Retrieval evaluation of item embeddings (any model) against popularity, ALS, BPR and EASE.
 
 :func:`evaluate_retrieval` runs every protocol of :mod:`pinrec.jobs.retrieval.retrieval_protocols` its inputs
 allow, on the same split for every model, and returns one :class:`RetrievalReport`:
@@ -35,6 +35,7 @@ from pinrec.models.retrieval_metrics import (
 )
 
 from .baselines import (
+    EaseScorer,
     EmbeddingScorer,
     EmbeddingSource,
     ImplicitScorer,
@@ -164,6 +165,8 @@ def _embed(source: EmbeddingSource, train: pd.DataFrame) -> ItemEmbeddings:
 def _baseline(name: str, train: pd.DataFrame, catalogue: np.ndarray, cfg: RetrievalEvalConfig) -> Scorer:
     if name == "popularity":
         return PopularityScorer(train)
+    if name == "ease":
+        return EaseScorer(train, catalogue, cfg.ease_lambda)
     common = {"factors": cfg.factors, "random_state": cfg.seed, "num_threads": cfg.num_threads}
     if name == "als":
         return ImplicitScorer("als", train, catalogue, iterations=cfg.als_iterations,
@@ -206,7 +209,7 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         catalogue = np.union1d(edges["pin_id"].to_numpy(), [] if pins is None else pins).astype(np.int64)
         models = {name: _embed(src, log) for name, src in embeddings.items()}
         models |= {name: _baseline(name, log, catalogue, cfg).item_embeddings()
-                   for name in cfg.baselines if name != "popularity"}
+                   for name in cfg.baselines if name in ("als", "bpr")}
         if truth is not None:
             models[ORACLE] = truth
         pairs = same_board_pairs(edges)
