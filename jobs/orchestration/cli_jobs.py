@@ -188,27 +188,36 @@ def cmd_eval_retrieval(args) -> int:
     from pinrec.jobs.io.lake import as_location
     from pinrec.jobs.retrieval.retrieval_data import evaluate_storage
 
-    cfg = config_of(args)
+    cfg = config_of(args, {"retrieval_eval.tune": True if args.tune else None})
+    landing = cfg.storage.location("landing")
     spark = None
     if args.spark:
         from pinrec.jobs.io.spark import get_spark
 
         spark = get_spark(cfg.spark, cfg.storage.spark_s3)
-    embeddings = None
+    make_pinsage = None
     if args.pinsage:
         from pinrec.jobs.pinsage.pinsage_eval import landing_model
 
-        embeddings = {"pinsage": landing_model(cfg.storage.location("landing"), cfg.pinsage)}
+        def make_pinsage(pinsage_cfg):
+            return landing_model(landing, pinsage_cfg)
     negatives = None
     if args.negatives:
         from pinrec.jobs.ingest.dataset_info import read_id_map
         from pinrec.jobs.retrieval.retrieval_data import read_ncf_negatives
 
-        landing = cfg.storage.location("landing")
         negatives = read_ncf_negatives(args.negatives, read_id_map(landing, "user"), read_id_map(landing, "item"))
-    report = evaluate_storage(cfg.retrieval_eval, cfg.storage.location("landing"), cfg.storage.warehouse, spark,
-                              embeddings=embeddings, model_version=args.model_version, negatives=negatives)
+    report = evaluate_storage(cfg.retrieval_eval, landing, cfg.storage.warehouse, spark,
+                              model_version=args.model_version, negatives=negatives,
+                              pinsage_cfg=cfg.pinsage, make_pinsage=make_pinsage)
     print(report.render())
+    if report.selection is not None:
+        from pinrec.jobs.io.tracking import mlflow_artifact_root
+        from pinrec.jobs.retrieval.tuning import log_selection
+
+        run_id = log_selection(report.selection, cfg.storage.mlflow_tracking_uri,
+                               artifact_root=mlflow_artifact_root(cfg.storage))
+        print(f"settings and validation table logged to MLflow run {run_id}")
     out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
         cfg.storage.location("artifacts") / "retrieval_eval"
     print(f"written to {report.write(out)}")

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", help="pin_embeddings model_version to evaluate (default: the table's)")
     p.add_argument("--pinsage", action="store_true",
                    help="also train PinSage (config section pinsage) on each split's training log and evaluate it")
+    p.add_argument("--tune", action="store_true",
+                   help="first choose the data-dependent settings (PinSage positives, window, half-life, id scale; "
+                        "baseline hyper-parameters) on the validation split (sets retrieval_eval.tune)")
     p.add_argument("--negatives", metavar="FILE",
                    help="leave-one-out negatives to use (NCF test.negative layout: '(user,item)<TAB>neg...', any "
                         "count per user); the user's own pins among them are reported and dropped")

@@ -32,6 +32,13 @@ class RetrievalEvalConfig:
     (recency by position, not time: MovieLens users rate dozens of movies in one sitting). ``num_threads``:
     ``implicit``'s threads (0 = all cores). ``source``: which interactions the loaders read
     (``impressions``, or actions of type ``closeup`` / ``save``).
+
+    ``tune``: choose the data-dependent settings on the dataset's own validation split first
+    (:mod:`pinrec.jobs.retrieval.tuning`), within ``tune_budget_s`` wall seconds, from the declared
+    space: PinSage's ``tune_positives`` (time-aware ``sequence`` / ``next`` only where timestamps are
+    usable), ``tune_windows``, ``tune_half_lives`` (history half-life, also the user scoring's
+    ``recent_half_life``) and ``tune_id_scales`` (``id_embedding_std``; 0: no id embedding); ALS
+    ``tune_als_regularization``, BPR ``tune_bpr_learning_rate``, EASE ``tune_ease_lambda``.
     """
 
     k: PosInt = 10
@@ -53,6 +60,15 @@ class RetrievalEvalConfig:
     latent_pairs: PosInt = 20_000
     latent_queries: PosInt = 500
     source: Literal["impressions", "closeup", "save"] = "impressions"
+    tune: bool = False
+    tune_budget_s: PosFloat = 1800.0
+    tune_positives: tuple[Literal["board", "walk", "sequence", "next"], ...] = ("board", "walk", "sequence", "next")
+    tune_windows: tuple[PosInt, ...] = (5, 10, 20)
+    tune_half_lives: tuple[NonNegFloat, ...] = (0.0, 2.0, 8.0)
+    tune_id_scales: tuple[NonNegFloat, ...] = (0.0, 0.1, 1.0)
+    tune_als_regularization: tuple[NonNegFloat, ...] = (1.0, 10.0, 50.0)
+    tune_bpr_learning_rate: tuple[PosFloat, ...] = (0.005, 0.01, 0.05)
+    tune_ease_lambda: tuple[PosFloat, ...] = (50.0, 200.0, 500.0, 2000.0)
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalEvalConfig:

@@ -19,6 +19,7 @@ Every reader returns plain pandas / numpy for :func:`pinrec.jobs.retrieval.retri
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from pinrec.jobs.ingest.dataset_info import read_dataset_info
 from pinrec.jobs.ingest.landing import list_partitions, partition_dir
 from pinrec.jobs.io.lake import Location, as_location
 
@@ -190,7 +192,8 @@ def check_loaded(landing: str | Path | Location) -> None:
 
 def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=None, spark=None,
                      embeddings: dict | None = None, model_version: str | None = None,
-                     negatives: pd.DataFrame | None = None) -> RetrievalReport:
+                     negatives: pd.DataFrame | None = None, pinsage_cfg=None,
+                     make_pinsage=None) -> RetrievalReport:
     """Evaluate what the storage holds with :func:`pinrec.jobs.retrieval.retrieval_eval.evaluate_retrieval`.
 
     The catalogue is every landed pin. Without ``spark``: leave-one-out on the landing zone's
@@ -202,6 +205,11 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
     agreement when ``<landing>/_truth`` exists, and ``embeddings`` (name -> embeddings or a
     function of the training log) as extra models. ``negatives``: given leave-one-out negatives
     (:func:`read_ncf_negatives`). A landing zone with nothing loaded: FileNotFoundError saying so.
+    ``make_pinsage`` (a function of a PinSage config returning an embedding source) with
+    ``pinsage_cfg``: PinSage as model ``"pinsage"``. ``cfg.tune``: the data-dependent settings are
+    chosen first on the validation split (:func:`pinrec.jobs.retrieval.tuning.select_settings`, the
+    dataset record's ``timestamps`` deciding whether time order is offered); the report carries
+    the choice (``selection``) and is evaluated with it.
     """
     from .retrieval_eval import evaluate_retrieval
 
@@ -227,4 +235,15 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
         if catalog.exists("pin_embeddings"):
             models.setdefault("pin_embeddings", read_pin_embeddings(spark, catalog, model_version))
     catalogue = pins["pin_id"].dropna().astype("int64").to_numpy()
-    return evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue, negatives=negatives)
+    info = read_dataset_info(landing) or {}
+    selection = None
+    if cfg.tune:
+        from .tuning import select_settings
+
+        selection = select_settings(log, cfg, catalogue, pinsage_cfg, make_pinsage, info.get("timestamps"))
+        cfg, pinsage_cfg = selection.cfg, selection.pinsage or pinsage_cfg
+    if make_pinsage is not None:
+        models["pinsage"] = make_pinsage(pinsage_cfg)
+    report = evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue, negatives=negatives)
+    notes = {"dataset": info.get("kind"), "timestamps": info.get("timestamps")} if info else {}
+    return dataclasses.replace(report, notes={**notes, **report.notes}, selection=selection)

@@ -58,10 +58,19 @@ LEAVE_ONE_OUT, SAME_BOARD, LATENT = "user-item leave-one-out", "item-item same b
 
 @dataclass(frozen=True)
 class ReportRow:
+    """``ci95``: half-widths of the normal 95 % intervals of per-query means (1.96 sd / sqrt(n))."""
+
     task: str
     model: str
     metrics: dict[str, float]
     queries: int
+    ci95: dict[str, float] = field(default_factory=dict)
+
+
+def ci95(values: np.ndarray) -> float:
+    """Half-width of the normal-approximation 95 % interval of the mean of ``values`` (per query)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class RetrievalReport:
     config: RetrievalEvalConfig
     negatives: pd.DataFrame | None = field(default=None, repr=False)
     notes: dict = field(default_factory=dict)
+    selection: object | None = field(default=None, repr=False)
 
     def metric(self, task: str, model: str, name: str) -> float:
         for row in self.rows:
@@ -103,13 +113,29 @@ class RetrievalReport:
             lines += [f"  {r.model:<{width - 2}}" + "".join(f"{r.metrics.get(n, float('nan')):>11.4f}" for n in names)
                       + f"{r.queries:>9}" for r in rows]
         lines += [f"{key}: {value}" for key, value in self.notes.items() if not isinstance(value, (dict, list))]
+        if self.selection is not None:
+            lines += [self.selection.render(), "chosen: " + ", ".join(f"{k}={v}" for k, v in
+                                                                      self.selection.chosen().items())]
         return "\n".join(lines)
+
+    def markdown(self, task: str = LEAVE_ONE_OUT) -> str:
+        """``task``'s rows as a Markdown table, each metric with its 95 % interval when known."""
+        rows = [r for r in self.rows if r.task == task]
+        names = list(dict.fromkeys(n for r in rows for n in r.metrics))
+        out = ["| model | " + " | ".join(names) + " | queries |", "|---|" + "---:|" * (len(names) + 1)]
+        for r in rows:
+            cells = [f"{r.metrics[n]:.4f}" + (f" ± {r.ci95[n]:.4f}" if n in r.ci95 else "") for n in names]
+            out.append(f"| {r.model} | " + " | ".join(cells) + f" | {r.queries} |")
+        return "\n".join(out)
 
     def write(self, folder: str | Path | Location) -> Location:
         """``report.json`` (config + rows) and ``negatives.parquet`` into ``folder`` (a local path
         or a Location; a plain ``s3://`` string gets AWS's own endpoint); returns it as a Location."""
         folder = as_location(folder)
         body = {"config": asdict(self.config), "rows": [asdict(r) for r in self.rows], "notes": self.notes}
+        if self.selection is not None:
+            body["selection"] = {"chosen": self.selection.chosen(), "notes": self.selection.notes,
+                                 "validation": self.selection.trials.to_dict(orient="records")}
         (folder / "report.json").write_text(json.dumps(body, indent=2, default=_plain) + "\n")
         if self.negatives is not None:
             buffer = io.BytesIO()
@@ -200,8 +226,10 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
             ranks = np.concatenate([ranks_from_scores(np.where(padding[s:s + 4096], -np.inf,
                                                                scorer.score(users[s:s + 4096], candidates[s:s + 4096])))
                                     for s in range(0, len(users), 4096)])
+            gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
             rows.append(ReportRow(LEAVE_ONE_OUT, name, {
-                f"HR@{k}": hit_rate_at_k(ranks, k), f"NDCG@{k}": ndcg_at_k(ranks, k), "MRR": mrr(ranks)}, len(ranks)))
+                f"HR@{k}": hit_rate_at_k(ranks, k), f"NDCG@{k}": ndcg_at_k(ranks, k), "MRR": mrr(ranks)}, len(ranks),
+                {f"HR@{k}": ci95(ranks < k), f"NDCG@{k}": ci95(gains)}))
     models: dict[str, ItemEmbeddings] = {}
     if edges is not None:
         train = edges[edges["split"] == "train"]
