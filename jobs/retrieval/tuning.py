@@ -95,15 +95,24 @@ def _metrics(split, scorer, k: int) -> tuple[float, float]:
 class _Search:
     def __init__(self, split, cfg: RetrievalEvalConfig, budget_s: float, clock: Callable[[], float]) -> None:
         self.split, self.cfg, self.clock, self.rows = split, cfg, clock, []
-        self.deadline, self.cut = clock() + budget_s, []
+        self.deadline, self.cut, self.cache = clock() + budget_s, [], {}
 
-    def trial(self, model: str, setting: str, value, make_scorer: Callable[[], object], first: bool) -> float:
-        """NDCG@K of one setting (None when the budget is spent and this is not the first trial)."""
+    def trial(self, model: str, setting: str, value, make_scorer: Callable[[], object], first: bool,
+              key=None) -> float:
+        """NDCG@K of one setting (None when the budget is spent and this is not the first trial);
+        a ``key`` measured before (the same full setting reached by another coordinate) is reused."""
+        if key is not None and key in self.cache:
+            hr, ndcg = self.cache[key]
+            self.rows.append({"model": model, "setting": setting, "value": value, "hr": hr, "ndcg": ndcg,
+                              "seconds": 0.0, "chosen": False})
+            return ndcg
         if not first and self.clock() > self.deadline:
             self.cut.append(f"{model}.{setting}={value}")
             return None
         start = self.clock()
         hr, ndcg = _metrics(self.split, make_scorer(), self.cfg.k)
+        if key is not None:
+            self.cache[key] = hr, ndcg
         self.rows.append({"model": model, "setting": setting, "value": value, "hr": hr, "ndcg": ndcg,
                           "seconds": self.clock() - start, "chosen": False})
         return ndcg
@@ -114,12 +123,14 @@ class _Search:
                 row["chosen"] = row["value"] == value
 
 
-def _coordinate(search: _Search, model: str, setting: str, values, current, score_of) -> object:
-    """Try ``values`` of ``setting`` (``current`` first), keep the best by NDCG; returns it."""
+def _coordinate(search: _Search, model: str, setting: str, values, current, score_of, key_of=None) -> object:
+    """Try ``values`` of ``setting`` (``current`` first), keep the best by NDCG; returns it.
+    ``key_of(value)``: the full setting a value stands for (measured once)."""
     ordered = [current, *[v for v in values if v != current]]
     best, best_score = current, None
     for i, value in enumerate(ordered):
-        score = search.trial(model, setting, value, lambda v=value: score_of(v), first=i == 0)
+        score = search.trial(model, setting, value, lambda v=value: score_of(v), first=i == 0,
+                             key=None if key_of is None else key_of(value))
         if score is not None and (best_score is None or score > best_score):
             best, best_score = value, score
     search.choose(model, setting, best)
@@ -166,15 +177,19 @@ def select_settings(log: pd.DataFrame, cfg: RetrievalEvalConfig, pins: np.ndarra
             chosen = dataclasses.replace(chosen, positives=modes[0] if modes else "board", history_half_life=0.0)
         state = {"cfg": cfg, "pinsage": chosen}
 
-        def score(**change):
+        def settings(change: dict):
             run_cfg = dataclasses.replace(state["pinsage"], **{k: v for k, v in change.items() if k != "_recent"})
-            recent_hl = change.get("_recent", state["cfg"].recent_half_life)
+            return run_cfg, change.get("_recent", state["cfg"].recent_half_life)
+
+        def score(**change):
+            run_cfg, recent_hl = settings(change)
             emb = _embed(make_pinsage(run_cfg), split.train)
             return RecentEmbeddingScorer(emb, split.train, state["cfg"].recent_items, recent_hl,
                                          state["cfg"].half_life_days)
 
         def step(setting: str, values, current, apply):
-            best = _coordinate(search, "pinsage", setting, values, current, lambda v: score(**apply(v)))
+            best = _coordinate(search, "pinsage", setting, values, current, lambda v: score(**apply(v)),
+                               lambda v: repr(settings(apply(v))))
             return apply(best)
 
         if modes:

@@ -117,3 +117,13 @@ def test_storage_evaluation_runs_the_choice_and_records_it(tmp_path):
     run_id = log_selection(report.selection, f"sqlite:///{tmp_path}/mlflow.db")
     run = mlflow.get_run(run_id)
     assert run.data.params["pinsage.positives"] == "walk" and run.data.params["ease.ease_lambda"] == "1000000.0"
+
+
+def test_a_setting_reached_twice_is_trained_once():
+    fake = FakePinSage()
+    cfg = dataclasses.replace(CFG, baselines=(), tune_windows=(3, 5), tune_id_scales=(0.0,))
+    sel = select_settings(clustered_log(), cfg, pinsage_cfg=PinSageTrainConfig(positives="next"), make_pinsage=fake)
+    # positives: next, board, walk, sequence (4 fits); walk wins, so no window step (not time-aware); the
+    # half-life 0 and id scale 0 trials are the chosen setting itself: reused, not trained again
+    assert len(fake.seen) == 4
+    assert (sel.trials["seconds"] == 0).sum() == len(sel.trials) - 4
