@@ -127,3 +127,21 @@ def test_a_setting_reached_twice_is_trained_once():
     # half-life 0 and id scale 0 trials are the chosen setting itself: reused, not trained again
     assert len(fake.seen) == 4
     assert (sel.trials["seconds"] == 0).sum() == len(sel.trials) - 4
+
+
+def test_cli_tune_prints_and_logs_the_choice(tmp_path, capsys):
+    from pinrec.jobs.ingest.log_reader import LogSpec, load_log
+    from pinrec.jobs.orchestration.cli import main
+
+    clustered_log().rename(columns={"pin_id": "item_id"}).to_csv(tmp_path / "log.csv", index=False)
+    load_log(tmp_path / "log.csv", tmp_path / "landing", LogSpec(timestamp="ts"))
+    code = main(["eval-retrieval", "--tune", "--set", f"storage.landing={tmp_path / 'landing'}",
+                 "--set", f"storage.artifacts={tmp_path / 'art'}",
+                 "--set", f"storage.mlflow_tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+                 "--set", "retrieval_eval.baselines=[popularity,ease]", "--set", "retrieval_eval.num_negatives=20",
+                 "--set", "retrieval_eval.tune_ease_lambda=[1.0,10.0]"])
+    out = capsys.readouterr().out
+    assert code == 0 and "chosen: ease.ease_lambda=" in out and "logged to MLflow run" in out
+    body = json.loads((tmp_path / "art" / "retrieval_eval" / "report.json").read_text())
+    assert body["selection"]["notes"]["timestamps_usable"] is True
+    assert [t["value"] for t in body["selection"]["validation"]] == [500.0, 1.0, 10.0]
