@@ -175,12 +175,43 @@ class SyntheticConfig:
 class DatasetConfig:
     """Which raw source fills the landing zone.
 
-    ``kind`` is ``"synthetic"`` (the embedded default) or ``"movielens-100k"``; ``path`` is the
-    dataset folder for real datasets (e.g. ``/data/ml-100k``).
+    ``kind`` is ``"synthetic"`` (the embedded default), ``"movielens-100k"`` (``path``: the GroupLens
+    folder) or ``"log"``: any interaction log, ``path`` a CSV / TSV / Parquet file read by
+    :mod:`pinrec.jobs.ingest.log_reader` (worked example: ``docs/datasets.md``). For ``log``:
+    ``user_column``, ``item_column``, ``timestamp_column`` (none: no time), ``rating_column`` or
+    ``weight_column`` (a count: repeated rows are summed); ``timestamps``: ``auto`` (the column when
+    given, else ``none``), ``column``, ``row_order`` (rows are in time order) or ``none`` (no time:
+    ties); ``timestamp_unit`` of numeric times; ``sep`` (none: tab or comma, guessed) and ``names``
+    (the columns of a header-less file); ``save_threshold`` (none: 4 with ratings, else every
+    interaction is a save); ``country`` of every user; ``items``: an item-metadata file keyed by
+    ``item_key`` (default: ``item_column``) with ``category_column``, ``labels_column`` (multi-label,
+    joined by ``label_sep``: multi-hot content vector) and ``title_column``; ``items_sep`` /
+    ``items_names`` as for the log. ``max_partitions`` > 0 bounds the landed partitions per table
+    (for evaluation from the landing zone; 0: one per day, what ingestion needs).
     """
 
-    kind: Literal["synthetic", "movielens-100k"] = "synthetic"
+    kind: Literal["synthetic", "movielens-100k", "log"] = "synthetic"
     path: str | None = None
+    user_column: str = "user_id"
+    item_column: str = "item_id"
+    timestamp_column: str | None = None
+    rating_column: str | None = None
+    weight_column: str | None = None
+    timestamps: Literal["auto", "column", "row_order", "none"] = "auto"
+    timestamp_unit: Literal["s", "ms"] = "s"
+    sep: str | None = None
+    names: tuple[str, ...] = ()
+    save_threshold: float | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "ZZ"
+    items: str | None = None
+    item_key: str | None = None
+    category_column: str | None = None
+    labels_column: str | None = None
+    label_sep: str = "|"
+    title_column: str | None = None
+    items_sep: str | None = None
+    items_names: tuple[str, ...] = ()
+    max_partitions: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:

@@ -52,6 +52,7 @@ from pinrec.schemas.catalog import (
     USERS,
 )
 
+from .dataset_info import write_dataset_info
 from .landing import LandingSummary, format_ts, write_partition
 
 USER_COLUMNS = ("user_id", "created_at", "country", "gender", "age", "occupation")
@@ -175,17 +176,40 @@ def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float) -> 
             IMPRESSIONS.name: impressions, ACTIONS.name: actions}
 
 
-def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float = 4.0) -> LandingSummary:
+def _buckets(days: pd.DatetimeIndex, max_partitions: int) -> pd.Series:
+    """Interaction day -> landing day: itself, or with ``max_partitions`` > 0 and more days than
+    that, the last day of its run of ``ceil(len(days) / max_partitions)`` consecutive days."""
+    if max_partitions < 0:
+        raise ValueError(f"max_partitions must be >= 0 (0: one partition per day), got {max_partitions}")
+    if not max_partitions or len(days) <= max_partitions:
+        return pd.Series(days, index=days)
+    size = -(-len(days) // max_partitions)
+    last = np.minimum((np.arange(len(days)) // size + 1) * size, len(days)) - 1
+    return pd.Series(days[last], index=days)
+
+
+def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float = 4.0, max_partitions: int = 0,
+               empty_partitions: bool = True) -> LandingSummary:
     """Write ``log`` into ``landing`` as pinrec's raw tables (mapping and partitioning in the
     module docstring): every table on every day that has interactions, one
     ``part-00000.jsonl`` each. Returns the rows written per table and day (no faults, no
-    duplicates). Raises ValueError for a log that breaks :class:`InteractionLog`'s contract."""
+    duplicates). Raises ValueError for a log that breaks :class:`InteractionLog`'s contract.
+
+    ``empty_partitions=False`` writes no empty file (a dimension table gets a partition only on
+    days it has rows: ingestion treats those tables as optional). ``max_partitions`` > 0 bounds the
+    partitions per table: a log with more interaction days lands in runs of consecutive days, each
+    in the partition of its last day (a static dataset spanning years becomes a few dozen folders
+    instead of one per day and table). Such partitions hold events dated before the partition, which
+    ingestion's ``outside_partition`` check quarantines: bounded partitions are for evaluation
+    straight from the landing zone (``pinrec eval-retrieval``), daily ones (0) for the pipeline."""
     inter = _check(log)
     tables = _tables(log, inter, save_threshold)
-    days = pd.DatetimeIndex(inter["_day"].unique())
+    land = _buckets(pd.DatetimeIndex(inter["_day"].unique()), max_partitions)
+    days = pd.DatetimeIndex(land.unique())
     summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES})
     for spec in RAW_TABLES:
         frame = tables[spec.name].reset_index(drop=True)
+        frame["_day"] = land.reindex(pd.DatetimeIndex(frame["_day"])).to_numpy()
         for col in spec.columns:  # format timestamps once, not per partition (write_partition keeps strings)
             if col.dtype == "timestamp":
                 frame[col.name] = format_ts(frame[col.name])
@@ -193,8 +217,9 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
         by_day = {stamp: rows[columns] for stamp, rows in frame.groupby("_day", sort=False)}
         for stamp in days:
             rows = by_day.get(stamp, frame.iloc[:0][columns])
-            write_partition(landing, spec, stamp.date(), rows)
-            summary.rows[spec.name][stamp.date()] = len(rows)
+            if len(rows) or empty_partitions:
+                write_partition(landing, spec, stamp.date(), rows)
+                summary.rows[spec.name][stamp.date()] = len(rows)
     return summary
 
 
@@ -263,9 +288,18 @@ READERS: dict[str, Callable[[str | Path], InteractionLog]] = {"movielens-100k": 
 
 
 def load_dataset(kind: str, path: str | Path, landing: str | Path) -> LandingSummary:
-    """Read dataset ``kind`` from ``path`` and write it into ``landing`` (see :func:`to_landing`)."""
+    """Read dataset ``kind`` from ``path`` and write it into ``landing`` (see :func:`to_landing`),
+    with the dataset record (:mod:`pinrec.jobs.ingest.dataset_info`). Any other interaction log:
+    :func:`pinrec.jobs.ingest.log_reader.load_log`."""
     if kind not in READERS:
-        raise ValueError(f"unknown dataset kind {kind!r}; known kinds: {sorted(READERS)}")
+        raise ValueError(f"unknown dataset kind {kind!r}; known kinds: {sorted(READERS)} "
+                         "(any other interaction log: kind 'log')")
     if path is None:
         raise ValueError(f"dataset kind {kind!r} needs a path to the dataset folder")
-    return to_landing(READERS[kind](path), landing)
+    log = READERS[kind](path)
+    summary = to_landing(log, landing)
+    write_dataset_info(landing, {"kind": kind, "path": str(path), "timestamps": "column",
+                                 "users": len(log.users), "items": len(log.items),
+                                 "interactions": len(log.interactions), "save_threshold": 4.0,
+                                 "partitions": len(summary.rows[IMPRESSIONS.name]), "max_partitions": 0})
+    return summary

@@ -74,12 +74,26 @@ def cmd_generate(args) -> int:
 def cmd_load_dataset(args) -> int:
     from pinrec.jobs.ingest.datasets import load_dataset
 
-    cfg = config_of(args)
-    kind = args.kind or cfg.dataset.kind
-    path = args.path or cfg.dataset.path
-    if kind == "synthetic" or not path:
-        raise ConfigError("load-dataset needs --kind (e.g. movielens-100k) and --path to the dataset folder")
-    _print_landed(load_dataset(kind, path, cfg.storage.location("landing")))
+    flags = {"user": "user_column", "item": "item_column", "timestamp": "timestamp_column",
+             "rating": "rating_column", "weight": "weight_column", "items": "items",
+             "category": "category_column", "labels": "labels_column", "timestamps": "timestamps",
+             "max_partitions": "max_partitions", "kind": "kind", "path": "path"}
+    cfg = config_of(args, {f"dataset.{key}": getattr(args, flag, None) for flag, key in flags.items()})
+    ds = cfg.dataset
+    if ds.kind == "synthetic" or not ds.path:
+        raise ConfigError("load-dataset needs --kind (movielens-100k or log) and --path to the dataset")
+    if ds.kind == "log":
+        from pinrec.jobs.ingest.log_reader import LogSpec, load_log
+
+        spec = LogSpec(user=ds.user_column, item=ds.item_column, timestamp=ds.timestamp_column,
+                       rating=ds.rating_column, weight=ds.weight_column, timestamps=ds.timestamps,
+                       timestamp_unit=ds.timestamp_unit, sep=ds.sep, names=ds.names,
+                       save_threshold=ds.save_threshold, country=ds.country, items=ds.items, item_key=ds.item_key,
+                       category=ds.category_column, labels=ds.labels_column, label_sep=ds.label_sep,
+                       title=ds.title_column, items_sep=ds.items_sep, items_names=ds.items_names)
+        _print_landed(load_log(ds.path, cfg.storage.location("landing"), spec, ds.max_partitions))
+    else:
+        _print_landed(load_dataset(ds.kind, ds.path, cfg.storage.location("landing")))
     return 0
 
 
@@ -196,20 +210,36 @@ def cmd_eval_retrieval(args) -> int:
     from pinrec.jobs.io.lake import as_location
     from pinrec.jobs.retrieval.retrieval_data import evaluate_storage
 
-    cfg = config_of(args)
+    cfg = config_of(args, {"retrieval_eval.tune": True if args.tune else None})
+    landing = cfg.storage.location("landing")
     spark = None
     if args.spark:
         from pinrec.jobs.io.spark import get_spark
 
         spark = get_spark(cfg.spark, cfg.storage.spark_s3)
-    embeddings = None
+    make_pinsage = None
     if args.pinsage:
         from pinrec.jobs.pinsage.pinsage_eval import landing_model
 
-        embeddings = {"pinsage": landing_model(cfg.storage.location("landing"), cfg.pinsage)}
-    report = evaluate_storage(cfg.retrieval_eval, cfg.storage.location("landing"), cfg.storage.warehouse, spark,
-                              embeddings=embeddings, model_version=args.model_version)
+        def make_pinsage(pinsage_cfg):
+            return landing_model(landing, pinsage_cfg)
+    negatives = None
+    if args.negatives:
+        from pinrec.jobs.ingest.dataset_info import read_id_map
+        from pinrec.jobs.retrieval.retrieval_data import read_ncf_negatives
+
+        negatives = read_ncf_negatives(args.negatives, read_id_map(landing, "user"), read_id_map(landing, "item"))
+    report = evaluate_storage(cfg.retrieval_eval, landing, cfg.storage.warehouse, spark,
+                              model_version=args.model_version, negatives=negatives,
+                              pinsage_cfg=cfg.pinsage, make_pinsage=make_pinsage)
     print(report.render())
+    if report.selection is not None:
+        from pinrec.jobs.io.tracking import mlflow_artifact_root
+        from pinrec.jobs.retrieval.tuning import log_selection
+
+        run_id = log_selection(report.selection, cfg.storage.mlflow_tracking_uri,
+                               artifact_root=mlflow_artifact_root(cfg.storage))
+        print(f"settings and validation table logged to MLflow run {run_id}")
     out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
         cfg.storage.location("artifacts") / "retrieval_eval"
     print(f"written to {report.write(out)}")

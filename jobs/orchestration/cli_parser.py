@@ -64,8 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "--scale 125 makes 10M)")
 
     p = _leaf(sub, "load-dataset", "load-dataset", [common], help="adapt a real dataset into the landing zone")
-    p.add_argument("--kind", choices=["movielens-100k"], help="dataset adapter (default: dataset.kind)")
-    p.add_argument("--path", help="dataset folder, e.g. /data/ml-100k (default: dataset.path)")
+    p.add_argument("--kind", choices=["movielens-100k", "log"],
+                   help="dataset adapter, or log: any CSV / TSV / Parquet interaction log (default: dataset.kind)")
+    p.add_argument("--path", help="dataset folder (e.g. /data/ml-100k) or log file (default: dataset.path)")
+    for flag, key in (("user", "user_column"), ("item", "item_column"), ("timestamp", "timestamp_column"),
+                      ("rating", "rating_column"), ("weight", "weight_column"), ("items", "items"),
+                      ("category", "category_column"), ("labels", "labels_column")):
+        p.add_argument(f"--{flag}", help=f"kind log: sets dataset.{key} (docs/datasets.md)")
+    p.add_argument("--timestamps", choices=["auto", "column", "row_order", "none"],
+                   help="kind log: how the log gives time (sets dataset.timestamps)")
+    p.add_argument("--max-partitions", type=int, help="kind log: at most this many partitions per table "
+                                                      "(sets dataset.max_partitions; 0: one per day)")
 
     p = _leaf(sub, "ingest", "ingest", [common], help="validate landed days into Delta; bad rows go to quarantine")
     p.add_argument("--date", type=_date, help="one day (YYYY-MM-DD); its mandatory partitions must exist")
@@ -124,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", help="pin_embeddings model_version to evaluate (default: the table's)")
     p.add_argument("--pinsage", action="store_true",
                    help="also train PinSage (config section pinsage) on each split's training log and evaluate it")
+    p.add_argument("--tune", action="store_true",
+                   help="first choose the data-dependent settings (PinSage positives, window, half-life, id scale; "
+                        "baseline hyper-parameters) on the validation split (sets retrieval_eval.tune)")
+    p.add_argument("--negatives", metavar="FILE",
+                   help="leave-one-out negatives to use (NCF test.negative layout: '(user,item)<TAB>neg...', any "
+                        "count per user); the user's own pins among them are reported and dropped")
     p.add_argument("--out", help="folder for report.json + negatives.parquet (default: <artifacts>/retrieval_eval)")
 
     p = _leaf(sub, "feature-snapshot", "feature-snapshot", [common],

@@ -19,13 +19,16 @@ Every reader returns plain pandas / numpy for :func:`pinrec.jobs.retrieval.retri
 """
 from __future__ import annotations
 
+import dataclasses
 import io
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from pinrec.jobs.ingest.dataset_info import read_dataset_info
 from pinrec.jobs.ingest.landing import list_partitions, partition_dir
 from pinrec.jobs.io.lake import Location, as_location
 
@@ -137,8 +140,60 @@ def read_content_embeddings(landing: str | Path, pins: pd.DataFrame | None = Non
     return ItemEmbeddings(pins["pin_id"].to_numpy(), vectors)
 
 
+def read_ncf_negatives(path: str | Path, user_ids: pd.DataFrame | None = None,
+                       item_ids: pd.DataFrame | None = None) -> pd.DataFrame:
+    """An NCF ``test.negative`` file (He et al., WWW 2017): one line per user,
+    ``(user,item)<TAB>neg_1<TAB>...<TAB>neg_n``, any n; -> (user_id, pin_id, negatives). ``user_ids`` /
+    ``item_ids``: the (value, id) maps of a log whose ids were renumbered
+    (:func:`pinrec.jobs.ingest.dataset_info.read_id_map`), applied to the file's values."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"negatives file {path} does not exist")
+    users, pins, lists = [], [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        head, *rest = line.strip().split("\t")
+        inner = head.strip().removeprefix("(").removesuffix(")").split(",")
+        if len(inner) != 2 or not head.startswith("("):
+            raise ValueError(f"{path}:{number}: expected '(user,item)<TAB>negatives...', got {head[:40]!r}")
+        users.append(inner[0].strip())
+        pins.append(inner[1].strip())
+        lists.append([v.strip() for v in rest if v.strip()])
+    if not users:
+        raise ValueError(f"negatives file {path} has no lines")
+
+    def ids(values: list[str], mapping: pd.DataFrame | None, what: str) -> np.ndarray:
+        if mapping is None:
+            try:
+                return np.asarray(values, dtype=np.int64)
+            except ValueError:
+                raise ValueError(f"{path}: {what} ids must be integers (or the log's renumbered values)") from None
+        lookup = pd.Series(mapping["id"].to_numpy(), index=mapping["value"].astype(str))
+        out = lookup.reindex(values)
+        if out.isna().any():
+            raise ValueError(f"{path}: {int(out.isna().sum())} {what} value(s) unknown to the dataset, "
+                             f"e.g. {out[out.isna()].index[:3].tolist()}")
+        return out.to_numpy(np.int64)
+
+    flat = ids([v for neg in lists for v in neg], item_ids, "item")
+    bounds = np.cumsum([0] + [len(neg) for neg in lists])
+    return pd.DataFrame({"user_id": ids(users, user_ids, "user"), "pin_id": ids(pins, item_ids, "item"),
+                         "negatives": [flat[a:b].tolist() for a, b in itertools.pairwise(bounds)]})
+
+
+def check_loaded(landing: str | Path | Location) -> None:
+    """FileNotFoundError saying what to run when the landing zone holds no dataset yet."""
+    if not any(list_partitions(landing, table) for table in ("pins", "impressions")):
+        raise FileNotFoundError(f"the landing zone {as_location(landing)} holds no dataset yet: run "
+                                "`pinrec load-dataset` (a real dataset) or `pinrec generate` (the synthetic world) "
+                                "before `pinrec eval-retrieval`")
+
+
 def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=None, spark=None,
-                     embeddings: dict | None = None, model_version: str | None = None) -> RetrievalReport:
+                     embeddings: dict | None = None, model_version: str | None = None,
+                     negatives: pd.DataFrame | None = None, pinsage_cfg=None,
+                     make_pinsage=None) -> RetrievalReport:
     """Evaluate what the storage holds with :func:`pinrec.jobs.retrieval.retrieval_eval.evaluate_retrieval`.
 
     The catalogue is every landed pin. Without ``spark``: leave-one-out on the landing zone's
@@ -148,10 +203,17 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
     catalog).
     Both: the landed content embeddings as model ``"content"`` when pins carry them, latent
     agreement when ``<landing>/_truth`` exists, and ``embeddings`` (name -> embeddings or a
-    function of the training log) as extra models.
+    function of the training log) as extra models. ``negatives``: given leave-one-out negatives
+    (:func:`read_ncf_negatives`). A landing zone with nothing loaded: FileNotFoundError saying so.
+    ``make_pinsage`` (a function of a PinSage config returning an embedding source) with
+    ``pinsage_cfg``: PinSage as model ``"pinsage"``. ``cfg.tune``: the data-dependent settings are
+    chosen first on the validation split (:func:`pinrec.jobs.retrieval.tuning.select_settings`, the
+    dataset record's ``timestamps`` deciding whether time order is offered); the report carries
+    the choice (``selection``) and is evaluated with it.
     """
     from .retrieval_eval import evaluate_retrieval
 
+    check_loaded(landing)
     models, edges, truth, pins = dict(embeddings or {}), None, None, read_landed_pins(landing)
     try:
         models.setdefault("content", read_content_embeddings(landing, pins))
@@ -173,4 +235,15 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
         if catalog.exists("pin_embeddings"):
             models.setdefault("pin_embeddings", read_pin_embeddings(spark, catalog, model_version))
     catalogue = pins["pin_id"].dropna().astype("int64").to_numpy()
-    return evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue)
+    info = read_dataset_info(landing) or {}
+    selection = None
+    if cfg.tune:
+        from .tuning import select_settings
+
+        selection = select_settings(log, cfg, catalogue, pinsage_cfg, make_pinsage, info.get("timestamps"))
+        cfg, pinsage_cfg = selection.cfg, selection.pinsage or pinsage_cfg
+    if make_pinsage is not None:
+        models["pinsage"] = make_pinsage(pinsage_cfg)
+    report = evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue, negatives=negatives)
+    notes = {"dataset": info.get("kind"), "timestamps": info.get("timestamps")} if info else {}
+    return dataclasses.replace(report, notes={**notes, **report.notes}, selection=selection)

@@ -1,4 +1,4 @@
-"""Retrieval evaluation of item embeddings (any model) against popularity, ALS and BPR.
+"""Retrieval evaluation of item embeddings (any model) against popularity, ALS, BPR and EASE.
 
 :func:`evaluate_retrieval` runs every protocol of :mod:`pinrec.jobs.retrieval.retrieval_protocols` its inputs
 allow, on the same split for every model, and returns one :class:`RetrievalReport`:
@@ -35,6 +35,7 @@ from pinrec.models.retrieval_metrics import (
 )
 
 from .baselines import (
+    EaseScorer,
     EmbeddingScorer,
     EmbeddingSource,
     ImplicitScorer,
@@ -57,10 +58,19 @@ LEAVE_ONE_OUT, SAME_BOARD, LATENT = "user-item leave-one-out", "item-item same b
 
 @dataclass(frozen=True)
 class ReportRow:
+    """``ci95``: half-widths of the normal 95 % intervals of per-query means (1.96 sd / sqrt(n))."""
+
     task: str
     model: str
     metrics: dict[str, float]
     queries: int
+    ci95: dict[str, float] = field(default_factory=dict)
+
+
+def ci95(values: np.ndarray) -> float:
+    """Half-width of the normal-approximation 95 % interval of the mean of ``values`` (per query)."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,8 @@ class RetrievalReport:
     rows: tuple[ReportRow, ...]
     config: RetrievalEvalConfig
     negatives: pd.DataFrame | None = field(default=None, repr=False)
+    notes: dict = field(default_factory=dict)
+    selection: object | None = field(default=None, repr=False)
 
     def metric(self, task: str, model: str, name: str) -> float:
         for row in self.rows:
@@ -91,7 +103,8 @@ class RetrievalReport:
         return {n: v / best[n] - 1.0 if best[n] > 0 else (np.inf if v > 0 else 0.0) for n, v in mine.metrics.items()}
 
     def render(self) -> str:
-        """One table per task: a row per model, a column per metric, and the number of queries."""
+        """One table per task: a row per model, a column per metric, and the number of queries;
+        then the notes (one ``key: value`` line each)."""
         width, lines = max(max(len(r.task), len(r.model) + 2) for r in self.rows) + 2, []
         for task in dict.fromkeys(r.task for r in self.rows):
             rows = [r for r in self.rows if r.task == task]
@@ -99,19 +112,43 @@ class RetrievalReport:
             lines.append(f"{task:<{width}}" + "".join(f"{n:>11}" for n in names) + f"{'queries':>9}")
             lines += [f"  {r.model:<{width - 2}}" + "".join(f"{r.metrics.get(n, float('nan')):>11.4f}" for n in names)
                       + f"{r.queries:>9}" for r in rows]
+        lines += [f"{key}: {value}" for key, value in self.notes.items() if not isinstance(value, (dict, list))]
+        if self.selection is not None:
+            lines += [self.selection.render(), "chosen: " + ", ".join(f"{k}={v}" for k, v in
+                                                                      self.selection.chosen().items())]
         return "\n".join(lines)
+
+    def markdown(self, task: str = LEAVE_ONE_OUT) -> str:
+        """``task``'s rows as a Markdown table, each metric with its 95 % interval when known."""
+        rows = [r for r in self.rows if r.task == task]
+        names = list(dict.fromkeys(n for r in rows for n in r.metrics))
+        out = ["| model | " + " | ".join(names) + " | queries |", "|---|" + "---:|" * (len(names) + 1)]
+        for r in rows:
+            cells = [f"{r.metrics[n]:.4f}" + (f" ± {r.ci95[n]:.4f}" if n in r.ci95 else "") for n in names]
+            out.append(f"| {r.model} | " + " | ".join(cells) + f" | {r.queries} |")
+        return "\n".join(out)
 
     def write(self, folder: str | Path | Location) -> Location:
         """``report.json`` (config + rows) and ``negatives.parquet`` into ``folder`` (a local path
         or a Location; a plain ``s3://`` string gets AWS's own endpoint); returns it as a Location."""
         folder = as_location(folder)
-        body = {"config": asdict(self.config), "rows": [asdict(r) for r in self.rows]}
-        (folder / "report.json").write_text(json.dumps(body, indent=2) + "\n")
+        body = {"config": asdict(self.config), "rows": [asdict(r) for r in self.rows], "notes": self.notes}
+        if self.selection is not None:
+            body["selection"] = {"chosen": self.selection.chosen(), "notes": self.selection.notes,
+                                 "validation": self.selection.trials.to_dict(orient="records")}
+        (folder / "report.json").write_text(json.dumps(body, indent=2, default=_plain) + "\n")
         if self.negatives is not None:
             buffer = io.BytesIO()
             self.negatives.to_parquet(buffer, index=False)
             (folder / "negatives.parquet").write_bytes(buffer.getvalue())
         return folder
+
+
+def _plain(value):
+    """``json.dumps`` default: numpy scalars and arrays as Python values."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def recent(train: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -154,6 +191,8 @@ def _embed(source: EmbeddingSource, train: pd.DataFrame) -> ItemEmbeddings:
 def _baseline(name: str, train: pd.DataFrame, catalogue: np.ndarray, cfg: RetrievalEvalConfig) -> Scorer:
     if name == "popularity":
         return PopularityScorer(train)
+    if name == "ease":
+        return EaseScorer(train, catalogue, cfg.ease_lambda)
     common = {"factors": cfg.factors, "random_state": cfg.seed, "num_threads": cfg.num_threads}
     if name == "als":
         return ImplicitScorer("als", train, catalogue, iterations=cfg.als_iterations,
@@ -178,15 +217,19 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         catalogue = np.union1d(log["pin_id"].to_numpy(), [] if pins is None else pins).astype(np.int64)
         split = leave_one_out(log, cfg.num_negatives, cfg.seed, catalogue, negatives)
         users, candidates = split.candidates()
+        padding = split.padding()
         scorers = {name: _baseline(name, split.train, split.catalogue, cfg) for name in cfg.baselines}
         scorers |= {name: RecentEmbeddingScorer(_embed(src, split.train), split.train, cfg.recent_items,
                                                 cfg.recent_half_life, cfg.half_life_days)
                     for name, src in embeddings.items()}
         for name, scorer in scorers.items():
-            ranks = np.concatenate([ranks_from_scores(scorer.score(users[s:s + 4096], candidates[s:s + 4096]))
+            ranks = np.concatenate([ranks_from_scores(np.where(padding[s:s + 4096], -np.inf,
+                                                               scorer.score(users[s:s + 4096], candidates[s:s + 4096])))
                                     for s in range(0, len(users), 4096)])
+            gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
             rows.append(ReportRow(LEAVE_ONE_OUT, name, {
-                f"HR@{k}": hit_rate_at_k(ranks, k), f"NDCG@{k}": ndcg_at_k(ranks, k), "MRR": mrr(ranks)}, len(ranks)))
+                f"HR@{k}": hit_rate_at_k(ranks, k), f"NDCG@{k}": ndcg_at_k(ranks, k), "MRR": mrr(ranks)}, len(ranks),
+                {f"HR@{k}": ci95(ranks < k), f"NDCG@{k}": ci95(gains)}))
     models: dict[str, ItemEmbeddings] = {}
     if edges is not None:
         train = edges[edges["split"] == "train"]
@@ -194,7 +237,7 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         catalogue = np.union1d(edges["pin_id"].to_numpy(), [] if pins is None else pins).astype(np.int64)
         models = {name: _embed(src, log) for name, src in embeddings.items()}
         models |= {name: _baseline(name, log, catalogue, cfg).item_embeddings()
-                   for name in cfg.baselines if name != "popularity"}
+                   for name in cfg.baselines if name in ("als", "bpr")}
         if truth is not None:
             models[ORACLE] = truth
         pairs = same_board_pairs(edges)
@@ -210,4 +253,5 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
             rows.append(ReportRow(LATENT, name, metrics, len(np.intersect1d(emb.ids, truth.ids))))
     if not rows:
         raise ValueError("nothing to evaluate: give interactions and/or edges (+ embeddings or baselines) or truth")
-    return RetrievalReport(tuple(rows), cfg, None if split is None else split.test)
+    return RetrievalReport(tuple(rows), cfg, None if split is None else split.test,
+                           {} if split is None else dict(split.notes))

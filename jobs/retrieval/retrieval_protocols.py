@@ -20,7 +20,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -33,25 +33,76 @@ from .baselines import ItemEmbeddings, check_log
 @dataclass(frozen=True)
 class LeaveOneOut:
     """``train`` (user_id, pin_id, ts); ``test``: one row per evaluated user (user_id, pin_id, ts,
-    negatives: list of pin ids), sorted by user; ``catalogue``: (N,) sorted pin ids."""
+    negatives: list of pin ids, not necessarily as many for every user), sorted by user;
+    ``catalogue``: (N,) sorted pin ids; ``notes``: what was dropped from given negatives."""
 
     train: pd.DataFrame
     test: pd.DataFrame
     catalogue: np.ndarray
+    notes: dict = field(default_factory=dict)
 
     def candidates(self) -> tuple[np.ndarray, np.ndarray]:
-        """users (U,) and candidates (U, 1 + num_negatives), the held-out pin first."""
-        negatives = np.array(self.test["negatives"].tolist(), dtype=np.int64).reshape(len(self.test), -1)
-        return self.test["user_id"].to_numpy(), np.column_stack([self.test["pin_id"].to_numpy(), negatives])
+        """users (U,) and candidates (U, 1 + most negatives), the held-out pin first; a user with
+        fewer negatives has the rest padded with its held-out pin (see :meth:`padding`)."""
+        width = max((len(n) for n in self.test["negatives"]), default=0)
+        held = self.test["pin_id"].to_numpy(np.int64)
+        out = np.repeat(held[:, None], 1 + width, axis=1)
+        for row, neg in enumerate(self.test["negatives"]):
+            out[row, 1:1 + len(neg)] = neg
+        return self.test["user_id"].to_numpy(), out
+
+    def padding(self) -> np.ndarray:
+        """(U, 1 + most negatives) bool: True where :meth:`candidates` holds padding (score it -inf)."""
+        lengths = self.test["negatives"].map(len).to_numpy()
+        width = max(lengths.max(initial=0), 0)
+        return np.arange(1 + width)[None, :] > lengths[:, None]
+
+
+def _given(log: pd.DataFrame, negatives: pd.DataFrame, catalogue: np.ndarray,
+           seen: dict) -> tuple[pd.DataFrame, dict]:
+    """Rows of ``log`` held out by ``negatives`` (user_id, pin_id, negatives) with the negatives
+    cleaned: repeats merged, the user's own pins dropped (counted in the notes), unknown pins an error."""
+    given = negatives.assign(user_id=negatives["user_id"].astype("int64"), pin_id=negatives["pin_id"].astype("int64"))
+    if given["user_id"].duplicated().any():
+        raise ValueError(f"given negatives hold several lines for user(s) "
+                         f"{given.loc[given['user_id'].duplicated(), 'user_id'].head(5).tolist()}")
+    rows = log.reset_index().merge(given[["user_id", "pin_id"]], on=["user_id", "pin_id"], how="inner")
+    if len(rows) != len(given):
+        missing = given.merge(rows[["user_id", "pin_id"]], how="left", indicator=True)
+        bad = missing[missing["_merge"] == "left_only"][["user_id", "pin_id"]].head(3).values.tolist()
+        raise ValueError(f"given negatives do not match this log: {len(given) - len(rows)} held-out (user, pin) "
+                         f"pair(s) are not in it, e.g. {bad} (another log, split or id numbering?)")
+    few = rows["user_id"].map(log["user_id"].value_counts()) < 2
+    notes = {"negatives_users": len(given), "negatives_users_skipped_one_pin": int(few.sum())}
+    rows = rows[~few]
+    cleaned, own, total = [], 0, 0
+    lists = given.set_index("user_id")["negatives"]
+    for user in rows["user_id"]:
+        neg = np.unique(np.asarray(list(lists[user]), dtype=np.int64))
+        total += len(neg)
+        unknown = np.setdiff1d(neg, catalogue, assume_unique=True)
+        if len(unknown):
+            raise ValueError(f"given negatives of user {user} name {len(unknown)} pin(s) not in the catalogue, "
+                             f"e.g. {unknown[:5].tolist()} (another id numbering?)")
+        keep = ~np.isin(neg, seen[user])
+        own += int((~keep).sum())
+        cleaned.append(neg[keep].tolist())
+    notes |= {"negatives_given": total, "negatives_dropped_own_pins": own}
+    test = log.loc[rows["index"].to_numpy()].assign(negatives=cleaned)
+    return test.sort_values("user_id", ignore_index=False), notes
 
 
 def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, catalogue: np.ndarray | None = None,
                   negatives: pd.DataFrame | None = None) -> LeaveOneOut:
     """The NCF split of ``log`` (module docstring) over ``catalogue`` (default: the logged pins).
 
-    ``negatives`` (user_id, pin_id, negatives), as stored by
-    :meth:`pinrec.jobs.retrieval.retrieval_eval.RetrievalReport.write`, replaces the sampling after checking that
-    it fits ``log``: same held-out pins, no interacted or unknown negative.
+    ``negatives`` (user_id, pin_id, negatives: any number per user), as stored by
+    :meth:`pinrec.jobs.retrieval.retrieval_eval.RetrievalReport.write` or read from an NCF
+    ``test.negative`` file (:func:`pinrec.jobs.retrieval.retrieval_data.read_ncf_negatives`), replaces
+    the sampling: each listed user's ``pin_id`` is held out (it must be in the log: ValueError
+    otherwise) and ranked against its negatives; negatives that are the user's own pins are dropped
+    and counted in ``notes`` (the NCF ML-1M file lists 156 users' own held-out item), a pin outside the
+    catalogue is a ValueError, users with a single pin are skipped (counted).
     """
     log = check_log(log)
     hashed = [pd.util.hash_array(np.asarray(v, dtype=np.int64)) for v in (log["user_id"], log["pin_id"], [seed])]
@@ -62,13 +113,14 @@ def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, cat
     catalogue = items if catalogue is None else np.unique(np.asarray(catalogue, dtype=np.int64))
     if len(stray := np.setdiff1d(items, catalogue)):
         raise ValueError(f"{len(stray)} logged pin(s) are not in the catalogue, e.g. {stray[:5].tolist()}")
-    counts = log["user_id"].map(log["user_id"].value_counts())
-    last = log[counts >= 2].groupby("user_id").tail(1)
-    test = last.sort_values("user_id", ignore_index=True)
-    if test.empty:
-        raise ValueError("no user has two or more distinct pins: nothing to hold out")
     seen = {user: np.sort(pins.to_numpy()) for user, pins in log.groupby("user_id")["pin_id"]}
+    notes: dict = {}
     if negatives is None:
+        counts = log["user_id"].map(log["user_id"].value_counts())
+        last = log[counts >= 2].groupby("user_id").tail(1)
+        test = last.sort_values("user_id", ignore_index=False)
+        if test.empty:
+            raise ValueError("no user has two or more distinct pins: nothing to hold out")
         drawn = []
         for user in test["user_id"]:
             pool = np.setdiff1d(catalogue, seen[user], assume_unique=True)
@@ -76,17 +128,13 @@ def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, cat
                 raise ValueError(f"user {user} has only {len(pool)} non-interacted pins; "
                                  f"{num_negatives} negatives asked")
             drawn.append(np.sort(np.random.default_rng([seed, int(user)]).choice(pool, num_negatives, replace=False)))
-        test["negatives"] = [d.tolist() for d in drawn]
+        test = test.assign(negatives=[d.tolist() for d in drawn])
     else:
-        given = negatives.set_index("user_id").reindex(test["user_id"])
-        if given["pin_id"].isna().any() or (given["pin_id"].to_numpy() != test["pin_id"].to_numpy()).any():
-            raise ValueError("stored negatives do not match this log's held-out pins (another log or split?)")
-        for user, neg in zip(test["user_id"], given["negatives"]):
-            if np.isin(neg, seen[user]).any() or not np.isin(neg, catalogue).all():
-                raise ValueError(f"stored negatives of user {user} hold an interacted or unknown pin")
-        test["negatives"] = [list(map(int, n)) for n in given["negatives"]]
-    held = log.index.isin(last.index)
-    return LeaveOneOut(log[~held].reset_index(drop=True), test, catalogue)
+        test, notes = _given(log, negatives, catalogue, seen)
+        if test.empty:
+            raise ValueError("the given negatives leave no user to evaluate")
+    held = log.index.isin(test.index)
+    return LeaveOneOut(log[~held].reset_index(drop=True), test.reset_index(drop=True), catalogue, notes)
 
 
 def same_board_pairs(edges: pd.DataFrame) -> pd.DataFrame:

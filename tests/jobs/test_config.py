@@ -52,7 +52,7 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
     ({"synthetic": {"days": 2.5}}, "^synthetic.days: expected an integer, got 2.5$"),
     ({"ingest": {"max_failing_fraction": 2}}, r"^ingest.max_failing_fraction must be in \[0, 1\], got 2$"),
     ({"dataset": {"kind": "movielens-100k"}}, "dataset.path is required"),
-    ({"dataset": {"kind": "netflix"}}, "^dataset.kind must be one of 'synthetic' or 'movielens-100k', got 'netflix'$"),
+    ({"dataset": {"kind": "netflix"}}, "^dataset.kind must be one of 'synthetic', 'movielens-100k' or 'log', got 'netflix'$"),
     ({"synthetic": {"start_date": "yesterday"}}, "^synthetic.start_date: expected a YYYY-MM-DD date, got 'yesterday'$"),
     ({"spark": "local"}, "^spark: expected a mapping, got 'local'$"),
     ({"training": {"broadcast_max_mb": -1}}, "^training.broadcast_max_mb must be >= 0, got -1$"),

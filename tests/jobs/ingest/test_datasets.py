@@ -214,6 +214,10 @@ def test_read_movielens_100k_fake(tmp_path):
     assert pins.loc[3, "created_at"] == pd.Timestamp(881300000, unit="s", tz="UTC")  # no release date
     assert pins.loc[1, "title"] == "Café Society (1995)"
     assert_fk_order(tmp_path / "landing")
+    from pinrec.jobs.ingest.dataset_info import read_dataset_info
+
+    info = read_dataset_info(tmp_path / "landing")
+    assert (info["kind"], info["timestamps"], info["interactions"]) == ("movielens-100k", "column", 4)
 
 
 def test_missing_files_and_unknown_kinds(tmp_path):

@@ -3,6 +3,7 @@ BPR of ``implicit`` on a clustered log, and the ItemEmbeddings constructors."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pinrec.jobs.retrieval.baselines import (
@@ -61,3 +62,26 @@ def test_item_embeddings_constructors_and_errors():
                 (np.zeros(0), np.zeros((0, 3)))):
         with pytest.raises(ValueError):
             ItemEmbeddings.of(bad)
+
+
+def test_ease_equals_per_item_ridge_regression_and_scores_co_consumed_items():
+    from pinrec.jobs.retrieval.baselines import EaseScorer
+
+    t = pd.Timestamp("2020-01-01", tz="UTC")
+    pairs = [(1, 10), (1, 11), (2, 10), (2, 11), (2, 12), (3, 12), (3, 13), (4, 10), (4, 13)]
+    train = pd.DataFrame({"user_id": [u for u, _ in pairs], "pin_id": [p for _, p in pairs], "ts": t})
+    ease = EaseScorer(train, np.array([10, 11, 12, 13, 14]), lam=2.0)
+    x = ease.x.astype(np.float64)
+    for j in range(5):  # Steck's constraint diag(B) = 0 makes column j a ridge regression on the other items
+        rest = [i for i in range(5) if i != j]
+        a = x[:, rest]
+        want = np.linalg.solve(a.T @ a + 2.0 * np.eye(4), a.T @ x[:, j])
+        np.testing.assert_allclose(ease.weights[rest, j], want, atol=1e-10)
+        assert ease.weights[j, j] == 0.0
+    scores = ease.score(np.array([3]), np.array([[10, 11, 14]]))
+    # user 3 (12, 13): 10 is co-consumed with both (users 2, 4), 11 with 12 only, 14 never
+    assert scores[0, 0] > scores[0, 1] > scores[0, 2] == 0.0
+    with pytest.raises(ValueError, match="lambda must be > 0"):
+        EaseScorer(train, np.array([10, 11, 12, 13]), lam=0.0)
+    with pytest.raises(ValueError, match="exceed max_items"):
+        EaseScorer(train, np.arange(10, 40), max_items=20)

@@ -1,0 +1,63 @@
+"""The landing zone's dataset record: what ``pinrec load-dataset`` loaded, for the jobs that read it later.
+
+``<landing>/_dataset/dataset.json`` holds one JSON object: ``kind`` (``movielens-100k``, ``log``),
+``path`` (where it was read from), ``timestamps`` (``"column"``: real event times; ``"row_order"``:
+the file's row order stood in for time; ``"none"``: no time at all, every interaction at one instant),
+``rows`` (lines read), ``users``, ``items``, ``interactions`` (distinct (user, item) pairs landed),
+``save_threshold``, ``partitions`` (landed partitions of ``impressions``) and ``max_partitions``.
+Non-integer ids of a generic log are replaced by integers; their mappings
+(``value``, ``id``) go beside it as ``user_ids.parquet`` / ``item_ids.parquet``.
+
+Evaluation reads the record to learn whether time order means anything (a ``row_order`` or ``none``
+dataset gets no time-aware settings) and to tell "nothing loaded yet" from a broken landing zone.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pinrec.jobs.io.lake import Location, as_location
+
+FOLDER = "_dataset"
+TIMESTAMP_KINDS = ("column", "row_order", "none")
+
+
+def _folder(landing: str | Path | Location) -> Location:
+    return as_location(landing) / FOLDER
+
+
+def write_dataset_info(landing: str | Path | Location, info: dict, user_ids: pd.DataFrame | None = None,
+                       item_ids: pd.DataFrame | None = None) -> Location:
+    """Write the record (module docstring) and the id mappings given; returns the record's path."""
+    if info.get("timestamps") not in TIMESTAMP_KINDS:
+        raise ValueError(f"dataset record: timestamps must be one of {list(TIMESTAMP_KINDS)}, "
+                         f"got {info.get('timestamps')!r}")
+    folder = _folder(landing)
+    for name, ids in (("user_ids.parquet", user_ids), ("item_ids.parquet", item_ids)):
+        if ids is not None:
+            buffer = io.BytesIO()
+            ids.to_parquet(buffer, index=False)
+            (folder / name).write_bytes(buffer.getvalue())
+    path = folder / "dataset.json"
+    path.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    return path
+
+
+def read_dataset_info(landing: str | Path | Location) -> dict | None:
+    """The record, or None when the landing zone has none (the synthetic world, an older load)."""
+    path = _folder(landing) / "dataset.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_id_map(landing: str | Path | Location, what: str) -> pd.DataFrame | None:
+    """``what`` = ``"user"`` or ``"item"``: the (value, id) mapping of a log's non-integer ids, or None."""
+    if what not in ("user", "item"):
+        raise ValueError(f"what must be 'user' or 'item', got {what!r}")
+    path = _folder(landing) / f"{what}_ids.parquet"
+    return pd.read_parquet(io.BytesIO(path.read_bytes())) if path.is_file() else None
+
+
+__all__ = ["read_dataset_info", "read_id_map", "write_dataset_info"]

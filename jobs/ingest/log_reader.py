@@ -1,0 +1,248 @@
+"""A generic reader for any interaction log: CSV / TSV / Parquet of user, item, optional timestamp and
+optional rating or weight, plus an optional item-metadata table, into an
+:class:`~pinrec.jobs.ingest.datasets.InteractionLog`.
+
+Columns are mapped by name (:class:`LogSpec`); a file without a header names its columns with
+``LogSpec.names``. Ids: integer columns are kept as they are; any other id (strings, floats) is
+replaced by its 1-based rank among the sorted distinct values, and the mapping is returned
+(:attr:`ReadLog.user_ids` / :attr:`ReadLog.item_ids`) so that it can be stored with the landing.
+
+Time (``LogSpec.timestamps``):
+
+* ``"column"``: the ``timestamp`` column; numbers are ``timestamp_unit`` (``"s"`` or ``"ms"``) since
+  the Unix epoch, text is parsed as dates (naive -> UTC);
+* ``"row_order"``: the file has no time but its rows are in time order: row ``i`` (0-based) gets
+  ``ORIGIN + i`` seconds;
+* ``"none"``: no time at all: every interaction gets ``ORIGIN`` (all ties; the leave-one-out split
+  then holds out a seeded choice of item per user).
+
+``"auto"`` is ``"column"`` when ``timestamp`` is set, else ``"none"``. The mode is returned in
+:attr:`ReadLog.timestamps` and stored in the landing zone's dataset record
+(:mod:`pinrec.jobs.ingest.dataset_info`), where evaluation looks before it offers time-aware settings.
+
+Repeated (user, item) rows (a usage log: one row per context) become one interaction at the
+earliest time; ``rating`` keeps the last row's value, ``weight`` is summed. The interaction's
+``rating`` is the rating column, else the summed weight, else 1.0; ``save_threshold`` (None: 4.0 when
+the log has ratings, else every interaction is a save) decides which interactions are saves.
+
+Item metadata (``items``): one row per item id (``item_key``, default the log's item column);
+``category`` -> the pin category (missing -> ``"unknown"``), ``labels`` (a multi-label column joined by
+``label_sep``) -> the pin's ``content_embedding`` (multi-hot over the sorted label vocabulary) and, when
+there is no ``category``, the category (the item's first label); ``title`` -> the pin title. Items
+of the table that never occur in the log are kept (catalogue pins without interactions).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .dataset_info import write_dataset_info
+from .datasets import InteractionLog, to_landing
+from .landing import LandingSummary
+
+#: The time given to the interactions of a log without timestamps (row ``i`` of a row-ordered log: + i s).
+ORIGIN = pd.Timestamp("2000-01-01", tz="UTC")
+TIMESTAMP_MODES = ("auto", "column", "row_order", "none")
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """How to read one interaction log (module docstring). Column arguments name columns of the file."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str | None = None
+    rating: str | None = None
+    weight: str | None = None
+    timestamps: str = "auto"
+    timestamp_unit: str = "s"
+    sep: str | None = None
+    names: tuple[str, ...] = ()
+    save_threshold: float | None = None
+    country: str = "ZZ"
+    items: str | None = None
+    item_key: str | None = None
+    category: str | None = None
+    labels: str | None = None
+    label_sep: str = "|"
+    title: str | None = None
+    items_sep: str | None = None
+    items_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.timestamps not in TIMESTAMP_MODES:
+            raise ValueError(f"timestamps must be one of {list(TIMESTAMP_MODES)}, got {self.timestamps!r}")
+        if self.timestamps == "column" and not self.timestamp:
+            raise ValueError("timestamps='column' needs the timestamp column's name")
+        if self.timestamp_unit not in ("s", "ms"):
+            raise ValueError(f"timestamp_unit must be 's' or 'ms', got {self.timestamp_unit!r}")
+        if self.rating and self.weight:
+            raise ValueError("give either a rating or a weight column, not both")
+
+    @property
+    def mode(self) -> str:
+        """The effective timestamp mode (``auto`` resolved)."""
+        if self.timestamps == "auto":
+            return "column" if self.timestamp else "none"
+        return self.timestamps
+
+
+@dataclass(frozen=True)
+class ReadLog:
+    """What :func:`read_log` returns: the log, its timestamp mode, the save threshold to land it
+    with, and the id mappings (original value, int id) of non-integer ids (None: kept as they were)."""
+
+    log: InteractionLog
+    timestamps: str
+    save_threshold: float
+    rows: int
+    user_ids: pd.DataFrame | None = field(default=None, repr=False)
+    item_ids: pd.DataFrame | None = field(default=None, repr=False)
+
+
+def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV / TSV (``.gz`` etc. too) or Parquet file as strings-or-numbers; ``sep`` None: a tab when
+    the first line has one, else a comma; ``names``: the columns of a header-less file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"interaction log {path} does not exist")
+    if path.suffix == ".parquet" or path.is_dir():
+        return pd.read_parquet(path)
+    if sep is None:
+        head = pd.read_csv(path, nrows=1, header=None, sep="\t", dtype=str)
+        sep = "\t" if head.shape[1] > 1 else ","
+    header = None if names else "infer"
+    return pd.read_csv(path, sep=sep, header=header, names=list(names) or None, engine="python" if len(sep) > 1
+                       else "c", encoding="utf-8", encoding_errors="replace", keep_default_na=True)
+
+
+def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, required: bool = True) -> pd.Series:
+    if name not in frame.columns:
+        raise ValueError(f"{path}: the {role} column {name!r} is missing; columns: {list(frame.columns)} "
+                         "(map it with the dataset.*_column settings or the load-dataset flags)")
+    values = frame[name]
+    if required and values.isna().any():
+        raise ValueError(f"{path}: the {role} column {name!r} has {int(values.isna().sum())} empty value(s)")
+    return values
+
+
+def _ids(values: pd.Series) -> tuple[np.ndarray, pd.DataFrame | None]:
+    if pd.api.types.is_integer_dtype(values):
+        return values.to_numpy(np.int64), None
+    vocabulary = np.sort(values.astype(str).unique())
+    codes = np.searchsorted(vocabulary, values.astype(str).to_numpy()) + 1
+    return codes.astype(np.int64), pd.DataFrame({"value": vocabulary, "id": np.arange(1, len(vocabulary) + 1)})
+
+
+def _times(frame: pd.DataFrame, spec: LogSpec, path: str | Path) -> pd.Series:
+    if spec.mode == "none":
+        return pd.Series(ORIGIN, index=frame.index)
+    if spec.mode == "row_order":
+        return pd.Series(ORIGIN + pd.to_timedelta(np.arange(len(frame)), unit="s"), index=frame.index)
+    raw = _column(frame, spec.timestamp, "timestamp", path)
+    if pd.api.types.is_numeric_dtype(raw):
+        return pd.to_datetime(raw.astype("int64"), unit=spec.timestamp_unit, utc=True)
+    try:
+        return pd.to_datetime(raw, utc=True, format="mixed")
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: the timestamp column {spec.timestamp!r} is neither numbers nor dates ({e})") from None
+
+
+def _items(spec: LogSpec, item_ids: np.ndarray, mapping: pd.DataFrame | None) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """The items frame over every logged item and every item of the metadata table."""
+    meta = pd.DataFrame({"item_id": np.unique(item_ids)})
+    if spec.items is None:
+        return meta.assign(category="unknown", title=None, created_at=pd.NaT), ("unknown",)
+    table = read_table(spec.items, spec.items_sep, spec.items_names)
+    key = _column(table, spec.item_key or spec.item, "item key", spec.items)
+    if mapping is None:
+        if not pd.api.types.is_integer_dtype(key):
+            raise ValueError(f"{spec.items}: item key {key.name!r} is not an integer like the log's item ids")
+        ids = key.to_numpy(np.int64)
+    else:  # the log's ids were strings: map the table's keys the same way, new keys after them
+        lookup = pd.Series(mapping["id"].to_numpy(), index=mapping["value"])
+        ids = lookup.reindex(key.astype(str)).to_numpy()
+        new = np.isnan(ids)
+        ids[new] = len(mapping) + pd.factorize(key.astype(str)[new], sort=True)[0] + 1
+        ids = ids.astype(np.int64)
+    if pd.Series(ids).duplicated().any():
+        raise ValueError(f"{spec.items}: the item key {key.name!r} repeats an item")
+    table = table.assign(item_id=ids)
+    meta = meta.merge(table, on="item_id", how="outer")
+    labels = None
+    if spec.labels:
+        _column(table, spec.labels, "labels", spec.items, required=False)
+        labels = meta[spec.labels].fillna("").astype(str).str.split(spec.label_sep).map(
+            lambda xs: [x.strip() for x in xs if x.strip()])
+    if spec.title:
+        _column(table, spec.title, "title", spec.items, required=False)
+    if spec.category:
+        _column(table, spec.category, "category", spec.items, required=False)
+        category = meta[spec.category].fillna("unknown").astype(str).str.strip().replace("", "unknown")
+    elif labels is not None:
+        category = labels.map(lambda xs: xs[0] if xs else "unknown")
+    else:
+        category = pd.Series("unknown", index=meta.index)
+    out = pd.DataFrame({"item_id": meta["item_id"].astype(np.int64), "category": category,
+                        "title": meta[spec.title].astype(object).where(meta[spec.title].notna(), None)
+                        if spec.title else None, "created_at": pd.NaT})
+    if labels is not None:
+        vocab = sorted({x for xs in labels for x in xs})
+        index = {x: i for i, x in enumerate(vocab)}
+        hot = np.zeros((len(meta), len(vocab)), np.float32)
+        for row, xs in enumerate(labels):
+            hot[row, [index[x] for x in xs]] = 1.0
+        out["content_embedding"] = [v.tolist() if v.any() else None for v in hot]
+    return out, tuple(sorted(set(out["category"]) | {"unknown"}))
+
+
+def read_log(path: str | Path, spec: LogSpec | None = None) -> ReadLog:
+    """Read the interaction log at ``path`` as ``spec`` says (module docstring). Raises
+    FileNotFoundError / ValueError naming the file and column at fault."""
+    spec = spec or LogSpec()
+    frame = read_table(path, spec.sep, spec.names)
+    if frame.empty:
+        raise ValueError(f"interaction log {path} has no rows")
+    users, user_ids = _ids(_column(frame, spec.user, "user", path))
+    items, item_ids = _ids(_column(frame, spec.item, "item", path))
+    if spec.rating:
+        value = pd.to_numeric(_column(frame, spec.rating, "rating", path), errors="raise").astype(float)
+    elif spec.weight:
+        value = pd.to_numeric(_column(frame, spec.weight, "weight", path), errors="raise").astype(float)
+    else:
+        value = pd.Series(1.0, index=frame.index)
+    inter = pd.DataFrame({"user_id": users, "item_id": items, "ts": _times(frame, spec, path).to_numpy(),
+                          "rating": value.to_numpy(), "_row": np.arange(len(frame))})
+    grouped = inter.groupby(["user_id", "item_id"], sort=False)
+    inter = pd.DataFrame({"ts": grouped["ts"].min(), "_row": grouped["_row"].min(),
+                          "rating": grouped["rating"].sum() if spec.weight else grouped["rating"].last()}
+                         ).reset_index().sort_values("_row", kind="stable").drop(columns="_row")
+    item_frame, categories = _items(spec, inter["item_id"].to_numpy(), item_ids)
+    user_frame = pd.DataFrame({"user_id": np.unique(inter["user_id"]), "created_at": pd.NaT,
+                               "country": spec.country, "gender": "U", "age": pd.NA, "occupation": None})
+    user_frame["age"] = user_frame["age"].astype("Int32")
+    threshold = spec.save_threshold if spec.save_threshold is not None else (4.0 if spec.rating else -np.inf)
+    log = InteractionLog(users=user_frame, items=item_frame, interactions=inter.reset_index(drop=True),
+                         categories=categories, source="log")
+    return ReadLog(log, spec.mode, float(threshold), len(frame), user_ids, item_ids)
+
+
+def load_log(path: str | Path, landing: str | Path, spec: LogSpec | None = None,
+             max_partitions: int = 0) -> LandingSummary:
+    """Read the log at ``path`` (:func:`read_log`) and land it (:func:`~pinrec.jobs.ingest.datasets.to_landing`,
+    no empty partitions, at most ``max_partitions`` per table when > 0), with the dataset record
+    (:mod:`pinrec.jobs.ingest.dataset_info`) saying how its time was given."""
+    read = read_log(path, spec)
+    summary = to_landing(read.log, landing, read.save_threshold, max_partitions, empty_partitions=False)
+    write_dataset_info(landing, {
+        "kind": "log", "path": str(path), "timestamps": read.timestamps, "rows": read.rows,
+        "users": len(read.log.users), "items": len(read.log.items), "interactions": len(read.log.interactions),
+        "save_threshold": read.save_threshold, "partitions": len(summary.rows["impressions"]),
+        "max_partitions": max_partitions}, read.user_ids, read.item_ids)
+    return summary
+
+
+__all__ = ["ORIGIN", "LogSpec", "ReadLog", "load_log", "read_log", "read_table"]
