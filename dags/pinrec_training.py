@@ -1,5 +1,5 @@
 """
-### pinrec training: graph -> PinSage -> index, ranker -> blessing gate -> publish
+### pinrec training: graph -> PinSage -> index, ranker -> funnel -> blessing gate -> publish
 
 Scheduled on the Asset `pinrec_training_set` (emitted by `pinrec_daily` when a day's training set
 is written); the day comes from that Asset event, or from the `day` param (default: the newest
@@ -10,7 +10,11 @@ landed day) when triggered by hand.
 3. **index**: the tuned, sharded FAISS index over those embeddings (`pinrec index`);
 4. **ranker** (in parallel with the index): train, calibrate, evaluate and export the ranker to
    ONNX with the new embeddings as features (`pinrec ranker`);
-5. **publish**: assemble the bundle (index + ranker + pins + feature snapshot), judge it against
+5. **funnel** (after both): replay the day through `recommend()` on the bundle `channels/prod` serves
+   now, the champion, with the features as of the day's start (`pinrec eval-funnel`); skipped
+   before the first publish;
+6. **publish**: assemble the bundle (index + ranker + pins + feature snapshot), replay the day on
+   it the same way (its funnel goes into the manifest), judge it against
    the version `channels/prod` points to (the blessing gate) and promote it if blessed
    (`pinrec publish bundle`); its XCom names the bundle version, the verdict and the MLflow model versions.
 
@@ -110,12 +114,20 @@ def pinrec_training():
         return ranker_model(_config(params, triggering_asset_events))
 
     @task
-    def publish(day: str, indexed: dict, ranked: dict, params=None, triggering_asset_events=None) -> dict:
+    def funnel(day: str, indexed: dict, ranked: dict, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import funnel_day
+
+        return funnel_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day))
+
+    @task
+    def publish(day: str, indexed: dict, ranked: dict, champion: dict, params=None,
+                triggering_asset_events=None) -> dict:
         from pinrec.jobs.orchestration.tasks import publish_day
 
         out = publish_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day),
                           index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"])
         out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"]}
+        out["champion_funnel"] = champion.get("metrics", {})
         print(f"published {out['name']}/{out['version']} to {out['store_uri']}: promoted={out['promoted']} "
               f"blessed={out['blessed']} {out['reasons'] or ''}; MLflow runs {out['mlflow_run_ids']}, "
               f"registry {out['registered']}")
@@ -123,7 +135,8 @@ def pinrec_training():
 
     day = plan()
     embedded = pinsage(graph(day))
-    publish(day, index(embedded), ranker(embedded))
+    indexed, ranked = index(embedded), ranker(embedded)
+    publish(day, indexed, ranked, funnel(day, indexed, ranked))
 
 
 pinrec_training()

@@ -28,6 +28,7 @@ from pinrec.export.index_choice import IndexConfig
 from pinrec.export.serving.feature_store import RedisConfig
 from pinrec.export.serving.recommend import RecommendConfig
 from pinrec.export.serving.store import S3Options
+from pinrec.jobs.funnel.config import FunnelConfig
 from pinrec.jobs.io.lake import Location
 from pinrec.jobs.monitoring.config import MonitoringConfig
 from pinrec.jobs.ranking.config import RankerJobConfig
@@ -274,6 +275,7 @@ class PinrecConfig:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    funnel: FunnelConfig = field(default_factory=FunnelConfig)
     seed: int = 7
 
     @property
