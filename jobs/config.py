@@ -274,8 +274,8 @@ class PinrecConfig:
     publish: PublishConfig = field(default_factory=PublishConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
-    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     funnel: FunnelConfig = field(default_factory=FunnelConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     seed: int = 7
 
     @property
