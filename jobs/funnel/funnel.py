@@ -50,7 +50,8 @@ def trained_before(catalog, day: dt.date) -> list[str]:
         last = catalog.read("graph_edges").where("split = 'train'").agg(F.max("saved_at")).first()[0]
         if last is not None and last >= start:
             raise ValueError(f"graph_edges holds training edges saved at {last}, on or after {day}: PinSage and the "
-                             f"index were trained on the replayed day; replay a day of the graph's eval split")
+                             f"index were trained on the replayed day; replay a day of the graph's eval split "
+                             "(publish replays the day its cut-off closes; funnel.at_publish=false skips it)")
         notes.append(f"PinSage/index trained on graph edges saved until {last} (before {day})")
     else:
         notes.append("no graph_edges table: PinSage's training cut-off not checked")
@@ -58,7 +59,8 @@ def trained_before(catalog, day: dt.date) -> list[str]:
         last = catalog.read("training_set").where("split <> 'test'").agg(F.max("dt")).first()[0]
         if last is not None and last >= day:
             raise ValueError(f"the training_set's train/validation days reach {last}, on or after {day}: the ranker "
-                             "was trained or calibrated on the replayed day; replay one of its test days")
+                             "was trained or calibrated on the replayed day; replay one of its test days "
+                             "(publish replays the day its cut-off closes; funnel.at_publish=false skips it)")
         notes.append(f"ranker trained and calibrated on training_set days until {last} (before {day})")
     else:
         notes.append("no training_set table: the ranker's training days not checked")
