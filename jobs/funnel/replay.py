@@ -78,15 +78,15 @@ class FunnelReport:
 
     def render(self) -> str:
         m, k = self.metrics, self.k
-        cols = [f"recall@{n} {what}" for what in ("saves", "closeups") for n in self.cutoffs]
+        cols = [f"{what}@{n}" for what in ("saves", "closeups") for n in self.cutoffs]
         truth = any(key.startswith("candidates.merged.truth") for key in m)
         cols += [f"truth@{n}" for n in self.cutoffs] if truth else []
-        head = f"{'funnel ' + self.day:<24}" + "".join(f"{c:>18}" for c in cols)
+        head = f"  {'candidate recall':<24}" + "".join(f"{c:>14}" for c in cols)
         lines = [f"funnel replay of {self.day}: {self.users} users with saves, top-{k} served", head]
         for scope in ("merged", *self.channels):
             keys = [f"candidates.{scope}.recall@{n}.{w}" for w in ("saves", "closeups") for n in self.cutoffs]
             keys += [f"candidates.{scope}.truth_recall@{n}" for n in self.cutoffs] if truth else []
-            lines.append(f"  candidates {scope:<13}" + "".join(_cell(m.get(key)) for key in keys))
+            lines.append(f"  {scope:<24}" + "".join(_cell(m.get(key)) for key in keys))
         for scope in ("served", "served_without_prerank"):
             if f"{scope}.hr@{k}" not in m:
                 continue
@@ -104,7 +104,7 @@ class FunnelReport:
 
 
 def _cell(value: float | None) -> str:
-    return f"{'-' if value is None else f'{value:.4f}':>18}"
+    return f"{'-' if value is None else f'{value:.4f}':>14}"
 
 
 def prerank_variant(config: Any) -> Any | None:

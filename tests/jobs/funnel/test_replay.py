@@ -75,7 +75,8 @@ def test_replay_measures_each_channel_alone_the_merge_and_the_served_list():
     assert not any(k.startswith("served_without_prerank") for k in m)
     # the first impression's context reaches the request; a user without one asks with none
     assert (1, {"surface": "home_feed", "device": "ios", "country": "US"}) in calls and (2, {}) in calls
-    assert "candidates ann" in report.render() and "HR@2 0.5000" in report.render()
+    assert "saves@3" in report.render() and "HR@2 0.5000" in report.render()
+    assert "  trending                        0.2500        1.0000" in report.render()
 
 
 def test_served_cosine_and_truth_recall():
