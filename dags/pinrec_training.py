@@ -1,5 +1,5 @@
 """
-### pinrec training: graph -> PinSage -> index, ranker; CF -> blessing gate -> publish
+### pinrec training: graph -> PinSage -> index, ranker, two-tower; CF -> funnel -> blessing gate -> publish
 
 Scheduled on the Asset `pinrec_training_set` (emitted by `pinrec_daily` when a day's training set
 is written); the day comes from that Asset event, or from the `day` param (default: the newest
@@ -14,7 +14,11 @@ landed day) when triggered by hand.
    ONNX with the new embeddings as features (`pinrec ranker`);
 5. **cf** (in parallel with the graph and PinSage): ALS on the engagement before the test days, the
    `cf` channel's factors and index (`pinrec cf`), MLflow-tracked;
-6. **publish**: assemble the bundle (index + ranker + pins + feature snapshot + two-tower + cf), judge it against
+   **funnel** (after the index and the ranker): replay the day through `recommend()` on the bundle
+   `channels/prod` serves now, the champion, with the features as of the day's start (`pinrec
+   eval-funnel`); skipped before the first publish;
+6. **publish**: assemble the bundle (index + ranker + pins + feature snapshot + two-tower + cf), replay
+   the day on it the same way (its funnel goes into the manifest), judge it against
    the version `channels/prod` points to (the blessing gate) and promote it if blessed
    (`pinrec publish bundle`); its XCom names the bundle version, the verdict and the MLflow model versions.
 
@@ -126,7 +130,13 @@ def pinrec_training():
         return cf_factors(_config(params, triggering_asset_events), dt.date.fromisoformat(day))
 
     @task
-    def publish(day: str, indexed: dict, ranked: dict, towers: dict, factored: dict, params=None,
+    def funnel(day: str, indexed: dict, ranked: dict, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import funnel_day
+
+        return funnel_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day))
+
+    @task
+    def publish(day: str, indexed: dict, ranked: dict, towers: dict, factored: dict, champion: dict, params=None,
                 triggering_asset_events=None) -> dict:
         from pinrec.jobs.orchestration.tasks import publish_day
 
@@ -135,6 +145,7 @@ def pinrec_training():
                           two_tower_dir=towers["wrote"]["two_tower"], cf_dir=factored["wrote"]["cf"])
         out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"],
                                  "two_tower": towers["mlflow_run_id"], "cf": factored["mlflow_run_id"]}
+        out["champion_funnel"] = champion.get("metrics", {})
         print(f"published {out['name']}/{out['version']} to {out['store_uri']}: promoted={out['promoted']} "
               f"blessed={out['blessed']} {out['reasons'] or ''}; MLflow runs {out['mlflow_run_ids']}, "
               f"registry {out['registered']}")
@@ -142,7 +153,8 @@ def pinrec_training():
 
     day = plan()
     embedded = pinsage(graph(day))
-    publish(day, index(embedded), ranker(embedded), two_tower(embedded), cf(day))
+    indexed, ranked = index(embedded), ranker(embedded)
+    publish(day, indexed, ranked, two_tower(embedded), cf(day), funnel(day, indexed, ranked))
 
 
 pinrec_training()

@@ -29,6 +29,7 @@ from pinrec.export.serving.feature_store import RedisConfig
 from pinrec.export.serving.recommend import RecommendConfig
 from pinrec.export.serving.store import S3Options
 from pinrec.jobs.cf.config import CfConfig
+from pinrec.jobs.funnel.config import FunnelConfig
 from pinrec.jobs.io.lake import Location
 from pinrec.jobs.monitoring.config import MonitoringConfig
 from pinrec.jobs.ranking.config import RankerJobConfig
@@ -308,6 +309,7 @@ class PinrecConfig:
     publish: PublishConfig = field(default_factory=PublishConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    funnel: FunnelConfig = field(default_factory=FunnelConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     seed: int = 7
 

@@ -130,8 +130,11 @@ class Metrics:
     """Offline metrics of a candidate: retrieval recall@k, serving latency, per-task AUC and
     expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``), and ``drift``:
     the newest day against the training window (``score_psi.<task>``, ``feature_drift.<column>``,
-    ``label_rate_shift.<task>``; see :mod:`pinrec.jobs.monitoring.drift`). ``drift`` is optional and left out
-    of the JSON when empty, so manifests without it read and write exactly as before."""
+    ``label_rate_shift.<task>``; see :mod:`pinrec.jobs.monitoring.drift`), and ``funnel``: the serving
+    funnel replayed on the test day (``candidates.merged.recall@500.saves``, ``served.hr@50``,
+    ``served.cosine``...; see :mod:`pinrec.jobs.funnel.replay`), finite values (a mean cosine may be
+    negative). ``drift`` and ``funnel`` are optional and left out of the JSON when empty, so manifests
+    without them read and write exactly as before."""
 
     k: int
     recall_at_k: float
@@ -140,14 +143,18 @@ class Metrics:
     auc: dict[str, float] = field(default_factory=dict)
     calibration_error: dict[str, float] = field(default_factory=dict)
     drift: dict[str, float] = field(default_factory=dict, metadata={"omit_empty": True})
+    funnel: dict[str, float] = field(default_factory=dict, metadata={"omit_empty": True})
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ManifestError(f"metrics.k must be >= 1, got {self.k}")
         for name in ("recall_at_k", "latency_p50_ms", "latency_p99_ms"):
             object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("auc", "calibration_error", "drift"):
+        for name in ("auc", "calibration_error", "drift", "funnel"):
             object.__setattr__(self, name, {t: float(v) for t, v in getattr(self, name).items()})
+        bad = {key: v for key, v in self.funnel.items() if not math.isfinite(v)}
+        if bad:
+            raise ManifestError(f"metrics.funnel values must be finite, got {bad}")
         values = {"recall_at_k": self.recall_at_k, "latency_p50_ms": self.latency_p50_ms,
                   "latency_p99_ms": self.latency_p99_ms, **{f"auc[{t}]": v for t, v in self.auc.items()},
                   **{f"calibration_error[{t}]": v for t, v in self.calibration_error.items()},
@@ -185,12 +192,14 @@ class Lineage:
 class Blessing:
     """The gate's verdict: ``blessed`` with the failed checks in ``reasons``; ``baseline_version``
     is the version the channel pointed to when the candidate was judged (None for the first);
-    ``forced`` when the candidate was promoted regardless of the verdict."""
+    ``forced`` when the candidate was promoted regardless of the verdict; ``notes``: checks the gate
+    could not make and why (left out of the JSON when empty)."""
 
     blessed: bool
     reasons: tuple[str, ...] = ()
     baseline_version: str | None = None
     forced: bool = False
+    notes: tuple[str, ...] = field(default=(), metadata={"omit_empty": True})
 
     def __post_init__(self) -> None:
         if self.blessed and self.reasons:

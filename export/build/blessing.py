@@ -19,9 +19,17 @@ scores (``score_psi.<task>``) may be at most ``max_score_psi`` (0.25 is the usua
 shift" line) and every feature's drift score (``feature_drift.<column>``: the largest of its
 standardised mean shift, relative std shift and null-rate shift) at most ``max_feature_drift``.
 A candidate without drift metrics skips these checks.
+
+The serving funnel (``candidate.funnel``, :mod:`pinrec.jobs.funnel`: the test day replayed through
+``recommend()``) is compared with the baseline's: the merged candidates' recalls and the served
+list's HR, NDCG and recalls may drop by at most ``max_funnel_drop`` (absolute), its mean pairwise
+cosine grow by at most ``max_cosine_increase`` and its category entropy drop by at most
+``max_entropy_drop`` bits. A number missing on either side is not compared, and the verdict's
+``notes`` say which (so do they when only one side has funnel numbers at all).
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import Field
@@ -49,6 +57,9 @@ class BlessingConfig:
     max_latency_p99_ms: Tolerance = 100.0
     max_score_psi: Tolerance = 0.25
     max_feature_drift: Tolerance = 1.0
+    max_funnel_drop: Tolerance = 0.05
+    max_cosine_increase: Tolerance = 0.05
+    max_entropy_drop: Tolerance = 0.25
 
 
 def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,
@@ -67,9 +78,13 @@ def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,
             reasons.append(f"calibration_error[{task}] {candidate.calibration_error[task]:.4f} > maximum "
                            f"{cfg.max_calibration_error:.4f}")
     reasons += _drift(candidate.drift, cfg)
+    notes: list[str] = []
     if baseline is not None:
         reasons += _against_baseline(candidate, baseline, cfg, baseline_version or "baseline")
-    return Blessing(blessed=not reasons, reasons=tuple(reasons), baseline_version=baseline_version)
+        failed, notes = _funnel(candidate.funnel, baseline.funnel, cfg, baseline_version or "baseline")
+        reasons += failed
+    return Blessing(blessed=not reasons, reasons=tuple(reasons), baseline_version=baseline_version,
+                    notes=tuple(notes))
 
 
 def _against_baseline(c: Metrics, b: Metrics, cfg: BlessingConfig, name: str) -> list[str]:
@@ -104,3 +119,29 @@ def _drift(drift: dict[str, float], cfg: BlessingConfig) -> list[str]:
         elif kind == "feature_drift" and drift[key] > cfg.max_feature_drift:
             reasons.append(f"feature drift[{name}] {drift[key]:.4f} > maximum {cfg.max_feature_drift:.4f}")
     return reasons
+
+
+#: funnel keys where higher is better: the merged candidates' numbers and the served list's quality
+_FUNNEL_QUALITY = re.compile(r"candidates\.merged\..+|served\.(hr|ndcg|recall|truth_recall)@.+")
+
+
+def _funnel(c: dict[str, float], b: dict[str, float], cfg: BlessingConfig, name: str) -> tuple[list[str], list[str]]:
+    """(failed checks, notes) of the candidate's funnel ``c`` against the baseline's ``b``."""
+    if not c and not b:
+        return [], []
+    if not c or not b:
+        return [], [f"funnel not compared: {'the candidate' if not c else name} has no funnel metrics"]
+    gated = sorted(k for k in set(c) | set(b)
+                   if _FUNNEL_QUALITY.fullmatch(k) or k in ("served.cosine", "served.category_entropy"))
+    reasons, alone = [], [k for k in gated if (k in c) != (k in b)]
+    for key in (k for k in gated if k in c and k in b):
+        if key == "served.cosine":
+            if c[key] > b[key] + cfg.max_cosine_increase:
+                reasons.append(f"funnel {key} {c[key]:.4f} > {name} {b[key]:.4f} + {cfg.max_cosine_increase:.4f}")
+        elif key == "served.category_entropy":
+            if c[key] < b[key] - cfg.max_entropy_drop:
+                reasons.append(f"funnel {key} {c[key]:.4f} < {name} {b[key]:.4f} - {cfg.max_entropy_drop:.4f}")
+        elif c[key] < b[key] - cfg.max_funnel_drop:
+            reasons.append(f"funnel {key} {c[key]:.4f} < {name} {b[key]:.4f} - {cfg.max_funnel_drop:.4f}")
+    notes = [f"funnel {k} not compared: only the {'candidate' if k in c else name} has it" for k in alone]
+    return reasons, notes

@@ -186,7 +186,7 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
     baseline = _baseline(store, name, current, force)
     verdict = evaluate(metrics, baseline, blessing or BlessingConfig(),
                        baseline_version=current.version if current else None)
-    verdict = Blessing(verdict.blessed, verdict.reasons, verdict.baseline_version, forced=force)
+    verdict = Blessing(verdict.blessed, verdict.reasons, verdict.baseline_version, forced=force, notes=verdict.notes)
     manifest = Manifest(name=name, version=version, created_at=now, lineage=lineage, metrics=metrics,
                         blessing=verdict, files=tuple(e for e, _ in entries))
     data = manifest.to_json().encode()

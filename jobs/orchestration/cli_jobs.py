@@ -246,6 +246,17 @@ def cmd_eval_retrieval(args) -> int:
     return 0
 
 
+def cmd_eval_funnel(args) -> int:
+    from pinrec.jobs.funnel.funnel import eval_funnel
+
+    cfg = config_of(args)
+    spark, _ = spark_and_paths(cfg)
+    report, where = eval_funnel(spark, cfg, version=args.version, day=args.date, out=args.out)
+    print(report.render())
+    print(f"written to {where}")
+    return 0
+
+
 def cmd_monitor(args) -> int:
     from pinrec.jobs.io.tracking import mlflow_artifact_root
     from pinrec.jobs.monitoring.monitoring import monitor_drift
@@ -301,6 +312,7 @@ COMMANDS: dict[str, Callable[[Any], int]] = {
     "generate": cmd_generate, "load-dataset": cmd_load_dataset, "ingest": cmd_ingest, "features": cmd_features,
     "training-set": cmd_training_set, "graph": cmd_graph, "pinsage": cmd_pinsage, "two-tower": cmd_two_tower,
     "cf": cmd_cf, "ranker": cmd_ranker,
-    "index": cmd_index, "eval-retrieval": cmd_eval_retrieval, "monitor": cmd_monitor, "tables": cmd_tables,
+    "index": cmd_index, "eval-retrieval": cmd_eval_retrieval, "eval-funnel": cmd_eval_funnel,
+    "monitor": cmd_monitor, "tables": cmd_tables,
     "task": cmd_task, "demo": cmd_demo,
 }

@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "count per user); the user's own pins among them are reported and dropped")
     p.add_argument("--out", help="folder for report.json + negatives.parquet (default: <artifacts>/retrieval_eval)")
 
+    p = _leaf(sub, "eval-funnel", "eval-funnel", [common],
+              help="replay a test day through recommend() on a stored bundle, with the features as of the day's "
+                   "start: candidate recall per channel, HR/NDCG of the served top-k, channel shares, diversity")
+    p.add_argument("--version", help="a stored bundle version (default: the one publish.channel points to)")
+    p.add_argument("--date", type=_date, help="the day to replay (default: the newest landed day)")
+    p.add_argument("--out", help="folder for funnel.json (default: <artifacts>/funnel/<bundle version>)")
+
     p = _leaf(sub, "feature-snapshot", "feature-snapshot", [common],
               help="online feature snapshot as of a cut-off, with the training join's rules (+ Redis)")
     p.add_argument("--cutoff", type=dt.datetime.fromisoformat, required=True,

@@ -2,8 +2,10 @@
 
 generate (or adapt a real dataset) -> ingest every landed day into Delta with validation and
 quarantine -> daily feature tables -> the point-in-time training set -> the Pin-Board graph ->
-PinSage embeddings (MLflow-tracked) -> the two-tower retrieval model and its pin index -> collaborative filtering (ALS, the ``cf`` channel) -> the ranker (trained, calibrated, evaluated, ONNX) -> the
-FAISS index -> a serving bundle published behind the blessing gate -> a warehouse summary. Re-running is safe: the source rewrites the same files
+PinSage embeddings (MLflow-tracked) -> the two-tower retrieval model and its pin index -> collaborative
+filtering (ALS, the ``cf`` channel) -> the ranker (trained, calibrated, evaluated, ONNX) -> the FAISS index ->
+the serving funnel replayed on the candidate -> a serving bundle published behind the blessing gate -> a
+warehouse summary. Re-running is safe: the source rewrites the same files
 and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
 """
 from __future__ import annotations
@@ -143,6 +145,9 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     from pinrec.jobs.publish.bundle import publish_serving_bundle
 
     bundle = publish_serving_bundle(spark, cfg)
+    if bundle.funnel is not None:  # the candidate's test day replayed through recommend() (funnel.at_publish)
+        for line in bundle.funnel.render().splitlines():
+            echo("[funnel] " + line)
     echo("[publish] " + bundle.render())
     # a rejected candidate leaves the channel on the previous version: serve that one
     recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}

@@ -191,6 +191,22 @@ def ranker_model(cfg: PinrecConfig) -> dict:
             "auc": {m.task: m.auc for m in report.metrics if m.model == "ranker"}}
 
 
+def funnel_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Replay ``day`` through ``recommend()`` on the bundle the channel serves now, the champion
+    (:func:`pinrec.jobs.funnel.funnel.eval_funnel`): its numbers on the same day as the candidate's,
+    which publish replays before the gate. Skipped while the channel points nowhere."""
+    from pinrec.export.serving.store import Store, read_channel
+    from pinrec.jobs.config import s3_options
+    from pinrec.jobs.funnel.funnel import eval_funnel
+
+    if read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name, cfg.publish.channel) is None:
+        return {"day": day.isoformat(), "skipped": f"no bundle on channel {cfg.publish.name}/{cfg.publish.channel} yet"}
+    report, where = eval_funnel(_spark(cfg), cfg, day=day)
+    log.info("[funnel] %s", report.render())
+    return {"day": day.isoformat(), "users": report.users, "channels": list(report.channels),
+            "metrics": report.metrics, "notes": list(report.notes), "wrote": {"funnel": str(where)}}
+
+
 def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None,
                 two_tower_dir: str | None = None, cf_dir: str | None = None) -> dict:
     """Publish the bundle (index + ranker + pins + the feature snapshot as of the end of ``day``
@@ -204,4 +220,5 @@ def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, r
     log.info("[publish] %s", report.render())
     return {"day": day.isoformat(), "version": report.version, "promoted": report.promoted,
             "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,
-            "name": report.name, "channel": report.channel, "registered": report.registered}
+            "name": report.name, "channel": report.channel, "registered": report.registered,
+            "funnel": report.funnel.metrics if report.funnel is not None else {}}

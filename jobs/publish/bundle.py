@@ -21,7 +21,8 @@ The candidate holds
   there are any: the ``cf`` channel; their MLflow run and ``actions`` version go into the lineage.
 
 Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
-(per-task AUC and ECE of the served, calibrated, position-free scores); lineage records the git
+(per-task AUC and ECE of the served, calibrated, position-free scores), and with ``funnel.at_publish``
+from the serving funnel replayed on the candidate (:func:`candidate_funnel`); lineage records the git
 sha, a hash of the configuration, the MLflow runs and the Delta version of every input. After
 publishing, the ranker and index are registered in the MLflow Model Registry pointing at the bundle.
 """
@@ -59,6 +60,7 @@ class BundleReport:
     files: int
     bytes: int
     registered: dict[str, str]
+    funnel: Any = None  # the candidate's FunnelReport (pinrec.jobs.funnel.replay), None when not replayed
 
     def render(self) -> str:
         verdict = "blessed" if self.blessed else "NOT blessed (" + "; ".join(self.reasons) + ")"
@@ -189,6 +191,23 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     return report
 
 
+def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime):
+    """The serving funnel (:func:`pinrec.jobs.funnel.funnel.replay_day`) of the candidate ``files`` (a
+    :class:`~pinrec.export.build.publish.BundleFiles`), opened as serving opens a bundle: published into a
+    scratch local store (judged there on its own; that verdict is not the gate's) and loaded from it. The
+    replayed day is the last one the snapshot's ``cutoff`` closes (the newest day of the training window)."""
+    from pinrec.export.build.publish import publish
+    from pinrec.export.serving.loader import load
+    from pinrec.export.serving.store import Store
+    from pinrec.jobs.funnel.funnel import replay_day
+
+    day = (cutoff - dt.timedelta(seconds=cfg.features.publish_delay_s, microseconds=1)).date()
+    with tempfile.TemporaryDirectory(prefix="pinrec-funnel-candidate-") as scratch:
+        publish(Store(scratch), cfg.publish.name, files, metrics, lineage, channel="funnel", blessing=cfg.blessing,
+                version="candidate")
+        return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day)
+
+
 def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
                            ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
                            force: bool = False, register: bool = True,
@@ -272,6 +291,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         if training_set is not None:
             inputs["training_set"] = training_set
         lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs)
+        funnel = candidate_funnel(spark, cfg, files, metrics, lineage, cutoff) if cfg.funnel.at_publish else None
+        if funnel is not None:
+            log.info("[publish] %s", funnel.render())
+            metrics = replace(metrics, funnel=funnel.metrics)
         result = publish_bundle(replace(cfg.publish, store_uri=cfg.bundle_store_uri), files, metrics, lineage,
                                 blessing=cfg.blessing,
                                 s3=s3_options(cfg.storage), force=force)
@@ -283,5 +306,5 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
                                      channel=cfg.publish.channel if result.promoted else None)
     m = result.manifest
     return BundleReport(m.version, result.promoted, m.blessing.blessed, m.blessing.reasons, cfg.bundle_store_uri,
-                        m.name, cfg.publish.channel, len(m.files), m.total_bytes, registered)
+                        m.name, cfg.publish.channel, len(m.files), m.total_bytes, registered, funnel)
 

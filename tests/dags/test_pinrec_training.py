@@ -48,7 +48,7 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "success", states
     assert set(states.values()) == {"success"} and set(states) == {"plan", "graph", "pinsage", "cf", "index",
-                                                                   "ranker", "two_tower", "publish"}
+                                                                   "ranker", "two_tower", "funnel", "publish"}
     published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(task_ids="publish")
     assert published["day"] == (START + dt.timedelta(days=DAYS - 1)).isoformat()  # default: newest landed day
     assert published["promoted"] and published["blessed"]

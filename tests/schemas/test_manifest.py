@@ -167,6 +167,21 @@ def test_drift_metrics_are_optional_and_round_trip():
         dataclasses.replace(plain.metrics, drift={"score_psi.save": float("nan")})
 
 
+def test_funnel_metrics_and_blessing_notes_are_optional_and_round_trip():
+    plain = _manifest()
+    data = json.loads(plain.to_json())
+    assert "funnel" not in data["metrics"] and "notes" not in data["blessing"]  # old readers still parse it
+    funnel = {"candidates.merged.recall@500.saves": 0.4, "served.cosine": -0.25, "users": 12}
+    replayed = _manifest(metrics=dataclasses.replace(plain.metrics, funnel=funnel),
+                         blessing=dataclasses.replace(plain.blessing, notes=("funnel not compared: v1 has none",)))
+    data = json.loads(replayed.to_json())
+    assert data["metrics"]["funnel"] == {**funnel, "users": 12.0}  # a mean cosine may be negative
+    assert data["blessing"]["notes"] == ["funnel not compared: v1 has none"]
+    assert Manifest.from_json(replayed.to_json()) == replayed
+    with pytest.raises(ManifestError, match=r"metrics.funnel values must be finite, got \{'served.hr@50': inf\}"):
+        dataclasses.replace(plain.metrics, funnel={"served.hr@50": float("inf")})
+
+
 @pytest.mark.parametrize("name", ["canary.lock", "exp.tmp-1", "prod.tmp-0123abcd", "a.lock"])
 def test_channel_names_cannot_look_like_the_stores_own_files(name):
     """The store keeps ``<channel>.lock`` and ``<channel>.tmp-*`` files beside the pointers, and

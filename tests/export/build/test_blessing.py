@@ -100,3 +100,35 @@ def test_sub_millisecond_latency_noise_is_not_a_regression():
     assert evaluate(m(0.09), m(0.05), cfg).blessed  # +80 % but +0.04 ms: within the 0.5 ms slack
     assert not evaluate(m(0.60), m(0.05), cfg).blessed
     assert not evaluate(m(13.0), m(10.0), cfg).blessed  # +30 % of 10 ms: the relative rule decides
+
+
+FUNNEL = {"candidates.merged.recall@500.saves": 0.40, "candidates.ann.recall@500.saves": 0.30, "served.hr@50": 0.50,
+          "served.ndcg@50": 0.20, "served.cosine": 0.30, "served.category_entropy": 2.0, "served.share.ann": 0.6}
+FUNNEL_CFG = dataclasses.replace(CFG, max_funnel_drop=0.05, max_cosine_increase=0.05, max_entropy_drop=0.25)
+
+
+def test_the_funnel_is_compared_with_the_champions():
+    ok = {**FUNNEL, "candidates.merged.recall@500.saves": 0.36, "served.cosine": 0.34, "served.category_entropy": 1.8,
+          "candidates.ann.recall@500.saves": 0.0, "served.share.ann": 0.1}  # per channel, shares: not gated
+    v = evaluate(dataclasses.replace(m(), funnel=ok), dataclasses.replace(m(), funnel=FUNNEL), FUNNEL_CFG, "v1")
+    assert v.blessed and v.notes == ()
+    worse = {**FUNNEL, "candidates.merged.recall@500.saves": 0.34, "served.hr@50": 0.44, "served.cosine": 0.36,
+             "served.category_entropy": 1.7}
+    v = evaluate(dataclasses.replace(m(), funnel=worse), dataclasses.replace(m(), funnel=FUNNEL), FUNNEL_CFG, "v1")
+    assert v.reasons == ("funnel candidates.merged.recall@500.saves 0.3400 < v1 0.4000 - 0.0500",
+                         "funnel served.category_entropy 1.7000 < v1 2.0000 - 0.2500",
+                         "funnel served.cosine 0.3600 > v1 0.3000 + 0.0500",
+                         "funnel served.hr@50 0.4400 < v1 0.5000 - 0.0500")
+
+
+def test_a_funnel_number_missing_on_either_side_is_not_compared_and_said():
+    cand = {k: v for k, v in FUNNEL.items() if k != "served.ndcg@50"} | {"served.hr@10": 0.1}
+    v = evaluate(dataclasses.replace(m(), funnel=cand), dataclasses.replace(m(), funnel=FUNNEL), FUNNEL_CFG, "v1")
+    assert v.blessed and v.notes == ("funnel served.hr@10 not compared: only the candidate has it",
+                                     "funnel served.ndcg@50 not compared: only the v1 has it")
+    v = evaluate(dataclasses.replace(m(), funnel=FUNNEL), m(), FUNNEL_CFG, "v1")
+    assert v.blessed and v.notes == ("funnel not compared: v1 has no funnel metrics",)
+    v = evaluate(m(), dataclasses.replace(m(), funnel=FUNNEL), FUNNEL_CFG, "v1")
+    assert v.blessed and v.notes == ("funnel not compared: the candidate has no funnel metrics",)
+    assert evaluate(m(), m(), FUNNEL_CFG, "v1").notes == ()  # neither replayed: nothing to say
+    assert evaluate(dataclasses.replace(m(), funnel=FUNNEL), None, FUNNEL_CFG).notes == ()  # first version

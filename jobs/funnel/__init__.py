@@ -1,0 +1,1 @@
+"""The funnel measured as served: ``pinrec eval-funnel`` (:mod:`.funnel`, :mod:`.replay`)."""

@@ -1,0 +1,55 @@
+"""The funnel replay on the tiny synthetic world: the candidate publish replayed, and ``eval_funnel``."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+pytestmark = pytest.mark.spark
+
+
+def _landed(cfg) -> list[dt.date]:
+    from pinrec.jobs.ingest.ingest import landed_days
+
+    return landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
+
+
+def test_publish_replays_the_candidate_into_its_manifest(tiny_world):
+    from pinrec.export.serving.loader import load
+
+    cfg, result = tiny_world
+    report = result.bundle.funnel
+    manifest = load(cfg.bundle_store_uri, cfg.publish.name, version=result.bundle.version).manifest
+    f = manifest.metrics.funnel
+    assert f == report.metrics and f["users"] == report.users >= 5
+    day = _landed(cfg)[-1]  # the newest day: the training set's test day
+    assert report.day == day.isoformat() and report.channels == ("ann", "category", "trending", "fresh")
+    for scope in ("merged", *report.channels):
+        recalls = [f[f"candidates.{scope}.recall@{n}.saves"] for n in (50, 500, 1000)]
+        assert 0.0 <= recalls[0] <= recalls[1] <= recalls[2] <= 1.0, scope
+        assert 0.0 <= f[f"candidates.{scope}.truth_recall@1000"] <= 1.0  # the synthetic world's truth
+    # the merge (no quotas, shorter than 1000 pins) holds every channel's candidates: at least the best
+    # channel's recall, at most their sum
+    alone = [f[f"candidates.{c}.recall@1000.saves"] for c in report.channels]
+    assert max(alone) <= f["candidates.merged.recall@1000.saves"] <= sum(alone)
+    assert sum(f[f"served.share.{c}"] for c in report.channels) == pytest.approx(1.0)
+    assert 0.0 <= f["served.ndcg@50"] <= f["served.hr@50"] <= 1.0
+    assert -1.0 <= f["served.cosine"] <= 1.0 and f["served.category_entropy"] > 0.0
+    assert any(f"(before {day})" in n for n in report.notes)
+    assert f"features as of {day.isoformat()}T01:00:00" in " ".join(report.notes)  # publish_delay_s = 3600
+    assert manifest.blessing.notes == ()  # the first version: nothing to compare with
+
+
+def test_eval_funnel_replays_the_channels_bundle_and_refuses_a_day_the_models_saw(tiny_world, spark, tmp_path):
+    from pinrec.jobs.funnel.funnel import eval_funnel
+
+    cfg, result = tiny_world
+    report, where = eval_funnel(spark, cfg, out=str(tmp_path / "funnel"))
+    written = json.loads(where.read_text())
+    assert written["bundle"] == f"{cfg.publish.name}/{result.bundle.version}"
+    # the same files, day and as-of features as publish's replay of the candidate: the same numbers
+    assert written["metrics"] == report.metrics == result.bundle.funnel.metrics
+    with pytest.raises(ValueError, match=r"graph_edges holds training edges saved at .* PinSage and the index "
+                                         r"were trained on the replayed day"):
+        eval_funnel(spark, cfg, day=_landed(cfg)[0], out=str(tmp_path / "early"))
