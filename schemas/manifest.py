@@ -133,8 +133,10 @@ class Metrics:
     ``label_rate_shift.<task>``; see :mod:`pinrec.jobs.monitoring.drift`), and ``funnel``: the serving
     funnel replayed on the test day (``candidates.merged.recall@500.saves``, ``served.hr@50``,
     ``served.cosine``...; see :mod:`pinrec.jobs.funnel.replay`), finite values (a mean cosine may be
-    negative). ``drift`` and ``funnel`` are optional and left out of the JSON when empty, so manifests
-    without them read and write exactly as before."""
+    negative), and ``stability``: how far the bundle's PinSage embeddings moved from the previous
+    version (``overlap_at_10``, ``procrustes_cosine``, ...; see :mod:`pinrec.jobs.pinsage.pinsage_versions`),
+    finite. ``drift``, ``funnel`` and ``stability`` are optional and left out of the JSON when empty, so
+    manifests without them read and write exactly as before."""
 
     k: int
     recall_at_k: float
@@ -144,17 +146,19 @@ class Metrics:
     calibration_error: dict[str, float] = field(default_factory=dict)
     drift: dict[str, float] = field(default_factory=dict, metadata={"omit_empty": True})
     funnel: dict[str, float] = field(default_factory=dict, metadata={"omit_empty": True})
+    stability: dict[str, float] = field(default_factory=dict, metadata={"omit_empty": True})
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ManifestError(f"metrics.k must be >= 1, got {self.k}")
         for name in ("recall_at_k", "latency_p50_ms", "latency_p99_ms"):
             object.__setattr__(self, name, float(getattr(self, name)))
-        for name in ("auc", "calibration_error", "drift", "funnel"):
+        for name in ("auc", "calibration_error", "drift", "funnel", "stability"):
             object.__setattr__(self, name, {t: float(v) for t, v in getattr(self, name).items()})
-        bad = {key: v for key, v in self.funnel.items() if not math.isfinite(v)}
-        if bad:
-            raise ManifestError(f"metrics.funnel values must be finite, got {bad}")
+        for name in ("funnel", "stability"):
+            bad = {key: v for key, v in getattr(self, name).items() if not math.isfinite(v)}
+            if bad:
+                raise ManifestError(f"metrics.{name} values must be finite, got {bad}")
         values = {"recall_at_k": self.recall_at_k, "latency_p50_ms": self.latency_p50_ms,
                   "latency_p99_ms": self.latency_p99_ms, **{f"auc[{t}]": v for t, v in self.auc.items()},
                   **{f"calibration_error[{t}]": v for t, v in self.calibration_error.items()},

@@ -26,6 +26,12 @@ list's HR, NDCG and recalls may drop by at most ``max_funnel_drop`` (absolute), 
 cosine grow by at most ``max_cosine_increase`` and its category entropy drop by at most
 ``max_entropy_drop`` bits. A number missing on either side is not compared, and the verdict's
 ``notes`` say which (so do they when only one side has funnel numbers at all).
+
+Embedding stability (``candidate.stability``, :mod:`pinrec.jobs.pinsage.pinsage_versions`: the bundle's
+PinSage version against the one before it) is judged on the candidate alone: the share of each pin's
+10 nearest neighbours both versions agree on (``overlap_at_10``) must be at least
+``min_embedding_overlap`` (0: not checked), so a retrain that reshuffles every neighbourhood (a cold
+start, a changed feature spec) is published only when forced, and the manifest says why.
 """
 from __future__ import annotations
 
@@ -60,6 +66,7 @@ class BlessingConfig:
     max_funnel_drop: Tolerance = 0.05
     max_cosine_increase: Tolerance = 0.05
     max_entropy_drop: Tolerance = 0.25
+    min_embedding_overlap: Share = 0.0
 
 
 def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,
@@ -78,6 +85,10 @@ def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,
             reasons.append(f"calibration_error[{task}] {candidate.calibration_error[task]:.4f} > maximum "
                            f"{cfg.max_calibration_error:.4f}")
     reasons += _drift(candidate.drift, cfg)
+    overlap = candidate.stability.get("overlap_at_10")
+    if cfg.min_embedding_overlap and overlap is not None and overlap < cfg.min_embedding_overlap:
+        reasons.append(f"embedding stability: overlap_at_10 {overlap:.4f} < minimum {cfg.min_embedding_overlap:.4f} "
+                       "(the PinSage version moved too far from the previous one)")
     notes: list[str] = []
     if baseline is not None:
         reasons += _against_baseline(candidate, baseline, cfg, baseline_version or "baseline")

@@ -22,7 +22,8 @@ The candidate holds
 
 Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
 (per-task AUC and ECE of the served, calibrated, position-free scores), and with ``funnel.at_publish``
-from the serving funnel replayed on the candidate (:func:`candidate_funnel`); lineage records the git
+from the serving funnel replayed on the candidate (:func:`candidate_funnel`), and the embedding
+stability the ``pin_embeddings`` commit records (:func:`embedding_stability`); lineage records the git
 sha, a hash of the configuration, the MLflow runs and the Delta version of every input. After
 publishing, the ranker and index are registered in the MLflow Model Registry pointing at the bundle.
 """
@@ -145,6 +146,15 @@ def pin_metadata(spark, warehouse, ids: np.ndarray, vectors: np.ndarray):
         log.warning("%d pin(s) have no embedding (zeros in the bundle; the index does not hold them)",
                     int((~found).sum()))
     return table, aligned, version
+
+
+def embedding_stability(catalog) -> dict[str, float]:
+    """The finite ``stability`` numbers the ``pin_embeddings`` commit read here records (its PinSage
+    version against the one before it; {} for a first version)."""
+    import math
+
+    moved = catalog.user_metadata("pin_embeddings").get("stability") or {}
+    return {k: float(v) for k, v in moved.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
 def ranker_scorer(ranker_dir: str, embeddings=None):
@@ -277,7 +287,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
             if cfg.monitoring.at_publish else None
         metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
-                          auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {})
+                          auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {},
+                          stability=embedding_stability(catalog))
         runs = {"ranker": ranker_report.get("run_id"), "two_tower": two_tower_report.get("run_id"),
                 "cf": cf_meta.get("mlflow_run_id")}
         if drift and drift.mlflow_run_id:

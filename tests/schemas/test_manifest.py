@@ -182,6 +182,15 @@ def test_funnel_metrics_and_blessing_notes_are_optional_and_round_trip():
         dataclasses.replace(plain.metrics, funnel={"served.hr@50": float("inf")})
 
 
+def test_embedding_stability_is_optional_and_round_trips():
+    plain = _manifest()
+    assert "stability" not in json.loads(plain.to_json())["metrics"]
+    moved = _manifest(metrics=dataclasses.replace(plain.metrics, stability={"overlap_at_10": 0.6,
+                                                                            "procrustes_cosine": 0.9}))
+    assert json.loads(moved.to_json())["metrics"]["stability"] == {"overlap_at_10": 0.6, "procrustes_cosine": 0.9}
+    assert Manifest.from_json(moved.to_json()) == moved
+
+
 @pytest.mark.parametrize("name", ["canary.lock", "exp.tmp-1", "prod.tmp-0123abcd", "a.lock"])
 def test_channel_names_cannot_look_like_the_stores_own_files(name):
     """The store keeps ``<channel>.lock`` and ``<channel>.tmp-*`` files beside the pointers, and

@@ -79,7 +79,7 @@ def test_a_drifted_candidate_is_stored_but_not_published(tmp_path, candidate):
     files, _, _ = candidate(0)
     first = publish(store, "homefeed", files, metrics(), LINEAGE, version="v1", now=T0)
     assert first.promoted
-    drifted = dataclasses.replace(metrics(), drift={"score_psi.closeup": 0.4, "feature_drift.user__saves_7d": 0.1})
+    drifted = dataclasses.replace(m(), drift={"score_psi.closeup": 0.4, "feature_drift.user__saves_7d": 0.1})
     files2, _, _ = candidate(1)
     res = publish(store, "homefeed", files2, drifted, LINEAGE, version="v2", now=T0,
                   blessing=BlessingConfig(max_score_psi=0.25))
@@ -132,3 +132,24 @@ def test_a_funnel_number_missing_on_either_side_is_not_compared_and_said():
     assert v.blessed and v.notes == ("funnel not compared: the candidate has no funnel metrics",)
     assert evaluate(m(), m(), FUNNEL_CFG, "v1").notes == ()  # neither replayed: nothing to say
     assert evaluate(dataclasses.replace(m(), funnel=FUNNEL), None, FUNNEL_CFG).notes == ()  # first version
+
+
+def test_embedding_stability_below_the_floor_is_a_reason():
+    moved = dataclasses.replace(m(), stability={"overlap_at_10": 0.12, "procrustes_cosine": 0.4})
+    gate = BlessingConfig(min_embedding_overlap=0.3)
+    verdict = evaluate(moved, None, gate)
+    assert not verdict.blessed and verdict.reasons == (
+        ("embedding stability: overlap_at_10 0.1200 < minimum 0.3000 (the PinSage version moved too far from the "
+        "previous one)"),)
+    assert evaluate(dataclasses.replace(moved, stability={"overlap_at_10": 0.3}), None, gate).blessed
+    assert evaluate(dataclasses.replace(moved, stability={}), None, gate).blessed  # a first version: nothing to compare
+    assert evaluate(moved, None, BlessingConfig()).blessed  # the default floor 0 checks nothing
+    with pytest.raises(ValueError, match="min_embedding_overlap"):
+        BlessingConfig(min_embedding_overlap=1.5)
+
+
+def test_stability_values_must_be_finite():
+    from pinrec.schemas.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match=r"metrics.stability values must be finite"):
+        dataclasses.replace(m(), stability={"overlap_at_10": float("nan")})

@@ -44,6 +44,23 @@ def _sha(path: Path) -> str:
 
 
 @pytest.mark.spark
+def test_embedding_stability_comes_from_the_pin_embeddings_commit():
+    from pinrec.jobs.publish.bundle import embedding_stability
+
+    class Commit:  # what the catalog answers for the pin_embeddings version the job read
+        def __init__(self, meta):
+            self.meta = meta
+
+        def user_metadata(self, name):
+            assert name == "pin_embeddings"
+            return self.meta
+
+    moved = {"overlap_at_10": 0.4, "procrustes_cosine": 0.8, "heldout_recall_at_10": float("nan"), "common_pins": 12}
+    assert embedding_stability(Commit({"stability": moved})) == {"overlap_at_10": 0.4, "procrustes_cosine": 0.8,
+                                                                 "common_pins": 12.0}
+    assert embedding_stability(Commit({"model_version": "pinsage-1"})) == {}  # a first version
+
+
 def test_the_demo_bundle_ships_the_prerank_exported_beside_its_ranker(tiny_world):
     """ranker_job.prerank defaults to logistic: the ranker folder holds prerank.onnx (its test AUC in
     metrics.json as the model 'pre-ranker') and the published bundle carries the same file as an extra."""
