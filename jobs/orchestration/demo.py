@@ -10,10 +10,11 @@ and ingestion replaces the same partitions (the Delta version grows, the row cou
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pinrec.jobs.config import PinrecConfig, s3_options
@@ -40,6 +41,29 @@ class DemoResult:
     seconds: float
     two_tower: Any = None
     cf: Any = None
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+class StepTimer:
+    """Wall-clock seconds per named step: ``with timed("ranker"): ...``; :meth:`render` is the
+    table a run prints at its end (where the time went)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+    def render(self, total: float) -> str:
+        """One line per step (in the order they ran) with seconds and share of ``total``, then the total."""
+        rows = [f"{name:<26} {s:8.1f} s {100 * s / total if total > 0 else 0.0:5.1f} %"
+                for name, s in self.seconds.items()]
+        return "\n".join([*rows, f"{'total':<26} {total:8.1f} s"])
 
 
 def fill_landing(cfg: PinrecConfig) -> LandingSummary:
@@ -86,71 +110,89 @@ def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -
 
 
 def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResult:
-    """Run the pipeline end to end; ``echo`` receives progress lines."""
+    """Run the pipeline end to end; ``echo`` receives progress lines and, at the end, the seconds
+    each step took (:class:`StepTimer`)."""
     from pinrec.jobs.io.spark import get_spark
 
-    start = time.perf_counter()
+    start, timed = time.perf_counter(), StepTimer()
     echo(f"[demo] filling the landing zone {cfg.storage.landing} from {cfg.dataset.kind}")
-    landing = fill_landing(cfg)
+    with timed("landing"):
+        landing = fill_landing(cfg)
     days = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
     echo(f"[demo] {len(days)} day(s) landed: {days[0]} .. {days[-1]}")
-    spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+    with timed("spark start"):
+        spark = get_spark(cfg.spark, cfg.storage.spark_s3)
     paths = IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse)
     reports: list[IngestReport] = []
     step = days_per_batch if days_per_batch > 0 else len(days)
-    for i in range(0, len(days), step):
-        batch = days[i:i + step]
-        for report in ingest(spark, paths, batch, cfg.ingest):
-            echo("[ingest] " + report.summary_line())
-            reports.append(report)
+    with timed("ingest"):
+        for i in range(0, len(days), step):
+            batch = days[i:i + step]
+            for report in ingest(spark, paths, batch, cfg.ingest):
+                echo("[ingest] " + report.summary_line())
+                reports.append(report)
     from pinrec.jobs.features.features import build_features
     from pinrec.jobs.features.training_set import build_training_set
 
-    for table, rows in build_features(spark, cfg.storage.warehouse, days, cfg.features).items():
-        echo(f"[features] features_{table:<14} {rows:>9} rows")
-    training = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
+    with timed("features"):
+        for table, rows in build_features(spark, cfg.storage.warehouse, days, cfg.features).items():
+            echo(f"[features] features_{table:<14} {rows:>9} rows")
+    with timed("training set"):
+        training = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
     echo("[training] " + training.render())
     from pinrec.jobs.graph.graph import evaluation_start, write_graph
 
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
     eval_from = evaluation_start(days, cfg.training.test_days)
-    for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, eval_from).items():
-        echo(f"[graph] {table:<18} {rows:>9} rows")
+    with timed("graph"):
+        for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, eval_from).items():
+            echo(f"[graph] {table:<18} {rows:>9} rows")
     from pinrec.jobs.pinsage.pinsage import train_pinsage
 
-    echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                                      artifact_root=mlflow_artifact_root(cfg.storage),
-                                      artifacts=cfg.storage.location("artifacts")).render())
+    with timed("pinsage"):
+        echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
+                                          artifact_root=mlflow_artifact_root(cfg.storage),
+                                          artifacts=cfg.storage.location("artifacts")).render())
     from pinrec.jobs.two_tower.two_tower import train_two_tower
 
-    two_tower = train_two_tower(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.two_tower,
-                                cfg.index, cfg.storage.mlflow_tracking_uri,
-                                artifact_root=mlflow_artifact_root(cfg.storage))
+    with timed("two-tower"):
+        two_tower = train_two_tower(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.two_tower,
+                                    cfg.index, cfg.storage.mlflow_tracking_uri,
+                                    artifact_root=mlflow_artifact_root(cfg.storage))
     echo("[two-tower] " + two_tower.render())
     from pinrec.jobs.cf.cf import train_cf
 
     # engagement before the test days, as PinSage's training edges: the channel never saw what is evaluated
-    cf = train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=eval_from,
-                  artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage))
+    with timed("cf"):
+        cf = train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=eval_from,
+                      artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage))
     echo("[cf] " + cf.render())
     from pinrec.jobs.ranking.ranker import run_ranker
 
-    ranker = run_ranker(spark, cfg)
+    with timed("ranker"):
+        ranker = run_ranker(spark, cfg)
     echo("[ranker] " + ranker.render())
     from pinrec.jobs.index.pin_index import build_pin_index
 
-    index = build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
-                            cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
+    with timed("index"):
+        index = build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
+                                cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
     echo("[index] " + index.render())
     from pinrec.jobs.publish.bundle import publish_serving_bundle
 
-    bundle = publish_serving_bundle(spark, cfg)
+    with timed("publish (+ funnel replay)"):
+        bundle = publish_serving_bundle(spark, cfg)
     if bundle.funnel is not None:  # the candidate's test day replayed through recommend() (funnel.at_publish)
         for line in bundle.funnel.render().splitlines():
             echo("[funnel] " + line)
     echo("[publish] " + bundle.render())
     # a rejected candidate leaves the channel on the previous version: serve that one
-    recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}
-    warehouse = summarize(spark, cfg.storage.warehouse)
+    with timed("serve examples"):
+        recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}
+    with timed("summary"):
+        warehouse = summarize(spark, cfg.storage.warehouse)
+    seconds = time.perf_counter() - start
+    for line in timed.render(seconds).splitlines():
+        echo("[time] " + line)
     return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
-                      time.perf_counter() - start, two_tower, cf=cf)
+                      seconds, two_tower, cf=cf, steps=dict(timed.seconds))

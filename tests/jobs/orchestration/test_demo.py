@@ -47,6 +47,14 @@ def test_demo_builds_the_graph_over_every_pin(tiny_world):
     assert rows["graph_board_nodes"] <= rows["boards"]
 
 
+def test_demo_says_where_the_time_went(tiny_world):
+    _, result = tiny_world
+    assert list(result.steps) == ["landing", "spark start", "ingest", "features", "training set", "graph", "pinsage",
+                                  "two-tower", "cf", "ranker", "index", "publish (+ funnel replay)", "serve examples",
+                                  "summary"]
+    assert all(s >= 0 for s in result.steps.values()) and 0 < sum(result.steps.values()) <= result.seconds
+
+
 def test_demo_embeds_every_pin_with_pinsage(spark, tiny_world):
     cfg, result = tiny_world
     rows = {t.name: t.rows for t in result.warehouse.tables}
