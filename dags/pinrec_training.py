@@ -142,7 +142,7 @@ def pinrec_training():
 
         out = publish_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day),
                           index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"],
-                          two_tower_dir=towers["wrote"]["two_tower"], cf_dir=factored["wrote"]["cf"])
+                          two_tower_dir=towers["wrote"]["two_tower"], cf_dir=factored["wrote"]["cf"], champion=champion)
         out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"],
                                  "two_tower": towers["mlflow_run_id"], "cf": factored["mlflow_run_id"]}
         out["champion_funnel"] = champion.get("metrics", {})

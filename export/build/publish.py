@@ -26,6 +26,7 @@ turns out to be being pruned once the pointer moved.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -156,9 +157,13 @@ def _noop(step: str) -> None:
 
 def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,
             channel: str = "prod", blessing: BlessingConfig | None = None, force: bool = False,
-            version: str | None = None, now: dt.datetime | None = None, hook: Hook | None = None) -> PublishResult:
+            version: str | None = None, now: dt.datetime | None = None, hook: Hook | None = None,
+            baseline_funnel: tuple[str, dict[str, float]] | None = None) -> PublishResult:
     """Store a new version of bundle ``name`` and promote it to ``channel`` if blessed (see the
-    module docstring). ``version`` defaults to ``<UTC time>-<content hash>``."""
+    module docstring). ``version`` defaults to ``<UTC time>-<content hash>``. ``baseline_funnel``:
+    ``(champion version, funnel metrics)`` of the champion replayed on the candidate's own day; the
+    gate compares the candidate's funnel with those instead of the champion manifest's (measured on
+    its own day) when the channel still points to that version."""
     hook = hook or _noop
     now = now or dt.datetime.now(dt.UTC)
     check_channel("channel", channel)
@@ -184,9 +189,18 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
 
     current, token = read_channel_for_update(store, name, channel)
     baseline = _baseline(store, name, current, force)
+    notes: tuple[str, ...] = ()
+    if baseline is not None and baseline_funnel is not None:
+        if baseline_funnel[0] == current.version:  # the same day on both sides
+            baseline = dataclasses.replace(baseline, funnel=dict(baseline_funnel[1]))
+            notes = (f"funnel compared with {current.version} replayed on the candidate's day",)
+        else:
+            notes = ((f"funnel compared with {current.version}'s own day: the same-day replay was of "
+                     f"{baseline_funnel[0]}"),)
     verdict = evaluate(metrics, baseline, blessing or BlessingConfig(),
                        baseline_version=current.version if current else None)
-    verdict = Blessing(verdict.blessed, verdict.reasons, verdict.baseline_version, forced=force, notes=verdict.notes)
+    verdict = Blessing(verdict.blessed, verdict.reasons, verdict.baseline_version, forced=force,
+                       notes=(*notes, *verdict.notes))
     manifest = Manifest(name=name, version=version, created_at=now, lineage=lineage, metrics=metrics,
                         blessing=verdict, files=tuple(e for e, _ in entries))
     data = manifest.to_json().encode()
@@ -303,13 +317,16 @@ def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_un
 
 
 def publish_bundle(cfg: PublishConfig, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,
-                   blessing: BlessingConfig | None = None, s3=None, force: bool = False) -> PublishResult:
-    """The job: publish to ``cfg.store_uri`` then prune (``s3``: :class:`~pinrec.export.serving.store.S3Options`)."""
+                   blessing: BlessingConfig | None = None, s3=None, force: bool = False,
+                   baseline_funnel: tuple[str, dict[str, float]] | None = None) -> PublishResult:
+    """The job: publish to ``cfg.store_uri`` then prune (``s3``: :class:`~pinrec.export.serving.store.S3Options`;
+    ``baseline_funnel``: see :func:`publish`)."""
     if cfg.store_uri is None:
         raise ValueError("publish.store_uri is unset: pass the store (PinrecConfig.bundle_store_uri derives it "
                          "from storage.artifacts)")
     store = Store(cfg.store_uri, s3)
-    result = publish(store, cfg.name, files, metrics, lineage, channel=cfg.channel, blessing=blessing, force=force)
+    result = publish(store, cfg.name, files, metrics, lineage, channel=cfg.channel, blessing=blessing, force=force,
+                     baseline_funnel=baseline_funnel)
     prune(store, cfg.name, keep_blessed=cfg.keep_blessed, keep_unblessed=cfg.keep_unblessed,
           incomplete_grace_s=cfg.incomplete_grace_s)
     return result

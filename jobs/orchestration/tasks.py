@@ -199,24 +199,28 @@ def funnel_day(cfg: PinrecConfig, day: dt.date) -> dict:
     from pinrec.jobs.config import s3_options
     from pinrec.jobs.funnel.funnel import eval_funnel
 
-    if read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name, cfg.publish.channel) is None:
+    pointer = read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name, cfg.publish.channel)
+    if pointer is None:
         return {"day": day.isoformat(), "skipped": f"no bundle on channel {cfg.publish.name}/{cfg.publish.channel} yet"}
-    report, where = eval_funnel(_spark(cfg), cfg, day=day)
+    report, where = eval_funnel(_spark(cfg), cfg, version=pointer.version, day=day)
     log.info("[funnel] %s", report.render())
-    return {"day": day.isoformat(), "users": report.users, "channels": list(report.channels),
+    return {"day": day.isoformat(), "version": pointer.version, "users": report.users, "channels": list(report.channels),
             "metrics": report.metrics, "notes": list(report.notes), "wrote": {"funnel": str(where)}}
 
 
 def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None,
-                two_tower_dir: str | None = None, cf_dir: str | None = None) -> dict:
+                two_tower_dir: str | None = None, cf_dir: str | None = None, champion: dict | None = None) -> dict:
     """Publish the bundle (index + ranker + pins + the feature snapshot as of the end of ``day``
-    plus the features' publish delay, + the cf factors of ``cf_dir``, default the newest) behind the blessing gate."""
+    plus the features' publish delay, + the cf factors of ``cf_dir``, default the newest) behind the blessing gate.
+    ``champion``: :func:`funnel_day`'s result (the champion replayed on ``day``), which the gate compares the
+    candidate's funnel with (a skipped replay: publish replays it itself)."""
     from pinrec.jobs.publish.bundle import publish_serving_bundle
 
     cutoff = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
               + dt.timedelta(seconds=cfg.features.publish_delay_s))
+    same_day = (champion["version"], champion["metrics"]) if champion and "metrics" in champion else None
     report = publish_serving_bundle(_spark(cfg), cfg, index_dir=index_dir, ranker_dir=ranker_dir, cutoff=cutoff,
-                                    two_tower_dir=two_tower_dir, cf_dir=cf_dir)
+                                    two_tower_dir=two_tower_dir, cf_dir=cf_dir, champion=same_day)
     log.info("[publish] %s", report.render())
     return {"day": day.isoformat(), "version": report.version, "promoted": report.promoted,
             "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,

@@ -218,17 +218,39 @@ def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime):
         return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day)
 
 
+def champion_funnel(spark, cfg, cutoff: dt.datetime) -> tuple[str, dict[str, float]] | None:
+    """(version, funnel metrics) of the bundle ``publish.channel`` serves now, replayed on the day the
+    candidate's ``cutoff`` closes (:func:`candidate_funnel`'s day), so the gate compares the two on
+    the same day; None while the channel points nowhere."""
+    from pinrec.export.serving.loader import load
+    from pinrec.export.serving.store import Store, read_channel
+    from pinrec.jobs.config import s3_options
+    from pinrec.jobs.funnel.funnel import replay_day
+
+    store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
+    pointer = read_channel(store, cfg.publish.name, cfg.publish.channel)
+    if pointer is None:
+        return None
+    day = (cutoff - dt.timedelta(seconds=cfg.features.publish_delay_s, microseconds=1)).date()
+    bundle = load(cfg.bundle_store_uri, cfg.publish.name, version=pointer.version, s3=s3_options(cfg.storage))
+    return pointer.version, replay_day(spark, cfg, bundle, day).metrics
+
+
 def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
                            ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
                            force: bool = False, register: bool = True,
-                           two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None) -> BundleReport:
+                           two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None,
+                           champion: tuple[str, dict[str, float]] | None = None) -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
     defaults to the newest ``feature_ts`` servable (the end of the newest landed day plus the
     features' publish delay). The index and ranker folders (local, or on S3 with ``cfg.storage``'s
     server, where they are downloaded to a temporary folder) default to those under
-    ``storage.artifacts`` (``cf_dir``: the newest cf folder, none when there is none)."""
+    ``storage.artifacts`` (``cf_dir``: the newest cf folder, none when there is none). With
+    ``funnel.at_publish`` the candidate's funnel is compared with the champion's on the same day:
+    ``champion`` (version, metrics) when the caller replayed it already (the DAG's funnel task),
+    else :func:`champion_funnel` replays it here."""
     import pyarrow.parquet as pq
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
@@ -306,9 +328,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         if funnel is not None:
             log.info("[publish] %s", funnel.render())
             metrics = replace(metrics, funnel=funnel.metrics)
+            champion = champion if champion is not None else champion_funnel(spark, cfg, cutoff)
         result = publish_bundle(replace(cfg.publish, store_uri=cfg.bundle_store_uri), files, metrics, lineage,
-                                blessing=cfg.blessing,
-                                s3=s3_options(cfg.storage), force=force)
+                                blessing=cfg.blessing, s3=s3_options(cfg.storage), force=force,
+                                baseline_funnel=champion if funnel is not None else None)
     registered: dict[str, str] = {}
     if register and cfg.storage.mlflow_tracking_uri:
         from .registry import register_bundle

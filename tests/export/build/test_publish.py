@@ -97,6 +97,24 @@ def test_gate_compares_with_what_the_channel_serves(store, candidate, caplog):
     assert "force=True: promoting homefeed/v4 to prod despite: recall@100 0.2000 < v3 0.3200" in caplog.text
 
 
+def test_the_funnel_is_judged_against_the_champion_replayed_on_the_same_day(store, candidate):
+    import dataclasses
+
+    key = "served.hr@50"
+    _publish(store, candidate(0)[0], "v1", m=dataclasses.replace(metrics(), funnel={key: 0.40}))  # its own day
+    cand = dataclasses.replace(metrics(), funnel={key: 0.30})
+    own_day = _publish(store, candidate(1)[0], "v2", m=cand, when=T0 + HOUR)
+    assert own_day.manifest.blessing.reasons == ("funnel served.hr@50 0.3000 < v1 0.4000 - 0.0500",)
+    # a harder day: the champion replayed on it scores 0.32, and the candidate's 0.30 is within the tolerance
+    same_day = _publish(store, candidate(2)[0], "v3", m=cand, when=T0 + 2 * HOUR, baseline_funnel=("v1", {key: 0.32}))
+    assert same_day.promoted and same_day.manifest.blessing.notes == (
+        "funnel compared with v1 replayed on the candidate's day",)
+    # a replay of another version than the channel's (v3 now) is not used: 0.90 would have failed it
+    stale = _publish(store, candidate(3)[0], "v4", m=cand, when=T0 + 3 * HOUR, baseline_funnel=("v1", {key: 0.90}))
+    assert stale.promoted and stale.manifest.blessing.notes == (
+        "funnel compared with v3's own day: the same-day replay was of v1",)
+
+
 def test_versions_are_immutable(store, candidate):
     files, _, _ = candidate(0)
     _publish(store, files, "v1")
