@@ -54,6 +54,11 @@ def _read_landed(landing: str | Path | Location, table: str) -> pd.DataFrame:
     return pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
 
 
+def read_landed_table(landing: str | Path | Location, table: str) -> pd.DataFrame:
+    """Every landed row of ``table`` (all its day partitions), as the JSON lines hold them."""
+    return _read_landed(landing, table)
+
+
 def _source(source: str) -> str:
     if source not in SOURCES:
         raise ValueError(f"interaction source must be one of {list(SOURCES)}, got {source!r}")

@@ -77,6 +77,12 @@ def test_pinsage_one_small_graph():
     assert "| 500 |" in out and "pairs/s" in out
 
 
+@pytest.mark.slow
+def test_pinsage_warm_tiny_world():
+    out = run("pinsage_warm.py", "--days", "3", "--users", "60", "--pins", "240", "--epochs", "1")
+    assert "| 2026-01-06 |" in out and "| 2026-01-07 |" in out and "medians over the 1 warm-started days" in out
+
+
 @pytest.mark.full  # 100 s: six fresh JVMs (3 stages x 2 storages); its --help runs in make test
 @pytest.mark.slow
 @pytest.mark.spark
