@@ -171,7 +171,7 @@ def tiny_world(spark, tmp_path_factory):
         "pinsage": {"epochs": 2, "progress": False, "hard_negatives_from_epoch": 1},
         "two_tower": {"epochs": 3, "temperatures": [0.1, 0.2], "progress": False, "device": "cpu"},
         "ranker_train": {"epochs": 4, "batch_size": 256, "progress": False, "device": "cpu"},
-        "ranker_job": {"baselines": ["logreg"], "int8": False},
+        "ranker_job": {"baselines": ["logreg"], "int8": False, "evaluation": "full"},
         "blessing": {"min_auc": 0.0},  # the tiny world's test day holds ~30 saves: AUC is noise
     })
     return cfg, run_demo(cfg, echo=lambda line: None)

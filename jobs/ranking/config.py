@@ -38,7 +38,11 @@ class RankerJobConfig:
     ``prerank``: ``logistic`` also trains the pre-ranker (:mod:`pinrec.jobs.ranking.ranker_prerank`: logistic
     regression on the features serving precomputes per bundle) and exports ``prerank.onnx`` beside the
     ranker; ``none``: no pre-ranker. ``prerank_iterations``: most iterations of its full-batch L-BFGS
-    fit. ``prerank_l2``: the L2 penalty on its weights (biases excluded)."""
+    fit. ``prerank_l2``: the L2 penalty on its weights (biases excluded).
+    ``evaluation``: ``fast`` (the default: what a daily run needs) trains and evaluates the exported ranker
+    and the pre-ranker only — no baselines, no no-position twin, one debiasing seed, no bootstrap
+    intervals, no int8 model; ``full`` runs the research-grade evaluation the other keys configure
+    (what the tests, notebooks, benchmarks and the documented tables use)."""
 
     experiment: Annotated[str, Field(min_length=1)] = EXPERIMENT
     baselines: tuple[Baseline, ...] = BASELINES
@@ -56,6 +60,15 @@ class RankerJobConfig:
     prerank: Prerank = "logistic"
     prerank_iterations: PosInt = 100
     prerank_l2: Annotated[float, Field(ge=0.0)] = 1e-4
+    evaluation: Literal["fast", "full"] = "fast"
+
+    def resolved(self) -> RankerJobConfig:
+        """What the job runs: with ``evaluation = "fast"`` the comparisons switched off (class docstring)."""
+        if self.evaluation == "full":
+            return self
+        from dataclasses import replace
+
+        return replace(self, baselines=(), no_position_twin=False, debias_seeds=1, bootstrap_resamples=0, int8=False)
 
     @model_validator(mode="after")
     def _check(self) -> RankerJobConfig:

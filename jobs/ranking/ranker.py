@@ -71,7 +71,7 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
     from .ranker_train import calibrate, train
 
     started = time.perf_counter()
-    cfg = RankerConfigs(model_cfg, train_cfg, calibration_cfg, job)
+    cfg = RankerConfigs(model_cfg, train_cfg, calibration_cfg, job.resolved())
     version = None if embeddings is None else embeddings.version
     training = read(source, warehouse, cfg, embeddings)
     data = encode(training, cfg, embeddings)

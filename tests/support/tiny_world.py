@@ -9,6 +9,7 @@ from tests.support.repo import REPO
 # Small enough for a 2-core CI machine; every model step still runs end to end.
 TRAINING = ["pinsage.epochs=1", "pinsage.progress=false", "ranker_train.epochs=2", "ranker_train.progress=false",
             "ranker_train.device=cpu", "ranker_job.baselines=[logreg]", "ranker_job.int8=false",
+            "ranker_job.evaluation=full",
             "ranker_job.no_position_twin=false", "blessing.min_auc=0.0", "two_tower.epochs=2",
             "two_tower.temperatures=[0.1]", "two_tower.progress=false", "two_tower.device=cpu"]
 

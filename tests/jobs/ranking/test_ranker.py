@@ -54,7 +54,7 @@ def trained(spark, tiny_world, tmp_path_factory):
     cfg, _ = tiny_world
     root = tmp_path_factory.mktemp("ranker")
     baselines = ("logreg", "dcnmix") if importlib.util.find_spec("deepctr_torch") else ("logreg",)
-    job = RankerJobConfig(baselines=baselines, baseline_epochs=1, debias_seeds=2)
+    job = RankerJobConfig(baselines=baselines, baseline_epochs=1, debias_seeds=2, evaluation="full")
     uri = f"sqlite:///{root}/mlflow.db"
     report = train_ranker(spark, cfg.storage.warehouse, RankerConfig(),
                           RankerTrainConfig(epochs=10, batch_size=64, lr=0.01, patience=3, progress=False,
@@ -151,6 +151,26 @@ def test_train_ranker_logs_to_mlflow(trained):
     assert names == {"plots/reliability.png", "plots/ctr_by_position.png"}
     assert {a.path for a in client.list_artifacts(report.run_id, "ranker")} >= {"ranker/ranker.onnx",
                                                                                 "ranker/encoder.json"}
+
+
+def test_fast_evaluation_trains_the_ranker_and_the_prerank_only(tiny_training_set):
+    import dataclasses
+
+    import torch
+
+    from pinrec.jobs.ranking.ranker import train_ranker
+    from tests.jobs.ranking.training_frames import small_configs
+
+    torch.set_num_threads(1)
+    cfg = small_configs(baselines=("logreg",), debias_seeds=2, bootstrap_resamples=20, evaluation="fast")
+    job = cfg.job
+    assert job.resolved() == dataclasses.replace(job, baselines=(), no_position_twin=False, debias_seeds=1,
+                                                 bootstrap_resamples=0, int8=False)
+    full = dataclasses.replace(job, evaluation="full")
+    assert full.resolved() is full and RankerJobConfig().evaluation == "fast"
+    report = train_ranker(tiny_training_set[0], None, cfg.model, cfg.train, cfg.calibration, job, None, None)
+    assert {m.model for m in report.metrics} == {"ranker", "ranker (with position)", "pre-ranker"}
+    assert report.debias == () and report.auc_gaps == () and all(math.isnan(m.auc_low) for m in report.metrics)
 
 
 def test_train_ranker_is_its_steps_in_order(tiny_training_set, tmp_path):

@@ -54,4 +54,5 @@ def small_configs(**job) -> RankerConfigs:
                          mmoe_experts=2)
     train = RankerTrainConfig(epochs=3, batch_size=16, lr=0.01, patience=2, progress=False, device="cpu")
     return RankerConfigs(model, train, CalibrationConfig(),
-                         RankerJobConfig(**{"baselines": (), "debias_seeds": 1, "bootstrap_resamples": 20, **job}))
+                         RankerJobConfig(**{"baselines": (), "debias_seeds": 1, "bootstrap_resamples": 20, "evaluation": "full",
+                                            **job}))
