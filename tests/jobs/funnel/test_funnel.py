@@ -24,7 +24,7 @@ def test_publish_replays_the_candidate_into_its_manifest(tiny_world):
     f = manifest.metrics.funnel
     assert f == report.metrics and f["users"] == report.users >= 5
     day = _landed(cfg)[-1]  # the newest day: the training set's test day
-    assert report.day == day.isoformat() and report.channels == ("ann", "category", "trending", "fresh")
+    assert report.day == day.isoformat() and report.channels == ("ann", "two_tower", "cf", "category", "trending", "fresh")
     for scope in ("merged", *report.channels):
         recalls = [f[f"candidates.{scope}.recall@{n}.saves"] for n in (50, 500, 1000)]
         assert 0.0 <= recalls[0] <= recalls[1] <= recalls[2] <= 1.0, scope
