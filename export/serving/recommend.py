@@ -315,11 +315,24 @@ class Recommender:
 
     def _two_tower_rows(self, req: Request) -> np.ndarray:
         """Rows of the two-tower channel: the user tower on the request's context, the user view's row
-        and the Request's recent saves and closeups (the session's actions merged in)."""
+        and the Request's recent saves and closeups (the session's actions merged in). A user the
+        snapshot does not know and who has no recent pins (not even the session's) gets nothing from
+        it: the tower would see inputs it never trained on, and the cold-start channels serve them."""
+        if not len(req.saves) and not len(req.closeups) and not self._known(req):
+            return np.zeros(0, np.int64)
         row = self._frames.user_row(req)
         frame = {c: row.column(c) if c in row.column_names else pa.array([req.context.get(c)])
                  for c in self._two_tower.user.columns}
         return self._two_tower.search(frame, req.saves, req.closeups, self.config.two_tower_candidates)
+
+    def _known(self, req: Request) -> bool:
+        """Whether the features serve a row for the request's user (unexpired)."""
+        if req.user is None:
+            return False
+        if self._users is not None:  # the bundle's snapshot serves: its row index says
+            return req.user_pos >= 0
+        row = self._frames.user_row(req)
+        return any(row.column(c).null_count < row.num_rows for c in row.column_names if c.startswith("user__"))
 
     def _resolve_channels(self, snapshot) -> tuple[str, ...]:
         """``recommend.channels``, or every channel the bundle can serve when it is None."""

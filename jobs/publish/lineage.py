@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pinrec.jobs.io.catalog import Catalog
+from pinrec.schemas.catalog import WAREHOUSE
 
 #: commit metadata shown for a table version (when present), in this order
 SHOWN = ("model_version", "warm_start_from", "warm_start", "embedding_version", "batch_id", "mlflow_run_id",
@@ -63,6 +64,8 @@ def table_lineage(catalog: Catalog, table: str, version: int | None = None,
                   _seen: set[str] | None = None) -> Node:
     """The chain behind ``table@version`` (module docstring); ``version`` None: the current one."""
     seen = set() if _seen is None else _seen
+    if table not in WAREHOUSE:
+        raise ValueError(f"no table {table!r} in the warehouse catalog; known tables: {', '.join(WAREHOUSE)}")
     if not catalog.exists(table):
         raise FileNotFoundError(f"no table {table!r} at {catalog.path(table)}")
     commits = catalog.history(table)

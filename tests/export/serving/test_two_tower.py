@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import shutil
 
 import numpy as np
@@ -32,6 +33,7 @@ from tests.support.bundles import LINEAGE, T0, metrics
 from tests.support.serving import (
     BLOCKED,
     CONTEXT,
+    CUTOFF,
     GATE,
     NSFW,
     PIN_IDS,
@@ -120,6 +122,17 @@ def test_channel_candidates_equal_brute_force_top_k(towered):
         assert set(cand.channel_names()) == {"two_tower"}
     out = Recommender(bundle).recommend(2, context, k=20)
     assert any("two_tower" in r.channels for r in out)
+
+
+def test_an_unknown_user_gets_two_tower_candidates_only_from_session_pins(towered):
+    bundle = towered[0]
+    context = {**CONTEXT, "now": CUTOFF}
+    rec = Recommender(bundle, RecommendConfig(channels=("two_tower",), two_tower_candidates=12))
+    for unknown in (None, 99):
+        assert len(rec.candidates(unknown, context)) == 0  # nothing known: the cold-start channels serve
+        saved = rec.candidates(unknown, context, recent=[(int(PIN_IDS[5]), "save", CUTOFF - dt.timedelta(seconds=5))])
+        assert 0 < len(saved) <= 12 and set(saved.channel_names()) == {"two_tower"}  # flagged pins filtered
+    assert len(rec.candidates(1, context)) > 0
 
 
 def test_a_bundle_without_the_files_does_not_serve_the_channel(towered):
