@@ -43,7 +43,6 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.spark
 def test_embedding_stability_comes_from_the_pin_embeddings_commit():
     from pinrec.jobs.publish.bundle import embedding_stability
 
@@ -61,6 +60,7 @@ def test_embedding_stability_comes_from_the_pin_embeddings_commit():
     assert embedding_stability(Commit({"model_version": "pinsage-1"})) == {}  # a first version
 
 
+@pytest.mark.spark
 def test_the_demo_bundle_ships_the_prerank_exported_beside_its_ranker(tiny_world):
     """ranker_job.prerank defaults to logistic: the ranker folder holds prerank.onnx (its test AUC in
     metrics.json as the model 'pre-ranker') and the published bundle carries the same file as an extra."""

@@ -239,7 +239,7 @@ def test_the_job_under_torchrun_trains_on_both_ranks(tiny_world, tmp_path):
                  "ranker_train.epochs=10", "ranker_train.batch_size=64", "ranker_train.lr=0.01",
                  "ranker_train.patience=3", "ranker_train.progress=false",
                  "ranker_train.device=cpu", "ranker_job.baselines=[]", "ranker_job.int8=false",
-                 "ranker_job.debias_seeds=1", "ranker_job.bootstrap_resamples=20"]
+                 "ranker_job.debias_seeds=1", "ranker_job.bootstrap_resamples=20", "ranker_job.evaluation=full"]
     stdout = torchrun("-m", "pinrec.jobs.orchestration.cli", "ranker", *(a for o in overrides for a in ("--set", o)), timeout=900,
                       env={"SPARK_LOCAL_IP": "127.0.0.1"})
     # rank 1 trained the served ranker and its no-position twin with rank 0; only rank 0 reports
