@@ -241,6 +241,31 @@ class IngestConfig:
     report_sample_rows: int = 5
 
 
+#: the pipeline's steps, in the order they run: what ``cache.force`` may name (pinrec.jobs.orchestration.step_cache)
+PIPELINE_STEPS = ("landing", "ingest", "features", "training_set", "graph", "pinsage", "two_tower", "cf", "ranker",
+                  "index", "publish")
+
+
+@section("cache")
+class StepCacheConfig:
+    """The step cache (:mod:`pinrec.jobs.orchestration.step_cache`): a step whose fingerprint (its code,
+    config sections and inputs) equals the one recorded beside its last output is skipped and that
+    output reused. ``enabled``: false recomputes every step (``--no-cache``). ``force``: steps
+    recomputed even when cached (``--force STEP``), from ``landing``, ``ingest``, ``features``,
+    ``training_set``, ``graph``, ``pinsage``, ``two_tower``, ``cf``, ``ranker``, ``index``, ``publish``.
+    """
+
+    enabled: bool = True
+    force: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_steps(self):
+        unknown = sorted(set(self.force) - set(PIPELINE_STEPS))
+        if unknown:
+            raise ConfigError(f"cache.force names unknown step(s) {unknown}; the steps are {list(PIPELINE_STEPS)}")
+        return self
+
+
 @section("features")
 class FeatureConfig:
     """Daily feature tables (see :mod:`pinrec.jobs.features.features`).
@@ -311,6 +336,7 @@ class PinrecConfig:
     redis: RedisConfig = field(default_factory=RedisConfig)
     funnel: FunnelConfig = field(default_factory=FunnelConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    cache: StepCacheConfig = field(default_factory=StepCacheConfig)
     seed: int = 7
 
     @property

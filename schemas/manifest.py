@@ -177,12 +177,15 @@ class Metrics:
 @dataclass(frozen=True)
 class Lineage:
     """What the bundle was built from: code (git sha), configuration hash, MLflow runs by role
-    (``pinsage``, ``ranker``, ``index``...), and the Delta version of every input table."""
+    (``pinsage``, ``ranker``, ``index``...), the Delta version of every input table, and the publish
+    step's cache ``fingerprint`` (omitted when empty)."""
 
     code_version: str
     config_hash: str
     mlflow_run_ids: dict[str, str] = field(default_factory=dict)
     delta_versions: dict[str, int] = field(default_factory=dict)
+    #: the publish step's fingerprint (pinrec.jobs.orchestration.step_cache): a rerun with the same one reuses this bundle
+    fingerprint: str = field(default="", metadata={"omit_empty": True})
 
     def __post_init__(self) -> None:
         if not self.code_version or not self.config_hash:

@@ -12,8 +12,10 @@ inputs, calls its pure transform and writes its outputs through it:
 * :meth:`Catalog.write` replaces the named days' partitions (``replaceWhere`` on partition columns
   only, so Delta drops whole files) or, for a snapshot table, the whole table; it holds the
   table's writer lease on object storage (:mod:`pinrec.jobs.io.table_lock`), stores the lineage
-  under ``"read"`` in the commit's ``userMetadata`` beside the job's own metadata, records the
-  version written in :attr:`Catalog.writes` and moves the pin to it;
+  under ``"read"`` in the commit's ``userMetadata`` beside the job's own metadata (and the days it
+  replaced under ``"wrote_days"``, the catalog's ``stamp`` under ``"cache"``: the step cache's
+  fingerprints, :mod:`pinrec.jobs.orchestration.step_cache`), records the version written in
+  :attr:`Catalog.writes` and moves the pin to it;
 * :meth:`version`, :meth:`exists`, :meth:`history` and :meth:`user_metadata` look without reading
   (nothing recorded).
 
@@ -69,11 +71,16 @@ class Catalog:
     """The warehouse's tables for one job (module docstring). ``spark`` is only used when a table is
     touched, so a catalog can be made where no session exists (other torchrun ranks)."""
 
-    def __init__(self, spark, warehouse: str | Path | Location) -> None:
+    #: keys of ``userMetadata`` that the catalog writes itself (a job's metadata may not use them)
+    RESERVED = ("read", "wrote_days", "cache")
+
+    def __init__(self, spark, warehouse: str | Path | Location, stamp: Mapping[str, Any] | None = None) -> None:
         if isinstance(warehouse, Catalog):
             raise TypeError("Catalog(spark, warehouse) takes a location; use Catalog.of to accept a catalog too")
         self.spark = spark
         self.warehouse = as_location(warehouse)
+        #: JSON-able mapping kept under ``"cache"`` in the metadata of every commit this catalog writes
+        self.stamp = dict(stamp) if stamp else None
         self._pinned: dict[str, int] = {}
         self._reads: dict[str, int] = {}
         self._writes: dict[str, int] = {}
@@ -190,12 +197,19 @@ class Catalog:
         and takes neither. ``add_columns``: columns ``df`` has and the table lacks are added
         (Delta ``mergeSchema``; older rows read them as null) instead of failing; a changed type
         still fails. ``user_metadata``: a JSON-able mapping kept in the commit's ``userMetadata``
-        with this catalog's :attr:`reads` under ``"read"``."""
+        with this catalog's :attr:`reads` under ``"read"``, the ISO days of ``days`` under
+        ``"wrote_days"`` and :attr:`stamp` under ``"cache"``."""
         spec = self.table(name)
         meta = dict(user_metadata or {})
-        if "read" in meta:
-            raise ValueError(f"user_metadata of {name!r} may not hold 'read': the catalog records the lineage there")
+        reserved = sorted(set(meta) & set(self.RESERVED))
+        if reserved:
+            raise ValueError(f"user_metadata of {name!r} may not hold {reserved}: the catalog records "
+                             f"{list(self.RESERVED)} itself (lineage, days written, cache fingerprints)")
         meta["read"] = self.reads
+        if days is not None:
+            meta["wrote_days"] = sorted({d.isoformat() for d in days})
+        if self.stamp:
+            meta["cache"] = self.stamp
         writer = df.write.format("delta").mode("overwrite").option("userMetadata", json.dumps(meta, sort_keys=True))
         if spec.snapshot:
             if days is not None or replace_where is not None:

@@ -300,7 +300,8 @@ def cmd_task(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    cfg = config_of(args)
+    cfg = config_of(args, {"cache.enabled": False if args.no_cache else None,
+                           "cache.force": tuple(args.force) if args.force else None})
     result = run_demo(cfg, days_per_batch=args.days_per_batch)
     print()
     print(result.warehouse.render())

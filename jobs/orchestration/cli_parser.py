@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
+from pinrec.jobs.config import PIPELINE_STEPS
+
 from .stack import DEFAULT_STATE_DIR
 
 DESCRIPTION = "pinrec: one subcommand per job; each calls the same function a DAG or notebook would."
@@ -180,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days-per-batch", type=int, default=0,
                    help="days ingested per batch: 1 = as a daily schedule would, 0 (default) = all landed "
                         "days in one backfill batch (fastest)")
+    p.add_argument("--force", action="append", metavar="STEP", choices=list(PIPELINE_STEPS),
+                   help="recompute STEP even when the step cache holds it (repeatable; cache.force); steps: "
+                        + ", ".join(PIPELINE_STEPS))
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute every step (cache.enabled=false); by default a step whose code, config and "
+                        "inputs did not change since its last output is skipped and that output reused")
 
     _add_stack(sub, verbose)
     _add_config(sub, common, verbose)

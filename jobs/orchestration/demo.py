@@ -5,8 +5,10 @@ quarantine -> daily feature tables -> the point-in-time training set -> the Pin-
 PinSage embeddings (MLflow-tracked) -> the two-tower retrieval model and its pin index -> collaborative
 filtering (ALS, the ``cf`` channel) -> the ranker (trained, calibrated, evaluated, ONNX) -> the FAISS index ->
 the serving funnel replayed on the candidate -> a serving bundle published behind the blessing gate -> a
-warehouse summary. Re-running is safe: the source rewrites the same files
-and ingestion replaces the same partitions (the Delta version grows, the row counts do not).
+warehouse summary. Re-running is safe and cheap: every step goes through the step cache
+(:mod:`pinrec.jobs.orchestration.step_cache`), so an unchanged rerun reuses every output, a new
+landed day recomputes that day and what depends on it, and a forced or uncached step replaces the
+same partitions (the Delta version grows, the row counts do not).
 """
 from __future__ import annotations
 
@@ -19,10 +21,9 @@ from typing import Any
 
 from pinrec.jobs.config import PinrecConfig, s3_options
 from pinrec.jobs.features.training_set import TrainingSetReport
-from pinrec.jobs.ingest.ingest import IngestPaths, ingest, landed_days
+from pinrec.jobs.ingest.ingest import landed_days
 from pinrec.jobs.ingest.landing import LandingSummary
 from pinrec.jobs.ingest.report import IngestReport
-from pinrec.jobs.io.tracking import mlflow_artifact_root
 from pinrec.jobs.monitoring.summary import WarehouseSummary, summarize
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class DemoResult:
     two_tower: Any = None
     cf: Any = None
     steps: dict[str, float] = field(default_factory=dict)
+    cache: Any = None  # the run's StepCache: which steps were reused (skipped) and which ran
 
 
 class StepTimer:
@@ -64,17 +66,6 @@ class StepTimer:
         rows = [f"{name:<26} {s:8.1f} s {100 * s / total if total > 0 else 0.0:5.1f} %"
                 for name, s in self.seconds.items()]
         return "\n".join([*rows, f"{'total':<26} {total:8.1f} s"])
-
-
-def fill_landing(cfg: PinrecConfig) -> LandingSummary:
-    """Write the configured source into the landing zone."""
-    if cfg.dataset.kind == "synthetic":
-        from pinrec.jobs.ingest.synthetic import generate
-
-        return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
-    from pinrec.jobs.ingest.datasets import load_dataset
-
-    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"))
 
 
 def _has_channel(cfg: PinrecConfig) -> bool:
@@ -111,88 +102,80 @@ def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -
 
 def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResult:
     """Run the pipeline end to end; ``echo`` receives progress lines and, at the end, the seconds
-    each step took (:class:`StepTimer`)."""
+    each step took (:class:`StepTimer`). Every step goes through the step cache (``cfg.cache``,
+    :mod:`pinrec.jobs.orchestration.step_cache`): an unchanged rerun skips it and prints
+    ``[step] cached (fingerprint ...)``."""
     from pinrec.jobs.io.spark import get_spark
 
-    start, timed = time.perf_counter(), StepTimer()
+    from .cached_training import PipelineSteps
+    from .step_cache import Cached, StepCache
+
+    start, timed, cache = time.perf_counter(), StepTimer(), StepCache(cfg.cache)
     echo(f"[demo] filling the landing zone {cfg.storage.landing} from {cfg.dataset.kind}")
-    with timed("landing"):
-        landing = fill_landing(cfg)
-    days = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
-    echo(f"[demo] {len(days)} day(s) landed: {days[0]} .. {days[-1]}")
     with timed("spark start"):
         spark = get_spark(cfg.spark, cfg.storage.spark_s3)
-    paths = IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse)
-    reports: list[IngestReport] = []
-    step = days_per_batch if days_per_batch > 0 else len(days)
+    steps = PipelineSteps(cfg, spark, cache, echo)
+    with timed("landing"):
+        landing = steps.landing()
+    if isinstance(landing, Cached):
+        echo(f"[landing] {landing.render()}")
+        landing = landing.output
+    days = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
+    echo(f"[demo] {len(days)} day(s) landed: {days[0]} .. {days[-1]}")
     with timed("ingest"):
-        for i in range(0, len(days), step):
-            batch = days[i:i + step]
-            for report in ingest(spark, paths, batch, cfg.ingest):
-                echo("[ingest] " + report.summary_line())
-                reports.append(report)
-    from pinrec.jobs.features.features import build_features
-    from pinrec.jobs.features.training_set import build_training_set
-
+        reports, reused = steps.ingest(days, days_per_batch)
+    for report in reports:
+        echo("[ingest] " + report.summary_line())
+    if reused:
+        echo(f"[ingest] cached: {len(reused)} day(s) ({reused[0]}..{reused[-1]}) unchanged")
     with timed("features"):
-        for table, rows in build_features(spark, cfg.storage.warehouse, days, cfg.features).items():
-            echo(f"[features] features_{table:<14} {rows:>9} rows")
+        rows, reused = steps.features(days)
+    for table, n in rows.items():
+        echo(f"[features] features_{table:<14} {n:>9} rows")
+    if reused:
+        echo(f"[features] cached: {len(reused)} day(s) ({reused[0]}..{reused[-1]}) unchanged")
     with timed("training set"):
-        training = build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed)
+        training = steps.training_set(days)
     echo("[training] " + training.render())
-    from pinrec.jobs.graph.graph import evaluation_start, write_graph
+    from pinrec.jobs.graph.graph import evaluation_start
 
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
     eval_from = evaluation_start(days, cfg.training.test_days)
     with timed("graph"):
-        for table, rows in write_graph(spark, cfg.storage.warehouse, cutoff, eval_from).items():
-            echo(f"[graph] {table:<18} {rows:>9} rows")
-    from pinrec.jobs.pinsage.pinsage import train_pinsage
-
+        graph = steps.graph(cutoff, eval_from)
+    for line in ([f"{t:<18} {n:>9} rows" for t, n in graph.items()] if isinstance(graph, dict) else [graph.render()]):
+        echo("[graph] " + line)
     with timed("pinsage"):
-        echo("[pinsage] " + train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                                          artifact_root=mlflow_artifact_root(cfg.storage),
-                                          artifacts=cfg.storage.location("artifacts")).render())
-    from pinrec.jobs.two_tower.two_tower import train_two_tower
-
+        echo("[pinsage] " + steps.pinsage().render())
     with timed("two-tower"):
-        two_tower = train_two_tower(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.two_tower,
-                                    cfg.index, cfg.storage.mlflow_tracking_uri,
-                                    artifact_root=mlflow_artifact_root(cfg.storage))
+        two_tower = steps.two_tower()
     echo("[two-tower] " + two_tower.render())
-    from pinrec.jobs.cf.cf import train_cf
-
     # engagement before the test days, as PinSage's training edges: the channel never saw what is evaluated
     with timed("cf"):
-        cf = train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=eval_from,
-                      artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage))
+        cf = steps.cf(eval_from)
     echo("[cf] " + cf.render())
-    from pinrec.jobs.ranking.ranker import run_ranker
-
     with timed("ranker"):
-        ranker = run_ranker(spark, cfg)
+        ranker = steps.ranker()
     echo("[ranker] " + ranker.render())
-    from pinrec.jobs.index.pin_index import build_pin_index
-
     with timed("index"):
-        index = build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
-                                cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
+        index = steps.index()
     echo("[index] " + index.render())
-    from pinrec.jobs.publish.bundle import publish_serving_bundle
-
     with timed("publish (+ funnel replay)"):
-        bundle = publish_serving_bundle(spark, cfg)
-    if bundle.funnel is not None:  # the candidate's test day replayed through recommend() (funnel.at_publish)
+        bundle = steps.publish()
+    if getattr(bundle, "funnel", None) is not None:  # the candidate's test day replayed through recommend()
         for line in bundle.funnel.render().splitlines():
             echo("[funnel] " + line)
     echo("[publish] " + bundle.render())
     # a rejected candidate leaves the channel on the previous version: serve that one
     with timed("serve examples"):
-        recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}
+        promoted = getattr(bundle, "promoted", False)
+        recommendations = serve_examples(cfg, echo) if promoted or _has_channel(cfg) else {}
     with timed("summary"):
         warehouse = summarize(spark, cfg.storage.warehouse)
     seconds = time.perf_counter() - start
+    if cache.skipped:
+        echo(f"[cache] reused: {', '.join(dict.fromkeys(cache.skipped))}; ran: {', '.join(dict.fromkeys(cache.ran)) or 'nothing'}")
     for line in timed.render(seconds).splitlines():
         echo("[time] " + line)
     return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
-                      seconds, two_tower, cf=cf, steps=dict(timed.seconds))
+                      seconds, two_tower, cf=cf, steps=dict(timed.seconds), cache=cache)

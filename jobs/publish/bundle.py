@@ -240,7 +240,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
                            ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
                            force: bool = False, register: bool = True,
                            two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None,
-                           champion: tuple[str, dict[str, float]] | None = None) -> BundleReport:
+                           champion: tuple[str, dict[str, float]] | None = None,
+                           fingerprint: str = "") -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
@@ -250,7 +251,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     ``storage.artifacts`` (``cf_dir``: the newest cf folder, none when there is none). With
     ``funnel.at_publish`` the candidate's funnel is compared with the champion's on the same day:
     ``champion`` (version, metrics) when the caller replayed it already (the DAG's funnel task),
-    else :func:`champion_funnel` replays it here."""
+    else :func:`champion_funnel` replays it here. ``fingerprint``: the publish step's cache fingerprint,
+    kept in ``lineage.fingerprint`` (:mod:`pinrec.jobs.orchestration.step_cache`)."""
     import pyarrow.parquet as pq
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
@@ -323,7 +325,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         training_set = catalog.version("training_set")
         if training_set is not None:
             inputs["training_set"] = training_set
-        lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs)
+        lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs,
+                          fingerprint=fingerprint)
         funnel = candidate_funnel(spark, cfg, files, metrics, lineage, cutoff) if cfg.funnel.at_publish else None
         if funnel is not None:
             log.info("[publish] %s", funnel.render())

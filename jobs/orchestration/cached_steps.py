@@ -1,0 +1,209 @@
+"""The pipeline's steps behind the step cache (:mod:`pinrec.jobs.orchestration.step_cache`).
+
+:class:`Steps` runs each step the demo (and ``pinrec demo``) runs, in order, and skips it when the
+fingerprint recorded with its output equals the one computed now. What each fingerprint covers:
+
+=============  =====================================================================================
+step           code (module + its pinrec imports), config, inputs
+=============  =====================================================================================
+landing        ``jobs.ingest.synthetic`` / ``datasets``; ``synthetic`` + ``seed`` / ``dataset``; the
+               dataset's files
+ingest (day)   ``jobs.ingest.ingest``; ``ingest``; the content of every landing file of that day and
+               of every earlier day (foreign keys look back), so a new day recomputes only itself
+features (day) ``jobs.features.features``; ``features``; the ingest fingerprints up to that day
+training_set   ``jobs.features.training_set``; ``training`` + ``seed``; the days, their features'
+               fingerprints and the Delta versions of the tables it reads
+graph          ``jobs.graph.graph``; the cut-off and evaluation start; the tables it reads
+pinsage        ``jobs.pinsage.pinsage``; ``pinsage``; the graph tables
+two_tower      ``jobs.two_tower.two_tower``; ``two_tower`` + ``index``; training set, pin features
+               and embeddings
+cf             ``jobs.cf.cf``; ``cf``; the cut-off and ``actions``
+ranker         ``jobs.ranking.ranker``; the ranker sections; training set, embeddings, the world's truth
+index          ``jobs.index.pin_index``; ``index``; embeddings and user features
+publish        ``jobs.publish.bundle``; the whole config but ``cache``; the four folders it bundles
+               and the tables it reads
+=============  =====================================================================================
+
+Each method returns the job's own report when the step ran, else a
+:class:`~pinrec.jobs.orchestration.step_cache.Cached`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pinrec.jobs.config import PinrecConfig
+from pinrec.jobs.io.catalog import Catalog
+from pinrec.jobs.io.fingerprint import code_hash, file_digest, fingerprint
+from pinrec.jobs.io.lake import as_location
+
+from .step_cache import (
+    Cached,
+    StepCache,
+    day_fingerprints,
+)
+
+LANDING_MARKER = "_pinrec_landing.json"
+
+# what each whole-table step reads (checked against the catalog's lineage after it runs)
+READS = {
+    "training_set": ("impressions", "actions", "pins", "features_user", "features_pin", "features_user_category"),
+    "graph": ("pins", "boards", "pin_board_edges", "features_pin"),
+    "pinsage": ("graph_edges", "graph_pin_nodes", "graph_board_nodes", "pin_embeddings"),
+    "two_tower": ("training_set", "features_pin", "pin_embeddings"),
+    "cf": ("actions",),
+    "ranker": ("training_set", "pin_embeddings"),
+    "index": ("pin_embeddings", "features_user"),
+    "publish": ("pins", "pin_embeddings", "training_set", "features_user", "features_pin", "features_user_category",
+                "actions"),
+}
+MODULES = {
+    "ingest": "pinrec.jobs.ingest.ingest", "features": "pinrec.jobs.features.features",
+    "training_set": "pinrec.jobs.features.training_set", "graph": "pinrec.jobs.graph.graph",
+    "pinsage": "pinrec.jobs.pinsage.pinsage", "two_tower": "pinrec.jobs.two_tower.two_tower",
+    "cf": "pinrec.jobs.cf.cf", "ranker": "pinrec.jobs.ranking.ranker", "index": "pinrec.jobs.index.pin_index",
+    "publish": "pinrec.jobs.publish.bundle",
+}
+
+
+def _without_cache(cfg: PinrecConfig) -> dict:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "cache"}
+
+
+class Steps:
+    """The steps of one pipeline run over ``cfg`` with ``spark``, reusing outputs per ``cache``;
+    :attr:`fingerprints` holds every step's fingerprint once it is known (for the steps after it)."""
+
+    def __init__(self, cfg: PinrecConfig, spark, cache: StepCache, echo: Callable[[str], None] = print) -> None:
+        self.cfg, self.spark, self.cache, self.echo = cfg, spark, cache, echo
+        self.fingerprints: dict[str, Any] = {}
+        self.artifacts = cfg.storage.location("artifacts")
+        self._code: dict[str, str] = {}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def code(self, step: str) -> str:
+        if step not in self._code:
+            self._code[step] = code_hash(MODULES[step])
+        return self._code[step]
+
+    def catalog(self, stamp: dict | None = None) -> Catalog:
+        return Catalog(self.spark, self.cfg.storage.warehouse, stamp=stamp)
+
+    def _versions(self, step: str) -> dict[str, int | None]:
+        look = self.catalog()
+        return {name: look.version(name) for name in READS[step]}
+
+    def _whole(self, step: str, config: Any, extra: dict | None = None) -> str:
+        inputs = {"tables": self._versions(step), **(extra or {})}
+        fp = fingerprint(step, code=self.code(step), config=config, inputs=inputs)
+        self.fingerprints[step] = fp
+        return fp
+
+    @staticmethod
+    def _check_reads(step: str, catalog: Catalog) -> None:
+        extra = sorted(set(catalog.reads) - set(READS[step]))
+        if extra:  # a fingerprint that misses an input would reuse a stale output
+            raise RuntimeError(f"step {step} read {extra}, which its fingerprint does not cover: add them to "
+                               f"pinrec.jobs.orchestration.cached_steps.READS[{step!r}]")
+
+    # -- landing --------------------------------------------------------------------------------
+    def landing_digests(self) -> dict[str, str]:
+        """``{relative path: content digest}`` of every file of the landing zone (the truth included)."""
+        root = self.cfg.storage.location("landing")
+        prefix = root.path.rstrip("/") + "/"
+        return {f.path[len(prefix):]: file_digest(f) for f in root.files_below()
+                if f.path[len(prefix):] != LANDING_MARKER}
+
+    def landing(self):
+        """Write the configured source into the landing zone unless the marker says it holds it already."""
+        from pinrec.jobs.ingest.landing import LandingSummary
+
+        cfg, root = self.cfg, self.cfg.storage.location("landing")
+        if cfg.dataset.kind == "synthetic":
+            fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.synthetic"),
+                             config={"synthetic": cfg.synthetic, "seed": cfg.seed})
+        else:
+            source = as_location(cfg.dataset.path)
+            files = source.files_below() if source.is_dir() else [source]
+            fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.datasets"), config=cfg.dataset,
+                             inputs={f.path: file_digest(f) for f in files})
+        self.fingerprints["landing"] = fp
+        marker = root / LANDING_MARKER
+        meta = json.loads(marker.read_text()) if marker.is_file() else {}
+        # reused while every file the source wrote is as it wrote it (days landed since by others may be added)
+        current = self.landing_digests() if meta.get("fingerprint") == fp else {}
+        intact = bool(meta.get("files")) and all(current.get(k) == v for k, v in meta["files"].items())
+        if self.cache.hit("landing", fp, meta.get("fingerprint") if intact else None):
+            rows = {t: {dt.date.fromisoformat(d): n for d, n in per.items()} for t, per in meta["rows"].items()}
+            summary = LandingSummary(rows, meta["faults"], meta["duplicates"])
+            return Cached("landing", fp, f"{sum(map(len, rows.values()))} partitions", summary)
+        summary = self._fill()
+        marker.write_text(json.dumps({
+            "fingerprint": fp, "files": self.landing_digests(), "faults": summary.faults,
+            "duplicates": summary.duplicates,
+            "rows": {t: {d.isoformat(): n for d, n in per.items()} for t, per in summary.rows.items()}},
+            sort_keys=True))
+        return summary
+
+    def _fill(self):
+        cfg = self.cfg
+        if cfg.dataset.kind == "synthetic":
+            from pinrec.jobs.ingest.synthetic import generate
+
+            return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
+        from pinrec.jobs.ingest.datasets import load_dataset
+
+        return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"))
+
+    # -- per-day steps ---------------------------------------------------------------------------
+    def ingest(self, days: list[dt.date], days_per_batch: int = 0) -> tuple[list, list[dt.date]]:
+        """Ingest the days whose fingerprint changed, ``days_per_batch`` at a time (0: one batch);
+        returns (the reports of what ran, the days reused)."""
+        from pinrec.jobs.ingest.ingest import IngestPaths, ingest
+        from pinrec.jobs.ingest.ingest_read import landing_files
+        from pinrec.jobs.ingest.landing import partition_dir
+        from pinrec.schemas.catalog import RAW_TABLES
+
+        landing = self.cfg.storage.location("landing")
+        chain, fps, present = "", {}, {}
+        for day in days:  # each day's fingerprint covers the days before it: foreign keys look back
+            files = {t.name: [(f.name, file_digest(f)) for f in landing_files(partition_dir(landing, t.name, day))]
+                     for t in RAW_TABLES}
+            present[day] = [t for t, f in files.items() if f]
+            chain = fps[day] = fingerprint("ingest", code=self.code("ingest"), config=self.cfg.ingest,
+                                           inputs={"before": chain, "files": files})
+        self.fingerprints["ingest"] = fps
+        look = self.catalog()
+        recorded = {t.name: day_fingerprints(look, t.name, "ingest") for t in RAW_TABLES}
+        todo = [d for d in days if not self.cache.hit(
+            "ingest", fps[d], fps[d] if all(recorded[t].get(d) == fps[d] for t in present[d]) else None)]
+        reports = []
+        step = days_per_batch if days_per_batch > 0 else max(len(todo), 1)
+        for i in range(0, len(todo), step):
+            batch = todo[i:i + step]
+            catalog = self.catalog({"step": "ingest", "days": {d.isoformat(): fps[d] for d in batch}})
+            reports.extend(ingest(self.spark, IngestPaths(landing, catalog), batch, self.cfg.ingest))
+        return reports, [d for d in days if d not in todo]
+
+    def features(self, days: list[dt.date]) -> tuple[dict[str, int], list[dt.date]]:
+        """Build the features of the days whose fingerprint changed; (rows written per view, days reused)."""
+        from pinrec.jobs.features.features import build_features
+        from pinrec.schemas.catalog import feature_table
+        from pinrec.schemas.features import FEATURE_VIEWS
+
+        ingest_fps = self.fingerprints["ingest"]
+        fps = {d: fingerprint("features", code=self.code("features"), config=self.cfg.features,
+                              inputs={"ingest": ingest_fps[d]}) for d in days}
+        self.fingerprints["features"] = fps
+        look = self.catalog()
+        recorded = [day_fingerprints(look, feature_table(v), "features") for v in FEATURE_VIEWS]
+        todo = [d for d in days if not self.cache.hit(
+            "features", fps[d], fps[d] if all(r.get(d) == fps[d] for r in recorded) else None)]
+        rows: dict[str, int] = {}
+        if todo:
+            catalog = self.catalog({"step": "features", "days": {d.isoformat(): fps[d] for d in todo}})
+            rows = build_features(self.spark, catalog, todo, self.cfg.features)
+        return rows, [d for d in days if d not in todo]

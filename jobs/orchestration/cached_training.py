@@ -1,0 +1,175 @@
+"""The whole-table steps behind the step cache: training set, graph, models, index, publish.
+
+:class:`PipelineSteps` adds them to :class:`~pinrec.jobs.orchestration.cached_steps.Steps` (what each
+fingerprint covers: that module's table). A step whose output is a Delta table records its fingerprint
+in the commit; one whose output is an artifact folder in ``_fingerprint.json`` there; publish in the
+manifest. The folders of the steps before publish are handed to it explicitly, so the bundle holds
+exactly what this run built or reused.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pinrec.jobs.io.fingerprint import fingerprint
+from pinrec.jobs.io.lake import Location, as_location
+from pinrec.jobs.io.tracking import mlflow_artifact_root
+
+from .cached_steps import Steps, _without_cache
+from .step_cache import (
+    FINGERPRINT_FILE,
+    Cached,
+    folder_fingerprint,
+    mark_folder,
+    table_fingerprint,
+)
+
+
+def _folder_of(result: Any) -> str:
+    """The artifact folder a step's result names (its report's field, or a Cached output)."""
+    if isinstance(result, Cached):
+        return str(result.output)
+    for name in ("folder", "artifacts"):
+        value = getattr(result, name, None)
+        if value:
+            return str(value)
+    raise ValueError(f"{type(result).__name__} names no artifact folder")
+
+
+class PipelineSteps(Steps):
+    """:class:`Steps` plus the steps after the features (module docstring)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.embedding_version: str | None = None
+        self.folders: dict[str, str] = {}
+
+    def _embedding_version(self) -> str | None:
+        meta = self.catalog().history("pin_embeddings", limit=1)
+        return meta[0].user_metadata.get("model_version") if meta else None
+
+    def training_set(self, days: list[dt.date]):
+        from pinrec.jobs.features.training_set import build_training_set
+
+        fp = self._whole("training_set", {"training": self.cfg.training, "seed": self.cfg.seed},
+                         {"days": days, "features": [self.fingerprints["features"][d] for d in days]})
+        if self.cache.hit("training_set", fp, table_fingerprint(self.catalog(), "training_set", "training_set")):
+            return Cached("training_set", fp, f"{days[0]}..{days[-1]}")
+        catalog = self.catalog({"step": "training_set", "fingerprint": fp})
+        report = build_training_set(self.spark, catalog, days, self.cfg.training, self.cfg.seed)
+        self._check_reads("training_set", catalog)
+        return report
+
+    def graph(self, cutoff: dt.datetime, eval_from: dt.datetime):
+        from pinrec.jobs.graph.graph import write_graph
+
+        fp = self._whole("graph", None, {"cutoff": cutoff, "eval_from": eval_from})
+        look = self.catalog()
+        tables = ("graph_edges", "graph_pin_nodes", "graph_board_nodes")
+        recorded = {table_fingerprint(look, t, "graph") for t in tables}
+        if self.cache.hit("graph", fp, fp if recorded == {fp} else None):
+            return Cached("graph", fp, f"as of {cutoff}")
+        catalog = self.catalog({"step": "graph", "fingerprint": fp})
+        rows = write_graph(self.spark, catalog, cutoff, eval_from)
+        self._check_reads("graph", catalog)
+        return rows
+
+    def pinsage(self):
+        from pinrec.jobs.pinsage.pinsage import train_pinsage
+
+        # the previous embeddings are read for the warm start, but they are this step's own output:
+        # what the fingerprint covers is the graph it trains on
+        versions = self._versions("pinsage")
+        versions.pop("pin_embeddings")
+        fp = fingerprint("pinsage", code=self.code("pinsage"), config=self.cfg.pinsage,
+                         inputs={"tables": versions, "graph": self.fingerprints.get("graph")})
+        self.fingerprints["pinsage"] = fp
+        if self.cache.hit("pinsage", fp, table_fingerprint(self.catalog(), "pin_embeddings", "pinsage")):
+            self.embedding_version = self._embedding_version()
+            return Cached("pinsage", fp, f"embeddings {self.embedding_version}")
+        catalog = self.catalog({"step": "pinsage", "fingerprint": fp})
+        storage = self.cfg.storage
+        report = train_pinsage(self.spark, catalog, self.cfg.pinsage, storage.mlflow_tracking_uri,
+                               artifact_root=mlflow_artifact_root(storage), artifacts=self.artifacts)
+        self._check_reads("pinsage", catalog)
+        self.embedding_version = report.model_version
+        return report
+
+    def _artifact_step(self, step: str, config: Any, folder: Location | None, run, extra: dict | None = None):
+        """Reuse ``folder`` when it records this step's fingerprint, else ``run()`` and mark its folder."""
+        fp = self._whole(step, config, {"embeddings": self.embedding_version, **(extra or {})})
+        if self.cache.hit(step, fp, folder_fingerprint(folder, step)):
+            self.folders[step] = str(folder)
+            return Cached(step, fp, str(folder), str(folder))
+        if folder is not None:  # a run that dies half-way through rewriting the folder must not look cached
+            (folder / FINGERPRINT_FILE).delete()
+        result = run()
+        self.folders[step] = _folder_of(result)
+        mark_folder(as_location(self.folders[step], self.artifacts.s3), step, fp)
+        return result
+
+    def two_tower(self):
+        from pinrec.jobs.two_tower.two_tower import train_two_tower, two_tower_folder
+
+        cfg, storage = self.cfg, self.cfg.storage
+        folder = two_tower_folder(self.artifacts, self.embedding_version) if self.embedding_version else None
+        return self._artifact_step(
+            "two_tower", {"two_tower": cfg.two_tower, "index": cfg.index}, folder,
+            lambda: train_two_tower(self.spark, self.catalog(), self.artifacts, cfg.two_tower, cfg.index,
+                                    storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
+
+    def cf(self, cutoff: dt.datetime):
+        from pinrec.jobs.cf.cf import newest_cf, train_cf
+
+        storage = self.cfg.storage
+        return self._artifact_step(
+            "cf", self.cfg.cf, newest_cf(self.artifacts),
+            lambda: train_cf(self.spark, self.catalog(), self.cfg.cf, storage.mlflow_tracking_uri, cutoff=cutoff,
+                             artifacts=self.artifacts, artifact_root=mlflow_artifact_root(storage)),
+            {"cutoff": cutoff})
+
+    def ranker(self):
+        from pinrec.jobs.publish.bundle import newest_ranker
+        from pinrec.jobs.ranking.ranker import run_ranker
+
+        cfg = self.cfg
+        try:
+            folder = newest_ranker(self.artifacts)
+        except FileNotFoundError:
+            folder = None
+        config = {"ranker": cfg.ranker, "ranker_train": cfg.ranker_train, "calibration": cfg.calibration,
+                  "ranker_job": cfg.ranker_job, "dataset": cfg.dataset.kind}
+        return self._artifact_step("ranker", config, folder, lambda: run_ranker(self.spark, cfg),
+                                   {"landing": self.fingerprints.get("landing")})  # the world's truth
+
+    def index(self):
+        from pinrec.jobs.index.pin_index import build_pin_index, index_folder
+
+        storage = self.cfg.storage
+        folder = index_folder(self.artifacts, self.embedding_version) if self.embedding_version else None
+        return self._artifact_step(
+            "index", self.cfg.index, folder,
+            lambda: build_pin_index(self.spark, self.catalog(), self.artifacts, self.cfg.index,
+                                    storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
+
+    def publish(self):
+        """Publish the bundle of this run's folders, unless the newest bundle of the name records this fingerprint."""
+        from pinrec.export.serving.store import Store
+        from pinrec.jobs.config import s3_options
+        from pinrec.jobs.publish.bundle import publish_serving_bundle
+        from pinrec.schemas.manifest import Manifest
+
+        cfg = self.cfg
+        fp = self._whole("publish", _without_cache(cfg), {"folders": self.folders})
+        store, name = Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name
+        newest = None
+        for version in store.list_dir(f"bundles/{name}"):
+            key = f"bundles/{name}/{version}/manifest.json"
+            if store.exists(key):
+                manifest = Manifest.from_json(store.get_bytes(key))
+                newest = manifest if newest is None or manifest.created_at > newest.created_at else newest
+        if self.cache.hit("publish", fp, newest.lineage.fingerprint or None if newest else None):
+            return Cached("publish", fp, f"bundle {name}/{newest.version}", newest.version)
+        f = self.folders
+        return publish_serving_bundle(self.spark, cfg, index_dir=f.get("index"), ranker_dir=f.get("ranker"),
+                                      two_tower_dir=f.get("two_tower"), cf_dir=f.get("cf"), fingerprint=fp)

@@ -1,0 +1,164 @@
+"""The step cache: fingerprints recorded with the outputs, reruns that skip what did not change."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import shutil
+
+import pytest
+
+from pinrec.jobs.config import StepCacheConfig
+from pinrec.jobs.io.lake import Location
+from pinrec.jobs.orchestration.step_cache import (
+    FINGERPRINT_FILE,
+    Cached,
+    StepCache,
+    day_fingerprints,
+    folder_fingerprint,
+    mark_folder,
+    table_fingerprint,
+)
+
+D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
+
+
+def test_a_step_is_reused_only_when_caching_is_on_it_is_not_forced_and_the_fingerprints_match():
+    cache = StepCache(StepCacheConfig(force=("ranker",)))
+    assert cache.hit("index", "f1", "f1") and not cache.hit("index", "f1", "f2") and not cache.hit("index", "f1", None)
+    assert not cache.hit("ranker", "f1", "f1")  # forced
+    assert cache.skipped == ["index"] and cache.ran == ["index", "index", "ranker"]
+    off = StepCache(StepCacheConfig(enabled=False))
+    assert not off.hit("index", "f1", "f1")
+    assert Cached("index", "0123456789abcdef", "v1").render() == "cached (fingerprint 0123456789ab; v1)"
+
+
+def test_a_folder_records_its_steps_fingerprint(tmp_path):
+    folder = Location(str(tmp_path / "index" / "v1"))
+    assert folder_fingerprint(folder, "index") is None
+    mark_folder(folder, "index", "abc", note=1)
+    assert folder_fingerprint(folder, "index") == "abc"
+    assert folder_fingerprint(folder, "ranker") is None  # another step's record is no record
+    assert json.loads((tmp_path / "index" / "v1" / FINGERPRINT_FILE).read_text())["note"] == 1
+    (tmp_path / "index" / "v1" / FINGERPRINT_FILE).write_text("{broken")
+    assert folder_fingerprint(folder, "index") is None
+
+
+@pytest.mark.spark
+def test_table_and_day_fingerprints_come_from_the_newest_commit_that_wrote_them(spark, tmp_path):
+    from pinrec.jobs.io.catalog import Catalog
+
+    def frame(rows):
+        return spark.createDataFrame(rows, "id long, dt date")
+
+    Catalog(spark, str(tmp_path), stamp={"step": "features", "days": {D1.isoformat(): "a1", D2.isoformat(): "a2"}}) \
+        .write("features_user", frame([(1, D1), (2, D2)]), days=[D1, D2])
+    Catalog(spark, str(tmp_path), stamp={"step": "features", "days": {D2.isoformat(): "b2"}}) \
+        .write("features_user", frame([(3, D2)]), days=[D2])
+    look = Catalog(spark, str(tmp_path))
+    assert day_fingerprints(look, "features_user", "features") == {D1: "a1", D2: "b2"}
+    assert day_fingerprints(look, "features_user", "ingest") == {D1: None, D2: None}
+    Catalog(spark, str(tmp_path)).write("features_user", frame([(4, D3)]), days=[D3])  # no stamp: unknown
+    assert day_fingerprints(look, "features_user", "features") == {D1: "a1", D2: "b2", D3: None}
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, look.path("features_user")).delete("id = 1")  # rows changed, days not said
+    assert day_fingerprints(look, "features_user", "features") == {}
+
+    assert table_fingerprint(look, "graph_edges", "graph") is None  # absent
+    Catalog(spark, str(tmp_path), stamp={"step": "graph", "fingerprint": "g1"}) \
+        .write("graph_edges", spark.createDataFrame([(1,)], "id long"))
+    assert table_fingerprint(look, "graph_edges", "graph") == "g1"
+    assert table_fingerprint(look, "graph_edges", "pinsage") is None
+    Catalog(spark, str(tmp_path)).write("graph_edges", spark.createDataFrame([(2,)], "id long"))
+    assert table_fingerprint(look, "graph_edges", "graph") is None  # written since by another
+
+
+@pytest.fixture
+def world_copy(tiny_world, tmp_path):
+    """The tiny world's lake, artifacts and bundle store copied, and its config pointed at the copy."""
+    cfg, result = tiny_world
+    root = Location(cfg.storage.landing).path.rsplit("/", 1)[0]
+    shutil.copytree(root, tmp_path / "world")
+    new = str(tmp_path / "world")
+    storage = dataclasses.replace(
+        cfg.storage, landing=cfg.storage.landing.replace(root, new), warehouse=cfg.storage.warehouse.replace(root, new),
+        artifacts=cfg.storage.artifacts.replace(root, new),
+        mlflow_tracking_uri=cfg.storage.mlflow_tracking_uri.replace(root, new))
+    return dataclasses.replace(cfg, storage=storage, publish=dataclasses.replace(
+        cfg.publish, store_uri=cfg.publish.store_uri.replace(root, new))), result
+
+
+@pytest.mark.spark
+def test_an_unchanged_rerun_skips_every_step_and_a_ranker_change_or_index_edit_reruns_only_what_depends(
+        world_copy, monkeypatch):
+    from pinrec.jobs.orchestration import cached_steps
+    from pinrec.jobs.orchestration.demo import run_demo
+    from pinrec.jobs.orchestration.step_cache import Cached
+
+    cfg, first = world_copy
+    lines: list[str] = []
+    again = run_demo(cfg, echo=lines.append)
+    assert again.cache.ran == []
+    assert set(again.cache.skipped) == {"landing", "ingest", "features", "training_set", "graph", "pinsage",
+                                        "two_tower", "cf", "ranker", "index", "publish"}
+    assert isinstance(again.bundle, Cached) and again.bundle.output == first.bundle.version
+    assert any(line.startswith("[ranker] cached (fingerprint ") for line in lines)
+    assert again.recommendations.keys() == first.recommendations.keys()
+
+    # the ranker's config changes and the index's code is edited: those two and publish run, nothing else
+    real = cached_steps.code_hash
+    monkeypatch.setattr(cached_steps, "code_hash",
+                        lambda *m, **kw: real(*m, **kw) + ("-edited" if m == (cached_steps.MODULES["index"],) else ""))
+    changed = dataclasses.replace(cfg, ranker_job=dataclasses.replace(cfg.ranker_job, evaluation="fast"))
+    third = run_demo(changed, echo=lambda line: None)
+    assert sorted(set(third.cache.ran)) == ["index", "publish", "ranker"]
+    assert not isinstance(third.ranker, Cached) and not isinstance(third.index, Cached)
+    assert third.bundle.version != first.bundle.version
+    assert isinstance(third.two_tower, Cached) and isinstance(third.cf, Cached)
+
+
+@pytest.mark.spark
+@pytest.mark.full
+def test_landing_a_new_day_ingests_and_featurises_only_that_day_and_rebuilds_the_training_set(spark, tmp_path):
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.ingest.ingest import landed_days
+    from pinrec.jobs.orchestration.cached_training import PipelineSteps
+
+    root = tmp_path / "w"
+    cfg = load_config(overrides={
+        "storage": {"landing": str(root / "landing"), "warehouse": str(root / "warehouse"),
+                    "artifacts": str(root / "artifacts"), "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"},
+        "synthetic": {"users": 40, "pins": 200, "days": 3, "impressions_per_day": 1000}})
+
+    def steps():
+        return PipelineSteps(cfg, spark, StepCache(cfg.cache), echo=lambda line: None)
+
+    first = steps()
+    first.landing()
+    days = landed_days(cfg.storage.landing, dt.date.min, dt.date.max)
+    held = tmp_path / "held"
+    held.mkdir()
+    for table in (root / "landing").iterdir():  # the last day has not landed yet
+        if (table / f"dt={days[-1]}").is_dir():
+            shutil.move(str(table / f"dt={days[-1]}"), str(held / table.name))
+    reports, reused = first.ingest(days[:2])
+    assert reused == [] and {r.days for r in reports} == {tuple(days[:2])}
+    first.features(days[:2])
+    assert not isinstance(first.training_set(days[:2]), Cached)
+
+    for table in held.iterdir():  # it lands
+        shutil.move(str(table), str(root / "landing" / table.name / f"dt={days[-1]}"))
+    second = steps()
+    assert isinstance(second.landing(), Cached)  # what the source wrote is intact; a new day is no change
+    reports, reused = second.ingest(days)
+    assert reused == days[:2] and {r.days for r in reports} == {(days[-1],)}
+    rows, reused = second.features(days)
+    assert reused == days[:2] and rows
+    assert not isinstance(second.training_set(days), Cached)
+
+    third = steps()
+    third.landing()
+    assert third.ingest(days) == ([], days) and third.features(days) == ({}, days)
+    assert isinstance(third.training_set(days), Cached)
+    assert third.fingerprints["features"] == second.fingerprints["features"]
