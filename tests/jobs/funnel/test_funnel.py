@@ -39,6 +39,19 @@ def test_publish_replays_the_candidate_into_its_manifest(tiny_world):
     assert any(f"(before {day})" in n for n in report.notes)
     assert f"features as of {day.isoformat()}T01:00:00" in " ".join(report.notes)  # publish_delay_s = 3600
     assert manifest.blessing.notes == ()  # the first version: nothing to compare with
+    # the bundle carries the ranker job's pre-ranker, serving has it off: replayed at funnel.prerank_keep
+    assert f["prerank.keep"] == 200.0 and "pre-ranker replayed on and off at funnel.prerank_keep = 200" in report.notes[-1]
+    assert f["served.hr@50"] == f["prerank.off.hr@50"] and f["served.ndcg@50"] == f["prerank.off.ndcg@50"]
+    assert f["prerank.on.to_ranker.size"] <= 200.0 < f["prerank.off.to_ranker.size"]  # it cuts
+    # off, the ranker gets the whole merged list (< 1000 pins here); on, a subset of it
+    assert f["prerank.off.to_ranker.recall.saves"] == pytest.approx(f["candidates.merged.recall@1000.saves"])
+    assert f["prerank.on.to_ranker.recall.saves"] <= f["prerank.off.to_ranker.recall.saves"]
+    assert f["prerank.change.hr@50"] == pytest.approx(f["prerank.on.hr@50"] - f["prerank.off.hr@50"])
+    # 95 % intervals over users, in the manifest and the table
+    assert 0.0 < f["ci95.served.hr@50"] < 1.0 and f["ci95.candidates.merged.recall@1000.saves"] > 0.0
+    assert f["ci95.prerank.change.hr@50"] >= 0.0
+    table = report.render()
+    assert "pre-ranker, keep 200" in table and f"HR@50 {f['served.hr@50']:.4f}±{f['ci95.served.hr@50']:.4f}" in table
 
 
 def test_eval_funnel_replays_the_channels_bundle_and_refuses_a_day_the_models_saw(tiny_world, spark, tmp_path):
