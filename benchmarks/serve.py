@@ -43,7 +43,8 @@ One run of this script:
    embeddings) and the same requests are served with ``recommend.prerank_keep = N`` (column
    ``prerank N``: the DCN ranker then encodes and scores N candidates instead of all;
    ``--ann-candidates 900`` gives about 1000). Each request is served by every variant in turn
-   (interleaved, so that the load of a shared machine hits them alike);
+   (interleaved, so that the load of a shared machine hits them alike); with ``--channel-costs``,
+   ``candidates()`` of each channel alone on the same requests (CPU time of the thread);
 5. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
    starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
    (:func:`pinrec.jobs.features.redis_export.export_snapshot`) and serves the same requests with features from
@@ -415,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", default="ann,category,trending,fresh", type=parse_channels,
                    help="channels of the 'baseline' run, served beside all the bundle's channels when the bundle "
                         "has more ('off': not measured)")
+    p.add_argument("--channel-costs", action="store_true",
+                   help="also time candidates() of each channel alone (CPU time of the thread, same requests)")
     p.add_argument("--prerank-keep", type=int, default=0,
                    help="also serve with the pre-ranker keeping this many candidates (0: not measured)")
     p.add_argument("--workdir", default=None, help="where the bundle is built (default: a temporary folder)")
@@ -494,6 +497,7 @@ def measure(work: Path, args, built: dict) -> int:
                         f"Recommender() in this process: {rec_s * 1e3:.0f} ms without it, {built_s * 1e3:.0f} ms "
                         "with it\n")
     runs = serve(variants, users, contexts, args)
+    costs = channel_costs(bundle, cfg, rec.channels, users, contexts, args) if args.channel_costs else {}
     redis_note = "Redis: not measured (--redis off)"
     if args.redis != "off":
         measured = with_redis(bundle, RecommendConfig(**cfg), users, contexts, args)
@@ -528,6 +532,11 @@ def measure(work: Path, args, built: dict) -> int:
     rows += [("recommend (wall)", lambda r: r[0]), ("recommend (CPU of the thread)", lambda r: r[1])]
     for name, pick in rows:
         print(f"| {name} | " + " | ".join("{:.3f} | {:.3f}".format(*percentiles(pick(runs[c]))) for c in cols) + " |")
+    if costs:
+        print("\n| candidates() of one channel alone, CPU time of the thread | p50 (ms) | p99 (ms) | pins (mean) |\n"
+              "|---|---:|---:|---:|")
+        for c, (cpu, n) in costs.items():
+            print(f"| {c} | " + "{:.3f} | {:.3f}".format(*percentiles(cpu)) + f" | {np.mean(n):.0f} |")
     p99 = percentiles(wall)[1]
     print(f"\ntargets: load <= 1 s: {'met' if cold_s['load_s'] <= 1 else 'NOT met'} ({cold_s['load_s']:.2f} s); "
           f"recommend p99 <= 15 ms: {'met' if p99 <= 15 else 'NOT met'} ({p99:.2f} ms)")
@@ -567,6 +576,29 @@ def serve(variants: dict, users, contexts, args) -> dict:
                 for s in STAGES:
                     stages[s].append(timings.get(s, 0.0))
     return runs
+
+
+def channel_costs(bundle, cfg: dict, channels, users, contexts, args) -> dict:
+    """Channel -> (CPU seconds of ``candidates()`` per timed request, pins it returned) on a
+    Recommender serving that channel alone (built one at a time: each holds the bundle's encodings)."""
+    import gc
+
+    from pinrec.export.serving.recommend import RecommendConfig, Recommender
+
+    out = {}
+    for channel in channels:
+        rec = Recommender(bundle, RecommendConfig(**cfg, channels=(channel,)))
+        cpu, sizes = [], []
+        for i, (user, ctx) in enumerate(zip(users.tolist(), contexts)):
+            c0 = time.thread_time_ns()
+            n = len(rec.candidates(user, ctx))
+            if i >= args.warmup:
+                cpu.append((time.thread_time_ns() - c0) / 1e9)
+                sizes.append(n)
+        out[channel] = (cpu, sizes)
+        del rec
+        gc.collect()
+    return out
 
 
 def parse_channels(value: str) -> tuple[str, ...]:

@@ -1,12 +1,11 @@
-"""The funnel replay on the tiny synthetic world: the candidate publish replayed, and ``eval_funnel``."""
+"""The funnel replay on the tiny synthetic world: the candidate publish replayed, and ``eval_funnel``; which
+pre-ranker keep the replay uses."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 
 import pytest
-
-pytestmark = pytest.mark.spark
 
 
 def _landed(cfg) -> list[dt.date]:
@@ -15,6 +14,7 @@ def _landed(cfg) -> list[dt.date]:
     return landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
 
 
+@pytest.mark.spark
 def test_publish_replays_the_candidate_into_its_manifest(tiny_world):
     from pinrec.export.serving.loader import load
 
@@ -54,6 +54,7 @@ def test_publish_replays_the_candidate_into_its_manifest(tiny_world):
     assert "pre-ranker, keep 200" in table and f"HR@50 {f['served.hr@50']:.4f}±{f['ci95.served.hr@50']:.4f}" in table
 
 
+@pytest.mark.spark
 def test_eval_funnel_replays_the_channels_bundle_and_refuses_a_day_the_models_saw(tiny_world, spark, tmp_path):
     from pinrec.jobs.funnel.funnel import eval_funnel
 
@@ -66,3 +67,22 @@ def test_eval_funnel_replays_the_channels_bundle_and_refuses_a_day_the_models_sa
     with pytest.raises(ValueError, match=r"graph_edges holds training edges saved at .* PinSage and the index "
                                          r"were trained on the replayed day"):
         eval_funnel(spark, cfg, day=_landed(cfg)[0], out=str(tmp_path / "early"))
+
+
+def test_the_pre_ranker_arm_keeps_what_serving_keeps_else_the_funnels_keep_and_needs_the_file():
+    from types import SimpleNamespace
+
+    from pinrec.jobs.funnel.funnel import prerank_keep
+
+    def bundle(*extras):
+        entries = [SimpleNamespace(path=f"extra/{name}") for name in extras]
+        return SimpleNamespace(name="homefeed", version="v1", manifest=SimpleNamespace(
+            of_role=lambda role: entries if role == "extra" else []))
+
+    with_it = bundle("pin_embeddings.npy", "prerank.onnx")
+    assert prerank_keep(with_it, 150, 200) == (150, "pre-ranker replayed on and off at recommend.prerank_keep = 150")
+    keep, note = prerank_keep(with_it, 0, 200)
+    assert keep == 200 and "funnel.prerank_keep = 200 (serving has it off" in note
+    assert prerank_keep(with_it, 0, 0)[0] == 0
+    keep, note = prerank_keep(bundle("pin_embeddings.npy"), 0, 200)
+    assert keep == 0 and note == "pre-ranker: bundle homefeed/v1 carries none (no extra/prerank.onnx)"
