@@ -18,12 +18,20 @@ One run of this script:
      users (up to 20 recent saves and 10 recent closeups each, 10 % without one or the other),
      every pin, and 3 categories per user;
    * ``pins.parquet`` (1 % nsfw, 0.5 % blocked) and ``pin_embeddings.npy``;
+   * unless ``--no-two-tower``, the two-tower channel's files (:func:`two_tower_files`: a random-weight
+     user tower exported by the real ONNX exporter, its spec, and the index the builder makes over a
+     random pin tower's outputs for every pin); with ``--cf-share`` > 0 (default 0.1), the cf channel's
+     files (:func:`cf_files`: random factors for that share of the pins and every user, written by
+     the cf job's writer), so the bundle serves all six channels;
    and publishes it to a local store (:func:`pinrec.export.build.publish.publish`);
 2. measures the first ``load`` + :class:`pinrec.export.serving.recommend.Recommender` construction in a fresh
    subprocess (the files were just written, so the page cache is warm: dropping it needs root);
 3. serves ``--requests`` requests (after ``--warmup``) for random users (5 % unknown: cold
    start) with ``faiss.omp_set_num_threads(1)`` and a one-thread onnxruntime session, k =
-   ``--k``, ``--ann-candidates`` ANN candidates, and prints p50 / p99 of the whole request and of
+   ``--k``, ``--ann-candidates`` ANN, ``--two-tower-candidates`` and ``--cf-candidates`` candidates, every
+   channel the bundle serves (column ``snapshot``) and, when the bundle serves more than them, the
+   channels of ``--baseline`` only (column ``baseline``; default the four channels served before the
+   two-tower and cf channels: ann, category, trending, fresh), and prints p50 / p99 of the whole request and of
    each stage (feature lookups, ANN, other channels + merge + filter, encode, ONNX, re-rank), wall
    clock and CPU time of the calling thread (which excludes waiting for a core on a shared machine);
 4. serves the same requests again with ``--recent`` fresh session actions each (``recommend(recent=...)``:
@@ -35,7 +43,8 @@ One run of this script:
    embeddings) and the same requests are served with ``recommend.prerank_keep = N`` (column
    ``prerank N``: the DCN ranker then encodes and scores N candidates instead of all;
    ``--ann-candidates 900`` gives about 1000). Each request is served by every variant in turn
-   (interleaved, so that the load of a shared machine hits them alike);
+   (interleaved, so that the load of a shared machine hits them alike); with ``--channel-costs``,
+   ``candidates()`` of each channel alone on the same requests (CPU time of the thread);
 5. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
    starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
    (:func:`pinrec.jobs.features.redis_export.export_snapshot`) and serves the same requests with features from
@@ -47,6 +56,8 @@ Usage (from the repository root)::
     python benchmarks/serve.py --pins 50000 --users 10000          # about a minute
     python benchmarks/serve.py                                      # 1M pins, 100k users
     python benchmarks/serve.py --ann-candidates 900 --prerank-keep 200   # ~1000 candidates, with/without the pre-ranker
+    python benchmarks/serve.py --ann-candidates 400 --two-tower-candidates 400 --prerank-keep 200 \
+        --recent 0 --quotas off --redis off    # six channels, ~1000 candidates; the four-channel baseline beside
 """
 from __future__ import annotations
 
@@ -137,6 +148,24 @@ def snapshot_tables(ids: np.ndarray, cat_names: list[str], cat: np.ndarray, user
     return tables
 
 
+def fitted_encoder(spec, cat_names: list[str], rng, n: int = 5000):
+    """A :class:`~pinrec.export.encoding.FeatureEncoder` of ``spec`` fitted on ``n`` synthetic rows
+    (context and categories from their vocabularies, lognormal counts with 5 % nulls, 10 % true flags)."""
+    from pinrec.export.encoding import Boolean, Categorical, FeatureEncoder, Numeric
+
+    vocab = {"surface": SURFACES, "device": DEVICES, "country": COUNTRIES, "hour": list(range(24)),
+             "day_of_week": list(range(1, 8)), "category": cat_names, "user__top_category": cat_names}
+    cols: dict[str, object] = {}
+    for f in spec.features:
+        if isinstance(f, Categorical):
+            cols[f.name] = pa.array([vocab[f.name][i] for i in rng.integers(0, len(vocab[f.name]), n)])
+        elif isinstance(f, Numeric):
+            cols[f.name] = pa.array(np.floor(rng.lognormal(2, 1.5, n)), mask=rng.uniform(size=n) < 0.05)
+        elif isinstance(f, Boolean):
+            cols[f.name] = rng.uniform(size=n) < 0.1
+    return FeatureEncoder(spec).fit(pa.table(cols))
+
+
 def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None,
                  user_embeddings: tuple[str, ...] = ("closeups",)) -> tuple[str, str]:
     """(ranker.onnx, encoder.json): the real architecture with random weights, Platt-calibrated;
@@ -146,13 +175,7 @@ def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None,
     import torch
 
     from pinrec.export.build.onnx_ranker import export_ranker
-    from pinrec.export.encoding import (
-        Boolean,
-        Categorical,
-        FeatureEncoder,
-        Numeric,
-        training_set_spec,
-    )
+    from pinrec.export.encoding import training_set_spec
     from pinrec.models.calibration import Calibration, Platt
     from pinrec.models.ranker import Ranker, RankerConfig
 
@@ -161,19 +184,7 @@ def ranker_files(folder: Path, cat_names: list[str], rng, dim: int | None,
     from pinrec.jobs.ranking.config import USER_EMBEDDING_KINDS
 
     embeddings = {"pin_embedding": dim, **{USER_EMBEDDING_KINDS[u]: dim for u in user_embeddings}}
-    spec = training_set_spec(embeddings=embeddings if dim else None)
-    vocab = {"surface": SURFACES, "device": DEVICES, "country": COUNTRIES, "hour": list(range(24)),
-             "day_of_week": list(range(1, 8)), "category": cat_names, "user__top_category": cat_names}
-    n = 5000
-    cols: dict[str, object] = {}
-    for f in spec.features:
-        if isinstance(f, Categorical):
-            cols[f.name] = pa.array([vocab[f.name][i] for i in rng.integers(0, len(vocab[f.name]), n)])
-        elif isinstance(f, Numeric):
-            cols[f.name] = pa.array(np.floor(rng.lognormal(2, 1.5, n)), mask=rng.uniform(size=n) < 0.05)
-        elif isinstance(f, Boolean):
-            cols[f.name] = rng.uniform(size=n) < 0.1
-    encoder = FeatureEncoder(spec).fit(pa.table(cols))
+    encoder = fitted_encoder(training_set_spec(embeddings=embeddings if dim else None), cat_names, rng)
     ranker = Ranker(encoder.cardinalities, len(encoder.dense_names), encoder.num_positions, RankerConfig()).eval()
     calibration = Calibration(ranker.tasks, tuple(Platt(1.0, 0.0) for _ in ranker.tasks), (1.0, 0.3))
     onnx_path = export_ranker(ranker, calibration, folder / "ranker.onnx")
@@ -198,6 +209,95 @@ def prerank_file(folder: Path, encoder_path: str) -> str:
         torch.nn.init.normal_(param, std=0.1)
     calibration = Calibration(model.tasks, tuple(Platt(1.0, 0.0) for _ in model.tasks), (1.0, 0.3))
     return export_ranker(model, calibration, folder / "prerank.onnx", metadata={"pinrec.encoder": sub.to_json()})
+
+
+def two_tower_files(folder: Path, x: np.ndarray, ids: np.ndarray, cat: np.ndarray, cat_names: list[str],
+                    args) -> tuple[list[str], str]:
+    """The two-tower channel's bundle files in ``folder`` as the two-tower job writes them
+    (:func:`pinrec.jobs.two_tower.two_tower.write_artifacts`), from random weights (speed does not
+    depend on them): the user tower (:class:`pinrec.models.two_tower.UserTower`, default
+    :class:`~pinrec.models.config.TwoTowerConfig` sizes, its encoder = the job's
+    :func:`~pinrec.jobs.two_tower.two_tower_inputs.user_spec` fitted on a synthetic frame) exported by
+    :func:`pinrec.export.build.onnx_two_tower.export_user_tower` (parity-checked), its spec, and the index
+    :func:`~pinrec.export.build.ann_build.build_index` builds over a random pin tower's (category +
+    PinSage embedding) outputs for every pin, tuned on user-tower outputs of 500 random users.
+    Returns (paths, a one-line summary)."""
+    import torch
+
+    from pinrec.export.build.ann_build import build_index
+    from pinrec.export.build.onnx_two_tower import export_user_tower
+    from pinrec.export.index_choice import IndexConfig
+    from pinrec.export.serving.embedding_features import LAST_CLOSEUPS, LAST_SAVED
+    from pinrec.export.serving.two_tower import (
+        FILES,
+        INDEX_FILE,
+        PREFIX,
+        SPEC_FILE,
+        USER_TOWER_FILE,
+        TwoTowerSpec,
+    )
+    from pinrec.jobs.two_tower.two_tower_inputs import user_spec
+    from pinrec.models.config import TwoTowerConfig
+    from pinrec.models.two_tower import PinTower, UserTower
+
+    rng = np.random.default_rng(SEED + 10)  # its own stream: the rest of the bundle is as without it
+    torch.manual_seed(SEED + 10)
+    tt = TwoTowerConfig()
+    encoder = fitted_encoder(user_spec(), cat_names, rng)
+    user = UserTower(encoder.cardinalities, len(encoder.dense_names), x.shape[1], tt.list_length, tt.out_channels,
+                     tt.hidden_channels, tt.category_dim, tt.pooling, tt.half_life).eval()
+    pin = PinTower((len(cat_names),), 0, x.shape[1], tt.out_channels, tt.hidden_channels, tt.category_dim).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    diff = export_user_tower(user, folder / USER_TOWER_FILE)
+    spec = TwoTowerSpec(encoder.to_dict(), tt.list_length, x.shape[1], tt.out_channels, "bench", "bench", 0.1,
+                        (LAST_SAVED, LAST_CLOSEUPS))
+    (folder / SPEC_FILE).write_text(spec.to_json())
+    with torch.no_grad():
+        pin_out = np.concatenate([pin(torch.from_numpy(cat[i:i + 100_000, None].astype(np.int64)),
+                                      torch.zeros((len(cat[i:i + 100_000]), 0)),
+                                      torch.from_numpy(x[i:i + 100_000])).numpy()
+                                  for i in range(0, len(x), 100_000)])
+        b, length = 500, tt.list_length
+        lists = []
+        for _ in range(2):  # recent saves / closeups: random pins' embeddings, 1..L of them
+            mask = (np.arange(length)[None, :] < rng.integers(1, length + 1, b)[:, None]).astype(np.float32)
+            lists += [torch.from_numpy(x[rng.integers(0, len(x), (b, length))] * mask[..., None]), torch.from_numpy(mask)]
+        cats = np.stack([rng.integers(0, c, b) for c in encoder.cardinalities], 1).astype(np.int64)
+        queries = user(torch.from_numpy(cats), torch.from_numpy(rng.standard_normal((b, len(encoder.dense_names)),
+                                                                                    ).astype(np.float32)),
+                       *lists).numpy()
+    t = time.perf_counter()
+    report = build_index(pin_out, ids, queries, IndexConfig(metric="ip", k=10, memory_budget_mb=args.budget_mb,
+                                                            shards=args.shards, candidates=1, device="cpu"),
+                         folder / "index")
+    for f in (folder / "index").iterdir():  # the names the bundle ships them under
+        f.rename(folder / (INDEX_FILE if f.name == "index.json" else PREFIX + f.name))
+    shards = [PREFIX + s["file"] for s in json.loads((folder / INDEX_FILE).read_text())["shards"]]
+    return [str(folder / n) for n in (*FILES, *shards)], (
+        f"two-tower: user tower ONNX parity {diff:.1e}, D={tt.out_channels}, L={length}; index {report.factory} "
+        f"{report.search_params} recall@10={report.recall_at_k} ({time.perf_counter() - t:.0f} s)")
+
+
+def cf_files(folder: Path, ids: np.ndarray, users: int, args) -> tuple[list[str], str]:
+    """The cf channel's bundle files in ``folder``, written by the cf job's own writer
+    (:func:`pinrec.jobs.cf.cf.write_files`: exact ``IDMap,Flat`` inner-product index and the factor
+    tables) from random factors (``cf.factors`` wide, scaled like ALS's small ones) of a random
+    ``--cf-share`` of the pins (the engaged catalogue) and of every user. Returns (paths, a summary)."""
+    from types import SimpleNamespace
+
+    from pinrec.export.serving.cf_channel import FILES
+    from pinrec.jobs.cf.cf import write_files
+    from pinrec.jobs.cf.cf_model import CfFactors
+    from pinrec.jobs.cf.config import CfConfig
+
+    rng = np.random.default_rng(SEED + 20)
+    f = CfConfig().factors
+    engaged = np.sort(rng.choice(ids, max(1, round(len(ids) * args.cf_share)), replace=False))
+    factors = CfFactors(np.arange(users, dtype=np.int64), (rng.standard_normal((users, f)) * 0.3).astype(np.float32),
+                        engaged, (rng.standard_normal((len(engaged), f)) * 0.3).astype(np.float32))
+    folder.mkdir(parents=True, exist_ok=True)
+    write_files(SimpleNamespace(factors=factors), folder)
+    return [str(folder / n) for n in FILES], f"cf: {len(engaged)} pins x {f} factors (exact IDMap,Flat), {users} users"
 
 
 def build(work: Path, args) -> dict:
@@ -237,6 +337,17 @@ def build(work: Path, args) -> dict:
                    cand / "pins.parquet", row_group_size=args.pins)
     np.save(cand / "pin_embeddings.npy", x, allow_pickle=False)
     extras = [str(cand / "pin_embeddings.npy"), *prerank]
+    if not args.no_two_tower:
+        t = time.perf_counter()
+        paths, note = two_tower_files(cand / "two_tower", x, ids, cat, cat_names, args)
+        extras += paths
+        out["two_tower_s"] = time.perf_counter() - t
+        print(note, flush=True)
+    if args.cf_share:
+        paths, note = cf_files(cand / "cf", ids, args.users, args)
+        extras += paths
+        print(note, flush=True)
+    t = time.perf_counter()
     for view, table in snapshot_tables(ids, cat_names, cat, args.users, rng).items():
         path = cand / f"features_{view}.parquet"
         pq.write_table(table, path, row_group_size=max(table.num_rows, 1))
@@ -297,6 +408,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ann-queries", type=int, default=5)
     p.add_argument("--category-cap", type=int, default=10)
     p.add_argument("--mmr-lambda", type=float, default=1.0)
+    p.add_argument("--two-tower-candidates", type=int, default=500)
+    p.add_argument("--cf-candidates", type=int, default=200)
+    p.add_argument("--no-two-tower", action="store_true", help="build the bundle without the two-tower channel")
+    p.add_argument("--cf-share", type=float, default=0.1,
+                   help="share of the pins with CF factors (the engaged catalogue; 0: no cf channel)")
+    p.add_argument("--baseline", default="ann,category,trending,fresh", type=parse_channels,
+                   help="channels of the 'baseline' run, served beside all the bundle's channels when the bundle "
+                        "has more ('off': not measured)")
+    p.add_argument("--channel-costs", action="store_true",
+                   help="also time candidates() of each channel alone (CPU time of the thread, same requests)")
     p.add_argument("--prerank-keep", type=int, default=0,
                    help="also serve with the pre-ranker keeping this many candidates (0: not measured)")
     p.add_argument("--workdir", default=None, help="where the bundle is built (default: a temporary folder)")
@@ -314,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--requests must be >= 200 for a meaningful p99")
     if args.recent < 0:
         p.error(f"--recent must be >= 0, got {args.recent}")
+    if not 0 <= args.cf_share <= 1:
+        p.error(f"--cf-share must lie in [0, 1], got {args.cf_share}")
     if args.reuse and not args.workdir:
         p.error("--reuse needs --workdir")
     if not args.user_embeddings or len(set(args.user_embeddings)) != len(args.user_embeddings) or \
@@ -334,6 +457,7 @@ def measure(work: Path, args, built: dict) -> int:
 
     store = str(work / "store")
     cfg = {"ann_candidates": args.ann_candidates, "ann_queries": args.ann_queries,
+           "two_tower_candidates": args.two_tower_candidates, "cf_candidates": args.cf_candidates,
            "category_cap": args.category_cap, "mmr_lambda": args.mmr_lambda, "ranker_threads": 1}
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cold = subprocess.run([sys.executable, "-c", COLD, store, json.dumps(cfg)], env=env, capture_output=True,
@@ -351,20 +475,29 @@ def measure(work: Path, args, built: dict) -> int:
                      rng.integers(0, args.users, args.requests + args.warmup))
     contexts = [{"surface": SURFACES[i % 4], "device": DEVICES[i % 3], "country": COUNTRIES[i % 5],
                  "now": CUTOFF + dt.timedelta(minutes=int(m))} for i, m in enumerate(rng.integers(0, 600, len(users)))]
-    variants = {"snapshot": (rec, None), **session_and_quota_variants(rec, bundle, cfg, contexts, args)}
+    variants = {"snapshot": (rec, None)}
+    if args.baseline and set(rec.channels) - set(args.baseline):  # the channels served before, re-measured beside
+        variants["baseline"] = (Recommender(bundle, RecommendConfig(**cfg, channels=args.baseline)), None)
+    variants |= session_and_quota_variants(rec, bundle, cfg, contexts, args)
+    merged_sizes = {name: [len(r.candidates(int(u), c)) for u, c in zip(users, contexts)]
+             for name, (r, _) in variants.items() if name in ("snapshot", "baseline")}
+    channels_note = "".join(f"column {name}: channels {', '.join(r.channels)}; merged candidates per request: mean "
+                            f"{np.mean(merged_sizes[name]):.0f}, p50 {np.median(merged_sizes[name]):.0f}, min {min(merged_sizes[name])}\n"
+                            for name, (r, _) in variants.items() if name in merged_sizes)
     prerank_note = ""
     if args.prerank_keep:  # the same requests, the pre-ranker cutting the candidates to --prerank-keep
         t = time.perf_counter()
         with_prerank = Recommender(bundle, RecommendConfig(**cfg, prerank_keep=args.prerank_keep))
         built_s = time.perf_counter() - t
         variants[f"prerank {args.prerank_keep}"] = (with_prerank, None)
-        sizes = [len(rec.candidates(int(u), c)) for u, c in zip(users, contexts)]
+        merged = merged_sizes["snapshot"]
         prerank_note = (f"pre-ranker: {len(with_prerank.prerank.encoder.categorical_names)} categorical + "
                         f"{len(with_prerank.prerank.encoder.dense_names)} dense inputs; merged candidates per "
-                        f"request: mean {np.mean(sizes):.0f}, p50 {np.median(sizes):.0f}, min {min(sizes)}; "
+                        f"request: mean {np.mean(merged):.0f}, p50 {np.median(merged):.0f}, min {min(merged)}; "
                         f"Recommender() in this process: {rec_s * 1e3:.0f} ms without it, {built_s * 1e3:.0f} ms "
                         "with it\n")
     runs = serve(variants, users, contexts, args)
+    costs = channel_costs(bundle, cfg, rec.channels, users, contexts, args) if args.channel_costs else {}
     redis_note = "Redis: not measured (--redis off)"
     if args.redis != "off":
         measured = with_redis(bundle, RecommendConfig(**cfg), users, contexts, args)
@@ -388,7 +521,7 @@ def measure(work: Path, args, built: dict) -> int:
     print(redis_note + "\n")
     for c in (c for c in ("recent", "quotas") if c in runs):
         print(f"column {c}: the same requests with {RUN_NOTES[c](args)}")
-    print(prerank_note, end="")
+    print(channels_note + prerank_note, end="")
     print("| step | " + " | ".join(f"{c}: p50 (ms) | {c}: p99 (ms)" for c in cols) + " |")
     print("|---|" + "---:|---:|" * len(cols))
     for name, key in (("import loader + recommend (fresh process)", "import_s"), ("load (fresh process)", "load_s"),
@@ -399,13 +532,19 @@ def measure(work: Path, args, built: dict) -> int:
     rows += [("recommend (wall)", lambda r: r[0]), ("recommend (CPU of the thread)", lambda r: r[1])]
     for name, pick in rows:
         print(f"| {name} | " + " | ".join("{:.3f} | {:.3f}".format(*percentiles(pick(runs[c]))) for c in cols) + " |")
+    if costs:
+        print("\n| candidates() of one channel alone, CPU time of the thread | p50 (ms) | p99 (ms) | pins (mean) |\n"
+              "|---|---:|---:|---:|")
+        for c, (cpu, n) in costs.items():
+            print(f"| {c} | " + "{:.3f} | {:.3f}".format(*percentiles(cpu)) + f" | {np.mean(n):.0f} |")
     p99 = percentiles(wall)[1]
     print(f"\ntargets: load <= 1 s: {'met' if cold_s['load_s'] <= 1 else 'NOT met'} ({cold_s['load_s']:.2f} s); "
           f"recommend p99 <= 15 ms: {'met' if p99 <= 15 else 'NOT met'} ({p99:.2f} ms)")
-    for c in (c for c in ("recent", "quotas") if c in runs):
+    for c in (c for c in runs if c not in ("snapshot", "redis")):
         p99_c = percentiles(runs[c][0])[1]
-        print(f"recommend p99 <= 15 ms with {RUN_NOTES[c](args)}: {'met' if p99_c <= 15 else 'NOT met'} "
-              f"({p99_c:.2f} ms)")
+        what = RUN_NOTES[c](args) if c in RUN_NOTES else f"the column {c}"
+        print(f"recommend p99 <= 15 ms with {what}: {'met' if p99_c <= 15 else 'NOT met'} ({p99_c:.2f} ms)")
+    print("recommend p99, CPU time of the thread: " + ", ".join(f"{c} {percentiles(runs[c][1])[1]:.2f} ms" for c in runs))
     if "redis" in runs:
         print(f"per-request feature lookups from Redis: p50 {percentiles(runs['redis'][2]['features'])[0]:.3f} ms vs "
               f"{percentiles(stages['features'])[0]:.3f} ms from the bundle snapshot")
@@ -437,6 +576,39 @@ def serve(variants: dict, users, contexts, args) -> dict:
                 for s in STAGES:
                     stages[s].append(timings.get(s, 0.0))
     return runs
+
+
+def channel_costs(bundle, cfg: dict, channels, users, contexts, args) -> dict:
+    """Channel -> (CPU seconds of ``candidates()`` per timed request, pins it returned) on a
+    Recommender serving that channel alone (built one at a time: each holds the bundle's encodings)."""
+    import gc
+
+    from pinrec.export.serving.recommend import RecommendConfig, Recommender
+
+    out = {}
+    for channel in channels:
+        rec = Recommender(bundle, RecommendConfig(**cfg, channels=(channel,)))
+        cpu, sizes = [], []
+        for i, (user, ctx) in enumerate(zip(users.tolist(), contexts)):
+            c0 = time.thread_time_ns()
+            n = len(rec.candidates(user, ctx))
+            if i >= args.warmup:
+                cpu.append((time.thread_time_ns() - c0) / 1e9)
+                sizes.append(n)
+        out[channel] = (cpu, sizes)
+        del rec
+        gc.collect()
+    return out
+
+
+def parse_channels(value: str) -> tuple[str, ...]:
+    """``a,b,...`` -> channel names; ``off`` -> ()."""
+    from pinrec.export.serving.candidates import CHANNELS
+
+    names = () if value.strip() == "off" else tuple(c.strip() for c in value.split(",") if c.strip())
+    if (value.strip() != "off" and not names) or not set(names) <= set(CHANNELS) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"--baseline must be distinct channels of {CHANNELS} or off, got {value!r}")
+    return names
 
 
 def parse_quotas(value: str) -> dict[str, int]:

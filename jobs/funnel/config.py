@@ -19,13 +19,17 @@ class FunnelConfig:
     in its manifest (the blessing gate compares them with the champion's); ``k``: length of the
     served list measured (HR@k, NDCG@k, channel shares, diversity); ``cutoffs``: candidate-list
     lengths of the candidate recall (a list shorter than a cut-off counts whole); ``max_users``:
-    replay only the first users (by id) with a save that day (0: all).
+    replay only the first users (by id) with a save that day (0: all); ``prerank_keep``: when the
+    bundle carries a pre-ranker and serving has it off (``recommend.prerank_keep`` 0), the replay still
+    measures what it would cost, keeping this many candidates (the design's 500 -> 200; 0: only when
+    serving turns it on), on against off.
     """
 
     at_publish: bool = True
     k: PosInt = 50
     cutoffs: tuple[PosInt, ...] = field(default_factory=lambda: (50, 500, 1000))
     max_users: Annotated[int, Field(ge=0)] = 0
+    prerank_keep: Annotated[int, Field(ge=0)] = 200
 
     @field_validator("cutoffs")
     @classmethod

@@ -15,7 +15,9 @@ training DAG and a notebook run on a stored bundle (the channel's by default):
    next one, where late saves land) and each user's first impression's surface, device and country;
 4. on the synthetic world, each user's true top ``funnel.k`` pins (the generator's relevance
    ``<u, v_p>`` from ``<landing>/_truth/``, over the pins the bundle may serve at the cut-off);
-5. :func:`pinrec.jobs.funnel.replay.replay` with ``recommend`` (``cfg.recommend``) and ``funnel``.
+5. :func:`pinrec.jobs.funnel.replay.replay` with ``recommend`` (``cfg.recommend``) and ``funnel``;
+   when the bundle carries a pre-ranker (``extra/prerank.onnx``), with its arms on and off
+   (:func:`prerank_keep`: ``recommend.prerank_keep``, or ``funnel.prerank_keep`` where serving has it off).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from .replay import DayEvents, FunnelReport, replay, true_top_pins
 
 log = logging.getLogger(__name__)
 
-__all__ = ["eval_funnel", "read_day", "replay_day", "synthetic_truth", "trained_before"]
+__all__ = ["eval_funnel", "prerank_keep", "read_day", "replay_day", "synthetic_truth", "trained_before"]
 
 
 def _start(day: dt.date) -> dt.datetime:
@@ -114,6 +116,22 @@ def synthetic_truth(landing: Location, pins, cutoff: dt.datetime, users: list[in
     return true_top_pins(user_ids[chosen], user_latent[chosen], pin_ids[keep], pin_latent[keep], n)
 
 
+def prerank_keep(bundle, recommend_keep: int, funnel_keep: int) -> tuple[int, str]:
+    """(the keep the replay's pre-ranker arm uses, a note saying why): 0 when ``bundle`` carries no
+    ``extra/prerank.onnx``, else ``recommend_keep`` (serving's ``recommend.prerank_keep``) or, where
+    that is 0, ``funnel_keep`` (``funnel.prerank_keep``; 0: not replayed)."""
+    from pinrec.export.serving.prerank import PRERANK_FILE
+
+    if not any(entry.path.rsplit("/", 1)[-1] == PRERANK_FILE for entry in bundle.manifest.of_role("extra")):
+        return 0, f"pre-ranker: bundle {bundle.name}/{bundle.version} carries none (no extra/{PRERANK_FILE})"
+    if recommend_keep:
+        return recommend_keep, f"pre-ranker replayed on and off at recommend.prerank_keep = {recommend_keep}"
+    if funnel_keep:
+        return funnel_keep, (f"pre-ranker replayed on and off at funnel.prerank_keep = {funnel_keep} (serving "
+                             "has it off: recommend.prerank_keep = 0)")
+    return 0, "pre-ranker: not replayed (recommend.prerank_keep and funnel.prerank_keep are 0)"
+
+
 def replay_day(spark, cfg, bundle, day: dt.date | None = None) -> FunnelReport:
     """Replay ``day`` (default: the newest landed day) on ``bundle`` (an opened
     :class:`~pinrec.export.serving.loader.Bundle`) as the module docstring says. ``cfg``: the whole
@@ -133,6 +151,8 @@ def replay_day(spark, cfg, bundle, day: dt.date | None = None) -> FunnelReport:
     notes = trained_before(catalog, day)
     cutoff = _start(day) + dt.timedelta(seconds=cfg.features.publish_delay_s)
     notes.append(f"features as of {cutoff.isoformat()} (the day's start + features.publish_delay_s); requests at it")
+    keep, note = prerank_keep(bundle, cfg.recommend.prerank_keep, cfg.funnel.prerank_keep)
+    notes.append(note)
     events = read_day(catalog, day)
     with tempfile.TemporaryDirectory(prefix="pinrec-funnel-") as tmp:
         build_feature_snapshot(spark, catalog, cutoff, tmp)
@@ -142,7 +162,7 @@ def replay_day(spark, cfg, bundle, day: dt.date | None = None) -> FunnelReport:
             if cfg.dataset.kind == "synthetic" else None
         report = replay(lambda rc: Recommender(bundle, rc, features=features), cfg.recommend, events,
                         day=day.isoformat(), k=cfg.funnel.k, cutoffs=cfg.funnel.cutoffs, truth=truth,
-                        max_users=cfg.funnel.max_users, notes=notes)
+                        max_users=cfg.funnel.max_users, notes=notes, prerank_keep=keep)
     log.info("[funnel] %s", report.render())
     return report
 

@@ -12,12 +12,24 @@ and ``now`` = the snapshot's cut-off:
 * ``served``: ``Recommender.recommend(k)``: HR@k, NDCG@k and recall@k of the saves (recall@k of
   closeups and truth too), the share of each channel (first channel) among all served pins, and the
   diversity guardrail: mean pairwise cosine of the served pins' PinSage embeddings, category entropy;
-* ``served_without_prerank``: when the config turns a pre-ranker on (a ``prerank_keep`` differing
-  from its default, :func:`prerank_variant`), the served metrics again with it off.
+* ``prerank.<arm>`` (with ``prerank_keep`` > 0: what the pre-ranker costs): the served list's
+  metrics above with the pre-ranker on (arm ``on``: ``recommend.prerank_keep = prerank_keep``) and
+  off (arm ``off``: 0), and the recall of the candidates that reach the DCN ranker
+  (``prerank.<arm>.to_ranker.recall.{saves,closeups}``, ``.truth_recall``; ``.size``: how many):
+  the merged list whole when off, the pre-ranker's best ``prerank_keep`` of it when on (its scores,
+  ties by smaller pin id, as :meth:`~pinrec.export.serving.prerank.Prerank.keep` cuts);
+  ``prerank.change.<metric>``: the per-user difference on − off; ``prerank.keep``: the keep replayed.
+  The arm equal to ``config`` is the ``served`` Recommender itself.
 
 Metrics are means over users (users without a closeup are left out of the closeup recall) of
-:mod:`pinrec.models.funnel_metrics`; :class:`FunnelReport.metrics` is the flat ``{key: value}`` the
-manifest stores (``candidates.merged.recall@500.saves``, ``served.hr@50``, ``served.share.ann``...).
+:mod:`pinrec.models.funnel_metrics`; ``ci95.<key>``: the half-width of the normal 95 % interval of
+each mean over users (1.96 sd / sqrt(n), :func:`pinrec.jobs.retrieval.retrieval_eval.ci95`, as the
+retrieval evaluation reports it; for ``prerank.change.*`` an interval of the paired difference;
+left out below two users). Channel shares pool the served pins and have no interval.
+:class:`FunnelReport.metrics` is the flat ``{key: value}`` the manifest stores
+(``candidates.merged.recall@500.saves``, ``served.hr@50``, ``served.share.ann``, ``prerank.on.hr@50``,
+``ci95.served.hr@50``...); the ``ci95.`` and ``prerank.`` prefixes keep the blessing gate's
+higher-is-better keys (``candidates.merged.*``, ``served.hr@*``...) as they were.
 """
 from __future__ import annotations
 
@@ -29,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from pinrec.jobs.retrieval.retrieval_eval import ci95
 from pinrec.models.funnel_metrics import (
     category_entropy,
     channel_shares,
@@ -39,7 +52,7 @@ from pinrec.models.funnel_metrics import (
     recall_at,
 )
 
-PRERANK_FIELD = "prerank_keep"
+from .funnel_table import render
 
 
 @dataclass(frozen=True)
@@ -77,74 +90,42 @@ class FunnelReport:
     notes: tuple[str, ...] = ()
 
     def render(self) -> str:
-        m, k = self.metrics, self.k
-        cols = [f"{what}@{n}" for what in ("saves", "closeups") for n in self.cutoffs]
-        truth = any(key.startswith("candidates.merged.truth") for key in m)
-        cols += [f"truth@{n}" for n in self.cutoffs] if truth else []
-        head = f"  {'candidate recall':<24}" + "".join(f"{c:>14}" for c in cols)
-        lines = [f"funnel replay of {self.day}: {self.users} users with saves, top-{k} served", head]
-        for scope in ("merged", *self.channels):
-            keys = [f"candidates.{scope}.recall@{n}.{w}" for w in ("saves", "closeups") for n in self.cutoffs]
-            keys += [f"candidates.{scope}.truth_recall@{n}" for n in self.cutoffs] if truth else []
-            lines.append(f"  {scope:<24}" + "".join(_cell(m.get(key)) for key in keys))
-        for scope in ("served", "served_without_prerank"):
-            if f"{scope}.hr@{k}" not in m:
-                continue
-            parts = [f"HR@{k} {m[f'{scope}.hr@{k}']:.4f}", f"NDCG@{k} {m[f'{scope}.ndcg@{k}']:.4f}",
-                     f"recall@{k} saves {m[f'{scope}.recall@{k}.saves']:.4f}"]
-            parts += [f"truth@{k} {m[f'{scope}.truth_recall@{k}']:.4f}"] if f"{scope}.truth_recall@{k}" in m else []
-            lines.append(f"  {scope:<24} " + ", ".join(parts))
-        shares = ", ".join(f"{c} {m[f'served.share.{c}']:.1%}" for c in self.channels if f"served.share.{c}" in m)
-        lines.append(f"  served channel shares     {shares}")
-        cos = m.get("served.cosine")
-        lines.append(f"  diversity                 mean pairwise cosine {'-' if cos is None else f'{cos:.4f}'}, "
-                     f"category entropy {m.get('served.category_entropy', 0.0):.3f} bits")
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
-def _cell(value: float | None) -> str:
-    return f"{'-' if value is None else f'{value:.4f}':>14}"
-
-
-def prerank_variant(config: Any) -> Any | None:
-    """``config`` with the pre-ranker off (its ``prerank_keep`` at the field's default, the
-    optional stage's "off"), or None when ``config`` has no such field or already has it off."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    if PRERANK_FIELD not in fields:
-        return None
-    f = fields[PRERANK_FIELD]
-    off = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    return None if getattr(config, PRERANK_FIELD) == off else dataclasses.replace(config, **{PRERANK_FIELD: off})
+        """The table the demo and the CLI print (:func:`pinrec.jobs.funnel.funnel_table.render`)."""
+        return render(self)
 
 
 def replay(make: Callable[[Any], Any], config: Any, events: DayEvents, *, day: str, k: int = 50,
            cutoffs: Sequence[int] = (50, 500, 1000), truth: Mapping[int, np.ndarray] | None = None,
-           max_users: int = 0, notes: Sequence[str] = ()) -> FunnelReport:
+           max_users: int = 0, notes: Sequence[str] = (), prerank_keep: int = 0) -> FunnelReport:
     """Replay ``events`` (module docstring). ``make(config)``: a Recommender on the bundle and the
     as-of features for a RecommendConfig; ``truth``: user -> their true top pins (synthetic world);
-    ``max_users``: the first users by id only (0: all)."""
-    if k < 1 or not cutoffs or min(cutoffs) < 1:
-        raise ValueError(f"funnel: k and every cut-off must be >= 1, got k={k}, cutoffs={list(cutoffs)}")
+    ``max_users``: the first users by id only (0: all); ``prerank_keep`` > 0: replay the served list
+    with the bundle's pre-ranker keeping that many candidates and without it (``prerank.*``)."""
+    if k < 1 or not cutoffs or min(cutoffs) < 1 or prerank_keep < 0:
+        raise ValueError(f"funnel: k and every cut-off must be >= 1 and prerank_keep >= 0, got k={k}, "
+                         f"cutoffs={list(cutoffs)}, prerank_keep={prerank_keep}")
     users = sorted(events.saves)[: max_users or None]
     if not users:
         raise ValueError(f"funnel: no user saved a pin on {day}: nothing to replay")
     rec = make(config)
     singles = {c: make(dataclasses.replace(config, channels=(c,))) for c in rec.channels}
+    arms = _arms(make, config, rec, prerank_keep)
     values: dict[str, list[float]] = defaultdict(list)
     served_channels: list[str] = []
     for user in users:
         ctx = dict(events.contexts.get(user, {}))
         relevant = {"saves": events.saves[user], "closeups": events.closeups.get(user, frozenset())}
         top = truth.get(user) if truth is not None else None
+        merged = np.zeros(0, np.int64)
         for scope, r in (("merged", rec), *singles.items()):
-            ranked = r.candidates(user, ctx).pin_ids.tolist()
+            ids = r.candidates(user, ctx).pin_ids
+            merged = ids if scope == "merged" else merged
             for n in cutoffs:
                 for what, rel in relevant.items():
                     if rel:
-                        values[f"candidates.{scope}.recall@{n}.{what}"].append(recall_at(ranked, rel, n))
+                        values[f"candidates.{scope}.recall@{n}.{what}"].append(recall_at(ids.tolist(), rel, n))
                 if top is not None and len(top):
-                    values[f"candidates.{scope}.truth_recall@{n}"].append(recall_at(ranked, top.tolist(), n))
+                    values[f"candidates.{scope}.truth_recall@{n}"].append(recall_at(ids.tolist(), top.tolist(), n))
         served = rec.recommend(user, ctx, k=k)
         _served(values, "served", served, relevant, top, k)
         served_channels += [r.channel for r in served]
@@ -152,18 +133,44 @@ def replay(make: Callable[[Any], Any], config: Any, events: DayEvents, *, day: s
         if cos is not None:
             values["served.cosine"].append(cos)
         values["served.category_entropy"].append(category_entropy(r.category for r in served))
-    variant = prerank_variant(config)
-    if variant is not None:
-        plain = make(variant)
-        for user in users:
-            relevant = {"saves": events.saves[user], "closeups": events.closeups.get(user, frozenset())}
-            top = truth.get(user) if truth is not None else None
-            _served(values, "served_without_prerank", plain.recommend(user, dict(events.contexts.get(user, {})), k=k),
-                    relevant, top, k)
+        for arm, r in arms.items():
+            _served(values, f"prerank.{arm}", served if r is rec else r.recommend(user, ctx, k=k), relevant, top, k)
+            ranked = _to_ranker(r, user, ctx, merged, prerank_keep if arm == "on" else 0)
+            values[f"prerank.{arm}.to_ranker.size"].append(float(len(ranked)))
+            for what, rel in relevant.items():
+                if rel:
+                    values[f"prerank.{arm}.to_ranker.recall.{what}"].append(recall_at(ranked, rel, len(ranked) or 1))
+            if top is not None and len(top):
+                values[f"prerank.{arm}.to_ranker.truth_recall"].append(recall_at(ranked, top.tolist(), len(ranked) or 1))
+    for key in [key for key in values if key.startswith("prerank.on.")]:  # both arms measured the same users
+        values["prerank.change." + key[len("prerank.on."):]] = \
+            list(np.subtract(values[key], values["prerank.off." + key[len("prerank.on."):]]))
     metrics = mean_of(values)
     metrics |= {f"served.share.{c}": s for c, s in channel_shares(served_channels, rec.channels).items()}
+    metrics |= {f"ci95.{key}": ci95(np.asarray(v)) for key, v in values.items() if len(v) > 1}
     metrics["users"] = float(len(users))
+    if arms:
+        metrics["prerank.keep"] = float(prerank_keep)
     return FunnelReport(day, len(users), k, tuple(cutoffs), tuple(rec.channels), metrics, tuple(notes))
+
+
+def _arms(make: Callable[[Any], Any], config: Any, rec: Any, keep: int) -> dict[str, Any]:
+    """The pre-ranker's arms (``on``: ``prerank_keep = keep``, ``off``: 0), ``rec`` where it is one;
+    none when ``keep`` is 0."""
+    if not keep:
+        return {}
+    return {arm: rec if config.prerank_keep == n else make(dataclasses.replace(config, prerank_keep=n))
+            for arm, n in (("on", keep), ("off", 0))}
+
+
+def _to_ranker(rec: Any, user: int, context: Mapping[str, Any], merged: np.ndarray, keep: int) -> list[int]:
+    """The pins of ``merged`` (the merged candidates) that reach the DCN ranker: all of them without
+    a pre-ranker (``keep`` 0) or when at most ``keep``, else the pre-ranker's best ``keep`` (ties:
+    smaller pin id first, as :meth:`~pinrec.export.serving.prerank.Prerank.keep` cuts)."""
+    if not keep or len(merged) <= keep:
+        return merged.tolist()
+    score = np.asarray(rec.prerank_scores(user, merged, context))
+    return merged[np.sort(np.lexsort((merged, -score))[:keep])].tolist()
 
 
 def _served(values: dict[str, list[float]], scope: str, served: list, relevant: Mapping[str, frozenset[int]],

@@ -30,8 +30,9 @@ def test_help(script: Path):
 
 @pytest.mark.slow
 def test_serve_tiny_bundle(tmp_path):
+    # the four channels of the bundle before the two-tower and cf ones (their build is the full test's: +10 s)
     out = run("serve.py", "--pins", "3000", "--users", "300", "--requests", "200", "--warmup", "2", "--redis", "off",
-              "--user-embeddings", "saves,closeups", "--workdir", str(tmp_path))
+              "--user-embeddings", "saves,closeups", "--no-two-tower", "--cf-share", "0", "--workdir", str(tmp_path))
     assert "| recommend (wall) |" in out and "| stage: ranker |" in out
     assert "users=300" in out and "returned 50.0 on average" in out
     assert "targets: load <= 1 s:" in out
@@ -39,15 +40,26 @@ def test_serve_tiny_bundle(tmp_path):
     assert "| step | snapshot: p50 (ms) | snapshot: p99 (ms) | recent: p50 (ms) | recent: p99 (ms) | quotas: p50" in out
     assert "recommend p99 <= 15 ms with 3 session actions per request:" in out
     assert "recommend p99 <= 15 ms with quotas ann=300,category=25,trending=25,fresh=25:" in out
+    assert "column snapshot: channels ann, category, trending, fresh;" in out and "column baseline" not in out
 
 
 @pytest.mark.slow
 @pytest.mark.full
 def test_serve_with_the_prerank_beside(tmp_path):
     out = run("serve.py", "--pins", "3000", "--users", "300", "--requests", "200", "--warmup", "2", "--redis", "off",
-              "--ann-candidates", "300", "--prerank-keep", "50", "--workdir", str(tmp_path))
+              "--ann-candidates", "300", "--prerank-keep", "50", "--recent", "0", "--quotas", "off", "--channel-costs",
+              "--workdir", str(tmp_path))
     assert "| prerank 50: p50 (ms) | prerank 50: p99 (ms) |" in out and "| stage: prerank |" in out
     assert "pre-ranker: 7 categorical + 28 dense inputs; merged candidates per request: mean" in out
+    # all six channels: the two-tower's user tower through the ONNX exporter, its index, the cf files; and the
+    # four channels served before them, re-measured beside
+    assert "two-tower: user tower ONNX parity" in out and "cf: 300 pins x 16 factors (exact IDMap,Flat), 300 users" in out
+    assert "column snapshot: channels ann, two_tower, cf, category, trending, fresh; merged candidates" in out
+    assert "column baseline: channels ann, category, trending, fresh; merged candidates" in out
+    assert "| step | snapshot: p50 (ms) | snapshot: p99 (ms) | baseline: p50 (ms) | baseline: p99 (ms) | prerank 50:" in out
+    assert "recommend p99 <= 15 ms with the column baseline:" in out and "recommend p99, CPU time of the thread: " in out
+    costs = [line.split("|")[1].strip() for line in out.split("| candidates() of one channel alone")[1].splitlines()[2:8]]
+    assert costs == ["ann", "two_tower", "cf", "category", "trending", "fresh"]
 
 
 @pytest.mark.slow

@@ -1,12 +1,11 @@
-"""The funnel replay on the tiny synthetic world: the candidate publish replayed, and ``eval_funnel``."""
+"""The funnel replay on the tiny synthetic world: the candidate publish replayed, and ``eval_funnel``; which
+pre-ranker keep the replay uses."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 
 import pytest
-
-pytestmark = pytest.mark.spark
 
 
 def _landed(cfg) -> list[dt.date]:
@@ -15,6 +14,7 @@ def _landed(cfg) -> list[dt.date]:
     return landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
 
 
+@pytest.mark.spark
 def test_publish_replays_the_candidate_into_its_manifest(tiny_world):
     from pinrec.export.serving.loader import load
 
@@ -39,8 +39,22 @@ def test_publish_replays_the_candidate_into_its_manifest(tiny_world):
     assert any(f"(before {day})" in n for n in report.notes)
     assert f"features as of {day.isoformat()}T01:00:00" in " ".join(report.notes)  # publish_delay_s = 3600
     assert manifest.blessing.notes == ()  # the first version: nothing to compare with
+    # the bundle carries the ranker job's pre-ranker, serving has it off: replayed at funnel.prerank_keep
+    assert f["prerank.keep"] == 200.0 and "pre-ranker replayed on and off at funnel.prerank_keep = 200" in report.notes[-1]
+    assert f["served.hr@50"] == f["prerank.off.hr@50"] and f["served.ndcg@50"] == f["prerank.off.ndcg@50"]
+    assert f["prerank.on.to_ranker.size"] <= 200.0 < f["prerank.off.to_ranker.size"]  # it cuts
+    # off, the ranker gets the whole merged list (< 1000 pins here); on, a subset of it
+    assert f["prerank.off.to_ranker.recall.saves"] == pytest.approx(f["candidates.merged.recall@1000.saves"])
+    assert f["prerank.on.to_ranker.recall.saves"] <= f["prerank.off.to_ranker.recall.saves"]
+    assert f["prerank.change.hr@50"] == pytest.approx(f["prerank.on.hr@50"] - f["prerank.off.hr@50"])
+    # 95 % intervals over users, in the manifest and the table
+    assert 0.0 < f["ci95.served.hr@50"] < 1.0 and f["ci95.candidates.merged.recall@1000.saves"] > 0.0
+    assert f["ci95.prerank.change.hr@50"] >= 0.0
+    table = report.render()
+    assert "pre-ranker, keep 200" in table and f"HR@50 {f['served.hr@50']:.4f}±{f['ci95.served.hr@50']:.4f}" in table
 
 
+@pytest.mark.spark
 def test_eval_funnel_replays_the_channels_bundle_and_refuses_a_day_the_models_saw(tiny_world, spark, tmp_path):
     from pinrec.jobs.funnel.funnel import eval_funnel
 
@@ -53,3 +67,22 @@ def test_eval_funnel_replays_the_channels_bundle_and_refuses_a_day_the_models_sa
     with pytest.raises(ValueError, match=r"graph_edges holds training edges saved at .* PinSage and the index "
                                          r"were trained on the replayed day"):
         eval_funnel(spark, cfg, day=_landed(cfg)[0], out=str(tmp_path / "early"))
+
+
+def test_the_pre_ranker_arm_keeps_what_serving_keeps_else_the_funnels_keep_and_needs_the_file():
+    from types import SimpleNamespace
+
+    from pinrec.jobs.funnel.funnel import prerank_keep
+
+    def bundle(*extras):
+        entries = [SimpleNamespace(path=f"extra/{name}") for name in extras]
+        return SimpleNamespace(name="homefeed", version="v1", manifest=SimpleNamespace(
+            of_role=lambda role: entries if role == "extra" else []))
+
+    with_it = bundle("pin_embeddings.npy", "prerank.onnx")
+    assert prerank_keep(with_it, 150, 200) == (150, "pre-ranker replayed on and off at recommend.prerank_keep = 150")
+    keep, note = prerank_keep(with_it, 0, 200)
+    assert keep == 200 and "funnel.prerank_keep = 200 (serving has it off" in note
+    assert prerank_keep(with_it, 0, 0)[0] == 0
+    keep, note = prerank_keep(bundle("pin_embeddings.npy"), 0, 200)
+    assert keep == 0 and note == "pre-ranker: bundle homefeed/v1 carries none (no extra/prerank.onnx)"

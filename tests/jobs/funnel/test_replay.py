@@ -1,14 +1,13 @@
 """The funnel replay on a stand-in Recommender whose lists are written out, so every number is known."""
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from pinrec.export.serving.recommend import RecommendConfig
-from pinrec.jobs.funnel.replay import DayEvents, prerank_variant, replay, true_top_pins
+from pinrec.jobs.funnel.replay import DayEvents, replay, true_top_pins
 
 # per channel, the candidate list each user gets from that channel alone (its own order)
 LISTS = {"ann": {1: [10, 11, 12, 13], 2: [20, 21]}, "trending": {1: [12, 30, 31], 2: [30, 20, 32]}}
@@ -36,9 +35,16 @@ class StandIn:
         self.calls.append((user, dict(context)))
         return SimpleNamespace(pin_ids=np.array(self._merged(user), np.int64))
 
+    def prerank_scores(self, user, pin_ids, context):
+        assert self.config.prerank_keep, "a Recommender opens its pre-ranker only with prerank_keep > 0"
+        return np.asarray(pin_ids) % 10  # the stand-in's pre-ranker: the pin id's last digit
+
     def recommend(self, user, context, k):
-        merged = self._merged(user)
-        top = merged[:k] if not getattr(self.config, "prerank_keep", 0) else merged[-1:]  # a poor pre-ranker
+        merged, keep = self._merged(user), self.config.prerank_keep
+        if keep and len(merged) > keep:  # the best `keep` by score, ties by pin id, in candidate order
+            best = set(sorted(merged, key=lambda p: (-(p % 10), p))[:keep])
+            merged = [p for p in merged if p in best]
+        top = merged[:k]
         first = {p: next(c for c in self.channels if p in LISTS[c][user]) for p in top}
         return [SimpleNamespace(pin_id=p, channel=first[p], category=CATEGORY[p]) for p in top]
 
@@ -72,11 +78,17 @@ def test_replay_measures_each_channel_alone_the_merge_and_the_served_list():
     # only user 2's served pins both have an embedding: 20 [1, 0] and 21 none -> no pair; user 1: 10 only
     assert "served.cosine" not in m
     assert m["served.category_entropy"] == pytest.approx((0.0 + 1.0) / 2)  # [a, a]; [a, c]
-    assert not any(k.startswith("served_without_prerank") for k in m)
+    assert not any(k.startswith("prerank") for k in m)  # no pre-ranker replayed (prerank_keep 0)
     # the first impression's context reaches the request; a user without one asks with none
     assert (1, {"surface": "home_feed", "device": "ios", "country": "US"}) in calls and (2, {}) in calls
-    assert "saves@3" in report.render() and "HR@2 0.5000" in report.render()
-    assert "  trending                        0.2500        1.0000" in report.render()
+    # 95 % intervals over the two users: served HR@2 [0, 1]: 1.96 * sd 0.7071 / sqrt(2) = 0.98
+    assert m["ci95.served.hr@2"] == pytest.approx(0.98)
+    assert m["ci95.candidates.merged.recall@3.saves"] == pytest.approx(1.96 * np.std([0.5, 1.0], ddof=1) / np.sqrt(2))
+    assert "ci95.users" not in m and not any(k.startswith("ci95.served.share") for k in m)  # pooled: no interval
+    table = report.render()
+    assert "saves@3" in table and "HR@2 0.5000±0.9800" in table
+    # trending alone: recall@1 of the saves [0.5, 0] -> 0.25 ± 0.49; recall@3 [1, 1] -> 1 ± 0
+    assert f"  {'trending':<24}   0.2500±0.4900   1.0000±0.0000" in table
 
 
 def test_served_cosine_and_truth_recall():
@@ -99,24 +111,71 @@ def test_replay_refuses_a_day_without_saves_and_bad_cut_offs():
         replay(lambda c: StandIn(c, []), RecommendConfig(), EVENTS, day="d", cutoffs=(0,))
 
 
-@dataclasses.dataclass(frozen=True)
-class WithPrerank:
-    """A RecommendConfig as the pre-ranker's branch will have it: ``prerank_keep`` 0 = off."""
+def test_the_pre_ranker_is_replayed_on_and_off_side_by_side():
+    made: list = []
 
-    channels: tuple[str, ...] | None = None
-    prerank_keep: int = 0
+    def make(c):
+        made.append(c.prerank_keep)
+        return StandIn(c, [])
+
+    report = replay(make, RecommendConfig(), EVENTS, day="d", k=2, cutoffs=(3,), prerank_keep=3)
+    m = report.metrics
+    # serving has it off: the configured Recommender is the off arm; the on arm is one more, at keep 3
+    assert made == [0, 0, 0, 3] and m["prerank.keep"] == 3.0
+    # on: user 1 [10, 11, 12, 13, 30, 31] scored by last digit keeps 13, 12, 11 -> [11, 12, 13]; user 2
+    # [20, 21, 30, 32] keeps 32, 21, 20 (20 before 30 on the tie) -> [20, 21, 32]
+    assert m["prerank.on.to_ranker.size"] == 3.0 and m["prerank.off.to_ranker.size"] == (6 + 4) / 2
+    assert m["prerank.on.to_ranker.recall.saves"] == pytest.approx((0.5 + 1.0) / 2)  # 31 cut; 20 kept
+    assert m["prerank.off.to_ranker.recall.saves"] == pytest.approx(1.0)
+    assert m["prerank.on.to_ranker.recall.closeups"] == m["prerank.off.to_ranker.recall.closeups"] == 0.5
+    # served top-2: on [11, 12] (save 12 second), [20, 21]; off [10, 11], [20, 21]
+    ndcg_user1 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))  # two saves: the ideal list hits at 0 and 1
+    assert (m["prerank.on.hr@2"], m["prerank.off.hr@2"]) == (1.0, 0.5)
+    assert m["prerank.on.ndcg@2"] == pytest.approx((ndcg_user1 + 1.0) / 2) and m["prerank.off.ndcg@2"] == 0.5
+    assert m["prerank.on.recall@2.saves"] == pytest.approx(0.75) and m["prerank.off.recall@2.saves"] == 0.5
+    assert m["served.hr@2"] == m["prerank.off.hr@2"]  # served as configured: off
+    # the change on - off per user, paired: HR [1, 0] -> 0.5 ± 0.98; the cut candidates [-3, -1]
+    assert m["prerank.change.hr@2"] == 0.5 and m["ci95.prerank.change.hr@2"] == pytest.approx(0.98)
+    assert m["prerank.change.to_ranker.size"] == -2.0
+    assert m["ci95.prerank.on.hr@2"] == 0.0
+    table = report.render()
+    assert "pre-ranker, keep 3" in table and f"  {'on':<24}{'3.0±0.0':>16}{'0.7500±0.4900':>16}" in table
+    # sizes [6, 4]: 5 ± 1.96 * 1.414 / sqrt(2)
+    assert f"  {'on - off':<24}{'-2.0±2.0':>16}" in table and f"  {'off':<24}{'5.0±2.0':>16}" in table
 
 
-def test_a_pre_ranker_is_replayed_with_and_without_it():
-    assert prerank_variant(RecommendConfig()) is None  # no pre-ranker field yet on this branch
-    assert prerank_variant(WithPrerank()) is None  # off already
-    assert prerank_variant(WithPrerank(prerank_keep=200)) == WithPrerank(prerank_keep=0)
-    report = replay(lambda c: StandIn(c, []), WithPrerank(prerank_keep=200), EVENTS, day="d", k=2, cutoffs=(3,))
-    m = report.metrics  # the stand-in's pre-ranker keeps the last candidate: user 1 [31] (a save), user 2 [32]
-    assert m["served.recall@2.saves"] == pytest.approx((0.5 + 0.0) / 2)
-    assert m["served_without_prerank.recall@2.saves"] == pytest.approx((0.0 + 1.0) / 2)  # [10, 11]; [20, 21]
-    assert m["served.hr@2"] == 0.5 and m["served_without_prerank.ndcg@2"] == 0.5
-    assert "served_without_prerank" in report.render()
+def test_a_served_pre_ranker_is_the_on_arm_and_one_user_has_no_intervals():
+    made: list = []
+
+    def make(c):
+        made.append(c.prerank_keep)
+        return StandIn(c, [])
+
+    report = replay(make, RecommendConfig(prerank_keep=3), EVENTS, day="d", k=2, cutoffs=(3,), prerank_keep=3,
+                    max_users=1)
+    m = report.metrics
+    assert made == [3, 3, 3, 0]  # served, two channels alone, and the off arm
+    assert m["served.hr@2"] == m["prerank.on.hr@2"] == 1.0 and m["prerank.off.hr@2"] == 0.0
+    assert not any(k.startswith("ci95.") for k in m)  # one user: no interval
+    assert "HR@2 1.0000," in report.render()
+    with pytest.raises(ValueError, match="prerank_keep >= 0"):
+        replay(make, RecommendConfig(), EVENTS, day="d", prerank_keep=-1)
+
+
+def test_interval_and_pre_ranker_keys_stay_out_of_the_blessing_gate():
+    from pinrec.export.build.blessing import BlessingConfig, evaluate
+    from pinrec.schemas.manifest import Metrics
+
+    m = replay(lambda c: StandIn(c, []), RecommendConfig(), EVENTS, day="d", k=2, cutoffs=(3,), prerank_keep=3).metrics
+    worse = {k: (v + 1.0 if k.startswith("ci95.") else v - 1.0) if k.startswith(("ci95.", "prerank.")) else v
+             for k, v in m.items()}
+
+    def metrics(funnel):
+        return Metrics(k=10, recall_at_k=0.9, latency_p50_ms=1.0, latency_p99_ms=2.0, auc={"save": 0.7},
+                       calibration_error={"save": 0.01}, funnel=funnel)
+
+    # wider intervals and a worse pre-ranker arm (it is not what serves) do not fail the gate
+    assert evaluate(metrics(worse), metrics(m), BlessingConfig(), "champion").blessed
 
 
 def test_true_top_pins_rank_by_the_generators_relevance_ties_by_pin_id():
