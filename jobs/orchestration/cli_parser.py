@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from pinrec.jobs.config import PIPELINE_STEPS
-
 from .stack import DEFAULT_STATE_DIR
+
+# = pinrec.jobs.config.PIPELINE_STEPS (a test checks): `--help` must not import the config
+PIPELINE_STEPS = ("landing", "ingest", "features", "training_set", "graph", "pinsage", "two_tower", "cf", "ranker",
+                  "index", "publish")
 
 DESCRIPTION = "pinrec: one subcommand per job; each calls the same function a DAG or notebook would."
 # `pinrec task` step name -> the pinrec.jobs.orchestration.tasks function a DAG task calls for one day

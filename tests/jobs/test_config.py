@@ -47,7 +47,7 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"synthetic": {"dayz": 2}}, r"^unknown key `synthetic.dayz`; did you mean `synthetic.days`\?$"),
-    ({"bogus": 1}, r"^unknown key `bogus`; valid keys: storage, spark, dataset, .*, monitoring, seed$"),
+    ({"bogus": 1}, r"^unknown key `bogus`; valid keys: storage, spark, dataset, .*, monitoring, cache, seed$"),
     ({"synthetic": {"days": "many"}}, "^synthetic.days: expected an integer, got 'many'$"),
     ({"synthetic": {"days": 2.5}}, "^synthetic.days: expected an integer, got 2.5$"),
     ({"ingest": {"max_failing_fraction": 2}}, r"^ingest.max_failing_fraction must be in \[0, 1\], got 2$"),

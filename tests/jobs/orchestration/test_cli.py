@@ -374,3 +374,14 @@ def test_the_import_probe_sees_what_a_command_loads():
     codes, modules = _modules_after(["generate", "--set", "synthetic.dayz=1"])
     assert codes == [2]
     assert {"pinrec.jobs.config", "pinrec.jobs.orchestration.cli_jobs", "yaml", "numpy"} <= modules
+
+
+def test_the_demos_force_choices_are_the_pipelines_steps():
+    from pinrec.jobs.config import PIPELINE_STEPS
+    from pinrec.jobs.orchestration import cli_parser
+
+    assert cli_parser.PIPELINE_STEPS == PIPELINE_STEPS
+    args = build_parser().parse_args(["demo", "--force", "ranker", "--force", "index", "--no-cache"])
+    assert args.force == ["ranker", "index"] and args.no_cache
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--force", "rankr"])
