@@ -1,35 +1,40 @@
-"""Benchmark: pinrec's point-in-time join vs Feast's Spark formulation vs DuckDB ``ASOF JOIN``.
+"""Benchmark: pinrec's point-in-time join vs the real Feast vs DuckDB ``ASOF JOIN``.
 
-For each spine size N, one run of this script:
+For each spine size N and each key distribution (``--keys uniform,zipf``), one run of this script:
 
-1. generates (numpy, seeded) a spine of N impressions whose ``user_id`` and ``pin_id`` are
-   truncated-Zipf distributed (so power users / viral pins are real hot keys) and three feature
+1. generates (numpy, seeded) a spine of N impressions whose ``user_id`` and ``pin_id`` are uniform
+   or truncated-Zipf distributed (power users / viral pins as real hot keys) and three feature
    tables (user, pin, user x category; ~N/10 rows each, unique (entity, feature_ts), ``created_ts``
    = ``feature_ts`` + 0..2 h), written once as Parquet so every engine reads the same files;
 2. times, as the median of ``--repeats`` runs, each fully materialising the 3-view result:
-   a. ours: ``pinrec.jobs.features.pit_join.point_in_time_join_many`` over the 3 views (``validate=False``;
-      each view is a broadcast lookup when Spark estimates its table at most
-      ``--broadcast-max-mib``, else a sort-merge window sharing one shuffle per leading entity;
-      the uniqueness check is timed once, separately), Spark ``noop`` write;
-   b. Feast's Spark formulation (range join on entity + ``feature_ts <= ts`` + ``feature_ts >= ts -
-      ttl`` + ``created_ts <= ts``, then ``ROW_NUMBER() OVER (PARTITION BY spine row ORDER BY
-      feature_ts DESC, created_ts DESC) = 1``, left-joined back), same Spark settings, under a hard
-      per-run timeout; the worker process (and its JVM) is killed when it runs out;
+   a. ours: ``pinrec.jobs.features.pit_join.point_in_time_join_many`` over the 3 views
+      (``validate=False``; the uniqueness check is timed once, separately), Spark ``noop`` write,
+      on each of ``--paths``: ``broadcast`` (feature tables Spark estimates at most
+      ``--broadcast-max-mib`` take the in-place lookup) and ``sort-merge`` (the limit set to 0);
+      the Spark session's start is timed too;
+   b. the real Feast (``pit_join_feast.py``, in Feast's own environment: ``--feast-python``,
+      ``--make-feast-env``): its local file offline store's ``get_historical_features`` with
+      ``filter_by_created_timestamp=True``, killed over ``--feast-max-rss-gib`` or its time limit;
+      it returns fewer rows than the spine (see pit_join_feast.py), so it is compared per row returned;
    c. DuckDB ``ASOF LEFT JOIN`` on the same Parquet files (TTL applied as a post-filter; DuckDB's
       ASOF cannot apply the ``created_ts`` rule, so it does slightly less work), full aggregation
       over a hash of every output column;
-   d. peak RSS of each worker's JVM and Python process (psutil polling), and of this process;
-3. prints one markdown table, and a correctness spot check on a 10k-row sample of the smallest
-   spine: ours vs the Feast formulation, vs an exact DuckDB reference (range join + max), and vs
-   DuckDB ASOF + TTL (expected to differ exactly where ``created_ts > ts`` matters).
+   d. with ``--spark-formulation``, Feast's offline-store SQL re-implemented on Spark (the earlier
+      peer: range join + ``ROW_NUMBER()``), under the same time limit;
+   e. peak RSS of each worker's processes (psutil polling), and of this process;
+3. prints one markdown table with the issue's ratios (Feast per spine row returned and per call
+   with Spark's start included; ours vs DuckDB on each path) and a correctness spot check on a
+   10k-row sample of the smallest spine: ours vs the real Feast on the rows it returns, vs an exact
+   DuckDB reference (range join + max), and vs DuckDB ASOF + TTL (expected to differ exactly where
+   ``created_ts > ts`` matters).
 
-Every engine-side measurement runs in its own worker subprocess (this same file, ``--_worker``),
-sequentially, so peak memory is attributable and a timed-out Spark job is really stopped.
+Every engine-side measurement runs in its own worker subprocess, sequentially, so peak memory is
+attributable and a timed-out or oversized job is really stopped.
 
 Usage (from the repository root)::
 
-    python benchmarks/pit_join.py --sizes 1e4,1e5 --repeats 1 --feast-timeout-min 1
-    python benchmarks/pit_join.py --sizes 1e6 --repeats 3 --feast-timeout-min 5 --out var/bench.json
+    python benchmarks/pit_join.py --make-feast-env --sizes 1e4 --repeats 1
+    python benchmarks/pit_join.py --sizes 1e6,1e7 --keys uniform,zipf --repeats 3 --out var/bench.json
 """
 from __future__ import annotations
 
@@ -719,7 +724,9 @@ def parse_args(argv=None):
     p.add_argument("--feast-timeout-min", type=float, default=15.0,
                    help="hard limit per run of the real Feast and of the Spark formulation (default 15)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per method; the median is reported")
-    p.add_argument("--out", help="write all results as JSON to this path")
+    p.add_argument("--out", help="write all results as JSON to this path (after each size and key distribution)")
+    p.add_argument("--render", metavar="JSON", help="print the table of a saved --out file (of a finished or "
+                                                    "interrupted run) and exit")
     p.add_argument("--run-timeout-min", type=float, default=30.0,
                    help="safety limit per run of ours / DuckDB (default 30)")
     p.add_argument("--feast-after-dnf", choices=("skip", "run"), default="skip",
@@ -790,10 +797,20 @@ def _time_worker(kind: str, args, data_dir: Path, work: Path, tag: str, **kw) ->
     return r
 
 
+def _save(report: dict, out: str | None) -> None:
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2, default=str))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args._worker:
         worker_main(args)
+        return 0
+    if args.render:
+        report = json.loads(Path(args.render).read_text())
+        print(render(report, parse_args(report["args_argv"])))
         return 0
     import psutil
 
@@ -806,6 +823,7 @@ def main(argv=None) -> int:
     machine = {"nproc": os.cpu_count(), "ram_gib": round(mem / 2**30, 1), "python": platform.python_version(),
                "platform": platform.platform(), "load_at_start": os.getloadavg()}
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine, "feast": feast_version,
+              "args_argv": list(sys.argv[1:] if argv is None else argv),
               "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "runs": []}
     log(f"work dir {work}; machine {machine}; feast {feast_version}")
     dnf_at: dict = {}  # (kind, keys) -> first size it did not finish
@@ -838,14 +856,13 @@ def main(argv=None) -> int:
                     log(f"  spot check on a {SAMPLE_ROWS:,}-row sample of N={n:,}, {keys} keys")
                     entry["spot_check"] = spot_check(args, data_dir, work, f"_{keys}")
                 report["runs"].append(entry)
+                _save(report, args.out)  # after each entry: an interrupted run keeps what it measured
                 if not args.keep:
                     shutil.rmtree(data_dir, ignore_errors=True)
     finally:
         report["parent_peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         report["load_at_end"] = os.getloadavg()
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(report, indent=2, default=str))
+        _save(report, args.out)
         if not (args.keep or args.work_dir):
             shutil.rmtree(work, ignore_errors=True)
     print(render(report, args))
