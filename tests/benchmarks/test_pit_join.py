@@ -114,6 +114,18 @@ def test_render_reads_a_saved_report_with_the_targets(tmp_path, capsys):
     assert "- zipf keys: >= 5x faster than Feast per spine row returned: Feast did not return (killed at 8.10" in out
 
 
+def test_a_peer_that_dies_is_a_result_not_a_broken_benchmark(tmp_path):
+    fake = tmp_path / "python"  # stands in for Feast's Python: dies the way its merge does on hot keys
+    fake.write_text("#!/bin/sh\necho 'numpy._core._exceptions._ArrayMemoryError: Unable to allocate 67.1 GiB' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    args = pj.parse_args(["--feast-python", str(fake), "--repeats", "1"])
+    r = pj.run_worker("feast", args, tmp_path, tmp_path, 60, "feast", max_rss=2**30)
+    assert r["failed"] == "numpy._core._exceptions._ArrayMemoryError: Unable to allocate 67.1 GiB"
+    assert pj._dnf_text(r, args).endswith("s: numpy._core._exceptions._ArrayMemoryError: Unable to allocate 67.1 GiB")
+    with pytest.raises(RuntimeError, match="worker duck failed"):
+        pj.run_worker("duckdb", pj.parse_args(["--_data", "x"]), tmp_path / "missing", tmp_path, 60, "duck")
+
+
 # --- the real Feast -----------------------------------------------------------------------------
 
 DAY = 86_400_000_000  # microseconds
