@@ -565,7 +565,9 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
         if kind not in ("feast", "feast_sql"):
             raise RuntimeError(f"worker {tag} failed (rc={proc.returncode}); log {log_path}:\n{tail}")
         # a peer that dies (Feast's merge raising MemoryError) is a result, not a broken benchmark
-        res["failed"] = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), f"exit code {proc.returncode}")
+        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
+        res["failed"] = (f"killed by signal {-proc.returncode} from outside the benchmark (last output: {last[:80]})"
+                         if proc.returncode < 0 else last or f"exit code {proc.returncode}")
         log(f"  {tag}: failed: {res['failed']}")
     return res
 

@@ -122,6 +122,9 @@ def test_a_peer_that_dies_is_a_result_not_a_broken_benchmark(tmp_path):
     r = pj.run_worker("feast", args, tmp_path, tmp_path, 60, "feast", max_rss=2**30)
     assert r["failed"] == "numpy._core._exceptions._ArrayMemoryError: Unable to allocate 67.1 GiB"
     assert pj._dnf_text(r, args).endswith("s: numpy._core._exceptions._ArrayMemoryError: Unable to allocate 67.1 GiB")
+    fake.write_text("#!/bin/sh\necho 'Using ts as the event timestamp.'\nkill -9 $$\n")  # e.g. the OOM killer
+    r = pj.run_worker("feast", args, tmp_path, tmp_path, 60, "feast")
+    assert r["failed"] == "killed by signal 9 from outside the benchmark (last output: Using ts as the event timestamp.)"
     with pytest.raises(RuntimeError, match="worker duck failed"):
         pj.run_worker("duckdb", pj.parse_args(["--_data", "x"]), tmp_path / "missing", tmp_path, 60, "duck")
 
