@@ -1,35 +1,40 @@
-"""Benchmark: pinrec's point-in-time join vs Feast's Spark formulation vs DuckDB ``ASOF JOIN``.
+"""Benchmark: pinrec's point-in-time join vs the real Feast vs DuckDB ``ASOF JOIN``.
 
-For each spine size N, one run of this script:
+For each spine size N and each key distribution (``--keys uniform,zipf``), one run of this script:
 
-1. generates (numpy, seeded) a spine of N impressions whose ``user_id`` and ``pin_id`` are
-   truncated-Zipf distributed (so power users / viral pins are real hot keys) and three feature
+1. generates (numpy, seeded) a spine of N impressions whose ``user_id`` and ``pin_id`` are uniform
+   or truncated-Zipf distributed (power users / viral pins as real hot keys) and three feature
    tables (user, pin, user x category; ~N/10 rows each, unique (entity, feature_ts), ``created_ts``
    = ``feature_ts`` + 0..2 h), written once as Parquet so every engine reads the same files;
 2. times, as the median of ``--repeats`` runs, each fully materialising the 3-view result:
-   a. ours: ``pinrec.jobs.features.pit_join.point_in_time_join_many`` over the 3 views (``validate=False``;
-      each view is a broadcast lookup when Spark estimates its table at most
-      ``--broadcast-max-mib``, else a sort-merge window sharing one shuffle per leading entity;
-      the uniqueness check is timed once, separately), Spark ``noop`` write;
-   b. Feast's Spark formulation (range join on entity + ``feature_ts <= ts`` + ``feature_ts >= ts -
-      ttl`` + ``created_ts <= ts``, then ``ROW_NUMBER() OVER (PARTITION BY spine row ORDER BY
-      feature_ts DESC, created_ts DESC) = 1``, left-joined back), same Spark settings, under a hard
-      per-run timeout; the worker process (and its JVM) is killed when it runs out;
+   a. ours: ``pinrec.jobs.features.pit_join.point_in_time_join_many`` over the 3 views
+      (``validate=False``; the uniqueness check is timed once, separately), Spark ``noop`` write,
+      on each of ``--paths``: ``broadcast`` (feature tables Spark estimates at most
+      ``--broadcast-max-mib`` take the in-place lookup) and ``sort-merge`` (the limit set to 0);
+      the Spark session's start is timed too;
+   b. the real Feast (``pit_join_feast.py``, in Feast's own environment: ``--feast-python``,
+      ``--make-feast-env``): its local file offline store's ``get_historical_features`` with
+      ``filter_by_created_timestamp=True``, killed over ``--feast-max-rss-gib`` or its time limit;
+      it returns fewer rows than the spine (see pit_join_feast.py), so it is compared per row returned;
    c. DuckDB ``ASOF LEFT JOIN`` on the same Parquet files (TTL applied as a post-filter; DuckDB's
       ASOF cannot apply the ``created_ts`` rule, so it does slightly less work), full aggregation
       over a hash of every output column;
-   d. peak RSS of each worker's JVM and Python process (psutil polling), and of this process;
-3. prints one markdown table, and a correctness spot check on a 10k-row sample of the smallest
-   spine: ours vs the Feast formulation, vs an exact DuckDB reference (range join + max), and vs
-   DuckDB ASOF + TTL (expected to differ exactly where ``created_ts > ts`` matters).
+   d. with ``--spark-formulation``, Feast's offline-store SQL re-implemented on Spark (the earlier
+      peer: range join + ``ROW_NUMBER()``), under the same time limit;
+   e. peak RSS of each worker's processes (psutil polling), and of this process;
+3. prints one markdown table with the issue's ratios (Feast per spine row returned and per call
+   with Spark's start included; ours vs DuckDB on each path) and a correctness spot check on a
+   10k-row sample of the smallest spine: ours vs the real Feast on the rows it returns, vs an exact
+   DuckDB reference (range join + max), and vs DuckDB ASOF + TTL (expected to differ exactly where
+   ``created_ts > ts`` matters).
 
-Every engine-side measurement runs in its own worker subprocess (this same file, ``--_worker``),
-sequentially, so peak memory is attributable and a timed-out Spark job is really stopped.
+Every engine-side measurement runs in its own worker subprocess, sequentially, so peak memory is
+attributable and a timed-out or oversized job is really stopped.
 
 Usage (from the repository root)::
 
-    python benchmarks/pit_join.py --sizes 1e4,1e5 --repeats 1 --feast-timeout-min 1
-    python benchmarks/pit_join.py --sizes 1e6 --repeats 3 --feast-timeout-min 5 --out var/bench.json
+    python benchmarks/pit_join.py --make-feast-env --sizes 1e4 --repeats 1
+    python benchmarks/pit_join.py --sizes 1e6,1e7 --keys uniform,zipf --repeats 3 --out var/bench.json
 """
 from __future__ import annotations
 
@@ -50,6 +55,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FEAST_WORKER = Path(__file__).resolve().with_name("pit_join_feast.py")
+#: Feast's own environment (its pins clash with ours): where it is looked for, what it holds
+DEFAULT_FEAST_PYTHON = Path.home() / ".cache" / "pinrec" / "feast-venv" / "bin" / "python"
+FEAST_PIN = ("feast==0.67.0", "pandas>=2.2,<3", "pyarrow", "psutil")
+KEY_DISTRIBUTIONS = ("uniform", "zipf")
+PATHS = {"broadcast": None, "sort-merge": 0.0}  # --broadcast-max-mib of each path (None: the flag's value)
 
 SEED = 20260101
 DAYS = 30
@@ -104,6 +115,29 @@ def _zipf_ids(rng, a: float, n_ids: int, size: int, perm):
     return perm[out - 1]
 
 
+def _ids(rng, keys: str, a: float, n_ids: int, size: int, perm):
+    """``size`` ids out of ``n_ids``: Zipf(a) through ``perm`` for ``keys="zipf"``, uniform for
+    ``keys="uniform"``."""
+    if keys == "zipf":
+        return _zipf_ids(rng, a, n_ids, size, perm)
+    if keys == "uniform":
+        return perm[rng.integers(0, n_ids, size)]
+    raise ValueError(f"keys must be 'uniform' or 'zipf', got {keys!r}")
+
+
+def merge_rows(spine_key, feature_key) -> int:
+    """Rows of Feast's file-store left merge of the spine with one view on its key: per key,
+    spine rows x feature rows (at least one row per spine row: a key with no feature row is kept)."""
+    import numpy as np
+
+    sk, sc = np.unique(spine_key, return_counts=True)
+    fk, fc = np.unique(feature_key, return_counts=True)
+    pos = np.searchsorted(fk, sk)
+    pos[pos == len(fk)] = 0
+    hit = fk[pos] == sk
+    return int((sc * np.where(hit, fc[pos], 1)).sum())
+
+
 def _unique_by(key, *cols):
     import numpy as np
 
@@ -111,8 +145,10 @@ def _unique_by(key, *cols):
     return [c[idx] for c in cols]
 
 
-def generate(n: int, a: float, out_dir: Path, seed: int) -> dict:
-    """Write spine.parquet and the three feature tables under ``out_dir``; return stats."""
+def generate(n: int, a: float, out_dir: Path, seed: int, keys: str = "zipf") -> dict:
+    """Write spine.parquet and the three feature tables under ``out_dir``, user and pin ids drawn
+    as ``keys`` ("zipf" with exponent ``a``, or "uniform"); return stats, including the size of
+    Feast's per-view left merge (``feast_merge_rows``)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -134,8 +170,8 @@ def generate(n: int, a: float, out_dir: Path, seed: int) -> dict:
 
     # spine: impressions in time order, event_id = position
     ts = np.sort(start_us + rng.integers(0, DAYS * 86_400 * 1_000_000, n, dtype=np.int64))
-    user = _zipf_ids(rng, a, n_users, n, user_perm)
-    pin = _zipf_ids(rng, a, n_pins, n, pin_perm)
+    user = _ids(rng, keys, a, n_users, n, user_perm)
+    pin = _ids(rng, keys, a, n_pins, n, pin_perm)
     spine = pa.table({
         "event_id": pa.array(np.arange(n, dtype=np.int64)),
         "user_id": pa.array(user), "pin_id": pa.array(pin),
@@ -147,16 +183,18 @@ def generate(n: int, a: float, out_dir: Path, seed: int) -> dict:
     # feature tables: updates proportional to activity (same skew, same hot ids), second
     # resolution over [start - 3 days, end], unique (entity, feature_ts)
     span_s = (DAYS + 3) * 86_400
-    stats = {"n": n, "users": n_users, "pins": n_pins, "zipf_a": a}
+    stats = {"n": n, "keys": keys, "users": n_users, "pins": n_pins, "zipf_a": a if keys == "zipf" else None,
+             "feast_merge_rows": {}}
+    spine_keys = {("user_id",): user, ("pin_id",): pin, ("user_id", "category"): user * N_CATEGORIES + pin_cat[pin]}
     for v in VIEWS:
         if v.keys == ("user_id",):
-            ent, code = _zipf_ids(rng, a, n_users, n_feat, user_perm), None
+            ent, code = _ids(rng, keys, a, n_users, n_feat, user_perm), None
             key = ent
         elif v.keys == ("pin_id",):
-            ent, code = _zipf_ids(rng, a, n_pins, n_feat, pin_perm), None
+            ent, code = _ids(rng, keys, a, n_pins, n_feat, pin_perm), None
             key = ent
         else:
-            ent = _zipf_ids(rng, a, n_users, n_feat, user_perm)
+            ent = _ids(rng, keys, a, n_users, n_feat, user_perm)
             code = rng.integers(0, N_CATEGORIES, n_feat).astype(np.int32)
             key = ent * N_CATEGORIES + code
         sec = rng.integers(0, span_s, n_feat, dtype=np.int64)
@@ -182,6 +220,8 @@ def generate(n: int, a: float, out_dir: Path, seed: int) -> dict:
                 data[col] = pa.array(rng.random(m))
         pq.write_table(pa.table(data), out_dir / f"{v.table}.parquet", row_group_size=rg)
         stats[f"{v.table}_rows"] = m
+        stats["feast_merge_rows"][v.name] = merge_rows(
+            spine_keys[v.keys], ent if code is None else ent * N_CATEGORIES + code)
     # skew summary
     _, ucounts = np.unique(user, return_counts=True)
     _, pcounts = np.unique(pin, return_counts=True)
@@ -338,13 +378,14 @@ def worker_main(args) -> None:
             emit(event="end", run=r, seconds=time.perf_counter() - t0, rows=n, checksum=str(h))
         return
 
+    t_start = time.perf_counter()
     from pinrec.jobs.config import SparkConfig
     from pinrec.jobs.io.spark import get_spark
 
     cfg = SparkConfig(master=f"local[{args.spark_cores}]", shuffle_partitions=args.shuffle_partitions,
                       jars_dir=str(REPO_ROOT / "var" / "jars"), driver_memory=args.driver_memory)
     spark = get_spark(cfg)
-    emit(event="ready", spark=spark.version, master=cfg.master, shuffle_partitions=cfg.shuffle_partitions,
+    emit(event="ready", spark=spark.version, spark_start_s=time.perf_counter() - t_start, master=cfg.master, shuffle_partitions=cfg.shuffle_partitions,
          driver_memory=cfg.driver_memory, aqe=spark.conf.get("spark.sql.adaptive.enabled"))
     spine = spark.read.parquet(str(spine_path))
     tables = {v.name: spark.read.parquet(str(data_dir / f"{v.table}.parquet")) for v in VIEWS}
@@ -352,7 +393,9 @@ def worker_main(args) -> None:
     def build():
         if args._worker == "ours":
             return ours_chain(spine, tables, ttl, validate=False, broadcast_max_mib=args.broadcast_max_mib)
-        return feast_chain(spine, tables, ttl_s)
+        if args._worker == "feast_sql":
+            return feast_chain(spine, tables, ttl_s)
+        raise ValueError(f"unknown Spark worker {args._worker!r}: ours or feast_sql")
 
     if args._save:  # spot check: write the full result of the sample spine
         spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
@@ -409,28 +452,46 @@ def _tree(pid: int):
         return []
 
 
+def worker_cmd(kind: str, args, data_dir: Path, events_path: Path, broadcast_max_mib: float | None = None,
+               spine: Path | None = None, save: Path | None = None) -> list[str]:
+    """The command line of one worker: the real Feast runs ``pit_join_feast.py`` with
+    ``args.feast_python`` (its own environment); every other kind runs this file with ours."""
+    if kind == "feast":
+        return [args.feast_python, str(FEAST_WORKER), "--events", str(events_path), "--data", str(data_dir),
+                "--spine", str(spine or data_dir / "spine.parquet"), "--repo", str(events_path.with_suffix(".repo")),
+                "--repeats", str(args.repeats), "--ttl-days", str(args.ttl_days),
+                *(["--save", str(save)] if save else [])]
+    return [sys.executable, str(Path(__file__).resolve()), "--_worker", kind, "--_data", str(data_dir),
+            "--_events", str(events_path), "--repeats", str(args.repeats), "--ttl-days", str(args.ttl_days),
+            "--shuffle-partitions", str(args.shuffle_partitions), "--driver-memory", args.driver_memory,
+            "--spark-cores", str(args.spark_cores), "--duckdb-threads", str(args.duckdb_threads),
+            *(["--broadcast-max-mib", str(broadcast_max_mib)] if broadcast_max_mib is not None else []),
+            *(["--no-time-validate"] if not args.time_validate else []),
+            *(["--_spine", str(spine)] if spine else []), *(["--_save", str(save)] if save else [])]
+
+
 def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float, tag: str,
-               extra: list[str] | None = None) -> dict:
-    """Run one worker subprocess; return its events, peaks and whether it timed out."""
+               broadcast_max_mib: float | None = None, spine: Path | None = None, save: Path | None = None,
+               max_rss: int | None = None) -> dict:
+    """Run one worker subprocess; return its events, peaks, its cold start (launch to ``ready``,
+    ``start_s``) and whether it timed out or was killed for holding more than ``max_rss`` bytes
+    (the RSS of its whole process tree; polled every 0.2 s)."""
     import psutil
 
     events_path = work / f"{tag}.events.jsonl"
     log_path = work / f"{tag}.log"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", kind, "--_data", str(data_dir),
-           "--_events", str(events_path), "--repeats", str(args.repeats), "--ttl-days", str(args.ttl_days),
-           "--shuffle-partitions", str(args.shuffle_partitions), "--driver-memory", args.driver_memory,
-           "--spark-cores", str(args.spark_cores), "--duckdb-threads", str(args.duckdb_threads),
-           *(["--broadcast-max-mib", str(args.broadcast_max_mib)] if args.broadcast_max_mib is not None else []),
-           *(["--no-time-validate"] if not args.time_validate else []), *(extra or [])]
+    cmd = worker_cmd(kind, args, data_dir, events_path, broadcast_max_mib, spine, save)
     env = dict(os.environ)
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     env.setdefault("PYSPARK_PYTHON", sys.executable)
     env.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     events_path.write_text("")
+    launched = time.monotonic()
     with open(log_path, "w") as logf:
         proc = subprocess.Popen(cmd, cwd=str(REPO_ROOT), stdout=logf, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True)
-    res = {"events": [], "peak_jvm_rss": 0, "peak_worker_py_rss": 0, "peak_spark_py_workers_rss": 0, "timed_out": None,
+    res = {"events": [], "peak_jvm_rss": 0, "peak_worker_py_rss": 0, "peak_spark_py_workers_rss": 0,
+           "peak_tree_rss": 0, "timed_out": None, "killed_rss": None, "start_s": None,
            "load1_max": 0.0, "log": str(log_path)}
     deadline = time.monotonic() + STARTUP_SLACK_S
     phase = "startup"
@@ -438,7 +499,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
     last_pids: set[int] = set()
     try:
         while True:
-            py_workers = 0  # Spark's Python workers (daemon and its children): the broadcast lookup runs there
+            py_workers = tree = 0  # Spark's Python workers (daemon and its children): the broadcast lookup runs there
             for p in _tree(proc.pid):
                 try:
                     rss = p.memory_info().rss
@@ -446,6 +507,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
                 except psutil.Error:
                     continue
                 last_pids.add(p.pid)
+                tree += rss
                 if "java" in name:
                     res["peak_jvm_rss"] = max(res["peak_jvm_rss"], rss)
                 elif p.pid == proc.pid:
@@ -453,6 +515,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
                 else:
                     py_workers += rss
             res["peak_spark_py_workers_rss"] = max(res["peak_spark_py_workers_rss"], py_workers)
+            res["peak_tree_rss"] = max(res["peak_tree_rss"], tree)
             res["load1_max"] = max(res["load1_max"], os.getloadavg()[0])
             with open(events_path) as f:
                 f.seek(pos)
@@ -466,11 +529,17 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
                     phase = f"run {ev['run']}"
                     deadline = time.monotonic() + run_timeout_s
                 elif ev["event"] in ("end", "ready"):
+                    if ev["event"] == "ready":
+                        res["start_s"] = time.monotonic() - launched
                     phase = "between runs"
                     deadline = time.monotonic() + STARTUP_SLACK_S
                     if ev["event"] == "end":
                         log(f"  {tag}: run {ev['run']}: {ev['seconds']:.2f} s")
             if proc.poll() is not None:
+                break
+            if max_rss and tree > max_rss:
+                res["killed_rss"] = {"phase": phase, "rss": tree, "after_s": round(time.monotonic() - launched, 1)}
+                log(f"  {tag}: {phase}: its processes hold {_gib(tree)} > {_gib(max_rss)}; killing worker {proc.pid}")
                 break
             if time.monotonic() > deadline:
                 res["timed_out"] = phase
@@ -481,6 +550,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
         if proc.poll() is None:
             _kill_tree(proc)
     res["returncode"] = proc.returncode
+    res["after_s"] = round(time.monotonic() - launched, 1)
     survivors = []
     for pid in last_pids:
         try:
@@ -489,9 +559,16 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
         except psutil.Error:
             pass
     res["survivors"] = survivors
-    if proc.returncode not in (0, None) and res["timed_out"] is None:
+    res["failed"] = None
+    if proc.returncode not in (0, None) and res["timed_out"] is None and res["killed_rss"] is None:
         tail = Path(log_path).read_text()[-3000:]
-        raise RuntimeError(f"worker {tag} failed (rc={proc.returncode}); log {log_path}:\n{tail}")
+        if kind not in ("feast", "feast_sql"):
+            raise RuntimeError(f"worker {tag} failed (rc={proc.returncode}); log {log_path}:\n{tail}")
+        # a peer that dies (Feast's merge raising MemoryError) is a result, not a broken benchmark
+        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
+        res["failed"] = (f"killed by signal {-proc.returncode} from outside the benchmark (last output: {last[:80]})"
+                         if proc.returncode < 0 else last or f"exit code {proc.returncode}")
+        log(f"  {tag}: failed: {res['failed']}")
     return res
 
 
@@ -543,22 +620,28 @@ def _fmt_s(x: float | None) -> str:
 # spot check
 # --------------------------------------------------------------------------------------------
 
-def spot_check(args, data_dir: Path, work: Path) -> dict:
+def spot_check(args, data_dir: Path, work: Path, tag: str = "") -> dict:
+    """Run ours (default path), the real Feast and (with ``--spark-formulation``) Feast's Spark
+    formulation on a ``SAMPLE_ROWS`` sample of ``data_dir``'s spine; compare every output column
+    by event_id with ours (the real Feast: its feature columns on the rows it returned)."""
     import duckdb
 
-    sample = work / "sample_spine.parquet"
+    sample = work / f"sample_spine{tag}.parquet"
     write_sample(data_dir, sample, SAMPLE_ROWS, args.seed)
     ttl_s = int(args.ttl_days * 86_400)
     out: dict = {"sample_rows": SAMPLE_ROWS}
     results = {}
-    for kind in ("ours", "feast"):
-        path = work / f"sample_{kind}"
-        r = run_worker(kind, args, data_dir, work, args.feast_timeout_min * 60, f"check_{kind}",
-                       ["--_spine", str(sample), "--_save", str(path)])
-        if r["timed_out"]:
-            out[f"{kind}_status"] = f"did not finish in {args.feast_timeout_min:g} min"
+    kinds = ["ours", *(["feast"] if args.feast else []), *(["feast_sql"] if args.spark_formulation else [])]
+    for kind in kinds:
+        path = work / f"sample{tag}_{kind}"
+        r = run_worker(kind, args, data_dir, work, args.feast_timeout_min * 60, f"check{tag}_{kind}",
+                       spine=sample, save=path.with_suffix(".parquet") if kind == "feast" else path,
+                       max_rss=int(args.feast_max_rss_gib * 2**30) if kind == "feast" else None)
+        if r["timed_out"] or r["killed_rss"] or r["failed"]:
+            out[f"{kind}_status"] = _dnf_text(r, args)
         else:
-            results[kind] = f"read_parquet('{path}/*.parquet')"
+            results[kind] = (f"read_parquet('{path}.parquet')" if kind == "feast"
+                             else f"read_parquet('{path}/*.parquet')")
             out[f"{kind}_seconds"] = round(r["events"][-1]["seconds"], 2)
     con = duckdb.connect()
     con.execute(f"SET threads = {args.duckdb_threads}")
@@ -571,7 +654,7 @@ def spot_check(args, data_dir: Path, work: Path) -> dict:
         return out
     cols = [c for c in output_columns() if c not in ("event_id",)]
     comparisons = {}
-    for other in ("feast", "duckdb_exact", "duckdb_asof_ttl"):
+    for other in ("feast_sql", "duckdb_exact", "duckdb_asof_ttl"):
         if other not in results:
             continue
         diffs = ", ".join(f"count(*) FILTER (a.\"{c}\" IS DISTINCT FROM b.\"{c}\") AS \"{c}\"" for c in cols)
@@ -588,6 +671,8 @@ def spot_check(args, data_dir: Path, work: Path) -> dict:
             + " OR ".join(f"a.\"{c}\" IS DISTINCT FROM b.\"{c}\"" for c in cols)).fetchall()[0][0]
         comparisons[other] = {"rows_ours": rows_ours, "rows_other": rows_other, "rows_differing": bad_rows,
                               "agree": bad_rows == 0 and rows_ours == rows_other, "mismatching_columns": mism}
+    if "feast" in results:
+        comparisons["feast"] = compare_feast(con, results["ours"], results["feast"])
     # how often each view found a fresh, known row (so the check is not vacuous)
     hit = con.sql("SELECT " + ", ".join(f"avg(CASE WHEN NOT {v.name}__missing THEN 1.0 ELSE 0 END)"
                                         for v in VIEWS) + f" FROM {results['ours']}").fetchall()[0]
@@ -600,6 +685,30 @@ def spot_check(args, data_dir: Path, work: Path) -> dict:
     return out
 
 
+def compare_feast(con, ours: str, feast: str) -> dict:
+    """The real Feast's output vs ours, both DuckDB relations: rows of each, Feast rows whose
+    event_id ours lacks, and, on the rows Feast returned, rows where any feature value differs
+    (compared as DOUBLE: Feast turns an int column with nulls into float)."""
+    feats = [f"{v.name}__{c}" for v in VIEWS for c, _ in v.features]
+    rows_ours = con.sql(f"SELECT count(*) FROM {ours}").fetchall()[0][0]
+    rows_feast, distinct = con.sql(f"SELECT count(*), count(DISTINCT event_id) FROM {feast}").fetchall()[0]
+    unknown = con.sql(f"SELECT count(*) FROM {feast} b ANTI JOIN {ours} a USING (event_id)").fetchall()[0][0]
+    differ = " OR ".join(f"CAST(a.\"{c}\" AS DOUBLE) IS DISTINCT FROM CAST(b.\"{c}\" AS DOUBLE)" for c in feats)
+    bad = con.sql(f"SELECT count(*) FROM {feast} b JOIN {ours} a USING (event_id) WHERE {differ}").fetchall()[0][0]
+    return {"rows_ours": rows_ours, "rows_other": rows_feast, "distinct_event_ids_feast": distinct,
+            "feast_rows_not_in_ours": unknown, "rows_differing": bad, "agree": bad == 0 and unknown == 0}
+
+
+def _dnf_text(r: dict, args) -> str:
+    """Why a worker did not finish: killed over the RSS cap, or over its time limit."""
+    if r.get("failed"):
+        return f"failed after {r['after_s']:.0f} s: {r['failed'][:160]}"
+    if r.get("killed_rss"):
+        k = r["killed_rss"]
+        return f"killed at {_gib(k['rss'])} RSS (cap {args.feast_max_rss_gib:g} GiB) after {k['after_s']:.0f} s"
+    return f"did not finish in {args.feast_timeout_min:g} min"
+
+
 # --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
@@ -607,16 +716,32 @@ def spot_check(args, data_dir: Path, work: Path) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="1e6,5e6,10e6", help="comma-separated spine sizes (default 1e6,5e6,10e6)")
+    p.add_argument("--sizes", default="1e6,1e7", help="comma-separated spine sizes (default 1e6,1e7)")
+    p.add_argument("--keys", default="uniform,zipf",
+                   help="comma-separated key distributions of user and pin ids: uniform, zipf (default both)")
+    p.add_argument("--paths", default="broadcast,sort-merge",
+                   help="ours' join paths to time: broadcast (feature tables up to --broadcast-max-mib take the "
+                        "in-place lookup) and sort-merge (--broadcast-max-mib 0) (default both)")
+    p.add_argument("--no-feast", dest="feast", action="store_false", help="skip the real Feast")
+    p.add_argument("--feast-python", default=str(DEFAULT_FEAST_PYTHON),
+                   help=f"Python of Feast's own environment (default {DEFAULT_FEAST_PYTHON})")
+    p.add_argument("--make-feast-env", action="store_true",
+                   help="create that environment (a venv with the pinned feast, pandas, pyarrow) if it is missing")
+    p.add_argument("--feast-max-rss-gib", type=float, default=8.0,
+                   help="kill the real Feast's worker when its processes hold more than this (default 8)")
+    p.add_argument("--spark-formulation", action="store_true",
+                   help="also time Feast's offline-store SQL re-implemented on Spark (the earlier peer)")
     p.add_argument("--feast-timeout-min", type=float, default=15.0,
-                   help="hard limit per run of the Feast formulation (default 15)")
+                   help="hard limit per run of the real Feast and of the Spark formulation (default 15)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per method; the median is reported")
-    p.add_argument("--out", help="write all results as JSON to this path")
+    p.add_argument("--out", help="write all results as JSON to this path (after each size and key distribution)")
+    p.add_argument("--render", metavar="JSON", help="print the table of a saved --out file (of a finished or "
+                                                    "interrupted run) and exit")
     p.add_argument("--run-timeout-min", type=float, default=30.0,
                    help="safety limit per run of ours / DuckDB (default 30)")
     p.add_argument("--feast-after-dnf", choices=("skip", "run"), default="skip",
-                   help="after the Feast formulation timed out at one size, skip it at larger sizes "
-                        "(its cost grows quadratically in a hot key's rows) [default: skip]")
+                   help="after Feast (or the Spark formulation) did not finish at one size, skip it at larger sizes "
+                        "with the same keys (its cost grows with spine rows x feature rows per key) [default: skip]")
     p.add_argument("--zipf-a", type=float, default=1.3, help="Zipf exponent of user and pin ids")
     p.add_argument("--ttl-days", type=float, default=2.0, help="TTL of all three views (default 2 days)")
     p.add_argument("--seed", type=int, default=SEED)
@@ -630,11 +755,62 @@ def parse_args(argv=None):
     p.add_argument("--work-dir", help="where data and logs go (default: a fresh temp dir, removed at the end)")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
     p.add_argument("--broadcast-max-mib", type=float, default=None,
-                   help="ours: feature tables Spark estimates at most this size (MiB) take the broadcast "
-                        "lookup; 0: sort-merge only (default: pinrec.jobs.features.pit_join.BROADCAST_MAX_BYTES)")
+                   help="ours' broadcast path: feature tables Spark estimates at most this size (MiB) take the "
+                        "broadcast lookup (default: pinrec.jobs.features.pit_join.BROADCAST_MAX_BYTES)")
     for hidden in ("--_worker", "--_data", "--_events", "--_spine", "--_save"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name, allowed in (("keys", KEY_DISTRIBUTIONS), ("paths", tuple(PATHS))):
+        bad = [x for x in _split(getattr(args, name)) if x not in allowed]
+        if bad or not _split(getattr(args, name)):
+            p.error(f"--{name}: {bad or 'empty'} not allowed; choose from {', '.join(allowed)}")
+    return args
+
+
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def ensure_feast_env(args) -> str:
+    """Feast's Python, checked to import feast; with ``--make-feast-env`` the venv is created first
+    when missing. Raises with the command to run otherwise."""
+    py = Path(args.feast_python)
+    if not py.exists() and args.make_feast_env:
+        env = py.parents[1]
+        log(f"creating Feast's environment in {env} ({', '.join(FEAST_PIN)})")
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+        subprocess.run([str(env / "bin" / "pip"), "install", "-q", *FEAST_PIN], check=True)
+    done = subprocess.run([str(py), "-c", "import feast; print(feast.__version__)"], capture_output=True, text=True,
+                          check=False) if py.exists() else None
+    if done is None or done.returncode != 0:
+        raise SystemExit(f"--feast-python {py}: no Python with feast there ({done.stderr[-300:] if done else 'missing'}); "
+                         f"run with --make-feast-env, or pass --no-feast")
+    return done.stdout.strip()
+
+
+def _time_worker(kind: str, args, data_dir: Path, work: Path, tag: str, **kw) -> dict:
+    """One timed worker with medians and its kind's extras (plan of ours, rows and threads)."""
+    limit = (args.feast_timeout_min if kind in ("feast", "feast_sql") else args.run_timeout_min) * 60
+    log(f"  {tag}: starting (limit {limit / 60:g} min per run)")
+    r = run_worker(kind, args, data_dir, work, limit, tag, **kw)
+    r["median_s"] = _median(r)
+    r["runs_s"] = [round(e["seconds"], 3) for e in _runs(r)]
+    r["rows"] = next((e.get("rows") for e in _runs(r)), None)
+    ready = next((e for e in r["events"] if e["event"] == "ready"), {})
+    r["spark_start_s"], r["setup_s"], r["threads"] = ready.get("spark_start_s"), ready.get("setup_s"), ready.get("threads")
+    if kind == "ours":
+        r["median_build_s"] = _median(r, "build_s")
+        val = [e for e in r["events"] if e["event"] == "end" and e["run"] == "validate"]
+        r["validate_s"] = val[0]["seconds"] if val else None
+        plan = [e for e in r["events"] if e["event"] == "plan"]
+        r["plan"] = plan[0] if plan else None
+    return r
+
+
+def _save(report: dict, out: str | None) -> None:
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2, default=str))
 
 
 def main(argv=None) -> int:
@@ -642,136 +818,189 @@ def main(argv=None) -> int:
     if args._worker:
         worker_main(args)
         return 0
+    if args.render:
+        report = json.loads(Path(args.render).read_text())
+        print(render(report, parse_args(report["args_argv"])))
+        return 0
     import psutil
 
-    sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
+    sizes = [int(float(s)) for s in _split(args.sizes)]
+    dists, paths = _split(args.keys), _split(args.paths)
+    feast_version = ensure_feast_env(args) if args.feast else None
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="pinrec-pitbench-"))
     work.mkdir(parents=True, exist_ok=True)
     mem = psutil.virtual_memory().total
     machine = {"nproc": os.cpu_count(), "ram_gib": round(mem / 2**30, 1), "python": platform.python_version(),
-               "platform": platform.platform()}
-    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine,
-              "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "sizes": {}}
-    log(f"work dir {work}; machine {machine}")
-    feast_dnf_at = None
+               "platform": platform.platform(), "load_at_start": os.getloadavg()}
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine, "feast": feast_version,
+              "args_argv": list(sys.argv[1:] if argv is None else argv),
+              "args": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "runs": []}
+    log(f"work dir {work}; machine {machine}; feast {feast_version}")
+    dnf_at: dict = {}  # (kind, keys) -> first size it did not finish
     try:
-        for i, n in enumerate(sizes):
-            data_dir = work / f"n{n}"
-            data_dir.mkdir(exist_ok=True)
-            log(f"N={n:,}: generating data")
-            stats = generate(n, args.zipf_a, data_dir, args.seed)
-            log(f"  {stats}")
-            entry: dict = {"data": stats}
-            for kind in ("ours", "feast", "duckdb"):
-                if kind == "feast" and feast_dnf_at is not None and args.feast_after_dnf == "skip":
-                    entry[kind] = {"skipped": f"did not finish in {args.feast_timeout_min:g} min at "
-                                              f"N={feast_dnf_at:,}; not attempted"}
-                    log(f"  feast: skipped ({entry[kind]['skipped']})")
-                    continue
-                limit = (args.feast_timeout_min if kind == "feast" else args.run_timeout_min) * 60
-                log(f"  {kind}: starting (limit {limit / 60:g} min per run)")
-                r = run_worker(kind, args, data_dir, work, limit, f"n{n}_{kind}")
-                r["median_s"] = _median(r)
-                r["runs_s"] = [round(e["seconds"], 3) for e in _runs(r)]
-                if kind == "ours":
-                    r["median_build_s"] = _median(r, "build_s")
-                    val = [e for e in r["events"] if e["event"] == "end" and e["run"] == "validate"]
-                    r["validate_s"] = val[0]["seconds"] if val else None
-                    r["validate_per_view_s"] = val[0]["per_view"] if val else None
-                    plan = [e for e in r["events"] if e["event"] == "plan"]
-                    r["plan"] = plan[0] if plan else None
-                if kind == "feast" and r["timed_out"]:
-                    feast_dnf_at = feast_dnf_at or n
-                if kind == "duckdb":
-                    r["threads"] = next((e.get("threads") for e in r["events"] if e["event"] == "ready"), None)
-                    r["rows"] = next((e.get("rows") for e in _runs(r)), None)
-                entry[kind] = r
-            if i == 0 and args.spot_check:
-                log(f"  spot check on a {SAMPLE_ROWS:,}-row sample of N={n:,}")
-                entry["spot_check"] = spot_check(args, data_dir, work)
-                report["spot_check"] = {"n": n, **entry["spot_check"]}
-            report["sizes"][str(n)] = entry
-            if not args.keep:
-                shutil.rmtree(data_dir, ignore_errors=True)
+        for n in sizes:
+            for keys in dists:
+                data_dir = work / f"{keys}_n{n}"
+                data_dir.mkdir(exist_ok=True)
+                log(f"N={n:,}, {keys} keys: generating data")
+                stats = generate(n, args.zipf_a, data_dir, args.seed, keys)
+                log(f"  {stats}")
+                entry: dict = {"n": n, "keys": keys, "data": stats}
+                for path in paths:
+                    bmm = args.broadcast_max_mib if PATHS[path] is None else PATHS[path]
+                    entry[f"ours_{path}"] = _time_worker("ours", args, data_dir, work, f"{keys}_n{n}_ours_{path}",
+                                                         broadcast_max_mib=bmm)
+                entry["duckdb"] = _time_worker("duckdb", args, data_dir, work, f"{keys}_n{n}_duckdb")
+                peers = [*(["feast"] if args.feast else []), *(["feast_sql"] if args.spark_formulation else [])]
+                for kind in peers:
+                    if (kind, keys) in dnf_at and args.feast_after_dnf == "skip":
+                        entry[kind] = {"skipped": f"did not finish at N={dnf_at[kind, keys]:,}; not attempted"}
+                        log(f"  {kind}: skipped ({entry[kind]['skipped']})")
+                        continue
+                    cap = int(args.feast_max_rss_gib * 2**30) if kind == "feast" else None
+                    r = entry[kind] = _time_worker(kind, args, data_dir, work, f"{keys}_n{n}_{kind}", max_rss=cap)
+                    if r["timed_out"] or r["killed_rss"] or r["failed"]:
+                        r["dnf"] = _dnf_text(r, args)
+                        dnf_at.setdefault((kind, keys), n)
+                if n == sizes[0] and args.spot_check:
+                    log(f"  spot check on a {SAMPLE_ROWS:,}-row sample of N={n:,}, {keys} keys")
+                    entry["spot_check"] = spot_check(args, data_dir, work, f"_{keys}")
+                report["runs"].append(entry)
+                _save(report, args.out)  # after each entry: an interrupted run keeps what it measured
+                if not args.keep:
+                    shutil.rmtree(data_dir, ignore_errors=True)
     finally:
         report["parent_peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(json.dumps(report, indent=2, default=str))
+        report["load_at_end"] = os.getloadavg()
+        _save(report, args.out)
         if not (args.keep or args.work_dir):
             shutil.rmtree(work, ignore_errors=True)
     print(render(report, args))
     return 0
 
 
+def ratios(e: dict, paths: list[str]) -> dict:
+    """The issue's ratios for one (N, keys) entry; None where an engine has no time. ``per_row``:
+    Feast's seconds per row returned / ours' (ours returns every spine row); ``per_call``: Feast's
+    call / (ours' Spark start + ours' run); ``vs_duckdb[path]``: ours / DuckDB ASOF. Ours is the
+    first of ``paths`` for the Feast ratios."""
+    n, duck, feast = e["n"], e.get("duckdb", {}), e.get("feast", {})
+    ours = e.get(f"ours_{paths[0]}", {})
+    o, f, d = ours.get("median_s"), feast.get("median_s"), duck.get("median_s")
+    start = ours.get("spark_start_s")
+    out = {"per_row": None, "per_call": None, "vs_duckdb": {}}
+    if o and f and feast.get("rows"):
+        out["per_row"] = (f / feast["rows"]) / (o / n)
+    if o and f and start is not None:
+        out["per_call"] = f / (start + o)
+    for path in paths:
+        op = e.get(f"ours_{path}", {}).get("median_s")
+        out["vs_duckdb"][path] = op / d if op and d else None
+    return out
+
+
+def _x(r: float | None) -> str:
+    return "n/a" if r is None else f"{r:.2f}×"
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "not met")
+
+
+def _peer_text(r: dict) -> str:
+    if "skipped" in r:
+        return f"not run ({r['skipped']})"
+    return r.get("dnf") or _fmt_s(r.get("median_s"))
+
+
 def render(report: dict, args) -> str:
-    m = report["machine"]
+    m, paths = report["machine"], _split(args.paths)
     lines = [
-        (f"Machine: {m['nproc']} cores (nproc), {m['ram_gib']} GiB RAM, Python {m['python']}. "
-        f"Times are medians of {args.repeats} run(s), seconds, each run fully materialising the 3-view result "
-        f"(Spark: noop write of every column; DuckDB: count + bit_xor(hash(every column))). "
-        f"Spark local[{args.spark_cores}], {args.shuffle_partitions} shuffle partitions, driver {args.driver_memory}; "
-        f"DuckDB {args.duckdb_threads} threads. TTL {args.ttl_days:g} days; Zipf a={args.zipf_a}."),
+        (f"Machine: {m['nproc']} cores (nproc), {m['ram_gib']} GiB RAM, Python {m['python']}; 1/5/15-min load "
+         f"average at start {m['load_at_start']}, at end {report.get('load_at_end')}. Times are medians of "
+         f"{args.repeats} run(s), seconds, each fully materialising the 3-view result (Spark: noop write of every "
+         f"column; Feast {report.get('feast')}: get_historical_features(...).to_df() incl. reading the spine into "
+         f"pandas; DuckDB: count + bit_xor(hash(every column))). Spark local[{args.spark_cores}], "
+         f"{args.shuffle_partitions} shuffle partitions, driver {args.driver_memory}; DuckDB {args.duckdb_threads} "
+         f"threads. TTL {args.ttl_days:g} days; Zipf a={args.zipf_a}. Ratios against Feast use ours' {paths[0]} path."),
         "",
-        ("| N impressions | ours (s) | Feast formulation (s) | DuckDB ASOF (s) | ours/DuckDB | Feast/ours "
-        "| peak JVM RSS (ours) | peak JVM RSS (Feast) | DuckDB worker peak RSS | Spark driver-py peak RSS (ours) |"),
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| keys | N spine rows | rows returned ours / Feast / DuckDB | "
+         + " | ".join(f"ours {p} (s)" for p in paths)
+         + " | Spark start (s) | Feast call (s) | DuckDB ASOF (s) | Feast ÷ ours per row returned "
+           "| Feast ÷ (Spark start + ours) per call | " + " | ".join(f"ours ÷ DuckDB ({p})" for p in paths)
+         + " | peak RSS ours JVM / Feast / DuckDB |"),
+        "|---|---:|---:|" + "---:|" * (len(paths) * 2 + 6),
     ]
     notes = []
-    for n, e in report["sizes"].items():
-        ours, feast, duck = e.get("ours", {}), e.get("feast", {}), e.get("duckdb", {})
-        o, d = ours.get("median_s"), duck.get("median_s")
-        limit = args.feast_timeout_min
-        if "skipped" in feast:
-            f_txt, ratio_f = f"not run ({feast['skipped']})", "n/a"
-        elif feast.get("timed_out"):
-            f_txt = f"did not finish in {limit:g} min"
-            ratio_f = (f"> {limit * 60 / o:.1f}x" if limit * 60 / o < 10 else f"> {limit * 60 / o:.0f}x") if o else "n/a"
-        else:
-            f = feast.get("median_s")
-            f_txt, ratio_f = _fmt_s(f), (f"{f / o:.1f}x" if f and o else "n/a")
-        ratio_d = f"{o / d:.1f}x" if o and d else "n/a"
-        lines.append(f"| {int(n):,} | {_fmt_s(o)} | {f_txt} | {_fmt_s(d)} | {ratio_d} | {ratio_f} "
-                     f"| {_gib(ours.get('peak_jvm_rss', 0))} | {_gib(feast.get('peak_jvm_rss', 0))} "
-                     f"| {_gib(duck.get('peak_worker_py_rss', 0))} | {_gib(ours.get('peak_worker_py_rss', 0))} |")
+    for e in report["runs"]:
+        n, ours, feast, duck = e["n"], e.get(f"ours_{paths[0]}", {}), e.get("feast", {}), e.get("duckdb", {})
+        r = ratios(e, paths)
+        rows = f"{n:,} / {feast['rows']:,}" if feast.get("rows") else f"{n:,} / –"
+        rows += f" / {duck['rows']:,}" if duck.get("rows") else " / –"
+        lines.append(
+            f"| {e['keys']} | {n:,} | {rows} | "
+            + " | ".join(_fmt_s(e.get(f"ours_{p}", {}).get("median_s")) for p in paths)
+            + f" | {_fmt_s(ours.get('spark_start_s'))} | {_peer_text(feast) if args.feast else 'not run'} "
+              f"| {_fmt_s(duck.get('median_s'))} | {_x(r['per_row'])} | {_x(r['per_call'])} | "
+            + " | ".join(_x(r["vs_duckdb"][p]) for p in paths)
+            + f" | {_gib(ours.get('peak_jvm_rss', 0))} / {_gib(feast.get('peak_tree_rss', 0))} "
+              f"/ {_gib(duck.get('peak_worker_py_rss', 0))} |")
         st = e["data"]
+        merge = ", ".join(f"{k} {v:,}" for k, v in st["feast_merge_rows"].items())
         notes.append(
-            f"- N={int(n):,}: data {st['users']:,} users / {st['pins']:,} pins, feature rows "
-            f"user {st['user_features_rows']:,} / pin {st['pin_features_rows']:,} / user x category "
-            f"{st['user_category_features_rows']:,}; hottest user = {st['top_user_share']:.1%} of impressions "
-            f"({st['top_user_impressions']:,}) with {st['top_user_feature_rows']:,} feature rows; hottest pin "
-            f"{st['top_pin_share']:.1%}. Peak RSS of Spark's Python workers (sum) ours/Feast: "
-            f"{_gib(ours.get('peak_spark_py_workers_rss', 0))}/{_gib(feast.get('peak_spark_py_workers_rss', 0))}. "
-            f"ours runs {ours.get('runs_s')} (of which plan building incl. eager "
-            f"spine checks, median {_fmt_s(ours.get('median_build_s'))} s); uniqueness check (validate=True "
-            f"part, 3 views, once) {_fmt_s(ours.get('validate_s'))} s; Feast runs {feast.get('runs_s', '-')}; "
-            f"DuckDB runs {duck.get('runs_s')}; max 1-min load average during ours/Feast/DuckDB: "
-            f"{ours.get('load1_max', 0):.1f}/{feast.get('load1_max', 0):.1f}/{duck.get('load1_max', 0):.1f}.")
-        if ours.get("plan"):
-            notes.append(f"  ours' optimized plan for the 3 views holds {ours['plan'].get('map_in_arrow', 0)} "
-                         f"MapInArrow (broadcast lookup), {ours['plan'].get('exchanges', 0)} repartitions, "
-                         f"{ours['plan']['window_ops']} Window "
-                         f"operators and {ours['plan']['relations_read']} Parquet relation scans.")
-        if feast.get("timed_out"):
-            notes.append(f"  Feast formulation killed during {feast['timed_out']}; leftover processes after kill: "
-                         f"{feast.get('survivors') or 'none'}.")
+            f"- {e['keys']}, N={n:,}: {st['users']:,} users / {st['pins']:,} pins, feature rows user "
+            f"{st['user_features_rows']:,} / pin {st['pin_features_rows']:,} / user x category "
+            f"{st['user_category_features_rows']:,}; hottest user {st['top_user_share']:.1%} of impressions, hottest "
+            f"pin {st['top_pin_share']:.1%}. Rows of Feast's per-view left merge (spine x feature rows per key; at "
+            f"most this for the 2nd and 3rd view): {merge}. Runs: "
+            + "; ".join(f"ours {p} {e.get(f'ours_{p}', {}).get('runs_s')}" for p in paths)
+            + f"; Feast {feast.get('runs_s', '-')} (import + registry apply {_fmt_s(feast.get('setup_s'))} s, cold "
+              f"start to ready {_fmt_s(feast.get('start_s'))} s); DuckDB {duck.get('runs_s')}. Max 1-min load "
+              f"average during ours/Feast/DuckDB: {ours.get('load1_max', 0):.1f}/{feast.get('load1_max', 0):.1f}/"
+              f"{duck.get('load1_max', 0):.1f}.")
+        for p in paths:
+            plan = e.get(f"ours_{p}", {}).get("plan")
+            if plan:
+                notes.append(f"  ours {p}: plan with {plan.get('map_in_arrow', 0)} MapInArrow (broadcast lookups), "
+                             f"{plan.get('exchanges', 0)} repartitions, {plan['window_ops']} Window operators.")
+        if "feast_sql" in e:
+            notes.append(f"  Feast's SQL formulation on Spark: {_peer_text(e['feast_sql'])}.")
     lines += ["", "Notes:", *notes,
-              ("- ours: `pinrec.jobs.features.pit_join.point_in_time_join_many` over 3 views with validate=False (the "
-              "uniqueness check is timed separately above); it applies feature_ts <= t, created_ts <= t and the TTL."),
-              ("- Feast formulation: range join on entity + feature_ts <= ts + feature_ts >= ts - ttl + created_ts <= ts, "
-              "ROW_NUMBER() OVER (PARTITION BY entity row ORDER BY feature_ts DESC, created_ts DESC) = 1, left join "
-              "back; same Spark settings, separate JVM; a run over its limit is killed with its JVM."),
-              ("- DuckDB ASOF LEFT JOIN ... ON key AND s.ts >= f.feature_ts, TTL as a post-filter; it does NOT apply the "
-              "created_ts rule (a row written after the event can be used), so it does a bit less work than the others."),
-              (f"- Peak RSS sampled every 0.2 s with psutil; parent (data generation) peak RSS "
-              f"{_gib(report.get('parent_peak_rss', 0))}. The machine may be shared: see the load averages.")]
-    sc = report.get("spot_check")
-    if sc:
-        lines += ["", (f"Correctness spot check on a {sc['sample_rows']:,}-row sample of the N={sc['n']:,} spine "
-                      f"(all output columns compared by event_id):")]
-        if "feast_status" in sc:
-            lines.append(f"- Feast formulation on the sample: {sc['feast_status']}")
+              ("- ours: `point_in_time_join_many` over 3 views, validate=False; every spine row is returned "
+               "(a left join; checked on the sample below). Feast's local file store (Dask) returns fewer: it drops "
+               "a spine row whose key has feature rows but none in [t - ttl, t], and merges spine rows sharing "
+               "(join keys, t); hence the per-row ratio. filter_by_created_timestamp=True gives it ours' "
+               "created_ts <= t rule."),
+              ("- DuckDB ASOF LEFT JOIN ... ON key AND s.ts >= f.feature_ts, TTL as a post-filter; it does NOT apply "
+               "the created_ts rule, so it does a bit less work than the others."),
+              (f"- Peak RSS sampled every 0.2 s with psutil (Feast: its whole process tree, killed above "
+               f"{args.feast_max_rss_gib:g} GiB); parent (data generation) peak RSS {_gib(report.get('parent_peak_rss', 0))}.")]
+    big = max((e["n"] for e in report["runs"]), default=0)
+    lines += ["", f"Targets at N={big:,}:"]
+    for e in (e for e in report["runs"] if e["n"] == big):
+        r = ratios(e, paths)
+        dnf = e.get("feast", {}).get("dnf") or e.get("feast", {}).get("skipped")
+        pr = "Feast did not return (" + dnf + ")" if dnf else _met(None if r["per_row"] is None else r["per_row"] >= 5)
+        pc = "Feast did not return" if dnf else _met(None if r["per_call"] is None else r["per_call"] > 1)
+        vd = "; ".join(f"{p} {_met(None if v is None else v <= 2)} ({_x(v)})" for p, v in r["vs_duckdb"].items())
+        lines.append(f"- {e['keys']} keys: >= 5x faster than Feast per spine row returned: {pr} ({_x(r['per_row'])}); "
+                     f"faster per call with Spark start included: {pc} ({_x(r['per_call'])}); within 2x of DuckDB "
+                     f"ASOF: {vd}.")
+    for e in report["runs"]:
+        sc = e.get("spot_check")
+        if not sc:
+            continue
+        lines += ["", (f"Correctness spot check, {e['keys']} keys, on a {sc['sample_rows']:,}-row sample of the "
+                       f"N={e['n']:,} spine (compared by event_id):")]
+        for k in ("feast", "feast_sql"):
+            if f"{k}_status" in sc:
+                lines.append(f"- {k} on the sample: {sc[f'{k}_status']}")
         for other, c in sc.get("comparisons", {}).items():
+            if other == "feast":
+                lines.append(f"- ours vs the real Feast: rows {c['rows_ours']:,} vs {c['rows_other']:,}; Feast rows "
+                             f"unknown to ours {c['feast_rows_not_in_ours']:,}; of Feast's rows, {c['rows_differing']:,} "
+                             f"differ in some feature value -> {'AGREE on every row Feast returns' if c['agree'] else 'DIFFER'}")
+                continue
             verdict = "AGREE" if c["agree"] else f"DIFFER on {c['rows_differing']:,} rows {c['mismatching_columns']}"
             if other == "duckdb_asof_ttl" and not c["agree"]:
                 same = c["rows_differing"] == sc.get("rows_where_created_ts_matters")
@@ -779,9 +1008,7 @@ def render(report: dict, args) -> str:
                             else " -- NOT explained by the created_ts rule alone")
             lines.append(f"- ours vs {other}: {verdict} (rows {c['rows_ours']:,} vs {c['rows_other']:,})")
         if "hit_rate" in sc:
-            lines.append(f"- share of sample rows with a fresh known feature row, per view: {sc['hit_rate']}; rows "
-                         f"where the created_ts rule changes some view's answer (exact vs DuckDB ASOF+TTL): "
-                         f"{sc['rows_where_created_ts_matters']:,}")
+            lines.append(f"- share of sample rows with a fresh known feature row, per view: {sc['hit_rate']}")
     return "\n".join(lines)
 
 
