@@ -69,8 +69,10 @@ MODULES = {
 }
 
 
-def _without_cache(cfg: PinrecConfig) -> dict:
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "cache"}
+def _bundle_config(cfg: PinrecConfig) -> dict:
+    """The sections that shape a bundle: all but where things are stored, how Spark runs and the cache
+    itself (a lake moved elsewhere still holds the same bundle)."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("cache", "storage", "spark")}
 
 
 class Steps:
@@ -128,8 +130,8 @@ class Steps:
         else:
             source = as_location(cfg.dataset.path)
             files = source.files_below() if source.is_dir() else [source]
-            fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.datasets"), config=cfg.dataset,
-                             inputs={f.path: file_digest(f) for f in files})
+            fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.datasets"), config={k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "path"},
+                             inputs={f.path[len(source.path):]: file_digest(f) for f in files})
         self.fingerprints["landing"] = fp
         marker = root / LANDING_MARKER
         meta = json.loads(marker.read_text()) if marker.is_file() else {}

@@ -15,7 +15,7 @@ from pinrec.jobs.io.fingerprint import fingerprint
 from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.tracking import mlflow_artifact_root
 
-from .cached_steps import Steps, _without_cache
+from .cached_steps import Steps, _bundle_config
 from .step_cache import (
     FINGERPRINT_FILE,
     Cached,
@@ -160,7 +160,9 @@ class PipelineSteps(Steps):
         from pinrec.schemas.manifest import Manifest
 
         cfg = self.cfg
-        fp = self._whole("publish", _without_cache(cfg), {"folders": self.folders})
+        # the steps whose folders it bundles by their fingerprints, not their paths: a moved lake is no change
+        fp = self._whole("publish", _bundle_config(cfg),
+                         {s: self.fingerprints.get(s) for s in ("pinsage", "two_tower", "cf", "ranker", "index")})
         store, name = Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name
         newest = None
         for version in store.list_dir(f"bundles/{name}"):
