@@ -14,8 +14,9 @@
    with the same kind's model of the day before (:func:`~pinrec.models.embedding_stability.neighbour_overlap`);
 5. and what the blessing gate would see when the previous published version is the warm chain's:
    the overlap@10 with the day before's *warm* model of the cold model (an honest cold restart) and of
-   an untrained model (the seeded initialisation, no epoch: a version that learnt nothing), which
-   bound a floor for ``blessing.min_embedding_overlap``.
+   an untrained model (the seeded initialisation, no epoch: a version that learnt nothing) and of the
+   warm model's vectors given to the wrong pins (rows shuffled: a version that forgot everything, or
+   an id misalignment), which bound a floor for ``blessing.min_embedding_overlap``.
 
 Medians (and the minimum of the cold restarts' overlap) over the days close the table. One torch
 thread by default (``--threads``); ``--impressions`` per day sets how many saves a day brings.
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.processor() or platform.machine()}, torch threads {args.threads}; {dt.date.today()}")
     print("| day | saves before | held-out | cold recall@10 | warm recall@10 | warm epochs to cold's | "
           "cold CPU s | warm CPU s to cold's | overlap@10 cold vs day before | warm vs day before | "
-          "vs the day before's warm: cold | untrained |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "vs the day before's warm: cold | untrained | shuffled |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     prev = {"cold": None, "warm": None}
     rows = []
     for day in days:
@@ -134,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         reach = next((i + 1 for i, r in enumerate(warm_r) if r >= cold_r[-1]), None)
         overlaps = {}
         untrained = PinSageTrainer(graph, features, cfg).embed()  # the seeded initialisation: learnt nothing
+        shuffled = warm_e[torch.randperm(len(warm_e), generator=torch.Generator().manual_seed(args.seed))]
         for kind, base, vectors in (("cold", "cold", cold_e), ("warm", "warm", warm_e),
-                                    ("cold_vs_warm", "warm", cold_e), ("untrained", "warm", untrained)):
+                                    ("cold_vs_warm", "warm", cold_e), ("untrained", "warm", untrained),
+                                    ("shuffled", "warm", shuffled)):
             if prev[base] is not None:
                 old_rows, new_rows = align(prev[base][0], pin_ids)
                 overlaps[kind] = neighbour_overlap(prev[base][1][old_rows], vectors[new_rows])
@@ -147,10 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {day} | {graph.pin_boards.numel()} | {held[0].numel()} | {row['cold']:.4f} | {row['warm']:.4f} | "
               f"{fmt(reach, 'd')} | {row['cold_s']:.1f} | {fmt(row['reach_s'], '.1f')} | "
               f"{fmt(overlaps.get('cold'), '.3f')} | {fmt(overlaps.get('warm'), '.3f')} | "
-              f"{fmt(overlaps.get('cold_vs_warm'), '.3f')} | {fmt(overlaps.get('untrained'), '.3f')} |", flush=True)
+              f"{fmt(overlaps.get('cold_vs_warm'), '.3f')} | {fmt(overlaps.get('untrained'), '.3f')} | "
+              f"{fmt(overlaps.get('shuffled'), '.3f')} |", flush=True)
     later = rows[1:]  # the first retrain has no warm start (no previous model)
     med = {k: statistics.median(r[k] for r in later if r.get(k) is not None) for k in
-           ("cold", "warm", "cold_s", "o_cold", "o_warm", "o_cold_vs_warm", "o_untrained")
+           ("cold", "warm", "cold_s", "o_cold", "o_warm", "o_cold_vs_warm", "o_untrained", "o_shuffled")
            if any(r.get(k) is not None for r in later)}
     reached = [r["reach"] for r in later if r["reach"] is not None]
     print(f"\nmedians over the {len(later)} warm-started days: recall@10 cold {med.get('cold', float('nan')):.4f}, "
@@ -161,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{med.get('o_cold_vs_warm', float('nan')):.3f} (lowest "
           f"{min((r['o_cold_vs_warm'] for r in later if 'o_cold_vs_warm' in r), default=float('nan')):.3f}), "
           f"untrained {med.get('o_untrained', float('nan')):.3f} (highest "
-          f"{max((r['o_untrained'] for r in later if 'o_untrained' in r), default=float('nan')):.3f})")
+          f"{max((r['o_untrained'] for r in later if 'o_untrained' in r), default=float('nan')):.3f}), "
+          f"shuffled {med.get('o_shuffled', float('nan')):.3f}")
     return 0
 
 

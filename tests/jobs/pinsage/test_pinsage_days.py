@@ -24,7 +24,7 @@ def _config(root, warehouse: str, artifacts: str, warm: bool):
 
     return load_config(overrides={
         "storage": {"landing": str(root / "landing"), "warehouse": str(root / warehouse),
-                    "artifacts": str(root / artifacts), "mlflow_tracking_uri": None},
+                    "artifacts": str(root / artifacts), "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"},
         "spark": {"master": "local[1]", "shuffle_partitions": 1, "jars_dir": str(REPO / "var" / "jars")},
         "synthetic": WORLD,
         "training": {"validation_days": 0},  # the graph's window needs 2 days: a retrain from the second day on
@@ -113,7 +113,7 @@ def test_a_warm_retrain_on_the_tiny_world_records_its_movement_and_bundles_stay_
     for part in ("warehouse", "artifacts"):  # copies: the job replaces pin_embeddings, which other tests read
         shutil.copytree(getattr(cfg.storage, part), tmp_path / part)
     cfg = replace(cfg, storage={"warehouse": str(tmp_path / "warehouse"), "artifacts": str(tmp_path / "artifacts"),
-                                "mlflow_tracking_uri": None},
+                                "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
                   publish={"store_uri": str(tmp_path / "serving")})
     # the next day's retrain (another learning rate: not a rerun of the same inputs and config)
     pinsage = dataclasses.replace(cfg.pinsage, lr=cfg.pinsage.lr * 2, epochs=1)
