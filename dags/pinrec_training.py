@@ -6,7 +6,11 @@ is written); the day comes from that Asset event, or from the `day` param (defau
 landed day) when triggered by hand.
 
 1. **graph**: the Pin-Board graph as of the end of the day (`pinrec graph`);
-2. **pinsage**: train PinSage, embed every pin (`pinrec pinsage`), MLflow-tracked;
+2. **retrieval_settings**: PinSage's data-dependent settings (positive pairs, window, history
+   half-life, id-embedding scale) chosen on the graph's validation split within
+   `retrieval_eval.tune_budget_s` (the `eval-retrieval --tune` search), MLflow-tracked and kept under
+   `<artifacts>/retrieval_settings/`; skipped unless `retrieval_eval.tune_in_training`;
+   **pinsage**: train PinSage with those settings, embed every pin (`pinrec pinsage`), MLflow-tracked;
 3. **index**: the tuned, sharded FAISS index over those embeddings (`pinrec index`);
    **two_tower** (in parallel): the two-tower retrieval model on the training set and those
    embeddings, its ONNX user tower and the index of its pin tower (`pinrec two-tower`);
@@ -100,10 +104,20 @@ def pinrec_training():
         return run_task("graph", dt.date.fromisoformat(day), _run_params(params, triggering_asset_events))
 
     @task
-    def pinsage(built: dict, params=None, triggering_asset_events=None) -> dict:
-        from pinrec.jobs.orchestration.tasks import pinsage_embeddings
+    def retrieval_settings(built: dict, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import retrieval_settings as choose
 
-        return pinsage_embeddings(_config(params, triggering_asset_events))
+        return choose(_config(params, triggering_asset_events))
+
+    @task
+    def pinsage(chosen: dict, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import (
+            pinsage_embeddings,
+            with_retrieval_settings,
+        )
+
+        out = pinsage_embeddings(with_retrieval_settings(_config(params, triggering_asset_events), chosen))
+        return {**out, "settings": chosen.get("settings", {})}
 
     @task
     def index(embedded: dict, params=None, triggering_asset_events=None) -> dict:
@@ -152,7 +166,7 @@ def pinrec_training():
         return out
 
     day = plan()
-    embedded = pinsage(graph(day))
+    embedded = pinsage(retrieval_settings(graph(day)))
     indexed, ranked = index(embedded), ranker(embedded)
     publish(day, indexed, ranked, two_tower(embedded), cf(day), funnel(day, indexed, ranked))
 

@@ -226,3 +226,31 @@ def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, r
             "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,
             "name": report.name, "channel": report.channel, "registered": report.registered,
             "funnel": report.funnel.metrics if report.funnel is not None else {}}
+
+
+# ------------------------------------------------------------------ settings chosen in the training DAG
+def retrieval_settings(cfg: PinrecConfig) -> dict:
+    """PinSage's data-dependent settings chosen on the current graph's validation split, within
+    ``retrieval_eval.tune_budget_s`` (:mod:`pinrec.jobs.pinsage.pinsage_settings`), recorded in MLflow and
+    under ``<artifacts>/retrieval_settings/``; skipped (nothing read) unless ``retrieval_eval.tune_in_training``."""
+    from pinrec.jobs.pinsage.pinsage_settings import choose_settings
+
+    on = cfg.retrieval_eval.tune_in_training
+    choice = choose_settings(_spark(cfg) if on else None, cfg.storage.warehouse, cfg.retrieval_eval, cfg.pinsage,
+                             enabled=on, artifacts=cfg.storage.location("artifacts"),
+                             tracking_uri=cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
+    log.info("[retrieval-settings] %s", choice.render())
+    out = choice.as_dict()
+    return {"read": out.pop("input_versions"), "mlflow_run_id": out.pop("run_id"),
+            "wrote": {"retrieval_settings": out.pop("artifact")}, **out}
+
+
+def with_retrieval_settings(cfg: PinrecConfig, chosen: dict | None) -> PinrecConfig:
+    """``cfg`` whose ``pinsage`` section has the settings :func:`retrieval_settings` chose (``chosen``,
+    its result; None or a skipped step: ``cfg`` unchanged)."""
+    import dataclasses
+
+    from pinrec.jobs.pinsage.pinsage_settings import apply_settings
+
+    settings = (chosen or {}).get("settings")
+    return dataclasses.replace(cfg, pinsage=apply_settings(cfg.pinsage, settings)) if settings else cfg

@@ -274,6 +274,9 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     if not (index_at / "index.json").is_file():
         raise FileNotFoundError(f"no index at {index_at} for embeddings {emb_version}: run `pinrec index` first")
     index_meta = json.loads((index_at / "index.json").read_text())
+    if index_meta.get("embedding_version", "unknown") not in ("unknown", emb_version):
+        raise ValueError(f"the index in {index_at} was built over {index_meta['embedding_version']} but pin_embeddings "
+                         f"holds {emb_version}: rebuild it (`pinrec index`) so index, ranker and pins share one version")
     ranker_at = as_location(ranker_dir, artifacts.s3) if ranker_dir else newest_ranker(artifacts)
     auc, ece, ranker_report = ranker_metrics(ranker_at)
     trained_on = ranker_report.get("embedding_version") or ""

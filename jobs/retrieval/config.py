@@ -39,6 +39,8 @@ class RetrievalEvalConfig:
     usable), ``tune_windows``, ``tune_half_lives`` (history half-life, also the user scoring's
     ``recent_half_life``) and ``tune_id_scales`` (``id_embedding_std``; 0: no id embedding); ALS
     ``tune_als_regularization``, BPR ``tune_bpr_learning_rate``, EASE ``tune_ease_lambda``.
+    ``tune_in_training``: the training DAG's ``retrieval_settings`` step runs that search for PinSage
+    on the graph before PinSage trains (:mod:`pinrec.jobs.pinsage.pinsage_settings`).
     """
 
     k: PosInt = 10
@@ -62,6 +64,7 @@ class RetrievalEvalConfig:
     source: Literal["impressions", "closeup", "save"] = "impressions"
     tune: bool = False
     tune_budget_s: PosFloat = 1800.0
+    tune_in_training: bool = False
     tune_positives: tuple[Literal["board", "walk", "sequence", "next"], ...] = ("board", "walk", "sequence", "next")
     tune_windows: tuple[PosInt, ...] = (5, 10, 20)
     tune_half_lives: tuple[NonNegFloat, ...] = (0.0, 2.0, 8.0)

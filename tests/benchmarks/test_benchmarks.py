@@ -93,6 +93,8 @@ def test_pinsage_one_small_graph():
 def test_pinsage_warm_tiny_world():
     out = run("pinsage_warm.py", "--days", "3", "--users", "60", "--pins", "240", "--epochs", "1")
     assert "| 2026-01-06 |" in out and "| 2026-01-07 |" in out and "medians over the 1 warm-started days" in out
+    gate = out.split("with the day before's warm model: ")[1]  # what the stability floor is set from
+    assert "cold restart 0." in gate and "untrained 0." in gate and "shuffled 0." in gate
 
 
 @pytest.mark.full  # 100 s: six fresh JVMs (3 stages x 2 storages); its --help runs in make test

@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
 
 START = dt.date(2026, 1, 5)
 DAYS = 3
+SETTINGS_ON = ["retrieval_eval.tune_in_training=true", "retrieval_eval.tune_budget_s=20"]
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +38,21 @@ def daily_done(tmp_path_factory, spark):
     return cfg, overrides
 
 
-def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_done):
+def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_done, spark):
     from airflow.dag_processing.dagbag import DagBag
 
     from pinrec.export.serving.loader import load
 
     cfg, overrides = daily_done
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("pinrec_training")
-    run = dag.test(run_conf={"overrides": overrides})
+    # the first run chooses PinSage's settings on the graph (a short budget: the search is not what is tested here)
+    run = dag.test(run_conf={"overrides": [*overrides, *SETTINGS_ON]})
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "success", states
-    assert set(states.values()) == {"success"} and set(states) == {"plan", "graph", "pinsage", "cf", "index",
-                                                                   "ranker", "two_tower", "funnel", "publish"}
+    assert set(states.values()) == {"success"} and set(states) == {"plan", "graph", "retrieval_settings", "pinsage",
+                                                                   "cf", "index", "ranker", "two_tower", "funnel",
+                                                                   "publish"}
+    _check_settings_reached_pinsage(spark, cfg, {ti.task_id: ti for ti in run.get_task_instances()})
     published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(task_ids="publish")
     assert published["day"] == (START + dt.timedelta(days=DAYS - 1)).isoformat()  # default: newest landed day
     assert published["promoted"] and published["blessed"]
@@ -62,5 +66,31 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     # a re-run of the same day publishes a new immutable version and moves the channel to it
     rerun = dag.test(run_conf={"overrides": overrides, "day": published["day"]})
     assert str(rerun.state) == "success"
+    skipped = {ti.task_id: ti for ti in rerun.get_task_instances()}["retrieval_settings"].xcom_pull(
+        task_ids="retrieval_settings")
+    assert skipped["skipped"] == "retrieval_eval.tune_in_training is off" and skipped["settings"] == {}
     again = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
     assert again.version != bundle.version and again.manifest.blessing.baseline_version == bundle.version
+
+
+def _check_settings_reached_pinsage(spark, cfg, tis) -> None:
+    """The retrieval_settings task's choice: recorded (XCom, artifact, MLflow) and what PinSage trained with."""
+    import json
+
+    from delta.tables import DeltaTable
+    from mlflow import MlflowClient
+
+    from pinrec.jobs.pinsage.pinsage_settings import TUNED
+
+    chosen = tis["retrieval_settings"].xcom_pull(task_ids="retrieval_settings")
+    assert chosen["skipped"] is None and set(chosen["settings"]) == set(TUNED) and chosen["trials"]
+    assert sum(t["chosen"] for t in chosen["trials"]) >= 1 and chosen["read"]["graph_edges"] >= 0
+    with open(chosen["wrote"]["retrieval_settings"]) as f:
+        assert json.load(f)["settings"] == chosen["settings"]
+    run = MlflowClient(cfg.storage.mlflow_tracking_uri).get_run(chosen["mlflow_run_id"])
+    assert run.info.run_name == "select-settings" and run.info.status == "FINISHED"
+    embedded = tis["pinsage"].xcom_pull(task_ids="pinsage")
+    assert embedded["settings"] == chosen["settings"]
+    meta = json.loads(DeltaTable.forPath(spark, f"{cfg.storage.warehouse}/pin_embeddings").history(1)
+                      .collect()[0]["userMetadata"])
+    assert {k: meta["train_config"][k] for k in TUNED} == chosen["settings"]  # PinSage trained with the choice
