@@ -139,7 +139,11 @@ class TwoTowerLogModel:
     def __call__(self, train: pd.DataFrame, embedded: Mapping[str, ItemEmbeddings] | None = None) -> TwoTowerScorer:
         import torch
 
-        from pinrec.models.two_tower_trainer import PinTable, TwoTowerTrainer, fit_two_tower
+        from pinrec.models.two_tower_trainer import (
+            PinTable,
+            TwoTowerTrainer,
+            fit_two_tower,
+        )
 
         cfg, train = self.cfg, check_log(train)
         parts = [train["pin_id"].to_numpy()] + [np.asarray(p, np.int64) for p in
