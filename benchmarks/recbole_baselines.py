@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONWARNINGS"] = "ignore"  # RecBole 1.2.1 warns on every pandas inplace fillna
     subprocess.run([str(python), __file__, "--_worker", "--workdir", str(work), "--models", ",".join(models),
                     "--budget-s", str(args.budget_s), "--epochs", str(args.epochs), "--seed", str(args.seed)],
-                   check=True, env=env)
+                   check=True, env=env, cwd=work)  # RecBole's trainer writes log_tensorboard/ into its cwd
     print(summarise(work, info, models))
     print(f"RecBole side: {time.monotonic() - start:.0f}s")
     return 0
