@@ -229,9 +229,14 @@ def cmd_eval_retrieval(args) -> int:
         from pinrec.jobs.retrieval.retrieval_data import read_ncf_negatives
 
         negatives = read_ncf_negatives(args.negatives, read_id_map(landing, "user"), read_id_map(landing, "item"))
+    sources = None
+    if args.two_tower:
+        from pinrec.jobs.retrieval.two_tower_eval import landing_two_tower
+
+        sources = {"two-tower": landing_two_tower(landing, cfg.two_tower)}
     report = evaluate_storage(cfg.retrieval_eval, landing, cfg.storage.warehouse, spark,
                               model_version=args.model_version, negatives=negatives,
-                              pinsage_cfg=cfg.pinsage, make_pinsage=make_pinsage)
+                              pinsage_cfg=cfg.pinsage, make_pinsage=make_pinsage, scorer_sources=sources)
     print(report.render())
     if report.selection is not None:
         from pinrec.jobs.io.tracking import mlflow_artifact_root

@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-version", help="pin_embeddings model_version to evaluate (default: the table's)")
     p.add_argument("--pinsage", action="store_true",
                    help="also train PinSage (config section pinsage) on each split's training log and evaluate it")
+    p.add_argument("--two-tower", action="store_true",
+                   help="also train the two-tower model (config section two_tower) on each split's training log, "
+                        "temperature chosen on validation, reading PinSage's embeddings of the split with --pinsage")
     p.add_argument("--tune", action="store_true",
                    help="first choose the data-dependent settings (PinSage positives, window, half-life, id scale; "
                         "baseline hyper-parameters) on the validation split (sets retrieval_eval.tune)")

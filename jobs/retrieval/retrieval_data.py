@@ -198,7 +198,7 @@ def check_loaded(landing: str | Path | Location) -> None:
 def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=None, spark=None,
                      embeddings: dict | None = None, model_version: str | None = None,
                      negatives: pd.DataFrame | None = None, pinsage_cfg=None,
-                     make_pinsage=None) -> RetrievalReport:
+                     make_pinsage=None, scorer_sources: dict | None = None) -> RetrievalReport:
     """Evaluate what the storage holds with :func:`pinrec.jobs.retrieval.retrieval_eval.evaluate_retrieval`.
 
     The catalogue is every landed pin. Without ``spark``: leave-one-out on the landing zone's
@@ -214,7 +214,9 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
     ``pinsage_cfg``: PinSage as model ``"pinsage"``. ``cfg.tune``: the data-dependent settings are
     chosen first on the validation split (:func:`pinrec.jobs.retrieval.tuning.select_settings`, the
     dataset record's ``timestamps`` deciding whether time order is offered); the report carries
-    the choice (``selection``) and is evaluated with it.
+    the choice (``selection``) and is evaluated with it. ``scorer_sources``: models trained per split
+    that score users directly (e.g. ``{"two-tower": landing_two_tower(...)}``, which reads the
+    PinSage embeddings of the same split when ``make_pinsage`` is given).
     """
     from .retrieval_eval import evaluate_retrieval
 
@@ -249,6 +251,7 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
         cfg, pinsage_cfg = selection.cfg, selection.pinsage or pinsage_cfg
     if make_pinsage is not None:
         models["pinsage"] = make_pinsage(pinsage_cfg)
-    report = evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue, negatives=negatives)
+    report = evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue, negatives=negatives,
+                                scorer_sources=scorer_sources)
     notes = {"dataset": info.get("kind"), "timestamps": info.get("timestamps")} if info else {}
     return dataclasses.replace(report, notes={**notes, **report.notes}, selection=selection)

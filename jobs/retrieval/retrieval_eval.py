@@ -4,8 +4,10 @@
 allow, on the same split for every model, and returns one :class:`RetrievalReport`:
 
 * user-item leave-one-out (NCF) on an interaction log: HR@K, NDCG@K, MRR of ``cfg.baselines``
-  (popularity, ALS, BPR of :mod:`pinrec.jobs.retrieval.baselines`) and of each item embedding model (the user is
-  the mean of their training items' embeddings, or of their ``recent_items`` latest ones);
+  (popularity, ALS, BPR of :mod:`pinrec.jobs.retrieval.baselines`), of each item embedding model (the user is
+  the mean of their training items' embeddings, or of their ``recent_items`` latest ones) and of each
+  scorer source (a model with its own user representation, e.g. the two-tower of
+  :mod:`pinrec.jobs.retrieval.two_tower_eval`);
 * item-item same-board pairs on ``graph_edges``: HR@K, MRR@K, MRR of each embedding model, of
   ALS / BPR item factors fitted on the board x pin ``train`` matrix, and of the true latents
   (oracle) when given;
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,6 +55,9 @@ from .retrieval_protocols import (
 )
 
 ORACLE = "true latent (oracle)"
+#: A model trained per split that scores users directly: (training log, the item embeddings the
+#: same call trained on it, by name) -> Scorer.
+ScorerSource = Callable[[pd.DataFrame, Mapping[str, ItemEmbeddings]], Scorer]
 LEAVE_ONE_OUT, SAME_BOARD, LATENT = "user-item leave-one-out", "item-item same board", "latent agreement"
 
 
@@ -204,14 +209,18 @@ def _baseline(name: str, train: pd.DataFrame, catalogue: np.ndarray, cfg: Retrie
 def evaluate_retrieval(interactions: pd.DataFrame | None = None,
                        embeddings: Mapping[str, EmbeddingSource] | None = None, edges: pd.DataFrame | None = None,
                        truth: ItemEmbeddings | None = None, cfg: RetrievalEvalConfig | None = None,
-                       pins: np.ndarray | None = None, negatives: pd.DataFrame | None = None) -> RetrievalReport:
+                       pins: np.ndarray | None = None, negatives: pd.DataFrame | None = None,
+                       scorer_sources: Mapping[str, ScorerSource] | None = None) -> RetrievalReport:
     """Run every protocol the inputs allow (module docstring): leave-one-out on ``interactions``
-    with ``cfg.baselines`` and each of ``embeddings``; same-board pairs on ``edges``; latent
-    agreement with ``truth`` of the item-item models (else of the fixed ``embeddings``).
-    ``pins``: catalogue pins beyond the logged ones (candidates of both protocols);
-    ``negatives``: a leave-one-out sample to reuse (:meth:`RetrievalReport.write`)."""
+    with ``cfg.baselines``, each of ``embeddings`` and each of ``scorer_sources`` (name -> a
+    function of the split's training log and the embeddings this call trained on it, returning a
+    :class:`~pinrec.jobs.retrieval.baselines.Scorer`, e.g. the two-tower of
+    :mod:`pinrec.jobs.retrieval.two_tower_eval`; its ``notes`` go into the report's as ``name.key``);
+    same-board pairs on ``edges``; latent agreement with ``truth`` of the item-item models (else of
+    the fixed ``embeddings``). ``pins``: catalogue pins beyond the logged ones (candidates of both
+    protocols); ``negatives``: a leave-one-out sample to reuse (:meth:`RetrievalReport.write`)."""
     cfg, embeddings = cfg or RetrievalEvalConfig(), dict(embeddings or {})
-    rows, k, split = [], cfg.k, None
+    rows, k, split, notes = [], cfg.k, None, {}
     if interactions is not None:
         log = check_log(interactions)
         catalogue = np.union1d(log["pin_id"].to_numpy(), [] if pins is None else pins).astype(np.int64)
@@ -219,9 +228,12 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         users, candidates = split.candidates()
         padding = split.padding()
         scorers = {name: _baseline(name, split.train, split.catalogue, cfg) for name in cfg.baselines}
-        scorers |= {name: RecentEmbeddingScorer(_embed(src, split.train), split.train, cfg.recent_items,
-                                                cfg.recent_half_life, cfg.half_life_days)
-                    for name, src in embeddings.items()}
+        trained = {name: _embed(src, split.train) for name, src in embeddings.items()}
+        scorers |= {name: RecentEmbeddingScorer(emb, split.train, cfg.recent_items, cfg.recent_half_life,
+                                                cfg.half_life_days) for name, emb in trained.items()}
+        scorers |= {name: make(split.train, trained) for name, make in dict(scorer_sources or {}).items()}
+        notes = {f"{name}.{key}": value for name in dict(scorer_sources or {})
+                 for key, value in getattr(scorers[name], "notes", {}).items()}
         for name, scorer in scorers.items():
             ranks = np.concatenate([ranks_from_scores(np.where(padding[s:s + 4096], -np.inf,
                                                                scorer.score(users[s:s + 4096], candidates[s:s + 4096])))
@@ -254,4 +266,4 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
     if not rows:
         raise ValueError("nothing to evaluate: give interactions and/or edges (+ embeddings or baselines) or truth")
     return RetrievalReport(tuple(rows), cfg, None if split is None else split.test,
-                           {} if split is None else dict(split.notes))
+                           {} if split is None else {**split.notes, **notes})

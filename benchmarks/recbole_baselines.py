@@ -1,0 +1,297 @@
+"""Benchmark: LightGCN and SASRec from RecBole on exactly the leave-one-out split `pinrec eval-retrieval` scored.
+
+RecBole (Zhao et al., CIKM 2021; https://recbole.io, `pip install recbole`) pins its own
+dependencies (``ray <= 2.6.3``, ``colorlog == 4.7.2``, numpy < 2 in practice), so it runs in its own
+virtual environment (``--venv``, default ``~/.cache/pinrec/recbole-venv``), which this script
+creates on first use: ``recbole`` 1.2.1 and its dependencies from PyPI, and, instead of a second
+multi-GB CUDA build of torch, the torch of the interpreter running this script, exposed read-only
+through a ``.pth`` file that lists a folder of links to ``torch`` and its compiled companions only
+(``--own-torch``: ``pip install torch`` into the environment instead).
+
+One run:
+
+1. (this interpreter, pinrec's) reads ``report.json`` + ``negatives.parquet`` written by
+   ``pinrec eval-retrieval --out DIR`` and the landing zone the report was made from, and rebuilds
+   the split with the stored negatives (:func:`pinrec.jobs.retrieval.retrieval_protocols.leave_one_out`:
+   the same training log, held-out pins and 99 negatives per user; the number of evaluated users
+   must equal the report's). It writes RecBole atomic files: ``pinrec.inter`` (user, item,
+   timestamp = the interaction's position in the user's split order: training items in pinrec's
+   time order, then the held-out item) and ``pinrec.item`` (every catalogue pin, so that negatives
+   never seen in training have an embedding, as in pinrec's baselines), and ``candidates.json``;
+2. (the RecBole environment, this file with ``--_worker``) for each model: **settings on the
+   validation split only**: RecBole's leave-one-out by that order (``LS: valid_and_test``) holds out
+   each user's latest training item (pinrec's validation pin) and the test item; each setting of the
+   declared grid (:data:`GRIDS`, the first one RecBole's default; later ones only while
+   ``--budget-s`` is left for the model) trains with early stopping on validation NDCG@10
+   (RecBole's full ranking); the best setting and its best epoch win. **Test**: that setting is
+   retrained from the same seed on the whole training part (``LS: test_only``: the validation
+   item back in training, as pinrec's models have it) for that many epochs, and scores each test
+   user's held-out pin and its 99 negatives with ``model.full_sort_predict``;
+3. (pinrec's interpreter) ranks them with pinrec's own metrics (ties against the held-out pin) and
+   prints HR@10 / NDCG@10 / MRR with 95 % intervals (1.96 sd / sqrt(n)), the report's own rows beside
+   them, and the validation table.
+
+Usage (from the repository root, after ``pinrec eval-retrieval ... --out DIR``)::
+
+    python benchmarks/recbole_baselines.py --report DIR --landing LANDING [--budget-s 1800] [--epochs 60]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VENV = Path.home() / ".cache" / "pinrec" / "recbole-venv"
+RECBOLE = "recbole==1.2.1"
+# recbole 1.2.1's requirements without torch (shared, see the module docstring) and thop (needs torch: --no-deps);
+# scipy < 1.12: LightGCN builds its adjacency with dok_matrix._update, which scipy 1.12 removed
+REQUIREMENTS = ["numpy<2", "scipy<1.12", "pandas<2.3", "tqdm", "colorlog==4.7.2", "colorama==0.4.4", "scikit-learn",
+                "pyyaml", "tensorboard", "tabulate", "plotly", "texttable", "psutil", "ray<=2.6.3",
+                "sympy", "networkx", "jinja2", "filelock", "fsspec", "typing_extensions", "setuptools"]
+SHARED_TORCH = ("torch", "torchgen", "functorch", "triton", "nvidia", "cuda")
+#: The declared search space: model -> settings tried in this order (the first: RecBole's defaults).
+GRIDS = {
+    "LightGCN": [{"n_layers": 2, "reg_weight": 1e-5}, {"n_layers": 3, "reg_weight": 1e-5},
+                 {"n_layers": 2, "reg_weight": 1e-4}, {"n_layers": 3, "reg_weight": 1e-4}],
+    "SASRec": [{"hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5},
+               {"hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2}],
+}
+COMMON = {"LightGCN": {"train_batch_size": 2048, "learning_rate": 1e-3, "embedding_size": 64},
+          "SASRec": {"train_batch_size": 512, "learning_rate": 1e-3, "hidden_size": 64, "n_layers": 2,
+                     "MAX_ITEM_LIST_LENGTH": 50, "loss_type": "CE", "train_neg_sample_args": None}}
+
+
+# ------------------------------------------------------------------------------- the environment
+def ensure_env(venv: Path, own_torch: bool = False) -> Path:
+    """The RecBole environment's python, created when missing (module docstring)."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import recbole, torch"]
+    if python.exists() and subprocess.run(probe, check=False, capture_output=True).returncode == 0:
+        return python
+    subprocess.run([sys.executable if sys.version_info[:2] == (3, 11) else "python3.11", "-m", "venv", str(venv)],
+                   check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", RECBOLE, "thop"], check=True)
+    subprocess.run([*pip, *REQUIREMENTS], check=True)
+    if own_torch:
+        subprocess.run([*pip, "torch"], check=True)
+    else:
+        import torch
+
+        here = Path(torch.__file__).resolve().parents[1]  # this interpreter's site-packages
+        shared = venv / "torch-shared"
+        shared.mkdir(exist_ok=True)
+        for entry in here.iterdir():
+            if entry.name.split("-")[0].split("_")[0] in SHARED_TORCH and not (shared / entry.name).exists():
+                (shared / entry.name).symlink_to(entry)
+        site = next((venv / "lib").glob("python3*/site-packages"))
+        (site / "torch-shared.pth").write_text(f"{shared}\n")
+    done = subprocess.run(probe, check=False, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the RecBole environment {venv} does not import recbole and torch:\n{done.stderr[-2000:]}")
+    return python
+
+
+# ------------------------------------------------------------------- phase 1 and 3 (pinrec's side)
+def export_split(report: Path, landing: Path, work: Path) -> dict:
+    """Rebuild the report's split and write the atomic files and candidates (module docstring, 1)."""
+    import numpy as np
+    import pandas as pd
+
+    from pinrec.jobs.retrieval.retrieval_data import (
+        read_landed_pins,
+        read_landing_interactions,
+    )
+    from pinrec.jobs.retrieval.retrieval_protocols import leave_one_out
+
+    body = json.loads((report / "report.json").read_text())
+    cfg = body["config"]
+    queries = next(r["queries"] for r in body["rows"] if r["task"] == "user-item leave-one-out")
+    log = read_landing_interactions(landing, cfg["source"])
+    catalogue = read_landed_pins(landing)["pin_id"].dropna().astype("int64").to_numpy()
+    catalogue = np.union1d(log["pin_id"].to_numpy(), catalogue)
+    split = leave_one_out(log, cfg["num_negatives"], cfg["seed"], catalogue,
+                          pd.read_parquet(report / "negatives.parquet"))
+    if len(split.test) != queries:
+        raise ValueError(f"the rebuilt split evaluates {len(split.test)} users, the report {queries}: "
+                         "another landing zone or source than the report's?")
+    inter = pd.concat([split.train[["user_id", "pin_id"]], split.test[["user_id", "pin_id"]]], ignore_index=True)
+    inter["timestamp"] = inter.groupby("user_id").cumcount().astype(float)  # split order: train ..., test last
+    folder = work / "data" / "pinrec"
+    folder.mkdir(parents=True, exist_ok=True)
+    inter.rename(columns={"user_id": "user_id:token", "pin_id": "item_id:token", "timestamp": "timestamp:float"}) \
+        .to_csv(folder / "pinrec.inter", sep="\t", index=False)
+    pd.DataFrame({"item_id:token": catalogue}).to_csv(folder / "pinrec.item", sep="\t", index=False)
+    candidates = [{"user": int(u), "items": [int(p), *map(int, n)]}
+                  for u, p, n in zip(split.test["user_id"], split.test["pin_id"], split.test["negatives"])]
+    (work / "candidates.json").write_text(json.dumps(candidates))
+    return {"k": cfg["k"], "users": len(candidates), "train": len(split.train), "catalogue": len(catalogue),
+            "rows": body["rows"]}
+
+
+def summarise(work: Path, info: dict, models: list[str]) -> str:
+    """Markdown rows of each model's test metrics (pinrec's ranking and intervals) and the report's rows."""
+    import numpy as np
+
+    from pinrec.jobs.retrieval.retrieval_eval import ci95
+    from pinrec.models.retrieval_metrics import (
+        hit_rate_at_k,
+        mrr,
+        ndcg_at_k,
+        ranks_from_scores,
+    )
+
+    k, lines = info["k"], []
+    head = f"| model | HR@{k} | NDCG@{k} | MRR | users |"
+    lines += [head, "|---|---:|---:|---:|---:|"]
+    for row in info["rows"]:
+        if row["task"] == "user-item leave-one-out":
+            m, c = row["metrics"], row.get("ci95", {})
+            lines.append(f"| {row['model']} (pinrec) | {m[f'HR@{k}']:.4f} ± {c.get(f'HR@{k}', float('nan')):.4f} | "
+                         f"{m[f'NDCG@{k}']:.4f} ± {c.get(f'NDCG@{k}', float('nan')):.4f} | {m['MRR']:.4f} | "
+                         f"{row['queries']} |")
+    notes = []
+    for name in models:
+        out = json.loads((work / f"result_{name}.json").read_text())
+        ranks = ranks_from_scores(np.asarray(out["scores"], dtype=np.float64))
+        gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+        lines.append(f"| {name} (RecBole) | {hit_rate_at_k(ranks, k):.4f} ± {ci95(ranks < k):.4f} | "
+                     f"{ndcg_at_k(ranks, k):.4f} ± {ci95(gains):.4f} | {mrr(ranks):.4f} | {len(ranks)} |")
+        notes.append(f"{name}: validation (RecBole full ranking, NDCG@10 / best epoch / seconds):")
+        notes += [f"  {t['setting']}: {t['ndcg']:.4f} / {t['epoch']} / {t['seconds']:.0f}s{'  *' if t['chosen'] else ''}"
+                  for t in out["trials"]]
+        notes += [f"  skipped by the budget: {s}" for s in out["skipped"]]
+        notes.append(f"  test fit: {out['final_epochs']} epochs, {out['final_seconds']:.0f}s")
+    return "\n".join(lines + [""] + notes)
+
+
+# ------------------------------------------------------------------------ phase 2 (RecBole's side)
+def _config(model: str, work: Path, setting: dict, mode: str, epochs: int, seed: int):
+    from recbole.config import Config
+
+    return Config(model=model, dataset="pinrec", config_dict={
+        "data_path": str(work / "data"), "checkpoint_dir": str(work / "saved"), "seed": seed,
+        "reproducibility": True, "use_gpu": False, "show_progress": False, "state": "WARNING",
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"], "item": ["item_id"]},
+        "eval_args": {"split": {"LS": mode}, "order": "TO", "group_by": "user", "mode": "full"},
+        "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "epochs": epochs,
+        "stopping_step": 5, "eval_batch_size": 4096, **COMMON[model], **setting})
+
+
+def _fit(model_name: str, work: Path, setting: dict, mode: str, epochs: int, seed: int):
+    """(model, dataset, test split, best valid NDCG@10, its 1-based epoch)."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    config = _config(model_name, work, setting, mode, epochs, seed)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    scores = []
+    trainer.fit(train, valid if mode == "valid_and_test" else None, verbose=False, saved=False,
+                show_progress=False, callback_fn=lambda epoch, score: scores.append((score, epoch + 1)))
+    best = max(scores, key=lambda s: (s[0], -s[1])) if scores else (float("nan"), epochs)
+    return model, dataset, test, best[0], best[1]
+
+
+def _score(model, dataset, test, work: Path) -> list[list[float]]:
+    """Scores of each test user's [held-out, negatives...] from ``model.full_sort_predict``."""
+    import torch
+    from recbole.data.interaction import Interaction
+
+    wanted = {c["user"]: c["items"] for c in json.loads((work / "candidates.json").read_text())}
+    inter = test._dataset.inter_feat
+    users = [int(t) for t in dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())]
+    targets = [int(t) for t in dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())]
+    rows = {u: i for i, u in enumerate(users)}
+    missing = sorted(set(wanted) - set(rows))
+    if missing or any(wanted[u][0] != targets[rows[u]] for u in wanted):
+        raise ValueError(f"RecBole's test rows are not pinrec's held-out pins (users missing: {missing[:5]})")
+    order = sorted(wanted)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(order), 512):
+            chunk = order[start:start + 512]
+            idx = torch.tensor([rows[u] for u in chunk])
+            batch = Interaction({key: inter[key][idx] for key in inter.interaction})
+            full = model.full_sort_predict(batch).view(len(chunk), -1)
+            tokens = [str(i) for u in chunk for i in wanted[u]]
+            cols = torch.from_numpy(dataset.token2id(dataset.iid_field, tokens).astype("int64")).view(len(chunk), -1)
+            out += full.gather(1, cols).tolist()
+    return out
+
+
+def worker(work: Path, models: list[str], budget_s: float, epochs: int, seed: int) -> None:
+    for name in models:
+        start, trials, skipped = time.monotonic(), [], []
+        for i, setting in enumerate(GRIDS[name]):
+            if i and time.monotonic() - start > budget_s:
+                skipped.append(json.dumps(setting))
+                continue
+            t0 = time.monotonic()
+            _, _, _, ndcg, epoch = _fit(name, work, setting, "valid_and_test", epochs, seed)
+            trials.append({"setting": json.dumps(setting), "ndcg": ndcg, "epoch": epoch,
+                           "seconds": time.monotonic() - t0, "chosen": False})
+            print(f"{name} {setting}: validation NDCG@10 {ndcg:.4f} at epoch {epoch}", flush=True)
+        best = max(trials, key=lambda t: t["ndcg"])
+        best["chosen"] = True
+        t0 = time.monotonic()
+        model, dataset, test, _, _ = _fit(name, work, json.loads(best["setting"]), "test_only", best["epoch"], seed)
+        scores = _score(model, dataset, test, work)
+        (work / f"result_{name}.json").write_text(json.dumps({
+            "trials": trials, "skipped": skipped, "final_epochs": best["epoch"],
+            "final_seconds": time.monotonic() - t0, "scores": scores}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--report", type=Path, help="folder of pinrec eval-retrieval's report.json + negatives.parquet")
+    p.add_argument("--landing", type=Path, help="the landing zone the report was made from")
+    p.add_argument("--models", default="LightGCN,SASRec", help="comma-separated, of " + ", ".join(GRIDS))
+    p.add_argument("--budget-s", type=float, default=1800.0,
+                   help="seconds per model for the validation grid (the first setting always runs)")
+    p.add_argument("--epochs", type=int, default=60, help="most epochs per fit (early stopping: 5 without gain)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="the RecBole environment (created if missing)")
+    p.add_argument("--own-torch", action="store_true", help="pip install torch into it instead of sharing ours")
+    p.add_argument("--workdir", type=Path, help="scratch folder (default: <report>/recbole)")
+    p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    models = [m for m in args.models.split(",") if m]
+    if unknown := [m for m in models if m not in GRIDS]:
+        p.error(f"unknown model(s) {unknown}; known: {list(GRIDS)}")
+    if args.report is None and not args._worker:
+        p.error("--report is required")
+    work = args.workdir or args.report / "recbole"
+    if args._worker:
+        sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value options from the command line
+        worker(work, models, args.budget_s, args.epochs, args.seed)
+        return 0
+    if args.landing is None:
+        p.error("--landing is required")
+    work.mkdir(parents=True, exist_ok=True)
+    info = export_split(args.report, args.landing, work)
+    print(f"split: {info['users']} test users, {info['train']} training interactions, {info['catalogue']} pins")
+    python = ensure_env(args.venv, args.own_torch)
+    start = time.monotonic()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # RecBole's side imports nothing of pinrec
+    env["PYTHONWARNINGS"] = "ignore"  # RecBole 1.2.1 warns on every pandas inplace fillna
+    subprocess.run([str(python), __file__, "--_worker", "--workdir", str(work), "--models", ",".join(models),
+                    "--budget-s", str(args.budget_s), "--epochs", str(args.epochs), "--seed", str(args.seed)],
+                   check=True, env=env, cwd=work)  # RecBole's trainer writes log_tensorboard/ into its cwd
+    print(summarise(work, info, models))
+    print(f"RecBole side: {time.monotonic() - start:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""``benchmarks/recbole_baselines.py``: RecBole gets exactly the split `pinrec eval-retrieval` scored (fast,
+no RecBole needed), and (full) a tiny real run of LightGCN and SASRec in RecBole's own environment."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pinrec.jobs.ingest.log_reader import LogSpec, load_log
+from pinrec.jobs.retrieval.config import RetrievalEvalConfig
+from pinrec.jobs.retrieval.retrieval_data import evaluate_storage
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "recbole_baselines.py"
+VENV = Path(os.environ.get("PINREC_RECBOLE_VENV", Path.home() / ".cache" / "pinrec" / "recbole-venv"))
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("recbole_baselines", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def landed(tmp_path: Path) -> Path:
+    """80 users walking a ring of 40 items (3-11 steps, seeded) among 130 catalogue items, landed."""
+    rng = np.random.default_rng(0)
+    rows = [(u, (start + j) % 40 + 1, 1_600_000_000 + u * 1000 + j * 10)
+            for u, start in enumerate(rng.integers(0, 40, 80), 1) for j in range(int(rng.integers(3, 12)))]
+    pd.DataFrame(rows, columns=["user", "item", "ts"]).to_csv(tmp_path / "log.csv", index=False)
+    pd.DataFrame({"item": range(1, 131), "category": [f"c{i % 5}" for i in range(1, 131)]}) \
+        .to_csv(tmp_path / "items.csv", index=False)
+    load_log(tmp_path / "log.csv", tmp_path / "landing",
+             LogSpec(user="user", item="item", timestamp="ts", items=str(tmp_path / "items.csv"), category="category"))
+    return tmp_path / "landing"
+
+
+def test_the_atomic_files_hold_the_reports_split(tmp_path):
+    landing = landed(tmp_path)
+    report = evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing)
+    report.write(tmp_path / "report")
+    info = script().export_split(tmp_path / "report", landing, tmp_path / "work")
+    assert info["users"] == 80 and info["catalogue"] == 130
+    inter = pd.read_csv(tmp_path / "work" / "data" / "pinrec" / "pinrec.inter", sep="\t")
+    assert list(inter.columns) == ["user_id:token", "item_id:token", "timestamp:float"]
+    assert info["train"] + 80 == len(inter)
+    last = inter.sort_values("timestamp:float").groupby("user_id:token").tail(1).set_index("user_id:token")
+    held = report.negatives.set_index("user_id")
+    # RecBole's leave-one-out by this order holds out exactly pinrec's test pin, against the same negatives
+    assert last["item_id:token"].sort_index().tolist() == held["pin_id"].sort_index().tolist()
+    candidates = {c["user"]: c["items"] for c in json.loads((tmp_path / "work" / "candidates.json").read_text())}
+    assert all(candidates[u] == [held.at[u, "pin_id"], *held.at[u, "negatives"]] for u in held.index)
+    assert all(len(c) == 100 for c in candidates.values())
+    items = pd.read_csv(tmp_path / "work" / "data" / "pinrec" / "pinrec.item", sep="\t")
+    assert items["item_id:token"].tolist() == list(range(1, 131))
+    # the training part keeps each user's order (the ring: every step one further)
+    user = inter[inter["user_id:token"] == 1].sort_values("timestamp:float")["item_id:token"].to_numpy()
+    assert (np.diff(user) % 40 == 1).all()
+    with pytest.raises(ValueError, match="evaluates 80 users, the report 79"):
+        body = json.loads((tmp_path / "report" / "report.json").read_text())
+        body["rows"][0]["queries"] = 79
+        (tmp_path / "report" / "report.json").write_text(json.dumps(body))
+        script().export_split(tmp_path / "report", landing, tmp_path / "work2")
+
+
+@pytest.mark.slow
+@pytest.mark.full
+@pytest.mark.skipif(not (VENV / "bin" / "python").exists(), reason=f"no RecBole environment at {VENV}")
+def test_lightgcn_and_sasrec_run_in_recbole_on_the_split(tmp_path):
+    landing = landed(tmp_path)
+    evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing).write(tmp_path / "report")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--report", str(tmp_path / "report"), "--landing",
+                           str(landing), "--epochs", "2", "--budget-s", "0", "--venv", str(VENV)],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "| popularity (pinrec) |" in out
+    for name in ("LightGCN", "SASRec"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {name} (RecBole) |"))
+        assert row.endswith("| 80 |") and 0.0 <= float(row.split("|")[2].split("±")[0]) <= 1.0
+        assert f"{name}: validation (RecBole full ranking" in out
+    result = json.loads((tmp_path / "report" / "recbole" / "result_SASRec.json").read_text())
+    assert np.asarray(result["scores"]).shape == (80, 100) and result["final_epochs"] in (1, 2)
