@@ -72,7 +72,9 @@ MODULES = {
 def _bundle_config(cfg: PinrecConfig) -> dict:
     """The sections that shape a bundle: all but where things are stored, how Spark runs and the cache
     itself (a lake moved elsewhere still holds the same bundle)."""
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("cache", "storage", "spark")}
+    out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("cache", "storage", "spark")}
+    out["publish"] = {k: v for k, v in dataclasses.asdict(cfg.publish).items() if k != "store_uri"}
+    return out
 
 
 class Steps:
