@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pinrec.jobs.config import PinrecConfig, s3_options
@@ -42,6 +43,7 @@ class DemoResult:
     two_tower: Any = None
     cf: Any = None
     steps: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
 
 
 class StepTimer:
@@ -191,8 +193,13 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         recommendations = serve_examples(cfg, echo) if bundle.promoted or _has_channel(cfg) else {}
     with timed("summary"):
         warehouse = summarize(spark, cfg.storage.warehouse)
+    from pinrec.jobs.report import build_report
+
+    with timed("report"):
+        report = build_report(cfg, bundle.version, spark=spark)
+    echo(f"[report] {report}")
     seconds = time.perf_counter() - start
     for line in timed.render(seconds).splitlines():
         echo("[time] " + line)
     return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
-                      seconds, two_tower, cf=cf, steps=dict(timed.seconds))
+                      seconds, two_tower, cf=cf, steps=dict(timed.seconds), report=report)

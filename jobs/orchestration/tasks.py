@@ -226,3 +226,13 @@ def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, r
             "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,
             "name": report.name, "channel": report.channel, "registered": report.registered,
             "funnel": report.funnel.metrics if report.funnel is not None else {}}
+
+
+def run_report(cfg: PinrecConfig, version: str) -> dict:
+    """The run report of bundle ``version`` (what :func:`publish_day` just published, promoted or not):
+    one static HTML file, ``<artifacts>/reports/<version>.html`` (:func:`pinrec.jobs.report.build_report`)."""
+    from pinrec.jobs.report import build_report
+
+    where = build_report(cfg, version, spark=_spark(cfg))
+    log.info("[report] %s", where)
+    return {"version": version, "wrote": {"report": str(where)}}

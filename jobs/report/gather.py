@@ -1,0 +1,209 @@
+"""Gather one bundle version's :class:`~pinrec.jobs.report.facts.RunFacts` from where the run left them.
+
+Everything starts from the bundle's manifest (:func:`resolve`), which names the versions and runs
+the rest is read from:
+
+* the index tuner's record: the bundle's own ``index/index.json``;
+* the ranker: its model version from the bundle's ONNX metadata (``pinrec.model_version``), then
+  ``<artifacts>/ranker/<model version>/metrics.json``, and from the ranker's MLflow run (the lineage's
+  ``ranker`` run) its ``ranker_job.evaluation`` param and its reliability / position plots;
+* PinSage: the ``pin_embeddings`` commit of the lineage's version (model version, warm start,
+  stability, MLflow run) and that run's ``loss`` history;
+* ingestion: the raw-table versions the lineage reaches (:func:`~pinrec.jobs.publish.lineage.bundle_lineage`
+  over the Delta commits), for each the ingest batches that wrote its day partitions (their commit
+  metadata: valid rows, and the batch's accounting where recorded) and the quarantine table's rows
+  of those batches by reason;
+* ``pinrec eval-retrieval``'s ``report.json`` under ``<artifacts>/retrieval_eval`` when there is one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from pathlib import Path
+
+from pinrec.jobs.io.catalog import Catalog, Commit
+from pinrec.schemas.manifest import Manifest
+
+from .facts import Ingestion, PinSageFacts, RankerFacts, RunFacts
+
+#: the ranker run's figures (MLflow artifact path -> name on the page)
+RANKER_PLOTS = {"plots/reliability.png": "reliability", "plots/ctr_by_position.png": "ctr_by_position"}
+
+
+def resolve(store, name: str, ref: str | None) -> Manifest:
+    """The manifest of ``ref`` (a version of ``name``, or ``<name>/<version>``); None: the newest
+    complete version by ``created_at``, promoted or not. FileNotFoundError naming what exists."""
+    from pinrec.export.serving.store import read_manifest
+    from pinrec.schemas.manifest import ManifestError
+
+    if ref:
+        other, _, version = ref.rpartition("/")
+        try:
+            return read_manifest(store, other or name, version)[0]
+        except FileNotFoundError:
+            known = store.list_dir(f"bundles/{other or name}")
+            raise FileNotFoundError(f"no bundle {other or name}/{version} in {store.uri}; stored versions: "
+                                    f"{', '.join(sorted(known)) or 'none'}") from None
+    manifests = []
+    for version in store.list_dir(f"bundles/{name}"):
+        try:
+            manifests.append(read_manifest(store, name, version)[0])
+        except (FileNotFoundError, ManifestError):  # incomplete (being published or deleted): not a run's result
+            continue
+    if not manifests:
+        raise FileNotFoundError(f"no published bundle of {name!r} in {store.uri}: run `pinrec publish bundle` "
+                                f"(or `pinrec demo`) first")
+    return max(manifests, key=lambda m: (m.created_at, m.version))
+
+
+def _bundle_file(store, manifest: Manifest, role: str) -> bytes:
+    from pinrec.schemas.manifest import bundle_prefix
+
+    return store.get_bytes(bundle_prefix(manifest.name, manifest.version) + manifest.of_role(role)[0].path)
+
+
+def ranker_facts(store, manifest: Manifest, artifacts, tracking_uri: str | None) -> RankerFacts | str:
+    """The bundle's ranker (module docstring), or why its evaluation cannot be shown."""
+    import onnx
+
+    model = onnx.load_model_from_string(_bundle_file(store, manifest, "ranker"))
+    version = {p.key: p.value for p in model.metadata_props}.get("pinrec.model_version")
+    if not version:
+        return "the bundle's ranker.onnx records no pinrec.model_version: its evaluation cannot be found"
+    folder = artifacts / "ranker" / version
+    if not (folder / "metrics.json").is_file():
+        return f"no {folder}/metrics.json: the ranker's evaluation is not in the artifacts (pruned or moved)"
+    report = json.loads((folder / "metrics.json").read_text())
+    run_id = manifest.lineage.mlflow_run_ids.get("ranker")
+    evaluation, plots = None, "the ranker run was not tracked (storage.mlflow_tracking_uri unset): no figures"
+    if run_id and tracking_uri:
+        from mlflow import MlflowClient
+
+        run = MlflowClient(tracking_uri).get_run(run_id)
+        evaluation = run.data.params.get("ranker_job.evaluation")
+        plots = _artifacts(tracking_uri, run_id, RANKER_PLOTS)
+    return RankerFacts(version, folder.uri, tuple(report.get("metrics") or ()), tuple(report.get("debias") or ()),
+                       tuple(report.get("auc_gaps") or ()), evaluation, run_id, plots)
+
+
+def _artifacts(tracking_uri: str, run_id: str, paths: dict[str, str]) -> dict[str, bytes] | str:
+    """{name: bytes} of a run's artifacts at ``paths``; a sentence when none of them is there."""
+    import mlflow.artifacts
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="pinrec-report-") as tmp:
+        for path, name in paths.items():
+            try:
+                local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp,
+                                                            tracking_uri=tracking_uri)
+            except (OSError, mlflow.exceptions.MlflowException):
+                continue
+            out[name] = Path(local).read_bytes()
+    return out or f"MLflow run {run_id} holds none of {', '.join(paths)}"
+
+
+def pinsage_facts(catalog: Catalog, manifest: Manifest, tracking_uri: str | None) -> PinSageFacts | str:
+    """The bundle's embedding version (module docstring), or why it cannot be shown."""
+    version = manifest.lineage.delta_versions.get("pin_embeddings")
+    if not catalog.exists("pin_embeddings"):
+        return "no pin_embeddings table in the warehouse"
+    meta = catalog.user_metadata("pin_embeddings", version)
+    if not meta.get("model_version"):
+        return f"the pin_embeddings commit {version} records no PinSage model version"
+    run_id = meta.get("mlflow_run_id")
+    loss: tuple[tuple[int, float], ...] | str = "PinSage ran without MLflow tracking: no loss curve was logged"
+    if run_id and tracking_uri:
+        from mlflow import MlflowClient
+
+        history = MlflowClient(tracking_uri).get_metric_history(run_id, "loss")
+        loss = tuple(sorted((int(m.step), float(m.value)) for m in history)) or \
+            f"MLflow run {run_id} logged no 'loss' metric"
+    stability = {k: float(v) for k, v in (meta.get("stability") or {}).items() if isinstance(v, (int, float))}
+    return PinSageFacts(meta["model_version"], version, run_id, loss, stability, meta.get("warm_start_from"),
+                        str(meta.get("warm_start") or ""))
+
+
+def raw_versions(catalog: Catalog, manifest: Manifest) -> dict[str, int]:
+    """The newest version of each raw table the bundle's lineage reaches (the Delta commits' ``read``)."""
+    from pinrec.jobs.publish.lineage import bundle_lineage
+    from pinrec.schemas.catalog import RAW_TABLES
+
+    raw, found, todo = {t.name for t in RAW_TABLES}, {}, [bundle_lineage(manifest, catalog)]
+    while todo:
+        node = todo.pop()
+        table, at, version = node.label.partition(" ")[0].partition("@")
+        if at and table in raw and version.isdigit():
+            found[table] = max(found.get(table, -1), int(version))
+        todo.extend(node.children)
+    return found
+
+
+def batches_of(commits: list[Commit], version: int) -> list[Commit]:
+    """The ingest commits that wrote the day partitions ``version`` holds: per day the newest
+    commit <= ``version`` recording it (``landing``), in version order."""
+    by_day: dict[str, Commit] = {}
+    for commit in sorted(commits, key=lambda c: c.version):
+        if commit.version <= version:
+            for day in commit.user_metadata.get("landing") or {}:
+                by_day[day] = commit
+    return sorted({c.version: c for c in by_day.values()}.values(), key=lambda c: c.version)
+
+
+def ingestion_facts(catalog: Catalog, manifest: Manifest) -> Ingestion | str:
+    """Rows per raw table and quarantine reasons of the batches behind the bundle (module docstring)."""
+    from pyspark.sql import functions as F
+
+    versions = raw_versions(catalog, manifest)
+    if not versions:
+        return "the bundle's lineage reaches no raw table version (written before lineage was recorded?)"
+    counts, batches = {}, {}
+    for table, version in sorted(versions.items()):
+        commits = batches_of(catalog.history(table), version)
+        batches[table] = tuple(c.user_metadata.get("batch_id", "") for c in commits)
+        recorded = [c.user_metadata.get("rows") or {} for c in commits]
+        complete = all(recorded)
+        counts[table] = {"valid": sum(c.rows or 0 for c in commits),
+                         "in": sum(r["in"] for r in recorded) if complete else None,
+                         "duplicates": sum(r["duplicates_dropped"] for r in recorded) if complete else None}
+    reasons: dict[str, dict[str, int]] = {t: {} for t in versions}
+    wanted = [b for ids in batches.values() for b in ids if b]
+    if wanted and catalog.exists("quarantine"):
+        rows = (catalog.read("quarantine").where(F.col("batch_id").isin(wanted))
+                .groupBy("source_table", "reason").count().collect())
+        for r in rows:
+            reasons.setdefault(r["source_table"], {})[r["reason"]] = int(r["count"])
+    for table, c in counts.items():
+        c["quarantined"] = sum(reasons.get(table, {}).values())
+    return Ingestion(counts, reasons, batches, versions)
+
+
+def retrieval_eval_facts(artifacts) -> dict | str:
+    """``<artifacts>/retrieval_eval/report.json`` with ``where`` and ``modified`` added, or why there is none."""
+    at = artifacts / "retrieval_eval" / "report.json"
+    if not at.is_file():
+        return f"no {at}: `pinrec eval-retrieval` has not been run on these artifacts"
+    body = json.loads(at.read_text())
+    modified = at.fs.modified(at.path)
+    return {**body, "where": at.uri, "modified": modified.astimezone(dt.UTC).isoformat(timespec="seconds")}
+
+
+def gather(spark, cfg, ref: str | None = None) -> RunFacts:
+    """:class:`RunFacts` of bundle ``ref`` of ``cfg.publish.name`` (None: the newest) from ``cfg.publish``'s
+    store, the warehouse, the artifacts and MLflow of ``cfg.storage``."""
+    from pinrec.export.serving.store import Store, read_channel
+    from pinrec.jobs.config import s3_options
+
+    store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
+    manifest = resolve(store, cfg.publish.name, ref)
+    pointer = read_channel(store, cfg.publish.name, cfg.publish.channel)
+    catalog, artifacts, tracking = Catalog(spark, cfg.storage.warehouse), cfg.storage.location("artifacts"), \
+        cfg.storage.mlflow_tracking_uri
+    return RunFacts(
+        manifest=manifest, store_uri=cfg.bundle_store_uri, channel=cfg.publish.channel,
+        channel_version=pointer.version if pointer else None,
+        ingestion=ingestion_facts(catalog, manifest), pinsage=pinsage_facts(catalog, manifest, tracking),
+        ranker=ranker_facts(store, manifest, artifacts, tracking),
+        index=json.loads(_bundle_file(store, manifest, "index_meta")),
+        retrieval_eval=retrieval_eval_facts(artifacts), max_feature_drift=cfg.blessing.max_feature_drift,
+        tracking_uri=tracking)
