@@ -13,8 +13,16 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 
-from . import plots
 from .facts import RunFacts, funnel_recall, index_points, ranker_auc
+from .plots import (
+    bars_figure,
+    curve_figure,
+    grouped_bars_figure,
+    mark,
+    recall_latency_figure,
+    rows_figure,
+    svg,
+)
 
 SECTIONS = {"summary": "Run", "ingestion": "Ingestion", "drift": "Feature drift vs the training window",
             "pinsage": "PinSage embeddings", "retrieval": "Retrieval", "ranker": "Ranker", "index": "Index",
@@ -57,7 +65,7 @@ def figure(name: str, make) -> str:
         fig = make()
     except ValueError as err:
         return missing(name, str(err))
-    return f'<figure class="plot" data-plot="{esc(name)}">{plots.svg(fig)}</figure>'
+    return f'<figure class="plot" data-plot="{esc(name)}">{svg(fig)}</figure>'
 
 
 def png(name: str, data: bytes, caption: str) -> str:
@@ -92,7 +100,7 @@ def ingestion(f: RunFacts) -> str:
             for t, c in sorted(ing.counts.items())]
     reasons = [(t, r, n) for t, by in sorted(ing.reasons.items()) for r, n in sorted(by.items(), key=lambda kv: -kv[1])]
     return ("<p>The ingest batches behind the raw-table versions this bundle's inputs were built from.</p>"
-            + figure("rows", lambda: plots.rows_figure(ing.counts))
+            + figure("rows", lambda: rows_figure(ing.counts))
             + table(("table", "version", "batches", "rows in", "valid", "quarantined", "duplicates dropped"), rows)
             + "<h3>Quarantine reasons</h3>"
             + (table(("table", "reason", "rows"), reasons) if reasons else
@@ -111,11 +119,11 @@ def drift(f: RunFacts) -> str:
 
     def feature_bars():
         fig = feature_drift_figure(feats, threshold=f.max_feature_drift)
-        plots.mark(fig.axes[0].patches)
+        mark(fig.axes[0].patches)
         return fig
 
     return ("<p>The newest training-set day against the training window (the candidate ranker's scores for the PSI).</p>"
-            + figure("score_psi", lambda: plots.bars_figure(psi, "score PSI per task", "PSI"))
+            + figure("score_psi", lambda: bars_figure(psi, "score PSI per task", "PSI"))
             + figure("feature_drift", feature_bars)
             + (table(("task", "label rate shift"), labels) if labels else
                missing("label_rate", "labels of the newest day were not mature yet: no label-rate shift")))
@@ -129,10 +137,10 @@ def pinsage(f: RunFacts) -> str:
     head = (f"<p>Embedding version <code>{esc(p.model_version)}</code> (pin_embeddings@{esc(p.delta_version)}), "
             f"{esc(warm)}{': ' + esc(p.warm_start) if p.warm_start else ''}.</p>")
     loss = missing("loss", p.loss) if isinstance(p.loss, str) else figure(
-        "loss", lambda: plots.curve_figure([e for e, _ in p.loss], [v for _, v in p.loss],
+        "loss", lambda: curve_figure([e for e, _ in p.loss], [v for _, v in p.loss],
                                            "PinSage training loss", "epoch", "mean loss"))
     stability = p.stability or f.manifest.metrics.stability
-    moved = (figure("stability", lambda: plots.bars_figure(stability, "stability vs the previous version", "value"))
+    moved = (figure("stability", lambda: bars_figure(stability, "stability vs the previous version", "value"))
              + table(("metric", "value"), sorted(stability.items()))) if stability else \
         missing("stability", "a first embedding version: there is no previous version to compare with")
     return head + loss + "<h3>Stability</h3>" + moved
@@ -144,7 +152,7 @@ def retrieval(f: RunFacts) -> str:
     out = f"<p>Index recall@{f.manifest.metrics.k} against exact search: {f.manifest.metrics.recall_at_k:.4f}.</p>"
     if by_cut:
         out += ("<h3>Candidate recall of the day's saves, per channel (funnel replay)</h3>"
-                + figure("funnel_recall", lambda: plots.grouped_bars_figure(by_cut, "candidate recall of saves",
+                + figure("funnel_recall", lambda: grouped_bars_figure(by_cut, "candidate recall of saves",
                                                                             "recall"))
                 + table(("key", "value"), sorted((k, v) for k, v in funnel.items() if k.startswith("served."))))
     else:
@@ -161,7 +169,7 @@ def retrieval(f: RunFacts) -> str:
                 groups.setdefault(name, {})[r["model"]] = value
     names = list(dict.fromkeys(n for r in rows for n in r["metrics"]))
     return (out + f"<h3>Offline evaluation vs baselines (<code>{esc(ev['where'])}</code>, written {esc(ev['modified'])})</h3>"
-            + figure("retrieval_eval", lambda: plots.grouped_bars_figure(groups, f"{first}: models", "value"))
+            + figure("retrieval_eval", lambda: grouped_bars_figure(groups, f"{first}: models", "value"))
             + table(("task", "model", *names, "queries"),
                     [(r["task"], r["model"], *(r["metrics"].get(n) for n in names), r["queries"]) for r in rows]))
 
@@ -174,7 +182,7 @@ def ranker(f: RunFacts) -> str:
             for m in r.metrics]
     out = (f"<p>Ranker <code>{esc(r.model_version)}</code> (<code>{esc(r.folder)}</code>), test split; "
            f"evaluation: {esc(r.evaluation or 'unknown')}.</p>"
-           + figure("auc", lambda: plots.grouped_bars_figure(ranker_auc(r.metrics), "test AUC by task", "AUC"))
+           + figure("auc", lambda: grouped_bars_figure(ranker_auc(r.metrics), "test AUC by task", "AUC"))
            + table(("model", "task", "AUC", "AUC low", "AUC high", "log-loss", "ECE", "NDCG"), rows))
     if isinstance(r.plots, str):
         out += missing("reliability", r.plots) + missing("ctr_by_position", r.plots)
@@ -207,7 +215,7 @@ def index(f: RunFacts) -> str:
             f"{_num(ix.get('ntotal'))} pins in {_num(ix.get('num_shards'))} shard(s): recall@{esc(ix.get('k'))} "
             f"{_num(measured.get('recall_at_k'))}, p50 {_num(lat.get('p50_ms'))} ms, p99 {_num(lat.get('p99_ms'))} ms "
             f"on {_num(measured.get('queries'))} held-out queries.</p>"
-            + figure("recall_latency", lambda: plots.recall_latency_figure(points, chosen, ix.get("k")))
+            + figure("recall_latency", lambda: recall_latency_figure(points, chosen, ix.get("k")))
             + table(("candidate", "recall", "p50 ms"), [(p["label"], p["recall"], p["latency_ms"]) for p in points])
             + (table(("nprobe", "recall", "95% lower bound"), tuning) if tuning else ""))
 
