@@ -70,7 +70,8 @@ class RunFacts:
     """Everything the page shows about one bundle version (module docstring for the ``str`` parts).
     ``channel_version``: the version ``channel`` points to now (None: nowhere); ``index``: the
     bundle's ``index.json`` (the index tuner's record); ``retrieval_eval``: ``pinrec eval-retrieval``'s
-    ``report.json`` with ``where`` it was read; ``max_feature_drift``: the gate's feature-drift
+    ``report.json`` with ``where`` it was read; ``drift``: the monitoring run's ``drift.json`` (the
+    comparison behind ``metrics.drift``: reference window, rows, signals still in warm-up); ``max_feature_drift``: the gate's feature-drift
     limit; ``tracking_uri``: the MLflow store holding the same runs."""
 
     manifest: Manifest
@@ -82,6 +83,7 @@ class RunFacts:
     ranker: RankerFacts | str
     index: dict | str
     retrieval_eval: dict | str
+    drift: dict | str = "no drift report"
     max_feature_drift: float | None = None
     tracking_uri: str | None = None
 

@@ -13,6 +13,8 @@ the rest is read from:
   over the Delta commits), for each the ingest batches that wrote its day partitions (their commit
   metadata: valid rows, and the batch's accounting where recorded) and the quarantine table's rows
   of those batches by reason;
+* drift: the manifest's ``metrics.drift`` and its monitoring run's ``drift.json`` (the windows, what
+  is still in warm-up);
 * ``pinrec eval-retrieval``'s ``report.json`` under ``<artifacts>/retrieval_eval`` when there is one.
 """
 from __future__ import annotations
@@ -101,6 +103,15 @@ def _artifacts(tracking_uri: str, run_id: str, paths: dict[str, str]) -> dict[st
                 continue
             out[name] = Path(local).read_bytes()
     return out or f"MLflow run {run_id} holds none of {', '.join(paths)}"
+
+
+def drift_facts(manifest: Manifest, tracking_uri: str | None) -> dict | str:
+    """The ``drift.json`` of the bundle's monitoring run (publish's drift comparison), or why there is none."""
+    run_id = manifest.lineage.mlflow_run_ids.get("monitoring")
+    if not run_id or not tracking_uri:
+        return "no monitoring run in the lineage (monitoring.at_publish off, or MLflow tracking off)"
+    found = _artifacts(tracking_uri, run_id, {"drift.json": "drift"})
+    return found if isinstance(found, str) else json.loads(found["drift"])
 
 
 def pinsage_facts(catalog: Catalog, manifest: Manifest, tracking_uri: str | None) -> PinSageFacts | str:
@@ -205,5 +216,6 @@ def gather(spark, cfg, ref: str | None = None) -> RunFacts:
         ingestion=ingestion_facts(catalog, manifest), pinsage=pinsage_facts(catalog, manifest, tracking),
         ranker=ranker_facts(store, manifest, artifacts, tracking),
         index=json.loads(_bundle_file(store, manifest, "index_meta")),
-        retrieval_eval=retrieval_eval_facts(artifacts), max_feature_drift=cfg.blessing.max_feature_drift,
+        retrieval_eval=retrieval_eval_facts(artifacts), drift=drift_facts(manifest, tracking),
+        max_feature_drift=cfg.blessing.max_feature_drift,
         tracking_uri=tracking)

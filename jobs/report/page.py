@@ -122,9 +122,20 @@ def drift(f: RunFacts) -> str:
         mark(fig.axes[0].patches)
         return fig
 
-    return ("<p>The newest training-set day against the training window (the candidate ranker's scores for the PSI).</p>"
-            + figure("score_psi", lambda: bars_figure(psi, "score PSI per task", "PSI"))
+    detail = f.drift if isinstance(f.drift, dict) else {}
+    warming = list(detail.get("warming_up") or ())
+    scores_warming = [w for w in warming if w.startswith("score:")]
+    head = (f"<p>Day {esc(detail['day'])} ({_num(detail.get('current_rows'))} rows) against {esc(detail['reference'])} "
+            f"({_num(detail.get('reference_rows'))} rows); the PSI scores the candidate ranker.</p>"
+            if "day" in detail and "reference" in detail else
+            f"<p>The newest training-set day against the training window ({esc(f.drift)}).</p>")
+    score = figure("score_psi", lambda: bars_figure(psi, "score PSI per task", "PSI")) if psi else missing(
+        "score_psi", f"no score PSI: {', '.join(scores_warming)} still in warm-up (the reference days do not yet "
+                     "cover the longest feature window)" if scores_warming else "the manifest records no score PSI")
+    others = [w for w in warming if not w.startswith("score:")]
+    return (head + score
             + figure("feature_drift", feature_bars)
+            + (f"<p>Features still in warm-up, not compared: {esc(', '.join(others))}.</p>" if others else "")
             + (table(("task", "label rate shift"), labels) if labels else
                missing("label_rate", "labels of the newest day were not mature yet: no label-rate shift")))
 

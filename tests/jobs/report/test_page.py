@@ -6,7 +6,7 @@ import re
 import pytest
 
 from pinrec.jobs.report.facts import Ingestion, PinSageFacts, RankerFacts, RunFacts
-from pinrec.jobs.report.page import FAST, SECTIONS, blessing, render, summary
+from pinrec.jobs.report.page import FAST, SECTIONS, blessing, drift, render, summary
 from pinrec.schemas.manifest import Blessing, FileEntry, Lineage, Manifest, Metrics
 
 SHA = "ab" * 32
@@ -46,6 +46,8 @@ def facts(**changes) -> RunFacts:
                "measured": {"recall_at_k": 1.0, "latency": {"p50_ms": 0.1, "p99_ms": 0.3}, "queries": 100, "tuning": []},
                "candidates": [{"factory": "Flat", "recall_at_k": 1.0, "latency": {"p50_ms": 0.1}}]},
         "retrieval_eval": "no /tmp/artifacts/retrieval_eval/report.json: `pinrec eval-retrieval` has not been run",
+        "drift": {"day": "2026-01-07", "reference": "train 2026-01-05..2026-01-06", "reference_rows": 120,
+                  "current_rows": 40, "warming_up": ["user__saves_30d"]},
         "max_feature_drift": 0.5, "tracking_uri": "sqlite:////tmp/mlflow.db"}
     base.update(changes)
     return RunFacts(**base)
@@ -96,3 +98,14 @@ def test_blessing_reasons_and_text_are_escaped(page):
     promoted = facts(channel_version="v2")
     assert "channel <code>prod</code> serves this version" in summary(promoted)
     assert "promoted to channel <code>prod</code>" in blessing(promoted)
+
+
+def test_drift_names_its_windows_and_what_is_still_warming_up(page):
+    assert "Day 2026-01-07 (40 rows) against train 2026-01-05..2026-01-06 (120 rows)" in page
+    assert "Features still in warm-up, not compared: user__saves_30d." in page
+    m = facts().manifest
+    young = facts(manifest=dataclasses.replace(m, metrics=dataclasses.replace(
+        m.metrics, drift={"feature_drift.pin__age_days": 0.5})), drift={"warming_up": ["score:save", "score:closeup"]})
+    body = drift(young)
+    assert 'data-missing="score_psi">no score PSI: score:save, score:closeup still in warm-up' in body
+    assert 'data-plot="feature_drift"' in body and 'data-plot="score_psi"' not in body
