@@ -33,6 +33,24 @@ from .facts import Ingestion, PinSageFacts, RankerFacts, RunFacts
 RANKER_PLOTS = {"plots/reliability.png": "reliability", "plots/ctr_by_position.png": "ctr_by_position"}
 
 
+class LookingCatalog(Catalog):
+    """A :class:`~pinrec.jobs.io.catalog.Catalog` that reads each table's commit history once: the
+    report only looks (walking the lineage asks for the same tables' commits again and again, and
+    each look is a Spark job). Not for a job that writes: the cache would go stale."""
+
+    def __init__(self, spark, warehouse) -> None:
+        super().__init__(spark, warehouse)
+        self._seen: dict[str, list[Commit]] = {}
+
+    def history(self, name: str, limit: int | None = None) -> list[Commit]:
+        if name not in self._seen:
+            self._seen[name] = super().history(name)
+        return self._seen[name][:limit] if limit else self._seen[name]
+
+    def exists(self, name: str) -> bool:
+        return bool(self._seen.get(name)) or super().exists(name)
+
+
 def resolve(store, name: str, ref: str | None) -> Manifest:
     """The manifest of ``ref`` (a version of ``name``, or ``<name>/<version>``); None: the newest
     complete version by ``created_at``, promoted or not. FileNotFoundError naming what exists."""
@@ -208,7 +226,7 @@ def gather(spark, cfg, ref: str | None = None) -> RunFacts:
     store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
     manifest = resolve(store, cfg.publish.name, ref)
     pointer = read_channel(store, cfg.publish.name, cfg.publish.channel)
-    catalog, artifacts, tracking = Catalog(spark, cfg.storage.warehouse), cfg.storage.location("artifacts"), \
+    catalog, artifacts, tracking = LookingCatalog(spark, cfg.storage.warehouse), cfg.storage.location("artifacts"), \
         cfg.storage.mlflow_tracking_uri
     return RunFacts(
         manifest=manifest, store_uri=cfg.bundle_store_uri, channel=cfg.publish.channel,

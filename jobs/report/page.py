@@ -144,9 +144,9 @@ def pinsage(f: RunFacts) -> str:
     p = f.pinsage
     if isinstance(p, str):
         return missing("pinsage", p)
-    warm = f"warm-started from {p.warm_start_from}" if p.warm_start_from else "cold start"
-    head = (f"<p>Embedding version <code>{esc(p.model_version)}</code> (pin_embeddings@{esc(p.delta_version)}), "
-            f"{esc(warm)}{': ' + esc(p.warm_start) if p.warm_start else ''}.</p>")
+    start = p.warm_start or (f"warm-started from {p.warm_start_from}" if p.warm_start_from else "cold start")
+    head = (f"<p>Embedding version <code>{esc(p.model_version)}</code> (pin_embeddings@{esc(p.delta_version)}); "
+            f"{esc(start)}.</p>")
     loss = missing("loss", p.loss) if isinstance(p.loss, str) else figure(
         "loss", lambda: curve_figure([e for e, _ in p.loss], [v for _, v in p.loss],
                                            "PinSage training loss", "epoch", "mean loss"))
@@ -222,7 +222,8 @@ def index(f: RunFacts) -> str:
     measured = ix.get("measured") or {}
     lat = measured.get("latency") or {}
     tuning = [(t.get("nprobe"), t.get("recall"), t.get("lower_bound")) for t in measured.get("tuning") or []]
-    return (f"<p>Built <code>{esc(ix.get('factory'))}</code> {esc(ix.get('search_params') or {})} over "
+    params = ", ".join(f"{k}={v}" for k, v in sorted((ix.get("search_params") or {}).items()))
+    return (f"<p>Built <code>{esc(ix.get('factory'))}</code>{f' ({esc(params)})' if params else ''} over "
             f"{_num(ix.get('ntotal'))} pins in {_num(ix.get('num_shards'))} shard(s): recall@{esc(ix.get('k'))} "
             f"{_num(measured.get('recall_at_k'))}, p50 {_num(lat.get('p50_ms'))} ms, p99 {_num(lat.get('p99_ms'))} ms "
             f"on {_num(measured.get('queries'))} held-out queries.</p>"

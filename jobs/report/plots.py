@@ -102,12 +102,15 @@ def grouped_bars_figure(groups: Mapping[str, Mapping[str, float]], title: str, y
 
 
 def curve_figure(x: Sequence[float], y: Sequence[float], title: str, xlabel: str, ylabel: str):
-    """One line with markers (e.g. the loss per epoch)."""
+    """One line with markers (e.g. the loss per epoch), integer ticks on x."""
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"curve_figure ({title}): needs equally long, non-empty x and y, got {len(x)} and {len(y)}")
     fig = _figure(6.0, 3.4)
     ax = fig.add_subplot(1, 1, 1)
+    from matplotlib.ticker import MaxNLocator
+
     mark(ax.plot(list(x), list(y), marker="o"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, steps
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     return fig
