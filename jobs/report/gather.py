@@ -12,43 +12,28 @@ the rest is read from:
 * ingestion: the raw-table versions the lineage reaches (:func:`~pinrec.jobs.publish.lineage.bundle_lineage`
   over the Delta commits), for each the ingest batches that wrote its day partitions (their commit
   metadata: valid rows, and the batch's accounting where recorded) and the quarantine table's rows
-  of those batches by reason;
+  of those batches by reason (:mod:`~pinrec.jobs.report.commits`);
 * drift: the manifest's ``metrics.drift`` and its monitoring run's ``drift.json`` (the windows, what
   is still in warm-up);
 * ``pinrec eval-retrieval``'s ``report.json`` under ``<artifacts>/retrieval_eval`` when there is one.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import tempfile
 from pathlib import Path
 
-from pinrec.jobs.io.catalog import Catalog, Commit
+from pinrec.jobs.io.catalog import Catalog
 from pinrec.schemas.manifest import Manifest
 
-from .facts import Ingestion, PinSageFacts, RankerFacts, RunFacts
+from .commits import LookingCatalog, ingestion_facts
+from .facts import PinSageFacts, RankerFacts, RunFacts
 
 #: the ranker run's figures (MLflow artifact path -> name on the page)
 RANKER_PLOTS = {"plots/reliability.png": "reliability", "plots/ctr_by_position.png": "ctr_by_position"}
-
-
-class LookingCatalog(Catalog):
-    """A :class:`~pinrec.jobs.io.catalog.Catalog` that reads each table's commit history once: the
-    report only looks (walking the lineage asks for the same tables' commits again and again, and
-    each look is a Spark job). Not for a job that writes: the cache would go stale."""
-
-    def __init__(self, spark, warehouse) -> None:
-        super().__init__(spark, warehouse)
-        self._seen: dict[str, list[Commit]] = {}
-
-    def history(self, name: str, limit: int | None = None) -> list[Commit]:
-        if name not in self._seen:
-            self._seen[name] = super().history(name)
-        return self._seen[name][:limit] if limit else self._seen[name]
-
-    def exists(self, name: str) -> bool:
-        return bool(self._seen.get(name)) or super().exists(name)
 
 
 def resolve(store, name: str, ref: str | None) -> Manifest:
@@ -96,7 +81,9 @@ def ranker_facts(store, manifest: Manifest, artifacts, tracking_uri: str | None)
         return f"no {folder}/metrics.json: the ranker's evaluation is not in the artifacts (pruned or moved)"
     report = json.loads((folder / "metrics.json").read_text())
     run_id = manifest.lineage.mlflow_run_ids.get("ranker")
-    evaluation, plots = None, "the ranker run was not tracked (storage.mlflow_tracking_uri unset): no figures"
+    evaluation, plots = None, ("the ranker's run was not tracked in MLflow (none in the lineage): no figures"
+                               if not run_id else "storage.mlflow_tracking_uri is not set: the ranker's MLflow "
+                               "figures cannot be read")
     if run_id and tracking_uri:
         from mlflow import MlflowClient
 
@@ -107,12 +94,26 @@ def ranker_facts(store, manifest: Manifest, artifacts, tracking_uri: str | None)
                        tuple(report.get("auc_gaps") or ()), evaluation, run_id, plots)
 
 
+@contextlib.contextmanager
+def _no_progress_bars():
+    """MLflow draws a progress bar on stderr for every download; the report fetches a few small files."""
+    key, before = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
 def _artifacts(tracking_uri: str, run_id: str, paths: dict[str, str]) -> dict[str, bytes] | str:
     """{name: bytes} of a run's artifacts at ``paths``; a sentence when none of them is there."""
     import mlflow.artifacts
 
     out = {}
-    with tempfile.TemporaryDirectory(prefix="pinrec-report-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pinrec-report-") as tmp, _no_progress_bars():
         for path, name in paths.items():
             try:
                 local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp,
@@ -151,60 +152,6 @@ def pinsage_facts(catalog: Catalog, manifest: Manifest, tracking_uri: str | None
     stability = {k: float(v) for k, v in (meta.get("stability") or {}).items() if isinstance(v, (int, float))}
     return PinSageFacts(meta["model_version"], version, run_id, loss, stability, meta.get("warm_start_from"),
                         str(meta.get("warm_start") or ""))
-
-
-def raw_versions(catalog: Catalog, manifest: Manifest) -> dict[str, int]:
-    """The newest version of each raw table the bundle's lineage reaches (the Delta commits' ``read``)."""
-    from pinrec.jobs.publish.lineage import bundle_lineage
-    from pinrec.schemas.catalog import RAW_TABLES
-
-    raw, found, todo = {t.name for t in RAW_TABLES}, {}, [bundle_lineage(manifest, catalog)]
-    while todo:
-        node = todo.pop()
-        table, at, version = node.label.partition(" ")[0].partition("@")
-        if at and table in raw and version.isdigit():
-            found[table] = max(found.get(table, -1), int(version))
-        todo.extend(node.children)
-    return found
-
-
-def batches_of(commits: list[Commit], version: int) -> list[Commit]:
-    """The ingest commits that wrote the day partitions ``version`` holds: per day the newest
-    commit <= ``version`` recording it (``landing``), in version order."""
-    by_day: dict[str, Commit] = {}
-    for commit in sorted(commits, key=lambda c: c.version):
-        if commit.version <= version:
-            for day in commit.user_metadata.get("landing") or {}:
-                by_day[day] = commit
-    return sorted({c.version: c for c in by_day.values()}.values(), key=lambda c: c.version)
-
-
-def ingestion_facts(catalog: Catalog, manifest: Manifest) -> Ingestion | str:
-    """Rows per raw table and quarantine reasons of the batches behind the bundle (module docstring)."""
-    from pyspark.sql import functions as F
-
-    versions = raw_versions(catalog, manifest)
-    if not versions:
-        return "the bundle's lineage reaches no raw table version (written before lineage was recorded?)"
-    counts, batches = {}, {}
-    for table, version in sorted(versions.items()):
-        commits = batches_of(catalog.history(table), version)
-        batches[table] = tuple(c.user_metadata.get("batch_id", "") for c in commits)
-        recorded = [c.user_metadata.get("rows") or {} for c in commits]
-        complete = all(recorded)
-        counts[table] = {"valid": sum(c.rows or 0 for c in commits),
-                         "in": sum(r["in"] for r in recorded) if complete else None,
-                         "duplicates": sum(r["duplicates_dropped"] for r in recorded) if complete else None}
-    reasons: dict[str, dict[str, int]] = {t: {} for t in versions}
-    wanted = [b for ids in batches.values() for b in ids if b]
-    if wanted and catalog.exists("quarantine"):
-        rows = (catalog.read("quarantine").where(F.col("batch_id").isin(wanted))
-                .groupBy("source_table", "reason").count().collect())
-        for r in rows:
-            reasons.setdefault(r["source_table"], {})[r["reason"]] = int(r["count"])
-    for table, c in counts.items():
-        c["quarantined"] = sum(reasons.get(table, {}).values())
-    return Ingestion(counts, reasons, batches, versions)
 
 
 def retrieval_eval_facts(artifacts) -> dict | str:
