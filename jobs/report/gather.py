@@ -169,12 +169,16 @@ def gather(spark, cfg, ref: str | None = None) -> RunFacts:
     store, the warehouse, the artifacts and MLflow of ``cfg.storage``."""
     from pinrec.export.serving.store import Store, read_channel
     from pinrec.jobs.config import s3_options
+    from pinrec.jobs.io.tracking import _export_s3_endpoint, mlflow_artifact_root
 
     store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
     manifest = resolve(store, cfg.publish.name, ref)
     pointer = read_channel(store, cfg.publish.name, cfg.publish.channel)
     catalog, artifacts, tracking = LookingCatalog(spark, cfg.storage.warehouse), cfg.storage.location("artifacts"), \
         cfg.storage.mlflow_tracking_uri
+    root = mlflow_artifact_root(cfg.storage)
+    if root is not None:  # artifacts MLflow keeps on S3 itself (no proxying server): its client reads the endpoint
+        _export_s3_endpoint(root)  # from the environment, as when the jobs logged them
     return RunFacts(
         manifest=manifest, store_uri=cfg.bundle_store_uri, channel=cfg.publish.channel,
         channel_version=pointer.version if pointer else None,
