@@ -15,6 +15,7 @@ def esc(value) -> str:
 
 
 def num(value) -> str:
+    """A table cell's text: ints with thousands separators, floats to 4 significant digits, None as a dash."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "—" if value is None else esc(value)
     if isinstance(value, int):
@@ -23,6 +24,7 @@ def num(value) -> str:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """An HTML table; numeric cells right-aligned (``class="n"``)."""
     body = "".join("<tr>" + "".join(f'<td class="n">{num(c)}</td>' if isinstance(c, (int, float)) and not
                                     isinstance(c, bool) else f"<td>{num(c)}</td>" for c in row) + "</tr>"
                    for row in rows)
@@ -30,6 +32,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
 
 
 def missing(name: str, why: str) -> str:
+    """The sentence standing in for plot or table ``name`` when the run has no data for it."""
     return f'<p class="missing" data-missing="{esc(name)}">{esc(why)}</p>'
 
 
@@ -43,6 +46,7 @@ def figure(name: str, make) -> str:
 
 
 def png(name: str, data: bytes, caption: str) -> str:
+    """A PNG (an MLflow figure of the run) inlined as a data URI, with its caption."""
     return (f'<figure class="plot" data-plot="{esc(name)}"><img alt="{esc(caption)}" '
             f'src="data:image/png;base64,{base64.b64encode(data).decode()}"><figcaption>{esc(caption)}</figcaption>'
             "</figure>")

@@ -19,8 +19,8 @@ def pinsage(f: RunFacts) -> str:
     head = (f"<p>Embedding version <code>{esc(p.model_version)}</code> (pin_embeddings@{esc(p.delta_version)}); "
             f"{esc(start)}.</p>")
     loss = missing("loss", p.loss) if isinstance(p.loss, str) else figure(
-        "loss", lambda: curve_figure([e for e, _ in p.loss], [v for _, v in p.loss],
-                                           "PinSage training loss", "epoch", "mean loss"))
+        "loss", lambda: curve_figure([e for e, _ in p.loss], [v for _, v in p.loss], "PinSage training loss",
+                                     "epoch", "mean loss"))
     stability = p.stability or f.manifest.metrics.stability
     moved = (figure("stability", lambda: bars_figure(stability, "stability vs the previous version", "value"))
              + table(("metric", "value"), sorted(stability.items()))) if stability else \
@@ -34,8 +34,7 @@ def retrieval(f: RunFacts) -> str:
     out = f"<p>Index recall@{f.manifest.metrics.k} against exact search: {f.manifest.metrics.recall_at_k:.4f}.</p>"
     if by_cut:
         out += ("<h3>Candidate recall of the day's saves, per channel (funnel replay)</h3>"
-                + figure("funnel_recall", lambda: grouped_bars_figure(by_cut, "candidate recall of saves",
-                                                                            "recall"))
+                + figure("funnel_recall", lambda: grouped_bars_figure(by_cut, "candidate recall of saves", "recall"))
                 + table(("key", "value"), sorted((k, v) for k, v in funnel.items() if k.startswith("served."))))
     else:
         out += missing("funnel_recall", "the manifest records no funnel replay: funnel.at_publish was off")
