@@ -53,6 +53,15 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
     echo "[setup] PostgreSQL not found and cannot apt-get: the real-scheduler Airflow test will be skipped" >&2
   fi
 fi
+# Chromium, headless, for the run report's browser test (tests/jobs/report/test_report_browser.py).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing chromium (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "[setup] chromium not found and cannot apt-get: the run report's browser test will be skipped" >&2
+  fi
+fi
 
 "$VENV/bin/python" -m pinrec.jobs.io.jars --pom config/jvm/pom.xml --dest var/jars
 echo "[setup] ready: $VENV"

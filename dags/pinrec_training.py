@@ -1,5 +1,5 @@
 """
-### pinrec training: graph -> PinSage -> index, ranker, two-tower; CF -> funnel -> blessing gate -> publish
+### pinrec training: graph -> PinSage -> index, ranker, two-tower; CF -> funnel -> blessing gate -> publish -> report
 
 Scheduled on the Asset `pinrec_training_set` (emitted by `pinrec_daily` when a day's training set
 is written); the day comes from that Asset event, or from the `day` param (default: the newest
@@ -25,6 +25,9 @@ landed day) when triggered by hand.
    the day on it the same way (its funnel goes into the manifest), judge it against
    the version `channels/prod` points to (the blessing gate) and promote it if blessed
    (`pinrec publish bundle`); its XCom names the bundle version, the verdict and the MLflow model versions.
+7. **report**: the run report of that bundle version, one static HTML file under
+   `<artifacts>/reports/` (rows and quarantine, drift, PinSage loss and stability, recall, ranker
+   calibration, index candidates, the verdict; `pinrec report`).
 
 Each task returns what it read (Delta versions) and wrote, and the MLflow run it logged to.
 Re-running a day rebuilds the graph and embeddings and publishes a new, immutable bundle version.
@@ -165,10 +168,16 @@ def pinrec_training():
               f"registry {out['registered']}")
         return out
 
+    @task
+    def report(published: dict, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import run_report
+
+        return run_report(_config(params, triggering_asset_events), published["version"])
+
     day = plan()
     embedded = pinsage(retrieval_settings(graph(day)))
     indexed, ranked = index(embedded), ranker(embedded)
-    publish(day, indexed, ranked, two_tower(embedded), cf(day), funnel(day, indexed, ranked))
+    report(publish(day, indexed, ranked, two_tower(embedded), cf(day), funnel(day, indexed, ranked)))
 
 
 pinrec_training()

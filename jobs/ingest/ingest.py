@@ -194,6 +194,8 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     if report.rejected:
         return report
     origin = {"batch_id": batch_id, "landing": landing}  # `pinrec lineage` follows a raw table back to these folders
+    origin["rows"] = {"in": report.rows_in, "valid": report.rows_valid, "quarantined": report.rows_quarantined,
+                      "duplicates_dropped": report.duplicates_dropped}  # the batch's accounting, for `pinrec report`
     return report.with_version(catalog.write(spec.name, valid, days=days, user_metadata=origin).version)
 
 

@@ -92,6 +92,16 @@ def cmd_lineage(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """``report [REF] [--out FILE]``: prints where the report was written."""
+    from pinrec.jobs.report import build_report
+
+    cfg = config_of(args)
+    spark, _ = spark_and_paths(cfg)
+    print(build_report(cfg, args.ref, args.out, spark=spark))
+    return 0
+
+
 def _context(items: list[str]) -> dict[str, Any]:
     """``--context key=value`` items -> the request context (``now``: a datetime; hour, day_of_week: ints)."""
     context: dict[str, Any] = {}
@@ -196,4 +206,5 @@ COMMANDS: dict[str, Callable[[Any], int]] = {
     "publish prune": cmd_publish_prune, "recommend": cmd_recommend, "feature-snapshot": cmd_feature_snapshot,
     "stack up": cmd_stack, "stack status": cmd_stack, "stack down": cmd_stack,
     "config show": cmd_config_show, "config docs": cmd_config_docs, "lineage": cmd_lineage,
+    "report": cmd_report,
 }

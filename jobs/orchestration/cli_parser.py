@@ -175,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", help="<table>@<version> (<table>@: the current one), an MLflow run id, a bundle "
                                "<name>/<version>, or a bundle version of publish.name")
 
+    p = _leaf(sub, "report", "report", [common],
+              help="write the run report of a bundle version: one static HTML file (rows, quarantine, drift, "
+                   "PinSage loss and stability, recall, ranker calibration, index, blessing)")
+    p.add_argument("ref", nargs="?", help="a bundle version of publish.name, or <name>/<version> (default: the "
+                                          "newest published version, promoted or not)")
+    p.add_argument("--out", metavar="FILE", help="where to write it (default: <artifacts>/reports/<version>.html)")
+
     p = _leaf(sub, "task", "task", [common], help="run one DAG task for one day exactly as the DAG does; print its XCom (JSON)")
     p.add_argument("step", choices=list(STEPS),
                    help="the task: pinrec.jobs.orchestration.tasks.ingest_day, features_day, training_set_window (the "

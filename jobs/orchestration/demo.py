@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pinrec.jobs.config import PinrecConfig, s3_options
@@ -44,6 +45,7 @@ class DemoResult:
     cf: Any = None
     steps: dict[str, float] = field(default_factory=dict)
     cache: Any = None  # the run's StepCache: which steps were reused (skipped) and which ran
+    report: Path | None = None
 
 
 class StepTimer:
@@ -172,10 +174,19 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         recommendations = serve_examples(cfg, echo) if promoted or _has_channel(cfg) else {}
     with timed("summary"):
         warehouse = summarize(spark, cfg.storage.warehouse)
+    from pinrec.jobs.report import build_report, default_path
+
+    with timed("report"):
+        if isinstance(bundle, Cached) and default_path(cfg, bundle.output).is_file():
+            report = default_path(cfg, bundle.output)  # the same bundle: its page is already written
+            report = Path(report.path) if not report.is_s3 else report
+        else:
+            report = build_report(cfg, getattr(bundle, "version", None) or bundle.output, spark=spark)
+    echo(f"[report] {report}")
     seconds = time.perf_counter() - start
     if cache.skipped:
         echo(f"[cache] reused: {', '.join(dict.fromkeys(cache.skipped))}; ran: {', '.join(dict.fromkeys(cache.ran)) or 'nothing'}")
     for line in timed.render(seconds).splitlines():
         echo("[time] " + line)
     return DemoResult(landing, tuple(reports), warehouse, training, ranker, index, bundle, recommendations,
-                      seconds, two_tower, cf=cf, steps=dict(timed.seconds), cache=cache)
+                      seconds, two_tower, cf=cf, steps=dict(timed.seconds), cache=cache, report=report)

@@ -254,3 +254,13 @@ def with_retrieval_settings(cfg: PinrecConfig, chosen: dict | None) -> PinrecCon
 
     settings = (chosen or {}).get("settings")
     return dataclasses.replace(cfg, pinsage=apply_settings(cfg.pinsage, settings)) if settings else cfg
+
+
+def run_report(cfg: PinrecConfig, version: str) -> dict:
+    """The run report of bundle ``version`` (what :func:`publish_day` just published, promoted or not):
+    one static HTML file, ``<artifacts>/reports/<version>.html`` (:func:`pinrec.jobs.report.build_report`)."""
+    from pinrec.jobs.report import build_report
+
+    where = build_report(cfg, version, spark=_spark(cfg))
+    log.info("[report] %s", where)
+    return {"version": version, "wrote": {"report": str(where)}}

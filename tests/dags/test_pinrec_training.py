@@ -3,6 +3,7 @@ graph -> PinSage -> index, ranker -> publish; the published bundle loads and is 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,7 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     assert str(run.state) == "success", states
     assert set(states.values()) == {"success"} and set(states) == {"plan", "graph", "retrieval_settings", "pinsage",
                                                                    "cf", "index", "ranker", "two_tower", "funnel",
-                                                                   "publish"}
+                                                                   "publish", "report"}
     _check_settings_reached_pinsage(spark, cfg, {ti.task_id: ti for ti in run.get_task_instances()})
     published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(task_ids="publish")
     assert published["day"] == (START + dt.timedelta(days=DAYS - 1)).isoformat()  # default: newest landed day
@@ -62,6 +63,11 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     assert bundle.manifest.lineage.mlflow_run_ids["ranker"] == published["mlflow_run_ids"]["ranker"]
     assert bundle.manifest.lineage.mlflow_run_ids["cf"] == published["mlflow_run_ids"]["cf"]  # the cf task's factors
     assert bundle.pins.num_rows > 0 and bundle.ntotal > 0
+    reported = {ti.task_id: ti for ti in run.get_task_instances()}["report"].xcom_pull(task_ids="report")
+    assert reported["version"] == bundle.version
+    assert reported["wrote"]["report"].endswith(f"/reports/{bundle.version}.html")
+    title = f"<title>pinrec run report: {cfg.publish.name}/{bundle.version}</title>"
+    assert title in Path(reported["wrote"]["report"]).read_text()
 
     # a re-run of the same day publishes a new immutable version and moves the channel to it
     rerun = dag.test(run_conf={"overrides": overrides, "day": published["day"]})
