@@ -187,8 +187,9 @@ class DatasetConfig:
     interaction is a save); ``country`` of every user; ``items``: an item-metadata file keyed by
     ``item_key`` (default: ``item_column``) with ``category_column``, ``labels_column`` (multi-label,
     joined by ``label_sep``: multi-hot content vector) and ``title_column``; ``items_sep`` /
-    ``items_names`` as for the log. ``max_partitions`` > 0 bounds the landed partitions per table
-    (for evaluation from the landing zone; 0: one per day, what ingestion needs).
+    ``items_names`` as for the log. ``max_partitions`` > 0 bounds the landed partitions per table:
+    a dataset with more days than that lands by calendar month, or by year (each event still
+    ingested into its own day); 0: one partition per day.
     """
 
     kind: Literal["synthetic", "movielens-100k", "log"] = "synthetic"
@@ -212,7 +213,7 @@ class DatasetConfig:
     title_column: str | None = None
     items_sep: str | None = None
     items_names: tuple[str, ...] = ()
-    max_partitions: Annotated[int, Field(ge=0)] = 0
+    max_partitions: Annotated[int, Field(ge=0)] = 366
 
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:

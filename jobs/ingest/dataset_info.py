@@ -4,7 +4,9 @@
 ``path`` (where it was read from), ``timestamps`` (``"column"``: real event times; ``"row_order"``:
 the file's row order stood in for time; ``"none"``: no time at all, every interaction at one instant),
 ``rows`` (lines read), ``users``, ``items``, ``interactions`` (distinct (user, item) pairs landed),
-``save_threshold``, ``partitions`` (landed partitions of ``impressions``) and ``max_partitions``.
+``save_threshold``, ``partitions`` (landed partitions of ``impressions``), ``max_partitions`` and
+``partition`` (the landing partitions' span: ``day``, ``month`` or ``year``, see
+:mod:`pinrec.jobs.ingest.landing`; a record without it means ``day``).
 Non-integer ids of a generic log are replaced by integers; their mappings
 (``value``, ``id``) go beside it as ``user_ids.parquet`` / ``item_ids.parquet``.
 
@@ -21,6 +23,8 @@ import pandas as pd
 
 from pinrec.jobs.io.lake import Location, as_location
 
+from .landing import GRANULARITIES
+
 FOLDER = "_dataset"
 TIMESTAMP_KINDS = ("column", "row_order", "none")
 
@@ -35,6 +39,8 @@ def write_dataset_info(landing: str | Path | Location, info: dict, user_ids: pd.
     if info.get("timestamps") not in TIMESTAMP_KINDS:
         raise ValueError(f"dataset record: timestamps must be one of {list(TIMESTAMP_KINDS)}, "
                          f"got {info.get('timestamps')!r}")
+    if info.get("partition", "day") not in GRANULARITIES:
+        raise ValueError(f"dataset record: partition must be one of {list(GRANULARITIES)}, got {info['partition']!r}")
     folder = _folder(landing)
     for name, ids in (("user_ids.parquet", user_ids), ("item_ids.parquet", item_ids)):
         if ids is not None:
@@ -52,6 +58,16 @@ def read_dataset_info(landing: str | Path | Location) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def partition_granularity(landing: str | Path | Location) -> str:
+    """The span of the landing zone's partitions: the record's ``partition``, ``"day"`` without one."""
+    info = read_dataset_info(landing) or {}
+    granularity = info.get("partition", "day")
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"{_folder(landing) / 'dataset.json'}: partition must be one of {list(GRANULARITIES)}, "
+                         f"got {granularity!r}")
+    return granularity
+
+
 def read_id_map(landing: str | Path | Location, what: str) -> pd.DataFrame | None:
     """``what`` = ``"user"`` or ``"item"``: the (value, id) mapping of a log's non-integer ids, or None."""
     if what not in ("user", "item"):
@@ -60,4 +76,4 @@ def read_id_map(landing: str | Path | Location, what: str) -> pd.DataFrame | Non
     return pd.read_parquet(io.BytesIO(path.read_bytes())) if path.is_file() else None
 
 
-__all__ = ["read_dataset_info", "read_id_map", "write_dataset_info"]
+__all__ = ["partition_granularity", "read_dataset_info", "read_id_map", "write_dataset_info"]

@@ -25,7 +25,8 @@ Mapping (``<p>`` is ``log.source``, ``"ml"`` for MovieLens):
 
 Partitions: events (impressions, actions, edges) by the UTC date of their ts; dimensions on the day
 they become needed: users and pins on the day of their first interaction, boards on the day of
-their first save. So every foreign key points into the same or an earlier partition. A user or
+their first save. With a bound on the partitions (``max_partitions``), a day is replaced by its
+calendar month or year (:func:`choose_granularity`). So every foreign key points into the same or an earlier partition. A user or
 item with no interaction lands on the first interaction day on or after its ``created_at`` (the
 last day if none; the first day when ``created_at`` is missing, with ``created_at`` = the log's
 first interaction). Only days with interactions are written, every table on each of them (empty
@@ -53,7 +54,7 @@ from pinrec.schemas.catalog import (
 )
 
 from .dataset_info import write_dataset_info
-from .landing import LandingSummary, format_ts, write_partition
+from .landing import GRANULARITIES, LandingSummary, format_ts, write_partition
 
 USER_COLUMNS = ("user_id", "created_at", "country", "gender", "age", "occupation")
 ITEM_COLUMNS = ("item_id", "category", "title", "created_at")  # optional: nsfw, content_embedding
@@ -176,16 +177,30 @@ def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float) -> 
             IMPRESSIONS.name: impressions, ACTIONS.name: actions}
 
 
-def _buckets(days: pd.DatetimeIndex, max_partitions: int) -> pd.Series:
-    """Interaction day -> landing day: itself, or with ``max_partitions`` > 0 and more days than
-    that, the last day of its run of ``ceil(len(days) / max_partitions)`` consecutive days."""
+def choose_granularity(days: pd.DatetimeIndex, max_partitions: int) -> str:
+    """The finest landing granularity (:data:`~pinrec.jobs.ingest.landing.GRANULARITIES`) at which the
+    interaction ``days`` (UTC midnights) fill at most ``max_partitions`` partitions; 0: ``"day"``
+    (no bound). Raises ValueError when even years are too many."""
     if max_partitions < 0:
         raise ValueError(f"max_partitions must be >= 0 (0: one partition per day), got {max_partitions}")
-    if not max_partitions or len(days) <= max_partitions:
-        return pd.Series(days, index=days)
-    size = -(-len(days) // max_partitions)
-    last = np.minimum((np.arange(len(days)) // size + 1) * size, len(days)) - 1
-    return pd.Series(days[last], index=days)
+    if not max_partitions:
+        return "day"
+    naive = days.tz_convert(None) if days.tz is not None else days
+    counts = {"day": len(naive.unique()), "month": len(naive.to_period("M").unique()),
+              "year": len(naive.year.unique())}
+    for granularity in GRANULARITIES:
+        if counts[granularity] <= max_partitions:
+            return granularity
+    raise ValueError(f"the log spans {counts['year']} calendar years, more than max_partitions={max_partitions} "
+                     f"partitions even by year: raise max_partitions (0: one partition per day)")
+
+
+def _starts(stamps: pd.Series, granularity: str) -> pd.Series:
+    """UTC midnights -> the first day of their partition (as UTC midnights)."""
+    if granularity == "day":
+        return stamps
+    floored = stamps.dt.tz_localize(None).dt.to_period("M" if granularity == "month" else "Y").dt.start_time
+    return floored.dt.tz_localize("UTC")
 
 
 def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float = 4.0, max_partitions: int = 0,
@@ -197,19 +212,18 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
 
     ``empty_partitions=False`` writes no empty file (a dimension table gets a partition only on
     days it has rows: ingestion treats those tables as optional). ``max_partitions`` > 0 bounds the
-    partitions per table: a log with more interaction days lands in runs of consecutive days, each
-    in the partition of its last day (a static dataset spanning years becomes a few dozen folders
-    instead of one per day and table). Such partitions hold events dated before the partition, which
-    ingestion's ``outside_partition`` check quarantines: bounded partitions are for evaluation
-    straight from the landing zone (``pinrec eval-retrieval``), daily ones (0) for the pipeline."""
+    partitions per table: a log with more interaction days than that lands by calendar month, or by
+    year when months are still too many (:func:`choose_granularity`; ``summary.partition`` says
+    which), each folder named by the span's first day. Ingestion reads the span from the dataset
+    record and writes each event to the Delta partition of its own day."""
     inter = _check(log)
     tables = _tables(log, inter, save_threshold)
-    land = _buckets(pd.DatetimeIndex(inter["_day"].unique()), max_partitions)
-    days = pd.DatetimeIndex(land.unique())
-    summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES})
+    granularity = choose_granularity(pd.DatetimeIndex(inter["_day"]), max_partitions)
+    days = pd.DatetimeIndex(_starts(inter["_day"], granularity).unique())
+    summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES}, partition=granularity)
     for spec in RAW_TABLES:
         frame = tables[spec.name].reset_index(drop=True)
-        frame["_day"] = land.reindex(pd.DatetimeIndex(frame["_day"])).to_numpy()
+        frame["_day"] = _starts(frame["_day"], granularity)
         for col in spec.columns:  # format timestamps once, not per partition (write_partition keeps strings)
             if col.dtype == "timestamp":
                 frame[col.name] = format_ts(frame[col.name])
@@ -287,9 +301,10 @@ def read_movielens_100k(path: str | Path) -> InteractionLog:
 READERS: dict[str, Callable[[str | Path], InteractionLog]] = {"movielens-100k": read_movielens_100k}
 
 
-def load_dataset(kind: str, path: str | Path, landing: str | Path) -> LandingSummary:
-    """Read dataset ``kind`` from ``path`` and write it into ``landing`` (see :func:`to_landing`),
-    with the dataset record (:mod:`pinrec.jobs.ingest.dataset_info`). Any other interaction log:
+def load_dataset(kind: str, path: str | Path, landing: str | Path, max_partitions: int = 0) -> LandingSummary:
+    """Read dataset ``kind`` from ``path`` and write it into ``landing`` (see :func:`to_landing`; at
+    most ``max_partitions`` partitions per table when > 0), with the dataset record
+    (:mod:`pinrec.jobs.ingest.dataset_info`). Any other interaction log:
     :func:`pinrec.jobs.ingest.log_reader.load_log`."""
     if kind not in READERS:
         raise ValueError(f"unknown dataset kind {kind!r}; known kinds: {sorted(READERS)} "
@@ -297,9 +312,10 @@ def load_dataset(kind: str, path: str | Path, landing: str | Path) -> LandingSum
     if path is None:
         raise ValueError(f"dataset kind {kind!r} needs a path to the dataset folder")
     log = READERS[kind](path)
-    summary = to_landing(log, landing)
+    summary = to_landing(log, landing, max_partitions=max_partitions)
     write_dataset_info(landing, {"kind": kind, "path": str(path), "timestamps": "column",
                                  "users": len(log.users), "items": len(log.items),
                                  "interactions": len(log.interactions), "save_threshold": 4.0,
-                                 "partitions": len(summary.rows[IMPRESSIONS.name]), "max_partitions": 0})
+                                 "partitions": len(summary.rows[IMPRESSIONS.name]),
+                                 "max_partitions": max_partitions, "partition": summary.partition})
     return summary

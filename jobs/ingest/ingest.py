@@ -19,6 +19,13 @@ For one table and a set of days, in one Spark batch:
    of the Delta table (``replaceWhere``: a re-run never duplicates) and of the quarantine, through
    the catalog (:mod:`pinrec.jobs.io.catalog`), which records the reference tables read as the
    commits' lineage.
+
+A static dataset landed in coarse partitions (by month or year: :mod:`pinrec.jobs.ingest.landing`, the
+span in the landing zone's dataset record) is ingested the same way, ``days`` being the partitions'
+first days (what :func:`landed_days` lists): an event must fall in its partition's span
+(``outside_partition``), valid events go to the Delta partition of their own day and dimension rows
+to the partition's first day, and the write replaces every day of the spans. Quarantined rows keep
+the partition's first day as ``dt``.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from pinrec.jobs.io.catalog import Catalog
 from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
 from pinrec.schemas.tables import TableSpec
 
+from .dataset_info import partition_granularity
 from .ingest_read import (
     IngestError,
     LandingFileError,
@@ -41,7 +49,7 @@ from .ingest_read import (
     read_failure,
     read_lines,
 )
-from .landing import partition_dir
+from .landing import partition_dir, partition_end
 from .report import IngestReport
 from .validation import add_reference_flags, checks_for, ref_view, validate
 
@@ -89,7 +97,24 @@ def deduplicate(parsed, spec: TableSpec):
     return keep, extra
 
 
-def _register_references(catalog: Catalog, spec: TableSpec, days: list[dt.date], cfg: IngestConfig) -> list:
+def _spans(days: list[dt.date], granularity: str) -> list[tuple[dt.date, dt.date]]:
+    """The landing partitions starting on ``days`` as merged ``[first day, end)`` ranges."""
+    spans: list[tuple[dt.date, dt.date]] = []
+    for day in sorted(set(days)):
+        end = partition_end(day, granularity)
+        if spans and spans[-1][1] >= day:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((day, end))
+    return spans
+
+
+def _spans_predicate(spans: list[tuple[dt.date, dt.date]], column: str = "dt") -> str:
+    return " OR ".join(f"({column} >= DATE'{a.isoformat()}' AND {column} < DATE'{b.isoformat()}')" for a, b in spans)
+
+
+def _register_references(catalog: Catalog, spec: TableSpec, days: list[dt.date], cfg: IngestConfig,
+                         granularity: str = "day") -> list:
     from pyspark.sql import functions as F
 
     tables = {t.name: t for t in RAW_TABLES}
@@ -103,7 +128,8 @@ def _register_references(catalog: Catalog, spec: TableSpec, days: list[dt.date],
         ref = catalog.read(ref_table)
         if tables[ref_table].kind == "event":
             since = min(days) - dt.timedelta(days=cfg.reference_lookback_days)
-            ref = ref.where(F.col("dt").between(F.lit(since), F.lit(max(days))))
+            until = partition_end(max(days), granularity) - dt.timedelta(days=1)
+            ref = ref.where(F.col("dt").between(F.lit(since), F.lit(until)))
         # Cached: the row tagging's join and the suite's NOT EXISTS both read it.
         keys = ref.select(ref_col).distinct().cache()
         keys.createOrReplaceTempView(ref_view(c.references))
@@ -126,6 +152,7 @@ def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: l
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     batch_id = f"{spec.name}:{days[0]}..{days[-1]}:{uuid.uuid4().hex[:8]}"
     optional = spec.name in cfg.optional_tables
+    granularity = partition_granularity(paths.landing)
     lines = read_lines(spark, paths.landing, spec, days, optional)
     if lines is None:
         log.info("%s: nothing landed for %s..%s", spec.name, days[0], days[-1])
@@ -133,7 +160,8 @@ def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: l
     cached: list = []  # everything cached is released, even on error: a later batch with the same
     try:               # plan over rewritten files would otherwise read the stale cache
         landing = {d.isoformat(): str(partition_dir(paths.landing, spec.name, d)) for d in days}  # lineage
-        report = _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing)
+        report = _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing,
+                               granularity)
     finally:
         for df in cached:
             df.unpersist()
@@ -143,7 +171,8 @@ def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: l
     return report
 
 
-def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing) -> IngestReport:
+def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing,
+                  granularity) -> IngestReport:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -165,8 +194,8 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     parsed = keep(parse(lines, spec))
     clean = parsed.where("_parse_reasons = ''").drop("_parse_reasons")
     first, extra = deduplicate(clean, spec)
-    cached.extend(_register_references(catalog, spec, days, cfg))
-    checks = checks_for(spec, now, cfg.max_future_skew_s)
+    cached.extend(_register_references(catalog, spec, days, cfg, granularity))
+    checks = checks_for(spec, now, cfg.max_future_skew_s, granularity)
     tagged, results = validate(add_reference_flags(first, spec), spec, checks)
     cached.append(tagged)
 
@@ -178,9 +207,12 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     by_reason = {r["reason"]: r["n"] for r in quarantine.groupBy("reason").agg(F.count("*").alias("n")).collect()}
     samples: dict[str, list[str]] = {}
     ranked = quarantine.withColumn("_i", F.row_number().over(Window.partitionBy("reason").orderBy("_raw")))
-    for row in ranked.where(F.col("_i") <= cfg.report_sample_rows).orderBy("reason", "_i").collect():
+    for row in (ranked.where(F.col("_i") <= cfg.report_sample_rows).orderBy("reason", "_i").collect()
+                if by_reason else ()):  # a clean batch has no samples: skip the Spark job
         samples.setdefault(row["reason"], []).append(row["_raw"])
     valid = tagged.where("_reasons = ''").select(*spec.column_names, "dt")
+    if granularity != "day" and spec.kind == "event":  # a coarse partition: each event to its own day
+        valid = valid.withColumn("dt", F.to_date(spec.event_ts))
     report = IngestReport(
         table=spec.name, days=tuple(days), batch_id=batch_id, rows_in=rows_in,
         rows_valid=valid.count(), rows_quarantined=sum(by_reason.values()),
@@ -196,11 +228,13 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     origin = {"batch_id": batch_id, "landing": landing}  # `pinrec lineage` follows a raw table back to these folders
     origin["rows"] = {"in": report.rows_in, "valid": report.rows_valid, "quarantined": report.rows_quarantined,
                       "duplicates_dropped": report.duplicates_dropped}  # the batch's accounting, for `pinrec report`
-    return report.with_version(catalog.write(spec.name, valid, days=days, user_metadata=origin).version)
+    where = {"days": days} if granularity == "day" else {"replace_where": _spans_predicate(_spans(days, granularity))}
+    return report.with_version(catalog.write(spec.name, valid, user_metadata=origin, **where).version)
 
 
 def landed_days(landing: str, start: dt.date, end: dt.date, anchor: str = "impressions") -> list[dt.date]:
-    """Days in [start, end] on which the anchor table (impressions) landed."""
+    """Days in [start, end] on which the anchor table (impressions) landed: the first days of its
+    partitions (months or years for a static dataset landed in coarse partitions)."""
     from .landing import list_partitions
 
     days = [d for d in list_partitions(landing, anchor) if start <= d <= end]

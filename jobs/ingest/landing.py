@@ -7,6 +7,13 @@ Layout: ``<landing>/<table>/dt=YYYY-MM-DD/part-00000.jsonl`` (or ``.jsonl.gz``),
 object per ``\n``-ended line; a partition is flat (ingestion refuses files in its sub-folders, see
 :mod:`pinrec.jobs.ingest.ingest_read`). Timestamps are ISO-8601 UTC strings with millisecond precision
 (``2026-01-05T10:00:00.123Z``); ``dt`` lives only in the folder name.
+
+Granularity. A partition holds one day by default. A static dataset spanning years may land in
+coarser partitions (:data:`GRANULARITIES`): ``month`` or ``year``, each folder named by its first
+day (``dt=2003-07-01`` holds July 2003) and holding every row of that span. The landing zone's
+dataset record (:mod:`pinrec.jobs.ingest.dataset_info`, key ``partition``) says which; without one
+(the synthetic world) partitions are days. Ingestion checks that an event falls in its folder's
+span and writes it to the Delta partition of its own day.
 Sources (the synthetic generator, dataset adapters) write through :func:`write_partition`, so
 every source produces byte-compatible files.
 """
@@ -30,12 +37,14 @@ class LandingSummary:
 
     ``rows[table][day]`` counts every line written, faulty ones included; ``faults[table][kind]``
     counts deliberately injected faults (synthetic source only) so tests can check that ingestion
-    quarantines exactly those; ``duplicates[table]`` counts injected duplicate rows.
+    quarantines exactly those; ``duplicates[table]`` counts injected duplicate rows. ``partition``:
+    the partitions' span (:data:`GRANULARITIES`); the keys of ``rows`` are their first days.
     """
 
     rows: dict[str, dict[dt.date, int]]
     faults: dict[str, dict[str, int]] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
+    partition: str = "day"
 
     @property
     def days(self) -> list[dt.date]:
@@ -43,6 +52,33 @@ class LandingSummary:
 
     def total(self, table: str) -> int:
         return sum(self.rows.get(table, {}).values())
+
+
+#: Landing partition spans, finest first.
+GRANULARITIES = ("day", "month", "year")
+
+
+def _check_granularity(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"landing partition granularity must be one of {list(GRANULARITIES)}, got {granularity!r}")
+
+
+def partition_start(day: dt.date, granularity: str = "day") -> dt.date:
+    """The first day of the ``granularity`` partition holding ``day`` (its folder's date)."""
+    _check_granularity(granularity)
+    if granularity == "day":
+        return day
+    return day.replace(day=1) if granularity == "month" else day.replace(month=1, day=1)
+
+
+def partition_end(start: dt.date, granularity: str = "day") -> dt.date:
+    """The first day after the partition starting on ``start`` (exclusive end of its span)."""
+    _check_granularity(granularity)
+    if granularity == "day":
+        return start + dt.timedelta(days=1)
+    if granularity == "year":
+        return start.replace(year=start.year + 1)
+    return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
 def partition_dir(landing: str | Path | Location, table: str, day: dt.date) -> Location:

@@ -241,7 +241,7 @@ def load_log(path: str | Path, landing: str | Path, spec: LogSpec | None = None,
         "kind": "log", "path": str(path), "timestamps": read.timestamps, "rows": read.rows,
         "users": len(read.log.users), "items": len(read.log.items), "interactions": len(read.log.interactions),
         "save_threshold": read.save_threshold, "partitions": len(summary.rows["impressions"]),
-        "max_partitions": max_partitions}, read.user_ids, read.item_ids)
+        "max_partitions": max_partitions, "partition": summary.partition}, read.user_ids, read.item_ids)
     return summary
 
 

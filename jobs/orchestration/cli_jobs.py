@@ -93,7 +93,7 @@ def cmd_load_dataset(args) -> int:
                        title=ds.title_column, items_sep=ds.items_sep, items_names=ds.items_names)
         _print_landed(load_log(ds.path, cfg.storage.location("landing"), spec, ds.max_partitions))
     else:
-        _print_landed(load_dataset(ds.kind, ds.path, cfg.storage.location("landing")))
+        _print_landed(load_dataset(ds.kind, ds.path, cfg.storage.location("landing"), ds.max_partitions))
     return 0
 
 

@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}", help=f"kind log: sets dataset.{key} (docs/datasets.md)")
     p.add_argument("--timestamps", choices=["auto", "column", "row_order", "none"],
                    help="kind log: how the log gives time (sets dataset.timestamps)")
-    p.add_argument("--max-partitions", type=int, help="kind log: at most this many partitions per table "
-                                                      "(sets dataset.max_partitions; 0: one per day)")
+    p.add_argument("--max-partitions", type=int, help="at most this many partitions per table: more days land "
+                                                      "by month or year (sets dataset.max_partitions; 0: one per day)")
 
     p = _leaf(sub, "ingest", "ingest", [common], help="validate landed days into Delta; bad rows go to quarantine")
     p.add_argument("--date", type=_date, help="one day (YYYY-MM-DD); its mandatory partitions must exist")

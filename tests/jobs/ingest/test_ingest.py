@@ -299,3 +299,35 @@ def test_a_gz_file_that_cannot_be_decompressed_fails_naming_it(spark, any_lake):
     with pytest.raises(LandingFileError, match=re.escape(f"{cut}: Unexpected end of input stream")):
         ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
     assert Catalog(spark, lake.warehouse).version("pins") is None
+
+
+@pytest.mark.parametrize("periods, freq, bound, granularity", [  # 40 days over ~20 years, or over 4 months
+    pytest.param(40, "183D", 24, "year", marks=pytest.mark.full), pytest.param(40, "3D", 6, "month", marks=pytest.mark.full)])
+def test_a_static_log_in_coarse_partitions_ingests_every_row_into_its_own_day(spark, tmp_path, periods, freq, bound,
+                                                                             granularity):
+    import numpy as np
+
+    from pinrec.jobs.ingest.ingest import IngestPaths, landed_days
+    from pinrec.jobs.ingest.log_reader import LogSpec, load_log
+
+    stamps = pd.date_range("2003-02-10 09:30", periods=periods, freq=freq, tz="UTC")
+    log = pd.DataFrame({"user_id": np.arange(periods) % 9, "item_id": np.arange(periods) % 31,
+                        "ts": stamps.astype("int64") // 10**9, "rating": np.where(np.arange(periods) % 3, 5, 2)})
+    log = log.drop_duplicates(["user_id", "item_id"])
+    log.to_parquet(tmp_path / "log.parquet")
+    landing = tmp_path / "landing"
+    summary = load_log(tmp_path / "log.parquet", landing, LogSpec(timestamp="ts", rating="rating"), max_partitions=bound)
+    assert summary.partition == granularity
+    assert all(len(list((landing / t).iterdir())) <= bound for t in summary.rows)  # one file per partition
+    paths = IngestPaths(str(landing), str(tmp_path / "warehouse"))
+    days = landed_days(str(landing), dt.date.min, dt.date.max)
+    reports = {r.table: r for r in ingest(spark, paths, days, IngestConfig(), now=NOW)}
+    for table, report in reports.items():
+        assert (report.rows_in, report.rows_valid, report.rows_quarantined) == (summary.total(table),) * 2 + (0,), table
+    impressions = read(spark, paths, "impressions").toPandas()
+    assert len(impressions) == len(log)
+    assert (impressions["dt"] == impressions["ts"].dt.date).all()  # each event in its own day, not its month/year
+    assert impressions["dt"].nunique() == log["ts"].nunique()
+    # A re-run replaces the spans' days: no duplicates.
+    ingest(spark, paths, days, IngestConfig(), tables=("impressions",), now=NOW)
+    assert read(spark, paths, "impressions").count() == len(log)

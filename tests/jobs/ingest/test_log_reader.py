@@ -1,14 +1,24 @@
 """The generic interaction-log reader: column mapping, ids, time modes, metadata, bounded partitions."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pinrec.jobs.ingest.dataset_info import read_dataset_info, read_id_map
-from pinrec.jobs.ingest.landing import list_partitions
+from pinrec.jobs.ingest.dataset_info import (
+    partition_granularity,
+    read_dataset_info,
+    read_id_map,
+)
+from pinrec.jobs.ingest.landing import (
+    GRANULARITIES,
+    list_partitions,
+    partition_end,
+    partition_start,
+)
 from pinrec.jobs.ingest.log_reader import ORIGIN, LogSpec, load_log, read_log
 
 LOG = """uid,song,when,stars
@@ -75,18 +85,39 @@ def test_string_ids_are_mapped_and_stored(tmp_path):
     assert json.loads((tmp_path / "landing" / "_dataset" / "dataset.json").read_text())["users"] == 3
 
 
-def test_years_of_data_land_in_bounded_partitions(tmp_path):
-    days = pd.date_range("2001-01-01", periods=400, freq="3D", tz="UTC")  # 3.3 years, 400 days
+def test_years_of_data_land_in_bounded_calendar_partitions(tmp_path):
+    days = pd.date_range("2001-01-01", periods=400, freq="3D", tz="UTC")  # 3.3 years, 400 days, 40 months
     frame = pd.DataFrame({"user_id": np.arange(400) % 7, "item_id": np.arange(400), "ts": days.astype("int64") // 10**9})
     frame.to_parquet(tmp_path / "log.parquet")
     spec = LogSpec(timestamp="ts")
-    summary = load_log(tmp_path / "log.parquet", tmp_path / "landing", spec, max_partitions=16)
-    parts = list_partitions(tmp_path / "landing", "impressions")
-    assert len(parts) == 16 and summary.total("impressions") == 400
-    assert parts[-1] == days[-1].date()  # a run of days lands on its last day: no event after its partition
-    assert len(list_partitions(tmp_path / "landing", "users")) <= 7  # no empty files for the dimensions
+    by_month = load_log(tmp_path / "log.parquet", tmp_path / "months", spec, max_partitions=40)
+    parts = list_partitions(tmp_path / "months", "impressions")
+    assert by_month.partition == "month" and len(parts) == 40 and by_month.total("impressions") == 400
+    assert parts[:2] == [dt.date(2001, 1, 1), dt.date(2001, 2, 1)] and parts[-1] == dt.date(2004, 4, 1)
+    assert by_month.rows["impressions"][dt.date(2001, 1, 1)] == 11  # Jan 1, 4, ..., 31
+    assert len(list_partitions(tmp_path / "months", "users")) == 1  # no empty files for the dimensions
+    assert read_dataset_info(tmp_path / "months")["partition"] == "month"
+    assert partition_granularity(tmp_path / "months") == "month"
+    by_year = load_log(tmp_path / "log.parquet", tmp_path / "years", spec, max_partitions=39)
+    assert by_year.partition == "year"
+    assert list_partitions(tmp_path / "years", "impressions") == [dt.date(y, 1, 1) for y in range(2001, 2005)]
     daily = load_log(tmp_path / "log.parquet", tmp_path / "daily", spec)
-    assert len(daily.rows["impressions"]) == 400
+    assert daily.partition == "day" and len(daily.rows["impressions"]) == 400
+    assert partition_granularity(tmp_path / "daily") == "day"
+    assert partition_granularity(tmp_path / "nothing") == "day"  # no record (the synthetic world): days
+    with pytest.raises(ValueError, match="spans 4 calendar years, more than max_partitions=3"):
+        load_log(tmp_path / "log.parquet", tmp_path / "few", spec, max_partitions=3)
+
+
+def test_partition_spans():
+    assert [partition_start(dt.date(2024, 2, 29), g) for g in GRANULARITIES] == [
+        dt.date(2024, 2, 29), dt.date(2024, 2, 1), dt.date(2024, 1, 1)]
+    assert partition_end(dt.date(2024, 2, 1), "month") == dt.date(2024, 3, 1)
+    assert partition_end(dt.date(2024, 12, 1), "month") == dt.date(2025, 1, 1)
+    assert partition_end(dt.date(2024, 1, 1), "year") == dt.date(2025, 1, 1)
+    assert partition_end(dt.date(2024, 2, 29), "day") == dt.date(2024, 3, 1)
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        partition_start(dt.date(2024, 1, 1), "week")
 
 
 def test_clear_errors(tmp_path):

@@ -54,3 +54,38 @@ def test_tagging_and_suite_agree_on_a_tiny_frame(spark):
     assert results["null:user_id"].unexpected == 1 and not results["null:user_id"].success
     assert results["future:created_at"].unexpected == 1
     assert results["null:created_at"].success
+
+
+def test_a_coarse_landing_partition_checks_the_events_month_or_year():
+    month = {c.name: c for c in checks_for(IMPRESSIONS, NOW, granularity="month")}["outside_partition:ts"]
+    assert month.violation == "trunc(to_date(`ts`), 'MM') <> `dt`"
+    year = {c.name: c for c in checks_for(IMPRESSIONS, NOW, granularity="year")}["outside_partition:ts"]
+    assert year.violation == "trunc(to_date(`ts`), 'YEAR') <> `dt`"
+    assert {c.name: c for c in checks_for(IMPRESSIONS, NOW)}["outside_partition:ts"].violation == "to_date(`ts`) <> `dt`"
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        checks_for(IMPRESSIONS, NOW, granularity="week")
+
+
+@pytest.mark.spark
+def test_one_gx_context_per_session_and_no_sample_fetches(spark):
+    from pinrec.jobs.ingest.validation import _Gx, run_suite
+
+    def frame(ages):
+        rows = [(i, dt.datetime(2026, 1, 1), "US", "F", age, None) for i, age in enumerate(ages)]
+        return spark.createDataFrame(rows, "user_id bigint, created_at timestamp, country string, gender string, "
+                                           "age int, occupation string")
+
+    checks = checks_for(USERS, NOW)
+    sc = spark.sparkContext
+    sc.setJobGroup("pinrec-test-gx-1", "first batch")
+    first = {r.name: r.unexpected for r in run_suite(frame([30, 130, 140]), USERS, checks)}
+    context = _Gx.of(spark).context
+    sc.setJobGroup("pinrec-test-gx-2", "second batch, same table")
+    second = {r.name: r.unexpected for r in run_suite(frame([30, 31]), USERS, checks)}
+    sc.setJobGroup("", "")
+    assert (first["out_of_range:age"], second["out_of_range:age"]) == (2, 0)  # the second batch is read, not a cache
+    assert _Gx.of(spark).context is context
+    # One Spark job per column expectation and two per row query (its rows, its count): GX's 20 sample
+    # values per column expectation (one more job each) are not fetched.
+    rows_queries = sum(c.gx_type == "UnexpectedRowsExpectation" for c in checks)
+    assert len(sc.statusTracker().getJobIdsForGroup("pinrec-test-gx-2")) <= len(checks) + rows_queries
