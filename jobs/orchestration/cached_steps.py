@@ -47,6 +47,7 @@ from .step_cache import (
 )
 
 LANDING_MARKER = "_pinrec_landing.json"
+SUMMARY_MARKER = "_pinrec_summary.json"
 
 # what each whole-table step reads (checked against the catalog's lineage after it runs)
 READS = {
@@ -211,3 +212,27 @@ class Steps:
             catalog = self.catalog({"step": "features", "days": {d.isoformat(): fps[d] for d in todo}})
             rows = build_features(self.spark, catalog, todo, self.cfg.features)
         return rows, [d for d in days if d not in todo]
+
+    # -- the warehouse summary -------------------------------------------------------------------
+    def summary(self):
+        """:func:`~pinrec.jobs.monitoring.summary.summarize`, reused while no table has a new Delta
+        version since it was written to ``<warehouse>/_pinrec_summary.json`` (its counts scan every
+        table: on a rerun that reuses every step it was most of the run)."""
+        from pinrec.jobs.monitoring.summary import (
+            TableSummary,
+            WarehouseSummary,
+            summarize,
+        )
+        from pinrec.schemas.catalog import WAREHOUSE
+
+        look = self.catalog()
+        versions = {name: look.version(name) for name in WAREHOUSE}
+        marker = self.cfg.storage.location("warehouse") / SUMMARY_MARKER
+        meta = json.loads(marker.read_text()) if marker.is_file() else {}
+        if self.cache.cfg.enabled and meta.get("versions") == versions:
+            return WarehouseSummary(tuple(TableSummary(**t) for t in meta["tables"]),
+                                    {(src, reason): n for src, reason, n in meta["quarantine"]})
+        result = summarize(self.spark, self.cfg.storage.warehouse)
+        marker.write_text(json.dumps({"versions": versions, "tables": [dataclasses.asdict(t) for t in result.tables],
+                                      "quarantine": [[s, r, n] for (s, r), n in sorted(result.quarantine.items())]}))
+        return result

@@ -25,7 +25,7 @@ from pinrec.jobs.features.training_set import TrainingSetReport
 from pinrec.jobs.ingest.ingest import landed_days
 from pinrec.jobs.ingest.landing import LandingSummary
 from pinrec.jobs.ingest.report import IngestReport
-from pinrec.jobs.monitoring.summary import WarehouseSummary, summarize
+from pinrec.jobs.monitoring.summary import WarehouseSummary
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         promoted = getattr(bundle, "promoted", False)
         recommendations = serve_examples(cfg, echo) if promoted or _has_channel(cfg) else {}
     with timed("summary"):
-        warehouse = summarize(spark, cfg.storage.warehouse)
+        warehouse = steps.summary()
     from pinrec.jobs.report import build_report, default_path
 
     with timed("report"):

@@ -105,6 +105,7 @@ def test_an_unchanged_rerun_skips_every_step_and_a_ranker_change_or_index_edit_r
     assert isinstance(again.bundle, Cached) and again.bundle.output == first.bundle.version
     assert any(line.startswith("[ranker] cached (fingerprint ") for line in lines)
     assert again.recommendations.keys() == first.recommendations.keys()
+    assert again.warehouse == first.warehouse  # the summary reused: no table has a new version
 
     # the ranker's config changes and the index's code is edited: those two and publish run, nothing else
     real = cached_steps.code_hash
