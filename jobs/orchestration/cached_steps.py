@@ -47,7 +47,7 @@ from .step_cache import (
 )
 
 LANDING_MARKER = "_pinrec_landing.json"
-SUMMARY_MARKER = "_pinrec_summary.json"
+SUMMARY_MARKER = "warehouse_summary.json"  # in <artifacts>: tables are read through the catalog only
 
 # what each whole-table step reads (checked against the catalog's lineage after it runs)
 READS = {
@@ -216,7 +216,7 @@ class Steps:
     # -- the warehouse summary -------------------------------------------------------------------
     def summary(self):
         """:func:`~pinrec.jobs.monitoring.summary.summarize`, reused while no table has a new Delta
-        version since it was written to ``<warehouse>/_pinrec_summary.json`` (its counts scan every
+        version since it was written to ``<artifacts>/warehouse_summary.json`` (its counts scan every
         table: on a rerun that reuses every step it was most of the run)."""
         from pinrec.jobs.monitoring.summary import (
             TableSummary,
@@ -227,7 +227,7 @@ class Steps:
 
         look = self.catalog()
         versions = {name: look.version(name) for name in WAREHOUSE}
-        marker = self.cfg.storage.location("warehouse") / SUMMARY_MARKER
+        marker = self.artifacts / SUMMARY_MARKER
         meta = json.loads(marker.read_text()) if marker.is_file() else {}
         if self.cache.cfg.enabled and meta.get("versions") == versions:
             return WarehouseSummary(tuple(TableSummary(**t) for t in meta["tables"]),
