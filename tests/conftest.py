@@ -174,4 +174,7 @@ def tiny_world(spark, tmp_path_factory):
         "ranker_job": {"baselines": ["logreg"], "int8": False, "evaluation": "full"},
         "blessing": {"min_auc": 0.0},  # the tiny world's test day holds ~30 saves: AUC is noise
     })
-    return cfg, run_demo(cfg, echo=lambda line: None)
+    result = run_demo(cfg, echo=lambda line: None)
+    # as the demo left it, before other tests write to it: what the step cache's rerun test starts from
+    shutil.copytree(root, f"{root}-pristine")
+    return cfg, result

@@ -70,6 +70,17 @@ MODULES = {
 }
 
 
+def fill_landing(cfg: PinrecConfig):
+    """Write the configured source into the landing zone (no cache: :meth:`Steps.landing` is the cached step)."""
+    if cfg.dataset.kind == "synthetic":
+        from pinrec.jobs.ingest.synthetic import generate
+
+        return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
+    from pinrec.jobs.ingest.datasets import load_dataset
+
+    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"))
+
+
 def _bundle_config(cfg: PinrecConfig) -> dict:
     """The sections that shape a bundle: all but where things are stored, how Spark runs and the cache
     itself (a lake moved elsewhere still holds the same bundle)."""
@@ -154,14 +165,7 @@ class Steps:
         return summary
 
     def _fill(self):
-        cfg = self.cfg
-        if cfg.dataset.kind == "synthetic":
-            from pinrec.jobs.ingest.synthetic import generate
-
-            return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
-        from pinrec.jobs.ingest.datasets import load_dataset
-
-        return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"))
+        return fill_landing(self.cfg)
 
     # -- per-day steps ---------------------------------------------------------------------------
     def ingest(self, days: list[dt.date], days_per_batch: int = 0) -> tuple[list, list[dt.date]]:

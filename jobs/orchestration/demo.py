@@ -27,6 +27,10 @@ from pinrec.jobs.ingest.landing import LandingSummary
 from pinrec.jobs.ingest.report import IngestReport
 from pinrec.jobs.monitoring.summary import WarehouseSummary
 
+from .cached_steps import fill_landing
+
+__all__ = ["DemoResult", "StepTimer", "fill_landing", "run_demo", "serve_examples"]
+
 log = logging.getLogger(__name__)
 
 

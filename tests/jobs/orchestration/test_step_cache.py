@@ -76,10 +76,11 @@ def test_table_and_day_fingerprints_come_from_the_newest_commit_that_wrote_them(
 
 @pytest.fixture
 def world_copy(tiny_world, tmp_path):
-    """The tiny world's lake, artifacts and bundle store copied, and its config pointed at the copy."""
+    """The tiny world's lake, artifacts and bundle store as the demo left them (other tests write to the
+    shared world: conftest keeps a pristine copy) copied again, and its config pointed at the copy."""
     cfg, result = tiny_world
     root = Location(cfg.storage.landing).path.rsplit("/", 1)[0]
-    shutil.copytree(root, tmp_path / "world")
+    shutil.copytree(f"{root}-pristine", tmp_path / "world")
     new = str(tmp_path / "world")
     storage = dataclasses.replace(
         cfg.storage, landing=cfg.storage.landing.replace(root, new), warehouse=cfg.storage.warehouse.replace(root, new),
