@@ -15,6 +15,10 @@ starts once the day is over):
 
 Every task replaces exactly its day's partitions, so a re-run or `airflow backfill create` of a
 date range is idempotent. Each task returns what it read (Delta versions) and wrote (its XCom).
+Each goes through the step cache (config section `cache`, as `pinrec demo`): a day whose landed
+files (and those of the days before it), code and config did not change is not recomputed; its XCom
+then says `"cache": {"cached": true, ...}` and names what it reuses. Override
+`cache.enabled=false`, or `cache.force=[ingest]` for one step.
 
 Params: `config` (a pinrec YAML file; default: built-in defaults), `overrides`
 (`section.key=value` strings, as `pinrec --set`) and `spark_conn_id` (default `pinrec_spark`).
@@ -92,8 +96,9 @@ def pinrec_daily():
             raise AirflowSkipException(str(e)) from None
         # the training DAG reads the day (and the table version) from the Asset event, and the run's
         # config + overrides: an Asset-triggered run has no conf of its own
-        outlet_events[TRAINING_SET].extra = {"day": out["day"],
-                                             "delta_version": out["wrote"]["training_set"]["delta_version"],
+        # (a training set reused from the step cache emits the event too: the training run then reuses its steps)
+        table = {**out.get("reused", {}), **out["wrote"]}["training_set"]
+        outlet_events[TRAINING_SET].extra = {"day": out["day"], "delta_version": table["delta_version"],
                                              "config": params["config"], "overrides": list(params["overrides"])}
         return out
 

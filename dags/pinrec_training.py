@@ -30,7 +30,11 @@ landed day) when triggered by hand.
    calibration, index candidates, the verdict; `pinrec report`).
 
 Each task returns what it read (Delta versions) and wrote, and the MLflow run it logged to.
-Re-running a day rebuilds the graph and embeddings and publishes a new, immutable bundle version.
+Every step but the funnel replay, `retrieval_settings` and `report` goes through the step cache
+(config section `cache`, as `pinrec demo`): re-running a day whose tables, code and config did not
+change reuses the graph, the models, the index and the bundle published last time (its XCom says
+`"cache": {"cached": true, ...}`); with a change, exactly the steps it reaches run again, and a new,
+immutable bundle version is published. `cache.enabled=false` (or `cache.force=[publish]`, ...) rebuilds.
 
 Params: `config`, `overrides`, `spark_conn_id` (as `pinrec_daily`: with that Airflow connection
 the **graph** step, pure Spark, goes through spark-submit; the torch steps read their tables with
@@ -63,6 +67,11 @@ def _run_params(params, triggering_asset_events=None) -> dict:
         if events:
             config, overrides = events[-1].extra.get("config"), events[-1].extra.get("overrides")
     return {"config": config, "overrides": list(overrides or []), "spark_conn_id": params["spark_conn_id"]}
+
+
+def _output(result: dict, name: str):
+    """What a task wrote under ``name``, or reused from the step cache (its XCom's ``reused``)."""
+    return {**result.get("reused", {}), **result["wrote"]}[name]
 
 
 def _config(params, triggering_asset_events=None):
@@ -158,11 +167,14 @@ def pinrec_training():
         from pinrec.jobs.orchestration.tasks import publish_day
 
         out = publish_day(_config(params, triggering_asset_events), dt.date.fromisoformat(day),
-                          index_dir=indexed["wrote"]["index"], ranker_dir=ranked["wrote"]["ranker"],
-                          two_tower_dir=towers["wrote"]["two_tower"], cf_dir=factored["wrote"]["cf"], champion=champion)
+                          index_dir=_output(indexed, "index"), ranker_dir=_output(ranked, "ranker"),
+                          two_tower_dir=_output(towers, "two_tower"), cf_dir=_output(factored, "cf"), champion=champion)
         out["mlflow_run_ids"] = {"ranker": ranked["mlflow_run_id"], "index": indexed["mlflow_run_id"],
                                  "two_tower": towers["mlflow_run_id"], "cf": factored["mlflow_run_id"]}
         out["champion_funnel"] = champion.get("metrics", {})
+        if out["cache"]["cached"]:
+            print(f"[publish] cached (fingerprint {out['cache']['fingerprint'][:12]}): {out['name']}/{out['version']} "
+                  f"holds exactly this run's models and data")
         print(f"published {out['name']}/{out['version']} to {out['store_uri']}: promoted={out['promoted']} "
               f"blessed={out['blessed']} {out['reasons'] or ''}; MLflow runs {out['mlflow_run_ids']}, "
               f"registry {out['registered']}")
@@ -172,7 +184,8 @@ def pinrec_training():
     def report(published: dict, params=None, triggering_asset_events=None) -> dict:
         from pinrec.jobs.orchestration.tasks import run_report
 
-        return run_report(_config(params, triggering_asset_events), published["version"])
+        return run_report(_config(params, triggering_asset_events), published["version"],
+                          reuse=published["cache"]["cached"])
 
     day = plan()
     embedded = pinsage(retrieval_settings(graph(day)))

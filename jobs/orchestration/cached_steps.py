@@ -98,6 +98,8 @@ class Steps:
         self.fingerprints: dict[str, Any] = {}
         self.artifacts = cfg.storage.location("artifacts")
         self._code: dict[str, str] = {}
+        self.last_catalog: Catalog | None = None  # the catalog of the last step that ran: what it read and wrote
+        self.inputs: dict[str, dict[str, int | None]] = {}  # per whole-table step: the versions it fingerprinted
 
     # -- helpers --------------------------------------------------------------------------------
     def code(self, step: str) -> str:
@@ -114,9 +116,14 @@ class Steps:
 
     def _whole(self, step: str, config: Any, extra: dict | None = None) -> str:
         inputs = {"tables": self._versions(step), **(extra or {})}
+        self.inputs[step] = inputs["tables"]
         fp = fingerprint(step, code=self.code(step), config=config, inputs=inputs)
         self.fingerprints[step] = fp
         return fp
+
+    def read_versions(self, step: str) -> dict[str, int | None]:
+        """The Delta versions of the tables ``step``'s fingerprint covered (after the step)."""
+        return dict(self.inputs.get(step, {}))
 
     @staticmethod
     def _check_reads(step: str, catalog: Catalog) -> None:
@@ -164,58 +171,87 @@ class Steps:
             sort_keys=True))
         return summary
 
+    def landing_fingerprint(self) -> str | None:
+        """The landing step's fingerprint: this run's, else the one the landing marker records (a DAG task
+        does not fill the landing zone); None when neither exists."""
+        if "landing" not in self.fingerprints:
+            marker = self.cfg.storage.location("landing") / LANDING_MARKER
+            self.fingerprints["landing"] = json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
+        return self.fingerprints["landing"]
+
     def _fill(self):
         return fill_landing(self.cfg)
 
     # -- per-day steps ---------------------------------------------------------------------------
-    def ingest(self, days: list[dt.date], days_per_batch: int = 0) -> tuple[list, list[dt.date]]:
-        """Ingest the days whose fingerprint changed, ``days_per_batch`` at a time (0: one batch);
-        returns (the reports of what ran, the days reused)."""
-        from pinrec.jobs.ingest.ingest import IngestPaths, ingest
+    def ingest_fingerprints(self, days: list[dt.date]) -> dict[dt.date, str]:
+        """Each day's ingest fingerprint (also kept in :attr:`fingerprints`). ``days`` must start at the first
+        landed day: each day's fingerprint covers the days before it (foreign keys look back)."""
         from pinrec.jobs.ingest.ingest_read import landing_files
         from pinrec.jobs.ingest.landing import partition_dir
         from pinrec.schemas.catalog import RAW_TABLES
 
         landing = self.cfg.storage.location("landing")
-        chain, fps, present = "", {}, {}
-        for day in days:  # each day's fingerprint covers the days before it: foreign keys look back
+        chain, fps, self._present = "", {}, {}
+        for day in days:
             files = {t.name: [(f.name, file_digest(f)) for f in landing_files(partition_dir(landing, t.name, day))]
                      for t in RAW_TABLES}
-            present[day] = [t for t, f in files.items() if f]
+            self._present[day] = [t for t, f in files.items() if f]
             chain = fps[day] = fingerprint("ingest", code=self.code("ingest"), config=self.cfg.ingest,
                                            inputs={"before": chain, "files": files})
         self.fingerprints["ingest"] = fps
+        return fps
+
+    def ingest(self, days: list[dt.date], days_per_batch: int = 0,
+               only: list[dt.date] | None = None) -> tuple[list, list[dt.date]]:
+        """Ingest the days whose fingerprint changed, ``days_per_batch`` at a time (0: one batch); with
+        ``only``, just those of ``only`` (a DAG run's day: ``days`` are then the landed days up to it, for
+        the fingerprints); returns (the reports of what ran, the days reused)."""
+        from pinrec.jobs.ingest.ingest import IngestPaths, ingest
+        from pinrec.schemas.catalog import RAW_TABLES
+
+        fps = self.ingest_fingerprints(days)
+        candidates = [d for d in days if only is None or d in only]
         look = self.catalog()
         recorded = {t.name: day_fingerprints(look, t.name, "ingest") for t in RAW_TABLES}
-        todo = [d for d in days if not self.cache.hit(
-            "ingest", fps[d], fps[d] if all(recorded[t].get(d) == fps[d] for t in present[d]) else None)]
+        # a day without a landed file is never "cached": ingest says what it finds (or does not)
+        todo = [d for d in candidates if not self.cache.hit("ingest", fps[d], fps[d] if self._present[d] and all(
+            recorded[t].get(d) == fps[d] for t in self._present[d]) else None)]
         reports = []
         step = days_per_batch if days_per_batch > 0 else max(len(todo), 1)
         for i in range(0, len(todo), step):
             batch = todo[i:i + step]
             catalog = self.catalog({"step": "ingest", "days": {d.isoformat(): fps[d] for d in batch}})
-            reports.extend(ingest(self.spark, IngestPaths(landing, catalog), batch, self.cfg.ingest))
-        return reports, [d for d in days if d not in todo]
+            reports.extend(ingest(self.spark, IngestPaths(self.cfg.storage.location("landing"), catalog), batch,
+                                  self.cfg.ingest))
+        return reports, [d for d in candidates if d not in todo]
 
-    def features(self, days: list[dt.date]) -> tuple[dict[str, int], list[dt.date]]:
-        """Build the features of the days whose fingerprint changed; (rows written per view, days reused)."""
-        from pinrec.jobs.features.features import build_features
-        from pinrec.schemas.catalog import feature_table
-        from pinrec.schemas.features import FEATURE_VIEWS
-
+    def features_fingerprints(self, days: list[dt.date]) -> dict[dt.date, str]:
+        """Each day's features fingerprint, from its ingest fingerprint (:meth:`ingest_fingerprints` first)."""
         ingest_fps = self.fingerprints["ingest"]
         fps = {d: fingerprint("features", code=self.code("features"), config=self.cfg.features,
                               inputs={"ingest": ingest_fps[d]}) for d in days}
         self.fingerprints["features"] = fps
+        return fps
+
+    def features(self, days: list[dt.date], only: list[dt.date] | None = None) -> tuple[dict[str, int], list[dt.date]]:
+        """Build the features of the days (of ``only``, when given) whose fingerprint changed; (rows written
+        per view, days reused)."""
+        from pinrec.jobs.features.features import build_features
+        from pinrec.schemas.catalog import feature_table
+        from pinrec.schemas.features import FEATURE_VIEWS
+
+        fps = self.features_fingerprints(days)
+        candidates = [d for d in days if only is None or d in only]
         look = self.catalog()
         recorded = [day_fingerprints(look, feature_table(v), "features") for v in FEATURE_VIEWS]
-        todo = [d for d in days if not self.cache.hit(
+        todo = [d for d in candidates if not self.cache.hit(
             "features", fps[d], fps[d] if all(r.get(d) == fps[d] for r in recorded) else None)]
         rows: dict[str, int] = {}
         if todo:
             catalog = self.catalog({"step": "features", "days": {d.isoformat(): fps[d] for d in todo}})
             rows = build_features(self.spark, catalog, todo, self.cfg.features)
-        return rows, [d for d in days if d not in todo]
+            self.last_catalog = catalog
+        return rows, [d for d in candidates if d not in todo]
 
     # -- the warehouse summary -------------------------------------------------------------------
     def summary(self):

@@ -43,6 +43,7 @@ class PipelineSteps(Steps):
         super().__init__(*args, **kwargs)
         self.embedding_version: str | None = None
         self.folders: dict[str, str] = {}
+        self.published_manifest = None  # the manifest of the bundle publish reused
 
     def _embedding_version(self) -> str | None:
         meta = self.catalog().history("pin_embeddings", limit=1)
@@ -58,6 +59,7 @@ class PipelineSteps(Steps):
         catalog = self.catalog({"step": "training_set", "fingerprint": fp})
         report = build_training_set(self.spark, catalog, days, self.cfg.training, self.cfg.seed)
         self._check_reads("training_set", catalog)
+        self.last_catalog = catalog
         return report
 
     def graph(self, cutoff: dt.datetime, eval_from: dt.datetime):
@@ -72,17 +74,17 @@ class PipelineSteps(Steps):
         catalog = self.catalog({"step": "graph", "fingerprint": fp})
         rows = write_graph(self.spark, catalog, cutoff, eval_from)
         self._check_reads("graph", catalog)
+        self.last_catalog = catalog
         return rows
 
     def pinsage(self):
         from pinrec.jobs.pinsage.pinsage import train_pinsage
 
         # the previous embeddings are read for the warm start, but they are this step's own output:
-        # what the fingerprint covers is the graph it trains on
+        # what the fingerprint covers is the graph it trains on (its tables' versions)
         versions = self._versions("pinsage")
         versions.pop("pin_embeddings")
-        fp = fingerprint("pinsage", code=self.code("pinsage"), config=self.cfg.pinsage,
-                         inputs={"tables": versions, "graph": self.fingerprints.get("graph")})
+        fp = fingerprint("pinsage", code=self.code("pinsage"), config=self.cfg.pinsage, inputs={"tables": versions})
         self.fingerprints["pinsage"] = fp
         if self.cache.hit("pinsage", fp, table_fingerprint(self.catalog(), "pin_embeddings", "pinsage")):
             self.embedding_version = self._embedding_version()
@@ -95,9 +97,18 @@ class PipelineSteps(Steps):
         self.embedding_version = report.model_version
         return report
 
-    def _artifact_step(self, step: str, config: Any, folder: Location | None, run, extra: dict | None = None):
-        """Reuse ``folder`` when it records this step's fingerprint, else ``run()`` and mark its folder."""
-        fp = self._whole(step, config, {"embeddings": self.embedding_version, **(extra or {})})
+    def embeddings(self) -> str | None:
+        """The embedding version the steps after PinSage build on: the one this run's PinSage step made or
+        reused, else the newest in ``pin_embeddings`` (a DAG task runs in a process of its own)."""
+        if self.embedding_version is None:
+            self.embedding_version = self._embedding_version()
+        return self.embedding_version
+
+    def _artifact_step(self, step: str, config: Any, folder: Location | None, run, extra: dict | None = None,
+                       embeddings: bool = True):
+        """Reuse ``folder`` when it records this step's fingerprint, else ``run()`` and mark its folder.
+        ``embeddings``: whether the step reads the pin embeddings (their version is then an input)."""
+        fp = self._whole(step, config, {"embeddings": self.embeddings() if embeddings else None, **(extra or {})})
         if self.cache.hit(step, fp, folder_fingerprint(folder, step)):
             self.folders[step] = str(folder)
             return Cached(step, fp, str(folder), str(folder))
@@ -112,7 +123,7 @@ class PipelineSteps(Steps):
         from pinrec.jobs.two_tower.two_tower import train_two_tower, two_tower_folder
 
         cfg, storage = self.cfg, self.cfg.storage
-        folder = two_tower_folder(self.artifacts, self.embedding_version) if self.embedding_version else None
+        folder = two_tower_folder(self.artifacts, self.embeddings()) if self.embeddings() else None
         return self._artifact_step(
             "two_tower", {"two_tower": cfg.two_tower, "index": cfg.index}, folder,
             lambda: train_two_tower(self.spark, self.catalog(), self.artifacts, cfg.two_tower, cfg.index,
@@ -126,7 +137,7 @@ class PipelineSteps(Steps):
             "cf", self.cfg.cf, newest_cf(self.artifacts),
             lambda: train_cf(self.spark, self.catalog(), self.cfg.cf, storage.mlflow_tracking_uri, cutoff=cutoff,
                              artifacts=self.artifacts, artifact_root=mlflow_artifact_root(storage)),
-            {"cutoff": cutoff})
+            {"cutoff": cutoff}, embeddings=False)  # (the DAG trains it beside PinSage: no embeddings)
 
     def ranker(self):
         from pinrec.jobs.publish.bundle import newest_ranker
@@ -140,29 +151,36 @@ class PipelineSteps(Steps):
         config = {"ranker": cfg.ranker, "ranker_train": cfg.ranker_train, "calibration": cfg.calibration,
                   "ranker_job": cfg.ranker_job, "dataset": cfg.dataset.kind}
         return self._artifact_step("ranker", config, folder, lambda: run_ranker(self.spark, cfg),
-                                   {"landing": self.fingerprints.get("landing")})  # the world's truth
+                                   {"landing": self.landing_fingerprint()})  # the world's truth
 
     def index(self):
         from pinrec.jobs.index.pin_index import build_pin_index, index_folder
 
         storage = self.cfg.storage
-        folder = index_folder(self.artifacts, self.embedding_version) if self.embedding_version else None
+        folder = index_folder(self.artifacts, self.embeddings()) if self.embeddings() else None
         return self._artifact_step(
             "index", self.cfg.index, folder,
             lambda: build_pin_index(self.spark, self.catalog(), self.artifacts, self.cfg.index,
                                     storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
 
-    def publish(self):
-        """Publish the bundle of this run's folders, unless the newest bundle of the name records this fingerprint."""
+    def publish(self, cutoff: dt.datetime | None = None, champion: tuple[str, dict] | None = None,
+                folders: dict[str, str] | None = None):
+        """Publish the bundle of this run's folders (or ``folders``: ``{step: folder}`` for index, ranker,
+        two_tower, cf, as a DAG task is handed them) with the features as of ``cutoff`` (None: the job's
+        default), unless the newest bundle of the name records this fingerprint; ``champion``: as
+        :func:`~pinrec.jobs.publish.bundle.publish_serving_bundle`'s."""
         from pinrec.export.serving.store import Store
         from pinrec.jobs.config import s3_options
         from pinrec.jobs.publish.bundle import publish_serving_bundle
         from pinrec.schemas.manifest import Manifest
 
-        cfg = self.cfg
-        # the steps whose folders it bundles by their fingerprints, not their paths: a moved lake is no change
-        fp = self._whole("publish", _bundle_config(cfg),
-                         {s: self.fingerprints.get(s) for s in ("pinsage", "two_tower", "cf", "ranker", "index")})
+        cfg, f = self.cfg, {**self.folders, **(folders or {})}
+        # the steps it bundles by the fingerprints their outputs record, not their paths (a moved lake is
+        # no change); an output that records none (built outside the cache) is never reused
+        recorded = {s: folder_fingerprint(as_location(f[s], self.artifacts.s3), s) if f.get(s) else None
+                    for s in ("two_tower", "cf", "ranker", "index")}
+        recorded["pinsage"] = table_fingerprint(self.catalog(), "pin_embeddings", "pinsage")
+        fp = self._whole("publish", _bundle_config(cfg), {**recorded, "cutoff": cutoff})
         store, name = Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name
         newest = None
         for version in store.list_dir(f"bundles/{name}"):
@@ -170,8 +188,10 @@ class PipelineSteps(Steps):
             if store.exists(key):
                 manifest = Manifest.from_json(store.get_bytes(key))
                 newest = manifest if newest is None or manifest.created_at > newest.created_at else newest
-        if self.cache.hit("publish", fp, newest.lineage.fingerprint or None if newest else None):
+        known = None not in recorded.values()
+        if self.cache.hit("publish", fp, newest.lineage.fingerprint or None if newest and known else None):
+            self.published_manifest = newest
             return Cached("publish", fp, f"bundle {name}/{newest.version}", newest.version)
-        f = self.folders
         return publish_serving_bundle(self.spark, cfg, index_dir=f.get("index"), ranker_dir=f.get("ranker"),
-                                      two_tower_dir=f.get("two_tower"), cf_dir=f.get("cf"), fingerprint=fp)
+                                      two_tower_dir=f.get("two_tower"), cf_dir=f.get("cf"), cutoff=cutoff,
+                                      champion=champion, fingerprint=fp)

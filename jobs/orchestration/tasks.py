@@ -5,6 +5,14 @@ job function as the CLI, and returns a small JSON-able dict: what it read (Delta
 job's catalog recorded them: :mod:`pinrec.jobs.io.catalog`) and what it wrote. Airflow stores that as the task's XCom, so a run's lineage is visible in the UI and
 in the logs. Every step replaces exactly the partitions of its day (or window), so a re-run or a
 backfill of a date is idempotent.
+
+The steps the demo caches go through the same step cache here
+(:mod:`pinrec.jobs.orchestration.step_cache`, config section ``cache``): ingest and features of the
+day, the training set, graph, PinSage, two-tower, cf, ranker, index and publish. A step whose recorded
+fingerprint equals the one computed now is skipped; its result then says ``"cache": {"cached": true,
+...}``, has ``"wrote": {}`` and names under ``"reused"`` what it reuses (the Delta version or the
+folder). The fingerprints are the demo's, so a DAG run reuses what ``pinrec demo`` built and the
+other way round.
 """
 from __future__ import annotations
 
@@ -35,12 +43,38 @@ def _spark(cfg: PinrecConfig):
     return get_spark(cfg.spark, cfg.storage.spark_s3)
 
 
-def ingest_day(cfg: PinrecConfig, day: dt.date) -> dict:
-    """Validate the landed partitions of ``day`` into Delta (bad rows to quarantine)."""
-    from pinrec.jobs.ingest.ingest import IngestPaths, ingest
+def _steps(cfg: PinrecConfig):
+    from .cached_training import PipelineSteps
+    from .step_cache import StepCache
 
-    reports = ingest(_spark(cfg), IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse), [day], cfg.ingest)
-    out = {"day": day.isoformat(), "wrote": {}}
+    return PipelineSteps(cfg, _spark(cfg), StepCache(cfg.cache), echo=log.info)
+
+
+def _cache(step: str, fingerprint: str | None, cached: bool) -> dict:
+    return {"step": step, "fingerprint": fingerprint, "cached": cached}
+
+
+def _days_up_to(cfg: PinrecConfig, day: dt.date) -> list[dt.date]:
+    """The landed days up to ``day``, and ``day`` itself even when nothing landed for it: the
+    fingerprint of a day covers every landed day before it (foreign keys look back)."""
+    from pinrec.jobs.ingest.ingest import LandingPartitionMissingError, landed_days
+
+    try:
+        days = landed_days(cfg.storage.location("landing"), dt.date.min, day)
+    except LandingPartitionMissingError:
+        days = []
+    return days if day in days else [*days, day]
+
+
+def ingest_day(cfg: PinrecConfig, day: dt.date) -> dict:
+    """Validate the landed partitions of ``day`` into Delta (bad rows to quarantine), unless the
+    step cache holds that day as ingested from the same files, code and config."""
+    steps = _steps(cfg)
+    reports, reused = steps.ingest(_days_up_to(cfg, day), only=[day])
+    fp = steps.fingerprints["ingest"][day]
+    out = {"day": day.isoformat(), "wrote": {}, "cache": _cache("ingest", fp, bool(reused))}
+    if reused:
+        log.info("[ingest] %s cached (fingerprint %s)", day, fp[:12])
     for report in reports:
         log.info("[ingest] %s", report.summary_line())
         out["wrote"][report.table] = {"rows_valid": report.rows_valid, "rows_quarantined": report.rows_quarantined,
@@ -50,19 +84,26 @@ def ingest_day(cfg: PinrecConfig, day: dt.date) -> dict:
 
 
 def features_day(cfg: PinrecConfig, day: dt.date) -> dict:
-    """Build the daily feature tables for ``day`` (replacing that day's partitions)."""
-    from pinrec.jobs.features.features import build_features
-    from pinrec.jobs.io.catalog import Catalog
+    """Build the daily feature tables for ``day`` (replacing that day's partitions), unless the step
+    cache holds them as built from the same ingested day."""
     from pinrec.schemas.catalog import feature_table
     from pinrec.schemas.features import FEATURE_VIEWS
 
-    catalog = Catalog(_spark(cfg), cfg.storage.warehouse)
-    rows = build_features(catalog.spark, catalog, [day], cfg.features)
-    read = catalog.reads
+    steps = _steps(cfg)
+    steps.ingest_fingerprints(_days_up_to(cfg, day))
+    rows, reused = steps.features(sorted(steps.fingerprints["ingest"]), only=[day])
+    fp = steps.fingerprints["features"][day]
+    out = {"day": day.isoformat(), "cache": _cache("features", fp, bool(reused))}
+    if reused:
+        log.info("[features] %s cached (fingerprint %s)", day, fp[:12])
+        look = steps.catalog()
+        return {**out, "read": {}, "wrote": {},
+                "reused": {feature_table(v): {"delta_version": look.version(feature_table(v))} for v in FEATURE_VIEWS}}
+    catalog = steps.last_catalog
     wrote = {feature_table(v): {"rows": rows[v.name], "delta_version": catalog.writes[feature_table(v)]}
              for v in FEATURE_VIEWS}
-    log.info("[features] %s read %s wrote %s", day, read, wrote)
-    return {"day": day.isoformat(), "read": read, "wrote": wrote}
+    log.info("[features] %s read %s wrote %s", day, catalog.reads, wrote)
+    return {**out, "read": catalog.reads, "wrote": wrote}
 
 
 def training_window(cfg: PinrecConfig, day: dt.date) -> list[dt.date]:
@@ -88,12 +129,19 @@ def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
     Re-building the trailing days each run is what lets impressions whose label window was still
     open yesterday enter the set once it has closed.
     """
-    from pinrec.jobs.features.training_set import build_training_set
+    from .step_cache import Cached
 
     days = training_window(cfg, day)
-    report = build_training_set(_spark(cfg), cfg.storage.warehouse, days, cfg.training, cfg.seed)
+    steps = _steps(cfg)
+    steps.features_fingerprints(list(steps.ingest_fingerprints(_days_up_to(cfg, day))))
+    report = steps.training_set(days)
+    out = {"day": day.isoformat(), "days": [d.isoformat() for d in days],
+           "cache": _cache("training_set", steps.fingerprints["training_set"], isinstance(report, Cached))}
     log.info("[training] %s", report.render())
-    return {"day": day.isoformat(), "days": list(report.days), "read": report.input_versions,
+    if isinstance(report, Cached):
+        return {**out, "read": {}, "wrote": {},
+                "reused": {"training_set": {"delta_version": steps.catalog().version("training_set")}}}
+    return {**out, "read": report.input_versions,
             "wrote": {"training_set": {"rows": report.rows, "rows_by_split": report.rows_by_split,
                                        "delta_version": report.delta_version}}}
 
@@ -115,27 +163,37 @@ def training_day(cfg: PinrecConfig, requested: str | dt.date | None) -> dt.date:
 def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:
     """The Pin-Board graph as of the end of ``day``; the saves of the training window's test days
     (``training.test_days``) are evaluation edges, as in the demo."""
-    from pinrec.jobs.graph.graph import evaluation_start, write_graph
-    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.jobs.graph.graph import evaluation_start
 
-    catalog = Catalog(_spark(cfg), cfg.storage.warehouse)
+    from .step_cache import Cached
+
+    steps = _steps(cfg)
     cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
     eval_from = evaluation_start(training_window(cfg, day), cfg.training.test_days)
-    rows = write_graph(catalog.spark, catalog, cutoff, eval_from)
-    wrote = {t: {"rows": n, "delta_version": catalog.writes[t]} for t, n in rows.items()}
+    rows = steps.graph(cutoff, eval_from)
+    out = {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(),
+           "cache": _cache("graph", steps.fingerprints["graph"], isinstance(rows, Cached))}
+    if isinstance(rows, Cached):
+        log.info("[graph] %s", rows.render())
+        return {**out, "wrote": {}}
+    wrote = {t: {"rows": n, "delta_version": steps.last_catalog.writes[t]} for t, n in rows.items()}
     log.info("[graph] as of %s (evaluation edges from %s) wrote %s", cutoff, eval_from, wrote)
-    return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(), "wrote": wrote}
+    return {**out, "wrote": wrote}
 
 
 def pinsage_embeddings(cfg: PinrecConfig) -> dict:
     """Train PinSage on the graph tables and embed every pin. Neighbourhoods use the training edges
     only: the ranker uses these embeddings as features, and its test day must stay unseen."""
-    from pinrec.jobs.pinsage.pinsage import train_pinsage
+    from .step_cache import Cached
 
-    report = train_pinsage(_spark(cfg), cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
-                           artifact_root=mlflow_artifact_root(cfg.storage), artifacts=cfg.storage.location("artifacts"))
+    steps = _steps(cfg)
+    report = steps.pinsage()
     log.info("[pinsage] %s", report.render())
-    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
+    cache = _cache("pinsage", steps.fingerprints["pinsage"], isinstance(report, Cached))
+    if isinstance(report, Cached):
+        return {"read": {}, "mlflow_run_id": None, "model_version": steps.embedding_version, "cache": cache,
+                "wrote": {}, "reused": {"pin_embeddings": {"delta_version": steps.catalog().version("pin_embeddings")}}}
+    return {"read": report.input_versions, "cache": cache, "mlflow_run_id": report.run_id, "model_version": report.model_version,
             "warm_start_from": report.warm_start_from, "stability": report.stability,
             "wrote": {"pin_embeddings": {"rows": report.pins, "delta_version": report.delta_version}}}
 
@@ -143,51 +201,64 @@ def pinsage_embeddings(cfg: PinrecConfig) -> dict:
 def cf_factors(cfg: PinrecConfig, day: dt.date) -> dict:
     """ALS on the engagement before the test days of the training window ending at ``day`` (the
     graph's ``eval_from``), written to ``<artifacts>/cf/<version>`` (:mod:`pinrec.jobs.cf.cf`)."""
-    from pinrec.jobs.cf.cf import train_cf
     from pinrec.jobs.graph.graph import evaluation_start
-    from pinrec.jobs.io.catalog import Catalog
 
     cutoff = evaluation_start(training_window(cfg, day), cfg.training.test_days)
-    catalog = Catalog(_spark(cfg), cfg.storage.warehouse)
-    report = train_cf(catalog.spark, catalog, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=cutoff,
-                      artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage))
+    steps = _steps(cfg)
+    report = steps.cf(cutoff)
     log.info("[cf] %s", report.render())
-    return {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "read": catalog.reads, "mlflow_run_id": report.run_id,
-            "version": report.version, "params": report.params, "recall": report.recall,
-            "wrote": {"cf": report.folder}}
+    out = {"day": day.isoformat(), "cutoff": cutoff.isoformat(), **_folder_result(steps, "cf", report)}
+    if out["cache"]["cached"]:
+        return out
+    return {**out, "mlflow_run_id": report.run_id, "version": report.version, "params": report.params,
+            "recall": report.recall}
+
+
+def _folder_result(steps, step: str, report) -> dict:
+    """What an artifact step returns: the folder it wrote (or reuses) and what it read."""
+    from .step_cache import Cached
+
+    cached = isinstance(report, Cached)
+    folder = {step: steps.folders[step]}
+    return {"cache": _cache(step, steps.fingerprints[step], cached), "read": {} if cached else steps.read_versions(step),
+            "mlflow_run_id": None if cached else report.run_id,
+            "wrote": {} if cached else folder, "reused": folder if cached else {}}
 
 
 def pin_index(cfg: PinrecConfig) -> dict:
     """The FAISS index over the current pin embeddings (:mod:`pinrec.jobs.index.pin_index`)."""
-    from pinrec.jobs.index.pin_index import build_pin_index
-
-    report = build_pin_index(_spark(cfg), cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
-                             cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
+    steps = _steps(cfg)
+    report = steps.index()
     log.info("[index] %s", report.render())
-    return {"read": {"pin_embeddings": report.embeddings_delta_version}, "mlflow_run_id": report.run_id,
-            "wrote": {"index": report.folder}, "factory": report.factory, "recall_at_k": report.recall_at_k}
+    out = _folder_result(steps, "index", report)
+    if out["cache"]["cached"]:
+        return out
+    return {**out, "read": {"pin_embeddings": report.embeddings_delta_version}, "factory": report.factory,
+            "recall_at_k": report.recall_at_k}
 
 
 def two_tower_model(cfg: PinrecConfig) -> dict:
     """The two-tower model on the current training set and pin embeddings, its user tower and pin
     index (:mod:`pinrec.jobs.two_tower.two_tower`)."""
-    from pinrec.jobs.two_tower.two_tower import train_two_tower
-
-    report = train_two_tower(_spark(cfg), cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.two_tower,
-                             cfg.index, cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
+    steps = _steps(cfg)
+    report = steps.two_tower()
     log.info("[two-tower] %s", report.render())
-    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
-            "wrote": {"two_tower": report.folder}, "test_recall": report.test_recall}
+    out = _folder_result(steps, "two_tower", report)
+    if out["cache"]["cached"]:
+        return out
+    return {**out, "read": report.input_versions, "model_version": report.model_version,
+            "test_recall": report.test_recall}
 
 
 def ranker_model(cfg: PinrecConfig) -> dict:
     """Train, calibrate, evaluate and export the ranker on the current training set."""
-    from pinrec.jobs.ranking.ranker import run_ranker
-
-    report = run_ranker(_spark(cfg), cfg)
+    steps = _steps(cfg)
+    report = steps.ranker()
     log.info("[ranker] %s", report.render())
-    return {"read": report.input_versions, "mlflow_run_id": report.run_id, "model_version": report.model_version,
-            "wrote": {"ranker": report.artifacts},
+    out = _folder_result(steps, "ranker", report)
+    if out["cache"]["cached"]:
+        return out
+    return {**out, "read": report.input_versions, "model_version": report.model_version,
             "auc": {m.task: m.auc for m in report.metrics if m.model == "ranker"}}
 
 
@@ -214,15 +285,25 @@ def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, r
     plus the features' publish delay, + the cf factors of ``cf_dir``, default the newest) behind the blessing gate.
     ``champion``: :func:`funnel_day`'s result (the champion replayed on ``day``), which the gate compares the
     candidate's funnel with (a skipped replay: publish replays it itself)."""
-    from pinrec.jobs.publish.bundle import publish_serving_bundle
+    from .step_cache import Cached
 
     cutoff = (dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
               + dt.timedelta(seconds=cfg.features.publish_delay_s))
     same_day = (champion["version"], champion["metrics"]) if champion and "metrics" in champion else None
-    report = publish_serving_bundle(_spark(cfg), cfg, index_dir=index_dir, ranker_dir=ranker_dir, cutoff=cutoff,
-                                    two_tower_dir=two_tower_dir, cf_dir=cf_dir, champion=same_day)
+    steps = _steps(cfg)
+    folders = {s: d for s, d in (("index", index_dir), ("ranker", ranker_dir), ("two_tower", two_tower_dir),
+                                 ("cf", cf_dir)) if d}
+    report = steps.publish(cutoff=cutoff, champion=same_day, folders=folders)
     log.info("[publish] %s", report.render())
-    return {"day": day.isoformat(), "version": report.version, "promoted": report.promoted,
+    cache = _cache("publish", steps.fingerprints["publish"], isinstance(report, Cached))
+    if isinstance(report, Cached):  # the newest bundle of the name holds exactly this: say what it was judged
+        manifest = steps.published_manifest
+        return {"day": day.isoformat(), "version": report.output, "cache": cache, "wrote": {},
+                "reused": {"bundle": f"{cfg.publish.name}/{report.output}"}, "promoted": False,
+                "blessed": manifest.blessing.blessed, "reasons": list(manifest.blessing.reasons),
+                "store_uri": cfg.bundle_store_uri, "name": cfg.publish.name, "channel": cfg.publish.channel,
+                "registered": {}, "funnel": dict(manifest.metrics.funnel)}
+    return {"day": day.isoformat(), "version": report.version, "cache": cache, "promoted": report.promoted,
             "blessed": report.blessed, "reasons": list(report.reasons), "store_uri": report.store_uri,
             "name": report.name, "channel": report.channel, "registered": report.registered,
             "funnel": report.funnel.metrics if report.funnel is not None else {}}
@@ -256,11 +337,16 @@ def with_retrieval_settings(cfg: PinrecConfig, chosen: dict | None) -> PinrecCon
     return dataclasses.replace(cfg, pinsage=apply_settings(cfg.pinsage, settings)) if settings else cfg
 
 
-def run_report(cfg: PinrecConfig, version: str) -> dict:
+def run_report(cfg: PinrecConfig, version: str, reuse: bool = False) -> dict:
     """The run report of bundle ``version`` (what :func:`publish_day` just published, promoted or not):
-    one static HTML file, ``<artifacts>/reports/<version>.html`` (:func:`pinrec.jobs.report.build_report`)."""
-    from pinrec.jobs.report import build_report
+    one static HTML file, ``<artifacts>/reports/<version>.html`` (:func:`pinrec.jobs.report.build_report`).
+    ``reuse``: the bundle was reused from the step cache, so is its page when it exists."""
+    from pinrec.jobs.report import build_report, default_path
 
+    if reuse and cfg.cache.enabled and default_path(cfg, version).is_file():
+        where = default_path(cfg, version)
+        log.info("[report] cached: %s", where)
+        return {"version": version, "wrote": {}, "reused": {"report": str(where)}}
     where = build_report(cfg, version, spark=_spark(cfg))
     log.info("[report] %s", where)
     return {"version": version, "wrote": {"report": str(where)}}

@@ -3,6 +3,7 @@ training set per data interval, skipped while history is too short, idempotent o
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -59,8 +60,40 @@ def test_daily_dag_builds_the_training_set_day_by_day(airflow_home, world, spark
         START + dt.timedelta(days=i) for i in range(3)]
     rows = table.count()
 
-    # A re-run of the last interval replaces its outputs: same rows, not twice as many.
+    versions = {t: _version(spark, cfg, t) for t in ("impressions", "features_user", "training_set")}
+
+    # A re-run of the last interval with nothing changed: every task reuses its output (the step cache).
     run = _run(dag, START + dt.timedelta(days=2), overrides)
-    assert str(run.state) == "success"
+    assert str(run.state) == "success", _states(run)
+    xcoms = _xcoms(run)
+    assert {t: x["cache"]["cached"] for t, x in xcoms.items()} == {"ingest": True, "features": True,
+                                                                     "training_set": True}
+    assert all(x["wrote"] == {} for x in xcoms.values())
+    assert xcoms["training_set"]["reused"]["training_set"]["delta_version"] == versions["training_set"]
+    assert {t: _version(spark, cfg, t) for t in versions} == versions  # nothing was written
+
+    # A landed file of the day changed (a duplicate row: new content, the same rows once deduplicated): the
+    # day's tasks run again and replace their outputs: the same rows, not twice as many.
+    day2 = START + dt.timedelta(days=2)
+    pins = next(p for p in (Path(cfg.storage.landing) / "pins" / f"dt={day2}").iterdir() if not p.name.startswith("."))
+    lines = pins.read_bytes().splitlines()
+    pins.write_bytes(b"\n".join([*lines, lines[-1]]) + b"\n")
+    run = _run(dag, day2, overrides)
+    assert str(run.state) == "success", _states(run)
+    xcoms = _xcoms(run)
+    assert {t: x["cache"]["cached"] for t, x in xcoms.items()} == {"ingest": False, "features": False,
+                                                                     "training_set": False}
+    assert xcoms["ingest"]["wrote"]["pins"]["duplicates_dropped"] >= 1
     assert spark.read.format("delta").load(f"{cfg.storage.warehouse}/training_set").count() == rows
     assert spark.read.format("delta").load(f"{cfg.storage.warehouse}/impressions").count() == impressions.count()
+    assert all(_version(spark, cfg, t) > v for t, v in versions.items())
+
+
+def _version(spark, cfg, table: str) -> int:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.forPath(spark, f"{cfg.storage.warehouse}/{table}").history(1).collect()[0]["version"]
+
+
+def _xcoms(dagrun) -> dict[str, dict]:
+    return {ti.task_id: ti.xcom_pull(task_ids=ti.task_id) for ti in dagrun.get_task_instances()}

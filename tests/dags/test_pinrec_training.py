@@ -35,7 +35,11 @@ def daily_done(tmp_path_factory, spark):
     for day in days:  # what pinrec_daily does (its own dag.test() is tested in test_pinrec_daily)
         ingest_day(cfg, day)
         features_day(cfg, day)
-    training_set_window(cfg, days[-1])
+    built = training_set_window(cfg, days[-1])
+    # the same steps again reuse what they wrote (the step cache), saying so in their XCom
+    again = ingest_day(cfg, days[-1]), features_day(cfg, days[-1]), training_set_window(cfg, days[-1])
+    assert [x["cache"]["cached"] for x in again] == [True, True, True] and all(x["wrote"] == {} for x in again)
+    assert again[2]["reused"]["training_set"]["delta_version"] == built["wrote"]["training_set"]["delta_version"]
     return cfg, overrides
 
 
@@ -77,6 +81,18 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     assert skipped["skipped"] == "retrieval_eval.tune_in_training is off" and skipped["settings"] == {}
     again = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel)
     assert again.version != bundle.version and again.manifest.blessing.baseline_version == bundle.version
+
+    # the same run once more, nothing changed: every cached step reuses its output, no bundle is published
+    third = dag.test(run_conf={"overrides": overrides, "day": published["day"]})
+    tis = {ti.task_id: ti for ti in third.get_task_instances()}
+    assert str(third.state) == "success", {t: str(ti.state) for t, ti in tis.items()}
+    xcoms = {t: ti.xcom_pull(task_ids=t) for t, ti in tis.items()}
+    cached = ("graph", "pinsage", "cf", "index", "ranker", "two_tower", "publish")
+    assert {t: xcoms[t]["cache"]["cached"] for t in cached} == dict.fromkeys(cached, True)
+    assert all(xcoms[t]["wrote"] == {} for t in cached)
+    assert xcoms["publish"]["version"] == again.version and not xcoms["publish"]["promoted"]
+    assert load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).version == again.version
+    assert xcoms["report"]["reused"]["report"].endswith(f"/reports/{again.version}.html")
 
 
 def _check_settings_reached_pinsage(spark, cfg, tis) -> None:

@@ -410,8 +410,8 @@ def test_backfill_and_asset_scheduled_training_under_a_real_scheduler(airflow, t
 
 @pytest.mark.full
 def test_a_reprocessing_backfill_leaves_the_day_unchanged(airflow, world, backfilled):
-    """The last day again with ``--reprocess-behavior completed``: the same rows, not twice as many
-    (training paused: no retrain)."""
+    """The last day again with ``--reprocess-behavior completed``: nothing changed, so every task reuses
+    its output from the step cache and writes nothing (training paused: no retrain)."""
     af = airflow
     _, overrides, days = world
     daily, _ = backfilled
@@ -431,8 +431,10 @@ def test_a_reprocessing_backfill_leaves_the_day_unchanged(airflow, world, backfi
     _wait(reprocessed, "the reprocess backfill completed", af)
     again = _wait_for_runs(af, "pinrec_daily", lambda r: r["dag_run_id"] == last, 1)[0]
     assert dt.datetime.fromisoformat(again["end_date"]) > dt.datetime.fromisoformat(before["end_date"])  # ran again
+    # nothing changed since: the step cache reuses every output of the day (tests/dags/test_pinrec_daily.py
+    # checks that a changed landing file reruns it with the same rows)
     rebuilt = _xcom(af, "pinrec_daily", last, "training_set")
-    assert rebuilt["wrote"]["training_set"]["rows"] == built["wrote"]["training_set"]["rows"]
-    assert rebuilt["wrote"]["training_set"]["rows_by_split"] == built["wrote"]["training_set"]["rows_by_split"]
-    assert {t: w["rows_valid"] for t, w in _xcom(af, "pinrec_daily", last, "ingest")["wrote"].items()} == \
-        {t: w["rows_valid"] for t, w in ingested["wrote"].items()}
+    assert rebuilt["cache"]["cached"] and rebuilt["wrote"] == {}
+    assert rebuilt["reused"]["training_set"]["delta_version"] == built["wrote"]["training_set"]["delta_version"]
+    reingested = _xcom(af, "pinrec_daily", last, "ingest")
+    assert reingested["cache"] == {**ingested["cache"], "cached": True} and reingested["wrote"] == {}

@@ -131,7 +131,7 @@ def test_landing_a_new_day_ingests_and_featurises_only_that_day_and_rebuilds_the
     cfg = load_config(overrides={
         "storage": {"landing": str(root / "landing"), "warehouse": str(root / "warehouse"),
                     "artifacts": str(root / "artifacts"), "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"},
-        "synthetic": {"users": 40, "pins": 200, "days": 3, "impressions_per_day": 1000}})
+        "synthetic": {"users": 40, "pins": 200, "days": 4, "impressions_per_day": 1000}})
 
     def steps():
         return PipelineSteps(cfg, spark, StepCache(cfg.cache), echo=lambda line: None)
@@ -144,19 +144,19 @@ def test_landing_a_new_day_ingests_and_featurises_only_that_day_and_rebuilds_the
     for table in (root / "landing").iterdir():  # the last day has not landed yet
         if (table / f"dt={days[-1]}").is_dir():
             shutil.move(str(table / f"dt={days[-1]}"), str(held / table.name))
-    reports, reused = first.ingest(days[:2])
-    assert reused == [] and {r.days for r in reports} == {tuple(days[:2])}
-    first.features(days[:2])
-    assert not isinstance(first.training_set(days[:2]), Cached)
+    reports, reused = first.ingest(days[:-1])  # (three days: the split needs train, validation and test)
+    assert reused == [] and {r.days for r in reports} == {tuple(days[:-1])}
+    first.features(days[:-1])
+    assert not isinstance(first.training_set(days[:-1]), Cached)
 
     for table in held.iterdir():  # it lands
         shutil.move(str(table), str(root / "landing" / table.name / f"dt={days[-1]}"))
     second = steps()
     assert isinstance(second.landing(), Cached)  # what the source wrote is intact; a new day is no change
     reports, reused = second.ingest(days)
-    assert reused == days[:2] and {r.days for r in reports} == {(days[-1],)}
+    assert reused == days[:-1] and {r.days for r in reports} == {(days[-1],)}
     rows, reused = second.features(days)
-    assert reused == days[:2] and rows
+    assert reused == days[:-1] and rows
     assert not isinstance(second.training_set(days), Cached)
 
     third = steps()
