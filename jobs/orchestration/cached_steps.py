@@ -200,12 +200,14 @@ class Steps:
     def features(self, days: list[dt.date]) -> tuple[dict[str, int], list[dt.date]]:
         """Build the features of the days whose fingerprint changed; (rows written per view, days reused)."""
         from pinrec.jobs.features.features import build_features
+        from pinrec.jobs.ingest.days import partition_of
         from pinrec.schemas.catalog import feature_table
         from pinrec.schemas.features import FEATURE_VIEWS
 
         ingest_fps = self.fingerprints["ingest"]
+        landed_in = partition_of(self.cfg.storage.location("landing"))  # by month: every day of it, its fingerprint
         fps = {d: fingerprint("features", code=self.code("features"), config=self.cfg.features,
-                              inputs={"ingest": ingest_fps[d]}) for d in days}
+                              inputs={"ingest": ingest_fps[landed_in(d)]}) for d in days}
         self.fingerprints["features"] = fps
         look = self.catalog()
         recorded = [day_fingerprints(look, feature_table(v), "features") for v in FEATURE_VIEWS]
