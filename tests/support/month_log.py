@@ -34,6 +34,7 @@ def land(folder: Path, by_month: bool):
     (``max_partitions`` 3 < 7 days) or daily. Returns the landing summary."""
     from pinrec.jobs.ingest.log_reader import LogSpec, load_log
 
+    folder.parent.mkdir(parents=True, exist_ok=True)
     source = folder.parent / f"{folder.name}.csv"
     source.write_text(LOG)
     return load_log(source, folder, LogSpec(user="user", item="item", timestamp="ts", rating="rating"),
