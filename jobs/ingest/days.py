@@ -57,9 +57,10 @@ def event_days(landing: str | Path | Location, start: dt.date = dt.date.min, end
                catalog: Catalog | Callable[[], Catalog] | None = None, anchor: str = ANCHOR) -> list[dt.date]:
     """The days in ``[start, end]`` that hold ``anchor`` events (module docstring), sorted.
 
-    ``catalog``: the warehouse's :class:`~pinrec.jobs.io.catalog.Catalog`, or a function returning one
-    (called only when it is needed: a daily landing reads no table, so a caller need not start Spark
-    for it). A landing by month or year needs it: ValueError without one, :class:`~.ingest_read.IngestError`
+    ``catalog``: the warehouse's :class:`~pinrec.jobs.io.catalog.Catalog`, or a function returning one,
+    called only when needed: a daily landing reads no table, so its caller need not start Spark. Its
+    read of ``anchor`` joins that catalog's lineage: where lineage is checked, pass a catalog of its
+    own. A landing by month or year needs one: ValueError without it, :class:`~.ingest_read.IngestError`
     when the landed spans in ``[start, end]`` have not been ingested yet."""
     parts = landed_partitions(landing, start, end, anchor)
     granularity = partition_granularity(landing)

@@ -1,6 +1,8 @@
 """A log landed by month goes through the steps after ingest as if it had landed daily, step cache included."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -33,6 +35,7 @@ def test_a_month_landed_log_gives_the_features_and_training_set_of_the_same_log_
 
     def table(cfg, name, order):
         frame = Catalog(spark, cfg.storage.warehouse).read(name).toPandas()
+        frame = frame.map(lambda v: tuple(v) if isinstance(v, np.ndarray) else v)  # arrays (recent pins) compare
         return frame.drop(columns=[c for c in ("created_ts",) if c in frame]).sort_values(order, ignore_index=True)
 
     months, daily = config("months"), config("daily")
@@ -47,11 +50,13 @@ def test_a_month_landed_log_gives_the_features_and_training_set_of_the_same_log_
     assert evaluation_start(m_days, 2) == evaluation_start(d_days, 2) == evaluation_start(DAYS, 2)
     for name, order in (("features_user", ["user_id", "dt"]), ("features_pin", ["pin_id", "dt"]),
                         ("training_set", ["event_id"])):
-        m_table, d_table = table(months, name, order), table(daily, name, order)
-        assert len(m_table) > 0 and m_table.to_dict("records") == d_table.to_dict("records"), name
+        m_table = table(months, name, order)
+        assert len(m_table) > 0, name
+        pd.testing.assert_frame_equal(m_table, table(daily, name, order), obj=name)
 
     # An unchanged rerun reuses every month and day; a month rewritten recomputes its days and those after it only.
     again, (reports, reused), days, (rows, reused_days), training = run(months)
+    assert days == DAYS
     assert (reports, reused, rows, reused_days) == ([], MONTHS, {}, DAYS) and isinstance(training, Cached)
     assert again.fingerprints["features"] == m_steps.fingerprints["features"]
     february = next((tmp_path / "months" / "landing" / "impressions" / "dt=2003-02-01").glob("*.jsonl"))
