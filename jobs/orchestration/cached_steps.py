@@ -78,7 +78,7 @@ def fill_landing(cfg: PinrecConfig):
         return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
     from pinrec.jobs.ingest.datasets import load_dataset
 
-    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"))
+    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"), cfg.dataset.max_partitions)
 
 
 def _bundle_config(cfg: PinrecConfig) -> dict:

@@ -65,3 +65,18 @@ def test_a_month_landed_log_gives_the_features_and_training_set_of_the_same_log_
     assert reused == MONTHS[:1] and {r.days for r in reports} == {tuple(MONTHS[1:])}
     assert reused_days == DAYS[:2] and rows and not isinstance(training, Cached)  # Feb 2 .. Mar 4 rebuilt
     assert training.rows_by_split == d_set.rows_by_split
+
+
+def test_the_demo_lands_a_dataset_within_dataset_max_partitions(tmp_path):
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.ingest.dataset_info import partition_granularity
+    from pinrec.jobs.orchestration.demo import fill_landing
+    from tests.jobs.ingest.test_datasets import write_fake_ml100k
+
+    def land(name, bound):  # 4 ratings on 3 days of December 1997
+        return fill_landing(load_config(overrides={
+            "dataset": {"kind": "movielens-100k", "path": str(write_fake_ml100k(tmp_path / "ml")),
+                        "max_partitions": bound}, "storage": {"landing": str(tmp_path / name)}}))
+
+    assert land("months", 2).partition == "month" and partition_granularity(tmp_path / "months") == "month"
+    assert land("daily", 3).partition == "day" and len(land("daily", 3).rows["impressions"]) == 3
