@@ -142,12 +142,12 @@ def replay_day(spark, cfg, bundle, day: dt.date | None = None) -> FunnelReport:
         build_feature_snapshot,
         open_snapshot,
     )
-    from pinrec.jobs.ingest.ingest import landed_days
+    from pinrec.jobs.ingest.days import event_days
     from pinrec.jobs.io.catalog import Catalog
 
     catalog = Catalog(spark, cfg.storage.warehouse)  # its own: what it reads is not the caller's lineage
     landing = cfg.storage.location("landing")
-    day = day or landed_days(landing, dt.date.min, dt.date.max)[-1]
+    day = day or event_days(landing, catalog=catalog)[-1]  # the newest day with events (by month too)
     notes = trained_before(catalog, day)
     cutoff = _start(day) + dt.timedelta(seconds=cfg.features.publish_delay_s)
     notes.append(f"features as of {cutoff.isoformat()} (the day's start + features.publish_delay_s); requests at it")

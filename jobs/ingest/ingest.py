@@ -109,8 +109,9 @@ def _spans(days: list[dt.date], granularity: str) -> list[tuple[dt.date, dt.date
     return spans
 
 
-def _spans_predicate(spans: list[tuple[dt.date, dt.date]], column: str = "dt") -> str:
-    return " OR ".join(f"({column} >= DATE'{a.isoformat()}' AND {column} < DATE'{b.isoformat()}')" for a, b in spans)
+def _span_days(spans: list[tuple[dt.date, dt.date]]) -> list[dt.date]:
+    """Every day of the ``[first day, end)`` ranges."""
+    return [a + dt.timedelta(days=i) for a, b in spans for i in range((b - a).days)]
 
 
 def _register_references(catalog: Catalog, spec: TableSpec, days: list[dt.date], cfg: IngestConfig,
@@ -228,20 +229,19 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     origin = {"batch_id": batch_id, "landing": landing}  # `pinrec lineage` follows a raw table back to these folders
     origin["rows"] = {"in": report.rows_in, "valid": report.rows_valid, "quarantined": report.rows_quarantined,
                       "duplicates_dropped": report.duplicates_dropped}  # the batch's accounting, for `pinrec report`
-    where = {"days": days} if granularity == "day" else {"replace_where": _spans_predicate(_spans(days, granularity))}
-    return report.with_version(catalog.write(spec.name, valid, user_metadata=origin, **where).version)
+    # every day of the spans is replaced and recorded (``wrote_days``: the step cache reads a day's fingerprint there)
+    written = days if granularity == "day" else _span_days(_spans(days, granularity))
+    return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
 
 
 def landed_days(landing: str, start: dt.date, end: dt.date, anchor: str = "impressions") -> list[dt.date]:
-    """Days in [start, end] on which the anchor table (impressions) landed: the first days of its
-    partitions (months or years for a static dataset landed in coarse partitions)."""
-    from .landing import list_partitions
+    """The first days of the anchor table's landed partitions overlapping [start, end]
+    (:func:`~pinrec.jobs.ingest.days.landed_partitions`): what ingest reads. For a daily landing these are
+    the landed days; for one by month or year, the days that hold events are
+    :func:`~pinrec.jobs.ingest.days.event_days`."""
+    from .days import landed_partitions
 
-    days = [d for d in list_partitions(landing, anchor) if start <= d <= end]
-    if not days:
-        raise LandingPartitionMissingError(
-            f"no {anchor} landed between {start} and {end} under {landing}; run `pinrec generate` or a dataset adapter first")
-    return days
+    return landed_partitions(landing, start, end, anchor)
 
 
 def ingest(spark, paths: IngestPaths, days: list[dt.date], cfg: IngestConfig,

@@ -78,7 +78,7 @@ def fill_landing(cfg: PinrecConfig):
         return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
     from pinrec.jobs.ingest.datasets import load_dataset
 
-    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"))
+    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"), cfg.dataset.max_partitions)
 
 
 def _bundle_config(cfg: PinrecConfig) -> dict:
@@ -227,9 +227,12 @@ class Steps:
 
     def features_fingerprints(self, days: list[dt.date]) -> dict[dt.date, str]:
         """Each day's features fingerprint, from its ingest fingerprint (:meth:`ingest_fingerprints` first)."""
+        from pinrec.jobs.ingest.days import partition_of
+
         ingest_fps = self.fingerprints["ingest"]
+        landed_in = partition_of(self.cfg.storage.location("landing"))  # by month: every day of it, its fingerprint
         fps = {d: fingerprint("features", code=self.code("features"), config=self.cfg.features,
-                              inputs={"ingest": ingest_fps[d]}) for d in days}
+                              inputs={"ingest": ingest_fps[landed_in(d)]}) for d in days}
         self.fingerprints["features"] = fps
         return fps
 

@@ -97,15 +97,26 @@ def cmd_load_dataset(args) -> int:
     return 0
 
 
-def _days(args, cfg: PinrecConfig) -> list[dt.date]:
-    """``--date``, or the landed days in ``--start``..``--end`` (each open end: all)."""
+def _days(args, cfg: PinrecConfig, events: bool = False) -> list[dt.date]:
+    """``--date``, or in ``--start``..``--end`` (each open end: all) the landed partitions' first days
+    (``events``: the days with events, which differ for a landing by month or year:
+    :mod:`pinrec.jobs.ingest.days`)."""
+    from pinrec.jobs.ingest.days import event_days
     from pinrec.jobs.ingest.ingest import landed_days
 
     if args.date and (args.start or args.end):
         raise ConfigError("give either --date or --start/--end")
     if args.date:
         return [args.date]
-    return landed_days(cfg.storage.location("landing"), args.start or dt.date.min, args.end or dt.date.max)
+    landing, start, end = cfg.storage.location("landing"), args.start or dt.date.min, args.end or dt.date.max
+    return event_days(landing, start, end, _catalog(cfg)) if events else landed_days(landing, start, end)
+
+
+def _catalog(cfg: PinrecConfig):
+    """A function returning the warehouse's catalog (Spark starts only when it is called)."""
+    from pinrec.jobs.io.catalog import Catalog
+
+    return lambda: Catalog(spark_and_paths(cfg)[0], cfg.storage.warehouse)
 
 
 def cmd_ingest(args) -> int:
@@ -125,7 +136,7 @@ def cmd_features(args) -> int:
     from pinrec.jobs.features.features import build_features
 
     cfg = config_of(args)
-    days = _days(args, cfg)
+    days = _days(args, cfg, events=True)
     spark, _ = spark_and_paths(cfg)
     for table, rows in build_features(spark, cfg.storage.warehouse, days, cfg.features).items():
         print(f"features_{table:<14} {rows:>9} rows for {days[0]}..{days[-1]}")
@@ -136,7 +147,7 @@ def cmd_training_set(args) -> int:
     from pinrec.jobs.features.training_set import build_training_set
 
     cfg = config_of(args)
-    days = _days(args, cfg)
+    days = _days(args, cfg, events=True)
     spark, _ = spark_and_paths(cfg)
     print(build_training_set(spark, cfg.storage.warehouse, days, cfg.training, cfg.seed).render())
     return 0
@@ -144,10 +155,10 @@ def cmd_training_set(args) -> int:
 
 def cmd_graph(args) -> int:
     from pinrec.jobs.graph.graph import write_graph
-    from pinrec.jobs.ingest.ingest import landed_days
+    from pinrec.jobs.ingest.days import event_days
 
     cfg = config_of(args)
-    last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
+    last = event_days(cfg.storage.location("landing"), catalog=_catalog(cfg))[-1]
     cutoff = args.cutoff or dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
     eval_from = args.eval_from or cutoff - dt.timedelta(days=1)
     spark, _ = spark_and_paths(cfg)
@@ -174,11 +185,11 @@ def cmd_two_tower(args) -> int:
 def cmd_cf(args) -> int:
     from pinrec.jobs.cf.cf import train_cf
     from pinrec.jobs.graph.graph import evaluation_start
-    from pinrec.jobs.ingest.ingest import landed_days
+    from pinrec.jobs.ingest.days import event_days
     from pinrec.jobs.io.tracking import mlflow_artifact_root
 
     cfg = config_of(args)
-    cutoff = args.cutoff or evaluation_start(landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max),
+    cutoff = args.cutoff or evaluation_start(event_days(cfg.storage.location("landing"), catalog=_catalog(cfg)),
                                              cfg.training.test_days)
     spark, _ = spark_and_paths(cfg)
     print(train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=cutoff,

@@ -22,7 +22,8 @@ from typing import Any
 
 from pinrec.jobs.config import PinrecConfig, s3_options
 from pinrec.jobs.features.training_set import TrainingSetReport
-from pinrec.jobs.ingest.ingest import landed_days
+from pinrec.jobs.ingest.dataset_info import partition_granularity
+from pinrec.jobs.ingest.days import event_days, landed_partitions
 from pinrec.jobs.ingest.landing import LandingSummary
 from pinrec.jobs.ingest.report import IngestReport
 from pinrec.jobs.monitoring.summary import WarehouseSummary
@@ -111,6 +112,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     each step took (:class:`StepTimer`). Every step goes through the step cache (``cfg.cache``,
     :mod:`pinrec.jobs.orchestration.step_cache`): an unchanged rerun skips it and prints
     ``[step] cached (fingerprint ...)``."""
+    from pinrec.jobs.io.catalog import Catalog
     from pinrec.jobs.io.spark import get_spark
 
     from .cached_training import PipelineSteps
@@ -126,14 +128,20 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     if isinstance(landing, Cached):
         echo(f"[landing] {landing.render()}")
         landing = landing.output
-    days = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
-    echo(f"[demo] {len(days)} day(s) landed: {days[0]} .. {days[-1]}")
+    partitions = landed_partitions(cfg.storage.location("landing"))
+    granularity = partition_granularity(cfg.storage.location("landing"))
+    unit = "day" if granularity == "day" else f"{granularity} partition"
+    echo(f"[demo] {len(partitions)} {unit}(s) landed: {partitions[0]} .. {partitions[-1]}")
     with timed("ingest"):
-        reports, reused = steps.ingest(days, days_per_batch)
+        reports, reused = steps.ingest(partitions, days_per_batch)
     for report in reports:
         echo("[ingest] " + report.summary_line())
     if reused:
-        echo(f"[ingest] cached: {len(reused)} day(s) ({reused[0]}..{reused[-1]}) unchanged")
+        echo(f"[ingest] cached: {len(reused)} {unit}(s) ({reused[0]}..{reused[-1]}) unchanged")
+    # every step after ingest counts the days that hold events (those of a month partition, not its first day)
+    days = event_days(cfg.storage.location("landing"), catalog=Catalog(spark, cfg.storage.warehouse))
+    if granularity != "day":
+        echo(f"[demo] {len(days)} day(s) with events: {days[0]} .. {days[-1]}")
     with timed("features"):
         rows, reused = steps.features(days)
     for table, n in rows.items():

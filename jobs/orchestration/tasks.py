@@ -112,10 +112,11 @@ def training_window(cfg: PinrecConfig, day: dt.date) -> list[dt.date]:
     ``training.window_days`` days (0: every ingested day up to ``day``). Raises
     :class:`NotEnoughHistoryError` while the window cannot hold train + validation + test days.
     """
-    from pinrec.jobs.ingest.ingest import landed_days
+    from pinrec.jobs.ingest.days import event_days
+    from pinrec.jobs.io.catalog import Catalog
 
     first = dt.date.min if cfg.training.window_days == 0 else day - dt.timedelta(days=cfg.training.window_days - 1)
-    days = landed_days(cfg.storage.location("landing"), first, day)
+    days = event_days(cfg.storage.location("landing"), first, day, lambda: Catalog(_spark(cfg), cfg.storage.warehouse))
     needed = cfg.training.validation_days + cfg.training.test_days + 1
     if len(days) < needed:
         raise NotEnoughHistoryError(f"the training window ending {day} holds {len(days)} landed day(s); the split "
@@ -133,7 +134,8 @@ def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
 
     days = training_window(cfg, day)
     steps = _steps(cfg)
-    steps.features_fingerprints(list(steps.ingest_fingerprints(_days_up_to(cfg, day))))
+    steps.ingest_fingerprints(_days_up_to(cfg, day))
+    steps.features_fingerprints(days)  # (event days: a month landing's days each take their month's ingest)
     report = steps.training_set(days)
     out = {"day": day.isoformat(), "days": [d.isoformat() for d in days],
            "cache": _cache("training_set", steps.fingerprints["training_set"], isinstance(report, Cached))}
@@ -150,11 +152,12 @@ def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
 def training_day(cfg: PinrecConfig, requested: str | dt.date | None) -> dt.date:
     """The day a training run builds for: ``requested`` (a param or the triggering Asset event's
     ``day``) or, when absent, the newest landed day."""
-    from pinrec.jobs.ingest.ingest import landed_days
+    from pinrec.jobs.ingest.days import event_days
+    from pinrec.jobs.io.catalog import Catalog
 
     if requested:
         return requested if isinstance(requested, dt.date) else dt.date.fromisoformat(str(requested))
-    days = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)
+    days = event_days(cfg.storage.location("landing"), catalog=lambda: Catalog(_spark(cfg), cfg.storage.warehouse))
     if not days:
         raise FileNotFoundError(f"nothing landed under {cfg.storage.landing}")
     return days[-1]

@@ -284,9 +284,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         raise ValueError(f"the ranker in {ranker_at} uses embedding features of {trained_on} but pin_embeddings "
                          f"holds {emb_version}: retrain the ranker (`pinrec ranker`) so serving computes what it learnt")
     if cutoff is None:
-        from pinrec.jobs.ingest.ingest import landed_days
+        from pinrec.jobs.ingest.days import event_days
 
-        last = landed_days(cfg.storage.location("landing"), dt.date.min, dt.date.max)[-1]
+        # the newest day with events (of a landing by month too); its own catalog: not the bundle's lineage
+        last = event_days(cfg.storage.location("landing"), catalog=lambda: Catalog(spark, cfg.storage.warehouse))[-1]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
             dt.timedelta(seconds=cfg.features.publish_delay_s)
     from pinrec.jobs.two_tower.two_tower import bundle_files, locate

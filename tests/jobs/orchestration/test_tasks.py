@@ -1,7 +1,10 @@
-"""The training DAG's funnel step, without Spark: skipped while the channel points nowhere."""
+"""The training DAG's steps: the funnel step without Spark (skipped while the channel points nowhere); the
+training window and day over a landing by month."""
 from __future__ import annotations
 
 import datetime as dt
+
+import pytest
 
 
 def test_funnel_step_is_skipped_before_the_first_publish(tmp_path):
@@ -11,3 +14,34 @@ def test_funnel_step_is_skipped_before_the_first_publish(tmp_path):
     cfg = load_config(overrides={"publish": {"store_uri": str(tmp_path / "serving")}})
     out = funnel_day(cfg, dt.date(2026, 1, 8))
     assert out == {"day": "2026-01-08", "skipped": "no bundle on channel homefeed/prod yet"}
+
+
+def _month_config(tmp_path):
+    from pinrec.jobs.config import load_config
+    from tests.support.repo import REPO
+
+    return lambda **training: load_config(overrides={
+        "storage": {"landing": str(tmp_path / "months"), "warehouse": str(tmp_path / "warehouse")},
+        "spark": {"master": "local[1]", "shuffle_partitions": 1, "jars_dir": str(REPO / "var" / "jars")},
+        "training": {"validation_days": 1, "test_days": 1, **training}})
+
+
+@pytest.mark.spark
+def test_the_training_window_and_day_count_the_days_of_a_month_landing_not_its_months(spark, tmp_path):
+    from pinrec.jobs.orchestration.tasks import (
+        NotEnoughHistoryError,
+        training_day,
+        training_window,
+    )
+    from tests.support.month_log import DAYS, land, write_impressions_as_ingested
+
+    land(tmp_path / "months", by_month=True)  # 7 days in 3 month partitions
+    write_impressions_as_ingested(spark, tmp_path / "months", str(tmp_path / "warehouse"))
+    config = _month_config(tmp_path)
+    assert training_day(config(), None) == dt.date(2003, 3, 4)  # the newest day with events, not March 1st
+    assert training_day(config(), "2003-02-27") == dt.date(2003, 2, 27)
+    assert training_window(config(), dt.date(2003, 3, 4)) == DAYS
+    assert training_window(config(window_days=10), dt.date(2003, 3, 4)) == DAYS[4:]  # Feb 23 .. Mar 4
+    assert training_window(config(window_days=30), dt.date(2003, 2, 27)) == DAYS[:5]
+    with pytest.raises(NotEnoughHistoryError, match="ending 2003-03-04 holds 2 landed day"):
+        training_window(config(window_days=4), dt.date(2003, 3, 4))  # Mar 1 .. Mar 4
