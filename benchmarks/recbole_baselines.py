@@ -170,6 +170,9 @@ def summarise(work: Path, info: dict, models: list[str]) -> str:
         notes += [f"  {t['setting']}: {t['ndcg']:.4f} / {t['epoch']} of {t.get('epochs_run', '?')} / "
                   f"{t['seconds']:.0f}s{'  *' if t['chosen'] else ''}" for t in out["trials"]]
         notes += [f"  skipped by the budget: {s}" for s in out["skipped"]]
+        chosen = next(t for t in out["trials"] if t["chosen"])
+        notes.append("  chosen setting's curve (epoch: training loss / validation NDCG@10): " + ", ".join(
+            f"{e}: {loss:.2f} / {v:.4f}" for e, loss, v in chosen.get("curve", []) if v is not None))
         notes.append(f"  test fit: {out['final_epochs']} epochs, {out['final_seconds']:.0f}s")
     return "\n".join(lines + [""] + notes)
 
