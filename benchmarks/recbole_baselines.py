@@ -138,6 +138,37 @@ def export_split(report: Path, landing: Path, work: Path) -> dict:
             "rows": body["rows"]}
 
 
+def popularity_validation(work: Path, k: int) -> dict[str, float]:
+    """Popularity's validation HR@k / NDCG@k in RecBole's own full ranking: the anchor for the validation table.
+
+    Each user's second-last item in ``pinrec.inter``'s order (RecBole's validation item) is ranked among
+    every catalogue item by its count in the users' earlier items (the training part), the user's own
+    earlier items excluded as RecBole masks them, ties counted against it. A learned model whose
+    validation NDCG@k is near this one has learnt popularity and nothing more.
+    """
+    import numpy as np
+    import pandas as pd
+
+    folder = work / "data" / "pinrec"
+    inter = pd.read_csv(folder / "pinrec.inter", sep="\t").sort_values(["user_id:token", "timestamp:float"],
+                                                                     kind="stable")
+    catalogue = pd.read_csv(folder / "pinrec.item", sep="\t")["item_id:token"].to_numpy()
+    from_end = inter.groupby("user_id:token").cumcount(ascending=False)
+    train, valid = inter[from_end >= 2], inter[from_end == 1]
+    counts = train["item_id:token"].value_counts().reindex(catalogue, fill_value=0)
+    seen = train.groupby("user_id:token")["item_id:token"].agg(set)
+    item_count = counts.to_dict()
+    ranks = []
+    for user, item in zip(valid["user_id:token"], valid["item_id:token"]):
+        target = item_count[item]
+        above = int((counts.to_numpy() >= target).sum()) - 1  # every other item at least as popular
+        above -= sum(item_count[i] >= target for i in seen.get(user, set()) if i != item)  # masked history
+        ranks.append(above)
+    ranks = np.asarray(ranks)
+    return {f"HR@{k}": float((ranks < k).mean()),
+            f"NDCG@{k}": float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean()), "users": len(ranks)}
+
+
 def summarise(work: Path, info: dict, models: list[str]) -> str:
     """Markdown rows of each model's test metrics (pinrec's ranking and intervals) and the report's rows."""
     import numpy as np
@@ -159,7 +190,9 @@ def summarise(work: Path, info: dict, models: list[str]) -> str:
             lines.append(f"| {row['model']} (pinrec) | {m[f'HR@{k}']:.4f} ± {c.get(f'HR@{k}', float('nan')):.4f} | "
                          f"{m[f'NDCG@{k}']:.4f} ± {c.get(f'NDCG@{k}', float('nan')):.4f} | {m['MRR']:.4f} | "
                          f"{row['queries']} |")
-    notes = []
+    anchor = popularity_validation(work, k)
+    notes = [(f"popularity on the validation pin in the same full ranking (the anchor): NDCG@{k} "
+              f"{anchor[f'NDCG@{k}']:.4f}, HR@{k} {anchor[f'HR@{k}']:.4f} ({anchor['users']} users)")]
     for name in models:
         out = json.loads((work / f"result_{name}.json").read_text())
         ranks = ranks_from_scores(np.asarray(out["scores"], dtype=np.float64))

@@ -121,3 +121,19 @@ def test_lightgcn_and_sasrec_run_in_recbole_on_the_split(tmp_path):
     assert [e for e, _, _ in trial["curve"]] == list(range(1, trial["epochs_run"] + 1))
     assert all(loss > 0 and 0.0 <= v <= 1.0 for _, loss, v in trial["curve"])
     assert len(result["final_curve"]) == result["final_epochs"] and all(v is None for *_, v in result["final_curve"])
+
+
+def test_popularity_anchors_the_validation_table_in_recboles_full_ranking(tmp_path):
+    folder = tmp_path / "data" / "pinrec"
+    folder.mkdir(parents=True)
+    # user 1: trains on 1, 2, validates on 3; user 2: trains on 1, validates on 3; user 3: trains on 2, validates on 1
+    rows = [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 3), (2, 5), (3, 2), (3, 1), (3, 6)]
+    inter = pd.DataFrame(rows, columns=["user_id:token", "item_id:token"])
+    inter["timestamp:float"] = inter.groupby("user_id:token").cumcount().astype(float)
+    inter.iloc[::-1].to_csv(folder / "pinrec.inter", sep="\t", index=False)  # file order must not matter
+    pd.DataFrame({"item_id:token": range(1, 8)}).to_csv(folder / "pinrec.item", sep="\t", index=False)
+    out = script().popularity_validation(tmp_path, 5)
+    # counts 1: 2, 2: 2, the rest 0; ranks (ties against, own training items masked): user 1 item 3 -> 4,
+    # user 2 item 3 -> 5, user 3 item 1 -> 0 (item 2 ties but is user 3's own)
+    assert out["users"] == 3 and out["HR@5"] == pytest.approx(2 / 3)
+    assert out["NDCG@5"] == pytest.approx((1 / np.log2(6) + 1.0) / 3)
