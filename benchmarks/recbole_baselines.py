@@ -134,17 +134,21 @@ def export_split(report: Path, landing: Path, work: Path) -> dict:
     candidates = [{"user": int(u), "items": [int(p), *map(int, n)]}
                   for u, p, n in zip(split.test["user_id"], split.test["pin_id"], split.test["negatives"])]
     (work / "candidates.json").write_text(json.dumps(candidates))
-    return {"k": cfg["k"], "users": len(candidates), "train": len(split.train), "catalogue": len(catalogue),
+    return {"k": cfg["k"], "ease_lambda": cfg.get("ease_lambda"), "users": len(candidates), "train": len(split.train), "catalogue": len(catalogue),
             "rows": body["rows"]}
 
 
-def popularity_validation(work: Path, k: int) -> dict[str, float]:
-    """Popularity's validation HR@k / NDCG@k in RecBole's own full ranking: the anchor for the validation table.
+def validation_anchors(work: Path, k: int, ease_lambda: float | None) -> dict[str, dict[str, float]]:
+    """Popularity's and EASE's validation HR@k / NDCG@k in RecBole's own full ranking: the validation table's anchors.
 
     Each user's second-last item in ``pinrec.inter``'s order (RecBole's validation item) is ranked among
-    every catalogue item by its count in the users' earlier items (the training part), the user's own
-    earlier items excluded as RecBole masks them, ties counted against it. A learned model whose
-    validation NDCG@k is near this one has learnt popularity and nothing more.
+    every catalogue item, the user's earlier items (the training part) excluded as RecBole masks them, ties
+    counted against it; popularity scores an item by its count in the training part, EASE (Steck, WWW
+    2019, ``ease_lambda``: the report's own, chosen on validation by ``pinrec eval-retrieval``; None skips it)
+    by the closed form on the training part. A learned model near popularity here has learnt popularity
+    only; the anchors say, without touching the test pin, where RecBole's models stand against pinrec's
+    strongest in-house baseline. Returns ``{model: {"HR@k", "NDCG@k", "users"}}``; empty when the
+    users x catalogue matrix is over 50M cells.
     """
     import numpy as np
     import pandas as pd
@@ -152,21 +156,32 @@ def popularity_validation(work: Path, k: int) -> dict[str, float]:
     folder = work / "data" / "pinrec"
     inter = pd.read_csv(folder / "pinrec.inter", sep="\t").sort_values(["user_id:token", "timestamp:float"],
                                                                      kind="stable")
-    catalogue = pd.read_csv(folder / "pinrec.item", sep="\t")["item_id:token"].to_numpy()
+    catalogue = np.sort(pd.read_csv(folder / "pinrec.item", sep="\t")["item_id:token"].to_numpy())
     from_end = inter.groupby("user_id:token").cumcount(ascending=False)
     train, valid = inter[from_end >= 2], inter[from_end == 1]
-    counts = train["item_id:token"].value_counts().reindex(catalogue, fill_value=0)
-    seen = train.groupby("user_id:token")["item_id:token"].agg(set)
-    item_count = counts.to_dict()
-    ranks = []
-    for user, item in zip(valid["user_id:token"], valid["item_id:token"]):
-        target = item_count[item]
-        above = int((counts.to_numpy() >= target).sum()) - 1  # every other item at least as popular
-        above -= sum(item_count[i] >= target for i in seen.get(user, set()) if i != item)  # masked history
-        ranks.append(above)
-    ranks = np.asarray(ranks)
-    return {f"HR@{k}": float((ranks < k).mean()),
-            f"NDCG@{k}": float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean()), "users": len(ranks)}
+    users = np.unique(inter["user_id:token"].to_numpy())
+    if len(users) * len(catalogue) > 50_000_000:
+        return {}
+    x = np.zeros((len(users), len(catalogue)), dtype=np.float64)
+    x[np.searchsorted(users, train["user_id:token"]), np.searchsorted(catalogue, train["item_id:token"])] = 1.0
+    rows = np.searchsorted(users, valid["user_id:token"].to_numpy())
+    cols = np.searchsorted(catalogue, valid["item_id:token"].to_numpy())
+    scores = {"popularity": np.broadcast_to(x.sum(0), (len(rows), len(catalogue)))}
+    if ease_lambda is not None:
+        gram = x.T @ x + ease_lambda * np.eye(len(catalogue))
+        inverse = np.linalg.inv(gram)
+        weights = -inverse / np.diag(inverse)
+        np.fill_diagonal(weights, 0.0)
+        scores[f"EASE (lambda {ease_lambda:g})"] = x[rows] @ weights
+    out = {}
+    for name, score in scores.items():
+        score = np.where(x[rows] > 0, -np.inf, score)  # the user's training items, masked
+        target = score[np.arange(len(rows)), cols]
+        ranks = (score >= target[:, None]).sum(1) - 1
+        out[name] = {f"HR@{k}": float((ranks < k).mean()),
+                     f"NDCG@{k}": float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean()),
+                     "users": len(ranks)}
+    return out
 
 
 def summarise(work: Path, info: dict, models: list[str]) -> str:
@@ -190,9 +205,9 @@ def summarise(work: Path, info: dict, models: list[str]) -> str:
             lines.append(f"| {row['model']} (pinrec) | {m[f'HR@{k}']:.4f} ± {c.get(f'HR@{k}', float('nan')):.4f} | "
                          f"{m[f'NDCG@{k}']:.4f} ± {c.get(f'NDCG@{k}', float('nan')):.4f} | {m['MRR']:.4f} | "
                          f"{row['queries']} |")
-    anchor = popularity_validation(work, k)
-    notes = [(f"popularity on the validation pin in the same full ranking (the anchor): NDCG@{k} "
-              f"{anchor[f'NDCG@{k}']:.4f}, HR@{k} {anchor[f'HR@{k}']:.4f} ({anchor['users']} users)")]
+    anchors = validation_anchors(work, k, info.get("ease_lambda"))
+    notes = [f"{name} on the validation pin in the same full ranking (an anchor): NDCG@{k} {a[f'NDCG@{k}']:.4f}, "
+             f"HR@{k} {a[f'HR@{k}']:.4f} ({a['users']} users)" for name, a in anchors.items()]
     for name in models:
         out = json.loads((work / f"result_{name}.json").read_text())
         ranks = ranks_from_scores(np.asarray(out["scores"], dtype=np.float64))

@@ -123,17 +123,33 @@ def test_lightgcn_and_sasrec_run_in_recbole_on_the_split(tmp_path):
     assert len(result["final_curve"]) == result["final_epochs"] and all(v is None for *_, v in result["final_curve"])
 
 
-def test_popularity_anchors_the_validation_table_in_recboles_full_ranking(tmp_path):
+def write_inter(tmp_path: Path, sequences: dict[int, list[int]], catalogue: int) -> None:
     folder = tmp_path / "data" / "pinrec"
     folder.mkdir(parents=True)
-    # user 1: trains on 1, 2, validates on 3; user 2: trains on 1, validates on 3; user 3: trains on 2, validates on 1
-    rows = [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 3), (2, 5), (3, 2), (3, 1), (3, 6)]
-    inter = pd.DataFrame(rows, columns=["user_id:token", "item_id:token"])
+    inter = pd.DataFrame([(u, i) for u, items in sequences.items() for i in items],
+                         columns=["user_id:token", "item_id:token"])
     inter["timestamp:float"] = inter.groupby("user_id:token").cumcount().astype(float)
     inter.iloc[::-1].to_csv(folder / "pinrec.inter", sep="\t", index=False)  # file order must not matter
-    pd.DataFrame({"item_id:token": range(1, 8)}).to_csv(folder / "pinrec.item", sep="\t", index=False)
-    out = script().popularity_validation(tmp_path, 5)
+    pd.DataFrame({"item_id:token": range(1, catalogue + 1)}).to_csv(folder / "pinrec.item", sep="\t", index=False)
+
+
+def test_popularity_anchors_the_validation_table_in_recboles_full_ranking(tmp_path):
+    # user 1: trains on 1, 2, validates on 3; user 2: trains on 1, validates on 3; user 3: trains on 2, validates on 1
+    write_inter(tmp_path, {1: [1, 2, 3, 4], 2: [1, 3, 5], 3: [2, 1, 6]}, 7)
+    out = script().validation_anchors(tmp_path, 5, None)
     # counts 1: 2, 2: 2, the rest 0; ranks (ties against, own training items masked): user 1 item 3 -> 4,
     # user 2 item 3 -> 5, user 3 item 1 -> 0 (item 2 ties but is user 3's own)
-    assert out["users"] == 3 and out["HR@5"] == pytest.approx(2 / 3)
-    assert out["NDCG@5"] == pytest.approx((1 / np.log2(6) + 1.0) / 3)
+    assert list(out) == ["popularity"] and out["popularity"]["users"] == 3
+    assert out["popularity"]["HR@5"] == pytest.approx(2 / 3)
+    assert out["popularity"]["NDCG@5"] == pytest.approx((1 / np.log2(6) + 1.0) / 3)
+
+
+def test_ease_anchor_ranks_the_co_occurring_item_first(tmp_path):
+    # items 1 and 2 always together (4 users), 3 and 4 together and more popular (6 users); user 11 trains
+    # on 1 and validates on 2: popularity ranks 2 behind 3 and 4, EASE first (item 1 says "2", never "3")
+    sequences = {u: [1, 2, 9, 10] for u in range(1, 5)} | {u: [3, 4, 9, 10] for u in range(5, 11)}
+    write_inter(tmp_path, sequences | {11: [1, 2, 10]}, 10)
+    out = script().validation_anchors(tmp_path, 1, 1.0)
+    assert out["popularity"]["HR@1"] == 0.0 and out["popularity"]["users"] == 11
+    assert out["EASE (lambda 1)"]["HR@1"] == pytest.approx(1 / 11)
+    assert out["EASE (lambda 1)"]["NDCG@1"] == pytest.approx(1 / 11)
