@@ -21,15 +21,17 @@ One run:
 2. (the RecBole environment, this file with ``--_worker``) for each model: **settings on the
    validation split only**: RecBole's leave-one-out by that order (``LS: valid_and_test``) holds out
    each user's latest training item (pinrec's validation pin) and the test item; each setting of the
-   declared grid (:data:`GRIDS`, the first one RecBole's default; later ones only while
-   ``--budget-s`` is left for the model) trains with early stopping on validation NDCG@10
-   (RecBole's full ranking); the best setting and its best epoch win. **Test**: that setting is
+   declared grid (:data:`GRIDS`; later ones only while ``--budget-s`` is left for the model) trains
+   with early stopping on validation NDCG@10 (RecBole's full ranking; ``--patience`` epochs without
+   gain, default 10 as RecBole's own); the best setting and its best epoch win. **Test**: that setting is
    retrained from the same seed on the whole training part (``LS: test_only``: the validation
    item back in training, as pinrec's models have it) for that many epochs, and scores each test
    user's held-out pin and its 99 negatives with ``model.full_sort_predict``;
 3. (pinrec's interpreter) ranks them with pinrec's own metrics (ties against the held-out pin) and
    prints HR@10 / NDCG@10 / MRR with 95 % intervals (1.96 sd / sqrt(n)), the report's own rows beside
-   them, and the validation table.
+   them, and the validation table: each trial's best epoch of the epochs run, the chosen setting's
+   per-epoch training loss and validation NDCG@10, and popularity's and EASE's validation scores in the
+   same full ranking (:func:`validation_anchors`: what a validation number means).
 
 Usage (from the repository root, after ``pinrec eval-retrieval ... --out DIR``)::
 
