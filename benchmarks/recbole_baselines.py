@@ -59,7 +59,7 @@ SHARED_TORCH = ("torch", "torchgen", "functorch", "triton", "nvidia", "cuda")
 #: The declared search space: model -> settings tried in this order (``--budget-s`` may cut the later ones).
 #: LightGCN leads with learning rate 1e-2: at RecBole's default 1e-3 its validation NDCG@10 sits on the
 #: popularity plateau for its first 8 epochs (measured on MovieLens-100K: 0.0383 at epoch 1, 0.0364-0.0386
-#: to epoch 8, then rising), which on a shared 2-core machine (40 s an epoch) no budget here gets past.
+#: to epoch 8, then rising): on a shared 2-core machine (15-40 s an epoch at load 1-10) most budgets end on it.
 GRIDS = {
     "LightGCN": [{"learning_rate": 1e-2, "n_layers": 2, "reg_weight": 1e-5},
                  {"learning_rate": 1e-3, "n_layers": 2, "reg_weight": 1e-5},
