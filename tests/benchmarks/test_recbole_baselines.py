@@ -70,6 +70,34 @@ def test_the_atomic_files_hold_the_reports_split(tmp_path):
         script().export_split(tmp_path / "report", landing, tmp_path / "work2")
 
 
+def test_patience_reaches_recbole_and_the_chosen_curve_is_printed(tmp_path, monkeypatch, capsys):
+    landing = landed(tmp_path)
+    evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing).write(tmp_path / "report")
+    module, work, calls = script(), tmp_path / "work", []
+    scores = [[0.9, *[0.0] * 99]] * 40 + [[0.0, *[0.5] * 99]] * 40  # half the users hit at rank 1, half miss
+
+    def fake_worker(cmd, **kwargs):  # what the RecBole side writes, without RecBole
+        calls.append(cmd)
+        trial = {"setting": "{}", "ndcg": 0.04, "epoch": 2, "epochs_run": 3, "seconds": 1.0, "chosen": True,
+                 "curve": [[1, 30.0, 0.0383], [2, 20.0, 0.0421], [3, 15.0, 0.0400]]}
+        (work / "result_LightGCN.json").write_text(json.dumps({
+            "trials": [trial], "skipped": [], "final_epochs": 2, "final_seconds": 1.0, "scores": scores}))
+
+    monkeypatch.setattr(module, "ensure_env", lambda venv, own_torch=False: Path(sys.executable))
+    monkeypatch.setattr(module.subprocess, "run", fake_worker)
+    assert module.main(["--report", str(tmp_path / "report"), "--landing", str(landing), "--models", "LightGCN",
+                        "--workdir", str(work)]) == 0
+    cmd = calls[0]
+    assert cmd[cmd.index("--patience") + 1] == "10"  # RecBole's own default, not the 5 that stopped LightGCN early
+    out = capsys.readouterr().out
+    assert "| LightGCN (RecBole) | 0.5000 ± 0.1103 | 0.5000 ± 0.1103 | 0.5050 | 80 |" in out
+    assert "{}: 0.0400 / 2 of 3 / 1s  *" in out
+    assert "1: 30.00 / 0.0383, 2: 20.00 / 0.0421, 3: 15.00 / 0.0400" in out
+    module.main(["--report", str(tmp_path / "report"), "--landing", str(landing), "--models", "LightGCN",
+                 "--workdir", str(work), "--patience", "3"])
+    assert calls[1][calls[1].index("--patience") + 1] == "3"
+
+
 @pytest.mark.slow
 @pytest.mark.full
 @pytest.mark.skipif(not (VENV / "bin" / "python").exists(), reason=f"no RecBole environment at {VENV}")
@@ -88,3 +116,40 @@ def test_lightgcn_and_sasrec_run_in_recbole_on_the_split(tmp_path):
         assert f"{name}: validation (RecBole full ranking" in out
     result = json.loads((tmp_path / "report" / "recbole" / "result_SASRec.json").read_text())
     assert np.asarray(result["scores"]).shape == (80, 100) and result["final_epochs"] in (1, 2)
+    # the per-epoch record: training loss every epoch, validation NDCG@10 in the grid only
+    trial = result["trials"][0]
+    assert [e for e, _, _ in trial["curve"]] == list(range(1, trial["epochs_run"] + 1))
+    assert all(loss > 0 and 0.0 <= v <= 1.0 for _, loss, v in trial["curve"])
+    assert len(result["final_curve"]) == result["final_epochs"] and all(v is None for *_, v in result["final_curve"])
+
+
+def write_inter(tmp_path: Path, sequences: dict[int, list[int]], catalogue: int) -> None:
+    folder = tmp_path / "data" / "pinrec"
+    folder.mkdir(parents=True)
+    inter = pd.DataFrame([(u, i) for u, items in sequences.items() for i in items],
+                         columns=["user_id:token", "item_id:token"])
+    inter["timestamp:float"] = inter.groupby("user_id:token").cumcount().astype(float)
+    inter.iloc[::-1].to_csv(folder / "pinrec.inter", sep="\t", index=False)  # file order must not matter
+    pd.DataFrame({"item_id:token": range(1, catalogue + 1)}).to_csv(folder / "pinrec.item", sep="\t", index=False)
+
+
+def test_popularity_anchors_the_validation_table_in_recboles_full_ranking(tmp_path):
+    # user 1: trains on 1, 2, validates on 3; user 2: trains on 1, validates on 3; user 3: trains on 2, validates on 1
+    write_inter(tmp_path, {1: [1, 2, 3, 4], 2: [1, 3, 5], 3: [2, 1, 6]}, 7)
+    out = script().validation_anchors(tmp_path, 5, None)
+    # counts 1: 2, 2: 2, the rest 0; ranks (ties against, own training items masked): user 1 item 3 -> 4,
+    # user 2 item 3 -> 5, user 3 item 1 -> 0 (item 2 ties but is user 3's own)
+    assert list(out) == ["popularity"] and out["popularity"]["users"] == 3
+    assert out["popularity"]["HR@5"] == pytest.approx(2 / 3)
+    assert out["popularity"]["NDCG@5"] == pytest.approx((1 / np.log2(6) + 1.0) / 3)
+
+
+def test_ease_anchor_ranks_the_co_occurring_item_first(tmp_path):
+    # items 1 and 2 always together (4 users), 3 and 4 together and more popular (6 users); user 11 trains
+    # on 1 and validates on 2: popularity ranks 2 behind 3 and 4, EASE first (item 1 says "2", never "3")
+    sequences = {u: [1, 2, 9, 10] for u in range(1, 5)} | {u: [3, 4, 9, 10] for u in range(5, 11)}
+    write_inter(tmp_path, sequences | {11: [1, 2, 10]}, 10)
+    out = script().validation_anchors(tmp_path, 1, 1.0)
+    assert out["popularity"]["HR@1"] == 0.0 and out["popularity"]["users"] == 11
+    assert out["EASE (lambda 1)"]["HR@1"] == pytest.approx(1 / 11)
+    assert out["EASE (lambda 1)"]["NDCG@1"] == pytest.approx(1 / 11)
