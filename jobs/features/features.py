@@ -190,14 +190,12 @@ def build_features(spark, warehouse, days: list[dt.date], cfg: FeatureConfig) ->
                               load("pin_board_edges", False), days, cfg)
     written = {}
     for name, df in tables.items():
-        df = df.cache()
-        try:
-            written[name] = df.count()
-            # A feature added to a view since the table was created becomes a new column: the
-            # days rebuilt now fill it, older days read it as null until they are rebuilt.
-            catalog.write(f"features_{name}", df, days=days, add_columns=True)
-        finally:
-            df.unpersist()
+        # A feature added to a view since the table was created becomes a new column: the
+        # days rebuilt now fill it, older days read it as null until they are rebuilt.
+        commit = catalog.write(f"features_{name}", df, days=days, add_columns=True)
+        # the rows written, as Delta counted them in the write (a separate count ran the job twice)
+        written[name] = commit.rows if commit.rows is not None else catalog.read(f"features_{name}").where(
+            F.col("dt").isin(days)).count()
     return written
 
 

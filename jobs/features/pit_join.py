@@ -110,7 +110,8 @@ def point_in_time_join_many(spine, joins, spine_ts: str = "ts", validate: bool =
         absent = [c for c in needed if c not in features.columns]
         if absent:
             raise FeatureTableError(f"feature table for {view.name!r} lacks columns {absent}")
-    if spine.where(F.col(spine_ts).isNull()).limit(1).count():
+    # a column Spark knows cannot be null (a literal cut-off) needs no job to prove it
+    if spine.schema[spine_ts].nullable and spine.where(F.col(spine_ts).isNull()).limit(1).count():
         raise FeatureTableError(f"spine has rows with a null {spine_ts!r}: an event without a time cannot be joined")
     if validate:
         for features, view in joins:

@@ -139,21 +139,23 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
     catalog.require(inputs, "run `pinrec ingest` and `pinrec features` for these days first")
     read = {name: catalog.read(name) for name in inputs}
     versions = {name: catalog.reads[name] for name in inputs}
-    present = {r[0] for r in read["impressions"].where(F.col("dt").isin(days)).select("dt").distinct().collect()}
-    absent = [d.isoformat() for d in days if d not in present]
-    if absent:
-        raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first")
     if cutoff is None:
         last = read["actions"].agg(F.max("dt")).collect()[0][0]
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
+    # One job over the spine: the days present, its rows, and those whose label window has closed
+    # (what label_impressions keeps: one row per impression, the ingested table has no duplicates).
+    mature = F.col("ts") + F.expr(f"INTERVAL {cfg.maturity_s} SECONDS") <= F.lit(cutoff)
+    per_day = (read["impressions"].where(F.col("dt").isin(days)).groupBy("dt")
+               .agg(F.count("*").alias("n"), F.sum(mature.cast("long")).alias("mature")).collect())
+    absent = [d.isoformat() for d in days if d not in {r["dt"] for r in per_day}]
+    if absent:
+        raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first")
+    spine_rows, total_mature = sum(r["n"] for r in per_day), sum(r["mature"] or 0 for r in per_day)
     features = {v.name: read[feature_table(v)] for v in FEATURE_VIEWS}
     frame = build_training_frame(read["impressions"], read["actions"], read["pins"], features, days, cutoff, cfg, seed)
     frame = frame.cache()
     try:
         counts = {r["split"]: r["n"] for r in frame.groupBy("split").agg(F.count("*").alias("n")).collect()}
-        total_mature = label_impressions(read["impressions"].where(F.col("dt").isin(days)), read["actions"],
-                                         cutoff, cfg.maturity_s).count()
-        spine_rows = read["impressions"].where(F.col("dt").isin(days)).count()
         report = TrainingSetReport(
             days=tuple(d.isoformat() for d in days), cutoff=cutoff.isoformat(), rows=sum(counts.values()),
             immature_excluded=spine_rows - total_mature, negative_rate=cfg.negative_rate,

@@ -200,24 +200,25 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     tagged, results = validate(add_reference_flags(first, spec), spec, checks)
     cached.append(tagged)
 
+    extra = keep(extra)  # read by the quarantine and the accounting: the window over the clean rows runs once
     quarantine = keep(
         parsed.where("_parse_reasons <> ''").select("dt", "_raw", F.col("_parse_reasons").alias("reason"))
         .unionByName(extra.where("NOT _exact").select(
             "dt", "_raw", F.lit("duplicate_key:" + ",".join(spec.primary_key)).alias("reason")))
         .unionByName(tagged.where("_reasons <> ''").select("dt", "_raw", F.col("_reasons").alias("reason"))))
-    by_reason = {r["reason"]: r["n"] for r in quarantine.groupBy("reason").agg(F.count("*").alias("n")).collect()}
+    valid = tagged.where("_reasons = ''").select(*spec.column_names, "dt")
+    by_reason, rows_valid, duplicates = _accounting(quarantine, valid, extra)
     samples: dict[str, list[str]] = {}
     ranked = quarantine.withColumn("_i", F.row_number().over(Window.partitionBy("reason").orderBy("_raw")))
     for row in (ranked.where(F.col("_i") <= cfg.report_sample_rows).orderBy("reason", "_i").collect()
                 if by_reason else ()):  # a clean batch has no samples: skip the Spark job
         samples.setdefault(row["reason"], []).append(row["_raw"])
-    valid = tagged.where("_reasons = ''").select(*spec.column_names, "dt")
     if granularity != "day" and spec.kind == "event":  # a coarse partition: each event to its own day
         valid = valid.withColumn("dt", F.to_date(spec.event_ts))
     report = IngestReport(
         table=spec.name, days=tuple(days), batch_id=batch_id, rows_in=rows_in,
-        rows_valid=valid.count(), rows_quarantined=sum(by_reason.values()),
-        duplicates_dropped=extra.where("_exact").count(), quarantined_by_reason=by_reason,
+        rows_valid=rows_valid, rows_quarantined=sum(by_reason.values()),
+        duplicates_dropped=duplicates, quarantined_by_reason=by_reason,
         expectations=tuple(results), samples=samples, max_failing_fraction=cfg.max_failing_fraction,
     )
     report.check_accounting()
@@ -232,6 +233,21 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     # every day of the spans is replaced and recorded (``wrote_days``: the step cache reads a day's fingerprint there)
     written = days if granularity == "day" else _span_days(_spans(days, granularity))
     return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
+
+
+def _accounting(quarantine, valid, extra) -> tuple[dict[str, int], int, int]:
+    """``(quarantined rows by reason, valid rows, exact duplicates dropped)`` from one Spark job: a
+    count per reason over the quarantine, the valid rows and the exact duplicates, each counted
+    from its own rows (so that :meth:`IngestReport.check_accounting` still checks them)."""
+    from pyspark.sql import functions as F
+
+    valid_tag, exact_tag = "\0valid", "\0exact"  # no check's name starts with NUL
+    rows = (quarantine.select("reason")
+            .unionByName(valid.select(F.lit(valid_tag).alias("reason")))
+            .unionByName(extra.where("_exact").select(F.lit(exact_tag).alias("reason")))
+            .groupBy("reason").agg(F.count("*").alias("n")).collect())
+    counts = {r["reason"]: int(r["n"]) for r in rows}
+    return counts, counts.pop(valid_tag, 0), counts.pop(exact_tag, 0)
 
 
 def landed_days(landing: str, start: dt.date, end: dt.date, anchor: str = "impressions") -> list[dt.date]:

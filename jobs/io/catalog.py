@@ -17,7 +17,7 @@ inputs, calls its pure transform and writes its outputs through it:
   fingerprints, :mod:`pinrec.jobs.orchestration.step_cache`), records the version written in
   :attr:`Catalog.writes` and moves the pin to it;
 * :meth:`version`, :meth:`exists`, :meth:`history` and :meth:`user_metadata` look without reading
-  (nothing recorded).
+  (nothing recorded), from the table's log files (:mod:`pinrec.jobs.io.delta_log`: no Spark job).
 
 Job functions take ``warehouse`` as a string, a Location or a catalog (:meth:`Catalog.of`): a
 caller that passes its own catalog sees what the job read and wrote (the DAG tasks' XComs).
@@ -34,6 +34,7 @@ from typing import Any
 from pinrec.schemas.catalog import warehouse_table
 from pinrec.schemas.tables import StoredTable
 
+from .delta_log import commit_info, commit_versions
 from .lake import Location, as_location
 from .table_lock import table_writer
 
@@ -110,40 +111,37 @@ class Catalog:
 
     def version(self, name: str) -> int | None:
         """The table's current Delta version (not the pinned one); None when it does not exist."""
-        if not self.exists(name):
-            return None
-        return self._commits(name, limit=1)[0].version
+        versions = commit_versions(self.spark, self.path(name))
+        return versions[-1] if versions else None
 
     def history(self, name: str, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first (``limit``: only the newest ones); [] when absent."""
-        return self._commits(name, limit) if self.exists(name) else []
+        return self._commits(name, limit)  # no log: []
 
     def _commits(self, name: str, limit: int | None) -> list[Commit]:
-        from delta.tables import DeltaTable
+        # From the log's files (no Spark job: DESCRIBE HISTORY runs one per call, :mod:`.delta_log`)
+        path = self.path(name)
+        versions = commit_versions(self.spark, path)[::-1]
+        return [self._commit(path, v) for v in (versions[:limit] if limit else versions)]
 
-        table = DeltaTable.forPath(self.spark, self.path(name))
-        rows = (table.history(limit) if limit else table.history()) \
-            .select("version", "operation", "operationMetrics", "userMetadata").collect()
-        out = []
-        for r in rows:
-            rows_out = (r["operationMetrics"] or {}).get("numOutputRows")
-            out.append(Commit(int(r["version"]), str(r["operation"]), None if rows_out is None else int(rows_out),
-                              _parse_metadata(r["userMetadata"])))
-        return sorted(out, key=lambda c: -c.version)
+    def _commit(self, path: str, version: int) -> Commit:
+        info = commit_info(self.spark, path, version)
+        rows_out = (info.get("operationMetrics") or {}).get("numOutputRows")
+        return Commit(version, str(info.get("operation")), None if rows_out is None else int(rows_out),
+                      _parse_metadata(info.get("userMetadata")))
 
     def user_metadata(self, name: str, version: int | None = None) -> dict:
         """The ``userMetadata`` of one commit: ``version``, else the version this catalog pinned, else
         the current one. {} when the commit has none; FileNotFoundError when the table is absent."""
         version = version if version is not None else self._pinned.get(name)
-        commits = self.history(name)
-        if not commits:
+        versions = commit_versions(self.spark, self.path(name))
+        if not versions:
             raise FileNotFoundError(f"table {name!r} does not exist at {self.path(name)}")
         if version is None:
-            return commits[0].user_metadata
-        for c in commits:
-            if c.version == version:
-                return c.user_metadata
-        raise ValueError(f"table {name!r} has no version {version} (it has {commits[-1].version}..{commits[0].version})")
+            version = versions[-1]
+        elif version not in versions:
+            raise ValueError(f"table {name!r} has no version {version} (it has {versions[0]}..{versions[-1]})")
+        return self._commit(self.path(name), version).user_metadata
 
     # -- reading ---------------------------------------------------------------------------------
     def read(self, name: str, version: int | None = None):

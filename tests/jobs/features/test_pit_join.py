@@ -298,3 +298,20 @@ def test_many_views_bad_inputs(spark):
         point_in_time_join_many(spine, [])
     with pytest.raises(FeatureTableError, match="already has columns"):
         point_in_time_join_many(spine.withColumn("pin__age", spine["position"]), joins)
+
+
+def test_a_spine_time_spark_knows_is_not_null_is_joined_without_a_null_check_job(spark):
+    from pyspark.sql import functions as F
+
+    features = spark.createDataFrame([(1, h(1), h(1), 5)], FEATURE_SCHEMA)
+    spine = spark.createDataFrame([("a", 1), ("b", 2)], "event_id string, user_id bigint").withColumn(
+        "ts", F.lit(h(2)).cast("timestamp"))  # a literal cut-off, as the serving snapshot's spine
+    assert not spine.schema["ts"].nullable
+    sc = spark.sparkContext
+    sc.setJobGroup("pinrec-test-pit-literal", "planning the join")
+    try:
+        joined = point_in_time_join(spine, features, VIEW, validate=False, broadcast_max_bytes=0)
+    finally:
+        sc.setJobGroup("", "")
+    assert sc.statusTracker().getJobIdsForGroup("pinrec-test-pit-literal") == []  # nothing ran yet
+    assert sorted((r["event_id"], r["u__saves"]) for r in joined.collect()) == [("a", 5), ("b", None)]

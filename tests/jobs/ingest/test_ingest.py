@@ -331,3 +331,23 @@ def test_a_static_log_in_coarse_partitions_ingests_every_row_into_its_own_day(sp
     # A re-run replaces the spans' days: no duplicates.
     ingest(spark, paths, days, IngestConfig(), tables=("impressions",), now=NOW)
     assert read(spark, paths, "impressions").count() == len(log)
+
+
+def test_the_batch_accounting_counts_reasons_valid_rows_and_exact_duplicates_in_one_job(spark):
+    from pinrec.jobs.ingest.ingest import _accounting
+
+    quarantine = spark.createDataFrame([("a", "malformed_json"), ("b", "null:user_id;future:ts"),
+                                        ("c", "malformed_json"), ("d", "duplicate_key:event_id")],
+                                       "_raw string, reason string")
+    valid = spark.createDataFrame([(1,), (2,), (3,)], "user_id bigint")
+    extra = spark.createDataFrame([(7, True), (8, False), (9, True)], "user_id bigint, _exact boolean")
+    sc = spark.sparkContext
+    sc.setJobGroup("pinrec-test-accounting", "the accounting")
+    try:
+        by_reason, valid_rows, duplicates = _accounting(quarantine, valid, extra)
+    finally:
+        sc.setJobGroup("", "")
+    assert by_reason == {"malformed_json": 2, "null:user_id;future:ts": 1, "duplicate_key:event_id": 1}
+    assert (valid_rows, duplicates) == (3, 2)
+    assert len(sc.statusTracker().getJobIdsForGroup("pinrec-test-accounting")) <= 2  # one aggregate (+ AQE's map stage)
+    assert _accounting(quarantine.limit(0), valid.limit(0), extra.limit(0)) == ({}, 0, 0)

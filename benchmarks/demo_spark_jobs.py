@@ -1,0 +1,67 @@
+"""Spark jobs and Delta commits per step of a fresh ``pinrec demo`` (they do not depend on load).
+
+Usage: ``python benchmarks/demo_spark_jobs.py OUT [--profile] [pinrec demo options...]`` from the
+repository root, ``OUT`` an absent folder: the demo runs with its landing zone, warehouse, artifacts
+and MLflow database under ``OUT``, prints its ``[time]`` table, then one ``[jobs]`` line per step:
+the Spark jobs the step started (the DAG scheduler's next job id before and after) and the Delta
+commit files it added under ``OUT/warehouse``. ``--profile`` writes a cProfile of the driver to
+``OUT.prof``.
+"""
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import glob
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from pinrec.jobs.orchestration import demo
+    from pinrec.jobs.orchestration.cli import main as cli
+
+    out, rest = argv[0], argv[1:]
+    profile = cProfile.Profile() if "--profile" in rest else None
+    rest = [a for a in rest if a != "--profile"]
+    counts: dict[str, list[int]] = {}
+
+    def jobs() -> int:
+        from pyspark import SparkContext
+
+        sc = SparkContext._active_spark_context
+        return 0 if sc is None else int(sc._jsc.sc().dagScheduler().nextJobId())
+
+    def commits() -> int:
+        return len(glob.glob(f"{out}/warehouse/**/_delta_log/*.json", recursive=True))
+
+    timed = demo.StepTimer.__call__
+
+    @contextlib.contextmanager
+    def counted(self, name):
+        j, c = jobs(), commits()
+        with timed(self, name):
+            yield
+        step = counts.setdefault(name, [0, 0])
+        step[0] += jobs() - j
+        step[1] += commits() - c
+
+    demo.StepTimer.__call__ = counted
+    args = ["demo", "--set", f"storage.landing={out}/landing", "--set", f"storage.warehouse={out}/warehouse",
+            "--set", f"storage.artifacts={out}/artifacts",
+            "--set", f"storage.mlflow_tracking_uri=sqlite:///{out}/mlflow.db", *rest]
+    if profile:
+        profile.enable()
+    try:
+        rc = cli(args)
+    finally:
+        if profile:
+            profile.disable()
+            profile.dump_stats(f"{out}.prof")
+    print(f"[jobs] {'step':<26} {'spark jobs':>10} {'delta commits':>13}")
+    for name, (j, c) in counts.items():
+        print(f"[jobs] {name:<26} {j:>10} {c:>13}")
+    print(f"[jobs] {'total':<26} {sum(v[0] for v in counts.values()):>10} {sum(v[1] for v in counts.values()):>13}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
