@@ -9,6 +9,7 @@ commit files it added under ``OUT/warehouse``. ``--profile`` writes a cProfile o
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import cProfile
 import glob
@@ -16,12 +17,16 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Other options are passed to `pinrec demo` (e.g. --set k=v).")
+    parser.add_argument("out", help="an absent folder for the demo's landing, warehouse, artifacts and MLflow")
+    parser.add_argument("--profile", action="store_true", help="write a cProfile of the driver to OUT.prof")
+    opts, rest = parser.parse_known_args(argv)
     from pinrec.jobs.orchestration import demo
     from pinrec.jobs.orchestration.cli import main as cli
 
-    out, rest = argv[0], argv[1:]
-    profile = cProfile.Profile() if "--profile" in rest else None
-    rest = [a for a in rest if a != "--profile"]
+    out = opts.out
+    profile = cProfile.Profile() if opts.profile else None
     counts: dict[str, list[int]] = {}
 
     def jobs() -> int:
