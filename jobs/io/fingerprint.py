@@ -136,15 +136,20 @@ def config_digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(_plain(value), sort_keys=True).encode()).hexdigest()
 
 
-def file_digest(loc: Location) -> str:
+def file_digest(loc: Location, spark=None) -> str:
     """What identifies the content of one file: ``etag:<ETag>:<size>`` on S3 (the object store
-    computed it on write: nothing is downloaded), ``md5:<hex>`` of the bytes locally."""
+    computed it on write: nothing is downloaded; read through ``spark``'s Hadoop s3a filesystem, a
+    HEAD request, as pyarrow's S3 filesystem does not expose ETags), ``md5:<hex>`` of the bytes locally."""
     if loc.is_s3:
-        info = loc.fs.info(loc.path)
-        etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+        if spark is None:
+            raise ValueError(f"{loc}: the ETag of an object on S3 is read through Spark's s3a filesystem: "
+                             f"pass the Spark session (spark=...)")
+        path = spark._jvm.org.apache.hadoop.fs.Path(loc.spark)
+        status = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).getFileStatus(path)
+        etag = str(status.getEtag() or "").strip('"') if hasattr(status, "getEtag") else ""
         if not etag:
             raise ValueError(f"{loc}: the object store returned no ETag, so its content cannot be fingerprinted")
-        return f"etag:{etag}:{info.get('size')}"
+        return f"etag:{etag}:{status.getLen()}"
     h = hashlib.md5(usedforsecurity=False)
     with open(loc.path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -137,7 +137,7 @@ class Steps:
         """``{relative path: content digest}`` of every file of the landing zone (the truth included)."""
         root = self.cfg.storage.location("landing")
         prefix = root.path.rstrip("/") + "/"
-        return {f.path[len(prefix):]: file_digest(f) for f in root.files_below()
+        return {f.path[len(prefix):]: file_digest(f, self.spark) for f in root.files_below()
                 if f.path[len(prefix):] != LANDING_MARKER}
 
     def landing(self):
@@ -152,7 +152,7 @@ class Steps:
             source = as_location(cfg.dataset.path)
             files = source.files_below() if source.is_dir() else [source]
             fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.datasets"), config={k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "path"},
-                             inputs={f.path[len(source.path):]: file_digest(f) for f in files})
+                             inputs={f.path[len(source.path):]: file_digest(f, self.spark) for f in files})
         self.fingerprints["landing"] = fp
         marker = root / LANDING_MARKER
         meta = json.loads(marker.read_text()) if marker.is_file() else {}
@@ -193,7 +193,7 @@ class Steps:
         landing = self.cfg.storage.location("landing")
         chain, fps, self._present = "", {}, {}
         for day in days:
-            files = {t.name: [(f.name, file_digest(f)) for f in landing_files(partition_dir(landing, t.name, day))]
+            files = {t.name: [(f.name, file_digest(f, self.spark)) for f in landing_files(partition_dir(landing, t.name, day))]
                      for t in RAW_TABLES}
             self._present[day] = [t for t, f in files.items() if f]
             chain = fps[day] = fingerprint("ingest", code=self.code("ingest"), config=self.cfg.ingest,

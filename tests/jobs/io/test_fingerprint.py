@@ -85,3 +85,24 @@ def test_file_digest_is_the_content_locally(tmp_path):
     assert file_digest(Location(str(a))) == file_digest(Location(str(b))) == "md5:" + __import__("hashlib").md5(b"same").hexdigest()
     b.write_bytes(b"other")
     assert file_digest(Location(str(a))) != file_digest(Location(str(b)))
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+def test_file_digest_on_s3_is_the_etag_read_through_spark(spark, any_location):
+    """On the SeaweedFS server the digest is the object's ETag (through s3a): equal for equal bytes,
+    different for different bytes; without a Spark session it says what it needs."""
+    from pinrec.jobs.io.spark import configure_s3a
+
+    if not any_location.is_s3:
+        pytest.skip("the local case is test_file_digest_is_the_content_locally")
+    configure_s3a(spark, any_location.s3)
+    a, b, c = (any_location / n for n in ("a.jsonl", "b.jsonl", "c.jsonl"))
+    a.write_text('{"x": 1}\n')
+    b.write_text('{"x": 1}\n')
+    c.write_text('{"x": 2}\n')
+    digests = [file_digest(f, spark) for f in (a, b, c)]
+    assert digests[0].startswith("etag:") and digests[0].endswith(":9")
+    assert digests[0] == digests[1] != digests[2]
+    with pytest.raises(ValueError, match="pass the Spark session"):
+        file_digest(a)
