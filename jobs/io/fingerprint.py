@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import zipfile
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -31,12 +32,52 @@ from .lake import Location
 __all__ = ["code_hash", "config_digest", "file_digest", "fingerprint", "module_closure"]
 
 
+def _in_zip(path: str) -> tuple[str, str] | None:
+    """(archive, member) when ``path`` lies inside a zip archive (pinrec shipped to a Spark cluster as
+    ``--py-files pinrec.zip`` is imported from one), else None."""
+    head = path
+    while head and os.path.dirname(head) != head:
+        if os.path.isfile(head):
+            return (head, os.path.relpath(path, head).replace(os.sep, "/")) if head != path and \
+                zipfile.is_zipfile(head) else None
+        head = os.path.dirname(head)
+    return None
+
+
+def _isfile(path: str) -> bool:
+    if os.path.isfile(path):
+        return True
+    inside = _in_zip(path)
+    if inside is None:
+        return False
+    with zipfile.ZipFile(inside[0]) as z:
+        return inside[1] in z.NameToInfo
+
+
+def _read(path: str) -> bytes:
+    inside = None if os.path.isfile(path) else _in_zip(path)
+    if inside is None:
+        with open(path, "rb") as f:
+            return f.read()
+    with zipfile.ZipFile(inside[0]) as z:
+        return z.read(inside[1])
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """(mtime ns, size) of the file, or of its zip archive and its member: what :func:`_imports_of` is cached by."""
+    inside = None if os.path.isfile(path) else _in_zip(path)
+    if inside is None:
+        st = os.stat(path)
+        return st.st_mtime_ns, st.st_size
+    with zipfile.ZipFile(inside[0]) as z:
+        return os.stat(inside[0]).st_mtime_ns, z.getinfo(inside[1]).file_size
+
+
 @lru_cache(maxsize=4096)
 def _imports_of(path: str, package: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     """Absolute module names imported by the file at ``path`` (whose package is ``package``);
     cached per (path, mtime, size), so an edited file is parsed again."""
-    with open(path, "rb") as f:
-        tree = ast.parse(f.read(), filename=path)
+    tree = ast.parse(_read(path), filename=path)
     out: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -72,9 +113,9 @@ def _source(name: str) -> tuple[str, bool] | None:
         return None
     for folder in _package_dirs(".".join(parts[:2])):
         path = os.path.join(folder, *parts[2:])
-        if os.path.isfile(os.path.join(path, "__init__.py")):
+        if _isfile(os.path.join(path, "__init__.py")):
             return os.path.join(path, "__init__.py"), True
-        if len(parts) > 2 and os.path.isfile(path + ".py"):
+        if len(parts) > 2 and _isfile(path + ".py"):
             return path + ".py", False
     return None
 
@@ -100,8 +141,7 @@ def module_closure(module: str, root: str = "pinrec") -> tuple[tuple[str, str], 
         if parent.count(".") >= 1:
             todo.append(parent)
         package = name if is_package else name.rpartition(".")[0]
-        st = os.stat(path)
-        todo.extend(i for i in _imports_of(path, package, st.st_mtime_ns, st.st_size) if i not in seen)
+        todo.extend(i for i in _imports_of(path, package, *_stamp(path)) if i not in seen)
     return tuple(sorted(seen.items()))
 
 
@@ -111,8 +151,7 @@ def code_hash(*modules: str, root: str = "pinrec") -> str:
     files = dict(p for m in modules for p in module_closure(m, root))
     h = hashlib.sha256()
     for name in sorted(files):
-        with open(files[name], "rb") as f:
-            h.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+        h.update(name.encode() + b"\0" + hashlib.sha256(_read(files[name])).digest())
     return h.hexdigest()
 
 

@@ -52,6 +52,26 @@ def test_editing_any_module_of_the_closure_changes_the_code_hash_and_others_do_n
     assert code_hash("fpt.jobs.entry", root="fpt") != before
 
 
+def test_a_package_imported_from_a_zip_has_the_same_closure_and_code_hash(package, tmp_path, monkeypatch):
+    """As pinrec runs under spark-submit (``--py-files pinrec.zip``): sources read from the archive."""
+    import shutil
+    import zipfile
+
+    on_disk = ([n for n, _ in module_closure("fpt.jobs.entry", root="fpt")], code_hash("fpt.jobs.entry", root="fpt"))
+    archive = tmp_path / "fpt.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(package.rglob("*.py")):
+            z.write(f, f"fpt/jobs/{f.relative_to(package).as_posix()}")
+        z.writestr("fpt/", "")  # the namespace's folder entry: zipimport then finds the namespace
+    shutil.rmtree(package.parent)
+    for name in [m for m in sys.modules if m == "fpt" or m.startswith("fpt.")]:
+        del sys.modules[name]
+    monkeypatch.syspath_prepend(str(archive))
+    closure = module_closure("fpt.jobs.entry", root="fpt")
+    assert closure[0][1].startswith(str(archive) + os.sep)  # really read from the zip
+    assert ([n for n, _ in closure], code_hash("fpt.jobs.entry", root="fpt")) == on_disk
+
+
 def test_a_module_without_source_is_refused():
     with pytest.raises(ModuleNotFoundError, match="no Python source for module 'pinrec.jobs.nope'"):
         module_closure("pinrec.jobs.nope")
