@@ -12,7 +12,7 @@ that shares nothing with the driver but the object store runs the same jobs.
 Under ``spark-submit`` (a DAG task sent to a cluster, :mod:`pinrec.jobs.orchestration.spark_submit`) the driver JVM is
 already running: its master, application name, driver settings and classpath are what
 spark-submit was given (:func:`submit_conf`), and :func:`get_spark` only adds the session's SQL
-settings (Delta, UTC, partitions, ``spark.extra``).
+settings (Delta, UTC, partitions, adaptive execution, ``spark.extra``).
 """
 from __future__ import annotations
 
@@ -168,10 +168,11 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
         builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+        .config("spark.sql.shuffle.partitions", str(cfg.partitions))
+        .config("spark.sql.adaptive.enabled", str(cfg.adaptive_execution).lower())
         # Delta rebuilds a table's snapshot with this many tasks (default 50): on a small
         # local session that alone costs seconds per table.
-        .config("spark.databricks.delta.snapshotPartitions", str(cfg.shuffle_partitions))
+        .config("spark.databricks.delta.snapshotPartitions", str(cfg.partitions))
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         # pinrec keeps no managed tables; Spark's default would leave spark-warehouse/ in the cwd

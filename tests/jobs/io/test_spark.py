@@ -1,6 +1,8 @@
 """The settings a local or cluster session is built with (no JVM started here)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pinrec.jobs.config import ConfigError, SparkConfig, load_config, parse_overrides
@@ -59,3 +61,23 @@ def test_the_session_keeps_spark_sql_scratch_out_of_the_working_directory(spark)
     location = default.locationUri.removeprefix("file:")
     assert os.path.realpath(location).startswith(os.path.realpath(tempfile.gettempdir()) + os.sep)
     assert "pinrec-spark-sql-" in location and not location.startswith(os.getcwd())
+
+
+@pytest.mark.parametrize(("master", "partitions", "adaptive"), [
+    ("local", 1, False), ("local[3]", 3, False), ("local[2,4]", 2, False),
+    ("spark://10.1.2.3:7077", 8, True), ("yarn", 8, True)])
+def test_shuffle_partitions_and_adaptive_execution_follow_the_master(master, partitions, adaptive):
+    cfg = SparkConfig(master=master, jars_dir=JARS)
+    assert (cfg.partitions, cfg.adaptive_execution) == (partitions, adaptive)
+    assert SparkConfig(master="local[*]").partitions == (os.cpu_count() or 1)
+    chosen = SparkConfig(master=master, shuffle_partitions=5, adaptive=not adaptive)
+    assert (chosen.partitions, chosen.adaptive_execution) == (5, not adaptive)  # set values always win
+
+
+@pytest.mark.spark
+def test_the_session_runs_with_the_resolved_partitions_and_adaptive_setting(spark):
+    from pinrec.jobs.io.spark import get_spark
+
+    session = get_spark(SparkConfig(master="local[1]", jars_dir=JARS))  # the test session, reused
+    assert session.conf.get("spark.sql.shuffle.partitions") == "1"
+    assert session.conf.get("spark.sql.adaptive.enabled") == "false"

@@ -148,3 +148,22 @@ def test_demo_ends_by_serving_recommendations_from_the_loader(tiny_world):
             assert {r.channel for r in items} <= {"trending", "fresh"}
     active = [items for user, items in result.recommendations.items() if user >= 0]
     assert any(r.channel == "ann" for items in active for r in items)  # the ANN channel serves known users
+
+
+def test_preloading_imports_modules_in_the_background_and_leaves_failures_to_the_step(tmp_path, monkeypatch):
+    import sys
+
+    from pinrec.jobs.orchestration.demo import preload_imports
+
+    (tmp_path / "pinrec_preload_ok.py").write_text("import time\ntime.sleep(0.2)\nVALUE = 41 + 1\n")
+    (tmp_path / "pinrec_preload_bad.py").write_text("raise ImportError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("pinrec_preload_ok", "pinrec_preload_bad"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    thread = preload_imports(("pinrec_preload_bad", "pinrec_preload_ok"))
+    assert thread.daemon
+    import pinrec_preload_ok  # waits on the module's import lock if the thread is importing it
+
+    assert pinrec_preload_ok.VALUE == 42
+    thread.join(10)
+    assert not thread.is_alive() and "pinrec_preload_ok" in sys.modules and "pinrec_preload_bad" not in sys.modules
