@@ -30,7 +30,7 @@ landed day) when triggered by hand.
    calibration, index candidates, the verdict; `pinrec report`).
 
 Each task returns what it read (Delta versions) and wrote, and the MLflow run it logged to.
-Every step but the funnel replay, `retrieval_settings` and `report` goes through the step cache
+Every step but the funnel replay and `report` goes through the step cache
 (config section `cache`, as `pinrec demo`): re-running a day whose tables, code and config did not
 change reuses the graph, the models, the index and the bundle published last time (its XCom says
 `"cache": {"cached": true, ...}`); with a change, exactly the steps it reaches run again, and a new,

@@ -14,6 +14,8 @@ features (day) ``jobs.features.features``; ``features``; the ingest fingerprints
 training_set   ``jobs.features.training_set``; ``training`` + ``seed``; the days, their features'
                fingerprints and the Delta versions of the tables it reads
 graph          ``jobs.graph.graph``; the cut-off and evaluation start; the tables it reads
+retrieval_     ``jobs.pinsage.pinsage_settings``; ``retrieval_eval`` + ``pinsage``; the graph tables
+settings       (the training DAG's search, only with ``retrieval_eval.tune_in_training``)
 pinsage        ``jobs.pinsage.pinsage``; ``pinsage``; the graph tables
 two_tower      ``jobs.two_tower.two_tower``; ``two_tower`` + ``index``; training set, pin features
                and embeddings
@@ -53,6 +55,7 @@ SUMMARY_MARKER = "warehouse_summary.json"  # in <artifacts>: tables are read thr
 READS = {
     "training_set": ("impressions", "actions", "pins", "features_user", "features_pin", "features_user_category"),
     "graph": ("pins", "boards", "pin_board_edges", "features_pin"),
+    "retrieval_settings": ("graph_edges", "graph_pin_nodes"),
     "pinsage": ("graph_edges", "graph_pin_nodes", "graph_board_nodes", "pin_embeddings"),
     "two_tower": ("training_set", "features_pin", "pin_embeddings"),
     "cf": ("actions",),
@@ -64,6 +67,7 @@ READS = {
 MODULES = {
     "ingest": "pinrec.jobs.ingest.ingest", "features": "pinrec.jobs.features.features",
     "training_set": "pinrec.jobs.features.training_set", "graph": "pinrec.jobs.graph.graph",
+    "retrieval_settings": "pinrec.jobs.pinsage.pinsage_settings",
     "pinsage": "pinrec.jobs.pinsage.pinsage", "two_tower": "pinrec.jobs.two_tower.two_tower",
     "cf": "pinrec.jobs.cf.cf", "ranker": "pinrec.jobs.ranking.ranker", "index": "pinrec.jobs.index.pin_index",
     "publish": "pinrec.jobs.publish.bundle",

@@ -77,6 +77,33 @@ class PipelineSteps(Steps):
         self.last_catalog = catalog
         return rows
 
+    def retrieval_settings(self):
+        """PinSage's settings chosen on the graph's validation split (the training DAG's search,
+        :func:`~pinrec.jobs.pinsage.pinsage_settings.choose_settings`), reused while the settings file of the
+        graph's version records this fingerprint (the search runs against a time budget: a rerun keeps the
+        choice); a skipped choice, reading nothing, unless ``retrieval_eval.tune_in_training``."""
+        from pinrec.jobs.pinsage.pinsage_settings import (
+            choose_settings,
+            read_choice,
+            settings_file,
+        )
+
+        cfg, storage = self.cfg, self.cfg.storage
+        if not cfg.retrieval_eval.tune_in_training:
+            return choose_settings(None, storage.warehouse, cfg.retrieval_eval, cfg.pinsage, enabled=False)
+        fp = self._whole("retrieval_settings", {"retrieval_eval": cfg.retrieval_eval, "pinsage": cfg.pinsage})
+        edges = self.inputs["retrieval_settings"]["graph_edges"]
+        target = settings_file(self.artifacts, edges) if edges is not None else None
+        recorded = read_choice(target) if target is not None and target.is_file() else None
+        if self.cache.hit("retrieval_settings", fp, recorded[1].get("fingerprint") if recorded else None):
+            return Cached("retrieval_settings", fp, str(target), recorded[0])
+        catalog = self.catalog({"step": "retrieval_settings", "fingerprint": fp})
+        choice = choose_settings(self.spark, catalog, cfg.retrieval_eval, cfg.pinsage, artifacts=self.artifacts,
+                                 tracking_uri=storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage),
+                                 stamp={"step": "retrieval_settings", "fingerprint": fp})
+        self._check_reads("retrieval_settings", catalog)
+        return choice
+
     def pinsage(self):
         from pinrec.jobs.pinsage.pinsage import train_pinsage
 

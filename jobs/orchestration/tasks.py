@@ -22,7 +22,6 @@ import os
 from collections.abc import Sequence
 
 from pinrec.jobs.config import PinrecConfig, load_config, parse_overrides
-from pinrec.jobs.io.tracking import mlflow_artifact_root
 
 log = logging.getLogger(__name__)
 
@@ -316,17 +315,27 @@ def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, r
 def retrieval_settings(cfg: PinrecConfig) -> dict:
     """PinSage's data-dependent settings chosen on the current graph's validation split, within
     ``retrieval_eval.tune_budget_s`` (:mod:`pinrec.jobs.pinsage.pinsage_settings`), recorded in MLflow and
-    under ``<artifacts>/retrieval_settings/``; skipped (nothing read) unless ``retrieval_eval.tune_in_training``."""
+    under ``<artifacts>/retrieval_settings/``; skipped (nothing read) unless ``retrieval_eval.tune_in_training``.
+    Through the step cache: the same graph, code and config reuse the recorded choice (``"wrote": {}``)."""
     from pinrec.jobs.pinsage.pinsage_settings import choose_settings
 
+    from .step_cache import Cached
+
     on = cfg.retrieval_eval.tune_in_training
-    choice = choose_settings(_spark(cfg) if on else None, cfg.storage.warehouse, cfg.retrieval_eval, cfg.pinsage,
-                             enabled=on, artifacts=cfg.storage.location("artifacts"),
-                             tracking_uri=cfg.storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(cfg.storage))
+    steps = _steps(cfg) if on else None  # skipped: no Spark session either
+    choice = steps.retrieval_settings() if on else choose_settings(None, cfg.storage.warehouse, cfg.retrieval_eval,
+                                                                   cfg.pinsage, enabled=False)
+    cached = isinstance(choice, Cached)
     log.info("[retrieval-settings] %s", choice.render())
-    out = choice.as_dict()
-    return {"read": out.pop("input_versions"), "mlflow_run_id": out.pop("run_id"),
-            "wrote": {"retrieval_settings": out.pop("artifact")}, **out}
+    out = (choice.output if cached else choice).as_dict()
+    artifact, versions, run_id = out.pop("artifact"), out.pop("input_versions"), out.pop("run_id")
+    result = {"read": {} if cached else versions, "mlflow_run_id": None if cached else run_id,
+              "wrote": {} if cached else {"retrieval_settings": artifact}, **out}
+    if on:
+        result["cache"] = _cache("retrieval_settings", steps.fingerprints["retrieval_settings"], cached)
+    if cached:
+        result["reused"] = {"retrieval_settings": artifact}
+    return result
 
 
 def with_retrieval_settings(cfg: PinrecConfig, chosen: dict | None) -> PinrecConfig:

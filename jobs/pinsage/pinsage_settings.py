@@ -103,10 +103,13 @@ def settings_file(artifacts: str | Location, edges_version: int) -> Location:
 
 def choose_settings(spark, warehouse, retrieval: RetrievalEvalConfig, pinsage: PinSageTrainConfig, *,
                     enabled: bool = True, artifacts: str | Location | None = None,
-                    tracking_uri: str | None = None, artifact_root=None) -> SettingsChoice:
+                    tracking_uri: str | None = None, artifact_root=None,
+                    stamp: dict[str, Any] | None = None) -> SettingsChoice:
     """Run the search on the warehouse's graph (module docstring); ``enabled`` False returns a skipped
     choice without reading anything. ``artifacts`` None writes no file; ``tracking_uri`` None logs
-    nothing. Raises ``ValueError`` when the graph tables are missing (run ``pinrec graph`` first)."""
+    nothing; ``stamp`` (the step cache's ``{"step", "fingerprint"}``) is kept in the file under
+    ``"cache"`` (:func:`read_choice`). Raises ``ValueError`` when the graph tables are missing (run
+    ``pinrec graph`` first)."""
     from pinrec.jobs.retrieval.baselines import ItemEmbeddings
     from pinrec.jobs.retrieval.tuning import log_selection, select_settings
 
@@ -136,8 +139,17 @@ def choose_settings(spark, warehouse, retrieval: RetrievalEvalConfig, pinsage: P
     if artifacts is not None:
         target = settings_file(artifacts, versions["graph_edges"])
         choice = dataclasses.replace(choice, artifact=str(target))
-        target.write_bytes(json.dumps(choice.as_dict(), indent=1, default=str).encode())
+        content = {**choice.as_dict(), **({"cache": dict(stamp)} if stamp else {})}
+        target.write_bytes(json.dumps(content, indent=1, default=str).encode())
     return choice
 
 
-__all__ = ["TUNED", "SettingsChoice", "apply_settings", "board_log", "choose_settings", "settings_file"]
+def read_choice(path: str | Location) -> tuple[SettingsChoice, dict[str, Any]]:
+    """(the choice, its ``"cache"`` stamp or {}) of a settings file :func:`choose_settings` wrote."""
+    content = json.loads(as_location(path).read_text())
+    stamp = content.pop("cache", None) or {}
+    return SettingsChoice(**content), stamp
+
+
+__all__ = ["TUNED", "SettingsChoice", "apply_settings", "board_log", "choose_settings", "read_choice",
+           "settings_file"]

@@ -94,6 +94,19 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     assert load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).version == again.version
     assert xcoms["report"]["reused"]["report"].endswith(f"/reports/{again.version}.html")
 
+    # the settings search on the same graph: the first run's choice, reused from its file (no search, no MLflow run)
+    from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.orchestration.tasks import retrieval_settings
+
+    first = {ti.task_id: ti for ti in run.get_task_instances()}["retrieval_settings"].xcom_pull(task_ids="retrieval_settings")
+    reused = retrieval_settings(load_config(None, parse_overrides([*overrides, *SETTINGS_ON])))
+    assert reused["cache"]["cached"] and reused["cache"]["fingerprint"] == first["cache"]["fingerprint"]
+    assert reused["settings"] == first["settings"] and reused["trials"] == first["trials"]
+    assert reused["wrote"] == {} and reused["reused"] == {"retrieval_settings": first["wrote"]["retrieval_settings"]}
+    changed = retrieval_settings(load_config(None, parse_overrides([*overrides, *SETTINGS_ON,
+                                                                    "retrieval_eval.tune_budget_s=1"])))
+    assert not changed["cache"]["cached"] and changed["wrote"]["retrieval_settings"]  # a config change searches again
+
 
 def _check_settings_reached_pinsage(spark, cfg, tis) -> None:
     """The retrieval_settings task's choice: recorded (XCom, artifact, MLflow) and what PinSage trained with."""

@@ -55,3 +55,17 @@ def test_a_step_switched_off_reads_nothing(tmp_path):
     assert choice.render() == "retrieval settings: skipped (retrieval_eval.tune_in_training is off)"
     assert not (tmp_path / "retrieval_settings").exists()
     assert settings_file(str(tmp_path), 4).uri.endswith("retrieval_settings/graph_edges-v4.json")
+
+
+def test_a_settings_file_reads_back_with_its_cache_stamp(tmp_path):
+    import json
+
+    from pinrec.jobs.pinsage.pinsage_settings import SettingsChoice, read_choice
+
+    choice = SettingsChoice({"positives": "next", "positive_window": 5}, None, [{"setting": "a", "hr": 0.5}],
+                            {"budget_cut": "1 of 3"}, {"graph_edges": 3, "graph_pin_nodes": 2}, "x.json", "run-1", 2.5)
+    path = tmp_path / "graph_edges-v3.json"
+    path.write_text(json.dumps({**choice.as_dict(), "cache": {"step": "retrieval_settings", "fingerprint": "abc"}}))
+    assert read_choice(str(path)) == (choice, {"step": "retrieval_settings", "fingerprint": "abc"})
+    path.write_text(json.dumps(choice.as_dict()))  # written outside the cache: no stamp, never reused
+    assert read_choice(str(path)) == (choice, {})
