@@ -274,8 +274,8 @@ class IngestConfig:
 
 
 #: the pipeline's steps, in the order they run: what ``cache.force`` may name (pinrec.jobs.orchestration.step_cache)
-PIPELINE_STEPS = ("landing", "ingest", "features", "training_set", "graph", "pinsage", "two_tower", "cf", "ranker",
-                  "index", "publish")
+PIPELINE_STEPS = ("landing", "ingest", "features", "training_set", "graph", "retrieval_settings",
+                  "pinsage", "two_tower", "cf", "ranker", "index", "publish")
 
 
 @section("cache")
@@ -284,7 +284,8 @@ class StepCacheConfig:
     config sections and inputs) equals the one recorded beside its last output is skipped and that
     output reused. ``enabled``: false recomputes every step (``--no-cache``). ``force``: steps
     recomputed even when cached (``--force STEP``), from ``landing``, ``ingest``, ``features``,
-    ``training_set``, ``graph``, ``pinsage``, ``two_tower``, ``cf``, ``ranker``, ``index``, ``publish``.
+    ``training_set``, ``graph``, ``retrieval_settings`` (the training DAG's), ``pinsage``, ``two_tower``, ``cf``,
+    ``ranker``, ``index``, ``publish``.
     """
 
     enabled: bool = True
