@@ -263,7 +263,10 @@ class IngestConfig:
     missing or empty partition is an error, since it means logging broke. ``max_future_skew_s``:
     how far past the job's clock an event timestamp may be before it counts as "in the future".
     ``reference_lookback_days``: foreign keys into event tables (actions -> impressions) are
-    looked up in that many days before the batch.
+    looked up in that many days before the batch. ``parallel_tables``: how many tables of one
+    foreign-key level (users and pins; boards and impressions; pin_board_edges and actions) are
+    ingested side by side, each in its own thread of the one Spark session (1: one after the other;
+    on small days most of a table's time is Spark's per-job latency, which overlaps).
     """
 
     max_failing_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
@@ -271,6 +274,7 @@ class IngestConfig:
     max_future_skew_s: int = 300
     reference_lookback_days: int = 7
     report_sample_rows: int = 5
+    parallel_tables: PosInt = 2
 
 
 #: the pipeline's steps, in the order they run: what ``cache.force`` may name (pinrec.jobs.orchestration.step_cache)

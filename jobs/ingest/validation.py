@@ -14,6 +14,7 @@ Foreign keys are checked against temp views of the referenced tables (``pinrec_r
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +36,11 @@ class Check:
     gx_kwargs: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
-def ref_view(ref: str) -> str:
-    """Temp view name holding the keys of a referenced ``table.column``."""
-    return "pinrec_ref_" + ref.replace(".", "__")
+def ref_view(ref: str, table: str) -> str:
+    """Temp view name holding the keys of a referenced ``table.column`` for the batch of ``table`` (its
+    own: the tables of one foreign-key level are ingested side by side in one session, and a reference
+    into an event table is read over each batch's own days)."""
+    return f"pinrec_ref_{table}__" + ref.replace(".", "__")
 
 
 def missing_ref_flag(column: str) -> str:
@@ -53,7 +56,7 @@ def add_reference_flags(df, spec: TableSpec):
     spark = df.sparkSession
     for c in spec.foreign_keys:
         ref_col = c.references.split(".")[1]
-        keys = (spark.table(ref_view(c.references)).select(F.col(ref_col).alias("_ref_key")).distinct()
+        keys = (spark.table(ref_view(c.references, spec.name)).select(F.col(ref_col).alias("_ref_key")).distinct()
                 .withColumn("_ref_hit", F.lit(True)))
         df = (df.join(keys, df[c.name] == keys["_ref_key"], "left")
               .withColumn(missing_ref_flag(c.name), F.col(c.name).isNotNull() & F.col("_ref_hit").isNull())
@@ -106,7 +109,7 @@ def checks_for(spec: TableSpec, now: dt.datetime, max_future_skew_s: int = 300,
             # Two independent formulations: a correlated NOT EXISTS for the suite, and the flag
             # column that add_reference_flags() computes with a left join for the row tagging.
             gx_query = (f"SELECT * FROM {{batch}} b WHERE b.{col} IS NOT NULL AND NOT EXISTS "
-                        f"(SELECT 1 FROM {ref_view(c.references)} r WHERE r.`{ref_col}` = b.{col})")
+                        f"(SELECT 1 FROM {ref_view(c.references, spec.name)} r WHERE r.`{ref_col}` = b.{col})")
             checks.append(Check(f"unknown_ref:{c.name}->{c.references}", f"`{missing_ref_flag(c.name)}`",
                                 "UnexpectedRowsExpectation",
                                 {"description": f"{c.name} refers to a known {c.references}",
@@ -206,12 +209,18 @@ class _Gx:
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 
 
+#: GX's context is shared by every table of the process and is not documented as thread-safe: the
+#: tables of one foreign-key level, ingested side by side, run their suites one at a time
+_GX_LOCK = threading.Lock()
+
+
 def run_suite(df, spec: TableSpec, checks: list[Check]) -> list[CheckResult]:
     """Validate ``df`` with the suite; one result per check, in order."""
-    gx = _Gx.of(df.sparkSession)
-    suite = build_suite(spec, checks)
-    result = gx.batch_definition(spec.name).get_batch(batch_parameters={"dataframe": df}).validate(
-        suite, result_format=RESULT_FORMAT)
+    with _GX_LOCK:
+        gx = _Gx.of(df.sparkSession)
+        suite = build_suite(spec, checks)
+        result = gx.batch_definition(spec.name).get_batch(batch_parameters={"dataframe": df}).validate(
+            suite, result_format=RESULT_FORMAT)
     by_check = {}
     for r in result.results:
         if r.exception_info and r.exception_info.get("raised_exception"):

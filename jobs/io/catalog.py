@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,17 @@ def days_predicate(days: Iterable[dt.date], column: str = "dt") -> str:
     if not days:
         raise ValueError("a partition write needs at least one day")
     return f"{column} IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
+
+
+_PATH_LOCKS: dict[str, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(path: str) -> threading.Lock:
+    """This process's lock of a table path: threads of one job (ingest's tables side by side) write
+    the same table (the quarantine) one at a time; other processes are Delta's and the lease's."""
+    with _PATH_LOCKS_GUARD:
+        return _PATH_LOCKS.setdefault(path, threading.Lock())
 
 
 def _parse_metadata(text: str | None) -> dict:
@@ -226,7 +238,7 @@ class Catalog:
             if add_columns:
                 writer = writer.option("mergeSchema", "true")
         path = self.path(name)
-        with table_writer(df.sparkSession, path):
+        with _path_lock(path), table_writer(df.sparkSession, path):
             writer.save(path)
             commit = self._commits(name, limit=1)[0]  # under the lease: no other writer in between on S3
         self._writes[name] = self._pinned[name] = commit.version

@@ -24,7 +24,14 @@ from pinrec.jobs.ingest.ingest import (
 from pinrec.jobs.ingest.landing import append_raw_lines, partition_dir, write_partition
 from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.spark import spark_schema
-from pinrec.schemas.catalog import ACTIONS, BOARDS, IMPRESSIONS, PINS, USERS
+from pinrec.schemas.catalog import (
+    ACTIONS,
+    BOARDS,
+    IMPRESSIONS,
+    PIN_BOARD_EDGES,
+    PINS,
+    USERS,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -351,3 +358,56 @@ def test_the_batch_accounting_counts_reasons_valid_rows_and_exact_duplicates_in_
     assert (valid_rows, duplicates) == (3, 2)
     assert len(sc.statusTracker().getJobIdsForGroup("pinrec-test-accounting")) <= 2  # one aggregate (+ AQE's map stage)
     assert _accounting(quarantine.limit(0), valid.limit(0), extra.limit(0)) == ({}, 0, 0)
+
+
+def test_tables_are_grouped_in_foreign_key_levels():
+    from pinrec.jobs.ingest.ingest import reference_levels
+    from pinrec.schemas.catalog import RAW_TABLES
+
+    names = lambda levels: [[s.name for s in level] for level in levels]
+    assert names(reference_levels(list(RAW_TABLES))) == [["users", "pins"], ["boards", "impressions"],
+                                                         ["pin_board_edges", "actions"]]
+    # a table referencing one left out (already in the warehouse) does not wait for it
+    assert names(reference_levels([PINS, BOARDS, ACTIONS])) == [["pins", "boards"], ["actions"]]
+    assert reference_levels([]) == []
+
+
+def test_tables_side_by_side_write_what_one_after_the_other_writes_and_a_failure_stops_the_next_level(spark, tmp_path):
+    from pinrec.jobs.ingest.ingest import IngestPaths
+
+    landing = str(tmp_path / "landing")
+    write_partition(landing, USERS, DAY, users((1, 2, 3)))
+    write_partition(landing, PINS, DAY, pins((10, 11)))
+    append_raw_lines(landing, "pins", DAY, ['{"pin_id": 12, bad'])
+    write_partition(landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1), ("e2", 3, 12, 2), ("e3", 9, 11, 0)]))
+    boards = pd.DataFrame({"board_id": [100, 101], "owner_user_id": [1, 8], "topic": ["b", "c"],
+                           "created_at": [TS, TS]})
+    write_partition(landing, BOARDS, DAY, boards)
+
+    def run(name, parallel):
+        lake = IngestPaths(landing, str(tmp_path / name))
+        reports = ingest(spark, lake, [DAY], IngestConfig(max_failing_fraction=0.9, parallel_tables=parallel),
+                         tables=("users", "pins", "boards", "impressions"), now=NOW)
+        tables = {t: sorted(map(tuple, read(spark, lake, t).drop("dt").toPandas().astype(str).values.tolist()))
+                  for t in ("users", "pins", "boards", "impressions")}
+        quarantine = sorted(map(tuple, read(spark, lake, "quarantine").select("source_table", "reason", "raw")
+                                .toPandas().values.tolist()))
+        return [(r.table, r.rows_in, r.rows_valid, r.quarantined_by_reason) for r in reports], tables, quarantine
+
+    one_by_one, side_by_side = run("one", 1), run("two", 2)
+    assert side_by_side == one_by_one
+    assert one_by_one[0] == [("users", 3, 3, {}), ("pins", 3, 2, {"malformed_json": 1}),
+                             ("boards", 2, 1, {"unknown_ref:owner_user_id->users.user_id": 1}),
+                             ("impressions", 3, 1, {"unknown_ref:user_id->users.user_id;out_of_range:position": 1,
+                                                    "unknown_ref:pin_id->pins.pin_id": 1})]
+
+    # impressions rejected: boards, beside it, is written; pin_board_edges, in the level after, is not tried
+    strict = IngestPaths(landing, str(tmp_path / "strict"))
+    write_partition(landing, PIN_BOARD_EDGES, DAY, pd.DataFrame(
+        {"pin_id": [10], "board_id": [100], "saved_at": [TS]}))
+    with pytest.raises(BatchRejectedError, match="impressions"):
+        ingest(spark, strict, [DAY], IngestConfig(max_failing_fraction=0.5, parallel_tables=2),
+               tables=("users", "pins", "boards", "impressions", "pin_board_edges"), now=NOW)
+    catalog = Catalog(spark, strict.warehouse)
+    assert catalog.version("boards") is not None and catalog.version("impressions") is None
+    assert catalog.version("pin_board_edges") is None
