@@ -35,7 +35,7 @@ import uuid
 from dataclasses import dataclass
 
 from pinrec.jobs.config import IngestConfig
-from pinrec.jobs.io.catalog import Catalog
+from pinrec.jobs.io.catalog import Catalog, days_predicate
 from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
 from pinrec.schemas.tables import TableSpec
 
@@ -224,7 +224,8 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     report.check_accounting()
     q_rows = quarantine.select(F.lit(spec.name).alias("source_table"), F.lit(batch_id).alias("batch_id"), "reason",
                                F.col("_raw").alias("raw"), F.lit(now).cast("timestamp").alias("quarantined_at"), "dt")
-    catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
+    if by_reason or _quarantined_before(catalog, spec.name, days):  # else there is nothing to write or replace
+        catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
     if report.rejected:
         return report
     origin = {"batch_id": batch_id, "landing": landing}  # `pinrec lineage` follows a raw table back to these folders
@@ -233,6 +234,17 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     # every day of the spans is replaced and recorded (``wrote_days``: the step cache reads a day's fingerprint there)
     written = days if granularity == "day" else _span_days(_spans(days, granularity))
     return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
+
+
+def _quarantined_before(catalog: Catalog, table: str, days: list[dt.date]) -> bool:
+    """Whether the quarantine holds rows of ``table`` on ``days`` (a clean batch must then replace
+    them; otherwise its empty quarantine write, a Delta commit, is skipped). Read through a catalog of
+    its own: the check is not the batch's lineage."""
+    look = Catalog(catalog.spark, catalog.warehouse)
+    if not look.exists(QUARANTINE.name):
+        return False
+    rows = look.read(QUARANTINE.name).where(f"source_table = '{table}' AND {days_predicate(days)}")
+    return not rows.isEmpty()
 
 
 def _accounting(quarantine, valid, extra) -> tuple[dict[str, int], int, int]:

@@ -18,6 +18,7 @@ import importlib
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,22 +58,31 @@ class DemoResult:
 
 class StepTimer:
     """Wall-clock seconds per named step: ``with timed("ranker"): ...``; :meth:`render` is the
-    table a run prints at its end (where the time went)."""
+    table a run prints at its end (where the time went). Steps are listed in the order they started;
+    ``beside`` names the steps that ran beside others (their seconds overlap theirs)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.beside: dict[str, str] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str):
+        self.seconds.setdefault(name, 0.0)
         t = time.perf_counter()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+            self.seconds[name] += time.perf_counter() - t
+
+    def start_beside(self, name: str, others: str) -> None:
+        """List ``name`` here (before ``others``, which it runs beside in another thread)."""
+        self.seconds.setdefault(name, 0.0)
+        self.beside[name] = others
 
     def render(self, total: float) -> str:
-        """One line per step (in the order they ran) with seconds and share of ``total``, then the total."""
+        """One line per step (in the order they started) with seconds and share of ``total``, then the total."""
         rows = [f"{name:<26} {s:8.1f} s {100 * s / total if total > 0 else 0.0:5.1f} %"
+                + (f"  (beside {self.beside[name]})" if name in self.beside else "")
                 for name, s in self.seconds.items()]
         return "\n".join([*rows, f"{'total':<26} {total:8.1f} s"])
 
@@ -133,6 +143,11 @@ def preload_imports(modules: tuple[str, ...] = PRELOAD) -> threading.Thread:
     return thread
 
 
+def _timed(timed: StepTimer, name: str, fn, *args):
+    with timed(name):
+        return fn(*args)
+
+
 def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResult:
     """Run the pipeline end to end; ``echo`` receives progress lines and, at the end, the seconds
     each step took (:class:`StepTimer`). Every step goes through the step cache (``cfg.cache``,
@@ -175,19 +190,24 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         echo(f"[features] features_{table:<14} {n:>9} rows")
     if reused:
         echo(f"[features] cached: {len(reused)} day(s) ({reused[0]}..{reused[-1]}) unchanged")
-    with timed("training set"):
-        training = steps.training_set(days)
-    echo("[training] " + training.render())
     from pinrec.jobs.graph.graph import evaluation_start
 
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
     eval_from = evaluation_start(days, cfg.training.test_days)
-    with timed("graph"):
-        graph = steps.graph(cutoff, eval_from)
-    for line in ([f"{t:<18} {n:>9} rows" for t, n in graph.items()] if isinstance(graph, dict) else [graph.render()]):
-        echo("[graph] " + line)
-    with timed("pinsage"):
-        echo("[pinsage] " + steps.pinsage().render())
+    # The training set (Spark jobs, mostly waiting on their latency) runs in a thread beside the graph and
+    # PinSage, which do not read it; the two-tower and the ranker after them do. (Kedro's ThreadRunner idea.)
+    with ThreadPoolExecutor(1, thread_name_prefix="pinrec-training-set") as pool:
+        timed.start_beside("training set", "graph, pinsage")
+        pending = pool.submit(_timed, timed, "training set", steps.training_set, days)
+        with timed("graph"):
+            graph = steps.graph(cutoff, eval_from)
+        for line in ([f"{t:<18} {n:>9} rows" for t, n in graph.items()] if isinstance(graph, dict)
+                     else [graph.render()]):
+            echo("[graph] " + line)
+        with timed("pinsage"):
+            echo("[pinsage] " + steps.pinsage().render())
+    training = pending.result()
+    echo("[training] " + training.render())
     with timed("two-tower"):
         two_tower = steps.two_tower()
     echo("[two-tower] " + two_tower.render())

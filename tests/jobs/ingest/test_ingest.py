@@ -411,3 +411,17 @@ def test_tables_side_by_side_write_what_one_after_the_other_writes_and_a_failure
     catalog = Catalog(spark, strict.warehouse)
     assert catalog.version("boards") is not None and catalog.version("impressions") is None
     assert catalog.version("pin_board_edges") is None
+
+
+def test_a_clean_batch_writes_no_quarantine_commit_but_clears_rows_it_quarantined_before(spark, lake):
+    write_partition(lake.landing, PINS, DAY, pins((10, 11)))
+    append_raw_lines(lake.landing, "pins", DAY, ['{"pin_id": 12, bad'])
+    ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    catalog = Catalog(spark, lake.warehouse)
+    assert catalog.version("quarantine") == 0 and read(spark, lake, "quarantine").count() == 1
+    write_partition(lake.landing, USERS, DAY, users())
+    assert ingest_table(spark, USERS, lake, [DAY], LENIENT, now=NOW).rows_quarantined == 0
+    assert catalog.version("quarantine") == 0  # clean, nothing of users to replace: no commit
+    append_raw_lines(lake.landing, "pins", DAY, [pin_line(12)])  # the bad line fixed
+    assert ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW).rows_valid == 3
+    assert catalog.version("quarantine") == 1 and read(spark, lake, "quarantine").count() == 0  # cleared

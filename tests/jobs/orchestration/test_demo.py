@@ -52,7 +52,8 @@ def test_demo_says_where_the_time_went(tiny_world):
     assert list(result.steps) == ["spark start", "landing", "ingest", "features", "training set", "graph", "pinsage",
                                   "two-tower", "cf", "ranker", "index", "publish (+ funnel replay)", "serve examples",
                                   "summary", "report"]
-    assert all(s >= 0 for s in result.steps.values()) and 0 < sum(result.steps.values()) <= result.seconds
+    beside = result.steps["training set"]  # ran beside the graph and PinSage: its seconds overlap theirs
+    assert all(s >= 0 for s in result.steps.values()) and 0 < sum(result.steps.values()) - beside <= result.seconds
 
 
 def test_demo_embeds_every_pin_with_pinsage(spark, tiny_world):
