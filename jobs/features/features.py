@@ -11,6 +11,7 @@ Rates are smoothed: ``(k + m * prior) / (n + m)`` with ``m = prior_strength`` an
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pinrec.jobs.config import FeatureConfig
@@ -188,15 +189,20 @@ def build_features(spark, warehouse, days: list[dt.date], cfg: FeatureConfig) ->
 
     tables = compute_features(load("impressions"), load("actions"), load("pins", False),
                               load("pin_board_edges", False), days, cfg)
-    written = {}
-    for name, df in tables.items():
+
+    def write(name: str, df) -> int:
         # A feature added to a view since the table was created becomes a new column: the
         # days rebuilt now fill it, older days read it as null until they are rebuilt.
         commit = catalog.write(f"features_{name}", df, days=days, add_columns=True)
         # the rows written, as Delta counted them in the write (a separate count ran the job twice)
-        written[name] = commit.rows if commit.rows is not None else catalog.read(f"features_{name}").where(
+        return commit.rows if commit.rows is not None else catalog.read(f"features_{name}").where(
             F.col("dt").isin(days)).count()
-    return written
+
+    # The three views are three tables: written side by side in threads of the one session (on small days
+    # most of a write is Spark's per-job latency, which overlaps); the first failure is raised.
+    with ThreadPoolExecutor(len(tables.items()), thread_name_prefix="pinrec-features") as pool:
+        running = {name: pool.submit(write, name, df) for name, df in tables.items()}
+    return {name: future.result() for name, future in running.items()}
 
 
 __all__ = ["build_features", "compute_features"]

@@ -120,13 +120,13 @@ def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -
 
 
 #: The heavy modules the steps import, in the order they first need them: about 15 s of imports on this
-#: 2-core machine, which :func:`preload_imports` moves behind the Spark JVM's start and ingest's Spark jobs.
+#: 2-core machine, which :func:`preload_imports` moves beside the landing step and ingest's Spark jobs.
 PRELOAD = ("great_expectations", "torch", "torch_geometric", "mlflow", "onnxscript", "matplotlib.pyplot")
 
 
 def preload_imports(modules: tuple[str, ...] = PRELOAD) -> threading.Thread:
-    """Import ``modules`` in a daemon thread and return it. The driver spends the JVM's start and most
-    of ingest waiting on Spark (the GIL released), so the imports run beside it instead of in front of
+    """Import ``modules`` in a daemon thread and return it. The driver spends most of ingest waiting on
+    Spark (the GIL released), so the imports run beside it instead of in front of
     the step that first needs each; a step importing a module still being imported waits for it
     (Python's per-module import lock). A module that fails to import here is left for that step to
     import (and report) itself."""
@@ -160,10 +160,10 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     from .step_cache import Cached, StepCache
 
     start, timed, cache = time.perf_counter(), StepTimer(), StepCache(cfg.cache)
-    preload_imports()
     echo(f"[demo] filling the landing zone {cfg.storage.landing} from {cfg.dataset.kind}")
     with timed("spark start"):
         spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+    preload_imports()  # after the JVM's start, whose CPU it would take; beside the landing and ingest's first jobs
     steps = PipelineSteps(cfg, spark, cache, echo)
     with timed("landing"):
         landing = steps.landing()
@@ -221,18 +221,22 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     with timed("index"):
         index = steps.index()
     echo("[index] " + index.render())
-    with timed("publish (+ funnel replay)"):
-        bundle = steps.publish()
-    if getattr(bundle, "funnel", None) is not None:  # the candidate's test day replayed through recommend()
-        for line in bundle.funnel.render().splitlines():
-            echo("[funnel] " + line)
-    echo("[publish] " + bundle.render())
-    # a rejected candidate leaves the channel on the previous version: serve that one
-    with timed("serve examples"):
-        promoted = getattr(bundle, "promoted", False)
-        recommendations = serve_examples(cfg, echo) if promoted or _has_channel(cfg) else {}
-    with timed("summary"):
-        warehouse = steps.summary()
+    # The warehouse summary (Spark reads of every table) runs beside publishing, serving and its examples,
+    # which write no table.
+    with ThreadPoolExecutor(1, thread_name_prefix="pinrec-summary") as pool:
+        timed.start_beside("summary", "publish, serve examples")
+        summarized = pool.submit(_timed, timed, "summary", steps.summary)
+        with timed("publish (+ funnel replay)"):
+            bundle = steps.publish()
+        if getattr(bundle, "funnel", None) is not None:  # the candidate's test day replayed through recommend()
+            for line in bundle.funnel.render().splitlines():
+                echo("[funnel] " + line)
+        echo("[publish] " + bundle.render())
+        # a rejected candidate leaves the channel on the previous version: serve that one
+        with timed("serve examples"):
+            promoted = getattr(bundle, "promoted", False)
+            recommendations = serve_examples(cfg, echo) if promoted or _has_channel(cfg) else {}
+    warehouse = summarized.result()
     from pinrec.jobs.report import build_report, default_path
 
     with timed("report"):
