@@ -69,11 +69,17 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def driver_java_options(cfg: SparkConfig) -> str:
+    """The driver JVM's options: pinrec's log4j settings and ``cfg.quick_jvm_options``."""
+    options = [f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"] if LOG4J_CONFIG.is_file() else []
+    return " ".join([*options, *cfg.quick_jvm_options])
+
+
 def submit_conf(cfg: SparkConfig, s3a: bool = False) -> dict[str, str]:
     """The settings ``spark-submit`` must be given to run a pinrec job as :func:`get_spark` would
     locally: the Delta jars (resolved from ``cfg.jars_dir`` on the submitting machine; spark-submit
     puts them on the driver's classpath and ships them to the executors), the driver's memory and
-    log4j settings (fixed once its JVM starts), the driver's addresses and the executors' size when
+    JVM options (log4j, ``quick_jvm``: fixed once its JVM starts), the driver's addresses and the executors' size when
     set, and this environment's Python for driver and executors (``spark.pyspark.python`` in
     ``cfg.extra`` overrides it for the executors). ``cfg.master`` is not used: the cluster comes
     from the Spark connection."""
@@ -87,8 +93,8 @@ def submit_conf(cfg: SparkConfig, s3a: bool = False) -> dict[str, str]:
                        ("spark.executor.memory", cfg.executor_memory), ("spark.executor.cores", cfg.executor_cores)):
         if value is not None:
             conf[key] = str(value)
-    if LOG4J_CONFIG.is_file():
-        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+    if options := driver_java_options(cfg):
+        conf["spark.driver.extraJavaOptions"] = options
     return conf
 
 
@@ -111,8 +117,8 @@ def session_conf(cfg: SparkConfig, s3a: bool = False) -> dict[str, str]:
         value = value if value is not None else (local_default if local else None)
         if value is not None:
             conf[key] = str(value)
-    if LOG4J_CONFIG.is_file():
-        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+    if options := driver_java_options(cfg):
+        conf["spark.driver.extraJavaOptions"] = options
     return conf
 
 

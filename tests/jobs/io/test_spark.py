@@ -52,6 +52,28 @@ def test_spark_submit_gets_the_cluster_settings_that_are_set():
         ("driver.example", "4g", "2")
 
 
+QUICK = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
+@pytest.mark.parametrize(("master", "quick_jvm", "quick"), [
+    ("local[2]", None, True), ("local[2]", False, False), ("spark://10.1.2.3:7077", None, False),
+    ("spark://10.1.2.3:7077", True, True)])
+def test_the_driver_jvm_is_tuned_for_short_runs_on_a_local_master_unless_set(master, quick_jvm, quick):
+    from pinrec.jobs.io.spark import LOG4J_CONFIG, submit_conf
+
+    cfg = SparkConfig(master=master, quick_jvm=quick_jvm, jars_dir=JARS)
+    for conf in (session_conf(cfg), submit_conf(cfg)):
+        options = conf["spark.driver.extraJavaOptions"]
+        assert options.startswith(f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")  # log4j's kept either way
+        assert options.endswith(QUICK) == quick and ("TieredStopAtLevel" in options) == quick
+
+
+@pytest.mark.spark
+def test_the_test_sessions_jvm_runs_with_the_quick_options(spark):
+    arguments = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
+    assert set(QUICK.split()) <= {str(a) for a in arguments}
+
+
 @pytest.mark.spark
 def test_the_session_keeps_spark_sql_scratch_out_of_the_working_directory(spark):
     import os
