@@ -16,8 +16,11 @@ One run:
    the same training log, held-out pins and 99 negatives per user; the number of evaluated users
    must equal the report's). It writes RecBole atomic files: ``pinrec.inter`` (user, item,
    timestamp = the interaction's position in the user's split order: training items in pinrec's
-   time order, then the held-out item) and ``pinrec.item`` (every catalogue pin, so that negatives
-   never seen in training have an embedding, as in pinrec's baselines), and ``candidates.json``;
+   time order, then the held-out item, except for users with a single training item, whose held-out
+   item stays out: a sequential model would otherwise train on it, see :func:`export_split`) and
+   ``pinrec.item`` (every catalogue pin, so that negatives never seen in training have an embedding,
+   as in pinrec's baselines), and ``candidates.json`` (per user the held-out pin, its negatives and the
+   training pins in order: the test query of every user is built from these, :func:`_queries`);
 2. (the RecBole environment, this file with ``--_worker``) for each model: **settings on the
    validation split only**: RecBole's leave-one-out by that order (``LS: valid_and_test``) holds out
    each user's latest training item (pinrec's validation pin) and the test item; each setting of the
@@ -126,18 +129,26 @@ def export_split(report: Path, landing: Path, work: Path) -> dict:
     if len(split.test) != queries:
         raise ValueError(f"the rebuilt split evaluates {len(split.test)} users, the report {queries}: "
                          "another landing zone or source than the report's?")
-    inter = pd.concat([split.train[["user_id", "pin_id"]], split.test[["user_id", "pin_id"]]], ignore_index=True)
-    inter["timestamp"] = inter.groupby("user_id").cumcount().astype(float)  # split order: train ..., test last
+    train = split.train[["user_id", "pin_id"]].copy()
+    train["timestamp"] = train.groupby("user_id").cumcount().astype(float)  # split order: train ..., test last
+    # A user with one training pin: a sequential model's only row of the user would predict the test pin from
+    # it, and RecBole's leave-one-out holds a row out only from users with two or more, so it would train on
+    # the test pin. Their test pin stays out of the files; _score builds every user's query itself.
+    sizes = train.groupby("user_id").size()
+    test = split.test[~split.test["user_id"].isin(sizes.index[sizes == 1])][["user_id", "pin_id"]].copy()
+    test["timestamp"] = sizes.reindex(test["user_id"]).to_numpy().astype(float)
+    inter = pd.concat([train, test], ignore_index=True)
     folder = work / "data" / "pinrec"
     folder.mkdir(parents=True, exist_ok=True)
     inter.rename(columns={"user_id": "user_id:token", "pin_id": "item_id:token", "timestamp": "timestamp:float"}) \
         .to_csv(folder / "pinrec.inter", sep="\t", index=False)
     pd.DataFrame({"item_id:token": catalogue}).to_csv(folder / "pinrec.item", sep="\t", index=False)
-    candidates = [{"user": int(u), "items": [int(p), *map(int, n)]}
+    history = train.groupby("user_id")["pin_id"].agg(list)  # in split order (a stable sort of cumcount)
+    candidates = [{"user": int(u), "items": [int(p), *map(int, n)], "history": [int(i) for i in history.get(u, [])]}
                   for u, p, n in zip(split.test["user_id"], split.test["pin_id"], split.test["negatives"])]
     (work / "candidates.json").write_text(json.dumps(candidates))
-    return {"k": cfg["k"], "ease_lambda": cfg.get("ease_lambda"), "users": len(candidates), "train": len(split.train), "catalogue": len(catalogue),
-            "rows": body["rows"]}
+    return {"k": cfg["k"], "ease_lambda": cfg.get("ease_lambda"), "users": len(candidates), "train": len(split.train),
+            "catalogue": len(catalogue), "test_out_of_files": len(split.test) - len(test), "rows": body["rows"]}
 
 
 def validation_anchors(work: Path, k: int, ease_lambda: float | None) -> dict[str, dict[str, float]]:
@@ -271,29 +282,55 @@ def _fit(model_name: str, work: Path, setting: dict, mode: str, epochs: int, see
     return model, dataset, test, best[0], best[1], curve
 
 
-def _score(model, dataset, test, work: Path) -> list[list[float]]:
-    """Scores of each test user's [held-out, negatives...] from ``model.full_sort_predict``."""
+def _queries(model, dataset, wanted: dict, order: list[int]):
+    """RecBole's test query of each user of ``order``: the user id and, for a sequential model, the user's
+    training pins (``wanted[u]["history"]``, the last ``MAX_ITEM_LIST_LENGTH``) left-aligned and zero-padded
+    as RecBole's own sequence rows, with their count."""
+    import numpy as np
     import torch
     from recbole.data.interaction import Interaction
 
-    wanted = {c["user"]: c["items"] for c in json.loads((work / "candidates.json").read_text())}
+    fields = {dataset.uid_field: torch.from_numpy(
+        dataset.token2id(dataset.uid_field, [str(u) for u in order]).astype("int64"))}
+    if hasattr(model, "ITEM_SEQ"):  # a SequentialRecommender
+        width = model.max_seq_length
+        seq, length = np.zeros((len(order), width), dtype=np.int64), np.zeros(len(order), dtype=np.int64)
+        for row, user in enumerate(order):
+            recent = [str(i) for i in wanted[user]["history"][-width:]]
+            seq[row, :len(recent)] = dataset.token2id(dataset.iid_field, recent) if recent else []
+            length[row] = len(recent)
+        fields |= {model.ITEM_SEQ: torch.from_numpy(seq), model.ITEM_SEQ_LEN: torch.from_numpy(length)}
+    return Interaction(fields)
+
+
+def _score(model, dataset, test, work: Path) -> list[list[float]]:
+    """Scores of each test user's [held-out, negatives...] from ``model.full_sort_predict`` on :func:`_queries`
+    (every user: RecBole has no test row for a user whose test pin stayed out of the files, see
+    :func:`export_split`); where RecBole has one, it must be that query for that held-out pin."""
+    import torch
+
+    wanted = {c["user"]: c for c in json.loads((work / "candidates.json").read_text())}
+    order = sorted(wanted)
+    queries = _queries(model, dataset, wanted, order)
     inter = test._dataset.inter_feat
     users = [int(t) for t in dataset.id2token(dataset.uid_field, inter[dataset.uid_field].numpy())]
     targets = [int(t) for t in dataset.id2token(dataset.iid_field, inter[dataset.iid_field].numpy())]
-    rows = {u: i for i, u in enumerate(users)}
-    missing = sorted(set(wanted) - set(rows))
-    if missing or any(wanted[u][0] != targets[rows[u]] for u in wanted):
-        raise ValueError(f"RecBole's test rows are not pinrec's held-out pins (users missing: {missing[:5]})")
-    order = sorted(wanted)
+    position = {u: i for i, u in enumerate(order)}
+    for row, user in enumerate(users):
+        mine = position.get(user)
+        if mine is None or wanted[user]["items"][0] != targets[row] or any(
+                not torch.equal(queries[key][mine], inter[key][row]) for key in queries.interaction):
+            raise ValueError(f"RecBole's test row of user {user} is not pinrec's query for its held-out pin")
+    if unexpected := sorted(u for u in set(order) - set(users) if len(wanted[u]["history"]) != 1):
+        raise ValueError(f"RecBole has no test row for users {unexpected[:5]}, whose test pins are in its files")
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(order), 512):
             chunk = order[start:start + 512]
-            idx = torch.tensor([rows[u] for u in chunk])
-            batch = Interaction({key: inter[key][idx] for key in inter.interaction})
+            batch = queries[start:start + len(chunk)]
             full = model.full_sort_predict(batch).view(len(chunk), -1)
-            tokens = [str(i) for u in chunk for i in wanted[u]]
+            tokens = [str(i) for u in chunk for i in wanted[u]["items"]]
             cols = torch.from_numpy(dataset.token2id(dataset.iid_field, tokens).astype("int64")).view(len(chunk), -1)
             out += full.gather(1, cols).tolist()
     return out

@@ -29,11 +29,14 @@ def script():
     return module
 
 
-def landed(tmp_path: Path) -> Path:
-    """80 users walking a ring of 40 items (3-11 steps, seeded) among 130 catalogue items, landed."""
+def landed(tmp_path: Path, short_users: int = 0) -> Path:
+    """80 users walking a ring of 40 items (3-11 steps, seeded) among 130 catalogue items, and
+    ``short_users`` more (ids 81, ...) with two steps each, landed."""
     rng = np.random.default_rng(0)
     rows = [(u, (start + j) % 40 + 1, 1_600_000_000 + u * 1000 + j * 10)
             for u, start in enumerate(rng.integers(0, 40, 80), 1) for j in range(int(rng.integers(3, 12)))]
+    rows += [(u, (u + j) % 40 + 1, 1_600_000_000 + u * 1000 + j * 10) for u in range(81, 81 + short_users)
+             for j in range(2)]
     pd.DataFrame(rows, columns=["user", "item", "ts"]).to_csv(tmp_path / "log.csv", index=False)
     pd.DataFrame({"item": range(1, 131), "category": [f"c{i % 5}" for i in range(1, 131)]}) \
         .to_csv(tmp_path / "items.csv", index=False)
@@ -70,6 +73,28 @@ def test_the_atomic_files_hold_the_reports_split(tmp_path):
         script().export_split(tmp_path / "report", landing, tmp_path / "work2")
 
 
+def test_a_user_with_one_training_pin_keeps_the_test_pin_out_of_recboles_files(tmp_path):
+    """RecBole's sequential rows would train on such a user's test pin (its only row predicts it): it stays out
+    of the atomic files, and the candidates carry every user's training pins for the query built instead."""
+    landing = landed(tmp_path, short_users=7)
+    report = evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing)
+    report.write(tmp_path / "report")
+    info = script().export_split(tmp_path / "report", landing, tmp_path / "work")
+    assert info["users"] == 87 and info["test_out_of_files"] == 7
+    inter = pd.read_csv(tmp_path / "work" / "data" / "pinrec" / "pinrec.inter", sep="\t")
+    assert len(inter) == info["train"] + 80
+    held = report.negatives.set_index("user_id")
+    candidates = {c["user"]: c for c in json.loads((tmp_path / "work" / "candidates.json").read_text())}
+    for user in range(81, 88):  # one training pin, then the test pin: only the training pin is in the files
+        rows = inter[inter["user_id:token"] == user]
+        assert rows["item_id:token"].tolist() == candidates[user]["history"] and len(rows) == 1
+        assert held.at[user, "pin_id"] not in candidates[user]["history"]
+        assert candidates[user]["items"][0] == held.at[user, "pin_id"]
+    for user in range(1, 81):  # the others: training pins in order, then the test pin, as before
+        rows = inter[inter["user_id:token"] == user].sort_values("timestamp:float")["item_id:token"].tolist()
+        assert rows == [*candidates[user]["history"], held.at[user, "pin_id"]] and len(rows) >= 3
+
+
 def test_patience_reaches_recbole_and_the_chosen_curve_is_printed(tmp_path, monkeypatch, capsys):
     landing = landed(tmp_path)
     evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing).write(tmp_path / "report")
@@ -102,7 +127,7 @@ def test_patience_reaches_recbole_and_the_chosen_curve_is_printed(tmp_path, monk
 @pytest.mark.full
 @pytest.mark.skipif(not (VENV / "bin" / "python").exists(), reason=f"no RecBole environment at {VENV}")
 def test_lightgcn_and_sasrec_run_in_recbole_on_the_split(tmp_path):
-    landing = landed(tmp_path)
+    landing = landed(tmp_path, short_users=5)  # scored from queries built by the benchmark
     evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing).write(tmp_path / "report")
     done = subprocess.run([sys.executable, str(SCRIPT), "--report", str(tmp_path / "report"), "--landing",
                            str(landing), "--epochs", "2", "--budget-s", "0", "--venv", str(VENV)],
@@ -112,10 +137,10 @@ def test_lightgcn_and_sasrec_run_in_recbole_on_the_split(tmp_path):
     assert "| popularity (pinrec) |" in out
     for name in ("LightGCN", "SASRec"):
         row = next(line for line in out.splitlines() if line.startswith(f"| {name} (RecBole) |"))
-        assert row.endswith("| 80 |") and 0.0 <= float(row.split("|")[2].split("±")[0]) <= 1.0
+        assert row.endswith("| 85 |") and 0.0 <= float(row.split("|")[2].split("±")[0]) <= 1.0
         assert f"{name}: validation (RecBole full ranking" in out
     result = json.loads((tmp_path / "report" / "recbole" / "result_SASRec.json").read_text())
-    assert np.asarray(result["scores"]).shape == (80, 100) and result["final_epochs"] in (1, 2)
+    assert np.asarray(result["scores"]).shape == (85, 100) and result["final_epochs"] in (1, 2)
     # the per-epoch record: training loss every epoch, validation NDCG@10 in the grid only
     trial = result["trials"][0]
     assert [e for e, _, _ in trial["curve"]] == list(range(1, trial["epochs_run"] + 1))
