@@ -94,6 +94,10 @@ class FunnelReport:
         return render(self)
 
 
+class NothingToReplay(ValueError):
+    """No user saved a pin on the replayed day (a sparse log's day): there is no funnel to measure."""
+
+
 def replay(make: Callable[[Any], Any], config: Any, events: DayEvents, *, day: str, k: int = 50,
            cutoffs: Sequence[int] = (50, 500, 1000), truth: Mapping[int, np.ndarray] | None = None,
            max_users: int = 0, notes: Sequence[str] = (), prerank_keep: int = 0) -> FunnelReport:
@@ -106,7 +110,7 @@ def replay(make: Callable[[Any], Any], config: Any, events: DayEvents, *, day: s
                          f"cutoffs={list(cutoffs)}, prerank_keep={prerank_keep}")
     users = sorted(events.saves)[: max_users or None]
     if not users:
-        raise ValueError(f"funnel: no user saved a pin on {day}: nothing to replay")
+        raise NothingToReplay(f"funnel: no user saved a pin on {day}: nothing to replay")
     rec = make(config)
     singles = {c: make(dataclasses.replace(config, channels=(c,))) for c in rec.channels}
     arms = _arms(make, config, rec, prerank_keep)

@@ -245,4 +245,24 @@ def load_log(path: str | Path, landing: str | Path, spec: LogSpec | None = None,
     return summary
 
 
-__all__ = ["ORIGIN", "LogSpec", "ReadLog", "load_log", "read_log", "read_table"]
+def land_configured(ds, landing: str | Path) -> LandingSummary:
+    """Land the dataset a :class:`~pinrec.jobs.config.DatasetConfig` ``ds`` names (``kind``
+    ``movielens-100k`` or ``log``, not ``synthetic``) into ``landing``: what ``pinrec load-dataset`` and
+    the demo's landing step both run."""
+    from .datasets import load_dataset
+
+    if ds.kind == "synthetic" or not ds.path:
+        raise ValueError(f"dataset.kind {ds.kind!r} with dataset.path {ds.path!r}: nothing to load "
+                         "(movielens-100k or log, with a path)")
+    if ds.kind != "log":
+        return load_dataset(ds.kind, ds.path, landing, ds.max_partitions)
+    spec = LogSpec(user=ds.user_column, item=ds.item_column, timestamp=ds.timestamp_column, rating=ds.rating_column,
+                   weight=ds.weight_column, timestamps=ds.timestamps, timestamp_unit=ds.timestamp_unit, sep=ds.sep,
+                   names=ds.names, save_threshold=ds.save_threshold, country=ds.country, items=ds.items,
+                   item_key=ds.item_key, category=ds.category_column, labels=ds.labels_column,
+                   label_sep=ds.label_sep, title=ds.title_column, items_sep=ds.items_sep,
+                   items_names=ds.items_names)
+    return load_log(ds.path, landing, spec, ds.max_partitions)
+
+
+__all__ = ["ORIGIN", "LogSpec", "ReadLog", "land_configured", "load_log", "read_log", "read_table"]

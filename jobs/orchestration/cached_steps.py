@@ -80,9 +80,9 @@ def fill_landing(cfg: PinrecConfig):
         from pinrec.jobs.ingest.synthetic import generate
 
         return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
-    from pinrec.jobs.ingest.datasets import load_dataset
+    from pinrec.jobs.ingest.log_reader import land_configured
 
-    return load_dataset(cfg.dataset.kind, cfg.dataset.path, cfg.storage.location("landing"), cfg.dataset.max_partitions)
+    return land_configured(cfg.dataset, cfg.storage.location("landing"))
 
 
 def _bundle_config(cfg: PinrecConfig) -> dict:
@@ -153,10 +153,14 @@ class Steps:
             fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.synthetic"),
                              config={"synthetic": cfg.synthetic, "seed": cfg.seed})
         else:
-            source = as_location(cfg.dataset.path)
-            files = source.files_below() if source.is_dir() else [source]
-            fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.datasets"), config={k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k != "path"},
-                             inputs={f.path[len(source.path):]: file_digest(f, self.spark) for f in files})
+            inputs = {}
+            for tag, path in (("", cfg.dataset.path), ("items:", cfg.dataset.items)):  # a log's item file too
+                source = as_location(path) if path else None
+                files = [] if source is None else source.files_below() if source.is_dir() else [source]
+                inputs |= {tag + f.path[len(source.path):]: file_digest(f, self.spark) for f in files}
+            fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.log_reader"),  # its closure: datasets too
+                             config={k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k not in ("path", "items")},
+                             inputs=inputs)
         self.fingerprints["landing"] = fp
         marker = root / LANDING_MARKER
         meta = json.loads(marker.read_text()) if marker.is_file() else {}
@@ -165,12 +169,12 @@ class Steps:
         intact = bool(meta.get("files")) and all(current.get(k) == v for k, v in meta["files"].items())
         if self.cache.hit("landing", fp, meta.get("fingerprint") if intact else None):
             rows = {t: {dt.date.fromisoformat(d): n for d, n in per.items()} for t, per in meta["rows"].items()}
-            summary = LandingSummary(rows, meta["faults"], meta["duplicates"])
+            summary = LandingSummary(rows, meta["faults"], meta["duplicates"], meta.get("partition", "day"))
             return Cached("landing", fp, f"{sum(map(len, rows.values()))} partitions", summary)
         summary = self._fill()
         marker.write_text(json.dumps({
             "fingerprint": fp, "files": self.landing_digests(), "faults": summary.faults,
-            "duplicates": summary.duplicates,
+            "duplicates": summary.duplicates, "partition": summary.partition,
             "rows": {t: {d.isoformat(): n for d, n in per.items()} for t, per in summary.rows.items()}},
             sort_keys=True))
         return summary

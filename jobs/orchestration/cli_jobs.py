@@ -72,7 +72,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_load_dataset(args) -> int:
-    from pinrec.jobs.ingest.datasets import load_dataset
+    from pinrec.jobs.ingest.log_reader import land_configured
 
     flags = {"user": "user_column", "item": "item_column", "timestamp": "timestamp_column",
              "rating": "rating_column", "weight": "weight_column", "items": "items",
@@ -82,18 +82,7 @@ def cmd_load_dataset(args) -> int:
     ds = cfg.dataset
     if ds.kind == "synthetic" or not ds.path:
         raise ConfigError("load-dataset needs --kind (movielens-100k or log) and --path to the dataset")
-    if ds.kind == "log":
-        from pinrec.jobs.ingest.log_reader import LogSpec, load_log
-
-        spec = LogSpec(user=ds.user_column, item=ds.item_column, timestamp=ds.timestamp_column,
-                       rating=ds.rating_column, weight=ds.weight_column, timestamps=ds.timestamps,
-                       timestamp_unit=ds.timestamp_unit, sep=ds.sep, names=ds.names,
-                       save_threshold=ds.save_threshold, country=ds.country, items=ds.items, item_key=ds.item_key,
-                       category=ds.category_column, labels=ds.labels_column, label_sep=ds.label_sep,
-                       title=ds.title_column, items_sep=ds.items_sep, items_names=ds.items_names)
-        _print_landed(load_log(ds.path, cfg.storage.location("landing"), spec, ds.max_partitions))
-    else:
-        _print_landed(load_dataset(ds.kind, ds.path, cfg.storage.location("landing"), ds.max_partitions))
+    _print_landed(land_configured(ds, cfg.storage.location("landing")))
     return 0
 
 

@@ -267,15 +267,20 @@ def ranker_model(cfg: PinrecConfig) -> dict:
 def funnel_day(cfg: PinrecConfig, day: dt.date) -> dict:
     """Replay ``day`` through ``recommend()`` on the bundle the channel serves now, the champion
     (:func:`pinrec.jobs.funnel.funnel.eval_funnel`): its numbers on the same day as the candidate's,
-    which publish replays before the gate. Skipped while the channel points nowhere."""
+    which publish replays before the gate. Skipped while the channel points nowhere, and on a day
+    nobody saved a pin."""
     from pinrec.export.serving.store import Store, read_channel
     from pinrec.jobs.config import s3_options
     from pinrec.jobs.funnel.funnel import eval_funnel
+    from pinrec.jobs.funnel.replay import NothingToReplay
 
     pointer = read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name, cfg.publish.channel)
     if pointer is None:
         return {"day": day.isoformat(), "skipped": f"no bundle on channel {cfg.publish.name}/{cfg.publish.channel} yet"}
-    report, where = eval_funnel(_spark(cfg), cfg, version=pointer.version, day=day)
+    try:
+        report, where = eval_funnel(_spark(cfg), cfg, version=pointer.version, day=day)
+    except NothingToReplay as err:  # a sparse log's day: publish measures no funnel either
+        return {"day": day.isoformat(), "skipped": str(err)}
     log.info("[funnel] %s", report.render())
     return {"day": day.isoformat(), "version": pointer.version, "users": report.users, "channels": list(report.channels),
             "metrics": report.metrics, "notes": list(report.notes), "wrote": {"funnel": str(where)}}

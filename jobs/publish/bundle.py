@@ -205,17 +205,24 @@ def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime):
     """The serving funnel (:func:`pinrec.jobs.funnel.funnel.replay_day`) of the candidate ``files`` (a
     :class:`~pinrec.export.build.publish.BundleFiles`), opened as serving opens a bundle: published into a
     scratch local store (judged there on its own; that verdict is not the gate's) and loaded from it. The
-    replayed day is the last one the snapshot's ``cutoff`` closes (the newest day of the training window)."""
+    replayed day is the last one the snapshot's ``cutoff`` closes (the newest day of the training window).
+    None, with a warning, when nobody saved a pin that day (a sparse log): the gate then notes that the
+    candidate has no funnel metrics, and publishing goes on."""
     from pinrec.export.build.publish import publish
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.store import Store
     from pinrec.jobs.funnel.funnel import replay_day
+    from pinrec.jobs.funnel.replay import NothingToReplay
 
     day = (cutoff - dt.timedelta(seconds=cfg.features.publish_delay_s, microseconds=1)).date()
     with tempfile.TemporaryDirectory(prefix="pinrec-funnel-candidate-") as scratch:
         publish(Store(scratch), cfg.publish.name, files, metrics, lineage, channel="funnel", blessing=cfg.blessing,
                 version="candidate")
-        return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day)
+        try:
+            return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day)
+        except NothingToReplay as err:
+            log.warning("[publish] %s: the candidate's funnel is not measured", err)
+            return None
 
 
 def champion_funnel(spark, cfg, cutoff: dt.datetime) -> tuple[str, dict[str, float]] | None:

@@ -69,6 +69,35 @@ def test_eval_funnel_replays_the_channels_bundle_and_refuses_a_day_the_models_sa
         eval_funnel(spark, cfg, day=_landed(cfg)[0], out=str(tmp_path / "early"))
 
 
+@pytest.mark.spark
+def test_a_replayed_day_without_saves_publishes_without_funnel_metrics_and_the_gate_says_so(tiny_world, spark,
+                                                                                          tmp_path):
+    """A sparse log's newest day may hold no save: publishing goes on and measures no funnel (the gate notes
+    that when it has a champion to compare with); the DAG's champion replay of such a day is skipped with the
+    reason; ``eval-funnel``, asked for that day, raises."""
+    import dataclasses
+
+    from pinrec.export.serving.loader import load
+    from pinrec.jobs.funnel.funnel import eval_funnel
+    from pinrec.jobs.funnel.replay import NothingToReplay
+    from pinrec.jobs.orchestration.tasks import funnel_day
+    from pinrec.jobs.publish.bundle import publish_serving_bundle
+
+    cfg, _result = tiny_world
+    empty = _landed(cfg)[-1] + dt.timedelta(days=2)  # after every landed day: nobody saved anything on it
+    cutoff = dt.datetime.combine(empty + dt.timedelta(days=1), dt.time()) + dt.timedelta(
+        seconds=cfg.features.publish_delay_s)
+    own = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, store_uri=str(tmp_path / "serving")))
+    report = publish_serving_bundle(spark, own, cutoff=cutoff, register=False)
+    assert report.funnel is None and report.blessed and report.promoted
+    manifest = load(own.bundle_store_uri, own.publish.name, version=report.version).manifest
+    assert manifest.metrics.funnel == {}
+    with pytest.raises(NothingToReplay, match=f"no user saved a pin on {empty}"):
+        eval_funnel(spark, own, day=empty, out=str(tmp_path / "funnel"))
+    assert funnel_day(own, empty) == {"day": empty.isoformat(),
+                                      "skipped": f"funnel: no user saved a pin on {empty}: nothing to replay"}
+
+
 def test_the_pre_ranker_arm_keeps_what_serving_keeps_else_the_funnels_keep_and_needs_the_file():
     from types import SimpleNamespace
 
