@@ -141,9 +141,10 @@ class SparkConfig:
     on a single machine's small days its extra stage per shuffle cost more than it saved: a fresh
     demo ran 679 Spark jobs with it, 395 without, same outputs).
     ``quick_jvm``: start the driver JVM tuned for short runs on small data: the C1 JIT compiler only
-    (``-XX:TieredStopAtLevel=1``) and the serial garbage collector (None: on with a local master, off on
-    a cluster, whose long jobs want C2's faster code and a parallel collector). A fresh demo spent 95
-    CPU-seconds in JIT compilation without it and ran 8 % faster with it (docs/benchmarks.md);
+    (``-XX:TieredStopAtLevel=1``) and the serial garbage collector. None: off, but ``pinrec demo`` on a
+    local master turns it on (a JVM of a few minutes: a fresh demo spent 95 CPU-seconds in JIT compilation
+    without it and ran 5-7 % faster with it; a JVM that lives long, as the test suite's, ran a set of
+    ingest tests 33 % slower with it: C2's code pays off there; docs/benchmarks.md).
     ``extra["spark.driver.extraJavaOptions"]`` replaces these options and the log4j one.
     ``extra``: any other ``spark.*`` setting, applied last.
     """
@@ -187,9 +188,8 @@ class SparkConfig:
 
     @property
     def quick_jvm_options(self) -> tuple[str, ...]:
-        """The driver JVM's options from ``quick_jvm`` resolved (on with a local master unless set)."""
-        quick = self.local if self.quick_jvm is None else self.quick_jvm
-        return ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC") if quick else ()
+        """The driver JVM's options from ``quick_jvm`` (None: off)."""
+        return ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC") if self.quick_jvm else ()
 
 
 @section("synthetic")

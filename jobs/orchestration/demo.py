@@ -13,6 +13,7 @@ same partitions (the Delta version grows, the row counts do not).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib
 import logging
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pinrec.jobs.config import PinrecConfig, s3_options
+from pinrec.jobs.config import PinrecConfig, SparkConfig, s3_options
 from pinrec.jobs.features.training_set import TrainingSetReport
 from pinrec.jobs.ingest.dataset_info import partition_granularity
 from pinrec.jobs.ingest.days import event_days, landed_partitions
@@ -148,6 +149,14 @@ def _timed(timed: StepTimer, name: str, fn, *args):
         return fn(*args)
 
 
+def demo_spark(spark: SparkConfig) -> SparkConfig:
+    """The demo's Spark settings: ``spark.quick_jvm`` unset and a local master turn the quick JVM on (the
+    demo's JVM lives a few minutes: 5-7 % faster with it; docs/benchmarks.md)."""
+    if spark.quick_jvm is None and spark.local:
+        return dataclasses.replace(spark, quick_jvm=True)
+    return spark
+
+
 def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResult:
     """Run the pipeline end to end; ``echo`` receives progress lines and, at the end, the seconds
     each step took (:class:`StepTimer`). Every step goes through the step cache (``cfg.cache``,
@@ -162,7 +171,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     start, timed, cache = time.perf_counter(), StepTimer(), StepCache(cfg.cache)
     echo(f"[demo] filling the landing zone {cfg.storage.landing} from {cfg.dataset.kind}")
     with timed("spark start"):
-        spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+        spark = get_spark(demo_spark(cfg.spark), cfg.storage.spark_s3)
     preload_imports()  # after the JVM's start, whose CPU it would take; beside the landing and ingest's first jobs
     steps = PipelineSteps(cfg, spark, cache, echo)
     with timed("landing"):

@@ -56,9 +56,9 @@ QUICK = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 @pytest.mark.parametrize(("master", "quick_jvm", "quick"), [
-    ("local[2]", None, True), ("local[2]", False, False), ("spark://10.1.2.3:7077", None, False),
+    ("local[2]", None, False), ("local[2]", True, True), ("spark://10.1.2.3:7077", None, False),
     ("spark://10.1.2.3:7077", True, True)])
-def test_the_driver_jvm_is_tuned_for_short_runs_on_a_local_master_unless_set(master, quick_jvm, quick):
+def test_the_driver_jvm_is_tuned_for_short_runs_only_when_asked(master, quick_jvm, quick):
     from pinrec.jobs.io.spark import LOG4J_CONFIG, submit_conf
 
     cfg = SparkConfig(master=master, quick_jvm=quick_jvm, jars_dir=JARS)
@@ -68,10 +68,18 @@ def test_the_driver_jvm_is_tuned_for_short_runs_on_a_local_master_unless_set(mas
         assert options.endswith(QUICK) == quick and ("TieredStopAtLevel" in options) == quick
 
 
+def test_the_demo_turns_the_quick_jvm_on_for_a_local_master_unless_set():
+    from pinrec.jobs.orchestration.demo import demo_spark
+
+    assert demo_spark(SparkConfig(master="local[2]")).quick_jvm_options == tuple(QUICK.split())
+    assert demo_spark(SparkConfig(master="local[2]", quick_jvm=False)).quick_jvm_options == ()
+    assert demo_spark(SparkConfig(master="spark://10.1.2.3:7077")).quick_jvm_options == ()
+
+
 @pytest.mark.spark
-def test_the_test_sessions_jvm_runs_with_the_quick_options(spark):
+def test_the_test_sessions_long_lived_jvm_keeps_the_c2_compiler(spark):
     arguments = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()
-    assert set(QUICK.split()) <= {str(a) for a in arguments}
+    assert not set(QUICK.split()) & {str(a) for a in arguments}
 
 
 @pytest.mark.spark
