@@ -34,7 +34,8 @@ from .replay import DayEvents, FunnelReport, replay, true_top_pins
 
 log = logging.getLogger(__name__)
 
-__all__ = ["eval_funnel", "prerank_keep", "read_day", "replay_day", "synthetic_truth", "trained_before"]
+__all__ = ["READS", "eval_funnel", "funnel_folder", "prerank_keep", "read_day", "read_funnel", "replay_day",
+           "synthetic_truth", "trained_before"]
 
 
 def _start(day: dt.date) -> dt.datetime:
@@ -132,10 +133,16 @@ def prerank_keep(bundle, recommend_keep: int, funnel_keep: int) -> tuple[int, st
     return 0, "pre-ranker: not replayed (recommend.prerank_keep and funnel.prerank_keep are 0)"
 
 
-def replay_day(spark, cfg, bundle, day: dt.date | None = None) -> FunnelReport:
+#: The tables a replay reads (the step cache fingerprints their versions: ``pinrec.jobs.orchestration``).
+READS = ("graph_edges", "training_set", "actions", "impressions", "features_user", "features_pin",
+         "features_user_category")
+
+
+def replay_day(spark, cfg, bundle, day: dt.date | None = None, catalog=None) -> FunnelReport:
     """Replay ``day`` (default: the newest landed day) on ``bundle`` (an opened
     :class:`~pinrec.export.serving.loader.Bundle`) as the module docstring says. ``cfg``: the whole
-    :class:`~pinrec.jobs.config.PinrecConfig`."""
+    :class:`~pinrec.jobs.config.PinrecConfig`; ``catalog``: the one to read :data:`READS` through
+    (default: its own, so that what it reads is not the caller's lineage)."""
     from pinrec.export.serving.candidates import PinCatalog
     from pinrec.export.serving.recommend import Recommender
     from pinrec.jobs.features.feature_snapshot import (
@@ -145,7 +152,7 @@ def replay_day(spark, cfg, bundle, day: dt.date | None = None) -> FunnelReport:
     from pinrec.jobs.ingest.days import event_days
     from pinrec.jobs.io.catalog import Catalog
 
-    catalog = Catalog(spark, cfg.storage.warehouse)  # its own: what it reads is not the caller's lineage
+    catalog = catalog or Catalog(spark, cfg.storage.warehouse)
     landing = cfg.storage.location("landing")
     day = day or event_days(landing, catalog=catalog)[-1]  # the newest day with events (by month too)
     notes = trained_before(catalog, day)
@@ -167,11 +174,26 @@ def replay_day(spark, cfg, bundle, day: dt.date | None = None) -> FunnelReport:
     return report
 
 
+def funnel_folder(cfg, version: str) -> Location:
+    """Where :func:`eval_funnel` writes the replay of bundle ``version`` by default: ``<artifacts>/funnel/<version>``."""
+    return cfg.storage.location("artifacts") / "funnel" / version
+
+
+def read_funnel(path: str | Location) -> FunnelReport:
+    """The :class:`FunnelReport` of a ``funnel.json`` :func:`eval_funnel` wrote."""
+    import dataclasses
+
+    data = json.loads(as_location(path).read_text())
+    fields = {f.name for f in dataclasses.fields(FunnelReport)}
+    report = {k: v for k, v in data.items() if k in fields}
+    return FunnelReport(**{**report, **{k: tuple(report[k]) for k in ("cutoffs", "channels", "notes") if k in report}})
+
+
 def eval_funnel(spark, cfg, *, version: str | None = None, day: dt.date | None = None,
-                out: str | Location | None = None) -> tuple[FunnelReport, Location]:
+                out: str | Location | None = None, catalog=None) -> tuple[FunnelReport, Location]:
     """Replay ``day`` on the stored bundle ``version`` (default: the one ``publish.channel`` points
-    to) and write the report to ``out`` (default ``<artifacts>/funnel/<bundle version>``) as
-    ``funnel.json``; returns (report, the file)."""
+    to) and write the report to ``out`` (default :func:`funnel_folder`) as ``funnel.json``; returns
+    (report, the file). ``catalog``: as :func:`replay_day`'s."""
     import dataclasses
 
     from pinrec.export.serving.loader import load
@@ -179,9 +201,8 @@ def eval_funnel(spark, cfg, *, version: str | None = None, day: dt.date | None =
 
     bundle = load(cfg.bundle_store_uri, cfg.publish.name, cfg.publish.channel, version=version,
                   s3=s3_options(cfg.storage))
-    report = replay_day(spark, cfg, bundle, day)
-    folder = as_location(out, s3_options(cfg.storage)) if out else \
-        cfg.storage.location("artifacts") / "funnel" / bundle.version
+    report = replay_day(spark, cfg, bundle, day, catalog=catalog)
+    folder = as_location(out, s3_options(cfg.storage)) if out else funnel_folder(cfg, bundle.version)
     target = folder / "funnel.json"
     target.write_text(json.dumps({"bundle": f"{bundle.name}/{bundle.version}", **dataclasses.asdict(report)},
                                  indent=2, sort_keys=True) + "\n")

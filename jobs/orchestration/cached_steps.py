@@ -24,6 +24,9 @@ ranker         ``jobs.ranking.ranker``; the ranker sections; training set, embed
 index          ``jobs.index.pin_index``; ``index``; embeddings and user features
 publish        ``jobs.publish.bundle``; the whole config but ``cache``; the four folders it bundles
                and the tables it reads
+funnel         ``jobs.funnel.funnel``; ``funnel``, ``recommend``, ``features.publish_delay_s``; the
+               replayed bundle version (immutable), the day, the tables the replay reads and the
+               landing (the synthetic truth): the champion's replay, in the DAG and before publish's gate
 =============  =====================================================================================
 
 Each method returns the job's own report when the step ran, else a
@@ -63,6 +66,9 @@ READS = {
     "index": ("pin_embeddings", "features_user"),
     "publish": ("pins", "pin_embeddings", "training_set", "features_user", "features_pin", "features_user_category",
                 "actions"),
+    # pinrec.jobs.funnel.funnel.READS (a test keeps them equal; importing it here would load the replay)
+    "funnel": ("graph_edges", "training_set", "actions", "impressions", "features_user", "features_pin",
+               "features_user_category"),
 }
 MODULES = {
     "ingest": "pinrec.jobs.ingest.ingest", "features": "pinrec.jobs.features.features",
@@ -70,7 +76,7 @@ MODULES = {
     "retrieval_settings": "pinrec.jobs.pinsage.pinsage_settings",
     "pinsage": "pinrec.jobs.pinsage.pinsage", "two_tower": "pinrec.jobs.two_tower.two_tower",
     "cf": "pinrec.jobs.cf.cf", "ranker": "pinrec.jobs.ranking.ranker", "index": "pinrec.jobs.index.pin_index",
-    "publish": "pinrec.jobs.publish.bundle",
+    "publish": "pinrec.jobs.publish.bundle", "funnel": "pinrec.jobs.funnel.funnel",
 }
 
 

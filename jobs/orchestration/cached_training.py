@@ -221,4 +221,47 @@ class PipelineSteps(Steps):
             return Cached("publish", fp, f"bundle {name}/{newest.version}", newest.version)
         return publish_serving_bundle(self.spark, cfg, index_dir=f.get("index"), ranker_dir=f.get("ranker"),
                                       two_tower_dir=f.get("two_tower"), cf_dir=f.get("cf"), cutoff=cutoff,
-                                      champion=champion, fingerprint=fp)
+                                      champion=champion, replay_champion=lambda _spark, _cfg, at: self.champion(at),
+                                      fingerprint=fp)
+
+    def funnel(self, version: str, day: dt.date):
+        """The funnel replay of the stored bundle ``version`` on ``day``
+        (:func:`~pinrec.jobs.funnel.funnel.eval_funnel`), written to its funnel folder unless that folder
+        records this fingerprint: then a :class:`Cached` whose output is the stored
+        :class:`~pinrec.jobs.funnel.replay.FunnelReport`. A bundle version never changes, so the
+        version stands for the bundle; the day, the replay's config, the tables it reads and the
+        landing (the synthetic truth) complete the fingerprint. Raises
+        :class:`~pinrec.jobs.funnel.replay.NothingToReplay` on a day nobody saved a pin."""
+        from pinrec.jobs.funnel.funnel import eval_funnel, funnel_folder, read_funnel
+
+        cfg = self.cfg
+        folder = funnel_folder(cfg, version)
+        config = {"funnel": cfg.funnel, "recommend": cfg.recommend, "publish_delay_s": cfg.features.publish_delay_s,
+                  "dataset": cfg.dataset.kind}
+        fp = self._whole("funnel", config, {"bundle": version, "day": day, "landing": self.landing_fingerprint()})
+        if self.cache.hit("funnel", fp, folder_fingerprint(folder, "funnel")):
+            self.folders["funnel"] = str(folder)
+            return Cached("funnel", fp, f"bundle {version} on {day}", read_funnel(folder / "funnel.json"))
+        (folder / FINGERPRINT_FILE).delete()
+        catalog = self.catalog()
+        report, _ = eval_funnel(self.spark, cfg, version=version, day=day, out=folder, catalog=catalog)
+        self._check_reads("funnel", catalog)
+        mark_folder(folder, "funnel", fp)
+        self.folders["funnel"] = str(folder)
+        return report
+
+    def champion(self, cutoff: dt.datetime) -> tuple[str, dict[str, float]] | None:
+        """(version, funnel metrics) of the bundle ``publish.channel`` serves now, replayed through
+        :meth:`funnel` on the day a candidate of ``cutoff`` is replayed on
+        (:func:`~pinrec.jobs.publish.bundle.champion_day`); None while the channel points nowhere."""
+        from pinrec.export.serving.store import Store, read_channel
+        from pinrec.jobs.config import s3_options
+        from pinrec.jobs.publish.bundle import champion_day
+
+        cfg = self.cfg
+        pointer = read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name,
+                               cfg.publish.channel)
+        if pointer is None:
+            return None
+        result = self.funnel(pointer.version, champion_day(cfg, cutoff))
+        return pointer.version, (result.output if isinstance(result, Cached) else result).metrics

@@ -271,19 +271,26 @@ def funnel_day(cfg: PinrecConfig, day: dt.date) -> dict:
     nobody saved a pin."""
     from pinrec.export.serving.store import Store, read_channel
     from pinrec.jobs.config import s3_options
-    from pinrec.jobs.funnel.funnel import eval_funnel
     from pinrec.jobs.funnel.replay import NothingToReplay
+
+    from .step_cache import Cached
 
     pointer = read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name, cfg.publish.channel)
     if pointer is None:
         return {"day": day.isoformat(), "skipped": f"no bundle on channel {cfg.publish.name}/{cfg.publish.channel} yet"}
+    steps = _steps(cfg)
     try:
-        report, where = eval_funnel(_spark(cfg), cfg, version=pointer.version, day=day)
+        result = steps.funnel(pointer.version, day)  # a rerun of the day with the same champion reuses its replay
     except NothingToReplay as err:  # a sparse log's day: publish measures no funnel either
         return {"day": day.isoformat(), "skipped": str(err)}
-    log.info("[funnel] %s", report.render())
+    cached = isinstance(result, Cached)
+    report = result.output if cached else result
+    log.info("[funnel] %s", result.render() if cached else report.render())
+    where = {"funnel": f"{steps.folders['funnel']}/funnel.json"}
     return {"day": day.isoformat(), "version": pointer.version, "users": report.users, "channels": list(report.channels),
-            "metrics": report.metrics, "notes": list(report.notes), "wrote": {"funnel": str(where)}}
+            "metrics": report.metrics, "notes": list(report.notes),
+            "cache": _cache("funnel", steps.fingerprints["funnel"], cached),
+            "wrote": {} if cached else where, "reused": where if cached else {}}
 
 
 def publish_day(cfg: PinrecConfig, day: dt.date, index_dir: str | None = None, ranker_dir: str | None = None,

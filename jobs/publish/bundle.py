@@ -214,7 +214,7 @@ def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime):
     from pinrec.jobs.funnel.funnel import replay_day
     from pinrec.jobs.funnel.replay import NothingToReplay
 
-    day = (cutoff - dt.timedelta(seconds=cfg.features.publish_delay_s, microseconds=1)).date()
+    day = champion_day(cfg, cutoff)  # the champion is replayed on the same day
     with tempfile.TemporaryDirectory(prefix="pinrec-funnel-candidate-") as scratch:
         publish(Store(scratch), cfg.publish.name, files, metrics, lineage, channel="funnel", blessing=cfg.blessing,
                 version="candidate")
@@ -225,10 +225,16 @@ def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime):
             return None
 
 
+def champion_day(cfg, cutoff: dt.datetime) -> dt.date:
+    """The day a candidate with feature cut-off ``cutoff`` is replayed on (:func:`candidate_funnel`'s):
+    the one ``cutoff`` closes."""
+    return (cutoff - dt.timedelta(seconds=cfg.features.publish_delay_s, microseconds=1)).date()
+
+
 def champion_funnel(spark, cfg, cutoff: dt.datetime) -> tuple[str, dict[str, float]] | None:
-    """(version, funnel metrics) of the bundle ``publish.channel`` serves now, replayed on the day the
-    candidate's ``cutoff`` closes (:func:`candidate_funnel`'s day), so the gate compares the two on
-    the same day; None while the channel points nowhere."""
+    """(version, funnel metrics) of the bundle ``publish.channel`` serves now, replayed on
+    :func:`champion_day`, so the gate compares the two on the same day; None while the channel
+    points nowhere."""
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.store import Store, read_channel
     from pinrec.jobs.config import s3_options
@@ -238,16 +244,15 @@ def champion_funnel(spark, cfg, cutoff: dt.datetime) -> tuple[str, dict[str, flo
     pointer = read_channel(store, cfg.publish.name, cfg.publish.channel)
     if pointer is None:
         return None
-    day = (cutoff - dt.timedelta(seconds=cfg.features.publish_delay_s, microseconds=1)).date()
     bundle = load(cfg.bundle_store_uri, cfg.publish.name, version=pointer.version, s3=s3_options(cfg.storage))
-    return pointer.version, replay_day(spark, cfg, bundle, day).metrics
+    return pointer.version, replay_day(spark, cfg, bundle, champion_day(cfg, cutoff)).metrics
 
 
 def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
                            ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
                            force: bool = False, register: bool = True,
                            two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None,
-                           champion: tuple[str, dict[str, float]] | None = None,
+                           champion: tuple[str, dict[str, float]] | None = None, replay_champion=None,
                            fingerprint: str = "") -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
@@ -258,7 +263,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     ``storage.artifacts`` (``cf_dir``: the newest cf folder, none when there is none). With
     ``funnel.at_publish`` the candidate's funnel is compared with the champion's on the same day:
     ``champion`` (version, metrics) when the caller replayed it already (the DAG's funnel task),
-    else :func:`champion_funnel` replays it here. ``fingerprint``: the publish step's cache fingerprint,
+    else ``replay_champion(spark, cfg, cutoff)`` replays it here (default :func:`champion_funnel`; the
+    step cache passes one that reuses a stored replay). ``fingerprint``: the publish step's cache fingerprint,
     kept in ``lineage.fingerprint`` (:mod:`pinrec.jobs.orchestration.step_cache`)."""
     import pyarrow.parquet as pq
 
@@ -342,7 +348,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         if funnel is not None:
             log.info("[publish] %s", funnel.render())
             metrics = replace(metrics, funnel=funnel.metrics)
-            champion = champion if champion is not None else champion_funnel(spark, cfg, cutoff)
+            champion = champion if champion is not None else (replay_champion or champion_funnel)(spark, cfg, cutoff)
         result = publish_bundle(replace(cfg.publish, store_uri=cfg.bundle_store_uri), files, metrics, lineage,
                                 blessing=cfg.blessing, s3=s3_options(cfg.storage), force=force,
                                 baseline_funnel=champion if funnel is not None else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -96,6 +97,58 @@ def test_a_replayed_day_without_saves_publishes_without_funnel_metrics_and_the_g
         eval_funnel(spark, own, day=empty, out=str(tmp_path / "funnel"))
     assert funnel_day(own, empty) == {"day": empty.isoformat(),
                                       "skipped": f"funnel: no user saved a pin on {empty}: nothing to replay"}
+
+
+@pytest.mark.spark
+def test_the_champions_replay_is_reused_while_bundle_day_config_and_tables_are_unchanged(tiny_world, spark, tmp_path):
+    """The DAG's funnel task and publish's gate replay the champion through the step cache: a rerun of the day
+    reuses the stored replay; another config replays again; publish's gate gets the replay from the cache."""
+    import dataclasses
+    import shutil
+
+    from pinrec.export.serving.store import Store, read_channel
+    from pinrec.jobs.funnel.funnel import READS
+    from pinrec.jobs.orchestration.cached_steps import READS as STEP_READS
+    from pinrec.jobs.orchestration.cached_training import PipelineSteps
+    from pinrec.jobs.orchestration.step_cache import StepCache
+    from pinrec.jobs.orchestration.tasks import funnel_day
+    from pinrec.jobs.publish.bundle import publish_serving_bundle
+
+    assert STEP_READS["funnel"] == READS
+    cfg, _result = tiny_world
+    # publishing below moves the channel, and the replays write under the artifacts: copies of both
+    shutil.copytree(cfg.bundle_store_uri, tmp_path / "serving")
+    shutil.copytree(cfg.storage.artifacts, tmp_path / "artifacts", ignore=shutil.ignore_patterns("funnel"))
+    own = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, artifacts=str(tmp_path / "artifacts")),
+                              publish=dataclasses.replace(cfg.publish, store_uri=str(tmp_path / "serving")))
+    champion = read_channel(Store(own.bundle_store_uri), own.publish.name, own.publish.channel).version
+    day = _landed(cfg)[-1]
+    first = funnel_day(own, day)
+    where = str(tmp_path / "artifacts" / "funnel" / champion / "funnel.json")
+    assert first["version"] == champion and first["cache"]["cached"] is False and first["wrote"] == {"funnel": where}
+    assert json.loads(Path(where).read_text())["metrics"] == first["metrics"] and first["users"] >= 5
+    again = funnel_day(own, day)
+    assert again["cache"] == {**first["cache"], "cached": True} and again["wrote"] == {}
+    assert again["reused"] == first["wrote"] and again["metrics"] == first["metrics"]
+    assert again["channels"] == first["channels"] and again["notes"] == first["notes"]
+    shorter = dataclasses.replace(own, funnel=dataclasses.replace(own.funnel, k=20))
+    changed = funnel_day(shorter, day)
+    assert changed["cache"]["cached"] is False and "served.hr@20" in changed["metrics"]
+    assert "served.hr@50" not in changed["metrics"]
+
+    # publish's gate: the champion's replay comes from the same cache (here the k=20 one just stored)
+    steps = PipelineSteps(shorter, spark, StepCache(shorter.cache), echo=lambda line: None)
+    cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()) + dt.timedelta(
+        seconds=cfg.features.publish_delay_s)
+    asked = []
+
+    def replay_champion(_spark, _cfg, at):
+        asked.append(at)
+        return steps.champion(at)
+
+    report = publish_serving_bundle(spark, shorter, cutoff=cutoff, register=False, replay_champion=replay_champion)
+    assert asked == [cutoff] and steps.cache.skipped == ["funnel"] and steps.cache.ran == []
+    assert report.funnel is not None and report.version != champion
 
 
 def test_the_pre_ranker_arm_keeps_what_serving_keeps_else_the_funnels_keep_and_needs_the_file():
