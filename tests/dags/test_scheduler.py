@@ -14,8 +14,8 @@ pre-built, one scheduled): landing, warehouse, artifacts and bundles on SeaweedF
 sent through the Airflow connection ``pinrec_spark`` to a standalone master whose worker has the
 AWS keys, MLflow on the ``mlflow_server`` fixture; it follows the asset-triggered training run to its
 ``plan`` task (the config taken from the event). In ``make test-all`` only (marker ``full``): that
-run to its end, the bundle loaded back from S3 (3-4 minutes more: every training task starts its own
-Python and JVM; ``tests/dags/test_pinrec_training.py`` runs the same DAG under ``dag.test()`` in
+run to its end, the bundle loaded back from S3 (5.5 minutes more, 331 s in the suite of 2026-12-06:
+every training task starts its own Python and JVM; ``tests/dags/test_pinrec_training.py`` runs the same DAG under ``dag.test()`` in
 ``make test``); the same on local disk and ``local[*]`` (one day pre-built, two scheduled: the first
 skips its training set); and a reprocessed day (``--reprocess-behavior completed``) that leaves the
 training set and the ingested rows unchanged.
@@ -178,10 +178,25 @@ class Airflow:
                 raise RuntimeError(f"airflow {name} exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM each process group this module started (its task processes and their Spark JVMs
-    included), then SIGKILL what is left after 10 s (the scheduler waits for running tasks, and
-    ``make test`` leaves the training run's tasks running: nothing of the throw-away run is kept)."""
+def _started_under(home: Path) -> list[int]:
+    """PIDs of the live processes whose environment has ``AIRFLOW_HOME=<home>``: everything the
+    Airflow processes of this module started, whatever process group or session it runs in."""
+    marker = f"AIRFLOW_HOME={home}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def _stop(procs: list[subprocess.Popen], home: Path) -> None:
+    """SIGTERM each process group this module started, then SIGKILL what is left after 10 s (the
+    scheduler waits for running tasks, and ``make test`` leaves the training run's tasks running:
+    nothing of the throw-away run is kept). Task processes, and their spark-submit JVMs, run in
+    process groups of their own: what still runs with this module's ``AIRFLOW_HOME`` is killed last."""
     for proc in procs:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -196,6 +211,11 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         except ProcessLookupError:
             pass
         proc.wait()
+    for pid in _started_under(home):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +274,7 @@ def airflow(postgres, topology, tmp_path_factory):
         _wait(lambda: _serialized(af), "both DAGs parsed and serialized", af, timeout=300)
         yield af
     finally:
-        _stop(list(reversed(started)))
+        _stop(list(reversed(started)), home)
 
 
 def _serialized(af: Airflow) -> bool:
