@@ -141,10 +141,13 @@ class SparkConfig:
     on a single machine's small days its extra stage per shuffle cost more than it saved: a fresh
     demo ran 679 Spark jobs with it, 395 without, same outputs).
     ``quick_jvm``: start the driver JVM tuned for short runs on small data: the C1 JIT compiler only
-    (``-XX:TieredStopAtLevel=1``) and the serial garbage collector. None: off, but ``pinrec demo`` on a
+    (``-XX:TieredStopAtLevel=1``), the serial garbage collector, and a 256 MB code cache (C1-only's
+    default of 48 MB is too small for Spark + Delta: a fresh demo flushed and recompiled ~60k methods,
+    23 s of sweeping; with 256 MB it ran ~10 % faster). None: off, but ``pinrec demo`` on a
     local master turns it on (a JVM of a few minutes: a fresh demo spent 95 CPU-seconds in JIT compilation
     without it and ran 5-7 % faster with it; a JVM that lives long, as the test suite's, ran a set of
-    ingest tests 33 % slower with it: C2's code pays off there; docs/benchmarks.md).
+    ingest tests 33 % slower with it, measured with the 48 MB cache: C2's code pays off there;
+    docs/benchmarks.md).
     ``extra["spark.driver.extraJavaOptions"]`` replaces these options and the log4j one.
     ``extra``: any other ``spark.*`` setting, applied last.
     """
@@ -189,7 +192,9 @@ class SparkConfig:
     @property
     def quick_jvm_options(self) -> tuple[str, ...]:
         """The driver JVM's options from ``quick_jvm`` (None: off)."""
-        return ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC") if self.quick_jvm else ()
+        if not self.quick_jvm:
+            return ()
+        return ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-XX:ReservedCodeCacheSize=256m")
 
 
 @section("synthetic")

@@ -52,7 +52,7 @@ def test_spark_submit_gets_the_cluster_settings_that_are_set():
         ("driver.example", "4g", "2")
 
 
-QUICK = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+QUICK = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=256m"
 
 
 @pytest.mark.parametrize(("master", "quick_jvm", "quick"), [
@@ -66,6 +66,28 @@ def test_the_driver_jvm_is_tuned_for_short_runs_only_when_asked(master, quick_jv
         options = conf["spark.driver.extraJavaOptions"]
         assert options.startswith(f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}")  # log4j's kept either way
         assert options.endswith(QUICK) == quick and ("TieredStopAtLevel" in options) == quick
+
+
+def test_this_java_takes_the_quick_options_with_a_code_cache_c1_only_does_not_outgrow():
+    """The options start a JVM (a typo would stop every demo at its first line), and they leave C1 a
+    256 MB code cache: its default with C1 only is 48 MB, which a demo's Spark + Delta code outgrew
+    (compiled methods flushed and compiled again, docs/benchmarks.md)."""
+    import shutil
+    import subprocess
+
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no java on PATH")
+
+    def flags(*options: str) -> dict[str, str]:
+        out = subprocess.run([java, *options, "-XX:+PrintFlagsFinal", "-version"], capture_output=True,
+                             text=True, check=True).stdout
+        return {f[1]: f[3] for f in (line.split() for line in out.splitlines()) if len(f) >= 4 and f[2] == "="}
+
+    quick = flags(*QUICK.split())
+    assert int(quick["ReservedCodeCacheSize"]) == 256 * 2**20
+    assert quick["TieredStopAtLevel"] == "1" and quick["UseSerialGC"] == "true"
+    assert int(flags("-XX:TieredStopAtLevel=1")["ReservedCodeCacheSize"]) < 256 * 2**20  # what it raises
 
 
 def test_the_demo_turns_the_quick_jvm_on_for_a_local_master_unless_set():
