@@ -133,3 +133,27 @@ def test_the_session_runs_with_the_resolved_partitions_and_adaptive_setting(spar
     session = get_spark(SparkConfig(master="local[1]", jars_dir=JARS))  # the test session, reused
     assert session.conf.get("spark.sql.shuffle.partitions") == "1"
     assert session.conf.get("spark.sql.adaptive.enabled") == "false"
+
+
+@pytest.mark.spark
+def test_arrow_batches_hold_100k_rows_unless_spark_extra_says_otherwise(spark):
+    from pinrec.jobs.io.spark import ARROW_BATCH_ROWS, get_spark
+
+    def batch_rows(session) -> list[int]:
+        def sizes(batches):
+            import pyarrow as pa
+
+            for b in batches:
+                yield pa.RecordBatch.from_pydict({"n": [b.num_rows]})
+
+        rows = session.range(0, 250_000, numPartitions=1).mapInArrow(sizes, "n long").collect()
+        return sorted((r.n for r in rows), reverse=True)
+
+    assert ARROW_BATCH_ROWS == 100_000
+    assert batch_rows(get_spark(SparkConfig(master="local[1]", jars_dir=JARS))) == [100_000, 100_000, 50_000]
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    try:
+        session = get_spark(SparkConfig(master="local[1]", jars_dir=JARS, extra={key: "120000"}))
+        assert batch_rows(session) == [120_000, 120_000, 10_000]
+    finally:
+        spark.conf.set(key, str(ARROW_BATCH_ROWS))
