@@ -146,8 +146,8 @@ class SparkConfig:
     23 s of sweeping; with 256 MB it ran ~10 % faster). None: off, but ``pinrec demo`` on a
     local master turns it on (a JVM of a few minutes: a fresh demo spent 95 CPU-seconds in JIT compilation
     without it and ran 5-7 % faster with it; a JVM that lives long, as the test suite's, ran a set of
-    ingest tests 33 % slower with it, measured with the 48 MB cache: C2's code pays off there;
-    docs/benchmarks.md).
+    ingest tests 33 % slower with it with the 48 MB cache, 7 % slower with 256 MB: C2's code pays off
+    there; docs/benchmarks.md).
     ``extra["spark.driver.extraJavaOptions"]`` replaces these options and the log4j one.
     ``extra``: any other ``spark.*`` setting, applied last.
     """
