@@ -10,7 +10,10 @@ For each spine size N and each key distribution (``--keys uniform,zipf``), one r
    a. ours: ``pinrec.jobs.features.pit_join.point_in_time_join_many`` over the 3 views
       (``validate=False``; the uniqueness check is timed once, separately), Spark ``noop`` write,
       on each of ``--paths``: ``broadcast`` (feature tables Spark estimates at most
-      ``--broadcast-max-mib`` take the in-place lookup) and ``sort-merge`` (the limit set to 0);
+      ``--broadcast-max-mib`` take the in-place lookup), ``shuffle`` (the limit set to 0: validity
+      intervals and a shuffled hash join, ``shuffle_join="interval"``, pinrec's default for large
+      views) and ``window`` (the limit set to 0 and ``shuffle_join="window"``: the running-max
+      windows, the shuffle path before 2026-12-06, named ``sort-merge`` in earlier tables);
       the Spark session's start is timed too;
    b. the real Feast (``pit_join_feast.py``, in Feast's own environment: ``--feast-python``,
       ``--make-feast-env``): its local file offline store's ``get_historical_features`` with
@@ -60,7 +63,8 @@ FEAST_WORKER = Path(__file__).resolve().with_name("pit_join_feast.py")
 DEFAULT_FEAST_PYTHON = Path.home() / ".cache" / "pinrec" / "feast-venv" / "bin" / "python"
 FEAST_PIN = ("feast==0.67.0", "pandas>=2.2,<3", "pyarrow", "psutil")
 KEY_DISTRIBUTIONS = ("uniform", "zipf")
-PATHS = {"broadcast": None, "sort-merge": 0.0}  # --broadcast-max-mib of each path (None: the flag's value)
+#: --broadcast-max-mib (None: the flag's value) and shuffle_join of each path
+PATHS = {"broadcast": (None, "interval"), "shuffle": (0.0, "interval"), "window": (0.0, "window")}
 
 SEED = 20260101
 DAYS = 30
@@ -253,7 +257,8 @@ def write_sample(data_dir: Path, out: Path, rows: int, seed: int) -> None:
 # the formulations (run inside workers)
 # --------------------------------------------------------------------------------------------
 
-def ours_chain(spine, tables: dict, ttl: dt.timedelta, validate: bool = False, broadcast_max_mib: float | None = None):
+def ours_chain(spine, tables: dict, ttl: dt.timedelta, validate: bool = False, broadcast_max_mib: float | None = None,
+               shuffle_join: str = "interval"):
     from pinrec.jobs.features.pit_join import (
         BROADCAST_MAX_BYTES,
         point_in_time_join_many,
@@ -261,7 +266,8 @@ def ours_chain(spine, tables: dict, ttl: dt.timedelta, validate: bool = False, b
 
     limit = BROADCAST_MAX_BYTES if broadcast_max_mib is None else broadcast_max_mib * 2**20
     joins = [(tables[v.name], make_feature_view(v, ttl)) for v in VIEWS]
-    return point_in_time_join_many(spine, joins, validate=validate, broadcast_max_bytes=limit)
+    return point_in_time_join_many(spine, joins, validate=validate, broadcast_max_bytes=limit,
+                                   shuffle_join=shuffle_join)
 
 
 def feast_join(spine, features, v: BenchView, ttl_s: int, spine_ts: str = "ts"):
@@ -394,7 +400,8 @@ def worker_main(args) -> None:
 
     def build():
         if args._worker == "ours":
-            return ours_chain(spine, tables, ttl, validate=False, broadcast_max_mib=args.broadcast_max_mib)
+            return ours_chain(spine, tables, ttl, validate=False, broadcast_max_mib=args.broadcast_max_mib,
+                              shuffle_join=args.shuffle_join)
         if args._worker == "feast_sql":
             return feast_chain(spine, tables, ttl_s)
         raise ValueError(f"unknown Spark worker {args._worker!r}: ours or feast_sql")
@@ -455,7 +462,7 @@ def _tree(pid: int):
 
 
 def worker_cmd(kind: str, args, data_dir: Path, events_path: Path, broadcast_max_mib: float | None = None,
-               spine: Path | None = None, save: Path | None = None) -> list[str]:
+               spine: Path | None = None, save: Path | None = None, shuffle_join: str = "interval") -> list[str]:
     """The command line of one worker: the real Feast runs ``pit_join_feast.py`` with
     ``args.feast_python`` (its own environment); every other kind runs this file with ours."""
     if kind == "feast":
@@ -468,13 +475,14 @@ def worker_cmd(kind: str, args, data_dir: Path, events_path: Path, broadcast_max
             "--shuffle-partitions", str(args.shuffle_partitions), "--driver-memory", args.driver_memory,
             "--spark-cores", str(args.spark_cores), "--duckdb-threads", str(args.duckdb_threads),
             *(["--broadcast-max-mib", str(broadcast_max_mib)] if broadcast_max_mib is not None else []),
+            "--shuffle-join", shuffle_join,
             *(["--no-time-validate"] if not args.time_validate else []),
             *(["--_spine", str(spine)] if spine else []), *(["--_save", str(save)] if save else [])]
 
 
 def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float, tag: str,
                broadcast_max_mib: float | None = None, spine: Path | None = None, save: Path | None = None,
-               max_rss: int | None = None) -> dict:
+               max_rss: int | None = None, shuffle_join: str = "interval") -> dict:
     """Run one worker subprocess; return its events, peaks, its cold start (launch to ``ready``,
     ``start_s``) and whether it timed out or was killed for holding more than ``max_rss`` bytes
     (the RSS of its whole process tree; polled every 0.2 s)."""
@@ -482,7 +490,7 @@ def run_worker(kind: str, args, data_dir: Path, work: Path, run_timeout_s: float
 
     events_path = work / f"{tag}.events.jsonl"
     log_path = work / f"{tag}.log"
-    cmd = worker_cmd(kind, args, data_dir, events_path, broadcast_max_mib, spine, save)
+    cmd = worker_cmd(kind, args, data_dir, events_path, broadcast_max_mib, spine, save, shuffle_join)
     env = dict(os.environ)
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     env.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -721,9 +729,10 @@ def parse_args(argv=None):
     p.add_argument("--sizes", default="1e6,1e7", help="comma-separated spine sizes (default 1e6,1e7)")
     p.add_argument("--keys", default="uniform,zipf",
                    help="comma-separated key distributions of user and pin ids: uniform, zipf (default both)")
-    p.add_argument("--paths", default="broadcast,sort-merge",
+    p.add_argument("--paths", default="broadcast,shuffle",
                    help="ours' join paths to time: broadcast (feature tables up to --broadcast-max-mib take the "
-                        "in-place lookup) and sort-merge (--broadcast-max-mib 0) (default both)")
+                        "in-place lookup), shuffle (--broadcast-max-mib 0: validity intervals, a hash join) "
+                        "and window (--broadcast-max-mib 0, shuffle_join='window') (default broadcast,shuffle)")
     p.add_argument("--no-feast", dest="feast", action="store_false", help="skip the real Feast")
     p.add_argument("--feast-python", default=str(DEFAULT_FEAST_PYTHON),
                    help=f"Python of Feast's own environment (default {DEFAULT_FEAST_PYTHON})")
@@ -759,6 +768,8 @@ def parse_args(argv=None):
     p.add_argument("--broadcast-max-mib", type=float, default=None,
                    help="ours' broadcast path: feature tables Spark estimates at most this size (MiB) take the "
                         "broadcast lookup (default: pinrec.jobs.features.pit_join.BROADCAST_MAX_BYTES)")
+    p.add_argument("--shuffle-join", default="interval", choices=("interval", "window"),
+                   help="ours' join after the shuffle for views over the broadcast limit (default lookup)")
     for hidden in ("--_worker", "--_data", "--_events", "--_spine", "--_save"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -849,9 +860,10 @@ def main(argv=None) -> int:
                 log(f"  {stats}")
                 entry: dict = {"n": n, "keys": keys, "data": stats}
                 for path in paths:
-                    bmm = args.broadcast_max_mib if PATHS[path] is None else PATHS[path]
+                    limit, shuffle_join = PATHS[path]
+                    bmm = args.broadcast_max_mib if limit is None else limit
                     entry[f"ours_{path}"] = _time_worker("ours", args, data_dir, work, f"{keys}_n{n}_ours_{path}",
-                                                         broadcast_max_mib=bmm)
+                                                         broadcast_max_mib=bmm, shuffle_join=shuffle_join)
                 entry["duckdb"] = _time_worker("duckdb", args, data_dir, work, f"{keys}_n{n}_duckdb")
                 peers = [*(["feast"] if args.feast else []), *(["feast_sql"] if args.spark_formulation else [])]
                 for kind in peers:

@@ -250,7 +250,7 @@ def parse_args(argv=None):
     p.add_argument("--driver-memory", default="8g")
     p.add_argument("--broadcast-max-mib", type=float, default=None,
                    help="feature tables Spark estimates at most this size (MiB) take the broadcast lookup; "
-                        "0: sort-merge only (default: pinrec.jobs.features.pit_join.BROADCAST_MAX_BYTES)")
+                        "0: a shuffle path only (default: pinrec.jobs.features.pit_join.BROADCAST_MAX_BYTES)")
     p.add_argument("--run-timeout-min", type=float, default=30.0, help="limit per worker run (default 30)")
     p.add_argument("--out", help="write all results as JSON to this path")
     p.add_argument("--work-dir", help="data, logs and the S3 server's files (default: a temp dir, removed at the end)")

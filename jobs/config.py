@@ -350,8 +350,9 @@ class TrainingSetConfig:
     ``window_days``: a scheduled run for day ``d`` rebuilds the training set of the days
     ``d - window_days + 1 .. d`` (0: every ingested day up to ``d``).
     ``broadcast_max_mb``: a feature table Spark estimates at most this large is looked up in place
-    (collected to the driver, a copy in every Python worker) instead of sort-merge joined
-    (:mod:`pinrec.jobs.features.pit_join`); 0 always sort-merges.
+    (collected to the driver, a copy in every Python worker) instead of joined after a shuffle of
+    the spine (validity intervals and a hash join; :mod:`pinrec.jobs.features.pit_join`); 0 always
+    shuffles.
     """
 
     maturity_s: PosInt = 6 * 3600

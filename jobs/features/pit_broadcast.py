@@ -1,6 +1,6 @@
 """Broadcast point-in-time join: small feature views are looked up in place, the spine never moves.
 
-The same rule as the sort-merge path of :mod:`pinrec.jobs.features.pit_join` (the row with the greatest
+The same rule as the window path of :mod:`pinrec.jobs.features.pit_join` (the row with the greatest
 ``(feature_ts, created_ts)`` among those known at ``t``, i.e. ``max(feature_ts, created_ts) <= t``,
 if ``feature_ts >= t - ttl``), for a feature table small enough to collect, as Spark's broadcast
 hash join does for a small side (:data:`pinrec.jobs.features.pit_join.BROADCAST_MAX_BYTES`):
@@ -11,7 +11,7 @@ hash join does for a small side (:data:`pinrec.jobs.features.pit_join.BROADCAST_
   the running max of that rank (the preferred row known by then: a late-written old value or a
   not-yet-written rewrite never wins) and the row it ranks. Rows equal in (key, feature_ts,
   created_ts) would tie: when the table has any (only with ``validate=False``), Spark reduces
-  each such group to the ``max`` of its values, the expression the sort-merge path uses, and the
+  each such group to the ``max`` of its values, the expression the window path uses, and the
   reduced table is indexed instead;
 * workers (:func:`lookup`, inside one ``mapInArrow`` over the spine for all broadcast views):
   for a spine row (key ``k``, time ``t``) the last index row of ``k`` with ``known_ts <= t`` is a
@@ -128,7 +128,7 @@ def build_index(table, view, ttl_us: int) -> ViewIndex:
 
 def max_of_exact_duplicates(rows, view):
     """``rows`` with each group of rows equal in (entities, feature_ts, created_ts) reduced to the
-    ``max`` of their values' struct (nulls lowest): the row the sort-merge path's running ``max``
+    ``max`` of their values' struct (nulls lowest): the row the window path's running ``max``
     over ``struct(feature_ts, created_ts, values)`` takes of such a group."""
     from pyspark.sql import functions as F
 
@@ -215,7 +215,7 @@ def broadcast_join(spine, joins, spine_ts: str):
                                             *(f.name for f in view.features))
         ttl_us = int(view.ttl.total_seconds()) * 1_000_000
         index = build_index(rows.toArrow(), view, ttl_us)
-        if index.ties:  # only with validate=False: let Spark's max pick, as on the sort-merge path
+        if index.ties:  # only with validate=False: let Spark's max pick, as on the window path
             index = build_index(max_of_exact_duplicates(rows, view).toArrow(), view, ttl_us)
         index = replace(index, entities=tuple(names[e] for e in view.entities))
         indexes.append((view.missing_column, index))

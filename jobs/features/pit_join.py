@@ -8,7 +8,7 @@ those known at ``t`` the greatest ``created_ts`` wins (a rewrite replaces the va
 never before); rows equal in ``created_ts`` too, the greatest feature values in Spark's ordering
 (``max`` of their struct, nulls lowest).
 
-Algorithm (a sort-merge as-of join, linear in rows, no range join): union spine and feature rows,
+The window path (a sort-merge as-of join, linear in rows, no range join): union spine and feature rows,
 each feature row stamped with the time it became known, ``known_ts = max(feature_ts, created_ts)``;
 within each entity, ordered by that time (feature rows before spine rows on ties, since ``<=``),
 a running ``max`` over ``struct(feature_ts, created_ts, values)`` is the freshest known row at
@@ -25,19 +25,31 @@ partitioned by that column, and one window per view on it (hash partitioning by 
 clusters ``(user_id, category)`` too, so Spark adds no second shuffle). Spine columns travel flat,
 not re-shuffled per view; groups adding fewer columns go first, so the widest spine is shuffled
 least. Spine rows with a null first entity are spread by a hash of the row (``__pit_salt``)
-instead of all landing in one window group. A view whose feature table Spark estimates at most
-``broadcast_max_bytes`` is instead collected, indexed and looked up in place, without moving the
-spine (:mod:`pinrec.jobs.features.pit_broadcast`, like Spark's broadcast hash join for a small side).
+instead of all landing in one window group.
+
+That window formulation (``shuffle_join="window"``) is the general one. Two faster paths take the
+views whose column types they handle (integral or string keys, ``timestamp`` times):
+
+* a view whose feature table Spark estimates at most ``broadcast_max_bytes`` is collected, indexed
+  and looked up in place, without moving the spine (:mod:`pinrec.jobs.features.pit_broadcast`,
+  like Spark's broadcast hash join for a small side);
+* a larger one (``shuffle_join="interval"``, the default) becomes validity intervals (the same
+  running ``max``, over its feature rows only) that the spine meets in a shuffled hash join, without
+  sorting the spine (:mod:`pinrec.jobs.features.pit_interval`).
 """
 from __future__ import annotations
 
 from pinrec.schemas.features import FeatureView
+
+from .pit_interval import BUCKET, END, KEY, LEVEL, SPINE_BUCKET, START, T_US, VALUE
 
 ORDER, KNOWN, SALT = "__pit_order", "__pit_known_ts", "__pit_salt"
 FTS, CTS = "__pit_fts", "__pit_cts"  # struct fields: no clash with a feature's name
 SALT_BUCKETS = 1024
 #: Feature tables Spark estimates at most this size take the broadcast path (0 turns it off).
 BROADCAST_MAX_BYTES = 128 * 2**20
+#: What joins a view too large to broadcast after the shuffle (see :func:`point_in_time_join`).
+SHUFFLE_JOINS = ("interval", "window")
 
 
 class FeatureTableError(ValueError):
@@ -58,7 +70,7 @@ def check_unique(features, view: FeatureView) -> None:
 
 
 def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts", validate: bool = True,
-                       broadcast_max_bytes: float = BROADCAST_MAX_BYTES):
+                       broadcast_max_bytes: float = BROADCAST_MAX_BYTES, shuffle_join: str = "interval"):
     """Attach ``view``'s features to every row of ``spine`` as known at ``spine[spine_ts]``.
 
     Args:
@@ -72,18 +84,22 @@ def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts",
             refuse them; False: skip the check (it costs a shuffle); duplicates are then resolved as
             the module docstring says.
         broadcast_max_bytes: a feature table estimated at most this large is collected and
-            looked up in place (:mod:`pinrec.jobs.features.pit_broadcast`); 0: always the sort-merge path,
+            looked up in place (:mod:`pinrec.jobs.features.pit_broadcast`); 0: always a shuffle (``shuffle_join``),
             ``inf``: always the lookup where the column types allow it.
+        shuffle_join: how a view too large to broadcast meets the shuffled spine: ``"interval"``
+            (:mod:`pinrec.jobs.features.pit_interval`: the feature rows as validity intervals, one
+            hash join, where the column types allow it) or ``"window"`` (the running ``max`` above
+            over spine and feature rows together, any types).
 
     Returns:
         ``spine`` plus ``<view>__<feature>`` for every feature, ``<view>__feature_ts`` and
         ``<view>__missing`` (boolean).
     """
-    return point_in_time_join_many(spine, [(features, view)], spine_ts, validate, broadcast_max_bytes)
+    return point_in_time_join_many(spine, [(features, view)], spine_ts, validate, broadcast_max_bytes, shuffle_join)
 
 
 def point_in_time_join_many(spine, joins, spine_ts: str = "ts", validate: bool = True,
-                            broadcast_max_bytes: float = BROADCAST_MAX_BYTES):
+                            broadcast_max_bytes: float = BROADCAST_MAX_BYTES, shuffle_join: str = "interval"):
     """:func:`point_in_time_join` of ``spine`` with several views at once: ``joins`` is a sequence
     of ``(features, view)``. Same result as chaining :func:`point_in_time_join` over them (columns
     in the order given), with one shuffle of the spine per distinct first entity column instead
@@ -91,7 +107,10 @@ def point_in_time_join_many(spine, joins, spine_ts: str = "ts", validate: bool =
     from pyspark.sql import functions as F
 
     from .pit_broadcast import broadcast_join, supported
+    from .pit_interval import interval_join
 
+    if shuffle_join not in SHUFFLE_JOINS:
+        raise ValueError(f"shuffle_join must be one of {SHUFFLE_JOINS}, got {shuffle_join!r}")
     joins = list(joins)
     if not joins:
         raise ValueError("point_in_time_join_many needs at least one (features, view) pair")
@@ -99,7 +118,8 @@ def point_in_time_join_many(spine, joins, spine_ts: str = "ts", validate: bool =
     if len(set(names)) != len(names):
         raise ValueError(f"feature view names must be unique, got {names}")
     added = [c for _, v in joins for c in _output_columns(v)]
-    clash = [c for c in (*added, ORDER, KNOWN, SALT) if c in spine.columns]
+    clash = [c for c in (*added, ORDER, KNOWN, SALT, T_US, SPINE_BUCKET, START, END, BUCKET, VALUE,
+                              KEY, LEVEL) if c in spine.columns]
     if clash:
         raise FeatureTableError(f"spine already has columns {clash} that the join would add")
     for features, view in joins:
@@ -126,7 +146,12 @@ def point_in_time_join_many(spine, joins, spine_ts: str = "ts", validate: bool =
             groups.setdefault(view.entities[0], []).append((features, view))
     out = broadcast_join(spine, small, spine_ts) if small else spine
     for members in sorted(groups.values(), key=lambda m: sum(len(_output_columns(v)) for _, v in m)):
-        out = _join_group(out, members, spine_ts)
+        fits = [shuffle_join == "interval" and supported(spine.schema, f.schema, v, spine_ts) for f, v in members]
+        if any(fits):
+            out = interval_join(out, [m for m, ok in zip(members, fits) if ok], spine_ts)
+        windowed = [m for m, ok in zip(members, fits) if not ok]
+        if windowed:
+            out = _join_group(out, windowed, spine_ts)
     types = {f.name: f.dataType for f in spine.schema.fields}
     return out.select(*[_col(c).cast(types[c]).alias(c) for c in spine.columns], *added)
 

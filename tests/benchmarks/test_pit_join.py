@@ -49,7 +49,7 @@ def test_parse_args_rejects_unknown_keys_and_paths(capsys):
     assert "--keys: ['normal'] not allowed; choose from uniform, zipf" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         pj.parse_args(["--paths", "hash"])
-    args = pj.parse_args(["--paths", "sort-merge"])
+    args = pj.parse_args(["--paths", "window"])
     assert args.keys == "uniform,zipf" and args.sizes == "1e6,1e7" and args.feast and not args.spark_formulation
 
 
@@ -65,17 +65,17 @@ def test_worker_cmd_runs_the_real_feast_in_its_own_python(tmp_path):
 def _entry(feast: dict) -> dict:
     return {"n": 1000, "keys": "zipf", "data": {},
             "ours_broadcast": {"median_s": 2.0, "spark_start_s": 5.0},
-            "ours_sort-merge": {"median_s": 3.0, "spark_start_s": 5.0},
+            "ours_shuffle": {"median_s": 3.0, "spark_start_s": 5.0},
             "duckdb": {"median_s": 1.0, "rows": 1000}, "feast": feast}
 
 
 def test_ratios_per_row_returned_per_call_and_vs_duckdb():
-    r = pj.ratios(_entry({"median_s": 9.0, "rows": 250}), ["broadcast", "sort-merge"])
+    r = pj.ratios(_entry({"median_s": 9.0, "rows": 250}), ["broadcast", "shuffle"])
     assert r["per_row"] == pytest.approx((9 / 250) / (2 / 1000))  # 18x: Feast returned a quarter of the rows
     assert r["per_call"] == pytest.approx(9 / (5 + 2))
-    assert r["vs_duckdb"] == {"broadcast": pytest.approx(2.0), "sort-merge": pytest.approx(3.0)}
-    dnf = pj.ratios(_entry({"dnf": "killed at 8.00 GiB RSS"}), ["sort-merge"])
-    assert dnf["per_row"] is None and dnf["per_call"] is None and dnf["vs_duckdb"] == {"sort-merge": 3.0}
+    assert r["vs_duckdb"] == {"broadcast": pytest.approx(2.0), "shuffle": pytest.approx(3.0)}
+    dnf = pj.ratios(_entry({"dnf": "killed at 8.00 GiB RSS"}), ["shuffle"])
+    assert dnf["per_row"] is None and dnf["per_call"] is None and dnf["vs_duckdb"] == {"shuffle": 3.0}
 
 
 def test_compare_feast_on_the_rows_feast_returned():
@@ -109,7 +109,7 @@ def test_render_reads_a_saved_report_with_the_targets(tmp_path, capsys):
     assert "| uniform | 1,000 | 1,000 / 250 / 1,000 | 2.00 | 3.00 | 5.00 | 9.00 | 1.00 | 18.00× | 1.29× | 2.00× | 3.00× |" in out
     assert "| zipf | 1,000 | 1,000 / – / 1,000 | 2.00 | 3.00 | 5.00 | killed at 8.10 GiB RSS" in out
     assert ("- uniform keys: >= 5x faster than Feast per spine row returned: met (18.00×); faster per call with "
-            "Spark start included: met (1.29×); within 2x of DuckDB ASOF: broadcast met (2.00×); sort-merge not met "
+            "Spark start included: met (1.29×); within 2x of DuckDB ASOF: broadcast met (2.00×); shuffle not met "
             "(3.00×).") in out
     assert "- zipf keys: >= 5x faster than Feast per spine row returned: Feast did not return (killed at 8.10" in out
 

@@ -1,5 +1,7 @@
 """Point-in-time join: exact cases, a brute-force reference on random histories, no leakage, on
-both paths (sort-merge shuffle and broadcast lookup); several views at once."""
+three paths (the shuffle with a window or with validity intervals and a hash join, and the broadcast
+lookup);
+several views at once."""
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +23,11 @@ T0 = dt.datetime(2026, 1, 1)
 VIEW = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(hours=10))
 SPINE_SCHEMA = "event_id string, user_id bigint, ts timestamp"
 FEATURE_SCHEMA = "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint"
-PATHS = {"shuffle": 0, "broadcast": float("inf")}  # broadcast_max_bytes forcing each path
+PATHS = {  # the join's arguments forcing each path
+    "window": {"broadcast_max_bytes": 0, "shuffle_join": "window"},
+    "interval": {"broadcast_max_bytes": 0, "shuffle_join": "interval"},
+    "broadcast": {"broadcast_max_bytes": float("inf")},
+}
 
 
 @pytest.fixture(params=sorted(PATHS))
@@ -37,11 +43,13 @@ def h(hours: float) -> dt.datetime:
     return T0 + dt.timedelta(hours=hours)
 
 
-def run(spark, spine_rows, feature_rows, view=VIEW, path="shuffle", validate=True):
+def run(spark, spine_rows, feature_rows, view=VIEW, path="window", validate=True):
     spine = spark.createDataFrame(spine_rows, SPINE_SCHEMA)
     features = spark.createDataFrame(feature_rows, FEATURE_SCHEMA)
-    df = point_in_time_join(spine, features, view, validate=validate, broadcast_max_bytes=PATHS[path])
-    assert ("MapInArrow" in plan_of(df)) == (path == "broadcast")
+    df = point_in_time_join(spine, features, view, validate=validate, **PATHS[path])
+    plan = plan_of(df)
+    assert ("MapInArrow" in plan, "Exchange" in plan) == {"window": (False, True), "interval": (False, True),
+                                                          "broadcast": (True, False)}[path]
     out = df.collect()
     return {r["event_id"]: (r["u__saves"], r["u__feature_ts"], r["u__missing"]) for r in out}
 
@@ -197,6 +205,46 @@ def test_matches_brute_force_with_duplicate_rows(spark, path, history):
     assert got == reference(spine_rows, feature_rows, ttl)
 
 
+@pytest.mark.parametrize("rows_per_bucket", [8, 1])
+def test_interval_path_narrows_the_buckets_of_a_hot_key(spark, monkeypatch, rows_per_bucket):
+    """A key updated every few minutes under a 12-hour TTL (hundreds of rows per bucket) gets finer
+    buckets (level > 0) and still answers as the brute force, beside sparse keys; with one row per
+    bucket allowed, nearly every key has a level."""
+    import random
+
+    from pinrec.jobs.features import pit_interval
+
+    monkeypatch.setattr(pit_interval, "ROWS_PER_BUCKET", rows_per_bucket)
+    rng = random.Random(3)
+    ttl = dt.timedelta(hours=12)
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
+    feature_rows = [(1, T0 + dt.timedelta(minutes=5 * i), T0 + dt.timedelta(minutes=5 * i + rng.choice([0, 0, 7])), i)
+                    for i in range(400)]  # 400 rows in 33 h
+    feature_rows += [(k, h(f := rng.randrange(40)), h(f + rng.choice([0, 1])), 1000 + k) for k in (2, 3, 4)
+                     for _ in range(3)]
+    feature_rows = list({(k, f): (k, f, c, v) for k, f, c, v in feature_rows}.values())
+    spine_rows = [(f"e{i}", rng.choice([1, 1, 2, 3, 4, 5, None]), T0 + dt.timedelta(minutes=rng.randrange(60 * 50)))
+                  for i in range(120)]
+    features = spark.createDataFrame(feature_rows, FEATURE_SCHEMA)
+    hot = {r[0]: r[1] for r in pit_interval.levels([(features, view)], pit_interval.bucket_width(view),
+                                                   features.schema["user_id"].dataType).collect()}
+    assert hot[1] >= 2 and (len(hot) > 1) == (rows_per_bucket == 1)
+    got = run(spark, spine_rows, feature_rows, view, path="interval")
+    assert got == reference(spine_rows, feature_rows, ttl)
+    assert sum(not missing for _, _, missing in got.values()) > 30
+
+
+def test_spine_columns_named_like_the_paths_helpers_are_kept(spark, path):
+    """Spine columns called value, next, start (or with the join's own prefixes refused by name)."""
+    spine = spark.createDataFrame([("e", 1, h(5), "v", 2, 3)],
+                                  "event_id string, user_id bigint, ts timestamp, value string, next int, start int")
+    features = spark.createDataFrame([(1, h(1), h(1), 4)], FEATURE_SCHEMA)
+    out = point_in_time_join(spine, features, VIEW, **PATHS[path]).collect()
+    assert [(r["value"], r["next"], r["start"], r["u__saves"]) for r in out] == [("v", 2, 3, 4)]
+    with pytest.raises(FeatureTableError, match="__pit_value"):
+        point_in_time_join(spine.withColumnRenamed("value", "__pit_value"), features, VIEW, **PATHS[path])
+
+
 def test_composite_entity_keys(spark, path):
     view = FeatureView("uc", ("user_id", "category"), (Feature("rate", "float64"),), ttl=dt.timedelta(days=1))
     spine = spark.createDataFrame([("e1", 1, "art", h(5)), ("e2", 1, "food", h(5)), ("e3", None, "art", h(5))],
@@ -204,7 +252,7 @@ def test_composite_entity_keys(spark, path):
     features = spark.createDataFrame([(1, "art", h(1), h(1), 0.5), (1, "food", h(6), h(6), 0.9)],
                                      "user_id bigint, category string, feature_ts timestamp, created_ts timestamp, "
                                      "rate double")
-    out = point_in_time_join(spine, features, view, broadcast_max_bytes=PATHS[path])
+    out = point_in_time_join(spine, features, view, **PATHS[path])
     got = {r["event_id"]: (r["uc__rate"], r["uc__missing"]) for r in out.collect()}
     assert got == {"e1": (0.5, False), "e2": (None, True), "e3": (None, True)}
 
@@ -244,7 +292,7 @@ def as_dict(df):
 
 def test_many_views_exact_cases_and_spine_columns_kept(spark, path):
     spine, joins = many_inputs(spark)
-    df = point_in_time_join_many(spine, joins, broadcast_max_bytes=PATHS[path])
+    df = point_in_time_join_many(spine, joins, **PATHS[path])
     assert df.columns == [*spine.columns, "user__saves", "user__tags", "user__feature_ts", "user__missing",
                           "user_cat__rate", "user_cat__feature_ts", "user_cat__missing",
                           "pin__age", "pin__feature_ts", "pin__missing"]
@@ -266,28 +314,34 @@ def test_many_views_equal_chained_single_views_and_share_one_shuffle(spark):
     spine, joins = many_inputs(spark)
     chained = spine
     for features, view in joins:
-        chained = point_in_time_join(chained, features, view, broadcast_max_bytes=0)
+        chained = point_in_time_join(chained, features, view, **PATHS["window"])
     expected = as_dict(chained)
-    for mb in PATHS.values():
-        df = point_in_time_join_many(spine, joins, broadcast_max_bytes=mb)
+    for kwargs in PATHS.values():
+        df = point_in_time_join_many(spine, joins, **kwargs)
         assert as_dict(df) == expected
-    plan = plan_of(point_in_time_join_many(spine, joins, broadcast_max_bytes=0))
     # user and (user, category) share the shuffle by user_id; pin has its own
+    plan = plan_of(point_in_time_join_many(spine, joins, **PATHS["window"]))
     assert plan.count("- Exchange ") == 2 and plan.count("Window [") == 3
+    plan = plan_of(point_in_time_join_many(spine, joins, **PATHS["interval"]))
+    assert plan.count("ShuffledHashJoin") == 3 and "MapInArrow" not in plan
 
 
 def test_many_views_mixed_paths(spark):
-    """A view with a key type the broadcast path does not take (boolean) is sort-merged."""
+    """A view with a key type the broadcast and interval paths do not take (boolean) takes the window path."""
     spine, joins = many_inputs(spark)
     flag = FeatureView("flag", ("is_new",), (Feature("boost", "float64"),), ttl=dt.timedelta(hours=10))
     spine = spine.withColumn("is_new", spine["position"] % 2 == 0)
     flags = spark.createDataFrame([(True, h(1), h(1), 2.0)], "is_new boolean, feature_ts timestamp, "
                                   "created_ts timestamp, boost double")
-    df = point_in_time_join_many(spine, [*joins, (flags, flag)], broadcast_max_bytes=float("inf"))
-    plan = plan_of(df)
-    assert "MapInArrow" in plan and plan.count("Window [") == 1
-    got = {k: (v["flag__boost"], v["user__saves"]) for k, v in as_dict(df).items()}
-    assert got == {"a": (2.0, 10), "b": (None, 10), "c": (2.0, None), "d": (None, 20), "e": (2.0, 80)}
+    for kwargs in (PATHS["broadcast"], PATHS["interval"]):
+        df = point_in_time_join_many(spine, [*joins, (flags, flag)], **kwargs)
+        plan = plan_of(df)
+        if kwargs is PATHS["broadcast"]:
+            assert "MapInArrow" in plan and plan.count("Window [") == 1
+        else:  # a window per view over its feature rows, one over spine + flags
+            assert plan.count("ShuffledHashJoin") == 3 and plan.count("Window [") == 4
+        got = {k: (v["flag__boost"], v["user__saves"]) for k, v in as_dict(df).items()}
+        assert got == {"a": (2.0, 10), "b": (None, 10), "c": (2.0, None), "d": (None, 20), "e": (2.0, 80)}
 
 
 def test_many_views_bad_inputs(spark):
@@ -310,7 +364,8 @@ def test_a_spine_time_spark_knows_is_not_null_is_joined_without_a_null_check_job
     sc = spark.sparkContext
     sc.setJobGroup("pinrec-test-pit-literal", "planning the join")
     try:
-        joined = point_in_time_join(spine, features, VIEW, validate=False, broadcast_max_bytes=0)
+        # the window path (the interval path runs one job at planning: whether any key is hot)
+        joined = point_in_time_join(spine, features, VIEW, validate=False, **PATHS["window"])
     finally:
         sc.setJobGroup("", "")
     assert sc.statusTracker().getJobIdsForGroup("pinrec-test-pit-literal") == []  # nothing ran yet
