@@ -101,8 +101,8 @@ def _with_level(df, lead: str, hot):
 
 def intervals(features, view, width: int, hot):
     """``view``'s feature rows as validity intervals: one row per (key, interval, bucket) with the
-    entity columns, ``START``/``END`` (microseconds, end exclusive), ``BUCKET`` and ``VALUE`` (the
-    struct of ``FTS``, ``CTS`` and the features). Buckets are ``width`` microseconds wide, 4^level
+    entity columns, ``START``/``END`` (microseconds, end exclusive), ``BUCKET`` and the freshest
+    row's ``feature_ts`` and features (:func:`_value_columns`). Buckets are ``width`` microseconds wide, 4^level
     times narrower for the first-entity values in ``hot`` (:func:`levels`; None: none)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -121,11 +121,24 @@ def intervals(features, view, width: int, hot):
                        F.lead(START).over(order).alias(NEXT))
     stale = F.unix_micros(F.col(VALUE).getField(FTS)) + F.lit(ttl_us + 1)  # first t it is too old for
     end = F.least(F.coalesce(F.col(NEXT), stale), stale)
-    rows = rows.select(*map(_col, view.entities), START, end.alias(END), VALUE).where(F.col(END) > F.col(START))
+    # flat value columns before the explode: Spark 4.2's nested-column pruning through a Generate
+    # loses fields it extracted (INTERNAL_ERROR_ATTRIBUTE_NOT_FOUND _extract_<feature>)
+    rows = rows.select(*map(_col, view.entities), START, end.alias(END),
+                       *[F.col(VALUE).getField(n).alias(v) for n, v in zip(_fields(view), _value_columns(view))])
+    rows = rows.where(F.col(END) > F.col(START))
     rows = _with_level(rows, view.entities[0], hot)
     w = _width(width)
     buckets = F.sequence(_bucket(F.col(START), w), _bucket(F.col(END) - 1, w))
-    return rows.select(*map(_col, view.entities), START, END, VALUE, F.explode(buckets).alias(BUCKET))
+    return rows.select(*map(_col, view.entities), START, END, *_value_columns(view), F.explode(buckets).alias(BUCKET))
+
+
+def _fields(view) -> list[str]:
+    return [FTS, *(f.name for f in view.features)]
+
+
+def _value_columns(view) -> list[str]:
+    """The flat names of ``_fields(view)`` on the build side."""
+    return [f"{VALUE}_{i}" for i in range(len(view.features) + 1)]
 
 
 def bucket_width(view) -> int:
@@ -161,8 +174,9 @@ def _join_width(spine, members, spine_ts: str, width: int):
     added = []
     for features, view in members:
         names = {c: f"__pit_iv_{i}" for i, c in enumerate(view.entities)}  # the build side's key columns
+        values = dict(zip(_fields(view), _value_columns(view)))
         table = intervals(features, view, width, hot).select(*[_col(c).alias(n) for c, n in names.items()],
-                                                         START, END, BUCKET, VALUE)
+                                                         START, END, BUCKET, *values.values())
         lead, *rest = names.items()
         on = [_col(lead[0]) == F.col(lead[1]), F.col(SPINE_BUCKET) == F.col(BUCKET)]
         # the other entity columns as a condition Spark does not take for a join key: keys equal
@@ -170,9 +184,9 @@ def _join_width(spine, members, spine_ts: str, width: int):
         on += [F.coalesce(_col(c) == F.col(n), F.lit(False)) for c, n in rest]
         on += [F.col(START) <= F.col(T_US), F.col(T_US) < F.col(END)]
         joined = out.join(table.hint("shuffle_hash"), on, "left_outer")
-        found, value = F.col(START).isNotNull(), F.col(VALUE)
-        view_cols = [*[F.when(found, value.getField(f.name)).alias(view.column(f.name)) for f in view.features],
-                     F.when(found, value.getField(FTS)).alias(view.column("feature_ts")),
+        found = F.col(START).isNotNull()
+        view_cols = [*[F.when(found, F.col(values[f.name])).alias(view.column(f.name)) for f in view.features],
+                     F.when(found, F.col(values[FTS])).alias(view.column("feature_ts")),
                      (~found).alias(view.missing_column)]
         out = joined.select(*map(_col, [*cols, *added]), T_US, SPINE_BUCKET, *view_cols)
         added += [view.column(f.name) for f in view.features] + [view.column("feature_ts"), view.missing_column]

@@ -41,8 +41,6 @@ from __future__ import annotations
 
 from pinrec.schemas.features import FeatureView
 
-from .pit_interval import BUCKET, END, KEY, LEVEL, SPINE_BUCKET, START, T_US, VALUE
-
 ORDER, KNOWN, SALT = "__pit_order", "__pit_known_ts", "__pit_salt"
 FTS, CTS = "__pit_fts", "__pit_cts"  # struct fields: no clash with a feature's name
 SALT_BUCKETS = 1024
@@ -118,10 +116,10 @@ def point_in_time_join_many(spine, joins, spine_ts: str = "ts", validate: bool =
     if len(set(names)) != len(names):
         raise ValueError(f"feature view names must be unique, got {names}")
     added = [c for _, v in joins for c in _output_columns(v)]
-    clash = [c for c in (*added, ORDER, KNOWN, SALT, T_US, SPINE_BUCKET, START, END, BUCKET, VALUE,
-                              KEY, LEVEL) if c in spine.columns]
+    # the paths' helper columns all start with __pit_: reserved
+    clash = [c for c in spine.columns if c in added or c.startswith("__pit_")]
     if clash:
-        raise FeatureTableError(f"spine already has columns {clash} that the join would add")
+        raise FeatureTableError(f"spine already has columns {clash} that the join would add (or its reserved prefix __pit_)")
     for features, view in joins:
         for col in (*view.entities, spine_ts):
             if col not in spine.columns:

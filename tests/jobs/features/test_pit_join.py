@@ -310,6 +310,33 @@ def test_many_views_exact_cases_and_spine_columns_kept(spark, path):
     assert {k: {c: v[c] for c in spine.columns} for k, v in as_dict(df).items()} == original
 
 
+def test_many_views_answer_when_only_some_output_columns_are_read(spark, path):
+    """Reading a subset of the output (Spark then prunes the rest, nested fields included): the
+    values read are the full result's."""
+    spine, joins = many_inputs(spark)
+    df = point_in_time_join_many(spine, joins, **PATHS[path])
+    full = {k: (v["user__saves"], v["pin__missing"]) for k, v in as_dict(df).items()}
+    some = {r["event_id"]: (r["user__saves"], r["pin__missing"]) for r in
+            df.select("event_id", "user__saves", "pin__missing").collect()}
+    assert some == full and full["a"] == (10, False)
+
+
+def test_a_spine_drawn_from_the_feature_table_itself(spark, path):
+    """The serving snapshot's shape: the spine is the feature table's own keys at a literal time
+    (one source on both sides), an array feature, only found rows kept."""
+    from pyspark.sql import functions as F
+
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"), Feature("last", "array<int64>")),
+                       ttl=dt.timedelta(hours=10))
+    features = spark.createDataFrame([(1, h(1), h(1), 10, [1]), (1, h(5), h(5), 50, [5]), (2, h(0), h(0), 7, [])],
+                                     "user_id bigint, feature_ts timestamp, created_ts timestamp, saves bigint, "
+                                     "last array<bigint>")
+    spine = features.select("user_id").distinct().withColumn("ts", F.lit(h(8)).cast("timestamp"))
+    joined = point_in_time_join(spine, features, view, **PATHS[path])
+    got = joined.where(~F.col("u__missing")).select("user_id", "u__saves", "u__last").collect()
+    assert sorted(tuple(r) for r in got) == [(1, 50, [5]), (2, 7, [])]
+
+
 def test_many_views_equal_chained_single_views_and_share_one_shuffle(spark):
     spine, joins = many_inputs(spark)
     chained = spine
