@@ -14,6 +14,11 @@ in the file's metadata) in a local folder or an S3 location, small enough to shi
 The files are collected on the driver: one row per entity (users and pins), not per event.
 ``pinrec feature-snapshot`` runs it and, with ``--redis-url`` or ``redis.url``, also exports the snapshot to Redis
 (:mod:`pinrec.jobs.features.redis_export`).
+
+A pipeline that knows its cut-offs early builds the views ahead with :func:`prebuild_snapshot` (Spark work,
+run beside the torch steps) and hands the result to :func:`build_feature_snapshot`, which takes a view's
+prebuilt table only for the same cut-off and the same Delta version of its feature table, and builds
+it again otherwise: prebuilding changes when the work is done, never what is written.
 """
 from __future__ import annotations
 
@@ -117,11 +122,45 @@ def open_snapshot(where: str | Path | Location | list[Location], expected: tuple
                                  for f in where], expected=expected)
 
 
+@dataclass(frozen=True)
+class PrebuiltSnapshot:
+    """Snapshot tables built ahead (:func:`prebuild_snapshot`): ``tables[(view, cut-off, version)]`` is
+    the view's table as of the cut-off (``isoformat()``, as its metadata records it) from that Delta
+    version of its feature table."""
+
+    tables: dict[tuple[str, str, int], object] = field(default_factory=dict)
+
+    def get(self, view: str, cutoff: dt.datetime, version: int):
+        """The prebuilt table, or None when none was built for exactly this view, cut-off and version."""
+        return self.tables.get((view, cutoff.isoformat(), version))
+
+
+def prebuild_snapshot(spark, warehouse, cutoffs, views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> PrebuiltSnapshot:
+    """Every view's snapshot table as of each of ``cutoffs``, from the feature tables' current Delta
+    versions (one catalog: one version per table for all cut-offs), for a later
+    :func:`build_feature_snapshot` (``prebuilt=``). Nothing is written."""
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.schemas.catalog import feature_table
+
+    catalog = Catalog.of(spark, warehouse)
+    catalog.require([feature_table(v) for v in views], "run `pinrec features` first")
+    tables = {}
+    for cutoff in dict.fromkeys(cutoffs):
+        for view in views:
+            features = catalog.read(feature_table(view))
+            tables[(view.name, cutoff.isoformat(), catalog.reads[feature_table(view)])] = \
+                snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
+    return PrebuiltSnapshot(tables)
+
+
 def build_feature_snapshot(spark, warehouse, cutoff: dt.datetime, out_dir: str | Path | Location,
-                           views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> SnapshotReport:
+                           views: tuple[FeatureView, ...] = FEATURE_VIEWS,
+                           prebuilt: PrebuiltSnapshot | None = None) -> SnapshotReport:
     """Read the feature tables (pinned Delta versions), build every view's snapshot as of
     ``cutoff``, write it to ``out_dir`` (a local folder or a Location) and re-open it with the
-    serving code as a check. ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`."""
+    serving code as a check. ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`.
+    ``prebuilt``: tables :func:`prebuild_snapshot` built ahead; a view's is used only when built for
+    ``cutoff`` from the version read here."""
     from pinrec.jobs.io.catalog import Catalog
     from pinrec.schemas.catalog import feature_table
 
@@ -130,7 +169,9 @@ def build_feature_snapshot(spark, warehouse, cutoff: dt.datetime, out_dir: str |
     tables = {}
     for view in views:
         features = catalog.read(feature_table(view))
-        tables[view.name] = snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
+        ready = prebuilt.get(view.name, cutoff, catalog.reads[feature_table(view)]) if prebuilt else None
+        tables[view.name] = ready if ready is not None else \
+            snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
     versions = {feature_table(v): catalog.reads[feature_table(v)] for v in views}
     folder = as_location(out_dir)
     files = write_snapshot(tables, folder)

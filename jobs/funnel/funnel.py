@@ -138,11 +138,18 @@ READS = ("graph_edges", "training_set", "actions", "impressions", "features_user
          "features_user_category")
 
 
-def replay_day(spark, cfg, bundle, day: dt.date | None = None, catalog=None) -> FunnelReport:
+def replay_cutoff(cfg, day: dt.date) -> dt.datetime:
+    """The features' cut-off of a replay of ``day``: the day's start + ``features.publish_delay_s``."""
+    return _start(day) + dt.timedelta(seconds=cfg.features.publish_delay_s)
+
+
+def replay_day(spark, cfg, bundle, day: dt.date | None = None, catalog=None, prebuilt=None) -> FunnelReport:
     """Replay ``day`` (default: the newest landed day) on ``bundle`` (an opened
     :class:`~pinrec.export.serving.loader.Bundle`) as the module docstring says. ``cfg``: the whole
     :class:`~pinrec.jobs.config.PinrecConfig`; ``catalog``: the one to read :data:`READS` through
-    (default: its own, so that what it reads is not the caller's lineage)."""
+    (default: its own, so that what it reads is not the caller's lineage); ``prebuilt``: snapshot
+    tables built ahead (:class:`~pinrec.jobs.features.feature_snapshot.PrebuiltSnapshot`; see
+    :func:`replay_cutoff`)."""
     from pinrec.export.serving.candidates import PinCatalog
     from pinrec.export.serving.recommend import Recommender
     from pinrec.jobs.features.feature_snapshot import (
@@ -156,13 +163,13 @@ def replay_day(spark, cfg, bundle, day: dt.date | None = None, catalog=None) -> 
     landing = cfg.storage.location("landing")
     day = day or event_days(landing, catalog=catalog)[-1]  # the newest day with events (by month too)
     notes = trained_before(catalog, day)
-    cutoff = _start(day) + dt.timedelta(seconds=cfg.features.publish_delay_s)
+    cutoff = replay_cutoff(cfg, day)
     notes.append(f"features as of {cutoff.isoformat()} (the day's start + features.publish_delay_s); requests at it")
     keep, note = prerank_keep(bundle, cfg.recommend.prerank_keep, cfg.funnel.prerank_keep)
     notes.append(note)
     events = read_day(catalog, day)
     with tempfile.TemporaryDirectory(prefix="pinrec-funnel-") as tmp:
-        build_feature_snapshot(spark, catalog, cutoff, tmp)
+        build_feature_snapshot(spark, catalog, cutoff, tmp, prebuilt=prebuilt)
         features = open_snapshot(tmp)
         users = sorted(events.saves)[: cfg.funnel.max_users or None]
         truth = synthetic_truth(landing, PinCatalog(bundle.pins), cutoff, users, cfg.funnel.k) \

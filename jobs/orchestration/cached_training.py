@@ -191,11 +191,11 @@ class PipelineSteps(Steps):
                                     storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
 
     def publish(self, cutoff: dt.datetime | None = None, champion: tuple[str, dict] | None = None,
-                folders: dict[str, str] | None = None):
+                folders: dict[str, str] | None = None, prebuilt=None):
         """Publish the bundle of this run's folders (or ``folders``: ``{step: folder}`` for index, ranker,
         two_tower, cf, as a DAG task is handed them) with the features as of ``cutoff`` (None: the job's
         default), unless the newest bundle of the name records this fingerprint; ``champion``: as
-        :func:`~pinrec.jobs.publish.bundle.publish_serving_bundle`'s."""
+        :func:`~pinrec.jobs.publish.bundle.publish_serving_bundle`'s, as is ``prebuilt``."""
         from pinrec.export.serving.store import Store
         from pinrec.jobs.config import s3_options
         from pinrec.jobs.publish.bundle import publish_serving_bundle
@@ -222,7 +222,7 @@ class PipelineSteps(Steps):
         return publish_serving_bundle(self.spark, cfg, index_dir=f.get("index"), ranker_dir=f.get("ranker"),
                                       two_tower_dir=f.get("two_tower"), cf_dir=f.get("cf"), cutoff=cutoff,
                                       champion=champion, replay_champion=lambda _spark, _cfg, at: self.champion(at),
-                                      fingerprint=fp)
+                                      fingerprint=fp, prebuilt=prebuilt)
 
     def funnel(self, version: str, day: dt.date):
         """The funnel replay of the stored bundle ``version`` on ``day``

@@ -149,6 +149,14 @@ def _timed(timed: StepTimer, name: str, fn, *args):
         return fn(*args)
 
 
+def _prebuild_snapshots(spark, cfg: PinrecConfig):
+    """The feature snapshots publish will build (:func:`~pinrec.jobs.publish.bundle.snapshot_cutoffs`), built now."""
+    from pinrec.jobs.features.feature_snapshot import prebuild_snapshot
+    from pinrec.jobs.publish.bundle import snapshot_cutoffs
+
+    return prebuild_snapshot(spark, cfg.storage.warehouse, snapshot_cutoffs(spark, cfg))
+
+
 def demo_spark(spark: SparkConfig) -> SparkConfig:
     """The demo's Spark settings: ``spark.quick_jvm`` unset and a local master turn the quick JVM on (the
     demo's JVM lives a few minutes: 5-7 % faster with it; docs/benchmarks.md)."""
@@ -199,15 +207,19 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         echo(f"[features] features_{table:<14} {n:>9} rows")
     if reused:
         echo(f"[features] cached: {len(reused)} day(s) ({reused[0]}..{reused[-1]}) unchanged")
+    # New features mean a new bundle: its feature snapshots (Spark) are built ahead on the Spark lane, beside
+    # the torch steps that leave a core idle; publish takes them only for the same cut-offs and versions.
+    snapshots_ahead = len(reused) < len(days)
     from pinrec.jobs.graph.graph import evaluation_start
 
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
     eval_from = evaluation_start(days, cfg.training.test_days)
-    # The training set (Spark jobs, mostly waiting on their latency) runs in a thread beside the graph and
-    # PinSage, which do not read it; the two-tower and the ranker after them do. (Kedro's ThreadRunner idea.)
-    with ThreadPoolExecutor(1, thread_name_prefix="pinrec-training-set") as pool:
+    # The Spark lane: the training set (Spark jobs, mostly waiting on their latency) runs in a thread beside
+    # the graph and PinSage, which do not read it (the two-tower and the ranker after them do), then the
+    # bundle's feature snapshots beside the two-tower, CF and the ranker. (Kedro's ThreadRunner idea.)
+    with ThreadPoolExecutor(1, thread_name_prefix="pinrec-spark-lane") as lane:
         timed.start_beside("training set", "graph, pinsage")
-        pending = pool.submit(_timed, timed, "training set", steps.training_set, days)
+        pending = lane.submit(_timed, timed, "training set", steps.training_set, days)
         with timed("graph"):
             graph = steps.graph(cutoff, eval_from)
         for line in ([f"{t:<18} {n:>9} rows" for t, n in graph.items()] if isinstance(graph, dict)
@@ -215,28 +227,33 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
             echo("[graph] " + line)
         with timed("pinsage"):
             echo("[pinsage] " + steps.pinsage().render())
-    training = pending.result()
-    echo("[training] " + training.render())
-    with timed("two-tower"):
-        two_tower = steps.two_tower()
-    echo("[two-tower] " + two_tower.render())
-    # engagement before the test days, as PinSage's training edges: the channel never saw what is evaluated
-    with timed("cf"):
-        cf = steps.cf(eval_from)
-    echo("[cf] " + cf.render())
-    with timed("ranker"):
-        ranker = steps.ranker()
-    echo("[ranker] " + ranker.render())
-    with timed("index"):
-        index = steps.index()
-    echo("[index] " + index.render())
+        ahead = None
+        if snapshots_ahead:  # after PinSage, whose reads are Spark work too: beside the torch steps
+            timed.start_beside("snapshots ahead", "two-tower .. index")
+            ahead = lane.submit(_timed, timed, "snapshots ahead", _prebuild_snapshots, spark, cfg)
+        training = pending.result()
+        echo("[training] " + training.render())
+        with timed("two-tower"):
+            two_tower = steps.two_tower()
+        echo("[two-tower] " + two_tower.render())
+        # engagement before the test days, as PinSage's training edges: the channel never saw what is evaluated
+        with timed("cf"):
+            cf = steps.cf(eval_from)
+        echo("[cf] " + cf.render())
+        with timed("ranker"):
+            ranker = steps.ranker()
+        echo("[ranker] " + ranker.render())
+        with timed("index"):
+            index = steps.index()
+        echo("[index] " + index.render())
+        prebuilt = ahead.result() if ahead is not None else None
     # The warehouse summary (Spark reads of every table) runs beside publishing, serving and its examples,
     # which write no table.
     with ThreadPoolExecutor(1, thread_name_prefix="pinrec-summary") as pool:
         timed.start_beside("summary", "publish, serve examples")
         summarized = pool.submit(_timed, timed, "summary", steps.summary)
         with timed("publish (+ funnel replay)"):
-            bundle = steps.publish()
+            bundle = steps.publish(prebuilt=prebuilt)
         if getattr(bundle, "funnel", None) is not None:  # the candidate's test day replayed through recommend()
             for line in bundle.funnel.render().splitlines():
                 echo("[funnel] " + line)

@@ -201,13 +201,13 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     return report
 
 
-def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime):
+def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime, prebuilt=None):
     """The serving funnel (:func:`pinrec.jobs.funnel.funnel.replay_day`) of the candidate ``files`` (a
     :class:`~pinrec.export.build.publish.BundleFiles`), opened as serving opens a bundle: published into a
     scratch local store (judged there on its own; that verdict is not the gate's) and loaded from it. The
     replayed day is the last one the snapshot's ``cutoff`` closes (the newest day of the training window).
     None, with a warning, when nobody saved a pin that day (a sparse log): the gate then notes that the
-    candidate has no funnel metrics, and publishing goes on."""
+    candidate has no funnel metrics, and publishing goes on. ``prebuilt``: as :func:`replay_day`'s."""
     from pinrec.export.build.publish import publish
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.store import Store
@@ -219,10 +219,33 @@ def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime):
         publish(Store(scratch), cfg.publish.name, files, metrics, lineage, channel="funnel", blessing=cfg.blessing,
                 version="candidate")
         try:
-            return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day)
+            return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day,
+                              prebuilt=prebuilt)
         except NothingToReplay as err:
             log.warning("[publish] %s: the candidate's funnel is not measured", err)
             return None
+
+
+def default_cutoff(spark, cfg) -> dt.datetime:
+    """The feature snapshot's cut-off a publish uses by default: the end of the newest day with events
+    (of a landing by month too) plus ``features.publish_delay_s``."""
+    from pinrec.jobs.ingest.days import event_days
+    from pinrec.jobs.io.catalog import Catalog
+
+    # its own catalog: what it looks at is not the bundle's lineage
+    last = event_days(cfg.storage.location("landing"), catalog=lambda: Catalog(spark, cfg.storage.warehouse))[-1]
+    return dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
+        dt.timedelta(seconds=cfg.features.publish_delay_s)
+
+
+def snapshot_cutoffs(spark, cfg, cutoff: dt.datetime | None = None) -> tuple[dt.datetime, ...]:
+    """The cut-offs a publish with ``cutoff`` (None: :func:`default_cutoff`) builds feature snapshots at:
+    the bundle's and, with ``funnel.at_publish``, the replayed day's start (:func:`champion_day`), for
+    :func:`~pinrec.jobs.features.feature_snapshot.prebuild_snapshot`."""
+    from pinrec.jobs.funnel.funnel import replay_cutoff
+
+    cutoff = cutoff if cutoff is not None else default_cutoff(spark, cfg)
+    return (cutoff, replay_cutoff(cfg, champion_day(cfg, cutoff))) if cfg.funnel.at_publish else (cutoff,)
 
 
 def champion_day(cfg, cutoff: dt.datetime) -> dt.date:
@@ -253,7 +276,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
                            force: bool = False, register: bool = True,
                            two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None,
                            champion: tuple[str, dict[str, float]] | None = None, replay_champion=None,
-                           fingerprint: str = "") -> BundleReport:
+                           fingerprint: str = "", prebuilt=None) -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
@@ -265,7 +288,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     ``champion`` (version, metrics) when the caller replayed it already (the DAG's funnel task),
     else ``replay_champion(spark, cfg, cutoff)`` replays it here (default :func:`champion_funnel`; the
     step cache passes one that reuses a stored replay). ``fingerprint``: the publish step's cache fingerprint,
-    kept in ``lineage.fingerprint`` (:mod:`pinrec.jobs.orchestration.step_cache`)."""
+    kept in ``lineage.fingerprint`` (:mod:`pinrec.jobs.orchestration.step_cache`). ``prebuilt``: feature
+    snapshot tables built ahead for :func:`snapshot_cutoffs` (a
+    :class:`~pinrec.jobs.features.feature_snapshot.PrebuiltSnapshot`; a view built from another version
+    of its table is built again here)."""
     import pyarrow.parquet as pq
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
@@ -296,13 +322,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     if trained_on and trained_on != emb_version:
         raise ValueError(f"the ranker in {ranker_at} uses embedding features of {trained_on} but pin_embeddings "
                          f"holds {emb_version}: retrain the ranker (`pinrec ranker`) so serving computes what it learnt")
-    if cutoff is None:
-        from pinrec.jobs.ingest.days import event_days
-
-        # the newest day with events (of a landing by month too); its own catalog: not the bundle's lineage
-        last = event_days(cfg.storage.location("landing"), catalog=lambda: Catalog(spark, cfg.storage.warehouse))[-1]
-        cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
-            dt.timedelta(seconds=cfg.features.publish_delay_s)
+    cutoff = cutoff if cutoff is not None else default_cutoff(spark, cfg)
     from pinrec.jobs.two_tower.two_tower import bundle_files, locate
 
     two_tower_at = locate(artifacts, emb_version, two_tower_dir, artifacts.s3)
@@ -313,7 +333,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         pins, aligned, _ = pin_metadata(spark, catalog, ids, vectors)
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
-        snapshot = build_feature_snapshot(spark, catalog, cutoff, f"{tmp}/features")
+        snapshot = build_feature_snapshot(spark, catalog, cutoff, f"{tmp}/features", prebuilt=prebuilt)
         cf_at = as_location(cf_dir, artifacts.s3) if cf_dir else newest_cf(artifacts)
         cf_files, cf_meta = fetch_cf(cf_at, f"{tmp}/cf") if cf_at is not None else ((), {})
         files = BundleFiles(
@@ -344,7 +364,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
             inputs["training_set"] = training_set
         lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs,
                           fingerprint=fingerprint)
-        funnel = candidate_funnel(spark, cfg, files, metrics, lineage, cutoff) if cfg.funnel.at_publish else None
+        funnel = candidate_funnel(spark, cfg, files, metrics, lineage, cutoff, prebuilt) \
+            if cfg.funnel.at_publish else None
         if funnel is not None:
             log.info("[publish] %s", funnel.render())
             metrics = replace(metrics, funnel=funnel.metrics)

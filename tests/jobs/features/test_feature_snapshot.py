@@ -9,8 +9,10 @@ import pytest
 
 from pinrec.export.serving.feature_store import FeatureSnapshot
 from pinrec.jobs.features.feature_snapshot import (
+    PrebuiltSnapshot,
     build_feature_snapshot,
     open_snapshot,
+    prebuild_snapshot,
     snapshot_frame,
     snapshot_table,
     write_snapshot,
@@ -170,6 +172,44 @@ def test_online_features_equal_the_training_join(spark, tiny_world, tmp_path):
         missing = sum(part["user__missing"].to_pylist())
         assert 0 <= missing < part.num_rows
     assert checked >= 3 * rows.num_rows
+
+
+@pytest.mark.slow
+def test_prebuilt_tables_serve_only_their_cutoff_and_version(spark, tiny_world, tmp_path):
+    """Tables built ahead equal those built in place, and a build takes a prebuilt view's table only
+    for the same cut-off and Delta version (marked tables show which were taken)."""
+    import pyarrow.parquet as pq
+
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.schemas.catalog import feature_table
+
+    cfg, _ = tiny_world
+    warehouse = cfg.storage.warehouse
+    versions = {v.name: Catalog(spark, warehouse).version(feature_table(v)) for v in FEATURE_VIEWS}
+    last = dt.datetime.combine(max(r.dt for r in spark.read.format("delta").load(f"{warehouse}/training_set")
+                                   .select("dt").distinct().collect()), dt.time(18))
+    cutoffs = (last, last - dt.timedelta(hours=12))
+    ahead = prebuild_snapshot(spark, warehouse, cutoffs + cutoffs[:1])  # a repeated cut-off is built once
+    assert sorted(ahead.tables) == sorted((v.name, c.isoformat(), versions[v.name]) for v in FEATURE_VIEWS
+                                          for c in cutoffs)
+    for i, cutoff in enumerate(cutoffs):
+        built = build_feature_snapshot(spark, warehouse, cutoff, str(tmp_path / f"fresh{i}"))
+        for view in FEATURE_VIEWS:
+            assert pq.read_table(built.files[view.name]).equals(ahead.get(view.name, cutoff, versions[view.name]))
+            assert ahead.get(view.name, cutoff, versions[view.name] + 1) is None
+        assert built.rows["user"] > 1
+
+    def marked(cutoff, version_shift=0):  # one row per view: a table taken from it is recognisable
+        return PrebuiltSnapshot({(v.name, cutoff.isoformat(), versions[v.name] + version_shift):
+                                 ahead.get(v.name, cutoffs[0], versions[v.name]).slice(0, 1) for v in FEATURE_VIEWS})
+
+    taken = build_feature_snapshot(spark, warehouse, cutoffs[0], str(tmp_path / "taken"), prebuilt=marked(cutoffs[0]))
+    assert set(taken.rows.values()) == {1}
+    fresh = build_feature_snapshot(spark, warehouse, cutoffs[0], str(tmp_path / "other-version"),
+                                   prebuilt=marked(cutoffs[0], version_shift=-1))
+    other = build_feature_snapshot(spark, warehouse, cutoffs[0], str(tmp_path / "other-cutoff"),
+                                   prebuilt=marked(cutoffs[1]))
+    assert fresh.rows == other.rows and fresh.rows["user"] > 1
 
 
 @pytest.mark.slow

@@ -107,6 +107,7 @@ def test_an_unchanged_rerun_skips_every_step_and_a_ranker_change_or_index_edit_r
     assert any(line.startswith("[ranker] cached (fingerprint ") for line in lines)
     assert again.recommendations.keys() == first.recommendations.keys()
     assert again.warehouse == first.warehouse  # the summary reused: no table has a new version
+    assert "snapshots ahead" in first.steps and "snapshots ahead" not in again.steps  # no new features: no work ahead
 
     # the ranker's config changes and the index's code is edited: those two and publish run, nothing else
     real = cached_steps.code_hash
