@@ -5,7 +5,9 @@ repository root, ``OUT`` an absent folder: the demo runs with its landing zone, 
 and MLflow database under ``OUT``, prints its ``[time]`` table, then one ``[jobs]`` line per step:
 the Spark jobs started while the step ran (the DAG scheduler's next job id before and after) and the
 Delta commit files added under ``OUT/warehouse`` meanwhile (a step run beside others counts theirs
-too), then the run's totals. ``--profile`` writes a cProfile of the driver to
+too), how busy the machine's CPUs were while it ran (``/proc/stat``: 100 % = every core busy; a
+step that leaves cores idle is one that work could run beside) and how many generated classes Janino
+compiled meanwhile (Spark's ``CodegenMetrics``), then the run's totals. ``--profile`` writes a cProfile of the driver to
 ``OUT.prof``.
 """
 from __future__ import annotations
@@ -36,6 +38,22 @@ def main(argv: list[str]) -> int:
         sc = SparkContext._active_spark_context
         return 0 if sc is None else int(sc._jsc.sc().dagScheduler().nextJobId())
 
+    def cpu() -> tuple[int, int]:  # (busy, total) jiffies of all cores; (0, 0) where /proc/stat is absent
+        try:
+            with open("/proc/stat") as f:
+                values = [int(v) for v in f.readline().split()[1:]]
+        except OSError:
+            return 0, 0
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    def compiled() -> int:  # generated classes Janino compiled so far (one the codegen cache held is not counted)
+        from pyspark import SparkContext
+
+        sc = SparkContext._active_spark_context
+        return 0 if sc is None else \
+            int(sc._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME().getCount())
+
     def commits() -> int:
         return len(glob.glob(f"{out}/warehouse/**/_delta_log/*.json", recursive=True))
 
@@ -43,12 +61,16 @@ def main(argv: list[str]) -> int:
 
     @contextlib.contextmanager
     def counted(self, name):
-        j, c = jobs(), commits()
+        j, c, g, (b, t) = jobs(), commits(), compiled(), cpu()
         with timed(self, name):
             yield
-        step = counts.setdefault(name, [0, 0])
+        (b2, t2) = cpu()
+        step = counts.setdefault(name, [0, 0, 0, 0, 0])
         step[0] += jobs() - j
         step[1] += commits() - c
+        step[2] += b2 - b
+        step[3] += t2 - t
+        step[4] += compiled() - g
 
     demo.StepTimer.__call__ = counted
     args = ["demo", "--set", f"storage.landing={out}/landing", "--set", f"storage.warehouse={out}/warehouse",
@@ -62,9 +84,9 @@ def main(argv: list[str]) -> int:
         if profile:
             profile.disable()
             profile.dump_stats(f"{out}.prof")
-    print(f"[jobs] {'step':<26} {'spark jobs':>10} {'delta commits':>13}")
-    for name, (j, c) in counts.items():
-        print(f"[jobs] {name:<26} {j:>10} {c:>13}")
+    print(f"[jobs] {'step':<26} {'spark jobs':>10} {'delta commits':>13} {'cpu busy':>8} {'compiled':>8}")
+    for name, (j, c, b, t, g) in counts.items():
+        print(f"[jobs] {name:<26} {j:>10} {c:>13} {100 * b / t if t else 0.0:7.0f}% {g:>8}")
     # the run's own totals: a step that ran beside others (the demo's [time] table says which) counted their
     # jobs and commits too, so the per-step numbers do not add up to these
     print(f"[jobs] {'total':<26} {jobs():>10} {commits():>13}")

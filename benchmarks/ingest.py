@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/ingest.py --repeats 3
     python benchmarks/ingest.py --repeats 1 --days 1   # a quick check
+    python benchmarks/ingest.py --repeats 3 --config my.yaml   # e.g. spark.extra settings
 """
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--days", type=int, default=None, help="synthetic days (default: the config's)")
+    ap.add_argument("--config", default=None, help="a YAML config (e.g. spark.extra settings to compare)")
     args = ap.parse_args(argv)
 
     from pinrec.jobs.config import load_config
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
     from pinrec.jobs.ingest.synthetic import generate
     from pinrec.jobs.io.spark import get_spark
 
-    cfg = load_config(overrides={"synthetic": {"days": args.days}} if args.days else None)
+    cfg = load_config(args.config, overrides={"synthetic": {"days": args.days}} if args.days else None)
     print(f"# {dt.datetime.now():%Y-%m-%d %H:%M} {platform.node()} {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / {os.getloadavg()[2]:.2f}")
     with tempfile.TemporaryDirectory(prefix="pinrec-bench-landing-") as landing:

@@ -136,6 +136,13 @@ def test_the_session_runs_with_the_resolved_partitions_and_adaptive_setting(spar
 
 
 @pytest.mark.spark
+def test_the_codegen_cache_holds_more_than_sparks_100_classes(spark):
+    from pinrec.jobs.io.spark import CODEGEN_CACHE_ENTRIES
+
+    assert spark.conf.get("spark.sql.codegen.cache.maxEntries") == str(CODEGEN_CACHE_ENTRIES) == "2000"
+
+
+@pytest.mark.spark
 def test_arrow_batches_hold_100k_rows_unless_spark_extra_says_otherwise(spark):
     from pinrec.jobs.io.spark import ARROW_BATCH_ROWS, get_spark
 
