@@ -208,7 +208,8 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     if reused:
         echo(f"[features] cached: {len(reused)} day(s) ({reused[0]}..{reused[-1]}) unchanged")
     # New features mean a new bundle: its feature snapshots (Spark) are built ahead on the Spark lane, beside
-    # the torch steps that leave a core idle; publish takes them only for the same cut-offs and versions.
+    # the torch steps; publish takes them only for the same cut-offs and versions. (With cores to spare this
+    # overlaps; on two busy cores it moves ~10 s from publish to the two-tower: docs/demo.md.)
     snapshots_ahead = len(reused) < len(days)
     from pinrec.jobs.graph.graph import evaluation_start
 
