@@ -24,7 +24,13 @@ def main(argv: list[str]) -> int:
                                      epilog="Other options are passed to `pinrec demo` (e.g. --set k=v).")
     parser.add_argument("out", help="an absent folder for the demo's landing, warehouse, artifacts and MLflow")
     parser.add_argument("--profile", action="store_true", help="write a cProfile of the driver to OUT.prof")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch's intra-op threads for the run (torch.set_num_threads; 0: torch's default)")
     opts, rest = parser.parse_known_args(argv)
+    if opts.torch_threads:
+        import torch
+
+        torch.set_num_threads(opts.torch_threads)
     from pinrec.jobs.orchestration import demo
     from pinrec.jobs.orchestration.cli import main as cli
 
