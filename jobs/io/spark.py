@@ -186,9 +186,9 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
         # join (one mapInArrow over the spine) ran 10M rows in 16-19 s instead of 23 s (benchmarks/pit_join.py)
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
-        # Spark keeps 100 compiled generated classes by default; a demo compiles ~1,700 of them and meets many
-        # again (the same projections over another table or day): 2000 cut its compiles by ~30 % and a cold
-        # ingest by ~7 % (docs/benchmarks.md). A class is a few kB.
+        # Spark keeps 100 compiled generated classes by default; a demo compiles 1,400-1,800 of them and meets
+        # many again (the same projections over another table or day): 2000 cut its compiles to 1,100-1,250 and
+        # a cold ingest by ~7 % (docs/benchmarks.md). A class is a few kB.
         .config("spark.sql.codegen.cache.maxEntries", str(CODEGEN_CACHE_ENTRIES))
         # pinrec keeps no managed tables; Spark's default would leave spark-warehouse/ in the cwd
         .config("spark.sql.warehouse.dir", sql_scratch_dir())
