@@ -7,7 +7,8 @@ the Spark jobs started while the step ran (the DAG scheduler's next job id befor
 Delta commit files added under ``OUT/warehouse`` meanwhile (a step run beside others counts theirs
 too), how busy the machine's CPUs were while it ran (``/proc/stat``: 100 % = every core busy; a
 step that leaves cores idle is one that work could run beside) and how many generated classes Janino
-compiled meanwhile (Spark's ``CodegenMetrics``), then the run's totals. ``--profile`` writes a cProfile of the driver to
+compiled meanwhile (Spark's ``CodegenMetrics``), then the run's totals, and the CPU seconds of all its processes
+(this one, the driver JVM, Spark's Python workers; from ``/proc``). ``--profile`` writes a cProfile of the driver to
 ``OUT.prof``.
 """
 from __future__ import annotations
@@ -16,7 +17,31 @@ import argparse
 import contextlib
 import cProfile
 import glob
+import os
 import sys
+import time
+
+
+def tree_cpu() -> tuple[float, float]:
+    """CPU seconds of this process and its live descendants (each with its waited-for children), and of
+    the driver JVM among them; from /proc, so (0, 0) elsewhere."""
+    tick, stats = os.sysconf("SC_CLK_TCK"), {}
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc/self") else []):
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/stat") as f:
+                comm, rest = f.read().rsplit(")", 1)
+            fields = rest.split()  # ppid, then utime stime cutime cstime at 11..14
+            stats[int(pid)] = (int(fields[1]), sum(int(v) for v in fields[11:15]) / tick, comm.endswith("(java"))
+
+    def inside(pid: int) -> bool:
+        while pid > 1:
+            if pid == os.getpid():
+                return True
+            pid = stats.get(pid, (0, 0, False))[0]
+        return False
+
+    mine = [(cpu, java) for pid, (_, cpu, java) in stats.items() if inside(pid)]
+    return sum(c for c, _ in mine), sum(c for c, java in mine if java)
 
 
 def main(argv: list[str]) -> int:
@@ -96,6 +121,9 @@ def main(argv: list[str]) -> int:
     # the run's own totals: a step that ran beside others (the demo's [time] table says which) counted their
     # jobs and commits too, so the per-step numbers do not add up to these
     print(f"[jobs] {'total':<26} {jobs():>10} {commits():>13}")
+    # CPU seconds each process used over the run: unlike the wall time, not stretched by a busy neighbour
+    total, jvm = tree_cpu()
+    print(f"[jobs] cpu seconds: all processes {total:.1f} (driver JVM {jvm:.1f}, Python driver {time.process_time():.1f})")
     return rc
 
 
