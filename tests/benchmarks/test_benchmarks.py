@@ -125,3 +125,26 @@ def test_pit_join_storage_tiny_run(tmp_path):
     assert not (tmp_path / "work" / "local" / "run0").exists()
     assert sorted(p.name for p in (tmp_path / "work" / "local" / "inputs").iterdir()) == sorted(
         ["spine.parquet", "user_features.parquet", "pin_features.parquet", "user_category_features.parquet"])
+
+
+def test_the_demo_benchmark_counts_the_cpu_of_its_process_tree():
+    """``tree_cpu``: this process and its live children (a busy child here), the java ones apart."""
+    import importlib.util
+    import time
+
+    spec = importlib.util.spec_from_file_location("demo_spark_jobs", REPO / "benchmarks" / "demo_spark_jobs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not os.path.isdir("/proc/self"):
+        assert module.tree_cpu() == (0, 0)
+        return
+    spin = ("import time\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.6: pass\nprint('spun', flush=True)\ntime.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", spin], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "spun"  # the child has used >= 0.6 CPU-s and now sleeps
+        total, java = module.tree_cpu()
+        assert total >= time.process_time() + 0.5 and java == 0
+    finally:
+        child.kill()
+        child.wait()
