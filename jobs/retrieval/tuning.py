@@ -17,6 +17,9 @@ Time order: a log whose record says ``row_order`` or ``none`` (:mod:`pinrec.jobs
 or whose timestamps are mostly ties (:func:`timestamp_ties` >= ``TIES_UNUSABLE``), has no usable
 time: the time-aware modes (``sequence``, ``next``) and half-lives are not offered there.
 
+Grid edges: when a numeric setting's best value is the largest of its grid, or the smallest above 0,
+and every value was measured, the notes say so (``grid_edge``, naming the ``tune_*`` field to widen).
+
 Budget: ``tune_budget_s`` wall seconds for the whole search; each model's first (configured)
 setting always runs, later trials start only while time is left, and the report says when the
 budget cut the search short.
@@ -95,7 +98,7 @@ def _metrics(split, scorer, k: int) -> tuple[float, float]:
 class _Search:
     def __init__(self, split, cfg: RetrievalEvalConfig, budget_s: float, clock: Callable[[], float]) -> None:
         self.split, self.cfg, self.clock, self.rows = split, cfg, clock, []
-        self.deadline, self.cut, self.cache = clock() + budget_s, [], {}
+        self.deadline, self.cut, self.cache, self.edges = clock() + budget_s, [], {}, []
 
     def trial(self, model: str, setting: str, value, make_scorer: Callable[[], object], first: bool,
               key=None) -> float:
@@ -123,17 +126,25 @@ class _Search:
                 row["chosen"] = row["value"] == value
 
 
-def _coordinate(search: _Search, model: str, setting: str, values, current, score_of, key_of=None) -> object:
+def _coordinate(search: _Search, model: str, setting: str, values, current, score_of, key_of=None,
+                grid: str | None = None) -> object:
     """Try ``values`` of ``setting`` (``current`` first), keep the best by NDCG; returns it.
-    ``key_of(value)``: the full setting a value stands for (measured once)."""
+    ``key_of(value)``: the full setting a value stands for (measured once). ``grid``: the config field
+    of a numeric grid, named in the search's ``edges`` when the best is its largest value, or its
+    smallest above 0 (0 means "off" for these settings), after every value was measured."""
     ordered = [current, *[v for v in values if v != current]]
-    best, best_score = current, None
+    best, best_score, measured = current, None, 0
     for i, value in enumerate(ordered):
         score = search.trial(model, setting, value, lambda v=value: score_of(v), first=i == 0,
                              key=None if key_of is None else key_of(value))
+        measured += score is not None
         if score is not None and (best_score is None or score > best_score):
             best, best_score = value, score
     search.choose(model, setting, best)
+    if grid is not None and measured == len(ordered) > 1 and (best == max(ordered) or 0 < best == min(ordered)):
+        side = "largest" if best == max(ordered) else "smallest"
+        search.edges.append(f"{model}.{setting}={best:g} (the {side} of {', '.join(f'{v:g}' for v in sorted(ordered))}:"
+                            f" widen retrieval_eval.{grid})")
     return best
 
 
@@ -166,7 +177,7 @@ def select_settings(log: pd.DataFrame, cfg: RetrievalEvalConfig, pins: np.ndarra
         key, grid = BASELINE_GRIDS[name]
         best = _coordinate(search, name, key, getattr(cfg, grid), getattr(cfg, key),
                            lambda v, n=name, k=key, c=cfg: _baseline(n, split.train, split.catalogue,
-                                                                     dataclasses.replace(c, **{k: v})))
+                                                                     dataclasses.replace(c, **{k: v})), grid=grid)
         cfg = dataclasses.replace(cfg, **{key: best})
 
     chosen = None
@@ -187,9 +198,9 @@ def select_settings(log: pd.DataFrame, cfg: RetrievalEvalConfig, pins: np.ndarra
             return RecentEmbeddingScorer(emb, split.train, state["cfg"].recent_items, recent_hl,
                                          state["cfg"].half_life_days)
 
-        def step(setting: str, values, current, apply):
+        def step(setting: str, values, current, apply, grid: str | None = None):
             best = _coordinate(search, "pinsage", setting, values, current, lambda v: score(**apply(v)),
-                               lambda v: repr(settings(apply(v))))
+                               lambda v: repr(settings(apply(v))), grid)
             return apply(best)
 
         if modes:
@@ -198,19 +209,21 @@ def select_settings(log: pd.DataFrame, cfg: RetrievalEvalConfig, pins: np.ndarra
         if state["pinsage"].positives in TIME_AWARE:
             state["pinsage"] = dataclasses.replace(state["pinsage"], **step(
                 "positive_window", cfg.tune_windows, state["pinsage"].positive_window,
-                lambda v: {"positive_window": v}))
+                lambda v: {"positive_window": v}, "tune_windows"))
         if usable:
             change = step("history_half_life", cfg.tune_half_lives, state["pinsage"].history_half_life,
-                          lambda v: {"history_half_life": v, "_recent": v})
+                          lambda v: {"history_half_life": v, "_recent": v}, "tune_half_lives")
             state["cfg"] = dataclasses.replace(state["cfg"], recent_half_life=change.pop("_recent"))
             state["pinsage"] = dataclasses.replace(state["pinsage"], **change)
         scale = state["pinsage"].id_embedding_std if state["pinsage"].id_embedding else 0.0
         state["pinsage"] = dataclasses.replace(state["pinsage"], **step(
             "id_embedding_std", cfg.tune_id_scales, scale,
-            lambda v: {"id_embedding": v > 0, "id_embedding_std": v if v > 0 else 1.0}))
+            lambda v: {"id_embedding": v > 0, "id_embedding_std": v if v > 0 else 1.0}, "tune_id_scales"))
         cfg, chosen = state["cfg"], state["pinsage"]
     if search.cut:
         notes["budget_cut"] = f"{len(search.cut)} trial(s) skipped after {cfg.tune_budget_s:g} s"
+    if search.edges:  # the best may lie beyond the declared grid: say so rather than let it pass as optimal
+        notes["grid_edge"] = "; ".join(search.edges)
     trials = pd.DataFrame(search.rows, columns=["model", "setting", "value", "hr", "ndcg", "seconds", "chosen"])
     return Selection(cfg, chosen, trials, notes)
 

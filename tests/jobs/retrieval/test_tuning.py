@@ -149,3 +149,27 @@ def test_cli_tune_prints_and_logs_the_choice(tmp_path, capsys):
     body = json.loads((tmp_path / "art" / "retrieval_eval" / "report.json").read_text())
     assert body["selection"]["notes"]["timestamps_usable"] is True
     assert [t["value"] for t in body["selection"]["validation"]] == [500.0, 1.0, 10.0]
+
+
+def test_a_best_value_at_the_grid_edge_is_reported():
+    fake = FakePinSage()
+    # the fake ignores the id scale, so the configured 0.1 (tried first) stays: the largest of (0, 0.1); EASE's
+    # grid has two values, so whichever wins is at an edge
+    cfg = dataclasses.replace(CFG, tune_id_scales=(0.0, 0.1), tune_ease_lambda=(1.0, 1e6))
+    start = PinSageTrainConfig(positives="walk", id_embedding=True, id_embedding_std=0.1)
+    sel = select_settings(clustered_log(), cfg, pinsage_cfg=start, make_pinsage=fake)
+    edges = sel.notes["grid_edge"]
+    assert f"ease.ease_lambda={sel.cfg.ease_lambda:g}" in edges and "widen retrieval_eval.tune_ease_lambda" in edges
+    # the id scale 0.1 is the largest of (0, 0.1): named too; 0 ("off") would not be an edge
+    assert "pinsage.id_embedding_std=0.1 (the largest of 0, 0.1" in edges
+    # a best value inside its grid is not named
+    inner = dataclasses.replace(CFG, baselines=(), tune_id_scales=(0.0, 0.1, 1.0))
+    sel = select_settings(clustered_log(), inner, pinsage_cfg=start, make_pinsage=fake)
+    assert sel.chosen()["pinsage.id_embedding_std"] == 0.1 and "grid_edge" not in sel.notes
+
+
+def test_no_grid_edge_is_claimed_when_the_budget_skipped_values():
+    ticks = iter(range(0, 10_000, 100))
+    sel = select_settings(clustered_log(), dataclasses.replace(CFG, tune_budget_s=1.0, tune_ease_lambda=(1.0, 1e6)),
+                          clock=lambda: next(ticks))
+    assert "budget_cut" in sel.notes and "grid_edge" not in sel.notes
