@@ -148,6 +148,42 @@ def test_lightgcn_and_sasrec_run_in_recbole_on_the_split(tmp_path):
     assert len(result["final_curve"]) == result["final_epochs"] and all(v is None for *_, v in result["final_curve"])
 
 
+@pytest.mark.slow
+@pytest.mark.full
+@pytest.mark.skipif(not (VENV / "bin" / "python").exists(), reason=f"no RecBole environment at {VENV}")
+def test_the_test_fit_beside_the_validation_fit_gives_the_same_scores(tmp_path):
+    """``--test-beside`` (the test fit epoch by epoch in a second process, kept at the best validation epoch)
+    gives exactly the scores of the test fit run after the validation fit, for LightGCN and SASRec."""
+    landing = landed(tmp_path, short_users=5)
+    evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing).write(tmp_path / "report")
+    results = {}
+    for mode in ([], ["--test-beside"]):
+        work = tmp_path / ("beside" if mode else "after")
+        done = subprocess.run([sys.executable, str(SCRIPT), "--report", str(tmp_path / "report"), "--landing",
+                               str(landing), "--epochs", "3", "--patience", "1", "--settings", "2", "--venv",
+                               str(VENV), "--workdir", str(work), *mode],
+                              cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[bool(mode)] = {name: json.loads((work / f"result_{name}.json").read_text())
+                               for name in ("LightGCN", "SASRec")}
+        if mode:
+            assert "(beside the validation fit)" in done.stdout
+    for name in ("LightGCN", "SASRec"):
+        after, beside = results[False][name], results[True][name]
+        assert beside["test_beside"] and not after["test_beside"]
+        assert after["trials"][0]["setting"] == json.dumps(script().GRIDS[name][1])  # --settings 2: the second
+        assert beside["final_epochs"] == after["final_epochs"] >= 1
+        assert beside["scores"] == after["scores"]
+        assert [loss for _, loss, _ in beside["final_curve"]] == pytest.approx(
+            [loss for _, loss, _ in after["final_curve"]], rel=1e-6)
+
+
+def test_settings_outside_the_grid_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        script().main(["--report", str(tmp_path), "--landing", str(tmp_path), "--models", "SASRec", "--settings", "3"])
+    assert "SASRec's grid has settings 1 to 2" in capsys.readouterr().err
+
+
 def write_inter(tmp_path: Path, sequences: dict[int, list[int]], catalogue: int) -> None:
     folder = tmp_path / "data" / "pinrec"
     folder.mkdir(parents=True)
