@@ -366,6 +366,7 @@ class Recommender:
             return req
         session = check_recent(recent, req.now_us if req.now is not None else None)
         if len(session):
+            req.own_saves = req.saves
             req.saves = merged(session.by_action["save"], req.saves, self._caps[LAST_SAVED])
             req.closeups = merged(session.by_action["closeup"], req.closeups, self._caps[LAST_CLOSEUPS])
             req.session = session.pins
@@ -406,7 +407,8 @@ class Recommender:
                  "trending": self._cold.trending, "fresh": self._cold.fresh(req.now_us)}
         parts["cf"] = self._cf_rows(req) if "cf" in channels else np.zeros(0, np.int64)
         order = list(channels) if query is None or "ann" in channels else ["ann", *channels]
-        drop = np.concatenate([req.saves, req.session, exclude]) if len(exclude) or len(req.session) else req.saves
+        own = req.saves if req.own_saves is None else req.own_saves  # the merged list is capped: all the user's saves
+        drop = np.concatenate([own, req.session, exclude]) if len(exclude) or len(req.session) else own
         cand = merge(parts, order, self._eligible, self._pin_ids, drop, cfg.quotas)
         if timings is not None:
             timings["ann"] = timings.get("ann", 0.0) + t1 - t0

@@ -49,6 +49,9 @@ class Request:
     user_row: pa.Table | None = None  # the user view's lookup, made when the generic path needs it
     closeups: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     session: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: the snapshot's saves before the merge: the results exclude all of them, also those the merged
+    #: (capped) ``saves`` no longer holds; None: ``saves`` is the snapshot's list
+    own_saves: np.ndarray | None = None
 
 
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
@@ -79,7 +82,10 @@ def parse(user: Any, context: Any) -> tuple[int | None, dt.datetime | None, dict
     if now is not None:
         if not isinstance(now, dt.datetime):
             raise RequestError(f"context['now'] must be a datetime, got {type(now).__name__}")
-        utc = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
+        try:
+            utc = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
+        except OverflowError:
+            raise RequestError(f"context['now'] = {now!r:.80} is outside the datetime range in UTC") from None
         context.setdefault("hour", utc.hour)
         context.setdefault("day_of_week", utc.isoweekday() % 7 + 1)  # Spark's dayofweek: 1 = Sunday
     for key in ("surface", "device", "country"):
@@ -108,9 +114,9 @@ def check_ids(values: Any, field: str = "exclude") -> np.ndarray:
     what = "a sequence of int64 pin ids (list, tuple, set or 1-d int array)"
     if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
         raise RequestError(f"{field} must be {what}, got {type(values).__name__} {values!r:.80}")
+    if isinstance(values, np.ndarray) and (values.ndim != 1 or values.dtype.kind not in "iuO"):
+        raise RequestError(f"{field} must be {what}, got a {values.ndim}-d {values.dtype} array")
     if isinstance(values, np.ndarray) and values.dtype != object:
-        if values.ndim != 1 or values.dtype.kind not in "iu":
-            raise RequestError(f"{field} must be {what}, got a {values.ndim}-d {values.dtype} array")
         if values.dtype.kind == "u" and len(values) and values.max() > INT64_MAX:
             raise RequestError(f"{field} must be {what} in int64 range, got {int(values.max())}")
         return values.astype(np.int64)

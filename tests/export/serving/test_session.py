@@ -81,6 +81,26 @@ def test_malformed_recent_is_refused_naming_the_element(recent, message):
         check_recent(recent, us(NOW))
 
 
+@pytest.mark.parametrize("ts", [10 ** 400, dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+                                dt.datetime.max.replace(tzinfo=dt.timezone(-dt.timedelta(hours=1)))],
+                         ids=["10**400", "year 1 at UTC+1", "year 9999 at UTC-1"])
+def test_times_beyond_any_range_are_request_errors(ts):
+    with pytest.raises(RequestError, match=r"recent\[0\] .*ts"):
+        check_recent([(P[0], "save", ts)], None)
+
+
+def test_a_float_ts_from_the_clock_that_gives_now_is_not_after_now():
+    # time.time() readings taken as now and as the action's ts: both must land on the same microsecond
+    # (round(ts * 1e6) was one µs later than datetime.fromtimestamp for ~6 % of them, e.g. the first)
+    rng = np.random.default_rng(0)
+    for t in [1768003476.0423315, *(1768003200.0 + rng.uniform(0, 86400, 2000))]:
+        now = dt.datetime.fromtimestamp(t, dt.UTC)
+        assert check_recent([(P[0], "save", t)], us(now)).pins.tolist() == [P[0]], t
+    assert check_recent([(P[0], "save", np.float64(1.5))], 1_500_000).pins.tolist() == [P[0]]
+    with pytest.raises(RequestError, match="after the request's now"):
+        check_recent([(P[0], "save", 1.500001)], 1_500_000)
+
+
 def test_without_now_the_times_are_not_compared():
     later = NOW + dt.timedelta(days=3)
     assert check_recent([(P[0], "save", later)], None).pins.tolist() == [P[0]]
@@ -174,6 +194,19 @@ def test_session_pins_are_never_returned(bundle):
         assert {P[0], P[1], P[2], P[3]} & every  # they would be served otherwise
         assert not {P[0], P[1], P[2], P[3]} & with_session and with_session
         assert not {P[0], P[1], P[2], P[3]} & set(r.candidates(user, CTX, recent=recent).pin_ids.tolist())
+
+
+def test_a_long_session_keeps_the_users_own_saves_out(bundle):
+    """The merged list is capped for the channels that read it; the filter still drops every save of the
+    snapshot (user 2's P[10], P[20], P[30]), not only those the cap kept."""
+    r = rec(bundle, channels=("trending",), trending_candidates=N, category_cap=0)
+    served = {x.pin_id for x in r.recommend(2, CTX, k=N)}
+    assert not {P[10], P[20], P[30]} & served and len(served) > 30
+    many = [(P[i], "save", NOW - dt.timedelta(seconds=i)) for i in (41, 42, 43, 44)]
+    assert r._request(2, CTX, many).saves.tolist() == [P[41], P[42], P[43], P[44], P[10]]  # P[20], P[30] cut
+    with_session = {x.pin_id for x in r.recommend(2, CTX, k=N, recent=many)}
+    assert not {P[10], P[20], P[30], P[41], P[42], P[43], P[44]} & with_session and with_session
+    assert with_session == served - {P[41], P[42], P[43], P[44]}
 
 
 def test_an_unknown_user_is_served_from_a_session_save(bundle):
