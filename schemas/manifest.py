@@ -50,9 +50,14 @@ class ManifestError(ValueError):
     """A manifest or channel pointer is malformed, of an unsupported format, or unsafe."""
 
 
-def check_name(kind: str, value: str) -> str:
+def is_name(value: object) -> bool:
     """Bundle names, versions and channels: ``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 128 characters."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value) or value in (".", ".."):
+    return isinstance(value, str) and bool(_NAME.fullmatch(value)) and value not in (".", "..")
+
+
+def check_name(kind: str, value: str) -> str:
+    """A name as :func:`is_name` allows; returns it."""
+    if not is_name(value):
         raise ManifestError(f"{kind} {value!r} is not a valid name: use [A-Za-z0-9._-], starting alphanumeric")
     return value
 
@@ -66,8 +71,7 @@ RESERVED_CHANNEL_PART = ".tmp-"
 def is_channel_name(value: object) -> bool:
     """The one rule for channel names (used to validate and to list them): a valid name
     (:func:`check_name`) that does not end in ``.lock`` nor contain ``.tmp-``."""
-    return (isinstance(value, str) and bool(_NAME.fullmatch(value)) and value not in (".", "..")
-            and not value.endswith(RESERVED_CHANNEL_SUFFIX) and RESERVED_CHANNEL_PART not in value)
+    return (is_name(value) and not value.endswith(RESERVED_CHANNEL_SUFFIX) and RESERVED_CHANNEL_PART not in value)
 
 
 def check_channel(kind: str, value: str) -> str:

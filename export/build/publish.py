@@ -263,7 +263,7 @@ def _move(store: Store, name: str, channel: str, version: str, manifest_bytes: b
         return pointer
     try:
         if current is None:
-            store.delete(key)  # the channel did not exist before this move
+            store.delete_pointer(key, new_token)  # the channel did not exist before this move
         else:
             store.swap(key, current.to_json().encode(), new_token)
         where = f"put back on {current.version if current else 'nothing'}"

@@ -40,6 +40,7 @@ from pinrec.schemas.manifest import (
     ManifestError,
     bundle_prefix,
     check_name,
+    is_name,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def being_pruned(store: Store, name: str, version: str) -> bool:
 def prune(store: Store, name: str, *, keep_blessed: int = 5, keep_unblessed: int = 2,
           incomplete_grace_s: int = 86_400, now: dt.datetime | None = None) -> list[str]:
     """Delete old versions of ``name``; returns the deleted versions. Kept: every version a channel
-    points to (checked again, after marking, right before each deletion), the newest
+    points to or pointed to before its last move (its rollback target, where an undone move goes back;
+    checked again, after marking, right before each deletion), the newest
     ``keep_blessed`` promoted (blessed or forced) and ``keep_unblessed`` rejected ones, and
     incomplete ones (claimed or partly uploaded) whose newest file is younger than
     ``incomplete_grace_s``."""
@@ -70,6 +72,9 @@ def prune(store: Store, name: str, *, keep_blessed: int = 5, keep_unblessed: int
     pointed = _pointed(store, name)
     promoted, rejected, doomed = [], [], []
     for version in store.list_dir(f"bundles/{check_name('bundle name', name)}"):
+        if not is_name(version):  # a stray file (.DS_Store, a tool's lock): not ours to judge or delete
+            log.warning("prune: skipping bundles/%s/%s, not a version name", name, version)
+            continue
         try:
             manifest, _ = read_manifest(store, name, version)
         except (FileNotFoundError, ManifestError):
@@ -93,9 +98,11 @@ def prune(store: Store, name: str, *, keep_blessed: int = 5, keep_unblessed: int
 
 
 def _pointed(store: Store, name: str) -> set[str]:
-    """Every version a channel of ``name`` points to now (a malformed pointer raises: what it
-    protects is unknown, so nothing is pruned)."""
-    return {p.version for c in list_channels(store, name) if (p := read_channel(store, name, c)) is not None}
+    """Every version a channel of ``name`` points to now, and the one it pointed to before (a move
+    that must be undone puts the channel back there; a malformed pointer raises: what it protects is
+    unknown, so nothing is pruned)."""
+    pointers = [p for c in list_channels(store, name) if (p := read_channel(store, name, c)) is not None]
+    return {p.version for p in pointers} | {p.previous for p in pointers if p.previous is not None}
 
 
 def _delete_unless_pointed(store: Store, name: str, version: str) -> bool:

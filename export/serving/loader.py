@@ -83,6 +83,8 @@ class Bundle:
     ranker: ort.InferenceSession
     encoder: dict
     pins: pa.Table
+    #: sha256 of the manifest's bytes: a version name freed by prune and published again is another bundle
+    manifest_sha256: str = ""
 
     @property
     def name(self) -> str:
@@ -127,7 +129,7 @@ def _load(store: Store, name: str, channel: str, version: str | None, cache_dir:
         raise BundleError(f"refusing {name}/{version}: manifest.json does not hash to the sha256 recorded by "
                           f"channel {channel!r}; it was modified after publishing")
     root = _local_copy(store, manifest, data, cache_dir) if not store.is_local else _verify_in_place(store, manifest)
-    return _open(manifest, root)
+    return _open(manifest, root, hashlib.sha256(data).hexdigest())
 
 
 def resolve(store: Store, name: str, channel: str) -> ChannelPointer:
@@ -242,7 +244,7 @@ def _remove_partial(partial: str) -> None:
     shutil.rmtree(partial, ignore_errors=True)
 
 
-def _open(manifest: Manifest, root: str) -> Bundle:
+def _open(manifest: Manifest, root: str, manifest_sha256: str) -> Bundle:
     def path(entry) -> str:
         return _inside(root, entry.path)
 
@@ -265,7 +267,7 @@ def _open(manifest: Manifest, root: str) -> Bundle:
     if len(dims) != 1:
         raise BundleError(f"refusing {where}: shards have different dimensions {sorted(dims)}")
     _check_pins(where, pins.schema)
-    return Bundle(manifest, root, shards, index_meta, ranker, encoder, pins)
+    return Bundle(manifest, root, shards, index_meta, ranker, encoder, pins, manifest_sha256)
 
 
 def _check_pins(where: str, schema: pa.Schema) -> None:
@@ -332,8 +334,8 @@ class Loader:
         with self._refresh_lock:
             try:
                 pointer = resolve(self._store, self.name, self.channel)
-                if pointer.version == self._bundle.version:
-                    return False
+                if (pointer.version, pointer.manifest_sha256) == (self._bundle.version, self._bundle.manifest_sha256):
+                    return False  # the same bundle (a name prune freed and a publish reused is not)
                 if self._refused is not None and self._refused[:2] == (pointer.version, pointer.manifest_sha256):
                     raise BundleError(self._refused[2])
                 new = _load(self._store, self.name, self.channel, None, self.cache_dir)

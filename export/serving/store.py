@@ -267,7 +267,7 @@ class Store:
         if self.is_s3:
             return self._s3_put(key, data, if_none_match=True) is not None
         path = self._local_only(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _makedirs_durable(os.path.dirname(path))
         tmp = _write_tmp(path, data)
         try:
             os.link(tmp, path)
@@ -308,13 +308,35 @@ class Store:
             raise PointerConflict(f"{key} moved since it was read; compare-and-swap lost")
         return new
 
+    def delete_pointer(self, key: str, token: str) -> None:
+        """Remove the pointer ``key`` if it still is what ``token`` (from :meth:`swap` or
+        :meth:`read_pointer`) was read from; else raise :class:`PointerConflict` and leave it.
+        On S3 a conditional ``DeleteObject`` (``If-Match``)."""
+        if self.is_s3:
+            from botocore.exceptions import ClientError
+
+            client, bucket, obj = self._boto(key)
+            try:
+                client.delete_object(Bucket=bucket, Key=obj, IfMatch=token)
+            except ClientError as e:
+                status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status in (412, 409) or e.response.get("Error", {}).get("Code") in (
+                        "PreconditionFailed", "ConditionalRequestConflict"):
+                    raise PointerConflict(f"{key} moved since it was read; compare-and-delete lost") from None
+                raise
+            return
+        if not self._local_swap(self._local_only(key), None, token):
+            raise PointerConflict(f"{key} moved since it was read; compare-and-delete lost")
+
     def _local_only(self, key: str) -> str:
         if not self.is_local:
             raise ValueError(f"atomic writes are implemented for local and s3:// stores only, not {self.uri!r}")
         return self.path(key)
 
     @staticmethod
-    def _local_swap(path: str, data: bytes, token: str | None) -> bool:
+    def _local_swap(path: str, data: bytes | None, token: str | None) -> bool:
+        """Under the pointer's lock: if its sha256 is ``token`` (None: absent), write ``data``
+        (None: delete it); False when it is not."""
         import fcntl
 
         folder, base = os.path.split(path)
@@ -334,8 +356,10 @@ class Store:
                 current = None
             if current != token:
                 return False
-            tmp = _write_tmp(path, data)
-            os.replace(tmp, path)
+            if data is None:
+                os.unlink(path)
+            else:
+                os.replace(_write_tmp(path, data), path)
             _fsync_dir(os.path.dirname(path))
             return True  # the lock is released when the file closes (or the process dies)
 
@@ -383,14 +407,19 @@ def mtime(info: dict) -> dt.datetime:
 
 
 def _replace_read_only(path: str, chunks: Iterator[bytes]) -> None:
-    """Write a new file and rename it over ``path``: the old inode, if any, is never touched."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Write a new file and rename it over ``path``: the old inode, if any, is never touched. Durable
+    when it returns (file, its folder and any folder it created synced): a bundle's manifest, written
+    after its files, must never outlive them in a crash."""
+    _makedirs_durable(os.path.dirname(path))
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     try:
         with open(tmp, "wb") as f:
             f.writelines(chunks)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o444)
         os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
     except BaseException:
         try:
             os.unlink(tmp)
@@ -406,6 +435,17 @@ def _write_tmp(path: str, data: bytes) -> str:
         f.flush()
         os.fsync(f.fileno())
     return tmp
+
+
+def _makedirs_durable(folder: str) -> None:
+    """``os.makedirs`` whose new folders' entries are synced into their parents."""
+    missing, d = [], folder
+    while d and not os.path.isdir(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    os.makedirs(folder, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(os.path.dirname(created))
 
 
 def _fsync_dir(path: str) -> None:

@@ -341,9 +341,11 @@ def test_channels_hidden_from_list_channels_cannot_be_created(store, candidate, 
 
 
 def _doomed_v1(store, candidate):
-    """v1 (oldest blessed) is due for pruning with keep_blessed=1; the channel is on v2."""
+    """v1 (oldest blessed) is due for pruning with keep_blessed=1; the channel is on v2, and re-pointed
+    at v2 so that v1 is not its previous version either (prune keeps that one)."""
     _publish(store, candidate(0)[0], "v1")
     _publish(store, candidate(1)[0], "v2", when=T0 + HOUR)
+    assert rollback(store, "homefeed", "prod", "v2").previous == "v2"
     assert _channel(store) == "v2"
 
 
@@ -363,6 +365,8 @@ def test_prune_spares_a_version_a_rollback_moved_to_after_its_pointer_read(store
     assert load(store.uri, "homefeed", s3=store.s3).version == "v1"
     monkeypatch.undo()
     rollback(store, "homefeed", "prod", "v2")
+    assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == []  # v1: prod's previous version, kept
+    _publish(store, candidate(2)[0], "v3", when=T0 + 2 * HOUR)
     assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == ["v1"]  # nothing left in the way
 
 
@@ -455,5 +459,94 @@ def test_a_rollback_that_lost_the_race_to_prune_puts_the_channel_back(store, can
                                            "the channel was put back on v2"):
         rollback(store, "homefeed", "prod", "v1")
     pointer = read_channel(store, "homefeed", "prod")
-    assert (pointer.version, pointer.reason) == ("v2", "publish")
+    assert (pointer.version, pointer.reason) == ("v2", "rollback")  # as _doomed_v1 left it
     assert load(store.uri, "homefeed", s3=store.s3).version == "v2"
+
+
+# --- concurrency and durability (review of session 14) ---------------------------------------
+
+
+def test_an_undone_move_never_lands_on_a_version_another_prune_deleted(store, candidate, monkeypatch):
+    """A rollback undone because its target is being pruned goes back to the version it left; a second
+    prune running meanwhile must not delete that version: each pointer's previous version is protected."""
+    _publish(store, candidate(0)[0], "v1")
+    _publish(store, candidate(1)[0], "v2", when=T0 + HOUR)
+    _publish(store, candidate(2)[0], "v3", when=T0 + 2 * HOUR, channel="canary")
+    real_swap, done = store.swap, []
+
+    def swap(key, data, token):
+        first = not done
+        if first:  # prune #1, which read prod -> v2, marks v1
+            store.put_bytes(bundle_prefix("homefeed", "v1") + ".pruning", b"{}")
+        new = real_swap(key, data, token)
+        if first:  # prune #2 reads prod -> v1 (previous v2) and must keep v2
+            done.append(prune(store, "homefeed", keep_blessed=1, keep_unblessed=0))
+        return new
+
+    monkeypatch.setattr(store, "swap", swap)
+    with pytest.raises(PublishError, match="homefeed/v1 is being pruned"):
+        rollback(store, "homefeed", "prod", "v1")
+    assert "v2" not in done[0]
+    assert _channel(store) == "v2"
+    read_manifest(store, "homefeed", "v2")
+    assert load(store.uri, "homefeed", s3=store.s3).version == "v2"
+
+
+def test_undoing_a_channels_first_move_never_deletes_a_later_pointer(store, candidate, monkeypatch):
+    _publish(store, candidate(0)[0], "v1")
+    real_swap, seen = store.swap, []
+
+    def swap(key, data, token):
+        new = real_swap(key, data, token)
+        if key.endswith("/canary") and not seen:
+            seen.append(key)
+            store.put_bytes(bundle_prefix("homefeed", "v1") + ".pruning", b"{}")  # a prune marked v1
+            assert _publish(store, candidate(1)[0], "v2", when=T0 + HOUR, channel="canary").promoted
+        return new
+
+    monkeypatch.setattr(store, "swap", swap)
+    with pytest.raises(PublishError, match="homefeed/v1 is being pruned .*moved since by someone else"):
+        rollback(store, "homefeed", "canary", "v1")
+    pointer = read_channel(store, "homefeed", "canary")
+    assert pointer is not None and pointer.version == "v2"
+
+
+def test_a_channels_first_move_is_undone_when_nobody_moved_it(store, candidate, monkeypatch):
+    _publish(store, candidate(0)[0], "v1")
+    real_swap = store.swap
+
+    def swap(key, data, token):
+        new = real_swap(key, data, token)
+        store.put_bytes(bundle_prefix("homefeed", "v1") + ".pruning", b"{}")
+        return new
+
+    monkeypatch.setattr(store, "swap", swap)
+    with pytest.raises(PublishError, match="the channel was put back on nothing"):
+        rollback(store, "homefeed", "canary", "v1")
+    assert read_channel(store, "homefeed", "canary") is None
+
+
+def test_bundle_files_are_durable_before_the_manifest(store, candidate, monkeypatch):
+    if not store.is_local:
+        pytest.skip("an S3 PUT is durable when it returns")
+    synced, real = [], os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}").split(".tmp-")[0])
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    files = candidate(0)[0]
+    _publish(store, files, "v1")
+    prefix = os.path.realpath(store.local_path(bundle_prefix("homefeed", "v1")))
+    before = synced[:synced.index(os.path.join(prefix, "manifest.json"))]
+    layout = [target for target, _, _ in files.layout()]
+    assert layout and [t for t in layout if os.path.join(prefix, t) not in before] == []
+    assert {os.path.dirname(os.path.join(prefix, t)) for t in layout} <= set(before)  # their folders too
+
+
+def test_prune_skips_entries_that_are_not_versions(store, candidate):
+    _publish(store, candidate(0)[0], "v1")
+    store.put_bytes("bundles/homefeed/.DS_Store", b"x")
+    assert prune(store, "homefeed") == []
+    assert _channel(store) == "v1" and store.exists("bundles/homefeed/.DS_Store")

@@ -442,3 +442,20 @@ def test_two_servers_sharing_a_cache_survive_publish_rollback_and_prune(s3_serve
         assert answers[-1]["version"] == final
         assert len({a["version"] for a in answers}) >= 2  # it did follow the channel
 
+
+
+def test_refresh_follows_a_version_name_published_again(store, candidate):
+    """Prune frees a version's name and a later publish may reuse it: the loader compares the manifest's
+    sha256 too, so it loads the new bundle instead of serving the old one under the same name."""
+    _publish(store, candidate(0)[0], "v1")
+    loader = Loader(store.uri, "homefeed", s3=store.s3)
+    assert loader.bundle.encoder["seed"] == 0
+    _publish(store, candidate(1)[0], "v2")
+    assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == []  # v1 is v2's previous: kept
+    _publish(store, candidate(3)[0], "v3")  # now v1 is neither pointed to nor anyone's previous
+    assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == ["v1"]
+    _publish(store, candidate(2)[0], "v1")  # the name is free again
+    assert read_channel(store, "homefeed", "prod").version == "v1"
+    assert loader.refresh() is True
+    assert loader.bundle.version == "v1" and loader.bundle.encoder["seed"] == 2
+    assert loader.refresh() is False
