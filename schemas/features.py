@@ -46,7 +46,7 @@ class FeatureView:
         entities: the key column(s) (e.g. ``("user_id",)`` or ``("user_id", "category")``),
             present in the spine and the feature table.
         features: the value columns.
-        ttl: how long a value stays valid after its ``feature_ts``; must be positive.
+        ttl: how long a value stays valid after its ``feature_ts``; a positive whole number of seconds.
     """
 
     name: str
@@ -57,8 +57,10 @@ class FeatureView:
     created_ts: str = "created_ts"
 
     def __post_init__(self) -> None:
-        if self.ttl <= dt.timedelta(0):
-            raise ValueError(f"feature view {self.name!r}: ttl must be positive, got {self.ttl}")
+        if self.ttl <= dt.timedelta(0) or self.ttl % dt.timedelta(seconds=1):
+            # whole seconds: the serving snapshot records the TTL in seconds, and every join path applies it exactly
+            raise ValueError(f"feature view {self.name!r}: ttl must be a positive whole number of seconds, "
+                             f"got {self.ttl}")
         names = [f.name for f in self.features]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"feature view {self.name!r}: features must be non-empty and unique, got {names}")

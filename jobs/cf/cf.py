@@ -41,6 +41,7 @@ from pinrec.export.serving.cf_channel import (
 from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.folders import replace_folder
 from pinrec.jobs.io.lake import Location, as_location
+from pinrec.jobs.io.timestamps import ts_lit
 
 if TYPE_CHECKING:
     from pinrec.jobs.io.tracking import ArtifactRoot
@@ -122,7 +123,7 @@ def read_engagement(catalog: Catalog, actions: tuple[str, ...], cutoff: dt.datet
     from pinrec.jobs.retrieval.baselines import check_log
 
     catalog.require(["actions"], "run `pinrec ingest` first")
-    df = catalog.read("actions").where(F.col("type").isin(list(actions)) & (F.col("ts") < F.lit(cutoff)))
+    df = catalog.read("actions").where(F.col("type").isin(list(actions)) & (F.col("ts") < ts_lit(cutoff)))
     return check_log(df.select("user_id", "pin_id", "ts").toPandas())
 
 

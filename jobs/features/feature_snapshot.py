@@ -34,6 +34,7 @@ from pinrec.export.serving.feature_store import (
     with_meta,
 )
 from pinrec.jobs.io.lake import Location, as_location
+from pinrec.jobs.io.timestamps import ts_lit
 from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
 
 from .pit_join import point_in_time_join
@@ -63,7 +64,7 @@ def snapshot_frame(features, view: FeatureView, cutoff: dt.datetime):
     (the entity columns, ``<view>__<feature>``..., ``<view>__feature_ts``)."""
     from pyspark.sql import functions as F
 
-    t = F.lit(_naive_utc(cutoff)).cast("timestamp")
+    t = ts_lit(cutoff)
     oldest = t - F.expr(f"INTERVAL {int(view.ttl.total_seconds())} SECONDS")
     recent = features.where(F.col(view.feature_ts) >= oldest)
     has_key = F.lit(True)

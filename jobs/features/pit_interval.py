@@ -162,10 +162,13 @@ def interval_join(spine, members, spine_ts: str):
 
 def _join_width(spine, members, spine_ts: str, width: int):
     from pyspark.sql import functions as F
+    from pyspark.sql.types import IntegralType, LongType
 
     cols = spine.columns
     lead_name = members[0][1].entities[0]
-    hot = levels(members, width, spine.schema[lead_name].dataType)
+    lead_type = spine.schema[lead_name].dataType
+    # integral keys as bigint: a feature id wider than the spine's key type must not overflow the cast
+    hot = levels(members, width, LongType() if isinstance(lead_type, IntegralType) else lead_type)
     if hot.isEmpty():  # one small job: without hot keys the join needs no level lookups at all
         hot = None
     t_us = F.unix_micros(_col(spine_ts))

@@ -39,6 +39,9 @@ views whose column types they handle (integral or string keys, ``timestamp`` tim
 """
 from __future__ import annotations
 
+import datetime as dt
+
+from pinrec.jobs.io.timestamps import from_spark
 from pinrec.schemas.features import FeatureView
 
 ORDER, KNOWN, SALT = "__pit_order", "__pit_known_ts", "__pit_salt"
@@ -60,9 +63,13 @@ def check_unique(features, view: FeatureView) -> None:
     from pyspark.sql import functions as F
 
     key = [*view.entities, view.feature_ts]
-    dup = features.groupBy(*key).count().where("count > 1").orderBy(F.desc("count")).limit(3).collect()
+    valid = F.lit(True)
+    for c in (*view.entities, view.feature_ts, view.created_ts):  # the rows every join path ignores are not checked
+        valid = valid & F.col(c).isNotNull()
+    dup = features.where(valid).groupBy(*key).count().where("count > 1").orderBy(F.desc("count")).limit(3).collect()
     if dup:
-        examples = ", ".join("(" + ", ".join(str(r[k]) for k in key) + f") x{r['count']}" for r in dup)
+        examples = ", ".join("(" + ", ".join(str(from_spark(r[k]) if isinstance(r[k], dt.datetime) else r[k])
+                                             for k in key) + f") x{r['count']}" for r in dup)
         raise FeatureTableError(f"feature view {view.name!r}: duplicate ({', '.join(key)}) rows, "
                                 f"e.g. {examples}; de-duplicate the feature job's output")
 

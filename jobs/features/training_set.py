@@ -23,6 +23,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from pinrec.jobs.config import TrainingSetConfig
+from pinrec.jobs.io.timestamps import ts_lit
 from pinrec.schemas.catalog import feature_table
 from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
 
@@ -73,7 +74,7 @@ def label_impressions(impressions, actions, cutoff: dt.datetime, maturity_s: int
     from pyspark.sql import functions as F
 
     window = F.expr(f"INTERVAL {maturity_s} SECONDS")
-    mature = impressions.where(F.col("ts") + window <= F.lit(cutoff))
+    mature = impressions.where(F.col("ts") + window <= ts_lit(cutoff))
     acts = actions.where(F.col("impression_id").isNotNull()).select(
         F.col("impression_id").alias("event_id"), F.col("type"), F.col("ts").alias("_action_ts"))
     labelled = (mature.join(acts, "event_id", "left")
@@ -144,7 +145,7 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
     # One job over the spine: the days present, its rows, and those whose label window has closed
     # (what label_impressions keeps: one row per impression, the ingested table has no duplicates).
-    mature = F.col("ts") + F.expr(f"INTERVAL {cfg.maturity_s} SECONDS") <= F.lit(cutoff)
+    mature = F.col("ts") + F.expr(f"INTERVAL {cfg.maturity_s} SECONDS") <= ts_lit(cutoff)
     per_day = (read["impressions"].where(F.col("dt").isin(days)).groupBy("dt")
                .agg(F.count("*").alias("n"), F.sum(mature.cast("long")).alias("mature")).collect())
     absent = [d.isoformat() for d in days if d not in {r["dt"] for r in per_day}]

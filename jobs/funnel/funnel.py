@@ -29,6 +29,7 @@ import tempfile
 import numpy as np
 
 from pinrec.jobs.io.lake import Location, as_location
+from pinrec.jobs.io.timestamps import from_spark, ts_lit
 
 from .replay import DayEvents, FunnelReport, replay, true_top_pins
 
@@ -50,7 +51,7 @@ def trained_before(catalog, day: dt.date) -> list[str]:
 
     notes, start = [], _start(day)
     if catalog.exists("graph_edges"):
-        last = catalog.read("graph_edges").where("split = 'train'").agg(F.max("saved_at")).first()[0]
+        last = from_spark(catalog.read("graph_edges").where("split = 'train'").agg(F.max("saved_at")).first()[0])
         if last is not None and last >= start:
             raise ValueError(f"graph_edges holds training edges saved at {last}, on or after {day}: PinSage and the "
                              f"index were trained on the replayed day; replay a day of the graph's eval split "
@@ -77,12 +78,12 @@ def read_day(catalog, day: dt.date) -> DayEvents:
 
     start, end = _start(day), _start(day + dt.timedelta(days=1))
     parts = F.col("dt").isin(day, day + dt.timedelta(days=1))
-    actions = (catalog.read("actions").where(parts & (F.col("ts") >= F.lit(start)) & (F.col("ts") < F.lit(end))
+    actions = (catalog.read("actions").where(parts & (F.col("ts") >= ts_lit(start)) & (F.col("ts") < ts_lit(end))
                                              & F.col("type").isin("save", "closeup"))
                .select("user_id", "pin_id", "type").toArrow())
     first = Window.partitionBy("user_id").orderBy("ts", "event_id")
-    seen = (catalog.read("impressions").where((F.col("dt") == F.lit(day)) & (F.col("ts") >= F.lit(start))
-                                              & (F.col("ts") < F.lit(end)))
+    seen = (catalog.read("impressions").where((F.col("dt") == F.lit(day)) & (F.col("ts") >= ts_lit(start))
+                                              & (F.col("ts") < ts_lit(end)))
             .withColumn("_r", F.row_number().over(first)).where("_r = 1")
             .select("user_id", "surface", "device", "country").toArrow().to_pylist())
     contexts = {r.pop("user_id"): r for r in seen}

@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from pinrec.jobs.io.timestamps import ts_lit
+
 
 @dataclass(frozen=True)
 class GraphTables:
@@ -45,19 +47,19 @@ def build_graph(pins, boards, edges, pin_features, cutoff: dt.datetime, eval_fro
 
     if eval_from > cutoff:
         raise ValueError(f"eval_from {eval_from} is after the cut-off {cutoff}")
-    pins = pins.where(F.col("created_at") < F.lit(cutoff)).dropDuplicates(["pin_id"])
+    pins = pins.where(F.col("created_at") < ts_lit(cutoff)).dropDuplicates(["pin_id"])
     pin_nodes = pins.withColumn("pin_idx", F.row_number().over(Window.orderBy("pin_id")) - 1)
-    first = (edges.where(F.col("saved_at") < F.lit(cutoff))
+    first = (edges.where(F.col("saved_at") < ts_lit(cutoff))
              .groupBy("pin_id", "board_id").agg(F.min("saved_at").alias("saved_at")))
     board_nodes = (first.select("board_id").distinct()
                    .join(boards.select("board_id", "topic").dropDuplicates(["board_id"]), "board_id", "left")
                    .withColumn("board_idx", F.row_number().over(Window.orderBy("board_id")) - 1))
     edge_table = (first.join(pin_nodes.select("pin_id", "pin_idx"), "pin_id")
                   .join(board_nodes.select("board_id", "board_idx"), "board_id")
-                  .withColumn("split", F.when(F.col("saved_at") < F.lit(eval_from), "train").otherwise("eval")))
+                  .withColumn("split", F.when(F.col("saved_at") < ts_lit(eval_from), "train").otherwise("eval")))
 
     categories = sorted(r[0] for r in pins.select("category").distinct().collect())
-    latest = (pin_features.where(F.col("created_ts") <= F.lit(cutoff))
+    latest = (pin_features.where(F.col("created_ts") <= ts_lit(cutoff))
               .withColumn("_r", F.row_number().over(Window.partitionBy("pin_id").orderBy(F.desc("feature_ts"))))
               .where("_r = 1").select("pin_id", "closeup_rate_30d", "save_rate_30d", "impressions_30d", "board_count"))
     dims = pins.select(F.max(F.size("content_embedding"))).collect()[0][0] or 0
@@ -65,7 +67,7 @@ def build_graph(pins, boards, edges, pin_features, cutoff: dt.datetime, eval_fro
     names = ([f"category={c}" for c in categories]
              + ["log1p_age_days", "closeup_rate_30d", "save_rate_30d", "log1p_impressions_30d", "log1p_board_count",
                 "has_content"] + [f"content_{i}" for i in range(dims)])
-    age = (F.lit(cutoff).cast("double") - F.col("created_at").cast("double")) / 86400.0
+    age = (ts_lit(cutoff).cast("double") - F.col("created_at").cast("double")) / 86400.0
     content = F.coalesce(F.col("content_embedding"), F.array_repeat(F.lit(0.0).cast("float"), dims))
     vector = F.concat(
         F.array(*[F.when(F.col("category") == c, 1.0).otherwise(0.0) for c in categories]),

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 from pinrec.jobs.config import IngestConfig
 from pinrec.jobs.io.catalog import Catalog, days_predicate
+from pinrec.jobs.io.timestamps import ts_lit
 from pinrec.schemas.catalog import QUARANTINE, RAW_TABLES
 from pinrec.schemas.tables import TableSpec
 
@@ -223,7 +224,7 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     )
     report.check_accounting()
     q_rows = quarantine.select(F.lit(spec.name).alias("source_table"), F.lit(batch_id).alias("batch_id"), "reason",
-                               F.col("_raw").alias("raw"), F.lit(now).cast("timestamp").alias("quarantined_at"), "dt")
+                               F.col("_raw").alias("raw"), ts_lit(now).alias("quarantined_at"), "dt")
     if by_reason or _quarantined_before(catalog, spec.name, days):  # else there is nothing to write or replace
         catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
     if report.rejected:

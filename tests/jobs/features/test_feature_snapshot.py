@@ -19,6 +19,7 @@ from pinrec.jobs.features.feature_snapshot import (
 )
 from pinrec.jobs.features.pit_join import FeatureTableError, point_in_time_join
 from pinrec.schemas.features import FEATURE_VIEWS, Feature, FeatureView
+from tests.support.timezones import ZONES, driver_time_zone
 
 pytestmark = pytest.mark.spark
 
@@ -58,6 +59,16 @@ def test_snapshot_follows_the_join_rules(spark):
     late = snapshot(spark, h(10.5))  # user 2's row expired (10.5 h old)
     assert late["user_id"].to_pylist() == [1] and late["u__saves"].to_pylist() == [60]
     assert snapshot(spark, h(-1)).num_rows == 0
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_the_cut_off_is_the_same_instant_on_a_driver_in_any_time_zone(spark, zone):
+    """An hour before and after a midnight-UTC cut-off: only the earlier row is served, whether the cut-off
+    is naive (UTC) or aware, wherever the driver runs (PySpark reads naive datetimes in the local zone)."""
+    rows = [(1, utc(h(23)), utc(h(23)), 10, [1]), (1, utc(h(25)), utc(h(25)), 99, [9])]
+    with driver_time_zone(zone):
+        for cutoff in (h(24), utc(h(24)), utc(h(24)).astimezone(dt.timezone(dt.timedelta(hours=-5)))):
+            assert snapshot(spark, cutoff, rows)["u__saves"].to_pylist() == [10]
 
 
 def test_served_values_equal_the_join_at_later_times(spark):

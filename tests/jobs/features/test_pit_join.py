@@ -118,11 +118,30 @@ def test_bad_inputs(spark):
         run(spark, [("e", 1, h(1))], [(1, h(0), h(0), 1), (1, h(0), h(0), 2)])
     with pytest.raises(FeatureTableError, match="null 'ts'"):
         run(spark, [("e", 1, None)], [(1, h(0), h(0), 1)])
-    with pytest.raises(ValueError, match="ttl must be positive"):
-        FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(0))
+    for ttl in (dt.timedelta(0), dt.timedelta(hours=10, milliseconds=500), dt.timedelta(microseconds=5)):
+        with pytest.raises(ValueError, match="ttl must be a positive whole number of seconds"):
+            FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=ttl)
     with pytest.raises(FeatureTableError, match="lacks columns"):
         point_in_time_join(spark.createDataFrame([("e", 1, h(1))], SPINE_SCHEMA),
                            spark.createDataFrame([(1, h(0))], "user_id bigint, feature_ts timestamp"), VIEW)
+
+
+def test_rows_the_join_ignores_are_not_refused_as_duplicates(spark, path):
+    """Keyless rows and rows without a feature_ts are ignored by every path, so two of them with the same
+    (key, feature_ts) are no duplicate to refuse."""
+    features = [(1, h(0), h(0), 1), (None, h(0), h(0), 2), (None, h(0), h(0), 3), (2, None, h(0), 4),
+                (2, None, h(0), 5)]
+    assert run(spark, [("e", 1, h(1)), ("f", 2, h(1))], features, path=path) == {
+        "e": (1, h(0), False), "f": (None, None, True)}
+
+
+def test_a_spine_key_narrower_than_the_feature_key(spark, path):
+    """An int spine key against a bigint feature table holding ids beyond int: each path answers."""
+    spine = spark.createDataFrame([("e", 1, h(5)), ("f", 2, h(5))], "event_id string, user_id int, ts timestamp")
+    features = spark.createDataFrame([(1, h(1), h(1), 4), (2 ** 40, h(1), h(1), 5), (2 ** 32 + 2, h(1), h(1), 6)],
+                                     FEATURE_SCHEMA)
+    out = point_in_time_join(spine, features, VIEW, **PATHS[path]).collect()
+    assert sorted((r["event_id"], r["u__saves"]) for r in out) == [("e", 4), ("f", None)]
 
 
 # Small integer hours on few keys make equal timestamps, TTL edges and hot keys common.

@@ -15,6 +15,7 @@ from pinrec.jobs.features.training_set import (
     sample_negatives,
     split_days,
 )
+from tests.support.timezones import ZONES, driver_time_zone
 
 pytestmark = pytest.mark.spark
 
@@ -37,6 +38,20 @@ def test_labels_use_the_maturity_window_and_drop_immature_impressions(spark):
     got = {r["event_id"]: (r["closeup"], r["save"])
            for r in label_impressions(impressions, actions, cutoff, maturity_s=7200).collect()}
     assert got == {"i1": (1, 1), "i2": (0, 0)}
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_label_maturity_holds_on_a_driver_in_any_time_zone(spark, zone):
+    """The maturity cut-off is UTC wherever the driver runs: inputs from aware times, a naive cut-off."""
+    def u(hours: float) -> dt.datetime:
+        return (T + dt.timedelta(hours=hours)).replace(tzinfo=dt.UTC)
+
+    with driver_time_zone(zone):
+        impressions = spark.createDataFrame([("mature", "s1", u(0)), ("open", "s1", u(3))], IMP_SCHEMA)
+        actions = spark.createDataFrame([("mature", "save", u(1)), ("open", "save", u(4))], ACT_SCHEMA)
+        got = {r["event_id"]: r["save"] for r in
+               label_impressions(impressions, actions, T + dt.timedelta(hours=4), maturity_s=7200).collect()}
+    assert got == {"mature": 1}  # "open"'s window closes at T+5h, after the cut-off
 
 
 def test_negatives_are_sampled_within_sessions_with_a_positive(spark):

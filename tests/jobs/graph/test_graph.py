@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pytest
 
 from pinrec.jobs.graph.graph import build_graph, evaluation_start
+from tests.support.timezones import ZONES, driver_time_zone
 
 pytestmark = pytest.mark.spark
 
@@ -61,3 +63,31 @@ def test_evaluation_edges_start_at_the_first_test_day():
     assert evaluation_start(days, 21) == dt.datetime(2026, 1, 2)   # never every day
     with pytest.raises(ValueError, match="at least 2 days"):
         evaluation_start(days[:1], 1)
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_the_cut_offs_hold_on_a_driver_in_any_time_zone(spark, zone):
+    """Naive cut-offs mean UTC: a driver in New York or Tokyo must not move them by its offset (PySpark
+    reads a naive datetime in the local zone). Inputs are made from aware times, which it converts exactly."""
+    def u(hours: float) -> dt.datetime:
+        return h(hours).replace(tzinfo=dt.UTC)
+
+    with driver_time_zone(zone):
+        pins = spark.createDataFrame([(1, u(0), "art", None), (2, u(47), "art", None), (3, u(49), "art", None)],
+                                     "pin_id bigint, created_at timestamp, category string, "
+                                     "content_embedding array<float>")
+        boards = spark.createDataFrame([(7, "art")], "board_id bigint, topic string")
+        edges = spark.createDataFrame([(1, 7, u(23)), (2, 7, u(47.5)), (1, 8, u(25)), (2, 8, u(49))],
+                                      "pin_id bigint, board_id bigint, saved_at timestamp")
+        features = spark.createDataFrame([(1, u(24), u(24), 0.2, 0.1, 9, 1), (1, u(48), u(49), 0.9, 0.9, 99, 9)],
+                                         "pin_id bigint, feature_ts timestamp, created_ts timestamp, "
+                                         "closeup_rate_30d double, save_rate_30d double, impressions_30d bigint, "
+                                         "board_count bigint")
+        graph = build_graph(pins, boards, edges, features, cutoff=h(48), eval_from=h(24))
+        nodes = {r["pin_id"]: r["features"] for r in graph.pin_nodes.collect()}
+        names = list(graph.feature_names)
+        split = {(r["pin_id"], r["board_id"]): r["split"] for r in graph.edges.collect()}
+    assert sorted(nodes) == [1, 2]  # pin 3, created an hour after the cut-off, is not a node
+    assert split == {(1, 7): "train", (2, 7): "eval", (1, 8): "eval"}  # (2, 8): saved after the cut-off
+    assert nodes[1][names.index("closeup_rate_30d")] == pytest.approx(0.2)  # the row created after the cut-off: no
+    assert nodes[2][names.index("log1p_age_days")] == pytest.approx(math.log1p(1 / 24), rel=1e-5)

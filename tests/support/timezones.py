@@ -1,0 +1,24 @@
+"""Run a block as if the driver process lived in another time zone (``TZ`` + ``time.tzset``)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+#: west of UTC, east of UTC, and UTC itself: a cut-off read in the local zone moves by -5 h / +9 h
+ZONES = ("UTC", "America/New_York", "Asia/Tokyo")
+
+
+@contextlib.contextmanager
+def driver_time_zone(name: str):
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
