@@ -55,9 +55,18 @@ PosInt = Annotated[int, Field(ge=1)]
 
 
 def _strings(value: Any) -> Any:
-    """``spark.extra`` values as Spark takes them: every scalar as its string (YAML's ``2`` -> ``"2"``)."""
+    """``spark.extra`` values as Spark takes them: every scalar as its string (YAML's ``2`` -> ``"2"``,
+    ``true`` -> ``"true"``); a mapping, list or null is refused (``--set spark.extra.spark.x=1`` splits
+    the key at its dots: quote it in a file, or set the whole mapping, ``--set 'spark.extra={spark.x: 1}'``)."""
     if isinstance(value, dict):
-        return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+        out = {}
+        for k, v in value.items():
+            if v is None or isinstance(v, dict | list):
+                raise ValueError(f"spark.extra[{k!r}] must be a string, number or boolean (a Spark setting's "
+                                 f"value), got {v!r:.60}; a key with dots is one key: "
+                                 "--set 'spark.extra={spark.a.b: value}'")
+            out[str(k)] = v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+        return out
     return value
 
 
@@ -249,7 +258,7 @@ class DatasetConfig:
     weight_column: str | None = None
     timestamps: Literal["auto", "column", "row_order", "none"] = "auto"
     timestamp_unit: Literal["s", "ms"] = "s"
-    sep: str | None = None
+    sep: Annotated[str, Field(min_length=1)] | None = None
     names: tuple[str, ...] = ()
     save_threshold: float | None = None
     country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "ZZ"
@@ -257,9 +266,9 @@ class DatasetConfig:
     item_key: str | None = None
     category_column: str | None = None
     labels_column: str | None = None
-    label_sep: str = "|"
+    label_sep: Annotated[str, Field(min_length=1)] = "|"
     title_column: str | None = None
-    items_sep: str | None = None
+    items_sep: Annotated[str, Field(min_length=1)] | None = None
     items_names: tuple[str, ...] = ()
     max_partitions: Annotated[int, Field(ge=0)] = 366
 
@@ -288,9 +297,9 @@ class IngestConfig:
 
     max_failing_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     optional_tables: tuple[str, ...] = ("users", "pins", "boards", "pin_board_edges")
-    max_future_skew_s: int = 300
-    reference_lookback_days: int = 7
-    report_sample_rows: int = 5
+    max_future_skew_s: Annotated[int, Field(ge=0, le=366 * 86400)] = 300
+    reference_lookback_days: NonNegInt = 7
+    report_sample_rows: NonNegInt = 5
     parallel_tables: PosInt = 2
 
 
@@ -418,8 +427,9 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """``["spark.master=local[2]", "seed=3"]`` -> nested dict (values parsed as YAML scalars)."""
-    import yaml
+    """``["spark.master=local[2]", "seed=3"]`` -> nested dict (values parsed as YAML,
+    :func:`pinrec.jobs.config_yaml.override_value`)."""
+    from .config_yaml import override_value
 
     out: dict = {}
     for pair in pairs:
@@ -428,9 +438,14 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, raw = pair.split("=", 1)
         node = out
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {pair!r}: {'.'.join(parts[:i + 1])} was given a value by an earlier "
+                                  "override, so it has no keys to set")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"override {pair!r}: an earlier override set keys inside {key.strip()}")
+        node[parts[-1]] = override_value(raw, f"override {pair!r}")
     return out
 
 
@@ -442,12 +457,12 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
     pyarrow ignores the endpoint ones (S3 keys are never read into the config)."""
     data: dict = {}
     if path is not None:
-        import yaml
+        from .config_yaml import load_yaml
 
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = load_yaml(p.read_text(), f"config file {p}") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p}: top level must be a mapping")
         data = loaded

@@ -81,6 +81,9 @@ class LogSpec:
             raise ValueError(f"timestamp_unit must be 's' or 'ms', got {self.timestamp_unit!r}")
         if self.rating and self.weight:
             raise ValueError("give either a rating or a weight column, not both")
+        for name in ("sep", "label_sep", "items_sep"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name} must be a non-empty separator (None: guessed), got ''")
 
     @property
     def mode(self) -> str:
@@ -107,10 +110,10 @@ def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] 
     """A CSV / TSV (``.gz`` etc. too) or Parquet file as strings-or-numbers; ``sep`` None: a tab when
     the first line has one, else a comma; ``names``: the columns of a header-less file."""
     path = Path(path)
+    if path.is_dir() or (path.is_file() and path.suffix in (".parquet", ".pq", ".parq")):
+        return pd.read_parquet(path)  # a file, or a folder of parts as Spark writes them
     if not path.is_file():
         raise FileNotFoundError(f"interaction log {path} does not exist")
-    if path.suffix == ".parquet" or path.is_dir():
-        return pd.read_parquet(path)
     if sep is None:
         head = pd.read_csv(path, nrows=1, header=None, sep="\t", dtype=str)
         sep = "\t" if head.shape[1] > 1 else ","

@@ -145,3 +145,18 @@ def test_cli_loads_a_log_and_eval_before_load_says_what_to_run(tmp_path, capsys)
     assert (info["kind"], info["timestamps"], info["interactions"]) == ("log", "none", 4)
     assert main(["load-dataset", "--kind", "log", "--path", str(path), "--user", "who", *sets]) == 2
     assert "the user column 'who' is missing" in capsys.readouterr().err
+
+
+def test_a_parquet_folder_or_pq_file_is_read(tmp_path):
+    frame = pd.DataFrame({"user_id": [1, 2, 2], "item_id": [10, 11, 10]})
+    (folder := tmp_path / "events.parquet").mkdir()
+    frame.to_parquet(folder / "part-0.parquet")
+    frame.to_parquet(tmp_path / "events.pq")
+    assert read_log(folder).rows == 3 and read_log(tmp_path / "events.pq").rows == 3
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_log(tmp_path / "absent.csv")
+
+
+def test_an_empty_separator_is_refused():
+    with pytest.raises(ValueError, match="label_sep must be a non-empty separator"):
+        LogSpec(user="uid", item="song", label_sep="")
