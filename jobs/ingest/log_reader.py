@@ -3,8 +3,10 @@ optional rating or weight, plus an optional item-metadata table, into an
 :class:`~pinrec.jobs.ingest.datasets.InteractionLog`.
 
 Columns are mapped by name (:class:`LogSpec`); a file without a header names its columns with
-``LogSpec.names``. Ids: integer columns are kept as they are; any other id (strings, floats) is
-replaced by its 1-based rank among the sorted distinct values, and the mapping is returned
+``LogSpec.names``. Ids: plain integers (no leading zero, ``|id| <`` :data:`MAX_KEPT_ID`) are kept as
+they are; any other id (strings, floats, zero-padded numbers such as ``007``, which must not merge
+with ``7``, and huge ones such as 64-bit snowflake ids, whose board ids would overflow) is replaced by
+its 1-based rank among the sorted distinct values, and the mapping is returned
 (:attr:`ReadLog.user_ids` / :attr:`ReadLog.item_ids`) so that it can be stored with the landing.
 
 Time (``LogSpec.timestamps``):
@@ -33,6 +35,7 @@ of the table that never occur in the log are kept (catalogue pins without intera
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +49,10 @@ from .landing import LandingSummary
 #: The time given to the interactions of a log without timestamps (row ``i`` of a row-ordered log: + i s).
 ORIGIN = pd.Timestamp("2000-01-01", tz="UTC")
 TIMESTAMP_MODES = ("auto", "column", "row_order", "none")
+#: integer ids at least this large (in absolute value) are renumbered: board ids are user_id x 100+ and
+#: must stay within int64 (64-bit snowflake ids would overflow them)
+MAX_KEPT_ID = 10 ** 12
+_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 
 
 @dataclass(frozen=True)
@@ -106,9 +113,11 @@ class ReadLog:
     item_ids: pd.DataFrame | None = field(default=None, repr=False)
 
 
-def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] = ()) -> pd.DataFrame:
+def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] = (),
+               text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """A CSV / TSV (``.gz`` etc. too) or Parquet file as strings-or-numbers; ``sep`` None: a tab when
-    the first line has one, else a comma; ``names``: the columns of a header-less file."""
+    the first line has one, else a comma; ``names``: the columns of a header-less file;
+    ``text_columns``: columns of a CSV read as the text written (ids: ``007`` is not ``7``)."""
     path = Path(path)
     if path.is_dir() or (path.is_file() and path.suffix in (".parquet", ".pq", ".parq")):
         return pd.read_parquet(path)  # a file, or a folder of parts as Spark writes them
@@ -119,7 +128,8 @@ def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] 
         sep = "\t" if head.shape[1] > 1 else ","
     header = None if names else "infer"
     return pd.read_csv(path, sep=sep, header=header, names=list(names) or None, engine="python" if len(sep) > 1
-                       else "c", encoding="utf-8", encoding_errors="replace", keep_default_na=True)
+                       else "c", encoding="utf-8", encoding_errors="replace", keep_default_na=True,
+                       dtype=dict.fromkeys(text_columns, str) or None)
 
 
 def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, required: bool = True) -> pd.Series:
@@ -132,9 +142,25 @@ def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, require
     return values
 
 
-def _ids(values: pd.Series) -> tuple[np.ndarray, pd.DataFrame | None]:
+def _int_ids(values: pd.Series) -> np.ndarray | None:
+    """(N,) int64 when every value is a plain integer (an integer column, or text like ``42`` / ``-7``
+    without a leading zero) with ``|id| <`` :data:`MAX_KEPT_ID`; else None."""
     if pd.api.types.is_integer_dtype(values):
-        return values.to_numpy(np.int64), None
+        if len(values) and (values.max() >= MAX_KEPT_ID or values.min() <= -MAX_KEPT_ID):
+            return None
+        return values.to_numpy(np.int64)
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return None  # floats: renumbered, as before
+    text = values.astype(str)
+    if not text.str.fullmatch(_INT_TEXT).all():
+        return None
+    return _int_ids(text.astype(np.int64)) if text.str.len().max() <= len(str(MAX_KEPT_ID)) else None
+
+
+def _ids(values: pd.Series) -> tuple[np.ndarray, pd.DataFrame | None]:
+    kept = _int_ids(values)
+    if kept is not None:
+        return kept, None
     vocabulary = np.sort(values.astype(str).unique())
     codes = np.searchsorted(vocabulary, values.astype(str).to_numpy()) + 1
     return codes.astype(np.int64), pd.DataFrame({"value": vocabulary, "id": np.arange(1, len(vocabulary) + 1)})
@@ -159,12 +185,12 @@ def _items(spec: LogSpec, item_ids: np.ndarray, mapping: pd.DataFrame | None) ->
     meta = pd.DataFrame({"item_id": np.unique(item_ids)})
     if spec.items is None:
         return meta.assign(category="unknown", title=None, created_at=pd.NaT), ("unknown",)
-    table = read_table(spec.items, spec.items_sep, spec.items_names)
+    table = read_table(spec.items, spec.items_sep, spec.items_names, text_columns=(spec.item_key or spec.item,))
     key = _column(table, spec.item_key or spec.item, "item key", spec.items)
     if mapping is None:
-        if not pd.api.types.is_integer_dtype(key):
-            raise ValueError(f"{spec.items}: item key {key.name!r} is not an integer like the log's item ids")
-        ids = key.to_numpy(np.int64)
+        ids = _int_ids(key)
+        if ids is None:
+            raise ValueError(f"{spec.items}: item key {key.name!r} is not a plain integer like the log's item ids")
     else:  # the log's ids were strings: map the table's keys the same way, new keys after them
         lookup = pd.Series(mapping["id"].to_numpy(), index=mapping["value"])
         ids = lookup.reindex(key.astype(str)).to_numpy()
@@ -206,7 +232,7 @@ def read_log(path: str | Path, spec: LogSpec | None = None) -> ReadLog:
     """Read the interaction log at ``path`` as ``spec`` says (module docstring). Raises
     FileNotFoundError / ValueError naming the file and column at fault."""
     spec = spec or LogSpec()
-    frame = read_table(path, spec.sep, spec.names)
+    frame = read_table(path, spec.sep, spec.names, text_columns=(spec.user, spec.item))
     if frame.empty:
         raise ValueError(f"interaction log {path} has no rows")
     users, user_ids = _ids(_column(frame, spec.user, "user", path))

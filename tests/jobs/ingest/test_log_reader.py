@@ -160,3 +160,32 @@ def test_a_parquet_folder_or_pq_file_is_read(tmp_path):
 def test_an_empty_separator_is_refused():
     with pytest.raises(ValueError, match="label_sep must be a non-empty separator"):
         LogSpec(user="uid", item="song", label_sep="")
+
+
+def test_zero_padded_and_huge_ids_are_renumbered_not_merged_or_overflowed(tmp_path):
+    read = read_log(write(tmp_path, "user_id,item_id\n007,10\n7,11\n7,12\n"))
+    assert read.user_ids["value"].tolist() == ["007", "7"]  # two users, as written
+    assert sorted(read.log.interactions["user_id"].unique()) == [1, 2]
+    assert read.item_ids is None  # plain integers are kept
+    big = 4611686018427387905  # 2**62 + 1: its board id (user x 100 + category) would overflow int64
+    read = read_log(write(tmp_path, f"user_id,item_id\n1,10\n{big},11\n9223372036854775808,12\n"))
+    assert read.user_ids["value"].tolist() == ["1", str(big), "9223372036854775808"]
+    assert (read.log.users["user_id"] > 0).all() and read.log.users["user_id"].max() == 3
+    frame = pd.DataFrame({"user_id": np.array([1, 2 ** 63 + 5], np.uint64), "item_id": [10, 11]})
+    frame.to_parquet(tmp_path / "big.parquet")
+    assert read_log(tmp_path / "big.parquet").user_ids["value"].tolist() == ["1", str(2 ** 63 + 5)]
+
+
+def test_huge_user_ids_land_on_distinct_boards(tmp_path):
+    load_log(write(tmp_path, "user_id,item_id\n1,10\n4611686018427387905,11\n"), tmp_path / "landing")
+    rows = [json.loads(x) for p in (tmp_path / "landing" / "boards").rglob("*.jsonl") for x in p.read_text().splitlines()]
+    assert len({r["board_id"] for r in rows}) == 2 and len({r["owner_user_id"] for r in rows}) == 2
+
+
+def test_the_items_key_matches_plain_and_renumbered_log_ids(tmp_path):
+    items = write(tmp_path, "item_id,category\n10,a\n011,b\n", "items.csv")
+    read = read_log(write(tmp_path, "user_id,item_id\n1,10\n2,011\n"), LogSpec(items=str(items), category="category"))
+    cats = read.log.items.set_index("item_id")["category"]
+    assert read.item_ids["value"].tolist() == ["011", "10"] and cats[1] == "b" and cats[2] == "a"
+    with pytest.raises(ValueError, match="not a plain integer like the log's item ids"):
+        read_log(write(tmp_path, "user_id,item_id\n1,10\n2,11\n"), LogSpec(items=str(items), category="category"))
