@@ -89,7 +89,15 @@ def deduplicate(parsed, spec: TableSpec):
     from pyspark.sql import functions as F
 
     payload = F.to_json(F.struct(*[F.col(c) for c in spec.column_names]))
-    w = Window.partitionBy(*spec.primary_key).orderBy(F.col(spec.event_ts).asc_nulls_last(), "_raw")
+    # per partition day, as a daily run sees them: a copy re-delivered into another day's folder must not
+    # displace the row in its own day (it is quarantined there as outside its partition); a row with a
+    # null key component is a group of its own (quarantined as null, never a "duplicate" of another)
+    null_key = F.lit(False)
+    for k in spec.primary_key:
+        null_key = null_key | F.col(k).isNull()
+    alone = F.when(null_key, F.monotonically_increasing_id())
+    w = (Window.partitionBy(*spec.primary_key, spec.partition, alone)
+         .orderBy(F.col(spec.event_ts).asc_nulls_last(), "_raw"))
     ranked = (parsed.withColumn("_payload", payload).withColumn("_rank", F.row_number().over(w))
               .withColumn("_first_payload", F.first("_payload").over(w)))
     keep = ranked.where("_rank = 1").drop("_rank", "_payload", "_first_payload")
@@ -183,15 +191,17 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
         return df
 
     lines = keep(lines)
-    try:
-        rows_in = lines.count()  # the only read of the files: later steps read the cached lines
+    try:  # the only read of the files (later steps read the cached lines), counted per partition day
+        per_day = {r[0]: r[1] for r in lines.groupBy(spec.partition).count().collect()}
     except Exception as err:
         failure = read_failure(err, spec.name)
         if failure is None:
             raise
         raise failure from err
-    if rows_in == 0 and not optional:
-        raise EmptyBatchError(f"{spec.name}: the landing files for {days[0]}..{days[-1]} hold no rows; "
+    rows_in = sum(per_day.values())
+    empty = [d for d in days if not per_day.get(d)]
+    if empty and not optional:  # one empty day of a batch would replace that day's rows with nothing
+        raise EmptyBatchError(f"{spec.name}: the landing files for {', '.join(map(str, empty))} hold no rows; "
                               f"a mandatory table cannot be empty (set ingest.optional_tables to allow it)")
     parsed = keep(parse(lines, spec))
     clean = parsed.where("_parse_reasons = ''").drop("_parse_reasons")

@@ -154,9 +154,25 @@ def _json_type_mismatches(spec: TableSpec):
     for c in spec.columns:
         kind = F.schema_of_variant(F.variant_get("_v", f"$.{c.name}", "variant"))  # null: absent; VOID: JSON null
         given = kind.isNotNull() & (kind != "VOID")
-        wrong = ~kind.rlike(f"^({JSON_TYPES[c.dtype]})$") | F.col(f"_typed.`{c.name}`").isNull()
+        typed = F.col(f"_typed.`{c.name}`")
+        wrong = ~kind.rlike(f"^({JSON_TYPES[c.dtype]})$") | typed.isNull() | _not_finite(c.dtype, typed)
         out.append(F.when(given & wrong, F.lit(f"type_mismatch:{c.name}")))
     return out
+
+
+def _not_finite(dtype: str, typed):
+    """Whether a float column's converted value is NaN or infinite: JSON has no such numbers, so it is
+    a finite one beyond the type's range (``1e39`` in float32) that the conversion rounded to infinity."""
+    from pyspark.sql import functions as F
+
+    def bad(x):
+        return F.isnan(x) | (F.abs(x) == F.lit(float("inf")))
+
+    if dtype in ("float32", "float64"):
+        return bad(typed)
+    if dtype == "array<float32>":
+        return F.coalesce(F.exists(typed, bad), F.lit(False))
+    return F.lit(False)
 
 
 def parse(lines, spec: TableSpec):

@@ -425,3 +425,46 @@ def test_a_clean_batch_writes_no_quarantine_commit_but_clears_rows_it_quarantine
     append_raw_lines(lake.landing, "pins", DAY, [pin_line(12)])  # the bad line fixed
     assert ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW).rows_valid == 3
     assert catalog.version("quarantine") == 1 and read(spark, lake, "quarantine").count() == 0  # cleared
+
+
+# --- multi-day batches as daily runs see them (review of session 14) -------------------------
+
+DAY2 = DAY + dt.timedelta(days=1)
+
+
+def test_a_late_copy_in_the_next_days_folder_does_not_drop_the_valid_event(spark, lake):
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1)]))
+    write_partition(lake.landing, IMPRESSIONS, DAY2, impressions([("f1", 1, 10, 1, "home_feed",
+                                                                   TS + pd.Timedelta(days=1))]))
+    late = {"event_id": "e1", "user_id": 1, "pin_id": 10, "ts": "2026-01-05T10:00:00.000Z", "session_id": "s1",
+            "position": 1, "surface": "home_feed", "device": "ios", "country": "US"}
+    append_raw_lines(lake.landing, "impressions", DAY2, [json.dumps(late), json.dumps(late, separators=(",", ":"))])
+    report = ingest_table(spark, IMPRESSIONS, lake, [DAY, DAY2], LENIENT, now=NOW)
+    valid = {(r["event_id"], r["dt"]) for r in read(spark, lake, "impressions").collect()}
+    assert valid == {("e1", DAY), ("f1", DAY2)}
+    assert report.quarantined_by_reason == {"outside_partition:ts": 1} and report.duplicates_dropped == 1
+
+
+def test_an_empty_day_of_a_mandatory_table_in_a_multi_day_batch_is_an_error(spark, lake):
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1)]))
+    write_partition(lake.landing, IMPRESSIONS, DAY2, impressions([("f1", 1, 10, 1, "home_feed",
+                                                                   TS + pd.Timedelta(days=1))]))
+    ingest_table(spark, IMPRESSIONS, lake, [DAY, DAY2], LENIENT, now=NOW)
+    land_bytes(lake, "part-00000.jsonl", b"\n", table="impressions", day=DAY2)  # the export came out empty
+    with pytest.raises(EmptyBatchError, match=f"impressions: the landing files for {DAY2} hold no rows"):
+        ingest_table(spark, IMPRESSIONS, lake, [DAY, DAY2], LENIENT, now=NOW)
+    assert read(spark, lake, "impressions").where(f"dt = DATE'{DAY2}'").count() == 1  # not wiped
+
+
+def test_floats_beyond_their_type_and_null_keys_get_their_own_reasons(spark, lake):
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n" + pin_line(2, content_embedding=[1e39, -1e39])
+                                          + "\n").encode())
+    report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    assert report.quarantined_by_reason == {"type_mismatch:content_embedding": 1}
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1), (None, 1, 10, 2),
+                                                                 (None, 2, 11, 3), (None, 2, 11, 3)]))
+    report = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+    assert report.quarantined_by_reason == {"null:event_id": 3} and report.duplicates_dropped == 0
