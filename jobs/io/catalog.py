@@ -126,6 +126,17 @@ class Catalog:
         versions = commit_versions(self.spark, self.path(name))
         return versions[-1] if versions else None
 
+    def commit_id(self, name: str) -> str | None:
+        """``"<version>:<transaction id>"`` of the table's current commit (the commit's timestamp where
+        Delta recorded no ``txnId``); None when it does not exist. Unlike the version number, it changes
+        when a table is deleted and written again (whose versions restart at 0): what a cache keys on."""
+        path = self.path(name)
+        versions = commit_versions(self.spark, path)
+        if not versions:
+            return None
+        info = commit_info(self.spark, path, versions[-1])
+        return f"{versions[-1]}:{info.get('txnId') or info.get('timestamp')}"
+
     def history(self, name: str, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first (``limit``: only the newest ones); [] when absent."""
         return self._commits(name, limit)  # no log: []

@@ -120,13 +120,20 @@ class Steps:
     def catalog(self, stamp: dict | None = None) -> Catalog:
         return Catalog(self.spark, self.cfg.storage.warehouse, stamp=stamp)
 
-    def _versions(self, step: str) -> dict[str, int | None]:
+    def _commits(self, step: str) -> dict[str, str | None]:
+        """Per table ``step`` reads, :meth:`Catalog.commit_id`: the version and the commit's transaction
+        id, so that a table deleted and written again (versions restart at 0) is a new input."""
         look = self.catalog()
-        return {name: look.version(name) for name in READS[step]}
+        return {name: look.commit_id(name) for name in READS[step]}
+
+    @staticmethod
+    def _version_of(commits: dict[str, str | None]) -> dict[str, int | None]:
+        return {name: None if c is None else int(c.split(":", 1)[0]) for name, c in commits.items()}
 
     def _whole(self, step: str, config: Any, extra: dict | None = None) -> str:
-        inputs = {"tables": self._versions(step), **(extra or {})}
-        self.inputs[step] = inputs["tables"]
+        commits = self._commits(step)
+        inputs = {"tables": commits, **(extra or {})}
+        self.inputs[step] = self._version_of(commits)
         fp = fingerprint(step, code=self.code(step), config=config, inputs=inputs)
         self.fingerprints[step] = fp
         return fp
@@ -283,7 +290,7 @@ class Steps:
         from pinrec.schemas.catalog import WAREHOUSE
 
         look = self.catalog()
-        versions = {name: look.version(name) for name in WAREHOUSE}
+        versions = {name: look.commit_id(name) for name in WAREHOUSE}  # a re-created table is a change
         marker = self.artifacts / SUMMARY_MARKER
         meta = json.loads(marker.read_text()) if marker.is_file() else {}
         if self.cache.cfg.enabled and meta.get("versions") == versions:

@@ -109,9 +109,9 @@ class PipelineSteps(Steps):
 
         # the previous embeddings are read for the warm start, but they are this step's own output:
         # what the fingerprint covers is the graph it trains on (its tables' versions)
-        versions = self._versions("pinsage")
-        versions.pop("pin_embeddings")
-        fp = fingerprint("pinsage", code=self.code("pinsage"), config=self.cfg.pinsage, inputs={"tables": versions})
+        commits = self._commits("pinsage")
+        commits.pop("pin_embeddings")
+        fp = fingerprint("pinsage", code=self.code("pinsage"), config=self.cfg.pinsage, inputs={"tables": commits})
         self.fingerprints["pinsage"] = fp
         if self.cache.hit("pinsage", fp, table_fingerprint(self.catalog(), "pin_embeddings", "pinsage")):
             self.embedding_version = self._embedding_version()

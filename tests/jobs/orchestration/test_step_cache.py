@@ -168,3 +168,41 @@ def test_landing_a_new_day_ingests_and_featurises_only_that_day_and_rebuilds_the
     assert third.ingest(days) == ([], days) and third.features(days) == ({}, days)
     assert isinstance(third.training_set(days), Cached)
     assert third.fingerprints["features"] == second.fingerprints["features"]
+
+
+@pytest.mark.spark
+def test_a_table_written_again_from_scratch_is_a_new_input_at_the_same_version(spark, tmp_path, monkeypatch):
+    """A warehouse rebuilt from scratch (or a new storage.warehouse beside the same artifacts) restarts
+    Delta versions at 0: the cf factors trained on the first one's actions must not be reused."""
+    import types
+
+    from pinrec.jobs.cf import cf as cf_job
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.jobs.orchestration.cached_training import PipelineSteps
+
+    trained = []
+
+    def fake_train_cf(spark, warehouse, cfg, tracking_uri, *, cutoff, artifacts, artifact_root=None, **kw):
+        folder = Location(str(tmp_path / "artifacts" / "cf" / f"cf-{len(trained)}"))
+        (folder / cf_job.META_FILE).write_text("{}")  # what newest_cf looks for
+        trained.append(folder)
+        return types.SimpleNamespace(folder=str(folder))
+
+    monkeypatch.setattr(cf_job, "train_cf", fake_train_cf)
+    cutoff = dt.datetime(2026, 1, 3)
+    ids = []
+    for warehouse, pin in (("w1", 1), ("w2", 2), ("w2", 2)):  # the third: nothing changed, reused
+        cfg = load_config(overrides={"storage": {
+            "landing": str(tmp_path / "landing"), "warehouse": str(tmp_path / warehouse),
+            "artifacts": str(tmp_path / "artifacts"), "mlflow_tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}})
+        catalog = Catalog(spark, cfg.storage.warehouse)
+        if len(ids) < 2:  # w1, then w2 (both at version 0); the third run writes nothing
+            catalog.write("actions", spark.createDataFrame(
+                [(1, pin, "save", dt.datetime(2026, 1, 1, 12), D1)],
+                "user_id long, pin_id long, type string, ts timestamp, dt date"), days=[D1])
+        ids.append(catalog.commit_id("actions"))
+        steps = PipelineSteps(cfg, spark, StepCache(cfg.cache), echo=lambda line: None)
+        result = steps.cf(cutoff)
+        assert isinstance(result, Cached) == (len(ids) == 3), (warehouse, ids)
+    assert len(trained) == 2 and ids[0].split(":")[0] == ids[1].split(":")[0] == "0" and ids[0] != ids[1]
