@@ -26,10 +26,10 @@ def test_a_literal_and_a_collected_time_are_utc_in_any_driver_zone(spark, zone):
         row = spark.range(1).select(ts_lit(NAIVE).alias("t"), _micros(ts_lit(NAIVE)).alias("us")).first()
         assert row["us"] == EPOCH_US
         assert from_spark(row["t"]) == NAIVE
-        if zone != "UTC":  # what a bare F.lit(naive) does: the local zone's offset off
-            from pyspark.sql import functions as F
+        from pyspark.sql import functions as F
 
-            assert spark.range(1).select(_micros(F.lit(NAIVE))).first()[0] != EPOCH_US
+        # what a bare F.lit(naive) does: off by the local zone's offset
+        assert spark.range(1).select(_micros(F.lit(NAIVE))).first()[0] != EPOCH_US
 
 
 def _micros(column):
