@@ -40,11 +40,14 @@ def describe(metadata: dict) -> str:
 
 def check_bounds(obj: Any, section: str) -> None:
     """Raise ``ValueError("<section>.<field> must be <bounds>, got <value>")`` for the first field of
-    the dataclass ``obj`` whose value breaks the bounds :func:`bounded` declared (None is not checked)."""
+    the dataclass ``obj`` whose value breaks the bounds :func:`bounded` declared (None is not checked;
+    a boolean is refused: it is a Python int, but a ``true`` typed for a bounded number is a mistake)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if value is None:
             continue
+        if isinstance(value, bool) and set(f.metadata) & set(_OPS):  # bool is an int: True would pass ``ge=1``
+            raise ValueError(f"{section}.{f.name} must be a number, got {value!r}")
         for kind, bound in f.metadata.items():
             if kind in _OPS and not _OPS[kind][1](value, bound):
                 raise ValueError(f"{section}.{f.name} must be {describe(f.metadata)}, got {value!r}")

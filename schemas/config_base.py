@@ -65,6 +65,7 @@ def section(key: str) -> Callable[[type[T]], type[T]]:
 
         @functools.wraps(validated_init)
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            _refuse_bools(type(self), kwargs, key)
             try:
                 validated_init(self, *args, **kwargs)
             except ValidationError as e:
@@ -87,10 +88,52 @@ def validate(cls: type[T], data: dict, prefix: str = "") -> T:
     is reported at once in one :class:`ConfigError`, keys dotted below ``prefix``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(data).__name__}")
+    _refuse_bools(cls, data, prefix)
     try:
         return _adapter(cls).validate_python(data)
     except ValidationError as e:
         raise config_error(e, cls, prefix=prefix) from None
+
+
+def _numeric(tp: Any) -> bool:
+    """Whether ``tp`` admits numbers only (``int``, ``float``, ``Annotated`` / ``Optional`` of them)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _numeric(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return bool(args) and all(_numeric(a) for a in args)
+    return tp in (int, float)
+
+
+def _bool_problems(tp: Any, value: Any, key: str) -> list[str]:
+    """Where ``value`` (for a field of type ``tp``) holds a boolean that pydantic's lax mode would
+    take as 1 or 0, recursing into sections given as mappings and into lists of numbers."""
+    if isinstance(value, bool):
+        return [f"{key}: expected a number, got {value!r}"] if _numeric(tp) else []
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _bool_problems(typing.get_args(tp)[0], value, key)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _bool_problems(args[0], value, key) if len(args) == 1 else []
+    if isinstance(value, dict) and isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp, include_extras=True)
+        return [p for k, v in value.items() if k in hints
+                for p in _bool_problems(hints[k], v, f"{key}.{k}" if key else str(k))]
+    if isinstance(value, (list, tuple)) and origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        item = (lambda i: args[0]) if origin is list or len(args) == 1 or Ellipsis in typing.get_args(tp) \
+            else (lambda i: args[i] if i < len(args) else None)
+        return [p for i, v in enumerate(value) for p in _bool_problems(item(i), v, f"{key}[{i}]")]
+    return []
+
+
+def _refuse_bools(cls: type, data: dict, prefix: str) -> None:
+    """Raise one :class:`ConfigError` for every boolean given where ``cls`` wants a number: pydantic's
+    lax mode reads ``seed: true`` as 1, and a YAML ``true`` typed for a count is a mistake, not a 1."""
+    if problems := _bool_problems(cls, data, prefix):
+        raise ConfigError("; ".join(problems))
 
 
 def config_error(error: ValidationError, root: type, prefix: str = "", domain: bool = False) -> Exception:

@@ -78,3 +78,33 @@ def test_ingest_counts_are_bounded(key):
         load_config(overrides={"ingest": {key: -1}})
     with pytest.raises(ConfigError, match="ingest.max_future_skew_s"):
         load_config(overrides={"ingest": {"max_future_skew_s": 10 ** 12}})
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("seed=true", "seed: expected a number, got True"),
+    ("synthetic.days=false", "synthetic.days: expected a number, got False"),
+    ("ranker_train.lr=true", "ranker_train.lr: expected a number, got True"),
+    ("index.shards=true", "index.shards: expected a number, got True"),  # a stdlib serving section
+    ("ranker.deep_channels=[64, true]", r"ranker.deep_channels\[1\]: expected a number, got True"),
+])
+def test_a_boolean_is_not_taken_as_a_number(pair, message):
+    # pydantic's lax mode reads True as 1: `seed: true` would silently be seed 1
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=parse_overrides([pair]))
+
+
+def test_booleans_still_go_where_booleans_or_strings_belong():
+    cfg = load_config(overrides=parse_overrides(["spark.adaptive=true", "spark.extra.x=true", "ranker_train.lr=1"]))
+    assert (cfg.spark.adaptive, cfg.spark.extra["x"], cfg.ranker_train.lr) == (True, "true", 1.0)
+
+
+def test_a_section_built_in_code_refuses_a_boolean_number():
+    from pinrec.export.index_choice import IndexConfig
+    from pinrec.jobs.config import PinrecConfig, RankerTrainConfig, replace
+
+    with pytest.raises(ConfigError, match="ranker_train.epochs: expected a number, got True"):
+        RankerTrainConfig(epochs=True)
+    with pytest.raises(ConfigError, match="seed: expected a number, got False"):
+        replace(PinrecConfig(), seed=False)
+    with pytest.raises(ValueError, match="index.shards must be a number, got True"):
+        IndexConfig(shards=True)
