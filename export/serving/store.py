@@ -23,6 +23,9 @@ A local ``put_file``/``put_bytes`` never rewrites a file in place (a new file re
 old, left read-only): a reader that memory-mapped the old one keeps its bytes.
 
 Conditional writes on S3 use boto3 (imported only then; the ``dev`` and ``pipeline`` extras).
+Before its first one, a store checks once per process that the server refuses a write whose
+condition fails (:meth:`Store.verify_conditional_writes`): some S3-compatible servers ignore the
+headers, and on them a compare-and-swap would silently let two publishers win.
 """
 from __future__ import annotations
 
@@ -93,6 +96,16 @@ def arrow_s3(opts: S3Options):
 
 class PointerConflict(RuntimeError):
     """The compare-and-swap lost: someone else moved the pointer first."""
+
+
+class ConditionalWritesIgnored(RuntimeError):
+    """The S3 server accepted a write whose condition (``If-None-Match`` / ``If-Match``) failed: it
+    ignores conditional writes, so a compare-and-swap on it could silently lose a pointer move."""
+
+
+#: S3 stores (:attr:`Store.identity`) whose conditional writes this process has checked
+_VERIFIED: set[str] = set()
+_PROBE = "_pinrec_probe"
 
 
 def sha256_stream(chunks: Iterator[bytes]) -> tuple[int, str]:
@@ -262,9 +275,39 @@ class Store:
             pass
 
     # -- atomic primitives ------------------------------------------------------------------
+    def verify_conditional_writes(self) -> None:
+        """Raise :class:`ConditionalWritesIgnored` unless this S3 server refuses writes whose
+        condition fails; nothing to check on a local store. Once per store and process (every
+        atomic primitive calls it first): creates ``_pinrec_probe/<uuid>`` with ``If-None-Match: *``,
+        writes it again with ``If-None-Match: *`` and with a wrong ``If-Match`` (both must be
+        refused with 412), then deletes it: four requests. A server that ignores the conditions
+        would let two publishers both win a pointer move; some S3-compatible servers do."""
+        if not self.is_s3 or self.identity in _VERIFIED:
+            return
+        key = f"{_PROBE}/{uuid.uuid4().hex}"
+        try:
+            if self._s3_put(key, b"created", if_none_match=True) is None:
+                raise ConditionalWritesIgnored(f"{self!r}: the S3 server refused to create a new object with "
+                                               "If-None-Match: * (412 on a fresh key): its conditional writes "
+                                               "cannot be relied on")
+            ignored = [cond for cond, kwargs in (("If-None-Match: *", {"if_none_match": True}),
+                                                 ("If-Match", {"if_match": '"' + "0" * 32 + '"'}))
+                       if self._s3_put(key, b"must be refused", **kwargs) is not None]
+        finally:
+            self.delete(key)
+        if ignored:
+            endpoint = (self.s3 or S3Options()).endpoint_url or "AWS"
+            raise ConditionalWritesIgnored(
+                f"{self!r}: the S3 server at {endpoint} accepted writes whose {' and '.join(ignored)} condition "
+                "failed, so it ignores conditional writes. Publishing, rollback and prune need them to move "
+                "channel pointers safely (AWS S3, MinIO and SeaweedFS honour them; docs/deploy.md). Nothing "
+                "was changed.")
+        _VERIFIED.add(self.identity)
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create ``key`` holding ``data`` unless it exists; True when this call created it."""
         if self.is_s3:
+            self.verify_conditional_writes()
             return self._s3_put(key, data, if_none_match=True) is not None
         path = self._local_only(key)
         _makedirs_durable(os.path.dirname(path))
@@ -300,6 +343,7 @@ class Store:
         (None: if it still does not exist); else raise :class:`PointerConflict`. Returns the token
         of what it wrote (to move it again, e.g. back)."""
         if self.is_s3:
+            self.verify_conditional_writes()
             new = (self._s3_put(key, data, if_none_match=True) if token is None
                    else self._s3_put(key, data, if_match=token))
         else:
@@ -315,6 +359,7 @@ class Store:
         if self.is_s3:
             from botocore.exceptions import ClientError
 
+            self.verify_conditional_writes()
             client, bucket, obj = self._boto(key)
             try:
                 client.delete_object(Bucket=bucket, Key=obj, IfMatch=token)

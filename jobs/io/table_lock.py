@@ -17,6 +17,11 @@ its holder id, host, pid and expiry. A second writer finds it and raises
 left by a killed writer expires after ``ttl_s`` and is then taken over, again conditionally, so
 two waiting writers cannot both take it. Delta ignores names starting with ``_``.
 
+The lease is only as good as the server's conditional writes, and some S3-compatible servers
+accept a PUT whose condition fails. So the first lease a process takes in a bucket is checked: a
+second create-if-absent of it, and an overwrite on a wrong ETag, must both be refused; else
+:class:`~pinrec.export.serving.store.ConditionalWritesIgnored` is raised and nothing is written.
+
 Other filesystems (local disk, HDFS) need no lease: their Delta log store is already atomic.
 """
 from __future__ import annotations
@@ -31,6 +36,8 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
+from pinrec.export.serving.store import ConditionalWritesIgnored
+
 LEASE = "_pinrec_writer"
 _CONDITIONAL = "fs.option.create.conditional.overwrite"
 _CONDITIONAL_ETAG = "fs.option.create.conditional.overwrite.etag"
@@ -38,6 +45,11 @@ _CONDITIONAL_ETAG = "fs.option.create.conditional.overwrite.etag"
 
 class ConcurrentWriterError(RuntimeError):
     """Another writer holds the table; nothing was written."""
+
+
+#: the s3a buckets (filesystem URIs) whose conditional writes this process has checked
+_VERIFIED: set[str] = set()
+_WRONG_ETAG = '"' + "0" * 32 + '"'
 
 
 def _now() -> dt.datetime:
@@ -95,19 +107,38 @@ class _Lease:
 
     def acquire(self) -> None:
         if self._put(None):
-            return
+            return self._verify()
         found = self.current()
         if found is None and self._put(None):  # released in between
-            return
+            return self._verify()
         lease, etag = found or ({}, None)
         expired = dt.datetime.fromisoformat(lease.get("expires_at", "9999-12-31T00:00:00+00:00")) < _now()
         if etag is not None and expired and self._put(etag):
-            return
+            return self._verify()
         raise ConcurrentWriterError(
             f"{self.table} is being written by another writer (host {lease.get('host', '?')}, pid "
             f"{lease.get('pid', '?')}, lease until {lease.get('expires_at', '?')}): pinrec writes each table on "
             f"object storage from one writer at a time. Nothing was written; re-run when it is done "
             f"(a killed writer's lease expires by itself).")
+
+    def _verify(self) -> None:
+        """Once per bucket and process, with the lease just taken: creating it again if absent and
+        overwriting it on a wrong ETag must both fail. A server that ignores the conditions lets
+        a second writer in; then the lease is dropped and :class:`ConditionalWritesIgnored` raised.
+        (If it does ignore them, the probes rewrote this writer's own lease: no one else's.)"""
+        bucket = str(self.fs.getUri())
+        if bucket in _VERIFIED:
+            return
+        held = self.etag
+        ignored = [cond for cond, etag in (("If-None-Match: *", None), ("If-Match", _WRONG_ETAG)) if self._put(etag)]
+        if ignored:
+            self.fs.delete(self.path, False)
+            raise ConditionalWritesIgnored(
+                f"{bucket}: the S3 server accepted writes whose {' and '.join(ignored)} condition failed, so it "
+                "ignores conditional writes. pinrec's one-writer-per-table lease needs them (AWS S3, MinIO and "
+                f"SeaweedFS honour them; docs/deploy.md). Nothing was written to {self.table}.")
+        self.etag = held
+        _VERIFIED.add(bucket)
 
     def renew(self) -> bool:
         return self.etag is not None and self._put(self.etag)

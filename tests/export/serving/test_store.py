@@ -1,6 +1,7 @@
 """The store: channel listing, pointer reads and swaps, in-place safety, identity; local and S3."""
 import datetime as dt
 import os
+import uuid
 
 import pytest
 
@@ -13,6 +14,7 @@ from pinrec.export.serving.store import (
     read_channel_for_update,
 )
 from pinrec.schemas.manifest import ChannelPointer, ManifestError, is_channel_name
+from tests.support.s3 import BUCKET
 
 SHA = "ab" * 32
 T = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
@@ -105,3 +107,44 @@ def test_identity_tells_stores_apart_without_secrets(tmp_path):
     assert len(others) == 4 and a.identity not in others
     assert len(a.identity) == 16 and all(c in "0123456789abcdef" for c in a.identity)
     assert Store(str(tmp_path)).identity == Store(f"file://{tmp_path}").identity
+
+
+
+def _ignore_conditions(store: Store) -> None:
+    """Make ``store``'s client send its conditional PUTs without their conditions, signed as sent:
+    what a server that ignores ``If-None-Match`` / ``If-Match`` does with them."""
+    def strip(request, **_):
+        for header in ("If-None-Match", "If-Match"):
+            if header in request.headers:
+                del request.headers[header]
+    store._boto("x")[0].meta.events.register("before-sign.s3.PutObject", strip)
+
+
+def _count_puts(store: Store) -> list:
+    puts: list = []
+    store._boto("x")[0].meta.events.register("before-sign.s3.PutObject", lambda request, **_: puts.append(1))
+    return puts
+
+
+@pytest.mark.integration
+def test_a_server_that_ignores_conditional_writes_is_refused_before_anything_is_written(s3_server):
+    store = Store(f"s3://{BUCKET}/{uuid.uuid4().hex}", s3_server.options)
+    _ignore_conditions(store)
+    with pytest.raises(store_module.ConditionalWritesIgnored,
+                       match=r"accepted writes whose If-None-Match: \* and If-Match condition failed"):
+        store.put_if_absent("bundles/homefeed/v1/manifest.json", b"{}")
+    with pytest.raises(store_module.ConditionalWritesIgnored):  # a failed check is not remembered as passed
+        store.swap("channels/homefeed/prod.json", _pointer(), None)
+    assert store.fs.find(store.root) == []  # neither the file, the pointer nor a probe was left
+
+
+@pytest.mark.integration
+def test_a_server_that_honours_conditional_writes_is_checked_once_per_store(s3_server):
+    store = Store(f"s3://{BUCKET}/{uuid.uuid4().hex}", s3_server.options)
+    puts = _count_puts(store)
+    assert store.put_if_absent("a.json", b"1") and not store.put_if_absent("a.json", b"2")
+    assert len(puts) == 5  # the probe's three, then the two calls'
+    assert store.get_bytes("a.json") == b"1" and [p.rsplit("/", 1)[-1] for p in store.fs.find(store.root)] == ["a.json"]
+    again = Store(store.uri, s3_server.options)
+    puts_again = _count_puts(again)
+    assert again.put_if_absent("b.json", b"1") and len(puts_again) == 1  # the same store: not probed again

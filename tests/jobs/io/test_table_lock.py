@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from pinrec.export.serving.store import ConditionalWritesIgnored
+from pinrec.jobs.io import table_lock
 from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.lake import Location
 from pinrec.jobs.io.spark import configure_s3a
@@ -91,6 +93,29 @@ def test_an_expired_lease_of_a_killed_writer_is_taken_over(spark, s3_server, cat
     catalog.write(NAME, frame(spark, [3]), days=[DAY])
     assert [r["id"] for r in spark.read.format("delta").load(table).collect()] == [3]
     assert not lease(s3_server, table).exists()
+
+
+def test_a_server_that_ignores_conditional_writes_is_refused_before_the_table_is_written(
+        spark, s3_server, catalog, table, monkeypatch):
+    monkeypatch.setattr(table_lock, "_VERIFIED", set())  # earlier tests checked this bucket already
+
+    def unconditional(self, etag):  # the PUT that a server ignoring If-None-Match / If-Match carries out
+        out = self.fs.createFile(self.path).overwrite(True).build()
+        out.write(self._body())
+        out.close()
+        self.etag = str(self.fs.getFileStatus(self.path).getEtag())
+        return True
+
+    real_put = table_lock._Lease._put
+    monkeypatch.setattr(table_lock._Lease, "_put", unconditional)
+    with pytest.raises(ConditionalWritesIgnored, match=r"accepted writes whose If-None-Match: \* and If-Match "
+                                                       f"condition failed.*Nothing was written to {table}"):
+        catalog.write(NAME, frame(spark, [1]), days=[DAY])
+    assert not lease(s3_server, table).exists() and not Location(f"{table}/_delta_log", s3_server.options).exists()
+    monkeypatch.setattr(table_lock._Lease, "_put", real_put)
+    catalog.write(NAME, frame(spark, [2]), days=[DAY])  # the real server's conditions hold: checked, then written
+    assert table_lock._VERIFIED == {f"s3a://{BUCKET}"}
+    assert [r["id"] for r in spark.read.format("delta").load(table).collect()] == [2]
 
 
 def test_local_tables_take_no_lease(spark, tmp_path):
