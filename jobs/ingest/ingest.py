@@ -18,7 +18,8 @@ For one table and a set of days, in one Spark batch:
    with the report and write nothing to the valid table; otherwise replace the days' partitions
    of the Delta table (``replaceWhere``: a re-run never duplicates) and of the quarantine, through
    the catalog (:mod:`pinrec.jobs.io.catalog`), which records the reference tables read as the
-   commits' lineage.
+   commits' lineage. The table is held (:meth:`~pinrec.jobs.io.catalog.Catalog.holding`: on object
+   storage its writer lease) across both commits, so another ingest of it cannot land in between.
 
 A static dataset landed in coarse partitions (by month or year: :mod:`pinrec.jobs.ingest.landing`, the
 span in the landing zone's dataset record) is ingested the same way, ``days`` being the partitions'
@@ -235,16 +236,19 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     report.check_accounting()
     q_rows = quarantine.select(F.lit(spec.name).alias("source_table"), F.lit(batch_id).alias("batch_id"), "reason",
                                F.col("_raw").alias("raw"), ts_lit(now).alias("quarantined_at"), "dt")
-    if by_reason or _quarantined_before(catalog, spec.name, days):  # else there is nothing to write or replace
-        catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
-    if report.rejected:
-        return report
     origin = {"batch_id": batch_id, "landing": landing}  # `pinrec lineage` follows a raw table back to these folders
     origin["rows"] = {"in": report.rows_in, "valid": report.rows_valid, "quarantined": report.rows_quarantined,
                       "duplicates_dropped": report.duplicates_dropped}  # the batch's accounting, for `pinrec report`
     # every day of the spans is replaced and recorded (``wrote_days``: the step cache reads a day's fingerprint there)
     written = days if granularity == "day" else _span_days(_spans(days, granularity))
-    return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
+    # the table is held across both commits: another ingest of it cannot land between its quarantine
+    # rows and its valid rows (a crash between the two leaves them apart; re-running the batch repairs it)
+    with catalog.holding(spec.name):
+        if by_reason or _quarantined_before(catalog, spec.name, days):  # else there is nothing to write or replace
+            catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
+        if report.rejected:
+            return report
+        return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
 
 
 def _quarantined_before(catalog: Catalog, table: str, days: list[dt.date]) -> bool:

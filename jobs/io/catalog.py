@@ -24,10 +24,11 @@ caller that passes its own catalog sees what the job read and wrote (the DAG tas
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ class Catalog:
         self._pinned: dict[str, int] = {}
         self._reads: dict[str, int] = {}
         self._writes: dict[str, int] = {}
+        self._held: dict[str, int] = {}  # table -> the thread holding it (:meth:`holding`)
 
     @classmethod
     def of(cls, spark, warehouse: str | Path | Location | Catalog) -> Catalog:
@@ -105,6 +107,21 @@ class Catalog:
 
     def __repr__(self) -> str:
         return f"Catalog({self.warehouse.uri!r}, reads={self._reads}, writes={self._writes})"
+
+    @contextlib.contextmanager
+    def holding(self, name: str) -> Iterator[None]:
+        """Hold table ``name`` for the body: this process's lock of its path and, on object storage,
+        its writer lease (:mod:`pinrec.jobs.io.table_lock`; :class:`ConcurrentWriterError` when
+        another writer has it). Writes of ``name`` in the body, from this thread, go in under it, so
+        several writes (ingest's quarantine rows, then its table) are not interleaved with another
+        writer's. Every :meth:`write` holds its table this way for itself."""
+        path = self.path(name)
+        with _path_lock(path), table_writer(self.spark, path):
+            self._held[name] = threading.get_ident()
+            try:
+                yield
+            finally:
+                del self._held[name]
 
     # -- where ---------------------------------------------------------------------------------
     @staticmethod
@@ -249,7 +266,7 @@ class Catalog:
             if add_columns:
                 writer = writer.option("mergeSchema", "true")
         path = self.path(name)
-        with _path_lock(path), table_writer(df.sparkSession, path):
+        with contextlib.nullcontext() if self._held.get(name) == threading.get_ident() else self.holding(name):
             writer.save(path)
             commit = self._commits(name, limit=1)[0]  # under the lease: no other writer in between on S3
         self._writes[name] = self._pinned[name] = commit.version

@@ -5,6 +5,7 @@ import datetime as dt
 import gzip
 import json
 import re
+import threading
 from collections import Counter
 
 import pandas as pd
@@ -24,6 +25,7 @@ from pinrec.jobs.ingest.ingest import (
 from pinrec.jobs.ingest.landing import append_raw_lines, partition_dir, write_partition
 from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.spark import spark_schema
+from pinrec.jobs.io.table_lock import ConcurrentWriterError, needs_lease, table_writer
 from pinrec.schemas.catalog import (
     ACTIONS,
     BOARDS,
@@ -117,6 +119,27 @@ def test_bad_rows_are_quarantined_with_reasons_and_rows_add_up(spark, any_lake):
     raw = {r["reason"]: r["raw"] for r in q.collect()}
     assert raw["malformed_json"] == '{"event_id": "x", bad'
     assert '"e4"' in raw["out_of_range:position"]
+
+
+def test_the_table_is_held_across_its_quarantine_and_valid_commits(spark, any_lake, monkeypatch):
+    lake = any_lake
+    seed_dimensions(spark, lake)
+    write_partition(lake.landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1), ("e4", 1, 10, 0)]))
+    held, real_write = [], Catalog.write
+
+    def write(self, name, df, **kwargs):
+        if name == "quarantine":  # the first of the two commits: another writer of impressions is kept out
+            path = self.path("impressions")
+            if needs_lease(path):  # on object storage, from any process: the lease is taken
+                with pytest.raises(ConcurrentWriterError), table_writer(spark, path):
+                    pass
+            held.append(self._held.get("impressions") == threading.get_ident())
+        return real_write(self, name, df, **kwargs)
+
+    monkeypatch.setattr(Catalog, "write", write)
+    report = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
+    assert held == [True] and (report.rows_valid, report.rows_quarantined) == (1, 1)
+    assert [r["event_id"] for r in read(spark, lake, "impressions").collect()] == ["e1"]
 
 
 def test_rerun_replaces_the_partition_and_time_travel_reads_the_old_one(spark, lake):
