@@ -34,7 +34,9 @@ One run:
    second setting (positions are 1-based), and ``--test-beside`` runs each setting's test fit in a second
    process beside its validation fit, scoring the test candidates after every epoch, and keeps the epoch
    the validation fit chose: the same scores as the test fit after it (a test checks they are equal), in
-   about half the wall time with one thread per process;
+   about half the wall time with one thread per process. Both fits save their whole state after every
+   epoch (model, optimizer, early stopping, random states), so a run longer than a session is stopped
+   and continued with ``--resume`` (same arguments and ``--workdir``) to the same numbers;
 3. (pinrec's interpreter) ranks them with pinrec's own metrics (ties against the held-out pin) and
    prints HR@10 / NDCG@10 / MRR with 95 % intervals (1.96 sd / sqrt(n)), the report's own rows beside
    them, and the validation table: each trial's best epoch of the epochs run, the chosen setting's
@@ -44,7 +46,8 @@ One run:
 Usage (from the repository root, after ``pinrec eval-retrieval ... --out DIR``)::
 
     python benchmarks/recbole_baselines.py --report DIR --landing LANDING [--budget-s 1800] [--epochs 60]
-    OMP_NUM_THREADS=1 python benchmarks/recbole_baselines.py ... --models SASRec --settings 1 --test-beside
+    OMP_NUM_THREADS=1 python benchmarks/recbole_baselines.py ... --models SASRec --settings 1 --test-beside \
+        --workdir W [--resume]
 """
 from __future__ import annotations
 
@@ -273,27 +276,87 @@ def _prepare(model_name: str, work: Path, setting: dict, mode: str, epochs: int,
     return config, dataset, train, valid, test, model, trainer
 
 
-def _fit(model_name: str, work: Path, setting: dict, mode: str, epochs: int, seed: int, patience: int):
-    """(model, dataset, test split, best valid NDCG@10, its 1-based epoch, curve).
+def _rng_state(train) -> dict:
+    """Every random state a fit draws from: Python's, numpy's (RecBole's negative samplers), torch's
+    (dropout) and the training loader's own generator (its shuffle)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "loader": train.generator.get_state()}
+
+
+def _set_rng_state(state: dict, train) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    train.generator.set_state(state["loader"])
+
+
+def _save(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file renamed over ``path``: a kill leaves the previous checkpoint whole."""
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path: Path | None) -> dict | None:
+    import torch
+
+    return torch.load(path, weights_only=False) if path is not None and path.exists() else None
+
+
+def _fit(model_name: str, work: Path, setting: dict, mode: str, epochs: int, seed: int, patience: int,
+         checkpoint: Path | None = None):
+    """(model, dataset, test split, best valid NDCG@10, its 1-based epoch, curve, seconds).
 
     ``curve``: one ``[epoch (1-based), training loss, validation NDCG@10 or None]`` per epoch trained (no
     validation in ``test_only`` mode); RecBole stops after ``patience`` epochs without a better validation score.
+    ``checkpoint`` (validation fits): after every epoch the trainer's whole state (model, optimizer, early
+    stopping, losses, scores, random states) is saved there, and a fit finding one continues from it: the
+    same epochs as without the interruption. ``seconds``: the fit's wall time, summed over its resumptions.
     """
+    t0 = time.monotonic()
     _, dataset, train, valid, test, model, trainer = _prepare(model_name, work, setting, mode, epochs, seed,
                                                                    patience)
-    scores = []
+    scores, elapsed = [], 0.0
+    state = _load(checkpoint)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.start_epoch, trainer.cur_step = state["epoch"] + 1, state["cur_step"]
+        trainer.best_valid_score, trainer.best_valid_result = state["best_valid_score"], state["best_valid_result"]
+        trainer.train_loss_dict, scores, elapsed = dict(state["losses"]), list(state["scores"]), state["seconds"]
+        _set_rng_state(state["rng"], train)
+        print(f"  {model_name} {setting}: resumed after epoch {state['epoch'] + 1}", flush=True)
 
     def progress(epoch: int, score: float) -> None:  # RecBole calls it after each validated epoch
         scores.append((score, epoch + 1))
         print(f"  {model_name} {setting} epoch {epoch + 1}: loss {trainer.train_loss_dict[epoch]:.4f}, "
               f"validation NDCG@10 {score:.4f}", flush=True)
+        if checkpoint is not None:
+            _save({"epoch": epoch, "model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+                   "cur_step": trainer.cur_step, "best_valid_score": trainer.best_valid_score,
+                   "best_valid_result": trainer.best_valid_result, "losses": dict(trainer.train_loss_dict),
+                   "scores": scores, "rng": _rng_state(train), "seconds": elapsed + time.monotonic() - t0,
+                   "done": trainer.cur_step > patience or epoch + 1 >= epochs}, checkpoint)
 
-    trainer.fit(train, valid if mode == "valid_and_test" else None, verbose=False, saved=False,
-                show_progress=False, callback_fn=progress)
+    if not (state or {}).get("done"):
+        trainer.fit(train, valid if mode == "valid_and_test" else None, verbose=False, saved=False,
+                    show_progress=False, callback_fn=progress)
     best = max(scores, key=lambda s: (s[0], -s[1])) if scores else (float("nan"), epochs)
     validated = {e: v for v, e in scores}
     curve = [[e + 1, float(loss), validated.get(e + 1)] for e, loss in sorted(trainer.train_loss_dict.items())]
-    return model, dataset, test, best[0], best[1], curve
+    return model, dataset, test, best[0], best[1], curve, elapsed + time.monotonic() - t0
 
 
 def _queries(model, dataset, wanted: dict, order: list[int]):
@@ -350,14 +413,16 @@ def _score(model, dataset, test, work: Path) -> list[list[float]]:
     return out
 
 
-def test_fit_by_epoch(model_name: str, work: Path, setting: dict, epochs: int, seed: int, out: Path) -> None:
+def test_fit_by_epoch(model_name: str, work: Path, setting: dict, epochs: int, seed: int, out: Path,
+                      checkpoint: Path | None = None) -> None:
     """The test fit (``LS: test_only``) epoch by epoch, scoring the test candidates after each (``--test-beside``).
 
     The same steps as ``Trainer.fit`` without validation data (the collector sees the training data, then
     ``_train_epoch`` per epoch), so its epoch ``e`` equals the sequential test fit of ``e`` epochs (scoring in
     eval mode draws no random numbers; a test checks the scores are equal). Appends one JSON line per epoch
     to ``out``: ``{"epoch", "loss", "seconds", "scores"}`` (seconds since the fit's start, data preparation
-    included; scores as :func:`_score`).
+    included, summed over resumptions; scores as :func:`_score`). ``checkpoint``: saved after every epoch's
+    line, and continued from when found (``out`` is cut back to its epochs).
     """
     t0 = time.monotonic()
     config, dataset, train, _, test, model, trainer = _prepare(model_name, work, setting, "test_only", epochs, seed,
@@ -365,13 +430,26 @@ def test_fit_by_epoch(model_name: str, work: Path, setting: dict, epochs: int, s
     trainer.eval_collector.data_collect(train)
     if config["train_neg_sample_args"].get("dynamic", False):
         train.get_model(model)
-    for epoch in range(epochs):
+    start, elapsed = 0, 0.0
+    if (state := _load(checkpoint)) is not None:
+        model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], train)
+        start, elapsed = state["epoch"] + 1, state["seconds"]
+        lines = out.read_text().splitlines()[:start] if out.exists() else []
+        if len(lines) != start:
+            raise RuntimeError(f"{out} holds {len(lines)} epochs, its checkpoint {start}: not resumable")
+        out.write_text("".join(line + "\n" for line in lines))
+    for epoch in range(start, epochs):
         loss = trainer._train_epoch(train, epoch, show_progress=False)
         loss = sum(loss) if isinstance(loss, tuple) else loss
         scores = _score(model, dataset, test, work)
+        seconds = elapsed + time.monotonic() - t0
         with out.open("a") as f:
-            f.write(json.dumps({"epoch": epoch + 1, "loss": float(loss), "seconds": time.monotonic() - t0,
-                                "scores": scores}) + "\n")
+            f.write(json.dumps({"epoch": epoch + 1, "loss": float(loss), "seconds": seconds, "scores": scores}) + "\n")
+        if checkpoint is not None:
+            _save({"epoch": epoch, "model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+                   "rng": _rng_state(train), "seconds": seconds}, checkpoint)
 
 
 def _wait_for_epoch(path: Path, epoch: int, process: subprocess.Popen) -> dict:
@@ -387,29 +465,39 @@ def _wait_for_epoch(path: Path, epoch: int, process: subprocess.Popen) -> dict:
 
 
 def worker(work: Path, models: list[str], budget_s: float, epochs: int, seed: int, patience: int,
-           settings: list[int] | None = None, test_beside: bool = False) -> None:
+           settings: list[int] | None = None, test_beside: bool = False, resume: bool = False) -> None:
     """Phase 2 (module docstring). ``settings``: 1-based positions in the model's grid to run, in this order
     (None: all); ``test_beside``: each setting's test fit runs in a second process beside its validation fit
     (:func:`test_fit_by_epoch`), and the trial keeps the test scores of its best validation epoch: the same
-    numbers as the test fit after it, in about half the wall time on two cores (one thread each)."""
+    numbers as the test fit after it, in about half the wall time on two cores (one thread each).
+    ``resume``: a finished setting's trial (``trial_<model>_<i>.json``) is reused and an unfinished one's fits
+    continue from their per-epoch checkpoints (``ckpt_<model>_<i>_{valid,test}.pt``); else they start afresh."""
     for name in models:
         start, trials, skipped = time.monotonic(), [], []
         for n, i in enumerate(settings or range(1, len(GRIDS[name]) + 1)):
             setting = GRIDS[name][i - 1]
+            kept, out = work / f"trial_{name}_{i}.json", work / f"test_epochs_{name}_{i}.jsonl"
+            ckpt_valid, ckpt_test = work / f"ckpt_{name}_{i}_valid.pt", work / f"ckpt_{name}_{i}_test.pt"
+            if not resume:
+                for path in (kept, out, ckpt_valid, ckpt_test):
+                    path.unlink(missing_ok=True)
+            elif kept.exists() and json.loads(kept.read_text())["test_beside"] == test_beside:
+                trials.append(json.loads(kept.read_text())["trial"])
+                print(f"{name} {setting}: finished before, kept ({kept.name})", flush=True)
+                continue
             if n and time.monotonic() - start > budget_s:
                 skipped.append(json.dumps(setting))
                 continue
-            t0, beside = time.monotonic(), None
+            beside = None
             if test_beside:
-                out = work / f"test_epochs_{name}_{i}.jsonl"
-                out.unlink(missing_ok=True)
                 beside = subprocess.Popen([sys.executable, __file__, "--_test_fit", "--models", name, "--settings",
                                            str(i), "--workdir", str(work), "--epochs", str(epochs), "--seed",
-                                           str(seed)])
+                                           str(seed), *(["--resume"] if resume else [])])
             try:
-                _, _, _, ndcg, epoch, curve = _fit(name, work, setting, "valid_and_test", epochs, seed, patience)
+                _, _, _, ndcg, epoch, curve, seconds = _fit(name, work, setting, "valid_and_test", epochs, seed,
+                                                            patience, ckpt_valid)
                 trial = {"setting": json.dumps(setting), "ndcg": ndcg, "epoch": epoch, "epochs_run": len(curve),
-                         "seconds": time.monotonic() - t0, "chosen": False, "curve": curve}
+                         "seconds": seconds, "chosen": False, "curve": curve}
                 if beside is not None:
                     line = _wait_for_epoch(out, epoch, beside)
                     lines = [json.loads(row) for row in out.read_text().splitlines()][:epoch]
@@ -419,6 +507,7 @@ def worker(work: Path, models: list[str], budget_s: float, epochs: int, seed: in
                 if beside is not None and beside.poll() is None:
                     beside.terminate()
                     beside.wait()
+            kept.write_text(json.dumps({"test_beside": test_beside, "trial": trial}))
             trials.append(trial)
             print(f"{name} {setting}: validation NDCG@10 {ndcg:.4f} at epoch {epoch}", flush=True)
         best = max(trials, key=lambda t: t["ndcg"])
@@ -430,8 +519,8 @@ def worker(work: Path, models: list[str], budget_s: float, epochs: int, seed: in
             scores, seconds, curve = test["scores"], test["seconds"], test["curve"]
         else:
             t0 = time.monotonic()
-            model, dataset, test, _, _, curve = _fit(name, work, json.loads(best["setting"]), "test_only",
-                                                     best["epoch"], seed, patience)
+            model, dataset, test, _, _, curve, _ = _fit(name, work, json.loads(best["setting"]), "test_only",
+                                                        best["epoch"], seed, patience)
             scores, seconds = _score(model, dataset, test, work), time.monotonic() - t0
         (work / f"result_{name}.json").write_text(json.dumps({
             "trials": trials, "skipped": skipped, "final_epochs": best["epoch"], "final_seconds": seconds,
@@ -458,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="run each setting's test fit in a second process beside its validation fit and keep its "
                         "best validation epoch's test scores (the same numbers, about half the wall time on two "
                         "cores; set OMP_NUM_THREADS=1)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in the same --workdir with the same arguments: finished "
+                        "settings are kept, unfinished fits go on from their per-epoch checkpoints (the same "
+                        "numbers as an uninterrupted run; a test checks it)")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--_test_fit", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -478,9 +571,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value options from the command line
         if args._test_fit:
             test_fit_by_epoch(models[0], work, GRIDS[models[0]][settings[0] - 1], args.epochs, args.seed,
-                              work / f"test_epochs_{models[0]}_{settings[0]}.jsonl")
+                              work / f"test_epochs_{models[0]}_{settings[0]}.jsonl",
+                              work / f"ckpt_{models[0]}_{settings[0]}_test.pt")
         else:
-            worker(work, models, args.budget_s, args.epochs, args.seed, args.patience, settings, args.test_beside)
+            worker(work, models, args.budget_s, args.epochs, args.seed, args.patience, settings, args.test_beside,
+                   args.resume)
         return 0
     if args.landing is None:
         p.error("--landing is required")
@@ -494,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([str(python), __file__, "--_worker", "--workdir", str(work), "--models", ",".join(models),
                     "--budget-s", str(args.budget_s), "--epochs", str(args.epochs), "--seed", str(args.seed),
                     "--patience", str(args.patience), *(["--settings", args.settings] if args.settings else []),
-                    *(["--test-beside"] if args.test_beside else [])],
+                    *(["--test-beside"] if args.test_beside else []), *(["--resume"] if args.resume else [])],
                    check=True, env=env, cwd=work)  # RecBole's trainer writes log_tensorboard/ into its cwd
     print(summarise(work, info, models))
     print(f"RecBole side: {time.monotonic() - start:.0f}s")

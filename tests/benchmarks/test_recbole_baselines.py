@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +178,46 @@ def test_the_test_fit_beside_the_validation_fit_gives_the_same_scores(tmp_path):
         assert beside["scores"] == after["scores"]
         assert [loss for _, loss, _ in beside["final_curve"]] == pytest.approx(
             [loss for _, loss, _ in after["final_curve"]], rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.full
+@pytest.mark.skipif(not (VENV / "bin" / "python").exists(), reason=f"no RecBole environment at {VENV}")
+def test_a_killed_run_resumed_from_its_checkpoints_gives_the_uninterrupted_runs_numbers(tmp_path):
+    """``--resume`` after SIGKILL mid-fit (validation fit and test fit beside it): every curve, epoch and
+    test score equals the uninterrupted run's, for LightGCN (negative sampling) and SASRec (dropout)."""
+    landing = landed(tmp_path, short_users=5)
+    evaluate_storage(RetrievalEvalConfig(baselines=("popularity",)), landing).write(tmp_path / "report")
+
+    def command(work, *extra):
+        return [sys.executable, str(SCRIPT), "--report", str(tmp_path / "report"), "--landing", str(landing),
+                "--epochs", "5", "--patience", "10", "--settings", "2", "--venv", str(VENV), "--workdir", str(work),
+                "--test-beside", *extra]
+
+    results = {}
+    for kind in ("straight", "killed"):
+        work = tmp_path / kind
+        if kind == "killed":
+            first = subprocess.Popen(command(work), cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 600
+            while not (work / "ckpt_LightGCN_2_valid.pt").exists():
+                assert first.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+                time.sleep(0.02)
+            os.killpg(first.pid, signal.SIGKILL)  # the script, its worker and the test fit beside it
+            first.wait()
+            assert not (work / "result_LightGCN.json").exists()
+        done = subprocess.run(command(work, *(["--resume"] if kind == "killed" else [])), cwd=REPO,
+                              capture_output=True, text=True, timeout=1200, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        if kind == "killed":
+            assert "LightGCN" in done.stdout and "resumed after epoch" in done.stdout
+        results[kind] = {name: json.loads((work / f"result_{name}.json").read_text()) for name in ("LightGCN", "SASRec")}
+    for name in ("LightGCN", "SASRec"):
+        straight, killed = results["straight"][name], results["killed"][name]
+        assert killed["scores"] == straight["scores"] and killed["final_epochs"] == straight["final_epochs"]
+        assert killed["final_curve"] == straight["final_curve"]
+        assert [t["curve"] for t in killed["trials"]] == [t["curve"] for t in straight["trials"]]
 
 
 def test_settings_outside_the_grid_are_refused(tmp_path, capsys):
