@@ -10,7 +10,9 @@ import pytest
 from tests.support.repo import REPO
 from tests.support.tiny_world import tiny_world_overrides
 
-pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
+# make test-all only (``full``: 3.4 min idle on 2026-12-06): make test runs the daily DAG under the real
+# scheduler (tests/dags/test_scheduler.py, its backfilled day) and dag.test() on the training DAG
+pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow, pytest.mark.full]
 
 START = dt.date(2026, 1, 5)
 

@@ -20,7 +20,9 @@ from tests.support.cluster import can_hide_folders, running_standalone_cluster
 from tests.support.repo import REPO
 from tests.support.s3 import BUCKET
 
-pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow]
+# make test-all only (``full``: 4.0 min idle on 2026-12-06): make test runs the standalone cluster through the
+# real scheduler's s3-cluster test and tests/jobs/index/test_index_spark.py
+pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow, pytest.mark.full]
 
 DATA_SUFFIXES = (".parquet", ".json", ".jsonl", ".crc", ".checkpoint")
 
