@@ -239,8 +239,10 @@ class DatasetConfig:
     ``user_column``, ``item_column``, ``timestamp_column`` (none: no time), ``rating_column`` or
     ``weight_column`` (a count: repeated rows are summed); ``timestamps``: ``auto`` (the column when
     given, else ``none``), ``column``, ``row_order`` (rows are in time order) or ``none`` (no time:
-    ties); ``timestamp_unit`` of numeric times; ``sep`` (none: tab or comma, guessed) and ``names``
-    (the columns of a header-less file); ``save_threshold`` (none: 4 with ratings, else every
+    ties); ``timestamp_unit`` of numeric times (``auto``: milliseconds when the largest is at least 1e11, else
+    seconds); ``sep`` (none: guessed from the first line: tab, ``::``, comma, ``;`` or ``|``) and ``names``
+    (the columns of a header-less file); a ``.json`` / ``.jsonl`` log is read as JSON lines; text that is not
+    UTF-8 is read as Latin-1; ``save_threshold`` (none: 4 with ratings, else every
     interaction is a save); ``country`` of every user; ``items``: an item-metadata file keyed by
     ``item_key`` (default: ``item_column``) with ``category_column``, ``labels_column`` (multi-label,
     joined by ``label_sep``: multi-hot content vector) and ``title_column``; ``items_sep`` /
@@ -257,7 +259,7 @@ class DatasetConfig:
     rating_column: str | None = None
     weight_column: str | None = None
     timestamps: Literal["auto", "column", "row_order", "none"] = "auto"
-    timestamp_unit: Literal["s", "ms"] = "s"
+    timestamp_unit: Literal["auto", "s", "ms"] = "auto"
     sep: Annotated[str, Field(min_length=1)] | None = None
     names: tuple[str, ...] = ()
     save_threshold: float | None = None

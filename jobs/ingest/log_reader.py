@@ -3,7 +3,10 @@ optional rating or weight, plus an optional item-metadata table, into an
 :class:`~pinrec.jobs.ingest.datasets.InteractionLog`.
 
 Columns are mapped by name (:class:`LogSpec`); a file without a header names its columns with
-``LogSpec.names``. Ids: plain integers (no leading zero, ``|id| <`` :data:`MAX_KEPT_ID`) are kept as
+``LogSpec.names``. Files: CSV / TSV (unless ``sep`` is given, the separator is guessed from the first
+line: tab, else ``::``, else the most frequent of comma, ``;`` and ``|``), JSON lines (``.json``, ``.jsonl``, ``.ndjson``), Parquet;
+compressed (``.gz``...) too; text is UTF-8, else read as Latin-1 (every byte one character, so that
+distinct ids never merge). Ids: plain integers (no leading zero, ``|id| <`` :data:`MAX_KEPT_ID`) are kept as
 they are; any other id (strings, floats, zero-padded numbers such as ``007``, which must not merge
 with ``7``, and huge ones such as 64-bit snowflake ids, whose board ids would overflow) is replaced by
 its 1-based rank among the sorted distinct values, and the mapping is returned
@@ -11,8 +14,10 @@ its 1-based rank among the sorted distinct values, and the mapping is returned
 
 Time (``LogSpec.timestamps``):
 
-* ``"column"``: the ``timestamp`` column; numbers are ``timestamp_unit`` (``"s"`` or ``"ms"``) since
-  the Unix epoch, text is parsed as dates (naive -> UTC);
+* ``"column"``: the ``timestamp`` column; numbers are ``timestamp_unit`` (``"s"``, ``"ms"`` or ``"auto"``,
+  the default: milliseconds when the largest is at least 1e11, which in seconds would be the year 5138)
+  since the Unix epoch, text is parsed as dates (naive -> UTC); a time that cannot be a date (after
+  2262, or seconds that are plainly milliseconds) is an error naming the column and ``timestamp_unit``;
 * ``"row_order"``: the file has no time but its rows are in time order: row ``i`` (0-based) gets
   ``ORIGIN + i`` seconds;
 * ``"none"``: no time at all: every interaction gets ``ORIGIN`` (all ties; the leave-one-out split
@@ -23,7 +28,8 @@ Time (``LogSpec.timestamps``):
 (:mod:`pinrec.jobs.ingest.dataset_info`), where evaluation looks before it offers time-aware settings.
 
 Repeated (user, item) rows (a usage log: one row per context) become one interaction at the
-earliest time; ``rating`` keeps the last row's value, ``weight`` is summed. The interaction's
+earliest time; ``rating`` keeps the latest row's value (by time; among equal times the later row of
+the file), ``weight`` is summed. The interaction's
 ``rating`` is the rating column, else the summed weight, else 1.0; ``save_threshold`` (None: 4.0 when
 the log has ratings, else every interaction is a save) decides which interactions are saves.
 
@@ -49,6 +55,11 @@ from .landing import LandingSummary
 #: The time given to the interactions of a log without timestamps (row ``i`` of a row-ordered log: + i s).
 ORIGIN = pd.Timestamp("2000-01-01", tz="UTC")
 TIMESTAMP_MODES = ("auto", "column", "row_order", "none")
+TIMESTAMP_UNITS = ("auto", "s", "ms")
+#: with ``timestamp_unit: auto``, numeric times whose largest is at least this are milliseconds
+MS_FROM = 1e11
+_SEPARATORS = ("\t", "::", ",", ";", "|")  # guessed in this order of preference
+_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 #: integer ids at least this large (in absolute value) are renumbered: board ids are user_id x 100+ and
 #: must stay within int64 (64-bit snowflake ids would overflow them)
 MAX_KEPT_ID = 10 ** 12
@@ -65,7 +76,7 @@ class LogSpec:
     rating: str | None = None
     weight: str | None = None
     timestamps: str = "auto"
-    timestamp_unit: str = "s"
+    timestamp_unit: str = "auto"
     sep: str | None = None
     names: tuple[str, ...] = ()
     save_threshold: float | None = None
@@ -84,8 +95,8 @@ class LogSpec:
             raise ValueError(f"timestamps must be one of {list(TIMESTAMP_MODES)}, got {self.timestamps!r}")
         if self.timestamps == "column" and not self.timestamp:
             raise ValueError("timestamps='column' needs the timestamp column's name")
-        if self.timestamp_unit not in ("s", "ms"):
-            raise ValueError(f"timestamp_unit must be 's' or 'ms', got {self.timestamp_unit!r}")
+        if self.timestamp_unit not in TIMESTAMP_UNITS:
+            raise ValueError(f"timestamp_unit must be one of {list(TIMESTAMP_UNITS)}, got {self.timestamp_unit!r}")
         if self.rating and self.weight:
             raise ValueError("give either a rating or a weight column, not both")
         for name in ("sep", "label_sep", "items_sep"):
@@ -115,31 +126,74 @@ class ReadLog:
 
 def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] = (),
                text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """A CSV / TSV (``.gz`` etc. too) or Parquet file as strings-or-numbers; ``sep`` None: a tab when
-    the first line has one, else a comma; ``names``: the columns of a header-less file;
-    ``text_columns``: columns of a CSV read as the text written (ids: ``007`` is not ``7``)."""
+    """A CSV / TSV, JSON-lines (``.gz`` etc. too) or Parquet file as strings-or-numbers; ``sep`` None:
+    guessed from the first line (:func:`_guess_sep`); ``names``: the columns of a
+    header-less file; ``text_columns``: columns of a CSV read as the text written (ids: ``007`` is not
+    ``7``). Text is UTF-8 when it decodes as such, else Latin-1 (never a replacement character, which
+    would merge distinct ids)."""
     path = Path(path)
     if path.is_dir() or (path.is_file() and path.suffix in (".parquet", ".pq", ".parq")):
         return pd.read_parquet(path)  # a file, or a folder of parts as Spark writes them
     if not path.is_file():
         raise FileNotFoundError(f"interaction log {path} does not exist")
-    if sep is None:
-        head = pd.read_csv(path, nrows=1, header=None, sep="\t", dtype=str)
-        sep = "\t" if head.shape[1] > 1 else ","
+    suffixes = [x.lower() for x in path.suffixes]
+    json_lines = any(x in _JSON_SUFFIXES for x in suffixes[-2:])
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            if json_lines:
+                frame = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
+                return frame.astype({c: str for c in text_columns if c in frame.columns and
+                                     not pd.api.types.is_integer_dtype(frame[c])})
+            return _read_csv(path, sep, names, text_columns, encoding)
+        except UnicodeDecodeError:
+            continue
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _guess_sep(path: Path, encoding: str) -> str:
+    """A tab when the first line has one (as before ``::`` and the others were guessed), else ``::`` when
+    it has one, else whichever of comma, ``;``, ``|`` it has most (ties in that order), else a comma."""
+    with pd.io.common.get_handle(path, "r", encoding=encoding, compression="infer") as handle:
+        first = handle.handle.readline()
+    if "\t" in first or "::" in first:
+        return "\t" if "\t" in first else "::"
+    counts = {sep: first.count(sep) for sep in _SEPARATORS[2:]}
+    best = max(counts, key=lambda sep: (counts[sep], -_SEPARATORS.index(sep)))
+    return best if counts[best] else ","
+
+
+def _read_csv(path: Path, sep: str | None, names: tuple[str, ...], text_columns: tuple[str, ...],
+              encoding: str) -> pd.DataFrame:
+    sep = sep or _guess_sep(path, encoding)
     header = None if names else "infer"
     return pd.read_csv(path, sep=sep, header=header, names=list(names) or None, engine="python" if len(sep) > 1
-                       else "c", encoding="utf-8", encoding_errors="replace", keep_default_na=True,
+                       else "c", encoding=encoding, keep_default_na=True,
                        dtype=dict.fromkeys(text_columns, str) or None)
 
 
 def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, required: bool = True) -> pd.Series:
     if name not in frame.columns:
-        raise ValueError(f"{path}: the {role} column {name!r} is missing; columns: {list(frame.columns)} "
-                         "(map it with the dataset.*_column settings or the load-dataset flags)")
+        columns = [str(c) for c in frame.columns]
+        if len(columns) == 1:
+            hint = ("the file was read as one column: its separator is not tab, '::', comma, ';' or '|' "
+                    "(set dataset.sep)")
+        elif all(_looks_like_a_value(c) for c in columns):
+            hint = "the first row looks like data, not a header (name the columns with dataset.names)"
+        else:
+            hint = "map it with the dataset.*_column settings or the load-dataset flags"
+        raise ValueError(f"{path}: the {role} column {name!r} is missing; columns: {columns[:20]} ({hint})")
     values = frame[name]
     if required and values.isna().any():
         raise ValueError(f"{path}: the {role} column {name!r} has {int(values.isna().sum())} empty value(s)")
     return values
+
+
+def _looks_like_a_value(column: str) -> bool:
+    try:
+        float(column)
+        return True
+    except ValueError:
+        return False
 
 
 def _int_ids(values: pd.Series) -> np.ndarray | None:
@@ -173,10 +227,20 @@ def _times(frame: pd.DataFrame, spec: LogSpec, path: str | Path) -> pd.Series:
         return pd.Series(ORIGIN + pd.to_timedelta(np.arange(len(frame)), unit="s"), index=frame.index)
     raw = _column(frame, spec.timestamp, "timestamp", path)
     if pd.api.types.is_numeric_dtype(raw):
-        return pd.to_datetime(raw.astype("int64"), unit=spec.timestamp_unit, utc=True)
+        largest = float(raw.abs().max())
+        unit = spec.timestamp_unit if spec.timestamp_unit != "auto" else "ms" if largest >= MS_FROM else "s"
+        if unit == "s" and largest >= MS_FROM:
+            raise ValueError(f"{path}: the timestamp column {spec.timestamp!r} holds {largest:.0f}, the year "
+                             f"{1970 + largest / 31_556_952:.0f} in seconds: set dataset.timestamp_unit: ms (or auto)")
+        try:
+            return pd.to_datetime(raw.astype("int64"), unit=unit, utc=True)
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            raise ValueError(f"{path}: the timestamp column {spec.timestamp!r} holds {largest:.0f}, not a time in "
+                             f"{'milli' if unit == 'ms' else ''}seconds since 1970 (dataset.timestamp_unit: "
+                             f"{spec.timestamp_unit})") from None
     try:
         return pd.to_datetime(raw, utc=True, format="mixed")
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, OverflowError) as e:
         raise ValueError(f"{path}: the timestamp column {spec.timestamp!r} is neither numbers nor dates ({e})") from None
 
 
@@ -246,8 +310,9 @@ def read_log(path: str | Path, spec: LogSpec | None = None) -> ReadLog:
     inter = pd.DataFrame({"user_id": users, "item_id": items, "ts": _times(frame, spec, path).to_numpy(),
                           "rating": value.to_numpy(), "_row": np.arange(len(frame))})
     grouped = inter.groupby(["user_id", "item_id"], sort=False)
+    latest = inter.sort_values(["ts", "_row"], kind="stable").groupby(["user_id", "item_id"], sort=False)["rating"]
     inter = pd.DataFrame({"ts": grouped["ts"].min(), "_row": grouped["_row"].min(),
-                          "rating": grouped["rating"].sum() if spec.weight else grouped["rating"].last()}
+                          "rating": grouped["rating"].sum() if spec.weight else latest.last()}
                          ).reset_index().sort_values("_row", kind="stable").drop(columns="_row")
     item_frame, categories = _items(spec, inter["item_id"].to_numpy(), item_ids)
     user_frame = pd.DataFrame({"user_id": np.unique(inter["user_id"]), "created_at": pd.NaT,

@@ -189,3 +189,63 @@ def test_the_items_key_matches_plain_and_renumbered_log_ids(tmp_path):
     assert read.item_ids["value"].tolist() == ["011", "10"] and cats[1] == "b" and cats[2] == "a"
     with pytest.raises(ValueError, match="not a plain integer like the log's item ids"):
         read_log(write(tmp_path, "user_id,item_id\n1,10\n2,11\n"), LogSpec(items=str(items), category="category"))
+
+
+def test_a_repeated_pair_keeps_the_rating_of_its_latest_row_not_of_the_files_last(tmp_path):
+    # an unsorted dump: the later row of the file is the earlier rating
+    got = read_log(write(tmp_path, "u,i,ts,r\n1,7,200,5\n1,7,100,1\n"), LogSpec(user="u", item="i", timestamp="ts",
+                                                                             rating="r"))
+    inter = got.log.interactions
+    assert inter["rating"].tolist() == [5.0] and inter["ts"].tolist() == [pd.Timestamp(100, unit="s", tz="UTC")]
+
+
+@pytest.mark.parametrize("unit, value, expected", [
+    ("auto", 1_609_459_200, "2021-01-01"), ("auto", 1_609_459_200_123, "2021-01-01 00:00:00.123"),
+    ("ms", 1_609_459_200_123, "2021-01-01 00:00:00.123"), ("s", 1_609_459_200, "2021-01-01")])
+def test_numeric_times_in_seconds_or_milliseconds(tmp_path, unit, value, expected):
+    got = read_log(write(tmp_path, f"u,i,ts\n1,7,{value}\n"), LogSpec(user="u", item="i", timestamp="ts",
+                                                                      timestamp_unit=unit))
+    assert got.log.interactions["ts"].tolist() == [pd.Timestamp(expected, tz="UTC")]
+
+
+def test_milliseconds_read_as_seconds_or_times_past_2262_name_the_setting(tmp_path):
+    path = write(tmp_path, "u,i,ts\n1,7,1609459200123\n")
+    with pytest.raises(ValueError, match=r"'ts' holds 1609459200123, the year 52972 in seconds: set "
+                                         r"dataset.timestamp_unit: ms"):
+        read_log(path, LogSpec(user="u", item="i", timestamp="ts", timestamp_unit="s"))
+    with pytest.raises(ValueError, match=r"'ts' holds 9\d{18}, not a time in milliseconds since 1970"):
+        read_log(write(tmp_path, "u,i,ts\n1,7,9000000000000000000\n"), LogSpec(user="u", item="i", timestamp="ts"))
+
+
+def test_latin1_ids_stay_distinct_and_the_separator_is_guessed_the_same_way(tmp_path):
+    path = tmp_path / "enc.csv"
+    path.write_bytes("user,item\n1,a\xe9\n1,a\xe8\n2,a\xe9\n".encode("latin-1"))  # not UTF-8
+    for sep in (None, ","):
+        got = read_log(path, LogSpec(user="user", item="item", sep=sep))
+        assert len(got.log.items) == 2 and len(got.log.interactions) == 3
+        assert sorted(got.item_ids["value"]) == ["a\xe8", "a\xe9"]
+
+
+@pytest.mark.parametrize("text, sep", [("1::10::5\n2::11::3\n", "::"), ("1;10;5\n2;11;3\n", ";"),
+                                       ("1|10|5\n2|11|3\n", "|"), ("1\t10\t5\n2\t11\t3\n", "\t"),
+                                       ("1,10,5\n2,11,3\n", ",")])
+def test_the_separator_is_guessed_from_the_first_line(tmp_path, text, sep):
+    got = read_log(write(tmp_path, text, "r.dat"), LogSpec(user="u", item="i", rating="r", names=("u", "i", "r")))
+    assert sorted(got.log.interactions["item_id"]) == [10, 11] and got.log.interactions["rating"].max() == 5.0
+
+
+def test_json_lines_are_read(tmp_path):
+    path = write(tmp_path, '{"reviewerID": "A1", "asin": "B7", "overall": 5.0, "unixReviewTime": 1609459200}\n'
+                           '{"reviewerID": "A2", "asin": "B7", "overall": 2.0, "unixReviewTime": 1609545600}\n',
+                 "reviews.jsonl")
+    got = read_log(path, LogSpec(user="reviewerID", item="asin", rating="overall", timestamp="unixReviewTime"))
+    assert len(got.log.interactions) == 2 and got.user_ids["value"].tolist() == ["A1", "A2"]
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("1 10 5\n2 11 3\n", r"read as one column: .*\(set dataset.sep\)"),
+    ("1\t10\t5\n2\t11\t3\n", r"the first row looks like data, not a header \(name the columns with dataset.names\)"),
+])
+def test_a_wrong_separator_or_a_missing_header_is_named(tmp_path, text, hint):
+    with pytest.raises(ValueError, match=hint):
+        read_log(write(tmp_path, text), LogSpec())
