@@ -37,6 +37,7 @@ from pinrec.models.retrieval_metrics import (
 )
 
 from .baselines import (
+    BaselineTooLarge,
     EaseScorer,
     EmbeddingScorer,
     EmbeddingSource,
@@ -227,13 +228,18 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         split = leave_one_out(log, cfg.num_negatives, cfg.seed, catalogue, negatives)
         users, candidates = split.candidates()
         padding = split.padding()
-        scorers = {name: _baseline(name, split.train, split.catalogue, cfg) for name in cfg.baselines}
+        scorers, skipped = {}, {}
+        for name in cfg.baselines:
+            try:
+                scorers[name] = _baseline(name, split.train, split.catalogue, cfg)
+            except BaselineTooLarge as e:  # one baseline too big for this dataset: reported, the rest go on
+                skipped[f"{name}.skipped"] = str(e)
         trained = {name: _embed(src, split.train) for name, src in embeddings.items()}
         scorers |= {name: RecentEmbeddingScorer(emb, split.train, cfg.recent_items, cfg.recent_half_life,
                                                 cfg.half_life_days) for name, emb in trained.items()}
         scorers |= {name: make(split.train, trained) for name, make in dict(scorer_sources or {}).items()}
-        notes = {f"{name}.{key}": value for name in dict(scorer_sources or {})
-                 for key, value in getattr(scorers[name], "notes", {}).items()}
+        notes = skipped | {f"{name}.{key}": value for name in dict(scorer_sources or {})
+                           for key, value in getattr(scorers[name], "notes", {}).items()}
         for name, scorer in scorers.items():
             ranks = np.concatenate([ranks_from_scores(np.where(padding[s:s + 4096], -np.inf,
                                                                scorer.score(users[s:s + 4096], candidates[s:s + 4096])))

@@ -36,7 +36,7 @@ import pandas as pd
 
 from pinrec.models.retrieval_metrics import hit_rate_at_k, ndcg_at_k, ranks_from_scores
 
-from .baselines import EmbeddingSource, check_log
+from .baselines import EASE_MAX_ITEMS, EmbeddingSource, check_log
 from .config import RetrievalEvalConfig
 
 TIME_AWARE = ("sequence", "next")
@@ -175,6 +175,9 @@ def select_settings(log: pd.DataFrame, cfg: RetrievalEvalConfig, pins: np.ndarra
         if name not in BASELINE_GRIDS:
             continue
         key, grid = BASELINE_GRIDS[name]
+        if name == "ease" and len(split.catalogue) > EASE_MAX_ITEMS:  # evaluation skips it too, with a note
+            notes["ease"] = f"not tuned: {len(split.catalogue):,} items exceed EASE's {EASE_MAX_ITEMS:,}"
+            continue
         best = _coordinate(search, name, key, getattr(cfg, grid), getattr(cfg, key),
                            lambda v, n=name, k=key, c=cfg: _baseline(n, split.train, split.catalogue,
                                                                      dataclasses.replace(c, **{k: v})), grid=grid)

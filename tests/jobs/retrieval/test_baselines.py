@@ -65,13 +65,14 @@ def test_item_embeddings_constructors_and_errors():
 
 
 def test_ease_equals_per_item_ridge_regression_and_scores_co_consumed_items():
-    from pinrec.jobs.retrieval.baselines import EaseScorer
+    from pinrec.jobs.retrieval.baselines import BaselineTooLarge, EaseScorer
 
     t = pd.Timestamp("2020-01-01", tz="UTC")
     pairs = [(1, 10), (1, 11), (2, 10), (2, 11), (2, 12), (3, 12), (3, 13), (4, 10), (4, 13)]
     train = pd.DataFrame({"user_id": [u for u, _ in pairs], "pin_id": [p for _, p in pairs], "ts": t})
     ease = EaseScorer(train, np.array([10, 11, 12, 13, 14]), lam=2.0)
-    x = ease.x.astype(np.float64)
+    x = ease.x.toarray()  # X is kept sparse
+    assert x.shape == (4, 5) and x.sum() == len(pairs)
     for j in range(5):  # Steck's constraint diag(B) = 0 makes column j a ridge regression on the other items
         rest = [i for i in range(5) if i != j]
         a = x[:, rest]
@@ -83,5 +84,19 @@ def test_ease_equals_per_item_ridge_regression_and_scores_co_consumed_items():
     assert scores[0, 0] > scores[0, 1] > scores[0, 2] == 0.0
     with pytest.raises(ValueError, match="lambda must be > 0"):
         EaseScorer(train, np.array([10, 11, 12, 13]), lam=0.0)
-    with pytest.raises(ValueError, match="exceed max_items"):
+    with pytest.raises(BaselineTooLarge, match=r"EASE: 30 items exceed max_items=20 \(two dense N x N float64"):
         EaseScorer(train, np.arange(10, 40), max_items=20)
+
+
+def test_a_baseline_too_large_for_the_dataset_is_skipped_with_a_note_and_the_others_reported():
+    from pinrec.jobs.retrieval.baselines import EASE_MAX_ITEMS
+    from pinrec.jobs.retrieval.config import RetrievalEvalConfig
+    from pinrec.jobs.retrieval.retrieval_eval import evaluate_retrieval
+
+    t = pd.Timestamp("2020-01-01", tz="UTC")
+    log = pd.DataFrame({"user_id": np.repeat(np.arange(1, 21), 3), "pin_id": np.tile([10, 11, 12], 20),
+                        "ts": [t + pd.Timedelta(minutes=i) for i in range(60)]})
+    report = evaluate_retrieval(log, cfg=RetrievalEvalConfig(baselines=("popularity", "ease"), num_negatives=5, k=3),
+                                pins=np.arange(1, EASE_MAX_ITEMS + 2))  # a catalogue one item too large for EASE
+    assert [r.model for r in report.rows] == ["popularity"]
+    assert report.notes["ease.skipped"].startswith(f"EASE: {EASE_MAX_ITEMS + 1:,} items exceed max_items")
