@@ -60,7 +60,11 @@ class PinCatalog:
     min: unknown), ``eligible`` (N,) bool (neither flag set; null counts as set)."""
 
     def __init__(self, pins: pa.Table, name: str = "bundle") -> None:
-        self.ids = pins.column("pin_id").to_numpy()
+        if nulls := pins.column("pin_id").null_count:  # to_numpy would make them NaN in a float array
+            raise ValueError(f"{name}: pins has {nulls} null pin_id(s)")
+        if not pa.types.is_integer(pins.column("pin_id").type):
+            raise ValueError(f"{name}: pin_id must be an integer column, got {pins.column('pin_id').type}")
+        self.ids = pins.column("pin_id").to_numpy().astype(np.int64)
         if np.any(np.diff(self.ids) <= 0):
             raise ValueError(f"{name}: pins must be sorted by unique pin_id")
         enc = pc.dictionary_encode(pins.column("category").combine_chunks())

@@ -92,12 +92,27 @@ def read_embeddings(spark, warehouse) -> tuple[np.ndarray, np.ndarray, str, int]
     versions = pc.unique(table.column("model_version")).to_pylist()
     if len(versions) != 1:
         raise ValueError(f"{path} mixes embedding versions {versions}; rerun `pinrec pinsage`")
+    ids, vectors = embedding_matrix(table, path)
+    return ids, vectors, str(versions[0]), version
+
+
+def embedding_matrix(table, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids (N,) int64, vectors (N, D) float32)`` of an Arrow table with ``pin_id`` and a list column
+    ``embedding``, sorted by id. A null id or embedding, or embeddings of unequal length, raise a
+    ValueError naming ``where`` (flattening would silently drop a null list, or re-cut ragged rows
+    into other pins' vectors)."""
+    import pyarrow.compute as pc
+
     table = table.sort_by("pin_id")
-    ids = table.column("pin_id").to_numpy().astype(np.int64)
-    flat = pc.list_flatten(table.column("embedding")).to_numpy().astype(np.float32)
-    if flat.size % table.num_rows:
-        raise ValueError(f"{path}: embeddings of unequal length")
-    return ids, flat.reshape(table.num_rows, -1), str(versions[0]), version
+    for column in ("pin_id", "embedding"):
+        if nulls := table.column(column).null_count:
+            raise ValueError(f"{where}: {nulls} row(s) with a null {column}")
+    lengths = pc.list_value_length(table.column("embedding"))
+    low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+    if low != high or not low:
+        raise ValueError(f"{where}: embeddings must all have one length > 0, got lengths {low}..{high}")
+    flat = pc.list_flatten(table.column("embedding")).to_numpy(zero_copy_only=False).astype(np.float32)
+    return table.column("pin_id").to_numpy().astype(np.int64), flat.reshape(table.num_rows, high)
 
 
 def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -43,6 +43,11 @@ def test_pin_catalog_and_cold_start_channels():
     assert cold.trending.tolist() == [1] and cold.category(0, 5).tolist() == [0] and cold.category(None, 5).size == 0
     with pytest.raises(ValueError, match="sorted by unique pin_id"):
         PinCatalog(pins.take([1, 0, 2, 3]))
+    # a null id became NaN in a float array, passed the order check and hid every later pin from lookups
+    with pytest.raises(ValueError, match="1 null pin_id"):
+        PinCatalog(pins.set_column(0, "pin_id", pa.array([10, 20, None, 40], pa.int64())))
+    with pytest.raises(ValueError, match="pin_id must be an integer column, got double"):
+        PinCatalog(pins.set_column(0, "pin_id", pa.array([10.0, 20.0, 30.0, 40.0])))
 
 
 def test_merge_keeps_first_channel_every_source_and_filters():

@@ -60,3 +60,19 @@ def test_index_built_into_s3_artifacts_equals_the_local_build(spark, s3_server, 
     build_pin_index(spark, warehouse, artifacts, CFG, None, queries=40)
     assert "stale.bin" not in [name for name, _ in target.entries()]
     assert not (tmp_path / "artifacts" / "index" / f"{VERSION}.partial").exists()
+
+
+def test_embeddings_must_be_whole_rows_of_one_length():
+    import pyarrow as pa
+
+    from pinrec.jobs.index.pin_index import embedding_matrix
+
+    ids, x = embedding_matrix(pa.table({"pin_id": [20, 10], "embedding": [[3.0, 4.0], [1.0, 2.0]]}), "t")
+    assert ids.tolist() == [10, 20] and x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    # ragged rows were re-cut into a (2, 4) matrix; a null row dropped and every later vector shifted
+    for bad, message in (({"pin_id": [1, 2], "embedding": [[1.0] * 3, [1.0] * 5]}, r"one length > 0, got lengths 3..5"),
+                         ({"pin_id": [1, 2, 3, 4], "embedding": [[1.0] * 3, None, [1.0] * 3, [1.0] * 3]},
+                          "1 row.s. with a null embedding"),
+                         ({"pin_id": [1, None], "embedding": [[1.0], [2.0]]}, "1 row.s. with a null pin_id")):
+        with pytest.raises(ValueError, match=message):
+            embedding_matrix(pa.table(bad), "t")
