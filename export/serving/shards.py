@@ -107,13 +107,19 @@ def coarse_assign(trained: faiss.Index, vectors: np.ndarray) -> np.ndarray | Non
     return index.quantizer.assign(vectors, 1).ravel()
 
 
+#: IVF indexes whose lists ``IndexIVF.add_core`` fills correctly (fast-scan ones pack their codes in
+#: blocks in their own ``add_with_ids``: the base ``add_core`` corrupts the heap there)
+_PLAIN_IVF = (faiss.IndexIVFFlat, faiss.IndexIVFScalarQuantizer, faiss.IndexIVFPQ)
+
+
 def fill_shard(trained: faiss.Index, vectors: np.ndarray, ids: np.ndarray, device: str = "cpu",
                assign: np.ndarray | None = None) -> faiss.Index:
     """A copy of the trained empty index holding ``vectors`` (n, d) with ``ids`` (n,), added in
     increasing id order so that the same pins always give the same file.
 
     ``assign``: (n,) precomputed :func:`coarse_assign` of ``vectors`` (shared by candidates with
-    the same coarse quantizer); the vectors are then only encoded (``IndexIVF.add_core``).
+    the same coarse quantizer); the vectors are then only encoded (``IndexIVF.add_core``) for the plain
+    IVF layouts (:data:`_PLAIN_IVF`); others add with ``add_with_ids``.
     """
     index = faiss.clone_index(trained)
     order = np.argsort(ids, kind="stable")
@@ -124,7 +130,7 @@ def fill_shard(trained: faiss.Index, vectors: np.ndarray, ids: np.ndarray, devic
     if added is not None:
         return added
     ivf = faiss.downcast_index(index)
-    if assign is not None and isinstance(ivf, faiss.IndexIVF):
+    if assign is not None and type(ivf) in _PLAIN_IVF:  # fast-scan and other packed layouts override add, not add_core
         lists = np.ascontiguousarray(assign[order], dtype=np.int64)
         ivf.add_core(x.shape[0], faiss.swig_ptr(x), faiss.swig_ptr(xid), faiss.swig_ptr(lists))
     else:

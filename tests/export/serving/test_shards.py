@@ -102,6 +102,27 @@ def test_precomputed_assignment_gives_the_same_shards():
     assert coarse_assign(trained("IDMap,Flat", faiss.METRIC_L2, x), x) is None
 
 
+def test_a_fast_scan_ivf_is_filled_through_its_own_add():
+    import subprocess
+    import sys
+
+    # in a child process: the base add_core on IVF-PQ fast-scan lists corrupted the heap (SIGABRT)
+    code = """
+import faiss, numpy as np
+from pinrec.export.serving.shards import build_shards, coarse_assign
+rng = np.random.default_rng(0)
+x = rng.normal(size=(2000, 8)).astype("float32")
+ids = np.arange(2000, dtype=np.int64)
+empty = faiss.index_factory(8, "IVF16,PQ4x4fs", faiss.METRIC_L2)
+empty.train(x)
+shards = build_shards(empty, x, ids, 2, assign=coarse_assign(empty, x))
+assert sum(s.ntotal for s in shards) == 2000
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_k_larger_than_a_shard_pads_with_minus_one():
     x = clustered(6)
     index = ShardedIndex(build_shards(trained("IDMap,Flat", faiss.METRIC_L2, x), x, np.arange(6), 3), "l2")
