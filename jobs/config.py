@@ -405,6 +405,16 @@ class PinrecConfig:
     cache: StepCacheConfig = field(default_factory=StepCacheConfig)
     seed: int = 7
 
+    def index_for(self, channel: str) -> IndexConfig:
+        """``index`` with ``k`` raised to as many neighbours as ``recommend`` asks of that index per query
+        (``channel``: ``"ann"``, the PinSage index, ``recommend.ann_candidates``; ``"two_tower"``,
+        ``two_tower_candidates``): an IVF index tuned and measured at k = 10 finds far fewer of the true
+        top 500 at k = 500 (and pads with -1), so the build tunes recall and latency at the serving k."""
+        wanted = {"ann": self.recommend.ann_candidates, "two_tower": self.recommend.two_tower_candidates}
+        if channel not in wanted:
+            raise ValueError(f"index_for: channel must be one of {sorted(wanted)}, got {channel!r}")
+        return dataclasses.replace(self.index, k=max(self.index.k, wanted[channel]))
+
     @property
     def bundle_store_uri(self) -> str:
         """Where bundles are published: ``publish.store_uri`` when set, else

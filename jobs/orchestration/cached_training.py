@@ -152,8 +152,8 @@ class PipelineSteps(Steps):
         cfg, storage = self.cfg, self.cfg.storage
         folder = two_tower_folder(self.artifacts, self.embeddings()) if self.embeddings() else None
         return self._artifact_step(
-            "two_tower", {"two_tower": cfg.two_tower, "index": cfg.index}, folder,
-            lambda: train_two_tower(self.spark, self.catalog(), self.artifacts, cfg.two_tower, cfg.index,
+            "two_tower", {"two_tower": cfg.two_tower, "index": cfg.index_for("two_tower")}, folder,
+            lambda: train_two_tower(self.spark, self.catalog(), self.artifacts, cfg.two_tower, cfg.index_for("two_tower"),
                                     storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
 
     def cf(self, cutoff: dt.datetime):
@@ -186,8 +186,8 @@ class PipelineSteps(Steps):
         storage = self.cfg.storage
         folder = index_folder(self.artifacts, self.embeddings()) if self.embeddings() else None
         return self._artifact_step(
-            "index", self.cfg.index, folder,
-            lambda: build_pin_index(self.spark, self.catalog(), self.artifacts, self.cfg.index,
+            "index", self.cfg.index_for("ann"), folder,
+            lambda: build_pin_index(self.spark, self.catalog(), self.artifacts, self.cfg.index_for("ann"),
                                     storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
 
     def publish(self, cutoff: dt.datetime | None = None, champion: tuple[str, dict] | None = None,

@@ -200,7 +200,7 @@ def cmd_index(args) -> int:
 
     cfg = config_of(args)
     spark, _ = spark_and_paths(cfg)
-    print(build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index,
+    print(build_pin_index(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.index_for("ann"),
                           cfg.storage.mlflow_tracking_uri, queries=args.queries,
                           artifact_root=mlflow_artifact_root(cfg.storage)).render())
     return 0

@@ -204,7 +204,7 @@ def run_job(cfg, echo=print) -> TwoTowerReport:
 
     spark = get_spark(cfg.spark, cfg.storage.spark_s3)
     report = train_two_tower(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.two_tower,
-                             cfg.index, cfg.storage.mlflow_tracking_uri,
+                             cfg.index_for("two_tower"), cfg.storage.mlflow_tracking_uri,
                              artifact_root=mlflow_artifact_root(cfg.storage))
     echo("[two-tower] " + report.render())
     return report

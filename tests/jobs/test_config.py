@@ -247,3 +247,13 @@ def test_the_serving_configs_import_without_pydantic():
             "pinrec.export.index_choice; assert not [m for m in sys.modules if m.startswith('pydantic')], 'pydantic'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_index_is_built_for_as_many_neighbours_as_serving_asks_of_it():
+    cfg = load_config(overrides=parse_overrides(["recommend.ann_candidates=300", "recommend.two_tower_candidates=200"]))
+    assert (cfg.index.k, cfg.index_for("ann").k, cfg.index_for("two_tower").k) == (10, 300, 200)
+    assert cfg.index_for("ann").shards == cfg.index.shards  # only k changes
+    big = load_config(overrides=parse_overrides(["index.k=1000"]))
+    assert big.index_for("ann").k == 1000  # never lowered
+    with pytest.raises(ValueError, match="channel must be one of"):
+        cfg.index_for("cf")

@@ -71,6 +71,24 @@ def test_ivf_build_tunes_nprobe_and_records_measurements(tmp_path):
     assert sum(e["ntotal"] for e in manifest["shards"]) == 2500
 
 
+@pytest.mark.parametrize("k", [10, 300])
+def test_an_index_tuned_at_the_serving_k_returns_that_many_true_neighbours(tmp_path, k):
+    """Serving asks 300 neighbours per query: tuned at k = 10, the IVF probes too few lists to have
+    300 vectors and pads with -1; tuned at k = 300 (what ``PinrecConfig.index_for`` gives), it finds them."""
+    x, ids, q = corpus(5000)
+    cfg = IndexConfig(metric="l2", k=k, shards=2, exact_below=0, candidates=1, factory="IVF64,Flat",
+                      latency_budget_ms=1000)
+    build_index(x, ids, q, cfg, tmp_path)
+    fresh = clustered(60, seed=3)
+    _, found = ShardedIndex.open(tmp_path).search(fresh, 300)
+    truth = ids[np.argsort(((fresh[:, None, :] - x[None]) ** 2).sum(-1), axis=1)[:, :300]]
+    recall = np.mean([len(set(f[f >= 0]) & set(t)) / 300 for f, t in zip(found, truth)])
+    if k == 10:
+        assert (found < 0).mean() > 0.05 and recall < 0.9, recall  # what the pipeline served before
+    else:
+        assert (found < 0).mean() == 0.0 and recall >= 0.9
+
+
 def test_ivf_candidates_share_coarse_centroids(tmp_path):
     x, ids, q = corpus(2500)
     cfg = IndexConfig(metric="ip", k=5, exact_below=0, memory_budget_mb=0.12, candidates=2)
