@@ -51,7 +51,7 @@ from pinrec.export.serving.shards import (
 )
 
 from .index_tuning import (
-    exact_knn,
+    exact_knn_with_ties,
     latency_dict,
     lower_bound,
     measure_latency,
@@ -165,14 +165,15 @@ def default_params(trained: faiss.Index) -> dict[str, int]:
 
 def evaluate(index: ShardedIndex, plan: IndexPlan, queries: np.ndarray, truth: np.ndarray, cfg: IndexConfig) -> dict:
     """Tune (IVF) and measure one candidate on ``queries`` (B, d) with exact top-k ids ``truth``
-    (B, k); returns its trial record. ``target_met``: the 95% lower bound of recall@k reaches
+    (B, K >= k: ties with the k-th after them, :func:`exact_knn_with_ties`); returns its trial
+    record. ``target_met``: the 95% lower bound of recall@k reaches
     the target."""
-    k = truth.shape[1]
+    k = min(cfg.k, index.ntotal)
     if plan.tunable:
         tuning = tune_nprobe(index, queries, truth, k, cfg.target_recall, plan.nlist, "_HNSW" in plan.factory)
         params, trials, recall, low = tuning.params, tuning.trials, tuning.recall, tuning.recall_lower_bound
     else:
-        per_query = per_query_recall(index.search(queries, k)[1], truth)
+        per_query = per_query_recall(index.search(queries, k)[1], truth, k)
         params, trials, recall, low = {}, [], float(per_query.mean()), lower_bound(per_query)
     lat = measure_latency(index, queries, k)
     size = int(sum(faiss.serialize_index(s).nbytes for s in index.shards))
@@ -219,7 +220,8 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path) ->
     x, xid, q = prepare(vectors, ids, queries, cfg)
     device = resolve_device(cfg.device)
     k = min(cfg.k, x.shape[0])
-    truth = xid[exact_knn(q, x, k, cfg.faiss_metric)]
+    rows = exact_knn_with_ties(q, x, k, cfg.faiss_metric)
+    truth = np.where(rows >= 0, xid[rows], -1)
     best: tuple | None = None
     trials: list[dict] = []
     coarse_cache: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # coarse key -> (centroids, assignment)

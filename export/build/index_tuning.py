@@ -62,17 +62,39 @@ def exact_knn(queries: np.ndarray, corpus: np.ndarray, k: int, metric: str) -> n
     return idx
 
 
-def per_query_recall(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """(B,) |found_i ∩ truth_i| / k for (B, k) id arrays (-1 never matches)."""
+def exact_knn_with_ties(queries: np.ndarray, corpus: np.ndarray, k: int, metric: str,
+                        rel: float = 1e-6) -> np.ndarray:
+    """(B, K) int64 row indices, K >= k: each query's exact top-k followed by every other row whose
+    score ties with its k-th (within ``rel`` of its magnitude; found among the top ``4k``), -1 after.
+    Which of tied rows an exact search returns depends on the order it met them (shards merge in
+    another order than one flat scan), so any of them is a correct k-th neighbour."""
+    fm = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    n = corpus.shape[0]
+    k = min(k, n)
+    wide = min(n, 4 * k)
+    scores, idx = faiss.knn(queries, corpus, wide, metric=fm)
+    if wide == k:
+        return idx
+    kth = scores[:, k - 1:k]
+    tied = np.abs(scores - kth) <= rel * np.maximum(np.abs(kth), 1e-12)
+    keep = np.arange(wide)[None, :] < k
+    return np.where(keep | tied, idx, -1)
+
+
+def per_query_recall(found: np.ndarray, truth: np.ndarray, k: int | None = None) -> np.ndarray:
+    """(B,) |found_i[:k] ∩ truth_i| / k, at most 1, for (B, >= k) found ids and (B, K) truth ids (-1
+    never matches; ``k`` None: K). With :func:`exact_knn_with_ties`' truth (K > k: the rows tied with
+    the k-th), a tied row found instead of the one exact search listed counts as a hit."""
     if found.shape[0] != truth.shape[0]:
         raise ValueError(f"found has {found.shape[0]} queries, truth {truth.shape[0]}")
-    k = truth.shape[1]
-    return np.array([np.intersect1d(f[f >= 0], t).size / k for f, t in zip(found[:, :k], truth)], dtype=np.float64)
+    k = k or truth.shape[1]
+    return np.array([min(np.intersect1d(f[f >= 0], t[t >= 0]).size, k) / k for f, t in zip(found[:, :k], truth)],
+                    dtype=np.float64)
 
 
-def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over queries of |found_i ∩ truth_i| / k (k-recall@k)."""
-    return float(per_query_recall(found, truth).mean())
+def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int | None = None) -> float:
+    """Mean over queries of :func:`per_query_recall` (k-recall@k)."""
+    return float(per_query_recall(found, truth, k).mean())
 
 
 def lower_bound(per_query: np.ndarray, z: float = 1.645) -> float:
@@ -90,7 +112,8 @@ def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k
     with confidence: its :func:`lower_bound` (with ``z``; ``z=0`` compares the mean itself)
     must be >= target.
 
-    ``truth_ids``: (B, k) exact top-k pin ids. With an HNSW coarse quantizer its ``efSearch`` is
+    ``truth_ids``: (B, K >= k) exact top-k pin ids, with the ids tied with the k-th after them
+    (:func:`exact_knn_with_ties`; -1 padding). With an HNSW coarse quantizer its ``efSearch`` is
     set to ``max(2 * nprobe, 16)``. If even ``nprobe = nlist`` misses the target, that setting is
     returned with ``target_met=False``.
     """
@@ -103,7 +126,7 @@ def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k
     def reaches(p: int) -> bool:
         if p not in seen:
             index.set_search_params(**params(p))
-            per_query = per_query_recall(index.search(queries, k)[1], truth_ids)
+            per_query = per_query_recall(index.search(queries, k)[1], truth_ids, k)
             seen[p] = (float(per_query.mean()), lower_bound(per_query, z))
             trials.append({**params(p), "recall": round(seen[p][0], 5), "lower_bound": round(seen[p][1], 5)})
         return seen[p][1] >= target
