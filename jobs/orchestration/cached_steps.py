@@ -88,7 +88,32 @@ def fill_landing(cfg: PinrecConfig):
         return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
     from pinrec.jobs.ingest.log_reader import land_configured
 
-    return land_configured(cfg.dataset, cfg.storage.location("landing"))
+    summary = land_configured(cfg.dataset, cfg.storage.location("landing"))
+    check_pipeline_can_run(summary, cfg)
+    return summary
+
+
+def check_pipeline_can_run(summary, cfg: PinrecConfig) -> None:
+    """Raise a ValueError right after landing a dataset (not after an hour of steps) when the pipeline
+    cannot train on it: a ranker task with one label value, or every interaction on one day (the
+    graph's train/eval split and the training set's windows need days). A landed log has one
+    impression per interaction, each with a closeup, and a save where its rating reaches the threshold."""
+    impressions = sum(summary.rows.get("impressions", {}).values())
+    saves = sum(summary.rows.get("actions", {}).values()) - impressions
+    constant = {"closeup": "every landed impression has a closeup (a log has no impression without one)"}
+    if saves <= 0 or saves >= impressions:
+        constant["save"] = (f"{'none' if saves <= 0 else 'every one'} of the {impressions:,} interactions is a save "
+                            f"(saves: rating >= dataset.save_threshold; a log without ratings makes every "
+                            f"interaction a save)")
+    if bad := [task for task in cfg.ranker.tasks if task in constant]:
+        raise ValueError(f"dataset {cfg.dataset.path}: the ranker's task(s) {bad} would have one label value: "
+                         f"{'; '.join(constant[t] for t in bad)}. Set ranker.tasks to tasks with both labels "
+                         "(and dataset.rating_column / save_threshold); pinrec does not sample negative "
+                         "impressions for implicit logs. `pinrec eval-retrieval` evaluates retrieval without them.")
+    if summary.partition == "day" and len(summary.rows.get("impressions", {})) < 2:
+        raise ValueError(f"dataset {cfg.dataset.path}: every interaction is on one day (dataset.timestamps="
+                         f"{cfg.dataset.timestamps}; a log without time lands at 2000-01-01): the pipeline splits "
+                         "by day and needs several. `pinrec eval-retrieval` works without time.")
 
 
 def _bundle_config(cfg: PinrecConfig) -> dict:

@@ -1,9 +1,13 @@
 """A log landed by month goes through the steps after ingest as if it had landed daily, step cache included."""
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
+
+DAY1, DAY2 = dt.date(2003, 1, 6), dt.date(2003, 1, 7)
 
 
 @pytest.mark.spark
@@ -76,7 +80,29 @@ def test_the_demo_lands_a_dataset_within_dataset_max_partitions(tmp_path):
     def land(name, bound):  # 4 ratings on 3 days of December 1997
         return fill_landing(load_config(overrides={
             "dataset": {"kind": "movielens-100k", "path": str(write_fake_ml100k(tmp_path / "ml")),
-                        "max_partitions": bound}, "storage": {"landing": str(tmp_path / name)}}))
+                        "max_partitions": bound}, "storage": {"landing": str(tmp_path / name)},
+            "ranker": {"tasks": ["save"]}}))  # a log's impressions all have a closeup (config/movielens-100k.yaml)
 
     assert land("months", 2).partition == "month" and partition_granularity(tmp_path / "months") == "month"
     assert land("daily", 3).partition == "day" and len(land("daily", 3).rows["impressions"]) == 3
+
+
+@pytest.mark.parametrize("actions, tasks, message", [
+    ({DAY1: 6, DAY2: 6}, ("save",), r"\['save'\] would have one label value: every one of the 6 interactions is a save"),
+    ({DAY1: 3, DAY2: 3}, ("save",), r"none of the 6 interactions is a save"),
+    ({DAY1: 4, DAY2: 4}, ("save", "closeup"), r"\['closeup'\] would have one label value: every landed impression"),
+])
+def test_a_dataset_the_ranker_cannot_learn_from_fails_right_after_landing(actions, tasks, message):
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.ingest.landing import LandingSummary
+    from pinrec.jobs.orchestration.cached_steps import check_pipeline_can_run
+
+    cfg = load_config(overrides={"dataset": {"kind": "log", "path": "log.csv"}, "ranker": {"tasks": list(tasks)}})
+    summary = LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3}, "actions": actions})
+    with pytest.raises(ValueError, match=message):
+        check_pipeline_can_run(summary, cfg)
+    fine = load_config(overrides={"dataset": {"kind": "log", "path": "log.csv"}, "ranker": {"tasks": ["save"]}})
+    check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3}, "actions": {DAY1: 4, DAY2: 4}}),
+                           fine)
+    with pytest.raises(ValueError, match=r"every interaction is on one day \(dataset.timestamps=auto"):
+        check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 6}, "actions": {DAY1: 8}}), fine)
