@@ -42,13 +42,30 @@ if TYPE_CHECKING:
 SOURCES = ("impressions", "closeup", "save")
 
 
-def _read_landed(landing: str | Path | Location, table: str) -> pd.DataFrame:
+def _landed_files(landing: str | Path | Location, table: str) -> list:
     days = list_partitions(landing, table)
     if not days:
         raise FileNotFoundError(f"no {table} partitions under {as_location(landing) / table}")
     folders = [partition_dir(landing, table, day) for day in days]
-    text = "".join((folder / name).read_text() for folder in folders
-                   for name, is_dir in folder.entries() if not is_dir and name.endswith(".jsonl"))
+    return [folder / name for folder in folders for name, is_dir in folder.entries()
+            if not is_dir and name.endswith(".jsonl")]
+
+
+def _read_landed(landing: str | Path | Location, table: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The landed rows of ``table``. ``columns``: read file by file and keep only these (their values
+    must have one JSON type in every file: ids, times, kinds), so a large landing zone is never held
+    as one text plus its parsed copy; else all columns, parsed together (one type per column)."""
+    files = _landed_files(landing, table)
+    if columns:
+        frames = []
+        for f in files:
+            if (text := f.read_text()).strip():
+                frames.append(pd.read_json(io.StringIO(text), lines=True, dtype=False,
+                                           convert_dates=False)[list(columns)])
+        if not frames:
+            raise ValueError(f"the {table} partitions under {landing} are all empty")
+        return pd.concat(frames, ignore_index=True)
+    text = "".join(f.read_text() for f in files)
     if not text.strip():
         raise ValueError(f"the {table} partitions under {landing} are all empty")
     return pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
@@ -68,7 +85,7 @@ def _source(source: str) -> str:
 def read_landing_interactions(landing: str | Path, source: str = "impressions") -> pd.DataFrame:
     """``(user_id, pin_id, ts)`` of every landed partition of the source table, in file order."""
     table = _source(source)
-    rows = _read_landed(landing, table)
+    rows = _read_landed(landing, table, ("user_id", "pin_id", "ts") + (("type",) if table == "actions" else ()))
     if table == "actions":
         rows = rows[rows["type"] == source]
     return check_log(rows.assign(ts=pd.to_datetime(rows["ts"], utc=True, format="ISO8601")))
