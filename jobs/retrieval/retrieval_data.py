@@ -271,4 +271,7 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
     report = evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue, negatives=negatives,
                                 scorer_sources=scorer_sources)
     notes = {"dataset": info.get("kind"), "timestamps": info.get("timestamps")} if info else {}
+    if selection is None:  # say so in the report: the defaults were picked on MovieLens-100K, not on this data
+        notes["settings"] = ("as configured, not chosen on this dataset's validation split (retrieval_eval.tune=false; "
+                             "the defaults were picked on MovieLens-100K)")
     return dataclasses.replace(report, notes={**notes, **report.notes}, selection=selection)

@@ -103,6 +103,9 @@ def test_storage_evaluation_runs_the_choice_and_records_it(tmp_path):
     fake = FakePinSage()
     report = evaluate_storage(CFG, tmp_path / "landing", pinsage_cfg=PinSageTrainConfig(), make_pinsage=fake)
     assert report.selection.notes["timestamps_usable"] is False and report.notes["timestamps"] == "none"
+    assert "settings" not in report.notes  # chosen on validation: nothing to warn about
+    untuned = evaluate_storage(dataclasses.replace(CFG, tune=False), tmp_path / "landing")
+    assert untuned.notes["settings"].startswith("as configured, not chosen on this dataset's validation split")
     assert report.config == report.selection.cfg  # the test run used the chosen settings
     assert {r.model for r in report.rows} == {"popularity", "ease", "pinsage"}
     report.write(tmp_path / "out")
