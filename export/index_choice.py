@@ -241,6 +241,33 @@ def _codes(d: int, opq: bool) -> list[tuple[str, int, bool]]:
     return out
 
 
+_PQ = re.compile(r"^PQ(\d+)(?:x(\d+))?(fs|np)?$")
+_OPQ = re.compile(r"^OPQ(\d+)")
+
+
+def _check_factory(cfg: IndexConfig, n: int, d: int, nlist: int, code: str) -> None:
+    """Raise :class:`IndexInputError` naming ``index.factory`` / ``index.train_sample`` for what faiss
+    would only refuse deep in training (after the exact search): too few vectors or training vectors
+    for the lists or the PQ codebooks, a dimension the sub-quantisers do not divide."""
+    where = f"index.factory {cfg.factory!r}"
+    if n < nlist:
+        raise IndexInputError(f"{where} needs at least nlist={nlist} vectors, got {n}")
+    if cfg.train_sample and cfg.train_sample < nlist:
+        raise IndexInputError(f"index.train_sample={cfg.train_sample} is below the {nlist} lists of {where} "
+                              "(k-means needs a vector per list; 0: 40 per list)")
+    pq = _PQ.match(code)
+    for m in [int(pq.group(1))] if pq else []:
+        if d % m:
+            raise IndexInputError(f"{where}: PQ{m} needs a dimension divisible by {m}, got d={d}")
+        centroids = 2 ** int(pq.group(2) or 8)
+        if min(n, cfg.train_sample or n) < centroids:
+            raise IndexInputError(f"{where}: PQ with {centroids} centroids per sub-quantiser needs at least "
+                                  f"{centroids} training vectors, got {min(n, cfg.train_sample or n)}")
+    opq = _OPQ.match(cfg.factory or "")
+    if opq and d % int(opq.group(1)):
+        raise IndexInputError(f"{where}: OPQ{opq.group(1)} needs a dimension divisible by {opq.group(1)}, got d={d}")
+
+
 def choose_index(n: int, d: int, cfg: IndexConfig) -> list[IndexPlan]:
     """Candidate plans for N vectors of dimension d, in the order the builder should try them.
 
@@ -260,8 +287,7 @@ def choose_index(n: int, d: int, cfg: IndexConfig) -> list[IndexPlan]:
         kind, nlist, code = parse_factory(cfg.factory)
         if kind == "flat":
             return [flat]
-        if n < nlist:
-            raise IndexInputError(f"index.factory {cfg.factory!r} needs at least nlist={nlist} vectors, got {n}")
+        _check_factory(cfg, n, d, nlist, code)
         size = ivf_bytes(n, d, nlist, code_bytes(code, d), "_HNSW" in cfg.factory, cfg.factory.startswith("OPQ"))
         return [IndexPlan(cfg.factory, kind, d, nlist, code, size, "index.factory")]
     nlist = default_nlist(n)

@@ -154,6 +154,19 @@ def test_corpus_smaller_than_nlist_falls_back_or_fails_clearly(tmp_path):
         build_index(x, ids, q, IndexConfig(factory="IVF1024,Flat"), tmp_path / "b")
 
 
+@pytest.mark.parametrize("n, settings, message", [
+    (200, {"factory": "IVF16,PQ4"}, r"PQ with 256 centroids per sub-quantiser needs at least 256 training vectors, got 200"),
+    (2000, {"factory": "IVF16,PQ3"}, r"PQ3 needs a dimension divisible by 3, got d=16"),
+    (2000, {"factory": "OPQ3,IVF16,PQ4"}, r"OPQ3 needs a dimension divisible by 3"),
+    (2000, {"factory": "IVF64,Flat", "train_sample": 10}, r"index.train_sample=10 is below the 64 lists"),
+    (2000, {"factory": "IVF16,PQ4x4", "train_sample": 10}, r"train_sample=10 is below the 16 lists"),
+])
+def test_a_factory_faiss_cannot_train_is_named_before_any_work(tmp_path, n, settings, message):
+    x, ids, q = corpus(n)
+    with pytest.raises(IndexInputError, match=message):
+        build_index(x, ids, q, IndexConfig(device="cpu", **settings), tmp_path)
+
+
 def test_device_switch_without_gpu():
     if faiss.get_num_gpus() > 0:
         pytest.skip("a GPU is present")
