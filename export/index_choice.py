@@ -208,14 +208,23 @@ def default_nlist(n: int) -> int:
     return nlist
 
 
-def ivf_bytes(n: int, d: int, nlist: int, code_bytes: int, hnsw: bool = False, opq: bool = False) -> int:
-    """Estimated size of an IVF index: codes + ids + centroids (+ HNSW links, OPQ matrix)."""
-    size = n * (code_bytes + _ID_BYTES) + nlist * (4 * d + _LIST_OVERHEAD)
+def ivf_bytes(n: int, d: int, nlist: int, code_bytes: int, hnsw: bool = False, opq: bool = False,
+              shards: int = 1, code: str = "", metric: str = "ip") -> int:
+    """Estimated memory of an IVF index over ``shards`` shards: codes + ids, and per shard (each holds
+    its own copy of the trained parts) the centroids and lists (+ HNSW links, OPQ matrix, PQ
+    codebooks, and with ``l2`` the PQ lookup table faiss precomputes when it opens a shard:
+    nlist x M x 256 floats)."""
+    trained = nlist * (4 * d + _LIST_OVERHEAD)
     if hnsw:
-        size += nlist * 2 * 32 * 4  # level-0 links of an HNSW32 graph
+        trained += nlist * 2 * 32 * 4  # level-0 links of an HNSW32 graph
     if opq:
-        size += 4 * d * d
-    return size
+        trained += 4 * d * d
+    if pq := re.match(r"^PQ(\d+)(?:x(\d+))?", code):
+        centroids = 2 ** int(pq.group(2) or 8)
+        trained += centroids * d * 4  # M codebooks of 2^bits centroids of d / M floats
+        if metric == "l2":
+            trained += nlist * int(pq.group(1)) * centroids * 4
+    return n * (code_bytes + _ID_BYTES) + shards * trained
 
 
 def code_bytes(code: str, d: int) -> int:
@@ -288,7 +297,8 @@ def choose_index(n: int, d: int, cfg: IndexConfig) -> list[IndexPlan]:
         if kind == "flat":
             return [flat]
         _check_factory(cfg, n, d, nlist, code)
-        size = ivf_bytes(n, d, nlist, code_bytes(code, d), "_HNSW" in cfg.factory, cfg.factory.startswith("OPQ"))
+        size = ivf_bytes(n, d, nlist, code_bytes(code, d), "_HNSW" in cfg.factory, cfg.factory.startswith("OPQ"),
+                         cfg.shards, code, cfg.faiss_metric)
         return [IndexPlan(cfg.factory, kind, d, nlist, code, size, "index.factory")]
     nlist = default_nlist(n)
     if n < cfg.exact_below or nlist == 0:
@@ -301,7 +311,7 @@ def choose_index(n: int, d: int, cfg: IndexConfig) -> list[IndexPlan]:
     coarse = f"IVF{nlist}_HNSW32" if hnsw else f"IVF{nlist}"
     plans = []
     for code, nbytes, opq in _codes(d, cfg.opq):
-        size = ivf_bytes(n, d, nlist, nbytes, hnsw, opq)
+        size = ivf_bytes(n, d, nlist, code_bytes(code, d), hnsw, opq, cfg.shards, code, cfg.faiss_metric)
         if size > budget:
             continue
         factory = f"OPQ{nbytes},{coarse},{code}" if opq else f"{coarse},{code}"

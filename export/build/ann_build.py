@@ -32,6 +32,7 @@ from pinrec.export.index_choice import (
     IndexConfig,
     IndexInputError,
     IndexPlan,
+    MemoryBudgetError,
     check_ids,
     check_vectors,
     choose_index,
@@ -195,6 +196,17 @@ def pick(trials: list[dict]) -> int:
     return max(fits, key=lambda i: trials[i]["recall_at_k"])
 
 
+def check_budget(trials: list[dict], cfg: IndexConfig) -> None:
+    """Raise :class:`MemoryBudgetError` when no measured candidate fits ``index.memory_budget_mb`` (the
+    estimates that admitted them were too low): shipping the best of them anyway would break the
+    budget a serving host was sized by."""
+    if trials and not any(t["memory_ok"] for t in trials):
+        sizes = ", ".join(f"{t['factory']} {t['memory_bytes'] / 2**20:.2f} MB" for t in trials)
+        raise MemoryBudgetError(f"no index fits index.memory_budget_mb={cfg.memory_budget_mb}: measured {sizes} "
+                                f"({cfg.shards} shard(s), each with its own trained parts); raise the budget or "
+                                "lower index.shards")
+
+
 def make_manifest(plan: IndexPlan, cfg: IndexConfig, device: str, entries: list[dict], trial: dict,
                   candidates: list[dict], reference: dict, n_queries: int, train_n: int,
                   build_seconds: float) -> dict:
@@ -241,6 +253,7 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path) ->
         trials.append(trial)
         if pick(trials) == len(trials) - 1:
             best = (plan, trained, shards, xt, trial)
+    check_budget(trials, cfg)
     plan, trained, shards, xt, trial = best
     ShardedIndex(shards, cfg.metric).set_search_params(**default_params(trained))
     folder = Path(out_dir)

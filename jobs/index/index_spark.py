@@ -28,6 +28,7 @@ import numpy as np
 
 from pinrec.export.build.ann_build import (
     IndexReport,
+    check_budget,
     evaluate,
     make_manifest,
     resolve_device,
@@ -168,6 +169,7 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
 
     index = ShardedIndex([faiss.read_index(f"{folder}/{e['file']}", faiss.IO_FLAG_MMAP_IFC) for e in entries], metric)
     trial = evaluate(index, plan, q, truth, cfg)
+    check_budget([trial], cfg)
     reference = {"residual": mean_residual(trained, xt), "imbalance": imbalance(index.shards)}
     manifest = make_manifest(plan, cfg, device, entries, trial, [trial], reference, q.shape[0], xt.shape[0],
                              time.perf_counter() - t0)

@@ -103,3 +103,25 @@ def test_check_vectors_and_ids():
     with pytest.raises(IndexInputError):
         check_ids([1, -1, 2], 3)
     assert issubclass(DuplicateIdError, ValueError)
+
+
+def test_the_size_estimate_counts_each_shards_trained_parts_and_the_l2_pq_tables():
+    from pinrec.export.index_choice import ivf_bytes
+
+    one = ivf_bytes(10_000, 16, 64, 8, code="PQ8")
+    four = ivf_bytes(10_000, 16, 64, 8, code="PQ8", shards=4)
+    assert four - one == 3 * (one - 10_000 * (8 + 8))  # codes + ids once, the trained parts per shard
+    # with l2, faiss precomputes nlist x M x 256 floats per shard when it opens it (2 MiB here for 4 shards)
+    assert ivf_bytes(10_000, 16, 64, 8, code="PQ8", shards=4, metric="l2") - four == 4 * 64 * 8 * 256 * 4
+
+
+def test_a_build_where_no_measured_index_fits_the_budget_is_refused(tmp_path):
+    from pinrec.export.build.ann_build import build_index
+    from pinrec.export.index_choice import MemoryBudgetError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 8)).astype(np.float32)
+    # 8 shards of 1000 vectors under 20 KB: an IVF16,SQ8 measured 23 KB had been shipped as fitting
+    with pytest.raises(MemoryBudgetError, match="memory_budget_mb"):
+        build_index(x, np.arange(1000), x[:50] + 0.01, IndexConfig(shards=8, exact_below=0, device="cpu",
+                                                                   memory_budget_mb=20_971 / 2**20), tmp_path)
