@@ -177,7 +177,7 @@ def evaluate(index: ShardedIndex, plan: IndexPlan, queries: np.ndarray, truth: n
         per_query = per_query_recall(index.search(queries, k)[1], truth, k)
         params, trials, recall, low = {}, [], float(per_query.mean()), lower_bound(per_query)
     lat = measure_latency(index, queries, k)
-    size = int(sum(faiss.serialize_index(s).nbytes for s in index.shards))
+    size = int(sum(faiss.serialize_index(s).nbytes + _lookup_table_bytes(s) for s in index.shards))
     return {"factory": plan.factory, "reason": plan.reason, "search_params": params, "recall_at_k": round(recall, 5),
             "recall_lower_bound": round(low, 5), "tuning": trials, "latency": latency_dict(lat), "memory_bytes": size,
             "target_met": low >= cfg.target_recall, "memory_ok": size <= cfg.memory_budget_mb * 2**20,
@@ -194,6 +194,17 @@ def pick(trials: list[dict]) -> int:
             return min(ok, key=lambda i: trials[i]["latency"]["p50_ms"])
     fits = [i for i, t in enumerate(trials) if t["memory_ok"]] or list(range(len(trials)))
     return max(fits, key=lambda i: trials[i]["recall_at_k"])
+
+
+def _lookup_table_bytes(shard: faiss.Index) -> int:
+    """Bytes of the PQ lookup table an IVF-PQ shard holds beside its file (faiss precomputes it for
+    l2 with residuals, and again whenever the file is opened): memory the file size does not show."""
+    try:
+        ivf = faiss.extract_index_ivf(shard)
+    except RuntimeError:  # not an IVF index
+        return 0
+    table = getattr(faiss.downcast_index(ivf), "precomputed_table", None)
+    return int(table.size()) * 4 if table is not None else 0
 
 
 def check_budget(trials: list[dict], cfg: IndexConfig) -> None:

@@ -125,3 +125,15 @@ def test_a_build_where_no_measured_index_fits_the_budget_is_refused(tmp_path):
     with pytest.raises(MemoryBudgetError, match="memory_budget_mb"):
         build_index(x, np.arange(1000), x[:50] + 0.01, IndexConfig(shards=8, exact_below=0, device="cpu",
                                                                    memory_budget_mb=20_971 / 2**20), tmp_path)
+
+
+def test_the_measured_size_includes_the_l2_pq_lookup_tables(tmp_path):
+    from pinrec.export.build.ann_build import build_index
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 16)).astype(np.float32)
+    report = build_index(x, np.arange(1000), x[:20] + 0.01, IndexConfig(
+        factory="IVF16,PQ4x4", metric="l2", shards=2, device="cpu", latency_budget_ms=1000), tmp_path)
+    tables = 2 * 16 * 4 * 16 * 4  # nlist x M x 2^bits floats per shard, recomputed when a shard is opened
+    files = sum(e["bytes"] for e in report.manifest["shards"])
+    assert report.manifest["measured"]["memory_bytes"] == files + tables
