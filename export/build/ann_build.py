@@ -236,15 +236,44 @@ def make_manifest(plan: IndexPlan, cfg: IndexConfig, device: str, entries: list[
     }
 
 
-def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path) -> IndexReport:
+class WithoutSelf:
+    """``index`` searched for one neighbour more, each query's own pin id (``own``, (B,)) removed: for
+    queries that are corpus rows, which every index finds first and which would inflate recall."""
+
+    def __init__(self, index, own: np.ndarray) -> None:
+        self.index, self.own = index, np.asarray(own, np.int64)[:, None]
+
+    def __getattr__(self, name: str):
+        return getattr(self.index, name)
+
+    @property
+    def ntotal(self) -> int:  # the neighbours a query can have: every pin but itself
+        return self.index.ntotal - 1
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, found = self.index.search(queries, k + 1)
+        keep = found != self.own[: len(found)]
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones first, in rank order
+        kept = np.take_along_axis(keep, order, axis=1)
+        return np.take_along_axis(scores, order, axis=1), np.where(kept, np.take_along_axis(found, order, axis=1), -1)
+
+
+def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path,
+                query_ids: np.ndarray | None = None) -> IndexReport:
     """Build, tune and write the sharded index over ``vectors`` (N, d) with pin ``ids`` (N,),
-    tuned on held-out ``queries`` (B, d) (see the module docstring)."""
+    tuned on held-out ``queries`` (B, d) (see the module docstring). ``query_ids`` (B,): when the
+    queries are corpus rows, their pin ids, left out of their own truth and results (:class:`WithoutSelf`)."""
     t0 = time.perf_counter()
     x, xid, q = prepare(vectors, ids, queries, cfg)
     device = resolve_device(cfg.device)
-    k = min(cfg.k, x.shape[0])
-    rows = exact_knn_with_ties(q, x, k, cfg.faiss_metric)
+    k = min(cfg.k, x.shape[0] - (query_ids is not None))
+    if k < 1:
+        raise IndexInputError("a corpus of one vector queried by itself has no neighbour to find")
+    rows = exact_knn_with_ties(q, x, k + (query_ids is not None), cfg.faiss_metric)
     truth = np.where(rows >= 0, xid[rows], -1)
+    if query_ids is not None:
+        truth = np.where(truth == np.asarray(query_ids, np.int64)[:, None], -1, truth)
+    searchable = (lambda index: WithoutSelf(index, query_ids)) if query_ids is not None else (lambda index: index)
     best: tuple | None = None
     trials: list[dict] = []
     coarse_cache: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # coarse key -> (centroids, assignment)
@@ -258,7 +287,7 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path) ->
         if plan.kind == "ivf" and cached is None and (c := coarse_centroids(trained)) is not None:
             cached = coarse_cache[coarse] = (c, coarse_assign(trained, x) if device == "cpu" else None)
         shards = build_shards(trained, x, xid, cfg.shards, device, cached[1] if cached else None)
-        trial = evaluate(ShardedIndex(shards, cfg.metric), plan, q, truth, cfg)
+        trial = evaluate(searchable(ShardedIndex(shards, cfg.metric)), plan, q, truth, cfg)
         trial["build_seconds"] = round(time.perf_counter() - t1, 3)
         log.info("candidate %s: %s", plan.factory, trial)
         trials.append(trial)

@@ -115,14 +115,15 @@ def embedding_matrix(table, where: str) -> tuple[np.ndarray, np.ndarray]:
     return table.column("pin_id").to_numpy().astype(np.int64), flat.reshape(table.num_rows, high)
 
 
-def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """A seeded sample of ``min(n, N)`` corpus vectors (B, D): the fallback when too few users
-    have saves to make user queries."""
+def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of ``min(n, N)`` corpus vectors (B, D) and their rows (B,): the fallback when
+    too few users have saves to make user queries (each query's own pin is then left out of its
+    truth and results: :class:`~pinrec.export.build.ann_build.WithoutSelf`)."""
     if n < 1:
         raise ValueError(f"queries must be >= 1, got {n}")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(vectors), size=min(n, len(vectors)), replace=False))
-    return np.ascontiguousarray(vectors[pick])
+    return np.ascontiguousarray(vectors[pick]), pick
 
 
 def user_queries(spark, warehouse, ids: np.ndarray, vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -169,10 +170,11 @@ def build_pin_index(spark, warehouse, artifacts: str | Path | Location, cfg: Ind
     ids, vectors, emb_version, delta_v = read_embeddings(spark, catalog)
     cfg = dataclasses.replace(cfg, embedding_version=emb_version)
     q = user_queries(spark, catalog, ids, vectors, queries, cfg.seed)
-    query_kind = "users' mean saved-pin embeddings"
+    query_kind, query_ids = "users' mean saved-pin embeddings", None
     if len(q) < min(queries, MIN_USER_QUERIES):
         log.warning("only %d users have saves: tuning on a sample of pin embeddings instead", len(q))
-        q, query_kind = held_out_queries(vectors, queries, cfg.seed), "a sample of pin embeddings"
+        q, rows = held_out_queries(vectors, queries, cfg.seed)
+        query_kind, query_ids = "a sample of pin embeddings, each without itself", ids[rows]
     folder = index_folder(artifacts, emb_version)
     params = {"index": dataclasses.asdict(cfg), "pins": len(ids), "dim": vectors.shape[1], "queries": len(q),
               "query_kind": query_kind, "pin_embeddings_delta_version": delta_v}
@@ -182,7 +184,7 @@ def build_pin_index(spark, warehouse, artifacts: str | Path | Location, cfg: Ind
         # S3: built on local disk, then uploaded; locally: built beside its place, renamed into it
         tmp = Path(scratch, "index") if folder.is_s3 else Path(folder.path + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        built = build_index(vectors, ids, q, cfg, tmp)
+        built = build_index(vectors, ids, q, cfg, tmp, query_ids=query_ids)
         if folder.is_s3:  # same embeddings -> same folder: replace it whole
             replace_folder(tmp, folder, last=("index.json",))
         else:

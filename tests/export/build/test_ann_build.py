@@ -205,3 +205,34 @@ def test_real_gpu_build_matches_cpu_recall(tmp_path):
     cpu = build_index(x, ids, q, IndexConfig(device="cpu", **cfg), tmp_path / "cpu")
     assert gpu.manifest["device"] == "gpu" and ShardedIndex.open(tmp_path / "gpu").ntotal == 20_000
     assert gpu.recall_at_k >= cpu.recall_at_k - 0.02
+
+
+def test_corpus_rows_as_queries_are_measured_without_themselves(tmp_path):
+    from pinrec.export.build.ann_build import WithoutSelf
+
+    class Fixed:  # returns the query's own id first, as any index does for a corpus row
+        ntotal = 5
+
+        def search(self, q, k):
+            found = np.array([[7, 3, 9, 4], [3, 7, 7, -1]])[:, :k]
+            return -np.arange(k, dtype=np.float32)[None].repeat(2, 0), found
+
+    scores, found = WithoutSelf(Fixed(), np.array([7, 5])).search(np.zeros((2, 2), np.float32), 3)
+    assert found.tolist() == [[3, 9, 4], [3, 7, 7]] and scores[0].tolist() == [-1.0, -2.0, -3.0]
+    assert WithoutSelf(Fixed(), np.array([7, 5])).ntotal == 4
+    x, ids, _ = corpus(2500)
+    rows = np.arange(0, 2500, 50)
+    # an IVF tuned on corpus rows: with themselves, recall@5 is inflated by the one neighbour every probe finds
+    cfg = IndexConfig(metric="l2", k=5, shards=2, exact_below=0, candidates=1, factory="IVF64,Flat", device="cpu",
+                      latency_budget_ms=1000, target_recall=0.5)
+    inflated = build_index(x, ids, x[rows], cfg, tmp_path / "a")
+    honest = build_index(x, ids, x[rows], cfg, tmp_path / "b", query_ids=ids[rows])
+    probe = {"nprobe": 1}
+    a = ShardedIndex.open(tmp_path / "a")
+    a.set_search_params(**probe)
+    own = a.search(x[rows], 1)[1][:, 0]
+    assert (own == ids[rows]).mean() > 0.9  # nprobe 1 finds the query itself ...
+    assert honest.manifest["measured"]["tuning"][0]["recall"] < inflated.manifest["measured"]["tuning"][0]["recall"]
+    exact = build_index(x, ids, x[rows], IndexConfig(metric="l2", k=5, device="cpu"), tmp_path / "c",
+                        query_ids=ids[rows])
+    assert exact.factory == "IDMap,Flat" and exact.recall_at_k == 1.0  # ... and exact search without it is exact
