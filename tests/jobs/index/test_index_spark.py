@@ -101,6 +101,7 @@ print("REPORT " + json.dumps(report.manifest))
 @pytest.mark.spark
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.full  # 0.8 min; make test builds on Spark in local mode above and runs the cluster under the scheduler
 def test_spark_build_on_a_standalone_cluster_equals_in_process_build(standalone_cluster, tmp_path):
     url, env = standalone_cluster
     x, ids, q = corpus()
