@@ -21,7 +21,7 @@ from tests.support.repo import REPO
 from tests.support.s3 import BUCKET
 
 # make test-all only (``full``: 4.0 min idle on 2026-12-06): make test runs the standalone cluster through the
-# real scheduler's s3-cluster test and tests/jobs/index/test_index_spark.py
+# real scheduler's s3-cluster test (tests/dags/test_scheduler.py)
 pytestmark = [pytest.mark.spark, pytest.mark.integration, pytest.mark.slow, pytest.mark.full]
 
 DATA_SUFFIXES = (".parquet", ".json", ".jsonl", ".crc", ".checkpoint")
