@@ -151,16 +151,18 @@ def shard_file(shard: int, num_shards: int) -> str:
 
 
 def write_shard(index: faiss.Index, folder: str | Path, shard: int, num_shards: int) -> dict:
-    """Write one shard atomically; returns its index.json entry (file, ntotal, bytes, sha256)."""
-    data = faiss.serialize_index(index).tobytes()
+    """Write one shard atomically; returns its index.json entry (file, ntotal, bytes, sha256). Written
+    by faiss straight to a temporary file (no in-memory copy of a shard that may be gigabytes), then
+    hashed from disk and renamed into place."""
     name = shard_file(shard, num_shards)
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
+    faiss.write_index(index, str(tmp))
+    entry = {"shard": shard, "file": name, "ntotal": int(index.ntotal), "bytes": tmp.stat().st_size,
+             "sha256": sha256_file(tmp)}
     os.replace(tmp, path)
-    return {"shard": shard, "file": name, "ntotal": int(index.ntotal), "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()}
+    return entry
 
 
 def write_manifest(folder: str | Path, manifest: dict) -> None:
