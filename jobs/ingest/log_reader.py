@@ -35,7 +35,8 @@ the log has ratings, else every interaction is a save) decides which interaction
 
 Item metadata (``items``): one row per item id (``item_key``, default the log's item column);
 ``category`` -> the pin category (missing -> ``"unknown"``), ``labels`` (a multi-label column joined by
-``label_sep``) -> the pin's ``content_embedding`` (multi-hot over the sorted label vocabulary) and, when
+``label_sep``) -> the pin's ``content_embedding`` (multi-hot over the sorted vocabulary of the
+:data:`MAX_LABELS` most frequent labels) and, when
 there is no ``category``, the category (the item's first label); ``title`` -> the pin title. Items
 of the table that never occur in the log are kept (catalogue pins without interactions).
 """
@@ -60,6 +61,8 @@ TIMESTAMP_UNITS = ("auto", "s", "ms")
 MS_FROM = 1e11
 _SEPARATORS = ("\t", "::", ",", ";", "|")  # guessed in this order of preference
 _JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+#: the multi-hot content vector covers at most this many labels (the most frequent)
+MAX_LABELS = 256
 #: integer ids at least this large (in absolute value) are renumbered: board ids are user_id x 100+ and
 #: must stay within int64 (64-bit snowflake ids would overflow them)
 MAX_KEPT_ID = 10 ** 12
@@ -283,13 +286,22 @@ def _items(spec: LogSpec, item_ids: np.ndarray, mapping: pd.DataFrame | None) ->
                         "title": meta[spec.title].astype(object).where(meta[spec.title].notna(), None)
                         if spec.title else None, "created_at": pd.NaT})
     if labels is not None:
-        vocab = sorted({x for xs in labels for x in xs})
-        index = {x: i for i, x in enumerate(vocab)}
-        hot = np.zeros((len(meta), len(vocab)), np.float32)
-        for row, xs in enumerate(labels):
-            hot[row, [index[x] for x in xs]] = 1.0
-        out["content_embedding"] = [v.tolist() if v.any() else None for v in hot]
+        out["content_embedding"] = _multi_hot(labels, MAX_LABELS)
     return out, tuple(sorted(set(out["category"]) | {"unknown"}))
+
+
+def _multi_hot(labels: pd.Series, most: int) -> list:
+    """Each item's labels as a multi-hot list over the ``most`` most frequent labels (ties: sorted by
+    name; the vocabulary in sorted order), None for an item with none of them. A brand or tag column
+    with thousands of values would otherwise give every pin a vector that long."""
+    flat = labels.explode().dropna()
+    counts = flat.value_counts()
+    keep = sorted(counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable").index[:most])
+    column = {x: i for i, x in enumerate(keep)}
+    flat = flat[flat.isin(column)]
+    hot = np.zeros((len(labels), len(keep)), np.float32)
+    hot[labels.index.get_indexer(flat.index), flat.map(column).to_numpy(np.int64)] = 1.0
+    return [v.tolist() if v.any() else None for v in hot]
 
 
 def read_log(path: str | Path, spec: LogSpec | None = None) -> ReadLog:

@@ -249,3 +249,17 @@ def test_json_lines_are_read(tmp_path):
 def test_a_wrong_separator_or_a_missing_header_is_named(tmp_path, text, hint):
     with pytest.raises(ValueError, match=hint):
         read_log(write(tmp_path, text), LogSpec())
+
+
+def test_the_content_vector_covers_the_most_frequent_labels_only(tmp_path):
+    from pinrec.jobs.ingest.log_reader import MAX_LABELS
+
+    # 300 items, each with its own label t<i> and a shared one: 301 labels, more than MAX_LABELS
+    items = "item_id\ttags\n" + "".join(f"{i}\tshared|t{i:03d}\n" for i in range(1, 301))
+    (tmp_path / "items.tsv").write_text(items)
+    log = write(tmp_path, "user_id,item_id\n" + "".join(f"1,{i}\n" for i in range(1, 301)))
+    got = read_log(log, LogSpec(items=str(tmp_path / "items.tsv"), labels="tags")).log.items
+    vectors = [v for v in got["content_embedding"]]
+    assert {len(v) for v in vectors} == {MAX_LABELS}
+    assert all(sum(v) >= 1 for v in vectors)  # everyone keeps "shared", the most frequent
+    assert sum(sum(v) == 2 for v in vectors) == MAX_LABELS - 1  # and 255 items their own label too
