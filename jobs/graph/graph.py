@@ -5,7 +5,8 @@
   never sees an edge from after the training cut-off during training;
 * pin nodes: every pin created before the cut-off (pins without edges too: cold-start pins still
   get an embedding from their features), with a dense index ``pin_idx`` (0..N-1, ordered by
-  pin_id) and a feature vector: category one-hot, ``log1p(age_days)``, the latest daily pin
+  pin_id) and a feature vector: category one-hot (the :data:`MAX_CATEGORIES` most frequent, the others
+  as one ``category=other``: a brand-like column must not give thousands of features), ``log1p(age_days)``, the latest daily pin
   features (smoothed closeup/save rates, ``log1p`` impressions and board count; zeros when none)
   and the content embedding (zeros plus a "has content" flag when absent);
 * board nodes: every board an edge touches, ``board_idx`` (0..M-1, ordered by board_id) and topic.
@@ -20,6 +21,9 @@ import datetime as dt
 from dataclasses import dataclass
 
 from pinrec.jobs.io.timestamps import ts_lit
+
+#: categories one-hot encoded in the pin vector (the most frequent among the pins); the rest share one
+MAX_CATEGORIES = 64
 
 
 @dataclass(frozen=True)
@@ -58,19 +62,23 @@ def build_graph(pins, boards, edges, pin_features, cutoff: dt.datetime, eval_fro
                   .join(board_nodes.select("board_id", "board_idx"), "board_id")
                   .withColumn("split", F.when(F.col("saved_at") < ts_lit(eval_from), "train").otherwise("eval")))
 
-    categories = sorted(r[0] for r in pins.select("category").distinct().collect())
+    counted = pins.groupBy("category").count().collect()  # the most frequent one-hot, the rest "other"
+    ranked = sorted(counted, key=lambda r: (-r["count"], str(r["category"])))
+    categories = sorted(r["category"] for r in ranked[:MAX_CATEGORIES])
+    other = len(ranked) > MAX_CATEGORIES
     latest = (pin_features.where(F.col("created_ts") <= ts_lit(cutoff))
               .withColumn("_r", F.row_number().over(Window.partitionBy("pin_id").orderBy(F.desc("feature_ts"))))
               .where("_r = 1").select("pin_id", "closeup_rate_30d", "save_rate_30d", "impressions_30d", "board_count"))
     dims = pins.select(F.max(F.size("content_embedding"))).collect()[0][0] or 0
     dims = max(int(dims), 0)
-    names = ([f"category={c}" for c in categories]
+    names = ([f"category={c}" for c in categories] + (["category=other"] if other else [])
              + ["log1p_age_days", "closeup_rate_30d", "save_rate_30d", "log1p_impressions_30d", "log1p_board_count",
                 "has_content"] + [f"content_{i}" for i in range(dims)])
     age = (ts_lit(cutoff).cast("double") - F.col("created_at").cast("double")) / 86400.0
     content = F.coalesce(F.col("content_embedding"), F.array_repeat(F.lit(0.0).cast("float"), dims))
     vector = F.concat(
-        F.array(*[F.when(F.col("category") == c, 1.0).otherwise(0.0) for c in categories]),
+        F.array(*[F.when(F.col("category") == c, 1.0).otherwise(0.0) for c in categories],
+                *([F.when(F.col("category").isin(categories), 0.0).otherwise(1.0)] if other else [])),
         F.array(F.log1p(F.greatest(age, F.lit(0.0))),
                 F.coalesce("closeup_rate_30d", F.lit(0.0)), F.coalesce("save_rate_30d", F.lit(0.0)),
                 F.log1p(F.coalesce("impressions_30d", F.lit(0)).cast("double")),

@@ -91,3 +91,21 @@ def test_the_cut_offs_hold_on_a_driver_in_any_time_zone(spark, zone):
     assert split == {(1, 7): "train", (2, 7): "eval", (1, 8): "eval"}  # (2, 8): saved after the cut-off
     assert nodes[1][names.index("closeup_rate_30d")] == pytest.approx(0.2)  # the row created after the cut-off: no
     assert nodes[2][names.index("log1p_age_days")] == pytest.approx(math.log1p(1 / 24), rel=1e-5)
+
+
+def test_only_the_most_frequent_categories_get_a_feature_of_their_own(spark, monkeypatch):
+    from pinrec.jobs.graph import graph as graph_module
+
+    monkeypatch.setattr(graph_module, "MAX_CATEGORIES", 2)
+    pins = spark.createDataFrame([(i, h(0), c, None) for i, c in enumerate(["b", "b", "a", "a", "a", "c", "d"], 1)],
+                                 "pin_id bigint, created_at timestamp, category string, content_embedding array<float>")
+    edges = spark.createDataFrame([(1, 7, h(2))], "pin_id bigint, board_id bigint, saved_at timestamp")
+    features = spark.createDataFrame([], "pin_id bigint, feature_ts timestamp, created_ts timestamp, "
+                                         "closeup_rate_30d double, save_rate_30d double, impressions_30d bigint, "
+                                         "board_count bigint")
+    boards = spark.createDataFrame([(7, "a")], "board_id bigint, topic string")
+    graph = build_graph(pins, boards, edges, features, cutoff=h(48), eval_from=h(24))
+    assert graph.feature_names[:3] == ("category=a", "category=b", "category=other")
+    one_hot = {r["pin_id"]: r["features"][:3] for r in graph.pin_nodes.collect()}
+    assert one_hot == {1: [0, 1, 0], 2: [0, 1, 0], 3: [1, 0, 0], 4: [1, 0, 0], 5: [1, 0, 0], 6: [0, 0, 1],
+                       7: [0, 0, 1]}
