@@ -95,8 +95,9 @@ def fill_landing(cfg: PinrecConfig):
 
 def check_pipeline_can_run(summary, cfg: PinrecConfig) -> None:
     """Raise a ValueError right after landing a dataset (not after an hour of steps) when the pipeline
-    cannot train on it: a ranker task with one label value, or every interaction on one day (the
-    graph's train/eval split and the training set's windows need days). A landed log has one
+    cannot train on it: a ranker task with one label value, every interaction on one day (the
+    graph's train/eval split and the training set's windows need days), or fewer days with
+    interactions than the training set's validation and test days leave one to train on. A landed log has one
     impression per interaction, each with a closeup, and a save where its rating reaches the threshold."""
     impressions = sum(summary.rows.get("impressions", {}).values())
     saves = sum(summary.rows.get("actions", {}).values()) - impressions
@@ -110,10 +111,16 @@ def check_pipeline_can_run(summary, cfg: PinrecConfig) -> None:
                          f"{'; '.join(constant[t] for t in bad)}. Set ranker.tasks to tasks with both labels "
                          "(and dataset.rating_column / save_threshold); pinrec does not sample negative "
                          "impressions for implicit logs. `pinrec eval-retrieval` evaluates retrieval without them.")
-    if summary.partition == "day" and len(summary.rows.get("impressions", {})) < 2:
+    days = len(summary.rows.get("impressions", {}))
+    if summary.partition == "day" and days < 2:
         raise ValueError(f"dataset {cfg.dataset.path}: every interaction is on one day (dataset.timestamps="
                          f"{cfg.dataset.timestamps}; a log without time lands at 2000-01-01): the pipeline splits "
                          "by day and needs several. `pinrec eval-retrieval` works without time.")
+    held = cfg.training.validation_days + cfg.training.test_days
+    if summary.partition == "day" and days <= held:
+        raise ValueError(f"dataset {cfg.dataset.path}: its interactions fall on {days} day(s), which cannot hold "
+                         f"training.validation_days={cfg.training.validation_days} + training.test_days="
+                         f"{cfg.training.test_days} and leave a day to train on: lower them for this dataset")
 
 
 def _bundle_config(cfg: PinrecConfig) -> dict:

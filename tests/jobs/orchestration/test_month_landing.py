@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-DAY1, DAY2 = dt.date(2003, 1, 6), dt.date(2003, 1, 7)
+DAY1, DAY2, DAY3 = dt.date(2003, 1, 6), dt.date(2003, 1, 7), dt.date(2003, 1, 8)
 
 
 @pytest.mark.spark
@@ -102,7 +102,11 @@ def test_a_dataset_the_ranker_cannot_learn_from_fails_right_after_landing(action
     with pytest.raises(ValueError, match=message):
         check_pipeline_can_run(summary, cfg)
     fine = load_config(overrides={"dataset": {"kind": "log", "path": "log.csv"}, "ranker": {"tasks": ["save"]}})
-    check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3}, "actions": {DAY1: 4, DAY2: 4}}),
-                           fine)
+    check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3, DAY3: 1},
+                                                "actions": {DAY1: 4, DAY2: 4, DAY3: 1}}), fine)
     with pytest.raises(ValueError, match=r"every interaction is on one day \(dataset.timestamps=auto"):
         check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 6}, "actions": {DAY1: 8}}), fine)
+    with pytest.raises(ValueError, match=r"on 2 day\(s\), which cannot hold training.validation_days=1 \+ "
+                                         r"training.test_days=1"):  # the defaults: 1 + 1
+        check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3},
+                                                    "actions": {DAY1: 4, DAY2: 4}}), fine)
