@@ -150,11 +150,13 @@ def shard_file(shard: int, num_shards: int) -> str:
     return f"shard-{shard:05d}-of-{num_shards:05d}.faiss"
 
 
-def write_shard(index: faiss.Index, folder: str | Path, shard: int, num_shards: int) -> dict:
+def write_shard(index: faiss.Index, folder: str | Path, shard: int, num_shards: int, generation: int = 0) -> dict:
     """Write one shard atomically; returns its index.json entry (file, ntotal, bytes, sha256). Written
     by faiss straight to a temporary file (no in-memory copy of a shard that may be gigabytes), then
     hashed from disk and renamed into place."""
     name = shard_file(shard, num_shards)
+    if generation:  # an incremental add writes new names: index.json switches to them in one rename
+        name = name.removesuffix(".faiss") + f".g{generation}.faiss"
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{name}.tmp-{os.getpid()}")
@@ -382,7 +384,10 @@ def check_drift(shards: list[faiss.Index], new: np.ndarray, reference: dict, thr
 def add_to_index(folder: str | Path, vectors: np.ndarray, ids: np.ndarray,
                  drift_threshold: float | None = None) -> DriftReport:
     """Add fresh pins to an index folder without retraining; rewrite the shards they hash to
-    and index.json (ntotal, checksums, ``added`` count, last drift report).
+    and index.json (ntotal, checksums, ``added`` count, last drift report). The rewritten shards get
+    new file names (``.g<generation>``) and index.json switches to them in one atomic rename, so a
+    crash at any point leaves a whole index (old or new) and a reader never mixes the two; files
+    neither the new nor the previous index.json names are removed.
 
     Raises :class:`DuplicateIdError` for an id already indexed, and the input errors of
     :func:`pinrec.export.index_choice.check_vectors`. ``drift_threshold`` defaults to the build's.
@@ -406,10 +411,16 @@ def add_to_index(folder: str | Path, vectors: np.ndarray, ids: np.ndarray,
         shards[s].add_with_ids(np.ascontiguousarray(x[which == s][order]), np.ascontiguousarray(xid[which == s][order]))
     threshold = drift_threshold if drift_threshold is not None else manifest["config"]["drift_threshold"]
     report = check_drift(shards, x, manifest["drift_reference"], threshold)
+    before = {e["file"] for e in manifest["shards"]}
+    generation = int(manifest.get("generation", 0)) + 1
     entries = list(manifest["shards"])
-    for s in touched:
-        entries[s] = write_shard(shards[s], folder, s, len(shards))
-    manifest.update(shards=entries, ntotal=int(sum(e["ntotal"] for e in entries)),
+    for s in touched:  # new files beside the old ones: a crash here leaves the old index.json and files whole
+        entries[s] = write_shard(shards[s], folder, s, len(shards), generation)
+    manifest.update(shards=entries, ntotal=int(sum(e["ntotal"] for e in entries)), generation=generation,
                     added=int(manifest.get("added", 0)) + int(x.shape[0]), drift=report.to_dict())
-    write_manifest(folder, manifest)
+    write_manifest(folder, manifest)  # the switch: one atomic rename
+    keep = before | {e["file"] for e in entries}  # the previous files too: a reader may have just read the old index.json
+    for stale in Path(folder).glob("shard-*.faiss"):
+        if stale.name not in keep:
+            stale.unlink(missing_ok=True)
     return report

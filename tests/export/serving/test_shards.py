@@ -251,3 +251,24 @@ def test_flat_index_has_no_drift(tmp_path):
     report = add_to_index(tmp_path, clustered(5, seed=3, shift=5.0), np.arange(200, 205))
     assert not report.retrain and report.residual_new is None and "exact" in report.reason
     assert ShardedIndex.open(tmp_path).ntotal == 105
+
+
+def test_an_add_killed_before_index_json_leaves_the_old_index_whole(ivf_folder, monkeypatch):
+    from pinrec.export.serving import shards as shards_module
+
+    before = read_manifest(ivf_folder)
+    monkeypatch.setattr(shards_module, "write_manifest", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):  # the process dies after writing the new shard files
+        add_to_index(ivf_folder, clustered(300, seed=11), np.arange(5000, 5300))
+    monkeypatch.undo()
+    assert read_manifest(ivf_folder) == before and ShardedIndex.open(ivf_folder).ntotal == 3000  # checksums hold
+    add_to_index(ivf_folder, clustered(300, seed=11), np.arange(5000, 5300))  # the add, re-run
+    first = read_manifest(ivf_folder)
+    add_to_index(ivf_folder, clustered(10, seed=13), np.arange(7000, 7010))
+    after = read_manifest(ivf_folder)
+    assert (first["generation"], after["generation"]) == (1, 2) and ShardedIndex.open(ivf_folder).ntotal == 3310
+    # the files the last two index.json name (a reader may have just read the older), no others: the
+    # build's own files and the killed add's leftovers are gone
+    named = {e["file"] for e in first["shards"]} | {e["file"] for e in after["shards"]}
+    assert {p.name for p in ivf_folder.glob("shard-*.faiss")} == named
+    assert all(".g" in name for name in named)
