@@ -122,6 +122,7 @@ def export_split(report: Path, landing: Path, work: Path) -> dict:
     import pandas as pd
 
     from pinrec.jobs.retrieval.retrieval_data import (
+        interaction_source,
         read_landed_pins,
         read_landing_interactions,
     )
@@ -130,7 +131,7 @@ def export_split(report: Path, landing: Path, work: Path) -> dict:
     body = json.loads((report / "report.json").read_text())
     cfg = body["config"]
     queries = next(r["queries"] for r in body["rows"] if r["task"] == "user-item leave-one-out")
-    log = read_landing_interactions(landing, cfg["source"])
+    log = read_landing_interactions(landing, interaction_source(landing, cfg["source"]))
     catalogue = read_landed_pins(landing)["pin_id"].dropna().astype("int64").to_numpy()
     catalogue = np.union1d(log["pin_id"].to_numpy(), catalogue)
     split = leave_one_out(log, cfg["num_negatives"], cfg["seed"], catalogue,

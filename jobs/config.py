@@ -248,7 +248,9 @@ class DatasetConfig:
     joined by ``label_sep``: multi-hot content vector) and ``title_column``; ``items_sep`` /
     ``items_names`` as for the log. ``max_partitions`` > 0 bounds the landed partitions per table:
     a dataset with more days than that lands by calendar month, or by year (each event still
-    ingested into its own day); 0: one partition per day.
+    ingested into its own day); 0: one partition per day. ``negative_impressions``: impressions of
+    pins the user never interacted with, sampled per interaction (:mod:`pinrec.jobs.ingest.negatives`;
+    null: 1 for a log whose every interaction is a save, such as an implicit log, else 0).
     """
 
     kind: Literal["synthetic", "movielens-100k", "log"] = "synthetic"
@@ -273,6 +275,7 @@ class DatasetConfig:
     items_sep: Annotated[str, Field(min_length=1)] | None = None
     items_names: tuple[str, ...] = ()
     max_partitions: Annotated[int, Field(ge=0)] = 366
+    negative_impressions: Annotated[int, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DatasetConfig:

@@ -55,10 +55,13 @@ from pinrec.schemas.catalog import (
 
 from .dataset_info import write_dataset_info
 from .landing import GRANULARITIES, LandingSummary, format_ts, write_partition
+from .negatives import sample_negative_impressions
 
 USER_COLUMNS = ("user_id", "created_at", "country", "gender", "age", "occupation")
 ITEM_COLUMNS = ("item_id", "category", "title", "created_at")  # optional: nsfw, content_embedding
 INTERACTION_COLUMNS = ("user_id", "item_id", "ts", "rating")
+#: seeds the order of an interaction and its sampled negatives within their slate
+SLATE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,10 @@ def _check(log: InteractionLog) -> pd.DataFrame:
     return inter
 
 
-def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float) -> dict[str, pd.DataFrame]:
-    """Every raw table's rows, each with its landing day (UTC midnight) in ``_day``."""
+def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float,
+            negatives: int = 0) -> dict[str, pd.DataFrame]:
+    """Every raw table's rows, each with its landing day (UTC midnight) in ``_day``; ``negatives``
+    sampled negative impressions per interaction (:mod:`pinrec.jobs.ingest.negatives`)."""
     days, origin = pd.DatetimeIndex(inter["_day"].unique()), inter["ts"].iloc[0]
     users = log.users.set_index("user_id", drop=False)
     items = log.items.set_index("item_id", drop=False)
@@ -145,13 +150,31 @@ def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float) -> 
         "content_embedding": items.get("content_embedding"), "_day": day})
 
     user, item, p = inter["user_id"].astype(str), inter["item_id"].astype(str), log.source
-    position = inter.groupby(["user_id", "_day"], sort=False).cumcount().to_numpy() + 1
-    day_text = pd.Series(days.strftime("%Y-%m-%d"), index=days).reindex(inter["_day"]).to_numpy()
-    impressions = pd.DataFrame({
-        "event_id": p + "-" + user + "-" + item, "user_id": inter["user_id"], "pin_id": inter["item_id"],
-        "ts": inter["ts"], "session_id": user + "-" + day_text,
-        "position": np.minimum(position, MAX_POSITION).astype(np.int32), "surface": "home_feed",
-        "device": "unknown", "country": users["country"].reindex(inter["user_id"]).to_numpy(), "_day": inter["_day"]})
+    day_names = pd.Series(days.strftime("%Y-%m-%d"), index=days)
+
+    def shown(rows: pd.DataFrame, prefix: str, position: np.ndarray) -> pd.DataFrame:
+        who = rows["user_id"].astype(str)
+        return pd.DataFrame({
+            "event_id": prefix + who + "-" + rows["item_id"].astype(str), "user_id": rows["user_id"],
+            "pin_id": rows["item_id"], "ts": rows["ts"], "session_id": who + "-" + day_names.reindex(rows["_day"]).to_numpy(),
+            "position": np.minimum(position, MAX_POSITION).astype(np.int32), "surface": "home_feed",
+            "device": "unknown", "country": users["country"].reindex(rows["user_id"]).to_numpy(), "_day": rows["_day"]})
+
+    draw = sample_negative_impressions(inter, pins.assign(available=np.maximum(pins["created_at"], pins["_day"]))
+                                       .reset_index(drop=True), negatives)
+    if draw.negatives.empty:
+        position = inter.groupby(["user_id", "_day"], sort=False).cumcount().to_numpy() + 1
+        impressions = shown(inter, p + "-", position)
+    else:  # an interaction and its negatives form a slate, in seeded random order: position tells nothing
+        extra = draw.negatives.assign(_day=draw.negatives["ts"].dt.floor("D"))
+        both = pd.concat([inter[["user_id", "item_id", "ts", "_day"]].assign(slate=np.arange(len(inter))),
+                          extra], ignore_index=True)
+        both["_shuffle"] = np.random.default_rng(SLATE_SEED).random(len(both))
+        ordered = both.sort_values(["ts", "user_id", "slate", "_shuffle"], kind="stable")
+        rank = (ordered.groupby(["user_id", "_day"], sort=False).cumcount() + 1).reindex(both.index).to_numpy()
+        impressions = pd.concat([shown(inter, p + "-", rank[:len(inter)]),
+                                 shown(extra.reset_index(drop=True), p + "-n-", rank[len(inter):])],
+                                ignore_index=True)
 
     categories = log.categories or tuple(sorted(log.items["category"].astype(str).unique()))
     stride = max(100, 10 ** len(str(len(categories) - 1)))
@@ -166,8 +189,9 @@ def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float) -> 
     boards["_day"] = boards["created_at"].dt.floor("D")
     edges = pd.DataFrame({"pin_id": saves["item_id"], "board_id": saves["board_id"], "saved_at": saves["ts"],
                           "_day": saves["_day"]})
-    closeups = impressions[["user_id", "pin_id", "ts", "session_id", "_day"]].assign(
-        event_id=p + "-c-" + user + "-" + item, impression_id=impressions["event_id"], type="closeup",
+    engaged = impressions.iloc[:len(inter)]  # the interactions' own impressions, in their order
+    closeups = engaged[["user_id", "pin_id", "ts", "session_id", "_day"]].assign(
+        event_id=p + "-c-" + user + "-" + item, impression_id=engaged["event_id"], type="closeup",
         board_id=np.nan, _rank=0)
     save_actions = closeups[is_save].assign(event_id=(p + "-s-" + user + "-" + item)[is_save], type="save",
                                             board_id=saves["board_id"].to_numpy(), _rank=1)
@@ -203,8 +227,19 @@ def _starts(stamps: pd.Series, granularity: str) -> pd.Series:
     return floored.dt.tz_localize("UTC")
 
 
+def resolve_negatives(negatives: int | None, saves: int, interactions: int) -> int:
+    """Sampled negative impressions per interaction: ``negatives`` when given (>= 0), else (auto) 1 for a
+    log in which every interaction is a save (an implicit log: neither ranker task would have a
+    negative label) and 0 for one with interactions below the save threshold."""
+    if negatives is None:
+        return 1 if saves >= interactions else 0
+    if isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 0:
+        raise ValueError(f"dataset.negative_impressions must be an integer >= 0 or null (auto), got {negatives!r}")
+    return negatives
+
+
 def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float = 4.0, max_partitions: int = 0,
-               empty_partitions: bool = True) -> LandingSummary:
+               empty_partitions: bool = True, negatives: int | None = None) -> LandingSummary:
     """Write ``log`` into ``landing`` as pinrec's raw tables (mapping and partitioning in the
     module docstring): every table on every day that has interactions, one
     ``part-00000.jsonl`` each. Returns the rows written per table and day (no faults, no
@@ -215,12 +250,19 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
     partitions per table: a log with more interaction days than that lands by calendar month, or by
     year when months are still too many (:func:`choose_granularity`; ``summary.partition`` says
     which), each folder named by the span's first day. Ingestion reads the span from the dataset
-    record and writes each event to the Delta partition of its own day."""
+    record and writes each event to the Delta partition of its own day. ``negatives``: sampled negative
+    impressions per interaction (None: :func:`resolve_negatives`'s auto); ``summary.labels`` counts the
+    landed impressions, closeups and saves and ``summary.negatives`` the per-interaction number used."""
     inter = _check(log)
-    tables = _tables(log, inter, save_threshold)
+    per = resolve_negatives(negatives, int((inter["rating"] >= save_threshold).sum()), len(inter))
+    tables = _tables(log, inter, save_threshold, per)
     granularity = choose_granularity(pd.DatetimeIndex(inter["_day"]), max_partitions)
     days = pd.DatetimeIndex(_starts(inter["_day"], granularity).unique())
-    summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES}, partition=granularity)
+    kinds = tables[ACTIONS.name]["type"].value_counts()
+    labels = {"impressions": len(tables[IMPRESSIONS.name]), "closeup": int(kinds.get("closeup", 0)),
+              "save": int(kinds.get("save", 0))}
+    summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES}, partition=granularity, labels=labels,
+                             negatives=per)
     for spec in RAW_TABLES:
         frame = tables[spec.name].reset_index(drop=True)
         frame["_day"] = _starts(frame["_day"], granularity)
@@ -301,9 +343,11 @@ def read_movielens_100k(path: str | Path) -> InteractionLog:
 READERS: dict[str, Callable[[str | Path], InteractionLog]] = {"movielens-100k": read_movielens_100k}
 
 
-def load_dataset(kind: str, path: str | Path, landing: str | Path, max_partitions: int = 0) -> LandingSummary:
+def load_dataset(kind: str, path: str | Path, landing: str | Path, max_partitions: int = 0,
+                 negatives: int | None = None) -> LandingSummary:
     """Read dataset ``kind`` from ``path`` and write it into ``landing`` (see :func:`to_landing`; at
-    most ``max_partitions`` partitions per table when > 0), with the dataset record
+    most ``max_partitions`` partitions per table when > 0; ``negatives`` sampled negative impressions
+    per interaction, None: auto), with the dataset record
     (:mod:`pinrec.jobs.ingest.dataset_info`). Any other interaction log:
     :func:`pinrec.jobs.ingest.log_reader.load_log`."""
     if kind not in READERS:
@@ -312,10 +356,11 @@ def load_dataset(kind: str, path: str | Path, landing: str | Path, max_partition
     if path is None:
         raise ValueError(f"dataset kind {kind!r} needs a path to the dataset folder")
     log = READERS[kind](path)
-    summary = to_landing(log, landing, max_partitions=max_partitions)
+    summary = to_landing(log, landing, max_partitions=max_partitions, negatives=negatives)
     write_dataset_info(landing, {"kind": kind, "path": str(path), "timestamps": "column",
                                  "users": len(log.users), "items": len(log.items),
                                  "interactions": len(log.interactions), "save_threshold": 4.0,
+                                 "negative_impressions": summary.negatives,
                                  "partitions": len(summary.rows[IMPRESSIONS.name]),
                                  "max_partitions": max_partitions, "partition": summary.partition})
     return summary

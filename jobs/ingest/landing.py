@@ -39,12 +39,16 @@ class LandingSummary:
     counts deliberately injected faults (synthetic source only) so tests can check that ingestion
     quarantines exactly those; ``duplicates[table]`` counts injected duplicate rows. ``partition``:
     the partitions' span (:data:`GRANULARITIES`); the keys of ``rows`` are their first days.
+    ``labels`` (a dataset's landing only): impressions, closeup and save actions landed;
+    ``negatives``: sampled negative impressions per interaction (:mod:`pinrec.jobs.ingest.negatives`).
     """
 
     rows: dict[str, dict[dt.date, int]]
     faults: dict[str, dict[str, int]] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     partition: str = "day"
+    labels: dict[str, int] = field(default_factory=dict)
+    negatives: int = 0
 
     @property
     def days(self) -> list[dt.date]:

@@ -337,16 +337,19 @@ def read_log(path: str | Path, spec: LogSpec | None = None) -> ReadLog:
 
 
 def load_log(path: str | Path, landing: str | Path, spec: LogSpec | None = None,
-             max_partitions: int = 0) -> LandingSummary:
+             max_partitions: int = 0, negatives: int | None = None) -> LandingSummary:
     """Read the log at ``path`` (:func:`read_log`) and land it (:func:`~pinrec.jobs.ingest.datasets.to_landing`,
-    no empty partitions, at most ``max_partitions`` per table when > 0), with the dataset record
-    (:mod:`pinrec.jobs.ingest.dataset_info`) saying how its time was given."""
+    no empty partitions, at most ``max_partitions`` per table when > 0, ``negatives`` sampled negative
+    impressions per interaction, None: 1 for a log whose every interaction is a save, else 0), with the
+    dataset record (:mod:`pinrec.jobs.ingest.dataset_info`) saying how its time was given."""
     read = read_log(path, spec)
-    summary = to_landing(read.log, landing, read.save_threshold, max_partitions, empty_partitions=False)
+    summary = to_landing(read.log, landing, read.save_threshold, max_partitions, empty_partitions=False,
+                         negatives=negatives)
     write_dataset_info(landing, {
         "kind": "log", "path": str(path), "timestamps": read.timestamps, "rows": read.rows,
         "users": len(read.log.users), "items": len(read.log.items), "interactions": len(read.log.interactions),
-        "save_threshold": read.save_threshold, "partitions": len(summary.rows["impressions"]),
+        "save_threshold": read.save_threshold, "negative_impressions": summary.negatives,
+        "partitions": len(summary.rows["impressions"]),
         "max_partitions": max_partitions, "partition": summary.partition}, read.user_ids, read.item_ids)
     return summary
 
@@ -361,14 +364,14 @@ def land_configured(ds, landing: str | Path) -> LandingSummary:
         raise ValueError(f"dataset.kind {ds.kind!r} with dataset.path {ds.path!r}: nothing to load "
                          "(movielens-100k or log, with a path)")
     if ds.kind != "log":
-        return load_dataset(ds.kind, ds.path, landing, ds.max_partitions)
+        return load_dataset(ds.kind, ds.path, landing, ds.max_partitions, ds.negative_impressions)
     spec = LogSpec(user=ds.user_column, item=ds.item_column, timestamp=ds.timestamp_column, rating=ds.rating_column,
                    weight=ds.weight_column, timestamps=ds.timestamps, timestamp_unit=ds.timestamp_unit, sep=ds.sep,
                    names=ds.names, save_threshold=ds.save_threshold, country=ds.country, items=ds.items,
                    item_key=ds.item_key, category=ds.category_column, labels=ds.labels_column,
                    label_sep=ds.label_sep, title=ds.title_column, items_sep=ds.items_sep,
                    items_names=ds.items_names)
-    return load_log(ds.path, landing, spec, ds.max_partitions)
+    return load_log(ds.path, landing, spec, ds.max_partitions, ds.negative_impressions)
 
 
 __all__ = ["ORIGIN", "LogSpec", "ReadLog", "land_configured", "load_log", "read_log", "read_table"]

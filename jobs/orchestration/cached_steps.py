@@ -97,20 +97,24 @@ def check_pipeline_can_run(summary, cfg: PinrecConfig) -> None:
     """Raise a ValueError right after landing a dataset (not after an hour of steps) when the pipeline
     cannot train on it: a ranker task with one label value, every interaction on one day (the
     graph's train/eval split and the training set's windows need days), or fewer days with
-    interactions than the training set's validation and test days leave one to train on. A landed log has one
-    impression per interaction, each with a closeup, and a save where its rating reaches the threshold."""
-    impressions = sum(summary.rows.get("impressions", {}).values())
-    saves = sum(summary.rows.get("actions", {}).values()) - impressions
-    constant = {"closeup": "every landed impression has a closeup (a log has no impression without one)"}
+    interactions than the training set's validation and test days leave one to train on. A landed log has an
+    impression with a closeup per interaction, a save where its rating reaches the threshold, and
+    ``dataset.negative_impressions`` impressions without either per interaction (``summary.labels``)."""
+    impressions, closeups, saves = (summary.labels.get(k, 0) for k in ("impressions", "closeup", "save"))
+    constant = {}
+    if closeups >= impressions:
+        constant["closeup"] = ("every landed impression has a closeup (no sampled negative impressions: "
+                               "dataset.negative_impressions=0)")
     if saves <= 0 or saves >= impressions:
-        constant["save"] = (f"{'none' if saves <= 0 else 'every one'} of the {impressions:,} interactions is a save "
+        constant["save"] = (f"{'none' if saves <= 0 else 'every one'} of the {impressions:,} impressions is a save "
                             f"(saves: rating >= dataset.save_threshold; a log without ratings makes every "
                             f"interaction a save)")
     if bad := [task for task in cfg.ranker.tasks if task in constant]:
         raise ValueError(f"dataset {cfg.dataset.path}: the ranker's task(s) {bad} would have one label value: "
                          f"{'; '.join(constant[t] for t in bad)}. Set ranker.tasks to tasks with both labels "
-                         "(and dataset.rating_column / save_threshold); pinrec does not sample negative "
-                         "impressions for implicit logs. `pinrec eval-retrieval` evaluates retrieval without them.")
+                         "(and dataset.rating_column / save_threshold), or dataset.negative_impressions >= 1 to "
+                         "sample impressions nobody engaged with. `pinrec eval-retrieval` evaluates retrieval "
+                         "without them.")
     days = len(summary.rows.get("impressions", {}))
     if summary.partition == "day" and days < 2:
         raise ValueError(f"dataset {cfg.dataset.path}: every interaction is on one day (dataset.timestamps="

@@ -60,6 +60,9 @@ def scale_world(cfg: PinrecConfig, factor: float) -> PinrecConfig:
 def _print_landed(summary) -> None:
     for table in sorted(summary.rows):
         print(f"{table:<16} {summary.total(table):>9} rows over {len(summary.rows[table])} day(s)")
+    if summary.negatives:
+        print(f"impressions include {summary.negatives} sampled negative(s) per interaction "
+              "(dataset.negative_impressions)")
 
 
 def cmd_generate(args) -> int:
@@ -77,7 +80,7 @@ def cmd_load_dataset(args) -> int:
     flags = {"user": "user_column", "item": "item_column", "timestamp": "timestamp_column",
              "rating": "rating_column", "weight": "weight_column", "items": "items",
              "category": "category_column", "labels": "labels_column", "timestamps": "timestamps",
-             "max_partitions": "max_partitions", "kind": "kind", "path": "path"}
+             "max_partitions": "max_partitions", "negative_impressions": "negative_impressions", "kind": "kind", "path": "path"}
     cfg = config_of(args, {f"dataset.{key}": getattr(args, flag, None) for flag, key in flags.items()})
     ds = cfg.dataset
     if ds.kind == "synthetic" or not ds.path:

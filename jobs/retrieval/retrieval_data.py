@@ -82,6 +82,13 @@ def _source(source: str) -> str:
     return "impressions" if source == "impressions" else "actions"
 
 
+def interaction_source(landing: str | Path | Location, source: str) -> str:
+    """The table the loaders read for ``source`` on this landing zone: ``closeup`` (one per interaction)
+    for ``impressions`` when the dataset was landed with sampled negative impressions, else ``source``."""
+    info = read_dataset_info(landing) or {}
+    return "closeup" if source == "impressions" and info.get("negative_impressions") else source
+
+
 def read_landing_interactions(landing: str | Path, source: str = "impressions") -> pd.DataFrame:
     """``(user_id, pin_id, ts)`` of every landed partition of the source table, in file order."""
     table = _source(source)
@@ -227,6 +234,8 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
     agreement when ``<landing>/_truth`` exists, and ``embeddings`` (name -> embeddings or a
     function of the training log) as extra models. ``negatives``: given leave-one-out negatives
     (:func:`read_ncf_negatives`). A landing zone with nothing loaded: FileNotFoundError saying so.
+    ``cfg.source`` ``impressions`` of a dataset landed with sampled negative impressions reads its
+    closeups instead (one per interaction; the report's note ``source`` says so).
     ``make_pinsage`` (a function of a PinSage config returning an embedding source) with
     ``pinsage_cfg``: PinSage as model ``"pinsage"``. ``cfg.tune``: the data-dependent settings are
     chosen first on the validation split (:func:`pinrec.jobs.retrieval.tuning.select_settings`, the
@@ -245,21 +254,21 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
         pass  # no pin carries content: nothing to evaluate for it
     if (as_location(landing) / "_truth" / "pins.parquet").is_file():
         truth = read_true_latents(landing)
+    info, source = read_dataset_info(landing) or {}, interaction_source(landing, cfg.source)
     if spark is None:
-        log = read_landing_interactions(landing, cfg.source)
+        log = read_landing_interactions(landing, source)
     else:
         if warehouse is None:
             raise ValueError("evaluate_storage with spark needs the warehouse path")
         from pinrec.jobs.io.catalog import Catalog
 
         catalog = Catalog.of(spark, warehouse)
-        log = read_delta_interactions(spark, catalog, cfg.source)
+        log = read_delta_interactions(spark, catalog, source)
         if catalog.exists("graph_edges"):
             edges = read_graph_edges(spark, catalog)
         if catalog.exists("pin_embeddings"):
             models.setdefault("pin_embeddings", read_pin_embeddings(spark, catalog, model_version))
     catalogue = pins["pin_id"].dropna().astype("int64").to_numpy()
-    info = read_dataset_info(landing) or {}
     selection = None
     if cfg.tune:
         from .tuning import select_settings
@@ -271,6 +280,9 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
     report = evaluate_retrieval(log, models, edges=edges, truth=truth, cfg=cfg, pins=catalogue, negatives=negatives,
                                 scorer_sources=scorer_sources)
     notes = {"dataset": info.get("kind"), "timestamps": info.get("timestamps")} if info else {}
+    if source != cfg.source:
+        notes["source"] = (f"{source} (retrieval_eval.source={cfg.source}, but the landed impressions hold "
+                           f"{info['negative_impressions']} sampled negative(s) per interaction)")
     if selection is None:  # say so in the report: the defaults were picked on MovieLens-100K, not on this data
         notes["settings"] = ("as configured, not chosen on this dataset's validation split (retrieval_eval.tune=false; "
                              "the defaults were picked on MovieLens-100K)")

@@ -89,8 +89,8 @@ def test_years_of_data_land_in_bounded_calendar_partitions(tmp_path):
     days = pd.date_range("2001-01-01", periods=400, freq="3D", tz="UTC")  # 3.3 years, 400 days, 40 months
     frame = pd.DataFrame({"user_id": np.arange(400) % 7, "item_id": np.arange(400), "ts": days.astype("int64") // 10**9})
     frame.to_parquet(tmp_path / "log.parquet")
-    spec = LogSpec(timestamp="ts")
-    by_month = load_log(tmp_path / "log.parquet", tmp_path / "months", spec, max_partitions=40)
+    spec = LogSpec(timestamp="ts")  # no ratings: sampled negative impressions would double the rows counted below
+    by_month = load_log(tmp_path / "log.parquet", tmp_path / "months", spec, max_partitions=40, negatives=0)
     parts = list_partitions(tmp_path / "months", "impressions")
     assert by_month.partition == "month" and len(parts) == 40 and by_month.total("impressions") == 400
     assert parts[:2] == [dt.date(2001, 1, 1), dt.date(2001, 2, 1)] and parts[-1] == dt.date(2004, 4, 1)
@@ -145,6 +145,10 @@ def test_cli_loads_a_log_and_eval_before_load_says_what_to_run(tmp_path, capsys)
     assert (info["kind"], info["timestamps"], info["interactions"]) == ("log", "none", 4)
     assert main(["load-dataset", "--kind", "log", "--path", str(path), "--user", "who", *sets]) == 2
     assert "the user column 'who' is missing" in capsys.readouterr().err
+    assert main(["load-dataset", "--kind", "log", "--path", str(path), "--user", "uid", "--item", "song",
+                 "--timestamps", "none", "--negative-impressions", "2", *sets]) == 0
+    assert "include 2 sampled negative(s) per interaction" in capsys.readouterr().out
+    assert read_dataset_info(tmp_path / "landing")["negative_impressions"] == 2
 
 
 def test_a_parquet_folder_or_pq_file_is_read(tmp_path):

@@ -13,9 +13,10 @@ SPAN_DAYS = 130  # Jan 6 .. May 15, 2003: five calendar months, more days than d
 LAST_DAY = dt.date(2003, 5, 16)
 
 
-def write_log(folder):
+def write_log(folder, implicit: bool = False):
     """A seeded log of 60 users rating 48 items of 4 categories over :data:`SPAN_DAYS` days (each user
-    prefers one category: ratings >= 4 there, i.e. saves), and its item-metadata file."""
+    prefers one category: ratings >= 4 there, i.e. saves), and its item-metadata file. ``implicit``: the
+    log of the saves alone, without the rating column (a play or click log)."""
     rng = np.random.default_rng(3)
     folder.mkdir(parents=True, exist_ok=True)
     items = [(i, f"c{i % 4}") for i in range(1, 49)]
@@ -33,14 +34,21 @@ def write_log(folder):
             fresh = next(i for i in range(1, 49) if i % 4 == liked and i not in rated)
             rows.append((LAST_DAY.strftime("%Y-%m-%dT12:00:00Z"), user, fresh, 5))
     rows.sort()
-    (folder / "log.csv").write_text("user,item,ts,rating\n" + "".join(f"{u},{i},{t},{r}\n" for t, u, i, r in rows))
+    if implicit:
+        (folder / "log.csv").write_text("user,item,ts\n" + "".join(f"{u},{i},{t}\n" for t, u, i, r in rows if r >= 4))
+    else:
+        (folder / "log.csv").write_text("user,item,ts,rating\n" + "".join(f"{u},{i},{t},{r}\n" for t, u, i, r in rows))
     return folder
 
 
-def log_config(data, root, **dataset):
+def log_config(data, root, ranker: dict | None = None, **dataset):
+    """The demo's config for the log in ``data``, everything under ``root``; ``ranker``: ranker and calibration
+    sections (default: the save task alone, as config/movielens-100k.yaml)."""
     from pinrec.jobs.config import load_config
 
-    return load_config(overrides={
+    # as config/movielens-100k.yaml: every rating is a closeup, so the ranker learns the save (rating >= 4) only
+    ranker = {"ranker": {"tasks": ["save"]}, "calibration": {"score_weights": [1.0]}} if ranker is None else ranker
+    return load_config(overrides={**ranker,
         "storage": {"landing": str(root / "landing"), "warehouse": str(root / "warehouse"),
                     "artifacts": str(root / "artifacts"), "mlflow_tracking_uri": f"sqlite:///{root}/mlflow.db"},
         "publish": {"store_uri": str(root / "serving")},
@@ -48,8 +56,6 @@ def log_config(data, root, **dataset):
         "dataset": {"kind": "log", "path": str(data / "log.csv"), "user_column": "user", "item_column": "item",
                     "timestamp_column": "ts", "rating_column": "rating", "items": str(data / "items.csv"),
                     "category_column": "genre", "max_partitions": 6, **dataset},
-        # as config/movielens-100k.yaml: every rating is a closeup, so the ranker learns the save (rating >= 4) only
-        "ranker": {"tasks": ["save"]}, "calibration": {"score_weights": [1.0]},
         "training": {"maturity_s": 60, "negative_rate": 1.0, "validation_days": 14, "test_days": 14},
         "pinsage": {"epochs": 1, "progress": False},
         "two_tower": {"epochs": 2, "temperatures": [0.1], "progress": False, "device": "cpu"},
@@ -120,3 +126,28 @@ def test_the_demo_runs_every_step_on_a_month_landed_log_and_serves_its_bundle(sp
     known = [items for user, items in result.recommendations.items() if user >= 0]
     assert known and all(0 < len(items) <= 10 for items in known)
     assert result.report is not None and result.report.is_file()
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.full
+def test_the_demo_runs_on_an_implicit_log_with_the_default_ranker_tasks(spark, tmp_path):
+    """A log without ratings (every interaction a save) lands with one sampled negative impression per
+    interaction, so both default tasks (save, closeup) have both labels and every step runs."""
+    from pinrec.jobs.orchestration.demo import run_demo
+
+    data = write_log(tmp_path / "data", implicit=True)
+    cfg = log_config(data, tmp_path / "run", ranker={}, rating_column=None)
+    assert cfg.ranker.tasks == ("save", "closeup")
+    result = run_demo(cfg, echo=lambda line: None)
+    interactions = len((data / "log.csv").read_text().splitlines()) - 1
+    assert result.landing.negatives == 1 and result.landing.labels["closeup"] == interactions
+    rows = {t.name: t.rows for t in result.warehouse.tables}
+    assert interactions < rows["impressions"] <= 2 * interactions
+    assert sum(r.rows_quarantined for r in result.reports) == 0
+    assert {"ingest", "training set", "pinsage", "two-tower", "cf", "ranker", "index"} <= set(result.steps)
+    assert result.bundle.blessed and result.bundle.promoted
+    from pinrec.export.serving.loader import load
+
+    auc = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).manifest.metrics.auc
+    assert set(auc) == {"save", "closeup"} and all(value > 0.5 for value in auc.values()), auc

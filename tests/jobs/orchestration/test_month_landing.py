@@ -87,26 +87,37 @@ def test_the_demo_lands_a_dataset_within_dataset_max_partitions(tmp_path):
     assert land("daily", 3).partition == "day" and len(land("daily", 3).rows["impressions"]) == 3
 
 
-@pytest.mark.parametrize("actions, tasks, message", [
-    ({DAY1: 6, DAY2: 6}, ("save",), r"\['save'\] would have one label value: every one of the 6 interactions is a save"),
-    ({DAY1: 3, DAY2: 3}, ("save",), r"none of the 6 interactions is a save"),
-    ({DAY1: 4, DAY2: 4}, ("save", "closeup"), r"\['closeup'\] would have one label value: every landed impression"),
+@pytest.mark.parametrize("labels, tasks, message", [
+    ((12, 12, 12), ("save",), r"\['save'\] would have one label value: every one of the 12 impressions is a save"),
+    ((12, 12, 0), ("save",), r"none of the 12 impressions is a save"),
+    ((12, 12, 4), ("save", "closeup"), r"\['closeup'\] would have one label value: every landed impression"),
+    ((24, 12, 12), ("save", "closeup"), None),  # sampled negatives: both tasks have both labels
+    ((12, 12, 4), ("save",), None),
 ])
-def test_a_dataset_the_ranker_cannot_learn_from_fails_right_after_landing(actions, tasks, message):
+def test_a_dataset_the_ranker_cannot_learn_from_fails_right_after_landing(labels, tasks, message):
     from pinrec.jobs.config import load_config
     from pinrec.jobs.ingest.landing import LandingSummary
     from pinrec.jobs.orchestration.cached_steps import check_pipeline_can_run
 
     cfg = load_config(overrides={"dataset": {"kind": "log", "path": "log.csv"}, "ranker": {"tasks": list(tasks)}})
-    summary = LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3}, "actions": actions})
-    with pytest.raises(ValueError, match=message):
+    summary = LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3, DAY3: 1}},
+                             labels=dict(zip(("impressions", "closeup", "save"), labels)))
+    if message is None:
         check_pipeline_can_run(summary, cfg)
+    else:
+        with pytest.raises(ValueError, match=message):
+            check_pipeline_can_run(summary, cfg)
+
+
+def test_a_dataset_on_too_few_days_fails_right_after_landing():
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.ingest.landing import LandingSummary
+    from pinrec.jobs.orchestration.cached_steps import check_pipeline_can_run
+
     fine = load_config(overrides={"dataset": {"kind": "log", "path": "log.csv"}, "ranker": {"tasks": ["save"]}})
-    check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3, DAY3: 1},
-                                                "actions": {DAY1: 4, DAY2: 4, DAY3: 1}}), fine)
+    labels = {"impressions": 6, "closeup": 6, "save": 2}
     with pytest.raises(ValueError, match=r"every interaction is on one day \(dataset.timestamps=auto"):
-        check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 6}, "actions": {DAY1: 8}}), fine)
+        check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 6}}, labels=labels), fine)
     with pytest.raises(ValueError, match=r"on 2 day\(s\), which cannot hold training.validation_days=1 \+ "
                                          r"training.test_days=1"):  # the defaults: 1 + 1
-        check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3},
-                                                    "actions": {DAY1: 4, DAY2: 4}}), fine)
+        check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3}}, labels=labels), fine)
