@@ -37,6 +37,7 @@ def main() -> None:
 
     from pinrec.jobs.cf.cf_model import fit_cf
     from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.features.holdout import with_holdout
     from pinrec.jobs.graph.graph import evaluation_start
     from pinrec.jobs.ingest.ingest import landed_days
     from pinrec.jobs.ingest.synthetic import generate
@@ -48,6 +49,8 @@ def main() -> None:
         generate(cfg.synthetic, landing, seed=cfg.seed)
         days = landed_days(landing, dt.date.min, dt.date.max)
         log = pd.concat([read_landing_interactions(landing, a) for a in cfg.cf.actions])
+        shown = read_landing_interactions(landing, "impressions")["ts"].dt.date.value_counts()
+    cfg = with_holdout(cfg, shown.to_dict())  # null held-out days: chosen from the impressions per day, as the demo
     cutoff = evaluation_start(days, cfg.training.test_days)
     log = log[log["ts"] < pd.Timestamp(cutoff, tz="UTC")]
     start = time.perf_counter()

@@ -360,7 +360,10 @@ class TrainingSetConfig:
     impression; impressions whose window has not closed by the cut-off are left out.
     ``negative_rate``: share of negatives (impressions with neither closeup nor save) kept, drawn
     only from sessions that have a positive; 1.0 keeps every impression.
-    ``validation_days`` / ``test_days``: the last days of the range, in time order.
+    ``validation_days`` / ``test_days``: the last days of the range, in time order; null (the default):
+    chosen from the data, the fewest last days holding ``holdout_fraction`` of the range's impressions
+    each, leaving a day to train on (:mod:`pinrec.jobs.features.holdout`).
+    ``holdout_fraction``: the share of the range's impressions each null number of held-out days holds.
     ``window_days``: a scheduled run for day ``d`` rebuilds the training set of the days
     ``d - window_days + 1 .. d`` (0: every ingested day up to ``d``).
     ``broadcast_max_mb``: a feature table Spark estimates at most this large is looked up in place
@@ -371,8 +374,9 @@ class TrainingSetConfig:
 
     maturity_s: PosInt = 6 * 3600
     negative_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    validation_days: NonNegInt = 1
-    test_days: NonNegInt = 1
+    validation_days: NonNegInt | None = None
+    test_days: NonNegInt | None = None
+    holdout_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
     window_days: NonNegInt = 0
     broadcast_max_mb: NonNegInt = 128
 

@@ -69,15 +69,25 @@ def exact_knn_with_ties(queries: np.ndarray, corpus: np.ndarray, k: int, metric:
     Which of tied rows an exact search returns depends on the order it met them (shards merge in
     another order than one flat scan), so any of them is a correct k-th neighbour."""
     fm = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
-    n = corpus.shape[0]
-    k = min(k, n)
-    wide = min(n, 4 * k)
-    scores, idx = faiss.knn(queries, corpus, wide, metric=fm)
-    if wide == k:
+    k = min(k, corpus.shape[0])
+    scores, idx = faiss.knn(queries, corpus, tie_width(k, corpus.shape[0]), metric=fm)
+    return with_ties(scores, idx, k, rel)
+
+
+def tie_width(k: int, n: int) -> int:
+    """How many neighbours an exact search keeps to find the rows tied with the k-th of ``n``."""
+    return min(n, 4 * k)
+
+
+def with_ties(scores: np.ndarray, idx: np.ndarray, k: int, rel: float = 1e-6) -> np.ndarray:
+    """(B, W) ids or rows of an exact search ranked best first (``scores`` its (B, W) scores or
+    distances, W >= k): the top k, then the others whose score ties with the k-th (within ``rel``),
+    -1 for the rest (:func:`exact_knn_with_ties`; also the Spark build's merged shards)."""
+    if idx.shape[1] <= k:
         return idx
     kth = scores[:, k - 1:k]
-    tied = np.abs(scores - kth) <= rel * np.maximum(np.abs(kth), 1e-12)
-    keep = np.arange(wide)[None, :] < k
+    tied = (np.abs(scores - kth) <= rel * np.maximum(np.abs(kth), 1e-12)) & (idx >= 0)
+    keep = np.arange(idx.shape[1])[None, :] < k
     return np.where(keep | tied, idx, -1)
 
 

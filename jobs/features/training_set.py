@@ -27,6 +27,7 @@ from pinrec.jobs.io.timestamps import ts_lit
 from pinrec.schemas.catalog import feature_table
 from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
 
+from .holdout import resolved
 from .pit_join import point_in_time_join_many
 
 CONTEXT = ("position", "surface", "device", "country", "hour", "day_of_week")
@@ -42,11 +43,14 @@ class TrainingSetReport:
     rows_by_split: dict[str, int] = field(default_factory=dict)
     input_versions: dict[str, int | None] = field(default_factory=dict)
     delta_version: int | None = None
+    held_out_days: dict[str, int] = field(default_factory=dict)  # validation / test days, as resolved
 
     def render(self) -> str:
         splits = ", ".join(f"{k}={v}" for k, v in sorted(self.rows_by_split.items()))
         version = "-" if self.delta_version is None else self.delta_version
-        return (f"training_set     {self.days[0]}..{self.days[-1]}  rows={self.rows} ({splits}); "
+        held = (f" over {self.held_out_days['validation']}+{self.held_out_days['test']} held-out day(s)"
+                if self.held_out_days else "")
+        return (f"training_set     {self.days[0]}..{self.days[-1]}  rows={self.rows} ({splits}{held}); "
                 f"immature excluded={self.immature_excluded}; negative_rate={self.negative_rate}; "
                 f"cut-off {self.cutoff}; delta_v={version}")
 
@@ -56,7 +60,11 @@ class TrainingSetReport:
 
 def split_days(days: list[dt.date], cfg: TrainingSetConfig) -> dict[dt.date, str]:
     """Temporal split: the last ``test_days`` days are test, the ``validation_days`` before them
-    validation, the rest train. Raises when nothing is left to train on."""
+    validation, the rest train (both numbers set: :func:`~pinrec.jobs.features.holdout.resolved`).
+    Raises when nothing is left to train on."""
+    if cfg.validation_days is None or cfg.test_days is None:
+        raise ValueError("split_days needs training.validation_days and test_days set: resolve them from the "
+                         "days' impressions first (pinrec.jobs.features.holdout.resolved)")
     days = sorted(set(days))
     n_eval = cfg.validation_days + cfg.test_days
     if len(days) <= n_eval:
@@ -152,6 +160,7 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
     if absent:
         raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first")
     spine_rows, total_mature = sum(r["n"] for r in per_day), sum(r["mature"] or 0 for r in per_day)
+    cfg = resolved(cfg, {r["dt"]: r["n"] for r in per_day})  # null held-out days: chosen from these counts
     features = {v.name: read[feature_table(v)] for v in FEATURE_VIEWS}
     frame = build_training_frame(read["impressions"], read["actions"], read["pins"], features, days, cutoff, cfg, seed)
     frame = frame.cache()
@@ -160,7 +169,8 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
         report = TrainingSetReport(
             days=tuple(d.isoformat() for d in days), cutoff=cutoff.isoformat(), rows=sum(counts.values()),
             immature_excluded=spine_rows - total_mature, negative_rate=cfg.negative_rate,
-            rows_by_split=counts, input_versions=versions)
+            rows_by_split=counts, input_versions=versions,
+            held_out_days={"validation": cfg.validation_days, "test": cfg.test_days})
         # A feature added to a view since the table was created becomes a new column (days not
         # rebuilt read it as null) instead of failing the write.
         commit = catalog.write("training_set", frame, days=days, add_columns=True,

@@ -35,6 +35,7 @@ from pinrec.export.build.ann_build import (
     train_index,
     train_size,
 )
+from pinrec.export.build.index_tuning import tie_width, with_ties
 from pinrec.export.index_choice import (
     DimensionMismatchError,
     DuplicateIdError,
@@ -101,6 +102,7 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
         q = normalize(q)
     device, k, seed, num_shards, metric = resolve_device(cfg.device), min(cfg.k, n), cfg.seed, cfg.shards, cfg.metric
     plan = choose_index(n, d, cfg)[0]
+    wide = tie_width(k, n)
 
     keyed_schema = StructType(df.select(id_col, vec_col).schema.fields
                               + [StructField("_shard", LongType()), StructField("_key", LongType())])
@@ -143,7 +145,7 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
             x = check_vectors(_stack(pdf[vec_col]), d)
             x = normalize(x) if metric == "cosine" else x
             entry = write_shard(fill_shard(empty, x, ids, device), folder, s, num_shards)
-            kk = min(k, len(ids))
+            kk = min(wide, len(ids))  # the shard's exact top, wide enough for the rows tied with the k-th
             dist, idx = fx.knn(qv, x, kk, metric=fm)
             yield pd.DataFrame([{**entry, "dist": dist.astype(np.float32).tobytes(), "ids": ids[idx].tobytes(), "kk": kk}])
 
@@ -153,8 +155,8 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
     queries_bc.unpersist()
 
     worst = np.finfo(np.float32).max * (1.0 if cfg.faiss_metric == "l2" else -1.0)
-    dist_all = np.full((num_shards, q.shape[0], k), worst, np.float32)
-    ids_all = np.full((num_shards, q.shape[0], k), -1, np.int64)
+    dist_all = np.full((num_shards, q.shape[0], wide), worst, np.float32)
+    ids_all = np.full((num_shards, q.shape[0], wide), -1, np.int64)
     entries: list[dict | None] = [None] * num_shards
     for r in results:
         s, kk = r["shard"], r["kk"]
@@ -165,7 +167,8 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
         if entries[s] is None:
             entries[s] = write_shard(fill_shard(trained, np.empty((0, d), np.float32), np.empty(0, np.int64)),
                                      folder, s, num_shards)
-    _, truth = faiss.merge_knn_results(dist_all, ids_all, keep_max=cfg.faiss_metric != "l2")
+    merged, nearest = faiss.merge_knn_results(dist_all, ids_all, keep_max=cfg.faiss_metric != "l2")
+    truth = with_ties(merged, nearest, k)  # a row tied with the k-th is as right as the one listed
 
     index = ShardedIndex([faiss.read_index(f"{folder}/{e['file']}", faiss.IO_FLAG_MMAP_IFC) for e in entries], metric)
     trial = evaluate(index, plan, q, truth, cfg)

@@ -19,6 +19,9 @@ Mapping (``<p>`` is ``log.source``, ``"ml"`` for MovieLens):
 * each interaction -> a ``closeup`` action at ts (``"<p>-c-<user>-<item>"``, ``impression_id`` =
   the impression); ``rating >= save_threshold`` -> also a ``save`` action (``"<p>-s-<user>-<item>"``)
   to the user's board for the item's category.
+* sampled negative impressions (``negatives`` per interaction, :mod:`pinrec.jobs.ingest.negatives`):
+  ``"<p>-n-<user>-<pin>"`` at the interaction's ts, in its session, without actions; the interaction
+  and its negatives take the slate's positions in seeded random order.
 * ``boards``: one per (user, category) among the user's saves, ``board_id = user_id * stride +
   category index`` (``stride`` = 100, or the next power of ten above the number of categories),
   ``topic`` = category, ``created_at`` = its first save. ``pin_board_edges``: one per save.

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pinrec.jobs.config import PinrecConfig
+from pinrec.jobs.features.holdout import holdout_days
 from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.fingerprint import code_hash, file_digest, fingerprint
 from pinrec.jobs.io.lake import as_location
@@ -104,7 +105,7 @@ def check_pipeline_can_run(summary, cfg: PinrecConfig) -> None:
     constant = {}
     if closeups >= impressions:
         constant["closeup"] = ("every landed impression has a closeup (no sampled negative impressions: "
-                               "dataset.negative_impressions=0)")
+                               "dataset.negative_impressions=0, or no pin left to draw)")
     if saves <= 0 or saves >= impressions:
         constant["save"] = (f"{'none' if saves <= 0 else 'every one'} of the {impressions:,} impressions is a save "
                             f"(saves: rating >= dataset.save_threshold; a log without ratings makes every "
@@ -120,17 +121,20 @@ def check_pipeline_can_run(summary, cfg: PinrecConfig) -> None:
         raise ValueError(f"dataset {cfg.dataset.path}: every interaction is on one day (dataset.timestamps="
                          f"{cfg.dataset.timestamps}; a log without time lands at 2000-01-01): the pipeline splits "
                          "by day and needs several. `pinrec eval-retrieval` works without time.")
-    held = cfg.training.validation_days + cfg.training.test_days
-    if summary.partition == "day" and days <= held:
-        raise ValueError(f"dataset {cfg.dataset.path}: its interactions fall on {days} day(s), which cannot hold "
-                         f"training.validation_days={cfg.training.validation_days} + training.test_days="
-                         f"{cfg.training.test_days} and leave a day to train on: lower them for this dataset")
+    if summary.partition == "day":  # (by month or year the event days are known after ingest: checked there)
+        try:
+            holdout_days(summary.rows.get("impressions", {}), cfg.training)
+        except ValueError as err:
+            raise ValueError(f"dataset {cfg.dataset.path}: {err}") from None
 
 
 def _bundle_config(cfg: PinrecConfig) -> dict:
     """The sections that shape a bundle: all but where things are stored, how Spark runs and the cache
     itself (a lake moved elsewhere still holds the same bundle)."""
     out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("cache", "storage", "spark")}
+    # the held-out days: resolved by the demo, null in a DAG task; the training set's Delta version carries them
+    out["training"] = {k: v for k, v in dataclasses.asdict(cfg.training).items()
+                       if k not in ("validation_days", "test_days")}
     out["publish"] = {k: v for k, v in dataclasses.asdict(cfg.publish).items() if k != "store_uri"}
     return out
 

@@ -176,13 +176,17 @@ def cmd_two_tower(args) -> int:
 
 def cmd_cf(args) -> int:
     from pinrec.jobs.cf.cf import train_cf
+    from pinrec.jobs.features.holdout import resolve_for
     from pinrec.jobs.graph.graph import evaluation_start
     from pinrec.jobs.ingest.days import event_days
     from pinrec.jobs.io.tracking import mlflow_artifact_root
 
     cfg = config_of(args)
-    cutoff = args.cutoff or evaluation_start(event_days(cfg.storage.location("landing"), catalog=_catalog(cfg)),
-                                             cfg.training.test_days)
+    if args.cutoff:
+        cutoff = args.cutoff
+    else:
+        days = event_days(cfg.storage.location("landing"), catalog=_catalog(cfg))
+        cutoff = evaluation_start(days, resolve_for(cfg, _catalog(cfg), days).training.test_days)
     spark, _ = spark_and_paths(cfg)
     print(train_cf(spark, cfg.storage.warehouse, cfg.cf, cfg.storage.mlflow_tracking_uri, cutoff=cutoff,
                    artifacts=cfg.storage.location("artifacts"), artifact_root=mlflow_artifact_root(cfg.storage)).render())

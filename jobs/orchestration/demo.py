@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pinrec.jobs.config import PinrecConfig, SparkConfig, s3_options
+from pinrec.jobs.features.holdout import resolve_for
 from pinrec.jobs.features.training_set import TrainingSetReport
 from pinrec.jobs.ingest.dataset_info import partition_granularity
 from pinrec.jobs.ingest.days import event_days, landed_partitions
@@ -199,6 +200,11 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
         echo(f"[ingest] cached: {len(reused)} {unit}(s) ({reused[0]}..{reused[-1]}) unchanged")
     # every step after ingest counts the days that hold events (those of a month partition, not its first day)
     days = event_days(cfg.storage.location("landing"), catalog=Catalog(spark, cfg.storage.warehouse))
+    # null training.validation_days / test_days: chosen from these days' impressions, once for every step
+    cfg = resolve_for(cfg, lambda: Catalog(spark, cfg.storage.warehouse), days)
+    steps.cfg = cfg
+    held = f"{cfg.training.validation_days} validation + {cfg.training.test_days} test"
+    echo(f"[demo] held out: the last {held} day(s) of {len(days)}")
     if granularity != "day":
         echo(f"[demo] {len(days)} day(s) with events: {days[0]} .. {days[-1]}")
     with timed("features"):

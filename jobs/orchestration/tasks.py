@@ -116,11 +116,23 @@ def training_window(cfg: PinrecConfig, day: dt.date) -> list[dt.date]:
 
     first = dt.date.min if cfg.training.window_days == 0 else day - dt.timedelta(days=cfg.training.window_days - 1)
     days = event_days(cfg.storage.location("landing"), first, day, lambda: Catalog(_spark(cfg), cfg.storage.warehouse))
-    needed = cfg.training.validation_days + cfg.training.test_days + 1
+    held = [n if n is not None else 1 for n in (cfg.training.validation_days, cfg.training.test_days)]
+    needed = sum(held) + 1  # a null number of held-out days: at least one
     if len(days) < needed:
         raise NotEnoughHistoryError(f"the training window ending {day} holds {len(days)} landed day(s); the split "
                                     f"needs at least {needed} (train + validation_days + test_days)")
     return days
+
+
+def window_config(cfg: PinrecConfig, day: dt.date) -> tuple[list[dt.date], PinrecConfig]:
+    """The training window ending at ``day`` (:func:`training_window`) and ``cfg`` with its held-out days
+    resolved over that window (:func:`~pinrec.jobs.features.holdout.resolve_for`): the training set,
+    the graph and CF of one run agree on them."""
+    from pinrec.jobs.features.holdout import resolve_for
+    from pinrec.jobs.io.catalog import Catalog
+
+    days = training_window(cfg, day)
+    return days, resolve_for(cfg, lambda: Catalog(_spark(cfg), cfg.storage.warehouse), days)
 
 
 def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
@@ -131,7 +143,7 @@ def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
     """
     from .step_cache import Cached
 
-    days = training_window(cfg, day)
+    days, cfg = window_config(cfg, day)
     steps = _steps(cfg)
     steps.ingest_fingerprints(_days_up_to(cfg, day))
     steps.features_fingerprints(days)  # (event days: a month landing's days each take their month's ingest)
@@ -169,9 +181,10 @@ def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:
 
     from .step_cache import Cached
 
+    days, cfg = window_config(cfg, day)
     steps = _steps(cfg)
     cutoff = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
-    eval_from = evaluation_start(training_window(cfg, day), cfg.training.test_days)
+    eval_from = evaluation_start(days, cfg.training.test_days)
     rows = steps.graph(cutoff, eval_from)
     out = {"day": day.isoformat(), "cutoff": cutoff.isoformat(), "eval_from": eval_from.isoformat(),
            "cache": _cache("graph", steps.fingerprints["graph"], isinstance(rows, Cached))}
@@ -205,7 +218,8 @@ def cf_factors(cfg: PinrecConfig, day: dt.date) -> dict:
     graph's ``eval_from``), written to ``<artifacts>/cf/<version>`` (:mod:`pinrec.jobs.cf.cf`)."""
     from pinrec.jobs.graph.graph import evaluation_start
 
-    cutoff = evaluation_start(training_window(cfg, day), cfg.training.test_days)
+    days, cfg = window_config(cfg, day)
+    cutoff = evaluation_start(days, cfg.training.test_days)
     steps = _steps(cfg)
     report = steps.cf(cutoff)
     log.info("[cf] %s", report.render())

@@ -31,7 +31,8 @@ class RetrievalEvalConfig:
     ``recent_half_life``: > 0 weights those items by ``0.5 ** (later items / recent_half_life)``
     (recency by position, not time: MovieLens users rate dozens of movies in one sitting). ``num_threads``:
     ``implicit``'s threads (0 = all cores). ``source``: which interactions the loaders read
-    (``impressions``, or actions of type ``closeup`` / ``save``).
+    (``impressions``, or actions of type ``closeup`` / ``save``; ``impressions`` of a dataset landed with
+    sampled negative impressions reads its closeups, one per interaction).
 
     ``tune``: choose the data-dependent settings on the dataset's own validation split first
     (:mod:`pinrec.jobs.retrieval.tuning`), within ``tune_budget_s`` wall seconds, from the declared

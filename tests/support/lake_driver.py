@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     features = build_features(spark, warehouse, days, cfg.features)
     training = build_training_set(spark, warehouse, days, cfg.training, cfg.seed)
     cutoff = dt.datetime.combine(days[-1] + dt.timedelta(days=1), dt.time())
-    graph = write_graph(spark, warehouse, cutoff, evaluation_start(days, cfg.training.test_days))
+    graph = write_graph(spark, warehouse, cutoff, evaluation_start(days, training.held_out_days["test"]))
     executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1  # minus the driver
     print(json.dumps({"valid": {r.table: r.rows_valid for r in reports}, "features": features,
                       "training_set": training.rows, "graph": graph, "executors": executors,

@@ -52,16 +52,18 @@ def test_negatives_are_fresh_distinct_available_and_seeded():
     assert not neg.equals(sample_negative_impressions(inter, pins, 3, seed=6).negatives)
 
 
-def test_negatives_follow_popularity_and_run_short_when_the_catalogue_does():
-    # pin 0 has 40 interactions, pins 1..40 none: pin 0 is drawn ~41/81 of the time for users who lack it
-    inter = pd.DataFrame({"user_id": np.arange(100, 140), "item_id": 0, "ts": ts("2021-01-01")})
-    inter = pd.concat([inter, pd.DataFrame({"user_id": np.arange(1, 401), "item_id": 41, "ts": ts("2021-01-01")})],
+def test_negatives_follow_popularity_known_by_then_and_run_short_when_the_catalogue_does():
+    # day 1: users 100..139 each engage pin 0; day 2: users 1..400 each engage pin 41
+    inter = pd.concat([pd.DataFrame({"user_id": np.arange(100, 140), "item_id": 0, "ts": ts("2021-01-01 12:00")}),
+                       pd.DataFrame({"user_id": np.arange(1, 401), "item_id": 41, "ts": ts("2021-01-02 12:00")})],
                       ignore_index=True)
     pins = pd.DataFrame({"pin_id": np.arange(42), "available": ts("2020-01-01")})
     neg = sample_negative_impressions(inter, pins, 1, seed=0).negatives
-    fresh = neg[neg["user_id"] < 100]  # the 400 users of pin 41: pin 0 weighs 41, pins 1..40 weigh 1 each
-    share = (fresh["item_id"] == 0).mean()
+    later = neg[neg["ts"] > ts("2021-01-02")]  # day 2: pin 0 weighs 1 + 40, pins 1..40 weigh 1 each
+    share = (later["item_id"] == 0).mean()
     assert 0.40 < share < 0.62, share
+    first = neg[neg["ts"] < ts("2021-01-02")]  # day 1: nothing engaged yet, pin 41's later 400 do not count
+    assert len(first) == 40 and (first["item_id"] == 41).sum() <= 5
     one = pd.DataFrame({"user_id": [1, 1], "item_id": [0, 1], "ts": ts("2021-01-01")})
     draw = sample_negative_impressions(one, pins.iloc[:3], 2, seed=0)  # only pin 2 is left for user 1
     assert draw.negatives["item_id"].tolist() == [2] and draw.short == 2
@@ -137,3 +139,15 @@ def test_a_log_file_without_ratings_lands_with_negatives_by_default(tmp_path):
     assert summary.negatives == 1 and 2 * len(inter) - 3 <= summary.labels["impressions"] < 2 * len(inter)
     assert read_dataset_info(tmp_path / "landing")["negative_impressions"] == 1
     assert load_log(path, tmp_path / "none", LogSpec(timestamp="ts"), negatives=0).labels["impressions"] == len(inter)
+
+
+def test_popularity_is_recounted_over_at_most_periods_whole_days():
+    from pinrec.jobs.ingest.negatives import PERIODS, _periods
+
+    day = 86_400 * 10**9
+    times = np.repeat(np.arange(200) * day, np.arange(200) % 7 + 1) + 3_600 * 10**9  # 200 days, uneven volume
+    period = _periods(times)
+    assert period.max() + 1 <= PERIODS and (np.diff(period) >= 0).all()
+    assert all(len(set(period[times // day == d])) == 1 for d in range(200))  # a day is never split
+    few = np.arange(5) * day
+    assert _periods(few).tolist() == [0, 1, 2, 3, 4]  # up to PERIODS days: one period per day

@@ -118,6 +118,6 @@ def test_a_dataset_on_too_few_days_fails_right_after_landing():
     labels = {"impressions": 6, "closeup": 6, "save": 2}
     with pytest.raises(ValueError, match=r"every interaction is on one day \(dataset.timestamps=auto"):
         check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 6}}, labels=labels), fine)
-    with pytest.raises(ValueError, match=r"on 2 day\(s\), which cannot hold training.validation_days=1 \+ "
-                                         r"training.test_days=1"):  # the defaults: 1 + 1
+    with pytest.raises(ValueError, match=r"2 day\(s\) with impressions cannot hold training.validation_days=1 \+ "
+                                         r"training.test_days=1"):  # null: at least one each
         check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3}}, labels=labels), fine)
