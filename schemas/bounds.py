@@ -11,6 +11,8 @@ enforcers that agree.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Any
 
 __all__ = ["bounded", "check_bounds", "describe"]
@@ -38,16 +40,36 @@ def describe(metadata: dict) -> str:
     return f"{_OPS[kind][0]} {bound:g}"
 
 
+def _declared(annotation: Any) -> tuple[str | None, bool]:
+    """(``"int"``, ``"float"`` or None, whether None is allowed) of a field's annotation (a string under
+    ``from __future__ import annotations``, e.g. ``"int | None"``)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    parts = {p.strip() for p in text.split("|")}
+    return ("int" if "int" in parts else "float" if "float" in parts else None), "None" in parts
+
+
 def check_bounds(obj: Any, section: str) -> None:
     """Raise ``ValueError("<section>.<field> must be <bounds>, got <value>")`` for the first field of
-    the dataclass ``obj`` whose value breaks the bounds :func:`bounded` declared (None is not checked;
-    a boolean is refused: it is a Python int, but a ``true`` typed for a bounded number is a mistake)."""
+    the dataclass ``obj`` whose value breaks the bounds :func:`bounded` declared, or the field's
+    declared type: an ``int`` field takes integers (numpy's too), a ``float`` field finite real numbers,
+    None only where the annotation allows it; a boolean is refused (it is a Python int, but a ``true``
+    typed for a bounded number is a mistake)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if value is None:
+        if not set(f.metadata) & set(_OPS):
             continue
-        if isinstance(value, bool) and set(f.metadata) & set(_OPS):  # bool is an int: True would pass ``ge=1``
-            raise ValueError(f"{section}.{f.name} must be a number, got {value!r}")
+        kind, optional = _declared(f.type)
+        if value is None:
+            if optional:
+                continue
+            raise ValueError(f"{section}.{f.name} must be {kind or 'a number'} {describe(f.metadata)}, got None")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # bool is an int: True would pass ``ge=1``
+            # a ValueError, as every config error: pydantic turns those (not TypeErrors) into its validation error
+            raise ValueError(f"{section}.{f.name} must be a number, got {value!r}")  # noqa: TRY004
+        if kind == "int" and not isinstance(value, numbers.Integral):
+            raise ValueError(f"{section}.{f.name} must be an integer {describe(f.metadata)}, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{section}.{f.name} must be a finite number {describe(f.metadata)}, got {value!r}")
         for kind, bound in f.metadata.items():
             if kind in _OPS and not _OPS[kind][1](value, bound):
                 raise ValueError(f"{section}.{f.name} must be {describe(f.metadata)}, got {value!r}")

@@ -105,7 +105,10 @@ def channel_key(name: str, channel: str) -> str:
 def _utc(value: dt.datetime, what: str) -> dt.datetime:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         raise ManifestError(f"{what} must be a timezone-aware datetime, got {value!r}")
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: before the first representable UTC instant
+        raise ManifestError(f"{what} {value.isoformat()} is out of the representable range in UTC") from None
 
 
 @dataclass(frozen=True)
@@ -370,7 +373,10 @@ def _from_plain(tp: Any, value: Any, where: str) -> Any:
         except (TypeError, ValueError):
             raise ManifestError(f"{where}: expected an ISO-8601 timestamp, got {value!r}") from None
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ManifestError(f"{where}: {value} is too large for a float") from None
     if tp in (int, float, str, bool) and type(value) is tp:
         return value
     raise ManifestError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {type(value).__name__} {value!r}")

@@ -67,6 +67,8 @@ class PinCatalog:
         self.ids = pins.column("pin_id").to_numpy().astype(np.int64)
         if np.any(np.diff(self.ids) <= 0):
             raise ValueError(f"{name}: pins must be sorted by unique pin_id")
+        if len(self.ids) and self.ids[0] < 0:  # faiss marks a missing neighbour with -1
+            raise ValueError(f"{name}: pin_id must be >= 0, got {self.ids[0]}")
         enc = pc.dictionary_encode(pins.column("category").combine_chunks())
         self.categories = pa.concat_arrays([enc.dictionary.cast(pa.string()), pa.nulls(1, pa.string())])
         self.category_names = self.categories.to_pylist()

@@ -51,6 +51,7 @@ faiss, onnxruntime.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 import time
@@ -155,12 +156,16 @@ class RecommendConfig:
                 or not set(self.channels) <= set(CHANNELS)):
             raise ValueError(f"recommend.channels must be distinct names from {CHANNELS}, got {self.channels!r}")
         check_bounds(self, "recommend")
-        unknown = sorted(set(self.quotas) - set(CHANNELS))
-        bad = {c: n for c, n in self.quotas.items() if not isinstance(n, int) or isinstance(n, bool) or n < 0}
+        if not isinstance(self.quotas, Mapping):  # ValueError, as every config error (pydantic wraps only those)
+            raise ValueError(  # noqa: TRY004
+                f"recommend.quotas must map channels of {CHANNELS} to counts >= 0, got {self.quotas!r}")
+        unknown = sorted(set(self.quotas) - set(CHANNELS), key=repr)
+        bad = {c: n for c, n in self.quotas.items()
+               if not isinstance(n, numbers.Integral) or isinstance(n, bool | np.bool_) or n < 0}
         if unknown or bad:
             raise ValueError(f"recommend.quotas maps channels of {CHANNELS} to counts >= 0; "
                              f"unknown channels {unknown}, bad counts {bad}")
-        if not self.trending_by.startswith("pin__"):
+        if not isinstance(self.trending_by, str) or not self.trending_by.startswith("pin__"):
             raise ValueError(f"recommend.trending_by must be a pin feature column (pin__...), got {self.trending_by!r}")
 
 
@@ -220,6 +225,9 @@ class Recommender:
             raise ValueError("the feature snapshot has no 'user' view: no saves, no user features")
         self._ranker = self._session(bundle)
         pins = self.pins = PinCatalog(bundle.pins, f"bundle {bundle.name}/{bundle.version}")
+        if not pins.eligible.any():  # every feed would be empty
+            raise ValueError(f"bundle {bundle.name}/{bundle.version} has no pin it may serve ({len(pins)} pins, "
+                             "none without the nsfw or blocked flag)")
         self._pin_ids, self._cat, self._categories, self._eligible = pins.ids, pins.cat, pins.categories, pins.eligible
         self._category_names, self._category_code, self._rows = pins.category_names, pins.category_code, pins.rows
         path = _extra(bundle, EMBEDDINGS_FILE)
@@ -227,6 +235,10 @@ class Recommender:
         if self.embeddings is not None and self.embeddings.shape != (len(self._pin_ids), self.index.d):
             raise ValueError(f"{EMBEDDINGS_FILE} is {self.embeddings.shape}, expected "
                              f"({len(self._pin_ids)}, {self.index.d}): one row per pin, the index's dimension")
+        if self.embeddings is not None and not np.isfinite(self.embeddings).all():  # ANN and MMR would go quiet
+            bad = int((~np.isfinite(self.embeddings)).any(axis=1).sum())
+            raise ValueError(f"bundle {bundle.name}/{bundle.version}: {EMBEDDINGS_FILE} holds {bad} row(s) with "
+                             "NaN or inf")
         self._two_tower = self._open_two_tower(bundle)
         cf_paths = [_extra(bundle, name) for name in CF_FILES]
         self._cf = CfChannel(*cf_paths) if all(cf_paths) else None
@@ -303,6 +315,10 @@ class Recommender:
         if view is None or view.meta.entities != ("pin_id",) or self.config.trending_by not in view.values.column_names:
             missing["category"] = missing["trending"] = \
                 f"the feature snapshot's pin view has no {self.config.trending_by!r} (recommend.trending_by)"
+        elif not pa.types.is_integer(t := view.values.schema.field(self.config.trending_by).type) \
+                and not pa.types.is_floating(t):
+            missing["category"] = missing["trending"] = \
+                f"recommend.trending_by {self.config.trending_by!r} is {t}, not a number to rank pins by"
         return missing
 
     def _open_two_tower(self, bundle) -> TwoTowerChannel | None:
@@ -461,6 +477,9 @@ class Recommender:
         ``timings``: filled with the seconds of each of :data:`STAGES`. A malformed argument
         raises :class:`~pinrec.export.serving.serving_request.RequestError` (a ValueError) naming it."""
         k, query, exclude = check_k(k), check_query(query, self.index.d), check_ids(exclude)
+        if timings is not None and not isinstance(timings, dict):
+            raise RequestError(f"timings must be a dict (filled with seconds per stage) or None, got "
+                               f"{type(timings).__name__}")
         t0 = time.perf_counter()
         req = self._request(user, context, recent)
         t1 = time.perf_counter()
@@ -494,18 +513,24 @@ class Recommender:
     def probe(self) -> None:
         """Answer requests as serving would (a cold start and the first user of the snapshot with
         saves among its first 100 rows, else its first user); raise unless each answers
-        Recommendations with finite scores. :class:`LoaderRecommender` runs it before a refresh."""
+        Recommendations with finite scores, and at least one of them some. :class:`LoaderRecommender`
+        runs it before a refresh."""
         users: list[int | None] = [None]
         view = self._users.view if self._users is not None else None
         if view is not None and view.num_rows and view.key_kinds == ("int",):  # the key is the user id
             pos = next((p for p in range(min(100, view.num_rows)) if len(self._users.saves(p))), 0)
             users.append(int(view.keys[pos]))
+        answered = 0
         for user in users:
             out = self.recommend(user, k=10)
             bad = [r for r in out if not np.isfinite(r.score)]
             if bad:
                 raise ValueError(f"bundle {self.bundle.name}/{self.bundle.version}: the probe request for user "
                                  f"{user} got {bad[:3]} (scores must be finite)")
+            answered += bool(out)
+        if not answered:
+            raise ValueError(f"bundle {self.bundle.name}/{self.bundle.version}: no probe request (users {users}) got "
+                             f"a recommendation from channels {list(self.channels)}")
 
     def __repr__(self) -> str:
         cfg = self.config
@@ -542,6 +567,10 @@ class LoaderRecommender:
     def _check(self, bundle) -> None:
         rec = Recommender(bundle, self.config)
         serving = self._current
+        ready = self._ready  # before the first request, the one the check built for the bundle serving now
+        if (serving is None or serving.bundle is not self.loader.bundle) and ready is not None \
+                and ready.bundle is self.loader.bundle:
+            serving = ready
         lost = [c for c in serving.channels if c not in rec.channels] if serving is not None else []
         if lost:  # channels unset: a new version must not silently serve less than the one serving now
             raise ValueError(f"bundle {bundle.name}/{bundle.version} cannot serve channels {lost} that "

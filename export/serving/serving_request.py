@@ -80,8 +80,8 @@ def parse(user: Any, context: Any) -> tuple[int | None, dt.datetime | None, dict
         raise RequestError(f"unknown context keys {unknown}; allowed: {[*CONTEXT, 'now']}")
     now = context.pop("now", None)
     if now is not None:
-        if not isinstance(now, dt.datetime):
-            raise RequestError(f"context['now'] must be a datetime, got {type(now).__name__}")
+        if not isinstance(now, dt.datetime) or not isinstance(now.year, int):  # pandas' NaT: a datetime, year NaN
+            raise RequestError(f"context['now'] must be a datetime, got {now!r:.80}")
         try:
             utc = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now.astimezone(dt.UTC)
         except OverflowError:
@@ -231,6 +231,10 @@ class Frames:
     def request(self, user: int | None, context: Mapping[str, Any] | None) -> Request:
         user, now, context = parse(user, context)
         now_us = int(to_micros(now)[0]) if now is not None else int(to_micros(self._cutoff)[0])
+        if now is not None and now_us < int(to_micros(self._cutoff)[0]):
+            raise RequestError(f"context['now'] = {now.isoformat()} is before the snapshot's cut-off "
+                               f"{self._cutoff.isoformat()}: it cannot serve an earlier time (values known later "
+                               "would leak)")
         if self._users is not None:  # the snapshot serves: precomputed rows
             pos = self._users.find(user, now)
             top = self._users.top_code(pos)

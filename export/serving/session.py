@@ -59,6 +59,8 @@ NO_SESSION = Session({a: _EMPTY for a in SESSION_ACTIONS}, _EMPTY)
 
 
 def _micros(ts: Any, where: str) -> int:
+    if isinstance(ts, dt.datetime) and not isinstance(ts.year, int):  # pandas' NaT: a datetime whose year is NaN
+        raise RequestError(f"{where}: ts must be a time, got {ts!r}")
     if isinstance(ts, dt.datetime):
         try:
             utc = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)

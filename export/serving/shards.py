@@ -30,6 +30,7 @@ import faiss
 import numpy as np
 
 from pinrec.export.index_choice import (
+    METRICS,
     DuplicateIdError,
     EmptyCorpusError,
     check_ids,
@@ -237,6 +238,15 @@ class ShardedIndex:
             raise ValueError("a ShardedIndex needs at least one shard")
         if len({s.d for s in shards}) != 1:
             raise ValueError(f"shards disagree on d: {sorted({s.d for s in shards})}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}")
+        # the merge keeps the highest scores unless l2: a label that disagrees with the shards serves the farthest
+        want = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        if any(s.metric_type != want for s in shards):
+            raise ValueError(f"metric {metric!r} disagrees with the shards' faiss metric types "
+                             f"{sorted({int(s.metric_type) for s in shards})} (METRIC_INNER_PRODUCT=0, METRIC_L2=1)")
+        if params is not None and not isinstance(params, dict):
+            raise ValueError(f"search_params must be an object of name -> int, got {type(params).__name__}")
         self.shards, self.metric, self.d = shards, metric, shards[0].d
         self.params: dict[str, int] = {}
         self.manifest: dict | None = None

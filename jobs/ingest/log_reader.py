@@ -6,7 +6,7 @@ Columns are mapped by name (:class:`LogSpec`); a file without a header names its
 ``LogSpec.names``. Files: CSV / TSV (unless ``sep`` is given, the separator is guessed from the first
 line: tab, else ``::``, else the most frequent of comma, ``;`` and ``|``), JSON lines (``.json``, ``.jsonl``, ``.ndjson``), Parquet;
 compressed (``.gz``...) too; text is UTF-8, else read as Latin-1 (every byte one character, so that
-distinct ids never merge). Ids: plain integers (no leading zero, ``|id| <`` :data:`MAX_KEPT_ID`) are kept as
+distinct ids never merge). Ids: plain non-negative integers (no leading zero, below :data:`MAX_KEPT_ID`) are kept as
 they are; any other id (strings, floats, zero-padded numbers such as ``007``, which must not merge
 with ``7``, and huge ones such as 64-bit snowflake ids, whose board ids would overflow) is replaced by
 its 1-based rank among the sorted distinct values, and the mapping is returned
@@ -200,10 +200,11 @@ def _looks_like_a_value(column: str) -> bool:
 
 
 def _int_ids(values: pd.Series) -> np.ndarray | None:
-    """(N,) int64 when every value is a plain integer (an integer column, or text like ``42`` / ``-7``
-    without a leading zero) with ``|id| <`` :data:`MAX_KEPT_ID`; else None."""
+    """(N,) int64 when every value is a plain non-negative integer (an integer column, or text like
+    ``42`` without a leading zero) below :data:`MAX_KEPT_ID`; else None (a negative id is renumbered:
+    faiss marks a missing neighbour with -1)."""
     if pd.api.types.is_integer_dtype(values):
-        if len(values) and (values.max() >= MAX_KEPT_ID or values.min() <= -MAX_KEPT_ID):
+        if len(values) and (values.max() >= MAX_KEPT_ID or values.min() < 0):
             return None
         return values.to_numpy(np.int64)
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):

@@ -71,6 +71,8 @@ def test_created_at_is_normalised_to_utc_and_must_be_aware():
     (lambda d: d["files"][0].update(size=True), "expected int, got bool"),
     (lambda d: d["blessing"].update(blessed=1), "expected bool, got int"),
     (lambda d: d.update(created_at="yesterday"), "ISO-8601"),
+    (lambda d: d.update(created_at="0001-01-01T00:00:00+01:00"), "out of the representable range"),
+    (lambda d: d["metrics"].update(recall_at_k=10**400), "too large for a float"),
     (lambda d: d.update(format_version=2), "format_version 2 is not supported"),
     (lambda d: d.pop("format_version"), "format_version None is not supported"),
     (lambda d: d["files"][1].update(path="../../etc/passwd"), "unsafe"),
@@ -145,6 +147,10 @@ def test_channel_pointer_round_trip_and_checks():
         dataclasses.replace(p, manifest_sha256="0")
     with pytest.raises(ManifestError, match="not valid JSON"):
         ChannelPointer.from_json(p.to_json()[:-3])
+    early = json.loads(p.to_json())
+    early["moved_at"] = "0001-01-01T00:00:00+01:00"
+    with pytest.raises(ManifestError, match="moved_at .* out of the representable range"):
+        ChannelPointer.from_json(json.dumps(early))
 
 
 def test_schemas_import_with_the_base_install_only():

@@ -11,7 +11,9 @@ import textwrap
 
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pinrec.export.build.publish import publish
@@ -377,6 +379,11 @@ BAD_REQUESTS = [  # (args, kwargs, the message naming the field and what it allo
     ((1,), {"k": True}, r"k must be an int >= 1 \(not a bool\), got True"),
     ((1,), {"k": np.int64(0)}, r"k must be an int >= 1"),
     ((1,), {"k": "5"}, r"k must be an int >= 1"),
+    ((1, {"now": dt.datetime(1990, 1, 10, tzinfo=dt.UTC)}), {},
+     r"context\['now'\] = 1990-01-10T00:00:00\+00:00 is before the snapshot's cut-off"),
+    ((1, {"now": pd.NaT}), {}, r"context\['now'\] must be a datetime, got NaT"),
+    ((1,), {"recent": [(5, "save", pd.NaT)]}, r"ts must be a time, got NaT"),
+    ((1,), {"timings": []}, r"timings must be a dict .* got list"),
 ]
 
 
@@ -427,6 +434,20 @@ def test_config_validation():
         RecommendConfig(mmr_lambda=1.5)
     with pytest.raises(ValueError, match="trending_by"):
         RecommendConfig(trending_by="saves_30d")
+    for field, value, message in (("ann_candidates", None, "must be int >= 1, got None"),
+                                  ("ann_candidates", 1.5, "must be an integer >= 1, got 1.5"),
+                                  ("ann_candidates", "5", "must be a number, got '5'"),
+                                  ("fresh_candidates", 2.5, "must be an integer"),
+                                  ("ranker_threads", 2.0, "must be an integer"),
+                                  ("category_cap", None, "must be int >= 0, got None"),
+                                  ("rrf_k", float("inf"), "must be a finite number"),
+                                  ("mmr_lambda", float("nan"), "must be a finite number"),
+                                  ("quotas", None, "recommend.quotas must map channels"),
+                                  ("trending_by", 5, "trending_by must be a pin feature column")):
+        with pytest.raises(ValueError, match=rf"recommend.{field} {message}" if field != "quotas" and
+                           field != "trending_by" else message):
+            RecommendConfig(**{field: value})
+    assert RecommendConfig(quotas={"ann": np.int64(3)}, ann_candidates=np.int64(7)).quotas == {"ann": 3}
 
 
 def test_channels_unset_leave_out_what_the_bundle_cannot_serve(bundle):
@@ -437,6 +458,9 @@ def test_channels_unset_leave_out_what_the_bundle_cannot_serve(bundle):
     with pytest.raises(ValueError, match=r"names \['trending'\], which this bundle cannot serve: trending: the "
                                          r"feature snapshot's pin view has no 'pin__no_such_feature'"):
         Recommender(bundle, dataclasses.replace(no_trending, channels=("ann", "trending")))
+    text = RecommendConfig(trending_by="pin__category", channels=("ann", "trending"))  # a string column
+    with pytest.raises(ValueError, match=r"trending: recommend.trending_by 'pin__category' is string, not a number"):
+        Recommender(bundle, text)
 
 
 def test_a_bundle_without_embeddings(tmp_path):
@@ -478,11 +502,29 @@ def _empty_encoder(folder):
     return files
 
 
+def _nan_embeddings(folder):
+    files = write_candidate(folder)
+    x = embeddings().copy()
+    x[3] = np.nan
+    np.save(folder / "pin_embeddings.npy", x, allow_pickle=False)
+    return files
+
+
+def _all_blocked(folder):
+    files = write_candidate(folder)
+    pins = pq.read_table(folder / "pins.parquet")
+    pq.write_table(pins.set_column(pins.schema.get_field_index("blocked"), "blocked",
+                                   pa.array([True] * pins.num_rows)), folder / "pins.parquet")
+    return files
+
+
 CANNOT_SERVE = {  # a version the loader accepts but Recommender cannot build
     "no pin_embeddings": (lambda folder: write_candidate(folder, with_embeddings=False),
                           (r"cannot serve channels \['ann'\] that v1 serves: ann: bundle homefeed/v2 carries no "
                            r"extra/pin_embeddings.npy")),
     "encoder {}": (_empty_encoder, r"not a pinrec encoder"),
+    "NaN embedding": (_nan_embeddings, r"pin_embeddings.npy holds 1 row\(s\) with NaN or inf"),
+    "every pin blocked": (_all_blocked, r"has no pin it may serve"),
 }
 
 
@@ -524,6 +566,19 @@ def test_a_refresh_to_a_version_that_cannot_serve_keeps_the_old_one(tmp_path, mo
     assert loader.refresh() is True and built == ["v2", "v3"]  # the loader held its check weakly
 
 
+def test_a_version_serving_fewer_channels_is_refused_before_the_first_request_too(tmp_path):
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", write_candidate(tmp_path / "c1"), metrics(), LINEAGE, version="v1", now=T0,
+            blessing=GATE)
+    loader = Loader(store.uri, "homefeed")
+    follow = Recommender.from_loader(loader)  # no request yet
+    publish(store, "homefeed", write_candidate(tmp_path / "c2", with_embeddings=False), metrics(recall=0.31), LINEAGE,
+            version="v2", now=T0, blessing=GATE)
+    with pytest.raises(BundleError, match=r"cannot serve channels \['ann'\] that v1 serves"):
+        loader.refresh()
+    assert loader.version == "v1" and "ann" in follow.current().channels
+
+
 def test_the_probe_asks_a_cold_and_a_known_user_and_refuses_non_finite_scores(bundle, monkeypatch):
     r = rec(bundle)
     asked, answer = [], r.recommend
@@ -538,6 +593,9 @@ def test_the_probe_asks_a_cold_and_a_known_user_and_refuses_non_finite_scores(bu
     nan = dataclasses.replace(answer(1, k=1)[0], score=float("nan"))
     monkeypatch.setattr(r, "recommend", lambda user, **kwargs: [nan])
     with pytest.raises(ValueError, match=r"homefeed/v1: the probe request for user None got .*scores must be finite"):
+        r.probe()
+    monkeypatch.setattr(r, "recommend", lambda user, **kwargs: [])  # every feed empty: nothing to serve
+    with pytest.raises(ValueError, match=r"homefeed/v1: no probe request \(users \[None, 1\]\) got a recommendation"):
         r.probe()
 
 

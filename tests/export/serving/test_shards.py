@@ -178,6 +178,20 @@ def test_flat_shards_have_no_search_params():
         index.set_search_params(nprobe=4)
 
 
+def test_a_metric_that_disagrees_with_the_shards_is_refused():
+    # an L2 index labelled "ip" (or anything not "l2") would merge shards keeping the farthest hits
+    x = clustered(10)
+    shards = build_shards(trained("IDMap,Flat", faiss.METRIC_L2, x), x, np.arange(10), 2)
+    for label, message in (("ip", "disagrees with the shards"), ("cosine", "disagrees"),
+                           ("euclidean", "metric must be one of"), (None, "metric must be one of")):
+        with pytest.raises(ValueError, match=message):
+            ShardedIndex(shards, label)
+    inner = build_shards(trained("IDMap,Flat", faiss.METRIC_INNER_PRODUCT, x), x, np.arange(10), 2)
+    assert ShardedIndex(inner, "cosine").metric == "cosine" and ShardedIndex(shards, "l2").metric == "l2"
+    with pytest.raises(ValueError, match="search_params must be an object"):
+        ShardedIndex(shards, "l2", ["nprobe", 4])
+
+
 @pytest.fixture()
 def ivf_folder(tmp_path):
     x = clustered(3000)

@@ -178,6 +178,11 @@ def test_zero_padded_and_huge_ids_are_renumbered_not_merged_or_overflowed(tmp_pa
     frame = pd.DataFrame({"user_id": np.array([1, 2 ** 63 + 5], np.uint64), "item_id": [10, 11]})
     frame.to_parquet(tmp_path / "big.parquet")
     assert read_log(tmp_path / "big.parquet").user_ids["value"].tolist() == ["1", str(2 ** 63 + 5)]
+    # negative ids (text or integer column) are renumbered: faiss marks a missing neighbour with -1
+    read = read_log(write(tmp_path, "user_id,item_id\n1,-1\n2,5\n"))
+    assert read.item_ids["value"].tolist() == ["-1", "5"] and (read.log.items["item_id"] > 0).all()
+    pd.DataFrame({"user_id": [-3, 4], "item_id": [10, 11]}).to_parquet(tmp_path / "neg.parquet")
+    assert read_log(tmp_path / "neg.parquet").user_ids["value"].tolist() == ["-3", "4"]
 
 
 def test_huge_user_ids_land_on_distinct_boards(tmp_path):
