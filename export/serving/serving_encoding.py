@@ -248,6 +248,9 @@ class ServingEncoder:
         found = rows >= 0
         take = np.maximum(rows, 0)
         fresh = view.fresh(view.fts_us[take] if view.num_rows else np.zeros(len(rows), np.int64), found, req.now)
+        if not view.num_rows:  # an empty view (no user x category row in the snapshot): every value missing
+            return (np.broadcast_to(mc, (len(codes), *np.shape(mc))).copy(),
+                    np.broadcast_to(md, (len(codes), *np.shape(md))).copy())
         return np.where(fresh[:, None], c_[take], mc), np.where(fresh[:, None], d_[take], md)
 
     def _embed(self, req, rows: np.ndarray, dense: np.ndarray) -> None:

@@ -23,6 +23,7 @@ from pinrec.export.encoding import (
 from pinrec.export.serving.embedding_features import EmbeddingTable
 from pinrec.export.serving.feature_store import (
     FeatureSnapshot,
+    snapshot_file_name,
 )
 from pinrec.export.serving.loader import BundleError, Loader, load
 from pinrec.export.serving.recommend import (
@@ -564,6 +565,29 @@ def test_a_refresh_to_a_version_that_cannot_serve_keeps_the_old_one(tmp_path, mo
     publish(store, "homefeed", write_candidate(tmp_path / "c4"), metrics(recall=0.33), LINEAGE, version="v4", now=T0,
             blessing=GATE)
     assert loader.refresh() is True and built == ["v2", "v3"]  # the loader held its check weakly
+
+
+def test_an_empty_user_category_view_serves_every_value_as_missing(tmp_path):
+    # a snapshot without any user x category row (a quiet last day): the fast path indexed an empty array
+    files = write_candidate(tmp_path / "c")
+    path = tmp_path / "c" / snapshot_file_name("user_category")
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, 0).replace_schema_metadata(table.schema.metadata), path)
+    store = Store(str(tmp_path / "store"))
+    publish(store, "homefeed", files, metrics(), LINEAGE, version="v1", now=T0, blessing=GATE)
+    empty = Recommender(load(store.uri, "homefeed"))
+    assert empty._frames.features.view("user_category").num_rows == 0
+    full = Recommender(load(published_store(tmp_path), "homefeed"))
+    # user 3 has no user x category row in either bundle: the same feed
+    assert empty.recommend(3, CONTEXT, k=5) == full.recommend(3, CONTEXT, k=5)
+    assert len(empty.recommend(1, CONTEXT, k=5)) == 5
+
+
+def published_store(tmp_path):
+    store = Store(str(tmp_path / "full"))
+    publish(store, "homefeed", write_candidate(tmp_path / "f"), metrics(), LINEAGE, version="v1", now=T0,
+            blessing=GATE)
+    return store.uri
 
 
 def test_a_version_serving_fewer_channels_is_refused_before_the_first_request_too(tmp_path):

@@ -71,11 +71,12 @@ def test_negatives_are_sampled_within_sessions_with_a_positive(spark):
 
 def test_split_is_temporal_and_refuses_too_few_days():
     days = [dt.date(2026, 1, d) for d in (3, 1, 2, 4)]
-    assert split_days(days, TrainingSetConfig()) == {
+    one_each = TrainingSetConfig(validation_days=1, test_days=1)
+    assert split_days(days, one_each) == {
         dt.date(2026, 1, 1): "train", dt.date(2026, 1, 2): "train",
         dt.date(2026, 1, 3): "validation", dt.date(2026, 1, 4): "test"}
     with pytest.raises(ValueError, match="still leave a training day"):
-        split_days(days[:2], TrainingSetConfig())
+        split_days(days[:2], one_each)
 
 
 @pytest.fixture(scope="module")
