@@ -250,7 +250,8 @@ class DatasetConfig:
     a dataset with more days than that lands by calendar month, or by year (each event still
     ingested into its own day); 0: one partition per day. ``negative_impressions``: impressions of
     pins the user never interacted with, sampled per interaction (:mod:`pinrec.jobs.ingest.negatives`;
-    null: 1 for a log whose every interaction is a save, such as an implicit log, else 0).
+    null: 1 when ``ranker.tasks`` holds ``closeup`` or every interaction is a save, such as an implicit
+    log; else 0).
     """
 
     kind: Literal["synthetic", "movielens-100k", "log"] = "synthetic"

@@ -81,6 +81,17 @@ MODULES = {
 }
 
 
+def landing_dataset(cfg: PinrecConfig):
+    """``cfg.dataset`` as the pipeline lands it: ``negative_impressions`` null becomes 1 when the ranker
+    learns ``closeup`` (a landed log has a closeup on every interaction: without impressions nobody
+    engaged with, that task would have one label value); otherwise it stays null, which the landing
+    resolves from the data (1 for a log whose every interaction is a save, else 0)."""
+    ds = cfg.dataset
+    if ds.negative_impressions is None and "closeup" in cfg.ranker.tasks:
+        return dataclasses.replace(ds, negative_impressions=1)
+    return ds
+
+
 def fill_landing(cfg: PinrecConfig):
     """Write the configured source into the landing zone (no cache: :meth:`Steps.landing` is the cached step)."""
     if cfg.dataset.kind == "synthetic":
@@ -89,7 +100,7 @@ def fill_landing(cfg: PinrecConfig):
         return generate(cfg.synthetic, cfg.storage.location("landing"), seed=cfg.seed)
     from pinrec.jobs.ingest.log_reader import land_configured
 
-    summary = land_configured(cfg.dataset, cfg.storage.location("landing"))
+    summary = land_configured(landing_dataset(cfg), cfg.storage.location("landing"))
     check_pipeline_can_run(summary, cfg)
     return summary
 
@@ -212,7 +223,8 @@ class Steps:
                 files = [] if source is None else source.files_below() if source.is_dir() else [source]
                 inputs |= {tag + f.path[len(source.path):]: file_digest(f, self.spark) for f in files}
             fp = fingerprint("landing", code=code_hash("pinrec.jobs.ingest.log_reader"),  # its closure: datasets too
-                             config={k: v for k, v in dataclasses.asdict(cfg.dataset).items() if k not in ("path", "items")},
+                             config={k: v for k, v in dataclasses.asdict(landing_dataset(cfg)).items()
+                                     if k not in ("path", "items")},
                              inputs=inputs)
         self.fingerprints["landing"] = fp
         marker = root / LANDING_MARKER

@@ -81,8 +81,10 @@ def cmd_load_dataset(args) -> int:
              "rating": "rating_column", "weight": "weight_column", "items": "items",
              "category": "category_column", "labels": "labels_column", "timestamps": "timestamps",
              "max_partitions": "max_partitions", "negative_impressions": "negative_impressions", "kind": "kind", "path": "path"}
+    from .cached_steps import landing_dataset
+
     cfg = config_of(args, {f"dataset.{key}": getattr(args, flag, None) for flag, key in flags.items()})
-    ds = cfg.dataset
+    ds = landing_dataset(cfg)
     if ds.kind == "synthetic" or not ds.path:
         raise ConfigError("load-dataset needs --kind (movielens-100k or log) and --path to the dataset")
     _print_landed(land_configured(ds, cfg.storage.location("landing")))

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-partitions", type=int, help="at most this many partitions per table: more days land "
                                                       "by month or year (sets dataset.max_partitions; 0: one per day)")
     p.add_argument("--negative-impressions", type=int, help="sampled negative impressions per interaction (sets "
-                                                 "dataset.negative_impressions; default: 1 when every interaction "
-                                                 "is a save, else 0)")
+                                                 "dataset.negative_impressions; default: 1 when ranker.tasks holds "
+                                                 "closeup or every interaction is a save, else 0)")
 
     p = _leaf(sub, "ingest", "ingest", [common], help="validate landed days into Delta; bad rows go to quarantine")
     p.add_argument("--date", type=_date, help="one day (YYYY-MM-DD); its mandatory partitions must exist")

@@ -36,7 +36,7 @@ def write_bundle_files(folder: Path, seed: int = 0, dim: int = 8, shards: int = 
         index.add(part)
         shard_paths.append(str(folder / f"shard_{i:03d}.faiss"))
         faiss.write_index(index, shard_paths[-1])
-    (folder / "index.json").write_text(json.dumps({"dim": dim, "metric": "inner_product",
+    (folder / "index.json").write_text(json.dumps({"dim": dim, "metric": "ip",
                                                     "shards": [Path(p).name for p in shard_paths]}))
     w = rng.standard_normal((4, 1)).astype(np.float32)
     graph = helper.make_graph(

@@ -41,7 +41,7 @@ def test_load_opens_every_part(store, candidate):
     _publish(store, files, "v1")
     bundle = _open(store)
     assert (bundle.name, bundle.version, len(bundle.shards), bundle.ntotal) == ("homefeed", "v1", 2, 100)
-    assert bundle.index_meta == {"dim": 8, "metric": "inner_product", "shards": ["shard_000.faiss", "shard_001.faiss"]}
+    assert bundle.index_meta == {"dim": 8, "metric": "ip", "shards": ["shard_000.faiss", "shard_001.faiss"]}
     assert bundle.encoder == {"features": ["a", "b", "c", "d"], "seed": 0}
     q = xb[:3] + 0.01
     exact = faiss.IndexFlatIP(8)

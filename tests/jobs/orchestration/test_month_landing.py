@@ -121,3 +121,17 @@ def test_a_dataset_on_too_few_days_fails_right_after_landing():
     with pytest.raises(ValueError, match=r"2 day\(s\) with impressions cannot hold training.validation_days=1 \+ "
                                          r"training.test_days=1"):  # null: at least one each
         check_pipeline_can_run(LandingSummary(rows={"impressions": {DAY1: 3, DAY2: 3}}, labels=labels), fine)
+
+
+def test_a_closeup_task_makes_the_landing_sample_negative_impressions():
+    from pinrec.jobs.config import load_config
+    from pinrec.jobs.orchestration.cached_steps import landing_dataset
+
+    def ds(tasks, **dataset):
+        return landing_dataset(load_config(overrides={"dataset": {"kind": "log", "path": "log.csv", **dataset},
+                                                      "ranker": {"tasks": tasks}}))
+
+    assert ds(["save", "closeup"]).negative_impressions == 1  # every landed interaction has a closeup
+    assert ds(["save"]).negative_impressions is None  # the data decides: 1 for an implicit log, else 0
+    assert ds(["save", "closeup"], negative_impressions=0).negative_impressions == 0  # as set
+    assert ds(["save"], negative_impressions=3).negative_impressions == 3
