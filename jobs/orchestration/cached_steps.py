@@ -234,12 +234,14 @@ class Steps:
         intact = bool(meta.get("files")) and all(current.get(k) == v for k, v in meta["files"].items())
         if self.cache.hit("landing", fp, meta.get("fingerprint") if intact else None):
             rows = {t: {dt.date.fromisoformat(d): n for d, n in per.items()} for t, per in meta["rows"].items()}
-            summary = LandingSummary(rows, meta["faults"], meta["duplicates"], meta.get("partition", "day"))
+            summary = LandingSummary(rows, meta["faults"], meta["duplicates"], meta.get("partition", "day"),
+                                     meta.get("labels", {}), meta.get("negatives", 0))
             return Cached("landing", fp, f"{sum(map(len, rows.values()))} partitions", summary)
         summary = self._fill()
         marker.write_text(json.dumps({
             "fingerprint": fp, "files": self.landing_digests(), "faults": summary.faults,
-            "duplicates": summary.duplicates, "partition": summary.partition,
+            "duplicates": summary.duplicates, "partition": summary.partition, "labels": summary.labels,
+            "negatives": summary.negatives,
             "rows": {t: {d.isoformat(): n for d, n in per.items()} for t, per in summary.rows.items()}},
             sort_keys=True))
         return summary

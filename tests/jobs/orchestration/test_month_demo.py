@@ -82,6 +82,7 @@ def test_the_landing_step_lands_a_configured_log_and_reuses_it_until_the_log_or_
     assert not isinstance(first, Cached) and first.partition == "month" and len(first.rows["impressions"]) == 5
     again = landing()
     assert isinstance(again, Cached) and again.output.partition == "month" and again.output.rows == first.rows
+    assert again.output.labels == first.labels and again.output.labels["closeup"] == first.labels["impressions"]
     items = data / "items.csv"
     items.write_text(items.read_text().replace(",c3\n", ",c2\n"))  # the item file is an input too
     relanded = landing()
