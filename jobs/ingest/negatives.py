@@ -71,11 +71,13 @@ class _Taken:
                 out &= known[at] != keys
         return out
 
-    def add(self, keys: np.ndarray) -> None:
-        self.recent = np.union1d(self.recent, keys)
+    def add(self, keys: np.ndarray) -> None:  # ``keys``: distinct and fresh, so a sorted insert keeps them unique
+        keys = np.sort(keys)
+        self.recent = np.insert(self.recent, np.searchsorted(self.recent, keys), keys)
 
-    def settle(self) -> None:  # one merge per period, not per round
-        self.sorted, self.recent = np.union1d(self.sorted, self.recent), np.zeros(0, np.int64)
+    def settle(self) -> None:  # one merge per period, not per round (a linear insert, not a sort of both)
+        self.sorted = np.insert(self.sorted, np.searchsorted(self.sorted, self.recent), self.recent)
+        self.recent = np.zeros(0, np.int64)
 
 
 def sample_negative_impressions(inter: pd.DataFrame, pins: pd.DataFrame, per_interaction: int,
