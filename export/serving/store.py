@@ -132,6 +132,10 @@ class Store:
     """Files under one root URI, addressed by relative POSIX keys (``bundles/x/v1/manifest.json``)."""
 
     def __init__(self, uri: str, s3: S3Options | None = None) -> None:
+        if isinstance(uri, os.PathLike):
+            uri = os.fspath(uri)
+        if not isinstance(uri, str) or not uri.strip("/"):
+            raise ValueError(f"a store URI must be a non-empty path or s3:// URI, got {uri!r}")
         self.uri = uri.rstrip("/")
         if "@" in urlparse(self.uri).netloc:
             raise ValueError("credentials in a store URI are refused: pass S3Options or use the AWS environment")

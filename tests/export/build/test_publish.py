@@ -289,6 +289,10 @@ def test_s3_options_from_env_hide_the_keys():
     assert S3Options.from_env({}) == S3Options()
     with pytest.raises(ValueError, match="credentials in a store URI are refused"):
         Store("s3://AKIDEXAMPLE:wJalrXUtnFEMI@bucket/serving")
+    for bad in (None, "", "/", 5):  # load(None, ...) had failed with an AttributeError inside
+        with pytest.raises(ValueError, match="a store URI must be a non-empty path or s3:// URI"):
+            Store(bad)
+    assert Store(Path("/tmp/x")).uri == "/tmp/x"
     with pytest.raises(ValueError, match="both access_key and secret_key"):
         S3Options.from_env({"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"})
     with pytest.raises(ValueError, match="http:// or https://"):
