@@ -10,7 +10,9 @@ version's ``manifest.json`` and refuses the bundle (:class:`BundleError`) unless
 * the shards open with faiss, the ranker with onnxruntime, the pin metadata has its columns.
 
 A channel pointer must be a file naming this bundle and channel; manifests and pointers with
-duplicate keys or absurd nesting are refused (all as :class:`BundleError`).
+duplicate keys or absurd nesting are refused (all as :class:`BundleError`). What the store or the local
+disk raises on the way (access denied, network, an unwritable ``cache_dir``) is a
+:class:`BundleUnavailable` (a :class:`BundleError`) naming the store and what to check.
 
 A local store is opened in place; anything else (``s3://``) is downloaded into
 ``cache_dir/<store identity>/<name>/<version>.<manifest sha256[:16]>`` (verified while
@@ -70,6 +72,12 @@ class BundleError(RuntimeError):
     """A bundle was refused: missing, incomplete, corrupt, tampered, unsafe or unsupported."""
 
 
+class BundleUnavailable(BundleError):
+    """A bundle could not be read, so it was not judged: the store failed or refused access (network,
+    credentials, bucket policy), or the download cache cannot be written. Often transient: a
+    :meth:`Loader.refresh` that raises it keeps the old bundle serving, as for any :class:`BundleError`."""
+
+
 @dataclass(frozen=True, eq=False)
 class Bundle:
     """An opened, verified bundle. ``shards``: faiss indexes in manifest order (memory-mapped);
@@ -110,6 +118,26 @@ def load(uri: str, name: str, channel: str = "prod", *, version: str | None = No
 
 
 def _load(store: Store, name: str, channel: str, version: str | None, cache_dir: str | None) -> Bundle:
+    try:
+        manifest, data, root = _fetch(store, name, channel, version, cache_dir)
+    except BundleError:
+        raise
+    except OSError as e:  # anything else the store or the local disk raised: name where and what to check
+        raise BundleUnavailable(f"cannot read {name}/{version or channel} from {store!r}: {_why(e, store)}") from e
+    return _open(manifest, root, hashlib.sha256(data).hexdigest())
+
+
+def _why(e: OSError, store: Store) -> str:
+    text = f"{type(e).__name__}: {e}"
+    if store.is_s3 and (isinstance(e, PermissionError) or "ACCESS_DENIED" in text or "AccessDenied" in text):
+        return (f"{text} (access denied: check the S3 credentials, S3Options or the AWS_* environment, and the "
+                "bucket's policy)")
+    return text
+
+
+def _fetch(store: Store, name: str, channel: str, version: str | None,
+           cache_dir: str | None) -> tuple[Manifest, bytes, str]:
+    """The verified manifest, its bytes and the local folder holding the version's files."""
     expected_sha = None
     try:
         if version is None:
@@ -129,7 +157,7 @@ def _load(store: Store, name: str, channel: str, version: str | None, cache_dir:
         raise BundleError(f"refusing {name}/{version}: manifest.json does not hash to the sha256 recorded by "
                           f"channel {channel!r}; it was modified after publishing")
     root = _local_copy(store, manifest, data, cache_dir) if not store.is_local else _verify_in_place(store, manifest)
-    return _open(manifest, root, hashlib.sha256(data).hexdigest())
+    return manifest, data, root
 
 
 def resolve(store: Store, name: str, channel: str) -> ChannelPointer:
@@ -138,6 +166,8 @@ def resolve(store: Store, name: str, channel: str) -> ChannelPointer:
         pointer = read_channel(store, name, channel)
     except ManifestError as e:
         raise BundleError(f"channel {name}/{channel}: {e}") from None
+    except OSError as e:
+        raise BundleUnavailable(f"cannot read channel {name}/{channel} from {store!r}: {_why(e, store)}") from e
     if pointer is None:
         raise BundleError(f"channel {name}/{channel} does not exist in {store!r}: nothing published yet")
     return pointer
@@ -195,7 +225,14 @@ def _local_copy(store: Store, manifest: Manifest, manifest_bytes: bytes, cache_d
         except (BundleError, OSError) as e:
             log.warning("cached copy %s does not verify (%s); leaving it to whoever reads it, downloading anew",
                         copy, e)
-    os.makedirs(base, exist_ok=True)
+    try:
+        os.makedirs(base, exist_ok=True)
+        if not os.access(base, os.W_OK | os.X_OK):
+            raise PermissionError(f"{base} is not writable")
+    except OSError as e:
+        raise BundleUnavailable(f"cannot download {manifest.name}/{manifest.version}: the download cache {base} "
+                                f"cannot be written ({type(e).__name__}: {e}); pass cache_dir= a writable "
+                                "folder") from e
     partial = os.path.join(base, f".partial-{uuid.uuid4().hex}")
     try:
         prefix = bundle_prefix(manifest.name, manifest.version)
@@ -224,7 +261,7 @@ def _copies(base: str, stem: str) -> list[str]:
     """Cached copies of one manifest: ``<stem>`` first, then the ones downloaded beside a damaged one."""
     try:
         names = os.listdir(base)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no copy yet; making the folder says what is wrong
         return []
     return [os.path.join(base, n) for n in sorted(names, key=lambda n: (n != stem, n))
             if n == stem or n.startswith(stem + ".")]

@@ -1,4 +1,5 @@
 """The serving loader: load, verify, refuse, refresh; on a local store and on S3."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ import pytest
 from pinrec.export.build.blessing import BlessingConfig
 from pinrec.export.build.publish import prune, publish, rollback
 from pinrec.export.serving import loader as loader_module
-from pinrec.export.serving.loader import BundleError, Loader, load
+from pinrec.export.serving.loader import BundleError, BundleUnavailable, Loader, load
 from pinrec.export.serving.store import Store, read_channel, read_manifest
 from pinrec.schemas.manifest import bundle_prefix
 from tests.support.bundles import LINEAGE, T0, metrics
@@ -157,6 +158,39 @@ def test_refresh_refuses_a_bad_bundle_and_keeps_serving(store, candidate, case):
     with pytest.raises(BundleError, match=message.replace("does not hash to the sha256 recorded by channel",
                                                           "sha256 .* does not match")):
         _open(store, version="v2")  # by version there is no pointer hash: the file checksum catches it
+
+
+def test_an_unreadable_store_or_cache_is_bundle_unavailable(store, candidate, tmp_path, monkeypatch):
+    """What the store or the local disk raises reaches the caller as a BundleError naming the store
+    and what to check, so a refresh keeps serving (its contract); the next refresh recovers."""
+    _publish(store, candidate(0)[0], "v1")
+    loader = Loader(store.uri, "homefeed", s3=store.s3, cache_dir=str(tmp_path / "cache"))
+    _publish(store, candidate(1)[0], "v2")
+
+    def denied(self, key):
+        raise OSError(f"When reading information for key '{key}': AWS Error ACCESS_DENIED during HeadObject")
+
+    monkeypatch.setattr(Store, "get_bytes", denied)
+    with pytest.raises(BundleUnavailable, match=r"cannot read channel homefeed/prod from Store\(.*ACCESS_DENIED"):
+        loader.refresh()
+    with pytest.raises(BundleUnavailable, match="cannot read homefeed/v2 from"):
+        _open(store, version="v2")
+    assert (loader.version, loader.failed_refreshes) == ("v1", 1)
+    monkeypatch.undo()
+    if not store.is_local:  # downloads go to the cache: one under a plain file cannot be made
+        (tmp_path / "plain").write_text("x")
+        with pytest.raises(BundleUnavailable, match=r"download cache .*plain.* cannot be written .*cache_dir="):
+            _open(store, cache_dir=str(tmp_path / "plain" / "cache"))
+    assert loader.refresh() is True and loader.version == "v2"
+
+
+@pytest.mark.integration
+def test_wrong_s3_credentials_are_named(s3_server, candidate):
+    store = Store(f"s3://pinrec/creds-{os.getpid()}", s3_server.options)
+    _publish(store, candidate(0)[0], "v1")
+    wrong = dataclasses.replace(s3_server.options, secret_key="not-the-secret")
+    with pytest.raises(BundleUnavailable, match="access denied: check the S3 credentials"):
+        load(store.uri, "homefeed", s3=wrong)
 
 
 def test_refresh_switches_atomically(store, candidate):
