@@ -7,7 +7,7 @@ The feature snapshot knows a user's recent saves and closeups as of its cut-off 
   after the bundle: it queries nothing but is still excluded from the results);
 * ``action``: one of :data:`SESSION_ACTIONS`, the kinds of :data:`pinrec.schemas.catalog.ACTION_TYPES` the
   user view keeps a recent list of (a click has none, so it is refused rather than silently dropped);
-* ``ts``: a datetime (naive = UTC) or epoch seconds (int or float, not ms). An action after the
+* ``ts``: a datetime (naive = UTC) or epoch seconds (int or float, not ms), from 1970 on. An action after the
   request's ``now`` is refused: it is a clock or field bug of the caller that the server cannot repair
   (pass ``now`` from the clock that stamps the actions). Without ``now`` in the context the request is
   served as of the snapshot's cut-off and the times are only ordered, not compared with it: session
@@ -66,7 +66,10 @@ def _micros(ts: Any, where: str) -> int:
             utc = ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
         except OverflowError:
             raise RequestError(f"{where}: ts is outside the datetime range in UTC") from None
-        return (utc - _EPOCH) // dt.timedelta(microseconds=1)
+        us = (utc - _EPOCH) // dt.timedelta(microseconds=1)
+        if us < 0:  # as for epoch seconds; datetime.min is an unset field, not a session action
+            raise RequestError(f"{where}: ts must be at or after 1970-01-01 UTC, got {ts!r:.80}")
+        return us
     if isinstance(ts, bool | np.bool_) or not isinstance(ts, int | float | np.integer | np.floating) \
             or not 0 <= ts <= _MAX_EPOCH_S or not math.isfinite(ts):  # the range first: 10**400 overflows isfinite
         raise RequestError(f"{where}: ts must be a datetime (naive = UTC) or epoch seconds (an int or float in "

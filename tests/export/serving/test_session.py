@@ -74,6 +74,8 @@ def test_valid_actions_are_ordered_newest_first_and_deduplicated():
     ([(P[0], "save", float("nan"))], "ts must be a datetime"),
     ([(P[0], "save", True)], "ts must be a datetime"),
     ([(P[0], "save", -1)], "ts must be a datetime"),
+    ([(P[0], "save", dt.datetime.min)], r"recent\[0\] .*ts must be at or after 1970-01-01 UTC"),  # an unset field
+    ([(P[0], "save", dt.datetime(1969, 12, 31, 23, 59, 59, tzinfo=dt.UTC))], "at or after 1970-01-01"),
     ([(P[0], "save", NOW + dt.timedelta(seconds=1))], r"recent\[0\] .*after the request's now \(2026-01-10T00:05:00"),
 ])
 def test_malformed_recent_is_refused_naming_the_element(recent, message):
