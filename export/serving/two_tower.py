@@ -10,12 +10,15 @@ Per request (:meth:`UserTowerQuery.embed`) the user's inputs are built exactly a
 them from the training set: the context and the user view's row through the spec's fitted
 :class:`~pinrec.export.encoding.FeatureEncoder`, and the first L pins of the recent saves (the
 Request's list, which fresh session actions extend) and closeups, newest first, as their PinSage
-embeddings with a mask (a slot whose pin is unknown or has no embedding is masked). Base install
-only: numpy, pyarrow, faiss, onnxruntime.
+embeddings with a mask (a slot whose pin is unknown or has no embedding is masked). A user embedding
+that is not finite (an extreme feature value the encoder passed on) would make faiss return arbitrary
+pins: that request gets no two-tower candidates (the other channels still serve), counted in
+``TwoTowerChannel.nonfinite`` and logged. Base install only: numpy, pyarrow, faiss, onnxruntime.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +30,8 @@ import onnxruntime as ort
 from pinrec.export.encoding import FeatureEncoder
 
 from .embedding_features import LAST_CLOSEUPS, LAST_SAVED
+
+log = logging.getLogger(__name__)
 
 PREFIX = "two_tower_"
 USER_TOWER_FILE = PREFIX + "user.onnx"
@@ -167,12 +172,20 @@ class TwoTowerChannel:
         if self.index.d != self.user.spec.dim:
             raise ValueError(f"the two-tower index is {self.index.d}-dim, its user tower {self.user.spec.dim}-dim")
         self.pins = pins
+        self.nonfinite = 0  # requests whose user embedding was not finite (served without this channel)
 
     def search(self, frame: Mapping[str, Any], saves: np.ndarray, closeups: np.ndarray, n: int) -> np.ndarray:
         k = min(n, self.index.ntotal)
         if k < 1:
             return np.zeros(0, np.int64)
-        _, ids = self.index.search(self.user.embed(frame, saves, closeups), k)
+        query = self.user.embed(frame, saves, closeups)
+        if not np.isfinite(query).all():
+            self.nonfinite += 1
+            if self.nonfinite & (self.nonfinite - 1) == 0:  # the 1st, 2nd, 4th, ...: visible, not a flood
+                log.warning("two-tower channel: the user tower gave a non-finite embedding (%d requests so far); "
+                            "serving this request without two-tower candidates", self.nonfinite)
+            return np.zeros(0, np.int64)
+        _, ids = self.index.search(query, k)
         ids = ids[0][ids[0] >= 0]
         rows, found = self.pins.rows(ids)
         return rows[found]

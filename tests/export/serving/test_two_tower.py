@@ -148,3 +148,20 @@ def test_spec_refuses_a_foreign_file():
     with pytest.raises(ValueError, match=r"lacks \['model_version'"):
         TwoTowerSpec.from_dict({"format": "pinrec.two_tower/1", "encoder": {}, "list_length": 1, "embedding_dim": 2,
                                 "dim": 2, "embedding_version": "e"})
+
+
+def test_a_non_finite_user_embedding_leaves_the_channel_out_of_that_request(towered, monkeypatch, caplog):
+    bundle = towered[0]
+    context = {**CONTEXT, "hour": 9, "day_of_week": 3}
+    rec = Recommender(bundle, RecommendConfig(channels=("two_tower", "trending")))
+    assert "two_tower" in rec.candidates(1, context).channel_names()
+    good = rec._two_tower.user.embed
+    monkeypatch.setattr(rec._two_tower.user, "embed", lambda *a: np.where(np.arange(OUT) == 3, np.nan, good(*a)))
+    for _ in range(3):
+        cand = rec.candidates(1, context)
+        assert len(cand) > 0 and "two_tower" not in cand.channel_names()
+    assert rec._two_tower.nonfinite == 3
+    assert [r.message for r in caplog.records].count(
+        "two-tower channel: the user tower gave a non-finite embedding (2 requests so far); serving this request "
+        "without two-tower candidates") == 1
+    assert all(np.isfinite(r.score) for r in rec.recommend(1, context, k=5))
