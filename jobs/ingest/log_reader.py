@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .dataset_info import write_dataset_info
+from .dataset_readers import load_dataset
 from .datasets import InteractionLog, to_landing
 from .landing import LandingSummary
 
@@ -359,8 +360,6 @@ def land_configured(ds, landing: str | Path) -> LandingSummary:
     """Land the dataset a :class:`~pinrec.jobs.config.DatasetConfig` ``ds`` names (``kind``
     ``movielens-100k`` or ``log``, not ``synthetic``) into ``landing``: what ``pinrec load-dataset`` and
     the demo's landing step both run."""
-    from .datasets import load_dataset
-
     if ds.kind == "synthetic" or not ds.path:
         raise ValueError(f"dataset.kind {ds.kind!r} with dataset.path {ds.path!r}: nothing to load "
                          "(movielens-100k or log, with a path)")

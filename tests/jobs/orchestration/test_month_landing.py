@@ -75,7 +75,7 @@ def test_the_demo_lands_a_dataset_within_dataset_max_partitions(tmp_path):
     from pinrec.jobs.config import load_config
     from pinrec.jobs.ingest.dataset_info import partition_granularity
     from pinrec.jobs.orchestration.demo import fill_landing
-    from tests.jobs.ingest.test_datasets import write_fake_ml100k
+    from tests.jobs.ingest.test_dataset_readers import write_fake_ml100k
 
     def land(name, bound):  # 4 ratings on 3 days of December 1997
         return fill_landing(load_config(overrides={

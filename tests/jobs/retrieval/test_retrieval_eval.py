@@ -145,7 +145,7 @@ def test_nothing_to_evaluate_raises():
 @pytest.mark.skipif(not (ML100K / "u.data").is_file(), reason="MovieLens 100K not present")
 def test_movielens_100k_baselines(tmp_path):
     """The measured run of the report: popularity is exact (no randomness); ALS beats BPR beats it."""
-    from pinrec.jobs.ingest.datasets import load_dataset
+    from pinrec.jobs.ingest.dataset_readers import load_dataset
 
     load_dataset("movielens-100k", ML100K, tmp_path)
     report = evaluate_retrieval(read_landing_interactions(tmp_path), cfg=RetrievalEvalConfig(num_threads=1))
