@@ -31,6 +31,7 @@ All of it runs as Spark SQL expressions on the executors (no Python per row).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 from pinrec.jobs.io.lake import Location, as_location
@@ -71,6 +72,10 @@ class LandingFileError(IngestError):
     """A landing file is where no file belongs, or cannot be read; the message names it."""
 
 
+#: what an interrupted write of pinrec before 2026-12-07 left beside the file (``part-00000.jsonl.tmp-4242``)
+_LEFT_BY_A_CRASH = re.compile(r"\.tmp-\d+$")
+
+
 def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
@@ -87,6 +92,12 @@ def landing_files(folder: str | Path | Location) -> list[Location]:
             f"landing file(s) {', '.join(nested[:5])}{more} are in a sub-folder of the partition {folder}, "
             f"which must be flat: move them up into it (or delete them) and re-run. Ingestion skips only "
             f"hidden names (starting with '.' or '_').")
+    stale = [name for name, is_dir in entries if not is_dir and _LEFT_BY_A_CRASH.search(name)]
+    if stale:
+        raise LandingFileError(
+            f"landing file(s) {', '.join(str(folder / n) for n in stale[:5])} look like temporaries a crashed "
+            "write left (<name>.tmp-<pid>; writers now use hidden names): delete them and re-run, or rename one "
+            "that is data")
     return [folder / name for name, is_dir in entries if not is_dir]
 
 

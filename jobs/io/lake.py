@@ -19,9 +19,11 @@ come from :class:`S3Options`, keys from the options or the AWS SDK's chain, neve
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import posixpath
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -143,11 +145,19 @@ class Location:
             with self.fs.open(self.path, "wb") as f:
                 f.write(data)
             return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = f"{self.path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, self.path)
+        folder, name = os.path.split(self.path)
+        os.makedirs(folder, exist_ok=True)
+        # a hidden name ('.'), so a reader of the folder (ingestion skips hidden names) never takes a
+        # temporary a crash left behind for data; removed when the write fails
+        tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))

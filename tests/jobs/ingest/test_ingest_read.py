@@ -26,3 +26,30 @@ def test_a_partition_offers_its_visible_files_and_refuses_nested_ones(tmp_path):
     with pytest.raises(LandingFileError, match=r"hour=01/p0\.jsonl, .*hour=01/p4\.jsonl and 2 more are in a "
                                                r"sub-folder of the partition .*dt=2026-01-05, which must be flat"):
         landing_files(part)
+
+
+def test_a_crashed_landing_write_leaves_nothing_ingestion_reads(tmp_path, monkeypatch):
+    """The writer's temporary is hidden and removed when the write fails; a temporary an older version
+    left (``<name>.tmp-<pid>``) is refused by name instead of being read as data."""
+    import os
+
+    from pinrec.jobs.io.lake import Location
+
+    part = tmp_path / "dt=2026-01-05"
+    target = Location(str(part / "part-00000.jsonl"))
+    target.write_text('{"a": 1}\n')
+
+    def crash(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        target.write_text('{"a": 2}\n{"a"')
+    monkeypatch.undo()
+    assert sorted(p.name for p in part.iterdir()) == ["part-00000.jsonl"] and target.read_text() == '{"a": 1}\n'
+    assert [f.path for f in landing_files(part)] == [str(part / "part-00000.jsonl")]
+
+    (part / "part-00000.jsonl.tmp-4242").write_text('{"a": 3}\n')
+    with pytest.raises(LandingFileError, match=r"part-00000\.jsonl\.tmp-4242 look like temporaries a crashed write "
+                                               r"left .*delete them and re-run"):
+        landing_files(part)
