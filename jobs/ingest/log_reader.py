@@ -43,6 +43,7 @@ of the table that never occur in the log are kept (catalogue pins without intera
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,20 +234,48 @@ def _times(frame: pd.DataFrame, spec: LogSpec, path: str | Path) -> pd.Series:
     raw = _column(frame, spec.timestamp, "timestamp", path)
     if pd.api.types.is_numeric_dtype(raw):
         largest = float(raw.abs().max())
-        unit = spec.timestamp_unit if spec.timestamp_unit != "auto" else "ms" if largest >= MS_FROM else "s"
+        # auto: the unit of the typical value, so one sentinel (9999-12-31 in seconds) cannot turn every time into ms
+        typical = float(raw.abs().median())
+        unit = spec.timestamp_unit if spec.timestamp_unit != "auto" else "ms" if typical >= MS_FROM else "s"
         if unit == "s" and largest >= MS_FROM:
+            over = int((raw.abs() >= MS_FROM).sum())
+            why = ("set dataset.timestamp_unit: ms (or auto)" if spec.timestamp_unit == "s" else
+                   f"{over} of {len(raw)} values are that large while the median, {typical:.0f}, is in seconds: "
+                   "a sentinel date or rows in milliseconds; fix those rows (or set dataset.timestamp_unit)")
             raise ValueError(f"{path}: the timestamp column {spec.timestamp!r} holds {largest:.0f}, the year "
-                             f"{1970 + largest / 31_556_952:.0f} in seconds: set dataset.timestamp_unit: ms (or auto)")
+                             f"{1970 + int(largest // 31_556_952)} in seconds: {why}")
         try:
             return pd.to_datetime(raw.astype("int64"), unit=unit, utc=True)
         except (OverflowError, pd.errors.OutOfBoundsDatetime):
             raise ValueError(f"{path}: the timestamp column {spec.timestamp!r} holds {largest:.0f}, not a time in "
                              f"{'milli' if unit == 'ms' else ''}seconds since 1970 (dataset.timestamp_unit: "
                              f"{spec.timestamp_unit})") from None
+    return _parse_dates(raw, f"{path}: the timestamp column {spec.timestamp!r}")
+
+
+def _parse_dates(raw: pd.Series, what: str) -> pd.Series:
+    """Date strings -> UTC times: ISO 8601, else one format pandas infers from the first value for all of
+    them, else each value on its own, refused where the day/month order is a guess that decides the date
+    (``12/02/2024`` read as 2 December beside ``13/02/2024`` read as 13 February)."""
+    for fmt in ("ISO8601", None):
+        try:
+            return pd.to_datetime(raw, utc=True, format=fmt)
+        except (ValueError, TypeError, OverflowError):
+            continue
     try:
-        return pd.to_datetime(raw, utc=True, format="mixed")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "parsing dates in DD/MM/YYYY format": checked below
+            month_first = pd.to_datetime(raw, utc=True, format="mixed", dayfirst=False)
+            day_first = pd.to_datetime(raw, utc=True, format="mixed", dayfirst=True)
     except (ValueError, TypeError, OverflowError) as e:
-        raise ValueError(f"{path}: the timestamp column {spec.timestamp!r} is neither numbers nor dates ({e})") from None
+        raise ValueError(f"{what} is neither numbers nor dates ({e})") from None
+    differ = ~((month_first == day_first) | (month_first.isna() & day_first.isna()))
+    if differ.any():
+        example = raw[differ].iloc[0]
+        raise ValueError(f"{what} mixes date formats and {int(differ.sum())} value(s), e.g. {example!r}, read as "
+                         f"{month_first[differ].iloc[0]:%Y-%m-%d} month first or {day_first[differ].iloc[0]:%Y-%m-%d} "
+                         "day first: write the times as ISO 8601 (YYYY-MM-DD ...) or epoch numbers")
+    return month_first
 
 
 def _items(spec: LogSpec, item_ids: np.ndarray, mapping: pd.DataFrame | None) -> tuple[pd.DataFrame, tuple[str, ...]]:

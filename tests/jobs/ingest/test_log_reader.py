@@ -219,7 +219,7 @@ def test_numeric_times_in_seconds_or_milliseconds(tmp_path, unit, value, expecte
 
 def test_milliseconds_read_as_seconds_or_times_past_2262_name_the_setting(tmp_path):
     path = write(tmp_path, "u,i,ts\n1,7,1609459200123\n")
-    with pytest.raises(ValueError, match=r"'ts' holds 1609459200123, the year 52972 in seconds: set "
+    with pytest.raises(ValueError, match=r"'ts' holds 1609459200123, the year 52971 in seconds: set "
                                          r"dataset.timestamp_unit: ms"):
         read_log(path, LogSpec(user="u", item="i", timestamp="ts", timestamp_unit="s"))
     with pytest.raises(ValueError, match=r"'ts' holds 9\d{18}, not a time in milliseconds since 1970"):
@@ -272,3 +272,31 @@ def test_the_content_vector_covers_the_most_frequent_labels_only(tmp_path):
     assert {len(v) for v in vectors} == {MAX_LABELS}
     assert all(sum(v) >= 1 for v in vectors)  # everyone keeps "shared", the most frequent
     assert sum(sum(v) == 2 for v in vectors) == MAX_LABELS - 1  # and 255 items their own label too
+
+
+def test_one_sentinel_time_does_not_turn_seconds_into_milliseconds(tmp_path):
+    path = write(tmp_path, "u,i,ts\n1,7,1700000000\n1,8,1700000060\n2,7,253402300799\n")  # 9999-12-31 as "never"
+    with pytest.raises(ValueError, match=r"'ts' holds 253402300799, the year 9999 in seconds: 1 of 3 values are that "
+                                         r"large while the median, 1700000060, is in seconds: a sentinel date"):
+        read_log(path, LogSpec(user="u", item="i", timestamp="ts"))
+    ms = read_log(write(tmp_path, "u,i,ts\n1,7,1700000000000\n1,8,1700000060000\n2,7,1700000120000\n"),
+                  LogSpec(user="u", item="i", timestamp="ts"))
+    assert ms.log.interactions["ts"].max() == pd.Timestamp(1_700_000_120, unit="s", tz="UTC")
+
+
+@pytest.mark.parametrize("dates, expected", [
+    (["2024-02-12 10:00", "2024-02-13T10:00:00+01:00"], ["2024-02-12 10:00", "2024-02-13 09:00"]),  # ISO 8601
+    (["02/12/2024 10:00", "02/13/2024 10:00"], ["2024-02-12 10:00", "2024-02-13 10:00"]),  # one format throughout
+    (["13 Feb 2024", "2024-02-14"], ["2024-02-13", "2024-02-14"]),  # mixed, but no order to guess
+])
+def test_date_strings_are_read_with_one_format(tmp_path, dates, expected):
+    got = read_log(write(tmp_path, "u,i,ts\n" + "".join(f"1,{n},{d}\n" for n, d in enumerate(dates))),
+                   LogSpec(user="u", item="i", timestamp="ts"))
+    assert sorted(got.log.interactions["ts"].tolist()) == [pd.Timestamp(e, tz="UTC") for e in expected]
+
+
+def test_a_day_month_order_that_decides_the_date_is_refused(tmp_path):
+    path = write(tmp_path, "u,i,ts\n1,7,12/02/2024 10:00\n1,8,13/02/2024 10:00\n")  # day first, but 12/02 reads both ways
+    with pytest.raises(ValueError, match=r"'ts' mixes date formats and 1 value\(s\), e.g. '12/02/2024 10:00', read "
+                                         r"as 2024-12-02 month first or 2024-02-12 day first: write the times as ISO"):
+        read_log(path, LogSpec(user="u", item="i", timestamp="ts"))
