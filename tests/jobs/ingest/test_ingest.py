@@ -292,12 +292,13 @@ def test_records_are_split_on_newline_only(spark, lake):
         pin_line(1).replace(', "title"', ',\r"title"') + "\r\n"    # a lone CR between tokens is whitespace
         + pin_line(2) + "\n" + cr_inside_a_string + "\r\n" + "\r\n").encode())
     land_bytes(lake, "part-00001.jsonl.gz", gzip.compress((pin_line(4) + "\r\n" + pin_line(5)).encode()))
+    land_bytes(lake, "part-00002.jsonl", ("\ufeff" + pin_line(6) + "\r\n").encode())  # a UTF-8 byte-order mark
 
     report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
 
-    assert (report.rows_in, report.rows_valid, report.rows_quarantined) == (5, 4, 1)
+    assert (report.rows_in, report.rows_valid, report.rows_quarantined) == (6, 5, 1)
     assert quarantined(spark, lake) == {cr_inside_a_string: "malformed_json"}
-    assert sorted(r["pin_id"] for r in read(spark, lake, "pins").collect()) == [1, 2, 4, 5]
+    assert sorted(r["pin_id"] for r in read(spark, lake, "pins").collect()) == [1, 2, 4, 5, 6]
 
 
 def test_a_file_in_a_sub_folder_of_a_partition_fails_the_batch_naming_it(spark, any_lake):
