@@ -143,7 +143,7 @@ def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] 
         raise FileNotFoundError(f"interaction log {path} does not exist")
     suffixes = [x.lower() for x in path.suffixes]
     json_lines = any(x in _JSON_SUFFIXES for x in suffixes[-2:])
-    for encoding in ("utf-8", "latin-1"):
+    for encoding in ("utf-8-sig", "latin-1"):  # utf-8-sig: UTF-8 that drops a leading byte-order mark
         try:
             if json_lines:
                 frame = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
@@ -152,6 +152,11 @@ def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] 
             return _read_csv(path, sep, names, text_columns, encoding)
         except UnicodeDecodeError:
             continue
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path} is empty: no header and no rows") from None
+        except (ValueError, pd.errors.ParserError) as e:  # a line that is not JSON, a ragged CSV row
+            kind = "JSON lines (one object per line)" if json_lines else f"a {sep or 'guessed'!r}-separated table"
+            raise ValueError(f"{path} cannot be read as {kind}: {e}") from None
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
 
 
@@ -191,6 +196,16 @@ def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, require
     if required and values.isna().any():
         raise ValueError(f"{path}: the {role} column {name!r} has {int(values.isna().sum())} empty value(s)")
     return values
+
+
+def _numbers(frame: pd.DataFrame, name: str, role: str, path: str | Path) -> pd.Series:
+    values = _column(frame, name, role, path)
+    parsed = pd.to_numeric(values, errors="coerce").astype(float)
+    bad = parsed.isna() | ~np.isfinite(parsed)
+    if bad.any():
+        raise ValueError(f"{path}: the {role} column {name!r} has {int(bad.sum())} value(s) that are not finite "
+                         f"numbers, e.g. {values[bad].iloc[0]!r} (row {int(np.flatnonzero(bad)[0]) + 1})")
+    return parsed
 
 
 def _looks_like_a_value(column: str) -> bool:
@@ -344,10 +359,8 @@ def read_log(path: str | Path, spec: LogSpec | None = None) -> ReadLog:
         raise ValueError(f"interaction log {path} has no rows")
     users, user_ids = _ids(_column(frame, spec.user, "user", path))
     items, item_ids = _ids(_column(frame, spec.item, "item", path))
-    if spec.rating:
-        value = pd.to_numeric(_column(frame, spec.rating, "rating", path), errors="raise").astype(float)
-    elif spec.weight:
-        value = pd.to_numeric(_column(frame, spec.weight, "weight", path), errors="raise").astype(float)
+    if spec.rating or spec.weight:
+        value = _numbers(frame, spec.rating or spec.weight, "rating" if spec.rating else "weight", path)
     else:
         value = pd.Series(1.0, index=frame.index)
     inter = pd.DataFrame({"user_id": users, "item_id": items, "ts": _times(frame, spec, path).to_numpy(),

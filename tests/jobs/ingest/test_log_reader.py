@@ -300,3 +300,25 @@ def test_a_day_month_order_that_decides_the_date_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"'ts' mixes date formats and 1 value\(s\), e.g. '12/02/2024 10:00', read "
                                          r"as 2024-12-02 month first or 2024-02-12 day first: write the times as ISO"):
         read_log(path, LogSpec(user="u", item="i", timestamp="ts"))
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("log.jsonl", b'{"u": 1, "i": 7}\n{"u": 2, "i": \n', r"log\.jsonl cannot be read as JSON lines \(one object per "
+                                                         r"line\)"),
+    ("log.csv", b"", r"log\.csv is empty: no header and no rows"),
+    ("log.csv", b"u,i,r\n1,7,5\n2,8,x\n", r"log\.csv: the rating column 'r' has 1 value\(s\) that are not finite "
+                                          r"numbers, e.g. 'x' \(row 2\)"),
+    ("log.csv", b"u,i,r\n1,7,5\n2,8,inf\n", r"the rating column 'r' has 1 value\(s\) that are not finite numbers"),
+])
+def test_unreadable_logs_name_the_file_and_column(tmp_path, name, data, message):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError, match=message):
+        read_log(tmp_path / name, LogSpec(user="u", item="i", rating="r" if b",r" in data else None))
+
+
+@pytest.mark.parametrize("name, data", [("log.jsonl", '\ufeff{"u": 1, "i": 7}\n{"u": 2, "i": 8}\n'),
+                                        ("log.csv", "\ufeffu,i\n1,7\n2,8\n")])
+def test_a_byte_order_mark_is_not_part_of_the_first_record(tmp_path, name, data):
+    (tmp_path / name).write_text(data, encoding="utf-8")
+    got = read_log(tmp_path / name, LogSpec(user="u", item="i"))
+    assert sorted(got.log.interactions["item_id"]) == [7, 8]
