@@ -303,11 +303,9 @@ def test_a_day_month_order_that_decides_the_date_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("name, data, message", [
-    ("log.jsonl", b'{"u": 1, "i": 7}\n{"u": 2, "i": \n', r"log\.jsonl cannot be read as JSON lines \(one object per "
-                                                         r"line\)"),
+    ("log.jsonl", b'{"u": 1, "i": 7}\n{"u": 2, "i": \n', r"log\.jsonl cannot be read as JSON lines \(one object"),
     ("log.csv", b"", r"log\.csv is empty: no header and no rows"),
-    ("log.csv", b"u,i,r\n1,7,5\n2,8,x\n", r"log\.csv: the rating column 'r' has 1 value\(s\) that are not finite "
-                                          r"numbers, e.g. 'x' \(row 2\)"),
+    ("log.csv", b"u,i,r\n1,7,5\n2,8,x\n", r"log\.csv: the rating column 'r' has 1 value\(s\) that are not finite numbers, e\.g\. 'x' \(row 2\)"),
     ("log.csv", b"u,i,r\n1,7,5\n2,8,inf\n", r"the rating column 'r' has 1 value\(s\) that are not finite numbers"),
 ])
 def test_unreadable_logs_name_the_file_and_column(tmp_path, name, data, message):
