@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import types
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
@@ -465,8 +466,43 @@ def parse_overrides(pairs: list[str]) -> dict:
                                   "override, so it has no keys to set")
         if isinstance(node.get(parts[-1]), dict):
             raise ConfigError(f"override {pair!r}: an earlier override set keys inside {key.strip()}")
-        node[parts[-1]] = override_value(raw, f"override {pair!r}")
+        where = f"override {pair!r}"
+        if _text_field(parts):  # a text setting takes the text typed (sep=, or sep=:: is not YAML for text)
+            try:
+                value = override_value(raw, where)
+            except ConfigError:
+                value = raw.strip()
+            node[parts[-1]] = value if value is None or isinstance(value, str) else raw.strip()
+        else:
+            node[parts[-1]] = override_value(raw, where)
     return out
+
+
+def _text_field(parts: list[str]) -> bool:
+    """Whether the config key ``parts`` (``["dataset", "sep"]``) is a text setting (``str``, or ``str | None``)."""
+    owner: Any = PinrecConfig
+    for i, name in enumerate(parts):
+        info = getattr(owner, "__pydantic_fields__", {}).get(name)
+        if info is None:
+            return False
+        if i == len(parts) - 1:
+            return _is_text(info.annotation)
+        owner = info.annotation
+    return False
+
+
+def _is_text(annotation: Any) -> bool:
+    import typing
+
+    if annotation is str:
+        return True
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Annotated:
+        return _is_text(args[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None)]
+        return len(kinds) == 1 and _is_text(kinds[0])
+    return False
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None,

@@ -38,8 +38,17 @@ def test_a_commented_out_looking_value_is_text_and_an_empty_separator_is_refused
 
 @pytest.mark.parametrize("value", ["[a", "*a", "'", "!x", "a: b: c", "{a: 1"])
 def test_an_unparsable_override_is_a_config_error_naming_it(value):
-    with pytest.raises(ConfigError, match=r"override .dataset.sep=.*not valid YAML"):
-        parse_overrides([f"dataset.sep={value}"])
+    with pytest.raises(ConfigError, match=r"override .dataset.names=.*not valid YAML"):
+        parse_overrides([f"dataset.names={value}"])
+
+
+@pytest.mark.parametrize("value, expected", [(",", ","), ("::", "::"), ('"::"', "::"), ("|", "|"), ("[a", "[a"),
+                                             ("a: b", "a: b"), ("~", None), ("1", "1")])
+def test_a_text_setting_takes_the_text_typed(value, expected):
+    """What docs/datasets.md tells users to type: ``--set dataset.sep=,`` was "not valid YAML" and ``::`` a
+    mapping; a text setting now keeps the text (YAML still reads quotes and null)."""
+    cfg = load_config(overrides=parse_overrides([f"dataset.sep={value}", f"dataset.items_sep={value}"]))
+    assert cfg.dataset.sep == expected and cfg.dataset.items_sep == expected
 
 
 def test_a_malformed_file_an_impossible_date_and_a_repeated_key_are_config_errors(tmp_path, capsys):
