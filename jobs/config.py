@@ -44,7 +44,7 @@ from pinrec.models.config import (
     RankerTrainConfig,
     TwoTowerConfig,
 )
-from pinrec.schemas.catalog import MAX_POSITION
+from pinrec.schemas.catalog import MAX_POSITION, RAW_TABLES
 from pinrec.schemas.config_base import ConfigError, section, validate
 
 __all__ = ["LAKE_LOCATIONS", "ConfigError", "DatasetConfig", "FeatureConfig", "IngestConfig", "PinrecConfig",
@@ -308,6 +308,15 @@ class IngestConfig:
     reference_lookback_days: NonNegInt = 7
     report_sample_rows: NonNegInt = 5
     parallel_tables: PosInt = 2
+
+    @model_validator(mode="after")
+    def _known_tables(self):
+        names = [t.name for t in RAW_TABLES]
+        unknown = [t for t in self.optional_tables if t not in names]
+        if unknown:
+            raise ConfigError(f"ingest.optional_tables names unknown table(s) {unknown}; the landed tables are "
+                              f"{names}")
+        return self
 
 
 #: the pipeline's steps, in the order they run: what ``cache.force`` may name (pinrec.jobs.orchestration.step_cache)
