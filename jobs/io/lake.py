@@ -57,6 +57,9 @@ class Location:
                              "use the AWS environment (AWS_ACCESS_KEY_ID ...)")
         if parsed.scheme in S3_SCHEMES and not parsed.netloc:
             raise ValueError(f"an S3 location needs a bucket: {self.uri!r} (allowed: s3://bucket/prefix)")
+        if self.uri.startswith("~"):  # no shell between a config file and here: it would be a folder named '~'
+            raise ValueError(f"storage path {self.uri!r} starts with '~', which is not expanded here: write the "
+                             "full path (or one relative to the working directory)")
         if parsed.scheme not in ("", "file", *S3_SCHEMES) and len(parsed.scheme) > 1:
             raise ValueError(f"storage URI {self.uri!r}: scheme {parsed.scheme!r} is not supported "
                              f"(allowed: a local path, file://, s3://, s3a://)")
