@@ -38,6 +38,7 @@ from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.spark import spark_schema
 from pinrec.schemas.tables import TableSpec
 
+from .dataset_info import partition_granularity
 from .landing import partition_dir
 
 # Per contract dtype, what ``schema_of_variant`` may say of a non-null value (a full match).
@@ -115,9 +116,12 @@ def read_lines(spark, landing: str | Location, spec: TableSpec, days: list[dt.da
         if not found:
             missing.append(folder)
     if missing and not optional:
+        span = partition_granularity(landing)
+        hint = ("A mandatory table must land every day; check the upstream export." if span == "day" else
+                f"This landing zone is partitioned by {span} (its dataset record): a partition is named after the "
+                f"first day of its {span} (dt={_span_start(missing[0], span)}); ingest those dates.")
         raise LandingPartitionMissingError(
-            f"{spec.name}: no landing files for {len(missing)} day(s): {', '.join(map(str, missing))}. "
-            f"A mandatory table must land every day; check the upstream export.")
+            f"{spec.name}: no landing files for {len(missing)} day(s): {', '.join(map(str, missing))}. {hint}")
     if not files:
         return None
     # One read over every file (a union of one read per day is slow for long backfills); the
@@ -128,6 +132,11 @@ def read_lines(spark, landing: str | Location, spec: TableSpec, days: list[dt.da
     raw = F.regexp_replace(F.make_valid_utf8("value"), r"\r\z", "")
     df = df.select(raw.alias("_raw"), F.is_valid_utf8("value").alias("_utf8"), F.to_date(date).alias("dt"))
     return df.where(F.trim("_raw") != "")
+
+
+def _span_start(folder: Location, span: str) -> str:
+    day = dt.date.fromisoformat(folder.name.removeprefix("dt="))
+    return (day.replace(day=1) if span == "month" else day.replace(month=1, day=1)).isoformat()
 
 
 def _condition(java) -> str:

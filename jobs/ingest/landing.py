@@ -92,8 +92,15 @@ def partition_dir(landing: str | Path | Location, table: str, day: dt.date) -> L
 def list_partitions(landing: str | Path | Location, table: str) -> list[dt.date]:
     """Dates present in the landing zone for ``table``, sorted."""
     root = as_location(landing) / table
-    return sorted(dt.date.fromisoformat(name[3:]) for name, is_dir in root.entries()
-                  if is_dir and name.startswith("dt="))
+    days = []
+    for name, is_dir in root.entries():
+        if is_dir and name.startswith("dt="):
+            try:
+                days.append(dt.date.fromisoformat(name[3:]))
+            except ValueError:
+                raise ValueError(f"landing folder {root / name} is not a partition (dt=YYYY-MM-DD): rename or remove "
+                                 "it (names starting with '.' or '_' are skipped)") from None
+    return sorted(days)
 
 
 def format_ts(series: pd.Series) -> pd.Series:

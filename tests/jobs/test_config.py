@@ -61,8 +61,8 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
     ({"pinsage": {"restart_prob": 1.0}}, r"^pinsage.restart_prob must be in \[0, 1\), got 1.0$"),
     ({"ranker": {"deep_channels": [64, 0]}}, r"^ranker.deep_channels\[1\] must be >= 1, got 0$"),
     ({"ranker": {"tasks": []}}, r"^ranker.tasks must have at least 1 item\(s\), got \[\]$"),
-    ({"storage": {"landing": "~/data/landing"}}, r"^storage.landing: storage path '~/data/landing' starts with '~', "
-                                                 r"which is not expanded here: write the full path"),
+    ({"storage": {"landing": "~/data/landing"}},
+     r"^storage.landing: storage path '~/data/landing' starts with '~', which is not expanded here: write the full"),
     ({"ingest": {"optional_tables": ["users", "pin_board_edge"]}},
      r"^ingest.optional_tables names unknown table\(s\) \['pin_board_edge'\]; the landed tables are \['users', "),
     ({"blessing": {"max_auc_drop": float("nan")}}, "^blessing.max_auc_drop must be a finite number, got nan$"),

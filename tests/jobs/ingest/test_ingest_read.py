@@ -53,3 +53,34 @@ def test_a_crashed_landing_write_leaves_nothing_ingestion_reads(tmp_path, monkey
     with pytest.raises(LandingFileError, match=r"part-00000\.jsonl\.tmp-4242 look like temporaries a crashed write "
                                                r"left .*delete them and re-run"):
         landing_files(part)
+
+
+def test_a_date_inside_a_month_partition_names_the_partition_to_ingest(tmp_path):
+    import datetime as dt
+
+    from pinrec.jobs.ingest.dataset_info import write_dataset_info
+    from pinrec.jobs.ingest.ingest_read import LandingPartitionMissingError, read_lines
+    from pinrec.jobs.ingest.landing import partition_dir
+    from pinrec.schemas.catalog import IMPRESSIONS
+
+    (tmp_path / "impressions" / "dt=2003-07-01").mkdir(parents=True)
+    (tmp_path / "impressions" / "dt=2003-07-01" / "part-00000.jsonl").write_text("{}\n")
+    with pytest.raises(LandingPartitionMissingError, match="must land every day"):
+        read_lines(None, str(tmp_path), IMPRESSIONS, [dt.date(2003, 7, 15)], optional=False)
+    write_dataset_info(tmp_path, {"kind": "log", "timestamps": "column", "partition": "month"})
+    with pytest.raises(LandingPartitionMissingError, match=r"no landing files for 1 day\(s\): .*dt=2003-07-15\. This "
+                                                           r"landing zone is partitioned by month .*\(dt=2003-07-01\)"):
+        read_lines(None, str(tmp_path), IMPRESSIONS, [dt.date(2003, 7, 15)], optional=False)
+    assert partition_dir(tmp_path, "impressions", dt.date(2003, 7, 1)).is_dir()
+
+
+def test_a_folder_that_is_not_a_partition_is_named(tmp_path):
+    from pinrec.jobs.ingest.landing import list_partitions
+
+    (tmp_path / "pins" / "dt=2026-01-05").mkdir(parents=True)
+    (tmp_path / "pins" / "_tmp").mkdir()
+    assert [d.isoformat() for d in list_partitions(tmp_path, "pins")] == ["2026-01-05"]
+    (tmp_path / "pins" / "dt=2026-01-05.bak").mkdir()
+    with pytest.raises(ValueError, match=r"landing folder .*pins/dt=2026-01-05\.bak is not a partition "
+                                         r"\(dt=YYYY-MM-DD\): rename or remove it"):
+        list_partitions(tmp_path, "pins")
