@@ -11,7 +11,10 @@ For one table and a set of days, in one Spark batch:
    wrong JSON type (``type_mismatch:<col>``: a string column takes only JSON strings) are
    quarantined;
 3. de-duplicate on the primary key: exact duplicates are dropped and counted, rows that reuse a
-   key with a different payload are quarantined (``duplicate_key``);
+   key with a different payload are quarantined (``duplicate_key``); event rows per partition day,
+   dimension rows (users, pins, boards: append-only, the first delivery stays) over the batch and
+   against the table's rows on other days, so a dimension re-delivered on a later day (a daily full
+   dump) is a dropped duplicate, and a changed one is quarantined, never a second row of its key;
 4. validate with the table's Great Expectations suite (:mod:`pinrec.jobs.ingest.validation`), tag failing rows;
 5. check the row accounting ``rows_in == valid + quarantined + duplicates``;
 6. if the quarantined share exceeds ``max_failing_fraction``, raise :class:`BatchRejectedError`
@@ -97,8 +100,10 @@ def deduplicate(parsed, spec: TableSpec):
     for k in spec.primary_key:
         null_key = null_key | F.col(k).isNull()
     alone = F.when(null_key, F.monotonically_increasing_id())
-    w = (Window.partitionBy(*spec.primary_key, spec.partition, alone)
-         .orderBy(F.col(spec.event_ts).asc_nulls_last(), "_raw"))
+    # a dimension row is one per key over all days (module docstring): the earliest day's delivery stays
+    per_day = [spec.partition] if spec.kind == "event" else []
+    w = (Window.partitionBy(*spec.primary_key, *per_day, alone)
+         .orderBy(F.col(spec.partition), F.col(spec.event_ts).asc_nulls_last(), "_raw"))
     ranked = (parsed.withColumn("_payload", payload).withColumn("_rank", F.row_number().over(w))
               .withColumn("_first_payload", F.first("_payload").over(w)))
     keep = ranked.where("_rank = 1").drop("_rank", "_payload", "_first_payload")
@@ -207,6 +212,9 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     parsed = keep(parse(lines, spec))
     clean = parsed.where("_parse_reasons = ''").drop("_parse_reasons")
     first, extra = deduplicate(clean, spec)
+    written = days if granularity == "day" else _span_days(_spans(days, granularity))
+    if spec.kind != "event":
+        first, extra = _against_stored(catalog, spec, first, extra, written)
     cached.extend(_register_references(catalog, spec, days, cfg, granularity))
     checks = checks_for(spec, now, cfg.max_future_skew_s, granularity)
     tagged, results = validate(add_reference_flags(first, spec), spec, checks)
@@ -239,8 +247,8 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     origin = {"batch_id": batch_id, "landing": landing}  # `pinrec lineage` follows a raw table back to these folders
     origin["rows"] = {"in": report.rows_in, "valid": report.rows_valid, "quarantined": report.rows_quarantined,
                       "duplicates_dropped": report.duplicates_dropped}  # the batch's accounting, for `pinrec report`
-    # every day of the spans is replaced and recorded (``wrote_days``: the step cache reads a day's fingerprint there)
-    written = days if granularity == "day" else _span_days(_spans(days, granularity))
+    # every day of the spans (``written``) is replaced and recorded (``wrote_days``: the step cache reads a day's
+    # fingerprint there)
     # the table is held across both commits: another ingest of it cannot land between its quarantine
     # rows and its valid rows (a crash between the two leaves them apart; re-running the batch repairs it)
     with catalog.holding(spec.name):
@@ -249,6 +257,26 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
         if report.rejected:
             return report
         return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
+
+
+def _against_stored(catalog: Catalog, spec: TableSpec, first, extra, written: list[dt.date]):
+    """Dimension rows whose key the table already holds on a day the batch does not replace move from
+    ``first`` to ``extra`` (``_exact``: the same payload as the stored row). Read through a catalog of its
+    own: the table's earlier version is not the batch's lineage (nor part of the step cache's fingerprint)."""
+    from pyspark.sql import functions as F
+
+    look = Catalog(catalog.spark, catalog.warehouse)
+    if not look.exists(spec.name):
+        return first, extra
+    stored = (look.read(spec.name).where(f"NOT ({days_predicate(written)})")
+              .select(*spec.primary_key, F.to_json(F.struct(*[F.col(c) for c in spec.column_names]))
+                      .alias("_stored_payload")))
+    payload = F.to_json(F.struct(*[F.col(c) for c in spec.column_names]))
+    met = first.join(stored, list(spec.primary_key), "left")
+    again = (met.where(F.col("_stored_payload").isNotNull())
+             .select("dt", "_raw", (payload == F.col("_stored_payload")).alias("_exact")))
+    first = met.where(F.col("_stored_payload").isNull()).drop("_stored_payload")
+    return first, extra.select("dt", "_raw", "_exact").unionByName(again)
 
 
 def _quarantined_before(catalog: Catalog, table: str, days: list[dt.date]) -> bool:

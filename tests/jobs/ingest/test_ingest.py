@@ -253,6 +253,34 @@ def quarantined(spark, lake, table="pins") -> dict[str, str]:
     return {r["raw"]: r["reason"] for r in read(spark, lake, "quarantine").where(f"source_table = '{table}'").collect()}
 
 
+def test_a_dimension_row_delivered_again_on_a_later_day_is_never_a_second_row_of_its_key(spark, lake):
+    """Dimensions are append-only: a later day's exact copy (a daily full dump) is a dropped duplicate, a
+    changed copy is quarantined (duplicate_key), whether the first delivery is in the table or in the batch."""
+    day2 = DAY + dt.timedelta(days=1)
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n" + pin_line(2) + "\n").encode())
+    changed = pin_line(2, category="d", created_at="2026-01-06T10:00:00.000Z")
+    land_bytes(lake, "part-00000.jsonl", "\n".join([pin_line(1, created_at="2026-01-05T10:00:00.000Z"), changed,
+                                                    pin_line(3, created_at="2026-01-06T10:00:00.000Z")]).encode(),
+               day=day2)
+
+    def rows():
+        return sorted((r["pin_id"], r["category"], str(r["dt"])) for r in read(spark, lake, "pins").collect())
+
+    want = [(1, "c", "2026-01-05"), (2, "c", "2026-01-05"), (3, "c", "2026-01-06")]
+    assert ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW).rows_valid == 2
+    for _ in range(2):  # the later day, then the same again: the stored rows of the first day decide
+        report = ingest_table(spark, PINS, lake, [day2], LENIENT, now=NOW)
+        assert (report.rows_in, report.rows_valid, report.duplicates_dropped) == (3, 1, 1)
+        assert report.quarantined_by_reason == {"duplicate_key:pin_id": 1} and rows() == want
+    assert quarantined(spark, lake) == {changed: "duplicate_key:pin_id"}
+    assert ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW).rows_valid == 2 and rows() == want
+
+    fresh = type(lake)(landing=lake.landing, warehouse=lake.warehouse + "-both")  # both days in one batch
+    report = ingest_table(spark, PINS, fresh, [DAY, day2], LENIENT, now=NOW)
+    assert (report.rows_in, report.rows_valid, report.duplicates_dropped) == (5, 3, 1)
+    assert sorted((r["pin_id"], r["category"], str(r["dt"])) for r in read(spark, fresh, "pins").collect()) == want
+
+
 def test_every_value_must_have_its_columns_json_type_and_each_key_appears_once(spark, lake):
     bad_utf8 = pin_line(40, title="caf_").encode().replace(b"caf_", b"caf\xe9")  # Latin-1, not UTF-8
     expected = {  # line -> reason
