@@ -68,7 +68,8 @@ _PATH_LOCKS_GUARD = threading.Lock()
 
 def _path_lock(path: str) -> threading.Lock:
     """This process's lock of a table path: threads of one job (ingest's tables side by side) write
-    the same table (the quarantine) one at a time; other processes are Delta's and the lease's."""
+    the same table (the quarantine) one at a time; other processes wait for its OS lock (local disk) or
+    meet its lease (S3): :mod:`pinrec.jobs.io.table_lock`."""
     with _PATH_LOCKS_GUARD:
         return _PATH_LOCKS.setdefault(path, threading.Lock())
 

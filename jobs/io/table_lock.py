@@ -22,16 +22,22 @@ accept a PUT whose condition fails. So the first lease a process takes in a buck
 second create-if-absent of it, and an overwrite on a wrong ETag, must both be refused; else
 :class:`~pinrec.export.serving.store.ConditionalWritesIgnored` is raised and nothing is written.
 
-Other filesystems (local disk, HDFS) need no lease: their Delta log store is already atomic.
+Other filesystems (local disk, HDFS) need no lease: their Delta log store is already atomic. A local
+table is still held by one writer process at a time, so that a writer's two commits (ingest's quarantine
+rows, then its table) are never interleaved with another process's: an OS lock (``flock``) on
+``<warehouse>/.<table>.writer-lock``, waited for up to ``ttl_s`` (two ``pinrec ingest`` runs of a table
+then take turns), released with the process if it dies.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlparse
@@ -155,11 +161,15 @@ def needs_lease(table: str) -> bool:
 
 @contextlib.contextmanager
 def table_writer(spark, table: str, ttl_s: float = 300.0) -> Iterator[None]:
-    """Hold ``table``'s writer lease for the body (module docstring); a no-op off object storage.
+    """Hold ``table``'s writer lease for the body (module docstring); on local disk its OS lock, on HDFS nothing.
     Raises :class:`ConcurrentWriterError` when another writer holds it, or when this writer lost
     it while writing (a stall longer than ``ttl_s``)."""
     if not needs_lease(table):
-        yield
+        if urlparse(table).scheme in ("", "file"):
+            with _local_writer(table, ttl_s):
+                yield
+        else:
+            yield
         return
     lease = _Lease(spark, table, ttl_s)
     lease.acquire()
@@ -183,3 +193,26 @@ def table_writer(spark, table: str, ttl_s: float = 300.0) -> Iterator[None]:
     if lost.is_set():
         raise ConcurrentWriterError(f"{table}: this writer lost its lease while writing (stalled over {ttl_s:.0f} s); "
                                     f"check the table's history before re-running")
+
+
+@contextlib.contextmanager
+def _local_writer(table: str, wait_s: float) -> Iterator[None]:
+    """Hold the OS lock of a local table (module docstring) for the body."""
+    path = (urlparse(table).path if table.startswith("file:") else table).rstrip("/")
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, f".{name}.writer-lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConcurrentWriterError(f"{table}: another process has been writing it for over {wait_s:.0f} s "
+                                                f"(it holds {folder}/.{name}.writer-lock); nothing was written") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
