@@ -47,6 +47,8 @@ def write_dataset_info(landing: str | Path | Location, info: dict, user_ids: pd.
             buffer = io.BytesIO()
             ids.to_parquet(buffer, index=False)
             (folder / name).write_bytes(buffer.getvalue())
+        else:  # a previous load's mapping would renumber this dataset's ids
+            (folder / name).delete()
     path = folder / "dataset.json"
     path.write_text(json.dumps(info, indent=2, default=str) + "\n")
     return path

@@ -55,6 +55,7 @@ from pinrec.schemas.catalog import (
 )
 
 from .landing import GRANULARITIES, LandingSummary, format_ts, write_partition
+from .landing_owner import claim, replace
 from .negatives import sample_negative_impressions
 
 USER_COLUMNS = ("user_id", "created_at", "country", "gender", "age", "occupation")
@@ -252,8 +253,10 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
     which), each folder named by the span's first day. Ingestion reads the span from the dataset
     record and writes each event to the Delta partition of its own day. ``negatives``: sampled negative
     impressions per interaction (None: :func:`resolve_negatives`'s auto); ``summary.labels`` counts the
-    landed impressions, closeups and saves and ``summary.negatives`` the per-interaction number used."""
+    landed impressions, closeups and saves and ``summary.negatives`` the per-interaction number used. The
+    log replaces what a previous load left in ``landing`` (:mod:`pinrec.jobs.ingest.landing_owner`)."""
     inter = _check(log)
+    claim(landing, "dataset")
     per = resolve_negatives(negatives, int((inter["rating"] >= save_threshold).sum()), len(inter))
     tables = _tables(log, inter, save_threshold, per)
     granularity = choose_granularity(pd.DatetimeIndex(inter["_day"]), max_partitions)
@@ -276,4 +279,5 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
             if len(rows) or empty_partitions:
                 write_partition(landing, spec, stamp.date(), rows)
                 summary.rows[spec.name][stamp.date()] = len(rows)
+    replace(landing, "dataset", summary.rows)  # what another dataset or world left
     return summary

@@ -86,6 +86,7 @@ from pinrec.schemas.catalog import (
 from pinrec.schemas.tables import TableSpec
 
 from .landing import LandingSummary, partition_dir, write_partition
+from .landing_owner import claim, replace
 
 CLOSEUP_A, CLOSEUP_B = 5.0, -4.5          # P(closeup | examined) = sigmoid(a r + b)
 SAVE_C, SAVE_D = 4.0, -5.0                # P(save | closeup) = sigmoid(c r + d)
@@ -489,12 +490,14 @@ def simulate(cfg: SyntheticConfig, seed: int) -> Simulation:
 
 def generate(cfg: SyntheticConfig, landing: str | Path | Location, seed: int) -> LandingSummary:
     """Write ``cfg.days`` days of every raw table into ``landing`` and the truth into
-    ``<landing>/_truth/`` (see the module docstring). Deterministic in ``(cfg, seed)``.
+    ``<landing>/_truth/`` (see the module docstring). Deterministic in ``(cfg, seed)``. The world replaces
+    what a previous load left in ``landing`` (:mod:`pinrec.jobs.ingest.landing_owner`).
 
     Returns the lines written per table and day, the injected faults per table and kind, and the
     injected duplicates per table.
     """
     landing = as_location(landing)
+    claim(landing, "synthetic")
     world, dims, pool = _draw(cfg, seed)
     _write_world_truth(landing / "_truth", world, cfg, seed)
     summary = LandingSummary(
@@ -527,4 +530,5 @@ def generate(cfg: SyntheticConfig, landing: str | Path | Location, seed: int) ->
         edges, edges_seen = _new_edges(actions[actions["type"] == "save"], edges_seen)
         write_partition(landing, PIN_BOARD_EDGES, day, edges)
         summary.rows[PIN_BOARD_EDGES.name][day] = len(edges)
+    replace(landing, "synthetic", summary.rows)  # what another world or dataset left
     return summary

@@ -281,6 +281,7 @@ class Steps:
         """Ingest the days whose fingerprint changed, ``days_per_batch`` at a time (0: one batch); with
         ``only``, just those of ``only`` (a DAG run's day: ``days`` are then the landed days up to it, for
         the fingerprints); returns (the reports of what ran, the days reused)."""
+        from pinrec.jobs.ingest.days import partition_of
         from pinrec.jobs.ingest.ingest import IngestPaths, ingest
         from pinrec.schemas.catalog import RAW_TABLES
 
@@ -288,6 +289,13 @@ class Steps:
         candidates = [d for d in days if only is None or d in only]
         look = self.catalog()
         recorded = {t.name: day_fingerprints(look, t.name, "ingest") for t in RAW_TABLES}
+        landed_in, landed = partition_of(self.cfg.storage.location("landing")), set(days)
+        if only is None and (stale := sorted(d for d in recorded["impressions"] if landed_in(d) not in landed)):
+            # a whole landing zone (the demo's): the warehouse's other days came from a dataset replaced since
+            raise ValueError(f"the warehouse {self.cfg.storage.warehouse} holds impressions of {len(stale)} day(s) the "
+                             f"landing zone {self.cfg.storage.landing} does not ({stale[0]}..{stale[-1]}): it was "
+                             "built from another dataset or world, and ingesting this one beside it would mix "
+                             "the two. Remove it, or set storage.warehouse to another folder")
         # a day without a landed file is never "cached": ingest says what it finds (or does not)
         todo = [d for d in candidates if not self.cache.hit("ingest", fps[d], fps[d] if self._present[d] and all(
             recorded[t].get(d) == fps[d] for t in self._present[d]) else None)]

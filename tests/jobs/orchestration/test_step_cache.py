@@ -169,6 +169,16 @@ def test_landing_a_new_day_ingests_and_featurises_only_that_day_and_rebuilds_the
     assert isinstance(third.training_set(days), Cached)
     assert third.fingerprints["features"] == second.fingerprints["features"]
 
+    # a smaller world replaces the landing zone; the warehouse still holds the old world's last day
+    cfg = dataclasses.replace(cfg, synthetic=dataclasses.replace(cfg.synthetic, days=3))
+    fourth = steps()
+    assert not isinstance(fourth.landing(), Cached)
+    assert landed_days(cfg.storage.landing, dt.date.min, dt.date.max) == days[:-1]
+    with pytest.raises(ValueError, match=rf"warehouse .*w/warehouse holds impressions of 1 day\(s\) the landing zone "
+                                         rf".* does not \({days[-1]}\.\.{days[-1]}\): it was built from another "
+                                         r"dataset or world"):
+        fourth.ingest(days[:-1])
+
 
 @pytest.mark.spark
 def test_a_table_written_again_from_scratch_is_a_new_input_at_the_same_version(spark, tmp_path, monkeypatch):
