@@ -86,7 +86,7 @@ def export_ranker(ranker, calibration, path: str | os.PathLike, logit_offset: Se
     onnx.helper.set_model_props(model, props)
     onnx.save(model, path)
     diff = parity(path, module, *_example(ranker, 7, seed=1))
-    if diff > atol:
+    if not diff <= atol:  # NaN fails too
         raise RuntimeError(f"ONNX export differs from torch by {diff:.3g} > {atol}")
     return path
 
@@ -125,7 +125,8 @@ def parity(path: str | os.PathLike, module, categorical: np.ndarray, dense: np.n
     with torch.no_grad():
         want = module(torch.from_numpy(np.asarray(categorical, np.int64)), torch.from_numpy(np.asarray(dense, np.float32)))
     names = output_names(module.ranker.tasks)
-    return float(max(np.abs(got[n] - w.numpy()).max() for n, w in zip(names, want)))
+    # np.max, not max(): Python's max drops a NaN that is not first, and a NaN output must fail the check
+    return float(np.max([np.abs(got[n] - w.numpy()).max() for n, w in zip(names, want)]))
 
 
 def _gemm_as_matmul(model) -> list[str]:

@@ -170,3 +170,19 @@ def test_end_to_end_train_calibrate_export(tmp_path):
     weights3d = {i.name for i in graph.initializer if len(i.dims) == 3}
     towers = {n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights3d}
     assert towers and towers <= fp32_nodes  # batched tower MatMuls stay fp32
+
+
+def test_a_nan_output_fails_the_parity_check(exported):
+    """NaN in any task's output is a parity failure: Python's max() kept the finite difference of the first task."""
+    path, module, _ = exported["platt"]
+
+    class SecondTaskNaN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.ranker = module, module.ranker
+
+        def forward(self, categorical, dense):
+            out = self.inner(categorical, dense)
+            return (out[0], out[1] * float("nan"), *out[2:])
+
+    assert np.isnan(parity(path, SecondTaskNaN(), *random_inputs(4, seed=4)))

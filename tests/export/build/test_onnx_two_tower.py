@@ -25,3 +25,13 @@ def test_user_tower_exports_with_parity(tmp_path, pooling):
     assert got.shape == (33, 4)
     np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_nan_difference_at_any_batch_size_fails_the_export(tmp_path, monkeypatch):
+    from pinrec.export.build import onnx_two_tower
+
+    torch.manual_seed(0)
+    tower = UserTower((5, 4), 3, 8, 4, out_channels=8, hidden_channels=8)
+    monkeypatch.setattr(onnx_two_tower, "parity", lambda path, t, inputs: float("nan") if len(inputs[0]) == 7 else 0.0)
+    with pytest.raises(RuntimeError, match="ONNX user tower differs from torch by nan"):
+        export_user_tower(tower, tmp_path / "user.onnx")
