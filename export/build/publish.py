@@ -173,7 +173,7 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
     prefix = bundle_prefix(name, version)
     if store.exists(prefix + MANIFEST_FILE):
         raise PublishError(f"{name}/{version} already exists in {store!r}; versions are immutable")
-    _claim(store, name, version)
+    claim = _claim(store, name, version)
     hook("claimed")
 
     for entry, local in entries:
@@ -204,6 +204,9 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
     manifest = Manifest(name=name, version=version, created_at=now, lineage=lineage, metrics=metrics,
                         blessing=verdict, files=tuple(e for e, _ in entries))
     data = manifest.to_json().encode()
+    if not _holds_claim(store, prefix, claim):
+        raise PublishError(f"{name}/{version} was removed while it was being uploaded (a prune whose "
+                           "incomplete_grace_s is shorter than an upload?); nothing was published")
     if not store.put_if_absent(prefix + MANIFEST_FILE, data):
         raise PublishError(f"{name}/{version}: another publisher wrote its manifest first")
     hook("manifest")
@@ -216,22 +219,34 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
                     "; ".join(verdict.reasons))
     reason = "publish" if verdict.blessed else "force"
     hook("pointer:before")
-    pointer = _move(store, name, channel, version, data, current, token, reason, now)
+    pointer = _move(store, name, channel, version, data, current, token, reason, now, claim)
     hook("pointer:after")
     log.info("channel %s/%s -> %s (was %s; %d files, %d bytes)", name, channel, version,
              current.version if current else None, len(manifest.files), manifest.total_bytes)
     return PublishResult(manifest, promoted=True, pointer=pointer)
 
 
-def _claim(store: Store, name: str, version: str) -> None:
+def _claim(store: Store, name: str, version: str) -> str:
+    """Claim ``version`` (create-if-absent ``.claim``); returns this publisher's id, which the claim holds."""
     prefix = bundle_prefix(name, version)
-    claim = json.dumps({"publisher": uuid.uuid4().hex, "claimed_at": dt.datetime.now(dt.UTC).isoformat()})
+    me = uuid.uuid4().hex
+    claim = json.dumps({"publisher": me, "claimed_at": dt.datetime.now(dt.UTC).isoformat()})
     if not store.put_if_absent(prefix + CLAIM_FILE, claim.encode()):
         raise PublishError(f"{name}/{version} is being published or was published by another publisher in "
                            f"{store!r}; versions are immutable: publish under another version")
     if store.exists(prefix + MANIFEST_FILE):  # published before versions were claimed: not ours either
         store.delete(prefix + CLAIM_FILE)
         raise PublishError(f"{name}/{version} already exists in {store!r}; versions are immutable")
+    return me
+
+
+def _holds_claim(store: Store, prefix: str, me: str) -> bool:
+    """Whether the version's ``.claim`` is still this publisher's: a prune deletes an incomplete version's
+    files and then its claim, so a publisher that lost it must not write the manifest (or keep a move)."""
+    try:
+        return json.loads(store.get_bytes(prefix + CLAIM_FILE)).get("publisher") == me
+    except (FileNotFoundError, ValueError, AttributeError):
+        return False
 
 
 def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bool) -> Metrics | None:
@@ -249,16 +264,19 @@ def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bo
 
 
 def _move(store: Store, name: str, channel: str, version: str, manifest_bytes: bytes,
-          current: ChannelPointer | None, token: str | None, reason: str, now: dt.datetime) -> ChannelPointer:
+          current: ChannelPointer | None, token: str | None, reason: str, now: dt.datetime,
+          claim: str | None = None) -> ChannelPointer:
     """Compare-and-swap the channel to ``version``, then make sure the version is still there: a
     prune marks a version before its last look at the pointers, so a move it did not see finds
-    the mark (or the manifest gone) here, and is undone."""
+    the mark (or the manifest gone, or, for a publisher's ``claim``, the claim gone) here, and is undone."""
     pointer = ChannelPointer(name=name, channel=channel, version=version,
                              manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(), moved_at=now,
                              reason=reason, previous=current.version if current else None)
     key = channel_key(name, channel)
     new_token = store.swap(key, pointer.to_json().encode(), token)
     problem = _vanishing(store, name, version, pointer.manifest_sha256)
+    if problem is None and claim is not None and not _holds_claim(store, bundle_prefix(name, version), claim):
+        problem = "was removed while it was being published"
     if problem is None:
         return pointer
     try:

@@ -118,8 +118,9 @@ def _delete_unless_pointed(store: Store, name: str, version: str) -> bool:
         return False
     store.delete(prefix + MANIFEST_FILE)  # first: from now on it is an incomplete version to everyone
     for rel in sorted(store.list_files(prefix)):
-        if rel != CLAIM_FILE:
+        if rel not in (CLAIM_FILE, PRUNE_MARK):
             store.delete(prefix + rel)
+    store.delete(prefix + PRUNE_MARK)  # after the files: a mover that sees no mark finds them gone
     store.delete(prefix + CLAIM_FILE)  # last: the version name is free again only now
     store.remove_empty_folders(prefix)
     return True

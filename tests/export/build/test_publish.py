@@ -427,6 +427,38 @@ def test_prune_keeps_a_claimed_version_for_the_grace_period(store, candidate):
     assert _publish(store, candidate(2)[0], "v2", when=T0 + HOUR).promoted  # the name is free again
 
 
+def test_a_version_pruned_while_uploading_is_never_published(store, candidate):
+    """A prune whose grace is shorter than an upload deletes the incomplete version under the publisher:
+    the publisher must notice (its claim is gone) instead of writing a manifest over missing files."""
+    _publish(store, candidate(0)[0], "v1")
+
+    def hook(step):
+        if step == "verified":
+            assert prune(store, "homefeed", incomplete_grace_s=0, now=dt.datetime.now(dt.UTC) + HOUR) == ["v2"]
+
+    with pytest.raises(PublishError, match="homefeed/v2 was removed while it was being uploaded"):
+        _publish(store, candidate(1)[0], "v2", when=T0 + HOUR, hook=hook)
+    assert _channel(store) == "v1" and store.list_files(bundle_prefix("homefeed", "v2")) == {}
+
+
+def test_a_move_to_a_version_whose_claim_went_is_undone(store, candidate):
+    """The prune listed the version's files before the manifest arrived: the manifest stays, the rest and
+    the claim go. The publisher's move checks its claim after the swap and puts the channel back."""
+    _publish(store, candidate(0)[0], "v1")
+    prefix = bundle_prefix("homefeed", "v2")
+
+    def hook(step):
+        if step == "manifest":
+            for rel in store.list_files(prefix):
+                if rel != "manifest.json":
+                    store.delete(prefix + rel)
+
+    with pytest.raises(PublishError, match="homefeed/v2 was removed while it was being published while channel prod "
+                                           "moved to it; the channel was put back on v1"):
+        _publish(store, candidate(1)[0], "v2", when=T0 + HOUR, hook=hook)
+    assert _channel(store) == "v1"
+
+
 def test_prune_sweeps_pointer_files_a_killed_swap_left(store, candidate):
     if not store.is_local:
         pytest.skip("S3 swaps leave no temporary objects")
