@@ -307,7 +307,8 @@ def _vanishing(store: Store, name: str, version: str, manifest_sha256: str) -> s
 def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_unblessed: bool = False,
              now: dt.datetime | None = None) -> ChannelPointer:
     """Point ``channel`` back at the stored ``to_version`` after re-reading and checking every
-    file of it; an unblessed version needs ``allow_unblessed=True``."""
+    file of it; an unblessed version (a forced one too) needs ``allow_unblessed=True``. A channel already
+    on ``to_version`` is left as it is (its rollback target kept)."""
     check_channel("channel", channel)
     try:
         manifest, data = read_manifest(store, name, to_version)
@@ -315,8 +316,10 @@ def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_un
         raise PublishError(f"{name}/{to_version} is not a complete version in {store!r}") from None
     if being_pruned(store, name, to_version):
         raise PublishError(f"{name}/{to_version} is being pruned; not rolling back to it")
-    if not (manifest.blessing.blessed or manifest.blessing.forced or allow_unblessed):
-        raise PublishError(f"{name}/{to_version} was not blessed ({'; '.join(manifest.blessing.reasons)}); "
+    # blessed only: a forced version may never have served this channel (forced to canary, or lost the swap)
+    if not (manifest.blessing.blessed or allow_unblessed):
+        forced = " (it was published with force=True)" if manifest.blessing.forced else ""
+        raise PublishError(f"{name}/{to_version} was not blessed{forced} ({'; '.join(manifest.blessing.reasons)}); "
                            "pass allow_unblessed=True to roll back to it anyway")
     prefix = bundle_prefix(name, to_version)
     for entry in manifest.files:
@@ -327,6 +330,10 @@ def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_un
         if got != (entry.size, entry.sha256):
             raise PublishError(f"{name}/{to_version}/{entry.path} does not match its manifest; not rolling back")
     current, token = read_channel_for_update(store, name, channel)
+    if current is not None and (current.version, current.manifest_sha256) == (to_version,
+                                                                             hashlib.sha256(data).hexdigest()):
+        log.info("rollback: channel %s/%s already on %s; left as it is", name, channel, to_version)
+        return current  # a retried rollback must not make the version its own rollback target
     pointer = _move(store, name, channel, to_version, data, current, token, "rollback",
                     now or dt.datetime.now(dt.UTC))
     log.warning("rollback: channel %s/%s -> %s (was %s)", name, channel, to_version,

@@ -68,6 +68,10 @@ def prune(store: Store, name: str, *, keep_blessed: int = 5, keep_unblessed: int
     ``keep_blessed`` promoted (blessed or forced) and ``keep_unblessed`` rejected ones, and
     incomplete ones (claimed or partly uploaded) whose newest file is younger than
     ``incomplete_grace_s``."""
+    for arg, value in (("keep_blessed", keep_blessed), ("keep_unblessed", keep_unblessed),
+                       ("incomplete_grace_s", incomplete_grace_s)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"prune: {arg} must be an integer >= 0, got {value!r}")
     now = now or dt.datetime.now(dt.UTC)
     pointed = _pointed(store, name)
     promoted, rejected, doomed = [], [], []

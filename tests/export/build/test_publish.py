@@ -1,4 +1,5 @@
 """Publishing, the gate, faults, concurrency, retention and rollback, on a local store and on S3."""
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -22,12 +23,19 @@ from pinrec.export.build.publish import (
     rollback,
 )
 from pinrec.export.serving.loader import BundleError, load
-from pinrec.export.serving.store import S3Options, Store, read_channel, read_manifest
+from pinrec.export.serving.store import (
+    S3Options,
+    Store,
+    read_channel,
+    read_channel_for_update,
+    read_manifest,
+)
 from pinrec.schemas.manifest import (
     ChannelPointer,
     Manifest,
     ManifestError,
     bundle_prefix,
+    channel_key,
 )
 from tests.support.bundles import LINEAGE, T0, metrics
 
@@ -242,6 +250,29 @@ def test_rollback(store, candidate):
     assert _channel(store) == "bad"
 
 
+def test_a_retried_rollback_keeps_the_rollback_target_and_a_forced_version_needs_allow_unblessed(store, candidate):
+    _publish(store, candidate(0)[0], "v1")
+    _publish(store, candidate(1)[0], "v2", when=T0 + HOUR)
+    first = rollback(store, "homefeed", "prod", "v1")
+    assert rollback(store, "homefeed", "prod", "v1") == first and first.previous == "v2"  # not v1 -> v1
+    assert prune(store, "homefeed", keep_blessed=1, keep_unblessed=0) == []  # v2 is still the rollback target
+    forced = _publish(store, candidate(2)[0], "f3", m=metrics(recall=0.05), when=T0 + 2 * HOUR, force=True,
+                      channel="canary")  # forced into canary: it never served prod
+    assert forced.manifest.blessing.forced and not forced.manifest.blessing.blessed
+    with pytest.raises(PublishError, match=r"f3 was not blessed \(it was published with force=True\)"):
+        rollback(store, "homefeed", "prod", "f3")
+    assert rollback(store, "homefeed", "prod", "f3", allow_unblessed=True).version == "f3"
+
+
+@pytest.mark.parametrize("kwargs, message", [({"keep_blessed": -1}, "keep_blessed must be an integer >= 0, got -1"),
+                                             ({"keep_unblessed": 1.5}, "keep_unblessed must be"),
+                                             ({"incomplete_grace_s": -1}, "incomplete_grace_s must be"),
+                                             ({"keep_blessed": True}, "keep_blessed must be")])
+def test_prune_refuses_impossible_counts(store, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        prune(store, "homefeed", **kwargs)
+
+
 def test_prune_keeps_recent_and_pointed_versions(store, candidate):
     files, _, _ = candidate(0)
     for i in range(4):
@@ -349,7 +380,9 @@ def _doomed_v1(store, candidate):
     at v2 so that v1 is not its previous version either (prune keeps that one)."""
     _publish(store, candidate(0)[0], "v1")
     _publish(store, candidate(1)[0], "v2", when=T0 + HOUR)
-    assert rollback(store, "homefeed", "prod", "v2").previous == "v2"
+    current, token = read_channel_for_update(store, "homefeed", "prod")  # as a v2 -> v2 move would leave it
+    store.swap(channel_key("homefeed", "prod"),
+               dataclasses.replace(current, previous="v2", reason="rollback").to_json().encode(), token)
     assert _channel(store) == "v2"
 
 
