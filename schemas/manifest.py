@@ -22,6 +22,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import numbers
 import re
 import types
 import typing
@@ -156,12 +157,14 @@ class Metrics:
     stability: dict[str, float] = field(default_factory=dict, metadata={"omit_empty": True})
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ManifestError(f"metrics.k must be >= 1, got {self.k}")
+        if not _is_int(self.k) or self.k < 1:
+            raise ManifestError(f"metrics.k must be an integer >= 1, got {self.k!r}")
+        object.__setattr__(self, "k", int(self.k))
         for name in ("recall_at_k", "latency_p50_ms", "latency_p99_ms"):
-            object.__setattr__(self, name, float(getattr(self, name)))
+            object.__setattr__(self, name, _number(f"metrics.{name}", getattr(self, name)))
         for name in ("auc", "calibration_error", "drift", "funnel", "stability"):
-            object.__setattr__(self, name, {t: float(v) for t, v in getattr(self, name).items()})
+            values = _mapping(f"metrics.{name}", getattr(self, name))
+            object.__setattr__(self, name, {t: _number(f"metrics.{name}[{t!r}]", v) for t, v in values.items()})
         for name in ("funnel", "stability"):
             bad = {key: v for key, v in getattr(self, name).items() if not math.isfinite(v)}
             if bad:
@@ -181,6 +184,23 @@ class Metrics:
                                 f"{sorted(self.calibration_error)} differ")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _number(where: str, value: Any) -> float:
+    """A real number as a float (numpy's too); a bool, a string or None is a ManifestError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ManifestError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+def _mapping(where: str, value: Any) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ManifestError(f"{where} must be a mapping with string keys, got {value!r:.120}")
+    return value
+
+
 @dataclass(frozen=True)
 class Lineage:
     """What the bundle was built from: code (git sha), configuration hash, MLflow runs by role
@@ -195,11 +215,18 @@ class Lineage:
     fingerprint: str = field(default="", metadata={"omit_empty": True})
 
     def __post_init__(self) -> None:
-        if not self.code_version or not self.config_hash:
-            raise ManifestError("lineage.code_version and lineage.config_hash must be non-empty")
-        bad = {t: v for t, v in self.delta_versions.items() if v < 0}
-        if bad:
-            raise ManifestError(f"lineage.delta_versions must be >= 0, got {bad}")
+        for name in ("code_version", "config_hash"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ManifestError(f"lineage.{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if not isinstance(self.fingerprint, str):
+            raise ManifestError(f"lineage.fingerprint must be a string, got {self.fingerprint!r}")
+        runs = _mapping("lineage.mlflow_run_ids", self.mlflow_run_ids)
+        if bad := {t: v for t, v in runs.items() if not isinstance(v, str)}:
+            raise ManifestError(f"lineage.mlflow_run_ids values must be strings (run ids), got {bad}")
+        versions = _mapping("lineage.delta_versions", self.delta_versions)
+        if bad := {t: v for t, v in versions.items() if not _is_int(v) or v < 0}:
+            raise ManifestError(f"lineage.delta_versions values must be integers >= 0, got {bad}")
+        object.__setattr__(self, "delta_versions", {t: int(v) for t, v in versions.items()})
 
 
 @dataclass(frozen=True)
@@ -239,6 +266,9 @@ class Manifest:
                                 f"(this code reads {FORMAT_VERSION})")
         check_name("bundle name", self.name)
         check_name("version", self.version)
+        for name, kind in (("lineage", Lineage), ("metrics", Metrics), ("blessing", Blessing)):
+            if not isinstance(getattr(self, name), kind):
+                raise ManifestError(f"manifest {name} must be a {kind.__name__}, got {getattr(self, name)!r:.80}")
         object.__setattr__(self, "created_at", _utc(self.created_at, "created_at"))
         paths = [f.path for f in self.files]
         if len(set(paths)) != len(paths):

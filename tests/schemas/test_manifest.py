@@ -134,8 +134,45 @@ def test_metrics_refuse_nan_and_negative():
         Metrics(k=10, recall_at_k=float("nan"), latency_p50_ms=1, latency_p99_ms=2)
     with pytest.raises(ManifestError, match="finite and >= 0"):
         Metrics(k=10, recall_at_k=0.2, latency_p50_ms=-1, latency_p99_ms=2)
-    with pytest.raises(ManifestError, match="k must be >= 1"):
+    with pytest.raises(ManifestError, match="k must be an integer >= 1"):
         Metrics(k=0, recall_at_k=0.2, latency_p50_ms=1, latency_p99_ms=2)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"k": 10.5}, r"metrics.k must be an integer >= 1, got 10.5"),
+    ({"k": True}, r"metrics.k must be an integer >= 1, got True"),
+    ({"recall_at_k": "abc"}, r"metrics.recall_at_k must be a number, got 'abc'"),
+    ({"recall_at_k": "0.3"}, r"metrics.recall_at_k must be a number, got '0.3'"),
+    ({"recall_at_k": None}, r"metrics.recall_at_k must be a number, got None"),
+    ({"auc": {"save": True}}, r"metrics.auc\['save'\] must be a number, got True"),
+    ({"funnel": [("a", 1.0)]}, r"metrics.funnel must be a mapping with string keys"),
+])
+def test_metrics_of_the_wrong_type_are_refused_naming_the_field(changes, message):
+    """What publish writes must read back: a manifest with k=10.5 or a string recall was written and then
+    refused by every loader (or a string was coerced, or a TypeError named nothing)."""
+    kwargs = {"k": 10, "recall_at_k": 0.2, "latency_p50_ms": 1, "latency_p99_ms": 2, **changes}
+    with pytest.raises(ManifestError, match=message):
+        Metrics(**kwargs)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"code_version": 123}, r"lineage.code_version must be a non-empty string, got 123"),
+    ({"delta_versions": {"pins": 3.0}}, r"lineage.delta_versions values must be integers >= 0, got \{'pins': 3.0\}"),
+    ({"delta_versions": {"pins": -1}}, r"integers >= 0"),
+    ({"mlflow_run_ids": {"ranker": None}}, r"lineage.mlflow_run_ids values must be strings"),
+])
+def test_lineage_of_the_wrong_type_is_refused_naming_the_field(changes, message):
+    with pytest.raises(ManifestError, match=message):
+        Lineage(**{"code_version": "abc", "config_hash": "def", **changes})
+
+
+def test_numpy_numbers_are_numbers():
+    import numpy as np
+
+    m = Metrics(k=np.int64(10), recall_at_k=np.float32(0.25), latency_p50_ms=1, latency_p99_ms=2,
+                auc={"save": np.float64(0.7)}, calibration_error={"save": 0.01})
+    assert (m.k, m.recall_at_k, m.auc) == (10, 0.25, {"save": 0.7}) and type(m.k) is int
+    assert Lineage("a", "b", delta_versions={"pins": np.int64(3)}).delta_versions == {"pins": 3}
 
 
 def test_channel_pointer_round_trip_and_checks():

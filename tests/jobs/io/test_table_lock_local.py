@@ -33,10 +33,10 @@ def _hold(table, ready, seconds):
 def test_a_second_process_waits_for_the_writer_and_gives_up_naming_the_lock(tmp_path):
     table = tmp_path / "warehouse" / "impressions"
     proc = _hold(table, tmp_path / "ready", 1.5)
-    with pytest.raises(ConcurrentWriterError, match=r"impressions: another process has been writing it for over 0 s "
-                                                    r"\(it holds .*warehouse/\.impressions\.writer-lock\)"):
-        with table_writer(None, str(table), ttl_s=0.2):
-            pass
+    with (pytest.raises(ConcurrentWriterError, match=r"impressions: another process has been writing it for over 0 s "
+                                                     r"\(it holds .*warehouse/\.impressions\.writer-lock\)"),
+          table_writer(None, str(table), ttl_s=0.2)):
+        pass
     with table_writer(None, str(table), ttl_s=30):  # waits its turn
         entered = time.time()
     released = float(proc.communicate(timeout=30)[0])
