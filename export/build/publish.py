@@ -188,8 +188,8 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
     hook("verified")
 
     current, token = read_channel_for_update(store, name, channel)
-    baseline = _baseline(store, name, current, force)
-    notes: tuple[str, ...] = ()
+    baseline, unreadable = _baseline(store, name, current, force)
+    notes: tuple[str, ...] = (unreadable,) if unreadable else ()
     if baseline is not None and baseline_funnel is not None:
         if baseline_funnel[0] == current.version:  # the same day on both sides
             baseline = dataclasses.replace(baseline, funnel=dict(baseline_funnel[1]))
@@ -217,7 +217,7 @@ def publish(store: Store, name: str, files: BundleFiles, metrics: Metrics, linea
     if not verdict.blessed:
         log.warning("force=True: promoting %s/%s to %s despite: %s", name, version, channel,
                     "; ".join(verdict.reasons))
-    reason = "publish" if verdict.blessed else "force"
+    reason = "publish" if verdict.blessed and not unreadable else "force"  # past an unreadable champion: forced
     hook("pointer:before")
     pointer = _move(store, name, channel, version, data, current, token, reason, now, claim)
     hook("pointer:after")
@@ -249,9 +249,10 @@ def _holds_claim(store: Store, prefix: str, me: str) -> bool:
         return False
 
 
-def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bool) -> Metrics | None:
+def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bool) -> tuple[Metrics | None, str]:
+    """The champion's metrics, and a note when ``force`` went past a champion whose manifest is unreadable."""
     if current is None:
-        return None
+        return None, ""
     try:
         manifest, _ = read_manifest(store, name, current.version)
     except (FileNotFoundError, ManifestError) as e:
@@ -259,8 +260,9 @@ def _baseline(store: Store, name: str, current: ChannelPointer | None, force: bo
             raise PublishError(f"cannot judge the candidate: the channel's version {current.version} has no "
                                f"readable manifest ({e}); roll the channel back or publish with force=True") from e
         log.warning("force=True: baseline %s unreadable (%s); judging against the floors only", current.version, e)
-        return None
-    return manifest.metrics
+        return None, (f"force=True: the champion {current.version}'s manifest is unreadable ({e}); judged against "
+                      "the floors only")
+    return manifest.metrics, ""
 
 
 def _move(store: Store, name: str, channel: str, version: str, manifest_bytes: bytes,

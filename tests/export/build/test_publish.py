@@ -619,3 +619,13 @@ def test_prune_skips_entries_that_are_not_versions(store, candidate):
     store.put_bytes("bundles/homefeed/.DS_Store", b"x")
     assert prune(store, "homefeed") == []
     assert _channel(store) == "v1" and store.exists("bundles/homefeed/.DS_Store")
+
+
+def test_force_past_an_unreadable_champion_says_so(store, candidate):
+    _publish(store, candidate(0)[0], "v1")
+    store.put_bytes(bundle_prefix("homefeed", "v1") + "manifest.json", b"{not json")
+    with pytest.raises(PublishError, match="the channel's version v1 has no readable manifest"):
+        _publish(store, candidate(1)[0], "v2", when=T0 + HOUR)
+    res = _publish(store, candidate(2)[0], "v3", when=T0 + HOUR, force=True)
+    assert res.promoted and res.pointer.reason == "force" and res.manifest.blessing.forced
+    assert res.manifest.blessing.notes[0].startswith("force=True: the champion v1's manifest is unreadable")
