@@ -98,6 +98,22 @@ class PublishConfig:
     keep_unblessed: Annotated[int, Field(ge=0)] = 2
     incomplete_grace_s: Annotated[int, Field(ge=0)] = 86_400
 
+    @field_validator("store_uri")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        """A local path, ``file://`` or ``s3://`` / ``s3a://bucket[/prefix]``: checked here, not after a build."""
+        if value is None:
+            return value
+        scheme, _, rest = value.partition("://")
+        if not value.strip() or (rest and scheme not in ("file", "s3", "s3a")) or (scheme in ("s3", "s3a") and not
+                                                                                  rest.split("/")[0]):
+            raise ValueError(f"publish.store_uri must be a local path, file://..., or s3://bucket[/prefix] "
+                             f"(s3a:// too), got {value!r}")
+        if not rest and value.split("/")[0].rstrip(":").lower() in ("s3", "s3a", "gs", "gcs", "http", "https"):
+            raise ValueError(f"publish.store_uri {value!r} looks like a URI missing its '://' (a local folder named "
+                             f"{value.split('/')[0]!r} would be used): write s3://bucket[/prefix]")
+        return value
+
     @field_validator("name", "channel")
     @classmethod
     def _safe_name(cls, value: str, info) -> str:  # ManifestError names the key and the allowed characters
