@@ -63,8 +63,8 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
     ({"ranker": {"tasks": []}}, r"^ranker.tasks must have at least 1 item\(s\), got \[\]$"),
     ({"storage": {"landing": "~/data/landing"}},
      r"^storage.landing: storage path '~/data/landing' starts with '~', which is not expanded here: write the full"),
-    ({"publish": {"store_uri": "gs://bucket/p"}}, r"publish.store_uri must be a local path, file://\.\.\., or "
-                                                  r"s3://bucket\[/prefix\] \(s3a:// too\), got 'gs://bucket/p'"),
+    ({"publish": {"store_uri": "gs://bucket/p"}},
+     r"publish.store_uri must be a local path, file://\.\.\., or s3://bucket\[/prefix\] \(s3a:// too\), got 'gs://"),
     ({"publish": {"store_uri": "s3//bucket/p"}}, r"publish.store_uri 's3//bucket/p' looks like a URI missing its"),
     ({"ingest": {"optional_tables": ["users", "pin_board_edge"]}},
      r"^ingest.optional_tables names unknown table\(s\) \['pin_board_edge'\]; the landed tables are \['users', "),
