@@ -283,8 +283,8 @@ class Store:
         """Raise :class:`ConditionalWritesIgnored` unless this S3 server refuses writes whose
         condition fails; nothing to check on a local store. Once per store and process (every
         atomic primitive calls it first): creates ``_pinrec_probe/<uuid>`` with ``If-None-Match: *``,
-        writes it again with ``If-None-Match: *`` and with a wrong ``If-Match`` (both must be
-        refused with 412), then deletes it: four requests. A server that ignores the conditions
+        writes it again with ``If-None-Match: *`` and with a wrong ``If-Match`` and deletes it with a
+        wrong ``If-Match`` (all three must be refused with 412), then deletes it: five requests. A server that ignores the conditions
         would let two publishers both win a pointer move; some S3-compatible servers do."""
         if not self.is_s3 or self.identity in _VERIFIED:
             return
@@ -297,6 +297,8 @@ class Store:
             ignored = [cond for cond, kwargs in (("If-None-Match: *", {"if_none_match": True}),
                                                  ("If-Match", {"if_match": '"' + "0" * 32 + '"'}))
                        if self._s3_put(key, b"must be refused", **kwargs) is not None]
+            if not self._s3_delete_refused(key, '"' + "0" * 32 + '"'):  # an undone first move deletes this way
+                ignored.append("DELETE If-Match")
         finally:
             self.delete(key)
         if ignored:
@@ -376,6 +378,21 @@ class Store:
             return
         if not self._local_swap(self._local_only(key), None, token):
             raise PointerConflict(f"{key} moved since it was read; compare-and-delete lost")
+
+    def _s3_delete_refused(self, key: str, etag: str) -> bool:
+        """Whether the server refuses (412) deleting ``key`` on a wrong ``If-Match``."""
+        from botocore.exceptions import ClientError
+
+        client, bucket, obj = self._boto(key)
+        try:
+            client.delete_object(Bucket=bucket, Key=obj, IfMatch=etag)
+        except ClientError as e:
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (412, 409) or e.response.get("Error", {}).get("Code") in (
+                    "PreconditionFailed", "ConditionalRequestConflict"):
+                return True
+            raise
+        return False
 
     def _local_only(self, key: str) -> str:
         if not self.is_local:

@@ -120,6 +120,14 @@ def _ignore_conditions(store: Store) -> None:
     store._boto("x")[0].meta.events.register("before-sign.s3.PutObject", strip)
 
 
+def _ignore_delete_conditions(store: Store) -> None:
+    """The same for conditional DELETEs only: a server that honours them on PUT but not on DELETE."""
+    def strip(request, **_):
+        if "If-Match" in request.headers:
+            del request.headers["If-Match"]
+    store._boto("x")[0].meta.events.register("before-sign.s3.DeleteObject", strip)
+
+
 def _count_puts(store: Store) -> list:
     puts: list = []
     store._boto("x")[0].meta.events.register("before-sign.s3.PutObject", lambda request, **_: puts.append(1))
@@ -136,6 +144,18 @@ def test_a_server_that_ignores_conditional_writes_is_refused_before_anything_is_
     with pytest.raises(store_module.ConditionalWritesIgnored):  # a failed check is not remembered as passed
         store.swap("channels/homefeed/prod.json", _pointer(), None)
     assert store.fs.find(store.root) == []  # neither the file, the pointer nor a probe was left
+
+
+@pytest.mark.integration
+def test_a_server_that_ignores_conditional_deletes_is_refused_too(s3_server):
+    """An undone first pointer move deletes the pointer on If-Match: a server ignoring that could delete a
+    later writer's pointer."""
+    store = Store(f"s3://{BUCKET}/{uuid.uuid4().hex}", s3_server.options)
+    _ignore_delete_conditions(store)
+    with pytest.raises(store_module.ConditionalWritesIgnored, match=r"accepted writes whose DELETE If-Match "
+                                                                    r"condition failed"):
+        store.put_if_absent("bundles/homefeed/v1/manifest.json", b"{}")
+    assert store.fs.find(store.root) == []
 
 
 @pytest.mark.integration
