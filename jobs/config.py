@@ -101,6 +101,9 @@ class StorageConfig:
         if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in ("http", "https"):
             raise ConfigError(f"storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) must start "
                               f"with http:// or https://, got {self.s3_endpoint_url!r}")
+        for name in (*LAKE_LOCATIONS, "mlflow_tracking_uri"):  # '' would be the working directory, or no tracking
+            if not getattr(self, name).strip():
+                raise ConfigError(f"storage.{name} is empty: give a path or URI (an unset environment variable?)")
         for name in LAKE_LOCATIONS:
             try:
                 Location(getattr(self, name))
@@ -446,11 +449,13 @@ def _as_dict(cfg: Any) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
 
 
-def _merge(base: dict, override: dict) -> dict:
+def _merge(base: dict, override: dict, where: str = "") -> dict:
     out = dict(base)
     for k, v in override.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = _merge(out[k], v, f"{where}{k}.")
+        elif isinstance(v, dict) and out.get(k) is not None:  # keys into a value: what was meant is unknown
+            raise ConfigError(f"{where}{k} must be a mapping of keys, got {out[k]!r:.80}")
         else:
             out[k] = v
     return out

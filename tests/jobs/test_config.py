@@ -66,6 +66,9 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
     ({"publish": {"store_uri": "gs://bucket/p"}},
      r"publish.store_uri must be a local path, file://\.\.\., or s3://bucket\[/prefix\] \(s3a:// too\), got 'gs://"),
     ({"publish": {"store_uri": "s3//bucket/p"}}, r"publish.store_uri 's3//bucket/p' looks like a URI missing its"),
+    ({"storage": {"warehouse": ""}}, r"^storage.warehouse is empty: give a path or URI"),
+    ({"storage": {"mlflow_tracking_uri": " "}}, r"^storage.mlflow_tracking_uri is empty"),
+    ({"storage": "s3://bucket/pinrec"}, r"^storage: expected a mapping"),
     ({"ingest": {"optional_tables": ["users", "pin_board_edge"]}},
      r"^ingest.optional_tables names unknown table\(s\) \['pin_board_edge'\]; the landed tables are \['users', "),
     ({"blessing": {"max_auc_drop": float("nan")}}, "^blessing.max_auc_drop must be a finite number, got nan$"),
@@ -264,3 +267,12 @@ def test_the_index_is_built_for_as_many_neighbours_as_serving_asks_of_it():
     assert big.index_for("ann").k == 1000  # never lowered
     with pytest.raises(ValueError, match="channel must be one of"):
         cfg.index_for("cf")
+
+
+def test_a_section_given_as_a_value_is_refused_even_with_the_environment(tmp_path):
+    """storage: <a URI> was replaced by the defaults (local ./var) once main()'s environment was merged in."""
+    (tmp_path / "c.yaml").write_text("storage: s3://bucket/pinrec\n")
+    with pytest.raises(ConfigError, match=r"storage must be a mapping of keys, got 's3://bucket/pinrec'"):
+        load_config(tmp_path / "c.yaml", env={})
+    with pytest.raises(ConfigError, match=r"storage must be a mapping of keys, got 's3://bucket/pinrec'"):
+        load_config(tmp_path / "c.yaml", parse_overrides(["storage.landing=x"]))
