@@ -394,6 +394,15 @@ class TrainingSetConfig:
     window_days: NonNegInt = 0
     broadcast_max_mb: NonNegInt = 128
 
+    @model_validator(mode="after")
+    def _window_holds_the_split(self):
+        held = sum(n if n is not None else 1 for n in (self.validation_days, self.test_days))  # null: at least one
+        if 0 < self.window_days <= held:  # every scheduled run would skip: no day left to train on
+            raise ConfigError(f"training.window_days={self.window_days} cannot hold a day to train on besides "
+                              f"{held} held-out day(s) (validation_days={self.validation_days}, test_days="
+                              f"{self.test_days}; null: at least 1): set it to >= {held + 1}, or 0 for every day")
+        return self
+
 
 @section("")
 class PinrecConfig:
