@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -33,8 +34,11 @@ def config_of(args, shortcuts: Mapping[str, Any] | None = None) -> PinrecConfig:
         if value is not None:
             *sections, name = key.split(".")
             node = overrides
-            for section in sections:
+            for i, section in enumerate(sections):
                 node = node.setdefault(section, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"--set gave {'.'.join(sections[:i + 1])} a value ({node!r}), so the option "
+                                      f"for {key} has no key to set")
             node[name] = value
     return load_config(args.config, overrides, env=os.environ)
 
@@ -49,8 +53,8 @@ def spark_and_paths(cfg: PinrecConfig):
 
 def scale_world(cfg: PinrecConfig, factor: float) -> PinrecConfig:
     """Multiply the synthetic world's population and traffic by ``factor`` (days stay)."""
-    if factor <= 0:
-        raise ConfigError(f"--scale must be positive, got {factor}")
+    if not math.isfinite(factor) or factor <= 0:
+        raise ConfigError(f"--scale must be a positive finite number, got {factor}")
     s = cfg.synthetic
     grown = {k: max(1, round(getattr(s, k) * factor)) for k in ("users", "pins", "impressions_per_day")}
     grown |= {k: round(getattr(s, k) * factor) for k in ("fresh_pins_per_day", "new_users_per_day")}  # 0 stays 0
@@ -100,6 +104,8 @@ def _days(args, cfg: PinrecConfig, events: bool = False) -> list[dt.date]:
 
     if args.date and (args.start or args.end):
         raise ConfigError("give either --date or --start/--end")
+    if args.start and args.end and args.start > args.end:
+        raise ConfigError(f"--start {args.start} is after --end {args.end}")
     if args.date:
         return [args.date]
     landing, start, end = cfg.storage.location("landing"), args.start or dt.date.min, args.end or dt.date.max

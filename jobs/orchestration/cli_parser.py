@@ -31,6 +31,20 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse names the option and exits 2 otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def _verbose(parser: argparse.ArgumentParser, default) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", default=default,
                         help="log at INFO level and show the traceback of any error")
@@ -120,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
           epilog=TORCHRUN.format(cmd="ranker", what="rank 0 reads, evaluates, exports and logs, and every rank trains."))
 
     p = _leaf(sub, "index", "index", [common], help="build the tuned, sharded FAISS index over the current pin embeddings")
-    p.add_argument("--queries", type=int, default=1000, help="held-out pins to tune and measure on (default 1000)")
+    p.add_argument("--queries", type=_at_least(1), default=1000, help="held-out pins to tune and measure on (default 1000)")
 
     _add_publish(sub, common)
 
@@ -194,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the result to this path or fsspec URL (how spark-submit hands it back)")
 
     p = _leaf(sub, "demo", "demo", [common], help="run the whole pipeline on the configured dataset")
-    p.add_argument("--days-per-batch", type=int, default=0,
+    p.add_argument("--days-per-batch", type=_at_least(0), default=0,
                    help="days ingested per batch: 1 = as a daily schedule would, 0 (default) = all landed "
                         "days in one backfill batch (fastest)")
     p.add_argument("--force", action="append", metavar="STEP", choices=list(PIPELINE_STEPS),
@@ -256,7 +270,7 @@ def _add_stack(sub, verbose: argparse.ArgumentParser) -> None:
     where.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                        help=f"PIDs, logs, data, pinrec.yaml and env.sh (default: {DEFAULT_STATE_DIR})")
     a = _leaf(actions, "up", "stack up", [where], help="start the stack (nothing happens if it is running)")
-    a.add_argument("--worker-cores", type=int, default=2, help="cores the Spark worker offers (default 2)")
+    a.add_argument("--worker-cores", type=_at_least(1), default=2, help="cores the Spark worker offers (default 2)")
     a.add_argument("--worker-memory", default="2g", help="memory the Spark worker offers (default 2g)")
     _leaf(actions, "status", "stack status", [where], help="each service running or dead; exit 1 if any is dead")
     a = _leaf(actions, "down", "stack down", [where], help="stop the recorded processes (by PID)")

@@ -181,6 +181,31 @@ def test_publish_usage_errors_exit_2_naming_the_problem(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["index", "--queries", "0"], "argument --queries: expected an integer >= 1, got 0"),
+    (["demo", "--days-per-batch", "-1"], "argument --days-per-batch: expected an integer >= 0, got -1"),
+    (["stack", "up", "--worker-cores", "two"], "argument --worker-cores: expected an integer >= 1, got 'two'"),
+])
+def test_counts_out_of_range_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--scale", "inf"], "--scale must be a positive finite number, got inf"),
+    (["generate", "--scale", "nan"], "--scale must be a positive finite number, got nan"),
+    (["publish", "prune", "--set", "publish=null", "--keep-blessed", "1"],
+     "--set gave publish a value (None), so the option for publish.keep_blessed has no key to set"),
+    (["ingest", "--start", "2026-02-01", "--end", "2026-01-01"], "--start 2026-02-01 is after --end 2026-01-01"),
+    (["features", "--start", "2026-02-01", "--end", "2026-01-01"], "--start 2026-02-01 is after --end 2026-01-01"),
+])
+def test_contradictory_or_non_finite_options_exit_2_naming_them(argv, message, tmp_path, capsys):
+    assert main([*argv, "--set", f"storage.landing={tmp_path}/l", "--set", f"storage.warehouse={tmp_path}/w"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def _handlers(parser: argparse.ArgumentParser | None = None):
     """Each leaf command's ``handler`` ("ingest", "publish rollback", ...), walking the parser's subcommands."""
     parser = parser or build_parser()
