@@ -66,8 +66,8 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
     ({"publish": {"store_uri": "gs://bucket/p"}},
      r"publish.store_uri must be a local path, file://\.\.\., or s3://bucket\[/prefix\] \(s3a:// too\), got 'gs://"),
     ({"publish": {"store_uri": "s3//bucket/p"}}, r"publish.store_uri 's3//bucket/p' looks like a URI missing its"),
-    ({"training": {"window_days": 2}}, r"^training.window_days=2 cannot hold a day to train on besides 2 held-out "
-                                       r"day\(s\) .*set it to >= 3, or 0"),
+    ({"training": {"window_days": 2}},
+     r"^training.window_days=2 cannot hold a day to train on besides 2 held-out day\(s\) .*set it to >= 3, or 0"),
     ({"training": {"window_days": 4, "validation_days": 1, "test_days": 3}}, r"set it to >= 5"),
     ({"storage": {"warehouse": ""}}, r"^storage.warehouse is empty: give a path or URI"),
     ({"storage": {"mlflow_tracking_uri": " "}}, r"^storage.mlflow_tracking_uri is empty"),
