@@ -47,6 +47,9 @@ from pinrec.models.config import (
 from pinrec.schemas.catalog import MAX_POSITION, RAW_TABLES
 from pinrec.schemas.config_base import ConfigError, section, validate
 
+#: the labels the training set holds (``jobs/features/training_set.py``): what ranker and monitoring tasks may name
+TRAINING_LABELS = ("closeup", "save")
+
 __all__ = ["LAKE_LOCATIONS", "ConfigError", "DatasetConfig", "FeatureConfig", "IngestConfig", "PinrecConfig",
            "SparkConfig", "StorageConfig", "SyntheticConfig", "TrainingSetConfig", "load_config", "parse_overrides",
            "replace", "s3_options"]
@@ -434,6 +437,20 @@ class PinrecConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     cache: StepCacheConfig = field(default_factory=StepCacheConfig)
     seed: int = 7
+
+    @model_validator(mode="after")
+    def _tasks_agree(self):
+        """Settings of the ranker's tasks that must agree, checked before a run trains for an hour."""
+        for where, tasks in (("ranker.tasks", self.ranker.tasks), ("monitoring.tasks", self.monitoring.tasks)):
+            if bad := [t for t in tasks if t not in TRAINING_LABELS]:
+                raise ConfigError(f"{where} names {bad}: the training set's labels are {list(TRAINING_LABELS)}")
+        n = len(self.ranker.tasks)
+        for where, weights in (("calibration.score_weights", self.calibration.score_weights),
+                               ("ranker_train.task_weights", self.ranker_train.task_weights or None)):
+            if weights is not None and len(weights) != n:
+                raise ConfigError(f"{where} {list(weights)} needs one weight per ranker task {list(self.ranker.tasks)}"
+                                  f"{' (or null: the defaults per task)' if where.startswith('calibration') else ''}")
+        return self
 
     def index_for(self, channel: str) -> IndexConfig:
         """``index`` with ``k`` raised to as many neighbours as ``recommend`` asks of that index per query

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from pinrec.models.config import CalibrationConfig
+from pinrec.models.config import CalibrationConfig, score_weights_for
 
 
 @dataclass(frozen=True)
@@ -174,11 +174,12 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray, tasks: tuple[str, ..
     logits, labels = np.asarray(logits), np.asarray(labels)
     if logits.ndim != 2 or logits.shape != labels.shape or logits.shape[1] != len(tasks):
         raise ValueError(f"logits {logits.shape} and labels {labels.shape} must both be (B, {len(tasks)})")
-    if len(config.score_weights) != len(tasks):
+    weights = score_weights_for(tuple(tasks), config)
+    if len(weights) != len(tasks):
         raise ValueError(f"calibration.score_weights {config.score_weights} needs one weight per task {tasks}")
     fit = fit_platt if config.method == "platt" else fit_isotonic
     return Calibration(tuple(tasks), tuple(fit(logits[:, t], labels[:, t], sample_weight)
-                                           for t in range(len(tasks))), tuple(config.score_weights))
+                                           for t in range(len(tasks))), weights)
 
 
 class PlattLayer(nn.Module):

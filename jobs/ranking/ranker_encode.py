@@ -66,7 +66,7 @@ def encode(training: TrainingSet, cfg: RankerConfigs, embeddings: EmbeddingTable
         for task in tasks:
             if frames[s][task].nunique() < 2:
                 raise ValueError(f"task {task!r} has one label value only in the {s} split (on MovieLens every "
-                                 f"rating is a closeup): set ranker.tasks=[save] and calibration.score_weights=[1.0]")
+                                 f"rating is a closeup): set ranker.tasks=[save]")
     negative_rate = float(training.meta.get("negative_rate") or infer_negative_rate(frame, tasks))
     inputs = {s: with_embeddings(frames[s], embeddings, cfg.users) for s in SPLITS}
     encoder = FeatureEncoder(feature_spec(cfg, embeddings)).fit(inputs["train"])

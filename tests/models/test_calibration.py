@@ -96,3 +96,13 @@ def test_bad_input_raises():
         Isotonic((1.0, 0.0), (0.1, 0.2))
     with pytest.raises(ValueError, match="one length"):
         fit_platt([0.0, 1.0], [1.0])
+
+
+def test_null_score_weights_are_each_tasks_default():
+    from pinrec.models.config import score_weights_for
+
+    assert score_weights_for(("save", "closeup"), CalibrationConfig()) == (1.0, 0.3)
+    assert score_weights_for(("save",), CalibrationConfig()) == (1.0,)  # changing the tasks needs no second setting
+    assert score_weights_for(("save",), CalibrationConfig(score_weights=(2.0,))) == (2.0,)
+    cal = fit_calibration(np.zeros((4, 1)), np.array([[0], [1], [0], [1]]), ("save",), CalibrationConfig())
+    assert cal.score_weights == (1.0,)
