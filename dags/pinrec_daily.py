@@ -46,7 +46,12 @@ DEFAULT_ARGS = {
 
 def _day(logical_date) -> dt.date:
     """The run's day: its logical date, which is the data interval's start for scheduled and backfill
-    runs (and what `dag.test(logical_date=D)` names, whose inferred interval is the day before)."""
+    runs (and what `dag.test(logical_date=D)` names, whose inferred interval is the day before). Airflow 3
+    allows a manual run without one (a REST trigger with logical_date null): which day it means is not
+    known, so it is refused by name rather than guessed."""
+    if logical_date is None:
+        raise ValueError("pinrec_daily processes one day: trigger it with a logical date (the day to ingest, "
+                         "YYYY-MM-DD); this run has none")
     return dt.date(logical_date.year, logical_date.month, logical_date.day)
 
 

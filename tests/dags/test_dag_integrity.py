@@ -54,3 +54,16 @@ def test_no_heavy_imports_at_module_top_level(path: Path):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             for name in names:
                 assert not name.split(".")[0] in HEAVY, f"{path.name}: top-level import of {name}"
+
+
+def test_a_daily_run_without_a_logical_date_is_refused_by_name(airflow_home):
+    """Airflow 3 lets a manual run have no logical date; the daily DAG's day would be unknown."""
+    import datetime as dt
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pinrec_daily_for_test", REPO / "dags" / "pinrec_daily.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._day(dt.datetime(2026, 1, 6, tzinfo=dt.UTC)) == dt.date(2026, 1, 6)
+    with pytest.raises(ValueError, match="trigger it with a logical date"):
+        module._day(None)
