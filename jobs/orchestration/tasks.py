@@ -162,16 +162,20 @@ def training_set_window(cfg: PinrecConfig, day: dt.date) -> dict:
 # ------------------------------------------------------------------ the training DAG's steps
 def training_day(cfg: PinrecConfig, requested: str | dt.date | None) -> dt.date:
     """The day a training run builds for: ``requested`` (a param or the triggering Asset event's
-    ``day``) or, when absent, the newest landed day."""
+    ``day``; refused when after the newest landed day) or, when absent, the newest landed day."""
     from pinrec.jobs.ingest.days import event_days
     from pinrec.jobs.io.catalog import Catalog
 
-    if requested:
-        return requested if isinstance(requested, dt.date) else dt.date.fromisoformat(str(requested))
     days = event_days(cfg.storage.location("landing"), catalog=lambda: Catalog(_spark(cfg), cfg.storage.warehouse))
     if not days:
         raise FileNotFoundError(f"nothing landed under {cfg.storage.landing}")
-    return days[-1]
+    if not requested:
+        return days[-1]
+    day = requested if isinstance(requested, dt.date) else dt.date.fromisoformat(str(requested))
+    if day > days[-1]:  # its features would be empty at serving time and its test day would hold nothing
+        raise ValueError(f"training day {day} is after the last landed day {days[-1]} under {cfg.storage.landing}: "
+                         "train for a day whose data has landed")
+    return day
 
 
 def graph_day(cfg: PinrecConfig, day: dt.date) -> dict:

@@ -40,6 +40,8 @@ def test_the_training_window_and_day_count_the_days_of_a_month_landing_not_its_m
     config = _month_config(tmp_path)
     assert training_day(config(), None) == dt.date(2003, 3, 4)  # the newest day with events, not March 1st
     assert training_day(config(), "2003-02-27") == dt.date(2003, 2, 27)
+    with pytest.raises(ValueError, match="training day 2003-03-05 is after the last landed day 2003-03-04"):
+        training_day(config(), "2003-03-05")
     assert training_window(config(), dt.date(2003, 3, 4)) == DAYS
     assert training_window(config(window_days=10), dt.date(2003, 3, 4)) == DAYS[4:]  # Feb 23 .. Mar 4
     assert training_window(config(window_days=30), dt.date(2003, 2, 27)) == DAYS[:5]
