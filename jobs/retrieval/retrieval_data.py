@@ -273,7 +273,8 @@ def evaluate_storage(cfg: RetrievalEvalConfig, landing: str | Path, warehouse=No
     if cfg.tune:
         from .tuning import select_settings
 
-        selection = select_settings(log, cfg, catalogue, pinsage_cfg, make_pinsage, info.get("timestamps"))
+        selection = select_settings(log, cfg, catalogue, pinsage_cfg, make_pinsage, info.get("timestamps"),
+                                    negatives=negatives)
         cfg, pinsage_cfg = selection.cfg, selection.pinsage or pinsage_cfg
     if make_pinsage is not None:
         models["pinsage"] = make_pinsage(pinsage_cfg)

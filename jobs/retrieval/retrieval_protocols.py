@@ -93,7 +93,7 @@ def _given(log: pd.DataFrame, negatives: pd.DataFrame, catalogue: np.ndarray,
 
 
 def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, catalogue: np.ndarray | None = None,
-                  negatives: pd.DataFrame | None = None) -> LeaveOneOut:
+                  negatives: pd.DataFrame | None = None, also_seen: pd.DataFrame | None = None) -> LeaveOneOut:
     """The NCF split of ``log`` (module docstring) over ``catalogue`` (default: the logged pins).
 
     ``negatives`` (user_id, pin_id, negatives: any number per user), as stored by
@@ -102,7 +102,9 @@ def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, cat
     the sampling: each listed user's ``pin_id`` is held out (it must be in the log: ValueError
     otherwise) and ranked against its negatives; negatives that are the user's own pins are dropped
     and counted in ``notes`` (the NCF ML-1M file lists 156 users' own held-out item), a pin outside the
-    catalogue is a ValueError, users with a single pin are skipped (counted).
+    catalogue is a ValueError, users with a single pin are skipped (counted). ``also_seen`` (user_id,
+    pin_id): more pins each user has, never drawn as that user's negatives (the tuning split's users'
+    held-out test pins, which its log no longer holds).
     """
     log = check_log(log)
     hashed = [pd.util.hash_array(np.asarray(v, dtype=np.int64)) for v in (log["user_id"], log["pin_id"], [seed])]
@@ -113,7 +115,8 @@ def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, cat
     catalogue = items if catalogue is None else np.unique(np.asarray(catalogue, dtype=np.int64))
     if len(stray := np.setdiff1d(items, catalogue)):
         raise ValueError(f"{len(stray)} logged pin(s) are not in the catalogue, e.g. {stray[:5].tolist()}")
-    seen = {user: np.sort(pins.to_numpy()) for user, pins in log.groupby("user_id")["pin_id"]}
+    seen_log = log if also_seen is None else pd.concat([log[["user_id", "pin_id"]], also_seen[["user_id", "pin_id"]]])
+    seen = {user: np.unique(pins.to_numpy()) for user, pins in seen_log.groupby("user_id")["pin_id"]}
     notes: dict = {}
     if negatives is None:
         counts = log["user_id"].map(log["user_id"].value_counts())

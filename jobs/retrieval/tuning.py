@@ -151,21 +151,23 @@ def _coordinate(search: _Search, model: str, setting: str, values, current, scor
 def select_settings(log: pd.DataFrame, cfg: RetrievalEvalConfig, pins: np.ndarray | None = None,
                     pinsage_cfg=None, make_pinsage: Callable[[object], EmbeddingSource] | None = None,
                     recorded_timestamps: str | None = None,
-                    clock: Callable[[], float] = time.monotonic) -> Selection:
+                    clock: Callable[[], float] = time.monotonic, negatives: pd.DataFrame | None = None) -> Selection:
     """Choose the data-dependent settings on ``log``'s validation split (module docstring).
 
     ``pins``: extra catalogue pins; ``pinsage_cfg``: the starting :class:`~pinrec.models.config.PinSageTrainConfig`
     and ``make_pinsage``: a function of such a config returning an embedding source (a function of
     the training log), e.g. ``lambda c: landing_model(landing, c)``; ``recorded_timestamps``: the
-    dataset record's ``timestamps``. Returns the choice; the test split is never read."""
+    dataset record's ``timestamps``; ``negatives``: the test split's given negatives (an NCF file), whose
+    held-out pins are then the ones removed. Returns the choice; the test split is never read: its pins
+    are neither validation targets nor validation negatives."""
     from .retrieval_eval import RecentEmbeddingScorer, _baseline, _embed
     from .retrieval_protocols import leave_one_out
 
     log = check_log(log)
     catalogue = np.union1d(log["pin_id"].to_numpy(), [] if pins is None else pins).astype(np.int64)
     usable, why = timestamps_usable(log, recorded_timestamps)
-    train = leave_one_out(log, 0, cfg.seed, catalogue).train  # the test pins, removed
-    split = leave_one_out(train, cfg.num_negatives, cfg.seed, catalogue)
+    train = leave_one_out(log, 0, cfg.seed, catalogue, negatives).train  # the test pins, removed
+    split = leave_one_out(train, cfg.num_negatives, cfg.seed, catalogue, also_seen=log)  # nor drawn as negatives
     search = _Search(split, cfg, cfg.tune_budget_s, clock)
     notes = {"timestamps_usable": usable, "timestamps": why, "validation_users": len(split.test)}
     if not usable:  # position recency means nothing without time order

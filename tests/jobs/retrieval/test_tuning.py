@@ -73,6 +73,27 @@ def test_search_picks_the_best_validation_setting_and_never_sees_test_pins():
     assert sel.notes["timestamps_usable"] is True and "budget_cut" not in sel.notes
 
 
+def test_given_test_pins_are_neither_tuned_on_nor_drawn_as_validation_negatives(monkeypatch):
+    """With an NCF negatives file the test pins are the file's, not each user's latest: tuning must remove those
+    (it removed its own latest, so the file's test pins were validation targets), and the validation split must
+    not draw a user's test pin as one of their negatives."""
+    from pinrec.jobs.retrieval import retrieval_protocols
+
+    log = clustered_log()
+    first = log.sort_values("ts").groupby("user_id").head(1)  # the given held-out pin: each user's earliest
+    given = first.assign(negatives=[[] for _ in range(len(first))])[["user_id", "pin_id", "negatives"]]
+    splits, real = [], retrieval_protocols.leave_one_out
+    monkeypatch.setattr(retrieval_protocols, "leave_one_out",
+                        lambda *a, **kw: splits.append(real(*a, **kw)) or splits[-1])
+    select_settings(log, dataclasses.replace(CFG, baselines=("popularity",)), negatives=given)
+    validation = splits[1]
+    held = set(zip(given["user_id"], given["pin_id"]))
+    assert not held & set(zip(validation.train["user_id"], validation.train["pin_id"]))
+    assert not held & set(zip(validation.test["user_id"], validation.test["pin_id"]))
+    drawn = {(u, p) for u, negs in zip(validation.test["user_id"], validation.test["negatives"]) for p in negs}
+    assert not held & drawn and len(validation.test) > 0
+
+
 def test_time_aware_modes_are_not_offered_without_time_order():
     fake = FakePinSage()
     sel = select_settings(clustered_log(), CFG, pinsage_cfg=PinSageTrainConfig(positives="next"), make_pinsage=fake,
