@@ -42,6 +42,7 @@ of the table that never occur in the log are kept (catalogue pins without intera
 """
 from __future__ import annotations
 
+import csv
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -174,11 +175,23 @@ def _guess_sep(path: Path, encoding: str) -> str:
 
 def _read_csv(path: Path, sep: str | None, names: tuple[str, ...], text_columns: tuple[str, ...],
               encoding: str) -> pd.DataFrame:
+    """Tab- and ``::``-separated files take quotes as text (a track named ``"Heroes`` would otherwise swallow
+    the lines up to the next quote); other separators follow CSV quoting, and a file that reads as fewer
+    rows than it has data lines is refused. Only an empty field is missing: ``NA`` or ``None`` is an id."""
     sep = sep or _guess_sep(path, encoding)
     header = None if names else "infer"
-    return pd.read_csv(path, sep=sep, header=header, names=list(names) or None, engine="python" if len(sep) > 1
-                       else "c", encoding=encoding, keep_default_na=True,
-                       dtype=dict.fromkeys(text_columns, str) or None)
+    quoting = csv.QUOTE_NONE if sep in ("\t", "::") else csv.QUOTE_MINIMAL
+    frame = pd.read_csv(path, sep=sep, header=header, names=list(names) or None, engine="python" if len(sep) > 1
+                        else "c", encoding=encoding, keep_default_na=False, na_values=[""], quoting=quoting,
+                        dtype=dict.fromkeys(text_columns, str) or None)
+    if quoting != csv.QUOTE_NONE:
+        with pd.io.common.get_handle(path, "r", encoding=encoding, compression="infer") as handle:
+            lines = sum(1 for line in handle.handle if line.strip()) - (header is not None)
+        if len(frame) != lines:
+            raise ValueError(f"{path}: {lines:,} data lines read as {len(frame):,} rows: a field opening a quote "
+                             "(\") runs on across separators or lines. Quote such fields in full (\"a \"\"b\"\" c\"), "
+                             "or write the file tab-separated, where quotes are plain text")
+    return frame
 
 
 def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, required: bool = True) -> pd.Series:

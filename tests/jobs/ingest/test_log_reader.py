@@ -320,3 +320,26 @@ def test_a_byte_order_mark_is_not_part_of_the_first_record(tmp_path, name, data)
     (tmp_path / name).write_text(data, encoding="utf-8")
     got = read_log(tmp_path / name, LogSpec(user="u", item="i"))
     assert sorted(got.log.interactions["item_id"]) == [7, 8]
+
+
+def test_quotes_in_a_tab_separated_log_are_text_and_a_quote_run_on_in_a_csv_is_refused(tmp_path):
+    tsv = tmp_path / "plays.tsv"  # Last.fm-1K style: names with an opening quote and no closing one
+    tsv.write_text('user\titem\tts\nu1\t"Heroes\t2009-05-04T23:08:57Z\nu1\tA\t2009-05-04T13:54:10Z\n'
+                   'u2\tX" Y\t2009-05-04T13:52:04Z\nu2\tB\t2009-05-04T13:42:52Z\n')
+    got = read_log(tsv, LogSpec(user="user", item="item", timestamp="ts"))
+    assert len(got.log.interactions) == 4 and sorted(got.item_ids["value"]) == ['"Heroes', "A", "B", 'X" Y']
+    csv_file = tmp_path / "plays.csv"
+    csv_file.write_text('user,item\nu1,"Heroes\nu1,A\nu2,B"\n')  # the quote closes two lines on
+    with pytest.raises(ValueError, match=r"plays\.csv: 3 data lines read as 1 rows: a field opening a quote"):
+        read_log(csv_file, LogSpec(user="user", item="item"))
+    quoted = tmp_path / "quoted.csv"  # proper CSV quoting still works
+    quoted.write_text('user,item\nu1,"a, b"\nu2,"say ""hi"""\n')
+    assert sorted(read_log(quoted, LogSpec(user="user", item="item")).item_ids["value"]) == ["a, b", 'say "hi"']
+
+
+def test_ids_spelled_like_missing_values_are_ids(tmp_path):
+    path = write(tmp_path, "user,artist\n1,NA\n2,None\n3,nan\n4,NULL\n")
+    got = read_log(path, LogSpec(user="user", item="artist"))
+    assert sorted(got.item_ids["value"]) == ["NA", "NULL", "None", "nan"]
+    with pytest.raises(ValueError, match="the item column 'artist' has 1 empty value"):
+        read_log(write(tmp_path, "user,artist\n1,a\n2,\n"), LogSpec(user="user", item="artist"))
