@@ -124,14 +124,24 @@ def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, cat
         test = last.sort_values("user_id", ignore_index=False)
         if test.empty:
             raise ValueError("no user has two or more distinct pins: nothing to hold out")
-        drawn = []
+        if len(catalogue) <= num_negatives:
+            raise ValueError(f"the catalogue holds {len(catalogue)} pins: {num_negatives} negatives and the held-out "
+                             "pin do not fit; lower retrieval_eval.num_negatives")
+        drawn, short = [], []
         for user in test["user_id"]:
             pool = np.setdiff1d(catalogue, seen[user], assume_unique=True)
-            if len(pool) < num_negatives:
-                raise ValueError(f"user {user} has only {len(pool)} non-interacted pins; "
-                                 f"{num_negatives} negatives asked")
+            if len(pool) < num_negatives:  # a user who met (almost) every pin: skipped, counted, not fatal
+                short.append(user)
+                drawn.append(None)
+                continue
             drawn.append(np.sort(np.random.default_rng([seed, int(user)]).choice(pool, num_negatives, replace=False)))
-        test = test.assign(negatives=[d.tolist() for d in drawn])
+        test = test.assign(negatives=[d.tolist() if d is not None else None for d in drawn])
+        if short:
+            test = test[test["negatives"].notna()]
+            notes["users_without_enough_negatives"] = len(short)
+            if test.empty:
+                raise ValueError(f"no user has {num_negatives} pins they never interacted with: lower "
+                                 "retrieval_eval.num_negatives")
     else:
         test, notes = _given(log, negatives, catalogue, seen)
         if test.empty:

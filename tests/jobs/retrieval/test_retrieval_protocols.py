@@ -52,8 +52,19 @@ def test_negatives_avoid_interacted_pins_and_are_reproducible():
     # a user's negatives do not depend on the other users
     alone = leave_one_out(log[log["user_id"] == 1005], 5, seed=3, catalogue=split.catalogue)
     assert alone.test["negatives"][0] == leave_one_out(log, 5, seed=3).test.set_index("user_id")["negatives"][1005]
-    with pytest.raises(ValueError, match="non-interacted"):
-        leave_one_out(log, num_negatives=111, seed=3)
+    with pytest.raises(ValueError, match=r"the catalogue holds \d+ pins: 400 negatives and the held-out pin do not "
+                                         r"fit; lower retrieval_eval.num_negatives"):
+        leave_one_out(log, num_negatives=400, seed=3)
+
+
+def test_a_user_who_met_almost_every_pin_is_skipped_and_counted():
+    """One heavy user (a user who rated nearly every item) no longer aborts the whole evaluation."""
+    log = clustered_log()
+    catalogue = np.unique(log["pin_id"])
+    heavy = pd.DataFrame({"user_id": 999_999, "pin_id": catalogue[:-3], "ts": log["ts"].min()})
+    split = leave_one_out(pd.concat([log, heavy], ignore_index=True), num_negatives=5, seed=3)
+    assert 999_999 not in set(split.test["user_id"]) and split.notes == {"users_without_enough_negatives": 1}
+    assert len(split.test) == log["user_id"].nunique()
 
 
 def test_stored_negatives_are_reused_and_checked(tmp_path):
