@@ -33,7 +33,6 @@ from pinrec.models.retrieval_metrics import (
     hit_rate_at_k,
     mrr,
     ndcg_at_k,
-    ranks_from_scores,
 )
 
 from .baselines import (
@@ -52,6 +51,7 @@ from .retrieval_protocols import (
     item_to_item_ranks,
     latent_agreement,
     leave_one_out,
+    leave_one_out_ranks,
     same_board_pairs,
 )
 
@@ -226,8 +226,6 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         log = check_log(interactions)
         catalogue = np.union1d(log["pin_id"].to_numpy(), [] if pins is None else pins).astype(np.int64)
         split = leave_one_out(log, cfg.num_negatives, cfg.seed, catalogue, negatives)
-        users, candidates = split.candidates()
-        padding = split.padding()
         scorers, skipped = {}, {}
         for name in cfg.baselines:
             try:
@@ -241,9 +239,7 @@ def evaluate_retrieval(interactions: pd.DataFrame | None = None,
         notes = skipped | {f"{name}.{key}": value for name in dict(scorer_sources or {})
                            for key, value in getattr(scorers[name], "notes", {}).items()}
         for name, scorer in scorers.items():
-            ranks = np.concatenate([ranks_from_scores(np.where(padding[s:s + 4096], -np.inf,
-                                                               scorer.score(users[s:s + 4096], candidates[s:s + 4096])))
-                                    for s in range(0, len(users), 4096)])
+            ranks = leave_one_out_ranks(split, scorer)
             gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
             rows.append(ReportRow(LEAVE_ONE_OUT, name, {
                 f"HR@{k}": hit_rate_at_k(ranks, k), f"NDCG@{k}": ndcg_at_k(ranks, k), "MRR": mrr(ranks)}, len(ranks),

@@ -150,6 +150,21 @@ def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, cat
     return LeaveOneOut(log[~held].reset_index(drop=True), test.reset_index(drop=True), catalogue, notes)
 
 
+#: users scored per call: a scorer builds (users, candidates) arrays (EASE a dense (users, items) one)
+SCORE_BATCH = 4096
+
+
+def leave_one_out_ranks(split: LeaveOneOut, scorer) -> np.ndarray:
+    """(U,) rank of each test user's held-out pin among its candidates (padding at -inf), scored
+    :data:`SCORE_BATCH` users at a time so that memory does not grow with the number of users."""
+    users, candidates = split.candidates()
+    padding = split.padding()
+    return np.concatenate([ranks_from_scores(np.where(padding[s:s + SCORE_BATCH], -np.inf,
+                                                      scorer.score(users[s:s + SCORE_BATCH],
+                                                                   candidates[s:s + SCORE_BATCH])))
+                           for s in range(0, len(users), SCORE_BATCH)])
+
+
 def same_board_pairs(edges: pd.DataFrame) -> pd.DataFrame:
     """``graph_edges`` rows (pin_id, board_id, saved_at, split) -> one row per eval edge with a
     query: board_id, query, target, exclude (the board's train pins, a list)."""

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pinrec.models.retrieval_metrics import hit_rate_at_k, ndcg_at_k, ranks_from_scores
+from pinrec.models.retrieval_metrics import hit_rate_at_k, ndcg_at_k
 
 from .baselines import EASE_MAX_ITEMS, EmbeddingSource, check_log
 from .config import RetrievalEvalConfig
+from .retrieval_protocols import leave_one_out_ranks
 
 TIME_AWARE = ("sequence", "next")
 #: Share of a log's interactions that tie with another of the same user at which time order is unusable.
@@ -89,9 +90,7 @@ class Selection:
 
 
 def _metrics(split, scorer, k: int) -> tuple[float, float]:
-    users, candidates = split.candidates()
-    scores = np.where(split.padding(), -np.inf, scorer.score(users, candidates))
-    ranks = ranks_from_scores(scores)
+    ranks = leave_one_out_ranks(split, scorer)  # in batches of users, as evaluation scores them
     return hit_rate_at_k(ranks, k), ndcg_at_k(ranks, k)
 
 

@@ -197,3 +197,20 @@ def test_no_grid_edge_is_claimed_when_the_budget_skipped_values():
     sel = select_settings(clustered_log(), dataclasses.replace(CFG, tune_budget_s=1.0, tune_ease_lambda=(1.0, 1e6)),
                           clock=lambda: next(ticks))
     assert "budget_cut" in sel.notes and "grid_edge" not in sel.notes
+
+
+def test_validation_scores_users_in_batches(monkeypatch):
+    """Tuning scored every validation user at once: EASE's dense (users, items) scores were ~68 GB on Netflix."""
+    from pinrec.jobs.retrieval import retrieval_protocols, tuning
+
+    monkeypatch.setattr(retrieval_protocols, "SCORE_BATCH", 7)
+    split = leave_one_out(clustered_log(), CFG.num_negatives, CFG.seed)
+    calls = []
+
+    class Scorer:
+        def score(self, users, candidates):
+            calls.append(len(users))
+            return (candidates == candidates[:, :1]).astype(float)  # the held-out pin (first column) first
+
+    assert tuning._metrics(split, Scorer(), 5) == (1.0, 1.0)
+    assert max(calls) <= 7 and sum(calls) == len(split.test) > 7
