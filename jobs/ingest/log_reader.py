@@ -43,6 +43,7 @@ of the table that never occur in the log are kept (catalogue pins without intera
 from __future__ import annotations
 
 import csv
+import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -148,6 +149,10 @@ def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] 
         try:
             if json_lines:
                 frame = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
+                wide = [c for c in text_columns if c in frame.columns and (
+                    pd.api.types.is_unsigned_integer_dtype(frame[c]) or pd.api.types.is_float_dtype(frame[c]))]
+                if wide:  # an id beyond int64 was wrapped (uint64) or rounded (float): read those ids as written
+                    frame[wide] = _json_text_columns(path, encoding, wide)
                 return frame.astype({c: str for c in text_columns if c in frame.columns and
                                      not pd.api.types.is_integer_dtype(frame[c])})
             return _read_csv(path, sep, names, text_columns, encoding)
@@ -159,6 +164,18 @@ def read_table(path: str | Path, sep: str | None = None, names: tuple[str, ...] 
             kind = "JSON lines (one object per line)" if json_lines else f"a {sep or 'guessed'!r}-separated table"
             raise ValueError(f"{path} cannot be read as {kind}: {e}") from None
     raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _json_text_columns(path: Path, encoding: str, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of a JSON-lines file with every number kept as its text (``123456789012345678901``
+    stays itself; pandas wraps it modulo 2**64)."""
+    rows = []
+    with pd.io.common.get_handle(path, "r", encoding=encoding, compression="infer") as handle:
+        for line in handle.handle:
+            if line.strip():
+                record = json.loads(line, parse_int=str, parse_float=str)
+                rows.append([None if record.get(c) is None else str(record[c]) for c in columns])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _guess_sep(path: Path, encoding: str) -> str:

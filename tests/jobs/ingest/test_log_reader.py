@@ -343,3 +343,11 @@ def test_ids_spelled_like_missing_values_are_ids(tmp_path):
     assert sorted(got.item_ids["value"]) == ["NA", "NULL", "None", "nan"]
     with pytest.raises(ValueError, match="the item column 'artist' has 1 empty value"):
         read_log(write(tmp_path, "user,artist\n1,a\n2,\n"), LogSpec(user="user", item="artist"))
+
+
+def test_json_ids_beyond_64_bits_keep_their_digits(tmp_path):
+    path = tmp_path / "log.jsonl"  # pandas reads 123456789012345678901 as 12776324570088369205 (mod 2**64)
+    path.write_text('{"u": 123456789012345678901, "i": 7}\n{"u": 123456789012345678902, "i": 8}\n{"u": 5, "i": 7}\n')
+    got = read_log(path, LogSpec(user="u", item="i"))
+    assert sorted(got.user_ids["value"]) == ["123456789012345678901", "123456789012345678902", "5"]
+    assert len(got.log.interactions) == 3
