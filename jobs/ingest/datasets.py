@@ -63,6 +63,7 @@ ITEM_COLUMNS = ("item_id", "category", "title", "created_at")  # optional: nsfw,
 INTERACTION_COLUMNS = ("user_id", "item_id", "ts", "rating")
 #: seeds the order of an interaction and its sampled negatives within their slate
 SLATE_SEED = 0
+_TEXT = "string[pyarrow]"
 
 
 @dataclass(frozen=True)
@@ -150,13 +151,14 @@ def _tables(log: InteractionLog, inter: pd.DataFrame, save_threshold: float,
         "nsfw": items["nsfw"].astype(bool) if "nsfw" in items else False,
         "content_embedding": items.get("content_embedding"), "_day": day})
 
-    user, item, p = inter["user_id"].astype(str), inter["item_id"].astype(str), log.source
+    # ids as Arrow strings: Python string objects cost ~60 bytes each, several per row, for the whole log
+    user, item, p = inter["user_id"].astype(_TEXT), inter["item_id"].astype(_TEXT), log.source
     day_names = pd.Series(days.strftime("%Y-%m-%d"), index=days)
 
     def shown(rows: pd.DataFrame, prefix: str, position: np.ndarray) -> pd.DataFrame:
-        who = rows["user_id"].astype(str)
+        who = rows["user_id"].astype(_TEXT)
         return pd.DataFrame({
-            "event_id": prefix + who + "-" + rows["item_id"].astype(str), "user_id": rows["user_id"],
+            "event_id": prefix + who + "-" + rows["item_id"].astype(_TEXT), "user_id": rows["user_id"],
             "pin_id": rows["item_id"], "ts": rows["ts"], "session_id": who + "-" + day_names.reindex(rows["_day"]).to_numpy(),
             "position": np.minimum(position, MAX_POSITION).astype(np.int32), "surface": "home_feed",
             "device": "unknown", "country": users["country"].reindex(rows["user_id"]).to_numpy(), "_day": rows["_day"]})
@@ -267,17 +269,17 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
     summary = LandingSummary(rows={spec.name: {} for spec in RAW_TABLES}, partition=granularity, labels=labels,
                              negatives=per)
     for spec in RAW_TABLES:
-        frame = tables[spec.name].reset_index(drop=True)
+        frame = tables.pop(spec.name).reset_index(drop=True)  # each table freed once written
         frame["_day"] = _starts(frame["_day"], granularity)
-        for col in spec.columns:  # format timestamps once, not per partition (write_partition keeps strings)
-            if col.dtype == "timestamp":
-                frame[col.name] = format_ts(frame[col.name])
         columns = list(spec.column_names)
-        by_day = {stamp: rows[columns] for stamp, rows in frame.groupby("_day", sort=False)}
+        stamps = [c.name for c in spec.columns if c.dtype == "timestamp"]
+        at = frame.groupby("_day", sort=False).indices  # one partition's copy at a time, not all of them
         for stamp in days:
-            rows = by_day.get(stamp, frame.iloc[:0][columns])
+            rows = frame.iloc[at[stamp] if stamp in at else []][columns]
             if len(rows) or empty_partitions:
-                write_partition(landing, spec, stamp.date(), rows)
+                # timestamps formatted per partition (write_partition keeps strings): no string per row of the log
+                write_partition(landing, spec, stamp.date(), rows.assign(**{c: format_ts(rows[c]) for c in stamps}))
                 summary.rows[spec.name][stamp.date()] = len(rows)
+        del frame
     replace(landing, "dataset", summary.rows)  # what another dataset or world left
     return summary
