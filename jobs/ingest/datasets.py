@@ -275,7 +275,7 @@ def to_landing(log: InteractionLog, landing: str | Path, save_threshold: float =
         stamps = [c.name for c in spec.columns if c.dtype == "timestamp"]
         at = frame.groupby("_day", sort=False).indices  # one partition's copy at a time, not all of them
         for stamp in days:
-            rows = frame.iloc[at[stamp] if stamp in at else []][columns]
+            rows = frame.iloc[at.get(stamp, [])][columns]
             if len(rows) or empty_partitions:
                 # timestamps formatted per partition (write_partition keeps strings): no string per row of the log
                 write_partition(landing, spec, stamp.date(), rows.assign(**{c: format_ts(rows[c]) for c in stamps}))
