@@ -499,6 +499,8 @@ def parse_overrides(pairs: list[str]) -> dict:
         key, raw = pair.split("=", 1)
         node = out
         parts = key.strip().split(".")
+        if not all(part.strip() for part in parts):
+            raise ConfigError(f"override {pair!r}: the key {key.strip()!r} has an empty part; write section.key=value")
         for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
@@ -556,9 +558,15 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None,
         from .config_yaml import load_yaml
 
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config file {p} is a folder; give the YAML file in it")
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
-        loaded = load_yaml(p.read_text(), f"config file {p}") or {}
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {p} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        loaded = load_yaml(text, f"config file {p}") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p}: top level must be a mapping")
         data = loaded

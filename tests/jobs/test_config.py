@@ -284,3 +284,14 @@ def test_a_section_given_as_a_value_is_refused_even_with_the_environment(tmp_pat
         load_config(tmp_path / "c.yaml", env={})
     with pytest.raises(ConfigError, match=r"storage must be a mapping of keys, got 's3://bucket/pinrec'"):
         load_config(tmp_path / "c.yaml", parse_overrides(["storage.landing=x"]))
+
+
+def test_a_config_path_that_is_a_folder_or_not_text_and_an_empty_override_key_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file .* is a folder; give the YAML file in it"):
+        load_config(tmp_path)
+    (tmp_path / "latin.yaml").write_bytes("seed: 3 # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"config file .*latin.yaml is not UTF-8 text"):
+        load_config(tmp_path / "latin.yaml")
+    for pair in ("=3", ".seed=3", "synthetic..days=2"):
+        with pytest.raises(ConfigError, match=r"has an empty part; write section.key=value"):
+            parse_overrides([pair])
