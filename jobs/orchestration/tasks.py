@@ -21,7 +21,7 @@ import logging
 import os
 from collections.abc import Sequence
 
-from pinrec.jobs.config import PinrecConfig, load_config, parse_overrides
+from pinrec.jobs.config import ConfigError, PinrecConfig, load_config, parse_overrides
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ class NotEnoughHistoryError(ValueError):
 def config_from_params(config_file: str | None, overrides: Sequence[str] | None) -> PinrecConfig:
     """The DAG run's configuration: a YAML file (or defaults) plus ``section.key=value`` overrides,
     and the worker's AWS variables (S3 endpoint and region of the bundle store) as the CLI reads them."""
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides or []):
+        raise ConfigError(f"the run's overrides must be a list of 'section.key=value' strings, got {overrides!r:.120}")
+    if config_file is not None and not isinstance(config_file, str):
+        raise ConfigError(f"the run's config must be a path to a YAML file, got {config_file!r:.120}")
     return load_config(config_file or None, parse_overrides(list(overrides or [])), env=os.environ)
 
 

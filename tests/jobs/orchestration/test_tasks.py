@@ -47,3 +47,16 @@ def test_the_training_window_and_day_count_the_days_of_a_month_landing_not_its_m
     assert training_window(config(window_days=30), dt.date(2003, 2, 27)) == DAYS[:5]
     with pytest.raises(NotEnoughHistoryError, match="ending 2003-03-04 holds 2 landed day"):
         training_window(config(window_days=4), dt.date(2003, 3, 4))  # Mar 1 .. Mar 4
+
+
+@pytest.mark.parametrize("config_file, overrides, message", [
+    (None, [3], r"overrides must be a list of 'section.key=value' strings, got \[3\]"),
+    (None, "seed=3", r"overrides must be a list .*got 'seed=3'"),
+    (["a.yaml"], [], r"the run's config must be a path to a YAML file, got \['a.yaml'\]"),
+])
+def test_dag_params_of_the_wrong_type_are_config_errors(config_file, overrides, message):
+    from pinrec.jobs.config import ConfigError
+    from pinrec.jobs.orchestration.tasks import config_from_params
+
+    with pytest.raises(ConfigError, match=message):
+        config_from_params(config_file, overrides)
