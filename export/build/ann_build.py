@@ -220,15 +220,17 @@ def check_budget(trials: list[dict], cfg: IndexConfig) -> None:
 
 def make_manifest(plan: IndexPlan, cfg: IndexConfig, device: str, entries: list[dict], trial: dict,
                   candidates: list[dict], reference: dict, n_queries: int, train_n: int,
-                  build_seconds: float) -> dict:
-    """The index.json document (shared by the in-process and the Spark build)."""
+                  build_seconds: float, measured_k: int | None = None) -> dict:
+    """The index.json document (shared by the in-process and the Spark build); ``measured_k``: the k the
+    recall was measured at (``cfg.k``, or fewer when the corpus is smaller), under ``measured.k``."""
     return {
         "format": FORMAT_VERSION, "hash": HASH_NAME, "factory": plan.factory, "kind": plan.kind,
         "metric": cfg.metric, "faiss_metric": cfg.faiss_metric, "d": plan.d, "nlist": plan.nlist,
         "ntotal": int(sum(e["ntotal"] for e in entries)), "num_shards": len(entries), "shards": entries,
         "search_params": trial["search_params"], "k": cfg.k,
         "measured": {key: trial[key] for key in ("recall_at_k", "recall_lower_bound", "target_met", "latency",
-                                                 "memory_bytes", "tuning")} | {"queries": n_queries},
+                                                 "memory_bytes", "tuning")}
+        | {"queries": n_queries, "k": int(measured_k if measured_k is not None else cfg.k)},
         "candidates": [{k: v for k, v in c.items() if k != "tuning"} for c in candidates],
         "drift_reference": reference, "train_size": train_n, "device": device,
         "embedding_version": cfg.embedding_version, "faiss_version": faiss.__version__,
@@ -300,7 +302,7 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path,
     entries = [write_shard(s, folder, i, len(shards)) for i, s in enumerate(shards)]
     reference = {"residual": mean_residual(trained, xt), "imbalance": imbalance(shards)}
     manifest = make_manifest(plan, cfg, device, entries, trial, trials, reference, q.shape[0], xt.shape[0],
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, measured_k=k)
     write_manifest(folder, manifest)
     lat = trial["latency"]
     return IndexReport(str(folder), plan.factory, trial["search_params"], trial["recall_at_k"], trial["target_met"],

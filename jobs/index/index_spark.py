@@ -175,7 +175,7 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
     check_budget([trial], cfg)
     reference = {"residual": mean_residual(trained, xt), "imbalance": imbalance(index.shards)}
     manifest = make_manifest(plan, cfg, device, entries, trial, [trial], reference, q.shape[0], xt.shape[0],
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, measured_k=k)
     manifest["distributed"] = {"engine": "spark", "master": sc.master, "partitions": num_shards}
     write_manifest(folder, manifest)
     lat = trial["latency"]

@@ -346,7 +346,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         measured = index_meta["measured"]
         drift = candidate_drift(spark, cfg, ranker_local, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
             if cfg.monitoring.at_publish else None
-        metrics = Metrics(k=int(index_meta["k"]), recall_at_k=measured["recall_at_k"],
+        metrics = Metrics(k=int(measured.get("k", index_meta["k"])), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
                           auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {},
                           stability=embedding_stability(catalog))

@@ -57,6 +57,7 @@ def test_ivf_build_tunes_nprobe_and_records_measurements(tmp_path):
     assert tried == ["IVF64,Flat", "IVF64,SQfp16", "IDMap,Flat"]
     assert report.factory in tried and report.target_met and report.recall_at_k >= 0.9
     assert manifest["measured"]["latency"]["p50_ms"] > 0 and manifest["measured"]["memory_bytes"] > 0
+    assert manifest["measured"]["k"] == manifest["k"] == 5
     assert manifest["train_size"] == (2500 if report.factory != "IDMap,Flat" else 0)
     for c in manifest["candidates"]:
         assert c["target_met"] == (c["recall_lower_bound"] >= 0.9) and c["recall_lower_bound"] <= c["recall_at_k"]
@@ -236,3 +237,11 @@ def test_corpus_rows_as_queries_are_measured_without_themselves(tmp_path):
     exact = build_index(x, ids, x[rows], IndexConfig(metric="l2", k=5, device="cpu"), tmp_path / "c",
                         query_ids=ids[rows])
     assert exact.factory == "IDMap,Flat" and exact.recall_at_k == 1.0  # ... and exact search without it is exact
+
+
+def test_a_corpus_smaller_than_k_records_the_k_its_recall_was_measured_at(tmp_path):
+    """The gate compares recall@k across versions: a version whose corpus held fewer than k pins was measured
+    at a smaller k, and index.json's configured k hid that."""
+    x, ids, _ = corpus(8)
+    report = build_index(x, ids, x[:3], IndexConfig(metric="ip", k=10, shards=1), tmp_path, query_ids=ids[:3])
+    assert report.manifest["k"] == 10 and report.manifest["measured"]["k"] == 7  # 8 pins, less the query's own
