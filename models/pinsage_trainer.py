@@ -60,6 +60,7 @@ from pinrec.models.random_walk import (
     ImportanceNeighborSampler,
     PinBoardGraph,
 )
+from pinrec.models.run_identity import check_resume, run_identity, tensor_digest
 from pinrec.models.warm_start import warm_state
 
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -192,6 +193,9 @@ class PinSageTrainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
+        # what a checkpoint must match to be resumed: the settings and this graph and these features
+        self.identity = run_identity(cfg, tensor_digest(graph.pin_ptr, graph.pin_boards, graph.edge_time, features),
+                                     pins=graph.num_pins, boards=graph.num_boards)
 
     # ----------------------------------------------------------------------------- checkpoints
     @property
@@ -204,7 +208,7 @@ class PinSageTrainer:
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
-                "rng": rng, "history": self.history, "config": asdict(self.cfg)}
+                "rng": rng, "history": self.history, "config": asdict(self.cfg), "identity": self.identity}
 
     def save_checkpoint(self, epoch: int) -> None:
         path = self.checkpoint_path
@@ -216,13 +220,15 @@ class PinSageTrainer:
 
     def load_checkpoint(self, path: str) -> int:
         """Restores a checkpoint; returns the next epoch to train. Raises ``ValueError`` when the
-        checkpoint's architecture differs from this trainer's."""
+        checkpoint's architecture differs from this trainer's, or it belongs to another run (other settings
+        or data: :mod:`pinrec.models.run_identity`)."""
         state = torch.load(path, map_location=self.device, weights_only=True)
         saved = state["config"]
         clash = {k: (saved.get(k), getattr(self.cfg, k)) for k in ARCHITECTURE if saved.get(k) != getattr(self.cfg, k)}
         if clash:
             raise ValueError(f"checkpoint {path} was trained with a different architecture "
                              f"(checkpoint, config): {clash}")
+        check_resume(state.get("identity"), self.identity, path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"].cpu())

@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pinrec.models.config import TwoTowerConfig
 from pinrec.models.pinsage_trainer import deterministic_kernels, resolve_device
+from pinrec.models.run_identity import check_resume, run_identity, tensor_digest
 from pinrec.models.two_tower import PinTower, TwoTower, UserTower
 
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -164,6 +165,8 @@ class TwoTowerTrainer:
                              pins.embeddings.to(self.device, torch.float32))
         counts = torch.bincount(self.data.pins, minlength=len(pins)).to(torch.float64)
         self.log_q = (counts / counts.sum()).clamp_min(1e-12).log().to(torch.float32)  # (N,), per training pin
+        self.identity = run_identity(cfg, tensor_digest(*vars(data).values(), pins.categorical, pins.dense,
+                                                        pins.embeddings), temperature=self.temperature)
         torch.manual_seed(cfg.seed)  # the initial weights
         self.model = build_model(data, pins, cfg, user_cardinalities, pin_cardinalities).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -183,7 +186,8 @@ class TwoTowerTrainer:
             raise ValueError("two_tower.checkpoint_dir is not set")
         os.makedirs(self.cfg.checkpoint_dir, exist_ok=True)
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
-                 "history": self.history, "config": asdict(self.cfg), "temperature": self.temperature}
+                 "history": self.history, "config": asdict(self.cfg), "temperature": self.temperature,
+                 "identity": self.identity}
         torch.save(state, path + ".tmp")
         os.replace(path + ".tmp", path)  # never a torn checkpoint
 
@@ -194,6 +198,7 @@ class TwoTowerTrainer:
                  if state["config"].get(k) != getattr(self.cfg, k)}
         if clash:
             raise ValueError(f"checkpoint {path} has a different architecture (checkpoint, config): {clash}")
+        check_resume(state.get("identity"), self.identity, path)  # another run's: other settings, pairs or pins
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history = [dict(h) for h in state["history"]]

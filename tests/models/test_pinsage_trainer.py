@@ -229,6 +229,12 @@ def test_resume_from_checkpoint_equals_training_straight_through(tmp_path):
     assert torch.equal(straight.embed(), resumed.embed())
     with pytest.raises(ValueError, match="different architecture"):
         PinSageTrainer(community_graph(), features(), replace(cfg, epochs=5, out_channels=4)).fit()
+    # another run's checkpoint in the same folder (yesterday's graph, another trial's settings) is refused,
+    # not continued: it would train no epoch and hand back its old weights
+    with pytest.raises(ValueError, match=r"belongs to another run .*'seed': \(0, 1\)"):
+        PinSageTrainer(community_graph(), features(), replace(cfg, epochs=5, seed=1)).fit()
+    with pytest.raises(ValueError, match=r"belongs to another run .*'data': 'the training data differ"):
+        PinSageTrainer(community_graph(), features() + 1.0, replace(cfg, epochs=5)).fit()
 
 
 def test_embed_with_another_graph_needs_the_same_pins():

@@ -94,6 +94,11 @@ def test_resume_equals_uninterrupted(tmp_path):
     with pytest.raises(ValueError, match="different architecture"):
         TwoTowerTrainer(train, pins, replace(cfg, out_channels=4, checkpoint_dir=str(tmp_path)), 0.1, [3],
                         [CATS + 1]).fit()
+    with pytest.raises(ValueError, match=r"belongs to another run .*'lr': "):
+        TwoTowerTrainer(train, pins, replace(cfg, lr=0.05, checkpoint_dir=str(tmp_path)), 0.1, [3], [CATS + 1]).fit()
+    other, _ = world(300, seed=1)
+    with pytest.raises(ValueError, match=r"belongs to another run .*the training data differ"):
+        TwoTowerTrainer(other, pins, replace(cfg, checkpoint_dir=str(tmp_path)), 0.1, [3], [CATS + 1]).fit()
 
 
 def test_temperature_is_chosen_on_validation():
