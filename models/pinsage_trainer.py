@@ -154,6 +154,9 @@ class PinSageTrainer:
                  on_epoch_end: EpochHook | None = None) -> None:
         if features.dim() != 2 or features.size(0) != graph.num_pins:
             raise ValueError(f"features must be (num_pins={graph.num_pins}, F), got {tuple(features.shape)}")
+        if not bool(torch.isfinite(features).all()):  # NaN would reach every weight through Adam
+            bad = (~torch.isfinite(features)).any(1).nonzero().flatten()
+            raise ValueError(f"features of {len(bad)} pin(s) hold NaN or inf, e.g. row {int(bad[0])}")
         if cfg.hard_negative_band[1] >= graph.num_pins and cfg.max_hard_negatives and \
                 cfg.hard_negatives_from_epoch < cfg.epochs:
             raise ValueError(f"hard_negative_band {cfg.hard_negative_band} needs more than "

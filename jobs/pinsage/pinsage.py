@@ -114,6 +114,11 @@ def graph_inputs(edges, pin_nodes, num_boards: int) -> GraphInputs:
     if feats.null_count or lengths.min() != lengths.max():
         raise ValueError(f"pin feature vectors must all have one length, got {sorted(set(lengths.tolist()))[:5]}")
     x = torch.from_numpy(feats.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(n, -1))
+    if not bool(torch.isfinite(x).all()):  # one inf or null element would make the whole column NaN below
+        rows, cols = (~torch.isfinite(x)).nonzero(as_tuple=True)
+        raise ValueError(f"graph_pin_nodes.features hold {len(rows)} value(s) that are NaN, inf or null, e.g. "
+                         f"feature {int(cols[0])} of pin_id {nodes.column('pin_id')[int(rows[0])].as_py()} "
+                         f"(columns {sorted(set(cols.tolist()))[:10]}): fix the pins' features")
     x = (x - x.mean(0)) / torch.where(x.std(0) > 0, x.std(0), torch.ones(()))  # constant columns become 0
 
     pins = torch.from_numpy(edges.column("pin_idx").to_numpy().astype(np.int64))

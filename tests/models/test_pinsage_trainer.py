@@ -237,6 +237,13 @@ def test_resume_from_checkpoint_equals_training_straight_through(tmp_path):
         PinSageTrainer(community_graph(), features() + 1.0, replace(cfg, epochs=5)).fit()
 
 
+def test_non_finite_features_are_refused():
+    x = features()
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"features of 1 pin\(s\) hold NaN or inf, e.g. row 3"):
+        PinSageTrainer(community_graph(), x, train_config(epochs=1))
+
+
 def test_embed_with_another_graph_needs_the_same_pins():
     trainer = PinSageTrainer(community_graph(), features(), train_config(epochs=1))
     with pytest.raises(ValueError, match="pins"):

@@ -29,6 +29,11 @@ def test_graph_inputs_orders_standardises_and_splits():
         graph_inputs(edges, pins.set_column(1, "pin_idx", pa.array([3, 0, 1], pa.int32())), num_boards=2)
     with pytest.raises(ValueError, match="one length"):
         graph_inputs(edges, pins.set_column(2, "features", pa.array([[1.0], [2.0, 0.0], [0.0, 1.0]])), 2)
+    for bad in ([[1.0, 5.0], [3.0, float("inf")], [2.0, 5.0]], [[1.0, 5.0], [3.0, None], [2.0, 5.0]]):
+        # one inf or null element made the whole column NaN: NaN embeddings were written to pin_embeddings
+        with pytest.raises(ValueError, match=r"features hold 1 value\(s\) that are NaN, inf or null, e.g. feature 1 "
+                                             r"of pin_id 10"):
+            graph_inputs(edges, pins.set_column(2, "features", pa.array(bad, pa.list_(pa.float32()))), 2)
     assert out.train_graph.edge_time is None  # no saved_at column: board positives only
     saved = pa.array([T0 + dt.timedelta(hours=h) for h in (3, 1, 9, 2)], pa.timestamp("us", tz="UTC"))
     timed = graph_inputs(edges.append_column("saved_at", saved), pins, num_boards=2)
