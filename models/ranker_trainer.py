@@ -63,8 +63,13 @@ class RankerData:
         if self.labels.dim() != 2 or any(t.shape[0] != b for t in (self.categorical, self.dense, self.position,
                                                                       self.weights)):
             raise ValueError("RankerData tensors must share their first dimension and labels be (B, T)")
-        if bool((self.weights < 0).any()):
-            raise ValueError("weights must be >= 0")
+        if not bool(torch.isfinite(self.weights).all()) or bool((self.weights < 0).any()):
+            raise ValueError("weights must be finite and >= 0")
+        if not bool(torch.isfinite(self.dense).all()):  # NaN would reach every weight through the optimiser
+            cols = sorted(set((~torch.isfinite(self.dense)).nonzero(as_tuple=True)[1].tolist()))
+            raise ValueError(f"dense column(s) {cols[:10]} hold NaN or inf (encode them as missing)")
+        if not bool(((self.labels == 0) | (self.labels == 1)).all()):
+            raise ValueError("labels must be 0 or 1")
 
     @classmethod
     def from_batch(cls, batch, labels: np.ndarray, weights: np.ndarray | None = None) -> RankerData:
@@ -205,6 +210,9 @@ class RankerTrainer:
             total, seen, rows = self._all_ranks_sum(total, seen, rows)
             metrics = {"train_loss": total / max(seen, 1e-12), "train_rows": float(rows), **self.evaluate(validation)}
             value = metrics[f"val_{cfg.monitor}"]
+            if not math.isfinite(value) or not math.isfinite(metrics["train_loss"]):  # NaN is never "worse"
+                raise FloatingPointError(f"epoch {epoch}: training diverged (train loss {metrics['train_loss']}, "
+                                         f"val_{cfg.monitor} {value}); lower ranker_train.lr or check the features")
             best = state["best_metric"]
             improved = best is None or (value > best + cfg.min_delta if higher else value < best - cfg.min_delta)
             if improved:

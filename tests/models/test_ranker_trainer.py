@@ -205,3 +205,19 @@ def test_position_tower_removes_a_popularity_confounded_position_bias():
         tau[with_position] = {task: kendall_tau(oracle_free[task], free[:, k]) for k, task in enumerate(("save", "closeup"))}
     for task in ("save", "closeup"):
         assert tau[True][task] > tau[False][task] + 0.03, tau
+
+
+def test_non_finite_inputs_are_refused_and_a_diverged_epoch_raises():
+    import dataclasses
+
+    data = planted(50, 0)
+    dense = data.dense.clone()
+    dense[3, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"dense column\(s\) \[1\] hold NaN or inf"):
+        dataclasses.replace(data, dense=dense)
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
+        dataclasses.replace(data, weights=torch.full_like(data.weights, float("nan")))
+    with pytest.raises(ValueError, match="labels must be 0 or 1"):
+        dataclasses.replace(data, labels=data.labels * 2)
+    with pytest.raises(FloatingPointError, match=r"epoch 0: training diverged"):  # NaN was kept as the best epoch
+        RankerTrainer(model(), config(epochs=2, lr=1e30)).fit(planted(400, 0), planted(200, 1))
