@@ -186,6 +186,7 @@ def test_online_features_equal_the_training_join(spark, tiny_world, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full  # 20-25 s; make test's demo tests serve from prebuilt snapshots
 def test_prebuilt_tables_serve_only_their_cutoff_and_version(spark, tiny_world, tmp_path):
     """Tables built ahead equal those built in place, and a build takes a prebuilt view's table only
     for the same cut-off and Delta version (marked tables show which were taken)."""

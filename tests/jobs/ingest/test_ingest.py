@@ -423,6 +423,7 @@ def test_tables_are_grouped_in_foreign_key_levels():
     assert reference_levels([]) == []
 
 
+@pytest.mark.full  # 35-50 s; make test ingests side by side in every other test (ingest.parallel_tables defaults to 2)
 def test_tables_side_by_side_write_what_one_after_the_other_writes_and_a_failure_stops_the_next_level(spark, tmp_path):
     from pinrec.jobs.ingest.ingest import IngestPaths
 

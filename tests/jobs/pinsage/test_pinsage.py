@@ -142,6 +142,7 @@ def test_train_pinsage_writes_embeddings_and_logs_to_mlflow(spark, tmp_path):
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.full  # 30-50 s; make test runs torchrun in every trainer's two-process gloo test
 def test_the_job_under_torchrun_trains_on_both_ranks(spark, tiny_world, tmp_path):
     import re
     import shutil

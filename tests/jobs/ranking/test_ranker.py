@@ -229,7 +229,7 @@ def test_train_ranker_rejects_a_constant_label(spark, tiny_world):
 @pytest.mark.spark
 @pytest.mark.slow
 @pytest.mark.integration
-@pytest.mark.full  # make test runs torchrun through PinSage's job test (and DDP in every trainer's gloo test)
+@pytest.mark.full  # make test runs torchrun in every trainer's two-process gloo test; the jobs' torchrun tests: test-all
 def test_the_job_under_torchrun_trains_on_both_ranks(tiny_world, tmp_path):
     from tests.support.repo import REPO, torchrun
 
