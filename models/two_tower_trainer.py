@@ -155,6 +155,11 @@ class TwoTowerTrainer:
             raise ValueError(f"the lists hold {data.saves.size(1)} pins, two_tower.list_length is {cfg.list_length}")
         if len(data) == 0 or int(data.pins.max()) >= len(pins) or int(data.pins.min()) < 0:
             raise ValueError(f"data.pins must be non-empty rows of the {len(pins)} pins")
+        for name, t in (("pins.embeddings", pins.embeddings), ("pins.dense", pins.dense),
+                        ("data.user_dense", data.user_dense), ("data.pin_dense", data.pin_dense)):
+            if not bool(torch.isfinite(t).all()):  # a masked NaN is still NaN (NaN * 0): every weight would follow
+                rows = (~torch.isfinite(t)).reshape(len(t), -1).any(1).nonzero().flatten()
+                raise ValueError(f"{name} holds NaN or inf in {len(rows)} row(s), e.g. row {int(rows[0])}")
         self.cfg, self.temperature, self.on_epoch_end = cfg, float(temperature), on_epoch_end
         self.rank, self.world_size = _world()
         if len(data) < self.world_size * 2:

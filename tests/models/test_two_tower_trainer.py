@@ -135,3 +135,11 @@ def test_ddp_two_gloo_processes_end_with_identical_parameters(tmp_path):
     assert [h["pairs"] for h in history] == [256] * 3  # 128 pairs per rank per epoch, all-reduced
     assert [h["loss"] for h in history] == [h["loss"] for h in ranks[1]["history"]]
     assert (tmp_path / "checkpoints" / "two_tower-tau0.1.pt").exists()
+
+
+def test_non_finite_pin_embeddings_are_refused():
+    train, pins = world(300, seed=0)
+    emb = pins.embeddings.clone()
+    emb[4, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"pins.embeddings holds NaN or inf in 1 row\(s\), e.g. row 4"):
+        TwoTowerTrainer(train, replace(pins, embeddings=emb), CFG, 0.1, [3], [CATS + 1])
