@@ -136,7 +136,8 @@ def replay(make: Callable[[Any], Any], config: Any, events: DayEvents, *, day: s
         cos = mean_pairwise_cosine(_vectors(rec, [r.pin_id for r in served]))
         if cos is not None:
             values["served.cosine"].append(cos)
-        values["served.category_entropy"].append(category_entropy(r.category for r in served))
+        if served:  # as the cosine: an empty list is no diversity figure (its HR/NDCG count it already)
+            values["served.category_entropy"].append(category_entropy(r.category for r in served))
         for arm, r in arms.items():
             _served(values, f"prerank.{arm}", served if r is rec else r.recommend(user, ctx, k=k), relevant, top, k)
             ranked = _to_ranker(r, user, ctx, merged, prerank_keep if arm == "on" else 0)

@@ -91,6 +91,15 @@ def test_replay_measures_each_channel_alone_the_merge_and_the_served_list():
     assert f"  {'trending':<24}   0.2500±0.4900   1.0000±0.0000" in table
 
 
+def test_a_user_served_nothing_counts_in_hr_but_not_in_the_diversity_figures(monkeypatch):
+    monkeypatch.setitem(LISTS["ann"], 4, [])
+    monkeypatch.setitem(LISTS["trending"], 4, [])
+    events = DayEvents.of([2, 4], [20, 10], ["save", "save"])
+    m = replay(lambda c: StandIn(c, []), RecommendConfig(), events, day="d", k=2, cutoffs=(1,)).metrics
+    assert m["users"] == 2.0 and m["served.hr@2"] == 0.5  # user 2 served [20, 21]; user 4 nothing
+    assert m["served.category_entropy"] == 1.0  # user 2's [a, c] alone: not averaged with an empty list
+
+
 def test_served_cosine_and_truth_recall():
     report = replay(lambda c: StandIn(c, []), RecommendConfig(), EVENTS, day="d", k=4, cutoffs=(2,),
                     truth={1: np.array([31, 13]), 2: np.array([32])})
