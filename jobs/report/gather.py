@@ -86,10 +86,15 @@ def ranker_facts(store, manifest: Manifest, artifacts, tracking_uri: str | None)
                                "figures cannot be read")
     if run_id and tracking_uri:
         from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
-        run = MlflowClient(tracking_uri).get_run(run_id)
-        evaluation = run.data.params.get("ranker_job.evaluation")
-        plots = _artifacts(tracking_uri, run_id, RANKER_PLOTS)
+        try:
+            run = MlflowClient(tracking_uri).get_run(run_id)
+        except MlflowException as e:  # a cleaned or another tracking store: the section says so
+            plots = f"MLflow run {run_id} is not readable in {tracking_uri}: {e.message}"
+        else:
+            evaluation = run.data.params.get("ranker_job.evaluation")
+            plots = _artifacts(tracking_uri, run_id, RANKER_PLOTS)
     return RankerFacts(version, folder.uri, tuple(report.get("metrics") or ()), tuple(report.get("debias") or ()),
                        tuple(report.get("auc_gaps") or ()), evaluation, run_id, plots)
 
@@ -145,10 +150,15 @@ def pinsage_facts(catalog: Catalog, manifest: Manifest, tracking_uri: str | None
     loss: tuple[tuple[int, float], ...] | str = "PinSage ran without MLflow tracking: no loss curve was logged"
     if run_id and tracking_uri:
         from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
 
-        history = MlflowClient(tracking_uri).get_metric_history(run_id, "loss")
-        loss = tuple(sorted((int(m.step), float(m.value)) for m in history)) or \
-            f"MLflow run {run_id} logged no 'loss' metric"
+        try:
+            history = MlflowClient(tracking_uri).get_metric_history(run_id, "loss")
+        except MlflowException as e:  # a cleaned or another tracking store: the section says so
+            loss = f"MLflow run {run_id} is not readable in {tracking_uri}: {e.message}"
+        else:
+            loss = tuple(sorted((int(m.step), float(m.value)) for m in history)) or \
+                f"MLflow run {run_id} logged no 'loss' metric"
     stability = {k: float(v) for k, v in (meta.get("stability") or {}).items() if isinstance(v, (int, float))}
     return PinSageFacts(meta["model_version"], version, run_id, loss, stability, meta.get("warm_start_from"),
                         str(meta.get("warm_start") or ""))

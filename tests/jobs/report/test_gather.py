@@ -46,3 +46,23 @@ def test_retrieval_eval_report_is_read_when_present(tmp_path):
     found = retrieval_eval_facts(artifacts)
     assert found["rows"] == rows and found["where"] == f"{tmp_path}/retrieval_eval/report.json"
     assert dt.datetime.fromisoformat(found["modified"]).tzinfo is not None
+
+
+def test_a_ranker_run_missing_from_mlflow_is_said_in_its_section(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pinrec.jobs.report.gather import ranker_facts
+
+    store, manifest = Store(str(tmp_path / "store")), facts().manifest  # lineage: ranker run "r1"
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph)
+    onnx.helper.set_model_props(model, {"pinrec.model_version": "ranker-abc"})
+    store.put_bytes(bundle_prefix(manifest.name, manifest.version) + "ranker/ranker.onnx", model.SerializeToString())
+    (tmp_path / "artifacts" / "ranker" / "ranker-abc").mkdir(parents=True)
+    (tmp_path / "artifacts" / "ranker" / "ranker-abc" / "metrics.json").write_text("{}")
+    got = ranker_facts(store, manifest, Location(str(tmp_path / "artifacts")), f"file://{tmp_path}/mlruns")
+    assert got.run_id == "r1" and got.evaluation is None
+    assert got.plots.startswith(f"MLflow run r1 is not readable in file://{tmp_path}/mlruns: ")
