@@ -192,9 +192,13 @@ def check_ids(ids, n: int) -> np.ndarray:
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero); a new float32 array."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    """(n, d) rows scaled to unit L2 norm (zero rows stay zero); a new (n, d) float32 array."""
+    # squares summed in float64: in float32 a norm above ~1.8e19 overflowed (rows became 0) and one
+    # below ~1e-19 underflowed (rows came out longer than 1); the quotient is cast back chunk by chunk
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]
+    out = np.zeros(x.shape, np.float32)
+    np.divide(x, norms, out=out, where=norms > 0, casting="same_kind")
+    return out
 
 
 def default_nlist(n: int) -> int:

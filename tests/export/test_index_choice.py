@@ -16,6 +16,7 @@ from pinrec.export.index_choice import (
     check_vectors,
     choose_index,
     default_nlist,
+    normalize,
     parse_factory,
 )
 
@@ -103,6 +104,16 @@ def test_check_vectors_and_ids():
     with pytest.raises(IndexInputError):
         check_ids([1, -1, 2], 3)
     assert issubclass(DuplicateIdError, ValueError)
+
+
+def test_normalize_is_exact_for_finite_float32_at_any_scale():
+    # the norm was computed in float32: 3e19 squared overflowed (the row became [0, 0]) and 3e-23 squared
+    # underflowed (the row came out as [0.567, 0.756], longer than 1)
+    x = np.array([[3e19, 4e19], [3e-23, 4e-23], [3.0, 4.0], [0.0, 0.0], [3e38, -3e38]], np.float32)
+    out = normalize(x)
+    assert out.dtype == np.float32 and out.shape == (5, 2)
+    np.testing.assert_allclose(out[:4], [[0.6, 0.8], [0.6, 0.8], [0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+    np.testing.assert_allclose(out[4], [2 ** -0.5, -(2 ** -0.5)], rtol=1e-6)
 
 
 def test_the_size_estimate_counts_each_shards_trained_parts_and_the_l2_pq_tables():
