@@ -75,7 +75,7 @@ class IndexConfig:
     drift_threshold: after an incremental add, retraining is advised when the new vectors' mean
       squared distance to their centroid, or the inverted lists' imbalance factor, grows by more
       than this fraction over the values at training time.
-    train_sample: vectors used to train (0: ``50 * nlist``); capped at N. exact_below: corpora
+    train_sample: vectors used to train (0: ``40 * nlist``; at least ``nlist``); capped at N. exact_below: corpora
       smaller than this are always indexed exactly. candidates: how many IVF codes that fit the
       budget are built and measured. opq: rotate with OPQ before product quantisation.
     hnsw_quantizer_from: nlist from which the coarse quantizer is an HNSW graph.

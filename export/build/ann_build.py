@@ -115,6 +115,16 @@ def train_size(plan: IndexPlan, n: int, cfg: IndexConfig) -> int:
     return min(n, size)
 
 
+def check_training(plans: list[IndexPlan], n: int, cfg: IndexConfig) -> None:
+    """Raise :class:`IndexInputError` naming ``index.train_sample`` when a plan would train its ``nlist``
+    lists on fewer vectors (faiss's k-means refuses that, but only after the exact search)."""
+    for plan in plans:
+        if plan.kind == "ivf" and (size := train_size(plan, n, cfg)) < plan.nlist:
+            raise IndexInputError(f"index.train_sample={cfg.train_sample} gives {size} training vectors for the "
+                                  f"{plan.nlist} lists of {plan.factory} (N={n}); k-means needs at least one per list "
+                                  f"(0: 40 per list)")
+
+
 def train_index(plan: IndexPlan, xt: np.ndarray, metric: str, device: str = "cpu", seed: int = 7,
                 centroids: np.ndarray | None = None) -> faiss.Index:
     """An empty index of ``plan`` trained on ``xt`` (n, d); ``metric`` is ``ip`` or ``l2``.
@@ -271,6 +281,8 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path,
     k = min(cfg.k, x.shape[0] - (query_ids is not None))
     if k < 1:
         raise IndexInputError("a corpus of one vector queried by itself has no neighbour to find")
+    plans = choose_index(x.shape[0], x.shape[1], cfg)
+    check_training(plans, x.shape[0], cfg)
     rows = exact_knn_with_ties(q, x, k + (query_ids is not None), cfg.faiss_metric)
     truth = np.where(rows >= 0, xid[rows], -1)
     if query_ids is not None:
@@ -279,7 +291,7 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path,
     best: tuple | None = None
     trials: list[dict] = []
     coarse_cache: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # coarse key -> (centroids, assignment)
-    for plan in choose_index(x.shape[0], x.shape[1], cfg):
+    for plan in plans:
         t1 = time.perf_counter()
         sample = training_sample(xid, train_size(plan, x.shape[0], cfg), cfg.seed)
         xt = x[sample]

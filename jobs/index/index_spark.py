@@ -29,6 +29,7 @@ import numpy as np
 from pinrec.export.build.ann_build import (
     IndexReport,
     check_budget,
+    check_training,
     evaluate,
     make_manifest,
     resolve_device,
@@ -102,6 +103,7 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
         q = normalize(q)
     device, k, seed, num_shards, metric = resolve_device(cfg.device), min(cfg.k, n), cfg.seed, cfg.shards, cfg.metric
     plan = choose_index(n, d, cfg)[0]
+    check_training([plan], n, cfg)
     wide = tie_width(k, n)
 
     keyed_schema = StructType(df.select(id_col, vec_col).schema.fields

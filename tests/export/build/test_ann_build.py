@@ -168,6 +168,19 @@ def test_a_factory_faiss_cannot_train_is_named_before_any_work(tmp_path, n, sett
         build_index(x, ids, q, IndexConfig(device="cpu", **settings), tmp_path)
 
 
+def test_a_train_sample_below_the_automatic_nlist_is_named_before_the_exact_search(tmp_path, monkeypatch):
+    # only index.factory was checked: the automatic IVF16 got faiss's RuntimeError from k-means, after the exact search
+    def no_exact_search(*args, **kwargs):
+        raise AssertionError("the exact search ran before the check")
+
+    monkeypatch.setattr("pinrec.export.build.ann_build.exact_knn_with_ties", no_exact_search)
+    x, ids, q = corpus(700)
+    with pytest.raises(IndexInputError, match=r"index.train_sample=5 gives 5 training vectors for the 16 lists of "
+                                              r"IVF16,Flat \(N=700\)"):
+        build_index(x, ids, q, IndexConfig(exact_below=0, train_sample=5, device="cpu"), tmp_path)
+    assert not (tmp_path / "index.json").exists()
+
+
 def test_device_switch_without_gpu():
     if faiss.get_num_gpus() > 0:
         pytest.skip("a GPU is present")

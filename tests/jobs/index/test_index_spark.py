@@ -14,6 +14,7 @@ from pinrec.export.index_choice import (
     DimensionMismatchError,
     DuplicateIdError,
     IndexConfig,
+    IndexInputError,
     NonFiniteVectorError,
 )
 from pinrec.export.serving.shards import ShardedIndex
@@ -93,6 +94,11 @@ def test_spark_build_rejects_bad_input_on_the_driver(spark, tmp_path):
         build_index_spark(spark, df.withColumn("embedding", nan.otherwise(F.col("embedding"))), q, cfg, tmp_path / "b")
     with pytest.raises(DimensionMismatchError):
         build_index_spark(spark, df, q[:, :-1], cfg, tmp_path / "c")
+    x, ids, q = corpus(700)  # IVF16 chosen: 5 training vectors cannot train 16 lists (faiss failed inside k-means)
+    write_parquet(tmp_path / "emb700.parquet", x, ids)
+    with pytest.raises(IndexInputError, match=r"index.train_sample=5 gives 5 training vectors for the 16 lists"):
+        build_index_spark(spark, spark.read.parquet(str(tmp_path / "emb700.parquet")), q,
+                          IndexConfig(exact_below=0, train_sample=5, device="cpu"), tmp_path / "d")
 
 
 SCRIPT = """
