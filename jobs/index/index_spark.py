@@ -12,8 +12,9 @@ The same steps as :func:`pinrec.export.build.ann_build.build_index`, with the co
    ``shard_of(pin_id)``, repartitioned by shard (all rows of a shard meet in one partition) and
    ``mapInPandas`` adds each shard's vectors, in id order, to a copy of the index, writes the
    shard file and returns its index.json entry plus the exact top-k of the held-out queries
-   within the shard;
-4. the driver merges the per-shard exact results into the ground truth, opens the shards,
+   within the shard, with every row tied with the shard's k-th
+   (:func:`pinrec.export.build.index_tuning.exact_search`);
+4. the driver merges the per-shard exact results, all columns kept, into the ground truth, opens the shards,
    tunes ``nprobe``, measures, and writes index.json.
 
 Shard files are byte-identical to the in-process build's (tested on a standalone cluster).
@@ -36,7 +37,7 @@ from pinrec.export.build.ann_build import (
     train_index,
     train_size,
 )
-from pinrec.export.build.index_tuning import tie_width, with_ties
+from pinrec.export.build.index_tuning import exact_search, merged_search, with_ties
 from pinrec.export.index_choice import (
     DimensionMismatchError,
     DuplicateIdError,
@@ -104,7 +105,6 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
     device, k, seed, num_shards, metric = resolve_device(cfg.device), min(cfg.k, n), cfg.seed, cfg.shards, cfg.metric
     plan = choose_index(n, d, cfg)[0]
     check_training([plan], n, cfg)
-    wide = tie_width(k, n)
 
     keyed_schema = StructType(df.select(id_col, vec_col).schema.fields
                               + [StructField("_shard", LongType()), StructField("_key", LongType())])
@@ -127,7 +127,7 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
     index_bytes = sc.broadcast(faiss.serialize_index(trained).tobytes())
     queries_bc = sc.broadcast(q)
     folder = str(Path(out_dir).resolve())
-    fm = faiss.METRIC_L2 if cfg.faiss_metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    faiss_metric = cfg.faiss_metric
 
     def fill(batches):
         import faiss as fx
@@ -147,30 +147,29 @@ def build_index_spark(spark, df, queries, cfg: IndexConfig, out_dir: str | Path,
             x = check_vectors(_stack(pdf[vec_col]), d)
             x = normalize(x) if metric == "cosine" else x
             entry = write_shard(fill_shard(empty, x, ids, device), folder, s, num_shards)
-            kk = min(wide, len(ids))  # the shard's exact top, wide enough for the rows tied with the k-th
-            dist, idx = fx.knn(qv, x, kk, metric=fm)
-            yield pd.DataFrame([{**entry, "dist": dist.astype(np.float32).tobytes(), "ids": ids[idx].tobytes(), "kk": kk}])
+            # the shard's exact top k and every row tied with its k-th: that holds every row of the shard
+            # tied with the global k-th, which is at least as good
+            dist, idx = exact_search(qv, x, k, faiss_metric)
+            found = np.where(idx >= 0, ids[idx], -1)
+            yield pd.DataFrame([{**entry, "dist": dist.astype(np.float32).tobytes(), "ids": found.tobytes(),
+                                 "kk": dist.shape[1]}])
 
     out_schema = ("shard long, file string, ntotal long, bytes long, sha256 string, dist binary, ids binary, kk long")
     results = (rows.repartition(num_shards, "_shard").mapInPandas(fill, out_schema).collect())
     index_bytes.unpersist()
     queries_bc.unpersist()
 
-    worst = np.finfo(np.float32).max * (1.0 if cfg.faiss_metric == "l2" else -1.0)
-    dist_all = np.full((num_shards, q.shape[0], wide), worst, np.float32)
-    ids_all = np.full((num_shards, q.shape[0], wide), -1, np.int64)
     entries: list[dict | None] = [None] * num_shards
+    parts = []
     for r in results:
         s, kk = r["shard"], r["kk"]
         entries[s] = {key: r[key] for key in ("shard", "file", "ntotal", "bytes", "sha256")}
-        dist_all[s, :, :kk] = np.frombuffer(r["dist"], np.float32).reshape(-1, kk)
-        ids_all[s, :, :kk] = np.frombuffer(r["ids"], np.int64).reshape(-1, kk)
+        parts.append((np.frombuffer(r["dist"], np.float32).reshape(-1, kk), np.frombuffer(r["ids"], np.int64).reshape(-1, kk)))
     for s in range(num_shards):  # a shard no pin hashed to: write it empty
         if entries[s] is None:
             entries[s] = write_shard(fill_shard(trained, np.empty((0, d), np.float32), np.empty(0, np.int64)),
                                      folder, s, num_shards)
-    merged, nearest = faiss.merge_knn_results(dist_all, ids_all, keep_max=cfg.faiss_metric != "l2")
-    truth = with_ties(merged, nearest, k)  # a row tied with the k-th is as right as the one listed
+    truth = with_ties(*merged_search(parts, cfg.faiss_metric), k)  # a row tied with the k-th is as right as the one listed
 
     index = ShardedIndex([faiss.read_index(f"{folder}/{e['file']}", faiss.IO_FLAG_MMAP_IFC) for e in entries], metric)
     trial = evaluate(index, plan, q, truth, cfg)

@@ -100,6 +100,20 @@ def test_tied_neighbours_found_in_another_order_are_not_misses(tmp_path, shards)
     assert report.factory == "IDMap,Flat" and report.recall_at_k == 1.0 and report.target_met
 
 
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_more_tied_duplicates_than_the_first_search_width_are_not_misses(tmp_path, metric):
+    # 501 copies of one vector, ids not in row order: the truth kept 40 of them and the 2 shards returned
+    # 10 others, so even the exact index measured recall 0.0-0.2 and missed the target
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, D)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[500:1000] = x[0]
+    q = (x[0] + 0.01 * rng.standard_normal((50, D))).astype(np.float32)
+    ids = rng.permutation(20_000)[:2000].astype(np.int64)
+    report = build_index(x, ids, q, IndexConfig(metric=metric, shards=2, device="cpu"), tmp_path)
+    assert report.factory == "IDMap,Flat" and report.recall_at_k == 1.0 and report.target_met
+
+
 def test_tie_aware_truth_and_recall():
     from pinrec.export.build.index_tuning import exact_knn_with_ties, per_query_recall
 

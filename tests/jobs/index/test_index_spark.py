@@ -75,6 +75,12 @@ def test_spark_build_counts_a_tied_neighbour_found_in_another_order_as_found(spa
     report = build_index_spark(spark, spark.read.parquet(str(tmp_path / "emb.parquet")), np.array([[1.0, 0.0]], np.float32),
                                IndexConfig(k=10, shards=4, device="cpu"), tmp_path / "ties")
     assert report.factory == "IDMap,Flat" and report.recall_at_k == 1.0 and report.target_met
+    # 300 copies, ids out of row order: each shard had kept 4k = 40 of them, the rest counted as misses
+    x = np.vstack([np.tile([[1.0, 0.0]], (300, 1)), [[0.0, 1.0], [-1.0, 0.0]]]).astype(np.float32)
+    write_parquet(tmp_path / "many.parquet", x, np.random.default_rng(0).permutation(10_000)[:302])
+    report = build_index_spark(spark, spark.read.parquet(str(tmp_path / "many.parquet")), np.array([[1.0, 0.0]], np.float32),
+                               IndexConfig(k=10, shards=4, device="cpu"), tmp_path / "many")
+    assert report.factory == "IDMap,Flat" and report.recall_at_k == 1.0 and report.target_met
 
 
 @pytest.mark.spark
