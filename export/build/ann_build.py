@@ -51,14 +51,8 @@ from pinrec.export.serving.shards import (
     write_shard,
 )
 
-from .index_tuning import (
-    exact_knn_with_ties,
-    latency_dict,
-    lower_bound,
-    measure_latency,
-    per_query_recall,
-    tune_nprobe,
-)
+from .index_truth import exact_knn_with_ties, per_query_recall
+from .index_tuning import latency_dict, lower_bound, measure_latency, tune_nprobe
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ The same steps as :func:`pinrec.export.build.ann_build.build_index`, with the co
    ``mapInPandas`` adds each shard's vectors, in id order, to a copy of the index, writes the
    shard file and returns its index.json entry plus the exact top-k of the held-out queries
    within the shard, with every row tied with the shard's k-th
-   (:func:`pinrec.export.build.index_tuning.exact_search`);
+   (:func:`pinrec.export.build.index_truth.exact_search`);
 4. the driver merges the per-shard exact results, all columns kept, into the ground truth, opens the shards,
    tunes ``nprobe``, measures, and writes index.json.
 
@@ -37,7 +37,7 @@ from pinrec.export.build.ann_build import (
     train_index,
     train_size,
 )
-from pinrec.export.build.index_tuning import exact_search, merged_search, with_ties
+from pinrec.export.build.index_truth import exact_search, merged_search, with_ties
 from pinrec.export.index_choice import (
     DimensionMismatchError,
     DuplicateIdError,

@@ -114,18 +114,6 @@ def test_more_tied_duplicates_than_the_first_search_width_are_not_misses(tmp_pat
     assert report.factory == "IDMap,Flat" and report.recall_at_k == 1.0 and report.target_met
 
 
-def test_tie_aware_truth_and_recall():
-    from pinrec.export.build.index_tuning import exact_knn_with_ties, per_query_recall
-
-    corpus = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.5, 0.0], [0.0, 0.0]], np.float32)
-    truth = exact_knn_with_ties(np.array([[1.0, 0.0]], np.float32), corpus, 2, "ip")
-    assert sorted(truth[0][:3].tolist()) == [0, 1, 2] and truth[0][3:].tolist() == [-1] * (truth.shape[1] - 3)
-    found = np.array([[2, 1]])  # two of the three tied rows, whichever two
-    assert per_query_recall(found, truth, 2).tolist() == [1.0]
-    assert per_query_recall(np.array([[2, 3]]), truth, 2).tolist() == [0.5]  # row 3 scores lower: a miss
-    assert per_query_recall(np.array([[0, 0]]), np.array([[0, 1]])).tolist() == [0.5]  # repeats count once
-
-
 def test_ivf_candidates_share_coarse_centroids(tmp_path):
     x, ids, q = corpus(2500)
     cfg = IndexConfig(metric="ip", k=5, exact_below=0, memory_budget_mb=0.12, candidates=2)
