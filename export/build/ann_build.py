@@ -51,7 +51,7 @@ from pinrec.export.serving.shards import (
     write_shard,
 )
 
-from .index_truth import exact_knn_with_ties, per_query_recall
+from .index_truth import Truth, exact_knn_with_ties, per_query_recall
 from .index_tuning import latency_dict, lower_bound, measure_latency, tune_nprobe
 
 log = logging.getLogger(__name__)
@@ -168,9 +168,9 @@ def default_params(trained: faiss.Index) -> dict[str, int]:
     return params
 
 
-def evaluate(index: ShardedIndex, plan: IndexPlan, queries: np.ndarray, truth: np.ndarray, cfg: IndexConfig) -> dict:
-    """Tune (IVF) and measure one candidate on ``queries`` (B, d) with exact top-k ids ``truth``
-    (B, K >= k: ties with the k-th after them, :func:`exact_knn_with_ties`); returns its trial
+def evaluate(index: ShardedIndex, plan: IndexPlan, queries: np.ndarray, truth: Truth, cfg: IndexConfig) -> dict:
+    """Tune (IVF) and measure one candidate on ``queries`` (B, d) against their exact neighbours
+    ``truth`` (:class:`~pinrec.export.build.index_truth.Truth`, :func:`exact_knn_with_ties`); returns its trial
     record. ``target_met``: the 95% lower bound of recall@k reaches
     the target."""
     k = min(cfg.k, index.ntotal)
@@ -277,10 +277,7 @@ def build_index(vectors, ids, queries, cfg: IndexConfig, out_dir: str | Path,
         raise IndexInputError("a corpus of one vector queried by itself has no neighbour to find")
     plans = choose_index(x.shape[0], x.shape[1], cfg)
     check_training(plans, x.shape[0], cfg)
-    rows = exact_knn_with_ties(q, x, k + (query_ids is not None), cfg.faiss_metric)
-    truth = np.where(rows >= 0, xid[rows], -1)
-    if query_ids is not None:
-        truth = np.where(truth == np.asarray(query_ids, np.int64)[:, None], -1, truth)
+    truth = exact_knn_with_ties(q, x, k, cfg.faiss_metric, ids=xid, own=query_ids)
     searchable = (lambda index: WithoutSelf(index, query_ids)) if query_ids is not None else (lambda index: index)
     best: tuple | None = None
     trials: list[dict] = []

@@ -23,7 +23,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from .index_truth import per_query_recall
+from .index_truth import Truth, per_query_recall
 
 
 class Searchable(Protocol):
@@ -64,14 +64,14 @@ def lower_bound(per_query: np.ndarray, z: float = 1.645) -> float:
     return float(per_query.mean() - z * per_query.std(ddof=1) / np.sqrt(n))
 
 
-def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k: int, target: float,
+def tune_nprobe(index: Searchable, queries: np.ndarray, truth: Truth | np.ndarray, k: int, target: float,
                 nlist: int, hnsw_quantizer: bool = False, z: float = 1.645) -> Tuning:
     """The cheapest ``nprobe`` in [1, nlist] whose recall@k on ``queries`` reaches ``target``
     with confidence: its :func:`lower_bound` (with ``z``; ``z=0`` compares the mean itself)
     must be >= target.
 
-    ``truth_ids``: (B, K >= k) exact top-k pin ids, with the ids tied with the k-th after them
-    (:func:`exact_knn_with_ties`; -1 padding). With an HNSW coarse quantizer its ``efSearch`` is
+    ``truth``: the queries' exact neighbours, a :class:`~pinrec.export.build.index_truth.Truth` at ``k``
+    (ties with the k-th included) or a plain (B, k) array of ids (:func:`per_query_recall`). With an HNSW coarse quantizer its ``efSearch`` is
     set to ``max(2 * nprobe, 16)``. If even ``nprobe = nlist`` misses the target, that setting is
     returned with ``target_met=False``.
     """
@@ -84,7 +84,7 @@ def tune_nprobe(index: Searchable, queries: np.ndarray, truth_ids: np.ndarray, k
     def reaches(p: int) -> bool:
         if p not in seen:
             index.set_search_params(**params(p))
-            per_query = per_query_recall(index.search(queries, k)[1], truth_ids, k)
+            per_query = per_query_recall(index.search(queries, k)[1], truth, k)
             seen[p] = (float(per_query.mean()), lower_bound(per_query, z))
             trials.append({**params(p), "recall": round(seen[p][0], 5), "lower_bound": round(seen[p][1], 5)})
         return seen[p][1] >= target
