@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pinrec.export.index_choice import IndexConfig
+from pinrec.export.index_choice import IndexConfig, NonFiniteVectorError
 from pinrec.jobs.io.folders import replace_folder
 from pinrec.jobs.io.lake import Location, as_location
 
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PinIndexReport:
-    """What the index job built: where, from which embeddings, and the builder's measurements."""
+    """What the index job built: where, from which embeddings, and the builder's measurements
+    (``k``: the k its recall was measured at, ``index.k`` or fewer when the corpus is smaller)."""
 
     folder: str
     embedding_version: str
@@ -100,7 +101,8 @@ def embedding_matrix(table, where: str) -> tuple[np.ndarray, np.ndarray]:
     """``(ids (N,) int64, vectors (N, D) float32)`` of an Arrow table with ``pin_id`` and a list column
     ``embedding``, sorted by id. A null id or embedding, or embeddings of unequal length, raise a
     ValueError naming ``where`` (flattening would silently drop a null list, or re-cut ragged rows
-    into other pins' vectors)."""
+    into other pins' vectors); an embedding holding NaN or inf, or a value float32 cannot hold, raises
+    :class:`~pinrec.export.index_choice.NonFiniteVectorError` naming ``where`` and the pin ids."""
     import pyarrow.compute as pc
 
     table = table.sort_by("pin_id")
@@ -111,8 +113,14 @@ def embedding_matrix(table, where: str) -> tuple[np.ndarray, np.ndarray]:
     low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
     if low != high or not low:
         raise ValueError(f"{where}: embeddings must all have one length > 0, got lengths {low}..{high}")
-    flat = pc.list_flatten(table.column("embedding")).to_numpy(zero_copy_only=False).astype(np.float32)
-    return table.column("pin_id").to_numpy().astype(np.int64), flat.reshape(table.num_rows, high)
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+        flat = pc.list_flatten(table.column("embedding")).to_numpy(zero_copy_only=False).astype(np.float32)
+    ids, vectors = table.column("pin_id").to_numpy().astype(np.int64), flat.reshape(table.num_rows, high)
+    if not (finite := np.isfinite(vectors).all(axis=1)).all():
+        bad = ids[~finite]
+        raise NonFiniteVectorError(f"{where}: the embedding of {bad.size} pin(s) holds NaN, inf or a value beyond "
+                                   f"float32's range (pin_id {bad[:5].tolist()})")
+    return ids, vectors
 
 
 def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,13 +198,14 @@ def build_pin_index(spark, warehouse, artifacts: str | Path | Location, cfg: Ind
         else:
             shutil.rmtree(folder.path, ignore_errors=True)
             tmp.rename(folder.path)
+        k = built.manifest["measured"]["k"]  # cfg.k, or fewer when the corpus is smaller
         report = PinIndexReport(str(folder), emb_version, delta_v, len(ids), vectors.shape[1], len(q), query_kind,
                                 built.factory,
-                                built.search_params, built.recall_at_k, cfg.k, built.target_met, built.p50_ms,
+                                built.search_params, built.recall_at_k, k, built.target_met, built.p50_ms,
                                 built.p99_ms, built.memory_bytes, time.perf_counter() - start,
                                 None if run is None else run.run_id)
         if run is not None:
-            run.log_metrics({f"recall_at_{cfg.k}": built.recall_at_k, "p50_ms": built.p50_ms, "p99_ms": built.p99_ms,
+            run.log_metrics({f"recall_at_{k}": built.recall_at_k, "p50_ms": built.p50_ms, "p99_ms": built.p99_ms,
                              "qps_1_thread": built.qps_1_thread, "memory_bytes": built.memory_bytes,
                              "seconds": report.seconds})
             run.log_dict(json.loads(json.dumps(built.manifest, default=str)), "index.json")

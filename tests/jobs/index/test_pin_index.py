@@ -76,3 +76,60 @@ def test_embeddings_must_be_whole_rows_of_one_length():
                          ({"pin_id": [1, None], "embedding": [[1.0], [2.0]]}, "1 row.s. with a null pin_id")):
         with pytest.raises(ValueError, match=message):
             embedding_matrix(pa.table(bad), "t")
+
+
+def test_a_non_finite_embedding_is_named_by_pin_id_and_column():
+    import pyarrow as pa
+
+    from pinrec.export.index_choice import NonFiniteVectorError
+    from pinrec.jobs.index.pin_index import embedding_matrix
+
+    # rows sorted by id: the message named row positions ([0], [1]) and only "vectors"
+    table = pa.table({"pin_id": [30, 20, 10], "embedding": [[1.0, float("nan")], [1e39, 0.0], [1.0, 2.0]]})
+    with pytest.raises(NonFiniteVectorError, match=r"^w/pin_embeddings: the embedding of 2 pin\(s\) holds NaN, inf or a "
+                                                   r"value beyond float32's range \(pin_id \[20, 30\]\)$"):
+        embedding_matrix(table, "w/pin_embeddings")
+
+
+class _Run:
+    run_id = "run-1"
+
+    def __init__(self) -> None:
+        self.metrics: dict = {}
+
+    def log_metrics(self, metrics: dict) -> None:
+        self.metrics.update(metrics)
+
+    def log_dict(self, *args) -> None: ...
+
+    def set_tags(self, *args) -> None: ...
+
+
+def run_job(monkeypatch, tmp_path, ids, vectors, saved, cfg, queries=40):
+    """build_pin_index without Spark: the embeddings and the users' saved-pin queries handed in, MLflow faked."""
+    import contextlib
+
+    from pinrec.jobs.index import pin_index
+    from pinrec.jobs.io import tracking
+    from pinrec.jobs.io.catalog import Catalog
+
+    run = _Run()
+    monkeypatch.setattr(Catalog, "of", classmethod(lambda cls, spark, warehouse: warehouse))
+    monkeypatch.setattr(pin_index, "read_embeddings", lambda spark, catalog: (ids, vectors, VERSION, 4))
+    monkeypatch.setattr(pin_index, "user_queries", lambda *args: saved)
+    monkeypatch.setattr(tracking, "tracked_run", lambda *args, **kwargs: contextlib.nullcontext(run))
+    report = build_pin_index(None, "warehouse", str(tmp_path / "artifacts"), cfg, "sqlite:///unused", queries=queries)
+    return report, run.metrics
+
+
+def test_the_report_and_mlflow_name_the_k_recall_was_measured_at(monkeypatch, tmp_path):
+    # 6 pins, k = 10: recall is measured at 5 (each query without itself), labelled recall@10 before
+    rng = np.random.default_rng(0)
+    ids, x = np.arange(6, dtype=np.int64) * 7, rng.standard_normal((6, D)).astype(np.float32)
+    report, metrics = run_job(monkeypatch, tmp_path, ids, x, np.zeros((0, D), np.float32),
+                              IndexConfig(k=10, device="cpu", latency_budget_ms=1000.0))
+    assert report.k == 5 and report.recall_at_k == 1.0 and "recall@5=1.0000" in report.render()
+    assert metrics["recall_at_5"] == 1.0 and "recall_at_10" not in metrics
+    manifest = json.loads((tmp_path / "artifacts" / "index" / VERSION / "index.json").read_text())
+    assert manifest["measured"]["k"] == 5 and manifest["k"] == 10
+
