@@ -1,8 +1,9 @@
 """Measure and tune an ANN index against exact search on held-out queries.
 
-The queries are real ones handed in by the caller (user query embeddings, or held-out pin
-embeddings), never the corpus's own vectors: a corpus vector is its own nearest neighbour and
-makes any index look perfect. Ground truth and recall@k: :mod:`pinrec.export.build.index_truth`.
+The queries are real ones handed in by the caller. When they are corpus rows (the pins serving
+searches with) each is left out of its own truth and results
+(:class:`~pinrec.export.build.ann_build.WithoutSelf`): a corpus vector is its own nearest neighbour
+and makes any index look perfect. Ground truth and recall@k: :mod:`pinrec.export.build.index_truth`.
 
 * :func:`tune_nprobe`: the smallest ``nprobe`` whose recall@k reaches the target with 95%
   confidence (:func:`lower_bound`: mean - 1.645 standard errors, so a few hundred queries are

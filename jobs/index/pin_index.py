@@ -2,9 +2,10 @@
 
 1. read the ``pin_embeddings`` table (the catalog) at its current Delta version (pin_id, embedding,
    model_version) into numpy through Arrow;
-2. take ``queries`` real query embeddings to tune and measure the index: users' normalised mean
-   embedding of their recent saves (what serving asks with; never a corpus vector), or a sample of
-   pin embeddings when fewer than 100 users have saves;
+2. take ``queries`` real queries to tune and measure the index: a sample of users' recently saved
+   pins, each searched with its own embedding (what serving's ANN channel asks with: one search per
+   recent save), or a sample of all pins when fewer than 100 saves are found; either way each query
+   is left out of its own truth and results (:class:`~pinrec.export.build.ann_build.WithoutSelf`);
 3. :func:`pinrec.export.build.ann_build.build_index` chooses, tunes and writes the sharded index into
    ``<artifacts>/index/<embedding model_version>/`` (``index.json`` + shards; artifacts on S3: built
    in a temporary local folder, then uploaded with ``index.json`` last);
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from pinrec.jobs.io.tracking import ArtifactRoot
 
 EXPERIMENT = "pinrec-index"
-MIN_USER_QUERIES = 100  # fewer users with saves than this: tune on pin embeddings instead
+MIN_USER_QUERIES = 100  # fewer saved-pin queries than this: a larger sample of all pins bounds recall tighter
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,8 @@ def embedding_matrix(table, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded sample of ``min(n, N)`` corpus vectors (B, D) and their rows (B,): the fallback when
-    too few users have saves to make user queries (each query's own pin is then left out of its
-    truth and results: :class:`~pinrec.export.build.ann_build.WithoutSelf`)."""
+    too few saved pins are found (each query's own pin is left out of its truth and results:
+    :class:`~pinrec.export.build.ann_build.WithoutSelf`)."""
     if n < 1:
         raise ValueError(f"queries must be >= 1, got {n}")
     rng = np.random.default_rng(seed)
@@ -134,27 +135,41 @@ def held_out_queries(vectors: np.ndarray, n: int, seed: int) -> tuple[np.ndarray
     return np.ascontiguousarray(vectors[pick]), pick
 
 
-def user_queries(spark, warehouse, ids: np.ndarray, vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Up to ``n`` real query embeddings (B, D): for a seeded sample of users, the normalised mean
-    embedding of their recent saves (``last_saved_pins`` of their newest user-feature row), as
-    :mod:`pinrec.export.serving.embedding_features` computes it for serving. None of them is a corpus vector."""
+def saved_pin_queries(last_saved, ids: np.ndarray, vectors: np.ndarray, n: int,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` queries (B, D) and their pin ids (B,): a seeded sample of the saves in
+    ``last_saved`` (an Arrow list column of pin ids), each the saved pin's own embedding, as serving's
+    ANN channel searches once per recent save (with the newest ``recommend.ann_queries`` of them).
+    ``ids`` (N,) sorted, ``vectors`` (N, D); pins without an embedding, or with a zero one, are left out
+    as serving leaves them out."""
+    import pyarrow.compute as pc
+
+    saved = pc.drop_null(pc.list_flatten(last_saved)).to_numpy(zero_copy_only=False).astype(np.int64)
+    pos = np.minimum(np.searchsorted(ids, saved), len(ids) - 1)
+    rows = pos[ids[pos] == saved]
+    rows = rows[np.abs(vectors[rows]).sum(axis=1) > 0]
+    rng = np.random.default_rng(seed)
+    rows = rows[np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))]
+    return np.ascontiguousarray(vectors[rows]), ids[rows]
+
+
+def user_queries(spark, warehouse, ids: np.ndarray, vectors: np.ndarray, n: int,
+                 seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`saved_pin_queries` over ``last_saved_pins`` of each user's newest user-feature row: up
+    to ``n`` queries (B, D) and their pin ids (B,); none when there are no user features."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from pinrec.export.serving.embedding_features import EmbeddingTable
     from pinrec.jobs.io.catalog import Catalog
 
     catalog = Catalog.of(spark, warehouse)
     if not catalog.exists("features_user"):
-        return np.zeros((0, vectors.shape[1]), np.float32)
+        return np.zeros((0, vectors.shape[1]), np.float32), np.zeros(0, np.int64)
     newest = Window.partitionBy("user_id").orderBy(F.col("feature_ts").desc())
     saves = (catalog.read("features_user")
              .withColumn("_r", F.row_number().over(newest)).where("_r = 1 and size(last_saved_pins) > 0")
              .select("user_id", "last_saved_pins").toArrow().sort_by("user_id"))
-    q = EmbeddingTable(ids, vectors).user_vectors(saves.column("last_saved_pins"))
-    q = q[np.linalg.norm(q, axis=1) > 0]
-    rng = np.random.default_rng(seed)
-    return np.ascontiguousarray(q[np.sort(rng.choice(len(q), size=min(n, len(q)), replace=False))])
+    return saved_pin_queries(saves.column("last_saved_pins"), ids, vectors, n, seed)
 
 
 def index_folder(artifacts: str | Path | Location, embedding_version: str) -> Location:
@@ -177,10 +192,10 @@ def build_pin_index(spark, warehouse, artifacts: str | Path | Location, cfg: Ind
     catalog = Catalog.of(spark, warehouse)
     ids, vectors, emb_version, delta_v = read_embeddings(spark, catalog)
     cfg = dataclasses.replace(cfg, embedding_version=emb_version)
-    q = user_queries(spark, catalog, ids, vectors, queries, cfg.seed)
-    query_kind, query_ids = "users' mean saved-pin embeddings", None
+    q, query_ids = user_queries(spark, catalog, ids, vectors, queries, cfg.seed)
+    query_kind = "users' recently saved pins, each without itself"
     if len(q) < min(queries, MIN_USER_QUERIES):
-        log.warning("only %d users have saves: tuning on a sample of pin embeddings instead", len(q))
+        log.warning("only %d saved pins to query with: tuning on a sample of pin embeddings instead", len(q))
         q, rows = held_out_queries(vectors, queries, cfg.seed)
         query_kind, query_ids = "a sample of pin embeddings, each without itself", ids[rows]
     folder = index_folder(artifacts, emb_version)

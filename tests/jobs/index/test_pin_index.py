@@ -105,6 +105,9 @@ class _Run:
     def set_tags(self, *args) -> None: ...
 
 
+NO_SAVES = (np.zeros((0, D), np.float32), np.zeros(0, np.int64))
+
+
 def run_job(monkeypatch, tmp_path, ids, vectors, saved, cfg, queries=40):
     """build_pin_index without Spark: the embeddings and the users' saved-pin queries handed in, MLflow faked."""
     import contextlib
@@ -126,10 +129,32 @@ def test_the_report_and_mlflow_name_the_k_recall_was_measured_at(monkeypatch, tm
     # 6 pins, k = 10: recall is measured at 5 (each query without itself), labelled recall@10 before
     rng = np.random.default_rng(0)
     ids, x = np.arange(6, dtype=np.int64) * 7, rng.standard_normal((6, D)).astype(np.float32)
-    report, metrics = run_job(monkeypatch, tmp_path, ids, x, np.zeros((0, D), np.float32),
-                              IndexConfig(k=10, device="cpu", latency_budget_ms=1000.0))
+    report, metrics = run_job(monkeypatch, tmp_path, ids, x, NO_SAVES, IndexConfig(k=10, device="cpu", latency_budget_ms=1000.0))
     assert report.k == 5 and report.recall_at_k == 1.0 and "recall@5=1.0000" in report.render()
     assert metrics["recall_at_5"] == 1.0 and "recall_at_10" not in metrics
     manifest = json.loads((tmp_path / "artifacts" / "index" / VERSION / "index.json").read_text())
     assert manifest["measured"]["k"] == 5 and manifest["k"] == 10
 
+
+def test_queries_are_saved_pins_own_embeddings_as_serving_asks():
+    import pyarrow as pa
+
+    from pinrec.jobs.index.pin_index import saved_pin_queries
+
+    ids = np.array([10, 20, 30, 40], np.int64)
+    x = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], np.float32)  # pin 40 has a zero (missing) embedding
+    saves = pa.chunked_array([pa.array([[30, 10], None, [99, 40, 30], [20, None]], pa.list_(pa.int64()))])
+    q, qids = saved_pin_queries(saves, ids, x, 10, seed=0)
+    # the users' mean embeddings ([1, 0.5] normalised, ...) were tuned on; serving searches with each save
+    assert qids.tolist() == [30, 10, 30, 20] and q.tolist() == [[1, 1], [1, 0], [1, 1], [0, 1]]
+    q, qids = saved_pin_queries(saves, ids, x, 2, seed=0)
+    assert len(qids) == 2 and all(x[ids.tolist().index(i)].tolist() == v for i, v in zip(qids, q.tolist()))
+
+
+def test_the_job_tunes_on_saved_pins_each_without_itself(monkeypatch, tmp_path):
+    rng = np.random.default_rng(1)
+    ids, x = np.array([3, 5, 8, 13], np.int64), rng.standard_normal((4, D)).astype(np.float32)
+    rows = np.array([0, 1, 2, 3, 0, 2, 2, 1])
+    report, _ = run_job(monkeypatch, tmp_path, ids, x, (x[rows], ids[rows]), IndexConfig(k=10, device="cpu"), queries=8)
+    assert report.query_kind == "users' recently saved pins, each without itself" and report.queries == 8
+    assert report.k == 3 and report.recall_at_k == 1.0  # 4 pins, less the query's own: 3 neighbours to find
