@@ -5,7 +5,8 @@
 2. take ``queries`` real queries to tune and measure the index: a sample of users' recently saved
    pins, each searched with its own embedding (what serving's ANN channel asks with: one search per
    recent save), or a sample of all pins when fewer than 100 saves are found; either way each query
-   is left out of its own truth and results (:class:`~pinrec.export.build.ann_build.WithoutSelf`);
+   is left out of its own truth and results (:class:`~pinrec.export.build.ann_build.WithoutSelf`),
+   except in a one-pin catalogue, measured at k = 1 with that pin as the query;
 3. :func:`pinrec.export.build.ann_build.build_index` chooses, tunes and writes the sharded index into
    ``<artifacts>/index/<embedding model_version>/`` (``index.json`` + shards; artifacts on S3: built
    in a temporary local folder, then uploaded with ``index.json`` last);
@@ -198,6 +199,8 @@ def build_pin_index(spark, warehouse, artifacts: str | Path | Location, cfg: Ind
         log.warning("only %d saved pins to query with: tuning on a sample of pin embeddings instead", len(q))
         q, rows = held_out_queries(vectors, queries, cfg.seed)
         query_kind, query_ids = "a sample of pin embeddings, each without itself", ids[rows]
+    if len(ids) == 1:  # without itself a query has nothing to find; with it, the one pin is the exact answer
+        q, query_ids, query_kind = vectors, None, "the one pin itself (no other pin to find)"
     folder = index_folder(artifacts, emb_version)
     params = {"index": dataclasses.asdict(cfg), "pins": len(ids), "dim": vectors.shape[1], "queries": len(q),
               "query_kind": query_kind, "pin_embeddings_delta_version": delta_v}

@@ -158,3 +158,15 @@ def test_the_job_tunes_on_saved_pins_each_without_itself(monkeypatch, tmp_path):
     report, _ = run_job(monkeypatch, tmp_path, ids, x, (x[rows], ids[rows]), IndexConfig(k=10, device="cpu"), queries=8)
     assert report.query_kind == "users' recently saved pins, each without itself" and report.queries == 8
     assert report.k == 3 and report.recall_at_k == 1.0  # 4 pins, less the query's own: 3 neighbours to find
+
+
+@pytest.mark.parametrize("saved", ["none", "its own pin"])
+def test_a_one_pin_catalogue_is_indexed_and_measured_at_k_1(monkeypatch, tmp_path, saved):
+    # each query without itself had k = 0 neighbours to find: the job failed with IndexInputError
+    ids, x = np.array([42], np.int64), np.array([[0.6, 0.8] + [0.0] * (D - 2)], np.float32)
+    queries = NO_SAVES if saved == "none" else (np.repeat(x, 3, axis=0), np.repeat(ids, 3))
+    report, metrics = run_job(monkeypatch, tmp_path, ids, x, queries, CFG, queries=3)
+    assert (report.factory, report.pins, report.k, report.recall_at_k, report.queries) == ("IDMap,Flat", 1, 1, 1.0, 1)
+    assert report.query_kind == "the one pin itself (no other pin to find)" and metrics["recall_at_1"] == 1.0
+    assert ShardedIndex.open(report.folder).search(x, 1)[1].tolist() == [[42]]
+
