@@ -142,7 +142,8 @@ class Metrics:
     funnel replayed on the test day (``candidates.merged.recall@500.saves``, ``served.hr@50``,
     ``served.cosine``...; see :mod:`pinrec.jobs.funnel.replay`), finite values (a mean cosine may be
     negative), and ``stability``: how far the bundle's PinSage embeddings moved from the previous
-    version (``overlap_at_10``, ``procrustes_cosine``, ...; see :mod:`pinrec.jobs.pinsage.pinsage_versions`),
+    version (``overlap_at_10``, ``procrustes_cosine``, ...; see :mod:`pinrec.jobs.pinsage.pinsage_versions`) and
+    from the champion's (``champion_overlap_at_10``; :mod:`pinrec.jobs.publish.champion_stability`),
     finite. ``drift``, ``funnel`` and ``stability`` are optional and left out of the JSON when empty, so
     manifests without them read and write exactly as before."""
 

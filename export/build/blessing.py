@@ -27,10 +27,12 @@ cosine grow by at most ``max_cosine_increase`` and its category entropy drop by 
 ``max_entropy_drop`` bits. A number missing on either side is not compared, and the verdict's
 ``notes`` say which (so do they when only one side has funnel numbers at all).
 
-Embedding stability (``candidate.stability``, :mod:`pinrec.jobs.pinsage.pinsage_versions`: the bundle's
-PinSage version against the one before it) is judged on the candidate alone: the share of each pin's
-10 nearest neighbours both versions agree on (``overlap_at_10``) must be at least
-``min_embedding_overlap`` (0: not checked), so a version that forgot everything (e.g. vectors that no
+Embedding stability (``candidate.stability``) is judged on the candidate alone: the share of each pin's
+10 nearest neighbours both versions agree on must be at least ``min_embedding_overlap`` (0: not
+checked), against the version before it in ``pin_embeddings`` (``overlap_at_10``,
+:mod:`pinrec.jobs.pinsage.pinsage_versions`) and against the champion bundle's embeddings
+(``champion_overlap_at_10``, :mod:`pinrec.jobs.publish.champion_stability`: a rerun of a rejected
+version is measured against itself by the first, never by the second), so a version that forgot everything (e.g. vectors that no
 longer belong to their pins) is published only when forced, and the manifest says why. The
 default 0.05 lies below every honest cold restart and untrained model measured and above vectors given to
 the wrong pins (``docs/pinsage.md``); a floor that also blocks cold restarts must be set per deployment.
@@ -87,10 +89,11 @@ def evaluate(candidate: Metrics, baseline: Metrics | None, cfg: BlessingConfig,
             reasons.append(f"calibration_error[{task}] {candidate.calibration_error[task]:.4f} > maximum "
                            f"{cfg.max_calibration_error:.4f}")
     reasons += _drift(candidate.drift, cfg)
-    overlap = candidate.stability.get("overlap_at_10")
-    if cfg.min_embedding_overlap and overlap is not None and overlap < cfg.min_embedding_overlap:
-        reasons.append(f"embedding stability: overlap_at_10 {overlap:.4f} < minimum {cfg.min_embedding_overlap:.4f} "
-                       "(the PinSage version moved too far from the previous one)")
+    for key, against in (("overlap_at_10", "the previous one"), ("champion_overlap_at_10", "the one serving")):
+        overlap = candidate.stability.get(key)
+        if cfg.min_embedding_overlap and overlap is not None and overlap < cfg.min_embedding_overlap:
+            reasons.append(f"embedding stability: {key} {overlap:.4f} < minimum {cfg.min_embedding_overlap:.4f} "
+                           f"(the PinSage version moved too far from {against})")
     notes: list[str] = []
     if baseline is not None:
         reasons += _against_baseline(candidate, baseline, cfg, baseline_version or "baseline")

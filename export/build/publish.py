@@ -14,7 +14,8 @@
 
 A publisher killed at any step leaves the channel on a complete, verified version: files without a
 manifest are an incomplete version nobody points to (``prune`` removes it after a grace period), and
-a manifest without the pointer move is a stored, unpromoted candidate. Of two concurrent publishers
+a manifest without the pointer move is a stored, unpromoted candidate (:func:`promote` finishes it
+while its verdict still holds). Of two concurrent publishers
 judged against the same baseline exactly one wins the swap; the other raises
 :class:`~pinrec.export.serving.store.PointerConflict` with its candidate stored. A rejected candidate stays
 stored, marked unblessed with its reasons.
@@ -339,14 +340,7 @@ def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_un
         forced = " (it was published with force=True)" if manifest.blessing.forced else ""
         raise PublishError(f"{name}/{to_version} was not blessed{forced} ({'; '.join(manifest.blessing.reasons)}); "
                            "pass allow_unblessed=True to roll back to it anyway")
-    prefix = bundle_prefix(name, to_version)
-    for entry in manifest.files:
-        try:
-            got = store.digest(prefix + entry.path)
-        except FileNotFoundError:
-            got = (-1, "missing")
-        if got != (entry.size, entry.sha256):
-            raise PublishError(f"{name}/{to_version}/{entry.path} does not match its manifest; not rolling back")
+    _check_files(store, manifest, "not rolling back")
     current, token = read_channel_for_update(store, name, channel)
     if current is not None and (current.version, current.manifest_sha256) == (to_version,
                                                                              hashlib.sha256(data).hexdigest()):
@@ -357,6 +351,52 @@ def rollback(store: Store, name: str, channel: str, to_version: str, *, allow_un
     log.warning("rollback: channel %s/%s -> %s (was %s)", name, channel, to_version,
                 current.version if current else None)
     return pointer
+
+
+def promote(store: Store, name: str, channel: str, version: str, *,
+            now: dt.datetime | None = None) -> ChannelPointer | None:
+    """Finish the publish of the stored ``version`` whose channel move never happened (the publisher died
+    after the manifest, or lost the swap, or a retry found the step cached): move ``channel`` to it when its
+    verdict promotes it (blessed, or forced) and the channel still serves the version that verdict was
+    judged against (``blessing.baseline_version``), after re-checking every file. Returns the new pointer,
+    or None when there is nothing to finish: a rejected version, a channel already on it, or a channel an
+    operator rolled back from it. Raises :class:`PublishError` when the channel moved on since the
+    verdict: it no longer says anything about the version the candidate would replace (publish anew)."""
+    check_channel("channel", channel)
+    manifest, data = read_manifest(store, name, version)
+    if not (manifest.blessing.blessed or manifest.blessing.forced):
+        return None
+    current, token = read_channel_for_update(store, name, channel)
+    if current is not None and (current.version == version
+                                or (current.reason == "rollback" and current.previous == version)):
+        return None  # served already, or taken off it on purpose: not to be undone by a retry
+    served = current.version if current else None
+    if served != manifest.blessing.baseline_version:
+        raise PublishError(f"{name}/{version} was judged against {manifest.blessing.baseline_version} but channel "
+                           f"{channel} now serves {served}: its verdict is stale; publish it anew")
+    if being_pruned(store, name, version):
+        raise PublishError(f"{name}/{version} is being pruned; not promoting it")
+    _check_files(store, manifest, "not promoting it")
+    # as publish() names the move: forced past the gate, or past an unreadable champion (its note)
+    past_unreadable = any(n.startswith("force=True") for n in manifest.blessing.notes)
+    reason = "publish" if manifest.blessing.blessed and not past_unreadable else "force"
+    pointer = _move(store, name, channel, version, data, current, token, reason, now or dt.datetime.now(dt.UTC))
+    log.warning("promote: channel %s/%s -> %s (was %s): the publish that stored it did not move the channel",
+                name, channel, version, served)
+    return pointer
+
+
+def _check_files(store: Store, manifest: Manifest, action: str) -> None:
+    """Re-read every file of a stored version: its size and sha256 must be the manifest's."""
+    prefix = bundle_prefix(manifest.name, manifest.version)
+    for entry in manifest.files:
+        try:
+            got = store.digest(prefix + entry.path)
+        except FileNotFoundError:
+            got = (-1, "missing")
+        if got != (entry.size, entry.sha256):
+            raise PublishError(f"{manifest.name}/{manifest.version}/{entry.path} does not match its manifest; "
+                               f"{action}")
 
 
 def publish_bundle(cfg: PublishConfig, files: BundleFiles, metrics: Metrics, lineage: Lineage, *,

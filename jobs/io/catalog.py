@@ -54,6 +54,11 @@ class Commit:
     user_metadata: dict = field(default_factory=dict)
 
 
+#: Delta operations that leave a table's rows as they were (file layout, properties, protocol)
+SAME_DATA_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES",
+                                  "UNSET TBLPROPERTIES", "UPGRADE PROTOCOL", "FSCK", "CHECKPOINT"})
+
+
 def days_predicate(days: Iterable[dt.date], column: str = "dt") -> str:
     """``dt IN (DATE'...', ...)``: the partitions of ``days`` (at least one)."""
     days = sorted(set(days))
@@ -145,15 +150,26 @@ class Catalog:
         return versions[-1] if versions else None
 
     def commit_id(self, name: str) -> str | None:
-        """``"<version>:<transaction id>"`` of the table's current commit (the commit's timestamp where
+        """``"<version>:<transaction id>"`` of the table's current data (the newest commit that changed
+        rows: an OPTIMIZE or a property change after it is no new data; the commit's timestamp where
         Delta recorded no ``txnId``); None when it does not exist. Unlike the version number, it changes
         when a table is deleted and written again (whose versions restart at 0): what a cache keys on."""
         path = self.path(name)
         versions = commit_versions(self.spark, path)
         if not versions:
             return None
-        info = commit_info(self.spark, path, versions[-1])
-        return f"{versions[-1]}:{info.get('txnId') or info.get('timestamp')}"
+        version, info = self._data_commit(path, versions, versions[-1])
+        return f"{version}:{info.get('txnId') or info.get('timestamp')}"
+
+    def _data_commit(self, path: str, versions: list[int], version: int) -> tuple[int, dict]:
+        """(version, commit info) of the newest commit <= ``version`` that changed data (a maintenance
+        commit, :data:`SAME_DATA_OPERATIONS`, leaves the rows and what describes them as they were)."""
+        at = versions.index(version)
+        while True:
+            info = commit_info(self.spark, path, versions[at])
+            if at == 0 or str(info.get("operation")) not in SAME_DATA_OPERATIONS:
+                return versions[at], info
+            at -= 1
 
     def history(self, name: str, limit: int | None = None) -> list[Commit]:
         """The table's commits, newest first (``limit``: only the newest ones); [] when absent."""
@@ -172,8 +188,9 @@ class Catalog:
                       _parse_metadata(info.get("userMetadata")))
 
     def user_metadata(self, name: str, version: int | None = None) -> dict:
-        """The ``userMetadata`` of one commit: ``version``, else the version this catalog pinned, else
-        the current one. {} when the commit has none; FileNotFoundError when the table is absent."""
+        """The ``userMetadata`` of the data at ``version``, else the version this catalog pinned, else
+        the current one: of the newest commit up to it that changed rows (not of an OPTIMIZE or a
+        property change after it). {} when the commit has none; FileNotFoundError when the table is absent."""
         version = version if version is not None else self._pinned.get(name)
         versions = commit_versions(self.spark, self.path(name))
         if not versions:
@@ -182,7 +199,7 @@ class Catalog:
             version = versions[-1]
         elif version not in versions:
             raise ValueError(f"table {name!r} has no version {version} (it has {versions[0]}..{versions[-1]})")
-        return self._commit(self.path(name), version).user_metadata
+        return _parse_metadata(self._data_commit(self.path(name), versions, version)[1].get("userMetadata"))
 
     # -- reading ---------------------------------------------------------------------------------
     def read(self, name: str, version: int | None = None):

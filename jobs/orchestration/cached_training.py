@@ -9,6 +9,7 @@ exactly what this run built or reused.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from pinrec.jobs.io.fingerprint import fingerprint
@@ -20,9 +21,12 @@ from .step_cache import (
     FINGERPRINT_FILE,
     Cached,
     folder_fingerprint,
+    folder_record,
     mark_folder,
     table_fingerprint,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _folder_of(result: Any) -> str:
@@ -46,8 +50,10 @@ class PipelineSteps(Steps):
         self.published_manifest = None  # the manifest of the bundle publish reused
 
     def _embedding_version(self) -> str | None:
-        meta = self.catalog().history("pin_embeddings", limit=1)
-        return meta[0].user_metadata.get("model_version") if meta else None
+        try:  # the data's commit: an OPTIMIZE after it records no model version
+            return self.catalog().user_metadata("pin_embeddings").get("model_version")
+        except FileNotFoundError:
+            return None
 
     def training_set(self, days: list[dt.date]):
         from pinrec.jobs.features.training_set import build_training_set
@@ -196,18 +202,22 @@ class PipelineSteps(Steps):
         two_tower, cf, as a DAG task is handed them) with the features as of ``cutoff`` (None: the job's
         default), unless the newest bundle of the name records this fingerprint; ``champion``: as
         :func:`~pinrec.jobs.publish.bundle.publish_serving_bundle`'s, as is ``prebuilt``."""
+        from pinrec.export.build.publish import PublishError
         from pinrec.export.serving.store import Store
         from pinrec.jobs.config import s3_options
-        from pinrec.jobs.publish.bundle import publish_serving_bundle
+        from pinrec.jobs.publish.bundle import finish_publish, publish_serving_bundle
         from pinrec.schemas.manifest import Manifest
 
         cfg, f = self.cfg, {**self.folders, **(folders or {})}
         # the steps it bundles by the fingerprints their outputs record, not their paths (a moved lake is
         # no change); an output that records none (built outside the cache) is never reused
-        recorded = {s: folder_fingerprint(as_location(f[s], self.artifacts.s3), s) if f.get(s) else None
-                    for s in ("two_tower", "cf", "ranker", "index")}
+        # (with the run that wrote each: a step forced to run again wrote new content under the same fingerprint)
+        records = {s: folder_record(as_location(f[s], self.artifacts.s3), s) if f.get(s) else {}
+                   for s in ("two_tower", "cf", "ranker", "index")}
+        recorded = {s: r.get("fingerprint") for s, r in records.items()}
         recorded["pinsage"] = table_fingerprint(self.catalog(), "pin_embeddings", "pinsage")
-        fp = self._whole("publish", _bundle_config(cfg), {**recorded, "cutoff": cutoff})
+        runs = {s: r.get("run") for s, r in records.items()}
+        fp = self._whole("publish", _bundle_config(cfg), {**recorded, "runs": runs, "cutoff": cutoff})
         store, name = Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name
         newest = None
         for version in store.list_dir(f"bundles/{name}"):
@@ -216,6 +226,17 @@ class PipelineSteps(Steps):
                 manifest = Manifest.from_json(store.get_bytes(key))
                 newest = manifest if newest is None or manifest.created_at > newest.created_at else newest
         known = None not in recorded.values()
+        if newest and known and newest.lineage.fingerprint == fp and self.cache.reuse("publish"):
+            try:  # stored, but its publish died before the channel moved: finish it, not "cached"
+                finished = finish_publish(cfg, newest)
+            except PublishError as e:
+                log.warning("[publish] %s", e)
+                newest = None  # a stale verdict: publish (and judge) again
+            else:
+                if finished is not None:
+                    self.cache.ran.append("publish")
+                    self.published_manifest = newest
+                    return finished
         if self.cache.hit("publish", fp, newest.lineage.fingerprint or None if newest and known else None):
             self.published_manifest = newest
             return Cached("publish", fp, f"bundle {name}/{newest.version}", newest.version)

@@ -23,20 +23,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from pinrec.jobs.config import StepCacheConfig
-from pinrec.jobs.io.catalog import Catalog
+from pinrec.jobs.io.catalog import SAME_DATA_OPERATIONS, Catalog
 from pinrec.jobs.io.lake import Location
 
 __all__ = ["FINGERPRINT_FILE", "Cached", "StepCache", "day_fingerprints", "folder_fingerprint", "mark_folder",
            "table_fingerprint"]
 
 FINGERPRINT_FILE = "_fingerprint.json"
-# Delta operations that leave a table's rows as they were (file layout, properties, protocol)
-_SAME_DATA = {"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES",
-              "UPGRADE PROTOCOL", "FSCK", "CHECKPOINT"}
 _WRITES = {"WRITE", "CREATE TABLE AS SELECT", "REPLACE TABLE AS SELECT", "CREATE OR REPLACE TABLE AS SELECT"}
 
 
@@ -78,7 +76,7 @@ class StepCache:
 
 def _data_commits(catalog: Catalog, name: str):
     """The table's commits that changed data, newest first; a commit of an unknown kind counts as one."""
-    return [c for c in catalog.history(name) if c.operation not in _SAME_DATA]
+    return [c for c in catalog.history(name) if c.operation not in SAME_DATA_OPERATIONS]
 
 
 def table_fingerprint(catalog: Catalog, name: str, step: str) -> str | None:
@@ -108,18 +106,25 @@ def day_fingerprints(catalog: Catalog, name: str, step: str) -> dict[dt.date, st
     return out
 
 
-def folder_fingerprint(folder: Location | None, step: str) -> str | None:
-    """The fingerprint ``step`` recorded in ``folder`` (:func:`mark_folder`); None when there is none."""
+def folder_record(folder: Location | None, step: str) -> dict:
+    """What ``step`` recorded in ``folder`` (:func:`mark_folder`); {} when there is none."""
     if folder is None or not (folder / FINGERPRINT_FILE).is_file():
-        return None
+        return {}
     try:
         meta = json.loads((folder / FINGERPRINT_FILE).read_text())
     except ValueError:
-        return None
-    return meta.get("fingerprint") if isinstance(meta, dict) and meta.get("step") == step else None
+        return {}
+    return meta if isinstance(meta, dict) and meta.get("step") == step else {}
+
+
+def folder_fingerprint(folder: Location | None, step: str) -> str | None:
+    """The fingerprint ``step`` recorded in ``folder`` (:func:`mark_folder`); None when there is none."""
+    return folder_record(folder, step).get("fingerprint")
 
 
 def mark_folder(folder: Location, step: str, fingerprint: str, **extra: Any) -> None:
-    """Record ``step``'s ``fingerprint`` (and JSON-able ``extra``) in ``folder/_fingerprint.json``."""
-    (folder / FINGERPRINT_FILE).write_text(json.dumps({"step": step, "fingerprint": fingerprint, **extra},
-                                                      sort_keys=True))
+    """Record ``step``'s ``fingerprint`` (and JSON-able ``extra``) in ``folder/_fingerprint.json``, with
+    a ``run`` id of its own: a step forced to run again on the same inputs gets another one, so what
+    consumes the folder (publish) sees new content even where the fingerprint is the same."""
+    record = {"step": step, "fingerprint": fingerprint, "run": uuid.uuid4().hex, **extra}
+    (folder / FINGERPRINT_FILE).write_text(json.dumps(record, sort_keys=True))

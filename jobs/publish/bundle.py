@@ -296,6 +296,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
     from pinrec.export.serving.embedding_features import EmbeddingTable
+    from pinrec.export.serving.store import Store
     from pinrec.jobs.cf.cf import fetch_cf, newest_cf
     from pinrec.jobs.config import s3_options
     from pinrec.jobs.features.feature_snapshot import build_feature_snapshot
@@ -303,6 +304,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     from pinrec.jobs.io.catalog import Catalog
     from pinrec.schemas.manifest import Lineage, Metrics
 
+    from .champion_stability import champion_stability
     from .registry import check_registry_source
 
     if register and cfg.storage.mlflow_tracking_uri:  # before anything is built or published
@@ -349,7 +351,9 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         metrics = Metrics(k=int(measured.get("k", index_meta["k"])), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
                           auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {},
-                          stability=embedding_stability(catalog))
+                          stability={**embedding_stability(catalog),
+                                     **champion_stability(Store(cfg.bundle_store_uri, s3_options(cfg.storage)),
+                                                          cfg.publish.name, cfg.publish.channel, ids, vectors)})
         runs = {"ranker": ranker_report.get("run_id"), "two_tower": two_tower_report.get("run_id"),
                 "cf": cf_meta.get("mlflow_run_id")}
         if drift and drift.mlflow_run_id:
@@ -383,3 +387,25 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     return BundleReport(m.version, result.promoted, m.blessing.blessed, m.blessing.reasons, cfg.bundle_store_uri,
                         m.name, cfg.publish.channel, len(m.files), m.total_bytes, registered, funnel)
 
+
+def finish_publish(cfg, manifest, register: bool = True) -> BundleReport | None:
+    """Promote the stored bundle ``manifest`` describes when its publish never moved ``cfg.publish.channel``
+    (:func:`~pinrec.export.build.publish.promote`: a crash or a lost swap, then a retry the step cache
+    answered), and register it in MLflow with the channel's alias; None when there was nothing to finish.
+    Raises :class:`~pinrec.export.build.publish.PublishError` when its verdict is stale."""
+    from pinrec.export.build.publish import promote
+    from pinrec.export.serving.store import Store
+    from pinrec.jobs.config import s3_options
+
+    store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
+    if promote(store, manifest.name, cfg.publish.channel, manifest.version) is None:
+        return None
+    registered: dict[str, str] = {}
+    if register and cfg.storage.mlflow_tracking_uri:
+        from .registry import register_bundle
+
+        registered = register_bundle(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri, manifest,
+                                     channel=cfg.publish.channel)
+    return BundleReport(manifest.version, True, manifest.blessing.blessed, manifest.blessing.reasons,
+                        cfg.bundle_store_uri, manifest.name, cfg.publish.channel, len(manifest.files),
+                        manifest.total_bytes, registered)

@@ -150,6 +150,11 @@ def test_embedding_stability_below_the_floor_is_a_reason():
                                "moved too far from the previous one)"),)
     with pytest.raises(ValueError, match="min_embedding_overlap"):
         BlessingConfig(min_embedding_overlap=1.5)
+    # a rerun of a rejected version: 1.0 against itself, but far from the version serving
+    rerun = evaluate(dataclasses.replace(moved, stability={"overlap_at_10": 1.0, "champion_overlap_at_10": 0.01}),
+                     None, BlessingConfig())
+    assert rerun.reasons == (("embedding stability: champion_overlap_at_10 0.0100 < minimum 0.0500 (the PinSage "
+                              "version moved too far from the one serving)"),)
 
 
 def test_stability_values_must_be_finite():

@@ -18,6 +18,7 @@ from pinrec.export.build.publish import (
     PointerConflict,
     PublishConfig,
     PublishError,
+    promote,
     prune,
     publish,
     rollback,
@@ -262,6 +263,42 @@ def test_a_retried_rollback_keeps_the_rollback_target_and_a_forced_version_needs
     with pytest.raises(PublishError, match=r"f3 was not blessed \(it was published with force=True\)"):
         rollback(store, "homefeed", "prod", "f3")
     assert rollback(store, "homefeed", "prod", "f3", allow_unblessed=True).version == "f3"
+
+
+def test_promote_finishes_a_publish_that_never_moved_the_channel(store, candidate):
+    def die_before_the_move(done):
+        if done == "pointer:before":
+            raise Killed(done)
+
+    _publish(store, candidate(0)[0], "v1")
+    with pytest.raises(Killed):
+        _publish(store, candidate(1)[0], "v2", when=T0 + HOUR, hook=die_before_the_move)
+    assert _channel(store) == "v1"
+    pointer = promote(store, "homefeed", "prod", "v2")
+    assert (pointer.version, pointer.previous, pointer.reason) == ("v2", "v1", "publish")
+    assert promote(store, "homefeed", "prod", "v2") is None and _channel(store) == "v2"  # nothing left to finish
+    rollback(store, "homefeed", "prod", "v1")
+    assert promote(store, "homefeed", "prod", "v2") is None and _channel(store) == "v1"  # a rollback stays
+    _publish(store, candidate(2)[0], "bad", m=metrics(recall=0.05), when=T0 + 2 * HOUR)
+    assert promote(store, "homefeed", "prod", "bad") is None and _channel(store) == "v1"  # rejected
+
+
+def test_promote_refuses_a_stale_verdict_and_a_damaged_version(store, candidate):
+    def die_before_the_move(done):
+        if done == "pointer:before":
+            raise Killed(done)
+
+    _publish(store, candidate(0)[0], "v1")
+    for version, hours in (("v2", 1), ("v3", 2)):
+        with pytest.raises(Killed):
+            _publish(store, candidate(hours)[0], version, when=T0 + hours * HOUR, hook=die_before_the_move)
+    store.put_bytes(bundle_prefix("homefeed", "v3") + "index/shard_001.faiss", b"garbage")
+    with pytest.raises(PublishError, match="shard_001.faiss does not match its manifest; not promoting it"):
+        promote(store, "homefeed", "prod", "v3")
+    _publish(store, candidate(4)[0], "v4", when=T0 + 4 * HOUR)  # judged against v1, promoted
+    with pytest.raises(PublishError, match="v2 was judged against v1 but channel prod now serves v4"):
+        promote(store, "homefeed", "prod", "v2")
+    assert _channel(store) == "v4"
 
 
 @pytest.mark.parametrize("kwargs, message", [({"keep_blessed": -1}, "keep_blessed must be an integer >= 0, got -1"),

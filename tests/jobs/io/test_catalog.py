@@ -148,6 +148,26 @@ def test_the_lineage_of_reads_goes_into_the_commit_beside_the_jobs_metadata(spar
 
 
 @pytest.mark.spark
+def test_a_maintenance_commit_is_no_new_data_for_metadata_and_commit_ids(spark, tmp_path):
+    from delta.tables import DeltaTable
+
+    catalog = Catalog(spark, str(tmp_path))
+    two_files = frame(spark, [(1, D1), (2, D2)]).repartition(2)  # so OPTIMIZE has something to compact
+    catalog.write("pin_embeddings", two_files, user_metadata={"model_version": "pinsage-1"})
+    before = catalog.commit_id("pin_embeddings")
+    DeltaTable.forPath(spark, catalog.path("pin_embeddings")).optimize().executeCompaction()
+    spark.sql(f"ALTER TABLE delta.`{catalog.path('pin_embeddings')}` SET TBLPROPERTIES ('note' = 'x')")
+    assert [c.operation for c in catalog.history("pin_embeddings")] == ["SET TBLPROPERTIES", "OPTIMIZE", "WRITE"]
+    look = Catalog(spark, str(tmp_path))
+    assert look.user_metadata("pin_embeddings")["model_version"] == "pinsage-1"  # not {} of the ALTER
+    assert look.user_metadata("pin_embeddings", 1)["model_version"] == "pinsage-1"
+    assert look.commit_id("pin_embeddings") == before  # downstream steps stay cached
+    catalog.write("pin_embeddings", frame(spark, [(2, D1)]), user_metadata={"model_version": "pinsage-2"})
+    assert look.commit_id("pin_embeddings") != before and look.user_metadata("pin_embeddings", 3)["model_version"] \
+        == "pinsage-2"
+
+
+@pytest.mark.spark
 def test_require_pins_the_present_tables_and_names_the_absent(spark, tmp_path):
     catalog = Catalog(spark, str(tmp_path))
     Catalog(spark, str(tmp_path)).write("pins", frame(spark, [(1, D1)]), days=[D1])

@@ -16,6 +16,7 @@ from pinrec.jobs.orchestration.step_cache import (
     StepCache,
     day_fingerprints,
     folder_fingerprint,
+    folder_record,
     mark_folder,
     table_fingerprint,
 )
@@ -40,6 +41,9 @@ def test_a_folder_records_its_steps_fingerprint(tmp_path):
     assert folder_fingerprint(folder, "index") == "abc"
     assert folder_fingerprint(folder, "ranker") is None  # another step's record is no record
     assert json.loads((tmp_path / "index" / "v1" / FINGERPRINT_FILE).read_text())["note"] == 1
+    first = folder_record(folder, "index")["run"]
+    mark_folder(folder, "index", "abc")  # the step forced to run again on the same inputs: another run
+    assert folder_fingerprint(folder, "index") == "abc" and folder_record(folder, "index")["run"] != first
     (tmp_path / "index" / "v1" / FINGERPRINT_FILE).write_text("{broken")
     assert folder_fingerprint(folder, "index") is None
 
@@ -108,6 +112,17 @@ def test_an_unchanged_rerun_skips_every_step_and_a_ranker_change_or_index_edit_r
     assert again.recommendations.keys() == first.recommendations.keys()
     assert again.warehouse == first.warehouse  # the summary reused: no table has a new version
     assert "snapshots ahead" in first.steps and "snapshots ahead" not in again.steps  # no new features: no work ahead
+
+    # the first publish died before it moved the channel: the rerun finishes it, it does not call it cached
+    from pinrec.export.serving.store import Store, read_channel
+    from pinrec.schemas.manifest import channel_key
+
+    store = Store(cfg.bundle_store_uri)
+    store.delete(channel_key(cfg.publish.name, cfg.publish.channel))
+    finished = run_demo(cfg, echo=lambda line: None)
+    assert finished.cache.ran == ["publish"] and finished.bundle.promoted
+    assert finished.bundle.version == first.bundle.version
+    assert read_channel(store, cfg.publish.name, cfg.publish.channel).version == first.bundle.version
 
     # the ranker's config changes and the index's code is edited: those two and publish run, nothing else
     real = cached_steps.code_hash
