@@ -81,7 +81,13 @@ def cmd_lineage(args) -> int:
 
         if not cfg.storage.mlflow_tracking_uri:
             raise ConfigError(f"{ref} looks like an MLflow run id, but storage.mlflow_tracking_uri is not set")
-        node = run_lineage(MlflowClient(cfg.storage.mlflow_tracking_uri).get_run(ref), catalog)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = MlflowClient(cfg.storage.mlflow_tracking_uri).get_run(ref)
+        except MlflowException as e:  # an unknown run id is the user's to fix, not a traceback
+            raise ValueError(f"no MLflow run {ref} in {cfg.storage.mlflow_tracking_uri}: {e.message}") from e
+        node = run_lineage(run, catalog)
     else:
         from pinrec.export.serving.store import read_manifest
 

@@ -7,9 +7,12 @@ landing partitions, from what the manifest, the Delta commits and MLflow already
   — what the step recorded (model version, training config, the version it warm-started from, ...)
   and, under ``read``, the version of every table the step read (:class:`~pinrec.jobs.io.catalog.Catalog`
   puts it there), followed recursively;
-* a raw table (ingested from the landing zone: it read no table) ends in the landing partitions its
-  data came from: for each day partition of the version, the ingest commit that last wrote it and
-  the landing folder it recorded (``landing``);
+* a raw table (ingested from the landing zone) leads to the landing partitions its data came from:
+  for each day partition of the version, the ingest commit that last wrote it and the landing folder
+  it recorded (``landing``), then the tables its foreign keys were checked against (``read``);
+* a table written day by day (features, training set: commits that record ``wrote_days``) follows,
+  for each day the version holds, the commit that last wrote it (``days_written_by``) and the inputs
+  each of those read;
 * an MLflow run id: the run's tags and parameters that name table versions (``input_versions.*``)
   and the model version, then those tables.
 
@@ -80,13 +83,27 @@ def table_lineage(catalog: Catalog, table: str, version: int | None = None,
     if commit.rows is not None:
         details["rows"] = commit.rows
     details.update({k: meta[k] for k in SHOWN if meta.get(k) not in (None, "", {})})
-    reads = meta.get("read") or {}
-    children = tuple(table_lineage(catalog, t, int(v), seen) for t, v in sorted(reads.items()))
-    if not reads:
-        children = _landing(catalog, table, version)
-        if not children:
-            details["source"] = "no recorded input (written before lineage was recorded, or by hand)"
+    writers = _day_writers(commits, version) or [commit]
+    if len(writers) > 1:
+        details["days_written_by"] = ", ".join(f"{table}@{c.version}" for c in writers)
+    reads = sorted({(t, int(v)) for c in writers for t, v in ((c.user_metadata or {}).get("read") or {}).items()})
+    # a raw table with foreign keys also read the tables it references: its landing folders come first
+    children = _landing(catalog, table, version) + tuple(table_lineage(catalog, t, v, seen) for t, v in reads)
+    if not children:
+        details["source"] = "no recorded input (written before lineage was recorded, or by hand)"
     return Node(label, details, children)
+
+
+def _day_writers(commits, version: int) -> list:
+    """The commits <= ``version`` whose days (``wrote_days``) the version still holds, newest first:
+    a table written day by day got each day's rows from the commit that last wrote that day."""
+    by_day = {}
+    for commit in sorted(commits, key=lambda c: c.version):
+        if commit.version > version:
+            break
+        for day in (commit.user_metadata or {}).get("wrote_days") or ():
+            by_day[day] = commit
+    return sorted({c.version: c for c in by_day.values()}.values(), key=lambda c: -c.version)
 
 
 def bundle_lineage(manifest, catalog: Catalog | None) -> Node:

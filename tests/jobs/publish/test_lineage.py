@@ -29,6 +29,42 @@ def test_render_draws_the_tree():
     ]
 
 
+class _Catalog:
+    """What table_lineage reads of a catalog: history (newest first), commit metadata, existence."""
+
+    def __init__(self, commits):
+        self.commits = commits
+
+    def exists(self, table):
+        return table in self.commits
+
+    def path(self, table):
+        return f"/lake/{table}"
+
+    def history(self, table, limit=None):
+        return sorted(self.commits[table], key=lambda c: -c.version)[:limit]
+
+    def user_metadata(self, table, version=None):
+        return next(c for c in self.history(table) if version is None or c.version == version).user_metadata
+
+
+def test_a_table_written_day_by_day_leads_to_every_days_landing_and_inputs():
+    from pinrec.jobs.io.catalog import Commit
+    from pinrec.jobs.publish.lineage import table_lineage
+
+    def day(version, d, folder, read):
+        return Commit(version, "WRITE", 1, {"wrote_days": [d], "landing": {d: folder}, "read": read})
+
+    catalog = _Catalog({"users": [day(0, "2026-01-01", "U1", {}), day(1, "2026-01-02", "U2", {})],
+                        "impressions": [day(0, "2026-01-01", "I1", {"users": 0}),
+                                        day(1, "2026-01-02", "I2", {"users": 1})]})
+    tree = table_lineage(catalog, "impressions")
+    assert tree.details["days_written_by"] == "impressions@1, impressions@0"
+    assert [c.label for c in tree.children] == ["landing I1", "landing I2", "users@0", "users@1"]
+    assert [c.label for c in tree.children[3].children] == ["landing U1", "landing U2"]
+    assert [c.label for c in table_lineage(catalog, "impressions", 0).children] == ["landing I1", "users@0"]
+
+
 def _labels(node: Node) -> list[str]:
     return [node.label, *(label for child in node.children for label in _labels(child))]
 
@@ -49,7 +85,8 @@ def test_lineage_of_the_demo_bundle_reaches_the_landing_partitions(tiny_world, c
     days = {d.isoformat() for d in result.landing.days}
     assert landed and {line.split("day=")[1].split(",")[0] for line in landed} == days
     tables = {line.split(f"landing {cfg.storage.landing}/")[1].split("/dt=")[0] for line in landed}
-    assert "pins" in tables and tables <= {t.name for t in RAW_TABLES}, tables
+    # every raw table, also those ingest checked foreign keys of against other tables (their reads)
+    assert tables == {t.name for t in RAW_TABLES}, tables
     assert "(above)" in out  # a table read by two steps is expanded once
 
     assert main(["lineage", "pin_embeddings@", *_sets(cfg)]) == 0
@@ -61,6 +98,8 @@ def test_lineage_of_the_demo_bundle_reaches_the_landing_partitions(tiny_world, c
     assert capsys.readouterr().out.startswith(f"run {run}  [experiment_id=")
     assert main(["lineage", "no_such_table@", *_sets(cfg)]) == 2
     assert "no table 'no_such_table'" in capsys.readouterr().err
+    assert main(["lineage", "0" * 32, *_sets(cfg)]) == 2
+    assert f"no MLflow run {'0' * 32} in {cfg.storage.mlflow_tracking_uri}" in capsys.readouterr().err
 
 
 def _sets(cfg) -> list[str]:
