@@ -327,7 +327,7 @@ class IngestConfig:
 
 #: the pipeline's steps, in the order they run: what ``cache.force`` may name (pinrec.jobs.orchestration.step_cache)
 PIPELINE_STEPS = ("landing", "ingest", "features", "training_set", "graph", "retrieval_settings",
-                  "pinsage", "two_tower", "cf", "ranker", "index", "publish")
+                  "pinsage", "two_tower", "cf", "ranker", "index", "publish", "funnel")
 
 
 @section("cache")
@@ -337,7 +337,8 @@ class StepCacheConfig:
     output reused. ``enabled``: false recomputes every step (``--no-cache``). ``force``: steps
     recomputed even when cached (``--force STEP``), from ``landing``, ``ingest``, ``features``,
     ``training_set``, ``graph``, ``retrieval_settings`` (the training DAG's), ``pinsage``, ``two_tower``, ``cf``,
-    ``ranker``, ``index``, ``publish``.
+    ``ranker``, ``index``, ``publish``, ``funnel`` (the replays of a bundle: the champion's that publish's
+    gate compares with, the training DAG's funnel task).
     """
 
     enabled: bool = True

@@ -14,7 +14,7 @@ from .stack import DEFAULT_STATE_DIR
 
 # = pinrec.jobs.config.PIPELINE_STEPS (a test checks): `--help` must not import the config
 PIPELINE_STEPS = ("landing", "ingest", "features", "training_set", "graph", "retrieval_settings",
-                  "pinsage", "two_tower", "cf", "ranker", "index", "publish")
+                  "pinsage", "two_tower", "cf", "ranker", "index", "publish", "funnel")
 
 DESCRIPTION = "pinrec: one subcommand per job; each calls the same function a DAG or notebook would."
 # `pinrec task` step name -> the pinrec.jobs.orchestration.tasks function a DAG task calls for one day

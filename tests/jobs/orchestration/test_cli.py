@@ -408,5 +408,11 @@ def test_the_demos_force_choices_are_the_pipelines_steps():
     assert cli_parser.PIPELINE_STEPS == PIPELINE_STEPS
     args = build_parser().parse_args(["demo", "--force", "ranker", "--force", "index", "--no-cache"])
     assert args.force == ["ranker", "index"] and args.no_cache
+    # the funnel replays are cached too (the champion's, the DAG's funnel task): so they can be forced
+    from pinrec.jobs.config import StepCacheConfig
+    from pinrec.jobs.orchestration.step_cache import StepCache
+
+    assert build_parser().parse_args(["demo", "--force", "funnel"]).force == ["funnel"]
+    assert not StepCache(StepCacheConfig(force=("funnel",))).hit("funnel", "f1", "f1")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--force", "rankr"])
