@@ -138,7 +138,8 @@ class Metrics:
     """Offline metrics of a candidate: retrieval recall@k, serving latency, per-task AUC and
     expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``), and ``drift``:
     the newest day against the training window (``score_psi.<task>``, ``feature_drift.<column>``,
-    ``label_rate_shift.<task>``; see :mod:`pinrec.jobs.monitoring.drift`), and ``funnel``: the serving
+    ``null_rate_shift.<column>``, ``label_rate_shift.<task>``, each >= 0; see
+    :mod:`pinrec.jobs.monitoring.drift`), and ``funnel``: the serving
     funnel replayed on the test day (``candidates.merged.recall@500.saves``, ``served.hr@50``,
     ``served.cosine``...; see :mod:`pinrec.jobs.funnel.replay`), finite values (a mean cosine may be
     negative), and ``stability``: how far the bundle's PinSage embeddings moved from the previous

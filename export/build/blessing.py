@@ -16,8 +16,14 @@ verdict lists every failed check, so a rejected candidate's manifest says why.
 Drift (``candidate.drift``, from :mod:`pinrec.jobs.monitoring.monitoring`: the newest day against the training
 window) is judged on the candidate alone: the Population Stability Index of every task's
 scores (``score_psi.<task>``) may be at most ``max_score_psi`` (0.25 is the usual "significant
-shift" line) and every feature's drift score (``feature_drift.<column>``: the largest of its
-standardised mean shift, relative std shift and null-rate shift) at most ``max_feature_drift``.
+shift" line), every feature's drift score (``feature_drift.<column>``: the larger of its
+standardised mean shift and relative std shift) at most ``max_feature_drift``, and every feature's
+null-rate shift (``null_rate_shift.<column>``: ``|null rate now - null rate in the window|``) at
+most ``max_null_rate_shift``. Its default, 0.5, lies above the shifts of an honest young history
+(at most 0.17 on the 4-day demo: the user counts' null rate falls while the views' 2-day TTL fills
+with users) and below a feature going fully null, or fully populated, from a null rate under 0.5
+(a broken join: the demo's features are 1-31 % null once warmed up, ``days_since_last_save`` the
+most, so going fully null is a shift of 0.69-0.99).
 A candidate without drift metrics skips these checks.
 
 The serving funnel (``candidate.funnel``, :mod:`pinrec.jobs.funnel`: the test day replayed through
@@ -53,8 +59,8 @@ Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 @section("blessing")
 class BlessingConfig:
-    """Tolerances of the gate (see the module docstring). All must be >= 0; ``min_recall`` and
-    ``min_auc`` lie in [0, 1]."""
+    """Tolerances of the gate (see the module docstring). All must be >= 0; ``min_recall``,
+    ``min_auc``, ``max_null_rate_shift`` and ``min_embedding_overlap`` lie in [0, 1]."""
 
     max_recall_drop: Tolerance = 0.01
     max_latency_increase: Tolerance = 0.2
@@ -67,6 +73,7 @@ class BlessingConfig:
     max_latency_p99_ms: Tolerance = 100.0
     max_score_psi: Tolerance = 0.25
     max_feature_drift: Tolerance = 1.0
+    max_null_rate_shift: Share = 0.5  # measured: the module docstring
     max_funnel_drop: Tolerance = 0.05
     max_cosine_increase: Tolerance = 0.05
     max_entropy_drop: Tolerance = 0.25
@@ -134,6 +141,8 @@ def _drift(drift: dict[str, float], cfg: BlessingConfig) -> list[str]:
             reasons.append(f"score PSI[{name}] {drift[key]:.4f} > maximum {cfg.max_score_psi:.4f}")
         elif kind == "feature_drift" and drift[key] > cfg.max_feature_drift:
             reasons.append(f"feature drift[{name}] {drift[key]:.4f} > maximum {cfg.max_feature_drift:.4f}")
+        elif kind == "null_rate_shift" and drift[key] > cfg.max_null_rate_shift:
+            reasons.append(f"null-rate shift[{name}] {drift[key]:.4f} > maximum {cfg.max_null_rate_shift:.4f}")
     return reasons
 
 

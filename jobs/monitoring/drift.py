@@ -8,18 +8,23 @@ Three kinds of signal, each a pure function on numpy / pandas (the Spark job tha
   (``e_b``: reference share, ``a_b``: current share, both floored at ``floor`` so an empty bin
   stays finite). Below 0.1 is usually read as stable, above 0.25 as a significant shift.
 * :func:`feature_shift` — per numeric feature: mean, std and null rate (null or NaN) in both
-  windows; its drift score is the largest of ``|mean_c - mean_r| / std_r``,
-  ``|std_c - std_r| / std_r`` (``std_r`` = 1 for a constant reference) and ``|null_c - null_r|``.
-  Mean and std are over the non-null values, unweighted (both windows are sampled alike).
-  **Warm-up:** a feature aggregated over a ``W``-day window (``Feature.window_days``) is truncated
-  on the first ``W`` days of history (a 30-day count on day 5 covers 4 days), so it is compared
-  only on reference days at least ``W`` days after the first ingested day; while the newest day
-  itself, or every reference day, is inside that warm-up, the feature is listed in
-  ``DriftReport.warming_up`` and left out of the drift metrics (a growing count is not drift).
+  windows. Two scores: its drift, the larger of ``|mean_c - mean_r| / std_r`` and
+  ``|std_c - std_r| / std_r`` (``std_r`` = 1 for a constant reference; none when a window has no
+  non-null value: there is no mean to compare), and its null-rate shift ``|null_c - null_r|``
+  (a broken join that leaves a feature fully null shows here, as a shift of up to 1, and is gated
+  on its own limit). Mean and std are over the non-null values, unweighted (both windows are
+  sampled alike).
+  **Warm-up:** on the first ingested day no feature has a value yet (every view's row is built
+  from a day's events and serves from that day's end), and a feature aggregated over a ``W``-day
+  window (``Feature.window_days``) is truncated on the first ``W`` days of history (a 30-day count
+  on day 5 covers 4 days); so a feature is compared only on reference days at least
+  ``max(W, 1)`` days after the first ingested day. While the newest day itself, or every
+  reference day, is inside that warm-up, the feature is listed in ``DriftReport.warming_up`` and
+  left out of the drift metrics (a growing count, or the first day's all-null rows, is not drift).
   Scores depend on every feature, so their PSI uses the reference days past the longest window
-  (``score:<task>`` is listed as warming up until there are some). All-time counts
-  (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all: they grow with
-  history by construction (:func:`numeric_feature_columns` leaves them out).
+  (at least the first day; ``score:<task>`` is listed as warming up until there are some).
+  All-time counts (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all:
+  they grow with history by construction (:func:`numeric_feature_columns` leaves them out).
 * :func:`label_rates` — ``sum(w * y) / sum(w)`` per task with ``w = sample_weight`` (undoing the
   negative sampling); for the newest day only once its maturity window has closed (the training
   set's cut-off, from its Delta commit, is at least the day's end + ``maturity_s``), since labels
@@ -27,8 +32,9 @@ Three kinds of signal, each a pure function on numpy / pandas (the Spark job tha
 
 Scores come from a callable or arrays, so monitoring runs before (and independently of) the ranker.
 :meth:`DriftReport.drift_metrics` is the flat dict ``Metrics.drift`` of the bundle manifest carries
-(``score_psi.<task>``, ``feature_drift.<column>``, ``label_rate_shift.<task>``) and that
-:func:`pinrec.export.build.blessing.evaluate` checks against ``max_score_psi`` / ``max_feature_drift``.
+(``score_psi.<task>``, ``feature_drift.<column>``, ``null_rate_shift.<column>``,
+``label_rate_shift.<task>``) and that :func:`pinrec.export.build.blessing.evaluate` checks against
+``max_score_psi`` / ``max_feature_drift`` / ``max_null_rate_shift``.
 """
 from __future__ import annotations
 
@@ -75,14 +81,19 @@ class FeatureShift:
     null_rate_current: float
 
     @property
-    def drift(self) -> float:
-        """The largest of the standardised mean shift, relative std shift and null-rate shift."""
-        parts = [abs(self.null_rate_current - self.null_rate_reference)]
-        if self.mean_reference is not None and self.mean_current is not None:
-            scale = self.std_reference if self.std_reference else 1.0
-            parts += [abs(self.mean_current - self.mean_reference) / scale,
-                      abs(self.std_current - self.std_reference) / scale]
-        return float(max(parts))
+    def drift(self) -> float | None:
+        """The larger of the standardised mean shift and the relative std shift; None when either
+        window has no non-null value (nothing to compare: see :attr:`null_rate_shift`)."""
+        if self.mean_reference is None or self.mean_current is None:
+            return None
+        scale = self.std_reference if self.std_reference else 1.0
+        return float(max(abs(self.mean_current - self.mean_reference) / scale,
+                         abs(self.std_current - self.std_reference) / scale))
+
+    @property
+    def null_rate_shift(self) -> float:
+        """``|null_rate_current - null_rate_reference|`` in [0, 1]."""
+        return abs(self.null_rate_current - self.null_rate_reference)
 
 
 def _stats(values) -> tuple[float | None, float | None, float]:
@@ -133,7 +144,8 @@ class DriftReport:
     def drift_metrics(self) -> dict[str, float]:
         """What ``pinrec.schemas.manifest.Metrics.drift`` carries (finite, >= 0)."""
         out = {f"score_psi.{t}": v for t, v in self.score_psi.items()}
-        out |= {f"feature_drift.{c}": s.drift for c, s in self.features.items()}
+        out |= {f"feature_drift.{c}": s.drift for c, s in self.features.items() if s.drift is not None}
+        out |= {f"null_rate_shift.{c}": s.null_rate_shift for c, s in self.features.items()}
         if self.label_rate_current is not None:
             out |= {f"label_rate_shift.{t}": abs(self.label_rate_current[t] - self.label_rate_reference[t])
                     for t in self.label_rate_reference}
@@ -141,38 +153,46 @@ class DriftReport:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["features"] = {c: {**asdict(s), "drift": s.drift} for c, s in self.features.items()}
+        d["features"] = {c: {**asdict(s), "drift": s.drift, "null_rate_shift": s.null_rate_shift}
+                         for c, s in self.features.items()}
         return d
 
     def render(self) -> str:
-        top = sorted(self.features.items(), key=lambda kv: -kv[1].drift)[:3]
+        top = sorted(((c, s.drift) for c, s in self.features.items() if s.drift is not None), key=lambda kv: -kv[1])
+        nulls = sorted(((c, s.null_rate_shift) for c, s in self.features.items()), key=lambda kv: -kv[1])
         psi_text = ", ".join(f"{t}={v:.4f}" for t, v in sorted(self.score_psi.items())) or "no scores"
         labels = "maturity window open" if self.label_rate_current is None else ", ".join(
             f"{t} {self.label_rate_reference[t]:.4f}->{v:.4f}" for t, v in sorted(self.label_rate_current.items()))
         warm = f"; in warm-up (not compared): {len(self.warming_up)} signal(s)" if self.warming_up else ""
         return (f"drift {self.day} vs {self.reference} ({self.reference_rows} / {self.current_rows} rows): "
-                f"score PSI {psi_text}; top feature drift "
-                + ", ".join(f"{c}={s.drift:.3f}" for c, s in top) + f"; label rate {labels}{warm}")
+                f"score PSI {psi_text}; top feature drift " + ", ".join(f"{c}={v:.3f}" for c, v in top[:3])
+                + "; top null-rate shift " + ", ".join(f"{c}={v:.3f}" for c, v in nulls[:3])
+                + f"; label rate {labels}{warm}")
 
 
 def warmed_up_shift(reference, current, columns, *, day: dt.date, history_start: dt.date | None,
                     windows: Mapping[str, int]) -> tuple[dict[str, FeatureShift], tuple[str, ...]]:
     """:func:`feature_shift` under the warm-up rule (module docstring): a column with a ``W``-day
     window (``windows``, default 0) is compared on reference rows whose ``dt`` is at least
-    ``history_start + W`` days; returns the shifts and the columns still warming up."""
+    ``history_start + max(W, 1)`` days; returns the shifts and the columns still warming up."""
     if history_start is None:
         return feature_shift(reference, current, columns), ()
     shifts: dict[str, FeatureShift] = {}
     warming: list[str] = []
     ref_days = reference["dt"].map(_as_date)
     for window, group in _by_window(columns, windows).items():
-        complete = history_start + dt.timedelta(days=window)
-        eligible = reference[(ref_days >= complete).to_numpy()] if window else reference
+        complete = _complete(history_start, window)
+        eligible = reference[(ref_days >= complete).to_numpy()]
         if day < complete or not len(eligible):
             warming += group
         else:
             shifts |= feature_shift(eligible, current, group)
     return {c: shifts[c] for c in columns if c in shifts}, tuple(c for c in columns if c in warming)
+
+
+def _complete(history_start: dt.date, window: int) -> dt.date:
+    """The first day whose features are neither absent (the first day) nor truncated (``window``)."""
+    return history_start + dt.timedelta(days=max(window, 1))
 
 
 def _as_date(value) -> dt.date:
@@ -205,7 +225,7 @@ def drift_report(reference, current, columns, cfg: MonitoringConfig, *, day: str
     keep = np.ones(len(reference), dtype=bool)
     if history_start is not None and scores_reference:
         # scores depend on every feature: compare them only where the longest window is complete
-        complete = history_start + dt.timedelta(days=max((windows.get(c, 0) for c in columns), default=0))
+        complete = _complete(history_start, max((windows.get(c, 0) for c in columns), default=0))
         keep = (reference["dt"].map(_as_date) >= complete).to_numpy()
         if dt.date.fromisoformat(day) < complete or not keep.any():
             warming += tuple(f"score:{t}" for t in sorted(scores_reference))

@@ -52,6 +52,6 @@ def feature_drift_figure(drift: Mapping[str, float], top: int = 20, threshold: f
     if threshold is not None:
         ax.axvline(threshold, color="red", linestyle="--", linewidth=1, label=f"gate {threshold:g}")
         ax.legend(loc="lower right")
-    ax.set(title="feature drift: max(|Δmean|/std, |Δstd|/std, |Δnull rate|)", xlabel="drift score")
+    ax.set(title="feature drift: max(|Δmean|/std, |Δstd|/std)", xlabel="drift score")
     fig.tight_layout()
     return fig

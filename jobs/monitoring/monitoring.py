@@ -110,7 +110,7 @@ def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff
         if score_ref:
             run.log_figure(score_histogram_figure(score_ref, score_cur, report.score_psi, cfg.psi_bins),
                            "plots/score_psi.png")
-        if report.features:
-            run.log_figure(feature_drift_figure({c: f.drift for c, f in report.features.items()},
-                                                threshold=max_feature_drift), "plots/feature_drift.png")
+        drifts = {c: f.drift for c, f in report.features.items() if f.drift is not None}
+        if drifts:
+            run.log_figure(feature_drift_figure(drifts, threshold=max_feature_drift), "plots/feature_drift.png")
         return replace(report, mlflow_run_id=run.run_id)

@@ -71,8 +71,9 @@ class RunFacts:
     ``channel_version``: the version ``channel`` points to now (None: nowhere); ``index``: the
     bundle's ``index.json`` (the index tuner's record); ``retrieval_eval``: ``pinrec eval-retrieval``'s
     ``report.json`` with ``where`` it was read; ``drift``: the monitoring run's ``drift.json`` (the
-    comparison behind ``metrics.drift``: reference window, rows, signals still in warm-up); ``max_feature_drift``: the gate's feature-drift
-    limit; ``tracking_uri``: the MLflow store holding the same runs."""
+    comparison behind ``metrics.drift``: reference window, rows, signals still in warm-up); ``max_feature_drift`` /
+    ``max_null_rate_shift``: the gate's feature-drift and null-rate-shift limits; ``tracking_uri``: the MLflow
+    store holding the same runs."""
 
     manifest: Manifest
     store_uri: str
@@ -85,6 +86,7 @@ class RunFacts:
     retrieval_eval: dict | str
     drift: dict | str = "no drift report"
     max_feature_drift: float | None = None
+    max_null_rate_shift: float | None = None
     tracking_uri: str | None = None
 
     @property

@@ -196,5 +196,5 @@ def gather(spark, cfg, ref: str | None = None) -> RunFacts:
         ranker=ranker_facts(store, manifest, artifacts, tracking),
         index=json.loads(_bundle_file(store, manifest, "index_meta")),
         retrieval_eval=retrieval_eval_facts(artifacts), drift=drift_facts(manifest, tracking),
-        max_feature_drift=cfg.blessing.max_feature_drift,
+        max_feature_drift=cfg.blessing.max_feature_drift, max_null_rate_shift=cfg.blessing.max_null_rate_shift,
         tracking_uri=tracking)

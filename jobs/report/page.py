@@ -63,10 +63,16 @@ def drift(f: RunFacts) -> str:
     from pinrec.jobs.monitoring.drift_plots import feature_drift_figure
 
     d = f.manifest.metrics.drift
+    detail = f.drift if isinstance(f.drift, dict) else {}
+    warming = list(detail.get("warming_up") or ())
     if not d:
-        return missing("drift", "the manifest records no drift: monitoring.at_publish was off when it was published")
+        return missing("drift", f"nothing compared yet: every signal is still in warm-up ({', '.join(warming)})"
+                       if warming else "the manifest records no drift: monitoring.at_publish was off when it was "
+                       "published")
     psi = {k.split(".", 1)[1]: v for k, v in d.items() if k.startswith("score_psi.")}
     feats = {k.split(".", 1)[1]: v for k, v in d.items() if k.startswith("feature_drift.")}
+    nulls = sorted(((k.split(".", 1)[1], v) for k, v in d.items() if k.startswith("null_rate_shift.")),
+                   key=lambda kv: -kv[1])
     labels = [(k.split(".", 1)[1], v) for k, v in sorted(d.items()) if k.startswith("label_rate_shift.")]
 
     def feature_bars():
@@ -74,8 +80,6 @@ def drift(f: RunFacts) -> str:
         mark(fig.axes[0].patches)
         return fig
 
-    detail = f.drift if isinstance(f.drift, dict) else {}
-    warming = list(detail.get("warming_up") or ())
     scores_warming = [w for w in warming if w.startswith("score:")]
     head = (f"<p>Day {esc(detail['day'])} ({num(detail.get('current_rows'))} rows) against {esc(detail['reference'])} "
             f"({num(detail.get('reference_rows'))} rows); the PSI scores the candidate ranker.</p>"
@@ -84,10 +88,13 @@ def drift(f: RunFacts) -> str:
     score = figure("score_psi", lambda: bars_figure(psi, "score PSI per task", "PSI")) if psi else missing(
         "score_psi", f"no score PSI: {', '.join(scores_warming)} still in warm-up (the reference days do not yet "
                      "cover the longest feature window)" if scores_warming else "the manifest records no score PSI")
+    limit = f" (the gate's limit: {f.max_null_rate_shift:g})" if f.max_null_rate_shift is not None else ""
     others = [w for w in warming if not w.startswith("score:")]
     return (head + score
             + figure("feature_drift", feature_bars)
             + (f"<p>Features still in warm-up, not compared: {esc(', '.join(others))}.</p>" if others else "")
+            + (f"<p>Null-rate shift per feature, |null rate of the day - of the window|{esc(limit)}:</p>"
+               + table(("feature", "null-rate shift"), nulls) if nulls else "")
             + (table(("task", "label rate shift"), labels) if labels else
                missing("label_rate", "labels of the newest day were not mature yet: no label-rate shift")))
 

@@ -70,6 +70,18 @@ def test_drift_beyond_the_thresholds_is_a_reason():
         BlessingConfig(max_score_psi=-1.0)
 
 
+def test_a_null_rate_shift_beyond_its_own_limit_is_a_reason():
+    """A feature gone fully null (shift ~1) fails at the default limit; feature_drift stays the mean/std shift."""
+    shifted = dataclasses.replace(m(), drift={"null_rate_shift.user__saves_7d": 0.98, "null_rate_shift.pin__age_days": 0.5,
+                                              "feature_drift.pin__age_days": 0.9})
+    v = evaluate(shifted, None, BlessingConfig())
+    assert BlessingConfig().max_null_rate_shift == 0.5
+    assert v.reasons == ("null-rate shift[user__saves_7d] 0.9800 > maximum 0.5000",)
+    assert evaluate(shifted, None, BlessingConfig(max_null_rate_shift=1.0)).blessed
+    with pytest.raises(ValueError, match="max_null_rate_shift"):
+        BlessingConfig(max_null_rate_shift=1.5)
+
+
 def test_a_drifted_candidate_is_stored_but_not_published(tmp_path, candidate):
     from pinrec.export.build.publish import publish
     from pinrec.export.serving.store import Store, read_channel

@@ -51,10 +51,11 @@ def test_feature_shift_by_hand():
     std = math.sqrt(2 / 3)
     assert out["x"] == FeatureShift(2.0, 3.0, pytest.approx(std), 1.0, 0.25, 0.5)
     assert out["x"].drift == pytest.approx(1 / std)  # the mean moved 1.22 reference stds
-    # constant reference: raw units; mean 1 -> 5/3, std 0 -> sqrt(8/9) (the larger), null rate 0 -> 1/4
-    assert out["n"].drift == pytest.approx(math.sqrt(8 / 9))
+    assert out["x"].null_rate_shift == 0.25
+    # constant reference: raw units; mean 1 -> 5/3, std 0 -> sqrt(8/9) (the larger); null rate 0 -> 1/4
+    assert out["n"].drift == pytest.approx(math.sqrt(8 / 9)) and out["n"].null_rate_shift == 0.25
     assert out["gone"] == FeatureShift(2.5, None, pytest.approx(math.sqrt(1.25)), None, 0.0, 1.0)
-    assert out["gone"].drift == 1.0
+    assert out["gone"].drift is None and out["gone"].null_rate_shift == 1.0  # no mean to compare; all null now
     with pytest.raises(ValueError, match="'y' is not in the reference and current frame"):
         feature_shift(ref, cur, ["y"])
 
@@ -83,7 +84,8 @@ def test_drift_report_feeds_the_manifest_and_respects_maturity():
                        scores_reference=sr, scores_current=sc)
     metrics = rep.drift_metrics()
     assert sorted(metrics) == ["feature_drift.user__saves_7d", "label_rate_shift.closeup", "label_rate_shift.save",
-                               "score_psi.closeup", "score_psi.save"]
+                               "null_rate_shift.user__saves_7d", "score_psi.closeup", "score_psi.save"]
+    assert metrics["null_rate_shift.user__saves_7d"] == 0.0
     assert metrics["score_psi.closeup"] == psi(sr["closeup"], sc["closeup"]) > 0.25 > metrics["score_psi.save"]
     assert metrics["label_rate_shift.save"] == pytest.approx(ref["save"].mean())
     assert json.loads(json.dumps(rep.to_dict()))["features"]["user__saves_7d"]["drift"] == \
@@ -117,16 +119,55 @@ def test_windowed_features_and_scores_wait_for_a_complete_history():
     assert rep.features["user__saves_7d"].drift < 0.5
     naive = drift_report(ref, cur, ["user__saves_7d"], cfg, day="2026-01-11", reference_name="train")
     assert naive.features["user__saves_7d"].drift > 1.0  # what warm-up would have looked like as drift
-    assert rep.features["pin__age_days"].mean_reference == 4.5  # no window: every day
+    assert rep.features["pin__age_days"].mean_reference == 5.0  # no window: every day but the first (no values yet)
     # the score PSI uses the same three days (the longest window is 7)
     assert rep.score_psi["save"] == psi(sr["save"][7:], sc["save"]) and rep.warming_up == ()
     young = drift_report(ref[ref["dt"] < dt.date(2026, 1, 7)], cur, ["user__saves_7d", "pin__age_days"], cfg,
                          day="2026-01-11", reference_name="train", scores_reference={"save": sr["save"][:6]},
                          scores_current=sc, history_start=start, windows=windows)
     assert young.warming_up == ("user__saves_7d", "score:save") and young.score_psi == {}
-    assert sorted(young.drift_metrics()) == ["feature_drift.pin__age_days", "label_rate_shift.save"]
+    assert sorted(young.drift_metrics()) == ["feature_drift.pin__age_days", "label_rate_shift.save",
+                                             "null_rate_shift.pin__age_days"]
     assert "in warm-up (not compared): 2 signal(s)" in young.render()
     assert feature_windows()["user__saves_30d"] == 30 and feature_windows()["pin__board_count"] == 0
+
+
+def test_a_feature_going_fully_null_is_a_null_rate_shift_the_gate_fails():
+    """A broken join leaves user__saves_7d fully null on the newest day: no mean to compare, a
+    null-rate shift of 0.9 under its own key, over the default limit (as a drift score it was 0.9,
+    under max_feature_drift 1.0: blessed)."""
+    from pinrec.export.build.blessing import BlessingConfig, evaluate
+    from pinrec.schemas.manifest import Metrics
+
+    ref = pd.DataFrame({"user__saves_7d": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, None], "save": [0, 1] * 5,
+                        "sample_weight": 1.0})
+    cur = ref.assign(user__saves_7d=None)
+    rep = drift_report(ref, cur, ["user__saves_7d"], MonitoringConfig(tasks=("save",)), day="2026-01-08",
+                       reference_name="train")
+    assert rep.drift_metrics() == {"null_rate_shift.user__saves_7d": pytest.approx(0.9), "label_rate_shift.save": 0.0}
+    assert "top null-rate shift user__saves_7d=0.900" in rep.render()
+    metrics = Metrics(k=10, recall_at_k=0.9, latency_p50_ms=1.0, latency_p99_ms=2.0, drift=rep.drift_metrics())
+    verdict = evaluate(metrics, None, BlessingConfig())
+    assert not verdict.blessed
+    assert verdict.reasons == ("null-rate shift[user__saves_7d] 0.9000 > maximum 0.5000",)
+
+
+def test_the_first_day_of_history_is_no_reference_for_a_feature_without_a_window():
+    """On the first ingested day no feature has a value yet: a reference of only that day is warm-up,
+    not a null-rate shift of ~0.9 (what the 3-day test world's pin__age_days showed)."""
+    start = dt.date(2026, 1, 5)
+    ref = pd.DataFrame({"dt": [start] * 4, "pin__age_days": [math.nan] * 4, "save": [0, 1, 0, 1], "sample_weight": 1.0})
+    cur = pd.DataFrame({"dt": [dt.date(2026, 1, 7)] * 4, "pin__age_days": [1.0, 2.0, 3.0, None], "save": [0, 1, 0, 1],
+                        "sample_weight": 1.0})
+    cfg = MonitoringConfig(tasks=("save",))
+    rep = drift_report(ref, cur, ["pin__age_days"], cfg, day="2026-01-07", reference_name="train", history_start=start,
+                       windows={}, scores_reference={"save": np.ones(4)}, scores_current={"save": np.ones(4)})
+    assert rep.features == {} and rep.warming_up == ("pin__age_days", "score:save") and rep.score_psi == {}
+    later = drift_report(pd.concat([ref, ref.assign(dt=dt.date(2026, 1, 6), pin__age_days=[1.0, 2.0, math.nan, math.nan])]),
+                         cur, ["pin__age_days"], cfg, day="2026-01-07", reference_name="train", history_start=start,
+                         windows={})
+    assert later.features["pin__age_days"].null_rate_reference == 0.5  # day 2 only
+    assert later.drift_metrics()["null_rate_shift.pin__age_days"] == 0.25
 
 
 def test_config_validation_and_feature_columns():

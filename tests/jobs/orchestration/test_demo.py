@@ -96,9 +96,11 @@ def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle
 
 
 def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tmp_path):
-    """The published manifest carries the candidate's drift (3 days: the windowed features and the
-    scores are still warming up; the non-windowed pin features are compared); with a feature-drift
-    limit below what was measured, the same candidate is stored but not blessed, with the reason."""
+    """On the 3-day tiny world the one training day is the first day of history, before any feature
+    has a value: every signal is in warm-up and the manifest carries no drift. Against the validation
+    day (``monitoring.reference_split``) the non-windowed pin features and the 1-day counts are
+    compared, into the manifest and MLflow; with limits of 0 the same candidate is stored but not
+    blessed, with every reason."""
     import dataclasses
 
     import mlflow
@@ -107,22 +109,30 @@ def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tm
     from pinrec.jobs.publish.bundle import publish_serving_bundle
 
     cfg, _result = tiny_world
+    client = mlflow.MlflowClient(cfg.storage.mlflow_tracking_uri)
     manifest = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).manifest
-    drift = manifest.metrics.drift
-    assert "feature_drift.pin__age_days" in drift
-    assert not any(k.startswith(("score_psi.", "feature_drift.user__saves_30d")) for k in drift)  # warm-up
-    assert "feature_drift.pin__board_count" not in drift  # an all-time count: grows by construction
-    run = mlflow.MlflowClient(cfg.storage.mlflow_tracking_uri).get_run(manifest.lineage.mlflow_run_ids["monitoring"])
-    assert run.data.metrics["feature_drift.pin__age_days"] == pytest.approx(drift["feature_drift.pin__age_days"])
+    assert manifest.metrics.drift == {}
+    young = client.get_run(manifest.lineage.mlflow_run_ids["monitoring"]).data.metrics
+    assert not any(k.startswith(("feature_drift.", "null_rate_shift.", "score_psi.")) for k in young)
 
-    limit = max(drift.values()) / 2
     strict = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, store_uri=str(tmp_path / "serving")),
-                                 blessing=dataclasses.replace(cfg.blessing, max_feature_drift=limit))
+                                 monitoring=dataclasses.replace(cfg.monitoring, reference_split="validation"),
+                                 blessing=dataclasses.replace(cfg.blessing, max_feature_drift=0.0,
+                                                              max_null_rate_shift=0.0))
     report = publish_serving_bundle(spark, strict, register=False)
     assert not report.blessed and not report.promoted
-    assert any(r.startswith("feature drift[") and f"> maximum {limit:.4f}" in r for r in report.reasons)
-    stored = load(strict.publish.store_uri, strict.publish.name, version=report.version)
-    assert stored.manifest.metrics.drift == pytest.approx(drift)
+    stored = load(strict.publish.store_uri, strict.publish.name, version=report.version).manifest
+    drift = stored.metrics.drift
+    assert {"feature_drift.pin__age_days", "null_rate_shift.pin__age_days", "feature_drift.user__saves_1d"} <= set(drift)
+    assert not any(k.startswith(("score_psi.", "feature_drift.user__saves_30d")) for k in drift)  # warm-up
+    assert "feature_drift.pin__board_count" not in drift  # an all-time count: grows by construction
+    run = client.get_run(stored.lineage.mlflow_run_ids["monitoring"])
+    assert run.data.metrics["feature_drift.pin__age_days"] == pytest.approx(drift["feature_drift.pin__age_days"])
+    titles = {"feature_drift": "feature drift", "null_rate_shift": "null-rate shift"}
+    expected = {f"{titles[k.split('.')[0]]}[{k.split('.', 1)[1]}] {v:.4f} > maximum 0.0000" for k, v in drift.items()
+                if k.split(".")[0] in titles and v > 0}
+    assert any(r.startswith("null-rate shift[") for r in expected)
+    assert expected == {r for r in report.reasons if r.startswith(("feature drift[", "null-rate shift["))}
 
 
 def _dense_names(encoder: dict) -> list[str]:

@@ -65,3 +65,18 @@ def test_drift_names_its_windows_and_what_is_still_warming_up(page):
     body = drift(young)
     assert 'data-missing="score_psi">no score PSI: score:save, score:closeup still in warm-up' in body
     assert 'data-plot="feature_drift"' in body and 'data-plot="score_psi"' not in body
+
+
+def test_null_rate_shifts_are_listed_and_an_all_warming_run_says_so():
+    m = facts().manifest
+    shifted = facts(manifest=dataclasses.replace(m, metrics=dataclasses.replace(m.metrics, drift={
+        "feature_drift.pin__age_days": 0.5, "null_rate_shift.pin__age_days": 0.04,
+        "null_rate_shift.user__saves_1d": 0.17})), max_null_rate_shift=0.5)
+    body = drift(shifted)
+    assert "Null-rate shift per feature, |null rate of the day - of the window| (the gate&#x27;s limit: 0.5):" in body
+    assert re.findall(r"<tr><td>([^<]+)</td><td class=\"n\">([^<]+)</td></tr>", body) == [
+        ("user__saves_1d", "0.17"), ("pin__age_days", "0.04")]
+    young = facts(manifest=dataclasses.replace(m, metrics=dataclasses.replace(m.metrics, drift={})),
+                  drift={"day": "2026-01-07", "reference": "train 2026-01-05", "warming_up": ["pin__age_days", "score:save"]})
+    assert drift(young) == ('<p class="missing" data-missing="drift">nothing compared yet: every signal is still in '
+                            'warm-up (pin__age_days, score:save)</p>')
