@@ -13,7 +13,8 @@ Three kinds of signal, each a pure function on numpy / pandas (the Spark job tha
   non-null value: there is no mean to compare), and its null-rate shift ``|null_c - null_r|``
   (a broken join that leaves a feature fully null shows here, as a shift of up to 1, and is gated
   on its own limit). Mean and std are over the non-null values, unweighted (both windows are
-  sampled alike).
+  sampled alike). An infinite value is refused, naming the column: features are finite
+  aggregates, so it is corrupt data upstream, and its drift would be infinite or NaN.
   **Warm-up:** on the first ingested day no feature has a value yet (every view's row is built
   from a day's events and serves from that day's end), and a feature aggregated over a ``W``-day
   window (``Feature.window_days``) is truncated on the first ``W`` days of history (a 30-day count
@@ -96,11 +97,18 @@ class FeatureShift:
         return abs(self.null_rate_current - self.null_rate_reference)
 
 
-def _stats(values) -> tuple[float | None, float | None, float]:
+def _stats(values, column: str, window: str) -> tuple[float | None, float | None, float]:
+    """(mean, std, null rate) of one window's ``column``; an infinite value is refused: features are
+    finite aggregates (counts, smoothed rates, ages), so one is corruption upstream, and its drift
+    would be infinite or NaN, which no gate can judge."""
     x = np.asarray(values, dtype=np.float64)
-    ok = ~np.isnan(x)
     if x.size == 0:
-        raise ValueError("feature_shift: a window has no rows")
+        raise ValueError(f"feature_shift: the {window} window has no rows")
+    inf = np.isinf(x)
+    if inf.any():
+        raise ValueError(f"feature_shift: column {column!r} has {int(inf.sum())} infinite value(s) in the {window} "
+                         f"window (e.g. {x[inf][0]}): features must be finite or null")
+    ok = ~np.isnan(x)
     null_rate = float(1.0 - ok.mean())
     if not ok.any():
         return None, None, null_rate
@@ -108,14 +116,15 @@ def _stats(values) -> tuple[float | None, float | None, float]:
 
 
 def feature_shift(reference, current, columns) -> dict[str, FeatureShift]:
-    """Mean/std/null-rate shift of ``columns`` between two pandas frames (nulls read as NaN)."""
+    """Mean/std/null-rate shift of ``columns`` between two pandas frames (nulls read as NaN; an
+    infinite value is a ValueError naming the column)."""
     out = {}
     for column in columns:
         missing = [n for n, f in (("reference", reference), ("current", current)) if column not in f.columns]
         if missing:
             raise ValueError(f"feature_shift: column {column!r} is not in the {' and '.join(missing)} frame")
-        mr, sr, nr = _stats(reference[column].astype("float64"))
-        mc, sc, nc = _stats(current[column].astype("float64"))
+        mr, sr, nr = _stats(reference[column].astype("float64"), column, "reference")
+        mc, sc, nc = _stats(current[column].astype("float64"), column, "current")
         out[column] = FeatureShift(mr, mc, sr, sc, nr, nc)
     return out
 
@@ -142,14 +151,18 @@ class DriftReport:
     mlflow_run_id: str | None = None
 
     def drift_metrics(self) -> dict[str, float]:
-        """What ``pinrec.schemas.manifest.Metrics.drift`` carries (finite, >= 0)."""
+        """What ``pinrec.schemas.manifest.Metrics.drift`` carries (finite, >= 0); a non-finite value
+        (inputs are checked, so an overflow) is a ValueError naming it, never left out."""
         out = {f"score_psi.{t}": v for t, v in self.score_psi.items()}
         out |= {f"feature_drift.{c}": s.drift for c, s in self.features.items() if s.drift is not None}
         out |= {f"null_rate_shift.{c}": s.null_rate_shift for c, s in self.features.items()}
         if self.label_rate_current is not None:
             out |= {f"label_rate_shift.{t}": abs(self.label_rate_current[t] - self.label_rate_reference[t])
                     for t in self.label_rate_reference}
-        return {k: v for k, v in out.items() if math.isfinite(v)}
+        bad = {k: v for k, v in out.items() if not math.isfinite(v)}
+        if bad:
+            raise ValueError(f"drift metrics must be finite, got {bad}")
+        return out
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,6 +1,7 @@
 """Drift monitoring: PSI, feature shift and label rates on hand-checked data; the job on a tiny Delta table."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -168,6 +169,23 @@ def test_the_first_day_of_history_is_no_reference_for_a_feature_without_a_window
                          windows={})
     assert later.features["pin__age_days"].null_rate_reference == 0.5  # day 2 only
     assert later.drift_metrics()["null_rate_shift.pin__age_days"] == 0.25
+
+
+def test_an_infinite_feature_value_is_refused_not_dropped():
+    """An inf in the newest day made the drift inf, and drift_metrics left the feature out of the
+    manifest, the gate and the report without a word."""
+    ref = pd.DataFrame({"user__saves_7d": [1.0, 2.0, 3.0], "save": [0, 1, 0], "sample_weight": 1.0})
+    cur = ref.assign(user__saves_7d=[1.0, math.inf, None])
+    cfg = MonitoringConfig(tasks=("save",))
+    with pytest.raises(ValueError, match=r"column 'user__saves_7d' has 1 infinite value\(s\) in the current window"):
+        drift_report(ref, cur, ["user__saves_7d"], cfg, day="2026-01-08", reference_name="train")
+    with pytest.raises(ValueError, match="'pin__age_days' has 2 infinite value.* reference window"):
+        feature_shift(pd.DataFrame({"pin__age_days": [-math.inf, math.inf]}), cur.assign(pin__age_days=1.0),
+                      ["pin__age_days"])
+    report = drift_report(ref, ref, ["user__saves_7d"], cfg, day="2026-01-08", reference_name="train")
+    broken = dataclasses.replace(report, score_psi={"save": math.inf})
+    with pytest.raises(ValueError, match=r"drift metrics must be finite, got \{'score_psi.save': inf\}"):
+        broken.drift_metrics()
 
 
 def test_config_validation_and_feature_columns():
