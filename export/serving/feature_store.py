@@ -19,9 +19,11 @@ columns. Duplicate or null keys refuse to open.
 
 :class:`RedisFeatureStore` reads the same rows from Redis (written by :mod:`pinrec.jobs.features.redis_export`:
 keys ``<prefix>:<bundle version>:<view>:<json key>``, a per-view ``_meta`` key written last) with
-one ``MGET`` per lookup. A Redis that is down, slow (socket timeout), or lacks the version's export
-makes it serve from the snapshot instead: a warning, ``fallbacks`` += 1, ``last_error`` set, and no
-new attempt for ``retry_after_s``.
+one ``MGET`` per lookup. A Redis that is down, slow (socket timeout), lacks the version's export, or
+holds one that does not match the snapshot (the ``_meta`` key's columns, their Arrow types and the
+cut-off; any value that is malformed or of another type than its column's, a null ``feature_ts``)
+makes it serve from the snapshot instead: a warning naming the key and column, ``fallbacks`` += 1,
+``last_error`` set, and no new attempt for ``retry_after_s``.
 
 Base install only: numpy and pyarrow (redis-py is imported lazily; it is the ``redis`` extra).
 """
@@ -464,11 +466,58 @@ def _plain(arr: pa.Array) -> list:
 
 
 def _typed(values: list, t: pa.DataType) -> pa.Array:
+    """JSON values -> an array of ``t`` (timestamps from int64 microseconds, dates from int32 days).
+    A value of another type raises (TypeError, ValueError or OverflowError) instead of being
+    truncated or coerced: a float or a bool where an integer belongs, a string for a number, a list
+    for a scalar, an integer out of range."""
+    plain = pa.int64() if pa.types.is_timestamp(t) else pa.int32() if pa.types.is_date32(t) else t
+    got = pa.array(values)
+    if not _fits(got.type, plain):
+        raise TypeError(f"{got.type} values where {plain} belongs")
+    out = got.cast(plain)  # safe: an integer out of range raises
     if pa.types.is_timestamp(t):
-        return pa.array(values, pa.int64()).cast(pa.timestamp("us", t.tz)).cast(t)
-    if pa.types.is_date32(t):
-        return pa.array(values, pa.int32()).cast(t)
-    return pa.array(values, t)
+        return out.cast(pa.timestamp("us", t.tz)).cast(t)
+    return out.cast(t) if pa.types.is_date32(t) else out
+
+
+def _fits(got: pa.DataType, want: pa.DataType) -> bool:
+    """Whether values pyarrow inferred as ``got`` are values of ``want`` (integers for a float too)."""
+    if pa.types.is_null(got) or got.equals(want):
+        return True
+    if pa.types.is_integer(want):
+        return pa.types.is_integer(got)
+    if pa.types.is_floating(want):
+        return pa.types.is_integer(got) or pa.types.is_floating(got)
+    if pa.types.is_string(want) or pa.types.is_large_string(want):
+        return pa.types.is_string(got) or pa.types.is_large_string(got)
+    if pa.types.is_list(want) or pa.types.is_large_list(want):
+        return (pa.types.is_list(got) or pa.types.is_large_list(got)) and _fits(got.value_type, want.value_type)
+    return False
+
+
+_BAD_VALUE = (TypeError, ValueError, OverflowError, pa.ArrowException)
+
+
+def _typed_column(field: pa.Field, values: list, where: list[str | None]) -> pa.Array:
+    """:func:`_typed`, a value of another type an :class:`_Unusable` naming the column and the key
+    (``where``: the Redis key of every row, None where nothing was found)."""
+    try:
+        return _typed(values, field.type)
+    except _BAD_VALUE as err:
+        for value, key in zip(values, where):
+            try:
+                _typed([value], field.type)
+            except _BAD_VALUE:
+                raise _Unusable(f"column {field.name!r} under {key} holds {value!r:.80}, not a {field.type} "
+                                "value") from None
+        raise _Unusable(f"column {field.name!r} holds values of another type than {field.type} "
+                        f"({type(err).__name__}: {err})") from None
+
+
+def _header(view: ViewSnapshot) -> dict:
+    """What an export's ``_meta`` must say for ``view``: its value columns, their Arrow types, the cut-off."""
+    return {"columns": list(view.meta.value_columns), "types": [str(f.type) for f in view.values.schema],
+            "cutoff": view.meta.cutoff.isoformat()}
 
 
 def encode_rows(view: ViewSnapshot) -> Iterator[tuple[tuple, str]]:
@@ -480,8 +529,8 @@ def encode_rows(view: ViewSnapshot) -> Iterator[tuple[tuple, str]]:
 
 
 def redis_meta(view: ViewSnapshot) -> str:
-    return json.dumps({"columns": list(view.meta.value_columns), "rows": view.num_rows,
-                       "cutoff": view.meta.cutoff.isoformat()}, sort_keys=True)
+    """The ``_meta`` value of ``view``'s export: :func:`_header` and the row count."""
+    return json.dumps({**_header(view), "rows": view.num_rows}, sort_keys=True)
 
 
 class _Unusable(Exception):
@@ -546,31 +595,47 @@ class RedisFeatureStore:
         return vs.lookup(keys, now)
 
     def _fetch(self, vs: ViewSnapshot, cols: list[pa.Array]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        """(values, feature_ts in microseconds, found) of the B keys ``cols`` from one MGET; an export
+        that is absent or does not match the snapshot, or holds a value of another type, is
+        :class:`_Unusable`."""
         meta, prefix = vs.meta, self.cfg.key_prefix
         lists = [c.to_pylist() for c in cols]
         keyed = [i for i, k in enumerate(zip(*lists)) if None not in k]
         names = [redis_meta_key(prefix, self.version, meta.view)]
         names += [redis_key(prefix, self.version, meta.view, tuple(k[i] for k in lists)) for i in keyed]
         replies = self._client.mget(names)
-        if replies[0] is None:
-            raise _Unusable(f"no complete export of {meta.view!r} for version {self.version} "
-                            f"({names[0]} is absent)")
-        header = json.loads(replies[0])
-        if header.get("columns") != list(meta.value_columns) or header.get("cutoff") != meta.cutoff.isoformat():
-            raise _Unusable(f"the export of {meta.view!r} for version {self.version} does not match the snapshot")
+        self._check_header(vs, names[0], replies[0])
         n, width = len(lists[0]), len(meta.value_columns)
         rows: list[list | None] = [None] * n
-        for i, raw in zip(keyed, replies[1:]):
+        where: list[str | None] = [None] * n
+        for i, name, raw in zip(keyed, names[1:], replies[1:]):
             if raw is not None:
                 row = json.loads(raw)
                 if not isinstance(row, list) or len(row) != width:
-                    raise _Unusable(f"malformed value under {names[1 + keyed.index(i)]}")
-                rows[i] = row
+                    raise _Unusable(f"malformed value under {name}: not a list of {width} values")
+                rows[i], where[i] = row, name
         found = np.array([r is not None for r in rows], dtype=bool)
         schema = vs.values.schema
-        arrays = [_typed([r[j] if r is not None else None for r in rows], schema.field(j).type) for j in range(width)]
+        arrays = [_typed_column(schema.field(j), [r[j] if r is not None else None for r in rows], where)
+                  for j in range(width)]
+        no_ts = [w for r, w in zip(rows, where) if r is not None and r[-1] is None]
+        if no_ts:
+            raise _Unusable(f"column {meta.feature_ts_column!r} under {no_ts[0]} is null")
         fts = np.array([r[-1] if r is not None else 0 for r in rows], dtype=np.int64)
         return pa.Table.from_arrays(arrays, schema=schema), fts, found
+
+    def _check_header(self, vs: ViewSnapshot, name: str, raw: bytes | None) -> None:
+        """Raise :class:`_Unusable` unless ``raw`` (the ``_meta`` value under ``name``) says this
+        version's export of the view is complete and matches the snapshot (columns, types, cut-off)."""
+        if raw is None:
+            raise _Unusable(f"no complete export of {vs.meta.view!r} for version {self.version} ({name} is absent)")
+        header = json.loads(raw)
+        if not isinstance(header, dict):
+            raise _Unusable(f"{name} is not an export header (a JSON object): {raw!r:.80}")
+        differ = [k for k, v in _header(vs).items() if header.get(k) != v]
+        if differ:
+            raise _Unusable(f"the export of {vs.meta.view!r} for version {self.version} does not match the snapshot "
+                            f"({name}: {', '.join(differ)} differ)")
 
     def __repr__(self) -> str:
         return (f"RedisFeatureStore({self.cfg.url}, version={self.version}, redis_lookups={self.redis_lookups}, "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import socket
 import subprocess
@@ -20,6 +21,10 @@ from pinrec.export.serving.feature_store import (
     RedisFeatureStore,
     SnapshotError,
     SnapshotMeta,
+    encode_rows,
+    redis_key,
+    redis_meta,
+    redis_meta_key,
     snapshot_file_name,
     with_meta,
 )
@@ -256,6 +261,70 @@ def test_after_a_failure_redis_is_left_alone_for_retry_after_s():
     out = store.lookup("u", [5])  # tried again: reachable, but the version was never exported -> snapshot
     assert client.calls == 2 and store.fallbacks == 3 and "no complete export" in store.last_error
     assert out["u__saves"].to_pylist() == [50]
+
+
+class DictRedis:
+    """A stand-in for redis-py's MGET over a dict of raw values."""
+
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self.data = data
+
+    def mget(self, names):
+        return [self.data.get(n) for n in names]
+
+
+def exported(snapshot: FeatureSnapshot, version: str = "v1") -> dict[str, bytes]:
+    """What :func:`pinrec.jobs.features.redis_export.export_snapshot` writes, as key -> raw value."""
+    data = {}
+    for name in snapshot.views:
+        view = snapshot.view(name)
+        data[redis_meta_key("pinrec", version, name)] = redis_meta(view).encode()
+        data |= {redis_key("pinrec", version, name, key): value.encode() for key, value in encode_rows(view)}
+    return data
+
+
+def _tampered(key: str, change) -> dict[str, bytes]:
+    data = exported(snap())
+    data[key] = json.dumps(change(json.loads(data[key]))).encode()
+    return data
+
+
+@pytest.mark.parametrize("key, change, message", [
+    # user 5's row is [saves, rate, last, feature_ts]
+    ("pinrec:v1:u:[5]", lambda r: [1.5, *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds 1.5, not a int64 value"),
+    ("pinrec:v1:u:[5]", lambda r: [True, *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds True"),
+    ("pinrec:v1:u:[5]", lambda r: ["3", *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds '3'"),
+    ("pinrec:v1:u:[5]", lambda r: [[50], *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds [50]"),
+    ("pinrec:v1:u:[5]", lambda r: [r[0], True, *r[2:]], "column 'u__rate' under pinrec:v1:u:[5] holds True"),
+    ("pinrec:v1:u:[5]", lambda r: [*r[:2], [1.5], r[3]], "column 'u__last' under pinrec:v1:u:[5] holds [1.5]"),
+    ("pinrec:v1:u:[5]", lambda r: [*r[:3], None], "column 'u__feature_ts' under pinrec:v1:u:[5] is null"),
+    ("pinrec:v1:u:[5]", lambda r: [*r[:3], 1.5e15], "column 'u__feature_ts' under pinrec:v1:u:[5] holds 1500000000000000.0"),
+    ("pinrec:v1:u:[5]", lambda r: [2 ** 70, *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds 1180591620717411303424"),
+    ("pinrec:v1:u:_meta", lambda h: [h], "pinrec:v1:u:_meta is not an export header (a JSON object)"),
+    ("pinrec:v1:u:_meta", lambda h: {**h, "types": ["double", *h["types"][1:]]},
+     "does not match the snapshot (pinrec:v1:u:_meta: types differ)"),
+], ids=["float-for-int", "bool-for-int", "string-for-int", "list-for-int", "bool-for-float", "float-in-int-list",
+        "null-feature_ts", "float-feature_ts", "int-overflow", "header-a-list", "header-types-differ"])
+def test_redis_values_of_another_type_fall_back_to_the_snapshot_naming_key_and_column(key, change, message, caplog):
+    """A value of another type than its column's was truncated (1.5 served as 1, [1.5] as [1]) or
+    crashed the request (a bool, a string, a list, a null feature_ts, a header that is a list)."""
+    store = RedisFeatureStore(snap(), "v1", RedisConfig(retry_after_s=0.0), client=DictRedis(_tampered(key, change)))
+    with caplog.at_level(logging.WARNING, logger="pinrec.export.serving.feature_store"):
+        out = store.lookup("u", [5, 1])
+    assert out.equals(snap().lookup("u", [5, 1]))
+    assert out["u__saves"].to_pylist() == [50, 10] and out["u__last"].to_pylist() == [[1, 2], []]
+    assert store.last_source == "snapshot" and store.fallbacks == 1 and store.redis_lookups == 0
+    assert message in store.last_error and message in caplog.text
+    assert store.lookup("uc", {"user_id": [2], "category": ["art"]})["uc__clicks"].to_pylist() == [9]
+    assert store.last_source == "redis"  # only the view with the bad value fell back
+
+
+def test_an_untampered_export_is_served_from_redis_with_its_types():
+    store = RedisFeatureStore(snap(), "v1", RedisConfig(), client=DictRedis(exported(snap())))
+    for now in (None, h(1.5)):
+        got, want = store.lookup("u", [5, 1, 3, 99], now), snap().lookup("u", [5, 1, 3, 99], now)
+        assert got.equals(want) and store.last_source == "redis"
+    assert store.fallbacks == 0
 
 
 def test_a_published_bundle_carries_the_snapshot_to_the_loader(tmp_path, candidate):
