@@ -3,11 +3,16 @@
 Every row of every view becomes ``SET <prefix>:<version>:<view>:<json key> <json values> EX ttl``
 (the format :class:`pinrec.export.serving.feature_store.RedisFeatureStore` reads: one JSON list of the view's
 ``value_columns``, ``feature_ts`` in microseconds), sent ``batch_size`` at a time through a
-non-transactional pipeline (one round trip per batch). The expiry is the view's TTL: Redis drops
-a value no later than the snapshot would stop serving it; the reader still applies the exact
-freshness rule on ``feature_ts``. Per view the ``_meta`` key is deleted first and written last,
-so a reader never takes a half-written export for a complete one (it falls back to the bundle
-snapshot instead). Keys of other versions are left alone: they expire with their TTL.
+non-transactional pipeline (one round trip per batch). Per view the ``_meta`` key is deleted first
+and written last, so a reader never takes a half-written export for a complete one (it falls back
+to the bundle snapshot instead). Keys of other versions are left alone: they expire with their TTL.
+
+The expiry is the view's TTL counted from the export, not from a value's ``feature_ts``. Every
+``feature_ts`` lies at or before the snapshot's cut-off, so an export run after the cut-off (as the
+pipeline runs it) never lets Redis drop a value while the snapshot would still serve it: Redis
+keeps it longer, by the time from its ``feature_ts`` to the export. The reader applies the exact
+freshness rule on ``feature_ts``, so a value Redis still holds past it is served as missing, just as
+the snapshot serves it; the expiry only frees the memory.
 """
 from __future__ import annotations
 

@@ -169,3 +169,18 @@ def test_a_slow_redis_falls_back_then_recovers(redis_url, client):
     # the same client again: the timed-out reply must not be read as the answer to the next MGET
     assert store.lookup("uc", {"user_id": [2], "category": ["art"]})["uc__clicks"].to_pylist() == [9]
     assert store.last_source == "redis" and store.redis_lookups == 2
+
+
+def test_redis_keeps_a_value_at_least_as_long_as_the_snapshot_serves_it_and_the_reader_expires_it(redis_url, client):
+    """The module docstring's claim: the key's expiry counts from the export, after the cut-off, so it
+    outlives the value's freshness (feature_ts + TTL); the reader serves it as missing past that."""
+    snap = make_snapshot()
+    exported_at = dt.datetime.now(dt.UTC)
+    export_snapshot(snap, "v1", RedisConfig(url=redis_url))
+    for user, fts in ((5, h(-2)), (1, h(-9)), (3, h(-1))):
+        fresh_until = fts.replace(tzinfo=dt.UTC) + USER.ttl
+        assert client.ttl(redis_key("pinrec", "v1", "u", (user,))) > (fresh_until - exported_at).total_seconds()
+    store = RedisFeatureStore(snap, "v1", RedisConfig(url=redis_url, timeout_s=1.0))
+    late = store.lookup("u", [1, 5], now=h(1.5))  # user 1's value (feature_ts T0 - 9 h) is stale, still in Redis
+    assert late["u__missing"].to_pylist() == [True, False] and late["u__saves"].to_pylist() == [None, 50]
+    assert store.last_source == "redis" and client.exists(redis_key("pinrec", "v1", "u", (1,)))
