@@ -18,12 +18,17 @@ the rows of a whole batch at once; the values are one ``take`` from the memory-m
 columns. Duplicate or null keys refuse to open.
 
 :class:`RedisFeatureStore` reads the same rows from Redis (written by :mod:`pinrec.jobs.features.redis_export`:
-keys ``<prefix>:<bundle version>:<view>:<json key>``, a per-view ``_meta`` key written last) with
-one ``MGET`` per lookup. A Redis that is down, slow (socket timeout), lacks the version's export, or
-holds one that does not match the snapshot (the ``_meta`` key's columns, their Arrow types and the
-cut-off; any value that is malformed or of another type than its column's, a null ``feature_ts``)
-makes it serve from the snapshot instead: a warning naming the key and column, ``fallbacks`` += 1,
-``last_error`` set, and no new attempt for ``retry_after_s``.
+keys ``<prefix>:<bundle version>:<view>:<generation>:<json key>``, and a per-view ``_meta`` key,
+written last, that names the generation holding the complete export) with one atomic ``MGET`` per
+lookup: ``_meta`` together with the keys of the generation it named on the previous lookup. When
+``_meta`` names another one (the first lookup of a view, or the version was re-exported since), the
+lookup reads again from that generation: one more round trip. So a lookup sees one complete export,
+never a mix of two, nor keys an earlier export of the same version left behind. A Redis that is
+down, slow (socket timeout), lacks the version's export, or holds one that does not match the
+snapshot (the ``_meta`` key's columns, their Arrow types, the cut-off and the row count; any value
+that is malformed or of another type than its column's, a null ``feature_ts``) makes it serve from
+the snapshot instead: a warning naming the key (and column), ``fallbacks`` += 1, ``last_error``
+set, and no new attempt for ``retry_after_s``.
 
 Base install only: numpy and pyarrow (redis-py is imported lazily; it is the ``redis`` extra).
 """
@@ -35,6 +40,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -446,13 +452,20 @@ class RedisConfig:
         check_bounds(self, "redis")
 
 
-def redis_key(prefix: str, version: str, view: str, key: tuple) -> str:
-    """``<prefix>:<version>:<view>:<key as a JSON list>`` (unambiguous for any key values)."""
-    return f"{prefix}:{version}:{view}:{json.dumps(list(key), separators=(',', ':'))}"
+def redis_key(prefix: str, version: str, view: str, generation: str, key: tuple) -> str:
+    """``<prefix>:<version>:<view>:<generation>:<key as a JSON list>`` (unambiguous for any key
+    values); ``generation``: the export that wrote it (:func:`redis_meta_key` names the current one)."""
+    return f"{prefix}:{version}:{view}:{generation}:{json.dumps(list(key), separators=(',', ':'))}"
+
+
+def redis_generation_pattern(prefix: str, version: str, view: str, generation: str) -> str:
+    """The ``SCAN MATCH`` pattern of every key of one export generation (glob characters escaped)."""
+    return re.sub(r"([\\*?\[\]])", r"\\\1", f"{prefix}:{version}:{view}:{generation}:") + "*"
 
 
 def redis_meta_key(prefix: str, version: str, view: str) -> str:
-    """Written last by the export: its presence says the view's export of ``version`` is complete."""
+    """Written last by the export: its presence says the view's export of ``version`` is complete,
+    its ``generation`` which keys hold it."""
     return f"{prefix}:{version}:{view}:_meta"
 
 
@@ -515,9 +528,10 @@ def _typed_column(field: pa.Field, values: list, where: list[str | None]) -> pa.
 
 
 def _header(view: ViewSnapshot) -> dict:
-    """What an export's ``_meta`` must say for ``view``: its value columns, their Arrow types, the cut-off."""
+    """What an export's ``_meta`` must say for ``view``: its value columns, their Arrow types, the
+    cut-off and the row count."""
     return {"columns": list(view.meta.value_columns), "types": [str(f.type) for f in view.values.schema],
-            "cutoff": view.meta.cutoff.isoformat()}
+            "cutoff": view.meta.cutoff.isoformat(), "rows": view.num_rows}
 
 
 def encode_rows(view: ViewSnapshot) -> Iterator[tuple[tuple, str]]:
@@ -528,9 +542,9 @@ def encode_rows(view: ViewSnapshot) -> Iterator[tuple[tuple, str]]:
         yield key, json.dumps([c[i] for c in columns], separators=(",", ":"))
 
 
-def redis_meta(view: ViewSnapshot) -> str:
-    """The ``_meta`` value of ``view``'s export: :func:`_header` and the row count."""
-    return json.dumps({**_header(view), "rows": view.num_rows}, sort_keys=True)
+def redis_meta(view: ViewSnapshot, generation: str) -> str:
+    """The ``_meta`` value of ``view``'s export: :func:`_header` and the ``generation`` holding it."""
+    return json.dumps({**_header(view), "generation": generation}, sort_keys=True)
 
 
 class _Unusable(Exception):
@@ -561,6 +575,7 @@ class RedisFeatureStore:
         self.snapshot, self.version, self.cfg = snapshot, version, cfg
         self._client, self._clock = client, clock
         self._retry_at = float("-inf")
+        self._generations: dict[str, str] = {}  # view -> the export generation its _meta named last
         self.fallbacks = 0
         self.redis_lookups = 0
         self.last_source: str | None = None
@@ -595,16 +610,24 @@ class RedisFeatureStore:
         return vs.lookup(keys, now)
 
     def _fetch(self, vs: ViewSnapshot, cols: list[pa.Array]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """(values, feature_ts in microseconds, found) of the B keys ``cols`` from one MGET; an export
-        that is absent or does not match the snapshot, or holds a value of another type, is
-        :class:`_Unusable`."""
+        """(values, feature_ts in microseconds, found) of the B keys ``cols`` from one MGET (two when
+        the generation ``_meta`` names changed); an export that is absent or does not match the
+        snapshot, or holds a value of another type, is :class:`_Unusable`."""
         meta, prefix = vs.meta, self.cfg.key_prefix
         lists = [c.to_pylist() for c in cols]
         keyed = [i for i, k in enumerate(zip(*lists)) if None not in k]
-        names = [redis_meta_key(prefix, self.version, meta.view)]
-        names += [redis_key(prefix, self.version, meta.view, tuple(k[i] for k in lists)) for i in keyed]
-        replies = self._client.mget(names)
-        self._check_header(vs, names[0], replies[0])
+        meta_key = redis_meta_key(prefix, self.version, meta.view)
+        for _ in range(3):  # _meta and the keys of the generation it named last time, in one atomic MGET
+            generation = self._generations.get(meta.view)
+            names = [meta_key] if generation is None else [meta_key, *(
+                redis_key(prefix, self.version, meta.view, generation, tuple(k[i] for k in lists)) for i in keyed)]
+            replies = self._client.mget(names)
+            current = self._check_header(vs, meta_key, replies[0])
+            if current == generation:
+                break
+            self._generations[meta.view] = current  # first lookup, or re-exported since: read that generation
+        else:
+            raise _Unusable(f"the export of {meta.view!r} for version {self.version} kept changing generation")
         n, width = len(lists[0]), len(meta.value_columns)
         rows: list[list | None] = [None] * n
         where: list[str | None] = [None] * n
@@ -624,9 +647,10 @@ class RedisFeatureStore:
         fts = np.array([r[-1] if r is not None else 0 for r in rows], dtype=np.int64)
         return pa.Table.from_arrays(arrays, schema=schema), fts, found
 
-    def _check_header(self, vs: ViewSnapshot, name: str, raw: bytes | None) -> None:
-        """Raise :class:`_Unusable` unless ``raw`` (the ``_meta`` value under ``name``) says this
-        version's export of the view is complete and matches the snapshot (columns, types, cut-off)."""
+    def _check_header(self, vs: ViewSnapshot, name: str, raw: bytes | None) -> str:
+        """The generation holding this version's export of the view, from ``raw`` (the ``_meta``
+        value under ``name``); :class:`_Unusable` unless it says the export is complete and matches
+        the snapshot (columns, types, cut-off, rows)."""
         if raw is None:
             raise _Unusable(f"no complete export of {vs.meta.view!r} for version {self.version} ({name} is absent)")
         header = json.loads(raw)
@@ -636,6 +660,10 @@ class RedisFeatureStore:
         if differ:
             raise _Unusable(f"the export of {vs.meta.view!r} for version {self.version} does not match the snapshot "
                             f"({name}: {', '.join(differ)} differ)")
+        generation = header.get("generation")
+        if not isinstance(generation, str) or not generation:
+            raise _Unusable(f"{name} names no export generation: not this code's export format, re-export it")
+        return generation
 
     def __repr__(self) -> str:
         return (f"RedisFeatureStore({self.cfg.url}, version={self.version}, redis_lookups={self.redis_lookups}, "

@@ -1,11 +1,17 @@
 """Export a feature snapshot to Redis for online serving, versioned by bundle version.
 
-Every row of every view becomes ``SET <prefix>:<version>:<view>:<json key> <json values> EX ttl``
-(the format :class:`pinrec.export.serving.feature_store.RedisFeatureStore` reads: one JSON list of the view's
+Every export of a view writes a new generation (a random id): every row becomes
+``SET <prefix>:<version>:<view>:<generation>:<json key> <json values> EX ttl`` (the format
+:class:`pinrec.export.serving.feature_store.RedisFeatureStore` reads: one JSON list of the view's
 ``value_columns``, ``feature_ts`` in microseconds), sent ``batch_size`` at a time through a
-non-transactional pipeline (one round trip per batch). Per view the ``_meta`` key is deleted first
-and written last, so a reader never takes a half-written export for a complete one (it falls back
-to the bundle snapshot instead). Keys of other versions are left alone: they expire with their TTL.
+non-transactional pipeline (one round trip per batch). Then ``<prefix>:<version>:<view>:_meta``
+is set to name the generation (with the columns, their Arrow types, the cut-off and the row count).
+That one write switches readers to the new export whole: a reader never sees a half-written
+export, a mix of two exporters' rows, or an entity the new snapshot no longer holds; an export cut
+off before the switch leaves readers on the previous complete export (or, on a first export, on the
+bundle snapshot). The previous generation's keys are deleted after the switch (``SCAN`` +
+``UNLINK``, ``batch_size`` keys at a time); those of an exporter that lost a race to the switch are
+left to expire. Keys of other versions are left alone: they expire with their TTL.
 
 The expiry is the view's TTL counted from the export, not from a value's ``feature_ts``. Every
 ``feature_ts`` lies at or before the snapshot's cut-off, so an export run after the cut-off (as the
@@ -16,6 +22,8 @@ the snapshot serves it; the expiry only frees the memory.
 """
 from __future__ import annotations
 
+import json
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +31,7 @@ from pinrec.export.serving.feature_store import (
     FeatureSnapshot,
     RedisConfig,
     encode_rows,
+    redis_generation_pattern,
     redis_key,
     redis_meta,
     redis_meta_key,
@@ -31,15 +40,22 @@ from pinrec.export.serving.feature_store import (
 
 @dataclass(frozen=True)
 class RedisExportReport:
+    """``generation``: the id the export's keys carry; ``replaced``: view -> keys of the previous
+    export of the same version deleted after the switch."""
+
     version: str
     rows: dict[str, int] = field(default_factory=dict)
     round_trips: int = 0
     seconds: float = 0.0
+    generation: str = ""
+    replaced: dict[str, int] = field(default_factory=dict)
 
     def render(self) -> str:
         rows = ", ".join(f"{k}={v}" for k, v in sorted(self.rows.items()))
-        return (f"redis export of version {self.version}: {rows} in {self.round_trips} pipelined round trips, "
-                f"{self.seconds:.2f} s")
+        old = sum(self.replaced.values())
+        return (f"redis export of version {self.version} (generation {self.generation}): {rows} in "
+                f"{self.round_trips} pipelined round trips, {self.seconds:.2f} s"
+                + (f"; {old} keys of the previous export deleted" if old else ""))
 
 
 def export_snapshot(snapshot: FeatureSnapshot, version: str, cfg: RedisConfig, client=None) -> RedisExportReport:
@@ -55,16 +71,17 @@ def export_snapshot(snapshot: FeatureSnapshot, version: str, cfg: RedisConfig, c
 
         client = redis.Redis.from_url(cfg.url, socket_timeout=30.0, socket_connect_timeout=5.0)
     start = time.perf_counter()
-    rows, trips = {}, 0
+    generation = secrets.token_hex(8)
+    rows, replaced, trips = {}, {}, 0
     for name in snapshot.views:
         view = snapshot.view(name)
         ttl = view.meta.ttl_s
         meta_key = redis_meta_key(cfg.key_prefix, version, name)
-        client.delete(meta_key)
+        previous = _generation(client.get(meta_key))
         pipe = client.pipeline(transaction=False)
         pending = 0
         for key, value in encode_rows(view):
-            pipe.set(redis_key(cfg.key_prefix, version, name, key), value, ex=ttl)
+            pipe.set(redis_key(cfg.key_prefix, version, name, generation, key), value, ex=ttl)
             pending += 1
             if pending == cfg.batch_size:
                 pipe.execute()
@@ -72,6 +89,32 @@ def export_snapshot(snapshot: FeatureSnapshot, version: str, cfg: RedisConfig, c
         if pending:
             pipe.execute()
             trips += 1
-        client.set(meta_key, redis_meta(view), ex=ttl)
+        client.set(meta_key, redis_meta(view, generation), ex=ttl)  # the switch
         rows[name] = view.num_rows
-    return RedisExportReport(version, rows, trips, time.perf_counter() - start)
+        if previous is not None:
+            pattern = redis_generation_pattern(cfg.key_prefix, version, name, previous)
+            replaced[name] = _unlink(client, pattern, cfg.batch_size)
+    return RedisExportReport(version, rows, trips, time.perf_counter() - start, generation, replaced)
+
+
+def _generation(raw: bytes | None) -> str | None:
+    """The generation an existing ``_meta`` value names (None: no export, or not this code's format)."""
+    try:
+        header = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    generation = header.get("generation") if isinstance(header, dict) else None
+    return generation if isinstance(generation, str) and generation else None
+
+
+def _unlink(client, pattern: str, batch_size: int) -> int:
+    """Unlink every key matching ``pattern``, ``batch_size`` per round trip; returns how many."""
+    deleted, batch = 0, []
+    for key in client.scan_iter(match=pattern, count=batch_size):
+        batch.append(key)
+        if len(batch) == batch_size:
+            deleted += client.unlink(*batch)
+            batch = []
+    if batch:
+        deleted += client.unlink(*batch)
+    return deleted

@@ -264,12 +264,13 @@ def test_after_a_failure_redis_is_left_alone_for_retry_after_s():
 
 
 class DictRedis:
-    """A stand-in for redis-py's MGET over a dict of raw values."""
+    """A stand-in for redis-py's MGET over a dict of raw values; counts the MGETs."""
 
     def __init__(self, data: dict[str, bytes]) -> None:
-        self.data = data
+        self.data, self.calls = data, 0
 
     def mget(self, names):
+        self.calls += 1
         return [self.data.get(n) for n in names]
 
 
@@ -278,8 +279,8 @@ def exported(snapshot: FeatureSnapshot, version: str = "v1") -> dict[str, bytes]
     data = {}
     for name in snapshot.views:
         view = snapshot.view(name)
-        data[redis_meta_key("pinrec", version, name)] = redis_meta(view).encode()
-        data |= {redis_key("pinrec", version, name, key): value.encode() for key, value in encode_rows(view)}
+        data[redis_meta_key("pinrec", version, name)] = redis_meta(view, "g1").encode()
+        data |= {redis_key("pinrec", version, name, "g1", key): value.encode() for key, value in encode_rows(view)}
     return data
 
 
@@ -291,15 +292,15 @@ def _tampered(key: str, change) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("key, change, message", [
     # user 5's row is [saves, rate, last, feature_ts]
-    ("pinrec:v1:u:[5]", lambda r: [1.5, *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds 1.5, not a int64 value"),
-    ("pinrec:v1:u:[5]", lambda r: [True, *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds True"),
-    ("pinrec:v1:u:[5]", lambda r: ["3", *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds '3'"),
-    ("pinrec:v1:u:[5]", lambda r: [[50], *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds [50]"),
-    ("pinrec:v1:u:[5]", lambda r: [r[0], True, *r[2:]], "column 'u__rate' under pinrec:v1:u:[5] holds True"),
-    ("pinrec:v1:u:[5]", lambda r: [*r[:2], [1.5], r[3]], "column 'u__last' under pinrec:v1:u:[5] holds [1.5]"),
-    ("pinrec:v1:u:[5]", lambda r: [*r[:3], None], "column 'u__feature_ts' under pinrec:v1:u:[5] is null"),
-    ("pinrec:v1:u:[5]", lambda r: [*r[:3], 1.5e15], "column 'u__feature_ts' under pinrec:v1:u:[5] holds 1500000000000000.0"),
-    ("pinrec:v1:u:[5]", lambda r: [2 ** 70, *r[1:]], "column 'u__saves' under pinrec:v1:u:[5] holds 1180591620717411303424"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [1.5, *r[1:]], "column 'u__saves' under pinrec:v1:u:g1:[5] holds 1.5, not a int64 value"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [True, *r[1:]], "column 'u__saves' under pinrec:v1:u:g1:[5] holds True"),
+    ("pinrec:v1:u:g1:[5]", lambda r: ["3", *r[1:]], "column 'u__saves' under pinrec:v1:u:g1:[5] holds '3'"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [[50], *r[1:]], "column 'u__saves' under pinrec:v1:u:g1:[5] holds [50]"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [r[0], True, *r[2:]], "column 'u__rate' under pinrec:v1:u:g1:[5] holds True"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [*r[:2], [1.5], r[3]], "column 'u__last' under pinrec:v1:u:g1:[5] holds [1.5]"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [*r[:3], None], "column 'u__feature_ts' under pinrec:v1:u:g1:[5] is null"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [*r[:3], 1.5e15], "column 'u__feature_ts' under pinrec:v1:u:g1:[5] holds 1500000000000000.0"),
+    ("pinrec:v1:u:g1:[5]", lambda r: [2 ** 70, *r[1:]], "column 'u__saves' under pinrec:v1:u:g1:[5] holds 1180591620717411303424"),
     ("pinrec:v1:u:_meta", lambda h: [h], "pinrec:v1:u:_meta is not an export header (a JSON object)"),
     ("pinrec:v1:u:_meta", lambda h: {**h, "types": ["double", *h["types"][1:]]},
      "does not match the snapshot (pinrec:v1:u:_meta: types differ)"),
@@ -325,6 +326,30 @@ def test_an_untampered_export_is_served_from_redis_with_its_types():
         got, want = store.lookup("u", [5, 1, 3, 99], now), snap().lookup("u", [5, 1, 3, 99], now)
         assert got.equals(want) and store.last_source == "redis"
     assert store.fallbacks == 0
+
+
+def test_a_lookup_reads_only_the_generation_meta_names_and_follows_a_switch():
+    """Keys of a half-written export (another generation) are never read; after the switch of _meta
+    the next lookup reads the new generation whole, and a snapshot of another row count is not matched."""
+    data = exported(snap())  # generation g1
+    client = DictRedis(data)
+    store = RedisFeatureStore(snap(), "v1", RedisConfig(retry_after_s=0.0), client=client)
+    assert store.lookup("u", [5])["u__saves"].to_pylist() == [50] and client.calls == 2  # learns g1, reads it
+    assert store.lookup("u", [5, 1])["u__saves"].to_pylist() == [50, 10] and client.calls == 3  # one MGET now
+    g2 = {k.replace(":g1:", ":g2:"): json.dumps([r[0] + 1, *r[1:]]).encode()
+          for k, r in ((k, json.loads(v)) for k, v in data.items() if k.startswith("pinrec:v1:u:g1:"))}
+    data |= g2  # a second export half-way: its keys are there, _meta still names g1
+    assert store.lookup("u", [5])["u__saves"].to_pylist() == [50] and store.last_source == "redis"
+    data["pinrec:v1:u:_meta"] = json.dumps({**json.loads(data["pinrec:v1:u:_meta"]), "generation": "g2"}).encode()
+    for k in [k for k in data if k.startswith("pinrec:v1:u:g1:")]:
+        del data[k]  # the switch, then the old generation deleted
+    before = client.calls
+    assert store.lookup("u", [5, 1, 3])["u__saves"].to_pylist() == [51, 11, 31] and client.calls == before + 2
+    assert store.fallbacks == 0
+    fewer = FeatureSnapshot.open([user_table(USERS[:2]), uc_table(UCS)])
+    other = RedisFeatureStore(fewer, "v1", RedisConfig(retry_after_s=0.0), client=client)
+    assert other.lookup("u", [3])["u__missing"].to_pylist() == [True] and other.last_source == "snapshot"
+    assert "rows differ" in other.last_error  # an export of another snapshot of the same version
 
 
 def test_a_published_bundle_carries_the_snapshot_to_the_loader(tmp_path, candidate):

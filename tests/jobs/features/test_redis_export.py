@@ -12,6 +12,7 @@ import threading
 import time
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from pinrec.export.serving.feature_store import (
@@ -41,12 +42,13 @@ def h(hours: float) -> dt.datetime:
     return T0 + dt.timedelta(hours=hours)
 
 
-def make_snapshot() -> FeatureSnapshot:
+def make_snapshot(users_kept: tuple[int, ...] = (5, 1, 3)) -> FeatureSnapshot:
     users = pa.table({"user_id": pa.array([5, 1, 3], pa.int64()), "u__saves": pa.array([50, 10, 30], pa.int64()),
                       "u__rate": pa.array([0.5, float("nan"), None], pa.float64()),
                       "u__last": pa.array([[1, 2], [], None], pa.list_(pa.int64())),
                       "u__top": pa.array(["art", None, "food|x"], pa.string()),
                       "u__feature_ts": pa.array([h(-2), h(-9), h(-1)], TS)})
+    users = users.filter(pc.is_in(users["user_id"], pa.array(users_kept, pa.int64())))
     ucs = pa.table({"user_id": pa.array([1, 1, 2], pa.int64()), "category": pa.array(["art", "a:b", "art"]),
                     "uc__clicks": pa.array([4, 6, 9], pa.int64()), "uc__feature_ts": pa.array([h(-2), h(-3), h(-1)], TS)})
     return FeatureSnapshot.open([with_meta(users, SnapshotMeta.from_view(USER, T0)),
@@ -107,15 +109,46 @@ def test_export_writes_versioned_keys_with_the_ttl_in_batches(redis_url, client)
     snap = make_snapshot()
     report = export_snapshot(snap, "v1", RedisConfig(url=redis_url, batch_size=2))
     assert report.rows == {"u": 3, "uc": 3} and report.round_trips == 4  # 2 + 1 and 2 + 1 SETs per round trip
+    g = report.generation
+    assert len(g) == 16 and report.replaced == {}
     assert sorted(k.decode() for k in client.keys("*")) == sorted([
-        'pinrec:v1:u:[1]', 'pinrec:v1:u:[3]', 'pinrec:v1:u:[5]', 'pinrec:v1:u:_meta',
-        'pinrec:v1:uc:[1,"a:b"]', 'pinrec:v1:uc:[1,"art"]', 'pinrec:v1:uc:[2,"art"]', 'pinrec:v1:uc:_meta'])
-    value = json.loads(client.get(redis_key("pinrec", "v1", "u", (5,))))
+        f'pinrec:v1:u:{g}:[1]', f'pinrec:v1:u:{g}:[3]', f'pinrec:v1:u:{g}:[5]', 'pinrec:v1:u:_meta',
+        f'pinrec:v1:uc:{g}:[1,"a:b"]', f'pinrec:v1:uc:{g}:[1,"art"]', f'pinrec:v1:uc:{g}:[2,"art"]', 'pinrec:v1:uc:_meta'])
+    value = json.loads(client.get(redis_key("pinrec", "v1", "u", g, (5,))))
     assert value == [50, 0.5, [1, 2], "art", (h(-2).replace(tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
                      // dt.timedelta(microseconds=1)]
-    assert 36_000 - 60 < client.ttl(redis_key("pinrec", "v1", "u", (5,))) <= 36_000
+    assert 36_000 - 60 < client.ttl(redis_key("pinrec", "v1", "u", g, (5,))) <= 36_000
     assert 72_000 - 60 < client.ttl(redis_meta_key("pinrec", "v1", "uc")) <= 72_000
-    assert json.loads(client.get(redis_meta_key("pinrec", "v1", "u")))["rows"] == 3
+    meta = json.loads(client.get(redis_meta_key("pinrec", "v1", "u")))
+    assert (meta["rows"], meta["generation"]) == (3, g)
+    assert meta["types"] == ["int64", "double", "list<item: int64>", "string", "timestamp[us, tz=UTC]"]
+
+
+def test_a_re_export_of_the_version_replaces_the_previous_one_whole(redis_url, client):
+    """Re-exporting v1 with only user 1 after {1, 3, 5} left the old keys: Redis still served user 3
+    (missing = False). Each export now writes its own generation, switches _meta to it, then deletes
+    the previous generation's keys."""
+    full, one = make_snapshot(), make_snapshot((1,))
+    cfg = RedisConfig(url=redis_url, timeout_s=1.0, retry_after_s=0.0, batch_size=2)
+    first = export_snapshot(full, "v1", cfg)
+    server = RedisFeatureStore(one, "v1", cfg)  # a server whose bundle holds the new snapshot
+    assert server.lookup("u", [1])["u__saves"].to_pylist() == [10] and server.last_source == "snapshot"
+    assert "rows differ" in server.last_error  # the export in Redis is of another snapshot
+    second = export_snapshot(one, "v1", cfg)
+    assert second.generation != first.generation and second.replaced == {"u": 3, "uc": 3}
+    got = server.lookup("u", [1, 3, 5])
+    assert got["u__missing"].to_pylist() == [False, True, True] and got["u__saves"].to_pylist() == [10, None, None]
+    assert server.last_source == "redis"
+    g = second.generation
+    assert sorted(k.decode() for k in client.keys("*")) == sorted([
+        f'pinrec:v1:u:{g}:[1]', 'pinrec:v1:u:_meta', f'pinrec:v1:uc:{g}:[1,"a:b"]', f'pinrec:v1:uc:{g}:[1,"art"]',
+        f'pinrec:v1:uc:{g}:[2,"art"]', 'pinrec:v1:uc:_meta'])
+    third = export_snapshot(one, "v1", cfg)  # the server read generation `g` last: it follows the switch
+    assert third.replaced == {"u": 1, "uc": 3}
+    assert server.lookup("u", [1, 3])["u__missing"].to_pylist() == [False, True] and server.last_source == "redis"
+    assert server.redis_lookups == 2 and server.fallbacks == 1
+    stale = RedisFeatureStore(full, "v1", cfg)  # a server still on the full snapshot: serves it, not Redis
+    assert stale.lookup("u", [3])["u__saves"].to_pylist() == [30] and stale.last_source == "snapshot"
 
 
 def test_redis_serves_exactly_what_the_snapshot_serves(redis_url, client):
@@ -176,11 +209,11 @@ def test_redis_keeps_a_value_at_least_as_long_as_the_snapshot_serves_it_and_the_
     outlives the value's freshness (feature_ts + TTL); the reader serves it as missing past that."""
     snap = make_snapshot()
     exported_at = dt.datetime.now(dt.UTC)
-    export_snapshot(snap, "v1", RedisConfig(url=redis_url))
+    generation = export_snapshot(snap, "v1", RedisConfig(url=redis_url)).generation
     for user, fts in ((5, h(-2)), (1, h(-9)), (3, h(-1))):
         fresh_until = fts.replace(tzinfo=dt.UTC) + USER.ttl
-        assert client.ttl(redis_key("pinrec", "v1", "u", (user,))) > (fresh_until - exported_at).total_seconds()
+        assert client.ttl(redis_key("pinrec", "v1", "u", generation, (user,))) > (fresh_until - exported_at).total_seconds()
     store = RedisFeatureStore(snap, "v1", RedisConfig(url=redis_url, timeout_s=1.0))
     late = store.lookup("u", [1, 5], now=h(1.5))  # user 1's value (feature_ts T0 - 9 h) is stale, still in Redis
     assert late["u__missing"].to_pylist() == [True, False] and late["u__saves"].to_pylist() == [None, 50]
-    assert store.last_source == "redis" and client.exists(redis_key("pinrec", "v1", "u", (1,)))
+    assert store.last_source == "redis" and client.exists(redis_key("pinrec", "v1", "u", generation, (1,)))
