@@ -11,7 +11,8 @@ export, a mix of two exporters' rows, or an entity the new snapshot no longer ho
 off before the switch leaves readers on the previous complete export (or, on a first export, on the
 bundle snapshot). The previous generation's keys are deleted after the switch (``SCAN`` +
 ``UNLINK``, ``batch_size`` keys at a time); those of an exporter that lost a race to the switch are
-left to expire. Keys of other versions are left alone: they expire with their TTL.
+left to expire. Keys of other versions are left alone: they expire with their TTL. A Redis that
+cannot be reached, times out or refuses a command is a :class:`RedisExportError` naming the URL.
 
 The expiry is the view's TTL counted from the export, not from a value's ``feature_ts``. Every
 ``feature_ts`` lies at or before the snapshot's cut-off, so an export run after the cut-off (as the
@@ -36,6 +37,10 @@ from pinrec.export.serving.feature_store import (
     redis_meta,
     redis_meta_key,
 )
+
+
+class RedisExportError(RuntimeError):
+    """Redis could not take the export (unreachable, timed out, refused a command); names the URL."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,16 @@ def export_snapshot(snapshot: FeatureSnapshot, version: str, cfg: RedisConfig, c
         import redis
 
         client = redis.Redis.from_url(cfg.url, socket_timeout=30.0, socket_connect_timeout=5.0)
+    try:
+        return _export(snapshot, version, cfg, client)
+    except Exception as e:  # redis-py's errors derive from RedisError, not OSError
+        if not any(c.__module__.startswith("redis") and c.__name__ == "RedisError" for c in type(e).__mro__):
+            raise
+        raise RedisExportError(f"redis export of version {version} to {cfg.url or client} failed: "
+                               f"{type(e).__name__}: {e}") from e
+
+
+def _export(snapshot: FeatureSnapshot, version: str, cfg: RedisConfig, client) -> RedisExportReport:
     start = time.perf_counter()
     generation = secrets.token_hex(8)
     rows, replaced, trips = {}, {}, 0

@@ -11,7 +11,7 @@ Every job command takes ``--config FILE`` (YAML, see config/pinrec.example.yaml)
 endpoint and region of the bundle store, :func:`~pinrec.jobs.config.load_config`), here, once.
 
 Exit codes: 0 done; 1 ``stack status`` found a dead service; 2 bad usage, config or input, or an
-environment error (a missing file, an unreachable store, a publish conflict); 3 data or a candidate
+environment error (a missing file, an unreachable store or Redis, a publish conflict); 3 data or a candidate
 rejected (an ingestion error; ``publish bundle --fail-unblessed`` not promoted). A domain error is
 one line ``pinrec <command>: <message>`` on stderr, its traceback too with ``-v``; any other
 exception is a bug and always shows its traceback.
@@ -37,6 +37,7 @@ DOMAIN_ERRORS = (
     ("pinrec.export.build.publish", "PublishError", 2, ""),
     ("pinrec.export.serving.store", "PointerConflict", 2, ""),
     ("pinrec.export.serving.loader", "BundleError", 2, ""),
+    ("pinrec.jobs.features.redis_export", "RedisExportError", 2, ""),  # Redis down or refusing the export
     ("builtins", "OSError", 2, ""),  # a missing file, an unreachable store
     ("builtins", "ValueError", 2, ""),  # a malformed input met at the boundary
 )

@@ -24,7 +24,7 @@ from pinrec.export.serving.feature_store import (
     redis_meta_key,
     with_meta,
 )
-from pinrec.jobs.features.redis_export import export_snapshot
+from pinrec.jobs.features.redis_export import RedisExportError, export_snapshot
 from pinrec.schemas.features import Feature, FeatureView
 
 pytestmark = pytest.mark.integration
@@ -217,3 +217,10 @@ def test_redis_keeps_a_value_at_least_as_long_as_the_snapshot_serves_it_and_the_
     late = store.lookup("u", [1, 5], now=h(1.5))  # user 1's value (feature_ts T0 - 9 h) is stale, still in Redis
     assert late["u__missing"].to_pylist() == [True, False] and late["u__saves"].to_pylist() == [None, 50]
     assert store.last_source == "redis" and client.exists(redis_key("pinrec", "v1", "u", generation, (1,)))
+
+
+def test_a_redis_that_is_down_is_an_export_error_naming_the_url():
+    url = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens
+    with pytest.raises(RedisExportError, match=rf"redis export of version v1 to {url} failed: ConnectionError: ") as err:
+        export_snapshot(make_snapshot(), "v1", RedisConfig(url=url))
+    assert isinstance(err.value.__cause__, redis.exceptions.ConnectionError)

@@ -272,6 +272,47 @@ def test_feature_snapshot_redis_without_a_bundle_version_exits_2_before_any_work
     assert not (tmp_path / "nowhere").exists()
 
 
+def test_feature_snapshot_with_redis_down_exits_2_naming_the_url(tmp_path, monkeypatch, capsys):
+    """redis-py's ConnectionError is no OSError: it was a raw traceback, as for a bug."""
+    import datetime as dt
+    import socket
+
+    import pyarrow as pa
+
+    from pinrec.export.serving.feature_store import (
+        FeatureSnapshot,
+        SnapshotMeta,
+        with_meta,
+    )
+    from pinrec.jobs.features import feature_snapshot
+    from pinrec.jobs.orchestration import cli_ops
+    from pinrec.schemas.features import Feature, FeatureView
+
+    pytest.importorskip("redis")
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(hours=1))
+    cutoff = dt.datetime(2026, 1, 9)
+    table = pa.table({"user_id": pa.array([1], pa.int64()), "u__saves": pa.array([3], pa.int64()),
+                      "u__feature_ts": pa.array([cutoff], pa.timestamp("us", tz="UTC"))})
+    snapshot = FeatureSnapshot.open(with_meta(table, SnapshotMeta.from_view(view, cutoff)))
+
+    class Built:
+        def render(self) -> str:
+            return "snapshot built"
+
+    monkeypatch.setattr(cli_ops, "spark_and_paths", lambda cfg: (None, None))  # no Spark: the snapshot is given
+    monkeypatch.setattr(feature_snapshot, "build_feature_snapshot", lambda spark, warehouse, cutoff, out: Built())
+    monkeypatch.setattr(feature_snapshot, "open_snapshot", lambda out: snapshot)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"  # nothing listens once closed
+    code = main(["feature-snapshot", "--cutoff", "2026-01-09T00:00:00", "--redis-url", url, "--bundle-version", "v1",
+                 "--out", str(tmp_path / "snapshot")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "snapshot built\n"
+    assert err.startswith(f"pinrec feature-snapshot: redis export of version v1 to {url} failed: ConnectionError: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_stack_up_prints_the_next_steps(tmp_path, monkeypatch, capsys):
     from pinrec.jobs.orchestration import stack
 
