@@ -4,7 +4,8 @@ Every drawn datum (a bar, a curve, a scatter point) carries an SVG group id ``da
 (:func:`mark`), so a reader of the page (the headless-browser test) can tell a plot that drew data
 from an empty frame; text stays ``<text>`` (``svg.fonttype: none``), so axis labels never count as
 drawn paths. Each function takes plain mappings/sequences and raises ValueError when it has
-nothing to draw: the page says why a plot is absent instead of showing an empty one.
+nothing to draw — no values, or none finite (every value NaN or infinite: a diverged loss draws no
+line) — so the page says why a plot is absent instead of showing an empty one.
 
 * :func:`rows_figure` — rows valid / quarantined / duplicates dropped per raw table (stacked bars);
 * :func:`bars_figure` — named values as horizontal bars, with an optional threshold line;
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 
 _ids = itertools.count()
@@ -36,6 +39,13 @@ def svg(fig) -> str:
         fig.savefig(buffer, format="svg")
     text = buffer.getvalue()
     return text[text.index("<svg"):]
+
+
+def _finite(values, what: str) -> None:
+    """ValueError unless some of ``values`` is a finite number (matplotlib draws nothing for NaN)."""
+    if not any(isinstance(v, numbers.Real) and math.isfinite(v) for v in values):
+        shown = ", ".join(map(str, list(values)[:3])) + (", ..." if len(values) > 3 else "")
+        raise ValueError(f"{what}: no finite value to draw (got {shown})")
 
 
 def _figure(width: float, height: float):
@@ -69,6 +79,7 @@ def bars_figure(values: Mapping[str, float], title: str, xlabel: str, threshold:
     that many); ``threshold``: a dashed vertical line (a gate), not counted as data."""
     if not values:
         raise ValueError(f"bars_figure ({title}): no values")
+    _finite(list(values.values()), f"bars_figure ({title})")
     items = sorted(values.items(), key=lambda kv: kv[1])[-top if top else 0:]
     fig = _figure(7.0, 0.3 * len(items) + 1.3)
     ax = fig.add_subplot(1, 1, 1)
@@ -86,6 +97,7 @@ def grouped_bars_figure(groups: Mapping[str, Mapping[str, float]], title: str, y
     series = list(dict.fromkeys(s for g in groups.values() for s in g))
     if not series:
         raise ValueError(f"grouped_bars_figure ({title}): no values")
+    _finite([v for g in groups.values() for v in g.values()], f"grouped_bars_figure ({title})")
     names = list(groups)
     width = 0.8 / len(series)
     fig = _figure(max(5.0, 1.1 * len(names) * max(1, len(series)) ** 0.5 + 2.5), 3.8)
@@ -105,6 +117,7 @@ def curve_figure(x: Sequence[float], y: Sequence[float], title: str, xlabel: str
     """One line with markers (e.g. the loss per epoch), integer ticks on x."""
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"curve_figure ({title}): needs equally long, non-empty x and y, got {len(x)} and {len(y)}")
+    _finite(list(y), f"curve_figure ({title})")
     fig = _figure(6.0, 3.4)
     ax = fig.add_subplot(1, 1, 1)
     from matplotlib.ticker import MaxNLocator
@@ -121,6 +134,7 @@ def recall_latency_figure(points: Sequence[Mapping], chosen: Mapping | None = No
     tried); ``chosen``: the one built, drawn as a star."""
     if not points:
         raise ValueError("recall_latency_figure: no candidates")
+    _finite([p["recall"] for p in points if math.isfinite(p["latency_ms"])], "recall_latency_figure")
     fig = _figure(6.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     mark([ax.scatter([p["latency_ms"] for p in points], [p["recall"] for p in points], label="tried")])

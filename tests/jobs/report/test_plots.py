@@ -1,3 +1,4 @@
+import math
 import re
 
 import pytest
@@ -54,3 +55,40 @@ def test_curve_and_scatter_mark_their_data():
 def test_nothing_to_draw_is_a_value_error(make):
     with pytest.raises(ValueError):
         make()
+
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: plots.curve_figure([0, 1, 2], [NAN, NAN, NAN], "PinSage training loss", "epoch", "loss"),
+     r"curve_figure \(PinSage training loss\): no finite value to draw \(got nan, nan, nan\)"),
+    (lambda: plots.bars_figure({"save": NAN, "closeup": math.inf}, "score PSI per task", "PSI"),
+     r"bars_figure \(score PSI per task\): no finite value to draw \(got nan, inf\)"),
+    (lambda: plots.grouped_bars_figure({"recall@10": {"ann": NAN}}, "recall", "recall"),
+     r"grouped_bars_figure \(recall\): no finite value"),
+    (lambda: plots.recall_latency_figure([{"label": "Flat", "recall": NAN, "latency_ms": 0.4}]),
+     r"recall_latency_figure: no finite value"),
+])
+def test_all_nan_values_are_nothing_to_draw(make, message):
+    """A diverged loss (every epoch NaN) drew an empty frame that counted as a plot with data."""
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_some_nan_values_still_draw_the_rest():
+    assert drawn(plots.svg(plots.curve_figure([0, 1, 2], [3.0, NAN, 1.5], "loss", "epoch", "loss"))) == 1
+    assert drawn(plots.svg(plots.bars_figure({"a": 1.0, "b": NAN}, "t", "x"))) >= 1
+
+
+def test_a_diverged_loss_is_a_missing_plot_with_its_reason_on_the_page():
+    import dataclasses
+
+    from pinrec.jobs.report.page_models import pinsage
+    from tests.support.run_facts import facts
+
+    f = facts()
+    body = pinsage(facts(pinsage=dataclasses.replace(f.pinsage, loss=((0, NAN), (1, NAN)))))
+    assert 'data-plot="loss"' not in body
+    assert ('<p class="missing" data-missing="loss">curve_figure (PinSage training loss): no finite value to draw '
+            "(got nan, nan)</p>") in body
