@@ -27,10 +27,14 @@ KINDS = (("ranker", "ranker", "ranker"), ("index", "index_meta", "index"))
 
 
 def _absolute(store_uri: str) -> str:
-    """Registry sources must not depend on the working directory: local roots become absolute."""
+    """A registry source MLflow can download from anywhere: local roots become absolute ``file://``
+    URIs, ``s3a://`` (Hadoop's scheme, which ``pinrec stack`` writes) becomes ``s3://`` (MLflow has
+    no s3a artifact repository), as :func:`pinrec.jobs.io.tracking.mlflow_artifact_root` does."""
     parsed = urlparse(store_uri)
     if parsed.scheme in ("", "file"):
         return "file://" + os.path.abspath(parsed.path if parsed.scheme else store_uri)
+    if parsed.scheme == "s3a":
+        store_uri = "s3://" + store_uri[len("s3a://"):]
     return store_uri.rstrip("/")
 
 

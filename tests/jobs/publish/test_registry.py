@@ -38,3 +38,13 @@ def test_register_bundle_points_the_registry_at_the_published_files(tmp_path):
     v2 = publish(store, "homefeed", files2, metrics(recall=0.31), lineage, version="v2", now=T0, blessing=gate).manifest
     assert register_bundle(tracking, store.uri, v2, channel="prod") == {"ranker": "2", "index": "2"}
     assert client.get_model_version_by_alias("pinrec-homefeed-ranker", "prod").tags["bundle_version"] == "v2"
+
+
+def test_registry_sources_use_mlflows_s3_scheme_for_an_s3a_store(tmp_path, monkeypatch):
+    # `pinrec stack` writes storage.artifacts = s3a://...: MLflow has no s3a artifact repository
+    from pinrec.jobs.publish.registry import _absolute
+
+    assert _absolute("s3a://pinrec/artifacts/serving/") == "s3://pinrec/artifacts/serving"
+    assert _absolute("s3://pinrec/artifacts/serving") == "s3://pinrec/artifacts/serving"
+    monkeypatch.chdir(tmp_path)
+    assert _absolute("store") == f"file://{tmp_path}/store"
