@@ -33,7 +33,7 @@ from pinrec.export.serving.recommend import RecommendConfig
 from pinrec.export.serving.store import S3Options
 from pinrec.jobs.cf.config import CfConfig
 from pinrec.jobs.funnel.config import FunnelConfig
-from pinrec.jobs.io.lake import Location
+from pinrec.jobs.io.lake import Location, check_storage_uri
 from pinrec.jobs.monitoring.config import MonitoringConfig
 from pinrec.jobs.ranking.config import RankerJobConfig
 from pinrec.jobs.retrieval.config import RetrievalEvalConfig
@@ -80,7 +80,8 @@ class StorageConfig:
 
     ``landing``, ``warehouse`` and ``artifacts`` are each a local path or an ``s3://`` /
     ``s3a://bucket/prefix`` URI (:class:`~pinrec.jobs.io.lake.Location`; Spark always gets
-    ``s3a://``). ``s3_endpoint_url`` / ``s3_region``: the one S3 server of all of them, of every
+    ``s3a://``); a URI holds no ``?``, ``#`` or ``%``, an S3 one no empty, ``.`` or ``..`` segment
+    (:func:`~pinrec.jobs.io.lake.check_storage_uri`). ``s3_endpoint_url`` / ``s3_region``: the one S3 server of all of them, of every
     bundle store a job opens (publish, rollback, prune, recommend, the demo) and of Spark's s3a
     (:func:`pinrec.jobs.io.spark.s3a_conf`); None: the AWS environment's
     (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
@@ -110,6 +111,7 @@ class StorageConfig:
         for name in LAKE_LOCATIONS:
             try:
                 Location(getattr(self, name))
+                check_storage_uri(getattr(self, name))
             except ValueError as e:
                 raise ConfigError(f"storage.{name}: {e}") from None
         if self.mlflow_artifacts is not None:
@@ -118,6 +120,10 @@ class StorageConfig:
                     or (parsed.scheme in ("s3", "s3a") and not parsed.netloc):
                 raise ConfigError(f"storage.mlflow_artifacts must be s3://bucket[/prefix], s3a://bucket[/prefix], "
                                   f"a local path or file://, or null; got {self.mlflow_artifacts!r}")
+            try:
+                check_storage_uri(self.mlflow_artifacts)
+            except ValueError as e:
+                raise ConfigError(f"storage.mlflow_artifacts: {e}") from None
         return self
 
     def location(self, name: str) -> Location:

@@ -83,11 +83,13 @@ class Location:
 
     @property
     def path(self) -> str:
-        """This location in :attr:`fs`: ``bucket/prefix`` on S3, an absolute path locally."""
-        parsed = urlparse(self.uri)
+        """This location in :attr:`fs`: ``bucket/prefix`` on S3, an absolute path locally. What
+        follows the scheme is taken as it is written (``?`` and ``#`` of a file name under the
+        location are part of the name, as Hadoop's ``Path`` takes them, not a query or fragment)."""
+        scheme = urlparse(self.uri).scheme
         if self.is_s3:
-            return f"{parsed.netloc}{parsed.path}".rstrip("/")
-        local = parsed.path if parsed.scheme == "file" else self.uri
+            return self.uri[len(scheme) + len("://"):].rstrip("/")
+        local = self.uri[len("file://"):] if scheme == "file" else self.uri
         return os.path.abspath(local)
 
     @property
@@ -101,7 +103,7 @@ class Location:
 
     def __truediv__(self, part: str) -> Location:
         part = str(part).strip("/")
-        if not part or ".." in part.split("/"):
+        if not part or {"", ".", ".."} & set(part.split("/")):
             raise ValueError(f"not a relative name inside {self.uri!r}: {part!r}")
         return Location(f"{self.uri.rstrip('/')}/{part}", self.s3)
 
@@ -178,9 +180,38 @@ class Location:
             self.fs.rm(self.path, recursive=True)
 
 
+def check_storage_uri(uri: str) -> None:
+    """Raises ValueError when ``uri``, the root of a lake folder (a ``storage.*`` setting, a
+    library caller's warehouse), would be read differently by the tools that meet it:
+
+    * ``?``, ``#`` or ``%`` in an ``s3://``, ``s3a://`` or ``file://`` URI: URL parsers (boto3,
+      MLflow, pinrec's bundle store) cut a query or fragment off, or decode ``%``, where Hadoop
+      takes the characters literally (``s3://lake/wh#2`` would put every table at ``lake/wh``).
+      A plain local path may hold them (Spark and Delta write and read such a folder as named);
+    * an empty, ``.`` or ``..`` segment in an S3 URI (``s3://lake//landing``, ``s3://lake/a/../b``):
+      Hadoop normalises it away, pyarrow refuses the empty one and keeps the dots as key names.
+      Local paths and ``file://`` URIs are normalised for Spark and Python alike.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("file", *S3_SCHEMES):
+        return
+    if bad := "".join(c for c in "?#%" if c in uri):
+        raise ValueError(f"storage URI {uri!r} holds {' '.join(map(repr, bad))}, which URL parsers and Hadoop read "
+                         "differently: name the folder without them (a plain local path may hold them)")
+    if parsed.scheme in S3_SCHEMES:
+        segments = uri[len(parsed.scheme) + len("://"):].rstrip("/").split("/")[1:]  # after the bucket
+        if {"", ".", ".."} & set(segments):
+            raise ValueError(f"storage URI {uri!r} has an empty, '.' or '..' path segment, which Hadoop normalises "
+                             f"and pyarrow does not: write the prefix plainly (allowed: s3://bucket/prefix/...)")
+
+
 def as_location(where: str | Path | Location, s3: S3Options | None = None) -> Location:
-    """``where`` as a :class:`Location` (a string or path gets ``s3``)."""
-    return where if isinstance(where, Location) else Location(str(where), s3)
+    """``where`` as a :class:`Location` (a string or path gets ``s3``); a string or path is
+    checked by :func:`check_storage_uri` (ValueError)."""
+    if isinstance(where, Location):
+        return where
+    check_storage_uri(str(where))
+    return Location(str(where), s3)
 
 
 def spark_path(where: str | Path | Location) -> str:

@@ -295,3 +295,13 @@ def test_a_config_path_that_is_a_folder_or_not_text_and_an_empty_override_key_ar
     for pair in ("=3", ".seed=3", "synthetic..days=2"):
         with pytest.raises(ConfigError, match=r"has an empty part; write section.key=value"):
             parse_overrides([pair])
+
+
+def test_storage_uris_that_parsers_and_hadoop_read_differently_are_refused_naming_the_field():
+    for name, bad, what in (("warehouse", "s3://lake/wh#2", "holds '#'"), ("landing", "s3a://lake/l?x", "holds '?'"),
+                            ("artifacts", "file:///tmp/a%20b", "holds '%'"),
+                            ("landing", "s3://lake//landing", "empty, '.' or '..' path segment"),
+                            ("mlflow_artifacts", "s3://lake/a/../m", "empty, '.' or '..' path segment")):
+        with pytest.raises(ConfigError, match=f"^storage.{name}: storage URI {re.escape(repr(bad))} .*{what}"):
+            StorageConfig(**{name: bad})
+    assert StorageConfig(warehouse="/data/lake#2").location("warehouse").path == "/data/lake#2"  # a local path may
