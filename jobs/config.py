@@ -90,6 +90,11 @@ class StorageConfig:
     ``mlflow_artifacts``: where a new MLflow experiment keeps its run artifacts (``s3://`` / ``s3a://``
     bucket and prefix, a local path or ``file://``), reached with the S3 settings above; None: an
     ``mlartifacts/`` folder beside a SQLite store, a tracking server's own artifact root.
+    ``shared_local``: a local ``landing`` or ``warehouse`` is a filesystem every Spark node mounts at the
+    same path (NFS, or a cluster on this one machine); false: a Spark master that is not ``local``
+    (``spark.master``, or spark-submit's) is refused while either is a local path, since executors
+    would write their Parquet files to their own disks and the Delta log to the driver's
+    (:meth:`check_master`).
     """
 
     landing: str = "./var/landing"
@@ -99,6 +104,7 @@ class StorageConfig:
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     mlflow_artifacts: str | None = None
+    shared_local: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> StorageConfig:
@@ -126,6 +132,22 @@ class StorageConfig:
                 raise ConfigError(f"storage.mlflow_artifacts: {e}") from None
         return self
 
+    def check_master(self, master: str, setting: str = "spark.master") -> None:
+        """Raises ConfigError when the Spark master ``master`` (named ``setting`` in the message) runs
+        executors outside this process (anything but ``local``...) while ``landing`` or ``warehouse``
+        is a local path and ``shared_local`` is false."""
+        if master.startswith("local") or self.shared_local:
+            return
+        local = {n: getattr(self, n) for n in SPARK_LOCATIONS if not Location(getattr(self, n)).is_s3}
+        if local:
+            where = " and ".join(f"storage.{n}={v!r}" for n, v in local.items())
+            one = len(local) == 1
+            raise ConfigError(f"{setting}={master!r} runs executors on other machines, but {where} "
+                              f"{'is' if one else 'are'} on this machine's disk: executors would write Parquet files "
+                              f"to their own disks and the Delta log would land on the driver's. Put "
+                              f"{'it' if one else 'them'} on S3 (s3://bucket/prefix), or set storage.shared_local=true "
+                              f"if every Spark node mounts {'that path' if one else 'those paths'} (NFS, one machine)")
+
     def location(self, name: str) -> Location:
         """``storage.<name>`` (landing, warehouse, artifacts) as a Location on this S3 server."""
         if name not in LAKE_LOCATIONS:
@@ -141,6 +163,8 @@ class StorageConfig:
 
 #: The storage fields that name a folder of the lake.
 LAKE_LOCATIONS = ("landing", "warehouse", "artifacts")
+#: Those that Spark's executors read and write (artifacts are written by the driver's Python alone).
+SPARK_LOCATIONS = ("landing", "warehouse")
 
 
 def s3_options(storage: StorageConfig) -> S3Options:
@@ -444,6 +468,12 @@ class PinrecConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     cache: StepCacheConfig = field(default_factory=StepCacheConfig)
     seed: int = 7
+
+    @model_validator(mode="after")
+    def _storage_reaches_the_executors(self):
+        """A cluster master with the lake on the driver's disk (:meth:`StorageConfig.check_master`)."""
+        self.storage.check_master(self.spark.master)
+        return self
 
     @model_validator(mode="after")
     def _tasks_agree(self):

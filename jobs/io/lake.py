@@ -11,7 +11,7 @@ fsspec API, so every stage runs unchanged on a laptop and on object storage.
 * ``.fs`` / ``.path``: the fsspec filesystem and this location's path in it (``lake/landing``;
   an absolute local path);
 * ``.spark``: the URI Spark is given (``s3a://lake/landing``: Hadoop has no ``s3://`` scheme of
-  its own; an absolute local path);
+  its own; ``file:///abs/path`` locally, never resolved against ``fs.defaultFS``);
 * ``/ "name"``: a child location.
 
 S3 goes through ``pyarrow.fs.S3FileSystem`` (as the bundle store does); its endpoint and region
@@ -94,8 +94,11 @@ class Location:
 
     @property
     def spark(self) -> str:
-        """The URI Spark reads and writes this location at."""
-        return f"s3a://{self.path}" if self.is_s3 else self.path
+        """The URI Spark reads and writes this location at: ``s3a://bucket/prefix``, or ``file://`` and
+        the absolute path (a scheme-less path would be resolved against Hadoop's ``fs.defaultFS``,
+        HDFS on a YARN node). The path follows the scheme as written, not percent-encoded: Hadoop's
+        ``Path`` takes it literally."""
+        return f"s3a://{self.path}" if self.is_s3 else f"file://{self.path}"
 
     @property
     def name(self) -> str:

@@ -9,6 +9,9 @@ With a cluster master (anything but ``local``), the session ships pinrec's code 
 as a ``--py-files``-style zip (:mod:`pinrec.jobs.io.package`), as spark-submit does: a cluster
 that shares nothing with the driver but the object store runs the same jobs.
 
+A pipeline job (the CLI, the DAG tasks, the demo) gets its session from :func:`job_spark`, which also
+checks the storage settings against the master the session really runs on.
+
 Under ``spark-submit`` (a DAG task sent to a cluster, :mod:`pinrec.jobs.orchestration.spark_submit`) the driver JVM is
 already running: its master, application name, driver settings and classpath are what
 spark-submit was given (:func:`submit_conf`), and :func:`get_spark` only adds the session's SQL
@@ -24,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from pinrec.export.serving.store import S3Options
-from pinrec.jobs.config import SparkConfig
+from pinrec.jobs.config import PinrecConfig, SparkConfig
 from pinrec.schemas.tables import TableSpec
 
 from .jars import JarsMissingError, jar_paths
@@ -205,6 +208,19 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
         configure_s3a(spark, s3)  # a reused session (notebook, tests) ignores the builder's hadoop settings
     if submitted:
         _require_delta(spark)
+    return spark
+
+
+def job_spark(cfg: PinrecConfig, spark_cfg: SparkConfig | None = None):
+    """The Spark session of a pipeline job (the CLI's commands, the DAG tasks, the demo):
+    :func:`get_spark` of ``spark_cfg`` (default ``cfg.spark``) with the S3 settings of
+    ``cfg.storage``, then checked against the master it really runs on (spark-submit's, or
+    ``spark.extra``'s): a cluster master with ``storage.landing`` / ``warehouse`` on local disk is a
+    ConfigError unless ``storage.shared_local`` (:meth:`~pinrec.jobs.config.StorageConfig.check_master`)."""
+    spark = get_spark(spark_cfg or cfg.spark, cfg.storage.spark_s3)
+    master = spark.sparkContext.master
+    cfg.storage.check_master(master, "spark-submit's --master" if under_spark_submit()
+                             else "the Spark session's master (spark.master or spark.extra)")
     return spark
 
 

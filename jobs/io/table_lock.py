@@ -198,7 +198,8 @@ def table_writer(spark, table: str, ttl_s: float = 300.0) -> Iterator[None]:
 @contextlib.contextmanager
 def _local_writer(table: str, wait_s: float) -> Iterator[None]:
     """Hold the OS lock of a local table (module docstring) for the body."""
-    path = (urlparse(table).path if table.startswith("file:") else table).rstrip("/")
+    # the path as written after the scheme (Location.spark does not percent-encode it: '#' is a name)
+    path = (table.removeprefix("file://") if table.startswith("file://") else table.removeprefix("file:")).rstrip("/")
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd = os.open(os.path.join(folder, f".{name}.writer-lock"), os.O_RDWR | os.O_CREAT, 0o644)

@@ -46,9 +46,9 @@ def config_of(args, shortcuts: Mapping[str, Any] | None = None) -> PinrecConfig:
 def spark_and_paths(cfg: PinrecConfig):
     """The Spark session of ``cfg`` and the landing zone + warehouse paths of ingestion."""
     from pinrec.jobs.ingest.ingest import IngestPaths
-    from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.io.spark import job_spark
 
-    return get_spark(cfg.spark, cfg.storage.spark_s3), IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse)
+    return job_spark(cfg), IngestPaths(cfg.storage.location("landing"), cfg.storage.warehouse)
 
 
 def scale_world(cfg: PinrecConfig, factor: float) -> PinrecConfig:
@@ -229,9 +229,9 @@ def cmd_eval_retrieval(args) -> int:
     landing = cfg.storage.location("landing")
     spark = None
     if args.spark:
-        from pinrec.jobs.io.spark import get_spark
+        from pinrec.jobs.io.spark import job_spark
 
-        spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+        spark = job_spark(cfg)
     make_pinsage = None
     if args.pinsage:
         from pinrec.jobs.pinsage.pinsage_eval import landing_model

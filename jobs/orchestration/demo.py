@@ -172,7 +172,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     :mod:`pinrec.jobs.orchestration.step_cache`): an unchanged rerun skips it and prints
     ``[step] cached (fingerprint ...)``."""
     from pinrec.jobs.io.catalog import Catalog
-    from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.io.spark import job_spark
 
     from .cached_training import PipelineSteps
     from .step_cache import Cached, StepCache
@@ -180,7 +180,7 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
     start, timed, cache = time.perf_counter(), StepTimer(), StepCache(cfg.cache)
     echo(f"[demo] filling the landing zone {cfg.storage.landing} from {cfg.dataset.kind}")
     with timed("spark start"):
-        spark = get_spark(demo_spark(cfg.spark), cfg.storage.spark_s3)
+        spark = job_spark(cfg, demo_spark(cfg.spark))
     preload_imports()  # after the JVM's start, whose CPU it would take; beside the landing and ingest's first jobs
     steps = PipelineSteps(cfg, spark, cache, echo)
     with timed("landing"):

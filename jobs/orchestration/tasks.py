@@ -41,9 +41,9 @@ def config_from_params(config_file: str | None, overrides: Sequence[str] | None)
 
 
 def _spark(cfg: PinrecConfig):
-    from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.io.spark import job_spark
 
-    return get_spark(cfg.spark, cfg.storage.spark_s3)
+    return job_spark(cfg)
 
 
 def _steps(cfg: PinrecConfig):

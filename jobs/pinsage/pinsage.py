@@ -252,11 +252,11 @@ def run_job(cfg, inference_edges: str = "train", echo=print) -> PinSageReport | 
     torchrun: rank 0 starts Spark, reads, logs, writes and returns the report (``echo`` gets it);
     the other ranks train with it and return None. ``pinrec pinsage`` comes here, alone or under torchrun."""
     from pinrec.jobs.io.distributed import process_group
-    from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.io.spark import job_spark
     from pinrec.jobs.io.tracking import mlflow_artifact_root
 
     with process_group() as rank:
-        spark = get_spark(cfg.spark, cfg.storage.spark_s3) if rank == 0 else None
+        spark = job_spark(cfg) if rank == 0 else None
         report = train_pinsage(spark, cfg.storage.warehouse, cfg.pinsage, cfg.storage.mlflow_tracking_uri,
                                inference_edges=inference_edges, artifact_root=mlflow_artifact_root(cfg.storage),
                                artifacts=cfg.storage.location("artifacts"))

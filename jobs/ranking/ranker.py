@@ -112,7 +112,7 @@ def run_job(cfg, echo=print) -> RankerReport | None:
     trains each ranker with it and returns None. ``echo`` gets the report (or what a rank trained).
     ``pinrec ranker`` comes here, alone or under torchrun."""
     from pinrec.jobs.io.distributed import process_group
-    from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.io.spark import job_spark
 
     from .ranker_ddp import follow, release
     from .ranker_train import train
@@ -121,7 +121,7 @@ def run_job(cfg, echo=print) -> RankerReport | None:
         if rank > 0:
             echo(f"[ranker] rank {rank}: trained {follow(train)} ranker(s) with rank 0")
             return None
-        report = run_ranker(get_spark(cfg.spark, cfg.storage.spark_s3), cfg)
+        report = run_ranker(job_spark(cfg), cfg)
         release()  # not after a failure: rank 0 exits and torchrun stops the ranks waiting on it
     echo("[ranker] " + report.render())
     return report

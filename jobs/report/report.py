@@ -21,15 +21,15 @@ def build_report(cfg, ref: str | None = None, out: str | Path | Location | None 
     None: the newest published version, promoted or not) to ``out`` (a local path or a
     :class:`~pinrec.jobs.io.lake.Location`; default :func:`default_path`) and return where it is: a
     ``Path`` when local (open it in a browser), the Location on S3.
-    ``spark``: the session to read the Delta commits with (default: :func:`~pinrec.jobs.io.spark.get_spark`
+    ``spark``: the session to read the Delta commits with (default: :func:`~pinrec.jobs.io.spark.job_spark`
     of ``cfg.spark``, which reuses a running one)."""
     from .gather import gather
     from .page import render
 
     if spark is None:
-        from pinrec.jobs.io.spark import get_spark
+        from pinrec.jobs.io.spark import job_spark
 
-        spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+        spark = job_spark(cfg)
     facts = gather(spark, cfg, ref)
     where = as_location(out, cfg.storage.location("artifacts").s3) if out is not None \
         else default_path(cfg, facts.manifest.version)

@@ -199,10 +199,10 @@ def train_two_tower(spark, warehouse, artifacts: str | Path | Location, cfg: Two
 
 def run_job(cfg, echo=print) -> TwoTowerReport:
     """:func:`train_two_tower` with a Spark session from ``cfg.spark``; ``pinrec two-tower`` comes here."""
-    from pinrec.jobs.io.spark import get_spark
+    from pinrec.jobs.io.spark import job_spark
     from pinrec.jobs.io.tracking import mlflow_artifact_root
 
-    spark = get_spark(cfg.spark, cfg.storage.spark_s3)
+    spark = job_spark(cfg)
     report = train_two_tower(spark, cfg.storage.warehouse, cfg.storage.location("artifacts"), cfg.two_tower,
                              cfg.index_for("two_tower"), cfg.storage.mlflow_tracking_uri,
                              artifact_root=mlflow_artifact_root(cfg.storage))

@@ -128,7 +128,7 @@ def test_daily_dag_through_spark_submit_matches_local_spark(airflow_home, spark,
 
     def overrides(warehouse: str) -> list[str]:
         return [f"storage.landing={tmp_path / 'landing'}", f"storage.warehouse={tmp_path / warehouse}",
-                f"storage.artifacts={tmp_path / 'artifacts'}", "spark.master=local[1]",
+                f"storage.artifacts={tmp_path / 'artifacts'}", "storage.shared_local=true", "spark.master=local[1]",
                 "spark.shuffle_partitions=1", "spark.driver_memory=1g", f"spark.jars_dir={REPO / 'var' / 'jars'}",
                 "synthetic.users=40", "synthetic.pins=200", "synthetic.days=3",
                 "synthetic.impressions_per_day=800", f"synthetic.start_date={START.isoformat()}"]

@@ -305,3 +305,19 @@ def test_storage_uris_that_parsers_and_hadoop_read_differently_are_refused_namin
         with pytest.raises(ConfigError, match=f"^storage.{name}: storage URI {re.escape(repr(bad))} .*{what}"):
             StorageConfig(**{name: bad})
     assert StorageConfig(warehouse="/data/lake#2").location("warehouse").path == "/data/lake#2"  # a local path may
+
+
+def test_a_cluster_master_with_the_lake_on_local_disk_is_refused_unless_shared():
+    with pytest.raises(ConfigError, match=r"^spark.master='spark://h:7077' runs executors on other machines, but "
+                                          r"storage.landing='./var/landing' and storage.warehouse='./var/warehouse' "
+                                          r"are on this machine's disk: .*storage.shared_local=true"):
+        load_config(overrides=parse_overrides(["spark.master=spark://h:7077"]))
+    with pytest.raises(ConfigError, match=r"^spark.master='yarn' .* but storage.warehouse='/data/wh' is on"):
+        load_config(overrides=parse_overrides(["spark.master=yarn", "storage.landing=s3://lake/l",
+                                               "storage.warehouse=/data/wh"]))
+    shared = load_config(overrides=parse_overrides(["spark.master=spark://h:7077", "storage.shared_local=true"]))
+    assert shared.storage.shared_local and shared.spark.master == "spark://h:7077"
+    on_s3 = load_config(overrides=parse_overrides(["spark.master=spark://h:7077", "storage.landing=s3://lake/l",
+                                                   "storage.warehouse=s3://lake/w"]))  # artifacts: the driver's
+    assert on_s3.storage.artifacts == "./var/artifacts"
+    assert load_config(overrides=parse_overrides(["spark.master=local-cluster[2,1,1024]"])).storage.shared_local is False

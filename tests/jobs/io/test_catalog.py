@@ -30,7 +30,7 @@ def test_an_unknown_table_is_a_key_error_listing_the_known_ones(tmp_path):
 
 
 def test_paths_are_the_table_under_the_warehouse_and_s3_becomes_s3a(tmp_path):
-    assert Catalog(None, str(tmp_path)).path("features_user") == str(tmp_path / "features_user")
+    assert Catalog(None, str(tmp_path)).path("features_user") == f"file://{tmp_path}/features_user"
     assert Catalog(None, "s3://lake/wh/").path("pins") == "s3a://lake/wh/pins"
     assert Catalog(None, Location("s3a://lake/wh")).path("pin_embeddings") == "s3a://lake/wh/pin_embeddings"
     assert len(WAREHOUSE) == 15 and list(WAREHOUSE)[:7] == ["users", "pins", "boards", "pin_board_edges",

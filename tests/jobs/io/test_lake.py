@@ -38,3 +38,12 @@ def test_a_child_name_is_taken_literally_and_must_be_plain():
     for bad in ("a//b", "./a", "a/..", ""):
         with pytest.raises(ValueError, match="not a relative name"):
             Location("s3://lake/landing") / bad
+
+
+def test_spark_gets_a_local_location_as_an_absolute_file_uri(tmp_path, monkeypatch):
+    # a bare path would be resolved against fs.defaultFS (HDFS on a YARN node)
+    monkeypatch.chdir(tmp_path)
+    assert Location("./var/landing").spark == f"file://{tmp_path}/var/landing"
+    assert Location(f"file://{tmp_path}/wh").spark == f"file://{tmp_path}/wh"
+    assert (Location(str(tmp_path / "a#b")) / "pins").spark == f"file://{tmp_path}/a#b/pins"  # not encoded
+    assert Catalog(None, "./wh").path("pins") == f"file://{tmp_path}/wh/pins"

@@ -23,6 +23,7 @@ def test_a_local_master_binds_the_driver_to_loopback():
 def test_a_cluster_master_takes_the_driver_addresses_and_executor_size_from_config():
     cfg = load_config(overrides=parse_overrides([
         "spark.master=spark://10.1.2.3:7077", "spark.driver_host=driver.example", "spark.driver_bind_address=0.0.0.0",
+        "storage.landing=s3://lake/landing", "storage.warehouse=s3://lake/warehouse",
         "spark.executor_memory=4g", "spark.executor_cores=2", f"spark.jars_dir={JARS}"]))
     conf = session_conf(cfg.spark)
     assert conf["spark.master"] == "spark://10.1.2.3:7077"
@@ -164,3 +165,21 @@ def test_arrow_batches_hold_100k_rows_unless_spark_extra_says_otherwise(spark):
         assert batch_rows(session) == [120_000, 120_000, 10_000]
     finally:
         spark.conf.set(key, str(ARROW_BATCH_ROWS))
+
+
+def test_a_job_session_on_a_cluster_master_with_local_storage_is_refused(monkeypatch):
+    # spark-submit (or spark.extra) may put a session whose config says local[*] on a cluster
+    import types
+
+    import pinrec.jobs.io.spark as spark_module
+
+    session = types.SimpleNamespace(sparkContext=types.SimpleNamespace(master="spark://10.1.2.3:7077"))
+    monkeypatch.setattr(spark_module, "get_spark", lambda cfg, s3=None: session)
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "1")
+    with pytest.raises(ConfigError, match=r"^spark-submit's --master='spark://10.1.2.3:7077' runs executors on other "
+                                          r"machines, but storage.landing='./var/landing' and storage.warehouse="):
+        spark_module.job_spark(load_config())
+    shared = load_config(overrides=parse_overrides(["storage.shared_local=true"]))
+    assert spark_module.job_spark(shared) is session
+    session.sparkContext.master = "local[2]"
+    assert spark_module.job_spark(load_config()) is session

@@ -52,3 +52,11 @@ def test_a_killed_writer_releases_the_table(tmp_path):
     with table_writer(None, f"file://{table}", ttl_s=5):
         pass
     assert time.monotonic() - start < 2
+
+
+def test_a_file_uri_locks_the_folder_it_names_even_with_a_hash(tmp_path):
+    # Catalog.path gives local tables as file:// + the path as written ('#' is a name, not a fragment)
+    table = tmp_path / "lake#2" / "pins"
+    with table_writer(None, f"file://{table}"):
+        assert (tmp_path / "lake#2" / ".pins.writer-lock").is_file()
+    assert not (tmp_path / ".lake.writer-lock").exists()
