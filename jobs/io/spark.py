@@ -127,12 +127,19 @@ def session_conf(cfg: SparkConfig, s3a: bool = False) -> dict[str, str]:
     return conf
 
 
+#: the s3a settings that carry credentials: set only on a running session's Hadoop configuration
+#: (:func:`configure_s3a`), never given to the session builder, which PySpark turns into
+#: ``--conf key=value`` arguments of the JVM it launches (readable by anyone on the machine in ``ps``)
+S3A_CREDENTIALS = ("fs.s3a.access.key", "fs.s3a.secret.key", "fs.s3a.aws.credentials.provider")
+
+
 def s3a_conf(s3: S3Options) -> dict[str, str]:
     """Hadoop's s3a settings (``fs.s3a.*``, without the ``spark.hadoop.`` prefix) for the S3
     server of ``s3``: the same endpoint and region the bundle store and MLflow use. ``s3://`` is
     mapped to s3a as well (Hadoop has no ``s3`` filesystem of its own). A custom endpoint gets
     path-style access (MinIO, SeaweedFS, Ceph serve buckets as paths) and plain HTTP when its URL
-    says ``http://``. Keys are set only when ``s3`` carries them; otherwise s3a's own chain reads
+    says ``http://``. Keys are set only when ``s3`` carries them (:data:`S3A_CREDENTIALS`: only ever
+    through :func:`configure_s3a`); otherwise s3a's own chain reads
     ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or an instance role) on each JVM. Spark
     redacts ``*.secret.key`` and ``*.access.key`` in its UI, event log and error messages."""
     conf = {"fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem", "fs.s3a.endpoint.region": s3.region}
@@ -148,11 +155,44 @@ def s3a_conf(s3: S3Options) -> dict[str, str]:
 def configure_s3a(spark, s3: S3Options) -> None:
     """Apply :func:`s3a_conf` to a running session (Hadoop conf of the driver, shipped with each
     job to the executors), e.g. one that a test or a notebook started before the S3 server was
-    known. S3 filesystems already opened keep their settings: call this before the first
-    ``s3a://`` access."""
+    known, and every session :func:`get_spark` starts (the only way keys reach Spark). S3
+    filesystems already opened keep their settings: call this before the first ``s3a://`` access."""
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     for key, value in s3a_conf(s3).items():
         hadoop.set(key, value)
+
+
+def builder_conf(cfg: SparkConfig, s3: S3Options | None = None, submitted: bool = False) -> dict[str, str]:
+    """Every setting :func:`get_spark` gives the session builder, in order (``cfg.extra`` last):
+    :func:`session_conf` (unless ``submitted``), Delta and the SQL settings, and the s3a settings of
+    ``s3`` as ``spark.hadoop.*`` without :data:`S3A_CREDENTIALS`: PySpark passes the builder's settings
+    to the JVM it launches as ``--conf key=value`` arguments, which ``ps`` shows to every user."""
+    conf = {} if submitted else session_conf(cfg, s3a=s3 is not None)
+    conf |= {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(cfg.partitions),
+        "spark.sql.adaptive.enabled": str(cfg.adaptive_execution).lower(),
+        # Delta rebuilds a table's snapshot with this many tasks (default 50): on a small
+        # local session that alone costs seconds per table.
+        "spark.databricks.delta.snapshotPartitions": str(cfg.partitions),
+        "spark.ui.showConsoleProgress": "false",
+        # Arrow batches of 100k rows instead of 10k for mapInArrow / toPandas: the broadcast point-in-time
+        # join (one mapInArrow over the spine) ran 10M rows in 16-19 s instead of 23 s (benchmarks/pit_join.py)
+        "spark.sql.execution.arrow.maxRecordsPerBatch": str(ARROW_BATCH_ROWS),
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Spark keeps 100 compiled generated classes by default; a demo compiles 1,400-1,800 of them and meets
+        # many again (the same projections over another table or day): 2000 cut its compiles to 1,100-1,250 and
+        # a cold ingest by ~7 % (docs/benchmarks.md). A class is a few kB.
+        "spark.sql.codegen.cache.maxEntries": str(CODEGEN_CACHE_ENTRIES),
+        # pinrec keeps no managed tables; Spark's default would leave spark-warehouse/ in the cwd
+        "spark.sql.warehouse.dir": sql_scratch_dir(),
+    }
+    for key, value in (s3a_conf(s3) if s3 is not None else {}).items():
+        if key not in S3A_CREDENTIALS:
+            conf[f"spark.hadoop.{key}"] = value
+    return conf | cfg.extra
 
 
 def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
@@ -172,40 +212,14 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
-    if not submitted:
-        for key, value in session_conf(cfg, s3a=s3 is not None).items():
-            builder = builder.config(key, value)
-    builder = (
-        builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(cfg.partitions))
-        .config("spark.sql.adaptive.enabled", str(cfg.adaptive_execution).lower())
-        # Delta rebuilds a table's snapshot with this many tasks (default 50): on a small
-        # local session that alone costs seconds per table.
-        .config("spark.databricks.delta.snapshotPartitions", str(cfg.partitions))
-        .config("spark.ui.showConsoleProgress", "false")
-        # Arrow batches of 100k rows instead of 10k for mapInArrow / toPandas: the broadcast point-in-time
-        # join (one mapInArrow over the spine) ran 10M rows in 16-19 s instead of 23 s (benchmarks/pit_join.py)
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
-        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
-        # Spark keeps 100 compiled generated classes by default; a demo compiles 1,400-1,800 of them and meets
-        # many again (the same projections over another table or day): 2000 cut its compiles to 1,100-1,250 and
-        # a cold ingest by ~7 % (docs/benchmarks.md). A class is a few kB.
-        .config("spark.sql.codegen.cache.maxEntries", str(CODEGEN_CACHE_ENTRIES))
-        # pinrec keeps no managed tables; Spark's default would leave spark-warehouse/ in the cwd
-        .config("spark.sql.warehouse.dir", sql_scratch_dir())
-    )
-    for key, value in (s3a_conf(s3) if s3 is not None else {}).items():
-        builder = builder.config(f"spark.hadoop.{key}", value)
-    for key, value in cfg.extra.items():
+    for key, value in builder_conf(cfg, s3, submitted).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     if not submitted and not cfg.master.startswith("local"):
         _ship_package(spark)
-    if s3 is not None:
-        configure_s3a(spark, s3)  # a reused session (notebook, tests) ignores the builder's hadoop settings
+    if s3 is not None:  # the keys (never on the JVM's command line); a reused session ignores the builder's
+        configure_s3a(spark, s3)
     if submitted:
         _require_delta(spark)
     return spark

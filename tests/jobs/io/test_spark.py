@@ -183,3 +183,21 @@ def test_a_job_session_on_a_cluster_master_with_local_storage_is_refused(monkeyp
     assert spark_module.job_spark(shared) is session
     session.sparkContext.master = "local[2]"
     assert spark_module.job_spark(load_config()) is session
+
+
+def test_the_session_builder_never_gets_s3_keys():
+    # PySpark turns every builder setting into a `--conf k=v` argument of the JVM: visible in ps
+    from pinrec.export.serving.store import S3Options
+    from pinrec.jobs.io.spark import builder_conf, s3a_conf
+
+    s3 = S3Options("http://127.0.0.1:8333", "eu-west-3", access_key="AKIA-test", secret_key="s3cr3t-value")
+    for submitted in (False, True):
+        conf = builder_conf(SparkConfig(master="spark://10.1.2.3:7077", jars_dir=JARS), s3, submitted)
+        assert not [k for k, v in conf.items() if "s3cr3t-value" in v or "AKIA-test" in v]
+        assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:8333"
+        assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-3"
+        assert "spark.hadoop.fs.s3a.aws.credentials.provider" not in conf
+    assert s3a_conf(s3)["fs.s3a.secret.key"] == "s3cr3t-value"  # what configure_s3a sets once the JVM runs
+    plain = builder_conf(SparkConfig(master="local[2]", jars_dir=JARS, extra={"spark.sql.shuffle.partitions": "3"}))
+    assert plain["spark.master"] == "local[2]" and plain["spark.sql.shuffle.partitions"] == "3"  # extra last
+    assert not [k for k in plain if k.startswith("spark.hadoop.")]
