@@ -81,11 +81,12 @@ class S3Options:
                    access_key=env.get("AWS_ACCESS_KEY_ID") or None, secret_key=env.get("AWS_SECRET_ACCESS_KEY") or None)
 
 
-def arrow_s3(opts: S3Options):
-    """pyarrow's S3 filesystem for ``opts`` (endpoint, region; keys, else the SDK's chain)."""
+def arrow_s3(opts: S3Options, **options):
+    """pyarrow's S3 filesystem for ``opts`` (endpoint, region; keys, else the SDK's chain);
+    ``options``: more ``S3FileSystem`` arguments (timeouts, a retry strategy)."""
     from pyarrow import fs as pafs
 
-    kwargs: dict = {"region": opts.region}
+    kwargs: dict = {"region": opts.region, **options}
     if opts.endpoint_url:
         endpoint = urlparse(opts.endpoint_url)
         kwargs.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)

@@ -24,6 +24,7 @@ import functools
 import os
 import posixpath
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -206,6 +207,50 @@ def check_storage_uri(uri: str) -> None:
         if {"", ".", ".."} & set(segments):
             raise ValueError(f"storage URI {uri!r} has an empty, '.' or '..' path segment, which Hadoop normalises "
                              f"and pyarrow does not: write the prefix plainly (allowed: s3://bucket/prefix/...)")
+
+
+class LakeUnreachableError(OSError):
+    """An S3 bucket of the lake is missing, or its server refuses or cannot be reached (:func:`check_buckets`)."""
+
+
+#: what the S3 server of every location comes from, for the messages of :func:`check_buckets`
+ENDPOINT_SETTING = "storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)"
+KEY_VARIABLES = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the instance role)"
+
+
+def check_buckets(locations: Mapping[str, Location], timeout_s: float = 5.0) -> None:
+    """Raises :class:`LakeUnreachableError` naming the setting (the keys of ``locations``), the
+    bucket, the S3 server and what to check when a bucket of an S3 location does not exist, or its
+    server refuses these keys or does not answer within ``timeout_s`` (two attempts): what would
+    otherwise surface as a JVM stack trace from Spark's first ``s3a://`` access, after minutes of
+    retries. One ``HeadBucket`` per (server, bucket); when that is refused, a listing of the
+    location itself (a policy may grant a prefix but not ``HeadBucket``). Local locations are skipped."""
+    from pyarrow import fs as pafs
+
+    buckets: dict[tuple[S3Options, str], list[tuple[str, Location]]] = {}
+    for name, loc in locations.items():
+        if loc.is_s3:
+            buckets.setdefault((loc.s3 or S3Options(), loc.path.split("/")[0]), []).append((name, loc))
+    for (s3, bucket), named in buckets.items():
+        fs = arrow_s3(s3, connect_timeout=timeout_s, request_timeout=timeout_s,
+                      retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=2))
+        where = f"bucket {bucket!r} ({', '.join(n for n, _ in named)}) on {s3.endpoint_url or 'AWS S3'}"
+        try:
+            found = fs.get_file_info(bucket).type != pafs.FileType.NotFound
+        except OSError as e:
+            if "ACCESS_DENIED" not in str(e):
+                raise LakeUnreachableError(f"{where} cannot be reached: {e}. Check {ENDPOINT_SETTING} and that the "
+                                           f"server runs (keys: {KEY_VARIABLES})") from None
+            try:  # HeadBucket refused: these keys may still list the location's prefix
+                for _, loc in named:
+                    fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True))
+            except OSError as e:
+                raise LakeUnreachableError(f"{where} refused access: {e}. Check the keys in {KEY_VARIABLES}, "
+                                           f"storage.s3_region and {ENDPOINT_SETTING}") from None
+            found = True
+        if not found:
+            raise LakeUnreachableError(f"{where} does not exist: create it, or correct the bucket of "
+                                       f"{' / '.join(n for n, _ in named)} or {ENDPOINT_SETTING}")
 
 
 def as_location(where: str | Path | Location, s3: S3Options | None = None) -> Location:

@@ -24,13 +24,15 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from pinrec.export.serving.store import S3Options
-from pinrec.jobs.config import PinrecConfig, SparkConfig
+from pinrec.jobs.config import LAKE_LOCATIONS, PinrecConfig, SparkConfig, s3_options
 from pinrec.schemas.tables import TableSpec
 
 from .jars import JarsMissingError, jar_paths
+from .lake import Location, check_buckets
 from .package import package_zip
 
 LOG4J_CONFIG = Path(__file__).resolve().parents[2] / "config" / "log4j2.properties"
@@ -133,6 +135,13 @@ def session_conf(cfg: SparkConfig, s3a: bool = False) -> dict[str, str]:
 S3A_CREDENTIALS = ("fs.s3a.access.key", "fs.s3a.secret.key", "fs.s3a.aws.credentials.provider")
 
 
+#: s3a's connection timeout and retries (hadoop-aws 3.5.0's names). Its defaults (30 s to connect, 5 SDK
+#: attempts inside each of 7 s3a retries) let a black-holed endpoint stall a job for many minutes; throttling
+#: (``fs.s3a.retry.throttle.*``) keeps its own, longer budget
+S3A_PATIENCE = {"fs.s3a.connection.establish.timeout": "5s", "fs.s3a.attempts.maximum": "2",
+                "fs.s3a.retry.limit": "3"}
+
+
 def s3a_conf(s3: S3Options) -> dict[str, str]:
     """Hadoop's s3a settings (``fs.s3a.*``, without the ``spark.hadoop.`` prefix) for the S3
     server of ``s3``: the same endpoint and region the bundle store and MLflow use. ``s3://`` is
@@ -141,8 +150,11 @@ def s3a_conf(s3: S3Options) -> dict[str, str]:
     says ``http://``. Keys are set only when ``s3`` carries them (:data:`S3A_CREDENTIALS`: only ever
     through :func:`configure_s3a`); otherwise s3a's own chain reads
     ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or an instance role) on each JVM. Spark
-    redacts ``*.secret.key`` and ``*.access.key`` in its UI, event log and error messages."""
-    conf = {"fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem", "fs.s3a.endpoint.region": s3.region}
+    redacts ``*.secret.key`` and ``*.access.key`` in its UI, event log and error messages.
+    :data:`S3A_PATIENCE` bounds how long an unreachable server stalls a job (``spark.extra``'s
+    ``spark.hadoop.fs.s3a.*`` settings win)."""
+    conf = {"fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem", "fs.s3a.endpoint.region": s3.region,
+            **S3A_PATIENCE}
     if s3.endpoint_url:
         conf |= {"fs.s3a.endpoint": s3.endpoint_url, "fs.s3a.path.style.access": "true",
                  "fs.s3a.connection.ssl.enabled": str(s3.endpoint_url.startswith("https://")).lower()}
@@ -152,14 +164,18 @@ def s3a_conf(s3: S3Options) -> dict[str, str]:
     return conf
 
 
-def configure_s3a(spark, s3: S3Options) -> None:
+def configure_s3a(spark, s3: S3Options, extra: Mapping[str, str] | None = None) -> None:
     """Apply :func:`s3a_conf` to a running session (Hadoop conf of the driver, shipped with each
     job to the executors), e.g. one that a test or a notebook started before the S3 server was
-    known, and every session :func:`get_spark` starts (the only way keys reach Spark). S3
+    known, and every session :func:`get_spark` starts (the only way keys reach Spark); then the
+    ``spark.hadoop.*`` settings of ``extra`` (``spark.extra``: applied last, here too). S3
     filesystems already opened keep their settings: call this before the first ``s3a://`` access."""
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
     for key, value in s3a_conf(s3).items():
         hadoop.set(key, value)
+    for key, value in (extra or {}).items():
+        if key.startswith("spark.hadoop."):
+            hadoop.set(key[len("spark.hadoop."):], value)
 
 
 def builder_conf(cfg: SparkConfig, s3: S3Options | None = None, submitted: bool = False) -> dict[str, str]:
@@ -219,18 +235,26 @@ def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
     if not submitted and not cfg.master.startswith("local"):
         _ship_package(spark)
     if s3 is not None:  # the keys (never on the JVM's command line); a reused session ignores the builder's
-        configure_s3a(spark, s3)
+        configure_s3a(spark, s3, cfg.extra)
     if submitted:
         _require_delta(spark)
     return spark
 
 
 def job_spark(cfg: PinrecConfig, spark_cfg: SparkConfig | None = None):
-    """The Spark session of a pipeline job (the CLI's commands, the DAG tasks, the demo):
-    :func:`get_spark` of ``spark_cfg`` (default ``cfg.spark``) with the S3 settings of
-    ``cfg.storage``, then checked against the master it really runs on (spark-submit's, or
-    ``spark.extra``'s): a cluster master with ``storage.landing`` / ``warehouse`` on local disk is a
-    ConfigError unless ``storage.shared_local`` (:meth:`~pinrec.jobs.config.StorageConfig.check_master`)."""
+    """The Spark session of a pipeline job (the CLI's commands, the DAG tasks, the demo). First every
+    S3 bucket of ``cfg.storage`` is checked (:func:`~pinrec.jobs.io.lake.check_buckets`: a missing
+    bucket, refused keys or an unreachable endpoint is a :class:`~pinrec.jobs.io.lake.LakeUnreachableError`
+    naming the setting, in seconds, before the JVM starts); then :func:`get_spark` of ``spark_cfg``
+    (default ``cfg.spark``) with the S3 settings of ``cfg.storage``, checked against the master it
+    really runs on (spark-submit's, or ``spark.extra``'s): a cluster master with ``storage.landing`` /
+    ``warehouse`` on local disk is a ConfigError unless ``storage.shared_local``
+    (:meth:`~pinrec.jobs.config.StorageConfig.check_master`)."""
+    storage = cfg.storage
+    named = {f"storage.{n}": storage.location(n) for n in LAKE_LOCATIONS}
+    if storage.mlflow_artifacts is not None:
+        named["storage.mlflow_artifacts"] = Location(storage.mlflow_artifacts, s3_options(storage))
+    check_buckets(named)
     spark = get_spark(spark_cfg or cfg.spark, cfg.storage.spark_s3)
     master = spark.sparkContext.master
     cfg.storage.check_master(master, "spark-submit's --master" if under_spark_submit()

@@ -47,3 +47,64 @@ def test_spark_gets_a_local_location_as_an_absolute_file_uri(tmp_path, monkeypat
     assert Location(f"file://{tmp_path}/wh").spark == f"file://{tmp_path}/wh"
     assert (Location(str(tmp_path / "a#b")) / "pins").spark == f"file://{tmp_path}/a#b/pins"  # not encoded
     assert Catalog(None, "./wh").path("pins") == f"file://{tmp_path}/wh/pins"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_s3_endpoint_is_named_in_seconds_not_a_jvm_trace():
+    import time
+
+    from pinrec.export.serving.store import S3Options
+    from pinrec.jobs.io.lake import LakeUnreachableError, check_buckets
+
+    s3 = S3Options(f"http://127.0.0.1:{_closed_port()}", access_key="a", secret_key="b")
+    start = time.monotonic()
+    with pytest.raises(LakeUnreachableError, match=r"^bucket 'lake' \(storage.landing, storage.warehouse\) on "
+                                                   r"http://127.0.0.1:\d+ cannot be reached: .*connect.*Check "
+                                                   r"storage.s3_endpoint_url \(else AWS_ENDPOINT_URL_S3 / "
+                                                   r"AWS_ENDPOINT_URL\) and that the server runs \(keys: "
+                                                   r"AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"):
+        check_buckets({"storage.landing": Location("s3://lake/landing", s3),
+                       "storage.warehouse": Location("s3a://lake/warehouse", s3),
+                       "storage.artifacts": Location("./var/artifacts")})
+    assert time.monotonic() - start < 5
+
+
+def test_the_cli_names_an_unreachable_lake_in_one_line(capsys):
+    from pinrec.jobs.orchestration.cli import main
+
+    port = _closed_port()
+    code = main(["features", "--date", "2026-01-05", "--set", "storage.warehouse=s3://lake/wh",
+                 "--set", f"storage.s3_endpoint_url=http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"pinrec features: bucket 'lake' (storage.warehouse) on http://127.0.0.1:{port} "
+                                        "cannot be reached")
+    assert "Traceback" not in err and "Py4J" not in err
+
+
+@pytest.mark.integration
+def test_a_missing_bucket_and_refused_keys_are_named_on_a_real_s3_server(s3_server):
+    import dataclasses
+
+    from pinrec.jobs.io.lake import LakeUnreachableError, check_buckets
+    from tests.support.s3 import BUCKET
+
+    s3 = s3_server.options
+    check_buckets({"storage.warehouse": Location(f"s3a://{BUCKET}/wh", s3)})  # there: nothing raised
+    with pytest.raises(LakeUnreachableError, match=rf"^bucket 'no-such-bucket' \(storage.landing\) on "
+                                                   rf"{s3.endpoint_url} does not exist: create it, or correct the "
+                                                   r"bucket of storage.landing or storage.s3_endpoint_url"):
+        check_buckets({"storage.landing": Location("s3://no-such-bucket/landing", s3),
+                       "storage.warehouse": Location(f"s3a://{BUCKET}/wh", s3)})
+    wrong = dataclasses.replace(s3, secret_key="not-the-secret")
+    with pytest.raises(LakeUnreachableError, match=rf"^bucket '{BUCKET}' \(storage.warehouse\) on .* refused access: "
+                                                   r".*SIGNATURE_DOES_NOT_MATCH.*Check the keys in AWS_ACCESS_KEY_ID / "
+                                                   r"AWS_SECRET_ACCESS_KEY") as caught:
+        check_buckets({"storage.warehouse": Location(f"s3a://{BUCKET}/wh", wrong)})
+    assert "not-the-secret" not in str(caught.value)

@@ -201,3 +201,32 @@ def test_the_session_builder_never_gets_s3_keys():
     plain = builder_conf(SparkConfig(master="local[2]", jars_dir=JARS, extra={"spark.sql.shuffle.partitions": "3"}))
     assert plain["spark.master"] == "local[2]" and plain["spark.sql.shuffle.partitions"] == "3"  # extra last
     assert not [k for k in plain if k.startswith("spark.hadoop.")]
+
+
+def test_s3a_gives_up_on_an_unreachable_server_in_seconds_unless_spark_extra_says_otherwise():
+    from pinrec.export.serving.store import S3Options
+    from pinrec.jobs.io.spark import builder_conf, s3a_conf
+
+    hadoop = s3a_conf(S3Options("http://127.0.0.1:8333"))
+    assert (hadoop["fs.s3a.connection.establish.timeout"], hadoop["fs.s3a.attempts.maximum"],
+            hadoop["fs.s3a.retry.limit"]) == ("5s", "2", "3")
+    mine = builder_conf(SparkConfig(jars_dir=JARS, extra={"spark.hadoop.fs.s3a.retry.limit": "10"}), S3Options())
+    assert mine["spark.hadoop.fs.s3a.retry.limit"] == "10"
+    assert mine["spark.hadoop.fs.s3a.connection.establish.timeout"] == "5s"
+
+
+def test_configure_s3a_sets_the_keys_then_spark_extras_hadoop_settings():
+    import types
+
+    from pinrec.export.serving.store import S3Options
+    from pinrec.jobs.io.spark import configure_s3a
+
+    hadoop: dict[str, str] = {}
+    conf = types.SimpleNamespace(set=hadoop.__setitem__)
+    spark = types.SimpleNamespace(sparkContext=types.SimpleNamespace(
+        _jsc=types.SimpleNamespace(hadoopConfiguration=lambda: conf)))
+    configure_s3a(spark, S3Options("http://127.0.0.1:8333", access_key="AKIA-test", secret_key="s3cr3t"),
+                  {"spark.hadoop.fs.s3a.retry.limit": "10", "spark.sql.shuffle.partitions": "3"})
+    assert hadoop["fs.s3a.secret.key"] == "s3cr3t" and hadoop["fs.s3a.endpoint"] == "http://127.0.0.1:8333"
+    assert hadoop["fs.s3a.retry.limit"] == "10" and hadoop["fs.s3a.connection.establish.timeout"] == "5s"
+    assert "spark.sql.shuffle.partitions" not in hadoop and "sql.shuffle.partitions" not in hadoop
