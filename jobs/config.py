@@ -30,7 +30,7 @@ from pinrec.export.build.publish import PublishConfig
 from pinrec.export.index_choice import IndexConfig
 from pinrec.export.serving.feature_store import RedisConfig
 from pinrec.export.serving.recommend import RecommendConfig
-from pinrec.export.serving.store import S3Options
+from pinrec.export.serving.store import S3Options, endpoint_problem, shown_url
 from pinrec.jobs.cf.config import CfConfig
 from pinrec.jobs.funnel.config import FunnelConfig
 from pinrec.jobs.io.lake import Location, check_storage_uri
@@ -86,7 +86,8 @@ class StorageConfig:
     (:func:`pinrec.jobs.io.spark.s3a_conf`); None: the AWS environment's
     (``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; ``AWS_REGION`` or ``AWS_DEFAULT_REGION``,
     filled in by :func:`load_config` when ``main()`` passes its environment), else AWS itself and
-    ``us-east-1``. Keys never live here: the AWS SDKs read them from their own chain.
+    ``us-east-1``; the endpoint is ``http(s)://host[:port]`` (no path: pyarrow would drop it, s3a and
+    boto3 keep it; no ``user:password@``). Keys never live here: the AWS SDKs read them from their own chain.
     ``mlflow_artifacts``: where a new MLflow experiment keeps its run artifacts (``s3://`` / ``s3a://``
     bucket and prefix, a local path or ``file://``), reached with the S3 settings above; None: an
     ``mlartifacts/`` folder beside a SQLite store, a tracking server's own artifact root.
@@ -111,6 +112,9 @@ class StorageConfig:
         if self.s3_endpoint_url is not None and urlparse(self.s3_endpoint_url).scheme not in ("http", "https"):
             raise ConfigError(f"storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) must start "
                               f"with http:// or https://, got {self.s3_endpoint_url!r}")
+        if self.s3_endpoint_url is not None and (problem := endpoint_problem(self.s3_endpoint_url)):
+            raise ConfigError(f"storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) must be "
+                              f"http(s)://host[:port], got {shown_url(self.s3_endpoint_url)!r}: {problem}")
         for name in (*LAKE_LOCATIONS, "mlflow_tracking_uri"):  # '' would be the working directory, or no tracking
             if not getattr(self, name).strip():
                 raise ConfigError(f"storage.{name} is empty: give a path or URI (an unset environment variable?)")

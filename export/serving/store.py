@@ -55,6 +55,33 @@ from pinrec.schemas.manifest import (
 _CHUNK = 1 << 20
 
 
+def endpoint_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as an S3 endpoint (None: nothing): it must be ``http(s)://host[:port]``.
+    A path is refused (pyarrow keeps only host:port, s3a and boto3 keep the path: two clients would
+    talk to different places), and so are ``user:password@`` (keys belong to the AWS variables, and
+    the URL is printed and exported to MLflow), a query and a fragment. Never repeats a password."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        return "it must start with http:// or https://"
+    if "@" in parsed.netloc:
+        return "credentials (user:password@) are refused: give keys as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+    if not parsed.hostname:
+        return "it names no host"
+    if parsed.path not in ("", "/") or parsed.query or parsed.fragment or parsed.params:
+        return "a path, query or fragment is refused (pyarrow would drop it, s3a and boto3 keep it): give host[:port]"
+    try:
+        parsed.port  # noqa: B018 -- raises on a port that is not a number in range
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error may print it: a ``user:password@`` part replaced by ``***@``."""
+    parsed = urlparse(url)
+    return parsed._replace(netloc="***@" + parsed.netloc.rpartition("@")[2]).geturl() if "@" in parsed.netloc else url
+
+
 @dataclass(frozen=True)
 class S3Options:
     """Connection to an S3 server. ``endpoint_url`` like ``http://127.0.0.1:8333`` (None: AWS);
@@ -68,8 +95,9 @@ class S3Options:
     def __post_init__(self) -> None:
         if (self.access_key is None) != (self.secret_key is None):
             raise ValueError("S3Options: give both access_key and secret_key, or neither")
-        if self.endpoint_url is not None and urlparse(self.endpoint_url).scheme not in ("http", "https"):
-            raise ValueError(f"S3Options.endpoint_url must start with http:// or https://, got {self.endpoint_url!r}")
+        if self.endpoint_url is not None and (problem := endpoint_problem(self.endpoint_url)):
+            raise ValueError(f"S3Options.endpoint_url must be http(s)://host[:port], got {shown_url(self.endpoint_url)!r}: "
+                             f"{problem}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> S3Options:

@@ -321,3 +321,18 @@ def test_a_cluster_master_with_the_lake_on_local_disk_is_refused_unless_shared()
                                                    "storage.warehouse=s3://lake/w"]))  # artifacts: the driver's
     assert on_s3.storage.artifacts == "./var/artifacts"
     assert load_config(overrides=parse_overrides(["spark.master=local-cluster[2,1,1024]"])).storage.shared_local is False
+
+
+def test_an_s3_endpoint_with_a_path_or_credentials_is_refused_without_repeating_the_password():
+    for bad, what in (("http://minio:9000/s3", "a path, query or fragment is refused"),
+                      ("https://s3.internal:9000/?x=1", "a path, query or fragment is refused"),
+                      ("http://:9000", "it names no host"), ("http://minio:99999", "its port is not a number"),
+                      ("http://admin:hunter2@minio:9000", "credentials \\(user:password@\\) are refused")):
+        with pytest.raises(ConfigError, match=r"^storage.s3_endpoint_url \(else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL\) "
+                                              rf"must be http\(s\)://host\[:port\], got .*: {what}") as caught:
+            load_config(overrides={"storage": {"s3_endpoint_url": bad}})
+        assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"got 'http://\*\*\*@minio:9000'"):
+        load_config(env={"AWS_ENDPOINT_URL": "http://admin:hunter2@minio:9000"})
+    for good in ("http://127.0.0.1:8333", "https://s3.internal.example:9000/", "https://s3.eu-west-3.amazonaws.com"):
+        assert StorageConfig(s3_endpoint_url=good).s3_endpoint_url == good

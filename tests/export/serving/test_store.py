@@ -168,3 +168,14 @@ def test_a_server_that_honours_conditional_writes_is_checked_once_per_store(s3_s
     again = Store(store.uri, s3_server.options)
     puts_again = _count_puts(again)
     assert again.put_if_absent("b.json", b"1") and len(puts_again) == 1  # the same store: not probed again
+
+
+def test_s3_options_refuse_an_endpoint_with_a_path_or_credentials():
+    # pyarrow keeps only host:port of the endpoint while s3a and boto3 keep its path
+    with pytest.raises(ValueError, match=r"^S3Options.endpoint_url must be http\(s\)://host\[:port\], got "
+                                         r"'http://minio:9000/s3': a path, query or fragment is refused"):
+        S3Options(endpoint_url="http://minio:9000/s3")
+    with pytest.raises(ValueError, match=r"got 'http://\*\*\*@minio:9000': credentials") as caught:
+        S3Options(endpoint_url="http://key:secret@minio:9000")
+    assert "secret" not in str(caught.value).replace("AWS_SECRET_ACCESS_KEY", "")
+    assert S3Options(endpoint_url="http://127.0.0.1:8333/").endpoint_url == "http://127.0.0.1:8333/"
