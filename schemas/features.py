@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 from .tables import DTYPES
 
+#: The longest TTL a view may declare. Every join path computes ``t - ttl`` in int64 microseconds
+#: (``timedelta.max`` is ~8.6e19 us, past int64); a century is far inside that and longer than any
+#: history, so it is as good as "never expires".
+MAX_TTL = dt.timedelta(days=36_525)
+
 
 @dataclass(frozen=True)
 class Feature:
@@ -46,7 +51,8 @@ class FeatureView:
         entities: the key column(s) (e.g. ``("user_id",)`` or ``("user_id", "category")``),
             present in the spine and the feature table.
         features: the value columns.
-        ttl: how long a value stays valid after its ``feature_ts``; a positive whole number of seconds.
+        ttl: how long a value stays valid after its ``feature_ts``: a ``datetime.timedelta`` of a
+            positive whole number of seconds, at most :data:`MAX_TTL` (100 years).
     """
 
     name: str
@@ -57,10 +63,13 @@ class FeatureView:
     created_ts: str = "created_ts"
 
     def __post_init__(self) -> None:
-        if self.ttl <= dt.timedelta(0) or self.ttl % dt.timedelta(seconds=1):
+        if not isinstance(self.ttl, dt.timedelta):
+            raise TypeError(f"feature view {self.name!r}: ttl must be a datetime.timedelta (e.g. "
+                            f"timedelta(seconds=3600)), got {type(self.ttl).__name__} {self.ttl!r}")
+        if self.ttl <= dt.timedelta(0) or self.ttl % dt.timedelta(seconds=1) or self.ttl > MAX_TTL:
             # whole seconds: the serving snapshot records the TTL in seconds, and every join path applies it exactly
             raise ValueError(f"feature view {self.name!r}: ttl must be a positive whole number of seconds, "
-                             f"got {self.ttl}")
+                             f"at most {MAX_TTL.days} days, got {self.ttl}")
         names = [f.name for f in self.features]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"feature view {self.name!r}: features must be non-empty and unique, got {names}")
