@@ -53,6 +53,9 @@ class FeatureView:
         features: the value columns.
         ttl: how long a value stays valid after its ``feature_ts``: a ``datetime.timedelta`` of a
             positive whole number of seconds, at most :data:`MAX_TTL` (100 years).
+        feature_ts: the column holding when a value became valid.
+        created_ts: the column holding when it was written; may be ``feature_ts`` itself (a value
+            known as soon as it is valid). Neither may be an entity column.
     """
 
     name: str
@@ -75,6 +78,14 @@ class FeatureView:
             raise ValueError(f"feature view {self.name!r}: features must be non-empty and unique, got {names}")
         if isinstance(self.entities, str) or not self.entities:
             raise ValueError(f"feature view {self.name!r}: entities must be a non-empty tuple of columns")
+        repeated = sorted({e for e in self.entities if list(self.entities).count(e) > 1})
+        if repeated:
+            raise ValueError(f"feature view {self.name!r}: entities must be distinct columns, got {repeated} "
+                             f"more than once in {list(self.entities)}")
+        times = sorted({self.feature_ts, self.created_ts} & set(self.entities))
+        if times:
+            raise ValueError(f"feature view {self.name!r}: entity {times} is also its feature_ts/created_ts column; "
+                             f"a key cannot be a time")
         reserved = {*self.entities, self.feature_ts, self.created_ts}
         if reserved & set(names):
             raise ValueError(f"feature view {self.name!r}: features may not be named {sorted(reserved & set(names))}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 _SHIFT = 32
+FTS, CTS = "__pit_fts", "__pit_cts"  # the collected times' names: feature_ts and created_ts may be one column
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,11 @@ def broadcast_join(spine, joins, spine_ts: str):
         valid = F.lit(True)
         for c in (*view.entities, view.feature_ts, view.created_ts):
             valid = valid & F.col(c).isNotNull()
-        rows = features.where(valid).select(*view.entities, view.feature_ts, view.created_ts,
-                                            *(f.name for f in view.features))
+        # the times under names of their own: a view whose created_ts is its feature_ts would
+        # otherwise hold one name twice in the Arrow table
+        rows = features.where(valid).select(*view.entities, F.col(view.feature_ts).alias(FTS),
+                                            F.col(view.created_ts).alias(CTS), *(f.name for f in view.features))
+        view = replace(view, feature_ts=FTS, created_ts=CTS)
         ttl_us = int(view.ttl.total_seconds()) * 1_000_000
         index = build_index(rows.toArrow(), view, ttl_us)
         if index.ties:  # only with validate=False: let Spark's max pick, as on the window path

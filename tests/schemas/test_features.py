@@ -31,3 +31,16 @@ def test_ttl_must_be_a_bounded_timedelta_naming_the_view():
     with pytest.raises(ValueError, match="positive whole number of seconds"):
         FeatureView("v", ("user_id",), feature, ttl=dt.timedelta(milliseconds=1500))
     assert FeatureView("v", ("user_id",), feature, ttl=MAX_TTL).ttl == dt.timedelta(days=36_525)
+
+
+def test_entities_are_distinct_and_never_a_time_column():
+    feature = (Feature("x", "int64"),)
+    with pytest.raises(ValueError, match=r"feature view 'v': entities must be distinct columns, got \['user_id'\]"):
+        FeatureView("v", ("user_id", "user_id"), feature, ttl=dt.timedelta(days=1))
+    with pytest.raises(ValueError, match=r"feature view 'v': entity \['ts'\] is also its feature_ts/created_ts"):
+        FeatureView("v", ("user_id", "ts"), feature, ttl=dt.timedelta(days=1), feature_ts="ts", created_ts="ts")
+    with pytest.raises(ValueError, match=r"entity \['created_ts'\]"):
+        FeatureView("v", ("created_ts",), feature, ttl=dt.timedelta(days=1))
+    # one column for both times is a legitimate declaration: known as soon as valid
+    view = FeatureView("v", ("user_id",), feature, ttl=dt.timedelta(days=1), feature_ts="ts", created_ts="ts")
+    assert (view.feature_ts, view.created_ts) == ("ts", "ts")

@@ -58,6 +58,18 @@ def test_snapshot_follows_the_join_rules(spark):
     assert snapshot(spark, h(9))["u__saves"].to_pylist() == [60, 7]  # known now
     late = snapshot(spark, h(10.5))  # user 2's row expired (10.5 h old)
     assert late["user_id"].to_pylist() == [1] and late["u__saves"].to_pylist() == [60]
+
+
+def test_snapshot_of_a_view_whose_created_ts_is_its_feature_ts(spark, tmp_path):
+    """One column for both times: the snapshot of a small stored table (the broadcast path, as
+    Spark knows its size) answers."""
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(hours=10),
+                       feature_ts="valid_at", created_ts="valid_at")
+    rows = [(1, h(0), 10), (1, h(5), 50), (1, h(9), 90), (2, h(0), 7)]
+    spark.createDataFrame(rows, "user_id bigint, valid_at timestamp, saves bigint").write.parquet(str(tmp_path / "f"))
+    features = spark.read.parquet(str(tmp_path / "f"))
+    table = snapshot_table(snapshot_frame(features, view, h(8)), view, h(8))
+    assert table.to_pydict() == {"user_id": [1, 2], "u__saves": [50, 7], "u__feature_ts": [utc(h(5)), utc(h(0))]}
     assert snapshot(spark, h(-1)).num_rows == 0
 
 

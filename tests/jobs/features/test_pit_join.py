@@ -144,6 +144,18 @@ def test_a_spine_key_narrower_than_the_feature_key(spark, path):
     assert sorted((r["event_id"], r["u__saves"]) for r in out) == [("e", 4), ("f", None)]
 
 
+def test_a_view_whose_created_ts_is_its_feature_ts(spark, path):
+    """One column for both times (a value known as soon as valid): every path answers alike."""
+    view = FeatureView("u", ("user_id",), (Feature("saves", "int64"),), ttl=dt.timedelta(hours=10),
+                       feature_ts="valid_at", created_ts="valid_at")
+    features = spark.createDataFrame([(1, h(0), 10), (1, h(5), 50), (2, h(0), 7)],
+                                     "user_id bigint, valid_at timestamp, saves bigint")
+    spine = spark.createDataFrame([("a", 1, h(4)), ("b", 1, h(5)), ("c", 2, h(11))], SPINE_SCHEMA)
+    out = point_in_time_join(spine, features, view, **PATHS[path]).collect()
+    assert {r["event_id"]: (r["u__saves"], r["u__feature_ts"], r["u__missing"]) for r in out} == {
+        "a": (10, h(0), False), "b": (50, h(5), False), "c": (None, None, True)}
+
+
 # Small integer hours on few keys make equal timestamps, TTL edges and hot keys common.
 hours = st.integers(min_value=0, max_value=30)
 keys = st.one_of(st.none(), st.integers(min_value=0, max_value=3))
