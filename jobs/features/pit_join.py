@@ -51,6 +51,8 @@ SALT_BUCKETS = 1024
 BROADCAST_MAX_BYTES = 128 * 2**20
 #: What joins a view too large to broadcast after the shuffle (see :func:`point_in_time_join`).
 SHUFFLE_JOINS = ("interval", "window")
+#: The types a spine time, ``feature_ts`` and ``created_ts`` may have.
+TIME_TYPES = ("timestamp", "timestamp_ntz", "date")
 
 
 class FeatureTableError(ValueError):
@@ -74,15 +76,48 @@ def check_unique(features, view: FeatureView) -> None:
                                 f"e.g. {examples}; de-duplicate the feature job's output")
 
 
+def _key_kind(t) -> str:
+    from pyspark.sql.types import CharType, IntegralType, StringType, VarcharType
+
+    return "integral" if isinstance(t, IntegralType) else \
+        "string" if isinstance(t, (StringType, CharType, VarcharType)) else t.simpleString()
+
+
+def _is_time(t) -> bool:
+    from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
+
+    return isinstance(t, (TimestampType, TimestampNTZType, DateType))
+
+
+def check_types(spine_schema, features_schema, view: FeatureView) -> None:
+    """Raise unless ``view``'s keys are of one kind in spine and feature table (integral of any
+    width, string, or else the same type) and its times are :data:`TIME_TYPES`: from the schemas,
+    no job. Otherwise the window path's union would cast one side (under ANSI "007" meets 7, "abc"
+    fails mid-job naming neither view nor column)."""
+    for e in view.entities:
+        s, f = spine_schema[e].dataType, features_schema[e].dataType
+        if _key_kind(s) != _key_kind(f):
+            raise FeatureTableError(f"feature view {view.name!r}: key column {e!r} is {s.simpleString()} in the "
+                                    f"spine but {f.simpleString()} in the feature table; both must be integral, "
+                                    f"both string, or the same type")
+    for c in dict.fromkeys((view.feature_ts, view.created_ts)):
+        if not _is_time(features_schema[c].dataType):
+            raise FeatureTableError(f"feature view {view.name!r}: time column {c!r} is "
+                                    f"{features_schema[c].dataType.simpleString()}; use {', '.join(TIME_TYPES)}")
+
+
 def point_in_time_join(spine, features, view: FeatureView, spine_ts: str = "ts", validate: bool = True,
                        broadcast_max_bytes: float = BROADCAST_MAX_BYTES, shuffle_join: str = "interval"):
     """Attach ``view``'s features to every row of ``spine`` as known at ``spine[spine_ts]``.
 
     Args:
-        spine: DataFrame with the ``view.entities`` columns and ``spine_ts`` (timestamp); every row
-            is kept, in no particular order. Rows with a null key get ``missing = true``.
-        features: DataFrame with ``view.entities``, ``view.feature_ts``, ``view.created_ts`` and
-            the feature columns. Rows with a null key or timestamp are ignored.
+        spine: DataFrame with the ``view.entities`` columns and ``spine_ts`` (timestamp,
+            timestamp_ntz or date); every row is kept, in no particular order. Rows with a null key
+            get ``missing = true``.
+        features: DataFrame with ``view.entities`` (each of the spine's kind: integral, string, or
+            else the same type), ``view.feature_ts``, ``view.created_ts`` (timestamp, timestamp_ntz
+            or date) and the feature columns. Rows with a null key or timestamp are ignored.
+            Other types: :class:`FeatureTableError` naming the view and column, before any job.
         view: the feature view (TTL, names).
         spine_ts: the spine's event-time column; a null there is an error.
         validate: check the feature table for duplicate (entity, feature_ts) rows first and
@@ -135,6 +170,10 @@ def point_in_time_join_many(spine, joins, spine_ts: str = "ts", validate: bool =
         absent = [c for c in needed if c not in features.columns]
         if absent:
             raise FeatureTableError(f"feature table for {view.name!r} lacks columns {absent}")
+        check_types(spine.schema, features.schema, view)
+    if not _is_time(spine.schema[spine_ts].dataType):
+        raise FeatureTableError(f"spine time column {spine_ts!r} is {spine.schema[spine_ts].dataType.simpleString()}; "
+                                f"use {', '.join(TIME_TYPES)}")
     # a column Spark knows cannot be null (a literal cut-off) needs no job to prove it
     if spine.schema[spine_ts].nullable and spine.where(F.col(spine_ts).isNull()).limit(1).count():
         raise FeatureTableError(f"spine has rows with a null {spine_ts!r}: an event without a time cannot be joined")

@@ -156,6 +156,25 @@ def test_a_view_whose_created_ts_is_its_feature_ts(spark, path):
         "a": (10, h(0), False), "b": (50, h(5), False), "c": (None, None, True)}
 
 
+def test_column_types_are_checked_where_the_join_starts(spark):
+    """Mismatched types are refused naming the view and column (the window path's union would cast
+    them: "007" would meet 7, "abc" fail mid-job); int against bigint and a date spine still join."""
+    features = spark.createDataFrame([(7, h(0), h(0), 5)], FEATURE_SCHEMA)
+    strings = spark.createDataFrame([("e", "007", h(1))], "event_id string, user_id string, ts timestamp")
+    with pytest.raises(FeatureTableError, match=r"feature view 'u': key column 'user_id' is string in the spine but "
+                                                r"bigint in the feature table"):
+        point_in_time_join(strings, features, VIEW)
+    epochs = spark.createDataFrame([("e", 7, 3600)], "event_id string, user_id bigint, ts bigint")
+    with pytest.raises(FeatureTableError, match=r"spine time column 'ts' is bigint; use timestamp, timestamp_ntz, date"):
+        point_in_time_join(epochs, features, VIEW)
+    text_times = spark.createDataFrame([(7, "2026-01-01", h(0), 5)],
+                                       "user_id bigint, feature_ts string, created_ts timestamp, saves bigint")
+    with pytest.raises(FeatureTableError, match=r"feature view 'u': time column 'feature_ts' is string"):
+        point_in_time_join(spark.createDataFrame([("e", 7, h(1))], SPINE_SCHEMA), text_times, VIEW)
+    days = spark.createDataFrame([("e", 7, T0.date())], "event_id string, user_id int, ts date")
+    assert [(r["event_id"], r["u__saves"]) for r in point_in_time_join(days, features, VIEW).collect()] == [("e", 5)]
+
+
 # Small integer hours on few keys make equal timestamps, TTL edges and hot keys common.
 hours = st.integers(min_value=0, max_value=30)
 keys = st.one_of(st.none(), st.integers(min_value=0, max_value=3))
