@@ -150,6 +150,10 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
     versions = {name: catalog.reads[name] for name in inputs}
     if cutoff is None:
         last = read["actions"].agg(F.max("dt")).collect()[0][0]
+        if last is None:
+            raise FileNotFoundError(f"no actions were ingested (the actions table at {catalog.path('actions')} is "
+                                    "empty), so the label cut-off (the end of the last day of actions) cannot be "
+                                    "set: run `pinrec ingest` for the actions first, or pass cutoff=")
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
     # One job over the spine: the days present, its rows, and those whose label window has closed
     # (what label_impressions keeps: one row per impression, the ingested table has no duplicates).

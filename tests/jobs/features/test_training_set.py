@@ -142,3 +142,17 @@ def test_a_day_without_impressions_is_a_clear_error(spark, training_set):
     cfg, _result, _report, _frame = training_set
     with pytest.raises(FileNotFoundError, match=r"no impressions were ingested for \['2027-01-01'\]"):
         build_training_set(spark, cfg.storage.warehouse, [dt.date(2027, 1, 1)], cfg.training, cfg.seed)
+
+
+def test_an_empty_actions_table_is_a_clear_error(spark, tmp_path):
+    """No actions: no cut-off to take from them (it was a TypeError, None + timedelta)."""
+    from pinrec.jobs.features.training_set import build_training_set
+
+    for name in ("impressions", "actions", "pins", "features_user", "features_pin", "features_user_category"):
+        rows = [] if name == "actions" else [(1, dt.date(2026, 1, 1))]
+        spark.createDataFrame(rows, "x bigint, dt date").write.format("delta").partitionBy("dt").save(
+            str(tmp_path / name))
+    with pytest.raises(FileNotFoundError, match=r"no actions were ingested \(the actions table at .*actions is "
+                                                r"empty\), so the label cut-off .* cannot be set"):
+        build_training_set(spark, str(tmp_path), [dt.date(2026, 1, 1)],
+                           TrainingSetConfig(validation_days=1, test_days=1), seed=7)
