@@ -3,7 +3,8 @@
 Spine = impressions of the requested days. For each impression:
 
 * labels ``closeup`` / ``save``: an action of that type on the impression within ``maturity_s``
-  after it (a delayed save counts); impressions whose window has not closed at the cut-off (the
+  after it (a delayed save counts; an action naming only its session counts for the latest
+  impression of its user, pin and session at or before it); impressions whose window has not closed at the cut-off (the
   end of the last day of ingested actions) are left out, never labelled negative;
 * features from every feature view as known at the impression (:mod:`pinrec.jobs.features.pit_join`, all views
   in one call: small feature tables are looked up in place, the others share shuffles), with a
@@ -77,8 +78,27 @@ def split_days(days: list[dt.date], cfg: TrainingSetConfig) -> dict[dt.date, str
     return out
 
 
+def attribute_actions(actions, impressions):
+    """``actions`` as (``impression_id``, ``type``, ``ts``) rows, one per action attributed to an
+    impression. An action that names no impression but its session (the actions schema's
+    ``attributable`` rule allows it) gets the latest impression of its (``user_id``, ``pin_id``,
+    ``session_id``) at or before it (ties: the greatest ``event_id``); with none it is left out (it
+    labels nothing). ``impressions``: the whole table, not only the spine's days, so that a later
+    impression outside them is still the latest."""
+    from pyspark.sql import functions as F
+
+    keys = ["user_id", "pin_id", "session_id"]
+    linked = actions.where(F.col("impression_id").isNotNull()).select("impression_id", "type", "ts")
+    loose = actions.where(F.col("impression_id").isNull() & F.col("session_id").isNotNull())
+    shown = impressions.select(*keys, F.col("ts").alias("_shown_ts"), F.col("event_id").alias("_shown_id"))
+    latest = (loose.join(shown, keys).where(F.col("_shown_ts") <= F.col("ts")).groupBy("event_id", "type", "ts")
+              .agg(F.max(F.struct("_shown_ts", "_shown_id")).getField("_shown_id").alias("impression_id")))
+    return linked.unionByName(latest.select("impression_id", "type", "ts"))
+
+
 def label_impressions(impressions, actions, cutoff: dt.datetime, maturity_s: int):
-    """Impressions with mature ``closeup``/``save`` labels; immature impressions are dropped."""
+    """Impressions with mature ``closeup``/``save`` labels; immature impressions are dropped.
+    ``actions``: by ``impression_id`` (:func:`attribute_actions` fills it for session-linked ones)."""
     from pyspark.sql import functions as F
 
     window = F.expr(f"INTERVAL {maturity_s} SECONDS")
@@ -117,7 +137,7 @@ def build_training_frame(impressions, actions, pins, features: dict[str, object]
     from pyspark.sql import functions as F
 
     spine = impressions.where(F.col("dt").isin(list(days)))
-    labelled = label_impressions(spine, actions, cutoff, cfg.maturity_s)
+    labelled = label_impressions(spine, attribute_actions(actions, impressions), cutoff, cfg.maturity_s)
     sampled = sample_negatives(labelled, cfg.negative_rate, seed)
     out = (sampled.join(pins.select("pin_id", "category").dropDuplicates(["pin_id"]), "pin_id", "left")
            .withColumn("hour", F.hour("ts")).withColumn("day_of_week", F.dayofweek("ts")))

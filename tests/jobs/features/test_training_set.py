@@ -11,6 +11,8 @@ import pytest
 
 from pinrec.jobs.config import TrainingSetConfig
 from pinrec.jobs.features.training_set import (
+    attribute_actions,
+    build_training_frame,
     label_impressions,
     sample_negatives,
     split_days,
@@ -38,6 +40,37 @@ def test_labels_use_the_maturity_window_and_drop_immature_impressions(spark):
     got = {r["event_id"]: (r["closeup"], r["save"])
            for r in label_impressions(impressions, actions, cutoff, maturity_s=7200).collect()}
     assert got == {"i1": (1, 1), "i2": (0, 0)}
+
+
+def test_actions_naming_only_their_session_label_the_latest_impression_before_them(spark):
+    from pyspark.sql import functions as F
+
+    from pinrec.schemas.features import Feature, FeatureView
+
+    impressions = spark.createDataFrame([
+        ("i1", 1, 10, "s1", T), ("i2", 1, 10, "s1", T + dt.timedelta(hours=1)), ("i3", 1, 20, "s1", T),
+        ("i4", 1, 10, "s2", T),
+    ], "event_id string, user_id bigint, pin_id bigint, session_id string, ts timestamp").withColumn("dt", F.to_date("ts"))
+    act_schema = "event_id string, impression_id string, user_id bigint, pin_id bigint, session_id string, " \
+                 "type string, ts timestamp"
+    actions = spark.createDataFrame([
+        ("a1", None, 1, 10, "s1", "closeup", T + dt.timedelta(minutes=30)),  # i1: i2 comes after it
+        ("a2", None, 1, 10, "s1", "save", T + dt.timedelta(hours=1, minutes=5)),  # i2, the latest before it
+        ("a3", None, 1, 20, "s1", "closeup", T - dt.timedelta(minutes=1)),  # before any impression: nothing
+        ("a4", "i3", 1, 20, "s1", "save", T + dt.timedelta(minutes=10)),  # linked by its impression id
+    ], act_schema)
+    attributed = attribute_actions(actions, impressions)
+    assert sorted((r["impression_id"], r["type"]) for r in attributed.collect()) == [
+        ("i1", "closeup"), ("i2", "save"), ("i3", "save")]
+    view = FeatureView("u", ("user_id",), (Feature("n", "int64"),), ttl=dt.timedelta(days=1))
+    features = spark.createDataFrame([(1, T, T, 5)], "user_id bigint, feature_ts timestamp, created_ts timestamp, n bigint")
+    pins = spark.createDataFrame([(10, "art"), (20, "food")], "pin_id bigint, category string")
+    days = [T.date() - dt.timedelta(days=2), T.date() - dt.timedelta(days=1), T.date()]
+    frame = build_training_frame(impressions, actions, pins, {"u": features}, days, T + dt.timedelta(hours=6),
+                                 TrainingSetConfig(validation_days=1, test_days=1, maturity_s=7200), seed=7,
+                                 views=(view,))
+    got = {r["event_id"]: (r["closeup"], r["save"]) for r in frame.collect()}
+    assert got == {"i1": (1, 0), "i2": (0, 1), "i3": (0, 1), "i4": (0, 0)}  # before: only i3 had a label
 
 
 @pytest.mark.parametrize("zone", ZONES)
