@@ -12,7 +12,8 @@ Spine = impressions of the requested days. For each impression:
 * context: ``position``, ``surface``, ``device``, ``country``, ``hour``, ``day_of_week``;
 * negatives (neither closeup nor save) are kept with probability ``negative_rate``, only from
   sessions with a positive; ``sample_weight`` = 1 / rate undoes the sampling;
-* ``split``: ``train`` / ``validation`` / ``test`` by day, the last days last.
+* ``split``: ``train`` / ``validation`` / ``test`` by day, the last days last. Only this build's
+  days are replaced; readers go by the newest build (:mod:`pinrec.jobs.io.training_set`).
 
 The Delta commit's ``userMetadata`` records the lineage (Delta versions of every input, as the
 catalog read them) and the sampling, so a model trained on it can be traced and corrected.

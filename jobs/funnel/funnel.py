@@ -49,6 +49,8 @@ def trained_before(catalog, day: dt.date) -> list[str]:
     of saves the models were trained on)."""
     from pyspark.sql import functions as F
 
+    from pinrec.jobs.io.training_set import current_training_set
+
     notes, start = [], _start(day)
     if catalog.exists("graph_edges"):
         last = from_spark(catalog.read("graph_edges").where("split = 'train'").agg(F.max("saved_at")).first()[0])
@@ -60,7 +62,7 @@ def trained_before(catalog, day: dt.date) -> list[str]:
     else:
         notes.append("no graph_edges table: PinSage's training cut-off not checked")
     if catalog.exists("training_set"):
-        last = catalog.read("training_set").where("split <> 'test'").agg(F.max("dt")).first()[0]
+        last = current_training_set(catalog).where("split <> 'test'").agg(F.max("dt")).first()[0]
         if last is not None and last >= day:
             raise ValueError(f"the training_set's train/validation days reach {last}, on or after {day}: the ranker "
                              "was trained or calibrated on the replayed day; replay one of its test days "

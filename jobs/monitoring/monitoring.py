@@ -1,4 +1,5 @@
-"""Drift monitoring job: the newest day of the ``training_set`` Delta table against its training
+"""Drift monitoring job: the newest day of the ``training_set`` Delta table (as its newest build
+defines it, :func:`~pinrec.jobs.io.training_set.current_training_set`) against its training
 window (:func:`monitor_drift`), with the maths of :mod:`pinrec.jobs.monitoring.drift`, logged to MLflow (metrics,
 ``drift.json``, plots) for the blessing gate and for people."""
 from __future__ import annotations
@@ -53,10 +54,11 @@ def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, d
     from pyspark.sql import functions as F
 
     from pinrec.jobs.io.catalog import Catalog
+    from pinrec.jobs.io.training_set import current_training_set
 
     catalog = Catalog.of(spark, warehouse)
     path = catalog.path("training_set")
-    table = catalog.read("training_set")
+    table = current_training_set(catalog)  # as its newest build defines it (days, splits)
     day = day or table.agg(F.max("dt")).collect()[0][0]
     if day is None:
         raise ValueError(f"{path} is empty: build the training set first")

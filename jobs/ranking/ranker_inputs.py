@@ -19,7 +19,8 @@ def needed_columns(spec, tasks) -> list[str]:
 
 def read_training_set(source, warehouse, columns: list[str]):
     """(pandas frame, metadata). ``source``: a SparkSession (reads the ``training_set`` table of
-    ``warehouse``, a path, Location or catalog, at its current Delta version; rows in ``event_id`` order, so that training does not depend on
+    ``warehouse``, a path, Location or catalog, at its current Delta version, as its newest build
+    defines it: :func:`~pinrec.jobs.io.training_set.current_training_set`; rows in ``event_id`` order, so that training does not depend on
     how Spark laid the table out) or a pandas DataFrame / pyarrow Table."""
     import pandas as pd
     import pyarrow as pa
@@ -33,12 +34,13 @@ def read_training_set(source, warehouse, columns: list[str]):
     if not hasattr(source, "read") or not warehouse:
         raise ValueError("source must be a SparkSession (with warehouse) or a pandas/pyarrow frame")
     from pinrec.jobs.io.catalog import Catalog
+    from pinrec.jobs.io.training_set import current_training_set
 
     catalog = Catalog.of(source, warehouse)
     path = catalog.path("training_set")
     if not catalog.exists("training_set"):
         raise FileNotFoundError(f"no training set at {path}: run `pinrec training-set` first")
-    df = catalog.read("training_set")
+    df = current_training_set(catalog)
     version = catalog.reads["training_set"]
     meta = catalog.user_metadata("training_set", version)
     missing = [c for c in columns if c not in df.columns]

@@ -80,12 +80,13 @@ def _read(spark, catalog):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from pinrec.jobs.io.training_set import current_training_set
     from pinrec.schemas.features import PIN_FEATURES
 
     from .two_tower_inputs import columns
 
     catalog.require(["training_set", "features_pin"], "run `pinrec features` and `pinrec training-set` first")
-    df = catalog.read("training_set")
+    df = current_training_set(catalog)  # as its newest build defines it (days, splits)
     lacking = [c for c in columns() if c not in df.columns]
     if lacking:
         raise ValueError(f"the training set at {catalog.path('training_set')} lacks columns {lacking}")

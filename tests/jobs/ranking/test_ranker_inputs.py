@@ -37,3 +37,21 @@ def test_needed_columns_lists_each_feature_once_then_labels_and_keys():
     cols = needed_columns(spec, TASKS)
     assert len(cols) == len(set(cols)) and cols[-len(TASKS) - len(KEYS):] == [*TASKS, *KEYS]
     assert spec.position in cols and all(f.name in cols for f in spec.features if not hasattr(f, "left"))
+
+
+@pytest.mark.spark
+def test_read_training_set_goes_by_the_newest_build(spark, tmp_path):
+    """Days 5-8 built, then a backfill of days 1-4: the ranker trains on days 1-2, validates on 3 and
+    tests on 4, not also on test day 8 with day 4's test rows before train days 5-6."""
+    import datetime as dt
+
+    from pinrec.jobs.io.catalog import Catalog
+
+    for days in ((5, 6, 7, 8), (1, 2, 3, 4)):
+        rows = [(f"e{d}", dt.date(2026, 1, d), split) for d, split in zip(days, ("train", "train", "validation", "test"))]
+        Catalog(spark, str(tmp_path)).write("training_set", spark.createDataFrame(
+            rows, "event_id string, dt date, split string"), days=[r[1] for r in rows])
+    frame, meta = read_training_set(spark, str(tmp_path), ["event_id", "split"])
+    assert frame.to_dict("list") == {"event_id": ["e1", "e2", "e3", "e4"],
+                                     "split": ["train", "train", "validation", "test"]}
+    assert meta["training_set_version"] == 1
