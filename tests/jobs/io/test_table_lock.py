@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from pinrec.export.serving.store import ConditionalWritesIgnored
-from pinrec.jobs.io import table_lock
+from pinrec.jobs.io import table_lease
 from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.lake import Location
 from pinrec.jobs.io.spark import configure_s3a
@@ -97,7 +97,7 @@ def test_an_expired_lease_of_a_killed_writer_is_taken_over(spark, s3_server, cat
 
 def test_a_server_that_ignores_conditional_writes_is_refused_before_the_table_is_written(
         spark, s3_server, catalog, table, monkeypatch):
-    monkeypatch.setattr(table_lock, "_VERIFIED", set())  # earlier tests checked this bucket already
+    monkeypatch.setattr(table_lease, "_VERIFIED", set())  # earlier tests checked this bucket already
 
     def unconditional(self, etag):  # the PUT that a server ignoring If-None-Match / If-Match carries out
         out = self.fs.createFile(self.path).overwrite(True).build()
@@ -106,15 +106,15 @@ def test_a_server_that_ignores_conditional_writes_is_refused_before_the_table_is
         self.etag = str(self.fs.getFileStatus(self.path).getEtag())
         return True
 
-    real_put = table_lock._Lease._put
-    monkeypatch.setattr(table_lock._Lease, "_put", unconditional)
+    real_put = table_lease.Lease._put
+    monkeypatch.setattr(table_lease.Lease, "_put", unconditional)
     with pytest.raises(ConditionalWritesIgnored, match=r"accepted writes whose If-None-Match: \* and If-Match "
                                                        f"condition failed.*Nothing was written to {table}"):
         catalog.write(NAME, frame(spark, [1]), days=[DAY])
     assert not lease(s3_server, table).exists() and not Location(f"{table}/_delta_log", s3_server.options).exists()
-    monkeypatch.setattr(table_lock._Lease, "_put", real_put)
+    monkeypatch.setattr(table_lease.Lease, "_put", real_put)
     catalog.write(NAME, frame(spark, [2]), days=[DAY])  # the real server's conditions hold: checked, then written
-    assert table_lock._VERIFIED == {f"s3a://{BUCKET}"}
+    assert table_lease._VERIFIED == {f"s3a://{BUCKET}"}
     assert [r["id"] for r in spark.read.format("delta").load(table).collect()] == [2]
 
 
