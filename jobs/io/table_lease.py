@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import os
 import socket
+import time
 import uuid
 
 from pinrec.export.serving.store import ConditionalWritesIgnored
@@ -37,6 +38,7 @@ class Lease:
         self.fs = self.path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
         self.holder = uuid.uuid4().hex
         self.etag: str | None = None
+        self.written = 0.0  # monotonic time the last write of this lease that succeeded was sent
 
     def _body(self) -> bytearray:
         expires = _now() + dt.timedelta(seconds=self.ttl_s)
@@ -52,12 +54,14 @@ class Lease:
         try:
             out = builder.build()
             out.write(self._body())
+            sent = time.monotonic()  # the lease is written after this moment, at the latest when close returns
             out.close()  # s3a PUTs on close: the condition is checked here
         except Py4JJavaError as e:
             name = e.java_exception.getClass().getSimpleName()
             if name in ("RemoteFileChangedException", "FileAlreadyExistsException"):
                 return False
             raise
+        self.written = sent
         self.etag = str(self.fs.getFileStatus(self.path).getEtag())
         return True
 
@@ -112,9 +116,16 @@ class Lease:
         _VERIFIED.add(bucket)
 
     def renew(self) -> bool:
-        return self.etag is not None and self._put(self.etag)
+        """Rewrite the lease over its ETag; False when it is no longer this holder's (raises when a request fails)."""
+        if self.etag is not None and self._put(self.etag):
+            return True
+        found = self.current()
+        if found is None or found[0].get("holder") != self.holder:
+            return False
+        self.etag = found[1]  # a renewal of ours landed but its answer was lost (a timeout): renew over it
+        return self._put(self.etag)
 
     def release(self) -> None:
         found = self.current()
-        if found is not None and found[1] == self.etag:
+        if found is not None and found[0].get("holder") == self.holder:  # its ETag may be one we never heard of
             self.fs.delete(self.path, False)

@@ -13,9 +13,15 @@ instead of a hope. Before writing an ``s3a://`` table the writer creates
 ``fs.option.create.conditional.overwrite``; the same s3a settings as the write itself), holding
 its holder id, host, pid and expiry. A second writer finds it and raises
 :class:`ConcurrentWriterError` before touching the table. The holder renews the lease every
-``ttl_s / 4`` (a conditional overwrite on the lease's ETag) and deletes it when done; a lease
-left by a killed writer expires after ``ttl_s`` and is then taken over, again conditionally, so
-two waiting writers cannot both take it. Delta ignores names starting with ``_``.
+``ttl_s / 10`` (a conditional overwrite on the lease's ETag), retrying failed renewals, and deletes
+it when done; a lease left by a killed writer expires after ``ttl_s`` and is then taken over, again
+conditionally, so two waiting writers cannot both take it. Delta ignores names starting with ``_``.
+
+A holder that cannot renew its lease for ``ttl_s / 2`` (an S3 outage, a stalled driver), or finds
+it taken over, has lost it: its Spark jobs are cancelled (they carry a job tag of the lease), so
+that files being written are never committed, and :class:`ConcurrentWriterError` is raised when
+the body ends. Cancelling cannot stop a Delta commit the driver is already writing: that one may
+land beside the next writer's, and the error says to check the table's history.
 
 The lease is only as good as the server's conditional writes, and some S3-compatible servers
 accept a PUT whose condition fails. So the first lease a process takes in a bucket is checked: a
@@ -33,11 +39,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
+from .lease_heartbeat import Heartbeat
 from .table_lease import LEASE, ConcurrentWriterError, Lease
 
 __all__ = ["LEASE", "ConcurrentWriterError", "needs_lease", "table_writer"]
@@ -50,8 +56,9 @@ def needs_lease(table: str) -> bool:
 @contextlib.contextmanager
 def table_writer(spark, table: str, ttl_s: float = 300.0) -> Iterator[None]:
     """Hold ``table``'s writer lease for the body (module docstring); on local disk its OS lock, on HDFS nothing.
-    Raises :class:`ConcurrentWriterError` when another writer holds it, or when this writer lost
-    it while writing (a stall longer than ``ttl_s``)."""
+    Raises :class:`ConcurrentWriterError` when another writer holds it, or when this writer lost it
+    while writing (not renewed for ``ttl_s / 2``, or taken over): then the body's Spark jobs are
+    cancelled (:mod:`~pinrec.jobs.io.lease_heartbeat`), and the error is raised when the body ends."""
     if not needs_lease(table):
         if urlparse(table).scheme in ("", "file"):
             with _local_writer(table, ttl_s):
@@ -61,26 +68,27 @@ def table_writer(spark, table: str, ttl_s: float = 300.0) -> Iterator[None]:
         return
     lease = Lease(spark, table, ttl_s)
     lease.acquire()
-    stop, lost = threading.Event(), threading.Event()
-
-    def heartbeat() -> None:
-        while not stop.wait(ttl_s / 4):
-            if not lease.renew():
-                lost.set()
-                return
-
-    beat = threading.Thread(target=heartbeat, name=f"lease:{table}", daemon=True)
-    beat.start()
+    sc, tag = spark.sparkContext, f"pinrec-lease-{lease.holder}"
+    sc.addJobTag(tag)  # the body's Spark jobs, for the heartbeat to cancel if the lease is lost
+    beat = Heartbeat(lease, lambda: sc.cancelJobsWithTag(tag), lease.written)
     try:
         yield
+    except BaseException as e:
+        if beat.close() is not None:  # the body's error (its job cancelled) follows from the loss
+            raise ConcurrentWriterError(_lost(table, beat.lost)) from e
+        raise
     finally:
-        stop.set()
-        beat.join()
-        if not lost.is_set():
+        sc.removeJobTag(tag)
+        if beat.close() is None:
             lease.release()
-    if lost.is_set():
-        raise ConcurrentWriterError(f"{table}: this writer lost its lease while writing (stalled over {ttl_s:.0f} s); "
-                                    f"check the table's history before re-running")
+    if beat.lost is not None:
+        raise ConcurrentWriterError(_lost(table, beat.lost))
+
+
+def _lost(table: str, why: str) -> str:
+    return (f"{table}: this writer lost its lease while writing ({why}). Its Spark jobs were cancelled, but a "
+            f"Delta commit already under way (the driver writes it; cancelling does not stop it) may have landed "
+            f"beside another writer's: check the table's history (DESCRIBE HISTORY) before re-running")
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+from pyspark.sql import functions as F
 
 from pinrec.export.serving.store import ConditionalWritesIgnored
 from pinrec.jobs.io import table_lease
@@ -22,9 +23,17 @@ DAY = dt.date(2026, 1, 5)
 NAME = "training_set"  # any partitioned warehouse table: the catalog checks no columns
 
 
-@pytest.fixture()
-def catalog(spark, s3_server):
+@pytest.fixture(scope="module")
+def warm(spark, s3_server):
+    """s3a pointed at the server, and its first requests made: they start the AWS client (seconds),
+    which the tests' short TTLs would otherwise count as a stalled renewal."""
     configure_s3a(spark, s3_server.options)
+    with table_writer(spark, f"s3a://{BUCKET}/warm-{uuid.uuid4().hex[:10]}"):
+        pass
+
+
+@pytest.fixture()
+def catalog(spark, s3_server, warm):
     return Catalog(spark, f"s3a://{BUCKET}/lock-{uuid.uuid4().hex[:10]}")
 
 
@@ -84,6 +93,47 @@ def test_the_lease_is_renewed_while_writing_and_released_after_a_failure(spark, 
         with pytest.raises(ConcurrentWriterError), table_writer(spark, table):
             pass
         raise RuntimeError("boom")
+    assert not lease(s3_server, table).exists()
+
+
+def test_a_lease_that_cannot_be_renewed_stops_the_write_before_it_commits(spark, s3_server, table, monkeypatch):
+    def outage(self):  # every renewal meets an S3 outage: before, the heartbeat died of the first
+        raise OSError("503 Slow Down")
+
+    monkeypatch.setattr(table_lease.Lease, "renew", outage)
+    slow = F.udf(lambda i: time.sleep(1) or i, "bigint")  # 60 s of writing unless cancelled
+    started = time.monotonic()
+    with pytest.raises(ConcurrentWriterError, match=r"lost its lease while writing \(not renewed for 1 s; last "
+                                                    r"error: OSError\('503 Slow Down'\)\)\. Its Spark jobs were "
+                                                    r"cancelled"), table_writer(spark, table, ttl_s=2.0):
+        spark.range(60, numPartitions=1).select(slow("id").alias("id")).write.format("delta").save(table)
+    assert time.monotonic() - started < 40
+    log = Location(f"{table}/_delta_log", s3_server.options)
+    assert [f.name for f in log.files_below() if f.name.endswith(".json")] == []  # nothing committed
+    assert lease(s3_server, table).exists()  # left to expire: this writer cannot tell whether it is still its own
+
+
+def test_a_renewal_whose_answer_was_lost_is_recognised_and_the_lease_still_released(spark, s3_server, table,
+                                                                                      monkeypatch):
+    real_put, answers_lost = table_lease.Lease._put, []
+
+    def timed_out(self, etag):  # the first renewal reaches the server, its answer does not come back
+        held = self.etag
+        done = real_put(self, etag)
+        if etag is not None and not answers_lost:
+            answers_lost.append(etag)
+            self.etag = held
+            raise OSError("read timed out")
+        return done
+
+    monkeypatch.setattr(table_lease.Lease, "_put", timed_out)
+    with table_writer(spark, table, ttl_s=2.0):
+        first = json.loads(lease(s3_server, table).read_text())
+        deadline = time.monotonic() + 30
+        while not answers_lost or json.loads(lease(s3_server, table).read_text()) == first:
+            assert time.monotonic() < deadline, "the lease was not renewed within 30 s"
+            time.sleep(0.2)
+        time.sleep(1.5)  # more renewals, over the ETag of the one whose answer was lost; none gives up
     assert not lease(s3_server, table).exists()
 
 
