@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import time
@@ -22,10 +23,28 @@ class ConcurrentWriterError(RuntimeError):
 #: the s3a buckets (filesystem URIs) whose conditional writes this process has checked
 _VERIFIED: set[str] = set()
 _WRONG_ETAG = '"' + "0" * 32 + '"'
+#: the longest TTL a contender believes of a lease
+_MAX_TTL_S = 3600.0
+#: the longest pause between two looks at another writer's lease
+_POLL_S = 5.0
+_log = logging.getLogger(__name__)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _claimed_ttl(lease: dict, default: float) -> float:
+    """The TTL the holder renews its lease by; ``default`` when the lease names none (not pinrec's),
+    at most :data:`_MAX_TTL_S`, so that a contender's wait stays bounded."""
+    ttl = lease.get("ttl_s")
+    ok = isinstance(ttl, int | float) and not isinstance(ttl, bool) and 0 < ttl < float("inf")
+    return min(float(ttl), _MAX_TTL_S) if ok else default
+
+
+def _holder(lease: dict) -> str:
+    return (f"host {lease.get('host', '?')}, pid {lease.get('pid', '?')}, since {lease.get('since', '?')} "
+            f"by its clock")
 
 
 class Lease:
@@ -39,11 +58,12 @@ class Lease:
         self.holder = uuid.uuid4().hex
         self.etag: str | None = None
         self.written = 0.0  # monotonic time the last write of this lease that succeeded was sent
+        self.since, self.writes = _now().isoformat(timespec="seconds"), 0  # shown to contenders
 
     def _body(self) -> bytearray:
-        expires = _now() + dt.timedelta(seconds=self.ttl_s)
+        self.writes += 1  # every renewal changes the content, so its ETag, which is what contenders watch
         return bytearray(json.dumps({"holder": self.holder, "host": socket.gethostname(), "pid": os.getpid(),
-                                     "expires_at": expires.isoformat()}).encode())
+                                     "since": self.since, "ttl_s": self.ttl_s, "writes": self.writes}).encode())
 
     def _put(self, etag: str | None) -> bool:
         """Create the lease (``etag`` None: only if absent; else only over that ETag)."""
@@ -67,34 +87,68 @@ class Lease:
 
     def current(self) -> tuple[dict, str] | None:
         """(the lease's content, its ETag), None when there is none."""
-        if not self.fs.exists(self.path):
-            return None
-        status = self.fs.getFileStatus(self.path)
-        stream = self.fs.open(self.path)
+        from py4j.protocol import Py4JJavaError
+
+        while (etag := self._etag()) is not None:
+            try:
+                stream = self.fs.open(self.path)
+                try:
+                    text = str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+                finally:
+                    stream.close()
+            except Py4JJavaError:
+                if self._etag() != etag:
+                    continue  # rewritten (renewed) or released while read: s3a refuses to mix versions
+                raise
+            try:
+                return json.loads(text), etag
+            except ValueError:  # half-written by a foreign tool: its ETag is still watched like any other
+                return {}, etag
+        return None
+
+    def _etag(self) -> str | None:
+        from py4j.protocol import Py4JJavaError
+
         try:
-            text = str(self._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
-        finally:
-            stream.close()
-        try:
-            return json.loads(text), str(status.getEtag())
-        except ValueError:  # half-written by a foreign tool: treat as expired
-            return {"expires_at": dt.datetime.min.replace(tzinfo=dt.UTC).isoformat()}, str(status.getEtag())
+            return str(self.fs.getFileStatus(self.path).getEtag())
+        except Py4JJavaError as e:
+            if e.java_exception.getClass().getSimpleName() == "FileNotFoundException":
+                return None
+            raise
 
     def acquire(self) -> None:
+        """Take the lease: at once if there is none. Else wait, by this machine's monotonic clock (never
+        the holder's: clocks differ), for it to change (renewed: its holder is alive, and
+        :class:`ConcurrentWriterError` is raised) or to stay unchanged for its holder's TTL (the holder
+        is dead: the lease is taken over on the ETag seen, so two contenders cannot both take it)."""
         if self._put(None):
             return self._verify()
-        found = self.current()
-        if found is None and self._put(None):  # released in between
-            return self._verify()
-        lease, etag = found or ({}, None)
-        expired = dt.datetime.fromisoformat(lease.get("expires_at", "9999-12-31T00:00:00+00:00")) < _now()
-        if etag is not None and expired and self._put(etag):
-            return self._verify()
-        raise ConcurrentWriterError(
-            f"{self.table} is being written by another writer (host {lease.get('host', '?')}, pid "
-            f"{lease.get('pid', '?')}, lease until {lease.get('expires_at', '?')}): pinrec writes each table on "
-            f"object storage from one writer at a time. Nothing was written; re-run when it is done "
-            f"(a killed writer's lease expires by itself).")
+        seen, since = None, 0.0  # the ETag watched, and when this writer first saw it
+        while True:
+            found = self.current()
+            if found is None:  # released meanwhile
+                if self._put(None):
+                    return self._verify()
+                continue
+            lease, etag = found
+            ttl = _claimed_ttl(lease, self.ttl_s)
+            if seen is None:
+                seen, since = etag, time.monotonic()
+                _log.info("%s: waiting up to %.0f s for its writer's lease (%s) to be renewed or to expire",
+                          self.table, ttl, _holder(lease))
+            elif etag != seen:
+                raise ConcurrentWriterError(self._busy(lease, "it renewed its lease while this writer waited"))
+            elif time.monotonic() - since >= ttl:
+                if self._put(etag):
+                    return self._verify()
+                raise ConcurrentWriterError(self._busy(lease, "it renewed its lease as it was taken over"))
+            time.sleep(min(_POLL_S, ttl / 20))
+
+    def _busy(self, lease: dict, how: str) -> str:
+        return (f"{self.table} is being written by another writer ({_holder(lease)}; {how}): pinrec writes each "
+                f"table on object storage from one writer at a time. Nothing was written; re-run when it is done "
+                f"(a killed writer's lease is taken over {_claimed_ttl(lease, self.ttl_s):.0f} s after its last "
+                f"renewal).")
 
     def _verify(self) -> None:
         """Once per bucket and process, with the lease just taken: creating it again if absent and

@@ -11,15 +11,18 @@ pinrec's DAGs run one writer per table at a time; :func:`table_writer` makes tha
 instead of a hope. Before writing an ``s3a://`` table the writer creates
 ``<table>/_pinrec_writer`` through Hadoop's s3a with ``If-None-Match: *`` (Hadoop 3.5's
 ``fs.option.create.conditional.overwrite``; the same s3a settings as the write itself), holding
-its holder id, host, pid and expiry. A second writer finds it and raises
-:class:`ConcurrentWriterError` before touching the table. The holder renews the lease every
-``ttl_s / 10`` (a conditional overwrite on the lease's ETag), retrying failed renewals, and deletes
-it when done; a lease left by a killed writer expires after ``ttl_s`` and is then taken over, again
-conditionally, so two waiting writers cannot both take it. Delta ignores names starting with ``_``.
+its holder id, host, pid, TTL and a count of its writes. The holder renews the lease every
+``ttl_s / 10`` (a conditional overwrite on the lease's ETag, retried when it fails) and deletes it
+when done. A second writer that finds a lease watches it, by its own monotonic clock (machines'
+clocks differ, so no time written by one is compared with another's): when it changes, its holder is
+alive and :class:`ConcurrentWriterError` is raised before the table is touched (after up to a
+renewal interval: 30 s by default); when it stays unchanged for the TTL it names, its holder is dead
+(killed) and the lease is taken over, again conditionally on the ETag seen, so two waiting writers
+cannot both take it. Delta ignores names starting with ``_``.
 
 A holder that cannot renew its lease for ``ttl_s / 2`` (an S3 outage, a stalled driver), or finds
 it taken over, has lost it: its Spark jobs are cancelled (they carry a job tag of the lease), so
-that files being written are never committed, and :class:`ConcurrentWriterError` is raised when
+that files being written are not committed, and :class:`ConcurrentWriterError` is raised when
 the body ends. Cancelling cannot stop a Delta commit the driver is already writing: that one may
 land beside the next writer's, and the error says to check the table's history.
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import time
 import uuid
@@ -55,7 +56,7 @@ def test_a_second_writer_of_the_table_fails_before_writing_and_the_log_stays_who
 
     def first_writer():
         try:
-            with table_writer(spark, table):
+            with table_writer(spark, table, ttl_s=4.0):  # renewed every 0.4 s: the second writer sees it alive
                 inside.set()
                 second_done.wait(60)
                 frame(spark, [1, 2]).write.format("delta").partitionBy("dt").save(table)
@@ -86,7 +87,7 @@ def test_the_lease_is_renewed_while_writing_and_released_after_a_failure(spark, 
     with pytest.raises(RuntimeError, match="boom"), table_writer(spark, table, ttl_s=4.0):
         first = json.loads(lease(s3_server, table).read_text())
         deadline = time.monotonic() + 30  # renewed every ttl/4; polled, not slept: a loaded machine is slow
-        while (renewed := json.loads(lease(s3_server, table).read_text()))["expires_at"] <= first["expires_at"]:
+        while (renewed := json.loads(lease(s3_server, table).read_text()))["writes"] <= first["writes"]:
             assert time.monotonic() < deadline, "the lease was not renewed within 30 s"
             time.sleep(0.2)
         assert renewed["holder"] == first["holder"]
@@ -137,12 +138,44 @@ def test_a_renewal_whose_answer_was_lost_is_recognised_and_the_lease_still_relea
     assert not lease(s3_server, table).exists()
 
 
-def test_an_expired_lease_of_a_killed_writer_is_taken_over(spark, s3_server, catalog, table):
-    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
-    lease(s3_server, table).write_text(json.dumps({"holder": "dead", "host": "h", "pid": 1, "expires_at": past}))
+def test_a_killed_writer_s_lease_is_taken_over_after_its_ttl_unchanged_whatever_its_clock_said(
+        spark, s3_server, catalog, table):
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()  # its machine's clock was a day ahead
+    lease(s3_server, table).write_text(json.dumps({"holder": "dead", "host": "h", "pid": 1, "since": ahead,
+                                                   "expires_at": ahead, "ttl_s": 3, "writes": 7}))
+    started = time.monotonic()
     catalog.write(NAME, frame(spark, [3]), days=[DAY])
+    assert time.monotonic() - started >= 3  # watched for the TTL it names, by this machine's clock
     assert [r["id"] for r in spark.read.format("delta").load(table).collect()] == [3]
     assert not lease(s3_server, table).exists()
+
+
+def test_a_live_writer_is_not_taken_over_whatever_its_clock_says(spark, s3_server, catalog, table):
+    behind = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()  # its machine's clock is a day behind
+    stop = threading.Event()
+
+    def live_writer():  # renews its lease every 0.3 s (a TTL of 3 s), writing its own clock's times
+        writes = 0
+        while not stop.is_set():
+            writes += 1
+            lease(s3_server, table).write_text(json.dumps({"holder": "alive", "host": "h", "pid": 2, "since": behind,
+                                                           "expires_at": behind, "ttl_s": 3, "writes": writes}))
+            stop.wait(0.3)
+
+    thread = threading.Thread(target=live_writer)
+    thread.start()
+    try:
+        while not lease(s3_server, table).exists():
+            time.sleep(0.05)
+        with pytest.raises(ConcurrentWriterError, match=re.escape(
+                f"{table} is being written by another writer (host h, pid 2, since {behind} by its clock; it "
+                f"renewed its lease while this writer waited)")):
+            catalog.write(NAME, frame(spark, [4]), days=[DAY])
+    finally:
+        stop.set()
+        thread.join(30)
+    assert json.loads(lease(s3_server, table).read_text())["holder"] == "alive"
+    assert not Location(f"{table}/_delta_log", s3_server.options).exists()
 
 
 def test_a_server_that_ignores_conditional_writes_is_refused_before_the_table_is_written(
