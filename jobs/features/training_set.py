@@ -91,6 +91,8 @@ def attribute_actions(actions, impressions):
     keys = ["user_id", "pin_id", "session_id"]
     linked = actions.where(F.col("impression_id").isNotNull()).select("impression_id", "type", "ts")
     loose = actions.where(F.col("impression_id").isNull() & F.col("session_id").isNotNull())
+    if loose.isEmpty():  # the usual case: one small job instead of a join over every impression
+        return linked
     shown = impressions.select(*keys, F.col("ts").alias("_shown_ts"), F.col("event_id").alias("_shown_id"))
     latest = (loose.join(shown, keys).where(F.col("_shown_ts") <= F.col("ts")).groupBy("event_id", "type", "ts")
               .agg(F.max(F.struct("_shown_ts", "_shown_id")).getField("_shown_id").alias("impression_id")))
