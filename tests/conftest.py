@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.cluster import standalone_cluster  # noqa: F401  (fixtures)
 from tests.support.mlflow_server import mlflow_server  # noqa: F401  (fixtures)
+from tests.support.redis_server import redis_url  # noqa: F401  (fixtures)
 from tests.support.repo import REPO
 from tests.support.s3 import s3_server  # noqa: F401  (fixtures)
 

@@ -3,11 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 
@@ -26,6 +21,7 @@ from pinrec.export.serving.feature_store import (
 )
 from pinrec.jobs.features.redis_export import RedisExportError, export_snapshot
 from pinrec.schemas.features import Feature, FeatureView
+from tests.support.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 redis = pytest.importorskip("redis", reason="redis-py is the 'redis' extra")
@@ -53,48 +49,6 @@ def make_snapshot(users_kept: tuple[int, ...] = (5, 1, 3)) -> FeatureSnapshot:
                     "uc__clicks": pa.array([4, 6, 9], pa.int64()), "uc__feature_ts": pa.array([h(-2), h(-3), h(-1)], TS)})
     return FeatureSnapshot.open([with_meta(users, SnapshotMeta.from_view(USER, T0)),
                                  with_meta(ucs, SnapshotMeta.from_view(UC, T0))])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    """A throw-away redis-server on a free loopback port, no persistence; stopped by its PID."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed (Debian: apt-get install -y redis-server)")
-    port = _free_port()
-    root = tmp_path_factory.mktemp("redis")
-    with open(root / "redis.log", "wb") as log:
-        proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                 "no", "--dir", str(root), "--enable-debug-command", "local"],
-                                stdout=log, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                os.kill(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-                raise RuntimeError(f"redis-server did not start: {(root / 'redis.log').read_text()[-2000:]}") from None
-            time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        client.close()
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture()
@@ -220,7 +174,7 @@ def test_redis_keeps_a_value_at_least_as_long_as_the_snapshot_serves_it_and_the_
 
 
 def test_a_redis_that_is_down_is_an_export_error_naming_the_url():
-    url = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
     with pytest.raises(RedisExportError, match=rf"redis export of version v1 to {url} failed: ConnectionError: ") as err:
         export_snapshot(make_snapshot(), "v1", RedisConfig(url=url))
     assert isinstance(err.value.__cause__, redis.exceptions.ConnectionError)
