@@ -556,7 +556,8 @@ class RedisFeatureStore:
 
     ``fallbacks`` counts lookups served from the snapshot because of Redis, ``redis_lookups``
     those Redis served; ``last_source`` is ``"redis"`` or ``"snapshot"``; ``last_error`` the most
-    recent failure. ``client`` replaces the redis-py client built from ``cfg.url`` (tests).
+    recent failure; ``generations`` the export each view was last read from. ``client`` replaces the
+    redis-py client built from ``cfg.url`` (tests).
     """
 
     def __init__(self, snapshot: FeatureSnapshot, version: str, cfg: RedisConfig, *, client: Any = None,
@@ -585,6 +586,12 @@ class RedisFeatureStore:
     def degraded(self) -> bool:
         """True while serving from the snapshot after a Redis failure."""
         return self._clock() < self._retry_at
+
+    @property
+    def generations(self) -> dict[str, str]:
+        """View -> the export generation its ``_meta`` key named when Redis last answered a lookup of
+        the view (the id the export reported); views not yet read from Redis are absent."""
+        return dict(self._generations)
 
     def lookup(self, view: str, keys: Any, now: Any = None) -> pa.Table:
         """The same columns as :meth:`FeatureSnapshot.lookup`, from Redis when it answers."""

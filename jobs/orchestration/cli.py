@@ -38,6 +38,7 @@ DOMAIN_ERRORS = (
     ("pinrec.export.serving.store", "PointerConflict", 2, ""),
     ("pinrec.export.serving.loader", "BundleError", 2, ""),
     ("pinrec.jobs.features.redis_export", "RedisExportError", 2, ""),  # Redis down or refusing the export
+    ("pinrec.jobs.orchestration.cli_recommend", "RedisUnavailableError", 2, ""),  # --redis-url cannot serve
     ("builtins", "OSError", 2, ""),  # a missing file, an unreachable store
     ("builtins", "ValueError", 2, ""),  # a malformed input met at the boundary
 )

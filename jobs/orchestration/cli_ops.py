@@ -1,11 +1,11 @@
 """The bodies of ``pinrec``'s commands that act on stores and servers rather than on tables alone:
-``publish bundle|rollback|prune``, ``recommend`` (the serving loader), ``feature-snapshot`` (+ Redis)
-and ``stack up|status|down``. Like :mod:`~pinrec.jobs.orchestration.cli_jobs`, each imports its
-job inside its body and returns the exit code.
+``publish bundle|rollback|prune``, ``recommend`` (the serving loader; its body is in
+:mod:`~pinrec.jobs.orchestration.cli_recommend`), ``feature-snapshot`` (+ Redis) and
+``stack up|status|down``. Like :mod:`~pinrec.jobs.orchestration.cli_jobs`, each imports its job
+inside its body and returns the exit code.
 """
 from __future__ import annotations
 
-import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +15,7 @@ from typing import Any
 from pinrec.jobs.config import ConfigError, s3_options
 
 from .cli_jobs import config_of, spark_and_paths
+from .cli_recommend import cmd_recommend
 
 
 def _store(cfg):
@@ -105,39 +106,6 @@ def cmd_report(args) -> int:
     cfg = config_of(args)
     spark, _ = spark_and_paths(cfg)
     print(build_report(cfg, args.ref, args.out, spark=spark))
-    return 0
-
-
-def _context(items: list[str]) -> dict[str, Any]:
-    """``--context key=value`` items -> the request context (``now``: a datetime; hour, day_of_week: ints)."""
-    context: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--context expects key=value, got {item!r}")
-        try:
-            context[key] = dt.datetime.fromisoformat(value) if key == "now" else \
-                int(value) if key in ("hour", "day_of_week") else value
-        except ValueError:
-            raise ConfigError(f"--context {key} expects {'an ISO time' if key == 'now' else 'an int'}, "
-                              f"got {value!r}") from None
-    return context
-
-
-def cmd_recommend(args) -> int:
-    from pinrec.export.serving.loader import load
-    from pinrec.export.serving.recommend import Recommender
-
-    cfg = config_of(args)
-    context = _context(args.context or [])
-    bundle = load(cfg.bundle_store_uri, cfg.publish.name, cfg.publish.channel, version=args.version,
-                  s3=s3_options(cfg.storage))
-    rec = Recommender(bundle, cfg.recommend)
-    print(f"bundle {bundle.name}/{bundle.version}")
-    for user in args.user:
-        items = rec.recommend(user, context, k=args.k)
-        print(f"user {user}: " + (", ".join(f"{r.pin_id} ({r.category}, {r.score:.3f}, {r.channel})" for r in items)
-                                   or "-"))
     return 0
 
 

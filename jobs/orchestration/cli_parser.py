@@ -139,12 +139,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_publish(sub, common)
 
     p = _leaf(sub, "recommend", "recommend", [common],
-              help="load the published bundle (as serving does) and print recommendations")
+              help="load the published bundle (as serving does) and print recommendations",
+              epilog="Prints the bundle, the feature source (redis URL and its export generation, or the bundle "
+                     "snapshot), then one line per user; a user served from the snapshot because Redis failed is "
+                     "reported on stderr.")
     p.add_argument("--user", type=int, action="append", required=True, help="user id (repeatable)")
     p.add_argument("--k", type=int, default=10, help="pins per user (default 10)")
     p.add_argument("--context", action="append", metavar="KEY=VALUE",
                    help="surface, device, country, hour, day_of_week or now=ISO time (repeatable)")
     p.add_argument("--version", help="a stored bundle version instead of the channel's")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--redis-url", metavar="URL",
+                        help="serve features from this Redis (the bundle version's export by feature-snapshot "
+                             "--redis-url --bundle-version), with the other redis.* settings; exit 2 if it cannot "
+                             "serve at start (default: redis.url, where an unusable Redis leaves the snapshot "
+                             "serving, said on stderr; unset: the bundle's snapshot)")
+    source.add_argument("--no-redis", action="store_true",
+                        help="serve features from the bundle's snapshot even when redis.url is set")
 
     p = _leaf(sub, "eval-retrieval", "eval-retrieval", [common],
               help="HR@K / NDCG@K / MRR of pin embeddings vs popularity, ALS and BPR (leave-one-out, "

@@ -15,7 +15,7 @@ from pinrec.jobs.orchestration.cli import build_parser, main
     ("ingest", ["--date", "--start", "--end", "--tables"]),
     ("tables", ["--config"]),
     ("demo", ["--days-per-batch"]),
-    ("recommend", ["--user", "--k", "--context", "--version"]),
+    ("recommend", ["--user", "--k", "--context", "--version", "--redis-url", "--no-redis"]),
     ("publish", ["bundle", "rollback", "prune"]),
     ("publish bundle", ["--force", "--fail-unblessed", "--index-dir", "--ranker-dir", "--cutoff"]),
     ("publish rollback", ["--to", "--force"]),
