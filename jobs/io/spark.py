@@ -82,22 +82,32 @@ def driver_java_options(cfg: SparkConfig) -> str:
     return " ".join([*options, *cfg.quick_jvm_options])
 
 
-def submit_conf(cfg: SparkConfig, s3a: bool = False) -> dict[str, str]:
+def submit_conf(cfg: SparkConfig, s3a: bool = False, cluster_mode: bool = False) -> dict[str, str]:
     """The settings ``spark-submit`` must be given to run a pinrec job as :func:`get_spark` would
     locally: the Delta jars (resolved from ``cfg.jars_dir`` on the submitting machine; spark-submit
     puts them on the driver's classpath and ships them to the executors), the driver's memory and
     JVM options (log4j, ``quick_jvm``: fixed once its JVM starts), the driver's addresses and the executors' size when
     set, and this environment's Python for driver and executors (``spark.pyspark.python`` in
     ``cfg.extra`` overrides it for the executors). ``cfg.master`` is not used: the cluster comes
-    from the Spark connection."""
+    from the Spark connection.
+
+    ``cluster_mode`` (spark-submit's ``--deploy-mode cluster``: the driver runs on a cluster node, not
+    on the submitting machine): the driver's Python is ``spark.pyspark.driver.python`` of
+    ``cfg.extra``, else the executors' (this machine's interpreter path means nothing on that node),
+    and ``spark.driver_host`` / ``driver_bind_address`` (this machine's addresses) are not given:
+    the cluster manager places the driver."""
+    python = cfg.extra.get("spark.pyspark.python", sys.executable)
     conf = {
         "spark.jars": ",".join(jar_paths(cfg.jars_dir, s3a)),
         "spark.driver.memory": cfg.driver_memory,
-        "spark.pyspark.python": cfg.extra.get("spark.pyspark.python", sys.executable),
-        "spark.pyspark.driver.python": sys.executable,
+        "spark.pyspark.python": python,
+        "spark.pyspark.driver.python": cfg.extra.get("spark.pyspark.driver.python", python) if cluster_mode
+        else sys.executable,
     }
-    for key, value in (("spark.driver.host", cfg.driver_host), ("spark.driver.bindAddress", cfg.driver_bind_address),
-                       ("spark.executor.memory", cfg.executor_memory), ("spark.executor.cores", cfg.executor_cores)):
+    addresses = () if cluster_mode else (("spark.driver.host", cfg.driver_host),
+                                         ("spark.driver.bindAddress", cfg.driver_bind_address))
+    for key, value in (*addresses, ("spark.executor.memory", cfg.executor_memory),
+                       ("spark.executor.cores", cfg.executor_cores)):
         if value is not None:
             conf[key] = str(value)
     if options := driver_java_options(cfg):

@@ -19,7 +19,9 @@ memory, this environment's Python), pinrec's packages as a ``--py-files`` zip (e
 the same code) and the application name ``pinrec-<step>-<day>``. The config file, the landing zone
 and the warehouse must be reachable from the driver and the executors (shared storage, ``s3://``).
 The result is written under ``<storage.artifacts>/_spark_submit/`` and deleted once read: local in
-client deploy mode; in cluster deploy mode artifacts must be shared storage.
+client deploy mode; in cluster deploy mode (the connection's extra ``deploy-mode``, :func:`deploy_mode`)
+artifacts must be shared storage, and the driver, on a cluster node, gets the cluster's Python and no
+address of this machine (:func:`pinrec.jobs.io.spark.submit_conf`).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from pinrec.jobs.config import PinrecConfig
+from pinrec.jobs.config import ConfigError, PinrecConfig
 from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.package import package_zip
 
@@ -91,6 +93,31 @@ def spark_connection(conn_id: str | None):
         return None
 
 
+def deploy_mode(conn_id: str, cfg: PinrecConfig) -> str:
+    """The deploy mode spark-submit gets from the Airflow connection ``conn_id`` (its extra
+    ``deploy-mode``: ``client``, the default, or ``cluster``), checked against what a pinrec step
+    needs in cluster mode, where the driver runs on a cluster node: Spark runs Python drivers there
+    only on YARN and Kubernetes, and that driver writes the step's result under
+    ``storage.artifacts``, which must then be shared storage (S3). ConfigError otherwise, naming the
+    connection and the setting."""
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+
+    # the hook's own reading of the connection (master URL rules differ between URI and UI connections)
+    resolved = SparkSubmitHook(conn_id=conn_id)._connection
+    master, mode = resolved["master"], resolved["deploy_mode"] or "client"
+    if mode not in ("client", "cluster"):
+        raise ConfigError(f"the Airflow connection {conn_id!r} has deploy-mode {mode!r}: expected 'client' or 'cluster'")
+    if mode == "cluster" and master.startswith("spark://"):
+        raise ConfigError(f"the Airflow connection {conn_id!r} asks for deploy-mode cluster on a standalone master "
+                          f"({master}): Spark runs Python applications in cluster deploy mode only on YARN and "
+                          "Kubernetes; use deploy-mode client there")
+    if mode == "cluster" and not cfg.storage.location("artifacts").is_s3:
+        raise ConfigError(f"the Airflow connection {conn_id!r} runs the driver on a cluster node (deploy-mode cluster), "
+                          f"which writes the step's result under storage.artifacts={cfg.storage.artifacts!r}, a path "
+                          "on this machine: put storage.artifacts on S3, or use deploy-mode client")
+    return mode
+
+
 def step_arguments(step: str, day: dt.date, result_uri: str, config_file: str | None,
                    overrides: list[str]) -> list[str]:
     """The ``pinrec`` CLI arguments that run ``step`` for ``day`` (what :mod:`pinrec.jobs.orchestration.spark_app` gets)."""
@@ -112,6 +139,7 @@ def submit_step(step: str, cfg: PinrecConfig, day: dt.date, conn_id: str, config
 
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; expected one of {sorted(STEPS)}")
+    cluster_mode = deploy_mode(conn_id, cfg) == "cluster"
     result = cfg.storage.location("artifacts") / "_spark_submit" / f"{step}-{day.isoformat()}-{uuid.uuid4().hex}.json"
     result_uri = result.uri
     env = os.environ.copy()
@@ -119,7 +147,7 @@ def submit_step(step: str, cfg: PinrecConfig, day: dt.date, conn_id: str, config
     if shutil.which("spark-submit") is None and (here / "spark-submit").is_file():
         env["PATH"] = f"{here}{os.pathsep}{env.get('PATH', '')}"  # this environment's pyspark
     with tempfile.TemporaryDirectory(prefix="pinrec-submit-") as tmp:
-        hook = SparkSubmitHook(conn_id=conn_id, conf=submit_conf(cfg.spark, s3a=cfg.storage.spark_s3 is not None), py_files=str(package_zip(Path(tmp))),
+        hook = SparkSubmitHook(conn_id=conn_id, conf=submit_conf(cfg.spark, s3a=cfg.storage.spark_s3 is not None, cluster_mode=cluster_mode), py_files=str(package_zip(Path(tmp))),
                                name=f"pinrec-{step}-{day.isoformat()}",
                                application_args=step_arguments(step, day, result_uri, config_file,
                                                                list(overrides or [])))

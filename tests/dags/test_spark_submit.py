@@ -96,6 +96,65 @@ def test_with_a_connection_the_step_goes_through_spark_submit(airflow_home, monk
         spark_submit.run_task("training-set", START, params)
 
 
+def _conn(host: str, **extra) -> str:
+    return json.dumps({"conn_type": "spark", "host": host, "extra": extra})
+
+
+@pytest.mark.parametrize(("conn", "artifacts", "expected"), [
+    ("spark://127.0.0.1:7077", "./var/artifacts", "client"),
+    (_conn("yarn", **{"deploy-mode": "client"}), "./var/artifacts", "client"),
+    (_conn("yarn", **{"deploy-mode": "cluster"}), "s3://lake/artifacts", "cluster"),
+])
+def test_the_deploy_mode_comes_from_the_connection(airflow_home, monkeypatch, conn, artifacts, expected):
+    from pinrec.jobs.config import load_config, parse_overrides
+    from pinrec.jobs.orchestration.spark_submit import deploy_mode
+
+    monkeypatch.setenv(CONN, conn)
+    cfg = load_config(overrides=parse_overrides([f"storage.artifacts={artifacts}"]))
+    assert deploy_mode("pinrec_spark", cfg) == expected
+
+
+@pytest.mark.parametrize(("conn", "artifacts", "message"), [
+    (_conn("spark://10.0.0.1:7077", **{"deploy-mode": "cluster"}), "s3://lake/artifacts",
+     "deploy-mode cluster on a standalone master .spark://10.0.0.1:7077.: Spark runs Python applications"),
+    (_conn("yarn", **{"deploy-mode": "cluster"}), "./var/artifacts",
+     ("driver on a cluster node .deploy-mode cluster., which writes the step's result under "
+      "storage.artifacts='./var/artifacts'")),
+    (_conn("yarn", **{"deploy-mode": "remote"}), "./var/artifacts", "deploy-mode 'remote': expected 'client' or 'cluster'"),
+])
+def test_a_cluster_deploy_mode_a_pinrec_step_cannot_run_in_is_refused_before_submitting(
+        airflow_home, monkeypatch, conn, artifacts, message):
+    """A standalone master runs no Python driver in cluster mode (spark-submit itself would refuse it,
+    deep in the task's log), and a driver on a cluster node cannot write the result to this machine."""
+    from pinrec.jobs.config import ConfigError, load_config, parse_overrides
+    from pinrec.jobs.orchestration import spark_submit
+
+    monkeypatch.setenv(CONN, conn)
+    cfg = load_config(overrides=parse_overrides([f"storage.artifacts={artifacts}"]))
+    monkeypatch.setattr("airflow.providers.apache.spark.hooks.spark_submit.SparkSubmitHook.submit",
+                        lambda *a, **k: pytest.fail("submitted"))
+    with pytest.raises(ConfigError, match=message):
+        spark_submit.submit_step("features", cfg, START, "pinrec_spark")
+
+
+def test_in_cluster_deploy_mode_the_driver_gets_the_clusters_python_and_no_address_of_this_machine():
+    from pinrec.jobs.config import SparkConfig
+    from pinrec.jobs.io.spark import submit_conf
+
+    jars = str(REPO / "var" / "jars")
+    cfg = SparkConfig(driver_host="airflow-worker.example", driver_bind_address="0.0.0.0", jars_dir=jars,
+                      extra={"spark.pyspark.python": "/opt/venv/bin/python"})
+    client = submit_conf(cfg)
+    assert (client["spark.pyspark.python"], client["spark.pyspark.driver.python"]) == ("/opt/venv/bin/python", sys.executable)
+    assert (client["spark.driver.host"], client["spark.driver.bindAddress"]) == ("airflow-worker.example", "0.0.0.0")
+    cluster = submit_conf(cfg, cluster_mode=True)
+    assert (cluster["spark.pyspark.python"], cluster["spark.pyspark.driver.python"]) == ("/opt/venv/bin/python",) * 2
+    assert not {"spark.driver.host", "spark.driver.bindAddress"} & set(cluster)
+    own = SparkConfig(jars_dir=jars, extra={"spark.pyspark.python": "/opt/venv/bin/python",
+                                            "spark.pyspark.driver.python": "/opt/driver/bin/python"})
+    assert submit_conf(own, cluster_mode=True)["spark.pyspark.driver.python"] == "/opt/driver/bin/python"
+
+
 # ---------------------------------------------------------------- on a real standalone cluster
 @pytest.fixture()
 def cluster(tmp_path):
