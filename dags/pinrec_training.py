@@ -1,5 +1,5 @@
 """
-### pinrec training: graph -> PinSage -> index, ranker, two-tower; CF -> funnel -> blessing gate -> publish -> report
+### pinrec training: graph -> PinSage -> index, ranker, two-tower; CF -> funnel -> blessing gate -> publish -> report, Redis
 
 Scheduled on the Asset `pinrec_training_set` (emitted by `pinrec_daily` when a day's training set
 is written); the day comes from that Asset event, or from the `day` param (default: the newest
@@ -27,7 +27,10 @@ landed day) when triggered by hand.
    (`pinrec publish bundle`); its XCom names the bundle version, the verdict and the MLflow model versions.
 7. **report**: the run report of that bundle version, one static HTML file under
    `<artifacts>/reports/` (rows and quarantine, drift, PinSage loss and stability, recall, ranker
-   calibration, index candidates, the verdict; `pinrec report`).
+   calibration, index candidates, the verdict; `pinrec report`);
+   **online_features** (in parallel): the feature snapshot of the bundle the channel now serves,
+   written to Redis, the online store serving reads first (`pinrec publish online-features`);
+   skipped unless `redis.url` is set.
 
 Each task returns what it read (Delta versions) and wrote, and the MLflow run it logged to.
 Every step but the funnel replay and `report` goes through the step cache
@@ -181,6 +184,14 @@ def pinrec_training():
         return out
 
     @task
+    def online_features(published: dict, params=None, triggering_asset_events=None) -> dict:
+        from pinrec.jobs.orchestration.tasks import online_features
+
+        out = online_features(_config(params, triggering_asset_events))
+        print(f"[online features] {out.get('summary') or 'skipped: ' + out['skipped']}")
+        return out
+
+    @task
     def report(published: dict, params=None, triggering_asset_events=None) -> dict:
         from pinrec.jobs.orchestration.tasks import run_report
 
@@ -190,7 +201,9 @@ def pinrec_training():
     day = plan()
     embedded = pinsage(retrieval_settings(graph(day)))
     indexed, ranked = index(embedded), ranker(embedded)
-    report(publish(day, indexed, ranked, two_tower(embedded), cf(day), funnel(day, indexed, ranked)))
+    published = publish(day, indexed, ranked, two_tower(embedded), cf(day), funnel(day, indexed, ranked))
+    report(published)
+    online_features(published)
 
 
 pinrec_training()

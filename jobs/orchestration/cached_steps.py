@@ -140,9 +140,11 @@ def check_pipeline_can_run(summary, cfg: PinrecConfig) -> None:
 
 
 def _bundle_config(cfg: PinrecConfig) -> dict:
-    """The sections that shape a bundle: all but where things are stored, how Spark runs and the cache
-    itself (a lake moved elsewhere still holds the same bundle)."""
-    out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("cache", "storage", "spark")}
+    """The sections that shape a bundle: all but where things are stored, how Spark runs, the cache
+    itself (a lake moved elsewhere still holds the same bundle) and the Redis the bundle's features are
+    exported to after publishing (``redis``: the bundle is the same with or without an online store)."""
+    out = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+           if f.name not in ("cache", "storage", "spark", "redis")}
     # the held-out days: resolved by the demo, null in a DAG task; the training set's Delta version carries them
     out["training"] = {k: v for k, v in dataclasses.asdict(cfg.training).items()
                        if k not in ("validation_days", "test_days")}

@@ -1,5 +1,5 @@
 """The bodies of ``pinrec``'s commands that act on stores and servers rather than on tables alone:
-``publish bundle|rollback|prune``, ``recommend`` (the serving loader; its body is in
+``publish bundle|rollback|online-features|prune``, ``recommend`` (the serving loader; its body is in
 :mod:`~pinrec.jobs.orchestration.cli_recommend`), ``feature-snapshot`` (+ Redis) and
 ``stack up|status|down``. Like :mod:`~pinrec.jobs.orchestration.cli_jobs`, each imports its job
 inside its body and returns the exit code.
@@ -42,6 +42,14 @@ def cmd_publish_rollback(args) -> int:
     cfg = config_of(args)
     pointer = rollback(_store(cfg), cfg.publish.name, cfg.publish.channel, args.to, allow_unblessed=args.force)
     print(f"channel {cfg.publish.channel} of {cfg.publish.name} -> {pointer.version}")
+    return 0
+
+
+def cmd_publish_online_features(args) -> int:
+    """Export the channel's (or ``--version``'s) bundle snapshot to Redis (``--redis-url``, else redis.url)."""
+    from pinrec.jobs.publish.online_features import export_bundle_features
+
+    print(export_bundle_features(config_of(args, {"redis.url": args.redis_url}), args.version)["summary"])
     return 0
 
 
@@ -177,7 +185,7 @@ def cmd_config_docs(args) -> int:
 
 COMMANDS: dict[str, Callable[[Any], int]] = {
     "publish bundle": cmd_publish_bundle, "publish rollback": cmd_publish_rollback,
-    "publish prune": cmd_publish_prune, "recommend": cmd_recommend, "feature-snapshot": cmd_feature_snapshot,
+    "publish prune": cmd_publish_prune, "publish online-features": cmd_publish_online_features, "recommend": cmd_recommend, "feature-snapshot": cmd_feature_snapshot,
     "stack up": cmd_stack, "stack status": cmd_stack, "stack down": cmd_stack,
     "config show": cmd_config_show, "config docs": cmd_config_docs, "lineage": cmd_lineage,
     "report": cmd_report,

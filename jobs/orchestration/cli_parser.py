@@ -247,7 +247,7 @@ def _add_config(sub, common: argparse.ArgumentParser, verbose: argparse.Argument
 
 
 def _add_publish(sub, common: argparse.ArgumentParser) -> None:
-    """``pinrec publish bundle|rollback|prune``: each action with only its own options; no default action."""
+    """``pinrec publish bundle|rollback|online-features|prune``: each action with only its own options; no default action."""
     p = sub.add_parser("publish", help="publish a serving bundle behind the blessing gate; roll a channel back; prune")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = _leaf(actions, "bundle", "publish bundle", [common],
@@ -263,6 +263,10 @@ def _add_publish(sub, common: argparse.ArgumentParser) -> None:
               help="move the channel (publish.channel) back to a stored version")
     a.add_argument("--to", metavar="VERSION", required=True, help="the stored version the channel moves to")
     a.add_argument("--force", action="store_true", help="allow a version the blessing gate did not bless")
+    a = _leaf(actions, "online-features", "publish online-features", [common],
+              help="export the feature snapshot of the bundle the channel serves to Redis, the online store")
+    a.add_argument("--version", help="a stored bundle version (default: the one publish.channel points to)")
+    a.add_argument("--redis-url", help="the Redis to export to, with the other redis.* settings (default: redis.url)")
     a = _leaf(actions, "prune", "publish prune", [common],
               help="delete old versions (never one a channel points to) beyond the newest kept, and stale "
                    "incomplete ones")

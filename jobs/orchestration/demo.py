@@ -32,6 +32,7 @@ from pinrec.jobs.ingest.days import event_days, landed_partitions
 from pinrec.jobs.ingest.landing import LandingSummary
 from pinrec.jobs.ingest.report import IngestReport
 from pinrec.jobs.monitoring.summary import WarehouseSummary
+from pinrec.jobs.publish.online_features import export_bundle_features
 
 from .cached_steps import fill_landing
 
@@ -265,6 +266,10 @@ def run_demo(cfg: PinrecConfig, days_per_batch: int = 0, echo=print) -> DemoResu
             for line in bundle.funnel.render().splitlines():
                 echo("[funnel] " + line)
         echo("[publish] " + bundle.render())
+        if cfg.redis.url:  # the online store (`pinrec stack up` runs one): the served bundle's features
+            with timed("online features"):
+                echo("[online features] " + (export_bundle_features(cfg)["summary"] if _has_channel(cfg)
+                                             else "skipped: no version is served yet"))
         # a rejected candidate leaves the channel on the previous version: serve that one
         with timed("serve examples"):
             promoted = getattr(bundle, "promoted", False)

@@ -396,3 +396,20 @@ def run_report(cfg: PinrecConfig, version: str, reuse: bool = False) -> dict:
     where = build_report(cfg, version, spark=_spark(cfg))
     log.info("[report] %s", where)
     return {"version": version, "wrote": {"report": str(where)}}
+
+
+def online_features(cfg: PinrecConfig) -> dict:
+    """Write the feature snapshot of the bundle ``publish.channel`` serves to Redis
+    (:func:`pinrec.jobs.publish.online_features.export_bundle_features`); ``{"skipped": why}`` when
+    ``redis.url`` is not set or the channel points nowhere yet (a first candidate rejected)."""
+    from pinrec.export.serving.store import Store, read_channel
+    from pinrec.jobs.config import s3_options
+    from pinrec.jobs.publish.online_features import export_bundle_features
+
+    if not cfg.redis.url:
+        return {"skipped": "redis.url is not set: serving reads the bundle's own snapshot"}
+    if read_channel(Store(cfg.bundle_store_uri, s3_options(cfg.storage)), cfg.publish.name, cfg.publish.channel) is None:
+        return {"skipped": f"channel {cfg.publish.channel} of {cfg.publish.name} points to no version yet"}
+    out = export_bundle_features(cfg)
+    log.info("[online features] %s", out["summary"])
+    return out

@@ -44,6 +44,8 @@ def test_training_dag_runs_cf_beside_graph_and_pinsage_into_publish(dagbag):
     assert tasks["cf"].upstream_task_ids == {"plan"}
     assert tasks["publish"].upstream_task_ids == {"plan", "index", "ranker", "two_tower", "cf", "funnel"}
     assert tasks["report"].upstream_task_ids == {"publish"} and tasks["report"].downstream_task_ids == set()
+    assert tasks["online_features"].upstream_task_ids == {"publish"}
+    assert tasks["online_features"].downstream_task_ids == set()
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])

@@ -43,9 +43,10 @@ def daily_done(tmp_path_factory, spark):
     return cfg, overrides
 
 
-def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_done, spark):
+def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_done, spark, redis_url):
     from airflow.dag_processing.dagbag import DagBag
 
+    from pinrec.export.serving.feature_store import FeatureSnapshot
     from pinrec.export.serving.loader import load
 
     cfg, overrides = daily_done
@@ -56,7 +57,7 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     assert str(run.state) == "success", states
     assert set(states.values()) == {"success"} and set(states) == {"plan", "graph", "retrieval_settings", "pinsage",
                                                                    "cf", "index", "ranker", "two_tower", "funnel",
-                                                                   "publish", "report"}
+                                                                   "publish", "report", "online_features"}
     _check_settings_reached_pinsage(spark, cfg, {ti.task_id: ti for ti in run.get_task_instances()})
     published = {ti.task_id: ti for ti in run.get_task_instances()}["publish"].xcom_pull(task_ids="publish")
     assert published["day"] == (START + dt.timedelta(days=DAYS - 1)).isoformat()  # default: newest landed day
@@ -73,9 +74,16 @@ def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_do
     title = f"<title>pinrec run report: {cfg.publish.name}/{bundle.version}</title>"
     assert title in Path(reported["wrote"]["report"]).read_text()
 
-    # a re-run of the same day publishes a new immutable version and moves the channel to it
-    rerun = dag.test(run_conf={"overrides": overrides, "day": published["day"]})
+    online = {ti.task_id: ti for ti in run.get_task_instances()}["online_features"].xcom_pull(task_ids="online_features")
+    assert online == {"skipped": "redis.url is not set: serving reads the bundle's own snapshot"}
+
+    # a re-run of the same day publishes a new immutable version and moves the channel to it; with
+    # redis.url set, the online store gets that version's snapshot
+    rerun = dag.test(run_conf={"overrides": [*overrides, f"redis.url={redis_url}"], "day": published["day"]})
     assert str(rerun.state) == "success"
+    online = {ti.task_id: ti for ti in rerun.get_task_instances()}["online_features"].xcom_pull(task_ids="online_features")
+    snapshot = FeatureSnapshot.from_bundle(load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel))
+    assert online["url"] == redis_url and online["rows"] == {v: snapshot.view(v).num_rows for v in snapshot.views}
     skipped = {ti.task_id: ti for ti in rerun.get_task_instances()}["retrieval_settings"].xcom_pull(
         task_ids="retrieval_settings")
     assert skipped["skipped"] == "retrieval_eval.tune_in_training is off" and skipped["settings"] == {}
