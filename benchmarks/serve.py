@@ -48,7 +48,7 @@ One run of this script:
 5. with ``--redis auto`` (default; when ``redis-server`` and redis-py are installed) or ``on``:
    starts ``redis-server`` on 127.0.0.1 (stopped by PID), exports the bundle's snapshot to it
    (:func:`pinrec.jobs.features.redis_export.export_snapshot`) and serves the same requests with features from
-   Redis (:class:`pinrec.export.serving.feature_store.RedisFeatureStore`), side by side with the snapshot: the
+   Redis (:class:`pinrec.export.serving.redis_store.RedisFeatureStore`), side by side with the snapshot: the
    ``features`` stage is the per-request lookup cost of each.
 
 Usage (from the repository root)::
@@ -103,8 +103,8 @@ def pin_data(n: int, d: int, categories: int, rng) -> tuple[np.ndarray, np.ndarr
 
 
 def snapshot_tables(ids: np.ndarray, cat_names: list[str], cat: np.ndarray, users: int, rng) -> dict[str, pa.Table]:
-    """The three feature views' snapshot tables (:mod:`pinrec.export.serving.feature_store` format)."""
-    from pinrec.export.serving.feature_store import SnapshotMeta, with_meta
+    """The three feature views' snapshot tables (:mod:`pinrec.export.serving.snapshot_meta` format)."""
+    from pinrec.export.serving.snapshot_meta import SnapshotMeta, with_meta
     from pinrec.schemas.features import FEATURE_VIEWS
 
     ts = pa.timestamp("us", tz="UTC")
@@ -656,12 +656,10 @@ def with_redis(bundle, config, users, contexts, args):
         return "redis-py is not installed (pip install 'pinrec[redis]')"
     if server is None:
         return "no redis-server on PATH"
-    from pinrec.export.serving.feature_store import (
-        FeatureSnapshot,
-        RedisConfig,
-        RedisFeatureStore,
-    )
+    from pinrec.export.serving.feature_snapshot import FeatureSnapshot
     from pinrec.export.serving.recommend import Recommender
+    from pinrec.export.serving.redis_format import RedisConfig
+    from pinrec.export.serving.redis_store import RedisFeatureStore
     from pinrec.jobs.features.redis_export import export_snapshot
 
     with socket.socket() as sock:

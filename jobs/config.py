@@ -28,8 +28,8 @@ from pydantic import BeforeValidator, Field, model_validator
 from pinrec.export.build.blessing import BlessingConfig
 from pinrec.export.build.publish import PublishConfig
 from pinrec.export.index_choice import IndexConfig
-from pinrec.export.serving.feature_store import RedisConfig
 from pinrec.export.serving.recommend import RecommendConfig
+from pinrec.export.serving.redis_format import RedisConfig
 from pinrec.export.serving.store import S3Options, endpoint_problem, shown_url
 from pinrec.jobs.cf.config import CfConfig
 from pinrec.jobs.funnel.config import FunnelConfig

@@ -16,7 +16,7 @@
    candidates than ``prerank_keep`` remain, the bundle's cheap pre-ranker (``extra/prerank.onnx``)
    scores all of them and only the best ``prerank_keep`` (ties by pin id) go on.
 4. **Rank** the candidates in one batch: the (user, candidates, context) inputs the training set
-   has (:mod:`pinrec.export.serving.feature_store` snapshot), encoded as the bundle's
+   has (:mod:`pinrec.export.serving.feature_snapshot`), encoded as the bundle's
    :class:`~pinrec.export.encoding.FeatureEncoder` does (no ``position``: position-free scores), scored by
    the ONNX ranker (``p_<task>`` and the blended ``score``).
 5. **Re-rank** for diversity (:mod:`pinrec.export.serving.rerank`): at most ``category_cap`` pins per category
@@ -27,7 +27,7 @@ What depends on the bundle only is computed once per bundle: the fresh and trend
 (:mod:`pinrec.export.serving.serving_encoding`) the encoding of every pin and, when the bundle's snapshot serves
 the features, of every user-view and user x category row and every user's embedding; per request
 rows are gathered, a row expired at ``now`` (``feature_ts < now - ttl``) counting as missing
-exactly as :meth:`FeatureSnapshot.lookup` says. With a :class:`~pinrec.export.serving.feature_store.RedisFeatureStore`
+exactly as :meth:`FeatureSnapshot.lookup` says. With a :class:`~pinrec.export.serving.redis_store.RedisFeatureStore`
 as ``features``, user and user x category features come through it per request (pin features
 always from the snapshot). Deterministic: ties break by pin id. An unknown user (or ``None``) gets
 the cold-start channels only, unless the request carries session actions.
@@ -81,7 +81,7 @@ from .candidates import (
 from .cf_channel import FILES as CF_FILES
 from .cf_channel import CfChannel
 from .embedding_features import LAST_CLOSEUPS, LAST_SAVED
-from .feature_store import FeatureSnapshot, to_micros
+from .feature_snapshot import FeatureSnapshot
 from .prerank import PRERANK_FILE, Prerank
 from .rerank import rerank
 from .serving_encoding import (
@@ -101,6 +101,7 @@ from .serving_request import (
 )
 from .session import check_recent, list_caps, merged
 from .shards import ShardedIndex
+from .snapshot_meta import to_micros
 from .two_tower import FILES as TWO_TOWER_FILES
 from .two_tower import TwoTowerChannel
 
@@ -197,7 +198,7 @@ class Recommender:
             ``extra/pin_embeddings.npy`` (needed by the ``ann`` channel from saves and by MMR).
         config (RecommendConfig, optional): channels, sizes and diversity. (default: defaults)
         features (optional): what serves the features: a :class:`FeatureSnapshot` or a
-            :class:`~pinrec.export.serving.feature_store.RedisFeatureStore` (anything with ``lookup(view, keys,
+            :class:`~pinrec.export.serving.redis_store.RedisFeatureStore` (anything with ``lookup(view, keys,
             now)``). (default: the bundle's snapshot)
 
     Shapes: ``recommend(user, context, k) -> list[Recommendation]`` of length <= k, best first.

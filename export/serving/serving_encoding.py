@@ -9,7 +9,7 @@ their own (a :class:`Part`) and writing the outputs to their places gives the fu
 (B, C) and (B, F) bit for bit.
 
 :class:`ServingEncoder` encodes once per bundle the pins' metadata and pin view, and, when the
-bundle's :class:`~pinrec.export.serving.feature_store.FeatureSnapshot` serves (not Redis), every user's user-view
+bundle's :class:`~pinrec.export.serving.feature_snapshot.FeatureSnapshot` serves (not Redis), every user's user-view
 row (:class:`~pinrec.export.serving.serving_request.UserTable`) and every user x category row; per request it only gathers rows. A row
 whose ``feature_ts`` is older than ``now - ttl`` gets the encoding of a missing row, exactly as
 :meth:`FeatureSnapshot.lookup` would give. The context's categoricals are dict lookups into the

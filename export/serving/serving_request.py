@@ -26,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .embedding_features import LAST_CLOSEUPS, LAST_SAVED, USER_EMBEDDINGS
-from .feature_store import to_micros
 from .serving_encoding import CONTEXT
+from .snapshot_meta import to_micros
 
 
 @dataclass(eq=False)

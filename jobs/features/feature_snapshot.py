@@ -8,9 +8,9 @@ cannot drift apart between training and serving. Feature rows older than ``cutof
 pruned before the join; they could never win it.
 
 Each view becomes one Parquet file ``features_<view>.parquet`` (sorted by key; columns: the
-entities, ``<view>__<feature>``, ``<view>__feature_ts``; a :class:`pinrec.export.serving.feature_store.SnapshotMeta`
+entities, ``<view>__<feature>``, ``<view>__feature_ts``; a :class:`pinrec.export.serving.snapshot_meta.SnapshotMeta`
 in the file's metadata) in a local folder or an S3 location, small enough to ship in the bundle
-(``BundleFiles.extras``) and served by :class:`pinrec.export.serving.feature_store.FeatureSnapshot`.
+(``BundleFiles.extras``) and served by :class:`pinrec.export.serving.feature_snapshot.FeatureSnapshot`.
 The files are collected on the driver: one row per entity (users and pins), not per event.
 ``pinrec feature-snapshot`` runs it and, with ``--redis-url`` or ``redis.url``, also exports the snapshot to Redis
 (:mod:`pinrec.jobs.features.redis_export`).
@@ -27,8 +27,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pinrec.export.serving.feature_store import (
-    FeatureSnapshot,
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
+from pinrec.export.serving.snapshot_meta import (
     SnapshotMeta,
     snapshot_file_name,
     with_meta,

@@ -2,7 +2,7 @@
 
 Every export of a view writes a new generation (a random id): every row becomes
 ``SET <prefix>:<version>:<view>:<generation>:<json key> <json values> EX ttl`` (the format
-:class:`pinrec.export.serving.feature_store.RedisFeatureStore` reads: one JSON list of the view's
+:class:`pinrec.export.serving.redis_store.RedisFeatureStore` reads: one JSON list of the view's
 ``value_columns``, ``feature_ts`` in microseconds), sent ``batch_size`` at a time through a
 non-transactional pipeline (one round trip per batch). Then ``<prefix>:<version>:<view>:_meta``
 is set to name the generation (with the columns, their Arrow types, the cut-off and the row count).
@@ -28,8 +28,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from pinrec.export.serving.feature_store import (
-    FeatureSnapshot,
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
+from pinrec.export.serving.redis_format import (
     RedisConfig,
     encode_rows,
     redis_generation_pattern,

@@ -3,7 +3,7 @@ command says which feature source answered.
 
 Features come from Redis when ``--redis-url`` or the config's ``redis.url`` names one (``--no-redis``:
 from the bundle's snapshot all the same), through
-:class:`~pinrec.export.serving.feature_store.RedisFeatureStore` with every other ``redis.*`` setting,
+:class:`~pinrec.export.serving.redis_store.RedisFeatureStore` with every other ``redis.*`` setting,
 the settings ``feature-snapshot`` exported with. Before the first request one lookup of no keys per
 view of the snapshot reads the bundle version's ``_meta`` keys. When Redis cannot serve (down, timed
 out, no export of this version, or one of another snapshot), an explicit ``--redis-url`` is an error
@@ -81,7 +81,8 @@ def serves_every_view(store) -> bool:
 def _redis_store(bundle, cfg, explicit: bool):
     """(the RedisFeatureStore over the bundle's snapshot, the ``features:`` line); the store is None
     when Redis cannot serve and the URL came from the config (its cause then went to stderr)."""
-    from pinrec.export.serving.feature_store import FeatureSnapshot, RedisFeatureStore
+    from pinrec.export.serving.feature_snapshot import FeatureSnapshot
+    from pinrec.export.serving.redis_store import RedisFeatureStore
 
     url = cfg.redis.url
     try:

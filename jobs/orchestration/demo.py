@@ -103,7 +103,7 @@ def serve_examples(cfg: PinrecConfig, echo=print, users: int = 3, k: int = 10) -
     import numpy as np
     import pyarrow.compute as pc
 
-    from pinrec.export.serving.feature_store import FeatureSnapshot
+    from pinrec.export.serving.feature_snapshot import FeatureSnapshot
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.recommend import Recommender
 

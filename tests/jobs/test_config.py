@@ -261,7 +261,7 @@ def test_the_serving_configs_import_without_pydantic():
     import subprocess
     import sys
 
-    code = ("import sys; import pinrec.export.serving.recommend, pinrec.export.serving.feature_store, "
+    code = ("import sys; import pinrec.export.serving.recommend, pinrec.export.serving.redis_format, "
             "pinrec.export.index_choice; assert not [m for m in sys.modules if m.startswith('pydantic')], 'pydantic'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -20,7 +20,7 @@ from pinrec.export.encoding import (
     training_set_spec,
 )
 from pinrec.export.index_choice import IndexConfig
-from pinrec.export.serving.feature_store import (
+from pinrec.export.serving.snapshot_meta import (
     SnapshotMeta,
     snapshot_file_name,
     with_meta,

@@ -17,7 +17,7 @@ import pytest
 
 from pinrec.export.build.publish import publish
 from pinrec.export.encoding import FeatureEncoder
-from pinrec.export.serving.feature_store import FeatureSnapshot
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.export.serving.loader import load
 from pinrec.export.serving.prerank import Prerank
 from pinrec.export.serving.recommend import STAGES, RecommendConfig, Recommender
@@ -99,7 +99,8 @@ def test_the_ranker_gets_the_brute_force_top_prerank_keep_of_the_prerank_scores(
 def test_with_a_store_in_front_the_prerank_encodes_per_request_alike(bundle):
     """Redis in front (down here: every lookup falls back to the snapshot): no precomputed user rows,
     the generic per-request path; the same pins are kept, the same scores given."""
-    from pinrec.export.serving.feature_store import RedisConfig, RedisFeatureStore
+    from pinrec.export.serving.redis_format import RedisConfig
+    from pinrec.export.serving.redis_store import RedisFeatureStore
 
     class Down:
         def mget(self, names):

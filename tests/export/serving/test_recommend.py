@@ -21,10 +21,7 @@ from pinrec.export.encoding import (
     FeatureEncoder,
 )
 from pinrec.export.serving.embedding_features import EmbeddingTable
-from pinrec.export.serving.feature_store import (
-    FeatureSnapshot,
-    snapshot_file_name,
-)
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.export.serving.loader import BundleError, Loader, load
 from pinrec.export.serving.recommend import (
     CHANNELS,
@@ -33,6 +30,7 @@ from pinrec.export.serving.recommend import (
     Recommender,
     RequestError,
 )
+from pinrec.export.serving.snapshot_meta import snapshot_file_name
 from pinrec.export.serving.store import Store
 from tests.support.bundles import LINEAGE, T0, metrics
 from tests.support.serving import (
@@ -269,7 +267,8 @@ def test_a_ranker_reading_pinsage_embeddings(tmp_path):
 
 
 def test_redis_in_front_falls_back_to_the_snapshot(bundle):
-    from pinrec.export.serving.feature_store import RedisConfig, RedisFeatureStore
+    from pinrec.export.serving.redis_format import RedisConfig
+    from pinrec.export.serving.redis_store import RedisFeatureStore
 
     class Down:
         def mget(self, names):

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from pinrec.export.build.publish import publish
-from pinrec.export.serving.feature_store import FeatureSnapshot
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.export.serving.loader import load
 from pinrec.export.serving.recommend import RecommendConfig, Recommender
 from pinrec.export.serving.serving_encoding import source

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pinrec.export.build.publish import publish
-from pinrec.export.serving.feature_store import FeatureSnapshot, ViewSnapshot
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.export.serving.loader import Loader, load
 from pinrec.export.serving.recommend import RecommendConfig, Recommender, RequestError
 from pinrec.export.serving.session import (
@@ -17,6 +17,7 @@ from pinrec.export.serving.session import (
     merged,
 )
 from pinrec.export.serving.store import Store
+from pinrec.export.serving.view_snapshot import ViewSnapshot
 from tests.support.bundles import LINEAGE, T0, metrics
 from tests.support.serving import (
     BLOCKED,

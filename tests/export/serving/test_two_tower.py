@@ -15,7 +15,7 @@ from pinrec.export.build.onnx_two_tower import export_user_tower
 from pinrec.export.build.publish import publish
 from pinrec.export.encoding import FeatureEncoder
 from pinrec.export.index_choice import IndexConfig
-from pinrec.export.serving.feature_store import FeatureSnapshot
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.export.serving.loader import load
 from pinrec.export.serving.recommend import RecommendConfig, Recommender
 from pinrec.export.serving.store import Store

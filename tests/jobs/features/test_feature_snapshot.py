@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from pinrec.export.serving.feature_store import FeatureSnapshot
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.jobs.features.feature_snapshot import (
     PrebuiltSnapshot,
     build_feature_snapshot,

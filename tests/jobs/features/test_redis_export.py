@@ -10,15 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from pinrec.export.serving.feature_store import (
-    FeatureSnapshot,
-    RedisConfig,
-    RedisFeatureStore,
-    SnapshotMeta,
-    redis_key,
-    redis_meta_key,
-    with_meta,
-)
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
+from pinrec.export.serving.redis_format import RedisConfig, redis_key, redis_meta_key
+from pinrec.export.serving.redis_store import RedisFeatureStore
+from pinrec.export.serving.snapshot_meta import SnapshotMeta, with_meta
 from pinrec.jobs.features.redis_export import RedisExportError, export_snapshot
 from pinrec.schemas.features import Feature, FeatureView
 from tests.support.redis_server import free_port

@@ -279,11 +279,8 @@ def test_feature_snapshot_with_redis_down_exits_2_naming_the_url(tmp_path, monke
 
     import pyarrow as pa
 
-    from pinrec.export.serving.feature_store import (
-        FeatureSnapshot,
-        SnapshotMeta,
-        with_meta,
-    )
+    from pinrec.export.serving.feature_snapshot import FeatureSnapshot
+    from pinrec.export.serving.snapshot_meta import SnapshotMeta, with_meta
     from pinrec.jobs.features import feature_snapshot
     from pinrec.jobs.orchestration import cli_ops
     from pinrec.schemas.features import Feature, FeatureView

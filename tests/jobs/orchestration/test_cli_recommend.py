@@ -10,9 +10,10 @@ import sys
 import pytest
 
 from pinrec.export.build.publish import publish
-from pinrec.export.serving.feature_store import FeatureSnapshot, RedisConfig, redis_key
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.export.serving.loader import load
 from pinrec.export.serving.recommend import Recommender
+from pinrec.export.serving.redis_format import RedisConfig, redis_key
 from pinrec.export.serving.store import Store
 from pinrec.jobs.config import load_config
 from pinrec.jobs.orchestration.cli import main
