@@ -26,7 +26,7 @@ def export_bundle_features(cfg: PinrecConfig, version: str | None = None) -> dic
     "generation", "rows": {view: n}, "replaced": {view: n}, "seconds"}``. ConfigError when
     ``redis.url`` is not set; the loader's errors when the bundle or channel is missing;
     :class:`~pinrec.jobs.features.redis_export.RedisExportError` naming the URL when Redis fails."""
-    from pinrec.export.serving.feature_store import FeatureSnapshot
+    from pinrec.export.serving.feature_snapshot import FeatureSnapshot
     from pinrec.export.serving.loader import load
     from pinrec.jobs.features.redis_export import export_snapshot
 

@@ -46,7 +46,7 @@ def daily_done(tmp_path_factory, spark):
 def test_training_dag_publishes_a_bundle_the_loader_opens(airflow_home, daily_done, spark, redis_url):
     from airflow.dag_processing.dagbag import DagBag
 
-    from pinrec.export.serving.feature_store import FeatureSnapshot
+    from pinrec.export.serving.feature_snapshot import FeatureSnapshot
     from pinrec.export.serving.loader import load
 
     cfg, overrides = daily_done

@@ -6,12 +6,10 @@ import pyarrow as pa
 import pytest
 
 from pinrec.export.build.publish import publish, rollback
-from pinrec.export.serving.feature_store import (
-    FeatureSnapshot,
-    RedisConfig,
-    RedisFeatureStore,
-)
+from pinrec.export.serving.feature_snapshot import FeatureSnapshot
 from pinrec.export.serving.loader import load
+from pinrec.export.serving.redis_format import RedisConfig
+from pinrec.export.serving.redis_store import RedisFeatureStore
 from pinrec.export.serving.store import Store
 from pinrec.jobs.config import ConfigError, load_config, parse_overrides
 from pinrec.jobs.orchestration.cli import main
