@@ -23,7 +23,7 @@ USERS = TableSpec(
     columns=(
         Column("user_id", "int64", doc="user id"),
         Column("created_at", "timestamp", doc="sign-up time"),
-        Column("country", "string", pattern=COUNTRY_PATTERN, doc="ISO 3166 alpha-2"),
+        Column("country", "string", pattern=COUNTRY_PATTERN, doc="ISO 3166 alpha-2", categorical=True),
         Column("gender", "string", nullable=True, allowed=GENDERS),
         Column("age", "int32", nullable=True, min_value=0, max_value=120),
         Column("occupation", "string", nullable=True),
@@ -39,7 +39,7 @@ PINS = TableSpec(
     columns=(
         Column("pin_id", "int64"),
         Column("created_at", "timestamp"),
-        Column("category", "string", doc="top-level interest category"),
+        Column("category", "string", doc="top-level interest category", categorical=True),
         Column("title", "string", nullable=True),
         Column("nsfw", "bool", doc="flagged unsafe; never recommended"),
         Column("content_embedding", "array<float32>", nullable=True,
@@ -87,7 +87,7 @@ IMPRESSIONS = TableSpec(
         Column("position", "int32", min_value=1, max_value=MAX_POSITION, doc="1-based slot in the feed"),
         Column("surface", "string", allowed=SURFACES),
         Column("device", "string", allowed=DEVICES),
-        Column("country", "string", pattern=COUNTRY_PATTERN),
+        Column("country", "string", pattern=COUNTRY_PATTERN, categorical=True),
     ),
     primary_key=("event_id",),
     event_ts="ts",

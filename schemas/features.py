@@ -23,10 +23,12 @@ MAX_TTL = dt.timedelta(days=36_525)
 class Feature:
     """``window_days``: the trailing window the value aggregates (0: a point value or an all-time
     count). Drift monitoring uses it: a ``W``-day aggregate is truncated on the first ``W`` days of
-    history, so those days are no reference for it (:mod:`pinrec.jobs.monitoring.drift`). ``cumulative``: an
+    history, so those days are no reference for it (:mod:`pinrec.jobs.monitoring.warm_up`). ``cumulative``: an
     all-time count, which grows with every day of history by construction; drift monitoring
     leaves it out, since its mean rises against any earlier reference without anything having
-    changed (on MovieLens-100K the pins' board count alone failed the blessing gate)."""
+    changed (on MovieLens-100K the pins' board count alone failed the blessing gate). A ``string``
+    feature is :attr:`categorical`: a label such as a category (ids are the view's entities, never
+    its features), whose mix of values drift monitoring compares."""
 
     name: str
     dtype: str
@@ -42,6 +44,11 @@ class Feature:
         if not isinstance(self.cumulative, bool) or (self.cumulative and self.window_days):
             raise ValueError(f"feature {self.name!r}: cumulative must be a bool, and an all-time count has "
                              f"window_days 0; got cumulative={self.cumulative!r}, window_days={self.window_days}")
+
+    @property
+    def categorical(self) -> bool:
+        """A label from a vocabulary (dtype ``string``), not a number."""
+        return self.dtype == "string"
 
 
 @dataclass(frozen=True)

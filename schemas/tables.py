@@ -30,6 +30,9 @@ DTYPES: dict[str, pa.DataType] = {
 
 PARTITION_COLUMN = "dt"
 
+#: What a categorical column may hold: string labels or small integer codes.
+CATEGORICAL_DTYPES = ("string", "int32", "int64")
+
 
 @dataclass(frozen=True)
 class Column:
@@ -45,6 +48,9 @@ class Column:
         references: ``"table.column"`` this column is a foreign key to (checked against the
             Delta table plus the batch being ingested), or ``None``.
         doc: one line for humans.
+        categorical: a label from a small vocabulary (a category, a country code), not an id or free
+            text: drift monitoring compares its mix of values. A column with ``allowed`` is one by
+            definition (:attr:`is_categorical`); a key or foreign key never is (an id).
     """
 
     name: str
@@ -56,12 +62,22 @@ class Column:
     pattern: str | None = None
     references: str | None = None
     doc: str = ""
+    categorical: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ValueError(f"column {self.name!r}: unknown dtype {self.dtype!r}; use one of {sorted(DTYPES)}")
         if self.references is not None and self.references.count(".") != 1:
             raise ValueError(f"column {self.name!r}: references must be 'table.column', got {self.references!r}")
+        if self.is_categorical and (self.dtype not in CATEGORICAL_DTYPES or self.references is not None):
+            raise ValueError(f"column {self.name!r}: a categorical column holds {' or '.join(CATEGORICAL_DTYPES)} "
+                             f"labels and is no foreign key (an id), got dtype {self.dtype!r}, "
+                             f"references {self.references!r}")
+
+    @property
+    def is_categorical(self) -> bool:
+        """Declared ``categorical``, or a closed vocabulary (``allowed``)."""
+        return self.categorical or self.allowed is not None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -116,6 +132,9 @@ class TableSpec:
             raise ValueError(f"table {self.name!r}: kind must be 'event' or 'dimension', got {self.kind!r}")
         if self.partition in names:
             raise ValueError(f"table {self.name!r}: partition column {self.partition!r} is implicit")
+        keys = sorted(c.name for c in self.columns if c.is_categorical and c.name in self.primary_key)
+        if keys:
+            raise ValueError(f"table {self.name!r}: primary-key column(s) {keys} cannot be categorical (an id)")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -132,6 +151,11 @@ class TableSpec:
         if with_partition:
             fields.append(pa.field(self.partition, pa.date32(), nullable=False))
         return pa.schema(fields)
+
+    @property
+    def categorical_columns(self) -> tuple[str, ...]:
+        """The names of its categorical columns (:attr:`Column.is_categorical`), in order."""
+        return tuple(c.name for c in self.columns if c.is_categorical)
 
     @property
     def foreign_keys(self) -> tuple[Column, ...]:

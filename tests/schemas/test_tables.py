@@ -64,3 +64,17 @@ def test_every_warehouse_table_is_declared_once_with_its_partitions():
         StoredTable("a/b", ("dt",), "x")
     with pytest.raises(TypeError, match="partition_by must be a tuple"):
         StoredTable("t", "dt", "x")
+
+
+def test_categorical_columns_are_labels_never_ids():
+    assert IMPRESSIONS.categorical_columns == ("surface", "device", "country")  # allowed, allowed, declared
+    assert table("pins").categorical_columns == ("category",)
+    ids = {c.name for t in RAW_TABLES for c in t.columns if c.references or c.name in t.primary_key}
+    assert not ids & {c for t in RAW_TABLES for c in t.categorical_columns}
+    with pytest.raises(ValueError, match="column 'user_id': a categorical column .* no foreign key"):
+        Column("user_id", "int64", references="users.user_id", categorical=True)
+    with pytest.raises(ValueError, match="column 'score': a categorical column holds string or int32 or int64"):
+        Column("score", "float64", categorical=True)
+    with pytest.raises(ValueError, match=r"table 't': primary-key column\(s\) \['kind'\] cannot be categorical"):
+        TableSpec("t", (Column("kind", "string", allowed=("a", "b")), Column("ts", "timestamp")),
+                  primary_key=("kind",), event_ts="ts")
