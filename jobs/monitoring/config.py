@@ -12,7 +12,10 @@ EXPERIMENT = "pinrec-monitoring"
 
 @section("monitoring")
 class MonitoringConfig:
-    """``psi_bins`` quantile bins and ``psi_floor`` share floor of the PSI; ``max_rows`` rows per
+    """``psi_bins`` quantile bins and ``psi_floor`` share floor of the PSI (of the scores; the floor
+    also of the categorical features' PSI); ``max_categories``: a categorical feature's PSI buckets
+    are the reference's this many most frequent categories, one "other" and one null bucket (a
+    longer tail is one bucket: its rare categories' shares are noise); ``max_rows`` rows per
     window read to the driver (a seeded sample beyond); ``reference_split``: the training window;
     ``tasks``: label columns (and score keys); ``experiment``: the MLflow experiment;
     ``at_publish``: ``pinrec publish`` measures the candidate's drift (its ranker's scores on the
@@ -20,6 +23,7 @@ class MonitoringConfig:
 
     psi_bins: Annotated[int, Field(ge=2)] = 10
     psi_floor: Annotated[float, Field(gt=0.0)] = 1e-4
+    max_categories: Annotated[int, Field(ge=1)] = 50
     max_rows: Annotated[int, Field(ge=1)] = 200_000
     reference_split: Annotated[str, Field(min_length=1)] = "train"
     tasks: Annotated[tuple[str, ...], Field(min_length=1)] = ("closeup", "save")

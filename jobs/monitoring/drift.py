@@ -1,7 +1,8 @@
 """Drift maths: the newest day against the training window, for MLflow and the blessing gate.
 
-Three kinds of signal, each a pure function on numpy / pandas (the Spark job that reads the
-``training_set`` Delta table and logs to MLflow is :mod:`pinrec.jobs.monitoring.monitoring`):
+Four kinds of signal, each a pure function on numpy / pandas (the Spark job that reads the
+``training_set`` Delta table and logs to MLflow is :mod:`pinrec.jobs.monitoring.monitoring`; which
+columns are compared, from the schemas: :mod:`pinrec.jobs.monitoring.columns`):
 
 * :func:`psi` — the Population Stability Index of each task's predicted scores,
   ``sum_b (a_b - e_b) * ln(a_b / e_b)`` over ``bins`` quantile bins of the reference scores
@@ -15,42 +16,44 @@ Three kinds of signal, each a pure function on numpy / pandas (the Spark job tha
   on its own limit). Mean and std are over the non-null values, unweighted (both windows are
   sampled alike). An infinite value is refused, naming the column: features are finite
   aggregates, so it is corrupt data upstream, and its drift would be infinite or NaN.
-  **Warm-up:** on the first ingested day no feature has a value yet (every view's row is built
-  from a day's events and serves from that day's end), and a feature aggregated over a ``W``-day
-  window (``Feature.window_days``) is truncated on the first ``W`` days of history (a 30-day count
-  on day 5 covers 4 days); so a feature is compared only on reference days at least
-  ``max(W, 1)`` days after the first ingested day. While the newest day itself, or every
-  reference day, is inside that warm-up, the feature is listed in ``DriftReport.warming_up`` and
-  left out of the drift metrics (a growing count, or the first day's all-null rows, is not drift).
-  Scores depend on every feature, so their PSI uses the reference days past the longest window
-  (at least the first day; ``score:<task>`` is listed as warming up until there are some).
-  All-time counts (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all:
-  they grow with history by construction (:func:`numeric_feature_columns` leaves them out).
+* :func:`~pinrec.jobs.monitoring.category_drift.category_shift` — per categorical feature: the PSI
+  over the frequencies of the reference's top ``max_categories`` categories, one "other" and one
+  null bucket (same floor), and the share of the newest day's non-null rows whose category the
+  reference never had (a vocabulary change, or a broken mapping turning everything into "unknown").
 * :func:`label_rates` — ``sum(w * y) / sum(w)`` per task with ``w = sample_weight`` (undoing the
   negative sampling); for the newest day only once its maturity window has closed (the training
   set's cut-off, from its Delta commit, is at least the day's end + ``maturity_s``), since labels
   that can still arrive would read as a drop.
 
+**Warm-up** (:mod:`pinrec.jobs.monitoring.warm_up`): a view's feature is compared only on reference
+days at least ``max(W, 1)`` days after the first ingested day (``W``: its ``window_days``), numeric
+and categorical alike; until the newest day and some reference day are past it, it is listed in
+``DriftReport.warming_up``, not compared. A raw table's column (``surface``, the pin's ``category``)
+has no warm-up. Scores depend on every feature, so their PSI uses the reference days past the longest
+window (at least the first day; ``score:<task>`` is listed as warming up until there are some).
+All-time counts (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all: they
+grow with history by construction.
+
 Scores come from a callable or arrays, so monitoring runs before (and independently of) the ranker.
 :meth:`DriftReport.drift_metrics` is the flat dict ``Metrics.drift`` of the bundle manifest carries
 (``score_psi.<task>``, ``feature_drift.<column>``, ``null_rate_shift.<column>``,
-``label_rate_shift.<task>``) and that :func:`pinrec.export.build.blessing.evaluate` checks against
-``max_score_psi`` / ``max_feature_drift`` / ``max_null_rate_shift``.
+``category_psi.<column>``, ``unseen_category_share.<column>``, ``label_rate_shift.<task>``) and that
+:func:`pinrec.export.build.blessing.evaluate` checks against ``max_score_psi`` /
+``max_feature_drift`` / ``max_null_rate_shift`` / ``max_category_psi`` / ``max_unseen_category_share``.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
-
+from .category_drift import CategoryShift, category_shift
 from .config import MonitoringConfig
-
-NUMERIC = ("int32", "int64", "float32", "float64")
+from .warm_up import as_date, complete, warmed_up
 
 
 def psi(reference, current, bins: int = 10, floor: float = 1e-4) -> float:
@@ -145,6 +148,7 @@ class DriftReport:
     current_rows: int
     score_psi: dict[str, float] = field(default_factory=dict)
     features: dict[str, FeatureShift] = field(default_factory=dict)
+    categories: dict[str, CategoryShift] = field(default_factory=dict)
     label_rate_reference: dict[str, float] = field(default_factory=dict)
     label_rate_current: dict[str, float] | None = None
     warming_up: tuple[str, ...] = ()
@@ -156,6 +160,9 @@ class DriftReport:
         out = {f"score_psi.{t}": v for t, v in self.score_psi.items()}
         out |= {f"feature_drift.{c}": s.drift for c, s in self.features.items() if s.drift is not None}
         out |= {f"null_rate_shift.{c}": s.null_rate_shift for c, s in self.features.items()}
+        out |= {f"category_psi.{c}": s.psi for c, s in self.categories.items()}
+        out |= {f"unseen_category_share.{c}": s.unseen_share for c, s in self.categories.items()
+                if s.unseen_share is not None}
         if self.label_rate_current is not None:
             out |= {f"label_rate_shift.{t}": abs(self.label_rate_current[t] - self.label_rate_reference[t])
                     for t in self.label_rate_reference}
@@ -173,6 +180,7 @@ class DriftReport:
     def render(self) -> str:
         top = sorted(((c, s.drift) for c, s in self.features.items() if s.drift is not None), key=lambda kv: -kv[1])
         nulls = sorted(((c, s.null_rate_shift) for c, s in self.features.items()), key=lambda kv: -kv[1])
+        cats = sorted(((c, s.psi) for c, s in self.categories.items()), key=lambda kv: -kv[1])
         psi_text = ", ".join(f"{t}={v:.4f}" for t, v in sorted(self.score_psi.items())) or "no scores"
         labels = "maturity window open" if self.label_rate_current is None else ", ".join(
             f"{t} {self.label_rate_reference[t]:.4f}->{v:.4f}" for t, v in sorted(self.label_rate_current.items()))
@@ -180,87 +188,43 @@ class DriftReport:
         return (f"drift {self.day} vs {self.reference} ({self.reference_rows} / {self.current_rows} rows): "
                 f"score PSI {psi_text}; top feature drift " + ", ".join(f"{c}={v:.3f}" for c, v in top[:3])
                 + "; top null-rate shift " + ", ".join(f"{c}={v:.3f}" for c, v in nulls[:3])
+                + "; top category PSI " + ", ".join(f"{c}={v:.3f}" for c, v in cats[:3])
                 + f"; label rate {labels}{warm}")
-
-
-def warmed_up_shift(reference, current, columns, *, day: dt.date, history_start: dt.date | None,
-                    windows: Mapping[str, int]) -> tuple[dict[str, FeatureShift], tuple[str, ...]]:
-    """:func:`feature_shift` under the warm-up rule (module docstring): a column with a ``W``-day
-    window (``windows``, default 0) is compared on reference rows whose ``dt`` is at least
-    ``history_start + max(W, 1)`` days; returns the shifts and the columns still warming up."""
-    if history_start is None:
-        return feature_shift(reference, current, columns), ()
-    shifts: dict[str, FeatureShift] = {}
-    warming: list[str] = []
-    ref_days = reference["dt"].map(_as_date)
-    for window, group in _by_window(columns, windows).items():
-        complete = _complete(history_start, window)
-        eligible = reference[(ref_days >= complete).to_numpy()]
-        if day < complete or not len(eligible):
-            warming += group
-        else:
-            shifts |= feature_shift(eligible, current, group)
-    return {c: shifts[c] for c in columns if c in shifts}, tuple(c for c in columns if c in warming)
-
-
-def _complete(history_start: dt.date, window: int) -> dt.date:
-    """The first day whose features are neither absent (the first day) nor truncated (``window``)."""
-    return history_start + dt.timedelta(days=max(window, 1))
-
-
-def _as_date(value) -> dt.date:
-    if isinstance(value, dt.datetime):  # pandas Timestamps too
-        return value.date()
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-
-
-def _by_window(columns, windows: Mapping[str, int]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
-    for c in columns:
-        out.setdefault(int(windows.get(c, 0)), []).append(c)
-    return out
 
 
 def drift_report(reference, current, columns, cfg: MonitoringConfig, *, day: str, reference_name: str,
                  scores_reference: Mapping[str, object] | None = None,
                  scores_current: Mapping[str, object] | None = None, labels_mature: bool = True,
-                 history_start: dt.date | None = None, windows: Mapping[str, int] | None = None) -> DriftReport:
+                 history_start: dt.date | None = None, windows: Mapping[str, int | None] | None = None,
+                 categorical=()) -> DriftReport:
     """Pure: two pandas windows (with the task and ``sample_weight`` columns, and ``dt`` when
-    ``history_start`` is given) and optional per-task score arrays in, the report out.
-    ``history_start`` (the first ingested day) and ``windows`` (column -> ``window_days``) turn on
-    the warm-up rule; without them every feature is compared on every reference row."""
+    ``history_start`` is given) and optional per-task score arrays in, the report out. ``columns``:
+    the numeric features, ``categorical``: the categorical ones. ``history_start`` (the first
+    ingested day) and ``windows`` (column -> ``window_days``, None: no warm-up) turn on the warm-up
+    rule; without them every feature is compared on every reference row."""
     scores_reference, scores_current = scores_reference or {}, scores_current or {}
     if set(scores_reference) != set(scores_current):
         raise ValueError(f"score tasks differ: reference {sorted(scores_reference)}, current {sorted(scores_current)}")
-    windows = windows or {}
-    features, warming = warmed_up_shift(reference, current, columns, day=dt.date.fromisoformat(day),
-                                        history_start=history_start, windows=windows)
+    windows, newest = windows or {}, dt.date.fromisoformat(day)
+    rule = {"day": newest, "history_start": history_start, "windows": windows}
+    features, warming = warmed_up(reference, current, columns, feature_shift, **rule)
+    compare = functools.partial(category_shift, max_categories=cfg.max_categories, floor=cfg.psi_floor)
+    categories, warming_categories = warmed_up(reference, current, categorical, compare, **rule)
+    warming += warming_categories
     keep = np.ones(len(reference), dtype=bool)
     if history_start is not None and scores_reference:
         # scores depend on every feature: compare them only where the longest window is complete
-        complete = _complete(history_start, max((windows.get(c, 0) for c in columns), default=0))
-        keep = (reference["dt"].map(_as_date) >= complete).to_numpy()
-        if dt.date.fromisoformat(day) < complete or not keep.any():
+        longest = max((w for c in (*columns, *categorical) if (w := windows.get(c, 0)) is not None), default=0)
+        start = complete(history_start, longest)
+        keep = (reference["dt"].map(as_date) >= start).to_numpy()
+        if newest < start or not keep.any():
             warming += tuple(f"score:{t}" for t in sorted(scores_reference))
             scores_reference = scores_current = {}
     return DriftReport(
         day=day, reference=reference_name, reference_rows=len(reference), current_rows=len(current),
         score_psi={t: psi(np.asarray(scores_reference[t])[keep], scores_current[t], cfg.psi_bins, cfg.psi_floor)
                    for t in sorted(scores_reference)},
-        features=features,
+        features=features, categories=categories,
         label_rate_reference=label_rates(reference, cfg.tasks),
         label_rate_current=label_rates(current, cfg.tasks) if labels_mature else None,
         warming_up=warming)
-
-
-def numeric_feature_columns(columns, views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> list[str]:
-    """The numeric ``<view>__<feature>`` columns among ``columns`` that drift is measured on, in
-    view order: all but the cumulative (all-time) counts."""
-    present = set(columns)
-    return [v.column(f.name) for v in views for f in v.features
-            if f.dtype in NUMERIC and not f.cumulative and v.column(f.name) in present]
-
-
-def feature_windows(views: tuple[FeatureView, ...] = FEATURE_VIEWS) -> dict[str, int]:
-    """``<view>__<feature>`` -> the feature's ``window_days``."""
-    return {v.column(f.name): f.window_days for v in views for f in v.features}

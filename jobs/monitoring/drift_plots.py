@@ -5,6 +5,7 @@
   in the title.
 * :func:`feature_drift_figure` — the ``top`` features by drift score as horizontal bars, with the
   blessing gate's threshold drawn when given.
+* :func:`category_psi_figure` — the same for the categorical features' PSI over category frequencies.
 """
 from __future__ import annotations
 
@@ -41,17 +42,28 @@ def score_histogram_figure(reference: Mapping[str, np.ndarray], current: Mapping
 
 def feature_drift_figure(drift: Mapping[str, float], top: int = 20, threshold: float | None = None):
     """``drift``: column -> drift score; the ``top`` largest as bars."""
-    from matplotlib.figure import Figure
-
     if not drift:
         raise ValueError("feature_drift_figure: no feature drift scores")
-    items = sorted(drift.items(), key=lambda kv: kv[1])[-top:]
+    return _bars(drift, "feature drift: max(|Δmean|/std, |Δstd|/std)", "drift score", top, threshold)
+
+
+def category_psi_figure(psi: Mapping[str, float], top: int = 20, threshold: float | None = None):
+    """``psi``: categorical column -> PSI over its category frequencies; the ``top`` largest as bars."""
+    if not psi:
+        raise ValueError("category_psi_figure: no categorical feature compared")
+    return _bars(psi, "categorical features: PSI of the category mix", "PSI", top, threshold)
+
+
+def _bars(values: Mapping[str, float], title: str, xlabel: str, top: int, threshold: float | None):
+    from matplotlib.figure import Figure
+
+    items = sorted(values.items(), key=lambda kv: kv[1])[-top:]
     fig = Figure(figsize=(7.0, 0.3 * len(items) + 1.2))
     ax = fig.add_subplot(1, 1, 1)
     ax.barh([name for name, _ in items], [value for _, value in items])
     if threshold is not None:
         ax.axvline(threshold, color="red", linestyle="--", linewidth=1, label=f"gate {threshold:g}")
         ax.legend(loc="lower right")
-    ax.set(title="feature drift: max(|Δmean|/std, |Δstd|/std)", xlabel="drift score")
+    ax.set(title=title, xlabel=xlabel)
     fig.tight_layout()
     return fig

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING
 
 from pinrec.jobs.monitoring.config import MonitoringConfig
 
-from .drift import DriftReport, drift_report, feature_windows, numeric_feature_columns
+from .columns import (
+    categorical_feature_columns,
+    feature_windows,
+    numeric_feature_columns,
+)
+from .drift import DriftReport, drift_report
 
 if TYPE_CHECKING:
     from pinrec.jobs.io.tracking import ArtifactRoot
@@ -43,12 +48,14 @@ def _training_cutoff(catalog, day: dt.date) -> dt.datetime | None:
 
 def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, day: dt.date | None = None,
                   scores: Callable | tuple[Mapping, Mapping] | None = None, tracking_uri: str | None = None,
-                  seed: int = 7, max_feature_drift: float | None = None,
+                  seed: int = 7, max_feature_drift: float | None = None, max_category_psi: float | None = None,
                   artifact_root: ArtifactRoot | None = None) -> DriftReport:
     """Compare ``day`` (default: the newest) of the training set with its ``reference_split``
     rows of earlier days; ``scores``: a callable ``frame -> {task: (N,) scores}`` applied to both
-    windows, or the two dicts of arrays. Logs to MLflow (metrics, ``drift.json``, score and feature
-    drift plots; ``max_feature_drift`` is drawn as the gate's line) when ``tracking_uri`` is given,
+    windows, or the two dicts of arrays. The features compared: the numeric and categorical ones of
+    :mod:`~pinrec.jobs.monitoring.columns`. Logs to MLflow (metrics, ``drift.json``, score, feature
+    drift and category PSI plots; ``max_feature_drift`` and ``max_category_psi`` are drawn as the
+    gate's lines) when ``tracking_uri`` is given,
     into a new experiment's ``artifact_root`` when set. ``warehouse``: a path, Location or
     :class:`~pinrec.jobs.io.catalog.Catalog`."""
     from pyspark.sql import functions as F
@@ -64,8 +71,8 @@ def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, d
         raise ValueError(f"{path} is empty: build the training set first")
     current = table.where(F.col("dt") == F.lit(day))
     reference = table.where((F.col("split") == cfg.reference_split) & (F.col("dt") < F.lit(day)))
-    columns = numeric_feature_columns(table.columns)
-    keep = table.columns if callable(scores) else [*columns, *cfg.tasks, "sample_weight", "dt"]
+    columns, categorical = numeric_feature_columns(table.columns), categorical_feature_columns(table.columns)
+    keep = table.columns if callable(scores) else [*columns, *categorical, *cfg.tasks, "sample_weight", "dt"]
 
     def collect(frame, name):
         n = frame.count()
@@ -84,20 +91,26 @@ def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, d
     score_ref, score_cur = (scores(ref), scores(cur)) if callable(scores) else scores or (None, None)
     report = drift_report(ref, cur, columns, cfg, day=day.isoformat(), reference_name=name,
                           scores_reference=score_ref, scores_current=score_cur, labels_mature=mature,
-                          history_start=history_start(spark, catalog), windows=feature_windows())
+                          history_start=history_start(spark, catalog), windows=feature_windows(),
+                          categorical=categorical)
     if tracking_uri:
-        report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur, max_feature_drift, artifact_root)
+        report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur,
+                        {"feature_drift": max_feature_drift, "category_psi": max_category_psi}, artifact_root)
     return report
 
 
 def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff: dt.datetime | None,
-           score_ref: Mapping | None, score_cur: Mapping | None, max_feature_drift: float | None,
+           score_ref: Mapping | None, score_cur: Mapping | None, limits: Mapping[str, float | None],
            artifact_root: ArtifactRoot | None) -> DriftReport:
     from dataclasses import replace
 
     from pinrec.jobs.io.tracking import tracked_run
 
-    from .drift_plots import feature_drift_figure, score_histogram_figure
+    from .drift_plots import (
+        category_psi_figure,
+        feature_drift_figure,
+        score_histogram_figure,
+    )
 
     params = {"monitoring": asdict(cfg), "day": report.day, "reference": report.reference,
               "training_cutoff": cutoff.isoformat() if cutoff else None}
@@ -114,5 +127,8 @@ def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff
                            "plots/score_psi.png")
         drifts = {c: f.drift for c, f in report.features.items() if f.drift is not None}
         if drifts:
-            run.log_figure(feature_drift_figure(drifts, threshold=max_feature_drift), "plots/feature_drift.png")
+            run.log_figure(feature_drift_figure(drifts, threshold=limits["feature_drift"]), "plots/feature_drift.png")
+        if report.categories:
+            run.log_figure(category_psi_figure({c: s.psi for c, s in report.categories.items()},
+                                               threshold=limits["category_psi"]), "plots/category_psi.png")
         return replace(report, mlflow_run_id=run.run_id)

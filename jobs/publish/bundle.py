@@ -196,6 +196,7 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
                            maturity_s=cfg.training.maturity_s, scores=scores,
                            tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
                            max_feature_drift=cfg.blessing.max_feature_drift,
+                           max_category_psi=cfg.blessing.max_category_psi,
                            artifact_root=mlflow_artifact_root(cfg.storage))
     log.info("[publish] %s", report.render())
     return report

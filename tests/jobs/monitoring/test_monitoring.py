@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pinrec.jobs.monitoring.columns import feature_windows
 from pinrec.jobs.monitoring.config import MonitoringConfig
 from pinrec.jobs.monitoring.drift import (
     FeatureShift,
     drift_report,
     feature_shift,
-    feature_windows,
     label_rates,
-    numeric_feature_columns,
     psi,
 )
 from pinrec.jobs.monitoring.monitoring import monitor_drift
@@ -188,14 +187,11 @@ def test_an_infinite_feature_value_is_refused_not_dropped():
         broken.drift_metrics()
 
 
-def test_config_validation_and_feature_columns():
+def test_config_validation():
     with pytest.raises(ValueError, match="psi_bins"):
         MonitoringConfig(psi_bins=1)
     with pytest.raises(ValueError, match="psi_floor"):
         MonitoringConfig(psi_floor=0.5)
-    cols = numeric_feature_columns(["user__saves_7d", "user__top_category", "pin__age_days", "closeup", "x",
-                                    "pin__board_count"])
-    assert cols == ["user__saves_7d", "pin__age_days"]  # board_count: an all-time count grows, never compared
 
 
 @pytest.mark.spark
@@ -207,10 +203,11 @@ def test_the_job_reads_the_training_set_and_logs_to_mlflow(spark, tmp_path):
     rows = []
     for i, (d, split, lam) in enumerate(zip(days, ("train", "validation", "test"), (3.0, 3.0, 9.0))):
         for j in range(40):
+            surface = "search" if j % (2 if i < 2 else 4) else "home_feed"  # half search, then a quarter
             rows.append((f"e{i}-{j}", float(rng.poisson(lam)), float(j % 9) if j % 10 else None, int(j % 4 == 0),
-                         int(j % 8 == 0), 1.0, split, d))
+                         int(j % 8 == 0), 1.0, surface, split, d))
     schema = ("event_id string, user__saves_7d double, pin__age_days double, closeup int, save int, "
-              "sample_weight double, split string, dt date")
+              "sample_weight double, surface string, split string, dt date")
     warehouse = tmp_path / "warehouse"
     meta = {"days": [d.isoformat() for d in days], "cutoff": "2026-01-08T00:00:00"}
     (spark.createDataFrame(rows, schema).write.format("delta").option("userMetadata", json.dumps(meta))
@@ -228,14 +225,17 @@ def test_the_job_reads_the_training_set_and_logs_to_mlflow(spark, tmp_path):
     cur = pd.DataFrame(rows[80:], columns=ref.columns)
     expected = drift_report(ref, cur, ["user__saves_7d", "pin__age_days"], cfg, day="2026-01-07",
                             reference_name=report.reference, scores_reference=scorer(ref), scores_current=scorer(cur),
-                            labels_mature=False)  # cut-off 01-08 00:00 < 01-08 06:00: labels may still arrive
+                            labels_mature=False, categorical=["surface"])  # cut-off 01-08 < 01-08 06:00: immature
     assert report.drift_metrics() == pytest.approx(expected.drift_metrics())
+    # home_feed 0.5 -> 0.25, search 0.5 -> 0.75
+    assert report.categories["surface"].psi == pytest.approx(0.25 * math.log(2) + 0.25 * math.log(1.5))
     assert report.label_rate_current is None and report.score_psi["closeup"] > 0.25
     run = mlflow.MlflowClient(uri).get_run(report.mlflow_run_id)
     assert run.data.metrics["score_psi.closeup"] == pytest.approx(report.score_psi["closeup"])
     assert run.data.metrics["feature_drift.user__saves_7d"] == pytest.approx(
         report.features["user__saves_7d"].drift)
     artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(report.mlflow_run_id, "plots")}
-    assert artifacts == {"plots/score_psi.png", "plots/feature_drift.png"}
+    assert run.data.metrics["category_psi.surface"] == pytest.approx(report.categories["surface"].psi)
+    assert artifacts == {"plots/score_psi.png", "plots/feature_drift.png", "plots/category_psi.png"}
     mature = monitor_drift(spark, str(warehouse), cfg, maturity_s=0, day=dt.date(2026, 1, 7))
     assert mature.label_rate_current == {"closeup": 0.25, "save": 0.125}

@@ -97,10 +97,12 @@ def test_demo_trains_the_ranker_indexes_the_pins_and_publishes_a_loadable_bundle
 
 def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tmp_path):
     """On the 3-day tiny world the one training day is the first day of history, before any feature
-    has a value: every signal is in warm-up and the manifest carries no drift. Against the validation
-    day (``monitoring.reference_split``) the non-windowed pin features and the 1-day counts are
-    compared, into the manifest and MLflow; with limits of 0 the same candidate is stored but not
-    blessed, with every reason."""
+    has a value: every feature of the views is in warm-up, and the manifest carries the drift of the
+    raw tables' categorical columns alone (the impression's surface, device and country, the pin's
+    category: known from the first day). Against the validation day (``monitoring.reference_split``)
+    the non-windowed pin features (the pin's age, its category) and the 1-day counts are compared,
+    into the manifest and MLflow; with limits of 0 the same candidate is stored but not blessed,
+    with every reason."""
     import dataclasses
 
     import mlflow
@@ -111,14 +113,17 @@ def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tm
     cfg, _result = tiny_world
     client = mlflow.MlflowClient(cfg.storage.mlflow_tracking_uri)
     manifest = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).manifest
-    assert manifest.metrics.drift == {}
+    raw = ("country", "category", "surface", "device")
+    assert set(manifest.metrics.drift) == {f"{kind}.{c}" for kind in ("category_psi", "unseen_category_share")
+                                           for c in raw}
     young = client.get_run(manifest.lineage.mlflow_run_ids["monitoring"]).data.metrics
     assert not any(k.startswith(("feature_drift.", "null_rate_shift.", "score_psi.")) for k in young)
+    assert not any(k.endswith(("pin__category", "user__top_category")) for k in young)  # views: warm-up
 
     strict = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, store_uri=str(tmp_path / "serving")),
                                  monitoring=dataclasses.replace(cfg.monitoring, reference_split="validation"),
                                  blessing=dataclasses.replace(cfg.blessing, max_feature_drift=0.0,
-                                                              max_null_rate_shift=0.0))
+                                                              max_null_rate_shift=0.0, max_category_psi=0.0))
     report = publish_serving_bundle(spark, strict, register=False)
     assert not report.blessed and not report.promoted
     stored = load(strict.publish.store_uri, strict.publish.name, version=report.version).manifest
@@ -126,13 +131,16 @@ def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tm
     assert {"feature_drift.pin__age_days", "null_rate_shift.pin__age_days", "feature_drift.user__saves_1d"} <= set(drift)
     assert not any(k.startswith(("score_psi.", "feature_drift.user__saves_30d")) for k in drift)  # warm-up
     assert "feature_drift.pin__board_count" not in drift  # an all-time count: grows by construction
+    assert {"category_psi.pin__category", "category_psi.surface"} <= set(drift)
+    assert "category_psi.user__top_category" not in drift  # a 30-day window: warm-up
     run = client.get_run(stored.lineage.mlflow_run_ids["monitoring"])
     assert run.data.metrics["feature_drift.pin__age_days"] == pytest.approx(drift["feature_drift.pin__age_days"])
-    titles = {"feature_drift": "feature drift", "null_rate_shift": "null-rate shift"}
+    titles = {"feature_drift": "feature drift", "null_rate_shift": "null-rate shift", "category_psi": "category PSI"}
     expected = {f"{titles[k.split('.')[0]]}[{k.split('.', 1)[1]}] {v:.4f} > maximum 0.0000" for k, v in drift.items()
                 if k.split(".")[0] in titles and v > 0}
     assert any(r.startswith("null-rate shift[") for r in expected)
-    assert expected == {r for r in report.reasons if r.startswith(("feature drift[", "null-rate shift["))}
+    assert any(r.startswith("category PSI[") for r in expected)
+    assert expected == {r for r in report.reasons if r.startswith(("feature drift[", "null-rate shift[", "category PSI["))}
 
 
 def _dense_names(encoder: dict) -> list[str]:
