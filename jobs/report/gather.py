@@ -197,4 +197,6 @@ def gather(spark, cfg, ref: str | None = None) -> RunFacts:
         index=json.loads(_bundle_file(store, manifest, "index_meta")),
         retrieval_eval=retrieval_eval_facts(artifacts), drift=drift_facts(manifest, tracking),
         max_feature_drift=cfg.blessing.max_feature_drift, max_null_rate_shift=cfg.blessing.max_null_rate_shift,
+        max_category_psi=cfg.blessing.max_category_psi,
+        max_unseen_category_share=cfg.blessing.max_unseen_category_share,
         tracking_uri=tracking)

@@ -60,7 +60,10 @@ def ingestion(f: RunFacts) -> str:
 
 
 def drift(f: RunFacts) -> str:
-    from pinrec.jobs.monitoring.drift_plots import feature_drift_figure
+    from pinrec.jobs.monitoring.drift_plots import (
+        category_psi_figure,
+        feature_drift_figure,
+    )
 
     d = f.manifest.metrics.drift
     detail = f.drift if isinstance(f.drift, dict) else {}
@@ -69,14 +72,17 @@ def drift(f: RunFacts) -> str:
         return missing("drift", f"nothing compared yet: every signal is still in warm-up ({', '.join(warming)})"
                        if warming else "the manifest records no drift: monitoring.at_publish was off when it was "
                        "published")
-    psi = {k.split(".", 1)[1]: v for k, v in d.items() if k.startswith("score_psi.")}
-    feats = {k.split(".", 1)[1]: v for k, v in d.items() if k.startswith("feature_drift.")}
-    nulls = sorted(((k.split(".", 1)[1], v) for k, v in d.items() if k.startswith("null_rate_shift.")),
-                   key=lambda kv: -kv[1])
-    labels = [(k.split(".", 1)[1], v) for k, v in sorted(d.items()) if k.startswith("label_rate_shift.")]
 
-    def feature_bars():
-        fig = feature_drift_figure(feats, threshold=f.max_feature_drift)
+    def of(kind: str) -> dict[str, float]:
+        return {k.split(".", 1)[1]: v for k, v in d.items() if k.startswith(f"{kind}.")}
+
+    psi, feats, cats = of("score_psi"), of("feature_drift"), of("category_psi")
+    nulls = sorted(of("null_rate_shift").items(), key=lambda kv: -kv[1])
+    unseen = sorted(of("unseen_category_share").items(), key=lambda kv: -kv[1])
+    labels = sorted(of("label_rate_shift").items())
+
+    def bars(make, values, threshold):
+        fig = make(values, threshold=threshold)
         mark(fig.axes[0].patches)
         return fig
 
@@ -89,12 +95,22 @@ def drift(f: RunFacts) -> str:
         "score_psi", f"no score PSI: {', '.join(scores_warming)} still in warm-up (the reference days do not yet "
                      "cover the longest feature window)" if scores_warming else "the manifest records no score PSI")
     limit = f" (the gate's limit: {f.max_null_rate_shift:g})" if f.max_null_rate_shift is not None else ""
+    unseen_limit = (f" (the gate's limit: {f.max_unseen_category_share:g})"
+                    if f.max_unseen_category_share is not None else "")
     others = [w for w in warming if not w.startswith("score:")]
+    category = figure("category_psi", lambda: bars(category_psi_figure, cats, f.max_category_psi)) if cats else \
+        missing("category_psi", "the manifest records no category PSI: no categorical feature was compared")
     return (head + score
-            + figure("feature_drift", feature_bars)
+            + (figure("feature_drift", lambda: bars(feature_drift_figure, feats, f.max_feature_drift)) if feats else
+               missing("feature_drift", "no numeric feature was compared"
+                       + (" (those in warm-up are listed below)" if others else "")))
             + (f"<p>Features still in warm-up, not compared: {esc(', '.join(others))}.</p>" if others else "")
             + (f"<p>Null-rate shift per feature, |null rate of the day - of the window|{esc(limit)}:</p>"
                + table(("feature", "null-rate shift"), nulls) if nulls else "")
+            + category
+            + ("<p>Unseen-category share per feature, of the day's non-null rows those in a category the window "
+               f"never had{esc(unseen_limit)}:</p>"
+               + table(("feature", "unseen category share"), unseen) if unseen else "")
             + (table(("task", "label rate shift"), labels) if labels else
                missing("label_rate", "labels of the newest day were not mature yet: no label-rate shift")))
 

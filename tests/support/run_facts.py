@@ -26,7 +26,8 @@ def facts(**changes) -> RunFacts:
              FileEntry("pins/pins.parquet", 9, SHA, "pins"))
     metrics = Metrics(k=10, recall_at_k=0.97, latency_p50_ms=0.2, latency_p99_ms=0.9, auc={"save": 0.7},
                       calibration_error={"save": 0.02},
-                      drift={"score_psi.save": 0.03, "feature_drift.user__saves_30d": 0.4, "label_rate_shift.save": 0.01},
+                      drift={"score_psi.save": 0.03, "feature_drift.user__saves_30d": 0.4, "label_rate_shift.save": 0.01,
+                             "category_psi.surface": 0.02, "unseen_category_share.surface": 0.0},
                       funnel={"candidates.ann.recall@50.saves": 0.2, "candidates.merged.recall@50.saves": 0.3,
                               "served.hr@50": 0.25})
     manifest = Manifest("homefeed", "v2", dt.datetime(2026, 1, 10, 12, tzinfo=dt.UTC),
@@ -46,6 +47,6 @@ def facts(**changes) -> RunFacts:
         "retrieval_eval": "no /tmp/artifacts/retrieval_eval/report.json: `pinrec eval-retrieval` has not been run",
         "drift": {"day": "2026-01-07", "reference": "train 2026-01-05..2026-01-06", "reference_rows": 120,
                   "current_rows": 40, "warming_up": ["user__saves_30d"]},
-        "max_feature_drift": 0.5, "tracking_uri": "sqlite:////tmp/mlflow.db"}
+        "max_feature_drift": 0.5, "max_category_psi": 0.25, "tracking_uri": "sqlite:////tmp/mlflow.db"}
     base.update(changes)
     return RunFacts(**base)

@@ -26,8 +26,8 @@ def test_every_section_in_order_with_its_plots_drawn(page):
     assert page.startswith("<!DOCTYPE html>") and "<title>pinrec run report: homefeed/v2</title>" in page
     assert sections(page) == list(SECTIONS)
     found = plots_of(page)
-    assert sorted(found) == ["auc", "ctr_by_position", "feature_drift", "funnel_recall", "loss", "recall_latency",
-                             "reliability", "rows", "score_psi"]
+    assert sorted(found) == ["auc", "category_psi", "ctr_by_position", "feature_drift", "funnel_recall", "loss",
+                             "recall_latency", "reliability", "rows", "score_psi"]
     for name, body in found.items():
         assert re.search(r'<g id="data-\d+"', body) or body.startswith('<img alt='), name
     assert "mlflow ui --backend-store-uri sqlite:////tmp/mlflow.db" in page
@@ -80,3 +80,20 @@ def test_null_rate_shifts_are_listed_and_an_all_warming_run_says_so():
                   drift={"day": "2026-01-07", "reference": "train 2026-01-05", "warming_up": ["pin__age_days", "score:save"]})
     assert drift(young) == ('<p class="missing" data-missing="drift">nothing compared yet: every signal is still in '
                             'warm-up (pin__age_days, score:save)</p>')
+
+
+def test_categorical_drift_is_drawn_against_the_gate_with_the_unseen_shares():
+    m = facts().manifest
+    shifted = facts(manifest=dataclasses.replace(m, metrics=dataclasses.replace(m.metrics, drift={
+        "category_psi.surface": 0.31, "category_psi.category": 0.02, "unseen_category_share.category": 0.35,
+        "unseen_category_share.surface": 0.0})), max_category_psi=0.25, max_unseen_category_share=0.2)
+    body = drift(shifted)
+    plot = plots_of(body)["category_psi"]
+    assert len(re.findall(r'<g id="data-\d+"', plot)) == 2 and "gate 0.25" in plot
+    assert ("Unseen-category share per feature, of the day's non-null rows those in a category the window never had "
+            "(the gate&#x27;s limit: 0.2):" in body)
+    assert re.findall(r"<tr><td>([^<]+)</td><td class=\"n\">([^<]+)</td></tr>", body) == [
+        ("category", "0.35"), ("surface", "0")]
+    older = facts(manifest=dataclasses.replace(m, metrics=dataclasses.replace(m.metrics, drift={
+        "feature_drift.pin__age_days": 0.5})))  # a manifest from before categorical features were compared
+    assert 'data-missing="category_psi">the manifest records no category PSI' in drift(older)

@@ -63,15 +63,19 @@ def test_the_tiny_worlds_report_renders_in_headless_chromium_with_data_in_every_
     assert f"<title>pinrec run report: {cfg.publish.name}/{version}</title>" in dom
     assert re.findall(r'<section id="[^"]+" data-section="([^"]+)"', dom) == list(SECTIONS)
     figures = dict(re.findall(r'<figure class="plot" data-plot="([^"]+)">(.*?)</figure>', dom, re.DOTALL))
-    assert sorted(figures) == ["auc", "ctr_by_position", "funnel_recall", "loss", "recall_latency", "reliability", "rows"]
+    assert sorted(figures) == ["auc", "category_psi", "ctr_by_position", "funnel_recall", "loss", "recall_latency",
+                               "reliability", "rows"]
     for name, body in figures.items():
         image = re.search(r'src="data:image/png;base64,([^"]+)"', body)
         assert painted(base64.b64decode(image[1])) if image else drew(body), name
-    # absent only where this run has no data: every drift signal is in warm-up on a 3-day world (its one
-    # training day is the first, before any feature has a value), a first embedding version, no `pinrec eval-retrieval`
+    # absent only where this run has no data: on a 3-day world every feature of the views and the scores are in
+    # warm-up (its one training day is the first, before any feature has a value; the raw tables' categorical
+    # columns are compared), the newest day's labels are not mature, a first embedding version, no `pinrec
+    # eval-retrieval`
     missing = dict(re.findall(r'<p class="missing" data-missing="([^"]+)">(.*?)</p>', dom, re.DOTALL))
-    assert sorted(missing) == ["drift", "retrieval_eval", "stability"], missing
-    assert "every signal is still in warm-up" in missing["drift"] and "pin__age_days" in missing["drift"]
+    assert sorted(missing) == ["feature_drift", "label_rate", "retrieval_eval", "score_psi", "stability"], missing
+    assert "still in warm-up" in missing["score_psi"] and missing["feature_drift"].startswith("no numeric feature")
+    assert re.search(r"Features still in warm-up, not compared: [^<]*pin__age_days", dom)
     assert missing["stability"].startswith("a first embedding")
     assert painted((tmp_path / "top.png").read_bytes())
 
