@@ -173,10 +173,7 @@ def tiny_world(spark, tmp_path_factory):
         "two_tower": {"epochs": 3, "temperatures": [0.1, 0.2], "progress": False, "device": "cpu"},
         "ranker_train": {"epochs": 4, "batch_size": 256, "progress": False, "device": "cpu"},
         "ranker_job": {"baselines": ["logreg"], "int8": False, "evaluation": "full"},
-        # the tiny world's test day holds ~30 saves: AUC is noise; a day's mix of devices, countries and pin
-        # categories is a few dozen users' sessions: category PSI up to 0.76 between two days (the generator, seeds
-        # 1-4 and 7), which the default gate (0.25) would refuse
-        "blessing": {"min_auc": 0.0, "max_category_psi": 2.0},
+        "blessing": {"min_auc": 0.0},  # the tiny world's test day holds ~30 saves: AUC is noise
     })
     result = run_demo(cfg, echo=lambda line: None)
     # as the demo left it, before other tests write to it: what the step cache's rerun test starts from

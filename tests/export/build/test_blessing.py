@@ -83,15 +83,17 @@ def test_a_null_rate_shift_beyond_its_own_limit_is_a_reason():
 
 
 def test_categorical_drift_beyond_its_limits_is_a_reason_and_none_turns_it_off():
-    """A category mix shifted past PSI 0.25, and a day a third in categories the window never had."""
+    """A category mix shifted past PSI 0.25, and a day a third in categories the window never had (limits set)."""
     drifted = dataclasses.replace(m(), drift={"category_psi.surface": 0.31, "category_psi.device": 0.25,
                                               "unseen_category_share.category": 0.35,
                                               "unseen_category_share.surface": 0.0})
-    v = evaluate(drifted, m(), BlessingConfig(), baseline_version="v1")
+    on = BlessingConfig(max_category_psi=0.25, max_unseen_category_share=0.2)
+    v = evaluate(drifted, m(), on, baseline_version="v1")
     assert v.reasons == ("category PSI[surface] 0.3100 > maximum 0.2500",
                          "unseen category share[category] 0.3500 > maximum 0.2000")
     off = BlessingConfig(max_category_psi=None, max_unseen_category_share=None)
     assert evaluate(drifted, m(), off, baseline_version="v1").blessed
+    assert off == BlessingConfig()  # not checked by default: a fixed limit does not know the day's sample size
     assert evaluate(drifted, None, BlessingConfig(max_category_psi=0.5, max_unseen_category_share=0.4)).blessed
     with pytest.raises(ValueError, match="max_category_psi must be >= 0"):
         BlessingConfig(max_category_psi=-0.1)

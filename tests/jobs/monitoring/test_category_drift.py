@@ -62,7 +62,8 @@ def _windows(newest: list[str]):
 
 
 def test_an_all_unknown_day_fails_the_gate_naming_the_column():
-    """A broken upstream mapping turns every category into "unknown": the numeric checks saw nothing."""
+    """A broken upstream mapping turns every category into "unknown": the numeric checks saw nothing; the
+    gate, with its limits set, refuses it."""
     ref, cur = _windows(["unknown"] * 8)
     rep = drift_report(ref, cur, [], MonitoringConfig(tasks=("save",)), day="2026-01-08", reference_name="train",
                        categorical=["category"])
@@ -73,7 +74,7 @@ def test_an_all_unknown_day_fails_the_gate_naming_the_column():
     assert "top category PSI category=17.030" in rep.render()
     assert json.loads(json.dumps(rep.to_dict()))["categories"]["category"]["unseen"] == ["unknown"]
     verdict = evaluate(Metrics(k=10, recall_at_k=0.9, latency_p50_ms=1.0, latency_p99_ms=2.0, drift=metrics), None,
-                       BlessingConfig())
+                       BlessingConfig(max_category_psi=0.25, max_unseen_category_share=0.2))
     assert not verdict.blessed
     assert verdict.reasons == (f"category PSI[category] {psi:.4f} > maximum 0.2500",
                                "unseen category share[category] 1.0000 > maximum 0.2000")
@@ -108,7 +109,7 @@ def test_config_bounds_and_unknown_keys():
         MonitoringConfig(max_categories=0)
     with pytest.raises(ConfigError, match="max_categorie"):
         MonitoringConfig(max_categorie=10)
-    assert (BlessingConfig().max_category_psi, BlessingConfig().max_unseen_category_share) == (0.25, 0.2)
+    assert (BlessingConfig().max_category_psi, BlessingConfig().max_unseen_category_share) == (None, None)  # opt-in
     with pytest.raises(ConfigError, match="max_unseen_category_share"):
         BlessingConfig(max_unseen_category_share=1.5)
     with pytest.raises(ConfigError, match="max_category_ps"):
