@@ -11,7 +11,9 @@ jump because the model was retrained. Three measures compare the previous versio
 * :func:`procrustes_cosine` — the mean cosine between :math:`x_i` and :math:`R y_i` after the
   orthogonal Procrustes alignment :math:`R = \arg\min_{R^T R = I} \lVert Y R - X \rVert_F`
   (Schönemann, Psychometrika 1966: :math:`R = U V^T` from the SVD :math:`Y^T X = U \Sigma V^T`):
-  whether the vectors themselves stayed put once a global rotation is allowed for;
+  whether the vectors themselves stayed put once a global rotation is allowed for. Not centred, unlike
+  Procrustes analysis in shape statistics: serving compares vectors by cosine about the origin, so a
+  shift of the whole cloud changes neighbours and scores and is movement this should count;
 * :func:`heldout_recall` — recall@k of held-out (board, pin) saves, each board's query the
   normalised mean of its training pins, ranked among all pins: the retrieval quality of each version
   on the same new day.
