@@ -9,10 +9,13 @@ inputs, calls its pure transform and writes its outputs through it:
 * :meth:`Catalog.read` pins a table at its current Delta version on the first read, so every read
   of that table in the job sees one version (``version=`` reads an older one: time travel), and
   records ``{table: version}`` in :attr:`Catalog.reads`, the job's lineage;
+* :meth:`Catalog.scope` attributes reads to one writer where a catalog serves several (ingest's
+  tables, the features' views: :mod:`pinrec.jobs.io.read_scope`): a write in a scope records only the
+  reads made in it (:attr:`Catalog.lineage`), while :attr:`Catalog.reads` still holds them all;
 * :meth:`Catalog.write` replaces the named days' partitions (``replaceWhere`` on partition columns
   only, so Delta drops whole files) or, for a snapshot table, the whole table; it holds the
-  table's writer lease on object storage (:mod:`pinrec.jobs.io.table_lock`), stores the lineage
-  under ``"read"`` in the commit's ``userMetadata`` beside the job's own metadata (and the days it
+  table's writer lease on object storage (:mod:`pinrec.jobs.io.table_lock`), stores its writer's
+  lineage (:attr:`Catalog.lineage`) under ``"read"`` in the commit's ``userMetadata`` beside the job's own metadata (and the days it
   replaced under ``"wrote_days"``, the catalog's ``stamp`` under ``"cache"``: the step cache's
   fingerprints, :mod:`pinrec.jobs.orchestration.step_cache`), records the version written in
   :attr:`Catalog.writes` and moves the pin to it;
@@ -38,6 +41,7 @@ from pinrec.schemas.tables import StoredTable
 
 from .delta_log import commit_info, commit_versions
 from .lake import Location, as_location
+from .read_scope import current_reads, open_scope, record_read
 from .table_lock import table_writer
 
 __all__ = ["Catalog", "Commit", "days_predicate"]
@@ -129,6 +133,13 @@ class Catalog:
             finally:
                 del self._held[name]
 
+    def scope(self, reads: Mapping[str, int] | None = None) -> contextlib.AbstractContextManager[None]:
+        """One writer's reads, for the body: reads of this catalog in the body (this thread; a thread run
+        in a copy of its context starts with them) are recorded in the scope, which starts from ``reads``
+        (default: none, not even a scope around it), as well as in :attr:`reads`; a :meth:`write` in the
+        body records the scope's reads (:attr:`lineage`) as its ``"read"``."""
+        return open_scope(self, reads)
+
     # -- where ---------------------------------------------------------------------------------
     @staticmethod
     def table(name: str) -> StoredTable:
@@ -217,6 +228,7 @@ class Catalog:
             raise ValueError(f"version of {name!r} must be an int >= 0 or None, got {version!r}")
         df = self.spark.read.format("delta").option("versionAsOf", version).load(self.path(name))
         self._reads[name] = version
+        record_read(self, name, version)
         return df
 
     def require(self, names: Iterable[str], hint: str) -> None:
@@ -238,6 +250,13 @@ class Catalog:
         return dict(self._reads)
 
     @property
+    def lineage(self) -> dict[str, int]:
+        """``{table: Delta version}`` a :meth:`write` here records: the reads of the innermost
+        :meth:`scope` of this catalog open in this context, else every read so far (:attr:`reads`)."""
+        scoped = current_reads(self)
+        return self.reads if scoped is None else scoped
+
+    @property
     def writes(self) -> dict[str, int]:
         """``{table: Delta version}`` of every table this catalog wrote (the last write of each)."""
         return dict(self._writes)
@@ -253,7 +272,7 @@ class Catalog:
         and takes neither. ``add_columns``: columns ``df`` has and the table lacks are added
         (Delta ``mergeSchema``; older rows read them as null) instead of failing; a changed type
         still fails. ``user_metadata``: a JSON-able mapping kept in the commit's ``userMetadata``
-        with this catalog's :attr:`reads` under ``"read"``, the ISO days of ``days`` under
+        with :attr:`lineage` (this writer's reads) under ``"read"``, the ISO days of ``days`` under
         ``"wrote_days"`` and :attr:`stamp` under ``"cache"``."""
         spec = self.table(name)
         meta = dict(user_metadata or {})
@@ -261,7 +280,7 @@ class Catalog:
         if reserved:
             raise ValueError(f"user_metadata of {name!r} may not hold {reserved}: the catalog records "
                              f"{list(self.RESERVED)} itself (lineage, days written, cache fingerprints)")
-        meta["read"] = self.reads
+        meta["read"] = self.lineage
         if days is not None:
             meta["wrote_days"] = sorted({d.isoformat() for d in days})
         if self.stamp:

@@ -187,3 +187,46 @@ def test_on_local_disk_and_on_s3(spark, any_lake):
     assert ids(job.read("users")) == [(1, D1), (2, D2)] and ids(job.read("users", 0)) == [(1, D1)]
     assert job.version("graph_pin_nodes") == 0 and job.user_metadata("graph_pin_nodes")["feature_names"] == ["a"]
     assert catalog.writes == {"users": 1, "graph_pin_nodes": 0}
+
+
+@pytest.mark.spark
+def test_a_write_in_a_scope_records_its_own_writers_reads_and_the_catalog_still_holds_all(spark, tmp_path):
+    import contextvars
+    import threading
+
+    setup = Catalog(spark, str(tmp_path))
+    for name in ("users", "pins", "boards"):
+        setup.write(name, frame(spark, [(1, D1)]), days=[D1])
+    job = Catalog(spark, str(tmp_path))
+    both_read = threading.Barrier(2, timeout=60)
+
+    def writer(reads: str, table: str) -> dict:
+        with job.scope():
+            job.read(reads)
+            both_read.wait()  # the other writer's read happened before this write
+            return job.write(table, frame(spark, [(2, D1)]), days=[D1]).user_metadata["read"]
+
+    threads, got = [], {}
+    for reads, table in (("users", "impressions"), ("pins", "actions")):
+        threads.append(threading.Thread(target=lambda r=reads, t=table: got.__setitem__(t, writer(r, t))))
+        threads[-1].start()
+    for thread in threads:
+        thread.join(120)
+    assert got == {"impressions": {"users": 0}, "actions": {"pins": 0}}
+    assert job.reads == {"users": 0, "pins": 0}  # the job's lineage: what the step cache checks
+
+    with job.scope():  # a scope starts afresh, and a thread run in a copy of its context starts from its reads
+        job.read("boards")
+        assert job.lineage == {"boards": 0}
+
+        def in_copy():
+            job.read("users")
+            return job.lineage
+
+        assert contextvars.copy_context().run(in_copy) == {"boards": 0, "users": 0}
+        assert job.lineage == {"boards": 0}  # what the copy read stayed its own
+        with job.scope({"pins": 0}), Catalog(spark, str(tmp_path)).scope():
+            job.read("users")  # inside another catalog's scope: still this one's innermost scope
+            assert job.lineage == {"pins": 0, "users": 0}
+        assert job.lineage == {"boards": 0}
+    assert job.lineage == job.reads == {"users": 0, "pins": 0, "boards": 0}  # no scope: every read
