@@ -20,9 +20,10 @@ For one table and a set of days, in one Spark batch:
 6. if the quarantined share exceeds ``max_failing_fraction``, raise :class:`BatchRejectedError`
    with the report and write nothing to the valid table; otherwise replace the days' partitions
    of the Delta table (``replaceWhere``: a re-run never duplicates) and of the quarantine, through
-   the catalog (:mod:`pinrec.jobs.io.catalog`), which records the reference tables read as the
-   commits' lineage. The table is held (:meth:`~pinrec.jobs.io.catalog.Catalog.holding`: on object
-   storage its writer lease) across both commits, so another ingest of it cannot land in between.
+   the catalog (:mod:`pinrec.jobs.io.catalog`), which records the reference tables this table read
+   (no other table's: a read scope per table) as the commits' lineage. The table is held
+   (:meth:`~pinrec.jobs.io.catalog.Catalog.holding`: on object storage its writer lease) across both
+   commits, so another ingest of it cannot land in between.
 
 A static dataset landed in coarse partitions (by month or year: :mod:`pinrec.jobs.ingest.landing`, the
 span in the landing zone's dataset record) is ingested the same way, ``days`` being the partitions'
@@ -155,8 +156,13 @@ def _register_references(catalog: Catalog, spec: TableSpec, days: list[dt.date],
 
 def ingest_table(spark, spec: TableSpec, paths: IngestPaths, days: list[dt.date], cfg: IngestConfig,
                  now: dt.datetime | None = None) -> IngestReport:
-    """Ingest ``days`` of ``spec`` (see the module docstring); returns the batch report."""
-    return _ingest_table(Catalog.of(spark, paths.warehouse), spec, paths, days, cfg, now)
+    """Ingest ``days`` of ``spec`` (see the module docstring); returns the batch report. Its commits record
+    as their lineage only what this table read (its foreign keys' tables), in a read scope of its own
+    (:meth:`~pinrec.jobs.io.catalog.Catalog.scope`): a catalog shared with the tables ingested beside it
+    or before it holds theirs too."""
+    catalog = Catalog.of(spark, paths.warehouse)
+    with catalog.scope():
+        return _ingest_table(catalog, spec, paths, days, cfg, now)
 
 
 def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: list[dt.date], cfg: IngestConfig,

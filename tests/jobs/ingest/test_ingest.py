@@ -465,6 +465,42 @@ def test_tables_side_by_side_write_what_one_after_the_other_writes_and_a_failure
     assert catalog.version("pin_board_edges") is None
 
 
+def test_tables_side_by_side_on_one_catalog_record_only_their_own_reads(spark, tmp_path, monkeypatch):
+    """The demo and the DAG hand ingest one catalog: boards (reading users) beside impressions (reading
+    users and pins) must not record pins, even when impressions read it before boards' write."""
+    from pinrec.jobs.ingest.ingest import IngestPaths
+
+    landing = str(tmp_path / "landing")
+    write_partition(landing, USERS, DAY, users())
+    write_partition(landing, PINS, DAY, pins())
+    write_partition(landing, BOARDS, DAY, pd.DataFrame({"board_id": [100], "owner_user_id": [1], "topic": ["b"],
+                                                        "created_at": [TS]}))
+    write_partition(landing, IMPRESSIONS, DAY, impressions([("e1", 1, 10, 1)]))
+    shared = Catalog(spark, str(tmp_path / "warehouse"))
+    pins_read, real_read, real_write = threading.Event(), Catalog.read, Catalog.write
+
+    def read(self, name, version=None):
+        df = real_read(self, name, version)
+        if self is shared and name == "pins":
+            pins_read.set()
+        return df
+
+    def write(self, name, df, **kwargs):
+        if name == "boards":  # impressions, beside it, has read pins by now
+            assert pins_read.wait(120)
+        return real_write(self, name, df, **kwargs)
+
+    monkeypatch.setattr(Catalog, "read", read)
+    monkeypatch.setattr(Catalog, "write", write)
+    reports = ingest(spark, IngestPaths(landing, shared), [DAY], IngestConfig(parallel_tables=2),
+                     tables=("users", "pins", "boards", "impressions"), now=NOW)
+    assert [(r.table, r.rows_valid) for r in reports] == [("users", 2), ("pins", 2), ("boards", 1), ("impressions", 1)]
+    look = Catalog(spark, shared.warehouse)
+    recorded = {t: look.user_metadata(t)["read"] for t in ("users", "pins", "boards", "impressions")}
+    assert recorded == {"users": {}, "pins": {}, "boards": {"users": 0}, "impressions": {"users": 0, "pins": 0}}
+    assert shared.reads == {"users": 0, "pins": 0}  # the job's lineage still holds every table's reads
+
+
 def test_a_clean_batch_writes_no_quarantine_commit_but_clears_rows_it_quarantined_before(spark, lake):
     write_partition(lake.landing, PINS, DAY, pins((10, 11)))
     append_raw_lines(lake.landing, "pins", DAY, ['{"pin_id": 12, bad'])
