@@ -10,6 +10,7 @@ Rates are smoothed: ``(k + m * prior) / (n + m)`` with ``m = prior_strength`` an
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -173,14 +174,21 @@ def build_features(spark, warehouse, days: list[dt.date], cfg: FeatureConfig) ->
     """Read the validated tables, compute the features of ``days`` and replace those days'
     partitions of ``features_user``, ``features_pin`` and ``features_user_category``.
     ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog` (whose
-    ``reads``/``writes`` then hold this job's lineage). Returns the rows written per view."""
-    from pyspark.sql import functions as F
-
+    ``reads``/``writes`` then hold this job's lineage; each view's commit records only this job's
+    reads, in a read scope of its own). Returns the rows written per view."""
     from pinrec.jobs.io.catalog import Catalog
 
     if not days:
         raise ValueError("build_features needs at least one day")
     catalog = Catalog.of(spark, warehouse)
+    with catalog.scope():  # this job's reads: not what a caller read before through the same catalog
+        return _build(catalog, days, cfg)
+
+
+def _build(catalog, days: list[dt.date], cfg: FeatureConfig) -> dict[str, int]:
+    """:func:`build_features` in its read scope (``catalog``: the job's Catalog)."""
+    from pyspark.sql import functions as F
+
     since = min(days) - dt.timedelta(days=WINDOW_DAYS)
 
     def load(name, windowed=True):
@@ -199,9 +207,10 @@ def build_features(spark, warehouse, days: list[dt.date], cfg: FeatureConfig) ->
             F.col("dt").isin(days)).count()
 
     # The three views are three tables: written side by side in threads of the one session (on small days
-    # most of a write is Spark's per-job latency, which overlaps); the first failure is raised.
+    # most of a write is Spark's per-job latency, which overlaps); the first failure is raised. Each runs in
+    # a copy of this context: its commit records the reads above, and a read it makes stays its own.
     with ThreadPoolExecutor(len(tables.items()), thread_name_prefix="pinrec-features") as pool:
-        running = {name: pool.submit(write, name, df) for name, df in tables.items()}
+        running = {name: pool.submit(contextvars.copy_context().run, write, name, df) for name, df in tables.items()}
     return {name: future.result() for name, future in running.items()}
 
 
