@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from pinrec.jobs.io.catalog import Catalog
 from pinrec.jobs.io.fingerprint import fingerprint
 from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.tracking import mlflow_artifact_root
@@ -138,9 +139,10 @@ class PipelineSteps(Steps):
         return self.embedding_version
 
     def _artifact_step(self, step: str, config: Any, folder: Location | None, run, extra: dict | None = None,
-                       embeddings: bool = True):
+                       embeddings: bool = True, catalog: Catalog | None = None):
         """Reuse ``folder`` when it records this step's fingerprint, else ``run()`` and mark its folder.
-        ``embeddings``: whether the step reads the pin embeddings (their version is then an input)."""
+        ``embeddings``: whether the step reads the pin embeddings (their version is then an input);
+        ``catalog``: the one ``run`` reads through, whose reads the fingerprint must cover (checked)."""
         fp = self._whole(step, config, {"embeddings": self.embeddings() if embeddings else None, **(extra or {})})
         if self.cache.hit(step, fp, folder_fingerprint(folder, step)):
             self.folders[step] = str(folder)
@@ -148,6 +150,8 @@ class PipelineSteps(Steps):
         if folder is not None:  # a run that dies half-way through rewriting the folder must not look cached
             (folder / FINGERPRINT_FILE).delete()
         result = run()
+        if catalog is not None:
+            self._check_reads(step, catalog)
         self.folders[step] = _folder_of(result)
         mark_folder(as_location(self.folders[step], self.artifacts.s3), step, fp)
         return result
@@ -157,20 +161,22 @@ class PipelineSteps(Steps):
 
         cfg, storage = self.cfg, self.cfg.storage
         folder = two_tower_folder(self.artifacts, self.embeddings()) if self.embeddings() else None
+        catalog = self.catalog()
         return self._artifact_step(
             "two_tower", {"two_tower": cfg.two_tower, "index": cfg.index_for("two_tower")}, folder,
-            lambda: train_two_tower(self.spark, self.catalog(), self.artifacts, cfg.two_tower, cfg.index_for("two_tower"),
-                                    storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
+            lambda: train_two_tower(self.spark, catalog, self.artifacts, cfg.two_tower, cfg.index_for("two_tower"),
+                                    storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)),
+            catalog=catalog)
 
     def cf(self, cutoff: dt.datetime):
         from pinrec.jobs.cf.cf import newest_cf, train_cf
 
-        storage = self.cfg.storage
+        storage, catalog = self.cfg.storage, self.catalog()
         return self._artifact_step(
             "cf", self.cfg.cf, newest_cf(self.artifacts),
-            lambda: train_cf(self.spark, self.catalog(), self.cfg.cf, storage.mlflow_tracking_uri, cutoff=cutoff,
+            lambda: train_cf(self.spark, catalog, self.cfg.cf, storage.mlflow_tracking_uri, cutoff=cutoff,
                              artifacts=self.artifacts, artifact_root=mlflow_artifact_root(storage)),
-            {"cutoff": cutoff}, embeddings=False)  # (the DAG trains it beside PinSage: no embeddings)
+            {"cutoff": cutoff}, embeddings=False, catalog=catalog)  # (the DAG trains it beside PinSage: no embeddings)
 
     def ranker(self):
         from pinrec.jobs.publish.bundle import newest_ranker
@@ -189,12 +195,13 @@ class PipelineSteps(Steps):
     def index(self):
         from pinrec.jobs.index.pin_index import build_pin_index, index_folder
 
-        storage = self.cfg.storage
+        storage, catalog = self.cfg.storage, self.catalog()
         folder = index_folder(self.artifacts, self.embeddings()) if self.embeddings() else None
         return self._artifact_step(
             "index", self.cfg.index_for("ann"), folder,
-            lambda: build_pin_index(self.spark, self.catalog(), self.artifacts, self.cfg.index_for("ann"),
-                                    storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)))
+            lambda: build_pin_index(self.spark, catalog, self.artifacts, self.cfg.index_for("ann"),
+                                    storage.mlflow_tracking_uri, artifact_root=mlflow_artifact_root(storage)),
+            catalog=catalog)
 
     def publish(self, cutoff: dt.datetime | None = None, champion: tuple[str, dict] | None = None,
                 folders: dict[str, str] | None = None, prebuilt=None):

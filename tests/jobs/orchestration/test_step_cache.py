@@ -78,6 +78,34 @@ def test_table_and_day_fingerprints_come_from_the_newest_commit_that_wrote_them(
     assert table_fingerprint(look, "graph_edges", "graph") is None  # written since by another
 
 
+@pytest.mark.spark
+def test_a_read_in_a_writers_scope_on_another_thread_still_counts_against_the_steps_fingerprint(spark, tmp_path):
+    """Reads attributed to one writer (a read scope, another thread) stay in the catalog's reads, which a
+    step's fingerprint must cover: one it does not cover fails the step instead of a stale cache hit later."""
+    import threading
+
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.jobs.orchestration.cached_steps import Steps
+
+    setup = Catalog(spark, str(tmp_path))
+    for name in ("actions", "pins"):
+        setup.write(name, spark.createDataFrame([(1, D1)], "id long, dt date"), days=[D1])
+    job = Catalog(spark, str(tmp_path))
+
+    def writer() -> None:
+        with job.scope():
+            job.read("pins")
+
+    job.read("actions")
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join(120)
+    assert job.lineage == {"actions": 0, "pins": 0}
+    with pytest.raises(RuntimeError, match=r"step cf read \['pins'\], which its fingerprint does not cover"):
+        Steps._check_reads("cf", job)
+    Steps._check_reads("publish", job)  # publish's fingerprint covers both
+
+
 @pytest.fixture
 def world_copy(tiny_world, tmp_path):
     """The tiny world's lake, artifacts and bundle store as the demo left them (other tests write to the
