@@ -102,6 +102,33 @@ def test_lineage_of_the_demo_bundle_reaches_the_landing_partitions(tiny_world, c
     assert f"no MLflow run {'0' * 32} in {cfg.storage.mlflow_tracking_uri}" in capsys.readouterr().err
 
 
+@pytest.mark.spark
+def test_each_table_of_the_demo_lists_exactly_its_real_inputs(tiny_world, spark):
+    """The demo ingests a foreign-key level's tables side by side on one catalog, writes the features' views
+    side by side and the training set beside the graph and PinSage: each table's lineage names exactly the
+    tables its own code read (not its neighbours'), read in the pristine copy (other tests write to the world)."""
+    from pinrec.jobs.io.catalog import Catalog
+    from pinrec.jobs.io.lake import Location
+    from pinrec.jobs.publish.lineage import table_lineage
+
+    cfg, _ = tiny_world
+    root = Location(cfg.storage.landing).path.rsplit("/", 1)[0]
+    catalog = Catalog(spark, f"{root}-pristine/warehouse")
+    features = {"impressions", "actions", "pins", "pin_board_edges"}
+    graph = {"pins", "boards", "pin_board_edges", "features_pin"}
+    expected = {
+        "users": set(), "pins": set(), "boards": {"users"}, "pin_board_edges": {"pins", "boards"},
+        "impressions": {"users", "pins"}, "actions": {"impressions", "users", "pins", "boards"},
+        "features_user": features, "features_pin": features, "features_user_category": features,
+        "training_set": {"impressions", "actions", "pins", "features_user", "features_pin", "features_user_category"},
+        "graph_edges": graph, "graph_pin_nodes": graph, "graph_board_nodes": graph,
+        "pin_embeddings": {"graph_edges", "graph_pin_nodes", "graph_board_nodes"},
+    }
+    got = {table: {child.label.split("@")[0] for child in table_lineage(catalog, table).children
+                   if not child.label.startswith("landing ")} for table in expected}
+    assert got == expected
+
+
 def _sets(cfg) -> list[str]:
     return ["--set", f"storage.warehouse={cfg.storage.warehouse}", "--set", f"publish.store_uri={cfg.publish.store_uri}",
             "--set", f"storage.mlflow_tracking_uri={cfg.storage.mlflow_tracking_uri}",
