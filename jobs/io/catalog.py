@@ -15,10 +15,10 @@ inputs, calls its pure transform and writes its outputs through it:
 * :meth:`Catalog.write` replaces the named days' partitions (``replaceWhere`` on partition columns
   only, so Delta drops whole files) or, for a snapshot table, the whole table; it holds the
   table's writer lease on object storage (:mod:`pinrec.jobs.io.table_lock`), stores its writer's
-  lineage (:attr:`Catalog.lineage`) under ``"read"`` in the commit's ``userMetadata`` beside the job's own metadata (and the days it
-  replaced under ``"wrote_days"``, the catalog's ``stamp`` under ``"cache"``: the step cache's
-  fingerprints, :mod:`pinrec.jobs.orchestration.step_cache`), records the version written in
-  :attr:`Catalog.writes` and moves the pin to it;
+  lineage (:attr:`Catalog.lineage`) under ``"read"`` in the commit's ``userMetadata`` beside the
+  job's own metadata (and the days it replaced under ``"wrote_days"``, the catalog's ``stamp``
+  under ``"cache"``: the step cache's fingerprints, :mod:`pinrec.jobs.orchestration.step_cache`),
+  records the version written in :attr:`Catalog.writes` and moves the pin to it;
 * :meth:`version`, :meth:`exists`, :meth:`history` and :meth:`user_metadata` look without reading
   (nothing recorded), from the table's log files (:mod:`pinrec.jobs.io.delta_log`: no Spark job).
 
