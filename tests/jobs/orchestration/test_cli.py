@@ -166,7 +166,7 @@ def test_publish_subcommands_parse_their_own_options():
 @pytest.mark.parametrize("argv, message", [
     (["publish"], "the following arguments are required: ACTION"),
     (["publish", "--force"], "the following arguments are required: ACTION"),
-    (["publish", "bundel"], "invalid choice: 'bundel' (choose from 'bundle', 'rollback', 'prune')"),
+    (["publish", "bundel"], "invalid choice: 'bundel' (choose from 'bundle', 'rollback', 'online-features', 'prune')"),
     (["publish", "rollback"], "the following arguments are required: --to"),
     (["publish", "rollback", "--to", "v1", "--fail-unblessed"], "unrecognized arguments: --fail-unblessed"),
     (["publish", "prune", "--to", "v1"], "unrecognized arguments: --to v1"),
@@ -221,7 +221,7 @@ def test_every_command_the_parser_knows_has_a_body():
     from pinrec.jobs.orchestration import cli_jobs, cli_ops
 
     handlers = list(_handlers())
-    assert len(handlers) == len(set(handlers)) == 29
+    assert len(handlers) == len(set(handlers)) == 30
     assert set(handlers) == set(cli_jobs.COMMANDS) | set(cli_ops.COMMANDS)
 
 
@@ -425,7 +425,7 @@ def _modules_after(*argvs: list[str]) -> tuple[list, set[str]]:
 def test_help_imports_no_job_config_or_heavy_library():
     """``pinrec --help`` and every command's and group's ``--help``, in one fresh interpreter."""
     commands = [[], ["publish"], ["stack"], ["config"], *(h.split() for h in _handlers())]
-    assert len(commands) == 33
+    assert len(commands) == 34
     codes, modules = _modules_after(*([*c, "--help"] for c in commands))
     assert codes == [0] * len(commands)
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
