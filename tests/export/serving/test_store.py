@@ -1,10 +1,21 @@
-"""The store: channel listing, pointer reads and swaps, in-place safety, identity; local and S3."""
+"""The store: channel listing, pointer reads and swaps, in-place safety, identity; local and S3; and the
+facade: every public name of ``pinrec.export.serving.store`` as the object its own module defines."""
 import datetime as dt
 import os
+import subprocess
+import sys
 import uuid
 
 import pytest
 
+from pinrec.export.serving import (
+    bundle_layout,
+    bundle_store,
+    digests,
+    local_writes,
+    s3_conditional,
+    s3_options,
+)
 from pinrec.export.serving import store as store_module
 from pinrec.export.serving.store import (
     S3Options,
@@ -67,10 +78,10 @@ def test_a_swap_removes_what_a_killed_swap_left(store, monkeypatch):
     def die(src, dst):
         raise Killed(src)
 
-    monkeypatch.setattr(store_module.os, "replace", die)
+    monkeypatch.setattr(local_writes.os, "replace", die)  # where the swap calls it
     with pytest.raises(Killed):
         store.swap(key, _pointer(version="v2"), token)
-    monkeypatch.setattr(store_module.os, "replace", real_replace)
+    monkeypatch.setattr(local_writes.os, "replace", real_replace)
     folder = os.path.dirname(store.local_path(key))
     assert [n for n in os.listdir(folder) if ".tmp-" in n] != []  # what a kill leaves
     store.swap(key, _pointer(version="v3"), token)  # the lock is free again: the dead swapper's file goes
@@ -117,7 +128,7 @@ def _ignore_conditions(store: Store) -> None:
         for header in ("If-None-Match", "If-Match"):
             if header in request.headers:
                 del request.headers[header]
-    store._boto("x")[0].meta.events.register("before-sign.s3.PutObject", strip)
+    store._s3_writes.client("x")[0].meta.events.register("before-sign.s3.PutObject", strip)
 
 
 def _ignore_delete_conditions(store: Store) -> None:
@@ -125,12 +136,12 @@ def _ignore_delete_conditions(store: Store) -> None:
     def strip(request, **_):
         if "If-Match" in request.headers:
             del request.headers["If-Match"]
-    store._boto("x")[0].meta.events.register("before-sign.s3.DeleteObject", strip)
+    store._s3_writes.client("x")[0].meta.events.register("before-sign.s3.DeleteObject", strip)
 
 
 def _count_puts(store: Store) -> list:
     puts: list = []
-    store._boto("x")[0].meta.events.register("before-sign.s3.PutObject", lambda request, **_: puts.append(1))
+    store._s3_writes.client("x")[0].meta.events.register("before-sign.s3.PutObject", lambda request, **_: puts.append(1))
     return puts
 
 
@@ -179,3 +190,29 @@ def test_s3_options_refuse_an_endpoint_with_a_path_or_credentials():
         S3Options(endpoint_url="http://key:secret@minio:9000")
     assert "secret" not in str(caught.value).replace("AWS_SECRET_ACCESS_KEY", "")
     assert S3Options(endpoint_url="http://127.0.0.1:8333/").endpoint_url == "http://127.0.0.1:8333/"
+
+
+#: Every public name store.py defined before the split, and the module that defines it now.
+HOME = {
+    "S3Options": s3_options, "arrow_s3": s3_options, "endpoint_problem": s3_options, "shown_url": s3_options,
+    "file_digest": digests, "sha256_stream": digests,
+    "Store": bundle_store, "PointerConflict": bundle_store, "mtime": bundle_store,
+    "ConditionalWritesIgnored": s3_conditional,
+    "list_channels": bundle_layout, "read_channel": bundle_layout, "read_channel_for_update": bundle_layout,
+    "read_manifest": bundle_layout,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(store_module.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(store_module, name) is getattr(module, name), name
+        assert module.__dict__[name].__module__ == module.__name__, name
+
+
+def test_the_facade_imports_with_the_base_install_only():
+    code = ("import sys, pinrec.export.serving.store\n"
+            "heavy = {'torch', 'pyspark', 'pandas', 'mlflow', 'onnx', 'boto3', 'botocore'}\n"
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
