@@ -15,8 +15,9 @@ The feature snapshot knows a user's recent saves and closeups as of its cut-off 
 
 :func:`merged` puts them in front of the snapshot's list of the same kind: the session's pins newest
 first (``ts`` descending; equal times: the later element of ``recent`` first), then the snapshot's,
-each pin once at its newest position, cut to the list's cap (:func:`list_caps`). A request without
-session actions keeps the snapshot's lists exactly. Base install only: numpy, pyarrow, schemas.
+each pin once at its newest position, cut to the list's cap (:func:`list_caps`); :func:`with_session`
+does so for a request's saves and closeups. A request without session actions keeps the snapshot's
+lists exactly. Base install only: numpy, pyarrow, schemas.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import pyarrow.compute as pc
 from pinrec.schemas.catalog import ACTION_TYPES
 
 from .embedding_features import LAST_CLOSEUPS, LAST_SAVED
-from .serving_request import RequestError
+from .serving_request import Request, RequestError
 
 #: session action -> the user-view list it joins
 LISTS: dict[str, str] = {"save": LAST_SAVED, "closeup": LAST_CLOSEUPS}
@@ -144,3 +145,18 @@ def list_caps(view, floor: int) -> dict[str, int]:
             longest = int(pc.max(pc.fill_null(pc.list_value_length(view.values.column(column)), 0)).as_py() or 0)
         caps[column] = max(longest, floor)
     return caps
+
+
+def with_session(req: Request, recent: Any, caps: Mapping[str, int]) -> Request:
+    """``req`` with the session actions ``recent`` (validated here, :func:`check_recent`) merged in
+    front of its recent saves and closeups (each cut to ``caps``, :func:`list_caps`); its snapshot
+    saves kept as ``own_saves`` and the session's pins as ``session`` (both excluded from results)."""
+    if recent is None:
+        return req
+    session = check_recent(recent, req.now_us if req.now is not None else None)
+    if len(session):
+        req.own_saves = req.saves
+        req.saves = merged(session.by_action["save"], req.saves, caps[LAST_SAVED])
+        req.closeups = merged(session.by_action["closeup"], req.closeups, caps[LAST_CLOSEUPS])
+        req.session = session.pins
+    return req

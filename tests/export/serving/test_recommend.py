@@ -1,4 +1,5 @@
-"""recommend(): channels, filters, ranking parity with ONNX, diversity, cold start, on a real published bundle."""
+"""recommend(): channels, filters, ranking parity with ONNX, diversity, cold start, on a real published bundle;
+the facade: every public name of ``pinrec.export.serving.recommend`` as the object its own module defines."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,6 +20,17 @@ import pytest
 from pinrec.export.build.publish import publish
 from pinrec.export.encoding import (
     FeatureEncoder,
+)
+from pinrec.export.serving import (
+    bundle_extras,
+    candidates,
+    embedding_features,
+    ranking_stage,
+    recommend,
+    recommend_config,
+    recommender,
+    serving_encoding,
+    serving_request,
 )
 from pinrec.export.serving.embedding_features import EmbeddingTable
 from pinrec.export.serving.feature_snapshot import FeatureSnapshot
@@ -635,3 +647,20 @@ def test_recommend_needs_only_the_base_install(published):
                          check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3 []"
+
+
+#: Every public name recommend.py defined or re-exported before the split, and the module that defines it now.
+HOME = {
+    "RecommendConfig": recommend_config, "Recommender": recommender, "LoaderRecommender": recommender,
+    "STAGES": recommender, "Recommendation": ranking_stage, "EMBEDDINGS_FILE": bundle_extras,
+    "CHANNELS": candidates, "Candidates": candidates, "CONTEXT": serving_encoding,
+    "EMBEDDING_COLUMNS": embedding_features, "RequestError": serving_request,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(recommend.__all__) == sorted(set(HOME) - {"EMBEDDINGS_FILE"})  # __all__ as before the split
+    for name, module in HOME.items():
+        assert getattr(recommend, name) is module.__dict__[name], name
+        if callable(module.__dict__[name]):
+            assert module.__dict__[name].__module__ == module.__name__, name
