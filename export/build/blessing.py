@@ -26,22 +26,23 @@ with users) and below a feature going fully null, or fully populated, from a nul
 most, so going fully null is a shift of 0.69-0.99).
 Categorical features (``category_psi.<column>``, ``unseen_category_share.<column>``: the PSI of the
 category mix and the share of the day's rows in a category the window never had,
-:mod:`pinrec.jobs.monitoring.category_drift`) are judged by ``max_category_psi`` and
-``max_unseen_category_share``; None (the default) turns either off. **Not checked by default**, because
-a fixed limit does not know the day's sample size and pinrec runs on datasets it has not seen: 0.25,
-the usual "significant shift" line, fits a day of many users: on the demo (1,000 users, 15-20k rows a day) the honest category PSIs were
-at most 0.02 for the raw tables' columns and 0.095 for ``pin__category``, while a mapping that turns
-every value into "unknown" scores 17 on four equal categories (at least 9.2 where the value is new
-to a window of at most ``monitoring.max_categories`` categories; 16.3 on MovieLens-100K, whose
-genres include "unknown", so that its unseen share stays 0). It assumes a day of many users: a row
-share moves with who was active, so where a day's rows come from a few dozen users the PSI is mostly
-sampling (MovieLens-100K's newest day, 536 rows of 11 users: ``user__top_category`` 0.97, 0.02-8.8
-over its 21 test days; the 40-60-user test worlds: up to 1.1 between two days). A deployment whose
-days hold many users sets it (0.25); a limit that follows the day's sample size is not built yet. For
-the unseen share, 0.2 is a fifth of the day's rows in categories the model never saw (its encoder's out-of-vocabulary
-bucket): the honest days measured had none on MovieLens and the demo, at most 0.08 on the test
-worlds (a new user's country), and a broken mapping to a new value gives 1. Both measured 2026-12-07
-(``docs/monitoring.md``).
+:mod:`pinrec.jobs.monitoring.category_drift`) are judged by :func:`category_psi_limit` and
+``max_unseen_category_share``. A fixed PSI limit does not know the day's sample size: 0.25, the usual
+"significant shift" line, fits a day of many users (on the demo, 300 users and 15-20k rows a day, the
+honest category PSIs were at most 0.02 for the raw tables' columns and 0.095 for ``pin__category``),
+while where a day's rows come from a few dozen users the PSI is mostly sampling (MovieLens-100K's
+newest day, 536 rows of 11 users: ``user__top_category`` 0.97; the 40-60-user test worlds: up to 1.1
+between two days). So a column's limit is ``max_category_psi`` (0.25) raised, where the day is small,
+to ``category_psi_noise_factor`` (3) times its sampling noise (``category_psi_noise.<column>``: the
+99th percentile of the PSI that days simulated from the training window with the day's number of
+users reach), and a mapping that turns every value into "unknown" (PSI 9.2 or more: 17 on four equal
+categories, 16.3 on MovieLens-100K) fails wherever the sample can show it. Either may be null: no
+noise factor is a fixed limit, no ``max_category_psi`` with a factor is the noise limit alone, both
+null turns the check off. ``max_unseen_category_share`` is off by default (null): a new vocabulary can
+be honest (a new user's country: up to 0.08 on the test worlds) and a broken mapping to a value the
+window never had also moves the PSI; 0.2 (a fifth of the day's rows in categories the model never
+saw) suits a closed vocabulary. Measured 2026-12-07 (``docs/monitoring.md``): honest days at most 1.85 x
+their noise.
 A candidate without drift metrics skips these checks.
 
 The serving funnel (``candidate.funnel``, :mod:`pinrec.jobs.funnel`: the test day replayed through
@@ -79,7 +80,8 @@ Share = Annotated[float, Field(ge=0.0, le=1.0)]
 class BlessingConfig:
     """Tolerances of the gate (see the module docstring). All must be >= 0; ``min_recall``,
     ``min_auc``, ``max_null_rate_shift``, ``max_unseen_category_share`` and ``min_embedding_overlap``
-    lie in [0, 1]; ``max_category_psi`` and ``max_unseen_category_share`` may be null (not checked)."""
+    lie in [0, 1]; ``max_category_psi``, ``category_psi_noise_factor`` and ``max_unseen_category_share``
+    may be null (module docstring)."""
 
     max_recall_drop: Tolerance = 0.01
     max_latency_increase: Tolerance = 0.2
@@ -93,8 +95,9 @@ class BlessingConfig:
     max_score_psi: Tolerance = 0.25
     max_feature_drift: Tolerance = 1.0
     max_null_rate_shift: Share = 0.5  # measured: the module docstring
-    max_category_psi: Tolerance | None = None  # not checked by default: the module docstring
-    max_unseen_category_share: Share | None = None  # idem
+    max_category_psi: Tolerance | None = 0.25  # raised by the sampling noise: the module docstring
+    category_psi_noise_factor: Tolerance | None = 3.0  # measured: the module docstring
+    max_unseen_category_share: Share | None = None  # not checked by default: the module docstring
     max_funnel_drop: Tolerance = 0.05
     max_cosine_increase: Tolerance = 0.05
     max_entropy_drop: Tolerance = 0.25
@@ -154,6 +157,15 @@ def _against_baseline(c: Metrics, b: Metrics, cfg: BlessingConfig, name: str) ->
     return reasons
 
 
+def category_psi_limit(max_psi: float | None, noise_factor: float | None, noise: float | None) -> float | None:
+    """The PSI a categorical column may reach: ``max_psi``, or ``noise_factor`` x its sampling ``noise``
+    where that is larger; None: not checked (both null, or only the factor and no noise measured)."""
+    scaled = None if noise_factor is None or noise is None else noise_factor * noise
+    if max_psi is None or scaled is None:
+        return max_psi if scaled is None else scaled
+    return max(max_psi, scaled)
+
+
 def _drift(drift: dict[str, float], cfg: BlessingConfig) -> list[str]:
     reasons = []
     for key in sorted(drift):
@@ -164,8 +176,13 @@ def _drift(drift: dict[str, float], cfg: BlessingConfig) -> list[str]:
             reasons.append(f"feature drift[{name}] {drift[key]:.4f} > maximum {cfg.max_feature_drift:.4f}")
         elif kind == "null_rate_shift" and drift[key] > cfg.max_null_rate_shift:
             reasons.append(f"null-rate shift[{name}] {drift[key]:.4f} > maximum {cfg.max_null_rate_shift:.4f}")
-        elif kind == "category_psi" and cfg.max_category_psi is not None and drift[key] > cfg.max_category_psi:
-            reasons.append(f"category PSI[{name}] {drift[key]:.4f} > maximum {cfg.max_category_psi:.4f}")
+        elif kind == "category_psi":
+            noise = drift.get(f"category_psi_noise.{name}")
+            limit = category_psi_limit(cfg.max_category_psi, cfg.category_psi_noise_factor, noise)
+            if limit is not None and drift[key] > limit:
+                why = "" if limit == cfg.max_category_psi else \
+                    f" ({cfg.category_psi_noise_factor:g} x its sampling noise {noise:.4f})"
+                reasons.append(f"category PSI[{name}] {drift[key]:.4f} > maximum {limit:.4f}{why}")
         elif (kind == "unseen_category_share" and cfg.max_unseen_category_share is not None
               and drift[key] > cfg.max_unseen_category_share):
             reasons.append(f"unseen category share[{name}] {drift[key]:.4f} > maximum "

@@ -19,7 +19,11 @@ class MonitoringConfig:
     window read to the driver (a seeded sample beyond); ``reference_split``: the training window;
     ``tasks``: label columns (and score keys); ``experiment``: the MLflow experiment;
     ``at_publish``: ``pinrec publish`` measures the candidate's drift (its ranker's scores on the
-    newest day vs the reference) into the manifest, where the blessing gate judges it."""
+    newest day vs the reference) into the manifest, where the blessing gate judges it.
+    ``noise_resamples`` / ``noise_quantile``: a categorical feature's PSI comes with the PSI that days
+    drawn from the training window reach with as many users as the newest day (this quantile of this
+    many seeded draws; 0 resamples: not measured, and the gate's noise-aware limit is off), see
+    :mod:`~pinrec.jobs.monitoring.category_drift`."""
 
     psi_bins: Annotated[int, Field(ge=2)] = 10
     psi_floor: Annotated[float, Field(gt=0.0)] = 1e-4
@@ -29,6 +33,8 @@ class MonitoringConfig:
     tasks: Annotated[tuple[str, ...], Field(min_length=1)] = ("closeup", "save")
     experiment: Annotated[str, Field(min_length=1)] = EXPERIMENT
     at_publish: bool = True
+    noise_resamples: Annotated[int, Field(ge=0)] = 200
+    noise_quantile: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.99
 
     @model_validator(mode="after")
     def _check(self) -> MonitoringConfig:

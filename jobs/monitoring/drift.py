@@ -19,7 +19,9 @@ columns are compared, from the schemas: :mod:`pinrec.jobs.monitoring.columns`):
 * :func:`~pinrec.jobs.monitoring.category_drift.category_shift` — per categorical feature: the PSI
   over the frequencies of the reference's top ``max_categories`` categories, one "other" and one
   null bucket (same floor), and the share of the newest day's non-null rows whose category the
-  reference never had (a vocabulary change, or a broken mapping turning everything into "unknown").
+  reference never had (a vocabulary change, or a broken mapping turning everything into "unknown"),
+  and the PSI's sampling noise: what days drawn from the reference window with as many users as the
+  newest day reach (``noise_psi``).
 * :func:`label_rates` — ``sum(w * y) / sum(w)`` per task with ``w = sample_weight`` (undoing the
   negative sampling); for the newest day only once its maturity window has closed (the training
   set's cut-off, from its Delta commit, is at least the day's end + ``maturity_s``), since labels
@@ -37,7 +39,8 @@ grow with history by construction.
 Scores come from a callable or arrays, so monitoring runs before (and independently of) the ranker.
 :meth:`DriftReport.drift_metrics` is the flat dict ``Metrics.drift`` of the bundle manifest carries
 (``score_psi.<task>``, ``feature_drift.<column>``, ``null_rate_shift.<column>``,
-``category_psi.<column>``, ``unseen_category_share.<column>``, ``label_rate_shift.<task>``) and that
+``category_psi.<column>``, ``category_psi_noise.<column>``, ``unseen_category_share.<column>``,
+``label_rate_shift.<task>``) and that
 :func:`pinrec.export.build.blessing.evaluate` checks against ``max_score_psi`` /
 ``max_feature_drift`` / ``max_null_rate_shift`` / ``max_category_psi`` / ``max_unseen_category_share``.
 """
@@ -51,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .category_drift import CategoryShift, category_shift
+from .category_drift import CategoryShift, SamplingNoise, category_shift
 from .config import MonitoringConfig
 from .warm_up import as_date, complete, warmed_up
 
@@ -161,6 +164,7 @@ class DriftReport:
         out |= {f"feature_drift.{c}": s.drift for c, s in self.features.items() if s.drift is not None}
         out |= {f"null_rate_shift.{c}": s.null_rate_shift for c, s in self.features.items()}
         out |= {f"category_psi.{c}": s.psi for c, s in self.categories.items()}
+        out |= {f"category_psi_noise.{c}": s.noise_psi for c, s in self.categories.items() if s.noise_psi is not None}
         out |= {f"unseen_category_share.{c}": s.unseen_share for c, s in self.categories.items()
                 if s.unseen_share is not None}
         if self.label_rate_current is not None:
@@ -180,7 +184,7 @@ class DriftReport:
     def render(self) -> str:
         top = sorted(((c, s.drift) for c, s in self.features.items() if s.drift is not None), key=lambda kv: -kv[1])
         nulls = sorted(((c, s.null_rate_shift) for c, s in self.features.items()), key=lambda kv: -kv[1])
-        cats = sorted(((c, s.psi) for c, s in self.categories.items()), key=lambda kv: -kv[1])
+        cats = sorted(((c, s.psi, s.noise_psi) for c, s in self.categories.items()), key=lambda kv: -kv[1])
         psi_text = ", ".join(f"{t}={v:.4f}" for t, v in sorted(self.score_psi.items())) or "no scores"
         labels = "maturity window open" if self.label_rate_current is None else ", ".join(
             f"{t} {self.label_rate_reference[t]:.4f}->{v:.4f}" for t, v in sorted(self.label_rate_current.items()))
@@ -188,7 +192,8 @@ class DriftReport:
         return (f"drift {self.day} vs {self.reference} ({self.reference_rows} / {self.current_rows} rows): "
                 f"score PSI {psi_text}; top feature drift " + ", ".join(f"{c}={v:.3f}" for c, v in top[:3])
                 + "; top null-rate shift " + ", ".join(f"{c}={v:.3f}" for c, v in nulls[:3])
-                + "; top category PSI " + ", ".join(f"{c}={v:.3f}" for c, v in cats[:3])
+                + "; top category PSI " + ", ".join(f"{c}={v:.3f}" + (f" (noise {n:.3f})" if n is not None else "")
+                                                    for c, v, n in cats[:3])
                 + f"; label rate {labels}{warm}")
 
 
@@ -196,19 +201,23 @@ def drift_report(reference, current, columns, cfg: MonitoringConfig, *, day: str
                  scores_reference: Mapping[str, object] | None = None,
                  scores_current: Mapping[str, object] | None = None, labels_mature: bool = True,
                  history_start: dt.date | None = None, windows: Mapping[str, int | None] | None = None,
-                 categorical=()) -> DriftReport:
+                 categorical=(), seed: int = 7) -> DriftReport:
     """Pure: two pandas windows (with the task and ``sample_weight`` columns, and ``dt`` when
     ``history_start`` is given) and optional per-task score arrays in, the report out. ``columns``:
     the numeric features, ``categorical``: the categorical ones. ``history_start`` (the first
     ingested day) and ``windows`` (column -> ``window_days``, None: no warm-up) turn on the warm-up
-    rule; without them every feature is compared on every reference row."""
+    rule; without them every feature is compared on every reference row. The categorical PSIs' sampling
+    noise (``cfg.noise_resamples`` draws, ``seed``) draws clusters of ``user_id`` and ``dt`` when both
+    windows have a ``user_id`` column, else rows."""
     scores_reference, scores_current = scores_reference or {}, scores_current or {}
     if set(scores_reference) != set(scores_current):
         raise ValueError(f"score tasks differ: reference {sorted(scores_reference)}, current {sorted(scores_current)}")
     windows, newest = windows or {}, dt.date.fromisoformat(day)
     rule = {"day": newest, "history_start": history_start, "windows": windows}
     features, warming = warmed_up(reference, current, columns, feature_shift, **rule)
-    compare = functools.partial(category_shift, max_categories=cfg.max_categories, floor=cfg.psi_floor)
+    noise = SamplingNoise(cfg.noise_resamples, cfg.noise_quantile, seed) if cfg.noise_resamples else None
+    compare = functools.partial(category_shift, max_categories=cfg.max_categories, floor=cfg.psi_floor,
+                                noise=noise, group="user_id")
     categories, warming_categories = warmed_up(reference, current, categorical, compare, **rule)
     warming += warming_categories
     keep = np.ones(len(reference), dtype=bool)

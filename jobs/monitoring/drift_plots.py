@@ -5,7 +5,8 @@
   in the title.
 * :func:`feature_drift_figure` — the ``top`` features by drift score as horizontal bars, with the
   blessing gate's threshold drawn when given.
-* :func:`category_psi_figure` — the same for the categorical features' PSI over category frequencies.
+* :func:`category_psi_figure` — the same for the categorical features' PSI over category frequencies,
+  with each column's own limit (it depends on the column's sampling noise) marked on its bar.
 """
 from __future__ import annotations
 
@@ -47,14 +48,17 @@ def feature_drift_figure(drift: Mapping[str, float], top: int = 20, threshold: f
     return _bars(drift, "feature drift: max(|Δmean|/std, |Δstd|/std)", "drift score", top, threshold)
 
 
-def category_psi_figure(psi: Mapping[str, float], top: int = 20, threshold: float | None = None):
-    """``psi``: categorical column -> PSI over its category frequencies; the ``top`` largest as bars."""
+def category_psi_figure(psi: Mapping[str, float], top: int = 20, threshold: float | None = None,
+                        limits: Mapping[str, float] | None = None):
+    """``psi``: categorical column -> PSI over its category frequencies; the ``top`` largest as bars;
+    ``limits``: column -> the gate's limit for it, a red tick on its bar (or one ``threshold`` line)."""
     if not psi:
         raise ValueError("category_psi_figure: no categorical feature compared")
-    return _bars(psi, "categorical features: PSI of the category mix", "PSI", top, threshold)
+    return _bars(psi, "categorical features: PSI of the category mix", "PSI", top, threshold, limits)
 
 
-def _bars(values: Mapping[str, float], title: str, xlabel: str, top: int, threshold: float | None):
+def _bars(values: Mapping[str, float], title: str, xlabel: str, top: int, threshold: float | None,
+          limits: Mapping[str, float] | None = None):
     from matplotlib.figure import Figure
 
     items = sorted(values.items(), key=lambda kv: kv[1])[-top:]
@@ -63,6 +67,11 @@ def _bars(values: Mapping[str, float], title: str, xlabel: str, top: int, thresh
     ax.barh([name for name, _ in items], [value for _, value in items])
     if threshold is not None:
         ax.axvline(threshold, color="red", linestyle="--", linewidth=1, label=f"gate {threshold:g}")
+        ax.legend(loc="lower right")
+    ticks = [(i, limits[name]) for i, (name, _) in enumerate(items) if name in (limits or {})]
+    if ticks:
+        ax.plot([v for _, v in ticks], [i for i, _ in ticks], linestyle="none", marker="|", markersize=16,
+                markeredgewidth=2, color="red", label="gate limit")
         ax.legend(loc="lower right")
     ax.set(title=title, xlabel=xlabel)
     fig.tight_layout()

@@ -49,13 +49,15 @@ def _training_cutoff(catalog, day: dt.date) -> dt.datetime | None:
 def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, day: dt.date | None = None,
                   scores: Callable | tuple[Mapping, Mapping] | None = None, tracking_uri: str | None = None,
                   seed: int = 7, max_feature_drift: float | None = None, max_category_psi: float | None = None,
+                  category_psi_noise_factor: float | None = None,
                   artifact_root: ArtifactRoot | None = None) -> DriftReport:
     """Compare ``day`` (default: the newest) of the training set with its ``reference_split``
     rows of earlier days; ``scores``: a callable ``frame -> {task: (N,) scores}`` applied to both
     windows, or the two dicts of arrays. The features compared: the numeric and categorical ones of
     :mod:`~pinrec.jobs.monitoring.columns`. Logs to MLflow (metrics, ``drift.json``, score, feature
-    drift and category PSI plots; ``max_feature_drift`` and ``max_category_psi`` are drawn as the
-    gate's lines) when ``tracking_uri`` is given,
+    drift and category PSI plots; ``max_feature_drift`` is drawn as the gate's line, and each categorical
+    column's limit from ``max_category_psi`` and ``category_psi_noise_factor``
+    (:func:`~pinrec.export.build.blessing.category_psi_limit`) on its bar) when ``tracking_uri`` is given,
     into a new experiment's ``artifact_root`` when set. ``warehouse``: a path, Location or
     :class:`~pinrec.jobs.io.catalog.Catalog`."""
     from pyspark.sql import functions as F
@@ -72,7 +74,8 @@ def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, d
     current = table.where(F.col("dt") == F.lit(day))
     reference = table.where((F.col("split") == cfg.reference_split) & (F.col("dt") < F.lit(day)))
     columns, categorical = numeric_feature_columns(table.columns), categorical_feature_columns(table.columns)
-    keep = table.columns if callable(scores) else [*columns, *categorical, *cfg.tasks, "sample_weight", "dt"]
+    user = ["user_id"] if "user_id" in table.columns else []  # the categorical PSIs' noise draws users
+    keep = table.columns if callable(scores) else [*columns, *categorical, *cfg.tasks, "sample_weight", "dt", *user]
 
     def collect(frame, name):
         n = frame.count()
@@ -92,18 +95,20 @@ def monitor_drift(spark, warehouse, cfg: MonitoringConfig, *, maturity_s: int, d
     report = drift_report(ref, cur, columns, cfg, day=day.isoformat(), reference_name=name,
                           scores_reference=score_ref, scores_current=score_cur, labels_mature=mature,
                           history_start=history_start(spark, catalog), windows=feature_windows(),
-                          categorical=categorical)
+                          categorical=categorical, seed=seed)
     if tracking_uri:
         report = _track(report, cfg, tracking_uri, cutoff, score_ref, score_cur,
-                        {"feature_drift": max_feature_drift, "category_psi": max_category_psi}, artifact_root)
+                        {"feature_drift": max_feature_drift, "category_psi": (max_category_psi, category_psi_noise_factor)},
+                        artifact_root)
     return report
 
 
 def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff: dt.datetime | None,
-           score_ref: Mapping | None, score_cur: Mapping | None, limits: Mapping[str, float | None],
+           score_ref: Mapping | None, score_cur: Mapping | None, limits: Mapping[str, object],
            artifact_root: ArtifactRoot | None) -> DriftReport:
     from dataclasses import replace
 
+    from pinrec.export.build.blessing import category_psi_limit
     from pinrec.jobs.io.tracking import tracked_run
 
     from .drift_plots import (
@@ -129,6 +134,8 @@ def _track(report: DriftReport, cfg: MonitoringConfig, tracking_uri: str, cutoff
         if drifts:
             run.log_figure(feature_drift_figure(drifts, threshold=limits["feature_drift"]), "plots/feature_drift.png")
         if report.categories:
-            run.log_figure(category_psi_figure({c: s.psi for c, s in report.categories.items()},
-                                               threshold=limits["category_psi"]), "plots/category_psi.png")
+            column_limits = {c: limit for c, s in report.categories.items()
+                             if (limit := category_psi_limit(*limits["category_psi"], s.noise_psi)) is not None}
+            run.log_figure(category_psi_figure({c: s.psi for c, s in report.categories.items()}, limits=column_limits),
+                           "plots/category_psi.png")
         return replace(report, mlflow_run_id=run.run_id)

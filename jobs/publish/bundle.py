@@ -197,6 +197,7 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
                            tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
                            max_feature_drift=cfg.blessing.max_feature_drift,
                            max_category_psi=cfg.blessing.max_category_psi,
+                           category_psi_noise_factor=cfg.blessing.category_psi_noise_factor,
                            artifact_root=mlflow_artifact_root(cfg.storage))
     log.info("[publish] %s", report.render())
     return report

@@ -72,8 +72,9 @@ class RunFacts:
     bundle's ``index.json`` (the index tuner's record); ``retrieval_eval``: ``pinrec eval-retrieval``'s
     ``report.json`` with ``where`` it was read; ``drift``: the monitoring run's ``drift.json`` (the
     comparison behind ``metrics.drift``: reference window, rows, signals still in warm-up); ``max_feature_drift`` /
-    ``max_null_rate_shift`` / ``max_category_psi`` / ``max_unseen_category_share``: the gate's limits on
-    feature drift, null-rate shift, category PSI and unseen-category share (None: not checked); ``tracking_uri``:
+    ``max_null_rate_shift`` / ``max_category_psi`` / ``category_psi_noise_factor`` /
+    ``max_unseen_category_share``: the gate's limits on feature drift, null-rate shift, category PSI
+    (raised by the sampling noise) and unseen-category share (None: not checked); ``tracking_uri``:
     the MLflow store holding the same runs."""
 
     manifest: Manifest
@@ -89,6 +90,7 @@ class RunFacts:
     max_feature_drift: float | None = None
     max_null_rate_shift: float | None = None
     max_category_psi: float | None = None
+    category_psi_noise_factor: float | None = None
     max_unseen_category_share: float | None = None
     tracking_uri: str | None = None
 

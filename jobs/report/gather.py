@@ -198,5 +198,6 @@ def gather(spark, cfg, ref: str | None = None) -> RunFacts:
         retrieval_eval=retrieval_eval_facts(artifacts), drift=drift_facts(manifest, tracking),
         max_feature_drift=cfg.blessing.max_feature_drift, max_null_rate_shift=cfg.blessing.max_null_rate_shift,
         max_category_psi=cfg.blessing.max_category_psi,
+        category_psi_noise_factor=cfg.blessing.category_psi_noise_factor,
         max_unseen_category_share=cfg.blessing.max_unseen_category_share,
         tracking_uri=tracking)

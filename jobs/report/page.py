@@ -60,6 +60,7 @@ def ingestion(f: RunFacts) -> str:
 
 
 def drift(f: RunFacts) -> str:
+    from pinrec.export.build.blessing import category_psi_limit
     from pinrec.jobs.monitoring.drift_plots import (
         category_psi_figure,
         feature_drift_figure,
@@ -81,8 +82,8 @@ def drift(f: RunFacts) -> str:
     unseen = sorted(of("unseen_category_share").items(), key=lambda kv: -kv[1])
     labels = sorted(of("label_rate_shift").items())
 
-    def bars(make, values, threshold):
-        fig = make(values, threshold=threshold)
+    def bars(make, values, threshold=None, **limits):
+        fig = make(values, threshold=threshold, **limits)
         mark(fig.axes[0].patches)
         return fig
 
@@ -98,7 +99,11 @@ def drift(f: RunFacts) -> str:
     unseen_limit = (f" (the gate's limit: {f.max_unseen_category_share:g})"
                     if f.max_unseen_category_share is not None else "")
     others = [w for w in warming if not w.startswith("score:")]
-    category = figure("category_psi", lambda: bars(category_psi_figure, cats, f.max_category_psi)) if cats else \
+    noise = of("category_psi_noise")
+    column_limits = {c: limit for c in cats
+                     if (limit := category_psi_limit(f.max_category_psi, f.category_psi_noise_factor,
+                                                     noise.get(c))) is not None}
+    category = figure("category_psi", lambda: bars(category_psi_figure, cats, limits=column_limits)) if cats else \
         missing("category_psi", "the manifest records no category PSI: no categorical feature was compared")
     return (head + score
             + (figure("feature_drift", lambda: bars(feature_drift_figure, feats, f.max_feature_drift)) if feats else

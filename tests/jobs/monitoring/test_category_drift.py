@@ -69,15 +69,19 @@ def test_an_all_unknown_day_fails_the_gate_naming_the_column():
                        categorical=["category"])
     psi = 4 * (1e-4 - 0.25) * math.log(1e-4 / 0.25) + (1 - 1e-4) * math.log(1 / 1e-4)  # 4 buckets emptied, "other" full
     metrics = rep.drift_metrics()
+    noise = metrics["category_psi_noise.category"]  # 8 rows: a sample this small reaches several units of PSI
     assert metrics == {"category_psi.category": pytest.approx(psi), "unseen_category_share.category": 1.0,
-                       "label_rate_shift.save": 0.0}
+                       "label_rate_shift.save": 0.0, "category_psi_noise.category": noise} and 1 < noise < psi / 3
     assert "top category PSI category=17.030" in rep.render()
     assert json.loads(json.dumps(rep.to_dict()))["categories"]["category"]["unseen"] == ["unknown"]
-    verdict = evaluate(Metrics(k=10, recall_at_k=0.9, latency_p50_ms=1.0, latency_p99_ms=2.0, drift=metrics), None,
-                       BlessingConfig(max_category_psi=0.25, max_unseen_category_share=0.2))
+    candidate = Metrics(k=10, recall_at_k=0.9, latency_p50_ms=1.0, latency_p99_ms=2.0, drift=metrics)
+    verdict = evaluate(candidate, None, BlessingConfig(max_category_psi=0.25, category_psi_noise_factor=None,
+                                                       max_unseen_category_share=0.2))
     assert not verdict.blessed
     assert verdict.reasons == (f"category PSI[category] {psi:.4f} > maximum 0.2500",
                                "unseen category share[category] 1.0000 > maximum 0.2000")
+    assert evaluate(candidate, None, BlessingConfig()).reasons == (  # the default: above 3 x its noise too
+        f"category PSI[category] {psi:.4f} > maximum {3 * noise:.4f} (3 x its sampling noise {noise:.4f})",)
     _, same = _windows(["cat0", "cat1", "cat2", "cat3"] * 2)
     steady = drift_report(ref, same, [], MonitoringConfig(tasks=("save",)), day="2026-01-08", reference_name="train",
                           categorical=["category"])
@@ -109,7 +113,7 @@ def test_config_bounds_and_unknown_keys():
         MonitoringConfig(max_categories=0)
     with pytest.raises(ConfigError, match="max_categorie"):
         MonitoringConfig(max_categorie=10)
-    assert (BlessingConfig().max_category_psi, BlessingConfig().max_unseen_category_share) == (None, None)  # opt-in
+    assert BlessingConfig().max_unseen_category_share is None  # opt-in
     with pytest.raises(ConfigError, match="max_unseen_category_share"):
         BlessingConfig(max_unseen_category_share=1.5)
     with pytest.raises(ConfigError, match="max_category_ps"):

@@ -114,8 +114,8 @@ def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tm
     client = mlflow.MlflowClient(cfg.storage.mlflow_tracking_uri)
     manifest = load(cfg.publish.store_uri, cfg.publish.name, cfg.publish.channel).manifest
     raw = ("country", "category", "surface", "device")
-    assert set(manifest.metrics.drift) == {f"{kind}.{c}" for kind in ("category_psi", "unseen_category_share")
-                                           for c in raw}
+    assert set(manifest.metrics.drift) == {f"{kind}.{c}" for kind in ("category_psi", "category_psi_noise",
+                                                                       "unseen_category_share") for c in raw}
     young = client.get_run(manifest.lineage.mlflow_run_ids["monitoring"]).data.metrics
     assert not any(k.startswith(("feature_drift.", "null_rate_shift.", "score_psi.")) for k in young)
     assert not any(k.endswith(("pin__category", "user__top_category")) for k in young)  # views: warm-up
@@ -123,7 +123,8 @@ def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tm
     strict = dataclasses.replace(cfg, publish=dataclasses.replace(cfg.publish, store_uri=str(tmp_path / "serving")),
                                  monitoring=dataclasses.replace(cfg.monitoring, reference_split="validation"),
                                  blessing=dataclasses.replace(cfg.blessing, max_feature_drift=0.0,
-                                                              max_null_rate_shift=0.0, max_category_psi=0.0))
+                                                              max_null_rate_shift=0.0, max_category_psi=0.0,
+                                                              category_psi_noise_factor=None))
     report = publish_serving_bundle(spark, strict, register=False)
     assert not report.blessed and not report.promoted
     stored = load(strict.publish.store_uri, strict.publish.name, version=report.version).manifest

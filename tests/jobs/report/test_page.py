@@ -86,10 +86,14 @@ def test_categorical_drift_is_drawn_against_the_gate_with_the_unseen_shares():
     m = facts().manifest
     shifted = facts(manifest=dataclasses.replace(m, metrics=dataclasses.replace(m.metrics, drift={
         "category_psi.surface": 0.31, "category_psi.category": 0.02, "unseen_category_share.category": 0.35,
-        "unseen_category_share.surface": 0.0})), max_category_psi=0.25, max_unseen_category_share=0.2)
+        "unseen_category_share.surface": 0.0, "category_psi_noise.surface": 0.2})),
+        max_category_psi=0.25, category_psi_noise_factor=3.0, max_unseen_category_share=0.2)
     body = drift(shifted)
     plot = plots_of(body)["category_psi"]
-    assert len(re.findall(r'<g id="data-\d+"', plot)) == 2 and "gate 0.25" in plot
+    assert len(re.findall(r'<g id="data-\d+"', plot)) == 2 and "gate limit" in plot
+    # each column's own limit on its bar: category 0.25 (no noise measured), surface 3 x 0.2 = 0.6
+    ticks = re.findall(r'<use xlink:href="#m[0-9a-f]+" x="([\d.]+)" y="([\d.]+)" style="fill: #ff0000', plot)
+    assert len(ticks) == 3 and float(ticks[1][0]) > 2 * float(ticks[0][0])  # the third: the legend's
     assert ("Unseen-category share per feature, of the day's non-null rows those in a category the window never had "
             "(the gate&#x27;s limit: 0.2):" in body)
     assert re.findall(r"<tr><td>([^<]+)</td><td class=\"n\">([^<]+)</td></tr>", body) == [
