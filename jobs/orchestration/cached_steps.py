@@ -65,8 +65,10 @@ READS = {
     "cf": ("actions",),
     "ranker": ("training_set", "pin_embeddings"),
     "index": ("pin_embeddings", "features_user"),
+    # the bundle's files, then the gate's evidence: the candidate's drift (training_set, impressions) and funnel
+    # replay (funnel's READS)
     "publish": ("pins", "pin_embeddings", "training_set", "features_user", "features_pin", "features_user_category",
-                "actions"),
+                "actions", "impressions", "graph_edges"),
     # pinrec.jobs.funnel.funnel.READS (a test keeps them equal; importing it here would load the replay)
     "funnel": ("graph_edges", "training_set", "actions", "impressions", "features_user", "features_pin",
                "features_user_category"),

@@ -152,6 +152,7 @@ class PipelineSteps(Steps):
         result = run()
         if catalog is not None:
             self._check_reads(step, catalog)
+            self.last_catalog = catalog
         self.folders[step] = _folder_of(result)
         mark_folder(as_location(self.folders[step], self.artifacts.s3), step, fp)
         return result
@@ -182,15 +183,15 @@ class PipelineSteps(Steps):
         from pinrec.jobs.publish.bundle import newest_ranker
         from pinrec.jobs.ranking.ranker import run_ranker
 
-        cfg = self.cfg
+        cfg, catalog = self.cfg, self.catalog()
         try:
             folder = newest_ranker(self.artifacts)
         except FileNotFoundError:
             folder = None
         config = {"ranker": cfg.ranker, "ranker_train": cfg.ranker_train, "calibration": cfg.calibration,
                   "ranker_job": cfg.ranker_job, "dataset": cfg.dataset.kind}
-        return self._artifact_step("ranker", config, folder, lambda: run_ranker(self.spark, cfg),
-                                   {"landing": self.landing_fingerprint()})  # the world's truth
+        return self._artifact_step("ranker", config, folder, lambda: run_ranker(self.spark, cfg, catalog),
+                                   {"landing": self.landing_fingerprint()}, catalog=catalog)  # the world's truth
 
     def index(self):
         from pinrec.jobs.index.pin_index import build_pin_index, index_folder
@@ -247,10 +248,14 @@ class PipelineSteps(Steps):
         if self.cache.hit("publish", fp, newest.lineage.fingerprint or None if newest and known else None):
             self.published_manifest = newest
             return Cached("publish", fp, f"bundle {name}/{newest.version}", newest.version)
-        return publish_serving_bundle(self.spark, cfg, index_dir=f.get("index"), ranker_dir=f.get("ranker"),
-                                      two_tower_dir=f.get("two_tower"), cf_dir=f.get("cf"), cutoff=cutoff,
-                                      champion=champion, replay_champion=lambda _spark, _cfg, at: self.champion(at),
-                                      fingerprint=fp, prebuilt=prebuilt)
+        catalog = self.catalog()  # the champion's replay reads through its own: the funnel step's, checked there
+        report = publish_serving_bundle(self.spark, cfg, index_dir=f.get("index"), ranker_dir=f.get("ranker"),
+                                        two_tower_dir=f.get("two_tower"), cf_dir=f.get("cf"), cutoff=cutoff,
+                                        champion=champion, replay_champion=lambda _spark, _cfg, at: self.champion(at),
+                                        fingerprint=fp, prebuilt=prebuilt, catalog=catalog)
+        self._check_reads("publish", catalog)
+        self.last_catalog = catalog
+        return report
 
     def funnel(self, version: str, day: dt.date):
         """The funnel replay of the stored bundle ``version`` on ``day``

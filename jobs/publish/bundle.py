@@ -24,7 +24,7 @@ Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker'
 (per-task AUC and ECE of the served, calibrated, position-free scores), and with ``funnel.at_publish``
 from the serving funnel replayed on the candidate (:func:`candidate_funnel`), and the embedding
 stability the ``pin_embeddings`` commit records (:func:`embedding_stability`); lineage records the git
-sha, a hash of the configuration, the MLflow runs and the Delta version of every input. After
+sha, a hash of the configuration, the MLflow runs and the Delta version of every input of the files. After
 publishing, the ranker and index are registered in the MLflow Model Registry pointing at the bundle.
 """
 from __future__ import annotations
@@ -178,10 +178,11 @@ def ranker_scorer(ranker_dir: str, embeddings=None):
     return score
 
 
-def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddings=None):
+def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddings=None, catalog=None):
     """The newest training-set day against the training window (:func:`pinrec.jobs.monitoring.monitoring.monitor_drift`)
     with the candidate ranker's scores for ``tasks``; logged to MLflow. Its ``drift_metrics()`` go
-    into the manifest, where the blessing gate reads them."""
+    into the manifest, where the blessing gate reads them. ``catalog``: the one it reads
+    ``training_set`` and ``impressions`` through (default: one of its own)."""
 
     from pinrec.jobs.io.tracking import mlflow_artifact_root
     from pinrec.jobs.monitoring.monitoring import monitor_drift
@@ -192,7 +193,8 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
         out = scorer(frame)
         return {t: out[t] for t in tasks}
 
-    report = monitor_drift(spark, cfg.storage.warehouse, replace(cfg.monitoring, tasks=tasks),
+    report = monitor_drift(spark, catalog if catalog is not None else cfg.storage.warehouse,
+                           replace(cfg.monitoring, tasks=tasks),
                            maturity_s=cfg.training.maturity_s, scores=scores,
                            tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
                            max_feature_drift=cfg.blessing.max_feature_drift,
@@ -203,13 +205,14 @@ def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddi
     return report
 
 
-def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime, prebuilt=None):
+def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime, prebuilt=None, catalog=None):
     """The serving funnel (:func:`pinrec.jobs.funnel.funnel.replay_day`) of the candidate ``files`` (a
     :class:`~pinrec.export.build.publish.BundleFiles`), opened as serving opens a bundle: published into a
     scratch local store (judged there on its own; that verdict is not the gate's) and loaded from it. The
     replayed day is the last one the snapshot's ``cutoff`` closes (the newest day of the training window).
     None, with a warning, when nobody saved a pin that day (a sparse log): the gate then notes that the
-    candidate has no funnel metrics, and publishing goes on. ``prebuilt``: as :func:`replay_day`'s."""
+    candidate has no funnel metrics, and publishing goes on. ``prebuilt`` and ``catalog``: as
+    :func:`replay_day`'s."""
     from pinrec.export.build.publish import publish
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.store import Store
@@ -222,20 +225,21 @@ def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime, p
                 version="candidate")
         try:
             return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day,
-                              prebuilt=prebuilt)
+                              catalog=catalog, prebuilt=prebuilt)
         except NothingToReplay as err:
             log.warning("[publish] %s: the candidate's funnel is not measured", err)
             return None
 
 
-def default_cutoff(spark, cfg) -> dt.datetime:
+def default_cutoff(spark, cfg, catalog=None) -> dt.datetime:
     """The feature snapshot's cut-off a publish uses by default: the end of the newest day with events
-    (of a landing by month too) plus ``features.publish_delay_s``."""
+    (of a landing by month too, whose event days are read from ``impressions`` through ``catalog``,
+    default one of its own) plus ``features.publish_delay_s``."""
     from pinrec.jobs.ingest.days import event_days
     from pinrec.jobs.io.catalog import Catalog
 
-    # its own catalog: what it looks at is not the bundle's lineage
-    last = event_days(cfg.storage.location("landing"), catalog=lambda: Catalog(spark, cfg.storage.warehouse))[-1]
+    look = catalog if catalog is not None else (lambda: Catalog(spark, cfg.storage.warehouse))
+    last = event_days(cfg.storage.location("landing"), catalog=look)[-1]
     return dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
         dt.timedelta(seconds=cfg.features.publish_delay_s)
 
@@ -278,7 +282,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
                            force: bool = False, register: bool = True,
                            two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None,
                            champion: tuple[str, dict[str, float]] | None = None, replay_champion=None,
-                           fingerprint: str = "", prebuilt=None) -> BundleReport:
+                           fingerprint: str = "", prebuilt=None, catalog=None) -> BundleReport:
     """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
     to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
     ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
@@ -293,7 +297,10 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     kept in ``lineage.fingerprint`` (:mod:`pinrec.jobs.orchestration.step_cache`). ``prebuilt``: feature
     snapshot tables built ahead for :func:`snapshot_cutoffs` (a
     :class:`~pinrec.jobs.features.feature_snapshot.PrebuiltSnapshot`; a view built from another version
-    of its table is built again here)."""
+    of its table is built again here). ``catalog``: the :class:`~pinrec.jobs.io.catalog.Catalog` every table
+    is read through, the candidate's drift and funnel included (default: one of its own), so that a caller
+    sees all it read (the step cache checks it); the manifest's lineage holds the tables the bundle's
+    files were built from (``pin_embeddings``, ``pins``, the feature tables)."""
     import pyarrow.parquet as pq
 
     from pinrec.export.build.publish import BundleFiles, publish_bundle
@@ -311,8 +318,9 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
 
     if register and cfg.storage.mlflow_tracking_uri:  # before anything is built or published
         check_registry_source(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri)
-    artifacts, catalog = cfg.storage.location("artifacts"), Catalog(spark, cfg.storage.warehouse)
-    ids, vectors, emb_version, _ = read_embeddings(spark, catalog)
+    artifacts = cfg.storage.location("artifacts")
+    catalog = catalog if catalog is not None else Catalog(spark, cfg.storage.warehouse)
+    ids, vectors, emb_version, emb_delta = read_embeddings(spark, catalog)
     index_at = as_location(index_dir, artifacts.s3) if index_dir else index_folder(artifacts, emb_version)
     if not (index_at / "index.json").is_file():
         raise FileNotFoundError(f"no index at {index_at} for embeddings {emb_version}: run `pinrec index` first")
@@ -326,7 +334,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
     if trained_on and trained_on != emb_version:
         raise ValueError(f"the ranker in {ranker_at} uses embedding features of {trained_on} but pin_embeddings "
                          f"holds {emb_version}: retrain the ranker (`pinrec ranker`) so serving computes what it learnt")
-    cutoff = cutoff if cutoff is not None else default_cutoff(spark, cfg)
+    cutoff = cutoff if cutoff is not None else default_cutoff(spark, cfg, catalog)
     from pinrec.jobs.two_tower.two_tower import bundle_files, locate
 
     two_tower_at = locate(artifacts, emb_version, two_tower_dir, artifacts.s3)
@@ -334,7 +342,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
           local_folder(ranker_at) as ranker_local,
           local_folder(two_tower_at) if two_tower_at else contextlib.nullcontext() as two_tower_local):
         two_tower_extras, two_tower_report = bundle_files(two_tower_local, emb_version) if two_tower_local else ((), {})
-        pins, aligned, _ = pin_metadata(spark, catalog, ids, vectors)
+        pins, aligned, pins_delta = pin_metadata(spark, catalog, ids, vectors)
         pq.write_table(pins, f"{tmp}/pins.parquet")
         np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
         snapshot = build_feature_snapshot(spark, catalog, cutoff, f"{tmp}/features", prebuilt=prebuilt)
@@ -348,8 +356,8 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
         if (ranker_at / "prerank.onnx").is_file():  # the pre-ranker, exported beside the ranker
             files = replace(files, extras=(*files.extras, f"{ranker_local}/prerank.onnx"))
         measured = index_meta["measured"]
-        drift = candidate_drift(spark, cfg, ranker_local, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version)) \
-            if cfg.monitoring.at_publish else None
+        drift = candidate_drift(spark, cfg, ranker_local, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version),
+                                catalog) if cfg.monitoring.at_publish else None
         metrics = Metrics(k=int(measured.get("k", index_meta["k"])), recall_at_k=measured["recall_at_k"],
                           latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
                           auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {},
@@ -360,8 +368,9 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
                 "cf": cf_meta.get("mlflow_run_id")}
         if drift and drift.mlflow_run_id:
             runs["monitoring"] = drift.mlflow_run_id
-        # what this job read (pin_embeddings, pins, the feature tables), what the ranker was trained on
-        inputs = {**catalog.reads,
+        # what the files were built from (pin_embeddings, pins, the feature tables; not what the gate's drift
+        # and funnel read, though the catalog records that too), what the ranker was trained on
+        inputs = {"pin_embeddings": emb_delta, "pins": pins_delta, **snapshot.input_versions,
                   **{f"ranker:{k}": int(v) for k, v in (ranker_report.get("input_versions") or {}).items()
                      if isinstance(v, int)},
                   **{f"cf:{k}": int(v) for k, v in (cf_meta.get("input_versions") or {}).items()}}
@@ -370,7 +379,7 @@ def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = Non
             inputs["training_set"] = training_set
         lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs,
                           fingerprint=fingerprint)
-        funnel = candidate_funnel(spark, cfg, files, metrics, lineage, cutoff, prebuilt) \
+        funnel = candidate_funnel(spark, cfg, files, metrics, lineage, cutoff, prebuilt, catalog) \
             if cfg.funnel.at_publish else None
         if funnel is not None:
             log.info("[publish] %s", funnel.render())

@@ -55,12 +55,13 @@ if TYPE_CHECKING:  # torch-free at import time: pinrec.jobs.config imports Ranke
 __all__ = ["RankerReport", "read_training_set", "read_truth", "run_job", "run_ranker", "train_ranker"]
 
 
-def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
+def train_ranker(source, warehouse, model_cfg: RankerConfig, train_cfg: RankerTrainConfig,
                  calibration_cfg: CalibrationConfig, job: RankerJobConfig, tracking_uri: str | None,
                  artifacts_dir: str | Location | None, truth_dir: str | Location | None = None, embeddings=None, *,
                  artifact_root: ArtifactRoot | None = None) -> RankerReport:
     """Read, encode, train, calibrate, evaluate and export (module docstring). ``source``: a SparkSession
-    (with ``warehouse``) or a ready pandas/pyarrow frame; ``tracking_uri`` None logs nothing;
+    (with ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`) or a ready
+    pandas/pyarrow frame (``warehouse`` None); ``tracking_uri`` None logs nothing;
     ``artifacts_dir`` None exports nothing; ``truth_dir`` (the synthetic world's ``<landing>/_truth``)
     adds the oracle rows and the Kendall-tau comparison; ``embeddings`` (an
     :class:`~pinrec.export.serving.embedding_features.EmbeddingTable`) adds the embedding features;
@@ -84,11 +85,15 @@ def train_ranker(source, warehouse: str | None, model_cfg: RankerConfig, train_c
                       artifacts_dir=artifacts_dir, run=run, started=started, prerank=prerank)
 
 
-def run_ranker(spark, cfg) -> RankerReport:
+def run_ranker(spark, cfg, catalog=None) -> RankerReport:
     """:func:`train_ranker` with the sections of a :class:`~pinrec.jobs.config.PinrecConfig` (the CLI, DAG and
-    demo entry point); the synthetic world's truth is used for the oracle rows when it exists."""
+    demo entry point); the synthetic world's truth is used for the oracle rows when it exists. ``catalog``:
+    the :class:`~pinrec.jobs.io.catalog.Catalog` every table (``training_set``, ``pin_embeddings``) is read
+    through (default: one of its own), so that a caller sees what the job read (the step cache checks it)."""
+    from pinrec.jobs.io.catalog import Catalog
     from pinrec.jobs.io.tracking import mlflow_artifact_root
 
+    catalog = catalog if catalog is not None else Catalog(spark, cfg.storage.warehouse)
     truth = cfg.storage.location("landing") / "_truth"
     if cfg.dataset.kind != "synthetic" or not truth.is_dir():
         truth = None
@@ -96,12 +101,11 @@ def run_ranker(spark, cfg) -> RankerReport:
     if cfg.ranker_job.embeddings:
         from pinrec.export.serving.embedding_features import EmbeddingTable
         from pinrec.jobs.index.pin_index import read_embeddings
-        from pinrec.jobs.io.catalog import Catalog
 
-        if Catalog(spark, cfg.storage.warehouse).exists("pin_embeddings"):
-            ids, vectors, version, _ = read_embeddings(spark, cfg.storage.warehouse)
+        if catalog.exists("pin_embeddings"):
+            ids, vectors, version, _ = read_embeddings(spark, catalog)
             table = EmbeddingTable(ids, vectors, version)
-    return train_ranker(spark, cfg.storage.warehouse, cfg.ranker, cfg.ranker_train, cfg.calibration, cfg.ranker_job,
+    return train_ranker(spark, catalog, cfg.ranker, cfg.ranker_train, cfg.calibration, cfg.ranker_job,
                         cfg.storage.mlflow_tracking_uri, cfg.storage.location("artifacts"), truth, embeddings=table,
                         artifact_root=mlflow_artifact_root(cfg.storage))
 

@@ -56,9 +56,9 @@ def training_columns(cfg: RankerConfigs, embeddings: EmbeddingTable | None = Non
     return columns
 
 
-def read(source, warehouse: str | None, cfg: RankerConfigs, embeddings: EmbeddingTable | None = None) -> TrainingSet:
+def read(source, warehouse, cfg: RankerConfigs, embeddings: EmbeddingTable | None = None) -> TrainingSet:
     """The training set's :func:`training_columns`: ``source`` a SparkSession (``warehouse``'s
-    ``training_set`` at its current Delta version, rows in ``event_id`` order) or a ready
-    pandas/pyarrow frame (``warehouse`` unused)."""
+    ``training_set`` at its current Delta version, rows in ``event_id`` order; ``warehouse`` a path,
+    Location or catalog, which then records the read) or a ready pandas/pyarrow frame (``warehouse`` unused)."""
     frame, meta = read_training_set(source, warehouse, training_columns(cfg, embeddings))
     return TrainingSet(frame, meta)

@@ -168,6 +168,43 @@ def test_an_unchanged_rerun_skips_every_step_and_a_ranker_change_or_index_edit_r
 
 
 @pytest.mark.spark
+def test_the_ranker_and_publish_read_through_the_steps_catalog_so_a_read_their_fingerprint_misses_fails_them(
+        spark, world_copy, monkeypatch):
+    """run_ranker and publish_serving_bundle read every table through the step's catalog (publish's candidate
+    drift and funnel replay too): on the tiny world exactly the tables of READS; a table dropped from READS
+    fails the step, naming it, where it used to pass unseen (and a later rerun could reuse a stale output)."""
+    from pinrec.jobs.orchestration import cached_steps
+    from pinrec.jobs.orchestration.cached_training import PipelineSteps
+
+    cfg, _first = world_copy
+    cfg = dataclasses.replace(  # forced (the copy holds both outputs); a short ranker: its reads are the point
+        cfg, cache=dataclasses.replace(cfg.cache, force=("ranker", "publish")),
+        ranker_train=dataclasses.replace(cfg.ranker_train, epochs=1),
+        ranker_job=dataclasses.replace(cfg.ranker_job, evaluation="fast"))
+
+    def steps():
+        return PipelineSteps(cfg, spark, StepCache(cfg.cache), echo=lambda line: None)
+
+    run = steps()
+    assert not isinstance(run.ranker(), Cached)
+    assert sorted(run.last_catalog.reads) == ["pin_embeddings", "training_set"] == sorted(cached_steps.READS["ranker"])
+    assert not isinstance(run.publish(), Cached)
+    assert sorted(run.last_catalog.reads) == sorted(cached_steps.READS["publish"]) == [
+        "actions", "features_pin", "features_user", "features_user_category", "graph_edges", "impressions",
+        "pin_embeddings", "pins", "training_set"]  # graph_edges: the funnel's check of the replayed day
+
+    monkeypatch.setitem(cached_steps.READS, "ranker", ("training_set",))
+    monkeypatch.setitem(cached_steps.READS, "publish",
+                        tuple(t for t in cached_steps.READS["publish"] if t != "graph_edges"))
+    with pytest.raises(RuntimeError, match=r"step ranker read \['pin_embeddings'\], which its fingerprint does not "
+                                           r"cover: add them to .*READS\['ranker'\]"):
+        steps().ranker()
+    with pytest.raises(RuntimeError, match=r"step publish read \['graph_edges'\], which its fingerprint does not "
+                                           r"cover: add them to .*READS\['publish'\]"):
+        steps().publish()
+
+
+@pytest.mark.spark
 @pytest.mark.full
 def test_landing_a_new_day_ingests_and_featurises_only_that_day_and_rebuilds_the_training_set(spark, tmp_path):
     from pinrec.jobs.config import load_config
