@@ -223,7 +223,7 @@ def builder_conf(cfg: SparkConfig, s3: S3Options | None = None, submitted: bool 
 
 def get_spark(cfg: SparkConfig, s3: S3Options | None = None):
     """Build (or reuse) the SparkSession for ``cfg``, with Delta Lake enabled; with ``s3`` (the
-    lake or artifacts are on S3, :func:`pinrec.jobs.config.spark_s3`) also the s3a jars, talking
+    lake or artifacts are on S3, :attr:`~pinrec.jobs.config.StorageConfig.spark_s3`) also the s3a jars, talking
     to that S3 server (:func:`s3a_conf`). None: no S3 (the session starts ~2 s faster).
 
     Locally the session runs on ``cfg.master``; under spark-submit (:func:`under_spark_submit`)
