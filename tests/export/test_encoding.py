@@ -185,3 +185,27 @@ def test_serving_import_needs_no_torch_or_pandas():
     code = ("import sys; import pinrec.export.encoding; "
             "bad = {'torch', 'pandas'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    """encoding.py was split into encoding_spec, encoding_columns and feature_encoder; every public name it
+    had stays importable from it, the very object its new module defines (so isinstance checks agree)."""
+    import importlib
+
+    import pinrec.export.encoding as facade
+
+    home = {
+        "pinrec.export.encoding_spec": ("Boolean", "Categorical", "Dot", "Embedding", "EncodedBatch", "EncoderSpec",
+                                        "Equal", "FeatureSpec", "Hashed", "Numeric", "training_set_spec"),
+        "pinrec.export.encoding_columns": ("stable_hash",),
+        "pinrec.export.feature_encoder": ("FeatureEncoder",),
+    }
+    assert sorted(facade.__all__) == sorted(n for names in home.values() for n in names)
+    for module_name, names in home.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            assert getattr(facade, name) is module.__dict__[name], name
+            if name != "FeatureSpec":  # a Union alias has no __module__ of its own
+                assert module.__dict__[name].__module__ == module_name, name
+    encoder = facade.FeatureEncoder(SPEC).fit(five_rows())
+    assert isinstance(encoder.transform(five_rows()), facade.EncodedBatch)
