@@ -205,6 +205,39 @@ def test_the_ranker_and_publish_read_through_the_steps_catalog_so_a_read_their_f
 
 
 @pytest.mark.spark
+def test_a_rejected_publish_is_reused_only_while_the_channel_serves_the_champion_it_was_judged_against(
+        world_copy):
+    """A rejected candidate's verdict names the champion it lost to: while the channel serves that version a
+    rerun is "cached", once the channel serves another (here: none) the rerun judges the same inputs anew."""
+    from pinrec.export.serving.loader import load
+    from pinrec.export.serving.store import Store
+    from pinrec.jobs.orchestration.demo import run_demo
+    from pinrec.schemas.manifest import channel_key
+
+    cfg, first = world_copy
+    # no ranker reaches an AUC of 1: every candidate is rejected, whatever the champion
+    cfg = dataclasses.replace(cfg, blessing=dataclasses.replace(cfg.blessing, min_auc=1.0))
+
+    def publish():  # the whole demo: publish is the only step the blessing config reaches
+        result = run_demo(cfg, echo=lambda line: None)
+        assert set(result.cache.ran) <= {"publish", "funnel"}
+        return result.bundle
+
+    rejected = publish()
+    assert not isinstance(rejected, Cached) and not rejected.blessed and not rejected.promoted
+    stored = load(cfg.publish.store_uri, cfg.publish.name, version=rejected.version).manifest
+    assert stored.blessing.baseline_version == first.bundle.version
+    again = publish()
+    assert isinstance(again, Cached) and again.output == rejected.version  # the same champion: the same verdict
+
+    Store(cfg.bundle_store_uri).delete(channel_key(cfg.publish.name, cfg.publish.channel))  # the channel moved
+    judged = publish()
+    assert not isinstance(judged, Cached) and judged.version != rejected.version and not judged.blessed
+    assert load(cfg.publish.store_uri, cfg.publish.name, version=judged.version).manifest.blessing \
+        .baseline_version is None
+    assert isinstance(publish(), Cached)  # and that verdict is reused while nothing moves
+
+@pytest.mark.spark
 @pytest.mark.full
 def test_landing_a_new_day_ingests_and_featurises_only_that_day_and_rebuilds_the_training_set(spark, tmp_path):
     from pinrec.jobs.config import load_config
