@@ -36,7 +36,7 @@ DOMAIN_ERRORS = (
     ("pinrec.jobs.io.jars", "JarsMissingError", 2, ""),
     ("pinrec.export.build.publish", "PublishError", 2, ""),
     ("pinrec.export.serving.store", "PointerConflict", 2, ""),
-    ("pinrec.export.serving.loader", "BundleError", 2, ""),
+    ("pinrec.export.serving.bundle_open", "BundleError", 2, ""),  # where it is defined: loader.py re-exports it
     ("pinrec.jobs.features.redis_export", "RedisExportError", 2, ""),  # Redis down or refusing the export
     ("pinrec.jobs.orchestration.cli_recommend", "RedisUnavailableError", 2, ""),  # --redis-url cannot serve
     ("builtins", "OSError", 2, ""),  # a missing file, an unreachable store

@@ -199,7 +199,7 @@ def test_gpu_branch_with_faiss_gpu_calls_mocked(tmp_path, monkeypatch):
     cpu = build_index(x, ids, q, IndexConfig(device="cpu", **cfg), tmp_path / "cpu")
     calls = []
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
-    monkeypatch.setattr("pinrec.export.serving.shards._GPU_RESOURCES", [])
+    monkeypatch.setattr("pinrec.export.serving.shard_fill._GPU_RESOURCES", [])
     monkeypatch.setattr(faiss, "StandardGpuResources", lambda: "res", raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda index: calls.append("all_gpus") or index, raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_gpu",

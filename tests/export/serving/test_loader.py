@@ -1,4 +1,5 @@
-"""The serving loader: load, verify, refuse, refresh; on a local store and on S3."""
+"""The serving loader: load, verify, refuse, refresh; on a local store and on S3; and the facade: every
+public name of ``pinrec.export.serving.loader`` as the object its own module defines."""
 import dataclasses
 import hashlib
 import json
@@ -19,9 +20,10 @@ import pytest
 
 from pinrec.export.build.blessing import BlessingConfig
 from pinrec.export.build.publish import prune, publish, rollback
+from pinrec.export.serving import bundle_fetch, bundle_loader, bundle_open
 from pinrec.export.serving import loader as loader_module
 from pinrec.export.serving.loader import BundleError, BundleUnavailable, Loader, load
-from pinrec.export.serving.store import Store, read_channel, read_manifest
+from pinrec.export.serving.store import Store, file_digest, read_channel, read_manifest
 from pinrec.schemas.manifest import bundle_prefix
 from tests.support.bundles import LINEAGE, T0, metrics
 from tests.support.serving import BLOCKER
@@ -71,7 +73,7 @@ def test_shards_are_memory_mapped(store, candidate, monkeypatch):
     _publish(store, candidate(0)[0], "v1")
     flags = []
     real = faiss.read_index
-    monkeypatch.setattr(loader_module.faiss, "read_index", lambda path, f=0: flags.append(f) or real(path, f))
+    monkeypatch.setattr(bundle_open.faiss, "read_index", lambda path, f=0: flags.append(f) or real(path, f))
     _open(store)
     assert flags == [faiss.IO_FLAG_MMAP_IFC] * 2
 
@@ -248,7 +250,7 @@ def test_a_broken_cache_copy_is_replaced_by_a_new_one_beside_it(store, candidate
     assert os.path.dirname(again.root) == os.path.dirname(first.root)
     assert Path(shard).read_bytes() == damaged  # never rewritten under a reader
     want = read_manifest(store, "homefeed", "v1")[0].of_role("index_shard")[0].sha256
-    assert loader_module.file_digest(os.path.join(again.root, "index", "shard_000.faiss"))[1] == want
+    assert file_digest(os.path.join(again.root, "index", "shard_000.faiss"))[1] == want
     assert _open(store).root == again.root  # the good copy is found; nothing is downloaded a third time
     assert len(os.listdir(os.path.dirname(first.root))) == 2
 
@@ -493,3 +495,26 @@ def test_refresh_follows_a_version_name_published_again(store, candidate):
     assert loader.refresh() is True
     assert loader.bundle.version == "v1" and loader.bundle.encoder["seed"] == 2
     assert loader.refresh() is False
+
+
+#: Every public name loader.py defined before the split, and the module that defines it now.
+HOME = {
+    "MMAP_FLAGS": bundle_open, "Bundle": bundle_open, "BundleError": bundle_open, "BundleUnavailable": bundle_open,
+    "resolve": bundle_fetch, "load": bundle_loader, "Loader": bundle_loader,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(loader_module.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(loader_module, name) is module.__dict__[name], name
+        if callable(module.__dict__[name]):
+            assert module.__dict__[name].__module__ == module.__name__, name
+
+
+def test_the_facade_imports_with_the_base_install_only():
+    code = ("import sys, pinrec.export.serving.loader\n"
+            "heavy = {'torch', 'pyspark', 'pandas', 'mlflow', 'onnx', 'boto3', 'botocore'}\n"
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

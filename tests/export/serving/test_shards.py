@@ -1,8 +1,11 @@
 """Shards: stable hash, sharded == unsharded search, index.json round trip with checksums and
-mmap, incremental add with duplicate and drift checks."""
+mmap, incremental add with duplicate and drift checks; and the facade: every public name of
+``pinrec.export.serving.shards`` as the object its own module defines."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import faiss
 import numpy as np
@@ -13,6 +16,13 @@ from pinrec.export.index_choice import (
     DuplicateIdError,
     NonFiniteVectorError,
 )
+from pinrec.export.serving import (
+    incremental_add,
+    shard_fill,
+    shard_folder,
+    sharded_index,
+)
+from pinrec.export.serving import shards as shards_module
 from pinrec.export.serving.shards import (
     ChecksumError,
     ShardedIndex,
@@ -103,9 +113,6 @@ def test_precomputed_assignment_gives_the_same_shards():
 
 
 def test_a_fast_scan_ivf_is_filled_through_its_own_add():
-    import subprocess
-    import sys
-
     # in a child process: the base add_core on IVF-PQ fast-scan lists corrupted the heap (SIGABRT)
     code = """
 import faiss, numpy as np
@@ -268,10 +275,8 @@ def test_flat_index_has_no_drift(tmp_path):
 
 
 def test_an_add_killed_before_index_json_leaves_the_old_index_whole(ivf_folder, monkeypatch):
-    from pinrec.export.serving import shards as shards_module
-
     before = read_manifest(ivf_folder)
-    monkeypatch.setattr(shards_module, "write_manifest", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(incremental_add, "write_manifest", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):  # the process dies after writing the new shard files
         add_to_index(ivf_folder, clustered(300, seed=11), np.arange(5000, 5300))
     monkeypatch.undo()
@@ -286,3 +291,33 @@ def test_an_add_killed_before_index_json_leaves_the_old_index_whole(ivf_folder, 
     named = {e["file"] for e in first["shards"]} | {e["file"] for e in after["shards"]}
     assert {p.name for p in ivf_folder.glob("shard-*.faiss")} == named
     assert all(".g" in name for name in named)
+
+
+#: Every public name shards.py defined before the split, and the module that defines it now.
+HOME = {
+    "splitmix64": shard_fill, "shard_of": shard_fill, "training_key": shard_fill, "training_sample": shard_fill,
+    "coarse_assign": shard_fill, "fill_shard": shard_fill, "build_shards": shard_fill,
+    "MANIFEST": shard_folder, "FORMAT_VERSION": shard_folder, "HASH_NAME": shard_folder,
+    "ChecksumError": shard_folder, "shard_file": shard_folder, "write_shard": shard_folder,
+    "write_manifest": shard_folder, "read_manifest": shard_folder, "sha256_file": shard_folder,
+    "verify_shards": shard_folder,
+    "ShardedIndex": sharded_index, "shard_ids": sharded_index,
+    "DriftReport": incremental_add, "mean_residual": incremental_add, "imbalance": incremental_add,
+    "check_drift": incremental_add, "add_to_index": incremental_add,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(shards_module.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(shards_module, name) is module.__dict__[name], name
+        if callable(module.__dict__[name]):
+            assert module.__dict__[name].__module__ == module.__name__, name
+
+
+def test_the_facade_imports_with_the_base_install_only():
+    code = ("import sys, pinrec.export.serving.shards\n"
+            "heavy = {'torch', 'pyspark', 'pandas', 'mlflow', 'onnx', 'boto3', 'botocore'}\n"
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
