@@ -27,13 +27,13 @@ _EXPORTS = {
     "RankerConfig": "pinrec.models.config",
     "RankerTrainConfig": "pinrec.models.config",
     "PinSageTrainConfig": "pinrec.models.config",
-    "PinSageTrainer": "pinrec.models.pinsage_trainer",
+    "PinSageTrainer": "pinrec.models.pinsage_loop",
     "BoardPairSampler": "pinrec.models.pair_sampler",
     "WalkPairSampler": "pinrec.models.pair_sampler",
     "HardNegativeSampler": "pinrec.models.pair_sampler",
     "TwoTower": "pinrec.models.two_tower",
     "TwoTowerConfig": "pinrec.models.config",
-    "TwoTowerTrainer": "pinrec.models.two_tower_trainer",
+    "TwoTowerTrainer": "pinrec.models.two_tower_loop",
 }
 
 __all__ = [

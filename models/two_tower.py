@@ -7,7 +7,8 @@ product scores the pair, so the pins' vectors can be indexed once (FAISS) and a 
 computed per request, queries the index. Here both towers read PinSage embeddings (Ying et al.,
 KDD 2018): the pin tower its own, the user tower those of the user's recent saves and closeups,
 pooled (:class:`HistoryPool`). ``forward`` returns embeddings only; the loss lives in
-:mod:`pinrec.models.two_tower_trainer`, so the exported user tower holds none.
+:mod:`pinrec.models.losses` and the training in :mod:`pinrec.models.two_tower_loop`, so the
+exported user tower holds none.
 """
 from __future__ import annotations
 

@@ -1,12 +1,22 @@
-"""PinSage training: pair and hard-negative samplers, curriculum, learning, determinism, resume, DDP."""
+"""PinSage training: pair and hard-negative samplers, curriculum, learning, determinism, resume, DDP; and
+the facade: every public name of ``pinrec.models.pinsage_trainer`` as the object its own module defines."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from pinrec.models import (
+    config,
+    losses,
+    pinsage_checkpoint,
+    pinsage_loop,
+    training_runtime,
+)
+from pinrec.models import pinsage_trainer as trainer_module
 from pinrec.models.pair_sampler import (
     BoardPairSampler,
     HardNegativeSampler,
@@ -327,3 +337,22 @@ def test_one_step_reaches_the_id_embeddings_and_the_loss_falls_on_a_fixed_batch(
         assert all(g is not None and g.abs().sum() > 0 for g in grads.values()), [n for n, g in grads.items()
                                                                                 if g is None or not g.abs().sum()]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+#: Every public name pinsage_trainer.py defined before the split, and the module that defines it now.
+HOME = {
+    "PinSageTrainer": pinsage_loop, "graph_to": pinsage_loop,
+    "ARCHITECTURE": pinsage_checkpoint, "CHECKPOINT_FILE": pinsage_checkpoint,
+    "ranking_loss": losses,
+    "EpochHook": training_runtime, "deterministic_kernels": training_runtime, "resolve_device": training_runtime,
+    "PinSageTrainConfig": config,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(trainer_module.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(trainer_module, name) is getattr(module, name), name
+        value = module.__dict__[name]
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__ == module.__name__, name

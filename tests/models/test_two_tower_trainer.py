@@ -1,12 +1,22 @@
-"""Two-tower training: the logQ-corrected in-batch loss, learning a tiny problem, resume, temperature."""
+"""Two-tower training: the logQ-corrected in-batch loss, learning a tiny problem, resume, temperature; and
+the facade: every public name of ``pinrec.models.two_tower_trainer`` as the object its own module defines."""
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import replace
 
 import pytest
 import torch
 
+from pinrec.models import (
+    losses,
+    training_runtime,
+    two_tower_data,
+    two_tower_loop,
+    two_tower_temperature,
+)
+from pinrec.models import two_tower_trainer as trainer_module
 from pinrec.models.config import TwoTowerConfig
 from pinrec.models.two_tower_trainer import (
     PinTable,
@@ -143,3 +153,22 @@ def test_non_finite_pin_embeddings_are_refused():
     emb[4, 0] = float("nan")
     with pytest.raises(ValueError, match=r"pins.embeddings holds NaN or inf in 1 row\(s\), e.g. row 4"):
         TwoTowerTrainer(train, replace(pins, embeddings=emb), CFG, 0.1, [3], [CATS + 1])
+
+
+#: Every public name two_tower_trainer.py defined before the split, and the module that defines it now.
+HOME = {
+    "PinTable": two_tower_data, "TwoTowerData": two_tower_data, "user_inputs": two_tower_data,
+    "TwoTowerTrainer": two_tower_loop, "build_model": two_tower_loop,
+    "TwoTowerFit": two_tower_temperature, "fit_two_tower": two_tower_temperature, "recall_at_k": two_tower_temperature,
+    "in_batch_softmax_loss": losses,
+    "EpochHook": training_runtime,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(trainer_module.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(trainer_module, name) is getattr(module, name), name
+        value = module.__dict__[name]
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert value.__module__ == module.__name__, name
