@@ -1,13 +1,24 @@
 """The generic interaction-log reader: column mapping, ids, time modes, metadata, bounded partitions."""
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from pinrec.jobs.ingest import (
+    log_columns,
+    log_files,
+    log_items,
+    log_load,
+    log_reader,
+    log_spec,
+    log_times,
+)
 from pinrec.jobs.ingest.dataset_info import (
     partition_granularity,
     read_dataset_info,
@@ -351,3 +362,28 @@ def test_json_ids_beyond_64_bits_keep_their_digits(tmp_path):
     got = read_log(path, LogSpec(user="u", item="i"))
     assert sorted(got.user_ids["value"]) == ["123456789012345678901", "123456789012345678902", "5"]
     assert len(got.log.interactions) == 3
+
+
+HOME = {
+    "LogSpec": log_spec, "ReadLog": log_spec, "TIMESTAMP_MODES": log_spec, "TIMESTAMP_UNITS": log_spec,
+    "read_table": log_files, "MAX_KEPT_ID": log_columns, "ORIGIN": log_times, "MS_FROM": log_times,
+    "MAX_LABELS": log_items, "read_log": log_load, "load_log": log_load, "land_configured": log_load,
+}
+
+
+def top_level_assignments(module) -> set[str]:
+    """Names a module assigns at its top level (where a constant, which has no ``__module__``, is defined)."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    return {t.id for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(log_reader.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(log_reader, name) is getattr(module, name), name
+        value = module.__dict__[name]
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == module.__name__, name
+        else:
+            assert name in top_level_assignments(module), name

@@ -2,6 +2,7 @@
 duplicates are exactly what the summary says, and the outcomes follow the documented truth."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime as dt
 import json
@@ -12,7 +13,14 @@ import pandas as pd
 import pytest
 
 from pinrec.jobs.config import ConfigError, SyntheticConfig
-from pinrec.jobs.ingest import synthetic
+from pinrec.jobs.ingest import (
+    synthetic,
+    synthetic_draw,
+    synthetic_faults,
+    synthetic_feed,
+    synthetic_generate,
+    synthetic_world,
+)
 from pinrec.jobs.ingest.landing import LandingSummary, list_partitions, partition_dir
 from pinrec.jobs.ingest.synthetic import ACTION_FAULTS, generate, position_bias
 from pinrec.schemas.catalog import (
@@ -114,7 +122,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 def test_part_files_hold_the_same_lines(tmp_path, monkeypatch):
     cfg = dataclasses.replace(TINY, days=1)
     generate(cfg, tmp_path / "one", seed=5)
-    monkeypatch.setattr(synthetic, "_PART_ROWS", 700)
+    monkeypatch.setattr(synthetic_faults, "_PART_ROWS", 700)  # where _land reads it
     generate(cfg, tmp_path / "many", seed=5)
     one = (tmp_path / "one/impressions/dt=2026-01-05/part-00000.jsonl").read_text()
     parts = sorted((tmp_path / "many/impressions/dt=2026-01-05").glob("part-*.jsonl"))
@@ -355,3 +363,33 @@ def test_simulate_draws_what_generate_writes(world):
 def test_invalid_config_is_refused(tmp_path, change):
     with pytest.raises(ConfigError, match=r"^synthetic\.\w+ must be "):  # the section's own bounds
         generate(dataclasses.replace(TINY, **change), tmp_path, seed=0)
+
+
+HOME = {name: synthetic_world for name in (
+    "BOARD_ID_BASE", "CANDIDATES", "CATEGORY_TEMPERATURE", "CLICK_GIVEN_CLOSEUP", "CLOSEUP_A", "CLOSEUP_B",
+    "CONTENT_NOISE", "COUNTRIES", "COUNTRY_P", "DEVICE_P", "FEED_ORDER_NOISE", "GENDER_P", "INTEREST_SHARE",
+    "NO_EMBEDDING_SHARE", "NSFW_SHARE", "OCCUPATIONS", "PIN_ID_BASE", "PIN_NOISE", "POSITION_BIAS_EXPONENT",
+    "SAVE_C", "SAVE_D", "SAVE_DELAY_MEDIAN_S", "SAVE_DELAY_SIGMA", "SURFACE_P", "USER_ID_BASE", "USER_NOISE",
+    "_build_world")} | {
+    "ACTION_FAULTS": synthetic_faults, "IMPRESSION_FAULTS": synthetic_faults,
+    "position_bias": synthetic_feed, "_PinPool": synthetic_feed, "_impressions": synthetic_feed,
+    "Simulation": synthetic_draw, "simulate": synthetic_draw, "generate": synthetic_generate,
+}
+
+
+def top_level_assignments(module) -> set[str]:
+    """Names a module assigns at its top level (where a constant, which has no ``__module__``, is defined)."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    return {t.id for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(synthetic.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(synthetic, name) is getattr(module, name), name
+        value = module.__dict__[name]
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == module.__name__, name
+        else:
+            assert name in top_level_assignments(module), name
