@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from pinrec.schemas import bundle_manifest, bundle_names, manifest_parts
+from pinrec.schemas import manifest as manifest_module
 from pinrec.schemas.manifest import (
     FORMAT_VERSION,
     Blessing,
@@ -275,3 +277,34 @@ def test_duplicate_json_keys_are_refused():
     p = ChannelPointer("homefeed", "prod", "v2", SHA, dt.datetime(2026, 1, 10, tzinfo=dt.UTC), "publish")
     with pytest.raises(ManifestError, match="duplicate key 'version'"):
         ChannelPointer.from_json('{"version": "v9", ' + p.to_json()[1:])
+
+
+#: Every public name manifest.py defined before the split, and the module that defines it now.
+HOME = {
+    "MANIFEST_FILE": bundle_names, "ManifestError": bundle_names, "is_name": bundle_names,
+    "check_name": bundle_names, "RESERVED_CHANNEL_SUFFIX": bundle_names, "RESERVED_CHANNEL_PART": bundle_names,
+    "is_channel_name": bundle_names, "check_channel": bundle_names, "check_relpath": bundle_names,
+    "bundle_prefix": bundle_names, "channel_key": bundle_names,
+    "ROLES": manifest_parts, "PIN_COLUMNS": manifest_parts, "FileEntry": manifest_parts, "Metrics": manifest_parts,
+    "Lineage": manifest_parts, "Blessing": manifest_parts,
+    "FORMAT_VERSION": bundle_manifest, "Manifest": bundle_manifest, "ChannelPointer": bundle_manifest,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(manifest_module.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(manifest_module, name) is getattr(module, name), name
+        if callable(module.__dict__[name]):
+            assert module.__dict__[name].__module__ == module.__name__, name
+
+
+def test_the_facade_imports_with_the_base_install_only():
+    """The loader imports it: nothing outside the standard library (and pinrec) is loaded."""
+    code = ("import sys\n"
+            "before = set(sys.modules)\n"
+            "import pinrec.schemas.manifest\n"
+            "loaded = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+            "print(sorted(loaded - set(sys.stdlib_module_names) - {'pinrec'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

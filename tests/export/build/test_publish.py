@@ -13,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from pinrec.export.build import (
+    channel_moves,
+    publish_protocol,
+    publish_types,
+    retention,
+)
+from pinrec.export.build import publish as publish_module
 from pinrec.export.build.blessing import BlessingConfig
 from pinrec.export.build.publish import (
     PointerConflict,
@@ -23,6 +30,7 @@ from pinrec.export.build.publish import (
     publish,
     rollback,
 )
+from pinrec.export.serving import bundle_store
 from pinrec.export.serving.loader import BundleError, load
 from pinrec.export.serving.store import (
     S3Options,
@@ -666,3 +674,25 @@ def test_force_past_an_unreadable_champion_says_so(store, candidate):
     res = _publish(store, candidate(2)[0], "v3", when=T0 + HOUR, force=True)
     assert res.promoted and res.pointer.reason == "force" and res.manifest.blessing.forced
     assert res.manifest.blessing.notes[0].startswith("force=True: the champion v1's manifest is unreadable")
+
+
+#: Every name publish.py exported (and ``promote``, ``Hook``) before the split, and the module that defines it now.
+HOME = {
+    "publish": publish_protocol, "publish_bundle": publish_protocol,
+    "rollback": channel_moves, "promote": channel_moves,
+    "PublishConfig": publish_types, "BundleFiles": publish_types, "PublishResult": publish_types,
+    "PublishError": publish_types, "Hook": publish_types,
+    "prune": retention, "PointerConflict": bundle_store,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(publish_module.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(publish_module, name) is getattr(module, name), name
+        if name != "Hook":  # a type alias: no __module__ of its own
+            assert module.__dict__[name].__module__ == module.__name__, name
+
+
+def test_the_split_modules_log_under_the_facades_name():
+    assert channel_moves.log is publish_protocol.log is logging.getLogger("pinrec.export.build.publish")
