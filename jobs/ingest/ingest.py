@@ -259,7 +259,8 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
     # rows and its valid rows (a crash between the two leaves them apart; re-running the batch repairs it)
     with catalog.holding(spec.name):
         if by_reason or _quarantined_before(catalog, spec.name, days):  # else there is nothing to write or replace
-            catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'")
+            catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'",
+                          user_metadata={"batch_id": batch_id, "landing": landing})  # lineage: the rows' landing
         if report.rejected:
             return report
         return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)

@@ -96,7 +96,7 @@ class Catalog:
     touched, so a catalog can be made where no session exists (other torchrun ranks)."""
 
     #: keys of ``userMetadata`` that the catalog writes itself (a job's metadata may not use them)
-    RESERVED = ("read", "wrote_days", "cache")
+    RESERVED = ("read", "wrote_days", "replace_where", "cache")
 
     def __init__(self, spark, warehouse: str | Path | Location, stamp: Mapping[str, Any] | None = None) -> None:
         if isinstance(warehouse, Catalog):
@@ -273,7 +273,9 @@ class Catalog:
         (Delta ``mergeSchema``; older rows read them as null) instead of failing; a changed type
         still fails. ``user_metadata``: a JSON-able mapping kept in the commit's ``userMetadata``
         with :attr:`lineage` (this writer's reads) under ``"read"``, the ISO days of ``days`` under
-        ``"wrote_days"`` and :attr:`stamp` under ``"cache"``."""
+        ``"wrote_days"``, ``replace_where`` under ``"replace_where"`` (the slice of those days the commit
+        replaced: lineage then knows a later commit of another slice did not replace it) and :attr:`stamp`
+        under ``"cache"``."""
         spec = self.table(name)
         meta = dict(user_metadata or {})
         reserved = sorted(set(meta) & set(self.RESERVED))
@@ -283,6 +285,8 @@ class Catalog:
         meta["read"] = self.lineage
         if days is not None:
             meta["wrote_days"] = sorted({d.isoformat() for d in days})
+        if replace_where is not None:
+            meta["replace_where"] = replace_where
         if self.stamp:
             meta["cache"] = self.stamp
         writer = df.write.format("delta").mode("overwrite").option("userMetadata", json.dumps(meta, sort_keys=True))

@@ -29,14 +29,15 @@ __all__ = ["DOMAIN_ERRORS", "build_parser", "main"]
 # (module, class, exit code, message prefix): the errors that are the user's or the environment's to
 # fix. Looked up only in modules already imported: an exception of a module never loaded cannot occur.
 DOMAIN_ERRORS = (
-    ("pinrec.jobs.config", "ConfigError", 2, "configuration error: "),
+    ("pinrec.schemas.config_base", "ConfigError", 2, "configuration error: "),
     ("pinrec.jobs.ingest.ingest_read", "IngestError", 3, ""),  # with its subclasses (schema drift, empty batch ...)
     ("pinrec.jobs.orchestration.stack", "StackError", 2, ""),
-    ("pinrec.jobs.io.table_lock", "ConcurrentWriterError", 2, ""),
+    ("pinrec.jobs.io.table_lease", "ConcurrentWriterError", 2, ""),
     ("pinrec.jobs.io.jars", "JarsMissingError", 2, ""),
-    ("pinrec.export.build.publish", "PublishError", 2, ""),
-    ("pinrec.export.serving.store", "PointerConflict", 2, ""),
-    ("pinrec.export.serving.bundle_open", "BundleError", 2, ""),  # where it is defined: loader.py re-exports it
+    # each where it is defined (a module that raises it has loaded it), not a facade that re-exports it
+    ("pinrec.export.build.publish_types", "PublishError", 2, ""),
+    ("pinrec.export.serving.bundle_store", "PointerConflict", 2, ""),
+    ("pinrec.export.serving.bundle_open", "BundleError", 2, ""),
     ("pinrec.jobs.features.redis_export", "RedisExportError", 2, ""),  # Redis down or refusing the export
     ("pinrec.jobs.orchestration.cli_recommend", "RedisUnavailableError", 2, ""),  # --redis-url cannot serve
     ("builtins", "OSError", 2, ""),  # a missing file, an unreachable store

@@ -12,7 +12,8 @@ landing partitions, from what the manifest, the Delta commits and MLflow already
   it recorded (``landing``), then the tables its foreign keys were checked against (``read``);
 * a table written day by day (features, training set: commits that record ``wrote_days``) follows,
   for each day the version holds, the commit that last wrote it (``days_written_by``) and the inputs
-  each of those read;
+  each of those read; a table whose commits replace a slice of a day (``replace_where``: the quarantine,
+  one source table's rows per ingest) follows every slice's last writer and its landing folders;
 * an MLflow run id: the run's tags and parameters that name table versions (``input_versions.*``)
   and the model version, then those tables.
 
@@ -51,16 +52,31 @@ def parse_table_ref(ref: str) -> tuple[str, int | None] | None:
     return table, int(version) if version else None
 
 
-def _landing(catalog: Catalog, table: str, version: int) -> tuple[Node, ...]:
-    """The landing partitions behind ``table@version``: per day, the newest commit <= version that wrote it."""
-    by_day: dict[str, tuple[int, str]] = {}
-    for commit in sorted(catalog.history(table), key=lambda c: c.version):
+def _slices(commits, version: int, days_of) -> dict[str, dict[str | None, Any]]:
+    """Per day, the commits <= ``version`` whose rows of that day the version still holds, keyed by the slice
+    each replaced (its ``replace_where``; None: the whole day): a commit replaces the earlier commit of its
+    slice, and a whole-day commit replaces every slice. The quarantine is written so, one source table's
+    slice per ingest: a day's rows come from several commits. ``days_of(commit)``: the days it wrote."""
+    by_day: dict[str, dict[str | None, Any]] = {}
+    for commit in sorted(commits, key=lambda c: c.version):
         if commit.version > version:
             break
-        for day, folder in (commit.user_metadata.get("landing") or {}).items():
-            by_day[day] = (commit.version, folder)
-    return tuple(Node(f"landing {folder}", {"day": day, "ingested_by": f"{table}@{v}"})
-                 for day, (v, folder) in sorted(by_day.items()))
+        where = (commit.user_metadata or {}).get("replace_where")
+        for day in days_of(commit):
+            slices = by_day.setdefault(day, {})
+            if where is None:
+                slices.clear()
+            slices[where] = commit
+    return by_day
+
+
+def _landing(catalog: Catalog, table: str, version: int) -> tuple[Node, ...]:
+    """The landing partitions behind ``table@version``: per day, the newest commit <= version that wrote it
+    (of each slice it holds, :func:`_slices`)."""
+    by_day = _slices(catalog.history(table), version, lambda c: (c.user_metadata or {}).get("landing") or {})
+    found = sorted({(day, c.user_metadata["landing"][day], c.version)
+                    for day, slices in by_day.items() for c in slices.values()})
+    return tuple(Node(f"landing {folder}", {"day": day, "ingested_by": f"{table}@{v}"}) for day, folder, v in found)
 
 
 def table_lineage(catalog: Catalog, table: str, version: int | None = None,
@@ -96,14 +112,11 @@ def table_lineage(catalog: Catalog, table: str, version: int | None = None,
 
 def _day_writers(commits, version: int) -> list:
     """The commits <= ``version`` whose days (``wrote_days``) the version still holds, newest first:
-    a table written day by day got each day's rows from the commit that last wrote that day."""
-    by_day = {}
-    for commit in sorted(commits, key=lambda c: c.version):
-        if commit.version > version:
-            break
-        for day in (commit.user_metadata or {}).get("wrote_days") or ():
-            by_day[day] = commit
-    return sorted({c.version: c for c in by_day.values()}.values(), key=lambda c: -c.version)
+    a table written day by day got each day's rows from the commit that last wrote that day (of each
+    slice, :func:`_slices`)."""
+    by_day = _slices(commits, version, lambda c: (c.user_metadata or {}).get("wrote_days") or ())
+    return sorted({c.version: c for slices in by_day.values() for c in slices.values()}.values(),
+                  key=lambda c: -c.version)
 
 
 def bundle_lineage(manifest, catalog: Catalog | None) -> Node:

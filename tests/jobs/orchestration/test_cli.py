@@ -372,6 +372,17 @@ def test_domain_errors_keep_their_exit_codes(error, code, monkeypatch, capsys):
     assert capsys.readouterr().err == "pinrec tables: what went wrong\n"
 
 
+def test_every_domain_error_is_looked_up_where_it_is_defined():
+    """The lookup sees only loaded modules: a facade that re-exports a class may never be imported by the code
+    that raises it (the serving and publish modules were split behind facades), its defining module always is."""
+    import importlib
+
+    from pinrec.jobs.orchestration.cli import DOMAIN_ERRORS
+
+    for module, name, _, _ in DOMAIN_ERRORS:
+        cls = getattr(importlib.import_module(module), name)
+        assert isinstance(cls, type) and issubclass(cls, BaseException) and cls.__module__ == module, (module, name)
+
 # --- one front end, and a --help that loads nothing heavy ---------------------------------------------------------
 
 def test_the_cli_is_the_only_python_entry_point_of_the_jobs():

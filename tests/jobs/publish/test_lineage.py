@@ -65,6 +65,31 @@ def test_a_table_written_day_by_day_leads_to_every_days_landing_and_inputs():
     assert [c.label for c in table_lineage(catalog, "impressions", 0).children] == ["landing I1", "users@0"]
 
 
+def test_a_table_written_by_slices_of_a_day_follows_every_slices_last_writer():
+    """The quarantine: each ingest replaces its own source table's rows of the day (replace_where), so one day's
+    rows come from several commits; a whole-day write replaces them all."""
+    from pinrec.jobs.io.catalog import Commit
+    from pinrec.jobs.publish.lineage import table_lineage
+
+    d = "2026-01-01"
+
+    def quarantined(version, source, folder, read, where=True):
+        meta = {"wrote_days": [d], "landing": {d: folder}, "read": read}
+        return Commit(version, "WRITE", 1, {**meta, "replace_where": f"source_table = '{source}'"} if where else meta)
+
+    catalog = _Catalog({
+        "users": [Commit(0, "WRITE", 1, {"wrote_days": [d], "landing": {d: "U"}, "read": {}})],
+        "quarantine": [quarantined(0, "impressions", "I1", {"users": 0}), quarantined(1, "actions", "A1", {}),
+                       quarantined(2, "impressions", "I2", {"users": 0}), quarantined(3, "all", "X", {}, where=False)]})
+    tree = table_lineage(catalog, "quarantine", 2)
+    assert tree.details["days_written_by"] == "quarantine@2, quarantine@1"  # @0's slice was replaced by @2
+    assert [c.label for c in tree.children] == ["landing A1", "landing I2", "users@0"]
+    assert [c.details["ingested_by"] for c in tree.children[:2]] == ["quarantine@1", "quarantine@2"]
+    assert [c.label for c in table_lineage(catalog, "quarantine", 1).children] == ["landing A1", "landing I1",
+                                                                                    "users@0"]
+    whole = table_lineage(catalog, "quarantine", 3)  # a write of the whole day replaced every slice
+    assert "days_written_by" not in whole.details and [c.label for c in whole.children] == ["landing X"]
+
 def _labels(node: Node) -> list[str]:
     return [node.label, *(label for child in node.children for label in _labels(child))]
 
@@ -127,6 +152,10 @@ def test_each_table_of_the_demo_lists_exactly_its_real_inputs(tiny_world, spark)
     got = {table: {child.label.split("@")[0] for child in table_lineage(catalog, table).children
                    if not child.label.startswith("landing ")} for table in expected}
     assert got == expected
+    # the quarantine's day holds rows of several ingests (each replaced its own table's slice): all of them
+    landed = {child.label.split(f"{cfg.storage.landing}/")[1].split("/dt=")[0]
+              for child in table_lineage(catalog, "quarantine").children if child.label.startswith("landing ")}
+    assert {"impressions", "actions"} <= landed, landed
 
 
 def _sets(cfg) -> list[str]:
