@@ -111,14 +111,19 @@ def promote(store: Store, name: str, channel: str, version: str, *,
     after the manifest, or lost the swap, or a retry found the step cached): move ``channel`` to it when its
     verdict promotes it (blessed, or forced) and the channel still serves the version that verdict was
     judged against (``blessing.baseline_version``), after re-checking every file. Returns the new pointer,
-    or None when there is nothing to finish: a rejected version, a channel already on it, or a channel an
-    operator rolled back from it. Raises :class:`PublishError` when the channel moved on since the
-    verdict: it no longer says anything about the version the candidate would replace (publish anew)."""
+    or None when there is nothing to finish: a rejected version (while the channel serves the version it
+    lost to), a channel already on it, or a channel an operator rolled back from it. Raises
+    :class:`PublishError` when the channel moved on since the verdict, a rejection's too: it no longer
+    says anything about the version the candidate would replace (publish anew)."""
     check_channel("channel", channel)
     manifest, data = read_manifest(store, name, version)
-    if not (manifest.blessing.blessed or manifest.blessing.forced):
-        return None
     current, token = read_channel_for_update(store, name, channel)
+    if not (manifest.blessing.blessed or manifest.blessing.forced):
+        served = current.version if current else None
+        if served != manifest.blessing.baseline_version:  # a retry must not answer with a verdict about another
+            raise PublishError(f"{name}/{version} was rejected against {manifest.blessing.baseline_version} but "
+                               f"channel {channel} now serves {served}: its verdict is stale; publish it anew")
+        return None
     if current is not None and (current.version == version
                                 or (current.reason == "rollback" and current.previous == version)):
         return None  # served already, or taken off it on purpose: not to be undone by a retry

@@ -404,22 +404,13 @@ def finish_publish(cfg, manifest, register: bool = True) -> BundleReport | None:
     (:func:`~pinrec.export.build.publish.promote`: a crash or a lost swap, then a retry the step cache
     answered), and register it in MLflow with the channel's alias; None when there was nothing to finish.
     Raises :class:`~pinrec.export.build.publish.PublishError` when its verdict is stale: judged against a
-    version the channel no longer serves (a rejected one too: rejected against one champion says nothing
-    about the one serving now, so the step cache must not answer with it; the caller publishes anew)."""
-    from pinrec.export.build.publish import PublishError, promote
-    from pinrec.export.serving.store import Store, read_channel
+    version the channel no longer serves (a rejection too: the caller publishes anew)."""
+    from pinrec.export.build.publish import promote
+    from pinrec.export.serving.store import Store
     from pinrec.jobs.config import s3_options
 
     store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
     if promote(store, manifest.name, cfg.publish.channel, manifest.version) is None:
-        blessing = manifest.blessing
-        if not (blessing.blessed or blessing.forced):
-            current = read_channel(store, manifest.name, cfg.publish.channel)
-            served = current.version if current else None
-            if served != blessing.baseline_version:
-                raise PublishError(f"{manifest.name}/{manifest.version} was rejected against "
-                                   f"{blessing.baseline_version} but channel {cfg.publish.channel} now serves "
-                                   f"{served}: its verdict is stale; publish it anew")
         return None
     registered: dict[str, str] = {}
     if register and cfg.storage.mlflow_tracking_uri:

@@ -307,6 +307,14 @@ def test_promote_refuses_a_stale_verdict_and_a_damaged_version(store, candidate)
     with pytest.raises(PublishError, match="v2 was judged against v1 but channel prod now serves v4"):
         promote(store, "homefeed", "prod", "v2")
     assert _channel(store) == "v4"
+    # a rejection is a verdict about the champion it lost to as well: stale once the channel serves another
+    _publish(store, candidate(5)[0], "bad", m=metrics(recall=0.05), when=T0 + 5 * HOUR)
+    assert promote(store, "homefeed", "prod", "bad") is None  # still against v4: nothing to finish
+    rollback(store, "homefeed", "prod", "v1")
+    with pytest.raises(PublishError, match="bad was rejected against v4 but channel prod now serves v1: its "
+                                           "verdict is stale"):
+        promote(store, "homefeed", "prod", "bad")
+    assert _channel(store) == "v1"
 
 
 @pytest.mark.parametrize("kwargs, message", [({"keep_blessed": -1}, "keep_blessed must be an integer >= 0, got -1"),
