@@ -36,13 +36,14 @@ def deterministic_kernels(method: Callable) -> Callable:
     return wrapper
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, field: str = "pinsage.device") -> torch.device:
     """``"auto"`` -> the current CUDA device when there is one (``torchrun`` callers set it per local
-    rank with ``torch.cuda.set_device``), else the CPU. ``"cuda"`` without a CUDA device raises."""
+    rank with ``torch.cuda.set_device``), else the CPU. ``"cuda"`` without a CUDA device raises, naming
+    ``field`` (the config key the caller read ``name`` from)."""
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ValueError("pinsage.device='cuda' but no CUDA device is available")
+        raise ValueError(f"{field}='cuda' but no CUDA device is available")
     return torch.device("cuda", torch.cuda.current_device())
 
 

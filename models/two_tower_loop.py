@@ -86,7 +86,7 @@ class TwoTowerTrainer(TwoTowerCheckpoints):
         self.rank, self.world_size = world()
         if len(data) < self.world_size * 2:
             raise ValueError(f"{len(data)} pairs cannot give {self.world_size} rank(s) a batch of 2")
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, "two_tower.device")
         self.data = TwoTowerData(**{k: v.to(self.device) for k, v in vars(data).items()})
         self.pins = PinTable(pins.categorical.to(self.device), pins.dense.to(self.device),
                              pins.embeddings.to(self.device, torch.float32))

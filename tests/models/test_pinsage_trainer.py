@@ -263,8 +263,10 @@ def test_embed_with_another_graph_needs_the_same_pins():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
 def test_device_auto_falls_back_to_cpu_and_cuda_without_gpu_raises():
     assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
-    with pytest.raises(ValueError, match="no CUDA device"):
+    with pytest.raises(ValueError, match="pinsage.device='cuda' but no CUDA device"):
         resolve_device("cuda")
+    with pytest.raises(ValueError, match="two_tower.device='cuda' but no CUDA device"):
+        resolve_device("cuda", "two_tower.device")
 
 
 @pytest.mark.gpu

@@ -172,3 +172,10 @@ def test_every_public_name_imports_from_the_facade_as_the_same_object():
         value = module.__dict__[name]
         if inspect.isclass(value) or inspect.isfunction(value):
             assert value.__module__ == module.__name__, name
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_cuda_without_a_gpu_names_the_two_tower_setting():
+    train, pins = world(64, seed=0)
+    with pytest.raises(ValueError, match="two_tower.device='cuda' but no CUDA device is available"):
+        TwoTowerTrainer(train, pins, replace(CFG, device="cuda"), 0.1, [3], [CATS + 1])
