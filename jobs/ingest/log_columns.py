@@ -19,6 +19,7 @@ import pandas as pd
 #: must stay within int64 (64-bit snowflake ids would overflow them)
 MAX_KEPT_ID = 10 ** 12
 _INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[ T]|$)")
 
 
 def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, required: bool = True) -> pd.Series:
@@ -27,7 +28,7 @@ def _column(frame: pd.DataFrame, name: str, role: str, path: str | Path, require
         if len(columns) == 1:
             hint = ("the file was read as one column: its separator is not tab, '::', comma, ';' or '|' "
                     "(set dataset.sep)")
-        elif all(_looks_like_a_value(c) for c in columns):
+        elif any(_looks_like_a_value(c) for c in columns):
             hint = "the first row looks like data, not a header (name the columns with dataset.names)"
         else:
             hint = "map it with the dataset.*_column settings or the load-dataset flags"
@@ -49,6 +50,10 @@ def _numbers(frame: pd.DataFrame, name: str, role: str, path: str | Path) -> pd.
 
 
 def _looks_like_a_value(column: str) -> bool:
+    """A column name that is a number or an ISO date: a header-less file's first row (``A1B2,B00X,4.0,1400317293``
+    or ``user_000001,2009-05-04T23:08:57Z,...``): a header rarely names a column so."""
+    if _ISO_DATE.match(column):
+        return True
     try:
         float(column)
         return True

@@ -40,17 +40,16 @@ def _items(spec: LogSpec, item_ids: np.ndarray, mapping: pd.DataFrame | None) ->
         ids = ids.astype(np.int64)
     if pd.Series(ids).duplicated().any():
         raise ValueError(f"{spec.items}: the item key {key.name!r} repeats an item")
+    for name, role in ((spec.labels, "labels"), (spec.title, "title"), (spec.category, "category")):
+        if name:  # checked on the file's own columns, before item_id joins them
+            _column(table, name, role, spec.items, required=False)
     table = table.assign(item_id=ids)
     meta = meta.merge(table, on="item_id", how="outer")
     labels = None
     if spec.labels:
-        _column(table, spec.labels, "labels", spec.items, required=False)
         labels = meta[spec.labels].fillna("").astype(str).str.split(spec.label_sep).map(
             lambda xs: [x.strip() for x in xs if x.strip()])
-    if spec.title:
-        _column(table, spec.title, "title", spec.items, required=False)
     if spec.category:
-        _column(table, spec.category, "category", spec.items, required=False)
         category = meta[spec.category].fillna("unknown").astype(str).str.strip().replace("", "unknown")
     elif labels is not None:
         category = labels.map(lambda xs: xs[0] if xs else "unknown")

@@ -265,10 +265,23 @@ def test_json_lines_are_read(tmp_path):
 @pytest.mark.parametrize("text, hint", [
     ("1 10 5\n2 11 3\n", r"read as one column: .*\(set dataset.sep\)"),
     ("1\t10\t5\n2\t11\t3\n", r"the first row looks like data, not a header \(name the columns with dataset.names\)"),
+    # Amazon ratings without a header: string ids beside a rating and unix seconds
+    ("AEC4EA,B0030673,4.0,1400317293\nA2,B7,5.0,1400317294\n", r"first row looks like data.*dataset.names"),
+    # Last.fm-1K / Gowalla without a header: no number in the first row but an ISO time
+    ("user_000001\t2009-05-04T23:08:57Z\tDeep Dish\nuser_000002\t2009-05-04T13:54:10Z\tBjörk\n",
+     r"first row looks like data.*dataset.names"),
 ])
 def test_a_wrong_separator_or_a_missing_header_is_named(tmp_path, text, hint):
     with pytest.raises(ValueError, match=hint):
         read_log(write(tmp_path, text), LogSpec())
+
+
+def test_a_missing_metadata_column_lists_the_files_own_columns(tmp_path):
+    (tmp_path / "meta.csv").write_text("asin,title,genres\nB7,A film,Action|Comedy\n")
+    log = write(tmp_path, "user,asin\nA1,B7\nA2,B7\n")
+    with pytest.raises(ValueError) as err:
+        read_log(log, LogSpec(user="user", item="asin", items=str(tmp_path / "meta.csv"), labels="genre"))
+    assert "the labels column 'genre' is missing; columns: ['asin', 'title', 'genres'] (" in str(err.value)
 
 
 def test_the_content_vector_covers_the_most_frequent_labels_only(tmp_path):
