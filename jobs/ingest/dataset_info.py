@@ -4,7 +4,7 @@
 ``path`` (where it was read from), ``timestamps`` (``"column"``: real event times; ``"row_order"``:
 the file's row order stood in for time; ``"none"``: no time at all, every interaction at one instant),
 ``rows`` (lines read), ``users``, ``items``, ``interactions`` (distinct (user, item) pairs landed),
-``save_threshold``, ``partitions`` (landed partitions of ``impressions``), ``max_partitions`` and
+``save_threshold`` (null: every interaction is a save), ``partitions`` (landed partitions of ``impressions``), ``max_partitions`` and
 ``partition`` (the landing partitions' span: ``day``, ``month`` or ``year``, see
 :mod:`pinrec.jobs.ingest.landing`; a record without it means ``day``).
 Non-integer ids of a generic log are replaced by integers; their mappings
@@ -50,7 +50,7 @@ def write_dataset_info(landing: str | Path | Location, info: dict, user_ids: pd.
         else:  # a previous load's mapping would renumber this dataset's ids
             (folder / name).delete()
     path = folder / "dataset.json"
-    path.write_text(json.dumps(info, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(info, indent=2, default=str, allow_nan=False) + "\n")  # strict JSON: no NaN/Infinity
     return path
 
 

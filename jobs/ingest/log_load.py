@@ -67,7 +67,9 @@ def load_log(path: str | Path, landing: str | Path, spec: LogSpec | None = None,
     write_dataset_info(landing, {
         "kind": "log", "path": str(path), "timestamps": read.timestamps, "rows": read.rows,
         "users": len(read.log.users), "items": len(read.log.items), "interactions": len(read.log.interactions),
-        "save_threshold": read.save_threshold, "negative_impressions": summary.negatives,
+        # null: every interaction is a save (-inf is no JSON a strict parser reads)
+        "save_threshold": read.save_threshold if np.isfinite(read.save_threshold) else None,
+        "negative_impressions": summary.negatives,
         "partitions": len(summary.rows["impressions"]),
         "max_partitions": max_partitions, "partition": summary.partition}, read.user_ids, read.item_ids)
     return summary

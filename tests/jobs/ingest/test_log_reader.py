@@ -78,6 +78,9 @@ def test_weights_sum_and_every_implicit_row_is_a_save(tmp_path):
     summary = load_log(tmp_path / "f.tsv", tmp_path / "landing", LogSpec(user="user", item="item", weight="cnt"))
     assert summary.total("pin_board_edges") == 3  # every interaction saved
     assert read_dataset_info(tmp_path / "landing")["timestamps"] == "none"
+    strict = json.loads((tmp_path / "landing" / "_dataset" / "dataset.json").read_text(),
+                        parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert strict["save_threshold"] is None  # every interaction a save: null, not -Infinity
 
 
 def test_row_order_gives_increasing_times_and_is_recorded(tmp_path):
