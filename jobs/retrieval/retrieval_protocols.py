@@ -124,6 +124,8 @@ def leave_one_out(log: pd.DataFrame, num_negatives: int = 99, seed: int = 7, cat
         test = last.sort_values("user_id", ignore_index=False)
         if test.empty:
             raise ValueError("no user has two or more distinct pins: nothing to hold out")
+        # not evaluated: nothing would be left to learn them from (the report says how many)
+        notes["users_skipped_one_pin"] = int(log.loc[counts < 2, "user_id"].nunique())
         if len(catalogue) <= num_negatives:
             raise ValueError(f"the catalogue holds {len(catalogue)} pins: {num_negatives} negatives and the held-out "
                              "pin do not fit; lower retrieval_eval.num_negatives")

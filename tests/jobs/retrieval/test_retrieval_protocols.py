@@ -29,6 +29,7 @@ def test_split_holds_out_exactly_each_users_latest_pin():
     held = {}
     for seed in range(20):
         split = leave_one_out(log, num_negatives=1, seed=seed)
+        assert split.notes == {"users_skipped_one_pin": 1}  # user 4: said in the report, not silently dropped
         (user1, pin1), (user2, pin2), (user3, pin3) = split.test[["user_id", "pin_id"]].values.tolist()
         assert (user1, pin1, user2, user3, pin3) == (1, 11, 2, 3, 10) and pin2 in (10, 13)
         held.setdefault(pin2, seed)
@@ -63,7 +64,8 @@ def test_a_user_who_met_almost_every_pin_is_skipped_and_counted():
     catalogue = np.unique(log["pin_id"])
     heavy = pd.DataFrame({"user_id": 999_999, "pin_id": catalogue[:-3], "ts": log["ts"].min()})
     split = leave_one_out(pd.concat([log, heavy], ignore_index=True), num_negatives=5, seed=3)
-    assert 999_999 not in set(split.test["user_id"]) and split.notes == {"users_without_enough_negatives": 1}
+    assert 999_999 not in set(split.test["user_id"]) and split.notes == {"users_skipped_one_pin": 0,
+                                                                          "users_without_enough_negatives": 1}
     assert len(split.test) == log["user_id"].nunique()
 
 
