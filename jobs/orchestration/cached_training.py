@@ -209,7 +209,7 @@ class PipelineSteps(Steps):
         """Publish the bundle of this run's folders (or ``folders``: ``{step: folder}`` for index, ranker,
         two_tower, cf, as a DAG task is handed them) with the features as of ``cutoff`` (None: the job's
         default), unless the newest bundle of the name records this fingerprint; ``champion``: as
-        :func:`~pinrec.jobs.publish.bundle.publish_serving_bundle`'s, as is ``prebuilt``."""
+        :func:`~pinrec.jobs.publish.serving_bundle.publish_serving_bundle`'s, as is ``prebuilt``."""
         from pinrec.export.build.publish import PublishError
         from pinrec.export.serving.store import Store
         from pinrec.jobs.config import s3_options
@@ -286,7 +286,7 @@ class PipelineSteps(Steps):
     def champion(self, cutoff: dt.datetime) -> tuple[str, dict[str, float]] | None:
         """(version, funnel metrics) of the bundle ``publish.channel`` serves now, replayed through
         :meth:`funnel` on the day a candidate of ``cutoff`` is replayed on
-        (:func:`~pinrec.jobs.publish.bundle.champion_day`); None while the channel points nowhere."""
+        (:func:`~pinrec.jobs.publish.bundle_cutoffs.champion_day`); None while the channel points nowhere."""
         from pinrec.export.serving.store import Store, read_channel
         from pinrec.jobs.config import s3_options
         from pinrec.jobs.publish.bundle import champion_day

@@ -152,7 +152,8 @@ def _timed(timed: StepTimer, name: str, fn, *args):
 
 
 def _prebuild_snapshots(spark, cfg: PinrecConfig):
-    """The feature snapshots publish will build (:func:`~pinrec.jobs.publish.bundle.snapshot_cutoffs`), built now."""
+    """The feature snapshots publish will build
+    (:func:`~pinrec.jobs.publish.bundle_cutoffs.snapshot_cutoffs`), built now."""
     from pinrec.jobs.features.feature_snapshot import prebuild_snapshot
     from pinrec.jobs.publish.bundle import snapshot_cutoffs
 

@@ -1,423 +1,52 @@
-"""The publish job: assemble a serving bundle from the newest index and ranker and publish it
-behind the blessing gate (``pinrec publish``).
+"""The publish job (``pinrec publish``): its public names, importable from here as before the module
+was split; each lives, with the docstring that describes it, in one of these:
 
-The candidate holds
-* ``index/``: the index built over the current pin embeddings (``<artifacts>/index/<embedding version>``,
-  :mod:`pinrec.jobs.index.pin_index`);
-* ``ranker/``: the ONNX ranker and its encoder (``<artifacts>/ranker/<model version>``,
-  :mod:`pinrec.jobs.ranking.ranker`; the newest by default);
-* ``pins/pins.parquet``: every pin's serving metadata (:data:`pinrec.schemas.manifest.PIN_COLUMNS`, sorted
-  by pin_id; ``blocked`` is false until a moderation table exists);
-* ``extra/pin_embeddings.npy``: (N, D) float32, row i = pins row i (zeros for a pin PinSage did not
-  embed), what the loader queries the index with;
-* ``extra/features_<view>.parquet``: the online feature snapshot as of the cut-off
-  (:mod:`pinrec.jobs.features.feature_snapshot`), so the loader serves the features the ranker was trained on;
-* ``extra/prerank.onnx``: the pre-ranker, when the ranker folder has one (:mod:`pinrec.jobs.ranking.ranker_prerank`).
-* ``extra/two_tower_*``: the two-tower model of the same embedding version, when one was built
-  (``<artifacts>/two_tower/<embedding version>``, :mod:`pinrec.jobs.two_tower.two_tower`; one built on
-  other embeddings is refused).
-* ``extra/cf_items.faiss``, ``cf_items.parquet``, ``cf_users.parquet``, ``cf.json``: the newest
-  collaborative-filtering artifacts (``<artifacts>/cf/<version>``, :mod:`pinrec.jobs.cf.cf`), when
-  there are any: the ``cf`` channel; their MLflow run and ``actions`` version go into the lineage.
+- :mod:`pinrec.jobs.publish.serving_bundle`: :func:`publish_serving_bundle` (assemble the candidate from the
+  pipeline's artifacts and publish it behind the blessing gate; what the bundle holds) and :class:`BundleReport`;
+- :mod:`pinrec.jobs.publish.bundle_sources`: what the bundle is built from (:func:`newest_ranker`,
+  :func:`ranker_metrics`, :func:`pin_metadata`, :func:`embedding_stability`) and its lineage's
+  :func:`code_version` and :func:`config_hash`;
+- :mod:`pinrec.jobs.publish.bundle_drift`: the candidate's drift (:func:`candidate_drift`, :func:`ranker_scorer`);
+- :mod:`pinrec.jobs.publish.bundle_cutoffs`: the feature snapshot's cut-offs and the replayed day
+  (:func:`default_cutoff`, :func:`snapshot_cutoffs`, :func:`champion_day`);
+- :mod:`pinrec.jobs.publish.bundle_funnel`: the candidate's and the champion's funnel replays
+  (:func:`candidate_funnel`, :func:`champion_funnel`);
+- :mod:`pinrec.jobs.publish.publish_finish`: :func:`finish_publish` (finish an interrupted publish).
 
-Metrics come from the index's ``index.json`` (recall@k, latency) and the ranker's ``metrics.json``
-(per-task AUC and ECE of the served, calibrated, position-free scores), and with ``funnel.at_publish``
-from the serving funnel replayed on the candidate (:func:`candidate_funnel`), and the embedding
-stability the ``pin_embeddings`` commit records (:func:`embedding_stability`); lineage records the git
-sha, a hash of the configuration, the MLflow runs and the Delta version of every input of the files. After
-publishing, the ranker and index are registered in the MLflow Model Registry pointing at the bundle.
+They log under ``pinrec.jobs.publish.bundle``, as before. The step cache's ``publish`` fingerprint covers
+this module, and so all of them (:data:`pinrec.jobs.orchestration.cached_steps.MODULES`).
 """
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import hashlib
-import json
-import logging
-import math
-import subprocess
-import tempfile
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any
+from .bundle_cutoffs import champion_day, default_cutoff, snapshot_cutoffs
+from .bundle_drift import candidate_drift, ranker_scorer
+from .bundle_funnel import candidate_funnel, champion_funnel
+from .bundle_sources import (
+    code_version,
+    config_hash,
+    embedding_stability,
+    newest_ranker,
+    pin_metadata,
+    ranker_metrics,
+)
+from .publish_finish import finish_publish
+from .serving_bundle import BundleReport, publish_serving_bundle
 
-import numpy as np
-
-from pinrec.jobs.io.folders import local_folder
-from pinrec.jobs.io.lake import Location, as_location
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BundleReport:
-    version: str
-    promoted: bool
-    blessed: bool
-    reasons: tuple[str, ...]
-    store_uri: str
-    name: str
-    channel: str
-    files: int
-    bytes: int
-    registered: dict[str, str]
-    funnel: Any = None  # the candidate's FunnelReport (pinrec.jobs.funnel.replay), None when not replayed
-
-    def render(self) -> str:
-        verdict = "blessed" if self.blessed else "NOT blessed (" + "; ".join(self.reasons) + ")"
-        moved = f"channel {self.channel} -> {self.version}" if self.promoted else f"channel {self.channel} unchanged"
-        return (f"bundle           {self.name}/{self.version}: {self.files} files, {self.bytes / 2**20:.1f} MiB, "
-                f"{verdict}; {moved}; {self.store_uri}" + (f"; MLflow {self.registered}" if self.registered else ""))
-
-
-def code_version(repo: str | None = None) -> str:
-    """The git sha of the code that runs (``unknown`` outside a git checkout)."""
-    here = repo or str(Path(__file__).resolve().parents[2])
-    try:
-        out = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else "unknown"
-
-
-def config_hash(cfg) -> str:
-    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def newest_ranker(artifacts: str | Path | Location) -> Location:
-    """The folder of the most recently exported ranker under ``<artifacts>/ranker``: the one whose
-    ``metrics.json`` (written last, :func:`~pinrec.jobs.ranking.ranker_artifacts.publish_artifacts`)
-    was modified last; on a tie (S3 keeps whole seconds) the greatest folder name."""
-    root = as_location(artifacts) / "ranker"
-    found = []
-    for name, is_dir in root.entries():
-        metrics = root / name / "metrics.json"
-        if is_dir and metrics.is_file():
-            found.append((metrics.fs.modified(metrics.path).timestamp(), name))
-    if not found:
-        raise FileNotFoundError(f"no exported ranker under {root}: run `pinrec ranker` first")
-    return root / max(found)[1]
-
-
-def ranker_metrics(folder: str | Path | Location) -> tuple[dict[str, float], dict[str, float], dict[str, Any]]:
-    """(AUC by task, ECE by task, the whole report) of the served scores (model ``ranker``)."""
-    report = json.loads((as_location(folder) / "metrics.json").read_text())
-    auc, ece = {}, {}
-    for row in report["metrics"]:
-        if row["model"] == "ranker":
-            if not (math.isfinite(row["auc"]) and math.isfinite(row["ece"])):
-                raise ValueError(f"ranker {folder}: task {row['task']} has no finite AUC/ECE on the test split")
-            auc[row["task"]], ece[row["task"]] = row["auc"], row["ece"]
-    if not auc:
-        raise ValueError(f"{folder}/metrics.json has no rows for the model 'ranker'")
-    return auc, ece, report
-
-
-def pin_metadata(spark, warehouse, ids: np.ndarray, vectors: np.ndarray):
-    """(pins table of PIN_COLUMNS sorted by pin_id, (N, D) embeddings aligned to it, pins Delta version).
-    ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`."""
-    import pyarrow as pa
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    from pinrec.jobs.io.catalog import Catalog
-
-    catalog = Catalog.of(spark, warehouse)
-    if not catalog.exists("pins"):
-        raise FileNotFoundError(f"no pins table at {catalog.path('pins')}: run `pinrec ingest` first")
-    latest = Window.partitionBy("pin_id").orderBy(F.col("dt").desc())
-    df = catalog.read("pins")
-    version = catalog.reads["pins"]
-    pins = (df
-            .withColumn("_r", F.row_number().over(latest)).where("_r = 1")
-            .select("pin_id", "category", "created_at", "nsfw").toArrow().sort_by("pin_id"))
-    created = pins.column("created_at").cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC"))
-    table = pa.table({"pin_id": pins.column("pin_id"), "category": pins.column("category"), "created_at": created,
-                      "nsfw": pins.column("nsfw").fill_null(False),
-                      "blocked": pa.array(np.zeros(pins.num_rows, bool))})
-    pin_ids = table.column("pin_id").to_numpy()
-    aligned = np.zeros((len(pin_ids), vectors.shape[1]), np.float32)
-    pos = np.searchsorted(ids, pin_ids)
-    found = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == pin_ids)
-    aligned[found] = vectors[pos[found]]
-    if not found.all():
-        log.warning("%d pin(s) have no embedding (zeros in the bundle; the index does not hold them)",
-                    int((~found).sum()))
-    return table, aligned, version
-
-
-def embedding_stability(catalog) -> dict[str, float]:
-    """The finite ``stability`` numbers the ``pin_embeddings`` commit read here records (its PinSage
-    version against the one before it; {} for a first version)."""
-    import math
-
-    moved = catalog.user_metadata("pin_embeddings").get("stability") or {}
-    return {k: float(v) for k, v in moved.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-
-
-def ranker_scorer(ranker_dir: str, embeddings=None):
-    """``frame -> {task: (N,) calibrated position-free probabilities}`` of the exported ranker in
-    ``ranker_dir`` on training-set rows (pandas), with ``embeddings`` (an
-    :class:`~pinrec.export.serving.embedding_features.EmbeddingTable`) supplying the embedding features."""
-    from pinrec.export.build.onnx_ranker import run, session
-    from pinrec.export.encoding import FeatureEncoder
-    from pinrec.export.serving.embedding_features import user_embeddings_of
-    from pinrec.jobs.ranking.ranker_inputs import with_embeddings
-
-    encoder = FeatureEncoder.from_json(Path(f"{ranker_dir}/encoder.json").read_text())
-    sess = session(f"{ranker_dir}/ranker.onnx")
-    users = user_embeddings_of(encoder.spec)
-
-    def score(frame) -> dict[str, np.ndarray]:
-        batch = encoder.transform(with_embeddings(frame, embeddings, users))
-        out = run(sess, batch.categorical, batch.dense)
-        return {name[2:]: values for name, values in out.items() if name.startswith("p_")}
-
-    return score
-
-
-def candidate_drift(spark, cfg, ranker_dir: str, tasks: tuple[str, ...], embeddings=None, catalog=None):
-    """The newest training-set day against the training window (:func:`pinrec.jobs.monitoring.monitoring.monitor_drift`)
-    with the candidate ranker's scores for ``tasks``; logged to MLflow. Its ``drift_metrics()`` go
-    into the manifest, where the blessing gate reads them. ``catalog``: the one it reads
-    ``training_set`` and ``impressions`` through (default: one of its own)."""
-
-    from pinrec.jobs.io.tracking import mlflow_artifact_root
-    from pinrec.jobs.monitoring.monitoring import monitor_drift
-
-    scorer = ranker_scorer(ranker_dir, embeddings)
-
-    def scores(frame) -> dict[str, np.ndarray]:
-        out = scorer(frame)
-        return {t: out[t] for t in tasks}
-
-    report = monitor_drift(spark, catalog if catalog is not None else cfg.storage.warehouse,
-                           replace(cfg.monitoring, tasks=tasks),
-                           maturity_s=cfg.training.maturity_s, scores=scores,
-                           tracking_uri=cfg.storage.mlflow_tracking_uri, seed=cfg.seed,
-                           max_feature_drift=cfg.blessing.max_feature_drift,
-                           max_category_psi=cfg.blessing.max_category_psi,
-                           category_psi_noise_factor=cfg.blessing.category_psi_noise_factor,
-                           artifact_root=mlflow_artifact_root(cfg.storage))
-    log.info("[publish] %s", report.render())
-    return report
-
-
-def candidate_funnel(spark, cfg, files, metrics, lineage, cutoff: dt.datetime, prebuilt=None, catalog=None):
-    """The serving funnel (:func:`pinrec.jobs.funnel.funnel.replay_day`) of the candidate ``files`` (a
-    :class:`~pinrec.export.build.publish.BundleFiles`), opened as serving opens a bundle: published into a
-    scratch local store (judged there on its own; that verdict is not the gate's) and loaded from it. The
-    replayed day is the last one the snapshot's ``cutoff`` closes (the newest day of the training window).
-    None, with a warning, when nobody saved a pin that day (a sparse log): the gate then notes that the
-    candidate has no funnel metrics, and publishing goes on. ``prebuilt`` and ``catalog``: as
-    :func:`replay_day`'s."""
-    from pinrec.export.build.publish import publish
-    from pinrec.export.serving.loader import load
-    from pinrec.export.serving.store import Store
-    from pinrec.jobs.funnel.funnel import replay_day
-    from pinrec.jobs.funnel.replay import NothingToReplay
-
-    day = champion_day(cfg, cutoff)  # the champion is replayed on the same day
-    with tempfile.TemporaryDirectory(prefix="pinrec-funnel-candidate-") as scratch:
-        publish(Store(scratch), cfg.publish.name, files, metrics, lineage, channel="funnel", blessing=cfg.blessing,
-                version="candidate")
-        try:
-            return replay_day(spark, cfg, load(scratch, cfg.publish.name, version="candidate"), day,
-                              catalog=catalog, prebuilt=prebuilt)
-        except NothingToReplay as err:
-            log.warning("[publish] %s: the candidate's funnel is not measured", err)
-            return None
-
-
-def default_cutoff(spark, cfg, catalog=None) -> dt.datetime:
-    """The feature snapshot's cut-off a publish uses by default: the end of the newest day with events
-    (of a landing by month too, whose event days are read from ``impressions`` through ``catalog``,
-    default one of its own) plus ``features.publish_delay_s``."""
-    from pinrec.jobs.ingest.days import event_days
-    from pinrec.jobs.io.catalog import Catalog
-
-    look = catalog if catalog is not None else (lambda: Catalog(spark, cfg.storage.warehouse))
-    last = event_days(cfg.storage.location("landing"), catalog=look)[-1]
-    return dt.datetime.combine(last + dt.timedelta(days=1), dt.time()) + \
-        dt.timedelta(seconds=cfg.features.publish_delay_s)
-
-
-def snapshot_cutoffs(spark, cfg, cutoff: dt.datetime | None = None) -> tuple[dt.datetime, ...]:
-    """The cut-offs a publish with ``cutoff`` (None: :func:`default_cutoff`) builds feature snapshots at:
-    the bundle's and, with ``funnel.at_publish``, the replayed day's start (:func:`champion_day`), for
-    :func:`~pinrec.jobs.features.feature_snapshot.prebuild_snapshot`."""
-    from pinrec.jobs.funnel.funnel import replay_cutoff
-
-    cutoff = cutoff if cutoff is not None else default_cutoff(spark, cfg)
-    return (cutoff, replay_cutoff(cfg, champion_day(cfg, cutoff))) if cfg.funnel.at_publish else (cutoff,)
-
-
-def champion_day(cfg, cutoff: dt.datetime) -> dt.date:
-    """The day a candidate with feature cut-off ``cutoff`` is replayed on (:func:`candidate_funnel`'s):
-    the one ``cutoff`` closes."""
-    return (cutoff - dt.timedelta(seconds=cfg.features.publish_delay_s, microseconds=1)).date()
-
-
-def champion_funnel(spark, cfg, cutoff: dt.datetime) -> tuple[str, dict[str, float]] | None:
-    """(version, funnel metrics) of the bundle ``publish.channel`` serves now, replayed on
-    :func:`champion_day`, so the gate compares the two on the same day; None while the channel
-    points nowhere."""
-    from pinrec.export.serving.loader import load
-    from pinrec.export.serving.store import Store, read_channel
-    from pinrec.jobs.config import s3_options
-    from pinrec.jobs.funnel.funnel import replay_day
-
-    store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
-    pointer = read_channel(store, cfg.publish.name, cfg.publish.channel)
-    if pointer is None:
-        return None
-    bundle = load(cfg.bundle_store_uri, cfg.publish.name, version=pointer.version, s3=s3_options(cfg.storage))
-    return pointer.version, replay_day(spark, cfg, bundle, champion_day(cfg, cutoff)).metrics
-
-
-def publish_serving_bundle(spark, cfg, *, index_dir: str | Location | None = None,
-                           ranker_dir: str | Location | None = None, cutoff: dt.datetime | None = None,
-                           force: bool = False, register: bool = True,
-                           two_tower_dir: str | Location | None = None, cf_dir: str | Location | None = None,
-                           champion: tuple[str, dict[str, float]] | None = None, replay_champion=None,
-                           fingerprint: str = "", prebuilt=None, catalog=None) -> BundleReport:
-    """Assemble the candidate (module docstring) and publish it with ``cfg.publish`` / ``cfg.blessing``
-    to the store :func:`~pinrec.jobs.config.s3_options` of ``cfg.storage`` connects to.
-    ``cfg`` is the whole :class:`~pinrec.jobs.config.PinrecConfig`; ``cutoff`` of the feature snapshot
-    defaults to the newest ``feature_ts`` servable (the end of the newest landed day plus the
-    features' publish delay). The index and ranker folders (local, or on S3 with ``cfg.storage``'s
-    server, where they are downloaded to a temporary folder) default to those under
-    ``storage.artifacts`` (``cf_dir``: the newest cf folder, none when there is none). With
-    ``funnel.at_publish`` the candidate's funnel is compared with the champion's on the same day:
-    ``champion`` (version, metrics) when the caller replayed it already (the DAG's funnel task),
-    else ``replay_champion(spark, cfg, cutoff)`` replays it here (default :func:`champion_funnel`; the
-    step cache passes one that reuses a stored replay). ``fingerprint``: the publish step's cache fingerprint,
-    kept in ``lineage.fingerprint`` (:mod:`pinrec.jobs.orchestration.step_cache`). ``prebuilt``: feature
-    snapshot tables built ahead for :func:`snapshot_cutoffs` (a
-    :class:`~pinrec.jobs.features.feature_snapshot.PrebuiltSnapshot`; a view built from another version
-    of its table is built again here). ``catalog``: the :class:`~pinrec.jobs.io.catalog.Catalog` every table
-    is read through, the candidate's drift and funnel included (default: one of its own), so that a caller
-    sees all it read (the step cache checks it); the manifest's lineage holds the tables the bundle's
-    files were built from (``pin_embeddings``, ``pins``, the feature tables)."""
-    import pyarrow.parquet as pq
-
-    from pinrec.export.build.publish import BundleFiles, publish_bundle
-    from pinrec.export.serving.embedding_features import EmbeddingTable
-    from pinrec.export.serving.store import Store
-    from pinrec.jobs.cf.cf import fetch_cf, newest_cf
-    from pinrec.jobs.config import s3_options
-    from pinrec.jobs.features.feature_snapshot import build_feature_snapshot
-    from pinrec.jobs.index.pin_index import index_folder, read_embeddings
-    from pinrec.jobs.io.catalog import Catalog
-    from pinrec.schemas.manifest import Lineage, Metrics
-
-    from .champion_stability import champion_stability
-    from .registry import check_registry_source
-
-    if register and cfg.storage.mlflow_tracking_uri:  # before anything is built or published
-        check_registry_source(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri)
-    artifacts = cfg.storage.location("artifacts")
-    catalog = catalog if catalog is not None else Catalog(spark, cfg.storage.warehouse)
-    ids, vectors, emb_version, emb_delta = read_embeddings(spark, catalog)
-    index_at = as_location(index_dir, artifacts.s3) if index_dir else index_folder(artifacts, emb_version)
-    if not (index_at / "index.json").is_file():
-        raise FileNotFoundError(f"no index at {index_at} for embeddings {emb_version}: run `pinrec index` first")
-    index_meta = json.loads((index_at / "index.json").read_text())
-    if index_meta.get("embedding_version", "unknown") not in ("unknown", emb_version):
-        raise ValueError(f"the index in {index_at} was built over {index_meta['embedding_version']} but pin_embeddings "
-                         f"holds {emb_version}: rebuild it (`pinrec index`) so index, ranker and pins share one version")
-    ranker_at = as_location(ranker_dir, artifacts.s3) if ranker_dir else newest_ranker(artifacts)
-    auc, ece, ranker_report = ranker_metrics(ranker_at)
-    trained_on = ranker_report.get("embedding_version") or ""
-    if trained_on and trained_on != emb_version:
-        raise ValueError(f"the ranker in {ranker_at} uses embedding features of {trained_on} but pin_embeddings "
-                         f"holds {emb_version}: retrain the ranker (`pinrec ranker`) so serving computes what it learnt")
-    cutoff = cutoff if cutoff is not None else default_cutoff(spark, cfg, catalog)
-    from pinrec.jobs.two_tower.two_tower import bundle_files, locate
-
-    two_tower_at = locate(artifacts, emb_version, two_tower_dir, artifacts.s3)
-    with (tempfile.TemporaryDirectory(prefix="pinrec-bundle-") as tmp, local_folder(index_at) as index_local,
-          local_folder(ranker_at) as ranker_local,
-          local_folder(two_tower_at) if two_tower_at else contextlib.nullcontext() as two_tower_local):
-        two_tower_extras, two_tower_report = bundle_files(two_tower_local, emb_version) if two_tower_local else ((), {})
-        pins, aligned, pins_delta = pin_metadata(spark, catalog, ids, vectors)
-        pq.write_table(pins, f"{tmp}/pins.parquet")
-        np.save(f"{tmp}/pin_embeddings.npy", aligned, allow_pickle=False)
-        snapshot = build_feature_snapshot(spark, catalog, cutoff, f"{tmp}/features", prebuilt=prebuilt)
-        cf_at = as_location(cf_dir, artifacts.s3) if cf_dir else newest_cf(artifacts)
-        cf_files, cf_meta = fetch_cf(cf_at, f"{tmp}/cf") if cf_at is not None else ((), {})
-        files = BundleFiles(
-            index_meta=f"{index_local}/index.json",
-            index_shards=tuple(f"{index_local}/{s['file']}" for s in index_meta["shards"]),
-            ranker=f"{ranker_local}/ranker.onnx", encoder=f"{ranker_local}/encoder.json", pins=f"{tmp}/pins.parquet",
-            extras=(f"{tmp}/pin_embeddings.npy", *sorted(snapshot.files.values()), *two_tower_extras, *cf_files))
-        if (ranker_at / "prerank.onnx").is_file():  # the pre-ranker, exported beside the ranker
-            files = replace(files, extras=(*files.extras, f"{ranker_local}/prerank.onnx"))
-        measured = index_meta["measured"]
-        drift = candidate_drift(spark, cfg, ranker_local, tuple(sorted(auc)), EmbeddingTable(ids, vectors, emb_version),
-                                catalog) if cfg.monitoring.at_publish else None
-        metrics = Metrics(k=int(measured.get("k", index_meta["k"])), recall_at_k=measured["recall_at_k"],
-                          latency_p50_ms=measured["latency"]["p50_ms"], latency_p99_ms=measured["latency"]["p99_ms"],
-                          auc=auc, calibration_error=ece, drift=drift.drift_metrics() if drift else {},
-                          stability={**embedding_stability(catalog),
-                                     **champion_stability(Store(cfg.bundle_store_uri, s3_options(cfg.storage)),
-                                                          cfg.publish.name, cfg.publish.channel, ids, vectors)})
-        runs = {"ranker": ranker_report.get("run_id"), "two_tower": two_tower_report.get("run_id"),
-                "cf": cf_meta.get("mlflow_run_id")}
-        if drift and drift.mlflow_run_id:
-            runs["monitoring"] = drift.mlflow_run_id
-        # what the files were built from (pin_embeddings, pins, the feature tables; not what the gate's drift
-        # and funnel read, though the catalog records that too), what the ranker was trained on
-        inputs = {"pin_embeddings": emb_delta, "pins": pins_delta, **snapshot.input_versions,
-                  **{f"ranker:{k}": int(v) for k, v in (ranker_report.get("input_versions") or {}).items()
-                     if isinstance(v, int)},
-                  **{f"cf:{k}": int(v) for k, v in (cf_meta.get("input_versions") or {}).items()}}
-        training_set = catalog.version("training_set")
-        if training_set is not None:
-            inputs["training_set"] = training_set
-        lineage = Lineage(code_version(), config_hash(cfg), {k: v for k, v in runs.items() if v}, inputs,
-                          fingerprint=fingerprint)
-        funnel = candidate_funnel(spark, cfg, files, metrics, lineage, cutoff, prebuilt, catalog) \
-            if cfg.funnel.at_publish else None
-        if funnel is not None:
-            log.info("[publish] %s", funnel.render())
-            metrics = replace(metrics, funnel=funnel.metrics)
-            champion = champion if champion is not None else (replay_champion or champion_funnel)(spark, cfg, cutoff)
-        result = publish_bundle(replace(cfg.publish, store_uri=cfg.bundle_store_uri), files, metrics, lineage,
-                                blessing=cfg.blessing, s3=s3_options(cfg.storage), force=force,
-                                baseline_funnel=champion if funnel is not None else None)
-    registered: dict[str, str] = {}
-    if register and cfg.storage.mlflow_tracking_uri:
-        from .registry import register_bundle
-
-        registered = register_bundle(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri, result.manifest,
-                                     channel=cfg.publish.channel if result.promoted else None)
-    m = result.manifest
-    return BundleReport(m.version, result.promoted, m.blessing.blessed, m.blessing.reasons, cfg.bundle_store_uri,
-                        m.name, cfg.publish.channel, len(m.files), m.total_bytes, registered, funnel)
-
-
-def finish_publish(cfg, manifest, register: bool = True) -> BundleReport | None:
-    """Promote the stored bundle ``manifest`` describes when its publish never moved ``cfg.publish.channel``
-    (:func:`~pinrec.export.build.publish.promote`: a crash or a lost swap, then a retry the step cache
-    answered), and register it in MLflow with the channel's alias; None when there was nothing to finish.
-    Raises :class:`~pinrec.export.build.publish.PublishError` when its verdict is stale: judged against a
-    version the channel no longer serves (a rejection too: the caller publishes anew)."""
-    from pinrec.export.build.publish import promote
-    from pinrec.export.serving.store import Store
-    from pinrec.jobs.config import s3_options
-
-    store = Store(cfg.bundle_store_uri, s3_options(cfg.storage))
-    if promote(store, manifest.name, cfg.publish.channel, manifest.version) is None:
-        return None
-    registered: dict[str, str] = {}
-    if register and cfg.storage.mlflow_tracking_uri:
-        from .registry import register_bundle
-
-        registered = register_bundle(cfg.storage.mlflow_tracking_uri, cfg.bundle_store_uri, manifest,
-                                     channel=cfg.publish.channel)
-    return BundleReport(manifest.version, True, manifest.blessing.blessed, manifest.blessing.reasons,
-                        cfg.bundle_store_uri, manifest.name, cfg.publish.channel, len(manifest.files),
-                        manifest.total_bytes, registered)
+__all__ = [
+    "BundleReport",
+    "candidate_drift",
+    "candidate_funnel",
+    "champion_day",
+    "champion_funnel",
+    "code_version",
+    "config_hash",
+    "default_cutoff",
+    "embedding_stability",
+    "finish_publish",
+    "newest_ranker",
+    "pin_metadata",
+    "publish_serving_bundle",
+    "ranker_metrics",
+    "ranker_scorer",
+    "snapshot_cutoffs",
+]

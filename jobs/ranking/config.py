@@ -31,7 +31,7 @@ class RankerJobConfig:
     closeups' embeddings; ``saves``: of the recent saves') and the pin's dot product with each
     (:mod:`pinrec.export.serving.embedding_features`).
     ``bootstrap_resamples``: session resamples for the AUC intervals and the oracle gaps
-    (:func:`pinrec.jobs.ranking.ranker_eval.auc_intervals`); 0 computes none. ``debias_seeds``: training seeds
+    (:func:`pinrec.jobs.ranking.ranker_eval_metrics.auc_intervals`); 0 computes none. ``debias_seeds``: training seeds
     of both the ranker and its no-position twin in the Kendall-tau comparison (seed, seed + 1,
     ...; the first pair is the exported ranker and its twin): more than one puts the training's
     randomness into the comparison's interval, which one pair cannot.

@@ -79,7 +79,7 @@ def publish_artifacts(files: dict[str, str], target: str | Path | Location, repo
     """Copy the exported ``files`` ({name: local path}) and then ``metrics.json`` (the report) into
     the folder ``target`` (a local path or a Location; a plain ``s3://`` string gets AWS's own
     endpoint). ``metrics.json`` goes last: a folder that has it is complete
-    (:func:`pinrec.jobs.publish.bundle.newest_ranker` looks for it). Returns ``target``'s URI."""
+    (:func:`pinrec.jobs.publish.bundle_sources.newest_ranker` looks for it). Returns ``target``'s URI."""
     folder = as_location(target)
     for name, local in files.items():
         put_file(local, folder / name)

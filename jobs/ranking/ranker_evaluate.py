@@ -100,7 +100,7 @@ def baseline(name: str, data: EncodedData, cfg: RankerConfigs, device: str) -> n
 def evaluate(data: EncodedData, ranker: CalibratedRanker, cfg: RankerConfigs,
              truth: pd.DataFrame | None = None, extra: Mapping[str, np.ndarray] | None = None) -> Evaluation:
     """Score every model on the test split and compare them (module docstring). ``truth``: the
-    synthetic world's impressions (:data:`~pinrec.jobs.ranking.ranker_eval.TRUTH_COLUMNS`) holding
+    synthetic world's impressions (:data:`~pinrec.jobs.ranking.ranker_eval_oracle.TRUTH_COLUMNS`) holding
     every test event, or None; ``extra``: {model: (B_test, T) probabilities} of models trained
     elsewhere, metered last. Seeds: ``cfg.train.seed`` for the twin, the baselines and the
     resamples."""

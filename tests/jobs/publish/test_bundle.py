@@ -12,8 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from pinrec.jobs.io.fingerprint import module_closure
 from pinrec.jobs.io.folders import put_file, upload_folder
 from pinrec.jobs.io.lake import Location
+from pinrec.jobs.publish import (
+    bundle,
+    bundle_cutoffs,
+    bundle_drift,
+    bundle_funnel,
+    bundle_sources,
+    publish_finish,
+    serving_bundle,
+)
 from pinrec.jobs.publish.bundle import newest_ranker
 from pinrec.jobs.ranking.ranker import RankerReport
 from pinrec.jobs.ranking.ranker_artifacts import publish_artifacts
@@ -118,3 +128,29 @@ def test_bundle_from_s3_artifacts_into_an_s3_store_loads_and_answers(spark, tiny
     assert shas["ranker/ranker.onnx"] == _sha(ranker_dir / "ranker.onnx")
     assert shas["index/index.json"] == _sha(index_dir / "index.json")
     assert bundle.ntotal == result.index.pins
+
+
+#: Every public name bundle.py defined before the split, and the module that defines it now.
+HOME = {
+    "BundleReport": serving_bundle, "publish_serving_bundle": serving_bundle,
+    "code_version": bundle_sources, "config_hash": bundle_sources, "newest_ranker": bundle_sources,
+    "ranker_metrics": bundle_sources, "pin_metadata": bundle_sources, "embedding_stability": bundle_sources,
+    "ranker_scorer": bundle_drift, "candidate_drift": bundle_drift,
+    "default_cutoff": bundle_cutoffs, "snapshot_cutoffs": bundle_cutoffs, "champion_day": bundle_cutoffs,
+    "candidate_funnel": bundle_funnel, "champion_funnel": bundle_funnel,
+    "finish_publish": publish_finish,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(bundle.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(bundle, name) is getattr(module, name), name
+        assert module.__dict__[name].__module__ == module.__name__, name
+
+
+def test_the_split_modules_log_under_the_old_name_and_the_publish_fingerprint_covers_them():
+    for module in (bundle_sources, bundle_drift, bundle_funnel, serving_bundle):
+        assert module.log.name == "pinrec.jobs.publish.bundle", module.__name__
+    closure = {name for name, _ in module_closure("pinrec.jobs.publish.bundle")}  # cached_steps.MODULES["publish"]
+    assert {m.__name__ for m in HOME.values()} <= closure

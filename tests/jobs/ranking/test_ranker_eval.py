@@ -4,6 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pinrec.jobs.ranking import (
+    ranker_eval,
+    ranker_eval_baselines,
+    ranker_eval_figures,
+    ranker_eval_metrics,
+    ranker_eval_oracle,
+)
 from pinrec.jobs.ranking.ranker_eval import (
     MetricRow,
     auc_intervals,
@@ -229,3 +236,25 @@ def test_auc_intervals_fill_the_rows_and_measure_paired_gaps(truth):
     assert set(filled[0].as_dict()) == {f"{k}_save" for k in ("auc", "logloss", "ece", "ndcg", "auc_low", "auc_high")}
     with pytest.raises(ValueError, match="without scores"):
         auc_intervals(rows, y, scored, TASKS, pairs=[("model", "nobody")])
+
+
+#: Every public name ranker_eval.py defined before the split, and the module that defines it now.
+HOME = {
+    "MetricRow": ranker_eval_metrics, "AucGap": ranker_eval_metrics, "task_metrics": ranker_eval_metrics,
+    "auc_intervals": ranker_eval_metrics, "render_table": ranker_eval_metrics,
+    "TRUTH_COLUMNS": ranker_eval_oracle, "DebiasComparison": ranker_eval_oracle,
+    "oracle_probabilities": ranker_eval_oracle, "debias_comparison": ranker_eval_oracle,
+    "logistic_baseline": ranker_eval_baselines, "dcnmix_baseline": ranker_eval_baselines,
+    "reliability_figure": ranker_eval_figures, "position_ctr_figure": ranker_eval_figures,
+}
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    assert sorted(ranker_eval.__all__) == sorted(HOME)
+    for name, module in HOME.items():
+        assert getattr(ranker_eval, name) is getattr(module, name), name
+        value = module.__dict__[name]
+        if isinstance(value, type) or callable(value):
+            assert value.__module__ == module.__name__, name
+        else:  # a constant: assigned at the top level of its home, and nowhere else among the split modules
+            assert [m for m in set(HOME.values()) if name in m.__dict__] == [module], name
