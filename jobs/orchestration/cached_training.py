@@ -1,10 +1,10 @@
 """The whole-table steps behind the step cache: training set, graph, models, index, publish.
 
-:class:`PipelineSteps` adds them to :class:`~pinrec.jobs.orchestration.cached_steps.Steps` (what each
-fingerprint covers: that module's table). A step whose output is a Delta table records its fingerprint
-in the commit; one whose output is an artifact folder in ``_fingerprint.json`` there; publish in the
-manifest. The folders of the steps before publish are handed to it explicitly, so the bundle holds
-exactly what this run built or reused.
+:class:`PipelineSteps` adds them to :class:`~pinrec.jobs.orchestration.day_steps.Steps` (what each
+fingerprint covers: the table of :mod:`pinrec.jobs.orchestration.steps_base`). A step whose output is a
+Delta table records its fingerprint in the commit; one whose output is an artifact folder in
+``_fingerprint.json`` there; publish in the manifest. The folders of the steps before publish are handed
+to it explicitly, so the bundle holds exactly what this run built or reused.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pinrec.jobs.io.fingerprint import fingerprint
 from pinrec.jobs.io.lake import Location, as_location
 from pinrec.jobs.io.tracking import mlflow_artifact_root
 
-from .cached_steps import Steps, _bundle_config
+from .day_steps import Steps
 from .step_cache import (
     FINGERPRINT_FILE,
     Cached,
@@ -26,6 +26,7 @@ from .step_cache import (
     mark_folder,
     table_fingerprint,
 )
+from .steps_base import _bundle_config
 
 log = logging.getLogger(__name__)
 

@@ -125,7 +125,7 @@ def world_copy(tiny_world, tmp_path):
 @pytest.mark.spark
 def test_an_unchanged_rerun_skips_every_step_and_a_ranker_change_or_index_edit_reruns_only_what_depends(
         world_copy, monkeypatch):
-    from pinrec.jobs.orchestration import cached_steps
+    from pinrec.jobs.orchestration import cached_steps, steps_base
     from pinrec.jobs.orchestration.demo import run_demo
     from pinrec.jobs.orchestration.step_cache import Cached
 
@@ -153,8 +153,9 @@ def test_an_unchanged_rerun_skips_every_step_and_a_ranker_change_or_index_edit_r
     assert read_channel(store, cfg.publish.name, cfg.publish.channel).version == first.bundle.version
 
     # the ranker's config changes and the index's code is edited: those two and publish run, nothing else
-    real = cached_steps.code_hash
-    monkeypatch.setattr(cached_steps, "code_hash",
+    # (patched where the steps' code looks it up: steps_base, not the cached_steps facade)
+    real = steps_base.code_hash
+    monkeypatch.setattr(steps_base, "code_hash",
                         lambda *m, **kw: real(*m, **kw) + ("-edited" if m == (cached_steps.MODULES["index"],) else ""))
     changed = dataclasses.replace(cfg, ranker_job=dataclasses.replace(cfg.ranker_job, evaluation="fast"))
     third = run_demo(changed, echo=lambda line: None)

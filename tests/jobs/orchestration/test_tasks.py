@@ -60,3 +60,32 @@ def test_dag_params_of_the_wrong_type_are_config_errors(config_file, overrides, 
 
     with pytest.raises(ConfigError, match=message):
         config_from_params(config_file, overrides)
+
+
+def test_every_public_name_imports_from_the_facade_as_the_same_object():
+    from pinrec.jobs.orchestration import (
+        daily_tasks,
+        publish_tasks,
+        task_context,
+        tasks,
+        training_tasks,
+    )
+
+    # every public name tasks.py defined before the split, and the module that defines it now
+    home = {
+        "config_from_params": task_context,
+        "NotEnoughHistoryError": daily_tasks, "ingest_day": daily_tasks, "features_day": daily_tasks,
+        "training_window": daily_tasks, "window_config": daily_tasks, "training_set_window": daily_tasks,
+        "training_day": training_tasks, "graph_day": training_tasks, "pinsage_embeddings": training_tasks,
+        "cf_factors": training_tasks, "pin_index": training_tasks, "two_tower_model": training_tasks,
+        "ranker_model": training_tasks, "retrieval_settings": training_tasks,
+        "with_retrieval_settings": training_tasks,
+        "funnel_day": publish_tasks, "publish_day": publish_tasks, "run_report": publish_tasks,
+        "online_features": publish_tasks,
+    }
+    assert sorted(tasks.__all__) == sorted(home)
+    for name, module in home.items():
+        assert getattr(tasks, name) is getattr(module, name), name
+        assert module.__dict__[name].__module__ == module.__name__, name
+    # the logger keeps the name it had before the split
+    assert {m.log.name for m in (task_context, daily_tasks, training_tasks, publish_tasks)} == {tasks.__name__}
