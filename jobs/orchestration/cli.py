@@ -11,7 +11,8 @@ Every job command takes ``--config FILE`` (YAML, see config/pinrec.example.yaml)
 endpoint and region of the bundle store, :func:`~pinrec.jobs.config.load_config`), here, once.
 
 Exit codes: 0 done; 1 ``stack status`` found a dead service; 2 bad usage, config or input, or an
-environment error (a missing file, an unreachable store or Redis, a publish conflict); 3 data or a candidate
+environment error (a missing file, an unreachable store or Redis, a publish conflict, a package of an extra
+that is not installed); 3 data or a candidate
 rejected (an ingestion error; ``publish bundle --fail-unblessed`` not promoted). A domain error is
 one line ``pinrec <command>: <message>`` on stderr, its traceback too with ``-v``; any other
 exception is a bug and always shows its traceback.
@@ -47,7 +48,12 @@ DOMAIN_ERRORS = (
 
 def domain_error(error: BaseException) -> tuple[int, str] | None:
     """(exit code, message prefix) when ``error`` is a domain error (:data:`DOMAIN_ERRORS`, first
-    match), None when it is a bug."""
+    match; or a third-party package missing, as on a base install that serves bundles only), None
+    when it is a bug."""
+    missing = error.name if isinstance(error, ModuleNotFoundError) else None
+    if missing and missing.split(".")[0] != "pinrec":  # one of pinrec's own modules missing is a bug
+        return 2, (f"this command needs {missing.split('.')[0]!r}, which the base install (serving only) does not "
+                   f"include: pip install 'pinrec[pipeline]' (DAGs: [airflow], Redis: [redis]). ")
     for module, name, code, prefix in DOMAIN_ERRORS:
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None and isinstance(error, cls):
@@ -61,12 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # the config and the command bodies load only once a command runs
-    from . import cli_jobs, cli_ops
-
-    run = {**cli_jobs.COMMANDS, **cli_ops.COMMANDS}[args.handler]
     try:
-        return run(args)
+        # the config and the command bodies load only once a command runs (a base install lacks their packages)
+        from . import cli_jobs, cli_ops
+
+        return {**cli_jobs.COMMANDS, **cli_ops.COMMANDS}[args.handler](args)
     except Exception as e:
         known = domain_error(e)
         if known is None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -371,6 +373,37 @@ def test_domain_errors_keep_their_exit_codes(error, code, monkeypatch, capsys):
     assert main(["tables"]) == code
     assert capsys.readouterr().err == "pinrec tables: what went wrong\n"
 
+
+def test_a_missing_extra_is_one_line_naming_it_and_a_missing_pinrec_module_is_a_bug(monkeypatch, capsys):
+    from pinrec.jobs.orchestration import cli_jobs
+
+    def needs(name):
+        def run(args):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return run
+
+    monkeypatch.setitem(cli_jobs.COMMANDS, "tables", needs("pyspark.sql"))
+    assert main(["tables"]) == 2
+    assert capsys.readouterr().err == ("pinrec tables: this command needs 'pyspark', which the base install (serving "
+                                       "only) does not include: pip install 'pinrec[pipeline]' (DAGs: [airflow], "
+                                       "Redis: [redis]). No module named 'pyspark.sql'\n")
+    monkeypatch.setitem(cli_jobs.COMMANDS, "tables", needs("pinrec.jobs.nowhere"))
+    with pytest.raises(ModuleNotFoundError):
+        main(["tables"])
+
+
+def test_on_a_base_install_a_command_says_which_extra_it_needs():
+    """Where pydantic and yaml are not installed (``pip install pinrec``, serving only) the CLI still parses,
+    and a command that needs the config says so in one line, exit 2, no traceback."""
+    code = ("import sys\n"
+            "for name in ('pydantic', 'yaml', 'pyspark', 'torch', 'mlflow', 'great_expectations'):\n"
+            "    sys.modules[name] = None  # not installed: importing it raises ModuleNotFoundError\n"
+            "from pinrec.jobs.orchestration.cli import main\n"
+            "sys.exit(main(['recommend', '--user', '2', '--no-redis']))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("pinrec recommend: this command needs ") and "pinrec[pipeline]" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 def test_every_domain_error_is_looked_up_where_it_is_defined():
     """The lookup sees only loaded modules: a facade that re-exports a class may never be imported by the code
