@@ -100,6 +100,10 @@ def test_load_by_version_and_missing_things(store, candidate):
         _open(store, version="v9")
     with pytest.raises(BundleError, match="not a valid name"):
         _open(store, version="../v1")
+    if store.is_local:  # a mistyped local path is named as such, not as an empty channel
+        with pytest.raises(BundleError, match=r"bundle store .*/no-such-store does not exist: nothing was ever "
+                                              r"published there, or the store URI is mistyped"):
+            load(store.root + "/no-such-store", "homefeed")
 
 
 def _tamper_file(store, version, path, edit):
