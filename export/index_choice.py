@@ -100,7 +100,7 @@ class IndexConfig:
     opq: bool = True
     hnsw_quantizer_from: int = bounded(1 << 14, ge=1)
     factory: str | None = None
-    seed: int = 7
+    seed: int = bounded(7, ge=0)
     embedding_version: str = "unknown"
 
     def __post_init__(self) -> None:

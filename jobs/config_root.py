@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
+from typing import Annotated
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from pinrec.export.build.blessing import BlessingConfig
 from pinrec.export.build.publish import PublishConfig
@@ -67,7 +68,7 @@ class PinrecConfig:
     funnel: FunnelConfig = field(default_factory=FunnelConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     cache: StepCacheConfig = field(default_factory=StepCacheConfig)
-    seed: int = 7
+    seed: Annotated[int, Field(ge=0)] = 7
 
     @model_validator(mode="after")
     def _storage_reaches_the_executors(self):

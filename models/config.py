@@ -69,7 +69,7 @@ class RankerTrainConfig:
     monitor: Literal["logloss", "auc"] = "logloss"
     patience: PosInt = 2
     min_delta: NonNegFloat = 0.0
-    seed: int = 0
+    seed: NonNegInt = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     eval_batch_size: PosInt = 8192
     progress: bool = True

@@ -45,7 +45,7 @@ class CfConfig:
     search_factors: tuple[PosInt, ...] = (16, 32, 64)
     search_regularization: tuple[NonNegFloat, ...] = (0.01, 0.1, 1.0)
     search_alpha: tuple[PosFloat, ...] = (1.0, 10.0)
-    seed: int = 7
+    seed: NonNegInt = 7
     num_threads: NonNegInt = 1
 
     @model_validator(mode="after")

@@ -7,13 +7,19 @@ import re
 from dataclasses import field
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, field_validator
 
 from pinrec.schemas.config_base import section
 
 __all__ = ["SparkConfig"]
 
 PosInt = Annotated[int, Field(ge=1)]
+
+#: the master URLs Spark itself accepts (SparkContext; Spark 4 has no Mesos)
+MASTER = re.compile(r"local(?:\[(?:[1-9][0-9]*|\*)(?:,[0-9]+)?\])?|local-cluster\[\s*[0-9]+\s*,\s*[0-9]+\s*,\s*[0-9]+\s*\]"
+                    r"|spark://\S+|k8s://\S+|yarn")
+#: a JVM memory size as Spark reads it: a whole number, then b, k, m, g, t or p (each with an optional b)
+MEMORY = re.compile(r"[0-9]+(?:[kmgtp]b?|b)?", re.IGNORECASE)
 
 
 def _strings(value: Any) -> Any:
@@ -68,6 +74,24 @@ class SparkConfig:
     executor_cores: PosInt | None = None
     jars_dir: str = "./var/jars"
     extra: Annotated[dict[str, str], BeforeValidator(_strings)] = field(default_factory=dict)
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        """One of Spark's master URLs, checked here rather than when the session starts."""
+        if not MASTER.fullmatch(value):
+            raise ValueError(f"spark.master must be local, local[N], local[*], local[N,F], local-cluster[N,C,M], "
+                             f"spark://host:port, k8s://... or yarn, got {value!r}")
+        return value
+
+    @field_validator("driver_memory", "executor_memory")
+    @classmethod
+    def _memory(cls, value: str | None, info) -> str | None:
+        """A JVM memory size (``2g``, ``512m``), checked here rather than when the JVM starts."""
+        if value is not None and (not MEMORY.fullmatch(value) or not int(re.match(r"[0-9]+", value).group())):
+            raise ValueError(f"spark.{info.field_name} must be a memory size > 0 such as 512m or 4g (a whole "
+                             f"number, then b, k, m, g, t or p), got {value!r}")
+        return value
 
     @property
     def local(self) -> bool:

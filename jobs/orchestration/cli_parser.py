@@ -31,6 +31,13 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
+def _time(text: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time YYYY-MM-DD[THH:MM[:SS]], got {text!r}") from None
+
+
 def _at_least(low: int):
     """An argparse type: an integer >= ``low`` (argparse names the option and exits 2 otherwise)."""
     def parse(text: str) -> int:
@@ -108,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
           help="build the point-in-time training set (labels, negatives, features, split)")
 
     p = _leaf(sub, "graph", "graph", [common], help="build the Pin-Board graph (edges, node features) for PinSage")
-    p.add_argument("--cutoff", type=dt.datetime.fromisoformat,
+    p.add_argument("--cutoff", type=_time,
                    help="graph as of this time (default: the end of the last landed day)")
-    p.add_argument("--eval-from", type=dt.datetime.fromisoformat,
+    p.add_argument("--eval-from", type=_time,
                    help="edges saved from this time on are evaluation edges (default: cut-off - 1 day)")
 
     p = _leaf(sub, "pinsage", "pinsage", [common],
@@ -126,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _leaf(sub, "cf", "cf", [common],
               help="collaborative filtering: ALS on saves/closeups before the cut-off -> <artifacts>/cf/<version> "
                    "(the cf channel)")
-    p.add_argument("--cutoff", type=dt.datetime.fromisoformat,
+    p.add_argument("--cutoff", type=_time,
                    help="engagement before this time (default: the start of the training.test_days held-out "
                         "days of the landed days, as the demo's graph)")
 
@@ -185,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _leaf(sub, "feature-snapshot", "feature-snapshot", [common],
               help="online feature snapshot as of a cut-off, with the training join's rules (+ Redis)")
-    p.add_argument("--cutoff", type=dt.datetime.fromisoformat, required=True,
+    p.add_argument("--cutoff", type=_time, required=True,
                    help="serve features as known at this time (ISO 8601, UTC), e.g. 2026-01-09T00:00:00")
     p.add_argument("--out", help="folder for features_<view>.parquet (default: <artifacts>/feature_snapshot/<cutoff>)")
     p.add_argument("--redis-url", help="also export to this Redis, with the other redis.* settings "
@@ -256,7 +263,7 @@ def _add_publish(sub, common: argparse.ArgumentParser) -> None:
     a.add_argument("--index-dir", help="index folder (default: <artifacts>/index/<current embedding version>)")
     a.add_argument("--ranker-dir", help="ranker folder (default: the newest under <artifacts>/ranker)")
     a.add_argument("--cf-dir", help="cf folder (default: the newest under <artifacts>/cf; none there: no cf channel)")
-    a.add_argument("--cutoff", type=dt.datetime.fromisoformat,
+    a.add_argument("--cutoff", type=_time,
                    help="feature snapshot as of (default: end of the newest landed day + features.publish_delay_s)")
     a.add_argument("--fail-unblessed", action="store_true", help="exit 3 when the candidate is not promoted")
     a = _leaf(actions, "rollback", "publish rollback", [common],

@@ -46,7 +46,7 @@ class RetrievalEvalConfig:
 
     k: PosInt = 10
     num_negatives: PosInt = 99
-    seed: int = 7
+    seed: NonNegInt = 7
     half_life_days: NonNegFloat = 0.0
     recent_items: NonNegInt = 0
     recent_half_life: NonNegFloat = 0.0

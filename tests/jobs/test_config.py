@@ -323,6 +323,26 @@ def test_a_cluster_master_with_the_lake_on_local_disk_is_refused_unless_shared()
     assert load_config(overrides=parse_overrides(["spark.master=local-cluster[2,1,1024]"])).storage.shared_local is False
 
 
+
+def test_a_master_or_memory_size_spark_cannot_read_is_refused_at_load():
+    for bad in ("bogus", "localhost", "local[abc]", "local[0]", "3"):
+        with pytest.raises(ConfigError, match=rf"^spark.master must be local, local\[N\], .* got {re.escape(repr(bad))}$"):
+            load_config(overrides=parse_overrides([f"spark.master={bad}", "storage.shared_local=true"]))
+    for key, bad in (("driver_memory", "lots"), ("driver_memory", "1.5g"), ("driver_memory", "0g"),
+                     ("executor_memory", "-1")):
+        with pytest.raises(ConfigError, match=rf"^spark.{key} must be a memory size > 0 .* got {re.escape(repr(bad))}$"):
+            load_config(overrides=parse_overrides([f"spark.{key}={bad}"]))
+    spark = load_config(overrides=parse_overrides(["spark.master=local[2,3]", "spark.driver_memory=512M",
+                                                   "spark.executor_memory=2"])).spark
+    assert (spark.master, spark.partitions, spark.driver_memory, spark.executor_memory) == ("local[2,3]", 2, "512M", "2")
+
+
+def test_a_negative_seed_is_refused_at_load_not_by_numpy():
+    for key in ("seed", "cf.seed", "retrieval_eval.seed", "ranker_train.seed", "index.seed"):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(key)} must be >= 0, got -1$"):
+            load_config(overrides=parse_overrides([f"{key}=-1"]))
+    assert load_config(overrides=parse_overrides(["seed=0"])).seed == 0
+
 def test_an_s3_endpoint_with_a_path_or_credentials_is_refused_without_repeating_the_password():
     for bad, what in (("http://minio:9000/s3", "a path, query or fragment is refused"),
                       ("https://s3.internal:9000/?x=1", "a path, query or fragment is refused"),

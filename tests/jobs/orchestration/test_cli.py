@@ -52,6 +52,11 @@ def test_dates_are_validated_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["ingest", "--date", "01/02/2026"])
     assert "expected a date YYYY-MM-DD" in capsys.readouterr().err
+    for command in (["graph"], ["cf"], ["feature-snapshot"], ["publish", "bundle"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--cutoff", "yesterday"])
+        assert "argument --cutoff: expected an ISO 8601 time YYYY-MM-DD[THH:MM[:SS]], got 'yesterday'" \
+            in capsys.readouterr().err
 
 
 def test_generate_writes_the_landing_zone(tmp_path, capsys):
