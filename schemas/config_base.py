@@ -106,11 +106,23 @@ def _numeric(tp: Any) -> bool:
     return tp in (int, float)
 
 
+def _number_text(text: str) -> bool:
+    """Whether pydantic's lax mode would read ``text`` as a number (other text it refuses itself)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _bool_problems(tp: Any, value: Any, key: str) -> list[str]:
-    """Where ``value`` (for a field of type ``tp``) holds a boolean that pydantic's lax mode would
-    take as 1 or 0, recursing into sections given as mappings and into lists of numbers."""
-    if isinstance(value, bool):
-        return [f"{key}: expected a number, got {value!r}"] if _numeric(tp) else []
+    """Where ``value`` (for a field of type ``tp``) holds a boolean or a text that pydantic's lax mode
+    would take as a number (``true`` as 1; ``'2024_01'`` as 202401, ``'007'`` as 7: the YAML layer keeps
+    such values as the text typed, and text is not a number), recursing into sections given as mappings
+    and into lists of numbers."""
+    if isinstance(value, bool) or (isinstance(value, str) and _number_text(value)):
+        return [f"{key}: expected a number, got {'the text ' if isinstance(value, str) else ''}{value!r}"] \
+            if _numeric(tp) else []
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
         return _bool_problems(typing.get_args(tp)[0], value, key)
@@ -130,8 +142,9 @@ def _bool_problems(tp: Any, value: Any, key: str) -> list[str]:
 
 
 def _refuse_bools(cls: type, data: dict, prefix: str) -> None:
-    """Raise one :class:`ConfigError` for every boolean given where ``cls`` wants a number: pydantic's
-    lax mode reads ``seed: true`` as 1, and a YAML ``true`` typed for a count is a mistake, not a 1."""
+    """Raise one :class:`ConfigError` for every boolean or text given where ``cls`` wants a number:
+    pydantic's lax mode reads ``seed: true`` as 1 and ``seed: '2024_01'`` as 202401, and either typed for
+    a number is a mistake."""
     if problems := _bool_problems(cls, data, prefix):
         raise ConfigError("; ".join(problems))
 

@@ -49,6 +49,10 @@ def test_yaml_then_overrides_with_type_coercion(tmp_path):
     ({"synthetic": {"dayz": 2}}, r"^unknown key `synthetic.dayz`; did you mean `synthetic.days`\?$"),
     ({"bogus": 1}, r"^unknown key `bogus`; valid keys: storage, spark, dataset, .*, monitoring, cache, seed$"),
     ({"synthetic": {"days": "many"}}, "^synthetic.days: expected an integer, got 'many'$"),
+    # text that pydantic's lax mode would read as a number (the YAML layer kept it as typed): refused
+    ({"seed": "2024_01"}, r"^seed: expected a number, got the text '2024_01'$"),
+    ({"synthetic": {"days": "007"}}, r"^synthetic.days: expected a number, got the text '007'$"),
+    ({"blessing": {"min_auc": "0.5"}}, r"^blessing.min_auc: expected a number, got the text '0.5'$"),
     ({"synthetic": {"days": 2.5}}, "^synthetic.days: expected an integer, got 2.5$"),
     ({"ingest": {"max_failing_fraction": 2}}, r"^ingest.max_failing_fraction must be in \[0, 1\], got 2$"),
     ({"dataset": {"kind": "movielens-100k"}}, "dataset.path is required"),
