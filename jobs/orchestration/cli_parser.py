@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "snapshot), then one line per user; a user served from the snapshot because Redis failed is "
                      "reported on stderr.")
     p.add_argument("--user", type=int, action="append", required=True, help="user id (repeatable)")
-    p.add_argument("--k", type=int, default=10, help="pins per user (default 10)")
+    p.add_argument("--k", type=_at_least(1), default=10, help="pins per user (default 10)")
     p.add_argument("--context", action="append", metavar="KEY=VALUE",
                    help="surface, device, country, hour, day_of_week or now=ISO time (repeatable)")
     p.add_argument("--version", help="a stored bundle version instead of the channel's")

@@ -192,6 +192,7 @@ def test_publish_usage_errors_exit_2_naming_the_problem(argv, message, capsys):
     (["index", "--queries", "0"], "argument --queries: expected an integer >= 1, got 0"),
     (["demo", "--days-per-batch", "-1"], "argument --days-per-batch: expected an integer >= 0, got -1"),
     (["stack", "up", "--worker-cores", "two"], "argument --worker-cores: expected an integer >= 1, got 'two'"),
+    (["recommend", "--user", "2", "--k", "0"], "argument --k: expected an integer >= 1, got 0"),  # before any load
 ])
 def test_counts_out_of_range_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
