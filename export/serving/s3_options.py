@@ -7,11 +7,16 @@ manifest. Base install only: pyarrow.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-__all__ = ["S3Options", "arrow_s3", "endpoint_problem", "shown_url"]
+__all__ = ["REGION", "S3Options", "arrow_s3", "endpoint_problem", "shown_url"]
+
+#: a region name as S3 servers take it: AWS's ``us-east-1``, or a server's own (MinIO, Garage, SeaweedFS
+#: accept any); it is signed into every request (SigV4), so blanks or slashes would only fail later
+REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def endpoint_problem(url: str) -> str | None:
@@ -57,6 +62,9 @@ class S3Options:
         if self.endpoint_url is not None and (problem := endpoint_problem(self.endpoint_url)):
             raise ValueError(f"S3Options.endpoint_url must be http(s)://host[:port], got {shown_url(self.endpoint_url)!r}: "
                              f"{problem}")
+        if not isinstance(self.region, str) or not REGION.fullmatch(self.region):
+            raise ValueError(f"S3Options.region must be a region name of letters, digits, '-', '_' or '.' "
+                             f"(such as us-east-1), got {self.region!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> S3Options:

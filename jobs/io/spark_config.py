@@ -33,6 +33,11 @@ def _strings(value: Any) -> Any:
                 raise ValueError(f"spark.extra[{k!r}] must be a string, number or boolean (a Spark setting's "
                                  f"value), got {v!r:.60}; a key with dots is one key: "
                                  "--set 'spark.extra={spark.a.b: value}'")
+            if not isinstance(k, str) or not k.startswith("spark.") or k == "spark.":
+                # SparkConf keeps only spark.* keys (spark-submit: "Ignoring non-Spark config property"),
+                # so another key would be silently lost on a cluster; Hadoop's go as spark.hadoop.*
+                raise ValueError(f"spark.extra key {k!r} is not a Spark setting: keys start with 'spark.' "
+                                 "(Hadoop settings as spark.hadoop.<key>)")
             out[str(k)] = v if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
         return out
     return value

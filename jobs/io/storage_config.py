@@ -6,6 +6,7 @@ from urllib.parse import urlparse
 
 from pydantic import model_validator
 
+from pinrec.export.serving.s3_options import REGION
 from pinrec.export.serving.store import S3Options, endpoint_problem, shown_url
 from pinrec.jobs.io.lake import Location, check_storage_uri
 from pinrec.schemas.config_base import ConfigError, section
@@ -54,6 +55,10 @@ class StorageConfig:
         if self.s3_endpoint_url is not None and (problem := endpoint_problem(self.s3_endpoint_url)):
             raise ConfigError(f"storage.s3_endpoint_url (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL) must be "
                               f"http(s)://host[:port], got {shown_url(self.s3_endpoint_url)!r}: {problem}")
+        if self.s3_region is not None and not REGION.fullmatch(self.s3_region):
+            # it is signed into every request (SigV4) and put in s3a's and pyarrow's settings as given
+            raise ConfigError(f"storage.s3_region (else AWS_REGION / AWS_DEFAULT_REGION) must be a region name of "
+                              f"letters, digits, '-', '_' or '.' (such as us-east-1), got {self.s3_region!r}")
         for name in (*LAKE_LOCATIONS, "mlflow_tracking_uri"):  # '' would be the working directory, or no tracking
             if not getattr(self, name).strip():
                 raise ConfigError(f"storage.{name} is empty: give a path or URI (an unset environment variable?)")

@@ -33,14 +33,14 @@ def test_defaults_are_the_embedded_local_setup():
 
 def test_yaml_then_overrides_with_type_coercion(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("seed: 11\nsynthetic:\n  days: 2\n  start_date: 2025-03-01\nspark:\n  extra:\n    a.b: 1\n")
+    path.write_text("seed: 11\nsynthetic:\n  days: 2\n  start_date: 2025-03-01\nspark:\n  extra:\n    spark.a.b: 1\n")
     cfg = load_config(path, parse_overrides(["synthetic.days=3", "ingest.max_failing_fraction=0.5",
                                              "ingest.optional_tables=[users]"]))
     assert cfg.seed == 11
     assert cfg.synthetic.days == 3
     assert cfg.synthetic.start_date == dt.date(2025, 3, 1)
     assert cfg.synthetic.users == 1_000  # untouched default
-    assert cfg.spark.extra == {"a.b": "1"}
+    assert cfg.spark.extra == {"spark.a.b": "1"}
     assert cfg.ingest.max_failing_fraction == 0.5
     assert cfg.ingest.optional_tables == ("users",)
 
@@ -135,6 +135,15 @@ def test_s3_settings_come_from_the_config_then_the_aws_environment(tmp_path):
         load_config(overrides={"storage": {"s3_endpoint_url": "minio:9000"}})
     with pytest.raises(ConfigError, match="must start with http:// or https://, got 's3.internal'"):
         load_config(env={"AWS_ENDPOINT_URL": "s3.internal", "AWS_ACCESS_KEY_ID": "only one key"})
+
+
+@pytest.mark.parametrize("region", ["us east 1", "eu-west-3/", "", "-x", "a" * 65])
+def test_an_s3_region_that_no_request_could_sign_is_refused_at_load(region):
+    with pytest.raises(ConfigError, match=r"^storage.s3_region \(else AWS_REGION / AWS_DEFAULT_REGION\) must be a region "
+                                          rf"name of letters, digits, '-', '_' or '.' \(such as us-east-1\), got {re.escape(repr(region))}$"):
+        load_config(overrides={"storage": {"s3_region": region}})
+    # the servers' own names pass (MinIO, Garage, SeaweedFS take any)
+    assert load_config(overrides={"storage": {"s3_region": "garage"}}).storage.s3_region == "garage"
 
 
 def test_the_bundle_store_follows_storage_artifacts_unless_set():

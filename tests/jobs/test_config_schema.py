@@ -76,9 +76,9 @@ def test_pinrec_config_docs_writes_then_checks(tmp_path, capsys):
 def test_pinrec_config_show_prints_the_resolved_config(tmp_path, capsys):
     from pinrec.jobs.orchestration.cli import main
 
-    assert main(["config", "show", "--set", "training.maturity_s=60", "--set", "spark.extra={a: 2}"]) == 0
+    assert main(["config", "show", "--set", "training.maturity_s=60", "--set", "spark.extra={spark.a: 2}"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    assert shown["training"]["maturity_s"] == 60 and shown["spark"]["extra"] == {"a": "2"}
+    assert shown["training"]["maturity_s"] == 60 and shown["spark"]["extra"] == {"spark.a": "2"}
     assert set(shown) == {f.name for f in dataclasses.fields(PinrecConfig)}
     assert main(["config", "show", "--set", "training.maturty_s=60"]) == 2
     assert "did you mean `training.maturity_s`" in capsys.readouterr().err

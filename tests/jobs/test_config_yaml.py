@@ -1,6 +1,8 @@
 """jobs/config_yaml.py: a value is the text typed, malformed YAML and repeated keys are ConfigErrors."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pinrec.jobs.config import ConfigError, load_config, parse_overrides
@@ -81,6 +83,14 @@ def test_spark_extra_refuses_mappings_and_nulls():
     assert extra == {"spark.a.b": "4", "spark.c": "true"}
 
 
+@pytest.mark.parametrize("key", ["executor.memory", "fs.s3a.endpoint", "spark", "spark.", "Spark.master"])
+def test_spark_extra_refuses_keys_spark_would_drop(key):
+    # SparkConf keeps only spark.* keys: anything else would be lost on a cluster without a word
+    with pytest.raises(ConfigError, match=rf"spark.extra key '{re.escape(key)}' is not a Spark setting: keys start "
+                                          r"with 'spark.' \(Hadoop settings as spark.hadoop.<key>\)"):
+        load_config(overrides=parse_overrides([f"spark.extra={{'{key}': x}}"]))
+
+
 @pytest.mark.parametrize("key", ["max_future_skew_s", "reference_lookback_days", "report_sample_rows"])
 def test_ingest_counts_are_bounded(key):
     with pytest.raises(ConfigError, match=f"ingest.{key}"):
@@ -103,8 +113,9 @@ def test_a_boolean_is_not_taken_as_a_number(pair, message):
 
 
 def test_booleans_still_go_where_booleans_or_strings_belong():
-    cfg = load_config(overrides=parse_overrides(["spark.adaptive=true", "spark.extra.x=true", "ranker_train.lr=1"]))
-    assert (cfg.spark.adaptive, cfg.spark.extra["x"], cfg.ranker_train.lr) == (True, "true", 1.0)
+    cfg = load_config(overrides=parse_overrides(["spark.adaptive=true", "spark.extra={spark.x: true}",
+                                                        "ranker_train.lr=1"]))
+    assert (cfg.spark.adaptive, cfg.spark.extra["spark.x"], cfg.ranker_train.lr) == (True, "true", 1.0)
 
 
 def test_a_section_built_in_code_refuses_a_boolean_number():

@@ -190,6 +190,11 @@ def test_s3_options_refuse_an_endpoint_with_a_path_or_credentials():
         S3Options(endpoint_url="http://key:secret@minio:9000")
     assert "secret" not in str(caught.value).replace("AWS_SECRET_ACCESS_KEY", "")
     assert S3Options(endpoint_url="http://127.0.0.1:8333/").endpoint_url == "http://127.0.0.1:8333/"
+    with pytest.raises(ValueError, match=r"^S3Options.region must be a region name .* got 'eu west'$"):
+        S3Options(region="eu west")  # signed into every request: it would fail only at the first call
+    with pytest.raises(ValueError, match=r"^S3Options.region must be .* got None$"):
+        S3Options(region=None)
+    assert S3Options(region="garage").region == "garage"
 
 
 #: Every public name store.py defined before the split, and the module that defines it now.
