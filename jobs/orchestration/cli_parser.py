@@ -3,7 +3,8 @@
 Building the parser imports only the standard library (and the stack's default state folder), so
 ``pinrec --help`` and ``pinrec <cmd> --help`` start without the jobs, the config or any heavy
 library. Each leaf parser names its command body in ``handler`` (a key of
-:data:`pinrec.jobs.orchestration.cli.COMMANDS`); :mod:`~pinrec.jobs.orchestration.cli` runs it.
+:data:`pinrec.jobs.orchestration.cli_jobs.COMMANDS` or :data:`pinrec.jobs.orchestration.cli_ops.COMMANDS`);
+:mod:`~pinrec.jobs.orchestration.cli` runs it.
 """
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve features from the bundle's snapshot even when redis.url is set")
 
     p = _leaf(sub, "eval-retrieval", "eval-retrieval", [common],
-              help="HR@K / NDCG@K / MRR of pin embeddings vs popularity, ALS and BPR (leave-one-out, "
+              help="HR@K / NDCG@K / MRR of pin embeddings vs popularity, ALS, BPR and EASE (leave-one-out, "
                    "same-board pairs, latent agreement)")
     p.add_argument("--spark", action="store_true",
                    help="read the Delta tables (interactions, graph_edges, pin_embeddings) instead of the landing zone")

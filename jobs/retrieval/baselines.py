@@ -1,4 +1,4 @@
-"""Scorers for retrieval evaluation: item embeddings of any model, popularity, ALS and BPR.
+"""Scorers for retrieval evaluation: item embeddings of any model, popularity, ALS, BPR and EASE.
 
 A :class:`Scorer` maps query users (U,) and their candidate items (U, C) to scores (U, C); higher
 ranks first. All are fitted on a training interaction log, a frame of ``(user_id, pin_id, ts)``

@@ -4,7 +4,7 @@
 allow, on the same split for every model, and returns one :class:`RetrievalReport`:
 
 * user-item leave-one-out (NCF) on an interaction log: HR@K, NDCG@K, MRR of ``cfg.baselines``
-  (popularity, ALS, BPR of :mod:`pinrec.jobs.retrieval.baselines`), of each item embedding model (the user is
+  (popularity, ALS, BPR, EASE of :mod:`pinrec.jobs.retrieval.baselines`), of each item embedding model (the user is
   the mean of their training items' embeddings, or of their ``recent_items`` latest ones) and of each
   scorer source (a model with its own user representation, e.g. the two-tower of
   :mod:`pinrec.jobs.retrieval.two_tower_eval`);
