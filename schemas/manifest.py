@@ -5,8 +5,9 @@ index shards + ``index/index.json``, the ONNX ranker and its encoder JSON, the p
 (Parquet) and ``manifest.json``, written last. A channel (``channels/<name>/<channel>``) is a small
 JSON pointer to one version, moved only by compare-and-swap.
 
-The public names of four modules, importable from here as before they were split out (the loader,
-the publisher, the jobs and the tests import them from this module):
+The public names of three modules, importable from here as before they were split out (the loader,
+the publisher, the jobs and the tests import them from this module), and a fourth with only private
+helpers:
 
 - :mod:`pinrec.schemas.bundle_names`: :class:`ManifestError`, :data:`MANIFEST_FILE`, the rules for
   names, channel names and paths (:func:`is_name`, :func:`check_name`, :func:`is_channel_name`,

@@ -1,7 +1,9 @@
 """Versioned, atomic publishing of serving bundles behind the blessing gate; retention; rollback.
 
-The public names of five modules, importable from here as before they were split out (the jobs, the
-CLI, the benchmarks and the tests import them from this module):
+The public names of four modules, importable from here as before they were split out (the jobs, the
+CLI, the benchmarks and the tests import them from this module); a fifth,
+:mod:`pinrec.export.build.version_claims` (a publisher's claim on the version it writes), has only
+private helpers, which ``publish_protocol`` and ``channel_moves`` share:
 
 - :mod:`pinrec.export.build.publish_protocol`: :func:`publish` (claim, upload, verify, judge, write
   the manifest, move the channel; what a publisher killed at any step leaves) and
@@ -10,7 +12,6 @@ CLI, the benchmarks and the tests import them from this module):
   compare-and-swap every channel move goes through;
 - :mod:`pinrec.export.build.publish_types`: :class:`PublishConfig`, :class:`BundleFiles`,
   :class:`PublishResult`, :class:`PublishError`, :data:`Hook`;
-- :mod:`pinrec.export.build.version_claims`: a publisher's claim on the version it writes;
 - :mod:`pinrec.export.build.retention`: :func:`prune` (and, from the serving side,
   :class:`~pinrec.export.serving.store.PointerConflict`, which a publisher that lost the swap raises).
 

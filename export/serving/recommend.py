@@ -49,8 +49,8 @@ faiss threads are the process's (``faiss.omp_set_num_threads``); the ranker gets
 onnxruntime session with ``ranker_threads`` intra-op threads. Base install only: numpy, pyarrow,
 faiss, onnxruntime.
 
-The code lives in modules of one idea each; every public name is importable from here as before
-the split (the jobs, benchmarks and notebooks import them from this module):
+The code lives in modules of one idea each; the names the jobs, benchmarks and notebooks use are
+importable from here as before the split (``__all__``; the channel modules' are internal):
 
 - :mod:`pinrec.export.serving.recommend_config`: :class:`RecommendConfig`;
 - :mod:`pinrec.export.serving.recommender`: :class:`Recommender`, :class:`LoaderRecommender`,

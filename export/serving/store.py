@@ -1,7 +1,8 @@
 """A bundle store: files through fsspec, plus the compare-and-swap that moves channel pointers.
 
-The public names of six modules, importable from here as before they were split out (the build
-side, the jobs and notebooks import them from this module):
+The public names of five modules, importable from here as before they were split out (the build
+side, the jobs and notebooks import them from this module), and a sixth that only
+``bundle_store`` uses:
 
 - :mod:`pinrec.export.serving.s3_options`: :class:`S3Options`, :func:`arrow_s3`, the endpoint's
   checks (:func:`endpoint_problem`, :func:`shown_url`);
