@@ -100,12 +100,15 @@ def attribute_actions(actions, impressions):
 
 
 def label_impressions(impressions, actions, cutoff: dt.datetime, maturity_s: int):
-    """Impressions with mature ``closeup``/``save`` labels; immature impressions are dropped.
+    """Impressions with mature ``closeup``/``save`` labels (an action at ``t <= ts <= t + maturity_s``);
+    impressions whose window has not closed before ``cutoff`` (``t + maturity_s >= cutoff``) are dropped.
     ``actions``: by ``impression_id`` (:func:`attribute_actions` fills it for session-linked ones)."""
     from pyspark.sql import functions as F
 
     window = F.expr(f"INTERVAL {maturity_s} SECONDS")
-    mature = impressions.where(F.col("ts") + window <= ts_lit(cutoff))
+    # the window must close before the cut-off: an action at the cut-off instant (the next day's midnight by
+    # default) lies in a day not ingested yet, so a window ending there could still turn positive
+    mature = impressions.where(F.col("ts") + window < ts_lit(cutoff))
     acts = actions.where(F.col("impression_id").isNotNull()).select(
         F.col("impression_id").alias("event_id"), F.col("type"), F.col("ts").alias("_action_ts"))
     labelled = (mature.join(acts, "event_id", "left")
@@ -180,7 +183,7 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
         cutoff = dt.datetime.combine(last + dt.timedelta(days=1), dt.time())
     # One job over the spine: the days present, its rows, and those whose label window has closed
     # (what label_impressions keeps: one row per impression, the ingested table has no duplicates).
-    mature = F.col("ts") + F.expr(f"INTERVAL {cfg.maturity_s} SECONDS") <= ts_lit(cutoff)
+    mature = F.col("ts") + F.expr(f"INTERVAL {cfg.maturity_s} SECONDS") < ts_lit(cutoff)
     per_day = (read["impressions"].where(F.col("dt").isin(days)).groupBy("dt")
                .agg(F.count("*").alias("n"), F.sum(mature.cast("long")).alias("mature")).collect())
     absent = [d.isoformat() for d in days if d not in {r["dt"] for r in per_day}]

@@ -60,6 +60,29 @@ def test_snapshot_follows_the_join_rules(spark):
     assert late["user_id"].to_pylist() == [1] and late["u__saves"].to_pylist() == [60]
 
 
+def test_snapshot_boundaries_to_the_microsecond(spark):
+    """A row valid and written exactly at the cut-off is served; one written a microsecond later is
+    not (the entity falls back to its older known row, or is left out); a row valid after the cut-off
+    but written before is not; exactly ``ttl`` old is served, a microsecond older is not."""
+    us = dt.timedelta(microseconds=1)
+    cutoff = h(24) + 5 * us
+    ttl = VIEW.ttl
+    rows = [
+        (1, cutoff, cutoff, 1, None),
+        (2, cutoff, cutoff + us, 2, None), (2, cutoff - ttl, cutoff - ttl, 20, None),
+        (3, cutoff + us, cutoff - dt.timedelta(hours=2), 3, None),
+        (4, cutoff - ttl - us, cutoff - ttl, 4, None),
+        (5, cutoff - dt.timedelta(hours=3), cutoff + dt.timedelta(hours=5), 5, None),
+        (6, cutoff - dt.timedelta(hours=1), cutoff - dt.timedelta(hours=1), 6, None),
+        (6, cutoff - dt.timedelta(hours=2), cutoff, 60, None),  # written last, but older: never served
+    ]
+    table = snapshot(spark, cutoff, rows)
+    assert table.select(["user_id", "u__saves", "u__feature_ts"]).to_pylist() == [
+        {"user_id": 1, "u__saves": 1, "u__feature_ts": utc(cutoff)},
+        {"user_id": 2, "u__saves": 20, "u__feature_ts": utc(cutoff - ttl)},
+        {"user_id": 6, "u__saves": 6, "u__feature_ts": utc(cutoff - dt.timedelta(hours=1))}]
+
+
 def test_snapshot_of_a_view_whose_created_ts_is_its_feature_ts(spark, tmp_path):
     """One column for both times: the snapshot of a small stored table (the broadcast path, as
     Spark knows its size) answers."""

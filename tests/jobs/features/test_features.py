@@ -77,6 +77,30 @@ def test_pin_and_cross_features(spark, history):
     assert (cross[(1, "art", D2)]["impressions_30d"], cross[(1, "art", D2)]["closeups_30d"]) == (2, 2)
 
 
+def test_a_recomputed_day_keeps_its_times_and_its_new_value_is_known_from_created_ts(spark, history):
+    """A day rebuilt after a late event of that day was ingested: same feature_ts and created_ts
+    (fixed by the day, not by the rebuild), the new value; the join then attaches it from
+    created_ts on, and nothing of the day before it (docs/features.md: "known" is by event time)."""
+    from pyspark.sql import functions as F
+
+    from pinrec.jobs.features.pit_join import point_in_time_join
+    from pinrec.schemas.features import USER_FEATURES
+
+    impressions, actions, pins, edges = history
+    cfg = FeatureConfig(publish_delay_s=600)
+    first = rows(compute_features(impressions, actions, pins, edges, [D1], cfg).user, "user_id")[(1,)]
+    late = spark.createDataFrame([("a5", "i2", 1, 101, "closeup", t(D1, 23.5), None, D1)], actions.schema)
+    table = compute_features(impressions, actions.unionByName(late), pins, edges, [D1], cfg).user
+    again = rows(table, "user_id")[(1,)]
+    assert (first["closeups_1d"], again["closeups_1d"]) == (1, 2)
+    assert (again["feature_ts"], again["created_ts"]) == (first["feature_ts"], first["created_ts"]) \
+        == (t(D2, 0), t(D2, 0) + dt.timedelta(minutes=10))
+    spine = spark.createDataFrame([("before", 1, t(D2, 0.1)), ("at", 1, t(D2, 0) + dt.timedelta(minutes=10))],
+                                  "event_id string, user_id bigint, ts timestamp")
+    joined = point_in_time_join(spine, table, USER_FEATURES).select("event_id", "user__closeups_1d", "user__missing")
+    assert sorted(tuple(r) for r in joined.orderBy(F.col("event_id")).collect()) == [("at", 2, False), ("before", None, True)]
+
+
 @pytest.mark.slow
 def test_rebuilding_a_day_replaces_only_that_day(spark, tiny_world):
     from pinrec.jobs.features.features import build_features

@@ -113,6 +113,40 @@ def test_feature_rows_from_the_future_change_nothing(spark, path):
     assert run(spark, spine, past, path=path) == run(spark, spine, past + future + late_written, path=path)
 
 
+US = dt.timedelta(microseconds=1)
+
+
+def test_microsecond_edges_and_values_written_before_they_are_valid(spark, path):
+    """Every boundary holds to the microsecond, also before 1970 (negative epochs): a value is known
+    from max(feature_ts, created_ts) on, inclusive; fresh up to feature_ts + ttl, inclusive. A row
+    written before it is valid (created_ts < feature_ts) is known at its feature_ts, not earlier."""
+    f = h(0) + dt.timedelta(microseconds=123457)
+    old = dt.datetime(1960, 5, 5, 3, 4, 5, 6)
+    ttl = VIEW.ttl
+    features = [
+        (1, f, f, 1),
+        (2, f, f + 7 * US, 2),                          # written 7 us after it is valid
+        (3, f + US, f - dt.timedelta(hours=1), 3),      # written an hour before it is valid
+        (4, old, old + US, 4), (4, old + ttl, old + ttl, 5),
+    ]
+    spine = [
+        ("1-before", 1, f - US), ("1-at", 1, f), ("1-ttl", 1, f + ttl), ("1-ttl+1us", 1, f + ttl + US),
+        ("2-at-fts", 2, f), ("2-before-cts", 2, f + 6 * US), ("2-at-cts", 2, f + 7 * US),
+        ("3-at-cts", 3, f - dt.timedelta(hours=1)), ("3-before-fts", 3, f), ("3-at-fts", 3, f + US),
+        ("4-at-fts", 4, old), ("4-at-cts", 4, old + US), ("4-next", 4, old + ttl), ("4-ttl+1us", 4, old + 2 * ttl + US),
+    ]
+    got = run(spark, spine, features, path=path)
+    assert got == {
+        "1-before": (None, None, True), "1-at": (1, f, False), "1-ttl": (1, f, False),
+        "1-ttl+1us": (None, None, True),
+        "2-at-fts": (None, None, True), "2-before-cts": (None, None, True), "2-at-cts": (2, f, False),
+        "3-at-cts": (None, None, True), "3-before-fts": (None, None, True), "3-at-fts": (3, f + US, False),
+        "4-at-fts": (None, None, True), "4-at-cts": (4, old, False), "4-next": (5, old + ttl, False),
+        "4-ttl+1us": (None, None, True),
+    }
+    assert got == reference(spine, features, ttl)
+
+
 def test_bad_inputs(spark):
     with pytest.raises(FeatureTableError, match=r"duplicate \(user_id, feature_ts\) rows, e.g. \(1, "):
         run(spark, [("e", 1, h(1))], [(1, h(0), h(0), 1), (1, h(0), h(0), 2)])
@@ -419,6 +453,41 @@ def test_many_views_mixed_paths(spark):
             assert plan.count("ShuffledHashJoin") == 3 and plan.count("Window [") == 4
         got = {k: (v["flag__boost"], v["user__saves"]) for k, v in as_dict(df).items()}
         assert got == {"a": (2.0, 10), "b": (None, 10), "c": (2.0, None), "d": (None, 20), "e": (2.0, 80)}
+
+
+def test_views_sharing_their_first_entity_with_different_ttls(spark, path):
+    """``user`` and ``(user, category)`` with TTLs of 1 h and 3 h (the interval path groups by TTL, the
+    window path by first entity), and a second user view written late: each view keeps its own TTL
+    and created_ts rule, against the brute-force reference per view."""
+    from pyspark.sql import functions as F
+
+    short = FeatureView("short", ("user_id",), (Feature("v", "int64"),), ttl=dt.timedelta(hours=1))
+    by_cat = FeatureView("by_cat", ("user_id", "category"), (Feature("v", "int64"),), ttl=dt.timedelta(hours=3))
+    late = FeatureView("late", ("user_id",), (Feature("v", "int64"),), ttl=dt.timedelta(hours=1))
+    short_rows = [(1, h(0), h(0), 10), (1, h(2), h(2), 12), (2, h(0), h(0), 20)]
+    cat_rows = [(1, "art", h(0), h(0), 100), (1, "food", h(1), h(1.5), 101), (2, "art", h(2), h(2), 200)]
+    late_rows = [(1, h(1), h(1.75), 31), (2, h(0), h(0), 40)]
+    spine_rows = [(f"e{i}", u, c, h(t)) for i, (u, c, t) in enumerate(
+        [(1, "art", 0.5), (1, "art", 1), (1, "art", 1.5), (1, "food", 1.25), (1, "food", 1.5), (1, "art", 2.5),
+         (1, "art", 3), (1, "art", 3.5), (2, "art", 1), (2, "art", 2), (2, "food", 2), (1, None, 2), (None, "art", 2)])]
+    spine = spark.createDataFrame(spine_rows, "event_id string, user_id bigint, category string, ts timestamp")
+    schema = "user_id bigint, feature_ts timestamp, created_ts timestamp, v bigint"
+    joins = [(spark.createDataFrame(short_rows, schema), short),
+             (spark.createDataFrame(cat_rows, "user_id bigint, category string, feature_ts timestamp, "
+                                               "created_ts timestamp, v bigint"), by_cat),
+             (spark.createDataFrame(late_rows, schema), late)]
+    df = point_in_time_join_many(spine, joins, **PATHS[path])
+    got = {r["event_id"]: {v: (r[f"{v}__v"], r[f"{v}__feature_ts"], r[f"{v}__missing"])
+                           for v in ("short", "by_cat", "late")} for r in df.collect()}
+    users = [(e, u, t) for e, u, _, t in spine_rows]
+    pairs = [(e, None if u is None or c is None else (u, c), t) for e, u, c, t in spine_rows]
+    expected = {"short": reference(users, short_rows, short.ttl), "late": reference(users, late_rows, late.ttl),
+                "by_cat": reference(pairs, [((u, c), f, w, v) for u, c, f, w, v in cat_rows], by_cat.ttl)}
+    assert got == {e: {v: expected[v][e] for v in expected} for e in got}
+    assert got["e6"] == {"short": (12, h(2), False), "by_cat": (100, h(0), False), "late": (None, None, True)}
+    assert got["e11"]["late"] == (31, h(1), False) and got["e4"]["by_cat"] == (101, h(1), False)
+    assert got["e5"]["late"] == (None, None, True)  # known at h(1.75), 1.5 h old at h(2.5)
+    assert df.where(F.col("by_cat__missing")).count() == 6
 
 
 def test_many_views_bad_inputs(spark):

@@ -42,6 +42,26 @@ def test_labels_use_the_maturity_window_and_drop_immature_impressions(spark):
     assert got == {"i1": (1, 1), "i2": (0, 0)}
 
 
+def test_label_window_boundaries_to_the_microsecond(spark):
+    """An action counts from its impression's instant to ``maturity_s`` after it, both ends included;
+    a microsecond before the impression or after the window it does not. An impression is kept when
+    its window ends before the cut-off, left out when it ends at it: an action at the cut-off instant lies
+    in the next day, not ingested yet, and could still make it positive."""
+    us, m = dt.timedelta(microseconds=1), dt.timedelta(hours=2)
+    cutoff = T + dt.timedelta(hours=6)
+    impressions = spark.createDataFrame([
+        ("at-start", "s1", T), ("at-end", "s1", T), ("before", "s1", T), ("after", "s1", T),
+        ("ends-before-cutoff", "s1", cutoff - m - us), ("ends-at-cutoff", "s1", cutoff - m),
+    ], IMP_SCHEMA)
+    actions = spark.createDataFrame([
+        ("at-start", "closeup", T), ("at-end", "save", T + m), ("before", "closeup", T - us),
+        ("after", "save", T + m + us), ("ends-before-cutoff", "save", cutoff - us), ("ends-at-cutoff", "save", cutoff),
+    ], ACT_SCHEMA)
+    got = {r["event_id"]: (r["closeup"], r["save"])
+           for r in label_impressions(impressions, actions, cutoff, maturity_s=int(m.total_seconds())).collect()}
+    assert got == {"at-start": (1, 0), "at-end": (0, 1), "before": (0, 0), "after": (0, 0), "ends-before-cutoff": (0, 1)}
+
+
 def test_actions_naming_only_their_session_label_the_latest_impression_before_them(spark):
     from pyspark.sql import functions as F
 
