@@ -6,6 +6,7 @@ inside its body and returns the exit code.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pinrec.jobs.config import ConfigError, s3_options
+from pinrec.jobs.io.timestamps import to_spark
 
 from .cli_jobs import config_of, spark_and_paths
 from .cli_recommend import cmd_recommend
@@ -117,6 +119,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def snapshot_folder_name(cutoff: dt.datetime) -> str:
+    """The default folder of a snapshot as of ``cutoff``: its UTC time (naive: UTC already), to the
+    microsecond when it has any, so two cut-offs share a folder only when they are the same instant."""
+    utc = to_spark(cutoff)
+    return f"{utc:%Y%m%dT%H%M%S}" + (f".{utc:%f}" if utc.microsecond else "")
+
+
 def cmd_feature_snapshot(args) -> int:
     """The snapshot, then (when ``--redis-url`` or ``redis.url`` is set) its Redis export with every
     other ``redis.*`` setting of the config (TTL, key prefix, batch size ...)."""
@@ -132,7 +141,7 @@ def cmd_feature_snapshot(args) -> int:
                           "(Redis keys are versioned by bundle)")
     spark, _ = spark_and_paths(cfg)
     out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
-        cfg.storage.location("artifacts") / "feature_snapshot" / f"{args.cutoff:%Y%m%dT%H%M%S}"
+        cfg.storage.location("artifacts") / "feature_snapshot" / snapshot_folder_name(args.cutoff)
     print(build_feature_snapshot(spark, cfg.storage.warehouse, args.cutoff, out).render())
     if cfg.redis.url:
         from pinrec.jobs.features.redis_export import export_snapshot

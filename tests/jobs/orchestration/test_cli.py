@@ -270,6 +270,19 @@ def test_feature_snapshot_redis_url_overrides_only_the_url():
     assert config_of(args, {"redis.url": None}).redis.url == "redis://elsewhere:1/0"  # not given: the config's
 
 
+def test_the_default_snapshot_folder_is_the_cutoffs_utc_instant():
+    import datetime as dt
+
+    from pinrec.jobs.orchestration.cli_ops import snapshot_folder_name
+
+    parse = build_parser().parse_args
+    naive = parse(["feature-snapshot", "--cutoff", "2026-01-09T00:00:00"]).cutoff
+    offset = parse(["feature-snapshot", "--cutoff", "2026-01-08T19:00:00-05:00"]).cutoff  # the same instant
+    assert snapshot_folder_name(naive) == snapshot_folder_name(offset) == "20260109T000000"
+    # two cut-offs within one second are two folders, not one snapshot overwriting the other
+    assert snapshot_folder_name(naive + dt.timedelta(microseconds=250)) == "20260109T000000.000250"
+
+
 def test_feature_snapshot_redis_without_a_bundle_version_exits_2_before_any_work(tmp_path, capsys):
     code = main(["feature-snapshot", "--cutoff", "2026-01-09T00:00:00", "--set", "redis.url=redis://127.0.0.1:1/0",
                  "--set", f"storage.warehouse={tmp_path / 'nowhere'}"])
