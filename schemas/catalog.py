@@ -150,16 +150,19 @@ def feature_table(view: FeatureView) -> str:
 
 #: Every Delta table under ``storage.warehouse``, in pipeline order (the order ``pinrec tables`` lists).
 WAREHOUSE: dict[str, StoredTable] = {t.name: t for t in (
-    *(StoredTable(s.name, (s.partition,), f"validated {s.name} ({s.kind}), by the day it arrived", s)
+    *(StoredTable(s.name, (s.partition,), f"validated {s.name} ({s.kind}), by the day it arrived", s, "ingest")
       for s in RAW_TABLES),
-    StoredTable(QUARANTINE.name, ("source_table", QUARANTINE.partition), "rows that failed validation", QUARANTINE),
+    StoredTable(QUARANTINE.name, ("source_table", QUARANTINE.partition), "rows that failed validation", QUARANTINE,
+                "ingest"),
     *(StoredTable(feature_table(v), ("dt",), f"daily {v.name} features, one row per ({', '.join(v.entities)}, "
-                  f"feature_ts)") for v in FEATURE_VIEWS),
-    StoredTable("training_set", ("dt",), "point-in-time training set; the commit holds its spec and lineage"),
-    StoredTable("graph_edges", (), "Pin-Board edges as of the cut-off, train/eval split (snapshot)"),
-    StoredTable("graph_pin_nodes", (), "pin nodes with dense pin_idx and feature vectors (snapshot)"),
-    StoredTable("graph_board_nodes", (), "board nodes with dense board_idx (snapshot)"),
-    StoredTable("pin_embeddings", (), "PinSage embedding of every pin, one model version (snapshot)"),
+                  f"feature_ts)", written_by="features") for v in FEATURE_VIEWS),
+    StoredTable("training_set", ("dt",), "point-in-time training set; the commit holds its spec and lineage",
+                written_by="training-set"),
+    StoredTable("graph_edges", (), "Pin-Board edges as of the cut-off, train/eval split (snapshot)", written_by="graph"),
+    StoredTable("graph_pin_nodes", (), "pin nodes with dense pin_idx and feature vectors (snapshot)", written_by="graph"),
+    StoredTable("graph_board_nodes", (), "board nodes with dense board_idx (snapshot)", written_by="graph"),
+    StoredTable("pin_embeddings", (), "PinSage embedding of every pin, one model version (snapshot)",
+                written_by="pinsage"),
 )}
 
 

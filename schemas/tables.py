@@ -172,18 +172,25 @@ class StoredTable:
             write replaces whole.
         doc: one line for humans.
         spec: the column contract, for the raw tables ingestion validates (None for derived ones).
+        written_by: the ``pinrec`` command that writes it ("ingest"), named when a job finds it absent.
     """
 
     name: str
     partition_by: tuple[str, ...]
     doc: str
     spec: TableSpec | None = None
+    written_by: str = ""
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith(("_", ".")):
             raise ValueError(f"table name {self.name!r} must be a plain folder name (no '/', no leading '_' or '.')")
         if isinstance(self.partition_by, str):
             raise TypeError(f"table {self.name!r}: partition_by must be a tuple of columns, got {self.partition_by!r}")
+
+    @property
+    def missing_hint(self) -> str:
+        """What to run when the table is absent: "run `pinrec <written_by>` first" ("" when unknown)."""
+        return f"run `pinrec {self.written_by}` first" if self.written_by else ""
 
     @property
     def snapshot(self) -> bool:

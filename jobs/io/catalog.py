@@ -205,7 +205,7 @@ class Catalog:
         version = version if version is not None else self._pinned.get(name)
         versions = commit_versions(self.spark, self.path(name))
         if not versions:
-            raise FileNotFoundError(f"table {name!r} does not exist at {self.path(name)}")
+            raise self._absent(name)
         if version is None:
             version = versions[-1]
         elif version not in versions:
@@ -222,7 +222,7 @@ class Catalog:
             if version is None:
                 version = self.version(name)
                 if version is None:
-                    raise FileNotFoundError(f"table {name!r} does not exist at {self.path(name)}")
+                    raise self._absent(name)
                 self._pinned[name] = version
         elif isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise ValueError(f"version of {name!r} must be an int >= 0 or None, got {version!r}")
@@ -230,6 +230,11 @@ class Catalog:
         self._reads[name] = version
         record_read(self, name, version)
         return df
+
+    def _absent(self, name: str) -> FileNotFoundError:
+        """The error for table ``name`` not existing: where it was looked for, and what writes it."""
+        hint = self.table(name).missing_hint
+        return FileNotFoundError(f"table {name!r} does not exist at {self.path(name)}" + (f": {hint}" if hint else ""))
 
     def require(self, names: Iterable[str], hint: str) -> None:
         """Pin every table of ``names``; FileNotFoundError naming the absent ones and ``hint``."""

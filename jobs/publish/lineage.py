@@ -86,7 +86,7 @@ def table_lineage(catalog: Catalog, table: str, version: int | None = None,
     if table not in WAREHOUSE:
         raise ValueError(f"no table {table!r} in the warehouse catalog; known tables: {', '.join(WAREHOUSE)}")
     if not catalog.exists(table):
-        raise FileNotFoundError(f"no table {table!r} at {catalog.path(table)}")
+        raise FileNotFoundError(f"no table {table!r} at {catalog.path(table)}: {WAREHOUSE[table].missing_hint}")
     commits = catalog.history(table)
     version = commits[0].version if version is None else version
     label = f"{table}@{version}"

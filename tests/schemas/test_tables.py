@@ -78,3 +78,13 @@ def test_categorical_columns_are_labels_never_ids():
     with pytest.raises(ValueError, match=r"table 't': primary-key column\(s\) \['kind'\] cannot be categorical"):
         TableSpec("t", (Column("kind", "string", allowed=("a", "b")), Column("ts", "timestamp")),
                   primary_key=("kind",), event_ts="ts")
+
+
+def test_every_warehouse_table_names_the_command_that_writes_it():
+    from pinrec.jobs.orchestration.cli_parser import build_parser
+
+    for command in {t.written_by for t in WAREHOUSE.values()}:
+        assert build_parser().parse_args([command]).handler == command  # a subcommand (an unknown one exits 2)
+    assert WAREHOUSE["training_set"].missing_hint == "run `pinrec training-set` first"
+    assert WAREHOUSE["pin_embeddings"].written_by == "pinsage" and WAREHOUSE["quarantine"].written_by == "ingest"
+    assert StoredTable("t", ("dt",), "x").missing_hint == ""

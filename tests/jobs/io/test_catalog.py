@@ -49,7 +49,8 @@ def test_of_passes_a_catalog_through_and_days_predicate_names_each_day(tmp_path)
 def test_write_read_version_and_time_travel(spark, tmp_path):
     catalog = Catalog(spark, str(tmp_path))
     assert catalog.version("impressions") is None and not catalog.exists("impressions")
-    with pytest.raises(FileNotFoundError, match=r"table 'impressions' does not exist at .*/impressions"):
+    with pytest.raises(FileNotFoundError, match=r"table 'impressions' does not exist at .*/impressions: "
+                                                    r"run `pinrec ingest` first"):
         catalog.read("impressions")
     first = catalog.write("impressions", frame(spark, [(1, D1), (2, D1)]), days=[D1])
     second = catalog.write("impressions", frame(spark, [(3, D2)]), days=[D2])
