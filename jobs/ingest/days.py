@@ -37,11 +37,16 @@ def landed_partitions(landing: str | Path | Location, start: dt.date = dt.date.m
     (a month that starts before ``start`` but reaches it counts). For a daily landing: the landed days.
     :class:`~.ingest_read.LandingPartitionMissingError` when there is none."""
     granularity = partition_granularity(landing)
-    parts = [d for d in list_partitions(landing, anchor)
-             if d <= end and partition_end(d, granularity) > start]
+    landed = list_partitions(landing, anchor)
+    parts = [d for d in landed if d <= end and partition_end(d, granularity) > start]
     if not parts:
+        if landed:  # data landed, only not in the days asked for: say which days there are
+            raise LandingPartitionMissingError(
+                f"no {anchor} landed between {start} and {end} under {landing}: its {anchor} partitions span "
+                f"{landed[0]}..{landed[-1]} (by {granularity}); ask for days in that span")
+        between = "" if (start, end) == (dt.date.min, dt.date.max) else f" between {start} and {end}"
         raise LandingPartitionMissingError(
-            f"no {anchor} landed between {start} and {end} under {landing}; run `pinrec generate` or a dataset "
+            f"no {anchor} landed{between} under {landing}; run `pinrec generate` or a dataset "
             f"adapter (`pinrec load-dataset`) first")
     return parts
 

@@ -31,12 +31,21 @@ def test_a_month_landing_lists_its_months_as_partitions_and_needs_the_warehouse_
     # a partition counts when its span overlaps the range, not only when its first day is in it
     assert landed_partitions(landing, dt.date(2003, 2, 10), dt.date(2003, 2, 20)) == [MONTHS[1]]
     assert landed_partitions(landing, dt.date(2003, 1, 31), dt.date(2003, 3, 1)) == MONTHS
-    with pytest.raises(LandingPartitionMissingError, match="no impressions landed between 2003-04-01 and"):
+    with pytest.raises(LandingPartitionMissingError, match="no impressions landed between 2003-04-01 and 9999-12-31 "
+                                                           r"under .*: its impressions partitions span "
+                                                           r"2003-01-01\.\.2003-03-01 \(by month\); ask for days"):
         landed_partitions(landing, dt.date(2003, 4, 1))
     assert [partition_of(landing)(d) for d in DAYS] == [MONTHS[0]] * 2 + [MONTHS[1]] * 3 + [MONTHS[2]] * 2
     with pytest.raises(ValueError, match="landed by month: its event days are the days ingest wrote to the "
                                          "warehouse's impressions, so event_days needs the warehouse's catalog"):
         event_days(landing)
+
+
+def test_an_empty_landing_says_to_land_data_and_names_no_open_range(tmp_path):
+    with pytest.raises(LandingPartitionMissingError, match=r"^no impressions landed under .*; run `pinrec generate` "):
+        landed_partitions(str(tmp_path))
+    with pytest.raises(LandingPartitionMissingError, match="no impressions landed between 2003-01-01 and 2003-01-02 "):
+        landed_partitions(str(tmp_path), dt.date(2003, 1, 1), dt.date(2003, 1, 2))
 
 
 @pytest.mark.spark
