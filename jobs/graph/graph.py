@@ -11,6 +11,8 @@
   and the content embedding (zeros plus a "has content" flag when absent);
 * board nodes: every board an edge touches, ``board_idx`` (0..M-1, ordered by board_id) and topic.
 
+No pin created before the cut-off, or no save of one, is a ``ValueError``: an empty graph is never written.
+
 Written as Delta tables ``graph_edges``, ``graph_pin_nodes`` and ``graph_board_nodes`` (each a
 whole snapshot, replaced on every build) through the catalog; the ``feature_names`` of the pin
 vector go into the commit's ``userMetadata``, beside the catalog's lineage.
@@ -63,6 +65,14 @@ def build_graph(pins, boards, edges, pin_features, cutoff: dt.datetime, eval_fro
                   .withColumn("split", F.when(F.col("saved_at") < ts_lit(eval_from), "train").otherwise("eval")))
 
     counted = pins.groupBy("category").count().collect()  # the most frequent one-hot, the rest "other"
+    # an empty graph would replace the current one and fail only in PinSage: refuse it here
+    if not counted:
+        raise ValueError(f"no pin was created before the cut-off {cutoff}: the graph would be empty; pass a later "
+                         "cut-off, or run `pinrec ingest` for the pins first")
+    if edge_table.isEmpty():
+        raise ValueError(f"no pin was saved to a board before the cut-off {cutoff} (pin_board_edges holds no save "
+                         "of a pin created before it): the graph would have no edges; pass a later cut-off, or run "
+                         "`pinrec ingest` for the pin_board_edges first")
     ranked = sorted(counted, key=lambda r: (-r["count"], str(r["category"])))
     categories = sorted(r["category"] for r in ranked[:MAX_CATEGORIES])
     other = len(ranked) > MAX_CATEGORIES

@@ -109,3 +109,20 @@ def test_only_the_most_frequent_categories_get_a_feature_of_their_own(spark, mon
     one_hot = {r["pin_id"]: r["features"][:3] for r in graph.pin_nodes.collect()}
     assert one_hot == {1: [0, 1, 0], 2: [0, 1, 0], 3: [1, 0, 0], 4: [1, 0, 0], 5: [1, 0, 0], 6: [0, 0, 1],
                        7: [0, 0, 1]}
+
+
+def test_a_cut_off_before_any_pin_or_save_is_refused_not_an_empty_graph(spark):
+    pins = spark.createDataFrame([(1, h(10), "art", None)], "pin_id bigint, created_at timestamp, category string, "
+                                                             "content_embedding array<float>")
+    boards = spark.createDataFrame([(7, "art")], "board_id bigint, topic string")
+    edges = spark.createDataFrame([(1, 7, h(30))], "pin_id bigint, board_id bigint, saved_at timestamp")
+    features = spark.createDataFrame([], "pin_id bigint, feature_ts timestamp, created_ts timestamp, "
+                                         "closeup_rate_30d double, save_rate_30d double, impressions_30d bigint, "
+                                         "board_count bigint")
+    with pytest.raises(ValueError, match=r"no pin was created before the cut-off 2026-01-01 05:00:00.*`pinrec ingest`"):
+        build_graph(pins, boards, edges, features, cutoff=h(5), eval_from=h(1))
+    with pytest.raises(ValueError, match=r"no pin was saved to a board before the cut-off 2026-01-01 20:00:00"):
+        build_graph(pins, boards, edges, features, cutoff=h(20), eval_from=h(15))
+    no_boards = spark.createDataFrame([], "pin_id bigint, board_id bigint, saved_at timestamp")
+    with pytest.raises(ValueError, match="would have no edges"):
+        build_graph(pins, boards.limit(0), no_boards, features, cutoff=h(48), eval_from=h(24))
