@@ -6,7 +6,8 @@ their ``ts`` and actions by *their* ``ts`` (a save made on ``d + 1`` is not coun
 ``created_ts`` = ``feature_ts`` + ``publish_delay_s``. The job is incremental by day (it reads the
 30 days before each target) and idempotent (it replaces the target days' partitions).
 Rates are smoothed: ``(k + m * prior) / (n + m)`` with ``m = prior_strength`` and the global
-30-day rate as prior (for user x category: the user's own rate).
+30-day rate as prior (for user x category: the user's own rate). A target day without an ingested
+impression in its 30-day window is refused (FileNotFoundError) before anything is written.
 """
 from __future__ import annotations
 
@@ -195,6 +196,15 @@ def _build(catalog, days: list[dt.date], cfg: FeatureConfig) -> dict[str, int]:
         df = catalog.read(name)
         return df.where(F.col("dt") > F.lit(since)) if windowed else df
 
+    # a day with no impression in its window has no features: refuse it rather than write empty partitions
+    seen = {r["dt"] for r in load("impressions").where(F.col("dt") <= F.lit(max(days))).select("dt").distinct()
+            .collect()}
+    empty = [d.isoformat() for d in sorted(set(days))
+             if not any(d - dt.timedelta(days=WINDOW_DAYS) < s <= d for s in seen)]
+    if empty:
+        raise FileNotFoundError(f"no impressions were ingested in the {WINDOW_DAYS} days up to {empty}, so their "
+                                f"features would be empty: run `pinrec ingest` for those days first (if it ran, it rejected "
+                                "their batch: `pinrec tables` counts the quarantined rows)")
     tables = compute_features(load("impressions"), load("actions"), load("pins", False),
                               load("pin_board_edges", False), days, cfg)
 

@@ -131,3 +131,18 @@ def test_a_feature_added_to_a_view_becomes_a_new_column_of_the_table(spark, tmp_
     catalog.write("features_pin", new, days=[D2], add_columns=True)
     got = {r["dt"]: (r["closeup_rate_30d"], r["closeup_coec_30d"]) for r in spark.read.format("delta").load(path).collect()}
     assert got == {D1: (0.5, None), D2: (0.7, 1.2)}
+
+
+def test_a_day_without_impressions_in_its_window_is_refused_and_nothing_is_written(spark, tmp_path):
+    from pinrec.jobs.features.features import build_features
+    from pinrec.jobs.io.catalog import Catalog
+
+    catalog = Catalog(spark, str(tmp_path))
+    catalog.write("impressions", spark.createDataFrame([("i1", 1, 100, t(D1, 9), D1)],
+                                                       "event_id string, user_id bigint, pin_id bigint, "
+                                                       "ts timestamp, dt date"), days=[D1])
+    before, after = dt.date(2025, 12, 31), D1 + dt.timedelta(days=30)  # the day before; just past the window
+    with pytest.raises(FileNotFoundError, match=rf"no impressions were ingested in the 30 days up to "
+                                                rf"\['{before}', '{after}'\].*run `pinrec ingest`"):
+        build_features(spark, catalog, [before, D2, after], FeatureConfig())
+    assert not catalog.exists("features_user") and not catalog.exists("features_pin")
