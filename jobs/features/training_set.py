@@ -15,12 +15,16 @@ Spine = impressions of the requested days. For each impression:
 * ``split``: ``train`` / ``validation`` / ``test`` by day, the last days last. Only this build's
   days are replaced; readers go by the newest build (:mod:`pinrec.jobs.io.training_set`).
 
+A requested day without ingested impressions, or without built features in every view, is refused
+(FileNotFoundError naming the command to run) before anything is written.
+
 The Delta commit's ``userMetadata`` records the lineage (Delta versions of every input, as the
 catalog read them) and the sampling, so a model trained on it can be traced and corrected.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 
@@ -162,6 +166,7 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
     ``input_versions``, the catalog's lineage), build the training set for ``days`` and replace
     those days' partitions of the ``training_set`` Delta table. ``warehouse``: a path, Location or
     :class:`~pinrec.jobs.io.catalog.Catalog`."""
+    from pyspark.sql import DataFrame
     from pyspark.sql import functions as F
 
     from pinrec.jobs.io.catalog import Catalog
@@ -188,7 +193,17 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
                .agg(F.count("*").alias("n"), F.sum(mature.cast("long")).alias("mature")).collect())
     absent = [d.isoformat() for d in days if d not in {r["dt"] for r in per_day}]
     if absent:
-        raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first")
+        raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first "
+                                "(if it ran, it rejected their batch: `pinrec tables` counts the quarantined rows)")
+    # features not built for a day would leave its rows' feature columns null (the join finds nothing): refuse
+    tables = [feature_table(v) for v in FEATURE_VIEWS]
+    built = {(r["table"], r["dt"]) for r in functools.reduce(DataFrame.unionByName, [
+        read[t].where(F.col("dt").isin(days)).select(F.lit(t).alias("table"), "dt").distinct() for t in tables])
+        .collect()}
+    unbuilt = {t: missing for t in tables if (missing := [d.isoformat() for d in days if (t, d) not in built])}
+    if unbuilt:
+        raise FileNotFoundError(f"no features were built for some of these days ({unbuilt}): run `pinrec features` "
+                                "for those days first")
     spine_rows, total_mature = sum(r["n"] for r in per_day), sum(r["mature"] or 0 for r in per_day)
     cfg = resolved(cfg, {r["dt"]: r["n"] for r in per_day})  # null held-out days: chosen from these counts
     features = {v.name: read[feature_table(v)] for v in FEATURE_VIEWS}

@@ -209,3 +209,21 @@ def test_an_empty_actions_table_is_a_clear_error(spark, tmp_path):
                                                 r"empty\), so the label cut-off .* cannot be set"):
         build_training_set(spark, str(tmp_path), [dt.date(2026, 1, 1)],
                            TrainingSetConfig(validation_days=1, test_days=1), seed=7)
+
+
+def test_a_day_whose_features_were_not_built_is_refused_not_a_set_without_features(spark, tmp_path):
+    """features run for D1 only: D2's rows would silently carry no feature values."""
+    from pinrec.jobs.features.training_set import build_training_set
+
+    d1, d2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+    spark.createDataFrame([(dt.datetime(2026, 1, 1, 9), d1), (dt.datetime(2026, 1, 2, 9), d2)],
+                          "ts timestamp, dt date").write.format("delta").partitionBy("dt").save(str(tmp_path / "impressions"))
+    for name in ("actions", "pins", "features_user", "features_pin", "features_user_category"):
+        days = (d1, d2) if name in ("actions", "pins", "features_pin") else (d1,)
+        spark.createDataFrame([(1, d) for d in days], "x bigint, dt date").write.format("delta").partitionBy(
+            "dt").save(str(tmp_path / name))
+    with pytest.raises(FileNotFoundError, match=r"no features were built for some of these days \(\{'features_user': "
+                                                r"\['2026-01-02'\], 'features_user_category': \['2026-01-02'\]\}\): "
+                                                r"run `pinrec features` for those days first"):
+        build_training_set(spark, str(tmp_path), [d1, d2], TrainingSetConfig(validation_days=1, test_days=1), seed=7)
+    assert not (tmp_path / "training_set").exists()
