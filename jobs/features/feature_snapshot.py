@@ -156,12 +156,13 @@ def prebuild_snapshot(spark, warehouse, cutoffs, views: tuple[FeatureView, ...] 
 
 def build_feature_snapshot(spark, warehouse, cutoff: dt.datetime, out_dir: str | Path | Location,
                            views: tuple[FeatureView, ...] = FEATURE_VIEWS,
-                           prebuilt: PrebuiltSnapshot | None = None) -> SnapshotReport:
+                           prebuilt: PrebuiltSnapshot | None = None, allow_empty: bool = True) -> SnapshotReport:
     """Read the feature tables (pinned Delta versions), build every view's snapshot as of
     ``cutoff``, write it to ``out_dir`` (a local folder or a Location) and re-open it with the
     serving code as a check. ``warehouse``: a path, Location or :class:`~pinrec.jobs.io.catalog.Catalog`.
     ``prebuilt``: tables :func:`prebuild_snapshot` built ahead; a view's is used only when built for
-    ``cutoff`` from the version read here."""
+    ``cutoff`` from the version read here. ``allow_empty`` False: a snapshot without a row in any view
+    (no feature row created by ``cutoff``) is a ValueError, and nothing is written."""
     from pinrec.jobs.io.catalog import Catalog
     from pinrec.schemas.catalog import feature_table
 
@@ -174,6 +175,10 @@ def build_feature_snapshot(spark, warehouse, cutoff: dt.datetime, out_dir: str |
         tables[view.name] = ready if ready is not None else \
             snapshot_table(snapshot_frame(features, view, cutoff), view, cutoff)
     versions = {feature_table(v): catalog.reads[feature_table(v)] for v in views}
+    if not allow_empty and not any(t.num_rows for t in tables.values()):
+        raise ValueError(f"no feature row is servable at the cut-off {_naive_utc(cutoff).isoformat()} (none of "
+                         f"{list(versions)} holds a row created by then): pass a later --cutoff, or run "
+                         "`pinrec features` for the days before it first")
     folder = as_location(out_dir)
     files = write_snapshot(tables, folder)
     open_snapshot([folder / snapshot_file_name(n) for n in tables], expected=views)

@@ -142,7 +142,7 @@ def cmd_feature_snapshot(args) -> int:
     spark, _ = spark_and_paths(cfg)
     out = as_location(args.out, s3_options(cfg.storage)) if args.out else \
         cfg.storage.location("artifacts") / "feature_snapshot" / snapshot_folder_name(args.cutoff)
-    print(build_feature_snapshot(spark, cfg.storage.warehouse, args.cutoff, out).render())
+    print(build_feature_snapshot(spark, cfg.storage.warehouse, args.cutoff, out, allow_empty=False).render())
     if cfg.redis.url:
         from pinrec.jobs.features.redis_export import export_snapshot
 
