@@ -89,9 +89,10 @@ def resolve(store: Store, name: str, channel: str) -> ChannelPointer:
         raise BundleUnavailable(f"cannot read channel {name}/{channel} from {store!r}: {_why(e, store)}") from e
     if pointer is None:
         if store.is_local and not os.path.isdir(store.root):  # say so: a mistyped path reads like an empty store
-            raise BundleError(f"bundle store {store.root} does not exist: nothing was ever published there, or the "
-                              f"store URI is mistyped")
-        raise BundleError(f"channel {name}/{channel} does not exist in {store!r}: nothing published yet")
+            raise BundleError(f"bundle store {store.root} does not exist: nothing was ever published there (`pinrec "
+                              f"publish bundle` publishes one), or the store URI is mistyped")
+        raise BundleError(f"channel {name}/{channel} does not exist in {store!r}: nothing published yet (`pinrec "
+                          f"publish bundle` publishes one)")
     return pointer
 
 

@@ -94,7 +94,8 @@ def test_load_by_version_and_missing_things(store, candidate):
     assert _open(store).version == "v1"
     unblessed = _open(store, version="v2")
     assert unblessed.version == "v2" and not unblessed.manifest.blessing.blessed
-    with pytest.raises(BundleError, match="channel homefeed/canary does not exist"):
+    with pytest.raises(BundleError, match=r"channel homefeed/canary does not exist in .*: nothing published yet "
+                                          r"\(`pinrec publish bundle` publishes one\)"):
         _open(store, channel="canary")
     with pytest.raises(BundleError, match="incomplete or not a bundle"):
         _open(store, version="v9")
@@ -102,7 +103,8 @@ def test_load_by_version_and_missing_things(store, candidate):
         _open(store, version="../v1")
     if store.is_local:  # a mistyped local path is named as such, not as an empty channel
         with pytest.raises(BundleError, match=r"bundle store .*/no-such-store does not exist: nothing was ever "
-                                              r"published there, or the store URI is mistyped"):
+                                              r"published there \(`pinrec publish bundle` publishes one\), or the "
+                                              r"store URI is mistyped"):
             load(store.root + "/no-such-store", "homefeed")
 
 
