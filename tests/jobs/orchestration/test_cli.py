@@ -318,7 +318,7 @@ def test_feature_snapshot_with_redis_down_exits_2_naming_the_url(tmp_path, monke
             return "snapshot built"
 
     monkeypatch.setattr(cli_ops, "spark_and_paths", lambda cfg: (None, None))  # no Spark: the snapshot is given
-    monkeypatch.setattr(feature_snapshot, "build_feature_snapshot", lambda spark, warehouse, cutoff, out: Built())
+    monkeypatch.setattr(feature_snapshot, "build_feature_snapshot", lambda spark, warehouse, cutoff, out, allow_empty: Built())
     monkeypatch.setattr(feature_snapshot, "open_snapshot", lambda out: snapshot)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
