@@ -5,7 +5,9 @@ read (``.gz`` files are gunzipped); names starting with ``.`` or ``_`` are hidde
 (Hadoop's convention: ``_SUCCESS``, ``_temporary/``, ``.staging/``). A file in a visible
 sub-folder is never ignored silently, nor read (it is not part of the day's layout: a producer
 wrote it elsewhere than agreed): the batch fails with a :class:`LandingFileError` naming it,
-before anything is written. A file Spark cannot read
+before anything is written. So does a name holding a glob character (``[]{}*?\\``): Spark reads each
+path as a pattern, so ``part-[1].jsonl`` would read ``part-1.jsonl`` a second time and itself never. A
+file Spark cannot read
 (a ``.gz`` that is not gzip, a truncated one) fails the batch the same way, naming the file and
 the cause; a corrupt file cannot be quarantined row by row, since its rows cannot be counted.
 
@@ -75,6 +77,8 @@ class LandingFileError(IngestError):
 
 #: what an interrupted write of pinrec before 2026-12-07 left beside the file (``part-00000.jsonl.tmp-4242``)
 _LEFT_BY_A_CRASH = re.compile(r"\.tmp-\d+$")
+#: the characters Hadoop's glob gives a meaning (``GlobPattern``): Spark globs every path it is given that holds one
+_GLOB = re.compile(r"[\[\]{}*?\\]")
 
 
 def _hidden(name: str) -> bool:
@@ -99,6 +103,12 @@ def landing_files(folder: str | Path | Location) -> list[Location]:
             f"landing file(s) {', '.join(str(folder / n) for n in stale[:5])} look like temporaries a crashed "
             "write left (<name>.tmp-<pid>; writers now use hidden names): delete them and re-run, or rename one "
             "that is data")
+    globbed = [name for name, is_dir in entries if not is_dir and _GLOB.search(name)]
+    if globbed:
+        raise LandingFileError(
+            f"landing file(s) {', '.join(str(folder / n) for n in globbed[:5])} have a glob character ([]{{}}*?\\) in "
+            "their name, which Spark reads as a pattern (it would read other files' rows again and theirs not at all): "
+            "rename them and re-run")
     return [folder / name for name, is_dir in entries if not is_dir]
 
 
