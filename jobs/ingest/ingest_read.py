@@ -18,8 +18,9 @@ Blank lines are skipped and not counted.
 Rows. Each line gets one quarantine reason set, checked in this order:
 
 * ``invalid_utf8``: the bytes are not UTF-8 (the stored ``raw`` has U+FFFD in their place);
-* ``malformed_json``: not a JSON object (``NaN`` tokens included). Spark's JSON functions stop at
-  the object's closing brace: text after it is not detected;
+* ``malformed_json``: not one JSON object (``NaN`` tokens included), or text after it (a second
+  record glued onto the line, ``{...} {...}``: Spark's JSON functions stop at the object's closing
+  brace, so the line is parsed again inside brackets, where that text is an error);
 * ``duplicate_json_key:<col>``: a key appears twice in the object (';'-joined, sorted);
 * ``type_mismatch:<col>`` (';'-joined, in column order): a non-null value whose JSON type the
   column does not take (:data:`JSON_TYPES`), or that Spark cannot convert. A string column takes
@@ -219,8 +220,10 @@ def parse(lines, spec: TableSpec):
         raise SchemaDriftError(
             f"{spec.name}: landing rows carry column(s) {extra} that the contract does not declare "
             f"(declared: {list(spec.column_names)}). Update schemas/catalog.py or fix the producer.")
-    # try_parse_json: null for trailing text and for duplicate keys, which from_json lets pass
-    df = df.withColumn("_v", F.try_parse_json("_raw")).withColumn(
+    # try_parse_json: null for duplicate keys, which from_json lets pass. Both stop at the object's closing
+    # brace; inside brackets, text after it (a second record glued on: `{...} {...}`) fails the parse
+    alone = F.try_parse_json(F.concat(F.lit("["), F.regexp_replace("_raw", "^\\uFEFF", ""), F.lit("]")))
+    df = df.withColumn("_v", F.try_parse_json("_raw")).withColumn("_alone", alone.isNotNull()).withColumn(
         "_typed", F.from_json("_raw", spark_schema(spec), {"mode": "PERMISSIVE"}))
     repeated = F.array_sort(F.filter(F.array_distinct("_keys"),
                                      lambda k: F.size(F.filter("_keys", lambda x: x == k)) > 1))
@@ -229,7 +232,7 @@ def parse(lines, spec: TableSpec):
                .when(F.col("_keys").isNull(), F.lit("malformed_json"))
                .when(repeated.isNotNull(),
                      F.array_join(F.transform(repeated, lambda k: F.concat(F.lit("duplicate_json_key:"), k)), ";"))
-               .when(F.col("_v").isNull(), F.lit("malformed_json"))
+               .when(F.col("_v").isNull() | ~F.col("_alone"), F.lit("malformed_json"))
                .otherwise(F.concat_ws(";", F.array_compact(F.array(*_json_type_mismatches(spec))))))
     return df.select("_raw", "dt", reasons.alias("_parse_reasons"),
                      *[F.col(f"_typed.`{c.name}`").alias(c.name) for c in spec.columns])

@@ -583,3 +583,13 @@ def test_two_ingests_of_a_dimension_at_once_never_store_a_key_twice(spark, lake,
     stored = Counter(r["pin_id"] for r in read(spark, lake, "pins").collect())
     assert stored == {1: 1, 2: 1}
     assert sorted(r.rows_valid for r in reports) == [0, 2] and sum(r.duplicates_dropped for r in reports) == 2
+
+
+def test_a_second_record_glued_onto_a_line_is_quarantined_not_dropped(spark, lake):
+    """Spark's JSON functions stop at the first object's closing brace: the glued record must not vanish."""
+    glued, brace = pin_line(1) + " " + pin_line(2), pin_line(4) + "}"
+    land_bytes(lake, "part-00000.jsonl", b"\xef\xbb\xbf" + "\n".join([pin_line(3), glued, brace]).encode())
+    report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    assert (report.rows_in, report.rows_valid, report.quarantined_by_reason) == (3, 1, {"malformed_json": 2})
+    assert quarantined(spark, lake) == {glued: "malformed_json", brace: "malformed_json"}
+    assert [r["pin_id"] for r in read(spark, lake, "pins").collect()] == [3]  # after a byte-order mark: valid
