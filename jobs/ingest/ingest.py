@@ -22,8 +22,10 @@ For one table and a set of days, in one Spark batch:
    of the Delta table (``replaceWhere``: a re-run never duplicates) and of the quarantine, through
    the catalog (:mod:`pinrec.jobs.io.catalog`), which records the reference tables this table read
    (no other table's: a read scope per table) as the commits' lineage. The table is held
-   (:meth:`~pinrec.jobs.io.catalog.Catalog.holding`: on object storage its writer lease) across both
-   commits, so another ingest of it cannot land in between.
+   (:meth:`~pinrec.jobs.io.catalog.Catalog.holding`: on object storage its writer lease) from before
+   its stored rows are read (step 3's dimension keys, the quarantine's rows) to after both commits, so
+   another ingest of it cannot land in between: two ingests of a dimension at once would otherwise
+   each check its keys against a table without the other's, and store them twice.
 
 A static dataset landed in coarse partitions (by month or year: :mod:`pinrec.jobs.ingest.landing`, the
 span in the landing zone's dataset record) is ingested the same way, ``days`` being the partitions'
@@ -182,8 +184,11 @@ def _ingest_table(catalog: Catalog, spec: TableSpec, paths: IngestPaths, days: l
     cached: list = []  # everything cached is released, even on error: a later batch with the same
     try:               # plan over rewritten files would otherwise read the stale cache
         landing = {d.isoformat(): str(partition_dir(paths.landing, spec.name, d)) for d in days}  # lineage
-        report = _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing,
-                               granularity)
+        # held from the check against the stored rows (a dimension's keys on other days, the quarantine's rows)
+        # to the last commit: another ingest of the table cannot commit in between (it would be checked by neither)
+        with catalog.holding(spec.name):
+            report = _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cached, landing,
+                                   granularity)
     finally:
         for df in cached:
             df.unpersist()
@@ -255,15 +260,14 @@ def _ingest_lines(catalog, spec, days, cfg, now, batch_id, lines, optional, cach
                       "duplicates_dropped": report.duplicates_dropped}  # the batch's accounting, for `pinrec report`
     # every day of the spans (``written``) is replaced and recorded (``wrote_days``: the step cache reads a day's
     # fingerprint there)
-    # the table is held across both commits: another ingest of it cannot land between its quarantine
-    # rows and its valid rows (a crash between the two leaves them apart; re-running the batch repairs it)
-    with catalog.holding(spec.name):
-        if by_reason or _quarantined_before(catalog, spec.name, days):  # else there is nothing to write or replace
-            catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'",
-                          user_metadata={"batch_id": batch_id, "landing": landing})  # lineage: the rows' landing
-        if report.rejected:
-            return report
-        return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
+    # the table is held (by the caller) across both commits: another ingest of it cannot land between its
+    # quarantine rows and its valid rows (a crash between the two leaves them apart; re-running the batch repairs it)
+    if by_reason or _quarantined_before(catalog, spec.name, days):  # else there is nothing to write or replace
+        catalog.write(QUARANTINE.name, q_rows, days=days, replace_where=f"source_table = '{spec.name}'",
+                      user_metadata={"batch_id": batch_id, "landing": landing})  # lineage: the rows' landing
+    if report.rejected:
+        return report
+    return report.with_version(catalog.write(spec.name, valid, days=written, user_metadata=origin).version)
 
 
 def _against_stored(catalog: Catalog, spec: TableSpec, first, extra, written: list[dt.date]):

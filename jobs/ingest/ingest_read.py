@@ -5,7 +5,9 @@ read (``.gz`` files are gunzipped); names starting with ``.`` or ``_`` are hidde
 (Hadoop's convention: ``_SUCCESS``, ``_temporary/``, ``.staging/``). A file in a visible
 sub-folder is never ignored silently, nor read (it is not part of the day's layout: a producer
 wrote it elsewhere than agreed): the batch fails with a :class:`LandingFileError` naming it,
-before anything is written. A file Spark cannot read
+before anything is written. So does a name holding a glob character (``[]{}*?\\``): Spark reads each
+path as a pattern, so ``part-[1].jsonl`` would read ``part-1.jsonl`` a second time and itself never. A
+file Spark cannot read
 (a ``.gz`` that is not gzip, a truncated one) fails the batch the same way, naming the file and
 the cause; a corrupt file cannot be quarantined row by row, since its rows cannot be counted.
 
@@ -16,8 +18,9 @@ Blank lines are skipped and not counted.
 Rows. Each line gets one quarantine reason set, checked in this order:
 
 * ``invalid_utf8``: the bytes are not UTF-8 (the stored ``raw`` has U+FFFD in their place);
-* ``malformed_json``: not a JSON object (``NaN`` tokens included). Spark's JSON functions stop at
-  the object's closing brace: text after it is not detected;
+* ``malformed_json``: not one JSON object (``NaN`` tokens included), or text after it (a second
+  record glued onto the line, ``{...} {...}``: Spark's JSON functions stop at the object's closing
+  brace, so the line is parsed again inside brackets, where that text is an error);
 * ``duplicate_json_key:<col>``: a key appears twice in the object (';'-joined, sorted);
 * ``type_mismatch:<col>`` (';'-joined, in column order): a non-null value whose JSON type the
   column does not take (:data:`JSON_TYPES`), or that Spark cannot convert. A string column takes
@@ -75,6 +78,8 @@ class LandingFileError(IngestError):
 
 #: what an interrupted write of pinrec before 2026-12-07 left beside the file (``part-00000.jsonl.tmp-4242``)
 _LEFT_BY_A_CRASH = re.compile(r"\.tmp-\d+$")
+#: the characters Hadoop's glob gives a meaning (``GlobPattern``): Spark globs every path it is given that holds one
+_GLOB = re.compile(r"[\[\]{}*?\\]")
 
 
 def _hidden(name: str) -> bool:
@@ -99,6 +104,12 @@ def landing_files(folder: str | Path | Location) -> list[Location]:
             f"landing file(s) {', '.join(str(folder / n) for n in stale[:5])} look like temporaries a crashed "
             "write left (<name>.tmp-<pid>; writers now use hidden names): delete them and re-run, or rename one "
             "that is data")
+    globbed = [name for name, is_dir in entries if not is_dir and _GLOB.search(name)]
+    if globbed:
+        raise LandingFileError(
+            f"landing file(s) {', '.join(str(folder / n) for n in globbed[:5])} have a glob character ([]{{}}*?\\) in "
+            "their name, which Spark reads as a pattern (it would read other files' rows again and theirs not at all): "
+            "rename them and re-run")
     return [folder / name for name, is_dir in entries if not is_dir]
 
 
@@ -209,8 +220,10 @@ def parse(lines, spec: TableSpec):
         raise SchemaDriftError(
             f"{spec.name}: landing rows carry column(s) {extra} that the contract does not declare "
             f"(declared: {list(spec.column_names)}). Update schemas/catalog.py or fix the producer.")
-    # try_parse_json: null for trailing text and for duplicate keys, which from_json lets pass
-    df = df.withColumn("_v", F.try_parse_json("_raw")).withColumn(
+    # try_parse_json: null for duplicate keys, which from_json lets pass. Both stop at the object's closing
+    # brace; inside brackets, text after it (a second record glued on: `{...} {...}`) fails the parse
+    alone = F.try_parse_json(F.concat(F.lit("["), F.regexp_replace("_raw", "^\\uFEFF", ""), F.lit("]")))
+    df = df.withColumn("_v", F.try_parse_json("_raw")).withColumn("_alone", alone.isNotNull()).withColumn(
         "_typed", F.from_json("_raw", spark_schema(spec), {"mode": "PERMISSIVE"}))
     repeated = F.array_sort(F.filter(F.array_distinct("_keys"),
                                      lambda k: F.size(F.filter("_keys", lambda x: x == k)) > 1))
@@ -219,7 +232,7 @@ def parse(lines, spec: TableSpec):
                .when(F.col("_keys").isNull(), F.lit("malformed_json"))
                .when(repeated.isNotNull(),
                      F.array_join(F.transform(repeated, lambda k: F.concat(F.lit("duplicate_json_key:"), k)), ";"))
-               .when(F.col("_v").isNull(), F.lit("malformed_json"))
+               .when(F.col("_v").isNull() | ~F.col("_alone"), F.lit("malformed_json"))
                .otherwise(F.concat_ws(";", F.array_compact(F.array(*_json_type_mismatches(spec))))))
     return df.select("_raw", "dt", reasons.alias("_parse_reasons"),
                      *[F.col(f"_typed.`{c.name}`").alias(c.name) for c in spec.columns])

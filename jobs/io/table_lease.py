@@ -134,8 +134,10 @@ class Lease:
             ttl = _claimed_ttl(lease, self.ttl_s)
             if seen is None:
                 seen, since = etag, time.monotonic()
-                _log.info("%s: waiting up to %.0f s for its writer's lease (%s) to be renewed or to expire",
-                          self.table, ttl, _holder(lease))
+                # a warning: `pinrec` shows it without -v, so a re-run after a killed writer does not wait unexplained
+                _log.warning("%s: waiting up to %.0f s for its writer's lease (%s) to be renewed (a live writer: this "
+                             "one then fails) or to expire (a killed writer's: then taken over; nothing to delete by "
+                             "hand)", self.table, ttl, _holder(lease))
             elif etag != seen:
                 raise ConcurrentWriterError(self._busy(lease, "it renewed its lease while this writer waited"))
             elif time.monotonic() - since >= ttl:

@@ -1,12 +1,14 @@
 """Ingestion into Delta: validation, quarantine with reasons, accounting, idempotence, bad input."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import json
 import re
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -556,3 +558,38 @@ def test_floats_beyond_their_type_and_null_keys_get_their_own_reasons(spark, lak
                                                                  (None, 2, 11, 3), (None, 2, 11, 3)]))
     report = ingest_table(spark, IMPRESSIONS, lake, [DAY], LENIENT, now=NOW)
     assert report.quarantined_by_reason == {"null:event_id": 3} and report.duplicates_dropped == 0
+
+
+def test_two_ingests_of_a_dimension_at_once_never_store_a_key_twice(spark, lake, monkeypatch):
+    """Two writers of pins (a backfill and the daily run: threads here, processes in production) each
+    check the batch's keys against the stored rows; the check must see the other writer's commit, so
+    it runs under the table's hold. Each writer waits (up to 10 s) for the other to have checked too:
+    with the check outside the hold both check an empty table and both days store pins 1 and 2."""
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n" + pin_line(2) + "\n").encode())
+    land_bytes(lake, "part-00000.jsonl", (pin_line(1) + "\n" + pin_line(2) + "\n").encode(), day=DAY2)
+    import pinrec.jobs.ingest.ingest as ingest_module
+
+    both_checked, real_check = threading.Barrier(2), ingest_module._against_stored
+
+    def check(*args):
+        out = real_check(*args)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_checked.wait(timeout=10)  # under the hold, the other writer cannot get here: it times out
+        return out
+
+    monkeypatch.setattr(ingest_module, "_against_stored", check)
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda day: ingest_table(spark, PINS, lake, [day], LENIENT, now=NOW), [DAY, DAY2]))
+    stored = Counter(r["pin_id"] for r in read(spark, lake, "pins").collect())
+    assert stored == {1: 1, 2: 1}
+    assert sorted(r.rows_valid for r in reports) == [0, 2] and sum(r.duplicates_dropped for r in reports) == 2
+
+
+def test_a_second_record_glued_onto_a_line_is_quarantined_not_dropped(spark, lake):
+    """Spark's JSON functions stop at the first object's closing brace: the glued record must not vanish."""
+    glued, brace = pin_line(1) + " " + pin_line(2), pin_line(4) + "}"
+    land_bytes(lake, "part-00000.jsonl", b"\xef\xbb\xbf" + "\n".join([pin_line(3), glued, brace]).encode())
+    report = ingest_table(spark, PINS, lake, [DAY], LENIENT, now=NOW)
+    assert (report.rows_in, report.rows_valid, report.quarantined_by_reason) == (3, 1, {"malformed_json": 2})
+    assert quarantined(spark, lake) == {glued: "malformed_json", brace: "malformed_json"}
+    assert [r["pin_id"] for r in read(spark, lake, "pins").collect()] == [3]  # after a byte-order mark: valid

@@ -1,6 +1,8 @@
 """The strict landing reader without Spark: which files a partition offers, the JSON type table."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from pinrec.jobs.ingest.ingest_read import JSON_TYPES, LandingFileError, landing_files
@@ -52,6 +54,19 @@ def test_a_crashed_landing_write_leaves_nothing_ingestion_reads(tmp_path, monkey
     (part / "part-00000.jsonl.tmp-4242").write_text('{"a": 3}\n')
     with pytest.raises(LandingFileError, match=r"part-00000\.jsonl\.tmp-4242 look like temporaries a crashed write "
                                                r"left .*delete them and re-run"):
+        landing_files(part)
+
+
+@pytest.mark.parametrize("name", ["part-[1].jsonl", "part-?.jsonl", "part-*.jsonl", "part-{1,2}.jsonl",
+                                  "part-\\1.jsonl"])
+def test_a_file_name_spark_would_read_as_a_glob_pattern_is_refused_by_name(tmp_path, name):
+    """Spark globs every path it reads: ``part-[1].jsonl`` beside ``part-1.jsonl`` would read part-1's rows
+    twice and its own never, silently; refused instead, naming the file."""
+    part = tmp_path / "dt=2026-01-05"
+    part.mkdir()
+    for n in ("part-1.jsonl", name):
+        (part / n).write_text('{"a": 1}\n')
+    with pytest.raises(LandingFileError, match=re.escape(f"landing file(s) {part / name} have a glob character")):
         landing_files(part)
 
 
