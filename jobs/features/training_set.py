@@ -153,11 +153,20 @@ def build_training_frame(impressions, actions, pins, features: dict[str, object]
            .withColumn("hour", F.hour("ts")).withColumn("day_of_week", F.dayofweek("ts")))
     out = point_in_time_join_many(out, [(features[view.name], view) for view in views],
                                   broadcast_max_bytes=cfg.broadcast_max_mb * 2**20)
-    splits = split_days(days, cfg)
-    split_col = F.lit("train")
-    for d, name in splits.items():
-        split_col = F.when(F.col("dt") == F.lit(d), F.lit(name)).otherwise(split_col)
-    return out.withColumn("split", split_col)
+    return out.withColumn("split", split_column(split_days(days, cfg)))
+
+
+def split_column(splits: dict[dt.date, str]):
+    """The ``split`` column of :func:`split_days`'s split, for rows whose ``dt`` is one of its days: two
+    comparisons with the first validation and test days (held-out days are the last ones), not one
+    ``when`` per day, whose nesting overflowed the JVM's stack on ~1,000 days (a 3-year log)."""
+    from pyspark.sql import functions as F
+
+    column = F.lit("train")
+    for name in ("validation", "test"):  # test last: it wins over validation on its days
+        if held := [d for d, s in splits.items() if s == name]:
+            column = F.when(F.col("dt") >= F.lit(min(held)), F.lit(name)).otherwise(column)
+    return column
 
 
 def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetConfig, seed: int,

@@ -1,8 +1,8 @@
 """Which training-set columns drift monitoring compares, read from the schemas (no list of names).
 
 * Numeric features (:func:`numeric_feature_columns`): the views' ``int32``/``int64``/``float32``/
-  ``float64`` features, all but the all-time counts (``Feature.cumulative``, e.g.
-  ``pin__board_count``): they grow with history by construction.
+  ``float64`` features, all but the all-time counts and ages (``Feature.cumulative``, e.g.
+  ``pin__board_count``, ``pin__age_days``): they grow with history by construction.
 * Categorical features (:func:`categorical_feature_columns`): the views' ``string`` features
   (:attr:`~pinrec.schemas.features.Feature.categorical`: ``user__top_category``, ``pin__category``)
   and the raw tables' categorical columns (:attr:`~pinrec.schemas.tables.Column.is_categorical`: a

@@ -33,7 +33,7 @@ and categorical alike; until the newest day and some reference day are past it, 
 ``DriftReport.warming_up``, not compared. A raw table's column (``surface``, the pin's ``category``)
 has no warm-up. Scores depend on every feature, so their PSI uses the reference days past the longest
 window (at least the first day; ``score:<task>`` is listed as warming up until there are some).
-All-time counts (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all: they
+All-time counts and ages (``Feature.cumulative``, e.g. ``pin__board_count``) are not compared at all: they
 grow with history by construction.
 
 Scores come from a callable or arrays, so monitoring runs before (and independently of) the ranker.

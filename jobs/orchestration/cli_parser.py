@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
               epilog="Prints the bundle, the feature source (redis URL and its export generation, or the bundle "
                      "snapshot), then one line per user; a user served from the snapshot because Redis failed is "
                      "reported on stderr.")
-    p.add_argument("--user", type=int, action="append", required=True, help="user id (repeatable)")
+    p.add_argument("--user", action="append", required=True,
+                   help="user id, a log's own where its ids were renumbered on landing (repeatable)")
     p.add_argument("--k", type=_at_least(1), default=10, help="pins per user (default 10)")
     p.add_argument("--context", action="append", metavar="KEY=VALUE",
                    help="surface, device, country, hour, day_of_week or now=ISO time (repeatable)")

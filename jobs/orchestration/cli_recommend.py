@@ -14,6 +14,10 @@ stderr with the store's ``last_error``; the store's own warning shows only with 
 
 Output: ``bundle <name>/<version>``, ``features: redis <url> (export generation <id>)`` or
 ``features: bundle snapshot``, then one ``user <id>: pin (category, score, channel), ...`` line per user.
+
+A log whose ids were not plain integers was numbered 1..N when it landed (``<landing>/_dataset/``
+``user_ids.parquet``, ``item_ids.parquet``): ``--user`` then takes the log's own id (an integer it does not
+hold is served as that id: 1..N, or an unknown user's cold start), and the pins are printed as the log's items.
 """
 from __future__ import annotations
 
@@ -100,12 +104,33 @@ def _redis_store(bundle, cfg, explicit: bool):
     return None, f"features: bundle snapshot (redis {url} unusable)"
 
 
+def served_users(values: list[str], landing) -> list[tuple[str, int]]:
+    """``--user`` values -> (as given, the id the bundle serves): through the landed log's user id mapping
+    where it holds the value (module docstring), else the value as an integer; ValueError otherwise."""
+    from pinrec.jobs.ingest.dataset_info import read_id_map
+
+    ids = read_id_map(landing, "user")
+    known = {} if ids is None else dict(zip(ids["value"].astype(str), ids["id"].astype(int)))
+    served = []
+    for value in values:
+        try:
+            served.append((value, known[value] if value in known else int(value)))
+        except ValueError:
+            raise ValueError(f"--user {value!r} is neither a user id of the log landed in {landing} "
+                             "(its _dataset/user_ids.parquet) nor an integer id") from None
+    return served
+
+
 def cmd_recommend(args) -> int:
     """``recommend --user U ... [--redis-url URL | --no-redis]`` (module docstring)."""
     from pinrec.export.serving.loader import load
     from pinrec.export.serving.recommend import Recommender
+    from pinrec.jobs.ingest.dataset_info import read_id_map
 
     cfg = config_of(args, {"redis.url": args.redis_url})
+    users = served_users(args.user, cfg.storage.landing)
+    item_ids = read_id_map(cfg.storage.landing, "item")
+    item_of = {} if item_ids is None else dict(zip(item_ids["id"].astype(int), item_ids["value"].astype(str)))
     context = _context(args.context or [])
     bundle = load(cfg.bundle_store_uri, cfg.publish.name, cfg.publish.channel, version=args.version,
                   s3=s3_options(cfg.storage))
@@ -114,12 +139,13 @@ def cmd_recommend(args) -> int:
             _redis_store(bundle, cfg, explicit=args.redis_url is not None)
         rec = Recommender(bundle, cfg.recommend, features=store)
         print(f"bundle {bundle.name}/{bundle.version}\n{line}")
-        for user in args.user:
+        for user, served in users:
             before = store.fallbacks if store is not None else 0
-            items = rec.recommend(user, context, k=args.k)
+            items = rec.recommend(served, context, k=args.k)
             if store is not None and store.fallbacks > before:
                 print(f"pinrec recommend: user {user}: features from the bundle snapshot, redis {cfg.redis.url} "
                       f"degraded ({store.last_error})", file=sys.stderr)
-            print(f"user {user}: " + (", ".join(f"{r.pin_id} ({r.category}, {r.score:.3f}, {r.channel})"
+            print(f"user {user}: " + (", ".join(f"{item_of.get(r.pin_id, r.pin_id)} ({r.category}, {r.score:.3f}, "
+                                                f"{r.channel})"
                                                 for r in items) or "-"))
     return 0

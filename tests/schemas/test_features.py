@@ -10,7 +10,7 @@ from pinrec.schemas.features import FEATURE_VIEWS, MAX_TTL, Feature, FeatureView
 
 def test_cumulative_counts_are_flagged_and_validated():
     cumulative = [v.column(f.name) for v in FEATURE_VIEWS for f in v.features if f.cumulative]
-    assert cumulative == ["pin__board_count"]
+    assert cumulative == ["pin__age_days", "pin__board_count"]
     with pytest.raises(ValueError, match="cumulative must be a bool"):
         Feature("x", "int64", cumulative="yes")
     with pytest.raises(ValueError, match="all-time count has window_days 0"):

@@ -15,6 +15,7 @@ from pinrec.jobs.features.training_set import (
     build_training_frame,
     label_impressions,
     sample_negatives,
+    split_column,
     split_days,
 )
 from tests.support.timezones import ZONES, driver_time_zone
@@ -130,6 +131,15 @@ def test_split_is_temporal_and_refuses_too_few_days():
         dt.date(2026, 1, 3): "validation", dt.date(2026, 1, 4): "test"}
     with pytest.raises(ValueError, match="still leave a training day"):
         split_days(days[:2], one_each)
+
+
+def test_split_column_stays_flat_over_years_of_days(spark):
+    # a 3-year log has ~1,000 event days: one nested `when` per day overflowed the JVM's stack
+    days = [dt.date(2014, 1, 1) + dt.timedelta(days=i) for i in range(0, 6000, 2)]  # gaps: event days only
+    splits = split_days(days, TrainingSetConfig(validation_days=2, test_days=3))
+    frame = spark.createDataFrame([(d,) for d in days], "dt date").withColumn("split", split_column(splits))
+    assert {r["dt"]: r["split"] for r in frame.collect()} == splits
+    assert list(splits.values())[-6:] == ["train", "validation", "validation", "test", "test", "test"]
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,11 @@ def test_categorical_features_come_from_the_schemas_and_exclude_ids():
 def test_numeric_features_leave_out_all_time_counts_and_labels():
     numeric = numeric_feature_columns(TRAINING_SET)
     assert numeric[:3] == ["user__impressions_1d", "user__impressions_7d", "user__impressions_30d"]
-    assert len(numeric) == 22 and "pin__board_count" not in numeric
+    assert len(numeric) == 21 and not {"pin__board_count", "pin__age_days"} & set(numeric)
     assert not set(numeric) & {"position", "closeup", "save", "sample_weight", "user__top_category"}
     assert numeric_feature_columns(["user__saves_7d", "user__top_category", "pin__age_days", "closeup", "x",
-                                    "pin__board_count"]) == ["user__saves_7d", "pin__age_days"]
+                                    "pin__board_count", "pin__closeup_rate_30d"]) == ["user__saves_7d",
+                                                                                   "pin__closeup_rate_30d"]
 
 
 def test_windows_give_view_features_a_warm_up_and_raw_columns_none():

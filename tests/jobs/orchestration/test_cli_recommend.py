@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from pinrec.export.build.publish import publish
@@ -36,7 +38,8 @@ def published(tmp_path_factory):
     bundle = load(store.uri, "homefeed")
     rec = Recommender(bundle, load_config().recommend)
     answers = {user: line(user, rec.recommend(user, {}, k=10)) for user in (2, 3)}
-    sets = ["--set", f"publish.store_uri={store.uri}", "--set", "publish.name=homefeed"]
+    sets = ["--set", f"publish.store_uri={store.uri}", "--set", "publish.name=homefeed",
+            "--set", f"storage.landing={root / 'landing'}"]  # no landed log: ids as they are
     return sets, FeatureSnapshot.from_bundle(bundle), answers
 
 
@@ -83,6 +86,22 @@ def set_user_value(client, snapshot, generation: str, user: int, column: str, va
 def test_without_redis_the_bundle_snapshot_answers_and_says_so(published, capsys):
     sets, _, answers = published
     assert recommend(capsys, *sets) == (0, from_snapshot(answers), "")
+
+
+def test_a_renumbered_logs_own_ids_are_mapped_in_and_out(published, tmp_path, capsys):
+    # a log with string ids lands numbered 1..N: recommend takes its user ids and prints its item ids
+    from pinrec.jobs.ingest.dataset_info import write_dataset_info
+
+    sets, _, answers = published
+    write_dataset_info(tmp_path, {"timestamps": "column"}, user_ids=pd.DataFrame({"value": ["A2XV", "A9"], "id": [2, 3]}),
+                       item_ids=pd.DataFrame({"value": [f"B{p:05d}" for p in PIN_IDS], "id": list(PIN_IDS)}))
+    landing = ["--set", f"storage.landing={tmp_path}"]
+    code = main(["recommend", "--user", "A2XV", "--user", "3", *sets, *landing])
+    out = capsys.readouterr().out.splitlines()
+    as_log = lambda line: re.sub(r"(\d+) \(", lambda m: f"B{int(m[1]):05d} (", line)
+    assert code == 0 and out[2:] == [as_log(answers[2]).replace("user 2:", "user A2XV:"), as_log(answers[3])]
+    assert main(["recommend", "--user", "nobody", *sets, *landing]) == 2
+    assert "'nobody' is neither a user id of the log" in capsys.readouterr().err
 
 
 @pytest.mark.integration

@@ -129,13 +129,15 @@ def test_drift_goes_into_the_manifest_and_gates_publishing(spark, tiny_world, tm
     assert not report.blessed and not report.promoted
     stored = load(strict.publish.store_uri, strict.publish.name, version=report.version).manifest
     drift = stored.metrics.drift
-    assert {"feature_drift.pin__age_days", "null_rate_shift.pin__age_days", "feature_drift.user__saves_1d"} <= set(drift)
+    assert {"feature_drift.user__impressions_1d", "null_rate_shift.user__impressions_1d",
+            "feature_drift.user__saves_1d"} <= set(drift)
     assert not any(k.startswith(("score_psi.", "feature_drift.user__saves_30d")) for k in drift)  # warm-up
-    assert "feature_drift.pin__board_count" not in drift  # an all-time count: grows by construction
+    assert not {"feature_drift.pin__board_count", "feature_drift.pin__age_days"} & set(drift)  # grow by construction
     assert {"category_psi.pin__category", "category_psi.surface"} <= set(drift)
     assert "category_psi.user__top_category" not in drift  # a 30-day window: warm-up
     run = client.get_run(stored.lineage.mlflow_run_ids["monitoring"])
-    assert run.data.metrics["feature_drift.pin__age_days"] == pytest.approx(drift["feature_drift.pin__age_days"])
+    assert run.data.metrics["feature_drift.user__impressions_1d"] == pytest.approx(
+        drift["feature_drift.user__impressions_1d"])
     titles = {"feature_drift": "feature drift", "null_rate_shift": "null-rate shift", "category_psi": "category PSI"}
     expected = {f"{titles[k.split('.')[0]]}[{k.split('.', 1)[1]}] {v:.4f} > maximum 0.0000" for k, v in drift.items()
                 if k.split(".")[0] in titles and v > 0}

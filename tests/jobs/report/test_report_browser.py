@@ -75,7 +75,7 @@ def test_the_tiny_worlds_report_renders_in_headless_chromium_with_data_in_every_
     missing = dict(re.findall(r'<p class="missing" data-missing="([^"]+)">(.*?)</p>', dom, re.DOTALL))
     assert sorted(missing) == ["feature_drift", "label_rate", "retrieval_eval", "score_psi", "stability"], missing
     assert "still in warm-up" in missing["score_psi"] and missing["feature_drift"].startswith("no numeric feature")
-    assert re.search(r"Features still in warm-up, not compared: [^<]*pin__age_days", dom)
+    assert re.search(r"Features still in warm-up, not compared: [^<]*user__saves_1d", dom)
     assert missing["stability"].startswith("a first embedding")
     assert painted((tmp_path / "top.png").read_bytes())
 
