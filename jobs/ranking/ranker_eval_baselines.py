@@ -4,7 +4,9 @@ encoded features, position-free: :func:`logistic_baseline` (scikit-learn) and :f
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,6 +44,20 @@ def logistic_baseline(train, train_labels, test, cardinalities: Sequence[int], t
     return np.stack(out, 1)
 
 
+def _without_version_check() -> None:
+    """Load ``deepctr_torch.utils`` with its ``check_version`` a no-op before the package's ``__init__``
+    calls it: that starts a thread asking pypi.python.org for newer releases (a network call from a batch
+    job, on a cluster often without egress) and prints to stdout after the import has returned."""
+    if "deepctr_torch" in sys.modules or (spec := importlib.util.find_spec("deepctr_torch")) is None:
+        return
+    utils = importlib.util.spec_from_file_location("deepctr_torch.utils",
+                                                   f"{spec.submodule_search_locations[0]}/utils.py")
+    module = importlib.util.module_from_spec(utils)
+    utils.loader.exec_module(module)  # json, logging, threading, requests: no import of its package
+    module.check_version = lambda version: None
+    sys.modules["deepctr_torch.utils"] = module
+
+
 def dcnmix_baseline(train, train_labels, test, cardinalities: Sequence[int], epochs: int = 3,
                     batch_size: int = 1024, embedding_dim: int = 8, seed: int = 0, device: str = "cpu") -> np.ndarray:
     """deepctr-torch's ``DCNMix`` (cross_num 2, low rank 16, 4 experts, DNN (128, 64)) per task,
@@ -49,9 +65,9 @@ def dcnmix_baseline(train, train_labels, test, cardinalities: Sequence[int], epo
     once). Returns (B_test, T) probabilities. Raises ImportError naming the package when
     deepctr-torch is not installed."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # it announces a version check on import
-            from deepctr_torch.inputs import DenseFeat, SparseFeat
-            from deepctr_torch.models import DCNMix
+        _without_version_check()
+        from deepctr_torch.inputs import DenseFeat, SparseFeat
+        from deepctr_torch.models import DCNMix
     except ImportError as exc:
         raise ImportError("the 'dcnmix' baseline needs deepctr-torch: pip install deepctr-torch "
                           "(or drop it from ranker_job.baselines)") from exc

@@ -184,6 +184,38 @@ def test_dcnmix_baseline_learns_a_signal():
     assert auc(y[2000:, 0], probs[:, 0]) > 0.9
 
 
+PHONE_HOME = """
+import threading
+from unittest import mock
+
+import requests
+
+asked = []
+with mock.patch.object(requests, "get", side_effect=lambda url, *a, **k: asked.append(url) or 1 / 0):
+    from pinrec.jobs.ranking.ranker_eval_baselines import _without_version_check
+    {call}
+    import deepctr_torch.models  # noqa: F401
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread():
+            thread.join(10)
+print(asked)
+"""
+
+
+@pytest.mark.parametrize("call, asked", [("_without_version_check()", "[]"),
+                                         ("pass", "['https://pypi.python.org/pypi/deepctr-torch/json']")])
+def test_deepctr_is_imported_without_its_version_check_against_pypi(call, asked):
+    # its __init__ starts a thread that asks PyPI for releases and prints after the import returned
+    import subprocess
+    import sys
+
+    pytest.importorskip("deepctr_torch")
+    out = subprocess.run([sys.executable, "-c", PHONE_HOME.format(call=call)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.splitlines()
+    assert out[-1] == asked  # the second case shows the check is real, so the first one proves something
+    assert ("Please check the latest version" in "\n".join(out)) == (call == "pass")
+
+
 def test_figures_have_one_panel_per_task(truth):
     observed, free = oracle_probabilities(truth, truth["event_id"], TASKS)
     labels = truth[list(TASKS)].to_numpy(float)
