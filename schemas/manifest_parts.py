@@ -50,7 +50,8 @@ class FileEntry:
 class Metrics:
     """Offline metrics of a candidate: retrieval recall@k, serving latency, per-task AUC and
     expected calibration error of the ranker (tasks e.g. ``closeup``, ``save``), and ``drift``:
-    the newest day against the training window (``score_psi.<task>``, ``feature_drift.<column>``,
+    the newest day against the training window (``score_psi.<task>`` and its sampling noise
+    ``score_psi_noise.<task>``, ``feature_drift.<column>``,
     ``null_rate_shift.<column>``, ``label_rate_shift.<task>``, each >= 0; see
     :mod:`pinrec.jobs.monitoring.drift`), and ``funnel``: the serving
     funnel replayed on the test day (``candidates.merged.recall@500.saves``, ``served.hr@50``,

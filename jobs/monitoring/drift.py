@@ -54,9 +54,25 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .category_drift import CategoryShift, SamplingNoise, category_shift
+from .category_drift import CategoryShift, SamplingNoise, category_shift, sampling_psi
 from .config import MonitoringConfig
 from .warm_up import as_date, complete, warmed_up
+
+
+def psi_edges(reference: np.ndarray, bins: int) -> np.ndarray:
+    """:func:`psi`'s inner bin edges: the reference's quantiles, equal ones merged."""
+    return np.unique(np.quantile(reference, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+
+def score_noise(reference: np.ndarray, frame, draws: int, bins: int, floor: float, noise: SamplingNoise) -> float:
+    """The sampling noise of a score PSI (:func:`~pinrec.jobs.monitoring.category_drift.sampling_psi`):
+    ``reference`` (N,) scores in :func:`psi`'s bins, days of ``draws`` users simulated from ``frame``'s
+    (N rows) ``user_id`` and ``dt`` clusters when it has both, else of ``draws`` rows."""
+    edges = psi_edges(reference, bins)
+    grouped = {"user_id", "dt"} <= set(frame.columns)
+    users, days = (frame["user_id"].to_numpy(), frame["dt"].astype(str).to_numpy()) if grouped else (None, None)
+    return sampling_psi(np.searchsorted(edges, reference, side="left"), users, days, draws, edges.size + 1,
+                        floor, noise)
 
 
 def psi(reference, current, bins: int = 10, floor: float = 1e-4) -> float:
@@ -69,7 +85,7 @@ def psi(reference, current, bins: int = 10, floor: float = 1e-4) -> float:
             raise ValueError(f"psi: the {name} sample is empty")
         if not np.isfinite(x).all():
             raise ValueError(f"psi: the {name} sample has NaN or infinite values")
-    edges = np.unique(np.quantile(ref, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    edges = psi_edges(ref, bins)
     e = np.bincount(np.searchsorted(edges, ref, side="left"), minlength=edges.size + 1) / ref.size
     a = np.bincount(np.searchsorted(edges, cur, side="left"), minlength=edges.size + 1) / cur.size
     e, a = np.maximum(e, floor), np.maximum(a, floor)
@@ -150,6 +166,7 @@ class DriftReport:
     reference_rows: int
     current_rows: int
     score_psi: dict[str, float] = field(default_factory=dict)
+    score_psi_noise: dict[str, float] = field(default_factory=dict)
     features: dict[str, FeatureShift] = field(default_factory=dict)
     categories: dict[str, CategoryShift] = field(default_factory=dict)
     label_rate_reference: dict[str, float] = field(default_factory=dict)
@@ -161,6 +178,7 @@ class DriftReport:
         """What ``pinrec.schemas.manifest.Metrics.drift`` carries (finite, >= 0); a non-finite value
         (inputs are checked, so an overflow) is a ValueError naming it, never left out."""
         out = {f"score_psi.{t}": v for t, v in self.score_psi.items()}
+        out |= {f"score_psi_noise.{t}": v for t, v in self.score_psi_noise.items()}
         out |= {f"feature_drift.{c}": s.drift for c, s in self.features.items() if s.drift is not None}
         out |= {f"null_rate_shift.{c}": s.null_rate_shift for c, s in self.features.items()}
         out |= {f"category_psi.{c}": s.psi for c, s in self.categories.items()}
@@ -185,7 +203,8 @@ class DriftReport:
         top = sorted(((c, s.drift) for c, s in self.features.items() if s.drift is not None), key=lambda kv: -kv[1])
         nulls = sorted(((c, s.null_rate_shift) for c, s in self.features.items()), key=lambda kv: -kv[1])
         cats = sorted(((c, s.psi, s.noise_psi) for c, s in self.categories.items()), key=lambda kv: -kv[1])
-        psi_text = ", ".join(f"{t}={v:.4f}" for t, v in sorted(self.score_psi.items())) or "no scores"
+        psi_text = ", ".join(f"{t}={v:.4f}" + (f" (noise {self.score_psi_noise[t]:.3f})" if t in self.score_psi_noise
+                                                else "") for t, v in sorted(self.score_psi.items())) or "no scores"
         labels = "maturity window open" if self.label_rate_current is None else ", ".join(
             f"{t} {self.label_rate_reference[t]:.4f}->{v:.4f}" for t, v in sorted(self.label_rate_current.items()))
         warm = f"; in warm-up (not compared): {len(self.warming_up)} signal(s)" if self.warming_up else ""
@@ -229,10 +248,15 @@ def drift_report(reference, current, columns, cfg: MonitoringConfig, *, day: str
         if newest < start or not keep.any():
             warming += tuple(f"score:{t}" for t in sorted(scores_reference))
             scores_reference = scores_current = {}
+    # a score PSI's sampling noise, as the categories': on a day of a few users the PSI is mostly who came
+    draws = current["user_id"].nunique() if "user_id" in current.columns else len(current)
+    score_noise_psi = {} if noise is None or not draws else {
+        t: score_noise(np.asarray(scores_reference[t], np.float64)[keep], reference[keep], draws, cfg.psi_bins,
+                       cfg.psi_floor, noise) for t in sorted(scores_reference)}
     return DriftReport(
         day=day, reference=reference_name, reference_rows=len(reference), current_rows=len(current),
         score_psi={t: psi(np.asarray(scores_reference[t])[keep], scores_current[t], cfg.psi_bins, cfg.psi_floor)
-                   for t in sorted(scores_reference)},
+                   for t in sorted(scores_reference)}, score_psi_noise=score_noise_psi,
         features=features, categories=categories,
         label_rate_reference=label_rates(reference, cfg.tasks),
         label_rate_current=label_rates(current, cfg.tasks) if labels_mature else None,

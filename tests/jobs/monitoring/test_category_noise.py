@@ -99,3 +99,30 @@ def test_the_gate_judges_each_column_by_its_own_noise():
     assert evaluate(many, None, BlessingConfig(max_category_psi=None)).reasons == (
         "category PSI[country] 0.3000 > maximum 0.0300 (3 x its sampling noise 0.0100)",)  # the noise limit alone
     assert evaluate(many, None, BlessingConfig(max_category_psi=None, category_psi_noise_factor=None)).blessed
+
+
+def test_a_score_psi_is_judged_by_its_own_sampling_noise():
+    """A newest day of 4 users drawn from the training window's own scores reads a PSI far above 0.25 from
+    sampling alone (a MovieLens sample's 14-rating day read 3.33): its noise lets it pass; a day of 400 users
+    whose scores all moved to the top decile fails at the fixed 0.25."""
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"user_id": np.repeat(np.arange(200), 10), "dt": np.repeat(np.arange(200) % 4, 10),
+                        "save": 0, "sample_weight": 1.0})
+    scores_ref = rng.random(len(ref))
+    small = pd.DataFrame({"user_id": np.repeat([1, 2, 3, 4], 3), "save": 0, "sample_weight": 1.0})
+    report = drift_report(ref, small, [], MonitoringConfig(tasks=("save",)), day="2026-01-08", reference_name="train",
+                          scores_reference={"save": scores_ref}, scores_current={"save": scores_ref[:12]})
+    metrics = report.drift_metrics()
+    assert metrics["score_psi.save"] > 0.25 and metrics["score_psi_noise.save"] > metrics["score_psi.save"] / 3
+    assert "(noise " in report.render()
+    base = Metrics(k=10, recall_at_k=0.9, latency_p50_ms=1.0, latency_p99_ms=2.0)
+    assert evaluate(dataclasses.replace(base, drift=metrics), None, BlessingConfig()).blessed
+    fixed = evaluate(dataclasses.replace(base, drift=metrics), None, BlessingConfig(score_psi_noise_factor=None))
+    assert fixed.reasons == (f"score PSI[save] {metrics['score_psi.save']:.4f} > maximum 0.2500",)
+    big = pd.DataFrame({"user_id": np.repeat(np.arange(400), 5), "save": 0, "sample_weight": 1.0})
+    moved = drift_report(ref, big, [], MonitoringConfig(tasks=("save",)), day="2026-01-08", reference_name="train",
+                         scores_reference={"save": scores_ref}, scores_current={"save": 0.9 + rng.random(2000) / 10})
+    shifted = moved.drift_metrics()
+    assert shifted["score_psi_noise.save"] < 0.05 and shifted["score_psi.save"] > 0.25
+    assert evaluate(dataclasses.replace(base, drift=shifted), None, BlessingConfig()).reasons == (
+        f"score PSI[save] {shifted['score_psi.save']:.4f} > maximum 0.2500",)
