@@ -77,7 +77,7 @@ class CfReport:
         return rows[0]["recall"] if rows else None
 
     def render(self) -> str:
-        held = "no held-out slice" if self.recall is None else (
+        held = "no held-out slice measured: the configured settings" if self.recall is None else (
             f"held-out recall@{self.k} {self.recall:.4f} (popularity {self.popularity_recall:.4f}) over "
             f"{self.validation_users} users, best of {len(self.validation)}")
         return (f"cf               ALS {self.params} on {self.interactions} engagements before {self.cutoff}: "
@@ -171,7 +171,7 @@ def train_cf(spark, warehouse, cfg: CfConfig, tracking_uri: str | None, *, cutof
         version = cf_version(fit, cutoff, inputs)
         folder = cf_folder(artifacts, version)
         meta = {"version": version, "cutoff": cutoff.isoformat(), "actions": list(cfg.actions), "params": fit.params,
-                "iterations": cfg.iterations, "validation_days": cfg.validation_days, "validation_k": cfg.validation_k,
+                "iterations": cfg.iterations, "validation_days": fit.validation_days, "validation_k": cfg.validation_k,
                 "validation": list(fit.validation), "popularity_recall": fit.popularity_recall,
                 "validation_users": fit.validation_users, "users": len(fit.factors.user_ids),
                 "pins": len(fit.factors.pin_ids), "interactions": fit.interactions, "input_versions": inputs,

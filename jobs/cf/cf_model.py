@@ -51,6 +51,18 @@ class CfFit:
     popularity_recall: float | None
     validation_users: int
     interactions: int
+    validation_days: int = 0
+
+
+def holdout_days(log: pd.DataFrame, cutoff: dt.datetime, fraction: float) -> int:
+    """The fewest last days before ``cutoff`` (24-hour steps back from it) whose engagement holds at least
+    ``fraction`` of ``log``'s rows: at least one, and fewer than the days the log spans while it spans two."""
+    age = ((_utc(cutoff) - check_log(log)["ts"]) // pd.Timedelta(days=1)).to_numpy(np.int64)
+    if not age.size:
+        return 1
+    counts = np.bincount(age)
+    taken = int(np.searchsorted(np.cumsum(counts), fraction * age.size)) + 1
+    return max(1, min(taken, int(age.max())))
 
 
 def holdout_split(log: pd.DataFrame, cutoff: dt.datetime, validation_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -118,7 +130,8 @@ def fit_cf(log: pd.DataFrame, cutoff: dt.datetime, cfg: CfConfig) -> CfFit:
     if after:
         raise ValueError(f"the engagement log holds {after} row(s) at or after the cut-off {cutoff}")
     table, pop, users_measured = [], None, 0
-    train, held = holdout_split(log, cutoff, cfg.validation_days) if cfg.validation_days else (log, log.iloc[:0])
+    days = cfg.validation_days if cfg.validation_days is not None else holdout_days(log, cutoff, cfg.holdout_fraction)
+    train, held = holdout_split(log, cutoff, days) if days else (log, log.iloc[:0])
     if len(train) and len(held):
         for params in cfg.grid():
             f = _factors(fit_als(train, params, cfg))
@@ -136,7 +149,7 @@ def fit_cf(log: pd.DataFrame, cutoff: dt.datetime, cfg: CfConfig) -> CfFit:
     best = max(table, key=lambda row: row["recall"]) if table else cfg.params()  # max keeps the first of a tie
     chosen = {k: best[k] for k in ("factors", "regularization", "alpha")}
     final = _factors(fit_als(log, chosen, cfg))
-    return CfFit(final, chosen, tuple(table), pop, users_measured if table else 0, len(log))
+    return CfFit(final, chosen, tuple(table), pop, users_measured if table else 0, len(log), days)
 
 
 def _utc(when: dt.datetime) -> pd.Timestamp:

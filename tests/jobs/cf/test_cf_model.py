@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pinrec.jobs.cf.cf_model import fit_cf, holdout_recall, holdout_split
+from pinrec.jobs.cf.cf_model import fit_cf, holdout_days, holdout_recall, holdout_split
 from pinrec.jobs.cf.config import CfConfig
 from pinrec.schemas.config_base import ConfigError
 
@@ -38,6 +38,22 @@ def test_the_held_out_slice_is_the_last_validation_days_before_the_cutoff():
                                                                                 pd.Timedelta(microseconds=1))])
     train, held = holdout_split(log, dt.datetime(2026, 1, 4), 2)  # held out: from 2026-01-02 00:00 UTC
     assert train["pin_id"].tolist() == [10] and held["pin_id"].tolist() == [11, 12]
+
+
+def test_null_validation_days_are_the_fewest_last_days_holding_the_fraction():
+    cutoff = dt.datetime(2026, 1, 11)
+    # ten days back from the cut-off: 1 row on each of the last 5 days, 10 rows on each of the 5 before
+    rows = [(1, 10 + i, pd.Timestamp(cutoff) - pd.Timedelta(days=age, hours=1))
+            for i, age in enumerate([0, 1, 2, 3, 4] + [a for a in range(5, 10) for _ in range(10)])]
+    log = log_of(rows)  # 55 rows: 10 % is 5.5, reached after the sixth day back
+    assert holdout_days(log, cutoff, 0.1) == 6 and holdout_days(log, cutoff, 0.05) == 3
+    assert holdout_days(log, cutoff, 0.49) == 8  # 28 rows by then
+    one_day = log_of([(1, 10, pd.Timestamp(cutoff) - pd.Timedelta(hours=h)) for h in (1, 2, 3)])
+    assert holdout_days(one_day, cutoff, 0.1) == 1  # nothing left to train on: fit_cf measures nothing
+    fit = fit_cf(log, cutoff, CfConfig(iterations=2, search_factors=(2,), search_regularization=(0.1,),
+                                       search_alpha=(1.0,)))
+    assert fit.validation_days == 6
+    assert fit_cf(log, cutoff, CfConfig(validation_days=2, iterations=2)).validation_days == 2
 
 
 def test_holdout_recall_counts_the_top_k_without_the_users_own_pins():
