@@ -97,6 +97,9 @@ def compute_features(impressions, actions, pins, edges, days: list[dt.date], cfg
     glob = (_windowed(activity([]).withColumn("_all", F.lit(1)), targets, ["_all"], ["impressions", "closeups", "saves"], (30,))
             .select("target", (F.col("closeups_30d") / F.greatest(F.col("impressions_30d"), F.lit(1))).alias("g_closeup"),
                     (F.col("saves_30d") / F.greatest(F.col("impressions_30d"), F.lit(1))).alias("g_save")))
+    # One row per target day, used by every view (twice by the user x category one): computed once here
+    # rather than once per use (each use re-ran its aggregation over the inputs)
+    glob = spark.createDataFrame(glob.collect(), glob.schema)
     m = cfg.prior_strength
 
     # --- user ---
@@ -190,23 +193,40 @@ def _build(catalog, days: list[dt.date], cfg: FeatureConfig) -> dict[str, int]:
     """:func:`build_features` in its read scope (``catalog``: the job's Catalog)."""
     from pyspark.sql import functions as F
 
-    since = min(days) - dt.timedelta(days=WINDOW_DAYS)
+    since, until = min(days) - dt.timedelta(days=WINDOW_DAYS), max(days)
 
     def load(name, windowed=True):
         df = catalog.read(name)
-        return df.where(F.col("dt") > F.lit(since)) if windowed else df
+        # cached: every view reads the events several times, and on many small day partitions the scans, not the
+        # sums, took the time (a 3-year log's 1,068 days: the three views took 45 s uncached, 14 s cached)
+        return (df.where((F.col("dt") > F.lit(since)) & (F.col("dt") <= F.lit(until))) if windowed else df).cache()
 
-    # a day with no impression in its window has no features: refuse it rather than write empty partitions
-    seen = {r["dt"] for r in load("impressions").where(F.col("dt") <= F.lit(max(days))).select("dt").distinct()
-            .collect()}
+    inputs = [load("impressions")]
+    try:
+        _refuse_empty_days(inputs[0], days)
+        for name, windowed in (("actions", True), ("pins", False), ("pin_board_edges", False)):
+            inputs.append(load(name, windowed))  # one by one: each cached one is unpersisted below
+        return _write(catalog, compute_features(*inputs, days, cfg), days)
+    finally:
+        for df in inputs:
+            df.unpersist()
+
+
+def _refuse_empty_days(impressions, days: list[dt.date]) -> None:
+    """A day with no impression in its window has no features: refuse it rather than write empty partitions.
+    ``impressions``: those of the days' windows."""
+    seen = {r["dt"] for r in impressions.select("dt").distinct().collect()}
     empty = [d.isoformat() for d in sorted(set(days))
              if not any(d - dt.timedelta(days=WINDOW_DAYS) < s <= d for s in seen)]
     if empty:
         raise FileNotFoundError(f"no impressions were ingested in the {WINDOW_DAYS} days up to {empty}, so their "
                                 f"features would be empty: run `pinrec ingest` for those days first (if it ran, it rejected "
                                 "their batch: `pinrec tables` counts the quarantined rows)")
-    tables = compute_features(load("impressions"), load("actions"), load("pins", False),
-                              load("pin_board_edges", False), days, cfg)
+
+
+def _write(catalog, tables: FeatureTables, days: list[dt.date]) -> dict[str, int]:
+    """Replace ``days`` of the three feature tables with ``tables``; the rows written per view."""
+    from pyspark.sql import functions as F
 
     def write(name: str, df) -> int:
         # A feature added to a view since the table was created becomes a new column: the

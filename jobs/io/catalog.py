@@ -43,6 +43,7 @@ from .delta_log import commit_info, commit_versions
 from .lake import Location, as_location
 from .read_scope import current_reads, open_scope, record_read
 from .table_lock import table_writer
+from .write_layout import clustered, days_predicate
 
 __all__ = ["Catalog", "Commit", "days_predicate"]
 
@@ -61,14 +62,6 @@ class Commit:
 #: Delta operations that leave a table's rows as they were (file layout, properties, protocol)
 SAME_DATA_OPERATIONS = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "SET TBLPROPERTIES",
                                   "UNSET TBLPROPERTIES", "UPGRADE PROTOCOL", "FSCK", "CHECKPOINT"})
-
-
-def days_predicate(days: Iterable[dt.date], column: str = "dt") -> str:
-    """``dt IN (DATE'...', ...)``: the partitions of ``days`` (at least one)."""
-    days = sorted(set(days))
-    if not days:
-        raise ValueError("a partition write needs at least one day")
-    return f"{column} IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in days) + ")"
 
 
 _PATH_LOCKS: dict[str, threading.Lock] = {}
@@ -282,6 +275,7 @@ class Catalog:
         replaced: lineage then knows a later commit of another slice did not replace it) and :attr:`stamp`
         under ``"cache"``."""
         spec = self.table(name)
+        days = None if days is None else list(days)  # read more than once below
         meta = dict(user_metadata or {})
         reserved = sorted(set(meta) & set(self.RESERVED))
         if reserved:
@@ -294,6 +288,8 @@ class Catalog:
             meta["replace_where"] = replace_where
         if self.stamp:
             meta["cache"] = self.stamp
+        if not spec.snapshot and days is not None:  # many days at once: few files per day (write_layout)
+            df = clustered(df, spec.partition_by, len(set(days)))
         writer = df.write.format("delta").mode("overwrite").option("userMetadata", json.dumps(meta, sort_keys=True))
         if spec.snapshot:
             if days is not None or replace_where is not None:

@@ -40,7 +40,7 @@ def test_paths_are_the_table_under_the_warehouse_and_s3_becomes_s3a(tmp_path):
 def test_of_passes_a_catalog_through_and_days_predicate_names_each_day(tmp_path):
     catalog = Catalog(None, str(tmp_path))
     assert Catalog.of(None, catalog) is catalog and Catalog.of(None, str(tmp_path)) is not catalog
-    assert days_predicate([D2, D1, D2]) == "dt IN (DATE'2026-01-05', DATE'2026-01-06')"
+    assert days_predicate([D2, D1, D2]) == "(dt >= DATE'2026-01-05' AND dt <= DATE'2026-01-06')"
     with pytest.raises(ValueError, match="at least one day"):
         days_predicate([])
 
