@@ -266,7 +266,8 @@ class Catalog:
 
         A partitioned table replaces exactly the partitions ``days`` and/or ``replace_where`` (a
         predicate on its partition columns, ANDed with the days) select: a re-run never
-        duplicates. A snapshot table (no partition columns) is replaced whole, schema included,
+        duplicates; the rows of several days are clustered by day first, for few files per day
+        (:func:`~pinrec.jobs.io.write_layout.clustered`). A snapshot table (no partition columns) is replaced whole, schema included,
         and takes neither. ``add_columns``: columns ``df`` has and the table lacks are added
         (Delta ``mergeSchema``; older rows read them as null) instead of failing; a changed type
         still fails. ``user_metadata``: a JSON-able mapping kept in the commit's ``userMetadata``
