@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+import warnings
 
 from .cli_parser import build_parser
 
@@ -61,12 +62,29 @@ def domain_error(error: BaseException) -> tuple[int, str] | None:
     return None
 
 
+#: (logger, level) of third-party lines every run printed that no user can act on; ``-v`` keeps them
+NOISY_LOGGERS = (("torch.onnx._internal.exporter._registration", logging.ERROR),)  # "torchvision is not installed"
+#: (message regex, category) of such warnings: importing torch_geometric calls the deprecated torch.jit.script
+NOISY_WARNINGS = ((r"`torch\.jit\.script` is deprecated", FutureWarning),)
+
+
+def quiet_third_party_noise() -> None:
+    """Silence :data:`NOISY_LOGGERS` and :data:`NOISY_WARNINGS` (the application's choice, so only
+    :func:`main` makes it: a library importing pinrec keeps its own warning filters)."""
+    for name, level in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    for message, category in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit code (the module's
     docstring lists them); a usage error or ``--help`` exits from the parser (SystemExit 2 or 0)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        quiet_third_party_noise()
     try:
         # the config and the command bodies load only once a command runs (a base install lacks their packages)
         from . import cli_jobs, cli_ops

@@ -517,3 +517,18 @@ def test_the_demos_force_choices_are_the_pipelines_steps():
     assert not StepCache(StepCacheConfig(force=("funnel",))).hit("funnel", "f1", "f1")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--force", "rankr"])
+
+
+def test_main_quiets_third_party_noise_that_no_user_can_act_on():
+    """Every demo printed torch_geometric's import-time FutureWarning (torch.jit.script) and one line per
+    torchvision op the ONNX exporter skips; main() silences both (a library importing pinrec does not)."""
+    code = ("import logging, sys\n"
+            "from pinrec.jobs.orchestration.cli import NOISY_LOGGERS, quiet_third_party_noise\n"
+            "if sys.argv[1] == 'quiet': quiet_third_party_noise()\n"
+            "import torch_geometric.nn\n"
+            "print(all(not logging.getLogger(n).isEnabledFor(logging.WARNING) for n, _ in NOISY_LOGGERS))\n")
+    runs = {mode: subprocess.run([sys.executable, "-c", code, mode], check=False, capture_output=True, text=True,
+                                 timeout=300) for mode in ("quiet", "loud")}
+    assert runs["quiet"].returncode == 0 and runs["quiet"].stdout.strip() == "True", runs["quiet"].stderr
+    assert "torch.jit.script" not in runs["quiet"].stderr
+    assert "torch.jit.script" in runs["loud"].stderr and runs["loud"].stdout.strip() == "False"
