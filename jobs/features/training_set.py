@@ -29,7 +29,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from pinrec.jobs.config import TrainingSetConfig
-from pinrec.jobs.io.timestamps import ts_lit
+from pinrec.jobs.io.timestamps import from_spark, ts_lit
 from pinrec.schemas.catalog import feature_table
 from pinrec.schemas.features import FEATURE_VIEWS, FeatureView
 
@@ -142,10 +142,17 @@ def sample_negatives(labelled, rate: float, seed: int):
 
 def build_training_frame(impressions, actions, pins, features: dict[str, object], days: list[dt.date],
                          cutoff: dt.datetime, cfg: TrainingSetConfig, seed: int,
-                         views: tuple[FeatureView, ...] = FEATURE_VIEWS):
-    """Pure transform: validated tables and feature tables in, the training frame out."""
+                         views: tuple[FeatureView, ...] = FEATURE_VIEWS, first_ts: dt.datetime | None = None):
+    """Pure transform: validated tables and feature tables in, the training frame out.
+
+    ``first_ts``: the earliest ``ts`` of the days' impressions, when known; each view's rows older than it by
+    more than the view's TTL are then left out before the point-in-time join (they could only be joined stale,
+    i.e. as missing), so a day's training set reads days of features, not their whole history."""
     from pyspark.sql import functions as F
 
+    if first_ts is not None:
+        features = {view.name: features[view.name].where(F.col("feature_ts") >= ts_lit(first_ts - view.ttl))
+                    for view in views}
     spine = impressions.where(F.col("dt").isin(list(days)))
     labelled = label_impressions(spine, attribute_actions(actions, impressions), cutoff, cfg.maturity_s)
     sampled = sample_negatives(labelled, cfg.negative_rate, seed)
@@ -199,7 +206,8 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
     # (what label_impressions keeps: one row per impression, the ingested table has no duplicates).
     mature = F.col("ts") + F.expr(f"INTERVAL {cfg.maturity_s} SECONDS") < ts_lit(cutoff)
     per_day = (read["impressions"].where(F.col("dt").isin(days)).groupBy("dt")
-               .agg(F.count("*").alias("n"), F.sum(mature.cast("long")).alias("mature")).collect())
+               .agg(F.count("*").alias("n"), F.sum(mature.cast("long")).alias("mature"), F.min("ts").alias("first"))
+               .collect())
     absent = [d.isoformat() for d in days if d not in {r["dt"] for r in per_day}]
     if absent:
         raise FileNotFoundError(f"no impressions were ingested for {absent}: run `pinrec ingest` for those days first "
@@ -216,7 +224,8 @@ def build_training_set(spark, warehouse, days: list[dt.date], cfg: TrainingSetCo
     spine_rows, total_mature = sum(r["n"] for r in per_day), sum(r["mature"] or 0 for r in per_day)
     cfg = resolved(cfg, {r["dt"]: r["n"] for r in per_day})  # null held-out days: chosen from these counts
     features = {v.name: read[feature_table(v)] for v in FEATURE_VIEWS}
-    frame = build_training_frame(read["impressions"], read["actions"], read["pins"], features, days, cutoff, cfg, seed)
+    frame = build_training_frame(read["impressions"], read["actions"], read["pins"], features, days, cutoff, cfg, seed,
+                                 first_ts=from_spark(min((r["first"] for r in per_day if r["first"]), default=None)))
     frame = frame.cache()
     try:
         counts = {r["split"]: r["n"] for r in frame.groupBy("split").agg(F.count("*").alias("n")).collect()}

@@ -237,3 +237,37 @@ def test_a_day_whose_features_were_not_built_is_refused_not_a_set_without_featur
                                                 r"run `pinrec features` for those days first"):
         build_training_set(spark, str(tmp_path), [d1, d2], TrainingSetConfig(validation_days=1, test_days=1), seed=7)
     assert not (tmp_path / "training_set").exists()
+
+
+def test_features_older_than_the_first_impression_by_the_ttl_are_left_out_and_nothing_changes(spark):
+    """``first_ts`` prunes each view to ``feature_ts >= first_ts - ttl`` before the join: a row exactly at the
+    boundary is still joined (fresh), an older one could only have been joined stale (missing) and is dropped."""
+    from pyspark.sql import functions as F
+
+    from pinrec.schemas.features import Feature, FeatureView
+
+    ttl = dt.timedelta(hours=2)
+    view = FeatureView("u", ("user_id",), (Feature("n", "int64"),), ttl=ttl)
+    impressions = spark.createDataFrame([
+        ("at-ttl", 1, 10, "s1", T), ("stale", 2, 10, "s2", T), ("later", 3, 10, "s3", T + dt.timedelta(hours=5)),
+    ], "event_id string, user_id bigint, pin_id bigint, session_id string, ts timestamp").withColumn("dt", F.to_date("ts"))
+    actions = spark.createDataFrame([], "event_id string, impression_id string, user_id bigint, pin_id bigint, "
+                                        "session_id string, type string, ts timestamp")
+    features = spark.createDataFrame([
+        (1, T - ttl, T - ttl, 1),  # exactly at the boundary of the first impression: fresh for "at-ttl"
+        (2, T - ttl - dt.timedelta(microseconds=1), T - ttl, 2),  # 1 us older: stale for "stale", pruned
+        (3, T - ttl - dt.timedelta(hours=1), T - ttl, 3),  # pruned; stale for "later" too
+        (3, T + dt.timedelta(hours=4), T + dt.timedelta(hours=4), 4),  # fresh for "later"
+    ], "user_id bigint, feature_ts timestamp, created_ts timestamp, n bigint")
+    pins = spark.createDataFrame([(10, "art")], "pin_id bigint, category string")
+    days = [T.date() - dt.timedelta(days=2), T.date() - dt.timedelta(days=1), T.date()]
+    cfg = TrainingSetConfig(validation_days=1, test_days=1, maturity_s=60)
+
+    def joined(first_ts):
+        frame = build_training_frame(impressions, actions, pins, {"u": features}, days, T + dt.timedelta(days=1),
+                                     cfg, seed=7, views=(view,), first_ts=first_ts)
+        return {r["event_id"]: (r["u__n"], r["u__missing"]) for r in frame.collect()}
+
+    assert joined(T) == joined(None) == {"at-ttl": (1, False), "stale": (None, True), "later": (4, False)}
+    # a first_ts past the boundary row would drop it: the bound is what keeps it
+    assert joined(T + dt.timedelta(microseconds=1))["at-ttl"] == (None, True)
